@@ -1,0 +1,67 @@
+/*
+ * queue/envelope.h — a queued message's envelope (the "qf" file), built for the queue
+ * engine that delivers it later.
+ *
+ * The file is text, one record per line, documented in docs/queue.md. Per-recipient
+ * state, the attempt counter and the next-attempt time live in fixed-width fields so the
+ * delivery engine can update them in place (pwrite) without rewriting the file or the
+ * message data, which is a separate file ("df"). Owns every string it points to;
+ * envelope_free() releases them. Pure: serialisation to and from memory; the spool does
+ * the I/O.
+ */
+#ifndef RINGMAIL_QUEUE_ENVELOPE_H
+#define RINGMAIL_QUEUE_ENVELOPE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "queue/qid.h"
+#include "util/buf.h"
+
+enum envelope_rcpt_state {
+    ENV_RCPT_PENDING = 'P',    /* not yet delivered */
+    ENV_RCPT_DELIVERED = 'D',  /* never delivered again */
+    ENV_RCPT_FAILED = 'F',     /* permanent failure, bounce due or sent */
+};
+
+enum { ENV_NOTIFY_NEVER = 1, ENV_NOTIFY_SUCCESS = 2, ENV_NOTIFY_FAILURE = 4, ENV_NOTIFY_DELAY = 8 };
+
+struct envelope_rcpt {
+    char *addr;                 /* mailbox as accepted */
+    char *orcpt;                /* DSN ORCPT "rfc822;xtext" or NULL */
+    unsigned notify;            /* ENV_NOTIFY_* bits, 0 = not given */
+    enum envelope_rcpt_state state;
+    size_t state_offset;        /* byte offset of the state field in the qf (set by parse) */
+};
+
+struct envelope {
+    char qid[QID_LEN + 1];
+    char *sender;               /* "" for the null sender */
+    time_t created;             /* wall clock seconds */
+    uint64_t size;              /* octets in the df file */
+    char *helo;                 /* client's HELO/EHLO name */
+    char *client_addr;          /* "127.0.0.1" */
+    char *client_name;          /* reverse name if known, else NULL */
+    char *proto;                /* "SMTP", "ESMTP", ... as in Received: */
+    char *daemon;               /* listener name */
+    char *msgid;                /* Message-ID header, or NULL */
+    int body;                   /* 0 none, 7 = 7BIT, 8 = 8BITMIME */
+    bool smtputf8;
+    int dsn_ret;                /* 0 none, 1 FULL, 2 HDRS */
+    char *envid;                /* DSN ENVID xtext or NULL */
+    unsigned attempts;          /* delivery attempts so far */
+    time_t next_attempt;        /* wall clock seconds; 0 = as soon as possible */
+    struct envelope_rcpt *rcpts;
+    size_t n_rcpts;
+};
+
+/* Serialises to `out` (appended). -1 only if the buffer's limit is hit. */
+int envelope_write(const struct envelope *e, struct buf *out);
+/* Parses a qf image. 0, or -1 with a reason naming the line in `err`. On success `e`
+ * owns its strings. */
+int envelope_parse(const char *data, size_t len, struct envelope *e, char *err, size_t errlen);
+void envelope_free(struct envelope *e);
+
+#endif

@@ -1,0 +1,174 @@
+/*
+ * smtp/smtp_server.h — the ESMTP server state machine. Pure: bytes and time in, replies
+ * and events out. No sockets, no clock, no files, no TLS library.
+ *
+ * Owns: the session's protocol state, its input buffer (at most one command line, or the
+ * bytes held back while it waits — see "Waiting" below; freed when empty, so an idle
+ * session holds no buffer), and the current transaction (sender, recipients, parameters),
+ * which it frees on RSET, at the end of a transaction and in smtp_server_free().
+ * Never: allocates per body byte (DATA/BDAT content is passed through as events, with
+ * dot-unstuffing done), touches the network, or reads the time itself.
+ *
+ * Replies are written through io->reply (one call per complete reply, CRLF included);
+ * the caller batches them into one send after smtp_server_feed() returns, which is what
+ * makes PIPELINING cheap. Events report what happened (for logging and the spool).
+ *
+ * Waiting: after the end of a message the server emits SMTP_EV_DATA_END and waits for
+ * smtp_server_commit_done(); after STARTTLS it waits for smtp_server_tls_started(); when
+ * slowing down an abusive client it waits until its deadline. While waiting, fed bytes
+ * are kept (up to limits.max_input_buffer) and processed once the wait ends — except
+ * after STARTTLS, where they are discarded (RFC 3207: pipelined plaintext is never
+ * executed). smtp_server_feed() returns true when the caller should pause receiving
+ * (input buffer full), and the caller resumes after the next smtp_server_commit_done()
+ * / smtp_server_tick() / smtp_server_tls_started().
+ *
+ * Framing (SMTP smuggling): only CRLF.CRLF ends DATA. A bare CR or bare LF in DATA never
+ * ends or splits a message: the message is read to the real CRLF.CRLF and then refused
+ * with 550 5.6.0. A bare CR or LF in a command line refuses that line (500 5.5.2).
+ *
+ * Timeouts are sendmail's confTO_* names seen from the server (see docs/config.md): the
+ * wait for the next client input after each phase. smtp_server_deadline() tells when the
+ * current wait ends; the caller calls smtp_server_tick() at or after that time.
+ */
+#ifndef RINGMAIL_SMTP_SERVER_H
+#define RINGMAIL_SMTP_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "smtp/smtp_addr.h"
+
+struct smtp_server;
+
+struct smtp_server_limits {
+    uint64_t max_message_size;    /* octets of message data; 0 = no limit. SIZE advertises it */
+    unsigned max_recipients;      /* per transaction; more get 452 4.5.3 */
+    unsigned max_command_line;    /* octets incl. CRLF (RFC 5321: at least 512) */
+    unsigned max_text_line;       /* octets incl. CRLF in DATA; 0 = no limit */
+    unsigned max_header_size;     /* octets of the header section; 0 = no limit */
+    unsigned max_errors;          /* bad commands before "421 4.7.0 Too many errors" */
+    unsigned error_throttle;      /* errors after which each error reply waits 1 s */
+    unsigned bad_rcpt_throttle;   /* refused RCPTs after which each RCPT waits 1 s; 0 = off */
+    size_t max_input_buffer;      /* bytes held while waiting before asking for a pause */
+};
+
+/* Milliseconds; 0 = no timeout for that phase. */
+struct smtp_server_timeouts {
+    uint32_t initial;    /* after the greeting, until the first command */
+    uint32_t helo;       /* after HELO/EHLO */
+    uint32_t mail;       /* after MAIL */
+    uint32_t rcpt;       /* after RCPT */
+    uint32_t datainit;   /* after 354, until the first data */
+    uint32_t datablock;  /* between reads inside DATA or a BDAT chunk */
+    uint32_t datafinal;  /* after the message's final reply */
+    uint32_t rset;       /* after RSET */
+    uint32_t quit;       /* after 221, until the client has gone (then the caller closes) */
+    uint32_t misc;       /* after NOOP, VRFY, EXPN, HELP and refused commands */
+    uint32_t command;    /* upper bound for every wait above */
+};
+
+struct smtp_server_settings {
+    const char *hostname;       /* our name in replies */
+    struct smtp_server_limits limits;
+    struct smtp_server_timeouts timeouts;
+    bool starttls;              /* advertise STARTTLS (TLS module available on this listener) */
+    bool in_tls;                /* the connection is already in TLS (after STARTTLS) */
+};
+
+/* A recipient of the current transaction, as accepted. */
+struct smtp_rcpt {
+    char *mailbox;                 /* local@domain as received */
+    struct smtp_rcpt_params params;
+};
+
+struct smtp_transaction {
+    char *helo;                    /* the last HELO/EHLO argument; NULL before it */
+    bool esmtp;                    /* EHLO (true) or HELO */
+    char *sender;                  /* mailbox, "" for <>; NULL before MAIL */
+    struct smtp_mail_params mail_params;
+    struct smtp_rcpt *rcpts;
+    size_t n_rcpts;
+    bool bdat;                     /* data arrives by BDAT, not DATA */
+};
+
+enum smtp_event_type {
+    SMTP_EV_HELO,        /* HELO/EHLO accepted; arg = name */
+    SMTP_EV_MAIL,        /* MAIL accepted; arg = sender mailbox */
+    SMTP_EV_RCPT,        /* RCPT accepted; arg = recipient mailbox */
+    SMTP_EV_REJECT,      /* a command was refused by policy or syntax: cmd, arg, reply */
+    SMTP_EV_DATA_START,  /* first byte of message data is about to come (after 354 or BDAT) */
+    SMTP_EV_DATA,        /* message data, unstuffed, CRLF line ends as received: data/len */
+    SMTP_EV_DATA_END,    /* message complete and acceptable: the caller commits it and then
+                            calls smtp_server_commit_done(); size, msgid are set */
+    SMTP_EV_DATA_ABORT,  /* message refused (size, bare CR/LF, headers) or the session
+                            ended inside it: the caller discards what it stored; reply set */
+    SMTP_EV_RSET,        /* transaction reset (RSET, HELO/EHLO, or after STARTTLS) */
+    SMTP_EV_STARTTLS,    /* "220 Ready to start TLS" queued; start the handshake once it is
+                            sent, then call smtp_server_tls_started() */
+    SMTP_EV_CLOSE,       /* close after the queued replies are sent (QUIT, too many errors,
+                            timeout); reason says why for the log */
+};
+
+struct smtp_event {
+    enum smtp_event_type type;
+    const char *cmd;      /* REJECT: "MAIL", "RCPT", ... */
+    const char *arg;      /* HELO/MAIL/RCPT/REJECT: the argument as received */
+    const char *reply;    /* REJECT/DATA_ABORT: the reply text sent, without CRLF */
+    const char *data;     /* DATA: bytes */
+    size_t len;           /* DATA: length */
+    uint64_t size;        /* DATA_END: octets of message data */
+    const char *msgid;    /* DATA_END: Message-ID header value (trimmed), or NULL */
+    const char *reason;   /* CLOSE: "quit", "timeout", "too many errors", ... */
+};
+
+struct smtp_server_io {
+    void *arg;
+    void (*reply)(void *arg, const char *bytes, size_t len);
+    void (*event)(void *arg, const struct smtp_event *ev);
+    /* Policy for a syntactically valid recipient. Return 0 to accept, or fill *err with
+     * the refusal (for relaying: 550, "5.7.1", "Relaying denied") and return -1. The
+     * server formats "550 5.7.1 <mailbox>... Relaying denied" as sendmail does. */
+    int (*check_rcpt)(void *arg, const struct smtp_path *rcpt, struct smtp_addr_error *err);
+};
+
+/* `settings` and `io` must outlive the server (the caller owns them). */
+struct smtp_server *smtp_server_new(const struct smtp_server_settings *settings,
+                                    const struct smtp_server_io *io, uint64_t now_ms);
+void smtp_server_free(struct smtp_server *s);
+
+/* Sends the greeting "220 <greeting>" (the caller formats it, e.g. "host ESMTP ringmail;
+ * <date>") and starts the initial timeout. */
+void smtp_server_start(struct smtp_server *s, const char *greeting, uint64_t now_ms);
+/* Refuses the session at connect: "421 4.3.2 <hostname> <text>", then SMTP_EV_CLOSE. */
+void smtp_server_refuse(struct smtp_server *s, const char *text);
+
+/* Feeds received bytes. Returns true when the caller should pause receiving. */
+bool smtp_server_feed(struct smtp_server *s, const char *data, size_t len, uint64_t now_ms);
+/* The client closed its side: a message in progress is aborted (SMTP_EV_DATA_ABORT). */
+void smtp_server_eof(struct smtp_server *s);
+
+/* Absolute time of the current deadline (timeout or end of a slow-down), 0 = none. */
+uint64_t smtp_server_deadline(const struct smtp_server *s);
+/* Call at or after the deadline: on a timeout sends "421 4.4.2 <host> Connection timed
+ * out" style reply and SMTP_EV_CLOSE; after a slow-down resumes processing input. */
+void smtp_server_tick(struct smtp_server *s, uint64_t now_ms);
+
+/* Result of the commit asked for by SMTP_EV_DATA_END: ok → "250 2.0.0 <qid> Message
+ * accepted for delivery"; !ok → "451 4.3.0 Error writing message to queue; try again
+ * later" (the reason goes to the log, not to the client). Then the held input resumes. */
+void smtp_server_commit_done(struct smtp_server *s, bool ok, const char *qid,
+                             uint64_t now_ms);
+/* The TLS handshake after STARTTLS completed: state is reset, EHLO required again,
+ * STARTTLS no longer offered. */
+void smtp_server_tls_started(struct smtp_server *s, uint64_t now_ms);
+
+/* The current transaction (valid until the next feed/commit_done call). */
+const struct smtp_transaction *smtp_server_transaction(const struct smtp_server *s);
+
+/* Formats one reply line "<code> <enh> <text>\r\n" (truncating text to fit `outlen`);
+ * returns its length. */
+size_t smtp_reply_format(char *out, size_t outlen, int code, const char *enh,
+                         const char *text);
+
+#endif

@@ -1,0 +1,129 @@
+/*
+ * util/engine.h — the io_uring engine: worker threads, connections, timers, file ops.
+ *
+ * Owns: one io_uring per worker thread (SINGLE_ISSUER/DEFER_TASKRUN where the kernel has
+ * them), the listening sockets handed to engine_listen() (one SO_REUSEPORT socket per
+ * worker per listener), every connection accepted on them, their receive buffers (one
+ * provided-buffer ring per worker: an idle connection holds no receive buffer), their
+ * pending output, and a timer heap per worker (one timer per connection).
+ *
+ * The layer above never touches a socket: it receives callbacks with bytes and asks the
+ * engine to send, close, pause or arm a timer. Connections are named by an engine_conn_id
+ * (slot + generation): a completion or a call that arrives after a close finds a stale id
+ * and is ignored, never freed memory.
+ *
+ * Threads: every callback runs on the worker thread that owns the connection, and every
+ * engine_conn_* / engine_worker_* / engine_sqe call must be made from that thread. Only
+ * engine_new/engine_listen/engine_start/engine_post/engine_join/engine_free are called
+ * from the main thread. Cross-thread wake-ups go through an eventfd read by each ring.
+ *
+ * Errors: engine_probe() and engine_start() fill `err` with a message an operator can act
+ * on (for example when a container's seccomp profile refuses io_uring_setup). Per
+ * connection errors end that connection (on_closed gets the errno); they never stop the
+ * worker.
+ */
+#ifndef RINGMAIL_UTIL_ENGINE_H
+#define RINGMAIL_UTIL_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct io_uring_sqe;
+struct engine;
+struct engine_worker;
+
+typedef uint64_t engine_conn_id; /* 0 is never a valid id */
+
+struct engine_settings {
+    unsigned workers;          /* >= 1 */
+    unsigned ring_entries;     /* SQ entries per ring; 0 = 1024 */
+    unsigned recv_buffers;     /* provided receive buffers per worker; 0 = 1024 (power of 2) */
+    unsigned recv_buffer_size; /* bytes per receive buffer; 0 = 4096 */
+    unsigned max_connections;  /* connection slots per worker; 0 = 65536 */
+};
+
+struct engine_callbacks {
+    /* On the worker's thread before its loop starts; returns the worker context
+     * (engine_worker_ctx()). May return NULL. */
+    void *(*worker_init)(struct engine_worker *w, unsigned index);
+    /* On the worker's thread after its loop ended and all its connections are closed. */
+    void (*worker_fini)(struct engine_worker *w, void *worker_ctx);
+
+    /* A connection was accepted on listener `listener` (index given to engine_listen).
+     * Returns the connection context, or NULL to refuse: the engine then closes the
+     * socket at once (whatever was queued with engine_conn_send is sent first, so a
+     * refusal can carry a 421 reply) and calls no other callback for it. */
+    void *(*on_accept)(struct engine_worker *w, engine_conn_id id, unsigned listener,
+                       const struct sockaddr *peer, socklen_t peerlen,
+                       const struct sockaddr *local, socklen_t locallen);
+    /* Bytes received; `data` is valid only during the call. May still be called once
+     * or twice after engine_conn_pause_recv() for data already in flight. */
+    void (*on_recv)(void *conn_ctx, const char *data, size_t len);
+    /* Every byte queued with engine_conn_send() has been written. */
+    void (*on_drained)(void *conn_ctx);
+    /* The connection's timer (engine_conn_set_timer) expired. */
+    void (*on_timer)(void *conn_ctx);
+    /* The connection ended: peer closed (err 0), error (err = errno), engine_conn_close()
+     * (err 0) or the worker shutting down (err ECANCELED). Called exactly once per
+     * accepted connection; the socket is already closed; the callee frees conn_ctx. */
+    void (*on_closed)(void *conn_ctx, int err);
+    /* A message posted with engine_post(), delivered on every worker's thread. */
+    void (*on_message)(struct engine_worker *w, void *worker_ctx, uint32_t msg);
+};
+
+/* Checks that this kernel lets us use io_uring with everything the engine needs
+ * (multishot accept and recv, provided buffer rings). 0, or -1 with `err` saying what is
+ * refused and what to change (kernel version, kernel.io_uring_disabled, seccomp). */
+int engine_probe(char *err, size_t errlen);
+
+struct engine *engine_new(const struct engine_settings *s, const struct engine_callbacks *cb,
+                          char *err, size_t errlen);
+/* Hands over listening sockets for listener index `listener`: fds[i] goes to worker i
+ * (each already bound and listening, SO_REUSEPORT, non-blocking). Before engine_start. */
+int engine_listen(struct engine *e, unsigned listener, const int *fds, unsigned nfds);
+/* Creates the rings and starts the worker threads. -1 with `err` on failure. */
+int engine_start(struct engine *e, char *err, size_t errlen);
+/* Thread-safe, async-signal-unsafe: delivers `msg` to on_message on every worker. */
+void engine_post(struct engine *e, uint32_t msg);
+/* Waits for every worker thread to leave its loop (engine_worker_exit). */
+void engine_join(struct engine *e);
+void engine_free(struct engine *e);
+
+/* --- on a worker's thread --- */
+unsigned engine_worker_index(const struct engine_worker *w);
+void *engine_worker_ctx(const struct engine_worker *w);
+uint64_t engine_now_ms(struct engine_worker *w); /* CLOCK_MONOTONIC, cached per loop turn */
+unsigned engine_worker_connections(const struct engine_worker *w);
+/* Cancels this worker's accepts and closes its listening sockets. */
+void engine_worker_stop_accepting(struct engine_worker *w);
+/* Ends the loop after this turn; connections still open get on_closed(ECANCELED). */
+void engine_worker_exit(struct engine_worker *w);
+
+/* Queues a copy of `data` for sending. -1 if the id is stale or the connection is
+ * closing. Output is sent in order; buffers are released once written. */
+int engine_conn_send(struct engine_worker *w, engine_conn_id id, const void *data, size_t len);
+/* Closes after queued output is written (or at once if `flush` is false). on_closed
+ * follows. Stale ids are ignored. */
+void engine_conn_close(struct engine_worker *w, engine_conn_id id, bool flush);
+/* Stops / restarts receiving (backpressure while the layer above is busy). */
+void engine_conn_pause_recv(struct engine_worker *w, engine_conn_id id);
+void engine_conn_resume_recv(struct engine_worker *w, engine_conn_id id);
+/* Arms the connection's single timer at absolute time `deadline_ms` (engine_now_ms
+ * clock); 0 disarms it. */
+void engine_conn_set_timer(struct engine_worker *w, engine_conn_id id, uint64_t deadline_ms);
+
+/* Generic asynchronous operations for other modules (the spool's write/fsync/rename).
+ * The caller embeds an engine_op in its own object and keeps that object alive until
+ * `complete` runs; `res` is the CQE result (negative errno on failure). */
+struct engine_op {
+    void (*complete)(struct engine_op *op, int res);
+};
+/* Returns an SQE whose completion calls op->complete (op NULL: completion ignored).
+ * Never NULL: submits to make room when the SQ is full. The SQE is submitted at the end
+ * of the current loop turn together with everything else, so many file operations from
+ * many sessions go to the kernel in one io_uring_enter. */
+struct io_uring_sqe *engine_sqe(struct engine_worker *w, struct engine_op *op);
+
+#endif

@@ -1,0 +1,37 @@
+/*
+ * util/netaddr.h — network addresses and prefixes (relay_from networks, listeners, logs).
+ *
+ * Pure functions over caller-owned structs; no allocation, no DNS. IPv4-mapped IPv6
+ * client addresses (::ffff:a.b.c.d) match IPv4 prefixes, so a dual-stack listener does not
+ * open a relay hole or close a legitimate one.
+ */
+#ifndef RINGMAIL_UTIL_NETADDR_H
+#define RINGMAIL_UTIL_NETADDR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct netaddr_prefix {
+    int family;         /* AF_INET or AF_INET6 */
+    uint8_t addr[16];   /* network byte order; IPv4 in the first 4 bytes */
+    unsigned bits;      /* prefix length */
+};
+
+/* Parses "127.0.0.1", "127.0.0.0/8", "::1", "2001:db8::/32", "[::1]/128", and sendmail's
+ * class-style partial IPv4 "10.1" (= 10.1.0.0/16). Host bits beyond the prefix must be
+ * zero. 0, or -1 with a short reason in *why (static string). */
+int netaddr_prefix_parse(const char *text, struct netaddr_prefix *out, const char **why);
+/* Does the socket address fall inside the prefix? */
+bool netaddr_prefix_match(const struct netaddr_prefix *p, const struct sockaddr *sa);
+/* Formats a prefix as "a.b.c.d/n" or "x::y/n". */
+void netaddr_prefix_format(const struct netaddr_prefix *p, char *out, size_t outlen);
+/* Formats a socket address's host part ("127.0.0.1", "::1"; mapped IPv4 shown as IPv4). */
+void netaddr_format(const struct sockaddr *sa, char *out, size_t outlen);
+/* Port of a socket address in host order (0 if not INET/INET6). */
+uint16_t netaddr_port(const struct sockaddr *sa);
+/* Is `text` an IPv4 or IPv6 address literal (no brackets, no prefix)? */
+bool netaddr_is_ip(const char *text);
+
+#endif
