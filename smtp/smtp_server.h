@@ -132,9 +132,11 @@ struct smtp_server_io {
     int (*check_rcpt)(void *arg, const struct smtp_path *rcpt, struct smtp_addr_error *err);
 };
 
-/* `settings` and `io` must outlive the server (the caller owns them). */
+/* `settings` and `io` must outlive the server (the caller owns them). `client` is how the
+ * client is shown in the HELO/EHLO reply, e.g. "[127.0.0.1]" (copied). */
 struct smtp_server *smtp_server_new(const struct smtp_server_settings *settings,
-                                    const struct smtp_server_io *io, uint64_t now_ms);
+                                    const struct smtp_server_io *io, const char *client,
+                                    uint64_t now_ms);
 void smtp_server_free(struct smtp_server *s);
 
 /* Sends the greeting "220 <greeting>" (the caller formats it, e.g. "host ESMTP ringmail;
