@@ -1,0 +1,123 @@
+#include "core/connlimit.h"
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Clients are keyed by their IP as 16 bytes (IPv4 as mapped IPv6), so ::ffff:1.2.3.4 and
+ * 1.2.3.4 count as one client. */
+struct connlimit_entry {
+    struct connlimit_entry *next;
+    uint8_t key[16];
+    unsigned count;
+};
+
+#define CONNLIMIT_BUCKETS 4096
+
+struct connlimit {
+    pthread_mutex_t lock;
+    unsigned total;
+    struct connlimit_entry *buckets[CONNLIMIT_BUCKETS];
+};
+
+static void connlimit_key(const struct sockaddr *sa, uint8_t key[16])
+{
+    memset(key, 0, 16);
+    if (sa->sa_family == AF_INET) {
+        key[10] = key[11] = 0xff;
+        memcpy(key + 12, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        memcpy(key, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+    }
+}
+
+static unsigned connlimit_hash(const uint8_t key[16])
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (int i = 0; i < 16; i++)
+        h = (h ^ key[i]) * 16777619u;
+    return h % CONNLIMIT_BUCKETS;
+}
+
+static struct connlimit_entry **connlimit_find(struct connlimit *cl, const uint8_t key[16])
+{
+    struct connlimit_entry **pp = &cl->buckets[connlimit_hash(key)];
+    while (*pp && memcmp((*pp)->key, key, 16) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+struct connlimit *connlimit_new(void)
+{
+    struct connlimit *cl = calloc(1, sizeof(*cl));
+    if (cl)
+        pthread_mutex_init(&cl->lock, NULL);
+    return cl;
+}
+
+void connlimit_free(struct connlimit *cl)
+{
+    if (!cl)
+        return;
+    for (unsigned i = 0; i < CONNLIMIT_BUCKETS; i++) {
+        while (cl->buckets[i]) {
+            struct connlimit_entry *e = cl->buckets[i];
+            cl->buckets[i] = e->next;
+            free(e);
+        }
+    }
+    pthread_mutex_destroy(&cl->lock);
+    free(cl);
+}
+
+enum connlimit_verdict connlimit_acquire(struct connlimit *cl, const struct sockaddr *client,
+                                         unsigned max_total, unsigned max_per_client)
+{
+    uint8_t key[16];
+    connlimit_key(client, key);
+    enum connlimit_verdict v = CONNLIMIT_OK;
+
+    pthread_mutex_lock(&cl->lock);
+    struct connlimit_entry **pp = connlimit_find(cl, key);
+    if (max_total && cl->total >= max_total) {
+        v = CONNLIMIT_TOTAL;
+    } else if (max_per_client && *pp && (*pp)->count >= max_per_client) {
+        v = CONNLIMIT_CLIENT;
+    } else if (!*pp && !(*pp = calloc(1, sizeof(**pp)))) {
+        v = CONNLIMIT_TOTAL; /* out of memory: refusing is the safe answer */
+    } else {
+        memcpy((*pp)->key, key, 16);
+        (*pp)->count++;
+        cl->total++;
+    }
+    pthread_mutex_unlock(&cl->lock);
+    return v;
+}
+
+void connlimit_release(struct connlimit *cl, const struct sockaddr *client)
+{
+    uint8_t key[16];
+    connlimit_key(client, key);
+
+    pthread_mutex_lock(&cl->lock);
+    struct connlimit_entry **pp = connlimit_find(cl, key);
+    if (*pp) {
+        cl->total--;
+        if (--(*pp)->count == 0) {
+            struct connlimit_entry *e = *pp;
+            *pp = e->next;
+            free(e);
+        }
+    }
+    pthread_mutex_unlock(&cl->lock);
+}
+
+unsigned connlimit_total(struct connlimit *cl)
+{
+    pthread_mutex_lock(&cl->lock);
+    unsigned n = cl->total;
+    pthread_mutex_unlock(&cl->lock);
+    return n;
+}

@@ -1,0 +1,84 @@
+#include "core/listener.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* sendmail's default listen backlog (confLISTEN_QUEUE_SIZE is 10 in old releases; the
+ * kernel caps this at net.core.somaxconn anyway). Bursts of connections are the norm on a
+ * relay, so ask for a large one. */
+#define LISTENER_BACKLOG 4096
+
+static int listener_sockaddr(const struct config_listener *l, struct sockaddr_storage *ss,
+                             socklen_t *len)
+{
+    memset(ss, 0, sizeof(*ss));
+    if (l->family == AF_INET6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(l->port);
+        *len = sizeof(*sin6);
+        return inet_pton(AF_INET6, l->address, &sin6->sin6_addr) == 1 ? 0 : -1;
+    }
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(l->port);
+    *len = sizeof(*sin);
+    return inet_pton(AF_INET, l->address, &sin->sin_addr) == 1 ? 0 : -1;
+}
+
+static int listener_one(const struct config_listener *l, const struct sockaddr_storage *ss,
+                        socklen_t len, char *err, size_t errlen)
+{
+    static const int on = 1;
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "listener %s: socket: %s", l->name, strerror(errno));
+        return -1;
+    }
+    const char *what = "setsockopt";
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) < 0 ||
+        /* An IPv6 listener serves IPv6 only; IPv4 gets its own listener, as in sendmail. */
+        (ss->ss_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) < 0))
+        goto fail;
+    what = "bind";
+    if (bind(fd, (const struct sockaddr *)ss, len) < 0)
+        goto fail;
+    what = "listen";
+    if (listen(fd, LISTENER_BACKLOG) < 0)
+        goto fail;
+    return fd;
+fail:
+    snprintf(err, errlen, "listener %s: %s %s port %u: %s", l->name, what, l->address,
+             (unsigned)l->port, strerror(errno));
+    close(fd);
+    return -1;
+}
+
+int listener_open(const struct config_listener *l, unsigned workers, int *fds, char *err,
+                  size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (listener_sockaddr(l, &ss, &len) < 0) {
+        snprintf(err, errlen, "listener %s: '%s' is not an IPv%c address", l->name, l->address,
+                 l->family == AF_INET6 ? '6' : '4');
+        return -1;
+    }
+    for (unsigned i = 0; i < workers; i++) {
+        fds[i] = listener_one(l, &ss, len, err, errlen);
+        if (fds[i] < 0) {
+            while (i > 0)
+                close(fds[--i]);
+            return -1;
+        }
+    }
+    return 0;
+}
