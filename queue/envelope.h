@@ -21,43 +21,51 @@
 #include "util/buf.h"
 
 enum envelope_rcpt_state {
-    ENV_RCPT_PENDING = 'P',    /* not yet delivered */
-    ENV_RCPT_DELIVERED = 'D',  /* never delivered again */
-    ENV_RCPT_FAILED = 'F',     /* permanent failure, bounce due or sent */
+    ENV_RCPT_PENDING = 'P',   /* not yet delivered */
+    ENV_RCPT_DELIVERED = 'D', /* never delivered again */
+    ENV_RCPT_FAILED = 'F',    /* permanent failure, bounce due or sent */
 };
+
+/* Widths of the fixed-width numeric fields (zero-padded decimal), for in-place updates. */
+#define ENVELOPE_TIME_WIDTH  20 /* created, next attempt, size */
+#define ENVELOPE_COUNT_WIDTH 10 /* attempts */
 
 enum { ENV_NOTIFY_NEVER = 1, ENV_NOTIFY_SUCCESS = 2, ENV_NOTIFY_FAILURE = 4, ENV_NOTIFY_DELAY = 8 };
 
 struct envelope_rcpt {
-    char *addr;                 /* mailbox as accepted */
-    char *orcpt;                /* DSN ORCPT "rfc822;xtext" or NULL */
-    unsigned notify;            /* ENV_NOTIFY_* bits, 0 = not given */
+    char *addr;      /* mailbox as accepted */
+    char *orcpt;     /* DSN ORCPT "rfc822;xtext" or NULL */
+    unsigned notify; /* ENV_NOTIFY_* bits, 0 = not given */
     enum envelope_rcpt_state state;
-    size_t state_offset;        /* byte offset of the state field in the qf (set by parse) */
+    size_t state_offset; /* byte offset of the state field in the qf (set by parse) */
 };
 
 struct envelope {
     char qid[QID_LEN + 1];
-    char *sender;               /* "" for the null sender */
-    time_t created;             /* wall clock seconds */
-    uint64_t size;              /* octets in the df file */
-    char *helo;                 /* client's HELO/EHLO name */
-    char *client_addr;          /* "127.0.0.1" */
-    char *client_name;          /* reverse name if known, else NULL */
-    char *proto;                /* "SMTP", "ESMTP", ... as in Received: */
-    char *daemon;               /* listener name */
-    char *msgid;                /* Message-ID header, or NULL */
-    int body;                   /* 0 none, 7 = 7BIT, 8 = 8BITMIME */
+    char *sender;      /* "" for the null sender */
+    time_t created;    /* wall clock seconds */
+    uint64_t size;     /* octets in the df file */
+    char *helo;        /* client's HELO/EHLO name */
+    char *client_addr; /* "127.0.0.1" */
+    char *client_name; /* reverse name if known, else NULL */
+    char *proto;       /* "SMTP", "ESMTP", ... as in Received: */
+    char *daemon;      /* listener name */
+    char *msgid;       /* Message-ID header, or NULL */
+    int body;          /* 0 none, 7 = 7BIT, 8 = 8BITMIME */
     bool smtputf8;
-    int dsn_ret;                /* 0 none, 1 FULL, 2 HDRS */
-    char *envid;                /* DSN ENVID xtext or NULL */
-    unsigned attempts;          /* delivery attempts so far */
-    time_t next_attempt;        /* wall clock seconds; 0 = as soon as possible */
+    int dsn_ret;            /* 0 none, 1 FULL, 2 HDRS */
+    char *envid;            /* DSN ENVID xtext or NULL */
+    unsigned attempts;      /* delivery attempts so far */
+    time_t next_attempt;    /* wall clock seconds; 0 = as soon as possible */
+    size_t attempts_offset; /* byte offsets of those two fields in the qf (set by parse) */
+    size_t next_attempt_offset;
     struct envelope_rcpt *rcpts;
     size_t n_rcpts;
 };
 
-/* Serialises to `out` (appended). -1 only if the buffer's limit is hit. */
+/* Serialises to `out` (appended). -1 only if the buffer's limit is hit (or memory ran
+ * out); `out` is then unchanged. NULL strings are omitted records (sender and recipient
+ * addresses: written as ""); times before 1970 are written as 0. */
 int envelope_write(const struct envelope *e, struct buf *out);
 /* Parses a qf image. 0, or -1 with a reason naming the line in `err`. On success `e`
  * owns its strings. */
