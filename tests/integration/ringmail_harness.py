@@ -1,0 +1,623 @@
+"""Shared harness for ringmail's integration tests (Python 3.11 stdlib only).
+
+One place that knows how to
+  - write a YAML config for a test (a dict merged over BASE_CONFIG, emitted by to_yaml),
+  - start `ringmaild --config FILE --foreground` on a free loopback port, wait until it
+    listens (bounded), capture its stderr to a file, stop it with SIGTERM (kill -9 if it
+    hangs), and print the log tail when the test failed,
+  - speak raw SMTP over a socket (SMTPConn), where smtplib would hide what we test,
+  - look into the spool (Spool) and the log (Daemon.log / wait_log).
+
+Tests subclass RingmailTestCase and call self.daemon(**overrides).  Every wait here is
+bounded; nothing ever connects anywhere but 127.0.0.1 / ::1.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+from pathlib import Path
+
+HOSTNAME = "mx.test"
+LOCAL_DOMAINS = [HOSTNAME, "localhost"]
+TEST_NET = "192.0.2.0/24"  # RFC 5737, never a real client: "nobody may relay"
+
+START_TIMEOUT = 10.0       # until the daemon's port accepts
+STOP_TIMEOUT = 20.0        # SIGTERM until exit, before kill -9
+IO_TIMEOUT = 30.0          # one socket read on a loaded machine (ASan is ~3x slower)
+
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:", "ThreadSanitizer", "SUMMARY: UndefinedBehaviorSanitizer")
+
+QID_RE = re.compile(r"^250[ -]2\.0\.0 <?([0-9A-Za-z]+)>? Message accepted for delivery")
+
+
+# --------------------------------------------------------------------------- binary
+
+def ringmaild_path() -> str:
+    """The daemon under test: $RINGMAILD (set by ctest), else a build dir of this repo."""
+    env = os.environ.get("RINGMAILD")
+    if env:
+        return env
+    root = Path(__file__).resolve().parents[2]
+    for cand in sorted(root.glob("build*/ringmaild")) + sorted(root.glob("build*/*/ringmaild")):
+        if os.access(cand, os.X_OK):
+            return str(cand)
+    raise RuntimeError("RINGMAILD is not set and no build*/ringmaild found")
+
+
+# --------------------------------------------------------------------------- config
+
+def _yaml_scalar(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    s = str(v)
+    if s == "" or re.search(r"[:#\[\]{},&*!|>'\"%@`]|^[-?\s]|\s$", s) or not s.isascii():
+        return json.dumps(s)  # a JSON string is a valid YAML double-quoted scalar
+    return s
+
+
+def to_yaml(obj: dict, indent: int = 0) -> list[str]:
+    """Block-style YAML for dicts of scalars, dicts, lists of scalars, lists of dicts."""
+    pad = "  " * indent
+    lines = []
+    for key, val in obj.items():
+        if isinstance(val, dict):
+            lines.append(f"{pad}{key}:")
+            lines += to_yaml(val, indent + 1)
+        elif isinstance(val, list) and val and all(isinstance(x, dict) for x in val):
+            lines.append(f"{pad}{key}:")
+            for item in val:
+                sub = to_yaml(item, indent + 2)
+                sub[0] = f"{pad}  - {sub[0].lstrip()}"
+                lines += sub
+        elif isinstance(val, list):
+            lines.append(f"{pad}{key}: [{', '.join(_yaml_scalar(x) for x in val)}]")
+        else:
+            lines.append(f"{pad}{key}: {_yaml_scalar(val)}")
+    return lines
+
+
+def merge(base: dict, over: dict) -> dict:
+    """Deep merge; a value of None in `over` removes the key."""
+    out = dict(base)
+    for k, v in over.items():
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def free_port(family=socket.AF_INET, addr="127.0.0.1") -> int:
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((addr, 0))
+        return s.getsockname()[1]
+
+
+def ipv6_loopback_available() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def base_config(workdir: Path, port: int) -> dict:
+    return {
+        "hostname": HOSTNAME,
+        "listen": [{"name": "MTA", "address": "127.0.0.1", "port": port}],
+        "workers": 2,
+        "run_as": getpass.getuser(),
+        "spool": str(workdir / "spool"),
+        "local_domains": list(LOCAL_DOMAINS),
+        "timeouts": {"shutdown_grace": "5s"},
+    }
+
+
+# --------------------------------------------------------------------------- SMTP client
+
+class Reply:
+    """One (possibly multi-line) SMTP reply."""
+
+    def __init__(self, lines: list[str]):
+        self.lines = lines
+        self.code = int(lines[-1][:3])
+        m = re.match(r"\d{3}[ -](\d\.\d{1,3}\.\d{1,3})\b", lines[0])
+        self.enh = m.group(1) if m else None
+        self.text = "\n".join(lines)
+
+    @property
+    def last(self) -> str:
+        return self.lines[-1]
+
+    def qid(self) -> str | None:
+        m = QID_RE.match(self.lines[0])
+        return m.group(1) if m else None
+
+    def keywords(self) -> dict[str, str]:
+        """EHLO extension keywords (upper case) -> parameters."""
+        out = {}
+        for line in self.lines[1:]:
+            parts = line[4:].split(None, 1)
+            if parts:
+                out[parts[0].upper()] = parts[1] if len(parts) > 1 else ""
+        return out
+
+    def __repr__(self):
+        return f"Reply({self.text!r})"
+
+
+class SMTPConn:
+    """A raw SMTP client on one socket; replies are parsed, never interpreted."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = IO_TIMEOUT,
+                 greet: bool = True):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect((host, port))
+        self.timeout = timeout
+        self.buf = b""
+        self.greeting = self.reply() if greet else None
+
+    def send(self, data) -> None:
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def _line(self, deadline: float) -> bytes:
+        while b"\r\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no complete reply line; have {self.buf!r}")
+            self.sock.settimeout(left)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"server closed the connection; have {self.buf!r}")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def reply(self, timeout: float | None = None) -> Reply:
+        deadline = time.monotonic() + (timeout or self.timeout)
+        lines = []
+        while True:
+            line = self._line(deadline).decode("utf-8", "replace")
+            lines.append(line)
+            if len(line) < 4 or line[3] != "-":
+                return Reply(lines)
+
+    def replies(self, n: int, timeout: float | None = None) -> list[Reply]:
+        return [self.reply(timeout) for _ in range(n)]
+
+    def cmd(self, line: str | bytes, timeout: float | None = None) -> Reply:
+        if isinstance(line, str):
+            line = line.encode()
+        self.send(line + b"\r\n")
+        return self.reply(timeout)
+
+    def ehlo(self, name: str = "client.example") -> Reply:
+        return self.cmd(f"EHLO {name}")
+
+    def data(self, message: bytes, timeout: float | None = None) -> tuple[Reply, Reply]:
+        """DATA, then the dot-stuffed message and the final dot. (354 reply, final reply)."""
+        r354 = self.cmd("DATA")
+        if r354.code != 354:
+            return r354, r354
+        self.send(dot_stuff(message) + b".\r\n")
+        return r354, self.reply(timeout)
+
+    def send_mail(self, sender: str, rcpts: list[str], message: bytes) -> Reply:
+        """MAIL, RCPT..., DATA; the final reply (or the first refusal)."""
+        r = self.cmd(f"MAIL FROM:<{sender}>")
+        if r.code != 250:
+            return r
+        for rcpt in rcpts:
+            r = self.cmd(f"RCPT TO:<{rcpt}>")
+            if r.code != 250:
+                return r
+        return self.data(message)[1]
+
+    def wait_closed(self, timeout: float = 10.0) -> bytes:
+        """Waits for the server to close; returns whatever unread bytes came first."""
+        deadline = time.monotonic() + timeout
+        data = self.buf
+        self.buf = b""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"server did not close; got {data!r}")
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                return data
+            if not chunk:
+                return data
+            data += chunk
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def dot_stuff(message: bytes) -> bytes:
+    """RFC 5321 4.5.2 transparency; `message` must use CRLF and end with CRLF."""
+    out = []
+    for line in message.split(b"\r\n"):
+        out.append(b"." + line if line.startswith(b".") else line)
+    return b"\r\n".join(out)
+
+
+def make_message(subject: str = "test", body: str = "hello\r\n", msgid: str | None = None,
+                 extra_headers: str = "") -> bytes:
+    """A small RFC 5322 message with CRLF line ends, ending in CRLF."""
+    hdrs = f"From: a@b.example\r\nTo: user@{HOSTNAME}\r\nSubject: {subject}\r\n"
+    if msgid:
+        hdrs += f"Message-Id: <{msgid}>\r\n"
+    return (hdrs + extra_headers + "\r\n" + body).encode()
+
+
+# --------------------------------------------------------------------------- spool
+
+QF_TAGS = {"I": "qid", "T": "created", "N": "attempts", "W": "next_attempt", "L": "size",
+           "B": "body", "U": "smtputf8", "X": "dsn_ret", "S": "sender", "H": "helo",
+           "A": "client_addr", "C": "client_name", "P": "proto", "D": "daemon", "M": "msgid",
+           "Z": "envid"}
+NOTIFY = {"NEVER": 1, "SUCCESS": 2, "FAILURE": 4, "DELAY": 8}
+
+
+def qf_decode(v: str) -> str:
+    """qf values escape '+', space, controls and a leading '-' as +XX (queue/envelope.c)."""
+    return re.sub(r"\+([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), v)
+
+
+def parse_qf(data: bytes) -> dict:
+    """The qf envelope (format V1, docs/queue.md) as a dict; recipients as a list of dicts
+    {state, notify (bits), orcpt (None if absent), addr}. Raises on a malformed file."""
+    text = data.decode("utf-8")
+    lines = text.split("\n")
+    if lines[0] != "V1":
+        raise AssertionError(f"qf does not start with V1: {text[:200]!r}")
+    if not text.endswith("\n.\n"):
+        raise AssertionError(f"qf is not terminated by '.': {text[-200:]!r}")
+    env = {"rcpts": []}
+    for line in lines[1:]:
+        if line == ".":
+            break
+        tag, val = line[:1], line[1:]
+        if tag == "R":
+            state, notify, orcpt, addr = line[1:2], *line[3:].split(" ")
+            env["rcpts"].append({"state": state, "notify": int(notify, 16),
+                                 "orcpt": None if orcpt == "-" else qf_decode(orcpt),
+                                 "addr": qf_decode(addr)})
+        elif tag in QF_TAGS:
+            env[QF_TAGS[tag]] = qf_decode(val)
+        else:
+            env.setdefault("unknown", []).append(line)
+    return env
+
+
+class Spool:
+    """Read-only view of a spool directory (docs/queue.md)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def names(self) -> list[str]:
+        try:
+            return sorted(os.listdir(self.path))
+        except FileNotFoundError:
+            return []
+
+    def qids(self) -> set[str]:
+        """Committed messages: a qf file exists."""
+        return {n[2:] for n in self.names() if n.startswith("qf")}
+
+    def partials(self) -> list[str]:
+        """tf files, and df files whose qf is missing (never acknowledged)."""
+        names = set(self.names())
+        return sorted(n for n in names
+                      if n.startswith("tf") or (n.startswith("df") and "qf" + n[2:] not in names))
+
+    def qf(self, qid: str) -> bytes:
+        return (self.path / ("qf" + qid)).read_bytes()
+
+    def envelope(self, qid: str) -> dict:
+        return parse_qf(self.qf(qid))
+
+    def df(self, qid: str) -> bytes:
+        return (self.path / ("df" + qid)).read_bytes()
+
+    def split_df(self, qid: str) -> tuple[bytes, bytes]:
+        """(our Received: header field incl. its CRLF, the message as the client sent it)."""
+        data = self.df(qid)
+        if not data.startswith(b"Received:"):
+            raise AssertionError(f"df{qid} does not start with Received:: {data[:200]!r}")
+        pos = data.index(b"\r\n") + 2
+        while data[pos:pos + 1] in (b" ", b"\t"):
+            pos = data.index(b"\r\n", pos) + 2
+        return data[:pos], data[pos:]
+
+
+# --------------------------------------------------------------------------- daemon
+
+class StartError(AssertionError):
+    pass
+
+
+class Daemon:
+    """One ringmaild process with its own config, spool and log in `workdir`."""
+
+    def __init__(self, workdir: Path, config: dict):
+        self.workdir = Path(workdir)
+        self.config = config
+        self.config_path = self.workdir / "ringmail.yaml"
+        self.log_path = self.workdir / "ringmaild.log"
+        self.proc: subprocess.Popen | None = None
+        self.returncode: int | None = None
+        self.write_config(config)
+
+    # config ---------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return self.config["listen"][0]["port"]
+
+    @property
+    def spool(self) -> Spool:
+        return Spool(Path(self.config["spool"]))
+
+    def write_config(self, config: dict | None = None, text: str | None = None) -> None:
+        if config is not None:
+            self.config = config
+        if text is None:
+            text = "\n".join(to_yaml(self.config)) + "\n"
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self.config_path)  # a HUP never sees half a file
+
+    # process --------------------------------------------------------------
+    def start(self, timeout: float = START_TIMEOUT) -> "Daemon":
+        self.returncode = None
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [ringmaild_path(), "--config", str(self.config_path), "--foreground"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.workdir)
+        deadline = time.monotonic() + timeout
+        # "ready" is logged once listeners are bound and the spool is recovered
+        while not re.search(r"\bready\b", self.log(since_start=True)):
+            if self.proc.poll() is not None:
+                self.returncode = self.proc.returncode
+                raise StartError(f"ringmaild exited with {self.proc.returncode} at "
+                                 f"start-up:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise StartError(f"ringmaild did not log 'ready' within {timeout}s:\n"
+                                 f"{self.log_tail()}")
+            time.sleep(0.05)
+        for lst in self.config["listen"]:
+            host = lst.get("address", "127.0.0.1")
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            while True:
+                try:
+                    with socket.socket(family, socket.SOCK_STREAM) as s:
+                        s.settimeout(1.0)
+                        s.connect((host, lst["port"]))
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        self.kill()
+                        raise StartError(f"ringmaild did not listen on {host} port "
+                                         f"{lst['port']} within {timeout}s:\n{self.log_tail()}")
+                    time.sleep(0.05)
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int | None:
+        """Exit status, or None if still running after `timeout`."""
+        try:
+            self.returncode = self.proc.wait(timeout)
+            return self.returncode
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM, wait, kill -9 if it hangs. Returns the exit status (-9 if killed)."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            if self.wait(timeout) is None:
+                self.kill()
+                with open(self.log_path, "a") as log:
+                    log.write(f"[harness] ringmaild ignored SIGTERM for {timeout}s: killed\n")
+        self.returncode = self.proc.wait()
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.returncode = self.proc.wait()
+
+    # log ------------------------------------------------------------------
+    def log(self, since_start: bool = False) -> str:
+        try:
+            data = self.log_path.read_bytes()
+        except FileNotFoundError:
+            return ""
+        if since_start:
+            data = data[self._log_offset:]
+        return data.decode("utf-8", "replace")
+
+    def log_tail(self, n: int = 60) -> str:
+        return "\n".join(self.log().splitlines()[-n:])
+
+    def wait_log(self, pattern: str, timeout: float = 10.0, since_start: bool = False):
+        """Waits for a regex to appear in the log; returns the match or None."""
+        rx = re.compile(pattern, re.M)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.log(since_start))
+            if m or time.monotonic() > deadline:
+                return m
+            time.sleep(0.05)
+
+    def sanitizer_report(self) -> str | None:
+        text = self.log()
+        for mark in SANITIZER_MARKS:
+            i = text.find(mark)
+            if i >= 0:
+                return text[max(0, i - 200):i + 3000]
+        return None
+
+    # SMTP -----------------------------------------------------------------
+    def connect(self, **kw) -> SMTPConn:
+        return SMTPConn(self.port, **kw)
+
+
+class RingmailTestCase(unittest.TestCase):
+    """Base class: self.daemon(**overrides) starts a daemon that is stopped at the end of
+    the test; its log tail is printed when the test failed, and a sanitizer report or an
+    unexpected exit fails the test."""
+
+    maxDiff = 4000
+
+    def setUp(self):
+        self._daemons: list[Daemon] = []
+        self._conns: list[SMTPConn] = []
+        self.tmp = Path(tempfile.mkdtemp(prefix="ringmail-it-"))
+        self.addCleanup(self._cleanup)
+
+    def new_daemon(self, start: bool = True, workdir: Path | None = None, **overrides) -> Daemon:
+        workdir = Path(workdir or tempfile.mkdtemp(dir=self.tmp))
+        port = free_port()
+        cfg = merge(base_config(workdir, port), overrides)
+        d = Daemon(workdir, cfg)
+        self._daemons.append(d)
+        if start:
+            for attempt in range(3):
+                try:
+                    d.start()
+                    break
+                except StartError:
+                    # another test process may have taken the port between our probe
+                    # and the daemon's bind(): try once more on a new one
+                    if attempt == 2 or "in use" not in d.log(since_start=True):
+                        raise
+                    d.config["listen"][0]["port"] = free_port()
+                    d.write_config()
+        return d
+
+    daemon = new_daemon
+
+    def connect(self, d: Daemon, **kw) -> SMTPConn:
+        c = d.connect(**kw)
+        self._conns.append(c)
+        return c
+
+    def session(self, d: Daemon, helo: str | None = "client.example", **kw) -> SMTPConn:
+        """A connection to `d` (closed at the end of the test), after EHLO unless helo=None;
+        the EHLO reply is kept as conn.ehlo_reply."""
+        c = self.connect(d, **kw)
+        if helo:
+            c.ehlo_reply = c.ehlo(helo)
+            self.assertReply(c.ehlo_reply, 250)
+        return c
+
+    def start_session(self, **overrides) -> Reply:
+        """A daemon (self.d) with `overrides` and one session after EHLO (self.c)."""
+        self.d = self.daemon(**overrides)
+        self.c = self.session(self.d)
+        return self.c.ehlo_reply
+
+    def assertReply(self, reply: Reply, code: int, enh: str | None = None,
+                    pattern: str | None = None):
+        self.assertEqual(reply.code, code, f"expected {code}, got {reply.text!r}")
+        if enh is not None:
+            self.assertEqual(reply.enh, enh, f"expected enhanced code {enh}: {reply.text!r}")
+        if pattern is not None:
+            self.assertRegex(reply.last, pattern)
+
+    def assertAccepted(self, reply: Reply) -> str:
+        qid = reply.qid()
+        self.assertIsNotNone(qid, f"expected '250 2.0.0 <qid> Message accepted for delivery', "
+                                  f"got {reply.text!r}")
+        return qid
+
+    def _failed(self) -> bool:
+        """Has this test (or one of its subtests) failed so far? Read from the result, as
+        the outcome's own flag is reset for each cleanup."""
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        if result is None:
+            return False
+        return any(getattr(t, "test_case", t) is self
+                   for t, _ in getattr(result, "failures", []) + getattr(result, "errors", []))
+
+    def _cleanup(self):
+        for c in self._conns:
+            c.close()
+        problems = []
+        for d in self._daemons:
+            if d.proc is None:
+                continue
+            if d.proc.poll() is not None and d.returncode is None:
+                problems.append(f"ringmaild (pid {d.pid}) exited unexpectedly with "
+                                f"{d.proc.returncode}")
+            d.stop()
+            report = d.sanitizer_report()
+            if report:
+                problems.append(f"sanitizer report in ringmaild log:\n{report}")
+        if problems or self._failed():
+            for d in self._daemons:
+                sys.stderr.write(f"\n----- ringmaild log tail ({d.log_path}) -----\n"
+                                 f"{d.log_tail()}\n----- end of log -----\n")
+        if problems:
+            self.fail("\n".join(problems))
+        if not self._failed():
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            sys.stderr.write(f"(test files kept in {self.tmp})\n")
+
+
+def raise_nofile(want: int) -> int:
+    """Raises RLIMIT_NOFILE (soft, and hard when root) to at least `want`; returns soft."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= want:
+        return soft
+    new_hard = hard if hard == resource.RLIM_INFINITY or hard >= want else want
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, new_hard))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
