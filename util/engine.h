@@ -56,8 +56,8 @@ struct engine_callbacks {
      * socket at once (whatever was queued with engine_conn_send is sent first, so a
      * refusal can carry a 421 reply) and calls no other callback for it. */
     void *(*on_accept)(struct engine_worker *w, engine_conn_id id, unsigned listener,
-                       const struct sockaddr *peer, socklen_t peerlen,
-                       const struct sockaddr *local, socklen_t locallen);
+                       const struct sockaddr *peer, socklen_t peerlen, const struct sockaddr *local,
+                       socklen_t locallen);
     /* Bytes received; `data` is valid only during the call. May still be called once
      * or twice after engine_conn_pause_recv() for data already in flight. */
     void (*on_recv)(void *conn_ctx, const char *data, size_t len);
@@ -81,7 +81,8 @@ int engine_probe(char *err, size_t errlen);
 struct engine *engine_new(const struct engine_settings *s, const struct engine_callbacks *cb,
                           char *err, size_t errlen);
 /* Hands over listening sockets for listener index `listener`: fds[i] goes to worker i
- * (each already bound and listening, SO_REUSEPORT, non-blocking). Before engine_start. */
+ * (each already bound and listening, SO_REUSEPORT, non-blocking; nfds <= workers). Before
+ * engine_start. The engine owns the sockets from then on and closes them. */
 int engine_listen(struct engine *e, unsigned listener, const int *fds, unsigned nfds);
 /* Creates the rings and starts the worker threads. -1 with `err` on failure. */
 int engine_start(struct engine *e, char *err, size_t errlen);
@@ -89,6 +90,7 @@ int engine_start(struct engine *e, char *err, size_t errlen);
 void engine_post(struct engine *e, uint32_t msg);
 /* Waits for every worker thread to leave its loop (engine_worker_exit). */
 void engine_join(struct engine *e);
+/* After engine_join (it joins first, so it blocks while workers still run). */
 void engine_free(struct engine *e);
 
 /* --- on a worker's thread --- */
@@ -105,7 +107,9 @@ void engine_worker_exit(struct engine_worker *w);
  * closing. Output is sent in order; buffers are released once written. */
 int engine_conn_send(struct engine_worker *w, engine_conn_id id, const void *data, size_t len);
 /* Closes after queued output is written (or at once if `flush` is false). on_closed
- * follows. Stale ids are ignored. */
+ * follows, always from the loop, never from inside this call. Stale ids are ignored.
+ * While a flush is pending, the timer still works and a second call with `flush` false
+ * closes at once (how the layer above bounds a peer that does not read). */
 void engine_conn_close(struct engine_worker *w, engine_conn_id id, bool flush);
 /* Stops / restarts receiving (backpressure while the layer above is busy). */
 void engine_conn_pause_recv(struct engine_worker *w, engine_conn_id id);
@@ -123,7 +127,13 @@ struct engine_op {
 /* Returns an SQE whose completion calls op->complete (op NULL: completion ignored).
  * Never NULL: submits to make room when the SQ is full. The SQE is submitted at the end
  * of the current loop turn together with everything else, so many file operations from
- * many sessions go to the kernel in one io_uring_enter. */
+ * many sessions go to the kernel in one io_uring_enter. Prepare it with an
+ * io_uring_prep_* function, then set sqe->flags (prep clears them). One completion per
+ * SQE: no multishot operations and no IOSQE_CQE_SKIP_SUCCESS. A worker that exits
+ * waits for these completions before it calls worker_fini. */
 struct io_uring_sqe *engine_sqe(struct engine_worker *w, struct engine_op *op);
+/* Call before a chain of `n` linked SQEs (IOSQE_IO_LINK): makes room for all of them,
+ * so the chain is not cut by the submission engine_sqe makes when the SQ is full. */
+void engine_sqe_reserve(struct engine_worker *w, unsigned n);
 
 #endif

@@ -1,0 +1,495 @@
+/*
+ * util/engine_conn.c — connections: the slot table, accept, receive, send and close.
+ *
+ * A slot goes FREE → OPEN → CLOSING → FREE. Closing cancels the slot's operations and
+ * waits for their CQEs; only then is the socket closed (no SQE naming its number is left
+ * in the ring, so a reused descriptor number is never hit) and the slot put on the reap
+ * list. on_closed runs from the loop, never from inside an engine_conn_* call, so a
+ * callback that closes its connection does not see on_closed before it returns.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/engine_int.h"
+#include "util/log.h"
+
+/* A refused connection has no context and so no timer of its own: this bounds how long
+ * its last reply may take to leave. */
+#define ENGINE_REFUSED_FLUSH_MS 10000
+#define ENGINE_ACCEPT_RETRY_MS  100
+#define ENGINE_FULL_WARN_MS     10000
+/* Small replies share a chunk; a larger write gets a chunk of its own size. */
+#define ENGINE_CHUNK_BYTES 4096
+#define ENGINE_SEND_MAX    (1u << 30)
+
+static engine_conn_id engine_id(const struct engine_slot *s, uint32_t idx)
+{
+    return (uint64_t)s->gen << 32 | idx;
+}
+
+static uint64_t engine_ud(const struct engine_slot *s, uint32_t idx, enum engine_kind kind)
+{
+    return (uint64_t)s->gen << 32 | (uint64_t)idx << ENGINE_KIND_BITS | kind;
+}
+
+struct engine_slot *engine_slot_at(const struct engine_worker *w, uint32_t idx)
+{
+    if (idx >= w->nslots)
+        return NULL;
+    return &w->chunks[idx / ENGINE_SLOTS_PER_CHUNK][idx % ENGINE_SLOTS_PER_CHUNK];
+}
+
+struct engine_slot *engine_slot_get(const struct engine_worker *w, engine_conn_id id)
+{
+    struct engine_slot *s = engine_slot_at(w, (uint32_t)id);
+    if (!s || s->state == ENGINE_SLOT_FREE || s->gen != (uint32_t)(id >> 32))
+        return NULL;
+    return s;
+}
+
+/* A completion's slot; NULL would be a broken in-flight count. */
+static struct engine_slot *engine_slot_of(struct engine_worker *w, uint64_t ud)
+{
+    uint32_t idx = (uint32_t)ud >> ENGINE_KIND_BITS;
+    struct engine_slot *s = engine_slot_at(w, idx);
+    if (!s || s->state == ENGINE_SLOT_FREE || s->gen != (uint32_t)(ud >> 32) || !s->inflight) {
+        log_error("engine: worker %u: completion %#llx for a closed connection", w->index,
+                  (unsigned long long)ud);
+        return NULL;
+    }
+    return s;
+}
+
+void engine_slots_init(struct engine_worker *w)
+{
+    w->free_head = w->reap_head = w->send_head = ENGINE_NO_SLOT;
+}
+
+static void engine_out_free(struct engine_slot *s)
+{
+    while (s->out_head) {
+        struct engine_chunk *c = s->out_head;
+        s->out_head = c->next;
+        free(c);
+    }
+    s->out_tail = NULL;
+}
+
+void engine_slots_free(struct engine_worker *w)
+{
+    for (unsigned i = 0; i < w->nchunks; i++)
+        free(w->chunks[i]);
+    free(w->chunks);
+    free(w->heap);
+    w->chunks = NULL;
+    w->heap = NULL;
+    w->nchunks = w->chunks_cap = 0;
+    w->nslots = w->heap_len = w->heap_cap = 0;
+}
+
+static int engine_slots_grow(struct engine_worker *w)
+{
+    if (w->nchunks == w->chunks_cap) {
+        unsigned cap = w->chunks_cap ? 2 * w->chunks_cap : 4;
+        struct engine_slot **c = realloc(w->chunks, cap * sizeof *c);
+        if (!c)
+            return -1;
+        w->chunks = c;
+        w->chunks_cap = cap;
+    }
+    struct engine_slot *chunk = calloc(ENGINE_SLOTS_PER_CHUNK, sizeof *chunk);
+    if (!chunk || engine_timer_reserve(w, (w->nchunks + 1) * ENGINE_SLOTS_PER_CHUNK) < 0) {
+        free(chunk);
+        return -1;
+    }
+    w->chunks[w->nchunks++] = chunk;
+    return 0;
+}
+
+static uint32_t engine_slot_alloc(struct engine_worker *w, int fd)
+{
+    uint32_t idx = w->free_head;
+    struct engine_slot *s;
+    if (idx != ENGINE_NO_SLOT) {
+        s = engine_slot_at(w, idx);
+        w->free_head = s->link;
+    } else {
+        if (w->nslots == w->nchunks * ENGINE_SLOTS_PER_CHUNK && engine_slots_grow(w) < 0)
+            return ENGINE_NO_SLOT;
+        idx = w->nslots++;
+        s = engine_slot_at(w, idx);
+        s->gen = 1;
+    }
+    uint32_t gen = s->gen;
+    *s = (struct engine_slot){.gen = gen, .fd = fd, .state = ENGINE_SLOT_OPEN};
+    w->conns++;
+    return idx;
+}
+
+static void engine_slot_release(struct engine_worker *w, uint32_t idx, struct engine_slot *s)
+{
+    engine_out_free(s);
+    s->state = ENGINE_SLOT_FREE;
+    s->ctx = NULL;
+    if (++s->gen == 0)
+        s->gen = 1;
+    s->link = w->free_head;
+    w->free_head = idx;
+    w->conns--;
+}
+
+/* Closed and nothing of it left in the ring (nor on the send list, which links it). */
+static void engine_slot_settle(struct engine_worker *w, uint32_t idx, struct engine_slot *s)
+{
+    if (!(s->flags & ENGINE_F_CANCELLED) || s->inflight ||
+        (s->flags & (ENGINE_F_REAP_QUEUED | ENGINE_F_SEND_QUEUED)))
+        return;
+    s->flags |= ENGINE_F_REAP_QUEUED;
+    s->link = w->reap_head;
+    w->reap_head = idx;
+}
+
+void engine_conns_reap(struct engine_worker *w)
+{
+    while (w->reap_head != ENGINE_NO_SLOT) {
+        uint32_t idx = w->reap_head;
+        struct engine_slot *s = engine_slot_at(w, idx);
+        w->reap_head = s->link;
+        if (close(s->fd) < 0)
+            log_warn("engine: worker %u: close: %s", w->index, strerror(errno));
+        void *ctx = s->ctx;
+        int err = s->err;
+        engine_slot_release(w, idx, s);
+        if (ctx)
+            w->e->cb.on_closed(ctx, err);
+    }
+}
+
+void engine_conns_force_free(struct engine_worker *w)
+{
+    for (uint32_t idx = 0; idx < w->nslots; idx++) {
+        struct engine_slot *s = engine_slot_at(w, idx);
+        if (s->state == ENGINE_SLOT_FREE)
+            continue;
+        if (s->state == ENGINE_SLOT_OPEN)
+            s->err = ECANCELED;
+        s->flags = ENGINE_F_REAP_QUEUED;
+        s->link = w->reap_head;
+        w->reap_head = idx;
+    }
+    w->heap_len = 0;
+    engine_conns_reap(w);
+}
+
+void engine_conn_close_now(struct engine_worker *w, uint32_t idx, int err)
+{
+    struct engine_slot *s = engine_slot_at(w, idx);
+    if (s->flags & ENGINE_F_CANCELLED)
+        return;
+    if (s->state == ENGINE_SLOT_OPEN)
+        s->err = err;
+    s->state = ENGINE_SLOT_CLOSING;
+    s->flags |= ENGINE_F_CANCELLED;
+    engine_timer_set(w, idx, 0);
+    if (s->flags & ENGINE_F_RECV_ARMED)
+        engine_cancel(w, engine_ud(s, idx, ENGINE_K_RECV));
+    if (s->flags & ENGINE_F_SENDING)
+        engine_cancel(w, engine_ud(s, idx, ENGINE_K_SEND));
+    engine_slot_settle(w, idx, s);
+}
+
+static void engine_conn_close_flush(struct engine_worker *w, uint32_t idx, struct engine_slot *s)
+{
+    if (s->state == ENGINE_SLOT_OPEN)
+        s->err = 0;
+    s->state = ENGINE_SLOT_CLOSING;
+    s->flags |= ENGINE_F_FLUSH;
+    if (!s->out_head)
+        engine_conn_close_now(w, idx, 0);
+}
+
+/* Receiving continues while a flush-close drains, so what the peer still sends is read
+ * and dropped: closing a socket with unread input makes the kernel send RST, which can
+ * destroy our last reply before the peer reads it. */
+static void engine_recv_update(struct engine_worker *w, uint32_t idx, struct engine_slot *s)
+{
+    if (s->state == ENGINE_SLOT_FREE ||
+        (s->flags & (ENGINE_F_RECV_ARMED | ENGINE_F_PAUSED | ENGINE_F_CANCELLED | ENGINE_F_EOF)))
+        return;
+    struct io_uring_sqe *sqe = engine_get_sqe(w, engine_ud(s, idx, ENGINE_K_RECV));
+    io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = 0;
+    s->flags |= ENGINE_F_RECV_ARMED;
+    s->inflight++;
+}
+
+void engine_recv_complete(struct engine_worker *w, uint64_t ud, int res, unsigned flags)
+{
+    struct engine_slot *s = engine_slot_of(w, ud);
+    if (flags & IORING_CQE_F_BUFFER) {
+        unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+        if (s && res > 0 && s->state == ENGINE_SLOT_OPEN && s->ctx)
+            w->e->cb.on_recv(s->ctx, w->bufs + (size_t)bid * w->e->s.recv_buffer_size, (size_t)res);
+        engine_bufring_put(w, bid);
+    }
+    if (!s)
+        return;
+    uint32_t idx = (uint32_t)ud >> ENGINE_KIND_BITS;
+    bool more = flags & IORING_CQE_F_MORE;
+    if (!more) {
+        s->flags &= ~ENGINE_F_RECV_ARMED;
+        s->inflight--;
+    }
+    if (res == 0) {
+        s->flags |= ENGINE_F_EOF;
+        if (s->state == ENGINE_SLOT_OPEN)
+            engine_conn_close_flush(w, idx, s);
+    } else if (res < 0 && res != -ENOBUFS && res != -ECANCELED) {
+        engine_conn_close_now(w, idx, -res);
+    }
+    /* -ENOBUFS: every buffer was in CQEs handled this turn and is back in the ring now. */
+    if (!more)
+        engine_recv_update(w, idx, s);
+    engine_slot_settle(w, idx, s);
+}
+
+static void engine_send_queue(struct engine_worker *w, uint32_t idx, struct engine_slot *s)
+{
+    if (s->flags & (ENGINE_F_SENDING | ENGINE_F_SEND_QUEUED))
+        return;
+    s->flags |= ENGINE_F_SEND_QUEUED;
+    s->send_link = w->send_head;
+    w->send_head = idx;
+}
+
+void engine_conns_flush(struct engine_worker *w)
+{
+    while (w->send_head != ENGINE_NO_SLOT) {
+        uint32_t idx = w->send_head;
+        struct engine_slot *s = engine_slot_at(w, idx);
+        w->send_head = s->send_link;
+        s->flags &= ~ENGINE_F_SEND_QUEUED;
+        if ((s->flags & ENGINE_F_CANCELLED) || !s->out_head) {
+            engine_slot_settle(w, idx, s);
+            continue;
+        }
+        struct engine_chunk *c = s->out_head;
+        size_t len = c->end - c->start;
+        struct io_uring_sqe *sqe = engine_get_sqe(w, engine_ud(s, idx, ENGINE_K_SEND));
+        io_uring_prep_send(sqe, s->fd, c->data + c->start,
+                           len > ENGINE_SEND_MAX ? ENGINE_SEND_MAX : len, MSG_NOSIGNAL);
+        s->flags |= ENGINE_F_SENDING;
+        s->inflight++;
+    }
+}
+
+void engine_send_complete(struct engine_worker *w, uint64_t ud, int res)
+{
+    struct engine_slot *s = engine_slot_of(w, ud);
+    if (!s)
+        return;
+    uint32_t idx = (uint32_t)ud >> ENGINE_KIND_BITS;
+    s->flags &= ~ENGINE_F_SENDING;
+    s->inflight--;
+    if (res > 0) {
+        struct engine_chunk *c = s->out_head;
+        c->start += (size_t)res;
+        if (c->start == c->end) {
+            s->out_head = c->next;
+            if (!s->out_head)
+                s->out_tail = NULL;
+            free(c);
+        }
+    } else if (res != -EINTR && res != -EAGAIN) {
+        /* A send of at least one byte that wrote nothing: the peer is gone. */
+        engine_conn_close_now(w, idx, res ? -res : EPIPE);
+    }
+    if (s->flags & ENGINE_F_CANCELLED)
+        engine_slot_settle(w, idx, s);
+    else if (s->out_head)
+        engine_send_queue(w, idx, s);
+    else if (s->flags & ENGINE_F_FLUSH)
+        engine_conn_close_now(w, idx, 0);
+    else if (s->ctx && w->e->cb.on_drained)
+        w->e->cb.on_drained(s->ctx);
+}
+
+int engine_conn_send(struct engine_worker *w, engine_conn_id id, const void *data, size_t len)
+{
+    struct engine_slot *s = engine_slot_get(w, id);
+    if (!s || s->state != ENGINE_SLOT_OPEN)
+        return -1;
+    if (!len)
+        return 0;
+    struct engine_chunk *t = s->out_tail;
+    size_t room = t ? t->cap - t->end : 0;
+    size_t fit = len < room ? len : room;
+    struct engine_chunk *c = NULL;
+    if (len > fit) {
+        size_t cap = len - fit;
+        if (cap < ENGINE_CHUNK_BYTES - sizeof *c)
+            cap = ENGINE_CHUNK_BYTES - sizeof *c;
+        c = malloc(sizeof *c + cap);
+        if (!c) {
+            log_error("engine: worker %u: out of memory for %zu bytes of output", w->index, len);
+            return -1;
+        }
+        *c = (struct engine_chunk){.end = len - fit, .cap = cap};
+        memcpy(c->data, (const char *)data + fit, len - fit);
+    }
+    if (fit) {
+        memcpy(t->data + t->end, data, fit);
+        t->end += fit;
+    }
+    if (c) {
+        if (t)
+            t->next = c;
+        else
+            s->out_head = c;
+        s->out_tail = c;
+    }
+    engine_send_queue(w, (uint32_t)id, s);
+    return 0;
+}
+
+void engine_conn_close(struct engine_worker *w, engine_conn_id id, bool flush)
+{
+    struct engine_slot *s = engine_slot_get(w, id);
+    if (!s)
+        return;
+    if (flush)
+        engine_conn_close_flush(w, (uint32_t)id, s);
+    else
+        engine_conn_close_now(w, (uint32_t)id, 0);
+}
+
+void engine_conn_pause_recv(struct engine_worker *w, engine_conn_id id)
+{
+    struct engine_slot *s = engine_slot_get(w, id);
+    if (!s || s->state != ENGINE_SLOT_OPEN || (s->flags & ENGINE_F_PAUSED))
+        return;
+    s->flags |= ENGINE_F_PAUSED;
+    if (s->flags & ENGINE_F_RECV_ARMED)
+        engine_cancel(w, engine_ud(s, (uint32_t)id, ENGINE_K_RECV));
+}
+
+void engine_conn_resume_recv(struct engine_worker *w, engine_conn_id id)
+{
+    struct engine_slot *s = engine_slot_get(w, id);
+    if (!s || s->state != ENGINE_SLOT_OPEN)
+        return;
+    s->flags &= ~ENGINE_F_PAUSED;
+    engine_recv_update(w, (uint32_t)id, s);
+}
+
+void engine_conns_cancel_all(struct engine_worker *w)
+{
+    for (uint32_t idx = 0; idx < w->nslots; idx++)
+        if (engine_slot_at(w, idx)->state != ENGINE_SLOT_FREE)
+            engine_conn_close_now(w, idx, ECANCELED);
+}
+
+static void engine_accept_arm(struct engine_worker *w, unsigned pos)
+{
+    struct io_uring_sqe *sqe =
+        engine_get_sqe(w, (uint64_t)pos << ENGINE_KIND_BITS | ENGINE_K_ACCEPT);
+    io_uring_prep_multishot_accept(sqe, w->listeners[pos].fd, NULL, NULL, SOCK_CLOEXEC);
+    w->listeners[pos].armed = true;
+}
+
+void engine_accepts_arm(struct engine_worker *w)
+{
+    for (unsigned pos = 0; pos < w->nlisteners; pos++)
+        if (w->listeners[pos].fd >= 0 && !w->listeners[pos].armed)
+            engine_accept_arm(w, pos);
+}
+
+void engine_worker_stop_accepting(struct engine_worker *w)
+{
+    for (unsigned pos = 0; pos < w->nlisteners; pos++)
+        if (w->listeners[pos].armed)
+            engine_cancel(w, (uint64_t)pos << ENGINE_KIND_BITS | ENGINE_K_ACCEPT);
+    /* Every SQE naming a listening socket must reach the kernel before its number is
+     * freed for reuse. */
+    int ret = io_uring_submit(&w->ring);
+    if (ret < 0)
+        log_error("engine: worker %u: submit: %s", w->index, strerror(-ret));
+    for (unsigned pos = 0; pos < w->nlisteners; pos++) {
+        if (w->listeners[pos].fd >= 0)
+            close(w->listeners[pos].fd);
+        w->listeners[pos].fd = -1;
+    }
+}
+
+static void engine_conn_refuse(struct engine_worker *w, uint32_t idx, struct engine_slot *s)
+{
+    engine_conn_close_flush(w, idx, s);
+    if (!(s->flags & ENGINE_F_CANCELLED))
+        engine_timer_set(w, idx, w->now + ENGINE_REFUSED_FLUSH_MS);
+}
+
+static void engine_conn_new(struct engine_worker *w, unsigned listener, int fd)
+{
+    if (w->exiting) {
+        close(fd);
+        return;
+    }
+    if (w->conns >= w->e->s.max_connections) {
+        if (!w->full_warned_at || w->now - w->full_warned_at >= ENGINE_FULL_WARN_MS) {
+            log_warn("engine: worker %u: %u connections, the most allowed: refusing new ones",
+                     w->index, w->conns);
+            w->full_warned_at = w->now;
+        }
+        close(fd);
+        return;
+    }
+    struct sockaddr_storage peer, local;
+    socklen_t peerlen = sizeof peer, locallen = sizeof local;
+    /* ENOTCONN: the peer already left; nobody needs to hear about it. */
+    if (getpeername(fd, (struct sockaddr *)&peer, &peerlen) < 0 ||
+        getsockname(fd, (struct sockaddr *)&local, &locallen) < 0) {
+        close(fd);
+        return;
+    }
+    int one = 1;
+    if (peer.ss_family != AF_UNIX)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    uint32_t idx = engine_slot_alloc(w, fd);
+    if (idx == ENGINE_NO_SLOT) {
+        log_error("engine: worker %u: out of memory for a connection slot: dropping a "
+                  "connection",
+                  w->index);
+        close(fd);
+        return;
+    }
+    struct engine_slot *s = engine_slot_at(w, idx);
+    s->ctx = w->e->cb.on_accept(w, engine_id(s, idx), listener, (struct sockaddr *)&peer, peerlen,
+                                (struct sockaddr *)&local, locallen);
+    if (!s->ctx && s->state == ENGINE_SLOT_OPEN)
+        engine_conn_refuse(w, idx, s);
+    engine_recv_update(w, idx, s);
+}
+
+void engine_accept_complete(struct engine_worker *w, unsigned pos, int res, unsigned flags)
+{
+    struct engine_listener *l = &w->listeners[pos];
+    if (!(flags & IORING_CQE_F_MORE))
+        l->armed = false;
+    if (res >= 0)
+        engine_conn_new(w, l->index, res);
+    else if (res != -ECANCELED)
+        log_warn("engine: worker %u: accept on listener %u: %s", w->index, l->index,
+                 strerror(-res));
+    if (l->armed || l->fd < 0 || w->exiting)
+        return;
+    /* An accept error (EMFILE, ENOMEM) would recur at once: wait a little. */
+    if (res < 0 && res != -ECANCELED)
+        w->accept_retry_at = w->now + ENGINE_ACCEPT_RETRY_MS;
+    else
+        engine_accept_arm(w, pos);
+}

@@ -1,0 +1,186 @@
+/*
+ * util/engine_int.h — what the engine's files share; nothing outside util/engine*.c
+ * includes it.
+ *
+ * engine.c runs the workers (threads, loop, completions, cross-thread messages),
+ * engine_conn.c the connections (accept, receive, send, close), engine_timer.c the
+ * per-worker timer heap and engine_ring.c ring set-up and the kernel probe.
+ *
+ * Every SQE the engine prepares is counted in worker->inflight until its last CQE (the
+ * one without IORING_CQE_F_MORE) comes back, and every connection SQE also in its slot's
+ * inflight: a slot is reused only once its count is zero, so no completion ever lands on
+ * a slot that belongs to another connection.
+ */
+#ifndef RINGMAIL_UTIL_ENGINE_INT_H
+#define RINGMAIL_UTIL_ENGINE_INT_H
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/engine.h"
+
+/* user_data: the low bits say what completed. Kind 0 is an engine_op pointer, whose low
+ * bits are 0 because it is pointer-aligned. */
+enum engine_kind {
+    ENGINE_K_OP = 0,
+    ENGINE_K_NONE,   /* completion ignored: cancels, engine_sqe(w, NULL) */
+    ENGINE_K_ACCEPT, /* payload: position in the worker's listener array */
+    ENGINE_K_WAKE,   /* the eventfd read behind engine_post */
+    ENGINE_K_RECV,   /* payload: slot; high 32 bits: generation */
+    ENGINE_K_SEND,
+};
+#define ENGINE_KIND_BITS 3
+#define ENGINE_KIND_MASK ((1u << ENGINE_KIND_BITS) - 1)
+#define ENGINE_SLOT_MAX  (1u << (32 - ENGINE_KIND_BITS))
+#define ENGINE_NO_SLOT   UINT32_MAX
+
+/* One piece of pending output; bytes [start, end) are still to be sent. A chunk being
+ * sent never moves: appends go after `end`, never through realloc. */
+struct engine_chunk {
+    struct engine_chunk *next;
+    size_t start;
+    size_t end;
+    size_t cap;
+    char data[];
+};
+
+enum engine_slot_state { ENGINE_SLOT_FREE, ENGINE_SLOT_OPEN, ENGINE_SLOT_CLOSING };
+
+enum engine_slot_flag {
+    ENGINE_F_RECV_ARMED = 1 << 0,  /* a multishot recv is in flight */
+    ENGINE_F_PAUSED = 1 << 1,      /* engine_conn_pause_recv */
+    ENGINE_F_SENDING = 1 << 2,     /* a send is in flight */
+    ENGINE_F_SEND_QUEUED = 1 << 3, /* on the worker's send list */
+    ENGINE_F_FLUSH = 1 << 4,       /* close once the output is written */
+    ENGINE_F_CANCELLED = 1 << 5,   /* closing now: ops cancelled, waiting for their CQEs */
+    ENGINE_F_REAP_QUEUED = 1 << 6, /* on the worker's reap list */
+    ENGINE_F_EOF = 1 << 7,         /* the peer closed its side: do not receive again */
+};
+
+/* One connection; kept small because an idle connection costs this and nothing else in
+ * the engine. */
+struct engine_slot {
+    void *ctx; /* NULL while on_accept runs and for refused connections: no callbacks */
+    struct engine_chunk *out_head;
+    struct engine_chunk *out_tail;
+    uint64_t deadline;  /* 0 = timer not armed */
+    uint32_t gen;       /* bumped when the slot is freed, so old ids go stale */
+    uint32_t heap_pos;  /* 1-based position in the timer heap; 0 = not in it */
+    uint32_t link;      /* next on the free list or the reap list */
+    uint32_t send_link; /* next on the send list */
+    int fd;
+    int err; /* for on_closed */
+    uint8_t state;
+    uint8_t flags;
+    uint8_t inflight;
+};
+
+/* Slots live in fixed chunks so a slot pointer stays valid while the table grows. */
+#define ENGINE_SLOTS_PER_CHUNK 256u
+
+struct engine_listener {
+    int fd; /* -1 once closed */
+    unsigned index;
+    bool armed;
+};
+
+struct engine_worker {
+    struct engine *e;
+    unsigned index;
+    void *ctx;
+    pthread_t thread;
+    bool thread_started;
+
+    struct io_uring ring;
+    bool ring_ready;
+    unsigned inflight;
+    uint64_t now;
+    bool exit_requested;
+    bool exiting;
+
+    struct engine_listener *listeners;
+    unsigned nlisteners;
+    uint64_t accept_retry_at; /* 0, or when to re-arm accepts that failed */
+    uint64_t full_warned_at;
+
+    struct io_uring_buf_ring *br;
+    size_t br_bytes;
+    char *bufs;
+    size_t bufs_bytes;
+
+    struct engine_slot **chunks;
+    unsigned nchunks;
+    unsigned chunks_cap;
+    uint32_t nslots; /* slots ever handed out; the rest of the last chunk is untouched */
+    uint32_t free_head;
+    unsigned conns;
+    uint32_t reap_head;
+    uint32_t send_head;
+
+    uint32_t *heap; /* slot indices, a min-heap on deadline */
+    uint32_t heap_len;
+    uint32_t heap_cap;
+
+    int wake_fd;
+    uint64_t wake_val;
+    pthread_mutex_t mq_lock;
+    uint32_t *mq;
+    size_t mq_len;
+    size_t mq_cap;
+
+    int setup_rc;
+    char setup_err[384];
+};
+
+struct engine {
+    struct engine_settings s;
+    struct engine_callbacks cb;
+    struct engine_worker *workers;
+    pthread_mutex_t lock; /* start-up handshake */
+    pthread_cond_t cond;
+    unsigned ready;
+    bool go;
+    bool abort_start;
+    bool started;
+};
+
+/* engine.c */
+struct io_uring_sqe *engine_get_sqe(struct engine_worker *w, uint64_t user_data);
+void engine_cancel(struct engine_worker *w, uint64_t user_data);
+
+/* engine_conn.c */
+void engine_slots_init(struct engine_worker *w);
+void engine_slots_free(struct engine_worker *w);
+/* The slot at `idx`, or NULL past the table's end. */
+struct engine_slot *engine_slot_at(const struct engine_worker *w, uint32_t idx);
+/* The live slot `id` names, or NULL when the id is stale. */
+struct engine_slot *engine_slot_get(const struct engine_worker *w, engine_conn_id id);
+void engine_accepts_arm(struct engine_worker *w);
+void engine_accept_complete(struct engine_worker *w, unsigned pos, int res, unsigned flags);
+void engine_recv_complete(struct engine_worker *w, uint64_t user_data, int res, unsigned flags);
+void engine_send_complete(struct engine_worker *w, uint64_t user_data, int res);
+/* End of turn: start the sends queued during it, one per connection. */
+void engine_conns_flush(struct engine_worker *w);
+/* Frees the closed slots whose operations have all come back and calls on_closed. */
+void engine_conns_reap(struct engine_worker *w);
+void engine_conns_cancel_all(struct engine_worker *w);
+/* Only once the ring is gone: frees every slot whatever is still in flight. */
+void engine_conns_force_free(struct engine_worker *w);
+void engine_conn_close_now(struct engine_worker *w, uint32_t idx, int err);
+
+/* engine_timer.c */
+void engine_timer_set(struct engine_worker *w, uint32_t idx, uint64_t deadline);
+void engine_timers_fire(struct engine_worker *w);
+uint64_t engine_timer_next(const struct engine_worker *w);
+int engine_timer_reserve(struct engine_worker *w, uint32_t nslots);
+
+/* engine_ring.c */
+int engine_ring_init(struct io_uring *ring, unsigned entries);
+void engine_ring_error(int err, char *buf, size_t len);
+int engine_bufring_new(struct engine_worker *w, unsigned nbufs, unsigned bufsize);
+void engine_bufring_free(struct engine_worker *w);
+void engine_bufring_put(struct engine_worker *w, unsigned bid);
+
+#endif
