@@ -38,11 +38,11 @@ struct spool_worker;
 struct spool_msg;
 
 struct spool_settings {
-    const char *dir;        /* created (with parents) if missing, mode 0700 */
-    uid_t owner;            /* chown the directory to owner:group when running as root */
+    const char *dir; /* created (with parents) if missing, mode 0700 */
+    uid_t owner;     /* chown the directory to owner:group when running as root */
     gid_t group;
     bool chown;
-    size_t write_chunk;     /* bytes buffered before a data write is issued; 0 = 64 KiB */
+    size_t write_chunk; /* bytes buffered before a data write is issued; 0 = 64 KiB */
 };
 
 struct spool *spool_open(const struct spool_settings *s, char *err, size_t errlen);
@@ -50,37 +50,42 @@ void spool_close(struct spool *sp);
 const char *spool_dir(const struct spool *sp);
 
 struct spool_recovery {
-    unsigned messages;      /* complete messages (qf present and parseable, df present) */
-    unsigned removed;       /* partial files removed (df/tf without qf) */
-    unsigned damaged;       /* qf unreadable or without df: renamed to "Qf<qid>" and logged */
+    unsigned messages; /* complete messages (qf present and parseable, df present) */
+    unsigned removed;  /* partial files removed (df/tf without qf) */
+    unsigned damaged;  /* qf unreadable or without df: renamed to "Qf<qid>" and logged */
 };
 /* Scans the spool at start-up: removes what was never acknowledged, logs each complete
  * message ("<qid>: recovered, from=<...>, nrcpts=N, size=N") and counts. */
 int spool_recover(struct spool *sp, struct spool_recovery *out, char *err, size_t errlen);
 
 /* Calls fn for every complete message (qf + df) in id order; stops when fn returns
- * non-zero. For the recovery report, tests and (later) mailq. */
+ * non-zero and returns that value; 0 after the last message, -1 if the directory cannot
+ * be read (logged). Damaged or partial messages are skipped. For the recovery report,
+ * tests and (later) mailq. */
 int spool_scan(struct spool *sp, int (*fn)(void *arg, const struct envelope *e), void *arg);
 
 struct spool_worker *spool_worker_new(struct spool *sp, struct engine_worker *w);
 void spool_worker_free(struct spool_worker *sw);
 
-/* Starts a message: allocates its queue id (copied into qid_out); files are created on
- * the first write. NULL on allocation failure only. */
+/* Starts a message: allocates its queue id (copied into qid_out); both files are created
+ * (asynchronously) on the first write, so they are ready when the data ends. NULL on
+ * allocation failure only. */
 struct spool_msg *spool_msg_new(struct spool_worker *sw, char qid_out[QID_LEN + 1]);
 /* Appends message data. Never blocks; a write error is remembered and reported by the
  * commit. -1 if the message already failed (the caller may stop sending data). */
 int spool_msg_write(struct spool_msg *m, const void *data, size_t len);
 /* Writes the rest, the envelope (e->qid and e->size are filled in by the spool), fsyncs,
  * renames and fsyncs the directory, then calls done(arg, 0) — or done(arg, -errno) after
- * removing the partial files. `e` is only read during the call. */
+ * removing the partial files. `e` is only read during the call. `done` runs later on the
+ * worker's thread, never from inside this call; the spool frees `m` right after it. */
 void spool_msg_commit(struct spool_msg *m, const struct envelope *e,
                       void (*done)(void *arg, int err), void *arg);
-/* After commit: the caller went away (connection closed). The commit still completes
- * (the message is safe, the client may send it again: at-least-once), `done` is not
- * called. */
+/* After commit, before `done`: the caller went away (connection closed). The commit
+ * still completes (the message is safe, the client may send it again: at-least-once),
+ * `done` is not called. */
 void spool_msg_detach(struct spool_msg *m);
-/* Before commit: drops the message and removes its files. */
+/* Before commit: drops the message and removes its files (once the writes in flight
+ * have completed; the spool keeps the object alive until then). */
 void spool_msg_abort(struct spool_msg *m);
 
 /* The directory fsync count and commits so far, for logs and benchmarks. */

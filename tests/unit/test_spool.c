@@ -1,0 +1,611 @@
+/* The durable spool against a real engine (one worker, no listeners) and real files in a
+ * temporary directory: commits, group commit, abort, failures, recovery and scans.
+ * Skips (77) where io_uring is refused. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "queue/spool.h"
+#include "util/engine.h"
+
+#define MSG_JOB  1
+#define MSG_EXIT 2
+#define MAX_MSGS 200
+
+static char tmpdir[64];
+static char spooldir[128];
+static struct engine *eng;
+static struct spool *sp;
+static struct spool_worker *sw; /* touched on the worker thread only */
+
+/* The job posted to the worker, and the semaphore its completions post. */
+static void (*job_fn)(void *arg);
+static void *job_arg;
+static sem_t job_sem;
+
+struct result {
+    char qid[QID_LEN + 1];
+    struct spool_msg *m;
+    int err;
+    bool called;
+    bool write_failed; /* no cmocka asserts on the worker thread: they longjmp */
+};
+static struct result results[MAX_MSGS];
+
+static struct envelope_rcpt test_rcpts[] = {
+    {.addr = "alice@example.org", .state = ENV_RCPT_PENDING},
+    {.addr = "bob@example.net", .orcpt = "rfc822;bob@example.net", .notify = 6},
+};
+static const struct envelope test_env = {
+    .sender = "sender@example.com",
+    .created = 1700000000,
+    .helo = "client.example.com",
+    .client_addr = "192.0.2.7",
+    .proto = "ESMTP",
+    .daemon = "MTA",
+    .body = 8,
+    .rcpts = test_rcpts,
+    .n_rcpts = 2,
+};
+
+static void *on_worker_init(struct engine_worker *w, unsigned index)
+{
+    (void)index;
+    sw = spool_worker_new(sp, w);
+    return NULL;
+}
+
+static void on_worker_fini(struct engine_worker *w, void *ctx)
+{
+    (void)w;
+    (void)ctx;
+    spool_worker_free(sw);
+    sw = NULL;
+}
+
+/* No listeners: the connection callbacks exist only because the engine requires them. */
+static void *on_accept(struct engine_worker *w, engine_conn_id id, unsigned listener,
+                       const struct sockaddr *peer, socklen_t peerlen, const struct sockaddr *local,
+                       socklen_t locallen)
+{
+    (void)w, (void)id, (void)listener, (void)peer, (void)peerlen, (void)local, (void)locallen;
+    return NULL;
+}
+
+static void on_recv(void *ctx, const char *data, size_t len)
+{
+    (void)ctx, (void)data, (void)len;
+}
+
+static void on_closed(void *ctx, int err)
+{
+    (void)ctx, (void)err;
+}
+
+static void on_message(struct engine_worker *w, void *ctx, uint32_t msg)
+{
+    (void)ctx;
+    if (msg == MSG_EXIT)
+        engine_worker_exit(w);
+    else
+        job_fn(job_arg);
+}
+
+static void run_on_worker(void (*fn)(void *), void *arg)
+{
+    job_fn = fn;
+    job_arg = arg;
+    engine_post(eng, MSG_JOB);
+}
+
+/* Waits for `n` posts of job_sem, failing the test after 20 s. */
+static void wait_posts(unsigned n)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 20;
+    for (unsigned i = 0; i < n; i++)
+        if (sem_timedwait(&job_sem, &ts) < 0)
+            fail_msg("timed out waiting for the worker (%u of %u)", i, n);
+}
+
+static void commit_done(void *arg, int err)
+{
+    struct result *r = arg;
+    r->err = err;
+    r->called = true;
+    sem_post(&job_sem);
+}
+
+/* Runs fn on the worker and waits until it and everything it posts are done. */
+static void on_worker(void (*fn)(void *), void *arg, unsigned posts)
+{
+    run_on_worker(fn, arg);
+    wait_posts(posts);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    char err[256];
+    struct spool_settings ss = {0};
+    struct engine_settings es = {.workers = 1, .ring_entries = 256};
+    struct engine_callbacks cb = {.worker_init = on_worker_init,
+                                  .worker_fini = on_worker_fini,
+                                  .on_message = on_message,
+                                  .on_accept = on_accept,
+                                  .on_recv = on_recv,
+                                  .on_closed = on_closed};
+
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/ringmail-spool-XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return -1;
+    /* Two missing levels: spool_open creates parents too. */
+    snprintf(spooldir, sizeof(spooldir), "%s/var/spool", tmpdir);
+    ss.dir = spooldir;
+    sp = spool_open(&ss, err, sizeof(err));
+    if (!sp) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    memset(results, 0, sizeof(results));
+    sem_init(&job_sem, 0, 0);
+    eng = engine_new(&es, &cb, err, sizeof(err));
+    if (!eng || engine_start(eng, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    engine_post(eng, MSG_EXIT);
+    engine_join(eng);
+    engine_free(eng);
+    spool_close(sp);
+    sem_destroy(&job_sem);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* --- files --- */
+
+static char *slurp(const char *kind, const char *qid, size_t *len)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s%.*s", spooldir, kind, QID_LEN, qid);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *data = malloc((size_t)n + 1);
+    assert_non_null(data);
+    assert_int_equal(fread(data, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return data;
+}
+
+static void put_file(const char *name, const void *data, size_t len)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", spooldir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    fclose(f);
+}
+
+static bool exists(const char *kind, const char *qid)
+{
+    char path[256];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s%.*s", spooldir, kind, QID_LEN, qid);
+    return stat(path, &st) == 0;
+}
+
+static unsigned count_files(void)
+{
+    unsigned n = 0;
+    DIR *d = opendir(spooldir);
+    struct dirent *e;
+    if (!d)
+        return 0;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* Aborts and detached commits report nothing: wait until the directory holds `n` files. */
+static void wait_file_count(unsigned n)
+{
+    for (int i = 0; i < 2000 && count_files() != n; i++)
+        usleep(5000);
+    assert_int_equal(count_files(), n);
+}
+
+/* The committed message: df holds `data`, qf parses back to test_env with id and size. */
+static void assert_committed(const char *qid, const void *data, size_t len)
+{
+    for (unsigned i = 0; i < MAX_MSGS; i++)
+        assert_false(results[i].write_failed);
+    size_t n;
+    char err[128];
+    struct envelope e;
+    char *df = slurp("df", qid, &n);
+    assert_non_null(df);
+    assert_int_equal(n, len);
+    assert_memory_equal(df, data, len);
+    free(df);
+    char *qf = slurp("qf", qid, &n);
+    assert_non_null(qf);
+    if (envelope_parse(qf, n, &e, err, sizeof(err)) < 0)
+        fail_msg("qf: %s", err);
+    assert_string_equal(e.qid, qid);
+    assert_int_equal(e.size, len);
+    assert_string_equal(e.sender, test_env.sender);
+    assert_string_equal(e.helo, test_env.helo);
+    assert_int_equal(e.n_rcpts, 2);
+    assert_string_equal(e.rcpts[1].orcpt, test_rcpts[1].orcpt);
+    assert_int_equal(qf[e.rcpts[0].state_offset], 'P');
+    envelope_free(&e);
+    free(qf);
+    assert_false(exists("tf", qid));
+}
+
+/* --- jobs (on the worker thread) --- */
+
+struct write_job {
+    const char *data;
+    size_t len;
+    const size_t *pieces; /* sizes cycled through; NULL = all at once */
+    size_t npieces;
+    unsigned count; /* messages */
+    bool commit;
+};
+
+static void write_message(struct result *r, const struct write_job *j)
+{
+    r->m = spool_msg_new(sw, r->qid);
+    for (size_t off = 0, i = 0; off < j->len; i++) {
+        size_t n = j->pieces ? j->pieces[i % j->npieces] : j->len;
+        if (n > j->len - off)
+            n = j->len - off;
+        r->write_failed |= spool_msg_write(r->m, j->data + off, n) < 0;
+        off += n;
+    }
+}
+
+static void job_write(void *arg)
+{
+    const struct write_job *j = arg;
+    for (unsigned i = 0; i < j->count; i++) {
+        write_message(&results[i], j);
+        if (j->commit)
+            spool_msg_commit(results[i].m, &test_env, commit_done, &results[i]);
+    }
+    if (!j->commit)
+        sem_post(&job_sem);
+}
+
+static void job_abort(void *arg)
+{
+    (void)arg;
+    spool_msg_abort(results[0].m);
+    sem_post(&job_sem);
+}
+
+static void job_commit_detach(void *arg)
+{
+    (void)arg;
+    spool_msg_commit(results[0].m, &test_env, commit_done, &results[0]);
+    spool_msg_detach(results[0].m);
+    sem_post(&job_sem);
+}
+
+struct stats {
+    uint64_t commits, dir_syncs;
+};
+
+static void job_stats(void *arg)
+{
+    struct stats *s = arg;
+    spool_worker_stats(sw, &s->commits, &s->dir_syncs);
+    sem_post(&job_sem);
+}
+
+static char *pattern(size_t len)
+{
+    char *p = malloc(len);
+    assert_non_null(p);
+    for (size_t i = 0; i < len; i++)
+        p[i] = (char)(i * 131 + i / 7);
+    return p;
+}
+
+/* --- tests --- */
+
+static void test_commit_small(void **state)
+{
+    (void)state;
+    static const char msg[] = "Subject: hi\r\n\r\nhello\r\n";
+    struct write_job j = {.data = msg, .len = sizeof(msg) - 1, .count = 1, .commit = true};
+    struct stats st;
+    on_worker(job_write, &j, 1);
+    assert_int_equal(results[0].err, 0);
+    assert_committed(results[0].qid, msg, j.len);
+    assert_int_equal(count_files(), 2);
+    on_worker(job_stats, &st, 1);
+    assert_int_equal(st.commits, 1);
+    assert_int_equal(st.dir_syncs, 1);
+}
+
+/* 1 MiB in odd-sized pieces: many chunks, several writes in flight, exact bytes. */
+static void test_commit_large(void **state)
+{
+    (void)state;
+    static const size_t pieces[] = {1, 4093, 65537, 777, 131072, 3};
+    size_t len = 1 << 20;
+    char *data = pattern(len);
+    struct write_job j = {
+        .data = data, .len = len, .pieces = pieces, .npieces = 6, .count = 1, .commit = true};
+    on_worker(job_write, &j, 1);
+    assert_int_equal(results[0].err, 0);
+    assert_committed(results[0].qid, data, len);
+    free(data);
+}
+
+static void test_commit_empty(void **state)
+{
+    (void)state;
+    struct write_job j = {.data = "", .len = 0, .count = 1, .commit = true};
+    on_worker(job_write, &j, 1);
+    assert_int_equal(results[0].err, 0);
+    assert_committed(results[0].qid, "", 0);
+}
+
+/* 200 messages committed at once share directory fsyncs. */
+static void test_group_commit(void **state)
+{
+    (void)state;
+    char *data = pattern(1024);
+    struct write_job j = {.data = data, .len = 1024, .count = MAX_MSGS, .commit = true};
+    struct stats st;
+    on_worker(job_write, &j, MAX_MSGS);
+    for (unsigned i = 0; i < MAX_MSGS; i++) {
+        assert_int_equal(results[i].err, 0);
+        assert_true(exists("qf", results[i].qid));
+    }
+    assert_committed(results[MAX_MSGS - 1].qid, data, 1024);
+    assert_int_equal(count_files(), 2 * MAX_MSGS);
+    on_worker(job_stats, &st, 1);
+    print_message("group commit: %" PRIu64 " commits, %" PRIu64 " directory fsyncs\n", st.commits,
+                  st.dir_syncs);
+    assert_int_equal(st.commits, MAX_MSGS);
+    assert_true(st.dir_syncs * 4 <= st.commits);
+    free(data);
+}
+
+/* Abort right after writing (opens in flight) and once the files surely exist. */
+static void test_abort(void **state)
+{
+    (void)state;
+    struct write_job j = {.data = "data\r\n", .len = 6, .count = 1};
+    on_worker(job_write, &j, 1);
+    on_worker(job_abort, NULL, 1);
+    wait_file_count(0);
+
+    char *big = pattern(200000); /* three full chunks: writes in flight too */
+    j = (struct write_job){.data = big, .len = 200000, .count = 1};
+    on_worker(job_write, &j, 1);
+    wait_file_count(2); /* df and tf created */
+    on_worker(job_abort, NULL, 1);
+    wait_file_count(0);
+    assert_false(results[0].called);
+    free(big);
+}
+
+/* The caller left: the commit still completes, silently. */
+static void test_detach(void **state)
+{
+    (void)state;
+    struct write_job j = {.data = "x\r\n", .len = 3, .count = 1};
+    struct stats st;
+    on_worker(job_write, &j, 1);
+    on_worker(job_commit_detach, NULL, 1);
+    for (int i = 0; i < 2000 && !exists("qf", results[0].qid); i++)
+        usleep(5000);
+    on_worker(job_stats, &st, 1);
+    for (int i = 0; i < 2000 && st.commits == 0; i++) {
+        usleep(5000);
+        on_worker(job_stats, &st, 1);
+    }
+    assert_int_equal(st.commits, 1);
+    assert_false(results[0].called);
+    assert_committed(results[0].qid, "x\r\n", 3);
+}
+
+/* The spool directory vanished before the first write: every open fails. */
+static void test_fail_no_directory(void **state)
+{
+    (void)state;
+    struct write_job j = {.data = "data\r\n", .len = 6, .count = 1, .commit = true};
+    assert_int_equal(rmdir(spooldir), 0);
+    on_worker(job_write, &j, 1);
+    assert_int_equal(results[0].err, -ENOENT);
+    assert_int_equal(mkdir(spooldir, 0700), 0);
+    assert_int_equal(count_files(), 0);
+}
+
+/* A write fails half way (file size limit): the error comes back and no file remains. */
+static void test_fail_write(void **state)
+{
+    (void)state;
+    struct rlimit old, small = {.rlim_cur = 100000, .rlim_max = RLIM_INFINITY};
+    size_t len = 1 << 20;
+    char *data = pattern(len);
+    struct write_job j = {.data = data, .len = len, .count = 1, .commit = true};
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    small.rlim_max = old.rlim_max;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+    on_worker(job_write, &j, 1);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_DFL);
+    assert_int_equal(results[0].err, -EFBIG);
+    assert_int_equal(count_files(), 0);
+    free(data);
+}
+
+/* --- recovery and scans (synchronous, on this thread) --- */
+
+static void put_message(const char *qid, const char *sender, const char *data, size_t len)
+{
+    struct envelope e = test_env;
+    struct buf b;
+    char name[32];
+    memcpy(e.qid, qid, QID_LEN + 1);
+    e.sender = (char *)sender;
+    e.size = len;
+    buf_init(&b, 0);
+    assert_int_equal(envelope_write(&e, &b), 0);
+    snprintf(name, sizeof(name), "qf%s", qid);
+    put_file(name, b.data, b.len);
+    snprintf(name, sizeof(name), "df%s", qid);
+    put_file(name, data, len);
+    buf_free(&b);
+}
+
+static void test_recover(void **state)
+{
+    (void)state;
+    char err[256];
+    struct spool_recovery rec;
+
+    put_message("0000000000000001", "ok@example.com", "body\r\n", 6);
+    put_file("tf0000000000000002", "V1\nI00", 6);      /* crash while writing the envelope */
+    put_file("df0000000000000002", "partial", 7);      /* ... and its data */
+    put_file("df0000000000000003", "no envelope", 11); /* crash before the tf */
+    put_file("qf0000000000000004", "V1\ngarbage\n", 11);
+    put_file("df0000000000000004", "kept", 4);
+    put_message("0000000000000005", "nodf@example.com", "x", 1);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/df0000000000000005", spooldir);
+    assert_int_equal(unlink(path), 0);
+    put_message("0000000000000006", "short@example.com", "abc", 3);
+    snprintf(path, sizeof(path), "%s/df0000000000000006", spooldir);
+    assert_int_equal(truncate(path, 1), 0); /* df does not match the recorded size */
+    put_file("README", "not ours", 8);
+
+    assert_int_equal(spool_recover(sp, &rec, err, sizeof(err)), 0);
+    assert_int_equal(rec.messages, 1);
+    assert_int_equal(rec.removed, 3);
+    assert_int_equal(rec.damaged, 3);
+    assert_true(exists("qf", "0000000000000001"));
+    assert_true(exists("df", "0000000000000001"));
+    assert_false(exists("tf", "0000000000000002"));
+    assert_false(exists("df", "0000000000000002"));
+    assert_false(exists("df", "0000000000000003"));
+    assert_true(exists("Qf", "0000000000000004"));
+    assert_true(exists("df", "0000000000000004")); /* kept for a person */
+    assert_false(exists("qf", "0000000000000004"));
+    assert_true(exists("Qf", "0000000000000005"));
+    assert_true(exists("Qf", "0000000000000006"));
+    assert_true(exists("df", "0000000000000006"));
+    assert_true(exists("", "README"));
+
+    /* A second pass finds a clean spool. */
+    assert_int_equal(spool_recover(sp, &rec, err, sizeof(err)), 0);
+    assert_int_equal(rec.messages, 1);
+    assert_int_equal(rec.removed + rec.damaged, 0);
+}
+
+struct scan_seen {
+    char qids[8][QID_LEN + 1];
+    unsigned n, stop_after;
+};
+
+static int scan_fn(void *arg, const struct envelope *e)
+{
+    struct scan_seen *s = arg;
+    memcpy(s->qids[s->n++], e->qid, QID_LEN + 1);
+    return s->n == s->stop_after ? 42 : 0;
+}
+
+static void test_scan_order(void **state)
+{
+    (void)state;
+    struct scan_seen seen = {0};
+    put_message("0000000000000003", "c@example.com", "c", 1);
+    put_message("0000000000000001", "a@example.com", "a", 1);
+    put_message("000000000000000A", "b@example.com", "b", 1);
+    put_file("tf0000000000000002", "V1\n", 3); /* not a message */
+    put_file("df0000000000000002", "x", 1);
+    assert_int_equal(spool_scan(sp, scan_fn, &seen), 0);
+    assert_int_equal(seen.n, 3);
+    assert_string_equal(seen.qids[0], "0000000000000001");
+    assert_string_equal(seen.qids[1], "0000000000000003");
+    assert_string_equal(seen.qids[2], "000000000000000A");
+
+    seen = (struct scan_seen){.stop_after = 2};
+    assert_int_equal(spool_scan(sp, scan_fn, &seen), 42);
+    assert_int_equal(seen.n, 2);
+}
+
+/* Messages committed through the engine are what a later scan finds, in id order. */
+static void test_commit_then_scan(void **state)
+{
+    (void)state;
+    struct write_job j = {.data = "m\r\n", .len = 3, .count = 5, .commit = true};
+    struct scan_seen seen = {0};
+    on_worker(job_write, &j, 5);
+    assert_int_equal(spool_scan(sp, scan_fn, &seen), 0);
+    assert_int_equal(seen.n, 5);
+    for (unsigned i = 0; i < 5; i++)
+        assert_string_equal(seen.qids[i], results[i].qid);
+}
+
+int main(void)
+{
+    char err[256];
+    if (engine_probe(err, sizeof(err)) < 0) {
+        fprintf(stderr, "skipped: %s\n", err);
+        return 77;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_commit_small, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_large, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_empty, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_detach, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fail_no_directory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fail_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scan_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_then_scan, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
