@@ -37,6 +37,7 @@ enum mode {
     M_HEAP,   /* many timers; the fire order is recorded */
     M_PAUSE,  /* pause on the first bytes, resume from a timer */
     M_FLUSH,  /* on the first bytes: a large reply, then close with flush */
+    M_HARD,   /* on the first bytes: a large reply, then close at once */
     M_REFUSE, /* on_accept queues a 421 and refuses */
     M_STALE,  /* records ids so a later connection can use a stale one */
 };
@@ -181,14 +182,15 @@ static void t_on_recv(void *ctx, const char *data, size_t len)
         }
         engine_conn_send(c->w, c->id, data, len);
         break;
-    case M_FLUSH: {
+    case M_FLUSH:
+    case M_HARD: {
         enum { N = FLUSH_BYTES };
         char *big = malloc(N);
         for (size_t i = 0; i < N; i++)
             big[i] = (char)(i % 251);
         engine_conn_send(c->w, c->id, big, N);
         free(big);
-        engine_conn_close(c->w, c->id, true);
+        engine_conn_close(c->w, c->id, T.mode == M_FLUSH);
         /* after close: refused */
         if (engine_conn_send(c->w, c->id, "x", 1) != -1)
             engine_conn_send(c->w, c->id, "BUG", 3);
@@ -582,6 +584,56 @@ static void test_close_flush(void **state)
     stop();
 }
 
+/* Closing at once cancels the send stuck on a peer that does not read. */
+static void test_close_hard(void **state)
+{
+    (void)state;
+    start(M_HARD, 1, NULL);
+    int fd = client();
+    assert_true(fd >= 0);
+    send_all(fd, "go", 2);
+    WAIT_FOR(T.closed == 1);
+    assert_int_equal(T.closed_other, 0);
+    char *buf = malloc(FLUSH_BYTES);
+    size_t got = 0;
+    ssize_t n;
+    while ((n = recv(fd, buf, FLUSH_BYTES, 0)) > 0)
+        got += (size_t)n;
+    free(buf);
+    assert_true(got < FLUSH_BYTES);
+    close(fd);
+    stop();
+}
+
+/* A peer that resets with output still queued ends the connection with an error. */
+static void test_peer_reset(void **state)
+{
+    (void)state;
+    start(M_ECHO, 1, NULL);
+    int fd = client();
+    assert_true(fd >= 0);
+    char *buf = calloc(1, FLUSH_BYTES);
+    int sz = 64 * 1024;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    size_t sent = 0;
+    while (sent < FLUSH_BYTES) {
+        ssize_t k = send(fd, buf + sent, FLUSH_BYTES - sent, MSG_NOSIGNAL);
+        if (k < 0)
+            break;
+        sent += (size_t)k;
+    }
+    free(buf);
+    assert_true(sent > 0);
+    sleep_ms(20);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+    WAIT_FOR(T.closed == 1);
+    assert_int_equal(T.closed_other, 1);
+    stop();
+}
+
 static void test_refuse(void **state)
 {
     (void)state;
@@ -732,7 +784,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_echo_many),        cmocka_unit_test(test_timer_rearm_disarm),
         cmocka_unit_test(test_timer_heap_order), cmocka_unit_test(test_pause_resume),
-        cmocka_unit_test(test_close_flush),      cmocka_unit_test(test_refuse),
+        cmocka_unit_test(test_close_flush),      cmocka_unit_test(test_close_hard),
+        cmocka_unit_test(test_peer_reset),       cmocka_unit_test(test_refuse),
         cmocka_unit_test(test_max_connections),  cmocka_unit_test(test_post_each_worker),
         cmocka_unit_test(test_stale_id),         cmocka_unit_test(test_sqe_file_ops),
         cmocka_unit_test(test_stop_accepting),   cmocka_unit_test(test_exit_closes_connections),
