@@ -39,6 +39,12 @@ static uint64_t engine_clock_ms(void)
 
 struct io_uring_sqe *engine_get_sqe(struct engine_worker *w, uint64_t user_data)
 {
+    /* Only when a stuck exit gave up on the ring and on_closed still asks for SQEs: the
+     * operation is dropped rather than crashing the process on its way out. */
+    if (!w->ring_ready) {
+        memset(&w->dead_sqe, 0, sizeof w->dead_sqe);
+        return &w->dead_sqe;
+    }
     struct io_uring_sqe *sqe;
     while (!(sqe = io_uring_get_sqe(&w->ring))) {
         int ret = io_uring_submit(&w->ring);
@@ -61,13 +67,17 @@ struct io_uring_sqe *engine_sqe(struct engine_worker *w, struct engine_op *op)
     return engine_get_sqe(w, op ? (uint64_t)(uintptr_t)op : ENGINE_K_NONE);
 }
 
-void engine_sqe_reserve(struct engine_worker *w, unsigned n)
+void engine_submit(struct engine_worker *w)
 {
-    if (io_uring_sq_space_left(&w->ring) >= n)
-        return;
-    int ret = io_uring_submit(&w->ring);
+    int ret = w->ring_ready ? io_uring_submit(&w->ring) : 0;
     if (ret < 0)
         log_error("engine: worker %u: submit: %s", w->index, strerror(-ret));
+}
+
+void engine_sqe_reserve(struct engine_worker *w, unsigned n)
+{
+    if (w->ring_ready && io_uring_sq_space_left(&w->ring) < n)
+        engine_submit(w);
 }
 
 unsigned engine_worker_index(const struct engine_worker *w)
@@ -256,7 +266,7 @@ static void engine_loop(struct engine_worker *w)
             return;
         if (w->exiting && w->now >= grace_end) {
             log_warn("engine: worker %u: %u operations still unfinished %d ms after exit; "
-                     "closing its connections anyway",
+                     "giving up on them",
                      w->index, w->inflight, ENGINE_EXIT_GRACE_MS);
             return;
         }
@@ -275,8 +285,10 @@ static void engine_worker_run(struct engine_worker *w)
     engine_accepts_arm(w);
     engine_wake_arm(w);
     engine_loop(w);
-    if (w->conns) {
-        /* Only after the ring is gone may memory the kernel might still use be freed. */
+    if (w->inflight || w->conns) {
+        /* The grace ran out. Only once the ring is gone may memory the kernel might still
+         * use (output chunks here, the callers' engine_op objects after worker_fini) be
+         * freed. */
         io_uring_queue_exit(&w->ring);
         w->ring_ready = false;
         engine_conns_force_free(w);

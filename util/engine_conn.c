@@ -177,7 +177,8 @@ void engine_conns_force_free(struct engine_worker *w)
             continue;
         if (s->state == ENGINE_SLOT_OPEN)
             s->err = ECANCELED;
-        s->flags = ENGINE_F_REAP_QUEUED;
+        s->state = ENGINE_SLOT_CLOSING;
+        s->flags = ENGINE_F_CANCELLED | ENGINE_F_REAP_QUEUED;
         s->link = w->reap_head;
         w->reap_head = idx;
     }
@@ -416,9 +417,7 @@ void engine_worker_stop_accepting(struct engine_worker *w)
             engine_cancel(w, (uint64_t)pos << ENGINE_KIND_BITS | ENGINE_K_ACCEPT);
     /* Every SQE naming a listening socket must reach the kernel before its number is
      * freed for reuse. */
-    int ret = io_uring_submit(&w->ring);
-    if (ret < 0)
-        log_error("engine: worker %u: submit: %s", w->index, strerror(-ret));
+    engine_submit(w);
     for (unsigned pos = 0; pos < w->nlisteners; pos++) {
         if (w->listeners[pos].fd >= 0)
             close(w->listeners[pos].fd);

@@ -95,6 +95,7 @@ struct engine_worker {
 
     struct io_uring ring;
     bool ring_ready;
+    struct io_uring_sqe dead_sqe; /* handed out once the ring is gone */
     unsigned inflight;
     uint64_t now;
     bool exit_requested;
@@ -149,6 +150,7 @@ struct engine {
 /* engine.c */
 struct io_uring_sqe *engine_get_sqe(struct engine_worker *w, uint64_t user_data);
 void engine_cancel(struct engine_worker *w, uint64_t user_data);
+void engine_submit(struct engine_worker *w);
 
 /* engine_conn.c */
 void engine_slots_init(struct engine_worker *w);
