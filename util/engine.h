@@ -130,7 +130,8 @@ struct engine_op {
  * many sessions go to the kernel in one io_uring_enter. Prepare it with an
  * io_uring_prep_* function, then set sqe->flags (prep clears them). One completion per
  * SQE: no multishot operations and no IOSQE_CQE_SKIP_SUCCESS. A worker that exits
- * waits for these completions before it calls worker_fini. */
+ * waits for these completions (up to 10 s, then it tears its ring down and they never
+ * run) before it calls worker_fini. */
 struct io_uring_sqe *engine_sqe(struct engine_worker *w, struct engine_op *op);
 /* Call before a chain of `n` linked SQEs (IOSQE_IO_LINK): makes room for all of them,
  * so the chain is not cut by the submission engine_sqe makes when the SQ is full. */
