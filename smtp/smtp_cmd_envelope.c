@@ -1,0 +1,185 @@
+/*
+ * smtp/smtp_cmd_envelope.c — MAIL and RCPT: the envelope of one transaction.
+ *
+ * Paths and ESMTP parameters are parsed by smtp_addr; this file adds the order of
+ * commands (RFC 5321 4.1.4), the recipient limit, the relay decision (io->check_rcpt) and
+ * the slow-down of clients that guess recipients (sendmail's BadRcptThrottle).
+ */
+#include "smtp/smtp_server_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* "FROM:" / "TO:" before the path; sendmail's wording when it is missing. */
+static bool smtp_cmd_keyword(struct smtp_server *s, const char **arg, size_t *len, const char *kw,
+                             const char *what)
+{
+    size_t n = strlen(kw);
+    if (*len < n || strncasecmp(*arg, kw, n) != 0) {
+        smtp_server_cmd_error(s, 501, "5.5.2", "Syntax error in parameters scanning \"%s\"", what);
+        return false;
+    }
+    *arg += n;
+    *len -= n;
+    return true;
+}
+
+static void smtp_cmd_addr_error(struct smtp_server *s, const struct smtp_addr_error *err)
+{
+    smtp_server_cmd_error(s, err->code, err->enh, "%s", err->reason);
+}
+
+/* Parses the path at `arg`: 0 with *consumed set, or -1 after the error reply. UTF-8 is
+ * allowed here because whether it may be depends on SMTPUTF8, a parameter after the path;
+ * smtp_cmd_path_utf8() then enforces it. */
+static int smtp_cmd_path(struct smtp_server *s, const char *arg, size_t len, unsigned flags,
+                         struct smtp_path *path, size_t *consumed)
+{
+    struct smtp_addr_error err;
+    if (smtp_path_parse(arg, len, flags | SMTP_PATH_ALLOW_UTF8, path, consumed, &err) < 0) {
+        smtp_cmd_addr_error(s, &err);
+        return -1;
+    }
+    return 0;
+}
+
+/* A UTF-8 path without SMTPUTF8 (RFC 6531 3.4): parsed again strictly, so the refusal is
+ * smtp_addr's own. */
+static int smtp_cmd_path_utf8(struct smtp_server *s, const char *arg, size_t len, unsigned flags,
+                              bool smtputf8, struct smtp_path *path)
+{
+    struct smtp_addr_error err;
+    size_t used;
+    if (!path->utf8 || smtputf8)
+        return 0;
+    if (smtp_path_parse(arg, len, flags, path, &used, &err) < 0) {
+        smtp_cmd_addr_error(s, &err);
+        return -1;
+    }
+    return 0;
+}
+
+static void smtp_cmd_no_storage(struct smtp_server *s)
+{
+    smtp_server_reply(s, 452, "4.3.1", "Insufficient system storage");
+    smtp_server_set_phase(s, SMTP_PH_MISC);
+}
+
+void smtp_cmd_mail(struct smtp_server *s, const char *arg, size_t len)
+{
+    if (!s->tx.helo) {
+        smtp_server_cmd_error(s, 503, "5.0.0", "Polite people say HELO first");
+        return;
+    }
+    if (s->tx.sender) {
+        smtp_server_cmd_error(s, 503, "5.5.0", "Sender already specified");
+        return;
+    }
+    if (!smtp_cmd_keyword(s, &arg, &len, "FROM:", "from"))
+        return;
+
+    struct smtp_path path;
+    struct smtp_mail_params params;
+    struct smtp_addr_error err;
+    struct smtp_ext ext;
+    size_t used;
+    if (smtp_cmd_path(s, arg, len, SMTP_PATH_ALLOW_NULL, &path, &used) < 0)
+        return;
+    smtp_cmd_ext(s, &ext);
+    if (smtp_mail_params_parse(arg + used, len - used, &ext, &params, &err) < 0) {
+        smtp_cmd_addr_error(s, &err);
+        return;
+    }
+    if (smtp_cmd_path_utf8(s, arg, len, SMTP_PATH_ALLOW_NULL, params.smtputf8, &path) < 0)
+        return;
+    s->tx.sender = strdup(path.mailbox);
+    if (!s->tx.sender) {
+        smtp_cmd_no_storage(s);
+        return;
+    }
+    s->tx.mail_params = params;
+    smtp_server_event(s, &(struct smtp_event){.type = SMTP_EV_MAIL, .arg = s->tx.sender});
+    smtp_server_reply(s, 250, "2.1.0", "<%s>... Sender ok", s->tx.sender);
+    smtp_server_set_phase(s, SMTP_PH_MAIL);
+}
+
+static int smtp_cmd_add_rcpt(struct smtp_server *s, const struct smtp_path *path,
+                             const struct smtp_rcpt_params *params)
+{
+    struct smtp_transaction *tx = &s->tx;
+    /* Grows by doubling; bounded by limits.max_recipients. */
+    if ((tx->n_rcpts & (tx->n_rcpts - 1)) == 0) {
+        size_t cap = tx->n_rcpts ? tx->n_rcpts * 2 : 1;
+        struct smtp_rcpt *r = realloc(tx->rcpts, cap * sizeof(*r));
+        if (!r)
+            return -1;
+        tx->rcpts = r;
+    }
+    char *mailbox = strdup(path->mailbox);
+    if (!mailbox)
+        return -1;
+    tx->rcpts[tx->n_rcpts].mailbox = mailbox;
+    tx->rcpts[tx->n_rcpts].params = *params;
+    tx->n_rcpts++;
+    return 0;
+}
+
+void smtp_cmd_rcpt(struct smtp_server *s, const char *arg, size_t len)
+{
+    const struct smtp_server_limits *l = &s->set->limits;
+    if (!s->tx.sender) {
+        smtp_server_cmd_error(s, 503, "5.0.0", "Need MAIL before RCPT");
+        return;
+    }
+    if (!smtp_cmd_keyword(s, &arg, &len, "TO:", "to"))
+        return;
+    if (l->max_recipients && s->tx.n_rcpts >= l->max_recipients) {
+        smtp_server_cmd_error(s, 452, "4.5.3", "Too many recipients");
+        return;
+    }
+
+    struct smtp_path path;
+    struct smtp_rcpt_params params;
+    struct smtp_addr_error err;
+    struct smtp_ext ext;
+    size_t used;
+    if (smtp_cmd_path(s, arg, len, SMTP_PATH_ALLOW_POSTMASTER, &path, &used) < 0 ||
+        smtp_cmd_path_utf8(s, arg, len, SMTP_PATH_ALLOW_POSTMASTER, s->tx.mail_params.smtputf8,
+                           &path) < 0)
+        return;
+    smtp_cmd_ext(s, &ext);
+    if (smtp_rcpt_params_parse(arg + used, len - used, &ext, &params, &err) < 0) {
+        smtp_cmd_addr_error(s, &err);
+        return;
+    }
+    /* Guessing recipients: past the threshold every RCPT answer costs a second. */
+    if (l->bad_rcpt_throttle && s->bad_rcpts >= l->bad_rcpt_throttle)
+        smtp_server_slow_down(s);
+
+    memset(&err, 0, sizeof(err));
+    if (s->io->check_rcpt && s->io->check_rcpt(s->io->arg, &path, &err) < 0) {
+        char line[512];
+        char text[400];
+        snprintf(text, sizeof(text), "<%s>... %s", path.mailbox,
+                 err.reason ? err.reason : "Recipient refused");
+        size_t n = smtp_reply_format(line, sizeof(line), err.code ? err.code : 550,
+                                     err.enh ? err.enh : "5.7.1", text);
+        s->bad_rcpts++;
+        /* the raw path for the log, as sendmail's arg1= */
+        const char *raw = arg;
+        while (raw < arg + used && (*raw == ' ' || *raw == '\t'))
+            raw++;
+        smtp_server_reject(s, false, raw, used - (size_t)(raw - arg), line, n);
+        return;
+    }
+    if (smtp_cmd_add_rcpt(s, &path, &params) < 0) {
+        smtp_cmd_no_storage(s);
+        return;
+    }
+    smtp_server_event(s, &(struct smtp_event){.type = SMTP_EV_RCPT,
+                                              .arg = s->tx.rcpts[s->tx.n_rcpts - 1].mailbox});
+    smtp_server_reply(s, 250, "2.1.5", "<%s>... Recipient ok", path.mailbox);
+    smtp_server_set_phase(s, SMTP_PH_RCPT);
+}

@@ -1,0 +1,171 @@
+/*
+ * smtp/smtp_server_int.h — private to the smtp_server_* / smtp_cmd_* files.
+ *
+ * One concern per file:
+ *   smtp_server.c          life cycle, the input loop, waiting (commit, TLS, slow-down),
+ *                          deadlines, closing, the transaction
+ *   smtp_server_reply.c    reply formatting and sending, error accounting and throttling
+ *   smtp_cmd.c             command-line framing, the command table, session verbs
+ *   smtp_cmd_envelope.c    MAIL and RCPT (paths, ESMTP parameters, recipient policy)
+ *   smtp_server_data.c     DATA and BDAT: the commands, dot framing, chunks, message end
+ *   smtp_server_msg.c      the message content checks shared by DATA and BDAT (bare CR/LF,
+ *                          sizes, line and header limits, Message-ID)
+ */
+#ifndef RINGMAIL_SMTP_SERVER_INT_H
+#define RINGMAIL_SMTP_SERVER_INT_H
+
+#include <stdarg.h>
+
+#include "smtp/smtp_server.h"
+#include "util/buf.h"
+
+/* Where input goes. Waiting for a commit and slowing down hold input; TLS and CLOSED
+ * discard it. */
+enum smtp_server_state {
+    SMTP_SRV_CMD,         /* command lines */
+    SMTP_SRV_DATA,        /* DATA content, up to CRLF.CRLF */
+    SMTP_SRV_BDAT,        /* the octets of a BDAT chunk */
+    SMTP_SRV_WAIT_COMMIT, /* DATA_END sent, waiting for smtp_server_commit_done() */
+    SMTP_SRV_WAIT_TLS,    /* STARTTLS accepted, waiting for smtp_server_tls_started() */
+    SMTP_SRV_CLOSED,      /* CLOSE sent; input is ignored */
+};
+
+/* The timeout that governs the next wait for input (struct smtp_server_timeouts). */
+enum smtp_server_phase {
+    SMTP_PH_INITIAL,
+    SMTP_PH_HELO,
+    SMTP_PH_MAIL,
+    SMTP_PH_RCPT,
+    SMTP_PH_DATAINIT,
+    SMTP_PH_DATABLOCK,
+    SMTP_PH_DATAFINAL,
+    SMTP_PH_RSET,
+    SMTP_PH_QUIT,
+    SMTP_PH_MISC,
+};
+
+/* Why a message will be refused at its end; the first reason found wins. */
+enum smtp_msg_refusal {
+    SMTP_MSG_OK,
+    SMTP_MSG_BARE_CRLF,
+    SMTP_MSG_TOO_BIG,
+    SMTP_MSG_HEADERS,
+    SMTP_MSG_LINE,
+};
+
+/* What a BDAT chunk's octets are for once read. */
+enum smtp_bdat_mode {
+    SMTP_BDAT_CHUNK,     /* part of the message, more to come */
+    SMTP_BDAT_LAST,      /* the message's last chunk */
+    SMTP_BDAT_NEED_MAIL, /* refused: consumed, then 503 */
+    SMTP_BDAT_NEED_RCPT,
+};
+
+#define SMTP_MSGID_MAX 250 /* longer Message-IDs are truncated for the log */
+
+/* Per-message content state (smtp_server_msg.c); reset with the transaction. */
+struct smtp_msg {
+    uint64_t size;       /* octets of content (after dot-unstuffing) */
+    uint64_t line_len;   /* octets of the current line so far */
+    uint64_t header_len; /* octets of the header section so far */
+    char *msgid;         /* the first Message-ID value, NUL-terminated; lazily allocated */
+    uint8_t msgid_len;
+    uint8_t refusal;  /* enum smtp_msg_refusal */
+    uint8_t hdr;      /* header scanner state (smtp_server_msg.c) */
+    uint8_t name_pos; /* characters of "message-id" matched by this field's name */
+    bool cr;          /* the last content octet was CR */
+    bool have_field;  /* a header field was seen: a WSP line start is a continuation */
+    bool capturing;   /* inside the (first) Message-ID field's value */
+};
+
+struct smtp_server {
+    const struct smtp_server_settings *set;
+    const struct smtp_server_io *io;
+    char *client;
+    struct buf in;         /* an incomplete command line, or input held while waiting */
+    struct buf held_reply; /* the reply delayed by a slow-down */
+    struct smtp_transaction tx;
+    struct smtp_msg msg;
+    uint64_t now;        /* the time given with the current call */
+    uint64_t timeout_at; /* absolute; 0 = none */
+    uint64_t slow_until; /* absolute end of a slow-down; 0 = none */
+    uint64_t bdat_left;  /* octets of the current chunk still to read */
+    uint64_t bdat_size;  /* octets of the current chunk */
+    unsigned errors;
+    unsigned bad_rcpts;
+    uint8_t state;     /* enum smtp_server_state */
+    uint8_t phase;     /* enum smtp_server_phase */
+    uint8_t dot;       /* DATA framing state (smtp_server_data.c) */
+    uint8_t bdat_mode; /* enum smtp_bdat_mode */
+    bool tls;          /* in TLS: STARTTLS is neither offered nor accepted */
+    bool in_message;   /* DATA_START sent and neither DATA_END nor DATA_ABORT yet */
+    bool discarding;   /* skipping the rest of an over-long command line */
+    bool discard_cr;   /* ... and its last octet so far was CR */
+    /* The command being executed, for REJECT events (valid during dispatch only). */
+    const char *cmd_name;
+    const char *cmd_arg;
+    size_t cmd_arglen;
+};
+
+/* smtp_server.c */
+void smtp_server_event(struct smtp_server *s, const struct smtp_event *ev);
+void smtp_server_set_phase(struct smtp_server *s, enum smtp_server_phase phase);
+/* Ends the transaction (sender, recipients, message state), keeping HELO. */
+void smtp_server_tx_reset(struct smtp_server *s);
+/* RSET, HELO/EHLO and STARTTLS drop the transaction: DATA_ABORT for a message in
+ * progress, the reset, and SMTP_EV_RSET if there was a transaction (or `always`). */
+void smtp_server_tx_drop(struct smtp_server *s, bool always);
+/* DATA_ABORT for a message in progress; `reply` is what was sent, or NULL. */
+void smtp_server_abort_message(struct smtp_server *s, const char *reply);
+/* Sends `code enh "<host> text"`, aborts a message in progress, sends CLOSE. */
+void smtp_server_close(struct smtp_server *s, int code, const char *enh, const char *text,
+                       const char *reason);
+
+/* smtp_server_reply.c */
+void smtp_server_send(struct smtp_server *s, const char *bytes, size_t len);
+void smtp_server_reply(struct smtp_server *s, int code, const char *enh, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* A reply that refuses the message in progress: DATA_ABORT carrying it, then the reply. */
+void smtp_server_abort_reply(struct smtp_server *s, int code, const char *enh, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* A multi-line reply: "code-enh line" for all but the last, "code enh line" for it. */
+void smtp_server_reply_lines(struct smtp_server *s, int code, const char *enh,
+                             const char *const *lines, size_t n);
+/* A command refused for the client's fault: the reply, a REJECT event for the current
+ * command, and the error count with its slow-down and drop. */
+void smtp_server_cmd_error(struct smtp_server *s, int code, const char *enh, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* A refusal with an explicit REJECT argument; `counts` adds it to the error count. */
+void smtp_server_reject(struct smtp_server *s, bool counts, const char *arg, size_t arglen,
+                        const char *line, size_t len);
+/* Hold the next reply (and all input) for one second. */
+void smtp_server_slow_down(struct smtp_server *s);
+/* Ends a slow-down: the held reply goes out. */
+void smtp_server_flush_held(struct smtp_server *s);
+/* Copies client text for a log or reply: printable ASCII, the rest as '?', truncated. */
+void smtp_server_printable(char *out, size_t outlen, const char *in, size_t len);
+
+/* smtp_cmd.c */
+size_t smtp_cmd_input(struct smtp_server *s, const char *p, size_t len);
+/* The ESMTP extensions as smtp_addr sees them (none after HELO). */
+void smtp_cmd_ext(const struct smtp_server *s, struct smtp_ext *ext);
+
+/* smtp_cmd_envelope.c */
+void smtp_cmd_mail(struct smtp_server *s, const char *arg, size_t len);
+void smtp_cmd_rcpt(struct smtp_server *s, const char *arg, size_t len);
+
+/* smtp_server_data.c */
+void smtp_cmd_data(struct smtp_server *s, const char *arg, size_t len);
+void smtp_cmd_bdat(struct smtp_server *s, const char *arg, size_t len);
+size_t smtp_server_data_input(struct smtp_server *s, const char *p, size_t len);
+size_t smtp_server_bdat_input(struct smtp_server *s, const char *p, size_t len);
+
+/* smtp_server_msg.c */
+void smtp_server_msg_begin(struct smtp_server *s);
+/* Content octets (unstuffed): checked, counted and passed on as DATA events. */
+void smtp_server_msg_content(struct smtp_server *s, const char *p, size_t len);
+/* The message is complete: DATA_END and the commit wait, or the refusal. */
+void smtp_server_msg_end(struct smtp_server *s);
+void smtp_server_msg_free(struct smtp_msg *m);
+
+#endif

@@ -1,0 +1,157 @@
+/*
+ * smtp/smtp_server_reply.c — replies, and what refusals cost the client.
+ *
+ * Every reply leaves through smtp_server_send(), one io->reply call per complete reply
+ * (the caller batches them, which makes PIPELINING cheap). A client that keeps making
+ * errors is slowed down and then dropped, as sendmail does: each error past
+ * limits.error_throttle holds its reply (and all further input) for a second, and the
+ * error that reaches limits.max_errors closes the session with 421 4.7.0. A slow-down
+ * costs a timer, not a sleeping thread.
+ */
+#include "smtp/smtp_server_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define SMTP_REPLY_LINE 512 /* RFC 5321 4.5.3.1.5: reply line including CRLF */
+
+size_t smtp_reply_format(char *out, size_t outlen, int code, const char *enh, const char *text)
+{
+    if (outlen < 8) { /* "NNN " + CRLF + NUL: nothing useful fits */
+        if (outlen)
+            out[0] = '\0';
+        return 0;
+    }
+    int n = enh ? snprintf(out, outlen - 2, "%03d %s %s", code, enh, text)
+                : snprintf(out, outlen - 2, "%03d %s", code, text);
+    size_t len = n < 0 ? 0 : (size_t)n;
+    if (len > outlen - 3) /* truncated: keep room for CRLF and NUL */
+        len = outlen - 3;
+    memcpy(out + len, "\r\n", 3);
+    return len + 2;
+}
+
+void smtp_server_send(struct smtp_server *s, const char *bytes, size_t len)
+{
+    if (s->slow_until) {
+        /* Out of memory only loses the delay, never the reply. */
+        if (buf_append(&s->held_reply, bytes, len) == 0)
+            return;
+        s->slow_until = 0;
+    }
+    s->io->reply(s->io->arg, bytes, len);
+}
+
+void smtp_server_flush_held(struct smtp_server *s)
+{
+    s->slow_until = 0;
+    if (s->held_reply.len)
+        s->io->reply(s->io->arg, s->held_reply.data, s->held_reply.len);
+    buf_free(&s->held_reply);
+}
+
+void smtp_server_slow_down(struct smtp_server *s)
+{
+    s->slow_until = s->now + 1000;
+}
+
+static size_t smtp_server_vformat(char *out, size_t outlen, int code, const char *enh,
+                                  const char *fmt, va_list ap)
+{
+    char text[SMTP_REPLY_LINE];
+    vsnprintf(text, sizeof(text), fmt, ap);
+    return smtp_reply_format(out, outlen, code, enh, text);
+}
+
+void smtp_server_reply(struct smtp_server *s, int code, const char *enh, const char *fmt, ...)
+{
+    char line[SMTP_REPLY_LINE];
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = smtp_server_vformat(line, sizeof(line), code, enh, fmt, ap);
+    va_end(ap);
+    smtp_server_send(s, line, n);
+}
+
+void smtp_server_abort_reply(struct smtp_server *s, int code, const char *enh, const char *fmt, ...)
+{
+    char line[SMTP_REPLY_LINE];
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = smtp_server_vformat(line, sizeof(line), code, enh, fmt, ap);
+    va_end(ap);
+    line[n - 2] = '\0'; /* the event carries the reply without its CRLF */
+    smtp_server_abort_message(s, line);
+    line[n - 2] = '\r';
+    smtp_server_send(s, line, n);
+}
+
+void smtp_server_reply_lines(struct smtp_server *s, int code, const char *enh,
+                             const char *const *lines, size_t n)
+{
+    struct buf out;
+    buf_init(&out, 0);
+    for (size_t i = 0; i < n; i++) {
+        char line[SMTP_REPLY_LINE];
+        size_t len = smtp_reply_format(line, sizeof(line), code, enh, lines[i]);
+        if (i + 1 < n)
+            line[3] = '-'; /* RFC 5321 4.2.1: every line but the last has a hyphen */
+        if (buf_append(&out, line, len) < 0)
+            break;
+    }
+    if (out.len)
+        smtp_server_send(s, out.data, out.len);
+    buf_free(&out);
+}
+
+void smtp_server_printable(char *out, size_t outlen, const char *in, size_t len)
+{
+    if (!outlen)
+        return;
+    size_t n = len < outlen - 1 ? len : outlen - 1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)in[i];
+        /* never echo control octets into a reply or a log line */
+        out[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+    }
+    out[n] = '\0';
+}
+
+void smtp_server_reject(struct smtp_server *s, bool counts, const char *arg, size_t arglen,
+                        const char *line, size_t len)
+{
+    const struct smtp_server_limits *l = &s->set->limits;
+    char argtext[SMTP_REPLY_LINE];
+    char replytext[SMTP_REPLY_LINE];
+
+    smtp_server_printable(argtext, sizeof(argtext), arg, arglen);
+    smtp_server_printable(replytext, sizeof(replytext), line, len - 2);
+    smtp_server_event(
+        s, &(struct smtp_event){
+               .type = SMTP_EV_REJECT, .cmd = s->cmd_name, .arg = argtext, .reply = replytext});
+    if (counts) {
+        s->errors++;
+        if (l->max_errors && s->errors >= l->max_errors) {
+            smtp_server_send(s, line, len);
+            smtp_server_close(s, 421, "4.7.0", "Too many errors; closing connection",
+                              "too many errors");
+            return;
+        }
+        /* sendmail's and Postfix's answer to a dictionary or garbage attack: make every
+         * further mistake cost the client a second. */
+        if (l->error_throttle && s->errors > l->error_throttle)
+            smtp_server_slow_down(s);
+    }
+    smtp_server_send(s, line, len);
+    smtp_server_set_phase(s, SMTP_PH_MISC);
+}
+
+void smtp_server_cmd_error(struct smtp_server *s, int code, const char *enh, const char *fmt, ...)
+{
+    char line[SMTP_REPLY_LINE];
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = smtp_server_vformat(line, sizeof(line), code, enh, fmt, ap);
+    va_end(ap);
+    smtp_server_reject(s, true, s->cmd_arg, s->cmd_arglen, line, n);
+}
