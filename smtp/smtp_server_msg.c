@@ -126,8 +126,15 @@ static void smtp_msg_header_octet(struct smtp_msg *m, unsigned char c)
     /* in a field body: unfolding removes only the CRLF (RFC 5322 2.2.3) */
     if (c == '\n')
         m->hdr = SMTP_HDR_LINE;
-    else if (m->capturing && c != '\r' && m->msgid_len < SMTP_MSGID_MAX)
+    else if (m->capturing && c != '\r' && m->msgid_len < SMTP_MSGID_MAX &&
+             (m->msgid_len || (c != ' ' && c != '\t'))) /* leading white space is not kept */
         m->msgid[m->msgid_len++] = (char)c;
+}
+
+static void smtp_msg_pass(struct smtp_server *s, const char *p, size_t len)
+{
+    if (len)
+        smtp_server_event(s, &(struct smtp_event){.type = SMTP_EV_DATA, .data = p, .len = len});
 }
 
 void smtp_server_msg_content(struct smtp_server *s, const char *p, size_t len)
@@ -135,51 +142,51 @@ void smtp_server_msg_content(struct smtp_server *s, const char *p, size_t len)
     const struct smtp_server_limits *l = &s->set->limits;
     struct smtp_msg *m = &s->msg;
 
-    if (m->refusal != SMTP_MSG_OK || len == 0)
+    if (m->refusal != SMTP_MSG_OK)
         return;
-    m->size += len;
-    if (l->max_message_size && m->size > l->max_message_size) {
-        smtp_msg_refuse(m, SMTP_MSG_TOO_BIG);
-        return;
-    }
-    for (size_t i = 0; i < len; i++) {
+    /* Only the octets within the size limit are looked at; with the refusal found at an
+     * exact octet, what is passed on never depends on how the input was split. */
+    size_t n = len;
+    if (l->max_message_size && len > l->max_message_size - m->size)
+        n = (size_t)(l->max_message_size - m->size);
+    for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
-        /* CR must be followed by LF, and LF preceded by CR (RFC 5321 2.3.8) */
-        if (m->cr != (c == '\n')) {
-            smtp_msg_refuse(m, SMTP_MSG_BARE_CRLF);
-            return;
-        }
+        enum smtp_msg_refusal why = SMTP_MSG_OK;
         m->line_len++;
-        if (l->max_text_line && m->line_len > l->max_text_line) {
-            smtp_msg_refuse(m, SMTP_MSG_LINE);
-            return;
-        }
-        if (m->hdr != SMTP_HDR_BODY) {
+        /* CR must be followed by LF, and LF preceded by CR (RFC 5321 2.3.8) */
+        if (m->cr != (c == '\n'))
+            why = SMTP_MSG_BARE_CRLF;
+        else if (l->max_text_line && m->line_len > l->max_text_line)
+            why = SMTP_MSG_LINE;
+        else if (m->hdr != SMTP_HDR_BODY) {
             smtp_msg_header_octet(m, c);
-            if (l->max_header_size && m->header_len > l->max_header_size) {
-                smtp_msg_refuse(m, SMTP_MSG_HEADERS);
-                return;
-            }
+            if (l->max_header_size && m->header_len > l->max_header_size)
+                why = SMTP_MSG_HEADERS;
+        }
+        if (why != SMTP_MSG_OK) {
+            smtp_msg_refuse(m, why);
+            smtp_msg_pass(s, p, i);
+            return;
         }
         if (c == '\n')
             m->line_len = 0;
         m->cr = c == '\r';
+        m->size++;
     }
-    smtp_server_event(s, &(struct smtp_event){.type = SMTP_EV_DATA, .data = p, .len = len});
+    smtp_msg_pass(s, p, n);
+    if (n < len)
+        smtp_msg_refuse(m, SMTP_MSG_TOO_BIG);
 }
 
-/* The Message-ID value without the white space around it. */
+/* The Message-ID value without the white space after it. */
 static const char *smtp_msg_msgid(struct smtp_msg *m)
 {
     if (!m->msgid)
         return NULL;
-    size_t start = 0, end = m->msgid_len;
-    while (start < end && (m->msgid[start] == ' ' || m->msgid[start] == '\t'))
-        start++;
-    while (end > start && (m->msgid[end - 1] == ' ' || m->msgid[end - 1] == '\t'))
+    size_t end = m->msgid_len;
+    while (end > 0 && (m->msgid[end - 1] == ' ' || m->msgid[end - 1] == '\t'))
         end--;
-    memmove(m->msgid, m->msgid + start, end - start);
-    m->msgid[end - start] = '\0';
+    m->msgid[end] = '\0';
     return m->msgid;
 }
 
