@@ -57,6 +57,10 @@ void smtp_server_slow_down(struct smtp_server *s)
 
 static size_t smtp_server_vformat(char *out, size_t outlen, int code, const char *enh,
                                   const char *fmt, va_list ap)
+    __attribute__((format(printf, 5, 0)));
+
+static size_t smtp_server_vformat(char *out, size_t outlen, int code, const char *enh,
+                                  const char *fmt, va_list ap)
 {
     char text[SMTP_REPLY_LINE];
     vsnprintf(text, sizeof(text), fmt, ap);

@@ -230,6 +230,7 @@ static inline void h_clear(struct h *h)
 {
     h->rlen = h->elen = h->blen = 0;
     h->replies[0] = h->events[0] = h->body[0] = '\0';
+    h->n_reply_calls = 0;
 }
 
 /* EHLO, MAIL, one RCPT, all accepted; logs cleared. */

@@ -1,0 +1,178 @@
+/*
+ * tests/fuzz/fuzz_smtp_server.c — libFuzzer harness for the ESMTP server state machine.
+ *
+ * The input is the client's byte stream, cut into feeds whose sizes come from the input
+ * itself (so the fuzzer explores splits: CR at the end of one read, LF at the start of
+ * the next). Commits are answered alternately ok and failed, TLS "handshakes" complete,
+ * and the clock jumps to each deadline so timeouts and slow-downs run too.
+ *
+ * Invariants checked besides "no crash, no leak, no UB":
+ *  - a message only ends at a real end: DATA_END count <= occurrences of "\r\n.\r\n" in
+ *    the input + the BDAT ... LAST commands in it (the smuggling property);
+ *  - every reply is CRLF-terminated, starts with three digits and fits in 512 octets per
+ *    line;
+ *  - nothing is replied or reported after SMTP_EV_CLOSE except a repeated CLOSE.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "smtp/smtp_server.h"
+
+struct fz {
+    unsigned data_end, closes;
+    bool waiting_commit, waiting_tls;
+    bool closed;
+};
+
+static void fz_reply(void *arg, const char *bytes, size_t len)
+{
+    struct fz *f = arg;
+    if (f->closed || len < 6 || bytes[len - 2] != '\r' || bytes[len - 1] != '\n')
+        abort();
+    size_t line = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (line == 0 && (bytes[i] < '0' || bytes[i] > '9'))
+            abort();
+        if (++line > 512)
+            abort();
+        if (bytes[i] == '\n')
+            line = 0;
+    }
+}
+
+static void fz_event(void *arg, const struct smtp_event *ev)
+{
+    struct fz *f = arg;
+    if (f->closed && ev->type != SMTP_EV_CLOSE)
+        abort();
+    switch (ev->type) {
+    case SMTP_EV_DATA_END:
+        f->data_end++;
+        f->waiting_commit = true;
+        break;
+    case SMTP_EV_STARTTLS:
+        f->waiting_tls = true;
+        break;
+    case SMTP_EV_CLOSE:
+        f->closed = true;
+        break;
+    case SMTP_EV_DATA:
+        if (!ev->len || !ev->data)
+            abort();
+        break;
+    case SMTP_EV_REJECT:
+        if (!ev->cmd || !ev->reply)
+            abort();
+        break;
+    default:
+        break;
+    }
+}
+
+static int fz_check_rcpt(void *arg, const struct smtp_path *rcpt, struct smtp_addr_error *err)
+{
+    (void)arg;
+    if (rcpt->domain[0] == 'x') { /* some recipients are refused, to reach the throttle */
+        err->code = 550;
+        err->enh = "5.7.1";
+        err->reason = "Relaying denied";
+        return -1;
+    }
+    return 0;
+}
+
+static size_t fz_count(const uint8_t *p, size_t len, const char *needle, bool nocase)
+{
+    size_t n = strlen(needle), count = 0;
+    for (size_t i = 0; i + n <= len; i++)
+        if (nocase ? strncasecmp((const char *)p + i, needle, n) == 0
+                   : memcmp(p + i, needle, n) == 0)
+            count++;
+    return count;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    /* Small limits, so the fuzzer reaches every one of them. */
+    static const struct smtp_server_settings set = {
+        .hostname = "mx.fuzz",
+        .starttls = true,
+        .limits = {.max_message_size = 300,
+                   .max_recipients = 3,
+                   .max_command_line = 80,
+                   .max_text_line = 60,
+                   .max_header_size = 120,
+                   .max_errors = 12,
+                   .error_throttle = 4,
+                   .bad_rcpt_throttle = 2,
+                   .max_input_buffer = 256},
+        .timeouts = {.initial = 50,
+                     .helo = 60,
+                     .mail = 70,
+                     .rcpt = 80,
+                     .datainit = 90,
+                     .datablock = 100,
+                     .datafinal = 110,
+                     .rset = 120,
+                     .quit = 130,
+                     .misc = 140,
+                     .command = 500},
+    };
+    struct fz f = {0};
+    const struct smtp_server_io io = {
+        .arg = &f, .reply = fz_reply, .event = fz_event, .check_rcpt = fz_check_rcpt};
+    uint64_t now = 1;
+    struct smtp_server *s = smtp_server_new(&set, &io, "[192.0.2.9]", now);
+    if (!s)
+        return 0;
+    smtp_server_start(s, "mx.fuzz ESMTP", now);
+
+    /* The first octet seeds the feed sizes; the rest is the client's stream. */
+    unsigned seed = size ? data[0] : 0;
+    const uint8_t *p = size ? data + 1 : data;
+    size_t len = size ? size - 1 : 0;
+    bool commit_ok = true;
+    for (size_t off = 0; off < len && !f.closed;) {
+        seed = seed * 1103515245u + 12345u;
+        size_t n = 1 + (seed >> 16) % 97;
+        if (n > len - off)
+            n = len - off;
+        smtp_server_feed(s, (const char *)p + off, n, now);
+        off += n;
+        /* answer what the server waits for, then let time pass to its deadline */
+        for (int rounds = 0; rounds < 4 && !f.closed; rounds++) {
+            if (f.waiting_commit) {
+                f.waiting_commit = false;
+                smtp_server_commit_done(s, commit_ok, "FUZZQID", now);
+                commit_ok = !commit_ok;
+            } else if (f.waiting_tls) {
+                f.waiting_tls = false;
+                smtp_server_tls_started(s, now);
+            } else if ((seed >> 8) % 5 == 0) {
+                uint64_t d = smtp_server_deadline(s);
+                if (!d)
+                    break;
+                now = d > now ? d : now;
+                smtp_server_tick(s, now);
+            } else {
+                break;
+            }
+        }
+        now += 1;
+    }
+    smtp_server_eof(s);
+    smtp_server_free(s);
+
+    /* Only a real end of data, or a BDAT LAST, can end a message. (The CRLF before the
+     * "." of an empty message is the DATA command's own.) */
+    size_t ends = fz_count(p, len, "\r\n.\r\n", false) + fz_count(p, len, "LAST", true);
+    if (f.data_end > ends)
+        abort();
+    return 0;
+}
