@@ -43,7 +43,7 @@ struct session {
     bool commit_result_pending; /* a commit finished while in_smtp */
     int commit_result;
     char *msgid;   /* Message-ID of the message being committed, for the log */
-    uint64_t size; /* its size */
+    uint64_t size; /* octets stored so far: our Received: plus the data */
     char qid[QID_LEN + 1];
     char addr[48]; /* client IP as text, for logs and Received: */
 };
@@ -138,6 +138,7 @@ static void session_write_received(struct session *s)
     if (t->n_rcpts == 1)
         buf_printf(&hdr, "\r\n\tfor <%s>", t->rcpts[0].mailbox);
     buf_printf(&hdr, "; %s\r\n", date);
+    s->size = hdr.len; /* size= in the log counts the stored message, as sendmail's does */
     if (hdr.data)
         spool_msg_write(s->msg, hdr.data, hdr.len);
     buf_free(&hdr);
@@ -283,7 +284,7 @@ static void session_io_event(void *arg, const struct smtp_event *ev)
             spool_msg_write(s->msg, ev->data, ev->len);
         break;
     case SMTP_EV_DATA_END:
-        s->size = ev->size;
+        s->size += ev->size;
         s->msgid = ev->msgid ? strdup(ev->msgid) : NULL;
         if (!s->msg || session_commit(s, ev) < 0) {
             session_drop_message(s);
