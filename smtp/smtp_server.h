@@ -24,7 +24,15 @@
  *
  * Framing (SMTP smuggling): only CRLF.CRLF ends DATA. A bare CR or bare LF in DATA never
  * ends or splits a message: the message is read to the real CRLF.CRLF and then refused
- * with 550 5.6.0. A bare CR or LF in a command line refuses that line (500 5.5.2).
+ * with 550 5.6.0 (BDAT content is checked the same way). A command line ends only at
+ * CRLF; a bare CR or LF inside it refuses the whole line (500 5.5.2), so a client that
+ * ends lines with LF alone gets no answer until the line is too long or it times out.
+ * None of this depends on how the bytes were split across smtp_server_feed() calls.
+ *
+ * Errors: every command refused for the client's fault (syntax, sequence, unknown,
+ * over-long or bare CR/LF lines, too many recipients) counts toward limits.error_throttle
+ * and limits.max_errors and is reported as SMTP_EV_REJECT. Policy refusals of RCPT count
+ * toward limits.bad_rcpt_throttle instead; refused messages count toward neither.
  *
  * Timeouts are sendmail's confTO_* names seen from the server (see docs/config.md): the
  * wait for the next client input after each phase. smtp_server_deadline() tells when the
@@ -101,13 +109,17 @@ enum smtp_event_type {
     SMTP_EV_DATA,        /* message data, unstuffed, CRLF line ends as received: data/len */
     SMTP_EV_DATA_END,    /* message complete and acceptable: the caller commits it and then
                             calls smtp_server_commit_done(); size, msgid are set */
-    SMTP_EV_DATA_ABORT,  /* message refused (size, bare CR/LF, headers) or the session
-                            ended inside it: the caller discards what it stored; reply set */
+    SMTP_EV_DATA_ABORT,  /* message refused (size, bare CR/LF, headers, line length) or the
+                            session or transaction ended inside it (RSET, HELO, QUIT, EOF,
+                            timeout): the caller discards what it stored; reply is the
+                            refusal or 421 sent, NULL when no reply was about the message */
     SMTP_EV_RSET,        /* transaction reset (RSET, HELO/EHLO, or after STARTTLS) */
     SMTP_EV_STARTTLS,    /* "220 Ready to start TLS" queued; start the handshake once it is
                             sent, then call smtp_server_tls_started() */
     SMTP_EV_CLOSE,       /* close after the queued replies are sent (QUIT, too many errors,
-                            timeout); reason says why for the log */
+                            timeout, refused); reason says why for the log. After QUIT the
+                            quit timeout still runs: a caller that waits for the client to
+                            close gets CLOSE again ("timeout") when it ends */
 };
 
 struct smtp_event {
@@ -145,15 +157,23 @@ void smtp_server_start(struct smtp_server *s, const char *greeting, uint64_t now
 /* Refuses the session at connect: "421 4.3.2 <hostname> <text>", then SMTP_EV_CLOSE. */
 void smtp_server_refuse(struct smtp_server *s, const char *text);
 
-/* Feeds received bytes. Returns true when the caller should pause receiving. */
+/* Feeds received bytes; every complete command in them runs in this call (PIPELINING).
+ * Returns true when the caller should pause receiving: the server is waiting (commit or
+ * slow-down) and holds at least limits.max_input_buffer bytes. Never while it merely holds
+ * an incomplete command line (that is bounded by limits.max_command_line). Bytes fed
+ * after STARTTLS (until smtp_server_tls_started) or after CLOSE are discarded. */
 bool smtp_server_feed(struct smtp_server *s, const char *data, size_t len, uint64_t now_ms);
 /* The client closed its side: a message in progress is aborted (SMTP_EV_DATA_ABORT). */
 void smtp_server_eof(struct smtp_server *s);
 
-/* Absolute time of the current deadline (timeout or end of a slow-down), 0 = none. */
+/* Absolute time of the current deadline (timeout or end of a slow-down), 0 = none; always
+ * 0 while waiting for smtp_server_commit_done() or smtp_server_tls_started(). */
 uint64_t smtp_server_deadline(const struct smtp_server *s);
-/* Call at or after the deadline: on a timeout sends "421 4.4.2 <host> Connection timed
- * out" style reply and SMTP_EV_CLOSE; after a slow-down resumes processing input. */
+/* Call at or after the deadline: on a timeout sends "421 4.4.2 <host> Timeout waiting for
+ * input; closing connection" and SMTP_EV_CLOSE ("timeout"), after SMTP_EV_DATA_ABORT if a
+ * message was in progress; after a slow-down sends the held reply and resumes processing
+ * held input. Early calls do nothing. A partial command line does not restart the
+ * timeout (a client trickling bytes gains nothing); message data does (datablock). */
 void smtp_server_tick(struct smtp_server *s, uint64_t now_ms);
 
 /* Result of the commit asked for by SMTP_EV_DATA_END: ok → "250 2.0.0 <qid> Message

@@ -130,9 +130,10 @@ void smtp_server_reject(struct smtp_server *s, bool counts, const char *arg, siz
 
     smtp_server_printable(argtext, sizeof(argtext), arg, arglen);
     smtp_server_printable(replytext, sizeof(replytext), line, len - 2);
-    smtp_server_event(
-        s, &(struct smtp_event){
-               .type = SMTP_EV_REJECT, .cmd = s->cmd_name, .arg = argtext, .reply = replytext});
+    smtp_server_event(s, &(struct smtp_event){.type = SMTP_EV_REJECT,
+                                              .cmd = s->cmd_name ? s->cmd_name : "",
+                                              .arg = argtext,
+                                              .reply = replytext});
     if (counts) {
         s->errors++;
         if (l->max_errors && s->errors >= l->max_errors) {
