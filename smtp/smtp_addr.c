@@ -135,6 +135,7 @@ static int addr_take_utf8(struct cur *c, unsigned flags, bool *utf8, struct smtp
  * atext, a dot or (with SMTPUTF8) a UTF-8 character. */
 static int addr_dot_string(struct cur *c, unsigned flags, bool *utf8, struct smtp_addr_error *err)
 {
+    const unsigned char *start = c->p;
     bool need_atom = true;
     while (c->p < c->end) {
         unsigned ch = *c->p;
@@ -154,9 +155,8 @@ static int addr_dot_string(struct cur *c, unsigned flags, bool *utf8, struct smt
             break;
         }
     }
-    if (need_atom)
-        return path_fail(err, c->p < c->end && *c->p == '.' ? "Bad dot in local part"
-                                                            : "Bad local part syntax");
+    if (need_atom) /* nothing at all, or a dot just before the end */
+        return path_fail(err, c->p != start ? "Bad dot in local part" : "Bad local part syntax");
     return 0;
 }
 
