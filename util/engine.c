@@ -253,15 +253,17 @@ static void engine_loop(struct engine_worker *w)
             w->accept_retry_at = 0;
             engine_accepts_arm(w);
         }
-        if (w->exit_requested && !w->exiting) {
-            engine_begin_exit(w);
-            grace_end = w->now + ENGINE_EXIT_GRACE_MS;
-        }
         /* on_closed may queue output elsewhere; flushing may settle closed slots. */
         do {
             engine_conns_reap(w);
             engine_conns_flush(w);
         } while (w->reap_head != ENGINE_NO_SLOT);
+        /* After the reap: an on_closed callback may have asked for the exit. */
+        if (w->exit_requested && !w->exiting) {
+            engine_begin_exit(w);
+            grace_end = w->now + ENGINE_EXIT_GRACE_MS;
+            continue;
+        }
         if (w->exiting && !w->inflight)
             return;
         if (w->exiting && w->now >= grace_end) {
