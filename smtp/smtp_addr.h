@@ -46,7 +46,20 @@ enum {
  * allowed before '<' as many clients send them). On success returns 0 and sets
  * *consumed to the number of bytes up to and including '>'. A bare address without
  * angle brackets is accepted, ending at the first space, as sendmail and Postfix accept
- * it by default (broken clients send it). */
+ * it by default (broken clients send it). Reads exactly `len` bytes; no NUL is needed.
+ *
+ * On failure returns -1, zeroes *out and fills *err:
+ *   501 5.5.2  no path, a '<' without its '>', or text glued to the '>' ("<a@b>x")
+ *   553 5.1.3  a mailbox against RFC 5321 4.1.2 or over a 4.5.3.1 limit; the reason
+ *              names what is wrong ("Local part too long", "Domain name too long",
+ *              "Path too long", "Unquoted '@' in local part", "Bad address literal",
+ *              "Malformed UTF-8 in address", "Null path not allowed here", ...)
+ *   553 5.6.7  a non-ASCII octet without SMTP_PATH_ALLOW_UTF8
+ * The local-part limit counts the local part as received (quotes included); the path
+ * limit counts the brackets and any source route (a bare address as if bracketed).
+ * One trailing dot on the domain ("example.com.") is accepted and kept. Address
+ * literals are IPv4 and "IPv6:" (checked with inet_pton); General-address-literals
+ * are refused. */
 int smtp_path_parse(const char *s, size_t len, unsigned flags, struct smtp_path *out,
                     size_t *consumed, struct smtp_addr_error *err);
 
@@ -62,7 +75,9 @@ bool smtp_domain_equal(const char *a, const char *b);
 bool smtp_domain_within(const char *domain, const char *parent);
 
 /* ESMTP parameters. Which extensions are enabled decides which keywords are known:
- * an unknown or disabled keyword is 555 5.5.4, a bad value 501 5.5.4. */
+ * an unknown or disabled keyword is 555 5.5.4, a bad value 501 5.5.4. Keywords are
+ * case-insensitive; parameters are separated by one or more spaces; a repeated keyword
+ * or a malformed one is 501 5.5.4; BODY=BINARYMIME is 555 5.5.4 (no CHUNKING binary). */
 struct smtp_ext {
     bool size, eightbitmime, dsn, smtputf8;
     uint64_t max_size;  /* 0 = no limit; a larger SIZE= gets 552 5.3.4 */
@@ -94,7 +109,9 @@ struct smtp_rcpt_params {
     char orcpt[SMTP_ORCPT_MAX + 1];   /* "rfc822;xtext" as received, "" if absent */
 };
 
-/* `s` is the rest of the line after the path (leading spaces allowed). */
+/* `s` is the rest of the line after the path (leading spaces allowed), `len` bytes, no
+ * NUL needed. *out is zeroed first; on failure it may hold the parameters before the bad
+ * one and must not be used. */
 int smtp_mail_params_parse(const char *s, size_t len, const struct smtp_ext *ext,
                            struct smtp_mail_params *out, struct smtp_addr_error *err);
 int smtp_rcpt_params_parse(const char *s, size_t len, const struct smtp_ext *ext,

@@ -25,9 +25,11 @@ struct netaddr_prefix {
 int netaddr_prefix_parse(const char *text, struct netaddr_prefix *out, const char **why);
 /* Does the socket address fall inside the prefix? */
 bool netaddr_prefix_match(const struct netaddr_prefix *p, const struct sockaddr *sa);
-/* Formats a prefix as "a.b.c.d/n" or "x::y/n". */
+/* Formats a prefix as "a.b.c.d/n" or "x::y/n" (truncated to fit outlen, always
+ * terminated when outlen > 0). A ::ffff:a.b.c.d/96+n prefix matches IPv4 clients too. */
 void netaddr_prefix_format(const struct netaddr_prefix *p, char *out, size_t outlen);
-/* Formats a socket address's host part ("127.0.0.1", "::1"; mapped IPv4 shown as IPv4). */
+/* Formats a socket address's host part ("127.0.0.1", "::1"; mapped IPv4 shown as IPv4);
+ * "unknown" for other families (AF_UNIX) or when outlen is too small. */
 void netaddr_format(const struct sockaddr *sa, char *out, size_t outlen);
 /* Port of a socket address in host order (0 if not INET/INET6). */
 uint16_t netaddr_port(const struct sockaddr *sa);
