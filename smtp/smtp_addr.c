@@ -287,11 +287,6 @@ static int addr_source_route(struct cur *c, unsigned flags, bool *utf8, struct s
     }
 }
 
-static bool addr_is_postmaster(const unsigned char *s, size_t n)
-{
-    return addr_ieq(s, n, "postmaster", 10);
-}
-
 /* The inside of a path: [A-d-l ":"] Mailbox, or nothing for "<>". `c` spans exactly
  * those bytes; anything left over is an error. */
 static int addr_path_body(struct cur *c, size_t path_len, unsigned flags, struct smtp_path *out,
@@ -324,7 +319,7 @@ static int addr_path_body(struct cur *c, size_t path_len, unsigned flags, struct
         return path_fail(err, "Local part too long");
 
     if (c->p == c->end && !out->quoted && !out->source_route &&
-        (flags & SMTP_PATH_ALLOW_POSTMASTER) && addr_is_postmaster(local, local_len)) {
+        (flags & SMTP_PATH_ALLOW_POSTMASTER) && addr_ieq(local, local_len, "postmaster", 10)) {
         /* RFC 5321 4.5.1: <Postmaster> needs no domain; the name is case-insensitive */
         memcpy(out->local, local, local_len);
         memcpy(out->mailbox, "postmaster", sizeof("postmaster"));
