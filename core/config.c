@@ -1,0 +1,442 @@
+/*
+ * core/config.c — config_load(), config_default(), config_free().
+ *
+ * A file goes through three steps: the libyaml pass (config_yaml.c) checks its shape and
+ * records where each value stands; libcyaml (config_cyaml.c) loads it as strings; then the
+ * key table (config_keys.c) turns each string, or the key's default, into struct config,
+ * and every refusal names FILE:LINE:COLUMN and the key. The built-in default is the same
+ * walk over an empty document.
+ */
+#include "core/config.h"
+#include "core/config_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define CONFIG_BUILTIN       "(built-in default)"
+#define CONFIG_HOSTS         "/etc/hosts"
+#define CONFIG_MAX_FILE      (4u << 20) /* a configuration is a page or two; this is a wrong file */
+#define CONFIG_PATH_MAX      256
+#define CONFIG_DEFAULT_WORDS 8 /* items in a list key's default (config_keys.c) */
+
+struct config_ctx {
+    const char *file;
+    const char *base; /* relative paths are relative to this directory */
+    const struct config_doc *doc;
+    char *err;
+    size_t errlen;
+};
+
+/* The position of `path` or, for a value left at its default, of the nearest parent given
+ * ("listen[1].name" not written: point at listen[1]). */
+static const struct config_pos *config_ctx_pos(const struct config_ctx *x, const char *path)
+{
+    char buf[CONFIG_PATH_MAX];
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (;;) {
+        const struct config_pos *p = config_doc_find(x->doc, buf);
+        if (p)
+            return p;
+        char *dot = strrchr(buf, '.'), *bracket = strrchr(buf, '[');
+        char *cut = !dot ? bracket : !bracket ? dot : dot > bracket ? dot : bracket;
+        if (!cut)
+            return NULL;
+        *cut = '\0';
+    }
+}
+
+static int config_fail(const struct config_ctx *x, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int config_fail(const struct config_ctx *x, const char *path, const char *fmt, ...)
+{
+    const struct config_pos *p = config_ctx_pos(x, path);
+    int n =
+        p ? snprintf(x->err, x->errlen, "%s:%u:%u: key '%s': ", x->file, p->line, p->column, path)
+          : snprintf(x->err, x->errlen, "%s: key '%s': ", x->file, path);
+    if (n >= 0 && (size_t)n < x->errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(x->err + n, x->errlen - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static int config_oom(const struct config_ctx *x)
+{
+    snprintf(x->err, x->errlen, "%s: out of memory", x->file);
+    return -1;
+}
+
+static int config_bad(const struct config_ctx *x, const struct config_key *k, const char *path,
+                      const char *text, const char *why)
+{
+    char expect[512];
+    config_key_expect(k, true, expect, sizeof(expect));
+    return config_fail(x, path, "expected %s, got '%s'%s%s", expect, text, why ? ": " : "",
+                       why ? why : "");
+}
+
+static unsigned config_cpus(const struct config_key *k)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < (long)k->min ? (unsigned)k->min : n > (long)k->max ? (unsigned)k->max : (unsigned)n;
+}
+
+static int config_store_text(const struct config_ctx *x, void *at, char *copy)
+{
+    if (!copy)
+        return config_oom(x);
+    memcpy(at, &copy, sizeof(copy));
+    return 0;
+}
+
+/* One scalar (a key's value or one item of a list) into `at`. */
+static int config_store(const struct config_ctx *x, const struct config_key *k, const char *text,
+                        void *at, const char *path)
+{
+    const char *why = NULL;
+    uint64_t v;
+    int family;
+    switch (k->type) {
+    case CONFIG_STRING:
+        return *text ? config_store_text(x, at, strdup(text)) : config_bad(x, k, path, text, NULL);
+    case CONFIG_DOMAIN:
+        return config_domain_valid(text) ? config_store_text(x, at, strdup(text))
+                                         : config_bad(x, k, path, text, NULL);
+    case CONFIG_ADDRESS:
+        return netaddr_is_ip(text) ? config_store_text(x, at, strdup(text))
+                                   : config_bad(x, k, path, text, NULL);
+    case CONFIG_PATH:
+        return *text ? config_store_text(x, at, config_path_join(x->base, text))
+                     : config_bad(x, k, path, text, NULL);
+    case CONFIG_FAMILY:
+        family = strcmp(text, "inet") == 0 ? AF_INET : strcmp(text, "inet6") == 0 ? AF_INET6 : 0;
+        if (!family)
+            return config_bad(x, k, path, text, NULL);
+        memcpy(at, &family, sizeof(family));
+        return 0;
+    case CONFIG_NETWORK:
+        return netaddr_prefix_parse(text, at, &why) == 0 ? 0 : config_bad(x, k, path, text, why);
+    case CONFIG_WORKERS:
+        if (strcmp(text, "auto") == 0) {
+            config_uint_put(at, k->width, config_cpus(k));
+            return 0;
+        }
+        if (config_parse_uint(text, &v) < 0 || v < k->min || v > k->max)
+            return config_bad(x, k, path, text, NULL);
+        config_uint_put(at, k->width, v);
+        return 0;
+    case CONFIG_UINT:
+    case CONFIG_SIZE:
+    case CONFIG_DURATION: {
+        int (*parse)(const char *, uint64_t *) = k->type == CONFIG_SIZE ? config_parse_size
+                                                 : k->type == CONFIG_DURATION
+                                                     ? config_parse_duration
+                                                     : config_parse_uint;
+        if (parse(text, &v) < 0 ||
+            (!(v == 0 && (k->flags & CONFIG_F_ZERO_OFF)) && (v < k->min || v > k->max)))
+            return config_bad(x, k, path, text, NULL);
+        config_uint_put(at, k->width, v);
+        return 0;
+    }
+    case CONFIG_SECTION:
+    case CONFIG_LISTENERS:
+        break;
+    }
+    return config_fail(x, path, "internal error: not a scalar");
+}
+
+/* A list key: the items given, or the default's words. */
+static int config_fill_list(const struct config_ctx *x, const struct config_key *k,
+                            const struct config_raw *given, void *dst, const char *path)
+{
+    char *words = NULL, *dflt[CONFIG_DEFAULT_WORDS];
+    char *const *texts = dflt;
+    size_t n = 0;
+    if (given) {
+        texts = given->items;
+        n = given->n_items;
+    } else if (!k->dflt) {
+        return 0; /* computed once the rest is known (config_computed) */
+    } else {
+        if (!(words = strdup(k->dflt)))
+            return config_oom(x);
+        for (char *save = NULL, *w = strtok_r(words, " ", &save); w && n < CONFIG_DEFAULT_WORDS;
+             w = strtok_r(NULL, " ", &save))
+            dflt[n++] = w;
+    }
+    size_t size = k->type == CONFIG_NETWORK ? sizeof(struct netaddr_prefix) : sizeof(char *);
+    char *items = n ? calloc(n, size) : NULL;
+    int rc = n && !items ? config_oom(x) : 0;
+    /* Stored before filling, so that config_free() releases what a failure leaves. */
+    memcpy((char *)dst + k->offset, &items, sizeof(items));
+    *(size_t *)(void *)((char *)dst + k->count) = items ? n : 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        char item[CONFIG_PATH_MAX + 24]; /* path, "[", an index, "]" */
+        snprintf(item, sizeof(item), "%s[%zu]", path, i);
+        rc = config_store(x, k, texts[i], items + i * size, item);
+    }
+    free(words);
+    return rc;
+}
+
+static int config_fill(const struct config_ctx *x, const struct config_key *keys, size_t n,
+                       const struct config_raw *raw, void *dst, const char *prefix);
+
+static int config_listener_addr(const struct config_listener *l, unsigned char bin[16])
+{
+    memset(bin, 0, 16);
+    return inet_pton(AF_INET, l->address, bin) == 1    ? AF_INET
+           : inet_pton(AF_INET6, l->address, bin) == 1 ? AF_INET6
+                                                       : 0;
+}
+
+/* Family against address, and no two listeners with one name or one address and port
+ * (sendmail refuses both too: the name is how logs and the daemon tell them apart). */
+static int config_check_listener(const struct config_ctx *x, struct config *c, size_t j)
+{
+    struct config_listener *l = &c->listen[j];
+    unsigned char a[16], b[16];
+    char path[CONFIG_PATH_MAX];
+    int family = config_listener_addr(l, a);
+    if (l->family && l->family != family) {
+        snprintf(path, sizeof(path), "listen[%zu].family", j);
+        return config_fail(x, path, "%s does not match the address %s",
+                           l->family == AF_INET ? "inet" : "inet6", l->address);
+    }
+    l->family = family;
+    for (size_t i = 0; i < j; i++) {
+        const struct config_listener *o = &c->listen[i];
+        if (strcmp(o->name, l->name) == 0) {
+            snprintf(path, sizeof(path), "listen[%zu].name", j);
+            return config_fail(x, path, "'%s' is already the name of listen[%zu]; names are unique",
+                               l->name, i);
+        }
+        if (o->port == l->port && config_listener_addr(o, b) == family && !memcmp(a, b, 16)) {
+            snprintf(path, sizeof(path), "listen[%zu].port", j);
+            return config_fail(x, path, "%s port %u is already listen[%zu] ('%s')", l->address,
+                               (unsigned)l->port, i, o->name);
+        }
+    }
+    return 0;
+}
+
+/* The listeners given, or one made of the listener keys' defaults. */
+static int config_fill_listeners(const struct config_ctx *x, const struct config_key *k,
+                                 const struct config_raw *given, struct config *c, const char *path)
+{
+    size_t n = given ? given->n_maps : 1;
+    if (n == 0)
+        return config_fail(x, path, "expected at least one listener");
+    if (!(c->listen = calloc(n, sizeof(*c->listen))))
+        return config_oom(x);
+    c->n_listen = n;
+    for (size_t j = 0; j < n; j++) {
+        char item[CONFIG_PATH_MAX + 24]; /* path, "[", an index, "]" */
+        snprintf(item, sizeof(item), "%s[%zu]", path, j);
+        if (config_fill(x, k->sub, k->n_sub, given ? &given->maps[j * k->n_sub] : NULL,
+                        &c->listen[j], item) < 0 ||
+            config_check_listener(x, c, j) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int config_fill(const struct config_ctx *x, const struct config_key *keys, size_t n,
+                       const struct config_raw *raw, void *dst, const char *prefix)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct config_key *k = &keys[i];
+        char path[CONFIG_PATH_MAX];
+        snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", k->name);
+        const struct config_raw *r = raw && config_doc_find(x->doc, path) ? &raw[i] : NULL;
+        int rc = 0;
+        if (k->type == CONFIG_SECTION)
+            rc = config_fill(x, k->sub, k->n_sub, r ? r->map : NULL, dst, path);
+        else if (k->type == CONFIG_LISTENERS)
+            rc = config_fill_listeners(x, k, r, dst, path);
+        else if (k->flags & CONFIG_F_LIST)
+            rc = config_fill_list(x, k, r, dst, path);
+        else if (r || k->dflt)
+            rc = config_store(x, k, r ? r->text : k->dflt, (char *)dst + k->offset, path);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* gethostname(), qualified from /etc/hosts as sendmail does without DNS: a mail server's
+ * start-up must not wait on a resolver. */
+static int config_hostname(const struct config_ctx *x, struct config *c)
+{
+    char name[256] = "localhost";
+    if (gethostname(name, sizeof(name)) != 0)
+        snprintf(name, sizeof(name), "localhost");
+    name[sizeof(name) - 1] = '\0';
+    char *fqdn = strchr(name, '.') ? NULL : config_hosts_fqdn(CONFIG_HOSTS, name);
+    if (!(c->hostname = fqdn ? fqdn : strdup(name)))
+        return config_oom(x);
+    if (!config_domain_valid(c->hostname))
+        return config_fail(x, "hostname",
+                           "this system's name '%s' is not a domain name like mail.example.com; "
+                           "set hostname",
+                           c->hostname);
+    return 0;
+}
+
+/* The defaults that depend on other values: hostname, then local_domains. */
+static int config_computed(const struct config_ctx *x, struct config *c)
+{
+    if (!c->hostname && config_hostname(x, c) < 0)
+        return -1;
+    if (config_doc_find(x->doc, "local_domains"))
+        return 0;
+    bool is_localhost = strcasecmp(c->hostname, "localhost") == 0;
+    c->n_local_domains = is_localhost ? 1 : 2;
+    if (!(c->local_domains = calloc(c->n_local_domains, sizeof(char *))))
+        return config_oom(x);
+    c->local_domains[0] = strdup(c->hostname);
+    if (!is_localhost)
+        c->local_domains[1] = strdup("localhost");
+    if (!c->local_domains[0] || (!is_localhost && !c->local_domains[1]))
+        return config_oom(x);
+    return 0;
+}
+
+static int config_check(const struct config_ctx *x, const struct config *c)
+{
+    /* A session that is waiting keeps reading into this buffer; it must hold a command. */
+    if (c->limits.max_input_buffer < c->limits.max_command_line)
+        return config_fail(x, "limits.input_buffer",
+                           "must be at least limits.command_line (%u bytes)",
+                           c->limits.max_command_line);
+    return 0;
+}
+
+static struct config *config_build(const char *file, const char *base, const unsigned char *data,
+                                   size_t len, char *err, size_t errlen)
+{
+    struct config_doc doc = {0};
+    struct config_raw *raw = NULL;
+    struct config *c = NULL;
+    if (config_yaml_scan(file, data, len, &doc, err, errlen) < 0)
+        return NULL;
+    struct config_ctx x = {.file = file, .base = base, .doc = &doc, .err = err, .errlen = errlen};
+    /* libcyaml has nothing to load from a document without values */
+    if (doc.n && config_cyaml_load(file, data, len, &raw, err, errlen) < 0)
+        goto out;
+    if (!(c = calloc(1, sizeof(*c))) || !(c->source = strdup(file))) {
+        config_oom(&x);
+    } else if (config_fill(&x, config_keys, config_n_keys, raw, c, "") == 0 &&
+               config_computed(&x, c) == 0 && config_check(&x, c) == 0) {
+        goto out;
+    }
+    config_free(c);
+    c = NULL;
+out:
+    config_cyaml_free(raw);
+    config_doc_free(&doc);
+    return c;
+}
+
+static char *config_cwd(char *err, size_t errlen)
+{
+    char *cwd = getcwd(NULL, 0);
+    if (!cwd)
+        snprintf(err, errlen, "cannot find the current directory: %s", strerror(errno));
+    return cwd;
+}
+
+static unsigned char *config_read(const char *path, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rbe");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    unsigned char *data = malloc(CONFIG_MAX_FILE + 1);
+    size_t n = data ? fread(data, 1, CONFIG_MAX_FILE + 1, f) : 0;
+    if (!data)
+        snprintf(err, errlen, "%s: out of memory", path);
+    else if (ferror(f))
+        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+    else if (n > CONFIG_MAX_FILE)
+        snprintf(err, errlen, "%s: larger than %u bytes: not a configuration file", path,
+                 CONFIG_MAX_FILE);
+    if (!data || ferror(f) || n > CONFIG_MAX_FILE) {
+        free(data);
+        data = NULL;
+    }
+    fclose(f);
+    *len = n;
+    return data;
+}
+
+struct config *config_load(const char *path, char *err, size_t errlen)
+{
+    size_t len;
+    unsigned char *data = config_read(path, &len, err, errlen);
+    char *cwd = data ? config_cwd(err, errlen) : NULL;
+    char *dir = cwd ? config_path_join(cwd, path) : NULL;
+    struct config *c = NULL;
+    if (cwd && !dir)
+        snprintf(err, errlen, "%s: out of memory", path);
+    if (dir) {
+        *strrchr(dir, '/') = '\0'; /* the file's directory ("" for a file in /) */
+        c = config_build(path, dir[0] ? dir : "/", data, len, err, errlen);
+    }
+    free(dir);
+    free(cwd);
+    free(data);
+    return c;
+}
+
+struct config *config_default(char *err, size_t errlen)
+{
+    char *cwd = config_cwd(err, errlen);
+    struct config *c =
+        cwd ? config_build(CONFIG_BUILTIN, cwd, (const unsigned char *)"", 0, err, errlen) : NULL;
+    free(cwd);
+    return c;
+}
+
+static void config_free_map(const struct config_key *keys, size_t n, void *dst)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct config_key *k = &keys[i];
+        bool list = k->flags & CONFIG_F_LIST;
+        if (k->type == CONFIG_SECTION) {
+            config_free_map(k->sub, k->n_sub, dst);
+            continue;
+        }
+        if (!list && !config_type_is_text(k->type))
+            continue; /* a number, stored in place */
+        void *p;
+        memcpy(&p, (char *)dst + k->offset, sizeof(p));
+        size_t count = list ? *(size_t *)(void *)((char *)dst + k->count) : 0;
+        for (size_t j = 0; j < count; j++) {
+            if (k->type == CONFIG_LISTENERS)
+                config_free_map(k->sub, k->n_sub, (struct config_listener *)p + j);
+            else if (config_type_is_text(k->type))
+                free(((char **)p)[j]);
+        }
+        free(p);
+    }
+}
+
+void config_free(struct config *c)
+{
+    if (!c)
+        return;
+    config_free_map(config_keys, config_n_keys, c);
+    free(c->source);
+    free(c);
+}

@@ -1,0 +1,186 @@
+/*
+ * core/config_keys.c — every configuration key: its type, range, default and where it goes.
+ * docs/config.md explains each one and the sendmail option it stands for; test_config checks
+ * that it names them all. Defaults are written as they would be in a file and go through the
+ * same parsers as a file's values, so a default can never be one a file could not say.
+ */
+#include "core/config.h"
+#include "core/config_int.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define SEC          1000ull
+#define DAY          (86400ull * SEC)
+#define KIB          1024ull
+#define MIB          (1024ull * KIB)
+
+/* A number, size or duration stored in struct config at `field`. */
+#define NUM(key, type, flags, field, lo, hi, def)                                                  \
+    {                                                                                              \
+        key, type, flags, offsetof(struct config, field), sizeof(((struct config *)0)->field), 0,  \
+            lo, hi, def, NULL, 0                                                                   \
+    }
+#define TEXT(key, type, field, def)                                                                \
+    {                                                                                              \
+        key, type, 0, offsetof(struct config, field), 0, 0, 0, 0, def, NULL, 0                     \
+    }
+#define LIST(key, type, field, def)                                                                \
+    {                                                                                              \
+        key, type, CONFIG_F_LIST, offsetof(struct config, field), 0,                               \
+            offsetof(struct config, n_##field), 0, 0, def, NULL, 0                                 \
+    }
+#define TIMEOUT(key, field, def)                                                                   \
+    NUM(key, CONFIG_DURATION, CONFIG_F_ZERO_OFF, field, 1, 30 * DAY, def)
+
+/* The default `listen` is one listener of these defaults. A listener written without an
+ * address is on loopback too (sendmail's would be on every address): exposure is chosen. */
+static const struct config_key config_listener_keys[] = {
+    {"name", CONFIG_STRING, 0, offsetof(struct config_listener, name), 0, 0, 0, 0, "MTA", NULL, 0},
+    {"address", CONFIG_ADDRESS, 0, offsetof(struct config_listener, address), 0, 0, 0, 0,
+     "127.0.0.1", NULL, 0},
+    {"port", CONFIG_UINT, 0, offsetof(struct config_listener, port), sizeof(uint16_t), 0, 1, 65535,
+     "2525", NULL, 0},
+    /* No default: without it the family follows the address. */
+    {"family", CONFIG_FAMILY, 0, offsetof(struct config_listener, family), sizeof(int), 0, 0, 0,
+     NULL, NULL, 0},
+};
+
+static const struct config_key config_limit_keys[] = {
+    NUM("message_size", CONFIG_SIZE, CONFIG_F_ZERO_OFF, limits.max_message_size, KIB,
+        1024 * 1024 * MIB, "10M"),
+    NUM("recipients", CONFIG_UINT, 0, limits.max_recipients, 1, 1000000, "1000"),
+    NUM("command_line", CONFIG_UINT, 0, limits.max_command_line, 512, 65536, "2048"),
+    NUM("text_line", CONFIG_UINT, CONFIG_F_ZERO_OFF, limits.max_text_line, 1000, 1048576, "0"),
+    NUM("header_size", CONFIG_SIZE, CONFIG_F_ZERO_OFF, limits.max_header_size, KIB, 64 * MIB,
+        "32K"),
+    NUM("connections", CONFIG_UINT, CONFIG_F_ZERO_OFF, max_connections, 1, 1000000, "10000"),
+    NUM("connections_per_client", CONFIG_UINT, CONFIG_F_ZERO_OFF, max_connections_per_client, 1,
+        1000000, "0"),
+    NUM("errors", CONFIG_UINT, CONFIG_F_ZERO_OFF, limits.max_errors, 1, 1000000, "25"),
+    NUM("error_throttle", CONFIG_UINT, CONFIG_F_ZERO_OFF, limits.error_throttle, 1, 1000000, "10"),
+    NUM("bad_rcpt_throttle", CONFIG_UINT, CONFIG_F_ZERO_OFF, limits.bad_rcpt_throttle, 1, 1000000,
+        "0"),
+    /* config.c also checks it holds at least one command line. */
+    NUM("input_buffer", CONFIG_SIZE, 0, limits.max_input_buffer, 4 * KIB, 64 * MIB, "64K"),
+};
+
+static const struct config_key config_timeout_keys[] = {
+    TIMEOUT("initial", timeouts.initial, "5m"),
+    TIMEOUT("helo", timeouts.helo, "5m"),
+    TIMEOUT("mail", timeouts.mail, "10m"),
+    TIMEOUT("rcpt", timeouts.rcpt, "1h"),
+    TIMEOUT("datainit", timeouts.datainit, "5m"),
+    TIMEOUT("datablock", timeouts.datablock, "1h"),
+    TIMEOUT("datafinal", timeouts.datafinal, "1h"),
+    TIMEOUT("rset", timeouts.rset, "5m"),
+    TIMEOUT("quit", timeouts.quit, "2m"),
+    TIMEOUT("misc", timeouts.misc, "2m"),
+    TIMEOUT("command", timeouts.command, "1h"),
+    TIMEOUT("shutdown_grace", shutdown_grace_ms, "30s"),
+};
+
+const struct config_key config_keys[] = {
+    TEXT("hostname", CONFIG_DOMAIN, hostname, NULL), /* gethostname(), qualified */
+    {"listen", CONFIG_LISTENERS, CONFIG_F_LIST, offsetof(struct config, listen), 0,
+     offsetof(struct config, n_listen), 0, 0, NULL, config_listener_keys,
+     ARRAY_LEN(config_listener_keys)},
+    NUM("workers", CONFIG_WORKERS, 0, workers, 1, 256, "auto"),
+    TEXT("run_as", CONFIG_STRING, run_as, "ringmail"),
+    TEXT("spool", CONFIG_PATH, spool, "state/spool"),
+    LIST("local_domains", CONFIG_DOMAIN, local_domains, NULL), /* hostname, localhost */
+    LIST("relay_domains", CONFIG_DOMAIN, relay_domains, ""),
+    LIST("relay_from", CONFIG_NETWORK, relay_from, "127.0.0.0/8 ::1/128"),
+    {"limits", CONFIG_SECTION, 0, 0, 0, 0, 0, 0, NULL, config_limit_keys,
+     ARRAY_LEN(config_limit_keys)},
+    {"timeouts", CONFIG_SECTION, 0, 0, 0, 0, 0, 0, NULL, config_timeout_keys,
+     ARRAY_LEN(config_timeout_keys)},
+};
+
+const size_t config_n_keys = ARRAY_LEN(config_keys);
+
+const struct config_key *config_key_find(const struct config_key *keys, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(keys[i].name, name) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+void config_keys_known(const struct config_key *keys, size_t n, char *out, size_t outlen)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n && len < outlen; i++)
+        len += (size_t)snprintf(out + len, outlen - len, "%s%s", i ? ", " : "", keys[i].name);
+}
+
+/* "from 1K to 1T" in the key's own units. */
+static void config_key_range(const struct config_key *k, char *out, size_t outlen)
+{
+    char lo[32], hi[32];
+    void (*fmt)(uint64_t, char *, size_t) = k->type == CONFIG_SIZE       ? config_format_size
+                                            : k->type == CONFIG_DURATION ? config_format_duration
+                                                                         : NULL;
+    if (fmt) {
+        fmt(k->min, lo, sizeof(lo));
+        fmt(k->max, hi, sizeof(hi));
+    } else {
+        snprintf(lo, sizeof(lo), "%llu", (unsigned long long)k->min);
+        snprintf(hi, sizeof(hi), "%llu", (unsigned long long)k->max);
+    }
+    snprintf(out, outlen, "from %s to %s", lo, hi);
+}
+
+void config_key_expect(const struct config_key *k, bool item, char *out, size_t outlen)
+{
+    char range[80], inner[400];
+    if ((k->flags & CONFIG_F_LIST) && !item) {
+        config_key_expect(k, true, inner, sizeof(inner));
+        snprintf(out, outlen, "a list of values, each %s", inner);
+        return;
+    }
+    config_key_range(k, range, sizeof(range));
+    const char *zero = !(k->flags & CONFIG_F_ZERO_OFF) ? ""
+                       : k->type == CONFIG_DURATION    ? "0 (no timeout) or "
+                                                       : "0 (no limit) or ";
+    switch (k->type) {
+    case CONFIG_SECTION:
+    case CONFIG_LISTENERS:
+        config_keys_known(k->sub, k->n_sub, inner, sizeof(inner));
+        snprintf(out, outlen, "a mapping of '%s' keys (%s)", k->name, inner);
+        break;
+    case CONFIG_STRING:
+        snprintf(out, outlen, "a non-empty string");
+        break;
+    case CONFIG_DOMAIN:
+        snprintf(out, outlen, "a domain name like mail.example.com");
+        break;
+    case CONFIG_PATH:
+        snprintf(out, outlen, "a directory path");
+        break;
+    case CONFIG_WORKERS:
+        snprintf(out, outlen, "'auto' or a number %s", range);
+        break;
+    case CONFIG_UINT:
+        snprintf(out, outlen, "%sa number %s", zero, range);
+        break;
+    case CONFIG_SIZE:
+        snprintf(out, outlen, "%sa size like 10M or 64K %s", zero, range);
+        break;
+    case CONFIG_DURATION:
+        snprintf(out, outlen, "%sa duration like 90s, 5m or 1h %s", zero, range);
+        break;
+    case CONFIG_FAMILY:
+        snprintf(out, outlen, "inet or inet6");
+        break;
+    case CONFIG_ADDRESS:
+        snprintf(out, outlen, "an IPv4 or IPv6 address like 127.0.0.1 or ::1");
+        break;
+    case CONFIG_NETWORK:
+        snprintf(out, outlen, "a network like 127.0.0.0/8, 10.1 or ::1");
+        break;
+    }
+}
