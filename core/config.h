@@ -23,31 +23,31 @@
 #include "util/netaddr.h"
 
 struct config_listener {
-    char *name;           /* sendmail's DAEMON_OPTIONS Name=, e.g. "MTA" */
-    char *address;        /* "127.0.0.1", "::1", "0.0.0.0", "::" */
+    char *name;    /* sendmail's DAEMON_OPTIONS Name=, e.g. "MTA" */
+    char *address; /* "127.0.0.1", "::1", "0.0.0.0", "::" */
     uint16_t port;
-    int family;           /* AF_INET or AF_INET6, from `family` or from the address */
+    int family; /* AF_INET or AF_INET6, from `family` or from the address */
 };
 
 struct config {
-    char *source;                     /* the file read, or "(built-in default)" */
-    char *hostname;                   /* default: gethostname(), fully qualified if it can be */
+    char *source;   /* the file read, or "(built-in default)" */
+    char *hostname; /* default: gethostname(), fully qualified if it can be */
     struct config_listener *listen;
     size_t n_listen;
-    unsigned workers;                 /* resolved: `auto` becomes the number of CPUs */
-    char *run_as;                     /* user name; default "ringmail" */
-    char *spool;                      /* spool directory */
-    char **local_domains;             /* default: hostname and "localhost" */
+    unsigned workers;     /* resolved: `auto` becomes the number of CPUs */
+    char *run_as;         /* user name; default "ringmail" */
+    char *spool;          /* spool directory */
+    char **local_domains; /* default: hostname and "localhost" */
     size_t n_local_domains;
-    char **relay_domains;             /* default: none */
+    char **relay_domains; /* default: none */
     size_t n_relay_domains;
-    struct netaddr_prefix *relay_from;  /* default: 127.0.0.0/8 and ::1/128 */
+    struct netaddr_prefix *relay_from; /* default: 127.0.0.0/8 and ::1/128 */
     size_t n_relay_from;
-    struct smtp_server_limits limits;   /* the session limits */
-    unsigned max_connections;         /* all clients at once; sendmail MaxDaemonChildren */
+    struct smtp_server_limits limits;    /* the session limits */
+    unsigned max_connections;            /* all clients at once; sendmail MaxDaemonChildren */
     unsigned max_connections_per_client; /* per client address; 0 = no limit */
     struct smtp_server_timeouts timeouts;
-    uint32_t shutdown_grace_ms;       /* SIGTERM: time for transactions in flight */
+    uint32_t shutdown_grace_ms; /* SIGTERM: time for transactions in flight */
 };
 
 /* Reads and validates `path`. NULL with `err` (file, line, column, key) on any problem. */
