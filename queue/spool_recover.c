@@ -73,7 +73,8 @@ static int spool_list(struct spool *sp, struct spool_names *out, char *err, size
         out->v = NULL;
         return -1;
     }
-    qsort(out->v, out->n, sizeof(*out->v), spool_name_cmp);
+    if (out->n) /* an empty spool has no array, and qsort(NULL, 0) is undefined */
+        qsort(out->v, out->n, sizeof(*out->v), spool_name_cmp);
     return 0;
 }
 
