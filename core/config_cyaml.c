@@ -111,7 +111,9 @@ struct config_cyaml_log {
     unsigned line, column;
 };
 
-static void config_cyaml_log(cyaml_log_t level, void *ctx, const char *fmt, va_list args)
+/* libcyaml's callback type carries no format attribute; this one says it is printf-like. */
+__attribute__((format(printf, 3, 0))) static void config_cyaml_log(cyaml_log_t level, void *ctx,
+                                                                   const char *fmt, va_list args)
 {
     struct config_cyaml_log *log = ctx;
     char text[256];
