@@ -50,10 +50,12 @@ def ringmaild_path() -> str:
     if env:
         return env
     root = Path(__file__).resolve().parents[2]
-    for cand in sorted(root.glob("build*/ringmaild")) + sorted(root.glob("build*/*/ringmaild")):
-        if os.access(cand, os.X_OK):
-            return str(cand)
-    raise RuntimeError("RINGMAILD is not set and no build*/ringmaild found")
+    found = [c for c in root.glob("build*/ringmaild") if os.access(c, os.X_OK)]
+    if not found:
+        raise RuntimeError("RINGMAILD is not set and no build*/ringmaild found")
+    newest = max(found, key=lambda c: c.stat().st_mtime)
+    sys.stderr.write(f"RINGMAILD not set: using the newest build, {newest}\n")
+    return str(newest)
 
 
 # --------------------------------------------------------------------------- config
@@ -225,9 +227,10 @@ class SMTPConn:
         self.send(dot_stuff(message) + b".\r\n")
         return r354, self.reply(timeout)
 
-    def send_mail(self, sender: str, rcpts: list[str], message: bytes) -> Reply:
+    def send_mail(self, sender: str, rcpts: list[str], message: bytes,
+                  mail_params: str = "") -> Reply:
         """MAIL, RCPT..., DATA; the final reply (or the first refusal)."""
-        r = self.cmd(f"MAIL FROM:<{sender}>")
+        r = self.cmd(f"MAIL FROM:<{sender}>{mail_params}")
         if r.code != 250:
             return r
         for rcpt in rcpts:
@@ -344,7 +347,10 @@ class Spool:
         return (self.path / ("qf" + qid)).read_bytes()
 
     def envelope(self, qid: str) -> dict:
-        return parse_qf(self.qf(qid))
+        env = parse_qf(self.qf(qid))
+        if env.get("qid") != qid:
+            raise AssertionError(f"qf{qid} names queue id {env.get('qid')!r}")
+        return env
 
     def df(self, qid: str) -> bytes:
         return (self.path / ("df" + qid)).read_bytes()

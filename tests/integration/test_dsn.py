@@ -34,8 +34,8 @@ class Dsn(RingmailTestCase):
 
     def test_ret_full(self):
         c = self.c
-        qid = self.assertAccepted(c.send_mail("a@b.example RET=FULL", [f"u@{HOSTNAME}"],
-                                              make_message()))
+        qid = self.assertAccepted(c.send_mail("a@b.example", [f"u@{HOSTNAME}"], make_message(),
+                                              mail_params=" RET=FULL"))
         env = self.d.spool.envelope(qid)
         self.assertEqual(env["dsn_ret"], "1")
         self.assertNotIn("envid", env)

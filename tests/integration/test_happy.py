@@ -67,7 +67,7 @@ class HappyPath(RingmailTestCase):
              "--from", "a@b.example", "--header", "Message-Id: <x@y>", "--timeout", "30"],
             capture_output=True, text=True, timeout=60)
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
-        m = re.search(r"^<~  250 2\.0\.0 ([0-9A-Za-z]+) Message accepted for delivery$",
+        m = re.search(r"^<[-~] +250 2\.0\.0 ([0-9A-Za-z]+) Message accepted for delivery$",
                       out.stdout, re.M)
         self.assertIsNotNone(m, out.stdout)
         qid = m.group(1)

@@ -63,14 +63,28 @@ class Sigterm(RingmailTestCase):
         self.assertEqual(d.spool.qids(), {qid})
         self.assertEqual(d.spool.partials(), [])
 
-    def test_idle_daemon_exits_promptly(self):
+    def stop_idle(self, client_closes: bool):
+        """SIGTERM with one idle session (after EHLO): 421 4.3.2, and the daemon exits 0
+        long before its 30 s grace period."""
         d = self.daemon(timeouts={"shutdown_grace": "30s"})
         c = self.session(d)
         start = time.monotonic()
         d.signal(signal.SIGTERM)
+        self.assertReply(c.reply(timeout=10), 421, "4.3.2", r"Shutting down")
+        self.assertEqual(c.wait_closed(), b"")
+        if client_closes:
+            c.close()
         rc = d.wait(15)
         self.assertEqual(rc, 0, "an idle daemon must not wait for the grace period")
         self.assertLess(time.monotonic() - start, 15)
+
+    def test_idle_session_closes(self):
+        self.stop_idle(client_closes=True)
+
+    def test_idle_session_never_closes(self):
+        """A client that keeps its socket open after the 421 must not hold up the stop:
+        the daemon already said goodbye and closed its side."""
+        self.stop_idle(client_closes=False)
 
     def test_grace_period_ends_a_stuck_transaction(self):
         d = self.daemon(timeouts={"shutdown_grace": "2s"})
