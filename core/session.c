@@ -50,7 +50,8 @@ struct session {
 
 static const char *session_relay(const struct session *s, char *out, size_t outlen)
 {
-    snprintf(out, outlen, "[%s]", s->addr);
+    /* sendmail's spelling: IPv6 clients are shown as address literals, [IPv6:::1]. */
+    snprintf(out, outlen, "[%s%s]", strchr(s->addr, ':') ? "IPv6:" : "", s->addr);
     return out;
 }
 
@@ -132,8 +133,10 @@ static void session_write_received(struct session *s)
     buf_init(&hdr, 0);
     /* sendmail's Received: layout, so downstream parsers and operators see the familiar
      * shape; "for <rcpt>" only with exactly one recipient, as sendmail does (privacy). */
-    buf_printf(&hdr, "Received: from %s ([%s])\r\n\tby %s (ringmail/%s) with %s id %s",
-               t->helo ? t->helo : s->addr, s->addr, s->rc->cfg->hostname, RINGMAIL_VERSION,
+    char relay[64];
+    buf_printf(&hdr, "Received: from %s (%s)\r\n\tby %s (ringmail/%s) with %s id %s",
+               t->helo ? t->helo : s->addr, session_relay(s, relay, sizeof(relay)),
+               s->rc->cfg->hostname, RINGMAIL_VERSION,
                t->esmtp ? (t->mail_params.smtputf8 ? "UTF8SMTP" : "ESMTP") : "SMTP", s->qid);
     if (t->n_rcpts == 1)
         buf_printf(&hdr, "\r\n\tfor <%s>", t->rcpts[0].mailbox);
