@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <time.h>
 
 #include "core/version.h"
@@ -318,17 +319,19 @@ static void session_io_event(void *arg, const struct smtp_event *ev)
     }
 }
 
+/* Runs before the worker serves anyone; a worker without its spool could only refuse mail,
+ * so failing here stops the daemon (at start-up, with the reason in the log). */
 static void *session_worker_init(struct engine_worker *w, unsigned index)
 {
-    (void)index;
     struct daemon_worker *dw = calloc(1, sizeof(*dw));
-    if (!dw)
-        log_fatal("worker %u: out of memory", index);
+    struct spool_worker *sw = dw ? spool_worker_new(session_daemon->spool, w) : NULL;
+    if (!sw) {
+        log_error("worker %u: cannot set up its spool writer: out of memory", index);
+        exit(EX_OSERR);
+    }
     dw->d = session_daemon;
     dw->w = w;
-    dw->sw = spool_worker_new(session_daemon->spool, w);
-    if (!dw->sw)
-        log_fatal("worker %u: cannot set up the spool", index);
+    dw->sw = sw;
     dw->rc = daemon_current(session_daemon);
     return dw;
 }

@@ -19,25 +19,25 @@
 
 /* A failed parse: the reply the server sends. */
 struct smtp_addr_error {
-    int code;            /* 501, 553, 555, 552 ... */
-    const char *enh;     /* "5.1.3", "5.5.4" ... */
-    const char *reason;  /* static text, e.g. "Domain name too long" */
+    int code;           /* 501, 553, 555, 552 ... */
+    const char *enh;    /* "5.1.3", "5.5.4" ... */
+    const char *reason; /* static text, e.g. "Domain name too long" */
 };
 
 struct smtp_path {
-    bool null;          /* "<>" */
-    bool utf8;          /* contains octets >= 0x80 (needs SMTPUTF8) */
-    bool quoted;        /* the local part was a quoted-string */
-    bool addr_literal;  /* domain is "[1.2.3.4]" or "[IPv6:...]" */
-    bool source_route;  /* an "@a,@b:" route was present (and is ignored, RFC 5321 C) */
-    char local[SMTP_LOCAL_MAX + 3];    /* as received, quotes included when quoted */
-    char domain[SMTP_DOMAIN_MAX + 1];  /* as received (case kept), brackets kept */
-    char mailbox[SMTP_PATH_MAX + 1];   /* local@domain, "" for the null path */
+    bool null;                      /* "<>" */
+    bool utf8;                      /* contains octets >= 0x80 (needs SMTPUTF8) */
+    bool quoted;                    /* the local part was a quoted-string */
+    bool addr_literal;              /* domain is "[1.2.3.4]" or "[IPv6:...]" */
+    bool source_route;              /* an "@a,@b:" route was present (and is ignored, RFC 5321 C) */
+    char local[SMTP_LOCAL_MAX + 3]; /* as received, quotes included when quoted */
+    char domain[SMTP_DOMAIN_MAX + 1]; /* as received (case kept), brackets kept */
+    char mailbox[SMTP_PATH_MAX + 1];  /* local@domain, "" for the null path */
 };
 
 enum {
-    SMTP_PATH_ALLOW_NULL = 1 << 0,  /* MAIL FROM:<> */
-    SMTP_PATH_ALLOW_UTF8 = 1 << 1,  /* SMTPUTF8 was given on MAIL */
+    SMTP_PATH_ALLOW_NULL = 1 << 0, /* MAIL FROM:<> */
+    SMTP_PATH_ALLOW_UTF8 = 1 << 1, /* SMTPUTF8 was given on MAIL */
     /* Accept "postmaster" with no domain (RFC 5321 4.5.1: RCPT TO:<Postmaster>) */
     SMTP_PATH_ALLOW_POSTMASTER = 1 << 2,
 };
@@ -80,7 +80,7 @@ bool smtp_domain_within(const char *domain, const char *parent);
  * or a malformed one is 501 5.5.4; BODY=BINARYMIME is 555 5.5.4 (no CHUNKING binary). */
 struct smtp_ext {
     bool size, eightbitmime, dsn, smtputf8;
-    uint64_t max_size;  /* 0 = no limit; a larger SIZE= gets 552 5.3.4 */
+    uint64_t max_size; /* 0 = no limit; a larger SIZE= gets 552 5.3.4 */
 };
 
 enum smtp_body { SMTP_BODY_NONE, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME };
@@ -92,8 +92,8 @@ enum {
     SMTP_NOTIFY_DELAY = 1 << 3,
 };
 
-#define SMTP_ENVID_MAX 100  /* RFC 3461 4.4 */
-#define SMTP_ORCPT_MAX 500  /* RFC 3461 4.2: addr-type ";" xtext, bounded by line length */
+#define SMTP_ENVID_MAX 100 /* RFC 3461 4.4 */
+#define SMTP_ORCPT_MAX 500 /* RFC 3461 4.2: addr-type ";" xtext, bounded by line length */
 
 struct smtp_mail_params {
     bool has_size;
@@ -101,12 +101,12 @@ struct smtp_mail_params {
     enum smtp_body body;
     bool smtputf8;
     enum smtp_dsn_ret ret;
-    char envid[SMTP_ENVID_MAX + 1];  /* xtext as received, "" if absent */
+    char envid[SMTP_ENVID_MAX + 1]; /* xtext as received, "" if absent */
 };
 
 struct smtp_rcpt_params {
-    unsigned notify;                  /* SMTP_NOTIFY_* bits, 0 if absent */
-    char orcpt[SMTP_ORCPT_MAX + 1];   /* "rfc822;xtext" as received, "" if absent */
+    unsigned notify;                /* SMTP_NOTIFY_* bits, 0 if absent */
+    char orcpt[SMTP_ORCPT_MAX + 1]; /* "rfc822;xtext" as received, "" if absent */
 };
 
 /* `s` is the rest of the line after the path (leading spaces allowed), `len` bytes, no

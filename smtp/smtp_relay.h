@@ -19,19 +19,19 @@
 #include "util/netaddr.h"
 
 struct smtp_relay_policy {
-    const char *const *local_domains;   /* exact match, case-insensitive */
+    const char *const *local_domains; /* exact match, case-insensitive */
     size_t n_local_domains;
-    const char *const *relay_domains;   /* the domain and its subdomains */
+    const char *const *relay_domains; /* the domain and its subdomains */
     size_t n_relay_domains;
     const struct netaddr_prefix *relay_from;
     size_t n_relay_from;
 };
 
 enum smtp_relay_verdict {
-    SMTP_RELAY_LOCAL,       /* domain is ours */
-    SMTP_RELAY_DOMAIN,      /* domain is a relay domain */
-    SMTP_RELAY_CLIENT,      /* client may relay anywhere */
-    SMTP_RELAY_DENIED,      /* 550 5.7.1 Relaying denied */
+    SMTP_RELAY_LOCAL,  /* domain is ours */
+    SMTP_RELAY_DOMAIN, /* domain is a relay domain */
+    SMTP_RELAY_CLIENT, /* client may relay anywhere */
+    SMTP_RELAY_DENIED, /* 550 5.7.1 Relaying denied */
 };
 
 enum smtp_relay_verdict smtp_relay_check(const struct smtp_relay_policy *p,

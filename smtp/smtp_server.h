@@ -50,88 +50,88 @@
 struct smtp_server;
 
 struct smtp_server_limits {
-    uint64_t max_message_size;    /* octets of message data; 0 = no limit. SIZE advertises it */
-    unsigned max_recipients;      /* per transaction; more get 452 4.5.3 */
-    unsigned max_command_line;    /* octets incl. CRLF (RFC 5321: at least 512) */
-    unsigned max_text_line;       /* octets incl. CRLF in DATA; 0 = no limit */
-    unsigned max_header_size;     /* octets of the header section; 0 = no limit */
-    unsigned max_errors;          /* bad commands before "421 4.7.0 Too many errors" */
-    unsigned error_throttle;      /* errors after which each error reply waits 1 s */
-    unsigned bad_rcpt_throttle;   /* refused RCPTs after which each RCPT waits 1 s; 0 = off */
-    size_t max_input_buffer;      /* bytes held while waiting before asking for a pause */
+    uint64_t max_message_size;  /* octets of message data; 0 = no limit. SIZE advertises it */
+    unsigned max_recipients;    /* per transaction; more get 452 4.5.3 */
+    unsigned max_command_line;  /* octets incl. CRLF (RFC 5321: at least 512) */
+    unsigned max_text_line;     /* octets incl. CRLF in DATA; 0 = no limit */
+    unsigned max_header_size;   /* octets of the header section; 0 = no limit */
+    unsigned max_errors;        /* bad commands before "421 4.7.0 Too many errors" */
+    unsigned error_throttle;    /* errors after which each error reply waits 1 s */
+    unsigned bad_rcpt_throttle; /* refused RCPTs after which each RCPT waits 1 s; 0 = off */
+    size_t max_input_buffer;    /* bytes held while waiting before asking for a pause */
 };
 
 /* Milliseconds; 0 = no timeout for that phase. */
 struct smtp_server_timeouts {
-    uint32_t initial;    /* after the greeting, until the first command */
-    uint32_t helo;       /* after HELO/EHLO */
-    uint32_t mail;       /* after MAIL */
-    uint32_t rcpt;       /* after RCPT */
-    uint32_t datainit;   /* after 354, until the first data */
-    uint32_t datablock;  /* between reads inside DATA or a BDAT chunk */
-    uint32_t datafinal;  /* after the message's final reply */
-    uint32_t rset;       /* after RSET */
-    uint32_t quit;       /* after 221, until the client has gone (then the caller closes) */
-    uint32_t misc;       /* after NOOP, VRFY, EXPN, HELP and refused commands */
-    uint32_t command;    /* upper bound for every wait above */
+    uint32_t initial;   /* after the greeting, until the first command */
+    uint32_t helo;      /* after HELO/EHLO */
+    uint32_t mail;      /* after MAIL */
+    uint32_t rcpt;      /* after RCPT */
+    uint32_t datainit;  /* after 354, until the first data */
+    uint32_t datablock; /* between reads inside DATA or a BDAT chunk */
+    uint32_t datafinal; /* after the message's final reply */
+    uint32_t rset;      /* after RSET */
+    uint32_t quit;      /* after 221, until the client has gone (then the caller closes) */
+    uint32_t misc;      /* after NOOP, VRFY, EXPN, HELP and refused commands */
+    uint32_t command;   /* upper bound for every wait above */
 };
 
 struct smtp_server_settings {
-    const char *hostname;       /* our name in replies */
+    const char *hostname; /* our name in replies */
     struct smtp_server_limits limits;
     struct smtp_server_timeouts timeouts;
-    bool starttls;              /* advertise STARTTLS (TLS module available on this listener) */
-    bool in_tls;                /* the connection is already in TLS (after STARTTLS) */
+    bool starttls; /* advertise STARTTLS (TLS module available on this listener) */
+    bool in_tls;   /* the connection is already in TLS (after STARTTLS) */
 };
 
 /* A recipient of the current transaction, as accepted. */
 struct smtp_rcpt {
-    char *mailbox;                 /* local@domain as received */
+    char *mailbox; /* local@domain as received */
     struct smtp_rcpt_params params;
 };
 
 struct smtp_transaction {
-    char *helo;                    /* the last HELO/EHLO argument; NULL before it */
-    bool esmtp;                    /* EHLO (true) or HELO */
-    char *sender;                  /* mailbox, "" for <>; NULL before MAIL */
+    char *helo;   /* the last HELO/EHLO argument; NULL before it */
+    bool esmtp;   /* EHLO (true) or HELO */
+    char *sender; /* mailbox, "" for <>; NULL before MAIL */
     struct smtp_mail_params mail_params;
     struct smtp_rcpt *rcpts;
     size_t n_rcpts;
-    bool bdat;                     /* data arrives by BDAT, not DATA */
+    bool bdat; /* data arrives by BDAT, not DATA */
 };
 
 enum smtp_event_type {
-    SMTP_EV_HELO,        /* HELO/EHLO accepted; arg = name */
-    SMTP_EV_MAIL,        /* MAIL accepted; arg = sender mailbox */
-    SMTP_EV_RCPT,        /* RCPT accepted; arg = recipient mailbox */
-    SMTP_EV_REJECT,      /* a command was refused by policy or syntax: cmd, arg, reply */
-    SMTP_EV_DATA_START,  /* first byte of message data is about to come (after 354 or BDAT) */
-    SMTP_EV_DATA,        /* message data, unstuffed, CRLF line ends as received: data/len */
-    SMTP_EV_DATA_END,    /* message complete and acceptable: the caller commits it and then
-                            calls smtp_server_commit_done(); size, msgid are set */
-    SMTP_EV_DATA_ABORT,  /* message refused (size, bare CR/LF, headers, line length) or the
-                            session or transaction ended inside it (RSET, HELO, QUIT, EOF,
-                            timeout): the caller discards what it stored; reply is the
-                            refusal or 421 sent, NULL when no reply was about the message */
-    SMTP_EV_RSET,        /* transaction reset (RSET, HELO/EHLO, or after STARTTLS) */
-    SMTP_EV_STARTTLS,    /* "220 Ready to start TLS" queued; start the handshake once it is
-                            sent, then call smtp_server_tls_started() */
-    SMTP_EV_CLOSE,       /* close after the queued replies are sent (QUIT, too many errors,
-                            timeout, refused); reason says why for the log. After QUIT the
-                            quit timeout still runs: a caller that waits for the client to
-                            close gets CLOSE again ("timeout") when it ends */
+    SMTP_EV_HELO,       /* HELO/EHLO accepted; arg = name */
+    SMTP_EV_MAIL,       /* MAIL accepted; arg = sender mailbox */
+    SMTP_EV_RCPT,       /* RCPT accepted; arg = recipient mailbox */
+    SMTP_EV_REJECT,     /* a command was refused by policy or syntax: cmd, arg, reply */
+    SMTP_EV_DATA_START, /* first byte of message data is about to come (after 354 or BDAT) */
+    SMTP_EV_DATA,       /* message data, unstuffed, CRLF line ends as received: data/len */
+    SMTP_EV_DATA_END,   /* message complete and acceptable: the caller commits it and then
+                           calls smtp_server_commit_done(); size, msgid are set */
+    SMTP_EV_DATA_ABORT, /* message refused (size, bare CR/LF, headers, line length) or the
+                           session or transaction ended inside it (RSET, HELO, QUIT, EOF,
+                           timeout): the caller discards what it stored; reply is the
+                           refusal or 421 sent, NULL when no reply was about the message */
+    SMTP_EV_RSET,       /* transaction reset (RSET, HELO/EHLO, or after STARTTLS) */
+    SMTP_EV_STARTTLS,   /* "220 Ready to start TLS" queued; start the handshake once it is
+                           sent, then call smtp_server_tls_started() */
+    SMTP_EV_CLOSE,      /* close after the queued replies are sent (QUIT, too many errors,
+                           timeout, refused); reason says why for the log. After QUIT the
+                           quit timeout still runs: a caller that waits for the client to
+                           close gets CLOSE again ("timeout") when it ends */
 };
 
 struct smtp_event {
     enum smtp_event_type type;
-    const char *cmd;      /* REJECT: "MAIL", "RCPT", ... */
-    const char *arg;      /* HELO/MAIL/RCPT/REJECT: the argument as received */
-    const char *reply;    /* REJECT/DATA_ABORT: the reply text sent, without CRLF */
-    const char *data;     /* DATA: bytes */
-    size_t len;           /* DATA: length */
-    uint64_t size;        /* DATA_END: octets of message data */
-    const char *msgid;    /* DATA_END: Message-ID header value (trimmed), or NULL */
-    const char *reason;   /* CLOSE: "quit", "timeout", "too many errors", ... */
+    const char *cmd;    /* REJECT: "MAIL", "RCPT", ... */
+    const char *arg;    /* HELO/MAIL/RCPT/REJECT: the argument as received */
+    const char *reply;  /* REJECT/DATA_ABORT: the reply text sent, without CRLF */
+    const char *data;   /* DATA: bytes */
+    size_t len;         /* DATA: length */
+    uint64_t size;      /* DATA_END: octets of message data */
+    const char *msgid;  /* DATA_END: Message-ID header value (trimmed), or NULL */
+    const char *reason; /* CLOSE: "quit", "timeout", "too many errors", ... */
 };
 
 struct smtp_server_io {
@@ -179,8 +179,7 @@ void smtp_server_tick(struct smtp_server *s, uint64_t now_ms);
 /* Result of the commit asked for by SMTP_EV_DATA_END: ok → "250 2.0.0 <qid> Message
  * accepted for delivery"; !ok → "451 4.3.0 Error writing message to queue; try again
  * later" (the reason goes to the log, not to the client). Then the held input resumes. */
-void smtp_server_commit_done(struct smtp_server *s, bool ok, const char *qid,
-                             uint64_t now_ms);
+void smtp_server_commit_done(struct smtp_server *s, bool ok, const char *qid, uint64_t now_ms);
 /* The TLS handshake after STARTTLS completed: state is reset, EHLO required again,
  * STARTTLS no longer offered. */
 void smtp_server_tls_started(struct smtp_server *s, uint64_t now_ms);
@@ -190,7 +189,6 @@ const struct smtp_transaction *smtp_server_transaction(const struct smtp_server 
 
 /* Formats one reply line "<code> <enh> <text>\r\n" (truncating text to fit `outlen`);
  * returns its length. */
-size_t smtp_reply_format(char *out, size_t outlen, int code, const char *enh,
-                         const char *text);
+size_t smtp_reply_format(char *out, size_t outlen, int code, const char *enh, const char *text);
 
 #endif

@@ -14,9 +14,9 @@
 #include <sys/socket.h>
 
 struct netaddr_prefix {
-    int family;         /* AF_INET or AF_INET6 */
-    uint8_t addr[16];   /* network byte order; IPv4 in the first 4 bytes */
-    unsigned bits;      /* prefix length */
+    int family;       /* AF_INET or AF_INET6 */
+    uint8_t addr[16]; /* network byte order; IPv4 in the first 4 bytes */
+    unsigned bits;    /* prefix length */
 };
 
 /* Parses "127.0.0.1", "127.0.0.0/8", "::1", "2001:db8::/32", "[::1]/128", and sendmail's
