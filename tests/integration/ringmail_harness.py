@@ -321,6 +321,13 @@ def parse_qf(data: bytes) -> dict:
     return env
 
 
+def partial_names(names) -> list[str]:
+    """tf files, and df files whose qf is missing (never acknowledged)."""
+    names = set(names)
+    return sorted(n for n in names
+                  if n.startswith("tf") or (n.startswith("df") and "qf" + n[2:] not in names))
+
+
 class Spool:
     """Read-only view of a spool directory (docs/queue.md)."""
 
@@ -338,10 +345,7 @@ class Spool:
         return {n[2:] for n in self.names() if n.startswith("qf")}
 
     def partials(self) -> list[str]:
-        """tf files, and df files whose qf is missing (never acknowledged)."""
-        names = set(self.names())
-        return sorted(n for n in names
-                      if n.startswith("tf") or (n.startswith("df") and "qf" + n[2:] not in names))
+        return partial_names(self.names())
 
     def qf(self, qid: str) -> bytes:
         return (self.path / ("qf" + qid)).read_bytes()

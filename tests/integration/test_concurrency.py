@@ -82,6 +82,7 @@ class Concurrency(RingmailTestCase):
         self.assertEqual(errors[:5], [], f"{len(errors)} of {CLIENTS} clients failed "
                                          f"(first shown) after {elapsed:.1f}s; "
                                          f"{n_connected} were in session at once")
+        self.assertEqual(n_connected, CLIENTS, "not all clients were in session at once")
         qids = set(results)
         self.assertEqual(len(qids), CLIENTS, "queue ids are not unique")
         self.assertEqual(d.spool.qids(), qids)

@@ -3,11 +3,13 @@ message that got a 250 is there intact, nothing half-written remains, and every 
 present is one whose final dot its client had sent."""
 
 import re
+import sys
 import threading
 import time
 import unittest
 
-from ringmail_harness import HOSTNAME, RingmailTestCase, SMTPConn, dot_stuff, make_message
+from ringmail_harness import (HOSTNAME, RingmailTestCase, SMTPConn, dot_stuff, make_message,
+                              partial_names)
 
 CLIENTS = 50
 SEND_FOR = 2.0   # seconds of load before the kill
@@ -92,8 +94,13 @@ class Crash(RingmailTestCase):
         self.assertEqual(load.errors, [])
         self.assertGreater(len(load.acked), 0, "no message was acknowledged before the kill")
 
+        before = d.spool.names()
         d.start()      # same config, same spool: recovery runs before "ready"
         spool = d.spool
+        sys.stderr.write(f"\n[crash] {len(load.acked)} acknowledged, {len(load.final_sent)} "
+                         f"final dots sent; before the restart the spool had "
+                         f"{sum(n.startswith('qf') for n in before)} qf and "
+                         f"{len(partial_names(before))} partial files\n")
         self.assertEqual(spool.partials(), [], "partial files survived recovery")
         self.assertEqual([n for n in spool.names() if n.startswith("Qf")], [],
                          "recovery found damaged envelopes")
