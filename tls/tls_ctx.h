@@ -54,6 +54,8 @@ struct tls_settings {
                                  ticket_rotate seconds */
     uint32_t ticket_rotate;   /* seconds; 0 = 12 hours */
     bool verify_system_ca;    /* client: also trust the system's default CA store */
+    const char *sigalgs;      /* signature algorithms to offer/accept ("RSA+SHA256:..."),
+                                 SSL_CTX_set1_sigalgs_list; NULL = OpenSSL's default */
 };
 
 /* Creates a server context. NULL with `err` on any problem (unknown group — with the list
@@ -78,7 +80,8 @@ size_t tls_ctx_groups(const struct tls_ctx *c, struct tls_group_info *out, size_
 
 /* One loaded certificate, for the report and the log. */
 struct tls_cert_info {
-    char type[32]; /* "RSA-2048", "ECDSA-P384", "Ed25519" — as logged in cert= */
+    char type[32];  /* "RSA-2048", "ECDSA-P384", "Ed25519" — as logged in cert= */
+    char curve[16]; /* "P-384" for ECDSA, "" otherwise */
     char subject[256];
     char issuer[256];
     time_t not_after;
@@ -93,7 +96,8 @@ void tls_ctx_report(const struct tls_ctx *c, FILE *out);
 
 /* Makes sure `dir` holds demo certificates for a first run with no configured ones: a
  * self-signed ECDSA P-256 and an RSA-2048 pair for `hostname` (ecdsa.pem/ecdsa.key,
- * rsa.pem/rsa.key, mode 0600 keys), created only when missing. Fills pairs[2]. */
+ * rsa.pem/rsa.key, mode 0600 keys), created only when missing. Fills paths with the
+ * ECDSA certificate, its key, the RSA certificate and its key, in that order. */
 int tls_demo_certs_ensure(const char *dir, const char *hostname, char paths[4][512], char *err,
                           size_t errlen);
 

@@ -69,11 +69,25 @@ struct tls_session_info {
     char peer_issuer[256];
     char offered_groups[256]; /* from the ClientHello (server side) */
     char offered_sigalgs[512];
+    bool resumed; /* an abbreviated handshake (session ticket) */
 };
 void tls_session_info(const struct tls_session *t, struct tls_session_info *out);
 /* sendmail-style fields for the log: "version=TLSv1.3, verify=NO,
  * cipher=TLS_AES_256_GCM_SHA384, bits=256/256, group=X25519, cert=ECDSA-P384"; after a
  * failure: "reason=..., offered_groups=..., offered_sigalgs=...". Returns `out`. */
 const char *tls_session_describe(const struct tls_session *t, char *out, size_t outlen);
+
+/* Whether the handshake resumed an earlier session (SSL_session_reused). */
+bool tls_session_resumed(const struct tls_session *t);
+
+/* Client-side session resumption, for the delivery engine's per-destination cache: take
+ * the resumable state of an established session (NULL if the server sent no ticket;
+ * with TLS 1.3 the ticket arrives after the handshake, so ask after the first reply),
+ * and offer it on a new session before tls_session_start(). The caller owns what
+ * tls_session_resumption() returns; tls_session_resume() takes its own reference. */
+struct tls_resumption;
+struct tls_resumption *tls_session_resumption(const struct tls_session *t);
+void tls_resumption_free(struct tls_resumption *r);
+bool tls_session_resume(struct tls_session *t, const struct tls_resumption *r);
 
 #endif
