@@ -18,6 +18,7 @@
 #   PIPELINING [0]  1 sends MAIL, RCPT and DATA in one write
 #   BUILD [1]       0 skips the build
 #   RINGMAILD       another daemon binary with the same face
+#   SPOOL_BASE      where the spool goes [build-bench/, the checkout's file system]
 #   QUIET_WAIT [60] seconds to wait before each run for the rest of the machine to go idle;
 #                   "other CPU" is what the rest of the machine (kernel threads included) used
 # Prints Markdown tables; raw JSON and the tables go to bench/results/<date>/.
@@ -64,8 +65,9 @@ STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RESULTS=$ROOT/bench/results/$STAMP
 mkdir -p "$RESULTS"
 exec > >(tee "$RESULTS/summary.md")
-# The spool lives under the build tree: the same file system as the checkout.
-WORK=$(mktemp -d "$BUILD_DIR/bench-run.XXXXXX")
+# The spool lives under the build tree: the same file system as the checkout (SPOOL_BASE
+# elsewhere, e.g. /dev/shm, shows what the rest costs when fsync is free).
+WORK=$(mktemp -d "${SPOOL_BASE:-$BUILD_DIR}/bench-run.XXXXXX")
 DPID=
 cleanup() {
     if [ -n "$DPID" ] && kill -0 "$DPID" 2>/dev/null; then
@@ -73,9 +75,19 @@ cleanup() {
         wait "$DPID" 2>/dev/null || true
     fi
     rm -rf "$WORK"
+    date +%s >"$BUILD_DIR/.bench-spool-deleted"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# The last run's spools were deleted at its end: let ext4 forget those inodes first (see
+# start_daemon).
+if [ -f "$BUILD_DIR/.bench-spool-deleted" ]; then
+    since=$(($(date +%s) - $(cat "$BUILD_DIR/.bench-spool-deleted")))
+    if [ "$since" -ge 0 ] && [ "$since" -lt 40 ]; then
+        echo "run-receive: waiting $((40 - since)) s after the last run's spool deletion" >&2
+        sleep $((40 - since))
+    fi
+fi
 
 if [ "$NCPU" -ge 2 ]; then
     CLIENT_CPU=1
@@ -94,10 +106,15 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# start_daemon WORKERS CPUS: fresh spool and config, wait (bounded) until the port answers.
+# start_daemon WORKERS CPUS: a new spool and config, wait (bounded) until the port answers.
+# Old spools stay until the end: on ext4 without a journal the inode allocator skips inodes
+# freed in the last ~30 s (recently_deleted), and deleting 100,000 files just before a run
+# made it 2.5 times slower.
+SPOOLS=0
 start_daemon() {
     local workers=$1 cpus=$2
-    rm -rf "$WORK/spool"
+    SPOOLS=$((SPOOLS + 1))
+    SPOOL=$WORK/spool.$SPOOLS
     PORT=$(free_port)
     cat >"$WORK/ringmail.yaml" <<EOF
 hostname: bench.test
@@ -107,7 +124,7 @@ listen:
     port: $PORT
 workers: $workers
 run_as: $(id -un)
-spool: $WORK/spool
+spool: $SPOOL
 local_domains: [bench.test]
 limits:
   connections: 20000
@@ -137,12 +154,12 @@ stop_daemon() {
     DPID=
 }
 
-# utime+stime of the whole process (all threads), in clock ticks.
+# "utime stime" of the whole process (all threads), in clock ticks.
 cpu_ticks() {
     # the command name may contain spaces: cut after the last ')'
     local rest
     rest=$(sed 's/.*) //' "/proc/$1/stat")
-    awk '{print $12 + $13}' <<<"$rest"
+    awk '{print $12, $13}' <<<"$rest"
 }
 
 rss_kib() {
@@ -200,22 +217,26 @@ for w in $WORKERS; do
             wait_quiet
             start_daemon "$w" "$scpus"
             out=$RESULTS/msg-w$w-m$m-r$r.json
-            c0=$(cpu_ticks "$DPID")
+            read -r u0 s0 < <(cpu_ticks "$DPID")
             m0=$(machine_ticks)
             flags=(-s "127.0.0.1:$PORT" -c "$CONC" -m "$m" -S "$SIZE" -d "$DURATION"
                 --drain 5 --max-time $((DURATION + 60)) -r "user@bench.test"
                 --label "w$w m$m r$r" -q)
             [ "$PIPELINING" = 1 ] && flags+=(-P)
             taskset -c "$ccpus" "$LOAD" "${flags[@]}" >"$WORK/load.out" || true
-            c1=$(cpu_ticks "$DPID")
+            read -r u1 s1 < <(cpu_ticks "$DPID")
             m1=$(machine_ticks)
             stop_daemon
             head -1 "$WORK/load.out" |
-                jq -c --argjson ticks $((c1 - c0)) --argjson hz "$CLK_TCK" \
+                jq -c --argjson ticks $((u1 + s1 - u0 - s0)) --argjson uticks $((u1 - u0)) \
+                    --argjson hz "$CLK_TCK" \
                     --argjson mticks $((m1 - m0)) \
                     --arg scpus "$scpus" --arg ccpus "$ccpus" --argjson workers "$w" \
                     '. + {workers: $workers, server_cpus: $scpus, client_cpus: $ccpus,
                       server_cpu_s: ($ticks / $hz),
+                      server_user_s: ($uticks / $hz),
+                      server_user_us_per_msg: (if .messages > 0
+                          then ($uticks / $hz * 1e6 / .messages) else null end),
                       server_cpu_util: ($ticks / $hz / .elapsed_s),
                       other_cpu_util: ((($mticks - $ticks) / $hz
                           - .client_cpu_s.user - .client_cpu_s.sys) / .elapsed_s),
@@ -232,17 +253,18 @@ for w in $WORKERS; do
             sort -g | awk -v n=${#runs[@]} 'NR == int((n + 1) / 2) {print $2}')
         cpu_us=$(jq -r '.server_cpu_us_per_msg // 0' "${runs[@]}" | median)
         cpu_util=$(jq -r '.server_cpu_util' "${runs[@]}" | median)
+        user_us=$(jq -r '.server_user_us_per_msg // 0' "${runs[@]}" | median)
         all=$(jq -r .msgs_per_s "${runs[@]}" | sort -g | awk '{printf "%s%.0f", (NR > 1 ? ", " : ""), $1}')
-        ROWS+=("$(jq -r --arg rate "$rate" --arg cpu "$cpu_us" --arg all "$all" --arg util "$cpu_util" \
-            '"| \(.workers) | \(.server_cpus) | \(.client_cpus) | \(.per_conn) | \($rate | tonumber | round) | \($all) | \($cpu | tonumber | round) | \($util | tonumber * 100 | round)% | \(.latency_us.p50 / 1000 * 100 | round / 100) | \(.latency_us.p99 / 1000 * 100 | round / 100) | \(.latency_us.p999 / 1000 * 100 | round / 100) | \(.errors_total) | \(.client_cpu_util * 100 | round)%\(if .client_bound then " (bound)" else "" end) | \(.other_cpu_util * 100 | round)% |"' \
+        ROWS+=("$(jq -r --arg rate "$rate" --arg cpu "$cpu_us" --arg all "$all" --arg util "$cpu_util" --arg user "$user_us" \
+            '"| \(.workers) | \(.server_cpus) | \(.client_cpus) | \(.per_conn) | \($rate | tonumber | round) | \($all) | \($cpu | tonumber | round) | \($user | tonumber | round) | \($util | tonumber * 100 | round)% | \(.latency_us.p50 / 1000 * 100 | round / 100) | \(.latency_us.p99 / 1000 * 100 | round / 100) | \(.latency_us.p999 / 1000 * 100 | round / 100) | \(.errors_total) | \(.client_cpu_util * 100 | round)%\(if .client_bound then " (bound)" else "" end) | \(.other_cpu_util * 100 | round)% |"' \
             "$mid")")
     done
 done
 
 echo "## Durable accepted messages per second"
 echo
-echo "| workers | server CPUs | client CPUs | msgs/conn | msgs/s (median) | runs | server CPU us/msg (median) | server CPU (median) | p50 ms | p99 ms | p99.9 ms | errors | client CPU | other CPU |"
-echo "|---:|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| workers | server CPUs | client CPUs | msgs/conn | msgs/s (median) | runs | server CPU us/msg (median) | of it user | server CPU (median) | p50 ms | p99 ms | p99.9 ms | errors | client CPU | other CPU |"
+echo "|---:|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 printf '%s\n' "${ROWS[@]}"
 echo
 
