@@ -75,19 +75,9 @@ cleanup() {
         wait "$DPID" 2>/dev/null || true
     fi
     rm -rf "$WORK"
-    date +%s >"$BUILD_DIR/.bench-spool-deleted"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-# The last run's spools were deleted at its end: let ext4 forget those inodes first (see
-# start_daemon).
-if [ -f "$BUILD_DIR/.bench-spool-deleted" ]; then
-    since=$(($(date +%s) - $(cat "$BUILD_DIR/.bench-spool-deleted")))
-    if [ "$since" -ge 0 ] && [ "$since" -lt 40 ]; then
-        echo "run-receive: waiting $((40 - since)) s after the last run's spool deletion" >&2
-        sleep $((40 - since))
-    fi
-fi
 
 if [ "$NCPU" -ge 2 ]; then
     CLIENT_CPU=1
@@ -107,9 +97,7 @@ free_port() {
 }
 
 # start_daemon WORKERS CPUS: a new spool and config, wait (bounded) until the port answers.
-# Old spools stay until the end: on ext4 without a journal the inode allocator skips inodes
-# freed in the last ~30 s (recently_deleted), and deleting 100,000 files just before a run
-# made it 2.5 times slower.
+# Old spools stay until the end, so that no mass deletion competes with a measurement.
 SPOOLS=0
 start_daemon() {
     local workers=$1 cpus=$2
