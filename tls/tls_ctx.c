@@ -187,6 +187,7 @@ static int tls_configure(struct tls_ctx *c, const struct tls_settings *s, char *
     if (!c->server)
         return 0;
     SSL_CTX_set_client_hello_cb(c->ssl, tls_session_hello_cb, NULL);
+    SSL_CTX_set_info_callback(c->ssl, tls_session_state_cb);
     /* Session ids never leave this process (no server-side cache: each worker has its
      * own context, and tickets carry the state), but OpenSSL refuses to resume a session
      * with client verification unless the context is named. */

@@ -11,9 +11,7 @@
 
 #include "tls/tls_int.h"
 
-/* The name of an ephemeral key's group: "P-384", "X25519", "ffdhe2048", or "DH-2048"
- * for TLS 1.2 DHE with parameters that are not a named group. */
-static void tls_key_group(const struct tls_ctx *c, EVP_PKEY *pk, char *out, size_t outlen)
+void tls_key_group(const struct tls_ctx *c, EVP_PKEY *pk, char *out, size_t outlen)
 {
     char name[64] = "";
     if (EVP_PKEY_get_group_name(pk, name, sizeof(name), NULL) && name[0])
@@ -41,7 +39,9 @@ static void tls_negotiated_group(const struct tls_session *t, char *out, size_t 
     /* TLS 1.2: no group id recorded for every kind of key exchange; the ephemeral key
      * says what it was */
     EVP_PKEY *pk = NULL;
-    if (SSL_get_peer_tmp_key(t->ssl, &pk) || SSL_get_tmp_key(t->ssl, &pk)) {
+    if (t->dhe_group[0]) {
+        snprintf(out, outlen, "%s", t->dhe_group);
+    } else if (SSL_get_peer_tmp_key(t->ssl, &pk)) {
         tls_key_group(c, pk, out, outlen);
         EVP_PKEY_free(pk);
     }

@@ -84,11 +84,18 @@ struct tls_session {
     enum tls_state state;
     char error[128];
     char *offered_groups, *offered_sigalgs; /* server: from the ClientHello */
+    char dhe_group[24]; /* server, TLS 1.2 DHE: the parameters' group ("modp_2048") */
 };
 
 /* The servers' client-hello callback: keeps what the client offered for the failure log;
  * never refuses the hello. */
 int tls_session_hello_cb(SSL *ssl, int *alert, void *arg);
+
+/* The servers' info callback: notes the group of a TLS 1.2 DHE key exchange, which
+ * OpenSSL forgets once the key is derived. */
+void tls_session_state_cb(const SSL *ssl, int where, int ret);
+/* The group of an ephemeral key: "P-384", "X25519", "ffdhe2048", "modp_2048", "DH-2048". */
+void tls_key_group(const struct tls_ctx *c, EVP_PKEY *pk, char *out, size_t outlen);
 
 /* Writes "prefix: <OpenSSL's reason>" into err (the first queued error) and clears the
  * queue. */

@@ -104,6 +104,18 @@ int tls_session_hello_cb(SSL *ssl, int *alert, void *arg)
     return SSL_CLIENT_HELLO_SUCCESS;
 }
 
+void tls_session_state_cb(const SSL *ssl, int where, int ret)
+{
+    (void)ret;
+    if (!(where & SSL_CB_ACCEPT_LOOP) || SSL_get_state(ssl) != TLS_ST_SW_KEY_EXCH)
+        return;
+    struct tls_session *t = SSL_get_app_data(ssl);
+    EVP_PKEY *pk = NULL;
+    if (SSL_get_tmp_key(t->ssl, &pk) && EVP_PKEY_is_a(pk, "DH"))
+        tls_key_group(t->ctx, pk, t->dhe_group, sizeof(t->dhe_group));
+    EVP_PKEY_free(pk);
+}
+
 struct tls_session *tls_session_new(struct tls_ctx *ctx, const struct tls_session_io *io,
                                     const char *server_name)
 {

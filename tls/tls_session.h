@@ -84,7 +84,9 @@ bool tls_session_resumed(const struct tls_session *t);
  * the resumable state of an established session (NULL if the server sent no ticket;
  * with TLS 1.3 the ticket arrives after the handshake, so ask after the first reply),
  * and offer it on a new session before tls_session_start(). The caller owns what
- * tls_session_resumption() returns; tls_session_resume() takes its own reference. */
+ * tls_session_resumption() returns; tls_session_resume() takes its own reference.
+ * OpenSSL marks a session not resumable when its connection is freed without
+ * close_notify: call tls_session_shutdown() before tls_session_free() (after QUIT). */
 struct tls_resumption;
 struct tls_resumption *tls_session_resumption(const struct tls_session *t);
 void tls_resumption_free(struct tls_resumption *r);
