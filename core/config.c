@@ -117,6 +117,17 @@ static int config_store(const struct config_ctx *x, const struct config_key *k, 
     case CONFIG_PATH:
         return *text ? config_store_text(x, at, config_path_join(x->base, text))
                      : config_bad(x, k, path, text, NULL);
+    case CONFIG_TLS_VERSION:
+        return strcmp(text, "TLSv1.2") == 0 || strcmp(text, "TLSv1.3") == 0
+                   ? config_store_text(x, at, strdup(text))
+                   : config_bad(x, k, path, text, NULL);
+    case CONFIG_BOOL: {
+        bool b = strcmp(text, "true") == 0;
+        if (!b && strcmp(text, "false") != 0)
+            return config_bad(x, k, path, text, NULL);
+        memcpy(at, &b, sizeof(b));
+        return 0;
+    }
     case CONFIG_FAMILY:
         family = strcmp(text, "inet") == 0 ? AF_INET : strcmp(text, "inet6") == 0 ? AF_INET6 : 0;
         if (!family)
@@ -148,7 +159,7 @@ static int config_store(const struct config_ctx *x, const struct config_key *k, 
         return 0;
     }
     case CONFIG_SECTION:
-    case CONFIG_LISTENERS:
+    case CONFIG_MAPS:
         break;
     }
     return config_fail(x, path, "internal error: not a scalar");
@@ -229,22 +240,25 @@ static int config_check_listener(const struct config_ctx *x, struct config *c, s
     return 0;
 }
 
-/* The listeners given, or one made of the listener keys' defaults. */
-static int config_fill_listeners(const struct config_ctx *x, const struct config_key *k,
-                                 const struct config_raw *given, struct config *c, const char *path)
+/* The items given, or (CONFIG_F_ONE_ITEM: listen) one made of the sub-keys' defaults. */
+static int config_fill_maps(const struct config_ctx *x, const struct config_key *k,
+                            const struct config_raw *given, void *dst, const char *path)
 {
-    size_t n = given ? given->n_maps : 1;
-    if (n == 0)
+    bool one = k->flags & CONFIG_F_ONE_ITEM;
+    size_t n = given ? given->n_maps : one ? 1 : 0;
+    if (n == 0 && one)
         return config_fail(x, path, "expected at least one listener");
-    if (!(c->listen = calloc(n, sizeof(*c->listen))))
+    char *items = n ? calloc(n, k->width) : NULL;
+    if (n && !items)
         return config_oom(x);
-    c->n_listen = n;
+    /* Stored before filling, so that config_free() releases what a failure leaves. */
+    memcpy((char *)dst + k->offset, &items, sizeof(items));
+    *(size_t *)(void *)((char *)dst + k->count) = n;
     for (size_t j = 0; j < n; j++) {
         char item[CONFIG_PATH_MAX + 24]; /* path, "[", an index, "]" */
         snprintf(item, sizeof(item), "%s[%zu]", path, j);
         if (config_fill(x, k->sub, k->n_sub, given ? &given->maps[j * k->n_sub] : NULL,
-                        &c->listen[j], item) < 0 ||
-            config_check_listener(x, c, j) < 0)
+                        items + j * k->width, item) < 0)
             return -1;
     }
     return 0;
@@ -261,8 +275,8 @@ static int config_fill(const struct config_ctx *x, const struct config_key *keys
         int rc = 0;
         if (k->type == CONFIG_SECTION)
             rc = config_fill(x, k->sub, k->n_sub, r ? r->map : NULL, dst, path);
-        else if (k->type == CONFIG_LISTENERS)
-            rc = config_fill_listeners(x, k, r, dst, path);
+        else if (k->type == CONFIG_MAPS)
+            rc = config_fill_maps(x, k, r, dst, path);
         else if (k->flags & CONFIG_F_LIST)
             rc = config_fill_list(x, k, r, dst, path);
         else if (r || k->dflt)
@@ -292,11 +306,21 @@ static int config_hostname(const struct config_ctx *x, struct config *c)
     return 0;
 }
 
-/* The defaults that depend on other values: hostname, then local_domains. */
+/* The defaults that depend on other values: hostname, certificate keys, local_domains. */
 static int config_computed(const struct config_ctx *x, struct config *c)
 {
     if (!c->hostname && config_hostname(x, c) < 0)
         return -1;
+    for (size_t i = 0; i < c->tls.n_certificates; i++) {
+        struct config_cert *p = &c->tls.certificates[i];
+        char path[CONFIG_PATH_MAX];
+        snprintf(path, sizeof(path), "tls.certificates[%zu].cert", i);
+        if (!p->cert)
+            return config_fail(x, path, "expected the certificate file of this pair");
+        /* As Postfix's smtpd_tls_key_file = $smtpd_tls_cert_file: one PEM with both. */
+        if (!p->key && !(p->key = strdup(p->cert)))
+            return config_oom(x);
+    }
     if (config_doc_find(x->doc, "local_domains"))
         return 0;
     bool is_localhost = strcasecmp(c->hostname, "localhost") == 0;
@@ -311,8 +335,14 @@ static int config_computed(const struct config_ctx *x, struct config *c)
     return 0;
 }
 
-static int config_check(const struct config_ctx *x, const struct config *c)
+static int config_check(const struct config_ctx *x, struct config *c)
 {
+    for (size_t j = 0; j < c->n_listen; j++)
+        if (config_check_listener(x, c, j) < 0)
+            return -1;
+    if (strcmp(c->tls.min_version, c->tls.max_version) > 0)
+        return config_fail(x, "tls.min_version", "%s is above tls.max_version %s",
+                           c->tls.min_version, c->tls.max_version);
     /* A session that is waiting keeps reading into this buffer; it must hold a command. */
     if (c->limits.max_input_buffer < c->limits.max_command_line)
         return config_fail(x, "limits.input_buffer",
@@ -405,6 +435,8 @@ struct config *config_default(char *err, size_t errlen)
     struct config *c =
         cwd ? config_build(CONFIG_BUILTIN, cwd, (const unsigned char *)"", 0, err, errlen) : NULL;
     free(cwd);
+    if (c)
+        c->tls.demo_certs = true;
     return c;
 }
 
@@ -418,13 +450,13 @@ static void config_free_map(const struct config_key *keys, size_t n, void *dst)
             continue;
         }
         if (!list && !config_type_is_text(k->type))
-            continue; /* a number, stored in place */
+            continue; /* a number or a bool, stored in place */
         void *p;
         memcpy(&p, (char *)dst + k->offset, sizeof(p));
         size_t count = list ? *(size_t *)(void *)((char *)dst + k->count) : 0;
         for (size_t j = 0; j < count; j++) {
-            if (k->type == CONFIG_LISTENERS)
-                config_free_map(k->sub, k->n_sub, (struct config_listener *)p + j);
+            if (k->type == CONFIG_MAPS)
+                config_free_map(k->sub, k->n_sub, (char *)p + j * k->width);
             else if (config_type_is_text(k->type))
                 free(((char **)p)[j]);
         }

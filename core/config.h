@@ -26,7 +26,38 @@ struct config_listener {
     char *name;    /* sendmail's DAEMON_OPTIONS Name=, e.g. "MTA" */
     char *address; /* "127.0.0.1", "::1", "0.0.0.0", "::" */
     uint16_t port;
-    int family; /* AF_INET or AF_INET6, from `family` or from the address */
+    int family;    /* AF_INET or AF_INET6, from `family` or from the address */
+    bool starttls; /* offer STARTTLS here; false = sendmail's DAEMON_OPTIONS Modifiers=S */
+};
+
+struct config_cert {
+    char *cert; /* PEM: the certificate, then its chain */
+    char *key;  /* PEM private key; default: the cert file (one file holding both) */
+};
+
+/* The tls section (docs/tls.md). Paths are absolute; NULL = not configured. */
+struct config_tls {
+    struct config_cert *certificates; /* the first is confSERVER_CERT/confSERVER_KEY */
+    size_t n_certificates;
+    char **providers; /* besides "default" */
+    size_t n_providers;
+    char **groups; /* none = OpenSSL's defaults */
+    size_t n_groups;
+    char *min_version; /* "TLSv1.2" or "TLSv1.3" */
+    char *max_version;
+    char *ciphersuites; /* TLS 1.3 */
+    char *cipher_list;  /* TLS 1.2, confCIPHER_LIST */
+    char *dh_params;
+    char *ca_file;
+    char *ca_path;
+    bool request_client_cert;
+    bool session_tickets;
+    uint32_t ticket_rotate_ms;
+    char *client_cert; /* the delivery side's certificate, confCLIENT_CERT */
+    char *client_key;
+    /* The built-in default: with no certificates, demo ones are made on first run in
+     * <the spool's parent>/tls, so STARTTLS works out of the box. */
+    bool demo_certs;
 };
 
 struct config {
@@ -47,7 +78,9 @@ struct config {
     unsigned max_connections;            /* all clients at once; sendmail MaxDaemonChildren */
     unsigned max_connections_per_client; /* per client address; 0 = no limit */
     struct smtp_server_timeouts timeouts;
-    uint32_t shutdown_grace_ms; /* SIGTERM: time for transactions in flight */
+    uint32_t shutdown_grace_ms;   /* SIGTERM: time for transactions in flight */
+    uint32_t starttls_timeout_ms; /* the TLS handshake after STARTTLS; confTO_STARTTLS */
+    struct config_tls tls;
 };
 
 /* Reads and validates `path`. NULL with `err` (file, line, column, key) on any problem. */

@@ -15,9 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Fields of all mappings (each ended by a NULL key) and the entry schemas of listener lists;
- * config_keys.c has 10 + 4 + 11 + 12 keys. */
-#define CONFIG_SCHEMA_FIELDS  48
+/* Fields of all mappings (each ended by a NULL key) and the entry schemas of lists of
+ * mappings; config_keys.c has 11 + 5 + 11 + 13 + 15 + 2 keys. */
+#define CONFIG_SCHEMA_FIELDS  80
 #define CONFIG_SCHEMA_ENTRIES 4
 
 static struct {
@@ -50,7 +50,7 @@ static const cyaml_schema_field_t *config_schema_fields(const struct config_key 
         uint32_t slot = (uint32_t)(i * sizeof(struct config_raw));
         f[i].key = k->name;
         f[i].value.flags = CONFIG_SCHEMA_FLAGS;
-        if (k->type == CONFIG_SECTION || k->type == CONFIG_LISTENERS) {
+        if (k->type == CONFIG_SECTION || k->type == CONFIG_MAPS) {
             cyaml_schema_value_t map = {
                 .type = CYAML_MAPPING,
                 .flags = k->type == CONFIG_SECTION ? CONFIG_SCHEMA_FLAGS : CYAML_FLAG_DEFAULT,

@@ -16,23 +16,27 @@
 #include <stdint.h>
 
 enum config_type {
-    CONFIG_SECTION,   /* a mapping of sub-keys (limits, timeouts) */
-    CONFIG_LISTENERS, /* a list of mappings of sub-keys (listen) */
-    CONFIG_STRING,    /* any non-empty string (run_as, listener names) */
-    CONFIG_DOMAIN,    /* LDH labels */
-    CONFIG_PATH,      /* stored absolute, relative ones against the config's directory */
-    CONFIG_WORKERS,   /* "auto" or a number */
-    CONFIG_UINT,      /* a plain number */
-    CONFIG_SIZE,      /* bytes: "10M", "64K", "4096" */
-    CONFIG_DURATION,  /* milliseconds: "5m", "1h30m", "500ms", "30" (seconds) */
-    CONFIG_FAMILY,    /* "inet" or "inet6": AF_INET / AF_INET6 */
-    CONFIG_ADDRESS,   /* an IPv4 or IPv6 literal */
-    CONFIG_NETWORK,   /* a netaddr_prefix */
+    CONFIG_SECTION,     /* a mapping of sub-keys (limits, timeouts) */
+    CONFIG_MAPS,        /* a list of mappings of sub-keys (listen, tls.certificates); `width`
+                           is the size of one item */
+    CONFIG_STRING,      /* any non-empty string (run_as, listener names) */
+    CONFIG_DOMAIN,      /* LDH labels */
+    CONFIG_PATH,        /* stored absolute, relative ones against the config's directory */
+    CONFIG_BOOL,        /* true or false, into a bool */
+    CONFIG_TLS_VERSION, /* "TLSv1.2" or "TLSv1.3" */
+    CONFIG_WORKERS,     /* "auto" or a number */
+    CONFIG_UINT,        /* a plain number */
+    CONFIG_SIZE,        /* bytes: "10M", "64K", "4096" */
+    CONFIG_DURATION,    /* milliseconds: "5m", "1h30m", "500ms", "30" (seconds) */
+    CONFIG_FAMILY,      /* "inet" or "inet6": AF_INET / AF_INET6 */
+    CONFIG_ADDRESS,     /* an IPv4 or IPv6 literal */
+    CONFIG_NETWORK,     /* a netaddr_prefix */
 };
 
 enum {
     CONFIG_F_LIST = 1 << 0,     /* a YAML list of the type: pointer at `offset`, count at `count` */
     CONFIG_F_ZERO_OFF = 1 << 1, /* 0 is allowed besides min..max and means "no limit" / "off" */
+    CONFIG_F_ONE_ITEM = 1 << 2, /* MAPS (listen): not given = one item of defaults; never none */
 };
 
 struct config_key {
@@ -40,11 +44,11 @@ struct config_key {
     enum config_type type;
     unsigned flags;
     size_t offset;     /* where the value goes: in struct config, or struct config_listener */
-    size_t width;      /* of the integer there */
+    size_t width;      /* of the integer there; MAPS: of one item */
     size_t count;      /* CONFIG_F_LIST: offset of the size_t count */
     uint64_t min, max; /* numbers, sizes (bytes) and durations (ms) */
     const char *dflt;  /* the default, written as in a file; NULL: computed in config.c */
-    const struct config_key *sub; /* SECTION, LISTENERS */
+    const struct config_key *sub; /* SECTION, MAPS */
     size_t n_sub;
 };
 
@@ -57,7 +61,7 @@ struct config_raw {
     char **items; /* lists of scalars */
     unsigned n_items;
     struct config_raw *map;  /* SECTION: n_sub slots */
-    struct config_raw *maps; /* LISTENERS: n_maps * n_sub slots */
+    struct config_raw *maps; /* MAPS: n_maps * n_sub slots */
     unsigned n_maps;
 };
 

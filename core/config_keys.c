@@ -27,10 +27,15 @@
     {                                                                                              \
         key, type, 0, offsetof(struct config, field), 0, 0, 0, 0, def, NULL, 0                     \
     }
-#define LIST(key, type, field, def)                                                                \
+#define LIST_AT(key, type, field, count, def)                                                      \
     {                                                                                              \
         key, type, CONFIG_F_LIST, offsetof(struct config, field), 0,                               \
-            offsetof(struct config, n_##field), 0, 0, def, NULL, 0                                 \
+            offsetof(struct config, count), 0, 0, def, NULL, 0                                     \
+    }
+#define LIST(key, type, field, def) LIST_AT(key, type, field, n_##field, def)
+#define BOOL(key, field, def)                                                                      \
+    {                                                                                              \
+        key, CONFIG_BOOL, 0, offsetof(struct config, field), 0, 0, 0, 0, def, NULL, 0              \
     }
 #define TIMEOUT(key, field, def)                                                                   \
     NUM(key, CONFIG_DURATION, CONFIG_F_ZERO_OFF, field, 1, 30 * DAY, def)
@@ -46,6 +51,8 @@ static const struct config_key config_listener_keys[] = {
     /* No default: without it the family follows the address. */
     {"family", CONFIG_FAMILY, 0, offsetof(struct config_listener, family), sizeof(int), 0, 0, 0,
      NULL, NULL, 0},
+    {"starttls", CONFIG_BOOL, 0, offsetof(struct config_listener, starttls), 0, 0, 0, 0, "true",
+     NULL, 0},
 };
 
 static const struct config_key config_limit_keys[] = {
@@ -80,13 +87,41 @@ static const struct config_key config_timeout_keys[] = {
     TIMEOUT("misc", timeouts.misc, "2m"),
     TIMEOUT("command", timeouts.command, "1h"),
     TIMEOUT("shutdown_grace", shutdown_grace_ms, "30s"),
+    TIMEOUT("starttls", starttls_timeout_ms, "1h"),
+};
+
+/* No default key: a pair written without `key` has both in the cert file (config.c). */
+static const struct config_key config_cert_keys[] = {
+    {"cert", CONFIG_PATH, 0, offsetof(struct config_cert, cert), 0, 0, 0, 0, NULL, NULL, 0},
+    {"key", CONFIG_PATH, 0, offsetof(struct config_cert, key), 0, 0, 0, 0, NULL, NULL, 0},
+};
+
+/* NULL text defaults are OpenSSL's own choices (groups, suites, automatic ffdhe). */
+static const struct config_key config_tls_keys[] = {
+    {"certificates", CONFIG_MAPS, CONFIG_F_LIST, offsetof(struct config, tls.certificates),
+     sizeof(struct config_cert), offsetof(struct config, tls.n_certificates), 0, 0, NULL,
+     config_cert_keys, ARRAY_LEN(config_cert_keys)},
+    LIST_AT("providers", CONFIG_STRING, tls.providers, tls.n_providers, ""),
+    LIST_AT("groups", CONFIG_STRING, tls.groups, tls.n_groups, ""),
+    TEXT("min_version", CONFIG_TLS_VERSION, tls.min_version, "TLSv1.2"),
+    TEXT("max_version", CONFIG_TLS_VERSION, tls.max_version, "TLSv1.3"),
+    TEXT("ciphersuites", CONFIG_STRING, tls.ciphersuites, NULL),
+    TEXT("cipher_list", CONFIG_STRING, tls.cipher_list, NULL),
+    TEXT("dh_params", CONFIG_PATH, tls.dh_params, NULL),
+    TEXT("ca_file", CONFIG_PATH, tls.ca_file, NULL),
+    TEXT("ca_path", CONFIG_PATH, tls.ca_path, NULL),
+    BOOL("request_client_cert", tls.request_client_cert, "true"),
+    BOOL("session_tickets", tls.session_tickets, "true"),
+    NUM("ticket_rotate", CONFIG_DURATION, 0, tls.ticket_rotate_ms, 60 * SEC, 7 * DAY, "12h"),
+    TEXT("client_cert", CONFIG_PATH, tls.client_cert, NULL),
+    TEXT("client_key", CONFIG_PATH, tls.client_key, NULL),
 };
 
 const struct config_key config_keys[] = {
     TEXT("hostname", CONFIG_DOMAIN, hostname, NULL), /* gethostname(), qualified */
-    {"listen", CONFIG_LISTENERS, CONFIG_F_LIST, offsetof(struct config, listen), 0,
-     offsetof(struct config, n_listen), 0, 0, NULL, config_listener_keys,
-     ARRAY_LEN(config_listener_keys)},
+    {"listen", CONFIG_MAPS, CONFIG_F_LIST | CONFIG_F_ONE_ITEM, offsetof(struct config, listen),
+     sizeof(struct config_listener), offsetof(struct config, n_listen), 0, 0, NULL,
+     config_listener_keys, ARRAY_LEN(config_listener_keys)},
     NUM("workers", CONFIG_WORKERS, 0, workers, 1, 256, "auto"),
     TEXT("run_as", CONFIG_STRING, run_as, "ringmail"),
     TEXT("spool", CONFIG_PATH, spool, "state/spool"),
@@ -97,6 +132,7 @@ const struct config_key config_keys[] = {
      ARRAY_LEN(config_limit_keys)},
     {"timeouts", CONFIG_SECTION, 0, 0, 0, 0, 0, 0, NULL, config_timeout_keys,
      ARRAY_LEN(config_timeout_keys)},
+    {"tls", CONFIG_SECTION, 0, 0, 0, 0, 0, 0, NULL, config_tls_keys, ARRAY_LEN(config_tls_keys)},
 };
 
 const size_t config_n_keys = ARRAY_LEN(config_keys);
@@ -148,7 +184,7 @@ void config_key_expect(const struct config_key *k, bool item, char *out, size_t 
                                                        : "0 (no limit) or ";
     switch (k->type) {
     case CONFIG_SECTION:
-    case CONFIG_LISTENERS:
+    case CONFIG_MAPS:
         config_keys_known(k->sub, k->n_sub, inner, sizeof(inner));
         snprintf(out, outlen, "a mapping of '%s' keys (%s)", k->name, inner);
         break;
@@ -159,7 +195,13 @@ void config_key_expect(const struct config_key *k, bool item, char *out, size_t 
         snprintf(out, outlen, "a domain name like mail.example.com");
         break;
     case CONFIG_PATH:
-        snprintf(out, outlen, "a directory path");
+        snprintf(out, outlen, "a path");
+        break;
+    case CONFIG_BOOL:
+        snprintf(out, outlen, "true or false");
+        break;
+    case CONFIG_TLS_VERSION:
+        snprintf(out, outlen, "TLSv1.2 or TLSv1.3");
         break;
     case CONFIG_WORKERS:
         snprintf(out, outlen, "'auto' or a number %s", range);

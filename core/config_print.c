@@ -45,7 +45,11 @@ static void config_print_value(FILE *out, const struct config_key *k, const void
     case CONFIG_DOMAIN:
     case CONFIG_PATH:
     case CONFIG_ADDRESS:
+    case CONFIG_TLS_VERSION:
         memcpy(&s, at, sizeof(s));
+        break;
+    case CONFIG_BOOL:
+        s = *(const bool *)at ? "true" : "false";
         break;
     case CONFIG_WORKERS:
     case CONFIG_UINT:
@@ -65,7 +69,7 @@ static void config_print_value(FILE *out, const struct config_key *k, const void
         netaddr_prefix_format(at, text, sizeof(text));
         break;
     case CONFIG_SECTION:
-    case CONFIG_LISTENERS:
+    case CONFIG_MAPS:
         return;
     }
     config_print_scalar(out, s ? s : "");
@@ -96,12 +100,10 @@ static void config_print_map(FILE *out, const struct config_key *keys, size_t n,
         const char *items;
         memcpy(&items, at, sizeof(items));
         size_t count = *(const size_t *)(const void *)((const char *)src + k->count);
-        if (k->type == CONFIG_LISTENERS) {
+        if (k->type == CONFIG_MAPS && count) {
             fputc('\n', out);
             for (size_t j = 0; j < count; j++)
-                config_print_map(out, k->sub, k->n_sub,
-                                 (const struct config_listener *)(const void *)items + j,
-                                 indent + 4, true);
+                config_print_map(out, k->sub, k->n_sub, items + j * k->width, indent + 4, true);
             continue;
         }
         size_t size = k->type == CONFIG_NETWORK ? sizeof(struct netaddr_prefix) : sizeof(char *);

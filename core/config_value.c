@@ -218,7 +218,7 @@ char *config_hosts_fqdn(const char *hosts_path, const char *name)
 bool config_type_is_text(enum config_type type)
 {
     return type == CONFIG_STRING || type == CONFIG_DOMAIN || type == CONFIG_PATH ||
-           type == CONFIG_ADDRESS;
+           type == CONFIG_ADDRESS || type == CONFIG_TLS_VERSION;
 }
 
 void config_uint_put(void *at, size_t width, uint64_t v)

@@ -167,7 +167,7 @@ static int config_scan_value(struct config_scan *s, const struct config_key *k, 
                 return -1;
         }
     }
-    if (k->type == CONFIG_SECTION || k->type == CONFIG_LISTENERS) {
+    if (k->type == CONFIG_SECTION || k->type == CONFIG_MAPS) {
         if (s->ev.type != YAML_MAPPING_START_EVENT)
             return config_scan_wrong(s, k, item);
         return config_scan_record(s) < 0 ? -1 : config_scan_mapping(s, k->sub, k->n_sub);
