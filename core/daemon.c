@@ -13,6 +13,7 @@
 #include "core/listener.h"
 #include "core/privdrop.h"
 #include "core/session.h"
+#include "core/tlsconf.h"
 #include "core/version.h"
 #include "util/log.h"
 
@@ -58,6 +59,19 @@ static void daemon_warn_restart_only(const struct config *old, const struct conf
         log_warn("reload: changes to 'spool' take effect after a restart");
 }
 
+static void daemon_log_tls(const struct runconf *rc)
+{
+    if (!rc->tls) {
+        log_info("tls: no certificates configured (tls.certificates): STARTTLS not offered");
+        return;
+    }
+    struct tls_cert_info certs[8];
+    size_t n = tls_ctx_certs(rc->tls[0], certs, 8);
+    for (size_t i = 0; i < n && i < 8; i++)
+        log_info("tls: certificate %s, subject=%s, file=%s", certs[i].type, certs[i].subject,
+                 certs[i].file ? certs[i].file : "");
+}
+
 static void daemon_reload(struct daemon *d, const char *path, unsigned *generation)
 {
     char err[1024];
@@ -66,11 +80,14 @@ static void daemon_reload(struct daemon *d, const char *path, unsigned *generati
         log_error("reload failed, keeping the running configuration: %s", err);
         return;
     }
-    struct runconf *rc = runconf_new(cfg, ++*generation);
+    /* The TLS contexts are built here, before the swap: certificates that fail to load
+     * leave the running generation (and its contexts) in place. */
+    struct runconf *rc = runconf_new(cfg, ++*generation, d->workers, err, sizeof(err));
     if (!rc) {
-        log_error("reload failed, keeping the running configuration: out of memory");
+        log_error("reload failed, keeping the running configuration: %s", err);
         return;
     }
+    daemon_log_tls(rc);
     pthread_mutex_lock(&d->current_lock);
     struct runconf *old = d->current;
     d->current = rc;
@@ -232,13 +249,16 @@ int daemon_run(const char *config_path, bool foreground)
     memset(&d, 0, sizeof(d));
     pthread_mutex_init(&d.current_lock, NULL);
     d.conns = connlimit_new();
-    d.current = runconf_new(cfg, generation);
-    if (!d.conns || !d.current) {
-        log_error("out of memory");
+    d.workers = cfg->workers;
+    d.current = runconf_new(cfg, generation, d.workers, err, sizeof(err));
+    int status = !d.conns ? EX_OSERR : !d.current ? EX_CONFIG : EX_OK;
+    if (status != EX_OK) {
+        log_error("%s", d.conns ? err : "out of memory");
         daemon_free(&d, 0);
-        return EX_OSERR;
+        return status;
     }
     cfg = d.current->cfg;
+    daemon_log_tls(d.current);
     size_t n_listeners = cfg->n_listen;
 
     /* Signals are taken synchronously by this thread only; workers inherit the mask. */
@@ -253,7 +273,7 @@ int daemon_run(const char *config_path, bool foreground)
 
     log_info("starting ringmaild %s: config=%s, hostname=%s, workers=%u", RINGMAIL_VERSION,
              cfg->source, cfg->hostname, cfg->workers);
-    int status = daemon_start(&d, cfg, foreground, err, sizeof(err));
+    status = daemon_start(&d, cfg, foreground, err, sizeof(err));
     if (status != 0) {
         log_error("%s", err);
         daemon_free(&d, n_listeners);

@@ -34,6 +34,7 @@ struct daemon {
     pthread_mutex_t current_lock;
     struct runconf *current; /* guarded by current_lock */
     char **listener_names;   /* by listener index; fixed at start-up */
+    unsigned workers;        /* fixed at start-up: one TLS context each per generation */
     atomic_uint workers_running;
 };
 

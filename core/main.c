@@ -3,6 +3,7 @@
  *
  *   ringmaild [--config FILE] [--foreground]   run (built-in default without --config)
  *   ringmaild --check-config [--config FILE]   validate, print the effective config, exit
+ *   ringmaild --tls-info [--config FILE]       the TLS server context: providers, groups, certs
  *   ringmaild --version | --help
  *
  * Exit codes are sysexits(3): EX_USAGE for a bad command line, EX_CONFIG for a bad
@@ -15,6 +16,7 @@
 
 #include "core/config.h"
 #include "core/daemon.h"
+#include "core/tlsconf.h"
 #include "core/version.h"
 
 static void usage(FILE *out)
@@ -22,41 +24,88 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: ringmaild [--config FILE] [--foreground]\n"
             "       ringmaild --check-config [--config FILE]\n"
+            "       ringmaild --tls-info [--config FILE]\n"
             "       ringmaild --version\n"
             "\n"
             "  -c, --config FILE   YAML configuration (default: built-in, loopback port 2525,\n"
             "                      spool in ./state/spool)\n"
             "  -f, --foreground    stay attached and log to stderr instead of syslog\n"
             "  -n, --check-config  validate the configuration, print it and exit\n"
+            "  -T, --tls-info      load the TLS certificates and settings, print the server\n"
+            "                      context (providers, groups, certificates) and exit\n"
             "  -V, --version       print the version and exit\n");
+}
+
+/* The configuration and one server context built from it (NULL: no certificates). EX_OK,
+ * or EX_CONFIG after saying why: a key that does not match its certificate is a
+ * configuration error like any other. `demo`: make the built-in default's demo
+ * certificates (a mere check does not). */
+static int load(const char *path, bool demo, struct config **cfg, struct tls_ctx ***ctxs)
+{
+    char err[1024];
+    *ctxs = NULL;
+    *cfg = path ? config_load(path, err, sizeof(err)) : config_default(err, sizeof(err));
+    if (!*cfg) {
+        fprintf(stderr, "ringmaild: %s\n", err);
+        return EX_CONFIG;
+    }
+    (*cfg)->tls.demo_certs &= demo;
+    if (tlsconf_server(*cfg, 1, ctxs, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ringmaild: %s: %s\n", (*cfg)->source, err);
+        return EX_CONFIG;
+    }
+    return EX_OK;
 }
 
 static int check_config(const char *path)
 {
-    char err[1024];
-    struct config *cfg =
-        path ? config_load(path, err, sizeof(err)) : config_default(err, sizeof(err));
-    if (!cfg) {
-        fprintf(stderr, "ringmaild: %s\n", err);
-        return EX_CONFIG;
+    struct config *cfg;
+    struct tls_ctx **ctxs;
+    int status = load(path, false, &cfg, &ctxs);
+    if (status == EX_OK) {
+        config_print(cfg, stdout);
+        if (!ctxs)
+            printf("# tls.certificates is empty: STARTTLS is not offered%s\n",
+                   path ? "" : " (the daemon makes demo certificates on first run)");
     }
-    config_print(cfg, stdout);
+    tlsconf_free(ctxs, 1);
     config_free(cfg);
-    return EX_OK;
+    return status;
+}
+
+static int tls_info(const char *path)
+{
+    struct config *cfg;
+    struct tls_ctx **ctxs;
+    int status = load(path, true, &cfg, &ctxs);
+    if (status == EX_OK && !ctxs) {
+        fprintf(stderr, "ringmaild: %s: tls.certificates is empty: STARTTLS is not offered\n",
+                cfg->source);
+        status = EX_CONFIG;
+    } else if (status == EX_OK) {
+        tls_ctx_report(ctxs[0], stdout);
+    }
+    tlsconf_free(ctxs, 1);
+    config_free(cfg);
+    return status;
 }
 
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"foreground", no_argument, NULL, 'f'},
-        {"check-config", no_argument, NULL, 'n'}, {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"foreground", no_argument, NULL, 'f'},
+        {"check-config", no_argument, NULL, 'n'},
+        {"version", no_argument, NULL, 'V'},
+        {"tls-info", no_argument, NULL, 'T'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     const char *config_path = NULL;
-    bool foreground = false, check = false;
+    bool foreground = false, check = false, info = false;
     int c;
 
-    while ((c = getopt_long(argc, argv, "c:fnVh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:fnTVh", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             config_path = optarg;
@@ -66,6 +115,9 @@ int main(int argc, char **argv)
             break;
         case 'n':
             check = true;
+            break;
+        case 'T':
+            info = true;
             break;
         case 'V':
             printf("ringmaild %s\n", RINGMAIL_VERSION);
@@ -85,5 +137,7 @@ int main(int argc, char **argv)
     }
     if (check)
         return check_config(config_path);
+    if (info)
+        return tls_info(config_path);
     return daemon_run(config_path, foreground);
 }

@@ -2,10 +2,11 @@
  * core/runconf.h — one generation of the running configuration.
  *
  * A runconf owns a loaded struct config and the module settings derived from it (SMTP
- * server settings, relay policy), so a session reads everything from one consistent
- * generation. Reference counted: the daemon holds the current one, every session holds the
- * one it started with; SIGHUP builds a new one and sessions in progress keep theirs.
- * runconf_ref/unref are thread-safe.
+ * server settings, relay policy, the TLS server contexts — one per worker), so a session
+ * reads everything from one consistent generation. Reference counted: the daemon holds the
+ * current one, every session holds the one it started with; SIGHUP builds a new one and
+ * sessions in progress keep theirs (and so their TLS context). runconf_ref/unref are
+ * thread-safe.
  */
 #ifndef RINGMAIL_CORE_RUNCONF_H
 #define RINGMAIL_CORE_RUNCONF_H
@@ -15,18 +16,28 @@
 #include "core/config.h"
 #include "smtp/smtp_relay.h"
 #include "smtp/smtp_server.h"
+#include "tls/tls_ctx.h"
 
 struct runconf {
     atomic_uint refs;
     unsigned generation;
     struct config *cfg;
-    struct smtp_server_settings smtp;
+    struct smtp_server_settings smtp;          /* listeners that do not offer STARTTLS */
+    struct smtp_server_settings smtp_starttls; /* those that do (only with contexts) */
     struct smtp_relay_policy relay;
+    struct tls_ctx **tls; /* by worker index; NULL: no certificates, no STARTTLS */
+    unsigned n_tls;
 };
 
-/* Takes ownership of cfg. NULL only when memory runs out (cfg is then freed). */
-struct runconf *runconf_new(struct config *cfg, unsigned generation);
+/* Takes ownership of cfg and builds `workers` TLS server contexts from it. NULL with
+ * `err` (cfg is then freed) when a certificate or TLS setting fails, or memory runs out. */
+struct runconf *runconf_new(struct config *cfg, unsigned generation, unsigned workers, char *err,
+                            size_t errlen);
 struct runconf *runconf_ref(struct runconf *rc);
 void runconf_unref(struct runconf *rc);
+
+/* The SMTP settings for sessions on listener `listener` (an index of the listeners bound at
+ * start-up; one a reload added or removed gets no STARTTLS). */
+const struct smtp_server_settings *runconf_smtp(const struct runconf *rc, unsigned listener);
 
 #endif

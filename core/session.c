@@ -1,4 +1,5 @@
 #include "core/session.h"
+#include "core/session_int.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -23,33 +24,7 @@ void session_set_daemon(struct daemon *d)
     session_daemon = d;
 }
 
-/*
- * Kept small on purpose: with no transaction an idle session is this struct, the
- * smtp_server's own state and the engine's slot — the 4 KiB per idle connection budget.
- */
-struct session {
-    struct session *next, *prev; /* the worker's list, for draining */
-    struct daemon_worker *dw;
-    engine_conn_id id;
-    struct runconf *rc;
-    struct smtp_server *smtp;
-    struct smtp_server_io io;
-    struct spool_msg *msg; /* between MAIL and the end of the transaction */
-    struct sockaddr_storage peer;
-    unsigned listener;
-    bool counted;    /* holds a connlimit slot */
-    bool committing; /* spool commit in flight; smtp_server is parked */
-    bool closing;
-    bool in_smtp;               /* inside a call into smtp_server: defer re-entry */
-    bool commit_result_pending; /* a commit finished while in_smtp */
-    int commit_result;
-    char *msgid;   /* Message-ID of the message being committed, for the log */
-    uint64_t size; /* octets stored so far: our Received: plus the data */
-    char qid[QID_LEN + 1];
-    char addr[48]; /* client IP as text, for logs and Received: */
-};
-
-static const char *session_relay(const struct session *s, char *out, size_t outlen)
+const char *session_relay(const struct session *s, char *out, size_t outlen)
 {
     /* sendmail's spelling: IPv6 clients are shown as address literals, [IPv6:::1]. */
     snprintf(out, outlen, "[%s%s]", strchr(s->addr, ':') ? "IPv6:" : "", s->addr);
@@ -69,7 +44,6 @@ static void session_rfc5322_date(char *out, size_t outlen)
     strftime(out, outlen, "%a, %d %b %Y %H:%M:%S %z", &tm);
 }
 
-static void session_close(struct session *s);
 static void session_say_shutdown(struct session *s);
 
 /* After every call into the state machine: its deadline becomes the connection's timer,
@@ -82,7 +56,9 @@ static void session_rearm(struct session *s)
         session_say_shutdown(s);
         return;
     }
-    engine_conn_set_timer(s->dw->w, s->id, smtp_server_deadline(s->smtp));
+    /* While the handshake runs the state machine has no deadline: timeouts.starttls. */
+    uint64_t tls = session_tls_deadline(s);
+    engine_conn_set_timer(s->dw->w, s->id, tls ? tls : smtp_server_deadline(s->smtp));
 }
 
 static void session_drop_message(struct session *s)
@@ -97,11 +73,12 @@ static void session_drop_message(struct session *s)
     s->committing = false;
 }
 
-static void session_close(struct session *s)
+void session_close(struct session *s)
 {
     if (s->closing)
         return;
     s->closing = true;
+    s->tp->close(s);
     engine_conn_set_timer(s->dw->w, s->id, 0);
     engine_conn_close(s->dw->w, s->id, true);
 }
@@ -109,7 +86,25 @@ static void session_close(struct session *s)
 static void session_io_reply(void *arg, const char *bytes, size_t len)
 {
     struct session *s = arg;
-    engine_conn_send(s->dw->w, s->id, bytes, len);
+    s->tp->send(s, bytes, len);
+}
+
+void session_smtp_input(struct session *s, const char *data, size_t len)
+{
+    if (smtp_server_feed(s->smtp, data, len, engine_now_ms(s->dw->w)))
+        engine_conn_pause_recv(s->dw->w, s->id);
+}
+
+/* RFC 3848 (and 6531): an "S" for a session in TLS, as sendmail's $r says ESMTPS. */
+static const char *session_proto(const struct session *s)
+{
+    const struct smtp_transaction *t = smtp_server_transaction(s->smtp);
+    bool tls = session_tls_active(s);
+    if (!t->esmtp)
+        return "SMTP";
+    if (t->mail_params.smtputf8)
+        return tls ? "UTF8SMTPS" : "UTF8SMTP";
+    return tls ? "ESMTPS" : "ESMTP";
 }
 
 static int session_check_rcpt(void *arg, const struct smtp_path *rcpt, struct smtp_addr_error *err)
@@ -137,8 +132,9 @@ static void session_write_received(struct session *s)
     char relay[64];
     buf_printf(&hdr, "Received: from %s (%s)\r\n\tby %s (ringmail/%s) with %s id %s",
                t->helo ? t->helo : s->addr, session_relay(s, relay, sizeof(relay)),
-               s->rc->cfg->hostname, RINGMAIL_VERSION,
-               t->esmtp ? (t->mail_params.smtputf8 ? "UTF8SMTP" : "ESMTP") : "SMTP", s->qid);
+               s->rc->cfg->hostname, RINGMAIL_VERSION, session_proto(s), s->qid);
+    if (session_tls_active(s))
+        session_tls_received(s, &hdr);
     if (t->n_rcpts == 1)
         buf_printf(&hdr, "\r\n\tfor <%s>", t->rcpts[0].mailbox);
     buf_printf(&hdr, "; %s\r\n", date);
@@ -163,7 +159,7 @@ static int session_commit(struct session *s, const struct smtp_event *ev)
     env.created = time(NULL);
     env.helo = t->helo;
     env.client_addr = s->addr;
-    env.proto = t->esmtp ? "ESMTP" : "SMTP";
+    env.proto = (char *)session_proto(s); /* only read during the commit, as the rest */
     env.daemon = session_daemon->listener_names[s->listener];
     env.msgid = (char *)ev->msgid;
     env.body = t->mail_params.body == SMTP_BODY_8BITMIME ? 8
@@ -195,7 +191,7 @@ static void session_log_accepted(struct session *s)
     log_info("%s: from=<%s>, size=%llu, class=0, nrcpts=%zu, msgid=%s, proto=%s, daemon=%s, "
              "relay=%s",
              s->qid, t->sender ? t->sender : "", (unsigned long long)s->size, t->n_rcpts,
-             s->msgid ? s->msgid : "", t->esmtp ? "ESMTP" : "SMTP",
+             s->msgid ? s->msgid : "", session_proto(s),
              session_daemon->listener_names[s->listener], session_relay(s, relay, sizeof(relay)));
 }
 
@@ -312,9 +308,14 @@ static void session_io_event(void *arg, const struct smtp_event *ev)
         session_drop_message(s);
         session_close(s);
         break;
+    case SMTP_EV_STARTTLS:
+        /* The 220 went out in plaintext; the rest of this input is discarded by the state
+         * machine, and what arrives next is the client's TLS handshake. */
+        if (s->tp->start_tls(s) < 0)
+            session_close(s);
+        break;
     case SMTP_EV_HELO:
     case SMTP_EV_RCPT:
-    case SMTP_EV_STARTTLS:
         break;
     }
 }
@@ -414,10 +415,12 @@ static void *session_on_accept(struct engine_worker *w, engine_conn_id id, unsig
     s->io.reply = session_io_reply;
     s->io.event = session_io_event;
     s->io.check_rcpt = session_check_rcpt;
+    s->tp = &session_plain;
 
     char client[64];
     uint64_t now = engine_now_ms(w);
-    s->smtp = smtp_server_new(&s->rc->smtp, &s->io, session_relay(s, client, sizeof(client)), now);
+    s->smtp = smtp_server_new(runconf_smtp(s->rc, listener), &s->io,
+                              session_relay(s, client, sizeof(client)), now);
     if (!s->smtp) {
         connlimit_release(dw->d->conns, peer);
         runconf_unref(s->rc);
@@ -446,8 +449,7 @@ static void session_on_recv(void *ctx, const char *data, size_t len)
     if (s->closing)
         return;
     s->in_smtp = true;
-    if (smtp_server_feed(s->smtp, data, len, engine_now_ms(s->dw->w)))
-        engine_conn_pause_recv(s->dw->w, s->id);
+    s->tp->recv(s, data, len);
     session_after_smtp(s);
 }
 
@@ -456,8 +458,13 @@ static void session_on_timer(void *ctx)
     struct session *s = ctx;
     if (s->closing)
         return;
+    uint64_t tls = session_tls_deadline(s), now = engine_now_ms(s->dw->w);
+    if (tls && now >= tls) {
+        session_tls_timeout(s);
+        return;
+    }
     s->in_smtp = true;
-    smtp_server_tick(s->smtp, engine_now_ms(s->dw->w));
+    smtp_server_tick(s->smtp, now);
     /* A slow-down that ended may have processed held input: receive again. */
     engine_conn_resume_recv(s->dw->w, s->id);
     session_after_smtp(s);
@@ -475,6 +482,7 @@ static void session_on_closed(void *ctx, int err)
     smtp_server_eof(s->smtp); /* aborts a message in progress (DATA_ABORT) */
     session_drop_message(s);
     smtp_server_free(s->smtp);
+    s->tp->free(s);
     free(s->msgid);
     if (s->counted)
         connlimit_release(dw->d->conns, (const struct sockaddr *)&s->peer);

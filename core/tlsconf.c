@@ -1,0 +1,113 @@
+#include "core/tlsconf.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* The demo pairs' paths: ECDSA cert, key, RSA cert, key (tls_demo_certs_ensure). */
+struct tlsconf_demo {
+    char paths[4][512];
+    struct tls_cert_pair pairs[2];
+};
+
+static int tlsconf_demo(const struct config *cfg, struct tlsconf_demo *demo, char *err,
+                        size_t errlen)
+{
+    char dir[512];
+    /* Next to the spool, not in it: the spool holds only queue files. */
+    const char *slash = strrchr(cfg->spool, '/');
+    int len = slash && slash != cfg->spool ? (int)(slash - cfg->spool) : 0;
+    snprintf(dir, sizeof(dir), "%.*s", len, cfg->spool);
+    /* The spool's parent may not exist yet on a first run (the spool is made later). */
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "demo certificates: cannot create %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    snprintf(dir, sizeof(dir), "%.*s/tls", len, cfg->spool);
+    if (tls_demo_certs_ensure(dir, cfg->hostname, demo->paths, err, errlen) < 0)
+        return -1;
+    for (int i = 0; i < 2; i++) {
+        demo->pairs[i].cert = demo->paths[2 * i];
+        demo->pairs[i].key = demo->paths[2 * i + 1];
+    }
+    return 0;
+}
+
+int tlsconf_server(const struct config *cfg, unsigned n, struct tls_ctx ***out, char *err,
+                   size_t errlen)
+{
+    const struct config_tls *t = &cfg->tls;
+    struct tlsconf_demo demo;
+    struct tls_cert_pair *pairs = NULL;
+    char groups[1024] = "";
+    size_t glen = 0;
+    int rc = -1;
+
+    *out = NULL;
+    if (t->n_certificates == 0 && !t->demo_certs)
+        return 0;
+    for (size_t i = 0; i < t->n_groups && glen < sizeof(groups); i++)
+        glen += (size_t)snprintf(groups + glen, sizeof(groups) - glen, "%s%s", i ? ":" : "",
+                                 t->groups[i]);
+    if (glen >= sizeof(groups)) {
+        snprintf(err, errlen, "tls.groups: longer than %zu characters", sizeof(groups) - 1);
+        return -1;
+    }
+    struct tls_settings s = {
+        .providers = (const char *const *)t->providers,
+        .n_providers = t->n_providers,
+        .groups = glen ? groups : NULL,
+        .min_version = t->min_version,
+        .max_version = t->max_version,
+        .ciphersuites = t->ciphersuites,
+        .cipher_list = t->cipher_list,
+        .dh_params = t->dh_params,
+        .ca_file = t->ca_file,
+        .ca_path = t->ca_path,
+        .request_client_cert = t->request_client_cert,
+        .session_tickets = t->session_tickets,
+        .ticket_rotate = t->ticket_rotate_ms / 1000,
+    };
+    if (t->n_certificates) {
+        if (!(pairs = calloc(t->n_certificates, sizeof(*pairs)))) {
+            snprintf(err, errlen, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < t->n_certificates; i++)
+            pairs[i] = (struct tls_cert_pair){t->certificates[i].cert, t->certificates[i].key};
+        s.certs = pairs;
+        s.n_certs = t->n_certificates;
+    } else {
+        if (tlsconf_demo(cfg, &demo, err, errlen) < 0)
+            goto out;
+        s.certs = demo.pairs;
+        s.n_certs = 2;
+    }
+    struct tls_ctx **ctxs = calloc(n, sizeof(*ctxs));
+    if (!ctxs) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (!(ctxs[i] = tls_ctx_new_server(&s, err, errlen))) {
+            tlsconf_free(ctxs, i);
+            goto out;
+        }
+    }
+    *out = ctxs;
+    rc = 0;
+out:
+    free(pairs);
+    return rc;
+}
+
+void tlsconf_free(struct tls_ctx **ctxs, unsigned n)
+{
+    if (!ctxs)
+        return;
+    for (unsigned i = 0; i < n; i++)
+        tls_ctx_unref(ctxs[i]);
+    free(ctxs);
+}
