@@ -107,7 +107,9 @@ static void session_tls_recv(struct session *s, const char *data, size_t len)
     st->feeding = true;
     enum tls_state state = tls_session_feed(st->t, data, len);
     st->feeding = false;
-    if (state == TLS_OPEN && !st->opened && !s->closing)
+    /* CLOSED is reached only from OPEN: a client may finish the handshake and close_notify
+     * in one flight, and that handshake is still logged. */
+    if ((state == TLS_OPEN || state == TLS_CLOSED) && !st->opened && !s->closing)
         session_tls_open(s);
     if (state == TLS_FAILED && !s->closing)
         session_tls_fail(s, NULL);
