@@ -1,0 +1,48 @@
+/*
+ * compat/map_aliases.h — sendmail's aliases file (ALIAS_FILE) as newaliases reads it.
+ *
+ * "name: target, target, ..." with continuation lines that start with a space or tab.
+ * Targets are addresses, ":include:/path" (a list kept in another file), "|program" (a
+ * pipe; quote it when it holds commas: "|prog a,b"), "/file" (append to a file), or
+ * "error:5.1.1:550 text" (refuse with that reply). Names are compared case-insensitively
+ * and kept lower-cased; owner-NAME entries are ordinary aliases that the delivery side
+ * uses as the envelope sender of NAME's list. A name given twice is an error naming both
+ * lines (newaliases only warns; two definitions are always a mistake in a migrated file).
+ */
+#ifndef RINGMAIL_COMPAT_MAP_ALIASES_H
+#define RINGMAIL_COMPAT_MAP_ALIASES_H
+
+#include <stddef.h>
+
+#include "util/buf.h"
+
+enum alias_kind { ALIAS_ADDRESS, ALIAS_INCLUDE, ALIAS_PROGRAM, ALIAS_FILE, ALIAS_ERROR };
+
+struct alias_target {
+    enum alias_kind kind;
+    char *value;           /* the address, path or command (quotes and prefix removed) */
+    char code[4], dsn[16]; /* ALIAS_ERROR; value holds the message */
+};
+
+struct alias {
+    char *name;
+    struct alias_target *targets;
+    size_t n_targets;
+    unsigned line;
+};
+
+struct alias_map {
+    struct alias *v;
+    size_t n, cap;
+};
+
+/* 0, or -1 with "file:line: why" in err; free with aliases_free() in both cases. */
+int aliases_parse(const char *file, const char *text, size_t len, struct alias_map *out, char *err,
+                  size_t errlen);
+void aliases_free(struct alias_map *m);
+/* The alias for a local part (case-insensitive), or NULL. */
+const struct alias *aliases_lookup(const struct alias_map *m, const char *name);
+/* "line name: kind:value, ..." a line, for the golden files. */
+void aliases_dump(const struct alias_map *m, struct buf *out);
+
+#endif

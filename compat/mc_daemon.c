@@ -1,0 +1,217 @@
+/* compat/mc_daemon.c — DAEMON_OPTIONS and CLIENT_OPTIONS, as sendmail's
+ * setdaemonoptions() reads them, and the listeners they become. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "compat/mc_int.h"
+#include "util/netaddr.h"
+
+/* sendmail tells fields apart by their first letter alone ("Adress=" is Addr=). */
+static const char *const mc_fields[] = {"Addr",   "Family",      "InputMailFilters",
+                                        "Listen", "Modifiers",   "Name",
+                                        "Port",   "ReceiveSize", "SendSize"};
+
+static const char *mc_field(const char *name)
+{
+    for (size_t i = 0; i < sizeof(mc_fields) / sizeof(mc_fields[0]); i++)
+        if (toupper((unsigned char)name[0]) == mc_fields[i][0])
+            return mc_fields[i];
+    return NULL;
+}
+
+static int mc_port(const char *v)
+{
+    static const struct {
+        const char *name;
+        int port;
+    } services[] = {{"smtp", 25}, {"submission", 587}, {"smtps", 465}, {"msa", 587}};
+    bool clean;
+    uint64_t n = mc_atoi(v, &clean);
+    if (clean)
+        return n >= 1 && n <= 65535 ? (int)n : -1;
+    for (size_t i = 0; i < sizeof(services) / sizeof(services[0]); i++)
+        if (strcasecmp(v, services[i].name) == 0)
+            return services[i].port;
+    return -1;
+}
+
+static void mc_trim(char *s)
+{
+    char *p = s, *end;
+    while (isspace((unsigned char)*p))
+        p++;
+    memmove(s, p, strlen(p) + 1);
+    end = s + strlen(s);
+    while (end > s && isspace((unsigned char)end[-1]))
+        *--end = '\0';
+}
+
+/* Parses the spec into d; MC_STOP on a malformed field, MC_SKIP when the listener cannot
+ * be carried over (reported), MC_GO_ON otherwise. */
+static enum mc_verdict mc_daemon_parse(struct mc_state *st, const char *what, const char *spec,
+                                       struct mc_daemon *d, struct mc_loc loc)
+{
+    char copy[1024], *save = NULL;
+    bool seen[sizeof(mc_fields) / sizeof(mc_fields[0])] = {false};
+    snprintf(copy, sizeof(copy), "%s", spec);
+    for (char *f = strtok_r(copy, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
+        mc_trim(f);
+        if (!*f)
+            continue;
+        char *eq = strchr(f, '=');
+        const char *field = mc_field(f);
+        if (!eq || !field)
+            return mc_fail(st, loc,
+                           "%s: bad field '%s' (expected Name=value with Addr, Family, "
+                           "Modifiers, Name or Port)",
+                           what, f);
+        *eq = '\0';
+        char *v = eq + 1;
+        mc_trim(f);
+        mc_trim(v);
+        size_t idx = (size_t)(strchr("AFILMNPRS", field[0]) - "AFILMNPRS");
+        if (strcasecmp(f, field) != 0 && !(field[0] == 'M' && strcasecmp(f, "M") == 0))
+            mc_report_add(st->report, loc, MC_WARNING,
+                          "%s: '%s=' is read as %s= (sendmail looks only at the first letter)",
+                          what, f, field);
+        if (seen[idx])
+            mc_report_add(st->report, loc, MC_WARNING,
+                          "%s: %s= given twice; the last one (%s) wins, as in sendmail", what,
+                          field, v);
+        seen[idx] = true;
+        int port;
+        switch (field[0]) {
+        case 'A':
+            if (!netaddr_is_ip(v)) {
+                mc_report_add(st->report, loc, MC_PERSON,
+                              "%s: Addr=%s is not an IP address; ringmail binds addresses only, "
+                              "so this listener is not carried over",
+                              what, v);
+                return MC_SKIP;
+            }
+            snprintf(d->addr, sizeof(d->addr), "%s", v);
+            break;
+        case 'F':
+            if (strcasecmp(v, "inet") && strcasecmp(v, "inet6")) {
+                mc_report_add(st->report, loc, MC_PERSON,
+                              "%s: Family=%s is not supported (inet or inet6); this listener "
+                              "is not carried over",
+                              what, v);
+                return MC_SKIP;
+            }
+            snprintf(d->family, sizeof(d->family), "%s", strcasecmp(v, "inet") ? "inet6" : "inet");
+            break;
+        case 'P':
+            if ((port = mc_port(v)) < 0)
+                return mc_fail(st, loc,
+                               "%s: Port=%s is not a port number or a known service "
+                               "(smtp, submission, smtps)",
+                               what, v);
+            d->port = (unsigned)port;
+            break;
+        case 'N':
+            snprintf(d->name, sizeof(d->name), "%s", v);
+            break;
+        case 'M':
+            snprintf(d->modifiers, sizeof(d->modifiers), "%s", v);
+            break;
+        case 'I':
+            mc_report_add(st->report, loc, MC_PERSON,
+                          "%s: InputMailFilters= per listener is not carried over; see milters",
+                          what);
+            break;
+        default: /* Listen=, ReceiveSize=, SendSize=: socket tuning */
+            mc_report_add(st->report, loc, MC_IGNORED,
+                          "%s: %s= is socket tuning ringmail does itself", what, field);
+            break;
+        }
+    }
+    return MC_GO_ON;
+}
+
+enum mc_verdict mc_daemon_options(struct mc_state *st, const char *spec, bool client,
+                                  struct mc_loc loc)
+{
+    const char *what = client ? "CLIENT_OPTIONS" : "DAEMON_OPTIONS";
+    struct mc_daemon d = {.port = client ? 0 : 25};
+    enum mc_verdict v = mc_daemon_parse(st, what, spec, &d, loc);
+    if (v != MC_GO_ON)
+        return v == MC_SKIP ? MC_GO_ON : v;
+    if (client) {
+        struct mc_yaml *item = mc_yaml_add_map(st->yaml, "client", true);
+        if (item && d.family[0])
+            mc_yaml_set(item, "family", d.family, true, NULL);
+        if (item && d.addr[0])
+            mc_yaml_set(item, "address", d.addr, true, NULL);
+        char port[8];
+        snprintf(port, sizeof(port), "%u", d.port);
+        if (item && d.port)
+            mc_yaml_set(item, "port", port, true, NULL);
+        mc_report_add(st->report, loc, MC_TRANSLATED, "%s -> client[] (kept for later)", what);
+        return MC_GO_ON;
+    }
+    if (st->n_daemons + 1 >= MC_MAX_DAEMONS) /* room for the default MSA */
+        return mc_fail(st, loc, "%s: more than %d listeners", what, MC_MAX_DAEMONS);
+    snprintf(d.file, sizeof(d.file), "%s", loc.file);
+    d.loc = loc;
+    st->daemons[st->n_daemons++] = d;
+    mc_report_add(st->report, loc, MC_TRANSLATED, "%s -> listen[%zu]", what, st->n_daemons - 1);
+    return MC_GO_ON;
+}
+
+static void mc_listener(struct mc_state *st, struct mc_daemon *d, size_t index)
+{
+    struct mc_loc loc = {d->file, d->loc.line};
+    char name[sizeof(d->name)], port[8];
+    if (!d->family[0])
+        snprintf(d->family, sizeof(d->family), "%s", strchr(d->addr, ':') ? "inet6" : "inet");
+    if (!d->addr[0]) {
+        snprintf(d->addr, sizeof(d->addr), "%s", strcmp(d->family, "inet6") ? "0.0.0.0" : "::");
+        mc_report_add(st->report, loc, MC_TRANSLATED,
+                      "listen[%zu]: no Addr=, so sendmail listens on every address; ringmail's "
+                      "own default is loopback, so the address is written out: %s",
+                      index, d->addr);
+    }
+    snprintf(name, sizeof(name), "%s", d->name[0] ? d->name : "Daemon");
+    for (size_t i = 0; i < index; i++) /* ringmail wants unique names; sendmail does not */
+        if (strcmp(st->daemons[i].name, name) == 0) {
+            snprintf(name, sizeof(name), "%.40s-%zu", d->name[0] ? d->name : "Daemon", index);
+            mc_report_add(st->report, loc, MC_WARNING,
+                          "listen[%zu]: the name %s is taken; renamed %s", index, d->name, name);
+        }
+    snprintf(d->name, sizeof(d->name), "%s", name);
+    snprintf(port, sizeof(port), "%u", d->port);
+    struct mc_yaml *item = mc_yaml_add_map(st->yaml, "listen", false);
+    if (!item)
+        return;
+    mc_yaml_set(item, "name", d->name, false, NULL);
+    mc_yaml_set(item, "address", d->addr, false, NULL);
+    mc_yaml_set(item, "port", port, false, NULL);
+    mc_yaml_set(item, "family", d->family, false, NULL);
+    if (d->modifiers[0])
+        mc_yaml_set(item, "modifiers", d->modifiers, true, "sendmail M= flags");
+}
+
+void mc_daemons_finish(struct mc_state *st, const char *main_file)
+{
+    struct mc_loc at = {main_file, 0};
+    if (st->n_daemons == 0) {
+        st->daemons[st->n_daemons++] = (struct mc_daemon){.name = "MTA", .port = 25};
+        snprintf(st->daemons[0].file, sizeof(st->daemons[0].file), "%s", main_file);
+        mc_report_add(st->report, at, MC_TRANSLATED,
+                      "no DAEMON_OPTIONS: sendmail's default MTA listener on port 25 -> listen");
+    }
+    if (!st->no_default_msa) {
+        struct mc_daemon *d = &st->daemons[st->n_daemons++];
+        *d = (struct mc_daemon){.name = "MSA", .port = 587, .modifiers = "E"};
+        snprintf(d->file, sizeof(d->file), "%s", main_file);
+        mc_report_add(st->report, at, MC_TRANSLATED,
+                      "no FEATURE(no_default_msa): sendmail's default MSA listener on port 587 "
+                      "-> listen");
+    }
+    for (size_t i = 0; i < st->n_daemons; i++)
+        mc_listener(st, &st->daemons[i], i);
+}

@@ -1,0 +1,410 @@
+/* compat/mc_defines.c — define(`confX', ...) and sendmail's other defined settings. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "compat/mc_int.h"
+
+#define KIB 1024ull
+#define MIB (1024 * KIB)
+
+enum mc_how {
+    HOW_UINT,    /* number in [lo, hi]; 0 allowed when zero_ok */
+    HOW_SIZE,    /* bytes, printed as a size */
+    HOW_TIME_M,  /* convtime, bare numbers in minutes (sendmail's Timeout.*) */
+    HOW_TIME_S,  /* convtime, bare numbers in seconds */
+    HOW_DOMAIN,  /* hostname */
+    HOW_STRING,  /* kept as written */
+    HOW_PATH,    /* a file: the path from a map or class spec */
+    HOW_LIST,    /* words separated by commas or spaces */
+    HOW_FLAG,    /* True/False */
+    HOW_IGNORE,  /* harmless: `note` says why */
+    HOW_PERSON,  /* not carried over: `note` says why */
+    HOW_CW_FILE, /* confCW_FILE / confCR_FILE: remembered for the end */
+    HOW_CR_FILE,
+    HOW_PROBE,  /* confDONT_PROBE_INTERFACES */
+    HOW_RUN_AS, /* user[:group] */
+};
+
+struct mc_define_rule {
+    const char *name;
+    enum mc_how how;
+    const char *key;
+    bool future, zero_ok;
+    uint64_t lo, hi;
+    const char *note; /* for HOW_IGNORE/HOW_PERSON; for numbers, what 0 means otherwise */
+};
+
+#define LIVE(n, how, key)                                                                          \
+    {                                                                                              \
+        n, how, key, false, false, 0, 0, NULL                                                      \
+    }
+#define LATER(n, how, key)                                                                         \
+    {                                                                                              \
+        n, how, key, true, false, 0, 0, NULL                                                       \
+    }
+#define NUMBER(n, how, key, z, lo, hi)                                                             \
+    {                                                                                              \
+        n, how, key, false, z, lo, hi, NULL                                                        \
+    }
+#define IGNORE(n, why)                                                                             \
+    {                                                                                              \
+        n, HOW_IGNORE, NULL, false, false, 0, 0, why                                               \
+    }
+#define PERSON(n, why)                                                                             \
+    {                                                                                              \
+        n, HOW_PERSON, NULL, false, false, 0, 0, why                                               \
+    }
+
+static const char mc_not_ours[] = "a sendmail file or process setting with no meaning for "
+                                  "ringmail";
+
+static const struct mc_define_rule mc_define_rules[] = {
+    NUMBER("confMAX_DAEMON_CHILDREN", HOW_UINT, "limits.connections", true, 1, 1000000),
+    NUMBER("confMAX_MESSAGE_SIZE", HOW_SIZE, "limits.message_size", true, KIB, 1024 * 1024 * MIB),
+    {"confMAX_RCPTS_PER_MESSAGE", HOW_UINT, "limits.recipients", false, false, 1, 1000000,
+     "sendmail's 0 is 'no limit'; ringmail always bounds recipients (its default, 1000, "
+     "stays)"},
+    NUMBER("confBAD_RCPT_THROTTLE", HOW_UINT, "limits.bad_rcpt_throttle", true, 1, 1000000),
+    NUMBER("confMAX_HEADERS_LENGTH", HOW_SIZE, "limits.header_size", true, KIB, 64 * MIB),
+    LIVE("confTO_INITIAL", HOW_TIME_M, "timeouts.initial"),
+    LIVE("confTO_HELO", HOW_TIME_M, "timeouts.helo"),
+    LIVE("confTO_MAIL", HOW_TIME_M, "timeouts.mail"),
+    LIVE("confTO_RCPT", HOW_TIME_M, "timeouts.rcpt"),
+    LIVE("confTO_DATAINIT", HOW_TIME_M, "timeouts.datainit"),
+    LIVE("confTO_DATABLOCK", HOW_TIME_M, "timeouts.datablock"),
+    LIVE("confTO_DATAFINAL", HOW_TIME_M, "timeouts.datafinal"),
+    LIVE("confTO_RSET", HOW_TIME_M, "timeouts.rset"),
+    LIVE("confTO_QUIT", HOW_TIME_M, "timeouts.quit"),
+    LIVE("confTO_MISC", HOW_TIME_M, "timeouts.misc"),
+    LIVE("confTO_COMMAND", HOW_TIME_M, "timeouts.command"),
+    LIVE("confDOMAIN_NAME", HOW_DOMAIN, "hostname"),
+    LIVE("confRUN_AS_USER", HOW_RUN_AS, "run_as"),
+    LIVE("QUEUE_DIR", HOW_PATH, "spool"),
+    /* The TLS keys: the TLS issue adds them to the schema. */
+    LIVE("confCACERT", HOW_PATH, "tls.ca_file"),
+    LIVE("confCACERT_PATH", HOW_PATH, "tls.ca_path"),
+    LIVE("confSERVER_CERT", HOW_PATH, "tls.certificates.cert"),
+    LIVE("confSERVER_KEY", HOW_PATH, "tls.certificates.key"),
+    LIVE("confCLIENT_CERT", HOW_PATH, "tls.client_cert"),
+    LIVE("confCLIENT_KEY", HOW_PATH, "tls.client_key"),
+    LIVE("confDH_PARAMETERS", HOW_PATH, "tls.dh_params"),
+    LIVE("confCIPHER_LIST", HOW_STRING, "tls.cipher_list"),
+    LATER("confSERVER_SSL_OPTIONS", HOW_STRING, "tls.server_ssl_options"),
+    LATER("confCLIENT_SSL_OPTIONS", HOW_STRING, "tls.client_ssl_options"),
+    {"confLOG_LEVEL", HOW_UINT, "log_level", true, true, 1, 99, NULL},
+    LATER("confPRIVACY_FLAGS", HOW_LIST, "privacy"),
+    LATER("confDEF_USER_ID", HOW_STRING, "mailers.default_user"),
+    LATER("confTRY_NULL_MX_LIST", HOW_FLAG, "routing.try_null_mx_list"),
+    LATER("confAUTH_OPTIONS", HOW_LIST, "auth.options"),
+    LATER("confAUTH_MECHANISMS", HOW_LIST, "auth.mechanisms"),
+    {"confCONNECTION_RATE_THROTTLE", HOW_UINT, "limits.connection_rate", true, true, 1, 1000000,
+     NULL},
+    LATER("confCONNECTION_RATE_WINDOW_SIZE", HOW_TIME_S, "limits.connection_rate_window"),
+    {"confQUEUE_LA", HOW_UINT, "limits.queue_load", true, true, 1, 10000, NULL},
+    {"confREFUSE_LA", HOW_UINT, "limits.refuse_load", true, true, 1, 10000, NULL},
+    LIVE("confCW_FILE", HOW_CW_FILE, "maps.local_host_names"),
+    LIVE("confCR_FILE", HOW_CR_FILE, "maps.relay_domains_file"),
+    LATER("confCT_FILE", HOW_PATH, "maps.trusted_users"),
+    LATER("ALIAS_FILE", HOW_LIST, "maps.aliases"),
+    LATER("SMART_HOST", HOW_STRING, "routing.smart_host"),
+    LATER("MAIL_HUB", HOW_STRING, "routing.mail_hub"),
+    LATER("LUSER_RELAY", HOW_STRING, "routing.luser_relay"),
+    LATER("RELAY_MAILER", HOW_STRING, "routing.relay_mailer"),
+    LATER("confFALLBACK_MX", HOW_STRING, "routing.fallback_mx"),
+    LATER("confSMTP_LOGIN_MSG", HOW_STRING, "greeting"),
+    LIVE("confDONT_PROBE_INTERFACES", HOW_PROBE, NULL),
+    PERSON("confUSERDB_SPEC", "user database (userdb) lookups are not supported; move those "
+                              "mappings to aliases or the virtusertable"),
+    PERSON("confBIND_OPTS", "resolver options are not carried over; ringmail uses the "
+                            "system resolver's settings (/etc/resolv.conf)"),
+    IGNORE("confCF_VERSION", "a version string for sendmail.cf"),
+    IGNORE("confPID_FILE", mc_not_ours),
+    IGNORE("confHOST_STATUS_DIRECTORY", mc_not_ours),
+    IGNORE("confCONTROL_SOCKET_NAME", mc_not_ours),
+    IGNORE("confPROCESS_TITLE_PREFIX", mc_not_ours),
+    IGNORE("confSAFE_FILE_ENV", mc_not_ours),
+    IGNORE("confSAFE_QUEUE", "ringmail always commits a message to disk before 250"),
+    IGNORE("confQUEUE_FILE_MODE", "ringmail's spool files are always private (0600)"),
+    IGNORE("confTEMP_FILE_MODE", "ringmail's spool files are always private (0600)"),
+    IGNORE("confEBINDIR", mc_not_ours),
+    IGNORE("confDEAD_LETTER_DROP", mc_not_ours),
+    IGNORE("STATUS_FILE", mc_not_ours),
+    IGNORE("HELP_FILE", "ringmail answers HELP itself"),
+    IGNORE("confME_TOO", "sendmail's default since 8.10; ringmail's behaviour"),
+    IGNORE("confRRT_IMPLIES_DSN", mc_not_ours),
+    IGNORE("confMAX_HOP", "ringmail's own hop limit applies"),
+};
+
+static const struct mc_define_rule *mc_rule(const char *name)
+{
+    for (size_t i = 0; i < sizeof(mc_define_rules) / sizeof(mc_define_rules[0]); i++)
+        if (strcmp(mc_define_rules[i].name, name) == 0)
+            return &mc_define_rules[i];
+    return NULL;
+}
+
+/* Timeouts ringmail has no server-side wait for (client side, queue, ident, ...) are
+ * kept for later as timeouts.<name>. */
+static const struct mc_define_rule *mc_rule_timeout(const char *name, char *key, size_t keylen)
+{
+    static struct mc_define_rule later = LATER(NULL, HOW_TIME_M, NULL);
+    if (strncmp(name, "confTO_", 7) != 0 || !name[7])
+        return NULL;
+    snprintf(key, keylen, "timeouts.");
+    for (size_t i = strlen(key), j = 7; name[j] && i + 1 < keylen; i++, j++)
+        key[i] = (char)tolower((unsigned char)name[j]), key[i + 1] = '\0';
+    later.name = name;
+    later.key = key;
+    return &later;
+}
+
+static const struct {
+    const char *option, *define;
+} mc_options_map[] = {
+    {"MaxDaemonChildren", "confMAX_DAEMON_CHILDREN"},
+    {"MaxMessageSize", "confMAX_MESSAGE_SIZE"},
+    {"MaxRecipientsPerMessage", "confMAX_RCPTS_PER_MESSAGE"},
+    {"BadRcptThrottle", "confBAD_RCPT_THROTTLE"},
+    {"MaxHeadersLength", "confMAX_HEADERS_LENGTH"},
+    {"LogLevel", "confLOG_LEVEL"},
+    {"PrivacyOptions", "confPRIVACY_FLAGS"},
+    {"ConnectionRateThrottle", "confCONNECTION_RATE_THROTTLE"},
+    {"ConnectionRateWindowSize", "confCONNECTION_RATE_WINDOW_SIZE"},
+    {"QueueLA", "confQUEUE_LA"},
+    {"RefuseLA", "confREFUSE_LA"},
+    {"CACertFile", "confCACERT"},
+    {"CACertPath", "confCACERT_PATH"},
+    {"ServerCertFile", "confSERVER_CERT"},
+    {"ServerKeyFile", "confSERVER_KEY"},
+    {"ClientCertFile", "confCLIENT_CERT"},
+    {"ClientKeyFile", "confCLIENT_KEY"},
+    {"DHParameters", "confDH_PARAMETERS"},
+    {"CipherList", "confCIPHER_LIST"},
+    {"AuthOptions", "confAUTH_OPTIONS"},
+    {"AuthMechanisms", "confAUTH_MECHANISMS"},
+    {"AliasFile", "ALIAS_FILE"},
+    {"QueueDirectory", "QUEUE_DIR"},
+    {"RunAsUser", "confRUN_AS_USER"},
+    {"DefaultUser", "confDEF_USER_ID"},
+    {"SmtpGreetingMessage", "confSMTP_LOGIN_MSG"},
+};
+
+const char *mc_define_of_option(const char *option)
+{
+    static char timeout[64];
+    if (strncasecmp(option, "Timeout.", 8) == 0 && strlen(option) < 48) {
+        snprintf(timeout, sizeof(timeout), "confTO_%s", option + 8);
+        for (char *p = timeout + 7; *p; p++)
+            *p = (char)toupper((unsigned char)*p);
+        return timeout;
+    }
+    for (size_t i = 0; i < sizeof(mc_options_map) / sizeof(mc_options_map[0]); i++)
+        if (strcasecmp(mc_options_map[i].option, option) == 0)
+            return mc_options_map[i].define;
+    return NULL;
+}
+
+static void mc_number(struct mc_state *st, const struct mc_define_rule *r, const char *what,
+                      const char *value, struct mc_loc loc)
+{
+    bool clean;
+    uint64_t v = mc_atoi(value, &clean);
+    char text[32];
+    if (!clean)
+        mc_report_add(st->report, loc, MC_WARNING,
+                      "%s: sendmail reads '%s' as %llu (it takes the leading digits, as "
+                      "atoi does); so does this translation. Write the number alone",
+                      what, value, (unsigned long long)v);
+    if (v == 0 && !r->zero_ok) {
+        mc_report_add(st->report, loc, MC_IGNORED, "%s = 0: %s", what,
+                      r->note ? r->note : "0 means the default");
+        return;
+    }
+    if (v != 0 && (v < r->lo || v > r->hi)) {
+        mc_report_add(st->report, loc, MC_PERSON,
+                      "%s = %llu: %s takes %llu to %llu (or 0 for no limit); not carried over",
+                      what, (unsigned long long)v, r->key, (unsigned long long)r->lo,
+                      (unsigned long long)r->hi);
+        return;
+    }
+    if (r->how == HOW_SIZE)
+        mc_format_size(v, text, sizeof(text));
+    else
+        snprintf(text, sizeof(text), "%llu", (unsigned long long)v);
+    mc_key(st, loc, what, r->key, text, r->future);
+}
+
+static void mc_time(struct mc_state *st, const struct mc_define_rule *r, const char *what,
+                    const char *value, struct mc_loc loc)
+{
+    uint64_t s;
+    char text[32];
+    if (mc_convtime(value, r->how == HOW_TIME_M ? 'm' : 's', &s) < 0 || s > 30 * 86400) {
+        mc_report_add(st->report, loc, MC_PERSON,
+                      "%s: '%s' is not a time sendmail reads (like 90s, 5m, 1h, at most 30d); "
+                      "not carried over",
+                      what, value);
+        return;
+    }
+    mc_format_duration(s, text, sizeof(text));
+    mc_key(st, loc, what, r->key, text, r->future);
+}
+
+/* tls.certificates is a list of {cert, key}: the server pair is its first item. */
+static void mc_cert(struct mc_state *st, const char *key, const char *what, const char *path,
+                    struct mc_loc loc)
+{
+    struct mc_yaml *list = mc_yaml_get(st->yaml, "tls.certificates");
+    struct mc_yaml *item = mc_yaml_item(list, 0);
+    if (!item)
+        item = mc_yaml_add_map(st->yaml, "tls.certificates", false);
+    const char *field = strrchr(key, '.') + 1;
+    if (item)
+        mc_yaml_set(item, field, path, false, NULL);
+    mc_report_add(st->report, loc, MC_TRANSLATED, "%s -> tls.certificates[0].%s = %s", what, field,
+                  path);
+}
+
+/* "hash:/etc/mail/aliases" -> "/etc/mail/aliases"; anything else as it is. */
+static const char *mc_unprefixed(const char *word)
+{
+    const char *colon = strchr(word, ':');
+    return word[0] != '/' && colon && colon[1] == '/' ? colon + 1 : word;
+}
+
+static void mc_apply(struct mc_state *st, const struct mc_define_rule *r, const char *what,
+                     const char *value, struct mc_loc loc)
+{
+    char path[1024], word[256];
+    const char *p = value;
+    switch (r->how) {
+    case HOW_UINT:
+    case HOW_SIZE:
+        mc_number(st, r, what, value, loc);
+        break;
+    case HOW_TIME_M:
+    case HOW_TIME_S:
+        mc_time(st, r, what, value, loc);
+        break;
+    case HOW_DOMAIN:
+        if (!mc_domain_ok(value)) {
+            mc_report_add(st->report, loc, MC_PERSON,
+                          "%s = '%s': not a plain domain name (sendmail macros like $w are "
+                          "not expanded); set hostname yourself",
+                          what, value);
+            break;
+        }
+        snprintf(st->hostname, sizeof(st->hostname), "%s", value);
+        mc_key(st, loc, what, r->key, value, r->future);
+        break;
+    case HOW_RUN_AS:
+        snprintf(word, sizeof(word), "%.*s", (int)strcspn(value, ":"), value);
+        if (strchr(value, ':'))
+            mc_report_add(st->report, loc, MC_WARNING,
+                          "%s: ringmail runs as the user's own group; ':%s' left out", what,
+                          strchr(value, ':') + 1);
+        mc_key(st, loc, what, r->key, word, r->future);
+        break;
+    case HOW_PATH:
+        mc_spec_path(value, path, sizeof(path));
+        if (strchr(path, '*')) {
+            mc_report_add(st->report, loc, MC_PERSON,
+                          "%s = %s: several queue directories are not supported; one spool", what,
+                          value);
+        } else if (strncmp(r->key, "tls.certificates.", 17) == 0) {
+            mc_cert(st, r->key, what, path, loc);
+        } else {
+            mc_key(st, loc, what, r->key, path, r->future);
+        }
+        break;
+    case HOW_STRING:
+        mc_key(st, loc, what, r->key, value, r->future);
+        break;
+    case HOW_LIST:
+        mc_yaml_remove(st->yaml, r->key); /* a later define replaces the whole list */
+        while (mc_next_word(&p, word, sizeof(word)))
+            mc_yaml_add(st->yaml, r->key, mc_unprefixed(word), r->future, NULL);
+        mc_report_add(st->report, loc, MC_TRANSLATED, "%s -> %s%s", what, r->key,
+                      r->future ? " (kept for later)" : "");
+        break;
+    case HOW_FLAG:
+        mc_key(st, loc, what, r->key, strchr("TtYy1", value[0] ? value[0] : 'T') ? "true" : "false",
+               r->future);
+        break;
+    case HOW_IGNORE:
+        mc_report_add(st->report, loc, MC_IGNORED, "%s: %s", what, r->note);
+        break;
+    case HOW_PERSON:
+        mc_report_add(st->report, loc, MC_PERSON, "%s: %s", what, r->note);
+        break;
+    case HOW_CW_FILE:
+    case HOW_CR_FILE:
+        mc_spec_path(value, path, sizeof(path));
+        snprintf(r->how == HOW_CW_FILE ? st->cw_file : st->cr_file, sizeof(st->cw_file), "%s",
+                 path);
+        mc_report_add(st->report, loc, MC_TRANSLATED, "%s: %s is the %s file", what, path,
+                      r->how == HOW_CW_FILE ? "local-host-names" : "relay-domains");
+        break;
+    case HOW_PROBE:
+        mc_report_add(st->report, loc,
+                      strchr("TtYy", value[0] ? value[0] : 'T') ? MC_IGNORED : MC_WARNING,
+                      "%s: ringmail never adds its interfaces' names to local_domains; list "
+                      "them there if mail for them is local",
+                      what);
+        break;
+    }
+}
+
+enum mc_verdict mc_define(struct mc_state *st, const char *name, const char *value,
+                          struct mc_loc loc)
+{
+    char what[128], key[80];
+    snprintf(what, sizeof(what), "define(%s)", name);
+    const struct mc_define_rule *r = mc_rule(name);
+    if (!r)
+        r = mc_rule_timeout(name, key, sizeof(key));
+    if (r) {
+        mc_apply(st, r, what, value, loc);
+    } else if (strpbrk(name, "'`\"")) {
+        mc_report_add(st->report, loc, MC_WARNING,
+                      "%s: the name is not in `...' quotes, so m4 defines a macro with the "
+                      "quote marks in its name that sendmail never reads; the setting keeps "
+                      "its default, as in sendmail. Write define(`NAME', `value')",
+                      what);
+    } else if (strncmp(name, "conf", 4) == 0) {
+        mc_report_add(st->report, loc, MC_PERSON,
+                      "%s: a sendmail option ringmail has no equivalent for yet", what);
+    } else if (strstr(name, "_MAILER_")) {
+        mc_report_add(st->report, loc, MC_PERSON,
+                      "%s: mailer programs and flags are not carried over; ringmail delivers "
+                      "with its own mailers",
+                      what);
+    } else {
+        mc_report_add(st->report, loc, MC_IGNORED,
+                      "%s: a macro for the .mc itself (or a switch of sendmail's own macros); "
+                      "expanded where it is used",
+                      what);
+    }
+    return MC_GO_ON;
+}
+
+void mc_undefine(struct mc_state *st, const char *name, struct mc_loc loc)
+{
+    char key[80];
+    const struct mc_define_rule *r = mc_rule(name);
+    if (!r)
+        r = mc_rule_timeout(name, key, sizeof(key));
+    if (r && r->key) {
+        if (strncmp(r->key, "tls.certificates.", 17) == 0)
+            mc_yaml_remove(st->yaml, "tls.certificates");
+        else
+            mc_yaml_remove(st->yaml, r->key);
+        mc_report_add(st->report, loc, MC_TRANSLATED,
+                      "undefine(%s): %s removed; the default applies", name, r->key);
+    } else {
+        mc_report_add(st->report, loc, MC_IGNORED, "undefine(%s): nothing to undo", name);
+    }
+}

@@ -1,0 +1,93 @@
+/*
+ * compat/mc_int.h — what the pieces of the translator share: its state and the entry
+ * points of each construct family (defines, FEATUREs, DAEMON_OPTIONS, raw sendmail.cf
+ * lines, value conversions). Internal to compat/mc_*.c.
+ */
+#ifndef RINGMAIL_COMPAT_MC_INT_H
+#define RINGMAIL_COMPAT_MC_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "compat/mc_m4.h"
+#include "compat/mc_report.h"
+#include "compat/mc_translate.h"
+#include "compat/mc_yaml.h"
+
+#define MC_MAX_DAEMONS 32
+
+/* One DAEMON_OPTIONS listener, as sendmail would open it. */
+struct mc_daemon {
+    char name[64], addr[64], family[8], modifiers[32];
+    unsigned port;
+    struct mc_loc loc; /* loc.file points into `file` */
+    char file[256];
+};
+
+/* What the raw text lines of the .mc are, after the macro that started the section. */
+enum mc_section { MC_SEC_CF, MC_SEC_RULES, MC_SEC_MAILERS };
+
+struct mc_state {
+    const struct mc_options *o;
+    struct mc_yaml *yaml;
+    struct mc_report *report;
+    struct mc_m4 *m4; /* the reader, during a call from it */
+    enum mc_section section;
+    bool saw_ostype, saw_mailer, saw_cf_m4, no_default_msa, use_cw_file, failed;
+    struct mc_daemon daemons[MC_MAX_DAEMONS];
+    size_t n_daemons;
+    struct mc_loc cw_loc; /* FEATURE(use_cw_file), for the finishing entries */
+    char cw_file_name[256];
+    char cw_file[1024], cr_file[1024]; /* confCW_FILE, confCR_FILE paths */
+    char hostname[256];
+};
+
+/* Reports a malformed construct: an error entry, and the translation stops. */
+enum mc_verdict mc_fail(struct mc_state *st, struct mc_loc loc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Sets a key and reports it as translated from `what` ("define(confX)"). */
+void mc_key(struct mc_state *st, struct mc_loc loc, const char *what, const char *key,
+            const char *value, bool future);
+/* Adds to a list key and reports it. */
+void mc_key_add(struct mc_state *st, struct mc_loc loc, const char *what, const char *key,
+                const char *value, bool future);
+
+/* mc_defines.c: define(name, value) and undefine(name) of sendmail's settings. */
+enum mc_verdict mc_define(struct mc_state *st, const char *name, const char *value,
+                          struct mc_loc loc);
+void mc_undefine(struct mc_state *st, const char *name, struct mc_loc loc);
+/* The define behind a sendmail.cf option name ("MaxMessageSize" -> confMAX_MESSAGE_SIZE),
+ * or NULL. */
+const char *mc_define_of_option(const char *option);
+
+/* mc_features.c: FEATURE(name, args...). */
+enum mc_verdict mc_feature(struct mc_state *st, char **args, size_t nargs, struct mc_loc loc);
+
+/* mc_daemon.c: DAEMON_OPTIONS / CLIENT_OPTIONS, and the listeners at the end. */
+enum mc_verdict mc_daemon_options(struct mc_state *st, const char *spec, bool client,
+                                  struct mc_loc loc);
+void mc_daemons_finish(struct mc_state *st, const char *main_file);
+
+/* mc_cfline.c: a raw sendmail.cf line of the .mc (LOCAL_CONFIG, or plain text). */
+enum mc_verdict mc_cf_line(struct mc_state *st, const char *line, struct mc_loc loc);
+
+/* mc_values.c: sendmail's readings of values. */
+/* atoi/atol as sendmail applies them: leading digits, 0 when there are none. *clean says
+ * whether the value was digits and nothing else. */
+uint64_t mc_atoi(const char *s, bool *clean);
+/* sendmail's convtime(): "1h30m", "90" (in `unit`, 's' or 'm'); -1 when malformed. */
+int mc_convtime(const char *s, char unit, uint64_t *seconds);
+void mc_format_duration(uint64_t seconds, char *out, size_t outlen);
+void mc_format_size(uint64_t bytes, char *out, size_t outlen);
+/* The file in a sendmail map or class-file spec ("hash -o /etc/mail/access",
+ * "-o /etc/mail/relay-domains %[^#]", "hash:/etc/mail/aliases"). */
+void mc_spec_path(const char *spec, char *out, size_t outlen);
+/* ringmail's domain rule (RFC 1123 labels, no trailing dot). */
+bool mc_domain_ok(const char *s);
+/* The next word of a list separated by commas and/or white space; NULL at the end. */
+const char *mc_next_word(const char **p, char *word, size_t wordlen);
+/* Reads a class file (local-host-names, relay-domains) under the root into `key` (a live
+ * list), reporting what it found or why it could not. */
+void mc_read_class_file(struct mc_state *st, struct mc_loc loc, const char *path, const char *key);
+
+#endif

@@ -1,0 +1,378 @@
+/* compat/mc_translate.c — the event loop of the translation: sendmail's macro calls,
+ * what OSTYPE and DOMAIN imply, and the finishing of listeners and class files. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "compat/mc_int.h"
+
+enum mc_verdict mc_fail(struct mc_state *st, struct mc_loc loc, const char *fmt, ...)
+{
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    mc_report_add(st->report, loc, MC_ERROR, "%s", text);
+    st->failed = true;
+    return MC_STOP;
+}
+
+void mc_key(struct mc_state *st, struct mc_loc loc, const char *what, const char *key,
+            const char *value, bool future)
+{
+    mc_yaml_set(st->yaml, key, value, future, NULL);
+    mc_report_add(st->report, loc, MC_TRANSLATED, "%s -> %s = %s%s", what, key, value,
+                  future ? " (kept for later)" : "");
+}
+
+void mc_key_add(struct mc_state *st, struct mc_loc loc, const char *what, const char *key,
+                const char *value, bool future)
+{
+    mc_yaml_add(st->yaml, key, value, future, NULL);
+    mc_report_add(st->report, loc, MC_TRANSLATED, "%s -> %s += %s%s", what, key, value,
+                  future ? " (kept for later)" : "");
+}
+
+/* What sendmail's own OSTYPE and DOMAIN files set that means something here, as m4 text
+ * read at the OSTYPE/DOMAIN line (from cf/ostype and cf/domain of sendmail 8.17). */
+static const struct {
+    const char *call, *name, *implies;
+} mc_implied[] = {
+    {"OSTYPE", "debian", "define(`confDEF_USER_ID', `mail:mail')"},
+    {"OSTYPE", "linux", "FEATURE(`local_procmail')"},
+    {"DOMAIN", "generic",
+     "define(`confMAX_HEADERS_LENGTH', `32768')FEATURE(`redirect')FEATURE(`use_cw_file')"
+     "EXPOSED_USER(`root')"},
+    {"DOMAIN", "debian-mta",
+     "define(`confMAX_DAEMON_CHILDREN', `0')define(`confTO_ICONNECT', `2m')"
+     "define(`confTO_MAIL', `2m')define(`confTO_DATAINIT', `2m')define(`confTO_RSET', `1m')"
+     "define(`confTO_QUIT', `2m')define(`confTO_COMMAND', `5m')define(`confTO_IDENT', `5s')"},
+    {"DOMAIN", "debian-msp", ""},
+};
+
+static const char mc_ostypes[] =
+    " a-ux aix3 aix4 aix5 altos amdahl-uts bsd4.3 bsd4.4 bsdi bsdi1.0 bsdi2.0 darwin debian "
+    "dgux domainos dragonfly dynix3.2 freebsd4 freebsd5 freebsd6 gnu hpux10 hpux11 hpux9 irix4 "
+    "irix5 irix6 isc4.1 linux maxion mklinux mpeix nextstep openbsd osf1 powerux ptx2 qnx "
+    "riscos4.5 sco-uw-2.1 sco3.2 sinix solaris11 solaris2 solaris2.ml solaris2.pre5 solaris8 "
+    "sunos3.5 sunos4.1 svr4 ultrix4 unicos unicosmk unicosmp unixware7 unknown uxpds ";
+
+static enum mc_verdict mc_ostype_domain(struct mc_state *st, const struct mc_event *ev)
+{
+    const char *name = ev->nargs ? ev->args[0] : "";
+    bool ostype = ev->name[0] == 'O';
+    char word[80];
+    snprintf(word, sizeof(word), " %s ", name);
+    if (ostype) {
+        if (!*name || !strstr(mc_ostypes, word))
+            return mc_fail(st, ev->loc,
+                           "OSTYPE(%s): sendmail has no such OS type (there is no "
+                           "cf/ostype/%s.m4)",
+                           name, name);
+        st->saw_ostype = true;
+        if (strcmp(name, "debian") == 0)
+            mc_m4_define(st->m4, "MAIL_SETTINGS_DIR", "/etc/mail/");
+    }
+    for (size_t i = 0; i < sizeof(mc_implied) / sizeof(mc_implied[0]); i++) {
+        if (strcmp(mc_implied[i].call, ev->name) || strcmp(mc_implied[i].name, name))
+            continue;
+        mc_report_add(st->report, ev->loc, MC_TRANSLATED,
+                      "%s(%s): sendmail's file for it; what it sets that matters here follows",
+                      ev->name, name);
+        if (*mc_implied[i].implies && mc_m4_push_text(st->m4, mc_implied[i].implies) < 0)
+            return mc_fail(st, ev->loc, "out of memory");
+        return MC_GO_ON;
+    }
+    if (ostype)
+        mc_report_add(st->report, ev->loc, MC_IGNORED,
+                      "OSTYPE(%s): program paths for that system; ringmail has its own", name);
+    else
+        mc_report_add(st->report, ev->loc, MC_PERSON,
+                      "DOMAIN(%s): a site file (cf/domain/%s.m4) the translator cannot see; copy "
+                      "its lines into the .mc and translate again",
+                      name, name);
+    return MC_GO_ON;
+}
+
+/* Macros whose arguments are a list (or one value) for a key. */
+static const struct {
+    const char *macro, *key;
+    bool list, future;
+} mc_list_macros[] = {
+    {"LOCAL_DOMAIN", "local_domains", true, false},
+    {"RELAY_DOMAIN", "relay_domains", true, false},
+    {"MASQUERADE_AS", "masquerade.as", false, true},
+    {"MASQUERADE_DOMAIN", "masquerade.domains", true, true},
+    {"MASQUERADE_EXCEPTION", "masquerade.exceptions", true, true},
+    {"EXPOSED_USER", "masquerade.exposed_users", true, true},
+    {"GENERICS_DOMAIN", "masquerade.generics_domains", true, true},
+    {"TRUST_AUTH_MECH", "auth.trust_mechanisms", true, true},
+    {"LOCAL_USER", "routing.local_users", true, true},
+    {"MASQUERADE_DOMAIN_FILE", "masquerade.domains_file", false, true},
+    {"MASQUERADE_EXCEPTION_FILE", "masquerade.exceptions_file", false, true},
+    {"EXPOSED_USER_FILE", "masquerade.exposed_users_file", false, true},
+    {"GENERICS_DOMAIN_FILE", "masquerade.generics_domains_file", false, true},
+    {"LOCAL_USER_FILE", "routing.local_users_file", false, true},
+    {"RELAY_DOMAIN_FILE", "maps.relay_domains_file", false, true},
+};
+
+static bool mc_list_macro(struct mc_state *st, const struct mc_event *ev)
+{
+    char what[128], word[256];
+    for (size_t i = 0; i < sizeof(mc_list_macros) / sizeof(mc_list_macros[0]); i++) {
+        if (strcmp(mc_list_macros[i].macro, ev->name) != 0)
+            continue;
+        const char *key = mc_list_macros[i].key, *p = ev->nargs ? ev->args[0] : "";
+        snprintf(what, sizeof(what), "%s(%s)", ev->name, p);
+        if (!mc_list_macros[i].list) {
+            mc_key(st, ev->loc, what, key, p, mc_list_macros[i].future);
+            if (strcmp(ev->name, "RELAY_DOMAIN_FILE") == 0)
+                snprintf(st->cr_file, sizeof(st->cr_file), "%s", p);
+            return true;
+        }
+        while (mc_next_word(&p, word, sizeof(word))) {
+            if (!mc_list_macros[i].future && !mc_domain_ok(word))
+                mc_report_add(st->report, ev->loc, MC_WARNING,
+                              "%s: '%s' is not a domain ringmail accepts in %s; left out", what,
+                              word, key);
+            else
+                mc_key_add(st, ev->loc, ev->name, key, word, mc_list_macros[i].future);
+        }
+        return true;
+    }
+    return false;
+}
+
+/* INPUT_MAIL_FILTER(name, `S=..., F=..., T=...') and MAIL_FILTER (defined, not input). */
+static void mc_milter(struct mc_state *st, const struct mc_event *ev)
+{
+    struct mc_yaml *item = mc_yaml_add_map(st->yaml, "milters", true);
+    char word[512];
+    const char *p = ev->nargs > 1 ? ev->args[1] : "";
+    if (!item)
+        return;
+    mc_yaml_set(item, "name", ev->nargs ? ev->args[0] : "", true, NULL);
+    /* the equates are comma-separated; T= holds ';'-separated timeouts */
+    while (mc_next_word(&p, word, sizeof(word))) {
+        const char *keys[] = {"socket", "flags", "timeouts"};
+        const char *k = word[0] == 'S' ? keys[0] : word[0] == 'F' ? keys[1] : keys[2];
+        if (word[1] == '=')
+            mc_yaml_set(item, k, word + 2, true, NULL);
+    }
+    mc_yaml_set(item, "input", ev->name[0] == 'I' ? "true" : "false", true, NULL);
+    mc_report_add(st->report, ev->loc, MC_TRANSLATED, "%s(%s) -> milters[] (kept for later)",
+                  ev->name, ev->nargs ? ev->args[0] : "");
+}
+
+static enum mc_verdict mc_mailer(struct mc_state *st, const struct mc_event *ev)
+{
+    static const char later[] = " local smtp procmail cyrus cyrusv2 lmtp ";
+    static const char none[] = " uucp usenet fax pop phquery mail11 qpage xagent ssh ";
+    const char *name = ev->nargs ? ev->args[0] : "";
+    char word[80];
+    snprintf(word, sizeof(word), " %s ", name);
+    st->saw_mailer = true;
+    if (strstr(later, word) && *name)
+        mc_key_add(st, ev->loc, "MAILER", "mailers.enabled", name, true);
+    else if (strstr(none, word) && *name)
+        mc_report_add(st->report, ev->loc, MC_PERSON, "MAILER(%s): not supported by ringmail",
+                      name);
+    else
+        return mc_fail(st, ev->loc,
+                       "MAILER(%s): sendmail has no such mailer (there is no "
+                       "cf/mailer/%s.m4)",
+                       name, name);
+    return MC_GO_ON;
+}
+
+static bool mc_is_bare_macro(const char *name)
+{
+    return strcmp(name, "MAILER_DEFINITIONS") == 0 || strncmp(name, "LOCAL_", 6) == 0;
+}
+
+static enum mc_verdict mc_call(struct mc_state *st, const struct mc_event *ev)
+{
+    const char *n = ev->name, *arg = ev->nargs ? ev->args[0] : "";
+    if (!strcmp(n, "OSTYPE") || !strcmp(n, "DOMAIN"))
+        return mc_ostype_domain(st, ev);
+    if (!strcmp(n, "FEATURE"))
+        return mc_feature(st, ev->args, ev->nargs, ev->loc);
+    if (!strcmp(n, "MAILER"))
+        return mc_mailer(st, ev);
+    if (!strcmp(n, "DAEMON_OPTIONS") || !strcmp(n, "CLIENT_OPTIONS"))
+        return mc_daemon_options(st, arg, n[0] == 'C', ev->loc);
+    if (mc_list_macro(st, ev))
+        return MC_GO_ON;
+    if (!strcmp(n, "INPUT_MAIL_FILTER") || !strcmp(n, "MAIL_FILTER")) {
+        mc_milter(st, ev);
+    } else if (!strcmp(n, "VERSIONID")) {
+        mc_report_add(st->report, ev->loc, MC_IGNORED, "VERSIONID: a version comment");
+    } else if (!strcmp(n, "LOCAL_CONFIG")) {
+        st->section = MC_SEC_CF;
+        mc_report_add(st->report, ev->loc, MC_IGNORED,
+                      "LOCAL_CONFIG: the sendmail.cf lines after it are translated one by one");
+    } else if (!strcmp(n, "MAILER_DEFINITIONS")) {
+        st->section = MC_SEC_MAILERS;
+        mc_report_add(st->report, ev->loc, MC_IGNORED,
+                      "MAILER_DEFINITIONS: starts sendmail's mailer section");
+    } else if (mc_is_bare_macro(n)) {
+        st->section = MC_SEC_RULES;
+        mc_report_add(st->report, ev->loc, MC_PERSON,
+                      "%s: custom rulesets are not translated; what they do must be redone "
+                      "with ringmail's settings",
+                      n);
+    } else if (!strcmp(n, "HACK") || !strcmp(n, "SITECONFIG")) {
+        mc_report_add(st->report, ev->loc, MC_PERSON,
+                      "%s(%s): a site-specific change of sendmail's rules; not translated", n, arg);
+    } else if (!strncmp(n, "conf", 4) || !strcmp(n, "SMART_HOST") || !strcmp(n, "MAIL_HUB") ||
+               !strcmp(n, "ALIAS_FILE") || !strcmp(n, "LUSER_RELAY")) {
+        mc_report_add(st->report, ev->loc, MC_PERSON,
+                      "%s(...): not a macro but a setting; sendmail copies this text into "
+                      "sendmail.cf as is. Write define(`%s', `...')",
+                      n, n);
+    } else {
+        mc_report_add(st->report, ev->loc, MC_PERSON,
+                      "%s(...): not a sendmail macro; sendmail's m4 copies it into sendmail.cf "
+                      "as text",
+                      n);
+    }
+    return MC_GO_ON;
+}
+
+static enum mc_verdict mc_include(struct mc_state *st, const struct mc_event *ev)
+{
+    const char *base = strrchr(ev->args[0], '/') ? strrchr(ev->args[0], '/') + 1 : ev->args[0];
+    if (strcmp(base, "cf.m4") == 0) {
+        st->saw_cf_m4 = true;
+        mc_report_add(st->report, ev->loc, MC_IGNORED,
+                      "%s(%s): sendmail's own macros; their meaning is built into this "
+                      "translator",
+                      ev->name, ev->args[0]);
+        return MC_SKIP;
+    }
+    if (ev->missing && ev->name[0] == 's')
+        mc_report_add(st->report, ev->loc, MC_IGNORED,
+                      "sinclude(%s): not found; sendmail skips it silently too", ev->args[0]);
+    else if (ev->missing)
+        mc_report_add(st->report, ev->loc, MC_WARNING,
+                      "include(%s): not found next to the .mc, under the root or in -I "
+                      "directories; whatever it sets is missing from this translation (m4 "
+                      "would stop with an error)",
+                      ev->args[0]);
+    else
+        mc_report_add(st->report, ev->loc, MC_TRANSLATED, "%s(%s): read; its lines follow",
+                      ev->name, ev->args[0]);
+    return MC_GO_ON;
+}
+
+static enum mc_verdict mc_on_event(void *ctx, struct mc_m4 *m, const struct mc_event *ev)
+{
+    struct mc_state *st = ctx;
+    st->m4 = m;
+    switch (ev->kind) {
+    case MC_DEFINE:
+        return mc_define(st, ev->name, ev->args[0], ev->loc);
+    case MC_UNDEFINE:
+        mc_undefine(st, ev->name, ev->loc);
+        return MC_GO_ON;
+    case MC_INCLUDE:
+        return mc_include(st, ev);
+    case MC_TEXT:
+        return mc_cf_line(st, ev->args[0], ev->loc);
+    case MC_CALL:
+        return mc_call(st, ev);
+    }
+    return MC_GO_ON;
+}
+
+/* Class w and R: sendmail reads local-host-names with use_cw_file, relay-domains always. */
+static void mc_class_files(struct mc_state *st, const char *main_file)
+{
+    struct mc_loc at = {main_file, 0};
+    if (st->use_cw_file) {
+        const char *path = st->cw_file[0] ? st->cw_file : "/etc/mail/local-host-names";
+        mc_yaml_set(st->yaml, "maps.local_host_names", path, true, NULL);
+        mc_report_add(st->report, st->cw_loc, MC_TRANSLATED,
+                      "use_cw_file -> maps.local_host_names = %s (kept for later)", path);
+        mc_read_class_file(st, st->cw_loc, path, "local_domains");
+    }
+    const char *rpath = st->cr_file[0] ? st->cr_file : "/etc/mail/relay-domains";
+    mc_yaml_set(st->yaml, "maps.relay_domains_file", rpath, true, NULL);
+    mc_report_add(st->report, at, MC_TRANSLATED,
+                  "sendmail always reads %s -> maps.relay_domains_file (kept for later)", rpath);
+    char full[2048];
+    snprintf(full, sizeof(full), "%s%s", st->o->root ? st->o->root : "", rpath);
+    if (access(full, F_OK) == 0)
+        mc_read_class_file(st, at, rpath, "relay_domains");
+    /* Setting local_domains replaces ringmail's default [hostname, localhost]; sendmail
+     * always has both in class w. */
+    if (mc_yaml_get(st->yaml, "local_domains")) {
+        mc_yaml_add(st->yaml, "local_domains", "localhost", false, NULL);
+        if (st->hostname[0])
+            mc_yaml_add(st->yaml, "local_domains", st->hostname, false, NULL);
+        else
+            mc_report_add(st->report, at, MC_WARNING,
+                          "local_domains is set, so ringmail's default [hostname, localhost] "
+                          "no longer applies: add this host's own name to it (sendmail adds "
+                          "it to class w by itself)");
+    }
+}
+
+static enum mc_status mc_run(const char *name, const char *data, size_t len,
+                             const struct mc_options *o, struct mc_result *res)
+{
+    struct mc_state st = {.o = o, .report = &res->report};
+    char err[1024];
+    struct mc_m4_options mo = {o->include_dirs,  o->n_include_dirs, o->root,
+                               mc_is_bare_macro, mc_on_event,       &st};
+    buf_init(&res->yaml, 0);
+    if (!(st.yaml = mc_yaml_new()))
+        return res->status = MC_STATUS_ERROR;
+    int rc = data ? mc_m4_read_mem(name, data, len, &mo, err, sizeof(err))
+                  : mc_m4_read_file(name, &mo, err, sizeof(err));
+    if (rc < 0 && err[0])
+        mc_report_add(&res->report, (struct mc_loc){NULL, 0}, MC_ERROR, "%s", err);
+    if (rc == 0 && !st.saw_ostype)
+        mc_report_add(&res->report, (struct mc_loc){name, 0}, MC_WARNING,
+                      "no OSTYPE: sendmail's m4 prints '*** ERROR: No system type defined (use "
+                      "OSTYPE macro)' and still builds sendmail.cf with generic paths; ringmail "
+                      "needs no OS type");
+    if (rc == 0) {
+        mc_daemons_finish(&st, name);
+        mc_class_files(&st, name);
+        buf_printf(&res->yaml,
+                   "# ringmail configuration translated from %s by "
+                   "ringmail-mc2yaml.\n# The migration report says where each key "
+                   "comes from and what did not carry over.\n",
+                   name);
+        mc_yaml_print(st.yaml, o->future_keys, &res->yaml);
+    }
+    mc_yaml_free(st.yaml);
+    res->status = rc < 0 || res->report.count[MC_ERROR] ? MC_STATUS_ERROR
+                  : res->report.count[MC_PERSON]        ? MC_STATUS_PERSON
+                                                        : MC_STATUS_OK;
+    if (res->status == MC_STATUS_ERROR)
+        res->yaml.len = 0;
+    return res->status;
+}
+
+enum mc_status mc_translate_file(const char *path, const struct mc_options *o,
+                                 struct mc_result *res)
+{
+    return mc_run(path, NULL, 0, o, res);
+}
+
+enum mc_status mc_translate_mem(const char *name, const char *data, size_t len,
+                                const struct mc_options *o, struct mc_result *res)
+{
+    return mc_run(name, data, len, o, res);
+}
+
+void mc_result_free(struct mc_result *res)
+{
+    buf_free(&res->yaml);
+    mc_report_free(&res->report);
+}
