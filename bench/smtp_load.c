@@ -255,7 +255,7 @@ struct worker {
     atomic_bool finished;
 };
 
-static void conn_close(struct conn *c, enum err_kind why, bool is_error);
+static void conn_fail(struct conn *c, enum err_kind why);
 static void conn_next_message(struct conn *c);
 
 /* ------------------------------------------------------------------ output */
@@ -284,7 +284,7 @@ static bool conn_flush(struct conn *c)
         }
         if (n < 0 && errno == EINTR)
             continue;
-        conn_close(c, (n < 0 && (errno == EPIPE || errno == ECONNRESET)) ? E_CLOSED : E_IO, true);
+        conn_fail(c, (n < 0 && (errno == EPIPE || errno == ECONNRESET)) ? E_CLOSED : E_IO);
         return false;
     }
     conn_set_out(c, false);
@@ -305,11 +305,9 @@ static bool conn_send(struct conn *c, const char *buf, size_t len, enum step nex
 
 /* ------------------------------------------------------------------ connections */
 
-static void conn_close(struct conn *c, enum err_kind why, bool is_error)
+/* The session is over (QUIT answered, the run ended, or after an error): free the slot. */
+static void conn_end(struct conn *c)
 {
-    struct stats *st = &c->w->st;
-    if (is_error)
-        st->err[why]++;
     if (c->fd >= 0) {
         close(c->fd); /* also removes it from the epoll set */
         c->fd = -1;
@@ -323,13 +321,19 @@ static void conn_close(struct conn *c, enum err_kind why, bool is_error)
     c->out_len = c->out_off = 0;
     c->rlen = 0;
     c->want_out = false;
-    if (is_error && why == E_CONNECT && opt.mode == MODE_MSG) {
-        c->step = ST_BACKOFF;
-        c->deadline = now_ns() + BACKOFF_NS;
-        return;
-    }
     c->step = ST_FREE;
     c->deadline = 0;
+}
+
+/* Count an error and end the session; a failed connect waits a little before the next. */
+static void conn_fail(struct conn *c, enum err_kind why)
+{
+    c->w->st.err[why]++;
+    conn_end(c);
+    if (why == E_CONNECT && opt.mode == MODE_MSG) {
+        c->step = ST_BACKOFF;
+        c->deadline = now_ns() + BACKOFF_NS;
+    }
 }
 
 static bool msg_work_left(void)
@@ -349,7 +353,7 @@ static void conn_open(struct conn *c)
     c->fd = socket(target->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
         c->step = ST_CONNECT;
-        conn_close(c, E_CONNECT, true);
+        conn_fail(c, E_CONNECT);
         return;
     }
     int one = 1;
@@ -363,7 +367,7 @@ static void conn_open(struct conn *c)
 #endif
         if (bind(c->fd, (struct sockaddr *)&src, sizeof src) < 0) {
             c->step = ST_CONNECT;
-            conn_close(c, E_CONNECT, true);
+            conn_fail(c, E_CONNECT);
             return;
         }
     }
@@ -373,11 +377,11 @@ static void conn_open(struct conn *c)
     c->want_out = true;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP, .data.ptr = c};
     if (epoll_ctl(w->ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
-        conn_close(c, E_IO, true);
+        conn_fail(c, E_IO);
         return;
     }
     if (connect(c->fd, target->ai_addr, target->ai_addrlen) < 0 && errno != EINPROGRESS)
-        conn_close(c, E_CONNECT, true);
+        conn_fail(c, E_CONNECT);
 }
 
 /* Connect finished (EPOLLOUT while ST_CONNECT). */
@@ -386,7 +390,7 @@ static void conn_connected(struct conn *c)
     int err = 0;
     socklen_t len = sizeof err;
     if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err != 0) {
-        conn_close(c, E_CONNECT, true);
+        conn_fail(c, E_CONNECT);
         return;
     }
     c->w->st.conns++;
@@ -412,7 +416,7 @@ static void conn_next_message(struct conn *c)
     conn_send(c, cmd_quit, sizeof cmd_quit - 1, ST_QUIT);
 }
 
-/* One complete reply: code and whether the last line said PIPELINING (EHLO only). */
+/* One complete reply to the command of the current step: check it, send the next one. */
 static void conn_on_reply(struct conn *c, int code)
 {
     struct stats *st = &c->w->st;
@@ -439,13 +443,9 @@ static void conn_on_reply(struct conn *c, int code)
     }
     if (code != want) {
         enum err_kind k = code / 100 == 4 ? E_REPLY4 : code / 100 == 5 ? E_REPLY5 : E_REPLYX;
-        if (c->step == ST_QUIT) { /* the work is done; a bad QUIT reply is only noted */
-            st->err[k]++;
-            conn_close(c, k, false);
-            st->sessions++;
-            return;
-        }
-        conn_close(c, k, true);
+        bool quitting = c->step == ST_QUIT; /* the work is done, the error only noted */
+        conn_fail(c, k);
+        st->sessions += quitting;
         return;
     }
     switch (c->step) {
@@ -489,7 +489,7 @@ static void conn_on_reply(struct conn *c, int code)
         return;
     case ST_QUIT:
         st->sessions++;
-        conn_close(c, E_IO, false);
+        conn_end(c);
         return;
     default:
         return;
@@ -509,7 +509,7 @@ static void conn_parse(struct conn *c)
         pos += llen;
         if (llen < 4 || line[0] < '1' || line[0] > '5' || line[1] < '0' || line[1] > '9' ||
             line[2] < '0' || line[2] > '9') {
-            conn_close(c, E_REPLYX, true);
+            conn_fail(c, E_REPLYX);
             return;
         }
         if (c->step == ST_EHLO && llen >= 14 && strncasecmp(line + 4, "PIPELINING", 10) == 0)
@@ -525,7 +525,7 @@ static void conn_parse(struct conn *c)
         c->rlen -= pos;
     }
     if (c->rlen == sizeof c->rbuf)
-        conn_close(c, E_REPLYX, true); /* a reply line longer than we keep */
+        conn_fail(c, E_REPLYX); /* a reply line longer than we keep */
 }
 
 static void conn_readable(struct conn *c)
@@ -543,7 +543,7 @@ static void conn_readable(struct conn *c)
             return;
         if (n < 0 && errno == EINTR)
             continue;
-        conn_close(c, (n == 0 || errno == ECONNRESET) ? E_CLOSED : E_IO, true);
+        conn_fail(c, (n == 0 || errno == ECONNRESET) ? E_CLOSED : E_IO);
         return;
     }
 }
@@ -580,12 +580,12 @@ static bool worker_scan(struct worker *w, int64_t now)
         if (c->step == ST_DONE)
             continue;
         if (c->fd >= 0 && force) {
-            conn_close(c, E_IO, false);
+            conn_end(c);
         } else if (c->fd >= 0 && c->deadline && now >= c->deadline) {
-            conn_close(c, E_TIMEOUT, true);
+            conn_fail(c, E_TIMEOUT);
         } else if (c->fd >= 0 && stop && opt.mode == MODE_IDLE) {
-            conn_close(c, E_IO, false); /* the hold is over */
-        } /* msg mode: a session ends itself with QUIT once there is no work left */
+            conn_end(c); /* the hold is over */
+        }                /* msg mode: a session ends itself with QUIT once there is no work left */
         if (c->step == ST_BACKOFF && now < c->deadline && !stop) {
             busy = true;
             continue;
