@@ -1,6 +1,7 @@
 #include "core/tlsconf.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +36,8 @@ static int tlsconf_demo(const struct config *cfg, struct tlsconf_demo *demo, cha
     return 0;
 }
 
-int tlsconf_server(const struct config *cfg, unsigned n, struct tls_ctx ***out, char *err,
-                   size_t errlen)
+static int tlsconf_build(const struct config *cfg, unsigned n, struct tls_ctx ***out, char *err,
+                         size_t errlen)
 {
     const struct config_tls *t = &cfg->tls;
     struct tlsconf_demo demo;
@@ -110,4 +111,39 @@ void tlsconf_free(struct tls_ctx **ctxs, unsigned n)
     for (unsigned i = 0; i < n; i++)
         tls_ctx_unref(ctxs[i]);
     free(ctxs);
+}
+
+struct tlsconf_job {
+    const struct config *cfg;
+    unsigned n;
+    struct tls_ctx ***out;
+    char *err;
+    size_t errlen;
+    int rc;
+};
+
+static void *tlsconf_thread(void *arg)
+{
+    struct tlsconf_job *j = arg;
+    j->rc = tlsconf_build(j->cfg, j->n, j->out, j->err, j->errlen);
+    return NULL;
+}
+
+/* Built on a thread of its own: OpenSSL keeps per-thread state (DRBGs) for every library
+ * context a thread has used, and runs its clean-up when the thread ends, against a context
+ * that must still exist (openssl/openssl#16778). The builder thread ends at once; the main
+ * thread, which lives until exit and outlives the contexts of every reloaded generation,
+ * never touches them. */
+int tlsconf_server(const struct config *cfg, unsigned n, struct tls_ctx ***out, char *err,
+                   size_t errlen)
+{
+    struct tlsconf_job j = {cfg, n, out, err, errlen, -1};
+    pthread_t t;
+    *out = NULL;
+    if (pthread_create(&t, NULL, tlsconf_thread, &j) != 0) {
+        snprintf(err, errlen, "cannot start a thread to load the certificates");
+        return -1;
+    }
+    pthread_join(t, NULL);
+    return j.rc;
 }
