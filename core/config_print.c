@@ -37,7 +37,7 @@ static void config_print_scalar(FILE *out, const char *s)
 /* One scalar (a key's value or a list item) stored at `at`. */
 static void config_print_value(FILE *out, const struct config_key *k, const void *at)
 {
-    char text[64];
+    char text[64] = ""; /* gcc -O2 cannot see every case fill it */
     const char *s = text;
     int family;
     switch (k->type) {
