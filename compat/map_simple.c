@@ -1,5 +1,6 @@
 #include "compat/map_simple.h"
 
+#include <ctype.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,16 +14,26 @@ static bool map_simple_domain_ok(const char *s)
     return *s && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-_.[]:") == strlen(s);
 }
 
+/* What follows "error:": a reply (5.1.1:550 text) or one of sendmail's named errors
+ * (nouser, unavailable, ...: letters first); NULL when good. */
+static const char *map_simple_error_bad(const char *after)
+{
+    const char *why = NULL, *msg;
+    char code[4], dsn[16];
+    if (isalpha((unsigned char)after[0]))
+        return NULL;
+    return map_parse_error(after, code, dsn, &msg, &why) < 0 ? why : NULL;
+}
+
 /* "mailer:host", "local:" or "error:..." */
 static const char *mailertable_value_bad(const char *v)
 {
     size_t m = strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-");
     if (m == 0 || v[m] != ':')
         return "expected mailer:host, like smtp:[mx.example.com] or esmtp:relay.example.com";
-    const char *host = v + m + 1, *why = NULL, *msg;
-    char code[4], dsn[16];
+    const char *host = v + m + 1;
     if (m == 5 && strncasecmp(v, "error", 5) == 0)
-        return map_parse_error(host, code, dsn, &msg, &why) < 0 ? why : NULL;
+        return map_simple_error_bad(host);
     if (m == 5 && strncasecmp(v, "local", 5) == 0)
         return NULL; /* local: or local:user */
     if (*host == '\0')
@@ -57,12 +68,7 @@ static const char *map_simple_entry_bad(enum map_simple_kind kind, const char *k
             return "the key must be user or user@domain";
         break;
     }
-    if (strncasecmp(value, "error:", 6) == 0) {
-        const char *why = NULL, *msg;
-        char code[4], dsn[16];
-        return map_parse_error(value + 6, code, dsn, &msg, &why) < 0 ? why : NULL;
-    }
-    return NULL;
+    return strncasecmp(value, "error:", 6) == 0 ? map_simple_error_bad(value + 6) : NULL;
 }
 
 static int map_simple_line(void *ctx, struct map_reader *r, char *line, unsigned lineno)

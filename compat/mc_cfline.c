@@ -37,10 +37,12 @@ static enum mc_verdict mc_cf_class(struct mc_state *st, const char *line, struct
         char path[1024];
         mc_spec_path(rest, path, sizeof(path));
         snprintf(key[0] == 'l' ? st->cw_file : st->cr_file, sizeof(st->cw_file), "%s", path);
-        if (key[0] == 'l')
-            st->use_cw_file = true, st->cw_loc = loc;
-        snprintf(st->cw_file_name, sizeof(st->cw_file_name), "%s", loc.file);
-        st->cw_loc.file = st->cw_file_name;
+        if (key[0] == 'l') {
+            st->use_cw_file = true;
+            st->cw_loc = loc;
+            snprintf(st->cw_file_name, sizeof(st->cw_file_name), "%s", loc.file);
+            st->cw_loc.file = st->cw_file_name;
+        }
         mc_report_add(st->report, loc, MC_TRANSLATED, "'%s': %s is the %s file", line, path,
                       key[0] == 'l' ? "local-host-names" : "relay-domains");
         return MC_GO_ON;
@@ -68,6 +70,8 @@ static enum mc_verdict mc_cf_macro(struct mc_state *st, const char *line, struct
     char name[32];
     const char *rest;
     mc_cf_name(line + 1, name, sizeof(name), &rest);
+    while (*rest == ' ' || *rest == '\t')
+        rest++;
     for (size_t i = 0; i < sizeof(macros) / sizeof(macros[0]); i++) {
         if (strcmp(name, macros[i].macro) != 0)
             continue;

@@ -195,6 +195,22 @@ static void mc_listener(struct mc_state *st, struct mc_daemon *d, size_t index)
         mc_yaml_set(item, "modifiers", d->modifiers, true, "sendmail M= flags");
 }
 
+/* The listener among the first n that binds the same port as d on an overlapping
+ * address (the same one, or a wildcard of the same family), or NULL. */
+static const struct mc_daemon *mc_clash(const struct mc_daemon *v, size_t n,
+                                        const struct mc_daemon *d)
+{
+    bool d_any = !d->addr[0] || !strcmp(d->addr, "0.0.0.0") || !strcmp(d->addr, "::");
+    for (size_t i = 0; i < n; i++) {
+        bool any = !strcmp(v[i].addr, "0.0.0.0") || !strcmp(v[i].addr, "::");
+        const char *fam = d->family[0] ? d->family : strchr(d->addr, ':') ? "inet6" : "inet";
+        if (v[i].port == d->port && !strcmp(v[i].family, fam) &&
+            (any || d_any || !strcmp(v[i].addr, d->addr)))
+            return &v[i];
+    }
+    return NULL;
+}
+
 void mc_daemons_finish(struct mc_state *st, const char *main_file)
 {
     struct mc_loc at = {main_file, 0};
@@ -212,6 +228,23 @@ void mc_daemons_finish(struct mc_state *st, const char *main_file)
                       "no FEATURE(no_default_msa): sendmail's default MSA listener on port 587 "
                       "-> listen");
     }
-    for (size_t i = 0; i < st->n_daemons; i++)
-        mc_listener(st, &st->daemons[i], i);
+    size_t kept = 0;
+    for (size_t i = 0; i < st->n_daemons; i++) {
+        struct mc_daemon *d = &st->daemons[i];
+        const struct mc_daemon *clash = mc_clash(st->daemons, kept, d);
+        if (clash) {
+            mc_report_add(st->report, (struct mc_loc){d->file, d->loc.line}, MC_WARNING,
+                          "listener %s on port %u: %s already listens there, so sendmail's "
+                          "bind would fail; left out%s",
+                          d->name, d->port, clash->name,
+                          strcmp(d->name, "MSA") || d->loc.line
+                              ? ""
+                              : " (add FEATURE(`no_default_msa') when the .mc defines its "
+                                "own MSA)");
+            continue;
+        }
+        st->daemons[kept] = *d;
+        mc_listener(st, &st->daemons[kept], kept);
+        kept++;
+    }
 }

@@ -42,8 +42,7 @@ struct mc_m4 {
     struct buf text; /* the output line being collected */
     struct mc_loc text_loc;
     size_t expanded;
-    char *err;
-    size_t errlen;
+    struct mc_m4_error *err;
 };
 
 enum m4_builtin {
@@ -65,12 +64,11 @@ static int m4_fail(struct mc_m4 *m, struct mc_loc loc, const char *fmt, ...)
 static int m4_fail(struct mc_m4 *m, struct mc_loc loc, const char *fmt, ...)
 {
     va_list ap;
-    int n = snprintf(m->err, m->errlen, "%s:%u: ", loc.file, loc.line);
-    if (n >= 0 && (size_t)n < m->errlen) {
-        va_start(ap, fmt);
-        vsnprintf(m->err + n, m->errlen - (size_t)n, fmt, ap);
-        va_end(ap);
-    }
+    snprintf(m->err->file, sizeof(m->err->file), "%s", loc.file);
+    m->err->line = loc.line;
+    va_start(ap, fmt);
+    vsnprintf(m->err->msg, sizeof(m->err->msg), fmt, ap);
+    va_end(ap);
     return -1;
 }
 
@@ -171,6 +169,47 @@ int mc_m4_push_text(struct mc_m4 *m, const char *text)
     return copy ? m4_push(m, copy, strlen(copy), m4_loc(m), false) : -1;
 }
 
+/* Appends `text` expanded into b; `depth` bounds macros that name each other. */
+static int m4_expand_into(const struct mc_m4 *m, const char *text, struct buf *b, int depth)
+{
+    int quote = 0, rc = 0;
+    for (const char *p = text; *p && rc == 0;) {
+        /* the outermost pair of quotes goes; nested ones stay, as m4 strips one level */
+        if (*p == m->lq && quote++ == 0) {
+            p++;
+            continue;
+        }
+        if (*p == m->rq && quote > 0 && --quote == 0) {
+            p++;
+            continue;
+        }
+        if (quote == 0 && (isalpha((unsigned char)*p) || *p == '_')) {
+            const char *start = p;
+            while (isalnum((unsigned char)*p) || *p == '_')
+                p++;
+            char word[256];
+            snprintf(word, sizeof(word), "%.*s", (int)(p - start), start);
+            const struct m4_macro *d = depth < 8 ? m4_find(m, word) : NULL;
+            rc = d ? m4_expand_into(m, d->body, b, depth + 1)
+                   : buf_append(b, start, (size_t)(p - start));
+            continue;
+        }
+        rc = buf_append(b, p++, 1);
+    }
+    return rc;
+}
+
+char *mc_m4_expand_value(const struct mc_m4 *m, const char *text)
+{
+    struct buf b;
+    buf_init(&b, 1024 * 1024);
+    if (m4_expand_into(m, text, &b, 0) < 0 || buf_append(&b, "", 1) < 0) {
+        buf_free(&b);
+        return NULL;
+    }
+    return b.data;
+}
+
 static void m4_undefine(struct mc_m4 *m, const char *name)
 {
     struct m4_macro *d = m4_find(m, name);
@@ -185,7 +224,7 @@ static int m4_emit(struct mc_m4 *m, struct mc_event *ev)
 {
     enum mc_verdict v = m->o->on_event(m->o->ctx, m, ev);
     if (v == MC_STOP) {
-        m->err[0] = '\0';
+        m->err->msg[0] = '\0';
         return -1;
     }
     return v == MC_SKIP ? 1 : 0;
@@ -353,13 +392,13 @@ static int m4_open(struct mc_m4 *m, const char *path, const char *data, size_t l
     if (m->include_depth >= M4_MAX_INCLUDE_DEPTH)
         return m4_fail(m, at, "includes nested more than %d deep (an include loop?)",
                        M4_MAX_INCLUDE_DEPTH);
-    char *copy = NULL, err[512];
+    char *copy = NULL, why[512];
     size_t n = len;
     if (data) {
         if ((copy = malloc(len + 1)) != NULL)
             memcpy(copy, data, len);
-    } else if (map_read_file(path, &copy, &n, err, sizeof(err)) < 0) {
-        return m4_fail(m, at, "%s", err);
+    } else if (map_read_file(path, &copy, &n, why, sizeof(why)) < 0) {
+        return m4_fail(m, at, "%s", why);
     }
     if (!copy || map_strings_add(&m->files, path) < 0) {
         free(copy);
@@ -532,11 +571,11 @@ static int m4_scan(struct mc_m4 *m, struct buf *arg, unsigned nest)
 }
 
 static int m4_run(const char *name, const char *data, size_t len, const struct mc_m4_options *o,
-                  char *err, size_t errlen)
+                  struct mc_m4_error *err)
 {
-    struct mc_m4 m = {.o = o, .lq = '`', .rq = '\'', .err = err, .errlen = errlen};
+    struct mc_m4 m = {.o = o, .lq = '`', .rq = '\'', .err = err};
     buf_init(&m.text, 1024 * 1024);
-    err[0] = '\0';
+    memset(err, 0, sizeof(*err));
     int rc = m4_open(&m, name, data, len, (struct mc_loc){name, 0});
     if (rc == 0)
         rc = m4_scan(&m, NULL, 0);
@@ -554,13 +593,13 @@ static int m4_run(const char *name, const char *data, size_t len, const struct m
     return rc < 0 ? -1 : 0;
 }
 
-int mc_m4_read_file(const char *path, const struct mc_m4_options *o, char *err, size_t errlen)
+int mc_m4_read_file(const char *path, const struct mc_m4_options *o, struct mc_m4_error *err)
 {
-    return m4_run(path, NULL, 0, o, err, errlen);
+    return m4_run(path, NULL, 0, o, err);
 }
 
 int mc_m4_read_mem(const char *name, const char *data, size_t len, const struct mc_m4_options *o,
-                   char *err, size_t errlen)
+                   struct mc_m4_error *err)
 {
-    return m4_run(name, data, len, o, err, errlen);
+    return m4_run(name, data, len, o, err);
 }

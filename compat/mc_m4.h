@@ -61,18 +61,28 @@ struct mc_m4_options {
     void *ctx;
 };
 
-/* Reads a .mc from a file or from memory (`name` labels it in locations). 0 on success;
- * -1 with "file:line: why" in err on malformed input, or with err empty when on_event
- * stopped the reading. */
-int mc_m4_read_file(const char *path, const struct mc_m4_options *o, char *err, size_t errlen);
+/* Where and why reading failed. */
+struct mc_m4_error {
+    char file[256];
+    unsigned line;
+    char msg[512]; /* empty when on_event stopped the reading */
+};
+
+/* Reads a .mc from a file or from memory (`name` labels it in locations). 0 on success,
+ * -1 with *err filled on malformed input or when on_event stopped. */
+int mc_m4_read_file(const char *path, const struct mc_m4_options *o, struct mc_m4_error *err);
 int mc_m4_read_mem(const char *name, const char *data, size_t len, const struct mc_m4_options *o,
-                   char *err, size_t errlen);
+                   struct mc_m4_error *err);
 
 /* From an event handler: define a macro as the .mc could (what OSTYPE/DOMAIN imply). */
 int mc_m4_define(struct mc_m4 *m, const char *name, const char *value);
 /* From an event handler: m4 text to read next, as if the .mc had it at the current call
  * (what a standard OSTYPE or DOMAIN file contributes). */
 int mc_m4_push_text(struct mc_m4 *m, const char *text);
+/* `text` as sendmail's m4 reads a define's value where cf.m4 uses it: macros of the .mc
+ * (without arguments) replaced by their values, again inside those, and one level of
+ * quotes removed. A heap string (NULL when out of memory); expansion is bounded. */
+char *mc_m4_expand_value(const struct mc_m4 *m, const char *text);
 /* Is the macro defined (by the .mc or with mc_m4_define)? */
 bool mc_m4_is_defined(const struct mc_m4 *m, const char *name);
 

@@ -273,8 +273,13 @@ static enum mc_verdict mc_on_event(void *ctx, struct mc_m4 *m, const struct mc_e
     struct mc_state *st = ctx;
     st->m4 = m;
     switch (ev->kind) {
-    case MC_DEFINE:
-        return mc_define(st, ev->name, ev->args[0], ev->loc);
+    case MC_DEFINE: {
+        char *value = mc_m4_expand_value(m, ev->args[0]);
+        enum mc_verdict v =
+            value ? mc_define(st, ev->name, value, ev->loc) : mc_fail(st, ev->loc, "out of memory");
+        free(value);
+        return v;
+    }
     case MC_UNDEFINE:
         mc_undefine(st, ev->name, ev->loc);
         return MC_GO_ON;
@@ -325,16 +330,15 @@ static enum mc_status mc_run(const char *name, const char *data, size_t len,
                              const struct mc_options *o, struct mc_result *res)
 {
     struct mc_state st = {.o = o, .report = &res->report};
-    char err[1024];
+    struct mc_m4_error err;
     struct mc_m4_options mo = {o->include_dirs,  o->n_include_dirs, o->root,
                                mc_is_bare_macro, mc_on_event,       &st};
     buf_init(&res->yaml, 0);
     if (!(st.yaml = mc_yaml_new()))
         return res->status = MC_STATUS_ERROR;
-    int rc = data ? mc_m4_read_mem(name, data, len, &mo, err, sizeof(err))
-                  : mc_m4_read_file(name, &mo, err, sizeof(err));
-    if (rc < 0 && err[0])
-        mc_report_add(&res->report, (struct mc_loc){NULL, 0}, MC_ERROR, "%s", err);
+    int rc = data ? mc_m4_read_mem(name, data, len, &mo, &err) : mc_m4_read_file(name, &mo, &err);
+    if (rc < 0 && err.msg[0])
+        mc_report_add(&res->report, (struct mc_loc){err.file, err.line}, MC_ERROR, "%s", err.msg);
     if (rc == 0 && !st.saw_ostype)
         mc_report_add(&res->report, (struct mc_loc){name, 0}, MC_WARNING,
                       "no OSTYPE: sendmail's m4 prints '*** ERROR: No system type defined (use "
