@@ -290,7 +290,9 @@ static void smtp_cmd_starttls(struct smtp_server *s, const char *arg, size_t len
         return;
     }
     if (!s->set->starttls) {
-        smtp_server_cmd_error(s, 502, "5.5.1", "Command not implemented");
+        /* RFC 3207 4: the answer when TLS cannot be offered here (no certificates, or a
+         * listener that disables it). */
+        smtp_server_cmd_error(s, 454, "4.7.0", "TLS not available");
         return;
     }
     smtp_server_reply(s, 220, "2.0.0", "Ready to start TLS");

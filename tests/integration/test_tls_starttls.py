@@ -47,6 +47,18 @@ class Rules(RingmailTestCase):
                                         r"group=\S+, cert=ECDSA-P256"))
         self.assertIsNotNone(d.wait_log(r"proto=ESMTPS, daemon=MTA"))
 
+    def test_pipelined_rset_not_answered(self):
+        # The injection probe: an RSET riding in the STARTTLS packet must not be
+        # answered after the handshake (it would be, if it were kept and run over TLS).
+        d = self.daemon(**tls_config(CERTS, "ECDSA-P256"))
+        c = self.session(d)
+        c.send("STARTTLS\r\nRSET\r\n")
+        self.assertReply(c.reply(), 220, "2.0.0", r"Ready to start TLS")
+        c.buf = b""
+        wrap_tls(c, client_context(verify=True, cafile=CERTS.ca))
+        self.assertReply(c.cmd("NOOP"), 250, "2.0.0", r"2\.0\.0 OK$")
+        self.assertReply(c.cmd("QUIT"), 221)
+
     def test_listener_without_starttls(self):
         d = self.daemon(**tls_config(CERTS, "ECDSA-P256"))
         d.config["listen"][0]["starttls"] = False
@@ -55,12 +67,13 @@ class Rules(RingmailTestCase):
         self.assertIsNotNone(d.wait_log(r"configuration reloaded"))
         c = self.session(d)
         self.assertNotIn("STARTTLS", c.ehlo_reply.keywords())
-        self.assertReply(c.cmd("STARTTLS"), 502, "5.5.1")
+        self.assertReply(c.cmd("STARTTLS"), 454, "4.7.0")
 
     def test_no_certificates_no_starttls(self):
         d = self.daemon()
         c = self.session(d)
         self.assertNotIn("STARTTLS", c.ehlo_reply.keywords())
+        self.assertReply(c.cmd("STARTTLS"), 454, "4.7.0")
         self.assertIsNotNone(d.wait_log(r"STARTTLS not offered"))
 
     def test_swaks_tls_end_to_end(self):

@@ -437,7 +437,7 @@ static void test_starttls_refused(void **state)
     set.starttls = false;
     struct h *h = h_new(&set);
     h_feed(h, "STARTTLS\r\nSTARTTLS now\r\nNOOP\r\n");
-    h_expect(h, "502 5.5.1 Command not implemented\r\n"
+    h_expect(h, "454 4.7.0 TLS not available\r\n"
                 "501 5.5.4 Syntax error (no parameters allowed)\r\n"
                 "250 2.0.0 OK\r\n");
     h_free(h);
