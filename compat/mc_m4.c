@@ -13,7 +13,8 @@
 /* Limits that make every input end: real .mc files stay far below them. */
 #define M4_MAX_INCLUDE_DEPTH 16
 #define M4_MAX_NEST          64
-#define M4_MAX_EXPANSION     (16u * 1024 * 1024) /* bytes of macro expansion in all */
+#define M4_MAX_EXPANSION     (1024u * 1024) /* bytes of macro expansion in all */
+#define M4_MAX_FRAMES        1024           /* pieces of input open at once */
 #define M4_MAX_ARGS          64
 
 /* A piece of input: a file, or text pushed back by a macro expansion (which keeps the
@@ -33,7 +34,7 @@ struct m4_macro {
 struct mc_m4 {
     const struct mc_m4_options *o;
     struct m4_frame *top;
-    unsigned include_depth;
+    unsigned include_depth, n_frames;
     struct m4_macro *macros;
     size_t n_macros, cap_macros;
     struct map_strings files; /* names that locations point into */
@@ -74,13 +75,17 @@ static int m4_fail(struct mc_m4 *m, struct mc_loc loc, const char *fmt, ...)
 
 static int m4_push(struct mc_m4 *m, char *data, size_t len, struct mc_loc loc, bool is_file)
 {
-    struct m4_frame *f = calloc(1, sizeof(*f));
+    struct m4_frame *f = m->n_frames < M4_MAX_FRAMES ? calloc(1, sizeof(*f)) : NULL;
     if (!f) {
         free(data);
-        return m4_fail(m, loc, "out of memory");
+        return m4_fail(m, loc,
+                       m->n_frames < M4_MAX_FRAMES
+                           ? "out of memory"
+                           : "macros expand inside each other too deeply (recursion?)");
     }
     *f = (struct m4_frame){data, len, 0, loc, is_file, m->top};
     m->top = f;
+    m->n_frames++;
     return 0;
 }
 
@@ -88,6 +93,7 @@ static void m4_pop(struct mc_m4 *m)
 {
     struct m4_frame *f = m->top;
     m->top = f->next;
+    m->n_frames--;
     if (f->is_file)
         m->include_depth--;
     free(f->data);
