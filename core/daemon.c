@@ -295,6 +295,7 @@ int daemon_run(const char *config_path, bool foreground)
     }
     engine_join(d.engine);
     daemon_free(&d, n_listeners);
+    tls_ctx_retired_free(); /* every worker has ended: see tls_ctx_unref() */
     log_info("stopped");
     log_close();
     return EX_OK;

@@ -16,6 +16,7 @@
 #include <openssl/err.h>
 
 #include "tls/tls_int.h"
+#include "util/log.h"
 
 const char *tls_err_reason(const char *fallback)
 {
@@ -260,6 +261,61 @@ struct tls_ctx *tls_ctx_ref(struct tls_ctx *c)
     return c;
 }
 
+/*
+ * Library contexts of released tls_ctx objects wait here until tls_ctx_retired_free().
+ * OpenSSL keeps per-thread state (DRBGs) for every library context a thread used and
+ * cleans it up when the thread ends, against a context that must still exist
+ * (openssl/openssl#16778). A worker that used a context of an older generation may end
+ * long after that generation was released, so a library context is only freed once every
+ * worker has ended.
+ */
+struct tls_retired {
+    struct tls_retired *next;
+    OSSL_LIB_CTX *libctx;
+    OSSL_PROVIDER *providers[TLS_MAX_PROVIDERS];
+    size_t n_providers;
+};
+static pthread_mutex_t tls_retired_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tls_retired *tls_retired_list;
+
+static void tls_libctx_free(OSSL_LIB_CTX *libctx, OSSL_PROVIDER *const *providers, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        OSSL_PROVIDER_unload(providers[i]);
+    OSSL_LIB_CTX_free(libctx);
+}
+
+static void tls_libctx_retire(struct tls_ctx *c)
+{
+    struct tls_retired *r = calloc(1, sizeof(*r));
+    if (!r) {
+        /* Keeping it alive is the safe side of the two; it is only memory. */
+        log_warn("tls: out of memory retiring a library context; it stays allocated");
+        return;
+    }
+    r->libctx = c->libctx;
+    memcpy(r->providers, c->providers, sizeof(r->providers));
+    r->n_providers = c->n_providers;
+    pthread_mutex_lock(&tls_retired_lock);
+    r->next = tls_retired_list;
+    tls_retired_list = r;
+    pthread_mutex_unlock(&tls_retired_lock);
+}
+
+void tls_ctx_retired_free(void)
+{
+    pthread_mutex_lock(&tls_retired_lock);
+    struct tls_retired *r = tls_retired_list;
+    tls_retired_list = NULL;
+    pthread_mutex_unlock(&tls_retired_lock);
+    while (r) {
+        struct tls_retired *next = r->next;
+        tls_libctx_free(r->libctx, r->providers, r->n_providers);
+        free(r);
+        r = next;
+    }
+}
+
 void tls_ctx_unref(struct tls_ctx *c)
 {
     if (!c || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
@@ -268,9 +324,10 @@ void tls_ctx_unref(struct tls_ctx *c)
     tls_certs_free(c);
     tls_tickets_free(c);
     free(c->groups);
-    for (size_t i = 0; i < c->n_providers; i++)
-        OSSL_PROVIDER_unload(c->providers[i]);
-    OSSL_LIB_CTX_free(c->libctx);
+    if (c->used)
+        tls_libctx_retire(c);
+    else
+        tls_libctx_free(c->libctx, c->providers, c->n_providers);
     pthread_mutex_destroy(&c->ticket_lock);
     free(c);
 }

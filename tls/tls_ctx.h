@@ -66,7 +66,12 @@ struct tls_ctx *tls_ctx_new_server(const struct tls_settings *s, char *err, size
  * certificate pair, if any, is the client certificate (confCLIENT_CERT/KEY). */
 struct tls_ctx *tls_ctx_new_client(const struct tls_settings *s, char *err, size_t errlen);
 struct tls_ctx *tls_ctx_ref(struct tls_ctx *c);
+/* The last unref frees the context; the library context of one that carried sessions is
+ * kept until tls_ctx_retired_free() (see tls_ctx.c: OpenSSL's per-thread state). */
 void tls_ctx_unref(struct tls_ctx *c);
+/* Frees the retired library contexts. Call once every thread that ran sessions has ended
+ * (the daemon: after the workers are joined). */
+void tls_ctx_retired_free(void);
 
 /* The groups the loaded providers offer for TLS, as OpenSSL names them, with their
  * security bits and the protocol versions that may use them. */

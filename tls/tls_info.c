@@ -73,10 +73,11 @@ static void tls_verify_result(const struct tls_session *t, struct tls_session_in
 void tls_session_info(const struct tls_session *t, struct tls_session_info *out)
 {
     memset(out, 0, sizeof(*out));
+    /* "none": a client that offered nothing must read as such in the log, not as "". */
     snprintf(out->offered_groups, sizeof(out->offered_groups), "%s",
-             t->offered_groups ? t->offered_groups : "");
+             t->offered_groups && *t->offered_groups ? t->offered_groups : "none");
     snprintf(out->offered_sigalgs, sizeof(out->offered_sigalgs), "%s",
-             t->offered_sigalgs ? t->offered_sigalgs : "");
+             t->offered_sigalgs && *t->offered_sigalgs ? t->offered_sigalgs : "none");
     if (t->state != TLS_OPEN && t->state != TLS_CLOSED)
         return;
     snprintf(out->version, sizeof(out->version), "%s", SSL_get_version(t->ssl));

@@ -52,6 +52,7 @@ struct tls_ticket_key {
 
 struct tls_ctx {
     atomic_uint refs;
+    atomic_bool used; /* a session ran on it: its library context must be retired */
     bool server;
     bool request_client_cert;
     OSSL_LIB_CTX *libctx;

@@ -125,6 +125,7 @@ struct tls_session *tls_session_new(struct tls_ctx *ctx, const struct tls_sessio
         goto fail;
     t->io = io;
     t->ctx = tls_ctx_ref(ctx);
+    atomic_store_explicit(&ctx->used, true, memory_order_relaxed);
     ERR_clear_error();
     t->ssl = SSL_new(ctx->ssl);
     BIO *bio = BIO_new(tls_bio_method);
