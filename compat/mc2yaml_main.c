@@ -37,7 +37,10 @@ static int write_out(const char *path, const struct buf *yaml)
     }
     size_t n = fwrite(yaml->data ? yaml->data : "", 1, yaml->len, f);
     int bad = n != yaml->len || ferror(f);
-    if (path ? fclose(f) != 0 : fflush(f) != 0)
+    /* A write error may only show when the buffers are flushed: check that too. */
+    if (!path && fflush(f) != 0)
+        bad = 1;
+    else if (path && fclose(f) != 0)
         bad = 1;
     if (bad) {
         perror(path ? path : "stdout");
