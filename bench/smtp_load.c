@@ -1,20 +1,29 @@
 /*
  * bench/smtp_load.c — an SMTP load generator for benchmarks (loopback use).
  *
- * Non-blocking sockets on one epoll per thread, many sessions in flight. Two modes today:
+ * Non-blocking sockets on one epoll per thread, many sessions in flight. Three modes:
  *
- *   msg   connect, banner, EHLO, then per message MAIL / RCPT / DATA / body / "." (optionally
- *         pipelined: MAIL+RCPT+DATA in one write), M messages per connection, QUIT, and the
- *         slot reconnects while there is work left (N messages or D seconds).
- *   idle  open N connections (optionally spread over source addresses 127.0.0.2..), banner,
- *         EHLO, and hold them until a signal or the duration ends.
+ *   msg        connect, banner, EHLO, then per message MAIL / RCPT / DATA / body / "."
+ *              (optionally pipelined: MAIL+RCPT+DATA in one write), M messages per connection,
+ *              QUIT, and the slot reconnects while there is work left (N messages or D
+ *              seconds).
+ *   handshake  connect, banner, EHLO, STARTTLS, a TLS handshake, QUIT over TLS, reconnect
+ *              (N handshakes or D seconds).
+ *   idle       open N connections (optionally spread over source addresses 127.0.0.2..),
+ *              banner, EHLO (with --starttls: then STARTTLS, the handshake and EHLO again over
+ *              TLS), and hold them until a signal or the duration ends.
  *
  * A session is a list of steps driven by replies (conn_on_reply); the bytes go through a
- * small transport table (struct xport), so a STARTTLS step and a TLS transport over memory
- * BIOs (bench issue 5: handshake mode, STARTTLS message mode) slot in without changing the
- * loop. Reports one JSON object on stdout, then one Markdown table row: rates, latency
- * p50/p99/p99.9 (per message: from sending MAIL to the 250 after the dot), errors by kind,
- * and the client's own CPU time so a run where the client was the bottleneck says so.
+ * small transport table (struct xport), plain or TLS (OpenSSL on the non-blocking socket
+ * itself, SSL_set_fd), so STARTTLS message mode (bench issue 5) is one more path through the
+ * same steps. Each client thread has its own OSSL_LIB_CTX and SSL_CTX, as the daemon's
+ * workers do: OpenSSL 3.0 threads sharing one context lose their handshake rate to locks,
+ * and the client must not be slowed by what the benchmark measures in the server.
+ * Reports one JSON object on stdout, then one Markdown table row: rates, latency
+ * p50/p99/p99.9 (per message: from sending MAIL to the 250 after the dot; per handshake:
+ * from the ClientHello to the end of the handshake), errors by kind, the group, server
+ * certificate type, cipher and version negotiated (counts), and the client's own CPU time
+ * so a run where the client was the bottleneck says so.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,6 +50,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #define RBUF_SIZE    2048 /* replies only; a longer single line is an error */
 #define SCAN_NS      (100 * 1000000LL)
 #define BACKOFF_NS   (50 * 1000000LL)
@@ -48,23 +62,27 @@
 #define CLIENT_BOUND 0.85 /* client CPU share of its threads above which it was the limit */
 #define DEFAULT_PORT "2525"
 #define DEFAULT_RAMP 512
+#define MAX_TALLY    16 /* distinct (group, cert, cipher, version) tuples kept per thread */
 
-enum mode { MODE_MSG, MODE_IDLE };
+enum mode { MODE_MSG, MODE_HANDSHAKE, MODE_IDLE };
+static const char *const mode_names[] = {"msg", "handshake", "idle"};
 
 /* What a session waits for (the reply that step's command gets). */
 enum step {
-    ST_FREE,    /* slot not connected */
-    ST_BACKOFF, /* slot waits before reconnecting after a connect error */
-    ST_CONNECT, /* non-blocking connect in progress */
-    ST_BANNER,  /* 220 */
-    ST_EHLO,    /* 250 */
-    ST_MAIL,    /* 250 */
-    ST_RCPT,    /* 250 */
-    ST_DATA,    /* 354 */
-    ST_DOT,     /* 250 after the body */
-    ST_QUIT,    /* 221 */
-    ST_IDLE,    /* idle mode: held open */
-    ST_DONE,    /* slot retired */
+    ST_FREE,     /* slot not connected */
+    ST_BACKOFF,  /* slot waits before reconnecting after a connect error */
+    ST_CONNECT,  /* non-blocking connect in progress */
+    ST_BANNER,   /* 220 */
+    ST_EHLO,     /* 250 */
+    ST_MAIL,     /* 250 */
+    ST_RCPT,     /* 250 */
+    ST_DATA,     /* 354 */
+    ST_DOT,      /* 250 after the body */
+    ST_STARTTLS, /* 220 to STARTTLS */
+    ST_TLS,      /* TLS handshake in progress */
+    ST_QUIT,     /* 221 */
+    ST_IDLE,     /* idle mode: held open */
+    ST_DONE,     /* slot retired */
 };
 
 enum err_kind {
@@ -75,17 +93,18 @@ enum err_kind {
     E_REPLYX,  /* an unexpected or malformed reply (wrong 2xx/3xx, garbage, too long) */
     E_CLOSED,  /* the server closed or reset the connection mid-session */
     E_IO,      /* another socket error */
+    E_TLS,     /* the TLS handshake failed, or a TLS error after it */
     E_COUNT
 };
 static const char *const err_names[E_COUNT] = {"connect",     "timeout", "reply_4xx", "reply_5xx",
-                                               "reply_other", "closed",  "io"};
+                                               "reply_other", "closed",  "io",        "tls"};
 
 struct opts {
     enum mode mode;
     const char *host, *port;
     int threads;
     long concurrency; /* msg: sessions in flight; idle: connects in flight */
-    long messages;    /* msg: total, 0 = unlimited (use duration) */
+    long messages;    /* msg: total messages; handshake: total handshakes; 0 = use duration */
     long connections; /* idle: how many to open */
     double duration;  /* seconds, 0 = none */
     double max_time;  /* hard bound on the whole run */
@@ -94,6 +113,11 @@ struct opts {
     long per_conn;    /* messages per connection */
     long size;        /* message size in bytes (headers + body) */
     bool pipelining;
+    bool starttls;       /* idle: STARTTLS, handshake and EHLO over TLS before holding */
+    bool resume;         /* handshake: offer the last session (ticket) of this thread */
+    const char *groups;  /* TLS key-exchange groups to offer, OpenSSL's list syntax */
+    const char *sigalgs; /* signature algorithms to allow: picks the server's certificate */
+    int tls_version;     /* 0 (1.2 or 1.3), TLS1_2_VERSION or TLS1_3_VERSION */
     const char *from, *to, *ehlo;
     int sources; /* idle/msg: spread over 127.0.0.2 .. 127.0.0.(1+sources) */
     const char *label;
@@ -179,9 +203,9 @@ static double pct_us(const struct samples *s, double p)
 
 /* ------------------------------------------------------------------ shared state */
 
-static atomic_bool stopping;      /* no new messages or connections */
+static atomic_bool stopping;      /* no new messages, handshakes or connections */
 static atomic_bool force_close;   /* drain over: close everything now */
-static atomic_long budget;        /* messages left to start (msg mode with -n) */
+static atomic_long budget;        /* messages or handshakes left to start (with -n) */
 static atomic_long idle_settled;  /* idle: attempts that ended up or failed */
 static atomic_long idle_up;       /* idle: currently established */
 static atomic_long conn_seq;      /* round-robin over source addresses */
@@ -193,31 +217,45 @@ static struct addrinfo *target;
 /* The bytes a session sends; shared and immutable, so a connection only keeps a pointer. */
 static char *cmd_ehlo, *cmd_mail, *cmd_rcpt, *cmd_txn, *msg_body;
 static size_t len_ehlo, len_mail, len_rcpt, len_txn, len_body;
-static const char cmd_data[] = "DATA\r\n", cmd_quit[] = "QUIT\r\n";
+static const char cmd_data[] = "DATA\r\n", cmd_quit[] = "QUIT\r\n", cmd_starttls[] = "STARTTLS\r\n";
 
 /* ------------------------------------------------------------------ per thread */
 
+/* What one TLS handshake negotiated; identical ones are counted together. */
+struct tally {
+    char group[32], cert[32], cipher[64], version[16];
+    long n;
+};
+
 struct stats {
     long msgs, msgs_window;   /* accepted: all / inside the measuring window */
+    long hs, hs_window;       /* TLS handshakes completed: all / inside the window */
+    long resumed;             /* of them, resumed sessions */
     long conns, conns_window; /* TCP connections established */
     long sessions;            /* sessions ended by 221 */
     long err[E_COUNT];
-    struct samples lat;   /* MAIL sent -> 250 after the dot */
-    struct samples setup; /* connect() -> 250 to EHLO */
+    struct samples lat;   /* msg: MAIL sent -> 250 after the dot; handshake: the handshake */
+    struct samples setup; /* connect() -> ready (250 to the last EHLO; handshake: its end) */
+    struct tally seen[MAX_TALLY];
+    long seen_other; /* handshakes whose tuple did not fit in `seen` */
 };
 
 struct worker;
 
+struct xport;
+
 struct conn {
     struct worker *w;
     int fd;
+    const struct xport *xp; /* plain until the TLS handshake completes */
+    SSL *ssl;               /* from the 220 to STARTTLS on */
     enum step step;
     bool pipelined;   /* this transaction's MAIL/RCPT/DATA went in one write */
     bool server_pipe; /* the server advertised PIPELINING */
     bool in_txn;      /* a message is in flight */
     long done_here;   /* messages on this connection */
     int64_t deadline; /* reply timeout or backoff end, 0 = none */
-    int64_t t_connect, t_mail;
+    int64_t t_connect, t_mail, t_tls;
     const char *out; /* pending output (points into a shared buffer) */
     size_t out_len, out_off;
     bool want_out; /* EPOLLOUT registered */
@@ -225,7 +263,7 @@ struct conn {
     char rbuf[RBUF_SIZE];
 };
 
-/* Transport: plain sockets today; a TLS one (memory BIOs) comes with the handshake mode. */
+/* Transport: recv/send semantics (bytes, 0 at end of stream, -1 with errno). */
 struct xport {
     ssize_t (*recv)(struct conn *c, char *buf, size_t len);
     ssize_t (*send)(struct conn *c, const char *buf, size_t len);
@@ -243,13 +281,55 @@ static ssize_t plain_send(struct conn *c, const char *buf, size_t len)
 
 static const struct xport xport_plain = {plain_recv, plain_send};
 
+/* Map an SSL_read/SSL_write result onto recv/send's. SSL_ERROR_WANT_WRITE from a read (or
+ * WANT_READ from a write) is a TLS 1.3 key update at most: on loopback it cannot stall for
+ * long, and the level-triggered loop calls again, so EAGAIN is enough for both. */
+static ssize_t tls_result(struct conn *c, int n)
+{
+    if (n > 0)
+        return n;
+    switch (SSL_get_error(c->ssl, n)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        if (errno == 0)
+            return 0; /* EOF without close_notify */
+        return -1;
+    default:
+        errno = EPROTO;
+        return -1;
+    }
+}
+
+static ssize_t tls_recv(struct conn *c, char *buf, size_t len)
+{
+    ERR_clear_error();
+    errno = 0;
+    return tls_result(c, SSL_read(c->ssl, buf, (int)len));
+}
+
+static ssize_t tls_send(struct conn *c, const char *buf, size_t len)
+{
+    ERR_clear_error();
+    errno = 0;
+    return tls_result(c, SSL_write(c->ssl, buf, (int)len));
+}
+
+static const struct xport xport_tls = {tls_recv, tls_send};
+
 struct worker {
     int id;
     int ep;
     long nslots;
     long idle_quota; /* idle mode: connections this thread still has to open */
     struct conn *slots;
-    const struct xport *xp;
+    OSSL_LIB_CTX *libctx;
+    SSL_CTX *ssl_ctx;
+    SSL_SESSION *resume; /* --resume: the newest session ticket this thread received */
     struct stats st;
     pthread_t thread;
     atomic_bool finished;
@@ -273,7 +353,7 @@ static void conn_set_out(struct conn *c, bool want)
 static bool conn_flush(struct conn *c)
 {
     while (c->out_off < c->out_len) {
-        ssize_t n = c->w->xp->send(c, c->out + c->out_off, c->out_len - c->out_off);
+        ssize_t n = c->xp->send(c, c->out + c->out_off, c->out_len - c->out_off);
         if (n > 0) {
             c->out_off += (size_t)n;
             continue;
@@ -312,9 +392,14 @@ static void conn_end(struct conn *c)
         close(c->fd); /* also removes it from the epoll set */
         c->fd = -1;
     }
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
     if (c->step == ST_IDLE)
         atomic_fetch_sub(&idle_up, 1);
-    bool was_connecting = c->step == ST_CONNECT || c->step == ST_BANNER || c->step == ST_EHLO;
+    bool was_connecting = c->step == ST_CONNECT || c->step == ST_BANNER || c->step == ST_EHLO ||
+                          c->step == ST_STARTTLS || c->step == ST_TLS;
     if (opt.mode == MODE_IDLE && was_connecting)
         atomic_fetch_add(&idle_settled, 1); /* an attempt that failed */
     c->in_txn = false;
@@ -330,7 +415,7 @@ static void conn_fail(struct conn *c, enum err_kind why)
 {
     c->w->st.err[why]++;
     conn_end(c);
-    if (why == E_CONNECT && opt.mode == MODE_MSG) {
+    if (why == E_CONNECT && opt.mode != MODE_IDLE) {
         c->step = ST_BACKOFF;
         c->deadline = now_ns() + BACKOFF_NS;
     }
@@ -343,6 +428,12 @@ static bool msg_work_left(void)
     return opt.messages == 0 || atomic_load(&budget) > 0;
 }
 
+/* Claim one unit of work (a message or a handshake); false when there is none left. */
+static bool take_work(void)
+{
+    return msg_work_left() && (opt.messages == 0 || atomic_fetch_sub(&budget, 1) > 0);
+}
+
 /* Start a connection in this slot (non-blocking connect). */
 static void conn_open(struct conn *c)
 {
@@ -350,6 +441,7 @@ static void conn_open(struct conn *c)
     c->done_here = 0;
     c->server_pipe = false;
     c->rlen = 0;
+    c->xp = &xport_plain;
     c->fd = socket(target->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
         c->step = ST_CONNECT;
@@ -403,7 +495,7 @@ static void conn_connected(struct conn *c)
 static void conn_next_message(struct conn *c)
 {
     bool more = opt.per_conn == 0 || c->done_here < opt.per_conn;
-    if (more && msg_work_left() && (opt.messages == 0 || atomic_fetch_sub(&budget, 1) > 0)) {
+    if (more && take_work()) {
         c->in_txn = true;
         c->t_mail = now_ns();
         c->pipelined = opt.pipelining && c->server_pipe;
@@ -416,6 +508,135 @@ static void conn_next_message(struct conn *c)
     conn_send(c, cmd_quit, sizeof cmd_quit - 1, ST_QUIT);
 }
 
+/* "RSA-2048", "ECDSA-P256", "Ed25519"...: the key of the certificate the server chose. */
+static void peer_cert_type(SSL *ssl, char *out, size_t len)
+{
+    X509 *x = SSL_get0_peer_certificate(ssl);
+    EVP_PKEY *pk = x ? X509_get0_pubkey(x) : NULL;
+    if (!pk)
+        snprintf(out, len, "none");
+    else if (EVP_PKEY_is_a(pk, "RSA"))
+        snprintf(out, len, "RSA-%d", EVP_PKEY_get_bits(pk));
+    else if (EVP_PKEY_is_a(pk, "EC"))
+        snprintf(out, len, "ECDSA-P%d", EVP_PKEY_get_bits(pk));
+    else
+        snprintf(out, len, "%s", EVP_PKEY_get0_type_name(pk));
+}
+
+/* Count t->n handshakes that negotiated t (per thread, and again when merging the threads). */
+static void tally_add(struct stats *st, const struct tally *t)
+{
+    for (int i = 0; i < MAX_TALLY; i++) {
+        struct tally *s = &st->seen[i];
+        if (s->n == 0) {
+            *s = *t;
+            return;
+        }
+        if (!strcmp(s->group, t->group) && !strcmp(s->cert, t->cert) &&
+            !strcmp(s->cipher, t->cipher) && !strcmp(s->version, t->version)) {
+            s->n += t->n;
+            return;
+        }
+    }
+    st->seen_other += t->n;
+}
+
+static void tally_handshake(struct stats *st, SSL *ssl)
+{
+    struct tally t = {.n = 1};
+    const char *g = SSL_group_to_name(ssl, SSL_get_negotiated_group(ssl));
+    snprintf(t.group, sizeof t.group, "%s", g ? g : "none");
+    peer_cert_type(ssl, t.cert, sizeof t.cert);
+    snprintf(t.cipher, sizeof t.cipher, "%s", SSL_get_cipher_name(ssl));
+    snprintf(t.version, sizeof t.version, "%s", SSL_get_version(ssl));
+    tally_add(st, &t);
+}
+
+/* The connection is ready for what the mode does with it (after the last EHLO, or after
+ * the handshake in handshake mode). */
+static void conn_ready(struct conn *c)
+{
+    samples_add(&c->w->st.setup, now_ns() - c->t_connect);
+    if (opt.mode == MODE_IDLE) {
+        c->step = ST_IDLE;
+        c->deadline = 0;
+        atomic_fetch_add(&idle_up, 1);
+        atomic_fetch_add(&idle_settled, 1);
+    } else if (opt.mode == MODE_HANDSHAKE) {
+        conn_send(c, cmd_quit, sizeof cmd_quit - 1, ST_QUIT);
+    } else {
+        conn_next_message(c);
+    }
+}
+
+/* Drive the handshake one step; called on every event while ST_TLS. */
+static void conn_handshake(struct conn *c)
+{
+    ERR_clear_error();
+    errno = 0;
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        struct stats *st = &c->w->st;
+        samples_add(&st->lat, now_ns() - c->t_tls);
+        st->hs++;
+        if (!atomic_load(&window_closed))
+            st->hs_window++;
+        st->resumed += SSL_session_reused(c->ssl);
+        tally_handshake(st, c->ssl);
+        c->xp = &xport_tls;
+        if (opt.mode == MODE_HANDSHAKE)
+            conn_ready(c);
+        else
+            conn_send(c, cmd_ehlo, len_ehlo,
+                      ST_EHLO); /* RFC 3207: everything learnt before is void */
+        return;
+    }
+    switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        conn_set_out(c, false);
+        return;
+    case SSL_ERROR_WANT_WRITE:
+        conn_set_out(c, true);
+        return;
+    case SSL_ERROR_SYSCALL:
+        conn_fail(c, errno == 0 || errno == ECONNRESET || errno == EPIPE ? E_CLOSED : E_IO);
+        return;
+    default:
+        conn_fail(c, E_TLS);
+        return;
+    }
+}
+
+/* 220 to STARTTLS: the socket now carries TLS. */
+static void conn_start_tls(struct conn *c)
+{
+    struct worker *w = c->w;
+    c->ssl = SSL_new(w->ssl_ctx);
+    if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) {
+        conn_fail(c, E_TLS);
+        return;
+    }
+    SSL_set_app_data(c->ssl, c);
+    SSL_set_connect_state(c->ssl);
+    if (opt.resume && w->resume)
+        SSL_set_session(c->ssl, w->resume);
+    c->step = ST_TLS;
+    c->deadline = now_ns() + (int64_t)(opt.timeout * 1e9);
+    c->t_tls = now_ns();
+    conn_handshake(c);
+}
+
+/* --resume: keep the newest ticket of this thread (TLS 1.3 tickets arrive after the
+ * handshake, while the client reads the next reply). */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    struct conn *c = SSL_get_app_data(ssl);
+    if (c->w->resume)
+        SSL_SESSION_free(c->w->resume);
+    c->w->resume = sess;
+    return 1; /* the reference is ours */
+}
+
 /* One complete reply to the command of the current step: check it, send the next one. */
 static void conn_on_reply(struct conn *c, int code)
 {
@@ -423,6 +644,7 @@ static void conn_on_reply(struct conn *c, int code)
     int want;
     switch (c->step) {
     case ST_BANNER:
+    case ST_STARTTLS:
         want = 220;
         break;
     case ST_DATA:
@@ -453,15 +675,15 @@ static void conn_on_reply(struct conn *c, int code)
         conn_send(c, cmd_ehlo, len_ehlo, ST_EHLO);
         return;
     case ST_EHLO:
-        samples_add(&st->setup, now_ns() - c->t_connect);
-        if (opt.mode == MODE_IDLE) {
-            c->step = ST_IDLE;
-            c->deadline = 0;
-            atomic_fetch_add(&idle_up, 1);
-            atomic_fetch_add(&idle_settled, 1);
-            return;
-        }
-        conn_next_message(c);
+        if (!opt.starttls || c->ssl)
+            conn_ready(c);
+        else if (opt.mode != MODE_HANDSHAKE || take_work())
+            conn_send(c, cmd_starttls, sizeof cmd_starttls - 1, ST_STARTTLS);
+        else
+            conn_send(c, cmd_quit, sizeof cmd_quit - 1, ST_QUIT);
+        return;
+    case ST_STARTTLS:
+        conn_start_tls(c);
         return;
     case ST_MAIL:
         if (c->pipelined)
@@ -500,7 +722,7 @@ static void conn_on_reply(struct conn *c, int code)
 static void conn_parse(struct conn *c)
 {
     size_t pos = 0;
-    while (c->fd >= 0) {
+    while (c->fd >= 0 && c->step != ST_TLS) {
         char *nl = memchr(c->rbuf + pos, '\n', c->rlen - pos);
         if (!nl)
             break;
@@ -524,6 +746,10 @@ static void conn_parse(struct conn *c)
         memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
         c->rlen -= pos;
     }
+    if (c->step == ST_TLS && c->rlen > 0) {
+        conn_fail(c, E_REPLYX); /* plaintext after "220 Ready to start TLS" */
+        return;
+    }
     if (c->rlen == sizeof c->rbuf)
         conn_fail(c, E_REPLYX); /* a reply line longer than we keep */
 }
@@ -531,12 +757,12 @@ static void conn_parse(struct conn *c)
 static void conn_readable(struct conn *c)
 {
     for (;;) {
-        ssize_t n = c->w->xp->recv(c, c->rbuf + c->rlen, sizeof c->rbuf - c->rlen);
+        ssize_t n = c->xp->recv(c, c->rbuf + c->rlen, sizeof c->rbuf - c->rlen);
         if (n > 0) {
             c->rlen += (size_t)n;
             conn_parse(c);
-            if (c->fd < 0)
-                return;
+            if (c->fd < 0 || c->step == ST_TLS)
+                return; /* the handshake reads the socket from here on */
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -555,6 +781,10 @@ static void conn_event(struct conn *c, uint32_t ev)
             conn_connected(c);
         if (c->fd < 0 || c->step == ST_CONNECT)
             return;
+    }
+    if (c->step == ST_TLS) {
+        conn_handshake(c);
+        return;
     }
     if (ev & EPOLLOUT) {
         if (!conn_flush(c))
@@ -591,7 +821,7 @@ static bool worker_scan(struct worker *w, int64_t now)
             continue;
         }
         if (c->fd < 0) {
-            bool again = opt.mode == MODE_MSG ? msg_work_left() : w->idle_quota > 0 && !stop;
+            bool again = opt.mode != MODE_IDLE ? msg_work_left() : w->idle_quota > 0 && !stop;
             if (!again) {
                 c->step = ST_DONE;
                 continue;
@@ -628,7 +858,7 @@ static void *worker_main(void *arg)
         int n = epoll_wait(w->ep, evs, MAX_EVENTS, wait_ms);
         for (int i = 0; i < n; i++)
             conn_event(evs[i].data.ptr, evs[i].events);
-        if (opt.mode == MODE_MSG) {
+        if (opt.mode != MODE_IDLE) {
             /* refill slots freed by finished sessions at once, not at the next scan */
             for (int i = 0; i < n; i++) {
                 struct conn *c = evs[i].data.ptr;
@@ -697,6 +927,44 @@ static void build_message(void)
     cmd_txn = xasprintf(&len_txn, "%s%sDATA\r\n", cmd_mail, cmd_rcpt);
 }
 
+static void ssl_die(const char *what, const char *arg)
+{
+    fprintf(stderr, "smtp_load: %s '%s': ", what, arg);
+    ERR_print_errors_fp(stderr);
+    fputc('\n', stderr);
+    exit(2);
+}
+
+/* This thread's client context: no certificate verification (a benchmark on loopback),
+ * and only what the options allow, so the server has to pick what is measured. */
+static void worker_tls_init(struct worker *w)
+{
+    w->libctx = OSSL_LIB_CTX_new();
+    w->ssl_ctx = w->libctx ? SSL_CTX_new_ex(w->libctx, NULL, TLS_client_method()) : NULL;
+    if (!w->ssl_ctx)
+        ssl_die("cannot make a TLS context", "client");
+    SSL_CTX_set_verify(w->ssl_ctx, SSL_VERIFY_NONE, NULL);
+    if (opt.tls_version && (!SSL_CTX_set_min_proto_version(w->ssl_ctx, opt.tls_version) ||
+                            !SSL_CTX_set_max_proto_version(w->ssl_ctx, opt.tls_version)))
+        ssl_die("cannot set the TLS version", opt.tls_version == TLS1_2_VERSION ? "1.2" : "1.3");
+    if (opt.groups && !SSL_CTX_set1_groups_list(w->ssl_ctx, opt.groups))
+        ssl_die("bad --groups", opt.groups);
+    if (opt.sigalgs && !SSL_CTX_set1_sigalgs_list(w->ssl_ctx, opt.sigalgs))
+        ssl_die("bad --sigalgs", opt.sigalgs);
+    if (opt.resume) {
+        SSL_CTX_set_session_cache_mode(w->ssl_ctx,
+                                       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(w->ssl_ctx, on_new_session);
+    }
+}
+
+static void worker_tls_free(struct worker *w)
+{
+    SSL_SESSION_free(w->resume);
+    SSL_CTX_free(w->ssl_ctx);
+    OSSL_LIB_CTX_free(w->libctx);
+}
+
 static void raise_nofile(void)
 {
     struct rlimit rl;
@@ -720,12 +988,14 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: smtp_load [options]\n"
             "  -s, --server HOST:PORT   target (default 127.0.0.1:2525; loopback only)\n"
-            "  -M, --mode msg|idle      message throughput, or hold idle sessions (default msg)\n"
-            "  -c, --concurrency C      msg: sessions in flight; idle: connects in flight "
-            "(default 32 / %d)\n"
-            "  -n, --messages N         msg: total messages (default: until --duration)\n"
+            "  -M, --mode MODE          msg: message throughput; handshake: STARTTLS handshakes;\n"
+            "                           idle: hold idle sessions (default msg)\n"
+            "  -c, --concurrency C      msg, handshake: sessions in flight; idle: connects in "
+            "flight (default 32 / %d)\n"
+            "  -n, --messages N         msg: total messages; handshake: total handshakes "
+            "(default: until --duration)\n"
             "  -N, --connections N      idle: connections to open (default 1000)\n"
-            "  -d, --duration SEC       msg: measuring window; idle: how long to hold\n"
+            "  -d, --duration SEC       msg, handshake: measuring window; idle: how long to hold\n"
             "  -m, --per-conn M         messages per connection (default 1, 0 = unlimited)\n"
             "  -S, --size BYTES         message size, headers + body (default 1024)\n"
             "  -P, --pipelining         send MAIL, RCPT and DATA in one write (if offered)\n"
@@ -733,6 +1003,16 @@ static void usage(FILE *f)
             "  -f, --from ADDR          envelope sender (default bench@client.test)\n"
             "  -r, --to ADDR            envelope recipient (default user@bench.test)\n"
             "      --ehlo NAME          EHLO argument (default client.test)\n"
+            "      --starttls           idle: STARTTLS, handshake and EHLO over TLS, then hold\n"
+            "      --groups LIST        TLS groups to offer, e.g. X25519 or P-384 (default "
+            "OpenSSL's)\n"
+            "      --sigalgs LIST       signature algorithms to allow, e.g. "
+            "ecdsa_secp256r1_sha256 or\n"
+            "                           rsa_pss_rsae_sha256 (chooses a dual-certificate "
+            "server's certificate)\n"
+            "      --tls VERSION        1.2 or 1.3 only (default: either)\n"
+            "      --resume             offer the thread's last session ticket (default: full "
+            "handshakes)\n"
             "      --sources K          bind to 127.0.0.2 .. 127.0.0.(K+1), round robin\n"
             "      --timeout SEC        per reply (default 30)\n"
             "      --drain SEC          msg: after the window, time for messages in flight "
@@ -773,7 +1053,12 @@ static void parse_args(int argc, char **argv)
         O_READY,
         O_JSON,
         O_LABEL,
-        O_MDH
+        O_MDH,
+        O_STARTTLS,
+        O_GROUPS,
+        O_SIGALGS,
+        O_TLS,
+        O_RESUME
     };
     static const struct option lo[] = {
         {"server", required_argument, 0, 's'},
@@ -797,6 +1082,11 @@ static void parse_args(int argc, char **argv)
         {"json", required_argument, 0, O_JSON},
         {"label", required_argument, 0, O_LABEL},
         {"md-header", no_argument, 0, O_MDH},
+        {"starttls", no_argument, 0, O_STARTTLS},
+        {"groups", required_argument, 0, O_GROUPS},
+        {"sigalgs", required_argument, 0, O_SIGALGS},
+        {"tls", required_argument, 0, O_TLS},
+        {"resume", no_argument, 0, O_RESUME},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -820,16 +1110,17 @@ static void parse_args(int argc, char **argv)
             opt.host = hp;
             break;
         }
-        case 'M':
-            if (strcmp(optarg, "msg") == 0) {
-                opt.mode = MODE_MSG;
-            } else if (strcmp(optarg, "idle") == 0) {
-                opt.mode = MODE_IDLE;
-            } else {
-                fprintf(stderr, "smtp_load: --mode is msg or idle\n");
+        case 'M': {
+            size_t m = 0;
+            while (m < sizeof mode_names / sizeof *mode_names && strcmp(optarg, mode_names[m]))
+                m++;
+            if (m == sizeof mode_names / sizeof *mode_names) {
+                fprintf(stderr, "smtp_load: --mode is msg, handshake or idle\n");
                 exit(2);
             }
+            opt.mode = (enum mode)m;
             break;
+        }
         case 'c':
             opt.concurrency = (long)parse_num("concurrency", optarg, 1, 1e6);
             conc_set = true;
@@ -898,6 +1189,28 @@ static void parse_args(int argc, char **argv)
         case O_MDH:
             opt.md_header = true;
             break;
+        case O_STARTTLS:
+            opt.starttls = true;
+            break;
+        case O_GROUPS:
+            opt.groups = optarg;
+            break;
+        case O_SIGALGS:
+            opt.sigalgs = optarg;
+            break;
+        case O_TLS:
+            if (strcmp(optarg, "1.2") == 0) {
+                opt.tls_version = TLS1_2_VERSION;
+            } else if (strcmp(optarg, "1.3") == 0) {
+                opt.tls_version = TLS1_3_VERSION;
+            } else {
+                fprintf(stderr, "smtp_load: --tls is 1.2 or 1.3\n");
+                exit(2);
+            }
+            break;
+        case O_RESUME:
+            opt.resume = true;
+            break;
         default:
             usage(stderr);
             exit(2);
@@ -909,8 +1222,16 @@ static void parse_args(int argc, char **argv)
     }
     if (opt.mode == MODE_IDLE && !conc_set)
         opt.concurrency = DEFAULT_RAMP;
-    if (opt.mode == MODE_MSG && opt.messages == 0 && opt.duration == 0) {
-        fprintf(stderr, "smtp_load: msg mode needs --messages or --duration\n");
+    if (opt.mode != MODE_IDLE && opt.messages == 0 && opt.duration == 0) {
+        fprintf(stderr, "smtp_load: %s mode needs --messages or --duration\n",
+                mode_names[opt.mode]);
+        exit(2);
+    }
+    if (opt.mode == MODE_HANDSHAKE)
+        opt.starttls = true;
+    else if (opt.mode == MODE_MSG && opt.starttls) {
+        /* STARTTLS message sessions are bench issue 5's, with their own measurements */
+        fprintf(stderr, "smtp_load: --starttls goes with idle mode\n");
         exit(2);
     }
 }
@@ -926,38 +1247,65 @@ static void report(struct stats *tot, double elapsed, double window, double cpu_
     double util = elapsed > 0 ? cpu / (elapsed * opt.threads) : 0;
     bool bound = util >= CLIENT_BOUND;
     double mps = window > 0 ? (double)tot->msgs_window / window : 0;
+    double hps = window > 0 ? (double)tot->hs_window / window : 0;
     double cps = window > 0 ? (double)tot->conns_window / window : 0;
     long errs = 0;
     for (int i = 0; i < E_COUNT; i++)
         errs += tot->err[i];
 
-    char json[4096];
-    int n = snprintf(
-        json, sizeof json,
-        "{\"tool\":\"smtp_load\",\"mode\":\"%s\",\"label\":\"%s\",\"server\":\"%s:%s\","
-        "\"threads\":%d,\"concurrency\":%ld,\"per_conn\":%ld,\"size\":%ld,\"body_bytes\":%zu,"
-        "\"pipelining\":%s,\"duration_s\":%.3f,\"window_s\":%.3f,\"elapsed_s\":%.3f,"
-        "\"messages\":%ld,\"messages_window\":%ld,\"msgs_per_s\":%.1f,"
-        "\"connections\":%ld,\"conns_per_s\":%.1f,\"sessions\":%ld,"
-        "\"idle_requested\":%ld,\"idle_established\":%ld,\"idle_peak\":%ld,"
-        "\"latency_us\":{\"n\":%zu,\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f},"
-        "\"setup_us\":{\"n\":%zu,\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f},"
-        "\"errors\":{",
-        opt.mode == MODE_MSG ? "msg" : "idle", opt.label, opt.host, opt.port, opt.threads,
-        opt.concurrency, opt.per_conn, opt.size, len_body, opt.pipelining ? "true" : "false",
-        opt.duration, window, elapsed, tot->msgs, tot->msgs_window, mps, tot->conns, cps,
-        tot->sessions, opt.mode == MODE_IDLE ? opt.connections : 0, established, peak_up,
-        tot->lat.n, pct_us(&tot->lat, 50), pct_us(&tot->lat, 99), pct_us(&tot->lat, 99.9),
-        pct_us(&tot->lat, 100), tot->setup.n, pct_us(&tot->setup, 50), pct_us(&tot->setup, 99),
-        pct_us(&tot->setup, 99.9));
-    for (int i = 0; i < E_COUNT && n > 0 && (size_t)n < sizeof json; i++)
-        n += snprintf(json + n, sizeof json - (size_t)n, "%s\"%s\":%ld", i ? "," : "", err_names[i],
-                      tot->err[i]);
-    if (n > 0 && (size_t)n < sizeof json)
-        snprintf(json + n, sizeof json - (size_t)n,
-                 "},\"errors_total\":%ld,\"client_cpu_s\":{\"user\":%.3f,\"sys\":%.3f},"
-                 "\"client_cpu_util\":%.3f,\"client_bound\":%s}",
-                 errs, cpu_user, cpu_sys, util, bound ? "true" : "false");
+    char *json = NULL;
+    size_t json_len = 0;
+    FILE *js = open_memstream(&json, &json_len);
+    if (!js) {
+        fprintf(stderr, "smtp_load: out of memory\n");
+        exit(2);
+    }
+    fprintf(js,
+            "{\"tool\":\"smtp_load\",\"mode\":\"%s\",\"label\":\"%s\",\"server\":\"%s:%s\","
+            "\"threads\":%d,\"concurrency\":%ld,\"per_conn\":%ld,\"size\":%ld,\"body_bytes\":%zu,"
+            "\"pipelining\":%s,\"duration_s\":%.3f,\"window_s\":%.3f,\"elapsed_s\":%.3f,"
+            "\"messages\":%ld,\"messages_window\":%ld,\"msgs_per_s\":%.1f,"
+            "\"connections\":%ld,\"conns_per_s\":%.1f,\"sessions\":%ld,"
+            "\"idle_requested\":%ld,\"idle_established\":%ld,\"idle_peak\":%ld,"
+            "\"latency_us\":{\"n\":%zu,\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f},"
+            "\"setup_us\":{\"n\":%zu,\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f},",
+            mode_names[opt.mode], opt.label, opt.host, opt.port, opt.threads, opt.concurrency,
+            opt.per_conn, opt.size, len_body, opt.pipelining ? "true" : "false", opt.duration,
+            window, elapsed, tot->msgs, tot->msgs_window, mps, tot->conns, cps, tot->sessions,
+            opt.mode == MODE_IDLE ? opt.connections : 0, established, peak_up, tot->lat.n,
+            pct_us(&tot->lat, 50), pct_us(&tot->lat, 99), pct_us(&tot->lat, 99.9),
+            pct_us(&tot->lat, 100), tot->setup.n, pct_us(&tot->setup, 50), pct_us(&tot->setup, 99),
+            pct_us(&tot->setup, 99.9));
+    if (opt.starttls) {
+        fprintf(js,
+                "\"tls\":{\"groups\":\"%s\",\"sigalgs\":\"%s\",\"version\":\"%s\",\"resume\":%s,"
+                "\"handshakes\":%ld,\"handshakes_window\":%ld,\"handshakes_per_s\":%.1f,"
+                "\"resumed\":%ld,\"negotiated_other\":%ld,\"negotiated\":[",
+                opt.groups ? opt.groups : "", opt.sigalgs ? opt.sigalgs : "",
+                opt.tls_version == TLS1_2_VERSION   ? "1.2"
+                : opt.tls_version == TLS1_3_VERSION ? "1.3"
+                                                    : "",
+                opt.resume ? "true" : "false", tot->hs, tot->hs_window, hps, tot->resumed,
+                tot->seen_other);
+        for (int i = 0; i < MAX_TALLY && tot->seen[i].n; i++)
+            fprintf(js,
+                    "%s{\"group\":\"%s\",\"cert\":\"%s\",\"cipher\":\"%s\",\"version\":\"%s\","
+                    "\"n\":%ld}",
+                    i ? "," : "", tot->seen[i].group, tot->seen[i].cert, tot->seen[i].cipher,
+                    tot->seen[i].version, tot->seen[i].n);
+        fputs("]},", js);
+    }
+    fputs("\"errors\":{", js);
+    for (int i = 0; i < E_COUNT; i++)
+        fprintf(js, "%s\"%s\":%ld", i ? "," : "", err_names[i], tot->err[i]);
+    fprintf(js,
+            "},\"errors_total\":%ld,\"client_cpu_s\":{\"user\":%.3f,\"sys\":%.3f},"
+            "\"client_cpu_util\":%.3f,\"client_bound\":%s}",
+            errs, cpu_user, cpu_sys, util, bound ? "true" : "false");
+    if (fclose(js) != 0) {
+        fprintf(stderr, "smtp_load: out of memory\n");
+        exit(2);
+    }
     puts(json);
     if (opt.json_path) {
         FILE *f = fopen(opt.json_path, "w");
@@ -968,6 +1316,7 @@ static void report(struct stats *tot, double elapsed, double window, double cpu_
             fprintf(stderr, "smtp_load: cannot write %s: %s\n", opt.json_path, strerror(errno));
         }
     }
+    free(json);
 
     char errtxt[256] = "0";
     if (errs) {
@@ -977,6 +1326,11 @@ static void report(struct stats *tot, double elapsed, double window, double cpu_
                 off += (size_t)snprintf(errtxt + off, sizeof errtxt - off, "%s%s %ld",
                                         off ? ", " : "", err_names[i], tot->err[i]);
     }
+    char seen[512] = "";
+    for (size_t i = 0, off = 0; i < MAX_TALLY && tot->seen[i].n && off < sizeof seen; i++)
+        off += (size_t)snprintf(seen + off, sizeof seen - off, "%s%s %s %s %s: %ld", i ? "; " : "",
+                                tot->seen[i].group, tot->seen[i].cert, tot->seen[i].cipher,
+                                tot->seen[i].version, tot->seen[i].n);
     if (opt.mode == MODE_MSG) {
         if (opt.md_header)
             printf("| run | conc | msgs/conn | msgs | msgs/s | conns/s | p50 ms | p99 ms | "
@@ -986,6 +1340,15 @@ static void report(struct stats *tot, double elapsed, double window, double cpu_
                opt.label, opt.concurrency, opt.per_conn, tot->msgs_window, mps, cps,
                pct_us(&tot->lat, 50) / 1000, pct_us(&tot->lat, 99) / 1000,
                pct_us(&tot->lat, 99.9) / 1000, errtxt, util * 100, bound ? " (bound)" : "");
+    } else if (opt.mode == MODE_HANDSHAKE) {
+        if (opt.md_header)
+            printf("| run | conc | handshakes | handshakes/s | resumed | p50 ms | p99 ms | "
+                   "p99.9 ms | negotiated | errors | client CPU |\n"
+                   "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|\n");
+        printf("| %s | %ld | %ld | %.0f | %ld | %.2f | %.2f | %.2f | %s | %s | %.0f%%%s |\n",
+               opt.label, opt.concurrency, tot->hs_window, hps, tot->resumed,
+               pct_us(&tot->lat, 50) / 1000, pct_us(&tot->lat, 99) / 1000,
+               pct_us(&tot->lat, 99.9) / 1000, seen, errtxt, util * 100, bound ? " (bound)" : "");
     } else {
         if (opt.md_header)
             printf("| run | requested | established | setup p50 ms | setup p99 ms | errors | "
@@ -1034,7 +1397,7 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    long total_slots = opt.mode == MODE_MSG ? opt.concurrency : opt.connections;
+    long total_slots = opt.mode != MODE_IDLE ? opt.concurrency : opt.connections;
     struct worker *ws = calloc((size_t)opt.threads, sizeof *ws);
     if (!ws)
         return 2;
@@ -1044,7 +1407,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < opt.threads; i++) {
         struct worker *w = &ws[i];
         w->id = i;
-        w->xp = &xport_plain;
+        if (opt.starttls)
+            worker_tls_init(w);
         w->nslots = total_slots / opt.threads + (i < total_slots % opt.threads);
         w->idle_quota = opt.mode == MODE_IDLE ? w->nslots : 0;
         w->slots = calloc((size_t)(w->nslots ? w->nslots : 1), sizeof *w->slots);
@@ -1116,6 +1480,12 @@ int main(int argc, char **argv)
         struct stats *st = &ws[i].st;
         tot.msgs += st->msgs;
         tot.msgs_window += st->msgs_window;
+        tot.hs += st->hs;
+        tot.hs_window += st->hs_window;
+        tot.resumed += st->resumed;
+        for (int k = 0; k < MAX_TALLY && st->seen[k].n; k++)
+            tally_add(&tot, &st->seen[k]);
+        tot.seen_other += st->seen_other;
         tot.conns += st->conns;
         tot.conns_window += st->conns_window;
         tot.sessions += st->sessions;
@@ -1123,6 +1493,8 @@ int main(int argc, char **argv)
             tot.err[k] += st->err[k];
         samples_merge(&tot.lat, &st->lat);
         samples_merge(&tot.setup, &st->setup);
+        if (opt.starttls)
+            worker_tls_free(&ws[i]);
     }
     double cu1, cs1;
     rusage_cpu(&cu1, &cs1);
