@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "compat/mc_int.h"
 
@@ -96,6 +97,21 @@ static enum mc_verdict mc_cf_option(struct mc_state *st, const char *line, struc
     p += n;
     while (*p == ' ' || *p == '\t' || *p == '=')
         p++;
+    /* cf.m4 writes these after LOCAL_CONFIG every time (the define's value, else its
+     * default), and sendmail keeps the last setting: this line never takes effect */
+    static const char *const rewritten[] = {"AliasFile",           "LogLevel",
+                                            "QueueDirectory",      "SmtpGreetingMessage",
+                                            "Timeout.queuereturn", "Timeout.queuewarn"};
+    for (size_t i = 0; i < sizeof(rewritten) / sizeof(rewritten[0]); i++)
+        if (strcasecmp(option, rewritten[i]) == 0) {
+            const char *define = mc_define_of_option(option);
+            mc_report_add(st->report, loc, MC_WARNING,
+                          "'%s': sendmail.cf sets %s again after LOCAL_CONFIG (from %s or "
+                          "sendmail's default) and the last one wins, so this line has no "
+                          "effect in sendmail either; not translated. Use define(`%s', ...)",
+                          line, option, define, define);
+            return MC_GO_ON;
+        }
     if (strcmp(option, "DaemonPortOptions") == 0)
         return mc_daemon_options(st, p, false, loc);
     if (strcmp(option, "ClientPortOptions") == 0)
@@ -126,6 +142,9 @@ enum mc_verdict mc_cf_line(struct mc_state *st, const char *line, struct mc_loc 
         return mc_cf_option(st, line, loc);
     case 'V':
         mc_report_add(st->report, loc, MC_IGNORED, "'%s': the sendmail.cf version level", line);
+        return MC_GO_ON;
+    case '#': /* after cf.m4's changecom() m4 copies it: a sendmail.cf comment */
+        mc_report_add(st->report, loc, MC_IGNORED, "'%s': a comment in sendmail.cf", line);
         return MC_GO_ON;
     default:
         mc_report_add(st->report, loc, MC_PERSON, "'%s': %s; not translated", line,

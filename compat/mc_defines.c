@@ -151,14 +151,17 @@ static const struct mc_define_rule *mc_rule(const char *name)
 static const struct mc_define_rule *mc_rule_timeout(const char *name, char *key, size_t keylen)
 {
     static struct mc_define_rule later = LATER(NULL, HOW_TIME_M, NULL);
+    /* Timeout.resolver.retry* is a number of tries, not a time */
+    static struct mc_define_rule tries = {NULL, HOW_UINT, NULL, true, true, 1, 100, NULL};
     if (strncmp(name, "confTO_", 7) != 0 || !name[7])
         return NULL;
+    struct mc_define_rule *r = strncmp(name, "confTO_RESOLVER_RETRY", 21) == 0 ? &tries : &later;
     snprintf(key, keylen, "timeouts.");
     for (size_t i = strlen(key), j = 7; name[j] && i + 1 < keylen; i++, j++)
         key[i] = (char)tolower((unsigned char)name[j]), key[i + 1] = '\0';
-    later.name = name;
-    later.key = key;
-    return &later;
+    r->name = name;
+    r->key = key;
+    return r;
 }
 
 static const struct {
@@ -196,9 +199,12 @@ const char *mc_define_of_option(const char *option)
 {
     static char timeout[64];
     if (strncasecmp(option, "Timeout.", 8) == 0 && strlen(option) < 48) {
-        snprintf(timeout, sizeof(timeout), "confTO_%s", option + 8);
-        for (char *p = timeout + 7; *p; p++)
-            *p = (char)toupper((unsigned char)*p);
+        /* cf.m4's names: Timeout.queuewarn.non-urgent is confTO_QUEUEWARN_NONURGENT */
+        char *out = timeout + snprintf(timeout, sizeof(timeout), "confTO_");
+        for (const char *p = option + 8; *p; p++)
+            if (*p != '-')
+                *out++ = *p == '.' ? '_' : (char)toupper((unsigned char)*p);
+        *out = '\0';
         return timeout;
     }
     for (size_t i = 0; i < sizeof(mc_options_map) / sizeof(mc_options_map[0]); i++)

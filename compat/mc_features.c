@@ -127,8 +127,14 @@ enum mc_verdict mc_feature(struct mc_state *st, char **args, size_t nargs, struc
     const char *arg1 = nargs > 1 && *args[1] ? args[1] : NULL;
     switch (f->how) {
     case FEAT_MAP:
-        if (arg1)
+        if (arg1) {
             mc_spec_path(arg1, path, sizeof(path));
+            /* Red Hat names the database (access.db); ringmail reads the text makemap
+             * builds it from, and sendmail opens access.db for either name */
+            size_t n = strlen(path);
+            if (n > 3 && strcmp(path + n - 3, ".db") == 0)
+                path[n - 3] = '\0';
+        }
         mc_key(st, loc, what, f->key, arg1 && *path ? path : f->dflt, true);
         break;
     case FEAT_FLAG:
@@ -167,10 +173,20 @@ enum mc_verdict mc_feature(struct mc_state *st, char **args, size_t nargs, struc
         mc_key(st, loc, what, f->key, text, true);
         break;
     }
-    case FEAT_NULL:
-        mc_key(st, loc, what, "routing.smart_host", arg1 ? arg1 : "localhost", true);
+    case FEAT_NULL: {
+        /* nullclient.m4 sends everything to the hub and makes all mail look as if it
+         * came from there: the same keys its defines and FEATUREs would set */
+        static const char *const keys[] = {"routing.smart_host", "routing.mail_hub",
+                                           "masquerade.as"};
+        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+            mc_key(st, loc, what, keys[i], arg1 ? arg1 : "localhost", true);
+        mc_key(st, loc, what, "masquerade.all_headers", "true", true);
+        mc_key(st, loc, what, "masquerade.envelope", "true", true);
+        mc_key_add(st, loc, what, "mailers.enabled", "local", true);
+        mc_key_add(st, loc, what, "mailers.enabled", "smtp", true);
         mc_key(st, loc, what, "features.nullclient", "true", true);
         break;
+    }
     case FEAT_DNSBL: {
         struct mc_yaml *item = mc_yaml_add_map(st->yaml, "features.dnsbl", true);
         if (item) {

@@ -39,6 +39,7 @@ struct mc_m4 {
     size_t n_macros, cap_macros;
     struct map_strings files; /* names that locations point into */
     char lq, rq;
+    bool no_comments; /* after cf.m4's changecom() */
     int divert;
     struct buf text; /* the output line being collected */
     struct mc_loc text_loc;
@@ -548,7 +549,7 @@ static int m4_scan(struct mc_m4 *m, struct buf *arg, unsigned nest)
         int rc = 0;
         if (ch == m->lq) {
             rc = m4_quoted(m, arg);
-        } else if (ch == '#') {
+        } else if (ch == '#' && !m->no_comments) {
             /* Comments pass through m4 untouched: kept in arguments, dropped from output
              * (sendmail.cf comments mean nothing to the translation). */
             do {
@@ -608,4 +609,9 @@ int mc_m4_read_mem(const char *name, const char *data, size_t len, const struct 
                    struct mc_m4_error *err)
 {
     return m4_run(name, data, len, o, err);
+}
+
+void mc_m4_no_comments(struct mc_m4 *m)
+{
+    m->no_comments = true;
 }

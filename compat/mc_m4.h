@@ -85,5 +85,8 @@ int mc_m4_push_text(struct mc_m4 *m, const char *text);
 char *mc_m4_expand_value(const struct mc_m4 *m, const char *text);
 /* Is the macro defined (by the .mc or with mc_m4_define)? */
 bool mc_m4_is_defined(const struct mc_m4 *m, const char *name);
+/* From an event handler: '#' no longer starts a comment, as after cf.m4's changecom():
+ * macros on a '#' line of the .mc are expanded from then on. */
+void mc_m4_no_comments(struct mc_m4 *m);
 
 #endif

@@ -41,7 +41,10 @@ void mc_key_add(struct mc_state *st, struct mc_loc loc, const char *what, const 
 static const struct {
     const char *call, *name, *implies;
 } mc_implied[] = {
-    {"OSTYPE", "debian", "define(`confDEF_USER_ID', `mail:mail')"},
+    {"OSTYPE", "debian",
+     "define(`confDEF_USER_ID', `mail:mail')define(`confSMTP_LOGIN_MSG', `$j Sendmail $v/$Z; "
+     "$b; (No UCE/UBE) $?{client_addr}logging access from: ${client_name}(${client_resolve})-"
+     "$_$.')define(`confBIND_OPTS', `+WorkAroundBrokenAAAA')"},
     {"OSTYPE", "linux", "FEATURE(`local_procmail')"},
     {"DOMAIN", "generic",
      "define(`confMAX_HEADERS_LENGTH', `32768')FEATURE(`redirect')FEATURE(`use_cw_file')"
@@ -242,11 +245,12 @@ static enum mc_verdict mc_call(struct mc_state *st, const struct mc_event *ev)
     return MC_GO_ON;
 }
 
-static enum mc_verdict mc_include(struct mc_state *st, const struct mc_event *ev)
+static enum mc_verdict mc_include(struct mc_state *st, struct mc_m4 *m, const struct mc_event *ev)
 {
     const char *base = strrchr(ev->args[0], '/') ? strrchr(ev->args[0], '/') + 1 : ev->args[0];
     if (strcmp(base, "cf.m4") == 0) {
         st->saw_cf_m4 = true;
+        mc_m4_no_comments(m);
         mc_report_add(st->report, ev->loc, MC_IGNORED,
                       "%s(%s): sendmail's own macros; their meaning is built into this "
                       "translator",
@@ -284,7 +288,7 @@ static enum mc_verdict mc_on_event(void *ctx, struct mc_m4 *m, const struct mc_e
         mc_undefine(st, ev->name, ev->loc);
         return MC_GO_ON;
     case MC_INCLUDE:
-        return mc_include(st, ev);
+        return mc_include(st, m, ev);
     case MC_TEXT:
         return mc_cf_line(st, ev->args[0], ev->loc);
     case MC_CALL:

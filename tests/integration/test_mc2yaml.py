@@ -68,9 +68,9 @@ class Mc2Yaml(unittest.TestCase):
             out = translate(person[0], "--strict", "-o", str(target))
             self.assertEqual(out.returncode, EXIT_STRICT)
             self.assertFalse(target.exists(), "--strict writes no YAML when a person is needed")
-            out = translate("debian.mc", "--strict", "-o", str(target))
+            out = translate("cf_quirks.mc", "--strict", "-o", str(target))
             self.assertEqual(out.returncode, 0, out.stderr)
-            self.assertEqual(target.read_text(), (GOLDEN / "debian.yaml").read_text())
+            self.assertEqual(target.read_text(), (GOLDEN / "cf_quirks.yaml").read_text())
 
     def test_future_keys_are_live(self):
         out = translate("relay.mc", "--future-keys")
