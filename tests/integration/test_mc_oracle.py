@@ -1,0 +1,433 @@
+"""A differential test of ringmail-mc2yaml against sendmail's own macros: every good .mc
+in tests/compat and tests/compat/oracle is also turned into sendmail.cf by Debian's
+sendmail-cf (`m4 cf.m4 FILE.mc`), and every setting sendmail.cf ends up with — the `O`
+options, the `D` macros (smart host, masquerade, hub, ...), the classes w, R, M, E and
+TrustAuthMech (with the Fw/FR files they read), the K maps and the X milters — is checked
+against the YAML the translator writes with --future-keys. Settings the .mc leaves at
+sendmail's default are found by also building a bare .mc, and must not show up in the
+YAML either. An option the .mc changes that this test does not know is a failure: a new
+.mc that sets it needs a rule here (or in IGNORED, with the reason).
+
+Absolute include paths and the Fw/FR files are read under tests/compat/root, as the
+translator reads them with --root; sendmail-cf and m4 come from scripts/deps.sh test."""
+
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+from ringmail_harness import ringmaild_path
+
+GOLDEN = pathlib.Path(__file__).resolve().parent.parent / "compat"
+CF_M4 = "/usr/share/sendmail/cf/m4/cf.m4"
+BARE_MC = ("include(`/usr/share/sendmail/cf/m4/cf.m4')dnl\nOSTYPE(`bsd4.4')dnl\n"
+           "MAILER(`local')dnl\nMAILER(`smtp')dnl\n")
+# cf.m4's complaints about mistakes it builds anyway (the translator warns about them)
+TOLERATED = ("No such file or directory", "No system type defined",
+             "FEATURE() should be before MAILER()")
+
+LOOPBACK = {"127.0.0.1", "ipv6:0:0:0:0:0:0:0:1", "ipv6:::1"}
+DEFAULT_MSA = "Port=587, Name=MSA, M=E"
+PORTS = {"smtp": 25, "submission": 587, "smtps": 465}
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+SIZES = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+# Options the translator leaves out on purpose, with the reason (docs/migrating.md).
+IGNORED = {
+    "StatusFile": "sendmail's statistics file",
+    "HelpFile": "ringmail answers HELP itself",
+    "ForwardPath": "~/.forward is the delivery issue's",
+    "InputMailFilters": "the order of milters[]; checked with the X lines",
+    "DeadLetterDrop": "sendmail's dead.letter file",
+    "DontBlameSendmail": "sendmail's file-permission checks (OSTYPE(debian))",
+    "ControlSocketName": "sendmail's control socket",
+    "Milter.macros.": "the macros sendmail passes to milters: the milter issue's",
+    "DontProbeInterfaces": "ringmail never probes interfaces",
+    "FallbackSmartHost": "not set by these .mc files",
+    "UnixFromLine": "the local mailer's business",
+}
+# What Debian's OSTYPE(debian) and DOMAIN(debian-mta) set beyond the settings the
+# translator takes from them (docs/migrating.md): sendmail's own files, modes and
+# process names, and behaviour ringmail has built in.
+DISTRO_DEFAULTS = {
+    "HostStatusDirectory": "sendmail's host status files",
+    "PidFile": "ringmaild has its own pid handling",
+    "ProcessTitlePrefix": "sendmail's process titles",
+    "QueueFileMode": "ringmail's spool files are always private",
+    "TempFileMode": "ringmail's spool files are always private",
+    "SafeFileEnvironment": "sendmail's file delivery chroot: the delivery issue's",
+    "TrustedUser": "sendmail's trusted user for its own files",
+    "MaxRunnersPerQueue": "sendmail's queue runner processes",
+    "MaxHopCount": "ringmail's own hop limit applies",
+    "MeToo": "sendmail's default since 8.10, ringmail's behaviour",
+    "RrtImpliesDsn": "ringmail never turns Return-Receipt-To into a DSN",
+    "MustQuoteChars": "header address quoting: the delivery issue's",
+    "RejectNUL": "not carried over: ringmail does not refuse NUL in messages (listed as not "
+                 "supported in docs/migrating.md)",
+}
+# Options the translator reports as needing a person (not carried over).
+PERSON = {"UserDatabaseSpec": "confUSERDB_SPEC", "ResolverOptions": "confBIND_OPTS"}
+# sendmail's defaults that ringmail has as its own: the YAML need not repeat them.
+SAME_DEFAULT = {"PrivacyOptions": "authwarnings"}
+
+
+# --- a reader for the YAML the translator writes: block style, two-space indents,
+# "- " list items, double-quoted scalars with \" \\ \xNN escapes, "  # " comments.
+def _scalar(text):
+    text = text.strip()
+    if text.startswith('"'):
+        out, i = [], 1
+        while text[i] != '"':
+            if text[i] == "\\":
+                if text[i + 1] == "x":
+                    out.append(chr(int(text[i + 2:i + 4], 16)))
+                    i += 4
+                    continue
+                i += 1
+            out.append(text[i])
+            i += 1
+        return "".join(out)
+    return re.sub(r"\s+#\s.*$", "", text)
+
+
+def _block(lines, i, indent):
+    """Reads the mapping or list whose items start at `indent`; returns (value, next i)."""
+    if lines[i][1].startswith("- "):
+        items = []
+        while i < len(lines) and lines[i][0] == indent and lines[i][1].startswith("- "):
+            rest = lines[i][1][2:]
+            if re.match(r"[A-Za-z_]+:", rest):  # a mapping as list item
+                lines[i] = (indent + 2, rest)
+                value, i = _block(lines, i, indent + 2)
+            else:
+                value, i = _scalar(rest), i + 1
+            items.append(value)
+        return items, i
+    mapping = {}
+    while i < len(lines) and lines[i][0] == indent and not lines[i][1].startswith("- "):
+        key, _, rest = lines[i][1].partition(":")
+        if rest.strip():
+            mapping[key] = _scalar(rest)
+            i += 1
+        else:
+            mapping[key], i = _block(lines, i + 1, lines[i + 1][0])
+    return mapping, i
+
+
+def read_yaml(text):
+    lines = [(len(line) - len(line.lstrip(" ")), line.strip()) for line in text.splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    value, i = _block(lines, 0, 0) if lines else ({}, 0)
+    assert i == len(lines), f"YAML line not read: {lines[i]}"
+    return value
+
+
+def get(tree, path):
+    for part in path.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return None
+        tree = tree[part]
+    return tree
+
+
+# --- meanings
+def seconds(text, unit):
+    """sendmail's convtime: `unit` for a bare number; 1h30m adds up."""
+    total = 0
+    for number, u in re.findall(r"(\d+)([smhdw]?)", text):
+        total += int(number) * UNITS[u or unit]
+    return total
+
+
+def ringmail_seconds(text):
+    return 0 if text in ("0", None) else seconds(text, "s")
+
+
+def ringmail_bytes(text):
+    m = re.fullmatch(r"(\d+)([KMGT]?)", text)
+    return int(m.group(1)) * SIZES[m.group(2)]
+
+
+def words(text):
+    return [w for w in re.split(r"[\s,]+", text) if w]
+
+
+def daemon_options(text, client=False):
+    """One DaemonPortOptions (or ClientPortOptions) value as the listener it means."""
+    fields = {}
+    for part in text.split(","):
+        name, _, value = part.strip().partition("=")
+        fields[name[:1].upper()] = value.strip()  # sendmail reads the first letter only
+    family = fields.get("F", "inet")
+    entry = {"family": family,
+             "address": fields.get("A", "::" if family == "inet6" else "0.0.0.0")}
+    if not client:
+        port = fields.get("P", "smtp")
+        entry.update(name=fields.get("N", ""), port=PORTS.get(port) or int(port),
+                     modifiers=fields.get("M", ""))
+    elif "P" in fields:
+        entry["port"] = int(fields["P"])
+    return entry
+
+
+class SendmailCf:
+    """The settings of a sendmail.cf: options (a list of values each), macros, classes,
+    class files, maps and milters."""
+
+    def __init__(self, text):
+        self.options, self.macros, self.classes, self.files = {}, {}, {}, {}
+        self.maps, self.milters = {}, []
+        for line in text.splitlines():
+            if m := re.match(r"O (\S+?)=(.*)$", line):
+                self.options.setdefault(m.group(1), []).append(m.group(2))
+            elif m := re.match(r"D(\{\w+\}|\w)(.*)$", line):
+                # the translator drops blanks after the macro name (LOCAL_CONFIG "Dj name")
+                self.macros[m.group(1).strip("{}")] = m.group(2).strip()
+            elif m := re.match(r"C(\{\w+\}|\w)(.*)$", line):
+                self.classes.setdefault(m.group(1).strip("{}"), []).extend(m.group(2).split())
+            elif m := re.match(r"F(\{\w+\}|\w)(.*)$", line):
+                # "Fw-o /etc/mail/local-host-names %[^\#]": the file is the path
+                self.files[m.group(1).strip("{}")] = re.search(r"/\S+", m.group(2)).group()
+            elif m := re.match(r"K(\w+) (.*)$", line):
+                self.maps[m.group(1)] = m.group(2).split()[-1]
+            elif m := re.match(r"X(\w+), (.*)$", line):
+                fields = dict(f.strip().split("=", 1) for f in m.group(2).split(", "))
+                self.milters.append({"name": m.group(1), **fields})
+
+
+def mc_for_m4(mc: pathlib.Path, root: pathlib.Path) -> str:
+    """The .mc with its absolute site includes read under the test root (like --root)."""
+    return re.sub(r"(s?include\(`)(/(?!usr/share/sendmail/)[^']*)'",
+                  lambda m: f"{m.group(1)}{root}{m.group(2)}'", mc.read_text())
+
+
+def sendmail_cf(mc_text, tmp, name, include_dirs):
+    source = pathlib.Path(tmp) / name
+    source.write_text(mc_text)
+    # as each platform builds it: Debian and Red Hat run `m4 sendmail.mc` (the .mc
+    # includes cf.m4), BSD runs `m4 cf.m4 freebsd.mc`
+    preload = [] if re.search(r"include\(`[^']*/cf\.m4'\)", mc_text) else [CF_M4]
+    out = subprocess.run(["m4", *[f"-I{d}" for d in include_dirs], *preload, str(source)],
+                         capture_output=True, text=True, timeout=60)
+    errors = [e for e in out.stderr.splitlines() if not any(t in e for t in TOLERATED)]
+    assert out.stdout and not errors, f"{name}: m4: {out.stderr}"
+    return SendmailCf(out.stdout)
+
+
+def read_names(path):
+    """The names of a local-host-names/relay-domains file, as sendmail's F line reads it."""
+    try:
+        text = pathlib.Path(path).read_text()
+    except FileNotFoundError:
+        return []
+    return [w.rstrip(".").lower() for line in text.splitlines()
+            for w in line.split("#")[0].split()]
+
+
+class Oracle(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.mc2yaml = os.path.join(os.path.dirname(ringmaild_path()), "ringmail-mc2yaml")
+        if not os.access(cls.mc2yaml, os.X_OK):
+            raise unittest.SkipTest(f"{cls.mc2yaml} not built")
+        if not (shutil.which("m4") and os.path.exists(CF_M4)):
+            raise unittest.SkipTest("m4 and sendmail-cf are not installed (scripts/deps.sh test)")
+        cls.root = GOLDEN / "root"
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.bare = sendmail_cf(BARE_MC, cls.tmp.name, "bare.mc", [])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def mcs(self):
+        good = [p for p in GOLDEN.glob("*.mc") if not p.name.startswith("bad_")]
+        return sorted(good) + sorted((GOLDEN / "oracle").glob("*.mc"))
+
+    def test_enough_files(self):
+        self.assertGreaterEqual(len(list((GOLDEN / "oracle").glob("*.mc"))), 12)
+
+    def test_same_meaning_as_sendmail_cf(self):
+        for mc in self.mcs():
+            with self.subTest(mc=mc.name):
+                cf = sendmail_cf(mc_for_m4(mc, self.root), self.tmp.name, mc.name,
+                                 [mc.parent, GOLDEN / "inc"])
+                out = subprocess.run([self.mc2yaml, str(mc.relative_to(GOLDEN)), "--root",
+                                      "root", "-I", "inc", "--future-keys"], cwd=GOLDEN,
+                                     capture_output=True, text=True, timeout=60)
+                self.assertIn(out.returncode, (0, 1), out.stderr)
+                self.compare(cf, read_yaml(out.stdout), out.stderr, mc.name)
+
+    def check(self, yaml, path, want, why):
+        self.assertEqual(get(yaml, path), want, f"{path}: sendmail.cf has {why}")
+
+    def compare(self, cf, yaml, report, name):
+        # sendmail keeps the last setting of an option (DaemonPortOptions add up: below)
+        last = {k: v[-1] for k, v in cf.options.items()}
+        bare = {k: v[-1] for k, v in self.bare.options.items()}
+        changed = {k: v for k, v in last.items() if bare.get(k) != v}
+        for option in set(bare) - set(last):
+            changed[option] = None  # undefined by the .mc (e.g. nullclient's AliasFile)
+        for option, value in sorted(changed.items()):
+            with self.subTest(option=option):
+                self.option(yaml, report, name, option, value)
+        self.listeners(cf, yaml)
+        self.macros(cf, yaml)
+        self.classes(cf, yaml)
+        self.maps_and_milters(cf, yaml)
+
+    def option(self, yaml, report, name, option, value):
+        """One O line that differs from sendmail's default, against its YAML key."""
+        why = f"O {option}={value}"
+        if option in DISTRO_DEFAULTS or SAME_DEFAULT.get(option) == value or any(
+                option.startswith(i) for i in IGNORED):
+            return
+        if option in PERSON:
+            self.assertRegex(report, rf"(?m): needs a person: .*{PERSON[option]}", why)
+        elif option.startswith("Timeout."):
+            self.timeout(yaml, option[8:], value, why)
+        elif option in NUMBERS:
+            self.number(yaml, NUMBERS[option], value, why)
+        elif option in PLAIN:
+            self.check(yaml, PLAIN[option], value, why)
+        elif option in LISTS:
+            self.check(yaml, LISTS[option], words(value) if value else None, why)
+        elif option in SIZES_OPT:
+            want = int(value) if value and int(value) else None
+            got = get(yaml, SIZES_OPT[option])
+            self.assertEqual(got and ringmail_bytes(got), want, why)
+        elif option in ("ServerCertFile", "ServerKeyFile"):
+            first = (get(yaml, "tls.certificates") or [{}])[0]
+            self.assertEqual(first.get("cert" if "Cert" in option else "key"), value, why)
+        elif option == "ConnectionRateWindowSize":
+            self.assertEqual(ringmail_seconds(get(yaml, "limits.connection_rate_window")),
+                             seconds(value, "s"), why)
+        elif option == "TryNullMXList":
+            self.check(yaml, "routing.try_null_mx_list", str(value[0] in "TtYy").lower(), why)
+        elif option not in ("DaemonPortOptions", "ClientPortOptions"):  # see listeners()
+            self.fail(f"{name}: {why}: no rule for this option in the oracle test")
+
+    def number(self, yaml, path, value, why):
+        # sendmail reads numbers with atoi ('50' in quotes is 0); 0 is "no limit" or
+        # "off", and the translator writes it or leaves the key out
+        number = str(int(re.match(r"\d*", value or "").group() or 0))
+        got = get(yaml, path)
+        self.assertIn(got, (number, None) if number == "0" else (number,), why)
+
+    def timeout(self, yaml, name, value, why):
+        key = "timeouts." + name.replace("-", "").replace(".", "_")
+        got = get(yaml, key)
+        if name.startswith("resolver.retry"):  # a number of tries, not a time
+            self.assertEqual(got, value, why)
+        else:
+            self.assertIsNotNone(got, why)
+            self.assertEqual(ringmail_seconds(got), seconds(value, "m"), why)
+
+    def listeners(self, cf, yaml):
+        want = []
+        for value in cf.options.get("DaemonPortOptions", []):
+            entry = daemon_options(value)
+            # sendmail's default MSA next to a listener already on 587 could not bind
+            # (the translator leaves it out with a warning)
+            if value == DEFAULT_MSA and any(w["port"] == 587 for w in want):
+                continue
+            want.append(entry)
+        got = [{"family": g.get("family", "inet"), "address": g["address"],
+                "name": g.get("name", ""), "port": int(g["port"]),
+                "modifiers": g.get("modifiers", "")} for g in get(yaml, "listen") or []]
+        self.assertEqual(got, want, "DaemonPortOptions")
+        want = [daemon_options(v, client=True) for v in cf.options.get("ClientPortOptions", [])]
+        got = [{k: (int(v) if k == "port" else v) for k, v in c.items()}
+               for c in get(yaml, "client") or []]
+        self.assertEqual(got, want, "ClientPortOptions")
+
+    def macros(self, cf, yaml):
+        for macro, path in (("S", "routing.smart_host"), ("M", "masquerade.as"),
+                            ("H", "routing.mail_hub"), ("L", "routing.luser_relay"),
+                            ("j", "hostname")):
+            value = cf.macros.get(macro)
+            if value == self.bare.macros.get(macro):
+                self.assertIsNone(get(yaml, path), f"D{macro} is sendmail's default")
+                continue
+            self.check(yaml, path, value, f"D{macro}{value}")
+
+    def classes(self, cf, yaml):
+        hostname = get(yaml, "hostname")
+        for cls, path, file_key in (("w", "local_domains", "maps.local_host_names"),
+                                    ("R", "relay_domains", "maps.relay_domains_file")):
+            names = {n.lower() for n in cf.classes.get(cls, [])}
+            if cls in cf.files:
+                self.assertEqual(get(yaml, file_key), cf.files[cls], f"F{cls}")
+                names |= set(read_names(f"{self.root}{cf.files[cls]}"))
+            # ringmail's domain type has no [address] literals (translator: warning);
+            # Debian's loopback entries in class R are ringmail's default relay_from
+            names = {n for n in names if not n.startswith("[") and n not in LOOPBACK}
+            got = {n.lower() for n in get(yaml, path) or []}
+            if cls == "w" and not got:
+                got = {"localhost", hostname} if hostname else {"localhost"}  # the default
+            self.assertEqual(got - {hostname}, names - {hostname}, f"class {cls}")
+        for cls, path in (("M", "masquerade.domains"), ("E", "masquerade.exposed_users"),
+                          ("N", "masquerade.exceptions"), ("G", "masquerade.generics_domains"),
+                          ("TrustAuthMech", "auth.trust_mechanisms"),
+                          ("L", "routing.local_users")):
+            want = cf.classes.get(cls, [])
+            extra = [n for n in want if n not in self.bare.classes.get(cls, [])]
+            got = get(yaml, path) or []
+            self.assertEqual(sorted(set(got) | set(self.bare.classes.get(cls, []))),
+                             sorted(set(want)), f"class {cls}: {extra}")
+
+    def maps_and_milters(self, cf, yaml):
+        for k, path in (("access", "maps.access"), ("mailertable", "maps.mailertable"),
+                        ("virtuser", "maps.virtusertable"), ("generics", "maps.genericstable"),
+                        ("authinfo", "maps.authinfo"), ("domaintable", "maps.domaintable")):
+            want = cf.maps.get(k)
+            # sendmail opens NAME.db for hash maps; the text source is the same path
+            self.check(yaml, path, want and re.sub(r"\.db$", "", want), f"K{k}")
+        want = [{"name": m["name"], "socket": m["S"], **({"flags": m["F"]} if m.get("F") else {}),
+                 **({"timeouts": m["T"]} if "T" in m else {})} for m in cf.milters]
+        # F= with nothing is no flags
+        got = [{k: v for k, v in m.items() if k != "input" and v} for m in get(yaml, "milters") or []]
+        self.assertEqual(got, want, "X milters")
+        inputs = words(cf.options.get("InputMailFilters", [""])[-1])
+        self.assertEqual([m["name"] for m in get(yaml, "milters") or [] if m.get("input") == "true"],
+                         inputs, "InputMailFilters")
+
+
+NUMBERS = {
+    "MaxDaemonChildren": "limits.connections",
+    "MaxRecipientsPerMessage": "limits.recipients",
+    "BadRcptThrottle": "limits.bad_rcpt_throttle",
+    "ConnectionRateThrottle": "limits.connection_rate",
+    "QueueLA": "limits.queue_load",
+    "RefuseLA": "limits.refuse_load",
+    "LogLevel": "log_level",
+}
+SIZES_OPT = {"MaxMessageSize": "limits.message_size", "MaxHeadersLength": "limits.header_size"}
+PLAIN = {
+    "CACertFile": "tls.ca_file",
+    "CACertPath": "tls.ca_path",
+    "ClientCertFile": "tls.client_cert",
+    "ClientKeyFile": "tls.client_key",
+    "DHParameters": "tls.dh_params",
+    "CipherList": "tls.cipher_list",
+    "ServerSSLOptions": "tls.server_ssl_options",
+    "ClientSSLOptions": "tls.client_ssl_options",
+    "DefaultUser": "mailers.default_user",
+    "RunAsUser": "run_as",
+    "QueueDirectory": "spool",
+    "SmtpGreetingMessage": "greeting",
+}
+LISTS = {
+    "PrivacyOptions": "privacy",
+    "AuthOptions": "auth.options",
+    "AuthMechanisms": "auth.mechanisms",
+    "AliasFile": "maps.aliases",
+}
+
+
+if __name__ == "__main__":
+    unittest.main()
