@@ -1,5 +1,5 @@
 """A differential test of ringmail-mc2yaml against sendmail's own macros: every good .mc
-in tests/compat and tests/compat/oracle is also turned into sendmail.cf by Debian's
+in tests/compat and tests/compat/oracle, and etc/sendmail.mc, is also turned into sendmail.cf by Debian's
 sendmail-cf (`m4 cf.m4 FILE.mc`), and every setting sendmail.cf ends up with — the `O`
 options, the `D` macros (smart host, masquerade, hub, ...), the classes w, R, M, E and
 TrustAuthMech (with the Fw/FR files they read), the K maps and the X milters — is checked
@@ -22,6 +22,7 @@ import unittest
 from ringmail_harness import ringmaild_path
 
 GOLDEN = pathlib.Path(__file__).resolve().parent.parent / "compat"
+REPO = GOLDEN.parent.parent
 CF_M4 = "/usr/share/sendmail/cf/m4/cf.m4"
 BARE_MC = ("include(`/usr/share/sendmail/cf/m4/cf.m4')dnl\nOSTYPE(`bsd4.4')dnl\n"
            "MAILER(`local')dnl\nMAILER(`smtp')dnl\n")
@@ -236,7 +237,6 @@ class Oracle(unittest.TestCase):
             raise unittest.SkipTest(f"{cls.mc2yaml} not built")
         if not (shutil.which("m4") and os.path.exists(CF_M4)):
             raise unittest.SkipTest("m4 and sendmail-cf are not installed (scripts/deps.sh test)")
-        cls.root = GOLDEN / "root"
         cls.tmp = tempfile.TemporaryDirectory()
         cls.bare = sendmail_cf(BARE_MC, cls.tmp.name, "bare.mc", [])
 
@@ -245,19 +245,23 @@ class Oracle(unittest.TestCase):
         cls.tmp.cleanup()
 
     def mcs(self):
+        """(.mc, the directory the translator runs in, its --root there)."""
         good = [p for p in GOLDEN.glob("*.mc") if not p.name.startswith("bad_")]
-        return sorted(good) + sorted((GOLDEN / "oracle").glob("*.mc"))
+        return ([(mc, GOLDEN, "root") for mc in sorted(good)]
+                + [(mc, GOLDEN, "root") for mc in sorted((GOLDEN / "oracle").glob("*.mc"))]
+                + [(REPO / "etc" / "sendmail.mc", REPO, ".")])  # its mail/ is /etc/mail
 
     def test_enough_files(self):
         self.assertGreaterEqual(len(list((GOLDEN / "oracle").glob("*.mc"))), 12)
 
     def test_same_meaning_as_sendmail_cf(self):
-        for mc in self.mcs():
+        for mc, cwd, root in self.mcs():
             with self.subTest(mc=mc.name):
+                self.root = cwd / root
                 cf = sendmail_cf(mc_for_m4(mc, self.root), self.tmp.name, mc.name,
                                  [mc.parent, GOLDEN / "inc"])
-                out = subprocess.run([self.mc2yaml, str(mc.relative_to(GOLDEN)), "--root",
-                                      "root", "-I", "inc", "--future-keys"], cwd=GOLDEN,
+                out = subprocess.run([self.mc2yaml, str(mc.relative_to(cwd)), "--root", root,
+                                      "-I", "inc", "--future-keys"], cwd=cwd,
                                      capture_output=True, text=True, timeout=60)
                 self.assertIn(out.returncode, (0, 1), out.stderr)
                 self.compare(cf, read_yaml(out.stdout), out.stderr, mc.name)
