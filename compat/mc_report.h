@@ -2,7 +2,7 @@
  * compat/mc_report.h — the migration report of ringmail-mc2yaml: one entry for each
  * construct of the .mc (and of what it includes), in reading order, each with file, line,
  * a kind and a sentence, then a summary line. The kinds and the exit status they lead to
- * are documented in docs/migration.md.
+ * are documented in docs/migrating.md.
  */
 #ifndef RINGMAIL_COMPAT_MC_REPORT_H
 #define RINGMAIL_COMPAT_MC_REPORT_H

@@ -4,7 +4,7 @@
  * Reads the .mc with the m4 subset of mc_m4.h (no m4, no sendmail at run time) and gives
  * every sendmail construct its meaning: today's keys where ringmail has them, keys kept
  * for later (printed commented out unless future_keys) where it will, and a report entry
- * for everything, with file and line. docs/migration.md has the table of constructs.
+ * for everything, with file and line. docs/migrating.md has the table of constructs.
  * Files the .mc names (local-host-names, relay-domains, includes) are read under
  * `root` when it is set, so a copy of another machine's /etc can be translated.
  */
