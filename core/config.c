@@ -98,10 +98,33 @@ static int config_store_text(const struct config_ctx *x, void *at, char *copy)
     return 0;
 }
 
+static int config_store(const struct config_ctx *x, const struct config_key *k, const char *text,
+                        void *at, const char *path);
+
+/* A key kept for later whose type is not text: checked into a scratch value, kept as
+ * written. */
+static int config_store_kept(const struct config_ctx *x, const struct config_key *k,
+                             const char *text, void *at, const char *path)
+{
+    struct config_key plain = *k;
+    union {
+        uint64_t n;
+        bool b;
+        int family;
+    } scratch;
+    plain.flags &= ~(unsigned)CONFIG_F_KEEP;
+    plain.width = sizeof(scratch.n);
+    if (config_store(x, &plain, text, &scratch, path) < 0)
+        return -1;
+    return config_store_text(x, at, strdup(text));
+}
+
 /* One scalar (a key's value or one item of a list) into `at`. */
 static int config_store(const struct config_ctx *x, const struct config_key *k, const char *text,
                         void *at, const char *path)
 {
+    if ((k->flags & CONFIG_F_KEEP) && !config_key_is_text(&(struct config_key){.type = k->type}))
+        return config_store_kept(x, k, text, at, path);
     const char *why = NULL;
     uint64_t v;
     int family;
@@ -165,14 +188,40 @@ static int config_store(const struct config_ctx *x, const struct config_key *k, 
     return config_fail(x, path, "internal error: not a scalar");
 }
 
+/* A CONFIG_F_OR_ONE key's values, which libcyaml skips: the libyaml pass kept them. */
+static size_t config_doc_items(const struct config_ctx *x, const char *path, char **out, size_t max)
+{
+    const struct config_pos *p = config_doc_find(x->doc, path);
+    if (p && p->text) {
+        out[0] = p->text;
+        return 1;
+    }
+    size_t n = 0;
+    for (; n < max; n++) {
+        char item[CONFIG_PATH_MAX + 24];
+        snprintf(item, sizeof(item), "%s[%zu]", path, n);
+        if (!(p = config_doc_find(x->doc, item)) || !p->text)
+            break;
+        out[n] = p->text;
+    }
+    return n;
+}
+
 /* A list key: the items given, or the default's words. */
 static int config_fill_list(const struct config_ctx *x, const struct config_key *k,
                             const struct config_raw *given, void *dst, const char *path)
 {
-    char *words = NULL, *dflt[CONFIG_DEFAULT_WORDS];
+    char *words = NULL, *dflt[CONFIG_DEFAULT_WORDS], *one[CONFIG_DEFAULT_WORDS];
     char *const *texts = dflt;
     size_t n = 0;
-    if (given) {
+    if (k->flags & CONFIG_F_OR_ONE) {
+        texts = one;
+        n = config_doc_items(x, path, one, CONFIG_DEFAULT_WORDS);
+        char item[CONFIG_PATH_MAX + 24];
+        snprintf(item, sizeof(item), "%s[%zu]", path, n);
+        if (config_doc_find(x->doc, item))
+            return config_fail(x, item, "at most %d values", CONFIG_DEFAULT_WORDS);
+    } else if (given) {
         texts = given->items;
         n = given->n_items;
     } else if (!k->dflt) {
@@ -351,6 +400,65 @@ static int config_check(const struct config_ctx *x, struct config *c)
     return 0;
 }
 
+int config_warn(struct config *c, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    char **grown = realloc(c->warnings, (c->n_warnings + 1) * sizeof(*grown));
+    if (!grown)
+        return -1;
+    c->warnings = grown;
+    if (!(grown[c->n_warnings] = strdup(line)))
+        return -1;
+    c->n_warnings++;
+    return 0;
+}
+
+/* One warning for each key kept for later that the file sets: nothing is silently dropped.
+ * The items of a list kept for later (milters) are named by the list. */
+static int config_warn_kept(const struct config_ctx *x, struct config *c,
+                            const struct config_key *keys, size_t n, const char *prefix)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct config_key *k = &keys[i];
+        char path[CONFIG_PATH_MAX];
+        snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", k->name);
+        const struct config_pos *p = config_doc_find(x->doc, path);
+        if (!p)
+            continue;
+        if (k->later) {
+            if (config_warn(c, "%s:%u: key '%s' is accepted but not enforced yet (issue: %s)",
+                            x->file, p->line, path, k->later) < 0)
+                return config_oom(x);
+        } else if (k->type == CONFIG_SECTION) {
+            if (config_warn_kept(x, c, k->sub, k->n_sub, path) < 0)
+                return -1;
+        } else if (k->type == CONFIG_MAPS) {
+            for (size_t j = 0;; j++) {
+                char item[CONFIG_PATH_MAX + 24];
+                snprintf(item, sizeof(item), "%s[%zu]", path, j);
+                if (!config_doc_find(x->doc, item))
+                    break;
+                if (config_warn_kept(x, c, k->sub, k->n_sub, item) < 0)
+                    return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int config_maps(const struct config_ctx *x, struct config *c)
+{
+    const char *key = NULL;
+    char why[768];
+    if (config_maps_load(c, &key, why, sizeof(why)) == 0)
+        return 0;
+    return key ? config_fail(x, key, "%s", why) : config_oom(x);
+}
+
 static struct config *config_build(const char *file, const char *base, const unsigned char *data,
                                    size_t len, char *err, size_t errlen)
 {
@@ -366,7 +474,9 @@ static struct config *config_build(const char *file, const char *base, const uns
     if (!(c = calloc(1, sizeof(*c))) || !(c->source = strdup(file))) {
         config_oom(&x);
     } else if (config_fill(&x, config_keys, config_n_keys, raw, c, "") == 0 &&
-               config_computed(&x, c) == 0 && config_check(&x, c) == 0) {
+               config_computed(&x, c) == 0 && config_check(&x, c) == 0 &&
+               config_warn_kept(&x, c, config_keys, config_n_keys, "") == 0 &&
+               config_maps(&x, c) == 0) {
         goto out;
     }
     config_free(c);
@@ -449,7 +559,7 @@ static void config_free_map(const struct config_key *keys, size_t n, void *dst)
             config_free_map(k->sub, k->n_sub, dst);
             continue;
         }
-        if (!list && !config_type_is_text(k->type))
+        if (!list && !config_key_is_text(k))
             continue; /* a number or a bool, stored in place */
         void *p;
         memcpy(&p, (char *)dst + k->offset, sizeof(p));
@@ -457,7 +567,7 @@ static void config_free_map(const struct config_key *keys, size_t n, void *dst)
         for (size_t j = 0; j < count; j++) {
             if (k->type == CONFIG_MAPS)
                 config_free_map(k->sub, k->n_sub, (char *)p + j * k->width);
-            else if (config_type_is_text(k->type))
+            else if (config_key_is_text(k))
                 free(((char **)p)[j]);
         }
         free(p);
@@ -469,6 +579,10 @@ void config_free(struct config *c)
     if (!c)
         return;
     config_free_map(config_keys, config_n_keys, c);
+    config_maps_free(c);
+    for (size_t i = 0; i < c->n_warnings; i++)
+        free(c->warnings[i]);
+    free(c->warnings);
     free(c->source);
     free(c);
 }

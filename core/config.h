@@ -19,15 +19,27 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "compat/map_access.h"
+#include "compat/map_aliases.h"
+#include "compat/map_simple.h"
 #include "smtp/smtp_server.h"
 #include "util/netaddr.h"
+
+/* Keys the daemon accepts but does not enforce yet keep their values as written (text), so
+ * the issue that enforces them finds them and --check-config prints them back; a start-up
+ * warning names each one that is set (config->warnings). */
+struct config_words {
+    char **v;
+    size_t n;
+};
 
 struct config_listener {
     char *name;    /* sendmail's DAEMON_OPTIONS Name=, e.g. "MTA" */
     char *address; /* "127.0.0.1", "::1", "0.0.0.0", "::" */
     uint16_t port;
-    int family;    /* AF_INET or AF_INET6, from `family` or from the address */
-    bool starttls; /* offer STARTTLS here; false = sendmail's DAEMON_OPTIONS Modifiers=S */
+    int family;      /* AF_INET or AF_INET6, from `family` or from the address */
+    bool starttls;   /* offer STARTTLS here; false = sendmail's DAEMON_OPTIONS Modifiers=S */
+    char *modifiers; /* sendmail's M= flags: kept, not enforced yet */
 };
 
 struct config_cert {
@@ -58,6 +70,104 @@ struct config_tls {
     /* The built-in default: with no certificates, demo ones are made on first run in
      * <the spool's parent>/tls, so STARTTLS works out of the box. */
     bool demo_certs;
+    char *server_ssl_options; /* confSERVER_SSL_OPTIONS: kept, not enforced yet */
+    char *client_ssl_options;
+};
+
+/* The sendmail maps (paths; NULL = not configured). local_host_names, relay_domains_file and
+ * access are enforced; aliases, mailertable, virtusertable and genericstable are parsed at
+ * load (errors stop it) and kept for delivery; the others are kept as paths. */
+struct config_maps {
+    char *access;
+    struct config_words aliases;
+    char *mailertable, *virtusertable, *genericstable, *domaintable, *authinfo;
+    char *local_host_names, *relay_domains_file, *trusted_users;
+};
+
+/* The maps' contents, read by config_load() (core/config_maps.c). */
+struct config_map_data {
+    struct access_map access;
+    struct alias_map *aliases; /* one per file of maps.aliases, searched in order */
+    size_t n_aliases;
+    struct map_simple mailertable, virtusertable, genericstable;
+};
+
+struct config_milter { /* INPUT_MAIL_FILTER */
+    char *name, *socket, *flags, *timeouts, *input;
+};
+struct config_client { /* CLIENT_OPTIONS */
+    char *family, *address, *port;
+};
+struct config_dnsbl { /* FEATURE(dnsbl), FEATURE(enhdnsbl) */
+    char *zone, *message;
+    char **results;
+    size_t n_results;
+};
+
+/* The FEATUREs kept for later, each `true`, `false` or the FEATURE's arguments (one list,
+ * one X-macro so the struct and the key table cannot drift apart; alphabetical, and left as
+ * written by clang-format, which reflows such lists differently on each pass). */
+/* clang-format off */
+#define CONFIG_FEATURES(X)                                                                         \
+    X(accept_unqualified_senders) X(accept_unresolvable_domains) X(always_add_domain) X(badmx)     \
+    X(bestmx_is_local) X(block_bad_helo) X(blocklist_recipients) X(check_cert_altnames)            \
+    X(conncontrol) X(delay_checks) X(loose_relay_check) X(lookupdotdomain) X(nocanonify)           \
+    X(nopercenthack) X(notsticky) X(nullclient) X(preserve_local_plus_detail)                      \
+    X(preserve_luser_host) X(ratecontrol) X(redirect) X(relay_based_on_mx) X(relay_entire_domain)  \
+    X(relay_hosts_only) X(relay_local_from) X(relay_mail_from) X(require_rdns) X(rhsbl)            \
+    X(stickyhost) X(sts) X(tls_failures) X(tls_session_features) X(use_client_ptr)
+
+/* sendmail's other confTO_* timeouts (client side, queue, resolver, ...), by their
+ * lower-cased names; resolver_retry* are numbers of tries. */
+#define CONFIG_LATER_TIMEOUTS(X)                                                                   \
+    X(aconnect) X(auth) X(connect) X(control) X(fileopen) X(hoststatus) X(iconnect) X(ident)       \
+    X(iterative) X(lhlo) X(queuereturn) X(queuereturn_dsn) X(queuereturn_nonurgent)              \
+    X(queuereturn_normal) X(queuereturn_urgent) X(queuewarn) X(queuewarn_dsn)                      \
+    X(queuewarn_nonurgent) X(queuewarn_normal) X(queuewarn_urgent) X(resolver_retrans)             \
+    X(resolver_retrans_first) X(resolver_retrans_normal)
+#define CONFIG_LATER_TRIES(X) X(resolver_retry) X(resolver_retry_first) X(resolver_retry_normal)
+/* clang-format on */
+
+#define CONFIG_TEXT_FIELD(name)  char *name;
+#define CONFIG_WORDS_FIELD(name) struct config_words name;
+
+/* Everything accepted but not enforced yet, as written (NULL / empty = not set). */
+struct config_later {
+    struct {
+        char *smart_host, *mail_hub, *luser_relay, *relay_mailer, *fallback_mx, *try_null_mx_list;
+        struct config_words local_users;
+        char *local_users_file;
+    } routing;
+    struct {
+        char *as;
+        struct config_words domains, exceptions, exposed_users, generics_domains;
+        char *domains_file, *exceptions_file, *exposed_users_file, *generics_domains_file;
+        char *envelope, *entire_domain, *all_headers, *limited, *not_local, *generics_entire_domain;
+    } masquerade;
+    struct config_milter *milters;
+    size_t n_milters;
+    struct {
+        struct config_words mechanisms, trust_mechanisms, options;
+    } auth;
+    struct {
+        struct config_words enabled;
+        char *default_user, *smrsh, *local_procmail, *local_lmtp;
+    } mailers;
+    struct {
+        char *greet_pause;
+        struct config_dnsbl *dnsbl;
+        size_t n_dnsbl;
+        CONFIG_FEATURES(CONFIG_WORDS_FIELD)
+    } features;
+    struct config_client *client;
+    size_t n_client;
+    struct config_words privacy;
+    char *log_level, *greeting;
+    char *connection_rate, *connection_rate_window, *queue_load, *refuse_load; /* limits.* */
+    struct {
+        CONFIG_LATER_TIMEOUTS(CONFIG_TEXT_FIELD)
+        CONFIG_LATER_TRIES(CONFIG_TEXT_FIELD)
+    } timeouts;
 };
 
 struct config {
@@ -81,6 +191,13 @@ struct config {
     uint32_t shutdown_grace_ms;   /* SIGTERM: time for transactions in flight */
     uint32_t starttls_timeout_ms; /* the TLS handshake after STARTTLS; confTO_STARTTLS */
     struct config_tls tls;
+    struct config_maps maps;
+    struct config_map_data map;
+    struct config_later later;
+    /* "FILE:LINE: key 'x' is accepted but not enforced yet (issue: y)" and the like: what
+     * this configuration asks for that the daemon does not do; logged at start and reload. */
+    char **warnings;
+    size_t n_warnings;
 };
 
 /* Reads and validates `path`. NULL with `err` (file, line, column, key) on any problem. */

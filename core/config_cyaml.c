@@ -16,9 +16,9 @@
 #include <string.h>
 
 /* Fields of all mappings (each ended by a NULL key) and the entry schemas of lists of
- * mappings; config_keys.c has 11 + 5 + 11 + 13 + 15 + 2 keys. */
-#define CONFIG_SCHEMA_FIELDS  80
-#define CONFIG_SCHEMA_ENTRIES 4
+ * mappings; config_keys.c has about 210 keys in 15 mappings. */
+#define CONFIG_SCHEMA_FIELDS  256
+#define CONFIG_SCHEMA_ENTRIES 8
 
 static struct {
     cyaml_schema_field_t fields[CONFIG_SCHEMA_FIELDS];
@@ -50,6 +50,10 @@ static const cyaml_schema_field_t *config_schema_fields(const struct config_key 
         uint32_t slot = (uint32_t)(i * sizeof(struct config_raw));
         f[i].key = k->name;
         f[i].value.flags = CONFIG_SCHEMA_FLAGS;
+        if (k->flags & CONFIG_F_OR_ONE) { /* one value or a list: config.c reads the doc */
+            f[i].value = (cyaml_schema_value_t){.type = CYAML_IGNORE, .flags = CYAML_FLAG_OPTIONAL};
+            continue;
+        }
         if (k->type == CONFIG_SECTION || k->type == CONFIG_MAPS) {
             cyaml_schema_value_t map = {
                 .type = CYAML_MAPPING,

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/config.h"
+
 enum config_type {
     CONFIG_SECTION,     /* a mapping of sub-keys (limits, timeouts) */
     CONFIG_MAPS,        /* a list of mappings of sub-keys (listen, tls.certificates); `width`
@@ -37,6 +39,10 @@ enum {
     CONFIG_F_LIST = 1 << 0,     /* a YAML list of the type: pointer at `offset`, count at `count` */
     CONFIG_F_ZERO_OFF = 1 << 1, /* 0 is allowed besides min..max and means "no limit" / "off" */
     CONFIG_F_ONE_ITEM = 1 << 2, /* MAPS (listen): not given = one item of defaults; never none */
+    CONFIG_F_KEEP = 1 << 3,     /* checked as its type, stored as written (a char *): a key kept
+                                   for later whose type is not text (a bool, a duration) */
+    CONFIG_F_OR_ONE = 1 << 4,   /* LIST that may also be written as one value (features.*):
+                                   libcyaml skips it and its values come from the libyaml pass */
 };
 
 struct config_key {
@@ -50,6 +56,9 @@ struct config_key {
     const char *dflt;  /* the default, written as in a file; NULL: computed in config.c */
     const struct config_key *sub; /* SECTION, MAPS */
     size_t n_sub;
+    /* Accepted but not enforced yet: the issue that will ("delivery", "milters", ...); a
+     * value given for it is named in a start-up warning. NULL: enforced. */
+    const char *later;
 };
 
 extern const struct config_key config_keys[];
@@ -75,6 +84,7 @@ void config_cyaml_free(struct config_raw *raw);
  * "relay_from[0]"; a key given with an empty value is absent (it means "the default"). */
 struct config_pos {
     char *path;
+    char *text;            /* a scalar's value; NULL for a list or a mapping */
     unsigned line, column; /* 1-based */
 };
 struct config_doc {
@@ -96,8 +106,8 @@ const struct config_key *config_key_find(const struct config_key *keys, size_t n
  * "a size like 10M", "0 (no limit) or a number from 1 to 1000000". */
 void config_key_expect(const struct config_key *k, bool item, char *out, size_t outlen);
 
-/* Does a value of this type live in struct config as a char * (a list: char **)? */
-bool config_type_is_text(enum config_type type);
+/* Does a value of this key live in struct config as a char * (a list: char **)? */
+bool config_key_is_text(const struct config_key *k);
 /* An integer field of `width` bytes (2, 4 or 8) at `at`. */
 void config_uint_put(void *at, size_t width, uint64_t v);
 uint64_t config_uint_get(const void *at, size_t width);
@@ -115,5 +125,15 @@ char *config_path_join(const char *base, const char *path);
 /* The fully qualified name of `name` from a hosts(5) file, or NULL: the canonical (first)
  * name of the first line that lists `name` and whose canonical name has a dot. Never DNS. */
 char *config_hosts_fqdn(const char *hosts_path, const char *name);
+
+/* Appends a printf-formed line to c->warnings; -1 when out of memory. */
+int config_warn(struct config *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Reads the maps c->maps names (core/config_maps.c): local-host-names into local_domains,
+ * relay-domains into relay_domains, the access map (warning about entries the daemon does
+ * not act on), and the maps kept for delivery, parsed so that their errors stop the load.
+ * 0, or -1 with the key at fault in *key and "file:line: why" in `why`. */
+int config_maps_load(struct config *c, const char **key, char *why, size_t whylen);
+void config_maps_free(struct config *c);
 
 #endif

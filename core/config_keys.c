@@ -21,38 +21,70 @@
 #define NUM(key, type, flags, field, lo, hi, def)                                                  \
     {                                                                                              \
         key, type, flags, offsetof(struct config, field), sizeof(((struct config *)0)->field), 0,  \
-            lo, hi, def, NULL, 0                                                                   \
+            lo, hi, def, NULL, 0, NULL                                                             \
     }
 #define TEXT(key, type, field, def)                                                                \
     {                                                                                              \
-        key, type, 0, offsetof(struct config, field), 0, 0, 0, 0, def, NULL, 0                     \
+        key, type, 0, offsetof(struct config, field), 0, 0, 0, 0, def, NULL, 0, NULL               \
     }
 #define LIST_AT(key, type, field, count, def)                                                      \
     {                                                                                              \
         key, type, CONFIG_F_LIST, offsetof(struct config, field), 0,                               \
-            offsetof(struct config, count), 0, 0, def, NULL, 0                                     \
+            offsetof(struct config, count), 0, 0, def, NULL, 0, NULL                               \
     }
 #define LIST(key, type, field, def) LIST_AT(key, type, field, n_##field, def)
 #define BOOL(key, field, def)                                                                      \
     {                                                                                              \
-        key, CONFIG_BOOL, 0, offsetof(struct config, field), 0, 0, 0, 0, def, NULL, 0              \
+        key, CONFIG_BOOL, 0, offsetof(struct config, field), 0, 0, 0, 0, def, NULL, 0, NULL        \
     }
 #define TIMEOUT(key, field, def)                                                                   \
     NUM(key, CONFIG_DURATION, CONFIG_F_ZERO_OFF, field, 1, 30 * DAY, def)
 
+/* Keys kept for later (struct config_later): checked as `type`, stored as written at `field`
+ * of `st`, named in a start-up warning with the issue that will enforce them. A number's
+ * scratch value is 64 bits wide (config.c). */
+#define KEPT_IN(st, key, type, lo, hi, field, issue)                                               \
+    {                                                                                              \
+        key, type, CONFIG_F_KEEP, offsetof(st, field), sizeof(uint64_t), 0, lo, hi, NULL, NULL, 0, \
+            issue                                                                                  \
+    }
+#define KEPT(key, type, field, issue) KEPT_IN(struct config, key, type, 0, 0, field, issue)
+#define KEPT_NUM(key, type, lo, hi, field, issue)                                                  \
+    KEPT_IN(struct config, key, type, lo, hi, field, issue)
+#define KEPT_FLAG(key, field, issue) KEPT(key, CONFIG_BOOL, field, issue)
+#define KEPT_LIST_F(key, type, flags, field, issue)                                                \
+    {                                                                                              \
+        key, type, CONFIG_F_LIST | CONFIG_F_KEEP | (flags), offsetof(struct config, field.v), 0,   \
+            offsetof(struct config, field.n), 0, 0, NULL, NULL, 0, issue                           \
+    }
+#define KEPT_LIST(key, type, field, issue) KEPT_LIST_F(key, type, 0, field, issue)
+#define KEPT_MAPS(key, st, field, count, sub, issue)                                               \
+    {                                                                                              \
+        key, CONFIG_MAPS, CONFIG_F_LIST, offsetof(struct config, field), sizeof(st),               \
+            offsetof(struct config, count), 0, 0, NULL, sub, ARRAY_LEN(sub), issue                 \
+    }
+#define SECTION(key, sub)                                                                          \
+    {                                                                                              \
+        key, CONFIG_SECTION, 0, 0, 0, 0, 0, 0, NULL, sub, ARRAY_LEN(sub), NULL                     \
+    }
+#define ISSUE_DELIVERY "delivery"
+#define ISSUE_POLICY   "policy"
+
 /* The default `listen` is one listener of these defaults. A listener written without an
  * address is on loopback too (sendmail's would be on every address): exposure is chosen. */
 static const struct config_key config_listener_keys[] = {
-    {"name", CONFIG_STRING, 0, offsetof(struct config_listener, name), 0, 0, 0, 0, "MTA", NULL, 0},
+    {"name", CONFIG_STRING, 0, offsetof(struct config_listener, name), 0, 0, 0, 0, "MTA", NULL, 0,
+     NULL},
     {"address", CONFIG_ADDRESS, 0, offsetof(struct config_listener, address), 0, 0, 0, 0,
-     "127.0.0.1", NULL, 0},
+     "127.0.0.1", NULL, 0, NULL},
     {"port", CONFIG_UINT, 0, offsetof(struct config_listener, port), sizeof(uint16_t), 0, 1, 65535,
-     "2525", NULL, 0},
+     "2525", NULL, 0, NULL},
     /* No default: without it the family follows the address. */
     {"family", CONFIG_FAMILY, 0, offsetof(struct config_listener, family), sizeof(int), 0, 0, 0,
-     NULL, NULL, 0},
+     NULL, NULL, 0, NULL},
     {"starttls", CONFIG_BOOL, 0, offsetof(struct config_listener, starttls), 0, 0, 0, 0, "true",
-     NULL, 0},
+     NULL, 0, NULL},
+    KEPT_IN(struct config_listener, "modifiers", CONFIG_STRING, 0, 0, modifiers, ISSUE_POLICY),
 };
 
 static const struct config_key config_limit_keys[] = {
@@ -72,6 +104,12 @@ static const struct config_key config_limit_keys[] = {
         "0"),
     /* config.c also checks it holds at least one command line. */
     NUM("input_buffer", CONFIG_SIZE, 0, limits.max_input_buffer, 4 * KIB, 64 * MIB, "64K"),
+    /* 0 is sendmail's "no limit" for all four */
+    KEPT_NUM("connection_rate", CONFIG_UINT, 0, 1000000, later.connection_rate, ISSUE_POLICY),
+    KEPT_NUM("connection_rate_window", CONFIG_DURATION, 0, 30 * DAY, later.connection_rate_window,
+             ISSUE_POLICY),
+    KEPT_NUM("queue_load", CONFIG_UINT, 0, 10000, later.queue_load, ISSUE_POLICY),
+    KEPT_NUM("refuse_load", CONFIG_UINT, 0, 10000, later.refuse_load, ISSUE_POLICY),
 };
 
 static const struct config_key config_timeout_keys[] = {
@@ -88,19 +126,22 @@ static const struct config_key config_timeout_keys[] = {
     TIMEOUT("command", timeouts.command, "1h"),
     TIMEOUT("shutdown_grace", shutdown_grace_ms, "30s"),
     TIMEOUT("starttls", starttls_timeout_ms, "1h"),
-};
+#define LATER_TIMEOUT(name)                                                                        \
+    KEPT_NUM(#name, CONFIG_DURATION, 0, 30 * DAY, later.timeouts.name, ISSUE_DELIVERY),
+#define LATER_TRIES(name) KEPT_NUM(#name, CONFIG_UINT, 0, 100, later.timeouts.name, ISSUE_DELIVERY),
+    CONFIG_LATER_TIMEOUTS(LATER_TIMEOUT) CONFIG_LATER_TRIES(LATER_TRIES)};
 
 /* No default key: a pair written without `key` has both in the cert file (config.c). */
 static const struct config_key config_cert_keys[] = {
-    {"cert", CONFIG_PATH, 0, offsetof(struct config_cert, cert), 0, 0, 0, 0, NULL, NULL, 0},
-    {"key", CONFIG_PATH, 0, offsetof(struct config_cert, key), 0, 0, 0, 0, NULL, NULL, 0},
+    {"cert", CONFIG_PATH, 0, offsetof(struct config_cert, cert), 0, 0, 0, 0, NULL, NULL, 0, NULL},
+    {"key", CONFIG_PATH, 0, offsetof(struct config_cert, key), 0, 0, 0, 0, NULL, NULL, 0, NULL},
 };
 
 /* NULL text defaults are OpenSSL's own choices (groups, suites, automatic ffdhe). */
 static const struct config_key config_tls_keys[] = {
     {"certificates", CONFIG_MAPS, CONFIG_F_LIST, offsetof(struct config, tls.certificates),
      sizeof(struct config_cert), offsetof(struct config, tls.n_certificates), 0, 0, NULL,
-     config_cert_keys, ARRAY_LEN(config_cert_keys)},
+     config_cert_keys, ARRAY_LEN(config_cert_keys), NULL},
     LIST_AT("providers", CONFIG_STRING, tls.providers, tls.n_providers, ""),
     LIST_AT("groups", CONFIG_STRING, tls.groups, tls.n_groups, ""),
     TEXT("min_version", CONFIG_TLS_VERSION, tls.min_version, "TLSv1.2"),
@@ -115,13 +156,106 @@ static const struct config_key config_tls_keys[] = {
     NUM("ticket_rotate", CONFIG_DURATION, 0, tls.ticket_rotate_ms, 60 * SEC, 7 * DAY, "12h"),
     TEXT("client_cert", CONFIG_PATH, tls.client_cert, NULL),
     TEXT("client_key", CONFIG_PATH, tls.client_key, NULL),
+    KEPT("server_ssl_options", CONFIG_STRING, tls.server_ssl_options, ISSUE_POLICY),
+    KEPT("client_ssl_options", CONFIG_STRING, tls.client_ssl_options, ISSUE_DELIVERY),
 };
+
+/* local_host_names, relay_domains_file and access are enforced; the parsed maps kept for
+ * delivery still stop the load when they are malformed (config_maps.c). */
+static const struct config_key config_map_keys[] = {
+    TEXT("access", CONFIG_PATH, maps.access, NULL),
+    KEPT_LIST("aliases", CONFIG_PATH, maps.aliases, ISSUE_DELIVERY),
+    KEPT("mailertable", CONFIG_PATH, maps.mailertable, ISSUE_DELIVERY),
+    KEPT("virtusertable", CONFIG_PATH, maps.virtusertable, ISSUE_DELIVERY),
+    KEPT("genericstable", CONFIG_PATH, maps.genericstable, ISSUE_DELIVERY),
+    KEPT("domaintable", CONFIG_PATH, maps.domaintable, ISSUE_DELIVERY),
+    KEPT("authinfo", CONFIG_PATH, maps.authinfo, ISSUE_DELIVERY),
+    TEXT("local_host_names", CONFIG_PATH, maps.local_host_names, NULL),
+    TEXT("relay_domains_file", CONFIG_PATH, maps.relay_domains_file, NULL),
+    KEPT("trusted_users", CONFIG_PATH, maps.trusted_users, ISSUE_DELIVERY),
+};
+
+static const struct config_key config_routing_keys[] = {
+    KEPT("smart_host", CONFIG_STRING, later.routing.smart_host, ISSUE_DELIVERY),
+    KEPT("mail_hub", CONFIG_STRING, later.routing.mail_hub, ISSUE_DELIVERY),
+    KEPT("luser_relay", CONFIG_STRING, later.routing.luser_relay, ISSUE_DELIVERY),
+    KEPT("relay_mailer", CONFIG_STRING, later.routing.relay_mailer, ISSUE_DELIVERY),
+    KEPT("fallback_mx", CONFIG_STRING, later.routing.fallback_mx, ISSUE_DELIVERY),
+    KEPT_FLAG("try_null_mx_list", later.routing.try_null_mx_list, ISSUE_DELIVERY),
+    KEPT_LIST("local_users", CONFIG_STRING, later.routing.local_users, ISSUE_DELIVERY),
+    KEPT("local_users_file", CONFIG_PATH, later.routing.local_users_file, ISSUE_DELIVERY),
+};
+
+static const struct config_key config_masquerade_keys[] = {
+    KEPT("as", CONFIG_STRING, later.masquerade.as, ISSUE_DELIVERY),
+    KEPT_LIST("domains", CONFIG_STRING, later.masquerade.domains, ISSUE_DELIVERY),
+    KEPT_LIST("exceptions", CONFIG_STRING, later.masquerade.exceptions, ISSUE_DELIVERY),
+    KEPT_LIST("exposed_users", CONFIG_STRING, later.masquerade.exposed_users, ISSUE_DELIVERY),
+    KEPT_LIST("generics_domains", CONFIG_STRING, later.masquerade.generics_domains, ISSUE_DELIVERY),
+    KEPT("domains_file", CONFIG_PATH, later.masquerade.domains_file, ISSUE_DELIVERY),
+    KEPT("exceptions_file", CONFIG_PATH, later.masquerade.exceptions_file, ISSUE_DELIVERY),
+    KEPT("exposed_users_file", CONFIG_PATH, later.masquerade.exposed_users_file, ISSUE_DELIVERY),
+    KEPT("generics_domains_file", CONFIG_PATH, later.masquerade.generics_domains_file,
+         ISSUE_DELIVERY),
+    KEPT_FLAG("envelope", later.masquerade.envelope, ISSUE_DELIVERY),
+    KEPT_FLAG("entire_domain", later.masquerade.entire_domain, ISSUE_DELIVERY),
+    KEPT_FLAG("all_headers", later.masquerade.all_headers, ISSUE_DELIVERY),
+    KEPT_FLAG("limited", later.masquerade.limited, ISSUE_DELIVERY),
+    KEPT_FLAG("not_local", later.masquerade.not_local, ISSUE_DELIVERY),
+    KEPT_FLAG("generics_entire_domain", later.masquerade.generics_entire_domain, ISSUE_DELIVERY),
+};
+
+/* Items of a list kept for later: the warning names the list, not each field. */
+static const struct config_key config_milter_keys[] = {
+    KEPT_IN(struct config_milter, "name", CONFIG_STRING, 0, 0, name, NULL),
+    KEPT_IN(struct config_milter, "socket", CONFIG_STRING, 0, 0, socket, NULL),
+    KEPT_IN(struct config_milter, "flags", CONFIG_STRING, 0, 0, flags, NULL),
+    KEPT_IN(struct config_milter, "timeouts", CONFIG_STRING, 0, 0, timeouts, NULL),
+    KEPT_IN(struct config_milter, "input", CONFIG_BOOL, 0, 0, input, NULL),
+};
+
+static const struct config_key config_client_keys[] = {
+    KEPT_IN(struct config_client, "family", CONFIG_FAMILY, 0, 0, family, NULL),
+    KEPT_IN(struct config_client, "address", CONFIG_ADDRESS, 0, 0, address, NULL),
+    KEPT_IN(struct config_client, "port", CONFIG_UINT, 1, 65535, port, NULL),
+};
+
+static const struct config_key config_dnsbl_keys[] = {
+    KEPT_IN(struct config_dnsbl, "zone", CONFIG_DOMAIN, 0, 0, zone, NULL),
+    KEPT_IN(struct config_dnsbl, "message", CONFIG_STRING, 0, 0, message, NULL),
+    {"results", CONFIG_STRING, CONFIG_F_LIST, offsetof(struct config_dnsbl, results), 0,
+     offsetof(struct config_dnsbl, n_results), 0, 0, NULL, NULL, 0, NULL},
+};
+
+static const struct config_key config_auth_keys[] = {
+    KEPT_LIST("mechanisms", CONFIG_STRING, later.auth.mechanisms, "auth"),
+    KEPT_LIST("trust_mechanisms", CONFIG_STRING, later.auth.trust_mechanisms, "auth"),
+    KEPT_LIST("options", CONFIG_STRING, later.auth.options, "auth"),
+};
+
+static const struct config_key config_mailer_keys[] = {
+    KEPT_LIST("enabled", CONFIG_STRING, later.mailers.enabled, ISSUE_DELIVERY),
+    KEPT("default_user", CONFIG_STRING, later.mailers.default_user, ISSUE_DELIVERY),
+    /* `true`, or the program FEATURE(smrsh, /usr/sbin/smrsh) names */
+    KEPT("smrsh", CONFIG_STRING, later.mailers.smrsh, ISSUE_DELIVERY),
+    KEPT("local_procmail", CONFIG_STRING, later.mailers.local_procmail, ISSUE_DELIVERY),
+    KEPT("local_lmtp", CONFIG_STRING, later.mailers.local_lmtp, ISSUE_DELIVERY),
+};
+
+#define FEATURE_KEY(name)                                                                          \
+    KEPT_LIST_F(#name, CONFIG_STRING, CONFIG_F_OR_ONE, later.features.name, ISSUE_POLICY),
+
+static const struct config_key config_feature_keys[] = {
+    KEPT_NUM("greet_pause", CONFIG_DURATION, 0, 30 * DAY, later.features.greet_pause, ISSUE_POLICY),
+    KEPT_MAPS("dnsbl", struct config_dnsbl, later.features.dnsbl, later.features.n_dnsbl,
+              config_dnsbl_keys, ISSUE_POLICY),
+    CONFIG_FEATURES(FEATURE_KEY)};
 
 const struct config_key config_keys[] = {
     TEXT("hostname", CONFIG_DOMAIN, hostname, NULL), /* gethostname(), qualified */
     {"listen", CONFIG_MAPS, CONFIG_F_LIST | CONFIG_F_ONE_ITEM, offsetof(struct config, listen),
      sizeof(struct config_listener), offsetof(struct config, n_listen), 0, 0, NULL,
-     config_listener_keys, ARRAY_LEN(config_listener_keys)},
+     config_listener_keys, ARRAY_LEN(config_listener_keys), NULL},
     NUM("workers", CONFIG_WORKERS, 0, workers, 1, 256, "auto"),
     TEXT("run_as", CONFIG_STRING, run_as, "ringmail"),
     TEXT("spool", CONFIG_PATH, spool, "state/spool"),
@@ -129,10 +263,24 @@ const struct config_key config_keys[] = {
     LIST("relay_domains", CONFIG_DOMAIN, relay_domains, ""),
     LIST("relay_from", CONFIG_NETWORK, relay_from, "127.0.0.0/8 ::1/128"),
     {"limits", CONFIG_SECTION, 0, 0, 0, 0, 0, 0, NULL, config_limit_keys,
-     ARRAY_LEN(config_limit_keys)},
+     ARRAY_LEN(config_limit_keys), NULL},
     {"timeouts", CONFIG_SECTION, 0, 0, 0, 0, 0, 0, NULL, config_timeout_keys,
-     ARRAY_LEN(config_timeout_keys)},
-    {"tls", CONFIG_SECTION, 0, 0, 0, 0, 0, 0, NULL, config_tls_keys, ARRAY_LEN(config_tls_keys)},
+     ARRAY_LEN(config_timeout_keys), NULL},
+    {"tls", CONFIG_SECTION, 0, 0, 0, 0, 0, 0, NULL, config_tls_keys, ARRAY_LEN(config_tls_keys),
+     NULL},
+    SECTION("maps", config_map_keys),
+    SECTION("routing", config_routing_keys),
+    SECTION("masquerade", config_masquerade_keys),
+    KEPT_MAPS("milters", struct config_milter, later.milters, later.n_milters, config_milter_keys,
+              "milters"),
+    SECTION("auth", config_auth_keys),
+    SECTION("mailers", config_mailer_keys),
+    SECTION("features", config_feature_keys),
+    KEPT_MAPS("client", struct config_client, later.client, later.n_client, config_client_keys,
+              ISSUE_DELIVERY),
+    KEPT_LIST("privacy", CONFIG_STRING, later.privacy, ISSUE_POLICY),
+    KEPT_NUM("log_level", CONFIG_UINT, 0, 99, later.log_level, "logging"),
+    KEPT("greeting", CONFIG_STRING, later.greeting, ISSUE_POLICY),
 };
 
 const size_t config_n_keys = ARRAY_LEN(config_keys);
@@ -175,7 +323,9 @@ void config_key_expect(const struct config_key *k, bool item, char *out, size_t 
     char range[80], inner[400];
     if ((k->flags & CONFIG_F_LIST) && !item) {
         config_key_expect(k, true, inner, sizeof(inner));
-        snprintf(out, outlen, "a list of values, each %s", inner);
+        snprintf(out, outlen, "%s, each %s",
+                 k->flags & CONFIG_F_OR_ONE ? "one value or a list of values" : "a list of values",
+                 inner);
         return;
     }
     config_key_range(k, range, sizeof(range));

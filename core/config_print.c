@@ -40,6 +40,11 @@ static void config_print_value(FILE *out, const struct config_key *k, const void
     char text[64] = ""; /* gcc -O2 cannot see every case fill it */
     const char *s = text;
     int family;
+    if (k->flags & CONFIG_F_KEEP) { /* kept as written */
+        memcpy(&s, at, sizeof(s));
+        config_print_scalar(out, s ? s : "");
+        return;
+    }
     switch (k->type) {
     case CONFIG_STRING:
     case CONFIG_DOMAIN:
@@ -75,17 +80,40 @@ static void config_print_value(FILE *out, const struct config_key *k, const void
     config_print_scalar(out, s ? s : "");
 }
 
+/* A key kept for later that the file did not set (or a section of nothing else) is left
+ * out: printed, it would read back as set and warn. */
+static bool config_print_unset(const struct config_key *k, const void *src)
+{
+    if (k->type == CONFIG_SECTION) {
+        for (size_t i = 0; i < k->n_sub; i++)
+            if (!config_print_unset(&k->sub[i], src))
+                return false;
+        return true;
+    }
+    if (!k->later && !(k->flags & CONFIG_F_KEEP))
+        return false;
+    const void *p;
+    memcpy(&p, (const char *)src + k->offset, sizeof(p));
+    if (k->flags & CONFIG_F_LIST)
+        return *(const size_t *)(const void *)((const char *)src + k->count) == 0;
+    return p == NULL;
+}
+
 /* `item`: the first key opens a list item ("  - name: MTA"). */
 static void config_print_map(FILE *out, const struct config_key *keys, size_t n, const void *src,
                              int indent, bool item)
 {
+    bool first = item;
     for (size_t i = 0; i < n; i++) {
         const struct config_key *k = &keys[i];
         const char *at = (const char *)src + k->offset;
-        if (item && i == 0)
+        if (config_print_unset(k, src))
+            continue;
+        if (first)
             fprintf(out, "%*s- %s:", indent - 2, "", k->name);
         else
             fprintf(out, "%*s%s:", indent, "", k->name);
+        first = false;
         if (k->type == CONFIG_SECTION) {
             fputc('\n', out);
             config_print_map(out, k->sub, k->n_sub, src, indent + 2, false);

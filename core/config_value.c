@@ -215,10 +215,10 @@ char *config_hosts_fqdn(const char *hosts_path, const char *name)
     return found;
 }
 
-bool config_type_is_text(enum config_type type)
+bool config_key_is_text(const struct config_key *k)
 {
-    return type == CONFIG_STRING || type == CONFIG_DOMAIN || type == CONFIG_PATH ||
-           type == CONFIG_ADDRESS || type == CONFIG_TLS_VERSION;
+    return k->type == CONFIG_STRING || k->type == CONFIG_DOMAIN || k->type == CONFIG_PATH ||
+           k->type == CONFIG_ADDRESS || k->type == CONFIG_TLS_VERSION || (k->flags & CONFIG_F_KEEP);
 }
 
 void config_uint_put(void *at, size_t width, uint64_t v)

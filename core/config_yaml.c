@@ -16,7 +16,7 @@
 #include <yaml.h>
 
 #define CONFIG_PATH_MAX 256
-#define CONFIG_KEYS_MAX 32 /* keys in one mapping of the schema (config_keys.c) */
+#define CONFIG_KEYS_MAX 64 /* keys in one mapping of the schema (config_keys.c) */
 
 struct config_scan {
     const char *file;
@@ -91,8 +91,14 @@ static int config_scan_record(struct config_scan *s)
         goto oom;
     d->pos = grown;
     grown[d->n].path = strdup(s->path);
-    if (!grown[d->n].path)
+    /* kept for the keys libcyaml skips (CONFIG_F_OR_ONE) */
+    grown[d->n].text =
+        s->ev.type == YAML_SCALAR_EVENT ? strdup((const char *)s->ev.data.scalar.value) : NULL;
+    if (!grown[d->n].path || (s->ev.type == YAML_SCALAR_EVENT && !grown[d->n].text)) {
+        free(grown[d->n].path);
+        free(grown[d->n].text);
         goto oom;
+    }
     grown[d->n].line = (unsigned)s->ev.start_mark.line + 1;
     grown[d->n].column = (unsigned)s->ev.start_mark.column + 1;
     d->n++;
@@ -149,7 +155,8 @@ static int config_scan_mapping(struct config_scan *s, const struct config_key *k
 /* The current event starts the value of `k` (or an item of it, when `item`). */
 static int config_scan_value(struct config_scan *s, const struct config_key *k, bool item)
 {
-    bool list = (k->flags & CONFIG_F_LIST) && !item;
+    bool list = (k->flags & CONFIG_F_LIST) && !item &&
+                !((k->flags & CONFIG_F_OR_ONE) && s->ev.type == YAML_SCALAR_EVENT);
     if (list) {
         if (s->ev.type != YAML_SEQUENCE_START_EVENT)
             return config_scan_wrong(s, k, false);
@@ -283,8 +290,10 @@ const struct config_pos *config_doc_find(const struct config_doc *doc, const cha
 
 void config_doc_free(struct config_doc *doc)
 {
-    for (size_t i = 0; i < doc->n; i++)
+    for (size_t i = 0; i < doc->n; i++) {
         free(doc->pos[i].path);
+        free(doc->pos[i].text);
+    }
     free(doc->pos);
     doc->pos = NULL;
     doc->n = 0;

@@ -59,6 +59,13 @@ static void daemon_warn_restart_only(const struct config *old, const struct conf
         log_warn("reload: changes to 'spool' take effect after a restart");
 }
 
+/* What the configuration asks for that the daemon does not do yet (config->warnings). */
+static void daemon_log_warnings(const struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_warnings; i++)
+        log_warn("%s", cfg->warnings[i]);
+}
+
 static void daemon_log_tls(const struct runconf *rc)
 {
     if (!rc->tls) {
@@ -87,6 +94,7 @@ static void daemon_reload(struct daemon *d, const char *path, unsigned *generati
         log_error("reload failed, keeping the running configuration: %s", err);
         return;
     }
+    daemon_log_warnings(rc->cfg);
     daemon_log_tls(rc);
     pthread_mutex_lock(&d->current_lock);
     struct runconf *old = d->current;
@@ -258,6 +266,7 @@ int daemon_run(const char *config_path, bool foreground)
         return status;
     }
     cfg = d.current->cfg;
+    daemon_log_warnings(cfg);
     daemon_log_tls(d.current);
     size_t n_listeners = cfg->n_listen;
 

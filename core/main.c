@@ -63,6 +63,8 @@ static int check_config(const char *path)
     struct tls_ctx **ctxs;
     int status = load(path, false, &cfg, &ctxs);
     if (status == EX_OK) {
+        for (size_t i = 0; i < cfg->n_warnings; i++)
+            fprintf(stderr, "ringmaild: warning: %s\n", cfg->warnings[i]);
         config_print(cfg, stdout);
         if (!ctxs)
             printf("# tls.certificates is empty: STARTTLS is not offered%s\n",

@@ -107,11 +107,44 @@ static const char *session_proto(const struct session *s)
     return tls ? "ESMTPS" : "ESMTP";
 }
 
+/* The reply an access entry's REJECT or ERROR: asks for: sendmail's "550 5.7.1 Access
+ * denied", or the entry's own code, status and text. */
+static void session_access_reply(const struct access_entry *a, struct smtp_addr_error *r)
+{
+    bool error = a->action == ACCESS_ERROR;
+    r->code = error && a->code[0] ? atoi(a->code) : 550;
+    r->enh = a->dsn[0] ? a->dsn : r->code / 100 == 4 ? "4.7.1" : "5.7.1";
+    r->reason = error && a->text && a->text[0] ? a->text : "Access denied";
+}
+
+static bool session_access_refuses(const struct access_entry *a)
+{
+    return a && (a->action == ACCESS_REJECT || a->action == ACCESS_ERROR);
+}
+
+/* To:domain RELAY (or a bare domain key) opens that domain as relay_domains does; To:user@domain
+ * that one address. Never `user@` (that local part at every domain would be an open relay),
+ * and never for a path that asks for further routing (user%host@domain and the other relay
+ * tricks, smtp_relay.h), whatever the domain. */
+static bool session_access_relays(const struct access_entry *a, const struct smtp_path *rcpt)
+{
+    size_t len = a ? strlen(a->key) : 0;
+    return a && a->action == ACCESS_RELAY && len && a->key[len - 1] != '@' &&
+           !smtp_path_has_routing(rcpt) && !rcpt->addr_literal;
+}
+
 static int session_check_rcpt(void *arg, const struct smtp_path *rcpt, struct smtp_addr_error *err)
 {
     struct session *s = arg;
+    const struct access_entry *to =
+        rcpt->null ? NULL : access_lookup_address(&s->rc->cfg->map.access, "to", rcpt->mailbox);
+    if (session_access_refuses(to)) {
+        session_access_reply(to, err);
+        return -1;
+    }
     if (smtp_relay_check(&s->rc->relay, (const struct sockaddr *)&s->peer, rcpt) !=
-        SMTP_RELAY_DENIED)
+            SMTP_RELAY_DENIED ||
+        s->access_relay || session_access_relays(to, rcpt))
         return 0;
     err->code = 550;
     err->enh = "5.7.1";
@@ -349,19 +382,46 @@ static void session_worker_fini(struct engine_worker *w, void *worker_ctx)
     atomic_fetch_sub(&session_daemon->workers_running, 1);
 }
 
+static void session_send_reply(struct daemon_worker *dw, engine_conn_id id, int code,
+                               const char *enh, const char *text)
+{
+    char line[512];
+    size_t n = smtp_reply_format(line, sizeof(line), code, enh, text);
+    engine_conn_send(dw->w, id, line, n);
+}
+
 /* "421 4.3.2 <host> <text>": the answer to a connection we will not serve. */
 static void session_send_421(struct daemon_worker *dw, engine_conn_id id, const char *text)
 {
-    char line[256];
-    char reason[160];
+    char reason[320];
     snprintf(reason, sizeof(reason), "%s %s", dw->rc->cfg->hostname, text);
-    size_t n = smtp_reply_format(line, sizeof(line), 421, "4.3.2", reason);
-    engine_conn_send(dw->w, id, line, n);
+    session_send_reply(dw, id, 421, "4.3.2", reason);
 }
 
 static void *session_refuse(struct daemon_worker *dw, engine_conn_id id, const char *text)
 {
     session_send_421(dw, id, text);
+    return NULL;
+}
+
+/* Connect:address REJECT or ERROR: in the access map. sendmail greets such a client and then
+ * refuses every command but QUIT; ringmail answers the greeting itself with the refusal and
+ * closes (RFC 5321 3.1 lets a server refuse at connection time): the client learns the same
+ * thing at once, and never holds a session slot. "550 5.7.1 <host> Access denied", or the
+ * entry's ERROR: reply as written. */
+static void *session_refuse_access(struct daemon_worker *dw, engine_conn_id id, const char *addr,
+                                   const struct access_entry *a)
+{
+    struct smtp_addr_error r;
+    char text[320];
+    session_access_reply(a, &r);
+    if (a->action == ACCESS_ERROR && a->text && a->text[0])
+        snprintf(text, sizeof(text), "%s", r.reason);
+    else
+        snprintf(text, sizeof(text), "%s %s", dw->rc->cfg->hostname, r.reason);
+    log_info("NOQUEUE: ruleset=check_relay, arg1=[%s], arg2=%s, relay=[%s], reject=%d %s %s", addr,
+             addr, addr, r.code, r.enh, text);
+    session_send_reply(dw, id, r.code, r.enh, text);
     return NULL;
 }
 
@@ -384,6 +444,10 @@ static void *session_on_accept(struct engine_worker *w, engine_conn_id id, unsig
     netaddr_format(peer, addr, sizeof(addr));
     if (dw->draining)
         return session_refuse(dw, id, "Shutting down");
+    /* By address only: the client's host name is never looked up (docs/config.md). */
+    const struct access_entry *connect = access_lookup_ip(&cfg->map.access, "connect", addr);
+    if (session_access_refuses(connect))
+        return session_refuse_access(dw, id, addr, connect);
     switch (connlimit_acquire(dw->d->conns, peer, cfg->max_connections,
                               cfg->max_connections_per_client)) {
     case CONNLIMIT_TOTAL:
@@ -408,6 +472,7 @@ static void *session_on_accept(struct engine_worker *w, engine_conn_id id, unsig
     s->id = id;
     s->listener = listener;
     s->counted = true;
+    s->access_relay = connect && connect->action == ACCESS_RELAY;
     s->rc = runconf_ref(dw->rc);
     memcpy(&s->peer, peer, peerlen < sizeof(s->peer) ? peerlen : sizeof(s->peer));
     memcpy(s->addr, addr, sizeof(s->addr));

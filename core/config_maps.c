@@ -1,0 +1,202 @@
+/*
+ * core/config_maps.c — the sendmail text maps that maps.* names, read with the parsers in
+ * compat/ whenever a configuration is loaded (start-up, --check-config, SIGHUP): a broken
+ * map is a configuration error naming the map's file and line, and a reload re-reads them
+ * all (a broken one keeps the running configuration, like a broken config file).
+ */
+#include "core/config.h"
+#include "core/config_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "compat/map_list.h"
+#include "compat/map_text.h"
+
+static int config_maps_oom(char *why, size_t whylen)
+{
+    snprintf(why, whylen, "out of memory");
+    return -1;
+}
+
+/* Appends `name` to a domain list of struct config unless it is there already. */
+static int config_maps_append(char ***list, size_t *n, const char *name)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (strcasecmp((*list)[i], name) == 0)
+            return 0;
+    char **grown = realloc(*list, (*n + 1) * sizeof(*grown));
+    if (!grown)
+        return -1;
+    *list = grown;
+    if (!(grown[*n] = strdup(name)))
+        return -1;
+    (*n)++;
+    return 0;
+}
+
+/* A class file (local-host-names, relay-domains) into a domain list. sendmail reads both
+ * with -o (optional): a missing file is read as empty, and said so. */
+static int config_maps_class(struct config *c, const char *path, char ***list, size_t *n, char *why,
+                             size_t whylen)
+{
+    struct stat st;
+    if (stat(path, &st) < 0 && errno == ENOENT)
+        return config_warn(c, "%s: not found: read as empty, as sendmail reads it (-o)", path) < 0
+                   ? config_maps_oom(why, whylen)
+                   : 0;
+    char *data = NULL;
+    size_t len = 0;
+    struct map_strings names = {0};
+    int rc = map_read_file(path, &data, &len, why, whylen);
+    if (rc == 0)
+        rc = map_list_parse(path, data, len, &names, why, whylen);
+    for (size_t i = 0; rc == 0 && i < names.n; i++)
+        if (config_maps_append(list, n, names.v[i]) < 0)
+            rc = config_maps_oom(why, whylen);
+    map_strings_free(&names);
+    free(data);
+    return rc;
+}
+
+/* What the daemon does not act on in an access map, one warning per kind (a real map has
+ * hundreds of From: lines; one line each would bury the rest of the log). */
+enum config_access_gap {
+    GAP_FROM,         /* From: entries: MAIL FROM checks */
+    GAP_BARE_FROM,    /* a bare key's MAIL FROM part */
+    GAP_CONNECT_NAME, /* Connect: by host name: no client name is looked up */
+    GAP_DISCARD,
+    GAP_QUARANTINE,
+    GAP_OTHER_TAG, /* GreetPause:, ClientRate:, Spam:, ... */
+    GAP_N
+};
+
+static const char *const config_access_gap_text[GAP_N] = {
+    "From: entries (MAIL FROM checks)",
+    "bare keys as MAIL FROM checks (their Connect: address and To: parts are enforced)",
+    "Connect: entries by host name (ringmail does not look up client host names)",
+    "DISCARD entries",
+    "QUARANTINE: entries",
+    "entries with other tags (GreetPause:, ClientRate:, ...)",
+};
+
+static bool config_access_is_ip(const char *key)
+{
+    return strncmp(key, "ipv6:", 5) == 0 || strspn(key, "0123456789.") == strlen(key);
+}
+
+static int config_access_gaps(struct config *c, const char *path)
+{
+    size_t count[GAP_N] = {0};
+    unsigned first[GAP_N] = {0};
+    const struct access_map *m = &c->map.access;
+    for (size_t i = 0; i < m->n; i++) {
+        const struct access_entry *e = &m->v[i];
+        bool connect = e->tag && strcmp(e->tag, "connect") == 0;
+        bool to = e->tag && strcmp(e->tag, "to") == 0;
+        int gap = e->action == ACCESS_DISCARD               ? GAP_DISCARD
+                  : e->tag && strcmp(e->tag, "from") == 0   ? GAP_FROM
+                  : e->tag && !connect && !to               ? GAP_OTHER_TAG
+                  : e->action == ACCESS_VALUE               ? GAP_QUARANTINE
+                  : connect && !config_access_is_ip(e->key) ? GAP_CONNECT_NAME
+                  : !e->tag && e->action != ACCESS_RELAY    ? GAP_BARE_FROM
+                                                            : -1;
+        if (gap >= 0 && count[gap]++ == 0)
+            first[gap] = e->line;
+    }
+    for (int g = 0; g < GAP_N; g++)
+        if (count[g] && config_warn(c,
+                                    "%s:%u: %s: accepted but not enforced yet (%zu entr%s; "
+                                    "issue: policy)",
+                                    path, first[g], config_access_gap_text[g], count[g],
+                                    count[g] == 1 ? "y" : "ies") < 0)
+            return -1;
+    return 0;
+}
+
+/* The access map, the aliases files and the routing maps: parsed now so that an error stops
+ * the load; only the access map is used by the daemon today. */
+static int config_maps_parse(struct config *c, const char *path, const char *key, const char **at,
+                             char *why, size_t whylen)
+{
+    char *data = NULL;
+    size_t len = 0;
+    int rc = map_read_file(path, &data, &len, why, whylen);
+    struct config_map_data *d = &c->map;
+    if (rc == 0 && strcmp(key, "maps.access") == 0) {
+        rc = access_parse(path, data, len, &d->access, why, whylen);
+        if (rc == 0 && config_access_gaps(c, path) < 0)
+            rc = config_maps_oom(why, whylen);
+    } else if (rc == 0 && strcmp(key, "maps.aliases") == 0) {
+        struct alias_map *grown = realloc(d->aliases, (d->n_aliases + 1) * sizeof(*grown));
+        if (!grown) {
+            rc = config_maps_oom(why, whylen);
+        } else {
+            d->aliases = grown;
+            memset(&grown[d->n_aliases], 0, sizeof(*grown));
+            rc = aliases_parse(path, data, len, &grown[d->n_aliases++], why, whylen);
+        }
+    } else if (rc == 0) {
+        bool mt = strcmp(key, "maps.mailertable") == 0, vt = strcmp(key, "maps.virtusertable") == 0;
+        rc = map_simple_parse(mt   ? MAP_MAILERTABLE
+                              : vt ? MAP_VIRTUSERTABLE
+                                   : MAP_GENERICSTABLE,
+                              path, data, len,
+                              mt   ? &d->mailertable
+                              : vt ? &d->virtusertable
+                                   : &d->genericstable,
+                              why, whylen);
+    }
+    free(data);
+    if (rc < 0)
+        *at = key;
+    return rc;
+}
+
+int config_maps_load(struct config *c, const char **key, char *why, size_t whylen)
+{
+    const struct config_maps *m = &c->maps;
+    *key = NULL;
+    if (m->local_host_names && config_maps_class(c, m->local_host_names, &c->local_domains,
+                                                 &c->n_local_domains, why, whylen) < 0) {
+        *key = "maps.local_host_names";
+        return -1;
+    }
+    if (m->relay_domains_file && config_maps_class(c, m->relay_domains_file, &c->relay_domains,
+                                                   &c->n_relay_domains, why, whylen) < 0) {
+        *key = "maps.relay_domains_file";
+        return -1;
+    }
+    const struct {
+        const char *key, *path;
+    } parsed[] = {
+        {"maps.access", m->access},
+        {"maps.mailertable", m->mailertable},
+        {"maps.virtusertable", m->virtusertable},
+        {"maps.genericstable", m->genericstable},
+    };
+    for (size_t i = 0; i < sizeof(parsed) / sizeof(parsed[0]); i++)
+        if (parsed[i].path &&
+            config_maps_parse(c, parsed[i].path, parsed[i].key, key, why, whylen) < 0)
+            return -1;
+    for (size_t i = 0; i < m->aliases.n; i++)
+        if (config_maps_parse(c, m->aliases.v[i], "maps.aliases", key, why, whylen) < 0)
+            return -1;
+    return 0;
+}
+
+void config_maps_free(struct config *c)
+{
+    struct config_map_data *d = &c->map;
+    access_free(&d->access);
+    for (size_t i = 0; i < d->n_aliases; i++)
+        aliases_free(&d->aliases[i]);
+    free(d->aliases);
+    map_simple_free(&d->mailertable);
+    map_simple_free(&d->virtusertable);
+    map_simple_free(&d->genericstable);
+}
