@@ -153,7 +153,43 @@ static const struct mc_define_rule *mc_rule_timeout(const char *name, char *key,
     static struct mc_define_rule later = LATER(NULL, HOW_TIME_M, NULL);
     /* Timeout.resolver.retry* is a number of tries, not a time */
     static struct mc_define_rule tries = {NULL, HOW_UINT, NULL, true, true, 1, 100, NULL};
+    /* sendmail's other Timeout.* options (cf/README): only these become timeouts.<name>,
+     * the names the daemon's schema knows; any other confTO_ is no sendmail option. */
+    static const char *const known[] = {
+        "ACONNECT",
+        "AUTH",
+        "CONNECT",
+        "CONTROL",
+        "FILEOPEN",
+        "HOSTSTATUS",
+        "ICONNECT",
+        "IDENT",
+        "ITERATIVE",
+        "LHLO",
+        "QUEUERETURN",
+        "QUEUERETURN_DSN",
+        "QUEUERETURN_NONURGENT",
+        "QUEUERETURN_NORMAL",
+        "QUEUERETURN_URGENT",
+        "QUEUEWARN",
+        "QUEUEWARN_DSN",
+        "QUEUEWARN_NONURGENT",
+        "QUEUEWARN_NORMAL",
+        "QUEUEWARN_URGENT",
+        "RESOLVER_RETRANS",
+        "RESOLVER_RETRANS_FIRST",
+        "RESOLVER_RETRANS_NORMAL",
+        "RESOLVER_RETRY",
+        "RESOLVER_RETRY_FIRST",
+        "RESOLVER_RETRY_NORMAL",
+        "STARTTLS",
+    };
     if (strncmp(name, "confTO_", 7) != 0 || !name[7])
+        return NULL;
+    size_t k = 0;
+    while (k < sizeof(known) / sizeof(known[0]) && strcmp(known[k], name + 7) != 0)
+        k++;
+    if (k == sizeof(known) / sizeof(known[0]))
         return NULL;
     struct mc_define_rule *r = strncmp(name, "confTO_RESOLVER_RETRY", 21) == 0 ? &tries : &later;
     snprintf(key, keylen, "timeouts.");
