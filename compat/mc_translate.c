@@ -20,9 +20,22 @@ enum mc_verdict mc_fail(struct mc_state *st, struct mc_loc loc, const char *fmt,
     return MC_STOP;
 }
 
+/* Keys of the groups kept for later issues that the daemon already enforces: written live,
+ * so that the translated file does what the .mc did (docs/config.md marks the others). */
+static bool mc_key_enforced(const char *key)
+{
+    static const char *const enforced[] = {"maps.access", "maps.local_host_names",
+                                           "maps.relay_domains_file", "timeouts.starttls"};
+    for (size_t i = 0; i < sizeof(enforced) / sizeof(enforced[0]); i++)
+        if (strcmp(enforced[i], key) == 0)
+            return true;
+    return false;
+}
+
 void mc_key(struct mc_state *st, struct mc_loc loc, const char *what, const char *key,
             const char *value, bool future)
 {
+    future = future && !mc_key_enforced(key);
     mc_yaml_set(st->yaml, key, value, future, NULL);
     mc_report_add(st->report, loc, MC_TRANSLATED, "%s -> %s = %s%s", what, key, value,
                   future ? " (kept for later)" : "");
@@ -31,6 +44,7 @@ void mc_key(struct mc_state *st, struct mc_loc loc, const char *what, const char
 void mc_key_add(struct mc_state *st, struct mc_loc loc, const char *what, const char *key,
                 const char *value, bool future)
 {
+    future = future && !mc_key_enforced(key);
     mc_yaml_add(st->yaml, key, value, future, NULL);
     mc_report_add(st->report, loc, MC_TRANSLATED, "%s -> %s += %s%s", what, key, value,
                   future ? " (kept for later)" : "");
@@ -303,15 +317,11 @@ static void mc_class_files(struct mc_state *st, const char *main_file)
     struct mc_loc at = {main_file, 0};
     if (st->use_cw_file) {
         const char *path = st->cw_file[0] ? st->cw_file : "/etc/mail/local-host-names";
-        mc_yaml_set(st->yaml, "maps.local_host_names", path, true, NULL);
-        mc_report_add(st->report, st->cw_loc, MC_TRANSLATED,
-                      "use_cw_file -> maps.local_host_names = %s (kept for later)", path);
+        mc_key(st, st->cw_loc, "use_cw_file", "maps.local_host_names", path, true);
         mc_read_class_file(st, st->cw_loc, path, "local_domains");
     }
     const char *rpath = st->cr_file[0] ? st->cr_file : "/etc/mail/relay-domains";
-    mc_yaml_set(st->yaml, "maps.relay_domains_file", rpath, true, NULL);
-    mc_report_add(st->report, at, MC_TRANSLATED,
-                  "sendmail always reads %s -> maps.relay_domains_file (kept for later)", rpath);
+    mc_key(st, at, "sendmail always reads relay-domains", "maps.relay_domains_file", rpath, true);
     char full[2048];
     snprintf(full, sizeof(full), "%s%s", st->o->root ? st->o->root : "", rpath);
     if (access(full, F_OK) == 0)
