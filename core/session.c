@@ -471,7 +471,6 @@ static void *session_on_accept(struct engine_worker *w, engine_conn_id id, unsig
     s->dw = dw;
     s->id = id;
     s->listener = listener;
-    s->counted = true;
     s->access_relay = connect && connect->action == ACCESS_RELAY;
     s->rc = runconf_ref(dw->rc);
     memcpy(&s->peer, peer, peerlen < sizeof(s->peer) ? peerlen : sizeof(s->peer));
@@ -549,8 +548,8 @@ static void session_on_closed(void *ctx, int err)
     smtp_server_free(s->smtp);
     s->tp->free(s);
     free(s->msgid);
-    if (s->counted)
-        connlimit_release(dw->d->conns, (const struct sockaddr *)&s->peer);
+    connlimit_release(dw->d->conns,
+                      (const struct sockaddr *)&s->peer); /* every session has a slot */
     runconf_unref(s->rc);
     if (s->prev)
         s->prev->next = s->next;

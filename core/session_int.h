@@ -54,7 +54,6 @@ struct session {
     struct spool_msg *msg;   /* between MAIL and the end of the transaction */
     struct sockaddr_storage peer;
     unsigned listener;
-    bool counted;      /* holds a connlimit slot */
     bool access_relay; /* the access map says Connect: RELAY for this client */
     bool committing;   /* spool commit in flight; smtp_server is parked */
     bool closing;
