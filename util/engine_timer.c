@@ -80,6 +80,17 @@ static void engine_heap_remove(struct engine_worker *w, struct engine_slot *s)
 void engine_timer_set(struct engine_worker *w, uint32_t idx, uint64_t deadline)
 {
     struct engine_slot *s = engine_slot_at(w, idx);
+    /* Sessions re-arm after every command: move the entry where it stands rather than
+     * remove and insert it. */
+    if (s->heap_pos && deadline) {
+        uint64_t old = s->deadline;
+        s->deadline = deadline;
+        if (deadline < old)
+            engine_heap_up(w, s->heap_pos - 1);
+        else if (deadline > old)
+            engine_heap_down(w, s->heap_pos - 1);
+        return;
+    }
     if (s->heap_pos)
         engine_heap_remove(w, s);
     s->deadline = deadline;
