@@ -3,10 +3,10 @@
  *
  * Non-blocking sockets on one epoll per thread, many sessions in flight. Three modes:
  *
- *   msg        connect, banner, EHLO, then per message MAIL / RCPT / DATA / body / "."
- *              (optionally pipelined: MAIL+RCPT+DATA in one write), M messages per connection,
- *              QUIT, and the slot reconnects while there is work left (N messages or D
- *              seconds).
+ *   msg        connect, banner, EHLO (with --starttls: then STARTTLS, the handshake and EHLO
+ *              again over TLS), then per message MAIL / RCPT / DATA / body / "." (optionally
+ *              pipelined: MAIL+RCPT+DATA in one write), M messages per connection, QUIT, and
+ *              the slot reconnects while there is work left (N messages or D seconds).
  *   handshake  connect, banner, EHLO, STARTTLS, a TLS handshake, QUIT over TLS, reconnect
  *              (N handshakes or D seconds).
  *   idle       open N connections (optionally spread over source addresses 127.0.0.2..),
@@ -113,8 +113,8 @@ struct opts {
     long per_conn;    /* messages per connection */
     long size;        /* message size in bytes (headers + body) */
     bool pipelining;
-    bool starttls;       /* idle: STARTTLS, handshake and EHLO over TLS before holding */
-    bool resume;         /* handshake: offer the last session (ticket) of this thread */
+    bool starttls;       /* msg, idle: STARTTLS, handshake and EHLO over TLS first */
+    bool resume;         /* offer the last session (ticket) of this thread */
     const char *groups;  /* TLS key-exchange groups to offer, OpenSSL's list syntax */
     const char *sigalgs; /* signature algorithms to allow: picks the server's certificate */
     int tls_version;     /* 0 (1.2 or 1.3), TLS1_2_VERSION or TLS1_3_VERSION */
@@ -329,7 +329,8 @@ struct worker {
     struct conn *slots;
     OSSL_LIB_CTX *libctx;
     SSL_CTX *ssl_ctx;
-    SSL_SESSION *resume; /* --resume: the newest session ticket this thread received */
+    SSL_SESSION *resume; /* --resume: the newest session ticket this thread received; never
+                            attached to a connection itself (on_new_session) */
     struct stats st;
     pthread_t thread;
     atomic_bool finished;
@@ -618,23 +619,39 @@ static void conn_start_tls(struct conn *c)
     }
     SSL_set_app_data(c->ssl, c);
     SSL_set_connect_state(c->ssl);
-    if (opt.resume && w->resume)
-        SSL_set_session(c->ssl, w->resume);
+    if (opt.resume && w->resume) {
+        SSL_SESSION *copy = SSL_SESSION_dup(w->resume);
+        if (!copy || !SSL_set_session(c->ssl, copy)) {
+            SSL_SESSION_free(copy);
+            conn_fail(c, E_TLS);
+            return;
+        }
+        SSL_SESSION_free(copy); /* the SSL holds its own reference */
+    }
     c->step = ST_TLS;
     c->deadline = now_ns() + (int64_t)(opt.timeout * 1e9);
     c->t_tls = now_ns();
     conn_handshake(c);
 }
 
-/* --resume: keep the newest ticket of this thread (TLS 1.3 tickets arrive after the
- * handshake, while the client reads the next reply). */
+/* --resume: keep a copy of the newest ticket of this thread (TLS 1.3 tickets arrive after
+ * the handshake, while the client reads the next reply), and offer a copy of it on every
+ * new connection. Copies, because OpenSSL marks the session a connection used as not
+ * resumable: a TLS 1.3 client removes a session from its cache once it has resumed it
+ * ("use TLS 1.3 tickets once"), an OpenSSL server sends no new ticket on a resumption it
+ * does not renew, and SSL_free does the same to a session whose connection had no
+ * close_notify. Offering the session itself made every other handshake a full one. The
+ * server accepts a ticket any number of times while its key lasts. */
 static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 {
     struct conn *c = SSL_get_app_data(ssl);
-    if (c->w->resume)
-        SSL_SESSION_free(c->w->resume);
-    c->w->resume = sess;
-    return 1; /* the reference is ours */
+    SSL_SESSION *copy = SSL_SESSION_dup(sess);
+    SSL_SESSION_free(sess); /* the reference OpenSSL handed us */
+    if (!copy)
+        return 1; /* keep the previous ticket */
+    SSL_SESSION_free(c->w->resume);
+    c->w->resume = copy;
+    return 1;
 }
 
 /* One complete reply to the command of the current step: check it, send the next one. */
@@ -711,6 +728,9 @@ static void conn_on_reply(struct conn *c, int code)
         return;
     case ST_QUIT:
         st->sessions++;
+        /* close_notify before closing, as a real client sends it */
+        if (c->ssl)
+            SSL_shutdown(c->ssl);
         conn_end(c);
         return;
     default:
@@ -1003,7 +1023,8 @@ static void usage(FILE *f)
             "  -f, --from ADDR          envelope sender (default bench@client.test)\n"
             "  -r, --to ADDR            envelope recipient (default user@bench.test)\n"
             "      --ehlo NAME          EHLO argument (default client.test)\n"
-            "      --starttls           idle: STARTTLS, handshake and EHLO over TLS, then hold\n"
+            "      --starttls           msg, idle: STARTTLS, handshake and EHLO over TLS "
+            "first\n"
             "      --groups LIST        TLS groups to offer, e.g. X25519 or P-384 (default "
             "OpenSSL's)\n"
             "      --sigalgs LIST       signature algorithms to allow, e.g. "
@@ -1229,9 +1250,8 @@ static void parse_args(int argc, char **argv)
     }
     if (opt.mode == MODE_HANDSHAKE)
         opt.starttls = true;
-    else if (opt.mode == MODE_MSG && opt.starttls) {
-        /* STARTTLS message sessions are bench issue 5's, with their own measurements */
-        fprintf(stderr, "smtp_load: --starttls goes with idle mode\n");
+    if (opt.resume && !opt.starttls) {
+        fprintf(stderr, "smtp_load: --resume needs TLS (handshake mode or --starttls)\n");
         exit(2);
     }
 }
@@ -1333,13 +1353,14 @@ static void report(struct stats *tot, double elapsed, double window, double cpu_
                                 tot->seen[i].version, tot->seen[i].n);
     if (opt.mode == MODE_MSG) {
         if (opt.md_header)
-            printf("| run | conc | msgs/conn | msgs | msgs/s | conns/s | p50 ms | p99 ms | "
-                   "p99.9 ms | errors | client CPU |\n"
-                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n");
-        printf("| %s | %ld | %ld | %ld | %.0f | %.0f | %.2f | %.2f | %.2f | %s | %.0f%%%s |\n",
-               opt.label, opt.concurrency, opt.per_conn, tot->msgs_window, mps, cps,
+            printf("| run | conc | msgs/conn | msgs | msgs/s | conns/s | TLS handshakes | "
+                   "p50 ms | p99 ms | p99.9 ms | negotiated | errors | client CPU |\n"
+                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|\n");
+        printf("| %s | %ld | %ld | %ld | %.0f | %.0f | %ld | %.2f | %.2f | %.2f | %s | %s | "
+               "%.0f%%%s |\n",
+               opt.label, opt.concurrency, opt.per_conn, tot->msgs_window, mps, cps, tot->hs,
                pct_us(&tot->lat, 50) / 1000, pct_us(&tot->lat, 99) / 1000,
-               pct_us(&tot->lat, 99.9) / 1000, errtxt, util * 100, bound ? " (bound)" : "");
+               pct_us(&tot->lat, 99.9) / 1000, seen, errtxt, util * 100, bound ? " (bound)" : "");
     } else if (opt.mode == MODE_HANDSHAKE) {
         if (opt.md_header)
             printf("| run | conc | handshakes | handshakes/s | resumed | p50 ms | p99 ms | "
