@@ -6,6 +6,7 @@
  * daemon builds one context per worker and nothing is shared between them.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -215,7 +216,6 @@ static struct tls_ctx *tls_ctx_new(bool server, const struct tls_settings *s, ch
     atomic_init(&c->refs, 1);
     c->server = server;
     c->request_client_cert = server && s->request_client_cert;
-    pthread_mutex_init(&c->ticket_lock, NULL);
     ERR_clear_error();
     c->libctx = OSSL_LIB_CTX_new();
     if (!c->libctx) {
@@ -328,7 +328,6 @@ void tls_ctx_unref(struct tls_ctx *c)
         tls_libctx_retire(c);
     else
         tls_libctx_free(c->libctx, c->providers, c->n_providers);
-    pthread_mutex_destroy(&c->ticket_lock);
     free(c);
 }
 

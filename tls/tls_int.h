@@ -2,13 +2,12 @@
  * tls/tls_int.h — what the files of tls/ share and nobody else sees: the layout of a
  * context, and the helpers each concern offers the others.
  *
- * A tls_ctx is immutable after creation except for its session-ticket keys, which the
- * ticket callback rotates under ticket_lock.
+ * A tls_ctx is immutable after creation; the session-ticket keys it uses are the
+ * process's (tls_tickets.c).
  */
 #ifndef RINGMAIL_TLS_INT_H
 #define RINGMAIL_TLS_INT_H
 
-#include <pthread.h>
 #include <stdatomic.h>
 
 #include <openssl/evp.h>
@@ -44,12 +43,6 @@ struct tls_cert {
     X509 *x509; /* the leaf, to tell which certificate a handshake used */
 };
 
-struct tls_ticket_key {
-    unsigned char name[16];
-    unsigned char aes[32];
-    unsigned char hmac[32];
-};
-
 struct tls_ctx {
     atomic_uint refs;
     atomic_bool used; /* a session ran on it: its library context must be retired */
@@ -66,13 +59,7 @@ struct tls_ctx {
     struct tls_cert certs[TLS_MAX_CERTS];
     size_t n_certs;
 
-    /* Session tickets: `cur` encrypts, `prev` still decrypts for one more period. */
-    pthread_mutex_t ticket_lock;
-    bool tickets;
-    uint32_t ticket_rotate;
-    time_t ticket_rotated_at;
-    struct tls_ticket_key ticket_cur, ticket_prev;
-    EVP_CIPHER *ticket_cipher;
+    EVP_CIPHER *ticket_cipher; /* session tickets (their keys: tls_tickets.c) */
 };
 
 /* One connection (tls_session.c; its info in tls_info.c). */

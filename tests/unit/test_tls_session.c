@@ -253,35 +253,41 @@ static void test_describe(void **state)
     conn_free(&k);
 }
 
-/* A second connection from the same client resumes with the ticket of the first. */
+/* A second connection from the same client resumes with the ticket of the first, on the
+ * same server context and on another one (another worker's, or one a reload built): the
+ * ticket keys are the process's. */
 static void test_ticket_resumption(void **state)
 {
     (void)state;
     static const char *const p256[] = {"p256"};
     static const char *const versions[] = {"TLSv1.2", "TLSv1.3"};
     for (int v = 0; v < 2; v++) {
-        struct tls_ctx *sctx = server_ctx(p256, 1, NULL);
-        struct tls_ctx *cctx = client_ctx(NULL, versions[v], NULL);
-        struct tls_fx_conn k;
-        assert_int_equal(conn_run(&k, tls_ctx_ref(sctx), tls_ctx_ref(cctx)), TLS_OPEN);
-        assert_false(k.si.resumed);
-        struct tls_resumption *r = tls_session_resumption(k.cli.s);
-        assert_non_null(r);
-        /* a session freed without close_notify is marked not resumable by OpenSSL */
-        tls_session_shutdown(k.cli.s);
-        conn_free(&k);
+        for (int other = 0; other < 2; other++) {
+            struct tls_ctx *sctx = server_ctx(p256, 1, NULL);
+            struct tls_ctx *sctx2 = other ? server_ctx(p256, 1, NULL) : tls_ctx_ref(sctx);
+            struct tls_ctx *cctx = client_ctx(NULL, versions[v], NULL);
+            struct tls_fx_conn k;
+            assert_int_equal(conn_run(&k, tls_ctx_ref(sctx), tls_ctx_ref(cctx)), TLS_OPEN);
+            assert_false(k.si.resumed);
+            struct tls_resumption *r = tls_session_resumption(k.cli.s);
+            assert_non_null(r);
+            /* a session freed without close_notify is marked not resumable by OpenSSL */
+            tls_session_shutdown(k.cli.s);
+            conn_free(&k);
 
-        k.sctx = sctx;
-        k.cctx = cctx;
-        tls_fx_end_init(&k.srv, sctx, NULL);
-        tls_fx_end_init(&k.cli, cctx, "localhost");
-        assert_true(tls_session_resume(k.cli.s, r));
-        tls_resumption_free(r);
-        tls_fx_connect(&k.srv, &k.cli);
-        assert_int_equal(tls_session_state(k.srv.s), TLS_OPEN);
-        assert_true(tls_session_resumed(k.srv.s));
-        assert_true(tls_session_resumed(k.cli.s));
-        conn_free(&k);
+            k.sctx = sctx2;
+            k.cctx = cctx;
+            tls_fx_end_init(&k.srv, sctx2, NULL);
+            tls_fx_end_init(&k.cli, cctx, "localhost");
+            assert_true(tls_session_resume(k.cli.s, r));
+            tls_resumption_free(r);
+            tls_fx_connect(&k.srv, &k.cli);
+            assert_int_equal(tls_session_state(k.srv.s), TLS_OPEN);
+            assert_true(tls_session_resumed(k.srv.s));
+            assert_true(tls_session_resumed(k.cli.s));
+            conn_free(&k);
+            tls_ctx_unref(sctx);
+        }
     }
 }
 
