@@ -50,6 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -545,8 +546,16 @@ static void tally_add(struct stats *st, const struct tally *t)
 static void tally_handshake(struct stats *st, SSL *ssl)
 {
     struct tally t = {.n = 1};
-    const char *g = SSL_group_to_name(ssl, SSL_get_negotiated_group(ssl));
+    int gid = SSL_get_negotiated_group(ssl);
+    const char *g = gid ? SSL_group_to_name(ssl, gid) : NULL;
     snprintf(t.group, sizeof t.group, "%s", g ? g : "none");
+    /* TLS 1.2 DHE: OpenSSL 3.0 names no group; the server's key says which (ffdhe2048...) */
+    EVP_PKEY *pk = NULL;
+    if (!g && SSL_get_peer_tmp_key(ssl, &pk) && EVP_PKEY_is_a(pk, "DH") &&
+        !EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, t.group, sizeof t.group,
+                                        NULL))
+        snprintf(t.group, sizeof t.group, "DH-%d", EVP_PKEY_get_bits(pk));
+    EVP_PKEY_free(pk);
     peer_cert_type(ssl, t.cert, sizeof t.cert);
     snprintf(t.cipher, sizeof t.cipher, "%s", SSL_get_cipher_name(ssl));
     snprintf(t.version, sizeof t.version, "%s", SSL_get_version(ssl));
