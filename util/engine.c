@@ -182,6 +182,10 @@ static void engine_dispatch(struct engine_worker *w, uint64_t ud, int res, unsig
     case ENGINE_K_SEND:
         engine_send_complete(w, ud, res);
         break;
+    case ENGINE_K_CLOSE:
+        if (res < 0)
+            log_warn("engine: worker %u: close: %s", w->index, strerror(-res));
+        break;
     default:
         log_error("engine: worker %u: completion with unknown user_data %#llx", w->index,
                   (unsigned long long)ud);

@@ -30,6 +30,7 @@ enum engine_kind {
     ENGINE_K_WAKE,   /* the eventfd read behind engine_post */
     ENGINE_K_RECV,   /* payload: slot; high 32 bits: generation */
     ENGINE_K_SEND,
+    ENGINE_K_CLOSE, /* a connection's socket, closed through the ring */
 };
 #define ENGINE_KIND_BITS 3
 #define ENGINE_KIND_MASK ((1u << ENGINE_KIND_BITS) - 1)
