@@ -359,6 +359,7 @@ class Postfix:
         self.acct = Accounting(name)
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix=name + ".", dir=b.work))
+        self.dir.chmod(0o755)  # Postfix's own users reach its directories through this one
         chains = [b.certs / f"{self.pair}.pf.pem", b.certs / "rsa.pf.pem"]
         env = dict(os.environ)
         if self.process_limit:
@@ -589,6 +590,7 @@ class Bench:
         self.results.mkdir(parents=True, exist_ok=True)
         self.certs = self.results / "certs"
         self.work = Path(tempfile.mkdtemp(prefix="bench-run.", dir=BUILD_DIR))
+        self.work.chmod(0o755)
         self.summary = self.results / "summary.md"
         self.summary.write_text("")
         self.configs, self.cmds, self.running = [], [], []
