@@ -437,7 +437,7 @@ static void engine_conn_refuse(struct engine_worker *w, uint32_t idx, struct eng
         engine_timer_set(w, idx, w->now + ENGINE_REFUSED_FLUSH_MS);
 }
 
-static void engine_conn_new(struct engine_worker *w, unsigned listener, int fd)
+static void engine_conn_new(struct engine_worker *w, const struct engine_listener *l, int fd)
 {
     if (w->exiting) {
         close(fd);
@@ -454,15 +454,17 @@ static void engine_conn_new(struct engine_worker *w, unsigned listener, int fd)
     }
     struct sockaddr_storage peer, local;
     socklen_t peerlen = sizeof peer, locallen = sizeof local;
-    /* ENOTCONN: the peer already left; nobody needs to hear about it. */
+    /* ENOTCONN: the peer already left; nobody needs to hear about it. TCP_NODELAY came
+     * from the listener (engine_listener_prepare). */
     if (getpeername(fd, (struct sockaddr *)&peer, &peerlen) < 0 ||
-        getsockname(fd, (struct sockaddr *)&local, &locallen) < 0) {
+        (!l->local_fixed && getsockname(fd, (struct sockaddr *)&local, &locallen) < 0)) {
         close(fd);
         return;
     }
-    int one = 1;
-    if (peer.ss_family != AF_UNIX)
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (l->local_fixed) {
+        memcpy(&local, &l->local, l->locallen);
+        locallen = l->locallen;
+    }
     uint32_t idx = engine_slot_alloc(w, fd);
     if (idx == ENGINE_NO_SLOT) {
         log_error("engine: worker %u: out of memory for a connection slot: dropping a "
@@ -472,7 +474,7 @@ static void engine_conn_new(struct engine_worker *w, unsigned listener, int fd)
         return;
     }
     struct engine_slot *s = engine_slot_at(w, idx);
-    s->ctx = w->e->cb.on_accept(w, engine_id(s, idx), listener, (struct sockaddr *)&peer, peerlen,
+    s->ctx = w->e->cb.on_accept(w, engine_id(s, idx), l->index, (struct sockaddr *)&peer, peerlen,
                                 (struct sockaddr *)&local, locallen);
     if (!s->ctx && s->state == ENGINE_SLOT_OPEN)
         engine_conn_refuse(w, idx, s);
@@ -485,7 +487,7 @@ void engine_accept_complete(struct engine_worker *w, unsigned pos, int res, unsi
     if (!(flags & IORING_CQE_F_MORE))
         l->armed = false;
     if (res >= 0)
-        engine_conn_new(w, l->index, res);
+        engine_conn_new(w, l, res);
     else if (res != -ECANCELED)
         log_warn("engine: worker %u: accept on listener %u: %s", w->index, l->index,
                  strerror(-res));

@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "util/engine.h"
 
@@ -85,6 +86,11 @@ struct engine_listener {
     int fd; /* -1 once closed */
     unsigned index;
     bool armed;
+    /* The address every connection accepted here has as its own, unless the socket is
+     * bound to a wildcard address (then each connection is asked). */
+    bool local_fixed;
+    socklen_t locallen;
+    struct sockaddr_storage local;
 };
 
 struct engine_worker {
