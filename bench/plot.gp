@@ -5,6 +5,7 @@
 # and one value per series, in µs; "-" where a series has no figure (a failed row).
 if (!exists("term")) term = "pngcairo"
 eval("set terminal " . term . " size 1600,700")
+set rmargin 10
 set output outfile
 set title "Server CPU per STARTTLS handshake (TLS 1.3, full), µs, log scale"
 set datafile missing "-"
