@@ -1043,6 +1043,8 @@ def main():
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     bench = Bench(args)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
+    # a shell starts a background job with SIGINT ignored; Ctrl-C or kill -INT must still stop it
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         bench.run()
     except KeyboardInterrupt:
