@@ -3,7 +3,8 @@
  *
  * Each context has its own OSSL_LIB_CTX: on OpenSSL 3.0 threads sharing one library
  * context serialise on its locks during every handshake (openssl/openssl#17627), so the
- * daemon builds one context per worker and nothing is shared between them.
+ * daemon builds one context per worker and no OpenSSL object is shared between them (the
+ * session-ticket keys, plain bytes, are the process's: tls_tickets.c).
  */
 #include <errno.h>
 #include <pthread.h>
