@@ -177,6 +177,7 @@ struct config {
     size_t n_listen;
     unsigned workers;     /* resolved: `auto` becomes the number of CPUs */
     char *run_as;         /* user name; default "ringmail" */
+    char *log_ident;      /* syslog ident (log.ident); default "ringmaild" */
     char *spool;          /* spool directory */
     char **local_domains; /* default: hostname and "localhost" */
     size_t n_local_domains;

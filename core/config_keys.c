@@ -242,6 +242,12 @@ static const struct config_key config_mailer_keys[] = {
     KEPT("local_lmtp", CONFIG_STRING, later.mailers.local_lmtp, ISSUE_DELIVERY),
 };
 
+/* The syslog ident: sendmail's daemon logs as "sm-mta" on Debian (-L sm-mta) and as
+ * "sendmail" elsewhere, and log watchers (fail2ban's sendmail filters) match on it. */
+static const struct config_key config_log_keys[] = {
+    TEXT("ident", CONFIG_STRING, log_ident, "ringmaild"),
+};
+
 #define FEATURE_KEY(name)                                                                          \
     KEPT_LIST_F(#name, CONFIG_STRING, CONFIG_F_OR_ONE, later.features.name, ISSUE_POLICY),
 
@@ -279,6 +285,7 @@ const struct config_key config_keys[] = {
     KEPT_MAPS("client", struct config_client, later.client, later.n_client, config_client_keys,
               ISSUE_DELIVERY),
     KEPT_LIST("privacy", CONFIG_STRING, later.privacy, ISSUE_POLICY),
+    SECTION("log", config_log_keys),
     KEPT_NUM("log_level", CONFIG_UINT, 0, 99, later.log_level, "logging"),
     KEPT("greeting", CONFIG_STRING, later.greeting, ISSUE_POLICY),
 };
