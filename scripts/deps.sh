@@ -5,7 +5,7 @@
 set -eu
 want="cmake gcc make pkg-config libssl-dev liburing-dev libcyaml-dev"
 case "${1:-build}" in
-test) want="$want libcmocka-dev python3 swaks clang libclang-rt-14-dev sendmail-cf m4 openssl" ;;
+test) want="$want libcmocka-dev python3 swaks libnet-ssleay-perl clang libclang-rt-14-dev sendmail-cf m4 openssl fail2ban" ;;
 esac
 
 missing=""
