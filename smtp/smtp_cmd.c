@@ -2,9 +2,9 @@
  * smtp/smtp_cmd.c — command lines: framing, the command table, the session verbs.
  *
  * Framing is strict (SMTP smuggling, DESIGN.md): a command line ends only at CRLF, and a
- * line holding a bare CR or a bare LF is refused whole (500 5.5.2) rather than split, so
- * "MAIL FROM:<a>\nRCPT TO:<b>\r\n" can never run as two commands. An over-long line is
- * skipped to its end without being stored (a client cannot make us buffer more than
+ * line holding a bare CR, a bare LF or a NUL is refused whole (500 5.5.2) rather than split
+ * or cut short, so "MAIL FROM:<a>\nRCPT TO:<b>\r\n" can never run as two commands. An over-long
+ * line is skipped to its end without being stored (a client cannot make us buffer more than
  * limits.max_command_line) and answered once.
  */
 #include "smtp/smtp_server_int.h"
@@ -79,6 +79,11 @@ static void smtp_cmd_execute(struct smtp_server *s, const char *line, size_t len
     s->cmd_arglen = len;
     if (memchr(line, '\r', len) || memchr(line, '\n', len)) {
         smtp_server_cmd_error(s, 500, "5.5.2", "Bare CR or LF in command line; refused");
+        return;
+    }
+    /* Whatever reads the line as a C string would see a shorter command than we do. */
+    if (memchr(line, '\0', len)) {
+        smtp_server_cmd_error(s, 500, "5.5.2", "NUL character in command line; refused");
         return;
     }
     const char *sp = memchr(line, ' ', len);

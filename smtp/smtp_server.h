@@ -24,15 +24,16 @@
  *
  * Framing (SMTP smuggling): only CRLF.CRLF ends DATA. A bare CR or bare LF in DATA never
  * ends or splits a message: the message is read to the real CRLF.CRLF and then refused
- * with 550 5.6.0 (BDAT content is checked the same way). A command line ends only at
- * CRLF; a bare CR or LF inside it refuses the whole line (500 5.5.2), so a client that
+ * with 550 5.6.0; a NUL anywhere in it likewise, with sendmail's "554 5.6.1 NUL byte not
+ * allowed" (BDAT content is checked the same way). A command line ends only at CRLF; a
+ * bare CR, bare LF or NUL inside it refuses the whole line (500 5.5.2), so a client that
  * ends lines with LF alone gets no answer until the line is too long or it times out.
  * None of this depends on how the bytes were split across smtp_server_feed() calls.
  *
  * Errors: every command refused for the client's fault (syntax, sequence, unknown,
- * over-long or bare CR/LF lines, too many recipients) counts toward limits.error_throttle
- * and limits.max_errors and is reported as SMTP_EV_REJECT. Policy refusals of RCPT count
- * toward limits.bad_rcpt_throttle instead; refused messages count toward neither.
+ * over-long lines, bare CR/LF or NUL in them, too many recipients) counts toward
+ * limits.error_throttle and limits.max_errors and is reported as SMTP_EV_REJECT. Policy refusals of
+ * RCPT count toward limits.bad_rcpt_throttle instead; refused messages count toward neither.
  *
  * Timeouts are sendmail's confTO_* names seen from the server (see docs/config.md): the
  * wait for the next client input after each phase. smtp_server_deadline() tells when the
@@ -109,7 +110,7 @@ enum smtp_event_type {
     SMTP_EV_DATA,       /* message data, unstuffed, CRLF line ends as received: data/len */
     SMTP_EV_DATA_END,   /* message complete and acceptable: the caller commits it and then
                            calls smtp_server_commit_done(); size, msgid are set */
-    SMTP_EV_DATA_ABORT, /* message refused (size, bare CR/LF, headers, line length) or the
+    SMTP_EV_DATA_ABORT, /* message refused (size, bare CR/LF, NUL, headers, line length) or the
                            session or transaction ended inside it (RSET, HELO, QUIT, EOF,
                            timeout): the caller discards what it stored; reply is the
                            refusal or 421 sent, NULL when no reply was about the message */

@@ -9,7 +9,7 @@
  *   smtp_cmd_envelope.c    MAIL and RCPT (paths, ESMTP parameters, recipient policy)
  *   smtp_server_data.c     DATA and BDAT: the commands, dot framing, chunks, message end
  *   smtp_server_msg.c      the message content checks shared by DATA and BDAT (bare CR/LF,
- *                          sizes, line and header limits, Message-ID)
+ *                          NUL, sizes, line and header limits, Message-ID)
  */
 #ifndef RINGMAIL_SMTP_SERVER_INT_H
 #define RINGMAIL_SMTP_SERVER_INT_H
@@ -48,6 +48,7 @@ enum smtp_server_phase {
 enum smtp_msg_refusal {
     SMTP_MSG_OK,
     SMTP_MSG_BARE_CRLF,
+    SMTP_MSG_NUL,
     SMTP_MSG_TOO_BIG,
     SMTP_MSG_HEADERS,
     SMTP_MSG_LINE,

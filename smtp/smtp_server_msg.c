@@ -2,8 +2,10 @@
  * smtp/smtp_server_msg.c — the checks every message passes, however it arrived.
  *
  * DATA and BDAT hand over content octets (unstuffed); this file counts them, refuses bare
- * CR and bare LF (SMTP smuggling: a message that holds them is refused whole, never
- * repaired, since a server behind us might read them as line ends), enforces the size,
+ * CR, bare LF and NUL (SMTP smuggling: a message that holds them is refused whole, never
+ * repaired, since a server behind us might read a bare CR or LF as a line end, or drop a
+ * NUL and see "\r\n\0.\r\n" as the end of the message; RFC 5322 2.3 forbids NUL in
+ * a message anyway), enforces the size,
  * line and header limits, and picks up the Message-ID for the log. It works one octet at
  * a time with its state in struct smtp_msg, so nothing depends on how the content was cut
  * into reads or chunks, and nothing of the body is ever stored here.
@@ -156,6 +158,8 @@ void smtp_server_msg_content(struct smtp_server *s, const char *p, size_t len)
         /* CR must be followed by LF, and LF preceded by CR (RFC 5321 2.3.8) */
         if (m->cr != (c == '\n'))
             why = SMTP_MSG_BARE_CRLF;
+        else if (c == '\0')
+            why = SMTP_MSG_NUL;
         else if (l->max_text_line && m->line_len > l->max_text_line)
             why = SMTP_MSG_LINE;
         else if (m->hdr != SMTP_HDR_BODY) {
@@ -207,6 +211,9 @@ void smtp_server_msg_end(struct smtp_server *s)
         return;
     case SMTP_MSG_BARE_CRLF:
         smtp_server_abort_reply(s, 550, "5.6.0", "Message contains bare CR or LF; refused");
+        break;
+    case SMTP_MSG_NUL: /* sendmail's reply with RejectNUL */
+        smtp_server_abort_reply(s, 554, "5.6.1", "NUL byte not allowed");
         break;
     case SMTP_MSG_TOO_BIG:
         smtp_server_abort_reply(s, 552, "5.3.4",

@@ -1,6 +1,8 @@
 """SMTP smuggling: only <CRLF>.<CRLF> ends DATA. A bare CR or LF never ends or splits a
 message; the message is read to the real end and refused with 550 5.6.0, and the
-"smuggled" commands inside it are never executed. Bare CR/LF in a command: 500 5.5.2."""
+"smuggled" commands inside it are never executed. A NUL in a message is refused the same
+way (554 5.6.1, sendmail's RejectNUL reply): a server behind us that drops NULs would read
+"\r\n\0.\r\n" as the end. Bare CR/LF or NUL in a command: 500 5.5.2."""
 
 import time
 import unittest
@@ -17,6 +19,7 @@ VARIANTS = {
 SMUGGLED = (b"MAIL FROM:<evil@x>\r\nRCPT TO:<victim@" + HOSTNAME.encode() + b">\r\n"
             b"DATA\r\nsmuggled\r\n")
 REFUSAL = "550 5.6.0 Message contains bare CR or LF; refused"
+NUL_REFUSAL = "554 5.6.1 NUL byte not allowed"
 
 
 class Smuggling(RingmailTestCase):
@@ -86,6 +89,37 @@ class Smuggling(RingmailTestCase):
         qid = self.assertAccepted(c.reply())
         self.assertEqual(self.d.spool.qids(), {qid})
         self.assertEqual(self.d.spool.split_df(qid)[1], b"Subject: b\r\n\r\nclean\r\n")
+
+    def test_nul_in_data(self):
+        c = self.session(self.d)
+        self.assertReply(c.cmd("MAIL FROM:<good@b.example>"), 250)
+        self.assertReply(c.cmd(f"RCPT TO:<user@{HOSTNAME}>"), 250)
+        self.assertReply(c.cmd("DATA"), 354)
+        c.send(b"From: good@b.example\r\nSubject: s\r\n\r\nhello\r\n\x00.\r\n"
+               + SMUGGLED + b"\r\n.\r\n")
+        self.assertEqual(c.reply().last, NUL_REFUSAL)
+        self.assertReply(c.cmd("NOOP"), 250)
+        self.assertIsNotNone(self.d.wait_log(r": message refused: 554 5\.6\.1 NUL byte not "
+                                             r"allowed"))
+        self.assert_nothing_smuggled()
+
+    def test_nul_in_bdat(self):
+        c = self.session(self.d)
+        self.assertReply(c.cmd("MAIL FROM:<good@b.example>"), 250)
+        self.assertReply(c.cmd(f"RCPT TO:<user@{HOSTNAME}>"), 250)
+        body = b"Subject: s\r\n\r\nhello\r\n\x00.\r\n"
+        c.send(b"BDAT %d LAST\r\n" % len(body) + body)
+        self.assertEqual(c.reply().last, NUL_REFUSAL)
+        self.assertReply(c.cmd("NOOP"), 250)
+        self.assert_nothing_smuggled()
+
+    def test_nul_in_commands(self):
+        c = self.session(self.d)
+        c.send(b"MAIL FROM:<a@b.example>\x00\r\n")
+        self.assertReply(c.reply(), 500, "5.5.2", "NUL character in command line")
+        c.send(b"NOOP \x00\r\n")
+        self.assertReply(c.reply(), 500, "5.5.2")
+        self.assertReply(c.cmd(f"RCPT TO:<user@{HOSTNAME}>"), 503)  # MAIL did not run
 
     def test_bare_lf_and_cr_in_commands(self):
         c = self.session(self.d)

@@ -4,6 +4,7 @@
 #define S(lit) lit, sizeof(lit) - 1
 
 static const char *const REFUSED_BARE = "550 5.6.0 Message contains bare CR or LF; refused\r\n";
+static const char *const REFUSED_NUL = "554 5.6.1 NUL byte not allowed\r\n";
 static const char *const ACCEPTED = "250 2.0.0 QID0001 Message accepted for delivery\r\n";
 static const char *const GO_AHEAD = "354 Enter mail, end with \".\" on a line by itself\r\n";
 
@@ -164,6 +165,52 @@ static void test_clean_message_after_refusal(void **state)
     assert_int_equal(h->n_data_end, 1);
     h_commit(h, true);
     h_expect(h, ACCEPTED);
+    h_free(h);
+}
+
+/* A NUL is refused wherever it is (header or body, DATA or BDAT): a server behind us that
+ * drops NULs would read "\r\n\0.\r\n" as the end of the message and the rest as commands.
+ * The message is read to its real end and refused once; nothing after the NUL is passed
+ * on, and the "smuggled" commands never run. */
+static void test_nul_refused(void **state)
+{
+    (void)state;
+    static const char input[] = "Subject: a\r\n\r\nhello\r\n\000.\r\nMAIL FROM:<evil@x>\r\n"
+                                "RCPT TO:<victim@mx.test>\r\n.\r\nNOOP\r\n";
+    for (int bytewise = 0; bytewise < 2; bytewise++) {
+        struct h *h = h_in_data(NULL);
+        if (bytewise)
+            h_feed_bytes(h, input, sizeof(input) - 1);
+        else
+            h_feedn(h, input, sizeof(input) - 1);
+        char want[256];
+        snprintf(want, sizeof(want), "%s250 2.0.0 OK\r\n", REFUSED_NUL);
+        h_expect(h, want);
+        assert_int_equal(h->n_data_end, 0);
+        h_expect_events(h, "DATA_ABORT 554 5.6.1 NUL byte not allowed\n");
+        h_expect_body(h, S("Subject: a\r\n\r\nhello\r\n"));
+        assert_null(smtp_server_transaction(h->s)->sender);
+        h_free(h);
+    }
+    /* in a header field (the Message-ID one, too) */
+    struct h *h = h_in_data(NULL);
+    h_feedn(h, S("Message-ID: <a\000b@x>\r\n\r\nbody\r\n.\r\n"));
+    h_expect(h, REFUSED_NUL);
+    assert_int_equal(h->n_data_end, 0);
+    h_free(h);
+}
+
+static void test_nul_in_bdat(void **state)
+{
+    (void)state;
+    struct h *h = h_new(NULL);
+    h_envelope(h);
+    h_feedn(h, S("BDAT 4\r\nab\000cBDAT 2 LAST\r\n\r\nNOOP\r\n"));
+    char want[256];
+    snprintf(want, sizeof(want), "250 2.0.0 4 octets received\r\n%s250 2.0.0 OK\r\n", REFUSED_NUL);
+    h_expect(h, want);
+    h_expect_events(h, "DATA_START\nDATA_ABORT 554 5.6.1 NUL byte not allowed\n");
+    assert_int_equal(h->n_data_end, 0);
     h_free(h);
 }
 
@@ -442,6 +489,8 @@ int main(void)
         cmocka_unit_test(test_data_split_everywhere),
         cmocka_unit_test(test_smuggling_variants),
         cmocka_unit_test(test_clean_message_after_refusal),
+        cmocka_unit_test(test_nul_refused),
+        cmocka_unit_test(test_nul_in_bdat),
         cmocka_unit_test(test_bare_cr_at_feed_boundary),
         cmocka_unit_test(test_size_limit),
         cmocka_unit_test(test_header_limit),

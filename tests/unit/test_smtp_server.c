@@ -343,6 +343,27 @@ static void test_bare_cr_lf_in_command(void **state)
     h_free(h);
 }
 
+/* A NUL would cut the line short for anything that reads it as a C string: the whole line
+ * is refused and nothing in it runs. */
+static void test_nul_in_command(void **state)
+{
+    (void)state;
+    struct h *h = h_new(NULL);
+    h_feed(h, "EHLO c.example\r\n");
+    h_clear(h);
+    h_feedn(h, "NOOP \000x\r\nMAIL FROM:<a@b.example>\000\r\nQUIT\000\r\n", 42);
+    h_expect(h, "500 5.5.2 NUL character in command line; refused\r\n"
+                "500 5.5.2 NUL character in command line; refused\r\n"
+                "500 5.5.2 NUL character in command line; refused\r\n");
+    h_expect_events(h, "REJECT  [NOOP ?x] 500 5.5.2 NUL character in command line; refused\n"
+                       "REJECT  [MAIL FROM:<a@b.example>?] 500 5.5.2 NUL character in command "
+                       "line; refused\n"
+                       "REJECT  [QUIT?] 500 5.5.2 NUL character in command line; refused\n");
+    assert_null(smtp_server_transaction(h->s)->sender);
+    assert_int_equal(h->n_close, 0);
+    h_free(h);
+}
+
 static void test_line_too_long(void **state)
 {
     (void)state;
@@ -495,6 +516,7 @@ int main(void)
         cmocka_unit_test(test_rset),
         cmocka_unit_test(test_quit),
         cmocka_unit_test(test_bare_cr_lf_in_command),
+        cmocka_unit_test(test_nul_in_command),
         cmocka_unit_test(test_line_too_long),
         cmocka_unit_test(test_pipelining),
         cmocka_unit_test(test_starttls),
