@@ -126,6 +126,20 @@ static int smtp_cmd_add_rcpt(struct smtp_server *s, const struct smtp_path *path
     return 0;
 }
 
+/* RFC 5321 4.5.3.1.10: a client over the limit sends the rest in a later transaction, as
+ * sendmail and Postfix let it. So this is no error: counted, a pipelining sender with many
+ * recipients would be slowed down and dropped (421) with its first batch unsent. */
+static void smtp_cmd_too_many_rcpts(struct smtp_server *s, const char *arg, size_t len)
+{
+    char line[64];
+    size_t n = smtp_reply_format(line, sizeof(line), 452, "4.5.3", "Too many recipients");
+    while (len && (*arg == ' ' || *arg == '\t')) {
+        arg++;
+        len--;
+    }
+    smtp_server_reject(s, false, arg, len, line, n);
+}
+
 void smtp_cmd_rcpt(struct smtp_server *s, const char *arg, size_t len)
 {
     const struct smtp_server_limits *l = &s->set->limits;
@@ -136,7 +150,7 @@ void smtp_cmd_rcpt(struct smtp_server *s, const char *arg, size_t len)
     if (!smtp_cmd_keyword(s, &arg, &len, "TO:", "to"))
         return;
     if (l->max_recipients && s->tx.n_rcpts >= l->max_recipients) {
-        smtp_server_cmd_error(s, 452, "4.5.3", "Too many recipients");
+        smtp_cmd_too_many_rcpts(s, arg, len);
         return;
     }
 

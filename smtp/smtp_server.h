@@ -31,9 +31,11 @@
  * None of this depends on how the bytes were split across smtp_server_feed() calls.
  *
  * Errors: every command refused for the client's fault (syntax, sequence, unknown,
- * over-long lines, bare CR/LF or NUL in them, too many recipients) counts toward
- * limits.error_throttle and limits.max_errors and is reported as SMTP_EV_REJECT. Policy refusals of
- * RCPT count toward limits.bad_rcpt_throttle instead; refused messages count toward neither.
+ * over-long lines, bare CR/LF or NUL in them) counts toward limits.error_throttle and
+ * limits.max_errors and is reported as SMTP_EV_REJECT. Policy refusals of RCPT count toward
+ * limits.bad_rcpt_throttle instead; refused messages count toward neither, and so does
+ * "452 4.5.3 Too many recipients" (RFC 5321 4.5.3.1.10: the client sends the rest in a
+ * later transaction; the recipients accepted so far stay valid).
  *
  * Timeouts are sendmail's confTO_* names seen from the server (see docs/config.md): the
  * wait for the next client input after each phase. smtp_server_deadline() tells when the
@@ -52,7 +54,7 @@ struct smtp_server;
 
 struct smtp_server_limits {
     uint64_t max_message_size;  /* octets of message data; 0 = no limit. SIZE advertises it */
-    unsigned max_recipients;    /* per transaction; more get 452 4.5.3 */
+    unsigned max_recipients;    /* per transaction; more get 452 4.5.3 (not an error) */
     unsigned max_command_line;  /* octets incl. CRLF (RFC 5321: at least 512) */
     unsigned max_text_line;     /* octets incl. CRLF in DATA; 0 = no limit */
     unsigned max_header_size;   /* octets of the header section; 0 = no limit */

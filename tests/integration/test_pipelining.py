@@ -65,6 +65,30 @@ class Pipelining(RingmailTestCase):
         self.assertIn(b"three@mx.test", d.spool.qf(q2))
         self.assertNotIn(b"one@", d.spool.qf(q2))
 
+    def test_more_recipients_than_the_limit(self):
+        """RFC 5321 4.5.3.1.10: past limits.recipients each RCPT gets 452 4.5.3 and the
+        client sends those in a later transaction. Those 452s are no errors: a pipelining
+        sender is neither slowed down nor dropped, and the first batch is delivered."""
+        d = self.daemon(limits={"recipients": 3, "errors": 5, "error_throttle": 2})
+        c = self.connect(d)
+        rcpts = [f"r{i}@{HOSTNAME}" for i in range(12)]
+        message = make_message()
+        c.send(b"EHLO client.example\r\nMAIL FROM:<a@b.example>\r\n"
+               + b"".join(f"RCPT TO:<{r}>\r\n".encode() for r in rcpts)
+               + b"DATA\r\n" + dot_stuff(message) + b".\r\nQUIT\r\n")
+        self.assertReply(c.reply(), 250)
+        self.assertReply(c.reply(), 250, "2.1.0")
+        for r in rcpts[:3]:
+            self.assertReply(c.reply(), 250, "2.1.5", rf"<{r}>")
+        for r in rcpts[3:]:
+            self.assertReply(c.reply(timeout=5), 452, "4.5.3", r"Too many recipients$")
+        self.assertReply(c.reply(), 354)
+        qid = self.assertAccepted(c.reply())
+        self.assertReply(c.reply(), 221)
+        env = d.spool.envelope(qid)
+        self.assertEqual([r["addr"] for r in env["rcpts"]], rcpts[:3])
+        self.assertIsNone(d.wait_log(r"too many errors", timeout=0.2))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -137,6 +137,42 @@ static void test_error_throttle_and_drop(void **state)
     h_free(h);
 }
 
+/* RFC 5321 4.5.3.1.10: a client over the recipient limit sends the rest in a later
+ * transaction. 452 for too many recipients is no error: a pipelining sender with many
+ * recipients is neither slowed down nor dropped, and the first batch is delivered. */
+static void test_too_many_recipients_is_not_an_error(void **state)
+{
+    (void)state;
+    struct h *h = h_new(NULL); /* max_recipients 5, error_throttle 5, max_errors 10 */
+    char input[2048] = "EHLO c.example\r\nMAIL FROM:<a@b.example>\r\n";
+    for (int i = 1; i <= 20; i++) {
+        size_t used = strlen(input);
+        snprintf(input + used, sizeof(input) - used, "RCPT TO:<u%d@mx.test>\r\n", i);
+    }
+    strcat(input, "DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\n");
+    h_feed(h, input);
+    assert_int_equal(h->n_close, 0);
+    assert_int_equal(h->n_data_end, 1);
+    assert_int_equal(smtp_server_transaction(h->s)->n_rcpts, 5);
+    const char *p = h->replies;
+    for (int i = 0; i < 15; i++) {
+        p = strstr(p, "\r\n452 4.5.3 Too many recipients\r\n");
+        assert_non_null(p);
+        p++;
+    }
+    assert_non_null(strstr(h->replies, "452 4.5.3 Too many recipients\r\n354 "));
+    assert_non_null(
+        strstr(h->events, "REJECT RCPT [<u20@mx.test>] 452 4.5.3 Too many recipients\n"));
+    h_commit(h, true);
+    assert_non_null(strstr(h->replies, "250 2.0.0 QID0001 Message accepted for delivery\r\n"));
+    /* and the error count is untouched: five errors still go unpunished */
+    h_clear(h);
+    h_feed(h, "X1\r\nX2\r\nX3\r\nX4\r\nX5\r\nNOOP\r\n");
+    assert_int_equal(h->n_reply_calls, 6);
+    assert_int_equal(h->n_close, 0);
+    h_free(h);
+}
+
 static void test_bad_rcpt_throttle(void **state)
 {
     (void)state;
@@ -197,6 +233,7 @@ int main(void)
         cmocka_unit_test(test_command_timeout_caps),
         cmocka_unit_test(test_partial_line_does_not_extend_timeout),
         cmocka_unit_test(test_error_throttle_and_drop),
+        cmocka_unit_test(test_too_many_recipients_is_not_an_error),
         cmocka_unit_test(test_bad_rcpt_throttle),
         cmocka_unit_test(test_input_buffer_full_pauses),
         cmocka_unit_test(test_partial_line_never_pauses),
