@@ -133,7 +133,8 @@ struct smtp_event {
     const char *data;   /* DATA: bytes */
     size_t len;         /* DATA: length */
     uint64_t size;      /* DATA_END: octets of message data */
-    const char *msgid;  /* DATA_END: Message-ID header value (trimmed), or NULL */
+    const char *msgid;  /* DATA_END: the first Message-ID value, unfolded, trimmed, at most
+                           250 octets, control octets as '?' (a tab as ' '); or NULL */
     const char *reason; /* CLOSE: "quit", "timeout", "too many errors", ... */
 };
 

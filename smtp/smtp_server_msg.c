@@ -79,6 +79,17 @@ static void smtp_msg_field(struct smtp_msg *m)
     }
 }
 
+/* The Message-ID goes to the msgid= log line and the queue file, where a control octet
+ * (an escape sequence, a line end) could forge or garble what an operator reads: a tab (left
+ * by unfolding) becomes a space, any other control octet '?'. 8-bit octets are kept (RFC 6532
+ * allows UTF-8 in a msg-id). */
+static char smtp_msg_msgid_octet(unsigned char c)
+{
+    if (c == '\t')
+        return ' ';
+    return c < 0x20 || c == 0x7f ? '?' : (char)c;
+}
+
 static void smtp_msg_header_octet(struct smtp_msg *m, unsigned char c)
 {
     switch ((enum smtp_hdr_state)m->hdr) {
@@ -130,7 +141,7 @@ static void smtp_msg_header_octet(struct smtp_msg *m, unsigned char c)
         m->hdr = SMTP_HDR_LINE;
     else if (m->capturing && c != '\r' && m->msgid_len < SMTP_MSGID_MAX &&
              (m->msgid_len || (c != ' ' && c != '\t'))) /* leading white space is not kept */
-        m->msgid[m->msgid_len++] = (char)c;
+        m->msgid[m->msgid_len++] = smtp_msg_msgid_octet(c);
 }
 
 static void smtp_msg_pass(struct smtp_server *s, const char *p, size_t len)

@@ -335,6 +335,18 @@ static void test_msgid(void **state)
     h_free(h);
 }
 
+/* The Message-ID goes to the msgid= log line and the queue file: no control octets (an
+ * escape sequence would reach an operator's terminal), folding undone (a tab from it is a
+ * space), bounded; 8-bit octets (RFC 6532) are kept. */
+static void test_msgid_sanitized(void **state)
+{
+    (void)state;
+    struct h *h = h_in_data(NULL);
+    h_feed(h, "Message-ID: <a\001b\033[31m\177c@x\xc3\xa9>\r\n\t(folded\tcomment) \r\n\r\n.\r\n");
+    h_expect_events(h, "DATA_END 52 <a?b?[31m?c@x\xc3\xa9> (folded comment)\n");
+    h_free(h);
+}
+
 static void test_held_input_after_commit(void **state)
 {
     (void)state;
@@ -497,6 +509,7 @@ int main(void)
         cmocka_unit_test(test_no_header_section),
         cmocka_unit_test(test_line_limit),
         cmocka_unit_test(test_msgid),
+        cmocka_unit_test(test_msgid_sanitized),
         cmocka_unit_test(test_held_input_after_commit),
         cmocka_unit_test(test_eof_inside_message),
         cmocka_unit_test(test_bdat_chunks),
