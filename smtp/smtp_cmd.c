@@ -14,6 +14,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "smtp/smtp_helo.h"
+
 #define SMTP_CMD_LINE_DEFAULT 2048 /* when limits.max_command_line is 0 */
 #define SMTP_CMD_ECHO_MAX     100  /* how much of an unknown command the reply repeats */
 
@@ -167,13 +169,10 @@ static void smtp_cmd_hello(struct smtp_server *s, const char *arg, size_t len, b
         smtp_server_cmd_error(s, 501, "5.0.0", "%s requires domain address", s->cmd_name);
         return;
     }
-    /* The name goes into Received: and the logs: printable ASCII only. */
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)arg[i];
-        if (c < 0x20 || c >= 0x7f) {
-            smtp_server_cmd_error(s, 501, "5.0.0", "Invalid domain name");
-            return;
-        }
+    /* The name goes into Received: and the logs; sendmail's rule (smtp_helo.h). */
+    if (!smtp_helo_valid(arg, len)) {
+        smtp_server_cmd_error(s, 501, "5.0.0", "Invalid domain name");
+        return;
     }
     char *helo = strndup(arg, len);
     if (!helo) {

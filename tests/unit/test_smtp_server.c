@@ -74,6 +74,35 @@ static void test_helo(void **state)
     h_free(h);
 }
 
+/* sendmail's check (srvrsmtp.c): letters, digits and "[].-_#:" only, at most 255 octets, or
+ * 501 5.0.0 Invalid domain name. The name goes into Received:, where "(", ";" or white
+ * space would forge the structure of the from-clause. */
+static void test_helo_invalid_names(void **state)
+{
+    (void)state;
+    struct h *h = h_new(NULL);
+    h_feed(h, "EHLO a (b) ) by evil; for <x>\r\nEHLO a b\r\nHELO user@host\r\nEHLO [IPv6:::1]\r\n");
+    static const char want[] = "501 5.0.0 Invalid domain name\r\n501 5.0.0 Invalid domain name\r\n"
+                               "501 5.0.0 Invalid domain name\r\n"
+                               "250-mx.test Hello [IPv6:::1] [192.0.2.1], pleased to meet you\r\n";
+    assert_int_equal(strncmp(h->replies, want, sizeof(want) - 1), 0);
+    h_expect_events(h, "REJECT EHLO [a (b) ) by evil; for <x>] 501 5.0.0 Invalid domain name\n"
+                       "REJECT EHLO [a b] 501 5.0.0 Invalid domain name\n"
+                       "REJECT HELO [user@host] 501 5.0.0 Invalid domain name\n"
+                       "HELO [IPv6:::1]\n");
+    h_clear(h);
+    char line[300] = "HELO ";
+    memset(line + 5, 'a', 256);
+    strcpy(line + 5 + 256, "\r\n");
+    h_feed(h, line);
+    h_expect(h, "501 5.0.0 Invalid domain name\r\n");
+    strcpy(line + 5 + 255, "\r\n"); /* 255 octets: the longest domain name */
+    h_feed(h, line);
+    assert_int_equal(strncmp(h->replies, "250 mx.test Hello aaa", 21), 0);
+    assert_int_equal(strlen(smtp_server_transaction(h->s)->helo), 255);
+    h_free(h);
+}
+
 static void test_helo_resets_transaction(void **state)
 {
     (void)state;
@@ -500,6 +529,7 @@ int main(void)
         cmocka_unit_test(test_ehlo_extensions),
         cmocka_unit_test(test_ehlo_no_size_limit_no_starttls),
         cmocka_unit_test(test_helo),
+        cmocka_unit_test(test_helo_invalid_names),
         cmocka_unit_test(test_helo_resets_transaction),
         cmocka_unit_test(test_mail),
         cmocka_unit_test(test_mail_null_sender),
