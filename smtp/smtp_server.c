@@ -69,7 +69,8 @@ void smtp_server_event(struct smtp_server *s, const struct smtp_event *ev)
         s->io->event(s->io->arg, ev);
 }
 
-void smtp_server_set_phase(struct smtp_server *s, enum smtp_server_phase phase)
+/* The phase's timeout in ms; 0 = none. */
+static uint32_t smtp_server_phase_ms(const struct smtp_server *s, enum smtp_server_phase phase)
 {
     const struct smtp_server_timeouts *t = &s->set->timeouts;
     uint32_t ms;
@@ -77,8 +78,53 @@ void smtp_server_set_phase(struct smtp_server *s, enum smtp_server_phase phase)
     /* `command` caps every phase; either alone applies when the other is 0 (none). */
     if (t->command && (!ms || t->command < ms))
         ms = t->command;
+    return ms;
+}
+
+void smtp_server_set_phase(struct smtp_server *s, enum smtp_server_phase phase)
+{
+    uint32_t ms = smtp_server_phase_ms(s, phase);
     s->phase = (uint8_t)phase;
     s->timeout_at = ms ? s->now + ms : 0;
+}
+
+/* Slowloris inside a message: were every read to restart datablock, one octet per
+ * datablock would hold a session (and its spool files) for ever. Postfix's answer
+ * (smtpd_per_record_deadline, smtpd_min_data_rate) is a deadline that only data arriving
+ * at the minimum rate keeps ahead of the clock. */
+void smtp_server_data_clock_start(struct smtp_server *s)
+{
+    smtp_server_set_phase(s, SMTP_PH_DATABLOCK);
+    s->data_deadline = s->timeout_at;
+    s->data_credit = 0;
+}
+
+void smtp_server_data_clock_resume(struct smtp_server *s)
+{
+    if (!s->set->limits.min_data_rate) {
+        smtp_server_set_phase(s, SMTP_PH_DATABLOCK);
+        return;
+    }
+    s->phase = SMTP_PH_DATABLOCK;
+    s->timeout_at = s->data_deadline;
+}
+
+void smtp_server_data_clock_read(struct smtp_server *s, size_t n)
+{
+    uint32_t rate = s->set->limits.min_data_rate;
+    uint32_t ms = smtp_server_phase_ms(s, SMTP_PH_DATABLOCK);
+    if (!rate || !ms) {
+        smtp_server_set_phase(s, SMTP_PH_DATABLOCK);
+        return;
+    }
+    /* n / rate seconds, in ms; what does not make a whole ms waits for the next read */
+    uint64_t credit = (uint64_t)n * 1000 + s->data_credit;
+    s->data_credit = (uint32_t)(credit % rate);
+    uint64_t deadline = s->data_deadline + credit / rate;
+    uint64_t cap = s->now + ms;
+    s->data_deadline = deadline < cap ? deadline : cap;
+    s->phase = SMTP_PH_DATABLOCK;
+    s->timeout_at = s->data_deadline;
 }
 
 void smtp_server_tx_reset(struct smtp_server *s)

@@ -39,7 +39,15 @@
  *
  * Timeouts are sendmail's confTO_* names seen from the server (see docs/config.md): the
  * wait for the next client input after each phase. smtp_server_deadline() tells when the
- * current wait ends; the caller calls smtp_server_tick() at or after that time.
+ * current wait ends; the caller calls smtp_server_tick() at or after that time. No wait can
+ * be stretched by trickling: a partial command line never restarts its timeout, and inside
+ * a message (DATA content, or from the first BDAT to the last chunk's octets, BDAT command
+ * lines between chunks included) limits.min_data_rate applies as Postfix's smtpd_min_data_rate
+ * does: the message's data clock starts at datablock with the first data octet after 354
+ * (or with the first BDAT), and a read of N octets adds N / min_data_rate seconds to what
+ * remains of it, never more than datablock ahead. A client slower than the rate is cut
+ * after about datablock; one faster is never cut. A refused BDAT's octets get a clock of
+ * their own the same way.
  */
 #ifndef RINGMAIL_SMTP_SERVER_H
 #define RINGMAIL_SMTP_SERVER_H
@@ -62,6 +70,9 @@ struct smtp_server_limits {
     unsigned error_throttle;    /* errors after which each error reply waits 1 s */
     unsigned bad_rcpt_throttle; /* refused RCPTs after which each RCPT waits 1 s; 0 = off */
     size_t max_input_buffer;    /* bytes held while waiting before asking for a pause */
+    uint32_t min_data_rate;     /* octets/s a message's data must keep up (Postfix's
+                                   smtpd_min_data_rate); 0 = off: every read restarts
+                                   timeouts.datablock. See "Timeouts" above */
 };
 
 /* Milliseconds; 0 = no timeout for that phase. */
@@ -71,7 +82,7 @@ struct smtp_server_timeouts {
     uint32_t mail;      /* after MAIL */
     uint32_t rcpt;      /* after RCPT */
     uint32_t datainit;  /* after 354, until the first data */
-    uint32_t datablock; /* between reads inside DATA or a BDAT chunk */
+    uint32_t datablock; /* between reads inside DATA or BDAT (see limits.min_data_rate) */
     uint32_t datafinal; /* after the message's final reply */
     uint32_t rset;      /* after RSET */
     uint32_t quit;      /* after 221, until the client has gone (then the caller closes) */
@@ -177,7 +188,8 @@ uint64_t smtp_server_deadline(const struct smtp_server *s);
  * input; closing connection" and SMTP_EV_CLOSE ("timeout"), after SMTP_EV_DATA_ABORT if a
  * message was in progress; after a slow-down sends the held reply and resumes processing
  * held input. Early calls do nothing. A partial command line does not restart the
- * timeout (a client trickling bytes gains nothing); message data does (datablock). */
+ * timeout (a client trickling bytes gains nothing); message data extends it as "Timeouts"
+ * above says. */
 void smtp_server_tick(struct smtp_server *s, uint64_t now_ms);
 
 /* Result of the commit asked for by SMTP_EV_DATA_END: ok → "250 2.0.0 <qid> Message

@@ -70,7 +70,9 @@ size_t smtp_server_data_input(struct smtp_server *s, const char *p, size_t len)
     static const char cr = '\r';
     size_t start = 0; /* the content span not yet passed on */
 
-    smtp_server_set_phase(s, SMTP_PH_DATABLOCK);
+    if (s->phase == SMTP_PH_DATAINIT) /* the first data after 354 */
+        smtp_server_data_clock_start(s);
+    smtp_server_data_clock_read(s, len);
     for (size_t i = 0; i < len; i++) {
         char c = p[i];
         switch (s->dot) {
@@ -156,7 +158,7 @@ static void smtp_bdat_chunk_done(struct smtp_server *s)
     case SMTP_BDAT_CHUNK:
         smtp_server_reply(s, 250, "2.0.0", "%llu octets received",
                           (unsigned long long)s->bdat_size);
-        smtp_server_set_phase(s, SMTP_PH_DATABLOCK);
+        smtp_server_data_clock_resume(s); /* the next BDAT command is part of the message */
         break;
     case SMTP_BDAT_LAST:
         smtp_server_msg_end(s);
@@ -181,14 +183,17 @@ void smtp_cmd_bdat(struct smtp_server *s, const char *arg, size_t len)
         s->bdat_mode = SMTP_BDAT_NEED_RCPT;
     else
         s->bdat_mode = last ? SMTP_BDAT_LAST : SMTP_BDAT_CHUNK;
-    if (s->bdat_mode == SMTP_BDAT_CHUNK || s->bdat_mode == SMTP_BDAT_LAST) {
-        if (!s->tx.bdat) {
-            s->tx.bdat = true;
-            smtp_server_message_start(s);
-        }
+    /* A later chunk of a message goes on with its clock; anything else starts one. */
+    bool more = s->tx.bdat && (s->bdat_mode == SMTP_BDAT_CHUNK || s->bdat_mode == SMTP_BDAT_LAST);
+    if ((s->bdat_mode == SMTP_BDAT_CHUNK || s->bdat_mode == SMTP_BDAT_LAST) && !s->tx.bdat) {
+        s->tx.bdat = true;
+        smtp_server_message_start(s);
     }
     s->state = SMTP_SRV_BDAT;
-    smtp_server_set_phase(s, SMTP_PH_DATABLOCK);
+    if (more)
+        smtp_server_data_clock_resume(s);
+    else
+        smtp_server_data_clock_start(s);
     if (size == 0)
         smtp_bdat_chunk_done(s);
 }
@@ -199,7 +204,7 @@ size_t smtp_server_bdat_input(struct smtp_server *s, const char *p, size_t len)
     if (s->bdat_mode == SMTP_BDAT_CHUNK || s->bdat_mode == SMTP_BDAT_LAST)
         smtp_server_msg_content(s, p, n);
     s->bdat_left -= n;
-    smtp_server_set_phase(s, SMTP_PH_DATABLOCK);
+    smtp_server_data_clock_read(s, n);
     if (s->bdat_left == 0)
         smtp_bdat_chunk_done(s);
     return n;

@@ -87,11 +87,13 @@ struct smtp_server {
     struct buf held_reply; /* the reply delayed by a slow-down */
     struct smtp_transaction tx;
     struct smtp_msg msg;
-    uint64_t now;        /* the time given with the current call */
-    uint64_t timeout_at; /* absolute; 0 = none */
-    uint64_t slow_until; /* absolute end of a slow-down; 0 = none */
-    uint64_t bdat_left;  /* octets of the current chunk still to read */
-    uint64_t bdat_size;  /* octets of the current chunk */
+    uint64_t now;           /* the time given with the current call */
+    uint64_t timeout_at;    /* absolute; 0 = none */
+    uint64_t slow_until;    /* absolute end of a slow-down; 0 = none */
+    uint64_t data_deadline; /* the message's data clock (limits.min_data_rate), absolute */
+    uint32_t data_credit;   /* ms * rate of credit not yet whole (< min_data_rate) */
+    uint64_t bdat_left;     /* octets of the current chunk still to read */
+    uint64_t bdat_size;     /* octets of the current chunk */
     unsigned errors;
     unsigned bad_rcpts;
     uint8_t state;     /* enum smtp_server_state */
@@ -111,6 +113,12 @@ struct smtp_server {
 /* smtp_server.c */
 void smtp_server_event(struct smtp_server *s, const struct smtp_event *ev);
 void smtp_server_set_phase(struct smtp_server *s, enum smtp_server_phase phase);
+/* The data clock of a message (limits.min_data_rate, smtp_server.h "Timeouts"): started by
+ * its first data (DATA) or its first BDAT, resumed by each later BDAT, and moved on by
+ * every read of `n` octets of data. With min_data_rate 0 each of them restarts datablock. */
+void smtp_server_data_clock_start(struct smtp_server *s);
+void smtp_server_data_clock_resume(struct smtp_server *s);
+void smtp_server_data_clock_read(struct smtp_server *s, size_t n);
 /* Ends the transaction (sender, recipients, message state), keeping HELO. */
 void smtp_server_tx_reset(struct smtp_server *s);
 /* RSET, HELO/EHLO and STARTTLS drop the transaction: DATA_ABORT for a message in

@@ -77,6 +77,162 @@ static void test_timeout_inside_message_aborts(void **state)
     h_free(h);
 }
 
+/* Postfix's smtpd_min_data_rate: inside DATA and BDAT the deadline is not restarted by every
+ * read; a read of N octets adds N / min_data_rate seconds to what remained of it, never past
+ * now + datablock. */
+#define RATE_DATABLOCK 10000
+#define RATE_BPS       100 /* 10 ms of credit per octet */
+
+static struct h *h_rate(void)
+{
+    struct smtp_server_settings set;
+    h_default_settings(&set);
+    set.timeouts.datablock = RATE_DATABLOCK;
+    set.limits.min_data_rate = RATE_BPS;
+    set.limits.max_message_size = 0;
+    struct h *h = h_new(&set);
+    h_envelope(h);
+    return h;
+}
+
+/* One octet a second, ticking the clock first as the daemon does; returns how long the
+ * client held on (0 if it was never cut). */
+static uint64_t trickle(struct h *h, const char *octet, unsigned seconds)
+{
+    uint64_t start = h->now;
+    for (unsigned i = 0; i < seconds && !h->n_close; i++) {
+        h->now += 1000;
+        smtp_server_tick(h->s, h->now);
+        if (!h->n_close)
+            h_feedn(h, octet, 1);
+    }
+    return h->n_close ? h->now - start : 0;
+}
+
+static void test_min_data_rate_cuts_a_trickle(void **state)
+{
+    (void)state;
+    struct h *h = h_rate();
+    h_feed(h, "DATA\r\n");
+    h_feed(h, "S"); /* the first data starts the clock: datablock from now */
+    assert_int_equal(smtp_server_deadline(h->s), h->now + RATE_DATABLOCK);
+    h_clear(h);
+    uint64_t held = trickle(h, "x", 3600);
+    /* about datablock, plus 10 ms per octet sent */
+    assert_true(held >= RATE_DATABLOCK && held <= RATE_DATABLOCK + 1000);
+    h_expect(h, "421 4.4.2 mx.test Timeout waiting for input; closing connection\r\n");
+    assert_int_equal(h->n_abort, 1);
+    h_free(h);
+}
+
+static void test_min_data_rate_arithmetic(void **state)
+{
+    (void)state;
+    struct h *h = h_rate();
+    h_feed(h, "DATA\r\n");
+    uint64_t t0 = h->now += 50;
+    h_feed(h, "Subject: x\r\n");
+    assert_int_equal(smtp_server_deadline(h->s), t0 + RATE_DATABLOCK);
+    h->now += 4000;
+    char block[1000];
+    memset(block, 'a', sizeof(block));
+    h_feedn(h, block, 50); /* 500 ms added to what remained */
+    assert_int_equal(smtp_server_deadline(h->s), t0 + RATE_DATABLOCK + 500);
+    h_feedn(h, block, 1); /* 10 ms */
+    h_feedn(h, block, 1);
+    assert_int_equal(smtp_server_deadline(h->s), t0 + RATE_DATABLOCK + 520);
+    h->now += 1000;
+    h_feedn(h, block, sizeof(block)); /* 10 s of credit, but never past now + datablock */
+    assert_int_equal(smtp_server_deadline(h->s), h->now + RATE_DATABLOCK);
+    h_free(h);
+
+    /* a rate that does not divide 1000: no credit is lost to rounding */
+    struct smtp_server_settings set;
+    h_default_settings(&set);
+    set.timeouts.datablock = RATE_DATABLOCK;
+    set.limits.min_data_rate = 3;
+    h = h_new(&set);
+    h_envelope(h);
+    h_feed(h, "DATA\r\nx");
+    t0 = h->now;
+    h->now += 5000;
+    h_feed(h, "a");
+    h_feed(h, "b");
+    h_feed(h, "c");
+    assert_int_equal(smtp_server_deadline(h->s), t0 + RATE_DATABLOCK + 1000);
+    h_free(h);
+}
+
+static void test_min_data_rate_fast_client_never_cut(void **state)
+{
+    (void)state;
+    struct h *h = h_rate();
+    h_feed(h, "DATA\r\n");
+    char block[200]; /* 200 octets a second: twice the minimum rate */
+    memset(block, 'a', sizeof(block));
+    memcpy(block + sizeof(block) - 2, "\r\n", 2);
+    for (int i = 0; i < 3600; i++) {
+        h->now += 1000;
+        smtp_server_tick(h->s, h->now);
+        h_feedn(h, block, sizeof(block));
+    }
+    assert_int_equal(h->n_close, 0);
+    assert_int_equal(smtp_server_deadline(h->s), h->now + RATE_DATABLOCK);
+    h_feed(h, ".\r\n");
+    assert_int_equal(h->n_data_end, 1);
+    h_free(h);
+}
+
+/* A BDAT message has one data clock across its chunks: a new BDAT command does not restart
+ * it, so one octet per chunk buys no more than one octet per read. */
+static void test_min_data_rate_bdat_chunks(void **state)
+{
+    (void)state;
+    struct h *h = h_rate();
+    uint64_t start = h->now;
+    for (int i = 0; i < 3600 && !h->n_close; i++) {
+        h->now += 1000;
+        smtp_server_tick(h->s, h->now);
+        if (!h->n_close)
+            h_feed(h, "BDAT 1\r\nx");
+    }
+    assert_int_equal(h->n_close, 1);
+    assert_true(h->now - start <= RATE_DATABLOCK + 2000);
+    assert_non_null(strstr(h->events, "DATA_ABORT 421 4.4.2"));
+    h_free(h);
+}
+
+/* The octets of a refused BDAT (no MAIL) are read too: the same clock applies. */
+static void test_min_data_rate_refused_bdat(void **state)
+{
+    (void)state;
+    struct smtp_server_settings set;
+    h_default_settings(&set);
+    set.timeouts.datablock = RATE_DATABLOCK;
+    set.limits.min_data_rate = RATE_BPS;
+    struct h *h = h_new(&set);
+    h_feed(h, "EHLO c.example\r\nBDAT 1000000\r\n");
+    h_clear(h);
+    uint64_t held = trickle(h, "x", 3600);
+    assert_true(held >= RATE_DATABLOCK && held <= RATE_DATABLOCK + 1000);
+    h_free(h);
+}
+
+/* min_data_rate 0: the old rule, every read restarts datablock. */
+static void test_min_data_rate_off(void **state)
+{
+    (void)state;
+    struct smtp_server_settings set;
+    h_default_settings(&set);
+    set.timeouts.datablock = RATE_DATABLOCK;
+    struct h *h = h_new(&set);
+    h_envelope(h);
+    h_feed(h, "DATA\r\n");
+    assert_int_equal(trickle(h, "x", 100), 0);
+    assert_int_equal(smtp_server_deadline(h->s), h->now + RATE_DATABLOCK);
+    h_free(h);
+}
+
 static void test_command_timeout_caps(void **state)
 {
     (void)state;
@@ -230,6 +386,12 @@ int main(void)
         cmocka_unit_test(test_timeouts_per_phase),
         cmocka_unit_test(test_timeout_datafinal_and_quit),
         cmocka_unit_test(test_timeout_inside_message_aborts),
+        cmocka_unit_test(test_min_data_rate_cuts_a_trickle),
+        cmocka_unit_test(test_min_data_rate_arithmetic),
+        cmocka_unit_test(test_min_data_rate_fast_client_never_cut),
+        cmocka_unit_test(test_min_data_rate_bdat_chunks),
+        cmocka_unit_test(test_min_data_rate_refused_bdat),
+        cmocka_unit_test(test_min_data_rate_off),
         cmocka_unit_test(test_command_timeout_caps),
         cmocka_unit_test(test_partial_line_does_not_extend_timeout),
         cmocka_unit_test(test_error_throttle_and_drop),
