@@ -11,6 +11,8 @@
  *    the input + the BDAT ... LAST commands in it (the smuggling property);
  *  - every reply is CRLF-terminated, starts with three digits and fits in 512 octets per
  *    line;
+ *  - an accepted HELO name is one smtp_helo_valid() allows (so it reaches Received: as it
+ *    is), a Message-ID holds no control octet, and no NUL is ever passed on as data;
  *  - nothing is replied or reported after SMTP_EV_CLOSE except a repeated CLOSE.
  */
 #include <stdbool.h>
@@ -20,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "smtp/smtp_helo.h"
 #include "smtp/smtp_server.h"
 
 struct fz {
@@ -50,9 +53,20 @@ static void fz_event(void *arg, const struct smtp_event *ev)
     if (f->closed && ev->type != SMTP_EV_CLOSE)
         abort();
     switch (ev->type) {
+    case SMTP_EV_HELO: {
+        char token[SMTP_HELO_MAX + 1];
+        if (!smtp_helo_valid(ev->arg, strlen(ev->arg)) ||
+            smtp_helo_received(ev->arg, token, sizeof(token)) != strlen(ev->arg) ||
+            strcmp(token, ev->arg) != 0)
+            abort();
+        break;
+    }
     case SMTP_EV_DATA_END:
         f->data_end++;
         f->waiting_commit = true;
+        for (const char *c = ev->msgid; c && *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                abort();
         break;
     case SMTP_EV_STARTTLS:
         f->waiting_tls = true;
@@ -60,8 +74,8 @@ static void fz_event(void *arg, const struct smtp_event *ev)
     case SMTP_EV_CLOSE:
         f->closed = true;
         break;
-    case SMTP_EV_DATA:
-        if (!ev->len || !ev->data)
+    case SMTP_EV_DATA: /* a NUL refuses the message before it is passed on */
+        if (!ev->len || !ev->data || memchr(ev->data, '\0', ev->len))
             abort();
         break;
     case SMTP_EV_REJECT:
@@ -111,7 +125,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                    .max_errors = 12,
                    .error_throttle = 4,
                    .bad_rcpt_throttle = 2,
-                   .max_input_buffer = 256},
+                   .max_input_buffer = 256,
+                   .min_data_rate = 7},
         .timeouts = {.initial = 50,
                      .helo = 60,
                      .mail = 70,
