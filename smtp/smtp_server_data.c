@@ -183,17 +183,17 @@ void smtp_cmd_bdat(struct smtp_server *s, const char *arg, size_t len)
         s->bdat_mode = SMTP_BDAT_NEED_RCPT;
     else
         s->bdat_mode = last ? SMTP_BDAT_LAST : SMTP_BDAT_CHUNK;
-    /* A later chunk of a message goes on with its clock; anything else starts one. */
-    bool more = s->tx.bdat && (s->bdat_mode == SMTP_BDAT_CHUNK || s->bdat_mode == SMTP_BDAT_LAST);
-    if ((s->bdat_mode == SMTP_BDAT_CHUNK || s->bdat_mode == SMTP_BDAT_LAST) && !s->tx.bdat) {
-        s->tx.bdat = true;
-        smtp_server_message_start(s);
-    }
+    bool accepted = s->bdat_mode == SMTP_BDAT_CHUNK || s->bdat_mode == SMTP_BDAT_LAST;
     s->state = SMTP_SRV_BDAT;
-    if (more)
-        smtp_server_data_clock_resume(s);
-    else
-        smtp_server_data_clock_start(s);
+    if (accepted && s->tx.bdat) {
+        smtp_server_data_clock_resume(s); /* a later chunk: the message's clock goes on */
+    } else {
+        if (accepted) {
+            s->tx.bdat = true;
+            smtp_server_message_start(s);
+        }
+        smtp_server_data_clock_start(s); /* a message's first chunk, or a refused one */
+    }
     if (size == 0)
         smtp_bdat_chunk_done(s);
 }
