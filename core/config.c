@@ -1,5 +1,5 @@
 /*
- * core/config.c — config_load(), config_default(), config_free().
+ * core/config.c — config_load(), config_free().
  *
  * A file goes through three steps: the libyaml pass (config_yaml.c) checks its shape and
  * records where each value stands; libcyaml (config_cyaml.c) loads it as strings; then the
@@ -19,6 +19,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "util/fileset.h"
+
 #define CONFIG_BUILTIN       "(built-in default)"
 #define CONFIG_HOSTS         "/etc/hosts"
 #define CONFIG_MAX_FILE      (4u << 20) /* a configuration is a page or two; this is a wrong file */
@@ -27,7 +29,8 @@
 
 struct config_ctx {
     const char *file;
-    const char *base; /* relative paths are relative to this directory */
+    struct fileset *files; /* how files are read (util/fileset.h) */
+    const char *base;      /* relative paths are relative to this directory */
     const struct config_doc *doc;
     char *err;
     size_t errlen;
@@ -273,6 +276,16 @@ static int config_check_listener(const struct config_ctx *x, struct config *c, s
                            l->family == AF_INET ? "inet" : "inet6", l->address);
     }
     l->family = family;
+    /* M=a: sendmail refuses mail on this port until the client authenticates. Without AUTH
+     * (a later issue) it would be an open submission port: refuse it, never run it open. */
+    if (l->modifiers && strchr(l->modifiers, 'a')) {
+        snprintf(path, sizeof(path), "listen[%zu].modifiers", j);
+        return config_fail(x, path,
+                           "'%s': 'a' (SMTP AUTH required) is not supported yet; this listener "
+                           "would accept mail without authentication. Remove the listener, or "
+                           "the 'a' if an open port is really meant",
+                           l->modifiers);
+    }
     for (size_t i = 0; i < j; i++) {
         const struct config_listener *o = &c->listen[i];
         if (strcmp(o->name, l->name) == 0) {
@@ -355,7 +368,8 @@ static int config_hostname(const struct config_ctx *x, struct config *c)
     return 0;
 }
 
-/* The defaults that depend on other values: hostname, certificate keys, local_domains. */
+/* The defaults that depend on other values: hostname, certificate keys, pid_file,
+ * local_domains. */
 static int config_computed(const struct config_ctx *x, struct config *c)
 {
     if (!c->hostname && config_hostname(x, c) < 0)
@@ -369,6 +383,15 @@ static int config_computed(const struct config_ctx *x, struct config *c)
         /* As Postfix's smtpd_tls_key_file = $smtpd_tls_cert_file: one PEM with both. */
         if (!p->key && !(p->key = strdup(p->cert)))
             return config_oom(x);
+    }
+    /* Beside the spool, as the demo certificates are: one directory holds an instance. */
+    if (!c->pid_file) {
+        const char *slash = strrchr(c->spool, '/');
+        size_t dir = slash && slash != c->spool ? (size_t)(slash - c->spool) : 0;
+        if (!(c->pid_file = malloc(dir + sizeof("/ringmaild.pid"))))
+            return config_oom(x);
+        snprintf(c->pid_file, dir + sizeof("/ringmaild.pid"), "%.*s/ringmaild.pid", (int)dir,
+                 c->spool);
     }
     if (config_doc_find(x->doc, "local_domains"))
         return 0;
@@ -454,20 +477,21 @@ static int config_maps(const struct config_ctx *x, struct config *c)
 {
     const char *key = NULL;
     char why[768];
-    if (config_maps_load(c, &key, why, sizeof(why)) == 0)
+    if (config_maps_load(c, x->files, &key, why, sizeof(why)) == 0)
         return 0;
     return key ? config_fail(x, key, "%s", why) : config_oom(x);
 }
 
-static struct config *config_build(const char *file, const char *base, const unsigned char *data,
-                                   size_t len, char *err, size_t errlen)
+static struct config *config_build(const char *file, const char *base, struct fileset *files,
+                                   const unsigned char *data, size_t len, char *err, size_t errlen)
 {
     struct config_doc doc = {0};
     struct config_raw *raw = NULL;
     struct config *c = NULL;
     if (config_yaml_scan(file, data, len, &doc, err, errlen) < 0)
         return NULL;
-    struct config_ctx x = {.file = file, .base = base, .doc = &doc, .err = err, .errlen = errlen};
+    struct config_ctx x = {
+        .file = file, .base = base, .files = files, .doc = &doc, .err = err, .errlen = errlen};
     /* libcyaml has nothing to load from a document without values */
     if (doc.n && config_cyaml_load(file, data, len, &raw, err, errlen) < 0)
         goto out;
@@ -495,58 +519,30 @@ static char *config_cwd(char *err, size_t errlen)
     return cwd;
 }
 
-static unsigned char *config_read(const char *path, size_t *len, char *err, size_t errlen)
+struct config *config_load(const char *path, struct fileset *files, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rbe");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    char *cwd = config_cwd(err, errlen);
+    if (!cwd)
         return NULL;
-    }
-    unsigned char *data = malloc(CONFIG_MAX_FILE + 1);
-    size_t n = data ? fread(data, 1, CONFIG_MAX_FILE + 1, f) : 0;
-    if (!data)
-        snprintf(err, errlen, "%s: out of memory", path);
-    else if (ferror(f))
-        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-    else if (n > CONFIG_MAX_FILE)
-        snprintf(err, errlen, "%s: larger than %u bytes: not a configuration file", path,
-                 CONFIG_MAX_FILE);
-    if (!data || ferror(f) || n > CONFIG_MAX_FILE) {
-        free(data);
-        data = NULL;
-    }
-    fclose(f);
-    *len = n;
-    return data;
-}
-
-struct config *config_load(const char *path, char *err, size_t errlen)
-{
-    size_t len;
-    unsigned char *data = config_read(path, &len, err, errlen);
-    char *cwd = data ? config_cwd(err, errlen) : NULL;
-    char *dir = cwd ? config_path_join(cwd, path) : NULL;
     struct config *c = NULL;
-    if (cwd && !dir)
-        snprintf(err, errlen, "%s: out of memory", path);
-    if (dir) {
-        *strrchr(dir, '/') = '\0'; /* the file's directory ("" for a file in /) */
-        c = config_build(path, dir[0] ? dir : "/", data, len, err, errlen);
+    char *data = NULL, *dir = NULL;
+    size_t len = 0;
+    if (!path) {
+        c = config_build(CONFIG_BUILTIN, cwd, files, (const unsigned char *)"", 0, err, errlen);
+        if (c)
+            c->tls.demo_certs = true;
+    } else if (fileset_read(files, path, CONFIG_MAX_FILE, &data, &len, err, errlen) == 0) {
+        if ((dir = config_path_join(cwd, path))) {
+            *strrchr(dir, '/') = '\0'; /* the file's directory ("" for a file in /) */
+            c = config_build(path, dir[0] ? dir : "/", files, (const unsigned char *)data, len, err,
+                             errlen);
+        } else {
+            snprintf(err, errlen, "%s: out of memory", path);
+        }
     }
     free(dir);
     free(cwd);
     free(data);
-    return c;
-}
-
-struct config *config_default(char *err, size_t errlen)
-{
-    char *cwd = config_cwd(err, errlen);
-    struct config *c =
-        cwd ? config_build(CONFIG_BUILTIN, cwd, (const unsigned char *)"", 0, err, errlen) : NULL;
-    free(cwd);
-    if (c)
-        c->tls.demo_certs = true;
     return c;
 }
 

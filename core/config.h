@@ -179,6 +179,7 @@ struct config {
     char *run_as;         /* user name; default "ringmail" */
     char *log_ident;      /* syslog ident (log.ident); default "ringmaild" */
     char *spool;          /* spool directory */
+    char *pid_file;       /* default: ringmaild.pid beside the spool directory */
     char **local_domains; /* default: hostname and "localhost" */
     size_t n_local_domains;
     char **relay_domains; /* default: none */
@@ -201,10 +202,13 @@ struct config {
     size_t n_warnings;
 };
 
-/* Reads and validates `path`. NULL with `err` (file, line, column, key) on any problem. */
-struct config *config_load(const char *path, char *err, size_t errlen);
-/* The built-in default: loopback port 2525, spool under ./state/spool, localhost local. */
-struct config *config_default(char *err, size_t errlen);
+struct fileset;
+/* Reads and validates `path`, or with `path` NULL the built-in default (loopback port
+ * 2525, spool under ./state/spool, localhost local). The file and the maps it names are
+ * read through `files` (util/fileset.h: NULL = from disk; a recording set keeps what was
+ * read for the engine; a replayed one answers from what the privileged parent read). NULL
+ * with `err` (file, line, column, key) on any problem. */
+struct config *config_load(const char *path, struct fileset *files, char *err, size_t errlen);
 void config_free(struct config *c);
 /* Prints the effective configuration as YAML that config_load() accepts. */
 void config_print(const struct config *c, FILE *out);

@@ -133,7 +133,8 @@ int config_warn(struct config *c, const char *fmt, ...) __attribute__((format(pr
  * relay-domains into relay_domains, the access map (warning about entries the daemon does
  * not act on), and the maps kept for delivery, parsed so that their errors stop the load.
  * 0, or -1 with the key at fault in *key and "file:line: why" in `why`. */
-int config_maps_load(struct config *c, const char **key, char *why, size_t whylen);
+int config_maps_load(struct config *c, struct fileset *files, const char **key, char *why,
+                     size_t whylen);
 void config_maps_free(struct config *c);
 
 #endif

@@ -97,7 +97,7 @@ static const struct config_key config_limit_keys[] = {
         "32K"),
     NUM("connections", CONFIG_UINT, CONFIG_F_ZERO_OFF, max_connections, 1, 1000000, "10000"),
     NUM("connections_per_client", CONFIG_UINT, CONFIG_F_ZERO_OFF, max_connections_per_client, 1,
-        1000000, "0"),
+        1000000, "50"),
     NUM("errors", CONFIG_UINT, CONFIG_F_ZERO_OFF, limits.max_errors, 1, 1000000, "25"),
     NUM("error_throttle", CONFIG_UINT, CONFIG_F_ZERO_OFF, limits.error_throttle, 1, 1000000, "10"),
     NUM("bad_rcpt_throttle", CONFIG_UINT, CONFIG_F_ZERO_OFF, limits.bad_rcpt_throttle, 1, 1000000,
@@ -125,7 +125,7 @@ static const struct config_key config_timeout_keys[] = {
     TIMEOUT("misc", timeouts.misc, "2m"),
     TIMEOUT("command", timeouts.command, "1h"),
     TIMEOUT("shutdown_grace", shutdown_grace_ms, "30s"),
-    TIMEOUT("starttls", starttls_timeout_ms, "1h"),
+    TIMEOUT("starttls", starttls_timeout_ms, "5m"),
 #define LATER_TIMEOUT(name)                                                                        \
     KEPT_NUM(#name, CONFIG_DURATION, 0, 30 * DAY, later.timeouts.name, ISSUE_DELIVERY),
 #define LATER_TRIES(name) KEPT_NUM(#name, CONFIG_UINT, 0, 100, later.timeouts.name, ISSUE_DELIVERY),
@@ -265,6 +265,7 @@ const struct config_key config_keys[] = {
     NUM("workers", CONFIG_WORKERS, 0, workers, 1, 256, "auto"),
     TEXT("run_as", CONFIG_STRING, run_as, "ringmail"),
     TEXT("spool", CONFIG_PATH, spool, "state/spool"),
+    TEXT("pid_file", CONFIG_PATH, pid_file, NULL),             /* beside the spool (config.c) */
     LIST("local_domains", CONFIG_DOMAIN, local_domains, NULL), /* hostname, localhost */
     LIST("relay_domains", CONFIG_DOMAIN, relay_domains, ""),
     LIST("relay_from", CONFIG_NETWORK, relay_from, "127.0.0.0/8 ::1/128"),

@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 
 #include "compat/map_list.h"
 #include "compat/map_text.h"
+#include "util/fileset.h"
 
 static int config_maps_oom(char *why, size_t whylen)
 {
@@ -41,18 +41,17 @@ static int config_maps_append(char ***list, size_t *n, const char *name)
 
 /* A class file (local-host-names, relay-domains) into a domain list. sendmail reads both
  * with -o (optional): a missing file is read as empty, and said so. */
-static int config_maps_class(struct config *c, const char *path, char ***list, size_t *n, char *why,
-                             size_t whylen)
+static int config_maps_class(struct config *c, struct fileset *files, const char *path,
+                             char ***list, size_t *n, char *why, size_t whylen)
 {
-    struct stat st;
-    if (stat(path, &st) < 0 && errno == ENOENT)
-        return config_warn(c, "%s: not found: read as empty, as sendmail reads it (-o)", path) < 0
-                   ? config_maps_oom(why, whylen)
-                   : 0;
     char *data = NULL;
     size_t len = 0;
     struct map_strings names = {0};
-    int rc = map_read_file(path, &data, &len, why, whylen);
+    int rc = fileset_read(files, path, MAP_FILE_MAX, &data, &len, why, whylen);
+    if (rc == -ENOENT)
+        return config_warn(c, "%s: not found: read as empty, as sendmail reads it (-o)", path) < 0
+                   ? config_maps_oom(why, whylen)
+                   : 0;
     if (rc == 0)
         rc = map_list_parse(path, data, len, &names, why, whylen);
     for (size_t i = 0; rc == 0 && i < names.n; i++)
@@ -120,12 +119,12 @@ static int config_access_gaps(struct config *c, const char *path)
 
 /* The access map, the aliases files and the routing maps: parsed now so that an error stops
  * the load; only the access map is used by the daemon today. */
-static int config_maps_parse(struct config *c, const char *path, const char *key, const char **at,
-                             char *why, size_t whylen)
+static int config_maps_parse(struct config *c, struct fileset *files, const char *path,
+                             const char *key, const char **at, char *why, size_t whylen)
 {
     char *data = NULL;
     size_t len = 0;
-    int rc = map_read_file(path, &data, &len, why, whylen);
+    int rc = fileset_read(files, path, MAP_FILE_MAX, &data, &len, why, whylen) < 0 ? -1 : 0;
     struct config_map_data *d = &c->map;
     if (rc == 0 && strcmp(key, "maps.access") == 0) {
         rc = access_parse(path, data, len, &d->access, why, whylen);
@@ -157,17 +156,19 @@ static int config_maps_parse(struct config *c, const char *path, const char *key
     return rc;
 }
 
-int config_maps_load(struct config *c, const char **key, char *why, size_t whylen)
+int config_maps_load(struct config *c, struct fileset *files, const char **key, char *why,
+                     size_t whylen)
 {
     const struct config_maps *m = &c->maps;
     *key = NULL;
-    if (m->local_host_names && config_maps_class(c, m->local_host_names, &c->local_domains,
+    if (m->local_host_names && config_maps_class(c, files, m->local_host_names, &c->local_domains,
                                                  &c->n_local_domains, why, whylen) < 0) {
         *key = "maps.local_host_names";
         return -1;
     }
-    if (m->relay_domains_file && config_maps_class(c, m->relay_domains_file, &c->relay_domains,
-                                                   &c->n_relay_domains, why, whylen) < 0) {
+    if (m->relay_domains_file &&
+        config_maps_class(c, files, m->relay_domains_file, &c->relay_domains, &c->n_relay_domains,
+                          why, whylen) < 0) {
         *key = "maps.relay_domains_file";
         return -1;
     }
@@ -181,10 +182,10 @@ int config_maps_load(struct config *c, const char **key, char *why, size_t whyle
     };
     for (size_t i = 0; i < sizeof(parsed) / sizeof(parsed[0]); i++)
         if (parsed[i].path &&
-            config_maps_parse(c, parsed[i].path, parsed[i].key, key, why, whylen) < 0)
+            config_maps_parse(c, files, parsed[i].path, parsed[i].key, key, why, whylen) < 0)
             return -1;
     for (size_t i = 0; i < m->aliases.n; i++)
-        if (config_maps_parse(c, m->aliases.v[i], "maps.aliases", key, why, whylen) < 0)
+        if (config_maps_parse(c, files, m->aliases.v[i], "maps.aliases", key, why, whylen) < 0)
             return -1;
     return 0;
 }

@@ -1,21 +1,29 @@
 #include "core/daemon.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "core/listener.h"
-#include "core/privdrop.h"
+#include "core/privsep.h"
 #include "core/session.h"
-#include "core/tlsconf.h"
 #include "core/version.h"
 #include "util/log.h"
+
+/* Descriptors a connection may hold at once: its socket, and the data and envelope files of
+ * the message it is committing. */
+#define DAEMON_FDS_PER_CONNECTION 3
+/* Descriptors besides connections: listeners, rings, eventfds, the spool, the log, the
+ * parent's socket, a reload's files. */
+#define DAEMON_FDS_RESERVED 64
 
 struct runconf *daemon_current(struct daemon *d)
 {
@@ -25,20 +33,30 @@ struct runconf *daemon_current(struct daemon *d)
     return rc;
 }
 
-static struct config *daemon_load(const char *path, char *err, size_t errlen)
-{
-    return path ? config_load(path, err, errlen) : config_default(err, errlen);
-}
-
-/* Many connections each need a descriptor: use everything the hard limit allows. */
-static void daemon_raise_nofile(void)
+/* limits.connections must fit in the descriptors the process may open, or the last
+ * clients would make spool files fail with EMFILE: lowered, with a warning, until it does
+ * (at start-up and at every reload; the parent raised the soft limit to the hard one). */
+static void daemon_fit_connections(struct config *cfg, unsigned listeners)
 {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-            log_warn("cannot raise the open files limit: %s", strerror(errno));
-    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+        return;
+    uint64_t reserved =
+        DAEMON_FDS_RESERVED + (uint64_t)listeners * cfg->workers + 4ull * cfg->workers;
+    uint64_t fit =
+        rl.rlim_cur > reserved ? (rl.rlim_cur - reserved) / DAEMON_FDS_PER_CONNECTION : 0;
+    if (fit < 1)
+        fit = 1;
+    if (cfg->max_connections && cfg->max_connections <= fit)
+        return;
+    char want[32];
+    snprintf(want, sizeof(want), "%u", cfg->max_connections);
+    log_warn("limits.connections %s needs up to %d file descriptors per connection, and this "
+             "process may open %llu (RLIMIT_NOFILE): using %llu; raise the hard limit (ulimit -Hn, "
+             "systemd's LimitNOFILE=) for more",
+             cfg->max_connections ? want : "0 (no limit)", DAEMON_FDS_PER_CONNECTION,
+             (unsigned long long)rl.rlim_cur, (unsigned long long)fit);
+    cfg->max_connections = (unsigned)fit;
 }
 
 /* What a reload cannot change without a restart: say so rather than pretend. */
@@ -57,6 +75,8 @@ static void daemon_warn_restart_only(const struct config *old, const struct conf
         log_warn("reload: changes to 'run_as' take effect after a restart");
     if (strcmp(old->spool, neu->spool) != 0)
         log_warn("reload: changes to 'spool' take effect after a restart");
+    if (strcmp(old->pid_file, neu->pid_file) != 0)
+        log_warn("reload: changes to 'pid_file' take effect after a restart");
 }
 
 /* What the configuration asks for that the daemon does not do yet (config->warnings). */
@@ -79,23 +99,34 @@ static void daemon_log_tls(const struct runconf *rc)
                  certs[i].file ? certs[i].file : "");
 }
 
-static void daemon_reload(struct daemon *d, const char *path, unsigned *generation)
+/* A generation from what the parent read: the configuration, its maps and its TLS files. */
+static struct runconf *daemon_generation(struct daemon *d, struct config *cfg,
+                                         struct fileset *files, unsigned generation, char *err,
+                                         size_t errlen)
+{
+    daemon_fit_connections(cfg, (unsigned)cfg->n_listen);
+    struct runconf *rc = runconf_new(cfg, generation, d->workers, d->tls_libs, files, err, errlen);
+    if (rc) {
+        daemon_log_warnings(rc->cfg);
+        daemon_log_tls(rc);
+    }
+    return rc;
+}
+
+static void daemon_reload(struct daemon *d, const char *path, int fd, unsigned *generation)
 {
     char err[1024];
-    struct config *cfg = daemon_load(path, err, sizeof(err));
-    if (!cfg) {
-        log_error("reload failed, keeping the running configuration: %s", err);
-        return;
-    }
-    /* The TLS contexts are built here, before the swap: certificates that fail to load
-     * leave the running generation (and its contexts) in place. */
-    struct runconf *rc = runconf_new(cfg, ++*generation, d->workers, err, sizeof(err));
+    struct fileset *files = fileset_from_fd(fd, err, sizeof(err));
+    struct config *cfg = files ? config_load(path, files, err, sizeof(err)) : NULL;
+    struct runconf *rc =
+        cfg ? daemon_generation(d, cfg, files, *generation + 1, err, sizeof(err)) : NULL;
+    fileset_free(files);
     if (!rc) {
         log_error("reload failed, keeping the running configuration: %s", err);
         return;
     }
-    daemon_log_warnings(rc->cfg);
-    daemon_log_tls(rc);
+    ++*generation;
+    log_configure(rc->cfg->log_ident, d->log_targets);
     pthread_mutex_lock(&d->current_lock);
     struct runconf *old = d->current;
     d->current = rc;
@@ -113,10 +144,17 @@ static uint64_t daemon_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+static int daemon_signal(int sigfd)
+{
+    struct signalfd_siginfo si;
+    ssize_t n = read(sigfd, &si, sizeof(si));
+    return n == (ssize_t)sizeof(si) ? (int)si.ssi_signo : 0;
+}
+
 /* SIGTERM: workers stop accepting and let transactions finish; after the grace period
  * whatever is left is closed (a message without its 250 may be sent again by its
  * client, which the no-loss contract allows). */
-static void daemon_drain(struct daemon *d, const sigset_t *set, uint32_t grace_ms)
+static void daemon_drain(struct daemon *d, int sigfd, uint32_t grace_ms)
 {
     log_info("stopping: no new connections, %u ms for transactions in flight", grace_ms);
     engine_post(d->engine, DAEMON_MSG_DRAIN);
@@ -129,21 +167,21 @@ static void daemon_drain(struct daemon *d, const sigset_t *set, uint32_t grace_m
             engine_post(d->engine, DAEMON_MSG_EXIT);
             break;
         }
-        uint64_t wait = deadline - now < 100 ? deadline - now : 100;
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)wait * 1000000};
-        int sig = sigtimedwait(set, NULL, &ts);
-        if (sig == SIGINT || sig == SIGTERM) {
-            log_warn("second stop signal: closing now");
-            engine_post(d->engine, DAEMON_MSG_EXIT);
-            break;
+        struct pollfd p = {sigfd, POLLIN, 0};
+        if (poll(&p, 1, deadline - now < 100 ? (int)(deadline - now) : 100) > 0) {
+            int sig = daemon_signal(sigfd);
+            if (sig == SIGINT || sig == SIGTERM) {
+                log_warn("second stop signal: closing now");
+                engine_post(d->engine, DAEMON_MSG_EXIT);
+                break;
+            }
         }
     }
 }
 
-static int daemon_open_listeners(struct daemon *d, const struct config *cfg, char *err,
-                                 size_t errlen)
+static int daemon_listen(struct daemon *d, const struct config *cfg, int **fds, char *err,
+                         size_t errlen)
 {
-    int fds[256];
     d->listener_names = calloc(cfg->n_listen, sizeof(char *));
     if (!d->listener_names) {
         snprintf(err, errlen, "out of memory");
@@ -151,13 +189,13 @@ static int daemon_open_listeners(struct daemon *d, const struct config *cfg, cha
     }
     for (size_t i = 0; i < cfg->n_listen; i++) {
         const struct config_listener *l = &cfg->listen[i];
-        d->listener_names[i] = strdup(l->name);
-        if (!d->listener_names[i] || listener_open(l, cfg->workers, fds, err, errlen) < 0 ||
-            engine_listen(d->engine, (unsigned)i, fds, cfg->workers) < 0) {
-            if (!err[0])
-                snprintf(err, errlen, "listener %s: cannot hand it to the engine", l->name);
+        if (!(d->listener_names[i] = strdup(l->name)) ||
+            engine_listen(d->engine, (unsigned)i, fds[i], cfg->workers) < 0) {
+            snprintf(err, errlen, "listener %s: cannot hand it to the engine", l->name);
             return -1;
         }
+        free(fds[i]);
+        fds[i] = NULL; /* the engine owns the sockets now */
         log_info("listening: name=%s, address=%s, port=%u, workers=%u", l->name, l->address,
                  (unsigned)l->port, cfg->workers);
     }
@@ -177,55 +215,54 @@ static void daemon_free(struct daemon *d, size_t n_listeners)
         spool_close(d->spool);
     connlimit_free(d->conns);
     runconf_unref(d->current);
+    /* Every worker has ended: the libraries their contexts used may go (tls_lib_new). */
+    for (unsigned i = 0; d->tls_libs && i < d->workers; i++)
+        tls_lib_free(d->tls_libs[i]);
+    free(d->tls_libs);
+    tls_ctx_retired_free();
     pthread_mutex_destroy(&d->current_lock);
 }
 
-/* Leaves the terminal once everything that can fail for a configuration reason has been
- * checked, so start-up errors still reach the operator who typed the command. */
-static int daemon_detach(char *err, size_t errlen)
+/* Detached, the terminal the daemon was started from is not the engine's to keep. */
+static void daemon_leave_terminal(struct daemon *d)
 {
-    if (daemon(0, 0) < 0) {
-        snprintf(err, errlen, "cannot detach from the terminal: %s", strerror(errno));
-        return -1;
-    }
-    log_open("ringmaild", false);
-    return 0;
+    d->log_targets = LOG_TO_SYSLOG;
+    log_configure(NULL, d->log_targets);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0)
+        return;
+    dup2(null, STDIN_FILENO);
+    dup2(null, STDOUT_FILENO);
+    dup2(null, STDERR_FILENO);
+    close(null);
 }
 
-static int daemon_start(struct daemon *d, const struct config *cfg, bool foreground, char *err,
+static int daemon_start(struct daemon *d, struct daemon_start *st, unsigned *generation, char *err,
                         size_t errlen)
 {
-    struct privdrop_user user;
-    if (engine_probe(err, errlen) < 0 || privdrop_resolve(cfg->run_as, &user, err, errlen) < 0)
+    d->spool = st->spool;
+    st->spool = NULL;
+    if (privdrop_apply(&st->user, err, errlen) < 0)
         return EX_OSERR;
-    if (cfg->workers > 256) {
-        snprintf(err, errlen, "workers: at most 256");
-        return EX_CONFIG;
+    log_info("engine running as user %s (uid %u)", st->user.name, (unsigned)getuid());
+
+    d->workers = st->cfg->workers;
+    d->tls_libs = calloc(d->workers, sizeof(*d->tls_libs));
+    for (unsigned i = 0; d->tls_libs && i < d->workers; i++)
+        if (!(d->tls_libs[i] = tls_lib_new(err, errlen)))
+            return EX_SOFTWARE;
+    if (!d->tls_libs || !(d->conns = connlimit_new())) {
+        snprintf(err, errlen, "out of memory");
+        return EX_OSERR;
     }
-
-    struct engine_settings es = {
-        .workers = cfg->workers,
-        /* Room above the configured limit so extra clients still get a 421, not a RST. */
-        .max_connections = cfg->max_connections ? cfg->max_connections + 256 : 0,
-    };
-    d->engine = engine_new(&es, &session_engine_callbacks, err, errlen);
-    if (!d->engine)
-        return EX_OSERR;
-    if (daemon_open_listeners(d, cfg, err, errlen) < 0)
-        return EX_OSERR;
-
-    struct spool_settings ss = {
-        .dir = cfg->spool,
-        .owner = user.uid,
-        .group = user.gid,
-        .chown = user.switch_user,
-    };
-    d->spool = spool_open(&ss, err, errlen);
-    if (!d->spool)
-        return EX_CANTCREAT;
-    if (privdrop_apply(&user, err, errlen) < 0)
-        return EX_OSERR;
-    log_info("running as user %s (uid %u)", user.name, (unsigned)getuid());
+    /* The generation owns the configuration from here, whatever the outcome. */
+    d->current = daemon_generation(d, st->cfg, st->files, *generation, err, errlen);
+    st->cfg = NULL;
+    fileset_free(st->files);
+    st->files = NULL;
+    if (!d->current)
+        return EX_CONFIG;
+    const struct config *cfg = d->current->cfg;
 
     struct spool_recovery rec;
     if (spool_recover(d->spool, &rec, err, errlen) < 0)
@@ -233,79 +270,108 @@ static int daemon_start(struct daemon *d, const struct config *cfg, bool foregro
     log_info("spool %s: %u message(s) queued, %u partial file(s) removed, %u damaged", cfg->spool,
              rec.messages, rec.removed, rec.damaged);
 
-    if (!foreground && daemon_detach(err, errlen) < 0)
+    struct engine_settings es = {
+        .workers = cfg->workers,
+        .max_connections = cfg->max_connections + 256,
+    };
+    if (!(d->engine = engine_new(&es, &session_engine_callbacks, err, errlen)) ||
+        daemon_listen(d, cfg, st->listen_fds, err, errlen) < 0)
         return EX_OSERR;
     session_set_daemon(d);
     atomic_store(&d->workers_running, cfg->workers);
     if (engine_start(d->engine, err, errlen) < 0)
         return EX_OSERR;
-    return 0;
+    return EX_OK;
 }
 
-int daemon_run(const char *config_path, bool foreground)
+/* The main thread's wait: stop signals, SIGHUP (passed to the parent, which alone may read
+ * the files) and the parent's messages. */
+static void daemon_wait(struct daemon *d, struct daemon_start *st, int sigfd, unsigned *generation)
+{
+    struct pollfd p[2] = {{sigfd, POLLIN, 0}, {st->parent, POLLIN, 0}};
+    for (;;) {
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("engine: poll: %s", strerror(errno));
+            break;
+        }
+        int sig = p[0].revents ? daemon_signal(sigfd) : 0;
+        if (sig == SIGTERM || sig == SIGINT)
+            break;
+        if (sig == SIGHUP && privsep_send(st->parent, PRIVSEP_RELOAD_ASK, -1) < 0)
+            log_error("SIGHUP: cannot ask the privileged parent for a reload: %s", strerror(errno));
+        if (!p[1].revents)
+            continue;
+        uint32_t type;
+        int fd;
+        int got = privsep_recv(st->parent, &type, &fd);
+        if (got <= 0) {
+            /* Without the parent no configuration can be read: finish what is running. */
+            log_error("the privileged parent has gone (%s): stopping",
+                      got == 0 ? "its socket closed" : strerror(errno));
+            break;
+        }
+        if (type == PRIVSEP_RELOAD && fd >= 0)
+            daemon_reload(d, st->config_path, fd, generation);
+        else
+            log_warn("engine: unexpected message %u from the parent", type);
+        if (fd >= 0)
+            close(fd);
+    }
+}
+
+int daemon_run(struct daemon_start *st)
 {
     char err[1024] = "";
     unsigned generation = 1;
-
-    log_open("ringmaild", true);
-    struct config *cfg = daemon_load(config_path, err, sizeof(err));
-    if (!cfg) {
-        log_error("%s", err);
-        return EX_CONFIG;
-    }
     struct daemon d;
     memset(&d, 0, sizeof(d));
     pthread_mutex_init(&d.current_lock, NULL);
-    d.conns = connlimit_new();
-    d.workers = cfg->workers;
-    d.current = runconf_new(cfg, generation, d.workers, err, sizeof(err));
-    int status = !d.conns ? EX_OSERR : !d.current ? EX_CONFIG : EX_OK;
-    if (status != EX_OK) {
-        log_error("%s", d.conns ? err : "out of memory");
-        daemon_free(&d, 0);
-        return status;
-    }
-    cfg = d.current->cfg;
-    daemon_log_warnings(cfg);
-    daemon_log_tls(d.current);
-    size_t n_listeners = cfg->n_listen;
+    size_t n_listeners = st->cfg->n_listen;
+    unsigned workers = st->cfg->workers;
+    bool foreground = st->foreground;
+    d.log_targets = foreground ? LOG_TO_STDERR : LOG_TO_STDERR | LOG_TO_SYSLOG;
 
-    /* Signals are taken synchronously by this thread only; workers inherit the mask. */
+    /* The parent blocked these before forking; the workers inherit the mask. */
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    daemon_raise_nofile();
-
-    log_info("starting ringmaild %s: config=%s, hostname=%s, workers=%u", RINGMAIL_VERSION,
-             cfg->source, cfg->hostname, cfg->workers);
-    status = daemon_start(&d, cfg, foreground, err, sizeof(err));
-    if (status != 0) {
+    int sigfd = signalfd(-1, &set, SFD_CLOEXEC);
+    int status = sigfd < 0 ? EX_OSERR : daemon_start(&d, st, &generation, err, sizeof(err));
+    if (sigfd < 0)
+        snprintf(err, sizeof(err), "signalfd: %s", strerror(errno));
+    if (status != EX_OK) {
         log_error("%s", err);
-        daemon_free(&d, n_listeners);
-        return status;
+    } else {
+        log_info("ready");
+        if (privsep_send(st->parent, PRIVSEP_READY, -1) < 0)
+            log_error("cannot tell the privileged parent that the engine is ready: %s",
+                      strerror(errno));
+        if (!foreground)
+            daemon_leave_terminal(&d);
+        daemon_wait(&d, st, sigfd, &generation);
+        struct runconf *rc = daemon_current(&d);
+        uint32_t grace = rc->cfg->shutdown_grace_ms;
+        runconf_unref(rc);
+        daemon_drain(&d, sigfd, grace);
+        engine_join(d.engine);
+        log_info("stopped");
     }
-    log_info("ready");
-
-    for (;;) {
-        int sig = sigwaitinfo(&set, NULL);
-        if (sig == SIGHUP) {
-            daemon_reload(&d, config_path, &generation);
-        } else if (sig == SIGTERM || sig == SIGINT) {
-            struct runconf *rc = daemon_current(&d);
-            uint32_t grace = rc->cfg->shutdown_grace_ms;
-            runconf_unref(rc);
-            daemon_drain(&d, &set, grace);
-            break;
-        }
+    config_free(st->cfg);
+    fileset_free(st->files);
+    if (st->spool)
+        spool_close(st->spool);
+    for (size_t i = 0; i < n_listeners; i++) {
+        for (unsigned j = 0; st->listen_fds[i] && j < workers; j++)
+            close(st->listen_fds[i][j]);
+        free(st->listen_fds[i]);
     }
-    engine_join(d.engine);
     daemon_free(&d, n_listeners);
-    tls_ctx_retired_free(); /* every worker has ended: see tls_ctx_unref() */
-    log_info("stopped");
-    log_close();
-    return EX_OK;
+    if (sigfd >= 0)
+        close(sigfd);
+    close(st->parent);
+    return status;
 }

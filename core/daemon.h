@@ -1,11 +1,15 @@
 /*
- * core/daemon.h — the running daemon: what the main thread and the workers share.
+ * core/daemon.h — the engine process: what its main thread and its workers share.
  *
- * The main thread owns struct daemon: it loads the configuration, binds the listeners,
- * drops privileges, recovers the spool, starts the engine and then only waits for
- * signals (SIGHUP reload, SIGTERM/SIGINT drain and exit). Workers reach shared state
- * through struct daemon_worker, one per engine worker thread, owned by that thread.
- * The main thread talks to workers only with engine_post() messages.
+ * The engine is the unprivileged half of ringmaild (DESIGN.md, "Processes"): forked by the
+ * privileged parent (core/parent.h) with the listening sockets, the locked spool, the
+ * configuration the parent loaded and the files it read for it. It drops to run_as, builds
+ * the TLS contexts from those files, recovers the spool and starts the workers; its main
+ * thread then only waits — for signals (SIGTERM/SIGINT drain and exit, SIGHUP asks the
+ * parent for a reload) and for configurations from the parent, each a fileset it never
+ * could read itself. Workers reach shared state through struct daemon_worker, one per
+ * engine worker thread, owned by that thread; the main thread talks to them only with
+ * engine_post() messages.
  */
 #ifndef RINGMAIL_CORE_DAEMON_H
 #define RINGMAIL_CORE_DAEMON_H
@@ -15,9 +19,11 @@
 #include <stdbool.h>
 
 #include "core/connlimit.h"
+#include "core/privdrop.h"
 #include "core/runconf.h"
 #include "queue/spool.h"
 #include "util/engine.h"
+#include "util/fileset.h"
 
 enum daemon_msg {
     DAEMON_MSG_RELOAD = 1, /* pick up daemon.current for new sessions */
@@ -32,9 +38,11 @@ struct daemon {
     struct spool *spool;
     struct connlimit *conns;
     pthread_mutex_t current_lock;
-    struct runconf *current; /* guarded by current_lock */
-    char **listener_names;   /* by listener index; fixed at start-up */
-    unsigned workers;        /* fixed at start-up: one TLS context each per generation */
+    struct runconf *current;   /* guarded by current_lock */
+    char **listener_names;     /* by listener index; fixed at start-up */
+    unsigned workers;          /* fixed at start-up: one TLS context each per generation */
+    struct tls_lib **tls_libs; /* by worker: every generation's contexts are built on them */
+    unsigned log_targets;      /* LOG_TO_*: detached, the terminal too until ready */
     atomic_uint workers_running;
 };
 
@@ -47,11 +55,24 @@ struct daemon_worker {
     bool draining;
 };
 
+/* What the parent hands the engine when it forks it; the engine takes ownership of cfg,
+ * files, the sockets and the spool. */
+struct daemon_start {
+    const char *config_path; /* absolute; NULL = the built-in default */
+    struct config *cfg;      /* loaded by the parent from `files` */
+    struct fileset *files;   /* what the parent read for cfg (keys, maps, certificates) */
+    int **listen_fds;        /* [listener][worker], bound and listening */
+    struct spool *spool;     /* opened and locked by the parent */
+    struct privdrop_user user;
+    int parent; /* the privsep socket (core/privsep.h) */
+    bool foreground;
+};
+
 /* Returns a new reference to the current configuration generation. */
 struct runconf *daemon_current(struct daemon *d);
 
-/* Runs the daemon in the foreground of this process until SIGTERM; returns an exit
- * status (sysexits). `config_path` NULL = built-in default. */
-int daemon_run(const char *config_path, bool foreground);
+/* Runs the engine until it is stopped; returns an exit status (sysexits). Start-up errors
+ * are logged here. */
+int daemon_run(struct daemon_start *st);
 
 #endif

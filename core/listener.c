@@ -62,6 +62,33 @@ fail:
     return -1;
 }
 
+/* SO_REUSEPORT lets a socket join any group of the same user on the same port: a second
+ * ringmaild (or anything else of root's) already listening there would silently share the
+ * connections. A plain bind first, which anyone bound there refuses, says whether the port
+ * is free; the group is bound right after. */
+static int listener_free(const struct config_listener *l, const struct sockaddr_storage *ss,
+                         socklen_t len, char *err, size_t errlen)
+{
+    static const int on = 1;
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int rc = fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
+                     (ss->ss_family == AF_INET6 &&
+                      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) < 0) ||
+                     bind(fd, (const struct sockaddr *)ss, len) < 0
+                 ? -1
+                 : 0;
+    if (rc < 0 && errno == EADDRINUSE)
+        snprintf(err, errlen,
+                 "listener %s: %s port %u is in use by another program (another ringmaild?)",
+                 l->name, l->address, (unsigned)l->port);
+    else if (rc < 0)
+        snprintf(err, errlen, "listener %s: bind %s port %u: %s", l->name, l->address,
+                 (unsigned)l->port, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
 int listener_open(const struct config_listener *l, unsigned workers, int *fds, char *err,
                   size_t errlen)
 {
@@ -72,6 +99,8 @@ int listener_open(const struct config_listener *l, unsigned workers, int *fds, c
                  l->family == AF_INET6 ? '6' : '4');
         return -1;
     }
+    if (listener_free(l, &ss, len, err, errlen) < 0)
+        return -1;
     for (unsigned i = 0; i < workers; i++) {
         fds[i] = listener_one(l, &ss, len, err, errlen);
         if (fds[i] < 0) {

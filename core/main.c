@@ -15,7 +15,7 @@
 #include <sysexits.h>
 
 #include "core/config.h"
-#include "core/daemon.h"
+#include "core/parent.h"
 #include "core/tlsconf.h"
 #include "core/version.h"
 
@@ -44,13 +44,13 @@ static int load(const char *path, bool demo, struct config **cfg, struct tls_ctx
 {
     char err[1024];
     *ctxs = NULL;
-    *cfg = path ? config_load(path, err, sizeof(err)) : config_default(err, sizeof(err));
+    *cfg = config_load(path, NULL, err, sizeof(err));
     if (!*cfg) {
         fprintf(stderr, "ringmaild: %s\n", err);
         return EX_CONFIG;
     }
     (*cfg)->tls.demo_certs &= demo;
-    if (tlsconf_server(*cfg, 1, ctxs, err, sizeof(err)) < 0) {
+    if (tlsconf_server(*cfg, 1, NULL, NULL, ctxs, err, sizeof(err)) < 0) {
         fprintf(stderr, "ringmaild: %s: %s\n", (*cfg)->source, err);
         return EX_CONFIG;
     }
@@ -141,5 +141,5 @@ int main(int argc, char **argv)
         return check_config(config_path);
     if (info)
         return tls_info(config_path);
-    return daemon_run(config_path, foreground);
+    return parent_run(config_path, foreground);
 }

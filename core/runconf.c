@@ -5,8 +5,8 @@
 
 #include "core/tlsconf.h"
 
-struct runconf *runconf_new(struct config *cfg, unsigned generation, unsigned workers, char *err,
-                            size_t errlen)
+struct runconf *runconf_new(struct config *cfg, unsigned generation, unsigned workers,
+                            struct tls_lib **libs, struct fileset *files, char *err, size_t errlen)
 {
     struct runconf *rc = calloc(1, sizeof(*rc));
     if (!rc) {
@@ -29,7 +29,7 @@ struct runconf *runconf_new(struct config *cfg, unsigned generation, unsigned wo
     rc->relay.n_relay_domains = cfg->n_relay_domains;
     rc->relay.relay_from = cfg->relay_from;
     rc->relay.n_relay_from = cfg->n_relay_from;
-    if (tlsconf_server(cfg, workers, &rc->tls, err, errlen) < 0) {
+    if (tlsconf_server(cfg, workers, libs, files, &rc->tls, err, errlen) < 0) {
         runconf_unref(rc);
         return NULL;
     }

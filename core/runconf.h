@@ -29,10 +29,12 @@ struct runconf {
     unsigned n_tls;
 };
 
-/* Takes ownership of cfg and builds `workers` TLS server contexts from it. NULL with
- * `err` (cfg is then freed) when a certificate or TLS setting fails, or memory runs out. */
-struct runconf *runconf_new(struct config *cfg, unsigned generation, unsigned workers, char *err,
-                            size_t errlen);
+/* Takes ownership of cfg and builds `workers` TLS server contexts from it, the i-th on
+ * libs[i] (tls_lib_new; NULL: each on its own), reading the certificate files through
+ * `files` (util/fileset.h; NULL: from disk). NULL with `err` (cfg is then freed) when a
+ * certificate or TLS setting fails, or memory runs out. */
+struct runconf *runconf_new(struct config *cfg, unsigned generation, unsigned workers,
+                            struct tls_lib **libs, struct fileset *files, char *err, size_t errlen);
 struct runconf *runconf_ref(struct runconf *rc);
 void runconf_unref(struct runconf *rc);
 

@@ -13,22 +13,33 @@ struct tlsconf_demo {
     struct tls_cert_pair pairs[2];
 };
 
-static int tlsconf_demo(const struct config *cfg, struct tlsconf_demo *demo, char *err,
-                        size_t errlen)
+/* Next to the spool, not in it: the spool holds only queue files. */
+static void tlsconf_demo_dir(const struct config *cfg, char *dir, size_t dirlen, bool tls)
 {
-    char dir[512];
-    /* Next to the spool, not in it: the spool holds only queue files. */
     const char *slash = strrchr(cfg->spool, '/');
     int len = slash && slash != cfg->spool ? (int)(slash - cfg->spool) : 0;
-    snprintf(dir, sizeof(dir), "%.*s", len, cfg->spool);
-    /* The spool's parent may not exist yet on a first run (the spool is made later). */
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-        snprintf(err, errlen, "demo certificates: cannot create %s: %s", dir, strerror(errno));
-        return -1;
+    snprintf(dir, dirlen, "%.*s%s", len, cfg->spool, tls ? "/tls" : "");
+}
+
+/* `make`: create them when missing (the privileged parent, or a single process). */
+static int tlsconf_demo(const struct config *cfg, bool make, struct tlsconf_demo *demo, char *err,
+                        size_t errlen)
+{
+    static const char *const files[4] = {"ecdsa.pem", "ecdsa.key", "rsa.pem", "rsa.key"};
+    char dir[sizeof(demo->paths[0]) - sizeof("/ecdsa.pem")];
+    if (make) {
+        /* The spool's parent may not exist yet on a first run (the spool is made later). */
+        tlsconf_demo_dir(cfg, dir, sizeof(dir), false);
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+            snprintf(err, errlen, "demo certificates: cannot create %s: %s", dir, strerror(errno));
+            return -1;
+        }
     }
-    snprintf(dir, sizeof(dir), "%.*s/tls", len, cfg->spool);
-    if (tls_demo_certs_ensure(dir, cfg->hostname, demo->paths, err, errlen) < 0)
+    tlsconf_demo_dir(cfg, dir, sizeof(dir), true);
+    if (make && tls_demo_certs_ensure(dir, cfg->hostname, demo->paths, err, errlen) < 0)
         return -1;
+    for (int i = 0; i < 4; i++)
+        snprintf(demo->paths[i], sizeof(demo->paths[i]), "%s/%s", dir, files[i]);
     for (int i = 0; i < 2; i++) {
         demo->pairs[i].cert = demo->paths[2 * i];
         demo->pairs[i].key = demo->paths[2 * i + 1];
@@ -36,8 +47,42 @@ static int tlsconf_demo(const struct config *cfg, struct tlsconf_demo *demo, cha
     return 0;
 }
 
-static int tlsconf_build(const struct config *cfg, unsigned n, struct tls_ctx ***out, char *err,
-                         size_t errlen)
+static bool tlsconf_uses_demo(const struct config *cfg)
+{
+    return cfg->tls.n_certificates == 0 && cfg->tls.demo_certs;
+}
+
+int tlsconf_read_files(const struct config *cfg, struct fileset *files, char *err, size_t errlen)
+{
+    const struct config_tls *t = &cfg->tls;
+    struct tlsconf_demo demo;
+    const char *paths[2 * 8 + 2];
+    size_t n = 0;
+    if (tlsconf_uses_demo(cfg)) {
+        if (tlsconf_demo(cfg, true, &demo, err, errlen) < 0)
+            return -1;
+        for (int i = 0; i < 4; i++)
+            paths[n++] = demo.paths[i];
+    }
+    for (size_t i = 0; i < t->n_certificates && n + 2 <= 16; i++) {
+        paths[n++] = t->certificates[i].cert;
+        paths[n++] = t->certificates[i].key;
+    }
+    if (t->ca_file)
+        paths[n++] = t->ca_file;
+    if (t->dh_params)
+        paths[n++] = t->dh_params;
+    /* The outcome, failures too, is recorded for the engine, which reports it. */
+    for (size_t i = 0; i < n; i++)
+        if (fileset_add(files, paths[i], TLS_FILE_MAX) == -ENOMEM) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    return 0;
+}
+
+static int tlsconf_build(const struct config *cfg, unsigned n, struct tls_lib **libs,
+                         struct fileset *files, struct tls_ctx ***out, char *err, size_t errlen)
 {
     const struct config_tls *t = &cfg->tls;
     struct tlsconf_demo demo;
@@ -70,6 +115,7 @@ static int tlsconf_build(const struct config *cfg, unsigned n, struct tls_ctx **
         .request_client_cert = t->request_client_cert,
         .session_tickets = t->session_tickets,
         .ticket_rotate = t->ticket_rotate_ms / 1000,
+        .files = files,
     };
     if (t->n_certificates) {
         if (!(pairs = calloc(t->n_certificates, sizeof(*pairs)))) {
@@ -81,7 +127,7 @@ static int tlsconf_build(const struct config *cfg, unsigned n, struct tls_ctx **
         s.certs = pairs;
         s.n_certs = t->n_certificates;
     } else {
-        if (tlsconf_demo(cfg, &demo, err, errlen) < 0)
+        if (tlsconf_demo(cfg, !files, &demo, err, errlen) < 0)
             goto out;
         s.certs = demo.pairs;
         s.n_certs = 2;
@@ -92,6 +138,7 @@ static int tlsconf_build(const struct config *cfg, unsigned n, struct tls_ctx **
         goto out;
     }
     for (unsigned i = 0; i < n; i++) {
+        s.lib = libs ? libs[i] : NULL;
         if (!(ctxs[i] = tls_ctx_new_server(&s, err, errlen))) {
             tlsconf_free(ctxs, i);
             goto out;
@@ -116,6 +163,8 @@ void tlsconf_free(struct tls_ctx **ctxs, unsigned n)
 struct tlsconf_job {
     const struct config *cfg;
     unsigned n;
+    struct tls_lib **libs;
+    struct fileset *files;
     struct tls_ctx ***out;
     char *err;
     size_t errlen;
@@ -125,19 +174,18 @@ struct tlsconf_job {
 static void *tlsconf_thread(void *arg)
 {
     struct tlsconf_job *j = arg;
-    j->rc = tlsconf_build(j->cfg, j->n, j->out, j->err, j->errlen);
+    j->rc = tlsconf_build(j->cfg, j->n, j->libs, j->files, j->out, j->err, j->errlen);
     return NULL;
 }
 
 /* Built on a thread of its own: OpenSSL keeps per-thread state (DRBGs) for every library
  * context a thread has used, and runs its clean-up when the thread ends, against a context
- * that must still exist (openssl/openssl#16778). The builder thread ends at once; the main
- * thread, which lives until exit and outlives the contexts of every reloaded generation,
- * never touches them. */
-int tlsconf_server(const struct config *cfg, unsigned n, struct tls_ctx ***out, char *err,
-                   size_t errlen)
+ * that must still exist (openssl/openssl#16778). The builder thread ends at once, while the
+ * libraries it used live on; the main thread never holds such state. */
+int tlsconf_server(const struct config *cfg, unsigned n, struct tls_lib **libs,
+                   struct fileset *files, struct tls_ctx ***out, char *err, size_t errlen)
 {
-    struct tlsconf_job j = {cfg, n, out, err, errlen, -1};
+    struct tlsconf_job j = {cfg, n, libs, files, out, err, errlen, -1};
     pthread_t t;
     *out = NULL;
     if (pthread_create(&t, NULL, tlsconf_thread, &j) != 0) {

@@ -8,7 +8,7 @@
  * error here. Problems that are not fatal (expiry close or past, a chain out of order)
  * are warned about once, when the context is built.
  */
-#include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -18,6 +18,7 @@
 #include <openssl/x509v3.h>
 
 #include "tls/tls_int.h"
+#include "util/fileset.h"
 #include "util/log.h"
 
 #define TLS_EXPIRY_WARN_DAYS 30
@@ -75,39 +76,51 @@ static int tls_no_passphrase(char *buf, int size, int rwflag, void *u)
     return -1;
 }
 
-static BIO *tls_open(const char *setting, const char *file, char *err, size_t errlen)
+int tls_file_open(struct tls_file *f, struct fileset *files, const char *setting, const char *file,
+                  char *err, size_t errlen)
 {
-    FILE *f = fopen(file, "r");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot read %s: %s", setting, file, strerror(errno));
-        return NULL;
+    char why[512];
+    f->bio = NULL;
+    if (fileset_read(files, file, TLS_FILE_MAX, &f->data, &f->len, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s: %s", setting, why);
+        return -1;
     }
-    BIO *b = BIO_new_fp(f, BIO_CLOSE);
-    if (!b) {
-        fclose(f);
+    f->bio = f->len <= INT_MAX ? BIO_new_mem_buf(f->data, (int)f->len) : NULL;
+    if (!f->bio) {
         tls_errf(err, errlen, "%s: %s", setting, file);
+        tls_file_close(f);
+        return -1;
     }
-    return b;
+    return 0;
+}
+
+void tls_file_close(struct tls_file *f)
+{
+    BIO_free(f->bio);
+    f->bio = NULL;
+    OPENSSL_cleanse(f->data, f->len); /* it may be a private key */
+    free(f->data);
+    f->data = NULL;
 }
 
 /* Every certificate in a chain file, leaf first. */
-static STACK_OF(X509) *
-    tls_read_chain(struct tls_ctx *c, const char *file, char *err, size_t errlen)
+static STACK_OF(X509) * tls_read_chain(struct tls_ctx *c, struct fileset *files, const char *file,
+                                       char *err, size_t errlen)
 {
-    BIO *b = tls_open("tls.certificates", file, err, errlen);
-    if (!b)
+    struct tls_file f;
+    if (tls_file_open(&f, files, "tls.certificates", file, err, errlen) < 0)
         return NULL;
     STACK_OF(X509) *chain = sk_X509_new_null();
     for (;;) {
         X509 *x = X509_new_ex(c->libctx, NULL);
-        if (!x || !PEM_read_bio_X509(b, &x, tls_no_passphrase, NULL)) {
+        if (!x || !PEM_read_bio_X509(f.bio, &x, tls_no_passphrase, NULL)) {
             X509_free(x);
             break;
         }
         sk_X509_push(chain, x);
     }
     ERR_clear_error(); /* the end of the file reads as an error */
-    BIO_free(b);
+    tls_file_close(&f);
     if (sk_X509_num(chain) == 0) {
         snprintf(err, errlen, "tls.certificates: no PEM certificate in %s", file);
         sk_X509_pop_free(chain, X509_free);
@@ -116,13 +129,15 @@ static STACK_OF(X509) *
     return chain;
 }
 
-static EVP_PKEY *tls_read_key(struct tls_ctx *c, const char *file, char *err, size_t errlen)
+static EVP_PKEY *tls_read_key(struct tls_ctx *c, struct fileset *files, const char *file, char *err,
+                              size_t errlen)
 {
-    BIO *b = tls_open("tls.certificates", file, err, errlen);
-    if (!b)
+    struct tls_file f;
+    if (tls_file_open(&f, files, "tls.certificates", file, err, errlen) < 0)
         return NULL;
-    EVP_PKEY *pk = PEM_read_bio_PrivateKey_ex(b, NULL, tls_no_passphrase, NULL, c->libctx, NULL);
-    BIO_free(b);
+    EVP_PKEY *pk =
+        PEM_read_bio_PrivateKey_ex(f.bio, NULL, tls_no_passphrase, NULL, c->libctx, NULL);
+    tls_file_close(&f);
     if (!pk)
         tls_errf(err, errlen, "tls.certificates: no usable private key in %s", file);
     return pk;
@@ -166,10 +181,12 @@ static void tls_record(struct tls_cert *rc, X509 *leaf, const char *file)
     rc->x509 = leaf;
 }
 
-static int tls_load_pair(struct tls_ctx *c, const struct tls_cert_pair *p, char *err, size_t errlen)
+static int tls_load_pair(struct tls_ctx *c, struct fileset *files, const struct tls_cert_pair *p,
+                         char *err, size_t errlen)
 {
-    STACK_OF(X509) *chain = tls_read_chain(c, p->cert, err, errlen);
-    EVP_PKEY *key = chain ? tls_read_key(c, p->key, err, errlen) : NULL;
+    STACK_OF(X509) *chain = tls_read_chain(c, files, p->cert, err, errlen);
+    EVP_PKEY *key = chain ? tls_read_key(c, files, p->key, err, errlen) : NULL;
+    STACK_OF(X509) *rest = NULL;
     X509 *leaf = chain ? sk_X509_value(chain, 0) : NULL;
     int rc = -1;
     if (!key)
@@ -193,11 +210,10 @@ static int tls_load_pair(struct tls_ctx *c, const struct tls_cert_pair *p, char 
         snprintf(err, errlen, "tls.certificates: at most %d pairs", TLS_MAX_CERTS);
         goto out;
     }
-    if (!SSL_CTX_use_certificate_chain_file(c->ssl, p->cert)) {
-        tls_errf(err, errlen, "tls.certificates: cannot load %s", p->cert);
-        goto out;
-    }
-    if (!SSL_CTX_use_PrivateKey(c->ssl, key) || !SSL_CTX_check_private_key(c->ssl)) {
+    /* The chain goes with its leaf into the leaf's slot (SSL_CTX_use_cert_and_key copies
+     * it), so each certificate is sent with its own chain. */
+    rest = sk_X509_dup(chain);
+    if (!rest || !sk_X509_shift(rest) || !SSL_CTX_use_cert_and_key(c->ssl, leaf, key, rest, 1)) {
         tls_errf(err, errlen, "tls.certificates: key %s and certificate %s", p->key, p->cert);
         goto out;
     }
@@ -207,6 +223,7 @@ static int tls_load_pair(struct tls_ctx *c, const struct tls_cert_pair *p, char 
     tls_check_expiry(r);
     rc = 0;
 out:
+    sk_X509_free(rest);
     EVP_PKEY_free(key);
     sk_X509_pop_free(chain, X509_free);
     return rc;
@@ -217,7 +234,7 @@ int tls_certs_load(struct tls_ctx *c, const struct tls_settings *s, char *err, s
     /* a client presents at most one certificate: the first pair */
     size_t n = c->server ? s->n_certs : (s->n_certs > 0);
     for (size_t i = 0; i < n; i++)
-        if (tls_load_pair(c, &s->certs[i], err, errlen) < 0)
+        if (tls_load_pair(c, s->files, &s->certs[i], err, errlen) < 0)
             return -1;
     return 0;
 }

@@ -1,13 +1,13 @@
 /*
  * tls/tls_ctx.c — building an SSL_CTX from tls_settings, and its reference count.
  *
- * Each context has its own OSSL_LIB_CTX: on OpenSSL 3.0 threads sharing one library
- * context serialise on its locks during every handshake (openssl/openssl#17627), so the
- * daemon builds one context per worker and no OpenSSL object is shared between them (the
- * session-ticket keys, plain bytes, are the process's: tls_tickets.c).
+ * Each worker's contexts are built on a library context of that worker's (tls_lib.c): on
+ * OpenSSL 3.0 threads sharing one library context serialise on its locks during every
+ * handshake (openssl/openssl#17627), so no OpenSSL object is shared between workers (the
+ * session-ticket keys, plain bytes, are the process's: tls_tickets.c). Every file is read
+ * through the settings' fileset, so the engine can build contexts from keys only the
+ * privileged parent may read.
  */
-#include <errno.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +16,7 @@
 
 #include <openssl/decoder.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 
 #include "tls/tls_int.h"
 #include "util/log.h"
@@ -56,25 +57,6 @@ static int tls_parse_version(const char *setting, const char *v, int dflt, int *
     return -1;
 }
 
-static int tls_load_providers(struct tls_ctx *c, const struct tls_settings *s, char *err,
-                              size_t errlen)
-{
-    if (s->n_providers + 1 > TLS_MAX_PROVIDERS) {
-        snprintf(err, errlen, "tls.providers: at most %d providers", TLS_MAX_PROVIDERS - 1);
-        return -1;
-    }
-    for (size_t i = 0; i <= s->n_providers; i++) {
-        const char *name = i == 0 ? "default" : s->providers[i - 1];
-        OSSL_PROVIDER *p = OSSL_PROVIDER_load(c->libctx, name);
-        if (!p) {
-            tls_errf(err, errlen, "tls.providers: cannot load provider '%s'", name);
-            return -1;
-        }
-        c->providers[c->n_providers++] = p;
-    }
-    return 0;
-}
-
 static int tls_set_protocols(struct tls_ctx *c, const struct tls_settings *s, char *err,
                              size_t errlen)
 {
@@ -110,29 +92,75 @@ static int tls_set_protocols(struct tls_ctx *c, const struct tls_settings *s, ch
 
 /* Automatic ffdhe parameters sized to the certificate, unless confDH_PARAMETERS names a
  * file of "DH PARAMETERS". */
-static int tls_set_dh(struct tls_ctx *c, const char *file, char *err, size_t errlen)
+static int tls_set_dh(struct tls_ctx *c, const struct tls_settings *s, char *err, size_t errlen)
 {
-    if (!file) {
+    if (!s->dh_params) {
         SSL_CTX_set_dh_auto(c->ssl, 1);
         return 0;
     }
+    struct tls_file f;
+    if (tls_file_open(&f, s->files, "tls.dh_params", s->dh_params, err, errlen) < 0)
+        return -1;
     EVP_PKEY *dh = NULL;
     OSSL_DECODER_CTX *dctx = OSSL_DECODER_CTX_new_for_pkey(
         &dh, "PEM", NULL, "DH", OSSL_KEYMGMT_SELECT_DOMAIN_PARAMETERS, c->libctx, NULL);
-    FILE *f = fopen(file, "r");
-    if (!f) {
-        snprintf(err, errlen, "tls.dh_params: cannot open %s: %s", file, strerror(errno));
-        OSSL_DECODER_CTX_free(dctx);
-        return -1;
-    }
-    int ok = dctx && OSSL_DECODER_from_fp(dctx, f) && dh;
-    fclose(f);
+    int ok = dctx && OSSL_DECODER_from_bio(dctx, f.bio) && dh;
     OSSL_DECODER_CTX_free(dctx);
+    tls_file_close(&f);
     if (!ok || !SSL_CTX_set0_tmp_dh_pkey(c->ssl, dh)) {
-        tls_errf(err, errlen, "tls.dh_params: no DH parameters in %s", file);
+        tls_errf(err, errlen, "tls.dh_params: no DH parameters in %s", s->dh_params);
         EVP_PKEY_free(dh);
         return -1;
     }
+    return 0;
+}
+
+/* Every certificate (and CRL) of confCACERT goes into the verification store, and for a
+ * server each certificate's subject into the CA names sent with the certificate request,
+ * as SSL_CTX_load_verify_file and SSL_load_client_CA_file would do with the file. */
+static int tls_load_ca_file(struct tls_ctx *c, const struct tls_settings *s, char *err,
+                            size_t errlen)
+{
+    struct tls_file f;
+    if (tls_file_open(&f, s->files, "tls.ca_file", s->ca_file, err, errlen) < 0)
+        return -1;
+    STACK_OF(X509_INFO) *infos =
+        PEM_X509_INFO_read_bio_ex(f.bio, NULL, NULL, NULL, c->libctx, NULL);
+    tls_file_close(&f);
+    STACK_OF(X509_NAME) *names = sk_X509_NAME_new_null();
+    X509_STORE *store = SSL_CTX_get_cert_store(c->ssl);
+    int loaded = 0, ok = infos && names;
+    for (int i = 0; ok && i < sk_X509_INFO_num(infos); i++) {
+        const X509_INFO *xi = sk_X509_INFO_value(infos, i);
+        if (xi->crl)
+            ok = X509_STORE_add_crl(store, xi->crl);
+        if (!xi->x509 || !ok)
+            continue;
+        ok = X509_STORE_add_cert(store, xi->x509);
+        loaded++;
+        const X509_NAME *subject = X509_get_subject_name(xi->x509);
+        bool seen = false;
+        for (int j = 0; j < sk_X509_NAME_num(names) && !seen; j++)
+            seen = X509_NAME_cmp(sk_X509_NAME_value(names, j), subject) == 0;
+        X509_NAME *copy = seen ? NULL : X509_NAME_dup(subject);
+        if (!seen && (!copy || !sk_X509_NAME_push(names, copy))) {
+            X509_NAME_free(copy);
+            ok = 0;
+        }
+    }
+    sk_X509_INFO_pop_free(infos, X509_INFO_free);
+    if (!ok || !loaded) {
+        sk_X509_NAME_pop_free(names, X509_NAME_free);
+        if (ok)
+            snprintf(err, errlen, "tls.ca_file: no PEM certificate in %s", s->ca_file);
+        else
+            tls_errf(err, errlen, "tls.ca_file: cannot load %s", s->ca_file);
+        return -1;
+    }
+    if (c->server && s->request_client_cert)
+        SSL_CTX_set_client_CA_list(c->ssl, names);
+    else
+        sk_X509_NAME_pop_free(names, X509_NAME_free);
     return 0;
 }
 
@@ -148,10 +176,8 @@ static int tls_verify_accept(int preverify_ok, X509_STORE_CTX *x)
 
 static int tls_set_ca(struct tls_ctx *c, const struct tls_settings *s, char *err, size_t errlen)
 {
-    if (s->ca_file && !SSL_CTX_load_verify_file(c->ssl, s->ca_file)) {
-        tls_errf(err, errlen, "tls.ca_file: cannot load %s", s->ca_file);
+    if (s->ca_file && tls_load_ca_file(c, s, err, errlen) < 0)
         return -1;
-    }
     if (s->ca_path && !SSL_CTX_load_verify_dir(c->ssl, s->ca_path)) {
         tls_errf(err, errlen, "tls.ca_path: cannot use %s", s->ca_path);
         return -1;
@@ -167,14 +193,6 @@ static int tls_set_ca(struct tls_ctx *c, const struct tls_settings *s, char *err
     if (!s->request_client_cert)
         return 0;
     SSL_CTX_set_verify(c->ssl, SSL_VERIFY_PEER, tls_verify_accept);
-    if (s->ca_file) {
-        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file_ex(s->ca_file, c->libctx, NULL);
-        if (!names) {
-            tls_errf(err, errlen, "tls.ca_file: no CA names in %s", s->ca_file);
-            return -1;
-        }
-        SSL_CTX_set_client_CA_list(c->ssl, names);
-    }
     return 0;
 }
 
@@ -197,7 +215,7 @@ static int tls_configure(struct tls_ctx *c, const struct tls_settings *s, char *
     SSL_CTX_set_session_cache_mode(c->ssl, SSL_SESS_CACHE_OFF);
     static const unsigned char sid_ctx[] = "ringmail";
     SSL_CTX_set_session_id_context(c->ssl, sid_ctx, sizeof(sid_ctx) - 1);
-    if (tls_set_dh(c, s->dh_params, err, errlen) < 0)
+    if (tls_set_dh(c, s, err, errlen) < 0)
         return -1;
     if (!s->session_tickets) {
         SSL_CTX_set_options(c->ssl, SSL_OP_NO_TICKET);
@@ -218,13 +236,14 @@ static struct tls_ctx *tls_ctx_new(bool server, const struct tls_settings *s, ch
     c->server = server;
     c->request_client_cert = server && s->request_client_cert;
     ERR_clear_error();
-    c->libctx = OSSL_LIB_CTX_new();
-    if (!c->libctx) {
-        tls_errf(err, errlen, "cannot create an OpenSSL library context");
+    c->own_lib = !s->lib;
+    c->lib = s->lib ? s->lib : tls_lib_new(err, errlen);
+    if (!c->lib) {
         tls_ctx_unref(c);
         return NULL;
     }
-    if (tls_load_providers(c, s, err, errlen) < 0) {
+    c->libctx = c->lib->libctx;
+    if (tls_lib_providers(c, s->providers, s->n_providers, err, errlen) < 0) {
         tls_ctx_unref(c);
         return NULL;
     }
@@ -262,61 +281,6 @@ struct tls_ctx *tls_ctx_ref(struct tls_ctx *c)
     return c;
 }
 
-/*
- * Library contexts of released tls_ctx objects wait here until tls_ctx_retired_free().
- * OpenSSL keeps per-thread state (DRBGs) for every library context a thread used and
- * cleans it up when the thread ends, against a context that must still exist
- * (openssl/openssl#16778). A worker that used a context of an older generation may end
- * long after that generation was released, so a library context is only freed once every
- * worker has ended.
- */
-struct tls_retired {
-    struct tls_retired *next;
-    OSSL_LIB_CTX *libctx;
-    OSSL_PROVIDER *providers[TLS_MAX_PROVIDERS];
-    size_t n_providers;
-};
-static pthread_mutex_t tls_retired_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct tls_retired *tls_retired_list;
-
-static void tls_libctx_free(OSSL_LIB_CTX *libctx, OSSL_PROVIDER *const *providers, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        OSSL_PROVIDER_unload(providers[i]);
-    OSSL_LIB_CTX_free(libctx);
-}
-
-static void tls_libctx_retire(struct tls_ctx *c)
-{
-    struct tls_retired *r = calloc(1, sizeof(*r));
-    if (!r) {
-        /* Keeping it alive is the safe side of the two; it is only memory. */
-        log_warn("tls: out of memory retiring a library context; it stays allocated");
-        return;
-    }
-    r->libctx = c->libctx;
-    memcpy(r->providers, c->providers, sizeof(r->providers));
-    r->n_providers = c->n_providers;
-    pthread_mutex_lock(&tls_retired_lock);
-    r->next = tls_retired_list;
-    tls_retired_list = r;
-    pthread_mutex_unlock(&tls_retired_lock);
-}
-
-void tls_ctx_retired_free(void)
-{
-    pthread_mutex_lock(&tls_retired_lock);
-    struct tls_retired *r = tls_retired_list;
-    tls_retired_list = NULL;
-    pthread_mutex_unlock(&tls_retired_lock);
-    while (r) {
-        struct tls_retired *next = r->next;
-        tls_libctx_free(r->libctx, r->providers, r->n_providers);
-        free(r);
-        r = next;
-    }
-}
-
 void tls_ctx_unref(struct tls_ctx *c)
 {
     if (!c || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
@@ -325,10 +289,7 @@ void tls_ctx_unref(struct tls_ctx *c)
     tls_certs_free(c);
     tls_tickets_free(c);
     free(c->groups);
-    if (c->used)
-        tls_libctx_retire(c);
-    else
-        tls_libctx_free(c->libctx, c->providers, c->n_providers);
+    tls_lib_release(c);
     free(c);
 }
 

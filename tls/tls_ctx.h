@@ -30,6 +30,11 @@
 #include <time.h>
 
 struct tls_ctx;
+struct tls_lib;
+struct fileset;
+
+/* The largest certificate, key, CA or DH parameters file read. */
+#define TLS_FILE_MAX (16u << 20)
 
 struct tls_cert_pair {
     const char *cert; /* PEM: the certificate first, then its chain */
@@ -56,7 +61,25 @@ struct tls_settings {
     bool verify_system_ca;    /* client: also trust the system's default CA store */
     const char *sigalgs;      /* signature algorithms to offer/accept ("RSA+SHA256:..."),
                                  SSL_CTX_set1_sigalgs_list; NULL = OpenSSL's default */
+    /* Where the certificate, key, CA and DH files are read from (util/fileset.h): NULL =
+     * from disk. ca_path is a directory OpenSSL searches at verification time: always
+     * from disk, by whoever verifies. */
+    struct fileset *files;
+    /* The library context to build on (tls_lib_new), kept by the caller; NULL = one of the
+     * context's own. */
+    struct tls_lib *lib;
 };
+
+/* A library context (OSSL_LIB_CTX) and the providers loaded into it, for callers that build
+ * contexts again and again (the daemon: one per worker, every generation on it). A library
+ * context that carried sessions may only be freed once every thread that used it has ended
+ * (openssl/openssl#16778), and each one takes OpenSSL per-thread keys of which a process has
+ * about a thousand: one per build would run out after a few hundred reloads. Providers are
+ * loaded into it as the contexts built on it ask; one no longer asked for stays loaded (and
+ * its groups are not offered) until tls_lib_free. tls_lib_free: once the contexts built on it
+ * are freed and every thread that used them has ended. */
+struct tls_lib *tls_lib_new(char *err, size_t errlen);
+void tls_lib_free(struct tls_lib *l);
 
 /* Creates a server context. NULL with `err` on any problem (unknown group — with the list
  * of available ones —, unreadable or mismatched certificate/key, bad version, ...).
@@ -66,11 +89,10 @@ struct tls_ctx *tls_ctx_new_server(const struct tls_settings *s, char *err, size
  * certificate pair, if any, is the client certificate (confCLIENT_CERT/KEY). */
 struct tls_ctx *tls_ctx_new_client(const struct tls_settings *s, char *err, size_t errlen);
 struct tls_ctx *tls_ctx_ref(struct tls_ctx *c);
-/* The last unref frees the context; the library context of one that carried sessions is
- * kept until tls_ctx_retired_free() (see tls_ctx.c: OpenSSL's per-thread state). */
+/* The last unref frees the context; a library context of its own that carried sessions is
+ * kept until tls_ctx_retired_free() (see tls_lib_new: OpenSSL's per-thread state). */
 void tls_ctx_unref(struct tls_ctx *c);
-/* Frees the retired library contexts. Call once every thread that ran sessions has ended
- * (the daemon: after the workers are joined). */
+/* Frees the retired library contexts. Call once every thread that ran sessions has ended. */
 void tls_ctx_retired_free(void);
 
 /* The groups the loaded providers offer for TLS, as OpenSSL names them, with their

@@ -43,13 +43,22 @@ struct tls_cert {
     X509 *x509; /* the leaf, to tell which certificate a handshake used */
 };
 
-struct tls_ctx {
-    atomic_uint refs;
-    atomic_bool used; /* a session ran on it: its library context must be retired */
-    bool server;
-    bool request_client_cert;
+/* tls_lib.c: a library context and every provider ever loaded into it. */
+struct tls_lib {
     OSSL_LIB_CTX *libctx;
     OSSL_PROVIDER *providers[TLS_MAX_PROVIDERS];
+    size_t n_providers;
+};
+
+struct tls_ctx {
+    atomic_uint refs;
+    atomic_bool used; /* a session ran on it: a library context of its own must be retired */
+    bool server;
+    bool request_client_cert;
+    struct tls_lib *lib; /* shared (tls_settings.lib) or own_lib */
+    bool own_lib;
+    OSSL_LIB_CTX *libctx;                        /* lib->libctx */
+    OSSL_PROVIDER *providers[TLS_MAX_PROVIDERS]; /* those this context asked for, in lib */
     size_t n_providers;
     SSL_CTX *ssl;
     int min_version, max_version;
@@ -91,6 +100,14 @@ void tls_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((for
 /* The reason string of the oldest queued OpenSSL error, or `fallback`. */
 const char *tls_err_reason(const char *fallback);
 
+/* tls_lib.c */
+/* Loads "default" and `names` into the context's library (each once), filling
+ * c->providers with them. */
+int tls_lib_providers(struct tls_ctx *c, const char *const *names, size_t n, char *err,
+                      size_t errlen);
+/* The context's own library, freed now or, when sessions ran on it, retired. */
+void tls_lib_release(struct tls_ctx *c);
+
 /* tls_groups.c */
 int tls_groups_load(struct tls_ctx *c, char *err, size_t errlen);
 int tls_groups_apply(struct tls_ctx *c, const char *list, char *err, size_t errlen);
@@ -101,6 +118,16 @@ const char *tls_group_display_by_id(const struct tls_ctx *c, unsigned id);
 void tls_groups_join(const struct tls_ctx *c, const char *sep, char *out, size_t outlen);
 
 /* tls_certs.c */
+/* A file read whole through the settings' fileset (util/fileset.h), as a memory BIO. */
+struct tls_file {
+    BIO *bio;
+    char *data;
+    size_t len;
+};
+/* 0, or -1 with err "SETTING: FILE: why". tls_file_close wipes the bytes (keys). */
+int tls_file_open(struct tls_file *f, struct fileset *files, const char *setting, const char *file,
+                  char *err, size_t errlen);
+void tls_file_close(struct tls_file *f);
 int tls_certs_load(struct tls_ctx *c, const struct tls_settings *s, char *err, size_t errlen);
 void tls_certs_free(struct tls_ctx *c);
 /* The recorded type of the certificate `x` ("ECDSA-P384"), or "" if it is none of ours. */

@@ -131,6 +131,9 @@ def base_config(workdir: Path, port: int) -> dict:
         "spool": str(workdir / "spool"),
         "local_domains": list(LOCAL_DOMAINS),
         "timeouts": {"shutdown_grace": "5s"},
+        # every test client comes from loopback: the per-client limit (default 50) is
+        # tested on its own (test_errors)
+        "limits": {"connections_per_client": 0},
     }
 
 
@@ -411,9 +414,11 @@ class Daemon:
         self.returncode = None
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
+            # a session of its own: kill() reaches the engine too, with one killpg
             self.proc = subprocess.Popen(
                 [ringmaild_path(), "--config", str(self.config_path), "--foreground"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.workdir)
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.workdir,
+                start_new_session=True)
         deadline = time.monotonic() + timeout
         # "ready" is logged once listeners are bound and the spool is recovered
         while not re.search(r"\bready\b", self.log(since_start=True)):
@@ -432,7 +437,17 @@ class Daemon:
 
     @property
     def pid(self) -> int:
+        """The privileged parent: the process operators signal (the pid file's)."""
         return self.proc.pid
+
+    @property
+    def engine_pid(self) -> int:
+        """The engine: the parent's one child, which serves the connections."""
+        with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+            children = f.read().split()
+        if len(children) != 1:
+            raise AssertionError(f"ringmaild (pid {self.proc.pid}) has children {children}")
+        return int(children[0])
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -459,12 +474,28 @@ class Daemon:
                 with open(self.log_path, "a") as log:
                     log.write(f"[harness] ringmaild ignored SIGTERM for {timeout}s: killed\n")
         self.returncode = self.proc.wait()
+        self._reap_group()
         return self.returncode
 
     def kill(self) -> None:
+        """SIGKILL to the parent and the engine at once (a crash, a power cut)."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.returncode = self.proc.wait()
+        self._reap_group()
+
+    def _reap_group(self) -> None:
+        """Nothing of this daemon may outlive the test: an engine whose parent died is
+        killed too."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     # log ------------------------------------------------------------------
     def log(self, since_start: bool = False) -> str:

@@ -39,7 +39,7 @@ class CheckConfig(RingmailTestCase):
         self.assertEqual(out2.stdout.replace(str(again), "X"), text.replace(str(d.config_path), "X"))
 
     def bad(self, body: str, key: str, line: int):
-        d = self.daemon(start=False, timeouts=None)  # the bodies may add their own
+        d = self.daemon(start=False, timeouts=None, limits=None)  # the bodies add their own
         good = d.config_path.read_text()
         d.write_config(text=good + body)
         line += len(good.splitlines())

@@ -110,7 +110,7 @@ class Mc2Yaml(unittest.TestCase):
                     skipped += 1
                     continue
                 # the .mc names certificates of the machine it came from
-                missing = re.search(r"cannot read (/\S+): No such file", out.stderr)
+                missing = re.search(r"(/\S+): cannot open: No such file", out.stderr)
                 if out.returncode != 0 and missing and not os.path.exists(missing.group(1)):
                     print(f"{mc}: skipped, {missing.group(1)} is not on this machine")
                     skipped += 1

@@ -1,5 +1,7 @@
-"""Started as root, ringmaild binds, then runs as run_as (default "ringmail"); the spool
-belongs to that user with mode 0700."""
+"""Started as root, ringmaild is two processes: the privileged parent stays root (it binds,
+reads keys and maps, at start-up and at every reload) and the engine, which serves every
+connection, runs as run_as (default "ringmail"); the spool belongs to that user with mode
+0700."""
 
 import os
 import pwd
@@ -36,7 +38,9 @@ class PrivDrop(RingmailTestCase):
         work.mkdir(mode=0o755)
         os.chmod(work, 0o755)
         d = self.daemon(workdir=work, run_as=None)  # the default: ringmail
-        ids = proc_ids(d.pid)
+        self.assertEqual(proc_ids(d.pid)["Uid"], [0] * 4, "the parent stays root")
+        engine = d.engine_pid
+        ids = proc_ids(engine)
         u = self.user
         self.assertEqual(ids["Uid"], [u.pw_uid] * 4, f"real/effective/saved/fs uid: {ids}")
         self.assertEqual(ids["Gid"], [u.pw_gid] * 4, f"gids: {ids}")
@@ -50,8 +54,8 @@ class PrivDrop(RingmailTestCase):
         for name in ("qf" + qid, "df" + qid):
             self.assertEqual(os.stat(os.path.join(d.config["spool"], name)).st_uid, u.pw_uid)
         # every thread dropped privileges, not just the main one
-        for tid in os.listdir(f"/proc/{d.pid}/task"):
-            with open(f"/proc/{d.pid}/task/{tid}/status") as f:
+        for tid in os.listdir(f"/proc/{engine}/task"):
+            with open(f"/proc/{engine}/task/{tid}/status") as f:
                 uid_line = next(l for l in f if l.startswith("Uid:"))
             self.assertEqual([int(x) for x in uid_line.split()[1:]], [u.pw_uid] * 4, tid)
 

@@ -53,7 +53,7 @@ static const char *test_write(const char *name, const char *text)
 
 static struct config *test_load(const char *text)
 {
-    return config_load(test_write("t.yaml", text), test_err, sizeof(test_err));
+    return config_load(test_write("t.yaml", text), NULL, test_err, sizeof(test_err));
 }
 
 /* config_print() without its first line, which names the source. */
@@ -75,7 +75,7 @@ static void test_defaults(void **state)
     (void)state;
     char cwd[PATH_MAX], spool[PATH_MAX + 16];
     assert_non_null(getcwd(cwd, sizeof(cwd)));
-    struct config *c = config_default(test_err, sizeof(test_err));
+    struct config *c = config_load(NULL, NULL, test_err, sizeof(test_err));
     assert_non_null(c);
     assert_string_equal(c->source, "(built-in default)");
     assert_int_equal(c->n_listen, 1);
@@ -104,7 +104,11 @@ static void test_defaults(void **state)
     assert_int_equal(c->limits.max_text_line, 0);
     assert_int_equal(c->limits.max_header_size, 32 * 1024);
     assert_int_equal(c->max_connections, 10000);
-    assert_int_equal(c->max_connections_per_client, 0);
+    assert_int_equal(c->max_connections_per_client, 50);
+    assert_int_equal(c->starttls_timeout_ms, 5 * 60 * 1000);
+    assert_true(strlen(c->pid_file) > strlen("/ringmaild.pid"));
+    assert_string_equal(c->pid_file + strlen(c->pid_file) - strlen("/state/ringmaild.pid"),
+                        "/state/ringmaild.pid");
     assert_int_equal(c->limits.max_errors, 25);
     assert_int_equal(c->limits.error_throttle, 10);
     assert_int_equal(c->limits.bad_rcpt_throttle, 0);
@@ -134,7 +138,7 @@ static void test_empty_file_is_default(void **state)
     assert_non_null(getcwd(cwd, sizeof(cwd)));
     const char *texts[] = {"", "# nothing\n", "---\n", "limits:\nrelay_domains:\nhostname: ''\n"};
     assert_int_equal(chdir(test_dir), 0);
-    struct config *d = config_default(test_err, sizeof(test_err));
+    struct config *d = config_load(NULL, NULL, test_err, sizeof(test_err));
     assert_non_null(d);
     char *want = test_print(d);
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
@@ -252,7 +256,8 @@ static void test_every_key(void **state)
 static void test_round_trip(void **state)
 {
     (void)state;
-    struct config *first[] = {test_load(test_full), config_default(test_err, sizeof(test_err))};
+    struct config *first[] = {test_load(test_full),
+                              config_load(NULL, NULL, test_err, sizeof(test_err))};
     for (size_t i = 0; i < 2; i++) {
         assert_non_null(first[i]);
         char *text = test_print(first[i]);
@@ -297,6 +302,11 @@ static const struct test_bad test_bads[] = {
      ":3:3: ",
      {"unknown key 'limits.mesage_size'", "known: message_size, recipients,"}},
     {"listen:\n  - port: 25\n    adress: ::1\n", ":3:5: ", {"unknown key 'listen[0].adress'"}},
+    /* M=a without AUTH would be an open submission port */
+    {"listen:\n  - {port: 25}\n  - {name: MSA, port: 587, modifiers: Ea}\n",
+     ":3:",
+     {"key 'listen[1].modifiers'", "'Ea': 'a' (SMTP AUTH required) is not supported yet",
+      "without authentication"}},
     /* wrong shapes */
     {"limits: 5\n", ":1:9: ", {"key 'limits'", "expected a mapping", "got a single value"}},
     {"relay_from: 10.0.0.0/8\n", ":1:13: ", {"key 'relay_from'", "expected a list"}},
@@ -404,7 +414,7 @@ static void test_errors(void **state)
 static void test_missing_file(void **state)
 {
     (void)state;
-    assert_null(config_load("/nonexistent/ringmail.yaml", test_err, sizeof(test_err)));
+    assert_null(config_load("/nonexistent/ringmail.yaml", NULL, test_err, sizeof(test_err)));
     assert_non_null(strstr(test_err, "/nonexistent/ringmail.yaml: cannot open:"));
 }
 
@@ -578,7 +588,7 @@ static void test_sample(void **state)
     (void)state;
     char path[PATH_MAX];
     test_repo_path("etc/ringmail.sample.yaml", path, sizeof(path));
-    struct config *c = config_load(path, test_err, sizeof(test_err));
+    struct config *c = config_load(path, NULL, test_err, sizeof(test_err));
     if (!c)
         fail_msg("%s", test_err);
     assert_string_equal(c->hostname, "mail.example.org");
@@ -589,7 +599,7 @@ static void test_sample(void **state)
 }
 
 static const char test_kept[] = "listen:\n"
-                                "  - {name: MSA, port: 587, modifiers: Ea}\n"
+                                "  - {name: MSA, port: 587, modifiers: E}\n"
                                 "routing:\n"
                                 "  smart_host: \"[relay.example.net]:587\"\n"
                                 "masquerade: {as: example.com, envelope: true, domains: [a, b]}\n"
@@ -612,7 +622,7 @@ static void test_kept_keys(void **state)
     struct config *c = test_load(test_kept);
     assert_non_null(c);
     const struct config_later *l = &c->later;
-    assert_string_equal(c->listen[0].modifiers, "Ea");
+    assert_string_equal(c->listen[0].modifiers, "E");
     assert_string_equal(l->routing.smart_host, "[relay.example.net]:587");
     assert_string_equal(l->masquerade.envelope, "true");
     assert_int_equal(l->masquerade.domains.n, 2);

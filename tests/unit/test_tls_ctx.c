@@ -76,7 +76,7 @@ static void test_bad_files(void **state)
     tls_fx_settings(&s, &fc, p256, 1);
 
     fc.pairs[0].cert = tls_fx_path("missing.pem");
-    expect_error(&s, "missing.pem: No such file or directory");
+    expect_error(&s, "missing.pem: cannot open: No such file or directory");
 
     fc.pairs[0].cert = fc.files[0][0];
     fc.pairs[0].key = tls_fx_path("p384.key");

@@ -1,0 +1,396 @@
+#include "core/parent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "core/daemon.h"
+#include "core/listener.h"
+#include "core/pidfile.h"
+#include "core/privsep.h"
+#include "core/tlsconf.h"
+#include "core/version.h"
+#include "util/log.h"
+
+struct parent {
+    char *path; /* the configuration, absolute (detached, the directory is "/") */
+    pid_t engine;
+    int sock; /* to the engine; -1 once it closed */
+    int sigfd;
+    int notify; /* detached: the starting command waits on this for the status; else -1 */
+    bool foreground;
+    bool ready, stopping;
+    unsigned log_targets; /* LOG_TO_*: detached, the terminal too until the engine serves */
+    char *pid_file;       /* once written: removed at exit */
+};
+
+/* A relative --config would be lost once detached (the working directory becomes "/"),
+ * and every reload reads it again. */
+static char *parent_abspath(const char *path)
+{
+    if (!path || path[0] == '/')
+        return path ? strdup(path) : NULL;
+    char *cwd = getcwd(NULL, 0);
+    size_t len = cwd ? strlen(cwd) + strlen(path) + 2 : 0;
+    char *abs = cwd ? malloc(len) : NULL;
+    if (abs)
+        snprintf(abs, len, "%s/%s", cwd, path);
+    free(cwd);
+    return abs;
+}
+
+/* The starting command learns how start-up ended (once). */
+static void parent_notify(struct parent *p, int status)
+{
+    if (p->notify < 0)
+        return;
+    unsigned char b = (unsigned char)status;
+    if (write(p->notify, &b, 1) < 0)
+        log_warn("cannot tell the starting command the outcome: %s", strerror(errno));
+    close(p->notify);
+    p->notify = -1;
+}
+
+/* Detaching forks: the command that was started waits for one byte, the exit status, and
+ * exits with it; the child carries on as the daemon in a session of its own. */
+static int parent_detach(struct parent *p, char *err, size_t errlen)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        snprintf(err, errlen, "cannot detach: pipe: %s", strerror(errno));
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(err, errlen, "cannot detach: fork: %s", strerror(errno));
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    if (pid > 0) {
+        close(fds[1]);
+        unsigned char status = EX_SOFTWARE;
+        ssize_t n;
+        do
+            n = read(fds[0], &status, 1);
+        while (n < 0 && errno == EINTR);
+        _exit(n == 1 ? status : EX_SOFTWARE);
+    }
+    close(fds[0]);
+    p->notify = fds[1];
+    if (setsid() < 0 || chdir("/") < 0) {
+        snprintf(err, errlen, "cannot detach: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void parent_leave_terminal(void)
+{
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0)
+        return;
+    dup2(null, STDIN_FILENO);
+    dup2(null, STDOUT_FILENO);
+    dup2(null, STDERR_FILENO);
+    close(null);
+}
+
+/* Many connections each need a descriptor: use everything the hard limit allows (the
+ * engine inherits it and fits limits.connections to it). */
+static void parent_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            log_warn("cannot raise the open files limit: %s", strerror(errno));
+    }
+}
+
+/* Everything the engine needs that only this process may read, for `path`. */
+static struct config *parent_read(const char *path, struct fileset **files, char *err,
+                                  size_t errlen)
+{
+    struct config *cfg = NULL;
+    if (!(*files = fileset_new()))
+        snprintf(err, errlen, "out of memory");
+    else if ((cfg = config_load(path, *files, err, errlen)) &&
+             tlsconf_read_files(cfg, *files, err, errlen) < 0) {
+        config_free(cfg);
+        cfg = NULL;
+    }
+    if (!cfg) {
+        fileset_free(*files);
+        *files = NULL;
+    }
+    return cfg;
+}
+
+static void parent_reload(struct parent *p)
+{
+    char err[1024] = "the engine has gone";
+    struct fileset *files = NULL;
+    struct config *cfg = p->sock >= 0 ? parent_read(p->path, &files, err, sizeof(err)) : NULL;
+    int fd = cfg ? fileset_to_fd(files, err, sizeof(err)) : -1;
+    if (fd >= 0 && privsep_send(p->sock, PRIVSEP_RELOAD, fd) < 0) {
+        snprintf(err, sizeof(err), "cannot hand the configuration to the engine: %s",
+                 strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    if (fd < 0) {
+        log_error("reload failed, keeping the running configuration: %s", err);
+    } else {
+        log_configure(cfg->log_ident, p->log_targets);
+        close(fd);
+    }
+    config_free(cfg);
+    fileset_free(files);
+}
+
+/* The engine has ended: the daemon's exit status. */
+static int parent_engine_ended(struct parent *p, int wstatus)
+{
+    int code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : EX_SOFTWARE;
+    if (!p->ready)
+        return code ? code : EX_SOFTWARE; /* it said why */
+    if (p->stopping && WIFEXITED(wstatus))
+        return code;
+    if (WIFSIGNALED(wstatus))
+        log_error("the engine (pid %ld) was killed by signal %d: stopping", (long)p->engine,
+                  WTERMSIG(wstatus));
+    else
+        log_error("the engine (pid %ld) exited with status %d: stopping", (long)p->engine, code);
+    return EX_SOFTWARE;
+}
+
+static void parent_engine_message(struct parent *p)
+{
+    uint32_t type;
+    int fd;
+    int got = privsep_recv(p->sock, &type, &fd);
+    if (fd >= 0)
+        close(fd); /* the engine never has a reason to send one */
+    if (got <= 0) {
+        close(p->sock); /* the engine is ending; SIGCHLD tells how */
+        p->sock = -1;
+    } else if (type == PRIVSEP_READY && !p->ready) {
+        p->ready = true;
+        parent_notify(p, EX_OK);
+        if (!p->foreground) {
+            p->log_targets = LOG_TO_SYSLOG;
+            log_configure(NULL, p->log_targets);
+            parent_leave_terminal();
+        }
+    } else if (type == PRIVSEP_RELOAD_ASK) {
+        parent_reload(p);
+    } else {
+        log_warn("unexpected message %u from the engine: ignored", type);
+    }
+}
+
+static int parent_loop(struct parent *p)
+{
+    for (;;) {
+        struct pollfd fds[2] = {{p->sigfd, POLLIN, 0}, {p->sock, POLLIN, 0}};
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("poll: %s", strerror(errno));
+            return EX_OSERR;
+        }
+        if (fds[1].revents)
+            parent_engine_message(p);
+        if (!fds[0].revents)
+            continue;
+        struct signalfd_siginfo si;
+        if (read(p->sigfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+            continue;
+        int wstatus;
+        switch (si.ssi_signo) {
+        case SIGHUP:
+            parent_reload(p);
+            break;
+        case SIGTERM:
+        case SIGINT:
+            /* The engine drains; a second signal, passed on too, makes it close at once. */
+            p->stopping = true;
+            kill(p->engine, (int)si.ssi_signo);
+            break;
+        case SIGCHLD:
+            if (waitpid(p->engine, &wstatus, WNOHANG) == p->engine)
+                return parent_engine_ended(p, wstatus);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+/* Binds every listener: fds[listener][worker]. */
+static int **parent_listen(const struct config *cfg, char *err, size_t errlen)
+{
+    int **fds = calloc(cfg->n_listen, sizeof(*fds));
+    for (size_t i = 0; fds && i < cfg->n_listen; i++) {
+        if (!(fds[i] = calloc(cfg->workers, sizeof(int))) ||
+            listener_open(&cfg->listen[i], cfg->workers, fds[i], err, errlen) < 0) {
+            free(fds[i]);
+            fds[i] = NULL;
+            for (size_t j = 0; j < i; j++) {
+                for (unsigned w = 0; w < cfg->workers; w++)
+                    close(fds[j][w]);
+                free(fds[j]);
+            }
+            free(fds);
+            return NULL;
+        }
+    }
+    if (!fds)
+        snprintf(err, errlen, "out of memory");
+    return fds;
+}
+
+/* The engine: its own process from here on. */
+static int parent_fork_engine(struct parent *p, struct daemon_start *st, char *err, size_t errlen)
+{
+    int sv[2];
+    if (privsep_pair(sv) < 0) {
+        snprintf(err, errlen, "socketpair: %s", strerror(errno));
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(err, errlen, "cannot start the engine: fork: %s", strerror(errno));
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        if (p->notify >= 0)
+            close(p->notify);
+        close(p->sigfd);
+        st->parent = sv[1];
+        exit(daemon_run(st));
+    }
+    close(sv[1]);
+    p->sock = sv[0];
+    p->engine = pid;
+    return 0;
+}
+
+/* Start-up as far as the fork of the engine: EX_OK, or a status with `err`. Whatever it
+ * hands to the engine (st) is the parent's to release afterwards either way. */
+static int parent_start(struct parent *p, const char *config_path, struct daemon_start *st,
+                        char *err, size_t errlen)
+{
+    p->path = parent_abspath(config_path);
+    if (config_path && !p->path) {
+        snprintf(err, errlen, "out of memory");
+        return EX_OSERR;
+    }
+    if (!(st->cfg = parent_read(p->path, &st->files, err, errlen)))
+        return EX_CONFIG;
+    const struct config *cfg = st->cfg;
+    p->log_targets = p->foreground ? LOG_TO_STDERR : LOG_TO_STDERR | LOG_TO_SYSLOG;
+    log_configure(cfg->log_ident, p->log_targets);
+    if (privdrop_resolve(cfg->run_as, &st->user, err, errlen) < 0 || engine_probe(err, errlen) < 0)
+        return EX_OSERR;
+    if (!p->foreground && parent_detach(p, err, errlen) < 0)
+        return EX_OSERR;
+    log_info("starting ringmaild %s: config=%s, hostname=%s, workers=%u", RINGMAIL_VERSION,
+             cfg->source, cfg->hostname, cfg->workers);
+    parent_raise_nofile();
+
+    struct spool_settings ss = {
+        .dir = cfg->spool,
+        .owner = st->user.uid,
+        .group = st->user.gid,
+        .chown = st->user.switch_user,
+    };
+    if (!(st->spool = spool_open(&ss, err, errlen)))
+        return errno == EWOULDBLOCK ? EX_TEMPFAIL : EX_CANTCREAT;
+    if (pidfile_write(cfg->pid_file, err, errlen) < 0)
+        return EX_CANTCREAT;
+    if (!(p->pid_file = strdup(cfg->pid_file))) {
+        pidfile_remove(cfg->pid_file);
+        snprintf(err, errlen, "out of memory");
+        return EX_OSERR;
+    }
+    if (!(st->listen_fds = parent_listen(cfg, err, errlen)))
+        return EX_OSERR;
+    st->config_path = p->path;
+    st->foreground = p->foreground;
+    if (parent_fork_engine(p, st, err, errlen) < 0)
+        return EX_OSERR;
+    return EX_OK;
+}
+
+/* What the parent keeps of what it handed the engine: nothing (the engine has its copy). */
+static void parent_release(struct daemon_start *st)
+{
+    if (st->listen_fds) {
+        for (size_t i = 0; i < st->cfg->n_listen; i++) {
+            for (unsigned w = 0; st->listen_fds[i] && w < st->cfg->workers; w++)
+                close(st->listen_fds[i][w]);
+            free(st->listen_fds[i]);
+        }
+        free(st->listen_fds);
+        st->listen_fds = NULL;
+    }
+    config_free(st->cfg);
+    st->cfg = NULL;
+    fileset_free(st->files);
+    st->files = NULL;
+}
+
+int parent_run(const char *config_path, bool foreground)
+{
+    char err[1024] = "";
+    struct parent p = {.sock = -1, .sigfd = -1, .notify = -1, .foreground = foreground};
+    struct daemon_start st = {.parent = -1};
+
+    log_configure(NULL, LOG_TO_STDERR);
+    /* Taken synchronously (signalfd); blocked before the fork, so the engine's threads
+     * inherit the mask too. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    p.sigfd = signalfd(-1, &set, SFD_CLOEXEC);
+    int status = p.sigfd < 0 ? EX_OSERR : parent_start(&p, config_path, &st, err, sizeof(err));
+    if (p.sigfd < 0)
+        snprintf(err, sizeof(err), "signalfd: %s", strerror(errno));
+    parent_release(&st);
+    if (status == EX_OK)
+        status = parent_loop(&p);
+    else
+        log_error("%s", err);
+    parent_notify(&p, status);
+    if (p.pid_file)
+        pidfile_remove(p.pid_file);
+    if (st.spool)
+        spool_close(st.spool);
+    if (p.sock >= 0)
+        close(p.sock);
+    if (p.sigfd >= 0)
+        close(p.sigfd);
+    free(p.pid_file);
+    free(p.path);
+    log_close();
+    return status;
+}
