@@ -19,21 +19,54 @@
 /* Workers find the daemon through this pointer, set once before the engine starts. */
 static struct daemon *session_daemon;
 
+/* A client can be refused at will, thousands of times a second: these lines are limited to
+ * one per 10 s (per client address for the per-client limit, so that one client cannot hide
+ * another's line from fail2ban), then the count of those not written. */
+#define SESSION_REFUSAL_LOG_MS 10000
+static struct log_limit session_log_total_refusals = LOG_LIMIT_INIT(SESSION_REFUSAL_LOG_MS);
+static struct log_limit session_log_client_refusals = LOG_LIMIT_INIT(SESSION_REFUSAL_LOG_MS);
+
+/*
+ * A session as allocated here: what sendmail's end-of-connection lines need to know rides
+ * along (nothing but the log reads it), after the struct session that everyone else sees.
+ */
+struct session_logged {
+    struct session s;     /* first: a struct session * of ours points at this */
+    const char *last_cmd; /* sendmail's lower-case name of the last command seen */
+    bool issued_mail;     /* MAIL, EXPN, VRFY or ETRN was used: not a "null connection" */
+    bool policy_refusal;  /* session_check_rcpt refused the RCPT whose REJECT comes next */
+    bool in_data;         /* from DATA (or the first BDAT) to the end of the message */
+};
+
+static struct session_logged *session_logged(struct session *s)
+{
+    return (struct session_logged *)s;
+}
+
 void session_set_daemon(struct daemon *d)
 {
     session_daemon = d;
 }
 
-const char *session_relay(const struct session *s, char *out, size_t outlen)
+/* sendmail's spelling of a client without a name (the daemon does no reverse lookups):
+ * [192.0.2.1], and IPv6 clients as address literals, [IPv6:::1]. */
+static const char *session_relay_of(const char *addr, char *out, size_t outlen)
 {
-    /* sendmail's spelling: IPv6 clients are shown as address literals, [IPv6:::1]. */
-    snprintf(out, outlen, "[%s%s]", strchr(s->addr, ':') ? "IPv6:" : "", s->addr);
+    snprintf(out, outlen, "[%s%s]", strchr(addr, ':') ? "IPv6:" : "", addr);
     return out;
 }
 
+const char *session_relay(const struct session *s, char *out, size_t outlen)
+{
+    return session_relay_of(s->addr, out, outlen);
+}
+
+/* The id in front of a session's lines: the connection's own until the first MAIL, then
+ * the message's queue id, as sendmail 8.14 and later do, so that every line of one
+ * connection can be found with one grep. */
 static const char *session_qid(const struct session *s)
 {
-    return s->msg ? s->qid : "NOQUEUE";
+    return s->qid;
 }
 
 static void session_rfc5322_date(char *out, size_t outlen)
@@ -133,6 +166,10 @@ static bool session_access_relays(const struct access_entry *a, const struct smt
            !smtp_path_has_routing(rcpt) && !rcpt->addr_literal;
 }
 
+/* sendmail's check_rcpt: the access map's To: entries, then relaying. The refusal is
+ * sendmail's own (proto.m4): "550 5.7.1 <rcpt>... Relaying denied". sendmail says
+ * "Relaying denied. Proper authentication required." only when the .mc offers AUTH
+ * (TRUST_AUTH_MECH), which ringmail does not yet. */
 static int session_check_rcpt(void *arg, const struct smtp_path *rcpt, struct smtp_addr_error *err)
 {
     struct session *s = arg;
@@ -140,15 +177,16 @@ static int session_check_rcpt(void *arg, const struct smtp_path *rcpt, struct sm
         rcpt->null ? NULL : access_lookup_address(&s->rc->cfg->map.access, "to", rcpt->mailbox);
     if (session_access_refuses(to)) {
         session_access_reply(to, err);
-        return -1;
-    }
-    if (smtp_relay_check(&s->rc->relay, (const struct sockaddr *)&s->peer, rcpt) !=
-            SMTP_RELAY_DENIED ||
-        s->access_relay || session_access_relays(to, rcpt))
+    } else if (smtp_relay_check(&s->rc->relay, (const struct sockaddr *)&s->peer, rcpt) !=
+                   SMTP_RELAY_DENIED ||
+               s->access_relay || session_access_relays(to, rcpt)) {
         return 0;
-    err->code = 550;
-    err->enh = "5.7.1";
-    err->reason = "Relaying denied";
+    } else {
+        err->code = 550;
+        err->enh = "5.7.1";
+        err->reason = "Relaying denied";
+    }
+    session_logged(s)->policy_refusal = true; /* the REJECT that follows is check_rcpt's */
     return -1;
 }
 
@@ -274,21 +312,129 @@ static void session_commit_done(void *arg, int err)
     session_after_smtp(s);
 }
 
+/* sendmail's lower-case command names, as its "lost input channel ... after rcpt" says;
+ * and whether the command makes the connection more than a "null connection" (sendmail:
+ * MAIL, EXPN, VRFY or ETRN, whatever their answer). */
+static void session_note_command(struct session *s, const char *cmd)
+{
+    static const struct {
+        const char *verb, *name;
+        bool asks;
+    } names[] = {
+        {"HELO", "helo", false}, {"EHLO", "ehlo", false}, {"MAIL", "mail", true},
+        {"RCPT", "rcpt", false}, {"DATA", "data", false}, {"BDAT", "bdat", false},
+        {"RSET", "rset", false}, {"NOOP", "noop", false}, {"HELP", "help", false},
+        {"VRFY", "vrfy", true},  {"EXPN", "expn", true},  {"ETRN", "etrn", true},
+        {"QUIT", "quit", false}, {"AUTH", "auth", false}, {"STARTTLS", "starttls", false},
+    };
+    struct session_logged *sl = session_logged(s);
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(cmd, names[i].verb) == 0) {
+            sl->last_cmd = names[i].name;
+            sl->issued_mail |= names[i].asks;
+            return;
+        }
+    }
+}
+
+/* A reply's text without its codes: "553 5.1.3 text" -> "text". */
+static const char *session_reply_text(const char *reply)
+{
+    const char *p = reply;
+    if (strlen(p) >= 4 && p[3] == ' ')
+        p += 4;
+    if (p[0] >= '2' && p[0] <= '5' && p[1] == '.') {
+        const char *sp = strchr(p, ' ');
+        p = sp ? sp + 1 : p + strlen(p);
+    }
+    return p;
+}
+
+/* A policy refusal of RCPT is sendmail's check_rcpt line (the one fail2ban's sendmail-reject
+ * filter reads); any other refusal of MAIL or RCPT is logged as sendmail's usrerr() logs it,
+ * "<qid>: <text of the reply>"; sequence errors and other commands only at debug, as
+ * sendmail does not log them. */
 static void session_log_reject(struct session *s, const struct smtp_event *ev)
 {
-    const char *ruleset = NULL;
+    struct session_logged *sl = session_logged(s);
     char relay[64];
 
-    if (strcmp(ev->cmd, "RCPT") == 0)
-        ruleset = "check_rcpt";
-    else if (strcmp(ev->cmd, "MAIL") == 0)
-        ruleset = "check_mail";
-    if (!ruleset) {
-        log_debug("%s: %s %s: %s", session_qid(s), ev->cmd, ev->arg ? ev->arg : "", ev->reply);
+    session_note_command(s, ev->cmd);
+    if (sl->policy_refusal) {
+        sl->policy_refusal = false;
+        log_info("%s: ruleset=check_rcpt, arg1=%s, relay=%s, reject=%s", session_qid(s),
+                 ev->arg ? ev->arg : "", session_relay(s, relay, sizeof(relay)), ev->reply);
         return;
     }
-    log_info("%s: ruleset=%s, arg1=%s, relay=%s, reject=%s", session_qid(s), ruleset,
-             ev->arg ? ev->arg : "", session_relay(s, relay, sizeof(relay)), ev->reply);
+    bool envelope = strcmp(ev->cmd, "MAIL") == 0 || strcmp(ev->cmd, "RCPT") == 0;
+    if (envelope && strncmp(ev->reply, "503", 3) != 0) {
+        log_info("%s: %s", session_qid(s), session_reply_text(ev->reply));
+        return;
+    }
+    log_debug("%s: %s %s: %s", session_qid(s), ev->cmd, ev->arg ? ev->arg : "", ev->reply);
+}
+
+/* sendmail's line for a client that never asked to send (or verify) anything: fail2ban's
+ * sendmail-reject filter counts it in its "extra" and "aggressive" modes. */
+static void session_log_null_connection(struct session *s)
+{
+    char relay[64];
+    if (session_logged(s)->issued_mail)
+        return;
+    log_info("%s: %s did not issue MAIL/EXPN/VRFY/ETRN during connection to %s", session_qid(s),
+             session_relay(s, relay, sizeof(relay)), session_daemon->listener_names[s->listener]);
+}
+
+/* The session ended without QUIT, by a timeout or by the client going away: sendmail says
+ * "lost input channel" when a transaction was open (the others only at LogLevel 20). */
+static void session_log_lost_input(struct session *s)
+{
+    const char *cmd = session_logged(s)->last_cmd;
+    char relay[64];
+    if (s->msg)
+        log_info("%s: lost input channel from %s to %s after %s", session_qid(s),
+                 session_relay(s, relay, sizeof(relay)),
+                 session_daemon->listener_names[s->listener], cmd ? cmd : "startup");
+    session_log_null_connection(s);
+}
+
+/* The state machine ends the session: sendmail's lines for each way it can end. */
+static void session_log_close(struct session *s, const char *reason)
+{
+    const struct smtp_transaction *t = smtp_server_transaction(s->smtp);
+    char relay[64];
+
+    session_relay(s, relay, sizeof(relay));
+    if (strcmp(reason, "quit") == 0) {
+        session_log_null_connection(s);
+    } else if (strcmp(reason, "timeout") == 0 && session_logged(s)->in_data) {
+        /* sendmail's notice form ("collect: <problem> on connection from ..., sender=");
+         * sendmail itself reports a timeout here as a SYSERR, which it is not */
+        log_info("%s: collect: read timeout on connection from %s, sender=<%s>", session_qid(s),
+                 relay, t->sender ? t->sender : "");
+    } else if (strcmp(reason, "timeout") == 0) {
+        log_info("%s: timeout waiting for input from %s during server cmd read", session_qid(s),
+                 relay);
+        session_log_lost_input(s);
+    } else {
+        log_info("%s: closing connection from %s: %s", session_qid(s), relay, reason);
+        session_log_null_connection(s);
+    }
+}
+
+/* The client closed or reset the connection before the session ended. */
+static void session_log_peer_gone(struct session *s, bool in_data)
+{
+    const struct smtp_transaction *t = smtp_server_transaction(s->smtp);
+    char relay[64];
+
+    if (!in_data) {
+        session_log_lost_input(s);
+        return;
+    }
+    log_info("%s: collect: premature EOM: unexpected close", session_qid(s));
+    log_info("%s: collect: unexpected close on connection from %s, sender=<%s>", session_qid(s),
+             session_relay(s, relay, sizeof(relay)), t->sender ? t->sender : "");
 }
 
 static void session_io_event(void *arg, const struct smtp_event *ev)
@@ -297,7 +443,8 @@ static void session_io_event(void *arg, const struct smtp_event *ev)
 
     switch (ev->type) {
     case SMTP_EV_MAIL:
-        /* The queue id exists from MAIL on, as in sendmail, so reject lines carry it. */
+        session_note_command(s, "MAIL");
+        /* The message's queue id from MAIL on, as in sendmail, so reject lines carry it. */
         session_drop_message(s);
         s->msg = spool_msg_new(s->dw->sw, s->qid);
         if (!s->msg)
@@ -307,6 +454,8 @@ static void session_io_event(void *arg, const struct smtp_event *ev)
         session_log_reject(s, ev);
         break;
     case SMTP_EV_DATA_START:
+        session_note_command(s, smtp_server_transaction(s->smtp)->bdat ? "BDAT" : "DATA");
+        session_logged(s)->in_data = true;
         if (!s->msg)
             s->msg = spool_msg_new(s->dw->sw, s->qid);
         if (s->msg)
@@ -317,6 +466,7 @@ static void session_io_event(void *arg, const struct smtp_event *ev)
             spool_msg_write(s->msg, ev->data, ev->len);
         break;
     case SMTP_EV_DATA_END:
+        session_logged(s)->in_data = false;
         s->size += ev->size;
         s->msgid = ev->msgid ? strdup(ev->msgid) : NULL;
         if (!s->msg || session_commit(s, ev) < 0) {
@@ -325,19 +475,21 @@ static void session_io_event(void *arg, const struct smtp_event *ev)
         }
         break;
     case SMTP_EV_DATA_ABORT:
-        if (s->msg)
-            log_info("%s: message refused: %s", s->qid, ev->reply ? ev->reply : "aborted");
+        /* A 421 is the session ending inside DATA: CLOSE follows and says why. The client
+         * going away is logged by session_on_closed(); RSET or QUIT between BDAT chunks is
+         * no refusal. */
+        if (!ev->reply || strncmp(ev->reply, "421", 3) != 0) {
+            session_logged(s)->in_data = false;
+            if (ev->reply && s->msg)
+                log_info("%s: message refused: %s", s->qid, ev->reply);
+        }
         session_drop_message(s);
         break;
     case SMTP_EV_RSET:
         session_drop_message(s);
         break;
     case SMTP_EV_CLOSE:
-        if (ev->reason && strcmp(ev->reason, "quit") != 0) {
-            char relay[64];
-            log_info("%s: closing connection from %s: %s", session_qid(s),
-                     session_relay(s, relay, sizeof(relay)), ev->reason);
-        }
+        session_log_close(s, ev->reason ? ev->reason : "quit");
         session_drop_message(s);
         session_close(s);
         break;
@@ -348,7 +500,10 @@ static void session_io_event(void *arg, const struct smtp_event *ev)
             session_close(s);
         break;
     case SMTP_EV_HELO:
+        session_note_command(s, smtp_server_transaction(s->smtp)->esmtp ? "EHLO" : "HELO");
+        break;
     case SMTP_EV_RCPT:
+        session_note_command(s, "RCPT");
         break;
     }
 }
@@ -374,6 +529,9 @@ static void session_worker_fini(struct engine_worker *w, void *worker_ctx)
 {
     (void)w;
     struct daemon_worker *dw = worker_ctx;
+    /* no count of refused connections is lost at shutdown */
+    log_limit_flush(&session_log_total_refusals);
+    log_limit_flush(&session_log_client_refusals);
     if (!dw)
         return;
     spool_worker_free(dw->sw);
@@ -404,23 +562,39 @@ static void *session_refuse(struct daemon_worker *dw, engine_conn_id id, const c
     return NULL;
 }
 
+/* sendmail's check_relay line (rscheck() with no queue id): arg1 is the client's name,
+ * which without reverse lookups is its bracketed address, arg2 its address as sendmail's
+ * anynet_ntoa() writes it. fail2ban's sendmail-reject filter reads it. */
+static void session_log_check_relay(struct log_limit *limit, const char *addr, const char *reject)
+{
+    char relay[64], line[600];
+    session_relay_of(addr, relay, sizeof(relay));
+    snprintf(line, sizeof(line), "ruleset=check_relay, arg1=%s, arg2=%s%s, relay=%s, reject=%s",
+             relay, strchr(addr, ':') ? "IPv6:" : "", addr, relay, reject);
+    if (limit)
+        log_limited(limit, LOG_LVL_INFO, addr, "%s", line);
+    else
+        log_info("%s", line);
+}
+
 /* Connect:address REJECT or ERROR: in the access map. sendmail greets such a client and then
  * refuses every command but QUIT; ringmail answers the greeting itself with the refusal and
  * closes (RFC 5321 3.1 lets a server refuse at connection time): the client learns the same
  * thing at once, and never holds a session slot. "550 5.7.1 <host> Access denied", or the
- * entry's ERROR: reply as written. */
+ * entry's ERROR: reply as written; the log says what sendmail's does, "reject=550 5.7.1
+ * Access denied". */
 static void *session_refuse_access(struct daemon_worker *dw, engine_conn_id id, const char *addr,
                                    const struct access_entry *a)
 {
     struct smtp_addr_error r;
-    char text[320];
+    char text[320], reject[400];
     session_access_reply(a, &r);
     if (a->action == ACCESS_ERROR && a->text && a->text[0])
         snprintf(text, sizeof(text), "%s", r.reason);
     else
         snprintf(text, sizeof(text), "%s %s", dw->rc->cfg->hostname, r.reason);
-    log_info("NOQUEUE: ruleset=check_relay, arg1=[%s], arg2=%s, relay=[%s], reject=%d %s %s", addr,
-             addr, addr, r.code, r.enh, text);
+    snprintf(reject, sizeof(reject), "%d %s %s", r.code, r.enh, r.reason);
+    session_log_check_relay(NULL, addr, reject);
     session_send_reply(dw, id, r.code, r.enh, text);
     return NULL;
 }
@@ -451,19 +625,25 @@ static void *session_on_accept(struct engine_worker *w, engine_conn_id id, unsig
     switch (connlimit_acquire(dw->d->conns, peer, cfg->max_connections,
                               cfg->max_connections_per_client)) {
     case CONNLIMIT_TOTAL:
-        log_warn("rejecting connection from [%s]: %u connections open (limits.connections)", addr,
-                 cfg->max_connections);
+        /* sendmail's MaxDaemonChildren line: the daemon is full, the client did nothing
+         * wrong (no check_relay line, which fail2ban would count against it). */
+        log_limited(&session_log_total_refusals, LOG_LVL_INFO, NULL,
+                    "rejecting connections on daemon %s: %u children, max %u",
+                    session_daemon->listener_names[listener], connlimit_total(dw->d->conns),
+                    cfg->max_connections);
         return session_refuse(dw, id, "Too many open connections");
     case CONNLIMIT_CLIENT:
-        log_warn("rejecting connection from [%s]: too many connections from that address "
-                 "(limits.connections_per_client %u)",
-                 addr, cfg->max_connections_per_client);
-        return session_refuse(dw, id, "Too many connections from your address");
+        /* sendmail's FEATURE(conncontrol, nodelay, terminate) refusal, reply and line */
+        session_log_check_relay(&session_log_client_refusals, addr,
+                                "421 4.3.2 Too many open connections.");
+        session_send_reply(dw, id, 421, "4.3.2", "Too many open connections.");
+        return NULL;
     case CONNLIMIT_OK:
         break;
     }
 
-    struct session *s = calloc(1, sizeof(*s));
+    struct session_logged *sl = calloc(1, sizeof(*sl));
+    struct session *s = sl ? &sl->s : NULL;
     if (!s) {
         connlimit_release(dw->d->conns, peer);
         return session_refuse(dw, id, "Out of memory");
@@ -492,6 +672,7 @@ static void *session_on_accept(struct engine_worker *w, engine_conn_id id, unsig
         return session_refuse(dw, id, "Out of memory");
     }
 
+    qid_new(s->qid, engine_worker_index(w)); /* the connection's id until MAIL */
     s->next = dw->sessions;
     if (dw->sessions)
         dw->sessions->prev = s;
@@ -541,9 +722,15 @@ static void session_on_closed(void *ctx, int err)
 
     if (err && err != ECANCELED)
         log_debug("connection from [%s] ended: %s", s->addr, strerror(err));
+    bool peer_first = !s->closing;
     s->closing = true;
     s->in_smtp = true;
+    /* sendmail's lines for a client that went away: inside DATA (a message in progress has
+     * its own queue id and sender), or between commands. */
+    bool in_data = session_logged(s)->in_data;
     smtp_server_eof(s->smtp); /* aborts a message in progress (DATA_ABORT) */
+    if (peer_first)
+        session_log_peer_gone(s, in_data);
     session_drop_message(s);
     smtp_server_free(s->smtp);
     s->tp->free(s);

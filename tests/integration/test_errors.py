@@ -1,7 +1,9 @@
 """Abuse limits: too many errors slow the client down and then drop it (421 4.7.0); too
 many recipients get 452 4.5.3; too many connections per client get 421 4.3.2; an
-over-long command line is refused."""
+over-long command line is refused. Refused connections are logged as sendmail does, at most
+once per 10 s and then with the count of those not logged."""
 
+import re
 import time
 import unittest
 
@@ -50,8 +52,12 @@ class Errors(RingmailTestCase):
         a, b = self.connect(d), self.connect(d)
         self.assertEqual((a.greeting.code, b.greeting.code), (220, 220))
         third = self.connect(d)
-        self.assertReply(third.greeting, 421, "4.3.2")
+        # sendmail's FEATURE(conncontrol, nodelay, terminate): reply and check_relay line
+        self.assertEqual(third.greeting.text, "421 4.3.2 Too many open connections.")
         self.assertEqual(third.wait_closed(), b"")
+        self.assertIsNotNone(d.wait_log(r"\]: ruleset=check_relay, arg1=\[127\.0\.0\.1\], "
+                                        r"arg2=127\.0\.0\.1, relay=\[127\.0\.0\.1\], "
+                                        r"reject=421 4\.3\.2 Too many open connections\.$"))
         a.cmd("QUIT")
         a.wait_closed()
         deadline = time.monotonic() + 10
@@ -62,6 +68,54 @@ class Errors(RingmailTestCase):
             again.close()
             time.sleep(0.1)
         self.assertReply(again.greeting, 220)
+
+    def refused(self, d, n: int) -> None:
+        for _ in range(n):
+            c = self.connect(d)
+            self.assertReply(c.greeting, 421, "4.3.2")
+            self.assertEqual(c.wait_closed(), b"")
+            c.close()
+
+    def test_refusals_are_logged_once_per_interval_with_a_count(self):
+        """A client refused again and again gets one line per 10 s, then the count of the
+        lines held back (at the latest when the daemon stops), not a line per refusal."""
+        d = self.daemon(limits={"connections": 1})
+        holder = self.session(d)
+        self.refused(d, 5)
+        self.assertEqual(d.stop(), 0)
+        log = d.log()
+        self.assertEqual(len(re.findall(r"\]: rejecting connections on daemon MTA: "
+                                        r"\d+ children, max 1$", log, re.M)), 1, log)
+        self.assertRegex(log, re.compile(r"\]: 4 more like this were not logged in \d+ s: "
+                                         r"rejecting connections on daemon MTA: ", re.M))
+        # the daemon being full is no fault of the client: nothing fail2ban would count
+        self.assertNotIn("ruleset=check_relay", log)
+        holder.close()
+
+    def test_per_client_refusals_are_logged_once_per_interval(self):
+        d = self.daemon(limits={"connections_per_client": 1})
+        holder = self.session(d)
+        self.refused(d, 4)
+        self.assertEqual(d.stop(), 0)
+        log = d.log()
+        self.assertEqual(len(re.findall(r"\]: ruleset=check_relay, arg1=\[127\.0\.0\.1\]",
+                                        log)), 1, log)
+        self.assertRegex(log, r"\]: 3 more like this were not logged in \d+ s: "
+                              r"ruleset=check_relay, arg1=\[127\.0\.0\.1\], ")
+        holder.close()
+
+    def test_too_many_errors_is_logged(self):
+        d = self.daemon(limits={"errors": 2, "error_throttle": 100})
+        c = self.session(d)
+        c.cmd("XYZZY1")
+        self.assertReply(c.cmd("XYZZY2"), 500)
+        self.assertReply(c.reply(), 421, "4.7.0")
+        # ringmail's own line, then sendmail's for a client that never sent MAIL
+        qid = d.wait_log(r"\]: ([0-9A-Za-z]{16}): closing connection from \[127\.0\.0\.1\]: "
+                         r"too many errors$")
+        self.assertIsNotNone(qid)
+        self.assertIsNotNone(d.wait_log(rf"\]: {qid[1]}: \[127\.0\.0\.1\] did not issue "
+                                        rf"MAIL/EXPN/VRFY/ETRN during connection to MTA$"))
 
     def test_command_line_too_long(self):
         d = self.daemon(limits={"command_line": 512})

@@ -5,6 +5,7 @@ import shutil
 import smtplib
 import socket
 import subprocess
+import time
 import unittest
 
 from ringmail_harness import (HOSTNAME, RingmailTestCase, SMTPConn, free_port,
@@ -108,6 +109,30 @@ class HappyPath(RingmailTestCase):
         self.assertReply(c.cmd("QUIT"), 221, "2.0.0")
         self.assertEqual(c.wait_closed(), b"")
 
+    def test_null_connections_are_logged_as_sendmail_does(self):
+        """A client that never sends MAIL gets sendmail's "did not issue" line (fail2ban's
+        sendmail-reject counts it in its extra mode), under the connection's own id; one
+        that sent a message does not."""
+        d = self.daemon()
+        c = self.session(d)
+        self.assertReply(c.cmd("QUIT"), 221)
+        c.wait_closed()
+        leaver = self.connect(d)
+        leaver.close()
+        line = (r"\]: [0-9A-Za-z]{16}: \[127\.0\.0\.1\] did not issue MAIL/EXPN/VRFY/ETRN "
+                r"during connection to MTA$")
+        deadline = time.monotonic() + 10
+        while len(re.findall(line, d.log(), re.M)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(len(re.findall(line, d.log(), re.M)), 2, d.log())
+        sender = self.session(d)
+        self.assertAccepted(sender.send_mail("a@b.example", [f"user@{HOSTNAME}"],
+                                             make_message()))
+        self.assertReply(sender.cmd("QUIT"), 221)
+        sender.wait_closed()
+        self.assertEqual(d.stop(), 0)
+        self.assertEqual(len(re.findall(line, d.log(), re.M)), 2, d.log())
+
     def test_two_messages_one_session(self):
         d = self.daemon()
         c = self.session(d)
@@ -136,6 +161,12 @@ class HappyPath(RingmailTestCase):
         qid = self.assertAccepted(c6.send_mail("a@b.example", [f"user@{HOSTNAME}"],
                                                make_message(msgid="v6@client.example")))
         self.assertIsNotNone(d.wait_log(rf"{qid}: from=<a@b\.example>.*daemon=MTA6"))
+        # sendmail's spelling of an IPv6 client, and the listener's name as its daemon name
+        idle6 = SMTPConn(port6, host="::1")
+        self._conns.append(idle6)
+        idle6.cmd("QUIT")
+        self.assertIsNotNone(d.wait_log(r"\]: [0-9A-Za-z]{16}: \[IPv6:::1\] did not issue "
+                                        r"MAIL/EXPN/VRFY/ETRN during connection to MTA6$"))
 
 
 if __name__ == "__main__":

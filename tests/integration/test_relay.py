@@ -39,9 +39,12 @@ class RelayDenied(RingmailTestCase):
         r = self.c.cmd("RCPT TO:<user@remote.example>")
         self.assertReply(r, 550, "5.7.1")
         self.assertEqual(r.last, "550 5.7.1 <user@remote.example>... Relaying denied")
+        # sendmail's line word for word, with the message's queue id (fail2ban's
+        # sendmail-reject filter reads it)
         self.assertIsNotNone(self.d.wait_log(
-            r"ruleset=check_rcpt, arg1=<user@remote\.example>, relay=[^,]*\[127\.0\.0\.1\], "
-            r"reject=550 5\.7\.1 <user@remote\.example>\.\.\. Relaying denied"))
+            r"\]: [0-9A-Za-z]{16}: ruleset=check_rcpt, arg1=<user@remote\.example>, "
+            r"relay=\[127\.0\.0\.1\], "
+            r"reject=550 5\.7\.1 <user@remote\.example>\.\.\. Relaying denied$"))
         # the transaction has no recipient: DATA is refused, nothing is stored
         self.assertReply(self.c.cmd("DATA"), 503)
         self.assertEqual(self.d.spool.qids(), set())
@@ -56,6 +59,11 @@ class RelayDenied(RingmailTestCase):
             with self.subTest(addr=addr):
                 r = self.c.cmd(f"RCPT TO:<{addr}>")
                 self.assertTrue(500 <= r.code < 600, r.text)
+                # not a check_rcpt refusal: logged as sendmail's usrerr(), "<qid>: <text>"
+                text = re.sub(r"^\d{3} (\d\.\d+\.\d+ )?", "", r.last)
+                self.assertIsNotNone(self.d.wait_log(
+                    rf"\]: [0-9A-Za-z]{{16}}: {re.escape(text)}$"), r.text)
+                self.assertNotRegex(self.d.log(), rf"arg1=<{re.escape(addr)}>")
         # none of them made it into a transaction; a plain local recipient does
         self.assertReply(self.c.cmd("DATA"), 503)
         self.assertReply(self.c.cmd(f"RCPT TO:<user@{HOSTNAME}>"), 250, "2.1.5")
