@@ -1,13 +1,21 @@
 /*
  * The spool's message path: every file operation of a message being received or
- * committed is an io_uring operation on the worker's ring (docs/queue.md, "Commit").
+ * committed goes through the worker's backend (queue/spool_fs.h; io_uring in the daemon),
+ * see docs/queue.md, "Commit".
  *
- * A message owns two files, df (data) and tf (envelope, later qf). Both are opened as
- * soon as the first data arrives, so at the end of DATA only writes, fsyncs, one rename
- * and a shared directory fsync remain. Data is gathered into write_chunk-sized chunks; a
- * full chunk is written at its own file offset (up to SPOOL_MAX_WRITES in flight), so a
- * small message leaves in exactly one write at commit. The two files are written and
- * fsynced in parallel; the journal commits of many messages merge in the file system.
+ * A message owns two files, df (data) and tf (envelope, later qf), and holds neither
+ * while it is small: data is gathered in a buffer that grows (from 4 KiB, doubling) up
+ * to write_chunk; only a full chunk creates the df and is written at its own file offset
+ * (up to SPOOL_MAX_WRITES in flight), so a session that stalls in DATA holds no spool
+ * descriptor and a buffer the size of what it sent. The commit creates what is missing
+ * (the df first, then the tf), writes the rest and the envelope, fsyncs both files in
+ * parallel, renames tf→qf and joins the worker's next directory fsync; the journal
+ * commits of many messages merge in the file system.
+ *
+ * The order is what makes a 250 survive a power cut: the rename is issued only after
+ * both files' fsyncs completed, and `done` only after a directory fsync that started
+ * after the rename completed. tests/unit/test_spool_power.c checks it against a model of
+ * a file system that loses everything not fsynced, at every point of a commit.
  *
  * Lifetime: every submitted operation is counted in m->inflight and keeps the message
  * alive. Once the message is in the spool's hands (committed or aborted) and an error or
@@ -17,25 +25,27 @@
 #include "queue/spool.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <liburing.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "queue/spool_fs.h"
 #include "queue/spool_int.h"
 #include "util/buf.h"
-#include "util/engine.h"
 #include "util/log.h"
 
-#define SPOOL_DEFAULT_CHUNK (64 * 1024)
-/* A single write's result is an int; keep chunks far below that. */
-#define SPOOL_MAX_CHUNK (1u << 30)
 /* Enough parallel writes per message to keep a large message streaming, few enough that
  * one huge message cannot fill the ring. */
 #define SPOOL_MAX_WRITES 4
+/* The first buffer of a message: a Received: header and a few packets. */
+#define SPOOL_FIRST_BUFFER 4096
+/* How often a worker looks at the directory (still the one at the configured path?) and
+ * at its free space: cheap enough to do from MAIL, rare enough to cost nothing. */
+#define SPOOL_CHECK_MS 1000
 
 #define spool_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
@@ -44,11 +54,12 @@ struct spool_chunk {
     struct spool_file *f;
     struct spool_chunk *next; /* in the file's queue of chunks not yet written */
     uint64_t off;             /* file offset of data[0] */
-    size_t len;
+    size_t len, cap;
     size_t done; /* bytes written so far (short writes re-issue the rest) */
     char data[];
 };
 
+/* In this order: a file is "open or further" from SPOOL_FILE_OPEN on. */
 enum spool_file_state {
     SPOOL_FILE_CLOSED,
     SPOOL_FILE_OPENING,
@@ -58,12 +69,12 @@ enum spool_file_state {
 };
 
 struct spool_file {
-    struct engine_op op; /* openat, then fsync: one at a time */
+    struct engine_op op; /* create, then fsync: one at a time */
     struct spool_msg *m;
     char name[SPOOL_NAME_LEN + 1];
     int fd;
     enum spool_file_state state;
-    bool created; /* our openat made it: remove it on failure */
+    bool created; /* our create made it: remove it on failure */
     bool sealed;  /* commit queued the last chunk */
     struct spool_chunk *head, *tail;
     unsigned writing; /* chunks with a write in flight */
@@ -71,13 +82,15 @@ struct spool_file {
 
 struct spool_msg {
     struct spool_worker *sw;
+    struct spool_dirref *dir; /* where its files are: taken at the first create */
     char qid[QID_LEN + 1];
     struct spool_file df, tf;
     struct spool_chunk *fill; /* data being gathered, not yet queued */
     uint64_t size;            /* bytes accepted by spool_msg_write */
     unsigned inflight;
-    int err; /* first error, an errno */
-    bool started, committed, aborted, detached, renaming, renamed, cleaning;
+    int err;                         /* first error, an errno */
+    const char *err_what, *err_name; /* ... and what failed on which file, for the log */
+    bool committed, aborted, detached, renaming, renamed, cleaning, retried;
     struct engine_op rename_op;
     struct engine_op cleanup_op; /* the unlinks of a failed or aborted message */
     char qfname[SPOOL_NAME_LEN + 1];
@@ -88,7 +101,15 @@ struct spool_msg {
 
 struct spool_worker {
     struct spool *sp;
-    struct engine_worker *w;
+    const struct spool_fs_ops *fs;
+    void *ctx;
+    unsigned index;
+    struct spool_dirref *dir; /* where new messages go */
+    bool lost;    /* the configured path names another directory, which cannot be opened */
+    bool checked; /* checked_ms is valid */
+    uint64_t checked_ms;
+    bool space_known; /* the last fstatvfs worked */
+    uint64_t space_blocks, block_size;
     struct engine_op gather_op, dirsync_op;
     bool dirsync_busy;         /* a gather or a directory fsync is in flight */
     struct spool_msg *waiting; /* renamed, for the next directory fsync */
@@ -97,95 +118,113 @@ struct spool_worker {
     uint64_t commits, dir_syncs;
 };
 
-/* --- the spool --- */
+/* --- the worker's directory and free space --- */
 
-/* mkdir -p: parents as 0755 (like mkdir(1)), the spool itself 0700. */
-static int spool_mkdirs(const char *dir)
+static void dirref_put(struct spool_dirref *d)
 {
-    char *path = strdup(dir);
-    if (!path)
-        return -1;
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(path, 0755) < 0 && errno != EEXIST) {
-            free(path);
-            return -1;
-        }
-        *p = '/';
-    }
-    free(path);
-    return mkdir(dir, 0700) < 0 && errno != EEXIST ? -1 : 0;
+    if (--d->refs)
+        return;
+    close(d->fd);
+    free(d);
 }
 
-struct spool *spool_open(const struct spool_settings *s, char *err, size_t errlen)
+static uint64_t spool_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Makes the directory the configured path names the worker's. False if it cannot. */
+static bool worker_follow(struct spool_worker *sw)
+{
+    struct spool_dirref d, *n;
+    if (spool_dirref_get(sw->sp, true, &d) < 0)
+        return false;
+    if (d.generation == sw->dir->generation) {
+        close(d.fd);
+        return true;
+    }
+    if (!(n = malloc(sizeof(*n)))) {
+        close(d.fd);
+        return false;
+    }
+    *n = d;
+    n->refs = 1;
+    dirref_put(sw->dir);
+    sw->dir = n;
+    return true;
+}
+
+/* At most once per SPOOL_CHECK_MS, or now when forced (a create found no directory):
+ * does the configured path still name our directory, and how much room is there? */
+static void worker_refresh(struct spool_worker *sw, bool force)
 {
     struct stat st;
-    const char *step = "mkdir";
-    struct spool *sp = calloc(1, sizeof(*sp));
-    if (!sp || !(sp->dir = strdup(s->dir))) {
-        free(sp);
-        snprintf(err, errlen, "spool %s: out of memory", s->dir);
-        return NULL;
-    }
-    sp->write_chunk = s->write_chunk ? s->write_chunk : SPOOL_DEFAULT_CHUNK;
-    if (sp->write_chunk > SPOOL_MAX_CHUNK)
-        sp->write_chunk = SPOOL_MAX_CHUNK;
-    sp->dirfd = -1;
-    if (spool_mkdirs(s->dir) < 0)
-        goto fail;
-    step = "open";
-    sp->dirfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (sp->dirfd < 0 || fstat(sp->dirfd, &st) < 0)
-        goto fail;
-    step = "chown";
-    if (s->chown && (st.st_uid != s->owner || st.st_gid != s->group) &&
-        fchown(sp->dirfd, s->owner, s->group) < 0)
-        goto fail;
-    /* Queue files name senders and recipients: nobody but the MTA may list them. */
-    step = "chmod 0700";
-    if ((st.st_mode & 07777) != 0700 && fchmod(sp->dirfd, 0700) < 0)
-        goto fail;
-    return sp;
-fail:
-    snprintf(err, errlen, "spool %s: %s: %s", s->dir, step, strerror(errno));
-    spool_close(sp);
-    return NULL;
-}
+    struct statvfs vfs;
+    uint64_t now = spool_now_ms();
 
-void spool_close(struct spool *sp)
-{
-    if (!sp)
+    if (!force && sw->checked && now - sw->checked_ms < SPOOL_CHECK_MS)
         return;
-    if (sp->dirfd >= 0)
-        close(sp->dirfd);
-    free(sp->dir);
-    free(sp);
+    sw->checked = true;
+    sw->checked_ms = now;
+    if (force || stat(sw->sp->dir, &st) < 0 || st.st_dev != sw->dir->dev ||
+        st.st_ino != sw->dir->ino)
+        sw->lost = !worker_follow(sw);
+    sw->space_known = fstatvfs(sw->dir->fd, &vfs) == 0;
+    if (sw->space_known) {
+        sw->space_blocks = vfs.f_bavail;
+        sw->block_size = vfs.f_frsize ? vfs.f_frsize : vfs.f_bsize;
+    }
 }
 
-const char *spool_dir(const struct spool *sp)
+static uint64_t add_sat(uint64_t a, uint64_t b)
 {
-    return sp->dir;
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+bool spool_space_check(struct spool_worker *sw, uint64_t size_hint)
+{
+    struct spool *sp = sw->sp;
+
+    worker_refresh(sw, false);
+    if (!sw->space_known)
+        return true;
+    bool low = sw->space_blocks < sp->min_free_blocks;
+    if (atomic_exchange(&sp->low_space, low) != low) {
+        if (low)
+            log_warn("spool %s: %llu blocks free, fewer than min_free_blocks (%llu): new mail "
+                     "gets a temporary failure",
+                     sp->dir, (unsigned long long)sw->space_blocks,
+                     (unsigned long long)sp->min_free_blocks);
+        else
+            log_info("spool %s: %llu blocks free again (min_free_blocks %llu)", sp->dir,
+                     (unsigned long long)sw->space_blocks, (unsigned long long)sp->min_free_blocks);
+    }
+    /* sendmail's enoughdiskspace(): a message of N bytes needs N / blocksize + 1 blocks. */
+    uint64_t need = sp->min_free_blocks;
+    if (size_hint)
+        need = add_sat(need, size_hint / sw->block_size + 1);
+    return sw->space_blocks >= need;
 }
 
 /* --- one message --- */
 
 static void msg_step(struct spool_msg *m);
 
-/* Remembers the first error and logs it once; an aborted message is not an error. */
+/* Remembers the first error; msg_finish logs it. An aborted message is not an error. */
 static void msg_fail(struct spool_msg *m, int err, const char *what, const char *name)
 {
     if (m->err || m->aborted)
         return;
     m->err = err;
-    log_error("%s: spool %s %s: %s", m->qid, what, name, strerror(err));
+    m->err_what = what;
+    m->err_name = name;
 }
 
-static struct io_uring_sqe *msg_sqe(struct spool_msg *m, struct engine_op *op)
+static void msg_op(struct spool_msg *m)
 {
     m->inflight++;
-    return engine_sqe(m->sw->w, op);
 }
 
 static void chunk_write_done(struct engine_op *op, int res);
@@ -197,16 +236,17 @@ static struct spool_chunk *chunk_new(struct spool_file *f, uint64_t off, size_t 
         msg_fail(f->m, ENOMEM, "buffer for", f->name);
         return NULL;
     }
-    *c = (struct spool_chunk){.op.complete = chunk_write_done, .f = f, .off = off};
+    *c = (struct spool_chunk){.op.complete = chunk_write_done, .f = f, .off = off, .cap = cap};
     return c;
 }
 
 static void chunk_issue(struct spool_chunk *c)
 {
     struct spool_file *f = c->f;
-    struct io_uring_sqe *sqe = msg_sqe(f->m, &c->op);
-    io_uring_prep_write(sqe, f->fd, c->data + c->done, (unsigned)(c->len - c->done),
-                        c->off + c->done);
+    struct spool_worker *sw = f->m->sw;
+    msg_op(f->m);
+    sw->fs->write(sw->ctx, &c->op, f->fd, c->data + c->done, (unsigned)(c->len - c->done),
+                  c->off + c->done);
 }
 
 static void chunk_write_done(struct engine_op *op, int res)
@@ -237,13 +277,45 @@ static void file_queue(struct spool_file *f, struct spool_chunk *c)
     f->tail = c;
 }
 
+/* The df is created by its first full chunk or the commit; the tf at the commit, once
+ * the df exists: a message whose first create finds no directory has no file anywhere
+ * and can follow a recreated spool directory instead of failing. */
+static bool file_wanted(const struct spool_file *f)
+{
+    const struct spool_msg *m = f->m;
+    if (f == &m->tf)
+        return f->sealed && m->df.state >= SPOOL_FILE_OPEN;
+    return f->head || f->sealed;
+}
+
+/* A create that found no directory: the spool directory was deleted or replaced. If the
+ * worker now follows another one, the message (which has no file yet) starts over there. */
+static bool file_retry_create(struct spool_file *f)
+{
+    struct spool_msg *m = f->m;
+    struct spool_worker *sw = m->sw;
+
+    if (m->retried || m->aborted || f != &m->df)
+        return false;
+    m->retried = true;
+    worker_refresh(sw, true);
+    if (sw->dir == m->dir)
+        return false;
+    dirref_put(m->dir);
+    m->dir = NULL;
+    f->state = SPOOL_FILE_CLOSED;
+    return true;
+}
+
 static void file_op_done(struct engine_op *op, int res)
 {
     struct spool_file *f = spool_of(op, struct spool_file, op);
     struct spool_msg *m = f->m;
 
     m->inflight--;
-    if (res < 0) {
+    if (res == -ENOENT && f->state == SPOOL_FILE_OPENING && file_retry_create(f)) {
+        /* msg_step below creates it again, in the directory now at the configured path */
+    } else if (res < 0) {
         msg_fail(m, -res, f->state == SPOOL_FILE_OPENING ? "create" : "fsync", f->name);
     } else if (f->state == SPOOL_FILE_OPENING) {
         f->fd = res;
@@ -255,18 +327,33 @@ static void file_op_done(struct engine_op *op, int res)
     msg_step(m);
 }
 
-/* Moves one file forward: open it, write what is queued, fsync once everything is. */
+/* Before its first file: the message's directory is the worker's, if that is still the
+ * spool (a directory renamed away must not collect acknowledged mail). */
+static bool msg_pin(struct spool_msg *m)
+{
+    struct spool_worker *sw = m->sw;
+    worker_refresh(sw, false);
+    if (sw->lost) {
+        msg_fail(m, ESTALE, "create (the spool directory is gone)", m->df.name);
+        return false;
+    }
+    m->dir = sw->dir;
+    m->dir->refs++;
+    return true;
+}
+
+/* Moves one file forward: create it, write what is queued, fsync once everything is. */
 static void file_step(struct spool_file *f)
 {
     struct spool_msg *m = f->m;
-    struct io_uring_sqe *sqe;
+    struct spool_worker *sw = m->sw;
 
-    if (f->state == SPOOL_FILE_CLOSED && m->started) {
+    if (f->state == SPOOL_FILE_CLOSED) {
+        if (!file_wanted(f))
+            return;
         f->state = SPOOL_FILE_OPENING;
-        sqe = msg_sqe(m, &f->op);
-        /* O_EXCL: an id collision fails the commit instead of overwriting a message. */
-        io_uring_prep_openat(sqe, m->sw->sp->dirfd, f->name,
-                             O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        msg_op(m);
+        sw->fs->create(sw->ctx, &f->op, m->dir->fd, f->name);
         return;
     }
     if (f->state != SPOOL_FILE_OPEN)
@@ -280,16 +367,16 @@ static void file_step(struct spool_file *f)
     }
     if (f->sealed && !f->head && !f->writing) {
         f->state = SPOOL_FILE_SYNCING;
-        io_uring_prep_fsync(msg_sqe(m, &f->op), f->fd, 0);
+        msg_op(m);
+        sw->fs->fsync(sw->ctx, &f->op, f->fd);
     }
 }
 
-/* Closing needs no completion: only the descriptor travels in the SQE. */
 static void file_close(struct spool_msg *m, struct spool_file *f)
 {
     if (f->fd < 0)
         return;
-    io_uring_prep_close(engine_sqe(m->sw->w, NULL), f->fd);
+    m->sw->fs->close(m->sw->ctx, f->fd);
     f->fd = -1;
 }
 
@@ -309,14 +396,21 @@ static void msg_free(struct spool_msg *m)
     free(m->fill);
     file_drop_queue(&m->df);
     file_drop_queue(&m->tf);
+    if (m->dir)
+        dirref_put(m->dir);
     sw->live--;
     free(m);
 }
 
-/* The end of a message that the spool owns: report, count, free. */
+/* The end of a message that the spool owns: log a failure (the one line it gets), report,
+ * count, free. */
 static void msg_finish(struct spool_msg *m)
 {
-    if (!m->err && !m->aborted)
+    if (m->err)
+        log_error("%s: %s: %s %s: %s", m->qid,
+                  m->committed ? "queue commit failed" : "queue file dropped", m->err_what,
+                  m->err_name, strerror(m->err));
+    else if (!m->aborted)
         m->sw->commits++;
     if (m->committed && !m->detached && m->done)
         m->done(m->arg, -m->err);
@@ -335,7 +429,8 @@ static void msg_cleanup_done(struct engine_op *op, int res)
 
 static void msg_unlink(struct spool_msg *m, const char *name)
 {
-    io_uring_prep_unlinkat(msg_sqe(m, &m->cleanup_op), m->sw->sp->dirfd, name, 0);
+    msg_op(m);
+    m->sw->fs->unlink(m->sw->ctx, &m->cleanup_op, m->dir->fd, name);
 }
 
 /* A failed or aborted message with nothing in flight: remove what it created. */
@@ -357,7 +452,8 @@ static void msg_cleanup(struct spool_msg *m)
         return;
     }
     /* Report from a completion, never from inside spool_msg_commit itself. */
-    io_uring_prep_nop(msg_sqe(m, &m->cleanup_op));
+    msg_op(m);
+    m->sw->fs->later(m->sw->ctx, &m->cleanup_op);
 }
 
 static void dirsync_kick(struct spool_worker *sw);
@@ -381,6 +477,8 @@ static void msg_rename_done(struct engine_op *op, int res)
 
 static void msg_step(struct spool_msg *m)
 {
+    struct spool_worker *sw = m->sw;
+
     if (m->aborted || (m->err && m->committed)) {
         if (!m->inflight)
             msg_cleanup(m);
@@ -389,40 +487,61 @@ static void msg_step(struct spool_msg *m)
     /* Before commit an error only stops the I/O; the owner still holds the message. */
     if (m->err || m->renaming)
         return;
+    if (!m->dir && file_wanted(&m->df) && !msg_pin(m)) {
+        msg_step(m);
+        return;
+    }
     file_step(&m->df);
     file_step(&m->tf);
     if (m->df.state != SPOOL_FILE_SYNCED || m->tf.state != SPOOL_FILE_SYNCED)
         return;
-    /* Both files are durable: the rename makes the message exist. */
+    /* Both files are durable: the rename makes the message exist — but not in a directory
+     * that is no longer the spool (renamed away): the client gets 4xx and sends it again. */
+    if (m->dir != sw->dir || sw->lost) {
+        msg_fail(m, ESTALE, "rename (the spool directory was replaced)", m->tf.name);
+        msg_step(m);
+        return;
+    }
     file_close(m, &m->df);
     file_close(m, &m->tf);
     m->renaming = true;
-    io_uring_prep_renameat(msg_sqe(m, &m->rename_op), m->sw->sp->dirfd, m->tf.name,
-                           m->sw->sp->dirfd, m->qfname, 0);
+    msg_op(m);
+    sw->fs->rename(sw->ctx, &m->rename_op, m->dir->fd, m->tf.name, m->qfname);
 }
 
 /* --- group commit of the directory --- */
 
 /* A rename is durable once a directory fsync that started after it completed has
  * completed. One fsync runs at a time per worker; renames that complete meanwhile wait
- * for the next. Before each fsync a NOP lets the rest of the current loop turn's
+ * for the next. Before each fsync a `later` lets the rest of the current loop turn's
  * completions (often many renames released by the same journal commit) join it. */
 static void dirsync_kick(struct spool_worker *sw)
 {
     if (sw->dirsync_busy || !sw->waiting)
         return;
     sw->dirsync_busy = true;
-    io_uring_prep_nop(engine_sqe(sw->w, &sw->gather_op));
+    sw->fs->later(sw->ctx, &sw->gather_op);
 }
 
+/* One fsync covers one directory: renames made in a directory the spool has since left
+ * wait for their own round. */
 static void dirsync_gathered(struct engine_op *op, int res)
 {
     (void)res;
     struct spool_worker *sw = spool_of(op, struct spool_worker, gather_op);
-    sw->syncing = sw->waiting;
-    sw->waiting = NULL;
+    struct spool_msg *m = sw->waiting, *next, *other = NULL;
+    struct spool_dirref *dir = m->dir;
+
+    sw->syncing = NULL;
+    for (; m; m = next) {
+        next = m->next;
+        struct spool_msg **list = m->dir == dir ? &sw->syncing : &other;
+        m->next = *list;
+        *list = m;
+    }
+    sw->waiting = other;
     sw->dir_syncs++;
-    io_uring_prep_fsync(engine_sqe(sw->w, &sw->dirsync_op), sw->sp->dirfd, 0);
+    sw->fs->fsync_dir(sw->ctx, &sw->dirsync_op, dir->fd);
 }
 
 static void dirsync_done(struct engine_op *op, int res)
@@ -446,13 +565,23 @@ static void dirsync_done(struct engine_op *op, int res)
 
 /* --- the API --- */
 
-struct spool_worker *spool_worker_new(struct spool *sp, struct engine_worker *w)
+struct spool_worker *spool_worker_new_fs(struct spool *sp, const struct spool_fs_ops *fs, void *ctx,
+                                         unsigned index)
 {
+    struct spool_dirref d;
     struct spool_worker *sw = calloc(1, sizeof(*sw));
-    if (!sw)
+    if (!sw || !(sw->dir = malloc(sizeof(*sw->dir))) || spool_dirref_get(sp, false, &d) < 0) {
+        if (sw)
+            free(sw->dir);
+        free(sw);
         return NULL;
+    }
+    *sw->dir = d;
+    sw->dir->refs = 1;
     sw->sp = sp;
-    sw->w = w;
+    sw->fs = fs;
+    sw->ctx = ctx;
+    sw->index = index;
     sw->gather_op.complete = dirsync_gathered;
     sw->dirsync_op.complete = dirsync_done;
     return sw;
@@ -466,6 +595,7 @@ void spool_worker_free(struct spool_worker *sw)
      * Unacknowledged files are removed by the next spool_recover(). */
     if (sw->live)
         log_warn("spool: worker stopped with %u message(s) in flight", sw->live);
+    dirref_put(sw->dir);
     free(sw);
 }
 
@@ -475,7 +605,7 @@ struct spool_msg *spool_msg_new(struct spool_worker *sw, char qid_out[QID_LEN + 
     if (!m)
         return NULL;
     m->sw = sw;
-    qid_new(m->qid, engine_worker_index(sw->w));
+    qid_new(m->qid, sw->index);
     memcpy(qid_out, m->qid, QID_LEN + 1);
     struct spool_file *files[] = {&m->df, &m->tf};
     const char *kinds[] = {"df", "tf"};
@@ -490,27 +620,51 @@ struct spool_msg *spool_msg_new(struct spool_worker *sw, char qid_out[QID_LEN + 
     return m;
 }
 
+/* Room in the buffer being filled: it starts small and doubles up to write_chunk, so a
+ * message holds about as much memory as it has data waiting. False on ENOMEM. */
+static bool msg_fill_room(struct spool_msg *m, size_t want)
+{
+    size_t chunk = m->sw->sp->write_chunk;
+    struct spool_chunk *c = m->fill, *grown;
+    size_t used = c ? c->len : 0;
+    size_t cap = c ? c->cap : SPOOL_FIRST_BUFFER / 2;
+
+    if (c && c->len < c->cap)
+        return true;
+    do
+        cap *= 2;
+    while (cap < used + want && cap < chunk);
+    if (cap > chunk)
+        cap = chunk;
+    if (!c)
+        return (m->fill = chunk_new(&m->df, m->size, cap)) != NULL;
+    if (!(grown = realloc(c, sizeof(*c) + cap))) {
+        msg_fail(m, ENOMEM, "buffer for", m->df.name);
+        return false;
+    }
+    grown->cap = cap;
+    m->fill = grown;
+    return true;
+}
+
 int spool_msg_write(struct spool_msg *m, const void *data, size_t len)
 {
     const char *p = data;
-    size_t cap = m->sw->sp->write_chunk;
 
     if (m->err)
         return -1;
-    if (len == 0)
-        return 0;
-    m->started = true;
     while (len) {
-        if (!m->fill && !(m->fill = chunk_new(&m->df, m->size, cap)))
+        if (!msg_fill_room(m, len))
             return -1;
-        size_t n = cap - m->fill->len < len ? cap - m->fill->len : len;
-        memcpy(m->fill->data + m->fill->len, p, n);
-        m->fill->len += n;
+        struct spool_chunk *c = m->fill;
+        size_t n = c->cap - c->len < len ? c->cap - c->len : len;
+        memcpy(c->data + c->len, p, n);
+        c->len += n;
         m->size += n;
         p += n;
         len -= n;
-        if (m->fill->len == cap) {
-            file_queue(&m->df, m->fill);
+        if (c->len == m->sw->sp->write_chunk) {
+            file_queue(&m->df, c);
             m->fill = NULL;
         }
     }
@@ -545,13 +699,12 @@ void spool_msg_commit(struct spool_msg *m, const struct envelope *e,
     m->done = done;
     m->arg = arg;
     if (!m->err) {
-        m->started = true; /* an empty message still has an (empty) df */
         if (m->fill) {
             file_queue(&m->df, m->fill);
             m->fill = NULL;
         }
         msg_queue_envelope(m, e);
-        m->df.sealed = m->tf.sealed = true;
+        m->df.sealed = m->tf.sealed = true; /* an empty message still has an (empty) df */
     }
     msg_step(m);
 }

@@ -9,17 +9,30 @@
  * directory. A message exists (is acknowledged) exactly when its qf exists; the recovery
  * scan removes df/tf files that have no qf.
  *
- * All I/O of a message in flight goes through the worker's io_uring (util/engine.h):
- * data is written as it arrives in large chunks, and many commits run at once so the
- * file system shares journal commits; directory fsyncs are batched: every rename that
- * completed before a directory fsync started is covered by that one fsync (group
- * commit). spool_open() and spool_recover() are synchronous and run at start-up, before
+ * One daemon per spool: spool_open() takes an exclusive flock() on "ringmail.lock" in
+ * the directory (holding the pid as text) and keeps it until spool_close(); a child that
+ * inherits the descriptor across fork() keeps it too.
+ *
+ * All I/O of a message in flight goes through the worker's file operations (the io_uring
+ * backend in the daemon, queue/spool_fs.h): data is written in large chunks once there
+ * is a chunk to write, and many commits run at once so the file system shares journal
+ * commits; directory fsyncs are batched: every rename that completed before a directory
+ * fsync started is covered by that one fsync (group commit). A message holds no file
+ * descriptor until it has write_chunk bytes or is committed, and its buffer grows with
+ * the data. spool_open() and spool_recover() are synchronous and run at start-up, before
  * the engine starts.
  *
- * Ownership: struct spool is shared by all workers (read-only after spool_open). A
- * spool_worker belongs to one engine worker thread. A spool_msg belongs to its caller
- * until spool_msg_commit() or spool_msg_abort(); after commit the spool owns it and
- * frees it after calling `done` exactly once (or never, after spool_msg_detach()).
+ * The directory is followed by its configured path: at most once a second per worker
+ * (and after a create fails with ENOENT) a worker checks that the path still names the
+ * directory it writes to; if not (deleted, recreated, renamed) the spool reopens it —
+ * recreating and locking it if missing — logs it once, and new messages go there.
+ *
+ * Ownership: struct spool is shared by all workers (thread-safe). A spool_worker belongs
+ * to one engine worker thread. A spool_msg belongs to its caller until spool_msg_commit()
+ * or spool_msg_abort(); after commit the spool owns it and frees it after calling `done`
+ * exactly once (or never, after spool_msg_detach()). Errors of a message are logged by
+ * the spool, once per message ("<qid>: queue commit failed: write df<qid>: ..."), so the
+ * caller need not log the err it gets in `done` again.
  */
 #ifndef RINGMAIL_QUEUE_SPOOL_H
 #define RINGMAIL_QUEUE_SPOOL_H
@@ -43,11 +56,17 @@ struct spool_settings {
     gid_t group;
     bool chown;
     size_t write_chunk; /* bytes buffered before a data write is issued; 0 = 64 KiB */
+    /* Blocks (of the file system's fragment size) spool_space_check() keeps free; 0 = none.
+     * sendmail's MinFreeBlocks (confMIN_FREE_BLOCKS, default 100). */
+    uint64_t min_free_blocks;
 };
 
 struct spool *spool_open(const struct spool_settings *s, char *err, size_t errlen);
 void spool_close(struct spool *sp);
 const char *spool_dir(const struct spool *sp);
+/* Writes this process's pid into the lock file again: call it after daemon() or any fork
+ * that leaves the child as the daemon. -1 (errno) if the write failed. */
+int spool_note_pid(struct spool *sp);
 
 struct spool_recovery {
     unsigned messages; /* complete messages (qf present and parseable, df present) */
@@ -67,9 +86,17 @@ int spool_scan(struct spool *sp, int (*fn)(void *arg, const struct envelope *e),
 struct spool_worker *spool_worker_new(struct spool *sp, struct engine_worker *w);
 void spool_worker_free(struct spool_worker *sw);
 
-/* Starts a message: allocates its queue id (copied into qid_out); both files are created
- * (asynchronously) on the first write, so they are ready when the data ends. NULL on
- * allocation failure only. */
+/* Whether the spool has room for a message of `size_hint` bytes (SIZE=, 0 if unknown):
+ * the blocks free to the run-as user (statvfs f_bavail) minus min_free_blocks must hold
+ * it, as sendmail's enoughdiskspace(). For MAIL, to answer 452 4.3.1 before the client
+ * sends the data. Costs nothing per call: the file system is asked at most once a second
+ * per worker. True when the free space cannot be read (the commit will tell). Logs once
+ * when free space falls below min_free_blocks and once when it is back. */
+bool spool_space_check(struct spool_worker *sw, uint64_t size_hint);
+
+/* Starts a message: allocates its queue id (copied into qid_out). No file and no buffer
+ * yet: the df is created when write_chunk bytes have arrived or at the commit, the tf at
+ * the commit. NULL on allocation failure only. */
 struct spool_msg *spool_msg_new(struct spool_worker *sw, char qid_out[QID_LEN + 1]);
 /* Appends message data. Never blocks; a write error is remembered and reported by the
  * commit. -1 if the message already failed (the caller may stop sending data). */

@@ -1,5 +1,6 @@
 /* The durable spool against a real engine (one worker, no listeners) and real files in a
- * temporary directory: commits, group commit, abort, failures, recovery and scans.
+ * temporary directory: commits, group commit, abort, failures, a spool directory deleted,
+ * recreated or renamed under it, what a message holds while it waits, recovery and scans.
  * Skips (77) where io_uring is refused. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
@@ -158,6 +160,7 @@ static int setup(void **state)
         return -1;
     /* Two missing levels: spool_open creates parents too. */
     snprintf(spooldir, sizeof(spooldir), "%s/var/spool", tmpdir);
+    setenv("RINGMAIL_TEST_SPOOL", spooldir, 1);
     ss.dir = spooldir;
     sp = spool_open(&ss, err, sizeof(err));
     if (!sp) {
@@ -225,17 +228,35 @@ static bool exists(const char *kind, const char *qid)
     return stat(path, &st) == 0;
 }
 
-static unsigned count_files(void)
+/* Files in a directory, the spool's lock file aside. */
+static unsigned count_files_in(const char *dir)
 {
     unsigned n = 0;
-    DIR *d = opendir(spooldir);
+    DIR *d = opendir(dir);
     struct dirent *e;
     if (!d)
         return 0;
     while ((e = readdir(d)))
-        n += e->d_name[0] != '.';
+        n += e->d_name[0] != '.' && strcmp(e->d_name, "ringmail.lock") != 0;
     closedir(d);
     return n;
+}
+
+static unsigned count_files(void)
+{
+    return count_files_in(spooldir);
+}
+
+static unsigned count_fds(void)
+{
+    unsigned n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    assert_non_null(d);
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* the one opendir holds */
 }
 
 /* Aborts and detached commits report nothing: wait until the directory holds `n` files. */
@@ -420,7 +441,7 @@ static void test_abort(void **state)
     char *big = pattern(200000); /* three full chunks: writes in flight too */
     j = (struct write_job){.data = big, .len = 200000, .count = 1};
     on_worker(job_write, &j, 1);
-    wait_file_count(2); /* df and tf created */
+    wait_file_count(1); /* the df, created by the first full chunk; the tf waits for commit */
     on_worker(job_abort, NULL, 1);
     wait_file_count(0);
     assert_false(results[0].called);
@@ -447,19 +468,203 @@ static void test_detach(void **state)
     assert_committed(results[0].qid, "x\r\n", 3);
 }
 
-/* The spool directory vanished before the first write: every open fails. */
+/* Runs `fn` with fd 2 going to a file; returns what was logged meanwhile (free it). */
+static char *capture_log(void (*fn)(void *), void *arg)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/log", tmpdir);
+    fflush(stderr);
+    int saved = dup(2), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(saved >= 0 && fd >= 0);
+    dup2(fd, 2);
+    close(fd);
+    fn(arg);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    char *text = calloc(1, 65536);
+    assert_non_null(text);
+    size_t n = fread(text, 1, 65535, f);
+    text[n] = '\0';
+    fclose(f);
+    return text;
+}
+
+static unsigned count_lines_with(const char *text, const char *needle)
+{
+    unsigned n = 0;
+    for (const char *line = text; *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        n += memmem(line, len, needle, strlen(needle)) != NULL;
+        line += len + (end != NULL);
+    }
+    return n;
+}
+
+static void run_write_job(void *arg)
+{
+    on_worker(job_write, arg, 1);
+}
+
+/* The spool directory was moved aside and its path now names a file: the spool cannot
+ * follow it, and the commit fails rather than store the message in the directory that was
+ * moved away; nothing is left behind, and the failure is one log line (plus one saying
+ * the directory cannot be followed, once, however many messages fail). */
 static void test_fail_no_directory(void **state)
 {
     (void)state;
     struct write_job j = {.data = "data\r\n", .len = 6, .count = 1, .commit = true};
-    assert_int_equal(rmdir(spooldir), 0);
-    on_worker(job_write, &j, 1);
-    assert_int_equal(results[0].err, -ENOENT);
-    assert_int_equal(mkdir(spooldir, 0700), 0);
-    assert_int_equal(count_files(), 0);
+    char aside[160];
+    snprintf(aside, sizeof(aside), "%s/aside", tmpdir);
+    assert_int_equal(rename(spooldir, aside), 0);
+    FILE *f = fopen(spooldir, "w");
+    assert_non_null(f);
+    fclose(f);
+    char *log = capture_log(run_write_job, &j);
+    assert_int_equal(results[0].err, -ESTALE);
+    assert_int_equal(count_lines_with(log, results[0].qid), 1);
+    assert_int_equal(
+        count_lines_with(log, "queue commit failed: create (the spool directory is gone) df"), 1);
+    assert_int_equal(count_lines_with(log, "Not a directory"), 1);
+    free(log);
+    log = capture_log(run_write_job, &j);
+    assert_int_equal(results[0].err, -ESTALE);
+    assert_int_equal(count_lines_with(log, "Not a directory"), 0); /* said once */
+    free(log);
+    assert_int_equal(count_files_in(aside), 0);
+    assert_int_equal(unlink(spooldir), 0);
+    assert_int_equal(rename(aside, spooldir), 0);
 }
 
-/* A write fails half way (file size limit): the error comes back and no file remains. */
+/* The spool directory was deleted (and not recreated): the spool recreates it, 0700, with
+ * its lock, and the next message is stored there. */
+static void test_follow_deleted(void **state)
+{
+    (void)state;
+    struct write_job j = {.data = "data\r\n", .len = 6, .count = 1, .commit = true};
+    struct stat st;
+    assert_int_equal(system("rm -rf -- \"$RINGMAIL_TEST_SPOOL\""), 0);
+    on_worker(job_write, &j, 1);
+    assert_int_equal(results[0].err, 0);
+    assert_committed(results[0].qid, "data\r\n", 6);
+    assert_int_equal(stat(spooldir, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0700);
+    assert_true(exists("", "ringmail.lock"));
+}
+
+/* Deleted and made again by a person (mode 0755): the spool follows the new directory and
+ * makes it 0700. */
+static void test_follow_recreated(void **state)
+{
+    (void)state;
+    struct write_job j = {.data = "data\r\n", .len = 6, .count = 1, .commit = true};
+    struct stat st;
+    assert_int_equal(system("rm -rf -- \"$RINGMAIL_TEST_SPOOL\""), 0);
+    assert_int_equal(mkdir(spooldir, 0755), 0);
+    on_worker(job_write, &j, 1);
+    assert_int_equal(results[0].err, 0);
+    assert_committed(results[0].qid, "data\r\n", 6);
+    assert_int_equal(stat(spooldir, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0700);
+}
+
+static void job_commit_first(void *arg)
+{
+    (void)arg;
+    spool_msg_commit(results[0].m, &test_env, commit_done, &results[0]);
+}
+
+static void job_start_second(void *arg)
+{
+    const struct write_job *j = arg;
+    write_message(&results[1], j);
+    spool_msg_commit(results[1].m, &test_env, commit_done, &results[1]);
+}
+
+/* Renamed away: within a second the spool notices and recreates the directory at the
+ * configured path; new mail goes there, and a message whose data was already in the
+ * renamed directory is refused (4xx, the client sends it again) rather than acknowledged
+ * there. */
+static void test_follow_renamed(void **state)
+{
+    (void)state;
+    char moved[160];
+    char *big = pattern(100000); /* a full chunk: its df exists before the rename */
+    struct write_job first = {.data = big, .len = 100000, .count = 1};
+    struct write_job second = {.data = "new\r\n", .len = 5, .count = 1};
+    snprintf(moved, sizeof(moved), "%s/moved", tmpdir);
+
+    on_worker(job_write, &first, 1);
+    wait_file_count(1);
+    assert_int_equal(rename(spooldir, moved), 0);
+    usleep(1100 * 1000); /* the worker looks at the path at most once a second */
+    on_worker(job_start_second, &second, 1);
+    assert_int_equal(results[1].err, 0);
+    assert_committed(results[1].qid, "new\r\n", 5);
+    on_worker(job_commit_first, NULL, 1);
+    assert_int_equal(results[0].err, -ESTALE);
+    assert_int_equal(count_files_in(moved), 0);
+    assert_int_equal(count_files(), 2);
+    free(big);
+}
+
+struct held {
+    unsigned fds_before, fds_small, fds_large;
+    size_t mem_small;
+};
+
+static void job_new_message(void *arg)
+{
+    (void)arg;
+    results[0].m = spool_msg_new(sw, results[0].qid);
+    sem_post(&job_sem);
+}
+
+static void job_write_more(void *arg)
+{
+    const struct write_job *j = arg;
+    results[0].write_failed |= spool_msg_write(results[0].m, j->data, j->len) < 0;
+    sem_post(&job_sem);
+}
+
+/* A session that stopped in DATA holds no spool descriptor and a buffer about the size of
+ * what it sent; the df appears with the first full chunk, the tf only at the commit. */
+static void test_idle_message_holds_little(void **state)
+{
+    (void)state;
+    char *big = pattern(70000);
+    struct write_job small = {.data = big, .len = 1000};
+    struct write_job rest = {.data = big + 1000, .len = 69000};
+    struct held h;
+
+    on_worker(job_new_message, NULL, 1); /* also: the worker has started (its own fds) */
+    h.fds_before = count_fds();
+    struct mallinfo2 before = mallinfo2();
+    on_worker(job_write_more, &small, 1);
+    h.mem_small = mallinfo2().uordblks - before.uordblks;
+    usleep(100 * 1000); /* a create would have completed by now */
+    h.fds_small = count_fds();
+    assert_int_equal(count_files(), 0);
+    assert_int_equal(h.fds_small, h.fds_before);
+    assert_true(h.mem_small < 16384); /* (0 under ASan, which has its own allocator) */
+
+    on_worker(job_write_more, &rest, 1);
+    wait_file_count(1);
+    assert_true(exists("df", results[0].qid));
+    h.fds_large = count_fds();
+    assert_int_equal(h.fds_large, h.fds_before + 1);
+
+    on_worker(job_commit_first, NULL, 1);
+    assert_int_equal(results[0].err, 0);
+    assert_committed(results[0].qid, big, 70000);
+    free(big);
+}
+
+/* A write fails half way (file size limit): the error comes back, no file remains, and
+ * the spool logs it once, saying what failed on which file. */
 static void test_fail_write(void **state)
 {
     (void)state;
@@ -471,11 +676,17 @@ static void test_fail_write(void **state)
     assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
     small.rlim_max = old.rlim_max;
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
-    on_worker(job_write, &j, 1);
+    char *log = capture_log(run_write_job, &j);
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
     signal(SIGXFSZ, SIG_DFL);
     assert_int_equal(results[0].err, -EFBIG);
     assert_int_equal(count_files(), 0);
+    assert_int_equal(count_lines_with(log, results[0].qid), 1);
+    char line[128];
+    snprintf(line, sizeof(line), "%s: queue commit failed: write df%s: File too large",
+             results[0].qid, results[0].qid);
+    assert_int_equal(count_lines_with(log, line), 1);
+    free(log);
     free(data);
 }
 
@@ -602,6 +813,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_detach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fail_no_directory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_follow_deleted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_follow_recreated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_follow_renamed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_message_holds_little, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fail_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan_order, setup, teardown),

@@ -1,0 +1,731 @@
+/* Power loss at every point of a commit. The spool runs over a model file system (its
+ * queue/spool_fs.h seam) that keeps two states: what a running system sees, and what is
+ * on stable storage — file data only as it was when its last completed fsync was issued,
+ * directory entries only as they were when the last completed directory fsync was issued.
+ * Completions are delivered one at a time; after each one the power is cut, the durable state is
+ * written into a real directory, and the real recovery runs on it. Then:
+ *   - a message whose 250 (done(arg, 0)) came before the cut is there, complete;
+ *   - any other message is there complete or not at all: never a qf without its df, never
+ *     a df shorter than its envelope says, never a damaged envelope.
+ * A journalling file system may also have made some of the directory operations since the
+ * last directory fsync durable, in order: every prefix of them is tried too.
+ * Completions are delivered oldest first, newest first and in seeded random orders (which
+ * let a rename complete while a directory fsync is in flight), with whole and short
+ * writes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "queue/spool.h"
+#include "queue/spool_fs.h"
+#include "util/log.h"
+
+#define MAX_INODES  32
+#define MAX_ENTRIES 32
+#define MAX_FDS     32
+#define MAX_PENDING 128
+#define MAX_DIROPS  64
+#define MAX_TRACE   4096
+#define NAME_MAX_   32
+#define FD_BASE     1000
+
+/* --- the model file system --- */
+
+struct inode {
+    char *vol, *dur; /* contents as seen / as on stable storage */
+    size_t vol_len, dur_len;
+};
+
+struct dentry {
+    char name[NAME_MAX_];
+    int ino;
+};
+
+struct dir {
+    struct dentry e[MAX_ENTRIES];
+    int n;
+};
+
+enum dirop_kind { DIROP_CREATE, DIROP_RENAME, DIROP_UNLINK };
+
+struct dirop {
+    enum dirop_kind kind;
+    char a[NAME_MAX_], b[NAME_MAX_];
+    int ino;
+};
+
+enum op_kind { OP_CREATE, OP_WRITE, OP_FSYNC, OP_RENAME, OP_UNLINK, OP_FSYNC_DIR, OP_LATER };
+
+struct pending {
+    enum op_kind kind;
+    struct engine_op *op;
+    int fd;
+    char a[NAME_MAX_], b[NAME_MAX_];
+    const char *data;
+    unsigned len;
+    uint64_t off;
+    /* An fsync covers what was there when it was issued, not what came while it ran:
+     * the file's contents, or the directory operations logged so far. */
+    char *snap;
+    size_t snap_len;
+    unsigned snap_log;
+};
+
+static struct model {
+    struct inode ino[MAX_INODES];
+    int n_ino;
+    struct dir vol, dur;
+    struct dirop log[MAX_DIROPS]; /* directory operations not yet durable */
+    int n_log;
+    unsigned log_base; /* directory operations made durable so far */
+    int fd_ino[MAX_FDS];
+    struct pending q[MAX_PENDING];
+    int n_q;
+    enum { ORDER_FIFO, ORDER_LIFO, ORDER_RANDOM } order;
+    unsigned seed; /* ORDER_RANDOM */
+    bool short_writes;
+    char trace[MAX_TRACE];
+    size_t trace_len;
+} fs;
+
+static void trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void trace(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (fs.trace_len < sizeof(fs.trace)) {
+        int n = vsnprintf(fs.trace + fs.trace_len, sizeof(fs.trace) - fs.trace_len, fmt, ap);
+        fs.trace_len += n > 0 ? (size_t)n : 0;
+    }
+    va_end(ap);
+}
+
+static void model_reset(int order, unsigned seed, bool short_writes)
+{
+    for (int i = 0; i < fs.n_ino; i++) {
+        free(fs.ino[i].vol);
+        free(fs.ino[i].dur);
+    }
+    for (int i = 0; i < fs.n_q; i++)
+        free(fs.q[i].snap);
+    memset(&fs, 0, sizeof(fs));
+    for (int i = 0; i < MAX_FDS; i++)
+        fs.fd_ino[i] = -1;
+    fs.order = order;
+    fs.seed = seed;
+    fs.short_writes = short_writes;
+}
+
+static int dir_find(const struct dir *d, const char *name)
+{
+    for (int i = 0; i < d->n; i++)
+        if (strcmp(d->e[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+static void dir_remove(struct dir *d, const char *name)
+{
+    int i = dir_find(d, name);
+    if (i >= 0)
+        d->e[i] = d->e[--d->n];
+}
+
+static void dir_set(struct dir *d, const char *name, int ino)
+{
+    int i = dir_find(d, name);
+    if (i < 0) {
+        assert_true(d->n < MAX_ENTRIES);
+        i = d->n++;
+        snprintf(d->e[i].name, NAME_MAX_, "%s", name);
+    }
+    d->e[i].ino = ino;
+}
+
+static void dirop_apply(struct dir *d, const struct dirop *op)
+{
+    int i;
+    switch (op->kind) {
+    case DIROP_CREATE:
+        dir_set(d, op->a, op->ino);
+        break;
+    case DIROP_RENAME:
+        if ((i = dir_find(d, op->a)) >= 0) {
+            int ino = d->e[i].ino;
+            dir_remove(d, op->a);
+            dir_set(d, op->b, ino);
+        }
+        break;
+    case DIROP_UNLINK:
+        dir_remove(d, op->a);
+        break;
+    }
+}
+
+static void dirop_log(enum dirop_kind kind, const char *a, const char *b, int ino)
+{
+    assert_true(fs.n_log < MAX_DIROPS);
+    struct dirop *op = &fs.log[fs.n_log++];
+    op->kind = kind;
+    snprintf(op->a, NAME_MAX_, "%s", a);
+    snprintf(op->b, NAME_MAX_, "%s", b ? b : "");
+    op->ino = ino;
+    dirop_apply(&fs.vol, op);
+}
+
+static struct inode *fd_inode(int fd)
+{
+    assert_true(fd >= FD_BASE && fd < FD_BASE + MAX_FDS && fs.fd_ino[fd - FD_BASE] >= 0);
+    return &fs.ino[fs.fd_ino[fd - FD_BASE]];
+}
+
+/* Performs one pending operation (at the moment it completes) and returns its result. */
+static int model_do(const struct pending *p)
+{
+    struct inode *in;
+    switch (p->kind) {
+    case OP_CREATE: {
+        if (dir_find(&fs.vol, p->a) >= 0)
+            return -EEXIST;
+        assert_true(fs.n_ino < MAX_INODES);
+        int ino = fs.n_ino++, fd = 0;
+        while (fs.fd_ino[fd] >= 0)
+            fd++;
+        assert_true(fd < MAX_FDS);
+        fs.fd_ino[fd] = ino;
+        dirop_log(DIROP_CREATE, p->a, NULL, ino);
+        trace("create %s = %d\n", p->a, FD_BASE + fd);
+        return FD_BASE + fd;
+    }
+    case OP_WRITE: {
+        unsigned len = fs.short_writes && p->len > 24 ? 24 : p->len;
+        in = fd_inode(p->fd);
+        if (p->off + len > in->vol_len) {
+            in->vol = realloc(in->vol, p->off + len);
+            assert_non_null(in->vol);
+            memset(in->vol + in->vol_len, 0, p->off + len - in->vol_len);
+            in->vol_len = p->off + len;
+        }
+        memcpy(in->vol + p->off, p->data, len);
+        trace("write %d @%llu +%u\n", p->fd, (unsigned long long)p->off, len);
+        return (int)len;
+    }
+    case OP_FSYNC:
+        in = fd_inode(p->fd);
+        free(in->dur);
+        in->dur = p->snap;
+        in->dur_len = p->snap_len;
+        trace("fsync %d\n", p->fd);
+        return 0;
+    case OP_RENAME:
+        if (dir_find(&fs.vol, p->a) < 0)
+            return -ENOENT;
+        dirop_log(DIROP_RENAME, p->a, p->b, -1);
+        trace("rename %s %s\n", p->a, p->b);
+        return 0;
+    case OP_UNLINK:
+        if (dir_find(&fs.vol, p->a) < 0)
+            return -ENOENT;
+        dirop_log(DIROP_UNLINK, p->a, NULL, -1);
+        trace("unlink %s\n", p->a);
+        return 0;
+    case OP_FSYNC_DIR: {
+        int n = (int)(p->snap_log - fs.log_base);
+        for (int i = 0; i < n; i++)
+            dirop_apply(&fs.dur, &fs.log[i]);
+        memmove(fs.log, fs.log + n, (size_t)(fs.n_log - n) * sizeof(fs.log[0]));
+        fs.n_log -= n;
+        fs.log_base += (unsigned)n;
+        trace("fsync directory (%d operations)\n", n);
+        return 0;
+    }
+    case OP_LATER:
+        return 0;
+    }
+    return -EINVAL;
+}
+
+static struct pending *submit(enum op_kind kind, struct engine_op *op)
+{
+    assert_true(fs.n_q < MAX_PENDING);
+    struct pending *p = &fs.q[fs.n_q++];
+    memset(p, 0, sizeof(*p));
+    p->kind = kind;
+    p->op = op;
+    return p;
+}
+
+/* The backend: every operation waits in fs.q until pump() completes it. */
+static void fake_create(void *ctx, struct engine_op *op, int dirfd, const char *name)
+{
+    (void)ctx, (void)dirfd;
+    snprintf(submit(OP_CREATE, op)->a, NAME_MAX_, "%s", name);
+}
+
+static void fake_write(void *ctx, struct engine_op *op, int fd, const void *data, unsigned len,
+                       uint64_t off)
+{
+    (void)ctx;
+    struct pending *p = submit(OP_WRITE, op);
+    p->fd = fd;
+    p->data = data;
+    p->len = len;
+    p->off = off;
+}
+
+static void fake_fsync(void *ctx, struct engine_op *op, int fd)
+{
+    (void)ctx;
+    const struct inode *in = fd_inode(fd);
+    struct pending *p = submit(OP_FSYNC, op);
+    p->fd = fd;
+    p->snap_len = in->vol_len;
+    p->snap = in->vol_len ? malloc(in->vol_len) : NULL;
+    if (in->vol_len)
+        memcpy(p->snap, in->vol, in->vol_len);
+}
+
+static void fake_close(void *ctx, int fd)
+{
+    (void)ctx;
+    fd_inode(fd);
+    fs.fd_ino[fd - FD_BASE] = -1;
+    trace("close %d\n", fd);
+}
+
+static void fake_rename(void *ctx, struct engine_op *op, int dirfd, const char *from,
+                        const char *to)
+{
+    (void)ctx, (void)dirfd;
+    struct pending *p = submit(OP_RENAME, op);
+    snprintf(p->a, NAME_MAX_, "%s", from);
+    snprintf(p->b, NAME_MAX_, "%s", to);
+}
+
+static void fake_unlink(void *ctx, struct engine_op *op, int dirfd, const char *name)
+{
+    (void)ctx, (void)dirfd;
+    snprintf(submit(OP_UNLINK, op)->a, NAME_MAX_, "%s", name);
+}
+
+static void fake_fsync_dir(void *ctx, struct engine_op *op, int dirfd)
+{
+    (void)ctx, (void)dirfd;
+    submit(OP_FSYNC_DIR, op)->snap_log = fs.log_base + (unsigned)fs.n_log;
+}
+
+static void fake_later(void *ctx, struct engine_op *op)
+{
+    (void)ctx;
+    submit(OP_LATER, op);
+}
+
+static const struct spool_fs_ops fake_fs = {
+    .create = fake_create,
+    .write = fake_write,
+    .fsync = fake_fsync,
+    .close = fake_close,
+    .rename = fake_rename,
+    .unlink = fake_unlink,
+    .fsync_dir = fake_fsync_dir,
+    .later = fake_later,
+};
+
+/* Completes one operation; false when none is pending. */
+static bool pump(void)
+{
+    if (!fs.n_q)
+        return false;
+    int i = fs.order == ORDER_FIFO   ? 0
+            : fs.order == ORDER_LIFO ? fs.n_q - 1
+                                     : rand_r(&fs.seed) % fs.n_q;
+    struct pending p = fs.q[i];
+    memmove(&fs.q[i], &fs.q[i + 1], (size_t)(fs.n_q - i - 1) * sizeof(fs.q[0]));
+    fs.n_q--;
+    int res = model_do(&p);
+    p.op->complete(p.op, res);
+    return true;
+}
+
+/* --- the scenario --- */
+
+#define N_MSGS 5
+enum { MSG_EMPTY, MSG_SMALL, MSG_LARGE, MSG_OPEN, MSG_ABORTED };
+/* The large message is still arriving for a while: its commit comes after this many
+ * completions, so its first chunks' create and writes run before it. */
+#define LARGE_COMMIT_AT 3
+
+static char tmpdir[64];
+static struct spool *sp;
+
+struct msg {
+    char qid[QID_LEN + 1];
+    struct spool_msg *m;
+    char data[320];
+    size_t len;
+    bool committed, done, acked;
+};
+
+static struct msg msgs[N_MSGS];
+
+static struct envelope_rcpt rcpt = {.addr = "alice@example.org", .state = ENV_RCPT_PENDING};
+static const struct envelope env = {
+    .sender = "sender@example.com", .created = 1700000000, .rcpts = &rcpt, .n_rcpts = 1};
+
+static void msg_done(void *arg, int err)
+{
+    struct msg *x = arg;
+    x->done = true;
+    x->acked = err == 0;
+}
+
+static void msg_start(struct spool_worker *sw, struct msg *x, size_t len)
+{
+    x->m = spool_msg_new(sw, x->qid);
+    assert_non_null(x->m);
+    x->len = len;
+    for (size_t i = 0; i < len; i++)
+        x->data[i] = (char)('a' + (i * 7 + (size_t)(x - msgs)) % 26);
+    /* uneven pieces, as DATA arrives */
+    for (size_t off = 0, piece = 1; off < len; off += piece, piece = piece * 3 % 37 + 1) {
+        if (piece > len - off)
+            piece = len - off;
+        assert_int_equal(spool_msg_write(x->m, x->data + off, piece), 0);
+    }
+}
+
+static void msg_commit(struct msg *x)
+{
+    x->committed = true;
+    spool_msg_commit(x->m, &env, msg_done, x);
+}
+
+static struct spool_worker *scenario_start(void)
+{
+    struct spool_worker *sw = spool_worker_new_fs(sp, &fake_fs, NULL, 1);
+    assert_non_null(sw);
+    memset(msgs, 0, sizeof(msgs));
+    msg_start(sw, &msgs[MSG_EMPTY], 0);
+    msg_start(sw, &msgs[MSG_SMALL], 40);  /* below write_chunk: no file until the commit */
+    msg_start(sw, &msgs[MSG_LARGE], 300); /* write_chunk 64: four chunks before commit */
+    msg_start(sw, &msgs[MSG_OPEN], 200);  /* never committed: the client is still sending */
+    msg_start(sw, &msgs[MSG_ABORTED], 150);
+    msg_commit(&msgs[MSG_EMPTY]);
+    msg_commit(&msgs[MSG_SMALL]);
+    return sw;
+}
+
+static void scenario_step(int step)
+{
+    if (step == LARGE_COMMIT_AT)
+        msg_commit(&msgs[MSG_LARGE]);
+    if (step == LARGE_COMMIT_AT + 1)
+        spool_msg_abort(msgs[MSG_ABORTED].m);
+}
+
+/* Runs the rest (what happens after the cut does not matter) and frees everything. */
+static void scenario_finish(struct spool_worker *sw, int step)
+{
+    for (; step <= LARGE_COMMIT_AT + 1; step++)
+        scenario_step(step);
+    while (pump())
+        ;
+    spool_msg_abort(msgs[MSG_OPEN].m);
+    while (pump())
+        ;
+    spool_worker_free(sw);
+}
+
+/* --- the check after a cut --- */
+
+static void write_file(const char *dir, const char *name, const char *data, size_t len)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    if (len)
+        assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+static char *read_file(const char *dir, const char *name, size_t *len)
+{
+    char path[256];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    assert_int_equal(fstat(fileno(f), &st), 0);
+    char *data = malloc((size_t)st.st_size + 1);
+    assert_non_null(data);
+    *len = fread(data, 1, (size_t)st.st_size, f);
+    fclose(f);
+    return data;
+}
+
+static void remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    assert_non_null(d);
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            assert_int_equal(unlinkat(dirfd(d), e->d_name, 0), 0);
+    closedir(d);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+struct found {
+    bool seen[N_MSGS];
+    const char *dir;
+    bool bad;
+};
+
+static int found_fn(void *arg, const struct envelope *e)
+{
+    struct found *fo = arg;
+    for (int i = 0; i < N_MSGS; i++) {
+        if (strcmp(e->qid, msgs[i].qid) != 0)
+            continue;
+        char name[32];
+        size_t len = 0;
+        snprintf(name, sizeof(name), "df%s", e->qid);
+        char *df = read_file(fo->dir, name, &len);
+        fo->seen[i] = true;
+        if (!msgs[i].committed || !df || len != msgs[i].len || memcmp(df, msgs[i].data, len) != 0 ||
+            e->size != len) {
+            print_error("message %d (%s) recovered but not as committed\n", i, e->qid);
+            fo->bad = true;
+        }
+        free(df);
+        return 0;
+    }
+    print_error("recovered a message that was never sent: %s\n", e->qid);
+    fo->bad = true;
+    return 0;
+}
+
+/* Most cuts leave the same durable state with the same messages acknowledged as an
+ * earlier one (a write that was not fsynced changes nothing durable): each distinct one
+ * is checked once. */
+static uint64_t checked[8192];
+static unsigned n_checked;
+
+static uint64_t fnv(uint64_t h, const void *data, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ ((const unsigned char *)data)[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* A file's name with its queue id replaced by the message's index: the same state in two
+ * runs (whose ids differ) hashes the same. */
+static int dentry_key(const struct dentry *e)
+{
+    for (int i = 0; i < N_MSGS; i++)
+        if (strcmp(e->name + 2, msgs[i].qid) == 0)
+            return e->name[0] * 256 + e->name[1] * 16 + i;
+    fail_msg("unexpected file %s", e->name);
+    return -1;
+}
+
+static int dentry_cmp(const void *a, const void *b)
+{
+    return dentry_key(a) - dentry_key(b);
+}
+
+static bool seen_before(struct dir *d)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    qsort(d->e, (size_t)d->n, sizeof(d->e[0]), dentry_cmp);
+    for (int i = 0; i < d->n; i++) {
+        const struct inode *in = &fs.ino[d->e[i].ino];
+        int key = dentry_key(&d->e[i]);
+        h = fnv(h, &key, sizeof(key));
+        h = fnv(h, &in->dur_len, sizeof(in->dur_len));
+        h = fnv(h, in->dur, in->dur_len);
+    }
+    for (int i = 0; i < N_MSGS; i++) {
+        h = fnv(h, &msgs[i].committed, sizeof(bool));
+        h = fnv(h, &msgs[i].acked, sizeof(bool));
+    }
+    for (unsigned i = 0; i < n_checked; i++)
+        if (checked[i] == h)
+            return true;
+    assert_true(n_checked < sizeof(checked) / sizeof(checked[0]));
+    checked[n_checked++] = h;
+    return false;
+}
+
+/* The durable state with the first `prefix` directory operations not yet durable, as a
+ * real spool directory; recovery and a scan run on it. */
+static void check_cut(int cut, int prefix)
+{
+    char dir[128], err[256];
+    struct dir d = fs.dur;
+    struct spool_recovery rec;
+    struct spool_settings ss = {0};
+
+    for (int i = 0; i < prefix; i++)
+        dirop_apply(&d, &fs.log[i]);
+    if (seen_before(&d))
+        return;
+    snprintf(dir, sizeof(dir), "%s/cut", tmpdir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    for (int i = 0; i < d.n; i++) {
+        const struct inode *in = &fs.ino[d.e[i].ino];
+        write_file(dir, d.e[i].name, in->dur, in->dur_len);
+    }
+    ss.dir = dir;
+    struct spool *cut_sp = spool_open(&ss, err, sizeof(err));
+    assert_non_null(cut_sp);
+    assert_int_equal(spool_recover(cut_sp, &rec, err, sizeof(err)), 0);
+    struct found fo = {.dir = dir};
+    assert_int_equal(spool_scan(cut_sp, found_fn, &fo), 0);
+    spool_close(cut_sp);
+
+    unsigned seen = 0;
+    for (int i = 0; i < N_MSGS; i++)
+        seen += fo.seen[i];
+    bool bad = fo.bad || rec.damaged != 0 || rec.messages != seen;
+    for (int i = 0; i < N_MSGS; i++) {
+        if (msgs[i].acked && !fo.seen[i]) {
+            print_error("message %d (%s) got its 250 and is lost\n", i, msgs[i].qid);
+            bad = true;
+        }
+    }
+    if (bad) {
+        print_error("power cut after %d completions (order %d seed %u, short writes %d), %d of %d "
+                    "directory operations since the last directory fsync kept; %u damaged\n"
+                    "trace:\n%s",
+                    cut, fs.order, fs.seed, fs.short_writes, prefix, fs.n_log, rec.damaged,
+                    fs.trace);
+        fail();
+    }
+    remove_dir(dir);
+}
+
+/* --- tests --- */
+
+static int setup(void **state)
+{
+    (void)state;
+    char dir[128], err[256];
+    struct spool_settings ss = {.write_chunk = 64};
+    /* Thousands of small directories: on tmpfs where there is one. */
+    snprintf(tmpdir, sizeof(tmpdir), "/dev/shm/ringmail-power-XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        snprintf(tmpdir, sizeof(tmpdir), "/tmp/ringmail-power-XXXXXX");
+        if (!mkdtemp(tmpdir))
+            return -1;
+    }
+    snprintf(dir, sizeof(dir), "%s/spool", tmpdir);
+    ss.dir = dir;
+    sp = spool_open(&ss, err, sizeof(err));
+    if (!sp)
+        fprintf(stderr, "%s\n", err);
+    return sp ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    spool_close(sp);
+    model_reset(ORDER_FIFO, 0, false);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Without a cut everything commits: the number of completions to try cuts after. */
+static int full_run(int order, unsigned seed, bool short_writes)
+{
+    model_reset(order, seed, short_writes);
+    struct spool_worker *sw = scenario_start();
+    int steps = 0;
+    for (;; steps++) {
+        scenario_step(steps);
+        if (!pump())
+            break;
+    }
+    for (int i = 0; i < N_MSGS; i++) {
+        if (!msgs[i].committed)
+            continue;
+        if (!msgs[i].acked)
+            fail_msg("message %d did not commit without a power cut\n%s", i, fs.trace);
+    }
+    scenario_finish(sw, steps);
+    return steps;
+}
+
+static void power_cuts(int order, unsigned seed, bool short_writes)
+{
+    int steps = full_run(order, seed, short_writes), cuts = 0;
+    n_checked = 0;
+    assert_true(steps > 20);
+    for (int cut = 0; cut <= steps; cut++) {
+        model_reset(order, seed, short_writes);
+        struct spool_worker *sw = scenario_start();
+        int step = 0;
+        for (; step < cut; step++) {
+            scenario_step(step);
+            if (!pump())
+                break;
+        }
+        for (int prefix = 0; prefix <= fs.n_log; prefix++, cuts++)
+            check_cut(cut, prefix);
+        scenario_finish(sw, step);
+    }
+    print_message("order %d seed %u: %d completions, %d power cuts, %u distinct states checked\n",
+                  order, seed, steps, cuts, n_checked);
+}
+
+static void test_cut_oldest_first(void **state)
+{
+    (void)state;
+    power_cuts(ORDER_FIFO, 0, false);
+}
+
+static void test_cut_newest_first(void **state)
+{
+    (void)state;
+    power_cuts(ORDER_LIFO, 0, false);
+}
+
+static void test_cut_short_writes(void **state)
+{
+    (void)state;
+    power_cuts(ORDER_FIFO, 0, true);
+    power_cuts(ORDER_LIFO, 0, true);
+}
+
+static void test_cut_random_orders(void **state)
+{
+    (void)state;
+    for (unsigned seed = 1; seed <= 12; seed++)
+        power_cuts(ORDER_RANDOM, seed, seed % 3 == 0);
+}
+
+int main(void)
+{
+    log_set_level(LOG_LVL_ERROR); /* recovery reports every file of every cut */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_cut_oldest_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cut_newest_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cut_short_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cut_random_orders, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
