@@ -25,6 +25,8 @@ static struct daemon *session_daemon;
 #define SESSION_REFUSAL_LOG_MS 10000
 static struct log_limit session_log_total_refusals = LOG_LIMIT_INIT(SESSION_REFUSAL_LOG_MS);
 static struct log_limit session_log_client_refusals = LOG_LIMIT_INIT(SESSION_REFUSAL_LOG_MS);
+/* A full or failing disk fails every commit, each one a client can retry at once. */
+static struct log_limit session_log_commit_failures = LOG_LIMIT_INIT(SESSION_REFUSAL_LOG_MS);
 
 /*
  * A session as allocated here: what sendmail's end-of-connection lines need to know rides
@@ -275,7 +277,8 @@ static void session_deliver_commit_result(struct session *s, int err)
     if (err == 0)
         session_log_accepted(s);
     else
-        log_error("%s: queue commit failed: %s", s->qid, strerror(-err));
+        log_limited(&session_log_commit_failures, LOG_LVL_ERROR, strerror(-err),
+                    "%s: queue commit failed: %s", s->qid, strerror(-err));
     free(s->msgid);
     s->msgid = NULL;
     s->in_smtp = true;
@@ -529,9 +532,10 @@ static void session_worker_fini(struct engine_worker *w, void *worker_ctx)
 {
     (void)w;
     struct daemon_worker *dw = worker_ctx;
-    /* no count of refused connections is lost at shutdown */
+    /* no count of lines not logged is lost at shutdown */
     log_limit_flush(&session_log_total_refusals);
     log_limit_flush(&session_log_client_refusals);
+    log_limit_flush(&session_log_commit_failures);
     if (!dw)
         return;
     spool_worker_free(dw->sw);
