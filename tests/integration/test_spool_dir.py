@@ -1,0 +1,70 @@
+"""The spool directory deleted, recreated or renamed under a running daemon: the daemon
+follows its configured path (recreating the directory, mode 0700, with its lock) instead
+of answering 451 until a restart or acknowledging mail into a directory renamed away."""
+
+import os
+import shutil
+import stat
+import time
+import unittest
+
+from ringmail_harness import HOSTNAME, RingmailTestCase, make_message
+
+CHECK_INTERVAL = 1.0  # a worker looks at the path at most this often (queue/spool.c)
+
+
+class SpoolDirectory(RingmailTestCase):
+
+    def send(self, d, subject):
+        c = self.session(d)
+        return c.send_mail("a@b.example", [f"user@{HOSTNAME}"], make_message(subject=subject))
+
+    def assertStoredIn(self, path, qid):
+        names = os.listdir(path)
+        self.assertIn("qf" + qid, names)
+        self.assertIn("df" + qid, names)
+
+    def assertSpoolSound(self, d):
+        st = os.stat(d.spool.path)
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o700)
+        self.assertIn("ringmail.lock", d.spool.names())
+
+    def test_deleted_and_recreated(self):
+        d = self.daemon()
+        first = self.assertAccepted(self.send(d, "before"))
+        shutil.rmtree(d.spool.path)
+        os.mkdir(d.spool.path, 0o755)
+        qid = self.assertAccepted(self.send(d, "after"))
+        self.assertStoredIn(d.spool.path, qid)
+        self.assertNotIn("qf" + first, d.spool.names())  # went with the old directory
+        self.assertSpoolSound(d)
+        self.assertRegex(d.log(), r"spool .*: the directory was replaced")
+
+    def test_deleted(self):
+        d = self.daemon()
+        self.assertAccepted(self.send(d, "before"))
+        shutil.rmtree(d.spool.path)
+        qid = self.assertAccepted(self.send(d, "after"))
+        self.assertStoredIn(d.spool.path, qid)
+        self.assertSpoolSound(d)
+        self.assertRegex(d.log(), r"spool .*: the directory was deleted or renamed, recreated it")
+        # every later message too, on every worker
+        for i in range(6):
+            self.assertStoredIn(d.spool.path, self.assertAccepted(self.send(d, f"more {i}")))
+
+    def test_renamed(self):
+        d = self.daemon()
+        first = self.assertAccepted(self.send(d, "before"))
+        moved = d.spool.path.with_name("spool.moved")
+        os.rename(d.spool.path, moved)
+        time.sleep(CHECK_INTERVAL + 0.2)
+        for i in range(4):  # both workers
+            qid = self.assertAccepted(self.send(d, f"after {i}"))
+            self.assertStoredIn(d.spool.path, qid)
+            self.assertNotIn("qf" + qid, os.listdir(moved))
+        self.assertStoredIn(moved, first)  # the message from before stays where it was
+        self.assertSpoolSound(d)
+
+
+if __name__ == "__main__":
+    unittest.main()
