@@ -10,6 +10,13 @@
  * the completions. Cross-thread messages arrive through a per-worker eventfd the ring
  * reads; the values travel in a mutex-protected queue beside it, so several posts may
  * share one wake-up and none is lost.
+ *
+ * Callbacks ask for SQEs (engine_get_sqe), and a full SQ is submitted from there. When the
+ * kernel refuses that submission until completions are reaped (EBUSY: completions
+ * overflowed the CQ; EAGAIN: no memory for requests until some finish), retrying alone
+ * could spin for ever, and running the completions there would call callbacks from inside
+ * a callback: they are copied to the worker's deferred list instead, which the loop
+ * dispatches before anything newer from the CQ.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -33,6 +40,13 @@
 /* Work done in one batch of completions before queued output is sent anyway. */
 #define ENGINE_FLUSH_US 1000
 
+#define ENGINE_MAX_OUTPUT_DEFAULT (256u * 1024)
+#define ENGINE_CLOSE_LINGER_MS    30000
+#define ENGINE_FD_RESERVE         64
+/* How long engine_get_sqe waits for a completion when the kernel refuses submissions and
+ * none is there to set aside. */
+#define ENGINE_BUSY_WAIT_MS 1
+
 _Static_assert(_Alignof(struct engine_op) >= 1u << ENGINE_KIND_BITS,
                "engine_op pointers need free low bits for the user_data tag");
 
@@ -48,6 +62,44 @@ static uint64_t engine_clock_ms(void)
     return engine_clock_us() / 1000;
 }
 
+/* Moves every completion in the CQ to the deferred list; false if there was none (or no
+ * memory to hold them, which leaves them in the CQ). */
+static bool engine_defer_cqes(struct engine_worker *w)
+{
+    size_t before = w->ndeferred;
+    struct io_uring_cqe *cqe;
+    while (io_uring_peek_cqe(&w->ring, &cqe) == 0 && cqe) {
+        if (w->ndeferred == w->deferred_cap) {
+            size_t cap = w->deferred_cap ? 2 * w->deferred_cap : 64;
+            struct engine_cqe *d = realloc(w->deferred, cap * sizeof *d);
+            if (!d)
+                break;
+            w->deferred = d;
+            w->deferred_cap = cap;
+        }
+        w->deferred[w->ndeferred++] =
+            (struct engine_cqe){.ud = cqe->user_data, .res = cqe->res, .flags = cqe->flags};
+        io_uring_cqe_seen(&w->ring, cqe);
+    }
+    return w->ndeferred > before;
+}
+
+/* The kernel refused a submission until completions are reaped: make room in the CQ (and
+ * give the kernel a chance to finish something) without running a callback. */
+static void engine_unjam(struct engine_worker *w, int why, unsigned *tries)
+{
+    if (++*tries == 1000)
+        log_warn("engine: worker %u: the kernel still refuses submissions (%s) after about "
+                 "%d ms",
+                 w->index, strerror(-why), 1000 * ENGINE_BUSY_WAIT_MS);
+    if (engine_defer_cqes(w))
+        return;
+    struct io_uring_cqe *cqe;
+    struct __kernel_timespec ts = {.tv_nsec = ENGINE_BUSY_WAIT_MS * 1000000L};
+    if (io_uring_wait_cqe_timeout(&w->ring, &cqe, &ts) == 0)
+        engine_defer_cqes(w);
+}
+
 struct io_uring_sqe *engine_get_sqe(struct engine_worker *w, uint64_t user_data)
 {
     /* Only when a stuck exit gave up on the ring and on_closed still asks for SQEs: the
@@ -57,9 +109,12 @@ struct io_uring_sqe *engine_get_sqe(struct engine_worker *w, uint64_t user_data)
         return &w->dead_sqe;
     }
     struct io_uring_sqe *sqe;
+    unsigned tries = 0;
     while (!(sqe = io_uring_get_sqe(&w->ring))) {
         int ret = io_uring_submit(&w->ring);
-        if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+        if (ret == -EAGAIN || ret == -EBUSY)
+            engine_unjam(w, ret, &tries);
+        else if (ret < 0 && ret != -EINTR)
             log_panic("engine: worker %u: the ring refuses submissions: %s", w->index,
                       strerror(-ret));
     }
@@ -221,14 +276,28 @@ static void engine_flush_if_slow(struct engine_worker *w, uint64_t *since)
     *since = now;
 }
 
+/* Completions set aside by engine_get_sqe, oldest first (more may be added meanwhile). */
+static void engine_run_deferred(struct engine_worker *w, uint64_t *since)
+{
+    while (w->deferred_head < w->ndeferred) {
+        struct engine_cqe c = w->deferred[w->deferred_head++];
+        engine_dispatch(w, c.ud, c.res, c.flags);
+        engine_flush_if_slow(w, since);
+    }
+    w->deferred_head = w->ndeferred = 0;
+}
+
 /* CQEs are copied out and the CQ advanced before any callback runs: a callback may
- * submit, and the kernel may then need the room. */
+ * submit, and the kernel may then need the room. Deferred completions are older than
+ * anything still in the CQ (a connection's data must be handed over in order): they go
+ * first. */
 static void engine_run_completions(struct engine_worker *w)
 {
     enum { BATCH = 64 };
     unsigned n;
     uint64_t started = engine_clock_us();
     do {
+        engine_run_deferred(w, &started);
         struct io_uring_cqe *cqes[BATCH];
         struct {
             uint64_t ud;
@@ -246,7 +315,7 @@ static void engine_run_completions(struct engine_worker *w)
             engine_dispatch(w, done[i].ud, done[i].res, done[i].flags);
             engine_flush_if_slow(w, &started);
         }
-    } while (n == BATCH);
+    } while (n == BATCH || w->ndeferred);
 }
 
 static uint64_t engine_earliest(uint64_t a, uint64_t b)
@@ -259,6 +328,11 @@ static uint64_t engine_earliest(uint64_t a, uint64_t b)
 static void engine_wait(struct engine_worker *w, uint64_t deadline)
 {
     struct __kernel_timespec ts, *tsp = NULL;
+    if (w->ndeferred) {
+        /* Completions set aside this turn are waiting: submit, do not sleep. */
+        engine_submit(w);
+        return;
+    }
     if (deadline) {
         uint64_t ms = deadline > w->now ? deadline - w->now : 0;
         ts.tv_sec = (long long)(ms / 1000);
@@ -308,6 +382,7 @@ static void engine_loop(struct engine_worker *w)
             return;
         }
         uint64_t deadline = engine_earliest(engine_timer_next(w), w->accept_retry_at);
+        deadline = engine_earliest(deadline, engine_tallies_flush(w, false));
         engine_wait(w, engine_earliest(deadline, grace_end));
         w->now = engine_clock_ms();
         engine_run_completions(w);
@@ -322,6 +397,7 @@ static void engine_worker_run(struct engine_worker *w)
     engine_accepts_arm(w);
     engine_wake_arm(w);
     engine_loop(w);
+    engine_tallies_flush(w, true);
     if (w->inflight || w->conns) {
         /* The grace ran out. Only once the ring is gone may memory the kernel might still
          * use (output chunks here, the callers' engine_op objects after worker_fini) be
@@ -387,6 +463,12 @@ static int engine_settings_check(struct engine_settings *s, char *err, size_t er
         s->recv_buffer_size = 4096;
     if (!s->max_connections)
         s->max_connections = 65536;
+    if (!s->max_output)
+        s->max_output = ENGINE_MAX_OUTPUT_DEFAULT;
+    if (!s->close_linger_ms)
+        s->close_linger_ms = ENGINE_CLOSE_LINGER_MS;
+    if (!s->fd_reserve)
+        s->fd_reserve = ENGINE_FD_RESERVE;
     const char *bad = NULL;
     if (s->workers < 1 || s->workers > 1024)
         bad = "workers must be between 1 and 1024";
@@ -398,6 +480,8 @@ static int engine_settings_check(struct engine_settings *s, char *err, size_t er
         bad = "recv_buffer_size must be at most 1 MiB";
     else if (s->max_connections >= ENGINE_SLOT_MAX)
         bad = "max_connections is too large";
+    else if (s->max_output > (1u << 30))
+        bad = "max_output must be at most 1 GiB";
     if (bad) {
         snprintf(err, errlen, "engine: %s", bad);
         return -1;
@@ -417,12 +501,17 @@ struct engine *engine_new(const struct engine_settings *s, const struct engine_c
     }
     struct engine *e = calloc(1, sizeof *e);
     struct engine_worker *workers = calloc(set.workers, sizeof *workers);
-    if (!e || !workers) {
+    char *refuse = set.refuse_reply && set.refuse_reply[0] ? strdup(set.refuse_reply) : NULL;
+    if (!e || !workers || (set.refuse_reply && set.refuse_reply[0] && !refuse)) {
         free(e);
         free(workers);
+        free(refuse);
         snprintf(err, errlen, "engine: out of memory");
         return NULL;
     }
+    set.refuse_reply = refuse;
+    e->refuse = refuse;
+    e->refuse_len = refuse ? strlen(refuse) : 0;
     e->s = set;
     e->cb = *cb;
     e->workers = workers;
@@ -568,9 +657,11 @@ void engine_free(struct engine *e)
         if (w->wake_fd >= 0)
             close(w->wake_fd);
         free(w->mq);
+        free(w->deferred);
         pthread_mutex_destroy(&w->mq_lock);
         engine_slots_free(w);
     }
+    free(e->refuse);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->cond);
     free(e->workers);

@@ -12,10 +12,24 @@
  * (slot + generation): a completion or a call that arrives after a close finds a stale id
  * and is ignored, never freed memory.
  *
+ * Two promises hold for every connection whatever the layer above does:
+ * - output is bounded: once more than max_output bytes wait to be sent, the engine stops
+ *   receiving from that peer (so the layer gets no input to answer) until the queue has
+ *   drained to half of that. This pause is the engine's own: engine_conn_resume_recv()
+ *   does not lift it, and lifting it does not undo engine_conn_pause_recv().
+ * - every connection has a deadline, closing ones too: a flush-close keeps the timer the
+ *   layer armed or arms close_linger_ms, and when that expires with output still unsent
+ *   the connection is reset (the peer stopped reading).
+ * Connections the engine turns away itself (max_connections reached, or the accepted
+ * descriptor within fd_reserve of RLIMIT_NOFILE) get refuse_reply and are closed; those
+ * refusals and failed accepts are logged at most once per 10 s per worker, with a count.
+ *
  * Threads: every callback runs on the worker thread that owns the connection, and every
  * engine_conn_* / engine_worker_* / engine_sqe call must be made from that thread. Only
  * engine_new/engine_listen/engine_start/engine_post/engine_join/engine_free are called
  * from the main thread. Cross-thread wake-ups go through an eventfd read by each ring.
+ * Callbacks never run from inside an engine call (not even when the kernel makes the
+ * engine wait for completions before it accepts more submissions).
  *
  * Errors: engine_probe() and engine_start() fill `err` with a message an operator can act
  * on (for example when a container's seccomp profile refuses io_uring_setup). Per
@@ -42,6 +56,18 @@ struct engine_settings {
     unsigned recv_buffers;     /* provided receive buffers per worker; 0 = 1024 (power of 2) */
     unsigned recv_buffer_size; /* bytes per receive buffer; 0 = 4096 */
     unsigned max_connections;  /* connection slots per worker; 0 = 65536 */
+    /* Output queued for one connection above which the engine stops receiving from it
+     * until half of it has been sent; 0 = 256 KiB, at most 1 GiB. */
+    size_t max_output;
+    /* How long a flush-close may take when the layer armed no timer; 0 = 30 s. */
+    unsigned close_linger_ms;
+    /* Descriptors kept free: a connection accepted as descriptor number >= RLIMIT_NOFILE's
+     * soft limit - fd_reserve is refused (numbers are handed out lowest first, so that many
+     * are open), leaving room for the files the layer above opens; 0 = 64. */
+    unsigned fd_reserve;
+    /* Bytes sent to every connection the engine refuses itself, before it closes it
+     * (e.g. "421 busy\r\n"); NULL or "" = close without a word. Copied by engine_new. */
+    const char *refuse_reply;
 };
 
 struct engine_callbacks {
@@ -63,11 +89,14 @@ struct engine_callbacks {
     void (*on_recv)(void *conn_ctx, const char *data, size_t len);
     /* Every byte queued with engine_conn_send() has been written. */
     void (*on_drained)(void *conn_ctx);
-    /* The connection's timer (engine_conn_set_timer) expired. */
+    /* The connection's timer (engine_conn_set_timer) expired. Never called once the
+     * connection is closing: its timer is then the deadline of the close. */
     void (*on_timer)(void *conn_ctx);
     /* The connection ended: peer closed (err 0), error (err = errno), engine_conn_close()
-     * (err 0) or the worker shutting down (err ECANCELED). Called exactly once per
-     * accepted connection; the socket is already closed; the callee frees conn_ctx. */
+     * (err 0), a flush-close whose deadline expired with output unsent (err ETIMEDOUT; the
+     * connection was reset) or the worker shutting down (err ECANCELED). Called exactly
+     * once per accepted connection; the socket is already closed; the callee frees
+     * conn_ctx. */
     void (*on_closed)(void *conn_ctx, int err);
     /* A message posted with engine_post(), delivered on every worker's thread. */
     void (*on_message)(struct engine_worker *w, void *worker_ctx, uint32_t msg);
@@ -103,19 +132,28 @@ void engine_worker_stop_accepting(struct engine_worker *w);
 /* Ends the loop after this turn; connections still open get on_closed(ECANCELED). */
 void engine_worker_exit(struct engine_worker *w);
 
-/* Queues a copy of `data` for sending. -1 if the id is stale or the connection is
- * closing. Output is sent in order; buffers are released once written. */
+/* Queues a copy of `data` for sending. -1 if the id is stale, the connection is closing
+ * at once, or its queue would pass 4 GiB. Allowed while a flush-close drains (a TLS
+ * close_notify written after the last reply goes out after it). Output is sent in order;
+ * buffers are released once written. Never refused for being above max_output: that
+ * stops receiving instead. */
 int engine_conn_send(struct engine_worker *w, engine_conn_id id, const void *data, size_t len);
 /* Closes after queued output is written (or at once if `flush` is false). on_closed
  * follows, always from the loop, never from inside this call. Stale ids are ignored.
- * While a flush is pending, the timer still works and a second call with `flush` false
- * closes at once (how the layer above bounds a peer that does not read). */
+ * A flush-close keeps the timer armed for the connection (or arms close_linger_ms when
+ * none is): when it expires the connection is reset without a call to on_timer. Until
+ * then the connection still accepts sends, reads and drops what the peer sends (closing
+ * with unread input would make the kernel reset it and destroy the last reply), and a
+ * second call with `flush` false closes at once. */
 void engine_conn_close(struct engine_worker *w, engine_conn_id id, bool flush);
-/* Stops / restarts receiving (backpressure while the layer above is busy). */
+/* Stops / restarts receiving (backpressure while the layer above is busy). Independent of
+ * the engine's own pause for output above max_output: receiving resumes when neither
+ * holds it. */
 void engine_conn_pause_recv(struct engine_worker *w, engine_conn_id id);
 void engine_conn_resume_recv(struct engine_worker *w, engine_conn_id id);
 /* Arms the connection's single timer at absolute time `deadline_ms` (engine_now_ms
- * clock); 0 disarms it. */
+ * clock); 0 disarms it. On a closing connection the timer is the close's deadline: it
+ * may be moved, not disarmed (0 is ignored). */
 void engine_conn_set_timer(struct engine_worker *w, engine_conn_id id, uint64_t deadline_ms);
 
 /* Generic asynchronous operations for other modules (the spool's write/fsync/rename).
@@ -125,9 +163,11 @@ struct engine_op {
     void (*complete)(struct engine_op *op, int res);
 };
 /* Returns an SQE whose completion calls op->complete (op NULL: completion ignored).
- * Never NULL: submits to make room when the SQ is full. The SQE is submitted at the end
- * of the current loop turn together with everything else, so many file operations from
- * many sessions go to the kernel in one io_uring_enter. Prepare it with an
+ * Never NULL: submits to make room when the SQ is full (and, when the kernel refuses
+ * that submission until completions are reaped, sets the completions aside for the loop
+ * and waits for one: never a busy loop, never a callback from inside this call). The SQE is
+ * submitted at the end of the current loop turn together with everything else, so many file
+ * operations from many sessions go to the kernel in one io_uring_enter. Prepare it with an
  * io_uring_prep_* function, then set sqe->flags (prep clears them). One completion per
  * SQE: no multishot operations and no IOSQE_CQE_SKIP_SUCCESS. A worker that exits
  * waits for these completions (up to 10 s, then it tears its ring down and they never

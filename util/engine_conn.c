@@ -11,8 +11,10 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "util/engine_int.h"
@@ -22,7 +24,6 @@
  * its last reply may take to leave. */
 #define ENGINE_REFUSED_FLUSH_MS 10000
 #define ENGINE_ACCEPT_RETRY_MS  100
-#define ENGINE_FULL_WARN_MS     10000
 /* Small replies share a chunk; a larger write gets a chunk of its own size. */
 #define ENGINE_CHUNK_BYTES 4096
 #define ENGINE_SEND_MAX    (1u << 30)
@@ -78,6 +79,7 @@ static void engine_out_free(struct engine_slot *s)
         free(c);
     }
     s->out_tail = NULL;
+    s->out_bytes = 0;
 }
 
 void engine_slots_free(struct engine_worker *w)
@@ -160,6 +162,12 @@ void engine_conns_reap(struct engine_worker *w)
         uint32_t idx = w->reap_head;
         struct engine_slot *s = engine_slot_at(w, idx);
         w->reap_head = s->link;
+        /* A peer that stopped reading: without SO_LINGER 0 the kernel would keep the unsent
+         * output (megabytes) and keep retrying for minutes after the close. */
+        static const struct linger reset = {.l_onoff = 1, .l_linger = 0};
+        if ((s->flags & ENGINE_F_RESET) &&
+            setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset) < 0)
+            log_warn("engine: worker %u: SO_LINGER: %s", w->index, strerror(errno));
         /* Through the ring, submitted with the next wait: one system call less per
          * connection. Once the ring is gone (a stuck exit), directly. */
         if (w->ring_ready)
@@ -208,23 +216,34 @@ void engine_conn_close_now(struct engine_worker *w, uint32_t idx, int err)
     engine_slot_settle(w, idx, s);
 }
 
-static void engine_conn_close_flush(struct engine_worker *w, uint32_t idx, struct engine_slot *s)
+void engine_conn_expire(struct engine_worker *w, uint32_t idx)
 {
-    if (s->state == ENGINE_SLOT_OPEN)
-        s->err = 0;
-    s->state = ENGINE_SLOT_CLOSING;
-    s->flags |= ENGINE_F_FLUSH;
-    if (!s->out_head)
-        engine_conn_close_now(w, idx, 0);
+    struct engine_slot *s = engine_slot_at(w, idx);
+    s->err = ETIMEDOUT;
+    s->flags |= ENGINE_F_RESET;
+    engine_conn_close_now(w, idx, ETIMEDOUT);
+}
+
+static void engine_send_queue(struct engine_worker *w, uint32_t idx, struct engine_slot *s)
+{
+    if (s->flags & (ENGINE_F_SENDING | ENGINE_F_SEND_QUEUED))
+        return;
+    s->flags |= ENGINE_F_SEND_QUEUED;
+    s->send_link = w->send_head;
+    w->send_head = idx;
 }
 
 /* Receiving continues while a flush-close drains, so what the peer still sends is read
  * and dropped: closing a socket with unread input makes the kernel send RST, which can
- * destroy our last reply before the peer reads it. */
+ * destroy our last reply before the peer reads it. Not when nothing is left to send: the
+ * close comes at the end of this turn. */
 static void engine_recv_update(struct engine_worker *w, uint32_t idx, struct engine_slot *s)
 {
     if (s->state == ENGINE_SLOT_FREE ||
-        (s->flags & (ENGINE_F_RECV_ARMED | ENGINE_F_PAUSED | ENGINE_F_CANCELLED | ENGINE_F_EOF)))
+        (s->flags & (ENGINE_F_RECV_ARMED | ENGINE_F_PAUSED | ENGINE_F_OUT_FULL |
+                     ENGINE_F_CANCELLED | ENGINE_F_EOF)))
+        return;
+    if ((s->flags & ENGINE_F_FLUSH) && !s->out_head && !(s->flags & ENGINE_F_SENDING))
         return;
     struct io_uring_sqe *sqe = engine_get_sqe(w, engine_ud(s, idx, ENGINE_K_RECV));
     io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
@@ -232,6 +251,43 @@ static void engine_recv_update(struct engine_worker *w, uint32_t idx, struct eng
     sqe->buf_group = 0;
     s->flags |= ENGINE_F_RECV_ARMED;
     s->inflight++;
+}
+
+/* Stops receiving for one reason (`why`: ENGINE_F_PAUSED, ENGINE_F_OUT_FULL); the recv is
+ * cancelled only by the first reason, so each pause lifts independently. */
+static void engine_recv_hold(struct engine_worker *w, uint32_t idx, struct engine_slot *s,
+                             uint16_t why)
+{
+    bool held = s->flags & (ENGINE_F_PAUSED | ENGINE_F_OUT_FULL);
+    s->flags |= why;
+    if (!held && (s->flags & ENGINE_F_RECV_ARMED))
+        engine_cancel(w, engine_ud(s, idx, ENGINE_K_RECV));
+}
+
+static void engine_recv_release(struct engine_worker *w, uint32_t idx, struct engine_slot *s,
+                                uint16_t why)
+{
+    s->flags &= (uint16_t)~why;
+    engine_recv_update(w, idx, s);
+}
+
+/* The flush-close's deadline is the layer's timer if it armed one. Nothing the peer sends
+ * is answered any more, so neither pause has a purpose: reading (and dropping) it keeps
+ * the kernel from resetting the connection at the close. Whether anything is left to
+ * send is decided at the end of the turn, so the caller may still queue its last bytes
+ * (a TLS close_notify after the reply). */
+static void engine_conn_close_flush(struct engine_worker *w, uint32_t idx, struct engine_slot *s)
+{
+    if (s->flags & ENGINE_F_CANCELLED)
+        return;
+    if (s->state == ENGINE_SLOT_OPEN)
+        s->err = 0;
+    s->state = ENGINE_SLOT_CLOSING;
+    s->flags |= ENGINE_F_FLUSH;
+    if (!s->deadline)
+        engine_timer_set(w, idx, w->now + w->e->s.close_linger_ms);
+    engine_send_queue(w, idx, s);
+    engine_recv_release(w, idx, s, ENGINE_F_PAUSED | ENGINE_F_OUT_FULL);
 }
 
 void engine_recv_complete(struct engine_worker *w, uint64_t ud, int res, unsigned flags)
@@ -264,24 +320,20 @@ void engine_recv_complete(struct engine_worker *w, uint64_t ud, int res, unsigne
     engine_slot_settle(w, idx, s);
 }
 
-static void engine_send_queue(struct engine_worker *w, uint32_t idx, struct engine_slot *s)
-{
-    if (s->flags & (ENGINE_F_SENDING | ENGINE_F_SEND_QUEUED))
-        return;
-    s->flags |= ENGINE_F_SEND_QUEUED;
-    s->send_link = w->send_head;
-    w->send_head = idx;
-}
-
 void engine_conns_flush(struct engine_worker *w)
 {
     while (w->send_head != ENGINE_NO_SLOT) {
         uint32_t idx = w->send_head;
         struct engine_slot *s = engine_slot_at(w, idx);
         w->send_head = s->send_link;
-        s->flags &= ~ENGINE_F_SEND_QUEUED;
-        if ((s->flags & ENGINE_F_CANCELLED) || !s->out_head) {
+        s->flags &= (uint16_t)~ENGINE_F_SEND_QUEUED;
+        if (s->flags & ENGINE_F_CANCELLED) {
             engine_slot_settle(w, idx, s);
+            continue;
+        }
+        if (!s->out_head) {
+            if (s->flags & ENGINE_F_FLUSH)
+                engine_conn_close_now(w, idx, 0);
             continue;
         }
         struct engine_chunk *c = s->out_head;
@@ -300,11 +352,12 @@ void engine_send_complete(struct engine_worker *w, uint64_t ud, int res)
     if (!s)
         return;
     uint32_t idx = (uint32_t)ud >> ENGINE_KIND_BITS;
-    s->flags &= ~ENGINE_F_SENDING;
+    s->flags &= (uint16_t)~ENGINE_F_SENDING;
     s->inflight--;
     if (res > 0) {
         struct engine_chunk *c = s->out_head;
         c->start += (size_t)res;
+        s->out_bytes -= (uint32_t)res;
         if (c->start == c->end) {
             s->out_head = c->next;
             if (!s->out_head)
@@ -315,6 +368,8 @@ void engine_send_complete(struct engine_worker *w, uint64_t ud, int res)
         /* A send of at least one byte that wrote nothing: the peer is gone. */
         engine_conn_close_now(w, idx, res ? -res : EPIPE);
     }
+    if ((s->flags & ENGINE_F_OUT_FULL) && s->out_bytes <= w->e->s.max_output / 2)
+        engine_recv_release(w, idx, s, ENGINE_F_OUT_FULL);
     if (s->flags & ENGINE_F_CANCELLED)
         engine_slot_settle(w, idx, s);
     else if (s->out_head)
@@ -328,10 +383,16 @@ void engine_send_complete(struct engine_worker *w, uint64_t ud, int res)
 int engine_conn_send(struct engine_worker *w, engine_conn_id id, const void *data, size_t len)
 {
     struct engine_slot *s = engine_slot_get(w, id);
-    if (!s || s->state != ENGINE_SLOT_OPEN)
+    if (!s || (s->flags & ENGINE_F_CANCELLED))
         return -1;
     if (!len)
         return 0;
+    if (len > UINT32_MAX - s->out_bytes) {
+        log_error("engine: worker %u: %zu bytes more output for a connection that has %u "
+                  "unsent: refused",
+                  w->index, len, s->out_bytes);
+        return -1;
+    }
     struct engine_chunk *t = s->out_tail;
     size_t room = t ? t->cap - t->end : 0;
     size_t fit = len < room ? len : room;
@@ -359,6 +420,10 @@ int engine_conn_send(struct engine_worker *w, engine_conn_id id, const void *dat
             s->out_head = c;
         s->out_tail = c;
     }
+    s->out_bytes += (uint32_t)len;
+    if (s->out_bytes > w->e->s.max_output && s->state == ENGINE_SLOT_OPEN &&
+        !(s->flags & ENGINE_F_OUT_FULL))
+        engine_recv_hold(w, (uint32_t)id, s, ENGINE_F_OUT_FULL);
     engine_send_queue(w, (uint32_t)id, s);
     return 0;
 }
@@ -379,9 +444,7 @@ void engine_conn_pause_recv(struct engine_worker *w, engine_conn_id id)
     struct engine_slot *s = engine_slot_get(w, id);
     if (!s || s->state != ENGINE_SLOT_OPEN || (s->flags & ENGINE_F_PAUSED))
         return;
-    s->flags |= ENGINE_F_PAUSED;
-    if (s->flags & ENGINE_F_RECV_ARMED)
-        engine_cancel(w, engine_ud(s, (uint32_t)id, ENGINE_K_RECV));
+    engine_recv_hold(w, (uint32_t)id, s, ENGINE_F_PAUSED);
 }
 
 void engine_conn_resume_recv(struct engine_worker *w, engine_conn_id id)
@@ -389,8 +452,7 @@ void engine_conn_resume_recv(struct engine_worker *w, engine_conn_id id)
     struct engine_slot *s = engine_slot_get(w, id);
     if (!s || s->state != ENGINE_SLOT_OPEN)
         return;
-    s->flags &= ~ENGINE_F_PAUSED;
-    engine_recv_update(w, (uint32_t)id, s);
+    engine_recv_release(w, (uint32_t)id, s, ENGINE_F_PAUSED);
 }
 
 void engine_conns_cancel_all(struct engine_worker *w)
@@ -432,9 +494,102 @@ void engine_worker_stop_accepting(struct engine_worker *w)
 
 static void engine_conn_refuse(struct engine_worker *w, uint32_t idx, struct engine_slot *s)
 {
+    engine_timer_set(w, idx, w->now + ENGINE_REFUSED_FLUSH_MS);
     engine_conn_close_flush(w, idx, s);
-    if (!(s->flags & ENGINE_F_CANCELLED))
-        engine_timer_set(w, idx, w->now + ENGINE_REFUSED_FLUSH_MS);
+}
+
+static const char *engine_tally_what(const struct engine_worker *w, enum engine_tally_kind kind,
+                                     char *buf, size_t len)
+{
+    const struct engine_tally *t = &w->tally[kind];
+    switch (kind) {
+    case ENGINE_T_FULL:
+        snprintf(buf, len, "%d connections open, the most this worker takes", t->detail);
+        break;
+    case ENGINE_T_FDS:
+        snprintf(buf, len,
+                 "descriptor %d is within %u of the open files limit (%llu): kept for the "
+                 "connections already open",
+                 t->detail, w->e->s.fd_reserve, (unsigned long long)w->nofile);
+        break;
+    default:
+        snprintf(buf, len, "%s", strerror(t->detail));
+        break;
+    }
+    return buf;
+}
+
+/* One line for `n` events of `kind` (the first of a quiet spell, or a count). */
+static void engine_tally_log(struct engine_worker *w, enum engine_tally_kind kind, unsigned n)
+{
+    struct engine_tally *t = &w->tally[kind];
+    char what[256];
+    engine_tally_what(w, kind, what, sizeof what);
+    bool accept = kind == ENGINE_T_ACCEPT;
+    unsigned long long secs = t->since ? (w->now - t->since + 500) / 1000 : 0;
+    if (!t->since || n == 1)
+        log_warn("engine: worker %u: %s: %s", w->index,
+                 accept ? "accepting a connection failed" : "refused a connection", what);
+    else
+        log_warn("engine: worker %u: %s %u %s in the last %llu s: %s", w->index,
+                 accept ? "accepting a connection failed" : "refused", n,
+                 accept ? "times" : "connections", secs ? secs : 1, what);
+    t->since = w->now;
+    t->count = 0;
+}
+
+void engine_tally(struct engine_worker *w, enum engine_tally_kind kind, int detail)
+{
+    struct engine_tally *t = &w->tally[kind];
+    t->detail = detail;
+    t->count++;
+    if (!t->since || w->now - t->since >= ENGINE_TALLY_MS)
+        engine_tally_log(w, kind, t->count);
+}
+
+uint64_t engine_tallies_flush(struct engine_worker *w, bool all)
+{
+    uint64_t next = 0;
+    for (unsigned k = 0; k < ENGINE_T_COUNT; k++) {
+        struct engine_tally *t = &w->tally[k];
+        if (!t->count)
+            continue;
+        uint64_t due = t->since + ENGINE_TALLY_MS;
+        if (all || w->now >= due)
+            engine_tally_log(w, (enum engine_tally_kind)k, t->count);
+        else if (!next || due < next)
+            next = due;
+    }
+    return next;
+}
+
+/* Descriptor numbers are handed out lowest first: `fd` means every lower one is open. */
+static bool engine_fd_reserved(struct engine_worker *w, int fd)
+{
+    uint64_t reserve = w->e->s.fd_reserve;
+    if ((uint64_t)fd + reserve < w->nofile)
+        return false;
+    /* Read lazily, and again before refusing: the limit may have been raised. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        w->nofile = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
+    return (uint64_t)fd + reserve >= w->nofile;
+}
+
+/* A connection the engine will not serve: refuse_reply, then the close, both through the
+ * ring with no slot and no timer (the socket is new, so its buffer takes a short reply at
+ * once; MSG_DONTWAIT makes sure nothing waits). A hard link runs the close whatever the
+ * send did. */
+static void engine_turn_away(struct engine_worker *w, int fd)
+{
+    const struct engine *e = w->e;
+    engine_sqe_reserve(w, 2);
+    if (e->refuse_len) {
+        struct io_uring_sqe *sqe = engine_get_sqe(w, ENGINE_K_NONE);
+        io_uring_prep_send(sqe, fd, e->s.refuse_reply, e->refuse_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        sqe->flags |= IOSQE_IO_HARDLINK;
+    }
+    io_uring_prep_close(engine_get_sqe(w, ENGINE_K_CLOSE), fd);
 }
 
 static void engine_conn_new(struct engine_worker *w, const struct engine_listener *l, int fd)
@@ -444,12 +599,13 @@ static void engine_conn_new(struct engine_worker *w, const struct engine_listene
         return;
     }
     if (w->conns >= w->e->s.max_connections) {
-        if (!w->full_warned_at || w->now - w->full_warned_at >= ENGINE_FULL_WARN_MS) {
-            log_warn("engine: worker %u: %u connections, the most allowed: refusing new ones",
-                     w->index, w->conns);
-            w->full_warned_at = w->now;
-        }
-        close(fd);
+        engine_tally(w, ENGINE_T_FULL, (int)w->conns);
+        engine_turn_away(w, fd);
+        return;
+    }
+    if (engine_fd_reserved(w, fd)) {
+        engine_tally(w, ENGINE_T_FDS, fd);
+        engine_turn_away(w, fd);
         return;
     }
     struct sockaddr_storage peer, local;
@@ -489,8 +645,7 @@ void engine_accept_complete(struct engine_worker *w, unsigned pos, int res, unsi
     if (res >= 0)
         engine_conn_new(w, l, res);
     else if (res != -ECANCELED)
-        log_warn("engine: worker %u: accept on listener %u: %s", w->index, l->index,
-                 strerror(-res));
+        engine_tally(w, ENGINE_T_ACCEPT, -res);
     if (l->armed || l->fd < 0 || w->exiting)
         return;
     /* An accept error (EMFILE, ENOMEM) would recur at once: wait a little. */

@@ -59,6 +59,8 @@ enum engine_slot_flag {
     ENGINE_F_CANCELLED = 1 << 5,   /* closing now: ops cancelled, waiting for their CQEs */
     ENGINE_F_REAP_QUEUED = 1 << 6, /* on the worker's reap list */
     ENGINE_F_EOF = 1 << 7,         /* the peer closed its side: do not receive again */
+    ENGINE_F_OUT_FULL = 1 << 8,    /* output above max_output: not receiving until it drains */
+    ENGINE_F_RESET = 1 << 9,       /* close with RST: output given up on (SO_LINGER 0) */
 };
 
 /* One connection; kept small because an idle connection costs this and nothing else in
@@ -72,10 +74,11 @@ struct engine_slot {
     uint32_t heap_pos;  /* 1-based position in the timer heap; 0 = not in it */
     uint32_t link;      /* next on the free list or the reap list */
     uint32_t send_link; /* next on the send list */
+    uint32_t out_bytes; /* queued output not yet sent */
     int fd;
     int err; /* for on_closed */
+    uint16_t flags;
     uint8_t state;
-    uint8_t flags;
     uint8_t inflight;
 };
 
@@ -91,6 +94,24 @@ struct engine_listener {
     bool local_fixed;
     socklen_t locallen;
     struct sockaddr_storage local;
+};
+
+/* Something a peer can make happen at will (a refused connection, a failed accept): the
+ * first is logged, the others only counted until ENGINE_TALLY_MS have passed, then
+ * logged as one line with their number. */
+enum engine_tally_kind { ENGINE_T_FULL, ENGINE_T_FDS, ENGINE_T_ACCEPT, ENGINE_T_COUNT };
+struct engine_tally {
+    uint64_t since; /* when the last line was logged; 0 = never */
+    unsigned count; /* events not logged since */
+    int detail;     /* of the last one: the descriptor number, the errno */
+};
+#define ENGINE_TALLY_MS 10000
+
+/* A completion set aside while the kernel refused submissions (engine_get_sqe). */
+struct engine_cqe {
+    uint64_t ud;
+    int32_t res;
+    uint32_t flags;
 };
 
 struct engine_worker {
@@ -111,7 +132,14 @@ struct engine_worker {
     struct engine_listener *listeners;
     unsigned nlisteners;
     uint64_t accept_retry_at; /* 0, or when to re-arm accepts that failed */
-    uint64_t full_warned_at;
+    struct engine_tally tally[ENGINE_T_COUNT];
+    uint64_t nofile; /* RLIMIT_NOFILE's soft limit, re-read when a descriptor nears it */
+
+    /* Completions taken out of the CQ, in order, to be dispatched before the CQ's next. */
+    struct engine_cqe *deferred;
+    size_t ndeferred;
+    size_t deferred_head;
+    size_t deferred_cap;
 
     struct io_uring_buf_ring *br;
     size_t br_bytes;
@@ -143,7 +171,9 @@ struct engine_worker {
 };
 
 struct engine {
-    struct engine_settings s;
+    struct engine_settings s; /* s.refuse_reply points to `refuse` */
+    char *refuse;             /* the engine's copy of refuse_reply, or NULL */
+    size_t refuse_len;
     struct engine_callbacks cb;
     struct engine_worker *workers;
     pthread_mutex_t lock; /* start-up handshake */
@@ -160,6 +190,10 @@ void engine_cancel(struct engine_worker *w, uint64_t user_data);
 void engine_submit(struct engine_worker *w);
 
 /* engine_conn.c */
+/* Logs one event through the worker's tally `kind` (see struct engine_tally). */
+void engine_tally(struct engine_worker *w, enum engine_tally_kind kind, int detail);
+/* Logs the counts whose interval is over; returns when the next one is due (0 = none). */
+uint64_t engine_tallies_flush(struct engine_worker *w, bool all);
 void engine_slots_init(struct engine_worker *w);
 void engine_slots_free(struct engine_worker *w);
 /* The slot at `idx`, or NULL past the table's end. */
@@ -178,6 +212,8 @@ void engine_conns_cancel_all(struct engine_worker *w);
 /* Only once the ring is gone: frees every slot whatever is still in flight. */
 void engine_conns_force_free(struct engine_worker *w);
 void engine_conn_close_now(struct engine_worker *w, uint32_t idx, int err);
+/* A closing connection's deadline expired (or a refused one's): reset it, ETIMEDOUT. */
+void engine_conn_expire(struct engine_worker *w, uint32_t idx);
 
 /* engine_timer.c */
 void engine_timer_set(struct engine_worker *w, uint32_t idx, uint64_t deadline);

@@ -5,7 +5,6 @@
  * and disarming are O(log n). The heap's capacity follows the slot table (every slot can
  * be in it at most once), so arming never allocates and never fails.
  */
-#include <errno.h>
 #include <stdlib.h>
 
 #include "util/engine_int.h"
@@ -116,16 +115,21 @@ void engine_timers_fire(struct engine_worker *w)
         if (s->deadline > w->now)
             break;
         engine_timer_set(w, idx, 0);
-        if (s->ctx)
+        /* A closing connection's timer is the deadline of its close (and a refused one
+         * has nobody to tell). */
+        if (s->ctx && s->state == ENGINE_SLOT_OPEN)
             w->e->cb.on_timer(s->ctx);
         else
-            engine_conn_close_now(w, idx, ETIMEDOUT);
+            engine_conn_expire(w, idx);
     }
 }
 
 void engine_conn_set_timer(struct engine_worker *w, engine_conn_id id, uint64_t deadline_ms)
 {
     struct engine_slot *s = engine_slot_get(w, id);
-    if (s && !(s->flags & ENGINE_F_CANCELLED))
-        engine_timer_set(w, (uint32_t)id, deadline_ms);
+    if (!s || (s->flags & ENGINE_F_CANCELLED))
+        return;
+    if (!deadline_ms && s->state == ENGINE_SLOT_CLOSING)
+        return; /* every connection keeps a deadline */
+    engine_timer_set(w, (uint32_t)id, deadline_ms);
 }
