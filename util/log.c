@@ -35,11 +35,6 @@ void log_configure(const char *ident, unsigned targets)
     pthread_mutex_unlock(&log_lock);
 }
 
-void log_open(const char *ident, bool to_stderr)
-{
-    log_configure(ident, to_stderr ? LOG_TO_STDERR : LOG_TO_SYSLOG);
-}
-
 void log_set_level(enum log_level min)
 {
     log_min = min;

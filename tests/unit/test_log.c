@@ -63,7 +63,7 @@ static void test_ident_is_copied(void **state)
 {
     (void)state;
     char ident[16] = "sm-mta";
-    log_open(ident, true);
+    log_configure(ident, LOG_TO_STDERR);
     strcpy(ident, "XXXXXX");
     log_info("hello");
     char *text = captured();
