@@ -46,6 +46,11 @@
 /* How often a worker looks at the directory (still the one at the configured path?) and
  * at its free space: cheap enough to do from MAIL, rare enough to cost nothing. */
 #define SPOOL_CHECK_MS 1000
+/* A full or broken disk fails every commit: one line per kind of failure per interval,
+ * then a count (util/log.h). */
+#define SPOOL_FAILURE_LOG_MS 10000
+
+static struct log_limit spool_log_failures = LOG_LIMIT_INIT(SPOOL_FAILURE_LOG_MS);
 
 #define spool_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
@@ -402,15 +407,17 @@ static void msg_free(struct spool_msg *m)
     free(m);
 }
 
-/* The end of a message that the spool owns: log a failure (the one line it gets), report,
- * count, free. */
+/* The end of a message that the spool owns: log a failure (the one line it gets, limited
+ * per kind), report, count, free. */
 static void msg_finish(struct spool_msg *m)
 {
-    if (m->err)
-        log_error("%s: %s: %s %s: %s", m->qid,
-                  m->committed ? "queue commit failed" : "queue file dropped", m->err_what,
-                  m->err_name, strerror(m->err));
-    else if (!m->aborted)
+    if (m->err) {
+        char key[128];
+        snprintf(key, sizeof(key), "%s: %s", m->err_what, strerror(m->err));
+        log_limited(&spool_log_failures, LOG_LVL_ERROR, key, "%s: %s: %s %s: %s", m->qid,
+                    m->committed ? "queue commit failed" : "queue file dropped", m->err_what,
+                    m->err_name, strerror(m->err));
+    } else if (!m->aborted)
         m->sw->commits++;
     if (m->committed && !m->detached && m->done)
         m->done(m->arg, -m->err);
@@ -595,6 +602,7 @@ void spool_worker_free(struct spool_worker *sw)
      * Unacknowledged files are removed by the next spool_recover(). */
     if (sw->live)
         log_warn("spool: worker stopped with %u message(s) in flight", sw->live);
+    log_limit_flush(&spool_log_failures); /* no count is lost */
     dirref_put(sw->dir);
     free(sw);
 }

@@ -31,8 +31,9 @@
  * to one engine worker thread. A spool_msg belongs to its caller until spool_msg_commit()
  * or spool_msg_abort(); after commit the spool owns it and frees it after calling `done`
  * exactly once (or never, after spool_msg_detach()). Errors of a message are logged by
- * the spool, once per message ("<qid>: queue commit failed: write df<qid>: ..."), so the
- * caller need not log the err it gets in `done` again.
+ * the spool, once per message ("<qid>: queue commit failed: write df<qid>: ..."; at most
+ * one line per kind of failure per 10 s, then a count), so the caller need not log the
+ * err it gets in `done` again.
  */
 #ifndef RINGMAIL_QUEUE_SPOOL_H
 #define RINGMAIL_QUEUE_SPOOL_H

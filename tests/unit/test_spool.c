@@ -512,7 +512,8 @@ static void run_write_job(void *arg)
 /* The spool directory was moved aside and its path now names a file: the spool cannot
  * follow it, and the commit fails rather than store the message in the directory that was
  * moved away; nothing is left behind, and the failure is one log line (plus one saying
- * the directory cannot be followed, once, however many messages fail). */
+ * the directory cannot be followed, once, however many messages fail); the same failure
+ * again within 10 s is only counted. */
 static void test_fail_no_directory(void **state)
 {
     (void)state;
@@ -533,6 +534,7 @@ static void test_fail_no_directory(void **state)
     log = capture_log(run_write_job, &j);
     assert_int_equal(results[0].err, -ESTALE);
     assert_int_equal(count_lines_with(log, "Not a directory"), 0); /* said once */
+    assert_int_equal(count_lines_with(log, results[0].qid), 0);    /* same failure: counted */
     free(log);
     assert_int_equal(count_files_in(aside), 0);
     assert_int_equal(unlink(spooldir), 0);
