@@ -1,6 +1,9 @@
 """No loss: kill -9 while 50 clients send. After a restart on the same spool every
 message that got a 250 is there intact, nothing half-written remains, and every message
-present is one whose final dot its client had sent."""
+present is one whose final dot its client had sent.
+
+A process kill leaves the page cache intact, so this cannot show that a 250 survives a
+power cut: tests/unit/test_spool_power.c checks the fsync and rename order for that."""
 
 import re
 import sys
