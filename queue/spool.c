@@ -173,10 +173,10 @@ static void worker_refresh(struct spool_worker *sw, bool force)
         return;
     sw->checked = true;
     sw->checked_ms = now;
-    if (force || stat(sw->sp->dir, &st) < 0 || st.st_dev != sw->dir->dev ||
-        st.st_ino != sw->dir->ino)
-        sw->lost = !worker_follow(sw);
-    sw->space_known = fstatvfs(sw->dir->fd, &vfs) == 0;
+    bool moved = force || stat(sw->sp->dir, &st) < 0 || st.st_dev != sw->dir->dev ||
+                 st.st_ino != sw->dir->ino;
+    sw->lost = moved && !worker_follow(sw);
+    sw->space_known = fstatvfs(sw->dir->fd, &vfs) == 0 && (vfs.f_frsize || vfs.f_bsize);
     if (sw->space_known) {
         sw->space_blocks = vfs.f_bavail;
         sw->block_size = vfs.f_frsize ? vfs.f_frsize : vfs.f_bsize;

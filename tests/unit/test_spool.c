@@ -537,8 +537,14 @@ static void test_fail_no_directory(void **state)
     assert_int_equal(count_lines_with(log, results[0].qid), 0);    /* same failure: counted */
     free(log);
     assert_int_equal(count_files_in(aside), 0);
+
+    /* Put back: the same directory is the spool again, and mail is taken. */
     assert_int_equal(unlink(spooldir), 0);
     assert_int_equal(rename(aside, spooldir), 0);
+    usleep(1100 * 1000); /* the worker looks at the path at most once a second */
+    on_worker(job_write, &j, 1);
+    assert_int_equal(results[0].err, 0);
+    assert_committed(results[0].qid, "data\r\n", 6);
 }
 
 /* The spool directory was deleted (and not recreated): the spool recreates it, 0700, with
