@@ -47,7 +47,9 @@
  * (or with the first BDAT), and a read of N octets adds N / min_data_rate seconds to what
  * remains of it, never more than datablock ahead. A client slower than the rate is cut
  * after about datablock; one faster is never cut. A refused BDAT's octets get a clock of
- * their own the same way.
+ * their own the same way. What is not bounded: a client repeating complete cheap commands
+ * (NOOP, RSET, refused RCPTs) keeps its session at one command per timeout, as with
+ * sendmail; that costs a timer and no buffer (Postfix bounds it: smtpd_junk_command_limit).
  */
 #ifndef RINGMAIL_SMTP_SERVER_H
 #define RINGMAIL_SMTP_SERVER_H
