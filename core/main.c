@@ -10,9 +10,11 @@
  * configuration, EX_OSERR and friends for start-up failures.
  */
 #include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sysexits.h>
+#include <unistd.h>
 
 #include "core/config.h"
 #include "core/parent.h"
@@ -57,11 +59,28 @@ static int load(const char *path, bool demo, struct config **cfg, struct tls_ctx
     return EX_OK;
 }
 
+/* The run_as user must exist for a start as root to work: refused when checking as root,
+ * a warning for anyone else (who would run as themselves). */
+static int check_run_as(const struct config *cfg)
+{
+    if (getpwnam(cfg->run_as))
+        return EX_OK;
+    bool root = geteuid() == 0;
+    fprintf(stderr,
+            "ringmaild: %s%s: run_as user '%s' does not exist%s: create it (useradd --system "
+            "--no-create-home --shell /usr/sbin/nologin %s) or set run_as\n",
+            root ? "" : "warning: ", cfg->source, cfg->run_as,
+            root ? "" : " (a start as root would fail)", cfg->run_as);
+    return root ? EX_CONFIG : EX_OK;
+}
+
 static int check_config(const char *path)
 {
     struct config *cfg;
     struct tls_ctx **ctxs;
     int status = load(path, false, &cfg, &ctxs);
+    if (status == EX_OK)
+        status = check_run_as(cfg);
     if (status == EX_OK) {
         for (size_t i = 0; i < cfg->n_warnings; i++)
             fprintf(stderr, "ringmaild: warning: %s\n", cfg->warnings[i]);
