@@ -14,6 +14,7 @@ bounded; nothing ever connects anywhere but 127.0.0.1 / ::1.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 import os
@@ -59,6 +60,14 @@ def ringmaild_path() -> str:
 
 
 # --------------------------------------------------------------------------- config
+
+@functools.lru_cache(maxsize=None)
+def asan_build() -> bool:
+    """Whether ringmaild runs under AddressSanitizer, whose shadow memory and quarantine make
+    its resident size say nothing about what the daemon itself keeps (ASan reports leaks
+    itself)."""
+    return b"__asan_init" in Path(ringmaild_path()).read_bytes()
+
 
 def _yaml_scalar(v) -> str:
     if isinstance(v, bool):

@@ -1,6 +1,7 @@
 """--check-config: a valid file prints the effective configuration (itself a valid file)
 and exits 0; a bad one exits non-zero naming FILE:LINE:COL and the key."""
 
+import os
 import re
 import subprocess
 import unittest
@@ -76,6 +77,29 @@ class CheckConfig(RingmailTestCase):
         self.assertEqual(run.returncode, EX_CONFIG, run.stderr)
         self.assertIn(f"{d.config_path}:", run.stderr)
         self.assertIn("bogus_key", run.stderr)
+
+    def test_missing_run_as_user(self):
+        """A start as root would exit 71 for want of the user: the check says so first."""
+        d = self.daemon(start=False, run_as="no-such-user-ringmail")
+        out = self.check(d.config_path)
+        self.assertIn("run_as user 'no-such-user-ringmail' does not exist", out.stderr)
+        if os.geteuid() == 0:
+            self.assertEqual(out.returncode, EX_CONFIG, out.stderr)
+        else:  # it would run as its own user: a warning only
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertIn("warning:", out.stderr)
+
+    def test_auth_required_listener_refused(self):
+        """M=a without AUTH would be an open submission port: refused with file and line."""
+        d = self.daemon(start=False)
+        d.config["listen"].append({"name": "MSA", "address": "127.0.0.1", "port": 1587,
+                                   "modifiers": "Ea"})
+        d.write_config()
+        out = self.check(d.config_path)
+        self.assertEqual(out.returncode, EX_CONFIG, out.stderr)
+        self.assertRegex(out.stderr, rf"{re.escape(str(d.config_path))}:\d+:\d+: key "
+                                     r"'listen\[1\]\.modifiers': 'Ea': 'a' \(SMTP AUTH required\) "
+                                     r"is not supported yet")
 
     def test_missing_file(self):
         out = self.check(self.tmp / "does-not-exist.yaml")
