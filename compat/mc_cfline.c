@@ -40,9 +40,7 @@ static enum mc_verdict mc_cf_class(struct mc_state *st, const char *line, struct
         snprintf(key[0] == 'l' ? st->cw_file : st->cr_file, sizeof(st->cw_file), "%s", path);
         if (key[0] == 'l') {
             st->use_cw_file = true;
-            st->cw_loc = loc;
-            snprintf(st->cw_file_name, sizeof(st->cw_file_name), "%s", loc.file);
-            st->cw_loc.file = st->cw_file_name;
+            mc_save_loc(&st->cw_at, loc);
         }
         mc_report_add(st->report, loc, MC_TRANSLATED, "'%s': %s is the %s file", line, path,
                       key[0] == 'l' ? "local-host-names" : "relay-domains");

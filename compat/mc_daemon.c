@@ -77,7 +77,7 @@ static enum mc_verdict mc_daemon_parse(struct mc_state *st, const char *what, co
             mc_report_add(st->report, loc, MC_WARNING,
                           "%s: '%s=' is read as %s= (sendmail looks only at the first letter)",
                           what, f, field);
-        if (seen[idx])
+        if (seen[idx] && field[0] != 'M')
             mc_report_add(st->report, loc, MC_WARNING,
                           "%s: %s= given twice; the last one (%s) wins, as in sendmail", what,
                           field, v);
@@ -115,8 +115,15 @@ static enum mc_verdict mc_daemon_parse(struct mc_state *st, const char *what, co
         case 'N':
             snprintf(d->name, sizeof(d->name), "%s", v);
             break;
-        case 'M':
-            snprintf(d->modifiers, sizeof(d->modifiers), "%s", v);
+        case 'M': /* sendmail sets each letter's bit: several M= add up */
+            for (const char *c = v; *c; c++) {
+                size_t n = strlen(d->modifiers);
+                if (!isalnum((unsigned char)*c) || strchr(d->modifiers, *c) ||
+                    n + 1 >= sizeof(d->modifiers))
+                    continue;
+                d->modifiers[n] = *c;
+                d->modifiers[n + 1] = '\0';
+            }
             break;
         case 'I':
             mc_report_add(st->report, loc, MC_PERSON,
@@ -150,22 +157,38 @@ enum mc_verdict mc_daemon_options(struct mc_state *st, const char *spec, bool cl
         snprintf(port, sizeof(port), "%u", d.port);
         if (item && d.port)
             mc_yaml_set(item, "port", port, true, NULL);
-        mc_report_add(st->report, loc, MC_TRANSLATED, "%s -> client[] (kept for later)", what);
+        mc_report_add(st->report, loc, MC_KEPT, "%s -> client[]", what);
         return MC_GO_ON;
     }
     if (st->n_daemons + 1 >= MC_MAX_DAEMONS) /* room for the default MSA */
         return mc_fail(st, loc, "%s: more than %d listeners", what, MC_MAX_DAEMONS);
-    snprintf(d.file, sizeof(d.file), "%s", loc.file);
-    d.loc = loc;
+    mc_save_loc(&d.at, loc);
     st->daemons[st->n_daemons++] = d;
     mc_report_add(st->report, loc, MC_TRANSLATED, "%s -> listen[%zu]", what, st->n_daemons - 1);
     return MC_GO_ON;
 }
 
-static void mc_listener(struct mc_state *st, struct mc_daemon *d, size_t index)
+/* M= letters that change what a client must do on the listener, which ringmail cannot do
+ * yet: written commented out, never as a listener that would let clients skip them. */
+static const struct {
+    char letter;
+    const char *why, *note; /* for the report, and the line above the listener */
+} mc_unmet_modifiers[] = {
+    {'a',
+     "M=a: sendmail requires AUTH on this listener before any mail; ringmail has no AUTH yet, "
+     "so its users could not log in and it would take unauthenticated mail as port 25 does",
+     "M=a (AUTH required): ringmail has no AUTH yet"},
+    {'s',
+     "M=s: TLS from the first byte (SMTPS); ringmail offers STARTTLS only, so clients here "
+     "would not get the TLS they expect",
+     "M=s (TLS on connect): ringmail has STARTTLS only"},
+};
+
+/* Returns whether the listener is written live. */
+static bool mc_listener(struct mc_state *st, struct mc_daemon *d, size_t index)
 {
-    struct mc_loc loc = {d->file, d->loc.line};
-    char name[sizeof(d->name)], port[8];
+    struct mc_loc loc = mc_saved(&d->at);
+    char name[sizeof(d->name)], port[8], note[512] = "";
     if (!d->family[0])
         snprintf(d->family, sizeof(d->family), "%s", strchr(d->addr, ':') ? "inet6" : "inet");
     if (!d->addr[0]) {
@@ -184,15 +207,41 @@ static void mc_listener(struct mc_state *st, struct mc_daemon *d, size_t index)
         }
     snprintf(d->name, sizeof(d->name), "%s", name);
     snprintf(port, sizeof(port), "%u", d->port);
-    struct mc_yaml *item = mc_yaml_add_map(st->yaml, "listen", false);
+    for (size_t i = 0; i < sizeof(mc_unmet_modifiers) / sizeof(mc_unmet_modifiers[0]); i++) {
+        if (!strchr(d->modifiers, mc_unmet_modifiers[i].letter))
+            continue;
+        mc_report_add(st->report, loc, MC_PERSON,
+                      "listen[%zu] (%s, port %u): %s. The listener is written commented out "
+                      "until ringmail can do it",
+                      index, d->name, d->port, mc_unmet_modifiers[i].why);
+        size_t n = strlen(note);
+        snprintf(note + n, sizeof(note) - n, "%s%s",
+                 n ? "; " : "needs a person (see the report): ", mc_unmet_modifiers[i].note);
+    }
+    bool live = !note[0];
+    struct mc_yaml *item = mc_yaml_add_map(st->yaml, "listen", !live);
     if (!item)
-        return;
-    mc_yaml_set(item, "name", d->name, false, NULL);
-    mc_yaml_set(item, "address", d->addr, false, NULL);
-    mc_yaml_set(item, "port", port, false, NULL);
-    mc_yaml_set(item, "family", d->family, false, NULL);
-    if (d->modifiers[0])
+        return false;
+    if (!live)
+        mc_yaml_note(item, note);
+    mc_yaml_set(item, "name", d->name, !live, NULL);
+    mc_yaml_set(item, "address", d->addr, !live, NULL);
+    mc_yaml_set(item, "port", port, !live, NULL);
+    mc_yaml_set(item, "family", d->family, !live, NULL);
+    if (strchr(d->modifiers, 'S')) {
+        mc_yaml_set(item, "starttls", "false", !live, NULL);
+        if (live) /* else the listener's own entry says why it is not */
+            mc_report_add(st->report, loc, MC_TRANSLATED,
+                          "listen[%zu]: M=S (no STARTTLS offered) -> listen[%zu].starttls = "
+                          "false",
+                          index, index);
+    }
+    if (d->modifiers[0]) {
         mc_yaml_set(item, "modifiers", d->modifiers, true, "sendmail M= flags");
+        mc_report_add(st->report, loc, MC_KEPT, "listen[%zu]: M=%s -> listen[%zu].modifiers = %s",
+                      index, d->modifiers, index, d->modifiers);
+    }
+    return live;
 }
 
 /* The listener among the first n that binds the same port as d on an overlapping
@@ -211,40 +260,70 @@ static const struct mc_daemon *mc_clash(const struct mc_daemon *v, size_t n,
     return NULL;
 }
 
+/* sendmail's listeners without DAEMON_OPTIONS (proto.m4): one MTA, or MTA-v4 and MTA-v6
+ * when _NETINET6_ is defined (OSTYPE(solaris8) and solaris11 define it). */
+static void mc_default_daemons(struct mc_state *st, const char *main_file)
+{
+    struct mc_loc at = {main_file, 0};
+    if (!st->netinet6) {
+        st->daemons[st->n_daemons++] = (struct mc_daemon){.name = "MTA", .port = 25};
+        mc_report_add(st->report, at, MC_TRANSLATED,
+                      "no DAEMON_OPTIONS: sendmail's default MTA listener on port 25 -> listen");
+    } else {
+        st->daemons[st->n_daemons++] =
+            (struct mc_daemon){.name = "MTA-v4", .family = "inet", .port = 25};
+        st->daemons[st->n_daemons++] =
+            (struct mc_daemon){.name = "MTA-v6", .family = "inet6", .port = 25};
+        mc_report_add(st->report, at, MC_TRANSLATED,
+                      "no DAEMON_OPTIONS, and _NETINET6_: sendmail's default MTA-v4 and MTA-v6 "
+                      "listeners on port 25 -> listen");
+    }
+    for (size_t i = 0; i < st->n_daemons; i++)
+        mc_save_loc(&st->daemons[i].at, at);
+}
+
 void mc_daemons_finish(struct mc_state *st, const char *main_file)
 {
     struct mc_loc at = {main_file, 0};
-    if (st->n_daemons == 0) {
-        st->daemons[st->n_daemons++] = (struct mc_daemon){.name = "MTA", .port = 25};
-        snprintf(st->daemons[0].file, sizeof(st->daemons[0].file), "%s", main_file);
-        mc_report_add(st->report, at, MC_TRANSLATED,
-                      "no DAEMON_OPTIONS: sendmail's default MTA listener on port 25 -> listen");
+    if (st->msp) {
+        for (size_t i = 0; i < st->n_daemons; i++)
+            mc_report_add(st->report, mc_saved(&st->daemons[i].at), MC_IGNORED,
+                          "listener %s: sendmail never listens with a submit.cf (FEATURE(msp)); "
+                          "left out",
+                          st->daemons[i].name[0] ? st->daemons[i].name : "Daemon");
+        return;
     }
+    if (st->n_daemons == 0)
+        mc_default_daemons(st, main_file);
     if (!st->no_default_msa) {
         struct mc_daemon *d = &st->daemons[st->n_daemons++];
         *d = (struct mc_daemon){.name = "MSA", .port = 587, .modifiers = "E"};
-        snprintf(d->file, sizeof(d->file), "%s", main_file);
+        mc_save_loc(&d->at, at);
         mc_report_add(st->report, at, MC_TRANSLATED,
                       "no FEATURE(no_default_msa): sendmail's default MSA listener on port 587 "
                       "-> listen");
     }
-    size_t kept = 0;
+    size_t kept = 0, live = 0;
     for (size_t i = 0; i < st->n_daemons; i++) {
         struct mc_daemon *d = &st->daemons[i];
         const struct mc_daemon *clash = mc_clash(st->daemons, kept, d);
         if (clash) {
-            mc_report_add(st->report, (struct mc_loc){d->file, d->loc.line}, MC_WARNING,
+            mc_report_add(st->report, mc_saved(&d->at), MC_WARNING,
                           "listener %s on port %u: %s already listens there, so sendmail's "
                           "bind would fail; left out%s",
                           d->name, d->port, clash->name,
-                          strcmp(d->name, "MSA") || d->loc.line
+                          strcmp(d->name, "MSA") || d->at.line
                               ? ""
                               : " (add FEATURE(`no_default_msa') when the .mc defines its "
                                 "own MSA)");
             continue;
         }
         st->daemons[kept] = *d;
-        mc_listener(st, &st->daemons[kept], kept);
+        live += mc_listener(st, &st->daemons[kept], kept);
         kept++;
     }
+    if (live == 0)
+        mc_report_add(st->report, at, MC_WARNING,
+                      "no listener is written live, so ringmaild opens its built-in default: "
+                      "127.0.0.1 port 2525 (loopback only)");
 }

@@ -24,8 +24,12 @@ enum mc_how {
     HOW_PERSON,  /* not carried over: `note` says why */
     HOW_CW_FILE, /* confCW_FILE / confCR_FILE: remembered for the end */
     HOW_CR_FILE,
-    HOW_PROBE,  /* confDONT_PROBE_INTERFACES */
-    HOW_RUN_AS, /* user[:group] */
+    HOW_PROBE,        /* confDONT_PROBE_INTERFACES */
+    HOW_RUN_AS,       /* user[:group] */
+    HOW_LOCAL_MAILER, /* LOCAL_MAILER_PATH, LOCAL_MAILER_ARGS (mc_local.c) */
+    HOW_SETTINGS_DIR, /* MAIL_SETTINGS_DIR: where sendmail's files are by default */
+    HOW_NETINET6,     /* _NETINET6_: IPv6 default listeners */
+    HOW_TLS_SRV,      /* confTLS_SRV_OPTIONS letters */
 };
 
 struct mc_define_rule {
@@ -111,11 +115,22 @@ static const struct mc_define_rule mc_define_rules[] = {
     LATER("ALIAS_FILE", HOW_LIST, "maps.aliases"),
     LATER("SMART_HOST", HOW_STRING, "routing.smart_host"),
     LATER("MAIL_HUB", HOW_STRING, "routing.mail_hub"),
+    /* sendmail's $R: the host that gets names without @domain, like MAIL_HUB (cf/README) */
+    LATER("LOCAL_RELAY", HOW_STRING, "routing.local_relay"),
     LATER("LUSER_RELAY", HOW_STRING, "routing.luser_relay"),
     LATER("RELAY_MAILER", HOW_STRING, "routing.relay_mailer"),
     LATER("confFALLBACK_MX", HOW_STRING, "routing.fallback_mx"),
     LATER("confSMTP_LOGIN_MSG", HOW_STRING, "greeting"),
     LIVE("confDONT_PROBE_INTERFACES", HOW_PROBE, NULL),
+    LATER("LOCAL_MAILER_PATH", HOW_LOCAL_MAILER, NULL),
+    LATER("LOCAL_MAILER_ARGS", HOW_LOCAL_MAILER, NULL),
+    LIVE("MAIL_SETTINGS_DIR", HOW_SETTINGS_DIR, NULL),
+    LIVE("_NETINET6_", HOW_NETINET6, NULL),
+    LIVE("confTLS_SRV_OPTIONS", HOW_TLS_SRV, "tls.request_client_cert"),
+    PERSON("UUCP_RELAY", "a relay for UUCP addresses; ringmail does not route UUCP"),
+    PERSON("BITNET_RELAY", "a relay for BITNET addresses; ringmail does not route BITNET"),
+    PERSON("DECNET_RELAY", "a relay for DECnet addresses; ringmail does not route DECnet"),
+    PERSON("FAX_RELAY", "a relay for fax addresses; ringmail has no fax mailer"),
     PERSON("confUSERDB_SPEC", "user database (userdb) lookups are not supported; move those "
                               "mappings to aliases or the virtusertable"),
     PERSON("confBIND_OPTS", "resolver options are not carried over; ringmail uses the "
@@ -222,6 +237,7 @@ static const struct {
     {"ClientKeyFile", "confCLIENT_KEY"},
     {"DHParameters", "confDH_PARAMETERS"},
     {"CipherList", "confCIPHER_LIST"},
+    {"TLSSrvOptions", "confTLS_SRV_OPTIONS"},
     {"AuthOptions", "confAUTH_OPTIONS"},
     {"AuthMechanisms", "confAUTH_MECHANISMS"},
     {"AliasFile", "ALIAS_FILE"},
@@ -317,6 +333,30 @@ static const char *mc_unprefixed(const char *word)
     return word[0] != '/' && colon && colon[1] == '/' ? colon + 1 : word;
 }
 
+/* TLSSrvOptions: V = do not ask clients for a certificate; C = no server certificate
+ * needed (anonymous ciphers). */
+static void mc_tls_srv_options(struct mc_state *st, const char *what, const char *value,
+                               struct mc_loc loc)
+{
+    char word[256];
+    for (const char *p = value; mc_next_word(&p, word, sizeof(word));) {
+        for (const char *c = word; *c; c++) {
+            if (*c == 'V')
+                mc_key(st, loc, what, "tls.request_client_cert", "false", false);
+            else if (*c == 'C')
+                mc_report_add(st->report, loc, MC_PERSON,
+                              "%s: C (STARTTLS without a server certificate, anonymous "
+                              "ciphers) is not carried over; ringmail offers STARTTLS only "
+                              "with tls.certificates",
+                              what);
+            else
+                mc_report_add(st->report, loc, MC_PERSON,
+                              "%s: '%c' is not a TLSSrvOptions flag sendmail knows (V, C)", what,
+                              *c);
+        }
+    }
+}
+
 static void mc_apply(struct mc_state *st, const struct mc_define_rule *r, const char *what,
                      const char *value, struct mc_loc loc)
 {
@@ -369,8 +409,7 @@ static void mc_apply(struct mc_state *st, const struct mc_define_rule *r, const 
         mc_yaml_remove(st->yaml, r->key); /* a later define replaces the whole list */
         while (mc_next_word(&p, word, sizeof(word)))
             mc_yaml_add(st->yaml, r->key, mc_unprefixed(word), r->future, NULL);
-        mc_report_add(st->report, loc, MC_TRANSLATED, "%s -> %s%s", what, r->key,
-                      r->future ? " (kept for later)" : "");
+        mc_report_add(st->report, loc, mc_key_kind(r->key, r->future), "%s -> %s", what, r->key);
         break;
     case HOW_FLAG:
         mc_key(st, loc, what, r->key, strchr("TtYy1", value[0] ? value[0] : 'T') ? "true" : "false",
@@ -390,6 +429,27 @@ static void mc_apply(struct mc_state *st, const struct mc_define_rule *r, const 
         mc_report_add(st->report, loc, MC_TRANSLATED, "%s: %s is the %s file", what, path,
                       r->how == HOW_CW_FILE ? "local-host-names" : "relay-domains");
         break;
+    case HOW_LOCAL_MAILER:
+        mc_local_define(st, r->name, value, loc);
+        break;
+    case HOW_SETTINGS_DIR:
+        snprintf(st->settings_dir, sizeof(st->settings_dir), "%s", value);
+        mc_report_add(st->report, loc, MC_IGNORED,
+                      "%s: the directory of sendmail's files (cf.m4: /etc/mail/); no key of "
+                      "its own: expanded where it is used, and the default paths of the maps "
+                      "and class files after it are in %s",
+                      what, value);
+        break;
+    case HOW_NETINET6:
+        st->netinet6 = true;
+        mc_report_add(st->report, loc, MC_IGNORED,
+                      "%s: with no DAEMON_OPTIONS, sendmail's default listeners are MTA-v4 and "
+                      "MTA-v6 (see the listeners at the end of the report)",
+                      what);
+        break;
+    case HOW_TLS_SRV:
+        mc_tls_srv_options(st, what, value, loc);
+        break;
     case HOW_PROBE:
         mc_report_add(st->report, loc,
                       strchr("TtYy", value[0] ? value[0] : 'T') ? MC_IGNORED : MC_WARNING,
@@ -405,6 +465,7 @@ enum mc_verdict mc_define(struct mc_state *st, const char *name, const char *val
 {
     char what[128], key[80];
     snprintf(what, sizeof(what), "define(%s)", name);
+    st->alias_file_set = st->alias_file_set || strcmp(name, "ALIAS_FILE") == 0;
     const struct mc_define_rule *r = mc_rule(name);
     if (!r)
         r = mc_rule_timeout(name, key, sizeof(key));
@@ -436,10 +497,17 @@ enum mc_verdict mc_define(struct mc_state *st, const char *name, const char *val
 void mc_undefine(struct mc_state *st, const char *name, struct mc_loc loc)
 {
     char key[80];
+    st->alias_file_set = st->alias_file_set || strcmp(name, "ALIAS_FILE") == 0;
     const struct mc_define_rule *r = mc_rule(name);
     if (!r)
         r = mc_rule_timeout(name, key, sizeof(key));
-    if (r && r->key) {
+    if (r && r->how == HOW_NETINET6) {
+        st->netinet6 = false;
+        mc_report_add(st->report, loc, MC_IGNORED,
+                      "undefine(%s): with no DAEMON_OPTIONS, sendmail's default listener is one "
+                      "MTA",
+                      name);
+    } else if (r && r->key) {
         if (strncmp(r->key, "tls.certificates.", 17) == 0)
             mc_yaml_remove(st->yaml, "tls.certificates");
         else

@@ -14,6 +14,8 @@ enum mc_feat_how {
     FEAT_PAUSE,  /* greet_pause(milliseconds) */
     FEAT_NULL,   /* nullclient(host) */
     FEAT_DNSBL,  /* dnsbl / enhdnsbl(zone, message, ...) */
+    FEAT_LOCAL,  /* local_procmail, local_lmtp: the local mailer (mc_local.c) */
+    FEAT_MSP,    /* msp(host, MSA): the .mc is a submit.mc */
     FEAT_IGNORE, /* harmless: note says why */
     FEAT_PERSON, /* not carried over: note says why */
 };
@@ -22,18 +24,18 @@ struct mc_feat {
     const char *name;
     enum mc_feat_how how;
     const char *key;  /* or the note */
-    const char *dflt; /* FEAT_MAP: the default file */
+    const char *dflt; /* FEAT_MAP: the default file, in MAIL_SETTINGS_DIR */
 };
 
 /* In the order of cf/README; keys under features. are kept for later. */
 static const struct mc_feat mc_feats[] = {
-    {"access_db", FEAT_MAP, "maps.access", "/etc/mail/access"},
-    {"virtusertable", FEAT_MAP, "maps.virtusertable", "/etc/mail/virtusertable"},
-    {"mailertable", FEAT_MAP, "maps.mailertable", "/etc/mail/mailertable"},
-    {"genericstable", FEAT_MAP, "maps.genericstable", "/etc/mail/genericstable"},
-    {"domaintable", FEAT_MAP, "maps.domaintable", "/etc/mail/domaintable"},
-    {"authinfo", FEAT_MAP, "maps.authinfo", "/etc/mail/authinfo"},
-    {"use_ct_file", FEAT_MAP, "maps.trusted_users", "/etc/mail/trusted-users"},
+    {"access_db", FEAT_MAP, "maps.access", "access"},
+    {"virtusertable", FEAT_MAP, "maps.virtusertable", "virtusertable"},
+    {"mailertable", FEAT_MAP, "maps.mailertable", "mailertable"},
+    {"genericstable", FEAT_MAP, "maps.genericstable", "genericstable"},
+    {"domaintable", FEAT_MAP, "maps.domaintable", "domaintable"},
+    {"authinfo", FEAT_MAP, "maps.authinfo", "authinfo"},
+    {"use_ct_file", FEAT_MAP, "maps.trusted_users", "trusted-users"},
     {"use_cw_file", FEAT_CW, NULL, NULL},
     {"no_default_msa", FEAT_NO_MSA, NULL, NULL},
     {"greet_pause", FEAT_PAUSE, "features.greet_pause", NULL},
@@ -51,8 +53,8 @@ static const struct mc_feat mc_feats[] = {
     {"generics_entire_domain", FEAT_FLAG, "masquerade.generics_entire_domain", NULL},
     {"redirect", FEAT_FLAG, "features.redirect", NULL},
     {"smrsh", FEAT_FLAG, "mailers.smrsh", NULL},
-    {"local_procmail", FEAT_FLAG, "mailers.local_procmail", NULL},
-    {"local_lmtp", FEAT_FLAG, "mailers.local_lmtp", NULL},
+    {"local_procmail", FEAT_LOCAL, NULL, NULL},
+    {"local_lmtp", FEAT_LOCAL, NULL, NULL},
     {"delay_checks", FEAT_ARGS, "features.delay_checks", NULL},
     {"conncontrol", FEAT_ARGS, "features.conncontrol", NULL},
     {"ratecontrol", FEAT_ARGS, "features.ratecontrol", NULL},
@@ -81,10 +83,7 @@ static const struct mc_feat mc_feats[] = {
     {"tls_session_features", FEAT_FLAG, "features.tls_session_features", NULL},
     {"tls_failures", FEAT_FLAG, "features.tls_failures", NULL},
     {"sts", FEAT_FLAG, "features.sts", NULL},
-    {"msp", FEAT_IGNORE,
-     "the submission-program (submit.cf) configuration; ringmail's sendmail command hands "
-     "mail to the queue itself",
-     NULL},
+    {"msp", FEAT_MSP, NULL, NULL},
     {"nouucp", FEAT_IGNORE, "ringmail has no UUCP; '!' in an address is never routed", NULL},
     {"uucpdomain", FEAT_PERSON, "UUCP is not supported", NULL},
     {"bitdomain", FEAT_PERSON, "BITNET is not supported", NULL},
@@ -100,6 +99,46 @@ static const struct mc_feat mc_feats[] = {
     {"mtamark", FEAT_PERSON, "MTA marks are not supported", NULL},
     {"bcc", FEAT_PERSON, "not supported yet", NULL},
 };
+
+/* FEATURE(msp, host, MSA): sendmail's mail submission program (submit.cf). sendmail refuses
+ * to run it as a daemon ("Mail submission program cannot be used as daemon") and sends every
+ * message, local or not, to the host (port 587 with MSA): msp.m4's defines follow. */
+static enum mc_verdict mc_msp(struct mc_state *st, char **args, size_t nargs, struct mc_loc loc)
+{
+    static const char implies[] =
+        "undefine(`ALIAS_FILE')define(`confPRIVACY_FLAGS', `goaway,noetrn,restrictqrun')"
+        "ifdef(`confRUN_AS_USER', , `define(`confRUN_AS_USER', `smmsp')')"
+        "ifdef(`MSP_QUEUE_DIR', `define(`QUEUE_DIR', MSP_QUEUE_DIR)', "
+        "`define(`QUEUE_DIR', `/var/spool/clientmqueue')')";
+    char host[300];
+    snprintf(host, sizeof(host), "%s%s", nargs > 1 && *args[1] ? args[1] : "[localhost]",
+             nargs > 2 && strcmp(args[2], "MSA") == 0 ? ":587" : "");
+    st->msp = true;
+    st->no_default_msa = true;
+    mc_report_add(st->report, loc, MC_PERSON,
+                  "FEATURE(msp): this is a submit.mc, the configuration of sendmail's mail "
+                  "submission program: sendmail never listens with it and hands every message "
+                  "to %s. ringmail has no separate submission program (its sendmail command "
+                  "gives mail to the local ringmaild): translate the MTA's sendmail.mc for "
+                  "ringmaild instead. This translation writes no listener (ringmaild then opens "
+                  "its built-in default, 127.0.0.1 port 2525) and sends everything to %s",
+                  host, host);
+    mc_key(st, loc, "FEATURE(msp)", "routing.smart_host", host, true);
+    mc_key(st, loc, "FEATURE(msp)", "routing.mail_hub", host, true);
+    /* msp.m4 makes the local mailer the relay to the host too */
+    static const char *const local[] = {"mailers.local_path", "mailers.local_args",
+                                        "mailers.local_procmail", "mailers.local_lmtp"};
+    for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++) {
+        if (!mc_yaml_get(st->yaml, local[i]))
+            continue;
+        mc_yaml_remove(st->yaml, local[i]);
+        mc_report_add(st->report, loc, MC_IGNORED,
+                      "FEATURE(msp): local mail goes to %s as well, so %s set before is "
+                      "removed",
+                      host, local[i]);
+    }
+    return mc_m4_push_text(st->m4, implies) < 0 ? mc_fail(st, loc, "out of memory") : MC_GO_ON;
+}
 
 static const struct mc_feat *mc_feat_find(const char *name)
 {
@@ -135,7 +174,9 @@ enum mc_verdict mc_feature(struct mc_state *st, char **args, size_t nargs, struc
             if (n > 3 && strcmp(path + n - 3, ".db") == 0)
                 path[n - 3] = '\0';
         }
-        mc_key(st, loc, what, f->key, arg1 && *path ? path : f->dflt, true);
+        if (!arg1 || !*path)
+            mc_settings_path(st, f->dflt, path, sizeof(path));
+        mc_key(st, loc, what, f->key, path, true);
         break;
     case FEAT_FLAG:
         mc_key(st, loc, what, f->key, arg1 ? arg1 : "true", true);
@@ -148,13 +189,11 @@ enum mc_verdict mc_feature(struct mc_state *st, char **args, size_t nargs, struc
         mc_yaml_remove(st->yaml, f->key);
         for (size_t i = 1; i < nargs; i++)
             mc_yaml_add(st->yaml, f->key, args[i], true, NULL);
-        mc_report_add(st->report, loc, MC_TRANSLATED, "%s -> %s (kept for later)", what, f->key);
+        mc_report_add(st->report, loc, MC_KEPT, "%s -> %s", what, f->key);
         break;
     case FEAT_CW:
         st->use_cw_file = true;
-        st->cw_loc = loc;
-        snprintf(st->cw_file_name, sizeof(st->cw_file_name), "%s", loc.file);
-        st->cw_loc.file = st->cw_file_name;
+        mc_save_loc(&st->cw_at, loc);
         mc_report_add(st->report, loc, MC_TRANSLATED,
                       "%s -> maps.local_host_names (see the end of the report)", what);
         break;
@@ -197,12 +236,15 @@ enum mc_verdict mc_feature(struct mc_state *st, char **args, size_t nargs, struc
                 for (size_t i = 4; i < nargs; i++)
                     mc_yaml_add(item, "results", args[i], true, NULL);
         }
-        mc_report_add(st->report, loc, MC_TRANSLATED,
-                      "%s -> features.dnsbl[] zone %s (kept "
-                      "for later)",
-                      what, arg1 ? arg1 : "blackholes.mail-abuse.org");
+        mc_report_add(st->report, loc, MC_KEPT, "%s -> features.dnsbl[] zone %s", what,
+                      arg1 ? arg1 : "blackholes.mail-abuse.org");
         break;
     }
+    case FEAT_LOCAL:
+        mc_local_feature(st, name, args, nargs, loc);
+        break;
+    case FEAT_MSP:
+        return mc_msp(st, args, nargs, loc);
     case FEAT_IGNORE:
         mc_report_add(st->report, loc, MC_IGNORED, "%s: %s", what, f->key);
         break;

@@ -16,12 +16,18 @@
 
 #define MC_MAX_DAEMONS 32
 
+/* A location that outlives the reader (which owns the file names of its locations), and
+ * stays valid when copied. */
+struct mc_saved_loc {
+    char file[256];
+    unsigned line;
+};
+
 /* One DAEMON_OPTIONS listener, as sendmail would open it. */
 struct mc_daemon {
     char name[64], addr[64], family[8], modifiers[32];
     unsigned port;
-    struct mc_loc loc; /* loc.file points into `file` */
-    char file[256];
+    struct mc_saved_loc at;
 };
 
 /* What the raw text lines of the .mc are, after the macro that started the section. */
@@ -34,18 +40,30 @@ struct mc_state {
     struct mc_m4 *m4; /* the reader, during a call from it */
     enum mc_section section;
     bool saw_ostype, saw_mailer, saw_cf_m4, no_default_msa, use_cw_file, failed;
+    bool netinet6;         /* _NETINET6_: sendmail's default listeners are MTA-v4 and MTA-v6 */
+    bool saw_local_mailer; /* MAILER(local): the local mailer's program is written */
     struct mc_daemon daemons[MC_MAX_DAEMONS];
     size_t n_daemons;
-    struct mc_loc cw_loc; /* FEATURE(use_cw_file), for the finishing entries */
-    char cw_file_name[256];
+    struct mc_saved_loc cw_at;         /* FEATURE(use_cw_file), for the finishing entries */
     char cw_file[1024], cr_file[1024]; /* confCW_FILE, confCR_FILE paths */
     char hostname[256];
+    char settings_dir[256]; /* MAIL_SETTINGS_DIR, for the default paths of files */
+    bool alias_file_set;    /* ALIAS_FILE defined or undefined: its default is not used */
+    char ostype[64];        /* OSTYPE(...), "" without one */
+    struct mc_saved_loc ostype_at;
+    bool msp; /* FEATURE(msp): the .mc is a submit.mc, not a daemon's */
 };
+
+void mc_save_loc(struct mc_saved_loc *s, struct mc_loc loc);
+struct mc_loc mc_saved(const struct mc_saved_loc *s);
 
 /* Reports a malformed construct: an error entry, and the translation stops. */
 enum mc_verdict mc_fail(struct mc_state *st, struct mc_loc loc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Sets a key and reports it as translated from `what` ("define(confX)"). */
+/* The report kind of a key: kept for later when it is written commented out (`future`) or
+ * when the daemon reads it but does not act on it yet, translated otherwise. */
+enum mc_kind mc_key_kind(const char *key, bool future);
+/* Sets a key and reports it as translated (or kept for later) from `what` ("define(confX)"). */
 void mc_key(struct mc_state *st, struct mc_loc loc, const char *what, const char *key,
             const char *value, bool future);
 /* Adds to a list key and reports it. */
@@ -60,12 +78,22 @@ void mc_undefine(struct mc_state *st, const char *name, struct mc_loc loc);
  * or NULL. */
 const char *mc_define_of_option(const char *option);
 
+/* `name` under MAIL_SETTINGS_DIR, as sendmail's default paths are written. */
+void mc_settings_path(const struct mc_state *st, const char *name, char *out, size_t outlen);
+
+/* mc_local.c: the local mailer (LOCAL_MAILER_PATH/ARGS, FEATURE(local_procmail/local_lmtp)),
+ * each setting replacing what an earlier one made of the mailer, as in sendmail. */
+void mc_local_define(struct mc_state *st, const char *name, const char *value, struct mc_loc loc);
+void mc_local_feature(struct mc_state *st, const char *name, char **args, size_t nargs,
+                      struct mc_loc loc);
+
 /* mc_features.c: FEATURE(name, args...). */
 enum mc_verdict mc_feature(struct mc_state *st, char **args, size_t nargs, struct mc_loc loc);
 
 /* mc_daemon.c: DAEMON_OPTIONS / CLIENT_OPTIONS, and the listeners at the end. */
 enum mc_verdict mc_daemon_options(struct mc_state *st, const char *spec, bool client,
                                   struct mc_loc loc);
+/* The listeners sendmail would open, written out at the end; none for a submit.mc. */
 void mc_daemons_finish(struct mc_state *st, const char *main_file);
 
 /* mc_cfline.c: a raw sendmail.cf line of the .mc (LOCAL_CONFIG, or plain text). */

@@ -583,7 +583,12 @@ static int m4_run(const char *name, const char *data, size_t len, const struct m
     struct mc_m4 m = {.o = o, .lq = '`', .rq = '\'', .err = err};
     buf_init(&m.text, 1024 * 1024);
     memset(err, 0, sizeof(*err));
-    int rc = m4_open(&m, name, data, len, (struct mc_loc){name, 0});
+    int rc = 0;
+    for (const char *const *p = o->predefined; rc == 0 && p && p[0] && p[1]; p += 2)
+        if (mc_m4_define(&m, p[0], p[1]) < 0)
+            rc = m4_fail(&m, (struct mc_loc){name, 0}, "out of memory");
+    if (rc == 0)
+        rc = m4_open(&m, name, data, len, (struct mc_loc){name, 0});
     if (rc == 0)
         rc = m4_scan(&m, NULL, 0);
     if (rc == 0)

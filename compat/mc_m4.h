@@ -55,6 +55,8 @@ struct mc_m4_options {
     const char *const *include_dirs; /* -I directories, searched after the including file's */
     size_t n_include_dirs;
     const char *root; /* prefix for absolute paths, or NULL */
+    /* macros defined before the .mc is read: name, value, name, value, ..., NULL (or NULL) */
+    const char *const *predefined;
     /* sendmail macros that take effect without parentheses (LOCAL_CONFIG, ...). */
     bool (*is_bare_macro)(const char *name);
     mc_event_fn on_event;

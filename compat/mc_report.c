@@ -7,8 +7,8 @@
 
 #include "compat/map_text.h"
 
-static const char *const mc_kind_names[MC_N_KINDS] = {"translated", "ignored", "warning",
-                                                      "needs a person", "error"};
+static const char *const mc_kind_names[MC_N_KINDS] = {"translated", "kept for later", "ignored",
+                                                      "warning",    "needs a person", "error"};
 
 void mc_report_add(struct mc_report *r, struct mc_loc loc, enum mc_kind kind, const char *fmt, ...)
 {
@@ -44,10 +44,10 @@ void mc_report_print(const struct mc_report *r, struct buf *out)
         buf_printf(out, "%s: %s\n", mc_kind_names[e->kind], e->text);
     }
     buf_printf(out,
-               "summary: %zu translated, %zu ignored, %zu warnings, %zu need a person, %zu "
-               "errors\n",
-               r->count[MC_TRANSLATED], r->count[MC_IGNORED], r->count[MC_WARNING],
-               r->count[MC_PERSON], r->count[MC_ERROR]);
+               "summary: %zu translated, %zu kept for later (not enforced yet), %zu ignored, %zu "
+               "warnings, %zu need a person, %zu errors\n",
+               r->count[MC_TRANSLATED], r->count[MC_KEPT], r->count[MC_IGNORED],
+               r->count[MC_WARNING], r->count[MC_PERSON], r->count[MC_ERROR]);
 }
 
 void mc_report_free(struct mc_report *r)

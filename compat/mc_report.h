@@ -13,7 +13,10 @@
 #include "util/buf.h"
 
 enum mc_kind {
-    MC_TRANSLATED, /* carried over to a key (live or kept for later) */
+    MC_TRANSLATED, /* carried over to a key the daemon enforces */
+    MC_KEPT,       /* carried over to a key the daemon accepts but does not enforce yet (and
+                      warns about at start-up): counted apart, so that "0 need a person" is
+                      never read as "everything works" */
     MC_IGNORED,    /* harmless to drop; the entry says why */
     MC_WARNING,    /* carried over as sendmail would, but probably not what was meant */
     MC_PERSON,     /* not carried over: someone must decide */

@@ -20,16 +20,39 @@ enum mc_verdict mc_fail(struct mc_state *st, struct mc_loc loc, const char *fmt,
     return MC_STOP;
 }
 
-/* Keys of the groups kept for later issues that the daemon already enforces: written live,
- * so that the translated file does what the .mc did (docs/config.md marks the others). */
+void mc_save_loc(struct mc_saved_loc *s, struct mc_loc loc)
+{
+    snprintf(s->file, sizeof(s->file), "%s", loc.file ? loc.file : "");
+    s->line = loc.line;
+}
+
+struct mc_loc mc_saved(const struct mc_saved_loc *s)
+{
+    return (struct mc_loc){s->file, s->line};
+}
+
+static bool mc_key_in(const char *key, const char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i], key) == 0)
+            return true;
+    return false;
+}
+
+/* Keys of the groups kept for later that the daemon already enforces: written live, so that
+ * the translated file does what the .mc did (docs/config.md marks the others). */
 static bool mc_key_enforced(const char *key)
 {
     static const char *const enforced[] = {"maps.access", "maps.local_host_names",
                                            "maps.relay_domains_file", "timeouts.starttls"};
-    for (size_t i = 0; i < sizeof(enforced) / sizeof(enforced[0]); i++)
-        if (strcmp(enforced[i], key) == 0)
-            return true;
-    return false;
+    return mc_key_in(key, enforced, sizeof(enforced) / sizeof(enforced[0]));
+}
+
+enum mc_kind mc_key_kind(const char *key, bool future)
+{
+    /* live keys of today's schema that nothing acts on until delivery lands */
+    static const char *const idle[] = {"tls.client_cert", "tls.client_key"};
+    return future || mc_key_in(key, idle, sizeof(idle) / sizeof(idle[0])) ? MC_KEPT : MC_TRANSLATED;
 }
 
 void mc_key(struct mc_state *st, struct mc_loc loc, const char *what, const char *key,
@@ -37,8 +60,7 @@ void mc_key(struct mc_state *st, struct mc_loc loc, const char *what, const char
 {
     future = future && !mc_key_enforced(key);
     mc_yaml_set(st->yaml, key, value, future, NULL);
-    mc_report_add(st->report, loc, MC_TRANSLATED, "%s -> %s = %s%s", what, key, value,
-                  future ? " (kept for later)" : "");
+    mc_report_add(st->report, loc, mc_key_kind(key, future), "%s -> %s = %s", what, key, value);
 }
 
 void mc_key_add(struct mc_state *st, struct mc_loc loc, const char *what, const char *key,
@@ -46,20 +68,29 @@ void mc_key_add(struct mc_state *st, struct mc_loc loc, const char *what, const 
 {
     future = future && !mc_key_enforced(key);
     mc_yaml_add(st->yaml, key, value, future, NULL);
-    mc_report_add(st->report, loc, MC_TRANSLATED, "%s -> %s += %s%s", what, key, value,
-                  future ? " (kept for later)" : "");
+    mc_report_add(st->report, loc, mc_key_kind(key, future), "%s -> %s += %s", what, key, value);
+}
+
+void mc_settings_path(const struct mc_state *st, const char *name, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s%s", st->settings_dir, name);
 }
 
 /* What sendmail's own OSTYPE and DOMAIN files set that means something here, as m4 text
- * read at the OSTYPE/DOMAIN line (from cf/ostype and cf/domain of sendmail 8.17). */
+ * read at the OSTYPE/DOMAIN line (from cf/ostype and cf/domain of sendmail 8.17, Debian's
+ * 8.17.1.9 for debian, debian-mta and debian-msp). */
 static const struct {
     const char *call, *name, *implies;
 } mc_implied[] = {
     {"OSTYPE", "debian",
      "define(`confDEF_USER_ID', `mail:mail')define(`confSMTP_LOGIN_MSG', `$j Sendmail $v/$Z; "
      "$b; (No UCE/UBE) $?{client_addr}logging access from: ${client_name}(${client_resolve})-"
-     "$_$.')define(`confBIND_OPTS', `+WorkAroundBrokenAAAA')"},
+     "$_$.')define(`confBIND_OPTS', `+WorkAroundBrokenAAAA')"
+     "define(`LOCAL_MAILER_PATH', `/usr/sbin/sensible-mda')"
+     "define(`LOCAL_MAILER_ARGS', `sensible-mda $g $u $h ${client_addr}')"},
     {"OSTYPE", "linux", "FEATURE(`local_procmail')"},
+    {"OSTYPE", "solaris8", "define(`_NETINET6_')FEATURE(`local_lmtp')"},
+    {"OSTYPE", "solaris11", "define(`_NETINET6_')FEATURE(`local_lmtp')"},
     {"DOMAIN", "generic",
      "define(`confMAX_HEADERS_LENGTH', `32768')FEATURE(`redirect')FEATURE(`use_cw_file')"
      "EXPOSED_USER(`root')"},
@@ -67,7 +98,12 @@ static const struct {
      "define(`confMAX_DAEMON_CHILDREN', `0')define(`confTO_ICONNECT', `2m')"
      "define(`confTO_MAIL', `2m')define(`confTO_DATAINIT', `2m')define(`confTO_RSET', `1m')"
      "define(`confTO_QUIT', `2m')define(`confTO_COMMAND', `5m')define(`confTO_IDENT', `5s')"},
-    {"DOMAIN", "debian-msp", ""},
+    {"DOMAIN", "debian-msp",
+     "define(`MSP_QUEUE_DIR', `/var/spool/mqueue-client')define(`confTO_ICONNECT', `2s')"
+     "define(`confTO_MAIL', `2m')define(`confTO_DATAINIT', `2m')define(`confTO_RSET', `1m')"
+     "define(`confTO_QUIT', `2m')define(`confTO_COMMAND', `5m')define(`confTO_IDENT', `5s')"
+     "define(`confTO_HOSTSTATUS', `0')FEATURE(`no_default_msa')"
+     "define(`confRUN_AS_USER', `smmsp')"},
 };
 
 static const char mc_ostypes[] =
@@ -90,8 +126,8 @@ static enum mc_verdict mc_ostype_domain(struct mc_state *st, const struct mc_eve
                            "cf/ostype/%s.m4)",
                            name, name);
         st->saw_ostype = true;
-        if (strcmp(name, "debian") == 0)
-            mc_m4_define(st->m4, "MAIL_SETTINGS_DIR", "/etc/mail/");
+        snprintf(st->ostype, sizeof(st->ostype), "%s", name);
+        mc_save_loc(&st->ostype_at, ev->loc);
     }
     for (size_t i = 0; i < sizeof(mc_implied) / sizeof(mc_implied[0]); i++) {
         if (strcmp(mc_implied[i].call, ev->name) || strcmp(mc_implied[i].name, name))
@@ -180,8 +216,8 @@ static void mc_milter(struct mc_state *st, const struct mc_event *ev)
             mc_yaml_set(item, k, word + 2, true, NULL);
     }
     mc_yaml_set(item, "input", ev->name[0] == 'I' ? "true" : "false", true, NULL);
-    mc_report_add(st->report, ev->loc, MC_TRANSLATED, "%s(%s) -> milters[] (kept for later)",
-                  ev->name, ev->nargs ? ev->args[0] : "");
+    mc_report_add(st->report, ev->loc, MC_KEPT, "%s(%s) -> milters[]", ev->name,
+                  ev->nargs ? ev->args[0] : "");
 }
 
 static enum mc_verdict mc_mailer(struct mc_state *st, const struct mc_event *ev)
@@ -192,6 +228,7 @@ static enum mc_verdict mc_mailer(struct mc_state *st, const struct mc_event *ev)
     char word[80];
     snprintf(word, sizeof(word), " %s ", name);
     st->saw_mailer = true;
+    st->saw_local_mailer = st->saw_local_mailer || strcmp(name, "local") == 0;
     if (strstr(later, word) && *name)
         mc_key_add(st, ev->loc, "MAILER", "mailers.enabled", name, true);
     else if (strstr(none, word) && *name)
@@ -286,6 +323,29 @@ static enum mc_verdict mc_include(struct mc_state *st, struct mc_m4 *m, const st
     return MC_GO_ON;
 }
 
+/* cf.m4's macros hand their arguments on (FEATURE's to _ARG_, DAEMON_OPTIONS' into a
+ * define) and m4 reads them again where they are used: the .mc's own macros in them are
+ * expanded then and a second level of quotes goes. FEATURE(`access_db', `hash -o MAPS/access')
+ * reads MAPS; DAEMON_OPTIONS(``Port=25'') is Port=25. */
+static enum mc_verdict mc_call_expanded(struct mc_state *st, struct mc_m4 *m,
+                                        const struct mc_event *ev)
+{
+    char **args = calloc(ev->nargs ? ev->nargs : 1, sizeof(*args));
+    enum mc_verdict v = args ? MC_GO_ON : mc_fail(st, ev->loc, "out of memory");
+    for (size_t i = 0; v == MC_GO_ON && i < ev->nargs; i++)
+        if (!(args[i] = mc_m4_expand_value(m, ev->args[i])))
+            v = mc_fail(st, ev->loc, "out of memory");
+    if (v == MC_GO_ON) {
+        struct mc_event call = *ev;
+        call.args = args;
+        v = mc_call(st, &call);
+    }
+    for (size_t i = 0; args && i < ev->nargs; i++)
+        free(args[i]);
+    free(args);
+    return v;
+}
+
 static enum mc_verdict mc_on_event(void *ctx, struct mc_m4 *m, const struct mc_event *ev)
 {
     struct mc_state *st = ctx;
@@ -306,21 +366,36 @@ static enum mc_verdict mc_on_event(void *ctx, struct mc_m4 *m, const struct mc_e
     case MC_TEXT:
         return mc_cf_line(st, ev->args[0], ev->loc);
     case MC_CALL:
-        return mc_call(st, ev);
+        return mc_call_expanded(st, m, ev);
     }
     return MC_GO_ON;
 }
 
-/* Class w and R: sendmail reads local-host-names with use_cw_file, relay-domains always. */
+/* Class w and R: sendmail reads local-host-names with use_cw_file, relay-domains always.
+ * And the aliases: in MAIL_SETTINGS_DIR unless ALIAS_FILE says otherwise, which is worth
+ * writing only when the .mc moved that directory away from /etc/mail/. */
 static void mc_class_files(struct mc_state *st, const char *main_file)
 {
-    struct mc_loc at = {main_file, 0};
-    if (st->use_cw_file) {
-        const char *path = st->cw_file[0] ? st->cw_file : "/etc/mail/local-host-names";
-        mc_key(st, st->cw_loc, "use_cw_file", "maps.local_host_names", path, true);
-        mc_read_class_file(st, st->cw_loc, path, "local_domains");
+    if (!st->alias_file_set && strcmp(st->settings_dir, "/etc/mail/") != 0) {
+        char aliases[1024];
+        mc_settings_path(st, "aliases", aliases, sizeof(aliases));
+        mc_key_add(st, (struct mc_loc){main_file, 0}, "sendmail's default ALIAS_FILE",
+                   "maps.aliases", aliases, true);
     }
-    const char *rpath = st->cr_file[0] ? st->cr_file : "/etc/mail/relay-domains";
+    struct mc_loc at = {main_file, 0}, cw_at = mc_saved(&st->cw_at);
+    char path[1024], rpath[1024];
+    if (st->use_cw_file) {
+        if (st->cw_file[0])
+            snprintf(path, sizeof(path), "%s", st->cw_file);
+        else
+            mc_settings_path(st, "local-host-names", path, sizeof(path));
+        mc_key(st, cw_at, "use_cw_file", "maps.local_host_names", path, true);
+        mc_read_class_file(st, cw_at, path, "local_domains");
+    }
+    if (st->cr_file[0])
+        snprintf(rpath, sizeof(rpath), "%s", st->cr_file);
+    else
+        mc_settings_path(st, "relay-domains", rpath, sizeof(rpath));
     mc_key(st, at, "sendmail always reads relay-domains", "maps.relay_domains_file", rpath, true);
     char full[2048];
     snprintf(full, sizeof(full), "%s%s", st->o->root ? st->o->root : "", rpath);
@@ -340,13 +415,43 @@ static void mc_class_files(struct mc_state *st, const char *main_file)
     }
 }
 
+/* The name sendmail's daemon logged as: Debian's init and the BSDs' rc.conf start it with
+ * -L sm-mta, everyone else leaves sendmail's own "sendmail". Log watchers match on it
+ * (fail2ban's sendmail-reject and sendmail-auth filters take either). */
+static void mc_log_ident(struct mc_state *st, const char *main_file)
+{
+    static const char sm_mta[] = " debian freebsd4 freebsd5 freebsd6 dragonfly openbsd ";
+    char word[80];
+    snprintf(word, sizeof(word), " %s ", st->ostype);
+    bool dash_l = st->ostype[0] && strstr(sm_mta, word);
+    const char *ident = dash_l ? "sm-mta" : "sendmail";
+    mc_yaml_set(st->yaml, "log.ident", ident, false, NULL);
+    if (dash_l)
+        mc_report_add(st->report, mc_saved(&st->ostype_at), MC_TRANSLATED,
+                      "OSTYPE(%s) -> log.ident = sm-mta: that system starts sendmail with "
+                      "-L sm-mta, so its log lines say sm-mta[pid]; log watchers (fail2ban's "
+                      "sendmail filters) keep matching",
+                      st->ostype);
+    else
+        mc_report_add(st->report, (struct mc_loc){main_file, 0}, MC_TRANSLATED,
+                      "sendmail's own log name -> log.ident = sendmail: its log lines say "
+                      "sendmail[pid]; log watchers (fail2ban's sendmail filters) keep matching");
+}
+
 static enum mc_status mc_run(const char *name, const char *data, size_t len,
                              const struct mc_options *o, struct mc_result *res)
 {
-    struct mc_state st = {.o = o, .report = &res->report};
+    struct mc_state st = {.o = o, .report = &res->report, .settings_dir = "/etc/mail/"};
     struct mc_m4_error err;
-    struct mc_m4_options mo = {o->include_dirs,  o->n_include_dirs, o->root,
-                               mc_is_bare_macro, mc_on_event,       &st};
+    /* cfhead.m4 defines it unless the .mc did first; a later define of the .mc replaces it */
+    static const char *const predefined[] = {"MAIL_SETTINGS_DIR", "/etc/mail/", NULL};
+    struct mc_m4_options mo = {.include_dirs = o->include_dirs,
+                               .n_include_dirs = o->n_include_dirs,
+                               .root = o->root,
+                               .predefined = predefined,
+                               .is_bare_macro = mc_is_bare_macro,
+                               .on_event = mc_on_event,
+                               .ctx = &st};
     buf_init(&res->yaml, 0);
     if (!(st.yaml = mc_yaml_new()))
         return res->status = MC_STATUS_ERROR;
@@ -361,6 +466,7 @@ static enum mc_status mc_run(const char *name, const char *data, size_t len,
     if (rc == 0) {
         mc_daemons_finish(&st, name);
         mc_class_files(&st, name);
+        mc_log_ident(&st, name);
         buf_printf(&res->yaml,
                    "# ringmail configuration translated from %s by "
                    "ringmail-mc2yaml.\n# The migration report says where each key "

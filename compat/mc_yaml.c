@@ -9,7 +9,7 @@ enum mc_yaml_type { YAML_SCALAR, YAML_MAP, YAML_LIST };
 struct mc_yaml {
     char *key; /* NULL for list items and the root */
     enum mc_yaml_type type;
-    char *value, *comment;
+    char *value, *comment, *note;
     bool future;
     struct mc_yaml *first, *last, *next;
 };
@@ -56,6 +56,7 @@ void mc_yaml_free(struct mc_yaml *n)
     free(n->key);
     free(n->value);
     free(n->comment);
+    free(n->note);
     free(n);
 }
 
@@ -126,6 +127,12 @@ struct mc_yaml *mc_yaml_add_map(struct mc_yaml *node, const char *path, bool fut
     if (n)
         n->future = future;
     return n;
+}
+
+void mc_yaml_note(struct mc_yaml *node, const char *note)
+{
+    free(node->note);
+    node->note = strdup(note); /* out of memory loses the note, never the key */
 }
 
 struct mc_yaml *mc_yaml_get(struct mc_yaml *node, const char *path)
@@ -244,6 +251,10 @@ static void mc_yaml_children(const struct mc_yaml_pen *p, const struct mc_yaml *
 static void mc_yaml_emit(const struct mc_yaml_pen *p, const struct mc_yaml *n, struct mc_yaml_at at,
                          bool item)
 {
+    /* inside commented-out text the note stays a comment when the "# " is deleted */
+    if (n->note && !at.cont)
+        buf_printf(p->out, "%*s%s%*s# %s\n", at.col, "", at.commented ? "# " : "", at.rel, "",
+                   n->note);
     if (!at.cont)
         buf_printf(p->out, "%*s%s%*s", at.col, "", at.commented ? "# " : "", at.rel, "");
     if (item)

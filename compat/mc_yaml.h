@@ -31,6 +31,8 @@ struct mc_yaml *mc_yaml_add(struct mc_yaml *node, const char *path, const char *
                             const char *comment);
 /* Appends a new mapping to the list at `path`; fill it with mc_yaml_set. */
 struct mc_yaml *mc_yaml_add_map(struct mc_yaml *node, const char *path, bool future);
+/* A comment line printed above the node (why a listener is commented out, say). */
+void mc_yaml_note(struct mc_yaml *node, const char *note);
 /* The node at `path` (list items are not addressable), or NULL. */
 struct mc_yaml *mc_yaml_get(struct mc_yaml *node, const char *path);
 /* The `i`th item of a list node, or NULL. */

@@ -1,11 +1,12 @@
 """A differential test of ringmail-mc2yaml against sendmail's own macros: every good .mc
 in tests/compat and tests/compat/oracle, and etc/sendmail.mc, is also turned into sendmail.cf by Debian's
 sendmail-cf (`m4 cf.m4 FILE.mc`), and every setting sendmail.cf ends up with — the `O`
-options, the `D` macros (smart host, masquerade, hub, ...), the classes w, R, M, E and
-TrustAuthMech (with the Fw/FR files they read), the K maps and the X milters — is checked
-against the YAML the translator writes with --future-keys. Settings the .mc leaves at
-sendmail's default are found by also building a bare .mc, and must not show up in the
-YAML either. An option the .mc changes that this test does not know is a failure: a new
+options, the `D` macros (smart host, masquerade, hub, local relay, ...), the classes w, R,
+M, E and TrustAuthMech (with the Fw/FR files they read), the K maps, the X milters and the
+local mailer's program — is checked against the YAML the translator writes with
+--future-keys. A submit.cf (FEATURE(msp)) listens nowhere and sends everything to
+${MTAHost}. Settings the .mc leaves at sendmail's default are found by also building a
+bare .mc, and must not show up in the YAML either. An option the .mc changes that this test does not know is a failure: a new
 .mc that sets it needs a rule here (or in IGNORED, with the reason).
 
 Absolute include paths and the Fw/FR files are read under tests/compat/root, as the
@@ -71,6 +72,9 @@ DISTRO_DEFAULTS = {
 }
 # Options the translator reports as needing a person (not carried over).
 PERSON = {"UserDatabaseSpec": "confUSERDB_SPEC", "ResolverOptions": "confBIND_OPTS"}
+# What FEATURE(msp) sets for the submission program's own work; the translator reports a
+# submit.mc as needing a person (ringmail has no separate submission program).
+MSP_OPTIONS = {"UseMSP": "the submission program's mode", "DeliveryMode": "msp.m4's i"}
 # sendmail's defaults that ringmail has as its own: the YAML need not repeat them.
 SAME_DEFAULT = {"PrivacyOptions": "authwarnings"}
 
@@ -161,14 +165,17 @@ def daemon_options(text, client=False):
     fields = {}
     for part in text.split(","):
         name, _, value = part.strip().partition("=")
-        fields[name[:1].upper()] = value.strip()  # sendmail reads the first letter only
+        key = name[:1].upper()  # sendmail reads the first letter only
+        if key == "M":  # each M= sets its letters' bits: they add up
+            value = fields.get("M", "") + value.strip()
+        fields[key] = value.strip()
     family = fields.get("F", "inet")
     entry = {"family": family,
              "address": fields.get("A", "::" if family == "inet6" else "0.0.0.0")}
     if not client:
         port = fields.get("P", "smtp")
         entry.update(name=fields.get("N", ""), port=PORTS.get(port) or int(port),
-                     modifiers=fields.get("M", ""))
+                     modifiers="".join(sorted(set(fields.get("M", "")))))
     elif "P" in fields:
         entry["port"] = int(fields["P"])
     return entry
@@ -181,6 +188,10 @@ class SendmailCf:
     def __init__(self, text):
         self.options, self.macros, self.classes, self.files = {}, {}, {}, {}
         self.maps, self.milters = {}, []
+        # mailer definitions, continuation lines joined: {"local": {"P": ..., "A": ...}}
+        self.mailers = {m.group(1): dict(re.findall(r"(?:^|,)\s*([A-Z])=(.*?)(?=,\s*[A-Z]=|$)",
+                                                    re.sub(r"\n\s+", " ", m.group(2))))
+                        for m in re.finditer(r"(?m)^M(\w+),\s*(.*(?:\n[ \t].*)*)", text)}
         for line in text.splitlines():
             if m := re.match(r"O (\S+?)=(.*)$", line):
                 self.options.setdefault(m.group(1), []).append(m.group(2))
@@ -197,6 +208,15 @@ class SendmailCf:
             elif m := re.match(r"X(\w+), (.*)$", line):
                 fields = dict(f.strip().split("=", 1) for f in m.group(2).split(", "))
                 self.milters.append({"name": m.group(1), **fields})
+
+
+def msp_host(cf):
+    """Where a submit.cf (FEATURE(msp)) sends every message: ${MTAHost}, port 587 when
+    its relay mailer says so; None for any other sendmail.cf."""
+    host = cf.macros.get("MTAHost")
+    if host and cf.mailers.get("relay", {}).get("A", "").endswith(" 587"):
+        host += ":587"
+    return host
 
 
 def mc_for_m4(mc: pathlib.Path, root: pathlib.Path) -> str:
@@ -280,6 +300,7 @@ class Oracle(unittest.TestCase):
             with self.subTest(option=option):
                 self.option(yaml, report, name, option, value)
         self.listeners(cf, yaml)
+        self.local_mailer(cf, yaml)
         self.macros(cf, yaml)
         self.classes(cf, yaml)
         self.maps_and_milters(cf, yaml)
@@ -310,6 +331,12 @@ class Oracle(unittest.TestCase):
         elif option == "ConnectionRateWindowSize":
             self.assertEqual(ringmail_seconds(get(yaml, "limits.connection_rate_window")),
                              seconds(value, "s"), why)
+        elif option in FEATURE_OPTIONS:  # what the FEATURE sets, kept as the feature
+            self.check(yaml, FEATURE_OPTIONS[option], "true" if value == "true" else None, why)
+        elif option == "TLSSrvOptions":
+            self.check(yaml, "tls.request_client_cert", "false" if "V" in value else None, why)
+        elif option in MSP_OPTIONS and re.search(r"(?m): needs a person: FEATURE\(msp\)", report):
+            return
         elif option == "TryNullMXList":
             self.check(yaml, "routing.try_null_mx_list", str(value[0] in "TtYy").lower(), why)
         elif option not in ("DaemonPortOptions", "ClientPortOptions"):  # see listeners()
@@ -333,7 +360,8 @@ class Oracle(unittest.TestCase):
 
     def listeners(self, cf, yaml):
         want = []
-        for value in cf.options.get("DaemonPortOptions", []):
+        # a submit.cf (FEATURE(msp)) is never run as a daemon: sendmail refuses to
+        for value in [] if msp_host(cf) else cf.options.get("DaemonPortOptions", []):
             entry = daemon_options(value)
             # sendmail's default MSA next to a listener already on 587 could not bind
             # (the translator leaves it out with a warning)
@@ -342,17 +370,44 @@ class Oracle(unittest.TestCase):
             want.append(entry)
         got = [{"family": g.get("family", "inet"), "address": g["address"],
                 "name": g.get("name", ""), "port": int(g["port"]),
-                "modifiers": g.get("modifiers", "")} for g in get(yaml, "listen") or []]
+                "modifiers": "".join(sorted(g.get("modifiers", "")))}
+               for g in get(yaml, "listen") or []]
         self.assertEqual(got, want, "DaemonPortOptions")
+        # M=S: no STARTTLS on that listener, which ringmail enforces
+        self.assertEqual([g.get("starttls", "true") for g in get(yaml, "listen") or []],
+                         ["false" if "S" in w["modifiers"] else "true" for w in want],
+                         "DaemonPortOptions M=S")
         want = [daemon_options(v, client=True) for v in cf.options.get("ClientPortOptions", [])]
         got = [{k: (int(v) if k == "port" else v) for k, v in c.items()}
                for c in get(yaml, "client") or []]
         self.assertEqual(got, want, "ClientPortOptions")
 
+    def local_mailer(self, cf, yaml):
+        """What the YAML says of the local mailer must be the program sendmail runs."""
+        local = cf.mailers.get("local", {})
+        path, args = local.get("P"), local.get("A")
+        if get(yaml, "mailers.local_path"):
+            self.check(yaml, "mailers.local_path", path, f"Mlocal P={path}")
+        for key, program in (("mailers.local_procmail", "procmail"),
+                             ("mailers.local_lmtp", "mail.local")):
+            value = get(yaml, key)
+            if value == "true":
+                self.assertEqual(os.path.basename(path), program, f"{key}: Mlocal P={path}")
+            elif value:
+                self.assertEqual(value, path, f"{key}: Mlocal P={path}")
+        if get(yaml, "mailers.local_args"):
+            self.check(yaml, "mailers.local_args", args, f"Mlocal A={args}")
+
     def macros(self, cf, yaml):
+        hub = msp_host(cf)
+        if hub:  # the submission program sends everything, local or not, to ${MTAHost}
+            self.check(yaml, "routing.smart_host", hub, f"D{{MTAHost}} {hub}")
+            self.check(yaml, "routing.mail_hub", hub, f"D{{MTAHost}} {hub}")
         for macro, path in (("S", "routing.smart_host"), ("M", "masquerade.as"),
                             ("H", "routing.mail_hub"), ("L", "routing.luser_relay"),
-                            ("j", "hostname")):
+                            ("R", "routing.local_relay"), ("j", "hostname")):
+            if hub and macro in "SH":
+                continue
             value = cf.macros.get(macro)
             if value == self.bare.macros.get(macro):
                 self.assertIsNone(get(yaml, path), f"D{macro} is sendmail's default")
@@ -424,7 +479,10 @@ PLAIN = {
     "RunAsUser": "run_as",
     "QueueDirectory": "spool",
     "SmtpGreetingMessage": "greeting",
+    "FallbackMXhost": "routing.fallback_mx",
 }
+FEATURE_OPTIONS = {"SetCertAltnames": "features.check_cert_altnames",
+                   "StrictTransportSecurity": "features.sts"}
 LISTS = {
     "PrivacyOptions": "privacy",
     "AuthOptions": "auth.options",
