@@ -189,6 +189,7 @@ struct config {
     struct smtp_server_limits limits;    /* the session limits */
     unsigned max_connections;            /* all clients at once; sendmail MaxDaemonChildren */
     unsigned max_connections_per_client; /* per client address; 0 = no limit */
+    uint64_t min_free_blocks;            /* sendmail's MinFreeBlocks; restart to change */
     struct smtp_server_timeouts timeouts;
     uint32_t shutdown_grace_ms;   /* SIGTERM: time for transactions in flight */
     uint32_t starttls_timeout_ms; /* the TLS handshake after STARTTLS; confTO_STARTTLS */

@@ -104,6 +104,11 @@ static const struct config_key config_limit_keys[] = {
         "0"),
     /* config.c also checks it holds at least one command line. */
     NUM("input_buffer", CONFIG_SIZE, 0, limits.max_input_buffer, 4 * KIB, 64 * MIB, "64K"),
+    /* sendmail's MinFreeBlocks: below it MAIL gets 452 4.3.1 */
+    NUM("min_free_blocks", CONFIG_UINT, CONFIG_F_ZERO_OFF, min_free_blocks, 1, 1ull << 40, "100"),
+    /* Postfix's smtpd_min_data_rate: a trickling client is cut after about datablock */
+    NUM("min_data_rate", CONFIG_UINT, CONFIG_F_ZERO_OFF, limits.min_data_rate, 1, 1000000000,
+        "500"),
     /* 0 is sendmail's "no limit" for all four */
     KEPT_NUM("connection_rate", CONFIG_UINT, 0, 1000000, later.connection_rate, ISSUE_POLICY),
     KEPT_NUM("connection_rate_window", CONFIG_DURATION, 0, 30 * DAY, later.connection_rate_window,
