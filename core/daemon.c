@@ -77,6 +77,8 @@ static void daemon_warn_restart_only(const struct config *old, const struct conf
         log_warn("reload: changes to 'spool' take effect after a restart");
     if (strcmp(old->pid_file, neu->pid_file) != 0)
         log_warn("reload: changes to 'pid_file' take effect after a restart");
+    if (old->min_free_blocks != neu->min_free_blocks)
+        log_warn("reload: changes to 'limits.min_free_blocks' take effect after a restart");
 }
 
 /* What the configuration asks for that the daemon does not do yet (config->warnings). */

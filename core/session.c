@@ -10,6 +10,7 @@
 
 #include "core/version.h"
 #include "queue/spool.h"
+#include "smtp/smtp_helo.h"
 #include "smtp/smtp_relay.h"
 #include "smtp/smtp_server.h"
 #include "util/buf.h"
@@ -192,6 +193,21 @@ static int session_check_rcpt(void *arg, const struct smtp_path *rcpt, struct sm
     return -1;
 }
 
+/* sendmail's enoughdiskspace(): a MAIL whose SIZE= (or any message, below MinFreeBlocks)
+ * would not fit is told now, not after its whole body was read (RFC 1870 6.1). */
+static int session_check_mail(void *arg, const struct smtp_path *sender,
+                              const struct smtp_mail_params *params, struct smtp_addr_error *err)
+{
+    struct session *s = arg;
+    (void)sender;
+    if (spool_space_check(s->dw->sw, params->has_size ? params->size : 0))
+        return 0;
+    err->code = 452;
+    err->enh = "4.3.1";
+    err->reason = "Insufficient system storage";
+    return -1;
+}
+
 static void session_write_received(struct session *s)
 {
     const struct smtp_transaction *t = smtp_server_transaction(s->smtp);
@@ -202,10 +218,11 @@ static void session_write_received(struct session *s)
     buf_init(&hdr, 0);
     /* sendmail's Received: layout, so downstream parsers and operators see the familiar
      * shape; "for <rcpt>" only with exactly one recipient, as sendmail does (privacy). */
-    char relay[64];
-    buf_printf(&hdr, "Received: from %s (%s)\r\n\tby %s (ringmail/%s) with %s id %s",
-               t->helo ? t->helo : s->addr, session_relay(s, relay, sizeof(relay)),
-               s->rc->cfg->hostname, RINGMAIL_VERSION, session_proto(s), s->qid);
+    char relay[64], helo[SMTP_HELO_MAX + 1];
+    const char *from = smtp_helo_received(t->helo, helo, sizeof(helo)) ? helo : s->addr;
+    buf_printf(&hdr, "Received: from %s (%s)\r\n\tby %s (ringmail/%s) with %s id %s", from,
+               session_relay(s, relay, sizeof(relay)), s->rc->cfg->hostname, RINGMAIL_VERSION,
+               session_proto(s), s->qid);
     if (session_tls_active(s))
         session_tls_received(s, &hdr);
     if (t->n_rcpts == 1)
@@ -663,6 +680,7 @@ static void *session_on_accept(struct engine_worker *w, engine_conn_id id, unsig
     s->io.reply = session_io_reply;
     s->io.event = session_io_event;
     s->io.check_rcpt = session_check_rcpt;
+    s->io.check_mail = session_check_mail;
     s->tp = &session_plain;
 
     char client[64];

@@ -2,8 +2,9 @@
  * smtp/smtp_cmd_envelope.c — MAIL and RCPT: the envelope of one transaction.
  *
  * Paths and ESMTP parameters are parsed by smtp_addr; this file adds the order of
- * commands (RFC 5321 4.1.4), the recipient limit, the relay decision (io->check_rcpt) and
- * the slow-down of clients that guess recipients (sendmail's BadRcptThrottle).
+ * commands (RFC 5321 4.1.4), the recipient limit, the server's say on MAIL (io->check_mail:
+ * room in the queue) and on RCPT (io->check_rcpt: the relay decision), and the slow-down of
+ * clients that guess recipients (sendmail's BadRcptThrottle).
  */
 #include "smtp/smtp_server_int.h"
 
@@ -94,6 +95,16 @@ void smtp_cmd_mail(struct smtp_server *s, const char *arg, size_t len)
     }
     if (smtp_cmd_path_utf8(s, arg, len, SMTP_PATH_ALLOW_NULL, params.smtputf8, &path) < 0)
         return;
+    memset(&err, 0, sizeof(err));
+    if (s->io->check_mail && s->io->check_mail(s->io->arg, &path, &params, &err) < 0) {
+        char line[512];
+        size_t n = smtp_reply_format(line, sizeof(line), err.code ? err.code : 452,
+                                     err.enh ? err.enh : "4.3.1",
+                                     err.reason ? err.reason : "Insufficient system storage");
+        /* The server's condition, not the client's fault: no error counted. */
+        smtp_server_reject(s, false, path.mailbox, strlen(path.mailbox), line, n);
+        return;
+    }
     s->tx.sender = strdup(path.mailbox);
     if (!s->tx.sender) {
         smtp_cmd_no_storage(s);

@@ -159,6 +159,11 @@ struct smtp_server_io {
      * the refusal (for relaying: 550, "5.7.1", "Relaying denied") and return -1. The
      * server formats "550 5.7.1 <mailbox>... Relaying denied" as sendmail does. */
     int (*check_rcpt)(void *arg, const struct smtp_path *rcpt, struct smtp_addr_error *err);
+    /* The server's own say on a syntactically valid MAIL (room in the queue for SIZE=):
+     * 0 to accept, or fill *err (452, "4.3.1", "Insufficient system storage") and return
+     * -1; the reply is "<code> <enh> <reason>" and counts as no client error. May be NULL. */
+    int (*check_mail)(void *arg, const struct smtp_path *sender,
+                      const struct smtp_mail_params *params, struct smtp_addr_error *err);
 };
 
 /* `settings` and `io` must outlive the server (the caller owns them). `client` is how the

@@ -74,6 +74,44 @@ static void test_helo(void **state)
     h_free(h);
 }
 
+/* The queue is full for anything larger than 1000 octets. */
+static int test_no_room(void *arg, const struct smtp_path *sender,
+                        const struct smtp_mail_params *params, struct smtp_addr_error *err)
+{
+    (void)arg;
+    (void)sender;
+    if (!params->has_size || params->size <= 1000)
+        return 0;
+    err->code = 452;
+    err->enh = "4.3.1";
+    err->reason = "Insufficient system storage";
+    return -1;
+}
+
+/* A MAIL the queue has no room for is told at once (RFC 1870 6.1), is no client error (no
+ * slow-down, no 421), and leaves the session ready for a smaller one. */
+static void test_mail_without_room(void **state)
+{
+    (void)state;
+    struct h *h = h_new(NULL);
+    h->io.check_mail = test_no_room;
+    h_feed(h, "EHLO client.example\r\n");
+    h->rlen = 0;
+    h->events[0] = '\0';
+    h->elen = 0;
+    for (int i = 0; i < 12; i++) /* more than max_errors (10) */
+        h_feed(h, "MAIL FROM:<a@b.example> SIZE=5000\r\n");
+    h_feed(h, "MAIL FROM:<a@b.example> SIZE=500\r\n");
+    assert_int_equal(h->n_close, 0);
+    assert_non_null(strstr(h->replies, "452 4.3.1 Insufficient system storage\r\n"));
+    assert_non_null(strstr(h->replies, "250 2.1.0 <a@b.example>... Sender ok\r\n"));
+    assert_null(strstr(h->replies, "421"));
+    assert_non_null(
+        strstr(h->events, "REJECT MAIL [a@b.example] 452 4.3.1 Insufficient system storage"));
+    assert_string_equal(smtp_server_transaction(h->s)->sender, "a@b.example");
+    h_free(h);
+}
+
 /* sendmail's check (srvrsmtp.c): letters, digits and "[].-_#:" only, at most 255 octets, or
  * 501 5.0.0 Invalid domain name. The name goes into Received:, where "(", ";" or white
  * space would forge the structure of the from-clause. */
@@ -553,6 +591,7 @@ int main(void)
         cmocka_unit_test(test_starttls_refused),
         cmocka_unit_test(test_in_tls_from_start),
         cmocka_unit_test(test_reply_format),
+        cmocka_unit_test(test_mail_without_room),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
