@@ -148,6 +148,10 @@ static void log_limit_report(struct log_limit_group *g)
 
 static bool log_limit_vlog(struct log_limit *l, uint64_t now_ms, enum log_level lvl,
                            const char *key, const char *fmt, va_list ap)
+    __attribute__((format(printf, 5, 0)));
+
+static bool log_limit_vlog(struct log_limit *l, uint64_t now_ms, enum log_level lvl,
+                           const char *key, const char *fmt, va_list ap)
 {
     char line[2048];
     if (lvl < log_min || vsnprintf(line, sizeof(line), fmt, ap) < 0)
