@@ -133,7 +133,8 @@ struct engine_worker {
     unsigned nlisteners;
     uint64_t accept_retry_at; /* 0, or when to re-arm accepts that failed */
     struct engine_tally tally[ENGINE_T_COUNT];
-    uint64_t nofile; /* RLIMIT_NOFILE's soft limit, re-read when a descriptor nears it */
+    uint64_t nofile; /* RLIMIT_NOFILE soft limit: 0 until the first accept; re-read when a
+                      * descriptor comes near it, so a raised limit is seen */
 
     /* Completions taken out of the CQ, in order, to be dispatched before the CQ's next. */
     struct engine_cqe *deferred;
