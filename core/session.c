@@ -26,7 +26,7 @@ static struct daemon *session_daemon;
 #define SESSION_REFUSAL_LOG_MS 10000
 static struct log_limit session_log_total_refusals = LOG_LIMIT_INIT(SESSION_REFUSAL_LOG_MS);
 static struct log_limit session_log_client_refusals = LOG_LIMIT_INIT(SESSION_REFUSAL_LOG_MS);
-/* A full or failing disk fails every commit, each one a client can retry at once. */
+/* A commit this session could not even start (no memory): each one a client can retry. */
 static struct log_limit session_log_commit_failures = LOG_LIMIT_INIT(SESSION_REFUSAL_LOG_MS);
 
 /*
@@ -291,11 +291,9 @@ static void session_deliver_commit_result(struct session *s, int err)
 {
     struct engine_worker *w = s->dw->w;
 
+    /* A failed commit was logged where it failed: the spool, or session_commit_failed. */
     if (err == 0)
         session_log_accepted(s);
-    else
-        log_limited(&session_log_commit_failures, LOG_LVL_ERROR, strerror(-err),
-                    "%s: queue commit failed: %s", s->qid, strerror(-err));
     free(s->msgid);
     s->msgid = NULL;
     s->in_smtp = true;
@@ -490,6 +488,8 @@ static void session_io_event(void *arg, const struct smtp_event *ev)
         s->size += ev->size;
         s->msgid = ev->msgid ? strdup(ev->msgid) : NULL;
         if (!s->msg || session_commit(s, ev) < 0) {
+            log_limited(&session_log_commit_failures, LOG_LVL_ERROR, "memory",
+                        "%s: queue commit failed: out of memory", s->qid);
             session_drop_message(s);
             session_commit_done(s, -ENOMEM);
         }
