@@ -62,12 +62,11 @@ struct spool_settings {
     uint64_t min_free_blocks;
 };
 
+/* NULL with `err` on failure; errno is EWOULDBLOCK when another process holds the spool's
+ * lock (a second daemon), so the caller can tell that from a spool it cannot create. */
 struct spool *spool_open(const struct spool_settings *s, char *err, size_t errlen);
 void spool_close(struct spool *sp);
 const char *spool_dir(const struct spool *sp);
-/* Writes this process's pid into the lock file again: call it after daemon() or any fork
- * that leaves the child as the daemon. -1 (errno) if the write failed. */
-int spool_note_pid(struct spool *sp);
 
 struct spool_recovery {
     unsigned messages; /* complete messages (qf present and parseable, df present) */

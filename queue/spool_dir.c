@@ -100,6 +100,7 @@ static int spool_lock(const struct spool *sp, struct spool_handle *h, char *err,
         char pid[16];
         spool_read_pid(h->lockfd, pid, sizeof(pid));
         snprintf(err, errlen, "spool %s is in use by another ringmaild (pid %s)", sp->dir, pid);
+        errno = EWOULDBLOCK; /* for spool_open's caller: another daemon, not a failure */
         return -1;
     }
     step = "write " SPOOL_LOCK_NAME;
@@ -162,7 +163,9 @@ struct spool *spool_open(const struct spool_settings *s, char *err, size_t errle
         sp->write_chunk = SPOOL_MAX_CHUNK;
     pthread_mutex_init(&sp->lock, NULL);
     if (spool_handle_open(sp, &sp->cur, err, errlen) < 0) {
+        int e = errno;
         spool_close(sp);
+        errno = e;
         return NULL;
     }
     return sp;
@@ -181,14 +184,6 @@ void spool_close(struct spool *sp)
 const char *spool_dir(const struct spool *sp)
 {
     return sp->dir;
-}
-
-int spool_note_pid(struct spool *sp)
-{
-    pthread_mutex_lock(&sp->lock);
-    int r = spool_write_pid(sp->cur.lockfd);
-    pthread_mutex_unlock(&sp->lock);
-    return r;
 }
 
 /* Under sp->lock: a failure to follow is logged once until it changes or succeeds, as
