@@ -1,7 +1,11 @@
 """Every SMTP phase timeout (configured to 1 s) answers 421 4.4.2 and closes the
-connection, within a generous window; a DATA cut by the datablock timeout stores nothing."""
+connection, within a generous window; a DATA cut by the datablock timeout stores nothing.
+A closing connection has a deadline too: a client that never reads its last replies is
+cut off, its connection slot and unsent output freed."""
 
 import re
+import select
+import socket
 import time
 import unittest
 
@@ -114,6 +118,45 @@ class CommandCap(RingmailTestCase):
         self.assertReply(r, 421, "4.4.2")
         self.assertLessEqual(time.monotonic() - start, LATEST)
         self.assertEqual(c.wait_closed(), b"")
+
+
+class ClosingDeadline(RingmailTestCase):
+
+    TCP_CLOSE = 7  # tcpi_state, the first byte of struct tcp_info
+    # The close's deadline is timeouts.quit (2 s here; the engine's own linger, 30 s, if
+    # the session armed none): generous for a loaded machine, far below "never".
+    CUT_OFF_WITHIN = 60.0
+
+    def test_closing_connection_that_never_reads_is_cut_off(self):
+        # Issue 8: 2.5 minutes after a 421, past timeouts.quit, the socket still held
+        # 2.8 MB of unsent replies and its connection slot.
+        t = {p: "1s" for p in PHASES}
+        t.update({"quit": "2s", "command": "1h", "shutdown_grace": "5s"})
+        d = self.daemon(timeouts=t)
+        c = self.session(d)
+        sock = c.sock
+        sock.setblocking(False)
+        flood, sent = b"HELP\r\n" * 10000, 0
+        while sent < (4 << 20):  # until the daemon stops reading, or 4 MB
+            _, writable, _ = select.select([], [sock], [], 1.0)
+            if not writable:
+                break
+            try:
+                sent += sock.send(flood)
+            except BlockingIOError:
+                pass
+        # The client never reads again: the misc timeout's 421 waits behind megabytes of
+        # replies, and the close that follows cannot finish on its own.
+        start = time.monotonic()
+        while True:
+            state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+            if state == self.TCP_CLOSE:
+                break
+            if time.monotonic() - start > self.CUT_OFF_WITHIN:
+                self.fail(f"the daemon still holds a connection {self.CUT_OFF_WITHIN:.0f} s "
+                          f"after it started closing it (tcpi_state {state})")
+            time.sleep(0.2)
+        self.assertIsNotNone(d.wait_log(r"Timeout waiting for input|timeout", timeout=5))
 
 
 if __name__ == "__main__":
