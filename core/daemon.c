@@ -272,9 +272,17 @@ static int daemon_start(struct daemon *d, struct daemon_start *st, unsigned *gen
     log_info("spool %s: %u message(s) queued, %u partial file(s) removed, %u damaged", cfg->spool,
              rec.messages, rec.removed, rec.damaged);
 
+    /* The engine's own cap only backs up limits.connections (which a reload may raise, and
+     * whose 421 the sessions give): the descriptors are the real bound. */
+    struct rlimit rl;
+    char refuse[320];
+    snprintf(refuse, sizeof(refuse), "421 4.3.2 %s Too many open connections\r\n", cfg->hostname);
     struct engine_settings es = {
         .workers = cfg->workers,
-        .max_connections = cfg->max_connections + 256,
+        .max_connections = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 1000000
+                               ? (unsigned)rl.rlim_cur
+                               : 1000000,
+        .refuse_reply = refuse,
     };
     if (!(d->engine = engine_new(&es, &session_engine_callbacks, err, errlen)) ||
         daemon_listen(d, cfg, st->listen_fds, err, errlen) < 0)

@@ -115,7 +115,10 @@ void session_close(struct session *s)
         return;
     s->closing = true;
     s->tp->close(s);
-    engine_conn_set_timer(s->dw->w, s->id, 0);
+    /* The last replies (and a TLS close_notify) get timeouts.quit to leave; a peer that
+     * does not read them is cut off then (the engine's linger when it is 0). */
+    uint32_t quit = s->rc->cfg->timeouts.quit;
+    engine_conn_set_timer(s->dw->w, s->id, quit ? engine_now_ms(s->dw->w) + quit : 0);
     engine_conn_close(s->dw->w, s->id, true);
 }
 

@@ -5,7 +5,7 @@ import signal
 import time
 import unittest
 
-from ringmail_harness import TEST_NET, RingmailTestCase, make_message
+from ringmail_harness import TEST_NET, RingmailTestCase, make_message, raise_nofile
 
 
 class Sighup(RingmailTestCase):
@@ -76,6 +76,27 @@ class Sighup(RingmailTestCase):
         c = self.open_session()
         self.assertEqual(self.rcpt(c, "u@new.test"), 550)
         self.assertEqual(self.rcpt(c, "u@old.test"), 250)
+
+
+class ReloadConnections(RingmailTestCase):
+
+    def test_reload_raises_limits_connections(self):
+        """limits.connections applies on reload, past the value the daemon started with
+        (the engine's own slot cap was that value + 256, and clients past it were closed
+        without a reply or a log line)."""
+        raise_nofile(4096)
+        d = self.daemon(workers=1, limits={"connections": 1, "connections_per_client": 0})
+        first = self.connect(d)
+        self.assertEqual(first.greeting.code, 220)
+        refused = self.connect(d)
+        self.assertEqual(refused.greeting.code, 421, refused.greeting.text)
+        d.config["limits"]["connections"] = 400
+        d.write_config()
+        d.signal(signal.SIGHUP)
+        self.assertIsNotNone(d.wait_log(r"configuration reloaded .*\(generation 2\)"))
+        conns = [self.connect(d) for _ in range(300)]
+        codes = [c.greeting.code for c in conns]
+        self.assertEqual(codes.count(220), 300, f"greetings: {sorted(set(codes))}")
 
 
 if __name__ == "__main__":
