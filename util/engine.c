@@ -89,9 +89,8 @@ static bool engine_defer_cqes(struct engine_worker *w)
 static void engine_unjam(struct engine_worker *w, int why, unsigned *tries)
 {
     if (++*tries == 1000)
-        log_warn("engine: worker %u: the kernel still refuses submissions (%s) after about "
-                 "%d ms",
-                 w->index, strerror(-why), 1000 * ENGINE_BUSY_WAIT_MS);
+        log_warn("engine: worker %u: the kernel refused 1000 submissions in a row: %s", w->index,
+                 strerror(-why));
     if (engine_defer_cqes(w))
         return;
     struct io_uring_cqe *cqe;

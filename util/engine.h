@@ -16,7 +16,8 @@
  * - output is bounded: once more than max_output bytes wait to be sent, the engine stops
  *   receiving from that peer (so the layer gets no input to answer) until the queue has
  *   drained to half of that. This pause is the engine's own: engine_conn_resume_recv()
- *   does not lift it, and lifting it does not undo engine_conn_pause_recv().
+ *   does not lift it, and lifting it does not undo engine_conn_pause_recv(). Output the
+ *   layer makes on its own (a message body it relays) is its to pace, with on_drained.
  * - every connection has a deadline, closing ones too: a flush-close keeps the timer the
  *   layer armed or arms close_linger_ms, and when that expires with output still unsent
  *   the connection is reset (the peer stopped reading).
@@ -63,7 +64,8 @@ struct engine_settings {
     unsigned close_linger_ms;
     /* Descriptors kept free: a connection accepted as descriptor number >= RLIMIT_NOFILE's
      * soft limit - fd_reserve is refused (numbers are handed out lowest first, so that many
-     * are open), leaving room for the files the layer above opens; 0 = 64. */
+     * are open), leaving room for the files the layer above opens; 0 = 64. The limit is
+     * read at the first accept and again whenever a descriptor comes near it. */
     unsigned fd_reserve;
     /* Bytes sent to every connection the engine refuses itself, before it closes it
      * (e.g. "421 busy\r\n"); NULL or "" = close without a word. Copied by engine_new. */
@@ -79,8 +81,8 @@ struct engine_callbacks {
 
     /* A connection was accepted on listener `listener` (index given to engine_listen).
      * Returns the connection context, or NULL to refuse: the engine then closes the
-     * socket at once (whatever was queued with engine_conn_send is sent first, so a
-     * refusal can carry a 421 reply) and calls no other callback for it. */
+     * socket (whatever was queued with engine_conn_send is sent first, for at most 10 s,
+     * so a refusal can carry a 421 reply) and calls no other callback for it. */
     void *(*on_accept)(struct engine_worker *w, engine_conn_id id, unsigned listener,
                        const struct sockaddr *peer, socklen_t peerlen, const struct sockaddr *local,
                        socklen_t locallen);

@@ -1,12 +1,19 @@
 /*
- * util/engine_conn.c — connections: the slot table, accept, receive, send and close.
+ * util/engine_conn.c — connections: the slot table, accept, receive, send and close, the
+ * output bound, and the refusals the engine makes itself.
  *
- * A slot goes FREE → OPEN → CLOSING → FREE. Closing cancels the slot's operations and
- * waits for their CQEs; only then is the socket closed (no SQE naming its number is left
- * in the ring, so a reused descriptor number is never hit; the close itself goes through
- * the ring, and the number is not reused before it has run) and the slot put on the reap
- * list. on_closed runs from the loop, never from inside an engine_conn_* call, so a
- * callback that closes its connection does not see on_closed before it returns.
+ * A slot goes FREE → OPEN → CLOSING → FREE. A flush-close first drains: it still sends,
+ * reads and drops, and has a deadline (the layer's timer or close_linger_ms); once the
+ * output is written, or the deadline has passed (then with SO_LINGER 0: a reset), it
+ * closes at once. Closing at once cancels the slot's operations and waits for their CQEs;
+ * only then is the socket closed (no SQE naming its number is left in the ring, so a
+ * reused descriptor number is never hit; the close itself goes through the ring, and the
+ * number is not reused before it has run) and the slot put on the reap list. on_closed
+ * runs from the loop, never from inside an engine_conn_* call, so a callback that closes
+ * its connection does not see on_closed before it returns.
+ *
+ * Receiving stops for either of two reasons, each with its own flag: the layer's pause
+ * and the output above max_output. It resumes when neither holds.
  */
 #include <errno.h>
 #include <netinet/in.h>
