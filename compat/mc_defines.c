@@ -92,8 +92,8 @@ static const struct mc_define_rule mc_define_rules[] = {
     LIVE("confCACERT_PATH", HOW_PATH, "tls.ca_path"),
     LIVE("confSERVER_CERT", HOW_PATH, "tls.certificates.cert"),
     LIVE("confSERVER_KEY", HOW_PATH, "tls.certificates.key"),
-    LIVE("confCLIENT_CERT", HOW_PATH, "tls.client_cert"),
-    LIVE("confCLIENT_KEY", HOW_PATH, "tls.client_key"),
+    LATER("confCLIENT_CERT", HOW_PATH, "tls.client_cert"),
+    LATER("confCLIENT_KEY", HOW_PATH, "tls.client_key"),
     LIVE("confDH_PARAMETERS", HOW_PATH, "tls.dh_params"),
     LIVE("confCIPHER_LIST", HOW_STRING, "tls.cipher_list"),
     LATER("confSERVER_SSL_OPTIONS", HOW_STRING, "tls.server_ssl_options"),
@@ -409,7 +409,7 @@ static void mc_apply(struct mc_state *st, const struct mc_define_rule *r, const 
         mc_yaml_remove(st->yaml, r->key); /* a later define replaces the whole list */
         while (mc_next_word(&p, word, sizeof(word)))
             mc_yaml_add(st->yaml, r->key, mc_unprefixed(word), r->future, NULL);
-        mc_report_add(st->report, loc, mc_key_kind(r->key, r->future), "%s -> %s", what, r->key);
+        mc_report_add(st->report, loc, mc_key_kind(r->future), "%s -> %s", what, r->key);
         break;
     case HOW_FLAG:
         mc_key(st, loc, what, r->key, strchr("TtYy1", value[0] ? value[0] : 'T') ? "true" : "false",

@@ -60,9 +60,9 @@ struct mc_loc mc_saved(const struct mc_saved_loc *s);
 /* Reports a malformed construct: an error entry, and the translation stops. */
 enum mc_verdict mc_fail(struct mc_state *st, struct mc_loc loc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* The report kind of a key: kept for later when it is written commented out (`future`) or
- * when the daemon reads it but does not act on it yet, translated otherwise. */
-enum mc_kind mc_key_kind(const char *key, bool future);
+/* The report kind of a key: kept for later when it is written commented out (`future`: the
+ * daemon accepts it but does not act on it yet), translated otherwise. */
+enum mc_kind mc_key_kind(bool future);
 /* Sets a key and reports it as translated (or kept for later) from `what` ("define(confX)"). */
 void mc_key(struct mc_state *st, struct mc_loc loc, const char *what, const char *key,
             const char *value, bool future);

@@ -48,11 +48,9 @@ static bool mc_key_enforced(const char *key)
     return mc_key_in(key, enforced, sizeof(enforced) / sizeof(enforced[0]));
 }
 
-enum mc_kind mc_key_kind(const char *key, bool future)
+enum mc_kind mc_key_kind(bool future)
 {
-    /* live keys of today's schema that nothing acts on until delivery lands */
-    static const char *const idle[] = {"tls.client_cert", "tls.client_key"};
-    return future || mc_key_in(key, idle, sizeof(idle) / sizeof(idle[0])) ? MC_KEPT : MC_TRANSLATED;
+    return future ? MC_KEPT : MC_TRANSLATED;
 }
 
 void mc_key(struct mc_state *st, struct mc_loc loc, const char *what, const char *key,
@@ -60,7 +58,7 @@ void mc_key(struct mc_state *st, struct mc_loc loc, const char *what, const char
 {
     future = future && !mc_key_enforced(key);
     mc_yaml_set(st->yaml, key, value, future, NULL);
-    mc_report_add(st->report, loc, mc_key_kind(key, future), "%s -> %s = %s", what, key, value);
+    mc_report_add(st->report, loc, mc_key_kind(future), "%s -> %s = %s", what, key, value);
 }
 
 void mc_key_add(struct mc_state *st, struct mc_loc loc, const char *what, const char *key,
@@ -68,7 +66,7 @@ void mc_key_add(struct mc_state *st, struct mc_loc loc, const char *what, const 
 {
     future = future && !mc_key_enforced(key);
     mc_yaml_add(st->yaml, key, value, future, NULL);
-    mc_report_add(st->report, loc, mc_key_kind(key, future), "%s -> %s += %s", what, key, value);
+    mc_report_add(st->report, loc, mc_key_kind(future), "%s -> %s += %s", what, key, value);
 }
 
 void mc_settings_path(const struct mc_state *st, const char *name, char *out, size_t outlen)

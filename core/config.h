@@ -65,8 +65,8 @@ struct config_tls {
     bool request_client_cert;
     bool session_tickets;
     uint32_t ticket_rotate_ms;
-    char *client_cert; /* the delivery side's certificate, confCLIENT_CERT */
-    char *client_key;
+    char *client_cert; /* the delivery side's certificate, confCLIENT_CERT: kept for later */
+    char *client_key;  /* kept for later */
     /* The built-in default: with no certificates, demo ones are made on first run in
      * <the spool's parent>/tls, so STARTTLS works out of the box. */
     bool demo_certs;
@@ -134,7 +134,8 @@ struct config_dnsbl { /* FEATURE(dnsbl), FEATURE(enhdnsbl) */
 /* Everything accepted but not enforced yet, as written (NULL / empty = not set). */
 struct config_later {
     struct {
-        char *smart_host, *mail_hub, *luser_relay, *relay_mailer, *fallback_mx, *try_null_mx_list;
+        char *smart_host, *mail_hub, *luser_relay, *local_relay, *relay_mailer, *fallback_mx;
+        char *try_null_mx_list;
         struct config_words local_users;
         char *local_users_file;
     } routing;
@@ -151,7 +152,7 @@ struct config_later {
     } auth;
     struct {
         struct config_words enabled;
-        char *default_user, *smrsh, *local_procmail, *local_lmtp;
+        char *default_user, *smrsh, *local_procmail, *local_lmtp, *local_path, *local_args;
     } mailers;
     struct {
         char *greet_pause;

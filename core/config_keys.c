@@ -159,8 +159,8 @@ static const struct config_key config_tls_keys[] = {
     BOOL("request_client_cert", tls.request_client_cert, "true"),
     BOOL("session_tickets", tls.session_tickets, "true"),
     NUM("ticket_rotate", CONFIG_DURATION, 0, tls.ticket_rotate_ms, 60 * SEC, 7 * DAY, "12h"),
-    TEXT("client_cert", CONFIG_PATH, tls.client_cert, NULL),
-    TEXT("client_key", CONFIG_PATH, tls.client_key, NULL),
+    KEPT("client_cert", CONFIG_PATH, tls.client_cert, ISSUE_DELIVERY),
+    KEPT("client_key", CONFIG_PATH, tls.client_key, ISSUE_DELIVERY),
     KEPT("server_ssl_options", CONFIG_STRING, tls.server_ssl_options, ISSUE_POLICY),
     KEPT("client_ssl_options", CONFIG_STRING, tls.client_ssl_options, ISSUE_DELIVERY),
 };
@@ -184,6 +184,7 @@ static const struct config_key config_routing_keys[] = {
     KEPT("smart_host", CONFIG_STRING, later.routing.smart_host, ISSUE_DELIVERY),
     KEPT("mail_hub", CONFIG_STRING, later.routing.mail_hub, ISSUE_DELIVERY),
     KEPT("luser_relay", CONFIG_STRING, later.routing.luser_relay, ISSUE_DELIVERY),
+    KEPT("local_relay", CONFIG_STRING, later.routing.local_relay, ISSUE_DELIVERY),
     KEPT("relay_mailer", CONFIG_STRING, later.routing.relay_mailer, ISSUE_DELIVERY),
     KEPT("fallback_mx", CONFIG_STRING, later.routing.fallback_mx, ISSUE_DELIVERY),
     KEPT_FLAG("try_null_mx_list", later.routing.try_null_mx_list, ISSUE_DELIVERY),
@@ -245,6 +246,8 @@ static const struct config_key config_mailer_keys[] = {
     KEPT("smrsh", CONFIG_STRING, later.mailers.smrsh, ISSUE_DELIVERY),
     KEPT("local_procmail", CONFIG_STRING, later.mailers.local_procmail, ISSUE_DELIVERY),
     KEPT("local_lmtp", CONFIG_STRING, later.mailers.local_lmtp, ISSUE_DELIVERY),
+    KEPT("local_path", CONFIG_STRING, later.mailers.local_path, ISSUE_DELIVERY),
+    KEPT("local_args", CONFIG_STRING, later.mailers.local_args, ISSUE_DELIVERY),
 };
 
 /* The syslog ident: sendmail's daemon logs as "sm-mta" on Debian (-L sm-mta) and as

@@ -32,13 +32,7 @@ EXIT_STRICT = 3
 # Keys the translator keeps for later that the daemon cannot take as kept keys yet: not in
 # its schema, or read without the start-up warning of a key not enforced. Each is for
 # core/config_keys.c (a KEPT entry) and docs/config.md; its line here goes when that lands.
-DAEMON_GAPS = {
-    "routing.local_relay": "LOCAL_RELAY (sendmail's $R): not in the schema",
-    "mailers.local_path": "LOCAL_MAILER_PATH: not in the schema",
-    "mailers.local_args": "LOCAL_MAILER_ARGS: not in the schema",
-    "tls.client_cert": "read, but nothing uses it and no start-up warning says so",
-    "tls.client_key": "read, but nothing uses it and no start-up warning says so",
-}
+DAEMON_GAPS: dict[str, str] = {}
 # M= letters the translator never writes as a live listener (a listener with them is
 # commented out and needs a person).
 UNMET_MODIFIERS = set("as")
