@@ -8,11 +8,13 @@
  * through the settings' fileset, so the engine can build contexts from keys only the
  * privileged parent may read.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include <openssl/decoder.h>
 #include <openssl/err.h>
@@ -23,7 +25,11 @@
 
 const char *tls_err_reason(const char *fallback)
 {
-    const char *r = ERR_reason_error_string(ERR_peek_error());
+    unsigned long e = ERR_peek_error();
+    /* A failed system call (a file OpenSSL opened itself) has an errno, no reason text. */
+    if (e && ERR_SYSTEM_ERROR(e))
+        return strerror(ERR_GET_REASON(e));
+    const char *r = ERR_reason_error_string(e);
     return r ? r : fallback;
 }
 
@@ -178,6 +184,17 @@ static int tls_set_ca(struct tls_ctx *c, const struct tls_settings *s, char *err
 {
     if (s->ca_file && tls_load_ca_file(c, s, err, errlen) < 0)
         return -1;
+    /* OpenSSL looks into the directory only while it verifies: one that is missing would
+     * go unnoticed until every client certificate failed. */
+    struct stat st;
+    int bad = !s->ca_path                 ? 0
+              : stat(s->ca_path, &st) < 0 ? errno
+              : !S_ISDIR(st.st_mode)      ? ENOTDIR
+                                          : 0;
+    if (bad) {
+        snprintf(err, errlen, "tls.ca_path: %s: %s", s->ca_path, strerror(bad));
+        return -1;
+    }
     if (s->ca_path && !SSL_CTX_load_verify_dir(c->ssl, s->ca_path)) {
         tls_errf(err, errlen, "tls.ca_path: cannot use %s", s->ca_path);
         return -1;

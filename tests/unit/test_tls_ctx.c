@@ -138,6 +138,19 @@ static void test_bad_settings(void **state)
     s.cipher_list = NULL;
     s.dh_params = tls_fx_path("ca.pem");
     expect_error(&s, "tls.dh_params: no DH parameters in ");
+    s.dh_params = NULL;
+    /* a missing CA file or directory names itself and the system's reason (it said
+     * "unknown OpenSSL error"), and a directory that is not there is no longer accepted */
+    s.ca_file = "/nonexistent/ca.pem";
+    expect_error(&s, "tls.ca_file: /nonexistent/ca.pem: cannot open: No such file or directory");
+    s.ca_file = tls_fx_path("p256.key");
+    expect_error(&s, "tls.ca_file: no PEM certificate in ");
+    s.ca_file = NULL;
+    s.ca_path = "/nonexistent/certs";
+    expect_error(&s, "tls.ca_path: /nonexistent/certs: No such file or directory");
+    s.ca_path = tls_fx_path("ca.pem");
+    expect_error(&s, ": Not a directory");
+    s.ca_path = NULL;
 
     tls_fx_settings(&s, &fc, p256, 0);
     expect_error(&s, "a server needs at least one certificate");
