@@ -1,7 +1,6 @@
 #include "compat/map_text.h"
 
 #include <ctype.h>
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -182,41 +181,6 @@ int map_parse_error(const char *text, char code[4], char dsn[16], const char **m
     }
     *msg = p;
     return 0;
-}
-
-int map_read_file(const char *path, char **data, size_t *len, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    struct buf b;
-    buf_init(&b, MAP_FILE_MAX + 1);
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        if (buf_append(&b, chunk, n) < 0) {
-            snprintf(err, errlen, "%s: larger than %u bytes", path, MAP_FILE_MAX);
-            goto fail;
-        }
-    }
-    if (ferror(f)) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        goto fail;
-    }
-    if (buf_append(&b, "", 1) < 0) {
-        snprintf(err, errlen, "%s: larger than %u bytes", path, MAP_FILE_MAX);
-        goto fail;
-    }
-    fclose(f);
-    *data = b.data;
-    *len = b.len - 1;
-    return 0;
-fail:
-    fclose(f);
-    buf_free(&b);
-    return -1;
 }
 
 int map_grow(void **v, size_t *cap, size_t n, size_t size)

@@ -56,10 +56,6 @@ char *map_strdup_lower(const char *s);
 int map_parse_error(const char *text, char code[4], char dsn[16], const char **msg,
                     const char **why);
 
-/* Reads a whole file (at most MAP_FILE_MAX bytes) into a NUL-terminated heap buffer.
- * 0, or -1 with "path: reason" in err. */
-int map_read_file(const char *path, char **data, size_t *len, char *err, size_t errlen);
-
 /* A growable array of strings the array owns. */
 struct map_strings {
     char **v;

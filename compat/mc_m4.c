@@ -9,6 +9,7 @@
 
 #include "compat/map_text.h"
 #include "util/buf.h"
+#include "util/fileset.h"
 
 /* Limits that make every input end: real .mc files stay far below them. */
 #define M4_MAX_INCLUDE_DEPTH 16
@@ -404,7 +405,7 @@ static int m4_open(struct mc_m4 *m, const char *path, const char *data, size_t l
     if (data) {
         if ((copy = malloc(len + 1)) != NULL)
             memcpy(copy, data, len);
-    } else if (map_read_file(path, &copy, &n, why, sizeof(why)) < 0) {
+    } else if (fileset_read(NULL, path, MAP_FILE_MAX, &copy, &n, why, sizeof(why)) < 0) {
         return m4_fail(m, at, "%s", why);
     }
     if (!copy || map_strings_add(&m->files, path) < 0) {

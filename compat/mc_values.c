@@ -6,6 +6,7 @@
 
 #include "compat/map_list.h"
 #include "compat/mc_int.h"
+#include "util/fileset.h"
 
 uint64_t mc_atoi(const char *s, bool *clean)
 {
@@ -128,7 +129,7 @@ void mc_read_class_file(struct mc_state *st, struct mc_loc loc, const char *path
     size_t len;
     struct map_strings names = {0};
     snprintf(full, sizeof(full), "%s%s", st->o->root ? st->o->root : "", path);
-    if (map_read_file(full, &data, &len, err, sizeof(err)) < 0) {
+    if (fileset_read(NULL, full, MAP_FILE_MAX, &data, &len, err, sizeof(err)) < 0) {
         mc_report_add(st->report, loc, MC_WARNING,
                       "%s not read (%s): its names are not in %s; the daemon will read it "
                       "once maps are enforced",

@@ -21,6 +21,7 @@
 #include "compat/map_simple.h"
 #include "compat/map_text.h"
 #include "compat/mc_translate.h"
+#include "util/fileset.h"
 
 static bool update_mode(void)
 {
@@ -40,7 +41,7 @@ static void golden(const char *path, const char *got, size_t len)
     }
     char *want, err[512];
     size_t wlen;
-    if (map_read_file(path, &want, &wlen, err, sizeof(err)) < 0)
+    if (fileset_read(NULL, path, MAP_FILE_MAX, &want, &wlen, err, sizeof(err)) < 0)
         fail_msg("%s (run with RINGMAIL_UPDATE_GOLDEN=1 to create it)", err);
     if (wlen != len || memcmp(want, got, len) != 0)
         fail_msg("%s differs; got:\n%.*s", path, (int)len, got);
@@ -143,7 +144,8 @@ static void test_map_golden(void **state)
             continue;
         char *text, err[512], path[512];
         size_t len;
-        assert_int_equal(map_read_file(e->d_name, &text, &len, err, sizeof(err)), 0);
+        assert_int_equal(fileset_read(NULL, e->d_name, MAP_FILE_MAX, &text, &len, err, sizeof(err)),
+                         0);
         struct buf out;
         buf_init(&out, 0);
         parse_map(e->d_name, text, len, &out);
