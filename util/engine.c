@@ -381,7 +381,6 @@ static void engine_loop(struct engine_worker *w)
             return;
         }
         uint64_t deadline = engine_earliest(engine_timer_next(w), w->accept_retry_at);
-        deadline = engine_earliest(deadline, engine_tallies_flush(w, false));
         engine_wait(w, engine_earliest(deadline, grace_end));
         w->now = engine_clock_ms();
         engine_run_completions(w);
@@ -396,7 +395,7 @@ static void engine_worker_run(struct engine_worker *w)
     engine_accepts_arm(w);
     engine_wake_arm(w);
     engine_loop(w);
-    engine_tallies_flush(w, true);
+    engine_refusals_flush();
     if (w->inflight || w->conns) {
         /* The grace ran out. Only once the ring is gone may memory the kernel might still
          * use (output chunks here, the callers' engine_op objects after worker_fini) be

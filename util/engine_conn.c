@@ -31,6 +31,7 @@
  * its last reply may take to leave. */
 #define ENGINE_REFUSED_FLUSH_MS 10000
 #define ENGINE_ACCEPT_RETRY_MS  100
+#define ENGINE_REFUSAL_LOG_MS   10000
 /* Small replies share a chunk; a larger write gets a chunk of its own size. */
 #define ENGINE_CHUNK_BYTES 4096
 #define ENGINE_SEND_MAX    (1u << 30)
@@ -505,69 +506,15 @@ static void engine_conn_refuse(struct engine_worker *w, uint32_t idx, struct eng
     engine_conn_close_flush(w, idx, s);
 }
 
-static const char *engine_tally_what(const struct engine_worker *w, enum engine_tally_kind kind,
-                                     char *buf, size_t len)
-{
-    const struct engine_tally *t = &w->tally[kind];
-    switch (kind) {
-    case ENGINE_T_FULL:
-        snprintf(buf, len, "%d connections open, the most this worker takes", t->detail);
-        break;
-    case ENGINE_T_FDS:
-        snprintf(buf, len,
-                 "descriptor %d is within %u of the open files limit (%llu): kept for the "
-                 "connections already open",
-                 t->detail, w->e->s.fd_reserve, (unsigned long long)w->nofile);
-        break;
-    default:
-        snprintf(buf, len, "%s", strerror(t->detail));
-        break;
-    }
-    return buf;
-}
+/* A peer can make these happen at will (connection floods, a full descriptor table): one
+ * line per kind per worker every ENGINE_REFUSAL_LOG_MS, then the count (util/log.h). */
+static struct log_limit engine_log_refusals = LOG_LIMIT_INIT(ENGINE_REFUSAL_LOG_MS);
+static struct log_limit engine_log_accept_failures = LOG_LIMIT_INIT(ENGINE_REFUSAL_LOG_MS);
 
-/* One line for `n` events of `kind` (the first of a quiet spell, or a count). */
-static void engine_tally_log(struct engine_worker *w, enum engine_tally_kind kind, unsigned n)
+void engine_refusals_flush(void)
 {
-    struct engine_tally *t = &w->tally[kind];
-    char what[256];
-    engine_tally_what(w, kind, what, sizeof what);
-    bool accept = kind == ENGINE_T_ACCEPT;
-    unsigned long long secs = t->since ? (w->now - t->since + 500) / 1000 : 0;
-    if (!t->since || n == 1)
-        log_warn("engine: worker %u: %s: %s", w->index,
-                 accept ? "accepting a connection failed" : "refused a connection", what);
-    else
-        log_warn("engine: worker %u: %s %u %s in the last %llu s: %s", w->index,
-                 accept ? "accepting a connection failed" : "refused", n,
-                 accept ? "times" : "connections", secs ? secs : 1, what);
-    t->since = w->now;
-    t->count = 0;
-}
-
-void engine_tally(struct engine_worker *w, enum engine_tally_kind kind, int detail)
-{
-    struct engine_tally *t = &w->tally[kind];
-    t->detail = detail;
-    t->count++;
-    if (!t->since || w->now - t->since >= ENGINE_TALLY_MS)
-        engine_tally_log(w, kind, t->count);
-}
-
-uint64_t engine_tallies_flush(struct engine_worker *w, bool all)
-{
-    uint64_t next = 0;
-    for (unsigned k = 0; k < ENGINE_T_COUNT; k++) {
-        struct engine_tally *t = &w->tally[k];
-        if (!t->count)
-            continue;
-        uint64_t due = t->since + ENGINE_TALLY_MS;
-        if (all || w->now >= due)
-            engine_tally_log(w, (enum engine_tally_kind)k, t->count);
-        else if (!next || due < next)
-            next = due;
-    }
-    return next;
+    log_limit_flush(&engine_log_refusals);
+    log_limit_flush(&engine_log_accept_failures);
 }
 
 /* Descriptor numbers are handed out lowest first: `fd` means every lower one is open. */
@@ -605,13 +552,22 @@ static void engine_conn_new(struct engine_worker *w, const struct engine_listene
         close(fd);
         return;
     }
+    char key[32];
     if (w->conns >= w->e->s.max_connections) {
-        engine_tally(w, ENGINE_T_FULL, (int)w->conns);
+        snprintf(key, sizeof key, "%u full", w->index);
+        log_limited(&engine_log_refusals, LOG_LVL_WARN, key,
+                    "engine: worker %u: refused a connection: %u connections open, the most "
+                    "this worker takes",
+                    w->index, w->conns);
         engine_turn_away(w, fd);
         return;
     }
     if (engine_fd_reserved(w, fd)) {
-        engine_tally(w, ENGINE_T_FDS, fd);
+        snprintf(key, sizeof key, "%u fds", w->index);
+        log_limited(&engine_log_refusals, LOG_LVL_WARN, key,
+                    "engine: worker %u: refused a connection: descriptor %d is within %u of the "
+                    "open files limit (%llu): kept for the connections already open",
+                    w->index, fd, w->e->s.fd_reserve, (unsigned long long)w->nofile);
         engine_turn_away(w, fd);
         return;
     }
@@ -644,6 +600,14 @@ static void engine_conn_new(struct engine_worker *w, const struct engine_listene
     engine_recv_update(w, idx, s);
 }
 
+static void engine_accept_failed(struct engine_worker *w, int err)
+{
+    char key[32];
+    snprintf(key, sizeof key, "%u %d", w->index, err);
+    log_limited(&engine_log_accept_failures, LOG_LVL_WARN, key,
+                "engine: worker %u: accepting a connection failed: %s", w->index, strerror(err));
+}
+
 void engine_accept_complete(struct engine_worker *w, unsigned pos, int res, unsigned flags)
 {
     struct engine_listener *l = &w->listeners[pos];
@@ -652,7 +616,7 @@ void engine_accept_complete(struct engine_worker *w, unsigned pos, int res, unsi
     if (res >= 0)
         engine_conn_new(w, l, res);
     else if (res != -ECANCELED)
-        engine_tally(w, ENGINE_T_ACCEPT, -res);
+        engine_accept_failed(w, -res);
     if (l->armed || l->fd < 0 || w->exiting)
         return;
     /* An accept error (EMFILE, ENOMEM) would recur at once: wait a little. */

@@ -96,17 +96,6 @@ struct engine_listener {
     struct sockaddr_storage local;
 };
 
-/* Something a peer can make happen at will (a refused connection, a failed accept): the
- * first is logged, the others only counted until ENGINE_TALLY_MS have passed, then
- * logged as one line with their number. */
-enum engine_tally_kind { ENGINE_T_FULL, ENGINE_T_FDS, ENGINE_T_ACCEPT, ENGINE_T_COUNT };
-struct engine_tally {
-    uint64_t since; /* when the last line was logged; 0 = never */
-    unsigned count; /* events not logged since */
-    int detail;     /* of the last one: the descriptor number, the errno */
-};
-#define ENGINE_TALLY_MS 10000
-
 /* A completion set aside while the kernel refused submissions (engine_get_sqe). */
 struct engine_cqe {
     uint64_t ud;
@@ -132,9 +121,8 @@ struct engine_worker {
     struct engine_listener *listeners;
     unsigned nlisteners;
     uint64_t accept_retry_at; /* 0, or when to re-arm accepts that failed */
-    struct engine_tally tally[ENGINE_T_COUNT];
-    uint64_t nofile; /* RLIMIT_NOFILE soft limit: 0 until the first accept; re-read when a
-                      * descriptor comes near it, so a raised limit is seen */
+    uint64_t nofile;          /* RLIMIT_NOFILE soft limit: 0 until the first accept; re-read when a
+                               * descriptor comes near it, so a raised limit is seen */
 
     /* Completions taken out of the CQ, in order, to be dispatched before the CQ's next. */
     struct engine_cqe *deferred;
@@ -191,10 +179,8 @@ void engine_cancel(struct engine_worker *w, uint64_t user_data);
 void engine_submit(struct engine_worker *w);
 
 /* engine_conn.c */
-/* Logs one event through the worker's tally `kind` (see struct engine_tally). */
-void engine_tally(struct engine_worker *w, enum engine_tally_kind kind, int detail);
-/* Logs the counts whose interval is over; returns when the next one is due (0 = none). */
-uint64_t engine_tallies_flush(struct engine_worker *w, bool all);
+/* Writes the counts of refusals and failed accepts not logged yet (at a worker's exit). */
+void engine_refusals_flush(void);
 void engine_slots_init(struct engine_worker *w);
 void engine_slots_free(struct engine_worker *w);
 /* The slot at `idx`, or NULL past the table's end. */

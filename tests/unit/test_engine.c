@@ -1092,8 +1092,9 @@ static void test_max_connections_reply(void **state)
     WAIT_FOR(T.closed == 2);
     stop();
     char *log = log_capture_end();
-    assert_int_equal(count_lines(log, "refused a connection: 2 connections open"), 1);
-    assert_int_equal(count_lines(log, "refused 19 connections in the last"), 1);
+    /* the first line, then the others counted (written at the worker's exit, at the latest) */
+    assert_int_equal(count_lines(log, "refused a connection: 2 connections open"), 2);
+    assert_int_equal(count_lines(log, ": 19 more like this were not logged in "), 1);
     assert_int_equal(count_lines(log, "refused"), 2);
     free(log);
 }
@@ -1151,8 +1152,12 @@ static void test_accept_failure_logged_once(void **state)
     restore_nofile();
     stop();
     char *log = log_capture_end();
-    assert_int_equal(count_lines(log, "accepting a connection failed: Too many open files"), 1);
-    assert_in_range(count_lines(log, "accepting a connection failed"), 1, 2);
+    /* once, and perhaps once more with the count of the retries not logged */
+    unsigned counted = count_lines(log, "more like this were not logged");
+    assert_in_range(counted, 0, 1);
+    assert_int_equal(count_lines(log, "accepting a connection failed: Too many open files"),
+                     1 + counted);
+    assert_int_equal(count_lines(log, "accepting a connection failed"), 1 + counted);
     free(log);
 }
 
