@@ -225,11 +225,9 @@ static void daemon_free(struct daemon *d, size_t n_listeners)
     pthread_mutex_destroy(&d->current_lock);
 }
 
-/* Detached, the terminal the daemon was started from is not the engine's to keep. */
-static void daemon_leave_terminal(struct daemon *d)
+void daemon_leave_terminal(void)
 {
-    d->log_targets = LOG_TO_SYSLOG;
-    log_configure(NULL, d->log_targets);
+    log_configure(NULL, LOG_TO_SYSLOG);
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null < 0)
         return;
@@ -360,8 +358,10 @@ int daemon_run(struct daemon_start *st)
         if (privsep_send(st->parent, PRIVSEP_READY, -1) < 0)
             log_error("cannot tell the privileged parent that the engine is ready: %s",
                       strerror(errno));
-        if (!foreground)
-            daemon_leave_terminal(&d);
+        if (!foreground) {
+            d.log_targets = LOG_TO_SYSLOG;
+            daemon_leave_terminal();
+        }
         daemon_wait(&d, st, sigfd, &generation);
         struct runconf *rc = daemon_current(&d);
         uint32_t grace = rc->cfg->shutdown_grace_ms;

@@ -71,6 +71,10 @@ struct daemon_start {
 /* Returns a new reference to the current configuration generation. */
 struct runconf *daemon_current(struct daemon *d);
 
+/* Detached, once serving: the terminal that started the daemon is let go (stdin, stdout and
+ * stderr to /dev/null) and the log goes to syslog only. Both processes call it. */
+void daemon_leave_terminal(void);
+
 /* Runs the engine until it is stopped; returns an exit status (sysexits). Start-up errors
  * are logged here. */
 int daemon_run(struct daemon_start *st);

@@ -94,17 +94,6 @@ static int parent_detach(struct parent *p, char *err, size_t errlen)
     return 0;
 }
 
-static void parent_leave_terminal(void)
-{
-    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (null < 0)
-        return;
-    dup2(null, STDIN_FILENO);
-    dup2(null, STDOUT_FILENO);
-    dup2(null, STDERR_FILENO);
-    close(null);
-}
-
 /* Many connections each need a descriptor: use everything the hard limit allows (the
  * engine inherits it and fits limits.connections to it). */
 static void parent_raise_nofile(void)
@@ -189,8 +178,7 @@ static void parent_engine_message(struct parent *p)
         parent_notify(p, EX_OK);
         if (!p->foreground) {
             p->log_targets = LOG_TO_SYSLOG;
-            log_configure(NULL, p->log_targets);
-            parent_leave_terminal();
+            daemon_leave_terminal();
         }
     } else if (type == PRIVSEP_RELOAD_ASK) {
         parent_reload(p);
