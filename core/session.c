@@ -29,23 +29,6 @@ static struct log_limit session_log_client_refusals = LOG_LIMIT_INIT(SESSION_REF
 /* A commit this session could not even start (no memory): each one a client can retry. */
 static struct log_limit session_log_commit_failures = LOG_LIMIT_INIT(SESSION_REFUSAL_LOG_MS);
 
-/*
- * A session as allocated here: what sendmail's end-of-connection lines need to know rides
- * along (nothing but the log reads it), after the struct session that everyone else sees.
- */
-struct session_logged {
-    struct session s;     /* first: a struct session * of ours points at this */
-    const char *last_cmd; /* sendmail's lower-case name of the last command seen */
-    bool issued_mail;     /* MAIL, EXPN, VRFY or ETRN was used: not a "null connection" */
-    bool policy_refusal;  /* session_check_rcpt refused the RCPT whose REJECT comes next */
-    bool in_data;         /* from DATA (or the first BDAT) to the end of the message */
-};
-
-static struct session_logged *session_logged(struct session *s)
-{
-    return (struct session_logged *)s;
-}
-
 void session_set_daemon(struct daemon *d)
 {
     session_daemon = d;
@@ -192,7 +175,7 @@ static int session_check_rcpt(void *arg, const struct smtp_path *rcpt, struct sm
         err->enh = "5.7.1";
         err->reason = "Relaying denied";
     }
-    session_logged(s)->policy_refusal = true; /* the REJECT that follows is check_rcpt's */
+    s->policy_refusal = true; /* the REJECT that follows is check_rcpt's */
     return -1;
 }
 
@@ -348,11 +331,10 @@ static void session_note_command(struct session *s, const char *cmd)
         {"VRFY", "vrfy", true},  {"EXPN", "expn", true},  {"ETRN", "etrn", true},
         {"QUIT", "quit", false}, {"AUTH", "auth", false}, {"STARTTLS", "starttls", false},
     };
-    struct session_logged *sl = session_logged(s);
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (strcmp(cmd, names[i].verb) == 0) {
-            sl->last_cmd = names[i].name;
-            sl->issued_mail |= names[i].asks;
+            s->last_cmd = names[i].name;
+            s->issued_mail |= names[i].asks;
             return;
         }
     }
@@ -377,12 +359,11 @@ static const char *session_reply_text(const char *reply)
  * sendmail does not log them. */
 static void session_log_reject(struct session *s, const struct smtp_event *ev)
 {
-    struct session_logged *sl = session_logged(s);
     char relay[64];
 
     session_note_command(s, ev->cmd);
-    if (sl->policy_refusal) {
-        sl->policy_refusal = false;
+    if (s->policy_refusal) {
+        s->policy_refusal = false;
         log_info("%s: ruleset=check_rcpt, arg1=%s, relay=%s, reject=%s", session_qid(s),
                  ev->arg ? ev->arg : "", session_relay(s, relay, sizeof(relay)), ev->reply);
         return;
@@ -400,7 +381,7 @@ static void session_log_reject(struct session *s, const struct smtp_event *ev)
 static void session_log_null_connection(struct session *s)
 {
     char relay[64];
-    if (session_logged(s)->issued_mail)
+    if (s->issued_mail)
         return;
     log_info("%s: %s did not issue MAIL/EXPN/VRFY/ETRN during connection to %s", session_qid(s),
              session_relay(s, relay, sizeof(relay)), session_daemon->listener_names[s->listener]);
@@ -410,7 +391,7 @@ static void session_log_null_connection(struct session *s)
  * "lost input channel" when a transaction was open (the others only at LogLevel 20). */
 static void session_log_lost_input(struct session *s)
 {
-    const char *cmd = session_logged(s)->last_cmd;
+    const char *cmd = s->last_cmd;
     char relay[64];
     if (s->msg)
         log_info("%s: lost input channel from %s to %s after %s", session_qid(s),
@@ -428,7 +409,7 @@ static void session_log_close(struct session *s, const char *reason)
     session_relay(s, relay, sizeof(relay));
     if (strcmp(reason, "quit") == 0) {
         session_log_null_connection(s);
-    } else if (strcmp(reason, "timeout") == 0 && session_logged(s)->in_data) {
+    } else if (strcmp(reason, "timeout") == 0 && s->in_data) {
         /* sendmail's notice form ("collect: <problem> on connection from ..., sender=");
          * sendmail itself reports a timeout here as a SYSERR, which it is not */
         log_info("%s: collect: read timeout on connection from %s, sender=<%s>", session_qid(s),
@@ -476,7 +457,7 @@ static void session_io_event(void *arg, const struct smtp_event *ev)
         break;
     case SMTP_EV_DATA_START:
         session_note_command(s, smtp_server_transaction(s->smtp)->bdat ? "BDAT" : "DATA");
-        session_logged(s)->in_data = true;
+        s->in_data = true;
         if (!s->msg)
             s->msg = spool_msg_new(s->dw->sw, s->qid);
         if (s->msg)
@@ -487,7 +468,7 @@ static void session_io_event(void *arg, const struct smtp_event *ev)
             spool_msg_write(s->msg, ev->data, ev->len);
         break;
     case SMTP_EV_DATA_END:
-        session_logged(s)->in_data = false;
+        s->in_data = false;
         s->size += ev->size;
         s->msgid = ev->msgid ? strdup(ev->msgid) : NULL;
         if (!s->msg || session_commit(s, ev) < 0) {
@@ -502,7 +483,7 @@ static void session_io_event(void *arg, const struct smtp_event *ev)
          * going away is logged by session_on_closed(); RSET or QUIT between BDAT chunks is
          * no refusal. */
         if (!ev->reply || strncmp(ev->reply, "421", 3) != 0) {
-            session_logged(s)->in_data = false;
+            s->in_data = false;
             if (ev->reply && s->msg)
                 log_info("%s: message refused: %s", s->qid, ev->reply);
         }
@@ -666,8 +647,7 @@ static void *session_on_accept(struct engine_worker *w, engine_conn_id id, unsig
         break;
     }
 
-    struct session_logged *sl = calloc(1, sizeof(*sl));
-    struct session *s = sl ? &sl->s : NULL;
+    struct session *s = calloc(1, sizeof(*s));
     if (!s) {
         connlimit_release(dw->d->conns, peer);
         return session_refuse(dw, id, "Out of memory");
@@ -752,7 +732,7 @@ static void session_on_closed(void *ctx, int err)
     s->in_smtp = true;
     /* sendmail's lines for a client that went away: inside DATA (a message in progress has
      * its own queue id and sender), or between commands. */
-    bool in_data = session_logged(s)->in_data;
+    bool in_data = s->in_data;
     smtp_server_eof(s->smtp); /* aborts a message in progress (DATA_ABORT) */
     if (peer_first)
         session_log_peer_gone(s, in_data);

@@ -60,8 +60,13 @@ struct session {
     bool in_smtp;               /* inside a call into smtp_server: defer re-entry */
     bool commit_result_pending; /* a commit finished while in_smtp */
     int commit_result;
-    char *msgid;   /* Message-ID of the message being committed, for the log */
-    uint64_t size; /* octets stored so far: our Received: plus the data */
+    /* What sendmail's end-of-connection lines need to know (only the log reads them). */
+    const char *last_cmd; /* sendmail's lower-case name of the last command seen */
+    bool issued_mail;     /* MAIL, EXPN, VRFY or ETRN was used: not a "null connection" */
+    bool policy_refusal;  /* session_check_rcpt refused the RCPT whose REJECT comes next */
+    bool in_data;         /* from DATA (or the first BDAT) to the end of the message */
+    char *msgid;          /* Message-ID of the message being committed, for the log */
+    uint64_t size;        /* octets stored so far: our Received: plus the data */
     char qid[QID_LEN + 1];
     char addr[48]; /* client IP as text, for logs and Received: */
 };

@@ -92,7 +92,7 @@ class Timeouts(RingmailTestCase):
         time.sleep(0.3)
         self.assertEqual(self.d.spool.qids(), set())
         self.assertEqual(self.d.spool.partials(), [], "a timed-out DATA left files")
-        self.assertIsNone(self.d.wait_log(r"from=<a@b\.example>", timeout=0.5))
+        self.assertIsNone(self.d.wait_log(r": from=<a@b\.example>, size=", timeout=0.5))
 
     def test_datafinal(self):
         c = self.advance("rcpt")
