@@ -331,13 +331,22 @@ class Ringmail:
         return 0.0
 
     def memory(self):
-        """(VmRSS KiB, RssAnon KiB, processes)."""
-        st = {}
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                k, _, v = line.partition(":")
-                st[k] = v.split()[0] if v.split() else "0"
-        return int(st["VmRSS"]), int(st["RssAnon"]), 1
+        """(VmRSS KiB, RssAnon KiB, processes), summed over the privileged parent and the
+        engine."""
+        rss = anon = n = 0
+        for pid in proc_tree(self.proc.pid):
+            st = {}
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        k, _, v = line.partition(":")
+                        st[k] = v.split()[0] if v.split() else "0"
+            except FileNotFoundError:
+                continue
+            rss += int(st["VmRSS"])
+            anon += int(st["RssAnon"])
+            n += 1
+        return rss, anon, n
 
 
 class Postfix:
