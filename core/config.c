@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "util/fileset.h"
+#include "util/log.h"
 
 #define CONFIG_BUILTIN       "(built-in default)"
 #define CONFIG_HOSTS         "/etc/hosts"
@@ -415,6 +416,10 @@ static int config_check(const struct config_ctx *x, struct config *c)
     if (strcmp(c->tls.min_version, c->tls.max_version) > 0)
         return config_fail(x, "tls.min_version", "%s is above tls.max_version %s",
                            c->tls.min_version, c->tls.max_version);
+    /* syslog and every line carry it; the log keeps no more than this (util/log.h) */
+    if (strlen(c->log_ident) >= LOG_IDENT_MAX)
+        return config_fail(x, "log.ident", "'%s' is longer than %d characters", c->log_ident,
+                           LOG_IDENT_MAX - 1);
     /* A session that is waiting keeps reading into this buffer; it must hold a command. */
     if (c->limits.max_input_buffer < c->limits.max_command_line)
         return config_fail(x, "limits.input_buffer",

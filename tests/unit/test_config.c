@@ -302,6 +302,11 @@ static const struct test_bad test_bads[] = {
      ":3:3: ",
      {"unknown key 'limits.mesage_size'", "known: message_size, recipients,"}},
     {"listen:\n  - port: 25\n    adress: ::1\n", ":3:5: ", {"unknown key 'listen[0].adress'"}},
+    /* the log keeps 63 characters of an ident: a longer one is refused, not cut */
+    {"log: {ident: "
+     "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcd}\n",
+     ":1:",
+     {"key 'log.ident'", "longer than 63 characters"}},
     /* M=a without AUTH would be an open submission port */
     {"listen:\n  - {port: 25}\n  - {name: MSA, port: 587, modifiers: Ea}\n",
      ":3:",
