@@ -153,8 +153,7 @@ static bool log_limit_vlog(struct log_limit *l, uint64_t now_ms, enum log_level 
 static bool log_limit_vlog(struct log_limit *l, uint64_t now_ms, enum log_level lvl,
                            const char *key, const char *fmt, va_list ap)
 {
-    char line[2048];
-    if (lvl < log_min || vsnprintf(line, sizeof(line), fmt, ap) < 0)
+    if (lvl < log_min)
         return false;
     struct log_limit_group *mine = &l->group[log_limit_group_of(key ? key : "")];
 
@@ -167,7 +166,9 @@ static bool log_limit_vlog(struct log_limit *l, uint64_t now_ms, enum log_level 
         if (g->used && now_ms > g->since_ms && now_ms - g->since_ms >= l->interval_ms)
             log_limit_report(g);
     }
-    bool write = !mine->used;
+    /* Formatted only when written: under a flood nearly every call is only counted. */
+    char line[2048];
+    bool write = !mine->used && vsnprintf(line, sizeof(line), fmt, ap) >= 0;
     if (write) {
         /* the count repeats at most the start of a long line */
         size_t n = strnlen(line, sizeof(mine->line) - 1);
@@ -179,7 +180,7 @@ static bool log_limit_vlog(struct log_limit *l, uint64_t now_ms, enum log_level 
         mine->last_ms = now_ms;
         /* Under the lock, so that the line's count can never come before the line. */
         log_line(lvl, line);
-    } else {
+    } else if (mine->used) {
         mine->suppressed++;
         if (now_ms > mine->last_ms)
             mine->last_ms = now_ms;
