@@ -128,7 +128,7 @@ static void daemon_reload(struct daemon *d, const char *path, int fd, unsigned *
         return;
     }
     ++*generation;
-    log_configure(rc->cfg->log_ident, d->log_targets);
+    log_set_ident(rc->cfg->log_ident);
     pthread_mutex_lock(&d->current_lock);
     struct runconf *old = d->current;
     d->current = rc;
@@ -339,7 +339,6 @@ int daemon_run(struct daemon_start *st)
     size_t n_listeners = st->cfg->n_listen;
     unsigned workers = st->cfg->workers;
     bool foreground = st->foreground;
-    d.log_targets = foreground ? LOG_TO_STDERR : LOG_TO_STDERR | LOG_TO_SYSLOG;
 
     /* The parent blocked these before forking; the workers inherit the mask. */
     sigset_t set;
@@ -358,10 +357,8 @@ int daemon_run(struct daemon_start *st)
         if (privsep_send(st->parent, PRIVSEP_READY, -1) < 0)
             log_error("cannot tell the privileged parent that the engine is ready: %s",
                       strerror(errno));
-        if (!foreground) {
-            d.log_targets = LOG_TO_SYSLOG;
+        if (!foreground)
             daemon_leave_terminal();
-        }
         daemon_wait(&d, st, sigfd, &generation);
         struct runconf *rc = daemon_current(&d);
         uint32_t grace = rc->cfg->shutdown_grace_ms;

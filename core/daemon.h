@@ -42,7 +42,6 @@ struct daemon {
     char **listener_names;     /* by listener index; fixed at start-up */
     unsigned workers;          /* fixed at start-up: one TLS context each per generation */
     struct tls_lib **tls_libs; /* by worker: every generation's contexts are built on them */
-    unsigned log_targets;      /* LOG_TO_*: detached, the terminal too until ready */
     atomic_uint workers_running;
 };
 

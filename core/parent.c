@@ -29,8 +29,7 @@ struct parent {
     int notify; /* detached: the starting command waits on this for the status; else -1 */
     bool foreground;
     bool ready, stopping;
-    unsigned log_targets; /* LOG_TO_*: detached, the terminal too until the engine serves */
-    char *pid_file;       /* once written: removed at exit */
+    char *pid_file; /* once written: removed at exit */
 };
 
 /* A relative --config would be lost once detached (the working directory becomes "/"),
@@ -140,7 +139,7 @@ static void parent_reload(struct parent *p)
     if (fd < 0) {
         log_error("reload failed, keeping the running configuration: %s", err);
     } else {
-        log_configure(cfg->log_ident, p->log_targets);
+        log_set_ident(cfg->log_ident);
         close(fd);
     }
     config_free(cfg);
@@ -176,10 +175,8 @@ static void parent_engine_message(struct parent *p)
     } else if (type == PRIVSEP_READY && !p->ready) {
         p->ready = true;
         parent_notify(p, EX_OK);
-        if (!p->foreground) {
-            p->log_targets = LOG_TO_SYSLOG;
+        if (!p->foreground)
             daemon_leave_terminal();
-        }
     } else if (type == PRIVSEP_RELOAD_ASK) {
         parent_reload(p);
     } else {
@@ -290,8 +287,8 @@ static int parent_start(struct parent *p, const char *config_path, struct daemon
     if (!(st->cfg = parent_read(p->path, &st->files, err, errlen)))
         return EX_CONFIG;
     const struct config *cfg = st->cfg;
-    p->log_targets = p->foreground ? LOG_TO_STDERR : LOG_TO_STDERR | LOG_TO_SYSLOG;
-    log_configure(cfg->log_ident, p->log_targets);
+    /* Detached, the terminal too until the engine serves (daemon_leave_terminal). */
+    log_configure(cfg->log_ident, p->foreground ? LOG_TO_STDERR : LOG_TO_STDERR | LOG_TO_SYSLOG);
     if (privdrop_resolve(cfg->run_as, &st->user, err, errlen) < 0 || engine_probe(err, errlen) < 0)
         return EX_OSERR;
     if (!p->foreground && parent_detach(p, err, errlen) < 0)

@@ -35,6 +35,14 @@ void log_configure(const char *ident, unsigned targets)
     pthread_mutex_unlock(&log_lock);
 }
 
+void log_set_ident(const char *ident)
+{
+    pthread_mutex_lock(&log_lock);
+    unsigned targets = log_targets;
+    pthread_mutex_unlock(&log_lock);
+    log_configure(ident, targets);
+}
+
 void log_set_level(enum log_level min)
 {
     log_min = min;

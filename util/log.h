@@ -43,6 +43,8 @@ enum log_level { LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERROR };
 /* Sets the name every line carries (NULL keeps the current one) and where lines go (a mask
  * of LOG_TO_*; 0 is taken as LOG_TO_STDERR, so nothing is ever silently dropped). */
 void log_configure(const char *ident, unsigned targets);
+/* log_configure(ident, the targets in use): a reload's log.ident. */
+void log_set_ident(const char *ident);
 void log_set_level(enum log_level min);
 /* Closes syslog; later lines go to stderr. */
 void log_close(void);
