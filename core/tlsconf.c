@@ -52,33 +52,32 @@ static bool tlsconf_uses_demo(const struct config *cfg)
     return cfg->tls.n_certificates == 0 && cfg->tls.demo_certs;
 }
 
+/* The outcome, failures too, is recorded for the engine, which reports it. */
+static int tlsconf_record(struct fileset *files, const char *path, char *err, size_t errlen)
+{
+    if (!path || fileset_add(files, path, TLS_FILE_MAX) != -ENOMEM)
+        return 0;
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
 int tlsconf_read_files(const struct config *cfg, struct fileset *files, char *err, size_t errlen)
 {
     const struct config_tls *t = &cfg->tls;
     struct tlsconf_demo demo;
-    const char *paths[2 * 8 + 2];
-    size_t n = 0;
-    if (tlsconf_uses_demo(cfg)) {
-        if (tlsconf_demo(cfg, true, &demo, err, errlen) < 0)
+    if (tlsconf_uses_demo(cfg) && tlsconf_demo(cfg, true, &demo, err, errlen) < 0)
+        return -1;
+    for (int i = 0; tlsconf_uses_demo(cfg) && i < 4; i++)
+        if (tlsconf_record(files, demo.paths[i], err, errlen) < 0)
             return -1;
-        for (int i = 0; i < 4; i++)
-            paths[n++] = demo.paths[i];
-    }
-    for (size_t i = 0; i < t->n_certificates && n + 2 <= 16; i++) {
-        paths[n++] = t->certificates[i].cert;
-        paths[n++] = t->certificates[i].key;
-    }
-    if (t->ca_file)
-        paths[n++] = t->ca_file;
-    if (t->dh_params)
-        paths[n++] = t->dh_params;
-    /* The outcome, failures too, is recorded for the engine, which reports it. */
-    for (size_t i = 0; i < n; i++)
-        if (fileset_add(files, paths[i], TLS_FILE_MAX) == -ENOMEM) {
-            snprintf(err, errlen, "out of memory");
+    for (size_t i = 0; i < t->n_certificates; i++)
+        if (tlsconf_record(files, t->certificates[i].cert, err, errlen) < 0 ||
+            tlsconf_record(files, t->certificates[i].key, err, errlen) < 0)
             return -1;
-        }
-    return 0;
+    return tlsconf_record(files, t->ca_file, err, errlen) < 0 ||
+                   tlsconf_record(files, t->dh_params, err, errlen) < 0
+               ? -1
+               : 0;
 }
 
 static int tlsconf_build(const struct config *cfg, unsigned n, struct tls_lib **libs,
