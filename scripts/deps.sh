@@ -3,7 +3,7 @@
 # creates the `ringmail` system user that the daemon runs as when started by root.
 # Usage: scripts/deps.sh [build|test]
 set -eu
-want="cmake gcc make pkg-config libssl-dev liburing-dev libcyaml-dev"
+want="cmake gcc make pkg-config libssl-dev liburing-dev libcyaml-dev libc-ares-dev"
 case "${1:-build}" in
 test) want="$want libcmocka-dev python3 swaks libnet-ssleay-perl clang libclang-rt-14-dev sendmail-cf m4 openssl fail2ban" ;;
 esac
