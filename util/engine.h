@@ -5,7 +5,8 @@
  * them), the listening sockets handed to engine_listen() (one SO_REUSEPORT socket per
  * worker per listener), every connection accepted on them, their receive buffers (one
  * provided-buffer ring per worker: an idle connection holds no receive buffer), their
- * pending output, and a timer heap per worker (one timer per connection).
+ * pending output, the connections it opens for the layer (engine_connect), a timer heap per
+ * worker (one timer per connection) and the layer's worker timers (engine_timer).
  *
  * The layer above never touches a socket: it receives callbacks with bytes and asks the
  * engine to send, close, pause or arm a timer. Connections are named by an engine_conn_id
@@ -24,6 +25,16 @@
  * Connections the engine turns away itself (max_connections reached, or the accepted
  * descriptor within fd_reserve of RLIMIT_NOFILE) get refuse_reply and are closed; those
  * refusals and failed accepts are logged at most once per 10 s per worker, with a count.
+ *
+ * Outbound connections (engine_connect) live in the same slot table as accepted ones and
+ * are named by the same kind of id; every engine_conn_* call works on them. They have
+ * callbacks of their own (engine_conn_callbacks), do not count against max_connections
+ * nor in engine_worker_connections(), and are never refused for it; a descriptor within
+ * fd_reserve of RLIMIT_NOFILE fails them with EMFILE through on_closed. The engine puts
+ * no timeout on a connect: the layer arms one with engine_conn_set_timer.
+ *
+ * Worker timers (engine_timer) are the layer's own timers not tied to a connection (queue
+ * runs, DNS retries); the engine never allocates for them.
  *
  * Threads: every callback runs on the worker thread that owns the connection, and every
  * engine_conn_* / engine_worker_* / engine_sqe call must be made from that thread. Only
@@ -104,6 +115,35 @@ struct engine_callbacks {
     void (*on_message)(struct engine_worker *w, void *worker_ctx, uint32_t msg);
 };
 
+/* The callbacks of one outbound connection (engine_connect), with the meaning of the
+ * same-named members of engine_callbacks; on_recv, on_closed and on_connected are
+ * required. The table must outlive the connection (a static const one, typically). */
+struct engine_conn_callbacks {
+    void (*on_recv)(void *conn_ctx, const char *data, size_t len);
+    void (*on_drained)(void *conn_ctx);
+    void (*on_timer)(void *conn_ctx);
+    /* Exactly once per connection engine_connect returned 0 for: the connect failed (err =
+     * its errno: ECONNREFUSED, ENETUNREACH, ETIMEDOUT from the kernel's own SYN retries,
+     * EMFILE near the descriptor limit, EADDRNOTAVAIL for a bad `from`...), or the
+     * connection ended as an accepted one does. engine_conn_close() while still connecting
+     * cancels the connect: err 0, and on_connected never runs. */
+    void (*on_closed)(void *conn_ctx, int err);
+    /* The connection is established (at most once, always before any on_recv): receiving
+     * starts after this returns, and output queued before it is sent from then on. */
+    void (*on_connected)(void *conn_ctx);
+};
+
+/* A worker timer, embedded in the layer's object. Zero it (or arm it) before use; only
+ * `fire` is the layer's to set, the rest is the engine's. */
+struct engine_timer {
+    /* On the worker's thread, from the loop (never inside an engine call), once per arming
+     * at or after its deadline. The timer is disarmed before the call, so `fire` may re-arm
+     * it, disarm or free other timers, or free the object that holds it. */
+    void (*fire)(struct engine_timer *t);
+    struct engine_timer *eng_child, *eng_next, *eng_prev; /* the engine's: pairing heap */
+    uint64_t eng_deadline;
+};
+
 /* Checks that this kernel lets us use io_uring with everything the engine needs
  * (multishot accept and recv, provided buffer rings). 0, or -1 with `err` saying what is
  * refused and what to change (kernel version, kernel.io_uring_disabled, seccomp). */
@@ -128,7 +168,10 @@ void engine_free(struct engine *e);
 unsigned engine_worker_index(const struct engine_worker *w);
 void *engine_worker_ctx(const struct engine_worker *w);
 uint64_t engine_now_ms(struct engine_worker *w); /* CLOCK_MONOTONIC, cached per loop turn */
+/* Accepted connections open (outbound ones are not counted). */
 unsigned engine_worker_connections(const struct engine_worker *w);
+/* True from engine_worker_exit() on: engine_connect refuses, connections are closing. */
+bool engine_worker_exiting(const struct engine_worker *w);
 /* Cancels this worker's accepts and closes its listening sockets. */
 void engine_worker_stop_accepting(struct engine_worker *w);
 /* Ends the loop after this turn; connections still open get on_closed(ECANCELED). */
@@ -157,6 +200,35 @@ void engine_conn_resume_recv(struct engine_worker *w, engine_conn_id id);
  * clock); 0 disarms it. On a closing connection the timer is the close's deadline: it
  * may be moved, not disarmed (0 is ignored). */
 void engine_conn_set_timer(struct engine_worker *w, engine_conn_id id, uint64_t deadline_ms);
+
+/* Opens a TCP connection to `to` (AF_INET or AF_INET6, port set) from `from` (NULL = any
+ * address the kernel picks; a port of 0 = any port) on this worker's ring: a non-blocking,
+ * close-on-exec socket with TCP_NODELAY. Returns 0 and the connection's id in *id_out at
+ * once; then on_connected(ctx) when it is established, or on_closed(ctx, errno) when it
+ * fails, from the loop, never from inside this call. The id is valid from the start:
+ * engine_conn_set_timer arms the connect timeout (on_timer fires while connecting too,
+ * and the layer then closes it), engine_conn_send queues output sent once connected,
+ * engine_conn_pause_recv holds receiving from the start, engine_conn_close (flush or not)
+ * cancels a connect in progress. Returns -1 with errno, and calls nothing, only for bad
+ * arguments (EINVAL), no memory for the connection (ENOMEM) or a worker that is exiting
+ * (ECANCELED). `to` and `from` are copied. */
+int engine_connect(struct engine_worker *w, const struct sockaddr *to, socklen_t tolen,
+                   const struct sockaddr *from, socklen_t fromlen,
+                   const struct engine_conn_callbacks *cb, void *ctx, engine_conn_id *id_out);
+
+/* Arms `t` to fire at absolute time `deadline_ms` (engine_now_ms clock; a time already
+ * past fires on the next loop turn). Arming an armed timer moves it. O(1); disarming and
+ * firing O(log n) amortised (a pairing heap); never allocates, never fails. Timers due in
+ * the same turn fire in deadline order; one that fire() re-arms at or before now fires on
+ * the next turn, not in the same one. Timers keep firing while the worker exits
+ * (engine_worker_exit) until its loop ends; from then on none fires again, and worker_fini
+ * may free objects whose timers are still armed. Everywhere else an armed timer must be
+ * disarmed before its memory is freed or reused. */
+void engine_timer_arm(struct engine_worker *w, struct engine_timer *t, uint64_t deadline_ms);
+/* Disarms `t` if armed (a disarmed or zeroed timer is left alone). */
+void engine_timer_disarm(struct engine_worker *w, struct engine_timer *t);
+/* Whether `t` is armed (waiting to fire). */
+bool engine_timer_armed(const struct engine_timer *t);
 
 /* Generic asynchronous operations for other modules (the spool's write/fsync/rename).
  * The caller embeds an engine_op in its own object and keeps that object alive until
