@@ -385,6 +385,9 @@ static int config_computed(const struct config_ctx *x, struct config *c)
         if (!p->key && !(p->key = strdup(p->cert)))
             return config_oom(x);
     }
+    if (c->tls.client_cert && !c->tls.client_key &&
+        !(c->tls.client_key = strdup(c->tls.client_cert)))
+        return config_oom(x);
     /* Beside the spool, as the demo certificates are: one directory holds an instance. */
     if (!c->pid_file) {
         const char *slash = strrchr(c->spool, '/');
@@ -420,6 +423,22 @@ static int config_check(const struct config_ctx *x, struct config *c)
     if (strlen(c->log_ident) >= LOG_IDENT_MAX)
         return config_fail(x, "log.ident", "'%s' is longer than %d characters", c->log_ident,
                            LOG_IDENT_MAX - 1);
+    if (c->queue.minimal_backoff > c->queue.maximal_backoff)
+        return config_fail(x, "queue.minimal_backoff", "is above queue.maximal_backoff");
+    for (size_t i = 0; i < c->delivery.n_tls_policy; i++) {
+        const struct config_tls_policy *p = &c->delivery.tls_policy[i];
+        static const char *const levels[] = {"none", "may", "encrypt", "verify"};
+        char path[CONFIG_PATH_MAX];
+        bool known = false;
+        for (size_t l = 0; l < sizeof(levels) / sizeof(levels[0]); l++)
+            known |= strcmp(p->level, levels[l]) == 0;
+        snprintf(path, sizeof(path), "delivery.tls_policy[%zu].%s", i,
+                 !p->destination ? "destination" : "level");
+        if (!p->destination)
+            return config_fail(x, path, "expected the destination this policy is for");
+        if (!known)
+            return config_fail(x, path, "'%s': expected none, may, encrypt or verify", p->level);
+    }
     /* A session that is waiting keeps reading into this buffer; it must hold a command. */
     if (c->limits.max_input_buffer < c->limits.max_command_line)
         return config_fail(x, "limits.input_buffer",

@@ -65,8 +65,8 @@ struct config_tls {
     bool request_client_cert;
     bool session_tickets;
     uint32_t ticket_rotate_ms;
-    char *client_cert; /* the delivery side's certificate, confCLIENT_CERT: kept for later */
-    char *client_key;  /* kept for later */
+    char *client_cert; /* the delivery side's certificate (confCLIENT_CERT), or NULL */
+    char *client_key;  /* default: the client_cert file */
     /* The built-in default: with no certificates, demo ones are made on first run in
      * <the spool's parent>/tls, so STARTTLS works out of the box. */
     bool demo_certs;
@@ -120,9 +120,8 @@ struct config_dnsbl { /* FEATURE(dnsbl), FEATURE(enhdnsbl) */
 /* sendmail's other confTO_* timeouts (client side, queue, resolver, ...), by their
  * lower-cased names; resolver_retry* are numbers of tries. */
 #define CONFIG_LATER_TIMEOUTS(X)                                                                   \
-    X(aconnect) X(auth) X(connect) X(control) X(fileopen) X(hoststatus) X(iconnect) X(ident)       \
-    X(iterative) X(lhlo) X(queuereturn) X(queuereturn_dsn) X(queuereturn_nonurgent)              \
-    X(queuereturn_normal) X(queuereturn_urgent) X(queuewarn) X(queuewarn_dsn)                      \
+    X(aconnect) X(auth) X(control) X(fileopen) X(ident) X(iterative) X(lhlo) X(queuereturn_dsn)    \
+    X(queuereturn_nonurgent) X(queuereturn_normal) X(queuereturn_urgent) X(queuewarn_dsn)          \
     X(queuewarn_nonurgent) X(queuewarn_normal) X(queuewarn_urgent) X(resolver_retrans)             \
     X(resolver_retrans_first) X(resolver_retrans_normal)
 #define CONFIG_LATER_TRIES(X) X(resolver_retry) X(resolver_retry_first) X(resolver_retry_normal)
@@ -134,7 +133,7 @@ struct config_dnsbl { /* FEATURE(dnsbl), FEATURE(enhdnsbl) */
 /* Everything accepted but not enforced yet, as written (NULL / empty = not set). */
 struct config_later {
     struct {
-        char *smart_host, *mail_hub, *luser_relay, *local_relay, *relay_mailer, *fallback_mx;
+        char *luser_relay, *local_relay, *relay_mailer, *fallback_mx;
         char *try_null_mx_list;
         struct config_words local_users;
         char *local_users_file;
@@ -171,6 +170,48 @@ struct config_later {
     } timeouts;
 };
 
+/* The queue's schedule (queue/backoff.h); milliseconds as every duration here. */
+struct config_queue {
+    uint32_t interval;        /* sendmail's -q interval: the longest a deferred message waits */
+    uint32_t min_queue_age;   /* confMIN_QUEUE_AGE */
+    uint32_t minimal_backoff; /* Postfix's minimal_backoff_time */
+    uint32_t maximal_backoff; /* Postfix's maximal_backoff_time */
+    uint32_t queuewarn;       /* confTO_QUEUEWARN: delay warning after this long */
+    uint32_t queuereturn;     /* confTO_QUEUERETURN: bounce after this long */
+    unsigned hash_depth;      /* spool subdirectory levels, Postfix's hash_queue_depth */
+    unsigned max_active;      /* messages being delivered at once, per worker */
+};
+
+/* The resolver for delivery (util/dns.h). */
+struct config_dns {
+    char **servers; /* "127.0.0.1", "127.0.0.1:5353", "[::1]:53"; none = /etc/resolv.conf */
+    size_t n_servers;
+    uint32_t timeout; /* per try */
+    unsigned tries;
+};
+
+/* One delivery.tls_policy entry: sendmail's TLS_Srv:/Try_TLS: as a table. */
+struct config_tls_policy {
+    char *destination; /* "example.com", ".example.com" (subdomains), "[10.0.0.1]" */
+    char *level;       /* none, may, encrypt, verify */
+    char *match;       /* verify: the name the certificate must carry; default the host's */
+};
+
+/* Outbound SMTP (delivery/). */
+struct config_delivery {
+    uint32_t iconnect;         /* confTO_ICONNECT: connect on a message's first attempt */
+    uint32_t connect;          /* confTO_CONNECT: every other connect */
+    uint32_t host_status;      /* confTO_HOSTSTATUS: a failing host is held back this long */
+    unsigned cache_size;       /* confMCI_CACHE_SIZE: idle connections kept per worker */
+    uint32_t cache_timeout;    /* confMCI_CACHE_TIMEOUT */
+    unsigned dest_concurrency; /* connections at once per destination, all workers */
+    unsigned dest_rate;        /* messages per minute per destination; 0 = no limit */
+    struct config_tls_policy *tls_policy;
+    size_t n_tls_policy;
+    char *smart_host; /* SMART_HOST, or NULL */
+    char *mail_hub;   /* MAIL_HUB, or NULL */
+};
+
 struct config {
     char *source;   /* the file read, or "(built-in default)" */
     char *hostname; /* default: gethostname(), fully qualified if it can be */
@@ -195,6 +236,9 @@ struct config {
     uint32_t shutdown_grace_ms;   /* SIGTERM: time for transactions in flight */
     uint32_t starttls_timeout_ms; /* the TLS handshake after STARTTLS; confTO_STARTTLS */
     struct config_tls tls;
+    struct config_queue queue;
+    struct config_dns dns;
+    struct config_delivery delivery;
     struct config_maps maps;
     struct config_map_data map;
     struct config_later later;

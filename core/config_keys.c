@@ -118,19 +118,19 @@ static const struct config_key config_limit_keys[] = {
 };
 
 static const struct config_key config_timeout_keys[] = {
-    TIMEOUT("initial", timeouts.initial, "5m"),
-    TIMEOUT("helo", timeouts.helo, "5m"),
-    TIMEOUT("mail", timeouts.mail, "10m"),
-    TIMEOUT("rcpt", timeouts.rcpt, "1h"),
-    TIMEOUT("datainit", timeouts.datainit, "5m"),
-    TIMEOUT("datablock", timeouts.datablock, "1h"),
-    TIMEOUT("datafinal", timeouts.datafinal, "1h"),
-    TIMEOUT("rset", timeouts.rset, "5m"),
-    TIMEOUT("quit", timeouts.quit, "2m"),
-    TIMEOUT("misc", timeouts.misc, "2m"),
-    TIMEOUT("command", timeouts.command, "1h"),
-    TIMEOUT("shutdown_grace", shutdown_grace_ms, "30s"),
+    TIMEOUT("initial", timeouts.initial, "5m"), TIMEOUT("helo", timeouts.helo, "5m"),
+    TIMEOUT("mail", timeouts.mail, "10m"), TIMEOUT("rcpt", timeouts.rcpt, "1h"),
+    TIMEOUT("datainit", timeouts.datainit, "5m"), TIMEOUT("datablock", timeouts.datablock, "1h"),
+    TIMEOUT("datafinal", timeouts.datafinal, "1h"), TIMEOUT("rset", timeouts.rset, "5m"),
+    TIMEOUT("quit", timeouts.quit, "2m"), TIMEOUT("misc", timeouts.misc, "2m"),
+    TIMEOUT("command", timeouts.command, "1h"), TIMEOUT("shutdown_grace", shutdown_grace_ms, "30s"),
     TIMEOUT("starttls", starttls_timeout_ms, "5m"),
+    /* the queue's and the delivery side's (sendmail: Timeout.queuewarn, ...) */
+    NUM("queuewarn", CONFIG_DURATION, CONFIG_F_ZERO_OFF, queue.queuewarn, 1 * SEC, 30 * DAY, "4h"),
+    NUM("queuereturn", CONFIG_DURATION, 0, queue.queuereturn, 1 * SEC, 30 * DAY, "5d"),
+    TIMEOUT("iconnect", delivery.iconnect, "5m"), TIMEOUT("connect", delivery.connect, "5m"),
+    NUM("hoststatus", CONFIG_DURATION, CONFIG_F_ZERO_OFF, delivery.host_status, 1 * SEC, 30 * DAY,
+        "30m"),
 #define LATER_TIMEOUT(name)                                                                        \
     KEPT_NUM(#name, CONFIG_DURATION, 0, 30 * DAY, later.timeouts.name, ISSUE_DELIVERY),
 #define LATER_TRIES(name) KEPT_NUM(#name, CONFIG_UINT, 0, 100, later.timeouts.name, ISSUE_DELIVERY),
@@ -159,8 +159,8 @@ static const struct config_key config_tls_keys[] = {
     BOOL("request_client_cert", tls.request_client_cert, "true"),
     BOOL("session_tickets", tls.session_tickets, "true"),
     NUM("ticket_rotate", CONFIG_DURATION, 0, tls.ticket_rotate_ms, 60 * SEC, 7 * DAY, "12h"),
-    KEPT("client_cert", CONFIG_PATH, tls.client_cert, ISSUE_DELIVERY),
-    KEPT("client_key", CONFIG_PATH, tls.client_key, ISSUE_DELIVERY),
+    TEXT("client_cert", CONFIG_PATH, tls.client_cert, NULL),
+    TEXT("client_key", CONFIG_PATH, tls.client_key, NULL),
     KEPT("server_ssl_options", CONFIG_STRING, tls.server_ssl_options, ISSUE_POLICY),
     KEPT("client_ssl_options", CONFIG_STRING, tls.client_ssl_options, ISSUE_DELIVERY),
 };
@@ -181,8 +181,8 @@ static const struct config_key config_map_keys[] = {
 };
 
 static const struct config_key config_routing_keys[] = {
-    KEPT("smart_host", CONFIG_STRING, later.routing.smart_host, ISSUE_DELIVERY),
-    KEPT("mail_hub", CONFIG_STRING, later.routing.mail_hub, ISSUE_DELIVERY),
+    TEXT("smart_host", CONFIG_STRING, delivery.smart_host, NULL),
+    TEXT("mail_hub", CONFIG_STRING, delivery.mail_hub, NULL),
     KEPT("luser_relay", CONFIG_STRING, later.routing.luser_relay, ISSUE_DELIVERY),
     KEPT("local_relay", CONFIG_STRING, later.routing.local_relay, ISSUE_DELIVERY),
     KEPT("relay_mailer", CONFIG_STRING, later.routing.relay_mailer, ISSUE_DELIVERY),
@@ -209,6 +209,42 @@ static const struct config_key config_masquerade_keys[] = {
     KEPT_FLAG("limited", later.masquerade.limited, ISSUE_DELIVERY),
     KEPT_FLAG("not_local", later.masquerade.not_local, ISSUE_DELIVERY),
     KEPT_FLAG("generics_entire_domain", later.masquerade.generics_entire_domain, ISSUE_DELIVERY),
+};
+
+static const struct config_key config_queue_keys[] = {
+    NUM("interval", CONFIG_DURATION, 0, queue.interval, 1 * SEC, 30 * DAY, "30m"),
+    NUM("min_queue_age", CONFIG_DURATION, CONFIG_F_ZERO_OFF, queue.min_queue_age, 1 * SEC, 30 * DAY,
+        "0"),
+    NUM("minimal_backoff", CONFIG_DURATION, 0, queue.minimal_backoff, 1 * SEC, 30 * DAY, "5m"),
+    NUM("maximal_backoff", CONFIG_DURATION, 0, queue.maximal_backoff, 1 * SEC, 30 * DAY, "1h"),
+    NUM("hash_depth", CONFIG_UINT, CONFIG_F_ZERO_OFF, queue.hash_depth, 1, 2, "1"),
+    NUM("max_active", CONFIG_UINT, 0, queue.max_active, 1, 1000000, "1000"),
+};
+
+static const struct config_key config_dns_keys[] = {
+    LIST_AT("servers", CONFIG_STRING, dns.servers, dns.n_servers, ""),
+    NUM("timeout", CONFIG_DURATION, 0, dns.timeout, 100, 60 * SEC, "5s"),
+    NUM("tries", CONFIG_UINT, 0, dns.tries, 1, 10, "2"),
+};
+
+static const struct config_key config_tls_policy_keys[] = {
+    {"destination", CONFIG_STRING, 0, offsetof(struct config_tls_policy, destination), 0, 0, 0, 0,
+     NULL, NULL, 0, NULL},
+    {"level", CONFIG_STRING, 0, offsetof(struct config_tls_policy, level), 0, 0, 0, 0, "may", NULL,
+     0, NULL},
+    {"match", CONFIG_STRING, 0, offsetof(struct config_tls_policy, match), 0, 0, 0, 0, NULL, NULL,
+     0, NULL},
+};
+
+static const struct config_key config_delivery_keys[] = {
+    NUM("connection_cache_size", CONFIG_UINT, CONFIG_F_ZERO_OFF, delivery.cache_size, 1, 100000,
+        "32"),
+    NUM("connection_cache_timeout", CONFIG_DURATION, 0, delivery.cache_timeout, 1 * SEC, DAY, "5m"),
+    NUM("destination_concurrency", CONFIG_UINT, 0, delivery.dest_concurrency, 1, 100000, "20"),
+    NUM("destination_rate", CONFIG_UINT, CONFIG_F_ZERO_OFF, delivery.dest_rate, 1, 1000000, "0"),
+    {"tls_policy", CONFIG_MAPS, CONFIG_F_LIST, offsetof(struct config, delivery.tls_policy),
+     sizeof(struct config_tls_policy), offsetof(struct config, delivery.n_tls_policy), 0, 0, NULL,
+     config_tls_policy_keys, ARRAY_LEN(config_tls_policy_keys), NULL},
 };
 
 /* Items of a list kept for later: the warning names the list, not each field. */
@@ -283,6 +319,9 @@ const struct config_key config_keys[] = {
      ARRAY_LEN(config_timeout_keys), NULL},
     {"tls", CONFIG_SECTION, 0, 0, 0, 0, 0, 0, NULL, config_tls_keys, ARRAY_LEN(config_tls_keys),
      NULL},
+    SECTION("queue", config_queue_keys),
+    SECTION("dns", config_dns_keys),
+    SECTION("delivery", config_delivery_keys),
     SECTION("maps", config_map_keys),
     SECTION("routing", config_routing_keys),
     SECTION("masquerade", config_masquerade_keys),

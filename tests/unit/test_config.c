@@ -307,6 +307,15 @@ static const struct test_bad test_bads[] = {
      "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcd}\n",
      ":1:",
      {"key 'log.ident'", "longer than 63 characters"}},
+    /* the delivery side: a TLS policy level it does not know, one without a destination */
+    {"delivery:\n  tls_policy:\n    - {destination: example.com, level: must}\n",
+     ":3:",
+     {"key 'delivery.tls_policy[0].level'", "'must': expected none, may, encrypt or verify"}},
+    {"delivery:\n  tls_policy:\n    - {level: verify}\n",
+     ":3:",
+     {"key 'delivery.tls_policy[0].destination'", "expected the destination"}},
+    {"queue: {minimal_backoff: 2h}\n", ":1:", {"key 'queue.minimal_backoff'", "above"}},
+    {"queue: {hash_depth: 3}\n", ":1:", {"key 'queue.hash_depth'"}},
     /* M=a without AUTH would be an open submission port */
     {"listen:\n  - {port: 25}\n  - {name: MSA, port: 587, modifiers: Ea}\n",
      ":3:",
@@ -606,7 +615,7 @@ static void test_sample(void **state)
 static const char test_kept[] = "listen:\n"
                                 "  - {name: MSA, port: 587, modifiers: E}\n"
                                 "routing:\n"
-                                "  smart_host: \"[relay.example.net]:587\"\n"
+                                "  luser_relay: \"local:bob\"\n"
                                 "masquerade: {as: example.com, envelope: true, domains: [a, b]}\n"
                                 "milters:\n"
                                 "  - {name: dkim, socket: \"inet:8891@localhost\", input: true}\n"
@@ -616,7 +625,7 @@ static const char test_kept[] = "listen:\n"
                                 "  greet_pause: 5s\n"
                                 "  dnsbl: [{zone: zen.example.org, results: [127.0.0.2]}]\n"
                                 "limits: {connection_rate: 15, connection_rate_window: 10m}\n"
-                                "timeouts: {queuewarn: 4h, resolver_retry: 3}\n"
+                                "timeouts: {queuewarn_dsn: 4h, resolver_retry: 3}\n"
                                 "log_level: 9\n";
 
 /* Keys kept for later: stored as written, printed back, and each one set named in a
@@ -628,7 +637,7 @@ static void test_kept_keys(void **state)
     assert_non_null(c);
     const struct config_later *l = &c->later;
     assert_string_equal(c->listen[0].modifiers, "E");
-    assert_string_equal(l->routing.smart_host, "[relay.example.net]:587");
+    assert_string_equal(l->routing.luser_relay, "local:bob");
     assert_string_equal(l->masquerade.envelope, "true");
     assert_int_equal(l->masquerade.domains.n, 2);
     assert_int_equal(l->n_milters, 1);
@@ -640,14 +649,14 @@ static void test_kept_keys(void **state)
     assert_string_equal(l->features.greet_pause, "5s");
     assert_int_equal(l->features.n_dnsbl, 1);
     assert_string_equal(l->features.dnsbl[0].results[0], "127.0.0.2");
-    assert_string_equal(l->timeouts.queuewarn, "4h");
+    assert_string_equal(l->timeouts.queuewarn_dsn, "4h");
     assert_string_equal(l->timeouts.resolver_retry, "3");
-    assert_null(l->timeouts.queuereturn);
+    assert_null(l->timeouts.queuereturn_dsn);
     assert_string_equal(l->log_level, "9");
 
     const char *want[] = {
         "t.yaml:2: key 'listen[0].modifiers' is",
-        "t.yaml:4: key 'routing.smart_host' is",
+        "t.yaml:4: key 'routing.luser_relay' is",
         "t.yaml:5: key 'masquerade.as' is",
         "t.yaml:5: key 'masquerade.domains' is",
         "t.yaml:5: key 'masquerade.envelope' is",
@@ -658,7 +667,7 @@ static void test_kept_keys(void **state)
         "t.yaml:9: key 'features.redirect' is",
         "t.yaml:13: key 'limits.connection_rate' is",
         "t.yaml:13: key 'limits.connection_rate_window' is",
-        "t.yaml:14: key 'timeouts.queuewarn' is",
+        "t.yaml:14: key 'timeouts.queuewarn_dsn' is",
         "t.yaml:14: key 'timeouts.resolver_retry' is",
         "t.yaml:15: key 'log_level' is",
     };
@@ -679,7 +688,7 @@ static void test_kept_keys(void **state)
     /* printed, it loads back to the same configuration and the same warnings */
     char *text = test_print(c);
     assert_non_null(strstr(text, "  redirect: [true]\n"));
-    assert_null(strstr(text, "queuereturn"));
+    assert_null(strstr(text, "queuereturn_dsn"));
     struct config *again = test_load(text);
     assert_non_null(again);
     char *text2 = test_print(again);
