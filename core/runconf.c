@@ -34,6 +34,11 @@ struct runconf *runconf_new(struct config *cfg, unsigned generation, unsigned wo
         return NULL;
     }
     rc->n_tls = rc->tls ? workers : 0;
+    if (tlsconf_client(cfg, workers, libs, files, &rc->tls_client, err, errlen) < 0) {
+        runconf_unref(rc);
+        return NULL;
+    }
+    rc->n_tls_client = workers;
     return rc;
 }
 
@@ -48,6 +53,7 @@ void runconf_unref(struct runconf *rc)
     if (!rc || atomic_fetch_sub_explicit(&rc->refs, 1, memory_order_acq_rel) != 1)
         return;
     tlsconf_free(rc->tls, rc->n_tls);
+    tlsconf_free(rc->tls_client, rc->n_tls_client);
     config_free(rc->cfg);
     free(rc);
 }

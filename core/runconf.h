@@ -27,9 +27,11 @@ struct runconf {
     struct smtp_relay_policy relay;
     struct tls_ctx **tls; /* by worker index; NULL: no certificates, no STARTTLS */
     unsigned n_tls;
+    struct tls_ctx **tls_client; /* the delivery side's, by worker index */
+    unsigned n_tls_client;
 };
 
-/* Takes ownership of cfg and builds `workers` TLS server contexts from it, the i-th on
+/* Takes ownership of cfg and builds `workers` TLS server and client contexts from it, the i-th on
  * libs[i] (tls_lib_new; NULL: each on its own), reading the certificate files through
  * `files` (util/fileset.h; NULL: from disk). NULL with `err` (cfg is then freed) when a
  * certificate or TLS setting fails, or memory runs out. */

@@ -74,13 +74,18 @@ int tlsconf_read_files(const struct config *cfg, struct fileset *files, char *er
         if (tlsconf_record(files, t->certificates[i].cert, err, errlen) < 0 ||
             tlsconf_record(files, t->certificates[i].key, err, errlen) < 0)
             return -1;
-    return tlsconf_record(files, t->ca_file, err, errlen) < 0 ||
+    return tlsconf_record(files, t->client_cert, err, errlen) < 0 ||
+                   tlsconf_record(files, t->client_key, err, errlen) < 0 ||
+                   tlsconf_record(files, t->ca_file, err, errlen) < 0 ||
                    tlsconf_record(files, t->dh_params, err, errlen) < 0
                ? -1
                : 0;
 }
 
-static int tlsconf_build(const struct config *cfg, unsigned n, struct tls_lib **libs,
+/* Server contexts present the configured (or demo) certificates; client contexts the
+ * delivery side's certificate when there is one, and trust tls.ca_file/ca_path, or the
+ * system's store when neither is set. */
+static int tlsconf_build(const struct config *cfg, bool client, unsigned n, struct tls_lib **libs,
                          struct fileset *files, struct tls_ctx ***out, char *err, size_t errlen)
 {
     const struct config_tls *t = &cfg->tls;
@@ -91,7 +96,7 @@ static int tlsconf_build(const struct config *cfg, unsigned n, struct tls_lib **
     int rc = -1;
 
     *out = NULL;
-    if (t->n_certificates == 0 && !t->demo_certs)
+    if (!client && t->n_certificates == 0 && !t->demo_certs)
         return 0;
     for (size_t i = 0; i < t->n_groups && glen < sizeof(groups); i++)
         glen += (size_t)snprintf(groups + glen, sizeof(groups) - glen, "%s%s", i ? ":" : "",
@@ -115,8 +120,13 @@ static int tlsconf_build(const struct config *cfg, unsigned n, struct tls_lib **
         .session_tickets = t->session_tickets,
         .ticket_rotate = t->ticket_rotate_ms / 1000,
         .files = files,
+        .verify_system_ca = client && !t->ca_file && !t->ca_path,
     };
-    if (t->n_certificates) {
+    struct tls_cert_pair client_pair = {t->client_cert, t->client_key};
+    if (client) {
+        s.certs = t->client_cert ? &client_pair : NULL;
+        s.n_certs = t->client_cert ? 1 : 0;
+    } else if (t->n_certificates) {
         if (!(pairs = calloc(t->n_certificates, sizeof(*pairs)))) {
             snprintf(err, errlen, "out of memory");
             goto out;
@@ -138,7 +148,9 @@ static int tlsconf_build(const struct config *cfg, unsigned n, struct tls_lib **
     }
     for (unsigned i = 0; i < n; i++) {
         s.lib = libs ? libs[i] : NULL;
-        if (!(ctxs[i] = tls_ctx_new_server(&s, err, errlen))) {
+        ctxs[i] =
+            client ? tls_ctx_new_client(&s, err, errlen) : tls_ctx_new_server(&s, err, errlen);
+        if (!ctxs[i]) {
             tlsconf_free(ctxs, i);
             goto out;
         }
@@ -161,6 +173,7 @@ void tlsconf_free(struct tls_ctx **ctxs, unsigned n)
 
 struct tlsconf_job {
     const struct config *cfg;
+    bool client;
     unsigned n;
     struct tls_lib **libs;
     struct fileset *files;
@@ -173,7 +186,7 @@ struct tlsconf_job {
 static void *tlsconf_thread(void *arg)
 {
     struct tlsconf_job *j = arg;
-    j->rc = tlsconf_build(j->cfg, j->n, j->libs, j->files, j->out, j->err, j->errlen);
+    j->rc = tlsconf_build(j->cfg, j->client, j->n, j->libs, j->files, j->out, j->err, j->errlen);
     return NULL;
 }
 
@@ -181,10 +194,10 @@ static void *tlsconf_thread(void *arg)
  * context a thread has used, and runs its clean-up when the thread ends, against a context
  * that must still exist (openssl/openssl#16778). The builder thread ends at once, while the
  * libraries it used live on; the main thread never holds such state. */
-int tlsconf_server(const struct config *cfg, unsigned n, struct tls_lib **libs,
-                   struct fileset *files, struct tls_ctx ***out, char *err, size_t errlen)
+static int tlsconf_run(const struct config *cfg, bool client, unsigned n, struct tls_lib **libs,
+                       struct fileset *files, struct tls_ctx ***out, char *err, size_t errlen)
 {
-    struct tlsconf_job j = {cfg, n, libs, files, out, err, errlen, -1};
+    struct tlsconf_job j = {cfg, client, n, libs, files, out, err, errlen, -1};
     pthread_t t;
     *out = NULL;
     if (pthread_create(&t, NULL, tlsconf_thread, &j) != 0) {
@@ -193,4 +206,16 @@ int tlsconf_server(const struct config *cfg, unsigned n, struct tls_lib **libs,
     }
     pthread_join(t, NULL);
     return j.rc;
+}
+
+int tlsconf_server(const struct config *cfg, unsigned n, struct tls_lib **libs,
+                   struct fileset *files, struct tls_ctx ***out, char *err, size_t errlen)
+{
+    return tlsconf_run(cfg, false, n, libs, files, out, err, errlen);
+}
+
+int tlsconf_client(const struct config *cfg, unsigned n, struct tls_lib **libs,
+                   struct fileset *files, struct tls_ctx ***out, char *err, size_t errlen)
+{
+    return tlsconf_run(cfg, true, n, libs, files, out, err, errlen);
 }

@@ -30,6 +30,10 @@ int tlsconf_read_files(const struct config *cfg, struct fileset *files, char *er
  * naming the file or setting at fault. */
 int tlsconf_server(const struct config *cfg, unsigned n, struct tls_lib **libs,
                    struct fileset *files, struct tls_ctx ***out, char *err, size_t errlen);
+/* The same for the delivery side: n client contexts (always: STARTTLS to a next hop needs
+ * no certificate of ours), with tls.client_cert/client_key when set. */
+int tlsconf_client(const struct config *cfg, unsigned n, struct tls_lib **libs,
+                   struct fileset *files, struct tls_ctx ***out, char *err, size_t errlen);
 void tlsconf_free(struct tls_ctx **ctxs, unsigned n);
 
 #endif
