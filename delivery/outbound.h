@@ -1,0 +1,136 @@
+/*
+ * delivery/outbound.h — outbound SMTP delivery on an engine worker: one job is one message
+ * to one next hop (the recipients a route groups), delivered in one transaction.
+ *
+ * A job: the destination's limits and host status are checked (delivery/dest.h), then a
+ * cached idle connection to the same next hop is reused, or the next hop is resolved
+ * (util/dns.h: MX, or the host's own addresses for [host]) and each address is tried in
+ * turn (MX preference order) with timeouts.iconnect for the first connect and
+ * timeouts.connect for the next ones. The next address is tried after a failed connect,
+ * a greeting other than 220, a 4xx to EHLO/HELO, a failed or timed-out session before
+ * MAIL, or a 4xx to MAIL, as sendmail tries the next MX. STARTTLS follows the
+ * destination's TLS policy (delivery/tlspolicy.h): under `may` a failed handshake or a
+ * refused STARTTLS goes on in plain text with the same host (and dest_tls_failed()
+ * remembers it), under `encrypt`/`verify` the recipients are deferred (failed with PERM+)
+ * with the reason. Every handshake logs sendmail's line: "STARTTLS=client,
+ * relay=mx.example.com, version=TLSv1.3, verify=OK, cipher=..., bits=256/256, group=...",
+ * and a failed one "STARTTLS=client, relay=..., error: <why>".
+ *
+ * Results: per recipient delivered / deferred / failed with the reply (the next hop's, or
+ * a local one saying why: "Connection refused by mx.example.com."), the relay name and
+ * address, whether the peer offered DSN and the TLS description. When every address fails
+ * the destination's host status is set (dest_failed), and later jobs to it are deferred
+ * at once with "... (host status cached)" until delivery.host_status_timeout.
+ *
+ * Connection cache (sendmail's MCI cache): after a job its connection, if still good, is
+ * kept idle for the next job to the same next hop, at most cache_size connections per
+ * worker (the oldest is closed with QUIT when a new one needs room) and cache_timeout
+ * idle (then QUIT). An idle connection the peer closes or that fails is dropped quietly.
+ *
+ * Bounded: every phase has a deadline (smtp_client's timeouts, the connect timeouts, the
+ * TLS handshake under timeouts.starttls); output is pushed as the engine drains it; the
+ * message is never copied.
+ *
+ * Threads: one outbound_worker per engine worker, every call on that worker's thread.
+ * Ownership: the job and everything it points to (route, message, recipients, data) must
+ * stay valid and unchanged until `done` has run. `done` runs exactly once per accepted
+ * job, from the engine loop (never from inside outbound_deliver), unless the worker is
+ * freed first. The result is valid only during the call.
+ */
+#ifndef RINGMAIL_DELIVERY_OUTBOUND_H
+#define RINGMAIL_DELIVERY_OUTBOUND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "delivery/dest.h"
+#include "delivery/route.h"
+#include "delivery/tlspolicy.h"
+#include "smtp/smtp_client.h"
+
+struct engine_worker;
+struct dns;
+struct tls_ctx;
+struct outbound_worker;
+
+struct outbound_settings {
+    const char *helo_name; /* our name in EHLO/HELO (copied) */
+    /* sendmail's confTO_*: initial, helo, mail, rcpt, datainit, datablock, datafinal, rset,
+     * quit, starttls (the STARTTLS reply and the handshake), in ms; 0 = none. */
+    struct smtp_client_timeouts timeouts;
+    uint32_t iconnect_ms;      /* confTO_ICONNECT: the first connect of a job; 0 = connect_ms */
+    uint32_t connect_ms;       /* confTO_CONNECT: every other connect; 0 = the kernel's own */
+    unsigned cache_size;       /* confMCI_CACHE_SIZE: idle connections kept per worker; 0 = none */
+    uint32_t cache_timeout_ms; /* confMCI_CACHE_TIMEOUT: idle time before QUIT */
+    unsigned max_addresses;    /* addresses tried per job (all MX hosts); 0 = 20 */
+    int family;                /* AF_UNSPEC (IPv6 first), AF_INET or AF_INET6 */
+    /* The client TLS context (tls_ctx_new_client, with confCLIENT_CERT/KEY if set):
+     * referenced by the worker; NULL = never STARTTLS. */
+    struct tls_ctx *tls;
+    /* Must stay valid until outbound_worker_free or the next outbound_worker_configure;
+     * NULL = the defaults (may everywhere; no limits). */
+    const struct tlspolicy_settings *tls_policy;
+    struct dest_table *dest; /* the global table (all workers) */
+};
+
+enum outbound_outcome { OUTBOUND_DELIVERED, OUTBOUND_DEFERRED, OUTBOUND_FAILED };
+
+struct outbound_rcpt_result {
+    enum outbound_outcome outcome;
+    /* The next hop's reply to this recipient (RCPT, or the final data reply), or with
+     * reply.local a reason of our own (connect failure, timeout, TLS, DNS, host status). */
+    struct smtp_client_reply reply;
+};
+
+struct outbound_job {
+    const char *qid;           /* for the log lines */
+    const struct route *route; /* ROUTE_SMTP */
+    /* sender, recipients (addr, notify, orcpt), data (the df, CRLF lines), body,
+     * smtputf8, dsn_ret, envid */
+    struct smtp_client_msg msg;
+};
+
+struct outbound_result {
+    const struct outbound_rcpt_result *rcpts; /* n_rcpts, in the job's order */
+    size_t n_rcpts;
+    char relay_host[256]; /* the host last talked to ("mx.b.example"); "" if none */
+    char relay_addr[64];  /* its address ("127.0.0.2", "::1"); "" if none */
+    bool connected;       /* a session took place (sendmail's xdelay starts) */
+    bool dsn;             /* the peer offered DSN (else a delivered NOTIFY=SUCCESS is
+                             "relayed") */
+    char tls[512];        /* "version=TLSv1.3, verify=OK, cipher=..., bits=256/256, group=..." or
+                             "" for plain text */
+    /* Not attempted: the destination is at its concurrency limit or out of rate tokens.
+     * Every recipient is deferred with the reason; this is no delivery attempt (do not
+     * count it) and retry_at (engine_now_ms clock) says when to try again. */
+    bool throttled;
+    uint64_t retry_at;
+};
+
+typedef void (*outbound_done_cb)(void *arg, const struct outbound_result *r);
+
+/* NULL when out of memory. `dns` is the worker's resolver (kept, not owned). */
+struct outbound_worker *outbound_worker_new(struct engine_worker *w, struct dns *dns,
+                                            const struct outbound_settings *s);
+/* Takes new settings (a reload): jobs already running finish with what they started with
+ * for their TLS context; idle cached connections are closed. */
+void outbound_worker_configure(struct outbound_worker *ow, const struct outbound_settings *s);
+/* Ends every job (no `done` after this), closes every connection (QUIT is not waited
+ * for), cancels DNS queries. Safe with NULL. */
+void outbound_worker_free(struct outbound_worker *ow);
+
+/* Starts a job. 0, or -1 when it cannot start (no memory, not a ROUTE_SMTP route, no
+ * recipient): nothing happens then and `done` is not called. */
+int outbound_deliver(struct outbound_worker *ow, const struct outbound_job *job,
+                     outbound_done_cb done, void *arg);
+
+/* Jobs in progress and idle cached connections (for tests and the status report). */
+unsigned outbound_jobs(const struct outbound_worker *ow);
+unsigned outbound_cached(const struct outbound_worker *ow);
+
+/* sendmail's stat= for a recipient's result: "Sent (<reply text>)", "Deferred: 451 4.3.0
+ * <text>", "Deferred: Connection refused by mx.b.example.", "550 5.1.1 <text>". */
+const char *outbound_stat(const struct outbound_rcpt_result *r, char *out, size_t outlen);
+
+#endif
