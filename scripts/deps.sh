@@ -5,7 +5,12 @@
 set -eu
 want="cmake gcc make pkg-config libssl-dev liburing-dev libcyaml-dev libc-ares-dev"
 case "${1:-build}" in
-test) want="$want libcmocka-dev python3 swaks libnet-ssleay-perl clang libclang-rt-14-dev sendmail-cf m4 openssl fail2ban" ;;
+test)
+    # python3-aiosmtpd, dnsmasq-base, postfix (smtp-sink, smtp-source): the delivery tests'
+    # next hops and DNS, and the relay benchmark's load generator and sink
+    want="$want libcmocka-dev python3 swaks libnet-ssleay-perl clang libclang-rt-14-dev sendmail-cf m4 openssl fail2ban"
+    want="$want python3-aiosmtpd dnsmasq-base postfix"
+    ;;
 esac
 
 missing=""
@@ -18,7 +23,24 @@ if [ -n "$missing" ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo=sudo
     $sudo apt-get update -qq
+    case " $missing " in
+    *" postfix "*)
+        # "No configuration": no /etc/postfix/main.cf, no system instance to start (the
+        # tests and bench/postfix.sh run their own, private ones)
+        echo "postfix postfix/main_mailer_type select No configuration" |
+            $sudo debconf-set-selections
+        ;;
+    esac
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing
+    case " $missing " in
+    *" postfix "*)
+        # a system instance started anyway (a main.cf left by an earlier install) would hold
+        # port 25 and compete for the CPU
+        if [ -f /etc/postfix/main.cf ] && $sudo postfix status >/dev/null 2>&1; then
+            $sudo postfix stop
+        fi
+        ;;
+    esac
 fi
 
 if [ "$(id -u)" -eq 0 ] && ! getent passwd ringmail >/dev/null; then
