@@ -165,6 +165,11 @@ unsigned engine_worker_connections(const struct engine_worker *w)
     return w->conns;
 }
 
+bool engine_worker_exiting(const struct engine_worker *w)
+{
+    return w->exit_requested;
+}
+
 void engine_worker_exit(struct engine_worker *w)
 {
     w->exit_requested = true;
@@ -250,6 +255,9 @@ static void engine_dispatch(struct engine_worker *w, uint64_t ud, int res, unsig
     case ENGINE_K_CLOSE:
         if (res < 0)
             log_warn("engine: worker %u: close: %s", w->index, strerror(-res));
+        break;
+    case ENGINE_K_CONNECT:
+        engine_connect_complete(w, ud, res);
         break;
     default:
         log_error("engine: worker %u: completion with unknown user_data %#llx", w->index,
@@ -357,6 +365,7 @@ static void engine_loop(struct engine_worker *w)
     uint64_t grace_end = 0;
     for (;;) {
         engine_timers_fire(w);
+        engine_worker_timers_fire(w);
         if (w->accept_retry_at && w->now >= w->accept_retry_at) {
             w->accept_retry_at = 0;
             engine_accepts_arm(w);
@@ -381,6 +390,7 @@ static void engine_loop(struct engine_worker *w)
             return;
         }
         uint64_t deadline = engine_earliest(engine_timer_next(w), w->accept_retry_at);
+        deadline = engine_earliest(deadline, engine_worker_timer_next(w));
         engine_wait(w, engine_earliest(deadline, grace_end));
         w->now = engine_clock_ms();
         engine_run_completions(w);
@@ -395,8 +405,11 @@ static void engine_worker_run(struct engine_worker *w)
     engine_accepts_arm(w);
     engine_wake_arm(w);
     engine_loop(w);
+    /* Promised to the layer: no timer fires after the loop, and worker_fini may free
+     * armed ones. */
+    engine_worker_timers_drop(w);
     engine_refusals_flush();
-    if (w->inflight || w->conns) {
+    if (w->inflight || w->conns || w->outbound) {
         /* The grace ran out. Only once the ring is gone may memory the kernel might still
          * use (output chunks here, the callers' engine_op objects after worker_fini) be
          * freed. */
@@ -512,6 +525,10 @@ struct engine *engine_new(const struct engine_settings *s, const struct engine_c
     e->refuse_len = refuse ? strlen(refuse) : 0;
     e->s = set;
     e->cb = *cb;
+    e->accepted_cb = (struct engine_conn_callbacks){.on_recv = cb->on_recv,
+                                                    .on_drained = cb->on_drained,
+                                                    .on_timer = cb->on_timer,
+                                                    .on_closed = cb->on_closed};
     e->workers = workers;
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->cond, NULL);

@@ -217,13 +217,15 @@ int engine_connect(struct engine_worker *w, const struct sockaddr *to, socklen_t
                    const struct engine_conn_callbacks *cb, void *ctx, engine_conn_id *id_out);
 
 /* Arms `t` to fire at absolute time `deadline_ms` (engine_now_ms clock; a time already
- * past fires on the next loop turn). Arming an armed timer moves it. O(1); disarming and
- * firing O(log n) amortised (a pairing heap); never allocates, never fails. Timers due in
+ * past fires on the next loop turn). Arming an armed timer moves it. Arming is O(1),
+ * moving, disarming and firing O(log n) amortised (a pairing heap); never allocates, never
+ * fails. Timers due in
  * the same turn fire in deadline order; one that fire() re-arms at or before now fires on
  * the next turn, not in the same one. Timers keep firing while the worker exits
- * (engine_worker_exit) until its loop ends; from then on none fires again, and worker_fini
- * may free objects whose timers are still armed. Everywhere else an armed timer must be
- * disarmed before its memory is freed or reused. */
+ * (engine_worker_exit) until its loop ends; then the engine disarms them all, arming does
+ * nothing any more, and none fires again (so not during nor after worker_fini, which may
+ * free them without disarming). Everywhere else an armed timer must be disarmed before
+ * its memory is freed or reused. */
 void engine_timer_arm(struct engine_worker *w, struct engine_timer *t, uint64_t deadline_ms);
 /* Disarms `t` if armed (a disarmed or zeroed timer is left alone). */
 void engine_timer_disarm(struct engine_worker *w, struct engine_timer *t);

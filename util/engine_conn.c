@@ -36,12 +36,12 @@
 #define ENGINE_CHUNK_BYTES 4096
 #define ENGINE_SEND_MAX    (1u << 30)
 
-static engine_conn_id engine_id(const struct engine_slot *s, uint32_t idx)
+engine_conn_id engine_slot_id(const struct engine_slot *s, uint32_t idx)
 {
     return (uint64_t)s->gen << 32 | idx;
 }
 
-static uint64_t engine_ud(const struct engine_slot *s, uint32_t idx, enum engine_kind kind)
+uint64_t engine_slot_ud(const struct engine_slot *s, uint32_t idx, enum engine_kind kind)
 {
     return (uint64_t)s->gen << 32 | (uint64_t)idx << ENGINE_KIND_BITS | kind;
 }
@@ -61,8 +61,7 @@ struct engine_slot *engine_slot_get(const struct engine_worker *w, engine_conn_i
     return s;
 }
 
-/* A completion's slot; NULL would be a broken in-flight count. */
-static struct engine_slot *engine_slot_of(struct engine_worker *w, uint64_t ud)
+struct engine_slot *engine_slot_of(struct engine_worker *w, uint64_t ud)
 {
     uint32_t idx = (uint32_t)ud >> ENGINE_KIND_BITS;
     struct engine_slot *s = engine_slot_at(w, idx);
@@ -72,6 +71,28 @@ static struct engine_slot *engine_slot_of(struct engine_worker *w, uint64_t ud)
         return NULL;
     }
     return s;
+}
+
+const struct engine_conn_callbacks *engine_slot_callbacks(const struct engine_worker *w,
+                                                          const struct engine_slot *s, void **ctx)
+{
+    if (!s->ctx)
+        return NULL;
+    if (s->flags & ENGINE_F_OUTBOUND) {
+        const struct engine_outbound *o = s->ctx;
+        *ctx = o->ctx;
+        return o->cb;
+    }
+    *ctx = s->ctx;
+    return &w->e->accepted_cb;
+}
+
+static void engine_conn_drained(struct engine_worker *w, const struct engine_slot *s)
+{
+    void *ctx;
+    const struct engine_conn_callbacks *cb = engine_slot_callbacks(w, s, &ctx);
+    if (cb && cb->on_drained)
+        cb->on_drained(ctx);
 }
 
 void engine_slots_init(struct engine_worker *w)
@@ -121,7 +142,7 @@ static int engine_slots_grow(struct engine_worker *w)
     return 0;
 }
 
-static uint32_t engine_slot_alloc(struct engine_worker *w, int fd)
+uint32_t engine_slot_alloc(struct engine_worker *w, int fd, uint16_t flags)
 {
     uint32_t idx = w->free_head;
     struct engine_slot *s;
@@ -136,8 +157,11 @@ static uint32_t engine_slot_alloc(struct engine_worker *w, int fd)
         s->gen = 1;
     }
     uint32_t gen = s->gen;
-    *s = (struct engine_slot){.gen = gen, .fd = fd, .state = ENGINE_SLOT_OPEN};
-    w->conns++;
+    *s = (struct engine_slot){.gen = gen, .fd = fd, .flags = flags, .state = ENGINE_SLOT_OPEN};
+    if (flags & ENGINE_F_OUTBOUND)
+        w->outbound++;
+    else
+        w->conns++;
     return idx;
 }
 
@@ -145,16 +169,21 @@ static void engine_slot_release(struct engine_worker *w, uint32_t idx, struct en
 {
     engine_out_free(s);
     s->state = ENGINE_SLOT_FREE;
+    if (s->flags & ENGINE_F_OUTBOUND) {
+        free(s->ctx);
+        w->outbound--;
+    } else {
+        w->conns--;
+    }
     s->ctx = NULL;
     if (++s->gen == 0)
         s->gen = 1;
     s->link = w->free_head;
     w->free_head = idx;
-    w->conns--;
 }
 
 /* Closed and nothing of it left in the ring (nor on the send list, which links it). */
-static void engine_slot_settle(struct engine_worker *w, uint32_t idx, struct engine_slot *s)
+void engine_slot_settle(struct engine_worker *w, uint32_t idx, struct engine_slot *s)
 {
     if (!(s->flags & ENGINE_F_CANCELLED) || s->inflight ||
         (s->flags & (ENGINE_F_REAP_QUEUED | ENGINE_F_SEND_QUEUED)))
@@ -173,20 +202,22 @@ void engine_conns_reap(struct engine_worker *w)
         /* A peer that stopped reading: without SO_LINGER 0 the kernel would keep the unsent
          * output (megabytes) and keep retrying for minutes after the close. */
         static const struct linger reset = {.l_onoff = 1, .l_linger = 0};
-        if ((s->flags & ENGINE_F_RESET) &&
+        if ((s->flags & ENGINE_F_RESET) && s->fd >= 0 &&
             setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset) < 0)
             log_warn("engine: worker %u: SO_LINGER: %s", w->index, strerror(errno));
         /* Through the ring, submitted with the next wait: one system call less per
-         * connection. Once the ring is gone (a stuck exit), directly. */
-        if (w->ring_ready)
+         * connection. Once the ring is gone (a stuck exit), directly. An outbound
+         * connection whose socket could not be made has none. */
+        if (s->fd >= 0 && w->ring_ready)
             io_uring_prep_close(engine_get_sqe(w, ENGINE_K_CLOSE), s->fd);
-        else if (close(s->fd) < 0)
+        else if (s->fd >= 0 && close(s->fd) < 0)
             log_warn("engine: worker %u: close: %s", w->index, strerror(errno));
-        void *ctx = s->ctx;
+        void *ctx;
+        const struct engine_conn_callbacks *cb = engine_slot_callbacks(w, s, &ctx);
         int err = s->err;
         engine_slot_release(w, idx, s);
-        if (ctx)
-            w->e->cb.on_closed(ctx, err);
+        if (cb)
+            cb->on_closed(ctx, err);
     }
 }
 
@@ -199,7 +230,7 @@ void engine_conns_force_free(struct engine_worker *w)
         if (s->state == ENGINE_SLOT_OPEN)
             s->err = ECANCELED;
         s->state = ENGINE_SLOT_CLOSING;
-        s->flags = ENGINE_F_CANCELLED | ENGINE_F_REAP_QUEUED;
+        s->flags = (s->flags & ENGINE_F_OUTBOUND) | ENGINE_F_CANCELLED | ENGINE_F_REAP_QUEUED;
         s->link = w->reap_head;
         w->reap_head = idx;
     }
@@ -218,9 +249,11 @@ void engine_conn_close_now(struct engine_worker *w, uint32_t idx, int err)
     s->flags |= ENGINE_F_CANCELLED;
     engine_timer_set(w, idx, 0);
     if (s->flags & ENGINE_F_RECV_ARMED)
-        engine_cancel(w, engine_ud(s, idx, ENGINE_K_RECV));
+        engine_cancel(w, engine_slot_ud(s, idx, ENGINE_K_RECV));
     if (s->flags & ENGINE_F_SENDING)
-        engine_cancel(w, engine_ud(s, idx, ENGINE_K_SEND));
+        engine_cancel(w, engine_slot_ud(s, idx, ENGINE_K_SEND));
+    if (s->flags & ENGINE_F_CONNECTING)
+        engine_cancel(w, engine_slot_ud(s, idx, ENGINE_K_CONNECT));
     engine_slot_settle(w, idx, s);
 }
 
@@ -232,9 +265,9 @@ void engine_conn_expire(struct engine_worker *w, uint32_t idx)
     engine_conn_close_now(w, idx, ETIMEDOUT);
 }
 
-static void engine_send_queue(struct engine_worker *w, uint32_t idx, struct engine_slot *s)
+void engine_send_queue(struct engine_worker *w, uint32_t idx, struct engine_slot *s)
 {
-    if (s->flags & (ENGINE_F_SENDING | ENGINE_F_SEND_QUEUED))
+    if (s->flags & (ENGINE_F_SENDING | ENGINE_F_SEND_QUEUED | ENGINE_F_CONNECTING))
         return;
     s->flags |= ENGINE_F_SEND_QUEUED;
     s->send_link = w->send_head;
@@ -245,15 +278,15 @@ static void engine_send_queue(struct engine_worker *w, uint32_t idx, struct engi
  * and dropped: closing a socket with unread input makes the kernel send RST, which can
  * destroy our last reply before the peer reads it. Not when nothing is left to send: the
  * close comes at the end of this turn. */
-static void engine_recv_update(struct engine_worker *w, uint32_t idx, struct engine_slot *s)
+void engine_recv_update(struct engine_worker *w, uint32_t idx, struct engine_slot *s)
 {
     if (s->state == ENGINE_SLOT_FREE ||
         (s->flags & (ENGINE_F_RECV_ARMED | ENGINE_F_PAUSED | ENGINE_F_OUT_FULL |
-                     ENGINE_F_CANCELLED | ENGINE_F_EOF)))
+                     ENGINE_F_CANCELLED | ENGINE_F_EOF | ENGINE_F_CONNECTING)))
         return;
     if ((s->flags & ENGINE_F_FLUSH) && !s->out_head && !(s->flags & ENGINE_F_SENDING))
         return;
-    struct io_uring_sqe *sqe = engine_get_sqe(w, engine_ud(s, idx, ENGINE_K_RECV));
+    struct io_uring_sqe *sqe = engine_get_sqe(w, engine_slot_ud(s, idx, ENGINE_K_RECV));
     io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = 0;
@@ -269,7 +302,7 @@ static void engine_recv_hold(struct engine_worker *w, uint32_t idx, struct engin
     bool held = s->flags & (ENGINE_F_PAUSED | ENGINE_F_OUT_FULL);
     s->flags |= why;
     if (!held && (s->flags & ENGINE_F_RECV_ARMED))
-        engine_cancel(w, engine_ud(s, idx, ENGINE_K_RECV));
+        engine_cancel(w, engine_slot_ud(s, idx, ENGINE_K_RECV));
 }
 
 static void engine_recv_release(struct engine_worker *w, uint32_t idx, struct engine_slot *s,
@@ -303,8 +336,11 @@ void engine_recv_complete(struct engine_worker *w, uint64_t ud, int res, unsigne
     struct engine_slot *s = engine_slot_of(w, ud);
     if (flags & IORING_CQE_F_BUFFER) {
         unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
-        if (s && res > 0 && s->state == ENGINE_SLOT_OPEN && s->ctx)
-            w->e->cb.on_recv(s->ctx, w->bufs + (size_t)bid * w->e->s.recv_buffer_size, (size_t)res);
+        void *ctx;
+        const struct engine_conn_callbacks *cb =
+            s && res > 0 && s->state == ENGINE_SLOT_OPEN ? engine_slot_callbacks(w, s, &ctx) : NULL;
+        if (cb)
+            cb->on_recv(ctx, w->bufs + (size_t)bid * w->e->s.recv_buffer_size, (size_t)res);
         engine_bufring_put(w, bid);
     }
     if (!s)
@@ -346,7 +382,7 @@ void engine_conns_flush(struct engine_worker *w)
         }
         struct engine_chunk *c = s->out_head;
         size_t len = c->end - c->start;
-        struct io_uring_sqe *sqe = engine_get_sqe(w, engine_ud(s, idx, ENGINE_K_SEND));
+        struct io_uring_sqe *sqe = engine_get_sqe(w, engine_slot_ud(s, idx, ENGINE_K_SEND));
         io_uring_prep_send(sqe, s->fd, c->data + c->start,
                            len > ENGINE_SEND_MAX ? ENGINE_SEND_MAX : len, MSG_NOSIGNAL);
         s->flags |= ENGINE_F_SENDING;
@@ -384,8 +420,8 @@ void engine_send_complete(struct engine_worker *w, uint64_t ud, int res)
         engine_send_queue(w, idx, s);
     else if (s->flags & ENGINE_F_FLUSH)
         engine_conn_close_now(w, idx, 0);
-    else if (s->ctx && w->e->cb.on_drained)
-        w->e->cb.on_drained(s->ctx);
+    else
+        engine_conn_drained(w, s);
 }
 
 int engine_conn_send(struct engine_worker *w, engine_conn_id id, const void *data, size_t len)
@@ -441,7 +477,8 @@ void engine_conn_close(struct engine_worker *w, engine_conn_id id, bool flush)
     struct engine_slot *s = engine_slot_get(w, id);
     if (!s)
         return;
-    if (flush)
+    /* Nothing queued has been sent yet, nor can be without waiting for the connect. */
+    if (flush && !(s->flags & ENGINE_F_CONNECTING))
         engine_conn_close_flush(w, (uint32_t)id, s);
     else
         engine_conn_close_now(w, (uint32_t)id, 0);
@@ -518,7 +555,7 @@ void engine_refusals_flush(void)
 }
 
 /* Descriptor numbers are handed out lowest first: `fd` means every lower one is open. */
-static bool engine_fd_reserved(struct engine_worker *w, int fd)
+bool engine_fd_reserved(struct engine_worker *w, int fd)
 {
     uint64_t reserve = w->e->s.fd_reserve;
     if ((uint64_t)fd + reserve < w->nofile)
@@ -584,7 +621,7 @@ static void engine_conn_new(struct engine_worker *w, const struct engine_listene
         memcpy(&local, &l->local, l->locallen);
         locallen = l->locallen;
     }
-    uint32_t idx = engine_slot_alloc(w, fd);
+    uint32_t idx = engine_slot_alloc(w, fd, 0);
     if (idx == ENGINE_NO_SLOT) {
         log_error("engine: worker %u: out of memory for a connection slot: dropping a "
                   "connection",
@@ -593,8 +630,8 @@ static void engine_conn_new(struct engine_worker *w, const struct engine_listene
         return;
     }
     struct engine_slot *s = engine_slot_at(w, idx);
-    s->ctx = w->e->cb.on_accept(w, engine_id(s, idx), l->index, (struct sockaddr *)&peer, peerlen,
-                                (struct sockaddr *)&local, locallen);
+    s->ctx = w->e->cb.on_accept(w, engine_slot_id(s, idx), l->index, (struct sockaddr *)&peer,
+                                peerlen, (struct sockaddr *)&local, locallen);
     if (!s->ctx && s->state == ENGINE_SLOT_OPEN)
         engine_conn_refuse(w, idx, s);
     engine_recv_update(w, idx, s);

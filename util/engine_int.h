@@ -3,8 +3,9 @@
  * includes it.
  *
  * engine.c runs the workers (threads, loop, completions, cross-thread messages),
- * engine_conn.c the connections (accept, receive, send, close), engine_timer.c the
- * per-worker timer heap and engine_ring.c ring set-up and the kernel probe.
+ * engine_conn.c the connections (accept, receive, send, close), engine_connect.c the
+ * outbound ones (connect), engine_timer.c the per-worker connection timer heap and the
+ * layer's worker timers, and engine_ring.c ring set-up and the kernel probe.
  *
  * Every SQE the engine prepares is counted in worker->inflight until its last CQE (the
  * one without IORING_CQE_F_MORE) comes back, and every connection SQE also in its slot's
@@ -31,7 +32,8 @@ enum engine_kind {
     ENGINE_K_WAKE,   /* the eventfd read behind engine_post */
     ENGINE_K_RECV,   /* payload: slot; high 32 bits: generation */
     ENGINE_K_SEND,
-    ENGINE_K_CLOSE, /* a connection's socket, closed through the ring */
+    ENGINE_K_CLOSE,   /* a connection's socket, closed through the ring */
+    ENGINE_K_CONNECT, /* payload: slot; high 32 bits: generation */
 };
 #define ENGINE_KIND_BITS 3
 #define ENGINE_KIND_MASK ((1u << ENGINE_KIND_BITS) - 1)
@@ -61,12 +63,16 @@ enum engine_slot_flag {
     ENGINE_F_EOF = 1 << 7,         /* the peer closed its side: do not receive again */
     ENGINE_F_OUT_FULL = 1 << 8,    /* output above max_output: not receiving until it drains */
     ENGINE_F_RESET = 1 << 9,       /* close with RST: output given up on (SO_LINGER 0) */
+    ENGINE_F_OUTBOUND = 1 << 10,   /* made by engine_connect: ctx is an engine_outbound */
+    ENGINE_F_CONNECTING = 1 << 11, /* the connect is in flight: no recv, no send yet */
 };
 
 /* One connection; kept small because an idle connection costs this and nothing else in
  * the engine. */
 struct engine_slot {
-    void *ctx; /* NULL while on_accept runs and for refused connections: no callbacks */
+    /* NULL while on_accept runs and for refused connections: no callbacks. An
+     * engine_outbound for the connections engine_connect makes. */
+    void *ctx;
     struct engine_chunk *out_head;
     struct engine_chunk *out_tail;
     uint64_t deadline;  /* 0 = timer not armed */
@@ -80,6 +86,15 @@ struct engine_slot {
     uint16_t flags;
     uint8_t state;
     uint8_t inflight;
+};
+
+/* What an outbound connection has beyond a slot: its own callbacks, and the address, which
+ * the kernel may read until the connect completes. Freed with the slot. */
+struct engine_outbound {
+    const struct engine_conn_callbacks *cb;
+    void *ctx;
+    socklen_t tolen;
+    struct sockaddr_storage to;
 };
 
 /* Slots live in fixed chunks so a slot pointer stays valid while the table grows. */
@@ -140,13 +155,18 @@ struct engine_worker {
     unsigned chunks_cap;
     uint32_t nslots; /* slots ever handed out; the rest of the last chunk is untouched */
     uint32_t free_head;
-    unsigned conns;
+    unsigned conns;    /* accepted connections */
+    unsigned outbound; /* connections made by engine_connect */
     uint32_t reap_head;
     uint32_t send_head;
 
     uint32_t *heap; /* slot indices, a min-heap on deadline */
     uint32_t heap_len;
     uint32_t heap_cap;
+
+    struct engine_timer *timers; /* the layer's worker timers: root of a pairing heap */
+    uint32_t ntimers;
+    bool timers_off; /* the loop has ended: arming does nothing */
 
     int wake_fd;
     uint64_t wake_val;
@@ -164,6 +184,7 @@ struct engine {
     char *refuse;             /* the engine's copy of refuse_reply, or NULL */
     size_t refuse_len;
     struct engine_callbacks cb;
+    struct engine_conn_callbacks accepted_cb; /* cb's connection callbacks */
     struct engine_worker *workers;
     pthread_mutex_t lock; /* start-up handshake */
     pthread_cond_t cond;
@@ -187,6 +208,8 @@ void engine_slots_free(struct engine_worker *w);
 struct engine_slot *engine_slot_at(const struct engine_worker *w, uint32_t idx);
 /* The live slot `id` names, or NULL when the id is stale. */
 struct engine_slot *engine_slot_get(const struct engine_worker *w, engine_conn_id id);
+/* A completion's slot; NULL (logged) would be a broken in-flight count. */
+struct engine_slot *engine_slot_of(struct engine_worker *w, uint64_t user_data);
 void engine_accepts_arm(struct engine_worker *w);
 void engine_accept_complete(struct engine_worker *w, unsigned pos, int res, unsigned flags);
 void engine_recv_complete(struct engine_worker *w, uint64_t user_data, int res, unsigned flags);
@@ -201,12 +224,37 @@ void engine_conns_force_free(struct engine_worker *w);
 void engine_conn_close_now(struct engine_worker *w, uint32_t idx, int err);
 /* A closing connection's deadline expired (or a refused one's): reset it, ETIMEDOUT. */
 void engine_conn_expire(struct engine_worker *w, uint32_t idx);
+/* The callbacks of a slot's connection and, in *ctx, their context; NULL when it has none
+ * (on_accept still running, or refused). */
+const struct engine_conn_callbacks *engine_slot_callbacks(const struct engine_worker *w,
+                                                          const struct engine_slot *s, void **ctx);
+engine_conn_id engine_slot_id(const struct engine_slot *s, uint32_t idx);
+uint64_t engine_slot_ud(const struct engine_slot *s, uint32_t idx, enum engine_kind kind);
+/* A fresh OPEN slot for `fd` (-1: none yet), counted as accepted or, with `flags`
+ * ENGINE_F_OUTBOUND, as outbound; ENGINE_NO_SLOT when out of memory. */
+uint32_t engine_slot_alloc(struct engine_worker *w, int fd, uint16_t flags);
+/* Whether descriptor `fd` is within fd_reserve of RLIMIT_NOFILE. */
+bool engine_fd_reserved(struct engine_worker *w, int fd);
+/* Queues the slot's output to be sent at the end of the turn (not while connecting). */
+void engine_send_queue(struct engine_worker *w, uint32_t idx, struct engine_slot *s);
+/* Arms receiving unless something holds it. */
+void engine_recv_update(struct engine_worker *w, uint32_t idx, struct engine_slot *s);
+/* Puts a closed slot whose operations are all back on the reap list. */
+void engine_slot_settle(struct engine_worker *w, uint32_t idx, struct engine_slot *s);
+
+/* engine_connect.c */
+void engine_connect_complete(struct engine_worker *w, uint64_t user_data, int res);
 
 /* engine_timer.c */
 void engine_timer_set(struct engine_worker *w, uint32_t idx, uint64_t deadline);
 void engine_timers_fire(struct engine_worker *w);
 uint64_t engine_timer_next(const struct engine_worker *w);
 int engine_timer_reserve(struct engine_worker *w, uint32_t nslots);
+/* The layer's worker timers: fire the due ones, the nearest deadline (0 = none), and
+ * disarm them all for good once the loop has ended. */
+void engine_worker_timers_fire(struct engine_worker *w);
+uint64_t engine_worker_timer_next(const struct engine_worker *w);
+void engine_worker_timers_drop(struct engine_worker *w);
 
 /* engine_ring.c */
 int engine_ring_init(struct io_uring *ring, unsigned entries);

@@ -1,9 +1,17 @@
 /*
- * util/engine_timer.c — one timer per connection, a binary min-heap per worker.
+ * util/engine_timer.c — one timer per connection, a binary min-heap per worker; and the
+ * layer's worker timers, a pairing heap per worker.
  *
- * The heap holds slot indices; each slot remembers its position, so arming, re-arming
- * and disarming are O(log n). The heap's capacity follows the slot table (every slot can
- * be in it at most once), so arming never allocates and never fails.
+ * The connection heap holds slot indices; each slot remembers its position, so arming,
+ * re-arming and disarming are O(log n). The heap's capacity follows the slot table (every
+ * slot can be in it at most once), so arming never allocates and never fails.
+ *
+ * Worker timers live in the layer's objects, in any number, so their heap is intrusive: a
+ * pairing heap needs three pointers per timer and no array, and so never allocates (a
+ * binary heap's array would have to grow, and could fail, inside engine_timer_arm). Each
+ * timer links its first child (eng_child), its next sibling (eng_next), and its previous
+ * sibling or, for a first child, its parent (eng_prev); the root's eng_prev is itself, so
+ * a timer is armed exactly when eng_prev is set.
  */
 #include <stdlib.h>
 
@@ -117,10 +125,13 @@ void engine_timers_fire(struct engine_worker *w)
         engine_timer_set(w, idx, 0);
         /* A closing connection's timer is the deadline of its close (and a refused one
          * has nobody to tell). */
-        if (s->ctx && s->state == ENGINE_SLOT_OPEN)
-            w->e->cb.on_timer(s->ctx);
-        else
+        void *ctx;
+        const struct engine_conn_callbacks *cb =
+            s->state == ENGINE_SLOT_OPEN ? engine_slot_callbacks(w, s, &ctx) : NULL;
+        if (!cb)
             engine_conn_expire(w, idx);
+        else if (cb->on_timer)
+            cb->on_timer(ctx);
     }
 }
 
@@ -132,4 +143,132 @@ void engine_conn_set_timer(struct engine_worker *w, engine_conn_id id, uint64_t 
     if (!deadline_ms && s->state == ENGINE_SLOT_CLOSING)
         return; /* every connection keeps a deadline */
     engine_timer_set(w, (uint32_t)id, deadline_ms);
+}
+
+/* Deadline 0 stands for "no timer" in the loop's bookkeeping; a timer due at once is due
+ * at 1, which is just as past. */
+static uint64_t engine_timer_deadline(uint64_t deadline)
+{
+    return deadline ? deadline : 1;
+}
+
+/* Two heaps into one; `a` and `b` are roots (or NULL). The loser becomes the winner's first
+ * child. The result's eng_next and eng_prev are the caller's to set. */
+static struct engine_timer *engine_timer_meld(struct engine_timer *a, struct engine_timer *b)
+{
+    if (!a)
+        return b;
+    if (!b)
+        return a;
+    if (b->eng_deadline < a->eng_deadline) {
+        struct engine_timer *t = a;
+        a = b;
+        b = t;
+    }
+    b->eng_next = a->eng_child;
+    if (a->eng_child)
+        a->eng_child->eng_prev = b;
+    b->eng_prev = a;
+    a->eng_child = b;
+    a->eng_next = NULL;
+    return a;
+}
+
+/* A list of siblings into one heap: meld them in pairs left to right, then the pairs right
+ * to left (the two passes give the amortised O(log n)). */
+static struct engine_timer *engine_timer_merge_pairs(struct engine_timer *first)
+{
+    struct engine_timer *pairs = NULL; /* melded pairs, the last one first */
+    while (first) {
+        struct engine_timer *a = first;
+        struct engine_timer *b = a->eng_next;
+        first = b ? b->eng_next : NULL;
+        a->eng_next = NULL;
+        if (b)
+            b->eng_next = NULL;
+        struct engine_timer *m = engine_timer_meld(a, b);
+        m->eng_next = pairs;
+        pairs = m;
+    }
+    struct engine_timer *root = NULL;
+    while (pairs) {
+        struct engine_timer *next = pairs->eng_next;
+        pairs->eng_next = NULL;
+        root = engine_timer_meld(root, pairs);
+        pairs = next;
+    }
+    return root;
+}
+
+static void engine_timer_set_root(struct engine_worker *w, struct engine_timer *root)
+{
+    w->timers = root;
+    if (root) {
+        root->eng_prev = root;
+        root->eng_next = NULL;
+    }
+}
+
+bool engine_timer_armed(const struct engine_timer *t)
+{
+    return t->eng_prev != NULL;
+}
+
+void engine_timer_disarm(struct engine_worker *w, struct engine_timer *t)
+{
+    if (!t->eng_prev)
+        return;
+    struct engine_timer *sub = engine_timer_merge_pairs(t->eng_child);
+    if (t == w->timers) {
+        engine_timer_set_root(w, sub);
+    } else {
+        struct engine_timer *prev = t->eng_prev;
+        if (prev->eng_child == t)
+            prev->eng_child = t->eng_next;
+        else
+            prev->eng_next = t->eng_next;
+        if (t->eng_next)
+            t->eng_next->eng_prev = prev;
+        engine_timer_set_root(w, engine_timer_meld(w->timers, sub));
+    }
+    t->eng_child = t->eng_next = t->eng_prev = NULL;
+    w->ntimers--;
+}
+
+void engine_timer_arm(struct engine_worker *w, struct engine_timer *t, uint64_t deadline_ms)
+{
+    engine_timer_disarm(w, t);
+    if (w->timers_off)
+        return;
+    t->eng_deadline = engine_timer_deadline(deadline_ms);
+    t->eng_child = t->eng_next = NULL;
+    engine_timer_set_root(w, engine_timer_meld(w->timers, t));
+    w->ntimers++;
+}
+
+uint64_t engine_worker_timer_next(const struct engine_worker *w)
+{
+    return w->timers ? w->timers->eng_deadline : 0;
+}
+
+/* As for connections: at most as many as were armed on entry, so a timer re-armed at or
+ * before now fires next turn instead of looping here. */
+void engine_worker_timers_fire(struct engine_worker *w)
+{
+    for (uint32_t budget = w->ntimers; budget > 0 && w->timers; budget--) {
+        struct engine_timer *t = w->timers;
+        if (t->eng_deadline > w->now)
+            break;
+        engine_timer_disarm(w, t);
+        t->fire(t);
+    }
+}
+
+/* Disarmed one by one rather than forgotten: the layer may still disarm some of them in
+ * worker_fini, which must not touch neighbours that are freed by then. */
+void engine_worker_timers_drop(struct engine_worker *w)
+{
+    w->timers_off = true;
+    while (w->timers)
+        engine_timer_disarm(w, w->timers);
 }
