@@ -3,7 +3,8 @@
 # against: its own config, queue, data directories and log file under one DIR, started with
 # `postfix -c DIR/etc`, listening on 127.0.0.1:PORT only, with the same certificates as
 # ringmail (smtpd_tls_chain_files), no DNS at all, Postfix's durable queue (cleanup fsyncs
-# the queue file before the 250) and every message handed to its `discard` transport.
+# the queue file before the 250) and every message handed to its `discard` transport, or, in
+# relay mode (POSTFIX_RELAYHOST), relayed by its smtp client to one next hop.
 #
 #   postfix.sh install                      apt-get install postfix if missing (preseeded to
 #                                           "No configuration"); make sure the system's
@@ -15,7 +16,8 @@
 #                                           gone. Idempotent.
 #   postfix.sh pids DIR                     PIDs of its live processes (master + descendants).
 #   postfix.sh mem DIR                      "<pss_kib> <rss_kib> <nproc>" over those processes.
-#   postfix.sh delivered DIR                messages handed to discard so far (from DIR/maillog).
+#   postfix.sh delivered DIR                messages delivered so far: handed to discard, or
+#                                           relayed with status=sent (from DIR/maillog).
 #   postfix.sh queued DIR                   messages still in the queue.
 #
 # Each CHAIN file holds one private key followed by its certificate chain (the
@@ -36,6 +38,12 @@
 #                          proxymap: one per client process; discard: qmgr's destination
 #                          concurrency, 20). The kernel caps it at net.core.somaxconn.
 #   POSTFIX_START_TIMEOUT  seconds to wait for the 220 (default 30).
+#   POSTFIX_RELAYHOST      relay mode: "[127.0.0.1]:PORT" (a literal loopback address, no DNS);
+#                          every message is relayed there by Postfix's smtp client (service
+#                          smtp, plain SMTP as smtp_tls_security_level's default is none,
+#                          connection cache on demand, default_destination_concurrency_limit
+#                          20: Postfix's defaults) instead of being discarded. The relay bench
+#                          (bench/relay-bench.py) points it at Postfix's smtp-sink.
 #
 # Run it as root. Every parent directory of DIR must be searchable by the postfix user (the
 # master opens DIR/data/master.lock as postfix: under a 0700 `mktemp -d` it dies at start).
@@ -218,6 +226,12 @@ cmd_start() {
     [[ $backlog =~ ^[1-9][0-9]*$ ]] || die "bad POSTFIX_BACKLOG: $backlog"
     [[ $timeout =~ ^[1-9][0-9]*$ ]] || die "bad POSTFIX_START_TIMEOUT: $timeout"
     dpl=$((limit > backlog ? limit : backlog))
+    local relayhost=${POSTFIX_RELAYHOST:-} transport=discard:bench
+    if [ -n "$relayhost" ]; then
+        [[ $relayhost =~ ^\[127\.[0-9]+\.[0-9]+\.[0-9]+\]:[1-9][0-9]{0,4}$ ]] ||
+            die "bad POSTFIX_RELAYHOST: $relayhost (want [127.x.y.z]:PORT)"
+        transport=smtp:$relayhost
+    fi
 
     # re-create: stop a previous instance in DIR, wipe its state
     cmd_stop "$dir"
@@ -274,14 +288,15 @@ mynetworks = 127.0.0.0/8
 
 # --- Routing: nothing is local; bench.test is a relay domain and every transport is
 # discard(8), which logs "status=sent" and drops the message (after the queue file was
-# written and fsynced by cleanup, i.e. the same durable receive as ringmail).
+# written and fsynced by cleanup, i.e. the same durable receive as ringmail); in relay mode
+# every transport is smtp(8) to the one next hop ${relayhost:-(none: discard)}.
 mydestination =
 local_recipient_maps =
 relay_domains = bench.test
-relay_transport = discard:bench
-default_transport = discard:bench
-local_transport = discard:bench
-virtual_transport = discard:bench
+relay_transport = $transport
+default_transport = $transport
+local_transport = $transport
+virtual_transport = $transport
 alias_maps =
 alias_database =
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
@@ -344,6 +359,7 @@ showq     unix  n       -       n       -       -       showq
 error     unix  -       -       n       -       -       error
 retry     unix  -       -       n       -       -       error
 discard   unix  -       -       n       -       -       discard
+smtp      unix  -       -       n       -       -       smtp
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
@@ -436,9 +452,10 @@ cmd_delivered() {
     local dir
     dir=$(absdir "$1")
     # discard(8) logs "postfix-bench/discard[PID]: QUEUEID: to=<...>, relay=none, delay=...,
-    # dsn=2.0.0, status=sent (bench)": one line per recipient.
+    # dsn=2.0.0, status=sent (bench)", smtp(8) "postfix-bench/smtp[PID]: QUEUEID: to=<...>,
+    # relay=127.0.0.1[127.0.0.1]:PORT, ..., status=sent (250 ...)": one line per recipient.
     if [ -f "$dir/maillog" ]; then
-        grep -c -E '/discard\[[0-9]+\]: [0-9A-F]+: to=<[^>]*>, relay=none, .* status=sent ' \
+        grep -c -E '/(discard|smtp)\[[0-9]+\]: [0-9A-F]+: to=<[^>]*>, relay=[^,]*, .* status=sent ' \
             "$dir/maillog" || true
     else
         echo 0
