@@ -76,7 +76,7 @@ enum spool_file_state {
 struct spool_file {
     struct engine_op op; /* create, then fsync: one at a time */
     struct spool_msg *m;
-    char name[SPOOL_NAME_LEN + 1];
+    char name[SPOOL_PATH_LEN + 1]; /* relative to the spool directory */
     int fd;
     enum spool_file_state state;
     bool created; /* our create made it: remove it on failure */
@@ -89,6 +89,7 @@ struct spool_msg {
     struct spool_worker *sw;
     struct spool_dirref *dir; /* where its files are: taken at the first create */
     char qid[QID_LEN + 1];
+    unsigned shard; /* its subdirectory (spool_shard_of) */
     struct spool_file df, tf;
     struct spool_chunk *fill; /* data being gathered, not yet queued */
     uint64_t size;            /* bytes accepted by spool_msg_write */
@@ -98,34 +99,26 @@ struct spool_msg {
     bool committed, aborted, detached, renaming, renamed, cleaning, retried;
     struct engine_op rename_op;
     struct engine_op cleanup_op; /* the unlinks of a failed or aborted message */
-    char qfname[SPOOL_NAME_LEN + 1];
+    char qfname[SPOOL_PATH_LEN + 1];
     void (*done)(void *arg, int err);
     void *arg;
-    struct spool_msg *next; /* in the worker's directory-fsync batches */
+    struct spool_msg *next; /* in the worker's or a subdirectory's directory-fsync lists */
 };
 
-struct spool_worker {
-    struct spool *sp;
-    const struct spool_fs_ops *fs;
-    void *ctx;
-    unsigned index;
-    struct spool_dirref *dir; /* where new messages go */
-    bool lost;    /* the configured path names another directory, which cannot be opened */
-    bool checked; /* checked_ms is valid */
-    uint64_t checked_ms;
-    bool space_known; /* the last fstatvfs worked */
-    uint64_t space_blocks, block_size;
-    struct engine_op gather_op, dirsync_op;
-    bool dirsync_busy;         /* a gather or a directory fsync is in flight */
-    struct spool_msg *waiting; /* renamed, for the next directory fsync */
-    struct spool_msg *syncing; /* renamed before the fsync in flight started */
-    unsigned live;             /* messages not yet freed */
-    uint64_t commits, dir_syncs;
+/* The directory fsync of one leaf subdirectory (or of the flat spool) in a round of the
+ * group commit: opened (unless flat), fsynced, closed. */
+struct spool_dirsync {
+    struct engine_op op;
+    struct spool_worker *sw;
+    int fd;       /* the subdirectory, open during its fsync; -1 otherwise */
+    bool opening; /* op is the open, not yet the fsync */
+    char path[2 * SPOOL_MAX_HASH_DEPTH];
+    struct spool_msg *syncing; /* renamed into it, covered by the fsync in flight */
 };
 
 /* --- the worker's directory and free space --- */
 
-static void dirref_put(struct spool_dirref *d)
+void spool_dirref_put(struct spool_dirref *d)
 {
     if (--d->refs)
         return;
@@ -156,14 +149,13 @@ static bool worker_follow(struct spool_worker *sw)
     }
     *n = d;
     n->refs = 1;
-    dirref_put(sw->dir);
+    spool_dirref_put(sw->dir);
     sw->dir = n;
     return true;
 }
 
-/* At most once per SPOOL_CHECK_MS, or now when forced (a create found no directory):
- * does the configured path still name our directory, and how much room is there? */
-static void worker_refresh(struct spool_worker *sw, bool force)
+/* At most once per SPOOL_CHECK_MS, or now when forced (a create found no directory). */
+void spool_worker_refresh(struct spool_worker *sw, bool force)
 {
     struct stat st;
     struct statvfs vfs;
@@ -192,7 +184,7 @@ bool spool_space_check(struct spool_worker *sw, uint64_t size_hint)
 {
     struct spool *sp = sw->sp;
 
-    worker_refresh(sw, false);
+    spool_worker_refresh(sw, false);
     if (!sw->space_known)
         return true;
     bool low = sw->space_blocks < sp->min_free_blocks;
@@ -303,10 +295,10 @@ static bool file_retry_create(struct spool_file *f)
     if (m->retried || m->aborted || f != &m->df)
         return false;
     m->retried = true;
-    worker_refresh(sw, true);
+    spool_worker_refresh(sw, true);
     if (sw->dir == m->dir)
         return false;
-    dirref_put(m->dir);
+    spool_dirref_put(m->dir);
     m->dir = NULL;
     f->state = SPOOL_FILE_CLOSED;
     return true;
@@ -337,7 +329,7 @@ static void file_op_done(struct engine_op *op, int res)
 static bool msg_pin(struct spool_msg *m)
 {
     struct spool_worker *sw = m->sw;
-    worker_refresh(sw, false);
+    spool_worker_refresh(sw, false);
     if (sw->lost) {
         msg_fail(m, ESTALE, "create (the spool directory is gone)", m->df.name);
         return false;
@@ -402,7 +394,7 @@ static void msg_free(struct spool_msg *m)
     file_drop_queue(&m->df);
     file_drop_queue(&m->tf);
     if (m->dir)
-        dirref_put(m->dir);
+        spool_dirref_put(m->dir);
     sw->live--;
     free(m);
 }
@@ -516,11 +508,12 @@ static void msg_step(struct spool_msg *m)
     sw->fs->rename(sw->ctx, &m->rename_op, m->dir->fd, m->tf.name, m->qfname);
 }
 
-/* --- group commit of the directory --- */
+/* --- group commit of the directories --- */
 
-/* A rename is durable once a directory fsync that started after it completed has
- * completed. One fsync runs at a time per worker; renames that complete meanwhile wait
- * for the next. Before each fsync a `later` lets the rest of the current loop turn's
+/* A rename is durable once an fsync of its subdirectory that started after it completed
+ * has completed. One round of fsyncs runs at a time per worker: one per subdirectory
+ * that had a rename, in parallel; renames that complete meanwhile wait for the next
+ * round. Before each round a `later` lets the rest of the current loop turn's
  * completions (often many renames released by the same journal commit) join it. */
 static void dirsync_kick(struct spool_worker *sw)
 {
@@ -530,8 +523,8 @@ static void dirsync_kick(struct spool_worker *sw)
     sw->fs->later(sw->ctx, &sw->gather_op);
 }
 
-/* One fsync covers one directory: renames made in a directory the spool has since left
- * wait for their own round. */
+/* A round covers one spool directory: renames made in a directory the spool has since
+ * left wait for their own round. */
 static void dirsync_gathered(struct engine_op *op, int res)
 {
     (void)res;
@@ -539,34 +532,61 @@ static void dirsync_gathered(struct engine_op *op, int res)
     struct spool_msg *m = sw->waiting, *next, *other = NULL;
     struct spool_dirref *dir = m->dir;
 
-    sw->syncing = NULL;
     for (; m; m = next) {
         next = m->next;
-        struct spool_msg **list = m->dir == dir ? &sw->syncing : &other;
+        struct spool_msg **list = m->dir == dir ? &sw->shards[m->shard].syncing : &other;
         m->next = *list;
         *list = m;
     }
     sw->waiting = other;
-    sw->dir_syncs++;
-    sw->fs->fsync_dir(sw->ctx, &sw->dirsync_op, dir->fd);
+    for (unsigned i = 0; i < sw->n_shards; i++) {
+        struct spool_dirsync *ds = &sw->shards[i];
+        if (!ds->syncing)
+            continue;
+        sw->dirsyncs_running++;
+        sw->dir_syncs++;
+        ds->opening = sw->sp->hash_depth > 0;
+        if (ds->opening)
+            sw->fs->open(sw->ctx, &ds->op, dir->fd, ds->path, SPOOL_FS_DIR);
+        else
+            sw->fs->fsync_dir(sw->ctx, &ds->op, dir->fd);
+    }
 }
 
 static void dirsync_done(struct engine_op *op, int res)
 {
-    struct spool_worker *sw = spool_of(op, struct spool_worker, dirsync_op);
-    struct spool_msg *m = sw->syncing, *next;
+    struct spool_dirsync *ds = spool_of(op, struct spool_dirsync, op);
+    struct spool_worker *sw = ds->sw;
+    struct spool_msg *m = ds->syncing, *next;
 
-    sw->syncing = NULL;
-    sw->dirsync_busy = false;
+    if (ds->opening) {
+        ds->opening = false;
+        if (res >= 0) {
+            ds->fd = res;
+            sw->fs->fsync_dir(sw->ctx, &ds->op, ds->fd);
+            return;
+        }
+    }
+    if (ds->fd >= 0) {
+        sw->fs->close(sw->ctx, ds->fd);
+        ds->fd = -1;
+    }
+    ds->syncing = NULL;
     for (; m; m = next) {
         next = m->next;
         if (res < 0) {
-            msg_fail(m, -res, "fsync of", sw->sp->dir);
+            if (sw->sp->hash_depth)
+                msg_fail(m, -res, "fsync of subdirectory", ds->path);
+            else
+                msg_fail(m, -res, "fsync of", sw->sp->dir);
             msg_step(m);
         } else {
             msg_finish(m);
         }
     }
+    if (--sw->dirsyncs_running)
+        return;
+    sw->dirsync_busy = false;
     dirsync_kick(sw);
 }
 
@@ -585,12 +605,22 @@ struct spool_worker *spool_worker_new_fs(struct spool *sp, const struct spool_fs
     }
     *sw->dir = d;
     sw->dir->refs = 1;
+    sw->n_shards = spool_shard_count(sp->hash_depth);
+    if (!(sw->shards = calloc(sw->n_shards, sizeof(*sw->shards)))) {
+        spool_dirref_put(sw->dir);
+        free(sw);
+        return NULL;
+    }
+    for (unsigned i = 0; i < sw->n_shards; i++) {
+        struct spool_dirsync *ds = &sw->shards[i];
+        *ds = (struct spool_dirsync){.op.complete = dirsync_done, .sw = sw, .fd = -1};
+        spool_shard_path(i, sp->hash_depth, ds->path);
+    }
     sw->sp = sp;
     sw->fs = fs;
     sw->ctx = ctx;
     sw->index = index;
     sw->gather_op.complete = dirsync_gathered;
-    sw->dirsync_op.complete = dirsync_done;
     return sw;
 }
 
@@ -601,9 +631,10 @@ void spool_worker_free(struct spool_worker *sw)
     /* Only after the loop ended can messages be left: their completions will never come.
      * Unacknowledged files are removed by the next spool_recover(). */
     if (sw->live)
-        log_warn("spool: worker stopped with %u message(s) in flight", sw->live);
+        log_warn("spool: worker stopped with %u message(s) or operation(s) in flight", sw->live);
     log_limit_flush(&spool_log_failures); /* no count is lost */
-    dirref_put(sw->dir);
+    spool_dirref_put(sw->dir);
+    free(sw->shards);
     free(sw);
 }
 
@@ -615,13 +646,14 @@ struct spool_msg *spool_msg_new(struct spool_worker *sw, char qid_out[QID_LEN + 
     m->sw = sw;
     qid_new(m->qid, sw->index);
     memcpy(qid_out, m->qid, QID_LEN + 1);
+    m->shard = spool_shard_of(m->qid, sw->sp->hash_depth);
     struct spool_file *files[] = {&m->df, &m->tf};
     const char *kinds[] = {"df", "tf"};
     for (int i = 0; i < 2; i++) {
         *files[i] = (struct spool_file){.op.complete = file_op_done, .m = m, .fd = -1};
-        snprintf(files[i]->name, sizeof(files[i]->name), "%s%s", kinds[i], m->qid);
+        spool_path_at(m->shard, sw->sp->hash_depth, kinds[i], m->qid, files[i]->name);
     }
-    snprintf(m->qfname, sizeof(m->qfname), "qf%s", m->qid);
+    spool_path_at(m->shard, sw->sp->hash_depth, "qf", m->qid, m->qfname);
     m->rename_op.complete = msg_rename_done;
     m->cleanup_op.complete = msg_cleanup_done;
     sw->live++;

@@ -1,13 +1,16 @@
 /*
  * queue/spool.h — the durable spool: where an accepted message lives until delivery.
  *
- * Layout (docs/queue.md): one directory, mode 0700, owned by the run-as user. A message
- * is two files named by its queue id: "df<qid>" (the message data, headers and body,
- * CRLF line ends, exactly as accepted plus our Received: header) and "qf<qid>" (the
- * envelope, queue/envelope.h). While a message is being received its files are
- * "df<qid>" and "tf<qid>"; the commit fsyncs both, renames tf→qf and fsyncs the
- * directory. A message exists (is acknowledged) exactly when its qf exists; the recovery
- * scan removes df/tf files that have no qf.
+ * Layout (docs/queue.md): one directory, mode 0700, owned by the run-as user, split into
+ * subdirectories by a hash of the queue id (hash_depth 1: "0" .. "f", 2: "0/0" .. "f/f",
+ * 0: none; Postfix's hash_queue_depth), made at spool_open(). A message is two files
+ * named by its queue id in its subdirectory: "df<qid>" (the message data, headers and
+ * body, CRLF line ends, exactly as accepted plus our Received: header) and "qf<qid>"
+ * (the envelope, queue/envelope.h). spool_msg_path() is the one place that knows where a
+ * file is. While a message is being received its files are "df<qid>" and "tf<qid>"; the
+ * commit fsyncs both, renames tf→qf and fsyncs the subdirectory. A message exists
+ * (is acknowledged) exactly when its qf exists; the recovery scan removes df/tf files
+ * that have no qf.
  *
  * One daemon per spool: spool_open() takes an exclusive flock() on "ringmail.lock" in
  * the directory (holding the pid as text) and keeps it until spool_close(); a child that
@@ -16,24 +19,28 @@
  * All I/O of a message in flight goes through the worker's file operations (the io_uring
  * backend in the daemon, queue/spool_fs.h): data is written in large chunks once there
  * is a chunk to write, and many commits run at once so the file system shares journal
- * commits; directory fsyncs are batched: every rename that completed before a directory
- * fsync started is covered by that one fsync (group commit). A message holds no file
- * descriptor until it has write_chunk bytes or is committed, and its buffer grows with
- * the data. spool_open() and spool_recover() are synchronous and run at start-up, before
- * the engine starts.
+ * commits; directory fsyncs are batched: every rename that completed before a round of
+ * directory fsyncs started is covered by it, one fsync per subdirectory that had a
+ * rename, in parallel (group commit). A message holds no file descriptor until it has
+ * write_chunk bytes or is committed, and its buffer grows with the data. spool_open() and
+ * spool_recover() are synchronous and run at start-up, before the engine starts. The
+ * queue manager's operations on a committed message (spool_load, spool_update,
+ * spool_remove) go through the same file operations.
  *
  * The directory is followed by its configured path: at most once a second per worker
  * (and after a create fails with ENOENT) a worker checks that the path still names the
  * directory it writes to; if not (deleted, recreated, renamed) the spool reopens it —
- * recreating and locking it if missing — logs it once, and new messages go there.
+ * recreating it and its subdirectories and locking it if missing — logs it once, and
+ * new messages go there.
  *
  * Ownership: struct spool is shared by all workers (thread-safe). A spool_worker belongs
  * to one engine worker thread. A spool_msg belongs to its caller until spool_msg_commit()
  * or spool_msg_abort(); after commit the spool owns it and frees it after calling `done`
  * exactly once (or never, after spool_msg_detach()). Errors of a message are logged by
- * the spool, once per message ("<qid>: queue commit failed: write df<qid>: ..."; at most
+ * the spool, once per message ("<qid>: queue commit failed: write 3/df<qid>: ..."; at most
  * one line per kind of failure per 10 s, then a count), so the caller need not log the
- * err it gets in `done` again.
+ * err it gets in `done` again; the same holds for spool_load, spool_update and
+ * spool_remove (except ENOENT from spool_load, which is the caller's to judge).
  */
 #ifndef RINGMAIL_QUEUE_SPOOL_H
 #define RINGMAIL_QUEUE_SPOOL_H
@@ -60,7 +67,13 @@ struct spool_settings {
     /* Blocks (of the file system's fragment size) spool_space_check() keeps free; 0 = none.
      * sendmail's MinFreeBlocks (confMIN_FREE_BLOCKS, default 100). */
     uint64_t min_free_blocks;
+    /* Subdirectory levels: 0 (flat), 1 (16 subdirectories, the default), 2 (256);
+     * spool_open refuses more. Postfix's hash_queue_depth. A change takes effect at the
+     * next start: recovery moves every message to where the new depth wants it. */
+    unsigned hash_depth;
 };
+
+#define SPOOL_HASH_DEPTH_DEFAULT 1
 
 /* NULL with `err` on failure; errno is EWOULDBLOCK when another process holds the spool's
  * lock (a second daemon), so the caller can tell that from a spool it cannot create. */
@@ -68,14 +81,34 @@ struct spool *spool_open(const struct spool_settings *s, char *err, size_t errle
 void spool_close(struct spool *sp);
 const char *spool_dir(const struct spool *sp);
 
+/* Where the file of `kind` ("df", "qf", "tf" or "Qf") of message `qid` is, relative to the
+ * spool directory: "qf<qid>" (hash_depth 0), "7/qf<qid>" (1), "7/c/qf<qid>" (2). The
+ * subdirectory is a hash of the whole id, so messages spread evenly. The length written
+ * (without the NUL), or -1 if `len` is too small. */
+int spool_msg_path(const struct spool *sp, const char *kind, const char *qid, char *buf,
+                   size_t len);
+
 struct spool_recovery {
     unsigned messages; /* complete messages (qf present and parseable, df present) */
     unsigned removed;  /* partial files removed (df/tf without qf) */
     unsigned damaged;  /* qf unreadable or without df: renamed to "Qf<qid>" and logged */
+    unsigned moved;    /* messages moved to the subdirectory the hash_depth wants */
 };
-/* Scans the spool at start-up: removes what was never acknowledged, logs each complete
- * message ("<qid>: recovered, from=<...>, nrcpts=N, size=N") and counts. */
-int spool_recover(struct spool *sp, struct spool_recovery *out, char *err, size_t errlen);
+/* Called for every complete message, oldest first, once its files are where
+ * spool_msg_path says; `e` (parsed, with its field offsets) is valid during the call
+ * only. Messages whose recipients are all done (delivered or failed: a crash before
+ * their removal) are passed too: the queue manager finishes them. Non-zero stops the
+ * recovery, which then fails (say, the queue index is out of memory). */
+typedef int (*spool_recover_fn)(void *arg, const struct envelope *e);
+/* Scans the spool at start-up, every subdirectory and any level (files left by another
+ * hash_depth are moved where the current one wants them): removes what was never
+ * acknowledged, sets damaged envelopes aside, hands each complete message to `fn` (may
+ * be NULL) and counts. Logs each message ("<qid>: recovered, from=<...>, nrcpts=N,
+ * size=N") up to the first 1,000, then one line with the count of the others; the same
+ * for removed and damaged files. Reads every qf; of a df only its directory entry and
+ * size (fstatat). -1 with `err` if the spool cannot be read or `fn` failed. */
+int spool_recover(struct spool *sp, spool_recover_fn fn, void *arg, struct spool_recovery *out,
+                  char *err, size_t errlen);
 
 /* Calls fn for every complete message (qf + df) in id order; stops when fn returns
  * non-zero and returns that value; 0 after the last message, -1 if the directory cannot
@@ -117,5 +150,45 @@ void spool_msg_abort(struct spool_msg *m);
 
 /* The directory fsync count and commits so far, for logs and benchmarks. */
 void spool_worker_stats(const struct spool_worker *sw, uint64_t *commits, uint64_t *dir_syncs);
+
+/* --- a committed message, for the queue manager (spool_ops.c) ---
+ * Each runs on the worker's file operations and, when it returns 0, calls back exactly
+ * once, later, on the worker's thread, never from inside the call. -ENOMEM (memory ran
+ * out) or -EINVAL (not a queue id) instead: nothing was done and no callback comes. One
+ * operation per message at a time (the caller's rule: the spool does not serialise
+ * them). `qid` is copied. They work in the directory the spool is in now, where
+ * spool_msg_path says. */
+
+/* Reads the qf and the df. On success err is 0, `e` is the parsed envelope with its field
+ * offsets and `data`/`len` the df (malloc'ed, NUL-terminated beyond len: the caller frees
+ * it). The struct `e` points to is the spool's and valid during the call only, but what
+ * it holds (its strings and recipients) is the caller's: copy the struct (`mine = *e`)
+ * and release it later with envelope_free(&mine), or call envelope_free(e) at once. On
+ * failure e and data are NULL and err is -errno: -ENOENT when the message is gone (not
+ * logged); -EBADMSG when the qf does not parse, names another id, or its df is missing
+ * or has another size than the qf says: the qf is then renamed "Qf<qid>" (set aside for
+ * a person, as recovery does: a later load finds ENOENT) and the reason logged once;
+ * anything else is logged once. */
+typedef void (*spool_load_cb)(void *arg, int err, struct envelope *e, char *data, size_t len);
+int spool_load(struct spool_worker *sw, const char *qid, spool_load_cb cb, void *arg);
+
+/* Writes, in place, the state byte (e->rcpts[i].state) of each recipient listed in
+ * rcpt_idx, the attempt count (e->attempts) and the next attempt (e->next_attempt) at the
+ * offsets envelope_parse recorded in `e`, fsyncs the qf and closes it; only then
+ * cb(arg, 0): from then on the new states survive kill -9 and power loss (a recipient
+ * marked delivered is never sent again). Before cb each field is, after a crash, either
+ * its old or its new value, never a mix (docs/queue.md, "Updating a message in place").
+ * `e` and `rcpt_idx` are read during the call only. cb(arg, -errno) on failure (logged
+ * once); cb(arg, -EINVAL) for an envelope without offsets (not from envelope_parse), an
+ * index out of range or a state that is not P, D or F. */
+int spool_update(struct spool_worker *sw, const struct envelope *e, const size_t *rcpt_idx,
+                 size_t n, void (*cb)(void *arg, int err), void *arg);
+
+/* Removes the message: unlinks its qf, then its df (a crash in between leaves a df alone,
+ * which recovery removes). No directory fsync: after a power cut a removed message may
+ * reappear and be delivered again (at least once, never lost). A file already gone is not
+ * an error. cb(arg, -errno) on failure (logged once). */
+int spool_remove(struct spool_worker *sw, const char *qid, void (*cb)(void *arg, int err),
+                 void *arg);
 
 #endif

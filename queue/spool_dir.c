@@ -1,6 +1,7 @@
 /*
- * The spool directory itself: creating it with the right owner and mode, the lock that
- * makes one daemon its only user, and following the configured path when the directory
+ * The spool directory itself: creating it and its subdirectories with the right owner
+ * and mode, where a queue id's files go (spool_msg_path), the lock that makes one daemon
+ * its only user, and following the configured path when the directory
  * is deleted, recreated or renamed under a running daemon (docs/queue.md, "The spool
  * directory").
  *
@@ -46,6 +47,123 @@ static int spool_mkdirs(const char *dir)
     }
     free(path);
     return mkdir(dir, 0700) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* --- the layout --- */
+
+unsigned spool_shard_count(unsigned depth)
+{
+    return depth == 0 ? 1 : depth == 1 ? SPOOL_FANOUT : SPOOL_FANOUT * SPOOL_FANOUT;
+}
+
+unsigned spool_shard_of(const char *qid, unsigned depth)
+{
+    /* FNV-1a over the whole id, then a finalizer: the id's leading characters are the
+     * time and barely change, so every character must reach the low bits. */
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < QID_LEN && qid[i]; i++)
+        h = (h ^ (unsigned char)qid[i]) * 16777619u;
+    h ^= h >> 16;
+    h *= 0x7feb352du;
+    h ^= h >> 15;
+    return h % spool_shard_count(depth);
+}
+
+static const char spool_hex[] = "0123456789abcdef";
+
+void spool_shard_path(unsigned shard, unsigned depth, char out[2 * SPOOL_MAX_HASH_DEPTH])
+{
+    char *p = out;
+    for (unsigned level = depth; level > 0; level--) {
+        unsigned digit = level == 2 ? shard / SPOOL_FANOUT : shard % SPOOL_FANOUT;
+        if (p != out)
+            *p++ = '/';
+        *p++ = spool_hex[digit];
+    }
+    *p = '\0';
+}
+
+void spool_path_at(unsigned shard, unsigned depth, const char *kind, const char *qid,
+                   char out[SPOOL_PATH_LEN + 1])
+{
+    char dir[2 * SPOOL_MAX_HASH_DEPTH];
+    spool_shard_path(shard, depth, dir);
+    snprintf(out, SPOOL_PATH_LEN + 1, "%s%s%.2s%.*s", dir, depth ? "/" : "", kind, QID_LEN, qid);
+}
+
+int spool_msg_path(const struct spool *sp, const char *kind, const char *qid, char *buf, size_t len)
+{
+    char path[SPOOL_PATH_LEN + 1];
+    spool_path_at(spool_shard_of(qid, sp->hash_depth), sp->hash_depth, kind, qid, path);
+    size_t n = strlen(path);
+    if (n >= len)
+        return -1;
+    memcpy(buf, path, n + 1);
+    return (int)n;
+}
+
+/* One subdirectory: made if missing (then *made is set), chowned and 0700 as the spool. */
+static int spool_make_shard(const struct spool *sp, int dirfd, const char *path, bool *made)
+{
+    struct stat st;
+    if (mkdirat(dirfd, path, 0700) == 0)
+        *made = true;
+    else if (errno != EEXIST)
+        return -1;
+    if (fstatat(dirfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return -1;
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    if (sp->chown && (st.st_uid != sp->owner || st.st_gid != sp->group) &&
+        fchownat(dirfd, path, sp->owner, sp->group, AT_SYMLINK_NOFOLLOW) < 0)
+        return -1;
+    if ((st.st_mode & 07777) != 0700 && fchmodat(dirfd, path, 0700, 0) < 0)
+        return -1;
+    return 0;
+}
+
+static int spool_fsync_at(int dirfd, const char *path)
+{
+    int fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int r = fsync(fd);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return r;
+}
+
+int spool_make_shards(const struct spool *sp, int dirfd, char *what, size_t whatlen)
+{
+    char path[2 * SPOOL_MAX_HASH_DEPTH];
+    bool top_made = false;
+
+    for (unsigned i = 0; sp->hash_depth && i < SPOOL_FANOUT; i++) {
+        bool made = false;
+        spool_shard_path(i, 1, path);
+        snprintf(what, whatlen, "mkdir %s", path);
+        if (spool_make_shard(sp, dirfd, path, &made) < 0)
+            return -1;
+        top_made |= made;
+        if (sp->hash_depth < 2)
+            continue;
+        made = false;
+        for (unsigned j = 0; j < SPOOL_FANOUT; j++) {
+            spool_shard_path(i * SPOOL_FANOUT + j, 2, path);
+            snprintf(what, whatlen, "mkdir %s", path);
+            if (spool_make_shard(sp, dirfd, path, &made) < 0)
+                return -1;
+        }
+        spool_shard_path(i, 1, path);
+        snprintf(what, whatlen, "fsync %s", path);
+        if (made && spool_fsync_at(dirfd, path) < 0)
+            return -1;
+    }
+    snprintf(what, whatlen, "fsync");
+    return top_made && fsync(dirfd) < 0 ? -1 : 0;
 }
 
 static void spool_handle_close(struct spool_handle *h)
@@ -117,6 +235,7 @@ static int spool_handle_open(const struct spool *sp, struct spool_handle *h, cha
                              size_t errlen)
 {
     struct stat st;
+    char what[32];
     const char *step = "mkdir";
 
     *h = (struct spool_handle){.dirfd = -1, .lockfd = -1};
@@ -136,10 +255,14 @@ static int spool_handle_open(const struct spool *sp, struct spool_handle *h, cha
         goto fail;
     h->dev = st.st_dev;
     h->ino = st.st_ino;
-    if (spool_lock(sp, h, err, errlen) == 0)
+    if (spool_lock(sp, h, err, errlen) < 0) {
+        spool_handle_close(h);
+        return -1;
+    }
+    /* Only the lock's holder touches what is inside. */
+    step = what;
+    if (spool_make_shards(sp, h->dirfd, what, sizeof(what)) == 0)
         return 0;
-    spool_handle_close(h);
-    return -1;
 fail:
     snprintf(err, errlen, "spool %s: %s: %s", sp->dir, step, strerror(errno));
     spool_handle_close(h);
@@ -158,6 +281,15 @@ struct spool *spool_open(const struct spool_settings *s, char *err, size_t errle
     sp->group = s->group;
     sp->chown = s->chown;
     sp->min_free_blocks = s->min_free_blocks;
+    sp->hash_depth = s->hash_depth;
+    if (s->hash_depth > SPOOL_MAX_HASH_DEPTH) {
+        snprintf(err, errlen, "spool %s: hash_depth %u: at most %d levels of subdirectories",
+                 s->dir, s->hash_depth, SPOOL_MAX_HASH_DEPTH);
+        free(sp->dir);
+        free(sp);
+        errno = EINVAL;
+        return NULL;
+    }
     sp->write_chunk = s->write_chunk ? s->write_chunk : SPOOL_DEFAULT_CHUNK;
     if (sp->write_chunk > SPOOL_MAX_CHUNK)
         sp->write_chunk = SPOOL_MAX_CHUNK;

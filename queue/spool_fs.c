@@ -16,6 +16,27 @@ static void uring_create(void *ctx, struct engine_op *op, int dirfd, const char 
                          O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 }
 
+static void uring_open(void *ctx, struct engine_op *op, int dirfd, const char *name,
+                       enum spool_fs_open how)
+{
+    /* No O_NONBLOCK on queue files: io_uring would then answer a read that misses the
+     * page cache with EAGAIN instead of waiting for the disk. A FIFO named like a queue
+     * file only comes from someone who may write the 0700 spool, and recovery sets any
+     * aside at start-up. */
+    static const int flags[] = {
+        [SPOOL_FS_READ] = O_RDONLY,
+        [SPOOL_FS_WRITE] = O_WRONLY,
+        [SPOOL_FS_DIR] = O_RDONLY | O_DIRECTORY | O_NONBLOCK,
+    };
+    io_uring_prep_openat(engine_sqe(ctx, op), dirfd, name, flags[how] | O_NOFOLLOW | O_CLOEXEC, 0);
+}
+
+static void uring_read(void *ctx, struct engine_op *op, int fd, void *buf, unsigned len,
+                       uint64_t off)
+{
+    io_uring_prep_read(engine_sqe(ctx, op), fd, buf, len, off);
+}
+
 static void uring_write(void *ctx, struct engine_op *op, int fd, const void *data, unsigned len,
                         uint64_t off)
 {
@@ -51,6 +72,8 @@ static void uring_later(void *ctx, struct engine_op *op)
 
 const struct spool_fs_ops spool_fs_uring = {
     .create = uring_create,
+    .open = uring_open,
+    .read = uring_read,
     .write = uring_write,
     .fsync = uring_fsync,
     .close = uring_close,

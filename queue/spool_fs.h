@@ -1,6 +1,7 @@
 /*
  * queue/spool_fs.h — the spool's file system seam: every file operation the message path
- * issues (queue/spool.c) goes through this table, so the order of creates, writes,
+ * and the queue manager's operations issue (queue/spool.c, queue/spool_ops.c) go through
+ * this table, so the order of creates, writes,
  * fsyncs, renames and directory fsyncs can be recorded and checked, and a file system
  * that loses what was not fsynced can be modelled (tests/unit/test_spool_power.c). The
  * daemon uses spool_fs_uring: each operation is an SQE on the worker's ring.
@@ -21,10 +22,23 @@
 #include "queue/spool.h"
 #include "util/engine.h"
 
+/* What spool_fs_ops.open opens an existing file for. */
+enum spool_fs_open {
+    SPOOL_FS_READ,  /* a queue file, to read it */
+    SPOOL_FS_WRITE, /* a queue file, to update it in place (no create, no truncation) */
+    SPOOL_FS_DIR,   /* a subdirectory, to fsync it */
+};
+
 struct spool_fs_ops {
     /* Creates a new regular file `name` in the directory for writing, mode 0600; fails
      * if the name exists (O_EXCL) and never follows a symbolic link. res = descriptor. */
     void (*create)(void *ctx, struct engine_op *op, int dirfd, const char *name);
+    /* Opens an existing file or subdirectory, never through a symbolic link.
+     * res = descriptor. */
+    void (*open)(void *ctx, struct engine_op *op, int dirfd, const char *name,
+                 enum spool_fs_open how);
+    /* res = bytes read (a short read is possible; 0 at the end of the file). */
+    void (*read)(void *ctx, struct engine_op *op, int fd, void *buf, unsigned len, uint64_t off);
     /* res = bytes written (a short write is possible). */
     void (*write)(void *ctx, struct engine_op *op, int fd, const void *data, unsigned len,
                   uint64_t off);
@@ -33,7 +47,8 @@ struct spool_fs_ops {
     void (*close)(void *ctx, int fd);
     void (*rename)(void *ctx, struct engine_op *op, int dirfd, const char *from, const char *to);
     void (*unlink)(void *ctx, struct engine_op *op, int dirfd, const char *name);
-    /* Makes the directory's entries (creates, renames, unlinks) durable. */
+    /* Makes the directory's entries (creates, renames, unlinks) durable: the spool's
+     * descriptor when it is flat, else one opened with SPOOL_FS_DIR. */
     void (*fsync_dir)(void *ctx, struct engine_op *op, int dirfd);
     /* Completes with 0 after the completions already waiting: lets them join a batch. */
     void (*later)(void *ctx, struct engine_op *op);

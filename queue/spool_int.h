@@ -1,7 +1,8 @@
 /*
  * queue/spool_int.h — what the parts of the spool share. Private to queue/:
- * spool_dir.c (the directory: open, lock, follow, free space), spool.c (the message path)
- * and spool_recover.c (start-up scans).
+ * spool_dir.c (the directory: open, lock, follow, free space, the layout of its
+ * subdirectories), spool.c (the message path), spool_ops.c (load, update and remove for
+ * the queue manager) and spool_recover.c (start-up scans).
  */
 #ifndef RINGMAIL_QUEUE_SPOOL_INT_H
 #define RINGMAIL_QUEUE_SPOOL_INT_H
@@ -14,6 +15,8 @@
 #include <sys/types.h>
 
 #include "queue/qid.h"
+#include "queue/spool_fs.h"
+#include "util/engine.h"
 
 /* The lock file that makes one daemon the owner of a spool; scans never list it. */
 #define SPOOL_LOCK_NAME "ringmail.lock"
@@ -28,7 +31,8 @@ struct spool_handle {
 };
 
 struct spool {
-    char *dir; /* as configured, for logs and to follow a replaced directory */
+    char *dir;           /* as configured, for logs and to follow a replaced directory */
+    unsigned hash_depth; /* 0 flat, 1 = "h/", 2 = "h1/h2/" (spool_msg_path) */
     uid_t owner;
     gid_t group;
     bool chown;
@@ -56,10 +60,66 @@ struct spool_dirref {
  * is not (reopening or recreating it, logged once). -1 when that fails (logged once per
  * distinct error). */
 int spool_dirref_get(struct spool *sp, bool follow, struct spool_dirref *out);
+/* Drops a worker's reference (spool.c); the last one closes the descriptor. */
+void spool_dirref_put(struct spool_dirref *d);
 /* A duplicate of the current directory's descriptor, for the synchronous scans. */
 int spool_dirfd_dup(struct spool *sp);
 
 /* File names: a two-letter kind and the queue id, sendmail's names. */
 #define SPOOL_NAME_LEN (2 + QID_LEN)
+/* A file's path relative to the spool directory: up to two one-digit subdirectories. */
+#define SPOOL_MAX_HASH_DEPTH 2
+#define SPOOL_PATH_LEN       (2 * SPOOL_MAX_HASH_DEPTH + SPOOL_NAME_LEN)
+/* Subdirectories of one level: the hex digits. */
+#define SPOOL_FANOUT 16
+
+/* Leaf subdirectories at `depth`: 16^depth (the flat spool counts as one). */
+unsigned spool_shard_count(unsigned depth);
+/* The leaf subdirectory a queue id belongs in at `depth`: 0 .. 16^depth - 1 (0 when flat). */
+unsigned spool_shard_of(const char *qid, unsigned depth);
+/* The leaf subdirectory's path relative to the spool ("", "a", "a/b"), in out[4]. */
+void spool_shard_path(unsigned shard, unsigned depth, char out[2 * SPOOL_MAX_HASH_DEPTH]);
+/* The path of a file of `kind` ("df", "qf", "tf", "Qf") in leaf `shard` at `depth`. */
+void spool_path_at(unsigned shard, unsigned depth, const char *kind, const char *qid,
+                   char out[SPOOL_PATH_LEN + 1]);
+/* Makes every subdirectory of the layout (mode 0700, chowned like the spool) in the open
+ * spool directory `dirfd` and, if any was missing, fsyncs the directories that gained
+ * one, so that a file committed into a new subdirectory cannot lose it at a power cut.
+ * -1 with errno and the failing path in `what`. */
+int spool_make_shards(const struct spool *sp, int dirfd, char *what, size_t whatlen);
+
+/* Parses a qf image and checks that it names `qid`: 0, or -1 with the reason in `why`
+ * (nothing to free then). */
+struct envelope;
+int spool_parse_qf(const char *data, size_t len, const char *qid, struct envelope *e, char *why,
+                   size_t whylen);
+
+/* A worker's side of the spool (spool.c). */
+struct spool_msg;
+struct spool_dirsync;
+struct spool_worker {
+    struct spool *sp;
+    const struct spool_fs_ops *fs;
+    void *ctx;
+    unsigned index;
+    struct spool_dirref *dir; /* where new messages go */
+    bool lost;    /* the configured path names another directory, which cannot be opened */
+    bool checked; /* checked_ms is valid */
+    uint64_t checked_ms;
+    bool space_known; /* the last fstatvfs worked */
+    uint64_t space_blocks, block_size;
+    struct engine_op gather_op;
+    bool dirsync_busy;            /* a gather or a round of directory fsyncs is in flight */
+    unsigned dirsyncs_running;    /* directory fsyncs (with their opens) of the round */
+    struct spool_msg *waiting;    /* renamed, for the next round of directory fsyncs */
+    struct spool_dirsync *shards; /* one per leaf subdirectory (16^hash_depth) */
+    unsigned n_shards;
+    unsigned live; /* messages and operations not yet freed */
+    uint64_t commits, dir_syncs;
+};
+
+/* At most once a second, or now when forced: does the configured path still name the
+ * worker's directory (follow it if not), and how much room is there? */
+void spool_worker_refresh(struct spool_worker *sw, bool force);
 
 #endif

@@ -24,86 +24,194 @@
 #include "queue/spool_int.h"
 #include "util/log.h"
 
-struct spool_names {
-    char (*v)[SPOOL_NAME_LEN + 1];
-    size_t n;
+/* Per-message lines at start-up: the first ones of each kind, then a count, so that a
+ * queue of a million messages does not write a million lines before the daemon serves. */
+#define SPOOL_RECOVER_LOG_MAX 1000
+
+/* One of our files, found anywhere in the tree: kind, id and where. */
+struct spool_entry {
+    char qid[QID_LEN];
+    char kind;      /* 'd', 't', 'q' or 'Q' */
+    uint8_t depth;  /* the level it was found at: 0 (top) .. SPOOL_MAX_HASH_DEPTH */
+    uint16_t shard; /* its leaf at that level (spool_shard_path) */
 };
 
-static int spool_name_cmp(const void *a, const void *b)
+struct spool_entries {
+    struct spool_entry *v;
+    size_t n, cap;
+};
+
+/* By id (time), then kind: a message's files are next to each other. */
+static int spool_entry_cmp(const void *a, const void *b)
 {
-    return strcmp(a, b);
+    return memcmp(a, b, QID_LEN + 1);
 }
 
-/* Our files ("df", "tf", "qf", "Qf" + a valid id), sorted: by kind, then id (time). The
- * lock file and anything else not named so is never listed, so never touched. */
-static int spool_list(struct spool *sp, int dirfd, struct spool_names *out, char *err,
-                      size_t errlen)
+static bool spool_is_hex_digit_name(const char *nm)
 {
-    size_t cap = 0;
-    struct dirent *d;
-    /* A fresh descriptor: readdir must not move the offset of the shared dirfd. */
-    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    return nm[0] && !nm[1] && strchr("0123456789abcdef", nm[0]);
+}
 
-    out->v = NULL;
-    out->n = 0;
+/* Whether a directory entry is a directory, never through a symbolic link. */
+static bool spool_entry_is_dir(DIR *dir, const struct dirent *d)
+{
+    struct stat st;
+    if (d->d_type != DT_UNKNOWN)
+        return d->d_type == DT_DIR;
+    return fstatat(dirfd(dir), d->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Lists our files ("df", "tf", "qf", "Qf" + a valid id) in the directory `fd` (consumed)
+ * at `depth`, and in its one-hex-digit subdirectories down to SPOOL_MAX_HASH_DEPTH,
+ * whatever the current hash_depth: a depth change leaves files at another level. The
+ * lock file and anything else not named so is never listed, so never touched. */
+static int spool_list_dir(int fd, unsigned depth, unsigned shard, struct spool_entries *out)
+{
+    struct dirent *d;
+    DIR *dir = fdopendir(fd);
     if (!dir) {
-        snprintf(err, errlen, "spool %s: %s", sp->dir, strerror(errno));
-        if (fd >= 0)
-            close(fd);
+        close(fd);
         return -1;
     }
-    while ((errno = 0, d = readdir(dir))) {
+    int r = 0;
+    while (r == 0 && (errno = 0, d = readdir(dir))) {
         const char *nm = d->d_name;
+        if (depth < SPOOL_MAX_HASH_DEPTH && spool_is_hex_digit_name(nm)) {
+            if (!spool_entry_is_dir(dir, d))
+                continue;
+            int sub = openat(dirfd(dir), nm, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            unsigned digit = (unsigned)(strchr("0123456789abcdef", nm[0]) - "0123456789abcdef");
+            r = sub < 0 ? -1 : spool_list_dir(sub, depth + 1, shard * SPOOL_FANOUT + digit, out);
+            continue;
+        }
         if (strlen(nm) != SPOOL_NAME_LEN || nm[1] != 'f' || !strchr("dtqQ", nm[0]) ||
             !qid_valid(nm + 2))
             continue;
-        if (out->n == cap) {
-            cap = cap ? cap * 2 : 64;
+        if (out->n == out->cap) {
+            size_t cap = out->cap ? out->cap * 2 : 1024;
             void *nv = realloc(out->v, cap * sizeof(*out->v));
             if (!nv) {
                 errno = ENOMEM;
+                r = -1;
                 break;
             }
             out->v = nv;
+            out->cap = cap;
         }
-        memcpy(out->v[out->n++], nm, SPOOL_NAME_LEN + 1);
+        struct spool_entry *e = &out->v[out->n++];
+        memcpy(e->qid, nm + 2, QID_LEN);
+        e->kind = nm[0];
+        e->depth = (uint8_t)depth;
+        e->shard = (uint16_t)shard;
     }
+    if (r == 0 && errno)
+        r = -1;
     int saved = errno;
     closedir(dir);
-    if (saved) {
-        snprintf(err, errlen, "spool %s: reading the directory: %s", sp->dir, strerror(saved));
+    errno = saved;
+    return r;
+}
+
+/* Every one of our files in the spool, sorted by id then kind. */
+static int spool_list(struct spool *sp, int dirfd, struct spool_entries *out, char *err,
+                      size_t errlen)
+{
+    /* A fresh descriptor: readdir must not move the offset of the shared dirfd. */
+    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    *out = (struct spool_entries){0};
+    if (fd < 0 || spool_list_dir(fd, 0, 0, out) < 0) {
+        snprintf(err, errlen, "spool %s: reading the directory: %s", sp->dir, strerror(errno));
         free(out->v);
-        out->v = NULL;
+        *out = (struct spool_entries){0};
         return -1;
     }
     if (out->n) /* an empty spool has no array, and qsort(NULL, 0) is undefined */
-        qsort(out->v, out->n, sizeof(*out->v), spool_name_cmp);
+        qsort(out->v, out->n, sizeof(*out->v), spool_entry_cmp);
     return 0;
 }
 
-static bool spool_exists(int dirfd, char kind0, const char *qid)
+/* The files of one message as found: where each kind is (its first copy, or the copy
+ * already where the current depth wants it). */
+struct spool_group {
+    char qid[QID_LEN + 1];
+    const struct spool_entry *q, *Q, *d;
+    const struct spool_entry *all; /* every file of the id, tf ones included */
+    size_t n;
+};
+
+static void spool_entry_path(const struct spool_entry *e, char out[SPOOL_PATH_LEN + 1])
 {
-    char name[SPOOL_NAME_LEN + 1];
-    struct stat st;
-    snprintf(name, sizeof(name), "%cf%s", kind0, qid);
-    return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    const char kind[3] = {e->kind, 'f', '\0'};
+    char qid[QID_LEN + 1];
+    memcpy(qid, e->qid, QID_LEN);
+    qid[QID_LEN] = '\0';
+    spool_path_at(e->shard, e->depth, kind, qid, out);
+}
+
+static bool spool_entry_wanted(const struct spool *sp, const struct spool_entry *e)
+{
+    return e->depth == sp->hash_depth && e->shard == spool_shard_of(e->qid, sp->hash_depth);
+}
+
+/* The entries v[*i ..] of one queue id into g; *i moves past them. A second copy of a
+ * kind (left by a person: the spool itself never makes one) is logged and left alone. */
+static void spool_group_next(const struct spool *sp, const struct spool_entries *ents, size_t *i,
+                             struct spool_group *g)
+{
+    const struct spool_entry *first = &ents->v[*i];
+    memset(g, 0, sizeof(*g));
+    memcpy(g->qid, first->qid, QID_LEN);
+    g->all = first;
+    for (; *i < ents->n && memcmp(ents->v[*i].qid, first->qid, QID_LEN) == 0; ++*i, g->n++) {
+        const struct spool_entry *e = &ents->v[*i], **slot;
+        if (e->kind == 't')
+            continue;
+        slot = e->kind == 'q' ? &g->q : e->kind == 'Q' ? &g->Q : &g->d;
+        if (!*slot) {
+            *slot = e;
+            continue;
+        }
+        const struct spool_entry *keep = spool_entry_wanted(sp, e) ? e : *slot;
+        char left[SPOOL_PATH_LEN + 1];
+        spool_entry_path(keep == e ? *slot : e, left);
+        log_warn("%s: %s is a second copy: left alone", g->qid, left);
+        *slot = keep;
+    }
+}
+
+int spool_parse_qf(const char *data, size_t len, const char *qid, struct envelope *e, char *why,
+                   size_t whylen)
+{
+    if (envelope_parse(data, len, e, why, whylen) < 0)
+        return -1;
+    if (strcmp(e->qid, qid) == 0)
+        return 0;
+    snprintf(why, whylen, "queue id %s inside does not match the file name", e->qid);
+    envelope_free(e);
+    return -1;
+}
+
+/* The file name without its subdirectories, for reasons: "qf<qid>". */
+static const char *spool_base(const char *path)
+{
+    return path + strlen(path) - SPOOL_NAME_LEN;
 }
 
 /* Reads and checks one message: the qf parses, names its own id, and its df is there
- * with exactly the recorded size. Both must be regular files: a FIFO would block the
+ * with exactly the recorded size (a stat: the df's inode was written next to the qf's,
+ * so it is usually read with it). Both must be regular files: a FIFO would block the
  * read (and start-up with it) forever, a symbolic link would read or later write a file
- * outside the spool. 0, or -1 with the reason in `why`. */
-static int spool_load(int dirfd, const char *qid, struct envelope *e, char *why, size_t whylen)
+ * outside the spool. `dpath` NULL: there is no df. 0, or -1 with the reason in `why`. */
+static int spool_check(int dirfd, const char *qid, const char *qpath, const char *dpath,
+                       struct envelope *e, char *why, size_t whylen)
 {
-    char name[SPOOL_NAME_LEN + 1];
+    const char *name = spool_base(qpath);
     struct stat st;
     char *data = NULL;
     size_t len = 0;
     int r = -1;
 
-    snprintf(name, sizeof(name), "qf%s", qid);
-    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    int fd = openat(dirfd, qpath, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0 && errno == ELOOP) {
         snprintf(why, whylen, "%s is a symbolic link", name);
         goto out;
@@ -128,17 +236,18 @@ static int spool_load(int dirfd, const char *qid, struct envelope *e, char *why,
         }
         len += (size_t)n;
     }
-    if (envelope_parse(data, len, e, why, whylen) < 0)
+    if (spool_parse_qf(data, len, qid, e, why, whylen) < 0)
         goto out;
-    snprintf(name, sizeof(name), "df%s", qid);
-    if (strcmp(e->qid, qid) != 0)
-        snprintf(why, whylen, "queue id %s inside does not match the file name", e->qid);
-    else if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-        snprintf(why, whylen, "%s: %s", name, strerror(errno));
+    char dname[SPOOL_NAME_LEN + 1];
+    snprintf(dname, sizeof(dname), "df%s", qid);
+    if (!dpath)
+        snprintf(why, whylen, "%s: %s", dname, strerror(ENOENT));
+    else if (fstatat(dirfd, dpath, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        snprintf(why, whylen, "%s: %s", dname, strerror(errno));
     else if (!S_ISREG(st.st_mode))
-        snprintf(why, whylen, "%s is not a regular file", name);
+        snprintf(why, whylen, "%s is not a regular file", dname);
     else if ((uint64_t)st.st_size != e->size)
-        snprintf(why, whylen, "%s has %lld bytes, the envelope says %" PRIu64, name,
+        snprintf(why, whylen, "%s has %lld bytes, the envelope says %" PRIu64, dname,
                  (long long)st.st_size, e->size);
     else
         r = 0;
@@ -151,66 +260,180 @@ out:
     return r;
 }
 
-int spool_recover(struct spool *sp, struct spool_recovery *out, char *err, size_t errlen)
+/* The directories recovery renamed files in or out of: fsynced at its end. Index 0 is
+ * the top, then the 16 first-level and the 256 second-level subdirectories. */
+struct spool_touched {
+    bool dir[1 + SPOOL_FANOUT + SPOOL_FANOUT * SPOOL_FANOUT];
+};
+
+static void spool_touch(struct spool_touched *t, unsigned depth, unsigned shard)
 {
-    struct spool_names names;
+    t->dir[depth == 0 ? 0 : depth == 1 ? 1 + shard : 1 + SPOOL_FANOUT + shard] = true;
+}
+
+static void spool_sync_touched(const struct spool *sp, int dirfd, const struct spool_touched *t)
+{
+    char path[2 * SPOOL_MAX_HASH_DEPTH];
+    for (unsigned i = 0; i < sizeof(t->dir) / sizeof(t->dir[0]); i++) {
+        if (!t->dir[i])
+            continue;
+        if (i == 0)
+            snprintf(path, sizeof(path), ".");
+        else if (i <= SPOOL_FANOUT)
+            spool_shard_path(i - 1, 1, path);
+        else
+            spool_shard_path(i - 1 - SPOOL_FANOUT, 2, path);
+        int fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) < 0)
+            log_error("spool %s: fsync of %s after moving messages: %s", sp->dir, path,
+                      strerror(errno));
+        if (fd >= 0)
+            close(fd);
+    }
+}
+
+/* Moves a file of a message to where the current depth wants it (a hash_depth change).
+ * Returns the entry now describing it: `to` if it moved, else the old one. */
+static const struct spool_entry *spool_move(const struct spool *sp, int dirfd,
+                                            const struct spool_entry *e, struct spool_entry *to,
+                                            struct spool_touched *touched)
+{
+    char from[SPOOL_PATH_LEN + 1], dest[SPOOL_PATH_LEN + 1];
+    if (!e || spool_entry_wanted(sp, e))
+        return e;
+    *to = *e;
+    to->depth = (uint8_t)sp->hash_depth;
+    to->shard = (uint16_t)spool_shard_of(e->qid, sp->hash_depth);
+    spool_entry_path(e, from);
+    spool_entry_path(to, dest);
+    if (renameat(dirfd, from, dirfd, dest) < 0) {
+        log_error("spool %s: cannot move %s to %s: %s", sp->dir, from, dest, strerror(errno));
+        return e;
+    }
+    spool_touch(touched, e->depth, e->shard);
+    spool_touch(touched, to->depth, to->shard);
+    return to;
+}
+
+struct spool_recover_run {
+    struct spool *sp;
+    int dirfd;
+    spool_recover_fn fn;
+    void *arg;
+    struct spool_recovery *out;
+    struct spool_touched touched;
+};
+
+/* One message's files: 0, or -1 when the callback refused it. */
+static int spool_recover_group(struct spool_recover_run *run, struct spool_group *g)
+{
+    struct spool *sp = run->sp;
+    struct spool_recovery *out = run->out;
+    struct spool_entry qto, dto;
     struct envelope e;
-    char why[256];
+    char qpath[SPOOL_PATH_LEN + 1], dpath[SPOOL_PATH_LEN + 1], why[256];
+
+    if (g->q) {
+        /* The df first: the qf is what makes the message exist, so while it has not moved
+         * a crash in between finds it, and this run's logic finds its df anywhere. */
+        const struct spool_entry *d = spool_move(sp, run->dirfd, g->d, &dto, &run->touched);
+        const struct spool_entry *q = spool_move(sp, run->dirfd, g->q, &qto, &run->touched);
+        out->moved += q != g->q || d != g->d;
+        spool_entry_path(q, qpath);
+        const char *df = NULL;
+        if (d) {
+            spool_entry_path(d, dpath);
+            df = dpath;
+        }
+        if (spool_check(run->dirfd, g->qid, qpath, df, &e, why, sizeof(why)) == 0) {
+            if (++out->messages <= SPOOL_RECOVER_LOG_MAX)
+                log_info("%s: recovered, from=<%s>, nrcpts=%zu, size=%" PRIu64, g->qid, e.sender,
+                         e.n_rcpts, e.size);
+            int r = run->fn ? run->fn(run->arg, &e) : 0;
+            envelope_free(&e);
+            if (r)
+                return -1;
+        } else {
+            struct spool_entry aside = *q;
+            char damaged[SPOOL_PATH_LEN + 1];
+            aside.kind = 'Q';
+            spool_entry_path(&aside, damaged);
+            if (renameat(run->dirfd, qpath, run->dirfd, damaged) < 0)
+                log_error("%s: cannot rename damaged %s: %s", g->qid, qpath, strerror(errno));
+            if (++out->damaged <= SPOOL_RECOVER_LOG_MAX)
+                log_warn("%s: damaged queue file moved to %s: %s", g->qid, damaged, why);
+            g->Q = q;
+        }
+    }
+    for (size_t i = 0; i < g->n; i++) {
+        const struct spool_entry *f = &g->all[i];
+        /* A tf is never acknowledged, even next to a qf (an interrupted rewrite); a df
+         * is kept while a qf or a damaged Qf refers to it. */
+        if (f->kind != 't' && (f->kind != 'd' || g->q || g->Q))
+            continue;
+        spool_entry_path(f, dpath);
+        if (unlinkat(run->dirfd, dpath, 0) < 0 && errno != ENOENT) {
+            log_error("%s: cannot remove %s: %s", g->qid, dpath, strerror(errno));
+            continue;
+        }
+        if (++out->removed <= SPOOL_RECOVER_LOG_MAX)
+            log_info("%s: removed %s (never acknowledged)", g->qid, dpath);
+    }
+    return 0;
+}
+
+static void spool_recover_summary(const struct spool *sp, const struct spool_recovery *out)
+{
+    if (out->messages > SPOOL_RECOVER_LOG_MAX)
+        log_info("spool %s: %u more message(s) recovered, not listed one by one", sp->dir,
+                 out->messages - SPOOL_RECOVER_LOG_MAX);
+    if (out->removed > SPOOL_RECOVER_LOG_MAX)
+        log_info("spool %s: %u more partial file(s) removed, not listed one by one", sp->dir,
+                 out->removed - SPOOL_RECOVER_LOG_MAX);
+    if (out->damaged > SPOOL_RECOVER_LOG_MAX)
+        log_warn("spool %s: %u more damaged queue file(s) set aside, not listed one by one",
+                 sp->dir, out->damaged - SPOOL_RECOVER_LOG_MAX);
+    if (out->moved)
+        log_info("spool %s: %u message(s) moved to the subdirectories of hash_depth %u", sp->dir,
+                 out->moved, sp->hash_depth);
+}
+
+int spool_recover(struct spool *sp, spool_recover_fn fn, void *arg, struct spool_recovery *out,
+                  char *err, size_t errlen)
+{
+    struct spool_entries ents;
+    struct spool_group g;
+    int r = 0;
 
     memset(out, 0, sizeof(*out));
-    int dirfd = spool_dirfd_dup(sp);
-    if (dirfd < 0) {
+    struct spool_recover_run run = {.sp = sp, .fn = fn, .arg = arg, .out = out};
+    if ((run.dirfd = spool_dirfd_dup(sp)) < 0) {
         snprintf(err, errlen, "spool %s: %s", sp->dir, strerror(errno));
         return -1;
     }
-    if (spool_list(sp, dirfd, &names, err, errlen) < 0) {
-        close(dirfd);
+    if (spool_list(sp, run.dirfd, &ents, err, errlen) < 0) {
+        close(run.dirfd);
         return -1;
     }
-    /* First the qf files (they decide what the others are), then the leftovers. */
-    for (size_t i = 0; i < names.n; i++) {
-        const char *name = names.v[i], *qid = name + 2;
-        if (name[0] != 'q')
-            continue;
-        if (spool_load(dirfd, qid, &e, why, sizeof(why)) == 0) {
-            log_info("%s: recovered, from=<%s>, nrcpts=%zu, size=%" PRIu64, qid, e.sender,
-                     e.n_rcpts, e.size);
-            envelope_free(&e);
-            out->messages++;
-            continue;
-        }
-        char damaged[SPOOL_NAME_LEN + 1];
-        snprintf(damaged, sizeof(damaged), "Qf%s", qid);
-        if (renameat(dirfd, name, dirfd, damaged) < 0)
-            log_error("%s: cannot rename damaged %s: %s", qid, name, strerror(errno));
-        log_warn("%s: damaged queue file moved to %s: %s", qid, damaged, why);
-        out->damaged++;
+    for (size_t i = 0; i < ents.n && r == 0;) {
+        spool_group_next(sp, &ents, &i, &g);
+        if ((r = spool_recover_group(&run, &g)) < 0)
+            snprintf(err, errlen, "spool %s: recovery stopped at %s: the queue could not take it",
+                     sp->dir, g.qid);
     }
-    for (size_t i = 0; i < names.n; i++) {
-        const char *name = names.v[i], *qid = name + 2;
-        /* A tf is never acknowledged, even next to a qf (an interrupted rewrite); a df
-         * is kept while a qf or a damaged Qf refers to it. */
-        bool orphan = name[0] == 't' || (name[0] == 'd' && !spool_exists(dirfd, 'q', qid) &&
-                                         !spool_exists(dirfd, 'Q', qid));
-        if (!orphan)
-            continue;
-        if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT) {
-            log_error("%s: cannot remove %s: %s", qid, name, strerror(errno));
-            continue;
-        }
-        log_info("%s: removed %s (never acknowledged)", qid, name);
-        out->removed++;
-    }
-    free(names.v);
-    close(dirfd);
-    return 0;
+    spool_sync_touched(sp, run.dirfd, &run.touched);
+    spool_recover_summary(sp, out);
+    free(ents.v);
+    close(run.dirfd);
+    return r;
 }
 
 int spool_scan(struct spool *sp, int (*fn)(void *arg, const struct envelope *e), void *arg)
 {
-    struct spool_names names;
+    struct spool_entries ents;
+    struct spool_group g;
     struct envelope e;
-    char why[256];
+    char why[256], qpath[SPOOL_PATH_LEN + 1], dpath[SPOOL_PATH_LEN + 1];
     int r = 0;
 
     int dirfd = spool_dirfd_dup(sp);
@@ -218,18 +441,27 @@ int spool_scan(struct spool *sp, int (*fn)(void *arg, const struct envelope *e),
         log_error("spool %s: %s", sp->dir, strerror(errno));
         return -1;
     }
-    if (spool_list(sp, dirfd, &names, why, sizeof(why)) < 0) {
+    if (spool_list(sp, dirfd, &ents, why, sizeof(why)) < 0) {
         log_error("%s", why);
         close(dirfd);
         return -1;
     }
-    for (size_t i = 0; i < names.n && r == 0; i++) {
-        if (names.v[i][0] != 'q' || spool_load(dirfd, names.v[i] + 2, &e, why, sizeof(why)) < 0)
+    for (size_t i = 0; i < ents.n && r == 0;) {
+        spool_group_next(sp, &ents, &i, &g);
+        if (!g.q)
+            continue;
+        spool_entry_path(g.q, qpath);
+        const char *df = NULL;
+        if (g.d) {
+            spool_entry_path(g.d, dpath);
+            df = dpath;
+        }
+        if (spool_check(dirfd, g.qid, qpath, df, &e, why, sizeof(why)) < 0)
             continue;
         r = fn(arg, &e);
         envelope_free(&e);
     }
-    free(names.v);
+    free(ents.v);
     close(dirfd);
     return r;
 }

@@ -24,6 +24,8 @@
 
 static char tmpdir[64];
 static char spooldir[128];
+/* The spool last opened: where its queue files go. */
+static struct spool *layout;
 
 static int setup(void **state)
 {
@@ -39,19 +41,30 @@ static int teardown(void **state)
 {
     (void)state;
     char cmd[128];
+    layout = NULL;
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
     return system(cmd) == 0 ? 0 : -1;
 }
 
 static struct spool *open_spool(uint64_t min_free_blocks, char *err, size_t errlen)
 {
-    struct spool_settings ss = {.dir = spooldir, .min_free_blocks = min_free_blocks};
-    return spool_open(&ss, err, errlen);
+    struct spool_settings ss = {.dir = spooldir,
+                                .min_free_blocks = min_free_blocks,
+                                .hash_depth = SPOOL_HASH_DEPTH_DEFAULT};
+    struct spool *sp = spool_open(&ss, err, errlen);
+    if (sp)
+        layout = sp;
+    return sp;
 }
 
+/* A queue file ("qf<qid>", ...) goes where the spool keeps it; other names at the top. */
 static void path_of(char *out, size_t outlen, const char *name)
 {
-    snprintf(out, outlen, "%s/%s", spooldir, name);
+    char rel[64], kind[3] = {name[0], name[1], '\0'};
+    if (strlen(name) != 2 + QID_LEN || !layout ||
+        spool_msg_path(layout, kind, name + 2, rel, sizeof(rel)) < 0)
+        snprintf(rel, sizeof(rel), "%s", name);
+    snprintf(out, outlen, "%s/%s", spooldir, rel);
 }
 
 static void put_file(const char *name, const void *data, size_t len)
@@ -147,7 +160,7 @@ static void test_lock_file_ignored_by_scans(void **state)
     unsigned n = 0;
     struct spool *sp = open_spool(0, err, sizeof(err));
     assert_non_null(sp);
-    assert_int_equal(spool_recover(sp, &rec, err, sizeof(err)), 0);
+    assert_int_equal(spool_recover(sp, NULL, NULL, &rec, err, sizeof(err)), 0);
     assert_int_equal(rec.messages + rec.removed + rec.damaged, 0);
     assert_int_equal(spool_scan(sp, count_fn, &n), 0);
     assert_int_equal(n, 0);
@@ -247,7 +260,7 @@ static void test_recover_fifo_and_symlinks(void **state)
     alarm(10);
     assert_int_equal(spool_scan(sp, count_fn, &n), 0);
     assert_int_equal(n, 0);
-    assert_int_equal(spool_recover(sp, &rec, err, sizeof(err)), 0);
+    assert_int_equal(spool_recover(sp, NULL, NULL, &rec, err, sizeof(err)), 0);
     alarm(0);
     assert_int_equal(rec.messages, 0);
     assert_int_equal(rec.damaged, 4);

@@ -1,7 +1,8 @@
 /* Power loss at every point of a commit. The spool runs over a model file system (its
  * queue/spool_fs.h seam) that keeps two states: what a running system sees, and what is
  * on stable storage — file data only as it was when its last completed fsync was issued,
- * directory entries only as they were when the last completed directory fsync was issued.
+ * a directory's entries only as they were when the last completed fsync of that
+ * directory was issued (each subdirectory of the spool is fsynced on its own).
  * Completions are delivered one at a time; after each one the power is cut, the durable state is
  * written into a real directory, and the real recovery runs on it. Then:
  *   - a message whose 250 (done(arg, 0)) came before the cut is there, complete;
@@ -20,6 +21,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +40,7 @@
 #define MAX_TRACE   4096
 #define NAME_MAX_   32
 #define FD_BASE     1000
+#define FD_DIR      (-2)
 
 /* --- the model file system --- */
 
@@ -60,35 +63,49 @@ enum dirop_kind { DIROP_CREATE, DIROP_RENAME, DIROP_UNLINK };
 
 struct dirop {
     enum dirop_kind kind;
-    char a[NAME_MAX_], b[NAME_MAX_];
+    char a[NAME_MAX_], b[NAME_MAX_]; /* paths relative to the spool */
+    char dir[8];                     /* the directory it changes: "" (top), "3", "3/a" */
+    unsigned seq;
     int ino;
 };
 
-enum op_kind { OP_CREATE, OP_WRITE, OP_FSYNC, OP_RENAME, OP_UNLINK, OP_FSYNC_DIR, OP_LATER };
+enum op_kind {
+    OP_CREATE,
+    OP_OPEN,
+    OP_WRITE,
+    OP_FSYNC,
+    OP_RENAME,
+    OP_UNLINK,
+    OP_FSYNC_DIR,
+    OP_LATER
+};
 
 struct pending {
     enum op_kind kind;
     struct engine_op *op;
     int fd;
     char a[NAME_MAX_], b[NAME_MAX_];
+    enum spool_fs_open how;
     const char *data;
     unsigned len;
     uint64_t off;
     /* An fsync covers what was there when it was issued, not what came while it ran:
-     * the file's contents, or the directory operations logged so far. */
+     * the file's contents, or the directory's operations logged so far. */
     char *snap;
     size_t snap_len;
-    unsigned snap_log;
+    unsigned snap_seq;
+    char dir[8];
 };
 
 static struct model {
     struct inode ino[MAX_INODES];
     int n_ino;
     struct dir vol, dur;
-    struct dirop log[MAX_DIROPS]; /* directory operations not yet durable */
+    struct dirop log[MAX_DIROPS]; /* directory operations not yet durable, in order */
     int n_log;
-    unsigned log_base; /* directory operations made durable so far */
-    int fd_ino[MAX_FDS];
+    unsigned next_seq;
+    int fd_ino[MAX_FDS]; /* FD_DIR: a directory, named in fd_dir */
+    char fd_dir[MAX_FDS][8];
     struct pending q[MAX_PENDING];
     int n_q;
     enum { ORDER_FIFO, ORDER_LIFO, ORDER_RANDOM } order;
@@ -172,6 +189,13 @@ static void dirop_apply(struct dir *d, const struct dirop *op)
     }
 }
 
+/* The directory a path is in: what its slash-less prefix names. */
+static void dir_of(char out[8], const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    snprintf(out, 8, "%.*s", slash ? (int)(slash - path) : 0, path);
+}
+
 static void dirop_log(enum dirop_kind kind, const char *a, const char *b, int ino)
 {
     assert_true(fs.n_log < MAX_DIROPS);
@@ -179,14 +203,39 @@ static void dirop_log(enum dirop_kind kind, const char *a, const char *b, int in
     op->kind = kind;
     snprintf(op->a, NAME_MAX_, "%s", a);
     snprintf(op->b, NAME_MAX_, "%s", b ? b : "");
+    dir_of(op->dir, a);
+    op->seq = fs.next_seq++;
     op->ino = ino;
     dirop_apply(&fs.vol, op);
+}
+
+static int fd_new(int ino)
+{
+    int fd = 0;
+    while (fd < MAX_FDS && fs.fd_ino[fd] != -1)
+        fd++;
+    if (fd == MAX_FDS)
+        fail_msg("the model ran out of descriptors");
+    else
+        fs.fd_ino[fd] = ino;
+    return FD_BASE + fd;
 }
 
 static struct inode *fd_inode(int fd)
 {
     assert_true(fd >= FD_BASE && fd < FD_BASE + MAX_FDS && fs.fd_ino[fd - FD_BASE] >= 0);
     return &fs.ino[fs.fd_ino[fd - FD_BASE]];
+}
+
+/* The directory an fsync_dir is for: a subdirectory opened through the model, or the
+ * spool's own (real) descriptor, which is the top. */
+static const char *fd_dirname(int fd)
+{
+    if (fd >= FD_BASE && fd < FD_BASE + MAX_FDS) {
+        assert_int_equal(fs.fd_ino[fd - FD_BASE], FD_DIR);
+        return fs.fd_dir[fd - FD_BASE];
+    }
+    return "";
 }
 
 /* Performs one pending operation (at the moment it completes) and returns its result. */
@@ -198,14 +247,23 @@ static int model_do(const struct pending *p)
         if (dir_find(&fs.vol, p->a) >= 0)
             return -EEXIST;
         assert_true(fs.n_ino < MAX_INODES);
-        int ino = fs.n_ino++, fd = 0;
-        while (fs.fd_ino[fd] >= 0)
-            fd++;
-        assert_true(fd < MAX_FDS);
-        fs.fd_ino[fd] = ino;
+        int ino = fs.n_ino++, fd = fd_new(ino);
         dirop_log(DIROP_CREATE, p->a, NULL, ino);
-        trace("create %s = %d\n", p->a, FD_BASE + fd);
-        return FD_BASE + fd;
+        trace("create %s = %d\n", p->a, fd);
+        return fd;
+    }
+    case OP_OPEN: {
+        int fd, i = dir_find(&fs.vol, p->a);
+        if (p->how == SPOOL_FS_DIR) {
+            fd = fd_new(FD_DIR);
+            snprintf(fs.fd_dir[fd - FD_BASE], 8, "%.7s", p->a);
+        } else if (i < 0) {
+            return -ENOENT;
+        } else {
+            fd = fd_new(fs.vol.e[i].ino);
+        }
+        trace("open %s = %d\n", p->a, fd);
+        return fd;
     }
     case OP_WRITE: {
         unsigned len = fs.short_writes && p->len > 24 ? 24 : p->len;
@@ -240,13 +298,19 @@ static int model_do(const struct pending *p)
         trace("unlink %s\n", p->a);
         return 0;
     case OP_FSYNC_DIR: {
-        int n = (int)(p->snap_log - fs.log_base);
-        for (int i = 0; i < n; i++)
-            dirop_apply(&fs.dur, &fs.log[i]);
-        memmove(fs.log, fs.log + n, (size_t)(fs.n_log - n) * sizeof(fs.log[0]));
-        fs.n_log -= n;
-        fs.log_base += (unsigned)n;
-        trace("fsync directory (%d operations)\n", n);
+        /* This directory's operations logged before the fsync was issued become
+         * durable; the other directories' stay in the log. */
+        int kept = 0, n = 0;
+        for (int i = 0; i < fs.n_log; i++) {
+            if (fs.log[i].seq < p->snap_seq && strcmp(fs.log[i].dir, p->dir) == 0) {
+                dirop_apply(&fs.dur, &fs.log[i]);
+                n++;
+            } else {
+                fs.log[kept++] = fs.log[i];
+            }
+        }
+        fs.n_log = kept;
+        trace("fsync directory '%s' (%d operations)\n", p->dir, n);
         return 0;
     }
     case OP_LATER:
@@ -270,6 +334,15 @@ static void fake_create(void *ctx, struct engine_op *op, int dirfd, const char *
 {
     (void)ctx, (void)dirfd;
     snprintf(submit(OP_CREATE, op)->a, NAME_MAX_, "%s", name);
+}
+
+static void fake_open(void *ctx, struct engine_op *op, int dirfd, const char *name,
+                      enum spool_fs_open how)
+{
+    (void)ctx, (void)dirfd;
+    struct pending *p = submit(OP_OPEN, op);
+    snprintf(p->a, NAME_MAX_, "%s", name);
+    p->how = how;
 }
 
 static void fake_write(void *ctx, struct engine_op *op, int fd, const void *data, unsigned len,
@@ -298,7 +371,8 @@ static void fake_fsync(void *ctx, struct engine_op *op, int fd)
 static void fake_close(void *ctx, int fd)
 {
     (void)ctx;
-    fd_inode(fd);
+    if (fs.fd_ino[fd - FD_BASE] != FD_DIR)
+        fd_inode(fd);
     fs.fd_ino[fd - FD_BASE] = -1;
     trace("close %d\n", fd);
 }
@@ -320,8 +394,10 @@ static void fake_unlink(void *ctx, struct engine_op *op, int dirfd, const char *
 
 static void fake_fsync_dir(void *ctx, struct engine_op *op, int dirfd)
 {
-    (void)ctx, (void)dirfd;
-    submit(OP_FSYNC_DIR, op)->snap_log = fs.log_base + (unsigned)fs.n_log;
+    (void)ctx;
+    struct pending *p = submit(OP_FSYNC_DIR, op);
+    p->snap_seq = fs.next_seq;
+    snprintf(p->dir, sizeof(p->dir), "%s", fd_dirname(dirfd));
 }
 
 static void fake_later(void *ctx, struct engine_op *op)
@@ -332,6 +408,7 @@ static void fake_later(void *ctx, struct engine_op *op)
 
 static const struct spool_fs_ops fake_fs = {
     .create = fake_create,
+    .open = fake_open,
     .write = fake_write,
     .fsync = fake_fsync,
     .close = fake_close,
@@ -367,6 +444,7 @@ enum { MSG_EMPTY, MSG_SMALL, MSG_LARGE, MSG_OPEN, MSG_ABORTED };
 
 static char tmpdir[64];
 static struct spool *sp;
+static unsigned depth; /* the spool's hash_depth in this test */
 
 struct msg {
     char qid[QID_LEN + 1];
@@ -448,10 +526,16 @@ static void scenario_finish(struct spool_worker *sw, int step)
 
 /* --- the check after a cut --- */
 
+/* `name` may be in subdirectories of `dir`: they are made. */
 static void write_file(const char *dir, const char *name, const char *data, size_t len)
 {
     char path[256];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
+    for (char *p = path + strlen(dir) + 1; (p = strchr(p, '/')); p++) {
+        *p = '\0';
+        assert_true(mkdir(path, 0700) == 0 || errno == EEXIST);
+        *p = '/';
+    }
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
     if (len)
@@ -475,21 +559,21 @@ static char *read_file(const char *dir, const char *name, size_t *len)
     return data;
 }
 
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
 static void remove_dir(const char *dir)
 {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    assert_non_null(d);
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            assert_int_equal(unlinkat(dirfd(d), e->d_name, 0), 0);
-    closedir(d);
-    assert_int_equal(rmdir(dir), 0);
+    assert_int_equal(nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS), 0);
 }
 
 struct found {
     bool seen[N_MSGS];
     const char *dir;
+    struct spool *sp;
     bool bad;
 };
 
@@ -501,7 +585,7 @@ static int found_fn(void *arg, const struct envelope *e)
             continue;
         char name[32];
         size_t len = 0;
-        snprintf(name, sizeof(name), "df%s", e->qid);
+        assert_true(spool_msg_path(fo->sp, "df", e->qid, name, sizeof(name)) > 0);
         char *df = read_file(fo->dir, name, &len);
         fo->seen[i] = true;
         if (!msgs[i].committed || !df || len != msgs[i].len || memcmp(df, msgs[i].data, len) != 0 ||
@@ -534,9 +618,10 @@ static uint64_t fnv(uint64_t h, const void *data, size_t len)
  * runs (whose ids differ) hashes the same. */
 static int dentry_key(const struct dentry *e)
 {
+    const char *slash = strrchr(e->name, '/'), *base = slash ? slash + 1 : e->name;
     for (int i = 0; i < N_MSGS; i++)
-        if (strcmp(e->name + 2, msgs[i].qid) == 0)
-            return e->name[0] * 256 + e->name[1] * 16 + i;
+        if (strcmp(base + 2, msgs[i].qid) == 0)
+            return base[0] * 256 + base[1] * 16 + i;
     fail_msg("unexpected file %s", e->name);
     return -1;
 }
@@ -589,10 +674,11 @@ static void check_cut(int cut, int prefix)
         write_file(dir, d.e[i].name, in->dur, in->dur_len);
     }
     ss.dir = dir;
+    ss.hash_depth = depth;
     struct spool *cut_sp = spool_open(&ss, err, sizeof(err));
     assert_non_null(cut_sp);
-    assert_int_equal(spool_recover(cut_sp, &rec, err, sizeof(err)), 0);
-    struct found fo = {.dir = dir};
+    assert_int_equal(spool_recover(cut_sp, NULL, NULL, &rec, err, sizeof(err)), 0);
+    struct found fo = {.dir = dir, .sp = cut_sp};
     assert_int_equal(spool_scan(cut_sp, found_fn, &fo), 0);
     spool_close(cut_sp);
 
@@ -621,9 +707,10 @@ static void check_cut(int cut, int prefix)
 
 static int setup(void **state)
 {
-    (void)state;
     char dir[128], err[256];
     struct spool_settings ss = {.write_chunk = 64};
+    depth = *state ? *(const unsigned *)*state : SPOOL_HASH_DEPTH_DEFAULT;
+    ss.hash_depth = depth;
     /* Thousands of small directories: on tmpfs where there is one. */
     snprintf(tmpdir, sizeof(tmpdir), "/dev/shm/ringmail-power-XXXXXX");
     if (!mkdtemp(tmpdir)) {
@@ -688,8 +775,9 @@ static void power_cuts(int order, unsigned seed, bool short_writes)
             check_cut(cut, prefix);
         scenario_finish(sw, step);
     }
-    print_message("order %d seed %u: %d completions, %d power cuts, %u distinct states checked\n",
-                  order, seed, steps, cuts, n_checked);
+    print_message("depth %u order %d seed %u: %d completions, %d power cuts, %u distinct states "
+                  "checked\n",
+                  depth, order, seed, steps, cuts, n_checked);
 }
 
 static void test_cut_oldest_first(void **state)
@@ -718,6 +806,8 @@ static void test_cut_random_orders(void **state)
         power_cuts(ORDER_RANDOM, seed, seed % 3 == 0);
 }
 
+static const unsigned flat = 0, deep = 2;
+
 int main(void)
 {
     log_set_level(LOG_LVL_ERROR); /* recovery reports every file of every cut */
@@ -726,6 +816,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cut_newest_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cut_short_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cut_random_orders, setup, teardown),
+        cmocka_unit_test_prestate_setup_teardown(test_cut_random_orders, setup, teardown,
+                                                 (void *)&flat),
+        cmocka_unit_test_prestate_setup_teardown(test_cut_random_orders, setup, teardown,
+                                                 (void *)&deep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
