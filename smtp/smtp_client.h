@@ -5,13 +5,13 @@
  * smtp_client_feed(), commands come out through io->send, what happened comes out through
  * io->event. No sockets, no clock (every call takes now_ms), no TLS library, no engine.
  *
- * Owns: the protocol state, a partial reply line (at most settings.max_reply_line bytes),
- * the reply being read (its text bounded to SMTP_CLIENT_TEXT_MAX), and while a transaction
- * runs a copy of nothing but the per-recipient outcomes (n_rcpts replies) and, while a
- * DATA body is being sent, a dot-stuffing scratch buffer of about SMTP_CLIENT_PUSH_MAX
- * bytes. The message passed to smtp_client_send() is NOT copied: it (strings, recipient
- * array, data) must stay valid and unchanged until DONE or FAILED for that transaction.
- * `settings` and `io` must outlive the client.
+ * Owns: the protocol state, a partial reply line (at most settings.max_reply_line bytes;
+ * none when no line is partial), the reply being read (folded line by line into one
+ * struct smtp_client_reply: its text bounded to SMTP_CLIENT_TEXT_MAX), and while a
+ * transaction runs the per-recipient outcomes (n_rcpts replies) and, while a DATA body is
+ * being sent, a dot-stuffing scratch buffer of about SMTP_CLIENT_PUSH_MAX bytes. The message passed
+ * to smtp_client_send() is NOT copied: it (strings, recipient array, data) must stay valid and
+ * unchanged until DONE or FAILED for that transaction. `settings` and `io` must outlive the client.
  *
  * Output: every command line or body piece goes out through io->send (the bytes are valid
  * only during the call: the glue copies or sends them). A single API call pushes at most
@@ -32,7 +32,7 @@
  * to anything ends the session (FAILED, temporary, with the reply). Replies may arrive
  * split at any byte and several in one feed (pipelining).
  *
- * Enhanced status: taken from the reply's first line when it starts with one whose class
+ * Enhanced status: taken from the first line of the reply that starts with one whose class
  * matches the code's first digit (and then stripped from every line that repeats it),
  * else derived from the code as sendmail does: "2.0.0", "4.0.0", "5.0.0".
  *
@@ -53,12 +53,14 @@
  * final data reply), MAIL FROM:<s> [SIZE=n when offered] [BODY=8BITMIME|7BIT when 8BITMIME
  * is offered; not offered → no BODY=, sent anyway as sendmail's pass8] [SMTPUTF8]
  * [RET= ENVID= when DSN is offered], RCPT TO:<a> [NOTIFY= ORCPT= when DSN is offered]
- * (ENVID and ORCPT are passed as stored: xtext; one that is not valid xtext is left out).
+ * (ENVID and ORCPT are passed as stored: xtext; one that is not valid xtext is left out; a
+ * sender or recipient holding a control octet is refused here, 553 5.1.7 / 5.1.3, never
+ * written into a command).
  * With PIPELINING, MAIL and every RCPT go in one write; DATA (or BDAT) is sent only after
  * all RCPT replies, when at least one was 2xx. Without it, one command at a time. Body:
  * with CHUNKING "BDAT n [LAST]" chunks of at most SMTP_CLIENT_BDAT_CHUNK octets, the df
  * sent as is, each chunk's reply awaited; otherwise DATA → 354 → the df dot-stuffed
- * (a '.' after every LF and at the start), bare CR or bare LF written as CRLF (never sent
+ * (a '.' doubled at the start of every line), bare CR or bare LF written as CRLF (never sent
  * bare: RFC 5321 2.3.8), a missing final CRLF added, then ".\r\n". The final reply is the
  * outcome of every recipient whose RCPT was accepted; a refused RCPT keeps its own reply; a
  * refused MAIL is the outcome of all.
@@ -78,6 +80,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "smtp/smtp_addr.h" /* SMTP_NOTIFY_* */
 
 #define SMTP_CLIENT_TEXT_MAX        512     /* reply text kept per reply (joined lines) */
 #define SMTP_CLIENT_PUSH_MAX        65536   /* long output pushed per call */
@@ -127,7 +131,8 @@ struct smtp_client_reply {
 /* A recipient of a transaction. `orcpt` is "rfc822;xtext" as stored, or NULL. */
 struct smtp_client_rcpt {
     const char *addr; /* mailbox without brackets */
-    unsigned notify;  /* ENV_NOTIFY_* bits (queue/envelope.h), 0 = none given */
+    unsigned
+        notify; /* SMTP_NOTIFY_* bits (smtp_addr.h; the same values as ENV_NOTIFY_*), 0 = none */
     const char *orcpt;
 };
 
