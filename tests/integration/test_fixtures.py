@@ -300,6 +300,13 @@ class SmtpSinkTest(unittest.TestCase):
         self.assertEqual(s.wait_messages(3, 10), 3)
         self.assertEqual(s.counts()["mesg"], 3)
 
+    @unittest.skipUnless(ipv6_loopback_available(), "no IPv6 loopback")
+    def test_ipv6(self):
+        with SmtpSink("::1") as s:
+            with smtplib.SMTP("::1", s.port, timeout=10) as c:
+                c.sendmail("a@b", ["x@c"], MSG)
+            self.assertEqual(s.wait_messages(1, 10), 1)
+
     def test_dump(self):
         with tempfile.TemporaryDirectory() as d:
             os.chmod(d, 0o755)    # smtp-sink writes as nobody when the test runs as root
