@@ -73,7 +73,8 @@ struct bounce_info {
 };
 
 /* Appends the notice to `out`. 0, or -1 when the buffer's limit is hit or memory ran out
- * (out unchanged). info may be NULL. */
+ * (out unchanged). env, to, hostname and retry are required; data may be NULL when len
+ * is 0; notice_qid NULL uses the original's id; info may be NULL. */
 int bounce_generate(const struct bounce_params *p, struct buf *out, struct bounce_info *info);
 
 /* Whether a recipient with these RFC 3461 NOTIFY bits (ENV_NOTIFY_*; 0 = not given) gets
