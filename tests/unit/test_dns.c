@@ -1,0 +1,874 @@
+/*
+ * tests/unit/test_dns.c — util/dns on a real engine worker against a real dnsmasq.
+ *
+ * The group setup starts dnsmasq (Debian's dnsmasq-base) on an address of its own, random
+ * in 127.0.0.0/8, and on ::1, on a port nothing else uses, with a zone given on its
+ * command line (MX with equal and different preferences, null MX, CNAMEs, AAAA, a host
+ * with many addresses, an MX list longer than 512 bytes so c-ares retries over TCP) and
+ * `--local=/test/` so any other .test name is NXDOMAIN. Server failures come from a
+ * responder in this program (dnsmasq cannot be made to answer SERVFAIL on its own),
+ * timeouts from a UDP socket that never answers. Nothing leaves loopback.
+ *
+ * dns_* calls run on the engine's worker thread (jobs posted with engine_post); callbacks
+ * record copies of their results and every assertion is made here. Skips (77) when the
+ * kernel refuses io_uring or dnsmasq is not installed.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "util/dns.h"
+#include "util/engine.h"
+
+#define DNSMASQ  "/usr/sbin/dnsmasq"
+#define WAIT_MS  10000
+#define MAX_RECS 1024
+#define BIG_MX   70 /* MX records of big.test: more than DNS_MAX_HOSTS, more than 512 bytes */
+#define MANY_V4  20 /* A records of many.test: more than DNS_MAX_ADDRS */
+
+enum msg { MSG_EXIT = 1, MSG_JOB };
+
+struct rec {
+    uintptr_t tag;
+    bool inside_call; /* the callback ran from inside dns_resolve or dns_cancel */
+    enum dns_status status;
+    char error[160];
+    bool implicit;
+    size_t n_hosts;
+    size_t n_addrs0;    /* addresses of hosts[0] */
+    char summary[4096]; /* "name/pref=addr,addr name/pref=addr" */
+};
+
+static struct tstate {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct engine *e;
+    struct dns *dns; /* the worker's, made and freed by jobs */
+    void (*job)(struct engine_worker *w);
+    unsigned jobs_done;
+    struct rec *recs;
+    unsigned nrecs;
+    bool inside_call;
+    /* the job's parameters, set before it is posted */
+    struct dns_settings settings;
+    const char *servers[2];
+    char server_text[2][64];
+    char dns_err[256];
+    const char *name;
+    bool with_mx;
+    int family;
+    unsigned count;
+    uintptr_t tag;
+    /* fixtures */
+    pid_t dnsmasq;
+    char dir[64];
+    struct in_addr addr; /* dnsmasq's, random in 127.0.0.0/8 */
+    char addr_text[INET_ADDRSTRLEN];
+    uint16_t port;
+    int blackhole; /* UDP socket that never answers */
+    uint16_t blackhole_port;
+    int responder; /* UDP socket answering every query with responder_rcode */
+    uint16_t responder_port;
+    int responder_rcode;
+    pthread_t responder_thread;
+    volatile bool responder_stop;
+} T = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+#define WAIT_FOR(what)                                                                             \
+    do {                                                                                           \
+        struct timespec until_;                                                                    \
+        clock_gettime(CLOCK_REALTIME, &until_);                                                    \
+        until_.tv_sec += WAIT_MS / 1000;                                                           \
+        pthread_mutex_lock(&T.lock);                                                               \
+        int rc_ = 0;                                                                               \
+        while (!(what) && rc_ != ETIMEDOUT)                                                        \
+            rc_ = pthread_cond_timedwait(&T.cond, &T.lock, &until_);                               \
+        bool ok_ = (what);                                                                         \
+        pthread_mutex_unlock(&T.lock);                                                             \
+        if (!ok_)                                                                                  \
+            fail_msg("timed out waiting for %s", #what);                                           \
+    } while (0)
+
+#define SYS(call)                                                                                  \
+    do {                                                                                           \
+        if ((call) < 0)                                                                            \
+            fail_msg("%s: %s", #call, strerror(errno));                                            \
+    } while (0)
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* --- the worker side --- */
+
+static void summarize(struct rec *r, const struct dns_mx_result *res)
+{
+    size_t off = 0;
+    for (size_t i = 0; i < res->n_hosts && off < sizeof r->summary; i++) {
+        const struct dns_host *h = &res->hosts[i];
+        off += (size_t)snprintf(r->summary + off, sizeof r->summary - off, "%s%s/%u=", i ? " " : "",
+                                h->name, h->pref);
+        for (size_t j = 0; j < h->n_addrs && off < sizeof r->summary; j++) {
+            char text[INET6_ADDRSTRLEN] = "?";
+            const struct sockaddr_storage *ss = &h->addrs[j];
+            if (ss->ss_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, text, sizeof text);
+            else if (ss->ss_family == AF_INET6)
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, text,
+                          sizeof text);
+            off += (size_t)snprintf(r->summary + off, sizeof r->summary - off, "%s%s", j ? "," : "",
+                                    text);
+        }
+    }
+}
+
+static void on_result(void *arg, const struct dns_mx_result *res)
+{
+    pthread_mutex_lock(&T.lock);
+    if (T.nrecs < MAX_RECS) {
+        struct rec *r = &T.recs[T.nrecs++];
+        memset(r, 0, sizeof *r);
+        r->tag = (uintptr_t)arg;
+        r->inside_call = T.inside_call;
+        r->status = res->status;
+        snprintf(r->error, sizeof r->error, "%s", res->error);
+        r->implicit = res->implicit;
+        r->n_hosts = res->n_hosts;
+        r->n_addrs0 = res->n_hosts ? res->hosts[0].n_addrs : 0;
+        summarize(r, res);
+    }
+    pthread_cond_broadcast(&T.cond);
+    pthread_mutex_unlock(&T.lock);
+}
+
+static struct dns_query *resolve(const char *name, bool with_mx, int family, uintptr_t tag)
+{
+    T.inside_call = true;
+    struct dns_query *q = dns_resolve(T.dns, name, with_mx, family, on_result, (void *)tag);
+    T.inside_call = false;
+    return q;
+}
+
+static void job_dns_new(struct engine_worker *w)
+{
+    T.dns = dns_new(w, &T.settings, T.dns_err, sizeof T.dns_err);
+}
+
+static void job_dns_free(struct engine_worker *w)
+{
+    (void)w;
+    dns_free(T.dns);
+    T.dns = NULL;
+}
+
+static void job_resolve(struct engine_worker *w)
+{
+    (void)w;
+    for (unsigned i = 0; i < T.count; i++)
+        resolve(T.name, T.with_mx, T.family, T.tag);
+}
+
+static void job_nothing(struct engine_worker *w)
+{
+    (void)w;
+}
+
+static void t_on_message(struct engine_worker *w, void *wctx, uint32_t msg)
+{
+    (void)wctx;
+    if (msg == MSG_EXIT) {
+        dns_free(T.dns); /* before the exit: its polls are cancelled at once */
+        T.dns = NULL;
+        engine_worker_exit(w);
+        return;
+    }
+    T.job(w);
+    pthread_mutex_lock(&T.lock);
+    T.jobs_done++;
+    pthread_cond_broadcast(&T.cond);
+    pthread_mutex_unlock(&T.lock);
+}
+
+/* The engine wants connection callbacks; this program has no listener. */
+static void *t_on_accept(struct engine_worker *w, engine_conn_id id, unsigned listener,
+                         const struct sockaddr *peer, socklen_t peerlen,
+                         const struct sockaddr *local, socklen_t locallen)
+{
+    (void)w, (void)id, (void)listener, (void)peer, (void)peerlen, (void)local, (void)locallen;
+    return NULL;
+}
+
+static void t_on_recv(void *ctx, const char *data, size_t len)
+{
+    (void)ctx, (void)data, (void)len;
+}
+
+static void t_on_closed(void *ctx, int err)
+{
+    (void)ctx, (void)err;
+}
+
+static const struct engine_callbacks callbacks = {.on_accept = t_on_accept,
+                                                  .on_recv = t_on_recv,
+                                                  .on_closed = t_on_closed,
+                                                  .on_message = t_on_message};
+
+/* --- the test side --- */
+
+static void run(void (*job)(struct engine_worker *w))
+{
+    pthread_mutex_lock(&T.lock);
+    unsigned target = T.jobs_done + 1;
+    T.job = job;
+    pthread_mutex_unlock(&T.lock);
+    engine_post(T.e, MSG_JOB);
+    WAIT_FOR(T.jobs_done >= target);
+}
+
+static unsigned nrecs(void)
+{
+    pthread_mutex_lock(&T.lock);
+    unsigned n = T.nrecs;
+    pthread_mutex_unlock(&T.lock);
+    return n;
+}
+
+/* Makes the worker's struct dns, asking `servers` (NULL: dnsmasq). */
+static void dns_start(const char *server0, const char *server1, unsigned timeout_ms, unsigned tries)
+{
+    snprintf(T.server_text[0], sizeof T.server_text[0], "%s:%u", T.addr_text, T.port);
+    T.servers[0] = server0 ? server0 : T.server_text[0];
+    T.servers[1] = server1;
+    T.settings = (struct dns_settings){.servers = T.servers,
+                                       .n_servers = server1 ? 2 : 1,
+                                       .timeout_ms = timeout_ms,
+                                       .tries = tries};
+    run(job_dns_new);
+    if (!T.dns)
+        fail_msg("dns_new: %s", T.dns_err);
+}
+
+/* Resolves on the worker and waits for the one result. */
+static const struct rec *lookup(const char *name, bool with_mx, int family)
+{
+    unsigned before = nrecs();
+    T.name = name;
+    T.with_mx = with_mx;
+    T.family = family;
+    T.count = 1;
+    T.tag = 0;
+    run(job_resolve);
+    WAIT_FOR(T.nrecs == before + 1);
+    const struct rec *r = &T.recs[before];
+    assert_false(r->inside_call);
+    return r;
+}
+
+static void expect(const struct rec *r, enum dns_status st, const char *summary)
+{
+    if (r->status != st || (summary && strcmp(r->summary, summary) != 0))
+        fail_msg("got status %d (%s) \"%s\", want %d \"%s\"", r->status, r->error, r->summary, st,
+                 summary ? summary : "");
+}
+
+static void responder_answer(int fd)
+{
+    unsigned char buf[512];
+    struct sockaddr_storage from;
+    socklen_t fromlen = sizeof from;
+    ssize_t n = recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &fromlen);
+    if (n < 12)
+        return;
+    buf[2] |= 0x80; /* a response */
+    buf[3] = (unsigned char)(0x80 | T.responder_rcode);
+    sendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&from, fromlen);
+}
+
+static void *responder_main(void *arg)
+{
+    (void)arg;
+    while (!T.responder_stop) {
+        struct pollfd p = {.fd = T.responder, .events = POLLIN};
+        if (poll(&p, 1, 50) > 0)
+            responder_answer(T.responder);
+    }
+    return NULL;
+}
+
+static int udp_socket(uint16_t *port)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr = T.addr};
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0)
+        return -1;
+    socklen_t len = sizeof sin;
+    getsockname(fd, (struct sockaddr *)&sin, &len);
+    *port = ntohs(sin.sin_port);
+    return fd;
+}
+
+/* Is dnsmasq answering? One MX query for mx.test over UDP. */
+static bool dnsmasq_ready(void)
+{
+    static const unsigned char query[] = {0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
+                                          0x00, 0x00, 0x00, 2,    'm',  'x',  4,    't',  'e',
+                                          's',  't',  0,    0,    15,   0,    1};
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(T.port), .sin_addr = T.addr};
+    bool ok = false;
+    if (fd >= 0 && sendto(fd, query, sizeof query, 0, (struct sockaddr *)&to, sizeof to) > 0) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        unsigned char buf[512];
+        ok = poll(&p, 1, 100) > 0 && recv(fd, buf, sizeof buf, 0) > 12;
+    }
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+static void arg_add(char **argv, size_t *argc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void arg_add(char **argv, size_t *argc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&argv[*argc], fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    (*argc)++;
+}
+
+static const char *const zone[] = {
+    "--mx-host=mx.test,mx1.mx.test,10",
+    "--mx-host=mx.test,mx2.mx.test,10",
+    "--mx-host=mx.test,mx3.mx.test,20",
+    "--host-record=mx1.mx.test,127.0.0.11",
+    "--host-record=mx2.mx.test,127.0.0.12,::12",
+    "--host-record=mx3.mx.test,127.0.0.13",
+    "--host-record=implicit.test,127.0.0.20,::20",
+    "--host-record=v6only.test,::21",
+    "--mx-host=nullmx.test,.,0",
+    "--cname=alias.test,implicit.test",
+    "--cname=cmx.test,mx.test",
+    "--mx-host=noaddr.test,ghost.noaddr.test,10",
+    "--mx-host=partial.test,ghost.partial.test,10",
+    "--mx-host=partial.test,mx3.mx.test,20",
+    "--address=/big.test/127.0.2.1",
+    "--local=/test/",
+};
+
+static pid_t dnsmasq_spawn(void)
+{
+    char *argv[64 + BIG_MX] = {0};
+    size_t argc = 0;
+    const struct passwd *pw = getpwuid(getuid());
+    arg_add(argv, &argc, "%s", DNSMASQ);
+    arg_add(argv, &argc, "--keep-in-foreground");
+    arg_add(argv, &argc, "--conf-file=/dev/null");
+    arg_add(argv, &argc, "--no-resolv");
+    arg_add(argv, &argc, "--no-hosts");
+    arg_add(argv, &argc, "--bind-interfaces");
+    arg_add(argv, &argc, "--pid-file=");
+    arg_add(argv, &argc, "--user=%s", pw ? pw->pw_name : "nobody");
+    arg_add(argv, &argc, "--listen-address=%s", T.addr_text);
+    arg_add(argv, &argc, "--listen-address=::1");
+    arg_add(argv, &argc, "--port=%u", (unsigned)T.port);
+    arg_add(argv, &argc, "--addn-hosts=%s/hosts", T.dir);
+    arg_add(argv, &argc, "--log-facility=%s/dnsmasq.log", T.dir);
+    for (size_t i = 0; i < sizeof zone / sizeof zone[0]; i++)
+        arg_add(argv, &argc, "%s", zone[i]);
+    for (unsigned i = 1; i <= BIG_MX; i++)
+        arg_add(argv, &argc, "--mx-host=big.test,h%u.big.test,%u", i, i % 5);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execv(DNSMASQ, argv);
+        _exit(127);
+    }
+    for (size_t i = 0; i < argc; i++)
+        free(argv[i]);
+    return pid;
+}
+
+static void write_hosts(void)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/hosts", T.dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        abort();
+    for (unsigned i = 1; i <= MANY_V4; i++)
+        fprintf(f, "127.0.3.%u many.test\n", i);
+    fprintf(f, "::31 many.test\n::32 many.test\n");
+    fclose(f);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    T.recs = calloc(MAX_RECS, sizeof *T.recs);
+    snprintf(T.dir, sizeof T.dir, "/tmp/test_dns.XXXXXX");
+    if (!T.recs || !mkdtemp(T.dir))
+        return -1;
+    write_hosts();
+    for (int attempt = 0; attempt < 10 && !T.dnsmasq; attempt++) {
+        uint8_t r[5];
+        if (getrandom(r, sizeof r, 0) != sizeof r)
+            return -1;
+        /* 127.x.y.z with x >= 1 (never 127.0.0.x, whose addresses the zone uses) */
+        T.addr.s_addr = htonl(0x7f000000u | (uint32_t)(1 + r[0] % 254) << 16 | (uint32_t)r[1] << 8 |
+                              (uint32_t)(1 + r[2] % 254));
+        inet_ntop(AF_INET, &T.addr, T.addr_text, sizeof T.addr_text);
+        T.port = (uint16_t)(20000 + ((unsigned)r[3] << 8 | r[4]) % 40000);
+        pid_t pid = dnsmasq_spawn();
+        for (int i = 0; i < 50 && pid > 0; i++) {
+            if (dnsmasq_ready()) {
+                T.dnsmasq = pid;
+                break;
+            }
+            if (waitpid(pid, NULL, WNOHANG) == pid) /* the port was taken: try another */
+                pid = 0;
+        }
+        if (pid > 0 && !T.dnsmasq) {
+            kill(pid, SIGTERM);
+            waitpid(pid, NULL, 0);
+        }
+    }
+    if (!T.dnsmasq) {
+        fprintf(stderr, "dnsmasq did not start (see %s/dnsmasq.log)\n", T.dir);
+        return -1;
+    }
+    T.blackhole = udp_socket(&T.blackhole_port);
+    T.responder = udp_socket(&T.responder_port);
+    if (T.blackhole < 0 || T.responder < 0 ||
+        pthread_create(&T.responder_thread, NULL, responder_main, NULL) != 0)
+        return -1;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    T.responder_stop = true;
+    pthread_join(T.responder_thread, NULL);
+    close(T.blackhole);
+    close(T.responder);
+    if (T.dnsmasq) {
+        kill(T.dnsmasq, SIGTERM);
+        waitpid(T.dnsmasq, NULL, 0);
+    }
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", T.dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", T.dir);
+    free(T.recs);
+    return 0;
+}
+
+static void engine_stop(void)
+{
+    engine_post(T.e, MSG_EXIT);
+    engine_join(T.e);
+    engine_free(T.e);
+    T.e = NULL;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    struct engine_settings s = {.workers = 1};
+    char err[512];
+    T.e = engine_new(&s, &callbacks, err, sizeof err);
+    if (!T.e || engine_start(T.e, err, sizeof err) < 0) {
+        fprintf(stderr, "engine: %s\n", err);
+        return -1;
+    }
+    T.nrecs = 0;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (T.e)
+        engine_stop();
+    return 0;
+}
+
+/* --- tests --- */
+
+/* Equal preferences come in both orders over many lookups; the higher one always last;
+ * a host's IPv6 address before its IPv4 one. */
+static void test_mx_order(void **state)
+{
+    (void)state;
+    dns_start(NULL, NULL, 0, 0);
+    const char *a = "mx1.mx.test/10=127.0.0.11 mx2.mx.test/10=::12,127.0.0.12 "
+                    "mx3.mx.test/20=127.0.0.13";
+    const char *b = "mx2.mx.test/10=::12,127.0.0.12 mx1.mx.test/10=127.0.0.11 "
+                    "mx3.mx.test/20=127.0.0.13";
+    unsigned seen_a = 0, seen_b = 0;
+    for (int i = 0; i < 40; i++) {
+        const struct rec *r = lookup("mx.test", true, AF_UNSPEC);
+        assert_int_equal(r->status, DNS_OK);
+        assert_false(r->implicit);
+        if (strcmp(r->summary, a) == 0)
+            seen_a++;
+        else if (strcmp(r->summary, b) == 0)
+            seen_b++;
+        else
+            fail_msg("unexpected answer \"%s\"", r->summary);
+    }
+    assert_true(seen_a > 0);
+    assert_true(seen_b > 0);
+}
+
+static void test_family(void **state)
+{
+    (void)state;
+    dns_start(NULL, NULL, 0, 0);
+    expect(lookup("mx.test", true, AF_INET), DNS_OK, NULL);
+    assert_null(strstr(T.recs[0].summary, "::"));
+    expect(lookup("implicit.test", false, AF_INET6), DNS_OK, "implicit.test/0=::20");
+    expect(lookup("implicit.test", false, AF_INET), DNS_OK, "implicit.test/0=127.0.0.20");
+    expect(lookup("v6only.test", false, AF_UNSPEC), DNS_OK, "v6only.test/0=::21");
+    expect(lookup("v6only.test", false, AF_INET), DNS_NOTFOUND, NULL);
+}
+
+static void test_implicit_mx(void **state)
+{
+    (void)state;
+    dns_start(NULL, NULL, 0, 0);
+    const struct rec *r = lookup("implicit.test", true, AF_UNSPEC);
+    expect(r, DNS_OK, "implicit.test/0=::20,127.0.0.20");
+    assert_true(r->implicit);
+    /* a name that exists with no address at all */
+    r = lookup("ghost.implicit.test", true, AF_UNSPEC);
+    expect(r, DNS_NOTFOUND, NULL);
+}
+
+static void test_null_mx(void **state)
+{
+    (void)state;
+    dns_start(NULL, NULL, 0, 0);
+    const struct rec *r = lookup("nullmx.test", true, AF_UNSPEC);
+    expect(r, DNS_NULLMX, "");
+    assert_non_null(strstr(r->error, "null MX"));
+}
+
+static void test_nxdomain(void **state)
+{
+    (void)state;
+    dns_start(NULL, NULL, 0, 0);
+    const struct rec *r = lookup("nowhere.test", true, AF_UNSPEC);
+    expect(r, DNS_NOTFOUND, "");
+    assert_non_null(strstr(r->error, "nowhere.test"));
+    expect(lookup("nowhere.test", false, AF_UNSPEC), DNS_NOTFOUND, "");
+}
+
+/* An MX whose only exchanger has no address: sendmail defers; one that has a second,
+ * working exchanger uses it. */
+static void test_mx_without_address(void **state)
+{
+    (void)state;
+    dns_start(NULL, NULL, 0, 0);
+    const struct rec *r = lookup("noaddr.test", true, AF_UNSPEC);
+    expect(r, DNS_TEMPFAIL, "");
+    assert_non_null(strstr(r->error, "ghost.noaddr.test"));
+    expect(lookup("partial.test", true, AF_UNSPEC), DNS_OK, "mx3.mx.test/20=127.0.0.13");
+}
+
+static void test_cname(void **state)
+{
+    (void)state;
+    dns_start(NULL, NULL, 0, 0);
+    /* CNAME to a name without MX: implicit MX, the alias's addresses */
+    const struct rec *r = lookup("alias.test", true, AF_UNSPEC);
+    expect(r, DNS_OK, "alias.test/0=::20,127.0.0.20");
+    assert_true(r->implicit);
+    /* CNAME to a name with MX */
+    r = lookup("cmx.test", true, AF_INET);
+    assert_int_equal(r->status, DNS_OK);
+    assert_int_equal(r->n_hosts, 3);
+    assert_non_null(strstr(r->summary, "mx3.mx.test/20=127.0.0.13"));
+}
+
+static void test_servfail(void **state)
+{
+    (void)state;
+    char server[64];
+    snprintf(server, sizeof server, "%s:%u", T.addr_text, T.responder_port);
+    T.responder_rcode = 2;
+    dns_start(server, NULL, 500, 1);
+    const struct rec *r = lookup("mx.test", true, AF_UNSPEC);
+    expect(r, DNS_TEMPFAIL, "");
+    if (!strstr(r->error, "SERVFAIL"))
+        fail_msg("error \"%s\"", r->error);
+    r = lookup("host.test", false, AF_UNSPEC);
+    expect(r, DNS_TEMPFAIL, "");
+}
+
+static void test_refused(void **state)
+{
+    (void)state;
+    char server[64];
+    snprintf(server, sizeof server, "%s:%u", T.addr_text, T.responder_port);
+    T.responder_rcode = 5;
+    dns_start(server, NULL, 500, 1);
+    const struct rec *r = lookup("mx.test", true, AF_UNSPEC);
+    expect(r, DNS_TEMPFAIL, "");
+    if (!strstr(r->error, "REFUSED"))
+        fail_msg("error \"%s\"", r->error);
+}
+
+static void test_timeout(void **state)
+{
+    (void)state;
+    char server[64];
+    snprintf(server, sizeof server, "%s:%u", T.addr_text, T.blackhole_port);
+    dns_start(server, NULL, 100, 2);
+    const struct rec *r = lookup("mx.test", true, AF_UNSPEC);
+    expect(r, DNS_TEMPFAIL, "");
+    assert_non_null(strstr(r->error, "timeout"));
+}
+
+/* The first server never answers: the second one does, after the first one's timeout. */
+static void test_second_server(void **state)
+{
+    (void)state;
+    char server[64];
+    snprintf(server, sizeof server, "%s:%u", T.addr_text, T.blackhole_port);
+    snprintf(T.server_text[1], sizeof T.server_text[1], "[::1]:%u", T.port);
+    dns_start(server, T.server_text[1], 100, 1);
+    expect(lookup("implicit.test", true, AF_INET), DNS_OK, "implicit.test/0=127.0.0.20");
+}
+
+/* Answers are bounded: 70 MX records (more than 512 bytes: c-ares retries over TCP) give
+ * 64 hosts by preference; 22 addresses give 16, the IPv6 ones first. */
+static void test_bounds(void **state)
+{
+    (void)state;
+    dns_start(NULL, NULL, 0, 0);
+    const struct rec *r = lookup("big.test", true, AF_INET);
+    assert_int_equal(r->status, DNS_OK);
+    assert_int_equal(r->n_hosts, DNS_MAX_HOSTS);
+    /* 14 of each preference 0..4: the 64 best are 56 of 0..3 and 8 of preference 4, in
+     * order */
+    unsigned last = 0, n4 = 0;
+    for (const char *p = strchr(r->summary, '/'); p; p = strchr(p + 1, '/')) {
+        unsigned pref = (unsigned)atoi(p + 1);
+        assert_true(pref >= last);
+        last = pref;
+        n4 += pref == 4;
+    }
+    assert_int_equal(n4, 8);
+    r = lookup("many.test", false, AF_UNSPEC);
+    assert_int_equal(r->status, DNS_OK);
+    assert_int_equal(r->n_addrs0, DNS_MAX_ADDRS);
+    assert_true(strncmp(r->summary, "many.test/0=::31,::32,127.0.3.", 30) == 0);
+}
+
+/* /etc/hosts is read first, as the system resolver does ("localhost" is not in dnsmasq's
+ * zone); an address literal is returned as is; a trailing dot is accepted. The answers
+ * given at once still come from the loop, not from inside dns_resolve. */
+static void test_hosts_literal_dot(void **state)
+{
+    (void)state;
+    dns_start(NULL, NULL, 0, 0);
+    const struct rec *r = lookup("localhost", false, AF_INET);
+    expect(r, DNS_OK, "localhost/0=127.0.0.1");
+    expect(lookup("127.0.0.5", false, AF_UNSPEC), DNS_OK, "127.0.0.5/0=127.0.0.5");
+    expect(lookup("::1", false, AF_UNSPEC), DNS_OK, "::1/0=::1");
+    expect(lookup("implicit.test.", false, AF_INET), DNS_OK, "implicit.test/0=127.0.0.20");
+    expect(lookup("", true, AF_UNSPEC), DNS_NOTFOUND, "");
+}
+
+static void job_cancel_at_once(struct engine_worker *w)
+{
+    (void)w;
+    dns_cancel(resolve("mx.test", true, AF_UNSPEC, 1));
+    dns_cancel(resolve("localhost", false, AF_UNSPEC, 2)); /* answered already */
+    resolve("implicit.test", true, AF_UNSPEC, 3);
+}
+
+static void test_cancel(void **state)
+{
+    (void)state;
+    dns_start(NULL, NULL, 0, 0);
+    run(job_cancel_at_once);
+    WAIT_FOR(T.nrecs >= 1);
+    sleep_ms(200); /* mx.test's answer came at the same time as implicit.test's */
+    run(job_nothing);
+    assert_int_equal(nrecs(), 1);
+    assert_int_equal(T.recs[0].tag, 3);
+}
+
+static struct dns_query *pending_query;
+
+static void job_resolve_blackhole(struct engine_worker *w)
+{
+    (void)w;
+    pending_query = resolve("mx.test", true, AF_UNSPEC, 1);
+}
+
+static void job_cancel_pending(struct engine_worker *w)
+{
+    (void)w;
+    dns_cancel(pending_query);
+}
+
+/* Cancelled while the server has not answered: no callback after its timeout either. */
+static void test_cancel_pending(void **state)
+{
+    (void)state;
+    char server[64];
+    snprintf(server, sizeof server, "%s:%u", T.addr_text, T.blackhole_port);
+    dns_start(server, NULL, 100, 1);
+    run(job_resolve_blackhole);
+    sleep_ms(20);
+    run(job_cancel_pending);
+    sleep_ms(400);
+    run(job_nothing);
+    assert_int_equal(nrecs(), 0);
+}
+
+static void job_resolve_then_free(struct engine_worker *w)
+{
+    (void)w;
+    for (int i = 0; i < 10; i++)
+        resolve("mx.test", true, AF_UNSPEC, 1);
+    resolve("localhost", false, AF_UNSPEC, 2);
+    dns_free(T.dns);
+    T.dns = NULL;
+}
+
+/* dns_free with queries in flight (some with polls in the kernel, some answered but not
+ * delivered): no callback, no leak, and the worker exits without waiting for polls. */
+static void test_free_in_flight(void **state)
+{
+    (void)state;
+    char server[64];
+    snprintf(server, sizeof server, "%s:%u", T.addr_text, T.blackhole_port);
+    dns_start(server, NULL, 5000, 1);
+    T.name = "big.test";
+    T.with_mx = true;
+    T.family = AF_UNSPEC;
+    T.count = 20;
+    run(job_resolve);
+    sleep_ms(20);
+    run(job_dns_free);
+    dns_start(NULL, NULL, 0, 0);
+    run(job_resolve_then_free);
+    sleep_ms(200);
+    run(job_nothing);
+    assert_int_equal(nrecs(), 0);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    engine_stop();
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    /* the engine gives up on unfinished operations after 10 s: the polls were cancelled */
+    assert_true(t1.tv_sec - t0.tv_sec < 8);
+}
+
+static void job_many(struct engine_worker *w)
+{
+    (void)w;
+    static const char *const names[] = {"mx.test", "implicit.test", "nowhere.test", "partial.test"};
+    for (uintptr_t i = 0; i < 400; i++)
+        resolve(names[i % 4], true, AF_UNSPEC, i % 4);
+}
+
+/* 400 lookups (1,600 queries) sent in one loop turn: a single-threaded dnsmasq drops
+ * some of such a burst, which c-ares retries (the short timeout keeps that quick). */
+static void test_many_in_flight(void **state)
+{
+    (void)state;
+    dns_start(NULL, NULL, 300, 4);
+    run(job_many);
+    WAIT_FOR(T.nrecs == 400);
+    unsigned ok[4] = {0};
+    for (unsigned i = 0; i < 400; i++) {
+        const struct rec *r = &T.recs[i];
+        assert_false(r->inside_call);
+        enum dns_status want = r->tag == 2 ? DNS_NOTFOUND : DNS_OK;
+        if (r->status != want)
+            fail_msg("tag %lu: status %d (%s)", (unsigned long)r->tag, r->status, r->error);
+        ok[r->tag]++;
+    }
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(ok[i], 100);
+}
+
+static void test_bad_settings(void **state)
+{
+    (void)state;
+    dns_start(NULL, NULL, 0, 0); /* a worker thread for dns_new */
+    run(job_dns_free);
+    static const char *const bad[] = {
+        "not an address", "127.0.0.1:99999", "1.2.3.4,5.6.7.8", "[::1]:0", "[::1", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        T.servers[0] = bad[i];
+        T.settings = (struct dns_settings){.servers = T.servers, .n_servers = 1};
+        run(job_dns_new);
+        if (T.dns)
+            fail_msg("dns_new accepted \"%s\"", bad[i]);
+        assert_non_null(strstr(T.dns_err, "dns.servers"));
+    }
+}
+
+#define TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+    char err[512];
+    if (engine_probe(err, sizeof err) < 0) {
+        fprintf(stderr, "skipped: %s\n", err);
+        return 77;
+    }
+    if (access(DNSMASQ, X_OK) != 0) {
+        fprintf(stderr, "skipped: %s is not installed (Debian: dnsmasq-base)\n", DNSMASQ);
+        return 77;
+    }
+    const struct CMUnitTest tests[] = {
+        TEST(test_mx_order),
+        TEST(test_family),
+        TEST(test_implicit_mx),
+        TEST(test_null_mx),
+        TEST(test_nxdomain),
+        TEST(test_mx_without_address),
+        TEST(test_cname),
+        TEST(test_servfail),
+        TEST(test_refused),
+        TEST(test_timeout),
+        TEST(test_second_server),
+        TEST(test_bounds),
+        TEST(test_hosts_literal_dot),
+        TEST(test_cancel),
+        TEST(test_cancel_pending),
+        TEST(test_free_in_flight),
+        TEST(test_many_in_flight),
+        TEST(test_bad_settings),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
