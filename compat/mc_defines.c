@@ -15,6 +15,8 @@ enum mc_how {
     HOW_SIZE,    /* bytes, printed as a size */
     HOW_TIME_M,  /* convtime, bare numbers in minutes (sendmail's Timeout.*) */
     HOW_TIME_S,  /* convtime, bare numbers in seconds */
+    HOW_TIME_H,  /* convtime, bare numbers in hours (Timeout.queuewarn*) */
+    HOW_TIME_D,  /* convtime, bare numbers in days (Timeout.queuereturn*) */
     HOW_DOMAIN,  /* hostname */
     HOW_STRING,  /* kept as written */
     HOW_PATH,    /* a file: the path from a map or class spec */
@@ -30,6 +32,8 @@ enum mc_how {
     HOW_SETTINGS_DIR, /* MAIL_SETTINGS_DIR: where sendmail's files are by default */
     HOW_NETINET6,     /* _NETINET6_: IPv6 default listeners */
     HOW_TLS_SRV,      /* confTLS_SRV_OPTIONS letters */
+    HOW_RELAY_HOST,   /* SMART_HOST, MAIL_HUB: [mailer:]host (mc_relay_host) */
+    HOW_ICONNECT,     /* confTO_ICONNECT: 0 is sendmail's "as Timeout.connect" */
 };
 
 struct mc_define_rule {
@@ -37,8 +41,9 @@ struct mc_define_rule {
     enum mc_how how;
     const char *key;
     bool future, zero_ok;
-    uint64_t lo, hi;
-    const char *note; /* for HOW_IGNORE/HOW_PERSON; for numbers, what 0 means otherwise */
+    uint64_t lo, hi;  /* numbers; times in seconds, hi 0 = any time up to 30d, 0 included */
+    const char *note; /* for HOW_IGNORE/HOW_PERSON; for numbers and times, what 0 means
+                         otherwise */
 };
 
 #define LIVE(n, how, key)                                                                          \
@@ -52,6 +57,10 @@ struct mc_define_rule {
 #define NUMBER(n, how, key, z, lo, hi)                                                             \
     {                                                                                              \
         n, how, key, false, z, lo, hi, NULL                                                        \
+    }
+#define RANGE(n, how, key, z, lo, hi, note)                                                        \
+    {                                                                                              \
+        n, how, key, false, z, lo, hi, note                                                        \
     }
 #define IGNORE(n, why)                                                                             \
     {                                                                                              \
@@ -84,6 +93,24 @@ static const struct mc_define_rule mc_define_rules[] = {
     LIVE("confTO_QUIT", HOW_TIME_M, "timeouts.quit"),
     LIVE("confTO_MISC", HOW_TIME_M, "timeouts.misc"),
     LIVE("confTO_COMMAND", HOW_TIME_M, "timeouts.command"),
+    /* the delivery side's and the queue's; sendmail reads bare numbers of queuewarn in hours,
+     * of queuereturn in days, of the resolver's retransmission in seconds (settimeout) */
+    LIVE("confTO_ICONNECT", HOW_ICONNECT, "timeouts.iconnect"),
+    LIVE("confTO_CONNECT", HOW_TIME_M, "timeouts.connect"),
+    LIVE("confTO_HOSTSTATUS", HOW_TIME_M, "timeouts.hoststatus"),
+    LIVE("confTO_QUEUEWARN", HOW_TIME_H, "timeouts.queuewarn"),
+    RANGE("confTO_QUEUERETURN", HOW_TIME_D, "timeouts.queuereturn", false, 1, 30 * 86400,
+          "sendmail then returns every message to its sender at once, without a delivery "
+          "attempt; ringmail always tries"),
+    /* _res.retrans and _res.retry: the resolver's wait for one try, and its tries */
+    RANGE("confTO_RESOLVER_RETRANS", HOW_TIME_S, "dns.timeout", false, 1, 60, NULL),
+    RANGE("confTO_RESOLVER_RETRY", HOW_UINT, "dns.tries", false, 1, 10,
+          "sendmail then sends no DNS query at all; ringmail's default (2 tries) stays"),
+    NUMBER("confMCI_CACHE_SIZE", HOW_UINT, "delivery.connection_cache_size", true, 1, 100000),
+    RANGE("confMCI_CACHE_TIMEOUT", HOW_TIME_M, "delivery.connection_cache_timeout", false, 1, 86400,
+          "sendmail then closes each cached connection at its next look, so none is reused; "
+          "delivery.connection_cache_size: 0 does that here"),
+    LIVE("confMIN_QUEUE_AGE", HOW_TIME_M, "queue.min_queue_age"),
     LIVE("confDOMAIN_NAME", HOW_DOMAIN, "hostname"),
     LIVE("confRUN_AS_USER", HOW_RUN_AS, "run_as"),
     LIVE("QUEUE_DIR", HOW_PATH, "spool"),
@@ -92,8 +119,8 @@ static const struct mc_define_rule mc_define_rules[] = {
     LIVE("confCACERT_PATH", HOW_PATH, "tls.ca_path"),
     LIVE("confSERVER_CERT", HOW_PATH, "tls.certificates.cert"),
     LIVE("confSERVER_KEY", HOW_PATH, "tls.certificates.key"),
-    LATER("confCLIENT_CERT", HOW_PATH, "tls.client_cert"),
-    LATER("confCLIENT_KEY", HOW_PATH, "tls.client_key"),
+    LIVE("confCLIENT_CERT", HOW_PATH, "tls.client_cert"),
+    LIVE("confCLIENT_KEY", HOW_PATH, "tls.client_key"),
     LIVE("confDH_PARAMETERS", HOW_PATH, "tls.dh_params"),
     LIVE("confCIPHER_LIST", HOW_STRING, "tls.cipher_list"),
     LATER("confSERVER_SSL_OPTIONS", HOW_STRING, "tls.server_ssl_options"),
@@ -113,8 +140,8 @@ static const struct mc_define_rule mc_define_rules[] = {
     LIVE("confCR_FILE", HOW_CR_FILE, "maps.relay_domains_file"),
     LATER("confCT_FILE", HOW_PATH, "maps.trusted_users"),
     LATER("ALIAS_FILE", HOW_LIST, "maps.aliases"),
-    LATER("SMART_HOST", HOW_STRING, "routing.smart_host"),
-    LATER("MAIL_HUB", HOW_STRING, "routing.mail_hub"),
+    LIVE("SMART_HOST", HOW_RELAY_HOST, "routing.smart_host"),
+    LIVE("MAIL_HUB", HOW_RELAY_HOST, "routing.mail_hub"),
     /* sendmail's $R: the host that gets names without @domain, like MAIL_HUB (cf/README) */
     LATER("LOCAL_RELAY", HOW_STRING, "routing.local_relay"),
     LATER("LUSER_RELAY", HOW_STRING, "routing.luser_relay"),
@@ -151,6 +178,17 @@ static const struct mc_define_rule mc_define_rules[] = {
     IGNORE("confME_TOO", "sendmail's default since 8.10; ringmail's behaviour"),
     IGNORE("confRRT_IMPLIES_DSN", mc_not_ours),
     IGNORE("confMAX_HOP", "ringmail's own hop limit applies"),
+    IGNORE("confQUEUE_SORT_ORDER", "the order of a queue run; ringmail has no queue runs: each "
+                                   "deferred message is tried at its own next attempt, the "
+                                   "earliest first"),
+    IGNORE("confMAX_QUEUE_RUN_SIZE", "the messages one queue run takes; ringmail has no queue "
+                                     "runs (queue.max_active bounds the messages in delivery "
+                                     "at once)"),
+    IGNORE("confMAX_QUEUE_CHILDREN", "sendmail's queue runner processes; ringmail delivers from "
+                                     "its worker threads"),
+    IGNORE("confMAX_RUNNERS_PER_QUEUE", "sendmail's queue runner processes; ringmail delivers "
+                                        "from its worker threads"),
+    IGNORE("confNICE_QUEUE_RUN", "the nice(3) priority of sendmail's queue runner processes"),
 };
 
 static const struct mc_define_rule *mc_rule(const char *name)
@@ -161,40 +199,34 @@ static const struct mc_define_rule *mc_rule(const char *name)
     return NULL;
 }
 
-/* Timeouts ringmail has no server-side wait for (client side, queue, ident, ...) are
- * kept for later as timeouts.<name>. */
+/* sendmail's other Timeout.* options (the per-priority queue timeouts, the resolver's for
+ * first and other attempts, ident, ...) are kept for later as timeouts.<name>, with the
+ * unit sendmail gives a bare number (settimeout). */
 static const struct mc_define_rule *mc_rule_timeout(const char *name, char *key, size_t keylen)
 {
     static struct mc_define_rule later = LATER(NULL, HOW_TIME_M, NULL);
     /* Timeout.resolver.retry* is a number of tries, not a time */
     static struct mc_define_rule tries = {NULL, HOW_UINT, NULL, true, true, 1, 100, NULL};
-    /* sendmail's other Timeout.* options (cf/README): only these become timeouts.<name>,
-     * the names the daemon's schema knows; any other confTO_ is no sendmail option. */
+    /* only these become timeouts.<name>, the names the daemon's schema knows; any other
+     * confTO_ is no sendmail option (the ones ringmail acts on are in mc_define_rules) */
     static const char *const known[] = {
         "ACONNECT",
         "AUTH",
-        "CONNECT",
         "CONTROL",
         "FILEOPEN",
-        "HOSTSTATUS",
-        "ICONNECT",
         "IDENT",
         "ITERATIVE",
         "LHLO",
-        "QUEUERETURN",
         "QUEUERETURN_DSN",
         "QUEUERETURN_NONURGENT",
         "QUEUERETURN_NORMAL",
         "QUEUERETURN_URGENT",
-        "QUEUEWARN",
         "QUEUEWARN_DSN",
         "QUEUEWARN_NONURGENT",
         "QUEUEWARN_NORMAL",
         "QUEUEWARN_URGENT",
-        "RESOLVER_RETRANS",
         "RESOLVER_RETRANS_FIRST",
         "RESOLVER_RETRANS_NORMAL",
-        "RESOLVER_RETRY",
         "RESOLVER_RETRY_FIRST",
         "RESOLVER_RETRY_NORMAL",
         "STARTTLS",
@@ -207,6 +239,10 @@ static const struct mc_define_rule *mc_rule_timeout(const char *name, char *key,
     if (k == sizeof(known) / sizeof(known[0]))
         return NULL;
     struct mc_define_rule *r = strncmp(name, "confTO_RESOLVER_RETRY", 21) == 0 ? &tries : &later;
+    later.how = strncmp(name, "confTO_QUEUEWARN", 16) == 0          ? HOW_TIME_H
+                : strncmp(name, "confTO_QUEUERETURN", 18) == 0      ? HOW_TIME_D
+                : strncmp(name, "confTO_RESOLVER_RETRANS", 23) == 0 ? HOW_TIME_S
+                                                                    : HOW_TIME_M;
     snprintf(key, keylen, "timeouts.");
     for (size_t i = strlen(key), j = 7; name[j] && i + 1 < keylen; i++, j++)
         key[i] = (char)tolower((unsigned char)name[j]), key[i + 1] = '\0';
@@ -283,9 +319,9 @@ static void mc_number(struct mc_state *st, const struct mc_define_rule *r, const
     }
     if (v != 0 && (v < r->lo || v > r->hi)) {
         mc_report_add(st->report, loc, MC_PERSON,
-                      "%s = %llu: %s takes %llu to %llu (or 0 for no limit); not carried over",
-                      what, (unsigned long long)v, r->key, (unsigned long long)r->lo,
-                      (unsigned long long)r->hi);
+                      "%s = %llu: %s takes %llu to %llu%s; not carried over", what,
+                      (unsigned long long)v, r->key, (unsigned long long)r->lo,
+                      (unsigned long long)r->hi, r->zero_ok ? " (or 0 for no limit)" : "");
         return;
     }
     if (r->how == HOW_SIZE)
@@ -298,17 +334,134 @@ static void mc_number(struct mc_state *st, const struct mc_define_rule *r, const
 static void mc_time(struct mc_state *st, const struct mc_define_rule *r, const char *what,
                     const char *value, struct mc_loc loc)
 {
-    uint64_t s;
-    char text[32];
-    if (mc_convtime(value, r->how == HOW_TIME_M ? 'm' : 's', &s) < 0 || s > 30 * 86400) {
+    static const enum mc_how hows[] = {HOW_TIME_S, HOW_TIME_M, HOW_TIME_H, HOW_TIME_D};
+    static const char units[] = "smhd";
+    char unit = 'm';
+    for (size_t i = 0; i < sizeof(hows) / sizeof(hows[0]); i++)
+        if (r->how == hows[i])
+            unit = units[i];
+    /* hi 0: any time up to 30d, 0 included */
+    uint64_t s, lo = r->hi ? r->lo : 1, hi = r->hi ? r->hi : 30 * 86400;
+    bool zero_ok = !r->hi || r->zero_ok;
+    char text[32], from[32], to[32];
+    if (mc_convtime(value, unit, &s) < 0) {
         mc_report_add(st->report, loc, MC_PERSON,
-                      "%s: '%s' is not a time sendmail reads (like 90s, 5m, 1h, at most 30d); "
-                      "not carried over",
+                      "%s: '%s' is not a time sendmail reads (like 90s, 5m, 1h); not carried "
+                      "over",
                       what, value);
         return;
     }
     mc_format_duration(s, text, sizeof(text));
+    if (s == 0 && !zero_ok && r->note) {
+        mc_report_add(st->report, loc, MC_PERSON, "%s = 0: %s; not carried over", what, r->note);
+        return;
+    }
+    if ((s == 0 && !zero_ok) || (s != 0 && (s < lo || s > hi))) {
+        mc_format_duration(lo, from, sizeof(from));
+        mc_format_duration(hi, to, sizeof(to));
+        mc_report_add(st->report, loc, MC_PERSON, "%s = %s: %s takes %s to %s%s; not carried over",
+                      what, text, r->key, from, to, zero_ok ? " (or 0)" : "");
+        return;
+    }
     mc_key(st, loc, what, r->key, text, r->future);
+}
+
+/* confTO_ICONNECT: the connect timeout of a message's first attempt. sendmail's 0 means
+ * "Timeout.connect for first attempts too" (makeconnection), which is known at the end. */
+static void mc_iconnect(struct mc_state *st, const struct mc_define_rule *r, const char *what,
+                        const char *value, struct mc_loc loc)
+{
+    uint64_t s;
+    st->iconnect_as_connect = mc_convtime(value, 'm', &s) == 0 && s == 0;
+    if (!st->iconnect_as_connect) {
+        mc_time(st, r, what, value, loc);
+        return;
+    }
+    mc_save_loc(&st->iconnect_at, loc);
+    mc_yaml_remove(st->yaml, r->key);
+}
+
+void mc_defines_finish(struct mc_state *st)
+{
+    if (!st->iconnect_as_connect)
+        return;
+    const char *connect = mc_yaml_value(mc_yaml_get(st->yaml, "timeouts.connect"));
+    mc_key(st, mc_saved(&st->iconnect_at),
+           "define(confTO_ICONNECT) = 0, which sendmail reads as confTO_CONNECT's value",
+           "timeouts.iconnect", connect ? connect : "0", false);
+}
+
+/* One sendmail token (MailerToTriple's $~[): what may name a mailer before a colon. */
+static size_t mc_token_len(const char *s)
+{
+    return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-");
+}
+
+/* A port: digits alone, 1 to 65535. */
+static bool mc_port(const char *s)
+{
+    bool clean;
+    uint64_t v = mc_atoi(s, &clean);
+    return clean && s[0] != ' ' && s[0] != '\t' && v >= 1 && v <= 65535;
+}
+
+void mc_relay_host(struct mc_state *st, struct mc_loc loc, const char *what, const char *key,
+                   const char *value)
+{
+    static const char *const smtp_mailers[] = {"smtp", "esmtp", "smtp8", "dsmtp", "relay"};
+    /* sendmail's "mailer:host": a mailer is one token (MailerToTriple); "mailhub:2525" is a
+     * host and a port for ringmail's routing, and for sendmail a mailer it does not have */
+    const char *host = value, *why = NULL;
+    char args[32] = "RELAY_MAILER_ARGS", text[64] = "";
+    size_t n = mc_token_len(value), m = 0;
+    bool token_port = n && value[n] == ':' && mc_port(value + n + 1);
+    if (n && value[n] == ':' && !token_port) {
+        while (m < sizeof(smtp_mailers) / sizeof(smtp_mailers[0]) &&
+               (strlen(smtp_mailers[m]) != n || strncmp(smtp_mailers[m], value, n) != 0))
+            m++;
+        if (m == sizeof(smtp_mailers) / sizeof(smtp_mailers[0])) {
+            snprintf(text, sizeof(text), "the %.*s mailer", (int)(n < 32 ? n : 32), value);
+            why = text;
+        } else {
+            host = value + n + 1;
+            for (size_t i = 0; i < n; i++)
+                args[i] = (char)toupper((unsigned char)value[i]);
+            snprintf(args + n, sizeof(args) - n, "_MAILER_ARGS");
+        }
+    }
+    /* after the host, sendmail's deliver.c starts a list of hosts to try in turn at ':' or
+     * ','; its port is never there but in the mailer's arguments (TCP $h 587) */
+    const char *end = host[0] == '[' ? strchr(host, ']') : host;
+    const char *after = end ? strpbrk(end, ":,") : NULL;
+    if (!why && !end)
+        why = "no ']' after '['";
+    else if (!why && after && (after[0] != ':' || !mc_port(after + 1)))
+        why = "a list of hosts sendmail tries in turn";
+    if (why || !*value) {
+        mc_yaml_remove(st->yaml, key); /* what an earlier define set no longer holds */
+        if (why)
+            mc_report_add(st->report, loc, MC_PERSON,
+                          "%s = %s: %s; ringmail takes one SMTP host ([name] for that host's "
+                          "own addresses, name for its MX hosts, :port after it): not carried "
+                          "over",
+                          what, value, why);
+        else
+            mc_report_add(st->report, loc, MC_TRANSLATED, "%s is empty: no %s, as without it", what,
+                          key);
+        return;
+    }
+    mc_key(st, loc, what, key, value, false);
+    if (token_port)
+        mc_report_add(st->report, loc, MC_WARNING,
+                      "%s: sendmail reads '%.*s' before ':' as the name of a mailer, and has no "
+                      "such mailer; ringmail connects to host %.*s, port %s, as the line says",
+                      what, (int)n, value, (int)n, value, value + n + 1);
+    else if (after)
+        mc_report_add(st->report, loc, MC_WARNING,
+                      "%s: sendmail reads ':%s' after the host as a second host to try, not as a "
+                      "port (its port comes from the mailer's arguments, %s `TCP $h %s'), so it "
+                      "connected to port 25; ringmail connects to port %s, as the line says",
+                      what, after + 1, args, after + 1, after + 1);
 }
 
 /* tls.certificates is a list of {cert, key}: the server pair is its first item. */
@@ -369,7 +522,15 @@ static void mc_apply(struct mc_state *st, const struct mc_define_rule *r, const 
         break;
     case HOW_TIME_M:
     case HOW_TIME_S:
+    case HOW_TIME_H:
+    case HOW_TIME_D:
         mc_time(st, r, what, value, loc);
+        break;
+    case HOW_ICONNECT:
+        mc_iconnect(st, r, what, value, loc);
+        break;
+    case HOW_RELAY_HOST:
+        mc_relay_host(st, loc, what, r->key, value);
         break;
     case HOW_DOMAIN:
         if (!mc_domain_ok(value)) {
@@ -508,6 +669,7 @@ void mc_undefine(struct mc_state *st, const char *name, struct mc_loc loc)
                       "MTA",
                       name);
     } else if (r && r->key) {
+        st->iconnect_as_connect = st->iconnect_as_connect && r->how != HOW_ICONNECT;
         if (strncmp(r->key, "tls.certificates.", 17) == 0)
             mc_yaml_remove(st->yaml, "tls.certificates");
         else

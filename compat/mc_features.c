@@ -123,8 +123,10 @@ static enum mc_verdict mc_msp(struct mc_state *st, char **args, size_t nargs, st
                   "ringmaild instead. This translation writes no listener (ringmaild then opens "
                   "its built-in default, 127.0.0.1 port 2525) and sends everything to %s",
                   host, host);
-    mc_key(st, loc, "FEATURE(msp)", "routing.smart_host", host, true);
-    mc_key(st, loc, "FEATURE(msp)", "routing.mail_hub", host, true);
+    /* msp.m4 puts the port (MSA: 587) into the relay mailer's arguments, as ringmail's
+     * [host]:587 means */
+    mc_key(st, loc, "FEATURE(msp)", "routing.smart_host", host, false);
+    mc_key(st, loc, "FEATURE(msp)", "routing.mail_hub", host, false);
     /* msp.m4 makes the local mailer the relay to the host too */
     static const char *const local[] = {"mailers.local_path", "mailers.local_args",
                                         "mailers.local_procmail", "mailers.local_lmtp"};
@@ -215,10 +217,10 @@ enum mc_verdict mc_feature(struct mc_state *st, char **args, size_t nargs, struc
     case FEAT_NULL: {
         /* nullclient.m4 sends everything to the hub and makes all mail look as if it
          * came from there: the same keys its defines and FEATUREs would set */
-        static const char *const keys[] = {"routing.smart_host", "routing.mail_hub",
-                                           "masquerade.as"};
-        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-            mc_key(st, loc, what, keys[i], arg1 ? arg1 : "localhost", true);
+        const char *hub = arg1 ? arg1 : "localhost";
+        mc_relay_host(st, loc, what, "routing.smart_host", hub);
+        mc_relay_host(st, loc, what, "routing.mail_hub", hub);
+        mc_key(st, loc, what, "masquerade.as", hub, true);
         mc_key(st, loc, what, "masquerade.all_headers", "true", true);
         mc_key(st, loc, what, "masquerade.envelope", "true", true);
         mc_key_add(st, loc, what, "mailers.enabled", "local", true);

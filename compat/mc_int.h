@@ -51,7 +51,9 @@ struct mc_state {
     bool alias_file_set;    /* ALIAS_FILE defined or undefined: its default is not used */
     char ostype[64];        /* OSTYPE(...), "" without one */
     struct mc_saved_loc ostype_at;
-    bool msp; /* FEATURE(msp): the .mc is a submit.mc, not a daemon's */
+    bool msp;                 /* FEATURE(msp): the .mc is a submit.mc, not a daemon's */
+    bool iconnect_as_connect; /* confTO_ICONNECT 0: sendmail uses confTO_CONNECT's value */
+    struct mc_saved_loc iconnect_at;
 };
 
 void mc_save_loc(struct mc_saved_loc *s, struct mc_loc loc);
@@ -74,6 +76,14 @@ void mc_key_add(struct mc_state *st, struct mc_loc loc, const char *what, const 
 enum mc_verdict mc_define(struct mc_state *st, const char *name, const char *value,
                           struct mc_loc loc);
 void mc_undefine(struct mc_state *st, const char *name, struct mc_loc loc);
+/* What is decided once the whole .mc is read (confTO_ICONNECT 0). */
+void mc_defines_finish(struct mc_state *st);
+/* SMART_HOST, MAIL_HUB (and the host of FEATURE(nullclient)): `key` set live to sendmail's
+ * form as written, [mailer:]host[:port], which ringmail's routing reads; a warning where
+ * sendmail read it otherwise (":587" is a second host there, not a port), and needs a person
+ * for what ringmail cannot do (another mailer than SMTP, a list of hosts). Empty = none. */
+void mc_relay_host(struct mc_state *st, struct mc_loc loc, const char *what, const char *key,
+                   const char *value);
 /* The define behind a sendmail.cf option name ("MaxMessageSize" -> confMAX_MESSAGE_SIZE),
  * or NULL. */
 const char *mc_define_of_option(const char *option);

@@ -462,6 +462,7 @@ static enum mc_status mc_run(const char *name, const char *data, size_t len,
                       "OSTYPE macro)' and still builds sendmail.cf with generic paths; ringmail "
                       "needs no OS type");
     if (rc == 0) {
+        mc_defines_finish(&st);
         mc_daemons_finish(&st, name);
         mc_class_files(&st, name);
         mc_log_ident(&st, name);

@@ -140,6 +140,11 @@ struct mc_yaml *mc_yaml_get(struct mc_yaml *node, const char *path)
     return mc_yaml_walk(node, path, YAML_SCALAR, false);
 }
 
+const char *mc_yaml_value(const struct mc_yaml *node)
+{
+    return node && node->type == YAML_SCALAR ? node->value : NULL;
+}
+
 struct mc_yaml *mc_yaml_item(struct mc_yaml *list, unsigned i)
 {
     struct mc_yaml *c = list ? list->first : NULL;

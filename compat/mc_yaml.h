@@ -35,6 +35,8 @@ struct mc_yaml *mc_yaml_add_map(struct mc_yaml *node, const char *path, bool fut
 void mc_yaml_note(struct mc_yaml *node, const char *note);
 /* The node at `path` (list items are not addressable), or NULL. */
 struct mc_yaml *mc_yaml_get(struct mc_yaml *node, const char *path);
+/* The value of a scalar node, or NULL (for NULL, a section or a list). */
+const char *mc_yaml_value(const struct mc_yaml *node);
 /* The `i`th item of a list node, or NULL. */
 struct mc_yaml *mc_yaml_item(struct mc_yaml *list, unsigned i);
 /* Removes the node at `path` (undefine); nothing when there is none. */

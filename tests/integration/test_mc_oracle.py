@@ -50,6 +50,8 @@ IGNORED = {
     "DontProbeInterfaces": "ringmail never probes interfaces",
     "FallbackSmartHost": "not set by these .mc files",
     "UnixFromLine": "the local mailer's business",
+    "QueueSortOrder": "the order of a queue run: ringmail has no queue runs",
+    "MaxQueueRunSize": "the size of a queue run: ringmail has no queue runs",
 }
 # What Debian's OSTYPE(debian) and DOMAIN(debian-mta) set beyond the settings the
 # translator takes from them (docs/migrating.md): sendmail's own files, modes and
@@ -298,15 +300,16 @@ class Oracle(unittest.TestCase):
             changed[option] = None  # undefined by the .mc (e.g. nullclient's AliasFile)
         for option, value in sorted(changed.items()):
             with self.subTest(option=option):
-                self.option(yaml, report, name, option, value)
+                self.option(yaml, report, name, option, value, last)
         self.listeners(cf, yaml)
         self.local_mailer(cf, yaml)
-        self.macros(cf, yaml)
+        self.macros(cf, yaml, report)
         self.classes(cf, yaml)
         self.maps_and_milters(cf, yaml)
 
-    def option(self, yaml, report, name, option, value):
-        """One O line that differs from sendmail's default, against its YAML key."""
+    def option(self, yaml, report, name, option, value, options):
+        """One O line that differs from sendmail's default, against its YAML key (options:
+        all of sendmail.cf's, for the ones that depend on another)."""
         why = f"O {option}={value}"
         if option in DISTRO_DEFAULTS or SAME_DEFAULT.get(option) == value or any(
                 option.startswith(i) for i in IGNORED):
@@ -314,7 +317,9 @@ class Oracle(unittest.TestCase):
         if option in PERSON:
             self.assertRegex(report, rf"(?m): needs a person: .*{PERSON[option]}", why)
         elif option.startswith("Timeout."):
-            self.timeout(yaml, option[8:], value, why)
+            self.timeout(yaml, option[8:], value, options, why)
+        elif option in TIMES:
+            self.assertEqual(ringmail_seconds(get(yaml, TIMES[option])), seconds(value, "m"), why)
         elif option in NUMBERS:
             self.number(yaml, NUMBERS[option], value, why)
         elif option in PLAIN:
@@ -349,14 +354,19 @@ class Oracle(unittest.TestCase):
         got = get(yaml, path)
         self.assertIn(got, (number, None) if number == "0" else (number,), why)
 
-    def timeout(self, yaml, name, value, why):
-        key = "timeouts." + name.replace("-", "").replace(".", "_")
+    def timeout(self, yaml, name, value, options, why):
+        key = TIMEOUT_KEYS.get(name, "timeouts." + name.replace("-", "").replace(".", "_"))
         got = get(yaml, key)
         if name.startswith("resolver.retry"):  # a number of tries, not a time
             self.assertEqual(got, value, why)
-        else:
-            self.assertIsNotNone(got, why)
-            self.assertEqual(ringmail_seconds(got), seconds(value, "m"), why)
+            return
+        # the unit of a bare number (sendmail's settimeout)
+        unit = next((u for prefix, u in TIMEOUT_UNITS if name.startswith(prefix)), "m")
+        if name == "iconnect" and seconds(value, unit) == 0:
+            # makeconnection: no first-attempt timeout means Timeout.connect's
+            value, unit = options.get("Timeout.connect", "0"), "m"
+        self.assertIsNotNone(got, why)
+        self.assertEqual(ringmail_seconds(got), seconds(value, unit), why)
 
     def listeners(self, cf, yaml):
         want = []
@@ -398,15 +408,23 @@ class Oracle(unittest.TestCase):
         if get(yaml, "mailers.local_args"):
             self.check(yaml, "mailers.local_args", args, f"Mlocal A={args}")
 
-    def macros(self, cf, yaml):
+    def macros(self, cf, yaml, report):
         hub = msp_host(cf)
         if hub:  # the submission program sends everything, local or not, to ${MTAHost}
             self.check(yaml, "routing.smart_host", hub, f"D{{MTAHost}} {hub}")
             self.check(yaml, "routing.mail_hub", hub, f"D{{MTAHost}} {hub}")
-        for macro, path in (("S", "routing.smart_host"), ("M", "masquerade.as"),
-                            ("H", "routing.mail_hub"), ("L", "routing.luser_relay"),
-                            ("R", "routing.local_relay"), ("j", "hostname")):
+        for macro, path, define in (("S", "routing.smart_host", "SMART_HOST"),
+                                    ("M", "masquerade.as", None),
+                                    ("H", "routing.mail_hub", "MAIL_HUB"),
+                                    ("L", "routing.luser_relay", None),
+                                    ("R", "routing.local_relay", None),
+                                    ("j", "hostname", None)):
             if hub and macro in "SH":
+                continue
+            # a smart host or hub ringmail cannot take as written (a list of hosts, another
+            # mailer than SMTP) is not carried over
+            if define and re.search(rf"(?m): needs a person: define\({define}\) = ", report):
+                self.assertIsNone(get(yaml, path), f"D{macro} needs a person")
                 continue
             value = cf.macros.get(macro)
             if value == self.bare.macros.get(macro):
@@ -457,6 +475,7 @@ class Oracle(unittest.TestCase):
 
 
 NUMBERS = {
+    "ConnectionCacheSize": "delivery.connection_cache_size",
     "MaxDaemonChildren": "limits.connections",
     "MaxRecipientsPerMessage": "limits.recipients",
     "BadRcptThrottle": "limits.bad_rcpt_throttle",
@@ -465,6 +484,13 @@ NUMBERS = {
     "RefuseLA": "limits.refuse_load",
     "LogLevel": "log_level",
 }
+# Options that are times (bare numbers in minutes), by key.
+TIMES = {"ConnectionCacheTimeout": "delivery.connection_cache_timeout",
+         "MinQueueAge": "queue.min_queue_age"}
+# Timeout.* options whose key is not timeouts.<name>.
+TIMEOUT_KEYS = {"resolver.retrans": "dns.timeout", "resolver.retry": "dns.tries"}
+# The unit sendmail's settimeout gives a bare number, by name prefix (else minutes).
+TIMEOUT_UNITS = (("queuewarn", "h"), ("queuereturn", "d"), ("resolver.retrans", "s"))
 SIZES_OPT = {"MaxMessageSize": "limits.message_size", "MaxHeadersLength": "limits.header_size"}
 PLAIN = {
     "CACertFile": "tls.ca_file",
