@@ -394,7 +394,7 @@ static void spool_recover_summary(const struct spool *sp, const struct spool_rec
         log_warn("spool %s: %u more damaged queue file(s) set aside, not listed one by one",
                  sp->dir, out->damaged - SPOOL_RECOVER_LOG_MAX);
     if (out->moved)
-        log_info("spool %s: %u message(s) moved to the subdirectories of hash_depth %u", sp->dir,
+        log_info("spool %s: %u message(s) moved to where hash_depth %u keeps them", sp->dir,
                  out->moved, sp->hash_depth);
 }
 

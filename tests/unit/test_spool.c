@@ -515,9 +515,9 @@ static char *capture_log(void (*fn)(void *), void *arg)
     close(saved);
     FILE *f = fopen(path, "rb");
     assert_non_null(f);
-    char *text = calloc(1, 65536);
+    char *text = calloc(1, 1 << 20);
     assert_non_null(text);
-    size_t n = fread(text, 1, 65535, f);
+    size_t n = fread(text, 1, (1 << 20) - 1, f);
     text[n] = '\0';
     fclose(f);
     return text;
@@ -838,6 +838,474 @@ static void test_commit_then_scan(void **state)
         assert_string_equal(seen.qids[i], results[i].qid);
 }
 
+/* --- the queue manager's operations (on the worker) --- */
+
+struct op_result {
+    int ret;     /* what the call returned */
+    int err;     /* what the callback said */
+    bool inside; /* the callback came from inside the call */
+    struct envelope env;
+    bool has_env;
+    char *data;
+    size_t len;
+};
+
+static bool in_call;
+static const char *op_qid;
+static struct envelope op_env;
+static size_t op_idx[4];
+static size_t op_n;
+
+static void op_loaded(void *arg, int err, struct envelope *e, char *data, size_t len)
+{
+    struct op_result *r = arg;
+    r->inside = in_call;
+    r->err = err;
+    r->has_env = e != NULL;
+    if (e) {
+        r->env = *e; /* its strings are ours now */
+        r->data = data;
+        r->len = len;
+    }
+    sem_post(&job_sem);
+}
+
+static void op_done(void *arg, int err)
+{
+    struct op_result *r = arg;
+    r->inside = in_call;
+    r->err = err;
+    sem_post(&job_sem);
+}
+
+static void job_load(void *arg)
+{
+    struct op_result *r = arg;
+    in_call = true;
+    r->ret = spool_load(sw, op_qid, op_loaded, r);
+    in_call = false;
+    if (r->ret)
+        sem_post(&job_sem);
+}
+
+static void job_update(void *arg)
+{
+    struct op_result *r = arg;
+    in_call = true;
+    r->ret = spool_update(sw, &op_env, op_idx, op_n, op_done, r);
+    in_call = false;
+    if (r->ret)
+        sem_post(&job_sem);
+}
+
+static void job_remove(void *arg)
+{
+    struct op_result *r = arg;
+    in_call = true;
+    r->ret = spool_remove(sw, op_qid, op_done, r);
+    in_call = false;
+    if (r->ret)
+        sem_post(&job_sem);
+}
+
+static struct op_result run_op(void (*job)(void *), const char *qid)
+{
+    struct op_result r = {0};
+    op_qid = qid;
+    on_worker(job, &r, 1);
+    assert_false(r.inside);
+    return r;
+}
+
+static void op_result_free(struct op_result *r)
+{
+    if (r->has_env)
+        envelope_free(&r->env);
+    free(r->data);
+}
+
+static void commit_one(const char *data, size_t len)
+{
+    struct write_job j = {.data = data, .len = len, .count = 1, .commit = true};
+    on_worker(job_write, &j, 1);
+    assert_int_equal(results[0].err, 0);
+}
+
+/* Load, update in place, load again, remove: what the queue manager does with a message. */
+static void test_ops_load_update_remove(void **state)
+{
+    (void)state;
+    static const char msg[] = "Subject: ops\r\n\r\nbody\r\n";
+    commit_one(msg, sizeof(msg) - 1);
+    const char *qid = results[0].qid;
+    size_t before;
+    free(slurp("qf", qid, &before));
+
+    struct op_result r = run_op(job_load, qid);
+    assert_int_equal(r.ret, 0);
+    assert_int_equal(r.err, 0);
+    assert_string_equal(r.env.qid, qid);
+    assert_string_equal(r.env.sender, test_env.sender);
+    assert_int_equal(r.env.n_rcpts, 2);
+    assert_int_equal(r.len, sizeof(msg) - 1);
+    assert_memory_equal(r.data, msg, r.len);
+    assert_int_equal(r.data[r.len], '\0');
+
+    /* Recipient 1 delivered, the second attempt due at a later time. */
+    op_env = r.env;
+    op_env.rcpts[1].state = ENV_RCPT_DELIVERED;
+    op_env.attempts = 2;
+    op_env.next_attempt = 1700007200;
+    op_idx[0] = 1;
+    op_n = 1;
+    struct op_result u = run_op(job_update, qid);
+    assert_int_equal(u.ret, 0);
+    assert_int_equal(u.err, 0);
+    op_result_free(&r);
+
+    size_t n;
+    char err[128];
+    struct envelope e;
+    char *qf = slurp("qf", qid, &n);
+    assert_int_equal(n, before); /* in place: not one byte more or less */
+    if (envelope_parse(qf, n, &e, err, sizeof(err)) < 0)
+        fail_msg("qf after the update: %s", err);
+    assert_int_equal(e.rcpts[0].state, ENV_RCPT_PENDING);
+    assert_int_equal(e.rcpts[1].state, ENV_RCPT_DELIVERED);
+    assert_int_equal(e.attempts, 2);
+    assert_int_equal(e.next_attempt, 1700007200);
+    envelope_free(&e);
+    free(qf);
+
+    r = run_op(job_load, qid);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.env.rcpts[1].state, ENV_RCPT_DELIVERED);
+    assert_int_equal(r.env.attempts, 2);
+    op_result_free(&r);
+
+    r = run_op(job_remove, qid);
+    assert_int_equal(r.ret, 0);
+    assert_int_equal(r.err, 0);
+    assert_false(exists("qf", qid));
+    assert_false(exists("df", qid));
+    assert_int_equal(count_files(), 0);
+
+    r = run_op(job_load, qid);
+    assert_int_equal(r.err, -ENOENT);
+    assert_false(r.has_env);
+    r = run_op(job_remove, qid); /* gone already: not an error */
+    assert_int_equal(r.err, 0);
+}
+
+static void run_damaged_load(void *arg)
+{
+    struct op_result *r = arg;
+    *r = run_op(job_load, op_qid);
+}
+
+/* A qf that does not parse, a df missing or of another size: EBADMSG, set aside as Qf
+ * with its df (as recovery does), the reason logged once; a later load finds nothing. */
+static void test_ops_load_damaged(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *qid;
+        bool garbage, no_df, short_df;
+        const char *why;
+    } cases[] = {
+        {"0000000000000001", true, false, false, "line 2: unknown record"},
+        {"0000000000000002", false, true, false, "df0000000000000002: No such file"},
+        {"0000000000000003", false, false, true,
+         "df0000000000000003 has 2 bytes, the envelope says 3"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *qid = cases[i].qid;
+        char name[32], path[256];
+        put_message(qid, "d@example.com", "abc", 3);
+        if (cases[i].garbage) {
+            snprintf(name, sizeof(name), "qf%s", qid);
+            put_file(name, "V1\ngarbage\n", 11);
+        }
+        path_of(path, sizeof(path), "df", qid);
+        if (cases[i].no_df)
+            assert_int_equal(unlink(path), 0);
+        if (cases[i].short_df)
+            assert_int_equal(truncate(path, 2), 0);
+        struct op_result r;
+        op_qid = qid;
+        char *log = capture_log(run_damaged_load, &r);
+        assert_int_equal(r.err, -EBADMSG);
+        assert_false(r.has_env);
+        assert_null(r.data);
+        assert_int_equal(count_lines_with(log, qid), 1);
+        assert_int_equal(count_lines_with(log, "damaged queue file moved to"), 1);
+        if (!strstr(log, cases[i].why))
+            fail_msg("log lacks '%s': %s", cases[i].why, log);
+        free(log);
+        assert_false(exists("qf", qid));
+        assert_true(exists("Qf", qid));
+        assert_int_equal(exists("df", qid), !cases[i].no_df);
+        r = run_op(job_load, qid);
+        assert_int_equal(r.err, -ENOENT);
+    }
+}
+
+/* A caller's mistakes: an envelope that was not parsed (no offsets), an index out of
+ * range: EINVAL from the callback, the file untouched; a bad queue id: no callback. */
+static void test_ops_invalid(void **state)
+{
+    (void)state;
+    commit_one("x\r\n", 3);
+    const char *qid = results[0].qid;
+    size_t n0, n1;
+    char *before = slurp("qf", qid, &n0);
+
+    op_env = test_env;
+    memcpy(op_env.qid, qid, QID_LEN + 1);
+    op_n = 0;
+    struct op_result r = run_op(job_update, qid);
+    assert_int_equal(r.ret, 0);
+    assert_int_equal(r.err, -EINVAL);
+
+    r = run_op(job_load, qid);
+    assert_int_equal(r.err, 0);
+    op_env = r.env;
+    op_idx[0] = 7;
+    op_n = 1;
+    struct op_result u = run_op(job_update, qid);
+    assert_int_equal(u.err, -EINVAL);
+    op_result_free(&r);
+
+    char *after = slurp("qf", qid, &n1);
+    assert_int_equal(n0, n1);
+    assert_memory_equal(before, after, n0);
+    free(before);
+    free(after);
+
+    r = run_op(job_load, "not-a-queue-id");
+    assert_int_equal(r.ret, -EINVAL);
+    r = run_op(job_remove, "../../etc/passwd");
+    assert_int_equal(r.ret, -EINVAL);
+}
+
+/* --- layout --- */
+
+/* Queue ids made in a burst (same second, counter running) spread evenly over the
+ * subdirectories, and the paths have the documented form. */
+static void test_layout_spread(void **state)
+{
+    (void)state;
+    static const unsigned depths[] = {1, 2};
+    for (size_t d = 0; d < 2; d++) {
+        char err[256], dir[160];
+        snprintf(dir, sizeof(dir), "%s/layout%u", tmpdir, depths[d]);
+        struct spool_settings ss = {.dir = dir, .hash_depth = depths[d]};
+        struct spool *l = spool_open(&ss, err, sizeof(err));
+        assert_non_null(l);
+        unsigned buckets = depths[d] == 1 ? 16 : 256, per = 200, counts[256] = {0};
+        for (unsigned i = 0; i < buckets * per; i++) {
+            char qid[QID_LEN + 1], path[64];
+            qid_new(qid, 0);
+            int n = spool_msg_path(l, "qf", qid, path, sizeof(path));
+            assert_int_equal(n, (int)(2 * depths[d] + 2 + QID_LEN));
+            assert_string_equal(path + 2 * depths[d] + 2, qid);
+            unsigned b = 0;
+            for (unsigned k = 0; k < depths[d]; k++) {
+                const char *hex = "0123456789abcdef", *c = strchr(hex, path[2 * k]);
+                assert_non_null(c);
+                assert_int_equal(path[2 * k + 1], '/');
+                b = b * 16 + (unsigned)(c - hex);
+            }
+            counts[b]++;
+        }
+        unsigned lo = per, hi = 0;
+        for (unsigned b = 0; b < buckets; b++) {
+            lo = counts[b] < lo ? counts[b] : lo;
+            hi = counts[b] > hi ? counts[b] : hi;
+        }
+        print_message("depth %u: %u ids per subdirectory on average, %u to %u\n", depths[d], per,
+                      lo, hi);
+        assert_true(lo >= per * 6 / 10 && hi <= per * 14 / 10);
+        char small[8];
+        assert_int_equal(spool_msg_path(l, "qf", "0000000000000001", small, sizeof(small)), -1);
+        spool_close(l);
+    }
+}
+
+/* --- recovery across depths, and what it hands to the queue --- */
+
+/* A message's file written where a spool of `layout`'s depth keeps it, in `dir`. */
+static void put_at(struct spool *layout, const char *dir, const char *kind, const char *qid,
+                   const void *data, size_t len)
+{
+    char rel[64], path[256];
+    assert_true(spool_msg_path(layout, kind, qid, rel, sizeof(rel)) > 0);
+    snprintf(path, sizeof(path), "%s/%s", dir, rel);
+    for (char *p = path + strlen(dir) + 1; (p = strchr(p, '/')); p++) {
+        *p = '\0';
+        assert_true(mkdir(path, 0700) == 0 || errno == EEXIST);
+        *p = '/';
+    }
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    fclose(f);
+}
+
+static void put_envelope_at(struct spool *layout, const char *dir, const char *qid, size_t size,
+                            time_t next_attempt)
+{
+    struct envelope e = test_env;
+    struct buf b;
+    memcpy(e.qid, qid, QID_LEN + 1);
+    e.size = size;
+    e.next_attempt = next_attempt;
+    buf_init(&b, 0);
+    assert_int_equal(envelope_write(&e, &b), 0);
+    put_at(layout, dir, "qf", qid, b.data, b.len);
+    buf_free(&b);
+}
+
+static bool exists_at(struct spool *layout, const char *dir, const char *kind, const char *qid)
+{
+    char rel[64], path[256];
+    struct stat st;
+    assert_true(spool_msg_path(layout, kind, qid, rel, sizeof(rel)) > 0);
+    snprintf(path, sizeof(path), "%s/%s", dir, rel);
+    return lstat(path, &st) == 0;
+}
+
+static struct spool *open_at(const char *dir, unsigned d)
+{
+    char err[256];
+    struct spool_settings ss = {.dir = dir, .hash_depth = d};
+    struct spool *l = spool_open(&ss, err, sizeof(err));
+    if (!l)
+        fail_msg("%s", err);
+    return l;
+}
+
+struct collected {
+    char qids[16][QID_LEN + 1];
+    time_t next[16];
+    unsigned n, fail_at;
+};
+
+static int collect(void *arg, const struct envelope *e)
+{
+    struct collected *c = arg;
+    if (c->n >= 16 || c->n + 1 == c->fail_at)
+        return -1;
+    memcpy(c->qids[c->n], e->qid, QID_LEN + 1);
+    c->next[c->n++] = e->next_attempt;
+    return 0;
+}
+
+/* hash_depth changed between two runs: recovery finds messages at every level (even a
+ * message whose df already moved and whose qf did not: a crash in the middle of a move),
+ * moves them where the current depth wants them, and hands each to the queue, oldest
+ * first, with its next attempt. Then back to flat, then two levels. */
+static void test_recover_depth_change(void **state)
+{
+    (void)state;
+    char dir[160], err[256];
+    struct spool_recovery rec;
+    snprintf(dir, sizeof(dir), "%s/moving", tmpdir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    /* Layouts only: where each depth puts a file (each spool on its own directory). */
+    char d0[160], d1[160], d2[160];
+    snprintf(d0, sizeof(d0), "%s/layout0", tmpdir);
+    snprintf(d1, sizeof(d1), "%s/layout1", tmpdir);
+    snprintf(d2, sizeof(d2), "%s/layout2", tmpdir);
+    struct spool *l0 = open_at(d0, 0), *l1 = open_at(d1, 1), *l2 = open_at(d2, 2);
+
+    put_envelope_at(l0, dir, "0000000000000001", 1, 1700000001); /* flat */
+    put_at(l0, dir, "df", "0000000000000001", "a", 1);
+    put_envelope_at(l2, dir, "0000000000000002", 2, 1700000002); /* two levels */
+    put_at(l2, dir, "df", "0000000000000002", "bb", 2);
+    put_envelope_at(l2, dir, "0000000000000003", 3, 1700000003); /* df moved, qf not */
+    put_at(l1, dir, "df", "0000000000000003", "ccc", 3);
+    put_at(l2, dir, "tf", "0000000000000004", "V1\n", 3); /* never acknowledged */
+    put_at(l0, dir, "df", "0000000000000004", "d", 1);
+
+    struct collected c = {0};
+    struct spool *s1 = open_at(dir, 1);
+    assert_int_equal(spool_recover(s1, collect, &c, &rec, err, sizeof(err)), 0);
+    assert_int_equal(rec.messages, 3);
+    assert_int_equal(rec.moved, 3);
+    assert_int_equal(rec.removed, 2);
+    assert_int_equal(rec.damaged, 0);
+    assert_int_equal(c.n, 3);
+    for (unsigned i = 0; i < 3; i++) {
+        char qid[QID_LEN + 1];
+        snprintf(qid, sizeof(qid), "000000000000000%u", i + 1);
+        assert_string_equal(c.qids[i], qid);
+        assert_int_equal(c.next[i], 1700000001 + i);
+        assert_true(exists_at(l1, dir, "qf", qid) && exists_at(l1, dir, "df", qid));
+        assert_false(exists_at(l2, dir, "qf", qid) || exists_at(l0, dir, "qf", qid));
+    }
+    assert_false(exists_at(l0, dir, "df", "0000000000000004"));
+    assert_int_equal(spool_recover(s1, NULL, NULL, &rec, err, sizeof(err)), 0);
+    assert_int_equal(rec.messages + rec.moved * 100 + rec.removed * 100, 3); /* all settled */
+    spool_close(s1);
+
+    struct spool *s0 = open_at(dir, 0); /* back to flat */
+    assert_int_equal(spool_recover(s0, NULL, NULL, &rec, err, sizeof(err)), 0);
+    assert_int_equal(rec.messages, 3);
+    assert_int_equal(rec.moved, 3);
+    assert_true(exists_at(l0, dir, "qf", "0000000000000002"));
+    spool_close(s0);
+
+    struct spool *s2 = open_at(dir, 2); /* and two levels */
+    c = (struct collected){0};
+    assert_int_equal(spool_recover(s2, collect, &c, &rec, err, sizeof(err)), 0);
+    assert_int_equal(rec.moved, 3);
+    assert_int_equal(c.n, 3);
+    assert_true(exists_at(l2, dir, "df", "0000000000000003"));
+
+    /* The queue cannot take a message (out of memory): recovery fails, says where. */
+    c = (struct collected){.fail_at = 2};
+    assert_int_equal(spool_recover(s2, collect, &c, &rec, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "recovery stopped at 0000000000000002"));
+    spool_close(s2);
+    spool_close(l0);
+    spool_close(l1);
+    spool_close(l2);
+}
+
+struct many {
+    unsigned n;
+};
+
+static void run_recover_many(void *arg)
+{
+    char err[256];
+    struct spool_recovery rec;
+    assert_int_equal(spool_recover(sp, NULL, NULL, &rec, err, sizeof(err)), 0);
+    ((struct many *)arg)->n = rec.messages;
+}
+
+/* Beyond 1,000 messages recovery stops listing them one by one and says how many more. */
+static void test_recover_log_capped(void **state)
+{
+    (void)state;
+    struct many m = {0};
+    for (unsigned i = 0; i < 1003; i++) {
+        char qid[QID_LEN + 1];
+        snprintf(qid, sizeof(qid), "00000000000%05u", i);
+        put_message(qid, "many@example.com", "m", 1);
+    }
+    log_set_level(LOG_LVL_INFO);
+    char *log = capture_log(run_recover_many, &m);
+    assert_int_equal(m.n, 1003);
+    assert_int_equal(count_lines_with(log, ": recovered, from=<many@example.com>"), 1000);
+    assert_int_equal(count_lines_with(log, "3 more message(s) recovered, not listed one by one"),
+                     1);
+    free(log);
+}
+
+static const unsigned flat = 0, deep = 2;
+
 int main(void)
 {
     char err[256];
@@ -861,6 +1329,23 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_then_scan, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ops_load_update_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ops_load_damaged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ops_invalid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_layout_spread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recover_depth_change, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recover_log_capped, setup, teardown),
+        /* the same at the other depths: flat and two levels */
+        cmocka_unit_test_prestate_setup_teardown(test_commit_small, setup, teardown, (void *)&flat),
+        cmocka_unit_test_prestate_setup_teardown(test_group_commit, setup, teardown, (void *)&flat),
+        cmocka_unit_test_prestate_setup_teardown(test_recover, setup, teardown, (void *)&flat),
+        cmocka_unit_test_prestate_setup_teardown(test_ops_load_update_remove, setup, teardown,
+                                                 (void *)&flat),
+        cmocka_unit_test_prestate_setup_teardown(test_commit_small, setup, teardown, (void *)&deep),
+        cmocka_unit_test_prestate_setup_teardown(test_group_commit, setup, teardown, (void *)&deep),
+        cmocka_unit_test_prestate_setup_teardown(test_recover, setup, teardown, (void *)&deep),
+        cmocka_unit_test_prestate_setup_teardown(test_ops_load_update_remove, setup, teardown,
+                                                 (void *)&deep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

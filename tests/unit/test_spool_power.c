@@ -44,9 +44,20 @@
 
 /* --- the model file system --- */
 
+/* A write since the file's last fsync was issued: the kernel may write it back before
+ * the fsync, on its own, in any order with the others (spool_update's model). */
+struct writeback {
+    uint64_t off;
+    unsigned len;
+    char data[48];
+};
+#define MAX_WB 8
+
 struct inode {
     char *vol, *dur; /* contents as seen / as on stable storage */
     size_t vol_len, dur_len;
+    struct writeback wb[MAX_WB]; /* small writes not yet covered by an fsync */
+    int n_wb;
 };
 
 struct dentry {
@@ -94,6 +105,7 @@ struct pending {
     char *snap;
     size_t snap_len;
     unsigned snap_seq;
+    int snap_wb; /* the writes it covers */
     char dir[8];
 };
 
@@ -275,6 +287,12 @@ static int model_do(const struct pending *p)
             in->vol_len = p->off + len;
         }
         memcpy(in->vol + p->off, p->data, len);
+        if (len <= sizeof(in->wb[0].data) && in->n_wb < MAX_WB) {
+            struct writeback *w = &in->wb[in->n_wb++];
+            w->off = p->off;
+            w->len = len;
+            memcpy(w->data, p->data, len);
+        }
         trace("write %d @%llu +%u\n", p->fd, (unsigned long long)p->off, len);
         return (int)len;
     }
@@ -283,6 +301,8 @@ static int model_do(const struct pending *p)
         free(in->dur);
         in->dur = p->snap;
         in->dur_len = p->snap_len;
+        memmove(in->wb, in->wb + p->snap_wb, (size_t)(in->n_wb - p->snap_wb) * sizeof(in->wb[0]));
+        in->n_wb -= p->snap_wb;
         trace("fsync %d\n", p->fd);
         return 0;
     case OP_RENAME:
@@ -362,6 +382,7 @@ static void fake_fsync(void *ctx, struct engine_op *op, int fd)
     const struct inode *in = fd_inode(fd);
     struct pending *p = submit(OP_FSYNC, op);
     p->fd = fd;
+    p->snap_wb = in->n_wb;
     p->snap_len = in->vol_len;
     p->snap = in->vol_len ? malloc(in->vol_len) : NULL;
     if (in->vol_len)
@@ -806,6 +827,189 @@ static void test_cut_random_orders(void **state)
         power_cuts(ORDER_RANDOM, seed, seed % 3 == 0);
 }
 
+/* --- power loss while a message is updated in place, then removed --- */
+
+#define UPD_RCPTS 3
+
+static struct envelope_rcpt upd_rcpts[UPD_RCPTS] = {
+    {.addr = "a@example.org", .state = ENV_RCPT_PENDING},
+    {.addr = "b@example.org", .state = ENV_RCPT_PENDING},
+    {.addr = "c@example.org", .state = ENV_RCPT_PENDING},
+};
+static const struct envelope upd_env = {.sender = "s@example.com",
+                                        .created = 1700000000,
+                                        .next_attempt = 1700000000,
+                                        .rcpts = upd_rcpts,
+                                        .n_rcpts = UPD_RCPTS};
+/* The update: a delivered, c failed, the attempt counted, the next one later. */
+static const char upd_new_state[UPD_RCPTS] = {'D', 'P', 'F'};
+#define UPD_ATTEMPTS 1u
+#define UPD_NEXT     1799999999 /* every digit differs from the old value's */
+
+struct upd_check {
+    bool acked;     /* the update's callback came before the cut */
+    bool removing;  /* spool_remove was called */
+    unsigned found; /* messages recovery handed over */
+    bool all_new;   /* the one found carries the whole update */
+    bool bad;
+    char why[160];
+};
+
+static void upd_done(void *arg, int err)
+{
+    *(int *)arg = err == 0 ? 1 : -1;
+}
+
+static int upd_found(void *arg, const struct envelope *e)
+{
+    struct upd_check *c = arg;
+    bool all_new = e->attempts == UPD_ATTEMPTS && e->next_attempt == UPD_NEXT;
+    c->found++;
+    if (e->attempts != 0 && e->attempts != UPD_ATTEMPTS)
+        snprintf(c->why, sizeof(c->why), "attempts %u is neither old nor new", e->attempts);
+    if (e->next_attempt != upd_env.next_attempt && e->next_attempt != UPD_NEXT)
+        snprintf(c->why, sizeof(c->why), "next attempt %lld is neither old nor new",
+                 (long long)e->next_attempt);
+    for (size_t i = 0; i < e->n_rcpts; i++) {
+        char st = (char)e->rcpts[i].state;
+        all_new &= st == upd_new_state[i];
+        if (st != 'P' && st != upd_new_state[i])
+            snprintf(c->why, sizeof(c->why), "recipient %zu state %c is neither old nor new", i,
+                     st);
+    }
+    c->all_new = all_new;
+    c->bad |= c->why[0] != '\0';
+    return 0;
+}
+
+/* The durable directory `d`, with the qf's durable contents plus the writes in `mask` of
+ * its pending writebacks, as a real spool; recovery runs on it. */
+static void upd_check_state(const struct dir *d, int qf_ino, unsigned mask, struct upd_check *c)
+{
+    char dir[128], err[256];
+    struct spool_settings ss = {.hash_depth = depth};
+    struct spool_recovery rec;
+
+    snprintf(dir, sizeof(dir), "%s/cut", tmpdir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    for (int i = 0; i < d->n; i++) {
+        const struct inode *in = &fs.ino[d->e[i].ino];
+        char *img = in->dur_len ? malloc(in->dur_len) : NULL;
+        if (in->dur_len)
+            memcpy(img, in->dur, in->dur_len);
+        for (int w = 0; d->e[i].ino == qf_ino && w < in->n_wb; w++) {
+            if (!(mask & (1u << w)))
+                continue;
+            assert_true(in->wb[w].off + in->wb[w].len <= in->dur_len);
+            memcpy(img + in->wb[w].off, in->wb[w].data, in->wb[w].len);
+        }
+        write_file(dir, d->e[i].name, img, in->dur_len);
+        free(img);
+    }
+    ss.dir = dir;
+    struct spool *cut_sp = spool_open(&ss, err, sizeof(err));
+    assert_non_null(cut_sp);
+    c->found = 0;
+    assert_int_equal(spool_recover(cut_sp, upd_found, c, &rec, err, sizeof(err)), 0);
+    spool_close(cut_sp);
+    remove_dir(dir);
+    if (rec.damaged)
+        snprintf(c->why, sizeof(c->why), "a damaged queue file");
+    else if (!c->removing && c->found != 1)
+        snprintf(c->why, sizeof(c->why), "the message is lost");
+    else if (c->acked && c->found && !c->all_new)
+        snprintf(c->why, sizeof(c->why), "the update was acknowledged and is not all there");
+    c->bad |= c->why[0] != '\0';
+}
+
+/* Every durable state a cut now could leave: the directory as fsynced plus any prefix of
+ * the directory operations since, and the qf plus any subset of its writes since its last
+ * fsync (the kernel writes pages back when it likes). */
+static void upd_cut(int cut, int qf_ino, struct upd_check *c)
+{
+    int n_wb = fs.ino[qf_ino].n_wb;
+    for (int prefix = 0; prefix <= fs.n_log; prefix++) {
+        struct dir d = fs.dur;
+        for (int i = 0; i < prefix; i++)
+            dirop_apply(&d, &fs.log[i]);
+        for (unsigned mask = 0; mask < (1u << n_wb); mask++) {
+            c->why[0] = '\0';
+            upd_check_state(&d, qf_ino, mask, c);
+            if (c->bad)
+                fail_msg("power cut after %d completions (order %d seed %u), %d directory "
+                         "operations and writes %#x kept: %s\ntrace:\n%s",
+                         cut, fs.order, fs.seed, prefix, mask, c->why, fs.trace);
+        }
+    }
+}
+
+static void upd_power_cuts(int order, unsigned seed)
+{
+    char qid[QID_LEN + 1], qfpath[64], err[256];
+    int steps = -1, total = 0;
+
+    for (int cut = 0; steps < 0 || cut <= steps; cut++) {
+        model_reset(order, seed, false);
+        struct spool_worker *sw = spool_worker_new_fs(sp, &fake_fs, NULL, 1);
+        assert_non_null(sw);
+        struct spool_msg *m = spool_msg_new(sw, qid);
+        int committed = 0, updated = 0, removed = 0;
+        assert_int_equal(spool_msg_write(m, "data\r\n", 6), 0);
+        spool_msg_commit(m, &upd_env, upd_done, &committed);
+        while (pump())
+            ;
+        assert_int_equal(committed, 1);
+        assert_true(spool_msg_path(sp, "qf", qid, qfpath, sizeof(qfpath)) > 0);
+        int qf = dir_find(&fs.vol, qfpath);
+        assert_true(qf >= 0);
+        int qf_ino = fs.vol.e[qf].ino;
+        struct envelope e;
+        const struct inode *in = &fs.ino[qf_ino];
+        if (envelope_parse(in->vol, in->vol_len, &e, err, sizeof(err)) < 0)
+            fail_msg("%s", err);
+        size_t idx[2] = {0, 2};
+        for (int i = 0; i < UPD_RCPTS; i++)
+            e.rcpts[i].state = upd_new_state[i];
+        e.attempts = UPD_ATTEMPTS;
+        e.next_attempt = UPD_NEXT;
+        fs.trace_len = 0;
+        assert_int_equal(spool_update(sw, &e, idx, 2, upd_done, &updated), 0);
+        envelope_free(&e);
+
+        struct upd_check c = {0};
+        int step = 0;
+        for (;; step++) {
+            c.acked = updated == 1;
+            if (updated == 1 && !c.removing) {
+                c.removing = true;
+                assert_int_equal(spool_remove(sw, qid, upd_done, &removed), 0);
+            }
+            if (step == cut) {
+                upd_cut(cut, qf_ino, &c);
+                total++;
+            }
+            if (!pump())
+                break;
+        }
+        assert_int_equal(updated, 1);
+        assert_int_equal(removed, 1);
+        if (steps < 0)
+            steps = step;
+        spool_worker_free(sw);
+    }
+    print_message("update and remove, depth %u order %d seed %u: %d completions, %d cuts\n", depth,
+                  order, seed, steps, total);
+}
+
+static void test_cut_update_remove(void **state)
+{
+    (void)state;
+    upd_power_cuts(ORDER_FIFO, 0);
+    upd_power_cuts(ORDER_LIFO, 0);
+    for (unsigned seed = 1; seed <= 4; seed++)
+        upd_power_cuts(ORDER_RANDOM, seed);
+}
+
 static const unsigned flat = 0, deep = 2;
 
 int main(void)
@@ -820,6 +1024,9 @@ int main(void)
                                                  (void *)&flat),
         cmocka_unit_test_prestate_setup_teardown(test_cut_random_orders, setup, teardown,
                                                  (void *)&deep),
+        cmocka_unit_test_setup_teardown(test_cut_update_remove, setup, teardown),
+        cmocka_unit_test_prestate_setup_teardown(test_cut_update_remove, setup, teardown,
+                                                 (void *)&flat),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
