@@ -412,11 +412,14 @@ static void client_over(struct smtp_client *c)
     buf_free(&c->out);
 }
 
+/* The last event: the client is over before it goes out, so a call from the callback
+ * finds it over and does nothing. */
 static void client_closed(struct smtp_client *c, const struct smtp_client_reply *r)
 {
-    struct smtp_client_event ev = {.type = SMTP_CLIENT_EV_CLOSED, .reply = r};
-    client_emit(c, &ev);
+    struct smtp_client_event ev = {
+        .type = SMTP_CLIENT_EV_CLOSED, .phase = smtp_client_phase(c), .reply = r};
     client_over(c);
+    c->io->event(c->io->arg, &ev);
 }
 
 static void client_fail(struct smtp_client *c, const struct smtp_client_reply *r, bool temporary)
@@ -427,8 +430,10 @@ static void client_fail(struct smtp_client *c, const struct smtp_client_reply *r
         client_closed(c, r);
         return;
     }
-    struct smtp_client_event ev = {
-        .type = SMTP_CLIENT_EV_FAILED, .reply = r, .temporary = temporary};
+    struct smtp_client_event ev = {.type = SMTP_CLIENT_EV_FAILED,
+                                   .phase = smtp_client_phase(c),
+                                   .reply = r,
+                                   .temporary = temporary};
     struct smtp_client_reply *rcpts = NULL;
     if (c->msg) {
         client_settle_rcpts(c, r, temporary);
@@ -436,10 +441,10 @@ static void client_fail(struct smtp_client *c, const struct smtp_client_reply *r
         ev.n_rcpts = c->msg->n_rcpts;
         c->rcpts = NULL;
     }
-    client_emit(c, &ev);
     client_end_transaction(c);
+    client_over(c); /* before the event, as in client_closed */
+    c->io->event(c->io->arg, &ev);
     free(rcpts);
-    client_over(c);
 }
 
 static void client_protocol_error(struct smtp_client *c, const char *what, const char *p, size_t n)
@@ -733,6 +738,8 @@ static void client_flush(struct smtp_client *c)
  * else the next one only. */
 static void client_push_rcpts(struct smtp_client *c)
 {
+    if (c->mail_replied && !c->mail_ok) /* a refused MAIL: the rest would be refused too */
+        return;
     do {
         size_t i = client_next_rcpt(c, c->rcpt_next);
         if (i >= c->msg->n_rcpts)

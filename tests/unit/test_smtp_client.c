@@ -25,6 +25,7 @@ struct t {
     bool bytewise;
     const struct smtp_client_msg *send_on_done; /* started again from inside DONE */
     bool quit_on_done;
+    bool quit_on_failed; /* and try to send: both ignored once over */
 };
 
 static void t_on_send(void *arg, const void *data, size_t len)
@@ -91,6 +92,10 @@ static void t_on_event(void *arg, const struct smtp_client_event *ev)
         t_reply_text(b, ev->reply);
         buf_printf(b, "\n");
         t_rcpts(b, ev);
+        if (t->quit_on_failed) {
+            smtp_client_quit(t->c, t->now);
+            assert_int_equal(smtp_client_send(t->c, &(struct smtp_client_msg){0}, t->now), -1);
+        }
         break;
     case SMTP_CLIENT_EV_CLOSED:
         buf_printf(b, "CLOSED");
@@ -905,6 +910,43 @@ static void test_421_in_transaction(void **state)
     t_free(t);
 }
 
+static void test_calls_from_failed_ignored(void **state)
+{
+    (void)state;
+    struct t *t = t_new(NULL, false);
+    t->quit_on_failed = true;
+    t_ready(t, EHLO_BARE);
+    assert_int_equal(smtp_client_send(t->c, &msg_one, t->now), 0);
+    buf_free(&t->sent);
+    t_feed(t, "421 4.3.2 bye\r\n");
+    t_expect_events(t, "FAILED temp MAIL 421 4.3.2 bye\n r0 T 421 4.3.2 bye\n");
+    t_expect_sent(t, "");
+    t_free(t);
+}
+
+/* A refused MAIL stops the pipelined RCPTs not yet written. */
+static void test_mail_refused_stops_rcpts(void **state)
+{
+    (void)state;
+    enum { N = 4000 };
+    struct smtp_client_rcpt *r = calloc(N, sizeof(*r));
+    assert_non_null(r);
+    for (size_t i = 0; i < N; i++)
+        r[i].addr = "someone-with-a-long-name@some-long-domain.example";
+    struct smtp_client_msg m = msg_one;
+    m.rcpts = r;
+    m.n_rcpts = N;
+    struct t *t = t_new(NULL, false);
+    t_ready(t, "250-mx\r\n250 PIPELINING\r\n");
+    assert_int_equal(smtp_client_send(t->c, &m, t->now), 0);
+    size_t first = t->sent.len;
+    t_feed(t, "550 5.7.1 sender refused\r\n");
+    smtp_client_drained(t->c, t->now);
+    assert_int_equal(t->sent.len, first);
+    free(r);
+    t_free(t);
+}
+
 static void test_pipelined_rcpts_paced(void **state)
 {
     (void)state;
@@ -1244,6 +1286,8 @@ int main(void)
         cmocka_unit_test(test_two_transactions_from_done),
         cmocka_unit_test(test_421_in_transaction),
         cmocka_unit_test(test_pipelined_rcpts_paced),
+        cmocka_unit_test(test_calls_from_failed_ignored),
+        cmocka_unit_test(test_mail_refused_stops_rcpts),
         cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_eof),
         cmocka_unit_test(test_quit_not_idle),
