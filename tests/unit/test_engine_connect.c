@@ -504,7 +504,14 @@ static void sc_connect_one(struct engine_worker *w)
     open_conn(w, 0, &target, NULL);
 }
 
-/* A port where nothing listens (bound, so nobody else takes it): ECONNREFUSED. */
+static void sc_connect_send(struct engine_worker *w)
+{
+    open_conn(w, 0, &target, NULL);
+    engine_conn_send(w, T.c[0].id, "queued\r\n", 8);
+}
+
+/* A port where nothing listens (bound, so nobody else takes it): ECONNREFUSED, also when
+ * output was queued (the connect's error is the one reported, not the send's). */
 static void test_connect_refused(void **state)
 {
     (void)state;
@@ -514,6 +521,12 @@ static void test_connect_refused(void **state)
     run(sc_connect_one);
     assert_int_equal(T.c[0].rc, 0);
     WAIT_FOR(T.closed == 1);
+    assert_false(T.c[0].connected);
+    assert_int_equal(T.c[0].err, ECONNREFUSED);
+
+    memset(&T.c[0], 0, sizeof T.c[0]);
+    run(sc_connect_send);
+    WAIT_FOR(T.closed == 2);
     assert_false(T.c[0].connected);
     assert_int_equal(T.c[0].err, ECONNREFUSED);
     stop();
