@@ -837,6 +837,164 @@ static void test_bad_settings(void **state)
     }
 }
 
+/* --- dns_mx_parse: answers as bytes --- */
+
+/* dnsmasq's answer for mx.test (mx1 and mx2 at 10, mx3 at 20), as captured in
+ * tests/fuzz/corpus/fuzz_dns/mx_equal_prefs. */
+static const unsigned char mx_answer[] = {
+    0x12, 0x34, 0x85, 0x80, 0x00, 0x01, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x02, 0x6d, 0x78,
+    0x04, 0x74, 0x65, 0x73, 0x74, 0x00, 0x00, 0x0f, 0x00, 0x01, 0xc0, 0x0c, 0x00, 0x0f, 0x00,
+    0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x00, 0x0a, 0x03, 0x6d, 0x78, 0x32, 0xc0, 0x0c,
+    0xc0, 0x0c, 0x00, 0x0f, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x00, 0x0a, 0x03,
+    0x6d, 0x78, 0x31, 0xc0, 0x0c, 0xc0, 0x0c, 0x00, 0x0f, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x08, 0x00, 0x14, 0x03, 0x6d, 0x78, 0x33, 0xc0, 0x0c};
+
+/* An answer for x.test with these MX records ("." or "" is the root). */
+static size_t build_mx(unsigned char *buf, size_t n, const unsigned *prefs,
+                       const char *const *names)
+{
+    static const unsigned char head[] = {0x12, 0x34, 0x85, 0x80, 0x00, 0x01, 0x00, 0x00,
+                                         0x00, 0x00, 0x00, 0x00, 1,    'x',  4,    't',
+                                         'e',  's',  't',  0,    0,    15,   0,    1};
+    memcpy(buf, head, sizeof head);
+    buf[6] = (unsigned char)(n >> 8);
+    buf[7] = (unsigned char)n;
+    size_t off = sizeof head;
+    for (size_t i = 0; i < n; i++) {
+        static const unsigned char rr[] = {0xc0, 0x0c, 0, 15, 0, 1, 0, 0, 0, 0};
+        memcpy(buf + off, rr, sizeof rr);
+        off += sizeof rr;
+        size_t rdlen_at = off;
+        off += 2;
+        buf[off++] = (unsigned char)(prefs[i] >> 8);
+        buf[off++] = (unsigned char)prefs[i];
+        for (const char *label = names[i]; *label;) {
+            size_t len = strcspn(label, ".");
+            buf[off++] = (unsigned char)len;
+            memcpy(buf + off, label, len);
+            off += len;
+            label += len + (label[len] == '.');
+        }
+        buf[off++] = 0;
+        size_t rdlen = off - rdlen_at - 2;
+        buf[rdlen_at] = (unsigned char)(rdlen >> 8);
+        buf[rdlen_at + 1] = (unsigned char)rdlen;
+    }
+    return off;
+}
+
+static struct dns_mx_list mx_list;
+static char mx_error[96];
+
+static enum dns_status parse(const unsigned char *answer, size_t len, uint64_t random)
+{
+    return dns_mx_parse(answer, len, random, &mx_list, mx_error, sizeof mx_error);
+}
+
+static void test_parse_order(void **state)
+{
+    (void)state;
+    unsigned mx1_first = 0, mx2_first = 0;
+    for (uint64_t random = 0; random < 64; random++) {
+        assert_int_equal(parse(mx_answer, sizeof mx_answer, random), DNS_OK);
+        assert_int_equal(mx_list.n, 3);
+        assert_int_equal(mx_list.hosts[0].pref, 10);
+        assert_int_equal(mx_list.hosts[1].pref, 10);
+        assert_string_equal(mx_list.hosts[2].name, "mx3.mx.test");
+        assert_int_equal(mx_list.hosts[2].pref, 20);
+        mx1_first += strcmp(mx_list.hosts[0].name, "mx1.mx.test") == 0;
+        mx2_first += strcmp(mx_list.hosts[0].name, "mx2.mx.test") == 0;
+    }
+    assert_int_equal(mx1_first + mx2_first, 64);
+    assert_true(mx1_first > 0 && mx2_first > 0);
+}
+
+/* The header's flags and rcode decide before the records are read. */
+static void test_parse_header(void **state)
+{
+    (void)state;
+    unsigned char a[sizeof mx_answer];
+    static const struct {
+        unsigned char byte2_or, byte3;
+        enum dns_status want;
+        const char *why;
+    } cases[] = {
+        {0x02, 0x80, DNS_TEMPFAIL, "truncated"}, {0, 0x82, DNS_TEMPFAIL, "SERVFAIL"},
+        {0, 0x85, DNS_TEMPFAIL, "REFUSED"},      {0, 0x83, DNS_NOTFOUND, "NXDOMAIN"},
+        {0, 0x84, DNS_TEMPFAIL, "rcode 4"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memcpy(a, mx_answer, sizeof a);
+        a[2] |= cases[i].byte2_or;
+        a[3] = cases[i].byte3;
+        assert_int_equal(parse(a, sizeof a, 0), cases[i].want);
+        assert_int_equal(mx_list.n, 0);
+        assert_non_null(strstr(mx_error, cases[i].why));
+    }
+    memcpy(a, mx_answer, sizeof a);
+    a[2] &= 0x7f; /* a query, not an answer */
+    assert_int_equal(parse(a, sizeof a, 0), DNS_TEMPFAIL);
+    for (size_t len = 0; len < sizeof mx_answer; len++) {
+        assert_int_equal(parse(mx_answer, len, 0), DNS_TEMPFAIL);
+        assert_int_equal(mx_list.n, 0);
+    }
+}
+
+/* A CNAME without MX at its target is implicit MX, not a null MX (this was the bug: no MX
+ * record at all counted as "only root exchangers"). */
+static void test_parse_cname_only(void **state)
+{
+    (void)state;
+    static const unsigned char cname_only[] = {
+        0x12, 0x34, 0x85, 0x80, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x05,
+        0x61, 0x6c, 0x69, 0x61, 0x73, 0x04, 0x74, 0x65, 0x73, 0x74, 0x00, 0x00, 0x0f,
+        0x00, 0x01, 0xc0, 0x0c, 0x00, 0x05, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x0b, 0x08, 0x69, 0x6d, 0x70, 0x6c, 0x69, 0x63, 0x69, 0x74, 0xc0, 0x12};
+    assert_int_equal(parse(cname_only, sizeof cname_only, 0), DNS_OK);
+    assert_int_equal(mx_list.n, 0);
+    unsigned char buf[512];
+    assert_int_equal(parse(buf, build_mx(buf, 0, NULL, NULL), 0), DNS_OK); /* NODATA */
+    assert_int_equal(mx_list.n, 0);
+}
+
+static void test_parse_null_mx(void **state)
+{
+    (void)state;
+    unsigned char buf[512];
+    static const unsigned prefs[] = {0, 0, 10};
+    static const char *const names[] = {"", "", "a.test"};
+    assert_int_equal(parse(buf, build_mx(buf, 1, prefs, names), 0), DNS_NULLMX);
+    assert_int_equal(parse(buf, build_mx(buf, 2, prefs, names), 0), DNS_NULLMX);
+    /* mixed with a real exchanger (RFC 7505 forbids it): the real one is used */
+    assert_int_equal(parse(buf, build_mx(buf, 3, prefs, names), 0), DNS_OK);
+    assert_int_equal(mx_list.n, 1);
+    assert_string_equal(mx_list.hosts[0].name, "a.test");
+}
+
+static void test_parse_duplicates_and_bound(void **state)
+{
+    (void)state;
+    unsigned char buf[8192];
+    static const unsigned dprefs[] = {10, 10, 20, 5};
+    static const char *const dnames[] = {"a.test", "A.Test", "b.test", "b.test"};
+    assert_int_equal(parse(buf, build_mx(buf, 4, dprefs, dnames), 0), DNS_OK);
+    assert_int_equal(mx_list.n, 2);
+    assert_string_equal(mx_list.hosts[0].name, "b.test"); /* its best preference */
+    assert_int_equal(mx_list.hosts[0].pref, 5);
+    unsigned prefs[BIG_MX];
+    char text[BIG_MX][16];
+    const char *names[BIG_MX];
+    for (unsigned i = 0; i < BIG_MX; i++) {
+        prefs[i] = BIG_MX - i;
+        snprintf(text[i], sizeof text[i], "h%u.test", i);
+        names[i] = text[i];
+    }
+    assert_int_equal(parse(buf, build_mx(buf, BIG_MX, prefs, names), 7), DNS_OK);
+    assert_int_equal(mx_list.n, DNS_MAX_HOSTS);
+    for (unsigned i = 0; i < DNS_MAX_HOSTS; i++)
+        assert_int_equal(mx_list.hosts[i].pref, i + 1);
+}
+
 #define TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -851,6 +1009,11 @@ int main(void)
         return 77;
     }
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_order),
+        cmocka_unit_test(test_parse_header),
+        cmocka_unit_test(test_parse_cname_only),
+        cmocka_unit_test(test_parse_null_mx),
+        cmocka_unit_test(test_parse_duplicates_and_bound),
         TEST(test_mx_order),
         TEST(test_family),
         TEST(test_implicit_mx),
