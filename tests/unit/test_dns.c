@@ -554,6 +554,9 @@ static void test_family(void **state)
     expect(lookup("implicit.test", false, AF_INET), DNS_OK, "implicit.test/0=127.0.0.20");
     expect(lookup("v6only.test", false, AF_UNSPEC), DNS_OK, "v6only.test/0=::21");
     expect(lookup("v6only.test", false, AF_INET), DNS_NOTFOUND, NULL);
+    /* AAAA answered NXDOMAIN (dnsmasq's --address gives only A) but A found */
+    expect(lookup("h1.big.test", false, AF_UNSPEC), DNS_OK, "h1.big.test/0=127.0.2.1");
+    expect(lookup("alias.test", false, AF_INET), DNS_OK, "alias.test/0=127.0.0.20");
 }
 
 static void test_implicit_mx(void **state)
