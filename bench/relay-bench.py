@@ -88,6 +88,12 @@ class RelayRingmail(rb.Ringmail):
             f'  smart_host: "[127.0.0.1]:{self.sink_port}"',
             ""])
 
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def why_dead(self):
+        return self.log_path.read_text(errors="replace").strip().splitlines()[-1:]
+
     def pending(self):
         """Messages still in the spool (qf files, in any shard)."""
         spool = self.log_path.parent / "spool"
@@ -112,6 +118,12 @@ class RelayPostfix(rb.Postfix):
 
     def pending(self):
         return self.queued()
+
+    def alive(self):
+        return bool(self.sh("pids", self.dir))
+
+    def why_dead(self):
+        return [f"Postfix's processes are gone (see {self.dir}/maillog)"]
 
 
 # ------------------------------------------------------------------ one run
@@ -168,10 +180,13 @@ def measure(bench, server, per_conn, sessions, name):
     accept_s, errors = run_sources(server.port, per_conn, sessions, n)
     deadline = time.monotonic() + bench.drain_timeout
     while sink.counts()["mesg"] - s0["mesg"] < n and time.monotonic() < deadline:
+        if not server.alive():
+            errors += ["the relay died: " + " ".join(server.why_dead())]
+            break
         time.sleep(0.02)
     t_sink = time.monotonic()
     got = sink.counts()["mesg"] - s0["mesg"]
-    while server.pending() and time.monotonic() < deadline:
+    while server.alive() and server.pending() and time.monotonic() < deadline:
         time.sleep(0.05)
     c1, u1 = server.acct.read()
     m1, t1 = rb.machine_busy_s(), time.monotonic()
@@ -179,7 +194,7 @@ def measure(bench, server, per_conn, sessions, name):
     cpu = c1 - c0
     r = {
         "server": server.label, "per_conn": per_conn, "sessions": sessions, "messages": n,
-        "delivered": got, "complete": got >= n and not server.pending(),
+        "delivered": got, "complete": got >= n and server.alive() and not server.pending(),
         "accept_s": accept_s, "deliver_s": t_sink - t0,
         "accept_rate": n / accept_s if accept_s else None,
         "rate": got / (t_sink - t0) if got else 0.0,
