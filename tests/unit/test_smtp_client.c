@@ -26,6 +26,7 @@ struct t {
     const struct smtp_client_msg *send_on_done; /* started again from inside DONE */
     bool quit_on_done;
     bool quit_on_failed; /* and try to send: both ignored once over */
+    bool quit_on_rcpt;
 };
 
 static void t_on_send(void *arg, const void *data, size_t len)
@@ -72,6 +73,8 @@ static void t_on_event(void *arg, const struct smtp_client_event *ev)
         buf_printf(b, "RCPT %zu ", ev->rcpt_index);
         t_reply_text(b, ev->reply);
         buf_printf(b, "\n");
+        if (t->quit_on_rcpt)
+            smtp_client_quit(t->c, t->now);
         break;
     case SMTP_CLIENT_EV_DONE:
         buf_printf(b, "DONE ");
@@ -991,13 +994,14 @@ static void test_pipelined_rcpts_paced(void **state)
 
 /* ---- timeouts ---- */
 
-static void timeout_case(const char *script, const char *want)
+/* Runs a script: pieces separated by '|' are fed as replies, except "S" (send msg_two),
+ * "T" (TLS started) and "Q" (quit). STARTTLS is wanted. */
+static struct t *t_script(const char *script)
 {
     struct smtp_client_settings set;
     t_default_settings(&set);
     set.starttls = true;
     struct t *t = t_new(&set, false);
-    /* script: replies up to the phase under test; "S" sends msg_two, "T" ends TLS */
     for (const char *p = script; *p;) {
         const char *end = strchr(p, '|');
         size_t n = end ? (size_t)(end - p) : strlen(p);
@@ -1011,6 +1015,12 @@ static void timeout_case(const char *script, const char *want)
             smtp_client_feed(t->c, p, n, t->now);
         p += n + (end != NULL);
     }
+    return t;
+}
+
+static void timeout_case(const char *script, const char *want)
+{
+    struct t *t = t_script(script);
     buf_free(&t->ev);
     uint64_t d = smtp_client_deadline(t->c);
     assert_true(d > t->now);
@@ -1053,6 +1063,90 @@ static void test_timeouts(void **state)
     timeout_case("220 mx\r\n250 x\r\n|Q", "CLOSED\n");
 #undef RC
 #undef TO
+}
+
+/* How a script's session ended: its FAILED or CLOSED line starts with `want`. */
+static void protocol_case(const char *script, const char *want)
+{
+    struct t *t = t_script(script);
+    assert_non_null(t->ev.data);
+    const char *end = strstr(t->ev.data, "FAILED");
+    if (!end)
+        end = strstr(t->ev.data, "CLOSED");
+    if (!end || strncmp(end, want, strlen(want)) != 0) {
+        print_error("expected: %s\ngot: %s\n", want, t->ev.data);
+        fail();
+    }
+    assert_int_equal(smtp_client_deadline(t->c), 0);
+    t_free(t);
+}
+
+static void test_unexpected_replies(void **state)
+{
+    (void)state;
+    protocol_case("220 mx\r\n354 x\r\n", "FAILED temp EHLO 451 4.5.0 protocol error: "
+                                         "unexpected reply to EHLO while waiting for EHLO "
+                                         "reply: \"x\"");
+    protocol_case("220 mx\r\n550 x\r\n354 y\r\n",
+                  "FAILED temp EHLO 451 4.5.0 protocol error: unexpected reply to HELO");
+    protocol_case("220 mx\r\n250-mx\r\n250 STARTTLS\r\n354 y\r\n",
+                  "FAILED temp STARTTLS 451 4.5.0 protocol error: unexpected reply to STARTTLS");
+    protocol_case("220 mx\r\n250 mx\r\n|S|354 y\r\n",
+                  "FAILED temp MAIL 451 4.5.0 protocol error: unexpected reply to MAIL or RCPT");
+    protocol_case("220 mx\r\n250 mx\r\n|S|250 a\r\n250 b\r\n250 c\r\n250 d\r\n",
+                  "FAILED temp DATA 451 4.5.0 protocol error: unexpected reply to DATA");
+    protocol_case("220 mx\r\n250 mx\r\n|S|250 a\r\n250 b\r\n250 c\r\n354 d\r\n354 e\r\n",
+                  "FAILED temp end of data 451 4.5.0 protocol error: unexpected reply to the end "
+                  "of data");
+    protocol_case("220 mx\r\n250-mx\r\n250 CHUNKING\r\n|S|250 a\r\n250 b\r\n250 c\r\n354 d\r\n",
+                  "FAILED temp end of data 451 4.5.0 protocol error: unexpected reply to BDAT");
+    /* after QUIT whatever comes ends the session the same way */
+    protocol_case("220 mx\r\n250 mx\r\n|Q|garbage\r\n",
+                  "CLOSED 451 4.5.0 protocol error: malformed reply");
+    protocol_case("220 mx\r\n250 mx\r\n|Q|421 4.4.2 bye\r\n", "CLOSED 421 4.4.2 bye\n");
+}
+
+static void test_odd_capabilities_and_status(void **state)
+{
+    (void)state;
+    struct t *t = t_new(NULL, false);
+    /* a SIZE too large to hold is no limit; keywords are case-insensitive */
+    t_ready(t, "250-mx\r\n250-size 99999999999999999999999\r\n250-pipelining\r\n250 Dsn\r\n");
+    const struct smtp_client_caps *caps = smtp_client_caps(t->c);
+    assert_true(caps->size && caps->pipelining && caps->dsn);
+    assert_int_equal(caps->max_size, 0);
+    const struct smtp_client_rcpt r[] = {{.addr = "a@y", .orcpt = "rfc 822;a@y"},
+                                         {.addr = "b@y", .orcpt = ";b@y"},
+                                         {.addr = "c@y", .orcpt = "rfc822;c+zz"}};
+    struct smtp_client_msg m = msg_one;
+    m.rcpts = r;
+    m.n_rcpts = 3;
+    assert_int_equal(smtp_client_send(t->c, &m, t->now), 0);
+    t_expect_sent(t, "MAIL FROM:<> SIZE=3\r\nRCPT TO:<a@y>\r\nRCPT TO:<b@y>\r\nRCPT TO:<c@y>\r\n");
+    /* not enhanced statuses: too many digits, a missing part, glued to the text */
+    t_feed(t, "250 ok\r\n550 5.1234.1 a\r\n550 5.1 b\r\n550 5.1.1x c\r\n");
+    t_expect_events(t, "RCPT 0 550 5.0.0 5.1234.1 a\n"
+                       "RCPT 1 550 5.0.0 5.1 b\n"
+                       "RCPT 2 550 5.0.0 5.1.1x c\n"
+                       "DONE 550 5.0.0 5.1.1x c accepted=0 dsn=1\n"
+                       " r0 P 550 5.0.0 5.1234.1 a\n"
+                       " r1 P 550 5.0.0 5.1 b\n"
+                       " r2 P 550 5.0.0 5.1.1x c\n");
+    t_free(t);
+}
+
+static void test_quit_from_rcpt_event(void **state)
+{
+    (void)state;
+    struct t *t = t_new(NULL, false);
+    t_ready(t, EHLO_FULL);
+    assert_int_equal(smtp_client_send(t->c, &msg_two, t->now), 0);
+    buf_free(&t->sent);
+    t->quit_on_rcpt = true;
+    t_feed(t, "250 ok\r\n250 ok\r\n250 ok\r\n");
+    t_expect_events(t, "RCPT 0 250 2.0.0 ok\nCLOSED\n");
+    t_expect_sent(t, "");
+    t_free(t);
 }
 
 static void test_eof(void **state)
@@ -1289,6 +1383,9 @@ int main(void)
         cmocka_unit_test(test_calls_from_failed_ignored),
         cmocka_unit_test(test_mail_refused_stops_rcpts),
         cmocka_unit_test(test_timeouts),
+        cmocka_unit_test(test_unexpected_replies),
+        cmocka_unit_test(test_odd_capabilities_and_status),
+        cmocka_unit_test(test_quit_from_rcpt_event),
         cmocka_unit_test(test_eof),
         cmocka_unit_test(test_quit_not_idle),
         cmocka_unit_test(test_garbage),
