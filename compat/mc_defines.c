@@ -34,6 +34,7 @@ enum mc_how {
     HOW_TLS_SRV,      /* confTLS_SRV_OPTIONS letters */
     HOW_RELAY_HOST,   /* SMART_HOST, MAIL_HUB: [mailer:]host (mc_relay_host) */
     HOW_ICONNECT,     /* confTO_ICONNECT: 0 is sendmail's "as Timeout.connect" */
+    HOW_RELAY_ARGS,   /* RELAY_MAILER_ARGS: TCP $h port */
 };
 
 struct mc_define_rule {
@@ -142,6 +143,7 @@ static const struct mc_define_rule mc_define_rules[] = {
     LATER("ALIAS_FILE", HOW_LIST, "maps.aliases"),
     LIVE("SMART_HOST", HOW_RELAY_HOST, "routing.smart_host"),
     LIVE("MAIL_HUB", HOW_RELAY_HOST, "routing.mail_hub"),
+    LIVE("RELAY_MAILER_ARGS", HOW_RELAY_ARGS, NULL),
     /* sendmail's $R: the host that gets names without @domain, like MAIL_HUB (cf/README) */
     LATER("LOCAL_RELAY", HOW_STRING, "routing.local_relay"),
     LATER("LUSER_RELAY", HOW_STRING, "routing.luser_relay"),
@@ -381,16 +383,6 @@ static void mc_iconnect(struct mc_state *st, const struct mc_define_rule *r, con
     mc_yaml_remove(st->yaml, r->key);
 }
 
-void mc_defines_finish(struct mc_state *st)
-{
-    if (!st->iconnect_as_connect)
-        return;
-    const char *connect = mc_yaml_value(mc_yaml_get(st->yaml, "timeouts.connect"));
-    mc_key(st, mc_saved(&st->iconnect_at),
-           "define(confTO_ICONNECT) = 0, which sendmail reads as confTO_CONNECT's value",
-           "timeouts.iconnect", connect ? connect : "0", false);
-}
-
 /* One sendmail token (MailerToTriple's $~[): what may name a mailer before a colon. */
 static size_t mc_token_len(const char *s)
 {
@@ -405,63 +397,146 @@ static bool mc_port(const char *s)
     return clean && s[0] != ' ' && s[0] != '\t' && v >= 1 && v <= 65535;
 }
 
-void mc_relay_host(struct mc_state *st, struct mc_loc loc, const char *what, const char *key,
-                   const char *value)
+/* A smart host or hub as sendmail and ringmail read it. */
+struct mc_relay_form {
+    size_t mailer;     /* length of "mailer" in "mailer:host", 0 = none (the relay mailer) */
+    bool token_port;   /* "mailhub:2525": a host and a port here, a mailer to sendmail */
+    const char *after; /* ":587" after the host: a port here, a second host to sendmail */
+    const char *why;   /* what ringmail cannot take, or NULL */
+    char text[64];
+};
+
+static void mc_relay_parse(const char *value, struct mc_relay_form *f)
 {
     static const char *const smtp_mailers[] = {"smtp", "esmtp", "smtp8", "dsmtp", "relay"};
-    /* sendmail's "mailer:host": a mailer is one token (MailerToTriple); "mailhub:2525" is a
-     * host and a port for ringmail's routing, and for sendmail a mailer it does not have */
-    const char *host = value, *why = NULL;
-    char args[32] = "RELAY_MAILER_ARGS", text[64] = "";
+    const char *host = value;
     size_t n = mc_token_len(value), m = 0;
-    bool token_port = n && value[n] == ':' && mc_port(value + n + 1);
-    if (n && value[n] == ':' && !token_port) {
+    *f = (struct mc_relay_form){.token_port = n && value[n] == ':' && mc_port(value + n + 1)};
+    if (n && value[n] == ':' && !f->token_port) {
         while (m < sizeof(smtp_mailers) / sizeof(smtp_mailers[0]) &&
                (strlen(smtp_mailers[m]) != n || strncmp(smtp_mailers[m], value, n) != 0))
             m++;
         if (m == sizeof(smtp_mailers) / sizeof(smtp_mailers[0])) {
-            snprintf(text, sizeof(text), "the %.*s mailer", (int)(n < 32 ? n : 32), value);
-            why = text;
-        } else {
-            host = value + n + 1;
-            for (size_t i = 0; i < n; i++)
-                args[i] = (char)toupper((unsigned char)value[i]);
-            snprintf(args + n, sizeof(args) - n, "_MAILER_ARGS");
+            snprintf(f->text, sizeof(f->text), "the %.*s mailer", (int)(n < 32 ? n : 32), value);
+            f->why = f->text;
+            return;
         }
+        f->mailer = n;
+        host = value + n + 1;
     }
     /* after the host, sendmail's deliver.c starts a list of hosts to try in turn at ':' or
      * ','; its port is never there but in the mailer's arguments (TCP $h 587) */
     const char *end = host[0] == '[' ? strchr(host, ']') : host;
-    const char *after = end ? strpbrk(end, ":,") : NULL;
-    if (!why && !end)
-        why = "no ']' after '['";
-    else if (!why && after && (after[0] != ':' || !mc_port(after + 1)))
-        why = "a list of hosts sendmail tries in turn";
-    if (why || !*value) {
+    f->after = f->token_port || !end ? NULL : strpbrk(end, ":,");
+    if (!end)
+        f->why = "no ']' after '['";
+    else if (f->after && (f->after[0] != ':' || !mc_port(f->after + 1)))
+        f->why = "a list of hosts sendmail tries in turn";
+}
+
+void mc_relay_host(struct mc_state *st, struct mc_loc loc, const char *what, const char *key,
+                   const char *value)
+{
+    struct mc_relay_form f;
+    char args[32] = "RELAY_MAILER_ARGS";
+    mc_relay_parse(value, &f);
+    if (f.why || !*value) {
         mc_yaml_remove(st->yaml, key); /* what an earlier define set no longer holds */
-        if (why)
+        if (f.why)
             mc_report_add(st->report, loc, MC_PERSON,
                           "%s = %s: %s; ringmail takes one SMTP host ([name] for that host's "
                           "own addresses, name for its MX hosts, :port after it): not carried "
                           "over",
-                          what, value, why);
+                          what, value, f.why);
         else
             mc_report_add(st->report, loc, MC_TRANSLATED, "%s is empty: no %s, as without it", what,
                           key);
         return;
     }
     mc_key(st, loc, what, key, value, false);
-    if (token_port)
+    size_t n = mc_token_len(value);
+    if (f.mailer) { /* an SMTP mailer's name: at most 5 letters */
+        for (size_t i = 0; i < f.mailer; i++)
+            args[i] = (char)toupper((unsigned char)value[i]);
+        snprintf(args + f.mailer, sizeof(args) - f.mailer, "_MAILER_ARGS");
+    }
+    if (f.token_port)
         mc_report_add(st->report, loc, MC_WARNING,
                       "%s: sendmail reads '%.*s' before ':' as the name of a mailer, and has no "
                       "such mailer; ringmail connects to host %.*s, port %s, as the line says",
                       what, (int)n, value, (int)n, value, value + n + 1);
-    else if (after)
+    else if (f.after)
         mc_report_add(st->report, loc, MC_WARNING,
                       "%s: sendmail reads ':%s' after the host as a second host to try, not as a "
                       "port (its port comes from the mailer's arguments, %s `TCP $h %s'), so it "
                       "connected to port 25; ringmail connects to port %s, as the line says",
-                      what, after + 1, args, after + 1, after + 1);
+                      what, f.after + 1, args, f.after + 1, f.after + 1);
+}
+
+/* RELAY_MAILER_ARGS `TCP $h 587': sendmail's way to give the relay mailer (the smart host's
+ * and the hub's, unless they name another) a port; ringmail writes it after their host at
+ * the end, when both are known. */
+static void mc_relay_args(struct mc_state *st, const char *what, const char *value,
+                          struct mc_loc loc)
+{
+    char words[3][64] = {"", "", ""}, extra[8];
+    const char *p = value;
+    size_t n = 0;
+    while (n < 3 && mc_next_word(&p, words[n], sizeof(words[n])))
+        n++;
+    st->relay_port[0] = '\0';
+    if (mc_next_word(&p, extra, sizeof(extra)) || strcmp(words[0], "TCP") != 0 ||
+        strcmp(words[1], "$h") != 0 || (n == 3 && !mc_port(words[2]))) {
+        mc_report_add(st->report, loc, MC_PERSON,
+                      "%s = %s: only `TCP $h' and a port are carried over (ringmail makes the "
+                      "connection itself); not carried over",
+                      what, value);
+        return;
+    }
+    if (n < 3 || strcmp(words[2], "25") == 0) {
+        mc_report_add(st->report, loc, MC_IGNORED, "%s = %s: the relay mailer's default, port 25",
+                      what, value);
+        return;
+    }
+    snprintf(st->relay_port, sizeof(st->relay_port), "%.5s", words[2]); /* mc_port: 5 digits */
+    mc_save_loc(&st->relay_args_at, loc);
+}
+
+void mc_defines_finish(struct mc_state *st)
+{
+    if (st->iconnect_as_connect) {
+        const char *connect = mc_yaml_value(mc_yaml_get(st->yaml, "timeouts.connect"));
+        mc_key(st, mc_saved(&st->iconnect_at),
+               "define(confTO_ICONNECT) = 0, which sendmail reads as confTO_CONNECT's value",
+               "timeouts.iconnect", connect ? connect : "0", false);
+    }
+    if (!st->relay_port[0])
+        return;
+    static const char *const keys[] = {"routing.smart_host", "routing.mail_hub"};
+    struct mc_loc at = mc_saved(&st->relay_args_at);
+    char what[64], value[600];
+    snprintf(what, sizeof(what), "define(RELAY_MAILER_ARGS) port %s", st->relay_port);
+    bool used = false;
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        const char *host = mc_yaml_value(mc_yaml_get(st->yaml, keys[i]));
+        struct mc_relay_form f;
+        if (!host)
+            continue;
+        mc_relay_parse(host, &f);
+        if ((f.mailer && strncmp(host, "relay:", 6) != 0) || f.after || f.token_port)
+            continue; /* another mailer, or a port ringmail reads there already */
+        snprintf(value, sizeof(value), "%s:%s", host, st->relay_port);
+        mc_key(st, at, what, keys[i], value, false);
+        used = true;
+    }
+    if (!used)
+        mc_report_add(st->report, at, MC_IGNORED,
+                      "%s: no smart host or hub of this .mc goes through the relay mailer", what);
+    if (mc_yaml_get(st->yaml, "maps.mailertable"))
+        mc_report_add(st->report, at, MC_WARNING,
+                      "%s: sendmail sent the mailertable's relay: entries to that port too; "
+                      "ringmail reads a port after their host (relay:[host]:%s)",
+                      what, st->relay_port);
 }
 
 /* tls.certificates is a list of {cert, key}: the server pair is its first item. */
@@ -531,6 +606,9 @@ static void mc_apply(struct mc_state *st, const struct mc_define_rule *r, const 
         break;
     case HOW_RELAY_HOST:
         mc_relay_host(st, loc, what, r->key, value);
+        break;
+    case HOW_RELAY_ARGS:
+        mc_relay_args(st, what, value, loc);
         break;
     case HOW_DOMAIN:
         if (!mc_domain_ok(value)) {
@@ -662,7 +740,11 @@ void mc_undefine(struct mc_state *st, const char *name, struct mc_loc loc)
     const struct mc_define_rule *r = mc_rule(name);
     if (!r)
         r = mc_rule_timeout(name, key, sizeof(key));
-    if (r && r->how == HOW_NETINET6) {
+    if (r && r->how == HOW_RELAY_ARGS) {
+        st->relay_port[0] = '\0';
+        mc_report_add(st->report, loc, MC_IGNORED,
+                      "undefine(%s): the relay mailer's default arguments, port 25", name);
+    } else if (r && r->how == HOW_NETINET6) {
         st->netinet6 = false;
         mc_report_add(st->report, loc, MC_IGNORED,
                       "undefine(%s): with no DAEMON_OPTIONS, sendmail's default listener is one "

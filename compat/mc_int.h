@@ -54,6 +54,8 @@ struct mc_state {
     bool msp;                 /* FEATURE(msp): the .mc is a submit.mc, not a daemon's */
     bool iconnect_as_connect; /* confTO_ICONNECT 0: sendmail uses confTO_CONNECT's value */
     struct mc_saved_loc iconnect_at;
+    char relay_port[8]; /* RELAY_MAILER_ARGS `TCP $h 587': the relay mailer's port, or "" */
+    struct mc_saved_loc relay_args_at;
 };
 
 void mc_save_loc(struct mc_saved_loc *s, struct mc_loc loc);
@@ -76,7 +78,7 @@ void mc_key_add(struct mc_state *st, struct mc_loc loc, const char *what, const 
 enum mc_verdict mc_define(struct mc_state *st, const char *name, const char *value,
                           struct mc_loc loc);
 void mc_undefine(struct mc_state *st, const char *name, struct mc_loc loc);
-/* What is decided once the whole .mc is read (confTO_ICONNECT 0). */
+/* What is decided once the whole .mc is read (confTO_ICONNECT 0, the relay mailer's port). */
 void mc_defines_finish(struct mc_state *st);
 /* SMART_HOST, MAIL_HUB (and the host of FEATURE(nullclient)): `key` set live to sendmail's
  * form as written, [mailer:]host[:port], which ringmail's routing reads; a warning where

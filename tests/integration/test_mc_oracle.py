@@ -221,6 +221,18 @@ def msp_host(cf):
     return host
 
 
+def with_relay_port(cf, value):
+    """A smart host or hub as ringmail writes it: the relay mailer's port (RELAY_MAILER_ARGS
+    `TCP $h 587') after the host when it goes through that mailer and has no ':' after it."""
+    port = re.fullmatch(r"TCP \$h (\d+)", cf.mailers.get("relay", {}).get("A", "").strip())
+    mailer = re.match(r"([\w-]+):(?!\d+$)", value or "")
+    if not value or not port or port.group(1) == "25" or (mailer and mailer.group(1) != "relay"):
+        return value
+    host = value[mailer.end():] if mailer else value
+    after = host[host.find("]") + 1:] if host.startswith("[") else host
+    return value if re.search(r"[:,]", after) else f"{value}:{port.group(1)}"
+
+
 def mc_for_m4(mc: pathlib.Path, root: pathlib.Path) -> str:
     """The .mc with its absolute site includes read under the test root (like --root)."""
     return re.sub(r"(s?include\(`)(/(?!usr/share/sendmail/)[^']*)'",
@@ -430,7 +442,8 @@ class Oracle(unittest.TestCase):
             if value == self.bare.macros.get(macro):
                 self.assertIsNone(get(yaml, path), f"D{macro} is sendmail's default")
                 continue
-            self.check(yaml, path, value, f"D{macro}{value}")
+            want = with_relay_port(cf, value) if define else value
+            self.check(yaml, path, want, f"D{macro}{value}")
 
     def classes(self, cf, yaml):
         hostname = get(yaml, "hostname")
