@@ -11,7 +11,8 @@
  * Invariants checked besides "no crash, no leak, no UB":
  *  - every write is bounded (SMTP_CLIENT_PUSH_MAX and one command line);
  *  - outside a BDAT session, the end-of-data sequence "\r\n.\r\n" is written at most once
- *    per DATA command: a message can never end early (smuggling);
+ *    per DATA command (a message can never end early: smuggling), and no CR or LF is ever
+ *    written bare, even when the message has them, nor split across two writes;
  *  - nothing is written or reported after FAILED or CLOSED, and exactly one of them (or
  *    none, when the input ran out first) ends the session;
  *  - every reply in an event is bounded and printable, a DONE or FAILED in a transaction
@@ -88,8 +89,15 @@ static void fz_send(void *arg, const void *data, size_t len)
     if (len == 6 && memcmp(p, "DATA\r\n", 6) == 0)
         f->data_cmds++;
     fz_count_ends(f, p, len);
-    if (!f->bdat && f->data_ends > f->data_cmds)
+    if (f->bdat)
+        return;
+    if (f->data_ends > f->data_cmds)
         abort();
+    for (size_t i = 0; i < len; i++) {
+        bool cr = p[i] == '\r', lf = p[i] == '\n';
+        if (cr != (i + 1 < len && p[i + 1] == '\n') || (lf && (i == 0 || p[i - 1] != '\r')))
+            abort();
+    }
 }
 
 static void fz_start(struct fz *f);
