@@ -341,16 +341,61 @@ def partial_names(names) -> list[str]:
 
 
 class Spool:
-    """Read-only view of a spool directory (docs/queue.md)."""
+    """Read-only view of a spool directory (docs/queue.md). A message's files are in a
+    subdirectory named by a hash of its queue id (one hex digit per level of
+    queue.hash_depth: "7/qf<qid>", "7/c/qf<qid>") or at the top when the depth is 0; the
+    listing looks at every level, whatever the depth, as recovery does, and names files
+    without their subdirectory."""
+
+    HEX_DIGITS = frozenset("0123456789abcdef")
+    MAX_DEPTH = 2
 
     def __init__(self, path: Path):
         self.path = Path(path)
 
+    def files(self) -> dict[str, Path]:
+        """Every file (and link, FIFO, ...) by name: the top level, then the subdirectories
+        (never followed through a symbolic link)."""
+        found: dict[str, Path] = {}
+
+        def walk(d: Path, level: int) -> None:
+            try:
+                entries = sorted(os.scandir(d), key=lambda e: e.name)
+            except FileNotFoundError:
+                return
+            subdirs = []
+            for e in entries:
+                if (level < self.MAX_DEPTH and e.name in self.HEX_DIGITS
+                        and e.is_dir(follow_symlinks=False)):
+                    subdirs.append(Path(e.path))
+                else:
+                    found.setdefault(e.name, Path(e.path))
+            for sub in subdirs:
+                walk(sub, level + 1)
+
+        walk(self.path, 0)
+        return found
+
     def names(self) -> list[str]:
+        return sorted(self.files())
+
+    def file(self, name: str) -> Path:
+        """Where the file called `name` is (FileNotFoundError if nowhere)."""
         try:
-            return sorted(os.listdir(self.path))
-        except FileNotFoundError:
-            return []
+            return self.files()[name]
+        except KeyError:
+            raise FileNotFoundError(f"{name} is not in the spool {self.path}") from None
+
+    def subdirs(self) -> list[str]:
+        """The subdirectories as paths relative to the spool ("0", ..., "f/f")."""
+        out = []
+        for root, dirs, _ in os.walk(self.path):
+            rel = Path(root).relative_to(self.path)
+            if len(rel.parts) >= self.MAX_DEPTH:
+                dirs.clear()
+            for d in dirs:
+                out.append(str(rel / d))
+        return sorted(out)
 
     def qids(self) -> set[str]:
         """Committed messages: a qf file exists."""
@@ -360,7 +405,7 @@ class Spool:
         return partial_names(self.names())
 
     def qf(self, qid: str) -> bytes:
-        return (self.path / ("qf" + qid)).read_bytes()
+        return self.file("qf" + qid).read_bytes()
 
     def envelope(self, qid: str) -> dict:
         env = parse_qf(self.qf(qid))
@@ -369,7 +414,7 @@ class Spool:
         return env
 
     def df(self, qid: str) -> bytes:
-        return (self.path / ("df" + qid)).read_bytes()
+        return self.file("df" + qid).read_bytes()
 
     def split_df(self, qid: str) -> tuple[bytes, bytes]:
         """(our Received: header field incl. its CRLF, the message as the client sent it)."""

@@ -8,7 +8,7 @@ import stat
 import time
 import unittest
 
-from ringmail_harness import HOSTNAME, RingmailTestCase, make_message
+from ringmail_harness import HOSTNAME, RingmailTestCase, Spool, make_message
 
 CHECK_INTERVAL = 1.0  # a worker looks at the path at most this often (queue/spool.c)
 
@@ -20,7 +20,7 @@ class SpoolDirectory(RingmailTestCase):
         return c.send_mail("a@b.example", [f"user@{HOSTNAME}"], make_message(subject=subject))
 
     def assertStoredIn(self, path, qid):
-        names = os.listdir(path)
+        names = Spool(path).names()
         self.assertIn("qf" + qid, names)
         self.assertIn("df" + qid, names)
 
@@ -28,6 +28,10 @@ class SpoolDirectory(RingmailTestCase):
         st = os.stat(d.spool.path)
         self.assertEqual(stat.S_IMODE(st.st_mode), 0o700)
         self.assertIn("ringmail.lock", d.spool.names())
+        # its subdirectories were made again too (queue.hash_depth 1: 0 .. f), 0700
+        self.assertEqual(d.spool.subdirs(), list("0123456789abcdef"))
+        for sub in d.spool.subdirs():
+            self.assertEqual(stat.S_IMODE(os.stat(d.spool.path / sub).st_mode), 0o700)
 
     def test_deleted_and_recreated(self):
         d = self.daemon()
@@ -61,7 +65,7 @@ class SpoolDirectory(RingmailTestCase):
         for i in range(4):  # both workers
             qid = self.assertAccepted(self.send(d, f"after {i}"))
             self.assertStoredIn(d.spool.path, qid)
-            self.assertNotIn("qf" + qid, os.listdir(moved))
+            self.assertNotIn("qf" + qid, Spool(moved).names())
         self.assertStoredIn(moved, first)  # the message from before stays where it was
         self.assertSpoolSound(d)
 

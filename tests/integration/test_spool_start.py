@@ -62,12 +62,13 @@ class SpoolHygiene(RingmailTestCase):
         os.symlink(outside, spool / f"qf{qid2}")  # never followed
         d.start()
         log = d.log()
-        self.assertRegex(log, rf"{QID}: damaged queue file moved to Qf{QID}: qf{QID} is not a "
-                              rf"regular file")
-        self.assertRegex(log, rf"{qid2}: damaged queue file moved to Qf{qid2}: qf{qid2} is a "
-                              rf"symbolic link")
-        self.assertTrue((spool / f"Qf{QID}").exists())
-        self.assertTrue(os.path.islink(spool / f"Qf{qid2}"))
+        # left at the top (as by hash_depth 0), moved into their subdirectory, set aside there
+        self.assertRegex(log, rf"{QID}: damaged queue file moved to [0-9a-f]/Qf{QID}: qf{QID} is "
+                              rf"not a regular file")
+        self.assertRegex(log, rf"{qid2}: damaged queue file moved to [0-9a-f]/Qf{qid2}: qf{qid2} "
+                              rf"is a symbolic link")
+        self.assertTrue(d.spool.file(f"Qf{QID}").exists())
+        self.assertTrue(os.path.islink(d.spool.file(f"Qf{qid2}")))
         self.assertEqual(outside.read_bytes(), b"not a queue file\n")
         # and the daemon works
         c = self.session(d)
