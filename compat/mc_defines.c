@@ -430,6 +430,8 @@ static void mc_relay_parse(const char *value, struct mc_relay_form *f)
     f->after = f->token_port || !end ? NULL : strpbrk(end, ":,");
     if (!end)
         f->why = "no ']' after '['";
+    else if (*value && (!*host || *host == ':' || *host == ','))
+        f->why = "no host";
     else if (f->after && (f->after[0] != ':' || !mc_port(f->after + 1)))
         f->why = "a list of hosts sendmail tries in turn";
 }
