@@ -459,11 +459,14 @@ static void client_protocol_error(struct smtp_client *c, const char *what, const
     client_fail(c, &r, true);
 }
 
-/* The transaction is over: every recipient has its outcome. */
-static void client_done(struct smtp_client *c, const struct smtp_client_reply *r)
+/* The transaction is over: every recipient has its outcome. `phase` is the command whose
+ * reply decided it (MAIL for a local refusal: it stands for the refused MAIL). */
+static void client_done(struct smtp_client *c, const struct smtp_client_reply *r,
+                        enum smtp_client_phase phase)
 {
     c->txn_reply = *r;
     struct smtp_client_event ev = {.type = SMTP_CLIENT_EV_DONE,
+                                   .phase = phase,
                                    .reply = &c->txn_reply,
                                    .n_rcpts = c->msg->n_rcpts,
                                    .dsn = c->caps.dsn};
@@ -475,7 +478,6 @@ static void client_done(struct smtp_client *c, const struct smtp_client_reply *r
     /* Idle before the event: its callback may start the next transaction or quit. */
     c->state = ST_IDLE;
     c->deadline = 0;
-    ev.phase = SMTP_CLIENT_PHASE_IDLE;
     c->io->event(c->io->arg, &ev);
     free(rcpts);
 }
@@ -935,7 +937,7 @@ static void client_mail_reply(struct smtp_client *c, const struct smtp_client_re
         return;
     }
     if (!c->mail_ok) { /* RCPTs not sent yet never will be */
-        client_done(c, &c->txn_reply);
+        client_done(c, &c->txn_reply, SMTP_CLIENT_PHASE_MAIL);
         return;
     }
     if (client_next_rcpt(c, c->rcpt_next) < c->msg->n_rcpts) {
@@ -949,7 +951,7 @@ static void client_mail_reply(struct smtp_client *c, const struct smtp_client_re
             client_start_data(c);
             return;
         }
-    client_done(c, &c->txn_reply); /* no recipient accepted: the last refusal */
+    client_done(c, &c->txn_reply, SMTP_CLIENT_PHASE_RCPT); /* none accepted: the last refusal */
 }
 
 static void client_data_reply(struct smtp_client *c, const struct smtp_client_reply *r)
@@ -968,7 +970,7 @@ static void client_data_reply(struct smtp_client *c, const struct smtp_client_re
             }
             client_push_body(c);
         } else if (cls == 4 || cls == 5) {
-            client_done(c, r);
+            client_done(c, r, SMTP_CLIENT_PHASE_DATA);
         } else {
             client_protocol_error(c, "unexpected reply to DATA", r->text, strlen(r->text));
         }
@@ -980,7 +982,7 @@ static void client_data_reply(struct smtp_client *c, const struct smtp_client_re
             return;
         }
         c->need_rset = false; /* the final reply ends the transaction either way */
-        client_done(c, r);
+        client_done(c, r, SMTP_CLIENT_PHASE_DATAFINAL);
         return;
     case ST_BDAT:
         /* RFC 3030 2: the reply comes after the chunk's last octet; one before it
@@ -994,11 +996,11 @@ static void client_data_reply(struct smtp_client *c, const struct smtp_client_re
                 return;
             }
             c->need_rset = false;
-            client_done(c, r);
+            client_done(c, r, SMTP_CLIENT_PHASE_DATAFINAL);
         } else if (cls == 4 || cls == 5) {
             /* the chunk's refusal ends the message; RSET before the next one */
             c->need_rset = c->off < c->msg->len;
-            client_done(c, r);
+            client_done(c, r, SMTP_CLIENT_PHASE_DATAFINAL);
         } else {
             client_protocol_error(c, "unexpected reply to BDAT", r->text, strlen(r->text));
         }
@@ -1065,7 +1067,7 @@ static bool client_refuse_locally(struct smtp_client *c)
         local_reply(&r, 553, "5.1.7", "Bad sender address syntax");
     else
         return false;
-    client_done(c, &r);
+    client_done(c, &r, SMTP_CLIENT_PHASE_MAIL);
     return true;
 }
 
@@ -1091,7 +1093,7 @@ int smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *msg, u
             local_reply(&c->rcpts[i], 553, "5.1.3", "Bad recipient address syntax");
     }
     if (usable == 0) {
-        client_done(c, &c->rcpts[msg->n_rcpts - 1]);
+        client_done(c, &c->rcpts[msg->n_rcpts - 1], SMTP_CLIENT_PHASE_RCPT);
         return 0;
     }
     if (c->need_rset)

@@ -181,7 +181,11 @@ enum smtp_client_event_type {
 
 struct smtp_client_event {
     enum smtp_client_event_type type;
-    enum smtp_client_phase phase;          /* where it happened */
+    enum smtp_client_phase phase; /* where it happened; DONE: the command whose reply decided
+                                     the outcome (MAIL for a refused MAIL and for the local
+                                     SIZE/SMTPUTF8/address refusals, RCPT when no recipient
+                                     was accepted, DATA for a refused DATA, DATAFINAL for
+                                     the final reply or a refused BDAT chunk) */
     const struct smtp_client_reply *reply; /* READY: only with tls_refused; CLOSED: may be NULL */
     size_t rcpt_index;                     /* RCPT */
     const struct smtp_client_reply *rcpts; /* DONE, FAILED in a transaction: n_rcpts; else NULL */

@@ -27,6 +27,7 @@ struct t {
     bool quit_on_done;
     bool quit_on_failed; /* and try to send: both ignored once over */
     bool quit_on_rcpt;
+    enum smtp_client_phase done_phase; /* of the last DONE */
 };
 
 static void t_on_send(void *arg, const void *data, size_t len)
@@ -77,6 +78,7 @@ static void t_on_event(void *arg, const struct smtp_client_event *ev)
             smtp_client_quit(t->c, t->now);
         break;
     case SMTP_CLIENT_EV_DONE:
+        t->done_phase = ev->phase;
         buf_printf(b, "DONE ");
         t_reply_text(b, ev->reply);
         buf_printf(b, " accepted=%zu dsn=%d\n", ev->n_accepted, ev->dsn);
@@ -268,6 +270,7 @@ static void session_pipelined(bool bytewise)
     t_expect_events(t, "DONE 250 2.0.0 QID Message accepted for delivery accepted=1 dsn=1\n"
                        " r0 O 250 2.0.0 QID Message accepted for delivery\n"
                        " r1 P 550 5.1.1 <b@y.test>... User unknown\n");
+    assert_int_equal(t->done_phase, SMTP_CLIENT_PHASE_DATAFINAL);
     assert_int_equal(smtp_client_deadline(t->c), 0);
     smtp_client_quit(t->c, t->now);
     t_expect_sent(t, "QUIT\r\n");
@@ -503,6 +506,7 @@ static void test_size_refused(void **state)
                        "dsn=1\n"
                        " r0 P 552 5.3.4 Message is too large; 20 bytes max (local)\n"
                        " r1 P 552 5.3.4 Message is too large; 20 bytes max (local)\n");
+    assert_int_equal(t->done_phase, SMTP_CLIENT_PHASE_MAIL);
     /* nothing was opened: the next message goes without RSET */
     assert_int_equal(smtp_client_send(t->c, &msg_one, t->now), 0);
     t_expect_sent(t, "MAIL FROM:<> SIZE=3\r\n");
@@ -722,6 +726,7 @@ static void test_bdat_chunks_and_refusal(void **state)
     t_expect_sent(t, "");
     t_expect_events(t, "RCPT 0 250 2.0.0 ok\nDONE 552 5.3.4 too big accepted=0 dsn=0\n"
                        " r0 P 552 5.3.4 too big\n");
+    assert_int_equal(t->done_phase, SMTP_CLIENT_PHASE_DATAFINAL);
     assert_int_equal(smtp_client_send(t->c, &msg_one, t->now), 0);
     t_expect_sent(t, "RSET\r\n");
     assert_int_equal(smtp_client_deadline(t->c), t->now + 8000);
@@ -771,6 +776,7 @@ static void test_mail_refused_pipelined(void **state)
     t_expect_events(t, "DONE 550 5.1.8 bad sender accepted=0 dsn=1\n"
                        " r0 P 550 5.1.8 bad sender\n"
                        " r1 P 550 5.1.8 bad sender\n");
+    assert_int_equal(t->done_phase, SMTP_CLIENT_PHASE_MAIL); /* though RCPT replies followed */
     /* the server opened nothing: no RSET */
     assert_int_equal(smtp_client_send(t->c, &msg_one, t->now), 0);
     t_expect_sent(t, "MAIL FROM:<> SIZE=3\r\nRCPT TO:<a@y.test>\r\n");
@@ -789,6 +795,7 @@ static void test_mail_refused_one_by_one(void **state)
     t_expect_events(t, "DONE 451 4.3.0 try later accepted=0 dsn=0\n"
                        " r0 T 451 4.3.0 try later\n"
                        " r1 T 451 4.3.0 try later\n");
+    assert_int_equal(t->done_phase, SMTP_CLIENT_PHASE_MAIL);
     t_free(t);
 }
 
@@ -806,6 +813,7 @@ static void test_no_recipient_accepted_then_rset(void **state)
                        "DONE 550 5.1.1 unknown accepted=0 dsn=1\n"
                        " r0 T 450 4.2.0 greylisted\n"
                        " r1 P 550 5.1.1 unknown\n");
+    assert_int_equal(t->done_phase, SMTP_CLIENT_PHASE_RCPT);
     /* MAIL was accepted: the next transaction resets first */
     assert_int_equal(smtp_client_send(t->c, &msg_one, t->now), 0);
     t_expect_sent(t, "RSET\r\n");
@@ -845,6 +853,7 @@ static void test_data_refused(void **state)
                        "DONE 554 5.5.1 no valid recipients accepted=0 dsn=1\n"
                        " r0 P 554 5.5.1 no valid recipients\n"
                        " r1 P 550 5.1.1 no\n");
+    assert_int_equal(t->done_phase, SMTP_CLIENT_PHASE_DATA);
     assert_int_equal(smtp_client_send(t->c, &msg_one, t->now), 0);
     t_expect_sent(t, "RSET\r\n");
     t_free(t);
