@@ -102,7 +102,7 @@ const char *smtp_client_phase_name(enum smtp_client_phase phase)
         [SMTP_CLIENT_PHASE_RSET] = "RSET",         [SMTP_CLIENT_PHASE_MAIL] = "MAIL",
         [SMTP_CLIENT_PHASE_RCPT] = "RCPT",         [SMTP_CLIENT_PHASE_DATA] = "DATA",
         [SMTP_CLIENT_PHASE_DATABLOCK] = "data",    [SMTP_CLIENT_PHASE_DATAFINAL] = "end of data",
-        [SMTP_CLIENT_PHASE_QUIT] = "QUIT",
+        [SMTP_CLIENT_PHASE_QUIT] = "QUIT",         [SMTP_CLIENT_PHASE_OVER] = "over",
     };
     return (unsigned)phase < sizeof(names) / sizeof(names[0]) ? names[phase] : "?";
 }
@@ -132,8 +132,9 @@ enum smtp_client_phase smtp_client_phase(const struct smtp_client *c)
         return SMTP_CLIENT_PHASE_DATAFINAL;
     case ST_QUIT:
         return SMTP_CLIENT_PHASE_QUIT;
-    case ST_IDLE:
     case ST_OVER:
+        return SMTP_CLIENT_PHASE_OVER;
+    case ST_IDLE:
         break;
     }
     return SMTP_CLIENT_PHASE_IDLE;

@@ -160,6 +160,7 @@ enum smtp_client_phase {
     SMTP_CLIENT_PHASE_DATABLOCK, /* sending the data */
     SMTP_CLIENT_PHASE_DATAFINAL, /* waiting for the reply after the data (or a BDAT chunk) */
     SMTP_CLIENT_PHASE_QUIT,
+    SMTP_CLIENT_PHASE_OVER, /* after FAILED or CLOSED (never in an event) */
 };
 
 enum smtp_client_event_type {

@@ -402,6 +402,7 @@ static void test_ehlo_temporary(void **state)
     struct t *t = t_new(NULL, false);
     t_feed(t, "220 mx\r\n451 4.3.2 busy\r\n");
     t_expect_events(t, "FAILED temp EHLO 451 4.3.2 busy\n");
+    assert_int_equal(smtp_client_phase(t->c), SMTP_CLIENT_PHASE_OVER);
     smtp_client_quit(t->c, t->now); /* over: ignored */
     assert_int_equal(smtp_client_send(t->c, &msg_one, t->now), -1);
     t_expect_events(t, "");
