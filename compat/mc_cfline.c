@@ -97,9 +97,9 @@ static enum mc_verdict mc_cf_option(struct mc_state *st, const char *line, struc
         p++;
     /* cf.m4 writes these after LOCAL_CONFIG every time (the define's value, else its
      * default), and sendmail keeps the last setting: this line never takes effect */
-    static const char *const rewritten[] = {"AliasFile",           "LogLevel",
-                                            "QueueDirectory",      "SmtpGreetingMessage",
-                                            "Timeout.queuereturn", "Timeout.queuewarn"};
+    static const char *const rewritten[] = {
+        "AliasFile",      "ConnectionCacheSize", "ConnectionCacheTimeout", "LogLevel",
+        "QueueDirectory", "SmtpGreetingMessage", "Timeout.queuereturn",    "Timeout.queuewarn"};
     for (size_t i = 0; i < sizeof(rewritten) / sizeof(rewritten[0]); i++)
         if (strcasecmp(option, rewritten[i]) == 0) {
             const char *define = mc_define_of_option(option);

@@ -283,6 +283,14 @@ static const struct {
     {"RunAsUser", "confRUN_AS_USER"},
     {"DefaultUser", "confDEF_USER_ID"},
     {"SmtpGreetingMessage", "confSMTP_LOGIN_MSG"},
+    {"ConnectionCacheSize", "confMCI_CACHE_SIZE"},
+    {"ConnectionCacheTimeout", "confMCI_CACHE_TIMEOUT"},
+    {"MinQueueAge", "confMIN_QUEUE_AGE"},
+    {"QueueSortOrder", "confQUEUE_SORT_ORDER"},
+    {"MaxQueueRunSize", "confMAX_QUEUE_RUN_SIZE"},
+    {"MaxQueueChildren", "confMAX_QUEUE_CHILDREN"},
+    {"MaxRunnersPerQueue", "confMAX_RUNNERS_PER_QUEUE"},
+    {"NiceQueueRun", "confNICE_QUEUE_RUN"},
 };
 
 const char *mc_define_of_option(const char *option)
