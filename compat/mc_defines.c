@@ -524,7 +524,7 @@ void mc_defines_finish(struct mc_state *st)
         return;
     static const char *const keys[] = {"routing.smart_host", "routing.mail_hub"};
     struct mc_loc at = mc_saved(&st->relay_args_at);
-    char what[64], value[600];
+    char what[64];
     snprintf(what, sizeof(what), "define(RELAY_MAILER_ARGS) port %s", st->relay_port);
     bool used = false;
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
@@ -535,8 +535,11 @@ void mc_defines_finish(struct mc_state *st)
         mc_relay_parse(host, &f);
         if ((f.mailer && strncmp(host, "relay:", 6) != 0) || f.after || f.token_port)
             continue; /* another mailer, or a port ringmail reads there already */
-        snprintf(value, sizeof(value), "%s:%s", host, st->relay_port);
-        mc_key(st, at, what, keys[i], value, false);
+        struct buf value;
+        buf_init(&value, 0);
+        if (buf_printf(&value, "%s:%s", host, st->relay_port) == 0)
+            mc_key(st, at, what, keys[i], value.data, false);
+        buf_free(&value);
         used = true;
     }
     if (!used)
