@@ -47,6 +47,7 @@ struct smtp_client {
     unsigned max_lines;
     unsigned awaiting;  /* replies still owed for the commands sent */
     bool discard;       /* after the 220 to STARTTLS: input is untrusted plain text */
+    unsigned tls_epoch; /* counts 220s to STARTTLS: the feed that holds one ends there */
     bool waiting_drain; /* long output paused until smtp_client_drained() */
     bool need_rset;     /* MAIL was accepted and the transaction did not end */
     struct buf line;    /* a partial reply line */
@@ -326,7 +327,10 @@ static void client_line(struct smtp_client *c, const char *p, size_t n)
 void smtp_client_feed(struct smtp_client *c, const char *data, size_t len, uint64_t now_ms)
 {
     c->now = now_ms;
-    while (len && c->state != ST_OVER && !c->discard) {
+    /* Even when the glue starts TLS inside the STARTTLS event, what followed the 220 in
+     * this plain-text read is never read. */
+    unsigned epoch = c->tls_epoch;
+    while (len && c->state != ST_OVER && !c->discard && c->tls_epoch == epoch) {
         const char *nl = memchr(data, '\n', len);
         size_t take = nl ? (size_t)(nl - data) + 1 : len;
         if (c->line.len + take > c->max_line) {
@@ -601,6 +605,7 @@ static void client_session_reply(struct smtp_client *c, const struct smtp_client
              * middle's; it is dropped, never read as a reply after the handshake. */
             c->state = ST_TLS_WAIT;
             c->discard = true;
+            c->tls_epoch++;
             buf_free(&c->line);
             client_arm(c, c->set->timeouts.starttls);
             struct smtp_client_event ev = {.type = SMTP_CLIENT_EV_STARTTLS};

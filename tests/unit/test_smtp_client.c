@@ -28,6 +28,7 @@ struct t {
     bool quit_on_failed; /* and try to send: both ignored once over */
     bool quit_on_rcpt;
     enum smtp_client_phase done_phase; /* of the last DONE */
+    bool tls_at_once;                  /* "handshake" inside the STARTTLS event */
 };
 
 static void t_on_send(void *arg, const void *data, size_t len)
@@ -69,6 +70,8 @@ static void t_on_event(void *arg, const struct smtp_client_event *ev)
         break;
     case SMTP_CLIENT_EV_STARTTLS:
         buf_printf(b, "STARTTLS\n");
+        if (t->tls_at_once)
+            smtp_client_tls_started(t->c, t->now);
         break;
     case SMTP_CLIENT_EV_RCPT:
         buf_printf(b, "RCPT %zu ", ev->rcpt_index);
@@ -457,6 +460,26 @@ static void test_starttls(void **state)
     assert_false(caps->pipelining || caps->dsn || caps->starttls); /* forgotten */
     assert_int_equal(smtp_client_send(t->c, &msg_two, t->now), 0);
     t_expect_sent(t, "MAIL FROM:<s@x.test> BODY=8BITMIME\r\n");
+    t_free(t);
+}
+
+/* Plain text after the 220 stays dropped even when TLS starts inside the event. */
+static void test_starttls_at_once(void **state)
+{
+    (void)state;
+    struct smtp_client_settings set;
+    t_default_settings(&set);
+    set.starttls = true;
+    struct t *t = t_new(&set, false);
+    t->tls_at_once = true;
+    t_feed(t, "220 mx\r\n250-mx\r\n250 STARTTLS\r\n");
+    t_expect_sent(t, "EHLO client.test\r\nSTARTTLS\r\n");
+    t_feed(t, "220 go\r\n250 injected\r\n");
+    t_expect_sent(t, "EHLO client.test\r\n");
+    t_expect_events(t, "STARTTLS\n");
+    t_feed(t, "250 mx\r\n");
+    t_expect_events(t, "READY\n");
+    assert_true(smtp_client_caps(t->c)->in_tls);
     t_free(t);
 }
 
@@ -1371,6 +1394,7 @@ int main(void)
         cmocka_unit_test(test_ehlo_temporary),
         cmocka_unit_test(test_greeting_refused),
         cmocka_unit_test(test_starttls),
+        cmocka_unit_test(test_starttls_at_once),
         cmocka_unit_test(test_starttls_refused),
         cmocka_unit_test(test_starttls_not_wanted_or_offered),
         cmocka_unit_test(test_size_refused),
