@@ -285,8 +285,10 @@ static bool file_wanted(const struct spool_file *f)
     return f->head || f->sealed;
 }
 
-/* A create that found no directory: the spool directory was deleted or replaced. If the
- * worker now follows another one, the message (which has no file yet) starts over there. */
+/* A create that found no directory: the spool directory was deleted or replaced, or a
+ * person removed the message's subdirectory. If the worker now follows another spool
+ * directory, the message (which has no file yet) starts over there; in the same one, the
+ * subdirectories are made again and the create is tried once more. */
 static bool file_retry_create(struct spool_file *f)
 {
     struct spool_msg *m = f->m;
@@ -296,10 +298,13 @@ static bool file_retry_create(struct spool_file *f)
         return false;
     m->retried = true;
     spool_worker_refresh(sw, true);
-    if (sw->dir == m->dir)
-        return false;
-    spool_dirref_put(m->dir);
-    m->dir = NULL;
+    if (sw->dir == m->dir) {
+        if (sw->lost || !sw->sp->hash_depth || spool_repair_shards(sw->sp) < 0)
+            return false;
+    } else {
+        spool_dirref_put(m->dir);
+        m->dir = NULL;
+    }
     f->state = SPOOL_FILE_CLOSED;
     return true;
 }

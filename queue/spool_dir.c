@@ -136,10 +136,12 @@ static int spool_fsync_at(int dirfd, const char *path)
     return r;
 }
 
-int spool_make_shards(const struct spool *sp, int dirfd, char *what, size_t whatlen)
+int spool_make_shards(const struct spool *sp, int dirfd, unsigned *made_out, char *what,
+                      size_t whatlen)
 {
     char path[2 * SPOOL_MAX_HASH_DEPTH];
     bool top_made = false;
+    unsigned n_made = 0;
 
     for (unsigned i = 0; sp->hash_depth && i < SPOOL_FANOUT; i++) {
         bool made = false;
@@ -148,22 +150,42 @@ int spool_make_shards(const struct spool *sp, int dirfd, char *what, size_t what
         if (spool_make_shard(sp, dirfd, path, &made) < 0)
             return -1;
         top_made |= made;
+        n_made += made;
         if (sp->hash_depth < 2)
             continue;
         made = false;
         for (unsigned j = 0; j < SPOOL_FANOUT; j++) {
+            bool leaf = false;
             spool_shard_path(i * SPOOL_FANOUT + j, 2, path);
             snprintf(what, whatlen, "mkdir %s", path);
-            if (spool_make_shard(sp, dirfd, path, &made) < 0)
+            if (spool_make_shard(sp, dirfd, path, &leaf) < 0)
                 return -1;
+            made |= leaf;
+            n_made += leaf;
         }
         spool_shard_path(i, 1, path);
         snprintf(what, whatlen, "fsync %s", path);
         if (made && spool_fsync_at(dirfd, path) < 0)
             return -1;
     }
+    if (made_out)
+        *made_out = n_made;
     snprintf(what, whatlen, "fsync");
     return top_made && fsync(dirfd) < 0 ? -1 : 0;
+}
+
+int spool_repair_shards(struct spool *sp)
+{
+    char what[32];
+    unsigned made = 0;
+    pthread_mutex_lock(&sp->lock);
+    int r = spool_make_shards(sp, sp->cur.dirfd, &made, what, sizeof(what));
+    if (r < 0)
+        log_error("spool %s: %s: %s", sp->dir, what, strerror(errno));
+    else if (made)
+        log_warn("spool %s: %u subdirectory(ies) were missing: made them again", sp->dir, made);
+    pthread_mutex_unlock(&sp->lock);
+    return r;
 }
 
 static void spool_handle_close(struct spool_handle *h)
@@ -261,7 +283,7 @@ static int spool_handle_open(const struct spool *sp, struct spool_handle *h, cha
     }
     /* Only the lock's holder touches what is inside. */
     step = what;
-    if (spool_make_shards(sp, h->dirfd, what, sizeof(what)) == 0)
+    if (spool_make_shards(sp, h->dirfd, NULL, what, sizeof(what)) == 0)
         return 0;
 fail:
     snprintf(err, errlen, "spool %s: %s: %s", sp->dir, step, strerror(errno));

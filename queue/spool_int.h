@@ -85,8 +85,13 @@ void spool_path_at(unsigned shard, unsigned depth, const char *kind, const char 
 /* Makes every subdirectory of the layout (mode 0700, chowned like the spool) in the open
  * spool directory `dirfd` and, if any was missing, fsyncs the directories that gained
  * one, so that a file committed into a new subdirectory cannot lose it at a power cut.
- * -1 with errno and the failing path in `what`. */
-int spool_make_shards(const struct spool *sp, int dirfd, char *what, size_t whatlen);
+ * How many were made in *made (may be NULL). -1 with errno and the failing step in
+ * `what`. */
+int spool_make_shards(const struct spool *sp, int dirfd, unsigned *made, char *what,
+                      size_t whatlen);
+/* The same for the current directory while the daemon runs (a person removed a
+ * subdirectory): logged once when something was made or it fails. */
+int spool_repair_shards(struct spool *sp);
 
 /* Parses a qf image and checks that it names `qid`: 0, or -1 with the reason in `why`
  * (nothing to free then). */

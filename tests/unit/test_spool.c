@@ -650,6 +650,22 @@ static void test_follow_renamed(void **state)
     free(big);
 }
 
+/* A person removed the subdirectories under a running daemon: the create that finds none
+ * makes them again (logged once) and the message is stored, instead of every message
+ * failing until a restart. */
+static void test_subdirectories_removed(void **state)
+{
+    (void)state;
+    struct write_job j = {.data = "data\r\n", .len = 6, .count = 1, .commit = true};
+    assert_int_equal(system("rm -rf -- \"$RINGMAIL_TEST_SPOOL\"/[0-9a-f]"), 0);
+    char *log = capture_log(run_write_job, &j);
+    assert_int_equal(results[0].err, 0);
+    assert_committed(results[0].qid, "data\r\n", 6);
+    assert_int_equal(count_lines_with(log, "16 subdirectory(ies) were missing: made them again"),
+                     1);
+    free(log);
+}
+
 struct held {
     unsigned fds_before, fds_small, fds_large;
     size_t mem_small;
@@ -1324,6 +1340,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_follow_deleted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_follow_recreated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_follow_renamed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_subdirectories_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_message_holds_little, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fail_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
