@@ -18,9 +18,20 @@
  *
  * Results: per recipient delivered / deferred / failed with the reply (the next hop's, or
  * a local one saying why: "Connection refused by mx.example.com."), the relay name and
- * address, whether the peer offered DSN and the TLS description. When every address fails
- * the destination's host status is set (dest_failed), and later jobs to it are deferred
- * at once with "... (host status cached)" until delivery.host_status_timeout.
+ * address, whether the peer offered DSN and the TLS description. When every address
+ * failed, the last one's reason decides: a 5xx greeting or HELO reply fails the recipients
+ * (sendmail's "Service unavailable"), anything else defers them. When no address got as
+ * far as EHLO the destination's host status is set (dest_failed), and later jobs to it are
+ * deferred at once with "<reason> (host status cached)" until
+ * delivery.host_status_timeout. DNS: NXDOMAIN fails (5.1.2 Host unknown), a null MX fails
+ * (556 5.1.10), a temporary failure defers (4.4.3); an address literal ([192.0.2.1]) is
+ * connected to without DNS.
+ *
+ * Limits (delivery/dest.h): a job takes its destination's slot and a rate token before
+ * anything else; a destination at its limit makes the job `throttled` at once (not an
+ * attempt). The slot follows the session: it is given back when the connection has closed
+ * after QUIT or waits idle in the cache, so the next hop never sees more delivering
+ * sessions than the limit.
  *
  * Connection cache (sendmail's MCI cache): after a job its connection, if still good, is
  * kept idle for the next job to the same next hop, at most cache_size connections per
@@ -116,8 +127,9 @@ struct outbound_worker *outbound_worker_new(struct engine_worker *w, struct dns 
 /* Takes new settings (a reload): jobs already running finish with what they started with
  * for their TLS context; idle cached connections are closed. */
 void outbound_worker_configure(struct outbound_worker *ow, const struct outbound_settings *s);
-/* Ends every job (no `done` after this), closes every connection (QUIT is not waited
- * for), cancels DNS queries. Safe with NULL. */
+/* Ends every job (no `done` after this), closes every connection at once (no QUIT: for a
+ * polite end, outbound_worker_configure with cache_size 0 first and give the QUITs a
+ * moment), cancels DNS queries. Safe with NULL, and from inside a `done` callback. */
 void outbound_worker_free(struct outbound_worker *ow);
 
 /* Starts a job. 0, or -1 when it cannot start (no memory, not a ROUTE_SMTP route, no

@@ -1,0 +1,134 @@
+/*
+ * delivery/outbound_int.h — private to delivery/outbound*.c: jobs, connections, the cache.
+ *
+ * A job (outbound_run) owns its results and the list of addresses to try; it is attached
+ * to at most one connection at a time. A connection (outbound_conn) owns its smtp_client,
+ * its TLS session and a copy of the client settings, and is freed only by the engine's
+ * on_closed (never from inside a callback of the client or of TLS), so a connection that
+ * outlives its worker (outbound_worker_free before the loop ended) frees itself.
+ */
+#ifndef RINGMAIL_DELIVERY_OUTBOUND_INT_H
+#define RINGMAIL_DELIVERY_OUTBOUND_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "delivery/outbound.h"
+#include "tls/tls_session.h"
+#include "util/dns.h"
+#include "util/engine.h"
+
+#define OUTBOUND_KEY_MAX 300
+
+struct outbound_target {
+    char host[ROUTE_HOST_MAX];
+    struct sockaddr_storage addr;
+};
+
+enum outbound_conn_state {
+    OUTBOUND_CONNECTING,
+    OUTBOUND_SESSION, /* greeting, EHLO, STARTTLS, a transaction */
+    OUTBOUND_IDLE,    /* in the cache */
+    OUTBOUND_CLOSING, /* QUIT sent or closed: waiting for on_closed */
+};
+
+struct outbound_run;
+
+struct outbound_conn {
+    struct outbound_conn *next, *prev; /* the worker's list of all, or of the cache */
+    struct outbound_worker *ow;        /* NULL once the worker is gone */
+    struct outbound_run *run;          /* the job using it; NULL when idle or closing */
+    struct engine_worker *w;
+    engine_conn_id id;
+    enum outbound_conn_state state;
+    struct smtp_client *c;
+    struct smtp_client_settings cs;
+    struct smtp_client_io io;
+    struct tls_session *tls;
+    struct tls_session_io tls_io;
+    struct tls_ctx *tls_ctx; /* referenced while the connection lives */
+    struct tlspolicy policy;
+    bool tls_open;         /* handshake done and checked */
+    bool in_tls_feed;      /* no tls_session_shutdown from inside feed */
+    bool shutdown_pending; /* close_notify once the feed returns */
+    bool cached;           /* in the worker's cache list */
+    bool closed;           /* engine_conn_close called (or the engine closed it) */
+    bool slot;             /* holds the job's destination slot until closed or idle */
+    unsigned rcpt_replies; /* RCPT events in this transaction (none: MAIL was refused) */
+    uint64_t idle_until;   /* OUTBOUND_IDLE */
+    char key[OUTBOUND_KEY_MAX];
+    char host[ROUTE_HOST_MAX];
+    char addr[64];
+    char helo[256];
+    char tls_desc[512];
+};
+
+struct outbound_run {
+    struct outbound_run *next, *prev;
+    struct outbound_worker *ow;
+    struct outbound_job job;
+    outbound_done_cb done;
+    void *arg;
+    char key[OUTBOUND_KEY_MAX];
+    struct tlspolicy policy; /* for the destination; each connection refines it */
+    struct outbound_conn *conn;
+    struct dns_query *q;
+    struct outbound_target *targets;
+    size_t n_targets, next_target;
+    bool slot;                     /* a destination slot is held (dest_release at the end) */
+    bool sent;                     /* the transaction started (the rate token was used) */
+    bool plain_retry;              /* may: the last target again, without STARTTLS */
+    bool reused;                   /* on a cached connection: a failure there falls back to DNS */
+    bool any_session;              /* some address got as far as EHLO */
+    bool finished;                 /* results final; waiting for the finish timer */
+    struct smtp_client_reply last; /* why the last address failed */
+    struct engine_timer finish;
+    struct outbound_rcpt_result *rcpts;
+    struct outbound_result result;
+};
+
+struct outbound_worker {
+    struct engine_worker *w;
+    struct dns *dns;
+    struct outbound_settings s;
+    char helo[256];
+    struct outbound_run *runs;
+    struct outbound_conn *conns;     /* connections in a session or closing */
+    struct outbound_conn *cache;     /* idle, most recently used first */
+    struct outbound_conn *cache_old; /* the cache's tail: evicted first */
+    unsigned n_runs, n_cached;
+};
+
+/* outbound.c, for the connection glue */
+/* The job's connection failed before MAIL: try the next address (or the same one in
+ * plain text when run->plain_retry; or, on a reused cached connection, resolve afresh),
+ * or finish with `reply` for every recipient when none is left. */
+void outbound_run_next(struct outbound_run *r, const struct smtp_client_reply *reply);
+/* Sets every recipient still without a result to `reply` (outcome from reply->outcome). */
+void outbound_run_set_all(struct outbound_run *r, const struct smtp_client_reply *reply);
+/* The results are final: detach the connection, release the slot, call done soon. */
+void outbound_run_finish(struct outbound_run *r);
+void outbound_reply_local(struct smtp_client_reply *out, enum smtp_client_outcome o,
+                          const char *enh, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* A connection that finished a job cleanly: into the cache (its slot released), or QUIT
+ * (its slot released once closed). */
+void outbound_cache_put(struct outbound_worker *ow, struct outbound_conn *cn);
+void outbound_cache_remove(struct outbound_worker *ow, struct outbound_conn *cn);
+
+/* outbound_conn.c */
+/* Connects to r's current target and attaches the connection to r: 0, or -1 with why. */
+int outbound_conn_open(struct outbound_run *r, const struct outbound_target *t, bool first,
+                       struct smtp_client_reply *why);
+/* Starts r's transaction on an idle (cached) connection: 0, or -1 (the connection is
+ * closed then). */
+int outbound_conn_send(struct outbound_conn *cn, struct outbound_run *r);
+/* Ends a connection: QUIT when `quit` and the session is idle, else close. */
+void outbound_conn_end(struct outbound_conn *cn, bool quit);
+/* Gives back the destination slot the connection holds, if any. */
+void outbound_conn_release_slot(struct outbound_conn *cn);
+/* The connection's worker is going away: close it at once; it frees itself later. */
+void outbound_conn_orphan(struct outbound_conn *cn);
+
+#endif
