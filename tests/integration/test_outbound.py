@@ -340,6 +340,26 @@ class OutboundTest(unittest.TestCase):
         s2.wait_messages(2, timeout=10)
         self.assertEqual(len(s2.connections), 2)
 
+    def test_cache_timeout_quits(self):
+        # the idle connection outlives no confMCI_CACHE_TIMEOUT: QUIT, and the next job
+        # connects again
+        s = self.sink("127.0.0.3")
+        _, rows, _ = self.send("--route", f"[127.0.0.3]:{s.port}", "--jobs", "2", "--cache", "1",
+                               "--cache-timeout", "200", "--interval", "800")
+        self.assertEqual([r["outcome"] for r in rows], ["delivered"] * 2)
+        s.wait_messages(2, timeout=10)
+        self.assertEqual(len(s.connections), 2)
+        self.assertEqual(s.connections[0].commands[-1], "QUIT")
+        self.assertEqual(s.connections[0].transactions, 1)
+
+    def test_ipv6_literal(self):
+        s = self.sink("::1")
+        res, _, _ = self.send("--route", f"[IPv6:::1]:{s.port}")
+        r = res["b@example.test"]
+        self.assertEqual(r["outcome"], "delivered", r)
+        self.assertEqual(r["relay_addr"], "::1")
+        self.assertEqual(len(s.wait_messages(1, timeout=10)), 1)
+
     def test_cached_connection_closed_by_peer(self):
         # the sink drops the connection after the first message: the next job finds the
         # cached connection dead and connects again, nothing lost

@@ -15,7 +15,8 @@
  *                        context at all unless --ca or --tls is given)
  *   --ca FILE            trusted CA for verification; --match NAME: expected name
  *   --policy DEST=LEVEL  a tls_policy table entry; --access KEY=VALUE an access map entry
- *   --jobs N             the message N times (default 1); --parallel N at once (default 1)
+ *   --jobs N             the message N times (default 1); --parallel N at once (default 1);
+ *                        --interval MS between the end of one job and the start of the next
  *   --workers N          engine workers, jobs spread over them (default 1)
  *   --cache N            connection cache size (default 0); --cache-timeout MS (5000)
  *   --concurrency N, --rate N, --host-status MS   destination limits (default none)
@@ -53,7 +54,8 @@ static struct {
     size_t n_access;
     bool tls_given;
     enum tlspolicy_level level;
-    unsigned timeout, connect_timeout, iconnect, jobs, parallel, workers, cache, cache_timeout;
+    unsigned timeout, connect_timeout, iconnect, jobs, parallel, interval, workers, cache,
+        cache_timeout;
     unsigned concurrency, rate, host_status, notify;
     int family, body, ret;
     bool smtputf8;
@@ -91,7 +93,7 @@ struct tool_worker {
     struct tool_job *jobs;
     unsigned n_jobs, next, running, finished;
     bool ending;
-    struct engine_timer bye;
+    struct engine_timer bye, pause;
 };
 
 static const char *tool_access(void *arg, const char *key)
@@ -176,7 +178,15 @@ static void tool_done(void *arg, const struct outbound_result *r)
     tool_print(j, r);
     tw->running--;
     tw->finished++;
-    tool_start_more(tw);
+    if (O.interval && tw->finished < tw->n_jobs)
+        engine_timer_arm(tw->w, &tw->pause, engine_now_ms(tw->w) + O.interval);
+    else
+        tool_start_more(tw);
+}
+
+static void tool_pause_over(struct engine_timer *t)
+{
+    tool_start_more((struct tool_worker *)((char *)t - offsetof(struct tool_worker, pause)));
 }
 
 static void tool_start_more(struct tool_worker *tw)
@@ -212,6 +222,7 @@ static void *tool_worker_init(struct engine_worker *w, unsigned index)
         exit(1);
     tw->w = w;
     tw->bye.fire = tool_bye;
+    tw->pause.fire = tool_pause_over;
     const char *servers[1] = {O.dns_server};
     struct dns_settings ds = {
         .servers = servers, .n_servers = O.dns_server ? 1 : 0, .timeout_ms = 1000, .tries = 2};
@@ -366,6 +377,8 @@ static void tool_args(int argc, char **argv)
             O.jobs = (unsigned)atoi(v);
         else if (!strcmp(a, "--parallel"))
             O.parallel = (unsigned)atoi(v);
+        else if (!strcmp(a, "--interval"))
+            O.interval = (unsigned)atoi(v);
         else if (!strcmp(a, "--workers"))
             O.workers = (unsigned)atoi(v);
         else if (!strcmp(a, "--cache"))
