@@ -1,16 +1,18 @@
 /*
  * queue/spool_fs.h — the spool's file system seam: every file operation the message path
- * and the queue manager's operations issue (queue/spool.c, queue/spool_ops.c) go through
- * this table, so the order of creates, writes,
- * fsyncs, renames and directory fsyncs can be recorded and checked, and a file system
- * that loses what was not fsynced can be modelled (tests/unit/test_spool_power.c). The
- * daemon uses spool_fs_uring: each operation is an SQE on the worker's ring.
+ * and the queue manager's operations issue (queue/spool.c, queue/spool_ops.c) goes
+ * through this table, so the order of creates, writes, fsyncs, renames and directory
+ * fsyncs can be recorded and checked, and a file system that loses what was not fsynced
+ * can be modelled (tests/unit/test_spool_power.c). The daemon uses spool_fs_uring: each
+ * operation is an SQE on the worker's ring.
  *
  * Contract of every operation but close: it never completes inside the call; later, on
  * the worker's thread, op->complete(op, res) runs exactly once with the system call's
- * result (negative errno on failure). Names and data must stay valid until then. Start-up
- * work (spool_open, spool_recover, spool_scan) and following a replaced spool directory
- * are plain synchronous system calls and do not pass through here.
+ * result (negative errno on failure). Names are paths relative to `dirfd`, the spool
+ * directory ("7/qf<qid>", spool_msg_path); they and the data must stay valid until the
+ * completion. Start-up work (spool_open, spool_recover, spool_scan), following a replaced
+ * spool directory and remaking a removed subdirectory are plain synchronous system calls
+ * and do not pass through here.
  *
  * Thread-safety: a table's context belongs to one worker thread.
  */
