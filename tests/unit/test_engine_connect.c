@@ -77,7 +77,9 @@ static struct tstate {
     bool nofile_lowered;
     /* Everything from here on is cleared by start(). */
     unsigned ran, connected, closed, finis;
-    unsigned accepted_conns; /* engine_worker_connections() seen by a scenario */
+    unsigned accepted_conns;            /* engine_worker_connections() seen by a scenario */
+    unsigned accepted, accepted_closed; /* by the engine's own listener */
+    int accepted_err;
     int stale_send;
     struct oconn c[MANY];
 } T = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
@@ -336,22 +338,37 @@ static void t_worker_fini(struct engine_worker *w, void *ctx)
     note(&T.finis);
 }
 
+/* The engine's own listener (test_loop_through_own_listener): an echo. */
+struct aconn {
+    engine_conn_id id;
+};
+
 static void *t_on_accept(struct engine_worker *w, engine_conn_id id, unsigned listener,
                          const struct sockaddr *peer, socklen_t peerlen,
                          const struct sockaddr *local, socklen_t locallen)
 {
-    (void)w, (void)id, (void)listener, (void)peer, (void)peerlen, (void)local, (void)locallen;
-    return NULL;
+    (void)w, (void)listener, (void)peer, (void)peerlen, (void)local, (void)locallen;
+    struct aconn *a = malloc(sizeof *a);
+    if (a)
+        a->id = id;
+    note(&T.accepted);
+    return a;
 }
 
 static void t_on_recv(void *ctx, const char *data, size_t len)
 {
-    (void)ctx, (void)data, (void)len;
+    const struct aconn *a = ctx;
+    engine_conn_send(T.w, a->id, data, len);
 }
 
 static void t_on_closed(void *ctx, int err)
 {
-    (void)ctx, (void)err;
+    pthread_mutex_lock(&T.lock);
+    T.accepted_closed++;
+    T.accepted_err = err;
+    pthread_cond_broadcast(&T.cond);
+    pthread_mutex_unlock(&T.lock);
+    free(ctx);
 }
 
 static void t_on_message(struct engine_worker *w, void *ctx, uint32_t msg)
@@ -374,7 +391,8 @@ static const struct engine_callbacks callbacks = {
     .on_message = t_on_message,
 };
 
-static void start(void)
+/* The engine, listening on `lfd` unless it is negative. */
+static void start_listening(int lfd)
 {
     memset(&T.ran, 0, sizeof T - offsetof(struct tstate, ran));
     char err[512];
@@ -383,8 +401,17 @@ static void start(void)
     T.e = engine_new(&s, &callbacks, err, sizeof err);
     if (!T.e)
         fail_msg("engine_new: %s", err);
+    if (lfd >= 0 && engine_listen(T.e, 0, &lfd, 1) < 0) {
+        close(lfd);
+        fail_msg("engine_listen");
+    }
     if (engine_start(T.e, err, sizeof err) < 0)
         fail_msg("engine_start: %s", err);
+}
+
+static void start(void)
+{
+    start_listening(-1);
 }
 
 /* Runs `fn` on the worker's thread and waits for it to return. */
@@ -814,6 +841,84 @@ static void test_pause_before_connected(void **state)
     stop();
 }
 
+static struct sockaddr_in6 target6;
+
+static void sc_connect6(struct engine_worker *w)
+{
+    struct oconn *c = &T.c[0];
+    c->connected_send = "six\r\n";
+    c->want = 6;
+    c->rc = engine_connect(w, (struct sockaddr *)&target6, sizeof target6, NULL, 0, &o_callbacks, c,
+                           &c->id);
+}
+
+/* IPv6: to a listener on ::1 (its port is the kernel's pick, and without SO_REUSEPORT
+ * nobody can join it); the test's own thread plays the peer. */
+static void test_connect_ipv6(void **state)
+{
+    (void)state;
+    int lfd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    SYS(lfd);
+    keep_fd(lfd);
+    target6 = (struct sockaddr_in6){.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    socklen_t len = sizeof target6;
+    if (bind(lfd, (struct sockaddr *)&target6, sizeof target6) < 0) {
+        print_message("no ::1 here (%s): skipped\n", strerror(errno));
+        skip();
+    }
+    SYS(getsockname(lfd, (struct sockaddr *)&target6, &len));
+    SYS(listen(lfd, 4));
+    start();
+    run(sc_connect6);
+    assert_int_equal(T.c[0].rc, 0);
+    struct pollfd p = {.fd = lfd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    SYS(fd);
+    keep_fd(fd);
+    struct timeval tv = {.tv_sec = WAIT_MS / 1000};
+    SYS(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv));
+    char buf[5];
+    ssize_t got = recv(fd, buf, sizeof buf, MSG_WAITALL);
+    if (got != 5)
+        fail_msg("received %zd bytes (%s); connected %d closed %d err %d", got,
+                 got < 0 ? strerror(errno) : "", T.c[0].connected, T.c[0].closed, T.c[0].err);
+    assert_memory_equal(buf, "six\r\n", 5);
+    assert_int_equal(send(fd, "back\r\n", 6, MSG_NOSIGNAL), 6);
+    WAIT_FOR(T.closed == 1);
+    assert_true(T.c[0].connected);
+    assert_int_equal(T.c[0].err, 0);
+    assert_rx(&T.c[0], "back\r\n");
+    stop();
+}
+
+static void sc_loop(struct engine_worker *w)
+{
+    T.c[0].connected_send = "loop\r\n";
+    T.c[0].want = 6;
+    open_conn(w, 0, &target, NULL);
+}
+
+/* An outbound connection to the engine's own listener, on the same worker: the accepted
+ * end (engine_callbacks) and the outbound end (its own callbacks) share the slot table;
+ * each gets its own callbacks, and both end cleanly. */
+static void test_loop_through_own_listener(void **state)
+{
+    (void)state;
+    int lfd = bound_socket(8, &target);
+    int flags = fcntl(lfd, F_GETFL);
+    SYS(fcntl(lfd, F_SETFL, flags | O_NONBLOCK));
+    start_listening(lfd);
+    run(sc_loop);
+    WAIT_FOR(T.closed == 1 && T.accepted_closed == 1);
+    assert_int_equal(T.accepted, 1);
+    assert_true(T.c[0].connected);
+    assert_int_equal(T.c[0].err, 0);
+    assert_rx(&T.c[0], "loop\r\n");
+    assert_int_equal(T.accepted_err, 0);
+    stop();
+}
+
 #define TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -824,12 +929,19 @@ int main(void)
         return 77;
     }
     const struct CMUnitTest tests[] = {
-        TEST(test_connect_echo),           TEST(test_connect_refused),
-        TEST(test_connect_timeout),        TEST(test_close_while_connecting),
-        TEST(test_many_at_once),           TEST(test_send_before_connected),
-        TEST(test_connect_from),           TEST(test_fd_reserve),
-        TEST(test_bad_arguments),          TEST(test_exit_while_connecting),
+        TEST(test_connect_echo),
+        TEST(test_connect_refused),
+        TEST(test_connect_timeout),
+        TEST(test_close_while_connecting),
+        TEST(test_many_at_once),
+        TEST(test_send_before_connected),
+        TEST(test_connect_from),
+        TEST(test_fd_reserve),
+        TEST(test_bad_arguments),
+        TEST(test_exit_while_connecting),
         TEST(test_pause_before_connected),
+        TEST(test_connect_ipv6),
+        TEST(test_loop_through_own_listener),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
