@@ -5,7 +5,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "compat/map_simple.h"
+#include "compat/map_text.h"
 #include "compat/mc_int.h"
+#include "util/fileset.h"
 
 #define KIB 1024ull
 #define MIB (1024 * KIB)
@@ -512,6 +515,44 @@ static void mc_relay_args(struct mc_state *st, const char *what, const char *val
     mc_save_loc(&st->relay_args_at, loc);
 }
 
+/* The relay mailer's port also applied to the mailertable's relay: entries; ringmail reads
+ * a port only after their host, so the ones without are named. */
+static void mc_relay_args_mailertable(struct mc_state *st, struct mc_loc at, const char *what,
+                                      const char *path)
+{
+    char full[2048], err[512];
+    char *data = NULL;
+    size_t len, n = 0;
+    struct map_simple m = {0};
+    const struct map_simple_entry *first = NULL;
+    snprintf(full, sizeof(full), "%s%s", st->o->root ? st->o->root : "", path);
+    int rc = fileset_read(NULL, full, MAP_FILE_MAX, &data, &len, err, sizeof(err));
+    if (rc == 0)
+        rc = map_simple_parse(MAP_MAILERTABLE, path, data, len, &m, err, sizeof(err));
+    for (size_t i = 0; rc == 0 && i < m.n; i++) {
+        struct mc_relay_form f;
+        mc_relay_parse(m.v[i].value, &f);
+        if (strncmp(m.v[i].value, "relay:", 6) != 0 || f.after || f.why)
+            continue;
+        first = first ? first : &m.v[i];
+        n++;
+    }
+    if (rc < 0)
+        mc_report_add(st->report, at, MC_WARNING,
+                      "%s: sendmail sent the mailertable's relay: entries to that port too, and "
+                      "%s could not be checked (%s); ringmail reads a port after their host "
+                      "(relay:[host]:%s)",
+                      what, path, err, st->relay_port);
+    else if (n)
+        mc_report_add(st->report, at, MC_WARNING,
+                      "%s: sendmail sent the mailertable's relay: entries to that port too; %zu "
+                      "in %s have none after their host (the first at line %u, %s), so ringmail "
+                      "would use port 25: write relay:[host]:%s there",
+                      what, n, path, first->line, first->key, st->relay_port);
+    map_simple_free(&m);
+    free(data);
+}
+
 void mc_defines_finish(struct mc_state *st)
 {
     if (st->iconnect_as_connect) {
@@ -545,11 +586,9 @@ void mc_defines_finish(struct mc_state *st)
     if (!used)
         mc_report_add(st->report, at, MC_IGNORED,
                       "%s: no smart host or hub of this .mc goes through the relay mailer", what);
-    if (mc_yaml_get(st->yaml, "maps.mailertable"))
-        mc_report_add(st->report, at, MC_WARNING,
-                      "%s: sendmail sent the mailertable's relay: entries to that port too; "
-                      "ringmail reads a port after their host (relay:[host]:%s)",
-                      what, st->relay_port);
+    const char *mailertable = mc_yaml_value(mc_yaml_get(st->yaml, "maps.mailertable"));
+    if (mailertable)
+        mc_relay_args_mailertable(st, at, what, mailertable);
 }
 
 /* tls.certificates is a list of {cert, key}: the server pair is its first item. */
