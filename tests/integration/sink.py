@@ -20,7 +20,7 @@ including the faults a real next hop shows (stalls, dropped connections, garbage
 Constructor (every argument but addr is a keyword):
     Sink(addr="127.0.0.1", port=0, hostname="sink.test", extensions=None, tls_cert=None,
          script=None, **phase_replies)
-  extensions  EHLO keywords advertised, in order; default DEFAULT_EXTENSIONS, plus STARTTLS
+  extensions  (or ehlo_extensions) EHLO keywords advertised, in order; default DEFAULT_EXTENSIONS, plus STARTTLS
               when there is a certificate. A given list is used as is ("SIZE 1000" sets the
               limit: MAIL SIZE= above it gets 552 5.3.4, as does a longer message).
   tls_cert    (cert_path, key_path), or True for a self-signed one made with openssl.
@@ -199,10 +199,12 @@ _PATH_RE = re.compile(r"^\s*<([^<>]*)>(.*)$")
 class Sink:
     def __init__(self, addr: str = "127.0.0.1", port: int = 0, *, hostname: str = "sink.test",
                  extensions: list[str] | None = None, tls_cert=None, script: dict | None = None,
-                 **phase_replies):
+                 ehlo_extensions: list[str] | None = None, **phase_replies):
         self.addr = addr
         self.port = port
         self.hostname = hostname
+        if ehlo_extensions is not None:
+            extensions = ehlo_extensions
         if tls_cert is True:
             tls_cert = self_signed_cert(hostname)
         self.tls_context = None
