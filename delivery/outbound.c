@@ -249,7 +249,7 @@ static void outbound_run_try(struct outbound_run *r)
         bool again = r->plain_retry;
         size_t i = again ? r->next_target - 1 : r->next_target++;
         struct smtp_client_reply why;
-        int rc = outbound_conn_open(r, &r->targets[i], i == 0 && !again, &why);
+        int rc = outbound_conn_open(r, &r->targets[i], &why);
         r->plain_retry = false;
         if (rc == 0)
             return;

@@ -5,16 +5,17 @@
  * A job: the destination's limits and host status are checked (delivery/dest.h), then a
  * cached idle connection to the same next hop is reused, or the next hop is resolved
  * (util/dns.h: MX, or the host's own addresses for [host]) and each address is tried in
- * turn (MX preference order) with timeouts.iconnect for the first connect and
- * timeouts.connect for the next ones. The next address is tried after a failed connect,
- * a greeting other than 220, a 4xx to EHLO/HELO, a failed or timed-out session before
- * MAIL, or a 4xx to MAIL, as sendmail tries the next MX. STARTTLS follows the
- * destination's TLS policy (delivery/tlspolicy.h): under `may` a failed handshake or a
- * refused STARTTLS goes on in plain text with the same host (and dest_tls_failed()
- * remembers it), under `encrypt`/`verify` the recipients are deferred (failed with PERM+)
- * with the reason. Every handshake logs sendmail's line: "STARTTLS=client,
- * relay=mx.example.com, version=TLSv1.3, verify=OK, cipher=..., bits=256/256, group=...",
- * and a failed one "STARTTLS=client, relay=..., error: <why>".
+ * turn (MX preference order), each connect bounded by timeouts.iconnect on the message's
+ * first delivery attempt (job.first_attempt: sendmail's confTO_ICONNECT, short, so that slow
+ * hosts do not hold up a fresh message) and by timeouts.connect otherwise. The next address is
+ * tried after a failed connect, a greeting other than 220, a 4xx to EHLO/HELO, a failed or
+ * timed-out session before MAIL, or a 4xx to MAIL, as sendmail tries the next MX. STARTTLS follows
+ * the destination's TLS policy (delivery/tlspolicy.h): under `may` a failed handshake or a refused
+ * STARTTLS goes on in plain text with the same host (and dest_tls_failed() remembers it), under
+ * `encrypt`/`verify` the recipients are deferred (failed with PERM+) with the reason. Every
+ * handshake logs sendmail's line: "STARTTLS=client, relay=mx.example.com, version=TLSv1.3,
+ * verify=OK, cipher=..., bits=256/256, group=...", and a failed one "STARTTLS=client, relay=...,
+ * error: <why>".
  *
  * Results: per recipient delivered / deferred / failed with the reply (the next hop's, or
  * a local one saying why: "Connection refused by mx.example.com."), the relay name and
@@ -70,7 +71,7 @@ struct outbound_settings {
     /* sendmail's confTO_*: initial, helo, mail, rcpt, datainit, datablock, datafinal, rset,
      * quit, starttls (the STARTTLS reply and the handshake), in ms; 0 = none. */
     struct smtp_client_timeouts timeouts;
-    uint32_t iconnect_ms;      /* confTO_ICONNECT: the first connect of a job; 0 = connect_ms */
+    uint32_t iconnect_ms;      /* confTO_ICONNECT: connects of a first attempt; 0 = connect_ms */
     uint32_t connect_ms;       /* confTO_CONNECT: every other connect; 0 = the kernel's own */
     unsigned cache_size;       /* confMCI_CACHE_SIZE: idle connections kept per worker; 0 = none */
     uint32_t cache_timeout_ms; /* confMCI_CACHE_TIMEOUT: idle time before QUIT */
@@ -96,6 +97,7 @@ struct outbound_rcpt_result {
 
 struct outbound_job {
     const char *qid;           /* for the log lines */
+    bool first_attempt;        /* the message's first delivery attempt: iconnect_ms applies */
     const struct route *route; /* ROUTE_SMTP */
     /* sender, recipients (addr, notify, orcpt), data (the df, CRLF lines), body,
      * smtputf8, dsn_ret, envid */

@@ -503,7 +503,7 @@ static const struct engine_conn_callbacks outbound_conn_callbacks = {
     .on_connected = outbound_on_connected,
 };
 
-int outbound_conn_open(struct outbound_run *r, const struct outbound_target *t, bool first,
+int outbound_conn_open(struct outbound_run *r, const struct outbound_target *t,
                        struct smtp_client_reply *why)
 {
     struct outbound_worker *ow = r->ow;
@@ -554,7 +554,8 @@ int outbound_conn_open(struct outbound_run *r, const struct outbound_target *t, 
         outbound_conn_free(cn);
         return -1;
     }
-    uint32_t timeout = first && ow->s.iconnect_ms ? ow->s.iconnect_ms : ow->s.connect_ms;
+    uint32_t timeout =
+        r->job.first_attempt && ow->s.iconnect_ms ? ow->s.iconnect_ms : ow->s.connect_ms;
     if (timeout)
         engine_conn_set_timer(ow->w, cn->id, now + timeout);
     cn->state = OUTBOUND_CONNECTING;

@@ -119,7 +119,7 @@ void outbound_cache_remove(struct outbound_worker *ow, struct outbound_conn *cn)
 
 /* outbound_conn.c */
 /* Connects to r's current target and attaches the connection to r: 0, or -1 with why. */
-int outbound_conn_open(struct outbound_run *r, const struct outbound_target *t, bool first,
+int outbound_conn_open(struct outbound_run *r, const struct outbound_target *t,
                        struct smtp_client_reply *why);
 /* Starts r's transaction on an idle (cached) connection: 0, or -1 (the connection is
  * closed then). */

@@ -64,11 +64,12 @@ class OutboundTest(unittest.TestCase):
         self.addCleanup(s.stop)
         return s
 
-    def send(self, *args: str, rcpts=("b@example.test",), message: bytes = MESSAGE):
+    def send(self, *args: str, rcpts=("b@example.test",), message: bytes = MESSAGE,
+             timeout: float = RUN_TIMEOUT):
         """Runs outbound_send; returns (results by recipient of the last job, all results,
         stderr)."""
         argv = [SEND, "--dns", self.dns.server, *args, *rcpts]
-        p = subprocess.run(argv, input=message, capture_output=True, timeout=RUN_TIMEOUT)
+        p = subprocess.run(argv, input=message, capture_output=True, timeout=timeout)
         err = p.stderr.decode(errors="replace")
         self.assertEqual(p.returncode, 0, err)
         rows = [json.loads(line) for line in p.stdout.decode().splitlines() if line.strip()]
@@ -243,6 +244,10 @@ class OutboundTest(unittest.TestCase):
         self.assertEqual(r["outcome"], "deferred")
         self.assertEqual(r["text"], "Connection timed out with 127.0.0.3.")
         self.assertFalse(r["connected"])
+        # a message's first attempt gets timeouts.iconnect (500 ms), not connect (10 min)
+        res, _, _ = self.send("--route", f"[127.0.0.3]:{port}", "--connect-timeout", "600000",
+                              "--iconnect", "500", timeout=20)
+        self.assertEqual(res["b@example.test"]["text"], "Connection timed out with 127.0.0.3.")
 
     # ------------------------------------------------------------------ STARTTLS
 

@@ -10,7 +10,7 @@
  *   --dns SERVER         resolver ("127.0.0.1:5353"); default: the system's
  *   --helo NAME          default "client.test"
  *   --timeout MS         every SMTP phase (default 10000); --connect-timeout MS (5000),
- *                        --iconnect MS (0 = connect)
+ *                        --iconnect MS (0 = connect; given: the job is a first attempt)
  *   --tls LEVEL          default policy: none, may, encrypt, verify (default: no TLS
  *                        context at all unless --ca or --tls is given)
  *   --ca FILE            trusted CA for verification; --match NAME: expected name
@@ -255,6 +255,7 @@ static void *tool_worker_init(struct engine_worker *w, unsigned index)
         j->retry.fire = tool_retry;
         j->job = (struct outbound_job){
             .qid = "TESTQID",
+            .first_attempt = O.iconnect > 0,
             .route = &O.route,
             .msg = {.sender = O.from,
                     .rcpts = O.rcpt,
