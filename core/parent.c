@@ -303,6 +303,7 @@ static int parent_start(struct parent *p, const char *config_path, struct daemon
         .group = st->user.gid,
         .chown = st->user.switch_user,
         .min_free_blocks = cfg->min_free_blocks,
+        .hash_depth = cfg->queue.hash_depth,
     };
     if (!(st->spool = spool_open(&ss, err, errlen)))
         return errno == EWOULDBLOCK ? EX_TEMPFAIL : EX_CANTCREAT;
