@@ -264,7 +264,8 @@ class OutboundTest(unittest.TestCase):
         # a 220 to STARTTLS and then no TLS: the handshake fails, the same host in plain text
         s = self.sink("127.0.0.3", tls_cert=True,
                       starttls=[Garbage(b"220 2.0.0 go ahead\r\n"), "220 2.0.0 Ready"])
-        res, _, err = self.send("--route", f"[127.0.0.3]:{s.port}", "--tls", "may")
+        res, _, err = self.send("--route", f"[127.0.0.3]:{s.port}", "--tls", "may",
+                                "--timeout", "2000")
         r = res["b@example.test"]
         self.assertEqual(r["outcome"], "delivered", r)
         self.assertEqual(r["tls"], "")
@@ -276,6 +277,17 @@ class OutboundTest(unittest.TestCase):
         self.assertEqual(res["b@example.test"]["outcome"], "delivered")
         self.assertIn("STARTTLS refused: 454", err)
         self.assertEqual(len(s2.connections), 1)
+
+    def test_starttls_may_remembers_the_failure(self):
+        # with a host status time, the next message to that destination goes in plain text
+        # at once instead of failing the handshake again
+        s = self.sink("127.0.0.3", tls_cert=True, starttls=Garbage(b"220 2.0.0 go ahead\r\n"))
+        _, rows, _ = self.send("--route", f"[127.0.0.3]:{s.port}", "--tls", "may", "--jobs", "2",
+                               "--host-status", "60000", "--timeout", "2000")
+        self.assertEqual([r["outcome"] for r in rows], ["delivered"] * 2)
+        s.wait_messages(2, timeout=10)
+        tried = ["STARTTLS" in c.commands for c in s.connections]
+        self.assertEqual(tried, [True, False, False])
 
     def test_starttls_encrypt(self):
         plain = self.sink("127.0.0.3")
@@ -356,6 +368,20 @@ class OutboundTest(unittest.TestCase):
         self.assertEqual(len(s.connections), 2)
         self.assertEqual(s.connections[0].commands[-1], "QUIT")
         self.assertEqual(s.connections[0].transactions, 1)
+
+    def test_cache_evicts_least_recently_used(self):
+        # one idle connection per worker: B's connection pushes A's out (QUIT), so the third
+        # job, to A again, connects anew
+        a = self.sink("127.0.0.3")
+        b = self.sink("127.0.0.4")
+        _, rows, _ = self.send("--route", f"[127.0.0.3]:{a.port}", "--route",
+                               f"[127.0.0.4]:{b.port}", "--jobs", "4", "--cache", "1")
+        self.assertEqual([r["outcome"] for r in rows], ["delivered"] * 4)
+        a.wait_messages(2, timeout=10)
+        b.wait_messages(2, timeout=10)
+        self.assertEqual(len(a.connections), 2)
+        self.assertEqual(a.connections[0].commands[-1], "QUIT")
+        self.assertEqual([c.transactions for c in b.connections], [1, 1])
 
     def test_ipv6_literal(self):
         s = self.sink("::1")

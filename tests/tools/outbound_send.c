@@ -6,7 +6,8 @@
  *
  *   --from ADDR          envelope sender ("" = <>)
  *   --route VALUE        the next hop as a mailertable value ("[127.0.0.1]:2525",
- *                        "esmtp:example.test"); default: MX of the first recipient's domain
+ *                        "esmtp:example.test"); default: MX of the first recipient's domain.
+ *                        Given several times: job i goes to route i % n
  *   --dns SERVER         resolver ("127.0.0.1:5353"); default: the system's
  *   --helo NAME          default "client.test"
  *   --timeout MS         every SMTP phase (default 10000); --connect-timeout MS (5000),
@@ -45,7 +46,8 @@
 #define MAX_LIST 32
 
 static struct {
-    const char *from, *route_value, *dns_server, *helo, *ca, *match;
+    const char *from, *route_value[MAX_LIST], *dns_server, *helo, *ca, *match;
+    size_t n_routes;
     const char *rcpts[MAX_LIST];
     size_t n_rcpts;
     struct tlspolicy_entry policy[MAX_LIST];
@@ -60,7 +62,7 @@ static struct {
     int family, body, ret;
     bool smtputf8;
     const char *envid;
-    struct route route;
+    struct route route[MAX_LIST];
     char *data;
     size_t len;
     struct tls_ctx *tls;
@@ -256,7 +258,7 @@ static void *tool_worker_init(struct engine_worker *w, unsigned index)
         j->job = (struct outbound_job){
             .qid = "TESTQID",
             .first_attempt = O.iconnect > 0,
-            .route = &O.route,
+            .route = &O.route[i % O.n_routes],
             .msg = {.sender = O.from,
                     .rcpts = O.rcpt,
                     .n_rcpts = O.n_rcpts,
@@ -340,8 +342,8 @@ static void tool_args(int argc, char **argv)
             i++;
         if (!strcmp(a, "--from"))
             O.from = v;
-        else if (!strcmp(a, "--route"))
-            O.route_value = v;
+        else if (!strcmp(a, "--route") && O.n_routes < MAX_LIST)
+            O.route_value[O.n_routes++] = v;
         else if (!strcmp(a, "--dns"))
             O.dns_server = v;
         else if (!strcmp(a, "--helo"))
@@ -421,14 +423,16 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < O.n_rcpts; i++)
         O.rcpt[i] = (struct smtp_client_rcpt){.addr = O.rcpts[i], .notify = O.notify};
     const char *at = strrchr(O.rcpts[0], '@');
-    if (O.route_value) {
-        if (route_parse(O.route_value, "esmtp", at ? at + 1 : "", &O.route, err, sizeof(err)) < 0 ||
-            O.route.kind != ROUTE_SMTP)
+    for (size_t i = 0; i < O.n_routes; i++)
+        if (route_parse(O.route_value[i], "esmtp", at ? at + 1 : "", &O.route[i], err,
+                        sizeof(err)) < 0 ||
+            O.route[i].kind != ROUTE_SMTP)
             usage(err);
-    } else {
-        route_resolve(&(struct route_settings){0}, O.rcpts[0], &O.route);
-        if (O.route.kind != ROUTE_SMTP)
+    if (!O.n_routes) {
+        route_resolve(&(struct route_settings){0}, O.rcpts[0], &O.route[0]);
+        if (O.route[0].kind != ROUTE_SMTP)
             usage("the first recipient does not route by SMTP");
+        O.n_routes = 1;
     }
     if (O.match)
         for (size_t i = 0; i < O.n_policy; i++)
