@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "tls/tls_ctx.h"
+#include "tls/tls_session.h"
 #include "util/log.h"
 
 #define OUTBOUND_MAX_ADDRESSES 20
@@ -93,6 +94,44 @@ static void outbound_list_push(struct outbound_conn **head, struct outbound_conn
     *head = cn;
 }
 
+static void outbound_resume_clear(struct outbound_worker *ow)
+{
+    for (size_t i = 0; i < OUTBOUND_RESUME_MAX; i++) {
+        tls_resumption_free(ow->resume[i].r);
+        ow->resume[i] = (struct outbound_resume){0};
+    }
+}
+
+const struct tls_resumption *outbound_resume_get(struct outbound_worker *ow, const char *id)
+{
+    for (size_t i = 0; i < OUTBOUND_RESUME_MAX; i++)
+        if (ow->resume[i].r && strcmp(ow->resume[i].id, id) == 0) {
+            ow->resume[i].used = ++ow->resume_clock;
+            return ow->resume[i].r;
+        }
+    return NULL;
+}
+
+void outbound_resume_put(struct outbound_worker *ow, const char *id, struct tls_resumption *r)
+{
+    struct outbound_resume *slot = &ow->resume[0];
+    for (size_t i = 0; i < OUTBOUND_RESUME_MAX; i++) {
+        struct outbound_resume *e = &ow->resume[i];
+        if (e->r && strcmp(e->id, id) == 0) {
+            slot = e;
+            break;
+        }
+        if (!e->r || e->used < slot->used)
+            slot = e;
+        if (!e->r)
+            break;
+    }
+    tls_resumption_free(slot->r);
+    snprintf(slot->id, sizeof(slot->id), "%s", id);
+    slot->r = r;
+    slot->used = ++ow->resume_clock;
+}
+
 static void outbound_cache_close_all(struct outbound_worker *ow)
 {
     while (ow->cache)
@@ -103,6 +142,7 @@ void outbound_worker_configure(struct outbound_worker *ow, const struct outbound
 {
     outbound_settings_copy(ow, s);
     outbound_cache_close_all(ow);
+    outbound_resume_clear(ow);
 }
 
 static void outbound_run_free(struct outbound_run *r)
@@ -136,6 +176,7 @@ void outbound_worker_free(struct outbound_worker *ow)
         outbound_list_unlink(&ow->conns, cn);
         outbound_conn_orphan(cn);
     }
+    outbound_resume_clear(ow);
     if (ow->s.tls)
         tls_ctx_unref(ow->s.tls);
     free(ow);

@@ -34,6 +34,9 @@
  * after QUIT or waits idle in the cache, so the next hop never sees more delivering
  * sessions than the limit.
  *
+ * TLS sessions are resumed: each worker keeps the session of the last 64 servers (by host
+ * name, address and expected name) and offers it on the next connection to that server.
+ *
  * Connection cache (sendmail's MCI cache): after a job its connection, if still good, is
  * kept idle for the next job to the same next hop, at most cache_size connections per
  * worker (the oldest is closed with QUIT when a new one needs room) and cache_timeout

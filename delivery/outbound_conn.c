@@ -196,6 +196,28 @@ static void outbound_tls_io_plaintext(void *arg, const char *data, size_t len)
         smtp_client_feed(cn->c, data, len, outbound_conn_now(cn));
 }
 
+/* A resumed session keeps the verification result of the first one, made against the name
+ * that was expected then: that name is part of the key. */
+static void outbound_conn_server_id(const struct outbound_conn *cn, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s %s %s", cn->host, cn->addr, cn->policy.match);
+}
+
+/* With TLS 1.3 the server's ticket comes after the handshake: by the reply to the EHLO
+ * in TLS it has arrived, and the session can be kept for the next connection. */
+static void outbound_conn_save_session(struct outbound_conn *cn)
+{
+    if (!cn->tls_open || cn->tls_saved || !cn->ow || cn->tls_ctx != cn->ow->s.tls ||
+        tls_session_resumed(cn->tls))
+        return;
+    cn->tls_saved = true;
+    struct tls_resumption *r = tls_session_resumption(cn->tls);
+    char id[sizeof(((struct outbound_resume *)0)->id)];
+    outbound_conn_server_id(cn, id, sizeof(id));
+    if (r)
+        outbound_resume_put(cn->ow, id, r);
+}
+
 static void outbound_conn_starttls(struct outbound_conn *cn)
 {
     /* SNI and the name checked: the expected name (verify), else the host's own name;
@@ -209,6 +231,13 @@ static void outbound_conn_starttls(struct outbound_conn *cn)
         outbound_conn_tls_failed(cn, "cannot create a TLS session");
         return;
     }
+    /* only a session made with this very context (entries go when the context changes) */
+    char id[sizeof(((struct outbound_resume *)0)->id)];
+    outbound_conn_server_id(cn, id, sizeof(id));
+    const struct tls_resumption *res =
+        cn->ow && cn->tls_ctx == cn->ow->s.tls ? outbound_resume_get(cn->ow, id) : NULL;
+    if (res)
+        tls_session_resume(cn->tls, res);
     if (tls_session_start(cn->tls) == TLS_FAILED)
         outbound_conn_tls_failed(cn, tls_session_error(cn->tls));
 }
@@ -222,6 +251,7 @@ static void outbound_conn_ready(struct outbound_conn *cn, const struct smtp_clie
         return;
     }
     r->any_session = true;
+    outbound_conn_save_session(cn);
     if (!caps->in_tls && outbound_policy_requires_tls(&cn->policy)) {
         char text[1024];
         if (ev->tls_refused && ev->reply)

@@ -50,6 +50,7 @@ struct outbound_conn {
     struct tls_ctx *tls_ctx; /* referenced while the connection lives */
     struct tlspolicy policy;
     bool tls_open;         /* handshake done and checked */
+    bool tls_saved;        /* its session was kept for resumption */
     bool in_tls_feed;      /* no tls_session_shutdown from inside feed */
     bool shutdown_pending; /* close_notify once the feed returns */
     bool cached;           /* in the worker's cache list */
@@ -88,6 +89,17 @@ struct outbound_run {
     struct outbound_result result;
 };
 
+/* TLS sessions to resume, per server (host name and address): a full handshake costs the
+ * server and us far more than an abbreviated one, and relays reconnect to the same MX
+ * all day. Dropped when the settings change (another client context). */
+#define OUTBOUND_RESUME_MAX 64
+
+struct outbound_resume {
+    char id[2 * ROUTE_HOST_MAX + 64]; /* "mx.example.com 192.0.2.1 <expected name>" */
+    struct tls_resumption *r;
+    uint64_t used; /* for least-recently-used replacement */
+};
+
 struct outbound_worker {
     struct engine_worker *w;
     struct dns *dns;
@@ -98,6 +110,8 @@ struct outbound_worker {
     struct outbound_conn *cache;     /* idle, most recently used first */
     struct outbound_conn *cache_old; /* the cache's tail: evicted first */
     unsigned n_runs, n_cached;
+    struct outbound_resume resume[OUTBOUND_RESUME_MAX];
+    uint64_t resume_clock;
 };
 
 /* outbound.c, for the connection glue */
@@ -116,6 +130,10 @@ void outbound_reply_local(struct smtp_client_reply *out, enum smtp_client_outcom
  * (its slot released once closed). */
 void outbound_cache_put(struct outbound_worker *ow, struct outbound_conn *cn);
 void outbound_cache_remove(struct outbound_worker *ow, struct outbound_conn *cn);
+/* The session to resume with the server `id`, or NULL. */
+const struct tls_resumption *outbound_resume_get(struct outbound_worker *ow, const char *id);
+/* Keeps `r` (owned from now on) for the server `id`, replacing its older one. */
+void outbound_resume_put(struct outbound_worker *ow, const char *id, struct tls_resumption *r);
 
 /* outbound_conn.c */
 /* Connects to r's current target and attaches the connection to r: 0, or -1 with why. */

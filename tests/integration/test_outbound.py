@@ -253,12 +253,17 @@ class OutboundTest(unittest.TestCase):
 
     def test_starttls_may(self):
         s = self.sink("127.0.0.3", tls_cert=True)
-        res, _, err = self.send("--route", f"[127.0.0.3]:{s.port}", "--tls", "may")
+        res, _, err = self.send("--route", f"[127.0.0.3]:{s.port}", "--tls", "may", "--jobs", "2")
         r = res["b@example.test"]
         self.assertEqual(r["outcome"], "delivered")
         self.assertIn("version=TLSv1.3", r["tls"])
-        self.assertIsNotNone(s.wait_messages(1, timeout=10)[0].tls)
-        self.assertIn("STARTTLS=client, relay=127.0.0.3, version=TLSv1.3, verify=FAIL", err)
+        self.assertIsNotNone(s.wait_messages(2, timeout=10)[0].tls)
+        lines = [line for line in err.splitlines() if "STARTTLS=client" in line]
+        self.assertEqual(len(lines), 2, err)
+        self.assertIn("STARTTLS=client, relay=127.0.0.3, version=TLSv1.3, verify=FAIL", lines[0])
+        # the second connection resumes the first one's session (its ticket)
+        self.assertNotIn("resumed", lines[0])
+        self.assertTrue(lines[1].endswith(", resumed"), lines[1])
 
     def test_starttls_may_falls_back_to_plain(self):
         # a 220 to STARTTLS and then no TLS: the handshake fails, the same host in plain text
