@@ -128,11 +128,12 @@ struct smtp_client_reply {
                                             enhanced status; control octets as '?' */
 };
 
-/* A recipient of a transaction. `orcpt` is "rfc822;xtext" as stored, or NULL. */
+/* A recipient of a transaction. `notify` holds SMTP_NOTIFY_* bits (smtp_addr.h; the same
+ * values as queue/envelope.h's ENV_NOTIFY_*), 0 = none given; `orcpt` is "rfc822;xtext" as
+ * stored, or NULL. */
 struct smtp_client_rcpt {
     const char *addr; /* mailbox without brackets */
-    unsigned
-        notify; /* SMTP_NOTIFY_* bits (smtp_addr.h; the same values as ENV_NOTIFY_*), 0 = none */
+    unsigned notify;
     const char *orcpt;
 };
 
@@ -221,7 +222,7 @@ void smtp_client_tls_started(struct smtp_client *c, uint64_t now_ms);
 
 /* Starts a transaction (only after READY or DONE): 0, or -1 when the client is not idle,
  * msg has no recipient, or memory ran out (nothing sent, no event). DONE may come from
- * inside this call (local SIZE/SMTPUTF8 refusal). */
+ * inside this call (a local SIZE, SMTPUTF8 or address refusal). */
 int smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *msg, uint64_t now_ms);
 /* Ends the session: after READY or DONE sends QUIT and CLOSED follows its reply (or its
  * timeout, or the peer's close); in any other state CLOSED comes at once with nothing
