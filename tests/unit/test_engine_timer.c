@@ -517,8 +517,18 @@ static void test_many(void **state)
 /* Random arming, moving and disarming with deadlines all in the past (small absolute
  * values): nothing fires meanwhile, then everything still armed fires on the next turn,
  * so the fire log is the heap's whole content, popped in order. */
+static uint64_t stress_ns;
+
+static uint64_t clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void sc_stress(struct engine_worker *w)
 {
+    uint64_t t0 = clock_ns();
     for (unsigned i = 0; i < 30 * STRESS; i++) {
         struct ttimer *t = &T.timers[rng() % STRESS];
         if (rng() % 4 == 0)
@@ -526,6 +536,7 @@ static void sc_stress(struct engine_worker *w)
         else
             arm(w, t, 1 + rng() % 5000);
     }
+    stress_ns = clock_ns() - t0;
     note_expected(STRESS);
 }
 
@@ -540,6 +551,8 @@ static void test_heap_stress(void **state)
     for (unsigned i = 0; i < STRESS; i++)
         if (T.timers[i].fires != (T.timers[i].expected ? 1u : 0u))
             fail_msg("timer %u fired %u times", i, T.timers[i].fires);
+    printf("%u random arms, moves and disarms among %u timers: %.0f ns each\n", 30 * STRESS, STRESS,
+           (double)stress_ns / (30 * STRESS));
     stop();
 }
 
