@@ -36,7 +36,7 @@
 #include "util/engine.h"
 
 #define WAIT_MS   10000
-#define MANY      200
+#define MANY      200u
 #define MAX_EXTRA 16
 #define GREETING  "220 peer\r\n"
 
