@@ -147,6 +147,7 @@ struct engine_probe_op {
 /* SEND_ZC arrived with multishot recv in 6.0: the probe cannot see multishot itself. */
 static const struct engine_probe_op engine_probe_ops[] = {
     {IORING_OP_ACCEPT, "ACCEPT", "5.5"},
+    {IORING_OP_CONNECT, "CONNECT", "5.5"},
     {IORING_OP_RECV, "RECV", "5.6"},
     {IORING_OP_SEND, "SEND", "5.6"},
     {IORING_OP_READ, "READ", "5.6"},
