@@ -146,18 +146,12 @@ struct engine_probe_op {
 
 /* SEND_ZC arrived with multishot recv in 6.0: the probe cannot see multishot itself. */
 static const struct engine_probe_op engine_probe_ops[] = {
-    {IORING_OP_ACCEPT, "ACCEPT", "5.5"},
-    {IORING_OP_CONNECT, "CONNECT", "5.5"},
-    {IORING_OP_RECV, "RECV", "5.6"},
-    {IORING_OP_SEND, "SEND", "5.6"},
-    {IORING_OP_READ, "READ", "5.6"},
-    {IORING_OP_WRITE, "WRITE", "5.6"},
-    {IORING_OP_FSYNC, "FSYNC", "5.1"},
-    {IORING_OP_OPENAT, "OPENAT", "5.6"},
-    {IORING_OP_CLOSE, "CLOSE", "5.6"},
-    {IORING_OP_RENAMEAT, "RENAMEAT", "5.11"},
-    {IORING_OP_UNLINKAT, "UNLINKAT", "5.11"},
-    {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL", "5.5"},
+    {IORING_OP_ACCEPT, "ACCEPT", "5.5"},      {IORING_OP_CONNECT, "CONNECT", "5.5"},
+    {IORING_OP_RECV, "RECV", "5.6"},          {IORING_OP_SEND, "SEND", "5.6"},
+    {IORING_OP_READ, "READ", "5.6"},          {IORING_OP_WRITE, "WRITE", "5.6"},
+    {IORING_OP_FSYNC, "FSYNC", "5.1"},        {IORING_OP_OPENAT, "OPENAT", "5.6"},
+    {IORING_OP_CLOSE, "CLOSE", "5.6"},        {IORING_OP_RENAMEAT, "RENAMEAT", "5.11"},
+    {IORING_OP_UNLINKAT, "UNLINKAT", "5.11"}, {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL", "5.5"},
     {IORING_OP_SEND_ZC, "SEND_ZC", "6.0"},
 };
 
