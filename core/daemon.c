@@ -14,8 +14,10 @@
 #include <unistd.h>
 
 #include "core/privsep.h"
+#include "core/queuerun.h"
 #include "core/session.h"
 #include "core/version.h"
+#include "delivery/dest.h"
 #include "util/log.h"
 
 /* Descriptors a connection may hold at once: its socket, and the data and envelope files of
@@ -109,6 +111,11 @@ static struct runconf *daemon_generation(struct daemon *d, struct config *cfg,
     daemon_fit_connections(cfg, (unsigned)cfg->n_listen);
     struct runconf *rc = runconf_new(cfg, generation, d->workers, d->tls_libs, files, err, errlen);
     if (rc) {
+        const struct config_delivery *dc = &rc->cfg->delivery;
+        struct dest_settings ds = {dc->dest_concurrency, dc->dest_rate, dc->host_status, 0};
+        dest_table_configure(d->dests, &ds);
+        for (unsigned i = 0; i < d->workers; i++)
+            rc->outbound[i].dest = d->dests;
         daemon_log_warnings(rc->cfg);
         daemon_log_tls(rc);
     }
@@ -216,6 +223,8 @@ static void daemon_free(struct daemon *d, size_t n_listeners)
     if (d->spool)
         spool_close(d->spool);
     connlimit_free(d->conns);
+    queuerun_backlog_free(d);
+    dest_table_free(d->dests);
     runconf_unref(d->current);
     /* Every worker has ended: the libraries their contexts used may go (tls_lib_new). */
     for (unsigned i = 0; d->tls_libs && i < d->workers; i++)
@@ -251,7 +260,8 @@ static int daemon_start(struct daemon *d, struct daemon_start *st, unsigned *gen
     for (unsigned i = 0; d->tls_libs && i < d->workers; i++)
         if (!(d->tls_libs[i] = tls_lib_new(err, errlen)))
             return EX_SOFTWARE;
-    if (!d->tls_libs || !(d->conns = connlimit_new())) {
+    if (!d->tls_libs || !(d->conns = connlimit_new()) ||
+        !(d->dests = dest_table_new(&(struct dest_settings){0}))) {
         snprintf(err, errlen, "out of memory");
         return EX_OSERR;
     }
@@ -264,11 +274,8 @@ static int daemon_start(struct daemon *d, struct daemon_start *st, unsigned *gen
         return EX_CONFIG;
     const struct config *cfg = d->current->cfg;
 
-    struct spool_recovery rec;
-    if (spool_recover(d->spool, &rec, err, errlen) < 0)
+    if (queuerun_recover(d, err, errlen) < 0)
         return EX_IOERR;
-    log_info("spool %s: %u message(s) queued, %u partial file(s) removed, %u damaged", cfg->spool,
-             rec.messages, rec.removed, rec.damaged);
 
     /* The engine's own cap only backs up limits.connections (which a reload may raise, and
      * whose 421 the sessions give): the descriptors are the real bound. */

@@ -32,6 +32,11 @@ enum daemon_msg {
 };
 
 struct session;
+struct dns;
+struct dest_table;
+struct outbound_worker;
+struct qmgr;
+struct queuerun_backlog;
 
 struct daemon {
     struct engine *engine;
@@ -43,12 +48,17 @@ struct daemon {
     unsigned workers;          /* fixed at start-up: one TLS context each per generation */
     struct tls_lib **tls_libs; /* by worker: every generation's contexts are built on them */
     atomic_uint workers_running;
+    struct queuerun_backlog *backlog; /* by worker: recovered messages (core/queuerun.h) */
+    struct dest_table *dests;         /* per-destination limits, all workers (delivery/dest.h) */
 };
 
 struct daemon_worker {
     struct daemon *d;
     struct engine_worker *w;
     struct spool_worker *sw;
+    struct dns *dns; /* the delivery side (core/queuerun.h) */
+    struct outbound_worker *ow;
+    struct qmgr *qmgr;
     struct runconf *rc;       /* what new sessions on this worker start with */
     struct session *sessions; /* every open session (for draining) */
     bool draining;

@@ -2,8 +2,110 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 #include "core/tlsconf.h"
+
+/* delivery/ reaches the maps of compat/ through these (it may not include them). */
+static const char *runconf_mailertable(void *arg, const char *key)
+{
+    const struct map_simple_entry *e = map_simple_get(arg, key);
+    return e ? e->value : NULL;
+}
+
+/* "TLS_Srv:mx.example.com": the entry with exactly that tag and key. */
+static const char *runconf_access(void *arg, const char *key)
+{
+    const struct access_map *m = arg;
+    const char *colon = strchr(key, ':');
+    if (!colon)
+        return NULL;
+    size_t taglen = (size_t)(colon - key);
+    for (size_t i = m->n; i-- > 0;) {
+        const struct access_entry *e = &m->v[i];
+        if (e->tag && strlen(e->tag) == taglen && strncasecmp(e->tag, key, taglen) == 0 &&
+            strcasecmp(e->key, colon + 1) == 0)
+            return e->value;
+    }
+    return NULL;
+}
+
+static int runconf_delivery(struct runconf *rc, unsigned workers, char *err, size_t errlen)
+{
+    const struct config *cfg = rc->cfg;
+    size_t n = cfg->delivery.n_tls_policy;
+    if (!(rc->tls_policy_entries = calloc(n ? n : 1, sizeof(*rc->tls_policy_entries))) ||
+        !(rc->outbound = calloc(workers, sizeof(*rc->outbound)))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct config_tls_policy *p = &cfg->delivery.tls_policy[i];
+        struct tlspolicy_entry *e = &rc->tls_policy_entries[i];
+        e->dest = p->destination;
+        e->match = p->match;
+        tlspolicy_level_parse(p->level, &e->level); /* checked by config_load */
+    }
+    rc->tls_policy = (struct tlspolicy_settings){
+        .entries = rc->tls_policy_entries,
+        .n_entries = n,
+        .access = cfg->maps.access ? runconf_access : NULL,
+        .access_arg = (void *)&cfg->map.access,
+    };
+    rc->qmgr = (struct qmgr_settings){
+        .hostname = cfg->hostname,
+        .retry =
+            {
+                .interval = cfg->queue.interval / 1000,
+                .min_queue_age = cfg->queue.min_queue_age / 1000,
+                .minimal_backoff = cfg->queue.minimal_backoff / 1000,
+                .maximal_backoff = cfg->queue.maximal_backoff / 1000,
+                .queuewarn = cfg->queue.queuewarn / 1000,
+                .queuereturn = cfg->queue.queuereturn / 1000,
+            },
+        .max_active = cfg->queue.max_active,
+        .route =
+            {
+                .local_domains = (const char *const *)cfg->local_domains,
+                .n_local_domains = cfg->n_local_domains,
+                .local_users = (const char *const *)cfg->later.routing.local_users.v,
+                .n_local_users = cfg->later.routing.local_users.n,
+                .smart_host = cfg->delivery.smart_host,
+                .mail_hub = cfg->delivery.mail_hub,
+                .mailertable = cfg->maps.mailertable ? runconf_mailertable : NULL,
+                .mailertable_arg = (void *)&cfg->map.mailertable,
+            },
+        .bounce_return_max = cfg->limits.max_message_size ? cfg->limits.max_message_size : 0,
+    };
+    const struct smtp_server_timeouts *t = &cfg->timeouts;
+    for (unsigned i = 0; i < workers; i++)
+        rc->outbound[i] = (struct outbound_settings){
+            .helo_name = cfg->hostname,
+            .timeouts =
+                {
+                    .initial = t->initial,
+                    .helo = t->helo,
+                    .mail = t->mail,
+                    .rcpt = t->rcpt,
+                    .datainit = t->datainit,
+                    .datablock = t->datablock,
+                    .datafinal = t->datafinal,
+                    .rset = t->rset,
+                    .quit = t->quit,
+                    .misc = t->misc,
+                    .starttls = cfg->starttls_timeout_ms,
+                },
+            .iconnect_ms = cfg->delivery.iconnect,
+            .connect_ms = cfg->delivery.connect,
+            .cache_size = cfg->delivery.cache_size,
+            .cache_timeout_ms = cfg->delivery.cache_timeout,
+            .family = AF_UNSPEC,
+            .tls = rc->tls_client ? rc->tls_client[i] : NULL,
+            .tls_policy = &rc->tls_policy,
+        };
+    return 0;
+}
 
 struct runconf *runconf_new(struct config *cfg, unsigned generation, unsigned workers,
                             struct tls_lib **libs, struct fileset *files, char *err, size_t errlen)
@@ -39,6 +141,10 @@ struct runconf *runconf_new(struct config *cfg, unsigned generation, unsigned wo
         return NULL;
     }
     rc->n_tls_client = workers;
+    if (runconf_delivery(rc, workers, err, errlen) < 0) {
+        runconf_unref(rc);
+        return NULL;
+    }
     return rc;
 }
 
@@ -54,6 +160,8 @@ void runconf_unref(struct runconf *rc)
         return;
     tlsconf_free(rc->tls, rc->n_tls);
     tlsconf_free(rc->tls_client, rc->n_tls_client);
+    free(rc->outbound);
+    free(rc->tls_policy_entries);
     config_free(rc->cfg);
     free(rc);
 }

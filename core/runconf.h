@@ -14,6 +14,9 @@
 #include <stdatomic.h>
 
 #include "core/config.h"
+#include "delivery/outbound.h"
+#include "delivery/qmgr.h"
+#include "delivery/tlspolicy.h"
 #include "smtp/smtp_relay.h"
 #include "smtp/smtp_server.h"
 #include "tls/tls_ctx.h"
@@ -29,6 +32,10 @@ struct runconf {
     unsigned n_tls;
     struct tls_ctx **tls_client; /* the delivery side's, by worker index */
     unsigned n_tls_client;
+    struct qmgr_settings qmgr;
+    struct outbound_settings *outbound; /* by worker index (each has its TLS context) */
+    struct tlspolicy_settings tls_policy;
+    struct tlspolicy_entry *tls_policy_entries;
 };
 
 /* Takes ownership of cfg and builds `workers` TLS server and client contexts from it, the i-th on

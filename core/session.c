@@ -8,6 +8,7 @@
 #include <sysexits.h>
 #include <time.h>
 
+#include "core/queuerun.h"
 #include "core/version.h"
 #include "queue/spool.h"
 #include "smtp/smtp_helo.h"
@@ -80,12 +81,19 @@ static void session_rearm(struct session *s)
     engine_conn_set_timer(s->dw->w, s->id, tls ? tls : smtp_server_deadline(s->smtp));
 }
 
+/* A commit in flight, for its callback. */
+struct session_commit {
+    struct session *s; /* NULL once the session has gone */
+    struct daemon_worker *dw;
+    char qid[QID_LEN + 1];
+};
+
 static void session_drop_message(struct session *s)
 {
     if (!s->msg)
         return;
     if (s->committing)
-        spool_msg_detach(s->msg);
+        s->commit->s = NULL; /* the commit goes on: the message is safe, and delivered */
     else
         spool_msg_abort(s->msg);
     s->msg = NULL;
@@ -253,9 +261,15 @@ static int session_commit(struct session *s, const struct smtp_event *ev)
         env.rcpts[i].notify = t->rcpts[i].params.notify; /* same bit values as ENV_NOTIFY_* */
         env.rcpts[i].state = ENV_RCPT_PENDING;
     }
+    if (!(s->commit = malloc(sizeof(*s->commit)))) {
+        free(env.rcpts);
+        return -ENOMEM;
+    }
+    *s->commit = (struct session_commit){s, s->dw, ""};
+    memcpy(s->commit->qid, s->qid, sizeof(s->commit->qid));
     s->committing = true;
     /* The envelope is only read during the call; the strings stay owned by the server. */
-    spool_msg_commit(s->msg, &env, session_commit_done, s);
+    spool_msg_commit(s->msg, &env, session_commit_done, s->commit);
     free(env.rcpts);
     return 0;
 }
@@ -301,10 +315,9 @@ static void session_after_smtp(struct session *s)
     session_rearm(s);
 }
 
-static void session_commit_done(void *arg, int err)
+static void session_commit_result(struct session *s, int err)
 {
-    struct session *s = arg;
-
+    s->commit = NULL;
     s->committing = false;
     s->msg = NULL; /* the spool frees it after this call */
     if (s->in_smtp) {
@@ -314,6 +327,18 @@ static void session_commit_done(void *arg, int err)
     }
     session_deliver_commit_result(s, err);
     session_after_smtp(s);
+}
+
+static void session_commit_done(void *arg, int err)
+{
+    struct session_commit *c = arg;
+    struct session *s = c->s;
+
+    if (err == 0)
+        queuerun_committed(c->dw, c->qid);
+    free(c);
+    if (s)
+        session_commit_result(s, err);
 }
 
 /* sendmail's lower-case command names, as its "lost input channel ... after rcpt" says;
@@ -475,7 +500,7 @@ static void session_io_event(void *arg, const struct smtp_event *ev)
             log_limited(&session_log_commit_failures, LOG_LVL_ERROR, "memory",
                         "%s: queue commit failed: out of memory", s->qid);
             session_drop_message(s);
-            session_commit_done(s, -ENOMEM);
+            session_commit_result(s, -ENOMEM);
         }
         break;
     case SMTP_EV_DATA_ABORT:
@@ -526,6 +551,8 @@ static void *session_worker_init(struct engine_worker *w, unsigned index)
     dw->w = w;
     dw->sw = sw;
     dw->rc = daemon_current(session_daemon);
+    if (queuerun_worker_start(dw, index) < 0)
+        exit(EX_OSERR);
     return dw;
 }
 
@@ -539,6 +566,7 @@ static void session_worker_fini(struct engine_worker *w, void *worker_ctx)
     log_limit_flush(&session_log_commit_failures);
     if (!dw)
         return;
+    queuerun_worker_free(dw);
     spool_worker_free(dw->sw);
     runconf_unref(dw->rc);
     free(dw);
@@ -760,6 +788,7 @@ static void session_drain(struct daemon_worker *dw)
 {
     dw->draining = true;
     engine_worker_stop_accepting(dw->w);
+    queuerun_worker_stop(dw);
     for (struct session *s = dw->sessions, *next; s; s = next) {
         next = s->next;
         session_rearm(s);
@@ -775,11 +804,13 @@ static void session_on_message(struct engine_worker *w, void *worker_ctx, uint32
     case DAEMON_MSG_RELOAD:
         runconf_unref(dw->rc);
         dw->rc = daemon_current(dw->d);
+        queuerun_reconfigure(dw);
         break;
     case DAEMON_MSG_DRAIN:
         session_drain(dw);
         break;
     case DAEMON_MSG_EXIT:
+        queuerun_worker_stop(dw); /* its lookups and connections end with the worker */
         engine_worker_exit(w);
         break;
     default:

@@ -52,6 +52,9 @@ struct session {
     const struct session_transport *tp;
     struct session_tls *tls; /* after STARTTLS */
     struct spool_msg *msg;   /* between MAIL and the end of the transaction */
+    /* While a commit is in flight: what its callback gets (it outlives the session, so a
+     * message whose client went away still reaches the queue manager). */
+    struct session_commit *commit;
     struct sockaddr_storage peer;
     unsigned listener;
     bool access_relay; /* the access map says Connect: RELAY for this client */

@@ -143,6 +143,10 @@ def base_config(workdir: Path, port: int) -> dict:
         # every test client comes from loopback: the per-client limit (default 50) is
         # tested on its own (test_errors)
         "limits": {"connections_per_client": 0},
+        # never the outside network: a domain a test's message is addressed to is looked up
+        # here, where nothing listens (the lookup fails at once and the message waits in
+        # the queue); delivery tests start their own dnsmasq (dns_fixture.py)
+        "dns": {"servers": ["127.0.0.1:9"]},
     }
 
 

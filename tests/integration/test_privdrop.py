@@ -52,7 +52,10 @@ class PrivDrop(RingmailTestCase):
         qid = self.assertAccepted(c.send_mail("a@b.example", [f"user@{HOSTNAME}"],
                                               make_message()))
         for name in ("qf" + qid, "df" + qid):
-            self.assertEqual(os.stat(os.path.join(d.config["spool"], name)).st_uid, u.pw_uid)
+            path = d.spool.file(name)
+            self.assertEqual(path.stat().st_uid, u.pw_uid, path)
+            # the hashed subdirectory the file is in belongs to ringmail too, mode 0700
+            self.assertEqual(path.parent.stat().st_uid, u.pw_uid, path.parent)
         # every thread dropped privileges, not just the main one
         for tid in os.listdir(f"/proc/{engine}/task"):
             with open(f"/proc/{engine}/task/{tid}/status") as f:

@@ -1,0 +1,696 @@
+#include "delivery/qmgr.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "delivery/qmgr_log.h"
+#include "queue/bounce.h"
+#include "queue/queue_index.h"
+#include "queue/spool.h"
+#include "util/buf.h"
+#include "util/engine.h"
+#include "util/log.h"
+
+/* A waiting message whose attempt could not start for want of memory is tried again after
+ * this long instead of at once (the loop would spin). */
+#define QMGR_RETRY_SOON_S 60
+
+enum qmgr_outcome { QMGR_PENDING, QMGR_DELIVERED, QMGR_DEFERRED, QMGR_FAILED };
+
+struct qmgr_rcpt {
+    struct route route;
+    enum qmgr_outcome outcome;
+    bool relayed;         /* delivered to a next hop that does not offer DSN */
+    char status[12];      /* "2.0.0" */
+    char stat[600];       /* the log's stat= after "Sent (", "Deferred: " or the failure */
+    char diagnostic[600]; /* the next hop's reply "550 5.1.1 ...", for the DSN; "" if ours */
+    char relay[400];      /* the log's relay=: "mx.example.com. [192.0.2.1]" */
+    char relay_host[256]; /* the DSN's Remote-MTA */
+};
+
+/* One next hop of an attempt: the recipients that share its route key. */
+struct qmgr_group {
+    struct qmgr_msg *m;
+    char key[ROUTE_HOST_MAX + 32];
+    size_t *rcpts; /* indices into m->env.rcpts */
+    struct smtp_client_rcpt *to;
+    size_t n;
+};
+
+struct qmgr_msg {
+    struct qmgr *q;
+    struct qmgr_msg *next, *prev; /* q->active list */
+    char qid[QID_LEN + 1];
+    void *ref; /* the settings' reference */
+    const struct qmgr_settings *s;
+    struct envelope env;
+    bool loaded;
+    char *data;
+    size_t len;
+    struct qmgr_rcpt *r;
+    struct qmgr_group *groups;
+    size_t n_groups;
+    size_t groups_open;
+    size_t bounces_open;
+    time_t started;
+    bool attempted;   /* a next hop was tried (not only throttled) */
+    int64_t retry_at; /* a throttled next hop: try again then (0 = none) */
+    bool stopped;     /* the manager stopped: end without writing anything */
+};
+
+struct qmgr {
+    struct engine_worker *w;
+    struct spool_worker *sw;
+    struct outbound_worker *ow;
+    struct qmgr_hooks hooks;
+    struct queue_index *idx;
+    struct engine_timer timer;
+    int64_t timer_due; /* 0 = not armed */
+    struct qmgr_msg *active;
+    unsigned n_active;
+    bool stopping;
+    bool kicking;
+};
+
+static void qmgr_kick(struct qmgr *q);
+
+static struct qmgr *qmgr_of_timer(struct engine_timer *t)
+{
+    return (struct qmgr *)((char *)t - offsetof(struct qmgr, timer));
+}
+
+static void qmgr_timer_fire(struct engine_timer *t)
+{
+    struct qmgr *q = qmgr_of_timer(t);
+    q->timer_due = 0;
+    qmgr_kick(q);
+}
+
+struct qmgr *qmgr_new(struct engine_worker *w, struct spool_worker *sw, struct outbound_worker *ow,
+                      const struct qmgr_hooks *hooks)
+{
+    struct qmgr *q = calloc(1, sizeof(*q));
+    if (!q)
+        return NULL;
+    if (!(q->idx = queue_index_new())) {
+        free(q);
+        return NULL;
+    }
+    q->w = w;
+    q->sw = sw;
+    q->ow = ow;
+    q->hooks = *hooks;
+    q->timer.fire = qmgr_timer_fire;
+    return q;
+}
+
+static void qmgr_msg_free(struct qmgr_msg *m)
+{
+    struct qmgr *q = m->q;
+    if (m->prev)
+        m->prev->next = m->next;
+    else if (q->active == m)
+        q->active = m->next;
+    if (m->next)
+        m->next->prev = m->prev;
+    q->n_active--;
+    for (size_t i = 0; i < m->n_groups; i++) {
+        free(m->groups[i].rcpts);
+        free(m->groups[i].to);
+    }
+    free(m->groups);
+    free(m->r);
+    free(m->data);
+    if (m->loaded)
+        envelope_free(&m->env);
+    if (m->ref)
+        q->hooks.settings_put(m->ref);
+    free(m);
+}
+
+void qmgr_stop(struct qmgr *q)
+{
+    q->stopping = true;
+    engine_timer_disarm(q->w, &q->timer);
+    q->timer_due = 0;
+    for (struct qmgr_msg *m = q->active; m; m = m->next)
+        m->stopped = true;
+}
+
+void qmgr_free(struct qmgr *q)
+{
+    if (!q)
+        return;
+    engine_timer_disarm(q->w, &q->timer);
+    while (q->active)
+        qmgr_msg_free(q->active);
+    queue_index_free(q->idx);
+    free(q);
+}
+
+size_t qmgr_waiting(const struct qmgr *q)
+{
+    return queue_index_count(q->idx);
+}
+
+unsigned qmgr_active(const struct qmgr *q)
+{
+    return q->n_active;
+}
+
+/* The timer follows the index's first entry. */
+static void qmgr_arm(struct qmgr *q)
+{
+    int64_t due;
+    if (q->stopping || !queue_index_peek(q->idx, NULL, &due))
+        return;
+    if (q->timer_due && q->timer_due <= due)
+        return;
+    int64_t now = time(NULL);
+    uint64_t at = engine_now_ms(q->w) + (due > now ? (uint64_t)(due - now) * 1000 : 0);
+    q->timer_due = due;
+    engine_timer_arm(q->w, &q->timer, at);
+}
+
+int qmgr_reserve(struct qmgr *q, size_t n)
+{
+    return queue_index_reserve(q->idx, queue_index_count(q->idx) + n);
+}
+
+int qmgr_enqueue(struct qmgr *q, const char *qid, int64_t due)
+{
+    int64_t was;
+    int rc = 0;
+    if (queue_index_contains(q->idx, qid, &was)) {
+        if (due < was)
+            rc = queue_index_reschedule(q->idx, qid, due);
+    } else {
+        rc = queue_index_push(q->idx, qid, due);
+    }
+    if (rc == -ENOMEM)
+        log_error("%.*s: cannot queue for delivery: out of memory (delivered after a restart)",
+                  QID_LEN, qid);
+    qmgr_arm(q);
+    return rc;
+}
+
+void qmgr_run_all(struct qmgr *q)
+{
+    char qid[QID_LEN + 1];
+    int64_t due, now = time(NULL);
+    /* Popping and pushing back at `now` leaves each entry ahead of every future one. */
+    size_t n = queue_index_count(q->idx);
+    for (size_t i = 0; i < n && queue_index_peek(q->idx, qid, &due) && due > now; i++)
+        queue_index_reschedule(q->idx, qid, now);
+    q->timer_due = 0;
+    engine_timer_disarm(q->w, &q->timer);
+    qmgr_arm(q);
+}
+
+static void qmgr_loaded(void *arg, int err, struct envelope *e, char *data, size_t len);
+static void qmgr_no_memory(struct qmgr_msg *m);
+
+static void qmgr_start(struct qmgr *q, const char *qid)
+{
+    struct qmgr_msg *m = calloc(1, sizeof(*m));
+    if (!m) {
+        queue_index_push(q->idx, qid, (int64_t)time(NULL) + QMGR_RETRY_SOON_S);
+        return;
+    }
+    m->q = q;
+    memcpy(m->qid, qid, QID_LEN);
+    m->started = time(NULL);
+    m->s = q->hooks.settings_get(q->hooks.arg, &m->ref);
+    m->next = q->active;
+    if (q->active)
+        q->active->prev = m;
+    q->active = m;
+    q->n_active++;
+    if (spool_load(q->sw, m->qid, qmgr_loaded, m) < 0)
+        qmgr_no_memory(m);
+}
+
+/* Starts every due message while there is room. */
+static void qmgr_kick(struct qmgr *q)
+{
+    if (q->kicking)
+        return;
+    q->kicking = true;
+    char qid[QID_LEN + 1];
+    int64_t due, now = time(NULL);
+    while (!q->stopping && queue_index_peek(q->idx, qid, &due) && due <= now) {
+        const struct qmgr_settings *s;
+        void *ref;
+        s = q->hooks.settings_get(q->hooks.arg, &ref);
+        unsigned max = s->max_active;
+        q->hooks.settings_put(ref);
+        if (q->n_active >= max)
+            break;
+        queue_index_pop(q->idx, qid, NULL);
+        qmgr_start(q, qid);
+    }
+    q->kicking = false;
+    if (!q->stopping && q->n_active < UINT32_MAX)
+        qmgr_arm(q);
+}
+
+static void qmgr_end(struct qmgr_msg *m)
+{
+    struct qmgr *q = m->q;
+    qmgr_msg_free(m);
+    qmgr_kick(q);
+}
+
+/* --- the outcome, durably --- */
+
+static void qmgr_removed(void *arg, int err)
+{
+    struct qmgr_msg *m = arg;
+    if (err < 0 && err != -ENOENT)
+        log_error("%s: cannot remove the delivered message: %s", m->qid, strerror(-err));
+    qmgr_end(m);
+}
+
+static bool qmgr_any_pending(const struct qmgr_msg *m)
+{
+    for (size_t i = 0; i < m->env.n_rcpts; i++)
+        if (m->env.rcpts[i].state == ENV_RCPT_PENDING)
+            return true;
+    return false;
+}
+
+static void qmgr_updated(void *arg, int err)
+{
+    struct qmgr_msg *m = arg;
+    struct qmgr *q = m->q;
+    if (m->stopped) {
+        qmgr_end(m);
+        return;
+    }
+    if (err < 0) {
+        /* The qf says what it said before: the attempt's recipients go again later. */
+        log_error("%s: cannot record the delivery status: %s", m->qid, strerror(-err));
+        queue_index_push(q->idx, m->qid, (int64_t)time(NULL) + QMGR_RETRY_SOON_S);
+        qmgr_end(m);
+        return;
+    }
+    if (!qmgr_any_pending(m)) {
+        if (spool_remove(q->sw, m->qid, qmgr_removed, m) < 0)
+            qmgr_removed(m, -ENOMEM);
+        return;
+    }
+    queue_index_push(q->idx, m->qid, m->env.next_attempt);
+    qmgr_end(m);
+}
+
+static void qmgr_record(struct qmgr_msg *m)
+{
+    if (m->stopped) {
+        qmgr_end(m);
+        return;
+    }
+    size_t *changed = calloc(m->env.n_rcpts ? m->env.n_rcpts : 1, sizeof(*changed));
+    size_t n = 0;
+    time_t now = time(NULL);
+    if (!changed) {
+        log_error("%s: cannot record the delivery status: out of memory", m->qid);
+        queue_index_push(m->q->idx, m->qid, (int64_t)now + QMGR_RETRY_SOON_S);
+        qmgr_end(m);
+        return;
+    }
+    for (size_t i = 0; i < m->env.n_rcpts; i++) {
+        struct envelope_rcpt *er = &m->env.rcpts[i];
+        enum envelope_rcpt_state was = er->state;
+        if (m->r[i].outcome == QMGR_DELIVERED)
+            er->state = ENV_RCPT_DELIVERED;
+        else if (m->r[i].outcome == QMGR_FAILED)
+            er->state = ENV_RCPT_FAILED;
+        if (er->state != was)
+            changed[n++] = i;
+    }
+    if (m->attempted || m->n_groups == 0)
+        m->env.attempts++;
+    m->env.next_attempt = queue_next_attempt(m->env.created, now, m->env.attempts, &m->s->retry);
+    if (m->retry_at && m->retry_at < m->env.next_attempt)
+        m->env.next_attempt = m->retry_at;
+    int rc = spool_update(m->q->sw, &m->env, changed, n, qmgr_updated, m);
+    free(changed);
+    if (rc < 0)
+        qmgr_updated(m, rc);
+}
+
+/* --- bounces and notices --- */
+
+struct qmgr_bounce {
+    struct qmgr_msg *m;
+    char qid[QID_LEN + 1];
+};
+
+static void qmgr_bounce_committed(void *arg, int err)
+{
+    struct qmgr_bounce *b = arg;
+    struct qmgr_msg *m = b->m;
+    if (err == 0) {
+        log_info("%s: %s: DSN: queued", m->qid, b->qid);
+        qmgr_enqueue(m->q, b->qid, 0);
+    } else {
+        /* Logged by the spool. The failures are not recorded, so the next attempt makes
+         * the notice again (sendmail retries a DSN it could not queue). */
+        for (size_t i = 0; i < m->env.n_rcpts; i++)
+            if (m->r[i].outcome == QMGR_FAILED)
+                m->r[i].outcome = QMGR_DEFERRED;
+    }
+    free(b);
+    if (--m->bounces_open == 0)
+        qmgr_record(m);
+}
+
+static char qmgr_action(const struct qmgr_rcpt *r)
+{
+    return r->outcome == QMGR_FAILED      ? 'f'
+           : r->outcome == QMGR_DELIVERED ? (r->relayed ? 'r' : 'D')
+                                          : 'd';
+}
+
+/* Makes the notice of `kind` for this attempt's recipients that want one, commits it as a
+ * message of its own and counts it in m->bounces_open. 0 also when none is due. */
+static int qmgr_notice(struct qmgr_msg *m, enum bounce_kind kind)
+{
+    static const char wanted[] = {
+        [BOUNCE_FAILURE] = 'f', [BOUNCE_DELAY] = 'd', [BOUNCE_SUCCESS] = 'D'};
+    struct bounce_rcpt *br = calloc(m->env.n_rcpts ? m->env.n_rcpts : 1, sizeof(*br));
+    size_t n = 0;
+    time_t now = time(NULL);
+    if (!br)
+        return -ENOMEM;
+    for (size_t i = 0; i < m->env.n_rcpts; i++) {
+        const struct envelope_rcpt *er = &m->env.rcpts[i];
+        const struct qmgr_rcpt *r = &m->r[i];
+        char action = qmgr_action(r);
+        bool kind_matches = wanted[kind] == action || (kind == BOUNCE_SUCCESS && action == 'r');
+        if (r->outcome == QMGR_PENDING || er->state != ENV_RCPT_PENDING || !kind_matches ||
+            !bounce_notify_wants(er->notify, action))
+            continue;
+        br[n++] = (struct bounce_rcpt){
+            .addr = er->addr,
+            .orcpt = er->orcpt,
+            .action = action,
+            .status = r->status,
+            .remote_mta = r->relay_host[0] ? r->relay_host : NULL,
+            .diagnostic = r->diagnostic[0] ? r->diagnostic : NULL,
+            .last_attempt = now,
+        };
+    }
+    /* A next hop that offers DSN was given NOTIFY: it sends the success notice itself. */
+    if (n == 0) {
+        free(br);
+        return 0;
+    }
+    char postmaster[300];
+    snprintf(postmaster, sizeof(postmaster), "postmaster@%s", m->s->hostname);
+    struct bounce_target t = bounce_recipient_for(&m->env, kind, postmaster);
+    if (!t.to) {
+        log_info("%s: DSN not sent: %s", m->qid, t.reason ? t.reason : "no recipient");
+        free(br);
+        return 0;
+    }
+    struct qmgr_bounce *b = calloc(1, sizeof(*b));
+    struct spool_msg *sm = b ? spool_msg_new(m->q->sw, b->qid) : NULL;
+    struct buf out;
+    struct bounce_info info;
+    buf_init(&out, 0);
+    struct bounce_params p = {
+        .kind = kind,
+        .env = &m->env,
+        .data = m->data,
+        .len = m->len,
+        .rcpts = br,
+        .n_rcpts = n,
+        .to = t.to,
+        .double_bounce = t.double_bounce,
+        .hostname = m->s->hostname,
+        .notice_qid = b ? b->qid : NULL,
+        .max_returned = m->s->bounce_return_max,
+        .retry = &m->s->retry,
+        .now = now,
+    };
+    int rc = sm ? bounce_generate(&p, &out, &info) : -ENOMEM;
+    free(br);
+    if (rc < 0) {
+        if (sm)
+            spool_msg_abort(sm);
+        free(b);
+        buf_free(&out);
+        return rc < 0 ? rc : -ENOMEM;
+    }
+    b->m = m;
+    struct envelope_rcpt rcpt = {.addr = (char *)t.to, .state = ENV_RCPT_PENDING};
+    struct envelope env = {
+        .sender = "",
+        .created = now,
+        .proto = "ESMTP",
+        .daemon = t.double_bounce ? BOUNCE_DAEMON_DOUBLE : BOUNCE_DAEMON,
+        .rcpts = &rcpt,
+        .n_rcpts = 1,
+        .body = info.eight_bit ? 8 : 7,
+    };
+    spool_msg_write(sm, out.data, out.len);
+    buf_free(&out);
+    m->bounces_open++;
+    spool_msg_commit(sm, &env, qmgr_bounce_committed, b);
+    return 0;
+}
+
+/* Every next hop answered: log, notify, record. */
+static void qmgr_attempt_done(struct qmgr_msg *m)
+{
+    time_t now = time(NULL);
+    bool expired = queue_expired(m->env.created, now, &m->s->retry);
+    for (size_t i = 0; i < m->env.n_rcpts; i++) {
+        struct qmgr_rcpt *r = &m->r[i];
+        if (m->env.rcpts[i].state != ENV_RCPT_PENDING || r->outcome == QMGR_PENDING)
+            continue;
+        enum qmgr_log_stat stat = r->outcome == QMGR_DELIVERED ? QMGR_LOG_SENT
+                                  : r->outcome == QMGR_FAILED  ? QMGR_LOG_FAILED
+                                                               : QMGR_LOG_DEFERRED;
+        qmgr_log_rcpt(m->qid, &m->env, i, r->route.mailer, r->relay, stat, r->status, r->stat,
+                      m->started, now);
+        if (r->outcome == QMGR_DEFERRED && expired) {
+            /* sendmail: the last reason, then "Cannot send message for 5 days" */
+            r->outcome = QMGR_FAILED;
+            char why[sizeof(r->stat)];
+            snprintf(why, sizeof(why), "Cannot send message for %s: %.500s",
+                     qmgr_log_lifetime(m->s->retry.queuereturn), r->stat);
+            memcpy(r->stat, why, sizeof(why));
+            snprintf(r->status, sizeof(r->status), "4.4.7");
+            qmgr_log_rcpt(m->qid, &m->env, i, r->route.mailer, r->relay, QMGR_LOG_FAILED, r->status,
+                          r->stat, m->started, now);
+        }
+    }
+    m->bounces_open = 1; /* held while the notices are made */
+    int rc = qmgr_notice(m, BOUNCE_FAILURE);
+    if (rc == 0)
+        rc = qmgr_notice(m, BOUNCE_SUCCESS);
+    if (rc < 0) {
+        log_error("%s: cannot make the DSN: %s (made again at the next attempt)", m->qid,
+                  strerror(-rc));
+        for (size_t i = 0; i < m->env.n_rcpts; i++)
+            if (m->r[i].outcome == QMGR_FAILED)
+                m->r[i].outcome = QMGR_DEFERRED;
+    }
+    if (--m->bounces_open == 0)
+        qmgr_record(m);
+}
+
+/* --- routing and the next hops --- */
+
+/* One next hop fewer to wait for. */
+static void qmgr_group_release(struct qmgr_msg *m)
+{
+    if (--m->groups_open > 0)
+        return;
+    if (m->stopped)
+        qmgr_end(m);
+    else
+        qmgr_attempt_done(m);
+}
+
+static void qmgr_group_done(void *arg, const struct outbound_result *res)
+{
+    struct qmgr_group *g = arg;
+    struct qmgr_msg *m = g->m;
+    char relay[sizeof(m->r[0].relay)] = "";
+    if (res->relay_host[0] || res->relay_addr[0])
+        snprintf(relay, sizeof(relay), "%s. [%s]", res->relay_host, res->relay_addr);
+    if (res->throttled) {
+        /* no attempt: the destination is at its limit; the recipients wait, unlogged */
+        int64_t wait = (int64_t)((res->retry_at > engine_now_ms(m->q->w)
+                                      ? res->retry_at - engine_now_ms(m->q->w)
+                                      : 0) /
+                                 1000) +
+                       1;
+        int64_t at = (int64_t)time(NULL) + wait;
+        if (!m->retry_at || at < m->retry_at)
+            m->retry_at = at;
+    } else {
+        m->attempted = true;
+    }
+    for (size_t k = 0; k < g->n && !res->throttled; k++) {
+        struct qmgr_rcpt *r = &m->r[g->rcpts[k]];
+        const struct outbound_rcpt_result *o = &res->rcpts[k];
+        const struct smtp_client_reply *rep = &o->reply;
+        r->outcome = o->outcome == OUTBOUND_DELIVERED ? QMGR_DELIVERED
+                     : o->outcome == OUTBOUND_FAILED  ? QMGR_FAILED
+                                                      : QMGR_DEFERRED;
+        r->relayed = r->outcome == QMGR_DELIVERED && !res->dsn;
+        snprintf(r->status, sizeof(r->status), "%s", rep->enh);
+        if (rep->local || r->outcome == QMGR_DELIVERED)
+            snprintf(r->stat, sizeof(r->stat), "%s", rep->text);
+        else
+            snprintf(r->stat, sizeof(r->stat), "%d %s %s", rep->code, rep->enh, rep->text);
+        if (!rep->local)
+            snprintf(r->diagnostic, sizeof(r->diagnostic), "%d %s %s", rep->code, rep->enh,
+                     rep->text);
+        snprintf(r->relay, sizeof(r->relay), "%s", relay);
+        snprintf(r->relay_host, sizeof(r->relay_host), "%s", res->relay_host);
+    }
+    qmgr_group_release(m);
+}
+
+/* The recipient's route; the groups are made after every recipient has one. */
+static void qmgr_route(struct qmgr_msg *m, size_t i)
+{
+    struct qmgr_rcpt *r = &m->r[i];
+    route_resolve(&m->s->route, m->env.rcpts[i].addr, &r->route);
+    switch (r->route.kind) {
+    case ROUTE_SMTP:
+        break;
+    case ROUTE_LOCAL:
+        /* No local mailer yet (a later issue): the recipient waits in the queue. */
+        if (m->env.attempts == 0)
+            log_info("%s: to=<%s>, stat=queued: local delivery is not available yet (the "
+                     "message stays in the queue)",
+                     m->qid, m->env.rcpts[i].addr);
+        r->outcome = QMGR_PENDING;
+        break;
+    case ROUTE_ERROR:
+        r->outcome = r->route.code[0] == '4' ? QMGR_DEFERRED : QMGR_FAILED;
+        snprintf(r->status, sizeof(r->status), "%s", r->route.status);
+        snprintf(r->stat, sizeof(r->stat), "%s %s %s", r->route.code, r->route.status,
+                 r->route.text);
+        break;
+    }
+}
+
+static int qmgr_group(struct qmgr_msg *m)
+{
+    m->groups = calloc(m->env.n_rcpts ? m->env.n_rcpts : 1, sizeof(*m->groups));
+    if (!m->groups)
+        return -ENOMEM;
+    for (size_t i = 0; i < m->env.n_rcpts; i++) {
+        if (m->env.rcpts[i].state != ENV_RCPT_PENDING || m->r[i].route.kind != ROUTE_SMTP)
+            continue;
+        char key[sizeof(m->groups[0].key)];
+        route_key(&m->r[i].route, key, sizeof(key));
+        size_t g = 0;
+        while (g < m->n_groups && strcmp(m->groups[g].key, key) != 0)
+            g++;
+        if (g == m->n_groups) {
+            snprintf(m->groups[g].key, sizeof(m->groups[g].key), "%s", key);
+            m->groups[g].m = m;
+            if (!(m->groups[g].rcpts = calloc(m->env.n_rcpts, sizeof(size_t))) ||
+                !(m->groups[g].to = calloc(m->env.n_rcpts, sizeof(*m->groups[g].to))))
+                return -ENOMEM;
+            m->n_groups++;
+        }
+        const struct envelope_rcpt *er = &m->env.rcpts[i];
+        m->groups[g].to[m->groups[g].n] =
+            (struct smtp_client_rcpt){er->addr, er->notify, er->orcpt};
+        m->groups[g].rcpts[m->groups[g].n++] = i;
+    }
+    return 0;
+}
+
+static void qmgr_no_memory(struct qmgr_msg *m)
+{
+    log_error("%s: cannot deliver: out of memory (tried again in %d s)", m->qid, QMGR_RETRY_SOON_S);
+    queue_index_push(m->q->idx, m->qid, (int64_t)time(NULL) + QMGR_RETRY_SOON_S);
+    qmgr_end(m);
+}
+
+static void qmgr_loaded(void *arg, int err, struct envelope *e, char *data, size_t len)
+{
+    struct qmgr_msg *m = arg;
+    if (m->stopped) {
+        if (err == 0) {
+            envelope_free(e);
+            free(data);
+        }
+        qmgr_end(m);
+        return;
+    }
+    if (err < 0) {
+        if (err != -ENOENT)
+            log_error("%s: cannot read the queued message: %s (tried again in %d s)", m->qid,
+                      strerror(-err), QMGR_RETRY_SOON_S);
+        if (err != -ENOENT)
+            queue_index_push(m->q->idx, m->qid, (int64_t)time(NULL) + QMGR_RETRY_SOON_S);
+        qmgr_end(m);
+        return;
+    }
+    m->env = *e; /* the struct is the spool's, what it holds is ours */
+    m->loaded = true;
+    m->data = data;
+    m->len = len;
+    if (!(m->r = calloc(m->env.n_rcpts ? m->env.n_rcpts : 1, sizeof(*m->r)))) {
+        qmgr_no_memory(m);
+        return;
+    }
+    for (size_t i = 0; i < m->env.n_rcpts; i++)
+        if (m->env.rcpts[i].state == ENV_RCPT_PENDING)
+            qmgr_route(m, i);
+    if (qmgr_group(m) < 0) {
+        qmgr_no_memory(m);
+        return;
+    }
+    if (m->n_groups == 0) {
+        qmgr_attempt_done(m);
+        return;
+    }
+    /* Every next hop at once; each answers through qmgr_group_done (never from inside
+     * outbound_deliver). */
+    m->groups_open = m->n_groups + 1; /* held until every job has started */
+    for (size_t g = 0; g < m->n_groups; g++) {
+        struct qmgr_group *gr = &m->groups[g];
+        struct outbound_job job = {
+            .qid = m->qid,
+            .route = &m->r[gr->rcpts[0]].route,
+            .msg =
+                {
+                    .sender = m->env.sender,
+                    .rcpts = gr->to,
+                    .n_rcpts = gr->n,
+                    .data = m->data,
+                    .len = m->len,
+                    .body = m->env.body,
+                    .smtputf8 = m->env.smtputf8,
+                    .dsn_ret = m->env.dsn_ret,
+                    .envid = m->env.envid,
+                },
+        };
+        if (outbound_deliver(m->q->ow, &job, qmgr_group_done, gr) == 0)
+            continue;
+        for (size_t k = 0; k < gr->n; k++) {
+            struct qmgr_rcpt *r = &m->r[gr->rcpts[k]];
+            r->outcome = QMGR_DEFERRED;
+            snprintf(r->status, sizeof(r->status), "4.3.0");
+            snprintf(r->stat, sizeof(r->stat), "cannot start the delivery: out of memory");
+        }
+        m->attempted = true;
+        m->groups_open--;
+    }
+    qmgr_group_release(m);
+}

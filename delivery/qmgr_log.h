@@ -1,0 +1,43 @@
+/*
+ * delivery/qmgr_log.h — one log line per recipient outcome, in sendmail's words, so the
+ * log analysers written for sendmail (pflogsumm's sendmail cousins, fail2ban, Logwatch's
+ * sendmail service) read ringmail's delivery log unchanged:
+ *
+ *   <qid>: to=<a@b>, delay=00:00:01, xdelay=00:00:01, mailer=esmtp, pri=30000,
+ *       relay=mx.b. [192.0.2.1], dsn=2.0.0, stat=Sent (<the next hop's reply>)
+ *   ... dsn=4.4.1, stat=Deferred: Connection refused by mx.b.
+ *   ... dsn=5.1.1, stat=User unknown
+ *
+ * Pure formatting (qmgr_log_format) plus the call that writes it (qmgr_log_rcpt).
+ */
+#ifndef RINGMAIL_DELIVERY_QMGR_LOG_H
+#define RINGMAIL_DELIVERY_QMGR_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "queue/envelope.h"
+
+enum qmgr_log_stat { QMGR_LOG_SENT, QMGR_LOG_DEFERRED, QMGR_LOG_FAILED };
+
+/* sendmail's delay form: "00:00:05", "2+03:04:05" past a day. */
+void qmgr_log_delay(time_t seconds, char *out, size_t outlen);
+/* sendmail's words for a queue lifetime: "5 days", "4 hours", "30 minutes"; a static
+ * buffer (one thread's worth: the caller copies it before the next call). */
+const char *qmgr_log_lifetime(uint32_t seconds);
+/* sendmail's priority: size + 30000 per recipient + 90000 per attempt made. */
+long qmgr_log_priority(const struct envelope *e);
+/* The stat= text of a permanent failure: sendmail's words for the enhanced status
+ * ("5.1.1" → "User unknown"), else the reply itself. */
+const char *qmgr_log_failure_text(const char *status, const char *reply);
+/* Formats the line for recipient `i` (without a trailing newline); returns `out`. */
+const char *qmgr_log_format(const char *qid, const struct envelope *e, size_t i, const char *mailer,
+                            const char *relay, enum qmgr_log_stat stat, const char *status,
+                            const char *text, time_t attempt_start, time_t now, char *out,
+                            size_t outlen);
+void qmgr_log_rcpt(const char *qid, const struct envelope *e, size_t i, const char *mailer,
+                   const char *relay, enum qmgr_log_stat stat, const char *status, const char *text,
+                   time_t attempt_start, time_t now);
+
+#endif
