@@ -624,7 +624,8 @@ class _Session:
         if rec.body_8bit and not any(p.upper() == "BODY=8BITMIME" for p in self.mail_options):
             c.violations.append("8-bit data without BODY=8BITMIME")
         self.reset()
-        ok = isinstance(final, str) and final.startswith("2")
+        said = final.reply if isinstance(final, Delay) else final
+        ok = isinstance(said, str) and said.startswith("2")
         if not ok:
             with self.sink._cond:
                 self.sink.rejected.append(rec)
