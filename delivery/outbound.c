@@ -277,8 +277,9 @@ static void outbound_run_exhausted(struct outbound_run *r)
 {
     struct outbound_worker *ow = r->ow;
     /* Only addresses that never got as far as EHLO make a host status (sendmail's
-     * "host down"); a worker shutting down says nothing about the destination. */
-    if (!r->any_session && ow->s.dest && !engine_worker_exiting(ow->w))
+     * "host down"); our own shortage of descriptors or memory, or a worker shutting down,
+     * says nothing about the destination. */
+    if (!r->any_session && !r->local_trouble && ow->s.dest && !engine_worker_exiting(ow->w))
         dest_failed(ow->s.dest, r->key, r->last.text, engine_now_ms(ow->w));
     outbound_run_set_all(r, &r->last);
     outbound_run_finish(r);

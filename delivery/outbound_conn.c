@@ -470,6 +470,13 @@ static void outbound_on_timer(void *ctx)
     }
 }
 
+/* A connect that failed for want of something here, not because of the destination. */
+static bool outbound_errno_is_local(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM || err == ECANCELED ||
+           err == EADDRNOTAVAIL;
+}
+
 static void outbound_conn_free(struct outbound_conn *cn)
 {
     smtp_client_free(cn->c);
@@ -497,6 +504,7 @@ static void outbound_on_closed(void *ctx, int err)
     struct outbound_run *r = cn->run;
     if (r && cn->state == OUTBOUND_CONNECTING) {
         struct smtp_client_reply why;
+        r->local_trouble = r->local_trouble || outbound_errno_is_local(err);
         if (err == ECONNREFUSED)
             outbound_reply_local(&why, SMTP_CLIENT_TEMP, "4.4.1", "Connection refused by %s.",
                                  cn->host);
@@ -579,6 +587,7 @@ int outbound_conn_open(struct outbound_run *r, const struct outbound_target *t,
         t->addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     if (engine_connect(ow->w, (const struct sockaddr *)&t->addr, len, NULL, 0,
                        &outbound_conn_callbacks, cn, &cn->id) < 0) {
+        r->local_trouble = true; /* EINVAL, ENOMEM, ECANCELED: never the host's doing */
         outbound_reply_local(why, SMTP_CLIENT_TEMP, "4.4.1", "%s with %s.", strerror(errno),
                              cn->host);
         outbound_conn_free(cn);

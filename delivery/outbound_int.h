@@ -82,6 +82,7 @@ struct outbound_run {
     bool plain_retry;              /* may: the last target again, without STARTTLS */
     bool reused;                   /* on a cached connection: a failure there falls back to DNS */
     bool any_session;              /* some address got as far as EHLO */
+    bool local_trouble;            /* a connect failed for a reason of ours (descriptors, memory) */
     bool finished;                 /* results final; waiting for the finish timer */
     struct smtp_client_reply last; /* why the last address failed */
     struct engine_timer finish;

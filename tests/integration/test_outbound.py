@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -149,6 +150,24 @@ class OutboundTest(unittest.TestCase):
         self.assertEqual(rows[1]["text"],
                          "Connection refused by mx1.example.test. (host status cached)")
         self.assertFalse(rows[1]["connected"])
+
+    def test_local_descriptor_shortage_is_no_host_status(self):
+        # with RLIMIT_NOFILE within the engine's fd_reserve every connect fails with EMFILE:
+        # our trouble, not the destination's, so it is not held back for the next message
+        s = self.sink("127.0.0.3")
+
+        def few_descriptors():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (65, 65))
+
+        argv = [SEND, "--route", f"[127.0.0.3]:{s.port}", "--jobs", "2", "--host-status",
+                "60000", "b@example.test"]
+        p = subprocess.run(argv, input=MESSAGE, capture_output=True, timeout=RUN_TIMEOUT,
+                           preexec_fn=few_descriptors)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        rows = [json.loads(line) for line in p.stdout.decode().splitlines()]
+        self.assertEqual([r["outcome"] for r in rows], ["deferred"] * 2)
+        for r in rows:
+            self.assertEqual(r["text"], "Too many open files with 127.0.0.3.")
 
     def test_dns_failures(self):
         self.dns.null_mx("nomail.test")
