@@ -282,6 +282,7 @@ static void test_million(void **state)
     assert_int_equal(queue_index_memory(qi), reserved);
     printf("queue_index: reserved for %d: %.1f bytes/entry, push %.0f ns\n", N,
            (double)reserved / N, (t1 - t0) * 1e9 / N);
+    fflush(stdout); /* before cmocka's own lines, when the output is a pipe */
     queue_index_free(qi);
     free(ids);
 }
