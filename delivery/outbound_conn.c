@@ -563,6 +563,7 @@ int outbound_conn_open(struct outbound_run *r, const struct outbound_target *t,
     tlspolicy_for_server(ow->s.tls_policy, cn->host, cn->addr, &cn->policy);
     bool required = outbound_policy_requires_tls(&cn->policy);
     if (cn->policy.unsupported || (required && !ow->s.tls)) {
+        r->local_trouble = true; /* our configuration, not the destination */
         enum smtp_client_outcome o = cn->policy.perm ? SMTP_CLIENT_PERM : SMTP_CLIENT_TEMP;
         const char *enh = cn->policy.perm ? "5.7.10" : "4.7.5";
         if (cn->policy.unsupported)

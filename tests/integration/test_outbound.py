@@ -313,6 +313,19 @@ class OutboundTest(unittest.TestCase):
         tried = ["STARTTLS" in c.commands for c in s.connections]
         self.assertEqual(tried, [True, False, False])
 
+    def test_tls_requirement_not_checkable(self):
+        # a TLS_Srv: requirement ringmail cannot check defers, and is our configuration's
+        # doing: no host status for the destination
+        s = self.sink("127.0.0.3", tls_cert=True)
+        _, rows, _ = self.send("--route", f"[127.0.0.3]:{s.port}", "--tls", "may", "--jobs", "2",
+                               "--host-status", "60000", "--access",
+                               "TLS_Srv:127.0.0.3=VERIFY+CS:Some Subject")
+        for r in rows:
+            self.assertEqual(r["outcome"], "deferred")
+            self.assertEqual(r["text"], "TLS requirement that ringmail cannot check: "
+                             "TLS_Srv:127.0.0.3 VERIFY+CS:Some Subject")
+        self.assertEqual(len(s.connections), 0)
+
     def test_starttls_encrypt(self):
         plain = self.sink("127.0.0.3")
         res, _, _ = self.send("--route", f"[127.0.0.3]:{plain.port}", "--tls", "encrypt")
