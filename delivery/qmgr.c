@@ -29,6 +29,8 @@ struct qmgr_rcpt {
     char diagnostic[600]; /* the next hop's reply "550 5.1.1 ...", for the DSN; "" if ours */
     char relay[400];      /* the log's relay=: "mx.example.com. [192.0.2.1]" */
     char relay_host[256]; /* the DSN's Remote-MTA */
+    int in_notice;        /* -1, or the bounce_kind of the notice being made for it */
+    bool warned;          /* its delay warning is queued: record W */
 };
 
 /* One next hop of an attempt: the recipients that share its route key. */
@@ -277,7 +279,7 @@ static void qmgr_removed(void *arg, int err)
 static bool qmgr_any_pending(const struct qmgr_msg *m)
 {
     for (size_t i = 0; i < m->env.n_rcpts; i++)
-        if (m->env.rcpts[i].state == ENV_RCPT_PENDING)
+        if (envelope_rcpt_open(m->env.rcpts[i].state))
             return true;
     return false;
 }
@@ -328,6 +330,8 @@ static void qmgr_record(struct qmgr_msg *m)
             er->state = ENV_RCPT_DELIVERED;
         else if (m->r[i].outcome == QMGR_FAILED)
             er->state = ENV_RCPT_FAILED;
+        else if (m->r[i].warned && er->state == ENV_RCPT_PENDING)
+            er->state = ENV_RCPT_WARNED;
         if (er->state != was)
             changed[n++] = i;
     }
@@ -346,7 +350,9 @@ static void qmgr_record(struct qmgr_msg *m)
 
 struct qmgr_bounce {
     struct qmgr_msg *m;
+    enum bounce_kind kind;
     char qid[QID_LEN + 1];
+    char what[160]; /* sendmail's "DSN: User unknown", "DSN: Return receipt", ... */
 };
 
 static void qmgr_bounce_committed(void *arg, int err)
@@ -354,8 +360,11 @@ static void qmgr_bounce_committed(void *arg, int err)
     struct qmgr_bounce *b = arg;
     struct qmgr_msg *m = b->m;
     if (err == 0) {
-        log_info("%s: %s: DSN: queued", m->qid, b->qid);
+        log_info("%s: %s: DSN: %s", m->qid, b->qid, b->what);
         qmgr_enqueue(m->q, b->qid, 0);
+        for (size_t i = 0; i < m->env.n_rcpts; i++)
+            if (m->r[i].in_notice == (int)BOUNCE_DELAY && b->kind == BOUNCE_DELAY)
+                m->r[i].warned = true;
     } else {
         /* Logged by the spool. The failures are not recorded, so the next attempt makes
          * the notice again (sendmail retries a DSN it could not queue). */
@@ -382,7 +391,7 @@ static int qmgr_notice(struct qmgr_msg *m, enum bounce_kind kind)
     static const char wanted[] = {
         [BOUNCE_FAILURE] = 'f', [BOUNCE_DELAY] = 'd', [BOUNCE_SUCCESS] = 'D'};
     struct bounce_rcpt *br = calloc(m->env.n_rcpts ? m->env.n_rcpts : 1, sizeof(*br));
-    size_t n = 0;
+    size_t n = 0, first = 0;
     time_t now = time(NULL);
     if (!br)
         return -ENOMEM;
@@ -391,9 +400,14 @@ static int qmgr_notice(struct qmgr_msg *m, enum bounce_kind kind)
         const struct qmgr_rcpt *r = &m->r[i];
         char action = qmgr_action(r);
         bool kind_matches = wanted[kind] == action || (kind == BOUNCE_SUCCESS && action == 'r');
-        if (r->outcome == QMGR_PENDING || er->state != ENV_RCPT_PENDING || !kind_matches ||
+        /* one delay warning per recipient: W says it was sent */
+        if (r->outcome == QMGR_PENDING || !envelope_rcpt_open(er->state) || !kind_matches ||
+            (kind == BOUNCE_DELAY && er->state == ENV_RCPT_WARNED) ||
             !bounce_notify_wants(er->notify, action))
             continue;
+        m->r[i].in_notice = kind;
+        if (n == 0)
+            first = i;
         br[n++] = (struct bounce_rcpt){
             .addr = er->addr,
             .orcpt = er->orcpt,
@@ -447,6 +461,15 @@ static int qmgr_notice(struct qmgr_msg *m, enum bounce_kind kind)
         return rc < 0 ? rc : -ENOMEM;
     }
     b->m = m;
+    b->kind = kind;
+    if (kind == BOUNCE_FAILURE)
+        snprintf(b->what, sizeof(b->what), "%s",
+                 qmgr_log_failure_text(m->r[first].status, m->r[first].stat));
+    else if (kind == BOUNCE_DELAY)
+        snprintf(b->what, sizeof(b->what), "Warning: could not send message for past %s",
+                 qmgr_log_lifetime(m->s->retry.queuewarn));
+    else
+        snprintf(b->what, sizeof(b->what), "Return receipt");
     struct envelope_rcpt rcpt = {.addr = (char *)t.to, .state = ENV_RCPT_PENDING};
     struct envelope env = {
         .sender = "",
@@ -471,7 +494,7 @@ static void qmgr_attempt_done(struct qmgr_msg *m)
     bool expired = queue_expired(m->env.created, now, &m->s->retry);
     for (size_t i = 0; i < m->env.n_rcpts; i++) {
         struct qmgr_rcpt *r = &m->r[i];
-        if (m->env.rcpts[i].state != ENV_RCPT_PENDING || r->outcome == QMGR_PENDING)
+        if (!envelope_rcpt_open(m->env.rcpts[i].state) || r->outcome == QMGR_PENDING)
             continue;
         enum qmgr_log_stat stat = r->outcome == QMGR_DELIVERED ? QMGR_LOG_SENT
                                   : r->outcome == QMGR_FAILED  ? QMGR_LOG_FAILED
@@ -494,6 +517,8 @@ static void qmgr_attempt_done(struct qmgr_msg *m)
     int rc = qmgr_notice(m, BOUNCE_FAILURE);
     if (rc == 0)
         rc = qmgr_notice(m, BOUNCE_SUCCESS);
+    if (rc == 0 && !expired && queue_warn_due(m->env.created, now, &m->s->retry))
+        rc = qmgr_notice(m, BOUNCE_DELAY);
     if (rc < 0) {
         log_error("%s: cannot make the DSN: %s (made again at the next attempt)", m->qid,
                   strerror(-rc));
@@ -591,7 +616,7 @@ static int qmgr_group(struct qmgr_msg *m)
     if (!m->groups)
         return -ENOMEM;
     for (size_t i = 0; i < m->env.n_rcpts; i++) {
-        if (m->env.rcpts[i].state != ENV_RCPT_PENDING || m->r[i].route.kind != ROUTE_SMTP)
+        if (!envelope_rcpt_open(m->env.rcpts[i].state) || m->r[i].route.kind != ROUTE_SMTP)
             continue;
         char key[sizeof(m->groups[0].key)];
         route_key(&m->r[i].route, key, sizeof(key));
@@ -650,7 +675,9 @@ static void qmgr_loaded(void *arg, int err, struct envelope *e, char *data, size
         return;
     }
     for (size_t i = 0; i < m->env.n_rcpts; i++)
-        if (m->env.rcpts[i].state == ENV_RCPT_PENDING)
+        m->r[i].in_notice = -1;
+    for (size_t i = 0; i < m->env.n_rcpts; i++)
+        if (envelope_rcpt_open(m->env.rcpts[i].state))
             qmgr_route(m, i);
     if (qmgr_group(m) < 0) {
         qmgr_no_memory(m);
@@ -667,6 +694,7 @@ static void qmgr_loaded(void *arg, int err, struct envelope *e, char *data, size
         struct qmgr_group *gr = &m->groups[g];
         struct outbound_job job = {
             .qid = m->qid,
+            .first_attempt = m->env.attempts == 0,
             .route = &m->r[gr->rcpts[0]].route,
             .msg =
                 {

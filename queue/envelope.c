@@ -136,10 +136,21 @@ static int env_put_field(struct buf *out, const struct env_field *f, const struc
     return -1;
 }
 
+bool envelope_rcpt_state_valid(int state)
+{
+    return state == ENV_RCPT_PENDING || state == ENV_RCPT_WARNED || state == ENV_RCPT_DELIVERED ||
+           state == ENV_RCPT_FAILED;
+}
+
+bool envelope_rcpt_open(enum envelope_rcpt_state state)
+{
+    return state == ENV_RCPT_PENDING || state == ENV_RCPT_WARNED;
+}
+
 static int env_put_rcpt(struct buf *out, const struct envelope_rcpt *r)
 {
     char state = (char)r->state;
-    if (state != ENV_RCPT_DELIVERED && state != ENV_RCPT_FAILED)
+    if (!envelope_rcpt_state_valid(state))
         state = ENV_RCPT_PENDING;
     int res = buf_printf(out, "R%c %02X ", state, r->notify & 0xff);
     if (r->orcpt)
@@ -295,7 +306,7 @@ static int env_parse_rcpt(struct env_parser *p, struct envelope *e, size_t *cap)
 
     if (p->len < 7 || l[2] != ' ' || l[5] != ' ')
         return env_fail(p, "malformed recipient record");
-    if (l[1] != ENV_RCPT_PENDING && l[1] != ENV_RCPT_DELIVERED && l[1] != ENV_RCPT_FAILED)
+    if (!envelope_rcpt_state_valid(l[1]))
         return env_fail(p, "bad recipient state");
     int hi = env_hexval(l[3]), lo = env_hexval(l[4]);
     if (hi < 0 || lo < 0)

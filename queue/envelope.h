@@ -22,9 +22,15 @@
 
 enum envelope_rcpt_state {
     ENV_RCPT_PENDING = 'P',   /* not yet delivered */
+    ENV_RCPT_WARNED = 'W',    /* not yet delivered, and its delay warning was sent (once) */
     ENV_RCPT_DELIVERED = 'D', /* never delivered again */
     ENV_RCPT_FAILED = 'F',    /* permanent failure, bounce due or sent */
 };
+
+/* One of the states above (a qf's byte). */
+bool envelope_rcpt_state_valid(int state);
+/* Still to be delivered: pending or warned. */
+bool envelope_rcpt_open(enum envelope_rcpt_state state);
 
 /* Widths of the fixed-width numeric fields (zero-padded decimal), for in-place updates. */
 #define ENVELOPE_TIME_WIDTH  20 /* created, next attempt, size */

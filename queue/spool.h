@@ -180,7 +180,7 @@ int spool_load(struct spool_worker *sw, const char *qid, spool_load_cb cb, void 
  * its old or its new value, never a mix (docs/queue.md, "Updating a message in place").
  * `e` and `rcpt_idx` are read during the call only. cb(arg, -errno) on failure (logged
  * once); cb(arg, -EINVAL) for an envelope without offsets (not from envelope_parse), an
- * index out of range or a state that is not P, D or F. */
+ * index out of range or a state that is not P, W, D or F. */
 int spool_update(struct spool_worker *sw, const struct envelope *e, const size_t *rcpt_idx,
                  size_t n, void (*cb)(void *arg, int err), void *arg);
 

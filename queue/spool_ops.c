@@ -392,8 +392,7 @@ static bool update_plan(struct spool_updater *u, const struct envelope *e, const
             return false;
         const struct envelope_rcpt *r = &e->rcpts[idx[i]];
         char state = (char)r->state;
-        if (!r->state_offset ||
-            (state != ENV_RCPT_PENDING && state != ENV_RCPT_DELIVERED && state != ENV_RCPT_FAILED))
+        if (!r->state_offset || !envelope_rcpt_state_valid(state))
             return false;
         field_set(&u->writes[u->n_writes++], u, r->state_offset, &state, 1);
     }

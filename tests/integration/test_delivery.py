@@ -163,6 +163,32 @@ class Delivery(RingmailTestCase):
         self.assert_dsn(msg, "failed", "4.4.7", "slow@remote.test")
         self.wait_spool_empty(d)
 
+    def test_delay_warning_once(self):
+        """Past timeouts.queuewarn the sender gets one delay warning (Action: delayed), the
+        recipient is marked W in the qf, and later attempts send no second one."""
+        sink = self.sink(rcpt={"slow@remote.test": "451 4.2.1 mailbox busy", "*": "250 Ok"})
+        d = self.relay(sink, queue=FAST_QUEUE, timeouts={"queuewarn": "2s"})
+        qid = self.send(d, "alice@client.test", ["slow@remote.test"])
+        self.assertIsNotNone(d.wait_log(
+            rf"{qid}: [0-9A-Za-z]{{16}}: DSN: Warning: could not send message for past "
+            rf"2 seconds$", timeout=30))
+        raw, msg = self.bounce_of(sink)
+        self.assertEqual(raw.rcpt_tos, ["alice@client.test"])
+        self.assertIn("Warning", msg["Subject"])
+        self.assert_dsn(msg, "delayed", "4.2.1", "slow@remote.test")
+        deadline = time.monotonic() + 10
+        while d.spool.envelope(qid)["rcpts"][0]["state"] != "W" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(d.spool.envelope(qid)["rcpts"][0]["state"], "W")
+        # more attempts, no second warning
+        def attempts():
+            return int(d.spool.envelope(qid)["attempts"])
+        first = attempts()
+        while attempts() < first + 2 and time.monotonic() < deadline + 20:
+            time.sleep(0.2)
+        self.assertGreaterEqual(attempts(), first + 2)
+        self.assertEqual(len([m for m in sink.messages if m.mail_from == ""]), 1)
+
     def test_connection_reuse(self):
         """Messages to the same next hop one after another share one connection."""
         sink = self.sink()
