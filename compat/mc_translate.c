@@ -44,7 +44,8 @@ static bool mc_key_in(const char *key, const char *const *list, size_t n)
 static bool mc_key_enforced(const char *key)
 {
     static const char *const enforced[] = {"maps.access", "maps.local_host_names",
-                                           "maps.relay_domains_file", "timeouts.starttls"};
+                                           "maps.relay_domains_file", "maps.mailertable",
+                                           "timeouts.starttls"};
     return mc_key_in(key, enforced, sizeof(enforced) / sizeof(enforced[0]));
 }
 

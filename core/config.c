@@ -423,7 +423,7 @@ static int config_check(const struct config_ctx *x, struct config *c)
     if (strlen(c->log_ident) >= LOG_IDENT_MAX)
         return config_fail(x, "log.ident", "'%s' is longer than %d characters", c->log_ident,
                            LOG_IDENT_MAX - 1);
-    if (c->queue.minimal_backoff > c->queue.maximal_backoff)
+    if (c->queue.minimal_backoff && c->queue.minimal_backoff > c->queue.maximal_backoff)
         return config_fail(x, "queue.minimal_backoff", "is above queue.maximal_backoff");
     for (size_t i = 0; i < c->delivery.n_tls_policy; i++) {
         const struct config_tls_policy *p = &c->delivery.tls_policy[i];

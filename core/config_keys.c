@@ -170,7 +170,7 @@ static const struct config_key config_tls_keys[] = {
 static const struct config_key config_map_keys[] = {
     TEXT("access", CONFIG_PATH, maps.access, NULL),
     KEPT_LIST("aliases", CONFIG_PATH, maps.aliases, ISSUE_DELIVERY),
-    KEPT("mailertable", CONFIG_PATH, maps.mailertable, ISSUE_DELIVERY),
+    TEXT("mailertable", CONFIG_PATH, maps.mailertable, NULL),
     KEPT("virtusertable", CONFIG_PATH, maps.virtusertable, ISSUE_DELIVERY),
     KEPT("genericstable", CONFIG_PATH, maps.genericstable, ISSUE_DELIVERY),
     KEPT("domaintable", CONFIG_PATH, maps.domaintable, ISSUE_DELIVERY),
@@ -215,7 +215,8 @@ static const struct config_key config_queue_keys[] = {
     NUM("interval", CONFIG_DURATION, 0, queue.interval, 1 * SEC, 30 * DAY, "30m"),
     NUM("min_queue_age", CONFIG_DURATION, CONFIG_F_ZERO_OFF, queue.min_queue_age, 1 * SEC, 30 * DAY,
         "0"),
-    NUM("minimal_backoff", CONFIG_DURATION, 0, queue.minimal_backoff, 1 * SEC, 30 * DAY, "5m"),
+    NUM("minimal_backoff", CONFIG_DURATION, CONFIG_F_ZERO_OFF, queue.minimal_backoff, 1 * SEC,
+        30 * DAY, "5m"),
     NUM("maximal_backoff", CONFIG_DURATION, 0, queue.maximal_backoff, 1 * SEC, 30 * DAY, "1h"),
     NUM("hash_depth", CONFIG_UINT, CONFIG_F_ZERO_OFF, queue.hash_depth, 1, 2, "1"),
     NUM("max_active", CONFIG_UINT, 0, queue.max_active, 1, 1000000, "1000"),

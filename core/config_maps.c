@@ -97,9 +97,11 @@ static int config_access_gaps(struct config *c, const char *path)
         const struct access_entry *e = &m->v[i];
         bool connect = e->tag && strcmp(e->tag, "connect") == 0;
         bool to = e->tag && strcmp(e->tag, "to") == 0;
+        /* the delivery side's STARTTLS policy (delivery/tlspolicy.h) */
+        bool tls = e->tag && (strcmp(e->tag, "tls_srv") == 0 || strcmp(e->tag, "try_tls") == 0);
         int gap = e->action == ACCESS_DISCARD               ? GAP_DISCARD
                   : e->tag && strcmp(e->tag, "from") == 0   ? GAP_FROM
-                  : e->tag && !connect && !to               ? GAP_OTHER_TAG
+                  : e->tag && !connect && !to && !tls       ? GAP_OTHER_TAG
                   : e->action == ACCESS_VALUE               ? GAP_QUARANTINE
                   : connect && !config_access_is_ip(e->key) ? GAP_CONNECT_NAME
                   : !e->tag && e->action != ACCESS_RELAY    ? GAP_BARE_FROM
