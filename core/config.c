@@ -9,6 +9,7 @@
  */
 #include "core/config.h"
 #include "core/config_int.h"
+#include "delivery/route.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -423,6 +424,17 @@ static int config_check(const struct config_ctx *x, struct config *c)
     if (strlen(c->log_ident) >= LOG_IDENT_MAX)
         return config_fail(x, "log.ident", "'%s' is longer than %d characters", c->log_ident,
                            LOG_IDENT_MAX - 1);
+    /* The relay mailer is the default of both, as in sendmail's SMART_HOST and MAIL_HUB. */
+    const struct {
+        const char *key, *value;
+    } hosts[] = {{"routing.smart_host", c->delivery.smart_host},
+                 {"routing.mail_hub", c->delivery.mail_hub}};
+    for (size_t i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++) {
+        struct route r;
+        char why[256];
+        if (hosts[i].value && route_parse(hosts[i].value, "relay", NULL, &r, why, sizeof(why)) < 0)
+            return config_fail(x, hosts[i].key, "'%s': %s", hosts[i].value, why);
+    }
     if (c->queue.minimal_backoff && c->queue.minimal_backoff > c->queue.maximal_backoff)
         return config_fail(x, "queue.minimal_backoff", "is above queue.maximal_backoff");
     for (size_t i = 0; i < c->delivery.n_tls_policy; i++) {

@@ -316,6 +316,9 @@ static const struct test_bad test_bads[] = {
      {"key 'delivery.tls_policy[0].destination'", "expected the destination"}},
     {"queue: {minimal_backoff: 2h}\n", ":1:", {"key 'queue.minimal_backoff'", "above"}},
     {"queue: {hash_depth: 3}\n", ":1:", {"key 'queue.hash_depth'"}},
+    /* a smart host sendmail would not take either */
+    {"routing:\n  smart_host: \"uucp-dom:[relay.example]\"\n", ":2:", {"key 'routing.smart_host'"}},
+    {"routing:\n  mail_hub: \"[hub.example]:99999\"\n", ":2:", {"key 'routing.mail_hub'"}},
     /* M=a without AUTH would be an open submission port */
     {"listen:\n  - {port: 25}\n  - {name: MSA, port: 587, modifiers: Ea}\n",
      ":3:",
