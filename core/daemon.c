@@ -81,6 +81,14 @@ static void daemon_warn_restart_only(const struct config *old, const struct conf
         log_warn("reload: changes to 'pid_file' take effect after a restart");
     if (old->min_free_blocks != neu->min_free_blocks)
         log_warn("reload: changes to 'limits.min_free_blocks' take effect after a restart");
+    if (old->queue.hash_depth != neu->queue.hash_depth)
+        log_warn("reload: changes to 'queue.hash_depth' take effect after a restart");
+    bool dns_same = old->dns.n_servers == neu->dns.n_servers &&
+                    old->dns.timeout == neu->dns.timeout && old->dns.tries == neu->dns.tries;
+    for (size_t i = 0; dns_same && i < old->dns.n_servers; i++)
+        dns_same = strcmp(old->dns.servers[i], neu->dns.servers[i]) == 0;
+    if (!dns_same)
+        log_warn("reload: changes to 'dns' take effect after a restart");
 }
 
 /* What the configuration asks for that the daemon does not do yet (config->warnings). */
