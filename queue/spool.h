@@ -177,7 +177,8 @@ int spool_load(struct spool_worker *sw, const char *qid, spool_load_cb cb, void 
  * offsets envelope_parse recorded in `e`, fsyncs the qf and closes it; only then
  * cb(arg, 0): from then on the new states survive kill -9 and power loss (a recipient
  * marked delivered is never sent again). Before cb each field is, after a crash, either
- * its old or its new value, never a mix (docs/queue.md, "Updating a message in place").
+ * its old or its new value, never a mix (docs/queue.md, "Delivery: loading, updating
+ * and removing a message").
  * `e` and `rcpt_idx` are read during the call only. cb(arg, -errno) on failure (logged
  * once); cb(arg, -EINVAL) for an envelope without offsets (not from envelope_parse), an
  * index out of range or a state that is not P, W, D or F. */
