@@ -430,7 +430,7 @@ static int config_check(const struct config_ctx *x, struct config *c)
     } hosts[] = {{"routing.smart_host", c->delivery.smart_host},
                  {"routing.mail_hub", c->delivery.mail_hub}};
     for (size_t i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++) {
-        struct route r;
+        struct route r = {0};
         char why[256];
         if (hosts[i].value && route_parse(hosts[i].value, "relay", NULL, &r, why, sizeof(why)) < 0)
             return config_fail(x, hosts[i].key, "'%s': %s", hosts[i].value, why);
