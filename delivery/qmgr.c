@@ -271,8 +271,7 @@ static void qmgr_end(struct qmgr_msg *m)
 static void qmgr_removed(void *arg, int err)
 {
     struct qmgr_msg *m = arg;
-    if (err < 0 && err != -ENOENT)
-        log_error("%s: cannot remove the delivered message: %s", m->qid, strerror(-err));
+    (void)err; /* logged by the spool; the next start finds the message done and ends it */
     qmgr_end(m);
 }
 
@@ -293,15 +292,17 @@ static void qmgr_updated(void *arg, int err)
         return;
     }
     if (err < 0) {
-        /* The qf says what it said before: the attempt's recipients go again later. */
-        log_error("%s: cannot record the delivery status: %s", m->qid, strerror(-err));
+        /* Logged by the spool. The qf says what it said before: the attempt's recipients
+         * go again later. */
         queue_index_push(q->idx, m->qid, (int64_t)time(NULL) + QMGR_RETRY_SOON_S);
         qmgr_end(m);
         return;
     }
     if (!qmgr_any_pending(m)) {
-        if (spool_remove(q->sw, m->qid, qmgr_removed, m) < 0)
+        if (spool_remove(q->sw, m->qid, qmgr_removed, m) < 0) {
+            log_error("%s: cannot remove the delivered message: out of memory", m->qid);
             qmgr_removed(m, -ENOMEM);
+        }
         return;
     }
     queue_index_push(q->idx, m->qid, m->env.next_attempt);
@@ -342,8 +343,10 @@ static void qmgr_record(struct qmgr_msg *m)
         m->env.next_attempt = m->retry_at;
     int rc = spool_update(m->q->sw, &m->env, changed, n, qmgr_updated, m);
     free(changed);
-    if (rc < 0)
+    if (rc < 0) {
+        log_error("%s: cannot record the delivery status: %s", m->qid, strerror(-rc));
         qmgr_updated(m, rc);
+    }
 }
 
 /* --- bounces and notices --- */
@@ -658,10 +661,9 @@ static void qmgr_loaded(void *arg, int err, struct envelope *e, char *data, size
         return;
     }
     if (err < 0) {
-        if (err != -ENOENT)
-            log_error("%s: cannot read the queued message: %s (tried again in %d s)", m->qid,
-                      strerror(-err), QMGR_RETRY_SOON_S);
-        if (err != -ENOENT)
+        /* Logged by the spool. Gone (ENOENT) or set aside as damaged (EBADMSG): nothing to
+         * retry; anything else (EMFILE, EIO, ...) may pass. */
+        if (err != -ENOENT && err != -EBADMSG)
             queue_index_push(m->q->idx, m->qid, (int64_t)time(NULL) + QMGR_RETRY_SOON_S);
         qmgr_end(m);
         return;
