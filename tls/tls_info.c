@@ -87,9 +87,16 @@ void tls_session_info(const struct tls_session *t, struct tls_session_info *out)
         out->bits = SSL_CIPHER_get_bits(cipher, &out->alg_bits);
     }
     tls_negotiated_group(t, out->group, sizeof(out->group));
-    if (t->ctx->server)
+    if (t->ctx->server) {
         snprintf(out->cert, sizeof(out->cert), "%s",
                  tls_certs_type_of(t->ctx, SSL_get_certificate(t->ssl)));
+    } else {
+        const X509 *peer = SSL_get0_peer_certificate(t->ssl);
+        const EVP_PKEY *pk = peer ? X509_get0_pubkey(peer) : NULL;
+        char curve[16];
+        if (pk)
+            tls_key_type(pk, out->peer_cert, sizeof(out->peer_cert), curve, sizeof(curve));
+    }
     tls_verify_result(t, out);
     out->resumed = SSL_session_reused(t->ssl) == 1;
 }
@@ -108,7 +115,10 @@ const char *tls_session_describe(const struct tls_session *t, char *out, size_t 
     int n =
         snprintf(out, outlen, "version=%s, verify=%s, cipher=%s, bits=%d/%d, group=%s", i.version,
                  i.verify, i.cipher, i.bits, i.alg_bits, i.group[0] ? i.group : "none");
-    if (t->ctx->server && n >= 0 && (size_t)n < outlen)
-        snprintf(out + n, outlen - (size_t)n, ", cert=%s", i.cert);
+    if (n >= 0 && (size_t)n < outlen)
+        snprintf(out + n, outlen - (size_t)n, t->ctx->server ? ", cert=%s" : ", peer_cert=%s",
+                 t->ctx->server   ? i.cert
+                 : i.peer_cert[0] ? i.peer_cert
+                                  : "none");
     return out;
 }

@@ -62,6 +62,7 @@ struct tls_session_info {
     int bits, alg_bits;      /* 256/256 */
     char group[64];          /* negotiated key exchange group, "X25519" */
     char cert[32];           /* our certificate's type, "ECDSA-P384"; "" on the client side */
+    char peer_cert[32];      /* client side: the server's certificate type, "RSA-2048"; "" */
     char verify[8];          /* sendmail's verify=: "OK", "FAIL", "NO" (no peer cert), "NONE"
                                 (not asked for) */
     char verify_reason[128]; /* for FAIL: X509_verify_cert_error_string() */
@@ -73,7 +74,8 @@ struct tls_session_info {
 };
 void tls_session_info(const struct tls_session *t, struct tls_session_info *out);
 /* sendmail-style fields for the log: "version=TLSv1.3, verify=NO,
- * cipher=TLS_AES_256_GCM_SHA384, bits=256/256, group=X25519, cert=ECDSA-P384"; after a
+ * cipher=TLS_AES_256_GCM_SHA384, bits=256/256, group=X25519, cert=ECDSA-P384" (the client
+ * side ends in the server's certificate type instead: "peer_cert=RSA-2048"); after a
  * failure: "reason=..., offered_groups=..., offered_sigalgs=...". Returns `out`. */
 const char *tls_session_describe(const struct tls_session *t, char *out, size_t outlen);
 

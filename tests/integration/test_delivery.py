@@ -222,7 +222,9 @@ class Delivery(RingmailTestCase):
         self.send(d, "alice@client.test", ["tls@remote.test"])
         m = sink.wait_messages(1, timeout=30)[0]
         self.assertIsNotNone(m.tls, "STARTTLS was offered and not used")
-        self.assertIsNotNone(d.wait_log(r"STARTTLS=client, relay=127\.0\.0\.2, version=TLSv1\.3"))
+        self.assertIsNotNone(d.wait_log(
+            r"STARTTLS=client, relay=127\.0\.0\.2, version=TLSv1\.3, verify=\w+, cipher=\S+, "
+            r"bits=\d+/\d+, group=\S+, peer_cert=(RSA-\d+|ECDSA-P\d+)"))
         # encrypt to a next hop without STARTTLS: deferred, never sent in plain text
         plain = self.sink("127.0.0.3")
         d2 = self.daemon(routing={"smart_host": f"[127.0.0.3]:{plain.port}"},
