@@ -199,19 +199,6 @@ int qmgr_enqueue(struct qmgr *q, const char *qid, int64_t due)
     return rc;
 }
 
-void qmgr_run_all(struct qmgr *q)
-{
-    char qid[QID_LEN + 1];
-    int64_t due, now = time(NULL);
-    /* Popping and pushing back at `now` leaves each entry ahead of every future one. */
-    size_t n = queue_index_count(q->idx);
-    for (size_t i = 0; i < n && queue_index_peek(q->idx, qid, &due) && due > now; i++)
-        queue_index_reschedule(q->idx, qid, now);
-    q->timer_due = 0;
-    engine_timer_disarm(q->w, &q->timer);
-    qmgr_arm(q);
-}
-
 static void qmgr_loaded(void *arg, int err, struct envelope *e, char *data, size_t len);
 static void qmgr_no_memory(struct qmgr_msg *m);
 
@@ -243,19 +230,16 @@ static void qmgr_kick(struct qmgr *q)
     q->kicking = true;
     char qid[QID_LEN + 1];
     int64_t due, now = time(NULL);
-    while (!q->stopping && queue_index_peek(q->idx, qid, &due) && due <= now) {
-        const struct qmgr_settings *s;
-        void *ref;
-        s = q->hooks.settings_get(q->hooks.arg, &ref);
-        unsigned max = s->max_active;
-        q->hooks.settings_put(ref);
-        if (q->n_active >= max)
-            break;
+    void *ref;
+    unsigned max = q->hooks.settings_get(q->hooks.arg, &ref)->max_active;
+    q->hooks.settings_put(ref);
+    while (!q->stopping && q->n_active < max && queue_index_peek(q->idx, qid, &due) && due <= now) {
         queue_index_pop(q->idx, qid, NULL);
         qmgr_start(q, qid);
     }
     q->kicking = false;
-    if (!q->stopping && q->n_active < UINT32_MAX)
+    /* At the limit, the next attempt to end kicks again: a timer now would only spin. */
+    if (q->n_active < max)
         qmgr_arm(q);
 }
 

@@ -71,9 +71,6 @@ int qmgr_enqueue(struct qmgr *q, const char *qid, int64_t due);
 /* Reserves room for n messages about to be enqueued (start-up recovery). */
 int qmgr_reserve(struct qmgr *q, size_t n);
 
-/* Every waiting message is due now (sendmail -q, SIGHUP is not this). */
-void qmgr_run_all(struct qmgr *q);
-
 /* Counts, for logs and tests. */
 size_t qmgr_waiting(const struct qmgr *q);
 unsigned qmgr_active(const struct qmgr *q);

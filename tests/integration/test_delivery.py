@@ -216,6 +216,18 @@ class Delivery(RingmailTestCase):
         self.assertLessEqual(sink.max_concurrent, 2)
         self.assertGreaterEqual(sink.max_concurrent, 1)
 
+    def test_max_active(self):
+        """queue.max_active bounds the messages in delivery at once on a worker; the rest
+        wait their turn and all get through."""
+        sink = self.sink(final=Delay(0.3, "250 2.0.0 Ok"))
+        d = self.relay(sink, workers=1, queue={"max_active": 1},
+                       delivery={"connection_cache_size": 0})
+        for i in range(4):
+            self.send(d, "alice@client.test", [f"r{i}@remote.test"])
+        sink.wait_messages(4, timeout=60)
+        self.assertEqual(sink.max_concurrent, 1)
+        self.wait_spool_empty(d)
+
     def test_starttls_may_and_encrypt(self):
         sink = self.sink(tls_cert=True)
         d = self.relay(sink)
