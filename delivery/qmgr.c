@@ -375,8 +375,7 @@ static char qmgr_action(const struct qmgr_rcpt *r)
  * message of its own and counts it in m->bounces_open. 0 also when none is due. */
 static int qmgr_notice(struct qmgr_msg *m, enum bounce_kind kind)
 {
-    static const char wanted[] = {
-        [BOUNCE_FAILURE] = 'f', [BOUNCE_DELAY] = 'd', [BOUNCE_SUCCESS] = 'D'};
+    static const char wanted[] = {[BOUNCE_FAILURE] = 'f', [BOUNCE_DELAY] = 'd'};
     struct bounce_rcpt *br = calloc(m->env.n_rcpts ? m->env.n_rcpts : 1, sizeof(*br));
     size_t n = 0, first = 0;
     time_t now = time(NULL);
@@ -386,7 +385,9 @@ static int qmgr_notice(struct qmgr_msg *m, enum bounce_kind kind)
         const struct envelope_rcpt *er = &m->env.rcpts[i];
         const struct qmgr_rcpt *r = &m->r[i];
         char action = qmgr_action(r);
-        bool kind_matches = wanted[kind] == action || (kind == BOUNCE_SUCCESS && action == 'r');
+        /* Every delivery here is a relay to SMTP: one to a next hop that offers DSN was
+         * given NOTIFY and reports success itself (RFC 3461 5.2.2); otherwise "relayed". */
+        bool kind_matches = kind == BOUNCE_SUCCESS ? action == 'r' : wanted[kind] == action;
         /* one delay warning per recipient: W says it was sent */
         if (r->outcome == QMGR_PENDING || !envelope_rcpt_open(er->state) || !kind_matches ||
             (kind == BOUNCE_DELAY && er->state == ENV_RCPT_WARNED) ||
@@ -405,7 +406,6 @@ static int qmgr_notice(struct qmgr_msg *m, enum bounce_kind kind)
             .last_attempt = now,
         };
     }
-    /* A next hop that offers DSN was given NOTIFY: it sends the success notice itself. */
     if (n == 0) {
         free(br);
         return 0;
