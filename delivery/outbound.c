@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "tls/tls_ctx.h"
 #include "tls/tls_session.h"
@@ -316,6 +317,19 @@ void outbound_run_next(struct outbound_run *r, const struct smtp_client_reply *r
     outbound_run_try(r);
 }
 
+/* Whether an MX host is this host: our own name (helo_name, the configuration's hostname),
+ * compared without case and without a trailing dot. */
+static bool outbound_is_me(const struct outbound_worker *ow, const char *host)
+{
+    const char *me = ow->s.helo_name;
+    size_t hl = strlen(host), ml = me ? strlen(me) : 0;
+    if (hl && host[hl - 1] == '.')
+        hl--;
+    if (ml && me[ml - 1] == '.')
+        ml--;
+    return ml && hl == ml && strncasecmp(host, me, hl) == 0;
+}
+
 static void outbound_run_dns(void *arg, const struct dns_mx_result *res)
 {
     struct outbound_run *r = arg;
@@ -346,8 +360,28 @@ static void outbound_run_dns(void *arg, const struct dns_mx_result *res)
         outbound_run_finish(r);
         return;
     }
+    /* sendmail's rule: we are an MX for the domain, so only hosts more preferred than we are
+     * may take it; when there is none the MX list points back to us (a configuration
+     * error: 5.3.5, bounced, as sendmail's "mail loops back to me"). */
+    size_t n_hosts = res->n_hosts;
+    for (size_t h = 0; !res->implicit && h < res->n_hosts; h++)
+        if (outbound_is_me(ow, res->hosts[h].name)) {
+            n_hosts = h;
+            while (n_hosts > 0 && res->hosts[n_hosts - 1].pref >= res->hosts[h].pref)
+                n_hosts--;
+            break;
+        }
+    if (n_hosts == 0) {
+        outbound_reply_local(&r->last, SMTP_CLIENT_PERM, "5.3.5",
+                             "MX list for %s points back to %s (mail loops back to me)", rt->host,
+                             ow->s.helo_name);
+        r->last.code = 553;
+        outbound_run_set_all(r, &r->last);
+        outbound_run_finish(r);
+        return;
+    }
     size_t n = 0;
-    for (size_t h = 0; h < res->n_hosts; h++)
+    for (size_t h = 0; h < n_hosts; h++)
         n += res->hosts[h].n_addrs;
     if (n > ow->s.max_addresses)
         n = ow->s.max_addresses;
@@ -360,7 +394,7 @@ static void outbound_run_dns(void *arg, const struct dns_mx_result *res)
         outbound_run_finish(r);
         return;
     }
-    for (size_t h = 0; h < res->n_hosts && r->n_targets < n; h++)
+    for (size_t h = 0; h < n_hosts && r->n_targets < n; h++)
         for (size_t a = 0; a < res->hosts[h].n_addrs && r->n_targets < n; a++) {
             struct outbound_target *t = &r->targets[r->n_targets++];
             snprintf(t->host, sizeof(t->host), "%s", res->hosts[h].name);

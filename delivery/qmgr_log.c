@@ -48,6 +48,7 @@ static const struct {
     {"5.2.1", "Mailbox disabled"},
     {"5.2.2", "Mailbox full"},
     {"5.3.4", "Message is too large"},
+    {"5.3.5", "Local configuration error"},
     {"5.4.4", "Unable to route"},
     {"5.6.7", "The next hop does not support SMTPUTF8"},
     {"5.7.1", "Service unavailable"},

@@ -12,7 +12,7 @@ import time
 import unittest
 
 from dns_fixture import DnsFixture
-from ringmail_harness import RingmailTestCase, make_message
+from ringmail_harness import HOSTNAME, RingmailTestCase, make_message
 from sink import Close, Delay, Sink, first_n
 
 # Short schedules so retries and expiry happen within a test.
@@ -265,6 +265,10 @@ class DeliveryByMX(RingmailTestCase):
         self.dns.null_mx("nomail.test")
         self.dns.nxdomain("nowhere.test")
         self.dns.a("client.test", self.home)
+        # domains whose MX list names this host (HOSTNAME, mx.test)
+        self.dns.a(HOSTNAME, "127.0.0.1")
+        self.dns.mx("loop.test", (10, HOSTNAME))
+        self.dns.mx("backup.test", (10, "mx2.dest.test"), (20, HOSTNAME))
         self.dns.start()
         self.addCleanup(self.dns.stop)
 
@@ -295,6 +299,19 @@ class DeliveryByMX(RingmailTestCase):
                                         timeout=20))
         msgs = bounce_sink.wait_messages(2, timeout=30)
         self.assertTrue(all(m.mail_from == "" for m in msgs))
+
+    def test_mx_points_back(self):
+        """We are the best MX: the mail would loop, so it bounces (5.3.5, as sendmail); as a
+        backup MX only the more preferred hosts are tried."""
+        second = self.sink(self.mx2)
+        d = self.daemon(dns={"servers": [self.dns.server]})
+        qid = self.send(d, "alice@client.test", ["x@loop.test"])
+        self.assertIsNotNone(d.wait_log(
+            rf"{qid}: to=<x@loop\.test>, .*dsn=5\.3\.5, stat=Local configuration error$",
+            timeout=20))
+        qid2 = self.send(d, "alice@client.test", ["y@backup.test"])
+        self.assertEqual(second.wait_messages(1, timeout=30)[0].rcpt_tos, ["y@backup.test"])
+        self.assertIsNotNone(d.wait_log(rf"{qid2}: to=<y@backup\.test>, .*stat=Sent"))
 
     send = Delivery.send
 
