@@ -10,6 +10,17 @@
  *       file (a benchmark fixture, not a commit): one syncfs at the end. The spool is
  *       opened (and locked) with spool_open, as the daemon would, and must not be in use.
  *
+ *   queue_bench scan SPOOL [--threads T] [--stat-df] [--dirfd-top] [--stat-only]
+ *       What start-up recovery's I/O costs, and what threads would save: lists every
+ *       shard (readdir), then T threads read and parse the qf files (openat in the shard's
+ *       directory, one read into a 4 KiB buffer, close, envelope_parse). --stat-df also
+ *       fstatat's each df (recovery's size check); --dirfd-top opens "7/qf..." from the
+ *       spool's directory as recovery does instead of "qf..." from the shard's;
+ *       --stat-only reads no qf, only its inode (fstatat: what a recovery that kept the
+ *       next attempt in the qf's mtime, as Postfix's deferred queue does, would read). A
+ *       prototype of the recovery changes reported for queue/spool_recover.c; run it
+ *       with a cold page cache (echo 3 > /proc/sys/vm/drop_caches) and warm.
+ *
  *   queue_bench index N [--seed S]
  *       The queue manager's "what is due next" at N entries, with queue/queue_index.h
  *       directly: N pushes (ids from qid_new, due times spread over a week), the index's
@@ -20,10 +31,12 @@
  * Both print one JSON object on stdout (bench/queue-bench.py reads it) and a short
  * human line on stderr. No timing is asserted anywhere.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +63,8 @@ static double queue_bench_now(void)
 static void queue_bench_usage(void)
 {
     fprintf(stderr, "usage: queue_bench fill SPOOL N [--depth D] [--rcpts R] [--threads T]\n"
+                    "       queue_bench scan SPOOL [--threads T] [--stat-df] [--dirfd-top] "
+                    "[--stat-only]\n"
                     "       queue_bench index N [--seed S]\n");
     exit(2);
 }
@@ -229,6 +244,172 @@ static int queue_bench_fill(int argc, char **argv)
     return rc;
 }
 
+/* --- scan --- */
+
+struct queue_bench_name {
+    unsigned char shard;
+    char name[2 + QID_LEN + 1];
+};
+
+struct queue_bench_scan {
+    const struct queue_bench_name *names;
+    size_t n, next_batch;
+    pthread_mutex_t lock;
+    int topfd, shardfd[16];
+    bool stat_df, dirfd_top, stat_only;
+};
+
+struct queue_bench_scanner {
+    struct queue_bench_scan *s;
+    unsigned long parsed, failed;
+};
+
+/* Names are handed out in batches so threads share the work without a lock per file. */
+static void *queue_bench_scan_run(void *arg)
+{
+    struct queue_bench_scanner *t = arg;
+    struct queue_bench_scan *s = t->s;
+    char buf[4096], path[64], why[128];
+    const size_t batch = 256;
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        size_t first = s->next_batch;
+        s->next_batch += batch;
+        pthread_mutex_unlock(&s->lock);
+        if (first >= s->n)
+            break;
+        size_t last = first + batch < s->n ? first + batch : s->n;
+        for (size_t i = first; i < last; i++) {
+            const struct queue_bench_name *nm = &s->names[i];
+            struct stat st;
+            if (s->stat_only) {
+                if (fstatat(s->shardfd[nm->shard], nm->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                    t->failed++;
+                else
+                    t->parsed++;
+                continue;
+            }
+            int fd;
+            if (s->dirfd_top) {
+                snprintf(path, sizeof(path), "%x/%s", nm->shard, nm->name);
+                fd = openat(s->topfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+            } else {
+                fd = openat(s->shardfd[nm->shard], nm->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+            }
+            ssize_t len = fd < 0 ? -1 : read(fd, buf, sizeof(buf));
+            if (fd >= 0)
+                close(fd);
+            struct envelope e;
+            if (len <= 0 || envelope_parse(buf, (size_t)len, &e, why, sizeof(why)) < 0) {
+                t->failed++;
+                continue;
+            }
+            if (s->stat_df) {
+                char df[2 + QID_LEN + 1];
+                snprintf(df, sizeof(df), "df%s", nm->name + 2);
+                if (fstatat(s->shardfd[nm->shard], df, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+                    (uint64_t)st.st_size != e.size)
+                    t->failed++;
+            }
+            envelope_free(&e);
+            t->parsed++;
+        }
+    }
+    return NULL;
+}
+
+static int queue_bench_scan(int argc, char **argv)
+{
+    if (argc < 3)
+        queue_bench_usage();
+    struct queue_bench_scan s = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    unsigned threads = 1;
+    for (int i = 3; i < argc; i++) {
+        if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+            threads = (unsigned)queue_bench_number(argv[++i], QUEUE_BENCH_MAX_THREADS * 8);
+        else if (strcmp(argv[i], "--stat-df") == 0)
+            s.stat_df = true;
+        else if (strcmp(argv[i], "--dirfd-top") == 0)
+            s.dirfd_top = true;
+        else if (strcmp(argv[i], "--stat-only") == 0)
+            s.stat_only = true;
+        else
+            queue_bench_usage();
+    }
+    if (threads == 0)
+        queue_bench_usage();
+    double t0 = queue_bench_now();
+    if ((s.topfd = open(argv[2], O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        fprintf(stderr, "queue_bench: %s: %s\n", argv[2], strerror(errno));
+        return 1;
+    }
+    struct queue_bench_name *names = NULL;
+    size_t n = 0, cap = 0;
+    for (unsigned sh = 0; sh < 16; sh++) {
+        char sub[2] = {"0123456789abcdef"[sh], '\0'};
+        s.shardfd[sh] = openat(s.topfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int fd = s.shardfd[sh] < 0 ? -1 : openat(s.topfd, sub, O_RDONLY | O_DIRECTORY);
+        DIR *dir = fd < 0 ? NULL : fdopendir(fd);
+        if (!dir) {
+            fprintf(stderr, "queue_bench: %s/%s: %s (a hash_depth 1 spool?)\n", argv[2], sub,
+                    strerror(errno));
+            return 1;
+        }
+        const struct dirent *d;
+        while ((d = readdir(dir))) {
+            if (strncmp(d->d_name, "qf", 2) != 0 || strlen(d->d_name) != 2 + QID_LEN)
+                continue;
+            if (n == cap) {
+                cap = cap ? 2 * cap : 65536;
+                struct queue_bench_name *nv = realloc(names, cap * sizeof(*names));
+                if (!nv) {
+                    fprintf(stderr, "queue_bench: out of memory\n");
+                    return 1;
+                }
+                names = nv;
+            }
+            names[n].shard = (unsigned char)sh;
+            memcpy(names[n].name, d->d_name, sizeof(names[n].name));
+            n++;
+        }
+        closedir(dir);
+    }
+    double t_list = queue_bench_now() - t0;
+    s.names = names;
+    s.n = n;
+    struct queue_bench_scanner sc[QUEUE_BENCH_MAX_THREADS * 8];
+    pthread_t tids[QUEUE_BENCH_MAX_THREADS * 8];
+    t0 = queue_bench_now();
+    for (unsigned t = 0; t < threads; t++) {
+        sc[t] = (struct queue_bench_scanner){.s = &s};
+        if (pthread_create(&tids[t], NULL, queue_bench_scan_run, &sc[t]) != 0) {
+            fprintf(stderr, "queue_bench: cannot start a thread\n");
+            return 1;
+        }
+    }
+    unsigned long parsed = 0, failed = 0;
+    for (unsigned t = 0; t < threads; t++) {
+        pthread_join(tids[t], NULL);
+        parsed += sc[t].parsed;
+        failed += sc[t].failed;
+    }
+    double t_read = queue_bench_now() - t0;
+    for (unsigned sh = 0; sh < 16; sh++)
+        close(s.shardfd[sh]);
+    close(s.topfd);
+    free(names);
+    printf("{\"mode\": \"scan\", \"qf\": %zu, \"parsed\": %lu, \"failed\": %lu, \"threads\": %u, "
+           "\"stat_df\": %s, \"dirfd_top\": %s, \"stat_only\": %s, \"list_s\": %.3f, \"read_s\": "
+           "%.3f}\n",
+           n, parsed, failed, threads, s.stat_df ? "true" : "false", s.dirfd_top ? "true" : "false",
+           s.stat_only ? "true" : "false", t_list, t_read);
+    fprintf(stderr,
+            "queue_bench: %zu qf listed in %.2f s, read and parsed by %u thread(s) in "
+            "%.2f s (%lu failed)\n",
+            n, t_list, threads, t_read, failed);
+    return failed ? 1 : 0;
+}
+
 /* --- index --- */
 
 static uint64_t queue_bench_rss_bytes(void)
@@ -356,5 +537,7 @@ int main(int argc, char **argv)
         return queue_bench_fill(argc, argv);
     if (strcmp(argv[1], "index") == 0)
         return queue_bench_index(argc, argv);
+    if (strcmp(argv[1], "scan") == 0)
+        return queue_bench_scan(argc, argv);
     queue_bench_usage();
 }
