@@ -182,6 +182,65 @@ class Notices(DeliveryTestCase):
         self.assertNotIn(b"SECRET-BODY-LINE", raw.data)
 
 
+class DelayWarnings(DeliveryTestCase):
+    """Delay warnings follow each recipient's NOTIFY (test_delivery.py checks the warning
+    itself and that it comes once)."""
+
+    BUSY = "451 4.2.1 mailbox busy"
+
+    def test_delay_warning_per_notify(self):
+        """Three recipients, all deferred past queuewarn: the one without NOTIFY and the
+        one with NOTIFY=DELAY are in the warning, the one with NOTIFY=FAILURE is not."""
+        sink = self.sink(rcpt={"*": self.BUSY, SENDER: "250 2.1.5 Ok"})
+        d = self.relay(sink, queue=FAST_QUEUE, timeouts={"queuewarn": "2s"})
+        rcpts = ["plain@remote.test", "fail-only@remote.test", "delay@remote.test"]
+        qid = self.send(d, SENDER, rcpts,
+                        rcpt_params={"fail-only@remote.test": "NOTIFY=FAILURE",
+                                     "delay@remote.test": "NOTIFY=DELAY"})
+        self.wait_log(d, rf"{qid}: \w+: DSN: Warning: could not send message", timeout=30)
+        raw, msg = self.notice_of(sink)
+        self.assertEqual(raw.rcpt_tos, [SENDER])
+        _, groups, returned = self.report_parts(msg)
+        self.assertEqual(sorted(g["Final-Recipient"] for g in groups[1:]),
+                         ["rfc822; delay@remote.test", "rfc822; plain@remote.test"])
+        for g in groups[1:]:
+            self.assertEqual((g["Action"], g["Status"]), ("delayed", "4.2.1"))
+            self.assertIn("Will-Retry-Until", g)
+        self.assertEqual(returned.get_content_type(), "text/rfc822-headers")
+        states = {r["addr"]: r["state"] for r in d.spool.envelope(qid)["rcpts"]}
+        self.assertEqual(states, {"plain@remote.test": "W", "fail-only@remote.test": "P",
+                                  "delay@remote.test": "W"})
+
+    def test_no_delay_warning_to_null_sender(self):
+        """A message from <> that waits past queuewarn: no warning to anyone (never a
+        notice to <>, and a delay is no reason to tell the postmaster); the log says so."""
+        sink = self.sink(rcpt={"*": self.BUSY})
+        d = self.relay(sink, queue=FAST_QUEUE, timeouts={"queuewarn": "2s"})
+        qid = self.send(d, "", ["slow@remote.test"])
+        self.wait_log(d, rf"{qid}: DSN not sent: .+", timeout=30)
+        time.sleep(QUIET)
+        self.assertEqual(sink.messages, [])
+        self.assertEqual(d.spool.qids(), {qid}, "a notice was queued")
+        self.assertNotIn("DSN: Warning", d.log())
+
+    @unittest.expectedFailure
+    def test_no_delay_warning_to_null_sender_logged_once(self):
+        """...and says so once, not at every later attempt. (Defect: delivery/qmgr.c
+        qmgr_notice() logs "DSN not sent: no delay or success notice for the null sender"
+        and marks nothing, so each attempt past queuewarn logs it again: with the defaults,
+        about 116 lines over the 5 days a message from <> may wait.)"""
+        sink = self.sink(rcpt={"*": self.BUSY})
+        d = self.relay(sink, queue=FAST_QUEUE, timeouts={"queuewarn": "2s"})
+        qid = self.send(d, "", ["slow@remote.test"])
+        self.wait_log(d, rf"{qid}: DSN not sent: .+", timeout=30)
+        attempts = int(d.spool.envelope(qid)["attempts"])
+        deadline = time.monotonic() + 20
+        while int(d.spool.envelope(qid)["attempts"]) < attempts + 2:
+            self.assertLess(time.monotonic(), deadline, "no further attempts")
+            time.sleep(0.2)
+        self.assertEqual(len(re.findall(rf"{qid}: DSN not sent", d.log())), 1)
+
+
 class NullSender(DeliveryTestCase):
     """Never a notice to <>: a failed message from <> goes once to the postmaster (a
     double bounce); a failed double bounce is dropped with a log line."""
