@@ -63,13 +63,15 @@ def count_qf(spool: Path) -> int:
 
 
 def memory(pid: int) -> dict:
-    """kB figures of smaps_rollup (Rss, Pss, Anonymous, Private_Dirty)."""
+    """kB figures of smaps_rollup (Rss, Pss, Anonymous, Private_Dirty) and the peak RSS."""
     out = {}
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
             m = re.match(r"(\w+):\s+(\d+) kB", line)
             if m and m.group(1) in ("Rss", "Pss", "Anonymous", "Private_Dirty"):
                 out[m.group(1)] = int(m.group(2))
+    with open(f"/proc/{pid}/status") as f:
+        out["VmHWM"] = int(re.search(r"^VmHWM:\s+(\d+) kB", f.read(), re.M).group(1))
     return out
 
 
@@ -175,7 +177,8 @@ def main() -> int:
 
     base = res["baseline"]["engine"]
     best = min(res["runs"], key=lambda r: r["ready_s"])
-    per = {k: (best["engine"][k] - base[k]) * 1024 / args.messages for k in base}
+    per = {k: (best["engine"][k] - base[k]) * 1024 / args.messages for k in base
+           if k != "VmHWM"}
     res["per_message_bytes"] = {k: round(v, 1) for k, v in per.items()}
     print(json.dumps(res))
     idx = res["index"]
@@ -192,6 +195,8 @@ def main() -> int:
           f"{best['engine']['Pss'] / 1024:.1f} MiB |")
     print(f"| memory per queued message (PSS, RSS, anonymous) | {per['Pss']:.0f} / "
           f"{per['Rss']:.0f} / {per['Anonymous']:.0f} bytes |")
+    print(f"| engine peak RSS (VmHWM: recovery's lists), empty / full | "
+          f"{base['VmHWM'] / 1024:.1f} / {best['engine']['VmHWM'] / 1024:.1f} MiB |")
     print(f"| queue_index bytes per entry (own count, RSS growth) | "
           f"{idx['index_bytes_per_entry']:.0f}, {idx['rss_growth_per_entry']:.0f} |")
     print(f"| next due message: peek, pop + push back, pop | {idx['peek_ns']:.1f} ns, "
