@@ -390,9 +390,15 @@ static int qmgr_notice(struct qmgr_msg *m, enum bounce_kind kind)
         bool kind_matches = kind == BOUNCE_SUCCESS ? action == 'r' : wanted[kind] == action;
         /* one delay warning per recipient: W says it was sent */
         if (r->outcome == QMGR_PENDING || !envelope_rcpt_open(er->state) || !kind_matches ||
-            (kind == BOUNCE_DELAY && er->state == ENV_RCPT_WARNED) ||
-            !bounce_notify_wants(er->notify, action))
+            (kind == BOUNCE_DELAY && er->state == ENV_RCPT_WARNED))
             continue;
+        if (!bounce_notify_wants(er->notify, action)) {
+            /* the operator sees why no notice came (sendmail is silent here) */
+            if (kind == BOUNCE_FAILURE)
+                log_info("%s: <%s>: DSN not sent: the recipient's NOTIFY does not ask for one",
+                         m->qid, er->addr);
+            continue;
+        }
         m->r[i].in_notice = kind;
         if (n == 0)
             first = i;
@@ -416,6 +422,10 @@ static int qmgr_notice(struct qmgr_msg *m, enum bounce_kind kind)
     if (!t.to) {
         log_info("%s: DSN not sent: %s", m->qid, t.reason ? t.reason : "no recipient");
         free(br);
+        /* a delay warning that cannot go is settled too (W): said once, not at every attempt */
+        for (size_t i = 0; kind == BOUNCE_DELAY && i < m->env.n_rcpts; i++)
+            if (m->r[i].in_notice == (int)BOUNCE_DELAY)
+                m->r[i].warned = true;
         return 0;
     }
     struct qmgr_bounce *b = calloc(1, sizeof(*b));

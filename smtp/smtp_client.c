@@ -158,11 +158,17 @@ static enum smtp_client_outcome outcome_of(int code)
     return code >= 500 ? SMTP_CLIENT_PERM : code >= 400 ? SMTP_CLIENT_TEMP : SMTP_CLIENT_OK;
 }
 
+/* A reply text is shown (logs, bounces) with its control octets as '?'. */
+static char printable(char ch)
+{
+    return (unsigned char)ch < 0x20 || ch == 0x7f ? '?' : ch;
+}
+
 static void reply_set_text(struct smtp_client_reply *r, const char *text)
 {
     size_t n = 0;
     for (; n < SMTP_CLIENT_TEXT_MAX && text[n]; n++)
-        r->text[n] = (unsigned char)text[n] < 0x20 || text[n] == 0x7f ? '?' : text[n];
+        r->text[n] = printable(text[n]);
     r->text[n] = '\0';
 }
 
@@ -221,7 +227,7 @@ static void reply_append_text(struct smtp_client *c, const char *p, size_t n)
     if (n && c->cur_text_len && c->cur_text_len < SMTP_CLIENT_TEXT_MAX)
         r->text[c->cur_text_len++] = ' ';
     for (size_t i = 0; i < n && c->cur_text_len < SMTP_CLIENT_TEXT_MAX; i++)
-        r->text[c->cur_text_len++] = (unsigned char)p[i] < 0x20 || p[i] == 0x7f ? '?' : p[i];
+        r->text[c->cur_text_len++] = printable(p[i]);
     r->text[c->cur_text_len] = '\0';
 }
 
@@ -456,7 +462,8 @@ static void client_protocol_error(struct smtp_client *c, const char *what, const
 {
     char shown[81];
     size_t k = n < sizeof(shown) - 1 ? n : sizeof(shown) - 1;
-    memcpy(shown, p, k);
+    for (size_t i = 0; i < k; i++) /* a NUL too, which would end the quote */
+        shown[i] = printable(p[i]);
     shown[k] = '\0';
     struct smtp_client_reply r;
     local_reply(&r, 451, "4.5.0", "protocol error: %s while waiting for %s: \"%s\"", what,
