@@ -4,7 +4,8 @@ in the middle of a reply, close during DATA, refuse at each phase, or lack what 
 message needs. For each: the recipient is deferred or bounced with the right code in the
 log line (`dsn=..., stat=...`), nothing is lost (a deferred message stays in the spool,
 its recipient pending), nothing is sent twice (the sink's records), and the daemon's
-memory stays bounded. Then the destination-wide behaviour: host status (a next hop that
+memory stays bounded. Then temporary DNS failures (SERVFAIL, no answer, an MX host
+without an address) and the destination-wide behaviour: host status (a next hop that
 failed is held back) and the per-destination rate."""
 
 import re
@@ -12,6 +13,7 @@ import time
 import unittest
 
 from delivery_support import FAST_QUEUE, DeliveryTestCase, rcpt_line
+from dns_fixture import DnsFixture
 from ringmail_harness import asan_build
 from sink import Close, Endless, Garbage, Stall
 
@@ -239,6 +241,31 @@ class NextHopFaults(DeliveryTestCase):
             self.assertLess(peak - base, 32 * 1024, "the engine buffered the endless line")
         self.assertIn(qid, d.spool.qids())
         self.assertEqual(sink.messages, [])
+
+
+class DnsFaults(DeliveryTestCase):
+    """The next hop's DNS fails temporarily: the recipient is deferred (4.4.3, as sendmail
+    says for a lookup that may work later) and stays queued; no connection is tried."""
+
+    def test_temporary_dns_failures_defer(self):
+        dns = DnsFixture("127.0.0.1", workdir=self.tmp)
+        dns.servfail("broken.test")
+        dns.blackhole("slow.test")
+        dns.mx("noaddr.test", (10, "mx.noaddr.test"))   # its MX host has no address
+        dns.start()
+        self.addCleanup(dns.stop)
+        d = self.daemon(dns={"servers": [dns.server], "timeout": "500ms", "tries": 1},
+                        queue={"minimal_backoff": "30s", "maximal_backoff": "30s"})
+        why = {"a@broken.test": r"SERVFAIL", "b@slow.test": r"timeout",
+               "c@noaddr.test": r"no address for MX host mx\.noaddr\.test"}
+        qids = {r: self.send(d, SENDER, [r]) for r in why}
+        for r, qid in qids.items():
+            with self.subTest(rcpt=r):
+                self.wait_log(d, rcpt_line(qid, r) + r".*dsn=4\.4\.3, stat=Deferred: Name server: "
+                              rf".*host name lookup failure \(.*{why[r]}.*\)$")
+        queued = self.envelopes(d)
+        for r, qid in qids.items():
+            self.assertEqual([x["state"] for x in queued[qid]["rcpts"]], ["P"], r)
 
 
 class Destination(DeliveryTestCase):
