@@ -52,13 +52,18 @@ import unittest
 from collections import Counter
 
 from ringmail_harness import RingmailTestCase, make_message
-from sink import Sink
+from sink import Delay, Sink
 
 MESSAGES = 1000
 WORKERS = 2
 MAX_ACTIVE = 4          # queue.max_active: messages in delivery at once per worker
 KILL_AT = 0.4           # share of the recipients the sinks hold when the kill comes
 SENDERS = 4             # client connections that fill the queue
+# Each transaction's final reply waits a little: with at most WORKERS x MAX_ACTIVE messages
+# in delivery the run lasts a few seconds, so a test thread that the machine starves for a
+# moment still finds the delivery half done, and the kill often lands between a sink's
+# 250 and the qf update (the duplicates this test bounds).
+FINAL = Delay(0.02, "250 2.0.0 Ok")
 FILL_QUEUE = {"minimal_backoff": "1s", "maximal_backoff": "2s", "interval": "2s",
               "max_active": MAX_ACTIVE}
 
@@ -131,7 +136,7 @@ class DeliveryCrash(RingmailTestCase):
                     if not r.endswith("@three.test")}
         held = {q for q, i in qids.items() if i % 5 == 0}
 
-        one, two = Sink("127.0.0.2").start(), Sink("127.0.0.3").start()
+        one, two = Sink("127.0.0.2", final=FINAL).start(), Sink("127.0.0.3", final=FINAL).start()
         self.addCleanup(one.stop)
         self.addCleanup(two.stop)
         sinks = (one, two)
