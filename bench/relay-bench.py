@@ -13,7 +13,8 @@ has received every one of them and the relay's queue is empty. Per run:
   accepted msg/s    messages / (first connection .. smtp-source's exit)
   server CPU µs/msg the relay's CPU over the whole run / messages, from a cgroup v1 cpuacct
                     group (every thread, every process it forks, exited ones too), as
-                    bench/run-bench.py measures it
+                    bench/run-bench.py measures it; and the user-space part of it (the rest is
+                    the kernel's: fsync, file creation and removal, TCP)
   outbound sess     sessions the sink saw end during the run (the relay's connection reuse;
                     connections still cached at the end are not counted)
 
@@ -215,6 +216,7 @@ def measure(bench, server, per_conn, sessions, name):
         "rate": got / (t_sink - t0) if got else 0.0,
         "server_cpu_s": cpu, "server_user_s": u1 - u0,
         "server_cpu_us_per_msg": cpu * 1e6 / got if got else None,
+        "server_user_us_per_msg": (u1 - u0) * 1e6 / got if got else None,
         "server_cpu_util": cpu / (t1 - t0),
         "source_cpu_s": source_cpu, "client_cpu_util": client / (t1 - t0),
         "other_cpu_util": max(0.0, (m1 - m0 - cpu - client) / (t1 - t0)),
@@ -239,6 +241,8 @@ def summarize(runs):
         "runs": [r["rate"] for r in runs],
         "accept": statistics.median(r["accept_rate"] or 0 for r in use),
         "us": statistics.median(units) if units else None,
+        "user_us": statistics.median(r["server_user_us_per_msg"] for r in use
+                                     if r["server_user_us_per_msg"]) if units else None,
         "util": statistics.median(r["server_cpu_util"] for r in use),
         "other": statistics.median(r["other_cpu_util"] for r in use),
         "client": statistics.median(r["client_cpu_util"] for r in use),
@@ -321,7 +325,8 @@ class RelayBench:
         for label in labels:
             r = res[label]
             row += [rb.fmt(r["rate"]), " / ".join(rb.fmt(x) for x in r["runs"]),
-                    rb.fmt(r["accept"]), rb.fmt(r["us"]), rb.pct(r["util"]), rb.pct(r["client"]),
+                    rb.fmt(r["accept"]), rb.fmt(r["us"]), rb.fmt(r["user_us"]), rb.pct(r["util"]),
+                    rb.pct(r["client"]),
                     rb.fmt(r["out_sess"]), r["problems"] or "ok"]
         if len(labels) == 2:
             a, b = res[labels[0]], res[labels[1]]
@@ -336,13 +341,14 @@ class RelayBench:
         self.out(f"{MSG_SIZE}-byte messages, one recipient, median of {self.repeats} run(s); a run sends"
                  " the messages column and ends when the sink has them all and the relay's queue"
                  " is empty. delivered msg/s = messages / (start .. last at the sink); server CPU"
-                 " = the relay's cgroup CPU over the run / messages; outbound sess = sessions"
-                 " the sink saw end (the relay's connection reuse).")
+                 " = the relay's cgroup CPU over the run / messages (user: its user-space part;"
+                 " the rest is the kernel's: fsync, file creation and removal, TCP); outbound"
+                 " sess = sessions the sink saw end (the relay's connection reuse).")
         self.out()
         head = ["msgs/conn", "sessions", "messages"]
         for label in labels:
             head += [f"{label} delivered msg/s", "runs", "accepted msg/s", "server CPU µs/msg",
-                     "server CPU", "source+sink CPU", "outbound sess", "check"]
+                     "of which user µs/msg", "server CPU", "source+sink CPU", "outbound sess", "check"]
         if len(labels) == 2:
             head += [f"rate {labels[0]}/{labels[1]}", f"CPU {labels[1]}/{labels[0]}"]
         head.append("other CPU")
