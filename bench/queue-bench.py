@@ -75,6 +75,14 @@ def memory(pid: int) -> dict:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system time of a process so far (its threads included): recovery's CPU,
+    which the machine's other load does not change as much as the wall time."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
+
+
 def engine_pid(parent: int) -> int:
     with open(f"/proc/{parent}/task/{parent}/children") as f:
         children = f.read().split()
@@ -116,7 +124,8 @@ def start_measure(daemon: Path, workdir: Path, spool: Path, workers: int) -> dic
         ready_s = time.monotonic() - t0
         time.sleep(1.0)  # the workers have taken their share of the backlog
         eng = engine_pid(proc.pid)
-        result = {"ready_s": round(ready_s, 3), "engine": memory(eng), "parent": memory(proc.pid)}
+        result = {"ready_s": round(ready_s, 3), "engine": memory(eng), "parent": memory(proc.pid),
+                  "engine_cpu_s": cpu_seconds(eng)}
         m = re.search(r"(\d+) message\(s\) queued", text)
         result["queued"] = int(m.group(1)) if m else None
     finally:
@@ -191,6 +200,8 @@ def main() -> int:
     print("| start to ready, full spool | " +
           ", ".join(f"{r['ready_s']:.2f} s" for r in res["runs"]) +
           (" (cold cache each)" if args.cold else " (first may be cold)") + " |")
+    print("| engine CPU (user + sys) until ready, full spool | " +
+          ", ".join(f"{r['engine_cpu_s']:.2f} s" for r in res["runs"]) + " |")
     print(f"| engine PSS, empty / full | {base['Pss'] / 1024:.1f} / "
           f"{best['engine']['Pss'] / 1024:.1f} MiB |")
     print(f"| memory per queued message (PSS, RSS, anonymous) | {per['Pss']:.0f} / "
