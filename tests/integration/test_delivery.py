@@ -199,6 +199,8 @@ class Delivery(RingmailTestCase):
             # record comes as it replies, a moment earlier)
             self.assertIsNotNone(d.wait_log(rf"{qid}: to=<r{i}@remote\.test>, .*stat=Sent",
                                             timeout=30))
+        # the sink counts a transaction just after its reply went out
+        sink.wait_until(lambda: sum(c.transactions for c in sink.connections) == 3, timeout=10)
         self.assertEqual(len(sink.connections), 1,
                          [c.transactions for c in sink.connections])
         self.assertEqual(sink.connections[0].transactions, 3)

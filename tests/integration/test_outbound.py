@@ -73,7 +73,8 @@ class OutboundTest(unittest.TestCase):
         p = subprocess.run(argv, input=message, capture_output=True, timeout=timeout)
         err = p.stderr.decode(errors="replace")
         self.assertEqual(p.returncode, 0, err)
-        rows = [json.loads(line) for line in p.stdout.decode().splitlines() if line.strip()]
+        rows = [json.loads(line) for line in p.stdout.decode(errors="replace").splitlines()
+                if line.strip()]
         last = {}
         for r in rows:
             last[r["rcpt"]] = r
