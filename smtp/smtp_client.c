@@ -158,10 +158,11 @@ static enum smtp_client_outcome outcome_of(int code)
     return code >= 500 ? SMTP_CLIENT_PERM : code >= 400 ? SMTP_CLIENT_TEMP : SMTP_CLIENT_OK;
 }
 
-/* A reply text is shown (logs, bounces) with its control octets as '?'. */
+/* A reply text is shown (logs, a bounce's Diagnostic-Code, which RFC 3464 keeps ASCII)
+ * with its control and non-ASCII octets as '?'. */
 static char printable(char ch)
 {
-    return (unsigned char)ch < 0x20 || ch == 0x7f ? '?' : ch;
+    return (unsigned char)ch < 0x20 || (unsigned char)ch >= 0x7f ? '?' : ch;
 }
 
 static void reply_set_text(struct smtp_client_reply *r, const char *text)

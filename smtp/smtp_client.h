@@ -125,7 +125,8 @@ struct smtp_client_reply {
     enum smtp_client_outcome outcome;
     char enh[12];                        /* "5.1.1": the reply's own or derived from the code */
     char text[SMTP_CLIENT_TEXT_MAX + 1]; /* lines joined by one space, without code and
-                                            enhanced status; control octets as '?' */
+                                            enhanced status; control and non-ASCII octets as
+                                            '?' */
 };
 
 /* A recipient of a transaction. `notify` holds SMTP_NOTIFY_* bits (smtp_addr.h; the same
