@@ -547,13 +547,17 @@ class Daemon:
 
     def _reap_group(self) -> None:
         """Nothing of this daemon may outlive the test: an engine whose parent died is
-        killed too."""
+        killed too, and waited for (until it is gone its threads still hold the listening
+        port and the spool lock, and a restart would find them taken)."""
         if self.proc is None:
             return
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
-            pass
+            return
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while group_alive(self.proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     # log ------------------------------------------------------------------
     def log(self, since_start: bool = False) -> str:
@@ -693,6 +697,22 @@ class RingmailTestCase(unittest.TestCase):
             shutil.rmtree(self.tmp, ignore_errors=True)
         else:
             sys.stderr.write(f"(test files kept in {self.tmp})\n")
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process of group `pgid` still runs (zombies do not count: an orphaned
+    engine is reaped by whoever adopted it, which may take its time)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def raise_nofile(want: int) -> int:
