@@ -36,16 +36,13 @@
 
 #include <cmocka.h>
 
+#include "engine_fixture.h"
 #include "util/dns.h"
-#include "util/engine.h"
 
 #define DNSMASQ  "/usr/sbin/dnsmasq"
-#define WAIT_MS  10000
 #define MAX_RECS 1024
 #define BIG_MX   70 /* MX records of big.test: more than DNS_MAX_HOSTS, more than 512 bytes */
 #define MANY_V4  20 /* A records of many.test: more than DNS_MAX_ADDRS */
-
-enum msg { MSG_EXIT = 1, MSG_JOB };
 
 struct rec {
     uintptr_t tag;
@@ -59,12 +56,7 @@ struct rec {
 };
 
 static struct tstate {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    struct engine *e;
     struct dns *dns; /* the worker's, made and freed by jobs */
-    void (*job)(struct engine_worker *w);
-    unsigned jobs_done;
     struct rec *recs;
     unsigned nrecs;
     bool inside_call;
@@ -91,34 +83,7 @@ static struct tstate {
     int responder_rcode;
     pthread_t responder_thread;
     volatile bool responder_stop;
-} T = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-
-#define WAIT_FOR(what)                                                                             \
-    do {                                                                                           \
-        struct timespec until_;                                                                    \
-        clock_gettime(CLOCK_REALTIME, &until_);                                                    \
-        until_.tv_sec += WAIT_MS / 1000;                                                           \
-        pthread_mutex_lock(&T.lock);                                                               \
-        int rc_ = 0;                                                                               \
-        while (!(what) && rc_ != ETIMEDOUT)                                                        \
-            rc_ = pthread_cond_timedwait(&T.cond, &T.lock, &until_);                               \
-        bool ok_ = (what);                                                                         \
-        pthread_mutex_unlock(&T.lock);                                                             \
-        if (!ok_)                                                                                  \
-            fail_msg("timed out waiting for %s", #what);                                           \
-    } while (0)
-
-#define SYS(call)                                                                                  \
-    do {                                                                                           \
-        if ((call) < 0)                                                                            \
-            fail_msg("%s: %s", #call, strerror(errno));                                            \
-    } while (0)
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
+} T;
 
 /* --- the worker side --- */
 
@@ -145,7 +110,7 @@ static void summarize(struct rec *r, const struct dns_mx_result *res)
 
 static void on_result(void *arg, const struct dns_mx_result *res)
 {
-    pthread_mutex_lock(&T.lock);
+    pthread_mutex_lock(&F.lock);
     if (T.nrecs < MAX_RECS) {
         struct rec *r = &T.recs[T.nrecs++];
         memset(r, 0, sizeof *r);
@@ -158,8 +123,8 @@ static void on_result(void *arg, const struct dns_mx_result *res)
         r->n_addrs0 = res->n_hosts ? res->hosts[0].n_addrs : 0;
         summarize(r, res);
     }
-    pthread_cond_broadcast(&T.cond);
-    pthread_mutex_unlock(&T.lock);
+    pthread_cond_broadcast(&F.cond);
+    pthread_mutex_unlock(&F.lock);
 }
 
 static struct dns_query *resolve(const char *name, bool with_mx, int family, uintptr_t tag)
@@ -196,61 +161,26 @@ static void job_nothing(struct engine_worker *w)
 
 static void t_on_message(struct engine_worker *w, void *wctx, uint32_t msg)
 {
-    (void)wctx;
-    if (msg == MSG_EXIT) {
+    if (msg == ENGINE_FIXTURE_MSG_EXIT) {
         dns_free(T.dns); /* before the exit: its polls are cancelled at once */
         T.dns = NULL;
-        engine_worker_exit(w);
-        return;
     }
-    T.job(w);
-    pthread_mutex_lock(&T.lock);
-    T.jobs_done++;
-    pthread_cond_broadcast(&T.cond);
-    pthread_mutex_unlock(&T.lock);
+    engine_fixture_on_message(w, wctx, msg);
 }
 
 /* The engine wants connection callbacks; this program has no listener. */
-static void *t_on_accept(struct engine_worker *w, engine_conn_id id, unsigned listener,
-                         const struct sockaddr *peer, socklen_t peerlen,
-                         const struct sockaddr *local, socklen_t locallen)
-{
-    (void)w, (void)id, (void)listener, (void)peer, (void)peerlen, (void)local, (void)locallen;
-    return NULL;
-}
-
-static void t_on_recv(void *ctx, const char *data, size_t len)
-{
-    (void)ctx, (void)data, (void)len;
-}
-
-static void t_on_closed(void *ctx, int err)
-{
-    (void)ctx, (void)err;
-}
-
-static const struct engine_callbacks callbacks = {.on_accept = t_on_accept,
-                                                  .on_recv = t_on_recv,
-                                                  .on_closed = t_on_closed,
+static const struct engine_callbacks callbacks = {.on_accept = engine_fixture_no_accept,
+                                                  .on_recv = engine_fixture_no_recv,
+                                                  .on_closed = engine_fixture_no_closed,
                                                   .on_message = t_on_message};
 
 /* --- the test side --- */
 
-static void run(void (*job)(struct engine_worker *w))
-{
-    pthread_mutex_lock(&T.lock);
-    unsigned target = T.jobs_done + 1;
-    T.job = job;
-    pthread_mutex_unlock(&T.lock);
-    engine_post(T.e, MSG_JOB);
-    WAIT_FOR(T.jobs_done >= target);
-}
-
 static unsigned nrecs(void)
 {
-    pthread_mutex_lock(&T.lock);
+    pthread_mutex_lock(&F.lock);
     unsigned n = T.nrecs;
-    pthread_mutex_unlock(&T.lock);
+    pthread_mutex_unlock(&F.lock);
     return n;
 }
 
@@ -486,24 +416,11 @@ static int group_teardown(void **state)
     return 0;
 }
 
-static void engine_stop(void)
-{
-    engine_post(T.e, MSG_EXIT);
-    engine_join(T.e);
-    engine_free(T.e);
-    T.e = NULL;
-}
-
 static int setup(void **state)
 {
     (void)state;
     struct engine_settings s = {.workers = 1};
-    char err[512];
-    T.e = engine_new(&s, &callbacks, err, sizeof err);
-    if (!T.e || engine_start(T.e, err, sizeof err) < 0) {
-        fprintf(stderr, "engine: %s\n", err);
-        return -1;
-    }
+    engine_fixture_start(&s, &callbacks, NULL, 0);
     T.nrecs = 0;
     return 0;
 }
@@ -511,8 +428,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    if (T.e)
-        engine_stop();
+    if (F.e)
+        engine_fixture_stop();
     return 0;
 }
 
@@ -788,7 +705,7 @@ static void test_free_in_flight(void **state)
     assert_int_equal(nrecs(), 0);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    engine_stop();
+    engine_fixture_stop();
     clock_gettime(CLOCK_MONOTONIC, &t1);
     /* the engine gives up on unfinished operations after 10 s: the polls were cancelled */
     assert_true(t1.tv_sec - t0.tv_sec < 8);
@@ -1002,11 +919,8 @@ static void test_parse_duplicates_and_bound(void **state)
 
 int main(void)
 {
-    char err[512];
-    if (engine_probe(err, sizeof err) < 0) {
-        fprintf(stderr, "skipped: %s\n", err);
+    if (!engine_fixture_usable())
         return 77;
-    }
     if (access(DNSMASQ, X_OK) != 0) {
         fprintf(stderr, "skipped: %s is not installed (Debian: dnsmasq-base)\n", DNSMASQ);
         return 77;

@@ -38,9 +38,9 @@
 #include <cmocka.h>
 #include <liburing.h>
 
-#include "util/engine.h"
+#define WAIT_MS 10000
+#include "engine_fixture.h"
 
-#define WAIT_MS     10000
 #define FLUSH_BYTES (8 * 1024 * 1024)
 #define MAX_CLIENTS 64
 #define AMPLIFY     8 /* M_AMPLIFY: bytes of output per byte of input */
@@ -60,7 +60,7 @@ enum mode {
     M_STALE,   /* records ids so a later connection can use a stale one */
 };
 
-enum msg { MSG_EXIT = 1, MSG_STOP_ACCEPTING, MSG_FILE, MSG_COUNT };
+enum msg { MSG_STOP_ACCEPTING = ENGINE_FIXTURE_MSG_FREE, MSG_FILE, MSG_COUNT };
 
 struct tconn {
     struct engine_worker *w;
@@ -80,10 +80,7 @@ struct file_op {
 };
 
 static struct tstate {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
     enum mode mode;
-    struct engine *e;
     unsigned workers;
     uint16_t port;
     struct in_addr addr; /* this test's own: random in 127.0.0.0/8 */
@@ -91,8 +88,6 @@ static struct tstate {
     int fds[MAX_CLIENTS]; /* client sockets, closed by the teardown; -1 = free */
     int saved_stderr;     /* while the log is captured, else -1 */
     char log_path[64];
-    struct rlimit saved_nofile;
-    bool nofile_lowered;
     unsigned stuck_timer_ms; /* M_STUCK: the timer armed before the close; 0 = none */
     /* Everything from here on is cleared by start(). */
     unsigned accepted, closed, closed_ecanceled, closed_timedout, closed_other, drained;
@@ -112,38 +107,7 @@ static struct tstate {
     engine_conn_id fresh_id;
     struct file_op write_op, fsync_op;
     char file_path[64];
-} T = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-
-static void note(unsigned *counter)
-{
-    pthread_mutex_lock(&T.lock);
-    (*counter)++;
-    pthread_cond_broadcast(&T.cond);
-    pthread_mutex_unlock(&T.lock);
-}
-
-/* Waits until `what` holds (checked under T.lock), failing the test after WAIT_MS. */
-#define WAIT_FOR(what)                                                                             \
-    do {                                                                                           \
-        struct timespec until_;                                                                    \
-        clock_gettime(CLOCK_REALTIME, &until_);                                                    \
-        until_.tv_sec += WAIT_MS / 1000;                                                           \
-        pthread_mutex_lock(&T.lock);                                                               \
-        int rc_ = 0;                                                                               \
-        while (!(what) && rc_ != ETIMEDOUT)                                                        \
-            rc_ = pthread_cond_timedwait(&T.cond, &T.lock, &until_);                               \
-        bool ok_ = (what);                                                                         \
-        pthread_mutex_unlock(&T.lock);                                                             \
-        if (!ok_)                                                                                  \
-            fail_msg("timed out waiting for %s", #what);                                           \
-    } while (0)
-
-/* A system call that must succeed; the failure names the call and errno. */
-#define SYS(call)                                                                                  \
-    do {                                                                                           \
-        if ((call) < 0)                                                                            \
-            fail_msg("%s: %s", #call, strerror(errno));                                            \
-    } while (0)
+} T;
 
 static uint8_t out_pattern(uint64_t off)
 {
@@ -189,15 +153,15 @@ static void *t_on_accept(struct engine_worker *w, engine_conn_id id, unsigned li
     } else if (T.mode == M_HEAP) {
         /* A common base: a connection accepted late must not get an earlier deadline
          * than one that has already fired. */
-        pthread_mutex_lock(&T.lock);
+        pthread_mutex_lock(&F.lock);
         unsigned k = T.accepted;
         if (!T.heap_base)
             T.heap_base = now + 200;
         c->deadline = T.heap_base + (k * 37 % 64) * 3;
-        pthread_mutex_unlock(&T.lock);
+        pthread_mutex_unlock(&F.lock);
         engine_conn_set_timer(w, id, c->deadline);
     } else if (T.mode == M_STALE) {
-        pthread_mutex_lock(&T.lock);
+        pthread_mutex_lock(&F.lock);
         if (T.stale_id) {
             T.fresh_id = id;
             T.stale_send = engine_conn_send(w, T.stale_id, "stale", 5);
@@ -206,7 +170,7 @@ static void *t_on_accept(struct engine_worker *w, engine_conn_id id, unsigned li
             engine_conn_close(w, T.stale_id, false);
             T.stale_checked = 1;
         }
-        pthread_mutex_unlock(&T.lock);
+        pthread_mutex_unlock(&F.lock);
     }
     note(&T.accepted);
     return c;
@@ -224,9 +188,9 @@ static void send_big(struct tconn *c)
 
 static void record_send_after_close(int rc)
 {
-    pthread_mutex_lock(&T.lock);
+    pthread_mutex_lock(&F.lock);
     T.send_after_close = rc;
-    pthread_mutex_unlock(&T.lock);
+    pthread_mutex_unlock(&F.lock);
 }
 
 /* Output the peer can check: byte `off` of the stream is out_pattern(off). */
@@ -241,9 +205,9 @@ static void amplify(struct tconn *c, size_t len)
         c->out_off += n;
         left -= n;
     }
-    pthread_mutex_lock(&T.lock);
+    pthread_mutex_lock(&F.lock);
     T.rx += len;
-    pthread_mutex_unlock(&T.lock);
+    pthread_mutex_unlock(&F.lock);
     /* What the session does after a commit: it must not lift the engine's own pause. */
     engine_conn_resume_recv(c->w, c->id);
 }
@@ -314,10 +278,10 @@ static void t_on_recv(void *ctx, const char *data, size_t len)
         break;
     }
     case M_STALE:
-        pthread_mutex_lock(&T.lock);
+        pthread_mutex_lock(&F.lock);
         if (!T.stale_id)
             T.stale_id = c->id;
-        pthread_mutex_unlock(&T.lock);
+        pthread_mutex_unlock(&F.lock);
         engine_conn_send(c->w, c->id, data, len);
         break;
     default:
@@ -348,17 +312,17 @@ static void t_on_timer(void *ctx)
         }
         break;
     case M_HEAP:
-        pthread_mutex_lock(&T.lock);
+        pthread_mutex_lock(&F.lock);
         if (now < c->deadline || (T.nheap_fired && T.heap_fired[T.nheap_fired - 1] > c->deadline))
             T.heap_order_ok = false;
         T.heap_fired[T.nheap_fired++ % 64] = c->deadline;
-        pthread_cond_broadcast(&T.cond);
-        pthread_mutex_unlock(&T.lock);
+        pthread_cond_broadcast(&F.cond);
+        pthread_mutex_unlock(&F.lock);
         break;
     case M_PAUSE:
-        pthread_mutex_lock(&T.lock);
+        pthread_mutex_lock(&F.lock);
         T.recv_after_pause = c->recv_while_paused;
-        pthread_mutex_unlock(&T.lock);
+        pthread_mutex_unlock(&F.lock);
         c->paused = false;
         engine_conn_resume_recv(c->w, c->id);
         break;
@@ -377,7 +341,7 @@ static void t_on_timer(void *ctx)
 static void t_on_closed(void *ctx, int err)
 {
     free(ctx);
-    pthread_mutex_lock(&T.lock);
+    pthread_mutex_lock(&F.lock);
     T.closed++;
     if (err == ECANCELED)
         T.closed_ecanceled++;
@@ -385,18 +349,18 @@ static void t_on_closed(void *ctx, int err)
         T.closed_timedout++;
     else if (err)
         T.closed_other++;
-    pthread_cond_broadcast(&T.cond);
-    pthread_mutex_unlock(&T.lock);
+    pthread_cond_broadcast(&F.cond);
+    pthread_mutex_unlock(&F.lock);
 }
 
 static void t_file_complete(struct engine_op *op, int res)
 {
     struct file_op *f = (struct file_op *)op;
-    pthread_mutex_lock(&T.lock);
+    pthread_mutex_lock(&F.lock);
     f->res = res;
     f->done = true;
-    pthread_cond_broadcast(&T.cond);
-    pthread_mutex_unlock(&T.lock);
+    pthread_cond_broadcast(&F.cond);
+    pthread_mutex_unlock(&F.lock);
 }
 
 /* A write linked to an fsync, as the spool does it. */
@@ -421,7 +385,7 @@ static void t_on_message(struct engine_worker *w, void *wctx, uint32_t msg)
     (void)wctx;
     unsigned i = engine_worker_index(w);
     switch (msg) {
-    case MSG_EXIT:
+    case ENGINE_FIXTURE_MSG_EXIT:
         engine_worker_exit(w);
         break;
     case MSG_STOP_ACCEPTING:
@@ -481,10 +445,6 @@ static void start(enum mode mode, unsigned workers, const struct engine_settings
     T.heap_order_ok = true;
     T.mode = mode;
     T.workers = s.workers;
-    char err[512];
-    T.e = engine_new(&s, &callbacks, err, sizeof err);
-    if (!T.e)
-        fail_msg("engine_new: %s", err);
     int fds[2];
     fds[0] = listener_on(0);
     struct sockaddr_in sin;
@@ -493,23 +453,13 @@ static void start(enum mode mode, unsigned workers, const struct engine_settings
     T.port = ntohs(sin.sin_port);
     for (unsigned i = 1; i < s.workers; i++)
         fds[i] = listener_on(T.port);
-    assert_int_equal(engine_listen(T.e, 0, fds, s.workers), 0);
-    if (engine_start(T.e, err, sizeof err) < 0)
-        fail_msg("engine_start: %s", err);
+    engine_fixture_start(&s, &callbacks, fds, s.workers);
     WAIT_FOR(T.inits == T.workers);
-}
-
-static void engine_stop(void)
-{
-    engine_post(T.e, MSG_EXIT);
-    engine_join(T.e);
-    engine_free(T.e);
-    T.e = NULL;
 }
 
 static void stop(void)
 {
-    engine_stop();
+    engine_fixture_stop();
     assert_int_equal(T.finis, T.workers);
 }
 
@@ -602,46 +552,11 @@ static void expect_eof(int fd)
         fail_msg("expected EOF, got %s", n > 0 ? "a byte" : strerror(errno));
 }
 
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
 /* 127.a.b.c with a >= 1: never 127.0.0.1, nor anything else in 127.0.0.0/16. */
 static void pick_address(void)
 {
-    uint32_t r;
-    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
-        r = (uint32_t)time(NULL) * 2654435761u ^ (uint32_t)getpid();
-    uint32_t a = 1 + r % 254, b = (r >> 8) & 0xff, c = 1 + (r >> 16) % 254;
-    T.addr.s_addr = htonl(127u << 24 | a << 16 | b << 8 | c);
+    T.addr = engine_fixture_random_address();
     inet_ntop(AF_INET, &T.addr, T.addr_text, sizeof T.addr_text);
-}
-
-/* The lowest free descriptor number: the next one the process will be given. */
-static int lowest_free_fd(void)
-{
-    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    SYS(fd);
-    close(fd);
-    return fd;
-}
-
-static void set_nofile(rlim_t soft)
-{
-    if (!T.nofile_lowered)
-        SYS(getrlimit(RLIMIT_NOFILE, &T.saved_nofile));
-    struct rlimit rl = {.rlim_cur = soft, .rlim_max = T.saved_nofile.rlim_max};
-    SYS(setrlimit(RLIMIT_NOFILE, &rl));
-    T.nofile_lowered = true;
-}
-
-static void restore_nofile(void)
-{
-    if (T.nofile_lowered && setrlimit(RLIMIT_NOFILE, &T.saved_nofile) < 0)
-        print_error("restoring RLIMIT_NOFILE: %s\n", strerror(errno));
-    T.nofile_lowered = false;
 }
 
 /* The engine logs to stderr: lines are collected in a file until log_capture_end(). */
@@ -704,8 +619,8 @@ static int teardown(void **state)
     (void)state;
     free(log_capture_end());
     restore_nofile();
-    if (T.e)
-        engine_stop();
+    if (F.e)
+        engine_fixture_stop();
     for (unsigned i = 0; i < MAX_CLIENTS; i++)
         if (T.fds[i] >= 0)
             close(T.fds[i]);
@@ -822,9 +737,9 @@ static void test_pause_resume(void **state)
     expect(fd, "P");
     send_all(fd, "bbbb", 4);
     expect(fd, "bbbb"); /* only after the timer resumed receiving */
-    pthread_mutex_lock(&T.lock);
+    pthread_mutex_lock(&F.lock);
     unsigned late = T.recv_after_pause;
-    pthread_mutex_unlock(&T.lock);
+    pthread_mutex_unlock(&F.lock);
     assert_true(late <= 2);
     drop(fd);
     WAIT_FOR(T.closed == 1);
@@ -960,9 +875,9 @@ static void test_output_bounded(void **state)
         if (k > 0)
             sent += (size_t)k;
     }
-    pthread_mutex_lock(&T.lock);
+    pthread_mutex_lock(&F.lock);
     uint64_t taken = T.rx;
-    pthread_mutex_unlock(&T.lock);
+    pthread_mutex_unlock(&F.lock);
     if (taken > TAKEN_MAX)
         fail_msg("the engine took %llu of %zu bytes from a peer that reads nothing and queued "
                  "%llu bytes of output for it",
@@ -1167,7 +1082,7 @@ static void test_post_each_worker(void **state)
     enum { POSTS = 1000 };
     start(M_ECHO, 2, NULL);
     for (unsigned i = 0; i < POSTS; i++)
-        engine_post(T.e, MSG_COUNT);
+        engine_post(F.e, MSG_COUNT);
     WAIT_FOR(T.counted[0] == POSTS && T.counted[1] == POSTS);
     stop();
 }
@@ -1199,7 +1114,7 @@ static void test_sqe_file_ops(void **state)
     (void)state;
     start(M_ECHO, 2, NULL);
     snprintf(T.file_path, sizeof T.file_path, "/tmp/test_engine.%d", (int)getpid());
-    engine_post(T.e, MSG_FILE);
+    engine_post(F.e, MSG_FILE);
     WAIT_FOR(T.write_op.done && T.fsync_op.done);
     assert_int_equal(T.write_op.res, 21);
     assert_int_equal(T.fsync_op.res, 0);
@@ -1218,7 +1133,7 @@ static void test_stop_accepting(void **state)
     (void)state;
     start(M_ECHO, 2, NULL);
     int before = client();
-    engine_post(T.e, MSG_STOP_ACCEPTING);
+    engine_post(F.e, MSG_STOP_ACCEPTING);
     WAIT_FOR(T.stopped == 2);
     /* The kernel drops its last reference to a listening socket on the worker's next
      * io_uring_enter, a moment after the close. */
@@ -1274,11 +1189,8 @@ static void test_bad_settings(void **state)
 
 int main(void)
 {
-    char err[512];
-    if (engine_probe(err, sizeof err) < 0) {
-        fprintf(stderr, "skipped: %s\n", err);
+    if (!engine_fixture_usable())
         return 77;
-    }
     const struct CMUnitTest tests[] = {
         TEST(test_echo_many),
         TEST(test_timer_rearm_disarm),

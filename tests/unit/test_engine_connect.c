@@ -33,14 +33,12 @@
 
 #include <cmocka.h>
 
-#include "util/engine.h"
+#define WAIT_MS 10000
+#include "engine_fixture.h"
 
-#define WAIT_MS   10000
 #define MANY      200u
 #define MAX_EXTRA 16
 #define GREETING  "220 peer\r\n"
-
-enum msg { MSG_RUN = 1, MSG_EXIT };
 
 struct oconn {
     engine_conn_id id;
@@ -58,11 +56,6 @@ struct oconn {
 };
 
 static struct tstate {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    struct engine *e;
-    struct engine_worker *w;
-    void (*run)(struct engine_worker *w);
     /* the peer */
     int lfd;
     int stop_pipe[2];
@@ -73,61 +66,19 @@ static struct tstate {
     struct sockaddr_in peer_seen; /* the address of the last connection it accepted */
     unsigned peer_accepted;
     int extra[MAX_EXTRA]; /* other sockets, closed by the teardown; -1 = free */
-    struct rlimit saved_nofile;
-    bool nofile_lowered;
     /* Everything from here on is cleared by start(). */
-    unsigned ran, connected, closed, finis;
+    unsigned connected, closed, finis;
     unsigned accepted_conns;            /* engine_worker_connections() seen by a scenario */
     unsigned accepted, accepted_closed; /* by the engine's own listener */
     int accepted_err;
     int stale_send;
     struct oconn c[MANY];
-} T = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-
-#define WAIT_FOR(what)                                                                             \
-    do {                                                                                           \
-        struct timespec until_;                                                                    \
-        clock_gettime(CLOCK_REALTIME, &until_);                                                    \
-        until_.tv_sec += WAIT_MS / 1000;                                                           \
-        pthread_mutex_lock(&T.lock);                                                               \
-        int rc_ = 0;                                                                               \
-        while (!(what) && rc_ != ETIMEDOUT)                                                        \
-            rc_ = pthread_cond_timedwait(&T.cond, &T.lock, &until_);                               \
-        bool ok_ = (what);                                                                         \
-        pthread_mutex_unlock(&T.lock);                                                             \
-        if (!ok_)                                                                                  \
-            fail_msg("timed out waiting for %s", #what);                                           \
-    } while (0)
-
-#define SYS(call)                                                                                  \
-    do {                                                                                           \
-        if ((call) < 0)                                                                            \
-            fail_msg("%s: %s", #call, strerror(errno));                                            \
-    } while (0)
-
-static void note(unsigned *counter)
-{
-    pthread_mutex_lock(&T.lock);
-    (*counter)++;
-    pthread_cond_broadcast(&T.cond);
-    pthread_mutex_unlock(&T.lock);
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
+} T;
 
 /* 127.a.b.c with a >= 1: never 127.0.0.1, nor anything else in 127.0.0.0/16. */
 static struct sockaddr_in random_address(void)
 {
-    uint32_t r;
-    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
-        r = (uint32_t)time(NULL) * 2654435761u ^ (uint32_t)getpid();
-    uint32_t a = 1 + r % 254, b = (r >> 8) & 0xff, c = 1 + (r >> 16) % 254;
-    return (struct sockaddr_in){.sin_family = AF_INET,
-                                .sin_addr.s_addr = htonl(127u << 24 | a << 16 | b << 8 | c)};
+    return (struct sockaddr_in){.sin_family = AF_INET, .sin_addr = engine_fixture_random_address()};
 }
 
 static void keep_fd(int fd)
@@ -183,11 +134,11 @@ static void *peer_main(void *arg)
                 if (T.greet)
                     send(fd, GREETING, strlen(GREETING), MSG_NOSIGNAL);
                 p[n++] = (struct pollfd){.fd = fd, .events = POLLIN};
-                pthread_mutex_lock(&T.lock);
+                pthread_mutex_lock(&F.lock);
                 T.peer_seen = from;
                 T.peer_accepted++;
-                pthread_cond_broadcast(&T.cond);
-                pthread_mutex_unlock(&T.lock);
+                pthread_cond_broadcast(&F.cond);
+                pthread_mutex_unlock(&F.lock);
             }
         }
         for (unsigned i = 2; i < n; i++) {
@@ -255,19 +206,19 @@ static struct sockaddr_in blackhole(void)
 static void o_on_connected(void *ctx)
 {
     struct oconn *c = ctx;
-    pthread_mutex_lock(&T.lock);
+    pthread_mutex_lock(&F.lock);
     c->connected = true;
     T.connected++;
-    pthread_cond_broadcast(&T.cond);
-    pthread_mutex_unlock(&T.lock);
+    pthread_cond_broadcast(&F.cond);
+    pthread_mutex_unlock(&F.lock);
     if (c->connected_send)
-        engine_conn_send(T.w, c->id, c->connected_send, strlen(c->connected_send));
+        engine_conn_send(F.w, c->id, c->connected_send, strlen(c->connected_send));
 }
 
 static void o_on_recv(void *ctx, const char *data, size_t len)
 {
     struct oconn *c = ctx;
-    pthread_mutex_lock(&T.lock);
+    pthread_mutex_lock(&F.lock);
     if (!c->connected)
         c->recv_before_connected = true;
     size_t room = sizeof c->rx - 1 - c->rxlen;
@@ -275,32 +226,32 @@ static void o_on_recv(void *ctx, const char *data, size_t len)
     memcpy(c->rx + c->rxlen, data, n);
     c->rxlen += n;
     bool done = c->want && c->rxlen >= c->want;
-    pthread_mutex_unlock(&T.lock);
+    pthread_mutex_unlock(&F.lock);
     if (done)
-        engine_conn_close(T.w, c->id, true);
+        engine_conn_close(F.w, c->id, true);
 }
 
 /* The connect timeout, as the layer would handle it. */
 static void o_on_timer(void *ctx)
 {
     struct oconn *c = ctx;
-    pthread_mutex_lock(&T.lock);
+    pthread_mutex_lock(&F.lock);
     c->timer_fires++;
-    pthread_mutex_unlock(&T.lock);
-    engine_conn_close(T.w, c->id, false);
+    pthread_mutex_unlock(&F.lock);
+    engine_conn_close(F.w, c->id, false);
 }
 
 static void o_on_closed(void *ctx, int err)
 {
     struct oconn *c = ctx;
-    pthread_mutex_lock(&T.lock);
+    pthread_mutex_lock(&F.lock);
     if (c->closed)
         fail_msg("on_closed twice");
     c->closed = true;
     c->err = err;
     T.closed++;
-    pthread_cond_broadcast(&T.cond);
-    pthread_mutex_unlock(&T.lock);
+    pthread_cond_broadcast(&F.cond);
+    pthread_mutex_unlock(&F.lock);
 }
 
 static const struct engine_conn_callbacks o_callbacks = {
@@ -323,13 +274,6 @@ static void open_conn(struct engine_worker *w, unsigned i, const struct sockaddr
 }
 
 /* --- the engine: no listener; scenarios arrive as messages --- */
-
-static void *t_worker_init(struct engine_worker *w, unsigned index)
-{
-    (void)index;
-    T.w = w;
-    return NULL;
-}
 
 static void t_worker_fini(struct engine_worker *w, void *ctx)
 {
@@ -358,103 +302,40 @@ static void *t_on_accept(struct engine_worker *w, engine_conn_id id, unsigned li
 static void t_on_recv(void *ctx, const char *data, size_t len)
 {
     const struct aconn *a = ctx;
-    engine_conn_send(T.w, a->id, data, len);
+    engine_conn_send(F.w, a->id, data, len);
 }
 
 static void t_on_closed(void *ctx, int err)
 {
-    pthread_mutex_lock(&T.lock);
+    pthread_mutex_lock(&F.lock);
     T.accepted_closed++;
     T.accepted_err = err;
-    pthread_cond_broadcast(&T.cond);
-    pthread_mutex_unlock(&T.lock);
+    pthread_cond_broadcast(&F.cond);
+    pthread_mutex_unlock(&F.lock);
     free(ctx);
 }
 
-static void t_on_message(struct engine_worker *w, void *ctx, uint32_t msg)
-{
-    (void)ctx;
-    if (msg == MSG_EXIT) {
-        engine_worker_exit(w);
-        return;
-    }
-    T.run(w);
-    note(&T.ran);
-}
-
 static const struct engine_callbacks callbacks = {
-    .worker_init = t_worker_init,
+    .worker_init = engine_fixture_worker_init,
     .worker_fini = t_worker_fini,
     .on_accept = t_on_accept,
     .on_recv = t_on_recv,
     .on_closed = t_on_closed,
-    .on_message = t_on_message,
+    .on_message = engine_fixture_on_message,
 };
 
 /* The engine, listening on `lfd` unless it is negative. */
 static void start_listening(int lfd)
 {
-    memset(&T.ran, 0, sizeof T - offsetof(struct tstate, ran));
-    char err[512];
+    memset(&T.connected, 0, sizeof T - offsetof(struct tstate, connected));
     /* Outbound connections are not limited by max_connections. */
     struct engine_settings s = {.workers = 1, .max_connections = 16};
-    T.e = engine_new(&s, &callbacks, err, sizeof err);
-    if (!T.e)
-        fail_msg("engine_new: %s", err);
-    if (lfd >= 0 && engine_listen(T.e, 0, &lfd, 1) < 0) {
-        close(lfd);
-        fail_msg("engine_listen");
-    }
-    if (engine_start(T.e, err, sizeof err) < 0)
-        fail_msg("engine_start: %s", err);
+    engine_fixture_start(&s, &callbacks, &lfd, lfd >= 0);
 }
 
 static void start(void)
 {
     start_listening(-1);
-}
-
-/* Runs `fn` on the worker's thread and waits for it to return. */
-static void run(void (*fn)(struct engine_worker *w))
-{
-    pthread_mutex_lock(&T.lock);
-    unsigned before = T.ran;
-    T.run = fn;
-    pthread_mutex_unlock(&T.lock);
-    engine_post(T.e, MSG_RUN);
-    WAIT_FOR(T.ran > before);
-}
-
-static void stop(void)
-{
-    engine_post(T.e, MSG_EXIT);
-    engine_join(T.e);
-    engine_free(T.e);
-    T.e = NULL;
-}
-
-static void set_nofile(rlim_t soft)
-{
-    if (!T.nofile_lowered)
-        SYS(getrlimit(RLIMIT_NOFILE, &T.saved_nofile));
-    struct rlimit rl = {.rlim_cur = soft, .rlim_max = T.saved_nofile.rlim_max};
-    SYS(setrlimit(RLIMIT_NOFILE, &rl));
-    T.nofile_lowered = true;
-}
-
-static void restore_nofile(void)
-{
-    if (T.nofile_lowered && setrlimit(RLIMIT_NOFILE, &T.saved_nofile) < 0)
-        print_error("restoring RLIMIT_NOFILE: %s\n", strerror(errno));
-    T.nofile_lowered = false;
-}
-
-static int lowest_free_fd(void)
-{
-    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    SYS(fd);
-    close(fd);
-    return fd;
 }
 
 static int setup(void **state)
@@ -470,8 +351,8 @@ static int teardown(void **state)
 {
     (void)state;
     restore_nofile();
-    if (T.e)
-        stop();
+    if (F.e)
+        engine_fixture_stop();
     peer_stop();
     for (unsigned i = 0; i < MAX_EXTRA; i++) {
         if (T.extra[i] >= 0)
@@ -522,7 +403,7 @@ static void test_connect_echo(void **state)
     assert_rx(&T.c[0], GREETING "ping\r\n");
     run(sc_stale_send);
     assert_int_equal(T.stale_send, -1);
-    stop();
+    engine_fixture_stop();
     assert_int_equal(T.finis, 1);
 }
 
@@ -556,7 +437,7 @@ static void test_connect_refused(void **state)
     WAIT_FOR(T.closed == 2);
     assert_false(T.c[0].connected);
     assert_int_equal(T.c[0].err, ECONNREFUSED);
-    stop();
+    engine_fixture_stop();
 }
 
 static void sc_connect_timeout(struct engine_worker *w)
@@ -578,7 +459,7 @@ static void test_connect_timeout(void **state)
     assert_int_equal(T.c[0].timer_fires, 1);
     assert_false(T.c[0].connected);
     assert_int_equal(T.c[0].err, 0);
-    stop();
+    engine_fixture_stop();
 }
 
 static void sc_close_now(struct engine_worker *w)
@@ -630,7 +511,7 @@ static void test_close_while_connecting(void **state)
     assert_false(T.c[0].connected);
     assert_int_equal(T.c[0].err, 0);
     assert_int_equal(T.c[0].rxlen, 0);
-    stop();
+    engine_fixture_stop();
 }
 
 static char many_lines[MANY][16];
@@ -671,7 +552,7 @@ static void test_many_at_once(void **state)
         assert_rx(&T.c[i], want);
     }
     assert_int_equal(T.peer_accepted, MANY);
-    stop();
+    engine_fixture_stop();
 }
 
 static void sc_send_early(struct engine_worker *w)
@@ -696,7 +577,7 @@ static void test_send_before_connected(void **state)
     assert_true(T.c[0].connected);
     assert_int_equal(T.c[0].err, 0);
     assert_rx(&T.c[0], "early\r\nmore\r\nlate\r\n");
-    stop();
+    engine_fixture_stop();
 }
 
 static void sc_from(struct engine_worker *w)
@@ -728,7 +609,7 @@ static void test_connect_from(void **state)
     WAIT_FOR(T.closed == 2);
     assert_false(T.c[0].connected);
     assert_int_equal(T.c[0].err, EADDRNOTAVAIL);
-    stop();
+    engine_fixture_stop();
 }
 
 /* A descriptor within fd_reserve of RLIMIT_NOFILE: EMFILE through on_closed. */
@@ -746,7 +627,7 @@ static void test_fd_reserve(void **state)
     assert_false(T.c[0].connected);
     assert_int_equal(T.c[0].err, EMFILE);
     assert_int_equal(T.peer_accepted, 0);
-    stop();
+    engine_fixture_stop();
 }
 
 static void sc_bad_args(struct engine_worker *w)
@@ -782,7 +663,7 @@ static void test_bad_arguments(void **state)
         assert_int_equal(T.c[i].rc, -1);
         assert_int_equal(T.c[i].rc_errno, EINVAL);
     }
-    stop();
+    engine_fixture_stop();
     assert_int_equal(T.closed, 0);
     assert_int_equal(T.peer_accepted, 0);
 }
@@ -801,9 +682,9 @@ static void test_exit_while_connecting(void **state)
     target = blackhole();
     start();
     run(sc_exit);
-    engine_join(T.e);
-    engine_free(T.e);
-    T.e = NULL;
+    engine_join(F.e);
+    engine_free(F.e);
+    F.e = NULL;
     assert_int_equal(T.c[0].rc, 0);
     assert_true(T.c[0].closed);
     assert_int_equal(T.c[0].err, ECANCELED);
@@ -836,14 +717,14 @@ static void test_pause_before_connected(void **state)
     run(sc_pause_early);
     WAIT_FOR(T.connected == 1);
     sleep_ms(100); /* the greeting and the echo have arrived by now: they must wait */
-    pthread_mutex_lock(&T.lock);
+    pthread_mutex_lock(&F.lock);
     size_t early = T.c[0].rxlen;
-    pthread_mutex_unlock(&T.lock);
+    pthread_mutex_unlock(&F.lock);
     assert_int_equal(early, 0);
     run(sc_resume);
     WAIT_FOR(T.closed == 1);
     assert_rx(&T.c[0], GREETING "held\r\n");
-    stop();
+    engine_fixture_stop();
 }
 
 static struct sockaddr_in6 target6;
@@ -894,7 +775,7 @@ static void test_connect_ipv6(void **state)
     assert_true(T.c[0].connected);
     assert_int_equal(T.c[0].err, 0);
     assert_rx(&T.c[0], "back\r\n");
-    stop();
+    engine_fixture_stop();
 }
 
 static void sc_loop(struct engine_worker *w)
@@ -921,18 +802,15 @@ static void test_loop_through_own_listener(void **state)
     assert_int_equal(T.c[0].err, 0);
     assert_rx(&T.c[0], "loop\r\n");
     assert_int_equal(T.accepted_err, 0);
-    stop();
+    engine_fixture_stop();
 }
 
 #define TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
 {
-    char err[512];
-    if (engine_probe(err, sizeof err) < 0) {
-        fprintf(stderr, "skipped: %s\n", err);
+    if (!engine_fixture_usable())
         return 77;
-    }
     const struct CMUnitTest tests[] = {
         TEST(test_connect_echo),
         TEST(test_connect_refused),

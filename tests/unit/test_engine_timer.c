@@ -20,13 +20,11 @@
 
 #include <cmocka.h>
 
-#include "util/engine.h"
-
 #define WAIT_MS 20000
-#define MANY    100000u
-#define STRESS  10000u
+#include "engine_fixture.h"
 
-enum msg { MSG_RUN = 1, MSG_EXIT };
+#define MANY   100000u
+#define STRESS 10000u
 
 enum action {
     A_RECORD,
@@ -55,14 +53,9 @@ struct fired {
 };
 
 static struct tstate {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    struct engine *e;
-    struct engine_worker *w;
-    void (*run)(struct engine_worker *w);
     struct ttimer *timers; /* the test's, freed by the teardown */
     /* Everything from here on is cleared by start(). */
-    unsigned ran, finis;
+    unsigned finis;
     bool in_scenario;
     unsigned fired_in_scenario;
     unsigned expected; /* timers armed when the scenario ended */
@@ -70,36 +63,7 @@ static struct tstate {
     bool stop_forever;
     struct fired *log;
     unsigned nlog, log_cap;
-} T = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-
-#define WAIT_FOR(what)                                                                             \
-    do {                                                                                           \
-        struct timespec until_;                                                                    \
-        clock_gettime(CLOCK_REALTIME, &until_);                                                    \
-        until_.tv_sec += WAIT_MS / 1000;                                                           \
-        pthread_mutex_lock(&T.lock);                                                               \
-        int rc_ = 0;                                                                               \
-        while (!(what) && rc_ != ETIMEDOUT)                                                        \
-            rc_ = pthread_cond_timedwait(&T.cond, &T.lock, &until_);                               \
-        bool ok_ = (what);                                                                         \
-        pthread_mutex_unlock(&T.lock);                                                             \
-        if (!ok_)                                                                                  \
-            fail_msg("timed out waiting for %s", #what);                                           \
-    } while (0)
-
-static void note(unsigned *counter)
-{
-    pthread_mutex_lock(&T.lock);
-    (*counter)++;
-    pthread_cond_broadcast(&T.cond);
-    pthread_mutex_unlock(&T.lock);
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
+} T;
 
 /* A small deterministic generator: failures reproduce. */
 static uint64_t rng_state;
@@ -115,31 +79,31 @@ static uint32_t rng(void)
 static void t_fire(struct engine_timer *et)
 {
     struct ttimer *t = (struct ttimer *)((char *)et - offsetof(struct ttimer, t));
-    pthread_mutex_lock(&T.lock);
+    pthread_mutex_lock(&F.lock);
     if (T.in_scenario)
         T.fired_in_scenario++;
     if (T.nlog < T.log_cap)
         T.log[T.nlog++] =
-            (struct fired){.id = t->id, .deadline = t->deadline, .at = engine_now_ms(T.w)};
+            (struct fired){.id = t->id, .deadline = t->deadline, .at = engine_now_ms(F.w)};
     t->fires++;
     t->armed_in_fire = engine_timer_armed(&t->t);
-    pthread_cond_broadcast(&T.cond);
-    pthread_mutex_unlock(&T.lock);
+    pthread_cond_broadcast(&F.cond);
+    pthread_mutex_unlock(&F.lock);
     switch (t->action) {
     case A_RECORD:
         break;
     case A_AGAIN:
         if (t->fires < t->again) {
             t->deadline = 0;
-            engine_timer_arm(T.w, &t->t, 0);
+            engine_timer_arm(F.w, &t->t, 0);
         }
         break;
     case A_FOREVER:
         if (!T.stop_forever)
-            engine_timer_arm(T.w, &t->t, 0);
+            engine_timer_arm(F.w, &t->t, 0);
         break;
     case A_DISARM:
-        engine_timer_disarm(T.w, &t->other->t);
+        engine_timer_disarm(F.w, &t->other->t);
         break;
     case A_FREE_SELF:
         free(t);
@@ -166,13 +130,6 @@ static void make_timers(unsigned n)
 
 /* --- the engine: no listener; scenarios arrive as messages --- */
 
-static void *t_worker_init(struct engine_worker *w, unsigned index)
-{
-    (void)index;
-    T.w = w;
-    return NULL;
-}
-
 /* The loop has ended: every timer is disarmed, and arming does nothing. */
 static void t_worker_fini(struct engine_worker *w, void *ctx)
 {
@@ -185,81 +142,35 @@ static void t_worker_fini(struct engine_worker *w, void *ctx)
     note(&T.finis);
 }
 
-static void *t_on_accept(struct engine_worker *w, engine_conn_id id, unsigned listener,
-                         const struct sockaddr *peer, socklen_t peerlen,
-                         const struct sockaddr *local, socklen_t locallen)
-{
-    (void)w, (void)id, (void)listener, (void)peer, (void)peerlen, (void)local, (void)locallen;
-    return NULL;
-}
-
-static void t_on_recv(void *ctx, const char *data, size_t len)
-{
-    (void)ctx, (void)data, (void)len;
-}
-
-static void t_on_closed(void *ctx, int err)
-{
-    (void)ctx, (void)err;
-}
-
+/* A timer that fires while a scenario runs is counted (test_not_inside_calls). */
 static void t_on_message(struct engine_worker *w, void *ctx, uint32_t msg)
 {
-    (void)ctx;
-    if (msg == MSG_EXIT) {
-        engine_worker_exit(w);
-        return;
-    }
-    pthread_mutex_lock(&T.lock);
+    pthread_mutex_lock(&F.lock);
     T.in_scenario = true;
-    pthread_mutex_unlock(&T.lock);
-    T.run(w);
-    pthread_mutex_lock(&T.lock);
+    pthread_mutex_unlock(&F.lock);
+    engine_fixture_on_message(w, ctx, msg);
+    pthread_mutex_lock(&F.lock);
     T.in_scenario = false;
-    pthread_mutex_unlock(&T.lock);
-    note(&T.ran);
+    pthread_mutex_unlock(&F.lock);
 }
 
 static const struct engine_callbacks callbacks = {
-    .worker_init = t_worker_init,
+    .worker_init = engine_fixture_worker_init,
     .worker_fini = t_worker_fini,
-    .on_accept = t_on_accept,
-    .on_recv = t_on_recv,
-    .on_closed = t_on_closed,
+    .on_accept = engine_fixture_no_accept,
+    .on_recv = engine_fixture_no_recv,
+    .on_closed = engine_fixture_no_closed,
     .on_message = t_on_message,
 };
 
 static void start(unsigned log_cap)
 {
-    memset(&T.ran, 0, sizeof T - offsetof(struct tstate, ran));
+    memset(&T.finis, 0, sizeof T - offsetof(struct tstate, finis));
     T.log = calloc(log_cap, sizeof *T.log);
     T.log_cap = log_cap;
     assert_non_null(T.log);
-    char err[512];
     struct engine_settings s = {.workers = 1};
-    T.e = engine_new(&s, &callbacks, err, sizeof err);
-    if (!T.e)
-        fail_msg("engine_new: %s", err);
-    if (engine_start(T.e, err, sizeof err) < 0)
-        fail_msg("engine_start: %s", err);
-}
-
-static void run(void (*fn)(struct engine_worker *w))
-{
-    pthread_mutex_lock(&T.lock);
-    unsigned before = T.ran;
-    T.run = fn;
-    pthread_mutex_unlock(&T.lock);
-    engine_post(T.e, MSG_RUN);
-    WAIT_FOR(T.ran > before);
-}
-
-static void stop(void)
-{
-    engine_post(T.e, MSG_EXIT);
-    engine_join(T.e);
-    engine_free(T.e);
-    T.e = NULL;
+    engine_fixture_start(&s, &callbacks, NULL, 0);
 }
 
 static int setup(void **state)
@@ -272,8 +183,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    if (T.e)
-        stop();
+    if (F.e)
+        engine_fixture_stop();
     free(T.timers);
     T.timers = NULL;
     free(T.log);
@@ -298,12 +209,12 @@ static void assert_log_ordered(void)
 /* At the end of a scenario, on the worker's thread: which of the first n timers must fire. */
 static void note_expected(unsigned n)
 {
-    pthread_mutex_lock(&T.lock);
+    pthread_mutex_lock(&F.lock);
     for (unsigned i = 0; i < n; i++) {
         T.timers[i].expected = engine_timer_armed(&T.timers[i].t);
         T.expected += T.timers[i].expected;
     }
-    pthread_mutex_unlock(&T.lock);
+    pthread_mutex_unlock(&F.lock);
 }
 
 /* --- tests --- */
@@ -328,7 +239,7 @@ static void test_order(void **state)
         assert_int_equal(T.timers[i].fires, 1);
         assert_false(T.timers[i].armed_in_fire);
     }
-    stop();
+    engine_fixture_stop();
 }
 
 static void sc_rearm(struct engine_worker *w)
@@ -355,7 +266,7 @@ static void test_rearm_moves(void **state)
     assert_int_equal(T.log[1].id, 1);
     assert_int_equal(T.log[2].id, 2);
     assert_log_ordered();
-    stop();
+    engine_fixture_stop();
 }
 
 static void sc_disarm(struct engine_worker *w)
@@ -381,7 +292,7 @@ static void test_disarm(void **state)
     assert_int_equal(T.log[0].id, 1);
     assert_int_equal(T.timers[0].fires, 0);
     assert_int_equal(T.timers[2].fires, 0);
-    stop();
+    engine_fixture_stop();
 }
 
 static struct ttimer *freed_by_fire, *self_freeing;
@@ -430,7 +341,7 @@ static void test_fire_side_effects(void **state)
     for (unsigned i = 0; i < T.nlog; i++)
         self_fired += T.log[i].id == 101;
     assert_int_equal(self_fired, 1);
-    stop();
+    engine_fixture_stop();
 }
 
 static void sc_past(struct engine_worker *w)
@@ -449,7 +360,7 @@ static void test_not_inside_calls(void **state)
     run(sc_past);
     WAIT_FOR(T.nlog == 2);
     assert_int_equal(T.fired_in_scenario, 0);
-    stop();
+    engine_fixture_stop();
 }
 
 static void sc_forever(struct engine_worker *w)
@@ -474,7 +385,7 @@ static void test_rearm_past_no_starvation(void **state)
     run(sc_forever);
     WAIT_FOR(T.nlog >= 3);
     run(sc_stop_forever);
-    stop();
+    engine_fixture_stop();
     assert_true(T.timers[0].fires >= 3);
 }
 
@@ -511,7 +422,7 @@ static void test_many(void **state)
             fail_msg("timer %u fired %u times", i, T.timers[i].fires);
     printf("%u timers armed, %u fired in deadline order; %zu bytes per timer\n", MANY, want,
            sizeof(struct engine_timer));
-    stop();
+    engine_fixture_stop();
 }
 
 /* Random arming, moving and disarming with deadlines all in the past (small absolute
@@ -553,7 +464,7 @@ static void test_heap_stress(void **state)
             fail_msg("timer %u fired %u times", i, T.timers[i].fires);
     printf("%u random arms, moves and disarms among %u timers: %.0f ns each\n", 30 * STRESS, STRESS,
            (double)stress_ns / (30 * STRESS));
-    stop();
+    engine_fixture_stop();
 }
 
 static void sc_far(struct engine_worker *w)
@@ -570,7 +481,7 @@ static void test_exit(void **state)
     make_timers(2);
     start(4);
     run(sc_far);
-    stop();
+    engine_fixture_stop();
     assert_int_equal(T.finis, 1);
     assert_int_equal(T.nlog, 0);
     assert_false(T.armed_at_fini);
@@ -582,11 +493,8 @@ static void test_exit(void **state)
 
 int main(void)
 {
-    char err[512];
-    if (engine_probe(err, sizeof err) < 0) {
-        fprintf(stderr, "skipped: %s\n", err);
+    if (!engine_fixture_usable())
         return 77;
-    }
     const struct CMUnitTest tests[] = {
         TEST(test_order),
         TEST(test_rearm_moves),
