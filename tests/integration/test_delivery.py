@@ -3,50 +3,19 @@ next hop (tests/integration/sink.py, aiosmtpd-style asyncio server) found by sma
 mailertable or MX (a real dnsmasq on loopback), retries temporary failures on the backoff
 schedule, bounces permanent ones as RFC 3464 reports, and removes what it delivered."""
 
-import email
-import email.policy
 import os
 import random
 import re
 import time
 import unittest
 
+from delivery_support import FAST_QUEUE, DeliveryTestCase
 from dns_fixture import DnsFixture
-from ringmail_harness import HOSTNAME, RingmailTestCase, make_message
-from sink import Close, Delay, Sink, first_n
-
-# Short schedules so retries and expiry happen within a test.
-FAST_QUEUE = {"minimal_backoff": "1s", "maximal_backoff": "2s", "interval": "2s"}
+from ringmail_harness import HOSTNAME
+from sink import Delay, first_n
 
 
-def sent_lines(log: str, rcpt: str) -> list[str]:
-    return re.findall(rf"^.*to=<{re.escape(rcpt)}>, .*stat=Sent.*$", log, re.M)
-
-
-class Delivery(RingmailTestCase):
-
-    def sink(self, addr="127.0.0.2", **kw) -> Sink:
-        s = Sink(addr, **kw).start()
-        self.addCleanup(s.stop)
-        return s
-
-    def relay(self, sink: Sink, **overrides):
-        """A daemon whose smart host is `sink`."""
-        routing = {"smart_host": f"[{sink.addr}]:{sink.port}"}
-        return self.daemon(routing=routing, **overrides)
-
-    def send(self, d, sender, rcpts, subject="test", body="hello\r\n"):
-        c = self.session(d)
-        final = c.send_mail(sender, rcpts, make_message(subject=subject, body=body))
-        qid = self.assertAccepted(final)
-        c.cmd("QUIT")
-        return qid
-
-    def wait_spool_empty(self, d, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        while d.spool.qids() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        self.assertEqual(d.spool.qids(), set(), "the delivered message is still in the spool")
+class Delivery(DeliveryTestCase):
 
     def test_smart_host(self):
         """Accepted, delivered at once, logged as sendmail does, and removed."""
@@ -71,7 +40,7 @@ class Delivery(RingmailTestCase):
     def test_mailertable(self):
         sink = self.sink()
         mt = self.tmp / "mailertable"
-        mt.write_text(f"table.test esmtp:[{sink.addr}]:{sink.port}\n"
+        mt.write_text(f"table.test esmtp:{sink.hostport}\n"
                       f".sub.test error:5.7.1:550 mail for sub.test is refused here\n")
         d = self.daemon(maps={"mailertable": str(mt)})
         self.send(d, "alice@client.test", ["bob@table.test"])
@@ -104,17 +73,6 @@ class Delivery(RingmailTestCase):
                                         timeout=10))
         self.wait_spool_empty(d)
 
-    def bounce_of(self, sink, n=1, timeout=30):
-        """The n-th message the sink got whose sender is <>, parsed."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            bounces = [m for m in sink.messages if m.mail_from == ""]
-            if len(bounces) >= n:
-                return bounces[n - 1], email.message_from_bytes(bounces[n - 1].data,
-                                                                policy=email.policy.default)
-            time.sleep(0.1)
-        self.fail(f"no bounce arrived at the sink: {[m.mail_from for m in sink.messages]}")
-
     def assert_dsn(self, msg, action, status, rcpt):
         self.assertEqual(msg.get_content_type(), "multipart/report")
         self.assertEqual(msg.get_param("report-type"), "delivery-status")
@@ -139,7 +97,7 @@ class Delivery(RingmailTestCase):
                         subject="will partly bounce")
         self.assertIsNotNone(d.wait_log(
             rf"{qid}: to=<bad@remote\.test>, .*dsn=5\.1\.1, stat=User unknown$", timeout=20))
-        raw, msg = self.bounce_of(sink)
+        raw, msg = self.notice_of(sink)
         self.assertEqual(raw.rcpt_tos, ["alice@client.test"])
         self.assertEqual(msg["To"], "alice@client.test")
         self.assertIn("MAILER-DAEMON@", msg["From"])
@@ -151,28 +109,31 @@ class Delivery(RingmailTestCase):
         self.assertIn("will partly bounce", str(parts[2]))
         self.wait_spool_empty(d)
 
+    def send_to_slow_rcpt(self, **timeouts):
+        """A relay (with `timeouts`) whose next hop defers slow@remote.test, and a message
+        to it: (sink, daemon, qid)."""
+        sink = self.sink(rcpt={"slow@remote.test": "451 4.2.1 mailbox busy", "*": "250 Ok"})
+        d = self.relay(sink, queue=FAST_QUEUE, timeouts=timeouts)
+        return sink, d, self.send(d, "alice@client.test", ["slow@remote.test"])
+
     def test_expiry_bounces(self):
         """Deferred until timeouts.queuereturn: then the recipient fails with 4.4.7."""
-        sink = self.sink(rcpt={"slow@remote.test": "451 4.2.1 mailbox busy", "*": "250 Ok"})
-        d = self.relay(sink, queue=FAST_QUEUE, timeouts={"queuereturn": "3s"})
-        qid = self.send(d, "alice@client.test", ["slow@remote.test"])
+        sink, d, qid = self.send_to_slow_rcpt(queuereturn="3s")
         self.assertIsNotNone(d.wait_log(
             rf"{qid}: to=<slow@remote\.test>, .*dsn=4\.4\.7, stat=Cannot send message for "
             rf"3 seconds: 451 4\.2\.1 mailbox busy$", timeout=30))
-        _, msg = self.bounce_of(sink)
+        _, msg = self.notice_of(sink)
         self.assert_dsn(msg, "failed", "4.4.7", "slow@remote.test")
         self.wait_spool_empty(d)
 
     def test_delay_warning_once(self):
         """Past timeouts.queuewarn the sender gets one delay warning (Action: delayed), the
         recipient is marked W in the qf, and later attempts send no second one."""
-        sink = self.sink(rcpt={"slow@remote.test": "451 4.2.1 mailbox busy", "*": "250 Ok"})
-        d = self.relay(sink, queue=FAST_QUEUE, timeouts={"queuewarn": "2s"})
-        qid = self.send(d, "alice@client.test", ["slow@remote.test"])
+        sink, d, qid = self.send_to_slow_rcpt(queuewarn="2s")
         self.assertIsNotNone(d.wait_log(
             rf"{qid}: [0-9A-Za-z]{{16}}: DSN: Warning: could not send message for past "
             rf"2 seconds$", timeout=30))
-        raw, msg = self.bounce_of(sink)
+        raw, msg = self.notice_of(sink)
         self.assertEqual(raw.rcpt_tos, ["alice@client.test"])
         self.assertIn("Warning", msg["Subject"])
         self.assert_dsn(msg, "delayed", "4.2.1", "slow@remote.test")
@@ -187,7 +148,7 @@ class Delivery(RingmailTestCase):
         while attempts() < first + 2 and time.monotonic() < deadline + 20:
             time.sleep(0.2)
         self.assertGreaterEqual(attempts(), first + 2)
-        self.assertEqual(len([m for m in sink.messages if m.mail_from == ""]), 1)
+        self.assertEqual(len(self.notices(sink)), 1)
 
     def test_connection_reuse(self):
         """Messages to the same next hop one after another share one connection."""
@@ -241,9 +202,8 @@ class Delivery(RingmailTestCase):
             r"bits=\d+/\d+, group=\S+, peer_cert=(RSA-\d+|ECDSA-P\d+)"))
         # encrypt to a next hop without STARTTLS: deferred, never sent in plain text
         plain = self.sink("127.0.0.3")
-        d2 = self.daemon(routing={"smart_host": f"[127.0.0.3]:{plain.port}"},
-                         delivery={"tls_policy": [{"destination": f"[127.0.0.3]:{plain.port}",
-                                                   "level": "encrypt"}]})
+        d2 = self.relay(plain, delivery={"tls_policy": [{"destination": plain.hostport,
+                                                         "level": "encrypt"}]})
         qid = self.send(d2, "alice@client.test", ["must@remote.test"])
         self.assertIsNotNone(d2.wait_log(rf"{qid}: to=<must@remote\.test>, .*stat=Deferred",
                                          timeout=20))
@@ -251,7 +211,7 @@ class Delivery(RingmailTestCase):
 
 
 @unittest.skipUnless(os.geteuid() == 0, "MX delivery needs port 25 on loopback addresses (root)")
-class DeliveryByMX(RingmailTestCase):
+class DeliveryByMX(DeliveryTestCase):
     """Next hops found in DNS: a real dnsmasq serves the test zone, the sinks listen on
     port 25 of loopback addresses of their own (random, so that parallel runs of this
     test do not meet)."""
@@ -275,9 +235,7 @@ class DeliveryByMX(RingmailTestCase):
         self.addCleanup(self.dns.stop)
 
     def sink(self, addr, **kw):
-        s = Sink(addr, port=25, **kw).start()
-        self.addCleanup(s.stop)
-        return s
+        return super().sink(addr, port=25, **kw)
 
     def test_mx_preference_and_fallback(self):
         """The first MX is down (nothing listens on its address): the second gets it."""
@@ -314,8 +272,6 @@ class DeliveryByMX(RingmailTestCase):
         qid2 = self.send(d, "alice@client.test", ["y@backup.test"])
         self.assertEqual(second.wait_messages(1, timeout=30)[0].rcpt_tos, ["y@backup.test"])
         self.assertIsNotNone(d.wait_log(rf"{qid2}: to=<y@backup\.test>, .*stat=Sent"))
-
-    send = Delivery.send
 
 
 if __name__ == "__main__":
