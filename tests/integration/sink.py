@@ -47,6 +47,7 @@ Constructor (every argument but addr is a keyword):
       Close(after=None)                close the connection instead of answering; in
                                        "final", after=N closes mid-DATA after N bytes
       Garbage(b"...")                  write these bytes instead of a reply, then go on
+                                       (in the same state: after STARTTLS, still plain text)
       Endless()                        write an endless line (no CRLF), until the peer closes
                                        (capped at 64 MiB, then stalls)
       Delay(seconds, reply)            answer `reply` after a pause (slow servers,
@@ -615,16 +616,16 @@ class _Session:
             final = f"250 2.0.0 Ok: queued as {len(self.sink.messages) + 1}"
         if self.size_limit and len(data) > self.size_limit and isinstance(final, str):
             final = "552 5.3.4 Message size exceeds fixed limit"
+        said = final.reply if isinstance(final, Delay) else final   # what the peer gets
         c = self.conn
         rec = Message(conn=c.number, peer=c.peer, helo=c.helo, esmtp=c.esmtp, tls=c.tls,
                       mail_from=self.mail_from, mail_options=self.mail_options,
                       rcpt_tos=self.rcpts, rcpt_options=self.rcpt_options, data=data, raw=raw,
                       via=via, body_8bit=any(b > 127 for b in data),
-                      reply=final if isinstance(final, str) else "", time=time.time())
+                      reply=said if isinstance(said, str) else "", time=time.time())
         if rec.body_8bit and not any(p.upper() == "BODY=8BITMIME" for p in self.mail_options):
             c.violations.append("8-bit data without BODY=8BITMIME")
         self.reset()
-        said = final.reply if isinstance(final, Delay) else final
         ok = isinstance(said, str) and said.startswith("2")
         if not ok:
             with self.sink._cond:

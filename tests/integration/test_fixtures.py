@@ -230,6 +230,10 @@ class SinkTest(unittest.TestCase):
         self.assertGreaterEqual(time.monotonic() - t, 0.4)
         c2.data(MSG)
         self.assertEqual(s.max_concurrent, 2)
+        # a delayed 2xx is an accepted message (and says which reply it got)
+        msgs = s.wait_messages(2, 10)
+        self.assertEqual([m.reply for m in msgs], ["250 2.0.0 slowly"] * 2)
+        self.assertEqual(s.rejected, [])
 
     @unittest.skipUnless(ipv6_loopback_available(), "no IPv6 loopback")
     def test_ipv6_and_jsonl(self):
