@@ -83,8 +83,10 @@ int tlsconf_read_files(const struct config *cfg, struct fileset *files, char *er
 }
 
 /* Server contexts present the configured (or demo) certificates; client contexts the
- * delivery side's certificate when there is one, and trust tls.ca_file/ca_path, or the
- * system's store when neither is set. */
+ * delivery side's certificate when there is one, and trust tls.ca_file/ca_path only, as
+ * Postfix's smtp_tls_CAfile and sendmail's CACertFile: no system store unless the
+ * operator names it (ca_path: /etc/ssl/certs), which also keeps a reload from reading a
+ * whole CA bundle once per worker. */
 static int tlsconf_build(const struct config *cfg, bool client, unsigned n, struct tls_lib **libs,
                          struct fileset *files, struct tls_ctx ***out, char *err, size_t errlen)
 {
@@ -120,7 +122,6 @@ static int tlsconf_build(const struct config *cfg, bool client, unsigned n, stru
         .session_tickets = t->session_tickets,
         .ticket_rotate = t->ticket_rotate_ms / 1000,
         .files = files,
-        .verify_system_ca = client && !t->ca_file && !t->ca_path,
     };
     struct tls_cert_pair client_pair = {t->client_cert, t->client_key};
     if (client) {
