@@ -448,14 +448,15 @@ static int qmgr_notice(struct qmgr_msg *m, enum bounce_kind kind)
         .retry = &m->s->retry,
         .now = now,
     };
-    int rc = sm ? bounce_generate(&p, &out, &info) : -ENOMEM;
+    /* bounce_generate fails only when the buffer cannot grow */
+    bool made = sm && bounce_generate(&p, &out, &info) == 0;
     free(br);
-    if (rc < 0) {
+    if (!made) {
         if (sm)
             spool_msg_abort(sm);
         free(b);
         buf_free(&out);
-        return rc < 0 ? rc : -ENOMEM;
+        return -ENOMEM;
     }
     b->m = m;
     b->kind = kind;
