@@ -23,19 +23,10 @@ struct queuerun_backlog {
     size_t n, cap;
 };
 
-/* FNV-1a over the whole id: ids made in the same second differ in their last characters. */
-static unsigned queuerun_worker_of(const char *qid, unsigned workers)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < QID_LEN; i++)
-        h = (h ^ (unsigned char)qid[i]) * 16777619u;
-    return h % workers;
-}
-
 static int queuerun_collect(void *arg, const struct envelope *e)
 {
     struct daemon *d = arg;
-    struct queuerun_backlog *b = &d->backlog[queuerun_worker_of(e->qid, d->workers)];
+    struct queuerun_backlog *b = &d->backlog[qid_hash(e->qid) % d->workers];
     if (b->n == b->cap) {
         size_t cap = b->cap ? 2 * b->cap : 1024;
         struct queuerun_entry *v = realloc(b->v, cap * sizeof(*v));

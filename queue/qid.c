@@ -81,3 +81,14 @@ bool qid_valid(const char *s)
     }
     return s[i] == '\0';
 }
+
+uint32_t qid_hash(const char *qid)
+{
+    uint32_t h = 2166136261u; /* FNV-1a, then a finalizer */
+    for (size_t i = 0; i < QID_LEN && qid[i]; i++)
+        h = (h ^ (unsigned char)qid[i]) * 16777619u;
+    h ^= h >> 16;
+    h *= 0x7feb352du;
+    h ^= h >> 15;
+    return h;
+}

@@ -12,11 +12,16 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define QID_LEN 16
 
 /* Writes QID_LEN characters and a NUL into out[QID_LEN + 1]. */
 void qid_new(char out[QID_LEN + 1], unsigned worker);
 bool qid_valid(const char *s);
+/* A hash of the whole id with every character reaching the low bits (an id's leading
+ * characters are the time and barely change): for spreading messages over spool
+ * subdirectories and workers. */
+uint32_t qid_hash(const char *qid);
 
 #endif

@@ -58,15 +58,7 @@ unsigned spool_shard_count(unsigned depth)
 
 unsigned spool_shard_of(const char *qid, unsigned depth)
 {
-    /* FNV-1a over the whole id, then a finalizer: the id's leading characters are the
-     * time and barely change, so every character must reach the low bits. */
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < QID_LEN && qid[i]; i++)
-        h = (h ^ (unsigned char)qid[i]) * 16777619u;
-    h ^= h >> 16;
-    h *= 0x7feb352du;
-    h ^= h >> 15;
-    return h % spool_shard_count(depth);
+    return qid_hash(qid) % spool_shard_count(depth);
 }
 
 static const char spool_hex[] = "0123456789abcdef";
