@@ -44,7 +44,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -408,20 +407,7 @@ def main():
             rb.build()
         if not rb.DAEMON.exists():
             rb.die(f"no {rb.DAEMON}")
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
-    except (ValueError, OSError):
-        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    bench = RelayBench(args)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        bench.run()
-    except KeyboardInterrupt:
-        sys.exit(130)
-    finally:
-        bench.cleanup()
+    rb.run_to_end(RelayBench, args)
 
 
 if __name__ == "__main__":

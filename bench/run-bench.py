@@ -1015,6 +1015,27 @@ def build():
     run(["cmake", "--build", BUILD_DIR, "-j", ncpu(), "--target", *targets], stdout=subprocess.DEVNULL)
 
 
+def run_to_end(bench_class, args) -> None:
+    """Runs a benchmark (run(), then cleanup() whatever happened) with the descriptors idle
+    sessions need (the daemon and the client raise their soft limit to this) and the
+    signals that must stop it."""
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+    except (ValueError, OSError):
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    bench = bench_class(args)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
+    # a shell starts a background job with SIGINT ignored; Ctrl-C or kill -INT must still stop it
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        bench.run()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    finally:
+        bench.cleanup()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -1044,22 +1065,7 @@ def main():
             die(f"no {exe}")
     if not CEILING.exists():
         log(f"no {CEILING.relative_to(ROOT)}: the ceiling columns stay empty")
-    # idle sessions need descriptors: the daemon and the client raise their soft limit to this
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
-    except (ValueError, OSError):
-        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    bench = Bench(args)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
-    # a shell starts a background job with SIGINT ignored; Ctrl-C or kill -INT must still stop it
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        bench.run()
-    except KeyboardInterrupt:
-        sys.exit(130)
-    finally:
-        bench.cleanup()
+    run_to_end(Bench, args)
 
 
 if __name__ == "__main__":
