@@ -11,10 +11,11 @@ check() { # folder, forbidden folders...
         fi
     done
 }
-check util smtp tls queue delivery compat core
-check smtp tls queue delivery compat core
-check tls smtp queue delivery compat core
-check queue smtp tls delivery compat core
-check delivery compat core
-check compat core
+check util smtp tls queue delivery compat core cli
+check smtp tls queue delivery compat core cli
+check tls smtp queue delivery compat core cli
+check queue smtp tls delivery compat core cli
+check delivery compat core cli
+check compat core cli
+check core cli
 exit $status
