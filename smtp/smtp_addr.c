@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* A cursor over the caller's bytes. */
@@ -725,6 +726,14 @@ int smtp_mail_params_parse(const char *s, size_t len, const struct smtp_ext *ext
     memset(out, 0, sizeof(*out));
     return params_parse(s, len, mail_params, sizeof(mail_params) / sizeof(mail_params[0]), ext, out,
                         err);
+}
+
+void smtp_mail_params_free(struct smtp_mail_params *p)
+{
+    free(p->fullname);
+    free(p->maildrop);
+    p->fullname = NULL;
+    p->maildrop = NULL;
 }
 
 int smtp_rcpt_params_parse(const char *s, size_t len, const struct smtp_ext *ext,

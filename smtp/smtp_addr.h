@@ -1,7 +1,8 @@
 /*
  * smtp/smtp_addr.h — RFC 5321 paths and the ESMTP parameters of MAIL and RCPT.
  *
- * Pure parsing into caller-owned structs; nothing is allocated, nothing is looked up.
+ * Pure parsing into caller-owned structs; nothing is looked up, and nothing is allocated
+ * but the two decoded values of local submission's MAIL parameters (smtp_mail_params_free).
  * Every failure returns the SMTP reply to give (code, enhanced code, reason) so the
  * server never has to guess. Lengths follow RFC 5321 4.5.3.1 (local part 64 octets,
  * domain 255, path 256); SMTPUTF8 (RFC 6531) paths are accepted only when asked for.
@@ -102,6 +103,10 @@ struct smtp_mail_params {
     bool smtputf8;
     enum smtp_dsn_ret ret;
     char envid[SMTP_ENVID_MAX + 1]; /* xtext as received, "" if absent */
+    /* Local submission only (smtp_ext.local): decoded xtext, NULL if absent; malloc'd,
+     * freed by smtp_mail_params_free() */
+    char *fullname; /* FULLNAME=: the sender's full name (sendmail -F) */
+    char *maildrop; /* XMAILDROP=: the maildrop file the message came from */
 };
 
 struct smtp_rcpt_params {
@@ -116,6 +121,8 @@ int smtp_mail_params_parse(const char *s, size_t len, const struct smtp_ext *ext
                            struct smtp_mail_params *out, struct smtp_addr_error *err);
 int smtp_rcpt_params_parse(const char *s, size_t len, const struct smtp_ext *ext,
                            struct smtp_rcpt_params *out, struct smtp_addr_error *err);
+/* Frees fullname and maildrop and sets them to NULL. */
+void smtp_mail_params_free(struct smtp_mail_params *p);
 /* Validates RFC 3461 xtext (used by ENVID and ORCPT). */
 bool smtp_xtext_valid(const char *s, size_t len);
 

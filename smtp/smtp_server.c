@@ -138,6 +138,7 @@ void smtp_server_tx_reset(struct smtp_server *s)
     tx->n_rcpts = 0;
     tx->sender = NULL;
     tx->bdat = false;
+    smtp_mail_params_free(&tx->mail_params);
     memset(&tx->mail_params, 0, sizeof(tx->mail_params));
     smtp_server_msg_free(&s->msg);
     s->in_message = false;

@@ -98,6 +98,9 @@ struct smtp_server_settings {
     struct smtp_server_timeouts timeouts;
     bool starttls; /* advertise STARTTLS (TLS module available on this listener) */
     bool in_tls;   /* the connection is already in TLS (after STARTTLS) */
+    /* The listener is ringmail's local submission socket (sendmail's MSP): MAIL also takes
+     * FULLNAME= and XMAILDROP= (after EHLO), and SMTP_EV_HEADER_END is emitted. */
+    bool local;
 };
 
 /* A recipient of the current transaction, as accepted. */
@@ -123,6 +126,7 @@ enum smtp_event_type {
     SMTP_EV_REJECT,     /* a command was refused by policy or syntax: cmd, arg, reply */
     SMTP_EV_DATA_START, /* first byte of message data is about to come (after 354 or BDAT) */
     SMTP_EV_DATA,       /* message data, unstuffed, CRLF line ends as received: data/len */
+    SMTP_EV_HEADER_END, /* settings.local only; see "Header end" below */
     SMTP_EV_DATA_END,   /* message complete and acceptable: the caller commits it and then
                            calls smtp_server_commit_done(); size, msgid are set */
     SMTP_EV_DATA_ABORT, /* message refused (size, bare CR/LF, NUL, headers, line length) or the
@@ -138,17 +142,35 @@ enum smtp_event_type {
                            close gets CLOSE again ("timeout") when it ends */
 };
 
+/* Header end (settings.local): once per message, when its header section ends and BEFORE
+ * the octets that end it are passed on as SMTP_EV_DATA, so what the caller adds in its
+ * handler lands at the end of the header. headers_seen holds SMTP_HDR_SEEN_* bits for the
+ * fields the header had (names case-insensitive). len is 1 when the section did not end
+ * at an empty line (the message has no header, its first non-header line follows, or the
+ * message ends after the header): the caller must add an empty line after anything it
+ * inserts; else len is 0 and the empty line follows. */
+enum {
+    SMTP_HDR_SEEN_DATE = 1 << 0,
+    SMTP_HDR_SEEN_FROM = 1 << 1,
+    SMTP_HDR_SEEN_MSGID = 1 << 2,
+    SMTP_HDR_SEEN_SENDER = 1 << 3,
+    SMTP_HDR_SEEN_TO = 1 << 4,
+    SMTP_HDR_SEEN_CC = 1 << 5,
+    SMTP_HDR_SEEN_BCC = 1 << 6,
+};
+
 struct smtp_event {
     enum smtp_event_type type;
-    const char *cmd;    /* REJECT: "MAIL", "RCPT", ... */
-    const char *arg;    /* HELO/MAIL/RCPT/REJECT: the argument as received */
-    const char *reply;  /* REJECT/DATA_ABORT: the reply text sent, without CRLF */
-    const char *data;   /* DATA: bytes */
-    size_t len;         /* DATA: length */
-    uint64_t size;      /* DATA_END: octets of message data */
-    const char *msgid;  /* DATA_END: the first Message-ID value, unfolded, trimmed, at most
-                           250 octets, control octets as '?' (a tab as ' '); or NULL */
-    const char *reason; /* CLOSE: "quit", "timeout", "too many errors", ... */
+    const char *cmd;       /* REJECT: "MAIL", "RCPT", ... */
+    const char *arg;       /* HELO/MAIL/RCPT/REJECT: the argument as received */
+    const char *reply;     /* REJECT/DATA_ABORT: the reply text sent, without CRLF */
+    const char *data;      /* DATA: bytes */
+    size_t len;            /* DATA: length; HEADER_END: 1 if no empty line follows, else 0 */
+    uint64_t size;         /* DATA_END: octets of message data */
+    const char *msgid;     /* DATA_END: the first Message-ID value, unfolded, trimmed, at most
+                              250 octets, control octets as '?' (a tab as ' '); or NULL */
+    const char *reason;    /* CLOSE: "quit", "timeout", "too many errors", ... */
+    unsigned headers_seen; /* HEADER_END: SMTP_HDR_SEEN_* bits */
 };
 
 struct smtp_server_io {
