@@ -29,6 +29,8 @@ enum env_kind {
     ENV_FLAG,    /* bool, "0" or "1" */
     ENV_STR,     /* char *, always written (NULL as "") */
     ENV_OPT_STR, /* char *, record omitted when NULL */
+    ENV_REASON,  /* char *, raw printable text, ENVELOPE_REASON_WIDTH octets, optional */
+    ENV_NAME,    /* char *, a maildrop name, record omitted when NULL */
 };
 
 struct env_field {
@@ -40,8 +42,8 @@ struct env_field {
                           * offset, for in-place updates; 0 = none */
 };
 
-/* The attempt count and the next-attempt time come first so their offsets do not depend
- * on any variable-length record. */
+/* The attempt count, the next-attempt time and the reason come first so their offsets do
+ * not depend on any variable-length record. */
 static const struct env_field env_fields[] = {
     {'I', ENV_QID, offsetof(struct envelope, qid), NULL, 0},
     {'T', ENV_TIME, offsetof(struct envelope, created), NULL, 0},
@@ -49,6 +51,8 @@ static const struct env_field env_fields[] = {
      offsetof(struct envelope, attempts_offset)},
     {'W', ENV_TIME, offsetof(struct envelope, next_attempt), NULL,
      offsetof(struct envelope, next_attempt_offset)},
+    {'E', ENV_REASON, offsetof(struct envelope, last_reason), NULL,
+     offsetof(struct envelope, last_reason_offset)},
     {'L', ENV_SIZE, offsetof(struct envelope, size), NULL, 0},
     {'B', ENV_CHOICE, offsetof(struct envelope, body), "078", 0},
     {'U', ENV_FLAG, offsetof(struct envelope, smtputf8), NULL, 0},
@@ -61,6 +65,7 @@ static const struct env_field env_fields[] = {
     {'D', ENV_OPT_STR, offsetof(struct envelope, daemon), NULL, 0},
     {'M', ENV_OPT_STR, offsetof(struct envelope, msgid), NULL, 0},
     {'Z', ENV_OPT_STR, offsetof(struct envelope, envid), NULL, 0},
+    {'O', ENV_NAME, offsetof(struct envelope, maildrop), NULL, 0},
 };
 #define ENV_NFIELDS (sizeof(env_fields) / sizeof(env_fields[0]))
 
@@ -69,6 +74,37 @@ static const struct env_field env_fields[] = {
 #define ENV_ABSENT "-"
 
 static const char env_hex[] = "0123456789ABCDEF";
+
+/* Optional on input: a qf written before the record existed is still read (a queue
+ * survives an upgrade). */
+static bool env_field_optional(const struct env_field *f)
+{
+    return f->kind == ENV_OPT_STR || f->kind == ENV_REASON || f->kind == ENV_NAME;
+}
+
+static bool env_field_is_string(const struct env_field *f)
+{
+    return f->kind == ENV_STR || f->kind == ENV_OPT_STR || f->kind == ENV_REASON ||
+           f->kind == ENV_NAME;
+}
+
+bool envelope_maildrop_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > ENVELOPE_MAILDROP_MAX || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return false;
+    return strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+}
+
+void envelope_reason_format(char out[ENVELOPE_REASON_WIDTH], const char *text)
+{
+    size_t i = 0;
+    for (; text && text[i] && i < ENVELOPE_REASON_WIDTH; i++) {
+        unsigned char c = (unsigned char)text[i];
+        out[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+    }
+    memset(out + i, ' ', ENVELOPE_REASON_WIDTH - i);
+}
 
 /* --- writing --- */
 
@@ -132,6 +168,20 @@ static int env_put_field(struct buf *out, const struct env_field *f, const struc
             return 0;
         return buf_printf(out, "%c", f->tag) | env_put_value(out, s ? s : "") |
                buf_append(out, "\n", 1);
+    case ENV_REASON: {
+        char field[ENVELOPE_REASON_WIDTH];
+        memcpy(&s, base, sizeof(s));
+        envelope_reason_format(field, s);
+        return buf_printf(out, "%c", f->tag) | buf_append(out, field, sizeof(field)) |
+               buf_append(out, "\n", 1);
+    }
+    case ENV_NAME:
+        memcpy(&s, base, sizeof(s));
+        if (!s)
+            return 0;
+        if (!envelope_maildrop_name_valid(s))
+            return -1;
+        return buf_printf(out, "%c%s\n", f->tag, s);
     }
     return -1;
 }
@@ -249,6 +299,23 @@ static int env_number(struct env_parser *p, const char *v, size_t n, int width, 
     return 0;
 }
 
+/* The padding is trimmed; an all-blank field is no reason (NULL). */
+static int env_parse_reason(struct env_parser *p, const char *v, size_t n, char *base)
+{
+    char *s = NULL;
+    if (n != ENVELOPE_REASON_WIDTH)
+        return env_fail(p, "reason field has the wrong width");
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)v[i] < 0x20 || (unsigned char)v[i] >= 0x7f)
+            return env_fail(p, "control character in the reason");
+    while (n > 0 && v[n - 1] == ' ')
+        n--;
+    if (n > 0 && !(s = strndup(v, n)))
+        return env_fail(p, "out of memory");
+    memcpy(base, &s, sizeof(s));
+    return 0;
+}
+
 static int env_parse_field(struct env_parser *p, const struct env_field *f, struct envelope *e)
 {
     char *base = (char *)e + f->off;
@@ -292,6 +359,18 @@ static int env_parse_field(struct env_parser *p, const struct env_field *f, stru
     case ENV_OPT_STR:
         if (env_decode(p, v, n, &s) < 0)
             return -1;
+        memcpy(base, &s, sizeof(s));
+        return 0;
+    case ENV_REASON:
+        return env_parse_reason(p, v, n, base);
+    case ENV_NAME:
+        s = strndup(v, n);
+        if (!s)
+            return env_fail(p, "out of memory");
+        if (!envelope_maildrop_name_valid(s)) {
+            free(s);
+            return env_fail(p, "bad maildrop name");
+        }
         memcpy(base, &s, sizeof(s));
         return 0;
     }
@@ -395,7 +474,7 @@ static int env_parse_lines(struct env_parser *p, const char *data, size_t len, s
         return env_fail(p, "data after the end marker");
     }
     for (size_t i = 0; i < ENV_NFIELDS; i++) {
-        if (!seen[i] && env_fields[i].kind != ENV_OPT_STR) {
+        if (!seen[i] && !env_field_optional(&env_fields[i])) {
             snprintf(p->missing, sizeof(p->missing), "missing the %c record", env_fields[i].tag);
             return env_fail(p, p->missing);
         }
@@ -419,7 +498,7 @@ void envelope_free(struct envelope *e)
 {
     for (size_t i = 0; i < ENV_NFIELDS; i++) {
         const struct env_field *f = &env_fields[i];
-        if (f->kind == ENV_STR || f->kind == ENV_OPT_STR) {
+        if (env_field_is_string(f)) {
             char *s;
             memcpy(&s, (char *)e + f->off, sizeof(s));
             free(s);

@@ -35,6 +35,14 @@ bool envelope_rcpt_open(enum envelope_rcpt_state state);
 /* Widths of the fixed-width numeric fields (zero-padded decimal), for in-place updates. */
 #define ENVELOPE_TIME_WIDTH  20 /* created, next attempt, size */
 #define ENVELOPE_COUNT_WIDTH 10 /* attempts */
+/* The last deferral's reason: printable ASCII, space-padded to this width (longer text is
+ * cut), so each deferral rewrites it in place like the counters. */
+#define ENVELOPE_REASON_WIDTH 160
+/* next_attempt of a held message: never due (sendmail's quarantine, postsuper -h).
+ * Releasing it sets next_attempt to 0. Fits the 20-digit time field. */
+#define ENVELOPE_NEXT_HELD ((time_t)99999999999999999LL)
+/* Longest maildrop file name ([A-Za-z0-9._-]). */
+#define ENVELOPE_MAILDROP_MAX 64
 
 enum { ENV_NOTIFY_NEVER = 1, ENV_NOTIFY_SUCCESS = 2, ENV_NOTIFY_FAILURE = 4, ENV_NOTIFY_DELAY = 8 };
 
@@ -65,16 +73,31 @@ struct envelope {
     time_t next_attempt;    /* wall clock seconds; 0 = as soon as possible */
     size_t attempts_offset; /* byte offsets of those two fields in the qf (set by parse) */
     size_t next_attempt_offset;
+    char *last_reason;         /* last deferral's reason (sendmail's "Deferred: ..."), or
+                                * NULL; parse trims the padding */
+    size_t last_reason_offset; /* its field's offset in the qf; 0 = the qf predates the
+                                * record (no in-place rewrite possible) */
+    char *maildrop;            /* maildrop file name the message came from, or NULL */
     struct envelope_rcpt *rcpts;
     size_t n_rcpts;
 };
 
+/* A maildrop name as the envelope accepts it: 1..ENVELOPE_MAILDROP_MAX octets of
+ * [A-Za-z0-9._-], and not "." or "..". */
+bool envelope_maildrop_name_valid(const char *name);
+/* Formats `text` (NULL = none) as the reason field: octets outside printable ASCII become
+ * '?', cut or space-padded to exactly ENVELOPE_REASON_WIDTH octets (not terminated). The
+ * one formatter of the field: envelope_write and the in-place rewrite both use it. */
+void envelope_reason_format(char out[ENVELOPE_REASON_WIDTH], const char *text);
+
 /* Serialises to `out` (appended). -1 only if the buffer's limit is hit (or memory ran
  * out); `out` is then unchanged. NULL strings are omitted records (sender and recipient
- * addresses: written as ""); times before 1970 are written as 0. */
+ * addresses: written as ""); times before 1970 are written as 0. An invalid maildrop name
+ * is refused (-1). */
 int envelope_write(const struct envelope *e, struct buf *out);
 /* Parses a qf image. 0, or -1 with a reason naming the line in `err`. On success `e`
- * owns its strings. */
+ * owns its strings. Files written before the reason and maildrop records existed parse
+ * (last_reason NULL, last_reason_offset 0, maildrop NULL). */
 int envelope_parse(const char *data, size_t len, struct envelope *e, char *err, size_t errlen);
 void envelope_free(struct envelope *e);
 

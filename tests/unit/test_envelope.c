@@ -37,9 +37,17 @@ static const struct envelope sample = {
     .envid = "QQ314159",
     .attempts = 3,
     .next_attempt = 1700003600,
+    .last_reason = "Deferred: 451 4.3.0 try later",
+    .maildrop = "1700000000.42.9f3a",
     .rcpts = sample_rcpts,
     .n_rcpts = 2,
 };
+
+#define SP10 "          "
+/* The reason above, space-padded to ENVELOPE_REASON_WIDTH (29 + 131 octets). */
+#define SAMPLE_REASON                                                                              \
+    "Deferred: 451 4.3.0 try later" SP10 SP10 SP10 SP10 SP10 SP10 SP10 SP10 SP10 SP10 SP10 SP10    \
+        SP10 " "
 
 /* The documented format (docs/queue.md), byte for byte. */
 static const char sample_qf[] = "V1\n"
@@ -47,6 +55,7 @@ static const char sample_qf[] = "V1\n"
                                 "T00000000001700000000\n"
                                 "N0000000003\n"
                                 "W00000000001700003600\n"
+                                "E" SAMPLE_REASON "\n"
                                 "L00000000000000001024\n"
                                 "B8\n"
                                 "U1\n"
@@ -59,9 +68,25 @@ static const char sample_qf[] = "V1\n"
                                 "DMTA\n"
                                 "M<1@example.com>\n"
                                 "ZQQ314159\n"
+                                "O1700000000.42.9f3a\n"
                                 "RP 00 - alice@example.org\n"
                                 "RD 06 rfc822;bob+2B40example.net bob@example.net\n"
                                 ".\n";
+
+/* A qf written before the E and O records existed: still read (a queue survives an
+ * upgrade). */
+static const char old_qf[] = "V1\n"
+                             "I0a1B2c3D4e5F6g7H\n"
+                             "T00000000001700000000\n"
+                             "N0000000003\n"
+                             "W00000000001700003600\n"
+                             "L00000000000000001024\n"
+                             "B8\n"
+                             "U1\n"
+                             "X2\n"
+                             "Ssender@example.com\n"
+                             "RP 00 - alice@example.org\n"
+                             ".\n";
 
 static void write_env(const struct envelope *e, struct buf *b)
 {
@@ -103,6 +128,8 @@ static void assert_env_equal(const struct envelope *a, const struct envelope *b)
     assert_str_or_null(a->envid, b->envid);
     assert_int_equal(a->attempts, b->attempts);
     assert_int_equal(a->next_attempt, b->next_attempt);
+    assert_str_or_null(a->last_reason, b->last_reason);
+    assert_str_or_null(a->maildrop, b->maildrop);
     assert_int_equal(a->n_rcpts, b->n_rcpts);
     for (size_t i = 0; i < a->n_rcpts; i++) {
         assert_string_equal(a->rcpts[i].addr, b->rcpts[i].addr);
@@ -168,11 +195,11 @@ static void test_injection(void **state)
     m.n_rcpts = 2;
     struct buf b;
     assert_round_trip(&m, &b);
-    /* Exactly one line per record: V, 16 fields, 2 recipients, end marker. */
+    /* Exactly one line per record: V, 18 fields, 2 recipients, end marker. */
     size_t lines = 0;
     for (size_t i = 0; i < b.len; i++)
         lines += b.data[i] == '\n';
-    assert_int_equal(lines, 1 + 16 + 2 + 1);
+    assert_int_equal(lines, 1 + 18 + 2 + 1);
     assert_non_null(memmem(b.data, b.len, "Sevil+0A.+0ARP+2000+20-+20x@y\n", 30));
     assert_non_null(memmem(b.data, b.len, "Ccaf\xc3\xa9.example\n", 14));
     assert_non_null(memmem(b.data, b.len, "RF 01  +2Ddash+2Bplus+20@+7F+01\n", 31));
@@ -215,9 +242,9 @@ static void test_truncated(void **state)
     for (size_t n = 0; n < b.len; n++)
         assert_int_equal(envelope_parse(b.data, n, &e, err, sizeof(err)), -1);
     assert_int_equal(envelope_parse(b.data, b.len - 2, &e, err, sizeof(err)), -1);
-    assert_string_equal(err, "line 20: truncated: no end marker");
+    assert_string_equal(err, "line 22: truncated: no end marker");
     assert_int_equal(envelope_parse(b.data, b.len - 3, &e, err, sizeof(err)), -1);
-    assert_string_equal(err, "line 19: truncated: last line has no newline");
+    assert_string_equal(err, "line 21: truncated: last line has no newline");
     buf_free(&b);
 }
 
@@ -247,23 +274,122 @@ static void test_garbled(void **state)
     expect_error("N0000000003", "N00000000x3", "line 4: not a number");
     expect_error("N0000000003", "N9999999999", "line 4: number out of range");
     expect_error("W00000000001700003600", "W99999999999999999999", "line 5: number out of range");
-    expect_error("B8\n", "B9\n", "line 7: value not allowed");
-    expect_error("U1\n", "Ux\n", "line 8: flag must be 0 or 1");
-    expect_error("Ssender@", "Ssen der@", "line 10: raw space or control character in a value");
-    expect_error("Ssender@", "Ssender+4@", "line 10: bad +XX escape");
-    expect_error("Ssender@", "Ssender+00@", "line 10: bad +XX escape");
-    expect_error("Hmx", "Hmx\r", "line 11: raw space or control character in a value");
-    expect_error("A192", "Q192", "line 12: unknown record");
-    expect_error("Cmx.example.com\n", "Cmx.example.com\nCx\n", "line 14: duplicate record");
-    expect_error("DMTA\n", "\n", "line 15: empty line");
-    expect_error("RP 00", "RQ 00", "line 18: bad recipient state");
-    expect_error("RP 00", "RP 0g", "line 18: bad recipient notify field");
-    expect_error("RP 00 - alice@example.org", "RP 00 -", "line 18: malformed recipient record");
+    expect_error("B8\n", "B9\n", "line 8: value not allowed");
+    expect_error("U1\n", "Ux\n", "line 9: flag must be 0 or 1");
+    expect_error("Ssender@", "Ssen der@", "line 11: raw space or control character in a value");
+    expect_error("Ssender@", "Ssender+4@", "line 11: bad +XX escape");
+    expect_error("Ssender@", "Ssender+00@", "line 11: bad +XX escape");
+    expect_error("Hmx", "Hmx\r", "line 12: raw space or control character in a value");
+    expect_error("A192", "Q192", "line 13: unknown record");
+    expect_error("Cmx.example.com\n", "Cmx.example.com\nCx\n", "line 15: duplicate record");
+    expect_error("DMTA\n", "\n", "line 16: empty line");
+    expect_error("RP 00", "RQ 00", "line 20: bad recipient state");
+    expect_error("RP 00", "RP 0g", "line 20: bad recipient notify field");
+    expect_error("RP 00 - alice@example.org", "RP 00 -", "line 20: malformed recipient record");
     expect_error("RD 06 rfc822;bob+2B40example.net bob@example.net",
                  "RD 06 rfc822;bob bob@ex ample.net",
-                 "line 19: raw space or control character in a value");
-    expect_error("L00000000000000001024\n", "", "line 19: missing the L record");
-    expect_error(".\n", ".\nextra\n", "line 21: data after the end marker");
+                 "line 21: raw space or control character in a value");
+    expect_error("L00000000000000001024\n", "", "line 21: missing the L record");
+    expect_error(".\n", ".\nextra\n", "line 23: data after the end marker");
+}
+
+/* The reason and maildrop records: their own errors. */
+static void test_garbled_new_records(void **state)
+{
+    (void)state;
+    expect_error("Deferred: 451", "Deferred:\t451", "line 6: control character in the reason");
+    expect_error("Deferred: 451", "Deferred: 45", "line 6: reason field has the wrong width");
+    expect_error("O1700000000.42.9f3a", "O1700000000/42", "line 19: bad maildrop name");
+    expect_error("O1700000000.42.9f3a", "O..", "line 19: bad maildrop name");
+}
+
+/* An old qf parses: no reason (and no offset to rewrite it at), no maildrop. */
+static void test_old_format(void **state)
+{
+    (void)state;
+    struct envelope e;
+    char err[128] = "";
+    assert_int_equal(envelope_parse(old_qf, strlen(old_qf), &e, err, sizeof(err)), 0);
+    assert_null(e.last_reason);
+    assert_int_equal(e.last_reason_offset, 0);
+    assert_null(e.maildrop);
+    assert_int_equal(e.attempts, 3);
+    assert_int_equal(e.n_rcpts, 1);
+    envelope_free(&e);
+}
+
+/* Controls and non-ASCII become '?', long text is cut, the field is always the full width
+ * and an in-place rewrite of it parses back trimmed. */
+static void test_reason_field(void **state)
+{
+    (void)state;
+    char field[ENVELOPE_REASON_WIDTH];
+    char long_text[300];
+    memset(long_text, 'x', sizeof(long_text) - 1);
+    long_text[sizeof(long_text) - 1] = '\0';
+
+    envelope_reason_format(field, "a\r\nb\t\xc3\xa9");
+    assert_memory_equal(field, "a??b???   ", 10);
+    envelope_reason_format(field, long_text);
+    assert_memory_equal(field, long_text, ENVELOPE_REASON_WIDTH);
+    envelope_reason_format(field, NULL);
+    for (size_t i = 0; i < sizeof(field); i++)
+        assert_int_equal(field[i], ' ');
+
+    struct envelope m = sample, e, u;
+    m.last_reason = NULL;
+    m.maildrop = NULL;
+    struct buf b;
+    write_env(&m, &b);
+    parse_ok(&b, &e);
+    assert_null(e.last_reason);
+    assert_int_not_equal(e.last_reason_offset, 0);
+    envelope_reason_format(field, "Deferred: Connection refused by mx.example.org.");
+    memcpy(b.data + e.last_reason_offset, field, sizeof(field));
+    parse_ok(&b, &u);
+    assert_string_equal(u.last_reason, "Deferred: Connection refused by mx.example.org.");
+    envelope_free(&u);
+    envelope_free(&e);
+    buf_free(&b);
+}
+
+/* The held marker fits the time field and round-trips. */
+static void test_held(void **state)
+{
+    (void)state;
+    struct envelope m = sample, e;
+    m.next_attempt = ENVELOPE_NEXT_HELD;
+    struct buf b;
+    write_env(&m, &b);
+    parse_ok(&b, &e);
+    assert_true(e.next_attempt == ENVELOPE_NEXT_HELD);
+    envelope_free(&e);
+    buf_free(&b);
+}
+
+static void test_maildrop_names(void **state)
+{
+    (void)state;
+    char name[ENVELOPE_MAILDROP_MAX + 2];
+    memset(name, 'a', sizeof(name) - 1);
+    name[sizeof(name) - 1] = '\0';
+    assert_false(envelope_maildrop_name_valid(name));
+    name[ENVELOPE_MAILDROP_MAX] = '\0';
+    assert_true(envelope_maildrop_name_valid(name));
+    assert_true(envelope_maildrop_name_valid("1700000000.123.AbC-_9"));
+    assert_false(envelope_maildrop_name_valid(""));
+    assert_false(envelope_maildrop_name_valid("."));
+    assert_false(envelope_maildrop_name_valid(".."));
+    assert_false(envelope_maildrop_name_valid("a/b"));
+    assert_false(envelope_maildrop_name_valid("a b"));
+
+    struct envelope m = sample;
+    m.maildrop = "../etc/passwd";
+    struct buf b;
+    buf_init(&b, 0);
+    assert_int_equal(envelope_write(&m, &b), -1);
+    assert_int_equal(b.len, 0);
+    buf_free(&b);
 }
 
 /* A buffer limit makes envelope_write fail and leaves the buffer as it was. */
@@ -282,10 +408,19 @@ static void test_limit(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_golden),           cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_minimal),          cmocka_unit_test(test_injection),
-        cmocka_unit_test(test_offsets_in_place), cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_garbled),          cmocka_unit_test(test_limit),
+        cmocka_unit_test(test_golden),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_minimal),
+        cmocka_unit_test(test_injection),
+        cmocka_unit_test(test_offsets_in_place),
+        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_garbled),
+        cmocka_unit_test(test_limit),
+        cmocka_unit_test(test_garbled_new_records),
+        cmocka_unit_test(test_old_format),
+        cmocka_unit_test(test_reason_field),
+        cmocka_unit_test(test_held),
+        cmocka_unit_test(test_maildrop_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
