@@ -370,8 +370,20 @@ static int config_hostname(const struct config_ctx *x, struct config *c)
     return 0;
 }
 
-/* The defaults that depend on other values: hostname, certificate keys, pid_file,
- * local_domains. */
+/* `name` in the directory that holds `path` (an absolute path). */
+static int config_beside(const struct config_ctx *x, const char *path, const char *name, char **out)
+{
+    const char *slash = strrchr(path, '/');
+    size_t dir = slash && slash != path ? (size_t)(slash - path) : 0;
+    size_t len = dir + 1 + strlen(name) + 1;
+    if (!(*out = malloc(len)))
+        return config_oom(x);
+    snprintf(*out, len, "%.*s/%s", (int)dir, path, name);
+    return 0;
+}
+
+/* The defaults that depend on other values: hostname, certificate keys, pid_file, the
+ * submission paths, local_domains. */
 static int config_computed(const struct config_ctx *x, struct config *c)
 {
     if (!c->hostname && config_hostname(x, c) < 0)
@@ -389,15 +401,15 @@ static int config_computed(const struct config_ctx *x, struct config *c)
     if (c->tls.client_cert && !c->tls.client_key &&
         !(c->tls.client_key = strdup(c->tls.client_cert)))
         return config_oom(x);
-    /* Beside the spool, as the demo certificates are: one directory holds an instance. */
-    if (!c->pid_file) {
-        const char *slash = strrchr(c->spool, '/');
-        size_t dir = slash && slash != c->spool ? (size_t)(slash - c->spool) : 0;
-        if (!(c->pid_file = malloc(dir + sizeof("/ringmaild.pid"))))
-            return config_oom(x);
-        snprintf(c->pid_file, dir + sizeof("/ringmaild.pid"), "%.*s/ringmaild.pid", (int)dir,
-                 c->spool);
-    }
+    /* Beside the spool, as the demo certificates are: one directory holds an instance; the
+     * sockets beside the pid file, as sendmail's and Postfix's run-time files. */
+    if ((!c->pid_file && config_beside(x, c->spool, "ringmaild.pid", &c->pid_file) < 0) ||
+        (!c->submission_socket &&
+         config_beside(x, c->pid_file, "ringmail.sock", &c->submission_socket) < 0) ||
+        (!c->control_socket &&
+         config_beside(x, c->pid_file, "ringmail.ctl", &c->control_socket) < 0) ||
+        (!c->maildrop && config_beside(x, c->spool, "maildrop", &c->maildrop) < 0))
+        return -1;
     if (config_doc_find(x->doc, "local_domains"))
         return 0;
     bool is_localhost = strcasecmp(c->hostname, "localhost") == 0;

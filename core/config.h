@@ -217,11 +217,20 @@ struct config {
     char *hostname; /* default: gethostname(), fully qualified if it can be */
     struct config_listener *listen;
     size_t n_listen;
-    unsigned workers;     /* resolved: `auto` becomes the number of CPUs */
-    char *run_as;         /* user name; default "ringmail" */
-    char *log_ident;      /* syslog ident (log.ident); default "ringmaild" */
-    char *spool;          /* spool directory */
-    char *pid_file;       /* default: ringmaild.pid beside the spool directory */
+    unsigned workers; /* resolved: `auto` becomes the number of CPUs */
+    char *run_as;     /* user name; default "ringmail" */
+    char *log_ident;  /* syslog ident (log.ident); default "ringmaild" */
+    char *spool;      /* spool directory */
+    char *pid_file;   /* default: ringmaild.pid beside the spool directory */
+    /* Local submission (the `submission` section): the two unix sockets the daemon listens
+     * on, the directory ringmail-postdrop writes to while the daemon is down, and the users
+     * who may set any envelope sender (sendmail's class t). */
+    char *submission_socket; /* default: ringmail.sock beside the pid file */
+    char *control_socket;    /* default: ringmail.ctl beside the pid file */
+    char *maildrop;          /* default: maildrop beside the spool directory */
+    char *maildrop_group;    /* ringmail-postdrop's setgid group; default "ringmaildrop" */
+    char **trusted_users;    /* default: root, daemon (run_as is always trusted too) */
+    size_t n_trusted_users;
     char **local_domains; /* default: hostname and "localhost" */
     size_t n_local_domains;
     char **relay_domains; /* default: none */

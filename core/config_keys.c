@@ -287,6 +287,15 @@ static const struct config_key config_mailer_keys[] = {
     KEPT("local_args", CONFIG_STRING, later.mailers.local_args, ISSUE_DELIVERY),
 };
 
+/* Paths without a default are computed beside pid_file and the spool (config.c). */
+static const struct config_key config_submission_keys[] = {
+    TEXT("socket", CONFIG_PATH, submission_socket, NULL),
+    TEXT("control_socket", CONFIG_PATH, control_socket, NULL),
+    TEXT("maildrop", CONFIG_PATH, maildrop, NULL),
+    TEXT("maildrop_group", CONFIG_STRING, maildrop_group, "ringmaildrop"),
+    LIST("trusted_users", CONFIG_STRING, trusted_users, "root daemon"),
+};
+
 /* The syslog ident: sendmail's daemon logs as "sm-mta" on Debian (-L sm-mta) and as
  * "sendmail" elsewhere, and log watchers (fail2ban's sendmail filters) match on it. */
 static const struct config_key config_log_keys[] = {
@@ -321,6 +330,7 @@ const struct config_key config_keys[] = {
     {"tls", CONFIG_SECTION, 0, 0, 0, 0, 0, 0, NULL, config_tls_keys, ARRAY_LEN(config_tls_keys),
      NULL},
     SECTION("queue", config_queue_keys),
+    SECTION("submission", config_submission_keys),
     SECTION("dns", config_dns_keys),
     SECTION("delivery", config_delivery_keys),
     SECTION("maps", config_map_keys),

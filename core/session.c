@@ -534,6 +534,8 @@ static void session_io_event(void *arg, const struct smtp_event *ev)
     case SMTP_EV_RCPT:
         session_note_command(s, "RCPT");
         break;
+    case SMTP_EV_HEADER_END: /* only on local sessions, which add the missing headers */
+        break;
     }
 }
 
