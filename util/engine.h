@@ -201,6 +201,11 @@ void engine_conn_resume_recv(struct engine_worker *w, engine_conn_id id);
  * may be moved, not disarmed (0 is ignored). */
 void engine_conn_set_timer(struct engine_worker *w, engine_conn_id id, uint64_t deadline_ms);
 
+/* The credentials of an accepted unix-socket connection's peer, as they were when it
+ * connected (SO_PEERCRED: pid, uid, gid); allowed from on_accept on. 0, or -1 with errno
+ * (EBADF: a stale id or an outbound connection; EAFNOSUPPORT: not a unix socket). */
+int engine_conn_peer_cred(struct engine_worker *w, engine_conn_id id, struct ucred *cred);
+
 /* Opens a TCP connection to `to` (AF_INET or AF_INET6, port set) from `from` (NULL = any
  * address the kernel picks; a port of 0 = any port) on this worker's ring: a non-blocking,
  * close-on-exec socket with TCP_NODELAY. Returns 0 and the connection's id in *id_out at

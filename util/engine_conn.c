@@ -424,6 +424,27 @@ void engine_send_complete(struct engine_worker *w, uint64_t ud, int res)
         engine_conn_drained(w, s);
 }
 
+int engine_conn_peer_cred(struct engine_worker *w, engine_conn_id id, struct ucred *cred)
+{
+    const struct engine_slot *s = engine_slot_get(w, id);
+    if (!s || s->fd < 0 || (s->flags & ENGINE_F_OUTBOUND)) {
+        errno = EBADF;
+        return -1;
+    }
+    /* Linux answers SO_PEERCRED on a TCP socket too, with the overflow uid (nobody): only a
+     * unix socket's answer names a process. */
+    int domain = 0;
+    socklen_t len = sizeof(domain);
+    if (getsockopt(s->fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0)
+        return -1;
+    if (domain != AF_UNIX) {
+        errno = EAFNOSUPPORT;
+        return -1;
+    }
+    len = sizeof(*cred);
+    return getsockopt(s->fd, SOL_SOCKET, SO_PEERCRED, cred, &len);
+}
+
 int engine_conn_send(struct engine_worker *w, engine_conn_id id, const void *data, size_t len)
 {
     struct engine_slot *s = engine_slot_get(w, id);
