@@ -1,0 +1,152 @@
+/*
+ * ringmail-postdrop — writes one maildrop file (cli/maildrop.h) from its image on standard
+ * input. Installed setgid to submission.maildrop_group (chgrp ringmaildrop; chmod 2755), the
+ * only group that may create files in the maildrop directory, as Postfix's postdrop.
+ *
+ * Everything the caller controls is suspect here: argv (only -C, honoured when the real user
+ * is root, owns the configuration, or root owns it and nobody else may write it: else the
+ * group privilege is given up first), the environment (cleared), the umask and the open
+ * descriptors (0-2 made valid, the rest closed), signals (SIGXFSZ ignored, so a file size
+ * limit is a write error), resource limits (failures are errors), standard input (parsed
+ * strictly; the head is written back in its canonical form; the size is limited by
+ * limits.max_message_size). It never follows a symbolic link, and writes nothing but that one
+ * file, owned by the real user.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "cli/maildrop.h"
+#include "core/config.h"
+
+#define POSTDROP_DEFAULT_CONFIG "/etc/ringmail/ringmail.yaml"
+
+extern char **environ;
+
+/* The descriptors 0-2 must exist, or the file we create would become one of them. */
+static int postdrop_sane_fds(void)
+{
+    for (int fd = 0; fd < 3; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0)
+            continue;
+        int nfd = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+        if (nfd != fd)
+            return -1;
+    }
+    close_range(3, ~0U, 0);
+    return 0;
+}
+
+/* May the real user name `path` as the configuration with the group privilege kept? */
+static bool postdrop_config_trusted(const char *path, uid_t ruid)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
+        return false;
+    if (ruid == 0)
+        return true;
+    return st.st_uid == 0 && !(st.st_mode & (S_IWGRP | S_IWOTH));
+}
+
+static int postdrop_copy(struct maildrop_file *f, uint64_t limit, char *err, size_t errlen)
+{
+    char chunk[65536];
+    uint64_t total = 0;
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0) {
+        total += n;
+        if (limit && total > limit) {
+            snprintf(err, errlen, "message too large (limit %llu octets)",
+                     (unsigned long long)limit);
+            return EX_DATAERR;
+        }
+        if (maildrop_write(f, chunk, n, err, errlen) < 0)
+            return EX_CANTCREAT;
+    }
+    if (ferror(stdin)) {
+        snprintf(err, errlen, "reading standard input: %s", strerror(errno));
+        return EX_IOERR;
+    }
+    return EX_OK;
+}
+
+static int postdrop_run(const struct config *cfg, char *err, size_t errlen)
+{
+    struct maildrop_envelope e;
+    struct buf head;
+    buf_init(&head, 0);
+    if (maildrop_read_head(stdin, &e, err, errlen) < 0 ||
+        maildrop_format_head(&e, &head, err, errlen) < 0) {
+        maildrop_envelope_free(&e);
+        buf_free(&head);
+        return EX_DATAERR;
+    }
+    maildrop_envelope_free(&e);
+    struct maildrop_file f;
+    int rc = maildrop_create(cfg->maildrop, &f, err, errlen) < 0 ? EX_CANTCREAT : EX_OK;
+    if (rc == EX_OK && maildrop_write(&f, head.data, head.len, err, errlen) < 0)
+        rc = EX_CANTCREAT;
+    buf_free(&head);
+    if (rc == EX_OK)
+        rc = postdrop_copy(&f, cfg->limits.max_message_size, err, errlen);
+    if (rc != EX_OK)
+        maildrop_abort(&f);
+    else if (maildrop_commit(&f, err, errlen) < 0)
+        rc = EX_CANTCREAT;
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *given = NULL;
+    if (postdrop_sane_fds() < 0)
+        return EX_OSERR;
+    clearenv();
+    setenv("PATH", "/usr/bin:/bin", 1);
+    umask(077);
+    signal(SIGXFSZ, SIG_IGN);
+    prctl(PR_SET_DUMPABLE, 0);
+    int opt;
+    while ((opt = getopt(argc, argv, "C:")) != -1) {
+        if (opt != 'C') {
+            fprintf(stderr, "usage: ringmail-postdrop [-C config] < maildrop-file\n");
+            return EX_USAGE;
+        }
+        given = optarg;
+    }
+    if (optind != argc) {
+        fprintf(stderr, "usage: ringmail-postdrop [-C config] < maildrop-file\n");
+        return EX_USAGE;
+    }
+    uid_t ruid = getuid();
+    gid_t rgid = getgid();
+    const char *path = given;
+    if (!path && access(POSTDROP_DEFAULT_CONFIG, F_OK) == 0)
+        path = POSTDROP_DEFAULT_CONFIG;
+    /* A configuration the user controls could point the maildrop anywhere the group may
+     * write: it is read, but without the group's privilege. */
+    if (given && !postdrop_config_trusted(given, ruid) && getegid() != rgid &&
+        setresgid(rgid, rgid, rgid) < 0) {
+        fprintf(stderr, "ringmail-postdrop: cannot give up the group privilege: %s\n",
+                strerror(errno));
+        return EX_OSERR;
+    }
+    char err[1024] = "";
+    struct config *cfg = config_load(path, NULL, err, sizeof(err));
+    if (!cfg) {
+        fprintf(stderr, "ringmail-postdrop: %s\n", err);
+        return EX_CONFIG;
+    }
+    int rc = postdrop_run(cfg, err, sizeof(err));
+    if (rc != EX_OK)
+        fprintf(stderr, "ringmail-postdrop: %s\n", err);
+    config_free(cfg);
+    return rc;
+}
