@@ -43,7 +43,7 @@
 #define MAILDROP_RECORD_MAX 4096
 /* Recipients in one file: more than any SMTP transaction takes (limits.max_recipients is
  * checked by the daemon when the file is submitted). */
-#define MAILDROP_RCPTS_MAX 100000
+#define MAILDROP_RCPTS_MAX 100000u
 
 struct config;
 
