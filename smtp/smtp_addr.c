@@ -478,6 +478,30 @@ bool smtp_xtext_valid(const char *s, size_t len)
     return true;
 }
 
+static unsigned addr_hex_value(unsigned ch)
+{
+    if (addr_is_digit(ch))
+        return ch - '0';
+    return addr_lower((unsigned char)ch) - 'a' + 10;
+}
+
+/* Decodes valid xtext (smtp_xtext_valid) into `out`, which has room for `len` octets;
+ * returns the decoded length. */
+static size_t addr_xtext_decode(const char *s, size_t len, char *out)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == '+') {
+            out[n++] = (char)(addr_hex_value(p[i + 1]) << 4 | addr_hex_value(p[i + 2]));
+            i += 2;
+        } else {
+            out[n++] = (char)p[i];
+        }
+    }
+    return n;
+}
+
 /* One keyword=value parameter, as split by the driver below. */
 struct param {
     const char *value; /* NULL when there was no '=' */
@@ -566,6 +590,83 @@ static int param_envid(const struct param *v, const struct smtp_ext *ext, void *
     return 0;
 }
 
+/* An xtext value decoded into a new string (*out, *outlen): 0, or -1 with *err set (`bad`
+ * unless the value is xtext of 1 to `max` octets once decoded). */
+static int param_xtext_dup(const struct param *v, size_t max, const char *bad, char **out,
+                           size_t *outlen, struct smtp_addr_error *err)
+{
+    if (v->value == NULL || v->vlen == 0 || !smtp_xtext_valid(v->value, v->vlen))
+        return param_fail(err, bad);
+    char *d = malloc(v->vlen + 1);
+    if (d == NULL)
+        return addr_fail(err, 452, "4.3.1", "Insufficient system storage");
+    size_t n = addr_xtext_decode(v->value, v->vlen, d);
+    d[n] = '\0';
+    if (n > max) {
+        free(d);
+        return param_fail(err, bad);
+    }
+    *out = d;
+    *outlen = n;
+    return 0;
+}
+
+/* The name goes into a From: header: printable ASCII and well-formed UTF-8 only, so no
+ * line end or escape sequence can ride along. */
+static bool param_fullname_valid(const char *s, size_t len)
+{
+    struct cur c = {(const unsigned char *)s, (const unsigned char *)s + len};
+    while (c.p < c.end) {
+        size_t n = *c.p >= 0x80 ? addr_utf8_len(&c) : (*c.p >= 0x20 && *c.p < 0x7f ? 1 : 0);
+        if (n == 0)
+            return false;
+        c.p += n;
+    }
+    return true;
+}
+
+static int param_fullname(const struct param *v, const struct smtp_ext *ext, void *out,
+                          struct smtp_addr_error *err)
+{
+    static const char bad[] = "Bad FULLNAME parameter";
+    struct smtp_mail_params *m = out;
+    char *name;
+    size_t n;
+    (void)ext;
+    if (param_xtext_dup(v, SMTP_FULLNAME_MAX, bad, &name, &n, err) < 0)
+        return -1;
+    if (!param_fullname_valid(name, n)) {
+        free(name);
+        return param_fail(err, bad);
+    }
+    m->fullname = name;
+    return 0;
+}
+
+static int param_maildrop(const struct param *v, const struct smtp_ext *ext, void *out,
+                          struct smtp_addr_error *err)
+{
+    static const char bad[] = "Bad XMAILDROP parameter";
+    struct smtp_mail_params *m = out;
+    char *name;
+    size_t n;
+    (void)ext;
+    if (param_xtext_dup(v, SMTP_MAILDROP_MAX, bad, &name, &n, err) < 0)
+        return -1;
+    /* a file name inside the maildrop: no '/', and no leading '.' (".", "..", ".tmp-*") */
+    bool ok = name[0] != '.';
+    for (size_t i = 0; ok && i < n; i++) {
+        unsigned ch = (unsigned char)name[i];
+        ok = addr_is_alpha(ch) || addr_is_digit(ch) || ch == '.' || ch == '_' || ch == '-';
+    }
+    if (!ok) {
+        free(name);
+        return param_fail(err, bad);
+    }
+    m->maildrop = name;
+    return 0;
+}
+
 static int param_notify(const struct param *v, const struct smtp_ext *ext, void *out,
                         struct smtp_addr_error *err)
 {
@@ -637,11 +738,13 @@ static int param_orcpt(const struct param *v, const struct smtp_ext *ext, void *
 /* A keyword, the extension that must be on for it to be known, and its handler. */
 struct param_def {
     const char *keyword;
-    size_t ext_flag; /* offsetof(struct smtp_ext, <bool>) */
+    size_t ext_flag; /* offsetof(struct smtp_ext, <bool>), or PARAM_ALWAYS */
     int (*parse)(const struct param *v, const struct smtp_ext *ext, void *out,
                  struct smtp_addr_error *err);
     const char *duplicate; /* the reason for a second occurrence */
 };
+
+#define PARAM_ALWAYS SIZE_MAX
 
 static const struct param_def mail_params[] = {
     {"SIZE", offsetof(struct smtp_ext, size), param_size, "Duplicate SIZE parameter"},
@@ -650,7 +753,11 @@ static const struct param_def mail_params[] = {
      "Duplicate SMTPUTF8 parameter"},
     {"RET", offsetof(struct smtp_ext, dsn), param_ret, "Duplicate RET parameter"},
     {"ENVID", offsetof(struct smtp_ext, dsn), param_envid, "Duplicate ENVID parameter"},
+    /* last: only smtp_mail_params_parse_local() looks at them */
+    {"FULLNAME", PARAM_ALWAYS, param_fullname, "Duplicate FULLNAME parameter"},
+    {"XMAILDROP", PARAM_ALWAYS, param_maildrop, "Duplicate XMAILDROP parameter"},
 };
+#define MAIL_PARAMS_LOCAL 2 /* the entries above */
 
 static const struct param_def rcpt_params[] = {
     {"NOTIFY", offsetof(struct smtp_ext, dsn), param_notify, "Duplicate NOTIFY parameter"},
@@ -659,8 +766,9 @@ static const struct param_def rcpt_params[] = {
 
 static bool param_enabled(const struct smtp_ext *ext, const struct param_def *d)
 {
-    bool on;
-    memcpy(&on, (const char *)ext + d->ext_flag, sizeof(on));
+    bool on = true;
+    if (d->ext_flag != PARAM_ALWAYS)
+        memcpy(&on, (const char *)ext + d->ext_flag, sizeof(on));
     return on;
 }
 
@@ -720,12 +828,28 @@ static int params_parse(const char *s, size_t len, const struct param_def *defs,
     }
 }
 
+static int mail_params_parse(const char *s, size_t len, const struct smtp_ext *ext, bool local,
+                             struct smtp_mail_params *out, struct smtp_addr_error *err)
+{
+    size_t n = sizeof(mail_params) / sizeof(mail_params[0]);
+    memset(out, 0, sizeof(*out));
+    if (params_parse(s, len, mail_params, local ? n : n - MAIL_PARAMS_LOCAL, ext, out, err) < 0) {
+        smtp_mail_params_free(out);
+        return -1;
+    }
+    return 0;
+}
+
 int smtp_mail_params_parse(const char *s, size_t len, const struct smtp_ext *ext,
                            struct smtp_mail_params *out, struct smtp_addr_error *err)
 {
-    memset(out, 0, sizeof(*out));
-    return params_parse(s, len, mail_params, sizeof(mail_params) / sizeof(mail_params[0]), ext, out,
-                        err);
+    return mail_params_parse(s, len, ext, false, out, err);
+}
+
+int smtp_mail_params_parse_local(const char *s, size_t len, const struct smtp_ext *ext,
+                                 struct smtp_mail_params *out, struct smtp_addr_error *err)
+{
+    return mail_params_parse(s, len, ext, true, out, err);
 }
 
 void smtp_mail_params_free(struct smtp_mail_params *p)

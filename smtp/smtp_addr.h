@@ -93,8 +93,10 @@ enum {
     SMTP_NOTIFY_DELAY = 1 << 3,
 };
 
-#define SMTP_ENVID_MAX 100 /* RFC 3461 4.4 */
-#define SMTP_ORCPT_MAX 500 /* RFC 3461 4.2: addr-type ";" xtext, bounded by line length */
+#define SMTP_ENVID_MAX    100 /* RFC 3461 4.4 */
+#define SMTP_ORCPT_MAX    500 /* RFC 3461 4.2: addr-type ";" xtext, bounded by line length */
+#define SMTP_FULLNAME_MAX 256 /* octets of FULLNAME= once decoded */
+#define SMTP_MAILDROP_MAX 64  /* octets of XMAILDROP= once decoded */
 
 struct smtp_mail_params {
     bool has_size;
@@ -103,10 +105,13 @@ struct smtp_mail_params {
     bool smtputf8;
     enum smtp_dsn_ret ret;
     char envid[SMTP_ENVID_MAX + 1]; /* xtext as received, "" if absent */
-    /* Local submission only (smtp_ext.local): decoded xtext, NULL if absent; malloc'd,
-     * freed by smtp_mail_params_free() */
-    char *fullname; /* FULLNAME=: the sender's full name (sendmail -F) */
-    char *maildrop; /* XMAILDROP=: the maildrop file the message came from */
+    /* Local submission only (smtp_mail_params_parse_local): the decoded xtext, NULL if
+     * absent; malloc'd, freed by smtp_mail_params_free(). A bad value is 501 5.5.4. */
+    char *fullname; /* FULLNAME=: the sender's full name (sendmail -F): 1 to 256 octets of
+                       printable ASCII or well-formed UTF-8, no control octet */
+    char *maildrop; /* XMAILDROP=: the maildrop file the message came from: 1 to 64 of
+                       [A-Za-z0-9._-], not starting with '.' (never ".", ".." or a
+                       ".tmp-" file), so it is a plain name inside the maildrop */
 };
 
 struct smtp_rcpt_params {
@@ -116,9 +121,13 @@ struct smtp_rcpt_params {
 
 /* `s` is the rest of the line after the path (leading spaces allowed), `len` bytes, no
  * NUL needed. *out is zeroed first; on failure it may hold the parameters before the bad
- * one and must not be used. */
+ * one and must not be used (nothing in it is left allocated). Out of memory is 452 4.3.1. */
 int smtp_mail_params_parse(const char *s, size_t len, const struct smtp_ext *ext,
                            struct smtp_mail_params *out, struct smtp_addr_error *err);
+/* The same on ringmail's local submission socket, where MAIL also takes FULLNAME= and
+ * XMAILDROP= (elsewhere they are unknown parameters). */
+int smtp_mail_params_parse_local(const char *s, size_t len, const struct smtp_ext *ext,
+                                 struct smtp_mail_params *out, struct smtp_addr_error *err);
 int smtp_rcpt_params_parse(const char *s, size_t len, const struct smtp_ext *ext,
                            struct smtp_rcpt_params *out, struct smtp_addr_error *err);
 /* Frees fullname and maildrop and sets them to NULL. */

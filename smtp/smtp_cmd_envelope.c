@@ -89,28 +89,36 @@ void smtp_cmd_mail(struct smtp_server *s, const char *arg, size_t len)
     if (smtp_cmd_path(s, arg, len, SMTP_PATH_ALLOW_NULL, &path, &used) < 0)
         return;
     smtp_cmd_ext(s, &ext);
-    if (smtp_mail_params_parse(arg + used, len - used, &ext, &params, &err) < 0) {
+    /* like every parameter, the local ones only after EHLO */
+    int r = s->tx.esmtp && s->set->local
+                ? smtp_mail_params_parse_local(arg + used, len - used, &ext, &params, &err)
+                : smtp_mail_params_parse(arg + used, len - used, &ext, &params, &err);
+    if (r < 0) {
         smtp_cmd_addr_error(s, &err);
         return;
     }
-    if (smtp_cmd_path_utf8(s, arg, len, SMTP_PATH_ALLOW_NULL, params.smtputf8, &path) < 0)
+    if (smtp_cmd_path_utf8(s, arg, len, SMTP_PATH_ALLOW_NULL, params.smtputf8, &path) < 0) {
+        smtp_mail_params_free(&params);
         return;
+    }
     memset(&err, 0, sizeof(err));
     if (s->io->check_mail && s->io->check_mail(s->io->arg, &path, &params, &err) < 0) {
         char line[512];
         size_t n = smtp_reply_format(line, sizeof(line), err.code ? err.code : 452,
                                      err.enh ? err.enh : "4.3.1",
                                      err.reason ? err.reason : "Insufficient system storage");
+        smtp_mail_params_free(&params);
         /* The server's condition, not the client's fault: no error counted. */
         smtp_server_reject(s, false, path.mailbox, strlen(path.mailbox), line, n);
         return;
     }
     s->tx.sender = strdup(path.mailbox);
     if (!s->tx.sender) {
+        smtp_mail_params_free(&params);
         smtp_cmd_no_storage(s);
         return;
     }
-    s->tx.mail_params = params;
+    s->tx.mail_params = params; /* freed with the transaction */
     smtp_server_event(s, &(struct smtp_event){.type = SMTP_EV_MAIL, .arg = s->tx.sender});
     smtp_server_reply(s, 250, "2.1.0", "<%s>... Sender ok", s->tx.sender);
     smtp_server_set_phase(s, SMTP_PH_MAIL);
