@@ -142,13 +142,21 @@ enum smtp_event_type {
                            close gets CLOSE again ("timeout") when it ends */
 };
 
-/* Header end (settings.local): once per message, when its header section ends and BEFORE
- * the octets that end it are passed on as SMTP_EV_DATA, so what the caller adds in its
- * handler lands at the end of the header. headers_seen holds SMTP_HDR_SEEN_* bits for the
- * fields the header had (names case-insensitive). len is 1 when the section did not end
- * at an empty line (the message has no header, its first non-header line follows, or the
- * message ends after the header): the caller must add an empty line after anything it
- * inserts; else len is 0 and the empty line follows. */
+/* Header end (settings.local): at most once per message, when its header section ends and
+ * BEFORE the octets that end it are passed on as SMTP_EV_DATA, so what the caller writes
+ * in its handler lands at the end of the header. The section ends at the CR of the first
+ * empty line (len 0: the empty line follows), or before the first line that is not a
+ * field (the first line of a message without header, a line that starts with white space
+ * or a character no field name has, or holds no ':' within its first 998 octets), or
+ * at the end of a message that has no body, just before SMTP_EV_DATA_END; in these cases
+ * len is 1: the caller must write an empty line after what it adds (even when it adds
+ * nothing, if it wants the message to have a well-formed header/body separator). When a
+ * message ends inside a field's last line without CRLF (BDAT allows that), a CRLF is
+ * passed on before the event (not counted in DATA_END's size). headers_seen has the
+ * SMTP_HDR_SEEN_* bits of the fields the header held, names compared case-insensitively
+ * (obsolete "Name :" too). The event does not depend on how the input was split; a
+ * message refused before its header ended never gets it, and one refused after it gets
+ * DATA_ABORT as usual. */
 enum {
     SMTP_HDR_SEEN_DATE = 1 << 0,
     SMTP_HDR_SEEN_FROM = 1 << 1,

@@ -52,6 +52,7 @@ enum smtp_msg_refusal {
     SMTP_MSG_TOO_BIG,
     SMTP_MSG_HEADERS,
     SMTP_MSG_LINE,
+    SMTP_MSG_NOMEM, /* no room to hold a header line back (settings.local) */
 };
 
 /* What a BDAT chunk's octets are for once read. */
@@ -63,6 +64,9 @@ enum smtp_bdat_mode {
 };
 
 #define SMTP_MSGID_MAX 250 /* longer Message-IDs are truncated for the log */
+/* Longest field name (with the white space before its ':') a header line may have: RFC
+ * 5322 2.1.1's line limit. A line still without ':' past it is no header field. */
+#define SMTP_HDR_NAME_MAX 998
 
 /* Per-message content state (smtp_server_msg.c); reset with the transaction. */
 struct smtp_msg {
@@ -70,13 +74,21 @@ struct smtp_msg {
     uint64_t line_len;   /* octets of the current line so far */
     uint64_t header_len; /* octets of the header section so far */
     char *msgid;         /* the first Message-ID value, NUL-terminated; lazily allocated */
+    /* settings.local: a line that may be a field name or the first line after the header
+     * is held back until that is known (SMTP_EV_HEADER_END goes before it); what of it
+     * came in an earlier call waits here. SMTP_HDR_NAME_MAX octets, allocated with the
+     * message. */
+    char *hold;
+    uint16_t hold_len;
     uint8_t msgid_len;
-    uint8_t refusal;  /* enum smtp_msg_refusal */
-    uint8_t hdr;      /* header scanner state (smtp_server_msg.c) */
-    uint8_t name_pos; /* characters of "message-id" matched by this field's name */
-    bool cr;          /* the last content octet was CR */
-    bool have_field;  /* a header field was seen: a WSP line start is a continuation */
-    bool capturing;   /* inside the (first) Message-ID field's value */
+    uint8_t refusal;   /* enum smtp_msg_refusal */
+    uint8_t hdr;       /* header scanner state (smtp_server_msg.c) */
+    uint8_t name_pos;  /* characters of this field's name matched against the known ones */
+    uint8_t name_cand; /* bits of the known field names still matching (smtp_server_msg.c) */
+    uint8_t seen;      /* SMTP_HDR_SEEN_* of the fields seen */
+    bool cr;           /* the last content octet was CR */
+    bool have_field;   /* a header field was seen: a WSP line start is a continuation */
+    bool capturing;    /* inside the (first) Message-ID field's value */
 };
 
 struct smtp_server {

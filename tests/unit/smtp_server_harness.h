@@ -95,6 +95,9 @@ static inline void h_on_event(void *arg, const struct smtp_event *ev)
         assert_true(ev->len > 0);
         h_append(h->body, &h->blen, ev->data, ev->len);
         break;
+    case SMTP_EV_HEADER_END: /* where it came in the body, the fields seen, the empty line */
+        h_eventf(h, "HEADER_END at=%zu seen=%#x len=%zu", h->blen, ev->headers_seen, ev->len);
+        break;
     case SMTP_EV_DATA_END:
         h->n_data_end++;
         h_eventf(h, "DATA_END %llu %s", (unsigned long long)ev->size, ev->msgid ? ev->msgid : "-");
