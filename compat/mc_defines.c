@@ -38,6 +38,7 @@ enum mc_how {
     HOW_RELAY_HOST,   /* SMART_HOST, MAIL_HUB: [mailer:]host (mc_relay_host) */
     HOW_ICONNECT,     /* confTO_ICONNECT: 0 is sendmail's "as Timeout.connect" */
     HOW_RELAY_ARGS,   /* RELAY_MAILER_ARGS: TCP $h port */
+    HOW_TRUSTED,      /* confTRUSTED_USERS: added to class t, which holds root and daemon */
 };
 
 struct mc_define_rule {
@@ -143,6 +144,7 @@ static const struct mc_define_rule mc_define_rules[] = {
     LIVE("confCW_FILE", HOW_CW_FILE, "maps.local_host_names"),
     LIVE("confCR_FILE", HOW_CR_FILE, "maps.relay_domains_file"),
     LATER("confCT_FILE", HOW_PATH, "maps.trusted_users"),
+    LIVE("confTRUSTED_USERS", HOW_TRUSTED, "submission.trusted_users"),
     LATER("ALIAS_FILE", HOW_LIST, "maps.aliases"),
     LIVE("SMART_HOST", HOW_RELAY_HOST, "routing.smart_host"),
     LIVE("MAIL_HUB", HOW_RELAY_HOST, "routing.mail_hub"),
@@ -701,6 +703,16 @@ static void mc_apply(struct mc_state *st, const struct mc_define_rule *r, const 
         while (mc_next_word(&p, word, sizeof(word)))
             mc_yaml_add(st->yaml, r->key, mc_unprefixed(word), r->future, NULL);
         mc_report_add(st->report, loc, mc_key_kind(r->future), "%s -> %s", what, r->key);
+        break;
+    case HOW_TRUSTED:
+        /* cf/m4/proto.m4 writes "Troot", "Tdaemon", then "T" confTRUSTED_USERS */
+        mc_yaml_remove(st->yaml, r->key);
+        mc_yaml_add(st->yaml, r->key, "root", false, NULL);
+        mc_yaml_add(st->yaml, r->key, "daemon", false, NULL);
+        while (mc_next_word(&p, word, sizeof(word)))
+            mc_yaml_add(st->yaml, r->key, word, false, NULL);
+        mc_report_add(st->report, loc, MC_TRANSLATED, "%s -> %s (with root and daemon)", what,
+                      r->key);
         break;
     case HOW_FLAG:
         mc_key(st, loc, what, r->key, strchr("TtYy1", value[0] ? value[0] : 'T') ? "true" : "false",
