@@ -81,6 +81,11 @@ static void daemon_warn_restart_only(const struct config *old, const struct conf
         log_warn("reload: changes to 'pid_file' take effect after a restart");
     if (old->min_free_blocks != neu->min_free_blocks)
         log_warn("reload: changes to 'limits.min_free_blocks' take effect after a restart");
+    if (strcmp(old->submission_socket, neu->submission_socket) != 0 ||
+        strcmp(old->control_socket, neu->control_socket) != 0 ||
+        strcmp(old->maildrop, neu->maildrop) != 0)
+        log_warn("reload: changes to 'submission.socket', 'submission.control_socket' and "
+                 "'submission.maildrop' take effect after a restart");
     if (old->queue.hash_depth != neu->queue.hash_depth)
         log_warn("reload: changes to 'queue.hash_depth' take effect after a restart");
     bool dns_same = old->dns.n_servers == neu->dns.n_servers &&
@@ -196,9 +201,25 @@ static void daemon_drain(struct daemon *d, int sigfd, uint32_t grace_ms)
     }
 }
 
-static int daemon_listen(struct daemon *d, const struct config *cfg, int **fds, char *err,
-                         size_t errlen)
+/* A unix socket goes to worker 0 alone: SO_REUSEPORT does not spread them. */
+static int daemon_listen_unix(struct daemon *d, unsigned listener, int *fd, const char *path,
+                              char *err, size_t errlen)
 {
+    if (*fd < 0)
+        return 0;
+    if (engine_listen(d->engine, listener, fd, 1) < 0) {
+        snprintf(err, errlen, "unix socket %s: cannot hand it to the engine", path);
+        return -1;
+    }
+    *fd = -1; /* the engine owns it now */
+    log_info("listening: unix socket %s", path);
+    return 0;
+}
+
+static int daemon_listen(struct daemon *d, const struct config *cfg, struct daemon_start *st,
+                         char *err, size_t errlen)
+{
+    int **fds = st->listen_fds;
     d->listener_names = calloc(cfg->n_listen, sizeof(char *));
     if (!d->listener_names) {
         snprintf(err, errlen, "out of memory");
@@ -216,7 +237,12 @@ static int daemon_listen(struct daemon *d, const struct config *cfg, int **fds, 
         log_info("listening: name=%s, address=%s, port=%u, workers=%u", l->name, l->address,
                  (unsigned)l->port, cfg->workers);
     }
-    return 0;
+    return daemon_listen_unix(d, DAEMON_LISTENER_SUBMISSION, &st->submission_fd,
+                              cfg->submission_socket, err, errlen) < 0 ||
+                   daemon_listen_unix(d, DAEMON_LISTENER_CONTROL, &st->control_fd,
+                                      cfg->control_socket, err, errlen) < 0
+               ? -1
+               : 0;
 }
 
 static void daemon_free(struct daemon *d, size_t n_listeners)
@@ -298,7 +324,7 @@ static int daemon_start(struct daemon *d, struct daemon_start *st, unsigned *gen
         .refuse_reply = refuse,
     };
     if (!(d->engine = engine_new(&es, &session_engine_callbacks, err, errlen)) ||
-        daemon_listen(d, cfg, st->listen_fds, err, errlen) < 0)
+        daemon_listen(d, cfg, st, err, errlen) < 0)
         return EX_OSERR;
     session_set_daemon(d);
     atomic_store(&d->workers_running, cfg->workers);
@@ -391,6 +417,10 @@ int daemon_run(struct daemon_start *st)
             close(st->listen_fds[i][j]);
         free(st->listen_fds[i]);
     }
+    if (st->submission_fd >= 0)
+        close(st->submission_fd);
+    if (st->control_fd >= 0)
+        close(st->control_fd);
     daemon_free(&d, n_listeners);
     if (sigfd >= 0)
         close(sigfd);

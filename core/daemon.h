@@ -31,6 +31,17 @@ enum daemon_msg {
     DAEMON_MSG_EXIT,       /* grace period over: close everything now */
 };
 
+/* The engine listener indexes of the unix sockets, accepted on worker 0 (the TCP listeners
+ * are 0..n_listen-1 at start-up). */
+#define DAEMON_LISTENER_SUBMISSION 0x10000u /* submission.socket: local SMTP sessions */
+#define DAEMON_LISTENER_CONTROL    0x10001u /* submission.control_socket */
+
+/* What every accepted connection's context starts with: the callbacks of its kind (an SMTP
+ * session, a control connection), which session_engine_callbacks call. */
+struct daemon_conn {
+    const struct engine_conn_callbacks *cb;
+};
+
 struct session;
 struct dns;
 struct dest_table;
@@ -71,7 +82,9 @@ struct daemon_start {
     struct config *cfg;      /* loaded by the parent from `files` */
     struct fileset *files;   /* what the parent read for cfg (keys, maps, certificates) */
     int **listen_fds;        /* [listener][worker], bound and listening */
-    struct spool *spool;     /* opened and locked by the parent */
+    int submission_fd;       /* the unix sockets, listening; -1 when none */
+    int control_fd;
+    struct spool *spool; /* opened and locked by the parent */
     struct privdrop_user user;
     int parent; /* the privsep socket (core/privsep.h) */
     bool foreground;

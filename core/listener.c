@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 /* sendmail's default listen backlog (confLISTEN_QUEUE_SIZE is 10 in old releases; the
@@ -110,4 +112,111 @@ int listener_open(const struct config_listener *l, unsigned workers, int *fds, c
         }
     }
     return 0;
+}
+
+/* Whether a process answers on the socket file at `a`: connect() says (a dead daemon's
+ * file refuses). 1 live, 0 stale, -1 with errno. */
+static int listener_unix_live(const struct sockaddr_un *a)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int rc = connect(fd, (const struct sockaddr *)a, sizeof(*a));
+    int saved = errno;
+    close(fd);
+    if (rc == 0)
+        return 1;
+    errno = saved;
+    return errno == ECONNREFUSED || errno == ENOENT ? 0 : -1;
+}
+
+/* A path free for the socket: nothing there, or a stale socket file (removed). */
+static int listener_unix_clear(const char *what, const struct sockaddr_un *a, char *err,
+                               size_t errlen)
+{
+    struct stat st;
+    if (lstat(a->sun_path, &st) < 0) {
+        if (errno == ENOENT)
+            return 0;
+        snprintf(err, errlen, "%s %s: %s", what, a->sun_path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "%s %s: exists and is not a socket; remove it or choose another path",
+                 what, a->sun_path);
+        return -1;
+    }
+    int live = listener_unix_live(a);
+    if (live == 1) {
+        snprintf(err, errlen, "%s %s is in use by a running daemon (another ringmaild?)", what,
+                 a->sun_path);
+        return -1;
+    }
+    if (live < 0) {
+        snprintf(err, errlen, "%s %s: cannot tell whether a daemon answers there: %s", what,
+                 a->sun_path, strerror(errno));
+        return -1;
+    }
+    if (unlink(a->sun_path) < 0 && errno != ENOENT) {
+        snprintf(err, errlen, "%s %s: cannot remove the stale socket: %s", what, a->sun_path,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int listener_open_unix(const char *what, const char *path, bool set_owner, uid_t owner, gid_t group,
+                       struct listener_unix *u, char *err, size_t errlen)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    u->fd = -1;
+    if (strlen(path) >= sizeof(a.sun_path)) {
+        snprintf(err, errlen, "%s %s: longer than a unix socket path may be (%zu octets)", what,
+                 path, sizeof(a.sun_path) - 1);
+        return -1;
+    }
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    if (listener_unix_clear(what, &a, err, errlen) < 0)
+        return -1;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    const char *step = "socket";
+    struct stat st;
+    if (fd < 0)
+        goto fail;
+    step = "bind";
+    if (bind(fd, (const struct sockaddr *)&a, sizeof(a)) < 0)
+        goto fail;
+    /* The mode of the file, not of the socket: fchmod() on a socket does not reach it. */
+    step = "chmod";
+    if (chmod(path, 0666) < 0)
+        goto fail_bound;
+    step = "chown";
+    if (set_owner && lchown(path, owner, group) < 0)
+        goto fail_bound;
+    step = "listen";
+    if (listen(fd, LISTENER_BACKLOG) < 0)
+        goto fail_bound;
+    step = "stat";
+    if (lstat(path, &st) < 0)
+        goto fail_bound;
+    *u = (struct listener_unix){fd, st.st_dev, st.st_ino};
+    return 0;
+fail_bound:
+    snprintf(err, errlen, "%s %s: %s: %s", what, path, step, strerror(errno));
+    unlink(path);
+    close(fd);
+    return -1;
+fail:
+    snprintf(err, errlen, "%s %s: %s: %s", what, path, step, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+void listener_unix_remove(const char *path, const struct listener_unix *u)
+{
+    struct stat st;
+    if (path && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == u->dev &&
+        st.st_ino == u->ino)
+        unlink(path);
 }

@@ -17,6 +17,7 @@
 #include "core/listener.h"
 #include "core/pidfile.h"
 #include "core/privsep.h"
+#include "core/submission.h"
 #include "core/tlsconf.h"
 #include "core/version.h"
 #include "util/log.h"
@@ -30,6 +31,9 @@ struct parent {
     bool foreground;
     bool ready, stopping;
     char *pid_file; /* once written: removed at exit */
+    /* The unix sockets (submission, control) once made: their files are removed at exit. */
+    char *socket_paths[2];
+    struct listener_unix sockets[2];
 };
 
 /* A relative --config would be lost once detached (the working directory becomes "/"),
@@ -245,6 +249,29 @@ static int **parent_listen(const struct config *cfg, char *err, size_t errlen)
     return fds;
 }
 
+/* The submission and control sockets, owned by run_as so the engine may remove and
+ * replace nothing of root's; their files are the parent's to remove at exit. */
+static int parent_listen_unix(struct parent *p, struct daemon_start *st, char *err, size_t errlen)
+{
+    const struct config *cfg = st->cfg;
+    const struct {
+        const char *what, *path;
+        int *fd;
+    } socks[2] = {{"submission.socket", cfg->submission_socket, &st->submission_fd},
+                  {"submission.control_socket", cfg->control_socket, &st->control_fd}};
+    for (size_t i = 0; i < 2; i++) {
+        if (listener_open_unix(socks[i].what, socks[i].path, st->user.switch_user, st->user.uid,
+                               st->user.gid, &p->sockets[i], err, errlen) < 0)
+            return -1;
+        *socks[i].fd = p->sockets[i].fd;
+        if (!(p->socket_paths[i] = strdup(socks[i].path))) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* The engine: its own process from here on. */
 static int parent_fork_engine(struct parent *p, struct daemon_start *st, char *err, size_t errlen)
 {
@@ -314,7 +341,9 @@ static int parent_start(struct parent *p, const char *config_path, struct daemon
         snprintf(err, errlen, "out of memory");
         return EX_OSERR;
     }
-    if (!(st->listen_fds = parent_listen(cfg, err, errlen)))
+    if (!(st->listen_fds = parent_listen(cfg, err, errlen)) ||
+        parent_listen_unix(p, st, err, errlen) < 0 ||
+        submission_maildrop_prepare(cfg, st->user.switch_user, st->user.uid, err, errlen) < 0)
         return EX_OSERR;
     st->config_path = p->path;
     st->foreground = p->foreground;
@@ -335,6 +364,11 @@ static void parent_release(struct daemon_start *st)
         free(st->listen_fds);
         st->listen_fds = NULL;
     }
+    if (st->submission_fd >= 0)
+        close(st->submission_fd);
+    if (st->control_fd >= 0)
+        close(st->control_fd);
+    st->submission_fd = st->control_fd = -1;
     config_free(st->cfg);
     st->cfg = NULL;
     fileset_free(st->files);
@@ -345,7 +379,7 @@ int parent_run(const char *config_path, bool foreground)
 {
     char err[1024] = "";
     struct parent p = {.sock = -1, .sigfd = -1, .notify = -1, .foreground = foreground};
-    struct daemon_start st = {.parent = -1};
+    struct daemon_start st = {.parent = -1, .submission_fd = -1, .control_fd = -1};
 
     log_configure(NULL, LOG_TO_STDERR);
     /* Taken synchronously (signalfd); blocked before the fork, so the engine's threads
@@ -368,6 +402,10 @@ int parent_run(const char *config_path, bool foreground)
     else
         log_error("%s", err);
     parent_notify(&p, status);
+    for (size_t i = 0; i < 2; i++) {
+        listener_unix_remove(p.socket_paths[i], &p.sockets[i]);
+        free(p.socket_paths[i]);
+    }
     if (p.pid_file)
         pidfile_remove(p.pid_file);
     if (st.spool)

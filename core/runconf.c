@@ -124,6 +124,8 @@ struct runconf *runconf_new(struct config *cfg, unsigned generation, unsigned wo
     rc->smtp.timeouts = cfg->timeouts;
     rc->smtp_starttls = rc->smtp;
     rc->smtp_starttls.starttls = true;
+    rc->smtp_local = rc->smtp;
+    rc->smtp_local.local = true;
     /* The domain lists are arrays of char *; the policy reads them as const. */
     rc->relay.local_domains = (const char *const *)cfg->local_domains;
     rc->relay.n_local_domains = cfg->n_local_domains;

@@ -27,6 +27,7 @@ struct runconf {
     struct config *cfg;
     struct smtp_server_settings smtp;          /* listeners that do not offer STARTTLS */
     struct smtp_server_settings smtp_starttls; /* those that do (only with contexts) */
+    struct smtp_server_settings smtp_local;    /* submission.socket (settings.local) */
     struct smtp_relay_policy relay;
     struct tls_ctx **tls; /* by worker index; NULL: no certificates, no STARTTLS */
     unsigned n_tls;

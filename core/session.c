@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "core/queuerun.h"
+#include "core/submission.h"
 #include "core/version.h"
 #include "queue/spool.h"
 #include "smtp/smtp_helo.h"
@@ -45,7 +46,17 @@ static const char *session_relay_of(const char *addr, char *out, size_t outlen)
 
 const char *session_relay(const struct session *s, char *out, size_t outlen)
 {
+    if (s->local) {
+        snprintf(out, outlen, "%s@localhost", s->local->user);
+        return out;
+    }
     return session_relay_of(s->addr, out, outlen);
+}
+
+/* The listener's name in sendmail's lines ("daemon=MTA"); "local" for submission.socket. */
+static const char *session_daemon_name(const struct session *s)
+{
+    return s->local ? "local" : session_daemon->listener_names[s->listener];
 }
 
 /* The id in front of a session's lines: the connection's own until the first MAIL, then
@@ -86,7 +97,20 @@ struct session_commit {
     struct session *s; /* NULL once the session has gone */
     struct daemon_worker *dw;
     char qid[QID_LEN + 1];
+    /* XMAILDROP: the maildrop file to remove once the message is queued, whose it must be,
+     * and the generation that says where the maildrop is; NULL / unused otherwise. */
+    char *maildrop;
+    uid_t uid;
+    struct runconf *rc;
 };
+
+static void session_commit_free(struct session_commit *c)
+{
+    free(c->maildrop);
+    if (c->rc)
+        runconf_unref(c->rc);
+    free(c);
+}
 
 static void session_drop_message(struct session *s)
 {
@@ -174,7 +198,8 @@ static int session_check_rcpt(void *arg, const struct smtp_path *rcpt, struct sm
         rcpt->null ? NULL : access_lookup_address(&s->rc->cfg->map.access, "to", rcpt->mailbox);
     if (session_access_refuses(to)) {
         session_access_reply(to, err);
-    } else if (smtp_relay_check(&s->rc->relay, (const struct sockaddr *)&s->peer, rcpt) !=
+    } else if (s->local || /* a local user, as sendmail's MSP relays through its MTA */
+               smtp_relay_check(&s->rc->relay, (const struct sockaddr *)&s->peer, rcpt) !=
                    SMTP_RELAY_DENIED ||
                s->access_relay || session_access_relays(to, rcpt)) {
         return 0;
@@ -210,9 +235,17 @@ static void session_write_received(struct session *s)
 
     session_rfc5322_date(date, sizeof(date));
     buf_init(&hdr, 0);
+    if (s->local) {
+        submission_trace(s->rc->cfg, s->local, t->sender, s->qid, RINGMAIL_VERSION, date, &hdr);
+        s->size = hdr.len;
+        if (hdr.data)
+            spool_msg_write(s->msg, hdr.data, hdr.len);
+        buf_free(&hdr);
+        return;
+    }
     /* sendmail's Received: layout, so downstream parsers and operators see the familiar
      * shape; "for <rcpt>" only with exactly one recipient, as sendmail does (privacy). */
-    char relay[64], helo[SMTP_HELO_MAX + 1];
+    char relay[80], helo[SMTP_HELO_MAX + 1];
     const char *from = smtp_helo_received(t->helo, helo, sizeof(helo)) ? helo : s->addr;
     buf_printf(&hdr, "Received: from %s (%s)\r\n\tby %s (ringmail/%s) with %s id %s", from,
                session_relay(s, relay, sizeof(relay)), s->rc->cfg->hostname, RINGMAIL_VERSION,
@@ -230,7 +263,7 @@ static void session_write_received(struct session *s)
 
 static void session_commit_done(void *arg, int err);
 
-static int session_commit(struct session *s, const struct smtp_event *ev)
+static int session_commit(struct session *s)
 {
     const struct smtp_transaction *t = smtp_server_transaction(s->smtp);
     struct envelope env;
@@ -242,10 +275,18 @@ static int session_commit(struct session *s, const struct smtp_event *ev)
     env.sender = t->sender;
     env.created = time(NULL);
     env.helo = t->helo;
-    env.client_addr = s->addr;
+    char local_name[80];
+    if (s->local) /* sendmail's bounce says "received ... from user@localhost" */
+        env.client_name = (char *)session_relay(s, local_name, sizeof(local_name));
+    else
+        env.client_addr = s->addr;
     env.proto = (char *)session_proto(s); /* only read during the commit, as the rest */
-    env.daemon = session_daemon->listener_names[s->listener];
-    env.msgid = (char *)ev->msgid;
+    env.daemon = (char *)session_daemon_name(s);
+    env.msgid = s->msgid;
+    /* Named only when the file is the caller's now: recovery removes it on that word. */
+    if (s->local && t->mail_params.maildrop &&
+        submission_maildrop_owned(s->rc->cfg, t->mail_params.maildrop, s->local->uid))
+        env.maildrop = t->mail_params.maildrop;
     env.body = t->mail_params.body == SMTP_BODY_8BITMIME ? 8
                : t->mail_params.body == SMTP_BODY_7BIT   ? 7
                                                          : 0;
@@ -265,8 +306,18 @@ static int session_commit(struct session *s, const struct smtp_event *ev)
         free(env.rcpts);
         return -ENOMEM;
     }
-    *s->commit = (struct session_commit){s, s->dw, ""};
+    *s->commit = (struct session_commit){s, s->dw, "", NULL, 0, NULL};
     memcpy(s->commit->qid, s->qid, sizeof(s->commit->qid));
+    if (env.maildrop) {
+        if (!(s->commit->maildrop = strdup(env.maildrop))) {
+            free(s->commit);
+            s->commit = NULL;
+            free(env.rcpts);
+            return -ENOMEM;
+        }
+        s->commit->uid = s->local->uid;
+        s->commit->rc = runconf_ref(s->rc);
+    }
     s->committing = true;
     /* The envelope is only read during the call; the strings stay owned by the server. */
     spool_msg_commit(s->msg, &env, session_commit_done, s->commit);
@@ -277,12 +328,18 @@ static int session_commit(struct session *s, const struct smtp_event *ev)
 static void session_log_accepted(struct session *s)
 {
     const struct smtp_transaction *t = smtp_server_transaction(s->smtp);
-    char relay[64];
+    char relay[80];
+    if (s->local) { /* sendmail's MSP line: no proto=, no daemon= */
+        log_info("%s: from=<%s>, size=%llu, class=0, nrcpts=%zu, msgid=%s, relay=%s", s->qid,
+                 t->sender ? t->sender : "", (unsigned long long)s->size, t->n_rcpts,
+                 s->msgid ? s->msgid : "", session_relay(s, relay, sizeof(relay)));
+        return;
+    }
     log_info("%s: from=<%s>, size=%llu, class=0, nrcpts=%zu, msgid=%s, proto=%s, daemon=%s, "
              "relay=%s",
              s->qid, t->sender ? t->sender : "", (unsigned long long)s->size, t->n_rcpts,
-             s->msgid ? s->msgid : "", session_proto(s),
-             session_daemon->listener_names[s->listener], session_relay(s, relay, sizeof(relay)));
+             s->msgid ? s->msgid : "", session_proto(s), session_daemon_name(s),
+             session_relay(s, relay, sizeof(relay)));
 }
 
 /* Tells the parked state machine how the commit ended. Never called from inside an
@@ -334,9 +391,14 @@ static void session_commit_done(void *arg, int err)
     struct session_commit *c = arg;
     struct session *s = c->s;
 
+    /* The file goes once the message is safe and before anything delivers it: a crash in
+     * between leaves both, and recovery removes the file (submission_recovered_maildrop).
+     * One unlink and one fsync of a directory, on the worker: local submission is rare. */
+    if (err == 0 && c->maildrop)
+        submission_maildrop_remove(c->rc->cfg, c->maildrop, c->uid);
     if (err == 0)
         queuerun_committed(c->dw, c->qid);
-    free(c);
+    session_commit_free(c);
     if (s)
         session_commit_result(s, err);
 }
@@ -384,7 +446,7 @@ static const char *session_reply_text(const char *reply)
  * sendmail does not log them. */
 static void session_log_reject(struct session *s, const struct smtp_event *ev)
 {
-    char relay[64];
+    char relay[80];
 
     session_note_command(s, ev->cmd);
     if (s->policy_refusal) {
@@ -405,11 +467,11 @@ static void session_log_reject(struct session *s, const struct smtp_event *ev)
  * sendmail-reject filter counts it in its "extra" and "aggressive" modes. */
 static void session_log_null_connection(struct session *s)
 {
-    char relay[64];
-    if (s->issued_mail)
+    char relay[80];
+    if (s->issued_mail || s->local) /* sendmail -bs quitting at once is no probe */
         return;
     log_info("%s: %s did not issue MAIL/EXPN/VRFY/ETRN during connection to %s", session_qid(s),
-             session_relay(s, relay, sizeof(relay)), session_daemon->listener_names[s->listener]);
+             session_relay(s, relay, sizeof(relay)), session_daemon_name(s));
 }
 
 /* The session ended without QUIT, by a timeout or by the client going away: sendmail says
@@ -417,11 +479,11 @@ static void session_log_null_connection(struct session *s)
 static void session_log_lost_input(struct session *s)
 {
     const char *cmd = s->last_cmd;
-    char relay[64];
+    char relay[80];
     if (s->msg)
         log_info("%s: lost input channel from %s to %s after %s", session_qid(s),
-                 session_relay(s, relay, sizeof(relay)),
-                 session_daemon->listener_names[s->listener], cmd ? cmd : "startup");
+                 session_relay(s, relay, sizeof(relay)), session_daemon_name(s),
+                 cmd ? cmd : "startup");
     session_log_null_connection(s);
 }
 
@@ -429,7 +491,7 @@ static void session_log_lost_input(struct session *s)
 static void session_log_close(struct session *s, const char *reason)
 {
     const struct smtp_transaction *t = smtp_server_transaction(s->smtp);
-    char relay[64];
+    char relay[80];
 
     session_relay(s, relay, sizeof(relay));
     if (strcmp(reason, "quit") == 0) {
@@ -453,7 +515,7 @@ static void session_log_close(struct session *s, const char *reason)
 static void session_log_peer_gone(struct session *s, bool in_data)
 {
     const struct smtp_transaction *t = smtp_server_transaction(s->smtp);
-    char relay[64];
+    char relay[80];
 
     if (!in_data) {
         session_log_lost_input(s);
@@ -483,6 +545,8 @@ static void session_io_event(void *arg, const struct smtp_event *ev)
     case SMTP_EV_DATA_START:
         session_note_command(s, smtp_server_transaction(s->smtp)->bdat ? "BDAT" : "DATA");
         s->in_data = true;
+        free(s->msgid); /* a local message's added one is set at the header's end */
+        s->msgid = NULL;
         if (!s->msg)
             s->msg = spool_msg_new(s->dw->sw, s->qid);
         if (s->msg)
@@ -495,8 +559,11 @@ static void session_io_event(void *arg, const struct smtp_event *ev)
     case SMTP_EV_DATA_END:
         s->in_data = false;
         s->size += ev->size;
-        s->msgid = ev->msgid ? strdup(ev->msgid) : NULL;
-        if (!s->msg || session_commit(s, ev) < 0) {
+        if (ev->msgid) { /* else the one we added to a local message, if any */
+            free(s->msgid);
+            s->msgid = strdup(ev->msgid);
+        }
+        if (!s->msg || session_commit(s) < 0) {
             log_limited(&session_log_commit_failures, LOG_LVL_ERROR, "memory",
                         "%s: queue commit failed: out of memory", s->qid);
             session_drop_message(s);
@@ -602,7 +669,7 @@ static void *session_refuse(struct daemon_worker *dw, engine_conn_id id, const c
  * anynet_ntoa() writes it. fail2ban's sendmail-reject filter reads it. */
 static void session_log_check_relay(struct log_limit *limit, const char *addr, const char *reject)
 {
-    char relay[64], line[600];
+    char relay[80], line[600];
     session_relay_of(addr, relay, sizeof(relay));
     snprintf(line, sizeof(line), "ruleset=check_relay, arg1=%s, arg2=%s%s, relay=%s, reject=%s",
              relay, strchr(addr, ':') ? "IPv6:" : "", addr, relay, reject);
@@ -640,19 +707,89 @@ static void session_say_shutdown(struct session *s)
     session_close(s);
 }
 
-static void *session_on_accept(struct engine_worker *w, engine_conn_id id, unsigned listener,
-                               const struct sockaddr *peer, socklen_t peerlen,
-                               const struct sockaddr *local, socklen_t locallen)
+static const struct engine_conn_callbacks session_conn_callbacks;
+
+/* The session of a connection let in: NULL (a 421 queued) when memory runs out; the
+ * caller then releases what it took for it (`local` is the session's from here). */
+static void *session_start(struct daemon_worker *dw, engine_conn_id id, unsigned listener,
+                           const struct sockaddr *peer, socklen_t peerlen, const char *addr,
+                           bool access_relay, struct submission_caller *local)
 {
-    (void)local;
-    (void)locallen;
-    struct daemon_worker *dw = engine_worker_ctx(w);
+    const struct config *cfg = dw->rc->cfg;
+    struct session *s = calloc(1, sizeof(*s));
+    if (!s) {
+        free(local);
+        return session_refuse(dw, id, "Out of memory");
+    }
+    s->conn.cb = &session_conn_callbacks;
+    s->dw = dw;
+    s->id = id;
+    s->listener = listener;
+    s->access_relay = access_relay;
+    s->local = local;
+    s->rc = runconf_ref(dw->rc);
+    memcpy(&s->peer, peer, peerlen < sizeof(s->peer) ? peerlen : sizeof(s->peer));
+    snprintf(s->addr, sizeof(s->addr), "%s", addr);
+    s->io.arg = s;
+    s->io.reply = session_io_reply;
+    s->io.event = session_io_event;
+    s->io.check_rcpt = session_check_rcpt;
+    s->io.check_mail = session_check_mail;
+    s->tp = &session_plain;
+
+    char client[80];
+    uint64_t now = engine_now_ms(dw->w);
+    s->smtp = smtp_server_new(local ? &s->rc->smtp_local : runconf_smtp(s->rc, listener), &s->io,
+                              session_relay(s, client, sizeof(client)), now);
+    if (!s->smtp) {
+        runconf_unref(s->rc);
+        free(s->local);
+        free(s);
+        return session_refuse(dw, id, "Out of memory");
+    }
+
+    qid_new(s->qid, engine_worker_index(dw->w)); /* the connection's id until MAIL */
+    s->next = dw->sessions;
+    if (dw->sessions)
+        dw->sessions->prev = s;
+    dw->sessions = s;
+
+    char date[64], greeting[320];
+    session_rfc5322_date(date, sizeof(date));
+    snprintf(greeting, sizeof(greeting), "%s ESMTP ringmail %s; %s", cfg->hostname,
+             RINGMAIL_VERSION, date);
+    s->in_smtp = true;
+    smtp_server_start(s->smtp, greeting, now);
+    session_after_smtp(s);
+    return s;
+}
+
+/* A process of this host on submission.socket: known by its credentials, never by its
+ * address (it has none), and counted against no connection limit, as sendmail's local
+ * submissions are not. */
+static void *session_accept_local(struct daemon_worker *dw, engine_conn_id id,
+                                  const struct sockaddr *peer, socklen_t peerlen)
+{
+    struct ucred cred;
+    if (engine_conn_peer_cred(dw->w, id, &cred) < 0) {
+        log_error("submission.socket: cannot learn the caller (SO_PEERCRED): %s", strerror(errno));
+        return session_refuse(dw, id, "Cannot identify the caller");
+    }
+    struct submission_caller *local = malloc(sizeof(*local));
+    if (!local)
+        return session_refuse(dw, id, "Out of memory");
+    submission_caller_init(dw->rc->cfg, cred.uid, cred.gid, cred.pid, local);
+    return session_start(dw, id, DAEMON_LISTENER_SUBMISSION, peer, peerlen, "localhost", false,
+                         local);
+}
+
+static void *session_accept_tcp(struct daemon_worker *dw, engine_conn_id id, unsigned listener,
+                                const struct sockaddr *peer, socklen_t peerlen)
+{
     const struct config *cfg = dw->rc->cfg;
     char addr[48];
 
     netaddr_format(peer, addr, sizeof(addr));
-    if (dw->draining)
-        return session_refuse(dw, id, "Shutting down");
     /* By address only: the client's host name is never looked up (docs/config.md). */
     const struct access_entry *connect = access_lookup_ip(&cfg->map.access, "connect", addr);
     if (session_access_refuses(connect))
@@ -676,51 +813,27 @@ static void *session_on_accept(struct engine_worker *w, engine_conn_id id, unsig
     case CONNLIMIT_OK:
         break;
     }
-
-    struct session *s = calloc(1, sizeof(*s));
-    if (!s) {
+    void *s = session_start(dw, id, listener, peer, peerlen, addr,
+                            connect && connect->action == ACCESS_RELAY, NULL);
+    if (!s)
         connlimit_release(dw->d->conns, peer);
-        return session_refuse(dw, id, "Out of memory");
-    }
-    s->dw = dw;
-    s->id = id;
-    s->listener = listener;
-    s->access_relay = connect && connect->action == ACCESS_RELAY;
-    s->rc = runconf_ref(dw->rc);
-    memcpy(&s->peer, peer, peerlen < sizeof(s->peer) ? peerlen : sizeof(s->peer));
-    memcpy(s->addr, addr, sizeof(s->addr));
-    s->io.arg = s;
-    s->io.reply = session_io_reply;
-    s->io.event = session_io_event;
-    s->io.check_rcpt = session_check_rcpt;
-    s->io.check_mail = session_check_mail;
-    s->tp = &session_plain;
-
-    char client[64];
-    uint64_t now = engine_now_ms(w);
-    s->smtp = smtp_server_new(runconf_smtp(s->rc, listener), &s->io,
-                              session_relay(s, client, sizeof(client)), now);
-    if (!s->smtp) {
-        connlimit_release(dw->d->conns, peer);
-        runconf_unref(s->rc);
-        free(s);
-        return session_refuse(dw, id, "Out of memory");
-    }
-
-    qid_new(s->qid, engine_worker_index(w)); /* the connection's id until MAIL */
-    s->next = dw->sessions;
-    if (dw->sessions)
-        dw->sessions->prev = s;
-    dw->sessions = s;
-
-    char date[64], greeting[320];
-    session_rfc5322_date(date, sizeof(date));
-    snprintf(greeting, sizeof(greeting), "%s ESMTP ringmail %s; %s", cfg->hostname,
-             RINGMAIL_VERSION, date);
-    s->in_smtp = true;
-    smtp_server_start(s->smtp, greeting, now);
-    session_after_smtp(s);
     return s;
+}
+
+static void *session_on_accept(struct engine_worker *w, engine_conn_id id, unsigned listener,
+                               const struct sockaddr *peer, socklen_t peerlen,
+                               const struct sockaddr *local, socklen_t locallen)
+{
+    (void)local;
+    (void)locallen;
+    struct daemon_worker *dw = engine_worker_ctx(w);
+    if (dw->draining)
+        return session_refuse(dw, id, "Shutting down");
+    if (listener == DAEMON_LISTENER_CONTROL)
+        return NULL; /* not served yet */
+    if (listener == DAEMON_LISTENER_SUBMISSION)
+        return session_accept_local(dw, id, peer, peerlen);
+    return session_accept_tcp(dw, id, listener, peer, peerlen);
 }
 
 static void session_on_recv(void *ctx, const char *data, size_t len)
@@ -770,8 +883,9 @@ static void session_on_closed(void *ctx, int err)
     smtp_server_free(s->smtp);
     s->tp->free(s);
     free(s->msgid);
-    connlimit_release(dw->d->conns,
-                      (const struct sockaddr *)&s->peer); /* every session has a slot */
+    if (!s->local) /* every TCP session has a slot */
+        connlimit_release(dw->d->conns, (const struct sockaddr *)&s->peer);
+    free(s->local);
     runconf_unref(s->rc);
     if (s->prev)
         s->prev->next = s->next;
@@ -820,12 +934,45 @@ static void session_on_message(struct engine_worker *w, void *worker_ctx, uint32
     }
 }
 
+static const struct engine_conn_callbacks session_conn_callbacks = {
+    .on_recv = session_on_recv,
+    .on_timer = session_on_timer,
+    .on_closed = session_on_closed,
+};
+
+/* Every accepted connection's context starts with its kind's callbacks (struct
+ * daemon_conn): an SMTP session's or a control connection's. */
+static void session_dispatch_recv(void *ctx, const char *data, size_t len)
+{
+    ((struct daemon_conn *)ctx)->cb->on_recv(ctx, data, len);
+}
+
+static void session_dispatch_drained(void *ctx)
+{
+    const struct engine_conn_callbacks *cb = ((struct daemon_conn *)ctx)->cb;
+    if (cb->on_drained)
+        cb->on_drained(ctx);
+}
+
+static void session_dispatch_timer(void *ctx)
+{
+    const struct engine_conn_callbacks *cb = ((struct daemon_conn *)ctx)->cb;
+    if (cb->on_timer)
+        cb->on_timer(ctx);
+}
+
+static void session_dispatch_closed(void *ctx, int err)
+{
+    ((struct daemon_conn *)ctx)->cb->on_closed(ctx, err);
+}
+
 const struct engine_callbacks session_engine_callbacks = {
     .worker_init = session_worker_init,
     .worker_fini = session_worker_fini,
     .on_accept = session_on_accept,
-    .on_recv = session_on_recv,
-    .on_timer = session_on_timer,
-    .on_closed = session_on_closed,
+    .on_recv = session_dispatch_recv,
+    .on_drained = session_dispatch_drained,
+    .on_timer = session_dispatch_timer,
+    .on_closed = session_dispatch_closed,
     .on_message = session_on_message,
 };

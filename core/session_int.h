@@ -20,6 +20,7 @@
 
 struct session;
 struct session_tls;
+struct submission_caller;
 
 struct session_transport {
     /* Bytes from the network (the caller is inside a call into the state machine). */
@@ -43,6 +44,7 @@ extern const struct session_transport session_plain, session_tls;
  * TLS state lives behind `tls`, allocated at STARTTLS.
  */
 struct session {
+    struct daemon_conn conn;     /* first: this session's callbacks (core/daemon.h) */
     struct session *next, *prev; /* the worker's list, for draining */
     struct daemon_worker *dw;
     engine_conn_id id;
@@ -55,6 +57,8 @@ struct session {
     /* While a commit is in flight: what its callback gets (it outlives the session, so a
      * message whose client went away still reaches the queue manager). */
     struct session_commit *commit;
+    /* On submission.socket: the local caller (core/submission.h); NULL for a TCP client. */
+    struct submission_caller *local;
     struct sockaddr_storage peer;
     unsigned listener;
     bool access_relay; /* the access map says Connect: RELAY for this client */
@@ -68,13 +72,15 @@ struct session {
     bool issued_mail;     /* MAIL, EXPN, VRFY or ETRN was used: not a "null connection" */
     bool policy_refusal;  /* session_check_rcpt refused the RCPT whose REJECT comes next */
     bool in_data;         /* from DATA (or the first BDAT) to the end of the message */
-    char *msgid;          /* Message-ID of the message being committed, for the log */
+    char *msgid;          /* Message-ID of the message being committed (ours when we added it), for
+                           * the log and the envelope */
     uint64_t size;        /* octets stored so far: our Received: plus the data */
     char qid[QID_LEN + 1];
     char addr[48]; /* client IP as text, for logs and Received: */
 };
 
-/* "[192.0.2.1]" / "[IPv6:::1]", sendmail's spelling of a client without a name. */
+/* "[192.0.2.1]" / "[IPv6:::1]", sendmail's spelling of a client without a name; a local
+ * caller is "user@localhost". */
 const char *session_relay(const struct session *s, char *out, size_t outlen);
 void session_close(struct session *s);
 /* Plaintext from the client into the state machine; pauses receiving when it is full. */
