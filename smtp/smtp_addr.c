@@ -78,15 +78,11 @@ static bool addr_is_atext(unsigned ch)
            (ch != 0 && strchr("!#$%&'*+-/=?^_`{|}~", (int)ch) != NULL);
 }
 
-/*
- * Length of the well-formed UTF-8 sequence at the cursor (RFC 3629 4), or 0 when it is
- * malformed: overlong forms, surrogates and code points past U+10FFFF are refused, so
- * two spellings of one address cannot slip past a comparison made on bytes.
- */
-static size_t addr_utf8_len(const struct cur *c)
+/* Overlong forms, surrogates and code points past U+10FFFF are refused, so two spellings
+ * of one address cannot slip past a comparison made on bytes. */
+size_t smtp_utf8_len(const unsigned char *s, size_t avail)
 {
-    const unsigned char *s = c->p;
-    size_t avail = (size_t)(c->end - c->p), n;
+    size_t n;
     unsigned lo = 0x80, hi = 0xbf;
 
     if (s[0] >= 0xc2 && s[0] <= 0xdf)
@@ -113,6 +109,11 @@ static size_t addr_utf8_len(const struct cur *c)
         if (s[i] < 0x80 || s[i] > 0xbf)
             return 0;
     return n;
+}
+
+static size_t addr_utf8_len(const struct cur *c)
+{
+    return smtp_utf8_len(c->p, (size_t)(c->end - c->p));
 }
 
 /*

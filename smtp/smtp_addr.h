@@ -130,6 +130,10 @@ int smtp_mail_params_parse_local(const char *s, size_t len, const struct smtp_ex
                                  struct smtp_mail_params *out, struct smtp_addr_error *err);
 int smtp_rcpt_params_parse(const char *s, size_t len, const struct smtp_ext *ext,
                            struct smtp_rcpt_params *out, struct smtp_addr_error *err);
+/* Length of the well-formed multi-octet UTF-8 character at `s` (RFC 3629 4), `avail` >= 1
+ * octets available; 0 when it is malformed or ASCII. */
+size_t smtp_utf8_len(const unsigned char *s, size_t avail);
+
 /* Frees fullname and maildrop and sets them to NULL. */
 void smtp_mail_params_free(struct smtp_mail_params *p);
 /* Validates RFC 3461 xtext (used by ENVID and ORCPT). */
