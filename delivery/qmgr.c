@@ -17,6 +17,11 @@
 /* A waiting message whose attempt could not start for want of memory is tried again after
  * this long instead of at once (the loop would spin). */
 #define QMGR_RETRY_SOON_S 60
+/* Messages a queue tool's request reads or rewrites at once on one worker: enough to keep
+ * the disk busy, few enough that deliveries still get their share of the ring. */
+#define QMGR_ADMIN_PARALLEL 16
+/* A request on a message in flight: none yet. */
+#define QMGR_ADMIN_NONE (-1)
 
 enum qmgr_outcome { QMGR_PENDING, QMGR_DELIVERED, QMGR_DEFERRED, QMGR_FAILED };
 
@@ -61,7 +66,12 @@ struct qmgr_msg {
     bool attempted;   /* a next hop was tried (not only throttled) */
     int64_t retry_at; /* a throttled next hop: try again then (0 = none) */
     bool stopped;     /* the manager stopped: end without writing anything */
+    int admin;        /* a queue tool's request for when the attempt ends, or QMGR_ADMIN_NONE */
+    char admin_by[64];
+    char reason[700]; /* this attempt's deferral, as the log's stat= says it ("" = none) */
 };
+
+struct qmgr_admin_job;
 
 struct qmgr {
     struct engine_worker *w;
@@ -75,9 +85,12 @@ struct qmgr {
     unsigned n_active;
     bool stopping;
     bool kicking;
+    struct qmgr_admin_job *admin_head, *admin_tail; /* the queue tools' requests, in order */
 };
 
 static void qmgr_kick(struct qmgr *q);
+static void qmgr_admin_stop(struct qmgr *q);
+static void qmgr_admin_free_all(struct qmgr *q);
 
 static struct qmgr *qmgr_of_timer(struct engine_timer *t)
 {
@@ -140,6 +153,7 @@ void qmgr_stop(struct qmgr *q)
     q->timer_due = 0;
     for (struct qmgr_msg *m = q->active; m; m = m->next)
         m->stopped = true;
+    qmgr_admin_stop(q);
 }
 
 void qmgr_free(struct qmgr *q)
@@ -149,6 +163,7 @@ void qmgr_free(struct qmgr *q)
     engine_timer_disarm(q->w, &q->timer);
     while (q->active)
         qmgr_msg_free(q->active);
+    qmgr_admin_free_all(q);
     queue_index_free(q->idx);
     free(q);
 }
@@ -167,7 +182,8 @@ unsigned qmgr_active(const struct qmgr *q)
 static void qmgr_arm(struct qmgr *q)
 {
     int64_t due;
-    if (q->stopping || !queue_index_peek(q->idx, NULL, &due))
+    /* Held messages are never due: when the first is held, all are. */
+    if (q->stopping || !queue_index_peek(q->idx, NULL, &due) || due >= ENVELOPE_NEXT_HELD)
         return;
     if (q->timer_due && q->timer_due <= due)
         return;
@@ -187,7 +203,8 @@ int qmgr_enqueue(struct qmgr *q, const char *qid, int64_t due)
     int64_t was;
     int rc = 0;
     if (queue_index_contains(q->idx, qid, &was)) {
-        if (due < was)
+        /* a held message stays held until RELEASE */
+        if (due < was && was != ENVELOPE_NEXT_HELD)
             rc = queue_index_reschedule(q->idx, qid, due);
     } else {
         rc = queue_index_push(q->idx, qid, due);
@@ -211,6 +228,7 @@ static void qmgr_start(struct qmgr *q, const char *qid)
     }
     m->q = q;
     memcpy(m->qid, qid, QID_LEN);
+    m->admin = QMGR_ADMIN_NONE;
     m->started = time(NULL);
     m->s = q->hooks.settings_get(q->hooks.arg, &m->ref);
     m->next = q->active;
@@ -293,10 +311,41 @@ static void qmgr_updated(void *arg, int err)
     qmgr_end(m);
 }
 
+static void qmgr_admin_deleted(void *arg, int err)
+{
+    struct qmgr_msg *m = arg;
+    if (err == 0)
+        log_info("%s: removed by %s", m->qid, m->admin_by);
+    else /* logged by the spool; what is left is found at the next start */
+        queue_index_push(m->q->idx, m->qid, (int64_t)time(NULL) + QMGR_RETRY_SOON_S);
+    qmgr_end(m);
+}
+
+/* The attempt ended; a queue tool's request made during it applies now. */
+static void qmgr_apply_admin(struct qmgr_msg *m, time_t now)
+{
+    if (m->admin == QMGR_ADMIN_HOLD && qmgr_any_pending(m)) {
+        m->env.next_attempt = ENVELOPE_NEXT_HELD;
+        log_info("%s: held by %s", m->qid, m->admin_by);
+    } else if (m->admin == QMGR_ADMIN_REQUEUE && qmgr_any_pending(m)) {
+        m->env.next_attempt = now;
+        log_info("%s: requeued by %s", m->qid, m->admin_by);
+    }
+}
+
 static void qmgr_record(struct qmgr_msg *m)
 {
     if (m->stopped) {
         qmgr_end(m);
+        return;
+    }
+    if (m->admin == QMGR_ADMIN_DELETE) {
+        /* its connections are done with the df: now it may go */
+        int rc = spool_delete(m->q->sw, m->qid, qmgr_admin_deleted, m);
+        if (rc < 0) {
+            log_error("%s: cannot remove it: %s", m->qid, strerror(-rc));
+            qmgr_admin_deleted(m, rc);
+        }
         return;
     }
     size_t *changed = calloc(m->env.n_rcpts ? m->env.n_rcpts : 1, sizeof(*changed));
@@ -325,6 +374,14 @@ static void qmgr_record(struct qmgr_msg *m)
     m->env.next_attempt = queue_next_attempt(m->env.created, now, m->env.attempts, &m->s->retry);
     if (m->retry_at && m->retry_at < m->env.next_attempt)
         m->env.next_attempt = m->retry_at;
+    if (m->reason[0]) {
+        char *reason = strdup(m->reason);
+        if (reason) { /* without memory the qf keeps the previous reason */
+            free(m->env.last_reason);
+            m->env.last_reason = reason;
+        }
+    }
+    qmgr_apply_admin(m, now);
     int rc = spool_update(m->q->sw, &m->env, changed, n, qmgr_updated, m);
     free(changed);
     if (rc < 0) {
@@ -499,6 +556,8 @@ static void qmgr_attempt_done(struct qmgr_msg *m)
                                                                : QMGR_LOG_DEFERRED;
         qmgr_log_rcpt(m->qid, &m->env, i, r->route.mailer, r->relay, stat, r->status, r->stat,
                       m->started, now);
+        if (r->outcome == QMGR_DEFERRED) /* the qf's last reason: sendmail's M line */
+            qmgr_log_stat_text(QMGR_LOG_DEFERRED, r->status, r->stat, m->reason, sizeof(m->reason));
         if (r->outcome == QMGR_DEFERRED && expired) {
             /* sendmail: the last reason, then "Cannot send message for 5 days" */
             r->outcome = QMGR_FAILED;
@@ -718,4 +777,345 @@ static void qmgr_loaded(void *arg, int err, struct envelope *e, char *data, size
         m->groups_open--;
     }
     qmgr_group_release(m);
+}
+
+/* --- the queue tools' requests --- */
+
+/* A waiting message a request looks at: where it was in the index. */
+struct qmgr_admin_entry {
+    char qid[QID_LEN + 1];
+    int64_t due;
+};
+
+struct qmgr_admin_job {
+    struct qmgr *q;
+    struct qmgr_admin_job *next;
+    struct qmgr_admin a;
+    char by[64];
+    struct engine_timer start; /* begins the request from the loop, never inside qmgr_admin */
+    bool begun;
+    struct qmgr_admin_entry *work;
+    size_t n_work, cap_work, next_work;
+    unsigned in_flight;
+    size_t count;
+};
+
+/* One waiting message being read, rewritten or removed; out of the index meanwhile, so
+ * no attempt starts on it. */
+struct qmgr_admin_msg {
+    struct qmgr_admin_job *job;
+    struct qmgr_admin_entry entry;
+    struct envelope env;
+    bool loaded;
+};
+
+static void qmgr_admin_pump(struct qmgr_admin_job *job);
+
+static void qmgr_admin_readd(struct qmgr *q, const char *qid, int64_t due)
+{
+    if (queue_index_push(q->idx, qid, due) == -ENOMEM)
+        log_error("%s: cannot queue for delivery: out of memory (delivered after a restart)", qid);
+}
+
+static const char *qmgr_admin_verb(enum qmgr_admin_op op)
+{
+    switch (op) {
+    case QMGR_ADMIN_HOLD:
+        return "held";
+    case QMGR_ADMIN_RELEASE:
+        return "released";
+    case QMGR_ADMIN_REQUEUE:
+        return "requeued";
+    case QMGR_ADMIN_DELETE:
+        return "removed";
+    case QMGR_ADMIN_FLUSH:
+        break;
+    }
+    return "scheduled";
+}
+
+static void qmgr_admin_counted(struct qmgr_admin_job *job, const char *qid)
+{
+    job->count++;
+    if (job->a.item)
+        job->a.item(job->a.arg, qid);
+}
+
+static void qmgr_admin_msg_end(struct qmgr_admin_msg *am)
+{
+    struct qmgr_admin_job *job = am->job;
+    if (am->loaded)
+        envelope_free(&am->env);
+    free(am);
+    job->in_flight--;
+    qmgr_admin_pump(job);
+}
+
+static void qmgr_admin_written(void *arg, int err)
+{
+    struct qmgr_admin_msg *am = arg;
+    struct qmgr_admin_job *job = am->job;
+    const char *qid = am->entry.qid;
+    if (err < 0) {
+        /* Logged by the spool; the qf says what it said before. */
+        qmgr_admin_readd(job->q, qid, am->entry.due);
+    } else {
+        if (job->a.op != QMGR_ADMIN_DELETE)
+            qmgr_admin_readd(job->q, qid, am->env.next_attempt);
+        log_info("%s: %s by %s", qid, qmgr_admin_verb(job->a.op), job->by);
+        qmgr_admin_counted(job, qid);
+    }
+    qmgr_admin_msg_end(am);
+}
+
+/* What the request does to a waiting message that matched, from its envelope. False when
+ * it does nothing to it (FLUSH is done here: nothing to write). */
+static bool qmgr_admin_change(struct qmgr_admin_msg *am, time_t now)
+{
+    struct qmgr_admin_job *job = am->job;
+    bool held = am->env.next_attempt == ENVELOPE_NEXT_HELD;
+    switch (job->a.op) {
+    case QMGR_ADMIN_FLUSH:
+        if (!held) {
+            am->entry.due = now;
+            job->count++;
+        }
+        return false;
+    case QMGR_ADMIN_HOLD:
+        am->env.next_attempt = ENVELOPE_NEXT_HELD;
+        return !held;
+    case QMGR_ADMIN_RELEASE:
+        am->env.next_attempt = now;
+        return held;
+    case QMGR_ADMIN_REQUEUE:
+        /* postsuper -r: tried now as if new, but the attempts so far still count */
+        am->env.next_attempt = now;
+        free(am->env.last_reason);
+        am->env.last_reason = NULL;
+        return !held;
+    case QMGR_ADMIN_DELETE:
+        return true;
+    }
+    return false;
+}
+
+static void qmgr_admin_loaded(void *arg, int err, struct envelope *e, char *data, size_t len)
+{
+    struct qmgr_admin_msg *am = arg;
+    struct qmgr_admin_job *job = am->job;
+    struct qmgr *q = job->q;
+    (void)len;
+    free(data);
+    if (err < 0) {
+        /* Gone, or set aside as damaged (logged by the spool): nothing to put back. */
+        if (err != -ENOENT && err != -EBADMSG)
+            qmgr_admin_readd(q, am->entry.qid, am->entry.due);
+        qmgr_admin_msg_end(am);
+        return;
+    }
+    am->env = *e;
+    am->loaded = true;
+    if (!job->a.match(job->a.arg, am->entry.qid, job->a.needs_envelope ? &am->env : NULL) ||
+        !qmgr_admin_change(am, time(NULL))) {
+        qmgr_admin_readd(q, am->entry.qid, am->entry.due);
+        qmgr_admin_msg_end(am);
+        return;
+    }
+    int rc = job->a.op == QMGR_ADMIN_DELETE
+                 ? spool_delete(q->sw, am->entry.qid, qmgr_admin_written, am)
+                 : spool_update(q->sw, &am->env, NULL, 0, qmgr_admin_written, am);
+    if (rc < 0) {
+        log_error("%s: cannot change it: %s", am->entry.qid, strerror(-rc));
+        qmgr_admin_written(am, rc);
+    }
+}
+
+/* A message in flight: the request is applied when its attempt ends (qmgr_record). */
+static void qmgr_admin_mark(struct qmgr_admin_job *job, struct qmgr_msg *m)
+{
+    const struct envelope *e = m->loaded ? &m->env : NULL;
+    if (m->stopped || (job->a.needs_envelope && !e) ||
+        !job->a.match(job->a.arg, m->qid, job->a.needs_envelope ? e : NULL))
+        return;
+    switch (job->a.op) {
+    case QMGR_ADMIN_FLUSH: /* being tried already */
+        return;
+    case QMGR_ADMIN_RELEASE: /* only a HOLD made during this attempt can be undone */
+        if (m->admin != QMGR_ADMIN_HOLD)
+            return;
+        m->admin = QMGR_ADMIN_NONE;
+        log_info("%s: released by %s", m->qid, job->by);
+        break;
+    case QMGR_ADMIN_HOLD:
+    case QMGR_ADMIN_REQUEUE:
+    case QMGR_ADMIN_DELETE:
+        if (m->admin == QMGR_ADMIN_DELETE)
+            return;
+        m->admin = (int)job->a.op;
+        snprintf(m->admin_by, sizeof(m->admin_by), "%s", job->by);
+        break;
+    }
+    qmgr_admin_counted(job, m->qid);
+}
+
+static struct qmgr_msg *qmgr_find_active(struct qmgr *q, const char *qid)
+{
+    for (struct qmgr_msg *m = q->active; m; m = m->next)
+        if (strcmp(m->qid, qid) == 0)
+            return m;
+    return NULL;
+}
+
+/* Whether a waiting message may concern the request, from what the index knows. */
+static bool qmgr_admin_candidate(const struct qmgr_admin_job *job, const char *qid, int64_t due)
+{
+    bool held = due == ENVELOPE_NEXT_HELD;
+    if ((job->a.op == QMGR_ADMIN_RELEASE && !held) ||
+        (job->a.op != QMGR_ADMIN_RELEASE && job->a.op != QMGR_ADMIN_DELETE && held))
+        return false;
+    return job->a.needs_envelope || job->a.match(job->a.arg, qid, NULL);
+}
+
+static void qmgr_admin_collect(void *arg, const char *qid, int64_t due)
+{
+    struct qmgr_admin_job *job = arg;
+    char id[QID_LEN + 1];
+    memcpy(id, qid, QID_LEN);
+    id[QID_LEN] = '\0';
+    if (!qmgr_admin_candidate(job, id, due))
+        return;
+    if (job->n_work == job->cap_work) {
+        size_t cap = job->cap_work ? 2 * job->cap_work : 64;
+        struct qmgr_admin_entry *v = realloc(job->work, cap * sizeof(*v));
+        if (!v) {
+            log_error("%s: not looked at by the queue request: out of memory", id);
+            return;
+        }
+        job->work = v;
+        job->cap_work = cap;
+    }
+    memcpy(job->work[job->n_work].qid, id, sizeof(id));
+    job->work[job->n_work++].due = due;
+}
+
+static void qmgr_admin_finish(struct qmgr_admin_job *job)
+{
+    struct qmgr *q = job->q;
+    q->admin_head = job->next;
+    if (!q->admin_head)
+        q->admin_tail = NULL;
+    job->a.done(job->a.arg, job->count);
+    free(job->work);
+    free(job);
+    if (q->admin_head && !q->stopping)
+        engine_timer_arm(q->w, &q->admin_head->start, 0);
+    if (!q->stopping)
+        qmgr_kick(q);
+}
+
+/* Starts reads while there is room; ends the request when nothing is left. */
+static void qmgr_admin_pump(struct qmgr_admin_job *job)
+{
+    struct qmgr *q = job->q;
+    while (!q->stopping && job->in_flight < QMGR_ADMIN_PARALLEL && job->next_work < job->n_work) {
+        struct qmgr_admin_entry *en = &job->work[job->next_work++];
+        if (queue_index_remove(q->idx, en->qid) < 0) {
+            /* its attempt started since the request began (or it is gone) */
+            struct qmgr_msg *m = qmgr_find_active(q, en->qid);
+            if (m)
+                qmgr_admin_mark(job, m);
+            continue;
+        }
+        struct qmgr_admin_msg *am = calloc(1, sizeof(*am));
+        if (am) {
+            am->job = job;
+            am->entry = *en;
+        }
+        if (!am || spool_load_envelope(q->sw, en->qid, qmgr_admin_loaded, am) < 0) {
+            log_error("%s: not looked at by the queue request: out of memory", en->qid);
+            free(am);
+            qmgr_admin_readd(q, en->qid, en->due);
+            continue;
+        }
+        job->in_flight++;
+    }
+    if (job->in_flight == 0 && (q->stopping || job->next_work == job->n_work))
+        qmgr_admin_finish(job);
+}
+
+static void qmgr_admin_begin(struct engine_timer *t)
+{
+    struct qmgr_admin_job *job =
+        (struct qmgr_admin_job *)((char *)t - offsetof(struct qmgr_admin_job, start));
+    struct qmgr *q = job->q;
+    job->begun = true;
+    for (struct qmgr_msg *m = q->active; m; m = m->next)
+        qmgr_admin_mark(job, m);
+    queue_index_foreach(q->idx, qmgr_admin_collect, job);
+    if (job->a.op == QMGR_ADMIN_FLUSH && !job->a.needs_envelope) {
+        /* decided by the queue id alone: nothing to read or write */
+        int64_t now = time(NULL);
+        for (size_t i = 0; i < job->n_work; i++)
+            if (queue_index_reschedule(q->idx, job->work[i].qid, now) == 0)
+                job->count++;
+        job->n_work = 0;
+    }
+    qmgr_admin_pump(job);
+}
+
+int qmgr_admin(struct qmgr *q, const struct qmgr_admin *a)
+{
+    struct qmgr_admin_job *job = calloc(1, sizeof(*job));
+    if (!job)
+        return -ENOMEM;
+    job->q = q;
+    job->a = *a;
+    snprintf(job->by, sizeof(job->by), "%s", a->by ? a->by : "?");
+    job->a.by = job->by;
+    job->start.fire = qmgr_admin_begin;
+    if (q->admin_tail)
+        q->admin_tail->next = job;
+    else
+        q->admin_head = job;
+    q->admin_tail = job;
+    if (q->admin_head == job)
+        engine_timer_arm(q->w, &job->start, 0);
+    return 0;
+}
+
+/* Shutdown: requests not begun end at once with nothing done; one under way ends when its
+ * reads and writes in flight have. */
+static void qmgr_admin_stop(struct qmgr *q)
+{
+    struct qmgr_admin_job *head = q->admin_head;
+    if (head && head->begun && head->in_flight > 0)
+        head = head->next;
+    while (head) {
+        struct qmgr_admin_job *next = head->next;
+        engine_timer_disarm(q->w, &head->start);
+        if (q->admin_head == head) {
+            qmgr_admin_finish(head);
+        } else {
+            head->a.done(head->a.arg, 0);
+            if (q->admin_head)
+                q->admin_head->next = next;
+            if (q->admin_tail == head)
+                q->admin_tail = q->admin_head;
+            free(head->work);
+            free(head);
+        }
+        head = next;
+    }
+}
+
+static void qmgr_admin_free_all(struct qmgr *q)
+{
+    while (q->admin_head) {
+        struct qmgr_admin_job *job = q->admin_head;
+        q->admin_head = job->next;
+        engine_timer_disarm(q->w, &job->start);
+        free(job->work);
+        free(job);
+    }
+    q->admin_tail = NULL;
 }

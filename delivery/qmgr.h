@@ -31,6 +31,7 @@
 #include "delivery/outbound.h"
 #include "delivery/route.h"
 #include "queue/backoff.h"
+#include "queue/envelope.h"
 #include "queue/qid.h"
 
 struct engine_worker;
@@ -70,6 +71,43 @@ void qmgr_free(struct qmgr *q);
 int qmgr_enqueue(struct qmgr *q, const char *qid, int64_t due);
 /* Reserves room for n messages about to be enqueued (start-up recovery). */
 int qmgr_reserve(struct qmgr *q, size_t n);
+
+/* --- the queue tools' requests (core/control.h) ---
+ * An operation on this manager's messages that `match` accepts: FLUSH makes the deferred
+ * ones due now (held ones never; nothing is written); HOLD writes next_attempt =
+ * ENVELOPE_NEXT_HELD in place (never due, at recovery neither); RELEASE makes a held
+ * message due now; REQUEUE makes a deferred message due now and clears its last reason
+ * (the attempt count stays); DELETE removes qf then df and fsyncs the directory (no
+ * bounce). Each write is fsynced before its message counts. A message whose attempt is in
+ * flight is marked and handled when the attempt ends (a DELETE never removes a df in use);
+ * it counts at once. HOLD, RELEASE, REQUEUE and DELETE log "<qid>: held by <by>",
+ * "released by", "requeued by", "removed by". Requests run one after the other per manager. */
+enum qmgr_admin_op {
+    QMGR_ADMIN_FLUSH,
+    QMGR_ADMIN_HOLD,
+    QMGR_ADMIN_RELEASE,
+    QMGR_ADMIN_DELETE,
+    QMGR_ADMIN_REQUEUE
+};
+
+struct qmgr_admin {
+    enum qmgr_admin_op op;
+    const char *by; /* who asked, for the log ("root", "uid 1000"); copied */
+    /* The message's envelope is needed to decide (sender or recipient filters): `e` is
+     * then the envelope, else NULL. A message whose attempt is starting that very moment
+     * (its envelope being read) is not matched by such a request. */
+    bool needs_envelope;
+    bool (*match)(void *arg, const char *qid, const struct envelope *e);
+    /* One message acted on (not called for FLUSH). */
+    void (*item)(void *arg, const char *qid);
+    /* The request is done on this manager: n messages acted on. Exactly once, later, never
+     * from inside qmgr_admin; after qmgr_stop, once the operations in flight ended. */
+    void (*done)(void *arg, size_t n);
+    void *arg;
+};
+
+/* 0, or -ENOMEM (nothing done, no callback). `a` is copied. */
+int qmgr_admin(struct qmgr *q, const struct qmgr_admin *a);
 
 /* Counts, for logs and tests. */
 size_t qmgr_waiting(const struct qmgr *q);

@@ -62,24 +62,31 @@ const char *qmgr_log_failure_text(const char *status, const char *reply)
     return reply && *reply ? reply : "Service unavailable";
 }
 
+const char *qmgr_log_stat_text(enum qmgr_log_stat stat, const char *status, const char *text,
+                               char *out, size_t outlen)
+{
+    const char *what = stat == QMGR_LOG_SENT       ? "Sent ("
+                       : stat == QMGR_LOG_DEFERRED ? "Deferred: "
+                                                   : "";
+    const char *detail = stat == QMGR_LOG_FAILED ? qmgr_log_failure_text(status, text) : text;
+    snprintf(out, outlen, "%s%s%s", what, detail ? detail : "", stat == QMGR_LOG_SENT ? ")" : "");
+    return out;
+}
+
 const char *qmgr_log_format(const char *qid, const struct envelope *e, size_t i, const char *mailer,
                             const char *relay, enum qmgr_log_stat stat, const char *status,
                             const char *text, time_t attempt_start, time_t now, char *out,
                             size_t outlen)
 {
-    char delay[32], xdelay[32], relay_field[400] = "";
+    char delay[32], xdelay[32], relay_field[400] = "", stat_text[1200];
     qmgr_log_delay(now - e->created, delay, sizeof(delay));
     qmgr_log_delay(now - attempt_start, xdelay, sizeof(xdelay));
     if (relay && *relay)
         snprintf(relay_field, sizeof(relay_field), ", relay=%s", relay);
-    const char *what = stat == QMGR_LOG_SENT       ? "Sent ("
-                       : stat == QMGR_LOG_DEFERRED ? "Deferred: "
-                                                   : "";
-    const char *detail = stat == QMGR_LOG_FAILED ? qmgr_log_failure_text(status, text) : text;
-    snprintf(out, outlen,
-             "%s: to=<%s>, delay=%s, xdelay=%s, mailer=%s, pri=%ld%s, dsn=%s, stat=%s%s%s", qid,
-             e->rcpts[i].addr, delay, xdelay, mailer, qmgr_log_priority(e), relay_field, status,
-             what, detail ? detail : "", stat == QMGR_LOG_SENT ? ")" : "");
+    qmgr_log_stat_text(stat, status, text, stat_text, sizeof(stat_text));
+    snprintf(out, outlen, "%s: to=<%s>, delay=%s, xdelay=%s, mailer=%s, pri=%ld%s, dsn=%s, stat=%s",
+             qid, e->rcpts[i].addr, delay, xdelay, mailer, qmgr_log_priority(e), relay_field,
+             status, stat_text);
     return out;
 }
 

@@ -31,6 +31,11 @@ long qmgr_log_priority(const struct envelope *e);
 /* The stat= text of a permanent failure: sendmail's words for the enhanced status
  * ("5.1.1" → "User unknown"), else the reply itself. */
 const char *qmgr_log_failure_text(const char *status, const char *reply);
+/* The stat= value alone: "Sent (<text>)", "Deferred: <text>" or the failure's words
+ * (qmgr_log_failure_text). The log line and the qf's last reason (sendmail's M line, which
+ * mailq shows) both take it from here. Returns `out`. */
+const char *qmgr_log_stat_text(enum qmgr_log_stat stat, const char *status, const char *text,
+                               char *out, size_t outlen);
 /* Formats the line for recipient `i` (without a trailing newline); returns `out`. */
 const char *qmgr_log_format(const char *qid, const struct envelope *e, size_t i, const char *mailer,
                             const char *relay, enum qmgr_log_stat stat, const char *status,

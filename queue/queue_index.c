@@ -285,6 +285,13 @@ int queue_index_reschedule(struct queue_index *qi, const char *qid, int64_t due)
     return 0;
 }
 
+void queue_index_foreach(const struct queue_index *qi,
+                         void (*fn)(void *arg, const char *qid, int64_t due), void *arg)
+{
+    for (size_t i = 0; i < qi->count; i++)
+        fn(arg, qi->heap[i].qid, qi->heap[i].due);
+}
+
 size_t queue_index_count(const struct queue_index *qi)
 {
     return qi->count;

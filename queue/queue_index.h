@@ -47,6 +47,11 @@ int queue_index_remove(struct queue_index *qi, const char *qid);
 /* Moves an entry to a new due time (sendmail's -qI: now). 0, or -ENOENT. */
 int queue_index_reschedule(struct queue_index *qi, const char *qid, int64_t due);
 size_t queue_index_count(const struct queue_index *qi);
+/* Calls fn for every entry, in no particular order (the queue tools' requests take a
+ * snapshot of a manager's messages). `qid` is QID_LEN characters, not NUL-terminated, and
+ * valid during the call only; fn must not change the index. */
+void queue_index_foreach(const struct queue_index *qi,
+                         void (*fn)(void *arg, const char *qid, int64_t due), void *arg);
 /* Bytes of heap memory the index holds (for the million-message measurements). */
 size_t queue_index_memory(const struct queue_index *qi);
 

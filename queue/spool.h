@@ -171,10 +171,15 @@ void spool_worker_stats(const struct spool_worker *sw, uint64_t *commits, uint64
  * anything else is logged once. */
 typedef void (*spool_load_cb)(void *arg, int err, struct envelope *e, char *data, size_t len);
 int spool_load(struct spool_worker *sw, const char *qid, spool_load_cb cb, void *arg);
+/* spool_load without the df: the qf only (data NULL, len 0), for the queue tools' requests
+ * (a filter on sender or recipients, an in-place rewrite of the schedule). A missing df is
+ * not noticed here. */
+int spool_load_envelope(struct spool_worker *sw, const char *qid, spool_load_cb cb, void *arg);
 
 /* Writes, in place, the state byte (e->rcpts[i].state) of each recipient listed in
- * rcpt_idx, the attempt count (e->attempts) and the next attempt (e->next_attempt) at the
- * offsets envelope_parse recorded in `e`, fsyncs the qf and closes it; only then
+ * rcpt_idx, the attempt count (e->attempts), the next attempt (e->next_attempt) and the
+ * last reason (e->last_reason, when the qf has its record) at the offsets envelope_parse
+ * recorded in `e`, fsyncs the qf and closes it; only then
  * cb(arg, 0): from then on the new states survive kill -9 and power loss (a recipient
  * marked delivered is never sent again). Before cb each field is, after a crash, either
  * its old or its new value, never a mix (docs/queue.md, "Delivery: loading, updating
@@ -190,6 +195,10 @@ int spool_update(struct spool_worker *sw, const struct envelope *e, const size_t
  * reappear and be delivered again (at least once, never lost). A file already gone is not
  * an error. cb(arg, -errno) on failure (logged once). */
 int spool_remove(struct spool_worker *sw, const char *qid, void (*cb)(void *arg, int err),
+                 void *arg);
+/* spool_remove, then an fsync of the message's directory before cb: a message an operator
+ * deleted (the queue tools' DELETE) never comes back after a power cut. */
+int spool_delete(struct spool_worker *sw, const char *qid, void (*cb)(void *arg, int err),
                  void *arg);
 
 #endif

@@ -6,11 +6,11 @@
  *
  * Why an update is safe without a rewrite: the fields it changes have a fixed width
  * (queue/envelope.h), so each is one pwrite of the same number of bytes at the offset the
- * parser recorded. A recipient's state is one byte: it cannot tear. The attempt count and
- * the next attempt sit next to each other in the qf's fourth and fifth lines, within its
- * first 80 bytes: one write, inside the file's first 512-byte sector, which a disk writes
- * whole or not at all. Until the fsync completes, a crash leaves each write old or new
- * (any mix of them across fields is a valid qf); the callback comes only after it.
+ * parser recorded. A recipient's state is one byte: it cannot tear. The attempt count, the
+ * next attempt and the last reason sit next to each other in the qf's fourth to sixth
+ * lines, within its first 240 bytes: one write, inside the file's first 512-byte sector,
+ * which a disk writes whole or not at all. Until the fsync completes, a crash leaves each write old
+ * or new (any mix of them across fields is a valid qf); the callback comes only after it.
  */
 #include "queue/spool.h"
 
@@ -83,6 +83,7 @@ struct spool_loader {
     struct spool_op_base b;
     struct engine_op op;
     enum load_step step;
+    bool qf_only; /* spool_load_envelope: the df is not read */
     spool_load_cb cb;
     void *arg;
     int fd;
@@ -171,6 +172,11 @@ static void load_qf_read(struct spool_loader *l)
     l->parsed = true;
     free(l->buf);
     l->buf = NULL;
+    l->len = 0;
+    if (l->qf_only) {
+        load_finish(l);
+        return;
+    }
     l->step = LOAD_OPEN_DF;
     sw->fs->open(sw->ctx, &l->op, l->b.dir->fd, l->b.dpath, SPOOL_FS_READ);
 }
@@ -248,11 +254,13 @@ static void load_done(struct engine_op *op, int res)
     }
 }
 
-int spool_load(struct spool_worker *sw, const char *qid, spool_load_cb cb, void *arg)
+static int load_start(struct spool_worker *sw, const char *qid, bool qf_only, spool_load_cb cb,
+                      void *arg)
 {
     struct spool_loader *l = calloc(1, sizeof(*l));
     if (!l)
         return -ENOMEM;
+    l->qf_only = qf_only;
     l->op.complete = load_done;
     l->cb = cb;
     l->arg = arg;
@@ -265,15 +273,26 @@ int spool_load(struct spool_worker *sw, const char *qid, spool_load_cb cb, void 
     return 0;
 }
 
+int spool_load(struct spool_worker *sw, const char *qid, spool_load_cb cb, void *arg)
+{
+    return load_start(sw, qid, false, cb, arg);
+}
+
+int spool_load_envelope(struct spool_worker *sw, const char *qid, spool_load_cb cb, void *arg)
+{
+    return load_start(sw, qid, true, cb, arg);
+}
+
 /* --- update --- */
 
-/* One pwrite of the update: a state byte, or the attempt count and next attempt. */
+/* One pwrite of the update: a state byte, or the attempt count, next attempt and reason
+ * (one run when they are adjacent, as the writer lays them out). */
 struct spool_field_write {
     struct engine_op op;
     struct spool_updater *u;
     uint64_t off;
     unsigned len, done;
-    char data[ENVELOPE_COUNT_WIDTH + 2 + ENVELOPE_TIME_WIDTH + 1];
+    char data[ENVELOPE_COUNT_WIDTH + 2 + ENVELOPE_TIME_WIDTH + 2 + ENVELOPE_REASON_WIDTH];
 };
 
 struct spool_updater {
@@ -371,7 +390,8 @@ static bool update_plan(struct spool_updater *u, const struct envelope *e, const
                         size_t n)
 {
     char count[ENVELOPE_COUNT_WIDTH + 1], when[ENVELOPE_TIME_WIDTH + 1];
-    char both[sizeof(((struct spool_field_write *)0)->data)];
+    char reason[ENVELOPE_REASON_WIDTH];
+    char run[sizeof(((struct spool_field_write *)0)->data)];
 
     /* Offset 0 is the version line: a parsed envelope never has a field there. */
     if (!e->attempts_offset || !e->next_attempt_offset)
@@ -379,14 +399,33 @@ static bool update_plan(struct spool_updater *u, const struct envelope *e, const
     snprintf(count, sizeof(count), "%0*u", ENVELOPE_COUNT_WIDTH, e->attempts);
     snprintf(when, sizeof(when), "%0*" PRId64, ENVELOPE_TIME_WIDTH,
              e->next_attempt > 0 ? (int64_t)e->next_attempt : 0);
-    /* As the writer lays them out: "N<count>\nW<time>" is one write. */
-    if (e->next_attempt_offset == e->attempts_offset + ENVELOPE_COUNT_WIDTH + 2) {
-        snprintf(both, sizeof(both), "%s\nW%s", count, when);
-        field_set(&u->writes[u->n_writes++], u, e->attempts_offset, both, strlen(both));
-    } else {
-        field_set(&u->writes[u->n_writes++], u, e->attempts_offset, count, ENVELOPE_COUNT_WIDTH);
-        field_set(&u->writes[u->n_writes++], u, e->next_attempt_offset, when, ENVELOPE_TIME_WIDTH);
+    envelope_reason_format(reason, e->last_reason);
+    /* A qf from before the reason record has no field for it (offset 0): not written. */
+    const struct {
+        size_t off;
+        const char *data;
+        size_t len;
+        char tag;
+    } f[] = {
+        {e->attempts_offset, count, ENVELOPE_COUNT_WIDTH, 'N'},
+        {e->next_attempt_offset, when, ENVELOPE_TIME_WIDTH, 'W'},
+        {e->last_reason_offset, reason, ENVELOPE_REASON_WIDTH, 'E'},
+    };
+    size_t nf = e->last_reason_offset ? 3 : 2, run_off = f[0].off, run_len = 0;
+    /* Adjacent fields, as the writer lays them out ("N...\nW...\nE..."), are one write. */
+    for (size_t i = 0; i < nf; i++) {
+        if (run_len && f[i].off == run_off + run_len + 2) {
+            run[run_len++] = '\n';
+            run[run_len++] = f[i].tag;
+        } else if (run_len) {
+            field_set(&u->writes[u->n_writes++], u, run_off, run, run_len);
+            run_off = f[i].off;
+            run_len = 0;
+        }
+        memcpy(run + run_len, f[i].data, f[i].len);
+        run_len += f[i].len;
     }
+    field_set(&u->writes[u->n_writes++], u, run_off, run, run_len);
     for (size_t i = 0; i < n; i++) {
         if (idx[i] >= e->n_rcpts)
             return false;
@@ -402,9 +441,9 @@ static bool update_plan(struct spool_updater *u, const struct envelope *e, const
 int spool_update(struct spool_worker *sw, const struct envelope *e, const size_t *rcpt_idx,
                  size_t n, void (*cb)(void *arg, int err), void *arg)
 {
-    if (n > (SIZE_MAX - sizeof(struct spool_updater)) / sizeof(struct spool_field_write) - 2)
+    if (n > (SIZE_MAX - sizeof(struct spool_updater)) / sizeof(struct spool_field_write) - 3)
         return -ENOMEM;
-    struct spool_updater *u = calloc(1, sizeof(*u) + (n + 2) * sizeof(struct spool_field_write));
+    struct spool_updater *u = calloc(1, sizeof(*u) + (n + 3) * sizeof(struct spool_field_write));
     if (!u)
         return -ENOMEM;
     u->op.complete = update_done;
@@ -428,39 +467,90 @@ int spool_update(struct spool_worker *sw, const struct envelope *e, const size_t
 
 /* --- remove --- */
 
+enum remove_step { REMOVE_QF, REMOVE_DF, REMOVE_OPEN_DIR, REMOVE_SYNC_DIR };
+
 struct spool_remover {
     struct spool_op_base b;
     struct engine_op op;
-    bool df; /* the qf is gone, the df's unlink is in flight */
+    enum remove_step step;
+    bool sync_dir; /* spool_delete: the removal is made durable */
+    int dir_fd;
+    char dir_path[SPOOL_PATH_LEN + 1];
     void (*cb)(void *arg, int err);
     void *arg;
 };
+
+static const char *remove_what(const struct spool_remover *r)
+{
+    return r->step == REMOVE_QF ? r->b.qpath : r->step == REMOVE_DF ? r->b.dpath : r->dir_path;
+}
+
+/* The directory fsync of spool_delete: the message's subdirectory, or the spool itself
+ * when it is flat. */
+static void remove_sync_dir(struct spool_remover *r)
+{
+    struct spool_worker *sw = r->b.sw;
+    const char *slash = strrchr(r->b.qpath, '/');
+    if (!slash) {
+        snprintf(r->dir_path, sizeof(r->dir_path), ".");
+        r->step = REMOVE_SYNC_DIR;
+        sw->fs->fsync_dir(sw->ctx, &r->op, r->b.dir->fd);
+        return;
+    }
+    snprintf(r->dir_path, sizeof(r->dir_path), "%.*s", (int)(slash - r->b.qpath), r->b.qpath);
+    r->step = REMOVE_OPEN_DIR;
+    sw->fs->open(sw->ctx, &r->op, r->b.dir->fd, r->dir_path, SPOOL_FS_DIR);
+}
 
 static void remove_done(struct engine_op *op, int res)
 {
     struct spool_remover *r = spool_ops_of(op, struct spool_remover, op);
     struct spool_worker *sw = r->b.sw;
-    int err = res < 0 && res != -ENOENT ? -res : 0;
+    int err = res < 0 && !(res == -ENOENT && r->step <= REMOVE_DF) ? -res : 0;
 
-    /* Never the df while its qf is there: that would be a message without its data. */
-    if (!err && !r->df) {
-        r->df = true;
-        sw->fs->unlink(sw->ctx, &r->op, r->b.dir->fd, r->b.dpath);
-        return;
+    if (!err) {
+        switch (r->step) {
+        case REMOVE_QF:
+            /* Never the df while its qf is there: that would be a message without its data. */
+            r->step = REMOVE_DF;
+            sw->fs->unlink(sw->ctx, &r->op, r->b.dir->fd, r->b.dpath);
+            return;
+        case REMOVE_DF:
+            if (r->sync_dir) {
+                remove_sync_dir(r);
+                return;
+            }
+            break;
+        case REMOVE_OPEN_DIR:
+            r->dir_fd = res;
+            r->step = REMOVE_SYNC_DIR;
+            sw->fs->fsync_dir(sw->ctx, &r->op, r->dir_fd);
+            return;
+        case REMOVE_SYNC_DIR:
+            break;
+        }
     }
+    if (r->dir_fd >= 0)
+        sw->fs->close(sw->ctx, r->dir_fd);
     if (err)
-        op_log_failure(&r->b, "remove", "unlink", r->df ? r->b.dpath : r->b.qpath, err);
+        op_log_failure(&r->b, "remove",
+                       r->step <= REMOVE_DF         ? "unlink"
+                       : r->step == REMOVE_OPEN_DIR ? "open"
+                                                    : "fsync",
+                       remove_what(r), err);
     r->cb(r->arg, -err);
     op_base_fini(&r->b);
     free(r);
 }
 
-int spool_remove(struct spool_worker *sw, const char *qid, void (*cb)(void *arg, int err),
-                 void *arg)
+static int remove_start(struct spool_worker *sw, const char *qid, bool sync_dir,
+                        void (*cb)(void *arg, int err), void *arg)
 {
     struct spool_remover *r = calloc(1, sizeof(*r));
     if (!r)
         return -ENOMEM;
+    r->sync_dir = sync_dir;
+    r->dir_fd = -1;
     r->op.complete = remove_done;
     r->cb = cb;
     r->arg = arg;
@@ -470,4 +560,16 @@ int spool_remove(struct spool_worker *sw, const char *qid, void (*cb)(void *arg,
     }
     sw->fs->unlink(sw->ctx, &r->op, r->b.dir->fd, r->b.qpath);
     return 0;
+}
+
+int spool_remove(struct spool_worker *sw, const char *qid, void (*cb)(void *arg, int err),
+                 void *arg)
+{
+    return remove_start(sw, qid, false, cb, arg);
+}
+
+int spool_delete(struct spool_worker *sw, const char *qid, void (*cb)(void *arg, int err),
+                 void *arg)
+{
+    return remove_start(sw, qid, true, cb, arg);
 }

@@ -60,6 +60,21 @@ static void test_lines(void **state)
     assert_non_null(strstr(out, ", dsn=5.9.9, stat=554 5.9.9 odd"));
 }
 
+/* The stat= value alone, as the qf's last reason takes it: the same words as the line. */
+static void test_stat_text(void **state)
+{
+    (void)state;
+    char out[256];
+    assert_string_equal(qmgr_log_stat_text(QMGR_LOG_DEFERRED, "4.4.1",
+                                           "Connection refused by mx.example.com.", out,
+                                           sizeof(out)),
+                        "Deferred: Connection refused by mx.example.com.");
+    assert_string_equal(qmgr_log_stat_text(QMGR_LOG_SENT, "2.0.0", "Ok", out, sizeof(out)),
+                        "Sent (Ok)");
+    assert_string_equal(qmgr_log_stat_text(QMGR_LOG_FAILED, "5.1.1", "550 x", out, sizeof(out)),
+                        "User unknown");
+}
+
 static void test_lifetime(void **state)
 {
     (void)state;
@@ -76,6 +91,7 @@ int main(void)
         cmocka_unit_test(test_delay),
         cmocka_unit_test(test_lines),
         cmocka_unit_test(test_lifetime),
+        cmocka_unit_test(test_stat_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

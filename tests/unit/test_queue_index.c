@@ -152,6 +152,44 @@ static void check_against_model(struct queue_index *qi, const struct model_entry
 /* Random pushes, pops, removals, reschedules and lookups, in phases that grow the index
  * to thousands and drain it (so the storage doubles and halves many times); dues from a
  * small range so ties are frequent. */
+struct seen {
+    int64_t sum_due;
+    size_t n;
+    bool held_seen;
+};
+
+static void count_entry(void *arg, const char *qid, int64_t due)
+{
+    struct seen *s = arg;
+    (void)qid;
+    s->sum_due += due == INT64_C(99999999999999999) ? 0 : due;
+    s->held_seen |= due == INT64_C(99999999999999999);
+    s->n++;
+}
+
+/* foreach visits every entry once, a never-due (held) one too, and an empty index not at
+ * all. */
+static void test_foreach(void **state)
+{
+    (void)state;
+    struct queue_index *qi = queue_index_new();
+    char q[QID_LEN + 1];
+    struct seen s = {0};
+    queue_index_foreach(qi, count_entry, &s);
+    assert_int_equal(s.n, 0);
+    for (uint64_t i = 1; i <= 100; i++) {
+        make_qid(q, i);
+        assert_int_equal(queue_index_push(qi, q, (int64_t)i), 0);
+    }
+    make_qid(q, 1000);
+    assert_int_equal(queue_index_push(qi, q, INT64_C(99999999999999999)), 0);
+    queue_index_foreach(qi, count_entry, &s);
+    assert_int_equal(s.n, 101);
+    assert_int_equal(s.sum_due, 5050);
+    assert_true(s.held_seen);
+    queue_index_free(qi);
+}
+
 static void test_random_against_model(void **state)
 {
     (void)state;
@@ -292,6 +330,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_order_due_then_qid),
         cmocka_unit_test(test_by_id),
+        cmocka_unit_test(test_foreach),
         cmocka_unit_test(test_random_against_model),
         cmocka_unit_test(test_million),
     };

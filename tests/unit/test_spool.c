@@ -914,6 +914,26 @@ static void job_update(void *arg)
         sem_post(&job_sem);
 }
 
+static void job_load_envelope(void *arg)
+{
+    struct op_result *r = arg;
+    in_call = true;
+    r->ret = spool_load_envelope(sw, op_qid, op_loaded, r);
+    in_call = false;
+    if (r->ret)
+        sem_post(&job_sem);
+}
+
+static void job_delete(void *arg)
+{
+    struct op_result *r = arg;
+    in_call = true;
+    r->ret = spool_delete(sw, op_qid, op_done, r);
+    in_call = false;
+    if (r->ret)
+        sem_post(&job_sem);
+}
+
 static void job_remove(void *arg)
 {
     struct op_result *r = arg;
@@ -972,6 +992,7 @@ static void test_ops_load_update_remove(void **state)
     op_env.rcpts[1].state = ENV_RCPT_DELIVERED;
     op_env.attempts = 2;
     op_env.next_attempt = 1700007200;
+    op_env.last_reason = "Deferred: 451 4.3.0 \r\nlater";
     op_idx[0] = 1;
     op_n = 1;
     struct op_result u = run_op(job_update, qid);
@@ -990,6 +1011,7 @@ static void test_ops_load_update_remove(void **state)
     assert_int_equal(e.rcpts[1].state, ENV_RCPT_DELIVERED);
     assert_int_equal(e.attempts, 2);
     assert_int_equal(e.next_attempt, 1700007200);
+    assert_string_equal(e.last_reason, "Deferred: 451 4.3.0 ??later");
     envelope_free(&e);
     free(qf);
 
@@ -1010,6 +1032,74 @@ static void test_ops_load_update_remove(void **state)
     assert_int_equal(r.err, -ENOENT);
     assert_false(r.has_env);
     r = run_op(job_remove, qid); /* gone already: not an error */
+    assert_int_equal(r.err, 0);
+}
+
+/* The queue tools' operations: the envelope alone (no df read), a held schedule and a
+ * cleared reason written in place, a qf from before the reason record updated without
+ * one, and a delete (files gone, directory fsynced). */
+static void test_ops_envelope_hold_delete(void **state)
+{
+    (void)state;
+    commit_one("held\r\n", 6);
+    const char *qid = results[0].qid;
+    struct op_result r = run_op(job_load_envelope, qid);
+    assert_int_equal(r.ret, 0);
+    assert_int_equal(r.err, 0);
+    assert_true(r.has_env);
+    assert_null(r.data);
+    assert_int_equal(r.len, 0);
+    assert_int_equal(r.env.n_rcpts, 2);
+
+    op_env = r.env;
+    op_env.next_attempt = ENVELOPE_NEXT_HELD;
+    op_n = 0;
+    struct op_result u = run_op(job_update, qid);
+    assert_int_equal(u.err, 0);
+    op_result_free(&r);
+    r = run_op(job_load_envelope, qid);
+    assert_true(r.env.next_attempt == ENVELOPE_NEXT_HELD);
+    assert_null(r.env.last_reason);
+    op_result_free(&r);
+
+    r = run_op(job_delete, qid);
+    assert_int_equal(r.ret, 0);
+    assert_int_equal(r.err, 0);
+    assert_false(exists("qf", qid));
+    assert_false(exists("df", qid));
+    r = run_op(job_delete, qid); /* gone already: not an error */
+    assert_int_equal(r.err, 0);
+
+    static const char old[] = "V1\n"
+                              "I0000000000000009\n"
+                              "T00000000001700000000\n"
+                              "N0000000000\n"
+                              "W00000000000000000000\n"
+                              "L00000000000000000003\n"
+                              "B0\n"
+                              "U0\n"
+                              "X0\n"
+                              "Sold@example.com\n"
+                              "RP 00 - a@example.org\n"
+                              ".\n";
+    put_file("qf0000000000000009", old, sizeof(old) - 1);
+    put_file("df0000000000000009", "abc", 3);
+    r = run_op(job_load, "0000000000000009");
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.env.last_reason_offset, 0);
+    op_env = r.env;
+    op_env.attempts = 1;
+    op_env.next_attempt = 1700000300;
+    op_env.last_reason = "Deferred: not recorded";
+    u = run_op(job_update, "0000000000000009");
+    assert_int_equal(u.err, 0);
+    op_result_free(&r);
+    size_t n;
+    char *qf = slurp("qf", "0000000000000009", &n);
+    assert_int_equal(n, sizeof(old) - 1);
+    assert_non_null(memmem(qf, n, "N0000000001\nW00000000001700000300\n", 34));
+    free(qf);
+    r = run_op(job_remove, "0000000000000009");
     assert_int_equal(r.err, 0);
 }
 
@@ -1347,6 +1437,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scan_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_then_scan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ops_load_update_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ops_envelope_hold_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ops_load_damaged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ops_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layout_spread, setup, teardown),
