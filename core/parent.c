@@ -343,7 +343,7 @@ static int parent_start(struct parent *p, const char *config_path, struct daemon
     }
     if (!(st->listen_fds = parent_listen(cfg, err, errlen)) ||
         parent_listen_unix(p, st, err, errlen) < 0 ||
-        submission_maildrop_prepare(cfg, st->user.switch_user, st->user.uid, err, errlen) < 0)
+        submission_maildrop_prepare(cfg, geteuid() == 0, st->user.uid, err, errlen) < 0)
         return EX_OSERR;
     st->config_path = p->path;
     st->foreground = p->foreground;

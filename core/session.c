@@ -10,6 +10,7 @@
 
 #include "core/queuerun.h"
 #include "core/submission.h"
+#include "core/submit_headers.h"
 #include "core/version.h"
 #include "queue/spool.h"
 #include "smtp/smtp_helo.h"
@@ -526,6 +527,41 @@ static void session_log_peer_gone(struct session *s, bool in_data)
              session_relay(s, relay, sizeof(relay)), t->sender ? t->sender : "");
 }
 
+/* sendmail's MSP adds what a local message lacks: Date:, Message-ID:, From: (with the
+ * FULLNAME= of MAIL, else the caller's GECOS name when the sender is the caller's own
+ * address), To: when no recipient field is there. The Message-ID we add is the one the
+ * log's msgid= shows. */
+static void session_local_headers(struct session *s, const struct smtp_event *ev)
+{
+    const struct smtp_transaction *t = smtp_server_transaction(s->smtp);
+    const struct config *cfg = s->rc->cfg;
+    const char *fullname = t->mail_params.fullname;
+    if ((!fullname || !fullname[0]) && submission_own_sender(cfg, s->local, t->sender))
+        fullname = s->local->fullname;
+    struct submit_headers_in in = {
+        time(NULL), s->qid, cfg->hostname, t->sender ? t->sender : "", fullname, ev->headers_seen};
+    struct buf b;
+    buf_init(&b, 0);
+    if (submit_headers_format(&b, &in) < 0 || (b.len && ev->len && buf_append(&b, "\r\n", 2) < 0)) {
+        log_error("%s: cannot add the missing header fields: out of memory", s->qid);
+        buf_free(&b);
+        return;
+    }
+    static const char tag[] = "Message-ID: ";
+    const char *id = b.len ? memmem(b.data, b.len, tag, sizeof(tag) - 1) : NULL;
+    if (id && (id == b.data || id[-1] == '\n')) {
+        id += sizeof(tag) - 1;
+        const char *end = memchr(id, '\r', b.len - (size_t)(id - (const char *)b.data));
+        free(s->msgid);
+        s->msgid = end ? strndup(id, (size_t)(end - id)) : NULL;
+    }
+    if (b.len) {
+        spool_msg_write(s->msg, b.data, b.len);
+        s->size += b.len;
+    }
+    buf_free(&b);
+}
+
 static void session_io_event(void *arg, const struct smtp_event *ev)
 {
     struct session *s = arg;
@@ -601,7 +637,9 @@ static void session_io_event(void *arg, const struct smtp_event *ev)
     case SMTP_EV_RCPT:
         session_note_command(s, "RCPT");
         break;
-    case SMTP_EV_HEADER_END: /* only on local sessions, which add the missing headers */
+    case SMTP_EV_HEADER_END: /* only on local sessions */
+        if (s->msg)
+            session_local_headers(s, ev);
         break;
     }
 }
