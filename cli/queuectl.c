@@ -195,7 +195,7 @@ static bool queuectl_is_filter(const char *t)
 bool queuectl_target_valid(const char *t)
 {
     return *t && queuectl_token_ok(t) &&
-           (qid_valid(t) || !strcmp(t, "ALL") || queuectl_is_filter(t));
+           (queuectl_is_filter(t) || qid_valid(t) || !strcmp(t, "ALL"));
 }
 
 static bool queuectl_filter_matches(const struct envelope *e, const char *f)
@@ -218,17 +218,20 @@ static bool queuectl_filter_matches(const struct envelope *e, const char *f)
 
 bool queuectl_matches(const struct envelope *e, const char *const *targets, size_t n)
 {
-    bool any_filter = false, all_filters = true;
+    bool all = false, any_qid = false, listed = false;
     for (size_t i = 0; i < n; i++) {
         const char *t = targets[i];
-        if (!strcmp(t, "ALL") || (qid_valid(t) && !strcmp(t, e->qid)))
-            return true;
-        if (qid_valid(t) || !queuectl_is_filter(t))
-            continue;
-        any_filter = true;
-        all_filters = all_filters && queuectl_filter_matches(e, t);
+        if (queuectl_is_filter(t)) {
+            if (!queuectl_filter_matches(e, t))
+                return false;
+        } else if (!strcmp(t, "ALL")) {
+            all = true;
+        } else {
+            any_qid = true;
+            listed = listed || !strcmp(t, e->qid);
+        }
     }
-    return any_filter && all_filters;
+    return all || !any_qid || listed;
 }
 
 /* --- hoststat --- */
@@ -547,7 +550,7 @@ static int queuectl_offline(const struct config *cfg, const char *prog, enum que
         }
     }
     for (size_t t = 0; rc == EX_OK && t < n; t++) {
-        bool found = !qid_valid(targets[t]);
+        bool found = queuectl_is_filter(targets[t]) || !qid_valid(targets[t]);
         for (size_t i = 0; !found && i < list.n; i++)
             found = !strcmp(list.msgs[i].env.qid, targets[t]);
         if (!found)

@@ -57,14 +57,15 @@ int queuectl_change(const struct config *cfg, const char *prog, enum queuectl_op
 
 /* --- pure parts, for the offline operations and the tests --- */
 
-/* A target as the protocol allows it: a queue id, "ALL", or a filter: an optional '!',
- * then 'R' (recipient), 'S' (sender) or 'I' (queue id), then a non-empty substring; no
- * white space or control octets anywhere. */
+/* A target as the protocol allows it (core/control_proto.h): "ALL", a queue id, or a
+ * filter: an optional '!', then 'R' (recipient), 'S' (sender) or 'I' (queue id), then a
+ * non-empty substring; no white space or control octets anywhere. A token that starts
+ * with R, S or I (after the '!') is a filter: queue ids start with a digit. */
 bool queuectl_target_valid(const char *t);
-/* Whether `e` is selected by `targets`: ALL, its queue id, or every filter among them
- * (filters combine like sendmail's -qR -qS: all must match; substrings case-insensitive;
- * a recipient filter looks at the recipients still to be delivered). A token that is a
- * valid queue id is a queue id, never an 'I' filter. */
+/* Whether `e` is selected by `targets`, as the daemon's control_match() decides: listed
+ * among the queue ids given (any of them; ALL or no id at all lists every message), and
+ * every filter holds (like sendmail's -qR -qS together; substrings case-insensitive; a
+ * recipient filter looks at the recipients still to be delivered). */
 bool queuectl_matches(const struct envelope *e, const char *const *targets, size_t n);
 /* One hoststat row as sendmail's mci_print_persistent() prints it: "%c%-39s %12s " (no
  * lock marker), how long ago as pintvl() ("01:02:03", "2+01:02:03"), then the reason cut

@@ -72,16 +72,20 @@ static void test_matches(void **state)
     assert_false(queuectl_matches(&msg, done, 1));
     const char *neg[] = {"!Rexample.net"};
     assert_true(queuectl_matches(&msg, neg, 1));
-    /* filters must all match; a queue id among them is enough on its own */
+    /* filters must all match, and a queue id given must be the message's */
     const char *both[] = {"Rexample.org", "SCLIENT.TEST"};
     assert_true(queuectl_matches(&msg, both, 2));
     const char *one_fails[] = {"Rexample.org", "Sother"};
     assert_false(queuectl_matches(&msg, one_fails, 2));
-    const char *id_or[] = {"Sother", "0a1B2c3D4e5F6g7H"};
-    assert_true(queuectl_matches(&msg, id_or, 2));
+    const char *id_and[] = {"Sother", "0a1B2c3D4e5F6g7H"};
+    assert_false(queuectl_matches(&msg, id_and, 2));
+    const char *ids[] = {"0a1B2c3D4e5F6g7J", "0a1B2c3D4e5F6g7H", "Sclient"};
+    assert_true(queuectl_matches(&msg, ids, 3));
     const char *idsub[] = {"I5f6G"};
     assert_true(queuectl_matches(&msg, idsub, 1));
-    assert_false(queuectl_matches(&msg, NULL, 0));
+    /* a filter-looking token is a filter even when it is 16 alphanumerics */
+    const char *rlike[] = {"Rxxxxxxxxxxxxxxx"};
+    assert_false(queuectl_matches(&msg, rlike, 1));
 }
 
 static char *hoststat_row(const char *row, time_t now, bool *ok)
