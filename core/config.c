@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "util/fileset.h"
@@ -463,6 +464,20 @@ static int config_check(const struct config_ctx *x, struct config *c)
         if (!known)
             return config_fail(x, path, "'%s': expected none, may, encrypt or verify", p->level);
     }
+    /* sockaddr_un's sun_path: a longer path cannot be bound at all */
+    const struct {
+        const char *key, *path;
+    } socks[] = {{"submission.socket", c->submission_socket},
+                 {"submission.control_socket", c->control_socket}};
+    for (size_t i = 0; i < sizeof(socks) / sizeof(socks[0]); i++)
+        if (strlen(socks[i].path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+            return config_fail(x, socks[i].key,
+                               "'%s' is longer than a unix socket path may be "
+                               "(%zu octets)",
+                               socks[i].path, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+    if (strcmp(c->submission_socket, c->control_socket) == 0)
+        return config_fail(x, "submission.control_socket", "'%s' is submission.socket too",
+                           c->control_socket);
     /* A session that is waiting keeps reading into this buffer; it must hold a command. */
     if (c->limits.max_input_buffer < c->limits.max_command_line)
         return config_fail(x, "limits.input_buffer",

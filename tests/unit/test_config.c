@@ -109,6 +109,20 @@ static void test_defaults(void **state)
     assert_true(strlen(c->pid_file) > strlen("/ringmaild.pid"));
     assert_string_equal(c->pid_file + strlen(c->pid_file) - strlen("/state/ringmaild.pid"),
                         "/state/ringmaild.pid");
+    /* the sockets beside the pid file, the maildrop beside the spool */
+    char want[PATH_MAX + 64];
+    snprintf(want, sizeof(want), "%.*s/ringmail.sock",
+             (int)(strlen(c->pid_file) - strlen("/ringmaild.pid")), c->pid_file);
+    assert_string_equal(c->submission_socket, want);
+    snprintf(want, sizeof(want), "%.*s/ringmail.ctl",
+             (int)(strlen(c->pid_file) - strlen("/ringmaild.pid")), c->pid_file);
+    assert_string_equal(c->control_socket, want);
+    snprintf(want, sizeof(want), "%s/state/maildrop", strcmp(cwd, "/") ? cwd : "");
+    assert_string_equal(c->maildrop, want);
+    assert_string_equal(c->maildrop_group, "ringmaildrop");
+    assert_int_equal(c->n_trusted_users, 2);
+    assert_string_equal(c->trusted_users[0], "root");
+    assert_string_equal(c->trusted_users[1], "daemon");
     assert_int_equal(c->limits.max_errors, 25);
     assert_int_equal(c->limits.error_throttle, 10);
     assert_int_equal(c->limits.bad_rcpt_throttle, 0);
@@ -406,6 +420,14 @@ static const struct test_bad test_bads[] = {
      {"key 'features.dnsbl[0].zone'", "a domain name"}},
     {"milters: [{name: a, input: yes}]\n", ":1:28: ", {"key 'milters[0].input'"}},
     {"maps:\n  aliases: /etc/aliases\n", ":2:12: ", {"key 'maps.aliases'", "a list"}},
+    {"submission:\n  socket: /run/x.sock\n  control_socket: /run/x.sock\n",
+     ":3:19: ",
+     {"key 'submission.control_socket'", "is submission.socket too"}},
+    {"submission:\n  socket: "
+     "/run/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n",
+     ":2:11: ",
+     {"key 'submission.socket'", "longer than a unix socket path may be (107 octets)"}},
     {"maps:\n  access: nonexistent/access\n",
      ":2:11: ",
      {"key 'maps.access'", "nonexistent/access: "}},
