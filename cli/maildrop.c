@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -384,6 +385,24 @@ static int maildrop_open(const struct config *cfg, const char *path, FILE *err)
     return fd;
 }
 
+/* MAIL FROM's address for the S record, as sendmail makes it: the caller's own address for
+ * "", the null sender for "<>", an unqualified name qualified with the host name. NULL when
+ * out of memory or the caller has no passwd entry. */
+static char *maildrop_sender(const struct config *cfg, const char *given)
+{
+    char *out = NULL;
+    if (strcmp(given, "<>") == 0)
+        return strdup("");
+    if (!*given) {
+        const struct passwd *pw = getpwuid(getuid());
+        given = pw ? pw->pw_name : NULL;
+    }
+    if (given && asprintf(&out, "%s%s%s", given, strchr(given, '@') ? "" : "@",
+                          strchr(given, '@') ? "" : cfg->hostname) < 0)
+        out = NULL;
+    return out;
+}
+
 static bool maildrop_is_ascii(const char *s)
 {
     for (; *s; s++)
@@ -416,11 +435,18 @@ static int maildrop_send(const struct config *cfg, const char *name,
         fprintf(err, "%s: %s\n", name, reply.text);
         return EX_TEMPFAIL;
     }
-    bool utf8 = !maildrop_is_ascii(e->sender);
+    char *sender = maildrop_sender(cfg, e->sender);
+    if (!sender) {
+        fprintf(err, "%s: the sender cannot be made (no passwd entry for uid %ld?)\n", name,
+                (long)getuid());
+        submit_free(c);
+        return EX_TEMPFAIL;
+    }
+    bool utf8 = !maildrop_is_ascii(sender);
     for (size_t i = 0; i < e->n_rcpts; i++)
         utf8 = utf8 || !maildrop_is_ascii(e->rcpts[i]);
     struct submit_envelope env = {
-        .sender = e->sender,
+        .sender = sender,
         .fullname = e->fullname,
         .maildrop = name,
         .notify = e->notify,
@@ -464,11 +490,10 @@ static int maildrop_send(const struct config *cfg, const char *name,
     char qid[64] = "";
     if (status == EX_OK && submit_finish(c, qid, sizeof(qid), &reply) < 0)
         status = submit_exit_status(&reply);
-    else if (status == EX_OK)
-        fprintf(err, "%s: queued as %s\n", name, qid);
     if (status != EX_OK && reply.code)
         fprintf(err, "%s: %s\n", name, reply.text);
     free(rcpt);
+    free(sender);
     submit_free(c);
     return status;
 }

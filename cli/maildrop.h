@@ -6,7 +6,7 @@
  * at most, [0-9a-f.] only, so it passes as MAIL ... XMAILDROP=<name>). Format, version 1:
  *
  *   RINGMAIL-MAILDROP 1\n
- *   S<the envelope sender as MAIL FROM carries it; empty = <> >\n    exactly once, first
+ *   S<sender as given to -f/-r; empty = the caller's own; <> = null>\n exactly once, first
  *   F<full name>\n N<notify>\n T<ret>\n V<envid>\n B<body type>\n      each at most once
  *   R<recipient>\n                                                       one or more
  *   \n
@@ -48,7 +48,7 @@
 struct config;
 
 struct maildrop_envelope {
-    char *sender; /* MAIL FROM's address (sendmail resolved -f or user@host); "" = <> */
+    char *sender; /* as given to -f; "" = the caller's own address, "<>" = the null sender */
     char *fullname, *notify, *ret, *envid, *body; /* NULL = not given */
     char **rcpts;
     size_t n_rcpts;

@@ -16,6 +16,7 @@
 #include "core/daemon.h"
 #include "core/listener.h"
 #include "core/pidfile.h"
+#include "core/pickup.h"
 #include "core/privsep.h"
 #include "core/submission.h"
 #include "core/tlsconf.h"
@@ -181,6 +182,7 @@ static void parent_engine_message(struct parent *p)
         parent_notify(p, EX_OK);
         if (!p->foreground)
             daemon_leave_terminal();
+        pickup_start(p->path); /* the maildrop's; logs its own failure */
     } else if (type == PRIVSEP_RELOAD_ASK) {
         parent_reload(p);
     } else {

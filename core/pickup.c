@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/config.h"
 #include "util/log.h"
 
 #define PICKUP_NAME_MAX 64
@@ -229,7 +230,7 @@ static int pickup_watch_parent(pid_t parent)
     return (int)syscall(SYS_pidfd_open, parent, 0);
 }
 
-static _Noreturn void pickup_run(struct pickup *pk, pid_t parent, bool foreground)
+static _Noreturn void pickup_run(const char *config_path, pid_t parent)
 {
     /* Signals stay blocked as the parent left them, but for those that end us. */
     sigset_t end;
@@ -238,34 +239,42 @@ static _Noreturn void pickup_run(struct pickup *pk, pid_t parent, bool foregroun
     sigaddset(&end, SIGINT);
     sigprocmask(SIG_UNBLOCK, &end, NULL);
     prctl(PR_SET_NAME, "ringmaild-pick");
-    /* None of the parent's descriptors (the spool lock, the listeners) may outlive it here;
-     * detached, the terminal that started the daemon is not ours either. */
-    if (!foreground)
-        log_configure(NULL, LOG_TO_SYSLOG);
-    int null = open("/dev/null", O_RDWR);
-    for (int fd = STDIN_FILENO; null >= 0 && fd <= (foreground ? STDIN_FILENO : STDERR_FILENO);
-         fd++)
-        dup2(null, fd);
-    if (null > STDERR_FILENO)
+    /* None of the parent's descriptors (the spool lock, the listeners) may outlive it here. */
+    int null = open("/dev/null", O_RDONLY);
+    if (null >= 0 && null != STDIN_FILENO) {
+        dup2(null, STDIN_FILENO);
         close(null);
+    }
     close_range(STDERR_FILENO + 1, ~0U, 0);
     int parent_fd = pickup_watch_parent(parent);
     if (kill(parent, 0) < 0)
         _exit(EX_OK);
-    if ((pk->dirfd = open(pk->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
-        log_error("maildrop %s: %s: no pickup", pk->dir, strerror(errno));
+    char err[1024];
+    struct config *cfg = config_load(config_path, NULL, err, sizeof(err));
+    if (!cfg) {
+        log_error("maildrop pickup: %s: no pickup", err);
+        _exit(EX_CONFIG);
+    }
+    struct pickup pk = {
+        .dir = cfg->maildrop, .config_path = config_path, .interval_ms = cfg->queue.interval};
+    if (pickup_find_sendmail(pk.sendmail, sizeof(pk.sendmail)) < 0) {
+        log_error("maildrop pickup: cannot find ringmail-sendmail beside ringmaild: no pickup");
+        _exit(EX_SOFTWARE);
+    }
+    if ((pk.dirfd = open(pk.dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+        log_error("maildrop %s: %s: no pickup", pk.dir, strerror(errno));
         _exit(EX_CANTCREAT);
     }
     int ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-    if (ino < 0 || inotify_add_watch(ino, pk->dir, IN_MOVED_TO) < 0)
-        log_warn("maildrop %s: inotify: %s: picked up every queue.interval only", pk->dir,
+    if (ino < 0 || inotify_add_watch(ino, pk.dir, IN_MOVED_TO) < 0)
+        log_warn("maildrop %s: inotify: %s: picked up every queue.interval only", pk.dir,
                  strerror(errno));
     /* Without a pidfd, look for the parent every second. */
     uint32_t wait_ms =
-        parent_fd < 0 && (pk->interval_ms == 0 || pk->interval_ms > 1000) ? 1000 : pk->interval_ms;
+        parent_fd < 0 && (pk.interval_ms == 0 || pk.interval_ms > 1000) ? 1000 : pk.interval_ms;
     struct timespec last, now;
     clock_gettime(CLOCK_MONOTONIC, &last);
-    pickup_scan(pk);
+    pickup_scan(&pk);
     for (;;) {
         struct pollfd pfd[2] = {{ino, POLLIN, 0}, {parent_fd, POLLIN, 0}};
         int timeout = wait_ms > INT_MAX ? INT_MAX : wait_ms ? (int)wait_ms : -1;
@@ -281,23 +290,15 @@ static _Noreturn void pickup_run(struct pickup *pk, pid_t parent, bool foregroun
         clock_gettime(CLOCK_MONOTONIC, &now);
         uint64_t since = (uint64_t)(now.tv_sec - last.tv_sec) * 1000 +
                          (uint64_t)(now.tv_nsec / 1000000) - (uint64_t)(last.tv_nsec / 1000000);
-        if (arrived || (pk->interval_ms && since >= pk->interval_ms)) {
-            pickup_scan(pk);
+        if (arrived || (pk.interval_ms && since >= pk.interval_ms)) {
+            pickup_scan(&pk);
             last = now;
         }
     }
 }
 
-int pickup_start(const struct config *cfg, const char *config_path, bool foreground)
+int pickup_start(const char *config_path)
 {
-    struct pickup pk = {.dir = cfg->maildrop,
-                        .config_path = config_path,
-                        .dirfd = -1,
-                        .interval_ms = cfg->queue.interval};
-    if (pickup_find_sendmail(pk.sendmail, sizeof(pk.sendmail)) < 0) {
-        log_error("maildrop pickup: cannot find ringmail-sendmail beside ringmaild: no pickup");
-        return -1;
-    }
     /* Forked twice: the parent's only child stays the engine, and the pickup is reaped by
      * whoever reaps orphans; it watches the parent through a pidfd instead. */
     pid_t parent = getpid();
@@ -305,7 +306,7 @@ int pickup_start(const struct config *cfg, const char *config_path, bool foregro
     if (mid == 0) {
         pid_t pid = fork();
         if (pid == 0)
-            pickup_run(&pk, parent, foreground);
+            pickup_run(config_path, parent);
         _exit(pid < 0 ? EX_OSERR : EX_OK);
     }
     int status = 0;

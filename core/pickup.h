@@ -24,19 +24,15 @@
 #ifndef RINGMAIL_CORE_PICKUP_H
 #define RINGMAIL_CORE_PICKUP_H
 
-#include <stdbool.h>
-#include <sys/types.h>
-
-#include "core/config.h"
-
 #define PICKUP_CHILD_TIMEOUT 600         /* seconds for one file's submission */
 #define PICKUP_TMP_MAX_AGE   (24 * 3600) /* seconds */
 
-/* Forks the pickup process for `cfg` (read now; not kept), passing `config_path` (NULL =
- * none: the children find the configuration as any command does) to the children. Call it
- * once the submission socket listens: a child's connection then waits in the backlog until
- * the engine serves. Not `foreground`: it logs to syslog only and leaves the terminal at
- * once (children's errors are then only in the exit status it logs). 0, or -1 (logged). */
-int pickup_start(const struct config *cfg, const char *config_path, bool foreground);
+/* Forks the pickup process, which reads the configuration `config_path` (NULL = the
+ * built-in default) itself and passes the path on to its children (-C). Call it once the
+ * engine is ready (PRIVSEP_READY: the spool recovered, so a file whose message recovery found
+ * queued is gone before the first scan, and the sockets served) and the parent has left the
+ * terminal if it detaches: the pickup keeps the parent's log targets and standard error.
+ * 0, or -1 (logged). */
+int pickup_start(const char *config_path);
 
 #endif

@@ -65,8 +65,8 @@ static void test_round_trip(void **state)
     buf_free(&b);
 }
 
-/* The null sender is an empty S record. */
-static void test_null_sender(void **state)
+/* An empty S record: the caller's own address, made when the file is submitted. */
+static void test_empty_sender(void **state)
 {
     (void)state;
     FILE *f = text_file("RINGMAIL-MAILDROP 1\nS\nRpostmaster\n\n");
@@ -249,7 +249,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_null_sender),
+        cmocka_unit_test(test_empty_sender),
         cmocka_unit_test(test_reader_refuses),
         cmocka_unit_test(test_format_refuses),
         cmocka_unit_test(test_names),
