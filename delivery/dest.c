@@ -18,6 +18,7 @@ struct dest_entry {
     uint64_t tokens;    /* in DEST_TOKEN units */
     uint64_t tokens_at; /* when they were counted */
     uint64_t held_until;
+    uint64_t failed_at; /* when the cached failure happened */
     uint64_t tls_broken_until;
     char *reason; /* the cached failure while held */
     char key[];
@@ -248,6 +249,7 @@ void dest_failed(struct dest_table *t, const char *key, const char *reason, uint
     if (copy) {
         free(e->reason);
         e->reason = copy;
+        e->failed_at = now;
         e->held_until = now + t->s.host_status_timeout;
     }
     pthread_mutex_unlock(&t->lock);
@@ -296,6 +298,39 @@ size_t dest_entries(struct dest_table *t)
 {
     pthread_mutex_lock(&t->lock);
     size_t n = t->n;
+    pthread_mutex_unlock(&t->lock);
+    return n;
+}
+
+size_t dest_status_list(struct dest_table *t, uint64_t now,
+                        void (*fn)(void *arg, const struct dest_status *st), void *arg)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&t->lock);
+    for (size_t i = 0; i < t->n_buckets; i++)
+        for (const struct dest_entry *e = t->buckets[i]; e; e = e->next) {
+            if (!e->reason)
+                continue;
+            struct dest_status st = {e->key, e->held_until > now, e->failed_at, e->reason};
+            fn(arg, &st);
+            n++;
+        }
+    pthread_mutex_unlock(&t->lock);
+    return n;
+}
+
+size_t dest_status_purge(struct dest_table *t)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&t->lock);
+    for (size_t i = 0; i < t->n_buckets; i++)
+        for (struct dest_entry *e = t->buckets[i]; e; e = e->next) {
+            n += e->reason != NULL;
+            e->held_until = 0;
+            e->tls_broken_until = 0;
+            free(e->reason);
+            e->reason = NULL;
+        }
     pthread_mutex_unlock(&t->lock);
     return n;
 }

@@ -77,6 +77,22 @@ void dest_succeeded(struct dest_table *t, const char *key);
 void dest_tls_failed(struct dest_table *t, const char *key, uint64_t now);
 bool dest_tls_broken(struct dest_table *t, const char *key, uint64_t now);
 
+/* --- the host status report (sendmail's hoststat and purgestat) --- */
+struct dest_status {
+    const char *key;    /* "esmtp:example.com" */
+    bool down;          /* still held back */
+    uint64_t failed_at; /* when it failed (engine_now_ms clock) */
+    const char *reason; /* "Connection refused by mx.example.com." */
+};
+/* Calls fn, under the table's lock (fn must not call into the table), for every
+ * destination with a failure on record: held back now, or its hold over but not yet
+ * forgotten by a success. Returns how many. */
+size_t dest_status_list(struct dest_table *t, uint64_t now,
+                        void (*fn)(void *arg, const struct dest_status *st), void *arg);
+/* Forgets every failure (and every STARTTLS failure): held destinations are tried at
+ * once. Returns how many failures were forgotten. */
+size_t dest_status_purge(struct dest_table *t);
+
 /* For tests and the status report: sessions and entries now. */
 unsigned dest_sessions(struct dest_table *t, const char *key);
 size_t dest_entries(struct dest_table *t);

@@ -152,6 +152,50 @@ static void test_host_status(void **state)
     dest_table_free(t);
 }
 
+struct listed {
+    size_t n, down;
+    char text[512];
+};
+
+static void list_one(void *arg, const struct dest_status *st)
+{
+    struct listed *l = arg;
+    size_t len = strlen(l->text);
+    snprintf(l->text + len, sizeof(l->text) - len, "%s %s %llu %s;", st->key,
+             st->down ? "down" : "up", (unsigned long long)st->failed_at, st->reason);
+    l->n++;
+    l->down += st->down;
+}
+
+/* hoststat lists failures on record (held or expired but not forgotten), purgestat
+ * forgets them all and the destinations go at once. */
+static void test_status_list_purge(void **state)
+{
+    (void)state;
+    struct dest_table *t = dest_table_new(&(struct dest_settings){.host_status_timeout = 10000});
+    struct dest_check c;
+    struct listed l = {0};
+    assert_int_equal(dest_status_list(t, 0, list_one, &l), 0);
+    dest_failed(t, "esmtp:a.example", "Connection refused by a.example.", 1000);
+    dest_acquire(t, "esmtp:b.example", true, 1000, &c); /* a destination without a status */
+    dest_failed(t, "esmtp:c.example", "timeout", 1000);
+    dest_succeeded(t, "esmtp:c.example");
+    assert_int_equal(dest_status_list(t, 2000, list_one, &l), 1);
+    assert_string_equal(l.text, "esmtp:a.example down 1000 Connection refused by a.example.;");
+    l = (struct listed){0};
+    assert_int_equal(dest_status_list(t, 20000, list_one, &l), 1); /* expired, still known */
+    assert_int_equal(l.down, 0);
+
+    assert_int_equal(dest_acquire(t, "esmtp:a.example", true, 3000, &c), DEST_HELD);
+    assert_int_equal(dest_status_purge(t), 1);
+    l = (struct listed){0};
+    assert_int_equal(dest_status_list(t, 3000, list_one, &l), 0);
+    assert_int_equal(dest_acquire(t, "esmtp:a.example", true, 3000, &c), DEST_GO);
+    dest_release(t, "esmtp:a.example");
+    dest_release(t, "esmtp:b.example");
+    dest_table_free(t);
+}
+
 static void test_tls_memory(void **state)
 {
     (void)state;
@@ -200,9 +244,13 @@ static void test_bounded(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_concurrency), cmocka_unit_test(test_concurrency_threads),
-        cmocka_unit_test(test_rate),        cmocka_unit_test(test_host_status),
-        cmocka_unit_test(test_tls_memory),  cmocka_unit_test(test_bounded),
+        cmocka_unit_test(test_concurrency),
+        cmocka_unit_test(test_concurrency_threads),
+        cmocka_unit_test(test_rate),
+        cmocka_unit_test(test_host_status),
+        cmocka_unit_test(test_tls_memory),
+        cmocka_unit_test(test_bounded),
+        cmocka_unit_test(test_status_list_purge),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
