@@ -254,7 +254,7 @@ int submit_envelope(struct submit_client *c, const struct submit_envelope *env,
         (env->body && submit_param(line, sizeof(line), "BODY", env->body, false) < 0) ||
         (env->smtputf8 && submit_param(line, sizeof(line), "SMTPUTF8", NULL, false) < 0) ||
         (env->ret && submit_param(line, sizeof(line), "RET", env->ret, false) < 0) ||
-        (env->envid && submit_param(line, sizeof(line), "ENVID", env->envid, true) < 0) ||
+        (env->envid && submit_param(line, sizeof(line), "ENVID", env->envid, false) < 0) ||
         (env->fullname && submit_param(line, sizeof(line), "FULLNAME", env->fullname, true) < 0) ||
         (env->maildrop &&
          submit_param(line, sizeof(line), "XMAILDROP", env->maildrop, false) < 0)) {

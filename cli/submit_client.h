@@ -46,7 +46,7 @@ struct submit_envelope {
     const char *maildrop; /* XMAILDROP= (a picked-up maildrop file), or NULL */
     const char *notify;   /* NOTIFY= for every recipient ("never", "success,failure"), or NULL */
     const char *ret;      /* RET= ("full", "hdrs"), or NULL */
-    const char *envid;    /* ENVID=, as given (encoded as xtext here), or NULL */
+    const char *envid;    /* ENVID=, xtext already (sendmail -V takes xtext), or NULL */
     const char *body;     /* BODY= ("7BIT", "8BITMIME"), or NULL */
     uint64_t size;        /* SIZE=, 0 = not known */
     bool smtputf8;
