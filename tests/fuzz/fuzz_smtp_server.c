@@ -13,7 +13,10 @@
  *    line;
  *  - an accepted HELO name is one smtp_helo_valid() allows (so it reaches Received: as it
  *    is), a Message-ID holds no control octet, and no NUL is ever passed on as data;
- *  - nothing is replied or reported after SMTP_EV_CLOSE except a repeated CLOSE.
+ *  - nothing is replied or reported after SMTP_EV_CLOSE except a repeated CLOSE;
+ *  - on the local submission socket (half the inputs: the first octet's low bit), every
+ *    accepted message had exactly one SMTP_EV_HEADER_END, none came outside a message or
+ *    elsewhere, and its bits and len are in range.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -27,8 +30,10 @@
 
 struct fz {
     unsigned data_end, closes;
+    unsigned header_ends; /* in the current message */
     bool waiting_commit, waiting_tls;
     bool closed;
+    bool local, in_message;
 };
 
 static void fz_reply(void *arg, const char *bytes, size_t len)
@@ -61,7 +66,22 @@ static void fz_event(void *arg, const struct smtp_event *ev)
             abort();
         break;
     }
+    case SMTP_EV_DATA_START:
+        f->in_message = true;
+        f->header_ends = 0;
+        break;
+    case SMTP_EV_HEADER_END:
+        if (!f->local || !f->in_message || f->header_ends++ || ev->len > 1 ||
+            (ev->headers_seen & ~0x7fu))
+            abort();
+        break;
+    case SMTP_EV_DATA_ABORT:
+        f->in_message = false;
+        break;
     case SMTP_EV_DATA_END:
+        if (f->local && f->header_ends != 1)
+            abort();
+        f->in_message = false;
         f->data_end++;
         f->waiting_commit = true;
         for (const char *c = ev->msgid; c && *c; c++)
@@ -139,11 +159,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                      .misc = 140,
                      .command = 500},
     };
-    struct fz f = {0};
+    struct smtp_server_settings local = set;
+    local.local = true;
+    struct fz f = {.local = size && (data[0] & 1)};
     const struct smtp_server_io io = {
         .arg = &f, .reply = fz_reply, .event = fz_event, .check_rcpt = fz_check_rcpt};
     uint64_t now = 1;
-    struct smtp_server *s = smtp_server_new(&set, &io, "[192.0.2.9]", now);
+    struct smtp_server *s = smtp_server_new(f.local ? &local : &set, &io, "[192.0.2.9]", now);
     if (!s)
         return 0;
     smtp_server_start(s, "mx.fuzz ESMTP", now);
