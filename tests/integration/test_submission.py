@@ -11,6 +11,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -163,6 +164,18 @@ class Sockets(Submission):
             self.daemon(workdir=other, submission={"socket": self.sock})
         self.assertIn("is in use by a running daemon", str(e.exception))
         # the first one's socket is untouched
+        self.accepted(self.submit("<root@mx.test>", ["a@remote.example"],
+                                  b"Subject: s\r\n\r\nx\r\n"))
+
+    def test_reload_keeps_the_sockets(self):
+        d = self.start()
+        moved = str(Path(self.sock).parent / "moved.sock")
+        d.config["submission"] = {"socket": moved}
+        d.write_config()
+        d.signal(signal.SIGHUP)
+        d.wait_log(r"changes to 'submission\.socket', .* take effect after a restart")
+        d.wait_log(r"configuration reloaded")
+        self.assertFalse(os.path.lexists(moved))
         self.accepted(self.submit("<root@mx.test>", ["a@remote.example"],
                                   b"Subject: s\r\n\r\nx\r\n"))
 
