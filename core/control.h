@@ -19,14 +19,10 @@
  *    peer's SO_PEERCRED. NULL means refused: an "ERR ..." line is already queued with
  *    engine_conn_send; the engine closes the connection after sending it, as for any
  *    refused accept.
- *  - The context control_accept returns starts with a pointer to control_conn_callbacks
- *    (struct control_conn's first member is `const struct engine_conn_callbacks *cb`):
- *    the daemon's on_recv, on_drained, on_timer and on_closed pass a control connection's
- *    calls on to ctx->cb's members with the same arguments. (A session can be told apart
- *    by giving struct session the same first member, pointing at its own table.)
+ *  - The context control_accept returns starts with a struct daemon_conn whose `cb` is
+ *    &control_conn_callbacks: the daemon's dispatch reaches it like a session's.
  *  - on_message: msg == CONTROL_ENGINE_MSG → control_on_message(dw).
- *  - worker_fini, before queuerun_worker_free: control_worker_fini(dw).
- *  - control_set_daemon(d) once, before engine_start (beside session_set_daemon).
+ *  - worker_fini: control_worker_fini(dw).
  */
 #ifndef RINGMAIL_CORE_CONTROL_H
 #define RINGMAIL_CORE_CONTROL_H
@@ -44,7 +40,6 @@
  * control_accept returns. on_connected is unused (accepted connections only). */
 extern const struct engine_conn_callbacks control_conn_callbacks;
 
-void control_set_daemon(struct daemon *d);
 /* A connection on the control socket from `peer` (SO_PEERCRED). The context, or NULL
  * (refused: the daemon is draining or memory ran out; the reason is queued to be sent). */
 void *control_accept(struct daemon_worker *dw, engine_conn_id id, const struct ucred *peer);
