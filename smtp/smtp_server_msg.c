@@ -45,23 +45,19 @@ enum smtp_hdr_step {
     SMTP_STEP_END_EMPTY /* this octet starts the empty line ending the header */
 };
 
-/* The fields whose presence the header-end event reports; bit k of name_cand is entry k. */
-#define SMTP_FIELD(name, bit)                                                                      \
-    {                                                                                              \
-        name, sizeof(name) - 1, bit                                                                \
-    }
+/* The fields whose presence the header-end event reports; bit k of name_cand is entry k.
+ * A name is matched up to its NUL, which no field-name character equals. */
 static const struct {
-    char name[11];
-    uint8_t len;
+    char name[sizeof("message-id")];
     uint8_t bit;
 } smtp_msg_fields[] = {
-    SMTP_FIELD("date", SMTP_HDR_SEEN_DATE),
-    SMTP_FIELD("from", SMTP_HDR_SEEN_FROM),
-    SMTP_FIELD("message-id", SMTP_HDR_SEEN_MSGID),
-    SMTP_FIELD("sender", SMTP_HDR_SEEN_SENDER),
-    SMTP_FIELD("to", SMTP_HDR_SEEN_TO),
-    SMTP_FIELD("cc", SMTP_HDR_SEEN_CC),
-    SMTP_FIELD("bcc", SMTP_HDR_SEEN_BCC),
+    {"date", SMTP_HDR_SEEN_DATE},
+    {"from", SMTP_HDR_SEEN_FROM},
+    {"message-id", SMTP_HDR_SEEN_MSGID},
+    {"sender", SMTP_HDR_SEEN_SENDER},
+    {"to", SMTP_HDR_SEEN_TO},
+    {"cc", SMTP_HDR_SEEN_CC},
+    {"bcc", SMTP_HDR_SEEN_BCC},
 };
 #define SMTP_N_FIELDS   (sizeof(smtp_msg_fields) / sizeof(smtp_msg_fields[0]))
 #define SMTP_FIELDS_ALL ((uint8_t)((1u << SMTP_N_FIELDS) - 1))
@@ -97,8 +93,7 @@ static void smtp_msg_name_char(struct smtp_msg *m, unsigned char c)
     unsigned char lower = c >= 'A' && c <= 'Z' ? (unsigned char)(c + 'a' - 'A') : c;
     uint8_t still = 0;
     for (size_t k = 0; k < SMTP_N_FIELDS; k++)
-        if ((m->name_cand >> k & 1) && m->name_pos < smtp_msg_fields[k].len &&
-            (unsigned char)smtp_msg_fields[k].name[m->name_pos] == lower)
+        if ((m->name_cand >> k & 1) && (unsigned char)smtp_msg_fields[k].name[m->name_pos] == lower)
             still |= (uint8_t)(1u << k);
     m->name_cand = still;
     if (still)
@@ -110,7 +105,7 @@ static void smtp_msg_field(struct smtp_msg *m)
 {
     uint8_t bit = 0;
     for (size_t k = 0; k < SMTP_N_FIELDS; k++)
-        if ((m->name_cand >> k & 1) && m->name_pos == smtp_msg_fields[k].len)
+        if ((m->name_cand >> k & 1) && smtp_msg_fields[k].name[m->name_pos] == '\0')
             bit = smtp_msg_fields[k].bit;
     m->header_len += m->line_len;
     m->have_field = true;

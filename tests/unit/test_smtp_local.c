@@ -2,7 +2,7 @@
  * XMAILDROP=, and SMTP_EV_HEADER_END wherever and however the header section ends. */
 #include "smtp_server_harness.h"
 
-#define S(lit)   lit, sizeof(lit) - 1
+#define S(lit)         lit, sizeof(lit) - 1
 #define FIELD_NAME_MAX 998 /* RFC 5322 2.1.1's line limit, the longest field name */
 
 static const char *const GO_AHEAD = "354 Enter mail, end with \".\" on a line by itself\r\n";
