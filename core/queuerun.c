@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/runconf.h"
+#include "core/submission.h"
 #include "delivery/outbound.h"
 #include "delivery/qmgr.h"
 #include "queue/spool.h"
@@ -23,9 +24,14 @@ struct queuerun_backlog {
     size_t n, cap;
 };
 
+/* A held message is kept like any other (its worker must know it for RELEASE): its next
+ * attempt, ENVELOPE_NEXT_HELD, is never due. */
 static int queuerun_collect(void *arg, const struct envelope *e)
 {
     struct daemon *d = arg;
+    /* queued safely: the maildrop file it came from must not be submitted again */
+    if (e->maildrop)
+        submission_recovered_maildrop(d->current->cfg, e->maildrop);
     struct queuerun_backlog *b = &d->backlog[qid_hash(e->qid) % d->workers];
     if (b->n == b->cap) {
         size_t cap = b->cap ? 2 * b->cap : 1024;
