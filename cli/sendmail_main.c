@@ -61,6 +61,7 @@ struct sm_submission {
     int status;                /* sysexits */
     struct submit_reply reply; /* why it failed, for the error mode */
     char qid[64];
+    char accepted_text[SUBMIT_REPLY_MAX]; /* the final reply's text after its codes */
 };
 
 /* "user" -> "user@hostname", "<a@b>" -> "a@b"; malloc'd. */
@@ -288,6 +289,29 @@ static int sm_body(void *arg, const char *data, size_t len)
     return 0;
 }
 
+/* A reply's text after its codes ("550 5.1.1 text" -> "text"), the lines joined by "; ". */
+static void sm_reply_text(const struct submit_reply *r, char *out, size_t outlen)
+{
+    const char *p = r->text;
+    size_t used = 0;
+    out[0] = '\0';
+    while (*p) {
+        size_t len = strcspn(p, "\n");
+        const char *t = p, *end = p + len;
+        if (r->code && len >= 4 && isdigit((unsigned char)t[0]))
+            t += 4;
+        if (r->code && end - t > 6 && isdigit((unsigned char)t[0]) && t[1] == '.') {
+            const char *sp = memchr(t, ' ', (size_t)(end - t));
+            t = sp ? sp + 1 : t;
+        }
+        int n = snprintf(out + used, outlen - used, "%s%.*s", used ? "; " : "", (int)(end - t), t);
+        if (n < 0 || (size_t)n >= outlen - used)
+            return;
+        used += (size_t)n;
+        p = *end ? end + 1 : end;
+    }
+}
+
 /* The end of the message: what is still held goes, then the last chunk or postdrop's
  * commit. */
 static void sm_finish(struct sm_submission *s)
@@ -315,30 +339,11 @@ static void sm_finish(struct sm_submission *s)
         return;
     }
     struct submit_reply reply;
-    if (!s->failed && s->client && submit_finish(s->client, s->qid, sizeof(s->qid), &reply) < 0)
-        sm_fail(s, submit_exit_status(&reply), &reply);
-}
-
-/* A reply's text after its codes ("550 5.1.1 text" -> "text"), the lines joined by "; ". */
-static void sm_reply_text(const struct submit_reply *r, char *out, size_t outlen)
-{
-    const char *p = r->text;
-    size_t used = 0;
-    out[0] = '\0';
-    while (*p) {
-        size_t len = strcspn(p, "\n");
-        const char *t = p, *end = p + len;
-        if (r->code && len >= 4 && isdigit((unsigned char)t[0]))
-            t += 4;
-        if (r->code && end - t > 6 && isdigit((unsigned char)t[0]) && t[1] == '.') {
-            const char *sp = memchr(t, ' ', (size_t)(end - t));
-            t = sp ? sp + 1 : t;
-        }
-        int n = snprintf(out + used, outlen - used, "%s%.*s", used ? "; " : "", (int)(end - t), t);
-        if (n < 0 || (size_t)n >= outlen - used)
-            return;
-        used += (size_t)n;
-        p = *end ? end + 1 : end;
+    if (!s->failed && s->client) {
+        if (submit_finish(s->client, s->qid, sizeof(s->qid), &reply) < 0)
+            sm_fail(s, submit_exit_status(&reply), &reply);
+        else
+            sm_reply_text(&reply, s->accepted_text, sizeof(s->accepted_text));
     }
 }
 
@@ -472,9 +477,17 @@ static int sm_sender(struct sm_envelope *e)
     return EX_OK;
 }
 
-static const char *sm_mode_name(const struct sm_submission *s)
+/* -v: each recipient's outcome as sendmail's MSP prints it after handing the message to
+ * its MTA ("bob@example.com... Sent (<qid> Message accepted for delivery)"). */
+static void sm_verbose_outcome(const struct sm_submission *s, bool via_daemon)
 {
-    return s->client ? "queued" : "queued in the maildrop (the mail daemon is not running)";
+    for (size_t i = 0; i < s->env->n_rcpts; i++) {
+        if (!via_daemon)
+            printf("%s... Queued in the maildrop (the mail daemon is not running)\n",
+                   s->env->rcpts[i]);
+        else if (s->rcpt_replies[i].code / 100 == 2)
+            printf("%s... Sent (%s)\n", s->env->rcpts[i], s->accepted_text);
+    }
 }
 
 /* Reads the message from stdin through msgprep; after a failure the rest is read and
@@ -548,15 +561,16 @@ static int sm_deliver(const struct config *cfg, const struct sendmail_args *a)
         sm_finish(&s);
         status = sm_report(&s);
     }
-    /* -v: after the exchange, the delivery attempt as the daemon logs it (sendmail -v
-     * shows the delivery itself; the daemon does it here, and says how it went). */
-    if (status == EX_OK && a->verbose) {
-        printf("%s: %s %s\n", a->progname, *s.qid ? s.qid : "message", sm_mode_name(&s));
+    bool via_daemon = s.client != NULL;
+    submit_free(s.client); /* QUIT: the transcript ends before the delivery lines */
+    /* -v: then the delivery attempt as the daemon logs it (sendmail -v shows the delivery
+     * itself; here the daemon does it, and WATCH passes its lines on). */
+    if (status == EX_OK && a->verbose && s.started) {
+        sm_verbose_outcome(&s, via_daemon);
         fflush(stdout);
-        if (s.client && *s.qid)
+        if (via_daemon && *s.qid)
             queuectl_watch(cfg, s.qid, stdout);
     }
-    submit_free(s.client);
     msgprep_free(&s.prep);
     buf_free(&s.pending);
     free(s.rcpt_replies);

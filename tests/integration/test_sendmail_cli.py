@@ -258,6 +258,7 @@ class SendmailCli(SendmailCase):
         out = r.stdout.decode()
         self.assertRegex(out, r">>> MAIL FROM:<root@mx\.test>")
         self.assertRegex(out, r"<<< 250 2\.0\.0 \S+ Message accepted")
+        self.assertRegex(out, r"(?m)^bob@remote\.test\.\.\. Sent \(\S+ Message accepted")
         self.received()
 
     def test_X_appends_the_exchange_with_the_pid(self):
