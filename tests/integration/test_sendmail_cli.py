@@ -342,8 +342,36 @@ class SendmailRefusals(SendmailCase):
         self.assertEqual(self.d.spool.qids(), set())
 
 
+class SendmailStartsTheDaemon(SendmailCase):
+
+    def test_bD_runs_ringmaild_in_the_foreground(self):
+        self.sinkd = self.sink()
+        self.d = self.daemon(start=False, routing={"smart_host": self.sinkd.hostport},
+                             queue=FAST_QUEUE)
+        os.chmod(self.d.workdir, 0o755)
+        os.chmod(self.d.config_path, 0o644)
+        # as the harness starts ringmaild, but through sendmail -bD (exec: the same process)
+        with open(self.d.log_path, "ab") as log:
+            self.d.proc = subprocess.Popen([str(sendmail_path()), "-bD", "-q30m"], env=self.env(),
+                                           stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                           start_new_session=True)
+        self.assertIsNotNone(self.d.wait_log(r"\bready\b", timeout=20), self.d.log_tail())
+        self.assertRegex(self.d.log(), r"-q30m ignored: the queue interval is queue.interval")
+        r = self.sendmail("bob@remote.test", input="Subject: via -bD\n\nbody\n")
+        self.assertExit(r, 0)
+        self.received()
+
+
 class SendmailDaemonDown(SendmailCase):
     """No daemon: the message waits in the maildrop and goes when the daemon starts."""
+
+    def test_bs_without_a_daemon_says_421(self):
+        self.d = self.daemon(start=False)
+        os.chmod(self.d.workdir, 0o755)
+        os.chmod(self.d.config_path, 0o644)
+        r = self.sendmail("-bs", input="EHLO client\r\nQUIT\r\n")
+        self.assertExit(r, 75)  # EX_TEMPFAIL
+        self.assertRegex(r.stdout.decode(), r"^421 4\.3\.2 ")
 
     def test_maildrop_then_pickup(self):
         self.sinkd = self.sink()
