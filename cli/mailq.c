@@ -204,8 +204,11 @@ static void mailq_json_one(FILE *out, const struct envelope *e)
     mailq_json_str(out, e->sender);
     fprintf(out, ", \"held\": %s, \"attempts\": %u, ", mailq_held(e) ? "true" : "false",
             e->attempts);
+    /* held: never due, both null; 0 (as soon as possible) has no date worth printing */
     if (mailq_held(e))
         fputs("\"next_attempt\": null, \"next_attempt_unix\": null", out);
+    else if (e->next_attempt == 0)
+        fputs("\"next_attempt\": null, \"next_attempt_unix\": 0", out);
     else
         mailq_json_time(out, "next_attempt", e->next_attempt);
     fputs(", \"last_reason\": ", out);

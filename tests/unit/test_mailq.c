@@ -204,6 +204,14 @@ static void test_json(void **state)
     assert_string_equal(s + strlen(s) - 4, "}\n]\n");
     free(s);
 
+    struct envelope now = msg_b;
+    now.next_attempt = 0;
+    const struct envelope *due[] = {&now};
+    s = capture_json(due, 1);
+    assert_non_null(strstr(s, "\"held\": false, \"attempts\": 0, \"next_attempt\": null, "
+                              "\"next_attempt_unix\": 0, "));
+    free(s);
+
     char *empty = capture_json(NULL, 0);
     assert_string_equal(empty, "[]\n");
     free(empty);
