@@ -144,6 +144,22 @@ class SendmailCli(SendmailCase):
         [(m, _)] = self.received()
         self.assertIn(b"line one\r\n.\r\nline two\r\n", m.data)
 
+    def test_large_message_goes_in_chunks(self):
+        lines = "".join(f"line {i:06d} " + "x" * 60 + "\n" for i in range(5000))  # ~360 KB
+        r = self.sendmail("-v", "bob@remote.test", input="Subject: large\n\n" + lines)
+        self.assertExit(r, 0)
+        self.assertRegex(r.stdout.decode(), r">>> BDAT 65536\n")
+        self.assertRegex(r.stdout.decode(), r">>> BDAT \d+ LAST\n")
+        [(m, _)] = self.received()
+        self.assertTrue(m.data.endswith(("\r\n\r\n" + lines.replace("\n", "\r\n")).encode()))
+
+    def test_8bit_body_is_declared(self):
+        r = self.sendmail("bob@remote.test", input="Subject: caf\xe9\n\nd\xe9j\xe0 vu\n".encode("utf-8"))
+        self.assertExit(r, 0)
+        [(m, msg)] = self.received()
+        self.assertIn("BODY=8BITMIME", m.mail_options)
+        self.assertIn("déjà vu".encode(), m.data)
+
     def test_f_by_root_gets_no_warning(self):
         r = self.sendmail("-f", "list-bounces@remote.test", "bob@remote.test",
                           input="Subject: f\n\nbody\n")
