@@ -146,9 +146,15 @@ static void control_answer(struct control_req *r)
 
 /* --- one worker's part --- */
 
+/* What a worker's queue manager calls back with (struct qmgr_admin's arg). */
+struct control_part {
+    struct daemon_worker *dw;
+    struct control_req *r;
+};
+
 static bool control_part_match(void *arg, const char *qid, const struct envelope *e)
 {
-    struct control_req *r = arg;
+    const struct control_req *r = ((struct control_part *)arg)->r;
     if (!e)
         return control_match(&r->parsed, qid, NULL, NULL, 0);
     const char *few[16], **rcpts = e->n_rcpts <= 16 ? few : calloc(e->n_rcpts, sizeof(*rcpts));
@@ -174,7 +180,7 @@ static void control_part_item(void *arg, const char *qid)
         [CONTROL_DELETE] = "deleted",
         [CONTROL_REQUEUE] = "requeued",
     };
-    struct control_req *r = arg;
+    struct control_req *r = ((struct control_part *)arg)->r;
     pthread_mutex_lock(&control_lock);
     if (buf_printf(&r->out, "+ %s %s\n", qid, what[r->parsed.verb]) < 0)
         r->failed = true;
@@ -193,11 +199,6 @@ static void control_part_end(struct daemon_worker *dw, struct control_req *r, si
     if (last)
         control_post(dw, &r->items[r->n_parts]);
 }
-
-struct control_part {
-    struct daemon_worker *dw;
-    struct control_req *r;
-};
 
 static void control_part_done(void *arg, size_t n)
 {
