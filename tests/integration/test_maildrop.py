@@ -128,10 +128,6 @@ class Maildrop(RingmailTestCase):
         self.assertEqual(d.spool.qids(), {qid})
         self.assertEqual(self.entries(), [])
 
-    # Recovery does not call submission_recovered_maildrop() yet (core/submission.h has it,
-    # nothing in the spool's recovery calls it): the file put back is picked up again and
-    # the message queued twice. Remove this mark once recovery removes the file.
-    @unittest.expectedFailure
     def test_recovered_file_never_submitted_twice(self):
         """The crash window between the commit and the file's removal, made by hand: the
         file is put back beside the queued message that names it, as if the daemon had
