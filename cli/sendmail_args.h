@@ -87,7 +87,7 @@ struct sendmail_args {
  *
  * sendmail's rules kept here: a second -f/-r is refused ("More than one "from" person");
  * -t with recipients on the command line means those recipients are NOT sent to (the
- * command-line list is subtracted, see msgprep_settings.exclude); DELIVER (and VERIFY)
+ * command-line list is subtracted, see msgprep_settings.cmdline_rcpts); DELIVER (and VERIFY)
  * without recipients and without -t is "Recipient names must be specified"; -q with a
  * mode other than delivery, daemon or queue printing is "Can not use -q with -bX". */
 int sendmail_args_parse(int argc, char **argv, struct sendmail_args *a, char *err, size_t errlen);
