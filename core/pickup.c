@@ -142,10 +142,13 @@ static void pickup_one(const struct pickup *pk, const char *name)
         log_error("maildrop %s/%s: fork: %s", pk->dir, name, strerror(errno));
         return;
     }
-    int status;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+    int status = 0;
+    pid_t got;
+    while ((got = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
         ;
-    if (WIFEXITED(status) && WEXITSTATUS(status) == EX_OK)
+    if (got < 0)
+        log_error("maildrop %s/%s: waitpid: %s", pk->dir, name, strerror(errno));
+    else if (WIFEXITED(status) && WEXITSTATUS(status) == EX_OK)
         log_info("maildrop %s: picked up, uid=%ld", name, (long)st.st_uid);
     else if (WIFEXITED(status))
         log_warn("maildrop %s/%s: uid=%ld: ringmail-sendmail --pickup exited with status %d "
