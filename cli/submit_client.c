@@ -208,7 +208,7 @@ struct submit_client *submit_connect(const char *path, const char *helo,
 
 size_t submit_xtext(const char *in, char *out, size_t outlen)
 {
-    size_t n = 0;
+    size_t n = 0, written = 0; /* written: what fits, always < outlen */
     for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
         char enc[4];
         size_t k = 1;
@@ -216,14 +216,14 @@ size_t submit_xtext(const char *in, char *out, size_t outlen)
             k = (size_t)snprintf(enc, sizeof(enc), "+%02X", *p);
         else
             enc[0] = (char)*p;
-        if (outlen && n + k < outlen)
+        if (written == n && n + k < outlen) {
             memcpy(out + n, enc, k);
-        else if (outlen)
-            outlen = n + 1; /* stop writing; keep counting */
+            written += k;
+        }
         n += k;
     }
     if (outlen)
-        out[n < outlen ? n : outlen - 1] = '\0';
+        out[written] = '\0';
     return n;
 }
 
