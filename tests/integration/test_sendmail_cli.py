@@ -297,6 +297,64 @@ class SendmailCli(SendmailCase):
         self.assertIn(b"Recipient names must be specified", r.stderr)
 
 
+class SendmailAliases(SendmailCase):
+    """-bv and -bt with aliases and a mailertable; newaliases by its name."""
+
+    ALIASES = ("postmaster: root\n"
+               "team: alice@remote.test, \"|/usr/bin/logger -t team\", /var/log/team.mbox\n"
+               "root: root, no-such-user-xyz\n"
+               "gone: error:5.1.6:550 moved away\n")
+    MAILERTABLE = "partner.test esmtp:[mx.partner.test]:2526\n.sub.test smtp:relay.sub.test\n"
+
+    def setUp(self):
+        super().setUp()
+        self.start(files={"aliases": self.ALIASES, "mailertable": self.MAILERTABLE},
+                   maps={"aliases": ["aliases"], "mailertable": "mailertable"})
+
+    def test_bv_expands_aliases(self):
+        r = self.sendmail("-bv", "postmaster", "team", "gone")
+        self.assertExit(r, 67)  # no-such-user-xyz and gone's 5.1.6
+        self.assertEqual(r.stdout.decode().splitlines(), [
+            "root... deliverable: mailer local, user root",
+            "no-such-user-xyz... User unknown",
+            "alice@remote.test... deliverable: mailer relay, host "
+            f"{self.sinkd.hostport}, user alice@remote.test",
+            '"|/usr/bin/logger -t team"... deliverable: mailer prog, user '
+            '"|/usr/bin/logger -t team"',
+            "/var/log/team.mbox... deliverable: mailer *file*, user /var/log/team.mbox",
+            "gone... moved away",
+        ])
+
+    def test_bv_mailertable(self):
+        r = self.sendmail("-bv", "u@partner.test", "v@a.sub.test")
+        self.assertExit(r, 0)
+        self.assertEqual(r.stdout.decode().splitlines(), [
+            "u@partner.test... deliverable: mailer esmtp, host [mx.partner.test]:2526, "
+            "user u@partner.test",
+            "v@a.sub.test... deliverable: mailer smtp, host relay.sub.test., user v@a.sub.test",
+        ])
+
+    def test_bt_map_lookups(self):
+        r = self.sendmail("-bt", input="/map mailertable partner.test\n/map aliases postmaster\n"
+                                       "/map nosuchmap x\n/bogus\n9 x\n")
+        self.assertExit(r, 0)
+        out = r.stdout.decode()
+        self.assertIn("map_lookup: mailertable (partner.test) returns "
+                      "esmtp:[mx.partner.test]:2526 (0)", out)
+        self.assertIn("map_lookup: aliases (postmaster) returns root (0)", out)
+        self.assertIn('Map named "nosuchmap" not found', out)
+        self.assertIn('Unknown "/" command /bogus', out)
+        self.assertIn("Undefined ruleset 9", out)
+
+    def test_newaliases_by_its_name(self):
+        links = self.home / "bin"
+        links.mkdir()
+        (links / "newaliases").symlink_to(sendmail_path())
+        r = self.sendmail(prog=links / "newaliases")
+        self.assertExit(r, 0)
+        self.assertRegex(r.stdout.decode(), r"aliases: 4 aliases, longest \d+ bytes, \d+ bytes total")
+
+
 class SendmailRefusals(SendmailCase):
     """The daemon refuses some recipients: sendmail's reports and exit codes."""
 
