@@ -292,6 +292,10 @@ class SendmailCli(SendmailCase):
         r = self.sendmail(prog=links / "mailq")
         self.assertExit(r, 0)
         self.assertRegex(r.stdout.decode(), r"is empty|Total requests: 0")
+        for name in ("hoststat", "purgestat"):
+            (links / name).symlink_to(sendmail_path())
+            self.assertExit(self.sendmail(prog=links / name), 0)
+        self.assertExit(self.sendmail("-q"), 0)  # a queue run: the daemon's FLUSH
         r = self.sendmail(prog=links / "sendmail", input="Subject: link\n\nbody\n")
         self.assertExit(r, 64)  # no recipients: sendmail's mode, not mailq's
         self.assertIn(b"Recipient names must be specified", r.stderr)
