@@ -8,6 +8,7 @@
 #include <sysexits.h>
 #include <time.h>
 
+#include "core/control.h"
 #include "core/queuerun.h"
 #include "core/submission.h"
 #include "core/submit_headers.h"
@@ -673,6 +674,7 @@ static void session_worker_fini(struct engine_worker *w, void *worker_ctx)
     log_limit_flush(&session_log_commit_failures);
     if (!dw)
         return;
+    control_worker_fini(dw);
     queuerun_worker_free(dw);
     spool_worker_free(dw->sw);
     runconf_unref(dw->rc);
@@ -867,8 +869,15 @@ static void *session_on_accept(struct engine_worker *w, engine_conn_id id, unsig
     struct daemon_worker *dw = engine_worker_ctx(w);
     if (dw->draining)
         return session_refuse(dw, id, "Shutting down");
-    if (listener == DAEMON_LISTENER_CONTROL)
-        return NULL; /* not served yet */
+    if (listener == DAEMON_LISTENER_CONTROL) {
+        struct ucred cred;
+        if (engine_conn_peer_cred(w, id, &cred) < 0) {
+            log_error("submission.control_socket: cannot learn the caller (SO_PEERCRED): %s",
+                      strerror(errno));
+            return NULL;
+        }
+        return control_accept(dw, id, &cred);
+    }
     if (listener == DAEMON_LISTENER_SUBMISSION)
         return session_accept_local(dw, id, peer, peerlen);
     return session_accept_tcp(dw, id, listener, peer, peerlen);
@@ -966,6 +975,9 @@ static void session_on_message(struct engine_worker *w, void *worker_ctx, uint32
     case DAEMON_MSG_EXIT:
         queuerun_worker_stop(dw); /* its lookups and connections end with the worker */
         engine_worker_exit(w);
+        break;
+    case CONTROL_ENGINE_MSG:
+        control_on_message(dw);
         break;
     default:
         log_warn("worker %u: unknown message %u", engine_worker_index(w), msg);

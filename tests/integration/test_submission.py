@@ -189,6 +189,40 @@ class Sockets(Submission):
         self.assertEqual((work / "ringmail.sock").read_text(), "not a socket")
 
 
+class ControlSocket(Submission):
+    """The control socket is served (core/control.c speaks its protocol); what matters here
+    is that the daemon hands its connections over with the caller's credentials."""
+
+    CTL = r"""
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(30)
+s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode() + b"\n")
+data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+sys.stdout.write(data.decode())
+"""
+
+    def request(self, line: str, user: str | None = None) -> str:
+        argv = [PYTHON, "-c", self.CTL, str(Path(self.sock).parent / "ringmail.ctl"), line]
+        if user:
+            argv = ["setpriv", "--reuid", user, "--regid", "nogroup", "--clear-groups"] + argv
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return p.stdout
+
+    def test_caller_known_by_its_credentials(self):
+        self.need_root()
+        self.start()
+        self.assertRegex(self.request("HOLD ALL"), r"(?m)^OK ")
+        self.assertRegex(self.request("HOLD ALL", user="nobody"), r"(?m)^ERR 77 ")
+
+
 class Sessions(Submission):
 
     def test_root_own_sender_relays_anywhere(self):
