@@ -16,6 +16,9 @@ enum { ST_HEADER, ST_BODY, ST_DONE };
 
 /* ---- RFC 5322 address lists ---------------------------------------------------------- */
 
+/* Told apart from syntax errors by address (the caller's exit code differs). */
+static const char addr_out_of_memory[] = "out of memory";
+
 enum token_type { TOK_ATOM = 256, TOK_QSTRING, TOK_LITERAL };
 
 struct token {
@@ -137,7 +140,7 @@ static int addr_tokenize(const char *s, size_t len, struct tokens *t, const char
             type = TOK_ATOM;
         }
         if (tokens_push(t, type, s + i, end - i)) {
-            *why = "out of memory";
+            *why = addr_out_of_memory;
             return -1;
         }
         i = end;
@@ -206,7 +209,7 @@ static int addr_spec(struct addr_parser *p)
     char **grown = addr != NULL ? realloc(*p->list, (*p->n_list + 1) * sizeof(char *)) : NULL;
     if (grown == NULL) {
         free(addr);
-        return addr_fail(p, "out of memory");
+        return addr_fail(p, addr_out_of_memory);
     }
     *p->list = grown;
     len = 0;
@@ -422,7 +425,7 @@ int msgprep_init(struct msgprep *m, const struct msgprep_settings *s)
         const char *why;
         const char *r = s->cmdline_rcpts[i];
         if (msgprep_address_list(r, strlen(r), &m->cmdline, &m->n_cmdline, &why) != 0) {
-            if (strcmp(why, "out of memory") == 0)
+            if (why == addr_out_of_memory)
                 return out_of_memory(m);
             return fail(m, EX_DATAERR, "%s... %s", r, why);
         }
@@ -511,7 +514,7 @@ static int header_recipients(struct msgprep *m, const struct field *f, char ***l
     const char *why;
     if (msgprep_address_list(value, len, list, n, &why) == 0)
         return 0;
-    if (strcmp(why, "out of memory") == 0)
+    if (why == addr_out_of_memory)
         return out_of_memory(m);
     return fail(m, EX_DATAERR, "bad address in the %.*s: header: %s", (int)f->name_len, f->s, why);
 }
