@@ -55,7 +55,6 @@ struct sm_submission {
     bool started, failed, eight_bit;
     struct submit_client *client;
     struct submit_reply *rcpt_replies;
-    size_t accepted;
     int postdrop_fd;
     pid_t postdrop_pid;
     int status;                /* sysexits */
@@ -127,7 +126,8 @@ static int sm_start_maildrop(struct sm_submission *s, const struct buf *header)
     const struct sendmail_args *a = s->env->a;
     char err[512];
     struct maildrop_envelope me = {
-        .sender = (char *)(a->sender ? (*s->env->sender ? a->sender : "<>") : ""),
+        /* "" makes the pickup use the file owner's own address, as we would */
+        .sender = (char *)(a->sender ? (*s->env->sender ? s->env->sender : "<>") : ""),
         .fullname = (char *)a->fullname,
         .notify = (char *)a->dsn_notify,
         .ret = (char *)a->dsn_ret,
@@ -194,7 +194,6 @@ static int sm_start_socket(struct sm_submission *s, const struct buf *header, ui
         sm_fail(s, reply.code ? submit_exit_status(&reply) : EX_TEMPFAIL, &reply);
         return -1;
     }
-    s->accepted = (size_t)n;
     if (n == 0) {
         /* Every recipient refused: nothing is sent; the last refusal sets the status. */
         sm_fail(s, submit_exit_status(&s->rcpt_replies[env.n_rcpts - 1]), NULL);
@@ -213,11 +212,15 @@ static int sm_header_done(void *arg, const struct msgprep *m)
 {
     struct sm_submission *s = arg;
     struct sm_envelope *e = s->env;
-    if (!(e->rcpts = calloc(m->n_rcpts ? m->n_rcpts : 1, sizeof(*e->rcpts))))
+    if (!(e->rcpts = calloc(m->n_rcpts ? m->n_rcpts : 1, sizeof(*e->rcpts)))) {
+        sm_fail_text(s, EX_OSERR, "out of memory");
         return EX_OSERR;
+    }
     for (; e->n_rcpts < m->n_rcpts; e->n_rcpts++)
-        if (!(e->rcpts[e->n_rcpts] = sm_qualify(m->rcpts[e->n_rcpts], e->cfg->hostname)))
+        if (!(e->rcpts[e->n_rcpts] = sm_qualify(m->rcpts[e->n_rcpts], e->cfg->hostname))) {
+            sm_fail_text(s, EX_OSERR, "out of memory");
             return EX_OSERR;
+        }
     if (e->n_rcpts == 0) {
         sm_fail_text(s, EX_USAGE, "No recipient addresses found in header");
         return EX_USAGE;
