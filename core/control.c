@@ -136,6 +136,8 @@ static void control_answer(struct control_req *r)
                            r->count);
         else if (r->parsed.verb == CONTROL_FLUSH)
             control_finish(c, 0, "%zu messages scheduled", r->count);
+        else if (r->parsed.verb == CONTROL_WATCH)
+            control_finish(c, 0, "%zu lines", r->count);
         else
             control_finish(c, 0, "%zu", r->count);
     }
@@ -213,21 +215,59 @@ static const enum qmgr_admin_op control_ops[] = {
     [CONTROL_REQUEUE] = QMGR_ADMIN_REQUEUE,
 };
 
+static void control_watch_line(void *arg, const char *text, size_t len)
+{
+    struct control_req *r = ((struct control_part *)arg)->r;
+    pthread_mutex_lock(&control_lock);
+    if (buf_printf(&r->out, "+ %.*s\n", (int)len, text) < 0)
+        r->failed = true;
+    else
+        r->count++;
+    pthread_mutex_unlock(&control_lock);
+}
+
+static void control_watch_done(void *arg)
+{
+    struct control_part *p = arg;
+    control_part_end(p->dw, p->r, 0, false);
+    free(p);
+}
+
+/* WATCH: the worker whose queue manager has the message answers with its lines. */
+static int control_watch_start(struct daemon_worker *dw, struct control_part *p)
+{
+    struct qmgr_watcher w = {control_watch_line, control_watch_done, p};
+    int rc = qmgr_watch(dw->qmgr, p->r->parsed.qids[0], &w);
+    if (rc == -ENOENT) {
+        control_part_end(dw, p->r, 0, false);
+        free(p);
+        return 0;
+    }
+    return rc;
+}
+
+static int control_admin_start(struct daemon_worker *dw, struct control_part *p)
+{
+    struct qmgr_admin a = {
+        .op = control_ops[p->r->parsed.verb],
+        .by = p->r->by,
+        .needs_envelope = control_needs_envelope(&p->r->parsed),
+        .match = control_part_match,
+        .item = control_part_item,
+        .done = control_part_done,
+        .arg = p,
+    };
+    return qmgr_admin(dw->qmgr, &a);
+}
+
 static void control_part_start(struct daemon_worker *dw, struct control_req *r)
 {
     struct control_part *p = malloc(sizeof(*p));
     if (p && dw->qmgr) {
         *p = (struct control_part){dw, r};
-        struct qmgr_admin a = {
-            .op = control_ops[r->parsed.verb],
-            .by = r->by,
-            .needs_envelope = control_needs_envelope(&r->parsed),
-            .match = control_part_match,
-            .item = control_part_item,
-            .done = control_part_done,
-            .arg = p,
-        };
-        if (qmgr_admin(dw->qmgr, &a) == 0)
+        int rc = r->parsed.verb == CONTROL_WATCH ? control_watch_start(dw, p)
+                                                 : control_admin_start(dw, p);
+        if (rc == 0)
             return;
     }
     free(p);
@@ -382,9 +422,6 @@ static void control_request_line(struct control_conn *c, const char *line, size_
         control_request_free(&parsed);
         return;
     case CONTROL_WATCH:
-        control_request_free(&parsed);
-        control_finish(c, EX_UNAVAILABLE, "WATCH is not available in this version");
-        return;
     case CONTROL_FLUSH:
     case CONTROL_HOLD:
     case CONTROL_RELEASE:

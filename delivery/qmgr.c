@@ -1,6 +1,7 @@
 #include "delivery/qmgr.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,12 @@
 #define QMGR_ADMIN_PARALLEL 16
 /* A request on a message in flight: none yet. */
 #define QMGR_ADMIN_NONE (-1)
+/* Finished attempts whose log lines a WATCH that comes just too late still gets (sendmail
+ * -v submits, then watches: a fast delivery may be over by then). */
+#define QMGR_RECENT 32
+/* What one attempt's lines may hold for the watchers: a message with thousands of
+ * recipients keeps its first lines only. */
+#define QMGR_TRACE_MAX (64u << 10)
 
 enum qmgr_outcome { QMGR_PENDING, QMGR_DELIVERED, QMGR_DEFERRED, QMGR_FAILED };
 
@@ -69,6 +76,19 @@ struct qmgr_msg {
     int admin;        /* a queue tool's request for when the attempt ends, or QMGR_ADMIN_NONE */
     char admin_by[64];
     char reason[700]; /* this attempt's deferral, as the log's stat= says it ("" = none) */
+    struct buf trace; /* this attempt's log lines, each ending in '\n', for WATCH */
+};
+
+struct qmgr_watch {
+    struct qmgr_watch *next;
+    char qid[QID_LEN + 1];
+    struct qmgr_watcher w;
+    bool recent; /* answered from q->recent at the next turn of the loop */
+};
+
+struct qmgr_recent {
+    char qid[QID_LEN + 1];
+    struct buf lines;
 };
 
 struct qmgr_admin_job;
@@ -86,11 +106,18 @@ struct qmgr {
     bool stopping;
     bool kicking;
     struct qmgr_admin_job *admin_head, *admin_tail; /* the queue tools' requests, in order */
+    struct qmgr_watch *watches;
+    struct engine_timer watch_timer; /* answers the watches of recent attempts */
+    struct qmgr_recent recent[QMGR_RECENT];
+    unsigned recent_next;
 };
 
 static void qmgr_kick(struct qmgr *q);
 static void qmgr_admin_stop(struct qmgr *q);
 static void qmgr_admin_free_all(struct qmgr *q);
+static void qmgr_watch_end_all(struct qmgr *q, bool call);
+static void qmgr_watch_fire(struct engine_timer *t);
+static void qmgr_attempt_over(struct qmgr_msg *m);
 
 static struct qmgr *qmgr_of_timer(struct engine_timer *t)
 {
@@ -119,6 +146,9 @@ struct qmgr *qmgr_new(struct engine_worker *w, struct spool_worker *sw, struct o
     q->ow = ow;
     q->hooks = *hooks;
     q->timer.fire = qmgr_timer_fire;
+    q->watch_timer.fire = qmgr_watch_fire;
+    for (size_t i = 0; i < QMGR_RECENT; i++)
+        buf_init(&q->recent[i].lines, QMGR_TRACE_MAX);
     return q;
 }
 
@@ -139,6 +169,7 @@ static void qmgr_msg_free(struct qmgr_msg *m)
     free(m->groups);
     free(m->r);
     free(m->data);
+    buf_free(&m->trace);
     if (m->loaded)
         envelope_free(&m->env);
     if (m->ref)
@@ -154,6 +185,7 @@ void qmgr_stop(struct qmgr *q)
     for (struct qmgr_msg *m = q->active; m; m = m->next)
         m->stopped = true;
     qmgr_admin_stop(q);
+    qmgr_watch_end_all(q, true);
 }
 
 void qmgr_free(struct qmgr *q)
@@ -164,6 +196,9 @@ void qmgr_free(struct qmgr *q)
     while (q->active)
         qmgr_msg_free(q->active);
     qmgr_admin_free_all(q);
+    qmgr_watch_end_all(q, false);
+    for (size_t i = 0; i < QMGR_RECENT; i++)
+        buf_free(&q->recent[i].lines);
     queue_index_free(q->idx);
     free(q);
 }
@@ -229,6 +264,7 @@ static void qmgr_start(struct qmgr *q, const char *qid)
     m->q = q;
     memcpy(m->qid, qid, QID_LEN);
     m->admin = QMGR_ADMIN_NONE;
+    buf_init(&m->trace, QMGR_TRACE_MAX);
     m->started = time(NULL);
     m->s = q->hooks.settings_get(q->hooks.arg, &m->ref);
     m->next = q->active;
@@ -264,8 +300,33 @@ static void qmgr_kick(struct qmgr *q)
 static void qmgr_end(struct qmgr_msg *m)
 {
     struct qmgr *q = m->q;
+    qmgr_attempt_over(m);
     qmgr_msg_free(m);
     qmgr_kick(q);
+}
+
+/* A delivery log line of this attempt: to the log, and kept for WATCH. */
+static void qmgr_trace(struct qmgr_msg *m, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void qmgr_trace(struct qmgr_msg *m, const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    log_info("%s", line);
+    /* past QMGR_TRACE_MAX the watchers miss the rest; the log has it */
+    (void)buf_printf(&m->trace, "%s\n", line);
+}
+
+static void qmgr_trace_rcpt(struct qmgr_msg *m, size_t i, enum qmgr_log_stat stat, time_t now)
+{
+    const struct qmgr_rcpt *r = &m->r[i];
+    char line[2048];
+    qmgr_log_format(m->qid, &m->env, i, r->route.mailer, r->relay, stat, r->status, r->stat,
+                    m->started, now, line, sizeof(line));
+    qmgr_trace(m, "%s", line);
 }
 
 /* --- the outcome, durably --- */
@@ -404,7 +465,7 @@ static void qmgr_bounce_committed(void *arg, int err)
     struct qmgr_bounce *b = arg;
     struct qmgr_msg *m = b->m;
     if (err == 0) {
-        log_info("%s: %s: DSN: %s", m->qid, b->qid, b->what);
+        qmgr_trace(m, "%s: %s: DSN: %s", m->qid, b->qid, b->what);
         qmgr_enqueue(m->q, b->qid, 0);
         for (size_t i = 0; i < m->env.n_rcpts; i++)
             if (m->r[i].in_notice == (int)BOUNCE_DELAY && b->kind == BOUNCE_DELAY)
@@ -452,8 +513,8 @@ static int qmgr_notice(struct qmgr_msg *m, enum bounce_kind kind)
         if (!bounce_notify_wants(er->notify, action)) {
             /* the operator sees why no notice came (sendmail is silent here) */
             if (kind == BOUNCE_FAILURE)
-                log_info("%s: <%s>: DSN not sent: the recipient's NOTIFY does not ask for one",
-                         m->qid, er->addr);
+                qmgr_trace(m, "%s: <%s>: DSN not sent: the recipient's NOTIFY does not ask for one",
+                           m->qid, er->addr);
             continue;
         }
         m->r[i].in_notice = kind;
@@ -477,7 +538,7 @@ static int qmgr_notice(struct qmgr_msg *m, enum bounce_kind kind)
     snprintf(postmaster, sizeof(postmaster), "postmaster@%s", m->s->hostname);
     struct bounce_target t = bounce_recipient_for(&m->env, kind, postmaster);
     if (!t.to) {
-        log_info("%s: DSN not sent: %s", m->qid, t.reason ? t.reason : "no recipient");
+        qmgr_trace(m, "%s: DSN not sent: %s", m->qid, t.reason ? t.reason : "no recipient");
         free(br);
         /* a delay warning that cannot go is settled too (W): said once, not at every attempt */
         for (size_t i = 0; kind == BOUNCE_DELAY && i < m->env.n_rcpts; i++)
@@ -554,8 +615,7 @@ static void qmgr_attempt_done(struct qmgr_msg *m)
         enum qmgr_log_stat stat = r->outcome == QMGR_DELIVERED ? QMGR_LOG_SENT
                                   : r->outcome == QMGR_FAILED  ? QMGR_LOG_FAILED
                                                                : QMGR_LOG_DEFERRED;
-        qmgr_log_rcpt(m->qid, &m->env, i, r->route.mailer, r->relay, stat, r->status, r->stat,
-                      m->started, now);
+        qmgr_trace_rcpt(m, i, stat, now);
         if (r->outcome == QMGR_DEFERRED) /* the qf's last reason: sendmail's M line */
             qmgr_log_stat_text(QMGR_LOG_DEFERRED, r->status, r->stat, m->reason, sizeof(m->reason));
         if (r->outcome == QMGR_DEFERRED && expired) {
@@ -566,8 +626,7 @@ static void qmgr_attempt_done(struct qmgr_msg *m)
                      qmgr_log_lifetime(m->s->retry.queuereturn), r->stat);
             memcpy(r->stat, why, sizeof(why));
             snprintf(r->status, sizeof(r->status), "4.4.7");
-            qmgr_log_rcpt(m->qid, &m->env, i, r->route.mailer, r->relay, QMGR_LOG_FAILED, r->status,
-                          r->stat, m->started, now);
+            qmgr_trace_rcpt(m, i, QMGR_LOG_FAILED, now);
         }
     }
     m->bounces_open = 1; /* held while the notices are made */
@@ -1118,4 +1177,129 @@ static void qmgr_admin_free_all(struct qmgr *q)
         free(job);
     }
     q->admin_tail = NULL;
+}
+
+/* --- WATCH: an attempt's log lines for sendmail -v --- */
+
+static void qmgr_watch_emit(const struct qmgr_watch *w, const struct buf *lines)
+{
+    for (size_t pos = 0; pos < lines->len;) {
+        const char *start = lines->data + pos;
+        const char *nl = memchr(start, '\n', lines->len - pos);
+        size_t len = nl ? (size_t)(nl - start) : lines->len - pos;
+        w->w.line(w->w.arg, start, len);
+        pos += len + 1;
+    }
+}
+
+static const struct qmgr_recent *qmgr_recent_find(const struct qmgr *q, const char *qid)
+{
+    /* newest first: a message tried twice lately shows its last attempt */
+    for (unsigned k = 1; k <= QMGR_RECENT; k++) {
+        const struct qmgr_recent *r = &q->recent[(q->recent_next + QMGR_RECENT - k) % QMGR_RECENT];
+        if (strcmp(r->qid, qid) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+/* Removes and answers the watches that `pick` selects (lines from `lines`, may be NULL). */
+static void qmgr_watch_answer(struct qmgr *q, bool (*pick)(const struct qmgr_watch *, const void *),
+                              const void *arg, const struct buf *lines)
+{
+    struct qmgr_watch *done = NULL;
+    for (struct qmgr_watch **pp = &q->watches; *pp;) {
+        struct qmgr_watch *w = *pp;
+        if (pick(w, arg)) {
+            *pp = w->next;
+            w->next = done;
+            done = w;
+        } else {
+            pp = &w->next;
+        }
+    }
+    for (struct qmgr_watch *w = done, *next; w; w = next) {
+        next = w->next;
+        const struct qmgr_recent *r = w->recent ? qmgr_recent_find(q, w->qid) : NULL;
+        const struct buf *b = r ? &r->lines : lines;
+        if (b)
+            qmgr_watch_emit(w, b);
+        w->w.done(w->w.arg);
+        free(w);
+    }
+}
+
+static bool qmgr_watch_of_msg(const struct qmgr_watch *w, const void *qid)
+{
+    return !w->recent && strcmp(w->qid, qid) == 0;
+}
+
+static bool qmgr_watch_of_recent(const struct qmgr_watch *w, const void *arg)
+{
+    (void)arg;
+    return w->recent;
+}
+
+static bool qmgr_watch_any(const struct qmgr_watch *w, const void *arg)
+{
+    (void)w;
+    (void)arg;
+    return true;
+}
+
+/* The attempt ended: its watchers get its lines, and the lines are kept a while. */
+static void qmgr_attempt_over(struct qmgr_msg *m)
+{
+    struct qmgr *q = m->q;
+    if (q->watches)
+        qmgr_watch_answer(q, qmgr_watch_of_msg, m->qid, &m->trace);
+    if (!m->trace.len)
+        return;
+    struct qmgr_recent *r = &q->recent[q->recent_next];
+    q->recent_next = (q->recent_next + 1) % QMGR_RECENT;
+    memcpy(r->qid, m->qid, sizeof(r->qid));
+    buf_free(&r->lines);
+    r->lines = m->trace;
+    buf_init(&m->trace, QMGR_TRACE_MAX);
+}
+
+static void qmgr_watch_fire(struct engine_timer *t)
+{
+    struct qmgr *q = (struct qmgr *)((char *)t - offsetof(struct qmgr, watch_timer));
+    qmgr_watch_answer(q, qmgr_watch_of_recent, NULL, NULL);
+}
+
+static void qmgr_watch_end_all(struct qmgr *q, bool call)
+{
+    engine_timer_disarm(q->w, &q->watch_timer);
+    if (call) {
+        qmgr_watch_answer(q, qmgr_watch_any, NULL, NULL);
+        return;
+    }
+    while (q->watches) {
+        struct qmgr_watch *w = q->watches;
+        q->watches = w->next;
+        free(w);
+    }
+}
+
+int qmgr_watch(struct qmgr *q, const char *qid, const struct qmgr_watcher *watcher)
+{
+    int64_t due;
+    bool now = qmgr_find_active(q, qid) ||
+               (queue_index_contains(q->idx, qid, &due) && due <= (int64_t)time(NULL));
+    bool recent = !now && qmgr_recent_find(q, qid);
+    if (q->stopping || (!now && !recent))
+        return -ENOENT;
+    struct qmgr_watch *w = calloc(1, sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    snprintf(w->qid, sizeof(w->qid), "%s", qid);
+    w->w = *watcher;
+    w->recent = recent;
+    w->next = q->watches;
+    q->watches = w;
+    if (recent)
+        engine_timer_arm(q->w, &q->watch_timer, 0);
+    return 0;
 }

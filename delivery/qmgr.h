@@ -109,6 +109,20 @@ struct qmgr_admin {
 /* 0, or -ENOMEM (nothing done, no callback). `a` is copied. */
 int qmgr_admin(struct qmgr *q, const struct qmgr_admin *a);
 
+/* --- WATCH (sendmail -v): the delivery log lines of one message's attempt --- */
+struct qmgr_watcher {
+    /* One log line (no line end), as the log has it; `text` is valid during the call. */
+    void (*line)(void *arg, const char *text, size_t len);
+    /* No more lines. Exactly once, later, never from inside qmgr_watch. */
+    void (*done)(void *arg);
+    void *arg;
+};
+/* Watches the message's attempt in flight, or the one about to start (due now), or, when
+ * one of the last 32 attempts on this manager was this message's and none is under way,
+ * gives that attempt's lines. 0 (callbacks follow; `watcher` is copied), -ENOENT (not this
+ * manager's, or not due now: nothing to watch), -ENOMEM. */
+int qmgr_watch(struct qmgr *q, const char *qid, const struct qmgr_watcher *watcher);
+
 /* Counts, for logs and tests. */
 size_t qmgr_waiting(const struct qmgr *q);
 unsigned qmgr_active(const struct qmgr *q);

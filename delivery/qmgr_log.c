@@ -3,8 +3,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "util/log.h"
-
 void qmgr_log_delay(time_t seconds, char *out, size_t outlen)
 {
     if (seconds < 0)
@@ -88,14 +86,4 @@ const char *qmgr_log_format(const char *qid, const struct envelope *e, size_t i,
              qid, e->rcpts[i].addr, delay, xdelay, mailer, qmgr_log_priority(e), relay_field,
              status, stat_text);
     return out;
-}
-
-void qmgr_log_rcpt(const char *qid, const struct envelope *e, size_t i, const char *mailer,
-                   const char *relay, enum qmgr_log_stat stat, const char *status, const char *text,
-                   time_t attempt_start, time_t now)
-{
-    char line[2048];
-    qmgr_log_format(qid, e, i, mailer, relay, stat, status, text, attempt_start, now, line,
-                    sizeof(line));
-    log_info("%s", line);
 }

@@ -8,7 +8,7 @@
  *   ... dsn=4.4.1, stat=Deferred: Connection refused by mx.b.
  *   ... dsn=5.1.1, stat=User unknown
  *
- * Pure formatting (qmgr_log_format) plus the call that writes it (qmgr_log_rcpt).
+ * Pure formatting: the queue manager writes the line (and keeps it for WATCH).
  */
 #ifndef RINGMAIL_DELIVERY_QMGR_LOG_H
 #define RINGMAIL_DELIVERY_QMGR_LOG_H
@@ -41,8 +41,5 @@ const char *qmgr_log_format(const char *qid, const struct envelope *e, size_t i,
                             const char *relay, enum qmgr_log_stat stat, const char *status,
                             const char *text, time_t attempt_start, time_t now, char *out,
                             size_t outlen);
-void qmgr_log_rcpt(const char *qid, const struct envelope *e, size_t i, const char *mailer,
-                   const char *relay, enum qmgr_log_stat stat, const char *status, const char *text,
-                   time_t attempt_start, time_t now);
 
 #endif
