@@ -240,6 +240,38 @@ class DeleteRequeue(ControlTestCase):
         self.wait_deferred(d, qid, 2)
 
 
+class InFlight(ControlTestCase):
+    """A request about a message whose attempt is under way applies when it ends."""
+
+    def slow_deferring_sink(self):
+        def rcpt(conn, arg):
+            self.attempts.append(arg.strip("<>").lower())
+            return "250 2.1.5 Ok"
+        return self.sink(rcpt=rcpt, final=Delay(2, DEFER))
+
+    def test_delete_in_flight(self):
+        sink = self.slow_deferring_sink()
+        d = self.control_daemon(sink.hostport)
+        qid = self.send(d, SENDER, ["a@one.test"])
+        self.wait_tries("a@one.test", 1)  # the next hop now holds its final reply
+        self.assertEqual(self.request(d, f"DELETE {qid}"), ([f"{qid} deleted"], "OK 1"))
+        self.wait_log(d, rf"{qid}: to=<a@one\.test>, .*stat=Deferred: 451")
+        self.wait_log(d, rf"{qid}: removed by \S+")
+        self.wait_spool_empty(d)
+        self.assertEqual([n for n in d.spool.names() if qid in n], [])
+
+    def test_hold_in_flight(self):
+        sink = self.slow_deferring_sink()
+        d = self.control_daemon(sink.hostport)
+        qid = self.send(d, SENDER, ["a@one.test"])
+        self.wait_tries("a@one.test", 1)
+        self.assertEqual(self.request(d, f"HOLD {qid}"), ([f"{qid} held"], "OK 1"))
+        self.wait_log(d, rf"{qid}: held by \S+")
+        self.wait_deferred(d, qid)
+        self.assertIn(f"\nW{HELD_W}\n", self.qf_text(d, qid))
+        self.assertEqual(self.request(d, "FLUSH"), ([], "OK 0 messages scheduled"))
+
+
 class HostStatus(ControlTestCase):
 
     def test_hoststat_purgestat(self):
