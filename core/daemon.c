@@ -83,9 +83,11 @@ static void daemon_warn_restart_only(const struct config *old, const struct conf
         log_warn("reload: changes to 'limits.min_free_blocks' take effect after a restart");
     if (strcmp(old->submission_socket, neu->submission_socket) != 0 ||
         strcmp(old->control_socket, neu->control_socket) != 0 ||
-        strcmp(old->maildrop, neu->maildrop) != 0)
-        log_warn("reload: changes to 'submission.socket', 'submission.control_socket' and "
-                 "'submission.maildrop' take effect after a restart");
+        strcmp(old->maildrop, neu->maildrop) != 0 ||
+        strcmp(old->maildrop_group, neu->maildrop_group) != 0)
+        log_warn("reload: changes to 'submission.socket', 'submission.control_socket', "
+                 "'submission.maildrop' and 'submission.maildrop_group' take effect after a "
+                 "restart");
     if (old->queue.hash_depth != neu->queue.hash_depth)
         log_warn("reload: changes to 'queue.hash_depth' take effect after a restart");
     bool dns_same = old->dns.n_servers == neu->dns.n_servers &&
