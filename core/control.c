@@ -263,16 +263,17 @@ static int control_admin_start(struct daemon_worker *dw, struct control_part *p)
 static void control_part_start(struct daemon_worker *dw, struct control_req *r)
 {
     struct control_part *p = malloc(sizeof(*p));
+    int rc = p ? -ECANCELED : -ENOMEM; /* no queue manager: the worker is ending */
     if (p && dw->qmgr) {
         *p = (struct control_part){dw, r};
-        int rc = r->parsed.verb == CONTROL_WATCH ? control_watch_start(dw, p)
-                                                 : control_admin_start(dw, p);
+        rc = r->parsed.verb == CONTROL_WATCH ? control_watch_start(dw, p)
+                                             : control_admin_start(dw, p);
         if (rc == 0)
             return;
     }
     free(p);
     log_error("control: worker %u cannot take a %s request: %s", engine_worker_index(dw->w),
-              control_verb_name(r->parsed.verb), dw->qmgr ? "out of memory" : "no queue manager");
+              control_verb_name(r->parsed.verb), strerror(-rc));
     control_part_end(dw, r, 0, true);
 }
 

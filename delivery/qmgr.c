@@ -1124,6 +1124,8 @@ static void qmgr_admin_begin(struct engine_timer *t)
 
 int qmgr_admin(struct qmgr *q, const struct qmgr_admin *a)
 {
+    if (q->stopping) /* its worker is ending: a job queued now might never run */
+        return -ECANCELED;
     struct qmgr_admin_job *job = calloc(1, sizeof(*job));
     if (!job)
         return -ENOMEM;

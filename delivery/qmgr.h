@@ -106,7 +106,8 @@ struct qmgr_admin {
     void *arg;
 };
 
-/* 0, or -ENOMEM (nothing done, no callback). `a` is copied. */
+/* 0, or -ENOMEM, or -ECANCELED after qmgr_stop (nothing done, no callback). `a` is
+ * copied. */
 int qmgr_admin(struct qmgr *q, const struct qmgr_admin *a);
 
 /* --- WATCH (sendmail -v): the delivery log lines of one message's attempt --- */
