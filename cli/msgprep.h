@@ -89,7 +89,7 @@ struct msgprep {
     size_t body_line_len; /* octets of the current body line */
 };
 
-/* Settings are copied (the cmdline_rcpts strings must outlive the object). Parses the
+/* Settings are copied; the cmdline_rcpts strings are parsed here and not kept. Parses the
  * command-line recipients: EX_DATAERR for a bad address, EX_USAGE "Recipient names must
  * be specified" without -t and without recipients, EX_OSERR without memory. */
 int msgprep_init(struct msgprep *m, const struct msgprep_settings *s);
