@@ -171,6 +171,37 @@ class Maildrop(RingmailTestCase):
         self.assertTrue(bad.exists(), "a file that fails is left where it is")
         self.assertEqual(d.spool.qids(), set())
 
+    def test_arrival_while_running(self):
+        """A file that arrives while the daemon runs (written by ringmail-postdrop directly)
+        is picked up at once (inotify), not at the next queue.interval (30m here)."""
+        d = self.new(queue={"interval": "30m"})
+        d.start()
+        image = (b"RINGMAIL-MAILDROP 1\nSsomeone@elsewhere.example\nFSome One\n"
+                 b"Ruser@remote.example\n\nSubject: arrived\r\n\r\nbody\r\n")
+        r = self.as_user([str(self.bin / "ringmail-postdrop"), "-C", str(d.config_path)], image)
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        self.wait_for("the pickup", lambda: not self.entries() and len(d.spool.qids()) == 1,
+                      timeout=15)
+        qid = next(iter(d.spool.qids()))
+        self.assertEqual(d.spool.envelope(qid)["sender"], "someone@elsewhere.example")
+        df = d.spool.df(qid)
+        if self.root:  # nobody is not trusted: sendmail's warning for a sender it set
+            self.assertIn(b"X-Authentication-Warning: ", df)
+        self.assertIn(b"\r\nSubject: arrived\r\n", df)
+
+    def test_stale_temporary_removed(self):
+        d = self.new()
+        stale = self.maildrop / ".tmp-1.1.00000000000000cc"
+        fresh = self.maildrop / ".tmp-1.1.00000000000000dd"
+        for f in (stale, fresh):
+            f.write_bytes(b"RINGMAIL-MAILDROP 1\n")  # a ringmail-postdrop killed mid-way
+        day = 24 * 3600
+        os.utime(stale, (time.time() - day - 60, time.time() - day - 60))
+        d.start()
+        self.assertTrue(d.wait_log(r"maildrop \S+/\.tmp-1\.1\.00000000000000cc: unfinished for "
+                                   r"a day \(uid=\d+\): removed", since_start=True))
+        self.assertEqual(self.entries(), [fresh.name], "a file being written is left alone")
+
     def test_postdrop_refuses(self):
         d = self.new(limits={"message_size": "1K"})
         postdrop = str(self.bin / "ringmail-postdrop")
