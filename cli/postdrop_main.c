@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,20 +86,40 @@ static int postdrop_copy(struct maildrop_file *f, uint64_t limit, char *err, siz
     return EX_OK;
 }
 
+static int postdrop_refuse(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int postdrop_refuse(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return EX_DATAERR;
+}
+
 static int postdrop_run(const struct config *cfg, char *err, size_t errlen)
 {
     struct maildrop_envelope e;
     struct buf head;
     buf_init(&head, 0);
+    int rc = EX_OK;
     if (maildrop_read_head(stdin, &e, err, errlen) < 0 ||
-        maildrop_format_head(&e, &head, err, errlen) < 0) {
-        maildrop_envelope_free(&e);
-        buf_free(&head);
-        return EX_DATAERR;
-    }
+        maildrop_format_head(&e, &head, err, errlen) < 0)
+        rc = EX_DATAERR;
+    /* What the daemon would never take in one transaction would wait in the maildrop for
+     * ever: refused now, while the user is there to read why. */
+    else if (cfg->limits.max_recipients && e.n_rcpts > cfg->limits.max_recipients)
+        rc = postdrop_refuse(err, errlen, "too many recipients (%zu; limits.recipients is %u)",
+                             e.n_rcpts, cfg->limits.max_recipients);
+    else if (cfg->limits.max_message_size && head.len > cfg->limits.max_message_size)
+        rc = postdrop_refuse(err, errlen, "the envelope alone is larger than limits.message_size");
     maildrop_envelope_free(&e);
+    if (rc != EX_OK) {
+        buf_free(&head);
+        return rc;
+    }
     struct maildrop_file f;
-    int rc = maildrop_create(cfg->maildrop, &f, err, errlen) < 0 ? EX_CANTCREAT : EX_OK;
+    rc = maildrop_create(cfg->maildrop, &f, err, errlen) < 0 ? EX_CANTCREAT : EX_OK;
     if (rc == EX_OK && maildrop_write(&f, head.data, head.len, err, errlen) < 0)
         rc = EX_CANTCREAT;
     buf_free(&head);
@@ -149,7 +170,7 @@ int main(int argc, char **argv)
         return EX_OSERR;
     }
     char err[1024] = "";
-    struct config *cfg = config_load(path, NULL, err, sizeof(err));
+    struct config *cfg = config_load_settings(path, err, sizeof(err));
     if (!cfg) {
         fprintf(stderr, "ringmail-postdrop: %s\n", err);
         return EX_CONFIG;

@@ -203,7 +203,7 @@ class Maildrop(RingmailTestCase):
         self.assertEqual(self.entries(), [fresh.name], "a file being written is left alone")
 
     def test_postdrop_refuses(self):
-        d = self.new(limits={"message_size": "1K"})
+        d = self.new(limits={"message_size": "1K", "recipients": 2})
         postdrop = str(self.bin / "ringmail-postdrop")
         r = self.as_user([postdrop, "-C", str(d.config_path)], b"garbage\n")
         self.assertEqual(r.returncode, 65, r.stderr)
@@ -212,6 +212,10 @@ class Maildrop(RingmailTestCase):
         r = self.as_user([postdrop, "-C", str(d.config_path)], big * 20)
         self.assertEqual(r.returncode, 65, r.stderr)
         self.assertIn(b"message too large", r.stderr)
+        r = self.as_user([postdrop, "-C", str(d.config_path)],
+                         b"RINGMAIL-MAILDROP 1\nS\nRa@b.example\nRc@b.example\nRd@b.example\n\n")
+        self.assertEqual(r.returncode, 65, r.stderr)
+        self.assertIn(b"too many recipients (3; limits.recipients is 2)", r.stderr)
         # through sendmail: its exit status and nothing half-written
         r = self.sendmail(d, ["-oi", "a@b.example"], b"Subject: big\n\n" + b"y" * 3000 + b"\n")
         self.assertNotEqual(r.returncode, 0)
