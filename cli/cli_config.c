@@ -17,11 +17,12 @@ const char *cli_config_path(const char *option)
     return NULL;
 }
 
-struct config *cli_config_load(const char *option, const char *prog, FILE *err)
+struct config *cli_config_load(const char *option, bool maps, const char *prog, FILE *err)
 {
     char why[1024];
     const char *path = cli_config_path(option);
-    struct config *cfg = config_load(path, NULL, why, sizeof(why));
+    struct config *cfg = maps ? config_load(path, NULL, why, sizeof(why))
+                              : config_load_settings(path, why, sizeof(why));
     if (!cfg)
         fprintf(err, "%s: %s\n", prog, why);
     return cfg;

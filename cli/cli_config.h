@@ -13,6 +13,7 @@
 #ifndef RINGMAIL_CLI_CLI_CONFIG_H
 #define RINGMAIL_CLI_CLI_CONFIG_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "core/config.h"
@@ -23,9 +24,10 @@
 /* The file to read, or NULL for the built-in default. `option`: -C's value or NULL. */
 const char *cli_config_path(const char *option);
 
-/* Reads the configuration cli_config_path(option) names. NULL after printing
- * "PROG: FILE:LINE: why" to `err` (the caller exits EX_CONFIG, as sendmail does for a bad
- * sendmail.cf). */
-struct config *cli_config_load(const char *option, const char *prog, FILE *err);
+/* Reads the configuration cli_config_path(option) names; with `maps` false the maps are
+ * not read (config_load_settings: a user's `sendmail` must work while the access map is
+ * readable by root only). NULL after printing "PROG: FILE:LINE: why" to `err` (the caller
+ * exits EX_CONFIG, as sendmail does for a bad sendmail.cf). */
+struct config *cli_config_load(const char *option, bool maps, const char *prog, FILE *err);
 
 #endif

@@ -220,7 +220,7 @@ int main(int argc, char **argv)
     }
     if (i >= argc)
         return usage();
-    struct config *cfg = cli_config_load(config, PROG, stderr);
+    struct config *cfg = cli_config_load(config, false, PROG, stderr);
     if (!cfg)
         return EX_CONFIG;
     int rc = run(cfg, argc - i, argv + i);

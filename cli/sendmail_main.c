@@ -94,10 +94,12 @@ static const char *sm_body_type(const struct sm_submission *s)
     return s->eight_bit ? "8BITMIME" : NULL;
 }
 
-/* SMTPUTF8 (RFC 6531) when an address or the header is not ASCII. */
-static bool sm_smtputf8(const struct sm_submission *s, const struct buf *header)
+/* SMTPUTF8 (RFC 6531) only when an address is not ASCII: a UTF-8 Subject from a cron job
+ * travels as 8BITMIME, as Postfix's sendmail does, and is never bounced with 5.6.7 by a next
+ * hop without SMTPUTF8. */
+static bool sm_smtputf8(const struct sm_submission *s)
 {
-    if (!sm_ascii(s->env->sender, strlen(s->env->sender)) || !sm_ascii(header->data, header->len))
+    if (!sm_ascii(s->env->sender, strlen(s->env->sender)))
         return true;
     for (size_t i = 0; i < s->env->n_rcpts; i++)
         if (!sm_ascii(s->env->rcpts[i], strlen(s->env->rcpts[i])))
@@ -180,7 +182,7 @@ static int sm_start_socket(struct sm_submission *s, const struct buf *header, ui
         .envid = a->envid,
         .body = sm_body_type(s),
         .size = size,
-        .smtputf8 = sm_smtputf8(s, header),
+        .smtputf8 = sm_smtputf8(s),
         .rcpts = (const char *const *)s->env->rcpts,
         .n_rcpts = s->env->n_rcpts,
     };
@@ -699,7 +701,9 @@ int main(int argc, char **argv)
         sendmail_args_free(&a);
         return EX_OK;
     }
-    struct config *cfg = cli_config_load(a.config, a.progname, stderr);
+    /* Only the modes that answer from the maps read them (they may be root's alone). */
+    bool maps = a.mode == SM_MODE_VERIFY || a.mode == SM_MODE_TEST || a.mode == SM_MODE_ALIASES;
+    struct config *cfg = cli_config_load(a.config, maps, a.progname, stderr);
     status = cfg ? sm_run(cfg, &a) : EX_CONFIG;
     config_free(cfg);
     sendmail_args_free(&a);

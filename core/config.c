@@ -546,7 +546,8 @@ static int config_maps(const struct config_ctx *x, struct config *c)
 }
 
 static struct config *config_build(const char *file, const char *base, struct fileset *files,
-                                   const unsigned char *data, size_t len, char *err, size_t errlen)
+                                   bool maps, const unsigned char *data, size_t len, char *err,
+                                   size_t errlen)
 {
     struct config_doc doc = {0};
     struct config_raw *raw = NULL;
@@ -563,7 +564,7 @@ static struct config *config_build(const char *file, const char *base, struct fi
     } else if (config_fill(&x, config_keys, config_n_keys, raw, c, "") == 0 &&
                config_computed(&x, c) == 0 && config_check(&x, c) == 0 &&
                config_warn_kept(&x, c, config_keys, config_n_keys, "") == 0 &&
-               config_maps(&x, c) == 0) {
+               (!maps || config_maps(&x, c) == 0)) {
         goto out;
     }
     config_free(c);
@@ -582,7 +583,8 @@ static char *config_cwd(char *err, size_t errlen)
     return cwd;
 }
 
-struct config *config_load(const char *path, struct fileset *files, char *err, size_t errlen)
+static struct config *config_load_with(const char *path, struct fileset *files, bool maps,
+                                       char *err, size_t errlen)
 {
     char *cwd = config_cwd(err, errlen);
     if (!cwd)
@@ -591,14 +593,15 @@ struct config *config_load(const char *path, struct fileset *files, char *err, s
     char *data = NULL, *dir = NULL;
     size_t len = 0;
     if (!path) {
-        c = config_build(CONFIG_BUILTIN, cwd, files, (const unsigned char *)"", 0, err, errlen);
+        c = config_build(CONFIG_BUILTIN, cwd, files, maps, (const unsigned char *)"", 0, err,
+                         errlen);
         if (c)
             c->tls.demo_certs = true;
     } else if (fileset_read(files, path, CONFIG_MAX_FILE, &data, &len, err, errlen) == 0) {
         if ((dir = config_path_join(cwd, path))) {
             *strrchr(dir, '/') = '\0'; /* the file's directory ("" for a file in /) */
-            c = config_build(path, dir[0] ? dir : "/", files, (const unsigned char *)data, len, err,
-                             errlen);
+            c = config_build(path, dir[0] ? dir : "/", files, maps, (const unsigned char *)data,
+                             len, err, errlen);
         } else {
             snprintf(err, errlen, "%s: out of memory", path);
         }
@@ -607,6 +610,16 @@ struct config *config_load(const char *path, struct fileset *files, char *err, s
     free(cwd);
     free(data);
     return c;
+}
+
+struct config *config_load(const char *path, struct fileset *files, char *err, size_t errlen)
+{
+    return config_load_with(path, files, true, err, errlen);
+}
+
+struct config *config_load_settings(const char *path, char *err, size_t errlen)
+{
+    return config_load_with(path, NULL, false, err, errlen);
 }
 
 static void config_free_map(const struct config_key *keys, size_t n, void *dst)

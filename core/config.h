@@ -264,6 +264,10 @@ struct fileset;
  * read for the engine; a replayed one answers from what the privileged parent read). NULL
  * with `err` (file, line, column, key) on any problem. */
 struct config *config_load(const char *path, struct fileset *files, char *err, size_t errlen);
+/* The same from disk without reading the maps (their contents stay empty): for programs
+ * that need only the settings (socket paths, hostname, spool) and may run as any user,
+ * while a map such as the access map may be readable by root only. */
+struct config *config_load_settings(const char *path, char *err, size_t errlen);
 void config_free(struct config *c);
 /* Prints the effective configuration as YAML that config_load() accepts. */
 void config_print(const struct config *c, FILE *out);

@@ -11,8 +11,8 @@ test)
     want="$want libcmocka-dev python3 swaks libnet-ssleay-perl clang libclang-rt-14-dev sendmail-cf m4 openssl fail2ban"
     want="$want python3-aiosmtpd dnsmasq-base postfix"
     # the programs that run `sendmail` in the command-line tests (mail -s, git send-email,
-    # mutt, PHP's mail())
-    want="$want bsd-mailx git git-email mutt php-cli"
+    # mutt, PHP's mail()); git send-email needs Mail::Address, which git-email does not pull in
+    want="$want bsd-mailx git git-email libmailtools-perl mutt php-cli"
     ;;
 esac
 

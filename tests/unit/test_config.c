@@ -770,6 +770,16 @@ static void test_maps(void **state)
     if (strncmp(test_err, want, strlen(want)) != 0)
         fail_msg("want prefix %s\ngot %s", want, test_err);
 
+    /* A map the caller cannot read fails the daemon's load but not a settings-only one (a
+     * user's `sendmail` while the access map is root's alone). */
+    const char *yaml = test_write("t.yaml", "hostname: mx.example.org\nmaps: {access: gone}\n");
+    assert_null(config_load(yaml, NULL, test_err, sizeof(test_err)));
+    c = config_load_settings(yaml, test_err, sizeof(test_err));
+    assert_non_null(c);
+    assert_string_equal(c->hostname, "mx.example.org");
+    assert_int_equal(c->map.access.n, 0);
+    config_free(c);
+
     /* sendmail reads the class files with -o: missing is empty, and said so */
     c = test_load("maps: {relay_domains_file: nothere}\n");
     assert_non_null(c);
