@@ -3,14 +3,15 @@
  * input. Installed setgid to submission.maildrop_group (chgrp ringmaildrop; chmod 2755), the
  * only group that may create files in the maildrop directory, as Postfix's postdrop.
  *
- * Everything the caller controls is suspect here: argv (only -C, honoured when the real user
- * is root, owns the configuration, or root owns it and nobody else may write it: else the
- * group privilege is given up first), the environment (cleared), the umask and the open
- * descriptors (0-2 made valid, the rest closed), signals (SIGXFSZ ignored, so a file size
- * limit is a write error), resource limits (failures are errors), standard input (parsed
- * strictly; the head is written back in its canonical form; the size is limited by
- * limits.max_message_size). It never follows a symbolic link, and writes nothing but that one
- * file, owned by the real user.
+ * Everything the caller controls is suspect here: argv (only -C: with the group privilege
+ * when the real user is root, or root owns the file and nobody else may write it; any other
+ * configuration is read after giving the privilege up), the environment (cleared), the umask
+ * and the open descriptors (0-2 made valid, the rest closed), signals and timers (those that
+ * end us remove the unfinished file first, the commit cannot be interrupted, SIGXFSZ is
+ * ignored so a file size limit is a write error), resource limits (failures are errors),
+ * standard input (parsed strictly; the head is written back in its canonical form; the size
+ * and recipients are limited as the daemon limits them). It never follows a symbolic link,
+ * and writes nothing but that one file, owned by the real user.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -86,6 +87,34 @@ static int postdrop_copy(struct maildrop_file *f, uint64_t limit, char *err, siz
     return EX_OK;
 }
 
+/* The file being written, for a signal that ends us to remove (the caller may signal its own
+ * process, or leave an alarm or a CPU limit behind through exec). */
+static struct maildrop_file *volatile postdrop_unfinished;
+
+static void postdrop_on_signal(int sig)
+{
+    struct maildrop_file *f = postdrop_unfinished;
+    if (f && f->tmp[0] && f->dirfd >= 0)
+        unlinkat(f->dirfd, f->tmp, 0);
+    _exit(128 + sig);
+}
+
+static void postdrop_signals(void)
+{
+    struct sigaction sa = {.sa_handler = postdrop_on_signal};
+    sigfillset(&sa.sa_mask);
+    const int ends[] = {SIGHUP,    SIGINT,  SIGQUIT, SIGTERM, SIGALRM,
+                        SIGVTALRM, SIGPROF, SIGXCPU, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++)
+        sigaction(ends[i], &sa, NULL);
+    sigset_t set;
+    sigemptyset(&set);
+    for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++)
+        sigaddset(&set, ends[i]);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    signal(SIGXFSZ, SIG_IGN);
+}
+
 static int postdrop_refuse(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int postdrop_refuse(char *err, size_t errlen, const char *fmt, ...)
@@ -120,15 +149,22 @@ static int postdrop_run(const struct config *cfg, char *err, size_t errlen)
     }
     struct maildrop_file f;
     rc = maildrop_create(cfg->maildrop, &f, err, errlen) < 0 ? EX_CANTCREAT : EX_OK;
+    postdrop_unfinished = &f;
     if (rc == EX_OK && maildrop_write(&f, head.data, head.len, err, errlen) < 0)
         rc = EX_CANTCREAT;
     buf_free(&head);
     if (rc == EX_OK)
         rc = postdrop_copy(&f, cfg->limits.max_message_size, err, errlen);
+    /* From here the outcome must match the exit status: no interruption. */
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
+    postdrop_unfinished = NULL;
     if (rc != EX_OK)
         maildrop_abort(&f);
     else if (maildrop_commit(&f, err, errlen) < 0)
         rc = EX_CANTCREAT;
+    sigprocmask(SIG_SETMASK, &old, NULL);
     return rc;
 }
 
@@ -140,7 +176,7 @@ int main(int argc, char **argv)
     clearenv();
     setenv("PATH", "/usr/bin:/bin", 1);
     umask(077);
-    signal(SIGXFSZ, SIG_IGN);
+    postdrop_signals();
     /* The kernel already says so for a set-group-ID program unless fs.suid_dumpable is 1. */
     if (getegid() != getgid())
         prctl(PR_SET_DUMPABLE, 0);

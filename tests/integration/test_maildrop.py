@@ -202,6 +202,26 @@ class Maildrop(RingmailTestCase):
                                    r"a day \(uid=\d+\): removed", since_start=True))
         self.assertEqual(self.entries(), [fresh.name], "a file being written is left alone")
 
+    def test_postdrop_killed_leaves_nothing(self):
+        """The user may signal its own ringmail-postdrop while it writes: the unfinished
+        file is removed before it ends."""
+        d = self.new()
+        cmd = [str(self.bin / "ringmail-postdrop"), "-C", str(d.config_path)]
+        if self.root:
+            cmd = ["setpriv", f"--reuid={self.user.pw_uid}", f"--regid={self.user.pw_gid}",
+                   "--clear-groups", *cmd]
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.addCleanup(p.kill)
+        p.stdin.write(b"RINGMAIL-MAILDROP 1\nS\nRa@b.example\n\nSubject: slow\r\n")
+        p.stdin.flush()
+        self.wait_for("the unfinished file", lambda: any(n.startswith(".tmp-")
+                                                          for n in self.entries()))
+        p.send_signal(15)
+        self.assertEqual(p.wait(timeout=30), 128 + 15, p.stderr.read())
+        p.stdin.close()
+        p.stderr.close()
+        self.assertEqual(self.entries(), [])
+
     def test_postdrop_refuses(self):
         d = self.new(limits={"message_size": "1K", "recipients": 2})
         postdrop = str(self.bin / "ringmail-postdrop")
