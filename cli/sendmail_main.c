@@ -622,7 +622,7 @@ static int sm_sibling(const char *name, char *out, size_t outlen)
 /* sendmail -bd / -bD: ringmaild itself, with the same configuration. The queue interval
  * is the configuration's queue.interval: ringmaild has no command-line override yet, so a
  * different -q30m is said and left out rather than refused (init scripts pass one). */
-static int sm_daemon(const struct config *cfg, const struct sendmail_args *a)
+static int sm_daemon(const struct sendmail_args *a)
 {
     char prog[PATH_MAX];
     if (sm_sibling("ringmaild", prog, sizeof(prog)) < 0) {
@@ -630,7 +630,8 @@ static int sm_daemon(const struct config *cfg, const struct sendmail_args *a)
         return EX_OSFILE;
     }
     const char *config = cli_config_path(a->config);
-    const char *argv[6];
+    const char *argv[8];
+    char interval[32];
     size_t n = 0;
     argv[n++] = prog;
     if (config) {
@@ -639,11 +640,11 @@ static int sm_daemon(const struct config *cfg, const struct sendmail_args *a)
     }
     if (a->mode == SM_MODE_DAEMON_FG)
         argv[n++] = "--foreground";
-    if (a->queue_interval && a->queue_interval_sec &&
-        a->queue_interval_sec * 1000 != cfg->queue.interval)
-        fprintf(stderr,
-                "%s: warning: -q%s ignored: the queue interval is queue.interval in %s (%us)\n",
-                a->progname, a->queue_interval, cfg->source, cfg->queue.interval / 1000);
+    if (a->queue_interval_sec) { /* -q30m: the daemon's queue interval, as sendmail's */
+        snprintf(interval, sizeof(interval), "%lus", a->queue_interval_sec);
+        argv[n++] = "--queue-interval";
+        argv[n++] = interval;
+    }
     argv[n] = NULL;
     fflush(NULL);
     execv(prog, (char *const *)argv);
@@ -668,7 +669,7 @@ static int sm_run(const struct config *cfg, const struct sendmail_args *a)
         return verify_test_mode(cfg, stdin, stdout);
     case SM_MODE_DAEMON:
     case SM_MODE_DAEMON_FG:
-        return sm_daemon(cfg, a);
+        return sm_daemon(a);
     case SM_MODE_QUEUE_RUN:
         return queuectl_flush(cfg, a, stdout, stderr);
     case SM_MODE_HOSTSTAT:

@@ -385,8 +385,22 @@ static int config_beside(const struct config_ctx *x, const char *path, const cha
 
 /* The defaults that depend on other values: hostname, certificate keys, pid_file, the
  * submission paths, local_domains. */
+/* ringmaild's --queue-interval (sendmail's -q30m beside -bd); 0 = the file's. */
+static uint32_t config_queue_interval_ms;
+
+int config_override_queue_interval(const char *text)
+{
+    uint64_t ms;
+    if (config_parse_duration(text, &ms) < 0 || ms < 1000 || ms > 30 * 86400000ull)
+        return -1;
+    config_queue_interval_ms = (uint32_t)ms;
+    return 0;
+}
+
 static int config_computed(const struct config_ctx *x, struct config *c)
 {
+    if (config_queue_interval_ms)
+        c->queue.interval = config_queue_interval_ms;
     if (!c->hostname && config_hostname(x, c) < 0)
         return -1;
     for (size_t i = 0; i < c->tls.n_certificates; i++) {

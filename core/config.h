@@ -269,6 +269,11 @@ struct config *config_load(const char *path, struct fileset *files, char *err, s
  * while a map such as the access map may be readable by root only. */
 struct config *config_load_settings(const char *path, char *err, size_t errlen);
 void config_free(struct config *c);
+/* The command line's queue interval (ringmaild --queue-interval, sendmail's -q30m beside
+ * -bd): every configuration this process and the processes it forks load afterwards has
+ * it as queue.interval, whatever the file says, reloads included. -1 when `text` is not a
+ * duration from 1s to 30d. */
+int config_override_queue_interval(const char *text);
 /* Prints the effective configuration as YAML that config_load() accepts. */
 void config_print(const struct config *c, FILE *out);
 

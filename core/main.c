@@ -24,7 +24,7 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: ringmaild [--config FILE] [--foreground]\n"
+            "usage: ringmaild [--config FILE] [--foreground] [--queue-interval DURATION]\n"
             "       ringmaild --check-config [--config FILE]\n"
             "       ringmaild --tls-info [--config FILE]\n"
             "       ringmaild --version\n"
@@ -32,6 +32,8 @@ static void usage(FILE *out)
             "  -c, --config FILE   YAML configuration (default: built-in, loopback port 2525,\n"
             "                      spool in ./state/spool)\n"
             "  -f, --foreground    stay attached and log to stderr instead of syslog\n"
+            "  -q, --queue-interval DURATION\n"
+            "                      queue.interval whatever the file says (sendmail's -q30m)\n"
             "  -n, --check-config  validate the configuration, print it and exit\n"
             "  -T, --tls-info      load the TLS certificates and settings, print the server\n"
             "                      context (providers, groups, certificates) and exit\n"
@@ -120,13 +122,14 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {"tls-info", no_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
+        {"queue-interval", required_argument, NULL, 'q'},
         {NULL, 0, NULL, 0},
     };
     const char *config_path = NULL;
     bool foreground = false, check = false, info = false;
     int c;
 
-    while ((c = getopt_long(argc, argv, "c:fnTVh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:fnq:TVh", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             config_path = optarg;
@@ -139,6 +142,15 @@ int main(int argc, char **argv)
             break;
         case 'T':
             info = true;
+            break;
+        case 'q':
+            if (config_override_queue_interval(optarg) < 0) {
+                fprintf(stderr,
+                        "ringmaild: --queue-interval %s: expected a duration like 30m, "
+                        "from 1s to 30d\n",
+                        optarg);
+                return EX_USAGE;
+            }
             break;
         case 'V':
             printf("ringmaild %s\n", RINGMAIL_VERSION);

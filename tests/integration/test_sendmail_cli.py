@@ -434,7 +434,13 @@ class SendmailStartsTheDaemon(SendmailCase):
                                            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                            start_new_session=True)
         self.assertIsNotNone(self.d.wait_log(r"\bready\b", timeout=20), self.d.log_tail())
-        self.assertRegex(self.d.log(), r"-q30m ignored: the queue interval is queue.interval")
+        self.assertNotRegex(self.d.log(), r"ignored|unrecognized")
+        # the daemon took -q30m as its queue interval (ringmaild --queue-interval)
+        check = subprocess.run([os.environ["RINGMAILD"], "--check-config", "--queue-interval",
+                                "30m", "--config", str(self.d.config_path)],
+                               capture_output=True, text=True)
+        self.assertEqual(check.returncode, 0, check.stderr)
+        self.assertRegex(check.stdout, r"\n  interval: 30m\n")
         r = self.sendmail("bob@remote.test", input="Subject: via -bD\n\nbody\n")
         self.assertExit(r, 0)
         self.received()
