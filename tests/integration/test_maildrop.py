@@ -189,6 +189,16 @@ class Maildrop(RingmailTestCase):
             self.assertIn(b"X-Authentication-Warning: ", df)
         self.assertIn(b"\r\nSubject: arrived\r\n", df)
 
+    def test_null_sender_kept(self):
+        d = self.new()
+        r = self.sendmail(d, ["-oi", "-f", "<>", "user@remote.example"], b"Subject: n\n\nx\n")
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        self.assertTrue(self.entries())
+        self.assertIn(b"\nS<>\n", (self.maildrop / self.entries()[0]).read_bytes())
+        d.start()
+        self.wait_for("the pickup", lambda: not self.entries() and len(d.spool.qids()) == 1)
+        self.assertEqual(d.spool.envelope(next(iter(d.spool.qids())))["sender"], "")
+
     def test_stale_temporary_removed(self):
         d = self.new()
         stale = self.maildrop / ".tmp-1.1.00000000000000cc"
