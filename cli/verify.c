@@ -10,31 +10,11 @@
 #include <unistd.h>
 
 #include "cli/submit_client.h"
+#include "core/runconf.h"
 #include "delivery/route.h"
 
 #define VERIFY_DEPTH_MAX 10 /* alias levels, sendmail's MAXRCRSN */
 #define VERIFY_LINE_MAX  4096
-
-/* delivery/ reaches the mailertable through a callback, as the daemon's runconf gives it. */
-static const char *verify_mailertable(void *arg, const char *key)
-{
-    const struct map_simple_entry *e = map_simple_get(arg, key);
-    return e ? e->value : NULL;
-}
-
-static struct route_settings verify_route_settings(const struct config *cfg)
-{
-    return (struct route_settings){
-        .local_domains = (const char *const *)cfg->local_domains,
-        .n_local_domains = cfg->n_local_domains,
-        .local_users = (const char *const *)cfg->later.routing.local_users.v,
-        .n_local_users = cfg->later.routing.local_users.n,
-        .smart_host = cfg->delivery.smart_host,
-        .mail_hub = cfg->delivery.mail_hub,
-        .mailertable = cfg->maps.mailertable ? verify_mailertable : NULL,
-        .mailertable_arg = (void *)&cfg->map.mailertable,
-    };
-}
 
 /* The local part of `addr` without a +detail, lower-cased, into `out`. */
 static void verify_local_part(const char *addr, char *out, size_t outlen)
@@ -160,7 +140,7 @@ static int verify_one(const struct config *cfg, const struct route_settings *rs,
 
 int verify_addresses(const struct config *cfg, const char *const *addrs, size_t n, FILE *out)
 {
-    struct route_settings rs = verify_route_settings(cfg);
+    struct route_settings rs = runconf_route_settings(cfg);
     int status = EX_OK;
     for (size_t i = 0; i < n; i++) {
         int s = verify_one(cfg, &rs, addrs[i], NULL, 0, out);
@@ -343,7 +323,7 @@ static bool verify_command(const struct config *cfg, const struct route_settings
 
 int verify_test_mode(const struct config *cfg, FILE *in, FILE *out)
 {
-    struct route_settings rs = verify_route_settings(cfg);
+    struct route_settings rs = runconf_route_settings(cfg);
     bool echo = !isatty(fileno(in));
     fprintf(out, "ADDRESS TEST MODE (ruleset 3 NOT automatically invoked)\n"
                  "Enter <ruleset> <address>\n");

@@ -14,6 +14,20 @@ static const char *runconf_mailertable(void *arg, const char *key)
     return e ? e->value : NULL;
 }
 
+struct route_settings runconf_route_settings(const struct config *cfg)
+{
+    return (struct route_settings){
+        .local_domains = (const char *const *)cfg->local_domains,
+        .n_local_domains = cfg->n_local_domains,
+        .local_users = (const char *const *)cfg->later.routing.local_users.v,
+        .n_local_users = cfg->later.routing.local_users.n,
+        .smart_host = cfg->delivery.smart_host,
+        .mail_hub = cfg->delivery.mail_hub,
+        .mailertable = cfg->maps.mailertable ? runconf_mailertable : NULL,
+        .mailertable_arg = (void *)&cfg->map.mailertable,
+    };
+}
+
 /* "TLS_Srv:mx.example.com": the entry with exactly that tag and key. */
 static const char *runconf_access(void *arg, const char *key)
 {
@@ -65,17 +79,7 @@ static int runconf_delivery(struct runconf *rc, unsigned workers, char *err, siz
                 .queuereturn = cfg->queue.queuereturn / 1000,
             },
         .max_active = cfg->queue.max_active,
-        .route =
-            {
-                .local_domains = (const char *const *)cfg->local_domains,
-                .n_local_domains = cfg->n_local_domains,
-                .local_users = (const char *const *)cfg->later.routing.local_users.v,
-                .n_local_users = cfg->later.routing.local_users.n,
-                .smart_host = cfg->delivery.smart_host,
-                .mail_hub = cfg->delivery.mail_hub,
-                .mailertable = cfg->maps.mailertable ? runconf_mailertable : NULL,
-                .mailertable_arg = (void *)&cfg->map.mailertable,
-            },
+        .route = runconf_route_settings(cfg),
         .bounce_return_max = cfg->limits.max_message_size ? cfg->limits.max_message_size : 0,
     };
     const struct smtp_server_timeouts *t = &cfg->timeouts;

@@ -51,5 +51,8 @@ void runconf_unref(struct runconf *rc);
 /* The SMTP settings for sessions on listener `listener` (an index of the listeners bound at
  * start-up; one a reload added or removed gets no STARTTLS). */
 const struct smtp_server_settings *runconf_smtp(const struct runconf *rc, unsigned listener);
+/* The routing `cfg` asks for (smart host, mail hub, mailertable, local domains): what the
+ * queue manager routes by and what sendmail -bv answers from. Points into `cfg`. */
+struct route_settings runconf_route_settings(const struct config *cfg);
 
 #endif
