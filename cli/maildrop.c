@@ -16,6 +16,7 @@
 
 #include "cli/submit_client.h"
 #include "core/config.h"
+#include "util/progpath.h"
 
 /* The optional records: letter and field, in the order they are written. */
 struct maildrop_field {
@@ -301,26 +302,10 @@ int maildrop_commit(struct maildrop_file *f, char *err, size_t errlen)
     return rc;
 }
 
-/* The program `name` beside the running one. */
-static int maildrop_sibling(const char *name, char *out, size_t outlen)
-{
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n <= 0)
-        return -1;
-    self[n] = '\0';
-    char *slash = strrchr(self, '/');
-    if (!slash)
-        return -1;
-    *slash = '\0';
-    int len = snprintf(out, outlen, "%s/%s", self, name);
-    return len < 0 || (size_t)len >= outlen ? -1 : 0;
-}
-
 int maildrop_postdrop_start(const char *config_path, pid_t *pid, char *err, size_t errlen)
 {
     char prog[PATH_MAX];
-    if (maildrop_sibling("ringmail-postdrop", prog, sizeof(prog)) < 0) {
+    if (progpath_sibling("ringmail-postdrop", prog, sizeof(prog)) < 0) {
         snprintf(err, errlen, "cannot find ringmail-postdrop beside this program");
         return -1;
     }

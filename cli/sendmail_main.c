@@ -35,6 +35,7 @@
 #include "cli/verify.h"
 #include "core/version.h"
 #include "util/buf.h"
+#include "util/progpath.h"
 
 /* What the command line knows of the caller and the message's envelope. */
 struct sm_envelope {
@@ -602,30 +603,11 @@ static int sm_smtp(const struct config *cfg, const struct sendmail_args *a)
     return rc == -1 ? EX_TEMPFAIL : EX_IOERR;
 }
 
-/* `name` in the directory of this program (ringmaild and ringmail-postdrop are installed
- * beside it). */
-static int sm_sibling(const char *name, char *out, size_t outlen)
-{
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n <= 0)
-        return -1;
-    self[n] = '\0';
-    char *slash = strrchr(self, '/');
-    if (!slash)
-        return -1;
-    *slash = '\0';
-    int len = snprintf(out, outlen, "%s/%s", self, name);
-    return len < 0 || (size_t)len >= outlen ? -1 : 0;
-}
-
-/* sendmail -bd / -bD: ringmaild itself, with the same configuration. The queue interval
- * is the configuration's queue.interval: ringmaild has no command-line override yet, so a
- * different -q30m is said and left out rather than refused (init scripts pass one). */
+/* sendmail -bd / -bD: ringmaild itself, with the same configuration and -q's interval. */
 static int sm_daemon(const struct sendmail_args *a)
 {
     char prog[PATH_MAX];
-    if (sm_sibling("ringmaild", prog, sizeof(prog)) < 0) {
+    if (progpath_sibling("ringmaild", prog, sizeof(prog)) < 0) {
         fprintf(stderr, "%s: cannot find ringmaild beside this program\n", a->progname);
         return EX_OSFILE;
     }

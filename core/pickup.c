@@ -22,6 +22,7 @@
 
 #include "core/config.h"
 #include "util/log.h"
+#include "util/progpath.h"
 
 #define PICKUP_NAME_MAX 64
 
@@ -32,22 +33,6 @@ struct pickup {
     int dirfd;
     uint32_t interval_ms;
 };
-
-/* ringmail-sendmail beside the running ringmaild. */
-static int pickup_find_sendmail(char *out, size_t outlen)
-{
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n <= 0)
-        return -1;
-    self[n] = '\0';
-    char *slash = strrchr(self, '/');
-    if (!slash)
-        return -1;
-    *slash = '\0';
-    int len = snprintf(out, outlen, "%s/ringmail-sendmail", self);
-    return len < 0 || (size_t)len >= outlen ? -1 : 0;
-}
 
 /* What ringmail-postdrop names its files (cli/maildrop.h); anything else is left alone. */
 static bool pickup_name_valid(const char *name)
@@ -260,7 +245,7 @@ static _Noreturn void pickup_run(const char *config_path, pid_t parent)
     }
     struct pickup pk = {
         .dir = cfg->maildrop, .config_path = config_path, .interval_ms = cfg->queue.interval};
-    if (pickup_find_sendmail(pk.sendmail, sizeof(pk.sendmail)) < 0) {
+    if (progpath_sibling("ringmail-sendmail", pk.sendmail, sizeof(pk.sendmail)) < 0) {
         log_error("maildrop pickup: cannot find ringmail-sendmail beside ringmaild: no pickup");
         _exit(EX_SOFTWARE);
     }
