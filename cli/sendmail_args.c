@@ -608,6 +608,10 @@ static int long_flag(struct parser *p)
         p->a->pickup_file = arg + 9;
         return 0;
     }
+    if (strcmp(arg, "--json") == 0) {
+        p->a->json = true;
+        return 0;
+    }
     return fail(p, "%s: illegal option -- %s", p->a->progname, arg + 2);
 }
 
@@ -650,6 +654,8 @@ static int finish(struct parser *p)
         a->mode = SM_MODE_PICKUP;
     if (a->queue_run && a->mode == SM_MODE_DELIVER)
         a->mode = SM_MODE_QUEUE_RUN;
+    if (a->json && a->mode != SM_MODE_PRINTQ)
+        return fail(p, "%s: --json goes with mailq (-bp) only", a->progname);
     if (a->queue_run && a->mode != SM_MODE_QUEUE_RUN && a->mode != SM_MODE_DAEMON &&
         a->mode != SM_MODE_DAEMON_FG && a->mode != SM_MODE_PRINTQ && a->mode != SM_MODE_VERSION)
         return fail(p, "Can not use -q with -b%c", mode_letter(a->mode));

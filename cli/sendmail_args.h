@@ -79,6 +79,7 @@ struct sendmail_args {
     const char **warnings; /* "sendmail: warning: ..." lines (no newline) for stderr */
     size_t n_warnings;
     const char *pickup_file; /* --pickup FILE */
+    bool json;               /* --json: mailq's JSON document instead of sendmail's text */
 };
 
 /* 0, or EX_USAGE with `err` set to the text sendmail prints (one line, no newline;

@@ -642,7 +642,7 @@ static int sm_run(const struct config *cfg, const struct sendmail_args *a)
     case SM_MODE_SMTP:
         return sm_smtp(cfg, a);
     case SM_MODE_PRINTQ:
-        return mailq_main(cfg, false, stdout, stderr);
+        return mailq_main(cfg, a->json, stdout, stderr);
     case SM_MODE_ALIASES:
         return newaliases_main(cfg, stdout, stderr);
     case SM_MODE_VERIFY:

@@ -142,6 +142,13 @@ class Mailq(QueueToolCase):
                            capture_output=True, text=True, env=dict(os.environ, TZ="UTC"),
                            timeout=60)
         self.assertEqual(r.stdout, ref.stdout)
+        # mailq --json is ringmail-queue list --json
+        ref = self.tool(d, "list", "--json")
+        r = subprocess.run([str(link), "--json", "-C", str(d.config_path)], capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout), json.loads(ref.stdout))
+        self.assertEqual(len(json.loads(r.stdout)), 3)
 
     def test_json(self):
         _, d, envs = self.deferred_queue()

@@ -475,6 +475,22 @@ static void test_pickup(void **state)
                  "sendmail: option requires an argument -- pickup");
 }
 
+static void test_json(void **state)
+{
+    (void)state;
+    struct run r;
+    parse(&r, "mailq", "--json", NULL);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.a.mode, SM_MODE_PRINTQ);
+    assert_true(r.a.json);
+    sendmail_args_free(&r.a);
+    parse(&r, "sendmail", "-bp", "--json", NULL);
+    assert_true(r.a.json);
+    sendmail_args_free(&r.a);
+    expect_error(parse(&r, "sendmail", "--json", "a@b", NULL),
+                 "sendmail: --json goes with mailq (-bp) only");
+}
+
 static void test_unknown_flags(void **state)
 {
     (void)state;
@@ -517,25 +533,16 @@ static void test_extra_arguments_warned(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_argv0_modes),
-        cmocka_unit_test(test_b_modes),
-        cmocka_unit_test(test_verify_needs_addresses),
-        cmocka_unit_test(test_t_and_i),
-        cmocka_unit_test(test_no_recipients),
-        cmocka_unit_test(test_error_modes),
-        cmocka_unit_test(test_sender),
-        cmocka_unit_test(test_dsn),
-        cmocka_unit_test(test_body_type),
-        cmocka_unit_test(test_strings),
-        cmocka_unit_test(test_queue),
-        cmocka_unit_test(test_queue_filters),
-        cmocka_unit_test(test_legacy_flags),
-        cmocka_unit_test(test_version),
-        cmocka_unit_test(test_pickup),
-        cmocka_unit_test(test_unknown_flags),
-        cmocka_unit_test(test_end_of_flags),
-        cmocka_unit_test(test_extra_arguments_warned),
+        cmocka_unit_test(test_defaults),      cmocka_unit_test(test_argv0_modes),
+        cmocka_unit_test(test_b_modes),       cmocka_unit_test(test_verify_needs_addresses),
+        cmocka_unit_test(test_t_and_i),       cmocka_unit_test(test_no_recipients),
+        cmocka_unit_test(test_error_modes),   cmocka_unit_test(test_sender),
+        cmocka_unit_test(test_dsn),           cmocka_unit_test(test_body_type),
+        cmocka_unit_test(test_strings),       cmocka_unit_test(test_queue),
+        cmocka_unit_test(test_queue_filters), cmocka_unit_test(test_legacy_flags),
+        cmocka_unit_test(test_version),       cmocka_unit_test(test_pickup),
+        cmocka_unit_test(test_json),          cmocka_unit_test(test_unknown_flags),
+        cmocka_unit_test(test_end_of_flags),  cmocka_unit_test(test_extra_arguments_warned),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
