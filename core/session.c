@@ -221,6 +221,15 @@ static int session_check_mail(void *arg, const struct smtp_path *sender,
 {
     struct session *s = arg;
     (void)sender;
+    /* A maildrop file that is gone (already submitted: a second --pickup of it) or is not
+     * the caller's is never submitted again, nor on someone else's behalf. */
+    if (s->local && params->maildrop &&
+        !submission_maildrop_owned(s->rc->cfg, params->maildrop, s->local->uid)) {
+        err->code = 550;
+        err->enh = "5.7.1";
+        err->reason = "Maildrop file not found or not the caller's";
+        return -1;
+    }
     if (spool_space_check(s->dw->sw, params->has_size ? params->size : 0))
         return 0;
     err->code = 452;

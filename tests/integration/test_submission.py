@@ -350,13 +350,24 @@ class Maildrop(Submission):
         self.need_root()
         self.start()
         f = self.dropfile("1700000000.456.abcdef", "root")
-        qid = self.accepted(self.submit("<nobody@mx.test> XMAILDROP=1700000000.456.abcdef",
-                                        ["a@remote.example"], b"Subject: s\r\n\r\nx\r\n",
-                                        user="nobody"))
+        replies = self.submit("<nobody@mx.test> XMAILDROP=1700000000.456.abcdef",
+                              ["a@remote.example"], b"Subject: s\r\n\r\nx\r\n", user="nobody")
+        self.assertEqual(replies[2], ["550 5.7.1 Maildrop file not found or not the caller's"])
         self.assertTrue(f.exists())
-        # not named in the envelope either: recovery must never remove it
-        self.assertNotIn("\nO1700000000.456.abcdef\n", self.d.spool.qf(qid).decode())
+        self.assertEqual(self.d.spool.qids(), set())
         self.assertIn("not a file of uid", self.d.log())
+
+    def test_xmaildrop_never_submitted_twice(self):
+        """A second submission naming a file already taken (gone) is refused at MAIL."""
+        self.need_root()
+        self.start()
+        self.dropfile("1700000000.789.abcdef", "nobody")
+        args = ("<nobody@mx.test> XMAILDROP=1700000000.789.abcdef", ["a@remote.example"],
+                b"Subject: s\r\n\r\nx\r\n")
+        qid = self.accepted(self.submit(*args, user="nobody"))
+        replies = self.submit(*args, user="nobody")
+        self.assertEqual(replies[2], ["550 5.7.1 Maildrop file not found or not the caller's"])
+        self.assertEqual(self.d.spool.qids(), {qid})
 
 
 if __name__ == "__main__":
