@@ -231,6 +231,8 @@ struct config {
     char *maildrop_group;    /* ringmail-postdrop's setgid group; default "ringmaildrop" */
     char **trusted_users;    /* default: root, daemon (run_as is always trusted too) */
     size_t n_trusted_users;
+    char **trusted_groups; /* members (primary or supplementary) are trusted; default none */
+    size_t n_trusted_groups;
     char **local_domains; /* default: hostname and "localhost" */
     size_t n_local_domains;
     char **relay_domains; /* default: none */

@@ -294,6 +294,7 @@ static const struct config_key config_submission_keys[] = {
     TEXT("maildrop", CONFIG_PATH, maildrop, NULL),
     TEXT("maildrop_group", CONFIG_STRING, maildrop_group, "ringmaildrop"),
     LIST("trusted_users", CONFIG_STRING, trusted_users, "root daemon"),
+    LIST("trusted_groups", CONFIG_STRING, trusted_groups, ""),
 };
 
 /* The syslog ident: sendmail's daemon logs as "sm-mta" on Debian (-L sm-mta) and as

@@ -135,6 +135,27 @@ void submission_recovered_maildrop(const struct config *cfg, const char *name)
     submission_remove(cfg, name, true, 0);
 }
 
+/* The caller's group (SO_PEERCRED's) or, for a known user, any group it belongs to. */
+static bool submission_in_trusted_group(const struct config *cfg, const char *user, gid_t gid)
+{
+    gid_t groups[256];
+    int n = (int)(sizeof(groups) / sizeof(groups[0]));
+    if (!user || getgrouplist(user, gid, groups, &n) < 0) {
+        groups[0] = gid; /* more groups than fit: the caller's own still counts */
+        n = 1;
+    }
+    for (size_t i = 0; i < cfg->n_trusted_groups; i++) {
+        char buf[4096];
+        struct group gr, *found = NULL;
+        if (getgrnam_r(cfg->trusted_groups[i], &gr, buf, sizeof(buf), &found) != 0 || !found)
+            continue;
+        for (int j = 0; j < n; j++)
+            if (groups[j] == found->gr_gid)
+                return true;
+    }
+    return false;
+}
+
 void submission_caller_init(const struct config *cfg, uid_t uid, gid_t gid, pid_t pid,
                             struct submission_caller *c)
 {
@@ -155,6 +176,8 @@ void submission_caller_init(const struct config *cfg, uid_t uid, gid_t gid, pid_
     c->trusted = uid == 0 || strcmp(c->user, cfg->run_as) == 0;
     for (size_t i = 0; !c->trusted && i < cfg->n_trusted_users; i++)
         c->trusted = strcmp(c->user, cfg->trusted_users[i]) == 0;
+    if (!c->trusted && cfg->n_trusted_groups)
+        c->trusted = submission_in_trusted_group(cfg, found ? pw.pw_name : NULL, gid);
 }
 
 bool submission_own_sender(const struct config *cfg, const struct submission_caller *c,

@@ -6,7 +6,8 @@
  * The caller is known by SO_PEERCRED, never by what it says: relaying is always allowed
  * (it is a local user, as sendmail's MSP relays through the MTA), and a sender that is not
  * the caller's own address is marked with sendmail's X-Authentication-Warning: unless the
- * caller is trusted (uid 0, run_as, submission.trusted_users: sendmail's class t).
+ * caller is trusted (uid 0, run_as, submission.trusted_users: sendmail's class t, or a member
+ * of submission.trusted_groups).
  *
  * The maildrop is where ringmail-postdrop leaves messages while the daemon is down
  * (docs/config.md, `submission`). The privileged parent makes it at start; the engine, its

@@ -317,6 +317,14 @@ class Sessions(Submission):
                                         b"Subject: s\r\n\r\nx\r\n"))
         self.assertNotIn("X-Authentication-Warning", self.header(qid))
 
+    def test_trusted_groups(self):
+        self.need_root()
+        self.start(submission={"trusted_groups": ["nogroup"]})
+        # the client runs with nogroup as its group (SO_PEERCRED's gid)
+        qid = self.accepted(self.submit("<boss@example.com>", ["a@remote.example"],
+                                        b"Subject: s\r\n\r\nx\r\n", user="nobody"))
+        self.assertNotIn("X-Authentication-Warning", self.header(qid))
+
     def test_local_parameters_only_on_the_socket(self):
         self.start()
         c = self.session(self.d)
