@@ -13,6 +13,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "cli/queuectl.h"
 #include "cli/spool_read.h"
 
 /* sendmail's defaults for confWORK_RECIPIENT_FACTOR and confWORK_TIME_FACTOR. */
@@ -236,7 +237,8 @@ void mailq_print_json(FILE *out, const struct envelope *const *msgs, size_t n)
     fputs(n ? "\n]\n" : "]\n", out);
 }
 
-int mailq_main(const struct config *cfg, bool json, FILE *out, FILE *err)
+int mailq_main(const struct config *cfg, bool json, const char *const *filters, size_t n_filters,
+               FILE *out, FILE *err)
 {
     /* The spool is 0700 (queue files name senders and recipients), so sendmail's
      * RestrictMailq is simply how it is: only root and the run-as user read it. */
@@ -262,13 +264,15 @@ int mailq_main(const struct config *cfg, bool json, FILE *out, FILE *err)
         fputs("mailq: out of memory\n", err);
         return EX_OSERR;
     }
+    size_t n = 0;
     for (size_t i = 0; i < list.n; i++)
-        msgs[i] = &list.msgs[i].env;
-    mailq_sort(msgs, list.n);
+        if (!n_filters || queuectl_matches(&list.msgs[i].env, filters, n_filters))
+            msgs[n++] = &list.msgs[i].env;
+    mailq_sort(msgs, n);
     if (json)
-        mailq_print_json(out, msgs, list.n);
+        mailq_print_json(out, msgs, n);
     else
-        mailq_print_text(out, cfg->spool, msgs, list.n);
+        mailq_print_text(out, cfg->spool, msgs, n);
     if (list.damaged)
         fprintf(err,
                 "mailq: %u queue file(s) could not be read (damaged; ringmaild sets them "

@@ -38,10 +38,13 @@ void mailq_print_text(FILE *out, const char *queue_dir, const struct envelope *c
 /* One JSON document: an array with one object per message (docs/command-line.md). */
 void mailq_print_json(FILE *out, const struct envelope *const *msgs, size_t n);
 
-/* mailq / sendmail -bp: reads cfg->spool and prints it to `out`. EX_OK; EX_NOPERM with
+/* mailq / sendmail -bp: reads cfg->spool and prints it to `out`: only the messages
+ * `filters` select (queuectl_matches(): sendmail's -qR/-qS/-qI beside -bp), all when
+ * `n_filters` is 0. EX_OK; EX_NOPERM with
  * sendmail's "You are not permitted to see the queue" on `err` for anyone but root and
  * cfg->run_as; EX_IOERR (said on `err`) when the spool cannot be read. A spool that does
  * not exist yet is an empty queue. */
-int mailq_main(const struct config *cfg, bool json, FILE *out, FILE *err);
+int mailq_main(const struct config *cfg, bool json, const char *const *filters, size_t n_filters,
+               FILE *out, FILE *err);
 
 #endif

@@ -336,29 +336,38 @@ int queuectl_flush_filters(const struct config *cfg, const char *prog, const cha
     return EX_OK;
 }
 
+char **queuectl_filter_tokens(const struct sendmail_args *a)
+{
+    char **tokens = calloc(a->n_queue_filters + 1, sizeof(*tokens));
+    for (size_t i = 0; tokens && i < a->n_queue_filters; i++) {
+        const struct sendmail_queue_filter *f = &a->queue_filters[i];
+        if (asprintf(&tokens[i], "%s%c%s", f->negate ? "!" : "", f->kind, f->value) < 0) {
+            tokens[i] = NULL;
+            queuectl_filter_tokens_free(tokens);
+            return NULL;
+        }
+    }
+    return tokens;
+}
+
+void queuectl_filter_tokens_free(char **tokens)
+{
+    for (size_t i = 0; tokens && tokens[i]; i++)
+        free(tokens[i]);
+    free(tokens);
+}
+
 int queuectl_flush(const struct config *cfg, const struct sendmail_args *a, FILE *out, FILE *err)
 {
     const char *prog = a->progname ? a->progname : "sendmail";
-    char **tokens = calloc(a->n_queue_filters ? a->n_queue_filters : 1, sizeof(*tokens));
+    char **tokens = queuectl_filter_tokens(a);
     if (!tokens) {
         fprintf(err, "%s: out of memory\n", prog);
         return EX_OSERR;
     }
-    int rc = EX_OK;
-    for (size_t i = 0; i < a->n_queue_filters && rc == EX_OK; i++) {
-        const struct sendmail_queue_filter *f = &a->queue_filters[i];
-        if (asprintf(&tokens[i], "%s%c%s", f->negate ? "!" : "", f->kind, f->value) < 0) {
-            tokens[i] = NULL;
-            fprintf(err, "%s: out of memory\n", prog);
-            rc = EX_OSERR;
-        }
-    }
-    if (rc == EX_OK)
-        rc = queuectl_flush_filters(cfg, prog, (const char *const *)tokens, a->n_queue_filters,
+    int rc = queuectl_flush_filters(cfg, prog, (const char *const *)tokens, a->n_queue_filters,
                                     !a->verbose, out, err);
-    for (size_t i = 0; i < a->n_queue_filters; i++)
-        free(tokens[i]);
-    free(tokens);
+    queuectl_filter_tokens_free(tokens);
     return rc;
 }
 

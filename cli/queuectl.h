@@ -67,6 +67,10 @@ bool queuectl_target_valid(const char *t);
  * every filter holds (like sendmail's -qR -qS together; substrings case-insensitive; a
  * recipient filter looks at the recipients still to be delivered). */
 bool queuectl_matches(const struct envelope *e, const char *const *targets, size_t n);
+/* -qR/-qS/-qI as targets ("R<text>", "!S<text>", ...), NULL-terminated, one per filter;
+ * NULL when out of memory. Freed with queuectl_filter_tokens_free(). */
+char **queuectl_filter_tokens(const struct sendmail_args *a);
+void queuectl_filter_tokens_free(char **tokens);
 /* One hoststat row as sendmail's mci_print_persistent() prints it: "%c%-39s %12s " (no
  * lock marker), how long ago as pintvl() ("01:02:03", "2+01:02:03"), then the reason cut
  * to 25 columns, or "OK" for a host that is up without one. `row` is a data line's text,

@@ -634,6 +634,20 @@ static int sm_daemon(const struct sendmail_args *a)
     return EX_OSERR;
 }
 
+/* mailq / -bp, with -qR/-qS/-qI restricting the listing as sendmail's do. */
+static int sm_mailq(const struct config *cfg, const struct sendmail_args *a)
+{
+    char **filters = queuectl_filter_tokens(a);
+    if (!filters) {
+        fprintf(stderr, "%s: out of memory\n", a->progname);
+        return EX_OSERR;
+    }
+    int rc =
+        mailq_main(cfg, a->json, (const char *const *)filters, a->n_queue_filters, stdout, stderr);
+    queuectl_filter_tokens_free(filters);
+    return rc;
+}
+
 static int sm_run(const struct config *cfg, const struct sendmail_args *a)
 {
     switch (a->mode) {
@@ -642,7 +656,7 @@ static int sm_run(const struct config *cfg, const struct sendmail_args *a)
     case SM_MODE_SMTP:
         return sm_smtp(cfg, a);
     case SM_MODE_PRINTQ:
-        return mailq_main(cfg, a->json, stdout, stderr);
+        return sm_mailq(cfg, a);
     case SM_MODE_ALIASES:
         return newaliases_main(cfg, stdout, stderr);
     case SM_MODE_VERIFY:

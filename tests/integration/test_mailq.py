@@ -142,6 +142,19 @@ class Mailq(QueueToolCase):
                            capture_output=True, text=True, env=dict(os.environ, TZ="UTC"),
                            timeout=60)
         self.assertEqual(r.stdout, ref.stdout)
+        # -qR/-qS/-qI restrict the listing, as with sendmail -bp -qR...
+        r = subprocess.run([str(link), "-qRcarol", "-C", str(d.config_path)],
+                           capture_output=True, text=True, env=dict(os.environ, TZ="UTC"),
+                           timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("<carol@remote.test>", r.stdout)
+        self.assertNotIn("erin", r.stdout)
+        self.assertIn("\t\tTotal requests: 1\n", r.stdout)
+        r = subprocess.run([str(link), "-q!Salice", "--json", "-C", str(d.config_path)],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(sorted(m["sender"] for m in json.loads(r.stdout)),
+                         ["", "a-rather-long-sender-address-for-the-column@client.test"])
         # mailq --json is ringmail-queue list --json
         ref = self.tool(d, "list", "--json")
         r = subprocess.run([str(link), "--json", "-C", str(d.config_path)], capture_output=True,
