@@ -74,9 +74,10 @@ struct config_tls {
     char *client_ssl_options;
 };
 
-/* The sendmail maps (paths; NULL = not configured). local_host_names, relay_domains_file and
- * access are enforced; aliases, mailertable, virtusertable and genericstable are parsed at
- * load (errors stop it) and kept for delivery; the others are kept as paths. */
+/* The sendmail maps (paths; NULL = not configured). local_host_names, relay_domains_file,
+ * trusted_users (its names join trusted_users below at load) and access are enforced; aliases,
+ * mailertable, virtusertable and genericstable are parsed at load (errors stop it) and kept for
+ * delivery; the others are kept as paths. */
 struct config_maps {
     char *access;
     struct config_words aliases;
@@ -229,7 +230,9 @@ struct config {
     char *control_socket;    /* default: ringmail.ctl beside the pid file */
     char *maildrop;          /* default: maildrop beside the spool directory */
     char *maildrop_group;    /* ringmail-postdrop's setgid group; default "ringmaildrop" */
-    char **trusted_users;    /* default: root, daemon (run_as is always trusted too) */
+    /* default: root, daemon (run_as is always trusted too); maps.trusted_users' names are
+     * appended at load (config_load, not config_load_settings) */
+    char **trusted_users;
     size_t n_trusted_users;
     char **trusted_groups; /* members (primary or supplementary) are trusted; default none */
     size_t n_trusted_groups;

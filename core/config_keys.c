@@ -165,8 +165,8 @@ static const struct config_key config_tls_keys[] = {
     KEPT("client_ssl_options", CONFIG_STRING, tls.client_ssl_options, ISSUE_DELIVERY),
 };
 
-/* local_host_names, relay_domains_file and access are enforced; the parsed maps kept for
- * delivery still stop the load when they are malformed (config_maps.c). */
+/* local_host_names, relay_domains_file, trusted_users and access are enforced; the parsed
+ * maps kept for delivery still stop the load when they are malformed (config_maps.c). */
 static const struct config_key config_map_keys[] = {
     TEXT("access", CONFIG_PATH, maps.access, NULL),
     KEPT_LIST("aliases", CONFIG_PATH, maps.aliases, ISSUE_DELIVERY),
@@ -177,7 +177,7 @@ static const struct config_key config_map_keys[] = {
     KEPT("authinfo", CONFIG_PATH, maps.authinfo, ISSUE_DELIVERY),
     TEXT("local_host_names", CONFIG_PATH, maps.local_host_names, NULL),
     TEXT("relay_domains_file", CONFIG_PATH, maps.relay_domains_file, NULL),
-    KEPT("trusted_users", CONFIG_PATH, maps.trusted_users, ISSUE_DELIVERY),
+    TEXT("trusted_users", CONFIG_PATH, maps.trusted_users, NULL),
 };
 
 static const struct config_key config_routing_keys[] = {

@@ -23,11 +23,13 @@ static int config_maps_oom(char *why, size_t whylen)
     return -1;
 }
 
-/* Appends `name` to a domain list of struct config unless it is there already. */
-static int config_maps_append(char ***list, size_t *n, const char *name)
+/* Appends `name` to a list of struct config unless it is there already (`same` decides:
+ * domains compare without case, user names with it). */
+static int config_maps_append(char ***list, size_t *n, const char *name,
+                              int (*same)(const char *, const char *))
 {
     for (size_t i = 0; i < *n; i++)
-        if (strcasecmp((*list)[i], name) == 0)
+        if (same((*list)[i], name) == 0)
             return 0;
     char **grown = realloc(*list, (*n + 1) * sizeof(*grown));
     if (!grown)
@@ -39,10 +41,45 @@ static int config_maps_append(char ***list, size_t *n, const char *name)
     return 0;
 }
 
-/* A class file (local-host-names, relay-domains) into a domain list. sendmail reads both
- * with -o (optional): a missing file is read as empty, and said so. */
+/* User names as a class t file holds them: any word without control octets (Linux restricts
+ * login names no further); '#' starts a comment, as in map_list. */
+static int config_maps_user_line(void *ctx, struct map_reader *r, char *line, unsigned lineno)
+{
+    struct map_strings *out = ctx;
+    char *hash = strchr(line, '#');
+    if (hash)
+        *hash = '\0';
+    for (char *tok = strtok(line, " \t\r"); tok; tok = strtok(NULL, " \t\r")) {
+        for (const unsigned char *p = (const unsigned char *)tok; *p; p++)
+            if (*p < 0x21 || *p == 0x7f)
+                return map_fail(r, lineno, "'%s' is not a user name (control character)", tok);
+        if (map_strings_add(out, tok) < 0)
+            return map_fail(r, lineno, "out of memory");
+    }
+    return 0;
+}
+
+static int config_maps_user_parse(const char *file, const char *text, size_t len,
+                                  struct map_strings *out, char *err, size_t errlen)
+{
+    return map_each_line(file, text, len, false, err, errlen, config_maps_user_line, out);
+}
+
+/* How a class file's names are read and compared. */
+struct config_maps_class_kind {
+    int (*parse)(const char *file, const char *text, size_t len, struct map_strings *out, char *err,
+                 size_t errlen);
+    int (*same)(const char *, const char *);
+};
+
+static const struct config_maps_class_kind config_maps_domains = {map_list_parse, strcasecmp};
+static const struct config_maps_class_kind config_maps_users = {config_maps_user_parse, strcmp};
+
+/* A class file (local-host-names, relay-domains, trusted-users) into a list. sendmail reads
+ * them with -o (optional): a missing file is read as empty, and said so. */
 static int config_maps_class(struct config *c, struct fileset *files, const char *path,
-                             char ***list, size_t *n, char *why, size_t whylen)
+                             const struct config_maps_class_kind *kind, char ***list, size_t *n,
+                             char *why, size_t whylen)
 {
     char *data = NULL;
     size_t len = 0;
@@ -53,9 +90,9 @@ static int config_maps_class(struct config *c, struct fileset *files, const char
                    ? config_maps_oom(why, whylen)
                    : 0;
     if (rc == 0)
-        rc = map_list_parse(path, data, len, &names, why, whylen);
+        rc = kind->parse(path, data, len, &names, why, whylen);
     for (size_t i = 0; rc == 0 && i < names.n; i++)
-        if (config_maps_append(list, n, names.v[i]) < 0)
+        if (config_maps_append(list, n, names.v[i], kind->same) < 0)
             rc = config_maps_oom(why, whylen);
     map_strings_free(&names);
     free(data);
@@ -163,17 +200,26 @@ int config_maps_load(struct config *c, struct fileset *files, const char **key, 
 {
     const struct config_maps *m = &c->maps;
     *key = NULL;
-    if (m->local_host_names && config_maps_class(c, files, m->local_host_names, &c->local_domains,
-                                                 &c->n_local_domains, why, whylen) < 0) {
-        *key = "maps.local_host_names";
-        return -1;
-    }
-    if (m->relay_domains_file &&
-        config_maps_class(c, files, m->relay_domains_file, &c->relay_domains, &c->n_relay_domains,
-                          why, whylen) < 0) {
-        *key = "maps.relay_domains_file";
-        return -1;
-    }
+    const struct {
+        const char *key, *path;
+        const struct config_maps_class_kind *kind;
+        char ***list;
+        size_t *n;
+    } classes[] = {
+        {"maps.local_host_names", m->local_host_names, &config_maps_domains, &c->local_domains,
+         &c->n_local_domains},
+        {"maps.relay_domains_file", m->relay_domains_file, &config_maps_domains, &c->relay_domains,
+         &c->n_relay_domains},
+        /* one list of trusted users: the file's names join submission.trusted_users */
+        {"maps.trusted_users", m->trusted_users, &config_maps_users, &c->trusted_users,
+         &c->n_trusted_users},
+    };
+    for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
+        if (classes[i].path && config_maps_class(c, files, classes[i].path, classes[i].kind,
+                                                 classes[i].list, classes[i].n, why, whylen) < 0) {
+            *key = classes[i].key;
+            return -1;
+        }
     const struct {
         const char *key, *path;
     } parsed[] = {

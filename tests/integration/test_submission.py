@@ -317,6 +317,20 @@ class Sessions(Submission):
                                         b"Subject: s\r\n\r\nx\r\n"))
         self.assertNotIn("X-Authentication-Warning", self.header(qid))
 
+    def test_trusted_users_file(self):
+        """maps.trusted_users (confCT_FILE): a user the class t file names is trusted."""
+        self.need_root()
+        ct = self.tmp / "trusted-users"
+        ct.write_text("# class t\nmajordom nobody  # list managers\n")
+        self.start(maps={"trusted_users": str(ct)})
+        qid = self.accepted(self.submit("<boss@example.com>", ["a@remote.example"],
+                                        b"Subject: s\r\n\r\nx\r\n", user="nobody"))
+        self.assertNotIn("X-Authentication-Warning", self.header(qid))
+        # the file adds to submission.trusted_users, it does not replace it
+        self.assertNotIn("X-Authentication-Warning", self.header(self.accepted(
+            self.submit("<boss@example.com>", ["a@remote.example"],
+                        b"Subject: s\r\n\r\nx\r\n", user="daemon"))))
+
     def test_trusted_groups(self):
         self.need_root()
         self.start(submission={"trusted_groups": ["nogroup"]})

@@ -786,6 +786,28 @@ static void test_maps(void **state)
     assert_int_equal(c->n_warnings, 1);
     assert_non_null(strstr(c->warnings[0], "/nothere: not found"));
     config_free(c);
+
+    /* maps.trusted_users (confCT_FILE): the class t file's names join the trusted users,
+     * case kept (user names are not domains); missing is empty, and said so */
+    test_write("tu", "# class t\nMajordom list # a comment after a name\n\nroot\n");
+    c = test_load("submission: {trusted_users: [root, www-data]}\nmaps: {trusted_users: tu}\n");
+    assert_non_null(c);
+    assert_int_equal(c->n_warnings, 0);
+    assert_int_equal(c->n_trusted_users, 4);
+    assert_string_equal(c->trusted_users[0], "root");
+    assert_string_equal(c->trusted_users[1], "www-data");
+    assert_string_equal(c->trusted_users[2], "Majordom");
+    assert_string_equal(c->trusted_users[3], "list");
+    config_free(c);
+    c = test_load("maps: {trusted_users: nothere}\n");
+    assert_non_null(c);
+    assert_int_equal(c->n_trusted_users, 2);
+    assert_int_equal(c->n_warnings, 1);
+    assert_non_null(strstr(c->warnings[0], "/nothere: not found"));
+    config_free(c);
+    test_write("tu", "ok\nbad\x01name\n");
+    assert_null(test_load("maps: {trusted_users: tu}\n"));
+    assert_non_null(strstr(test_err, "/tu:2: "));
 }
 
 /* docs/config.md names every key the loader knows, as `key` or `section.key`. */
