@@ -159,7 +159,8 @@ static bool control_part_match(void *arg, const char *qid, const struct envelope
     const struct control_req *r = ((struct control_part *)arg)->r;
     if (!e)
         return control_match(&r->parsed, qid, NULL, NULL, 0);
-    const char *few[16], **rcpts = e->n_rcpts <= 16 ? few : calloc(e->n_rcpts, sizeof(*rcpts));
+    const char *few[16] = {NULL}; /* gcc -O2 cannot tell that only rcpts[0..n) is read */
+    const char **rcpts = e->n_rcpts <= 16 ? few : calloc(e->n_rcpts, sizeof(*rcpts));
     if (!rcpts) {
         log_error("%s: not matched by the queue request: out of memory", qid);
         return false;
