@@ -152,8 +152,10 @@ static size_t count_entries(const char *dir, char *first, size_t len)
     size_t n = 0;
     struct dirent *de;
     while ((de = readdir(d)))
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && n++ == 0)
-            snprintf(first, len, "%s", de->d_name);
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && n++ == 0) {
+            int w = snprintf(first, len, "%s", de->d_name);
+            assert_true(w >= 0 && (size_t)w < len);
+        }
     closedir(d);
     return n;
 }
