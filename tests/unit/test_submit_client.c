@@ -57,14 +57,11 @@ static void *server_run(void *arg)
     int fd = accept(s->listen_fd, NULL, NULL);
     if (fd < 0)
         return NULL;
+    static const struct step end = {NULL, NULL};
     char line[4096];
     const struct step *st = s->script;
-    if (st->expect == NULL) { /* the greeting */
-        if (st->reply && write(fd, st->reply, strlen(st->reply)) < 0)
-            st = &(struct step){NULL, NULL};
-        else
-            st++;
-    }
+    if (st->expect == NULL) /* the greeting */
+        st = st->reply && write(fd, st->reply, strlen(st->reply)) < 0 ? &end : st + 1;
     for (; st->expect; st++) {
         if (server_line(fd, line, sizeof(line)) < 0)
             break;
