@@ -370,20 +370,15 @@ static int maildrop_open(const struct config *cfg, const char *path, FILE *err)
     return fd;
 }
 
-/* MAIL FROM's address for the S record, as sendmail makes it: the caller's own address for
- * "", the null sender for "<>", an unqualified name qualified with the host name. NULL when
- * out of memory or the caller has no passwd entry. */
-static char *maildrop_sender(const struct config *cfg, const char *given)
+char *maildrop_sender_address(const char *given, const char *login, const char *hostname)
 {
     char *out = NULL;
     if (strcmp(given, "<>") == 0)
         return strdup("");
-    if (!*given) {
-        const struct passwd *pw = getpwuid(getuid());
-        given = pw ? pw->pw_name : NULL;
-    }
+    if (!*given)
+        given = login;
     if (given && asprintf(&out, "%s%s%s", given, strchr(given, '@') ? "" : "@",
-                          strchr(given, '@') ? "" : cfg->hostname) < 0)
+                          strchr(given, '@') ? "" : hostname) < 0)
         out = NULL;
     return out;
 }
@@ -420,7 +415,8 @@ static int maildrop_send(const struct config *cfg, const char *name,
         fprintf(err, "%s: %s\n", name, reply.text);
         return EX_TEMPFAIL;
     }
-    char *sender = maildrop_sender(cfg, e->sender);
+    const struct passwd *pw = getpwuid(getuid());
+    char *sender = maildrop_sender_address(e->sender, pw ? pw->pw_name : NULL, cfg->hostname);
     if (!sender) {
         fprintf(err, "%s: the sender cannot be made (no passwd entry for uid %ld?)\n", name,
                 (long)getuid());

@@ -64,6 +64,12 @@ int maildrop_format_head(const struct maildrop_envelope *e, struct buf *out, cha
  * "line N: why" in err (e zeroed first, freed by the caller either way). */
 int maildrop_read_head(FILE *in, struct maildrop_envelope *e, char *err, size_t errlen);
 
+/* MAIL FROM's address for an S record, as sendmail makes it: `login`@`hostname` (the file
+ * owner's own address) for "", the null sender ("") for "<>", an unqualified name qualified
+ * with `hostname`. Malloc'd; NULL when out of memory or, for "", when `login` is NULL. The
+ * one rule for --pickup and for mailq's listing of the maildrop. */
+char *maildrop_sender_address(const char *given, const char *login, const char *hostname);
+
 /* Is `name` a maildrop file name (what XMAILDROP= may carry)? */
 bool maildrop_name_valid(const char *name);
 

@@ -108,19 +108,23 @@ static void mailq_print_one(FILE *out, const struct envelope *e)
     fputc('\n', out);
 }
 
-void mailq_print_text(FILE *out, const char *queue_dir, const struct envelope *const *msgs,
-                      size_t n)
+void mailq_print_text(FILE *out, const struct mailq_block *blocks, size_t n_blocks)
 {
-    if (n == 0) {
-        fprintf(out, "%s is empty\n", queue_dir);
-    } else {
-        fprintf(out, "\t\t%s (%zu request%s)\n", queue_dir, n, n == 1 ? "" : "s");
+    size_t total = 0;
+    for (size_t b = 0; b < n_blocks; b++) {
+        const struct mailq_block *q = &blocks[b];
+        if (q->n == 0) {
+            fprintf(out, "%s is empty\n", q->dir);
+            continue;
+        }
+        fprintf(out, "\t\t%s (%zu request%s)\n", q->dir, q->n, q->n == 1 ? "" : "s");
         fputs("-----Q-ID----- --Size-- -----Q-Time----- ------------Sender/Recipient-----------\n",
               out);
-        for (size_t i = 0; i < n; i++)
-            mailq_print_one(out, msgs[i]);
+        for (size_t i = 0; i < q->n; i++)
+            mailq_print_one(out, q->msgs[i]);
+        total += q->n;
     }
-    fprintf(out, "\t\tTotal requests: %zu\n", n);
+    fprintf(out, "\t\tTotal requests: %zu\n", total);
 }
 
 /* --- JSON --- */
@@ -195,10 +199,19 @@ static const char *mailq_state_name(enum envelope_rcpt_state s)
     return "unknown";
 }
 
-static void mailq_json_one(FILE *out, const struct envelope *e)
+/* Postfix's queue names (postqueue -j's queue_name), which scripts already know: the
+ * spool's messages are "hold", "deferred" (tried before) or "active"; "maildrop" for
+ * files the pickup has not taken yet. */
+static const char *mailq_queue_name(const struct mailq_block *q, const struct envelope *e)
+{
+    return q->maildrop ? "maildrop" : mailq_held(e) ? "hold" : e->attempts ? "deferred" : "active";
+}
+
+static void mailq_json_one(FILE *out, const struct mailq_block *q, const struct envelope *e)
 {
     fputs("{\"qid\": ", out);
     mailq_json_str(out, e->qid);
+    fprintf(out, ", \"queue\": \"%s\"", mailq_queue_name(q, e));
     fprintf(out, ", \"size\": %" PRIu64 ", ", e->size);
     mailq_json_time(out, "created", e->created);
     fputs(", \"sender\": ", out);
@@ -227,14 +240,28 @@ static void mailq_json_one(FILE *out, const struct envelope *e)
     fputs("]}", out);
 }
 
-void mailq_print_json(FILE *out, const struct envelope *const *msgs, size_t n)
+void mailq_print_json(FILE *out, const struct mailq_block *blocks, size_t n_blocks)
 {
+    size_t n = 0;
     fputc('[', out);
-    for (size_t i = 0; i < n; i++) {
-        fputs(i ? ",\n " : "\n ", out);
-        mailq_json_one(out, msgs[i]);
-    }
+    for (size_t b = 0; b < n_blocks; b++)
+        for (size_t i = 0; i < blocks[b].n; i++) {
+            fputs(n++ ? ",\n " : "\n ", out);
+            mailq_json_one(out, &blocks[b], blocks[b].msgs[i]);
+        }
     fputs(n ? "\n]\n" : "]\n", out);
+}
+
+/* The messages `filters` select, sorted, into `msgs` (room for all of `list`). */
+static size_t mailq_select(const struct spool_read_list *list, const char *const *filters,
+                           size_t n_filters, const struct envelope **msgs)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < list->n; i++)
+        if (!n_filters || queuectl_matches(&list->msgs[i].env, filters, n_filters))
+            msgs[n++] = &list->msgs[i].env;
+    mailq_sort(msgs, n);
+    return n;
 }
 
 int mailq_main(const struct config *cfg, bool json, const char *const *filters, size_t n_filters,
@@ -258,28 +285,47 @@ int mailq_main(const struct config *cfg, bool json, const char *const *filters, 
             return EX_IOERR;
         }
     }
-    const struct envelope **msgs = calloc(list.n ? list.n : 1, sizeof(*msgs));
+    /* The maildrop is the run-as user's directory (docs/command-line.md), so whoever may
+     * read the spool may list it; its files are their writers', so only root reads them
+     * all. */
+    struct spool_read_list drop = {0};
+    if (spool_read_maildrop(cfg->maildrop, cfg->hostname, &drop, why, sizeof(why)) < 0 &&
+        errno != ENOENT)
+        fprintf(err, "mailq: cannot read the maildrop: %s\n", why);
+    size_t most = list.n > drop.n ? list.n : drop.n;
+    const struct envelope **msgs = calloc(most ? 2 * most : 1, sizeof(*msgs));
     if (!msgs) {
         spool_read_list_free(&list);
+        spool_read_list_free(&drop);
         fputs("mailq: out of memory\n", err);
         return EX_OSERR;
     }
-    size_t n = 0;
-    for (size_t i = 0; i < list.n; i++)
-        if (!n_filters || queuectl_matches(&list.msgs[i].env, filters, n_filters))
-            msgs[n++] = &list.msgs[i].env;
-    mailq_sort(msgs, n);
+    struct mailq_block blocks[2] = {
+        {.dir = cfg->spool, .msgs = msgs},
+        {.dir = cfg->maildrop, .maildrop = true, .msgs = msgs + most},
+    };
+    blocks[0].n = mailq_select(&list, filters, n_filters, msgs);
+    blocks[1].n = mailq_select(&drop, filters, n_filters, msgs + most);
+    /* the second block only when the maildrop holds something: an idle system's mailq
+     * stays sendmail's */
+    size_t n_blocks = drop.n ? 2 : 1;
     if (json)
-        mailq_print_json(out, msgs, n);
+        mailq_print_json(out, blocks, n_blocks);
     else
-        mailq_print_text(out, cfg->spool, msgs, n);
+        mailq_print_text(out, blocks, n_blocks);
     if (list.damaged)
         fprintf(err,
                 "mailq: %u queue file(s) could not be read (damaged; ringmaild sets them "
                 "aside as Qf<qid> at its next start)\n",
                 list.damaged);
+    if (drop.damaged)
+        fprintf(err,
+                "mailq: %u file(s) in the maildrop %s could not be read (another user's, or "
+                "not a maildrop file)\n",
+                drop.damaged, cfg->maildrop);
     free(msgs);
     spool_read_list_free(&list);
+    spool_read_list_free(&drop);
     int bad = fflush(out) != 0 || ferror(out);
     if (bad)
         fprintf(err, "mailq: write error: %s\n", strerror(errno));

@@ -11,7 +11,8 @@
  *
  * The formatters are pure (they write to the FILE they are given and read nothing else,
  * the time zone aside); mailq_main() does the reading: the qf files straight from the
- * spool (cli/spool_read.h), which only root and the run-as user may read.
+ * spool and the files of the maildrop (cli/spool_read.h), which only root and the run-as
+ * user may read.
  */
 #ifndef RINGMAIL_CLI_MAILQ_H
 #define RINGMAIL_CLI_MAILQ_H
@@ -32,15 +33,26 @@ uint64_t mailq_priority(const struct envelope *e);
  * directory order; a fixed order is easier to read twice). */
 void mailq_sort(const struct envelope **msgs, size_t n);
 
-/* sendmail -bp's text for `n` messages (already sorted) of the queue at `queue_dir`. */
-void mailq_print_text(FILE *out, const char *queue_dir, const struct envelope *const *msgs,
-                      size_t n);
-/* One JSON document: an array with one object per message (docs/command-line.md). */
-void mailq_print_json(FILE *out, const struct envelope *const *msgs, size_t n);
+/* One queue directory's messages, as sendmail lists each of its queue directories. */
+struct mailq_block {
+    const char *dir;                    /* named in the block's header */
+    bool maildrop;                      /* files still in the maildrop, not yet queued */
+    const struct envelope *const *msgs; /* already sorted */
+    size_t n;
+};
 
-/* mailq / sendmail -bp: reads cfg->spool and prints it to `out`: only the messages
- * `filters` select (queuectl_matches(): sendmail's -qR/-qS/-qI beside -bp), all when
- * `n_filters` is 0. EX_OK; EX_NOPERM with
+/* sendmail -bp's text: each block (its header, "<dir> is empty" for none, its messages),
+ * then one "Total requests: N" over them all, as sendmail's printqueue(). */
+void mailq_print_text(FILE *out, const struct mailq_block *blocks, size_t n_blocks);
+/* One JSON document: an array with one object per message of every block, in order, its
+ * "queue" key saying where it waits (docs/command-line.md). */
+void mailq_print_json(FILE *out, const struct mailq_block *blocks, size_t n_blocks);
+
+/* mailq / sendmail -bp: reads cfg->spool and prints it to `out`, then, when it holds files,
+ * cfg->maildrop as a second block (spool_read_maildrop(): what waits for the daemon's
+ * pickup): only the messages `filters` select (queuectl_matches(): sendmail's -qR/-qS/-qI
+ * beside -bp), all when `n_filters` is 0. A maildrop that cannot be read is said on `err`
+ * and left out. EX_OK; EX_NOPERM with
  * sendmail's "You are not permitted to see the queue" on `err` for anyone but root and
  * cfg->run_as; EX_IOERR (said on `err`) when the spool cannot be read. A spool that does
  * not exist yet is an empty queue. */

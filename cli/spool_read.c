@@ -12,9 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli/maildrop.h"
 #include "queue/qid.h"
 
 /* docs/queue.md: one hex digit per level, at most two levels. */
@@ -85,6 +87,27 @@ fail:;
     return NULL;
 }
 
+/* The list's next entry (zeroed, not yet counted in n); NULL with errno and `err` set when
+ * out of memory. */
+static struct spool_read_msg *spool_read_slot(struct spool_read_walk *w)
+{
+    struct spool_read_list *l = w->list;
+    if (l->n == w->cap) {
+        size_t cap = w->cap ? 2 * w->cap : 64;
+        struct spool_read_msg *v = realloc(l->msgs, cap * sizeof(*v));
+        if (!v) {
+            snprintf(w->err, w->errlen, "out of memory");
+            errno = ENOMEM;
+            return NULL;
+        }
+        l->msgs = v;
+        w->cap = cap;
+    }
+    struct spool_read_msg *m = &l->msgs[l->n];
+    memset(m, 0, sizeof(*m));
+    return m;
+}
+
 static int spool_read_add(struct spool_read_walk *w, int topfd, const char *path)
 {
     size_t len;
@@ -99,20 +122,11 @@ static int spool_read_add(struct spool_read_walk *w, int topfd, const char *path
         return -1;
     }
     struct spool_read_list *l = w->list;
-    if (l->n == w->cap) {
-        size_t cap = w->cap ? 2 * w->cap : 64;
-        struct spool_read_msg *v = realloc(l->msgs, cap * sizeof(*v));
-        if (!v) {
-            free(data);
-            snprintf(w->err, w->errlen, "out of memory");
-            errno = ENOMEM;
-            return -1;
-        }
-        l->msgs = v;
-        w->cap = cap;
+    struct spool_read_msg *m = spool_read_slot(w);
+    if (!m) {
+        free(data);
+        return -1;
     }
-    struct spool_read_msg *m = &l->msgs[l->n];
-    memset(m, 0, sizeof(*m));
     char why[128];
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
@@ -203,6 +217,131 @@ int spool_read_all(const char *dir, struct spool_read_list *out, char *err, size
     }
     if (out->n > 1)
         qsort(out->msgs, out->n, sizeof(out->msgs[0]), spool_read_cmp);
+    return 0;
+}
+
+/* The owner's login for an empty S record; the uid in decimal without a passwd entry (the
+ * pickup would then fail the file, but it is listed as it is). */
+static void spool_read_login(uid_t uid, char *out, size_t outlen)
+{
+    struct passwd pw, *found = NULL;
+    char buf[4096];
+    if (getpwuid_r(uid, &pw, buf, sizeof(buf), &found) == 0 && found)
+        snprintf(out, outlen, "%s", pw.pw_name);
+    else
+        snprintf(out, outlen, "%lu", (unsigned long)uid);
+}
+
+/* A maildrop file's head as mailq shows it (spool_read.h). -1 when out of memory (`e` then
+ * holds what was made, for envelope_free). */
+static int spool_read_drop_env(struct envelope *e, const char *name,
+                               const struct maildrop_envelope *d, const struct stat *st,
+                               uint64_t head, const char *hostname)
+{
+    size_t n = strlen(name);
+    snprintf(e->qid, sizeof(e->qid), "%s", name + (n > QID_LEN ? n - QID_LEN : 0));
+    char login[256];
+    spool_read_login(st->st_uid, login, sizeof(login));
+    e->created = st->st_mtime;
+    e->size = (uint64_t)st->st_size > head ? (uint64_t)st->st_size - head : 0;
+    e->body = !d->body                               ? 0
+              : strcasecmp(d->body, "8BITMIME") == 0 ? 8
+              : strcasecmp(d->body, "7BIT") == 0     ? 7
+                                                     : 0;
+    if (!(e->sender = maildrop_sender_address(d->sender, login, hostname)) ||
+        !(e->maildrop = strdup(name)) || (d->envid && !(e->envid = strdup(d->envid))) ||
+        !(e->rcpts = calloc(d->n_rcpts ? d->n_rcpts : 1, sizeof(*e->rcpts))))
+        return -1;
+    for (; e->n_rcpts < d->n_rcpts; e->n_rcpts++) {
+        e->rcpts[e->n_rcpts].state = ENV_RCPT_PENDING;
+        if (!(e->rcpts[e->n_rcpts].addr = strdup(d->rcpts[e->n_rcpts])))
+            return -1;
+    }
+    return 0;
+}
+
+/* One maildrop file into the list; -1 only when out of memory. */
+static int spool_read_drop(struct spool_read_walk *w, int dirfd, const char *name,
+                           const char *hostname)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        w->list->damaged += errno != ENOENT; /* ENOENT: picked up meanwhile */
+        return 0;
+    }
+    struct stat st;
+    FILE *in = NULL;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || !(in = fdopen(fd, "r"))) {
+        close(fd);
+        w->list->damaged++;
+        return 0;
+    }
+    struct maildrop_envelope d;
+    char why[256];
+    long head = maildrop_read_head(in, &d, why, sizeof(why)) == 0 ? ftell(in) : -1;
+    fclose(in);
+    struct spool_read_msg *m = head < 0 ? NULL : spool_read_slot(w);
+    int rc = 0;
+    if (head < 0) {
+        w->list->damaged++;
+    } else if (!m) {
+        rc = -1;
+    } else if (spool_read_drop_env(&m->env, name, &d, &st, (uint64_t)head, hostname) < 0) {
+        envelope_free(&m->env);
+        snprintf(w->err, w->errlen, "out of memory");
+        errno = ENOMEM;
+        rc = -1;
+    } else {
+        w->list->n++;
+    }
+    maildrop_envelope_free(&d);
+    return rc;
+}
+
+static int spool_read_drop_cmp(const void *a, const void *b)
+{
+    const struct spool_read_msg *x = a, *y = b;
+    return strcmp(x->env.maildrop, y->env.maildrop);
+}
+
+int spool_read_maildrop(const char *dir, const char *hostname, struct spool_read_list *out,
+                        char *err, size_t errlen)
+{
+    *out = (struct spool_read_list){0};
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
+    if (!d) {
+        int saved = errno;
+        if (fd >= 0)
+            close(fd);
+        snprintf(err, errlen, "%s: %s", dir, strerror(saved));
+        errno = saved;
+        return -1;
+    }
+    struct spool_read_walk w = {.list = out, .err = err, .errlen = errlen};
+    int r = 0;
+    struct dirent *e;
+    while (r == 0 && (errno = 0, e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue; /* ".", "..", and ".tmp-" files ringmail-postdrop is writing */
+        if (maildrop_name_valid(e->d_name))
+            r = spool_read_drop(&w, dirfd(d), e->d_name, hostname);
+        else
+            out->damaged++;
+    }
+    if (r == 0 && errno != 0) {
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+        r = -1;
+    }
+    int saved = errno;
+    closedir(d);
+    if (r < 0) {
+        spool_read_list_free(out);
+        errno = saved;
+        return -1;
+    }
+    if (out->n > 1)
+        qsort(out->msgs, out->n, sizeof(out->msgs[0]), spool_read_drop_cmp);
     return 0;
 }
 

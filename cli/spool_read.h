@@ -28,13 +28,15 @@
 
 struct spool_read_msg {
     struct envelope env;            /* parsed, with its field offsets */
-    char path[SPOOL_READ_PATH_MAX]; /* the qf relative to the spool: "7/qf<qid>" */
+    char path[SPOOL_READ_PATH_MAX]; /* the qf relative to the spool: "7/qf<qid>"; "" for a
+                                     * maildrop file (env.maildrop names it) */
 };
 
 struct spool_read_list {
     struct spool_read_msg *msgs; /* sorted by queue id, i.e. oldest first */
     size_t n;
-    unsigned damaged; /* qf files that did not parse (skipped) */
+    unsigned damaged; /* qf files that did not parse; maildrop files that could not be read
+                       * (skipped) */
 };
 
 /* Whether `uid` may read the spool: root or the run-as user (`run_as`, a user name), the
@@ -47,6 +49,19 @@ bool spool_read_allowed(const char *run_as, uid_t uid);
  * reason in `err`; `out` is then empty. */
 int spool_read_all(const char *dir, struct spool_read_list *out, char *err, size_t errlen);
 void spool_read_list_free(struct spool_read_list *l);
+
+/* Reads every file waiting in the maildrop directory `dir` (cli/maildrop.h) as an envelope
+ * for mailq: qid = the name's last QID_LEN characters (its random part), maildrop = the
+ * whole name, created = the file's mtime, size = the message after the head, sender as
+ * --pickup will make it (maildrop_sender_address() with the owner's login and `hostname`),
+ * body and envid from the B and V records, every recipient pending. Same rules as the
+ * spool's walk: no links followed, regular files only, a file gone meanwhile (picked up)
+ * skipped silently; one that cannot be opened (another user's, for the run-as user) or does
+ * not parse is counted in `damaged`; names starting with '.' (unfinished) are not looked at.
+ * Sorted by name, i.e. oldest first. 0, or -1 with errno (ENOENT: no maildrop) and `err`;
+ * `out` is then empty. */
+int spool_read_maildrop(const char *dir, const char *hostname, struct spool_read_list *out,
+                        char *err, size_t errlen);
 
 /* The path of the message's file of `kind` ("df", "qf") next to its qf: `qf_path` with
  * the kind replaced. */

@@ -207,6 +207,51 @@ class Mailq(QueueToolCase):
         r = self.tool(d, "shape", "hold")
         self.assertEqual(r.stdout.splitlines()[1].split()[:2], ["TOTAL", "0"])
 
+    def test_maildrop_listed(self):
+        """A submission waiting in the maildrop (the daemon down) is listed after the spool,
+        as sendmail lists a second queue directory: its own block, one total."""
+        d = self.daemon()
+        d.stop()  # the daemon made the maildrop; nothing picks files up now
+        maildrop = Path(d.config.get("submission", {}).get(
+            "maildrop", Path(d.config["spool"]).parent / "maildrop"))
+        message = b"Subject: waiting\r\n\r\nhello\r\n"
+        image = (b"RINGMAIL-MAILDROP 1\nS\nB8BITMIME\nRbob@remote.test\nRcarol\n\n" + message)
+        r = subprocess.run([str(ringmail_bin("ringmail-postdrop")), "-C", str(d.config_path)],
+                           input=image, capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        (name,) = [n for n in os.listdir(maildrop) if not n.startswith(".")]
+        st = os.stat(maildrop / name)
+        owner = pwd.getpwuid(st.st_uid).pw_name
+        sender = f"{owner}@{d.config['hostname']}"  # S empty: the owner's, as --pickup says
+        when = time.strftime("%a %b %e %H:%M", time.gmtime(int(st.st_mtime)))
+        want = (f"{d.config['spool']} is empty\n"
+                f"\t\t{maildrop} (1 request)\n"
+                "-----Q-ID----- --Size-- -----Q-Time----- ------------Sender/Recipient-----------\n"
+                f"{name[-16:]:>13} {len(message):8d} {when} " + prtstr(f"<{sender}>", 39) + "\n"
+                "      8BITMIME\n"
+                "\t\t\t\t\t <bob@remote.test>\n"
+                "\t\t\t\t\t <carol>\n"
+                "\t\tTotal requests: 1\n")
+        r = self.tool(d, "list")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, want)
+        self.assertEqual(r.stderr, "")
+        r = self.tool(d, "list", "--json")
+        (m,) = json.loads(r.stdout)
+        self.assertEqual((m["qid"], m["queue"], m["maildrop"], m["sender"], m["size"]),
+                         (name[-16:], "maildrop", name, sender, len(message)))
+        self.assertEqual(m["created_unix"], int(st.st_mtime))
+        self.assertEqual([x["address"] for x in m["recipients"]], ["bob@remote.test", "carol"])
+        # -qR selects in the maildrop too
+        sendmail = ringmail_bin("ringmail-sendmail")
+        if sendmail.exists():
+            r = subprocess.run([str(sendmail), "-bp", "-qRnobody", "-C", str(d.config_path)],
+                               capture_output=True, text=True, env=dict(os.environ, TZ="UTC"),
+                               timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout, f"{d.config['spool']} is empty\n{maildrop} is empty\n"
+                             "\t\tTotal requests: 0\n")
+
     @unittest.skipUnless(os.geteuid() == 0, "needs root to run the tool as another user")
     def test_others_are_refused(self):
         """The spool is 0700: only root and the run-as user may list it."""

@@ -1,18 +1,26 @@
 /* mailq's formatters on envelopes built in memory: sendmail -bp's exact layout (widths,
  * tabs, the reason line, open recipients only, the held marker, prtstr's cuts and octal
- * escapes), sendmail's priority order, and the JSON document's key pieces. */
+ * escapes, the maildrop's block), sendmail's priority order, and the JSON document's key
+ * pieces; and the maildrop's files read as envelopes (spool_read_maildrop). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "cli/maildrop.h"
 #include "cli/mailq.h"
+#include "cli/spool_read.h"
 
 static struct envelope_rcpt rcpts_a[] = {
     {.addr = "bob@example.org", .state = ENV_RCPT_PENDING},
@@ -55,26 +63,30 @@ static int setup_utc(void **state)
     return 0;
 }
 
-static char *capture_text(const struct envelope *const *msgs, size_t n)
+static char *capture_blocks(bool json, const struct mailq_block *blocks, size_t n)
 {
     char *s = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&s, &len);
     assert_non_null(f);
-    mailq_print_text(f, "/var/spool/ringmail", msgs, n);
+    if (json)
+        mailq_print_json(f, blocks, n);
+    else
+        mailq_print_text(f, blocks, n);
     fclose(f);
     return s;
 }
 
+static char *capture_text(const struct envelope *const *msgs, size_t n)
+{
+    struct mailq_block b = {.dir = "/var/spool/ringmail", .msgs = msgs, .n = n};
+    return capture_blocks(false, &b, 1);
+}
+
 static char *capture_json(const struct envelope *const *msgs, size_t n)
 {
-    char *s = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&s, &len);
-    assert_non_null(f);
-    mailq_print_json(f, msgs, n);
-    fclose(f);
-    return s;
+    struct mailq_block b = {.dir = "/var/spool/ringmail", .msgs = msgs, .n = n};
+    return capture_blocks(true, &b, 1);
 }
 
 static void test_empty_queue(void **state)
@@ -135,11 +147,8 @@ static void test_one_request_and_cuts(void **state)
              "\t\t\t\t\t <a-very-long-local-part-for-testing@su\n"
              "\t\tTotal requests: 1\n",
              reason);
-    char *t = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&t, &len);
-    mailq_print_text(f, "/q", msgs, 1);
-    fclose(f);
+    struct mailq_block b = {.dir = "/q", .msgs = msgs, .n = 1};
+    char *t = capture_blocks(false, &b, 1);
     assert_string_equal(t, want);
     free(t);
 }
@@ -184,7 +193,8 @@ static void test_json(void **state)
     const struct envelope *msgs[] = {&msg_a, &msg_b};
     char *s = capture_json(msgs, 2);
     assert_true(s[0] == '[');
-    assert_non_null(strstr(s, "{\"qid\": \"0a1B2c3D4e5F6g7H\", \"size\": 1234, "
+    assert_non_null(strstr(s, "{\"qid\": \"0a1B2c3D4e5F6g7H\", \"queue\": \"deferred\", "
+                              "\"size\": 1234, "
                               "\"created\": \"2023-11-14T22:13:20Z\", "
                               "\"created_unix\": 1700000000, \"sender\": \"alice@example.com\", "
                               "\"held\": false, \"attempts\": 2, "
@@ -198,6 +208,7 @@ static void test_json(void **state)
     assert_non_null(strstr(s, "{\"address\": \"dave@example.org\", \"state\": \"warned\", "
                               "\"orcpt\": \"rfc822;dave@example.org\"}"));
     assert_non_null(strstr(s, "\"erin@example.org\", \"state\": \"failed\""));
+    assert_non_null(strstr(s, "\"qid\": \"0a1B2c3D4e5F6g7J\", \"queue\": \"hold\""));
     assert_non_null(strstr(s, "\"sender\": \"\", \"held\": true, \"attempts\": 0, "
                               "\"next_attempt\": null, \"next_attempt_unix\": null, "
                               "\"last_reason\": null"));
@@ -208,6 +219,7 @@ static void test_json(void **state)
     now.next_attempt = 0;
     const struct envelope *due[] = {&now};
     s = capture_json(due, 1);
+    assert_non_null(strstr(s, "\"queue\": \"active\""));
     assert_non_null(strstr(s, "\"held\": false, \"attempts\": 0, \"next_attempt\": null, "
                               "\"next_attempt_unix\": 0, "));
     free(s);
@@ -235,6 +247,119 @@ static void test_json_escapes(void **state)
     free(s);
 }
 
+/* The maildrop as sendmail lists a second queue directory: its own block, one total. */
+static void test_maildrop_block(void **state)
+{
+    (void)state;
+    struct envelope_rcpt r[] = {{.addr = "root", .state = ENV_RCPT_PENDING}};
+    struct envelope dropped = {
+        .qid = "0123456789abcdef",
+        .sender = "nobody@mx.test",
+        .created = 1700000000,
+        .size = 42,
+        .maildrop = "1700000000.4242.0123456789abcdef",
+        .rcpts = r,
+        .n_rcpts = 1,
+    };
+    const struct envelope *spool[] = {&msg_b}, *drop[] = {&dropped};
+    struct mailq_block b[] = {
+        {.dir = "/var/spool/ringmail", .msgs = spool, .n = 1},
+        {.dir = "/var/spool/maildrop", .maildrop = true, .msgs = drop, .n = 1},
+    };
+    char *s = capture_blocks(false, b, 2);
+    assert_string_equal(
+        s, "\t\t/var/spool/ringmail (1 request)\n"
+           "-----Q-ID----- --Size-- -----Q-Time----- ------------Sender/Recipient-----------\n"
+           "0a1B2c3D4e5F6g7JX      99 Tue Nov 14 22:14 <>\n"
+           "      8BITMIME\n"
+           "\t\t\t\t\t <x@example.org>\n"
+           "\t\t/var/spool/maildrop (1 request)\n"
+           "-----Q-ID----- --Size-- -----Q-Time----- ------------Sender/Recipient-----------\n"
+           "0123456789abcdef       42 Tue Nov 14 22:13 <nobody@mx.test>\n"
+           "\t\t\t\t\t <root>\n"
+           "\t\tTotal requests: 2\n");
+    free(s);
+    /* an empty spool keeps its "is empty" line */
+    b[0].n = 0;
+    s = capture_blocks(false, b, 2);
+    const char *head = "/var/spool/ringmail is empty\n\t\t/var/spool/maildrop (1 request)\n";
+    assert_true(strncmp(s, head, strlen(head)) == 0);
+    assert_non_null(strstr(s, "\t\tTotal requests: 1\n"));
+    free(s);
+    s = capture_blocks(true, b, 2);
+    assert_non_null(strstr(s, "{\"qid\": \"0123456789abcdef\", \"queue\": \"maildrop\", "));
+    assert_non_null(strstr(s, "\"maildrop\": \"1700000000.4242.0123456789abcdef\""));
+    free(s);
+}
+
+static void write_file(const char *dir, const char *name, const char *text, size_t len)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* spool_read_maildrop: the files as --pickup will submit them, the unfinished and the
+ * broken ones left out (the broken counted). */
+static void test_read_maildrop(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_mailq.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *rcpts[] = {"bob@example.org", "carol"};
+    struct maildrop_envelope m = {.sender = "", .body = "8BITMIME", .rcpts = rcpts, .n_rcpts = 2};
+    struct buf head;
+    buf_init(&head, 0);
+    char err[256];
+    assert_int_equal(maildrop_format_head(&m, &head, err, sizeof(err)), 0);
+    buf_append(&head, "Subject: x\r\n\r\nbody\r\n", 21);
+    const char *name = "1700000000.4242.0123456789abcdef";
+    write_file(dir, name, head.data, head.len);
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    struct timespec times[2] = {{.tv_sec = 1700000000}, {.tv_sec = 1700000000}};
+    assert_int_equal(utimensat(AT_FDCWD, path, times, 0), 0);
+    m.sender = "<>";
+    m.body = NULL;
+    head.len = 0;
+    assert_int_equal(maildrop_format_head(&m, &head, err, sizeof(err)), 0);
+    write_file(dir, "1700000001.4243.fedcba9876543210", head.data, head.len);
+    write_file(dir, ".tmp-1700000002.4244.0000000000000000", "RINGMAIL", 8);
+    write_file(dir, "1700000003.4245.1111111111111111", "not a maildrop file\n", 20);
+    buf_free(&head);
+
+    struct spool_read_list l;
+    assert_int_equal(spool_read_maildrop(dir, "mx.test", &l, err, sizeof(err)), 0);
+    assert_int_equal(l.n, 2);
+    assert_int_equal(l.damaged, 1);
+    const struct envelope *e = &l.msgs[0].env;
+    assert_string_equal(e->qid, "0123456789abcdef");
+    assert_string_equal(e->maildrop, name);
+    struct passwd *pw = getpwuid(getuid());
+    assert_non_null(pw);
+    char want[300];
+    snprintf(want, sizeof(want), "%s@mx.test", pw->pw_name); /* empty S: the owner's */
+    assert_string_equal(e->sender, want);
+    assert_int_equal(e->created, 1700000000);
+    assert_int_equal(e->size, 21);
+    assert_int_equal(e->body, 8);
+    assert_int_equal(e->n_rcpts, 2);
+    assert_string_equal(e->rcpts[1].addr, "carol");
+    assert_int_equal(e->rcpts[1].state, ENV_RCPT_PENDING);
+    assert_string_equal(l.msgs[1].env.sender, ""); /* S<>: the null sender */
+    assert_int_equal(l.msgs[1].env.size, 0);
+    spool_read_list_free(&l);
+
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(spool_read_maildrop(dir, "mx.test", &l, err, sizeof(err)), -1);
+    assert_int_equal(errno, ENOENT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -245,6 +370,8 @@ int main(void)
         cmocka_unit_test(test_priority_order),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_json_escapes),
+        cmocka_unit_test(test_maildrop_block),
+        cmocka_unit_test(test_read_maildrop),
     };
     return cmocka_run_group_tests(tests, setup_utc, NULL);
 }
