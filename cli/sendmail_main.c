@@ -322,9 +322,30 @@ static void sm_reply_text(const struct submit_reply *r, char *out, size_t outlen
  * commit. */
 static void sm_finish(struct sm_submission *s)
 {
-    if (!s->failed && !s->started) {
-        const struct buf *header = &s->prep.header;
-        if (sm_start(s, header->len + s->pending.len) == 0)
+    const struct buf *header = &s->prep.header;
+    bool whole = !s->failed && !s->started; /* all of the message is in hand */
+    if (whole && sm_start(s, header->len + s->pending.len) == 0)
+        sm_write(s, s->pending.data, s->pending.len);
+    struct submit_reply reply;
+    if (!s->failed && s->client) {
+        if (submit_finish(s->client, s->qid, sizeof(s->qid), &reply) < 0)
+            sm_fail(s, submit_exit_status(&reply), &reply);
+        else
+            sm_reply_text(&reply, s->accepted_text, sizeof(s->accepted_text));
+    }
+    /* The daemon is there but cannot take it now (a 4xx, or it went away): the message
+     * waits in the maildrop, as sendmail's MSP keeps it in its client queue, rather than
+     * being lost by a caller that ignores the exit status. (A message larger than one
+     * chunk has been streamed already and is no longer in hand: that one exits 75.) */
+    if (whole && s->client && s->failed && s->status == EX_TEMPFAIL) {
+        submit_free(s->client);
+        s->client = NULL;
+        free(s->rcpt_replies);
+        s->rcpt_replies = NULL;
+        s->failed = false;
+        s->status = EX_OK;
+        s->reply = (struct submit_reply){0};
+        if (sm_start_maildrop(s, header) == 0)
             sm_write(s, s->pending.data, s->pending.len);
     }
     buf_free(&s->pending);
@@ -342,14 +363,6 @@ static void sm_finish(struct sm_submission *s)
                      *err ? ": " : "", err);
             sm_fail_text(s, status, text);
         }
-        return;
-    }
-    struct submit_reply reply;
-    if (!s->failed && s->client) {
-        if (submit_finish(s->client, s->qid, sizeof(s->qid), &reply) < 0)
-            sm_fail(s, submit_exit_status(&reply), &reply);
-        else
-            sm_reply_text(&reply, s->accepted_text, sizeof(s->accepted_text));
     }
 }
 
@@ -489,7 +502,7 @@ static void sm_verbose_outcome(const struct sm_submission *s, bool via_daemon)
 {
     for (size_t i = 0; i < s->env->n_rcpts; i++) {
         if (!via_daemon)
-            printf("%s... Queued in the maildrop (the mail daemon is not running)\n",
+            printf("%s... Queued in the maildrop (the mail daemon is not running or cannot take it now)\n",
                    s->env->rcpts[i]);
         else if (s->rcpt_replies[i].code / 100 == 2)
             printf("%s... Sent (%s)\n", s->env->rcpts[i], s->accepted_text);

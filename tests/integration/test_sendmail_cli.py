@@ -384,9 +384,15 @@ class SendmailRefusals(SendmailCase):
         time.sleep(1)
         self.assertEqual(self.d.spool.qids(), set())
 
-    def test_temporary_refusal_is_tempfail(self):
+    def test_temporary_refusal_waits_in_the_maildrop(self):
+        """Every recipient refused for now (4xx): the message is kept in the maildrop, as
+        sendmail's MSP keeps it in its client queue, and the command succeeds."""
         r = self.sendmail("busy@remote.test", input="Subject: s\n\nbody\n")
-        self.assertExit(r, 75)  # EX_TEMPFAIL
+        self.assertExit(r, 0)
+        maildrop = self.d.workdir / "maildrop"
+        files = [p for p in maildrop.iterdir() if not p.name.startswith(".")]
+        self.assertEqual(len(files), 1, list(maildrop.iterdir()))
+        self.assertIn(b"\nRbusy@remote.test\n", files[0].read_bytes())
 
     def test_oeq_is_quiet(self):
         r = self.sendmail("-oeq", "bad@remote.test", input="Subject: s\n\nbody\n")
@@ -478,6 +484,22 @@ class SendmailDaemonDown(SendmailCase):
         while any(not p.name.startswith(".") for p in maildrop.iterdir()):
             self.assertLess(time.monotonic(), deadline, "the maildrop file was not removed")
             time.sleep(0.1)
+
+    def test_maildrop_when_the_daemon_defers(self):
+        """A daemon that answers 4xx (here: too little disk for its min_free_blocks) does
+        not lose the message: it waits in the maildrop, as in sendmail's client queue."""
+        self.d = self.daemon(limits={"min_free_blocks": 1 << 40})
+        os.chmod(self.d.workdir, 0o755)
+        os.chmod(self.d.config_path, 0o644)
+        r = self.sendmail("-v", "bob@remote.test", input="Subject: deferred\n\nbody\n")
+        self.assertExit(r, 0)
+        self.assertIn(b"452 4.3.1", r.stdout)
+        self.assertIn(b"bob@remote.test... Queued in the maildrop", r.stdout)
+        maildrop = self.d.workdir / "maildrop"
+        files = [p for p in maildrop.iterdir() if not p.name.startswith(".")]
+        self.assertEqual(len(files), 1, list(maildrop.iterdir()))
+        self.assertIn(b"Subject: deferred", files[0].read_bytes())
+        self.assertEqual(self.d.spool.qids(), set())
 
 
 if __name__ == "__main__":
