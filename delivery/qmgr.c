@@ -75,6 +75,15 @@ struct qmgr_msg {
     bool stopped;     /* the manager stopped: end without writing anything */
     int admin;        /* a queue tool's request for when the attempt ends, or QMGR_ADMIN_NONE */
     char admin_by[64];
+    /* A request's write to the qf (HOLD, RELEASE) or its removal (DELETE) is in flight: the
+     * attempt waits at `resume` before it writes, bounces or ends, so the two never touch
+     * the qf at once and a DELETE is known before any bounce is made. */
+    unsigned admin_io;
+    enum { QMGR_RESUME_NONE, QMGR_RESUME_DONE, QMGR_RESUME_RECORD, QMGR_RESUME_END } resume;
+    bool recording; /* the attempt's own qf update or removal is issued */
+    /* A request that met this message while `recording`: it looks at the message again,
+     * as a waiting one, once the attempt has ended. */
+    struct qmgr_admin_job *admin_later;
     char reason[700]; /* this attempt's deferral, as the log's stat= says it ("" = none) */
     struct buf trace; /* this attempt's log lines, each ending in '\n', for WATCH */
 };
@@ -113,6 +122,7 @@ struct qmgr {
 };
 
 static void qmgr_kick(struct qmgr *q);
+static void qmgr_admin_again(struct qmgr_admin_job *job, const char *qid);
 static void qmgr_admin_stop(struct qmgr *q);
 static void qmgr_admin_free_all(struct qmgr *q);
 static void qmgr_watch_end_all(struct qmgr *q, bool call);
@@ -297,12 +307,38 @@ static void qmgr_kick(struct qmgr *q)
         qmgr_arm(q);
 }
 
+static void qmgr_end(struct qmgr_msg *m);
+
+static void qmgr_df_removed(void *arg, int err)
+{
+    (void)err; /* logged by the spool; recovery removes a df without its qf */
+    qmgr_end(arg);
+}
+
 static void qmgr_end(struct qmgr_msg *m)
 {
     struct qmgr *q = m->q;
+    if (m->admin_io) {
+        m->resume = QMGR_RESUME_END;
+        return;
+    }
+    if (m->admin == QMGR_ADMIN_DELETE && !m->stopped) {
+        /* the qf went when the DELETE was answered; the df was this attempt's to read */
+        m->admin = QMGR_ADMIN_NONE;
+        if (spool_remove(q->sw, m->qid, qmgr_df_removed, m) == 0)
+            return;
+        log_error("%s: cannot remove the deleted message's data file: out of memory (removed "
+                  "at the next start)",
+                  m->qid);
+    }
+    struct qmgr_admin_job *later = m->admin_later;
+    char qid[QID_LEN + 1];
+    memcpy(qid, m->qid, sizeof(qid));
     qmgr_attempt_over(m);
     qmgr_msg_free(m);
     qmgr_kick(q);
+    if (later)
+        qmgr_admin_again(later, qid);
 }
 
 /* A delivery log line of this attempt: to the log, and kept for WATCH. */
@@ -372,22 +408,12 @@ static void qmgr_updated(void *arg, int err)
     qmgr_end(m);
 }
 
-static void qmgr_admin_deleted(void *arg, int err)
-{
-    struct qmgr_msg *m = arg;
-    if (err == 0)
-        log_info("%s: removed by %s", m->qid, m->admin_by);
-    else /* logged by the spool; what is left is found at the next start */
-        queue_index_push(m->q->idx, m->qid, (int64_t)time(NULL) + QMGR_RETRY_SOON_S);
-    qmgr_end(m);
-}
-
-/* The attempt ended; a queue tool's request made during it applies now. */
+/* The attempt ended; a queue tool's request made during it applies now. A HOLD is in the
+ * qf already (written when it was answered): the deferral keeps it. */
 static void qmgr_apply_admin(struct qmgr_msg *m, time_t now)
 {
     if (m->admin == QMGR_ADMIN_HOLD && qmgr_any_pending(m)) {
         m->env.next_attempt = ENVELOPE_NEXT_HELD;
-        log_info("%s: held by %s", m->qid, m->admin_by);
     } else if (m->admin == QMGR_ADMIN_REQUEUE && qmgr_any_pending(m)) {
         m->env.next_attempt = now;
         log_info("%s: requeued by %s", m->qid, m->admin_by);
@@ -396,17 +422,12 @@ static void qmgr_apply_admin(struct qmgr_msg *m, time_t now)
 
 static void qmgr_record(struct qmgr_msg *m)
 {
-    if (m->stopped) {
-        qmgr_end(m);
+    if (m->admin_io) {
+        m->resume = QMGR_RESUME_RECORD;
         return;
     }
-    if (m->admin == QMGR_ADMIN_DELETE) {
-        /* its connections are done with the df: now it may go */
-        int rc = spool_delete(m->q->sw, m->qid, qmgr_admin_deleted, m);
-        if (rc < 0) {
-            log_error("%s: cannot remove it: %s", m->qid, strerror(-rc));
-            qmgr_admin_deleted(m, rc);
-        }
+    if (m->stopped || m->admin == QMGR_ADMIN_DELETE) { /* a deleted message has no qf */
+        qmgr_end(m);
         return;
     }
     size_t *changed = calloc(m->env.n_rcpts ? m->env.n_rcpts : 1, sizeof(*changed));
@@ -443,6 +464,7 @@ static void qmgr_record(struct qmgr_msg *m)
         }
     }
     qmgr_apply_admin(m, now);
+    m->recording = true;
     int rc = spool_update(m->q->sw, &m->env, changed, n, qmgr_updated, m);
     free(changed);
     if (rc < 0) {
@@ -606,6 +628,10 @@ static int qmgr_notice(struct qmgr_msg *m, enum bounce_kind kind)
 /* Every next hop answered: log, notify, record. */
 static void qmgr_attempt_done(struct qmgr_msg *m)
 {
+    if (m->admin_io) {
+        m->resume = QMGR_RESUME_DONE;
+        return;
+    }
     time_t now = time(NULL);
     bool expired = queue_expired(m->env.created, now, &m->s->retry);
     for (size_t i = 0; i < m->env.n_rcpts; i++) {
@@ -628,6 +654,10 @@ static void qmgr_attempt_done(struct qmgr_msg *m)
             snprintf(r->status, sizeof(r->status), "4.4.7");
             qmgr_trace_rcpt(m, i, QMGR_LOG_FAILED, now);
         }
+    }
+    if (m->admin == QMGR_ADMIN_DELETE) { /* postsuper -d: no notice of any kind */
+        qmgr_record(m);
+        return;
     }
     m->bounces_open = 1; /* held while the notices are made */
     int rc = qmgr_notice(m, BOUNCE_FAILURE);
@@ -860,12 +890,14 @@ struct qmgr_admin_job {
 };
 
 /* One waiting message being read, rewritten or removed; out of the index meanwhile, so
- * no attempt starts on it. */
+ * no attempt starts on it. Or a message in flight (`active`) whose qf the request
+ * rewrites or removes now; its attempt waits for that (admin_io). */
 struct qmgr_admin_msg {
     struct qmgr_admin_job *job;
     struct qmgr_admin_entry entry;
     struct envelope env;
     bool loaded;
+    struct qmgr_msg *active;
 };
 
 static void qmgr_admin_pump(struct qmgr_admin_job *job);
@@ -989,32 +1021,119 @@ static void qmgr_admin_loaded(void *arg, int err, struct envelope *e, char *data
     }
 }
 
-/* A message in flight: the request is applied when its attempt ends (qmgr_record). */
+/* A message in flight: the request's write (or the qf's removal) is done; the attempt
+ * goes on from where it waited. */
+static void qmgr_admin_active_written(void *arg, int err)
+{
+    struct qmgr_admin_msg *am = arg;
+    struct qmgr_admin_job *job = am->job;
+    struct qmgr_msg *m = am->active;
+    if (err == 0) {
+        m->admin = job->a.op == QMGR_ADMIN_RELEASE ? QMGR_ADMIN_NONE : (int)job->a.op;
+        snprintf(m->admin_by, sizeof(m->admin_by), "%s", job->by);
+        log_info("%s: %s by %s", m->qid, qmgr_admin_verb(job->a.op), job->by);
+        qmgr_admin_counted(job, m->qid);
+    } else if (err == -ENOENT) { /* the spool logs every other failure */
+        log_error("%s: not %s: its queue file is gone", m->qid, qmgr_admin_verb(job->a.op));
+    }
+    if (--m->admin_io == 0) {
+        int resume = m->resume;
+        m->resume = QMGR_RESUME_NONE;
+        if (resume == QMGR_RESUME_DONE)
+            qmgr_attempt_done(m);
+        else if (resume == QMGR_RESUME_RECORD)
+            qmgr_record(m);
+        else if (resume == QMGR_RESUME_END)
+            qmgr_end(m);
+    }
+    qmgr_admin_msg_end(am);
+}
+
+static void qmgr_admin_active_loaded(void *arg, int err, struct envelope *e, char *data, size_t len)
+{
+    struct qmgr_admin_msg *am = arg;
+    (void)len;
+    free(data);
+    if (err < 0) {
+        qmgr_admin_active_written(am, err);
+        return;
+    }
+    /* what the qf says now, the schedule alone changed: the attempt's own update comes
+     * after this one and keeps a HOLD */
+    am->env = *e;
+    am->loaded = true;
+    am->env.next_attempt =
+        am->job->a.op == QMGR_ADMIN_HOLD ? ENVELOPE_NEXT_HELD : (int64_t)time(NULL);
+    int rc = spool_update(am->job->q->sw, &am->env, NULL, 0, qmgr_admin_active_written, am);
+    if (rc < 0) {
+        log_error("%s: cannot change it: %s", am->entry.qid, strerror(-rc));
+        qmgr_admin_active_written(am, rc);
+    }
+}
+
+/* HOLD, RELEASE and DELETE of a message in flight are durable when answered: the qf is
+ * rewritten (HOLD: never due; RELEASE of a HOLD made during the attempt: due) or removed
+ * (DELETE; the attempt may still read the df, removed when it ends) before the message
+ * counts. */
+static void qmgr_admin_active_start(struct qmgr_admin_job *job, struct qmgr_msg *m)
+{
+    struct qmgr_admin_msg *am = calloc(1, sizeof(*am));
+    int rc = -ENOMEM;
+    if (am) {
+        am->job = job;
+        am->active = m;
+        memcpy(am->entry.qid, m->qid, sizeof(am->entry.qid));
+        rc = job->a.op == QMGR_ADMIN_DELETE
+                 ? spool_withdraw(job->q->sw, m->qid, qmgr_admin_active_written, am)
+                 : spool_load_envelope(job->q->sw, m->qid, qmgr_admin_active_loaded, am);
+    }
+    if (rc < 0) {
+        log_error("%s: not %s: %s", m->qid, qmgr_admin_verb(job->a.op), strerror(-rc));
+        free(am);
+        return;
+    }
+    m->admin_io++;
+    job->in_flight++;
+}
+
+/* A message in flight that the request matches. */
 static void qmgr_admin_mark(struct qmgr_admin_job *job, struct qmgr_msg *m)
 {
     const struct envelope *e = m->loaded ? &m->env : NULL;
-    if (m->stopped || (job->a.needs_envelope && !e) ||
+    if (m->stopped || m->admin_later == job || (job->a.needs_envelope && !e) ||
         !job->a.match(job->a.arg, m->qid, job->a.needs_envelope ? e : NULL))
         return;
+    if (job->a.op == QMGR_ADMIN_FLUSH || m->admin == QMGR_ADMIN_DELETE)
+        return; /* being tried already; going anyway */
+    if (m->recording) {
+        /* its own update is under way: once it ends the message waits in the index (or is
+         * gone) and the request looks at it there */
+        m->admin_later = job;
+        job->in_flight++;
+        return;
+    }
     switch (job->a.op) {
-    case QMGR_ADMIN_FLUSH: /* being tried already */
+    case QMGR_ADMIN_FLUSH:
         return;
     case QMGR_ADMIN_RELEASE: /* only a HOLD made during this attempt can be undone */
-        if (m->admin != QMGR_ADMIN_HOLD)
-            return;
-        m->admin = QMGR_ADMIN_NONE;
-        log_info("%s: released by %s", m->qid, job->by);
-        break;
+        if (m->admin == QMGR_ADMIN_HOLD)
+            qmgr_admin_active_start(job, m);
+        return;
     case QMGR_ADMIN_HOLD:
-    case QMGR_ADMIN_REQUEUE:
+        if (m->admin != QMGR_ADMIN_HOLD)
+            qmgr_admin_active_start(job, m);
+        return;
     case QMGR_ADMIN_DELETE:
-        if (m->admin == QMGR_ADMIN_DELETE)
+        qmgr_admin_active_start(job, m);
+        return;
+    case QMGR_ADMIN_REQUEUE: /* in memory: lost with a crash, the message is tried then anyway */
+        if (m->admin == QMGR_ADMIN_HOLD) /* a held message is not requeued, as when waiting */
             return;
-        m->admin = (int)job->a.op;
+        m->admin = QMGR_ADMIN_REQUEUE;
         snprintf(m->admin_by, sizeof(m->admin_by), "%s", job->by);
-        break;
+        qmgr_admin_counted(job, m->qid);
+        return;
     }
-    qmgr_admin_counted(job, m->qid);
 }
 
 static struct qmgr_msg *qmgr_find_active(struct qmgr *q, const char *qid)
@@ -1055,6 +1174,17 @@ static void qmgr_admin_collect(void *arg, const char *qid, int64_t due)
     }
     memcpy(job->work[job->n_work].qid, id, sizeof(id));
     job->work[job->n_work++].due = due;
+}
+
+/* A message the request met while its attempt was recording its outcome: the attempt
+ * ended, the message is looked at again where it is now. */
+static void qmgr_admin_again(struct qmgr_admin_job *job, const char *qid)
+{
+    int64_t due;
+    job->in_flight--;
+    if (queue_index_contains(job->q->idx, qid, &due))
+        qmgr_admin_collect(job, qid, due);
+    qmgr_admin_pump(job);
 }
 
 static void qmgr_admin_finish(struct qmgr_admin_job *job)

@@ -79,9 +79,17 @@ int qmgr_reserve(struct qmgr *q, size_t n);
  * message due now; REQUEUE makes a deferred message due now and clears its last reason
  * (the attempt count stays); DELETE removes qf then df and fsyncs the directory (no
  * bounce). Each write is fsynced before its message counts. A message whose attempt is in
- * flight is marked and handled when the attempt ends (a DELETE never removes a df in use);
- * it counts at once. HOLD, RELEASE, REQUEUE and DELETE log "<qid>: held by <by>",
- * "released by", "requeued by", "removed by". Requests run one after the other per manager. */
+ * flight counts once the operator's decision is durable: HOLD writes next_attempt =
+ * ENVELOPE_NEXT_HELD into its qf at once and the attempt's end keeps it (the recipients'
+ * outcomes are still recorded); RELEASE of a HOLD made during the attempt writes it due
+ * again; DELETE removes the qf (and fsyncs the directory) at once, and the attempt then
+ * neither writes the qf nor bounces, and removes the df when it ends (a crash first
+ * leaves the df alone, which recovery removes); REQUEUE is remembered until the attempt
+ * ends (a held message is not requeued, as when waiting). The attempt waits for such a
+ * write before it records its outcome. A message whose own outcome is being written is
+ * looked at again once that is done. HOLD, RELEASE, REQUEUE and DELETE log "<qid>: held
+ * by <by>", "released by", "requeued by", "removed by". Requests run one after the other
+ * per manager. */
 enum qmgr_admin_op {
     QMGR_ADMIN_FLUSH,
     QMGR_ADMIN_HOLD,

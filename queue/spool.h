@@ -200,5 +200,12 @@ int spool_remove(struct spool_worker *sw, const char *qid, void (*cb)(void *arg,
  * deleted (the queue tools' DELETE) never comes back after a power cut. */
 int spool_delete(struct spool_worker *sw, const char *qid, void (*cb)(void *arg, int err),
                  void *arg);
+/* spool_delete without the df: unlinks the qf and fsyncs its directory, so the message is
+ * gone for good (a DELETE of a message whose attempt is in flight), while the attempt may
+ * still open and read the df. The caller removes the df later (spool_remove: its qf is
+ * already gone, which is not an error); a crash first leaves a df alone, which recovery
+ * removes. A qf already gone is not an error. */
+int spool_withdraw(struct spool_worker *sw, const char *qid, void (*cb)(void *arg, int err),
+                   void *arg);
 
 #endif

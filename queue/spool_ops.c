@@ -473,7 +473,8 @@ struct spool_remover {
     struct spool_op_base b;
     struct engine_op op;
     enum remove_step step;
-    bool sync_dir; /* spool_delete: the removal is made durable */
+    bool sync_dir; /* spool_delete, spool_withdraw: the removal is made durable */
+    bool keep_df;  /* spool_withdraw: an attempt in flight still reads it */
     int dir_fd;
     char dir_path[SPOOL_PATH_LEN + 1];
     void (*cb)(void *arg, int err);
@@ -511,6 +512,10 @@ static void remove_done(struct engine_op *op, int res)
     if (!err) {
         switch (r->step) {
         case REMOVE_QF:
+            if (r->keep_df) {
+                remove_sync_dir(r);
+                return;
+            }
             /* Never the df while its qf is there: that would be a message without its data. */
             r->step = REMOVE_DF;
             sw->fs->unlink(sw->ctx, &r->op, r->b.dir->fd, r->b.dpath);
@@ -543,13 +548,14 @@ static void remove_done(struct engine_op *op, int res)
     free(r);
 }
 
-static int remove_start(struct spool_worker *sw, const char *qid, bool sync_dir,
+static int remove_start(struct spool_worker *sw, const char *qid, bool sync_dir, bool keep_df,
                         void (*cb)(void *arg, int err), void *arg)
 {
     struct spool_remover *r = calloc(1, sizeof(*r));
     if (!r)
         return -ENOMEM;
     r->sync_dir = sync_dir;
+    r->keep_df = keep_df;
     r->dir_fd = -1;
     r->op.complete = remove_done;
     r->cb = cb;
@@ -565,11 +571,17 @@ static int remove_start(struct spool_worker *sw, const char *qid, bool sync_dir,
 int spool_remove(struct spool_worker *sw, const char *qid, void (*cb)(void *arg, int err),
                  void *arg)
 {
-    return remove_start(sw, qid, false, cb, arg);
+    return remove_start(sw, qid, false, false, cb, arg);
 }
 
 int spool_delete(struct spool_worker *sw, const char *qid, void (*cb)(void *arg, int err),
                  void *arg)
 {
-    return remove_start(sw, qid, true, cb, arg);
+    return remove_start(sw, qid, true, false, cb, arg);
+}
+
+int spool_withdraw(struct spool_worker *sw, const char *qid, void (*cb)(void *arg, int err),
+                   void *arg)
+{
+    return remove_start(sw, qid, true, true, cb, arg);
 }
