@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,9 +66,15 @@ struct control_conn {
     struct control_req *req;
 };
 
+/* The configuration allows at most 256 workers (core/config_keys.c). */
+#define CONTROL_WORKERS_MAX 256
+
 static pthread_mutex_t control_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct control_item *control_inbox;
-static atomic_uint control_workers_ended;
+/* Workers that have ended (under control_lock): nothing is posted to them any more. */
+static bool control_gone[CONTROL_WORKERS_MAX];
+
+static struct control_item *control_part_close(struct control_req *r, size_t n, bool failed);
 
 static void control_req_unref(struct control_req *r)
 {
@@ -84,13 +89,33 @@ static void control_req_unref(struct control_req *r)
     free(r);
 }
 
-static void control_post(struct daemon_worker *dw, struct control_item *it)
+/* Hands the item to its worker: false when that worker has ended (nothing posted). */
+static bool control_post_to(struct daemon_worker *dw, struct control_item *it)
 {
     pthread_mutex_lock(&control_lock);
-    it->next = control_inbox;
-    control_inbox = it;
+    bool gone = it->worker < CONTROL_WORKERS_MAX && control_gone[it->worker];
+    if (!gone) {
+        it->next = control_inbox;
+        control_inbox = it;
+    }
     pthread_mutex_unlock(&control_lock);
-    engine_post(dw->d->engine, CONTROL_ENGINE_MSG);
+    if (!gone)
+        engine_post(dw->d->engine, CONTROL_ENGINE_MSG);
+    return !gone;
+}
+
+/* Posts the item; one for a worker that has ended (SIGTERM) is settled here: a part is
+ * not done (when it was the last, the answer goes to the origin), an answer is dropped
+ * (its connection is closed). */
+static void control_post(struct daemon_worker *dw, struct control_item *it)
+{
+    while (it && !control_post_to(dw, it)) {
+        if (it->answer) {
+            control_req_unref(it->req);
+            return;
+        }
+        it = control_part_close(it->req, 0, true);
+    }
 }
 
 /* --- answering --- */
@@ -190,8 +215,9 @@ static void control_part_item(void *arg, const char *qid)
     pthread_mutex_unlock(&control_lock);
 }
 
-/* This worker is done with its part: the last one hands the request to the origin. */
-static void control_part_end(struct daemon_worker *dw, struct control_req *r, size_t n, bool failed)
+/* A part is over: the answer item when it was the last one (the origin's to give), else
+ * NULL. */
+static struct control_item *control_part_close(struct control_req *r, size_t n, bool failed)
 {
     pthread_mutex_lock(&control_lock);
     r->count += n;
@@ -199,8 +225,15 @@ static void control_part_end(struct daemon_worker *dw, struct control_req *r, si
     bool last = --r->pending == 0;
     r->refs--; /* the part's; the origin's keeps the request */
     pthread_mutex_unlock(&control_lock);
-    if (last)
-        control_post(dw, &r->items[r->n_parts]);
+    return last ? &r->items[r->n_parts] : NULL;
+}
+
+/* This worker is done with its part: the last one hands the request to the origin. */
+static void control_part_end(struct daemon_worker *dw, struct control_req *r, size_t n, bool failed)
+{
+    struct control_item *answer = control_part_close(r, n, failed);
+    if (answer)
+        control_post(dw, answer);
 }
 
 static void control_part_done(void *arg, size_t n)
@@ -278,9 +311,9 @@ static void control_part_start(struct daemon_worker *dw, struct control_req *r)
     control_part_end(dw, r, 0, true);
 }
 
-void control_on_message(struct daemon_worker *dw)
+/* Takes the inbox's items for worker `me`; with `ending`, nothing is posted to it after. */
+static struct control_item *control_take(unsigned me, bool ending)
 {
-    unsigned me = engine_worker_index(dw->w);
     struct control_item *mine = NULL;
     pthread_mutex_lock(&control_lock);
     for (struct control_item **pp = &control_inbox; *pp;) {
@@ -293,7 +326,15 @@ void control_on_message(struct daemon_worker *dw)
             pp = &it->next;
         }
     }
+    if (ending && me < CONTROL_WORKERS_MAX)
+        control_gone[me] = true;
     pthread_mutex_unlock(&control_lock);
+    return mine;
+}
+
+void control_on_message(struct daemon_worker *dw)
+{
+    struct control_item *mine = control_take(engine_worker_index(dw->w), false);
     /* the list is reversed: posting order does not matter between requests */
     for (struct control_item *it = mine, *next; it; it = next) {
         next = it->next;
@@ -304,33 +345,15 @@ void control_on_message(struct daemon_worker *dw)
     }
 }
 
-/* Drops what is addressed to this worker (its connections are closed by now); the last
- * worker to end drops everything left. */
+/* The worker ends (its connections are closed by now) with requests in flight (SIGTERM):
+ * what is addressed to it is settled as if posted to it now, so each request is still
+ * answered by its origin if that is up, and freed. */
 void control_worker_fini(struct daemon_worker *dw)
 {
-    unsigned me = engine_worker_index(dw->w);
-    bool last = atomic_fetch_add(&control_workers_ended, 1) + 1 == dw->d->workers;
-    struct control_item *drop = NULL;
-    pthread_mutex_lock(&control_lock);
-    for (struct control_item **pp = &control_inbox; *pp;) {
-        struct control_item *it = *pp;
-        if (last || it->worker == me) {
-            *pp = it->next;
-            it->next = drop;
-            drop = it;
-        } else {
-            pp = &it->next;
-        }
-    }
-    pthread_mutex_unlock(&control_lock);
-    for (struct control_item *it = drop, *next; it; it = next) {
+    struct control_item *mine = control_take(engine_worker_index(dw->w), true);
+    for (struct control_item *it = mine, *next; it; it = next) {
         next = it->next;
-        if (!it->answer) {
-            pthread_mutex_lock(&control_lock);
-            it->req->pending--;
-            pthread_mutex_unlock(&control_lock);
-        }
-        control_req_unref(it->req);
+        control_post(dw, it);
     }
 }
 

@@ -45,8 +45,9 @@ extern const struct engine_conn_callbacks control_conn_callbacks;
 void *control_accept(struct daemon_worker *dw, engine_conn_id id, const struct ucred *peer);
 /* CONTROL_ENGINE_MSG arrived on this worker: take the parts and answers addressed to it. */
 void control_on_message(struct daemon_worker *dw);
-/* The worker ends: drops what is addressed to it (its requests' connections are closed by
- * then). */
+/* The worker ends (its connections are closed by then): its parts of requests in flight
+ * end as not done, so each request is still answered by its origin if that is up, and
+ * freed; nothing is posted to this worker afterwards. */
 void control_worker_fini(struct daemon_worker *dw);
 
 #endif

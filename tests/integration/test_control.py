@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -338,6 +339,56 @@ class InFlight(ControlTestCase):
         d.start()
         self.assertEqual(d.spool.qids(), set())
         self.assertQuiet(["a@one.test"], {"a@one.test": 1})
+
+
+class Shutdown(ControlTestCase):
+
+    def test_request_during_drain_answered(self):
+        # A request read while SIGTERM drains: worker 0 (the unix sockets' worker) stays up
+        # for a local transaction in progress, the other worker has ended. The request is
+        # answered (nothing can be done now) and leaks nothing (the harness fails the test
+        # on a LeakSanitizer report in the daemon's log).
+        sink = self.deferring_sink()
+        d = self.control_daemon(sink.hostport, workers=2,
+                                timeouts={"shutdown_grace": "10s"})
+        smtp = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        smtp.settimeout(30)
+        smtp.connect(d.config["submission"]["socket"])
+        self.addCleanup(smtp.close)
+        reader = smtp.makefile("rb")
+
+        def cmd(line: str | None, code: bytes):
+            if line is not None:
+                smtp.sendall(line.encode() + b"\r\n")
+            while True:
+                reply = reader.readline()
+                self.assertTrue(reply.startswith(code), reply)
+                if reply[3:4] == b" ":
+                    return
+        cmd(None, b"220")
+        cmd("EHLO localhost", b"250")
+        cmd(f"MAIL FROM:<{SENDER}>", b"250")
+        cmd("RCPT TO:<a@one.test>", b"250")
+        cmd("DATA", b"354")
+        smtp.sendall(b"Subject: in progress\r\n\r\n")
+
+        ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        ctl.settimeout(30)
+        ctl.connect(d.config["submission"]["control_socket"])
+        self.addCleanup(ctl.close)
+        d.proc.send_signal(signal.SIGTERM)
+        self.wait_log(d, r"stopping: no new connections")
+        time.sleep(0.5)  # the other worker ends meanwhile
+        ctl.sendall(b"HOLD ALL\n")
+        answer = b""
+        while not answer.endswith(b"\n"):
+            chunk = ctl.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        self.assertRegex(answer.decode(), r"^ERR 75 ")
+        smtp.sendall(b"body\r\n.\r\n")
+        d.stop()
 
 
 class HostStatus(ControlTestCase):
