@@ -271,7 +271,8 @@ static int spool_read_drop(struct spool_read_walk *w, int dirfd, const char *nam
     }
     struct stat st;
     FILE *in = NULL;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || !(in = fdopen(fd, "r"))) {
+    /* one link, as the pickup requires: a hard link to someone else's file is never taken */
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 || !(in = fdopen(fd, "r"))) {
         close(fd);
         w->list->damaged++;
         return 0;

@@ -55,9 +55,10 @@ void spool_read_list_free(struct spool_read_list *l);
  * whole name, created = the file's mtime, size = the message after the head, sender as
  * --pickup will make it (maildrop_sender_address() with the owner's login and `hostname`),
  * body and envid from the B and V records, every recipient pending. Same rules as the
- * spool's walk: no links followed, regular files only, a file gone meanwhile (picked up)
- * skipped silently; one that cannot be opened (another user's, for the run-as user) or does
- * not parse is counted in `damaged`; names starting with '.' (unfinished) are not looked at.
+ * spool's walk: no links followed, regular files with one link only (the pickup's rule), a
+ * file gone meanwhile (picked up) skipped silently; one that cannot be opened (another
+ * user's, for the run-as user), is not such a file, or does not parse is counted in
+ * `damaged`; names starting with '.' (unfinished) are not looked at.
  * Sorted by name, i.e. oldest first. 0, or -1 with errno (ENOENT: no maildrop) and `err`;
  * `out` is then empty. */
 int spool_read_maildrop(const char *dir, const char *hostname, struct spool_read_list *out,

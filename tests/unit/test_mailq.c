@@ -329,12 +329,18 @@ static void test_read_maildrop(void **state)
     write_file(dir, "1700000001.4243.fedcba9876543210", head.data, head.len);
     write_file(dir, ".tmp-1700000002.4244.0000000000000000", "RINGMAIL", 8);
     write_file(dir, "1700000003.4245.1111111111111111", "not a maildrop file\n", 20);
+    /* a second link to a maildrop file: never picked up, so not listed either */
+    write_file(dir, ".tmp-linked", head.data, head.len);
+    char from[4096], to[4096];
+    snprintf(from, sizeof(from), "%s/.tmp-linked", dir);
+    snprintf(to, sizeof(to), "%s/1700000004.4246.2222222222222222", dir);
+    assert_int_equal(link(from, to), 0);
     buf_free(&head);
 
     struct spool_read_list l;
     assert_int_equal(spool_read_maildrop(dir, "mx.test", &l, err, sizeof(err)), 0);
     assert_int_equal(l.n, 2);
-    assert_int_equal(l.damaged, 1);
+    assert_int_equal(l.damaged, 2);
     const struct envelope *e = &l.msgs[0].env;
     assert_string_equal(e->qid, "0123456789abcdef");
     assert_string_equal(e->maildrop, name);
