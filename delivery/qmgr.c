@@ -125,7 +125,7 @@ static void qmgr_kick(struct qmgr *q);
 static void qmgr_admin_again(struct qmgr_admin_job *job, const char *qid);
 static void qmgr_admin_stop(struct qmgr *q);
 static void qmgr_admin_free_all(struct qmgr *q);
-static void qmgr_watch_end_all(struct qmgr *q, bool call);
+static void qmgr_watch_end_all(struct qmgr *q);
 static void qmgr_watch_fire(struct engine_timer *t);
 static void qmgr_attempt_over(struct qmgr_msg *m);
 
@@ -195,7 +195,7 @@ void qmgr_stop(struct qmgr *q)
     for (struct qmgr_msg *m = q->active; m; m = m->next)
         m->stopped = true;
     qmgr_admin_stop(q);
-    qmgr_watch_end_all(q, true);
+    qmgr_watch_end_all(q);
 }
 
 void qmgr_free(struct qmgr *q)
@@ -206,7 +206,7 @@ void qmgr_free(struct qmgr *q)
     while (q->active)
         qmgr_msg_free(q->active);
     qmgr_admin_free_all(q);
-    qmgr_watch_end_all(q, false);
+    qmgr_watch_end_all(q);
     for (size_t i = 0; i < QMGR_RECENT; i++)
         buf_free(&q->recent[i].lines);
     queue_index_free(q->idx);
@@ -325,6 +325,7 @@ static void qmgr_end(struct qmgr_msg *m)
     if (m->admin == QMGR_ADMIN_DELETE && !m->stopped) {
         /* the qf went when the DELETE was answered; the df was this attempt's to read */
         m->admin = QMGR_ADMIN_NONE;
+        m->recording = true; /* a request meanwhile looks again once it is gone */
         if (spool_remove(q->sw, m->qid, qmgr_df_removed, m) == 0)
             return;
         log_error("%s: cannot remove the deleted message's data file: out of memory (removed "
@@ -1181,9 +1182,12 @@ static void qmgr_admin_collect(void *arg, const char *qid, int64_t due)
 static void qmgr_admin_again(struct qmgr_admin_job *job, const char *qid)
 {
     int64_t due;
+    struct qmgr_msg *m;
     job->in_flight--;
     if (queue_index_contains(job->q->idx, qid, &due))
         qmgr_admin_collect(job, qid, due);
+    else if ((m = qmgr_find_active(job->q, qid))) /* started again at once */
+        qmgr_admin_mark(job, m);
     qmgr_admin_pump(job);
 }
 
@@ -1299,12 +1303,15 @@ static void qmgr_admin_stop(struct qmgr *q)
     }
 }
 
+/* The worker gave up on operations that never completed (its exit grace ran out): the
+ * requests they belonged to still end, with what was done. */
 static void qmgr_admin_free_all(struct qmgr *q)
 {
     while (q->admin_head) {
         struct qmgr_admin_job *job = q->admin_head;
         q->admin_head = job->next;
         engine_timer_disarm(q->w, &job->start);
+        job->a.done(job->a.arg, job->count);
         free(job->work);
         free(job);
     }
@@ -1401,18 +1408,10 @@ static void qmgr_watch_fire(struct engine_timer *t)
     qmgr_watch_answer(q, qmgr_watch_of_recent, NULL, NULL);
 }
 
-static void qmgr_watch_end_all(struct qmgr *q, bool call)
+static void qmgr_watch_end_all(struct qmgr *q)
 {
     engine_timer_disarm(q->w, &q->watch_timer);
-    if (call) {
-        qmgr_watch_answer(q, qmgr_watch_any, NULL, NULL);
-        return;
-    }
-    while (q->watches) {
-        struct qmgr_watch *w = q->watches;
-        q->watches = w->next;
-        free(w);
-    }
+    qmgr_watch_answer(q, qmgr_watch_any, NULL, NULL);
 }
 
 int qmgr_watch(struct qmgr *q, const char *qid, const struct qmgr_watcher *watcher)

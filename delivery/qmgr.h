@@ -63,6 +63,7 @@ struct qmgr *qmgr_new(struct engine_worker *w, struct spool_worker *sw, struct o
 /* Stops starting deliveries (shutdown): attempts in flight end without writing the qf
  * (their recipients are tried again after the restart). */
 void qmgr_stop(struct qmgr *q);
+/* Every request and watch not yet done gets its done callback here. */
 void qmgr_free(struct qmgr *q);
 
 /* A message is in the spool: try it at `due` (Unix seconds; 0 or past = now). Ids already
@@ -109,7 +110,8 @@ struct qmgr_admin {
     /* One message acted on (not called for FLUSH). */
     void (*item)(void *arg, const char *qid);
     /* The request is done on this manager: n messages acted on. Exactly once, later, never
-     * from inside qmgr_admin; after qmgr_stop, once the operations in flight ended. */
+     * from inside qmgr_admin; after qmgr_stop, once the operations in flight ended, or at
+     * the latest in qmgr_free (the worker gave up on operations that never completed). */
     void (*done)(void *arg, size_t n);
     void *arg;
 };

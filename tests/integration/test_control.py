@@ -331,6 +331,22 @@ class InFlight(ControlTestCase):
         self.assertEqual([n for n in d.spool.names() if qid in n], [])
         self.assertQuiet(["a@one.test"], {"a@one.test": 1})
 
+    def test_delete_in_flight_no_bounce(self):
+        # the next hop refuses the recipient after the DELETE: postsuper -d makes no bounce
+        def rcpt(conn, arg):
+            self.attempts.append(arg.strip("<>").lower())
+            return "250 2.1.5 Ok"
+        sink = self.sink(rcpt=rcpt, final=Delay(2, "550 5.7.1 refused"))
+        d = self.control_daemon(sink.hostport)
+        qid = self.send(d, SENDER, ["a@one.test"])
+        self.wait_tries("a@one.test", 1)
+        self.assertEqual(self.request(d, f"DELETE {qid}"), ([f"{qid} deleted"], "OK 1"))
+        self.wait_log(d, rf"{qid}: to=<a@one\.test>, .*stat=")
+        self.wait_spool_empty(d)
+        time.sleep(0.5)
+        self.assertEqual(d.spool.qids(), set())
+        self.assertNotRegex(d.log(), rf"{qid}: \S+: DSN:")
+
     @unittest.skipIf(asan_build(), "use-after-free in the outbound drain (delivery/outbound.c)")
     def test_delete_in_flight_survives_sigterm(self):
         d, qid = self.stalled_attempt()
