@@ -359,6 +359,26 @@ class InFlight(ControlTestCase):
 
 class Shutdown(ControlTestCase):
 
+    def wait_draining(self, d, timeout: float = 20.0):
+        """Until worker 0 (the control socket's) drains: a new connection is refused."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.settimeout(1)
+                try:
+                    probe.connect(d.config["submission"]["control_socket"])
+                except OSError:  # no longer accepting
+                    return
+                try:
+                    if probe.recv(100).startswith(b"ERR 75 shutting down"):
+                        return
+                except TimeoutError:  # accepted, waiting for a request: not yet
+                    pass
+                except ConnectionResetError:  # refused and closed at once
+                    return
+            time.sleep(0.05)
+        self.fail("the daemon never started draining")
+
     def test_request_during_drain_answered(self):
         # A request read while SIGTERM drains: worker 0 (the unix sockets' worker) stays up
         # for a local transaction in progress, the other worker has ended. The request is
@@ -394,6 +414,7 @@ class Shutdown(ControlTestCase):
         self.addCleanup(ctl.close)
         d.proc.send_signal(signal.SIGTERM)
         self.wait_log(d, r"stopping: no new connections")
+        self.wait_draining(d)
         time.sleep(0.5)  # the other worker ends meanwhile
         ctl.sendall(b"HOLD ALL\n")
         answer = b""
