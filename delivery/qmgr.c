@@ -1037,17 +1037,18 @@ static void qmgr_admin_active_written(void *arg, int err)
     } else if (err == -ENOENT) { /* the spool logs every other failure */
         log_error("%s: not %s: its queue file is gone", m->qid, qmgr_admin_verb(job->a.op));
     }
-    if (--m->admin_io == 0) {
-        int resume = m->resume;
-        m->resume = QMGR_RESUME_NONE;
-        if (resume == QMGR_RESUME_DONE)
-            qmgr_attempt_done(m);
-        else if (resume == QMGR_RESUME_RECORD)
-            qmgr_record(m);
-        else if (resume == QMGR_RESUME_END)
-            qmgr_end(m);
-    }
+    /* the request first (it may end here), then the attempt, which may end too */
     qmgr_admin_msg_end(am);
+    if (--m->admin_io > 0)
+        return;
+    int resume = m->resume;
+    m->resume = QMGR_RESUME_NONE;
+    if (resume == QMGR_RESUME_DONE)
+        qmgr_attempt_done(m);
+    else if (resume == QMGR_RESUME_RECORD)
+        qmgr_record(m);
+    else if (resume == QMGR_RESUME_END)
+        qmgr_end(m);
 }
 
 static void qmgr_admin_active_loaded(void *arg, int err, struct envelope *e, char *data, size_t len)
