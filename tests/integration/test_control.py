@@ -300,6 +300,31 @@ class InFlight(ControlTestCase):
     # SIGTERM with a delivery in flight: outbound_worker_free frees the run while its
     # connection's SMTP client still points into it (smtp_client.c client_settle_rcpts reads
     # it when the connection is reaped): ASan reports it; not this module's to fix.
+    def test_hold_all_in_flight_and_waiting(self):
+        # three attempts in flight and one message waiting: one HOLD ALL holds them all in
+        # their qf before it answers
+        def rcpt(conn, arg):
+            self.attempts.append(arg.strip("<>").lower())
+            if arg.strip("<>").lower() == "w@one.test":
+                return DEFER
+            return "250 2.1.5 Ok"
+        sink = self.sink(rcpt=rcpt, final=Delay(60, DEFER))
+        d = self.control_daemon(sink.hostport)
+        waiting = self.send(d, SENDER, ["w@one.test"])
+        self.wait_deferred(d, waiting)
+        busy = [self.send(d, SENDER, [f"r{i}@one.test"]) for i in range(3)]
+        for i in range(3):
+            self.wait_tries(f"r{i}@one.test", 1)
+        data, final = self.request(d, "HOLD ALL")
+        self.assertEqual((sorted(data), final),
+                         (sorted(f"{q} held" for q in busy + [waiting]), "OK 4"))
+        for qid in busy + [waiting]:
+            self.assertIn(f"\nW{HELD_W}\n", self.qf_text(d, qid))
+        self.crash(d)
+        d.start()
+        self.assertEqual(self.request(d, "FLUSH"), ([], "OK 0 messages scheduled"))
+        self.assertQuiet(["r0@one.test", "w@one.test"], {"r0@one.test": 1, "w@one.test": 1})
+
     @unittest.skipIf(asan_build(), "use-after-free in the outbound drain (delivery/outbound.c)")
     def test_hold_in_flight_survives_sigterm(self):
         d, qid = self.stalled_attempt()
