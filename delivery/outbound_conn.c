@@ -95,6 +95,10 @@ void outbound_conn_release_slot(struct outbound_conn *cn)
 void outbound_conn_orphan(struct outbound_conn *cn)
 {
     outbound_conn_release_slot(cn);
+    /* The client's transaction points into the job, which its worker frees next: nothing
+     * may reach it once the connection's close comes (on_closed would settle it). */
+    smtp_client_free(cn->c);
+    cn->c = NULL;
     cn->ow = NULL;
     cn->run = NULL;
     cn->closed = true;

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from delivery_support import DeliveryTestCase
 from sink import Delay
-from ringmail_harness import asan_build, free_port
+from ringmail_harness import free_port
 
 # After its first attempt a deferred message waits an hour: only a request retries it.
 SLOW_QUEUE = {"minimal_backoff": "1h", "maximal_backoff": "1h", "interval": "1h"}
@@ -325,7 +325,6 @@ class InFlight(ControlTestCase):
         self.assertEqual(self.request(d, "FLUSH"), ([], "OK 0 messages scheduled"))
         self.assertQuiet(["r0@one.test", "w@one.test"], {"r0@one.test": 1, "w@one.test": 1})
 
-    @unittest.skipIf(asan_build(), "use-after-free in the outbound drain (delivery/outbound.c)")
     def test_hold_in_flight_survives_sigterm(self):
         d, qid = self.stalled_attempt()
         self.assertEqual(self.request(d, f"HOLD {qid}"), ([f"{qid} held"], "OK 1"))
@@ -372,7 +371,6 @@ class InFlight(ControlTestCase):
         self.assertEqual(d.spool.qids(), set())
         self.assertNotRegex(d.log(), rf"{qid}: \S+: DSN:")
 
-    @unittest.skipIf(asan_build(), "use-after-free in the outbound drain (delivery/outbound.c)")
     def test_delete_in_flight_survives_sigterm(self):
         d, qid = self.stalled_attempt()
         self.assertEqual(self.request(d, f"DELETE {qid}"), ([f"{qid} deleted"], "OK 1"))
