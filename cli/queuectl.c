@@ -357,6 +357,55 @@ void queuectl_filter_tokens_free(char **tokens)
     free(tokens);
 }
 
+/* The messages a FLUSH with `filters` schedules: open recipients, not held, selected. */
+static size_t queuectl_due_ids(const struct spool_read_list *l, const char *const *filters,
+                               size_t n, const char **ids)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        const struct envelope *e = &l->msgs[i].env;
+        bool open = false;
+        for (size_t j = 0; j < e->n_rcpts && !open; j++)
+            open = envelope_rcpt_open(e->rcpts[j].state);
+        if (open && e->next_attempt != ENVELOPE_NEXT_HELD && queuectl_matches(e, filters, n))
+            ids[k++] = e->qid;
+    }
+    return k;
+}
+
+/* sendmail -qf: the run in the foreground. The daemon delivers (it owns the queue); the
+ * command waits for each scheduled message's attempt to end (WATCH), showing its delivery
+ * lines with -v. Which messages those are needs the queue's files: a caller who may not
+ * read them (not root or run_as) gets the run started and is told it does not wait. */
+static int queuectl_flush_foreground(const struct config *cfg, const char *prog,
+                                     const char *const *filters, size_t n, bool verbose, FILE *out,
+                                     FILE *err)
+{
+    struct spool_read_list l = {0};
+    char why[512];
+    bool readable = spool_read_allowed(cfg->run_as, geteuid()) &&
+                    spool_read_all(cfg->spool, &l, why, sizeof(why)) == 0;
+    const char **ids = readable ? calloc(l.n + 1, sizeof(*ids)) : NULL;
+    size_t k = ids ? queuectl_due_ids(&l, filters, n, ids) : 0;
+    int rc = queuectl_flush_filters(cfg, prog, filters, n, !verbose, out, err);
+    if (rc == EX_OK && !ids)
+        fprintf(err,
+                "%s: -qf: the queue run was started; waiting for it needs read access "
+                "to the queue (root or %s)\n",
+                prog, cfg->run_as);
+    FILE *shown = verbose ? out : fopen("/dev/null", "w");
+    for (size_t i = 0; rc == EX_OK && shown && i < k; i++) {
+        int w = queuectl_watch(cfg, ids[i], shown);
+        if (w != EX_OK && w != EX_UNAVAILABLE)
+            rc = w;
+    }
+    if (shown && shown != out)
+        fclose(shown);
+    free(ids);
+    spool_read_list_free(&l);
+    return rc;
+}
+
 int queuectl_flush(const struct config *cfg, const struct sendmail_args *a, FILE *out, FILE *err)
 {
     const char *prog = a->progname ? a->progname : "sendmail";
@@ -365,8 +414,11 @@ int queuectl_flush(const struct config *cfg, const struct sendmail_args *a, FILE
         fprintf(err, "%s: out of memory\n", prog);
         return EX_OSERR;
     }
-    int rc = queuectl_flush_filters(cfg, prog, (const char *const *)tokens, a->n_queue_filters,
-                                    !a->verbose, out, err);
+    const char *const *filters = (const char *const *)tokens;
+    int rc = a->queue_foreground ? queuectl_flush_foreground(cfg, prog, filters, a->n_queue_filters,
+                                                             a->verbose, out, err)
+                                 : queuectl_flush_filters(cfg, prog, filters, a->n_queue_filters,
+                                                          !a->verbose, out, err);
     queuectl_filter_tokens_free(tokens);
     return rc;
 }

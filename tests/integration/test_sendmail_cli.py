@@ -426,6 +426,26 @@ class SendmailRefusals(SendmailCase):
         self.assertEqual(self.d.spool.qids(), set())
 
 
+class SendmailQueueRunForeground(SendmailCase):
+    """sendmail -qf: the run in the foreground, its delivery shown with -v."""
+
+    def test_qf_waits_for_the_attempts_and_shows_them(self):
+        from sink import first_n
+        self.sinkd = self.sink(rcpt=first_n(1, "451 4.3.0 busy", "250 ok"))
+        self.d = self.daemon(start=False, routing={"smart_host": self.sinkd.hostport},
+                             queue={"minimal_backoff": "1h", "interval": "1h"})
+        os.chmod(self.d.workdir, 0o755)
+        self.d.start()
+        os.chmod(self.d.config_path, 0o644)
+        self.assertExit(self.sendmail("bob@remote.test", input="Subject: qf\n\nbody\n"), 0)
+        self.assertIsNotNone(self.d.wait_log(r"to=<bob@remote\.test>.*stat=Deferred", timeout=30))
+        r = self.sendmail("-qf", "-v", "-qRbob")
+        self.assertExit(r, 0)
+        # the command came back after the attempt, and showed it
+        self.assertRegex(r.stdout.decode(), r"to=<bob@remote\.test>, .*stat=Sent")
+        self.assertEqual(len(self.sinkd.messages), 1)
+
+
 class SendmailStartsTheDaemon(SendmailCase):
 
     def test_bD_runs_ringmaild_in_the_foreground(self):
