@@ -502,7 +502,8 @@ static void sm_verbose_outcome(const struct sm_submission *s, bool via_daemon)
 {
     for (size_t i = 0; i < s->env->n_rcpts; i++) {
         if (!via_daemon)
-            printf("%s... Queued in the maildrop (the mail daemon is not running or cannot take it now)\n",
+            printf("%s... Queued in the maildrop (the mail daemon is not running or cannot take it "
+                   "now)\n",
                    s->env->rcpts[i]);
         else if (s->rcpt_replies[i].code / 100 == 2)
             printf("%s... Sent (%s)\n", s->env->rcpts[i], s->accepted_text);
