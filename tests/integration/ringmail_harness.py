@@ -500,9 +500,16 @@ class Daemon:
 
     @property
     def engine_pid(self) -> int:
-        """The engine: the parent's one child, which serves the connections."""
-        with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
-            children = f.read().split()
+        """The engine: the parent's one child, which serves the connections. Right after
+        "ready" the parent forks the maildrop's pickup (through a child that exits at
+        once, core/pickup.c): that one may still be there for a moment."""
+        deadline = time.monotonic() + 5
+        while True:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                children = f.read().split()
+            if len(children) == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
         if len(children) != 1:
             raise AssertionError(f"ringmaild (pid {self.proc.pid}) has children {children}")
         return int(children[0])
