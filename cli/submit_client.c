@@ -11,6 +11,8 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "util/xtext.h"
+
 #define SUBMIT_LINE_MAX  2048 /* a reply line; RFC 5321 says 512 */
 #define SUBMIT_LINES_MAX 100
 
@@ -206,27 +208,6 @@ struct submit_client *submit_connect(const char *path, const char *helo,
     return c;
 }
 
-size_t submit_xtext(const char *in, char *out, size_t outlen)
-{
-    size_t n = 0, written = 0; /* written: what fits, always < outlen */
-    for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
-        char enc[4];
-        size_t k = 1;
-        if (*p < 33 || *p > 126 || *p == '+' || *p == '=')
-            k = (size_t)snprintf(enc, sizeof(enc), "+%02X", *p);
-        else
-            enc[0] = (char)*p;
-        if (written == n && n + k < outlen) {
-            memcpy(out + n, enc, k);
-            written += k;
-        }
-        n += k;
-    }
-    if (outlen)
-        out[written] = '\0';
-    return n;
-}
-
 /* " KEY=value" (xtext-encoded with `xtext`), or " KEY" when `value` is NULL, appended to
  * `line` (of `size`); -1 if it does not fit. */
 static int submit_param(char *line, size_t size, const char *key, const char *value, bool xtext)
@@ -238,7 +219,7 @@ static int submit_param(char *line, size_t size, const char *key, const char *va
     if (!value)
         return 0;
     used += (size_t)n;
-    size_t need = xtext ? submit_xtext(value, line + used, size - used)
+    size_t need = xtext ? xtext_encode(value, line + used, size - used)
                         : (size_t)snprintf(line + used, size - used, "%s", value);
     return need < size - used ? 0 : -1;
 }

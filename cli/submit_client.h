@@ -87,7 +87,4 @@ int submit_proxy(const char *path, int in_fd, int out_fd, struct submit_reply *r
  * when the reply has one, else 4xx EX_TEMPFAIL, 5xx EX_UNAVAILABLE; no reply EX_TEMPFAIL). */
 int submit_exit_status(const struct submit_reply *reply);
 
-/* RFC 3461 xtext of `in` into `out` (always terminated); the length it needs, as snprintf. */
-size_t submit_xtext(const char *in, char *out, size_t outlen);
-
 #endif

@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/xtext.h"
+
 #define BOUNCE_LINE_MAX     998 /* RFC 5322 2.1.1, without the CRLF */
 #define BOUNCE_FOLD_AT      78  /* where folding starts when there is a space to fold at */
 #define BOUNCE_BOUNDARY_MAX 70  /* RFC 2046 5.1.1 */
@@ -147,38 +149,16 @@ static void bounce_interval(uint32_t secs, char *out, size_t outlen)
         snprintf(out, outlen, "0 seconds");
 }
 
-static int bounce_hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* RFC 3461 4: ENVID and ORCPT travel as xtext; the report carries them decoded (RFC 3464
  * 2.2.1, 2.3.1). A value that does not decode to printable ASCII is kept as received:
  * still xtext, so still safe in a header. */
 static const char *bounce_xtext_decode(const char *in, char *out, size_t outlen)
 {
-    size_t o = 0;
-    for (const char *p = in; *p; p++) {
-        int c = (unsigned char)*p;
-        if (c == '+') {
-            int hi = bounce_hexval(p[1]), lo = hi >= 0 ? bounce_hexval(p[2]) : -1;
-            if (lo < 0)
-                return in;
-            c = hi * 16 + lo;
-            p += 2;
-        }
-        if (c < 0x20 || c > 0x7e || o + 1 >= outlen)
+    ssize_t n = xtext_decode(in, strlen(in), out, outlen);
+    for (ssize_t i = 0; i < n; i++)
+        if ((unsigned char)out[i] < 0x20 || (unsigned char)out[i] > 0x7e)
             return in;
-        out[o++] = (char)c;
-    }
-    out[o] = '\0';
-    return out;
+    return n < 0 ? in : out;
 }
 
 static bool bounce_status_valid(const char *s)

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/xtext.h"
+
 /* A cursor over the caller's bytes. */
 struct cur {
     const unsigned char *p;
@@ -479,30 +481,6 @@ bool smtp_xtext_valid(const char *s, size_t len)
     return true;
 }
 
-static unsigned addr_hex_value(unsigned ch)
-{
-    if (addr_is_digit(ch))
-        return ch - '0';
-    return addr_lower((unsigned char)ch) - 'a' + 10;
-}
-
-/* Decodes valid xtext (smtp_xtext_valid) into `out`, which has room for `len` octets;
- * returns the decoded length. */
-static size_t addr_xtext_decode(const char *s, size_t len, char *out)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (p[i] == '+') {
-            out[n++] = (char)(addr_hex_value(p[i + 1]) << 4 | addr_hex_value(p[i + 2]));
-            i += 2;
-        } else {
-            out[n++] = (char)p[i];
-        }
-    }
-    return n;
-}
-
 /* One keyword=value parameter, as split by the driver below. */
 struct param {
     const char *value; /* NULL when there was no '=' */
@@ -601,14 +579,13 @@ static int param_xtext_dup(const struct param *v, size_t max, const char *bad, c
     char *d = malloc(v->vlen + 1);
     if (d == NULL)
         return addr_fail(err, 452, "4.3.1", "Insufficient system storage");
-    size_t n = addr_xtext_decode(v->value, v->vlen, d);
-    d[n] = '\0';
-    if (n > max) {
+    ssize_t n = xtext_decode(v->value, v->vlen, d, v->vlen + 1); /* valid: never -1 */
+    if (n < 0 || (size_t)n > max) {
         free(d);
         return param_fail(err, bad);
     }
     *out = d;
-    *outlen = n;
+    *outlen = (size_t)n;
     return 0;
 }
 
