@@ -397,6 +397,38 @@ int config_override_queue_interval(const char *text)
     return 0;
 }
 
+/* FEATURE(local_procmail) and FEATURE(smrsh) stand for settings of their own, as their m4
+ * does: procmail becomes the local mailer unless LOCAL_MAILER_PATH names another, and smrsh
+ * allows the programs in Debian's /etc/mail/smrsh unless smrsh_dir says otherwise. */
+static int config_local_computed(const struct config_ctx *x, struct config_local *l)
+{
+    bool procmail = l->local_procmail && strcmp(l->local_procmail, "false") != 0;
+    if (procmail && !l->local_path &&
+        !(l->local_path = strdup(strcmp(l->local_procmail, "true") == 0 ? "/usr/bin/procmail"
+                                                                        : l->local_procmail)))
+        return config_oom(x);
+    if (procmail && !l->local_args && !(l->local_args = strdup("procmail -Y -a $h -d $u")))
+        return config_oom(x);
+    if (l->local_path && !l->local_args) {
+        const char *base = strrchr(l->local_path, '/');
+        if (asprintf(&l->local_args, "%s -d $u", base ? base + 1 : l->local_path) < 0) {
+            l->local_args = NULL;
+            return config_oom(x);
+        }
+    }
+    bool smrsh = l->smrsh && strcmp(l->smrsh, "false") != 0;
+    if (smrsh && !l->smrsh_dir && !(l->smrsh_dir = strdup("/etc/mail/smrsh")))
+        return config_oom(x);
+    if (!smrsh && l->smrsh_dir) {
+        free(l->smrsh_dir);
+        l->smrsh_dir = NULL;
+    }
+    if (!l->mailbox || !l->mailbox[0])
+        return config_fail(x, "mailers.mailbox",
+                           "expected a path: \"/var/mail/$u\" or \"Maildir/\"");
+    return 0;
+}
+
 static int config_computed(const struct config_ctx *x, struct config *c)
 {
     if (config_queue_interval_ms)
@@ -424,6 +456,8 @@ static int config_computed(const struct config_ctx *x, struct config *c)
         (!c->control_socket &&
          config_beside(x, c->pid_file, "ringmail.ctl", &c->control_socket) < 0) ||
         (!c->maildrop && config_beside(x, c->spool, "maildrop", &c->maildrop) < 0))
+        return -1;
+    if (config_local_computed(x, &c->local) < 0)
         return -1;
     if (config_doc_find(x->doc, "local_domains"))
         return 0;

@@ -93,6 +93,25 @@ struct config_map_data {
     struct map_simple mailertable, virtusertable, genericstable;
 };
 
+/* Local delivery (the `mailers` section, and routing.luser_relay): how the privileged
+ * parent's agent writes a local user's mailbox (core/local_agent.h) and what the queue
+ * manager expands a local recipient with (compat/alias_expand.h). */
+struct config_local {
+    char *mailbox;        /* "/var/mail/$u": mbox; ending in '/': Maildir; relative: under home */
+    char *local_path;     /* LOCAL_MAILER_PATH: mailboxes through this program; NULL = built-in */
+    char *local_args;     /* LOCAL_MAILER_ARGS: its argv, words with $u $h $f */
+    char *local_procmail; /* FEATURE(local_procmail): "true" or procmail's path */
+    char *lmtp;           /* mailboxes over LMTP: "unix:/path", "/path", "[host]:port"; NULL */
+    char *default_user;   /* DefaultUser: alias programs and files, uid-0 recipients */
+    char *smrsh;          /* FEATURE(smrsh): "true" or the program's path; NULL = off */
+    char *smrsh_dir;      /* the programs smrsh allows; NULL when smrsh is off */
+    char **forward_path;  /* confFORWARD_PATH: "$z/.forward" */
+    size_t n_forward_path;
+    char *luser_relay;   /* LUSER_RELAY: unknown local users go there; NULL = 5.1.1 */
+    uint32_t timeout_ms; /* a local mailer's time limit */
+    unsigned max_agents; /* local deliveries at once (the parent refuses more) */
+};
+
 struct config_milter { /* INPUT_MAIL_FILTER */
     char *name, *socket, *flags, *timeouts, *input;
 };
@@ -134,7 +153,7 @@ struct config_dnsbl { /* FEATURE(dnsbl), FEATURE(enhdnsbl) */
 /* Everything accepted but not enforced yet, as written (NULL / empty = not set). */
 struct config_later {
     struct {
-        char *luser_relay, *local_relay, *relay_mailer, *fallback_mx;
+        char *local_relay, *relay_mailer, *fallback_mx;
         char *try_null_mx_list;
         struct config_words local_users;
         char *local_users_file;
@@ -152,7 +171,7 @@ struct config_later {
     } auth;
     struct {
         struct config_words enabled;
-        char *default_user, *smrsh, *local_procmail, *local_lmtp, *local_path, *local_args;
+        char *local_lmtp;
     } mailers;
     struct {
         char *greet_pause;
@@ -255,6 +274,7 @@ struct config {
     struct config_delivery delivery;
     struct config_maps maps;
     struct config_map_data map;
+    struct config_local local;
     struct config_later later;
     /* "FILE:LINE: key 'x' is accepted but not enforced yet (issue: y)" and the like: what
      * this configuration asks for that the daemon does not do; logged at start and reload. */

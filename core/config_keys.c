@@ -183,7 +183,7 @@ static const struct config_key config_map_keys[] = {
 static const struct config_key config_routing_keys[] = {
     TEXT("smart_host", CONFIG_STRING, delivery.smart_host, NULL),
     TEXT("mail_hub", CONFIG_STRING, delivery.mail_hub, NULL),
-    KEPT("luser_relay", CONFIG_STRING, later.routing.luser_relay, ISSUE_DELIVERY),
+    TEXT("luser_relay", CONFIG_STRING, local.luser_relay, NULL),
     KEPT("local_relay", CONFIG_STRING, later.routing.local_relay, ISSUE_DELIVERY),
     KEPT("relay_mailer", CONFIG_STRING, later.routing.relay_mailer, ISSUE_DELIVERY),
     KEPT("fallback_mx", CONFIG_STRING, later.routing.fallback_mx, ISSUE_DELIVERY),
@@ -278,13 +278,21 @@ static const struct config_key config_auth_keys[] = {
 
 static const struct config_key config_mailer_keys[] = {
     KEPT_LIST("enabled", CONFIG_STRING, later.mailers.enabled, ISSUE_DELIVERY),
-    KEPT("default_user", CONFIG_STRING, later.mailers.default_user, ISSUE_DELIVERY),
-    /* `true`, or the program FEATURE(smrsh, /usr/sbin/smrsh) names */
-    KEPT("smrsh", CONFIG_STRING, later.mailers.smrsh, ISSUE_DELIVERY),
-    KEPT("local_procmail", CONFIG_STRING, later.mailers.local_procmail, ISSUE_DELIVERY),
+    TEXT("mailbox", CONFIG_STRING, local.mailbox, "/var/mail/$u"),
+    TEXT("local_path", CONFIG_PATH, local.local_path, NULL),
+    TEXT("local_args", CONFIG_STRING, local.local_args, NULL),
+    /* `true`, or procmail's path: local_path and local_args then default to procmail's */
+    TEXT("local_procmail", CONFIG_STRING, local.local_procmail, NULL),
+    /* mail.local -l speaks LMTP over a pipe: not done; mailers.lmtp takes a socket */
     KEPT("local_lmtp", CONFIG_STRING, later.mailers.local_lmtp, ISSUE_DELIVERY),
-    KEPT("local_path", CONFIG_STRING, later.mailers.local_path, ISSUE_DELIVERY),
-    KEPT("local_args", CONFIG_STRING, later.mailers.local_args, ISSUE_DELIVERY),
+    TEXT("lmtp", CONFIG_STRING, local.lmtp, NULL),
+    TEXT("default_user", CONFIG_STRING, local.default_user, "daemon"),
+    /* `true`, or the program FEATURE(smrsh, /usr/sbin/smrsh) names */
+    TEXT("smrsh", CONFIG_STRING, local.smrsh, NULL),
+    TEXT("smrsh_dir", CONFIG_PATH, local.smrsh_dir, NULL),
+    LIST_AT("forward_path", CONFIG_STRING, local.forward_path, local.n_forward_path, "$z/.forward"),
+    NUM("timeout", CONFIG_DURATION, 0, local.timeout_ms, 1 * SEC, DAY, "10m"),
+    NUM("max_agents", CONFIG_UINT, 0, local.max_agents, 1, 10000, "20"),
 };
 
 /* Paths without a default are computed beside pid_file and the spool (config.c). */

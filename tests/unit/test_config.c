@@ -640,7 +640,7 @@ static void test_sample(void **state)
 static const char test_kept[] = "listen:\n"
                                 "  - {name: MSA, port: 587, modifiers: E}\n"
                                 "routing:\n"
-                                "  luser_relay: \"local:bob\"\n"
+                                "  local_relay: \"hub.example\"\n"
                                 "masquerade: {as: example.com, envelope: true, domains: [a, b]}\n"
                                 "milters:\n"
                                 "  - {name: dkim, socket: \"inet:8891@localhost\", input: true}\n"
@@ -662,7 +662,7 @@ static void test_kept_keys(void **state)
     assert_non_null(c);
     const struct config_later *l = &c->later;
     assert_string_equal(c->listen[0].modifiers, "E");
-    assert_string_equal(l->routing.luser_relay, "local:bob");
+    assert_string_equal(l->routing.local_relay, "hub.example");
     assert_string_equal(l->masquerade.envelope, "true");
     assert_int_equal(l->masquerade.domains.n, 2);
     assert_int_equal(l->n_milters, 1);
@@ -681,7 +681,7 @@ static void test_kept_keys(void **state)
 
     const char *want[] = {
         "t.yaml:2: key 'listen[0].modifiers' is",
-        "t.yaml:4: key 'routing.luser_relay' is",
+        "t.yaml:4: key 'routing.local_relay' is",
         "t.yaml:5: key 'masquerade.as' is",
         "t.yaml:5: key 'masquerade.domains' is",
         "t.yaml:5: key 'masquerade.envelope' is",
@@ -728,6 +728,34 @@ static void test_kept_keys(void **state)
 /* The maps named under maps.*: class files extend the domain lists, the access map is
  * parsed (with a warning for what is not enforced), and a malformed map is an error with
  * the configuration's position and the map's own file and line. */
+/* The mailers section: FEATURE(local_procmail) makes procmail the local mailer with the
+ * m4's arguments, FEATURE(smrsh) its directory; both leave explicit settings alone. */
+static void test_mailers(void **state)
+{
+    (void)state;
+    struct config *c = test_load("mailers: {local_procmail: true, smrsh: true}\n");
+    assert_non_null(c);
+    assert_string_equal(c->local.local_path, "/usr/bin/procmail");
+    assert_string_equal(c->local.local_args, "procmail -Y -a $h -d $u");
+    assert_string_equal(c->local.smrsh_dir, "/etc/mail/smrsh");
+    assert_string_equal(c->local.mailbox, "/var/mail/$u");
+    assert_string_equal(c->local.default_user, "daemon");
+    assert_int_equal(c->local.n_forward_path, 1);
+    assert_string_equal(c->local.forward_path[0], "$z/.forward");
+    assert_int_equal(c->local.timeout_ms, 600000);
+    assert_int_equal(c->n_warnings, 0);
+    config_free(c);
+
+    c = test_load("mailers: {local_path: /usr/lib/dovecot/dovecot-lda, smrsh_dir: /x,\n"
+                  "  mailbox: Maildir/}\nrouting: {luser_relay: \"local:bob\"}\n");
+    assert_non_null(c);
+    assert_string_equal(c->local.local_args, "dovecot-lda -d $u");
+    assert_null(c->local.smrsh_dir); /* smrsh itself is off */
+    assert_string_equal(c->local.mailbox, "Maildir/");
+    assert_string_equal(c->local.luser_relay, "local:bob");
+    config_free(c);
+}
+
 static void test_maps(void **state)
 {
     (void)state;
@@ -846,7 +874,8 @@ int main(void)
         cmocka_unit_test(test_durations),    cmocka_unit_test(test_domains),
         cmocka_unit_test(test_paths),        cmocka_unit_test(test_hosts),
         cmocka_unit_test(test_sample),       cmocka_unit_test(test_docs_name_every_key),
-        cmocka_unit_test(test_kept_keys),    cmocka_unit_test(test_maps),
+        cmocka_unit_test(test_kept_keys),    cmocka_unit_test(test_mailers),
+        cmocka_unit_test(test_maps),
     };
     return cmocka_run_group_tests(tests, test_setup, test_teardown);
 }
