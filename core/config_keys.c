@@ -169,9 +169,9 @@ static const struct config_key config_tls_keys[] = {
  * maps kept for delivery still stop the load when they are malformed (config_maps.c). */
 static const struct config_key config_map_keys[] = {
     TEXT("access", CONFIG_PATH, maps.access, NULL),
-    KEPT_LIST("aliases", CONFIG_PATH, maps.aliases, ISSUE_DELIVERY),
+    LIST_AT("aliases", CONFIG_PATH, maps.aliases.v, maps.aliases.n, ""),
     TEXT("mailertable", CONFIG_PATH, maps.mailertable, NULL),
-    KEPT("virtusertable", CONFIG_PATH, maps.virtusertable, ISSUE_DELIVERY),
+    TEXT("virtusertable", CONFIG_PATH, maps.virtusertable, NULL),
     KEPT("genericstable", CONFIG_PATH, maps.genericstable, ISSUE_DELIVERY),
     KEPT("domaintable", CONFIG_PATH, maps.domaintable, ISSUE_DELIVERY),
     KEPT("authinfo", CONFIG_PATH, maps.authinfo, ISSUE_DELIVERY),
