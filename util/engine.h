@@ -208,11 +208,12 @@ int engine_conn_peer_cred(struct engine_worker *w, engine_conn_id id, struct ucr
 
 /* Opens a TCP connection to `to` (AF_INET or AF_INET6, port set) from `from` (NULL = any
  * address the kernel picks; a port of 0 = any port) on this worker's ring: a non-blocking,
- * close-on-exec socket with TCP_NODELAY. Returns 0 and the connection's id in *id_out at
- * once; then on_connected(ctx) when it is established, or on_closed(ctx, errno) when it
- * fails, from the loop, never from inside this call. The id is valid from the start:
- * engine_conn_set_timer arms the connect timeout (on_timer fires while connecting too,
- * and the layer then closes it), engine_conn_send queues output sent once connected,
+ * close-on-exec socket with TCP_NODELAY. `to` may also be a unix stream socket (AF_UNIX
+ * with a path, `from` NULL: a local LMTP server); its path is copied like the rest. Returns 0 and
+ * the connection's id in *id_out at once; then on_connected(ctx) when it is established, or
+ * on_closed(ctx, errno) when it fails, from the loop, never from inside this call. The id is valid
+ * from the start: engine_conn_set_timer arms the connect timeout (on_timer fires while connecting
+ * too, and the layer then closes it), engine_conn_send queues output sent once connected,
  * engine_conn_pause_recv holds receiving from the start, engine_conn_close (flush or not)
  * cancels a connect in progress. Returns -1 with errno, and calls nothing, only for bad
  * arguments (EINVAL), no memory for the connection (ENOMEM) or a worker that is exiting

@@ -14,8 +14,10 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "util/engine_int.h"
@@ -29,6 +31,11 @@ static bool engine_connect_addr_ok(const struct sockaddr *a, socklen_t len)
         return len >= sizeof(struct sockaddr_in) && len <= sizeof(struct sockaddr_storage);
     if (a->sa_family == AF_INET6)
         return len >= sizeof(struct sockaddr_in6) && len <= sizeof(struct sockaddr_storage);
+    /* a path of at least one octet; an abstract name (sun_path[0] == 0) is not taken */
+    if (a->sa_family == AF_UNIX)
+        return len > offsetof(struct sockaddr_un, sun_path) + 1 &&
+               len <= sizeof(struct sockaddr_un) &&
+               ((const struct sockaddr_un *)a)->sun_path[0] != '\0';
     return false;
 }
 
@@ -53,7 +60,7 @@ static int engine_connect_socket(struct engine_worker *w, int family, const stru
         return -EMFILE;
     }
     int one = 1;
-    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
+    if (family != AF_UNIX && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
         log_warn("engine: worker %u: TCP_NODELAY on an outbound connection: %s", w->index,
                  strerror(errno));
     if (from) {
@@ -74,7 +81,8 @@ int engine_connect(struct engine_worker *w, const struct sockaddr *to, socklen_t
 {
     if (!engine_connect_addr_ok(to, tolen) || !cb || !cb->on_recv || !cb->on_closed ||
         !cb->on_connected || !id_out ||
-        (from && (!engine_connect_addr_ok(from, fromlen) || from->sa_family != to->sa_family))) {
+        (from && (!engine_connect_addr_ok(from, fromlen) || from->sa_family != to->sa_family ||
+                  from->sa_family == AF_UNIX))) {
         errno = EINVAL;
         return -1;
     }

@@ -1,6 +1,6 @@
 /*
  * tests/unit/test_engine_connect.c — outbound connections (engine_connect) against real
- * loopback TCP peers.
+ * loopback TCP peers (and one unix stream socket).
  *
  * The engine runs one worker; each test hands it a scenario (a function run on the
  * worker's thread through engine_post) that opens connections with the callbacks below,
@@ -778,6 +778,78 @@ static void test_connect_ipv6(void **state)
     engine_fixture_stop();
 }
 
+static struct sockaddr_un target_un;
+
+static void sc_connect_unix(struct engine_worker *w)
+{
+    struct oconn *c = &T.c[0];
+    c->connected_send = "lhlo\r\n";
+    c->want = 6;
+    c->rc = engine_connect(w, (struct sockaddr *)&target_un, sizeof target_un, NULL, 0,
+                           &o_callbacks, c, &c->id);
+}
+
+static void sc_connect_unix_bad(struct engine_worker *w)
+{
+    struct oconn *c = &T.c[1];
+    errno = 0;
+    /* a unix socket has no source address to bind */
+    c->rc =
+        engine_connect(w, (struct sockaddr *)&target_un, sizeof target_un,
+                       (struct sockaddr *)&target_un, sizeof target_un, &o_callbacks, c, &c->id);
+    c->rc_errno = errno;
+}
+
+/* A unix stream socket (a local LMTP server's): connected, bytes both ways, closed
+ * cleanly; a path nobody listens on is ENOENT through on_closed, as a refused TCP connect
+ * is ECONNREFUSED. */
+static void test_connect_unix(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/engine-unix-XXXXXX";
+    if (!mkdtemp(dir))
+        fail_msg("mkdtemp: %s", strerror(errno));
+    target_un = (struct sockaddr_un){.sun_family = AF_UNIX};
+    snprintf(target_un.sun_path, sizeof target_un.sun_path, "%s/lmtp", dir);
+    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    SYS(lfd);
+    keep_fd(lfd);
+    SYS(bind(lfd, (struct sockaddr *)&target_un, sizeof target_un));
+    SYS(listen(lfd, 4));
+    start();
+    run(sc_connect_unix);
+    assert_int_equal(T.c[0].rc, 0);
+    struct pollfd p = {.fd = lfd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    SYS(fd);
+    keep_fd(fd);
+    struct timeval tv = {.tv_sec = WAIT_MS / 1000};
+    SYS(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv));
+    char buf[6];
+    assert_int_equal(recv(fd, buf, sizeof buf, MSG_WAITALL), 6);
+    assert_memory_equal(buf, "lhlo\r\n", 6);
+    assert_int_equal(send(fd, "220 x\n", 6, MSG_NOSIGNAL), 6);
+    WAIT_FOR(T.closed == 1);
+    assert_true(T.c[0].connected);
+    assert_int_equal(T.c[0].err, 0);
+    assert_rx(&T.c[0], "220 x\n");
+
+    run(sc_connect_unix_bad);
+    assert_int_equal(T.c[1].rc, -1);
+    assert_int_equal(T.c[1].rc_errno, EINVAL);
+
+    SYS(unlink(target_un.sun_path));
+    memset(&T.c[0], 0, sizeof T.c[0]);
+    run(sc_connect_unix);
+    assert_int_equal(T.c[0].rc, 0);
+    WAIT_FOR(T.closed == 2);
+    assert_false(T.c[0].connected);
+    assert_int_equal(T.c[0].err, ENOENT);
+    engine_fixture_stop();
+    SYS(rmdir(dir));
+}
+
 static void sc_loop(struct engine_worker *w)
 {
     T.c[0].connected_send = "loop\r\n";
@@ -812,19 +884,13 @@ int main(void)
     if (!engine_fixture_usable())
         return 77;
     const struct CMUnitTest tests[] = {
-        TEST(test_connect_echo),
-        TEST(test_connect_refused),
-        TEST(test_connect_timeout),
-        TEST(test_close_while_connecting),
-        TEST(test_many_at_once),
-        TEST(test_send_before_connected),
-        TEST(test_connect_from),
-        TEST(test_fd_reserve),
-        TEST(test_bad_arguments),
-        TEST(test_exit_while_connecting),
-        TEST(test_pause_before_connected),
-        TEST(test_connect_ipv6),
-        TEST(test_loop_through_own_listener),
+        TEST(test_connect_echo),           TEST(test_connect_refused),
+        TEST(test_connect_timeout),        TEST(test_close_while_connecting),
+        TEST(test_many_at_once),           TEST(test_send_before_connected),
+        TEST(test_connect_from),           TEST(test_fd_reserve),
+        TEST(test_bad_arguments),          TEST(test_exit_while_connecting),
+        TEST(test_pause_before_connected), TEST(test_connect_ipv6),
+        TEST(test_connect_unix),           TEST(test_loop_through_own_listener),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
