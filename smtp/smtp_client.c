@@ -8,6 +8,10 @@
  * counts one awaited reply; a reply that completes when none is awaited is unsolicited,
  * which is how a server answering ahead of its commands (or injecting replies) is caught
  * in every state with one rule.
+ *
+ * LMTP (RFC 2033) is the same machine with three differences: LHLO for EHLO (and no HELO
+ * to fall back to), DATA even when CHUNKING is offered, and after the final dot one reply
+ * per accepted recipient instead of one for all.
  */
 #include "smtp/smtp_client.h"
 
@@ -65,6 +69,7 @@ struct smtp_client {
     size_t rcpt_next;                   /* next recipient to send RCPT for */
     size_t rcpt_reply;                  /* next recipient whose reply is awaited */
     bool mail_replied, mail_ok;
+    size_t rcpts_final; /* LMTP: recipients before this index have their final reply */
     size_t off;         /* data octets sent (DATA: consumed from the df) */
     size_t chunk_end;   /* BDAT: where the current chunk ends in the df */
     bool at_line_start; /* DATA: next octet starts a line (dot-stuffing) */
@@ -92,6 +97,8 @@ static const char *const state_waiting_for[] = {
 
 static const char *client_waiting_for(const struct smtp_client *c)
 {
+    if (c->state == ST_EHLO && c->set->lmtp)
+        return "LHLO reply";
     return c->state == ST_MAIL && c->mail_replied ? "RCPT reply" : state_waiting_for[c->state];
 }
 
@@ -388,14 +395,15 @@ static void client_send(struct smtp_client *c, const void *data, size_t len)
 }
 
 /* Every recipient without an outcome of its own, or accepted, gets `r` (forced to a
- * temporary outcome when the session broke, since nothing was delivered). */
+ * temporary outcome when the session broke, since nothing was delivered). LMTP recipients
+ * that already had their reply to the data keep it: that delivery happened. */
 static size_t client_settle_rcpts(struct smtp_client *c, const struct smtp_client_reply *r,
                                   bool temporary)
 {
     size_t accepted = 0;
     for (size_t i = 0; i < c->msg->n_rcpts; i++) {
         struct smtp_client_reply *x = &c->rcpts[i];
-        if (x->code == 0 || x->outcome == SMTP_CLIENT_OK) {
+        if (i >= c->rcpts_final && (x->code == 0 || x->outcome == SMTP_CLIENT_OK)) {
             *x = *r;
             if (temporary && x->outcome != SMTP_CLIENT_TEMP)
                 x->outcome = SMTP_CLIENT_TEMP;
@@ -510,7 +518,8 @@ static void client_ehlo(struct smtp_client *c, bool ehlo)
 {
     char line[SMTP_DOMAIN_MAX + 16];
     const char *name = c->set->helo_name && *c->set->helo_name ? c->set->helo_name : "localhost";
-    snprintf(line, sizeof(line), "%s %.*s\r\n", ehlo ? "EHLO" : "HELO", SMTP_DOMAIN_MAX, name);
+    const char *verb = c->set->lmtp ? "LHLO" : ehlo ? "EHLO" : "HELO";
+    snprintf(line, sizeof(line), "%s %.*s\r\n", verb, SMTP_DOMAIN_MAX, name);
     memset(&c->new_caps, 0, sizeof(c->new_caps));
     client_command(c, ehlo ? ST_EHLO : ST_HELO, c->set->timeouts.helo, line);
 }
@@ -587,10 +596,10 @@ static void client_session_reply(struct smtp_client *c, const struct smtp_client
                 client_command(c, ST_STARTTLS, c->set->timeouts.starttls, "STARTTLS\r\n");
             else
                 client_ready(c, NULL);
-        } else if (cls == 5) { /* RFC 5321 3.2: an old server; sendmail tries HELO */
+        } else if (cls == 5 && !c->set->lmtp) { /* RFC 5321 3.2: an old server; HELO */
             client_ehlo(c, false);
-        } else if (cls == 4) {
-            client_fail(c, r, true);
+        } else if (cls == 4 || cls == 5) { /* LMTP has no HELO (RFC 2033 4.1) */
+            client_fail(c, r, cls == 4);
         } else {
             client_protocol_error(c, "unexpected reply to EHLO", r->text, strlen(r->text));
         }
@@ -802,6 +811,23 @@ static void client_mail(struct smtp_client *c)
 
 static void client_push_body(struct smtp_client *c);
 
+/* The first recipient from index `i` on whose RCPT was accepted; n_rcpts if none. */
+static size_t client_next_accepted(const struct smtp_client *c, size_t i)
+{
+    while (i < c->msg->n_rcpts && !(c->rcpts[i].code != 0 && c->rcpts[i].outcome == SMTP_CLIENT_OK))
+        i++;
+    return i;
+}
+
+static unsigned client_count_accepted(const struct smtp_client *c)
+{
+    unsigned n = 0;
+    for (size_t i = client_next_accepted(c, 0); i < c->msg->n_rcpts;
+         i = client_next_accepted(c, i + 1))
+        n++;
+    return n;
+}
+
 static void client_start_bdat_chunk(struct smtp_client *c)
 {
     size_t n = c->msg->len - c->off;
@@ -819,7 +845,9 @@ static void client_start_bdat_chunk(struct smtp_client *c)
 
 static void client_start_data(struct smtp_client *c)
 {
-    if (c->caps.chunking) {
+    /* LMTP's BDAT LAST would owe a reply per recipient, its other chunks one each; DATA
+     * keeps that to one place (client_lmtp_data_reply) */
+    if (c->caps.chunking && !c->set->lmtp) {
         client_start_bdat_chunk(c);
         return;
     }
@@ -880,7 +908,7 @@ static void client_push_body(struct smtp_client *c)
         bool end = client_stuff(c, &n);
         if (end) {
             c->state = ST_DATA_END;
-            c->awaiting++;
+            c->awaiting += c->set->lmtp ? client_count_accepted(c) : 1;
             client_arm(c, c->set->timeouts.datafinal);
         } else {
             c->waiting_drain = true;
@@ -968,6 +996,24 @@ static void client_mail_reply(struct smtp_client *c, const struct smtp_client_re
     client_done(c, &c->txn_reply, SMTP_CLIENT_PHASE_RCPT); /* none accepted: the last refusal */
 }
 
+/* RFC 2033 4.2: after the final dot one reply per accepted recipient, in RCPT order. Each is
+ * final at once: if the session breaks before the rest, the recipients already answered
+ * keep their reply (a 250 there was a delivery; retrying it would deliver twice). */
+static void client_lmtp_data_reply(struct smtp_client *c, const struct smtp_client_reply *r)
+{
+    /* within bounds: `awaiting` counted the accepted recipients, and a reply beyond it is
+     * unsolicited (client_reply) */
+    size_t i = client_next_accepted(c, c->rcpts_final);
+    c->rcpts[i] = *r;
+    c->rcpts_final = i + 1;
+    if (c->awaiting) {
+        client_arm(c, c->set->timeouts.datafinal);
+        return;
+    }
+    c->rcpts_final = c->msg->n_rcpts;
+    client_done(c, r, SMTP_CLIENT_PHASE_DATAFINAL);
+}
+
 static void client_data_reply(struct smtp_client *c, const struct smtp_client_reply *r)
 {
     int cls = r->code / 100;
@@ -996,7 +1042,10 @@ static void client_data_reply(struct smtp_client *c, const struct smtp_client_re
             return;
         }
         c->need_rset = false; /* the final reply ends the transaction either way */
-        client_done(c, r, SMTP_CLIENT_PHASE_DATAFINAL);
+        if (c->set->lmtp)
+            client_lmtp_data_reply(c, r);
+        else
+            client_done(c, r, SMTP_CLIENT_PHASE_DATAFINAL);
         return;
     case ST_BDAT:
         /* RFC 3030 2: the reply comes after the chunk's last octet; one before it
@@ -1094,7 +1143,7 @@ int smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *msg, u
         return -1;
     c->now = now_ms;
     c->msg = msg;
-    c->rcpt_next = c->rcpt_reply = 0;
+    c->rcpt_next = c->rcpt_reply = c->rcpts_final = 0;
     c->mail_replied = c->mail_ok = false;
     c->off = 0;
     if (client_refuse_locally(c))

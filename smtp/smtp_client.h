@@ -65,6 +65,13 @@
  * outcome of every recipient whose RCPT was accepted; a refused RCPT keeps its own reply; a
  * refused MAIL is the outcome of all.
  *
+ * LMTP (settings.lmtp, RFC 2033): LHLO instead of EHLO; a 5xx to it fails the session
+ * (permanent; there is no HELO to fall back to); STARTTLS as above, only when offered and
+ * asked for; DATA always (CHUNKING is not used); after the final dot one reply per accepted
+ * recipient, in RCPT order, each that recipient's outcome. When the session breaks among
+ * those replies, the recipients already answered keep their reply in FAILED's rcpts[] (a
+ * 250 there was a delivery) and only the rest get the failure. DONE's reply is the last one.
+ *
  * Timeouts (sendmail's confTO_* seen from the client, ms, 0 = none): initial (greeting),
  * helo (EHLO/HELO reply), starttls (STARTTLS reply, then the handshake until
  * smtp_client_tls_started), mail, rcpt, datainit (354), datablock (each piece of data
@@ -99,6 +106,7 @@ struct smtp_client_timeouts {
 struct smtp_client_settings {
     const char *helo_name; /* our name in EHLO/HELO */
     bool starttls;         /* send STARTTLS when offered (the glue has a client TLS ctx) */
+    bool lmtp;             /* speak LMTP (RFC 2033), see above */
     struct smtp_client_timeouts timeouts;
     size_t max_reply_line;    /* octets incl. CRLF; 0 = SMTP_CLIENT_MAX_REPLY_LINE */
     unsigned max_reply_lines; /* lines in one reply; 0 = SMTP_CLIENT_MAX_REPLY_LINES */

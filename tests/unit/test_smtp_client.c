@@ -201,6 +201,9 @@ static void t_expect_events(struct t *t, const char *want)
     "250-SMTPUTF8\r\n"                                                                             \
     "250 HELP\r\n"
 #define EHLO_BARE "250 mx.test\r\n"
+#define LHLO_REPLY                                                                                 \
+    "250-lmtp.test\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n"               \
+    "250 CHUNKING\r\n"
 
 static void t_ready(struct t *t, const char *ehlo_reply)
 {
@@ -209,6 +212,14 @@ static void t_ready(struct t *t, const char *ehlo_reply)
     t_feed(t, ehlo_reply);
     t_expect_events(t, "READY\n");
     assert_int_equal(smtp_client_deadline(t->c), 0);
+}
+
+static void t_ready_lmtp(struct t *t)
+{
+    t_feed(t, "220 lmtp.test\r\n");
+    t_expect_sent(t, "LHLO client.test\r\n");
+    t_feed(t, LHLO_REPLY);
+    t_expect_events(t, "READY\n");
 }
 
 static const struct smtp_client_rcpt two_rcpts[] = {
@@ -1372,6 +1383,117 @@ static void test_enhanced_status(void **state)
     t_free(t);
 }
 
+/* ---- LMTP (RFC 2033) ---- */
+
+static struct t *t_lmtp(void)
+{
+    struct smtp_client_settings set;
+    t_default_settings(&set);
+    set.lmtp = true;
+    return t_new(&set, false);
+}
+
+static const struct smtp_client_rcpt three_rcpts[] = {
+    {.addr = "a@y.test"}, {.addr = "b@y.test"}, {.addr = "c@y.test"}};
+static const struct smtp_client_msg msg_three = {
+    .sender = "s@x.test", .rcpts = three_rcpts, .n_rcpts = 3, .data = ".x\r\n", .len = 4};
+
+/* LMTP: LHLO, DATA although CHUNKING is offered, then one reply per accepted recipient in
+ * RCPT order, each that recipient's own outcome; the next transaction needs no RSET. */
+static void test_lmtp_session(void **state)
+{
+    (void)state;
+    struct t *t = t_lmtp();
+    t_feed(t, "220 lmtp.test LMTP ready\r\n");
+    t_expect_sent(t, "LHLO client.test\r\n");
+    t_feed(t, LHLO_REPLY);
+    t_expect_events(t, "READY\n");
+    assert_true(smtp_client_caps(t->c)->esmtp && smtp_client_caps(t->c)->chunking);
+    assert_int_equal(smtp_client_send(t->c, &msg_three, t->now), 0);
+    t_expect_sent(t, "MAIL FROM:<s@x.test>\r\nRCPT TO:<a@y.test>\r\n"
+                     "RCPT TO:<b@y.test>\r\nRCPT TO:<c@y.test>\r\n");
+    t_feed(t, "250 2.1.0 ok\r\n250 2.1.5 ok\r\n452 4.2.2 b: over quota\r\n250 2.1.5 ok\r\n");
+    t_expect_events(t, "RCPT 0 250 2.1.5 ok\nRCPT 1 452 4.2.2 b: over quota\n"
+                       "RCPT 2 250 2.1.5 ok\n");
+    t_expect_sent(t, "DATA\r\n");
+    t_feed(t, "354 go ahead\r\n");
+    t_expect_sent(t, "..x\r\n.\r\n");
+    t_feed(t, "250 2.0.0 <a@y.test> Saved\r\n");
+    t_expect_events(t, ""); /* c's reply is still owed */
+    assert_int_equal(smtp_client_phase(t->c), SMTP_CLIENT_PHASE_DATAFINAL);
+    assert_int_equal(smtp_client_deadline(t->c), t->now + 7000);
+    t_feed(t, "552 5.2.2 <c@y.test> Mailbox full\r\n");
+    t_expect_events(t, "DONE 552 5.2.2 <c@y.test> Mailbox full accepted=1 dsn=0\n"
+                       " r0 O 250 2.0.0 <a@y.test> Saved\n"
+                       " r1 T 452 4.2.2 b: over quota\n"
+                       " r2 P 552 5.2.2 <c@y.test> Mailbox full\n");
+    assert_int_equal(t->done_phase, SMTP_CLIENT_PHASE_DATAFINAL);
+    /* a reply beyond the recipients' is unsolicited */
+    assert_int_equal(smtp_client_send(t->c, &msg_one, t->now), 0);
+    t_expect_sent(t, "MAIL FROM:<>\r\nRCPT TO:<a@y.test>\r\n");
+    t_feed(t, "250 ok\r\n250 ok\r\n354 go\r\n");
+    t_expect_sent(t, "DATA\r\nx\r\n.\r\n");
+    t_feed(t, "250 2.0.0 one\r\n250 2.0.0 two\r\n");
+    t_expect_events(t, "RCPT 0 250 2.0.0 ok\nDONE 250 2.0.0 one accepted=1 dsn=0\n"
+                       " r0 O 250 2.0.0 one\n"
+                       "FAILED temp idle 451 4.5.0 protocol error: unsolicited reply while "
+                       "waiting for command: \"250 two\" (local)\n");
+    t_free(t);
+}
+
+/* No HELO after a refused LHLO (RFC 2033 4.1): the session fails, permanently for a 5xx. */
+static void test_lmtp_lhlo_refused(void **state)
+{
+    (void)state;
+    struct t *t = t_lmtp();
+    t_feed(t, "220 lmtp.test\r\n500 5.5.1 unknown command\r\n");
+    t_expect_sent(t, "LHLO client.test\r\n");
+    t_expect_events(t, "FAILED perm EHLO 500 5.5.1 unknown command\n");
+    t_free(t);
+    t = t_lmtp();
+    t_feed(t, "220 lmtp.test\r\n");
+    t->now += 2000;
+    smtp_client_tick(t->c, t->now);
+    t_expect_events(t, "FAILED temp EHLO 451 4.4.2 timeout waiting for LHLO reply (local)\n");
+    t_free(t);
+}
+
+/* The session breaks among the replies to the data: the recipients already answered keep
+ * their reply (a 250 was a delivery, never to be retried), the rest are deferred. */
+static void test_lmtp_broken_after_some_replies(void **state)
+{
+    (void)state;
+    for (int how = 0; how < 3; how++) {
+        struct t *t = t_lmtp();
+        t_ready_lmtp(t);
+        assert_int_equal(smtp_client_send(t->c, &msg_three, t->now), 0);
+        t_feed(t, "250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+        t_feed(t, "250 2.0.0 a saved\r\n");
+        buf_free(&t->ev);
+        buf_free(&t->sent);
+        const char *why;
+        if (how == 0) {
+            smtp_client_eof(t->c, t->now);
+            why = "421 4.4.2 connection closed by the server while waiting for end of data "
+                  "reply (local)";
+        } else if (how == 1) {
+            t_feed(t, "421 4.3.2 shutting down\r\n");
+            why = "421 4.3.2 shutting down";
+        } else {
+            t->now += 7000;
+            smtp_client_tick(t->c, t->now);
+            why = "451 4.4.2 timeout waiting for end of data reply (local)";
+        }
+        char want[1024];
+        snprintf(want, sizeof(want),
+                 "FAILED temp end of data %s\n r0 O 250 2.0.0 a saved\n"
+                 " r1 T %s\n r2 T %s\n",
+                 why, why, why);
+        t_expect_events(t, want);
+        t_free(t);
+    }
+}
+
 static void test_phase_names(void **state)
 {
     (void)state;
@@ -1384,6 +1506,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_session_pipelined),
+        cmocka_unit_test(test_lmtp_session),
+        cmocka_unit_test(test_lmtp_lhlo_refused),
+        cmocka_unit_test(test_lmtp_broken_after_some_replies),
         cmocka_unit_test(test_session_pipelined_bytewise),
         cmocka_unit_test(test_every_split),
         cmocka_unit_test(test_session_plain),
