@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 
 #include "util/netaddr.h"
 
@@ -39,7 +40,8 @@ static bool route_is_smtp_mailer(const char *m)
 
 static bool route_is_known_mailer(const char *m)
 {
-    return route_is_smtp_mailer(m) || strcmp(m, "local") == 0 || strcmp(m, "error") == 0;
+    return route_is_smtp_mailer(m) || strcmp(m, "local") == 0 || strcmp(m, "error") == 0 ||
+           strcmp(m, "lmtp") == 0;
 }
 
 static void route_lower_copy(char *out, size_t outlen, const char *in, size_t len)
@@ -170,8 +172,10 @@ static int route_parse_error(const char *p, struct route *out, char *err, size_t
     return -1;
 }
 
-/* "[host]", "[IPv6:addr]", "[host]:port", "host", "host:port", a bare address literal. */
-static int route_parse_host(const char *h, struct route *out, char *err, size_t errlen)
+/* "[host]", "[IPv6:addr]", "[host]:port", "host", "host:port", a bare address literal.
+ * `*port_given` says whether a port was written (25 is kept as 0 either way). */
+static int route_parse_host(const char *h, struct route *out, bool *port_given, char *err,
+                            size_t errlen)
 {
     const char *port = NULL;
     size_t len;
@@ -212,6 +216,7 @@ static int route_parse_host(const char *h, struct route *out, char *err, size_t 
     if (netaddr_is_ip(out->host))
         out->mx = false;
     out->port = 0;
+    *port_given = port != NULL;
     if (port) {
         char *end;
         long v = strtol(port, &end, 10);
@@ -221,6 +226,41 @@ static int route_parse_host(const char *h, struct route *out, char *err, size_t 
         }
         out->port = v == 25 ? 0 : (uint16_t)v;
     }
+    return 0;
+}
+
+/* What follows "lmtp:" (Postfix's forms): "unix:/path" or "/path", a unix socket;
+ * "inet:host:port", "host:port", "[host]:port", "host" (port 24, RFC 2033's lmtp port).
+ * Never an MX lookup: an LMTP server is a host, not a domain's mail exchanger. */
+static int route_parse_lmtp(const char *v, struct route *out, char *err, size_t errlen)
+{
+    out->kind = ROUTE_SMTP;
+    if (strncasecmp(v, "unix:", 5) == 0 || *v == '/') {
+        const char *path = *v == '/' ? v : v + 5;
+        size_t n = strlen(path);
+        if (*path != '/' || n >= sizeof(((struct sockaddr_un *)0)->sun_path) ||
+            n >= sizeof(out->host) || strpbrk(path, " \t")) {
+            snprintf(err, errlen,
+                     "lmtp: expected an absolute socket path of at most %zu octets, not '%s'",
+                     sizeof(((struct sockaddr_un *)0)->sun_path) - 1, path);
+            return -1;
+        }
+        memcpy(out->host, path, n + 1); /* a path keeps its case */
+        out->unix_socket = true;
+        return 0;
+    }
+    if (strncasecmp(v, "inet:", 5) == 0)
+        v += 5;
+    if (!*v) {
+        snprintf(err, errlen, "lmtp: expected unix:/path, /path or host:port");
+        return -1;
+    }
+    bool port_given;
+    if (route_parse_host(v, out, &port_given, err, errlen) < 0)
+        return -1;
+    out->mx = false;
+    if (!port_given)
+        out->port = ROUTE_LMTP_PORT;
     return 0;
 }
 
@@ -254,12 +294,14 @@ int route_parse(const char *value, const char *default_mailer, const char *domai
         snprintf(out->host, sizeof(out->host), "%s", route_skip_space(rest));
         return 0;
     }
+    if (strcmp(mailer, "lmtp") == 0)
+        return route_parse_lmtp(route_skip_space(rest), out, err, errlen);
     if (!route_is_smtp_mailer(mailer)) {
         /* a mailer ringmail does not have: defer, so that nothing bounces for it */
         route_set_error(out, "451", "4.3.5", "");
         snprintf(out->text, sizeof(out->text),
                  "Unknown mailer %s (ringmail delivers by smtp, "
-                 "esmtp, smtp8, dsmtp, relay, local and error)",
+                 "esmtp, smtp8, dsmtp, relay, lmtp, local and error)",
                  mailer);
         return 0;
     }
@@ -267,7 +309,8 @@ int route_parse(const char *value, const char *default_mailer, const char *domai
     rest = route_skip_space(rest);
     if (!*rest && domain && *domain)
         rest = domain; /* "esmtp:" = this mailer to the recipient's own domain */
-    return route_parse_host(rest, out, err, errlen);
+    bool port_given;
+    return route_parse_host(rest, out, &port_given, err, errlen);
 }
 
 static bool route_in_list(const char *const *list, size_t n, const char *s, size_t len)
@@ -343,7 +386,9 @@ void route_resolve(const struct route_settings *s, const char *rcpt, struct rout
 size_t route_key(const struct route *r, char *out, size_t outlen)
 {
     int n;
-    if (r->mx && !r->port)
+    if (r->unix_socket)
+        n = snprintf(out, outlen, "%s:unix:%s", r->mailer, r->host);
+    else if (r->mx && !r->port)
         n = snprintf(out, outlen, "%s:%s", r->mailer, r->host);
     else if (r->mx)
         n = snprintf(out, outlen, "%s:%s:%u", r->mailer, r->host, (unsigned)r->port);

@@ -13,7 +13,11 @@
  * Values (mailertable, smart_host, mail_hub): "mailer:host" or "host"; host "[name]" or an
  * address literal means no MX lookup; ":port" after it (host:2525, [host]:2525) sets the
  * port. The smtp mailers are smtp, esmtp, smtp8, dsmtp and relay (all speak ESMTP with a
- * HELO fallback); "local:" and "local:user" are local; "error:5.7.1:550 text",
+ * HELO fallback). The lmtp mailer (LMTP, RFC 2033; Postfix's lmtp: transport) takes
+ * "lmtp:unix:/path" or "lmtp:/path" (a unix socket), "lmtp:inet:host:port", "lmtp:host:port",
+ * "lmtp:[host]:port" or "lmtp:host" (port 24), never with an MX lookup; it is a ROUTE_SMTP
+ * route with mailer "lmtp" that outbound delivers with LHLO. "local:" and "local:user" are
+ * local; "error:5.7.1:550 text",
  * "error:550 text" and sendmail's named errors ("error:nouser", "error:nohost text", ...)
  * are errors; any other mailer defers with 4.3.5 (ringmail has no such mailer).
  * smart_host and mail_hub default to the relay mailer, as sendmail's.
@@ -30,15 +34,18 @@
 
 enum route_kind { ROUTE_LOCAL, ROUTE_SMTP, ROUTE_ERROR };
 
-#define ROUTE_HOST_MAX 256
+#define ROUTE_HOST_MAX  256
+#define ROUTE_LMTP_PORT 24 /* lmtp:host without a port (RFC 2033: lmtp's assigned port) */
 
 struct route {
     enum route_kind kind;
     char mailer[16];           /* "esmtp", "relay", "smtp", ...; "local"; "error" */
-    char host[ROUTE_HOST_MAX]; /* SMTP: the domain (mx) or host ([host], without brackets);
+    char host[ROUTE_HOST_MAX]; /* SMTP: the domain (mx) or host ([host], without brackets),
+                                  or with unix_socket the socket's path;
                                   LOCAL: the user of "local:user", else "" */
     uint16_t port;             /* 0 = 25 */
     bool mx;                   /* look up MX records for host (false for [host] and literals) */
+    bool unix_socket;          /* lmtp:unix:/path: host is the path, no DNS, no port */
     /* ROUTE_ERROR: the reply ("550", "5.1.1", "User unknown"); a 4xx code defers. */
     char code[4], status[8], text[256];
     const char *source; /* why: "local_domains", "mail_hub", "mailertable", "smart_host",
@@ -72,7 +79,8 @@ int route_parse(const char *value, const char *default_mailer, const char *domai
 
 /* The next-hop key that groups recipients into one transaction and names a destination for
  * limits, host status and the connection cache: "esmtp:example.com" (MX),
- * "relay:[relay.example]", "esmtp:[relay.example]:2525". Only for ROUTE_SMTP. Returns the
+ * "relay:[relay.example]", "esmtp:[relay.example]:2525", "lmtp:unix:/run/lmtp",
+ * "lmtp:[127.0.0.1]:24". Only for ROUTE_SMTP. Returns the
  * length (truncated to outlen like snprintf). */
 size_t route_key(const struct route *r, char *out, size_t outlen);
 

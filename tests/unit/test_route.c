@@ -315,6 +315,80 @@ static void test_parse_for_config(void **state)
     assert_int_equal(route_parse(big, NULL, NULL, &r, err, sizeof(err)), -1);
 }
 
+/* The lmtp mailer: a unix socket (path kept as written, no DNS) or a host with port 24 by
+ * default, never an MX lookup; its key names the socket or the host. */
+static void test_lmtp(void **state)
+{
+    (void)state;
+    static const char *const kv[] = {"unix.example",
+                                     "lmtp:unix:/run/Dovecot/lmtp",
+                                     "path.example",
+                                     "lmtp:/var/spool/lmtp",
+                                     "inet.example",
+                                     "lmtp:inet:LMTP.example:2003",
+                                     "host.example",
+                                     "lmtp:lmtp.example",
+                                     "brack.example",
+                                     "lmtp:[127.0.0.1]:24",
+                                     "p25.example",
+                                     "lmtp:[::1]:25",
+                                     "rel.example",
+                                     "lmtp:unix:run/lmtp",
+                                     "empty.example",
+                                     "lmtp:",
+                                     NULL};
+    struct table t = {.kv = kv};
+    struct route_settings s = settings(&t);
+    struct route r;
+    route_resolve(&s, "u@unix.example", &r);
+    assert_smtp(&r, "lmtp:unix:/run/Dovecot/lmtp", "mailertable");
+    assert_string_equal(r.mailer, "lmtp");
+    assert_string_equal(r.host, "/run/Dovecot/lmtp");
+    assert_true(r.unix_socket);
+    assert_false(r.mx);
+    route_resolve(&s, "u@path.example", &r);
+    assert_smtp(&r, "lmtp:unix:/var/spool/lmtp", "mailertable");
+    assert_true(r.unix_socket);
+    route_resolve(&s, "u@inet.example", &r);
+    assert_smtp(&r, "lmtp:[lmtp.example]:2003", "mailertable");
+    assert_false(r.unix_socket || r.mx);
+    route_resolve(&s, "u@host.example", &r);
+    assert_smtp(&r, "lmtp:[lmtp.example]:24", "mailertable");
+    assert_int_equal(r.port, ROUTE_LMTP_PORT);
+    route_resolve(&s, "u@brack.example", &r);
+    assert_smtp(&r, "lmtp:[127.0.0.1]:24", "mailertable");
+    route_resolve(&s, "u@p25.example", &r); /* a written 25 stays 25 */
+    assert_smtp(&r, "lmtp:[::1]", "mailertable");
+    assert_int_equal(r.port, 0);
+    for (size_t i = 0; i < 2; i++) { /* configuration mistakes defer */
+        route_resolve(&s, i ? "u@empty.example" : "u@rel.example", &r);
+        assert_int_equal(r.kind, ROUTE_ERROR);
+        assert_string_equal(r.status, "4.3.5");
+        assert_non_null(strstr(r.text, "lmtp"));
+    }
+
+    /* mailers.lmtp's forms: route_parse with "lmtp" as the default mailer */
+    char err[200];
+    static const char *const forms[][2] = {
+        {"unix:/run/lmtp", "lmtp:unix:/run/lmtp"},
+        {"/run/lmtp", "lmtp:unix:/run/lmtp"},
+        {"inet:localhost:24", "lmtp:[localhost]:24"},
+        {"[127.0.0.1]:2424", "lmtp:[127.0.0.1]:2424"},
+        {"lmtp:unix:/x", "lmtp:unix:/x"},
+    };
+    for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+        r.source = "lmtp";
+        assert_int_equal(route_parse(forms[i][0], "lmtp", NULL, &r, err, sizeof(err)), 0);
+        assert_smtp(&r, forms[i][1], "lmtp");
+    }
+    /* a path that cannot be a sockaddr_un's */
+    char big[200] = "lmtp:/";
+    memset(big + 6, 'a', 120);
+    big[126] = '\0';
+    assert_int_equal(route_parse(big, NULL, NULL, &r, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "socket path"));
+}
+
 static void test_long_domain(void **state)
 {
     (void)state;
@@ -340,6 +414,7 @@ int main(void)
         cmocka_unit_test(test_mailertable_local_and_errors),
         cmocka_unit_test(test_parse_for_config),
         cmocka_unit_test(test_long_domain),
+        cmocka_unit_test(test_lmtp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
