@@ -1,6 +1,7 @@
 #include "compat/map_aliases.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -49,21 +50,32 @@ static int alias_target_parse(struct alias_target *t, char *s, const char **why)
     return 0;
 }
 
-/* Splits the right-hand side at commas outside double quotes. */
-static int alias_targets_parse(struct alias *a, char *rhs, const char **why)
+/* A target that failed to parse, kept as an error so that the list's other targets are still
+ * delivered and the bad one bounces with why (sendmail's treatment of a bad .forward line). */
+static int alias_target_bad(struct alias_target *t, const char *text)
 {
-    size_t cap = 0;
+    t->kind = ALIAS_ERROR;
+    memcpy(t->code, "550", 4);
+    memcpy(t->dsn, "5.1.3", 6);
+    return (t->value = strdup(text)) ? 0 : -1;
+}
+
+/* Appends the targets of one right-hand side, split at commas outside double quotes, to v.
+ * With `where` (lenient), an item that does not parse becomes an ALIAS_ERROR target naming
+ * `where`; without it the first bad item fails the list with why. -1 = failed (why set). */
+static int alias_items_parse(struct alias_target **v, size_t *n, size_t *cap, char *rhs,
+                             const char *where, const char **why)
+{
     char *p = rhs;
     while (*p) {
         char *start = p;
         bool quoted = false;
+        const char *bad = NULL;
         for (; *p && (quoted || *p != ','); p++)
             if (*p == '"')
                 quoted = !quoted;
-        if (quoted) {
-            *why = "unbalanced double quote";
-            return -1;
-        }
+        if (quoted)
+            bad = "unbalanced double quote";
         if (*p)
             *p++ = '\0';
         while (*start == ' ' || *start == '\t')
@@ -73,19 +85,28 @@ static int alias_targets_parse(struct alias *a, char *rhs, const char **why)
             *--end = '\0';
         if (!*start) /* "a, , b" and a trailing comma: newaliases skips empty items */
             continue;
-        if (map_grow((void **)&a->targets, &cap, a->n_targets, sizeof(*a->targets)) < 0) {
+        if (map_grow((void **)v, cap, *n, sizeof(**v)) < 0) {
             *why = "out of memory";
             return -1;
         }
-        struct alias_target *t = &a->targets[a->n_targets];
+        struct alias_target *t = &(*v)[*n];
         memset(t, 0, sizeof(*t));
-        if (alias_target_parse(t, start, why) < 0)
+        char item[512];
+        snprintf(item, sizeof(item), "%s", start); /* the parse below cuts quotes in place */
+        int rc = bad ? -1 : alias_target_parse(t, start, &bad);
+        if (rc < 0 && where) {
+            char text[1024];
+            snprintf(text, sizeof(text), "%s: %s: %s", where, bad, item);
+            free(t->value);
+            memset(t, 0, sizeof(*t));
+            rc = alias_target_bad(t, text);
+            bad = "out of memory";
+        }
+        if (rc < 0) {
+            *why = bad;
             return -1;
-        a->n_targets++;
-    }
-    if (a->n_targets == 0) {
-        *why = "no targets";
-        return -1;
+        }
+        (*n)++;
     }
     return 0;
 }
@@ -109,8 +130,12 @@ static int alias_line(void *ctx, struct map_reader *r, char *line, unsigned line
     struct alias *a = &out->v[out->n++];
     memset(a, 0, sizeof(*a));
     a->line = lineno;
-    if (!(a->name = map_strdup_lower(line)) || alias_targets_parse(a, colon + 1, &why) < 0)
+    size_t cap = 0;
+    if (!(a->name = map_strdup_lower(line)) ||
+        alias_items_parse(&a->targets, &a->n_targets, &cap, colon + 1, NULL, &why) < 0)
         return map_fail(r, lineno, "alias '%s': %s", line, why ? why : "out of memory");
+    if (a->n_targets == 0)
+        return map_fail(r, lineno, "alias '%s': no targets", line);
     return 0;
 }
 
@@ -120,12 +145,49 @@ int aliases_parse(const char *file, const char *text, size_t len, struct alias_m
     return map_each_line(file, text, len, true, err, errlen, alias_line, out);
 }
 
+int aliases_parse_targets(const char *file, const char *text, size_t len, struct alias_list *out)
+{
+    struct map_reader r;
+    struct buf line;
+    char err[256], where[300];
+    unsigned lineno;
+    const char *why = NULL;
+    int rc;
+    map_reader_init(&r, file, text, len, err, sizeof(err));
+    buf_init(&line, 0);
+    while ((rc = map_next_line(&r, false, &line, &lineno)) > 0) {
+        snprintf(where, sizeof(where), "%s:%u", file, lineno);
+        if ((rc = alias_items_parse(&out->v, &out->n, &out->cap, line.data, where, &why)) < 0)
+            break;
+    }
+    buf_free(&line);
+    if (rc < 0 && !why) { /* a NUL byte: the rest of the text is not read */
+        if (map_grow((void **)&out->v, &out->cap, out->n, sizeof(*out->v)) < 0)
+            return -1;
+        memset(&out->v[out->n], 0, sizeof(*out->v));
+        rc = alias_target_bad(&out->v[out->n], err);
+        out->n += rc == 0;
+    }
+    return rc < 0 ? -1 : 0;
+}
+
+static void alias_targets_free(struct alias_target *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].value);
+    free(v);
+}
+
+void alias_list_free(struct alias_list *l)
+{
+    alias_targets_free(l->v, l->n);
+    memset(l, 0, sizeof(*l));
+}
+
 void aliases_free(struct alias_map *m)
 {
     for (size_t i = 0; i < m->n; i++) {
-        for (size_t j = 0; j < m->v[i].n_targets; j++)
-            free(m->v[i].targets[j].value);
-        free(m->v[i].targets);
+        alias_targets_free(m->v[i].targets, m->v[i].n_targets);
         free(m->v[i].name);
     }
     free(m->v);

@@ -8,6 +8,9 @@
  * and kept lower-cased; owner-NAME entries are ordinary aliases that the delivery side
  * uses as the envelope sender of NAME's list. A name given twice is an error naming both
  * lines (newaliases only warns; two definitions are always a mistake in a migrated file).
+ *
+ * The same target forms, one list per line, make a user's .forward and a :include: file:
+ * aliases_parse_targets() reads those (alias expansion: compat/alias_expand.h).
  */
 #ifndef RINGMAIL_COMPAT_MAP_ALIASES_H
 #define RINGMAIL_COMPAT_MAP_ALIASES_H
@@ -40,6 +43,21 @@ struct alias_map {
 int aliases_parse(const char *file, const char *text, size_t len, struct alias_map *out, char *err,
                   size_t errlen);
 void aliases_free(struct alias_map *m);
+/* The targets of a .forward or :include: file. */
+struct alias_list {
+    struct alias_target *v;
+    size_t n, cap;
+};
+
+/* Reads a .forward or :include: file as sendmail does: line by line, blank lines and lines
+ * starting with '#' skipped, each line a comma-separated list of targets in the forms of an
+ * alias's right-hand side (no continuation lines). It never refuses the text: an item that
+ * does not parse becomes an ALIAS_ERROR target (550 5.1.3, "file:line: why: item") so the
+ * other targets are still delivered and only the bad one bounces, as sendmail does; a NUL
+ * byte ends the text with such a target. Appends to `out`; 0, or -1 when out of memory.
+ * The caller frees `out` with alias_list_free() in both cases. */
+int aliases_parse_targets(const char *file, const char *text, size_t len, struct alias_list *out);
+void alias_list_free(struct alias_list *l);
 /* The alias for a local part (case-insensitive), or NULL. */
 const struct alias *aliases_lookup(const struct alias_map *m, const char *name);
 /* "line name: kind:value, ..." a line, for the golden files. */
