@@ -180,11 +180,28 @@ static int masq_hdr(struct masq_ctx *ctx, struct masq_addr *a)
     return 0;
 }
 
-/* The mailer's rulesets for one address: qualification, masquerading when this use of
- * this mailer asks for it, then *LOCAL* becomes $j. */
+/* Ruleset Canonify2's names for this host: localhost, localhost.$m ($m: $j's parent
+ * domain) and an address literal in class w all become $j. */
+static void masq_canonify(const struct masquerade_settings *s, struct masq_addr *a)
+{
+    const char *parent = strchr(s->hostname, '.');
+    size_t plen = parent != NULL ? strlen(parent) : 0;
+    bool local =
+        masq_name_is("localhost", a->domain, a->domain_len) ||
+        (plen > 1 && a->domain_len == 9 + plen && strncasecmp(a->domain, "localhost", 9) == 0 &&
+         strncasecmp(a->domain + 9, parent, plen) == 0) ||
+        (a->domain[0] == '[' && masq_is_local_domain(s, a->domain, a->domain_len));
+    if (local)
+        masq_set_domain(a, s->hostname);
+}
+
+/* The mailer's rulesets for one address: canonify, qualification, masquerading when this
+ * use of this mailer asks for it, then *LOCAL* becomes $j. */
 static int masq_rewrite(struct masq_ctx *ctx, enum masq_use use, struct masq_addr *a)
 {
     const struct masquerade_settings *s = ctx->s;
+    if (a->kind == MASQ_NAMED)
+        masq_canonify(s, a);
     bool local = ctx->mailer == MASQUERADE_LOCAL;
     bool masq = use == MASQ_HDR_SENDER || (use == MASQ_HDR_RCPT && s->all_headers) ||
                 (use == MASQ_ENV_SENDER && s->envelope);
@@ -235,16 +252,25 @@ static bool masq_parse(const char *p, size_t n, struct masq_addr *a)
         a->kind = MASQ_NAMED;
         if (a->local_len == 0 || a->domain_len == 0)
             return false;
+        /* ruleset final drops the root's dot */
+        if (a->domain_len > 1 && a->domain[a->domain_len - 1] == '.')
+            a->domain_len--;
     }
     return true;
 }
 
-/* Appends the address in [p, p+n) as rewritten: 1, 0 (the same bytes), -1 (out full). */
+/* Appends the address in [p, p+n) as rewritten: 1, 0 (the same bytes), -1 (out full).
+ * A source route ("@a,@b:user@c") is dropped as ruleset canonify does. */
 static int masq_span(struct masq_ctx *ctx, enum masq_use use, const char *p, size_t n,
                      struct buf *out)
 {
+    const char *addr = p;
+    if (*p == '@') {
+        const char *colon = memchr(p, ':', n);
+        addr = colon != NULL ? colon + 1 : p;
+    }
     struct masq_addr a;
-    if (!masq_parse(p, n, &a))
+    if (!masq_parse(addr, n - (size_t)(addr - p), &a))
         return buf_append(out, p, n);
     if (masq_rewrite(ctx, use, &a) != 0)
         return -1;

@@ -13,7 +13,7 @@
 
 #include "compat/masquerade.h"
 
-static char *local_names[] = {"localhost", "mail.example.com"};
+static char *local_names[] = {"mail.example.com", "[192.0.2.1]"};
 static char *dept[] = {"dept.example.com"};
 static char *whole[] = {"example.com"};
 static char *except[] = {"mail.example.com"};
@@ -86,7 +86,7 @@ static void test_no_masquerade(void **state)
     s.as = NULL;
     s.domains = (struct masquerade_class){dept, 1};
     assert_from(&s, "joe", "joe@mail.example.com");
-    assert_from(&s, "joe@localhost", "joe@localhost");
+    assert_from(&s, "joe@localhost", "joe@mail.example.com");
     assert_from(&s, "joe@dept.example.com", "joe@dept.example.com");
     assert_field(&s, MASQUERADE_SMTP, "To", "bob", "bob@mail.example.com");
     assert_sender(&s, MASQUERADE_SMTP, "joe", "joe@mail.example.com");
@@ -108,8 +108,8 @@ static void test_masquerade_as(void **state)
     assert_from(&s, "\"joe smith\"@localhost", "\"joe smith\"@example.com");
     assert_from(&s, "\"a@b\"@localhost", "\"a@b\"@example.com");
     assert_field(&s, MASQUERADE_SMTP, "To", "bob", "bob@mail.example.com");
-    assert_field(&s, MASQUERADE_SMTP, "Cc", "bob@localhost", "bob@localhost");
-    assert_sender(&s, MASQUERADE_SMTP, "joe@localhost", "joe@localhost");
+    assert_field(&s, MASQUERADE_SMTP, "Cc", "bob@localhost", "bob@mail.example.com");
+    assert_sender(&s, MASQUERADE_SMTP, "joe@localhost", "joe@mail.example.com");
     assert_sender(&s, MASQUERADE_SMTP, "joe", "joe@mail.example.com");
 
     s.envelope = true;
@@ -124,7 +124,7 @@ static void test_masquerade_as(void **state)
 
     s.as = "";
     assert_from(&s, "joe", "joe@mail.example.com");
-    assert_from(&s, "joe@localhost", "joe@localhost");
+    assert_from(&s, "joe@mail.example.com", "joe@mail.example.com");
 }
 
 /* MASQUERADE_DOMAIN (class M), exactly or with masquerade_entire_domain below it too;
@@ -145,7 +145,7 @@ static void test_domains_and_exceptions(void **state)
     assert_from(&s, "joe@b.example.com", "joe@example.com");
     assert_from(&s, "joe@mail.example.com", "joe@mail.example.com");
     assert_from(&s, "joe@x.mail.example.com", "joe@x.mail.example.com");
-    assert_from(&s, "joe@localhost", "joe@example.com");
+    assert_from(&s, "joe@localhost", "joe@mail.example.com");
     assert_from(&s, "joe", "joe@example.com");
 }
 
@@ -157,7 +157,8 @@ static void test_exposed_users(void **state)
     s.domains = (struct masquerade_class){dept, 1};
     s.exposed_users = (struct masquerade_class){root, 1};
     assert_from(&s, "root", "root@mail.example.com");
-    assert_from(&s, "ROOT@localhost", "ROOT@localhost");
+    assert_from(&s, "ROOT@mail.example.com", "ROOT@mail.example.com");
+    assert_from(&s, "root@localhost", "root@mail.example.com");
     assert_from(&s, "root@dept.example.com", "root@dept.example.com");
     assert_from(&s, "root+x@localhost", "root+x@example.com");
     assert_from(&s, "joe@localhost", "joe@example.com");
@@ -171,7 +172,7 @@ static void test_limited(void **state)
     s.limited = true;
     s.domains = (struct masquerade_class){dept, 1};
     s.exposed_users = (struct masquerade_class){root, 1};
-    assert_from(&s, "joe@localhost", "joe@localhost");
+    assert_from(&s, "joe@localhost", "joe@mail.example.com");
     assert_from(&s, "joe@mail.example.com", "joe@mail.example.com");
     assert_from(&s, "joe@dept.example.com", "joe@example.com");
     assert_from(&s, "joe", "joe@example.com");
@@ -196,7 +197,9 @@ static void test_genericstable(void **state)
     assert_from(&s, "joe+list@mail.example.com", "joseph.bloggs@example.org");
     assert_from(&s, "jane@mail.example.com", "jane.doe@example.org");
     assert_from(&s, "jane", "jane.doe@example.org");
-    assert_from(&s, "jane@localhost", "jane@example.com");
+    assert_from(&s, "jane@localhost", "jane.doe@example.org");
+    assert_from(&s, "jane@[192.0.2.1]", "jane.doe@example.org");
+    assert_from(&s, "jane@other.org", "jane@other.org");
     assert_from(&s, "bob+x@mail.example.com", "bob+x@example.org");
     assert_from(&s, "bob@mail.example.com", "bob@example.com");
     assert_from(&s, "sam@dept.example.com", "sam@dept.example.org");
@@ -226,7 +229,7 @@ static void test_local_mailer(void **state)
     struct masquerade_settings s = base();
     assert_field(&s, MASQUERADE_LOCAL, "From", "joe", "joe");
     assert_field(&s, MASQUERADE_LOCAL, "From", "joe@localhost", "joe@example.com");
-    assert_field(&s, MASQUERADE_LOCAL, "To", "bob@localhost", "bob@localhost");
+    assert_field(&s, MASQUERADE_LOCAL, "To", "bob@localhost", "bob@mail.example.com");
     assert_sender(&s, MASQUERADE_LOCAL, "joe", "joe");
     s.always_add_domain = "";
     assert_field(&s, MASQUERADE_LOCAL, "From", "joe", "joe@example.com");
@@ -234,7 +237,7 @@ static void test_local_mailer(void **state)
     assert_sender(&s, MASQUERADE_LOCAL, "joe", "joe@mail.example.com");
     s.not_local = true;
     assert_field(&s, MASQUERADE_LOCAL, "From", "joe", "joe@mail.example.com");
-    assert_field(&s, MASQUERADE_LOCAL, "From", "joe@localhost", "joe@localhost");
+    assert_field(&s, MASQUERADE_LOCAL, "From", "joe@localhost", "joe@mail.example.com");
     assert_from(&s, "joe@localhost", "joe@example.com");
     s.not_local = false;
     s.always_add_domain = "localhost";
@@ -250,14 +253,32 @@ static void test_left_alone(void **state)
     assert_from(&s, "joe(comment)@localhost", "joe(comment)@localhost");
     assert_from(&s, "joe @ localhost", "joe @ localhost");
     assert_from(&s, "Joe <joe@localhost", "Joe <joe@localhost");
-    assert_from(&s, "<@relay.example:joe@localhost>", "<@relay.example:joe@localhost>");
     assert_from(&s, "<>", "<>");
     assert_from(&s, "@localhost", "@localhost");
     assert_from(&s, "joe@", "joe@");
     assert_from(&s, "\"unclosed@localhost", "\"unclosed@localhost");
     assert_from(&s, "undisclosed-recipients:;", "undisclosed-recipients:;");
     assert_from(&s, "", "");
-    assert_from(&s, "joe@[192.0.2.1]", "joe@[192.0.2.1]");
+    assert_from(&s, "joe@[192.0.2.9]", "joe@[192.0.2.9]");
+}
+
+/* Ruleset canonify before the mailer's: localhost, localhost.$m and a literal of this
+ * host are $j; a source route and the root's trailing dot are dropped. */
+static void test_canonify(void **state)
+{
+    (void)state;
+    struct masquerade_settings s = base();
+    s.as = NULL;
+    assert_from(&s, "joe@LOCALHOST", "joe@mail.example.com");
+    assert_from(&s, "joe@localhost.example.com", "joe@mail.example.com");
+    assert_from(&s, "joe@localhost.example.org", "joe@localhost.example.org");
+    assert_from(&s, "joe@[192.0.2.1]", "joe@mail.example.com");
+    assert_from(&s, "joe@other.org.", "joe@other.org");
+    assert_from(&s, "<@a.example,@b.example:joe@other.org>", "<joe@other.org>");
+    assert_sender(&s, MASQUERADE_SMTP, "joe@localhost", "joe@mail.example.com");
+    s.as = "example.com";
+    assert_from(&s, "<@relay.example:joe@localhost>", "<joe@example.com>");
+    assert_from(&s, "joe@mail.example.com.", "joe@example.com");
 }
 
 /* A whole block: only the addresses of address fields change, everything else (folding,
@@ -276,24 +297,25 @@ static void test_block(void **state)
                      "sender: joe (the (boss))";
     int count;
     char *got = headers(&s, MASQUERADE_SMTP, in, &count);
-    assert_string_equal(
-        got,
-        "Received: from joe by mail.example.com\r\n\tfor <joe>; Thu, 1 Jan 2026\r\n"
-        "From: \"Joe, Bloggs\" <joe@example.com> (home)\r\n"
-        "To: bob@mail.example.com, \"Ann\" < ann@localhost >,\r\n carl@elsewhere.org (Carl)\r\n"
-        "CC : Friends: dave@mail.example.com, erin@localhost;, undisclosed-recipients:;\r\n"
-        "Reply-To: <@relay.example:joe@localhost>, <>\r\n"
-        "Subject: from joe@localhost\r\n"
-        "X-From: joe\n"
-        "sender: joe@example.com (the (boss))");
-    assert_int_equal(count, 4);
+    assert_string_equal(got,
+                        "Received: from joe by mail.example.com\r\n\tfor <joe>; Thu, 1 Jan 2026\r\n"
+                        "From: \"Joe, Bloggs\" <joe@example.com> (home)\r\n"
+                        "To: bob@mail.example.com, \"Ann\" < ann@mail.example.com >,\r\n"
+                        " carl@elsewhere.org (Carl)\r\n"
+                        "CC : Friends: dave@mail.example.com, erin@mail.example.com;, "
+                        "undisclosed-recipients:;\r\n"
+                        "Reply-To: <joe@example.com>, <>\r\n"
+                        "Subject: from joe@localhost\r\n"
+                        "X-From: joe\n"
+                        "sender: joe@example.com (the (boss))");
+    assert_int_equal(count, 7);
     free(got);
 
     s.all_headers = true;
     got = headers(&s, MASQUERADE_SMTP, in, &count);
     assert_non_null(strstr(got, "To: bob@example.com, \"Ann\" < ann@example.com >,\r\n carl@"));
     assert_non_null(strstr(got, "CC : Friends: dave@example.com, erin@example.com;, undisc"));
-    assert_int_equal(count, 6);
+    assert_int_equal(count, 7);
     free(got);
 
     const char *plain = "Subject: hello\r\nFrom: joe@other.org\r\n";
@@ -329,6 +351,7 @@ int main(void)
         cmocka_unit_test(test_genericstable),
         cmocka_unit_test(test_local_mailer),
         cmocka_unit_test(test_left_alone),
+        cmocka_unit_test(test_canonify),
         cmocka_unit_test(test_block),
         cmocka_unit_test(test_buffer_limit),
     };
