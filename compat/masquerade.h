@@ -4,18 +4,24 @@
  * the sender addresses of a message, and with FEATURE(allmasquerade) its recipient
  * headers, are rewritten as the message leaves for a mailer.
  *
- * One address (local part, domain) goes through these steps, the first that applies wins:
+ * One address (local part, domain) goes through these steps:
+ *  - ruleset canonify: a source route ("@a,@b:") and one trailing dot are dropped;
+ *    localhost, localhost.$m ($m: the hostname's parent domain) and an address literal in
+ *    class w become the hostname ($j). Other domains are taken as written: no DNS lookup
+ *    (as with FEATURE(nocanonify)), no %-hack, no UUCP forms;
  *  - unqualified: "*LOCAL*" (the SMTP mailers always; the local mailer only with
- *    FEATURE(always_add_domain), whose argument, if any, is used as the domain instead);
+ *    FEATURE(always_add_domain), whose argument, if any, is used as the domain instead
+ *    and is then neither looked up nor masqueraded, as in sendmail);
  *  - genericstable (FEATURE(genericstable) = a map given): for *LOCAL* and for domains in
  *    class G (generics_domains; with FEATURE(generics_entire_domain) their subdomains
  *    too), sendmail's lookups in order: user+detail@domain, user+*@domain (%1 = detail),
  *    user@domain, @domain (%1 = user; qualified domains only), then the local part alone:
- *    user+detail, user+* (%1 = detail), user. A qualified value is the result (no
- *    masquerading after it); an unqualified value becomes value@*LOCAL* and goes on;
- *  - a domain in class N (exceptions), or below one, is left alone;
- *  - with MASQUERADE_AS: a user in class E (exposed_users) keeps his domain, *LOCAL*
- *    becoming the hostname ($j); *LOCAL*, a domain in class M (domains; with
+ *    user+detail, user+* (%1 = detail), user; %0 is the key (sendmail's map_rewrite). A
+ *    qualified value is the result (no masquerading after it); an unqualified value
+ *    becomes value@*LOCAL* and goes on;
+ *  - then the first of these that applies: a domain in class N (exceptions), or below
+ *    one, is left alone; with MASQUERADE_AS, a user in class E (exposed_users) keeps his
+ *    domain, *LOCAL* becoming the hostname; *LOCAL*, a domain in class M (domains; with
  *    FEATURE(masquerade_entire_domain) also below one) and, unless
  *    FEATURE(limited_masquerade), a domain in class w (local_domains, plus the hostname)
  *    become the MASQUERADE_AS name;
@@ -34,8 +40,8 @@
  *
  * Header rewriting keeps every byte of the block that is not a rewritten address as it
  * was: other fields, folding, comments, display names, groups, the line ends. An address
- * this module does not understand (a route, one with a comment or space inside it, "<>",
- * an empty group) is copied unchanged, as sendmail passes route-addrs and lists through.
+ * this module does not understand (one with a comment or space inside it, "<>", an empty
+ * group, an unclosed '<' or quote) is copied unchanged.
  *
  * Pure: no I/O, no logging; the settings and the map are only read. Results go into a
  * struct buf the caller owns (appended to, so reset it first if need be).
@@ -57,7 +63,7 @@ struct masquerade_class {
 
 struct masquerade_settings {
     const char *as;                  /* MASQUERADE_AS ($M); NULL = not masquerading, "" = no name */
-    const char *hostname;            /* $j: qualifies *LOCAL* that is not masqueraded */
+    const char *hostname;            /* $j (required): *LOCAL* not masqueraded, localhost */
     struct masquerade_class domains; /* MASQUERADE_DOMAIN, class M */
     struct masquerade_class exceptions;       /* MASQUERADE_EXCEPTION, class N */
     struct masquerade_class exposed_users;    /* EXPOSED_USER, class E */
