@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 
 #include "tls/tls_ctx.h"
 #include "tls/tls_session.h"
@@ -410,15 +411,20 @@ static void outbound_run_dns(void *arg, const struct dns_mx_result *res)
     outbound_run_try(r);
 }
 
-/* An address literal ([192.0.2.1], [IPv6:::1]) is its own and only target: no DNS. */
-static bool outbound_run_literal(struct outbound_run *r)
+/* An address literal ([192.0.2.1], [IPv6:::1]) or an LMTP server's unix socket is its own
+ * and only target: no DNS. */
+static bool outbound_run_direct(struct outbound_run *r)
 {
     const struct route *rt = r->job.route;
     struct sockaddr_storage ss = {0};
     struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    struct sockaddr_un *un = (struct sockaddr_un *)&ss;
     uint16_t port = htons(rt->port ? rt->port : 25);
-    if (inet_pton(AF_INET, rt->host, &s4->sin_addr) == 1) {
+    if (rt->unix_socket) { /* outbound_deliver checked that the path fits */
+        un->sun_family = AF_UNIX;
+        memcpy(un->sun_path, rt->host, strlen(rt->host) + 1);
+    } else if (inet_pton(AF_INET, rt->host, &s4->sin_addr) == 1) {
         s4->sin_family = AF_INET;
         s4->sin_port = port;
     } else if (inet_pton(AF_INET6, rt->host, &s6->sin6_addr) == 1) {
@@ -434,7 +440,8 @@ static bool outbound_run_literal(struct outbound_run *r)
         outbound_run_finish(r);
         return true;
     }
-    snprintf(r->targets[0].host, sizeof(r->targets[0].host), "%s", rt->host);
+    snprintf(r->targets[0].host, sizeof(r->targets[0].host), "%s",
+             rt->unix_socket ? "localhost" : rt->host);
     r->targets[0].addr = ss;
     r->n_targets = 1;
     r->next_target = 0;
@@ -446,7 +453,7 @@ static void outbound_run_resolve(struct outbound_run *r)
 {
     struct outbound_worker *ow = r->ow;
     const struct route *rt = r->job.route;
-    if (outbound_run_literal(r))
+    if (outbound_run_direct(r))
         return;
     r->q = dns_resolve(ow->dns, rt->host, rt->mx, ow->s.family, outbound_run_dns, r);
     if (!r->q) {
@@ -486,7 +493,9 @@ static int outbound_run_admit(struct outbound_run *r)
 int outbound_deliver(struct outbound_worker *ow, const struct outbound_job *job,
                      outbound_done_cb done, void *arg)
 {
-    if (!job || !job->route || job->route->kind != ROUTE_SMTP || !job->msg.n_rcpts || !done)
+    if (!job || !job->route || job->route->kind != ROUTE_SMTP || !job->msg.n_rcpts || !done ||
+        (job->route->unix_socket &&
+         strlen(job->route->host) >= sizeof(((struct sockaddr_un *)0)->sun_path)))
         return -1;
     struct outbound_run *r = calloc(1, sizeof(*r));
     if (!r || !(r->rcpts = calloc(job->msg.n_rcpts, sizeof(*r->rcpts)))) {
@@ -501,8 +510,11 @@ int outbound_deliver(struct outbound_worker *ow, const struct outbound_job *job,
     r->result.rcpts = r->rcpts;
     r->result.n_rcpts = job->msg.n_rcpts;
     route_key(job->route, r->key, sizeof(r->key));
-    tlspolicy_for_destination(ow->s.tls_policy, job->route->host, job->route->mx, job->route->port,
-                              &r->policy);
+    if (job->route->unix_socket) /* a local socket: its permissions guard it, not TLS */
+        r->policy = (struct tlspolicy){.level = TLSPOLICY_NONE, .source = "unix socket"};
+    else
+        tlspolicy_for_destination(ow->s.tls_policy, job->route->host, job->route->mx,
+                                  job->route->port, &r->policy);
     r->next = ow->runs;
     if (ow->runs)
         ow->runs->prev = r;

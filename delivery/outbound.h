@@ -34,6 +34,14 @@
  * after QUIT or waits idle in the cache, so the next hop never sees more delivering
  * sessions than the limit.
  *
+ * LMTP (route mailer "lmtp", delivery/route.h): the same jobs spoken with LHLO
+ * (smtp_client's lmtp setting), each recipient getting its own reply to the data. A route
+ * with unix_socket connects to that path (no DNS, one target; never STARTTLS: the socket's
+ * permissions are its protection); connection refused or a missing socket defers as a
+ * refused TCP connect does, and sets the host status the same way. Cached connections are
+ * keyed by route_key ("lmtp:unix:/run/dovecot/lmtp"), so one LMTP session carries message
+ * after message.
+ *
  * TLS sessions are resumed: each worker keeps the session of the last 64 servers (by host
  * name, address and expected name) and offers it on the next connection to that server.
  *
@@ -107,16 +115,21 @@ struct outbound_job {
     struct smtp_client_msg msg;
 };
 
+/* An address as text: an IPv6 one, or a unix socket's path (sun_path: 108). */
+#define OUTBOUND_ADDR_MAX 112
+
 struct outbound_result {
     const struct outbound_rcpt_result *rcpts; /* n_rcpts, in the job's order */
     size_t n_rcpts;
-    char relay_host[256]; /* the host last talked to ("mx.b.example"); "" if none */
-    char relay_addr[64];  /* its address ("127.0.0.2", "::1"); "" if none */
-    bool connected;       /* a session took place (sendmail's xdelay starts) */
-    bool dsn;             /* the peer offered DSN (else a delivered NOTIFY=SUCCESS is
-                             "relayed") */
-    char tls[512];        /* "version=TLSv1.3, verify=OK, cipher=..., bits=256/256, group=..." or
-                             "" for plain text */
+    char relay_host[256]; /* the host last talked to ("mx.b.example"; "localhost" for a
+                             unix socket); "" if none */
+    char relay_addr[OUTBOUND_ADDR_MAX]; /* its address ("127.0.0.2", "::1", or an LMTP
+                                           server's socket path); "" if none */
+    bool connected;                     /* a session took place (sendmail's xdelay starts) */
+    bool dsn;                           /* the peer offered DSN (else a delivered NOTIFY=SUCCESS is
+                                           "relayed") */
+    char tls[512]; /* "version=TLSv1.3, verify=OK, cipher=..., bits=256/256, group=..." or
+                      "" for plain text */
     /* Not attempted: the destination is at its concurrency limit or out of rate tokens.
      * Every recipient is deferred with the reason; this is no delivery attempt (do not
      * count it) and retry_at (engine_now_ms clock) says when to try again. */
@@ -138,7 +151,8 @@ void outbound_worker_configure(struct outbound_worker *ow, const struct outbound
 void outbound_worker_free(struct outbound_worker *ow);
 
 /* Starts a job. 0, or -1 when it cannot start (no memory, not a ROUTE_SMTP route, no
- * recipient): nothing happens then and `done` is not called. */
+ * recipient, a unix socket path longer than a sockaddr_un holds): nothing happens then and
+ * `done` is not called. */
 int outbound_deliver(struct outbound_worker *ow, const struct outbound_job *job,
                      outbound_done_cb done, void *arg);
 

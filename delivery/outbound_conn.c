@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "util/log.h"
 #include "util/netaddr.h"
@@ -26,6 +27,12 @@ static uint64_t outbound_conn_now(const struct outbound_conn *cn)
 static const char *outbound_conn_qid(const struct outbound_conn *cn)
 {
     return cn->run && cn->run->job.qid ? cn->run->job.qid : "NOQUEUE";
+}
+
+/* The peer as named in a failure's text: the host, or a unix socket's path. */
+static const char *outbound_conn_peer(const struct outbound_conn *cn)
+{
+    return cn->unix_socket ? cn->addr : cn->host;
 }
 
 /* After every call into the client: its deadline (or the idle one) is the timer. */
@@ -460,7 +467,7 @@ static void outbound_on_timer(void *ctx)
     switch (cn->state) {
     case OUTBOUND_CONNECTING:
         outbound_reply_local(&why, SMTP_CLIENT_TEMP, "4.4.1", "Connection timed out with %s.",
-                             cn->host);
+                             outbound_conn_peer(cn));
         outbound_conn_lost(cn, &why, false);
         return;
     case OUTBOUND_IDLE:
@@ -511,13 +518,13 @@ static void outbound_on_closed(void *ctx, int err)
         r->local_trouble = r->local_trouble || outbound_errno_is_local(err);
         if (err == ECONNREFUSED)
             outbound_reply_local(&why, SMTP_CLIENT_TEMP, "4.4.1", "Connection refused by %s.",
-                                 cn->host);
+                                 outbound_conn_peer(cn));
         else if (err == ETIMEDOUT)
             outbound_reply_local(&why, SMTP_CLIENT_TEMP, "4.4.1", "Connection timed out with %s.",
-                                 cn->host);
+                                 outbound_conn_peer(cn));
         else
             outbound_reply_local(&why, SMTP_CLIENT_TEMP, "4.4.1", "%s with %s.",
-                                 err ? strerror(err) : "Connection closed", cn->host);
+                                 err ? strerror(err) : "Connection closed", outbound_conn_peer(cn));
         cn->run = NULL;
         r->conn = NULL;
         outbound_run_next(r, &why);
@@ -527,7 +534,7 @@ static void outbound_on_closed(void *ctx, int err)
         if (cn->run) { /* an event that did not detach it: defer what is left */
             struct smtp_client_reply why;
             outbound_reply_local(&why, SMTP_CLIENT_TEMP, "4.4.2", "Connection to %s lost",
-                                 cn->host);
+                                 outbound_conn_peer(cn));
             r = cn->run;
             cn->run = NULL;
             r->conn = NULL;
@@ -559,12 +566,18 @@ int outbound_conn_open(struct outbound_run *r, const struct outbound_target *t,
     cn->ow = ow;
     snprintf(cn->key, sizeof(cn->key), "%s", r->key);
     snprintf(cn->host, sizeof(cn->host), "%s", t->host);
-    netaddr_format((const struct sockaddr *)&t->addr, cn->addr, sizeof(cn->addr));
+    cn->unix_socket = t->addr.ss_family == AF_UNIX;
+    if (cn->unix_socket)
+        snprintf(cn->addr, sizeof(cn->addr), "%s",
+                 ((const struct sockaddr_un *)&t->addr)->sun_path);
+    else
+        netaddr_format((const struct sockaddr *)&t->addr, cn->addr, sizeof(cn->addr));
     snprintf(r->result.relay_host, sizeof(r->result.relay_host), "%s", cn->host);
     snprintf(r->result.relay_addr, sizeof(r->result.relay_addr), "%s", cn->addr);
     r->result.tls[0] = '\0';
     cn->policy = r->policy;
-    tlspolicy_for_server(ow->s.tls_policy, cn->host, cn->addr, &cn->policy);
+    if (!cn->unix_socket)
+        tlspolicy_for_server(ow->s.tls_policy, cn->host, cn->addr, &cn->policy);
     bool required = outbound_policy_requires_tls(&cn->policy);
     if (cn->policy.unsupported || (required && !ow->s.tls)) {
         r->local_trouble = true; /* our configuration, not the destination */
@@ -584,12 +597,15 @@ int outbound_conn_open(struct outbound_run *r, const struct outbound_target *t,
                     !(cn->policy.level == TLSPOLICY_MAY && ow->s.dest &&
                       dest_tls_broken(ow->s.dest, r->key, now));
     snprintf(cn->helo, sizeof(cn->helo), "%s", ow->s.helo_name);
-    cn->cs = (struct smtp_client_settings){
-        .helo_name = cn->helo, .starttls = starttls, .timeouts = ow->s.timeouts};
+    cn->cs = (struct smtp_client_settings){.helo_name = cn->helo,
+                                           .starttls = starttls,
+                                           .lmtp = strcmp(r->job.route->mailer, "lmtp") == 0,
+                                           .timeouts = ow->s.timeouts};
     cn->io = (struct smtp_client_io){cn, outbound_conn_io_send, outbound_conn_event};
     cn->tls_ctx = starttls ? tls_ctx_ref(ow->s.tls) : NULL;
-    socklen_t len =
-        t->addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    socklen_t len = t->addr.ss_family == AF_INET6  ? sizeof(struct sockaddr_in6)
+                    : t->addr.ss_family == AF_UNIX ? sizeof(struct sockaddr_un)
+                                                   : sizeof(struct sockaddr_in);
     if (engine_connect(ow->w, (const struct sockaddr *)&t->addr, len, NULL, 0,
                        &outbound_conn_callbacks, cn, &cn->id) < 0) {
         r->local_trouble = true; /* EINVAL, ENOMEM, ECANCELED: never the host's doing */

@@ -56,11 +56,12 @@ struct outbound_conn {
     bool cached;           /* in the worker's cache list */
     bool closed;           /* engine_conn_close called (or the engine closed it) */
     bool slot;             /* holds the job's destination slot until closed or idle */
+    bool unix_socket;      /* to an LMTP server's unix socket (host "localhost") */
     unsigned rcpt_replies; /* RCPT events in this transaction (none: MAIL was refused) */
     uint64_t idle_until;   /* OUTBOUND_IDLE */
     char key[OUTBOUND_KEY_MAX];
     char host[ROUTE_HOST_MAX];
-    char addr[64];
+    char addr[OUTBOUND_ADDR_MAX]; /* for a unix socket, its path */
     char helo[256];
     char tls_desc[512];
 };
