@@ -31,7 +31,7 @@ enum mc_how {
     HOW_CR_FILE,
     HOW_PROBE,        /* confDONT_PROBE_INTERFACES */
     HOW_RUN_AS,       /* user[:group] */
-    HOW_LOCAL_MAILER, /* LOCAL_MAILER_PATH, LOCAL_MAILER_ARGS (mc_local.c) */
+    HOW_LOCAL,        /* local delivery: the local mailer, aliases, LUSER_RELAY (mc_local.c) */
     HOW_SETTINGS_DIR, /* MAIL_SETTINGS_DIR: where sendmail's files are by default */
     HOW_NETINET6,     /* _NETINET6_: IPv6 default listeners */
     HOW_TLS_SRV,      /* confTLS_SRV_OPTIONS letters */
@@ -132,7 +132,7 @@ static const struct mc_define_rule mc_define_rules[] = {
     LATER("confCLIENT_SSL_OPTIONS", HOW_STRING, "tls.client_ssl_options"),
     {"confLOG_LEVEL", HOW_UINT, "log_level", true, true, 1, 99, NULL},
     LATER("confPRIVACY_FLAGS", HOW_LIST, "privacy"),
-    LATER("confDEF_USER_ID", HOW_STRING, "mailers.default_user"),
+    LIVE("confDEF_USER_ID", HOW_LOCAL, "mailers.default_user"),
     LATER("confTRY_NULL_MX_LIST", HOW_FLAG, "routing.try_null_mx_list"),
     LATER("confAUTH_OPTIONS", HOW_LIST, "auth.options"),
     LATER("confAUTH_MECHANISMS", HOW_LIST, "auth.mechanisms"),
@@ -145,19 +145,23 @@ static const struct mc_define_rule mc_define_rules[] = {
     LIVE("confCR_FILE", HOW_CR_FILE, "maps.relay_domains_file"),
     LATER("confCT_FILE", HOW_PATH, "maps.trusted_users"),
     LIVE("confTRUSTED_USERS", HOW_TRUSTED, "submission.trusted_users"),
-    LATER("ALIAS_FILE", HOW_LIST, "maps.aliases"),
+    LIVE("ALIAS_FILE", HOW_LOCAL, "maps.aliases"),
+    LIVE("confFORWARD_PATH", HOW_LOCAL, "mailers.forward_path"),
     LIVE("SMART_HOST", HOW_RELAY_HOST, "routing.smart_host"),
     LIVE("MAIL_HUB", HOW_RELAY_HOST, "routing.mail_hub"),
     LIVE("RELAY_MAILER_ARGS", HOW_RELAY_ARGS, NULL),
     /* sendmail's $R: the host that gets names without @domain, like MAIL_HUB (cf/README) */
     LATER("LOCAL_RELAY", HOW_STRING, "routing.local_relay"),
-    LATER("LUSER_RELAY", HOW_STRING, "routing.luser_relay"),
+    LIVE("LUSER_RELAY", HOW_LOCAL, "routing.luser_relay"),
     LATER("RELAY_MAILER", HOW_STRING, "routing.relay_mailer"),
     LATER("confFALLBACK_MX", HOW_STRING, "routing.fallback_mx"),
     LATER("confSMTP_LOGIN_MSG", HOW_STRING, "greeting"),
     LIVE("confDONT_PROBE_INTERFACES", HOW_PROBE, NULL),
-    LATER("LOCAL_MAILER_PATH", HOW_LOCAL_MAILER, NULL),
-    LATER("LOCAL_MAILER_ARGS", HOW_LOCAL_MAILER, NULL),
+    LIVE("LOCAL_MAILER_PATH", HOW_LOCAL, NULL),
+    LIVE("LOCAL_MAILER_ARGS", HOW_LOCAL, NULL),
+    LIVE("PROCMAIL_MAILER_PATH", HOW_LOCAL, NULL),
+    LIVE("confLOCAL_MAILER", HOW_LOCAL, NULL),
+    LIVE("CYRUSV2_MAILER_ARGS", HOW_LOCAL, NULL),
     LIVE("MAIL_SETTINGS_DIR", HOW_SETTINGS_DIR, NULL),
     LIVE("_NETINET6_", HOW_NETINET6, NULL),
     LIVE("confTLS_SRV_OPTIONS", HOW_TLS_SRV, "tls.request_client_cert"),
@@ -287,6 +291,7 @@ static const struct {
     {"QueueDirectory", "QUEUE_DIR"},
     {"RunAsUser", "confRUN_AS_USER"},
     {"DefaultUser", "confDEF_USER_ID"},
+    {"ForwardPath", "confFORWARD_PATH"},
     {"SmtpGreetingMessage", "confSMTP_LOGIN_MSG"},
     {"ConnectionCacheSize", "confMCI_CACHE_SIZE"},
     {"ConnectionCacheTimeout", "confMCI_CACHE_TIMEOUT"},
@@ -732,7 +737,7 @@ static void mc_apply(struct mc_state *st, const struct mc_define_rule *r, const 
         mc_report_add(st->report, loc, MC_TRANSLATED, "%s: %s is the %s file", what, path,
                       r->how == HOW_CW_FILE ? "local-host-names" : "relay-domains");
         break;
-    case HOW_LOCAL_MAILER:
+    case HOW_LOCAL:
         mc_local_define(st, r->name, value, loc);
         break;
     case HOW_SETTINGS_DIR:
@@ -804,7 +809,10 @@ void mc_undefine(struct mc_state *st, const char *name, struct mc_loc loc)
     const struct mc_define_rule *r = mc_rule(name);
     if (!r)
         r = mc_rule_timeout(name, key, sizeof(key));
-    if (r && r->how == HOW_RELAY_ARGS) {
+    if (r && r->how == HOW_LOCAL && mc_local_undefine(st, name)) {
+        mc_report_add(st->report, loc, MC_IGNORED, "undefine(%s): sendmail's default applies",
+                      name);
+    } else if (r && r->how == HOW_RELAY_ARGS) {
         st->relay_port[0] = '\0';
         mc_report_add(st->report, loc, MC_IGNORED,
                       "undefine(%s): the relay mailer's default arguments, port 25", name);

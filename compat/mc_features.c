@@ -218,6 +218,7 @@ enum mc_verdict mc_feature(struct mc_state *st, char **args, size_t nargs, struc
         /* nullclient.m4 sends everything to the hub and makes all mail look as if it
          * came from there: the same keys its defines and FEATUREs would set */
         const char *hub = arg1 ? arg1 : "localhost";
+        st->alias_file_set = true; /* nullclient.m4: undefine(`ALIAS_FILE') */
         mc_relay_host(st, loc, what, "routing.smart_host", hub);
         mc_relay_host(st, loc, what, "routing.mail_hub", hub);
         mc_key(st, loc, what, "masquerade.as", hub, true);

@@ -56,6 +56,14 @@ struct mc_state {
     struct mc_saved_loc iconnect_at;
     char relay_port[8]; /* RELAY_MAILER_ARGS `TCP $h 587': the relay mailer's port, or "" */
     struct mc_saved_loc relay_args_at;
+    /* local delivery (mc_local.c) */
+    bool local_lmtp;         /* FEATURE(local_lmtp) stands: the local mailer speaks LMTP */
+    char procmail_path[256]; /* PROCMAIL_MAILER_PATH, "" = local_procmail.m4's default */
+    char local_mailer[32];   /* confLOCAL_MAILER, "" = local */
+    struct mc_saved_loc local_mailer_at;
+    char cyrus_args[256];   /* CYRUSV2_MAILER_ARGS as defined now, "" = cyrusv2.m4's */
+    char cyrus_socket[256]; /* the arguments MAILER(cyrusv2) took, "" = no MAILER(cyrusv2) */
+    struct mc_saved_loc cyrusv2_at;
 };
 
 void mc_save_loc(struct mc_saved_loc *s, struct mc_loc loc);
@@ -93,11 +101,18 @@ const char *mc_define_of_option(const char *option);
 /* `name` under MAIL_SETTINGS_DIR, as sendmail's default paths are written. */
 void mc_settings_path(const struct mc_state *st, const char *name, char *out, size_t outlen);
 
-/* mc_local.c: the local mailer (LOCAL_MAILER_PATH/ARGS, FEATURE(local_procmail/local_lmtp)),
- * each setting replacing what an earlier one made of the mailer, as in sendmail. */
+/* mc_local.c: local delivery. The local mailer (LOCAL_MAILER_PATH/ARGS,
+ * FEATURE(local_procmail/local_lmtp)), each setting replacing what an earlier one made of the
+ * mailer, as in sendmail; confDEF_USER_ID, ALIAS_FILE, confFORWARD_PATH, LUSER_RELAY,
+ * PROCMAIL_MAILER_PATH, confLOCAL_MAILER and CYRUSV2_MAILER_ARGS (the names of
+ * mc_defines.c's HOW_LOCAL rules). mc_local_undefine: false when the name has no state here. */
 void mc_local_define(struct mc_state *st, const char *name, const char *value, struct mc_loc loc);
+bool mc_local_undefine(struct mc_state *st, const char *name);
 void mc_local_feature(struct mc_state *st, const char *name, char **args, size_t nargs,
                       struct mc_loc loc);
+/* MAILER(cyrusv2): its arguments now; mailers.lmtp at the end when it is the local mailer. */
+void mc_local_cyrusv2(struct mc_state *st, struct mc_loc loc);
+void mc_local_finish(struct mc_state *st);
 
 /* mc_features.c: FEATURE(name, args...). */
 enum mc_verdict mc_feature(struct mc_state *st, char **args, size_t nargs, struct mc_loc loc);

@@ -44,8 +44,9 @@ static bool mc_key_in(const char *key, const char *const *list, size_t n)
 static bool mc_key_enforced(const char *key)
 {
     static const char *const enforced[] = {
-        "maps.access",      "maps.local_host_names", "maps.relay_domains_file",
-        "maps.mailertable", "maps.trusted_users",    "timeouts.starttls"};
+        "maps.access",        "maps.local_host_names", "maps.relay_domains_file",
+        "maps.mailertable",   "maps.trusted_users",    "timeouts.starttls",
+        "maps.virtusertable", "mailers.smrsh"};
     return mc_key_in(key, enforced, sizeof(enforced) / sizeof(enforced[0]));
 }
 
@@ -86,11 +87,15 @@ static const struct {
      "$b; (No UCE/UBE) $?{client_addr}logging access from: ${client_name}(${client_resolve})-"
      "$_$.')define(`confBIND_OPTS', `+WorkAroundBrokenAAAA')"
      "define(`LOCAL_MAILER_PATH', `/usr/sbin/sensible-mda')"
-     "define(`LOCAL_MAILER_ARGS', `sensible-mda $g $u $h ${client_addr}')"},
-    {"OSTYPE", "linux", "FEATURE(`local_procmail')"},
+     "define(`LOCAL_MAILER_ARGS', `sensible-mda $g $u $h ${client_addr}')"
+     "define(`PROCMAIL_MAILER_PATH', `/usr/bin/procmail')"},
+    {"OSTYPE", "linux",
+     "ifdef(`PROCMAIL_MAILER_PATH', , `define(`PROCMAIL_MAILER_PATH', `/usr/bin/procmail')')"
+     "FEATURE(`local_procmail')"},
     {"OSTYPE", "solaris8", "define(`_NETINET6_')FEATURE(`local_lmtp')"},
     {"OSTYPE", "solaris11", "define(`_NETINET6_')FEATURE(`local_lmtp')"},
     {"DOMAIN", "generic",
+     "define(`confFORWARD_PATH', `$z/.forward.$w+$h:$z/.forward+$h:$z/.forward.$w:$z/.forward')"
      "define(`confMAX_HEADERS_LENGTH', `32768')FEATURE(`redirect')FEATURE(`use_cw_file')"
      "EXPOSED_USER(`root')"},
     {"DOMAIN", "debian-mta",
@@ -228,6 +233,8 @@ static enum mc_verdict mc_mailer(struct mc_state *st, const struct mc_event *ev)
     snprintf(word, sizeof(word), " %s ", name);
     st->saw_mailer = true;
     st->saw_local_mailer = st->saw_local_mailer || strcmp(name, "local") == 0;
+    if (strcmp(name, "cyrusv2") == 0)
+        mc_local_cyrusv2(st, ev->loc);
     if (strstr(later, word) && *name)
         mc_key_add(st, ev->loc, "MAILER", "mailers.enabled", name, true);
     else if (strstr(none, word) && *name)
@@ -371,18 +378,24 @@ static enum mc_verdict mc_on_event(void *ctx, struct mc_m4 *m, const struct mc_e
 }
 
 /* Class w and R: sendmail reads local-host-names with use_cw_file, relay-domains always.
- * And the aliases: in MAIL_SETTINGS_DIR unless ALIAS_FILE says otherwise, which is worth
- * writing only when the .mc moved that directory away from /etc/mail/. */
+ * And the aliases: in MAIL_SETTINGS_DIR unless ALIAS_FILE says otherwise. */
 static void mc_class_files(struct mc_state *st, const char *main_file)
 {
-    if (!st->alias_file_set && strcmp(st->settings_dir, "/etc/mail/") != 0) {
-        char aliases[1024];
-        mc_settings_path(st, "aliases", aliases, sizeof(aliases));
-        mc_key_add(st, (struct mc_loc){main_file, 0}, "sendmail's default ALIAS_FILE",
-                   "maps.aliases", aliases, true);
-    }
     struct mc_loc at = {main_file, 0}, cw_at = mc_saved(&st->cw_at);
-    char path[1024], rpath[1024];
+    char path[1024], rpath[1024], full[2048];
+    if (!st->alias_file_set) {
+        /* ringmaild reads no aliases unless maps.aliases names them, and refuses to start
+         * with one it cannot open; sendmail logs that and runs without */
+        mc_settings_path(st, "aliases", path, sizeof(path));
+        snprintf(full, sizeof(full), "%s%s", st->o->root ? st->o->root : "", path);
+        if (access(full, F_OK) == 0)
+            mc_key_add(st, at, "sendmail's default ALIAS_FILE", "maps.aliases", path, false);
+        else
+            mc_report_add(st->report, at, MC_IGNORED,
+                          "sendmail's default ALIAS_FILE, %s, is not there: sendmail runs "
+                          "without aliases then, and so does ringmail (no maps.aliases)",
+                          path);
+    }
     if (st->use_cw_file) {
         if (st->cw_file[0])
             snprintf(path, sizeof(path), "%s", st->cw_file);
@@ -396,7 +409,6 @@ static void mc_class_files(struct mc_state *st, const char *main_file)
     else
         mc_settings_path(st, "relay-domains", rpath, sizeof(rpath));
     mc_key(st, at, "sendmail always reads relay-domains", "maps.relay_domains_file", rpath, true);
-    char full[2048];
     snprintf(full, sizeof(full), "%s%s", st->o->root ? st->o->root : "", rpath);
     if (access(full, F_OK) == 0)
         mc_read_class_file(st, at, rpath, "relay_domains");
@@ -464,6 +476,7 @@ static enum mc_status mc_run(const char *name, const char *data, size_t len,
                       "needs no OS type");
     if (rc == 0) {
         mc_defines_finish(&st);
+        mc_local_finish(&st);
         mc_daemons_finish(&st, name);
         mc_class_files(&st, name);
         mc_log_ident(&st, name);

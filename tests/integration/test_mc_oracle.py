@@ -41,7 +41,6 @@ SIZES = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 IGNORED = {
     "StatusFile": "sendmail's statistics file",
     "HelpFile": "ringmail answers HELP itself",
-    "ForwardPath": "~/.forward is the delivery issue's",
     "InputMailFilters": "the order of milters[]; checked with the X lines",
     "DeadLetterDrop": "sendmail's dead.letter file",
     "DontBlameSendmail": "sendmail's file-permission checks (OSTYPE(debian))",
@@ -189,6 +188,9 @@ class SendmailCf:
 
     def __init__(self, text):
         self.options, self.macros, self.classes, self.files = {}, {}, {}, {}
+        # the mailer local names go to (confLOCAL_MAILER): local, or cyrusv2 say
+        self.local_name = re.search(r"(?m)^R\$\+\t+\$#(\w+) \$: \$1\t+regular local names$",
+                                    text).group(1)
         self.maps, self.milters = {}, []
         # mailer definitions, continuation lines joined: {"local": {"P": ..., "A": ...}}
         self.mailers = {m.group(1): dict(re.findall(r"(?:^|,)\s*([A-Z])=(.*?)(?=,\s*[A-Z]=|$)",
@@ -326,7 +328,10 @@ class Oracle(unittest.TestCase):
         if option in DISTRO_DEFAULTS or SAME_DEFAULT.get(option) == value or any(
                 option.startswith(i) for i in IGNORED):
             return
-        if option in PERSON:
+        if option == "DefaultUser" and value.split(":")[0] in ("root", "0"):
+            self.assertRegex(report, r"(?m): needs a person: define\(confDEF_USER_ID\) = ", why)
+            self.assertIsNone(get(yaml, "mailers.default_user"), why)
+        elif option in PERSON:
             self.assertRegex(report, rf"(?m): needs a person: .*{PERSON[option]}", why)
         elif option.startswith("Timeout."):
             self.timeout(yaml, option[8:], value, options, why)
@@ -354,6 +359,11 @@ class Oracle(unittest.TestCase):
             self.check(yaml, "tls.request_client_cert", "false" if "V" in value else None, why)
         elif option in MSP_OPTIONS and re.search(r"(?m): needs a person: FEATURE\(msp\)", report):
             return
+        elif option == "ForwardPath":
+            self.check(yaml, "mailers.forward_path", forward_path(value), why)
+        elif option == "AliasFile":  # alias files only: NIS and the like need a person
+            files = [re.sub(r"^(hash|btree|dbm|text):", "", w) for w in words(value or "")]
+            self.check(yaml, "maps.aliases", [f for f in files if f.startswith("/")] or None, why)
         elif option == "TryNullMXList":
             self.check(yaml, "routing.try_null_mx_list", str(value[0] in "TtYy").lower(), why)
         elif option not in ("DaemonPortOptions", "ClientPortOptions"):  # see listeners()
@@ -405,20 +415,50 @@ class Oracle(unittest.TestCase):
         self.assertEqual(got, want, "ClientPortOptions")
 
     def local_mailer(self, cf, yaml):
-        """What the YAML says of the local mailer must be the program sendmail runs."""
+        """The local mailer of the YAML, with the defaults ringmaild fills in (core/config.c),
+        must be the program sendmail runs with the same arguments ($g, the sender as the
+        mailer sees it, is written $f); Cyrus's LMTP socket when local names go to cyrusv2;
+        the program mailer smrsh when FEATURE(smrsh) is on."""
         local = cf.mailers.get("local", {})
-        path, args = local.get("P"), local.get("A")
-        if get(yaml, "mailers.local_path"):
-            self.check(yaml, "mailers.local_path", path, f"Mlocal P={path}")
-        for key, program in (("mailers.local_procmail", "procmail"),
-                             ("mailers.local_lmtp", "mail.local")):
-            value = get(yaml, key)
-            if value == "true":
-                self.assertEqual(os.path.basename(path), program, f"{key}: Mlocal P={path}")
-            elif value:
-                self.assertEqual(value, path, f"{key}: Mlocal P={path}")
-        if get(yaml, "mailers.local_args"):
-            self.check(yaml, "mailers.local_args", args, f"Mlocal A={args}")
+        path, args = local.get("P"), local.get("A", "").strip()
+        if msp_host(cf):  # a submit.cf's local mailer is the MTA too (see macros())
+            for key in ("local_path", "local_args", "local_procmail", "local_lmtp", "lmtp"):
+                self.assertIsNone(get(yaml, f"mailers.{key}"), f"Mlocal P={path}")
+            return
+        lmtp = get(yaml, "mailers.lmtp")
+        if cf.local_name == "cyrusv2":
+            socket = cf.mailers["cyrusv2"]["A"].split()
+            self.assertEqual(socket[0], "FILE", "Mcyrusv2 A=")
+            self.assertEqual(lmtp, f"unix:{socket[1]}", f"Mcyrusv2 A={' '.join(socket)}")
+        else:
+            self.assertIsNone(lmtp, f"local names go to the {cf.local_name} mailer")
+        smrsh = get(yaml, "mailers.smrsh")
+        prog = cf.mailers.get("prog", {}).get("P")
+        if smrsh in (None, "false"):
+            self.assertNotEqual(os.path.basename(prog or ""), "smrsh", "Mprog P=")
+        else:
+            self.assertEqual(os.path.basename(prog) if smrsh == "true" else prog,
+                             "smrsh" if smrsh == "true" else smrsh, f"Mprog P={prog}")
+        lmtp_pipe = get(yaml, "mailers.local_lmtp")  # kept for later
+        if lmtp_pipe:
+            self.assertEqual(lmtp_pipe if lmtp_pipe != "true" else os.path.basename(path),
+                             path if lmtp_pipe != "true" else "mail.local", f"Mlocal P={path}")
+            self.assertIsNone(get(yaml, "mailers.local_path"))
+            return
+        procmail = get(yaml, "mailers.local_procmail")
+        if procmail in ("true", "false"):
+            procmail = "/usr/bin/procmail" if procmail == "true" else None
+        program = get(yaml, "mailers.local_path") or procmail
+        if not program:  # ringmail's own mailbox writer stands for the system's (OSTYPE's)
+            self.assertIn(os.path.basename(path), ("mail.local", "mail"),
+                          f"Mlocal P={path}: the .mc names a local mailer the YAML has not")
+            return
+        self.assertEqual(program, path, f"Mlocal P={path}")
+        argv = get(yaml, "mailers.local_args") or (
+            "procmail -Y -a $h -d $u" if procmail else f"{os.path.basename(program)} -d $u")
+        # argv[0] is the program's name to itself: sendmail's default is "mail"
+        self.assertEqual(argv.split()[1:], args.replace("$g", "$f").split()[1:],
+                         f"Mlocal A={args}")
 
     def macros(self, cf, yaml, report):
         hub = msp_host(cf)
@@ -443,6 +483,8 @@ class Oracle(unittest.TestCase):
                 self.assertIsNone(get(yaml, path), f"D{macro} is sendmail's default")
                 continue
             want = with_relay_port(cf, value) if define else value
+            if macro == "L":
+                want = luser_relay(value)
             self.check(yaml, path, want, f"D{macro}{value}")
 
     def classes(self, cf, yaml):
@@ -487,6 +529,27 @@ class Oracle(unittest.TestCase):
                          inputs, "InputMailFilters")
 
 
+def luser_relay(value):
+    """routing.luser_relay for sendmail's $L, as its MailerToTriple ruleset reads it: local:user
+    (the host after it ignored), mailer:user@host (that address), mailer:host and host kept;
+    none for error:, a mailer that is not SMTP, or local: with no user."""
+    mailer, colon, rest = value.partition(":")
+    if not colon or not re.fullmatch(r"[\w-]+", mailer):
+        return value
+    if mailer == "local":
+        user = rest.split("@")[0]
+        return f"local:{user}" if user else None
+    if mailer not in ("smtp", "esmtp", "smtp8", "dsmtp", "relay"):
+        return None
+    return rest if "@" in rest else value
+
+
+def forward_path(value):
+    """mailers.forward_path for ForwardPath: the files whose macros ringmail expands."""
+    files = [f for f in value.split(":") if f and not re.search(r"\$[^zu]", f)]
+    return files or None
+
+
 NUMBERS = {
     "ConnectionCacheSize": "delivery.connection_cache_size",
     "MaxDaemonChildren": "limits.connections",
@@ -526,7 +589,6 @@ LISTS = {
     "PrivacyOptions": "privacy",
     "AuthOptions": "auth.options",
     "AuthMechanisms": "auth.mechanisms",
-    "AliasFile": "maps.aliases",
 }
 
 
