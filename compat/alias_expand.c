@@ -33,7 +33,10 @@ struct alias_expander {
     size_t n_stack;
     const struct alias **done; /* aliases expanded once already */
     size_t n_done, cap_done;
-    bool loop; /* a target named an alias still being expanded above it */
+    struct map_strings includes; /* :include: files read once already (sendmail's sameaddr) */
+    size_t reading[ALIAS_EXPAND_DEPTH_MAX + 2]; /* indices of those being read now */
+    size_t n_reading;
+    bool loop; /* a target named an alias or file still being expanded above it */
     bool oom;
 };
 
@@ -444,6 +447,22 @@ static void alias_include(struct alias_expander *x, const char *path, const stru
         alias_loop_error(x, o, address);
         return;
     }
+    for (size_t i = 0; i < x->includes.n; i++) {
+        if (strcmp(x->includes.v[i], path) == 0) {
+            /* a file included twice counts once; one that includes itself is a loop */
+            for (size_t r = 0; r < x->n_reading; r++)
+                x->loop |= x->reading[r] == i;
+            return;
+        }
+    }
+    if (x->n_reading >= sizeof(x->reading) / sizeof(x->reading[0])) {
+        alias_loop_error(x, o, address);
+        return;
+    }
+    if (map_strings_add(&x->includes, path) < 0) {
+        x->oom = true;
+        return;
+    }
     char *text = NULL;
     size_t len = 0;
     int err = s->include ? s->include(s->arg, path, o->owner, &text, &len) : ENOENT;
@@ -466,8 +485,10 @@ static void alias_include(struct alias_expander *x, const char *path, const stru
     next.name = path;
     next.include = path;
     next.depth++;
+    x->reading[x->n_reading++] = x->includes.n - 1;
     for (size_t i = 0; i < list.n && !x->oom; i++)
         alias_target(x, &list.v[i], &next);
+    x->n_reading--;
     alias_list_free(&list);
 }
 
@@ -502,6 +523,7 @@ static int alias_finish(struct alias_expander *x, size_t before, const struct al
     if (!x->oom && x->loop && x->out->n == before)
         alias_error(x, o, address, "554", "5.4.6", "aliasing/forwarding loop broken");
     free(x->done);
+    map_strings_free(&x->includes);
     return x->oom ? -1 : 0;
 }
 

@@ -27,8 +27,9 @@ static bool test_user_exists(void *arg, const char *login)
 /* "/etc/mail/lists/team" has two names and a program; "/eio" fails for now; others: none. */
 static int test_include(void *arg, const char *path, const char *owner, char **text, size_t *len)
 {
-    (void)arg;
     (void)owner;
+    if (arg)
+        (*(int *)arg)++;
     static const char team[] = "# the team\nalice, carol\n\n\"|/usr/bin/archive team\"\n";
     if (strcmp(path, "/etc/mail/lists/team") == 0) {
         *text = strdup(team);
@@ -67,6 +68,7 @@ static const char aliases_text[] =
     "bob+lists: alice\n"
     "carol+*: bob\n"
     "team: :include:/etc/mail/lists/team\n"
+    "twice: :include:/etc/mail/lists/team, team, :include:/etc/mail/lists/team\n"
     "broken: :include:/missing\n"
     "flaky: :include:/eio\n"
     "selfinc: :include:/etc/mail/lists/self\n"
@@ -288,6 +290,13 @@ static void test_include_and_errors(void **state)
     const struct alias_leaf *p = leaf(l, ALIAS_LEAF_PROGRAM, "/usr/bin/archive team");
     assert_string_equal(p->include, "/etc/mail/lists/team");
     assert_null(p->owner);
+
+    int reads = 0;
+    f->s.arg = &reads;
+    l = expand(f, "twice"); /* a file named twice is read once (sendmail's sameaddr) */
+    assert_int_equal(l->n, 3);
+    assert_int_equal(reads, 1);
+    f->s.arg = NULL;
 
     l = expand(f, "broken"); /* missing: sendmail bounces (550 5.2.4) */
     assert_int_equal(l->n, 1);
