@@ -10,59 +10,96 @@ int privsep_pair(int sv[2])
     return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv);
 }
 
-int privsep_send(int sock, uint32_t type, int fd)
+int privsep_send_payload(int sock, const void *data, size_t len, const int *fds, size_t nfds)
 {
     union {
         struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(PRIVSEP_MAX_FDS * sizeof(int))];
     } ctl;
-    struct iovec iov = {&type, sizeof(type)};
+    if (nfds > PRIVSEP_MAX_FDS) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct iovec iov = {(void *)data, len};
     struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (fd >= 0) {
+    if (nfds) {
         memset(&ctl, 0, sizeof(ctl));
         m.msg_control = ctl.buf;
-        m.msg_controllen = sizeof(ctl.buf);
+        m.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
         struct cmsghdr *c = CMSG_FIRSTHDR(&m);
         c->cmsg_level = SOL_SOCKET;
         c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+        c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+        memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
     }
     ssize_t n;
     do
         n = sendmsg(sock, &m, MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
-    return n == (ssize_t)sizeof(type) ? 0 : -1;
+    return n == (ssize_t)len ? 0 : -1;
 }
 
-int privsep_recv(int sock, uint32_t *type, int *fd)
+ssize_t privsep_recv_payload(int sock, void *data, size_t len, int fds[PRIVSEP_MAX_FDS],
+                             size_t *nfds, int flags)
 {
     union {
         struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(PRIVSEP_MAX_FDS * sizeof(int))];
     } ctl;
-    struct iovec iov = {type, sizeof(*type)};
+    struct iovec iov = {data, len};
     struct msghdr m = {.msg_iov = &iov,
                        .msg_iovlen = 1,
                        .msg_control = ctl.buf,
                        .msg_controllen = sizeof(ctl.buf)};
-    *fd = -1;
+    *nfds = 0;
     ssize_t n;
     do
-        n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+        n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC | flags);
     while (n < 0 && errno == EINTR);
-    if (n <= 0)
-        return n == 0 ? 0 : -1;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-            c->cmsg_len == CMSG_LEN(sizeof(int)))
-            memcpy(fd, CMSG_DATA(c), sizeof(int));
-    if (n != (ssize_t)sizeof(*type) || (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
-        if (*fd >= 0)
-            close(*fd);
-        *fd = -1;
+    if (n < 0)
+        return -1;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t got = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < got; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            if (*nfds < PRIVSEP_MAX_FDS)
+                fds[(*nfds)++] = fd;
+            else
+                close(fd);
+        }
+    }
+    if (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+        for (size_t i = 0; i < *nfds; i++)
+            close(fds[i]);
+        *nfds = 0;
         errno = EPROTO;
         return -1;
     }
-    return 1;
+    return n;
+}
+
+int privsep_send(int sock, uint32_t type, int fd)
+{
+    return privsep_send_payload(sock, &type, sizeof(type), &fd, fd >= 0 ? 1 : 0);
+}
+
+int privsep_recv(int sock, uint32_t *type, int *fd)
+{
+    int fds[PRIVSEP_MAX_FDS];
+    size_t nfds;
+    ssize_t n = privsep_recv_payload(sock, type, sizeof(*type), fds, &nfds, 0);
+    *fd = -1;
+    if (n == (ssize_t)sizeof(*type) && nfds <= 1) {
+        *fd = nfds ? fds[0] : -1;
+        return 1;
+    }
+    for (size_t i = 0; i < nfds; i++)
+        close(fds[i]);
+    if (n <= 0)
+        return (int)n;
+    errno = EPROTO;
+    return -1;
 }

@@ -1,23 +1,30 @@
 /*
- * core/privsep.h — the channel between the privileged parent and the engine.
+ * core/privsep.h — the channels between the privileged parent and the engine.
  *
- * One SOCK_SEQPACKET socketpair, made before the engine is forked: each message is a type
- * and at most one file descriptor (SCM_RIGHTS). The parent sends configurations (a sealed
- * memfd holding the files it read, util/fileset.h); the engine says when it serves and asks
- * for a reload when it got a SIGHUP itself. The parent trusts nothing the engine sends
- * beyond the message type: a message it does not expect is logged and ignored.
+ * SOCK_SEQPACKET socketpairs, made before the engine is forked. On the control channel each
+ * message is a type and at most one file descriptor (SCM_RIGHTS): the parent sends
+ * configurations (a sealed memfd holding the files it read, util/fileset.h); the engine says
+ * when it serves and asks for a reload when it got a SIGHUP itself. On the local-delivery
+ * channel each message is a payload (a struct local_request, delivery/local_proto.h) and up
+ * to PRIVSEP_MAX_FDS descriptors. The parent trusts nothing the engine sends beyond the
+ * message's shape: a message it does not expect is logged and ignored.
  * Never blocks longer than a message takes to copy; errors are returned, logged by the caller.
  */
 #ifndef RINGMAIL_CORE_PRIVSEP_H
 #define RINGMAIL_CORE_PRIVSEP_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 enum privsep_msg {
     PRIVSEP_READY = 1,  /* engine → parent: listening and serving */
     PRIVSEP_RELOAD,     /* parent → engine: a configuration to load; fd: its files */
     PRIVSEP_RELOAD_ASK, /* engine → parent: SIGHUP reached the engine: please reload */
 };
+
+/* The most descriptors one message carries (the local request's df and reply socket). */
+#define PRIVSEP_MAX_FDS 2
 
 /* sv[0] for the parent, sv[1] for the engine; close-on-exec. 0 or -1 (errno). */
 int privsep_pair(int sv[2]);
@@ -26,5 +33,15 @@ int privsep_send(int sock, uint32_t type, int fd);
 /* Receives one message: 1 with *type and *fd (-1 when none; the caller closes it), 0 when
  * the other side has gone, -1 on error (errno). */
 int privsep_recv(int sock, uint32_t *type, int *fd);
+
+/* Sends `len` bytes and copies of fds[0..nfds) (nfds <= PRIVSEP_MAX_FDS) as one message.
+ * 0 or -1 (errno). */
+int privsep_send_payload(int sock, const void *data, size_t len, const int *fds, size_t nfds);
+/* Receives one message into data[0..len) and its descriptors into fds (the caller closes
+ * fds[0..*nfds), close-on-exec), waiting only when `flags` lacks MSG_DONTWAIT: the bytes
+ * received, 0 when the other side has gone, -1 on error (errno; EPROTO for a message longer
+ * than `len` or with more than PRIVSEP_MAX_FDS descriptors, whose descriptors are closed). */
+ssize_t privsep_recv_payload(int sock, void *data, size_t len, int fds[PRIVSEP_MAX_FDS],
+                             size_t *nfds, int flags);
 
 #endif
