@@ -4,7 +4,8 @@ domain's mail over LMTP (RFC 2033) to a unix socket.
 - an aiosmtpd LMTP server (aiosmtpd.lmtp.LMTP) on a unix socket answers the data of three
   recipients one reply each, 452 for one of them: that one is deferred and delivered on the
   retry, the other two are delivered once (never again on the retry); a second message
-  reuses the idle connection (one LHLO for both); a socket nobody listens on defers.
+  reuses the idle connection (one LHLO for both); a socket nobody listens on defers; the
+  same server over TCP (lmtp:[127.0.0.2]:port).
 - Debian's dovecot-lmtpd (/usr/sbin/dovecot, run in the foreground as root with a private
   base_dir and configuration under the test's directory, users from a passwd-file) stores
   the messages in the users' Maildirs, read back with Python's mailbox module; an unknown
@@ -26,7 +27,7 @@ import time
 import unittest
 from pathlib import Path
 
-from aiosmtpd.controller import UnixSocketController
+from aiosmtpd.controller import Controller, UnixSocketController
 from aiosmtpd.lmtp import LMTP
 
 from delivery_support import FAST_QUEUE, DeliveryTestCase
@@ -79,6 +80,11 @@ class LmtpController(UnixSocketController):
         return LMTP(self.handler, **self.SMTP_kwargs)
 
 
+class LmtpTcpController(Controller):
+    def factory(self):
+        return LMTP(self.handler, **self.SMTP_kwargs)
+
+
 class LmtpAiosmtpd(DeliveryTestCase):
 
     def lmtp_server(self, handler: LmtpHandler) -> str:
@@ -123,6 +129,24 @@ class LmtpAiosmtpd(DeliveryTestCase):
         self.wait_log(d, rf"{q2}: to=<b@example\.com>, .*stat=Sent")
         self.assertEqual(handler.lhlo, 1, "the second message took a new connection")
         self.assertEqual([r for r, _ in handler.delivered], ["a@example.com", "b@example.com"])
+
+    def test_tcp(self):
+        """lmtp:[host]:port: the same over TCP, to that address without an MX lookup."""
+        handler = LmtpHandler(full_once={"b@example.com"})
+        with socket.socket() as probe:  # aiosmtpd's start() connects: it needs the port
+            probe.bind(("127.0.0.2", 0))
+            port = probe.getsockname()[1]
+        ctl = LmtpTcpController(handler, hostname="127.0.0.2", port=port)
+        ctl.start()
+        self.addCleanup(ctl.stop)
+        mt = self.tmp / "mailertable"
+        mt.write_text(f"example.com lmtp:[127.0.0.2]:{port}\n")
+        d = self.daemon(maps={"mailertable": str(mt)})
+        qid = self.send(d, "alice@client.test", ["a@example.com", "b@example.com"])
+        self.wait_log(d, rf"{qid}: to=<a@example\.com>, .*mailer=lmtp, "
+                         rf"pri=\d+, relay=127\.0\.0\.2\. \[127\.0\.0\.2\], dsn=2\.0\.0, stat=Sent")
+        self.wait_log(d, rf"{qid}: to=<b@example\.com>, .*dsn=4\.2\.2, stat=Deferred: 452")
+        self.assertEqual([r for r, _ in handler.delivered], ["a@example.com"])
 
     def test_no_server(self):
         """Nobody on the socket: deferred with the reason, as a refused connection is."""
