@@ -471,7 +471,8 @@ static void alias_include(struct alias_expander *x, const char *path, const stru
         bool lasting = err == ENOENT || err == EACCES || err == EPERM || err == ENOTDIR ||
                        err == ELOOP || err == EISDIR;
         char text_err[ALIAS_EXPAND_ADDR_MAX + 64];
-        snprintf(text_err, sizeof(text_err), "Cannot open %s: %s", path, strerror(err));
+        snprintf(text_err, sizeof(text_err), "Cannot open %s: %s", path,
+                 err > 0 ? strerror(err) : "cannot be read");
         alias_error(x, o, address, lasting ? "550" : "451", lasting ? "5.2.4" : "4.2.4", text_err);
         return;
     }

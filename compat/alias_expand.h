@@ -15,17 +15,19 @@
  *   - a system user (user_exists): a MAILBOX leaf, whose .forward the caller then asks for;
  *   - luser_relay, else ERROR 550 5.1.1 "User unknown".
  * Inside an alias: addresses recurse; ":include:/path" reads the file through the include
- * callback (failure: ERROR 451 4.3.0, the recipient is deferred); "|cmd" PROGRAM, "/path"
- * FILE, "error:..." ERROR. When an alias NAME has an owner-NAME alias, NAME's leaves carry
- * the envelope sender to use: owner-NAME's value when it is one plain address, else
- * "owner-NAME" (alias.c). An alias that names itself ("root: root, ops") delivers to that
- * user's mailbox without aliasing it again (sendmail's QSELFREF), .forward still read. Each
- * alias is expanded once per call: a name met again is a duplicate and dropped; one that
- * names an alias still being expanded above it is a loop and dropped, and when nothing but
+ * callback (once per call however often it is named; a missing file bounces, a transient
+ * error defers, as sendmail's include()); "|cmd" PROGRAM, "/path" FILE, "error:..." ERROR.
+ * When an alias NAME has an owner-NAME alias, NAME's leaves carry the envelope sender to
+ * use: owner-NAME's value when it is one plain address, else "owner-NAME" (alias.c). An
+ * alias that names itself ("root: root, ops") delivers to that user's mailbox without
+ * aliasing it again (sendmail's QSELFREF; the .forward is still read). Each alias is
+ * expanded once per call: a name met again is a duplicate and dropped; one that names an
+ * alias (or file) still being expanded above it is a loop and dropped, and when nothing but
  * loops is left the recipient gets ERROR 554 5.4.6 "aliasing/forwarding loop broken".
  * Deeper than ALIAS_EXPAND_DEPTH_MAX levels (aliases, includes, virtusertable hops and
- * .forward hops together): ERROR 554 5.4.6 as sendmail's MaxAliasRecursion. Identical
- * leaves are kept once (sendmail's sameaddr: kind, value, detail, owner).
+ * .forward hops together): ERROR 554 5.4.6, as sendmail's MaxAliasRecursion. Identical
+ * leaves are kept once (sendmail's sameaddr: kind, value, detail, owner, no_forward), also
+ * against the leaves already in `out`.
  *
  * Pure: no I/O of its own; the system's users and :include: files come through callbacks.
  * All policy outcomes are leaves; the functions fail only when memory runs out. Nothing is
@@ -86,8 +88,11 @@ struct alias_expand_settings {
     /* Is `login` a user of the system? Called with the name as written, then lower-cased. */
     bool (*user_exists)(void *arg, const char *login);
     /* The text of a :include: file, read as `owner` (the .forward's login) or, for the
-     * aliases, as the daemon: 0 with *text (malloc'ed, freed here) and *len, or -1 when it
-     * cannot be read (the recipient is deferred). NULL = every :include: fails. */
+     * aliases (owner NULL), as the daemon: 0 with *text (malloc'ed, freed here) and *len; or
+     * why it cannot be read as an errno value: ENOENT, EACCES, EPERM, ENOTDIR, ELOOP and
+     * EISDIR bounce the target (550 5.2.4 "Cannot open path: why", as sendmail), anything
+     * else (EIO, EAGAIN, -1, ...) defers it (451 4.2.4). NULL = every :include: is missing.
+     * Each file is asked for once per call. */
     int (*include)(void *arg, const char *path, const char *owner, char **text, size_t *len);
     void *arg;
 };
@@ -104,7 +109,11 @@ int alias_expand(const struct alias_expand_settings *s, const char *rcpt, struct
  * from->value (owner); "\user" and from's own login are its mailbox with no_forward (and
  * from's detail); other names are expanded as recipients (aliases, virtusertable, users);
  * from's sender carries on. An empty .forward (no targets) delivers to the mailbox, as
- * sendmail does. 0, or -1 when out of memory; free `out` with alias_leaves_free(). */
+ * sendmail does. Pass `from` as an expansion gave it: its depth counts the hops, so a cycle
+ * of .forwards (bob -> alice -> bob) ends in ERROR 5.4.6; and appending into the same `out`
+ * that holds the recipient's earlier leaves drops what is already there (a mailbox already
+ * forwarded or delivered), as sendmail's one recipient list does: the new leaves are those
+ * from the old out->n on. 0, or -1 when out of memory; free `out` with alias_leaves_free(). */
 int alias_expand_forward(const struct alias_expand_settings *s, const struct alias_leaf *from,
                          const char *file, const char *text, size_t len, struct alias_leaves *out);
 
