@@ -86,7 +86,8 @@ struct daemon_start {
     int control_fd;
     struct spool *spool; /* opened and locked by the parent */
     struct privdrop_user user;
-    int parent; /* the privsep socket (core/privsep.h) */
+    int parent;   /* the privsep socket (core/privsep.h) */
+    int local_fd; /* the local delivery requests' socket (core/local_agent.h); -1 when none */
     bool foreground;
 };
 

@@ -15,6 +15,7 @@
 
 #include "core/daemon.h"
 #include "core/listener.h"
+#include "core/local_agent.h"
 #include "core/pidfile.h"
 #include "core/pickup.h"
 #include "core/privsep.h"
@@ -26,7 +27,11 @@
 struct parent {
     char *path; /* the configuration, absolute (detached, the directory is "/") */
     pid_t engine;
-    int sock; /* to the engine; -1 once it closed */
+    int sock;       /* to the engine; -1 once it closed */
+    int local_sock; /* the engine's local delivery requests; -1 once it closed */
+    /* The latest configuration read: the local delivery agents' (mailboxes, aliases). */
+    struct config *cfg;
+    struct local_agents *agents;
     int sigfd;
     int notify; /* detached: the starting command waits on this for the status; else -1 */
     bool foreground;
@@ -143,11 +148,13 @@ static void parent_reload(struct parent *p)
     }
     if (fd < 0) {
         log_error("reload failed, keeping the running configuration: %s", err);
+        config_free(cfg);
     } else {
         log_set_ident(cfg->log_ident);
         close(fd);
+        config_free(p->cfg);
+        p->cfg = cfg;
     }
-    config_free(cfg);
     fileset_free(files);
 }
 
@@ -190,11 +197,29 @@ static void parent_engine_message(struct parent *p)
     }
 }
 
+/* SIGCHLD: the engine or local delivery agents have ended; never waits. 1 with the
+ * engine's status in *engine_status once it has ended, else 0. */
+static int parent_reap(struct parent *p, int *engine_status)
+{
+    int ended = 0, wstatus;
+    pid_t pid;
+    while ((pid = waitpid(-1, &wstatus, WNOHANG)) > 0) {
+        if (pid == p->engine) {
+            *engine_status = wstatus;
+            ended = 1;
+        } else if (!local_agents_reaped(p->agents, pid, wstatus)) {
+            log_debug("child %ld ended", (long)pid);
+        }
+    }
+    return ended;
+}
+
 static int parent_loop(struct parent *p)
 {
     for (;;) {
-        struct pollfd fds[2] = {{p->sigfd, POLLIN, 0}, {p->sock, POLLIN, 0}};
-        if (poll(fds, 2, -1) < 0) {
+        struct pollfd fds[3] = {
+            {p->sigfd, POLLIN, 0}, {p->sock, POLLIN, 0}, {p->local_sock, POLLIN, 0}};
+        if (poll(fds, 3, -1) < 0) {
             if (errno == EINTR)
                 continue;
             log_error("poll: %s", strerror(errno));
@@ -202,6 +227,10 @@ static int parent_loop(struct parent *p)
         }
         if (fds[1].revents)
             parent_engine_message(p);
+        if (fds[2].revents && local_agents_serve(p->agents, p->local_sock, p->cfg) < 0) {
+            close(p->local_sock); /* the engine is ending; SIGCHLD tells how */
+            p->local_sock = -1;
+        }
         if (!fds[0].revents)
             continue;
         struct signalfd_siginfo si;
@@ -219,7 +248,7 @@ static int parent_loop(struct parent *p)
             kill(p->engine, (int)si.ssi_signo);
             break;
         case SIGCHLD:
-            if (waitpid(p->engine, &wstatus, WNOHANG) == p->engine)
+            if (parent_reap(p, &wstatus))
                 return parent_engine_ended(p, wstatus);
             break;
         default:
@@ -274,31 +303,44 @@ static int parent_listen_unix(struct parent *p, struct daemon_start *st, char *e
     return 0;
 }
 
-/* The engine: its own process from here on. */
+/* The engine: its own process from here on, with two channels to the parent: control
+ * (configurations) and local delivery requests (core/local_agent.h). */
 static int parent_fork_engine(struct parent *p, struct daemon_start *st, char *err, size_t errlen)
 {
-    int sv[2];
+    int sv[2], lv[2];
     if (privsep_pair(sv) < 0) {
         snprintf(err, errlen, "socketpair: %s", strerror(errno));
+        return -1;
+    }
+    if (privsep_pair(lv) < 0) {
+        snprintf(err, errlen, "socketpair: %s", strerror(errno));
+        close(sv[0]);
+        close(sv[1]);
         return -1;
     }
     pid_t pid = fork();
     if (pid < 0) {
         snprintf(err, errlen, "cannot start the engine: fork: %s", strerror(errno));
-        close(sv[0]);
-        close(sv[1]);
+        for (int i = 0; i < 2; i++) {
+            close(sv[i]);
+            close(lv[i]);
+        }
         return -1;
     }
     if (pid == 0) {
         close(sv[0]);
+        close(lv[0]);
         if (p->notify >= 0)
             close(p->notify);
         close(p->sigfd);
         st->parent = sv[1];
+        st->local_fd = lv[1];
         exit(daemon_run(st));
     }
     close(sv[1]);
+    close(lv[1]);
     p->sock = sv[0];
+    p->local_sock = lv[0];
     p->engine = pid;
     return 0;
 }
@@ -354,8 +396,9 @@ static int parent_start(struct parent *p, const char *config_path, struct daemon
     return EX_OK;
 }
 
-/* What the parent keeps of what it handed the engine: nothing (the engine has its copy). */
-static void parent_release(struct daemon_start *st)
+/* What the parent keeps of what it handed the engine: the configuration, for the local
+ * delivery agents (the engine has its own copy of everything). */
+static void parent_release(struct parent *p, struct daemon_start *st)
 {
     if (st->listen_fds) {
         for (size_t i = 0; i < st->cfg->n_listen; i++) {
@@ -371,7 +414,8 @@ static void parent_release(struct daemon_start *st)
     if (st->control_fd >= 0)
         close(st->control_fd);
     st->submission_fd = st->control_fd = -1;
-    config_free(st->cfg);
+    config_free(p->cfg);
+    p->cfg = st->cfg;
     st->cfg = NULL;
     fileset_free(st->files);
     st->files = NULL;
@@ -380,8 +424,9 @@ static void parent_release(struct daemon_start *st)
 int parent_run(const char *config_path, bool foreground)
 {
     char err[1024] = "";
-    struct parent p = {.sock = -1, .sigfd = -1, .notify = -1, .foreground = foreground};
-    struct daemon_start st = {.parent = -1, .submission_fd = -1, .control_fd = -1};
+    struct parent p = {
+        .sock = -1, .local_sock = -1, .sigfd = -1, .notify = -1, .foreground = foreground};
+    struct daemon_start st = {.parent = -1, .local_fd = -1, .submission_fd = -1, .control_fd = -1};
 
     log_configure(NULL, LOG_TO_STDERR);
     /* Taken synchronously (signalfd); blocked before the fork, so the engine's threads
@@ -395,10 +440,12 @@ int parent_run(const char *config_path, bool foreground)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     p.sigfd = signalfd(-1, &set, SFD_CLOEXEC);
-    int status = p.sigfd < 0 ? EX_OSERR : parent_start(&p, config_path, &st, err, sizeof(err));
     if (p.sigfd < 0)
         snprintf(err, sizeof(err), "signalfd: %s", strerror(errno));
-    parent_release(&st);
+    else if (!(p.agents = local_agents_new()))
+        snprintf(err, sizeof(err), "out of memory");
+    int status = !p.agents ? EX_OSERR : parent_start(&p, config_path, &st, err, sizeof(err));
+    parent_release(&p, &st);
     if (status == EX_OK)
         status = parent_loop(&p);
     else
@@ -414,6 +461,10 @@ int parent_run(const char *config_path, bool foreground)
         spool_close(st.spool);
     if (p.sock >= 0)
         close(p.sock);
+    if (p.local_sock >= 0)
+        close(p.local_sock);
+    local_agents_free(p.agents);
+    config_free(p.cfg);
     if (p.sigfd >= 0)
         close(p.sigfd);
     free(p.pid_file);
