@@ -139,10 +139,28 @@ static int alias_line(void *ctx, struct map_reader *r, char *line, unsigned line
     return 0;
 }
 
+static int alias_by_name(const void *a, const void *b, void *arg)
+{
+    const struct alias *v = arg;
+    return strcmp(v[*(const size_t *)a].name, v[*(const size_t *)b].name);
+}
+
 int aliases_parse(const char *file, const char *text, size_t len, struct alias_map *out, char *err,
                   size_t errlen)
 {
-    return map_each_line(file, text, len, true, err, errlen, alias_line, out);
+    if (map_each_line(file, text, len, true, err, errlen, alias_line, out) < 0)
+        return -1;
+    if (out->n == 0)
+        return 0;
+    if (!(out->by_name = malloc(out->n * sizeof(*out->by_name)))) {
+        snprintf(err, errlen, "%s: out of memory", file);
+        return -1;
+    }
+    for (size_t i = 0; i < out->n; i++)
+        out->by_name[i] = i;
+    /* names are unique and lower-cased: strcmp orders them as strcasecmp finds them */
+    qsort_r(out->by_name, out->n, sizeof(*out->by_name), alias_by_name, out->v);
+    return 0;
 }
 
 int aliases_parse_targets(const char *file, const char *text, size_t len, struct alias_list *out)
@@ -191,14 +209,30 @@ void aliases_free(struct alias_map *m)
         free(m->v[i].name);
     }
     free(m->v);
+    free(m->by_name);
     memset(m, 0, sizeof(*m));
 }
 
 const struct alias *aliases_lookup(const struct alias_map *m, const char *name)
 {
-    for (size_t i = 0; i < m->n; i++)
-        if (m->v[i].name && strcasecmp(m->v[i].name, name) == 0)
-            return &m->v[i];
+    if (!m->by_name) { /* while parsing: the duplicate check */
+        for (size_t i = 0; i < m->n; i++)
+            if (m->v[i].name && strcasecmp(m->v[i].name, name) == 0)
+                return &m->v[i];
+        return NULL;
+    }
+    size_t lo = 0, hi = m->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const struct alias *a = &m->v[m->by_name[mid]];
+        int c = strcasecmp(name, a->name);
+        if (c == 0)
+            return a;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
     return NULL;
 }
 

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -473,6 +474,31 @@ static void test_known(void **state)
     f->s.luser_relay = NULL;
 }
 
+/* The lookup is a binary search over the parsed names: every one found in any case, in a
+ * map whose file order is not the sorted order; names between them not found. */
+static void test_lookup_sorted(void **state)
+{
+    (void)state;
+    char text[64 * 40] = "", name[32], err[256];
+    for (int i = 0; i < 64; i++) {
+        snprintf(name, sizeof(name), "N%02d_%c: bob\n", (i * 37) % 64, 'a' + i % 26);
+        strcat(text, name);
+    }
+    struct alias_map m = {0};
+    assert_int_equal(aliases_parse("a", text, strlen(text), &m, err, sizeof(err)), 0);
+    for (int i = 0; i < 64; i++) {
+        snprintf(name, sizeof(name), "n%02d_%c", (i * 37) % 64, 'A' + i % 26);
+        const struct alias *a = aliases_lookup(&m, name);
+        assert_non_null(a);
+        assert_int_equal(a->line, (unsigned)i + 1);
+        snprintf(name, sizeof(name), "n%02d_", (i * 37) % 64);
+        assert_null(aliases_lookup(&m, name));
+    }
+    assert_null(aliases_lookup(&m, "zzz"));
+    assert_null(aliases_lookup(&m, ""));
+    aliases_free(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -491,6 +517,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_forward, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forward_edge_cases, setup, teardown),
         cmocka_unit_test(test_parse_targets),
+        cmocka_unit_test(test_lookup_sorted),
         cmocka_unit_test_setup_teardown(test_known, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
