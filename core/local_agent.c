@@ -628,7 +628,8 @@ static void local_deliver(const struct config *cfg, const struct local_request *
 
 /* The agent: a child of the parent with df and reply; writes one reply and exits. */
 static _Noreturn void local_agent_run(const struct config *cfg, const struct local_request *rq,
-                                      const struct local_agent_plan *plan, int df, int reply)
+                                      const struct local_agent_plan *plan, int df, int reply,
+                                      unsigned log_targets)
 {
     sigset_t none;
     sigemptyset(&none);
@@ -639,6 +640,9 @@ static _Noreturn void local_agent_run(const struct config *cfg, const struct loc
      * agent dies, and the engine defers on the closed reply socket. */
     alarm(plan->timeout_s * 2 + 60);
     setsid();
+    /* syslog's socket is one of the descriptors closed below: closed through log.c and
+     * opened again after, or syslog(3) would reconnect over the df or the reply socket. */
+    log_close();
     /* Only the two descriptors are kept, close-on-exec: a program the agent runs must not
      * write the reply itself. Moved above 4 first so that neither lands on the other. */
     int high_df = fcntl(df, F_DUPFD_CLOEXEC, 5), high_reply = fcntl(reply, F_DUPFD_CLOEXEC, 5);
@@ -648,6 +652,7 @@ static _Noreturn void local_agent_run(const struct config *cfg, const struct loc
     df = 3;
     reply = 4;
     close_range(5, ~0u, 0);
+    log_configure(NULL, log_targets);
 
     static struct local_reply r;
     memset(&r, 0, sizeof(r));
@@ -686,11 +691,15 @@ static _Noreturn void local_agent_run(const struct config *cfg, const struct loc
 struct local_agents {
     pid_t *pids;
     size_t n, cap;
+    unsigned log_targets;
 };
 
-struct local_agents *local_agents_new(void)
+struct local_agents *local_agents_new(unsigned log_targets)
 {
-    return calloc(1, sizeof(struct local_agents));
+    struct local_agents *la = calloc(1, sizeof(*la));
+    if (la)
+        la->log_targets = log_targets;
+    return la;
 }
 
 void local_agents_free(struct local_agents *la)
@@ -720,7 +729,7 @@ static int local_agents_start(struct local_agents *la, const struct config *cfg,
     }
     pid_t pid = fork();
     if (pid == 0)
-        local_agent_run(cfg, rq, plan, fds[0], fds[1]);
+        local_agent_run(cfg, rq, plan, fds[0], fds[1], la->log_targets);
     if (pid < 0)
         return -1;
     la->pids[la->n++] = pid;

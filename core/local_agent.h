@@ -103,7 +103,8 @@ int local_agent_read_forward(const struct config *cfg, const struct local_agent_
                              const struct local_request *rq, char *text, size_t size);
 
 struct local_agents;
-struct local_agents *local_agents_new(void);
+/* `log_targets`: where an agent's lines go (util/log.h), as the parent's. */
+struct local_agents *local_agents_new(unsigned log_targets);
 void local_agents_free(struct local_agents *la);
 unsigned local_agents_running(const struct local_agents *la);
 /* One message from the engine's local-delivery socket (non-blocking): checks it, forks an

@@ -442,7 +442,8 @@ int parent_run(const char *config_path, bool foreground)
     p.sigfd = signalfd(-1, &set, SFD_CLOEXEC);
     if (p.sigfd < 0)
         snprintf(err, sizeof(err), "signalfd: %s", strerror(errno));
-    else if (!(p.agents = local_agents_new()))
+    else if (!(p.agents =
+                   local_agents_new(foreground ? LOG_TO_STDERR : LOG_TO_STDERR | LOG_TO_SYSLOG)))
         snprintf(err, sizeof(err), "out of memory");
     int status = !p.agents ? EX_OSERR : parent_start(&p, config_path, &st, err, sizeof(err));
     parent_release(&p, &st);

@@ -26,6 +26,7 @@
 #include "compat/map_aliases.h"
 #include "core/local_agent.h"
 #include "core/privsep.h"
+#include "util/log.h"
 
 static char test_dir[] = "/tmp/ringmail-local-agent-XXXXXX";
 
@@ -535,7 +536,7 @@ static void test_serve_refusal(void **state)
 {
     (void)state;
     test_cfg_reset();
-    struct local_agents *la = local_agents_new();
+    struct local_agents *la = local_agents_new(LOG_TO_STDERR);
     assert_non_null(la);
     int sv[2], reply[2];
     assert_int_equal(privsep_pair(sv), 0);
@@ -662,7 +663,7 @@ static void test_agent_delivers(void **state)
     cfg.local.mailbox = box_tmpl;
     cfg.local.forward_path = fwd_path;
     cfg.local.n_forward_path = 1;
-    struct local_agents *la = local_agents_new();
+    struct local_agents *la = local_agents_new(LOG_TO_STDERR);
     assert_non_null(la);
 
     /* the mailbox, written as the user */
