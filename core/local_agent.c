@@ -636,6 +636,7 @@ static _Noreturn void local_agent_run(const struct config *cfg, const struct loc
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGPIPE, SIG_DFL);
     signal(SIGXFSZ, SIG_IGN); /* a mailbox over RLIMIT_FSIZE fails its write instead */
+    umask(077);               /* what the mailers create is the user's alone */
     /* Past every time limit of the mailers (a lock, a program and its SIGKILL): a stuck
      * agent dies, and the engine defers on the closed reply socket. */
     alarm(plan->timeout_s * 2 + 60);
