@@ -97,7 +97,8 @@ struct outbound_run {
 #define OUTBOUND_RESUME_MAX 64
 
 struct outbound_resume {
-    char id[2 * ROUTE_HOST_MAX + 64]; /* "mx.example.com 192.0.2.1 <expected name>" */
+    /* "mx.example.com 192.0.2.1 <expected name>" */
+    char id[ROUTE_HOST_MAX + OUTBOUND_ADDR_MAX + TLSPOLICY_NAME_MAX];
     struct tls_resumption *r;
     uint64_t used; /* for least-recently-used replacement */
 };
