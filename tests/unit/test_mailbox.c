@@ -200,6 +200,21 @@ static void test_mbox_chunk_edges(void **state)
     close(fd);
     assert_reply(&r, LOCAL_DELIVERED, "2.0.0");
     assert_file_is(path, want);
+
+    /* a lone CR as a piece's last byte is kept */
+    memset(df, 'x', CHUNK - 1);
+    memcpy(df + CHUNK - 1, "\rq\r\n", 4);
+    fd = df_make(df, CHUNK + 3);
+    m = msg_of(fd, "a@b");
+    path_in(path, sizeof path, "edges-cr");
+    mailbox_file(path, &m, &r);
+    close(fd);
+    assert_reply(&r, LOCAL_DELIVERED, "2.0.0");
+    w = (size_t)snprintf(want, sizeof want, "From a@b " FROM_DATE "\nReturn-Path: <a@b>\n");
+    memcpy(want + w, df, CHUNK - 1);
+    w += CHUNK - 1;
+    memcpy(want + w, "\rq\n\n", 5);
+    assert_file_is(path, want);
 }
 
 /* --- refusals --- */
@@ -215,6 +230,7 @@ static void test_mbox_symlink_refused(void **state)
     struct local_reply r;
     deliver_mbox(link_, simple_df, "a@b", &r);
     assert_reply(&r, LOCAL_FAILED, "5.2.0");
+    assert_non_null(strstr(r.text, "is a symbolic link"));
     assert_int_equal(file_size(target), 0);
 }
 
