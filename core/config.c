@@ -496,6 +496,13 @@ static int config_check(const struct config_ctx *x, struct config *c)
         if (hosts[i].value && route_parse(hosts[i].value, "relay", NULL, &r, why, sizeof(why)) < 0)
             return config_fail(x, hosts[i].key, "'%s': %s", hosts[i].value, why);
     }
+    if (c->local.lmtp) {
+        char value[1100], why[256];
+        struct route r = {0};
+        snprintf(value, sizeof(value), "lmtp:%s", c->local.lmtp);
+        if (route_parse(value, NULL, NULL, &r, why, sizeof(why)) < 0)
+            return config_fail(x, "mailers.lmtp", "'%s': %s", c->local.lmtp, why);
+    }
     if (c->queue.minimal_backoff && c->queue.minimal_backoff > c->queue.maximal_backoff)
         return config_fail(x, "queue.minimal_backoff", "is above queue.maximal_backoff");
     for (size_t i = 0; i < c->delivery.n_tls_policy; i++) {

@@ -91,6 +91,18 @@ struct config_map_data {
     struct alias_map *aliases; /* one per file of maps.aliases, searched in order */
     size_t n_aliases;
     struct map_simple mailertable, virtusertable, genericstable;
+    /* The files the aliases' :include: targets name, read now (by the parent, which may
+     * read them): `err` is the read's errno, 0 when `text` holds the file. */
+    struct config_include {
+        char *path, *text;
+        size_t len;
+        int err;
+    } * includes;
+    size_t n_includes;
+    /* The system's login names (getpwent, in the privileged parent), sorted (strcmp), for
+     * local recipients at RCPT; empty for config_load_settings. */
+    char **users;
+    size_t n_users;
 };
 
 /* Local delivery (the `mailers` section, and routing.luser_relay): how the privileged
@@ -294,6 +306,11 @@ struct config *config_load(const char *path, struct fileset *files, char *err, s
  * while a map such as the access map may be readable by root only. */
 struct config *config_load_settings(const char *path, char *err, size_t errlen);
 void config_free(struct config *c);
+/* Whether `login` is one of cfg->map.users. */
+bool config_user_exists(const struct config *c, const char *login);
+/* The :include: file `path` as the configuration read it: 0 with *text (not a copy) and
+ * *len, or -errno (not read: it is not named by the aliases, or the read failed). */
+int config_include_text(const struct config *c, const char *path, const char **text, size_t *len);
 /* The command line's queue interval (ringmaild --queue-interval, sendmail's -q30m beside
  * -bd): every configuration this process and the processes it forks load afterwards has
  * it as queue.interval, whatever the file says, reloads included. -1 when `text` is not a

@@ -8,12 +8,18 @@
 #include "core/config_int.h"
 
 #include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "compat/map_aliases.h"
 #include "compat/map_list.h"
+#include "util/buf.h"
+
+/* :include: files one configuration reads at most. */
+#define CONFIG_MAX_INCLUDES 1000
 #include "compat/map_text.h"
 #include "util/fileset.h"
 
@@ -195,6 +201,147 @@ static int config_maps_parse(struct config *c, struct fileset *files, const char
     return rc;
 }
 
+/* Adds `path` to the :include: files to read (once). 0, or -1 when memory ran out. */
+static int config_maps_include_add(struct config_map_data *d, const char *path)
+{
+    for (size_t i = 0; i < d->n_includes; i++)
+        if (strcmp(d->includes[i].path, path) == 0)
+            return 0;
+    /* a list naming lists naming lists is bounded as sendmail's MaxAliasRecursion bounds
+     * its expansion; past this the file is reported unreadable at delivery */
+    if (d->n_includes >= CONFIG_MAX_INCLUDES)
+        return 0;
+    struct config_include *grown = realloc(d->includes, (d->n_includes + 1) * sizeof(*grown));
+    if (!grown)
+        return -1;
+    d->includes = grown;
+    grown[d->n_includes] = (struct config_include){.path = strdup(path), .err = ENOENT};
+    if (!grown[d->n_includes].path)
+        return -1;
+    d->n_includes++;
+    return 0;
+}
+
+static int config_maps_include_targets(struct config_map_data *d, const struct alias_target *t,
+                                       size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (t[i].kind == ALIAS_INCLUDE && config_maps_include_add(d, t[i].value) < 0)
+            return -1;
+    return 0;
+}
+
+/* :include: files are read when the configuration is: the parent may read what the engine
+ * may not, and a list that changes is seen at the next reload (SIGHUP, or the aliases file
+ * changing). A file that cannot be read is not a configuration error: its recipients
+ * bounce or wait as sendmail's would (compat/alias_expand.h). Lists named by lists are
+ * read too. */
+static int config_maps_includes(struct config *c, struct fileset *files)
+{
+    struct config_map_data *d = &c->map;
+    for (size_t a = 0; a < d->n_aliases; a++)
+        for (size_t i = 0; i < d->aliases[a].n; i++)
+            if (config_maps_include_targets(d, d->aliases[a].v[i].targets,
+                                            d->aliases[a].v[i].n_targets) < 0)
+                return -1;
+    for (size_t i = 0; i < d->n_includes; i++) {
+        struct config_include *inc = &d->includes[i];
+        char why[256];
+        char *path = inc->path; /* inc moves when the array grows */
+        int rc = fileset_read(files, path, MAP_FILE_MAX, &inc->text, &inc->len, why, sizeof(why));
+        if (rc == -ENOMEM)
+            return -1;
+        inc->err = -rc;
+        if (rc < 0)
+            continue;
+        struct alias_list l = {0};
+        rc = aliases_parse_targets(path, inc->text, inc->len, &l) < 0
+                 ? -1
+                 : config_maps_include_targets(d, l.v, l.n);
+        alias_list_free(&l);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int config_include_text(const struct config *c, const char *path, const char **text, size_t *len)
+{
+    for (size_t i = 0; i < c->map.n_includes; i++) {
+        const struct config_include *inc = &c->map.includes[i];
+        if (strcmp(inc->path, path) != 0)
+            continue;
+        if (inc->err)
+            return -inc->err;
+        *text = inc->text;
+        *len = inc->len;
+        return 0;
+    }
+    return -ENOENT;
+}
+
+/* The login names, one a line: what the parent saw through NSS when it loaded. */
+static int config_maps_list_users(void *arg, char **data, size_t *len)
+{
+    (void)arg;
+    struct buf out;
+    buf_init(&out, 0);
+    int rc = 0;
+    setpwent();
+    for (struct passwd *pw; rc == 0 && (pw = getpwent());)
+        if (pw->pw_name[0] && !strchr(pw->pw_name, '\n'))
+            rc = buf_printf(&out, "%s\n", pw->pw_name);
+    endpwent();
+    if (rc == 0)
+        rc = buf_append(&out, "", 1);
+    if (rc < 0) {
+        buf_free(&out);
+        return -ENOMEM;
+    }
+    *len = out.len - 1;
+    *data = out.data;
+    return 0;
+}
+
+static int config_users_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int config_maps_logins(struct config *c, struct fileset *files, char *why, size_t whylen)
+{
+    char *text;
+    size_t len;
+    if (fileset_generate(files, "(users)", config_maps_list_users, NULL, &text, &len, why, whylen) <
+        0)
+        return -1;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += text[i] == '\n';
+    struct config_map_data *d = &c->map;
+    if (n && !(d->users = calloc(n, sizeof(char *)))) {
+        free(text);
+        return config_maps_oom(why, whylen);
+    }
+    for (char *line = text, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
+        *nl = '\0';
+        if (!(d->users[d->n_users] = strdup(line))) {
+            free(text);
+            return config_maps_oom(why, whylen);
+        }
+        d->n_users++;
+    }
+    free(text);
+    qsort(d->users, d->n_users, sizeof(char *), config_users_cmp);
+    return 0;
+}
+
+bool config_user_exists(const struct config *c, const char *login)
+{
+    return c->map.n_users &&
+           bsearch(&login, c->map.users, c->map.n_users, sizeof(char *), config_users_cmp);
+}
+
 int config_maps_load(struct config *c, struct fileset *files, const char **key, char *why,
                      size_t whylen)
 {
@@ -235,6 +382,10 @@ int config_maps_load(struct config *c, struct fileset *files, const char **key, 
     for (size_t i = 0; i < m->aliases.n; i++)
         if (config_maps_parse(c, files, m->aliases.v[i], "maps.aliases", key, why, whylen) < 0)
             return -1;
+    if (config_maps_includes(c, files) < 0 || config_maps_logins(c, files, why, whylen) < 0) {
+        *key = "maps.aliases";
+        return -1;
+    }
     return 0;
 }
 
@@ -248,4 +399,12 @@ void config_maps_free(struct config *c)
     map_simple_free(&d->mailertable);
     map_simple_free(&d->virtusertable);
     map_simple_free(&d->genericstable);
+    for (size_t i = 0; i < d->n_includes; i++) {
+        free(d->includes[i].path);
+        free(d->includes[i].text);
+    }
+    free(d->includes);
+    for (size_t i = 0; i < d->n_users; i++)
+        free(d->users[i]);
+    free(d->users);
 }

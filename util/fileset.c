@@ -172,6 +172,31 @@ int fileset_read(struct fileset *fs, const char *path, size_t max, char **data, 
     return e ? fileset_fail(e, path, err, errlen) : 0;
 }
 
+int fileset_generate(struct fileset *fs, const char *name,
+                     int (*make)(void *arg, char **data, size_t *len), void *arg, char **data,
+                     size_t *len, char *err, size_t errlen)
+{
+    *data = NULL;
+    *len = 0;
+    const struct fileset_entry *x = fs ? fileset_find(fs, name) : NULL;
+    if (x)
+        return fileset_copy(x, SIZE_MAX - 1, data, len, err, errlen);
+    if (fs && fs->replay) {
+        snprintf(err, errlen, "%s: not among what the privileged parent read", name);
+        return -EPERM;
+    }
+    int rc = make(arg, data, len);
+    if (rc == 0 && fs && fileset_keep(fs, name, 0, *data, *len) < 0)
+        rc = -ENOMEM;
+    if (rc < 0) {
+        free(*data);
+        *data = NULL;
+        *len = 0;
+        snprintf(err, errlen, "%s: %s", name, strerror(-rc));
+    }
+    return rc;
+}
+
 int fileset_add(struct fileset *fs, const char *path, size_t max)
 {
     char *data, err[64];

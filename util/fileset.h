@@ -34,6 +34,14 @@ void fileset_free(struct fileset *fs);
 int fileset_read(struct fileset *fs, const char *path, size_t max, char **data, size_t *len,
                  char *err, size_t errlen);
 
+/* Content that is not one file but is handed over the same way (the system's users, which
+ * the parent lists through NSS): a replayed set answers with the recorded copy; otherwise
+ * `make` makes it (NUL-terminated, malloc'ed, 0 or -errno) and a recording set keeps a
+ * copy. `name` is not a path ("(users)"). 0 with *data (the caller frees it) and *len, or
+ * -errno with `err`. */
+int fileset_generate(struct fileset *fs, const char *name,
+                     int (*make)(void *arg, char **data, size_t *len), void *arg, char **data,
+                     size_t *len, char *err, size_t errlen);
 /* Records `path` in a recording set without handing a copy out (what the engine will ask
  * for): 0, the file's -errno (recorded too), or -ENOMEM when nothing could be recorded. */
 int fileset_add(struct fileset *fs, const char *path, size_t max);
