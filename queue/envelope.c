@@ -197,12 +197,19 @@ bool envelope_rcpt_open(enum envelope_rcpt_state state)
     return state == ENV_RCPT_PENDING || state == ENV_RCPT_WARNED;
 }
 
+/* The notify byte's low half holds the NOTIFY bits, its top bit the recipient's origin
+ * (docs/queue.md): a qf written before local delivery existed reads the same. */
+#define ENV_RCPT_NOTIFY_MASK 0x0fu
+#define ENV_RCPT_EXPANDED    0x80u
+
 static int env_put_rcpt(struct buf *out, const struct envelope_rcpt *r)
 {
     char state = (char)r->state;
     if (!envelope_rcpt_state_valid(state))
         state = ENV_RCPT_PENDING;
-    int res = buf_printf(out, "R%c %02X ", state, r->notify & 0xff);
+    int res =
+        buf_printf(out, "R%c %02X ", state,
+                   (r->notify & ENV_RCPT_NOTIFY_MASK) | (r->expanded ? ENV_RCPT_EXPANDED : 0));
     if (r->orcpt)
         res |= env_put_value(out, r->orcpt);
     else
@@ -407,7 +414,8 @@ static int env_parse_rcpt(struct env_parser *p, struct envelope *e, size_t *cap)
     }
     r.state = (enum envelope_rcpt_state)l[1];
     r.state_offset = p->start + 1;
-    r.notify = (unsigned)(hi << 4 | lo);
+    r.notify = (unsigned)(hi << 4 | lo) & ENV_RCPT_NOTIFY_MASK;
+    r.expanded = hi & (ENV_RCPT_EXPANDED >> 4);
     bool absent = olen == strlen(ENV_ABSENT) && memcmp(orcpt, ENV_ABSENT, olen) == 0;
     if (!absent && env_decode(p, orcpt, olen, &r.orcpt) < 0)
         return -1;

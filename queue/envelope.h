@@ -50,6 +50,10 @@ struct envelope_rcpt {
     char *addr;      /* mailbox as accepted */
     char *orcpt;     /* DSN ORCPT "rfc822;xtext" or NULL */
     unsigned notify; /* ENV_NOTIFY_* bits, 0 = not given */
+    /* A local target that alias expansion made (never a client's address): "|command" and
+     * "/file" are the aliases file's program and file, any other address a mailbox that is
+     * not expanded again. */
+    bool expanded;
     enum envelope_rcpt_state state;
     size_t state_offset; /* byte offset of the state field in the qf (set by parse) */
 };

@@ -136,6 +136,7 @@ static void assert_env_equal(const struct envelope *a, const struct envelope *b)
         assert_str_or_null(a->rcpts[i].orcpt, b->rcpts[i].orcpt);
         assert_int_equal(a->rcpts[i].notify, b->rcpts[i].notify);
         assert_int_equal(a->rcpts[i].state, b->rcpts[i].state);
+        assert_int_equal(a->rcpts[i].expanded, b->rcpts[i].expanded);
     }
 }
 
@@ -174,6 +175,28 @@ static void test_minimal(void **state)
     struct envelope m = {.qid = "zzzzzzzzzzzzzzzz", .sender = ""};
     struct buf b;
     assert_round_trip(&m, &b);
+    buf_free(&b);
+}
+
+/* An expanded local target keeps its mark beside its NOTIFY bits, and the mark is the top
+ * bit of the notify byte: an older qf (no mark) reads as a client's address. */
+static void test_expanded_target(void **state)
+{
+    (void)state;
+    struct envelope_rcpt r[] = {
+        {.addr = "|/usr/bin/vacation alice",
+         .expanded = true,
+         .notify = ENV_NOTIFY_DELAY,
+         .state = ENV_RCPT_PENDING},
+        {.addr = "alice@example.org", .notify = ENV_NOTIFY_FAILURE, .state = ENV_RCPT_PENDING},
+    };
+    struct envelope m = sample;
+    m.rcpts = r;
+    m.n_rcpts = 2;
+    struct buf b;
+    assert_round_trip(&m, &b);
+    assert_non_null(strstr(b.data, "\nRP 88 - |/usr/bin/vacation+20alice\n"));
+    assert_non_null(strstr(b.data, "\nRP 04 - alice@example.org\n"));
     buf_free(&b);
 }
 
@@ -408,19 +431,13 @@ static void test_limit(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_golden),
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_minimal),
-        cmocka_unit_test(test_injection),
-        cmocka_unit_test(test_offsets_in_place),
-        cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_garbled),
-        cmocka_unit_test(test_limit),
-        cmocka_unit_test(test_garbled_new_records),
-        cmocka_unit_test(test_old_format),
-        cmocka_unit_test(test_reason_field),
-        cmocka_unit_test(test_held),
-        cmocka_unit_test(test_maildrop_names),
+        cmocka_unit_test(test_golden),     cmocka_unit_test(test_expanded_target),
+        cmocka_unit_test(test_round_trip), cmocka_unit_test(test_minimal),
+        cmocka_unit_test(test_injection),  cmocka_unit_test(test_offsets_in_place),
+        cmocka_unit_test(test_truncated),  cmocka_unit_test(test_garbled),
+        cmocka_unit_test(test_limit),      cmocka_unit_test(test_garbled_new_records),
+        cmocka_unit_test(test_old_format), cmocka_unit_test(test_reason_field),
+        cmocka_unit_test(test_held),       cmocka_unit_test(test_maildrop_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
