@@ -169,6 +169,11 @@ void spool_worker_stats(const struct spool_worker *sw, uint64_t *commits, uint64
  * or has another size than the qf says: the qf is then renamed "Qf<qid>" (set aside for
  * a person, as recovery does: a later load finds ENOENT) and the reason logged once;
  * anything else is logged once. */
+/* The message's data file, read-only and close-on-exec, for a local delivery that hands it
+ * to another process: the descriptor (the caller closes it), or -errno. A synchronous
+ * openat on the worker's thread: local deliveries are few beside the SMTP traffic. */
+int spool_open_data(struct spool_worker *sw, const char *qid);
+
 typedef void (*spool_load_cb)(void *arg, int err, struct envelope *e, char *data, size_t len);
 int spool_load(struct spool_worker *sw, const char *qid, spool_load_cb cb, void *arg);
 /* spool_load without the df: the qf only (data NULL, len 0), for the queue tools' requests

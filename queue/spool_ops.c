@@ -15,6 +15,7 @@
 #include "queue/spool.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -584,4 +585,16 @@ int spool_withdraw(struct spool_worker *sw, const char *qid, void (*cb)(void *ar
                    void *arg)
 {
     return remove_start(sw, qid, true, true, cb, arg);
+}
+
+/* --- local delivery --- */
+
+int spool_open_data(struct spool_worker *sw, const char *qid)
+{
+    char path[SPOOL_PATH_LEN + 1];
+    if (!sw->dir)
+        return -ENOENT;
+    spool_path_at(spool_shard_of(qid, sw->sp->hash_depth), sw->sp->hash_depth, "df", qid, path);
+    int fd = openat(sw->dir->fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+    return fd < 0 ? -errno : fd;
 }
