@@ -1,0 +1,189 @@
+#include "delivery/local.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "util/engine.h"
+#include "util/log.h"
+
+/* The agent enforces mailers.timeout itself; this margin lets its own kill and reply
+ * arrive first. */
+#define LOCAL_REPLY_MARGIN_MS 30000u
+
+struct local_job {
+    struct engine_op op;
+    struct engine_timer timer;
+    struct local_worker *lw;
+    struct local_job *next, *prev;
+    int fd; /* the engine's end of the reply socketpair */
+    struct local_reply reply;
+    local_done_fn done;
+    void *arg;
+    enum { LOCAL_JOB_WAITING, LOCAL_JOB_TIMED_OUT, LOCAL_JOB_STOPPED } why;
+};
+
+struct local_worker {
+    struct engine_worker *w;
+    int sock;
+    bool stopped;
+    struct local_job *jobs;
+};
+
+struct local_worker *local_worker_new(struct engine_worker *w, int sock)
+{
+    struct local_worker *lw = calloc(1, sizeof(*lw));
+    if (lw) {
+        lw->w = w;
+        lw->sock = sock;
+    }
+    return lw;
+}
+
+static void local_job_unlink(struct local_job *j)
+{
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        j->lw->jobs = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+}
+
+static void local_reply_set(struct local_reply *r, enum local_status status, const char *enh,
+                            const char *text)
+{
+    memset(r, 0, sizeof(*r));
+    r->status = status;
+    snprintf(r->enh, sizeof(r->enh), "%s", enh);
+    snprintf(r->text, sizeof(r->text), "%s", text);
+}
+
+/* The agent is another process: its reply is checked like input (terminated strings, a
+ * known status) before anything reads it. */
+static bool local_reply_valid(struct local_reply *r)
+{
+    if (r->status < LOCAL_DELIVERED || r->status > LOCAL_FORWARD)
+        return false;
+    r->enh[sizeof(r->enh) - 1] = '\0';
+    r->text[sizeof(r->text) - 1] = '\0';
+    r->mailer[sizeof(r->mailer) - 1] = '\0';
+    r->forward[sizeof(r->forward) - 1] = '\0';
+    return true;
+}
+
+static void local_job_complete(struct engine_op *op, int res)
+{
+    struct local_job *j = (struct local_job *)((char *)op - offsetof(struct local_job, op));
+    engine_timer_disarm(j->lw->w, &j->timer);
+    local_job_unlink(j);
+    close(j->fd);
+    bool answered = res == (int)sizeof(j->reply) && local_reply_valid(&j->reply);
+    if (!answered && j->why == LOCAL_JOB_STOPPED) {
+        local_reply_set(&j->reply, LOCAL_DEFERRED, "4.3.2", "shutting down");
+    } else if (!answered && j->why == LOCAL_JOB_TIMED_OUT) {
+        local_reply_set(&j->reply, LOCAL_DEFERRED, "4.4.1",
+                        "local delivery agent did not answer in time");
+    } else if (!answered && res >= 0) {
+        local_reply_set(&j->reply, LOCAL_DEFERRED, "4.3.0",
+                        res == 0 ? "local delivery agent died" : "malformed local delivery reply");
+    } else if (!answered) {
+        char text[128];
+        snprintf(text, sizeof(text), "local delivery reply: %s", strerror(-res));
+        local_reply_set(&j->reply, LOCAL_DEFERRED, "4.3.0", text);
+    }
+    j->done(j->arg, &j->reply);
+    free(j);
+}
+
+static void local_job_timeout(struct engine_timer *t)
+{
+    struct local_job *j = (struct local_job *)((char *)t - offsetof(struct local_job, timer));
+    j->why = LOCAL_JOB_TIMED_OUT;
+    shutdown(j->fd, SHUT_RDWR); /* the recv ends with 0 */
+}
+
+static int local_send(int sock, const struct local_request *rq, int msg_fd, int reply_fd)
+{
+    struct iovec iov = {(void *)rq, sizeof(*rq)};
+    union {
+        char buf[CMSG_SPACE(2 * sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    memset(&u, 0, sizeof(u));
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(2 * sizeof(int));
+    int fds[2] = {msg_fd, reply_fd};
+    memcpy(CMSG_DATA(c), fds, sizeof(fds));
+    ssize_t n;
+    do
+        n = sendmsg(sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    return 0;
+}
+
+int local_deliver(struct local_worker *lw, const struct local_request *rq, int msg_fd,
+                  uint32_t timeout_ms, local_done_fn done, void *arg)
+{
+    if (lw->stopped)
+        return -ECANCELED;
+    if (lw->sock < 0)
+        return -ENOTCONN;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return -errno;
+    struct local_job *j = calloc(1, sizeof(*j));
+    int rc = j ? local_send(lw->sock, rq, msg_fd, sv[1]) : -ENOMEM;
+    close(sv[1]); /* the agent holds the only other copy: its exit is our end of file */
+    if (rc < 0) {
+        close(sv[0]);
+        free(j);
+        return rc;
+    }
+    j->lw = lw;
+    j->fd = sv[0];
+    j->done = done;
+    j->arg = arg;
+    j->op.complete = local_job_complete;
+    j->timer.fire = local_job_timeout;
+    j->next = lw->jobs;
+    if (lw->jobs)
+        lw->jobs->prev = j;
+    lw->jobs = j;
+    io_uring_prep_recv(engine_sqe(lw->w, &j->op), j->fd, &j->reply, sizeof(j->reply), 0);
+    engine_timer_arm(lw->w, &j->timer, engine_now_ms(lw->w) + timeout_ms + LOCAL_REPLY_MARGIN_MS);
+    return 0;
+}
+
+void local_worker_stop(struct local_worker *lw)
+{
+    lw->stopped = true;
+    for (struct local_job *j = lw->jobs; j; j = j->next) {
+        j->why = LOCAL_JOB_STOPPED;
+        shutdown(j->fd, SHUT_RDWR);
+    }
+}
+
+void local_worker_free(struct local_worker *lw)
+{
+    if (!lw)
+        return;
+    while (lw->jobs) {
+        struct local_job *j = lw->jobs;
+        lw->jobs = j->next;
+        close(j->fd);
+        free(j);
+    }
+    free(lw);
+}
