@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "delivery/qmgr_int.h"
 #include "delivery/qmgr_log.h"
 #include "queue/bounce.h"
 #include "queue/queue_index.h"
@@ -14,112 +15,6 @@
 #include "util/buf.h"
 #include "util/engine.h"
 #include "util/log.h"
-
-/* A waiting message whose attempt could not start for want of memory is tried again after
- * this long instead of at once (the loop would spin). */
-#define QMGR_RETRY_SOON_S 60
-/* Messages a queue tool's request reads or rewrites at once on one worker: enough to keep
- * the disk busy, few enough that deliveries still get their share of the ring. */
-#define QMGR_ADMIN_PARALLEL 16
-/* A request on a message in flight: none yet. */
-#define QMGR_ADMIN_NONE (-1)
-/* Finished attempts whose log lines a WATCH that comes just too late still gets (sendmail
- * -v submits, then watches: a fast delivery may be over by then). */
-#define QMGR_RECENT 32
-/* What one attempt's lines may hold for the watchers: a message with thousands of
- * recipients keeps its first lines only. */
-#define QMGR_TRACE_MAX (64u << 10)
-
-enum qmgr_outcome { QMGR_PENDING, QMGR_DELIVERED, QMGR_DEFERRED, QMGR_FAILED };
-
-struct qmgr_rcpt {
-    struct route route;
-    enum qmgr_outcome outcome;
-    bool relayed;         /* delivered to a next hop that does not offer DSN */
-    char status[12];      /* "2.0.0" */
-    char stat[600];       /* the log's stat= after "Sent (", "Deferred: " or the failure */
-    char diagnostic[600]; /* the next hop's reply "550 5.1.1 ...", for the DSN; "" if ours */
-    char relay[400];      /* the log's relay=: "mx.example.com. [192.0.2.1]" */
-    char relay_host[256]; /* the DSN's Remote-MTA */
-    int in_notice;        /* -1, or the bounce_kind of the notice being made for it */
-    bool warned;          /* its delay warning is queued: record W */
-};
-
-/* One next hop of an attempt: the recipients that share its route key. */
-struct qmgr_group {
-    struct qmgr_msg *m;
-    char key[ROUTE_HOST_MAX + 32];
-    size_t *rcpts; /* indices into m->env.rcpts */
-    struct smtp_client_rcpt *to;
-    size_t n;
-};
-
-struct qmgr_msg {
-    struct qmgr *q;
-    struct qmgr_msg *next, *prev; /* q->active list */
-    char qid[QID_LEN + 1];
-    void *ref; /* the settings' reference */
-    const struct qmgr_settings *s;
-    struct envelope env;
-    bool loaded;
-    char *data;
-    size_t len;
-    struct qmgr_rcpt *r;
-    struct qmgr_group *groups;
-    size_t n_groups;
-    size_t groups_open;
-    size_t bounces_open;
-    time_t started;
-    bool attempted;   /* a next hop was tried (not only throttled) */
-    int64_t retry_at; /* a throttled next hop: try again then (0 = none) */
-    bool stopped;     /* the manager stopped: end without writing anything */
-    int admin;        /* a queue tool's request for when the attempt ends, or QMGR_ADMIN_NONE */
-    char admin_by[64];
-    /* A request's write to the qf (HOLD, RELEASE) or its removal (DELETE) is in flight: the
-     * attempt waits at `resume` before it writes, bounces or ends, so the two never touch
-     * the qf at once and a DELETE is known before any bounce is made. */
-    unsigned admin_io;
-    enum { QMGR_RESUME_NONE, QMGR_RESUME_DONE, QMGR_RESUME_RECORD, QMGR_RESUME_END } resume;
-    bool recording; /* the attempt's own qf update or removal is issued */
-    /* A request that met this message while `recording`: it looks at the message again,
-     * as a waiting one, once the attempt has ended. */
-    struct qmgr_admin_job *admin_later;
-    char reason[700]; /* this attempt's deferral, as the log's stat= says it ("" = none) */
-    struct buf trace; /* this attempt's log lines, each ending in '\n', for WATCH */
-};
-
-struct qmgr_watch {
-    struct qmgr_watch *next;
-    char qid[QID_LEN + 1];
-    struct qmgr_watcher w;
-    bool recent; /* answered from q->recent at the next turn of the loop */
-};
-
-struct qmgr_recent {
-    char qid[QID_LEN + 1];
-    struct buf lines;
-};
-
-struct qmgr_admin_job;
-
-struct qmgr {
-    struct engine_worker *w;
-    struct spool_worker *sw;
-    struct outbound_worker *ow;
-    struct qmgr_hooks hooks;
-    struct queue_index *idx;
-    struct engine_timer timer;
-    int64_t timer_due; /* 0 = not armed */
-    struct qmgr_msg *active;
-    unsigned n_active;
-    bool stopping;
-    bool kicking;
-    struct qmgr_admin_job *admin_head, *admin_tail; /* the queue tools' requests, in order */
-    struct qmgr_watch *watches;
-    struct engine_timer watch_timer; /* answers the watches of recent attempts */
-    struct qmgr_recent recent[QMGR_RECENT];
-    unsigned recent_next;
-};
 
 static void qmgr_kick(struct qmgr *q);
 static void qmgr_admin_again(struct qmgr_admin_job *job, const char *qid);
@@ -142,7 +37,7 @@ static void qmgr_timer_fire(struct engine_timer *t)
 }
 
 struct qmgr *qmgr_new(struct engine_worker *w, struct spool_worker *sw, struct outbound_worker *ow,
-                      const struct qmgr_hooks *hooks)
+                      struct local_worker *lw, const struct qmgr_hooks *hooks)
 {
     struct qmgr *q = calloc(1, sizeof(*q));
     if (!q)
@@ -154,6 +49,7 @@ struct qmgr *qmgr_new(struct engine_worker *w, struct spool_worker *sw, struct o
     q->w = w;
     q->sw = sw;
     q->ow = ow;
+    q->lw = lw;
     q->hooks = *hooks;
     q->timer.fire = qmgr_timer_fire;
     q->watch_timer.fire = qmgr_watch_fire;
@@ -177,6 +73,7 @@ static void qmgr_msg_free(struct qmgr_msg *m)
         free(m->groups[i].to);
     }
     free(m->groups);
+    qmgr_local_free(m);
     free(m->r);
     free(m->data);
     buf_free(&m->trace);
@@ -343,9 +240,7 @@ static void qmgr_end(struct qmgr_msg *m)
 }
 
 /* A delivery log line of this attempt: to the log, and kept for WATCH. */
-static void qmgr_trace(struct qmgr_msg *m, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void qmgr_trace(struct qmgr_msg *m, const char *fmt, ...)
+void qmgr_trace(struct qmgr_msg *m, const char *fmt, ...)
 {
     char line[2048];
     va_list ap;
@@ -680,7 +575,7 @@ static void qmgr_attempt_done(struct qmgr_msg *m)
 /* --- routing and the next hops --- */
 
 /* One next hop fewer to wait for. */
-static void qmgr_group_release(struct qmgr_msg *m)
+void qmgr_group_release(struct qmgr_msg *m)
 {
     if (--m->groups_open > 0)
         return;
@@ -736,16 +631,23 @@ static void qmgr_group_done(void *arg, const struct outbound_result *res)
 static void qmgr_route(struct qmgr_msg *m, size_t i)
 {
     struct qmgr_rcpt *r = &m->r[i];
-    route_resolve(&m->s->route, m->env.rcpts[i].addr, &r->route);
+    const struct envelope_rcpt *er = &m->env.rcpts[i];
+    /* an aliases' program or file: local whatever an '@' in it says */
+    if (er->expanded && (er->addr[0] == '|' || er->addr[0] == '/'))
+        r->route = (struct route){.kind = ROUTE_LOCAL, .source = "aliases"};
+    else
+        route_resolve(&m->s->route, er->addr, &r->route);
     switch (r->route.kind) {
     case ROUTE_SMTP:
         break;
     case ROUTE_LOCAL:
-        /* No local mailer yet (a later issue): the recipient waits in the queue. */
+        if (qmgr_local_route(m, i))
+            break;
+        /* No local mailer configured: the recipient waits in the queue. */
         if (m->env.attempts == 0)
-            log_info("%s: to=<%s>, stat=queued: local delivery is not available yet (the "
+            log_info("%s: to=<%s>, stat=queued: local delivery is not available (the "
                      "message stays in the queue)",
-                     m->qid, m->env.rcpts[i].addr);
+                     m->qid, er->addr);
         r->outcome = QMGR_PENDING;
         break;
     case ROUTE_ERROR:
@@ -779,8 +681,9 @@ static int qmgr_group(struct qmgr_msg *m)
             m->n_groups++;
         }
         const struct envelope_rcpt *er = &m->env.rcpts[i];
+        const char *lmtp = qmgr_local_lmtp_rcpt(m, i);
         m->groups[g].to[m->groups[g].n] =
-            (struct smtp_client_rcpt){er->addr, er->notify, er->orcpt};
+            (struct smtp_client_rcpt){lmtp ? lmtp : er->addr, er->notify, er->orcpt};
         m->groups[g].rcpts[m->groups[g].n++] = i;
     }
     return 0;
@@ -829,12 +732,8 @@ static void qmgr_loaded(void *arg, int err, struct envelope *e, char *data, size
         qmgr_no_memory(m);
         return;
     }
-    if (m->n_groups == 0) {
-        qmgr_attempt_done(m);
-        return;
-    }
-    /* Every next hop at once; each answers through qmgr_group_done (never from inside
-     * outbound_deliver). */
+    /* Every next hop and local delivery at once; each answers through qmgr_group_done or
+     * the local side's release (never from inside outbound_deliver or local_deliver). */
     m->groups_open = m->n_groups + 1; /* held until every job has started */
     for (size_t g = 0; g < m->n_groups; g++) {
         struct qmgr_group *gr = &m->groups[g];
@@ -866,6 +765,7 @@ static void qmgr_loaded(void *arg, int err, struct envelope *e, char *data, size
         m->attempted = true;
         m->groups_open--;
     }
+    qmgr_local_start(m);
     qmgr_group_release(m);
 }
 

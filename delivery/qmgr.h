@@ -36,6 +36,55 @@
 
 struct engine_worker;
 struct spool_worker;
+struct local_worker;
+
+/* --- local recipients ---
+ * A local recipient the session expanded (envelope_rcpt.expanded) is one target: the
+ * aliases' "|command" or "/file" (run as mailers.default_user by the parent's agent), or a
+ * mailbox. A mailbox goes to the parent's agent, which may answer with the user's
+ * .forward: its targets are then delivered in the same attempt (the user's programs and
+ * files as the user), its addresses forwarded as a new message. A local recipient that was
+ * not expanded (a bounce's, an older qf's) is expanded now and its targets forwarded as a
+ * new message of expanded recipients. A recipient is delivered when all its targets are,
+ * deferred when one is (all are tried again: Postfix's local(8) does the same), failed
+ * when one failed and none deferred. */
+enum qmgr_local_kind {
+    QMGR_LOCAL_MAILBOX,
+    QMGR_LOCAL_PROGRAM,
+    QMGR_LOCAL_FILE,
+    QMGR_LOCAL_REMOTE,
+    QMGR_LOCAL_ERROR
+};
+
+struct qmgr_local_target {
+    enum qmgr_local_kind kind;
+    char *value;     /* MAILBOX login, PROGRAM command, FILE path, REMOTE address, ERROR text */
+    char *detail;    /* MAILBOX: the +detail without '+', or NULL */
+    char *relay;     /* REMOTE from luser_relay: the next hop (a mailertable value), or NULL */
+    char status[16]; /* ERROR: "5.1.1"; a 4.x.x defers */
+    bool no_forward; /* MAILBOX: the user's .forward is not read */
+};
+
+struct qmgr_local_targets {
+    struct qmgr_local_target *v;
+    size_t n;
+};
+/* Frees the targets' strings and array (those the hooks below made). */
+void qmgr_local_targets_free(struct qmgr_local_targets *t);
+
+struct qmgr_local_settings {
+    uint32_t timeout_ms;      /* mailers.timeout */
+    const struct route *lmtp; /* mailers.lmtp: mailboxes go there; NULL = the agent */
+    const char *hostname;     /* the domain of forwarded local addresses */
+    /* Expands a local address the engine itself queues (a bounce's recipient) as the
+     * session expands a client's: 0 or -ENOMEM. */
+    int (*expand)(void *arg, const char *rcpt, struct qmgr_local_targets *out);
+    /* A user's .forward (`text`) → its targets: 0 or -ENOMEM. `detail` (or NULL) is the
+     * mailbox's +detail. */
+    int (*forward)(void *arg, const char *login, const char *detail, const char *text,
+                   struct qmgr_local_targets *out);
+    void *arg;
+};
 
 struct qmgr_settings {
     const char *hostname; /* ours: Reporting-MTA, the bounce's From: */
@@ -44,6 +93,7 @@ struct qmgr_settings {
     struct route_settings route; /* where recipients go */
     const struct outbound_settings *outbound;
     size_t bounce_return_max; /* a bounce returns the whole message only up to this size */
+    const struct qmgr_local_settings *local; /* NULL: local recipients wait in the queue */
 };
 
 struct qmgr_hooks {
@@ -56,10 +106,10 @@ struct qmgr_hooks {
 
 struct qmgr;
 
-/* NULL when memory ran out. The spool worker and the outbound worker stay the caller's and
+/* NULL when memory ran out. The spool, outbound and local workers stay the caller's and
  * must outlive the manager. */
 struct qmgr *qmgr_new(struct engine_worker *w, struct spool_worker *sw, struct outbound_worker *ow,
-                      const struct qmgr_hooks *hooks);
+                      struct local_worker *lw, const struct qmgr_hooks *hooks);
 /* Stops starting deliveries (shutdown): attempts in flight end without writing the qf
  * (their recipients are tried again after the restart). */
 void qmgr_stop(struct qmgr *q);
