@@ -286,6 +286,7 @@ static int daemon_start(struct daemon *d, struct daemon_start *st, unsigned *gen
                         size_t errlen)
 {
     d->spool = st->spool;
+    d->local_fd = st->local_fd;
     st->spool = NULL;
     if (privdrop_apply(&st->user, err, errlen) < 0)
         return EX_OSERR;
@@ -427,5 +428,7 @@ int daemon_run(struct daemon_start *st)
     if (sigfd >= 0)
         close(sigfd);
     close(st->parent);
+    if (st->local_fd >= 0)
+        close(st->local_fd);
     return status;
 }

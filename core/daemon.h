@@ -61,6 +61,7 @@ struct daemon {
     atomic_uint workers_running;
     struct queuerun_backlog *backlog; /* by worker: recovered messages (core/queuerun.h) */
     struct dest_table *dests;         /* per-destination limits, all workers (delivery/dest.h) */
+    int local_fd; /* local deliveries' requests to the parent (delivery/local.h); -1 = none */
 };
 
 struct daemon_worker {
@@ -69,6 +70,7 @@ struct daemon_worker {
     struct spool_worker *sw;
     struct dns *dns; /* the delivery side (core/queuerun.h) */
     struct outbound_worker *ow;
+    struct local_worker *lw; /* local deliveries through the parent (delivery/local.h) */
     struct qmgr *qmgr;
     struct runconf *rc;       /* what new sessions on this worker start with */
     struct session *sessions; /* every open session (for draining) */

@@ -7,6 +7,7 @@
 
 #include "core/runconf.h"
 #include "core/submission.h"
+#include "delivery/local.h"
 #include "delivery/outbound.h"
 #include "delivery/qmgr.h"
 #include "queue/spool.h"
@@ -98,7 +99,8 @@ int queuerun_worker_start(struct daemon_worker *dw, unsigned index)
     }
     struct qmgr_hooks hooks = {dw, queuerun_settings_get, queuerun_settings_put};
     if (!(dw->ow = outbound_worker_new(dw->w, dw->dns, &dw->rc->outbound[index])) ||
-        !(dw->qmgr = qmgr_new(dw->w, dw->sw, dw->ow, &hooks))) {
+        !(dw->lw = local_worker_new(dw->w, dw->d->local_fd)) ||
+        !(dw->qmgr = qmgr_new(dw->w, dw->sw, dw->ow, dw->lw, &hooks))) {
         log_error("worker %u: cannot start the queue manager: out of memory", index);
         return -1;
     }
@@ -118,6 +120,9 @@ void queuerun_worker_stop(struct daemon_worker *dw)
 {
     if (dw->qmgr)
         qmgr_stop(dw->qmgr);
+    /* the agents' replies come back deferred while the ring still runs */
+    if (dw->lw)
+        local_worker_stop(dw->lw);
     outbound_worker_free(dw->ow);
     dw->ow = NULL;
     dns_free(dw->dns);
@@ -129,6 +134,8 @@ void queuerun_worker_free(struct daemon_worker *dw)
     queuerun_worker_stop(dw);
     qmgr_free(dw->qmgr);
     dw->qmgr = NULL;
+    local_worker_free(dw->lw);
+    dw->lw = NULL;
 }
 
 void queuerun_reconfigure(struct daemon_worker *dw)

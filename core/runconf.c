@@ -1,5 +1,7 @@
 #include "core/runconf.h"
 
+#include "core/localrcpt.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +84,10 @@ static int runconf_delivery(struct runconf *rc, unsigned workers, char *err, siz
         .route = runconf_route_settings(cfg),
         .bounce_return_max = cfg->limits.max_message_size ? cfg->limits.max_message_size : 0,
     };
+    /* checked by config_load: cannot fail here */
+    if (localrcpt_qmgr_settings(cfg, &rc->local, &rc->lmtp, err, errlen) < 0)
+        return -1;
+    rc->qmgr.local = &rc->local;
     const struct smtp_server_timeouts *t = &cfg->timeouts;
     for (unsigned i = 0; i < workers; i++)
         rc->outbound[i] = (struct outbound_settings){

@@ -34,6 +34,8 @@ struct runconf {
     struct tls_ctx **tls_client; /* the delivery side's, by worker index */
     unsigned n_tls_client;
     struct qmgr_settings qmgr;
+    struct qmgr_local_settings local;   /* qmgr.local: local recipients (core/localrcpt.h) */
+    struct route lmtp;                  /* mailers.lmtp's route, when set */
     struct outbound_settings *outbound; /* by worker index (each has its TLS context) */
     struct tlspolicy_settings tls_policy;
     struct tlspolicy_entry *tls_policy_entries;

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "core/control.h"
+#include "core/localrcpt.h"
 #include "core/queuerun.h"
 #include "core/submission.h"
 #include "core/submit_headers.h"
@@ -189,6 +190,21 @@ static bool session_access_relays(const struct access_entry *a, const struct smt
            !smtp_path_has_routing(rcpt) && !rcpt->addr_literal;
 }
 
+/* A recipient in a local domain must reach someone: an alias, a virtual user, a user of
+ * the system (no backscatter for names that do not exist). sendmail refuses the others at
+ * RCPT with "550 5.1.1 <u@d>... User unknown" and logs that reply. */
+static int session_check_local(struct session *s, const struct smtp_path *rcpt,
+                               struct smtp_addr_error *err)
+{
+    if (rcpt->null || !localrcpt_is_local(s->rc->cfg, rcpt->mailbox) ||
+        localrcpt_check(s->rc->cfg, rcpt->mailbox, &s->rcpt_refusal))
+        return 0;
+    err->code = atoi(s->rcpt_refusal.code);
+    err->enh = s->rcpt_refusal.dsn;
+    err->reason = s->rcpt_refusal.text;
+    return -1;
+}
+
 /* sendmail's check_rcpt: the access map's To: entries, then relaying. The refusal is
  * sendmail's own (proto.m4): "550 5.7.1 <rcpt>... Relaying denied". sendmail says
  * "Relaying denied. Proper authentication required." only when the .mc offers AUTH
@@ -204,7 +220,7 @@ static int session_check_rcpt(void *arg, const struct smtp_path *rcpt, struct sm
                smtp_relay_check(&s->rc->relay, (const struct sockaddr *)&s->peer, rcpt) !=
                    SMTP_RELAY_DENIED ||
                s->access_relay || session_access_relays(to, rcpt)) {
-        return 0;
+        return session_check_local(s, rcpt, err);
     } else {
         err->code = 550;
         err->enh = "5.7.1";
@@ -280,9 +296,6 @@ static int session_commit(struct session *s)
     struct envelope env;
     memset(&env, 0, sizeof(env));
 
-    env.rcpts = calloc(t->n_rcpts, sizeof(*env.rcpts));
-    if (!env.rcpts)
-        return -ENOMEM;
     env.sender = t->sender;
     env.created = time(NULL);
     env.helo = t->helo;
@@ -306,15 +319,21 @@ static int session_commit(struct session *s)
                   : t->mail_params.ret == SMTP_RET_HDRS ? 2
                                                         : 0;
     env.envid = t->mail_params.envid[0] ? (char *)t->mail_params.envid : NULL;
-    env.n_rcpts = t->n_rcpts;
+    /* local recipients expanded now, as sendmail's qf holds them (core/localrcpt.h) */
+    struct localrcpt_list rl = {0};
     for (size_t i = 0; i < t->n_rcpts; i++) {
-        env.rcpts[i].addr = t->rcpts[i].mailbox;
-        env.rcpts[i].orcpt = t->rcpts[i].params.orcpt[0] ? (char *)t->rcpts[i].params.orcpt : NULL;
-        env.rcpts[i].notify = t->rcpts[i].params.notify; /* same bit values as ENV_NOTIFY_* */
-        env.rcpts[i].state = ENV_RCPT_PENDING;
+        const struct smtp_rcpt *r = &t->rcpts[i];
+        /* same bit values as ENV_NOTIFY_* */
+        if (localrcpt_envelope(s->rc->cfg, r->mailbox, r->params.orcpt[0] ? r->params.orcpt : NULL,
+                               r->params.notify, &rl) < 0) {
+            localrcpt_list_free(&rl);
+            return -ENOMEM;
+        }
     }
+    env.rcpts = rl.v;
+    env.n_rcpts = rl.n;
     if (!(s->commit = malloc(sizeof(*s->commit)))) {
-        free(env.rcpts);
+        localrcpt_list_free(&rl);
         return -ENOMEM;
     }
     *s->commit = (struct session_commit){s, s->dw, "", NULL, 0, NULL};
@@ -323,7 +342,7 @@ static int session_commit(struct session *s)
         if (!(s->commit->maildrop = strdup(env.maildrop))) {
             free(s->commit);
             s->commit = NULL;
-            free(env.rcpts);
+            localrcpt_list_free(&rl);
             return -ENOMEM;
         }
         s->commit->uid = s->local->uid;
@@ -332,7 +351,7 @@ static int session_commit(struct session *s)
     s->committing = true;
     /* The envelope is only read during the call; the strings stay owned by the server. */
     spool_msg_commit(s->msg, &env, session_commit_done, s->commit);
-    free(env.rcpts);
+    localrcpt_list_free(&rl);
     return 0;
 }
 

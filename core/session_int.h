@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "compat/alias_expand.h"
 #include "core/daemon.h"
 #include "queue/spool.h"
 #include "smtp/smtp_server.h"
@@ -71,10 +72,11 @@ struct session {
     const char *last_cmd; /* sendmail's lower-case name of the last command seen */
     bool issued_mail;     /* MAIL, EXPN, VRFY or ETRN was used: not a "null connection" */
     bool policy_refusal;  /* session_check_rcpt refused the RCPT whose REJECT comes next */
-    bool in_data;         /* from DATA (or the first BDAT) to the end of the message */
-    char *msgid;          /* Message-ID of the message being committed (ours when we added it), for
-                           * the log and the envelope */
-    uint64_t size;        /* octets stored so far: our Received: plus the data */
+    struct alias_refusal rcpt_refusal; /* a local recipient's refusal: the reply's text */
+    bool in_data;                      /* from DATA (or the first BDAT) to the end of the message */
+    char *msgid;   /* Message-ID of the message being committed (ours when we added it), for
+                    * the log and the envelope */
+    uint64_t size; /* octets stored so far: our Received: plus the data */
     char qid[QID_LEN + 1];
     char addr[48]; /* client IP as text, for logs and Received: */
 };

@@ -147,6 +147,12 @@ def base_config(workdir: Path, port: int) -> dict:
         # here, where nothing listens (the lookup fails at once and the message waits in
         # the queue); delivery tests start their own dnsmasq (dns_fixture.py)
         "dns": {"servers": ["127.0.0.1:9"]},
+        # local delivery stays inside the test's directory; names that are no alias nor
+        # user of this machine are accepted and wait in the queue (LUSER_RELAY to a port
+        # where nothing listens), as every local recipient did before local delivery:
+        # the local delivery tests set their own
+        "mailers": {"mailbox": str(workdir / "mail" / "$u")},
+        "routing": {"luser_relay": "[127.0.0.1]:9"},
     }
 
 
