@@ -11,13 +11,13 @@
  * mbox: the mailbox is locked with a dotlock (path.lock, created O_EXCL, stale after 5
  * minutes, as mail.local and Debian's liblockfile) and then with fcntl (F_SETLK tried again
  * every 100 ms: both waits together last at most the timeout, 0 = one try). A directory the
- * recipient cannot write (Debian's /var/mail is root:mail 2775, and the agent never keeps
- * group mail) gets no dotlock: fcntl alone locks, as it does for every file mailer. The
- * mailbox is created 0600 when missing (never through a symbolic link, never when it is not
- * a regular file with one link owned by the caller), the "From sender date" line written
- * first (ctime's date in local time), every line starting with "From " quoted as ">From ",
- * a blank line added at the end; on any failed write the file is truncated back to its size
- * before the delivery, and fsync decides success.
+ * recipient cannot write (Debian's /var/mail is root:mail 2775, and the agent has the
+ * user's groups only) gets no dotlock: fcntl alone locks, as for every file mailer. The
+ * mailbox is created 0600 when missing (never through a symbolic link, never when it is
+ * not a regular file with one link owned by the caller), the "From sender date" line
+ * written first (ctime's date in local time), every line starting with "From " quoted as
+ * ">From ", a blank line added at the end; on any failed write the file is truncated back
+ * to its size before the delivery, and fsync decides success.
  * Maildir: tmp/ → fsync → link into new/ (rename when link is refused) → fsync of new/,
  * with a unique name "time.Pn_Qcount.host" (the maildir spec); the directories are made
  * 0700 when missing.
@@ -30,8 +30,9 @@
  * RLIMIT_FSIZE is 4.2.2, a held lock and other mailbox errors 4.2.0, the df unreadable
  * 4.3.0: tried again later) or LOCAL_FAILED (a mailbox that is a symlink or not a regular
  * file: 5.2.0), with `r->enh` and `r->text` ("path: why"). r->mailer and r->forward are the
- * caller's. Nothing is logged but a stale dotlock removed: the caller logs the result. The
- * caller ignores SIGXFSZ, or RLIMIT_FSIZE kills the agent instead of failing the write.
+ * caller's. Logged here: a stale dotlock removed, a cleanup that failed; the caller logs
+ * the result. The caller ignores SIGXFSZ, or RLIMIT_FSIZE kills the agent instead of
+ * failing the write.
  *
  * mailbox_copy() is the one writer of the message for these mailers and delivery/pipe.h:
  * the df's CRLF lines as LF lines (a lone CR is kept), a last line without its end given
