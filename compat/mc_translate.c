@@ -89,9 +89,10 @@ static const struct {
      "define(`LOCAL_MAILER_PATH', `/usr/sbin/sensible-mda')"
      "define(`LOCAL_MAILER_ARGS', `sensible-mda $g $u $h ${client_addr}')"
      "define(`PROCMAIL_MAILER_PATH', `/usr/bin/procmail')"},
+    /* linux.m4 means to keep a PROCMAIL_MAILER_PATH of the .mc, but its define is not
+     * quoted inside the ifdef, so m4 runs it either way */
     {"OSTYPE", "linux",
-     "ifdef(`PROCMAIL_MAILER_PATH', , `define(`PROCMAIL_MAILER_PATH', `/usr/bin/procmail')')"
-     "FEATURE(`local_procmail')"},
+     "define(`PROCMAIL_MAILER_PATH', `/usr/bin/procmail')FEATURE(`local_procmail')"},
     {"OSTYPE", "solaris8", "define(`_NETINET6_')FEATURE(`local_lmtp')"},
     {"OSTYPE", "solaris11", "define(`_NETINET6_')FEATURE(`local_lmtp')"},
     {"DOMAIN", "generic",
