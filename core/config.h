@@ -124,6 +124,16 @@ struct config_local {
     unsigned max_agents; /* local deliveries at once (the parent refuses more) */
 };
 
+/* Masquerading and the genericstable (the `masquerade` section, maps.genericstable): how
+ * sender addresses look as mail leaves by SMTP (compat/masquerade.h). The *_file names are
+ * read at load and their names join the lists. */
+struct config_masquerade {
+    char *as; /* MASQUERADE_AS; NULL = none */
+    struct config_words domains, exceptions, exposed_users, generics_domains;
+    char *domains_file, *exceptions_file, *exposed_users_file, *generics_domains_file;
+    bool envelope, entire_domain, all_headers, limited, not_local, generics_entire_domain;
+};
+
 struct config_milter { /* INPUT_MAIL_FILTER */
     char *name, *socket, *flags, *timeouts, *input;
 };
@@ -170,12 +180,6 @@ struct config_later {
         struct config_words local_users;
         char *local_users_file;
     } routing;
-    struct {
-        char *as;
-        struct config_words domains, exceptions, exposed_users, generics_domains;
-        char *domains_file, *exceptions_file, *exposed_users_file, *generics_domains_file;
-        char *envelope, *entire_domain, *all_headers, *limited, *not_local, *generics_entire_domain;
-    } masquerade;
     struct config_milter *milters;
     size_t n_milters;
     struct {
@@ -287,6 +291,7 @@ struct config {
     struct config_maps maps;
     struct config_map_data map;
     struct config_local local;
+    struct config_masquerade masquerade;
     struct config_later later;
     /* "FILE:LINE: key 'x' is accepted but not enforced yet (issue: y)" and the like: what
      * this configuration asks for that the daemon does not do; logged at start and reload. */

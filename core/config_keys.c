@@ -172,7 +172,7 @@ static const struct config_key config_map_keys[] = {
     LIST_AT("aliases", CONFIG_PATH, maps.aliases.v, maps.aliases.n, ""),
     TEXT("mailertable", CONFIG_PATH, maps.mailertable, NULL),
     TEXT("virtusertable", CONFIG_PATH, maps.virtusertable, NULL),
-    KEPT("genericstable", CONFIG_PATH, maps.genericstable, ISSUE_DELIVERY),
+    TEXT("genericstable", CONFIG_PATH, maps.genericstable, NULL),
     KEPT("domaintable", CONFIG_PATH, maps.domaintable, ISSUE_DELIVERY),
     KEPT("authinfo", CONFIG_PATH, maps.authinfo, ISSUE_DELIVERY),
     TEXT("local_host_names", CONFIG_PATH, maps.local_host_names, NULL),
@@ -192,23 +192,23 @@ static const struct config_key config_routing_keys[] = {
     KEPT("local_users_file", CONFIG_PATH, later.routing.local_users_file, ISSUE_DELIVERY),
 };
 
+#define WORDS(key, type, field) LIST_AT(key, type, field.v, field.n, "")
 static const struct config_key config_masquerade_keys[] = {
-    KEPT("as", CONFIG_STRING, later.masquerade.as, ISSUE_DELIVERY),
-    KEPT_LIST("domains", CONFIG_STRING, later.masquerade.domains, ISSUE_DELIVERY),
-    KEPT_LIST("exceptions", CONFIG_STRING, later.masquerade.exceptions, ISSUE_DELIVERY),
-    KEPT_LIST("exposed_users", CONFIG_STRING, later.masquerade.exposed_users, ISSUE_DELIVERY),
-    KEPT_LIST("generics_domains", CONFIG_STRING, later.masquerade.generics_domains, ISSUE_DELIVERY),
-    KEPT("domains_file", CONFIG_PATH, later.masquerade.domains_file, ISSUE_DELIVERY),
-    KEPT("exceptions_file", CONFIG_PATH, later.masquerade.exceptions_file, ISSUE_DELIVERY),
-    KEPT("exposed_users_file", CONFIG_PATH, later.masquerade.exposed_users_file, ISSUE_DELIVERY),
-    KEPT("generics_domains_file", CONFIG_PATH, later.masquerade.generics_domains_file,
-         ISSUE_DELIVERY),
-    KEPT_FLAG("envelope", later.masquerade.envelope, ISSUE_DELIVERY),
-    KEPT_FLAG("entire_domain", later.masquerade.entire_domain, ISSUE_DELIVERY),
-    KEPT_FLAG("all_headers", later.masquerade.all_headers, ISSUE_DELIVERY),
-    KEPT_FLAG("limited", later.masquerade.limited, ISSUE_DELIVERY),
-    KEPT_FLAG("not_local", later.masquerade.not_local, ISSUE_DELIVERY),
-    KEPT_FLAG("generics_entire_domain", later.masquerade.generics_entire_domain, ISSUE_DELIVERY),
+    TEXT("as", CONFIG_DOMAIN, masquerade.as, NULL),
+    WORDS("domains", CONFIG_DOMAIN, masquerade.domains),
+    WORDS("exceptions", CONFIG_DOMAIN, masquerade.exceptions),
+    WORDS("exposed_users", CONFIG_STRING, masquerade.exposed_users),
+    WORDS("generics_domains", CONFIG_DOMAIN, masquerade.generics_domains),
+    TEXT("domains_file", CONFIG_PATH, masquerade.domains_file, NULL),
+    TEXT("exceptions_file", CONFIG_PATH, masquerade.exceptions_file, NULL),
+    TEXT("exposed_users_file", CONFIG_PATH, masquerade.exposed_users_file, NULL),
+    TEXT("generics_domains_file", CONFIG_PATH, masquerade.generics_domains_file, NULL),
+    BOOL("envelope", masquerade.envelope, "false"),
+    BOOL("entire_domain", masquerade.entire_domain, "false"),
+    BOOL("all_headers", masquerade.all_headers, "false"),
+    BOOL("limited", masquerade.limited, "false"),
+    BOOL("not_local", masquerade.not_local, "false"),
+    BOOL("generics_entire_domain", masquerade.generics_entire_domain, "false"),
 };
 
 static const struct config_key config_queue_keys[] = {

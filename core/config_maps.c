@@ -360,6 +360,16 @@ int config_maps_load(struct config *c, struct fileset *files, const char **key, 
         /* one list of trusted users: the file's names join submission.trusted_users */
         {"maps.trusted_users", m->trusted_users, &config_maps_users, &c->trusted_users,
          &c->n_trusted_users},
+        /* the masquerading classes: the files' names join the lists (sendmail's F lines) */
+        {"masquerade.domains_file", c->masquerade.domains_file, &config_maps_domains,
+         &c->masquerade.domains.v, &c->masquerade.domains.n},
+        {"masquerade.exceptions_file", c->masquerade.exceptions_file, &config_maps_domains,
+         &c->masquerade.exceptions.v, &c->masquerade.exceptions.n},
+        {"masquerade.exposed_users_file", c->masquerade.exposed_users_file, &config_maps_users,
+         &c->masquerade.exposed_users.v, &c->masquerade.exposed_users.n},
+        {"masquerade.generics_domains_file", c->masquerade.generics_domains_file,
+         &config_maps_domains, &c->masquerade.generics_domains.v,
+         &c->masquerade.generics_domains.n},
     };
     for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
         if (classes[i].path && config_maps_class(c, files, classes[i].path, classes[i].kind,

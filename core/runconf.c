@@ -2,6 +2,7 @@
 
 #include "core/localrcpt.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,54 @@ static const char *runconf_access(void *arg, const char *key)
     return NULL;
 }
 
+/* sendmail's masquerading for the SMTP mailers; each output stays empty when unchanged. */
+static int runconf_rewrite(void *arg, const char *sender, const char *header, size_t len,
+                           struct buf *sender_out, struct buf *header_out)
+{
+    const struct masquerade_settings *ms = arg;
+    int rs = masquerade_sender(ms, MASQUERADE_SMTP, sender, sender_out);
+    int rh = rs < 0 ? -1 : masquerade_headers(ms, MASQUERADE_SMTP, header, len, header_out);
+    if (rs == 0)
+        buf_free(sender_out);
+    if (rh == 0)
+        buf_free(header_out);
+    return rs < 0 || rh < 0 ? -ENOMEM : 0;
+}
+
+/* Masquerading is on when the configuration asks for it: MASQUERADE_AS or a genericstable
+ * (sendmail qualifies bare addresses on every SMTP mailer even without; ringmail's own
+ * submission already writes qualified ones, and mail relayed for others passes unchanged). */
+static void runconf_masquerade(struct runconf *rc)
+{
+    const struct config *cfg = rc->cfg;
+    const struct config_masquerade *mq = &cfg->masquerade;
+    const char *always =
+        cfg->later.features.always_add_domain.n ? cfg->later.features.always_add_domain.v[0] : NULL;
+    rc->masq = (struct masquerade_settings){
+        .as = mq->as,
+        .hostname = cfg->hostname,
+        .domains = {mq->domains.v, mq->domains.n},
+        .exceptions = {mq->exceptions.v, mq->exceptions.n},
+        .exposed_users = {mq->exposed_users.v, mq->exposed_users.n},
+        .generics_domains = {mq->generics_domains.v, mq->generics_domains.n},
+        .local_domains = {cfg->local_domains, cfg->n_local_domains},
+        .genericstable = cfg->maps.genericstable ? &cfg->map.genericstable : NULL,
+        .always_add_domain = !always || strcmp(always, "false") == 0 ? NULL
+                             : strcmp(always, "true") == 0           ? ""
+                                                                     : always,
+        .envelope = mq->envelope,
+        .entire_domain = mq->entire_domain,
+        .all_headers = mq->all_headers,
+        .limited = mq->limited,
+        .not_local = mq->not_local,
+        .generics_entire_domain = mq->generics_entire_domain,
+    };
+    if (mq->as || cfg->maps.genericstable) {
+        rc->qmgr.rewrite = runconf_rewrite;
+        rc->qmgr.rewrite_arg = &rc->masq;
+    }
+}
+
 static int runconf_delivery(struct runconf *rc, unsigned workers, char *err, size_t errlen)
 {
     const struct config *cfg = rc->cfg;
@@ -88,6 +137,7 @@ static int runconf_delivery(struct runconf *rc, unsigned workers, char *err, siz
     if (localrcpt_qmgr_settings(cfg, &rc->local, &rc->lmtp, err, errlen) < 0)
         return -1;
     rc->qmgr.local = &rc->local;
+    runconf_masquerade(rc);
     const struct smtp_server_timeouts *t = &cfg->timeouts;
     for (unsigned i = 0; i < workers; i++)
         rc->outbound[i] = (struct outbound_settings){

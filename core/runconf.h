@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 
 #include "core/config.h"
+#include "compat/masquerade.h"
 #include "delivery/outbound.h"
 #include "delivery/qmgr.h"
 #include "delivery/tlspolicy.h"
@@ -36,6 +37,7 @@ struct runconf {
     struct qmgr_settings qmgr;
     struct qmgr_local_settings local;   /* qmgr.local: local recipients (core/localrcpt.h) */
     struct route lmtp;                  /* mailers.lmtp's route, when set */
+    struct masquerade_settings masq;    /* qmgr.rewrite\'s (compat/masquerade.h) */
     struct outbound_settings *outbound; /* by worker index (each has its TLS context) */
     struct tlspolicy_settings tls_policy;
     struct tlspolicy_entry *tls_policy_entries;

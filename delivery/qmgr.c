@@ -76,6 +76,8 @@ static void qmgr_msg_free(struct qmgr_msg *m)
     qmgr_local_free(m);
     free(m->r);
     free(m->data);
+    buf_free(&m->smtp_data);
+    buf_free(&m->smtp_sender);
     buf_free(&m->trace);
     if (m->loaded)
         envelope_free(&m->env);
@@ -696,6 +698,43 @@ static void qmgr_no_memory(struct qmgr_msg *m)
     qmgr_end(m);
 }
 
+/* The length of the header block: up to the empty line (or all of it). */
+static size_t qmgr_header_len(const char *data, size_t len)
+{
+    for (size_t at = 0; at < len;) {
+        const char *nl = memchr(data + at, '\n', len - at);
+        size_t line = nl ? (size_t)(nl - (data + at)) : len - at;
+        if (line == 0 || (line == 1 && data[at] == '\r'))
+            return at;
+        at += line + 1;
+    }
+    return len;
+}
+
+/* Masquerading and the genericstable, once per attempt for every SMTP next hop (the
+ * result depends on the mailer, not the recipient). */
+static void qmgr_rewrite(struct qmgr_msg *m)
+{
+    if (!m->s->rewrite || m->n_groups == 0)
+        return;
+    size_t hl = qmgr_header_len(m->data, m->len);
+    struct buf header;
+    buf_init(&header, 0);
+    int rc = m->s->rewrite(m->s->rewrite_arg, m->env.sender, m->data, hl, &m->smtp_sender, &header);
+    if (rc == 0 && m->smtp_sender.len)
+        rc = buf_append(&m->smtp_sender, "", 1) < 0 ? -ENOMEM : 0;
+    if (rc == 0 && header.len &&
+        (buf_append(&m->smtp_data, header.data, header.len) < 0 ||
+         buf_append(&m->smtp_data, m->data + hl, m->len - hl) < 0))
+        rc = -ENOMEM;
+    buf_free(&header);
+    if (rc < 0) {
+        log_error("%s: masquerading: out of memory (sent as it is)", m->qid);
+        buf_free(&m->smtp_sender);
+        buf_free(&m->smtp_data);
+    }
+}
+
 static void qmgr_loaded(void *arg, int err, struct envelope *e, char *data, size_t len)
 {
     struct qmgr_msg *m = arg;
@@ -732,22 +771,25 @@ static void qmgr_loaded(void *arg, int err, struct envelope *e, char *data, size
         qmgr_no_memory(m);
         return;
     }
+    qmgr_rewrite(m);
     /* Every next hop and local delivery at once; each answers through qmgr_group_done or
      * the local side's release (never from inside outbound_deliver or local_deliver). */
     m->groups_open = m->n_groups + 1; /* held until every job has started */
     for (size_t g = 0; g < m->n_groups; g++) {
         struct qmgr_group *gr = &m->groups[g];
+        /* LMTP delivers to a local mailbox: sendmail's local mailers do not masquerade */
+        bool rewritten = strcmp(m->r[gr->rcpts[0]].route.mailer, "lmtp") != 0;
         struct outbound_job job = {
             .qid = m->qid,
             .first_attempt = m->env.attempts == 0,
             .route = &m->r[gr->rcpts[0]].route,
             .msg =
                 {
-                    .sender = m->env.sender,
+                    .sender = rewritten && m->smtp_sender.len ? m->smtp_sender.data : m->env.sender,
                     .rcpts = gr->to,
                     .n_rcpts = gr->n,
-                    .data = m->data,
-                    .len = m->len,
+                    .data = rewritten && m->smtp_data.len ? m->smtp_data.data : m->data,
+                    .len = rewritten && m->smtp_data.len ? m->smtp_data.len : m->len,
                     .body = m->env.body,
                     .smtputf8 = m->env.smtputf8,
                     .dsn_ret = m->env.dsn_ret,

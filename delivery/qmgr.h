@@ -33,6 +33,7 @@
 #include "queue/backoff.h"
 #include "queue/envelope.h"
 #include "queue/qid.h"
+#include "util/buf.h"
 
 struct engine_worker;
 struct spool_worker;
@@ -94,6 +95,14 @@ struct qmgr_settings {
     const struct outbound_settings *outbound;
     size_t bounce_return_max; /* a bounce returns the whole message only up to this size */
     const struct qmgr_local_settings *local; /* NULL: local recipients wait in the queue */
+    /* What leaves by SMTP is rewritten (sendmail's masquerading and genericstable): the
+     * envelope sender into `sender_out` and the header block (`header`, `len` bytes before
+     * the empty line) into `header_out`, each left empty when unchanged. Not for LMTP (a
+     * local mailbox). NULL = nothing is rewritten. 0, or -ENOMEM (the message then goes as
+     * it is, logged). */
+    int (*rewrite)(void *arg, const char *sender, const char *header, size_t len,
+                   struct buf *sender_out, struct buf *header_out);
+    void *rewrite_arg;
 };
 
 struct qmgr_hooks {

@@ -63,6 +63,8 @@ struct qmgr_msg {
     bool loaded;
     char *data;
     size_t len;
+    /* what goes out by SMTP when qmgr_settings.rewrite changed it (else data and sender) */
+    struct buf smtp_data, smtp_sender;
     struct qmgr_rcpt *r;
     struct qmgr_group *groups;
     size_t n_groups;

@@ -641,7 +641,7 @@ static const char test_kept[] = "listen:\n"
                                 "  - {name: MSA, port: 587, modifiers: E}\n"
                                 "routing:\n"
                                 "  local_relay: \"hub.example\"\n"
-                                "masquerade: {as: example.com, envelope: true, domains: [a, b]}\n"
+                                "mailers: {enabled: [local, smtp]}\n"
                                 "milters:\n"
                                 "  - {name: dkim, socket: \"inet:8891@localhost\", input: true}\n"
                                 "features:\n"
@@ -663,8 +663,7 @@ static void test_kept_keys(void **state)
     const struct config_later *l = &c->later;
     assert_string_equal(c->listen[0].modifiers, "E");
     assert_string_equal(l->routing.local_relay, "hub.example");
-    assert_string_equal(l->masquerade.envelope, "true");
-    assert_int_equal(l->masquerade.domains.n, 2);
+    assert_int_equal(l->mailers.enabled.n, 2);
     assert_int_equal(l->n_milters, 1);
     assert_string_equal(l->milters[0].socket, "inet:8891@localhost");
     assert_int_equal(l->features.redirect.n, 1);
@@ -682,9 +681,7 @@ static void test_kept_keys(void **state)
     const char *want[] = {
         "t.yaml:2: key 'listen[0].modifiers' is",
         "t.yaml:4: key 'routing.local_relay' is",
-        "t.yaml:5: key 'masquerade.as' is",
-        "t.yaml:5: key 'masquerade.domains' is",
-        "t.yaml:5: key 'masquerade.envelope' is",
+        "t.yaml:5: key 'mailers.enabled' is",
         "t.yaml:7: key 'milters' is",
         "t.yaml:11: key 'features.greet_pause' is",
         "t.yaml:12: key 'features.dnsbl' is",
@@ -743,6 +740,15 @@ static void test_mailers(void **state)
     assert_int_equal(c->local.n_forward_path, 1);
     assert_string_equal(c->local.forward_path[0], "$z/.forward");
     assert_int_equal(c->local.timeout_ms, 600000);
+    assert_int_equal(c->n_warnings, 0);
+    config_free(c);
+
+    c = test_load("masquerade: {as: example.com, envelope: true, domains: [a.example]}\n");
+    assert_non_null(c);
+    assert_string_equal(c->masquerade.as, "example.com");
+    assert_true(c->masquerade.envelope);
+    assert_false(c->masquerade.all_headers);
+    assert_int_equal(c->masquerade.domains.n, 1);
     assert_int_equal(c->n_warnings, 0);
     config_free(c);
 
