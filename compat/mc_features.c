@@ -221,7 +221,13 @@ enum mc_verdict mc_feature(struct mc_state *st, char **args, size_t nargs, struc
         st->alias_file_set = true; /* nullclient.m4: undefine(`ALIAS_FILE') */
         mc_relay_host(st, loc, what, "routing.smart_host", hub);
         mc_relay_host(st, loc, what, "routing.mail_hub", hub);
-        mc_key(st, loc, what, "masquerade.as", hub, true);
+        if (mc_domain_ok(hub))
+            mc_key(st, loc, what, "masquerade.as", hub, true);
+        else
+            mc_report_add(st->report, loc, MC_PERSON,
+                          "%s: sendmail masquerades as '%s', which is not a domain ringmail "
+                          "accepts in masquerade.as; not carried over",
+                          what, hub);
         mc_key(st, loc, what, "masquerade.all_headers", "true", true);
         mc_key(st, loc, what, "masquerade.envelope", "true", true);
         mc_key_add(st, loc, what, "mailers.enabled", "local", true);

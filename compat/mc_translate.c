@@ -46,8 +46,9 @@ static bool mc_key_enforced(const char *key)
     static const char *const enforced[] = {
         "maps.access",        "maps.local_host_names", "maps.relay_domains_file",
         "maps.mailertable",   "maps.trusted_users",    "timeouts.starttls",
-        "maps.virtusertable", "mailers.smrsh"};
-    return mc_key_in(key, enforced, sizeof(enforced) / sizeof(enforced[0]));
+        "maps.virtusertable", "mailers.smrsh",         "maps.genericstable"};
+    return strncmp(key, "masquerade.", 11) == 0 ||
+           mc_key_in(key, enforced, sizeof(enforced) / sizeof(enforced[0]));
 }
 
 enum mc_kind mc_key_kind(bool future)
@@ -158,41 +159,54 @@ static enum mc_verdict mc_ostype_domain(struct mc_state *st, const struct mc_eve
 /* Macros whose arguments are a list (or one value) for a key. */
 static const struct {
     const char *macro, *key;
-    bool list, future;
+    enum { MC_ARG_DOMAINS, MC_ARG_WORDS, MC_ARG_DOMAIN, MC_ARG_FILE } how;
+    bool future;
 } mc_list_macros[] = {
-    {"LOCAL_DOMAIN", "local_domains", true, false},
-    {"RELAY_DOMAIN", "relay_domains", true, false},
-    {"MASQUERADE_AS", "masquerade.as", false, true},
-    {"MASQUERADE_DOMAIN", "masquerade.domains", true, true},
-    {"MASQUERADE_EXCEPTION", "masquerade.exceptions", true, true},
-    {"EXPOSED_USER", "masquerade.exposed_users", true, true},
-    {"GENERICS_DOMAIN", "masquerade.generics_domains", true, true},
-    {"TRUST_AUTH_MECH", "auth.trust_mechanisms", true, true},
-    {"LOCAL_USER", "routing.local_users", true, true},
-    {"MASQUERADE_DOMAIN_FILE", "masquerade.domains_file", false, true},
-    {"MASQUERADE_EXCEPTION_FILE", "masquerade.exceptions_file", false, true},
-    {"EXPOSED_USER_FILE", "masquerade.exposed_users_file", false, true},
-    {"GENERICS_DOMAIN_FILE", "masquerade.generics_domains_file", false, true},
-    {"LOCAL_USER_FILE", "routing.local_users_file", false, true},
-    {"RELAY_DOMAIN_FILE", "maps.relay_domains_file", false, true},
+    {"LOCAL_DOMAIN", "local_domains", MC_ARG_DOMAINS, false},
+    {"RELAY_DOMAIN", "relay_domains", MC_ARG_DOMAINS, false},
+    {"MASQUERADE_AS", "masquerade.as", MC_ARG_DOMAIN, false},
+    {"MASQUERADE_DOMAIN", "masquerade.domains", MC_ARG_DOMAINS, false},
+    {"MASQUERADE_EXCEPTION", "masquerade.exceptions", MC_ARG_DOMAINS, false},
+    {"EXPOSED_USER", "masquerade.exposed_users", MC_ARG_WORDS, false},
+    {"GENERICS_DOMAIN", "masquerade.generics_domains", MC_ARG_DOMAINS, false},
+    {"TRUST_AUTH_MECH", "auth.trust_mechanisms", MC_ARG_WORDS, true},
+    {"LOCAL_USER", "routing.local_users", MC_ARG_WORDS, true},
+    {"MASQUERADE_DOMAIN_FILE", "masquerade.domains_file", MC_ARG_FILE, false},
+    {"MASQUERADE_EXCEPTION_FILE", "masquerade.exceptions_file", MC_ARG_FILE, false},
+    {"EXPOSED_USER_FILE", "masquerade.exposed_users_file", MC_ARG_FILE, false},
+    {"GENERICS_DOMAIN_FILE", "masquerade.generics_domains_file", MC_ARG_FILE, false},
+    {"LOCAL_USER_FILE", "routing.local_users_file", MC_ARG_FILE, true},
+    {"RELAY_DOMAIN_FILE", "maps.relay_domains_file", MC_ARG_FILE, true},
 };
 
 static bool mc_list_macro(struct mc_state *st, const struct mc_event *ev)
 {
-    char what[128], word[256];
+    char what[128], word[256], path[1024];
     for (size_t i = 0; i < sizeof(mc_list_macros) / sizeof(mc_list_macros[0]); i++) {
         if (strcmp(mc_list_macros[i].macro, ev->name) != 0)
             continue;
         const char *key = mc_list_macros[i].key, *p = ev->nargs ? ev->args[0] : "";
         snprintf(what, sizeof(what), "%s(%s)", ev->name, p);
-        if (!mc_list_macros[i].list) {
-            mc_key(st, ev->loc, what, key, p, mc_list_macros[i].future);
+        if (mc_list_macros[i].how == MC_ARG_FILE) {
+            /* the class file's spec as sendmail's F line takes it: "-o /etc/mail/masq" */
+            mc_spec_path(p, path, sizeof(path));
+            mc_key(st, ev->loc, what, key, path, mc_list_macros[i].future);
             if (strcmp(ev->name, "RELAY_DOMAIN_FILE") == 0)
-                snprintf(st->cr_file, sizeof(st->cr_file), "%s", p);
+                snprintf(st->cr_file, sizeof(st->cr_file), "%s", path);
+            return true;
+        }
+        if (mc_list_macros[i].how == MC_ARG_DOMAIN) {
+            if (mc_domain_ok(p))
+                mc_key(st, ev->loc, what, key, p, mc_list_macros[i].future);
+            else
+                mc_report_add(st->report, ev->loc, MC_PERSON,
+                              "%s: '%s' is not a domain ringmail accepts in %s (sendmail macros "
+                              "are not expanded); not carried over",
+                              what, p, key);
             return true;
         }
         while (mc_next_word(&p, word, sizeof(word))) {
-            if (!mc_list_macros[i].future && !mc_domain_ok(word))
+            if (mc_list_macros[i].how == MC_ARG_DOMAINS && !mc_domain_ok(word))
                 mc_report_add(st->report, ev->loc, MC_WARNING,
                               "%s: '%s' is not a domain ringmail accepts in %s; left out", what,
                               word, key);

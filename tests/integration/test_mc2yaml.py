@@ -147,7 +147,7 @@ class Mc2Yaml(unittest.TestCase):
 
     def test_summary_counts_kept_apart(self):
         """A key kept for later is not counted as translated: the summary says how many the
-        daemon does not enforce, beside 'need a person' (masquerading is one of them; the
+        daemon does not enforce, beside 'need a person' (the fallback MX is one of them; the
         smart host is enforced)."""
         for mc in self.good():
             with self.subTest(mc=mc):
@@ -166,8 +166,8 @@ class Mc2Yaml(unittest.TestCase):
         self.assertRegex(report, r"(?m): translated: define\(SMART_HOST\) -> "
                                  r"routing\.smart_host = \[relay\.example\.net\]$")
         report = translate("kept_keys.mc").stderr
-        self.assertRegex(report, r"(?m): kept for later: MASQUERADE_AS\(example\.net\) -> "
-                                 r"masquerade\.as = example\.net$")
+        self.assertRegex(report, r"(?m): kept for later: define\(confFALLBACK_MX\) -> "
+                                 r"routing\.fallback_mx = fallback\.example\.net$")
         self.assertRegex(report, r"summary: \d+ translated, [1-9]\d* kept for later")
 
     def test_kept_keys_are_kept_by_the_daemon(self):
@@ -180,7 +180,7 @@ class Mc2Yaml(unittest.TestCase):
             tree = read_yaml(out.stdout)
             for key in re.findall(r"(?m): kept for later: .*? -> ([\w.\[\]]+)", out.stderr):
                 trees.setdefault(re.sub(r"\[\d*\]", "", key), []).append((mc, tree))
-        self.assertIn("masquerade.as", trees)
+        self.assertIn("routing.fallback_mx", trees)
         with tempfile.TemporaryDirectory() as tmp:
             tmp = pathlib.Path(tmp)
             for path, sources in sorted(trees.items()):
