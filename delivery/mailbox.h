@@ -11,13 +11,13 @@
  * mbox: the mailbox is locked with a dotlock (path.lock, created O_EXCL, stale after 5
  * minutes, as mail.local and Debian's liblockfile) and then with fcntl (F_SETLK tried again
  * every 100 ms: both waits together last at most the timeout, 0 = one try). A directory the
- * recipient cannot write (Debian's /var/mail is root:mail 2775, and the agent has the
- * user's groups only) gets no dotlock: fcntl alone locks, as for every file mailer. The
- * mailbox is created 0600 when missing (never through a symbolic link, never when it is
- * not a regular file with one link owned by the caller), the "From sender date" line
- * written first (ctime's date in local time), every line starting with "From " quoted as
- * ">From ", a blank line added at the end; on any failed write the file is truncated back
- * to its size before the delivery, and fsync decides success.
+ * agent cannot write (a root:mail 2775 spool when the agent was not given group mail) gets
+ * no dotlock: fcntl alone locks, as for every file mailer. The mailbox is created 0600 when
+ * missing (never through a symbolic link, never when it is not a regular file with one
+ * link owned by the caller), the "From sender date" line written first (ctime's date in
+ * local time), every line starting with "From " quoted as ">From ", a blank line added at
+ * the end; on any failed write the file is truncated back to its size before the
+ * delivery, and fsync decides success.
  * Maildir: tmp/ → fsync → link into new/ (rename when link is refused) → fsync of new/,
  * with a unique name "time.Pn_Qcount.host" (the maildir spec); the directories are made
  * 0700 when missing.
