@@ -1,0 +1,215 @@
+"""Local delivery end to end, beyond the mailbox (docs/config.md, `mailers`): a user's
+.forward (a copy kept with "\\user" and a program run as the user; another local user and
+a remote address, forwarded as a new message; a loop between two users bounced; an unsafe
+.forward ignored; an empty one), FEATURE(smrsh), the virtusertable and procmail as the
+local mailer. The daemon runs as root with users made for the test; mailboxes are read
+back with Python's mailbox module, remote mail at a sink (mailertable remote.test)."""
+
+import os
+import re
+import shutil
+import unittest
+from pathlib import Path
+
+from local_support import LocalCase, read_mbox, write_script
+from ringmail_harness import HOSTNAME
+
+SENDER = "someone@remote.test"
+
+
+class Forward(LocalCase):
+
+    def test_copy_and_program_as_the_user(self):
+        """"\\rmtalice, |prog": a copy in the mailbox (not forwarded again) and the program
+        run with the user's uid, the message on its standard input."""
+        rec = write_script(self.files / "record.sh", 'id -u > "$1.uid"\ncat > "$1"\n')
+        out = self.home("rmtalice") / "prog.out"
+        self.user_file("rmtalice", ".forward", f'\\rmtalice, "|{rec} {out}"\n')
+        d = self.local_daemon()
+        qid = self.send(d, SENDER, [f"rmtalice@{HOSTNAME}"], subject="fwd prog")
+        (msg,) = self.wait_mbox(d, "rmtalice")
+        self.assertEqual(msg["Subject"], "fwd prog")
+        data = self.wait_file(out, lambda b: b"\n\n" in b and b.endswith(b"\n"), d=d)
+        self.assertIn(b"Subject: fwd prog\n", data)
+        uid = self.wait_file(Path(f"{out}.uid"), d=d)
+        self.assertEqual(int(uid), self.pw["rmtalice"].pw_uid)
+        self.assertEqual(os.stat(out).st_uid, self.pw["rmtalice"].pw_uid)
+        # one line for the recipient, whose targets were all delivered in this attempt
+        self.sent_line(d, qid, f"rmtalice@{HOSTNAME}")
+        self.wait_spool_empty(d)
+        self.assertEqual(len(self.mbox(d, "rmtalice")), 1)
+
+    def test_forward_to_local_and_remote(self):
+        """rmtalice forwards to rmtbob and to a remote address: one new message ("forwarded
+        as QID"), bob's mailbox and the sink get it, alice's mailbox stays empty."""
+        sink = self.remote_sink()
+        self.user_file("rmtalice", ".forward", "rmtbob, far@remote.test\n")
+        d = self.local_daemon()
+        qid = self.send(d, SENDER, [f"rmtalice@{HOSTNAME}"], subject="fwd both")
+        m = self.wait_log(d, rf"{qid}: to=<rmtalice@{re.escape(HOSTNAME)}>, .*"
+                             rf"stat=Sent \(forwarded as (\w+)\)")
+        fqid = m.group(1)
+        (msg,) = self.wait_mbox(d, "rmtbob")
+        self.assertEqual(msg["Subject"], "fwd both")
+        self.assertEqual(msg["Return-Path"], f"<{SENDER}>")
+        self.assertEqual(msg["Delivered-To"], f"rmtalice@{HOSTNAME}")
+        (remote,) = sink.wait_messages(1)
+        self.assertEqual((remote.mail_from, remote.rcpt_tos), (SENDER, ["far@remote.test"]))
+        self.assertIn(b"Subject: fwd both", remote.data)
+        self.sent_line(d, fqid, "far@remote.test")
+        self.wait_spool_empty(d)
+        self.assertEqual(self.mbox(d, "rmtalice"), [])
+        self.assertEqual(len(self.mbox(d, "rmtbob")), 1)
+        self.assertEqual(len(sink.messages), 1)
+
+    def test_forwarding_loop_bounced(self):
+        """rmtalice -> rmtbob -> rmtalice: the loop is broken (5.4.6) and the sender gets a
+        bounce; neither mailbox gets the message."""
+        sink = self.remote_sink()
+        self.user_file("rmtalice", ".forward", "rmtbob\n")
+        self.user_file("rmtbob", ".forward", "rmtalice\n")
+        d = self.local_daemon()
+        self.send(d, SENDER, [f"rmtalice@{HOSTNAME}"], subject="loop")
+        self.wait_log(d, r"to=<rmtalice@.*dsn=5\.4\.6, stat=.*loop")
+        _, notice = self.notice_of(sink)
+        self.assertEqual(self.notices(sink)[0].rcpt_tos, [SENDER])
+        _, groups, returned = self.report_parts(notice)
+        self.assertTrue(any(g["Status"] == "5.4.6" for g in groups[1:]),
+                        [str(g) for g in groups[1:]])
+        self.assertIn("Subject: loop", returned.as_string())
+        self.wait_spool_empty(d)
+        self.assertEqual((self.mbox(d, "rmtalice"), self.mbox(d, "rmtbob")), ([], []))
+
+    def test_unsafe_forward_ignored(self):
+        """A world-writable .forward, and one owned by another user, are not followed (a
+        log line says why): the mail goes to the mailbox."""
+        self.user_file("rmtalice", ".forward", "rmtcarol\n", mode=0o666)
+        self.user_file("rmtbob", ".forward", "rmtcarol\n", owner="rmtalice")
+        os.chmod(self.home("rmtalice") / ".forward", 0o666)  # past the umask
+        d = self.local_daemon()
+        q1 = self.send(d, SENDER, [f"rmtalice@{HOSTNAME}"], subject="ww")
+        q2 = self.send(d, SENDER, [f"rmtbob@{HOSTNAME}"], subject="other owner")
+        self.assertEqual([m["Subject"] for m in self.wait_mbox(d, "rmtalice")], ["ww"])
+        self.assertEqual([m["Subject"] for m in self.wait_mbox(d, "rmtbob")], ["other owner"])
+        for qid, user in ((q1, "rmtalice"), (q2, "rmtbob")):
+            self.wait_log(d, rf"{qid}: forward {re.escape(str(self.home(user)))}/\.forward "
+                             rf"not followed: ")
+        self.wait_spool_empty(d)
+        self.assertEqual(self.mbox(d, "rmtcarol"), [])
+
+    def test_empty_forward(self):
+        """An empty .forward (blank lines, a comment) delivers to the mailbox."""
+        self.user_file("rmtalice", ".forward", "\n# nothing here\n\n")
+        d = self.local_daemon()
+        self.send(d, SENDER, [f"rmtalice@{HOSTNAME}"], subject="empty fwd")
+        (msg,) = self.wait_mbox(d, "rmtalice")
+        self.assertEqual(msg["Subject"], "empty fwd")
+        self.wait_spool_empty(d)
+        self.assertEqual(len(self.mbox(d, "rmtalice")), 1)
+
+
+class Smrsh(LocalCase):
+
+    def test_only_programs_in_smrsh_dir(self):
+        """FEATURE(smrsh): an alias program whose file is linked in smrsh_dir runs; one that
+        is not fails for good, and the sender (a local user) gets the bounce."""
+        bindir = self.tmp / "bin"
+        bindir.mkdir(mode=0o755)
+        ok = write_script(bindir / "ok.sh", f'cat > "{self.files}/ok.out"\n')
+        bad_out = self.files / "bad.out"
+        bad = write_script(bindir / "bad.sh", f'cat > "{bad_out}"\n')
+        smrsh_dir = self.tmp / "smrsh"
+        smrsh_dir.mkdir(mode=0o755)
+        (smrsh_dir / "ok.sh").symlink_to(ok)
+        aliases = f'good: "|{ok}"\nbad: "|{bad}"\n'
+        d = self.local_daemon(aliases=aliases,
+                              mailers={"smrsh": True, "smrsh_dir": str(smrsh_dir)})
+        qid = self.send(d, f"rmtcarol@{HOSTNAME}", [f"good@{HOSTNAME}", f"bad@{HOSTNAME}"],
+                        subject="smrsh")
+        data = self.wait_file(self.files / "ok.out", lambda b: b.endswith(b"\n") and b"\n\n" in b,
+                              d=d)
+        self.assertIn(b"Subject: smrsh\n", data)
+        # the parent says why; the engine's line has sendmail's text for 5.7.1
+        self.wait_log(d, rf"{qid}: to=<\|{re.escape(str(bad))}>, local delivery refused: "
+                         rf"5\.7\.1 smrsh: \"bad\.sh\" not available for sendmail programs")
+        self.wait_log(d, rf"{qid}: to=<\|{re.escape(str(bad))}>, .*mailer=prog, .*dsn=5\.7\.1, "
+                         rf"stat=Service unavailable")
+        self.sent_line(d, qid, f"|{ok}")
+        (notice,) = self.wait_mbox(d, "rmtcarol")
+        self.assertRegex(notice.get_from(), r"^MAILER-DAEMON ")
+        self.assertEqual(notice["Return-Path"], "<>")
+        text = notice.as_string()
+        self.assertIn(f"Final-Recipient: rfc822; |{bad}\n", text)
+        self.assertIn("Status: 5.7.1\n", text)
+        self.assertNotIn(f"|{ok}", text)
+        self.assertIn("Subject: smrsh", text)
+        self.wait_spool_empty(d)
+        self.assertFalse(bad_out.exists(), "the program outside smrsh_dir ran")
+        self.smrsh_notice = text
+
+    def test_smrsh_bounce_says_why(self):
+        """The bounce tells the sender why, as sendmail's does (its transcript has smrsh's
+        line): today it says only "(reason: 5.7.1)" (delivery/qmgr_local.c leaves the
+        recipient's diagnostic empty)."""
+        self.test_only_programs_in_smrsh_dir()
+        self.assertIn("not available for sendmail programs", self.smrsh_notice)
+
+
+class Virtusertable(LocalCase):
+
+    def test_virtusertable(self):
+        """@virt.test %1@mx.test (the catch-all keeps the user part), info@virt.test a local
+        user, error:nouser refused at RCPT with 550 5.1.1."""
+        virtusers = (f"info@virt.test rmtalice\n"
+                     f"nobody@virt.test error:nouser\n"
+                     f"@virt.test %1@{HOSTNAME}\n")
+        d = self.local_daemon(virtusers=virtusers,
+                              local_domains=[HOSTNAME, "localhost", "virt.test"])
+        c = self.session(d)
+        self.assertReply(c.cmd("MAIL FROM:<a@remote.test>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<nobody@virt.test>"), 550, "5.1.1")
+        # the catch-all leads to a name that is no user here
+        self.assertReply(c.cmd("RCPT TO:<nosuchuser@virt.test>"), 550, "5.1.1")
+        c.close()
+        self.send(d, SENDER, ["info@virt.test", "rmtbob@virt.test"], subject="virt")
+        self.assertEqual([m["Subject"] for m in self.wait_mbox(d, "rmtalice")], ["virt"])
+        self.assertEqual([m["Subject"] for m in self.wait_mbox(d, "rmtbob")], ["virt"])
+        self.wait_spool_empty(d)
+        self.assertEqual(self.mbox(d, "rmtcarol"), [])
+
+
+PROCMAIL = shutil.which("procmail") or "/usr/bin/procmail"
+
+
+@unittest.skipUnless(os.access(PROCMAIL, os.X_OK), "procmail is not installed")
+class Procmail(LocalCase):
+
+    def test_procmailrc_files_into_a_folder(self):
+        """mailers.local_procmail: procmail runs as the user (Debian's is setuid root, and
+        drops to the user for -d user) and files by ~/.procmailrc into a folder under the
+        home; everything else goes to an mbox under the home too."""
+        self.user_file("rmtalice", ".procmailrc",
+                       "MAILDIR=$HOME/Mail\nDEFAULT=$HOME/inbox\nLOGFILE=$HOME/procmail.log\n"
+                       ":0\n* ^Subject: .*filed\nfiled\n", mode=0o600)
+        mdir = self.home("rmtalice") / "Mail"
+        mdir.mkdir(mode=0o700)
+        os.chown(mdir, self.pw["rmtalice"].pw_uid, self.pw["rmtalice"].pw_gid)
+        d = self.local_daemon(mailers={"local_procmail": True})
+        q1 = self.send(d, SENDER, [f"rmtalice@{HOSTNAME}"], subject="to be filed")
+        q2 = self.send(d, SENDER, [f"rmtalice@{HOSTNAME}"], subject="other")
+        for qid in (q1, q2):
+            self.wait_log(d, rf"{qid}: to=<rmtalice@{re.escape(HOSTNAME)}>, .*"
+                             rf"mailer=procmail, .*stat=Sent")
+        filed = read_mbox(mdir / "filed")
+        self.assertEqual([m["Subject"] for m in filed], ["to be filed"])
+        self.assertEqual(filed[0]["Return-Path"], f"<{SENDER}>")
+        inbox = read_mbox(self.home("rmtalice") / "inbox")
+        self.assertEqual([m["Subject"] for m in inbox], ["other"])
+        for p in (mdir / "filed", self.home("rmtalice") / "inbox"):
+            self.assertEqual(os.stat(p).st_uid, self.pw["rmtalice"].pw_uid, p)
+        self.assertFalse(self.mbox_path(d, "rmtalice").exists())
+        self.wait_spool_empty(d)
+
+
+if __name__ == "__main__":
+    unittest.main()
