@@ -202,7 +202,8 @@ static int localrcpt_targets(const struct alias_leaves *lv, struct qmgr_local_ta
         t->no_forward = lf->no_forward;
         snprintf(t->status, sizeof(t->status), "%s", lf->dsn);
         if (!(t->value = strdup(lf->value)) || (lf->detail && !(t->detail = strdup(lf->detail))) ||
-            (lf->relay && !(t->relay = strdup(lf->relay))))
+            (lf->relay && !(t->relay = strdup(lf->relay))) ||
+            (lf->sender && !(t->sender = strdup(lf->sender))))
             return -ENOMEM;
     }
     return 0;

@@ -614,7 +614,8 @@ static void qmgr_group_done(void *arg, const struct outbound_result *res)
         r->outcome = o->outcome == OUTBOUND_DELIVERED ? QMGR_DELIVERED
                      : o->outcome == OUTBOUND_FAILED  ? QMGR_FAILED
                                                       : QMGR_DEFERRED;
-        r->relayed = r->outcome == QMGR_DELIVERED && !res->dsn;
+        /* LMTP is the final delivery itself, DSN or not */
+        r->relayed = r->outcome == QMGR_DELIVERED && !res->dsn && strncmp(g->key, "lmtp:", 5) != 0;
         snprintf(r->status, sizeof(r->status), "%s", rep->enh);
         if (rep->local || r->outcome == QMGR_DELIVERED)
             snprintf(r->stat, sizeof(r->stat), "%s", rep->text);

@@ -62,6 +62,7 @@ struct qmgr_local_target {
     char *value;     /* MAILBOX login, PROGRAM command, FILE path, REMOTE address, ERROR text */
     char *detail;    /* MAILBOX: the +detail without '+', or NULL */
     char *relay;     /* REMOTE from luser_relay: the next hop (a mailertable value), or NULL */
+    char *sender;    /* an owner-NAME alias's envelope sender for it, or NULL (the message's) */
     char status[16]; /* ERROR: "5.1.1"; a 4.x.x defers */
     bool no_forward; /* MAILBOX: the user's .forward is not read */
 };

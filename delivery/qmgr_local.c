@@ -48,6 +48,7 @@ void qmgr_local_targets_free(struct qmgr_local_targets *t)
         free(t->v[i].value);
         free(t->v[i].detail);
         free(t->v[i].relay);
+        free(t->v[i].sender);
     }
     free(t->v);
     t->v = NULL;
@@ -289,24 +290,21 @@ static bool qmgr_local_looped(const struct qmgr_msg *m, const char *who)
     return false;
 }
 
-/* Queues `targets` (REMOTE and MAILBOX ones; the others were handled) as one new message
- * from the same sender. `fanout`: the recipient's own expansion, whose targets are the
- * aliases' (marked expanded); else a .forward's, whose local names are expanded again when
- * delivered. */
-static void qmgr_local_queue(struct qmgr_local_rcpt *lr, const struct qmgr_local_targets *t,
-                             bool fanout)
+static bool qmgr_local_same(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Queues those of `targets` whose envelope sender is `sender` (NULL: the message's own;
+ * an owner-NAME alias's otherwise) and that a new message can hold (REMOTE and MAILBOX
+ * ones; PROGRAM and FILE too for a fan-out) as one new message. 1 queued, 0 none of them,
+ * -1 when out of memory (noted). */
+static int qmgr_local_queue_from(struct qmgr_local_rcpt *lr, const struct qmgr_local_targets *t,
+                                 bool fanout, const char *sender, const char *who)
 {
     struct qmgr_msg *m = lr->m;
     const struct qmgr_local_settings *ls = m->s->local;
     const struct envelope_rcpt *er = &m->env.rcpts[lr->i];
-    char who[300];
-    snprintf(who, sizeof(who), "%s@%s", lr->login[0] ? lr->login : er->addr, ls->hostname);
-    if (!fanout && qmgr_local_looped(m, who)) {
-        char text[400];
-        snprintf(text, sizeof(text), "mail forwarding loop for %s", who);
-        qmgr_local_note(lr, LOCAL_FAILED, "5.4.6", text, NULL);
-        return;
-    }
     struct envelope_rcpt *rcpts = calloc(t->n ? t->n : 1, sizeof(*rcpts));
     char **addrs = calloc(t->n ? t->n : 1, sizeof(char *));
     char orcpt[1100] = "";
@@ -320,6 +318,8 @@ static void qmgr_local_queue(struct qmgr_local_rcpt *lr, const struct qmgr_local
     for (size_t k = 0; !oom && k < t->n; k++) {
         const struct qmgr_local_target *tg = &t->v[k];
         int len = -1;
+        if (!qmgr_local_same(tg->sender, sender))
+            continue;
         if (tg->kind == QMGR_LOCAL_REMOTE)
             len = asprintf(&addrs[n], "%s", tg->value);
         else if (tg->kind == QMGR_LOCAL_MAILBOX)
@@ -345,9 +345,19 @@ static void qmgr_local_queue(struct qmgr_local_rcpt *lr, const struct qmgr_local
     }
     struct qmgr_local_fwd *f = oom || !n ? NULL : calloc(1, sizeof(*f));
     struct spool_msg *sm = f ? spool_msg_new(m->q->sw, f->qid) : NULL;
+    char *owner = NULL;
+    /* owner-NAME's value without a domain is a local name: qualified as sendmail does */
+    if (sm && sender &&
+        asprintf(&owner, "%s%s%s", sender, strchr(sender, '@') ? "" : "@",
+                 strchr(sender, '@') ? "" : ls->hostname) < 0)
+        owner = NULL;
+    if (sm && sender && !owner) {
+        spool_msg_abort(sm);
+        sm = NULL;
+    }
     if (sm) {
         struct envelope env = {
-            .sender = m->env.sender,
+            .sender = owner ? owner : m->env.sender,
             .created = time(NULL),
             .proto = m->env.proto,
             .daemon = m->env.daemon,
@@ -375,18 +385,49 @@ static void qmgr_local_queue(struct qmgr_local_rcpt *lr, const struct qmgr_local
             spool_msg_commit(sm, &env, qmgr_local_fwd_committed, f);
         }
     }
+    free(owner);
     for (size_t k = 0; addrs && k < n; k++)
         free(addrs[k]);
     free(addrs);
     free(rcpts);
     if (sm)
-        return;
+        return 1;
     free(f);
     if (!oom && !n)
+        return 0;
+    qmgr_local_note(lr, LOCAL_DEFERRED, "4.3.0",
+                    "cannot queue the forwarded message: out of memory", NULL);
+    return -1;
+}
+
+/* Queues `targets` as new messages, one per envelope sender. `fanout`: the recipient's own
+ * expansion, whose targets are the aliases' (marked expanded); else a .forward's, whose
+ * local names are expanded again when delivered. */
+static void qmgr_local_queue(struct qmgr_local_rcpt *lr, const struct qmgr_local_targets *t,
+                             bool fanout)
+{
+    struct qmgr_msg *m = lr->m;
+    const struct envelope_rcpt *er = &m->env.rcpts[lr->i];
+    char who[300];
+    snprintf(who, sizeof(who), "%s@%s", lr->login[0] ? lr->login : er->addr, m->s->local->hostname);
+    if (!fanout && qmgr_local_looped(m, who)) {
+        char text[400];
+        snprintf(text, sizeof(text), "mail forwarding loop for %s", who);
+        qmgr_local_note(lr, LOCAL_FAILED, "5.4.6", text, NULL);
+        return;
+    }
+    int queued = 0;
+    for (size_t k = 0; k < t->n; k++) {
+        bool seen = false;
+        for (size_t j = 0; j < k && !seen; j++)
+            seen = qmgr_local_same(t->v[j].sender, t->v[k].sender);
+        int rc = seen ? 0 : qmgr_local_queue_from(lr, t, fanout, t->v[k].sender, who);
+        if (rc < 0)
+            return;
+        queued += rc;
+    }
+    if (!queued)
         qmgr_local_note(lr, LOCAL_FAILED, "5.1.1", "User unknown", NULL);
-    else
-        qmgr_local_note(lr, LOCAL_DEFERRED, "4.3.0",
-                        "cannot queue the forwarded message: out of memory", NULL);
 }
 
 /* The errors among `t` are noted; says whether anything else is left. */
@@ -440,7 +481,7 @@ static void qmgr_local_expand(struct qmgr_local_rcpt *lr)
     bool rest = qmgr_local_errors(lr, &t);
     if (t.n == 0)
         qmgr_local_note(lr, LOCAL_FAILED, "5.1.1", "User unknown", NULL);
-    else if (rest && (t.n > 1 || t.v[0].kind == QMGR_LOCAL_REMOTE))
+    else if (rest && (t.n > 1 || t.v[0].kind == QMGR_LOCAL_REMOTE || t.v[0].sender))
         qmgr_local_queue(lr, &t, true);
     else if (rest) {
         snprintf(lr->login, sizeof(lr->login), "%s",

@@ -13,6 +13,8 @@ test)
     # the programs that run `sendmail` in the command-line tests (mail -s, git send-email,
     # mutt, PHP's mail()); git send-email needs Mail::Address, which git-email does not pull in
     want="$want bsd-mailx git git-email libmailtools-perl mutt php-cli"
+    # local delivery's real counterparts: procmail as the local mailer, Dovecot's LMTP
+    want="$want procmail dovecot-core dovecot-lmtpd"
     ;;
 esac
 

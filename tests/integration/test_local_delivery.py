@@ -153,5 +153,17 @@ class LocalDelivery(RingmailTestCase):
         d.wait_log(rf"{qid}: to=<\|/bin/sh.*mailer=prog, .*stat=Sent")
 
 
+    def test_owner_alias_is_the_lists_sender(self):
+        """owner-NAME: the list's copies go out from the owner (their bounces go there), in
+        a message of their own; the original is "expanded as" it."""
+        d = self.local_daemon(aliases="staff: rmtalice, rmtbob\n"
+                                      "owner-staff: listadmin@remote.test\n")
+        qid = self.send(d, [f"staff@{HOSTNAME}"])
+        for user in ("rmtalice", "rmtbob"):
+            (msg,) = self.wait_mbox(d, user)
+            self.assertEqual(msg["Return-Path"], "<listadmin@remote.test>")
+        d.wait_log(rf"{qid}: to=<staff@{re.escape(HOSTNAME)}>, .*stat=Sent \(expanded as \w+\)")
+        self.wait_spool_empty(d)
+
 if __name__ == "__main__":
     unittest.main()
