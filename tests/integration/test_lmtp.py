@@ -31,6 +31,8 @@ from aiosmtpd.controller import Controller, UnixSocketController
 from aiosmtpd.lmtp import LMTP
 
 from delivery_support import FAST_QUEUE, DeliveryTestCase
+from local_support import TestUsers, require_root
+from ringmail_harness import HOSTNAME
 
 DOVECOT = "/usr/sbin/dovecot"
 
@@ -265,6 +267,30 @@ service lmtp {{
             self.assertEqual(m.get_subdir(), "new")
         self.assertFalse((mail / "nosuch").exists())
 
+
+    def test_mailboxes_over_lmtp(self):
+        """mailers.lmtp: local users' mailboxes go to Dovecot (the login as the recipient,
+        as sendmail's cyrusv2 mailer sends $u), an alias's two users in one transaction;
+        LMTP is the final delivery: no "relayed" notice for NOTIFY=SUCCESS."""
+        require_root(self)
+        users = TestUsers(self, self.tmp / "home")
+        (self.tmp / "home").mkdir(mode=0o755)
+        self.USERS = ("rmtdova", "rmtdovb")
+        for u in self.USERS:
+            users.add(u)
+        sock, mail = self.start_dovecot()
+        aliases = self.tmp / "aliases"
+        aliases.write_text("team: rmtdova, rmtdovb\n")
+        d = self.daemon(mailers={"lmtp": f"unix:{sock}"}, maps={"aliases": [str(aliases)]},
+                        routing={"luser_relay": None})
+        qid = self.send(d, "sender@client.test", [f"team@{HOSTNAME}"], subject="local",
+                        rcpt_params={f"team@{HOSTNAME}": "NOTIFY=SUCCESS"})
+        for u in self.USERS:
+            self.wait_log(d, rf"{qid}: to=<{u}@{re.escape(HOSTNAME)}>, .*mailer=lmtp, .*stat=Sent")
+            (m,) = list(mailbox.Maildir(mail / u / "Maildir", create=False))
+            self.assertEqual(m["Subject"], "local")
+        time.sleep(0.5)
+        self.assertNotRegex(d.log(), rf"{qid}: \w+: DSN: ")
 
 if __name__ == "__main__":
     unittest.main()
