@@ -62,6 +62,13 @@ import time  # noqa: E402
 from delivery_support import DeliveryTestCase  # noqa: E402
 
 
+def unique_users(prefix: str) -> tuple[str, str, str]:
+    """Three login names for one test process: the same test file may run in several build
+    directories at once, and users are global to the machine."""
+    tag = f"{prefix}{os.getpid() % 100000:05d}"
+    return f"{tag}alice", f"{tag}bob", f"{tag}carol"
+
+
 def read_mbox(path: Path) -> list:
     """The messages of an mbox file ([] when there is none), the file closed again."""
     if not path.exists():
@@ -85,7 +92,7 @@ class LocalCase(DeliveryTestCase):
     mboxes in its own mail directory, a 1777 directory self.files for what programs write,
     and a sink for remote.test (mailertable) when asked."""
 
-    USERS = ("rmtalice", "rmtbob", "rmtcarol")
+    USERS = unique_users("rml")
 
     def setUp(self):
         super().setUp()
@@ -167,6 +174,15 @@ class LocalCase(DeliveryTestCase):
             if time.monotonic() > deadline:
                 self.fail(f"{path}: {data[:300]!r}\n{d.log_tail() if d else ''}")
             time.sleep(0.05)
+
+    @staticmethod
+    def engine_pid(d) -> int:
+        """The engine's pid from its start-up line: Daemon.engine_pid waits until the parent
+        has one child, and a local delivery agent is a child of the parent too."""
+        m = re.search(r"ringmaild\[(\d+)\]: engine running as", d.log(since_start=True))
+        if not m:
+            raise AssertionError(f"no engine start-up line:\n{d.log_tail()}")
+        return int(m.group(1))
 
     def sent_line(self, d, qid: str, rcpt: str, timeout: float = 20.0):
         """sendmail's stat=Sent line for one recipient of `qid`."""

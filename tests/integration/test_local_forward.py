@@ -11,66 +11,68 @@ import shutil
 import unittest
 from pathlib import Path
 
-from local_support import LocalCase, read_mbox, write_script
+from local_support import LocalCase, read_mbox, unique_users, write_script
 from ringmail_harness import HOSTNAME
 
 SENDER = "someone@remote.test"
+ALICE, BOB, CAROL = unique_users("rmf")
 
 
 class Forward(LocalCase):
+    USERS = (ALICE, BOB, CAROL)
 
     def test_copy_and_program_as_the_user(self):
-        """"\\rmtalice, |prog": a copy in the mailbox (not forwarded again) and the program
+        """"\\alice, |prog": a copy in the mailbox (not forwarded again) and the program
         run with the user's uid, the message on its standard input."""
         rec = write_script(self.files / "record.sh", 'id -u > "$1.uid"\ncat > "$1"\n')
-        out = self.home("rmtalice") / "prog.out"
-        self.user_file("rmtalice", ".forward", f'\\rmtalice, "|{rec} {out}"\n')
+        out = self.home(ALICE) / "prog.out"
+        self.user_file(ALICE, ".forward", f'\\{ALICE}, "|{rec} {out}"\n')
         d = self.local_daemon()
-        qid = self.send(d, SENDER, [f"rmtalice@{HOSTNAME}"], subject="fwd prog")
-        (msg,) = self.wait_mbox(d, "rmtalice")
+        qid = self.send(d, SENDER, [f"{ALICE}@{HOSTNAME}"], subject="fwd prog")
+        (msg,) = self.wait_mbox(d, ALICE)
         self.assertEqual(msg["Subject"], "fwd prog")
         data = self.wait_file(out, lambda b: b"\n\n" in b and b.endswith(b"\n"), d=d)
         self.assertIn(b"Subject: fwd prog\n", data)
         uid = self.wait_file(Path(f"{out}.uid"), d=d)
-        self.assertEqual(int(uid), self.pw["rmtalice"].pw_uid)
-        self.assertEqual(os.stat(out).st_uid, self.pw["rmtalice"].pw_uid)
+        self.assertEqual(int(uid), self.pw[ALICE].pw_uid)
+        self.assertEqual(os.stat(out).st_uid, self.pw[ALICE].pw_uid)
         # one line for the recipient, whose targets were all delivered in this attempt
-        self.sent_line(d, qid, f"rmtalice@{HOSTNAME}")
+        self.sent_line(d, qid, f"{ALICE}@{HOSTNAME}")
         self.wait_spool_empty(d)
-        self.assertEqual(len(self.mbox(d, "rmtalice")), 1)
+        self.assertEqual(len(self.mbox(d, ALICE)), 1)
 
     def test_forward_to_local_and_remote(self):
-        """rmtalice forwards to rmtbob and to a remote address: one new message ("forwarded
+        """alice forwards to bob and to a remote address: one new message ("forwarded
         as QID"), bob's mailbox and the sink get it, alice's mailbox stays empty."""
         sink = self.remote_sink()
-        self.user_file("rmtalice", ".forward", "rmtbob, far@remote.test\n")
+        self.user_file(ALICE, ".forward", f"{BOB}, far@remote.test\n")
         d = self.local_daemon()
-        qid = self.send(d, SENDER, [f"rmtalice@{HOSTNAME}"], subject="fwd both")
-        m = self.wait_log(d, rf"{qid}: to=<rmtalice@{re.escape(HOSTNAME)}>, .*"
+        qid = self.send(d, SENDER, [f"{ALICE}@{HOSTNAME}"], subject="fwd both")
+        m = self.wait_log(d, rf"{qid}: to=<{ALICE}@{re.escape(HOSTNAME)}>, .*"
                              rf"stat=Sent \(forwarded as (\w+)\)")
         fqid = m.group(1)
-        (msg,) = self.wait_mbox(d, "rmtbob")
+        (msg,) = self.wait_mbox(d, BOB)
         self.assertEqual(msg["Subject"], "fwd both")
         self.assertEqual(msg["Return-Path"], f"<{SENDER}>")
-        self.assertEqual(msg["Delivered-To"], f"rmtalice@{HOSTNAME}")
+        self.assertEqual(msg["Delivered-To"], f"{ALICE}@{HOSTNAME}")
         (remote,) = sink.wait_messages(1)
         self.assertEqual((remote.mail_from, remote.rcpt_tos), (SENDER, ["far@remote.test"]))
         self.assertIn(b"Subject: fwd both", remote.data)
         self.sent_line(d, fqid, "far@remote.test")
         self.wait_spool_empty(d)
-        self.assertEqual(self.mbox(d, "rmtalice"), [])
-        self.assertEqual(len(self.mbox(d, "rmtbob")), 1)
+        self.assertEqual(self.mbox(d, ALICE), [])
+        self.assertEqual(len(self.mbox(d, BOB)), 1)
         self.assertEqual(len(sink.messages), 1)
 
     def test_forwarding_loop_bounced(self):
-        """rmtalice -> rmtbob -> rmtalice: the loop is broken (5.4.6) and the sender gets a
+        """alice -> bob -> alice: the loop is broken (5.4.6) and the sender gets a
         bounce; neither mailbox gets the message."""
         sink = self.remote_sink()
-        self.user_file("rmtalice", ".forward", "rmtbob\n")
-        self.user_file("rmtbob", ".forward", "rmtalice\n")
+        self.user_file(ALICE, ".forward", f"{BOB}\n")
+        self.user_file(BOB, ".forward", f"{ALICE}\n")
         d = self.local_daemon()
-        self.send(d, SENDER, [f"rmtalice@{HOSTNAME}"], subject="loop")
-        self.wait_log(d, r"to=<rmtalice@.*dsn=5\.4\.6, stat=.*loop")
+        self.send(d, SENDER, [f"{ALICE}@{HOSTNAME}"], subject="loop")
+        self.wait_log(d, rf"to=<{ALICE}@.*dsn=5\.4\.6, stat=.*loop")
         _, notice = self.notice_of(sink)
         self.assertEqual(self.notices(sink)[0].rcpt_tos, [SENDER])
         _, groups, returned = self.report_parts(notice)
@@ -78,37 +80,38 @@ class Forward(LocalCase):
                         [str(g) for g in groups[1:]])
         self.assertIn("Subject: loop", returned.as_string())
         self.wait_spool_empty(d)
-        self.assertEqual((self.mbox(d, "rmtalice"), self.mbox(d, "rmtbob")), ([], []))
+        self.assertEqual((self.mbox(d, ALICE), self.mbox(d, BOB)), ([], []))
 
     def test_unsafe_forward_ignored(self):
         """A world-writable .forward, and one owned by another user, are not followed (a
         log line says why): the mail goes to the mailbox."""
-        self.user_file("rmtalice", ".forward", "rmtcarol\n", mode=0o666)
-        self.user_file("rmtbob", ".forward", "rmtcarol\n", owner="rmtalice")
-        os.chmod(self.home("rmtalice") / ".forward", 0o666)  # past the umask
+        self.user_file(ALICE, ".forward", f"{CAROL}\n", mode=0o666)
+        self.user_file(BOB, ".forward", f"{CAROL}\n", owner=ALICE)
+        os.chmod(self.home(ALICE) / ".forward", 0o666)  # past the umask
         d = self.local_daemon()
-        q1 = self.send(d, SENDER, [f"rmtalice@{HOSTNAME}"], subject="ww")
-        q2 = self.send(d, SENDER, [f"rmtbob@{HOSTNAME}"], subject="other owner")
-        self.assertEqual([m["Subject"] for m in self.wait_mbox(d, "rmtalice")], ["ww"])
-        self.assertEqual([m["Subject"] for m in self.wait_mbox(d, "rmtbob")], ["other owner"])
-        for qid, user in ((q1, "rmtalice"), (q2, "rmtbob")):
+        q1 = self.send(d, SENDER, [f"{ALICE}@{HOSTNAME}"], subject="ww")
+        q2 = self.send(d, SENDER, [f"{BOB}@{HOSTNAME}"], subject="other owner")
+        self.assertEqual([m["Subject"] for m in self.wait_mbox(d, ALICE)], ["ww"])
+        self.assertEqual([m["Subject"] for m in self.wait_mbox(d, BOB)], ["other owner"])
+        for qid, user in ((q1, ALICE), (q2, BOB)):
             self.wait_log(d, rf"{qid}: forward {re.escape(str(self.home(user)))}/\.forward "
                              rf"not followed: ")
         self.wait_spool_empty(d)
-        self.assertEqual(self.mbox(d, "rmtcarol"), [])
+        self.assertEqual(self.mbox(d, CAROL), [])
 
     def test_empty_forward(self):
         """An empty .forward (blank lines, a comment) delivers to the mailbox."""
-        self.user_file("rmtalice", ".forward", "\n# nothing here\n\n")
+        self.user_file(ALICE, ".forward", "\n# nothing here\n\n")
         d = self.local_daemon()
-        self.send(d, SENDER, [f"rmtalice@{HOSTNAME}"], subject="empty fwd")
-        (msg,) = self.wait_mbox(d, "rmtalice")
+        self.send(d, SENDER, [f"{ALICE}@{HOSTNAME}"], subject="empty fwd")
+        (msg,) = self.wait_mbox(d, ALICE)
         self.assertEqual(msg["Subject"], "empty fwd")
         self.wait_spool_empty(d)
-        self.assertEqual(len(self.mbox(d, "rmtalice")), 1)
+        self.assertEqual(len(self.mbox(d, ALICE)), 1)
 
 
 class Smrsh(LocalCase):
+    USERS = (ALICE, BOB, CAROL)
 
     def test_only_programs_in_smrsh_dir(self):
         """FEATURE(smrsh): an alias program whose file is linked in smrsh_dir runs; one that
@@ -124,7 +127,7 @@ class Smrsh(LocalCase):
         aliases = f'good: "|{ok}"\nbad: "|{bad}"\n'
         d = self.local_daemon(aliases=aliases,
                               mailers={"smrsh": True, "smrsh_dir": str(smrsh_dir)})
-        qid = self.send(d, f"rmtcarol@{HOSTNAME}", [f"good@{HOSTNAME}", f"bad@{HOSTNAME}"],
+        qid = self.send(d, f"{CAROL}@{HOSTNAME}", [f"good@{HOSTNAME}", f"bad@{HOSTNAME}"],
                         subject="smrsh")
         data = self.wait_file(self.files / "ok.out", lambda b: b.endswith(b"\n") and b"\n\n" in b,
                               d=d)
@@ -135,7 +138,7 @@ class Smrsh(LocalCase):
         self.wait_log(d, rf"{qid}: to=<\|{re.escape(str(bad))}>, .*mailer=prog, .*dsn=5\.7\.1, "
                          rf"stat=Service unavailable")
         self.sent_line(d, qid, f"|{ok}")
-        (notice,) = self.wait_mbox(d, "rmtcarol")
+        (notice,) = self.wait_mbox(d, CAROL)
         self.assertRegex(notice.get_from(), r"^MAILER-DAEMON ")
         self.assertEqual(notice["Return-Path"], "<>")
         text = notice.as_string()
@@ -156,11 +159,12 @@ class Smrsh(LocalCase):
 
 
 class Virtusertable(LocalCase):
+    USERS = (ALICE, BOB, CAROL)
 
     def test_virtusertable(self):
         """@virt.test %1@mx.test (the catch-all keeps the user part), info@virt.test a local
         user, error:nouser refused at RCPT with 550 5.1.1."""
-        virtusers = (f"info@virt.test rmtalice\n"
+        virtusers = (f"info@virt.test {ALICE}\n"
                      f"nobody@virt.test error:nouser\n"
                      f"@virt.test %1@{HOSTNAME}\n")
         d = self.local_daemon(virtusers=virtusers,
@@ -171,11 +175,11 @@ class Virtusertable(LocalCase):
         # the catch-all leads to a name that is no user here
         self.assertReply(c.cmd("RCPT TO:<nosuchuser@virt.test>"), 550, "5.1.1")
         c.close()
-        self.send(d, SENDER, ["info@virt.test", "rmtbob@virt.test"], subject="virt")
-        self.assertEqual([m["Subject"] for m in self.wait_mbox(d, "rmtalice")], ["virt"])
-        self.assertEqual([m["Subject"] for m in self.wait_mbox(d, "rmtbob")], ["virt"])
+        self.send(d, SENDER, ["info@virt.test", f"{BOB}@virt.test"], subject="virt")
+        self.assertEqual([m["Subject"] for m in self.wait_mbox(d, ALICE)], ["virt"])
+        self.assertEqual([m["Subject"] for m in self.wait_mbox(d, BOB)], ["virt"])
         self.wait_spool_empty(d)
-        self.assertEqual(self.mbox(d, "rmtcarol"), [])
+        self.assertEqual(self.mbox(d, CAROL), [])
 
 
 PROCMAIL = shutil.which("procmail") or "/usr/bin/procmail"
@@ -183,31 +187,32 @@ PROCMAIL = shutil.which("procmail") or "/usr/bin/procmail"
 
 @unittest.skipUnless(os.access(PROCMAIL, os.X_OK), "procmail is not installed")
 class Procmail(LocalCase):
+    USERS = (ALICE, BOB, CAROL)
 
     def test_procmailrc_files_into_a_folder(self):
         """mailers.local_procmail: procmail runs as the user (Debian's is setuid root, and
         drops to the user for -d user) and files by ~/.procmailrc into a folder under the
         home; everything else goes to an mbox under the home too."""
-        self.user_file("rmtalice", ".procmailrc",
+        self.user_file(ALICE, ".procmailrc",
                        "MAILDIR=$HOME/Mail\nDEFAULT=$HOME/inbox\nLOGFILE=$HOME/procmail.log\n"
                        ":0\n* ^Subject: .*filed\nfiled\n", mode=0o600)
-        mdir = self.home("rmtalice") / "Mail"
+        mdir = self.home(ALICE) / "Mail"
         mdir.mkdir(mode=0o700)
-        os.chown(mdir, self.pw["rmtalice"].pw_uid, self.pw["rmtalice"].pw_gid)
+        os.chown(mdir, self.pw[ALICE].pw_uid, self.pw[ALICE].pw_gid)
         d = self.local_daemon(mailers={"local_procmail": True})
-        q1 = self.send(d, SENDER, [f"rmtalice@{HOSTNAME}"], subject="to be filed")
-        q2 = self.send(d, SENDER, [f"rmtalice@{HOSTNAME}"], subject="other")
+        q1 = self.send(d, SENDER, [f"{ALICE}@{HOSTNAME}"], subject="to be filed")
+        q2 = self.send(d, SENDER, [f"{ALICE}@{HOSTNAME}"], subject="other")
         for qid in (q1, q2):
-            self.wait_log(d, rf"{qid}: to=<rmtalice@{re.escape(HOSTNAME)}>, .*"
+            self.wait_log(d, rf"{qid}: to=<{ALICE}@{re.escape(HOSTNAME)}>, .*"
                              rf"mailer=procmail, .*stat=Sent")
         filed = read_mbox(mdir / "filed")
         self.assertEqual([m["Subject"] for m in filed], ["to be filed"])
         self.assertEqual(filed[0]["Return-Path"], f"<{SENDER}>")
-        inbox = read_mbox(self.home("rmtalice") / "inbox")
+        inbox = read_mbox(self.home(ALICE) / "inbox")
         self.assertEqual([m["Subject"] for m in inbox], ["other"])
-        for p in (mdir / "filed", self.home("rmtalice") / "inbox"):
-            self.assertEqual(os.stat(p).st_uid, self.pw["rmtalice"].pw_uid, p)
-        self.assertFalse(self.mbox_path(d, "rmtalice").exists())
+        for p in (mdir / "filed", self.home(ALICE) / "inbox"):
+            self.assertEqual(os.stat(p).st_uid, self.pw[ALICE].pw_uid, p)
+        self.assertFalse(self.mbox_path(d, ALICE).exists())
         self.wait_spool_empty(d)
 
 
