@@ -189,10 +189,16 @@ PROCMAIL = shutil.which("procmail") or "/usr/bin/procmail"
 class Procmail(LocalCase):
     USERS = (ALICE, BOB, CAROL)
 
+    def remove_spool_file(self, path: Path):
+        if path.exists() and path.stat().st_size == 0:
+            path.unlink()
+
     def test_procmailrc_files_into_a_folder(self):
         """mailers.local_procmail: procmail runs as the user (Debian's is setuid root, and
         drops to the user for -d user) and files by ~/.procmailrc into a folder under the
-        home; everything else goes to an mbox under the home too."""
+        home; everything else goes to an mbox under the home too. (procmail -d also makes
+        an empty /var/mail/USER, its ORGMAIL, whatever mailers.mailbox says: removed here.)"""
+        self.addCleanup(self.remove_spool_file, Path("/var/mail") / ALICE)
         self.user_file(ALICE, ".procmailrc",
                        "MAILDIR=$HOME/Mail\nDEFAULT=$HOME/inbox\nLOGFILE=$HOME/procmail.log\n"
                        ":0\n* ^Subject: .*filed\nfiled\n", mode=0o600)
