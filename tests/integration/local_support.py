@@ -88,9 +88,9 @@ def write_script(path: Path, body: str) -> Path:
 
 
 class LocalCase(DeliveryTestCase):
-    """A root daemon with test users rmtalice, rmtbob, rmtcarol (homes under self.tmp/home),
-    mboxes in its own mail directory, a 1777 directory self.files for what programs write,
-    and a sink for remote.test (mailertable) when asked."""
+    """A root daemon with the test users USERS (homes under self.tmp/home; a subclass names
+    its own with unique_users), mboxes in its own mail directory, a 1777 directory self.files
+    for what programs write, and a sink for remote.test (mailertable) when asked."""
 
     USERS = unique_users("rml")
 
