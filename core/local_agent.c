@@ -469,7 +469,7 @@ static const char *local_forward_unsafe(const char *path, const struct stat *st,
         return "a symbolic link";
     if (!S_ISREG(st->st_mode))
         return "not a regular file";
-    if (st->st_uid != owner && st->st_uid != 0)
+    if (st->st_uid != owner)
         return "not owned by the user";
     if (st->st_mode & (S_IWGRP | S_IWOTH))
         return "group or world writable";

@@ -506,19 +506,27 @@ class Daemon:
 
     @property
     def engine_pid(self) -> int:
-        """The engine: the parent's one child, which serves the connections. Right after
-        "ready" the parent forks the maildrop's pickup (through a child that exits at
-        once, core/pickup.c): that one may still be there for a moment."""
+        """The engine: the parent's one multi-threaded child (its workers), which serves
+        the connections. The parent's other children are single-threaded: the local
+        delivery agents, and right after "ready" the maildrop pickup's intermediate child
+        (core/pickup.c), which exits at once."""
+        def threads(pid: str) -> int:
+            try:
+                return len(os.listdir(f"/proc/{pid}/task"))
+            except OSError:
+                return 0
+
         deadline = time.monotonic() + 5
         while True:
             with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
                 children = f.read().split()
-            if len(children) == 1 or time.monotonic() > deadline:
+            engines = [c for c in children if threads(c) > 1]
+            if len(engines) == 1 or time.monotonic() > deadline:
                 break
             time.sleep(0.02)
-        if len(children) != 1:
+        if len(engines) != 1:
             raise AssertionError(f"ringmaild (pid {self.proc.pid}) has children {children}")
-        return int(children[0])
+        return int(engines[0])
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -50,7 +50,7 @@ class Maps(MapsCase):
              "access": ACCESS},
             maps={"local_host_names": "local-host-names",
                   "relay_domains_file": "relay-domains", "access": "access"},
-            masquerade={"as": "example.com"},
+            mailers={"enabled": ["local", "smtp"]},
             milters=[{"name": "dkim", "socket": "inet:8891@localhost"}],
             features={"delay_checks": ["friend", "n"], "redirect": True})
 
@@ -89,7 +89,7 @@ class Maps(MapsCase):
     def test_unenforced_keys_are_warned_about(self):
         log = self.d.log(since_start=True)
         path = re.escape(str(self.d.config_path))
-        for key, issue in [("masquerade.as", "delivery"), ("milters", "milters"),
+        for key, issue in [("mailers.enabled", "delivery"), ("milters", "milters"),
                            ("features.delay_checks", "policy"), ("features.redirect", "policy")]:
             self.assertRegex(log, rf"warning: {path}:\d+: key '{re.escape(key)}' is accepted "
                                   rf"but not enforced yet \(issue: {issue}\)")

@@ -463,11 +463,18 @@ static void test_read_forward(void **state)
     assert_int_equal(chmod(home, 01777), 0);
     assert_int_equal(local_agent_read_forward(&cfg, &p, &rq, text, sizeof(text)), 1);
     assert_int_equal(chmod(home, 0755), 0);
-    /* owned by someone else (root's own files count as the user's, as in sendmail) */
+    /* owned by someone else, root included (issue 11: a root-owned .forward of another
+     * user is never followed) */
     p.rcpt.uid = getuid() + 1;
     if (getuid() == 0)
         assert_int_equal(chown(fwd, 4242, 4242), 0);
     assert_int_equal(local_agent_read_forward(&cfg, &p, &rq, text, sizeof(text)), 0);
+    if (getuid() == 0) {
+        assert_int_equal(chown(fwd, 0, 0), 0);
+        p.rcpt.uid = 4242;
+        assert_int_equal(local_agent_read_forward(&cfg, &p, &rq, text, sizeof(text)), 0);
+        assert_int_equal(chown(fwd, 4242, 4242), 0);
+    }
     p.rcpt.uid = getuid() == 0 ? 4242 : getuid();
     assert_int_equal(local_agent_read_forward(&cfg, &p, &rq, text, sizeof(text)), 1);
     /* a symbolic link to a file the user could not name: skipped */
@@ -693,6 +700,7 @@ static void test_agent_delivers(void **state)
              "test ! -e /proc/self/fd/3 && test ! -e /proc/self/fd/4 && /usr/bin/touch %s", ran);
     snprintf(fwd_text, sizeof(fwd_text), "\\%s, \"|%s\"\n", login, cmd);
     test_write_file(fwd_file, fwd_text, 0644);
+    assert_int_equal(chown(fwd_file, uid, (gid_t)-1), 0); /* the user's own, as sendmail wants */
     r = test_agent(la, &rq, df);
     assert_int_equal(r.status, LOCAL_FORWARD);
     assert_string_equal(r.forward, fwd_text);
