@@ -170,6 +170,11 @@ static void qmgr_local_release(struct qmgr_local_rcpt *lr)
     r->outcome = lr->deferred ? QMGR_DEFERRED : lr->failed ? QMGR_FAILED : QMGR_DELIVERED;
     snprintf(r->status, sizeof(r->status), "%s", lr->status);
     snprintf(r->stat, sizeof(r->stat), "%s", lr->stat);
+    /* the bounce's transcript and Diagnostic-Code say what the mailer said, in the reply
+     * form sendmail's local errors take */
+    if (r->outcome != QMGR_DELIVERED)
+        snprintf(r->diagnostic, sizeof(r->diagnostic), "%s %.11s %.500s",
+                 r->outcome == QMGR_FAILED ? "550" : "451", lr->status, lr->stat);
     if (lr->mailer[0])
         memcpy(r->route.mailer, lr->mailer, sizeof(lr->mailer));
     qmgr_group_release(m);
