@@ -11,9 +11,11 @@
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/daemon.h"
+#include "core/filewatch.h"
 #include "core/listener.h"
 #include "core/local_agent.h"
 #include "core/pidfile.h"
@@ -32,6 +34,8 @@ struct parent {
     /* The latest configuration read: the local delivery agents' (mailboxes, aliases). */
     struct config *cfg;
     struct local_agents *agents;
+    struct filewatch *watch; /* cfg's aliases, :include: lists and the user list */
+    struct timespec watched; /* when they were last looked at */
     int sigfd;
     int notify; /* detached: the starting command waits on this for the status; else -1 */
     bool foreground;
@@ -134,6 +138,33 @@ static struct config *parent_read(const char *path, struct fileset **files, char
     return cfg;
 }
 
+/* Looked at this often: an edited aliases file or a new user is seen within these
+ * seconds without a SIGHUP (sendmail's daemon rebuilds a stale aliases database on its
+ * own too). */
+#define PARENT_WATCH_MS 5000
+
+/* What a change of makes the parent read the configuration again: the aliases files,
+ * their :include: lists, and the user list (a new user is a known recipient). */
+static void parent_watch_set(struct parent *p)
+{
+    const struct config *c = p->cfg;
+    if (!c || !p->watch)
+        return;
+    size_t n = c->maps.aliases.n + c->map.n_includes + 1;
+    const char **paths = calloc(n, sizeof(*paths));
+    size_t k = 0;
+    for (size_t i = 0; paths && i < c->maps.aliases.n; i++)
+        paths[k++] = c->maps.aliases.v[i];
+    for (size_t i = 0; paths && i < c->map.n_includes; i++)
+        paths[k++] = c->map.includes[i].path;
+    if (paths)
+        paths[k++] = "/etc/passwd";
+    if (!paths || filewatch_set(p->watch, paths, k) < 0)
+        log_warn("out of memory: changes to the aliases are seen at the next SIGHUP only");
+    free(paths);
+    clock_gettime(CLOCK_MONOTONIC, &p->watched);
+}
+
 static void parent_reload(struct parent *p)
 {
     char err[1024] = "the engine has gone";
@@ -154,8 +185,25 @@ static void parent_reload(struct parent *p)
         close(fd);
         config_free(p->cfg);
         p->cfg = cfg;
+        parent_watch_set(p);
     }
     fileset_free(files);
+}
+
+/* Every PARENT_WATCH_MS: a watched file that changed makes a reload. */
+static void parent_watch_check(struct parent *p)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if ((now.tv_sec - p->watched.tv_sec) * 1000 + (now.tv_nsec - p->watched.tv_nsec) / 1000000 <
+        PARENT_WATCH_MS)
+        return;
+    p->watched = now;
+    const char *which = NULL;
+    if (!filewatch_changed(p->watch, &which))
+        return;
+    log_info("%s changed: reloading", which);
+    parent_reload(p);
 }
 
 /* The engine has ended: the daemon's exit status. */
@@ -219,7 +267,7 @@ static int parent_loop(struct parent *p)
     for (;;) {
         struct pollfd fds[3] = {
             {p->sigfd, POLLIN, 0}, {p->sock, POLLIN, 0}, {p->local_sock, POLLIN, 0}};
-        if (poll(fds, 3, -1) < 0) {
+        if (poll(fds, 3, PARENT_WATCH_MS) < 0) {
             if (errno == EINTR)
                 continue;
             log_error("poll: %s", strerror(errno));
@@ -231,6 +279,8 @@ static int parent_loop(struct parent *p)
             close(p->local_sock); /* the engine is ending; SIGCHLD tells how */
             p->local_sock = -1;
         }
+        if (p->ready && !p->stopping)
+            parent_watch_check(p);
         if (!fds[0].revents)
             continue;
         struct signalfd_siginfo si;
@@ -417,6 +467,7 @@ static void parent_release(struct parent *p, struct daemon_start *st)
     config_free(p->cfg);
     p->cfg = st->cfg;
     st->cfg = NULL;
+    parent_watch_set(p);
     fileset_free(st->files);
     st->files = NULL;
 }
@@ -443,9 +494,11 @@ int parent_run(const char *config_path, bool foreground)
     if (p.sigfd < 0)
         snprintf(err, sizeof(err), "signalfd: %s", strerror(errno));
     else if (!(p.agents =
-                   local_agents_new(foreground ? LOG_TO_STDERR : LOG_TO_STDERR | LOG_TO_SYSLOG)))
+                   local_agents_new(foreground ? LOG_TO_STDERR : LOG_TO_STDERR | LOG_TO_SYSLOG)) ||
+             !(p.watch = filewatch_new()))
         snprintf(err, sizeof(err), "out of memory");
-    int status = !p.agents ? EX_OSERR : parent_start(&p, config_path, &st, err, sizeof(err));
+    int status =
+        !p.agents || !p.watch ? EX_OSERR : parent_start(&p, config_path, &st, err, sizeof(err));
     parent_release(&p, &st);
     if (status == EX_OK)
         status = parent_loop(&p);
@@ -465,6 +518,7 @@ int parent_run(const char *config_path, bool foreground)
     if (p.local_sock >= 0)
         close(p.local_sock);
     local_agents_free(p.agents);
+    filewatch_free(p.watch);
     config_free(p.cfg);
     if (p.sigfd >= 0)
         close(p.sigfd);

@@ -165,5 +165,25 @@ class LocalDelivery(RingmailTestCase):
         d.wait_log(rf"{qid}: to=<staff@{re.escape(HOSTNAME)}>, .*stat=Sent \(expanded as \w+\)")
         self.wait_spool_empty(d)
 
+    def test_aliases_and_users_read_again_on_change(self):
+        """An edited aliases file and a new user of the system are seen without a SIGHUP:
+        the parent looks at them every few seconds and reloads."""
+        d = self.local_daemon(aliases="team: rmtalice\n")
+        c = self.session(d)
+        self.assertReply(c.cmd("MAIL FROM:<a@remote.test>"), 250)
+        self.assertReply(c.cmd(f"RCPT TO:<newname@{HOSTNAME}>"), 550, "5.1.1")
+        self.assertReply(c.cmd(f"RCPT TO:<rmtcarol@{HOSTNAME}>"), 550, "5.1.1")
+        c.close()
+        (d.workdir / "aliases").write_text("team: rmtalice\nnewname: rmtbob\n")
+        d.wait_log(r"aliases changed: reloading", timeout=15)
+        self.send(d, [f"newname@{HOSTNAME}"], subject="renamed")
+        (msg,) = self.wait_mbox(d, "rmtbob")
+        self.assertEqual(msg["Subject"], "renamed")
+        self.users.add("rmtcarol")
+        d.wait_log(r"/etc/passwd changed: reloading", timeout=15)
+        self.send(d, [f"rmtcarol@{HOSTNAME}"], subject="welcome")
+        (msg,) = self.wait_mbox(d, "rmtcarol")
+        self.assertEqual(msg["Subject"], "welcome")
+
 if __name__ == "__main__":
     unittest.main()
