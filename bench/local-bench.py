@@ -35,6 +35,9 @@ at once); Postfix local_destination_concurrency_limit 2 per user, default_proces
   bench/local-bench.py                                   both MTAs, both modes
   BUILD=0 bench/local-bench.py --daemon build-x/ringmaild --messages 2000 --repeats 3
 
+The spools, queues, homes and Dovecot live in a temporary directory under $WORK_DIR
+(default /var/tmp: it must be on a disk, not a tmpfs), removed at the end.
+
 Run as root (useradd, Postfix's instance, Dovecot, cgroups). Loopback only. Markdown on
 stdout and in <out>/summary.md, every run's JSON beside it (default out:
 bench/results/local-<UTC stamp>/).
@@ -417,8 +420,9 @@ class LocalBench:
         self.results = Path(args.out) if args.out else ROOT / "bench" / "results" / f"local-{stamp}"
         self.results.mkdir(parents=True, exist_ok=True)
         self.certs = self.results / "certs"
-        # spools, queues and Maildirs on the results' disk (fsync costs what it costs)
-        self.work = Path(tempfile.mkdtemp(prefix="local-run.", dir=self.results))
+        # spools, queues and Maildirs on a disk (not a tmpfs: fsync must cost what it costs),
+        # under a short path: unix sockets (ringmaild's, Postfix's, Dovecot's) live there
+        self.work = Path(tempfile.mkdtemp(prefix="lb.", dir=os.environ.get("WORK_DIR", "/var/tmp")))
         self.work.chmod(0o755)
         for d in self.work.parents:
             if d.stat().st_mode & 0o001 == 0:
