@@ -497,8 +497,9 @@ class LocalBench:
         self.out()
         self.out("deliveries/s = messages / (first connect .. last file in the Maildirs);"
                  " accepted/s = messages / (first connect .. smtp-source's exit); MTA CPU ="
-                 " its cgroup's CPU until its queue is empty / messages; Dovecot's CPU likewise"
-                 " (lmtp mode); median of the runs.")
+                 " its cgroup's CPU until its queue is empty / messages (user: the user-space"
+                 " part; the rest is the kernel's); Dovecot's CPU likewise (lmtp mode); median"
+                 " of the runs.")
         self.out()
         head = ["mode", "runs"]
         for label in labels:
