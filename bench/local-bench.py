@@ -242,7 +242,8 @@ class LocalRingmail(rb.Ringmail):
                   else '  mailbox: "Maildir/"']
         if self.bench.args.max_agents:
             mailer.append(f"  max_agents: {self.bench.args.max_agents}")
-        return super().config(port, spool) + "\n".join(["mailers:", *mailer, ""])
+        extra = [x.replace("\\n", "\n") for x in self.bench.args.ringmail_yaml or []]
+        return super().config(port, spool) + "\n".join(["mailers:", *mailer, *extra, ""])
 
     def deferrals(self):
         """Deliveries deferred so far (sendmail's stat=Deferred lines)."""
@@ -543,6 +544,10 @@ def main():
     ap.add_argument("--repeats", type=int, default=3, help="runs per mode and MTA (default 3)")
     ap.add_argument("--max-agents", type=int,
                     help="ringmail's mailers.max_agents (default: not set, ringmail's 20)")
+    ap.add_argument("--ringmail-yaml", action="append", metavar="TEXT",
+                    help="YAML appended to ringmaild's configuration (top-level keys other than"
+                    " mailers; \\n for new lines), e.g. 'delivery:\\n  destination_concurrency:"
+                    " 100'; repeatable")
     ap.add_argument("--drain-timeout", type=float, default=rb.DRAIN_TIMEOUT,
                     help=f"seconds a run may take (default {rb.DRAIN_TIMEOUT})")
     ap.add_argument("--out", help="results directory (default bench/results/local-<UTC stamp>)")
