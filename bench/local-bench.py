@@ -28,12 +28,16 @@ trivial-rewrite, local, lmtp, ...). Pinning: the MTA on CPU 0; smtp-source and D
 CPU 1. The Maildirs are removed between runs (outside the timing). Runs alternate
 (ringmail, Postfix, ringmail, ...); medians of --repeats runs.
 
-Each MTA keeps its defaults for local delivery: ringmail mailers.max_agents 20 (deliveries
-at once); Postfix local_destination_concurrency_limit 2 per user, default_process_limit
-100, lmtp's default_destination_concurrency_limit 20.
+Each MTA keeps its defaults for local delivery unless told: ringmail mailers.max_agents 20
+(deliveries at once; --max-agents N sets it, and today it must be raised: the parent defers
+what is over the limit with 4.3.2 until the next retry, 5 minutes later, and the run then
+ends at --drain-timeout with messages missing), delivery.destination_concurrency 20 for the
+LMTP server (--ringmail-yaml adds any other setting); Postfix
+local_destination_concurrency_limit 2 per user, default_process_limit 100, lmtp's
+default_destination_concurrency_limit 20. Every run counts the deferrals in each MTA's log.
 
   bench/local-bench.py                                   both MTAs, both modes
-  BUILD=0 bench/local-bench.py --daemon build-x/ringmaild --messages 2000 --repeats 3
+  bench/local-bench.py --daemon build-x/ringmaild --messages 2000 --repeats 3 --max-agents 1000
 
 The spools, queues, homes and Dovecot live in a temporary directory under $WORK_DIR
 (default /var/tmp: it must be on a disk, not a tmpfs), removed at the end.
