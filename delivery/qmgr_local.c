@@ -145,20 +145,20 @@ static void qmgr_local_note(struct qmgr_local_rcpt *lr, enum local_status st, co
     if (st == LOCAL_DELIVERED) {
         lr->delivered++;
         if (!lr->deferred && !lr->failed) {
-            snprintf(lr->status, sizeof(lr->status), "%s", enh[0] ? enh : "2.0.0");
-            snprintf(lr->stat, sizeof(lr->stat), "%s", text[0] ? text : "Sent");
+            snprintf(lr->status, sizeof(lr->status), "%.11s", enh[0] ? enh : "2.0.0");
+            snprintf(lr->stat, sizeof(lr->stat), "%.599s", text[0] ? text : "Sent");
         }
     } else if ((st == LOCAL_DEFERRED && !lr->deferred) ||
                (st == LOCAL_FAILED && !lr->deferred && !lr->failed)) {
-        snprintf(lr->status, sizeof(lr->status), "%s", enh);
-        snprintf(lr->stat, sizeof(lr->stat), "%s", text);
+        snprintf(lr->status, sizeof(lr->status), "%.11s", enh);
+        snprintf(lr->stat, sizeof(lr->stat), "%.599s", text); /* a program's output is cut */
     }
     if (st == LOCAL_DEFERRED)
         lr->deferred++;
     else if (st == LOCAL_FAILED)
         lr->failed++;
     if (mailer && mailer[0])
-        snprintf(lr->mailer, sizeof(lr->mailer), "%s", mailer);
+        snprintf(lr->mailer, sizeof(lr->mailer), "%.15s", mailer);
 }
 
 static void qmgr_local_release(struct qmgr_local_rcpt *lr)
