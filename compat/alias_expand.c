@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "smtp/smtp_named_error.h"
+
 #include "compat/map_text.h"
 
 /* An address or local part longer than this matches no map and no user. */
@@ -38,23 +40,6 @@ struct alias_expander {
     size_t n_reading;
     bool loop; /* a target named an alias or file still being expanded above it */
     bool oom;
-};
-
-/* sendmail's named errors (error:nouser, error:tempfail, ...), as sysexits map to replies. */
-static const struct {
-    const char *name, *code, *dsn, *text;
-} alias_named_errors[] = {
-    {"nouser", "550", "5.1.1", "User unknown"},
-    {"nohost", "550", "5.1.2", "Host unknown"},
-    {"unavailable", "550", "5.0.0", "Service unavailable"},
-    {"noperm", "550", "5.0.0", "Insufficient permission"},
-    {"dataerr", "554", "5.6.0", "Data format error"},
-    {"software", "554", "5.3.0", "Internal error"},
-    {"protocol", "554", "5.5.0", "Remote protocol error"},
-    {"config", "554", "5.3.5", "Local configuration error"},
-    {"usage", "554", "5.5.4", "Command line usage error"},
-    {"tempfail", "451", "4.0.0", "Deferred"},
-    {"oserr", "451", "4.0.0", "Operating system error"},
 };
 
 static bool alias_str_eq(const char *a, const char *b)
@@ -170,13 +155,10 @@ static const char *alias_target_dsn(const struct alias_target *t)
 static void alias_error_value(const char *after, struct alias_refusal *r)
 {
     size_t w = strspn(after, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
-    for (size_t i = 0; w && i < sizeof(alias_named_errors) / sizeof(alias_named_errors[0]); i++) {
-        if (strlen(alias_named_errors[i].name) != w ||
-            strncasecmp(after, alias_named_errors[i].name, w) != 0)
-            continue;
+    const struct smtp_named_error *ne = smtp_named_error(after, w);
+    if (ne) {
         const char *text = after + w + strspn(after + w, " \t:");
-        alias_refuse(r, alias_named_errors[i].code, alias_named_errors[i].dsn,
-                     *text ? text : alias_named_errors[i].text);
+        alias_refuse(r, ne->code, ne->dsn, *text ? text : ne->text);
         return;
     }
     char code[4], dsn[16];

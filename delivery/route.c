@@ -7,28 +7,12 @@
 #include <strings.h>
 #include <sys/un.h>
 
+#include "smtp/smtp_named_error.h"
+
 #include "util/netaddr.h"
 
 /* Mailers that deliver over SMTP (sendmail's cf/mailer/smtp.m4). */
 static const char *const route_smtp_mailers[] = {"smtp", "esmtp", "smtp8", "dsmtp", "relay"};
-
-/* sendmail's named errors ($@ of the error mailer: sysexits names), with the reply its
- * error mailer gives for them. */
-static const struct {
-    const char *name, *code, *status, *text;
-} route_named_errors[] = {
-    {"nouser", "550", "5.1.1", "User unknown"},
-    {"nohost", "550", "5.1.2", "Host unknown"},
-    {"unavailable", "550", "5.0.0", "Service unavailable"},
-    {"noperm", "550", "5.0.0", "Insufficient permission"},
-    {"dataerr", "554", "5.6.0", "Data format error"},
-    {"software", "554", "5.3.0", "Internal error"},
-    {"protocol", "554", "5.5.0", "Remote protocol error"},
-    {"config", "554", "5.3.5", "Local configuration error"},
-    {"usage", "554", "5.5.4", "Command line usage error"},
-    {"tempfail", "451", "4.0.0", "Deferred"},
-    {"oserr", "451", "4.0.0", "Operating system error"},
-};
 
 static bool route_is_smtp_mailer(const char *m)
 {
@@ -158,13 +142,10 @@ static int route_parse_error(const char *p, struct route *out, char *err, size_t
     }
     if (w == 0)
         return route_parse_reply(p, out, err, errlen);
-    for (size_t i = 0; i < sizeof(route_named_errors) / sizeof(route_named_errors[0]); i++) {
-        const char *name = route_named_errors[i].name;
-        if (strlen(name) != w || strncasecmp(p, name, w) != 0)
-            continue;
+    const struct smtp_named_error *ne = smtp_named_error(p, w);
+    if (ne) {
         const char *rest = route_skip_space(p + w + (p[w] == ':'));
-        route_set_error(out, route_named_errors[i].code, route_named_errors[i].status,
-                        *rest ? rest : route_named_errors[i].text);
+        route_set_error(out, ne->code, ne->dsn, *rest ? rest : ne->text);
         route_set_text(out, out->text);
         return 0;
     }
