@@ -48,6 +48,24 @@ static void localrcpt_settings(const struct config *cfg, struct alias_expand_set
     };
 }
 
+/* RFC 5321 4.5.1: postmaster must be accepted. Where no alias names it and no user has
+ * that name, it is root's (sendmail's and Postfix's shipped aliases say the same, and
+ * root's own alias then applies). Returns `rcpt` or, rewritten, `buf`. */
+static const char *localrcpt_postmaster(const struct config *cfg, const char *rcpt, char *buf,
+                                        size_t len)
+{
+    const char *at = strrchr(rcpt, '@');
+    size_t n = at ? (size_t)(at - rcpt) : strlen(rcpt);
+    if (n != 10 || strncasecmp(rcpt, "postmaster", 10) != 0 ||
+        config_user_exists(cfg, "postmaster"))
+        return rcpt;
+    for (size_t i = 0; i < cfg->map.n_aliases; i++)
+        if (aliases_lookup(&cfg->map.aliases[i], "postmaster"))
+            return rcpt;
+    snprintf(buf, len, "root%s", at ? at : "");
+    return buf;
+}
+
 bool localrcpt_is_local(const struct config *cfg, const char *mailbox)
 {
     const char *at = strrchr(mailbox, '@');
@@ -63,7 +81,8 @@ bool localrcpt_check(const struct config *cfg, const char *mailbox, struct alias
 {
     struct alias_expand_settings s;
     localrcpt_settings(cfg, &s);
-    if (alias_known(&s, mailbox, why))
+    char pm[300];
+    if (alias_known(&s, localrcpt_postmaster(cfg, mailbox, pm, sizeof(pm)), why))
         return true;
     /* with a mail hub, a name that is no alias is the hub's to know; an alias's own error
      * still refuses */
@@ -147,7 +166,9 @@ int localrcpt_envelope(const struct config *cfg, const char *addr, const char *o
     struct alias_expand_settings s;
     localrcpt_settings(cfg, &s);
     struct alias_leaves lv = {0};
-    int rc = alias_expand(&s, addr, &lv) < 0 ? -ENOMEM : 0;
+    char pm[300];
+    int rc =
+        alias_expand(&s, localrcpt_postmaster(cfg, addr, pm, sizeof(pm)), &lv) < 0 ? -ENOMEM : 0;
     if (rc == 0 && localrcpt_deferred_expansion(&lv)) {
         rc = localrcpt_add(out, &as_given);
     } else if (rc == 0) {
@@ -214,7 +235,10 @@ static int localrcpt_hook_expand(void *arg, const char *rcpt, struct qmgr_local_
     struct alias_expand_settings s;
     localrcpt_settings(arg, &s);
     struct alias_leaves lv = {0};
-    int rc = alias_expand(&s, rcpt, &lv) < 0 ? -ENOMEM : localrcpt_targets(&lv, out);
+    char pm[300];
+    int rc = alias_expand(&s, localrcpt_postmaster(arg, rcpt, pm, sizeof(pm)), &lv) < 0
+                 ? -ENOMEM
+                 : localrcpt_targets(&lv, out);
     alias_leaves_free(&lv);
     return rc;
 }

@@ -458,6 +458,7 @@ static void qmgr_local_forward(struct qmgr_local_rcpt *lr, const char *text)
     struct qmgr_local_targets t = {0};
     if (m->s->local->forward(m->s->local->arg, lr->login, lr->target.detail, text, &t) < 0) {
         qmgr_local_note(lr, LOCAL_DEFERRED, "4.3.0", "reading the .forward: out of memory", NULL);
+        qmgr_local_targets_free(&t);
         return;
     }
     bool others = false;

@@ -93,6 +93,13 @@ class LocalDelivery(RingmailTestCase):
         self.assertReply(c.cmd(f"RCPT TO:<RmtAlice@{HOSTNAME}>"), 250)
         self.assertReply(c.cmd(f"RCPT TO:<rmtalice+box@{HOSTNAME}>"), 250)
         d.wait_log(rf"<nosuchuser@{re.escape(HOSTNAME)}>\.\.\. User unknown")
+        # RFC 5321 4.5.1: postmaster is always accepted; with no alias it is root's
+        self.assertReply(c.cmd(f"RCPT TO:<Postmaster@{HOSTNAME}>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<postmaster>"), 250)
+        c.close()
+        self.send(d, [f"postmaster@{HOSTNAME}"], subject="to the postmaster")
+        (msg,) = self.wait_mbox(d, "root")
+        self.assertEqual(msg["Subject"], "to the postmaster")
 
     def test_luser_relay(self):
         """LUSER_RELAY local:user: unknown names go to that user's mailbox."""
