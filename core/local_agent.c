@@ -5,7 +5,6 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,23 +21,6 @@
 
 /* smrsh refuses these in a command line, 8-bit variants included (smrsh.c's SPECIALS). */
 #define LOCAL_AGENT_SMRSH_SPECIALS "<|>^();&`$\r\n"
-
-static void local_reply_set(struct local_reply *r, enum local_status status, const char *enh,
-                            const char *mailer, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-
-static void local_reply_set(struct local_reply *r, enum local_status status, const char *enh,
-                            const char *mailer, const char *fmt, ...)
-{
-    memset(r, 0, sizeof(*r));
-    r->status = status;
-    snprintf(r->enh, sizeof(r->enh), "%s", enh);
-    snprintf(r->mailer, sizeof(r->mailer), "%s", mailer);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(r->text, sizeof(r->text), fmt, ap);
-    va_end(ap);
-}
 
 int local_agent_getpwnam(void *arg, const char *login, struct local_agent_user *u)
 {

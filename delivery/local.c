@@ -55,15 +55,6 @@ static void local_job_unlink(struct local_job *j)
         j->next->prev = j->prev;
 }
 
-static void local_reply_set(struct local_reply *r, enum local_status status, const char *enh,
-                            const char *text)
-{
-    memset(r, 0, sizeof(*r));
-    r->status = status;
-    snprintf(r->enh, sizeof(r->enh), "%s", enh);
-    snprintf(r->text, sizeof(r->text), "%s", text);
-}
-
 /* The agent is another process: its reply is checked like input (terminated strings, a
  * known status) before anything reads it. */
 static bool local_reply_valid(struct local_reply *r)
@@ -85,17 +76,16 @@ static void local_job_complete(struct engine_op *op, int res)
     close(j->fd);
     bool answered = res == (int)sizeof(j->reply) && local_reply_valid(&j->reply);
     if (!answered && j->why == LOCAL_JOB_STOPPED) {
-        local_reply_set(&j->reply, LOCAL_DEFERRED, "4.3.2", "shutting down");
+        local_reply_set(&j->reply, LOCAL_DEFERRED, "4.3.2", NULL, "shutting down");
     } else if (!answered && j->why == LOCAL_JOB_TIMED_OUT) {
-        local_reply_set(&j->reply, LOCAL_DEFERRED, "4.4.1",
+        local_reply_set(&j->reply, LOCAL_DEFERRED, "4.4.1", NULL,
                         "local delivery agent did not answer in time");
     } else if (!answered && res >= 0) {
-        local_reply_set(&j->reply, LOCAL_DEFERRED, "4.3.0",
+        local_reply_set(&j->reply, LOCAL_DEFERRED, "4.3.0", NULL, "%s",
                         res == 0 ? "local delivery agent died" : "malformed local delivery reply");
     } else if (!answered) {
-        char text[128];
-        snprintf(text, sizeof(text), "local delivery reply: %s", strerror(-res));
-        local_reply_set(&j->reply, LOCAL_DEFERRED, "4.3.0", text);
+        local_reply_set(&j->reply, LOCAL_DEFERRED, "4.3.0", NULL, "local delivery reply: %s",
+                        strerror(-res));
     }
     j->done(j->arg, &j->reply);
     free(j);

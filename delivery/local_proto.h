@@ -73,4 +73,10 @@ struct local_reply {
     char forward[LOCAL_FORWARD_MAX]; /* LOCAL_FORWARD: the .forward, NUL-terminated */
 };
 
+/* Fills `r` as a whole (the rest zeroed): the status, the enhanced code, the text from
+ * `fmt` (cut to fit), and the mailer's name unless `mailer` is NULL. */
+void local_reply_set(struct local_reply *r, enum local_status status, const char *enh,
+                     const char *mailer, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
 #endif

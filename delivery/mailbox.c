@@ -171,30 +171,17 @@ int mailbox_copy(const struct mailbox_msg *msg, unsigned flags,
 
 /* --- results --- */
 
-static void reply_set(struct local_reply *r, enum local_status status, const char *enh,
-                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static void reply_set(struct local_reply *r, enum local_status status, const char *enh,
-                      const char *fmt, ...)
-{
-    va_list ap;
-    r->status = status;
-    snprintf(r->enh, sizeof r->enh, "%s", enh);
-    va_start(ap, fmt);
-    vsnprintf(r->text, sizeof r->text, fmt, ap);
-    va_end(ap);
-}
-
 static void reply_delivered(struct local_reply *r)
 {
-    reply_set(r, LOCAL_DELIVERED, "2.0.0", "Sent");
+    local_reply_set(r, LOCAL_DELIVERED, "2.0.0", NULL, "Sent");
 }
 
 /* A failed system call on the mailbox: deferred, a full one with 4.2.2. */
 static void reply_errno(struct local_reply *r, const char *path, int err)
 {
     bool full = err == ENOSPC || err == EDQUOT || err == EFBIG;
-    reply_set(r, LOCAL_DEFERRED, full ? "4.2.2" : "4.2.0", "%s: %s", path, strerror(err));
+    local_reply_set(r, LOCAL_DEFERRED, full ? "4.2.2" : "4.2.0", NULL, "%s: %s", path,
+                    strerror(err));
 }
 
 static int64_t mailbox_now_ms(void)
@@ -237,7 +224,8 @@ static enum dotlock_result dotlock_take(const char *lock, const char *path, int6
             continue;
         }
         if (mailbox_now_ms() >= deadline) {
-            reply_set(r, LOCAL_DEFERRED, "4.2.0", "%s: mailbox is locked (%s exists)", path, lock);
+            local_reply_set(r, LOCAL_DEFERRED, "4.2.0", NULL, "%s: mailbox is locked (%s exists)",
+                            path, lock);
             return DOTLOCK_FAILED;
         }
         mailbox_nap();
@@ -255,7 +243,8 @@ static bool fcntl_lock(int fd, const char *path, int64_t deadline, struct local_
             return false;
         }
         if (mailbox_now_ms() >= deadline) {
-            reply_set(r, LOCAL_DEFERRED, "4.2.0", "%s: mailbox is locked by another process", path);
+            local_reply_set(r, LOCAL_DEFERRED, "4.2.0", NULL,
+                            "%s: mailbox is locked by another process", path);
             return false;
         }
         mailbox_nap();
@@ -273,7 +262,8 @@ static int open_failed(const char *path, enum mailbox_kind kind, int err, struct
     bool permanent = err == EACCES || err == EPERM || err == ENOENT || err == ENOTDIR ||
                      err == EISDIR || err == ELOOP || err == EROFS;
     if (kind == MAILBOX_KIND_FILE && permanent)
-        reply_set(r, LOCAL_FAILED, "5.2.0", "%s: Can't create output: %s", path, strerror(err));
+        local_reply_set(r, LOCAL_FAILED, "5.2.0", NULL, "%s: Can't create output: %s", path,
+                        strerror(err));
     else
         reply_errno(r, path, err);
     return -1;
@@ -297,16 +287,17 @@ static int mailbox_open(const char *path, enum mailbox_kind kind, struct local_r
             return open_failed(path, kind, errno, r);
         }
         if (S_ISLNK(ls.st_mode)) {
-            reply_set(r, LOCAL_FAILED, "5.2.0", "%s: is a symbolic link", path);
+            local_reply_set(r, LOCAL_FAILED, "5.2.0", NULL, "%s: is a symbolic link", path);
             return -1;
         }
         if (!S_ISREG(ls.st_mode) || (kind == MAILBOX_KIND_MBOX && ls.st_nlink != 1)) {
-            reply_set(r, LOCAL_FAILED, "5.2.0", "%s: not a regular file with one link", path);
+            local_reply_set(r, LOCAL_FAILED, "5.2.0", NULL, "%s: not a regular file with one link",
+                            path);
             return -1;
         }
         if (kind == MAILBOX_KIND_MBOX && ls.st_uid != geteuid()) {
-            reply_set(r, LOCAL_FAILED, "5.2.0", "%s: wrong ownership (uid %lu)", path,
-                      (unsigned long)ls.st_uid);
+            local_reply_set(r, LOCAL_FAILED, "5.2.0", NULL, "%s: wrong ownership (uid %lu)", path,
+                            (unsigned long)ls.st_uid);
             return -1;
         }
         /* O_NONBLOCK: a FIFO put in its place between lstat and open must not hang us */
@@ -315,7 +306,8 @@ static int mailbox_open(const char *path, enum mailbox_kind kind, struct local_r
             return open_failed(path, kind, errno, r);
         if (fstat(fd, &fs) < 0 || fs.st_dev != ls.st_dev || fs.st_ino != ls.st_ino) {
             close(fd);
-            reply_set(r, LOCAL_DEFERRED, "4.2.0", "%s: changed while being opened", path);
+            local_reply_set(r, LOCAL_DEFERRED, "4.2.0", NULL, "%s: changed while being opened",
+                            path);
             return -1;
         }
         int fl = fcntl(fd, F_GETFL);
@@ -326,7 +318,8 @@ static int mailbox_open(const char *path, enum mailbox_kind kind, struct local_r
         }
         return fd;
     }
-    reply_set(r, LOCAL_DEFERRED, "4.2.0", "%s: created and removed while being opened", path);
+    local_reply_set(r, LOCAL_DEFERRED, "4.2.0", NULL, "%s: created and removed while being opened",
+                    path);
     return -1;
 }
 
@@ -375,7 +368,7 @@ static void mailbox_append(int fd, const char *path, const struct mailbox_msg *m
     if (o.err)
         reply_errno(r, path, o.err);
     else
-        reply_set(r, LOCAL_DEFERRED, "4.3.0", "reading the message: %s", strerror(-rc));
+        local_reply_set(r, LOCAL_DEFERRED, "4.3.0", NULL, "reading the message: %s", strerror(-rc));
     if (ftruncate(fd, st.st_size) < 0 || fsync(fd) < 0)
         log_error("%s: cannot truncate back to %lld bytes after a failed delivery: %m", path,
                   (long long)st.st_size);
@@ -386,7 +379,7 @@ void mailbox_mbox(const char *path, const struct mailbox_msg *msg, struct local_
     int64_t deadline = mailbox_now_ms() + (int64_t)msg->timeout_s * 1000;
     char lock[PATH_MAX];
     if ((size_t)snprintf(lock, sizeof lock, "%s.lock", path) >= sizeof lock) {
-        reply_set(r, LOCAL_FAILED, "5.2.0", "%s: path too long", path);
+        local_reply_set(r, LOCAL_FAILED, "5.2.0", NULL, "%s: path too long", path);
         return;
     }
     enum dotlock_result dl = dotlock_take(lock, path, deadline, r);
@@ -488,7 +481,7 @@ void mailbox_maildir(const char *dir, const struct mailbox_msg *msg, struct loca
     while (n > 1 && dir[n - 1] == '/')
         n--;
     if (n >= sizeof base - 64) {
-        reply_set(r, LOCAL_FAILED, "5.2.0", "%s: path too long", dir);
+        local_reply_set(r, LOCAL_FAILED, "5.2.0", NULL, "%s: path too long", dir);
         return;
     }
     memcpy(base, dir, n);
@@ -531,5 +524,5 @@ void mailbox_maildir(const char *dir, const struct mailbox_msg *msg, struct loca
     else if (o.err)
         reply_errno(r, base, o.err);
     else
-        reply_set(r, LOCAL_DEFERRED, "4.3.0", "reading the message: %s", strerror(-rc));
+        local_reply_set(r, LOCAL_DEFERRED, "4.3.0", NULL, "reading the message: %s", strerror(-rc));
 }

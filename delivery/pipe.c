@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/pidfd.h>
@@ -52,20 +51,6 @@ struct pipe_run {
     size_t text_len;
     char text[PIPE_TEXT_MAX];
 };
-
-static void reply_set(struct local_reply *r, enum local_status status, const char *enh,
-                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static void reply_set(struct local_reply *r, enum local_status status, const char *enh,
-                      const char *fmt, ...)
-{
-    va_list ap;
-    r->status = status;
-    snprintf(r->enh, sizeof r->enh, "%s", enh);
-    va_start(ap, fmt);
-    vsnprintf(r->text, sizeof r->text, fmt, ap);
-    va_end(ap);
-}
 
 static int64_t pipe_now_ms(void)
 {
@@ -208,9 +193,10 @@ static void pipe_text(struct local_reply *r, const struct pipe_run *run)
 static void pipe_result(struct local_reply *r, const struct pipe_run *run, int status)
 {
     if (WIFSIGNALED(status)) {
-        reply_set(r, LOCAL_DEFERRED, "4.3.0", "program died with signal %d", WTERMSIG(status));
+        local_reply_set(r, LOCAL_DEFERRED, "4.3.0", NULL, "program died with signal %d",
+                        WTERMSIG(status));
     } else if (WEXITSTATUS(status) == 0) {
-        reply_set(r, LOCAL_DELIVERED, "2.0.0", "Sent");
+        local_reply_set(r, LOCAL_DELIVERED, "2.0.0", NULL, "Sent");
     } else {
         int code = WEXITSTATUS(status);
         const struct pipe_sysexit *e = NULL;
@@ -218,9 +204,9 @@ static void pipe_result(struct local_reply *r, const struct pipe_run *run, int s
             if (pipe_sysexits[i].code == code)
                 e = &pipe_sysexits[i];
         if (e)
-            reply_set(r, e->status, e->enh, "%s", e->text);
+            local_reply_set(r, e->status, e->enh, NULL, "%s", e->text);
         else
-            reply_set(r, LOCAL_FAILED, "5.3.0", "unknown mailer error %d", code);
+            local_reply_set(r, LOCAL_FAILED, "5.3.0", NULL, "unknown mailer error %d", code);
     }
     if (run->text_len > 0)
         pipe_text(r, run);
@@ -264,16 +250,16 @@ static int pipe_run_program(pid_t pid, struct pipe_run *run, const struct pipe_j
 void pipe_deliver(const struct pipe_job *job, const struct mailbox_msg *msg, struct local_reply *r)
 {
     if (!job->argv || !job->argv[0] || job->argv[0][0] != '/') {
-        reply_set(r, LOCAL_FAILED, "5.3.5", "program mailer without an absolute path");
+        local_reply_set(r, LOCAL_FAILED, "5.3.5", NULL, "program mailer without an absolute path");
         return;
     }
     int in[2], out[2];
     if (pipe2(in, O_CLOEXEC) < 0) {
-        reply_set(r, LOCAL_DEFERRED, "4.3.0", "pipe: %s", strerror(errno));
+        local_reply_set(r, LOCAL_DEFERRED, "4.3.0", NULL, "pipe: %s", strerror(errno));
         return;
     }
     if (pipe2(out, O_CLOEXEC) < 0) {
-        reply_set(r, LOCAL_DEFERRED, "4.3.0", "pipe: %s", strerror(errno));
+        local_reply_set(r, LOCAL_DEFERRED, "4.3.0", NULL, "pipe: %s", strerror(errno));
         close(in[0]);
         close(in[1]);
         return;
@@ -298,8 +284,8 @@ void pipe_deliver(const struct pipe_job *job, const struct mailbox_msg *msg, str
             kill(-pid, SIGKILL);
             waitpid(pid, NULL, 0);
         }
-        reply_set(r, LOCAL_DEFERRED, "4.3.0", "%s: %s", pid < 0 ? "fork" : "pidfd_open",
-                  strerror(err));
+        local_reply_set(r, LOCAL_DEFERRED, "4.3.0", NULL, "%s: %s", pid < 0 ? "fork" : "pidfd_open",
+                        strerror(err));
     } else {
         fcntl(run.in, F_SETFL, O_NONBLOCK);
         fcntl(run.out, F_SETFL, O_NONBLOCK);
@@ -308,12 +294,14 @@ void pipe_deliver(const struct pipe_job *job, const struct mailbox_msg *msg, str
         int status = 0;
         int rc = pipe_run_program(pid, &run, job, msg, &status);
         if (rc == -ETIMEDOUT)
-            reply_set(r, LOCAL_DEFERRED, "4.3.0", "Timeout waiting for %s", pipe_command(job));
+            local_reply_set(r, LOCAL_DEFERRED, "4.3.0", NULL, "Timeout waiting for %s",
+                            pipe_command(job));
         else if (rc < 0 && run.write_err)
-            reply_set(r, LOCAL_DEFERRED, "4.3.0", "writing to %s: %s", pipe_command(job),
-                      strerror(run.write_err));
+            local_reply_set(r, LOCAL_DEFERRED, "4.3.0", NULL, "writing to %s: %s",
+                            pipe_command(job), strerror(run.write_err));
         else if (rc < 0)
-            reply_set(r, LOCAL_DEFERRED, "4.3.0", "reading the message: %s", strerror(-rc));
+            local_reply_set(r, LOCAL_DEFERRED, "4.3.0", NULL, "reading the message: %s",
+                            strerror(-rc));
         else
             pipe_result(r, &run, status);
         close(run.pidfd);
