@@ -87,7 +87,27 @@ def write_script(path: Path, body: str) -> Path:
     return path
 
 
-class LocalCase(DeliveryTestCase):
+class MailboxWaits:
+    """The mbox of `user` under a daemon's test directory, read back and waited for."""
+
+    def mbox_path(self, d, user: str) -> Path:
+        return d.workdir / "mail" / user
+
+    def mbox(self, d, user: str) -> list:
+        return read_mbox(self.mbox_path(d, user))
+
+    def wait_mbox(self, d, user: str, n: int = 1, timeout: float = 20.0) -> list:
+        deadline = time.monotonic() + timeout
+        while True:
+            msgs = self.mbox(d, user)
+            if len(msgs) >= n:
+                return msgs
+            if time.monotonic() > deadline:
+                self.fail(f"{user}'s mbox has {len(msgs)} messages, not {n}:\n{d.log_tail()}")
+            time.sleep(0.05)
+
+
+class LocalCase(MailboxWaits, DeliveryTestCase):
     """A root daemon with the test users USERS (homes under self.tmp/home; a subclass names
     its own with unique_users), mboxes in its own mail directory, a 1777 directory self.files
     for what programs write, and a sink for remote.test (mailertable) when asked."""
@@ -147,22 +167,6 @@ class LocalCase(DeliveryTestCase):
         os.chown(p, pw.pw_uid, pw.pw_gid)
         p.chmod(mode)
         return p
-
-    def mbox_path(self, d, user: str) -> Path:
-        return d.workdir / "mail" / user
-
-    def mbox(self, d, user: str) -> list:
-        return read_mbox(self.mbox_path(d, user))
-
-    def wait_mbox(self, d, user: str, n: int = 1, timeout: float = 20.0) -> list:
-        deadline = time.monotonic() + timeout
-        while True:
-            msgs = self.mbox(d, user)
-            if len(msgs) >= n:
-                return msgs
-            if time.monotonic() > deadline:
-                self.fail(f"{user}'s mbox has {len(msgs)} messages, not {n}:\n{d.log_tail()}")
-            time.sleep(0.05)
 
     def wait_file(self, path: Path, pred=lambda data: bool(data), timeout: float = 20.0,
                   d=None) -> bytes:

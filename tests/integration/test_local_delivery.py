@@ -11,11 +11,12 @@ import time
 import unittest
 from pathlib import Path
 
-from local_support import TestUsers, mail_dir, open_dirs, require_root
-from ringmail_harness import HOSTNAME, RingmailTestCase, make_message
+from delivery_support import DeliveryTestCase
+from local_support import MailboxWaits, TestUsers, mail_dir, open_dirs, require_root
+from ringmail_harness import HOSTNAME, make_message
 
 
-class LocalDelivery(RingmailTestCase):
+class LocalDelivery(MailboxWaits, DeliveryTestCase):
     def setUp(self):
         super().setUp()
         require_root(self)
@@ -43,27 +44,6 @@ class LocalDelivery(RingmailTestCase):
                                               make_message(subject=subject, body=body)))
         c.close()
         return qid
-
-    def wait_spool_empty(self, d, timeout=20.0):
-        deadline = time.monotonic() + timeout
-        while d.spool.qids():
-            if time.monotonic() > deadline:
-                self.fail(f"still queued: {sorted(d.spool.qids())}:\n{d.log_tail()}")
-            time.sleep(0.05)
-
-    def mbox(self, d, user) -> list:
-        path = d.workdir / "mail" / user
-        return list(mailbox.mbox(str(path))) if path.exists() else []
-
-    def wait_mbox(self, d, user, n=1, timeout=20.0) -> list:
-        deadline = time.monotonic() + timeout
-        while True:
-            msgs = self.mbox(d, user)
-            if len(msgs) >= n:
-                return msgs
-            if time.monotonic() > deadline:
-                self.fail(f"{user}'s mbox has {len(msgs)} messages, not {n}:\n{d.log_tail()}")
-            time.sleep(0.05)
 
     def test_mbox_as_the_user(self):
         """A system user's mail lands in the mbox as that user, with sendmail's From_ line,
