@@ -45,6 +45,21 @@ class LocalDelivery(MailboxWaits, DeliveryTestCase):
         c.close()
         return qid
 
+    def wait_known(self, d, rcpt, timeout=15.0):
+        """Until RCPT accepts `rcpt`: a reload reaches the engine a moment after the parent
+        logs it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            c = self.session(d)
+            self.assertReply(c.cmd("MAIL FROM:<a@remote.test>"), 250)
+            code = c.cmd(f"RCPT TO:<{rcpt}>").code
+            c.close()
+            if code == 250:
+                return
+            if time.monotonic() > deadline:
+                self.fail(f"<{rcpt}> still refused {timeout}s after the reload")
+            time.sleep(0.1)
+
     def test_mbox_as_the_user(self):
         """A system user's mail lands in the mbox as that user, with sendmail's From_ line,
         Return-Path and >From quoting; the log says mailer=local, stat=Sent."""
@@ -163,11 +178,13 @@ class LocalDelivery(MailboxWaits, DeliveryTestCase):
         c.close()
         (d.workdir / "aliases").write_text("team: rmtalice\nnewname: rmtbob\n")
         d.wait_log(r"aliases changed: reloading", timeout=15)
+        self.wait_known(d, f"newname@{HOSTNAME}")  # the engine has the new configuration
         self.send(d, [f"newname@{HOSTNAME}"], subject="renamed")
         (msg,) = self.wait_mbox(d, "rmtbob")
         self.assertEqual(msg["Subject"], "renamed")
         self.users.add("rmtcarol")
         d.wait_log(r"/etc/passwd changed: reloading", timeout=15)
+        self.wait_known(d, f"rmtcarol@{HOSTNAME}")
         self.send(d, [f"rmtcarol@{HOSTNAME}"], subject="welcome")
         (msg,) = self.wait_mbox(d, "rmtcarol")
         self.assertEqual(msg["Subject"], "welcome")
