@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -385,12 +387,6 @@ int local_agent_check(const struct local_agent_ctx *ctx, const struct local_requ
                         rq->detail);
         return -1;
     }
-    unsigned max = cfg->local.max_agents ? cfg->local.max_agents : 20;
-    if (ctx->running >= max) {
-        local_reply_set(refusal, LOCAL_DEFERRED, "4.3.2", "local",
-                        "too many local deliveries at once (mailers.max_agents %u)", max);
-        return -1;
-    }
     plan->timeout_s = cfg->local.timeout_ms ? (cfg->local.timeout_ms + 999) / 1000 : 600;
     if (rq->op == LOCAL_OP_MAILBOX) {
         if (rq->target[0]) {
@@ -608,9 +604,68 @@ static void local_deliver(const struct config *cfg, const struct local_request *
         snprintf(r->mailer, sizeof(r->mailer), "%s", plan->mailer_name);
 }
 
-/* The agent: a child of the parent with df and reply; writes one reply and exits. */
-static _Noreturn void local_agent_run(const struct config *cfg, const struct local_request *rq,
-                                      const struct local_agent_plan *plan, int df, int reply,
+/* Whom an agent has become: an agent serves only requests whose plan has the same. */
+struct local_identity {
+    uid_t uid;
+    gid_t gid, extra_gid;
+    bool change;
+    char login[64];
+};
+
+static void local_identity_of(const struct local_agent_plan *plan, struct local_identity *id)
+{
+    memset(id, 0, sizeof(*id));
+    id->uid = plan->as.uid;
+    id->gid = plan->as.gid;
+    id->extra_gid = plan->extra_gid;
+    id->change = plan->change_identity;
+    memcpy(id->login, plan->as.login, sizeof(id->login));
+}
+
+static bool local_identity_eq(const struct local_identity *a, const struct local_identity *b)
+{
+    return a->uid == b->uid && a->gid == b->gid && a->extra_gid == b->extra_gid &&
+           a->change == b->change && strcmp(a->login, b->login) == 0;
+}
+
+/* What the parent sends an agent for one delivery, with the df and the reply socket. */
+struct local_agent_job {
+    struct local_request rq;
+    struct local_agent_plan plan;
+};
+
+/* One delivery by an agent that has become plan->as: the .forward first, then the mailer. */
+static void local_agent_one(const struct config *cfg, const struct local_request *rq,
+                            const struct local_agent_plan *plan, int df, struct local_reply *r)
+{
+    static char forward[LOCAL_FORWARD_MAX];
+    int got = 0;
+    if (chdir(plan->as.home) < 0 && chdir("/") < 0)
+        log_warn("%s: chdir: %s", rq->qid, strerror(errno));
+    if (plan->read_forward || plan->forward_must_name)
+        got = local_agent_read_forward(cfg, plan, rq, forward, sizeof(forward));
+    if (got < 0)
+        local_reply_set(r, LOCAL_DEFERRED, "4.3.0", plan->mailer_name,
+                        "the .forward of %s cannot be used", plan->rcpt.login);
+    else if (plan->forward_must_name &&
+             (got == 0 || !local_agent_forward_names(forward, strlen(forward),
+                                                     (enum local_op)rq->op, rq->target)))
+        local_reply_set(r, LOCAL_FAILED, "5.7.1", plan->mailer_name,
+                        "%s%s: not in the .forward of %s", rq->op == LOCAL_OP_PROGRAM ? "|" : "",
+                        rq->target, plan->rcpt.login);
+    else if (plan->read_forward && got > 0 && !local_forward_blank(forward)) {
+        local_reply_set(r, LOCAL_FORWARD, "2.0.0", plan->mailer_name, "forwarded");
+        memcpy(r->forward, forward, sizeof(r->forward));
+    } else
+        local_deliver(cfg, rq, plan, df, r);
+}
+
+/* The agent: a child of the parent that becomes `first`'s identity once and then serves
+ * jobs from `ctl` (one struct local_agent_job with the df and the reply socket each): one
+ * reply per job on its reply socket, then one byte on `ctl` to say it is free. It ends when
+ * the parent closes `ctl`. Never as root: a job for another identity is refused. */
+static _Noreturn void local_agent_run(const struct config *cfg,
+                                      const struct local_agent_plan *first, int ctl,
                                       unsigned log_targets)
 {
     sigset_t none;
@@ -619,76 +674,147 @@ static _Noreturn void local_agent_run(const struct config *cfg, const struct loc
     signal(SIGPIPE, SIG_DFL);
     signal(SIGXFSZ, SIG_IGN); /* a mailbox over RLIMIT_FSIZE fails its write instead */
     umask(077);               /* what the mailers create is the user's alone */
-    /* Past every time limit of the mailers (a lock, a program and its SIGKILL): a stuck
-     * agent dies, and the engine defers on the closed reply socket. */
-    alarm(plan->timeout_s * 2 + 60);
     setsid();
     /* syslog's socket is one of the descriptors closed below: closed through log.c and
-     * opened again after, or syslog(3) would reconnect over the df or the reply socket. */
+     * opened again after, or syslog(3) would reconnect over a descriptor of a job. */
     log_close();
-    /* Only the two descriptors are kept, close-on-exec: a program the agent runs must not
-     * write the reply itself. Moved above 4 first so that neither lands on the other. */
-    int high_df = fcntl(df, F_DUPFD_CLOEXEC, 5), high_reply = fcntl(reply, F_DUPFD_CLOEXEC, 5);
-    if (high_df < 0 || high_reply < 0 || dup3(high_df, 3, O_CLOEXEC) < 0 ||
-        dup3(high_reply, 4, O_CLOEXEC) < 0)
+    /* Only `ctl` is kept (close-on-exec): a program the agent runs must not reach it nor
+     * any other agent's; each job's df and reply socket arrive close-on-exec too. */
+    if (dup3(ctl, 3, O_CLOEXEC) < 0)
         _exit(1);
-    df = 3;
-    reply = 4;
-    close_range(5, ~0u, 0);
+    ctl = 3;
+    close_range(4, ~0u, 0);
     log_configure(NULL, log_targets);
 
+    struct local_identity self;
+    local_identity_of(first, &self);
+    static struct local_reply became;
+    bool ok = local_become(first, &became) == 0;
+    static struct local_agent_job job;
     static struct local_reply r;
-    memset(&r, 0, sizeof(r));
-    static char forward[LOCAL_FORWARD_MAX];
-    int got = 0;
-    if (local_become(plan, &r) == 0) {
-        if (chdir(plan->as.home) < 0 && chdir("/") < 0)
-            log_warn("%s: chdir: %s", rq->qid, strerror(errno));
-        if (plan->read_forward || plan->forward_must_name)
-            got = local_agent_read_forward(cfg, plan, rq, forward, sizeof(forward));
-        if (got < 0)
-            local_reply_set(&r, LOCAL_DEFERRED, "4.3.0", plan->mailer_name,
-                            "the .forward of %s cannot be used", plan->rcpt.login);
-        else if (plan->forward_must_name &&
-                 (got == 0 || !local_agent_forward_names(forward, strlen(forward),
-                                                         (enum local_op)rq->op, rq->target)))
-            local_reply_set(&r, LOCAL_FAILED, "5.7.1", plan->mailer_name,
-                            "%s%s: not in the .forward of %s",
-                            rq->op == LOCAL_OP_PROGRAM ? "|" : "", rq->target, plan->rcpt.login);
-        else if (plan->read_forward && got > 0 && !local_forward_blank(forward)) {
-            local_reply_set(&r, LOCAL_FORWARD, "2.0.0", plan->mailer_name, "forwarded");
-            memcpy(r.forward, forward, sizeof(r.forward));
-        } else
-            local_deliver(cfg, rq, plan, df, &r);
+    for (;;) {
+        int fds[PRIVSEP_MAX_FDS];
+        size_t nfds = 0;
+        ssize_t n = privsep_recv_payload(ctl, &job, sizeof(job), fds, &nfds, 0);
+        if (n != (ssize_t)sizeof(job) || nfds != 2) {
+            for (size_t i = 0; i < nfds; i++)
+                close(fds[i]);
+            _exit(n == 0 ? 0 : 1); /* end of file: the parent has retired this agent */
+        }
+        /* Past every time limit of the mailers (a lock, a program and its SIGKILL): a
+         * stuck agent dies, and the engine defers on the closed reply socket. */
+        alarm(job.plan.timeout_s * 2 + 60);
+        struct local_identity want;
+        local_identity_of(&job.plan, &want);
+        if (!ok)
+            r = became;
+        else if (!local_identity_eq(&want, &self) || setuid(0) == 0)
+            local_reply_set(&r, LOCAL_DEFERRED, "4.3.0", job.plan.mailer_name,
+                            "the agent is not %s: refusing to deliver", job.plan.as.login);
+        else {
+            memset(&r, 0, sizeof(r));
+            local_agent_one(cfg, &job.rq, &job.plan, fds[0], &r);
+        }
+        if (r.status != LOCAL_DELIVERED && r.status != LOCAL_FORWARD)
+            log_info("%s: to=<%s>, mailer=%s, local agent: %s %s", job.rq.qid, job.rq.recipient,
+                     r.mailer, r.enh, r.text);
+        ssize_t sent;
+        do
+            sent = send(fds[1], &r, sizeof(r), MSG_NOSIGNAL);
+        while (sent < 0 && errno == EINTR);
+        close(fds[0]);
+        close(fds[1]); /* the engine's end of file if the reply did not go */
+        alarm(0);
+        const char free_again = 1;
+        if (sent != (ssize_t)sizeof(r) || !ok ||
+            send(ctl, &free_again, 1, MSG_NOSIGNAL) != 1)
+            _exit(sent == (ssize_t)sizeof(r) ? 0 : 1);
     }
-    if (r.status != LOCAL_DELIVERED && r.status != LOCAL_FORWARD)
-        log_info("%s: to=<%s>, mailer=%s, local agent: %s %s", rq->qid, rq->recipient, r.mailer,
-                 r.enh, r.text);
-    ssize_t n;
-    do
-        n = send(reply, &r, sizeof(r), MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    _exit(n == (ssize_t)sizeof(r) ? 0 : 1);
 }
 
+/* An agent stays this long without a job, and serves at most this many (Postfix's
+ * max_idle and max_use): what a mailer might leak stays bounded, and a user's agent does
+ * not outlive a burst by much. */
+#define LOCAL_AGENT_IDLE_MS 5000
+#define LOCAL_AGENT_USES 100
+/* Agents busy for one identity at once (Postfix's local_destination_concurrency_limit):
+ * the others for that user wait in the parent. */
+#define LOCAL_AGENT_PER_USER 2
+/* Requests waiting in the parent for an agent. Beyond this the parent stops reading the
+ * engine's socket: the engine's sends then fail with EAGAIN (a 4.3.2 deferral), which
+ * only a flood far past mailers.max_agents reaches. */
+#define LOCAL_AGENTS_WAITING_MAX 10000
+
+struct local_slot {
+    pid_t pid;
+    int ctl; /* the parent's end; -1 once retired (the agent ends on end of file) */
+    bool busy;
+    unsigned uses, gen;
+    int64_t idle_since; /* ms, CLOCK_MONOTONIC */
+    struct local_identity id;
+};
+
+struct local_waiting {
+    struct local_waiting *next;
+    int fds[2]; /* df, reply */
+    struct local_identity id;
+    struct local_agent_job job;
+};
+
 struct local_agents {
-    pid_t *pids;
+    struct local_slot *slots; /* every agent process not reaped yet */
     size_t n, cap;
+    unsigned retiring; /* slots whose ctl is closed, not reaped yet */
+    struct local_waiting *head, **tail;
+    size_t n_waiting;
+    const struct config *cfg;
+    unsigned gen; /* of cfg: an agent of an older configuration serves no more jobs */
+    int ep;       /* epoll: every slot's ctl */
     unsigned log_targets;
 };
+
+static int64_t local_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 struct local_agents *local_agents_new(unsigned log_targets)
 {
     struct local_agents *la = calloc(1, sizeof(*la));
-    if (la)
-        la->log_targets = log_targets;
+    if (!la)
+        return NULL;
+    la->log_targets = log_targets;
+    la->tail = &la->head;
+    if ((la->ep = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        free(la);
+        return NULL;
+    }
     return la;
+}
+
+static void local_waiting_drop(struct local_waiting *w)
+{
+    close(w->fds[0]);
+    close(w->fds[1]); /* the engine defers the request: 4.3.0 */
+    free(w);
 }
 
 void local_agents_free(struct local_agents *la)
 {
-    if (la)
-        free(la->pids);
+    if (!la)
+        return;
+    for (size_t i = 0; i < la->n; i++)
+        if (la->slots[i].ctl >= 0)
+            close(la->slots[i].ctl);
+    while (la->head) {
+        struct local_waiting *w = la->head;
+        la->head = w->next;
+        local_waiting_drop(w);
+    }
+    close(la->ep);
+    free(la->slots);
     free(la);
 }
 
@@ -697,26 +823,74 @@ unsigned local_agents_running(const struct local_agents *la)
     return (unsigned)la->n;
 }
 
-/* Forks the agent for a checked request: 0, or -1 (errno). */
-static int local_agents_start(struct local_agents *la, const struct config *cfg,
-                              const struct local_request *rq, const struct local_agent_plan *plan,
-                              const int fds[2])
+int local_agents_fd(const struct local_agents *la)
+{
+    return la->ep;
+}
+
+bool local_agents_accepting(const struct local_agents *la)
+{
+    return la->n_waiting < LOCAL_AGENTS_WAITING_MAX;
+}
+
+/* The agent ends once it has read what is queued on its ctl (end of file). */
+static void local_slot_retire(struct local_agents *la, struct local_slot *s)
+{
+    if (s->ctl < 0)
+        return;
+    epoll_ctl(la->ep, EPOLL_CTL_DEL, s->ctl, NULL);
+    close(s->ctl);
+    s->ctl = -1;
+    la->retiring++;
+}
+
+void local_agents_configure(struct local_agents *la, const struct config *cfg)
+{
+    la->cfg = cfg;
+    la->gen++;
+    for (size_t i = 0; i < la->n; i++)
+        if (!la->slots[i].busy)
+            local_slot_retire(la, &la->slots[i]);
+}
+
+/* Forks an agent for `plan`'s identity: its slot, or NULL (errno). */
+static struct local_slot *local_slot_start(struct local_agents *la,
+                                           const struct local_agent_plan *plan)
 {
     if (la->n == la->cap) {
         size_t cap = la->cap * 2 + 8;
-        pid_t *pids = reallocarray(la->pids, cap, sizeof(*pids));
-        if (!pids)
-            return -1;
-        la->pids = pids;
+        struct local_slot *slots = reallocarray(la->slots, cap, sizeof(*slots));
+        if (!slots)
+            return NULL;
+        la->slots = slots;
         la->cap = cap;
+    }
+    int sv[2];
+    if (privsep_pair(sv) < 0)
+        return NULL;
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = sv[0]};
+    if (epoll_ctl(la->ep, EPOLL_CTL_ADD, sv[0], &ev) < 0) {
+        int e = errno;
+        close(sv[0]);
+        close(sv[1]);
+        errno = e;
+        return NULL;
     }
     pid_t pid = fork();
     if (pid == 0)
-        local_agent_run(cfg, rq, plan, fds[0], fds[1], la->log_targets);
-    if (pid < 0)
-        return -1;
-    la->pids[la->n++] = pid;
-    return 0;
+        local_agent_run(la->cfg, plan, sv[1], la->log_targets);
+    int e = errno;
+    close(sv[1]);
+    if (pid < 0) {
+        epoll_ctl(la->ep, EPOLL_CTL_DEL, sv[0], NULL);
+        close(sv[0]);
+        errno = e;
+        return NULL;
+    }
+    struct local_slot *s = &la->slots[la->n++];
+    *s = (struct local_slot){.pid = pid, .ctl = sv[0], .gen = la->gen};
+    local_identity_of(plan, &s->id);
+    return s;
 }
 
 static void local_answer(int reply, const struct local_request *rq, const struct local_reply *r)
@@ -725,61 +899,200 @@ static void local_answer(int reply, const struct local_request *rq, const struct
         log_warn("%s: cannot answer the engine's local request: %s", rq->qid, strerror(errno));
 }
 
-int local_agents_serve(struct local_agents *la, int sock, const struct config *cfg)
+/* Hands `w` to an idle agent of its identity or a new one: 1 when it has gone (or was
+ * answered), 0 when it must wait; `blocked` counts the waits at mailers.max_agents. */
+static int local_dispatch_one(struct local_agents *la, struct local_waiting *w, unsigned *blocked)
+{
+    unsigned busy = 0, max = la->cfg->local.max_agents ? la->cfg->local.max_agents : 20;
+    struct local_slot *idle = NULL, *other = NULL;
+    for (size_t i = 0; i < la->n; i++) {
+        struct local_slot *s = &la->slots[i];
+        bool same = local_identity_eq(&s->id, &w->id);
+        if (same && s->busy)
+            busy++;
+        else if (s->ctl >= 0 && !s->busy && same && s->gen == la->gen)
+            idle = idle ? idle : s;
+        else if (s->ctl >= 0 && !s->busy)
+            other = other ? other : s;
+    }
+    if (busy >= LOCAL_AGENT_PER_USER)
+        return 0;
+    if (!idle && la->n >= max) {
+        /* Room for a new identity: an idle agent of another one goes (one per wait). */
+        if (++*blocked > la->retiring && other)
+            local_slot_retire(la, other);
+        return 0;
+    }
+    if (!idle && !(idle = local_slot_start(la, &w->job.plan))) {
+        static struct local_reply r;
+        local_reply_set(&r, LOCAL_DEFERRED, "4.3.0", w->job.plan.mailer_name,
+                        "cannot start a local delivery agent: %s", strerror(errno));
+        log_error("%s: %s", w->job.rq.qid, r.text);
+        local_answer(w->fds[1], &w->job.rq, &r);
+        return 1;
+    }
+    if (privsep_send_payload(idle->ctl, &w->job, sizeof(w->job), w->fds, 2) < 0) {
+        /* The agent has gone (its end of file and SIGCHLD follow): another one will do. */
+        local_slot_retire(la, idle);
+        return local_dispatch_one(la, w, blocked);
+    }
+    idle->busy = true;
+    return 1;
+}
+
+/* Starts what may start now, in the order the requests came. */
+static void local_dispatch(struct local_agents *la)
+{
+    unsigned blocked = 0;
+    for (struct local_waiting **pw = &la->head; *pw;) {
+        struct local_waiting *w = *pw;
+        if (!local_dispatch_one(la, w, &blocked)) {
+            pw = &w->next;
+            continue;
+        }
+        *pw = w->next;
+        if (la->tail == &w->next)
+            la->tail = pw;
+        la->n_waiting--;
+        close(w->fds[0]);
+        close(w->fds[1]);
+        free(w);
+    }
+}
+
+/* One request from the engine: refused at once, or queued for an agent. */
+static void local_agents_take(struct local_agents *la, const struct local_request *rq,
+                              const int fds[2])
+{
+    struct local_waiting *w = malloc(sizeof(*w));
+    if (!w) {
+        static struct local_reply r;
+        local_reply_set(&r, LOCAL_DEFERRED, "4.3.0", "local", "out of memory");
+        log_error("%s: local delivery: out of memory", rq->qid);
+        local_answer(fds[1], rq, &r);
+        close(fds[0]);
+        close(fds[1]);
+        return;
+    }
+    w->job.rq = *rq;
+    static struct local_reply refusal;
+    struct local_agent_ctx ctx = {
+        .cfg = la->cfg, .getpw = local_agent_getpwnam, .self = getuid()};
+    if (local_agent_check(&ctx, &w->job.rq, &w->job.plan, &refusal) < 0) {
+        w->job.rq.recipient[sizeof(w->job.rq.recipient) - 1] = '\0';
+        log_info("%s: to=<%s>, local delivery refused: %s %s", rq->qid, w->job.rq.recipient,
+                 refusal.enh, refusal.text);
+        local_answer(fds[1], rq, &refusal);
+        close(fds[0]);
+        close(fds[1]);
+        free(w);
+        return;
+    }
+    w->fds[0] = fds[0];
+    w->fds[1] = fds[1];
+    local_identity_of(&w->job.plan, &w->id);
+    w->next = NULL;
+    *la->tail = w;
+    la->tail = &w->next;
+    la->n_waiting++;
+}
+
+int local_agents_serve(struct local_agents *la, int sock)
 {
     static struct local_request rq;
-    int fds[PRIVSEP_MAX_FDS];
-    size_t nfds = 0;
-    ssize_t n = privsep_recv_payload(sock, &rq, sizeof(rq), fds, &nfds, MSG_DONTWAIT);
-    if (n == 0)
-        return -1;
-    if (n < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            log_warn("local delivery request: %s: ignored", strerror(errno));
-        return 0;
+    /* A burst is read at once (bounded, so the parent's other duties come round). */
+    for (int k = 0; k < 64 && local_agents_accepting(la); k++) {
+        int fds[PRIVSEP_MAX_FDS];
+        size_t nfds = 0;
+        ssize_t n = privsep_recv_payload(sock, &rq, sizeof(rq), fds, &nfds, MSG_DONTWAIT);
+        if (n == 0)
+            return -1;
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                log_warn("local delivery request: %s: ignored", strerror(errno));
+            break;
+        }
+        struct stat df_st, reply_st;
+        if (n != (ssize_t)sizeof(rq) || nfds != 2 || fstat(fds[0], &df_st) < 0 ||
+            !S_ISREG(df_st.st_mode) || fstat(fds[1], &reply_st) < 0 ||
+            !S_ISSOCK(reply_st.st_mode)) {
+            log_warn("malformed local delivery request (%zd bytes, %zu descriptors): ignored", n,
+                     nfds);
+            for (size_t i = 0; i < nfds; i++)
+                close(fds[i]);
+            continue;
+        }
+        rq.qid[sizeof(rq.qid) - 1] = '\0'; /* for the log lines, before it is checked */
+        local_agents_take(la, &rq, fds);
     }
-    struct stat df_st, reply_st;
-    if (n != (ssize_t)sizeof(rq) || nfds != 2 || fstat(fds[0], &df_st) < 0 ||
-        !S_ISREG(df_st.st_mode) || fstat(fds[1], &reply_st) < 0 || !S_ISSOCK(reply_st.st_mode)) {
-        log_warn("malformed local delivery request (%zd bytes, %zu descriptors): ignored", n, nfds);
-        for (size_t i = 0; i < nfds; i++)
-            close(fds[i]);
-        return 0;
-    }
-    rq.qid[sizeof(rq.qid) - 1] = '\0'; /* for the log lines, before it is checked */
-    static struct local_agent_plan plan;
-    static struct local_reply refusal;
-    struct local_agent_ctx ctx = {.cfg = cfg,
-                                  .getpw = local_agent_getpwnam,
-                                  .self = getuid(),
-                                  .running = local_agents_running(la)};
-    if (local_agent_check(&ctx, &rq, &plan, &refusal) < 0) {
-        rq.recipient[sizeof(rq.recipient) - 1] = '\0';
-        log_info("%s: to=<%s>, local delivery refused: %s %s", rq.qid, rq.recipient, refusal.enh,
-                 refusal.text);
-        local_answer(fds[1], &rq, &refusal);
-    } else if (local_agents_start(la, cfg, &rq, &plan, fds) < 0) {
-        local_reply_set(&refusal, LOCAL_DEFERRED, "4.3.0", plan.mailer_name,
-                        "cannot start a local delivery agent: %s", strerror(errno));
-        log_error("%s: %s", rq.qid, refusal.text);
-        local_answer(fds[1], &rq, &refusal);
-    }
-    close(fds[0]);
-    close(fds[1]);
+    local_dispatch(la);
     return 0;
+}
+
+static struct local_slot *local_slot_by_ctl(struct local_agents *la, int ctl)
+{
+    for (size_t i = 0; i < la->n; i++)
+        if (la->slots[i].ctl == ctl)
+            return &la->slots[i];
+    return NULL;
+}
+
+void local_agents_events(struct local_agents *la)
+{
+    struct epoll_event evs[64];
+    int n = epoll_wait(la->ep, evs, 64, 0);
+    int64_t now = local_now_ms();
+    for (int i = 0; i < n; i++) {
+        struct local_slot *s = local_slot_by_ctl(la, evs[i].data.fd);
+        if (!s)
+            continue;
+        char b;
+        ssize_t got = recv(s->ctl, &b, 1, MSG_DONTWAIT);
+        if (got < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        s->busy = false;
+        s->idle_since = now;
+        if (got != 1 || ++s->uses >= LOCAL_AGENT_USES || s->gen != la->gen)
+            local_slot_retire(la, s); /* gone (SIGCHLD follows), worn out or out of date */
+    }
+    local_dispatch(la);
+}
+
+int local_agents_tick(struct local_agents *la)
+{
+    int64_t now = local_now_ms(), next = -1;
+    for (size_t i = 0; i < la->n; i++) {
+        struct local_slot *s = &la->slots[i];
+        if (s->ctl < 0 || s->busy)
+            continue;
+        int64_t left = s->idle_since + LOCAL_AGENT_IDLE_MS - now;
+        if (left <= 0)
+            local_slot_retire(la, s);
+        else if (next < 0 || left < next)
+            next = left;
+    }
+    return (int)next;
 }
 
 bool local_agents_reaped(struct local_agents *la, pid_t pid, int wstatus)
 {
     for (size_t i = 0; i < la->n; i++) {
-        if (la->pids[i] != pid)
+        struct local_slot *s = &la->slots[i];
+        if (s->pid != pid)
             continue;
-        la->pids[i] = la->pids[--la->n];
+        if (s->ctl >= 0) {
+            epoll_ctl(la->ep, EPOLL_CTL_DEL, s->ctl, NULL);
+            close(s->ctl);
+        } else {
+            la->retiring--;
+        }
+        *s = la->slots[--la->n];
         if (WIFSIGNALED(wstatus))
             log_info("local delivery agent %ld killed by signal %d", (long)pid, WTERMSIG(wstatus));
         else if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) != 0)
             log_info("local delivery agent %ld could not reply (status %d)", (long)pid,
                      WEXITSTATUS(wstatus));
+        local_dispatch(la);
         return true;
     }
     return false;

@@ -4,18 +4,26 @@
  *
  * The parent receives a struct local_request with the message's df and a reply socket from
  * the engine, checks it (local_agent_check: pure but for the user and group lookups, so a
- * forged request is refused before anything runs), and forks an agent that becomes the
- * recipient (never uid 0: uid-0 recipients and alias targets run as mailers.default_user),
- * reads the user's .forward as that user with sendmail's safety rules, delivers with the
- * delivery/mailbox.h or delivery/pipe.h mailers and writes exactly one struct local_reply.
- * A refused request is answered by the parent itself. The parent never waits for an agent:
- * it reaps them when SIGCHLD says so (local_agents_reaped) and refuses more than
- * mailers.max_agents at once with 4.3.2.
+ * forged request is refused before anything runs) and hands it to an agent: a child that
+ * has become the recipient (never uid 0: uid-0 recipients and alias targets run as
+ * mailers.default_user), reads the user's .forward as that user with sendmail's safety
+ * rules, delivers with the delivery/mailbox.h or delivery/pipe.h mailers and writes exactly
+ * one struct local_reply per request. A refused request is answered by the parent itself.
+ *
+ * Agents are reused, as Postfix's local(8) is: one that has become a user (uid, gid,
+ * groups) takes that user's next requests over its own socketpair (the df and the reply
+ * socket passed along), and ends after a few idle seconds, a hundred deliveries or a
+ * reload. At most mailers.max_agents live at once and two are busy for one user; the
+ * requests beyond wait in the parent, in order, and start as agents free up (an idle agent
+ * of another user makes room). An agent that dies mid-request leaves the engine an end of
+ * file on the reply socket (4.3.0). The parent never waits for an agent: it reaps them when
+ * SIGCHLD says so (local_agents_reaped) and learns that one is free from local_agents_fd.
  *
  * Started as another user than root, the parent cannot change identity: only deliveries
  * that run as its own user are possible, the others are deferred (4.3.0) with a log line.
  *
- * Owns: struct local_agents (the running agents' pids). The configuration is the caller's
+ * Owns: struct local_agents (the agents, their sockets, the waiting requests and their
+ * descriptors). The configuration is the caller's
  * and must outlive each call. Not thread-safe (the parent has one thread).
  */
 #ifndef RINGMAIL_CORE_LOCAL_AGENT_H
@@ -47,8 +55,7 @@ struct local_agent_ctx {
     const struct config *cfg;
     local_agent_getpw_fn getpw;
     void *getpw_arg;
-    uid_t self;       /* the parent's uid: 0 may become anyone, any other only itself */
-    unsigned running; /* agents running now */
+    uid_t self; /* the parent's uid: 0 may become anyone, any other only itself */
 };
 
 enum local_agent_mailer {
@@ -85,7 +92,7 @@ struct local_agent_plan {
  * PROGRAM/FILE not in cfg->map.aliases (5.7.1); a program outside mailers.smrsh_dir
  * (5.7.1, smrsh's words); a relative FILE; a .forward PROGRAM/FILE of a user whose shell is
  * not in /etc/shells (5.7.1, sendmail's "unsafe shell"); an identity of uid 0 (4.3.0);
- * another user than itself when the parent is not root (4.3.0); too many agents (4.3.2). */
+ * another user than itself when the parent is not root (4.3.0). */
 int local_agent_check(const struct local_agent_ctx *ctx, const struct local_request *rq,
                       struct local_agent_plan *plan, struct local_reply *refusal);
 
@@ -103,13 +110,26 @@ int local_agent_read_forward(const struct config *cfg, const struct local_agent_
                              const struct local_request *rq, char *text, size_t size);
 
 struct local_agents;
-/* `log_targets`: where an agent's lines go (util/log.h), as the parent's. */
+/* `log_targets`: where an agent's lines go (util/log.h), as the parent's. NULL when out of
+ * memory or descriptors. */
 struct local_agents *local_agents_new(unsigned log_targets);
 void local_agents_free(struct local_agents *la);
+/* The configuration for the requests from now on (the caller's, kept until the next call):
+ * idle agents of the previous one end, busy ones after their request. Before any serve. */
+void local_agents_configure(struct local_agents *la, const struct config *cfg);
+/* Agent processes not reaped yet. */
 unsigned local_agents_running(const struct local_agents *la);
-/* One message from the engine's local-delivery socket (non-blocking): checks it, forks an
- * agent or answers the refusal. 0, or -1 when the engine has closed the socket. */
-int local_agents_serve(struct local_agents *la, int sock, const struct config *cfg);
+/* Readable when an agent is free again or gone: then call local_agents_events. */
+int local_agents_fd(const struct local_agents *la);
+void local_agents_events(struct local_agents *la);
+/* False while too many requests wait: do not read the engine's socket then. */
+bool local_agents_accepting(const struct local_agents *la);
+/* Messages from the engine's local-delivery socket (non-blocking): each checked, then
+ * queued for an agent or answered with its refusal. 0, or -1 when the engine has closed
+ * the socket. */
+int local_agents_serve(struct local_agents *la, int sock);
+/* Ends the agents idle for too long: the milliseconds until the next one is due, or -1. */
+int local_agents_tick(struct local_agents *la);
 /* A child has ended: true when it was an agent (then forgotten; a failure logged). */
 bool local_agents_reaped(struct local_agents *la, pid_t pid, int wstatus);
 

@@ -183,6 +183,7 @@ static void parent_reload(struct parent *p)
     } else {
         log_set_ident(cfg->log_ident);
         close(fd);
+        local_agents_configure(p->agents, cfg);
         config_free(p->cfg);
         p->cfg = cfg;
         parent_watch_set(p);
@@ -265,9 +266,14 @@ static int parent_reap(struct parent *p, int *engine_status)
 static int parent_loop(struct parent *p)
 {
     for (;;) {
-        struct pollfd fds[3] = {
-            {p->sigfd, POLLIN, 0}, {p->sock, POLLIN, 0}, {p->local_sock, POLLIN, 0}};
-        if (poll(fds, 3, PARENT_WATCH_MS) < 0) {
+        int idle_ms = local_agents_tick(p->agents);
+        struct pollfd fds[4] = {
+            {p->sigfd, POLLIN, 0},
+            {p->sock, POLLIN, 0},
+            {p->local_sock, local_agents_accepting(p->agents) ? POLLIN : 0, 0},
+            {local_agents_fd(p->agents), POLLIN, 0}};
+        if (poll(fds, 4, idle_ms >= 0 && idle_ms < PARENT_WATCH_MS ? idle_ms + 1 : PARENT_WATCH_MS) <
+            0) {
             if (errno == EINTR)
                 continue;
             log_error("poll: %s", strerror(errno));
@@ -275,7 +281,9 @@ static int parent_loop(struct parent *p)
         }
         if (fds[1].revents)
             parent_engine_message(p);
-        if (fds[2].revents && local_agents_serve(p->agents, p->local_sock, p->cfg) < 0) {
+        if (fds[3].revents)
+            local_agents_events(p->agents);
+        if (fds[2].revents && local_agents_serve(p->agents, p->local_sock) < 0) {
             close(p->local_sock); /* the engine is ending; SIGCHLD tells how */
             p->local_sock = -1;
         }
@@ -467,6 +475,8 @@ static void parent_release(struct parent *p, struct daemon_start *st)
     config_free(p->cfg);
     p->cfg = st->cfg;
     st->cfg = NULL;
+    if (p->cfg && p->agents)
+        local_agents_configure(p->agents, p->cfg);
     parent_watch_set(p);
     fileset_free(st->files);
     st->files = NULL;
