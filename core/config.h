@@ -121,7 +121,7 @@ struct config_local {
     size_t n_forward_path;
     char *luser_relay;   /* LUSER_RELAY: unknown local users go there; NULL = 5.1.1 */
     uint32_t timeout_ms; /* a local mailer's time limit */
-    unsigned max_agents; /* local deliveries at once (the parent refuses more) */
+    unsigned max_agents; /* local delivery agents at once (more requests wait) */
 };
 
 /* Masquerading and the genericstable (the `masquerade` section, maps.genericstable): how

@@ -726,8 +726,7 @@ static _Noreturn void local_agent_run(const struct config *cfg,
         close(fds[1]); /* the engine's end of file if the reply did not go */
         alarm(0);
         const char free_again = 1;
-        if (sent != (ssize_t)sizeof(r) || !ok ||
-            send(ctl, &free_again, 1, MSG_NOSIGNAL) != 1)
+        if (sent != (ssize_t)sizeof(r) || !ok || send(ctl, &free_again, 1, MSG_NOSIGNAL) != 1)
             _exit(sent == (ssize_t)sizeof(r) ? 0 : 1);
     }
 }
@@ -736,7 +735,7 @@ static _Noreturn void local_agent_run(const struct config *cfg,
  * max_idle and max_use): what a mailer might leak stays bounded, and a user's agent does
  * not outlive a burst by much. */
 #define LOCAL_AGENT_IDLE_MS 5000
-#define LOCAL_AGENT_USES 100
+#define LOCAL_AGENT_USES    100
 /* Agents busy for one identity at once (Postfix's local_destination_concurrency_limit):
  * the others for that user wait in the parent. */
 #define LOCAL_AGENT_PER_USER 2
@@ -976,8 +975,7 @@ static void local_agents_take(struct local_agents *la, const struct local_reques
     }
     w->job.rq = *rq;
     static struct local_reply refusal;
-    struct local_agent_ctx ctx = {
-        .cfg = la->cfg, .getpw = local_agent_getpwnam, .self = getuid()};
+    struct local_agent_ctx ctx = {.cfg = la->cfg, .getpw = local_agent_getpwnam, .self = getuid()};
     if (local_agent_check(&ctx, &w->job.rq, &w->job.plan, &refusal) < 0) {
         w->job.rq.recipient[sizeof(w->job.rq.recipient) - 1] = '\0';
         log_info("%s: to=<%s>, local delivery refused: %s %s", rq->qid, w->job.rq.recipient,

@@ -758,18 +758,12 @@ static void test_agent_delivers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mailbox_plans),
-        cmocka_unit_test(test_forged_mailbox),
-        cmocka_unit_test(test_forged_fields),
-        cmocka_unit_test(test_alias_targets),
-        cmocka_unit_test(test_never_root),
-        cmocka_unit_test(test_smrsh),
-        cmocka_unit_test(test_unprivileged),
-        cmocka_unit_test(test_forward_names),
-        cmocka_unit_test(test_read_forward),
-        cmocka_unit_test(test_privsep_payload),
-        cmocka_unit_test(test_serve_refusal),
-        cmocka_unit_test(test_agent_delivers),
+        cmocka_unit_test(test_mailbox_plans), cmocka_unit_test(test_forged_mailbox),
+        cmocka_unit_test(test_forged_fields), cmocka_unit_test(test_alias_targets),
+        cmocka_unit_test(test_never_root),    cmocka_unit_test(test_smrsh),
+        cmocka_unit_test(test_unprivileged),  cmocka_unit_test(test_forward_names),
+        cmocka_unit_test(test_read_forward),  cmocka_unit_test(test_privsep_payload),
+        cmocka_unit_test(test_serve_refusal), cmocka_unit_test(test_agent_delivers),
     };
     return cmocka_run_group_tests(tests, test_setup, test_teardown);
 }
