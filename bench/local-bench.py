@@ -5,8 +5,9 @@ the users' Maildirs, ringmaild and a private Postfix side by side, on loopback.
 Two modes (--modes):
 
   maildir  the MTA writes ~/Maildir/ itself, as each user: ringmaild with
-           mailers.mailbox "Maildir/" (its privileged parent forks one agent per delivery,
-           which becomes the user and writes tmp/, fsync, link into new/, fsync of new/);
+           mailers.mailbox "Maildir/" (its privileged parent hands each delivery to an
+           agent that has become the user, reused for that user's next ones, which writes
+           tmp/, fsync, link into new/, fsync of new/);
            Postfix's local(8) with home_mailbox = Maildir/ (fsync of the file, no fsync of
            the directory).
   lmtp     the MTA hands every mailbox delivery to one private Dovecot LMTP server on a unix
@@ -29,15 +30,14 @@ CPU 1. The Maildirs are removed between runs (outside the timing). Runs alternat
 (ringmail, Postfix, ringmail, ...); medians of --repeats runs.
 
 Each MTA keeps its defaults for local delivery unless told: ringmail mailers.max_agents 20
-(deliveries at once; --max-agents N sets it, and today it must be raised: the parent defers
-what is over the limit with 4.3.2 until the next retry, 5 minutes later, and the run then
-ends at --drain-timeout with messages missing), delivery.destination_concurrency 20 for the
-LMTP server (--ringmail-yaml adds any other setting); Postfix
+(agents at once, at most 2 busy per user; the deliveries beyond wait in the parent;
+--max-agents N sets it), delivery.destination_concurrency 20 for the LMTP server
+(--ringmail-yaml adds any other setting); Postfix
 local_destination_concurrency_limit 2 per user, default_process_limit 100, lmtp's
 default_destination_concurrency_limit 20. Every run counts the deferrals in each MTA's log.
 
   bench/local-bench.py                                   both MTAs, both modes
-  bench/local-bench.py --daemon build-x/ringmaild --messages 2000 --repeats 3 --max-agents 1000
+  bench/local-bench.py --daemon build-x/ringmaild --modes maildir --messages 2000 --repeats 3
 
 The spools, queues, homes and Dovecot live in a temporary directory under $WORK_DIR
 (default /var/tmp: it must be on a disk, not a tmpfs), removed at the end.
