@@ -807,6 +807,11 @@ void local_agents_free(struct local_agents *la)
     for (size_t i = 0; i < la->n; i++)
         if (la->slots[i].ctl >= 0)
             close(la->slots[i].ctl);
+    /* The idle ones end at once on their end of file: gone when the daemon is (a user may
+     * be removed right after), where a busy one finishes its delivery first. */
+    for (size_t i = 0; i < la->n; i++)
+        while (!la->slots[i].busy && waitpid(la->slots[i].pid, NULL, 0) < 0 && errno == EINTR)
+            ;
     while (la->head) {
         struct local_waiting *w = la->head;
         la->head = w->next;

@@ -113,6 +113,8 @@ struct local_agents;
 /* `log_targets`: where an agent's lines go (util/log.h), as the parent's. NULL when out of
  * memory or descriptors. */
 struct local_agents *local_agents_new(unsigned log_targets);
+/* Lets every agent go, and waits until the idle ones have ended (the busy ones end after
+ * their request, unwaited). */
 void local_agents_free(struct local_agents *la);
 /* The configuration for the requests from now on (the caller's, kept until the next call):
  * idle agents of the previous one end, busy ones after their request. Before any serve. */

@@ -267,10 +267,12 @@ static int parent_loop(struct parent *p)
 {
     for (;;) {
         int idle_ms = local_agents_tick(p->agents);
-        struct pollfd fds[4] = {{p->sigfd, POLLIN, 0},
-                                {p->sock, POLLIN, 0},
-                                {p->local_sock, local_agents_accepting(p->agents) ? POLLIN : 0, 0},
-                                {local_agents_fd(p->agents), POLLIN, 0}};
+        struct pollfd fds[4] = {
+            {p->sigfd, POLLIN, 0},
+            {p->sock, POLLIN, 0},
+            /* not even its hang-up while too many wait: serve would read nothing */
+            {local_agents_accepting(p->agents) ? p->local_sock : -1, POLLIN, 0},
+            {local_agents_fd(p->agents), POLLIN, 0}};
         if (poll(fds, 4,
                  idle_ms >= 0 && idle_ms < PARENT_WATCH_MS ? idle_ms + 1 : PARENT_WATCH_MS) < 0) {
             if (errno == EINTR)

@@ -18,6 +18,7 @@ class TestUsers:
 
     def __init__(self, test: unittest.TestCase, base: Path):
         self.base = base
+        self.test = test
         self.names: list[str] = []
         test.addCleanup(self.remove)
 
@@ -33,6 +34,10 @@ class TestUsers:
         return pw
 
     def remove(self) -> None:
+        # The daemons first (their own cleanup comes later): an idle local delivery agent
+        # runs as its user until the daemon lets it go, and userdel refuses a user in use.
+        for d in getattr(self.test, "_daemons", []):
+            d.stop()
         for name in self.names:
             subprocess.run(["userdel", name], capture_output=True)
         self.names = []
