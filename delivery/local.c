@@ -1,7 +1,9 @@
 #include "delivery/local.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <liburing.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +27,14 @@ struct local_job {
     struct local_reply reply;
     local_done_fn done;
     void *arg;
-    enum { LOCAL_JOB_WAITING, LOCAL_JOB_TIMED_OUT, LOCAL_JOB_STOPPED } why;
+    enum { LOCAL_JOB_WAITING, LOCAL_JOB_TIMED_OUT, LOCAL_JOB_STOPPED, LOCAL_JOB_UNSENT } why;
+    int send_err; /* LOCAL_JOB_UNSENT: the send's -errno */
+    /* Not sent yet (the parent's socket was full): the request and its two descriptors
+     * (the message's, the reply socket's other end), in lw's unsent queue. */
+    bool unsent;
+    struct local_job *next_unsent;
+    struct local_request rq;
+    int msg_fd, peer_fd;
 };
 
 struct local_worker {
@@ -33,6 +42,10 @@ struct local_worker {
     int sock;
     bool stopped;
     struct local_job *jobs;
+    /* Requests the parent's socket had no room for, in order; sent when it has. */
+    struct local_job *unsent, **unsent_tail;
+    struct engine_op writable;
+    bool polling;
 };
 
 struct local_worker *local_worker_new(struct engine_worker *w, int sock)
@@ -41,8 +54,25 @@ struct local_worker *local_worker_new(struct engine_worker *w, int sock)
     if (lw) {
         lw->w = w;
         lw->sock = sock;
+        lw->unsent_tail = &lw->unsent;
     }
     return lw;
+}
+
+static void local_job_forget_unsent(struct local_job *j)
+{
+    if (!j->unsent)
+        return;
+    struct local_worker *lw = j->lw;
+    struct local_job **pj = &lw->unsent;
+    while (*pj != j)
+        pj = &(*pj)->next_unsent;
+    *pj = j->next_unsent;
+    if (lw->unsent_tail == &j->next_unsent)
+        lw->unsent_tail = pj;
+    close(j->msg_fd);
+    close(j->peer_fd);
+    j->unsent = false;
 }
 
 static void local_job_unlink(struct local_job *j)
@@ -73,9 +103,13 @@ static void local_job_complete(struct engine_op *op, int res)
     struct local_job *j = (struct local_job *)((char *)op - offsetof(struct local_job, op));
     engine_timer_disarm(j->lw->w, &j->timer);
     local_job_unlink(j);
+    local_job_forget_unsent(j);
     close(j->fd);
     bool answered = res == (int)sizeof(j->reply) && local_reply_valid(&j->reply);
-    if (!answered && j->why == LOCAL_JOB_STOPPED) {
+    if (!answered && j->why == LOCAL_JOB_UNSENT) {
+        local_reply_set(&j->reply, LOCAL_DEFERRED, "4.3.0", NULL, "local delivery request: %s",
+                        strerror(-j->send_err));
+    } else if (!answered && j->why == LOCAL_JOB_STOPPED) {
         local_reply_set(&j->reply, LOCAL_DEFERRED, "4.3.2", NULL, "shutting down");
     } else if (!answered && j->why == LOCAL_JOB_TIMED_OUT) {
         local_reply_set(&j->reply, LOCAL_DEFERRED, "4.4.1", NULL,
@@ -123,6 +157,59 @@ static int local_send(int sock, const struct local_request *rq, int msg_fd, int 
     return 0;
 }
 
+static void local_writable(struct engine_op *op, int res);
+
+static void local_poll_writable(struct local_worker *lw)
+{
+    if (lw->polling)
+        return;
+    lw->polling = true;
+    lw->writable.complete = local_writable;
+    io_uring_prep_poll_add(engine_sqe(lw->w, &lw->writable), lw->sock, POLLOUT);
+}
+
+/* The parent's socket has room again: the waiting requests go, in order, as far as it
+ * takes them. One the socket refuses otherwise ends deferred. */
+static void local_writable(struct engine_op *op, int res)
+{
+    struct local_worker *lw =
+        (struct local_worker *)((char *)op - offsetof(struct local_worker, writable));
+    (void)res; /* an error shows in the sends below */
+    lw->polling = false;
+    while (lw->unsent) {
+        struct local_job *j = lw->unsent;
+        int rc = local_send(lw->sock, &j->rq, j->msg_fd, j->peer_fd);
+        if (rc == -EAGAIN) {
+            local_poll_writable(lw);
+            return;
+        }
+        local_job_forget_unsent(j);
+        if (rc < 0) {
+            j->why = LOCAL_JOB_UNSENT;
+            j->send_err = rc;
+            shutdown(j->fd, SHUT_RDWR); /* the recv ends with 0 */
+        }
+    }
+}
+
+/* Keeps the request until the parent's socket has room (the parent never refuses for
+ * being busy: neither does the engine). 0, or -errno. */
+static int local_keep_unsent(struct local_worker *lw, struct local_job *j,
+                             const struct local_request *rq, int msg_fd, int peer_fd)
+{
+    j->msg_fd = fcntl(msg_fd, F_DUPFD_CLOEXEC, 0);
+    if (j->msg_fd < 0)
+        return -errno;
+    j->rq = *rq;
+    j->peer_fd = peer_fd;
+    j->unsent = true;
+    j->lw = lw;
+    *lw->unsent_tail = j;
+    lw->unsent_tail = &j->next_unsent;
+    local_poll_writable(lw);
+    return 0;
+}
+
 int local_deliver(struct local_worker *lw, const struct local_request *rq, int msg_fd,
                   uint32_t timeout_ms, local_done_fn done, void *arg)
 {
@@ -134,8 +221,11 @@ int local_deliver(struct local_worker *lw, const struct local_request *rq, int m
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
     struct local_job *j = calloc(1, sizeof(*j));
-    int rc = j ? local_send(lw->sock, rq, msg_fd, sv[1]) : -ENOMEM;
-    close(sv[1]); /* the agent holds the only other copy: its exit is our end of file */
+    int rc = !j ? -ENOMEM : lw->unsent ? -EAGAIN : local_send(lw->sock, rq, msg_fd, sv[1]);
+    if (rc == -EAGAIN && (rc = local_keep_unsent(lw, j, rq, msg_fd, sv[1])) == 0)
+        sv[1] = -1; /* the job's until sent */
+    if (sv[1] >= 0)
+        close(sv[1]); /* the agent holds the only other copy: its exit is our end of file */
     if (rc < 0) {
         close(sv[0]);
         free(j);
@@ -172,6 +262,7 @@ void local_worker_free(struct local_worker *lw)
     while (lw->jobs) {
         struct local_job *j = lw->jobs;
         lw->jobs = j->next;
+        local_job_forget_unsent(j);
         close(j->fd);
         free(j);
     }

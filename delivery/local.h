@@ -4,7 +4,8 @@
  *
  * local_deliver() makes a socketpair for the reply, sends the request with the message's
  * descriptor and the reply socket's other end on the local-delivery socket (without
- * waiting: a parent that is behind refuses with -EAGAIN and the caller defers), and reads
+ * waiting: when the socket is full, the request waits in the worker, with a copy of the
+ * descriptor, and goes in order once the parent has read the earlier ones), and reads
  * the one reply with an io_uring recv. `done` then runs exactly once, from the loop (never
  * from inside local_deliver): with the agent's reply; or with a deferral when the agent
  * ended without one (4.3.0 "local delivery agent died"), when no reply came within the time
@@ -36,8 +37,8 @@ void local_worker_stop(struct local_worker *lw);
 /* After the worker's loop has ended: frees what is left, calling nothing. */
 void local_worker_free(struct local_worker *lw);
 
-/* 0 (done follows), or -errno with nothing called: -EAGAIN (the parent is behind),
- * -ENOTCONN (no parent), -ECANCELED (stopped), -ENOMEM, or a send's error. */
+/* 0 (done follows), or -errno with nothing called: -ENOTCONN (no parent), -ECANCELED
+ * (stopped), -ENOMEM, or a send's error. */
 int local_deliver(struct local_worker *lw, const struct local_request *rq, int msg_fd,
                   uint32_t timeout_ms, local_done_fn done, void *arg);
 

@@ -237,10 +237,8 @@ static void qmgr_local_request(struct qmgr_local_rcpt *lr, const struct qmgr_loc
     free(op);
     char text[200];
     snprintf(text, sizeof(text), "%s",
-             rc == -EAGAIN     ? "local delivery busy"
-             : rc == -ENOTCONN ? "local delivery is not available"
-                               : strerror(-rc));
-    qmgr_local_note(lr, LOCAL_DEFERRED, rc == -EAGAIN ? "4.3.2" : "4.3.0", text, NULL);
+             rc == -ENOTCONN ? "local delivery is not available" : strerror(-rc));
+    qmgr_local_note(lr, LOCAL_DEFERRED, "4.3.0", text, NULL);
 }
 
 /* --- forwarding: a new message for what leaves this recipient --- */

@@ -1,8 +1,9 @@
 """The parent's local delivery agents (docs/local-delivery.md, "Agents"), end to end with the
 daemon as root and users made for the test: an agent that has become a user serves that
 user's next deliveries too; deliveries past mailers.max_agents wait for an agent instead of
-being deferred; an agent killed in the middle of a delivery leaves the recipient deferred
-(4.3.0), and the retry delivers it."""
+being deferred, in the parent or, past what its socket holds, in the engine; an agent killed
+in the middle of a delivery leaves the recipient deferred (4.3.0), and the retry delivers
+it."""
 
 import os
 import re
@@ -56,6 +57,21 @@ class LocalAgents(LocalCase):
             self.assertEqual(len(self.wait_mbox(d, u, n=20, timeout=30)), 20, u)
         log = d.log(since_start=True)
         self.assertNotRegex(log, r"4\.3\.2|stat=Deferred|too many local deliveries")
+
+    def test_burst_past_the_parents_socket(self):
+        """Four messages of 99 local recipients each at once: more requests than the
+        socket to the parent holds wait in the engine, none is deferred."""
+        d = self.local_daemon(mailers={"max_agents": 2})
+        rcpts = [f"{u}+{i}@{HOSTNAME}" for u in self.USERS for i in range(33)]
+        threads = [threading.Thread(target=self.send, args=(d, SENDER, rcpts),
+                                    kwargs={"subject": f"b{i}"}) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for u in self.USERS:
+            self.assertEqual(len(self.wait_mbox(d, u, n=4 * 33, timeout=60)), 4 * 33, u)
+        self.assertNotRegex(d.log(since_start=True), r"4\.3\.2|stat=Deferred|busy")
 
     def test_agent_killed_mid_delivery(self):
         """kill -9 of the agent while its program runs: the recipient is deferred 4.3.0
