@@ -29,6 +29,15 @@ AGENT_PID = ('p=$PPID\n'
 class LocalAgents(LocalCase):
     USERS = (ALICE, BOB, CAROL)
 
+    def send_at_once(self, d, rcpts, n):
+        """`n` messages to `rcpts`, each over a session of its own, all at the same time."""
+        threads = [threading.Thread(target=self.send, args=(d, SENDER, rcpts),
+                                    kwargs={"subject": f"m{i}"}) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
     def test_agent_reused_for_its_user(self):
         """Two deliveries to one alias program, one after the other: both run by the same
         agent process (it stays for its user's next request)."""
@@ -46,13 +55,7 @@ class LocalAgents(LocalCase):
         """mailers.max_agents 2 and 20 messages to three users at once: every message
         lands promptly, nothing is deferred (the parent holds the rest back)."""
         d = self.local_daemon(mailers={"max_agents": 2})
-        rcpts = [f"{u}@{HOSTNAME}" for u in self.USERS]
-        threads = [threading.Thread(target=self.send, args=(d, SENDER, rcpts),
-                                    kwargs={"subject": f"m{i}"}) for i in range(20)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        self.send_at_once(d, [f"{u}@{HOSTNAME}" for u in self.USERS], 20)
         for u in self.USERS:
             self.assertEqual(len(self.wait_mbox(d, u, n=20, timeout=30)), 20, u)
         log = d.log(since_start=True)
@@ -62,13 +65,7 @@ class LocalAgents(LocalCase):
         """Four messages of 99 local recipients each at once: more requests than the
         socket to the parent holds wait in the engine, none is deferred."""
         d = self.local_daemon(mailers={"max_agents": 2})
-        rcpts = [f"{u}+{i}@{HOSTNAME}" for u in self.USERS for i in range(33)]
-        threads = [threading.Thread(target=self.send, args=(d, SENDER, rcpts),
-                                    kwargs={"subject": f"b{i}"}) for i in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        self.send_at_once(d, [f"{u}+{i}@{HOSTNAME}" for u in self.USERS for i in range(33)], 4)
         for u in self.USERS:
             self.assertEqual(len(self.wait_mbox(d, u, n=4 * 33, timeout=60)), 4 * 33, u)
         self.assertNotRegex(d.log(since_start=True), r"4\.3\.2|stat=Deferred|busy")
