@@ -265,19 +265,37 @@ static void qmgr_trace_rcpt(struct qmgr_msg *m, size_t i, enum qmgr_log_stat sta
 
 /* --- the outcome, durably --- */
 
-static void qmgr_removed(void *arg, int err)
-{
-    struct qmgr_msg *m = arg;
-    (void)err; /* logged by the spool; the next start finds the message done and ends it */
-    qmgr_end(m);
-}
-
 static bool qmgr_any_pending(const struct qmgr_msg *m)
 {
     for (size_t i = 0; i < m->env.n_rcpts; i++)
         if (envelope_rcpt_open(m->env.rcpts[i].state))
             return true;
     return false;
+}
+
+static void qmgr_updated(void *arg, int err);
+
+static void qmgr_removed(void *arg, int err)
+{
+    struct qmgr_msg *m = arg;
+    if (err == 0 || m->stopped) {
+        qmgr_end(m);
+        return;
+    }
+    /* Logged by the spool. The qf may still be there with the states it was loaded with:
+     * every recipient's final state goes into it, and its next attempt removes it. */
+    size_t *all = calloc(m->env.n_rcpts ? m->env.n_rcpts : 1, sizeof(*all));
+    int rc = -ENOMEM;
+    if (all) {
+        for (size_t i = 0; i < m->env.n_rcpts; i++)
+            all[i] = i;
+        rc = spool_update(m->q->sw, &m->env, all, m->env.n_rcpts, qmgr_updated, m);
+        free(all);
+    }
+    if (rc < 0) {
+        log_error("%s: cannot record the delivery status: %s", m->qid, strerror(-rc));
+        qmgr_updated(m, rc);
+    }
 }
 
 static void qmgr_updated(void *arg, int err)
@@ -293,13 +311,6 @@ static void qmgr_updated(void *arg, int err)
          * go again later. */
         queue_index_push(q->idx, m->qid, (int64_t)time(NULL) + QMGR_RETRY_SOON_S);
         qmgr_end(m);
-        return;
-    }
-    if (!qmgr_any_pending(m)) {
-        if (spool_remove(q->sw, m->qid, qmgr_removed, m) < 0) {
-            log_error("%s: cannot remove the delivered message: out of memory", m->qid);
-            qmgr_removed(m, -ENOMEM);
-        }
         return;
     }
     queue_index_push(q->idx, m->qid, m->env.next_attempt);
@@ -349,10 +360,13 @@ static void qmgr_record(struct qmgr_msg *m)
         if (er->state != was)
             changed[n++] = i;
     }
-    if (m->attempted || m->n_groups == 0)
+    bool counted = m->attempted || m->n_groups == 0;
+    if (counted)
         m->env.attempts++;
     m->env.next_attempt = queue_next_attempt(m->env.created, now, m->env.attempts, &m->s->retry);
-    if (m->retry_at && m->retry_at < m->env.next_attempt)
+    /* An attempt that was not one (every next hop throttled) counts no backoff: the
+     * throttle says when, else a message never tried would be due again at once. */
+    if (m->retry_at && (!counted || m->retry_at < m->env.next_attempt))
         m->env.next_attempt = m->retry_at;
     if (m->reason[0]) {
         char *reason = strdup(m->reason);
@@ -363,7 +377,20 @@ static void qmgr_record(struct qmgr_msg *m)
     }
     qmgr_apply_admin(m, now);
     m->recording = true;
-    int rc = spool_update(m->q->sw, &m->env, changed, n, qmgr_updated, m);
+    int rc;
+    if (!qmgr_any_pending(m)) {
+        /* Nothing left to deliver: the states need not be written first. The removal is
+         * made durable (a directory fsync, shared with the other messages removed at the
+         * same time) before it counts, so a delivered message never comes back. */
+        rc = spool_delete(m->q->sw, m->qid, qmgr_removed, m);
+    } else if (!counted && n == 0 && !m->reason[0]) {
+        /* Only throttled: the qf would say what it says already (its schedule matters
+         * only after a crash, which tries everything at once anyway). */
+        rc = 0;
+        qmgr_updated(m, 0);
+    } else {
+        rc = spool_update(m->q->sw, &m->env, changed, n, qmgr_updated, m);
+    }
     free(changed);
     if (rc < 0) {
         log_error("%s: cannot record the delivery status: %s", m->qid, strerror(-rc));
@@ -576,15 +603,90 @@ static void qmgr_attempt_done(struct qmgr_msg *m)
 
 /* --- routing and the next hops --- */
 
-/* One next hop fewer to wait for. */
-void qmgr_group_release(struct qmgr_msg *m)
+static void qmgr_groups_over(struct qmgr_msg *m)
 {
-    if (--m->groups_open > 0)
-        return;
     if (m->stopped)
         qmgr_end(m);
     else
         qmgr_attempt_done(m);
+}
+
+static void qmgr_save(struct qmgr_msg *m);
+
+static void qmgr_saved(void *arg, int err)
+{
+    struct qmgr_msg *m = arg;
+    (void)err; /* logged by the spool; the attempt's own record writes these states again */
+    m->saving = false;
+    if (m->save_waits) {
+        m->save_waits = false;
+        qmgr_groups_over(m);
+        return;
+    }
+    qmgr_save(m);
+}
+
+/* Whether the recipient's outcome can be in the qf before its notice is committed: a
+ * crash must not lose a notice that is owed. */
+static bool qmgr_savable(const struct qmgr_msg *m, size_t i)
+{
+    const struct qmgr_rcpt *r = &m->r[i];
+    char action = qmgr_action(r);
+    if (r->saved || (r->outcome != QMGR_DELIVERED && r->outcome != QMGR_FAILED) ||
+        !envelope_rcpt_open(m->env.rcpts[i].state))
+        return false;
+    return (action != 'f' && action != 'r') || !bounce_notify_wants(m->env.rcpts[i].notify, action);
+}
+
+/* A next hop or local delivery finished while others of the attempt still run: its
+ * delivered (and failed) recipients are made durable now, so that a crash before the
+ * attempt's end does not send them again. One write at a time per message; outcomes that
+ * come meanwhile go with the next. The attempt's own record writes them again (one fsync
+ * it pays anyway), so a save that failed costs nothing but the guarantee's head start. */
+static void qmgr_save(struct qmgr_msg *m)
+{
+    if (m->saving || m->stopped || m->admin == QMGR_ADMIN_DELETE)
+        return;
+    size_t n = 0;
+    for (size_t i = 0; i < m->env.n_rcpts; i++)
+        n += qmgr_savable(m, i);
+    if (n == 0)
+        return;
+    size_t *idx = calloc(n, sizeof(*idx));
+    char *states = calloc(n, 1);
+    int rc = -ENOMEM;
+    if (idx && states) {
+        n = 0;
+        for (size_t i = 0; i < m->env.n_rcpts; i++) {
+            if (!qmgr_savable(m, i))
+                continue;
+            m->r[i].saved = true;
+            idx[n] = i;
+            states[n++] =
+                (char)(m->r[i].outcome == QMGR_DELIVERED ? ENV_RCPT_DELIVERED : ENV_RCPT_FAILED);
+        }
+        rc = spool_update_rcpts(m->q->sw, &m->env, idx, states, n, qmgr_saved, m);
+    }
+    free(idx);
+    free(states);
+    if (rc < 0) /* written at the attempt's end */
+        log_error("%s: cannot record the delivery status yet: %s", m->qid, strerror(-rc));
+    else
+        m->saving = true;
+}
+
+/* One next hop fewer to wait for. A message with a single next hop writes nothing here:
+ * its outcome goes with the attempt's record. */
+void qmgr_group_release(struct qmgr_msg *m)
+{
+    if (--m->groups_open > 0) {
+        qmgr_save(m);
+        return;
+    }
+    if (m->saving)
+        m->save_waits = true;
+    else
+        qmgr_groups_over(m);
 }
 
 static void qmgr_group_done(void *arg, const struct outbound_result *res)

@@ -41,6 +41,7 @@ struct qmgr_rcpt {
     char relay_host[256]; /* the DSN's Remote-MTA */
     int in_notice;        /* -1, or the bounce_kind of the notice being made for it */
     bool warned;          /* its delay warning is queued: record W */
+    bool saved;           /* its outcome went to the qf before the attempt's end */
     struct qmgr_local_rcpt *local; /* a local recipient's deliveries (qmgr_local.c), or NULL */
 };
 
@@ -82,6 +83,10 @@ struct qmgr_msg {
     unsigned admin_io;
     enum { QMGR_RESUME_NONE, QMGR_RESUME_DONE, QMGR_RESUME_RECORD, QMGR_RESUME_END } resume;
     bool recording; /* the attempt's own qf update or removal is issued */
+    /* The outcomes of next hops that finished while others run are being written
+     * (qmgr_save); `save_waits`: the last one ended meanwhile and the attempt goes on once
+     * the write is done, so that two writes of the message never overlap. */
+    bool saving, save_waits;
     /* A request that met this message while `recording`: it looks at the message again,
      * as a waiting one, once the attempt has ended. */
     struct qmgr_admin_job *admin_later;
@@ -125,7 +130,8 @@ struct qmgr {
 
 /* A delivery log line of this attempt: to the log, and kept for WATCH. */
 void qmgr_trace(struct qmgr_msg *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* One next hop (or local delivery) of the attempt fewer to wait for. */
+/* One next hop (or local delivery) of the attempt fewer to wait for; the outcomes it set
+ * are written to the qf at once when others are still under way. */
 void qmgr_group_release(struct qmgr_msg *m);
 
 /* qmgr_local.c. Whether recipient i (routed local) is taken care of by local delivery: its

@@ -195,6 +195,14 @@ int spool_load_envelope(struct spool_worker *sw, const char *qid, spool_load_cb 
 int spool_update(struct spool_worker *sw, const struct envelope *e, const size_t *rcpt_idx,
                  size_t n, void (*cb)(void *arg, int err), void *arg);
 
+/* spool_update of the recipients' state bytes alone: states[k] for recipient
+ * rcpt_idx[k] (the envelope's own states are not read). The schedule and the reason are
+ * not touched, so this may run while a queue tool's request rewrites them (other bytes of
+ * the qf). For the recipients one next hop of an attempt finished while others are still
+ * under way. A qf withdrawn meanwhile (spool_withdraw) gives cb(arg, -ENOENT), not logged. */
+int spool_update_rcpts(struct spool_worker *sw, const struct envelope *e, const size_t *rcpt_idx,
+                       const char *states, size_t n, void (*cb)(void *arg, int err), void *arg);
+
 /* Removes the message: unlinks its qf, then its df (a crash in between leaves a df alone,
  * which recovery removes). No directory fsync: after a power cut a removed message may
  * reappear and be delivered again (at least once, never lost). A file already gone is not

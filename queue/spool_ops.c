@@ -305,6 +305,7 @@ struct spool_updater {
     int err;
     const char *err_what;
     bool syncing;
+    bool rcpts_only;  /* spool_update_rcpts */
     unsigned writing; /* writes in flight */
     size_t n_writes;
     struct spool_field_write writes[];
@@ -364,7 +365,9 @@ static void field_written(struct engine_op *op, int res)
 static void update_done(struct engine_op *op, int res)
 {
     struct spool_updater *u = spool_ops_of(op, struct spool_updater, op);
-    if (res < 0) {
+    if (res == -ENOENT && !u->syncing && u->rcpts_only) {
+        u->err = ENOENT; /* withdrawn meanwhile (a DELETE): the caller's to judge, unlogged */
+    } else if (res < 0) {
         update_fail(u, -res, u->syncing ? "fsync" : "open");
     } else if (!u->syncing && !u->err) {
         u->fd = res;
@@ -385,10 +388,9 @@ static void field_set(struct spool_field_write *w, struct spool_updater *u, size
     memcpy(w->data, data, len);
 }
 
-/* The writes of an update; false when the envelope has no offsets (it was not parsed) or
- * an index or a state is out of range. */
-static bool update_plan(struct spool_updater *u, const struct envelope *e, const size_t *idx,
-                        size_t n)
+/* The attempt count, next attempt and reason: one write when adjacent. False when the
+ * envelope has no offsets (it was not parsed). */
+static bool update_plan_schedule(struct spool_updater *u, const struct envelope *e)
 {
     char count[ENVELOPE_COUNT_WIDTH + 1], when[ENVELOPE_TIME_WIDTH + 1];
     char reason[ENVELOPE_REASON_WIDTH];
@@ -427,11 +429,21 @@ static bool update_plan(struct spool_updater *u, const struct envelope *e, const
         run_len += f[i].len;
     }
     field_set(&u->writes[u->n_writes++], u, run_off, run, run_len);
+    return true;
+}
+
+/* The writes of an update; false when the envelope has no offsets (it was not parsed) or
+ * an index or a state is out of range. `states` (or NULL: the envelope's) are written. */
+static bool update_plan(struct spool_updater *u, const struct envelope *e, const size_t *idx,
+                        const char *states, size_t n, bool schedule)
+{
+    if (schedule && !update_plan_schedule(u, e))
+        return false;
     for (size_t i = 0; i < n; i++) {
         if (idx[i] >= e->n_rcpts)
             return false;
         const struct envelope_rcpt *r = &e->rcpts[idx[i]];
-        char state = (char)r->state;
+        char state = states ? states[i] : (char)r->state;
         if (!r->state_offset || !envelope_rcpt_state_valid(state))
             return false;
         field_set(&u->writes[u->n_writes++], u, r->state_offset, &state, 1);
@@ -439,8 +451,9 @@ static bool update_plan(struct spool_updater *u, const struct envelope *e, const
     return true;
 }
 
-int spool_update(struct spool_worker *sw, const struct envelope *e, const size_t *rcpt_idx,
-                 size_t n, void (*cb)(void *arg, int err), void *arg)
+static int update_start(struct spool_worker *sw, const struct envelope *e, const size_t *rcpt_idx,
+                        const char *states, size_t n, bool schedule,
+                        void (*cb)(void *arg, int err), void *arg)
 {
     if (n > (SIZE_MAX - sizeof(struct spool_updater)) / sizeof(struct spool_field_write) - 3)
         return -ENOMEM;
@@ -451,11 +464,12 @@ int spool_update(struct spool_worker *sw, const struct envelope *e, const size_t
     u->cb = cb;
     u->arg = arg;
     u->fd = -1;
+    u->rcpts_only = !schedule;
     if (!op_base_init(&u->b, sw, e->qid)) {
         free(u);
         return -EINVAL;
     }
-    if (!update_plan(u, e, rcpt_idx, n)) {
+    if (!update_plan(u, e, rcpt_idx, states, n, schedule)) {
         /* A caller's mistake, reported like any failure: from a completion. */
         u->err = EINVAL;
         u->err_what = "fields of";
@@ -464,6 +478,18 @@ int spool_update(struct spool_worker *sw, const struct envelope *e, const size_t
     }
     sw->fs->open(sw->ctx, &u->op, u->b.dir->fd, u->b.qpath, SPOOL_FS_WRITE);
     return 0;
+}
+
+int spool_update(struct spool_worker *sw, const struct envelope *e, const size_t *rcpt_idx,
+                 size_t n, void (*cb)(void *arg, int err), void *arg)
+{
+    return update_start(sw, e, rcpt_idx, NULL, n, true, cb, arg);
+}
+
+int spool_update_rcpts(struct spool_worker *sw, const struct envelope *e, const size_t *rcpt_idx,
+                       const char *states, size_t n, void (*cb)(void *arg, int err), void *arg)
+{
+    return update_start(sw, e, rcpt_idx, states, n, false, cb, arg);
 }
 
 /* --- remove --- */
