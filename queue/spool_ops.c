@@ -494,7 +494,7 @@ int spool_update_rcpts(struct spool_worker *sw, const struct envelope *e, const 
 
 /* --- remove --- */
 
-enum remove_step { REMOVE_QF, REMOVE_DF, REMOVE_OPEN_DIR, REMOVE_SYNC_DIR };
+enum remove_step { REMOVE_QF, REMOVE_DF, REMOVE_SYNC_DIR };
 
 struct spool_remover {
     struct spool_op_base b;
@@ -502,77 +502,59 @@ struct spool_remover {
     enum remove_step step;
     bool sync_dir; /* spool_delete, spool_withdraw: the removal is made durable */
     bool keep_df;  /* spool_withdraw: an attempt in flight still reads it */
-    int dir_fd;
-    char dir_path[SPOOL_PATH_LEN + 1];
+    struct spool_dirsync_wait sync;
     void (*cb)(void *arg, int err);
     void *arg;
 };
 
-static const char *remove_what(const struct spool_remover *r)
+static void remove_finish(struct spool_remover *r, int err, const char *what, const char *path)
 {
-    return r->step == REMOVE_QF ? r->b.qpath : r->step == REMOVE_DF ? r->b.dpath : r->dir_path;
+    if (err)
+        op_log_failure(&r->b, "remove", what, path, err);
+    r->cb(r->arg, -err);
+    op_base_fini(&r->b);
+    free(r);
 }
 
-/* The directory fsync of spool_delete: the message's subdirectory, or the spool itself
- * when it is flat. */
+static void remove_dir_synced(struct spool_dirsync_wait *w, int err, const char *what,
+                              const char *path)
+{
+    remove_finish(spool_ops_of(w, struct spool_remover, sync), err, what, path);
+}
+
+/* The directory fsync of spool_delete: the message's subdirectory's (the spool's when it
+ * is flat), in the group commit the commits' renames use, so removals and commits at the
+ * same time share one fsync per subdirectory. */
 static void remove_sync_dir(struct spool_remover *r)
 {
     struct spool_worker *sw = r->b.sw;
-    const char *slash = strrchr(r->b.qpath, '/');
-    if (!slash) {
-        snprintf(r->dir_path, sizeof(r->dir_path), ".");
-        r->step = REMOVE_SYNC_DIR;
-        sw->fs->fsync_dir(sw->ctx, &r->op, r->b.dir->fd);
-        return;
-    }
-    snprintf(r->dir_path, sizeof(r->dir_path), "%.*s", (int)(slash - r->b.qpath), r->b.qpath);
-    r->step = REMOVE_OPEN_DIR;
-    sw->fs->open(sw->ctx, &r->op, r->b.dir->fd, r->dir_path, SPOOL_FS_DIR);
+    r->step = REMOVE_SYNC_DIR;
+    r->sync = (struct spool_dirsync_wait){.dir = r->b.dir,
+                                          .shard = spool_shard_of(r->b.qid, sw->sp->hash_depth),
+                                          .done = remove_dir_synced};
+    spool_dirsync_join(sw, &r->sync);
 }
 
 static void remove_done(struct engine_op *op, int res)
 {
     struct spool_remover *r = spool_ops_of(op, struct spool_remover, op);
     struct spool_worker *sw = r->b.sw;
-    int err = res < 0 && !(res == -ENOENT && r->step <= REMOVE_DF) ? -res : 0;
 
-    if (!err) {
-        switch (r->step) {
-        case REMOVE_QF:
-            if (r->keep_df) {
-                remove_sync_dir(r);
-                return;
-            }
-            /* Never the df while its qf is there: that would be a message without its data. */
-            r->step = REMOVE_DF;
-            sw->fs->unlink(sw->ctx, &r->op, r->b.dir->fd, r->b.dpath);
-            return;
-        case REMOVE_DF:
-            if (r->sync_dir) {
-                remove_sync_dir(r);
-                return;
-            }
-            break;
-        case REMOVE_OPEN_DIR:
-            r->dir_fd = res;
-            r->step = REMOVE_SYNC_DIR;
-            sw->fs->fsync_dir(sw->ctx, &r->op, r->dir_fd);
-            return;
-        case REMOVE_SYNC_DIR:
-            break;
-        }
+    if (res < 0 && res != -ENOENT) {
+        remove_finish(r, -res, "unlink", r->step == REMOVE_QF ? r->b.qpath : r->b.dpath);
+        return;
     }
-    if (r->dir_fd >= 0)
-        sw->fs->close(sw->ctx, r->dir_fd);
-    if (err)
-        op_log_failure(&r->b, "remove",
-                       r->step <= REMOVE_DF         ? "unlink"
-                       : r->step == REMOVE_OPEN_DIR ? "open"
-                                                    : "fsync",
-                       remove_what(r), err);
-    r->cb(r->arg, -err);
-    op_base_fini(&r->b);
-    free(r);
+    if (r->step == REMOVE_QF && !r->keep_df) {
+        /* Never the df while its qf is there: that would be a message without its data. */
+        r->step = REMOVE_DF;
+        sw->fs->unlink(sw->ctx, &r->op, r->b.dir->fd, r->b.dpath);
+        return;
+    }
+    if (r->sync_dir) {
+        remove_sync_dir(r);
+        return;
+    }
+    remove_finish(r, 0, NULL, NULL);
 }
 
 static int remove_start(struct spool_worker *sw, const char *qid, bool sync_dir, bool keep_df,
@@ -583,7 +565,6 @@ static int remove_start(struct spool_worker *sw, const char *qid, bool sync_dir,
         return -ENOMEM;
     r->sync_dir = sync_dir;
     r->keep_df = keep_df;
-    r->dir_fd = -1;
     r->op.complete = remove_done;
     r->cb = cb;
     r->arg = arg;
