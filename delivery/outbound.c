@@ -278,6 +278,17 @@ void outbound_run_finish(struct outbound_run *r)
 static void outbound_run_exhausted(struct outbound_run *r)
 {
     struct outbound_worker *ow = r->ow;
+    if (r->backlog_full && !r->any_session) {
+        /* no attempt either: the server is there, only too busy to take one more client
+         * now (its listen backlog is full); tried again in a moment, no host status */
+        r->result.throttled = true;
+        r->result.retry_at = engine_now_ms(ow->w) + OUTBOUND_BACKLOG_RETRY_MS;
+        outbound_reply_local(&r->last, SMTP_CLIENT_TEMP, "4.4.5", "listen queue of %s is full",
+                             r->result.relay_addr);
+        outbound_run_set_all(r, &r->last);
+        outbound_run_finish(r);
+        return;
+    }
     /* Only addresses that never got as far as EHLO make a host status (sendmail's
      * "host down"); our own shortage of descriptors or memory, or a worker shutting down,
      * says nothing about the destination. */

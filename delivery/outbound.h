@@ -38,7 +38,9 @@
  * (smtp_client's lmtp setting), each recipient getting its own reply to the data. A route
  * with unix_socket connects to that path (no DNS, one target; never STARTTLS: the socket's
  * permissions are its protection); connection refused or a missing socket defers as a
- * refused TCP connect does, and sets the host status the same way. Cached connections are
+ * refused TCP connect does, and sets the host status the same way; a full listen queue
+ * (EAGAIN: the server is busy with other clients) makes the job `throttled`, to be tried
+ * again a second later, without a host status. Cached connections are
  * keyed by route_key ("lmtp:unix:/run/dovecot/lmtp"), so one LMTP session carries message
  * after message.
  *
@@ -130,7 +132,8 @@ struct outbound_result {
                                            "relayed") */
     char tls[512]; /* "version=TLSv1.3, verify=OK, cipher=..., bits=256/256, group=..." or
                       "" for plain text */
-    /* Not attempted: the destination is at its concurrency limit or out of rate tokens.
+    /* Not attempted: the destination is at its concurrency limit or out of rate tokens, or
+     * an LMTP server's socket had its listen queue full.
      * Every recipient is deferred with the reason; this is no delivery attempt (do not
      * count it) and retry_at (engine_now_ms clock) says when to try again. */
     bool throttled;

@@ -20,6 +20,9 @@
 #include "util/engine.h"
 
 #define OUTBOUND_KEY_MAX 300
+/* A unix socket whose listen queue was full is tried again after this long: its server is
+ * busy for a moment, not down (a host status would hold it back for minutes). */
+#define OUTBOUND_BACKLOG_RETRY_MS 1000u
 
 struct outbound_target {
     char host[ROUTE_HOST_MAX];
@@ -78,13 +81,14 @@ struct outbound_run {
     struct dns_query *q;
     struct outbound_target *targets;
     size_t n_targets, next_target;
-    bool slot;                     /* a destination slot is held (dest_release at the end) */
-    bool sent;                     /* the transaction started (the rate token was used) */
-    bool plain_retry;              /* may: the last target again, without STARTTLS */
-    bool reused;                   /* on a cached connection: a failure there falls back to DNS */
-    bool any_session;              /* some address got as far as EHLO */
-    bool local_trouble;            /* a connect failed for a reason of ours (descriptors, memory) */
-    bool finished;                 /* results final; waiting for the finish timer */
+    bool slot;          /* a destination slot is held (dest_release at the end) */
+    bool sent;          /* the transaction started (the rate token was used) */
+    bool plain_retry;   /* may: the last target again, without STARTTLS */
+    bool reused;        /* on a cached connection: a failure there falls back to DNS */
+    bool any_session;   /* some address got as far as EHLO */
+    bool local_trouble; /* a connect failed for a reason of ours (descriptors, memory) */
+    bool backlog_full;  /* a unix socket's listen queue was full (EAGAIN): busy, not down */
+    bool finished;      /* results final; waiting for the finish timer */
     struct smtp_client_reply last; /* why the last address failed */
     struct engine_timer finish;
     struct outbound_rcpt_result *rcpts;

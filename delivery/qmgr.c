@@ -698,12 +698,12 @@ static void qmgr_group_done(void *arg, const struct outbound_result *res)
         snprintf(relay, sizeof(relay), "%s. [%s]", res->relay_host, res->relay_addr);
     if (res->throttled) {
         /* no attempt: the destination is at its limit; the recipients wait, unlogged */
-        int64_t wait = (int64_t)((res->retry_at > engine_now_ms(m->q->w)
-                                      ? res->retry_at - engine_now_ms(m->q->w)
-                                      : 0) /
-                                 1000) +
-                       1;
-        int64_t at = (int64_t)time(NULL) + wait;
+        uint64_t now_ms = engine_now_ms(m->q->w);
+        uint64_t wait_ms = res->retry_at > now_ms ? res->retry_at - now_ms : 0;
+        /* whole seconds, the index's unit, rounded up: never earlier than the throttle */
+        int64_t at = (int64_t)time(NULL) + (int64_t)((wait_ms + 999) / 1000);
+        if (wait_ms == 0)
+            at++; /* not again within the same second */
         if (!m->retry_at || at < m->retry_at)
             m->retry_at = at;
     } else {

@@ -126,10 +126,10 @@ struct spool_worker {
     bool space_known; /* the last fstatvfs worked */
     uint64_t space_blocks, block_size;
     struct engine_op gather_op;
-    bool dirsync_busy;            /* a gather or a round of directory fsyncs is in flight */
-    unsigned dirsyncs_running;    /* directory fsyncs (with their opens) of the round */
+    bool dirsync_busy;                  /* a gather or a round of directory fsyncs is in flight */
+    unsigned dirsyncs_running;          /* directory fsyncs (with their opens) of the round */
     struct spool_dirsync_wait *waiting; /* for the next round of directory fsyncs */
-    struct spool_dirsync *shards; /* one per leaf subdirectory (16^hash_depth) */
+    struct spool_dirsync *shards;       /* one per leaf subdirectory (16^hash_depth) */
     unsigned n_shards;
     unsigned live; /* messages and operations not yet freed */
     uint64_t commits, dir_syncs;

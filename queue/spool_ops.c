@@ -452,8 +452,8 @@ static bool update_plan(struct spool_updater *u, const struct envelope *e, const
 }
 
 static int update_start(struct spool_worker *sw, const struct envelope *e, const size_t *rcpt_idx,
-                        const char *states, size_t n, bool schedule,
-                        void (*cb)(void *arg, int err), void *arg)
+                        const char *states, size_t n, bool schedule, void (*cb)(void *arg, int err),
+                        void *arg)
 {
     if (n > (SIZE_MAX - sizeof(struct spool_updater)) / sizeof(struct spool_field_write) - 3)
         return -ENOMEM;

@@ -179,6 +179,34 @@ class Delivery(DeliveryTestCase):
         self.assertLessEqual(sink.max_concurrent, 2)
         self.assertGreaterEqual(sink.max_concurrent, 1)
 
+    def test_throttled_message_waits_without_writing(self):
+        """A message whose destination is at destination_concurrency (1, held by a slow
+        first transaction) waits in memory: its qf is not rewritten while it waits (same
+        inode, mtime and ctime), and it goes as soon as the slot is free."""
+        sink = self.sink(final=[Delay(4, "250 2.0.0 Ok slow"), "250 2.0.0 Ok"])
+        d = self.relay(sink, delivery={"destination_concurrency": 1,
+                                       "connection_cache_size": 0})
+        first = self.send(d, "alice@client.test", ["slow@remote.test"])
+        deadline = time.monotonic() + 10  # until its data is in: the slot is taken
+        while not any(x.startswith(("DATA", "BDAT")) for c in list(sink.connections)
+                      for x in list(c.commands)):
+            self.assertLess(time.monotonic(), deadline, "the first session sent no data")
+            time.sleep(0.05)
+        qid = self.send(d, "alice@client.test", ["waits@remote.test"])
+        path = d.spool.file("qf" + qid)
+        before = os.stat(path)
+        time.sleep(2.5)  # the slot is still taken: the message was throttled a few times
+        after = os.stat(path)
+        self.assertEqual((after.st_ino, after.st_mtime_ns, after.st_ctime_ns),
+                         (before.st_ino, before.st_mtime_ns, before.st_ctime_ns),
+                         "the waiting message's qf was rewritten")
+        self.assertEqual(len(sink.messages), 0)
+        self.wait_log(d, rf"{first}: to=<slow@remote\.test>, .*stat=Sent", timeout=10)
+        self.wait_log(d, rf"{qid}: to=<waits@remote\.test>, .*stat=Sent", timeout=5)
+        self.assertIsNone(d.wait_log(rf"{qid}: to=<waits@remote\.test>, .*stat=Deferred",
+                                     timeout=0))
+        self.assertEqual(sink.max_concurrent, 1)
+
     def test_max_active(self):
         """queue.max_active bounds the messages in delivery at once on a worker; the rest
         wait their turn and all get through."""
