@@ -269,10 +269,24 @@ void outbound_run_finish(struct outbound_run *r)
     if (r->slot && ow->s.dest) {
         if (!r->sent)
             dest_untake(ow->s.dest, r->key); /* no message went: the rate token is back */
-        dest_release(ow->s.dest, r->key);
+        outbound_slot_release(ow, r->key);
     }
     r->slot = false;
     engine_timer_arm(ow->w, &r->finish, engine_now_ms(ow->w));
+}
+
+void outbound_slot_release(struct outbound_worker *ow, const char *key)
+{
+    dest_release(ow->s.dest, key);
+    if (ow->slot_free)
+        ow->slot_free(ow->slot_free_arg, key);
+}
+
+void outbound_on_slot_free(struct outbound_worker *ow, void (*fn)(void *arg, const char *key),
+                           void *arg)
+{
+    ow->slot_free = fn;
+    ow->slot_free_arg = arg;
 }
 
 static void outbound_run_exhausted(struct outbound_run *r)

@@ -148,6 +148,12 @@ struct outbound_worker *outbound_worker_new(struct engine_worker *w, struct dns 
 /* Takes new settings (a reload): jobs already running finish with what they started with
  * for their TLS context; idle cached connections are closed. */
 void outbound_worker_configure(struct outbound_worker *ow, const struct outbound_settings *s);
+/* `fn(arg, key)` each time a session of this worker gives back its slot of destination
+ * `key` (delivery/dest.h: closed, or idle in the cache), on the worker's thread, from
+ * inside the outbound code: fn must not call into it. For the queue manager, to hand the
+ * slot to a message waiting for it. One at a time; fn NULL removes it. */
+void outbound_on_slot_free(struct outbound_worker *ow, void (*fn)(void *arg, const char *key),
+                           void *arg);
 /* Ends every job (no `done` after this), closes every connection at once (no QUIT: for a
  * polite end, outbound_worker_configure with cache_size 0 first and give the QUITs a
  * moment), cancels DNS queries. Safe with NULL, and from inside a `done` callback. */

@@ -95,7 +95,7 @@ static void outbound_conn_take_slot(struct outbound_conn *cn, struct outbound_ru
 void outbound_conn_release_slot(struct outbound_conn *cn)
 {
     if (cn->slot && cn->ow && cn->ow->s.dest)
-        dest_release(cn->ow->s.dest, cn->key);
+        outbound_slot_release(cn->ow, cn->key);
     cn->slot = false;
 }
 

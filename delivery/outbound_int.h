@@ -119,9 +119,13 @@ struct outbound_worker {
     unsigned n_runs, n_cached;
     struct outbound_resume resume[OUTBOUND_RESUME_MAX];
     uint64_t resume_clock;
+    void (*slot_free)(void *arg, const char *key); /* outbound_on_slot_free */
+    void *slot_free_arg;
 };
 
 /* outbound.c, for the connection glue */
+/* Gives back a destination slot a session held, and says so (outbound_on_slot_free). */
+void outbound_slot_release(struct outbound_worker *ow, const char *key);
 /* The job's connection failed before MAIL: try the next address (or the same one in
  * plain text when run->plain_retry; or, on a reused cached connection, resolve afresh),
  * or finish with `reply` for every recipient when none is left. */

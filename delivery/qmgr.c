@@ -17,12 +17,21 @@
 #include "util/log.h"
 
 static void qmgr_kick(struct qmgr *q);
+static void qmgr_arm(struct qmgr *q);
 static void qmgr_admin_again(struct qmgr_admin_job *job, const char *qid);
 static void qmgr_admin_stop(struct qmgr *q);
 static void qmgr_admin_free_all(struct qmgr *q);
 static void qmgr_watch_end_all(struct qmgr *q);
 static void qmgr_watch_fire(struct engine_timer *t);
 static void qmgr_attempt_over(struct qmgr_msg *m);
+
+/* A session of this worker freed a slot of `key`: one message waiting for it goes. */
+static void qmgr_slot_free(void *arg, const char *key)
+{
+    struct qmgr *q = arg;
+    if (qmgr_wait_wake(q, key))
+        qmgr_arm(q);
+}
 
 static struct qmgr *qmgr_of_timer(struct engine_timer *t)
 {
@@ -55,6 +64,8 @@ struct qmgr *qmgr_new(struct engine_worker *w, struct spool_worker *sw, struct o
     q->watch_timer.fire = qmgr_watch_fire;
     for (size_t i = 0; i < QMGR_RECENT; i++)
         buf_init(&q->recent[i].lines, QMGR_TRACE_MAX);
+    if (ow)
+        outbound_on_slot_free(ow, qmgr_slot_free, q);
     return q;
 }
 
@@ -102,10 +113,13 @@ void qmgr_free(struct qmgr *q)
     if (!q)
         return;
     engine_timer_disarm(q->w, &q->timer);
+    if (q->ow) /* it outlives the manager */
+        outbound_on_slot_free(q->ow, NULL, NULL);
     while (q->active)
         qmgr_msg_free(q->active);
     qmgr_admin_free_all(q);
     qmgr_watch_end_all(q);
+    qmgr_wait_free(q);
     for (size_t i = 0; i < QMGR_RECENT; i++)
         buf_free(&q->recent[i].lines);
     queue_index_free(q->idx);
@@ -314,6 +328,9 @@ static void qmgr_updated(void *arg, int err)
         return;
     }
     queue_index_push(q->idx, m->qid, m->env.next_attempt);
+    for (size_t g = 0; g < m->n_groups; g++)
+        if (m->groups[g].throttled)
+            qmgr_wait_add(q, m->groups[g].key, m->qid, m->s->max_active);
     qmgr_end(m);
 }
 
@@ -706,6 +723,7 @@ static void qmgr_group_done(void *arg, const struct outbound_result *res)
             at++; /* not again within the same second */
         if (!m->retry_at || at < m->retry_at)
             m->retry_at = at;
+        g->throttled = true;
     } else {
         m->attempted = true;
     }

@@ -45,13 +45,17 @@ struct qmgr_rcpt {
     struct qmgr_local_rcpt *local; /* a local recipient's deliveries (qmgr_local.c), or NULL */
 };
 
+/* A destination's name: route_key() of its route. */
+#define QMGR_KEY_MAX (ROUTE_HOST_MAX + 32)
+
 /* One next hop of an attempt: the recipients that share its route key. */
 struct qmgr_group {
     struct qmgr_msg *m;
-    char key[ROUTE_HOST_MAX + 32];
+    char key[QMGR_KEY_MAX];
     size_t *rcpts; /* indices into m->env.rcpts */
     struct smtp_client_rcpt *to;
     size_t n;
+    bool throttled; /* not tried: the destination was at its limit */
 };
 
 struct qmgr_msg {
@@ -107,6 +111,7 @@ struct qmgr_recent {
 };
 
 struct qmgr_admin_job;
+struct qmgr_waitq;
 
 struct qmgr {
     struct engine_worker *w;
@@ -126,6 +131,8 @@ struct qmgr {
     struct engine_timer watch_timer; /* answers the watches of recent attempts */
     struct qmgr_recent recent[QMGR_RECENT];
     unsigned recent_next;
+    struct qmgr_waitq *waitqs; /* messages waiting for a throttled destination (qmgr_wait.c) */
+    size_t n_waiting;
 };
 
 /* A delivery log line of this attempt: to the log, and kept for WATCH. */
@@ -133,6 +140,14 @@ void qmgr_trace(struct qmgr_msg *m, const char *fmt, ...) __attribute__((format(
 /* One next hop (or local delivery) of the attempt fewer to wait for; the outcomes it set
  * are written to the qf at once when others are still under way. */
 void qmgr_group_release(struct qmgr_msg *m);
+
+/* qmgr_wait.c. The message `qid`, back in the index, waits for a slot of destination
+ * `key`; nothing is listed past `cap` entries (the manager's max_active). */
+void qmgr_wait_add(struct qmgr *q, const char *key, const char *qid, size_t cap);
+/* A session of this manager to `key` ended: the first message listed for it that still
+ * waits in the index is made due now. Whether one was (the caller arms the timer). */
+bool qmgr_wait_wake(struct qmgr *q, const char *key);
+void qmgr_wait_free(struct qmgr *q);
 
 /* qmgr_local.c. Whether recipient i (routed local) is taken care of by local delivery: its
  * target is set up for qmgr_local_start or, with mailers.lmtp, its route is the LMTP

@@ -11,7 +11,7 @@ import unittest
 
 from delivery_support import FAST_QUEUE, DeliveryTestCase
 from dns_fixture import DnsFixture
-from ringmail_harness import HOSTNAME
+from ringmail_harness import HOSTNAME, make_message
 from sink import Delay, first_n
 
 
@@ -206,6 +206,23 @@ class Delivery(DeliveryTestCase):
         self.assertIsNone(d.wait_log(rf"{qid}: to=<waits@remote\.test>, .*stat=Deferred",
                                      timeout=0))
         self.assertEqual(sink.max_concurrent, 1)
+
+    def test_throttled_messages_follow_the_slot(self):
+        """Messages waiting for a destination at its limit go as its session ends, not at
+        their next timer: 20 messages through one slot take well under their 20 one-second
+        waits."""
+        sink = self.sink(final=Delay(0.1, "250 2.0.0 Ok"))
+        d = self.relay(sink, workers=1, delivery={"destination_concurrency": 1,
+                                                  "connection_cache_size": 0})
+        c = self.session(d)
+        for i in range(20):
+            self.assertReply(c.cmd("MAIL FROM:<alice@client.test>"), 250)
+            self.assertReply(c.cmd(f"RCPT TO:<r{i}@remote.test>"), 250)
+            self.assertAccepted(c.data(make_message(subject=f"m{i}"))[1])
+        c.cmd("QUIT")
+        sink.wait_messages(20, timeout=8)
+        self.assertEqual(sink.max_concurrent, 1)
+        self.wait_spool_empty(d)
 
     def test_max_active(self):
         """queue.max_active bounds the messages in delivery at once on a worker; the rest
