@@ -554,7 +554,7 @@ static void remove_done(struct engine_op *op, int res)
         remove_sync_dir(r);
         return;
     }
-    remove_finish(r, 0, NULL, NULL);
+    remove_finish(r, 0, "", "");
 }
 
 static int remove_start(struct spool_worker *sw, const char *qid, bool sync_dir, bool keep_df,
