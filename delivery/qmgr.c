@@ -99,6 +99,10 @@ static void qmgr_msg_free(struct qmgr_msg *m)
 
 void qmgr_stop(struct qmgr *q)
 {
+    /* Its sessions end next, and nothing waits for their slots any more. Once only: the
+     * outbound worker may be gone at a second call. */
+    if (q->ow && !q->stopping)
+        outbound_on_slot_free(q->ow, NULL, NULL);
     q->stopping = true;
     engine_timer_disarm(q->w, &q->timer);
     q->timer_due = 0;
@@ -113,7 +117,7 @@ void qmgr_free(struct qmgr *q)
     if (!q)
         return;
     engine_timer_disarm(q->w, &q->timer);
-    if (q->ow) /* it outlives the manager */
+    if (q->ow && !q->stopping) /* after qmgr_stop the outbound worker may be gone */
         outbound_on_slot_free(q->ow, NULL, NULL);
     while (q->active)
         qmgr_msg_free(q->active);
