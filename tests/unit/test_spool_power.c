@@ -849,6 +849,7 @@ static const char upd_new_state[UPD_RCPTS] = {'D', 'P', 'F'};
 struct upd_check {
     bool acked;     /* the update's callback came before the cut */
     bool removing;  /* spool_remove was called */
+    bool gone;      /* spool_delete's callback came before the cut */
     unsigned found; /* messages recovery handed over */
     bool all_new;   /* the one found carries the whole update */
     bool bad;
@@ -917,6 +918,8 @@ static void upd_check_state(const struct dir *d, int qf_ino, unsigned mask, stru
         snprintf(c->why, sizeof(c->why), "a damaged queue file");
     else if (!c->removing && c->found != 1)
         snprintf(c->why, sizeof(c->why), "the message is lost");
+    else if (c->gone && c->found)
+        snprintf(c->why, sizeof(c->why), "the removal was acknowledged and the message is back");
     else if (c->acked && c->found && !c->all_new)
         snprintf(c->why, sizeof(c->why), "the update was acknowledged and is not all there");
     c->bad |= c->why[0] != '\0';
@@ -1010,6 +1013,60 @@ static void test_cut_update_remove(void **state)
         upd_power_cuts(ORDER_RANDOM, seed);
 }
 
+/* A delivered message removed without an update first (spool_delete, the queue manager's
+ * way when no recipient is left): at every cut the message is there whole or gone, and
+ * gone for good once the removal was acknowledged. */
+static void del_power_cuts(int order, unsigned seed)
+{
+    char qid[QID_LEN + 1], qfpath[64];
+    int steps = -1, total = 0;
+
+    for (int cut = 0; steps < 0 || cut <= steps; cut++) {
+        model_reset(order, seed, false);
+        struct spool_worker *sw = spool_worker_new_fs(sp, &fake_fs, NULL, 1);
+        assert_non_null(sw);
+        struct spool_msg *m = spool_msg_new(sw, qid);
+        int committed = 0, removed = 0;
+        assert_int_equal(spool_msg_write(m, "data\r\n", 6), 0);
+        spool_msg_commit(m, &upd_env, upd_done, &committed);
+        while (pump())
+            ;
+        assert_int_equal(committed, 1);
+        assert_true(spool_msg_path(sp, "qf", qid, qfpath, sizeof(qfpath)) > 0);
+        int qf = dir_find(&fs.vol, qfpath);
+        assert_true(qf >= 0);
+        int qf_ino = fs.vol.e[qf].ino;
+        fs.trace_len = 0;
+        assert_int_equal(spool_delete(sw, qid, upd_done, &removed), 0);
+        struct upd_check c = {.removing = true};
+        int step = 0;
+        for (;; step++) {
+            c.gone = removed == 1;
+            if (step == cut) {
+                upd_cut(cut, qf_ino, &c);
+                total++;
+            }
+            if (!pump())
+                break;
+        }
+        assert_int_equal(removed, 1);
+        if (steps < 0)
+            steps = step;
+        spool_worker_free(sw);
+    }
+    print_message("delete, depth %u order %d seed %u: %d completions, %d cuts\n", depth, order,
+                  seed, steps, total);
+}
+
+static void test_cut_delete(void **state)
+{
+    (void)state;
+    del_power_cuts(ORDER_FIFO, 0);
+    del_power_cuts(ORDER_LIFO, 0);
+    for (unsigned seed = 1; seed <= 4; seed++)
+        del_power_cuts(ORDER_RANDOM, seed);
+}
+
 static const unsigned flat = 0, deep = 2;
 
 int main(void)
@@ -1025,6 +1082,7 @@ int main(void)
         cmocka_unit_test_prestate_setup_teardown(test_cut_random_orders, setup, teardown,
                                                  (void *)&deep),
         cmocka_unit_test_setup_teardown(test_cut_update_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cut_delete, setup, teardown),
         cmocka_unit_test_prestate_setup_teardown(test_cut_update_remove, setup, teardown,
                                                  (void *)&flat),
     };
