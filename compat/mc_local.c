@@ -229,8 +229,9 @@ static void mc_forward_path(struct mc_state *st, const char *what, const char *v
 /* LUSER_RELAY, sendmail's $L: where local names that are no user or alias go, as its
  * MailerToTriple ruleset reads it: local:user (that local user; CanonLocal drops a host after
  * it), error:..., mailer:user@host (that address), mailer:host or host (the name sent on to
- * that host). routing.luser_relay takes local:user, user@domain, mailer:host and host with
- * the same meanings (compat/alias_expand.h). */
+ * that host as name@host, or as it came with FEATURE(preserve_luser_host), which is
+ * features.preserve_luser_host). routing.luser_relay takes local:user, user@domain,
+ * mailer:host and host with the same meanings (compat/alias_expand.h). */
 static void mc_luser_relay(struct mc_state *st, const char *what, const char *value,
                            struct mc_loc loc)
 {
@@ -299,24 +300,6 @@ static void mc_luser_relay(struct mc_state *st, const char *what, const char *va
                       what, value, rest, rest);
     /* mailer:user@host is that address; mailer:host stays, as a mailertable value */
     mc_key(st, loc, what, "routing.luser_relay", strchr(rest, '@') ? rest : value, false);
-    mc_save_loc(&st->luser_relay_at, loc);
-}
-
-/* LUSER_RELAY's host: sendmail sends the name there as name@host, unless
- * FEATURE(preserve_luser_host) (which may come after it) keeps the recipient's own domain,
- * as ringmail always does. */
-static void mc_luser_relay_finish(struct mc_state *st)
-{
-    const char *relay = mc_yaml_value(mc_yaml_get(st->yaml, "routing.luser_relay"));
-    if (!relay || strchr(relay, '@') || strncmp(relay, "local:", 6) == 0 ||
-        mc_yaml_get(st->yaml, "features.preserve_luser_host"))
-        return;
-    mc_report_add(st->report, mc_saved(&st->luser_relay_at), MC_WARNING,
-                  "routing.luser_relay = %s: sendmail sent an unknown name there as name@host "
-                  "(the relay's own domain); ringmail sends the recipient as it came, with this "
-                  "host's domain, as FEATURE(preserve_luser_host) does. Check that %s accepts "
-                  "mail for this host's domains",
-                  relay, relay);
 }
 
 /* confLOCAL_MAILER: the mailer of local names; cyrusv2 (Cyrus's LMTP socket) is carried
@@ -410,7 +393,6 @@ static bool mc_cyrus_lmtp(const char *args, char *out, size_t outlen)
 void mc_local_finish(struct mc_state *st)
 {
     char lmtp[600];
-    mc_luser_relay_finish(st);
     if (strcmp(st->local_mailer, "cyrusv2") != 0) {
         if (st->cyrus_socket[0])
             mc_report_add(st->report, mc_saved(&st->cyrusv2_at), MC_IGNORED,

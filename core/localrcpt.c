@@ -43,6 +43,7 @@ static void localrcpt_settings(const struct config *cfg, struct alias_expand_set
         .local_domains = (const char *const *)cfg->local_domains,
         .n_local_domains = cfg->n_local_domains,
         .luser_relay = cfg->local.luser_relay,
+        .preserve_luser_host = cfg->local.preserve_luser_host,
         .user_exists = localrcpt_user_exists,
         .include = localrcpt_include,
         .arg = (void *)cfg,

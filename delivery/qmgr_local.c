@@ -93,7 +93,8 @@ bool qmgr_local_route(struct qmgr_msg *m, size_t i)
             return true;
         }
         const struct qmgr_local_target *t = lr->targets.v;
-        /* luser_relay's host: the recipient as it is, sent there like a mailertable entry */
+        /* luser_relay's host: the target's address (compat/alias_expand.h) sent there like
+         * a mailertable entry */
         if (lr->targets.n == 1 && t->kind == QMGR_LOCAL_REMOTE && t->relay) {
             const char *at = strrchr(er->addr, '@');
             char why[256];
@@ -134,6 +135,8 @@ bool qmgr_local_route(struct qmgr_msg *m, size_t i)
 const char *qmgr_local_lmtp_rcpt(const struct qmgr_msg *m, size_t i)
 {
     const struct qmgr_local_rcpt *lr = m->r[i].local;
+    if (lr && lr->relayed)
+        return lr->targets.v[0].value;
     return lr && lr->lmtp ? lr->lmtp_rcpt : NULL;
 }
 

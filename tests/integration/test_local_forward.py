@@ -219,6 +219,29 @@ class Virtusertable(LocalCase):
         self.assertEqual(self.mbox(d, CAROL), [])
 
 
+class LuserRelay(LocalCase):
+    USERS = (ALICE,)
+
+    def test_luser_relay_host(self):
+        """routing.luser_relay a host: an unknown name goes there as name+detail@host, as
+        sendmail's Localaddr ruleset rewrites it; with features.preserve_luser_host
+        (FEATURE(preserve_luser_host)) with the recipient's own domain. Known users stay."""
+        sink = self.remote_sink()
+        relay = f"esmtp:[{sink.addr}]:{sink.port}"
+        want = []
+        for preserve, domain in ((False, f"[{sink.addr}]"), (True, HOSTNAME)):
+            d = self.local_daemon(routing={"luser_relay": relay},
+                                  features={"preserve_luser_host": preserve})
+            self.send(d, SENDER, [f"whoever+x@{HOSTNAME}", f"{ALICE}@{HOSTNAME}"],
+                      subject=f"luser {preserve}")
+            want.append(f"whoever+x@{domain}")
+            msgs = sink.wait_messages(len(want))
+            self.assertEqual([m.rcpt_tos for m in msgs], [[w] for w in want])
+            self.assertEqual(len(self.wait_mbox(d, ALICE)), 1)
+            self.wait_spool_empty(d)
+            d.stop()
+
+
 PROCMAIL = shutil.which("procmail") or "/usr/bin/procmail"
 
 
