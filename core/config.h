@@ -119,7 +119,7 @@ struct config_local {
     char *smrsh_dir;      /* the programs smrsh allows; NULL when smrsh is off */
     char **forward_path;  /* confFORWARD_PATH: "$z/.forward" */
     size_t n_forward_path;
-    char *luser_relay;   /* LUSER_RELAY: unknown local users go there; NULL = 5.1.1 */
+    char *luser_relay; /* LUSER_RELAY: unknown local users go there; NULL = 5.1.1 */
     /* FEATURE(preserve_luser_host): a luser_relay host gets the recipient with its own
      * domain, not rewritten to name@host */
     bool preserve_luser_host;

@@ -145,7 +145,7 @@ static void test_engine_expands_includes(void **state)
     c.map.users = users;
     c.map.n_users = 4;
     struct qmgr_local_settings qs;
-    struct route lmtp;
+    struct route lmtp = {0};
     char err[128];
     assert_int_equal(localrcpt_qmgr_settings(&c, &qs, &lmtp, err, sizeof(err)), 0);
     struct qmgr_local_targets t = {0};
