@@ -326,7 +326,9 @@ static int qmgr_local_queue_from(struct qmgr_local_rcpt *lr, const struct qmgr_l
     for (size_t k = 0; !oom && k < t->n; k++) {
         const struct qmgr_local_target *tg = &t->v[k];
         int len = -1;
-        if (!qmgr_local_same(tg->sender, sender))
+        /* a .forward's own mailbox was delivered in this attempt (qmgr_local_forward) */
+        if (!qmgr_local_same(tg->sender, sender) ||
+            (!fanout && tg->kind == QMGR_LOCAL_MAILBOX && strcmp(tg->value, lr->login) == 0))
             continue;
         if (tg->kind == QMGR_LOCAL_REMOTE)
             len = asprintf(&addrs[n], "%s", tg->value);

@@ -109,6 +109,18 @@ class Forward(LocalCase):
         self.wait_spool_empty(d)
         self.assertEqual(len(self.mbox(d, ALICE)), 1)
 
+    def test_copy_and_forward_delivered_once(self):
+        """"\\alice, bob": one copy in alice's mailbox, one in bob's, as sendmail delivers;
+        the message forwarded to bob does not hold alice's mailbox again (it did: her
+        .forward was then read again and the sender got a false "mail forwarding loop")."""
+        self.user_file(ALICE, ".forward", f"\\{ALICE}, {BOB}\n")
+        d = self.local_daemon()
+        self.send(d, SENDER, [f"{ALICE}@{HOSTNAME}"], subject="copy and forward")
+        self.wait_mbox(d, BOB)
+        self.wait_mbox(d, ALICE)
+        self.wait_spool_empty(d)
+        self.assertEqual([len(self.mbox(d, u)) for u in (ALICE, BOB)], [1, 1])
+
     def test_include_in_forward(self):
         """alice's .forward names two :include: files under her home (0700: only she can
         read them): one lists bob and a program and includes the other, which lists carol;
