@@ -157,7 +157,7 @@ bool qmgr_local_route(struct qmgr_msg *m, size_t i);
 /* Starts the local deliveries qmgr_local_route set up; each is counted in m->groups_open
  * and released when its outcome is known. */
 void qmgr_local_start(struct qmgr_msg *m);
-/* The address LMTP sends for recipient i, or NULL (the envelope's). */
+/* The address LMTP or luser_relay's host gets for recipient i, or NULL (the envelope's). */
 const char *qmgr_local_lmtp_rcpt(const struct qmgr_msg *m, size_t i);
 /* Frees what local delivery kept for the attempt. */
 void qmgr_local_free(struct qmgr_msg *m);
