@@ -11,6 +11,7 @@ tried, and the maildrop file is removed by the recovery, never submitted by the 
 (which starts only once the queue is read)."""
 
 import re
+import socket
 import subprocess
 import time
 import unittest
@@ -48,6 +49,18 @@ class BackgroundRecovery(test_maildrop.Maildrop):
         return made
 
     @staticmethod
+    def control(d, line: str) -> str:
+        """One control socket request (docs/queue.md, "The control socket"): the answer."""
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(30)
+            s.connect(str(Path(d.config["spool"]).parent / "ringmail.ctl"))
+            s.sendall(line.encode() + b"\n")
+            out = b""
+            while chunk := s.recv(4096):
+                out += chunk
+        return out.decode()
+
+    @staticmethod
     def qid_of(message) -> str:
         """queue_bench puts the queue id into the Message-Id: <bench.N.QID@client.example>."""
         m = re.search(rb"^Message-Id: <bench\.\d+\.(\w+)@", message.data, re.M | re.I)
@@ -63,35 +76,51 @@ class BackgroundRecovery(test_maildrop.Maildrop):
         deferred = self.fill(d, DEFERRED)
         later = self.fill(d, 1, "--next", str(HOUR))
         held = self.fill(d, 1, "--held")
+        probe = next(iter(self.fill(d, 1, "--next", str(HOUR))))  # held through the socket
         # the newest id, so the last one read: due now, and its maildrop file still there
         dropped = self.fill(d, 1, "--next", "0", "--maildrop", name)
         due |= dropped
-        total = len(due) + len(deferred) + len(later) + len(held)
+        # a damaged envelope found by the reading: set aside as today, never delivered
+        damaged = deferred.pop()
+        d.spool.file(f"qf{damaged}").write_bytes(b"V1\nnot an envelope\n")
+        total = len(due) + len(deferred) + len(later) + len(held) + 2
 
         d.start()
-        summary = d.wait_log(rf"spool .*: {total} message\(s\) queued, 0 partial file\(s\) "
-                             r"removed, 0 damaged, 0 moved", timeout=60, since_start=True)
+        # right after ready: the answer counts what was read, and says if that is not all
+        answer = self.control(d, f"HOLD {probe}")
+        if answer != f"+ {probe} held\nOK 1\n":
+            self.assertRegex(answer, r"^OK 0; the queue is still being read since the start "
+                                     rf"\(\d+ of {total} messages so far\): the count is still "
+                                     r"growing\n$")
+        summary = d.wait_log(rf"spool .*: {total - 1} message\(s\) queued, 0 partial file\(s\) "
+                             r"removed, 1 damaged, 0 moved", timeout=60, since_start=True)
         self.assertTrue(summary, d.log_tail())
+        self.assertRegex(self.control(d, f"HOLD {probe}"), r"^(\+ .*\n)?OK [01]\n$",
+                         "once the queue is read the answer has no note")
+        self.assertTrue(d.wait_log(rf"{damaged}: damaged queue file moved to ./Qf{damaged}: ",
+                                   since_start=True))
+        self.assertTrue(d.spool.file(f"Qf{damaged}").exists())
         log = d.log(since_start=True)
         found = log.index(f": {total} message(s) found")
-        ready = log.index("] ready") if "] ready" in log else log.index(" ready")
+        ready = re.search(r"\]: ready$", log, re.M).start()
         self.assertLess(found, ready, "the listing comes before ready")
-        self.assertLess(ready, log.index(f": {total} message(s) queued"),
+        self.assertLess(ready, log.index(f": {total - 1} message(s) queued"),
                         "ready comes before the queue is read")
 
         sink.wait_until(lambda: len(sink.messages) >= len(due), 120, f"{len(due)} deliveries")
         self.wait_for("the spool to keep only the messages not due",
-                      lambda: d.spool.qids() == deferred | later | held, timeout=60)
+                      lambda: d.spool.qids() == deferred | later | held | {probe}, timeout=60)
         time.sleep(2)  # queue runs every second: nothing more may come
         got = [self.qid_of(m) for m in sink.messages]
         self.assertEqual(len(got), len(due), "every due message exactly once")
         self.assertEqual(set(got), due)
 
         log = d.log(since_start=True)
-        for qid in later | held | set(list(deferred)[:50]):
+        for qid in later | held | {probe, damaged} | set(list(deferred)[:50]):
             self.assertNotIn(f"{qid}: to=", log, "tried before its next attempt")
-        self.assertEqual(int(d.spool.envelope(next(iter(held)))["next_attempt"]),
-                         99999999999999999, "still held (ENVELOPE_NEXT_HELD)")
+        for qid in held | {probe}:
+            self.assertEqual(int(d.spool.envelope(qid)["next_attempt"]), 99999999999999999,
+                             "still held (ENVELOPE_NEXT_HELD)")
 
         # the maildrop file went with the recovery; the pickup never submitted it
         self.assertEqual(self.entries(), [])
