@@ -87,11 +87,17 @@ def cpu_seconds(pid: int) -> float:
 
 
 def engine_pid(parent: int) -> int:
-    with open(f"/proc/{parent}/task/{parent}/children") as f:
-        children = f.read().split()
-    if len(children) != 1:
-        raise RuntimeError(f"ringmaild (pid {parent}) has children {children}")
-    return int(children[0])
+    """The engine: the parent's only child once the pickup's fork (twice, so that it leaves
+    the parent at once) is gone."""
+    deadline = time.monotonic() + 5
+    while True:
+        with open(f"/proc/{parent}/task/{parent}/children") as f:
+            children = f.read().split()
+        if len(children) == 1:
+            return int(children[0])
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"ringmaild (pid {parent}) has children {children}")
+        time.sleep(0.01)
 
 
 def drop_caches() -> None:

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/privsep.h"
 #include "core/runconf.h"
@@ -21,6 +22,10 @@
  * bounds the memory between them, and the batch a worker enqueues in one turn of its loop
  * (about a millisecond of qmgr_enqueue). */
 #define QUEUERUN_BOX_CAP 1024
+/* A worker is woken for its box once it holds this many messages, or when the last wake-up
+ * is this old: one per message would cost more CPU than reading the envelopes. */
+#define QUEUERUN_BATCH    256
+#define QUEUERUN_BATCH_MS 20
 
 struct queuerun_entry {
     char qid[QID_LEN];
@@ -33,7 +38,7 @@ struct queuerun_box {
     size_t n;
     struct queuerun_entry *spare; /* the worker's: swapped with fill when it takes them */
     size_t listed;                /* of this worker, found by the listing (qmgr_reserve) */
-    bool posted;                  /* a QUEUERUN_ENGINE_MSG is on its way for these */
+    bool posted;                  /* a QUEUERUN_ENGINE_MSG is on its way to take these */
     bool gone;                    /* the worker has ended: its messages stay in the spool */
 };
 
@@ -51,6 +56,7 @@ struct queuerun_backlog {
     struct queuerun_box *box; /* by worker */
     pthread_t thread;
     bool threaded;
+    uint64_t posted_ms; /* the reading thread's last wake-up of the workers */
     int parent;         /* told PRIVSEP_RECOVERED when the pass ends */
     struct runconf *rc; /* the maildrop's configuration, for the pass */
 };
@@ -59,6 +65,30 @@ static void queuerun_listed(void *arg, const char *qid)
 {
     struct queuerun_backlog *b = arg;
     b->box[qid_hash(qid) % b->d->workers].listed++;
+}
+
+static uint64_t queuerun_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Under the lock, after a message went into box `x`: whether to wake the workers now
+ * (engine_post wakes every one of them, so every box with messages counts as posted).
+ * `x` NULL: the pass is over, wake them for whatever is left. */
+static bool queuerun_post_due(struct queuerun_backlog *b, const struct queuerun_box *x)
+{
+    uint64_t now = queuerun_now_ms();
+    if (x && (x->posted || (x->n < QUEUERUN_BATCH && now - b->posted_ms < QUEUERUN_BATCH_MS)))
+        return false;
+    bool any = false;
+    for (unsigned i = 0; i < b->d->workers; i++)
+        if (b->box[i].n && !b->box[i].posted)
+            any = b->box[i].posted = true;
+    if (any)
+        b->posted_ms = now;
+    return any;
 }
 
 /* On the reading thread: the message goes to its worker's box, waiting while the box is
@@ -78,8 +108,7 @@ static int queuerun_collect(void *arg, const struct envelope *e)
     if (!x->gone && !atomic_load(&b->stop)) {
         memcpy(x->fill[x->n].qid, e->qid, QID_LEN);
         x->fill[x->n++].due = e->next_attempt;
-        post = !x->posted;
-        x->posted = true;
+        post = queuerun_post_due(b, x);
     }
     pthread_mutex_unlock(&b->lock);
     if (post)
@@ -88,12 +117,23 @@ static int queuerun_collect(void *arg, const struct envelope *e)
     return atomic_load(&b->stop) ? -ECANCELED : 0;
 }
 
+/* The pass is over: whatever the boxes hold goes to the workers now. */
+static void queuerun_flush(struct queuerun_backlog *b)
+{
+    pthread_mutex_lock(&b->lock);
+    bool post = queuerun_post_due(b, NULL);
+    pthread_mutex_unlock(&b->lock);
+    if (post)
+        engine_post(b->d->engine, QUEUERUN_ENGINE_MSG);
+}
+
 static void *queuerun_read_all(void *arg)
 {
     struct queuerun_backlog *b = arg;
     struct spool_recovery *rec = &b->rec;
     char err[512];
     int r = spool_recover_read(b->d->spool, b->pending, queuerun_collect, b, rec, err, sizeof(err));
+    queuerun_flush(b);
     if (r == 0) {
         log_info("spool %s: %u message(s) queued, %u partial file(s) removed, %u damaged, %u "
                  "moved",
