@@ -33,7 +33,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
-from ringmail_harness import base_config, free_port, to_yaml  # noqa: E402
+from ringmail_harness import SMTPConn, base_config, free_port, to_yaml  # noqa: E402
 
 READY_TIMEOUT = 600.0
 
@@ -123,15 +122,10 @@ def wait_log(proc, log_path: Path, offset: int, pattern: str, t0: float) -> str:
 def greeting_s(port: int) -> float:
     """Seconds from connect to the whole 220 greeting: the daemon serves while it reads."""
     t0 = time.monotonic()
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
-        buf = b""
-        while not buf.endswith(b"\r\n"):
-            chunk = s.recv(512)
-            if not chunk:
-                break
-            buf += chunk
-        s.sendall(b"QUIT\r\n")
-    return round(time.monotonic() - t0, 4)
+    c = SMTPConn(port, timeout=60)
+    took = time.monotonic() - t0
+    c.close()
+    return round(took, 4)
 
 
 def start_measure(daemon: Path, workdir: Path, spool: Path, workers: int) -> dict:
