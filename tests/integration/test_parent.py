@@ -298,10 +298,12 @@ class Detached(RingmailTestCase):
         lines = syslog.wait_for(r"sm-mta\[\d+\]: ready")
         for rx in (rf"sm-mta\[{pid}\]: starting ringmaild",
                    r"sm-mta\[\d+\]: warning: .*key 'greeting' is accepted but not enforced",
-                   r"sm-mta\[\d+\]: spool .*: 0 message\(s\) queued",
+                   r"sm-mta\[\d+\]: spool .*: 0 message\(s\) found",
                    r"sm-mta\[\d+\]: listening: name=MTA"):
             self.assertRegex(lines, rx)
             self.assertRegex(run.stderr, rx)
+        # the recovery's summary comes after `ready`, once the queue is read: syslog only
+        syslog.wait_for(r"sm-mta\[\d+\]: spool .*: 0 message\(s\) queued")
         self.assertRegex(lines, r"<2\d>")  # facility mail (2 << 3), as sendmail logs
         os.kill(pid, signal.SIGHUP)
         syslog.wait_for(r"sm-mta\[\d+\]: configuration reloaded")
