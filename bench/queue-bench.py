@@ -11,12 +11,14 @@ measures and prints, and asserts nothing.
                --reuse when SPOOL already holds them (a fill of a million takes minutes on
                a slow disk).
   3. baseline  ringmaild on an empty spool: time from exec to "ready", the engine's RSS
-               and PSS (/proc/PID/smaps_rollup) once ready.
+               and PSS (/proc/PID/smaps_rollup) once the (empty) queue is read.
   4. recovery  ringmaild on the full spool, --repeats times (page cache warm after the
                first; --cold drops the caches before each, which needs root and slows the
-               whole machine for a while): time to "ready" (recovery runs before it), the
-               count the log reports, the engine's RSS/PSS. Memory per queued message =
-               (full - baseline) / N.
+               whole machine for a while): time to "ready" (the spool's listing runs before
+               it), how long an SMTP greeting takes right after it, time until the summary
+               line "N message(s) queued" (the envelopes are read in the background after
+               ready), the engine's CPU at both, its RSS/PSS and peak RSS once the queue is
+               read. Memory per queued message = (full - baseline) / N.
 
 The daemon: BUILD_DIR/ringmaild (a Release build: --build-dir, default build-bench, built
 here unless BUILD=0), with the integration harness's base configuration (loopback only,
@@ -39,7 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
-from ringmail_harness import base_config, free_port, to_yaml  # noqa: E402
+from ringmail_harness import SMTPConn, base_config, free_port, to_yaml  # noqa: E402
 
 READY_TIMEOUT = 600.0
 
@@ -84,11 +86,17 @@ def cpu_seconds(pid: int) -> float:
 
 
 def engine_pid(parent: int) -> int:
-    with open(f"/proc/{parent}/task/{parent}/children") as f:
-        children = f.read().split()
-    if len(children) != 1:
-        raise RuntimeError(f"ringmaild (pid {parent}) has children {children}")
-    return int(children[0])
+    """The engine: the parent's only child once the pickup's fork (twice, so that it leaves
+    the parent at once) is gone."""
+    deadline = time.monotonic() + 5
+    while True:
+        with open(f"/proc/{parent}/task/{parent}/children") as f:
+            children = f.read().split()
+        if len(children) == 1:
+            return int(children[0])
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"ringmaild (pid {parent}) has children {children}")
+        time.sleep(0.01)
 
 
 def drop_caches() -> None:
@@ -96,9 +104,35 @@ def drop_caches() -> None:
     Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
 
+def wait_log(proc, log_path: Path, offset: int, pattern: str, t0: float) -> str:
+    """The log since `offset` once `pattern` is in it."""
+    text = ""
+    while not re.search(pattern, text):
+        if proc.poll() is not None:
+            raise RuntimeError(f"ringmaild exited with {proc.returncode}:\n{text[-3000:]}")
+        if time.monotonic() - t0 > READY_TIMEOUT:
+            raise RuntimeError(f"no {pattern!r} within {READY_TIMEOUT} s:\n{text[-3000:]}")
+        time.sleep(0.01)
+        with open(log_path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode("utf-8", "replace")
+    return text
+
+
+def greeting_s(port: int) -> float:
+    """Seconds from connect to the whole 220 greeting: the daemon serves while it reads."""
+    t0 = time.monotonic()
+    c = SMTPConn(port, timeout=60)
+    took = time.monotonic() - t0
+    c.close()
+    return round(took, 4)
+
+
 def start_measure(daemon: Path, workdir: Path, spool: Path, workers: int) -> dict:
-    """Starts ringmaild on `spool`, waits for "ready", measures, stops it."""
-    cfg = base_config(workdir, free_port())
+    """Starts ringmaild on `spool`, waits for "ready" (the listing), then for the summary
+    line (every envelope read), measures, stops it."""
+    port = free_port()
+    cfg = base_config(workdir, port)
     cfg["spool"] = str(spool)
     cfg["workers"] = workers
     conf = workdir / "ringmail.yaml"
@@ -111,21 +145,17 @@ def start_measure(daemon: Path, workdir: Path, spool: Path, workers: int) -> dic
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 cwd=workdir, start_new_session=True)
     try:
-        text = ""
-        while not re.search(r"\bready\b", text):
-            if proc.poll() is not None:
-                raise RuntimeError(f"ringmaild exited with {proc.returncode}:\n{text[-3000:]}")
-            if time.monotonic() - t0 > READY_TIMEOUT:
-                raise RuntimeError(f"no 'ready' within {READY_TIMEOUT} s:\n{text[-3000:]}")
-            time.sleep(0.01)
-            with open(log_path, "rb") as f:
-                f.seek(offset)
-                text = f.read().decode("utf-8", "replace")
+        wait_log(proc, log_path, offset, r"\bready\b", t0)
         ready_s = time.monotonic() - t0
-        time.sleep(1.0)  # the workers have taken their share of the backlog
         eng = engine_pid(proc.pid)
-        result = {"ready_s": round(ready_s, 3), "engine": memory(eng), "parent": memory(proc.pid),
-                  "engine_cpu_s": cpu_seconds(eng)}
+        result = {"ready_s": round(ready_s, 3), "greeting_s": greeting_s(port),
+                  "engine_cpu_ready_s": cpu_seconds(eng)}
+        text = wait_log(proc, log_path, offset, r"\d+ message\(s\) queued", t0)
+        result["recovered_s"] = round(time.monotonic() - t0, 3)
+        result["engine_cpu_s"] = cpu_seconds(eng)
+        time.sleep(1.0)  # the workers have taken the last boxes
+        result["engine"] = memory(eng)
+        result["parent"] = memory(proc.pid)
         m = re.search(r"(\d+) message\(s\) queued", text)
         result["queued"] = int(m.group(1)) if m else None
     finally:
@@ -200,13 +230,18 @@ def main() -> int:
     print("| start to ready, full spool | " +
           ", ".join(f"{r['ready_s']:.2f} s" for r in res["runs"]) +
           (" (cold cache each)" if args.cold else " (first may be cold)") + " |")
-    print("| engine CPU (user + sys) until ready, full spool | " +
-          ", ".join(f"{r['engine_cpu_s']:.2f} s" for r in res["runs"]) + " |")
+    print("| SMTP greeting right after ready | " +
+          ", ".join(f"{r['greeting_s'] * 1000:.1f} ms" for r in res["runs"]) + " |")
+    print("| start to the queue read (summary line) | " +
+          ", ".join(f"{r['recovered_s']:.2f} s" for r in res["runs"]) + " |")
+    print("| engine CPU (user + sys) until ready / until read, full spool | " +
+          ", ".join(f"{r['engine_cpu_ready_s']:.2f} / {r['engine_cpu_s']:.2f} s"
+                    for r in res["runs"]) + " |")
     print(f"| engine PSS, empty / full | {base['Pss'] / 1024:.1f} / "
           f"{best['engine']['Pss'] / 1024:.1f} MiB |")
     print(f"| memory per queued message (PSS, RSS, anonymous) | {per['Pss']:.0f} / "
           f"{per['Rss']:.0f} / {per['Anonymous']:.0f} bytes |")
-    print(f"| engine peak RSS (VmHWM: recovery's lists), empty / full | "
+    print(f"| engine peak RSS (VmHWM: the listing), empty / full | "
           f"{base['VmHWM'] / 1024:.1f} / {best['engine']['VmHWM'] / 1024:.1f} MiB |")
     print(f"| queue_index bytes per entry (own count, RSS growth) | "
           f"{idx['index_bytes_per_entry']:.0f}, {idx['rss_growth_per_entry']:.0f} |")

@@ -1,14 +1,19 @@
 /*
  * bench/queue_bench.c — the million-message queue benchmark's two C parts (issue 9).
  *
- *   queue_bench fill SPOOL N [--depth D] [--rcpts R] [--threads T]
+ *   queue_bench fill SPOOL N [--depth D] [--rcpts R] [--threads T] [--next S | --held]
+ *                    [--maildrop NAME]
  *       Makes a spool holding N committed, deferred messages without a daemon: for each, a
  *       queue id from qid_new, a ~400-byte df and a qf from envelope_write, written where
  *       spool_msg_path says (hash_depth D, default 1), with one attempt made and the next
  *       one a day ahead, so a daemon started on it recovers every message and delivers
  *       none while it is measured. R recipients each (default 1), pending. No fsync per
  *       file (a benchmark fixture, not a commit): one syncfs at the end. The spool is
- *       opened (and locked) with spool_open, as the daemon would, and must not be in use.
+ *       opened (and locked) with spool_open, as the daemon would, and must not be in use;
+ *       it may already hold messages (fill it several times). For tests of the recovery:
+ *       --next S puts the next attempt S seconds from now instead (0: due at once),
+ *       --held holds every message (ENVELOPE_NEXT_HELD), --maildrop NAME makes the last
+ *       message (the newest id) name maildrop file NAME, as one submitted by the pickup.
  *
  *   queue_bench scan SPOOL [--threads T] [--stat-df] [--dirfd-top] [--stat-only]
  *       What start-up recovery's I/O costs, and what threads would save: lists every
@@ -62,7 +67,8 @@ static double queue_bench_now(void)
 
 static void queue_bench_usage(void)
 {
-    fprintf(stderr, "usage: queue_bench fill SPOOL N [--depth D] [--rcpts R] [--threads T]\n"
+    fprintf(stderr, "usage: queue_bench fill SPOOL N [--depth D] [--rcpts R] [--threads T] "
+                    "[--next S | --held] [--maildrop NAME]\n"
                     "       queue_bench scan SPOOL [--threads T] [--stat-df] [--dirfd-top] "
                     "[--stat-only]\n"
                     "       queue_bench index N [--seed S]\n");
@@ -90,6 +96,9 @@ struct queue_bench_fill {
     unsigned rcpts;
     unsigned worker;
     time_t now;
+    int64_t next_attempt;
+    char *maildrop; /* for message `maildrop_at` */
+    unsigned long maildrop_at;
     unsigned long written;
     char error[256];
 };
@@ -118,7 +127,8 @@ static void *queue_bench_fill_run(void *arg)
     for (unsigned long i = f->first; i < f->first + f->count; i++) {
         char qid[QID_LEN + 1];
         qid_new(qid, f->worker);
-        snprintf(msgid, sizeof(msgid), "<bench.%lu@client.example>", i);
+        /* the id in the Message-Id tells the messages of several fills apart */
+        snprintf(msgid, sizeof(msgid), "<bench.%lu.%s@client.example>", i, qid);
         int dlen = snprintf(df, sizeof(df),
                             "Received: from client.example (localhost [127.0.0.1])\r\n"
                             "\tby mx.bench (ringmail) with ESMTP id %s\r\n"
@@ -142,7 +152,8 @@ static void *queue_bench_fill_run(void *arg)
             .msgid = msgid,
             .body = 7,
             .attempts = 1,
-            .next_attempt = f->now + 86400,
+            .next_attempt = f->next_attempt,
+            .maildrop = f->maildrop && i == f->maildrop_at ? f->maildrop : NULL,
             .rcpts = rcpts,
             .n_rcpts = f->rcpts,
         };
@@ -172,10 +183,21 @@ static int queue_bench_fill(int argc, char **argv)
     const char *dir = argv[2];
     unsigned long n = queue_bench_number(argv[3], 100000000);
     unsigned depth = SPOOL_HASH_DEPTH_DEFAULT, rcpts = 1, threads = 2;
+    time_t now = time(NULL);
+    int64_t next_attempt = (int64_t)now + 86400;
+    char *maildrop = NULL;
     for (int i = 4; i < argc; i++) {
+        if (strcmp(argv[i], "--held") == 0) {
+            next_attempt = ENVELOPE_NEXT_HELD;
+            continue;
+        }
         if (i + 1 >= argc)
             queue_bench_usage();
-        if (strcmp(argv[i], "--depth") == 0)
+        if (strcmp(argv[i], "--next") == 0)
+            next_attempt = (int64_t)now + (int64_t)queue_bench_number(argv[++i], 365 * 86400);
+        else if (strcmp(argv[i], "--maildrop") == 0)
+            maildrop = argv[++i];
+        else if (strcmp(argv[i], "--depth") == 0)
             depth = (unsigned)queue_bench_number(argv[++i], 2);
         else if (strcmp(argv[i], "--rcpts") == 0)
             rcpts = (unsigned)queue_bench_number(argv[++i], QUEUE_BENCH_MAX_RCPTS);
@@ -202,7 +224,6 @@ static int queue_bench_fill(int argc, char **argv)
     }
     struct queue_bench_fill fills[QUEUE_BENCH_MAX_THREADS];
     pthread_t tids[QUEUE_BENCH_MAX_THREADS];
-    time_t now = time(NULL);
     double t0 = queue_bench_now();
     for (unsigned t = 0; t < threads; t++) {
         unsigned long first = n * t / threads, last = n * (t + 1) / threads;
@@ -212,7 +233,10 @@ static int queue_bench_fill(int argc, char **argv)
                                              .count = last - first,
                                              .rcpts = rcpts,
                                              .worker = t,
-                                             .now = now};
+                                             .now = now,
+                                             .next_attempt = next_attempt,
+                                             .maildrop = maildrop,
+                                             .maildrop_at = n - 1};
         if (pthread_create(&tids[t], NULL, queue_bench_fill_run, &fills[t]) != 0) {
             fprintf(stderr, "queue_bench: cannot start a thread\n");
             exit(1);

@@ -38,6 +38,7 @@ struct alias_expander {
     struct map_strings includes; /* :include: files read once already (sendmail's sameaddr) */
     size_t reading[ALIAS_EXPAND_DEPTH_MAX + 2]; /* indices of those being read now */
     size_t n_reading;
+    char luser[2 * ALIAS_EXPAND_ADDR_MAX]; /* an unknown name rewritten for luser_relay */
     bool loop; /* a target named an alias or file still being expanded above it */
     bool oom;
 };
@@ -254,6 +255,35 @@ static bool alias_split(const char *addr, char *buf, size_t buflen, char **user,
 
 static void alias_address(struct alias_expander *x, const char *addr, const struct alias_origin *o);
 
+static bool alias_all_digits(const char *s)
+{
+    return *s && s[strspn(s, "0123456789")] == '\0';
+}
+
+/* What a luser_relay host gets for an unknown name: sendmail's Localaddr ruleset makes it
+ * user+detail<@host> (host: the relay without its "mailer:" and, in ringmail's form of a
+ * mailertable value, its ":port"), or, with FEATURE(preserve_luser_host), keeps the
+ * recipient's own domain ({Host}; a recipient without one gets the relay's). */
+static const char *alias_luser_address(struct alias_expander *x, const char *user,
+                                       const char *detail, const char *address)
+{
+    const char *relay = x->s->luser_relay;
+    if (x->s->preserve_luser_host && strchr(address, '@'))
+        return address;
+    size_t m = strspn(relay, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-");
+    const char *host =
+        m && relay[m] == ':' && !alias_all_digits(relay + m + 1) ? relay + m + 1 : relay;
+    const char *end = host[0] == '[' ? strchr(host, ']') : strrchr(host, ':');
+    int hl = (int)strlen(host);
+    if (host[0] == '[' && end)
+        hl = (int)(end + 1 - host);
+    else if (host[0] != '[' && end && alias_all_digits(end + 1))
+        hl = (int)(end - host);
+    snprintf(x->luser, sizeof(x->luser), "%s%s%s@%.*s", user, detail ? "+" : "",
+             detail ? detail : "", hl, host);
+    return x->luser;
+}
+
 static void alias_mailbox(struct alias_expander *x, const char *user, const char *detail,
                           const char *address, bool no_forward, const struct alias_origin *o)
 {
@@ -281,7 +311,7 @@ static void alias_mailbox(struct alias_expander *x, const char *user, const char
         alias_leaf_add(x, ALIAS_LEAF_REMOTE, relay, &p);
     } else {
         p.relay = (char *)relay;
-        alias_leaf_add(x, ALIAS_LEAF_REMOTE, address, &p);
+        alias_leaf_add(x, ALIAS_LEAF_REMOTE, alias_luser_address(x, user, detail, address), &p);
     }
 }
 

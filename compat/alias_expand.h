@@ -82,9 +82,11 @@ struct alias_expand_settings {
     const char *const *local_domains;       /* class w, without case */
     size_t n_local_domains;
     /* LUSER_RELAY: "local:user" (that local name), "user@domain" (forward there), or
-     * "mailer:host" / "host" (the recipient unchanged, sent to that host); NULL or "" =
-     * unknown users get 5.1.1. */
+     * "mailer:host" / "host" / "[host]" (sent to that host as "user+detail@host", as
+     * sendmail's Localaddr ruleset rewrites it; the recipient unchanged with
+     * preserve_luser_host, when it has a domain); NULL or "" = unknown users get 5.1.1. */
     const char *luser_relay;
+    bool preserve_luser_host;
     /* Is `login` a user of the system? Called with the name as written, then lower-cased. */
     bool (*user_exists)(void *arg, const char *login);
     /* The text of a :include: file, read as `owner` (the .forward's login) or, for the

@@ -64,7 +64,6 @@ struct mc_state {
     char cyrus_args[256];   /* CYRUSV2_MAILER_ARGS as defined now, "" = cyrusv2.m4's */
     char cyrus_socket[256]; /* the arguments MAILER(cyrusv2) took, "" = no MAILER(cyrusv2) */
     struct mc_saved_loc cyrusv2_at;
-    struct mc_saved_loc luser_relay_at; /* the LUSER_RELAY that stands */
 };
 
 void mc_save_loc(struct mc_saved_loc *s, struct mc_loc loc);

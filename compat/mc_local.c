@@ -7,8 +7,11 @@
  * define of either replaces that part, as in m4. The keys say what sendmail would run:
  * mailers.local_procmail (with the arguments procmail gets) while the FEATURE's program
  * stands, mailers.local_path (with local_args) once the .mc names another program, such as
- * Dovecot's LDA. mail.local -l speaks LMTP over a pipe, which ringmail does not do: that
- * mailer stays mailers.local_lmtp, a key kept for later. */
+ * Dovecot's LDA. FEATURE(local_lmtp) runs its program speaking LMTP over a pipe, which
+ * ringmail does not do: mail.local (its default) only writes /var/mail/$u, which ringmail's
+ * own mailer does the same way, so that is the translation, with a report line saying what
+ * differs; another program stays mailers.local_lmtp, a key kept for later, and needs a
+ * person. */
 #include <stdio.h>
 #include <string.h>
 
@@ -77,6 +80,32 @@ static void mc_local_args(struct mc_state *st, const char *what, const char *val
     buf_free(&args);
 }
 
+/* The program FEATURE(local_lmtp) speaks LMTP to (NULL: local_lmtp.m4's mail.local). */
+static void mc_local_lmtp(struct mc_state *st, const char *what, const char *program,
+                          struct mc_loc loc)
+{
+    const char *base = program && strrchr(program, '/') ? strrchr(program, '/') + 1 : program;
+    mc_yaml_remove(st->yaml, "mailers.local_lmtp");
+    if (!program || strcmp(base, "mail.local") == 0) {
+        mc_report_add(st->report, loc, MC_TRANSLATED,
+                      "%s -> ringmail's own mailer (mailers.local_path unset) writes the mbox "
+                      "%s -l wrote, /var/mail/$u (mailers.mailbox), with the same From_ line, "
+                      ">From quoting and Return-Path. What differs: sendmail ran %s as root and "
+                      "spoke LMTP to it on a pipe, one process for the message's local "
+                      "recipients and a reply for each; ringmail runs one agent per recipient, "
+                      "as that user, and does not convert 7-bit MIME back to 8 bits (F=9)",
+                      what, program ? program : "mail.local", program ? program : "mail.local");
+        return;
+    }
+    mc_key(st, loc, what, "mailers.local_lmtp", program, true);
+    mc_report_add(st->report, loc, MC_PERSON,
+                  "%s: sendmail speaks LMTP over a pipe to %s, which ringmail does not do; "
+                  "until it does, local mail goes to ringmail's own mailer (mailers.mailbox). "
+                  "Give the LMTP server's socket to mailers.lmtp (Dovecot's lmtp, Cyrus's "
+                  "lmtpd), or run the program in its one-recipient mode as mailers.local_path",
+                  what, program);
+}
+
 void mc_local_feature(struct mc_state *st, const char *name, char **args, size_t nargs,
                       struct mc_loc loc)
 {
@@ -95,12 +124,11 @@ void mc_local_feature(struct mc_state *st, const char *name, char **args, size_t
     const char *argv = nargs > 2 && *args[2] ? args[2] : NULL;
     st->local_lmtp = lmtp;
     if (lmtp) {
-        mc_key(st, loc, what, "mailers.local_lmtp", program ? program : "true", true);
+        mc_local_lmtp(st, what, program, loc);
         if (argv)
             mc_report_add(st->report, loc, MC_WARNING,
-                          "%s: its arguments `%s' are not carried over (ringmail does not run a "
-                          "local mailer over LMTP on a pipe; mailers.lmtp takes Dovecot's or "
-                          "Cyrus's LMTP socket)",
+                          "%s: its arguments `%s' are not carried over: ringmail does not run "
+                          "the program",
                           what, argv);
         return;
     }
@@ -122,14 +150,14 @@ static void mc_local_mailer_define(struct mc_state *st, const char *name, const 
     if (st->local_lmtp) {
         /* FEATURE(local_lmtp)'s flags stay: sendmail speaks LMTP to this program too */
         if (path)
-            mc_key(st, loc,
-                   "define(LOCAL_MAILER_PATH): the program FEATURE(local_lmtp) speaks "
-                   "LMTP to",
-                   "mailers.local_lmtp", value, true);
+            mc_local_lmtp(st,
+                          "define(LOCAL_MAILER_PATH): the program FEATURE(local_lmtp) speaks "
+                          "LMTP to",
+                          value, loc);
         else
             mc_report_add(st->report, loc, MC_WARNING,
                           "%s: the arguments of FEATURE(local_lmtp)'s mailer are not carried "
-                          "over (ringmail does not run a local mailer over LMTP on a pipe)",
+                          "over: ringmail does not run the program",
                           what);
         return;
     }
@@ -229,8 +257,9 @@ static void mc_forward_path(struct mc_state *st, const char *what, const char *v
 /* LUSER_RELAY, sendmail's $L: where local names that are no user or alias go, as its
  * MailerToTriple ruleset reads it: local:user (that local user; CanonLocal drops a host after
  * it), error:..., mailer:user@host (that address), mailer:host or host (the name sent on to
- * that host). routing.luser_relay takes local:user, user@domain, mailer:host and host with
- * the same meanings (compat/alias_expand.h). */
+ * that host as name@host, or as it came with FEATURE(preserve_luser_host), which is
+ * features.preserve_luser_host). routing.luser_relay takes local:user, user@domain,
+ * mailer:host and host with the same meanings (compat/alias_expand.h). */
 static void mc_luser_relay(struct mc_state *st, const char *what, const char *value,
                            struct mc_loc loc)
 {
@@ -299,24 +328,6 @@ static void mc_luser_relay(struct mc_state *st, const char *what, const char *va
                       what, value, rest, rest);
     /* mailer:user@host is that address; mailer:host stays, as a mailertable value */
     mc_key(st, loc, what, "routing.luser_relay", strchr(rest, '@') ? rest : value, false);
-    mc_save_loc(&st->luser_relay_at, loc);
-}
-
-/* LUSER_RELAY's host: sendmail sends the name there as name@host, unless
- * FEATURE(preserve_luser_host) (which may come after it) keeps the recipient's own domain,
- * as ringmail always does. */
-static void mc_luser_relay_finish(struct mc_state *st)
-{
-    const char *relay = mc_yaml_value(mc_yaml_get(st->yaml, "routing.luser_relay"));
-    if (!relay || strchr(relay, '@') || strncmp(relay, "local:", 6) == 0 ||
-        mc_yaml_get(st->yaml, "features.preserve_luser_host"))
-        return;
-    mc_report_add(st->report, mc_saved(&st->luser_relay_at), MC_WARNING,
-                  "routing.luser_relay = %s: sendmail sent an unknown name there as name@host "
-                  "(the relay's own domain); ringmail sends the recipient as it came, with this "
-                  "host's domain, as FEATURE(preserve_luser_host) does. Check that %s accepts "
-                  "mail for this host's domains",
-                  relay, relay);
 }
 
 /* confLOCAL_MAILER: the mailer of local names; cyrusv2 (Cyrus's LMTP socket) is carried
@@ -410,7 +421,6 @@ static bool mc_cyrus_lmtp(const char *args, char *out, size_t outlen)
 void mc_local_finish(struct mc_state *st)
 {
     char lmtp[600];
-    mc_luser_relay_finish(st);
     if (strcmp(st->local_mailer, "cyrusv2") != 0) {
         if (st->cyrus_socket[0])
             mc_report_add(st->report, mc_saved(&st->cyrusv2_at), MC_IGNORED,

@@ -43,10 +43,16 @@ static bool mc_key_in(const char *key, const char *const *list, size_t n)
  * the translated file does what the .mc did (docs/config.md marks the others). */
 static bool mc_key_enforced(const char *key)
 {
-    static const char *const enforced[] = {
-        "maps.access",        "maps.local_host_names", "maps.relay_domains_file",
-        "maps.mailertable",   "maps.trusted_users",    "timeouts.starttls",
-        "maps.virtusertable", "mailers.smrsh",         "maps.genericstable"};
+    static const char *const enforced[] = {"maps.access",
+                                           "maps.local_host_names",
+                                           "maps.relay_domains_file",
+                                           "maps.mailertable",
+                                           "maps.trusted_users",
+                                           "timeouts.starttls",
+                                           "maps.virtusertable",
+                                           "mailers.smrsh",
+                                           "maps.genericstable",
+                                           "features.preserve_luser_host"};
     return strncmp(key, "masquerade.", 11) == 0 ||
            mc_key_in(key, enforced, sizeof(enforced) / sizeof(enforced[0]));
 }

@@ -119,7 +119,10 @@ struct config_local {
     char *smrsh_dir;      /* the programs smrsh allows; NULL when smrsh is off */
     char **forward_path;  /* confFORWARD_PATH: "$z/.forward" */
     size_t n_forward_path;
-    char *luser_relay;   /* LUSER_RELAY: unknown local users go there; NULL = 5.1.1 */
+    char *luser_relay; /* LUSER_RELAY: unknown local users go there; NULL = 5.1.1 */
+    /* FEATURE(preserve_luser_host): a luser_relay host gets the recipient with its own
+     * domain, not rewritten to name@host */
+    bool preserve_luser_host;
     uint32_t timeout_ms; /* a local mailer's time limit */
     unsigned max_agents; /* local delivery agents at once (more requests wait) */
 };
@@ -154,10 +157,10 @@ struct config_dnsbl { /* FEATURE(dnsbl), FEATURE(enhdnsbl) */
     X(accept_unqualified_senders) X(accept_unresolvable_domains) X(always_add_domain) X(badmx)     \
     X(bestmx_is_local) X(block_bad_helo) X(blocklist_recipients) X(check_cert_altnames)            \
     X(conncontrol) X(delay_checks) X(loose_relay_check) X(lookupdotdomain) X(nocanonify)           \
-    X(nopercenthack) X(notsticky) X(nullclient) X(preserve_local_plus_detail)                      \
-    X(preserve_luser_host) X(ratecontrol) X(redirect) X(relay_based_on_mx) X(relay_entire_domain)  \
-    X(relay_hosts_only) X(relay_local_from) X(relay_mail_from) X(require_rdns) X(rhsbl)            \
-    X(stickyhost) X(sts) X(tls_failures) X(tls_session_features) X(use_client_ptr)
+    X(nopercenthack) X(notsticky) X(nullclient) X(preserve_local_plus_detail) X(ratecontrol)       \
+    X(redirect) X(relay_based_on_mx) X(relay_entire_domain) X(relay_hosts_only)                    \
+    X(relay_local_from) X(relay_mail_from) X(require_rdns) X(rhsbl) X(stickyhost) X(sts)           \
+    X(tls_failures) X(tls_session_features) X(use_client_ptr)
 
 /* sendmail's other confTO_* timeouts (client side, queue, resolver, ...), by their
  * lower-cased names; resolver_retry* are numbers of tries. */

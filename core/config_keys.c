@@ -318,7 +318,7 @@ static const struct config_key config_feature_keys[] = {
     KEPT_NUM("greet_pause", CONFIG_DURATION, 0, 30 * DAY, later.features.greet_pause, ISSUE_POLICY),
     KEPT_MAPS("dnsbl", struct config_dnsbl, later.features.dnsbl, later.features.n_dnsbl,
               config_dnsbl_keys, ISSUE_POLICY),
-    CONFIG_FEATURES(FEATURE_KEY)};
+    BOOL("preserve_luser_host", local.preserve_luser_host, "false"), CONFIG_FEATURES(FEATURE_KEY)};
 
 const struct config_key config_keys[] = {
     TEXT("hostname", CONFIG_DOMAIN, hostname, NULL), /* gethostname(), qualified */

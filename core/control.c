@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "core/control_proto.h"
+#include "core/queuerun.h"
 #include "core/submission.h"
 #include "delivery/dest.h"
 #include "delivery/qmgr.h"
@@ -148,23 +149,38 @@ static void control_finish(struct control_conn *c, int code, const char *fmt, ..
     control_close(c);
 }
 
+/* While the start-up pass still reads the queue, messages it has not reached are not
+ * counted: the answer says so. */
+static void control_recovery_note(const struct control_conn *c, char *note, size_t len)
+{
+    size_t read, total;
+    note[0] = '\0';
+    if (queuerun_recovering(c->dw->d, &read, &total))
+        snprintf(note, len,
+                 "; the queue is still being read since the start (%zu of %zu messages so "
+                 "far): the count is still growing",
+                 read, total);
+}
+
 static void control_answer(struct control_req *r)
 {
     struct control_conn *c = r->conn;
     if (c) {
+        char note[160];
+        control_recovery_note(c, note, sizeof(note));
         c->req = NULL;
         control_send(c, r->out.data ? r->out.data : "", r->out.len);
         if (r->failed)
             control_finish(c, EX_TEMPFAIL,
                            "%zu messages; the rest could not be done now, "
-                           "see the log",
-                           r->count);
+                           "see the log%s",
+                           r->count, note);
         else if (r->parsed.verb == CONTROL_FLUSH)
-            control_finish(c, 0, "%zu messages scheduled", r->count);
+            control_finish(c, 0, "%zu messages scheduled%s", r->count, note);
         else if (r->parsed.verb == CONTROL_WATCH)
             control_finish(c, 0, "%zu lines", r->count);
         else
-            control_finish(c, 0, "%zu", r->count);
+            control_finish(c, 0, "%zu%s", r->count, note);
     }
     if (r->parsed.verb == CONTROL_FLUSH)
         log_info("queue run requested by %s: %zu messages scheduled", r->by, r->count);

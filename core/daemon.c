@@ -403,7 +403,10 @@ int daemon_run(struct daemon_start *st)
                       strerror(errno));
         if (!foreground)
             daemon_leave_terminal();
+        /* after READY: the parent starts the pickup on the pass's end, which must follow */
+        queuerun_recover_start(&d, st->parent);
         daemon_wait(&d, st, sigfd, &generation);
+        queuerun_recover_stop(&d);
         struct runconf *rc = daemon_current(&d);
         uint32_t grace = rc->cfg->shutdown_grace_ms;
         runconf_unref(rc);

@@ -59,7 +59,7 @@ struct daemon {
     unsigned workers;          /* fixed at start-up: one TLS context each per generation */
     struct tls_lib **tls_libs; /* by worker: every generation's contexts are built on them */
     atomic_uint workers_running;
-    struct queuerun_backlog *backlog; /* by worker: recovered messages (core/queuerun.h) */
+    struct queuerun_backlog *backlog; /* the start-up recovery (core/queuerun.h) */
     struct dest_table *dests;         /* per-destination limits, all workers (delivery/dest.h) */
     int local_fd; /* local deliveries' requests to the parent (delivery/local.h); -1 = none */
 };

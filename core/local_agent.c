@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "compat/map_aliases.h"
+#include "core/local_forward.h"
 #include "core/privsep.h"
 #include "delivery/mailbox.h"
 #include "delivery/pipe.h"
@@ -440,30 +441,6 @@ bool local_agent_forward_names(const char *text, size_t len, enum local_op op, c
     return found;
 }
 
-/* sendmail's safe-file rules for a .forward, as the user who owns it. */
-static const char *local_forward_unsafe(const char *path, const struct stat *st, uid_t owner)
-{
-    if (S_ISLNK(st->st_mode))
-        return "a symbolic link";
-    if (!S_ISREG(st->st_mode))
-        return "not a regular file";
-    if (st->st_uid != owner)
-        return "not owned by the user";
-    if (st->st_mode & (S_IWGRP | S_IWOTH))
-        return "group or world writable";
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s", path);
-    for (char *slash = strrchr(dir, '/'); slash; slash = strrchr(dir, '/')) {
-        *slash = '\0';
-        struct stat ds;
-        if (stat(dir[0] ? dir : "/", &ds) < 0)
-            return "its directory cannot be checked";
-        if ((ds.st_mode & (S_IWGRP | S_IWOTH)) && !(ds.st_mode & S_ISVTX))
-            return "in a group or world writable directory";
-    }
-    return NULL;
-}
-
 int local_agent_read_forward(const struct config *cfg, const struct local_agent_plan *plan,
                              const struct local_request *rq, char *text, size_t size)
 {
@@ -483,7 +460,7 @@ int local_agent_read_forward(const struct config *cfg, const struct local_agent_
                 log_info("%s: forward %s not followed: %s", rq->qid, path, strerror(errno));
             continue;
         }
-        const char *why = local_forward_unsafe(path, &st, plan->rcpt.uid);
+        const char *why = local_forward_unsafe(path, &st, true, plan->rcpt.uid);
         if (why) {
             log_info("%s: forward %s not followed: %s", rq->qid, path, why);
             continue;
@@ -510,6 +487,8 @@ int local_agent_read_forward(const struct config *cfg, const struct local_agent_
             return -1;
         }
         text[len] = '\0';
+        if (!local_forward_add_includes(rq->qid, text, &len, size))
+            continue;
         return 1;
     }
     return 0;

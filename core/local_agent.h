@@ -104,8 +104,9 @@ bool local_agent_forward_names(const char *text, size_t len, enum local_op op, c
  * exists and is safe as sendmail's defaults see it: a regular file, not a symbolic link,
  * owned by plan->rcpt or root, not group- or world-writable, in directories that are not
  * group- or world-writable (unless sticky). The unsafe ones are logged and skipped.
- * 1 with the text (NUL-terminated) in text[0..size), 0 when there is none, -1 when the
- * first usable one does not fit (logged). Run as the user. */
+ * 1 with the text (NUL-terminated) in text[0..size), followed by the :include: files it
+ * names (core/local_forward.h), 0 when there is none, -1 when the first usable one does not
+ * fit (logged). Run as the user. */
 int local_agent_read_forward(const struct config *cfg, const struct local_agent_plan *plan,
                              const struct local_request *rq, char *text, size_t size);
 

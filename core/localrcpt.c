@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "core/config.h"
+#include "core/local_forward.h"
 #include "util/xtext.h"
 
 static bool localrcpt_user_exists(void *arg, const char *login)
@@ -14,9 +15,9 @@ static bool localrcpt_user_exists(void *arg, const char *login)
     return config_user_exists(arg, login);
 }
 
-/* The aliases' :include: files as the parent read them (with the errno of a failed read);
- * a .forward's (`owner`) would have to be read as that user, which the engine cannot:
- * deferred (docs/local-delivery.md). */
+/* The aliases' :include: files as the parent read them (with the errno of a failed read).
+ * A .forward's (`owner`) must be read as that user, which the engine cannot: outside a
+ * .forward the agent sent (localrcpt_hook_forward), deferred. */
 static int localrcpt_include(void *arg, const char *path, const char *owner, char **text,
                              size_t *len)
 {
@@ -42,6 +43,7 @@ static void localrcpt_settings(const struct config *cfg, struct alias_expand_set
         .local_domains = (const char *const *)cfg->local_domains,
         .n_local_domains = cfg->n_local_domains,
         .luser_relay = cfg->local.luser_relay,
+        .preserve_luser_host = cfg->local.preserve_luser_host,
         .user_exists = localrcpt_user_exists,
         .include = localrcpt_include,
         .arg = (void *)cfg,
@@ -243,17 +245,42 @@ static int localrcpt_hook_expand(void *arg, const char *rcpt, struct qmgr_local_
     return rc;
 }
 
+/* A .forward as the agent sent it: its :include: files come with it. */
+struct localrcpt_forward {
+    const struct config *cfg;
+    const char *packed;
+};
+
+static bool localrcpt_forward_user_exists(void *arg, const char *login)
+{
+    return config_user_exists(((const struct localrcpt_forward *)arg)->cfg, login);
+}
+
+static int localrcpt_forward_include(void *arg, const char *path, const char *owner, char **text,
+                                     size_t *len)
+{
+    const struct localrcpt_forward *f = arg;
+    if (!owner)
+        return localrcpt_include((void *)f->cfg, path, owner, text, len);
+    return local_forward_include(f->packed, path, text, len);
+}
+
 static int localrcpt_hook_forward(void *arg, const char *login, const char *detail,
                                   const char *text, struct qmgr_local_targets *out)
 {
     struct alias_expand_settings s;
     localrcpt_settings(arg, &s);
+    struct localrcpt_forward f = {.cfg = arg, .packed = text};
+    s.user_exists = localrcpt_forward_user_exists;
+    s.include = localrcpt_forward_include;
+    s.arg = &f;
     struct alias_leaf from = {
         .kind = ALIAS_LEAF_MAILBOX, .value = (char *)login, .detail = (char *)detail};
     struct alias_leaves lv = {0};
-    int rc = alias_expand_forward(&s, &from, ".forward", text, strlen(text), &lv) < 0
-                 ? -ENOMEM
-                 : localrcpt_targets(&lv, out);
+    int rc =
+        alias_expand_forward(&s, &from, ".forward", text, local_forward_text_len(text), &lv) < 0
+            ? -ENOMEM
+            : localrcpt_targets(&lv, out);
     alias_leaves_free(&lv);
     return rc;
 }

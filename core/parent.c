@@ -238,6 +238,7 @@ static void parent_engine_message(struct parent *p)
         parent_notify(p, EX_OK);
         if (!p->foreground)
             daemon_leave_terminal();
+    } else if (type == PRIVSEP_RECOVERED && p->ready) {
         pickup_start(p->path); /* the maildrop's; logs its own failure */
     } else if (type == PRIVSEP_RELOAD_ASK) {
         parent_reload(p);

@@ -29,9 +29,10 @@
 
 /* Forks the pickup process, which reads the configuration `config_path` (NULL = the
  * built-in default) itself and passes the path on to its children (-C). Call it once the
- * engine is ready (PRIVSEP_READY: the spool recovered, so a file whose message recovery found
- * queued is gone before the first scan, and the sockets served) and the parent has left the
- * terminal if it detaches: the pickup keeps the parent's log targets and standard error.
+ * engine has read the whole spool at start-up (PRIVSEP_RECOVERED, after PRIVSEP_READY: a
+ * file whose message recovery found queued is gone before the first scan, and the sockets
+ * are served) and the parent has left the terminal if it detaches: the pickup keeps the
+ * parent's log targets and standard error.
  * 0, or -1 (logged). */
 int pickup_start(const char *config_path);
 

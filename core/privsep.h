@@ -21,6 +21,7 @@ enum privsep_msg {
     PRIVSEP_READY = 1,  /* engine → parent: listening and serving */
     PRIVSEP_RELOAD,     /* parent → engine: a configuration to load; fd: its files */
     PRIVSEP_RELOAD_ASK, /* engine → parent: SIGHUP reached the engine: please reload */
+    PRIVSEP_RECOVERED,  /* engine → parent: the spool's envelopes are read (after READY) */
 };
 
 /* The most descriptors one message carries (the local request's df and reply socket). */

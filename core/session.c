@@ -1007,6 +1007,9 @@ static void session_on_message(struct engine_worker *w, void *worker_ctx, uint32
     case CONTROL_ENGINE_MSG:
         control_on_message(dw);
         break;
+    case QUEUERUN_ENGINE_MSG:
+        queuerun_on_message(dw);
+        break;
     default:
         log_warn("worker %u: unknown message %u", engine_worker_index(w), msg);
     }

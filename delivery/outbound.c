@@ -269,15 +269,40 @@ void outbound_run_finish(struct outbound_run *r)
     if (r->slot && ow->s.dest) {
         if (!r->sent)
             dest_untake(ow->s.dest, r->key); /* no message went: the rate token is back */
-        dest_release(ow->s.dest, r->key);
+        outbound_slot_release(ow, r->key);
     }
     r->slot = false;
     engine_timer_arm(ow->w, &r->finish, engine_now_ms(ow->w));
 }
 
+void outbound_slot_release(struct outbound_worker *ow, const char *key)
+{
+    dest_release(ow->s.dest, key);
+    if (ow->slot_free)
+        ow->slot_free(ow->slot_free_arg, key);
+}
+
+void outbound_on_slot_free(struct outbound_worker *ow, void (*fn)(void *arg, const char *key),
+                           void *arg)
+{
+    ow->slot_free = fn;
+    ow->slot_free_arg = arg;
+}
+
 static void outbound_run_exhausted(struct outbound_run *r)
 {
     struct outbound_worker *ow = r->ow;
+    if (r->backlog_full && !r->any_session) {
+        /* no attempt either: the server is there, only too busy to take one more client
+         * now (its listen backlog is full); tried again in a moment, no host status */
+        r->result.throttled = true;
+        r->result.retry_at = engine_now_ms(ow->w) + OUTBOUND_BACKLOG_RETRY_MS;
+        outbound_reply_local(&r->last, SMTP_CLIENT_TEMP, "4.4.5", "listen queue of %s is full",
+                             r->result.relay_addr);
+        outbound_run_set_all(r, &r->last);
+        outbound_run_finish(r);
+        return;
+    }
     /* Only addresses that never got as far as EHLO make a host status (sendmail's
      * "host down"); our own shortage of descriptors or memory, or a worker shutting down,
      * says nothing about the destination. */

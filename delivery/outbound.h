@@ -38,7 +38,9 @@
  * (smtp_client's lmtp setting), each recipient getting its own reply to the data. A route
  * with unix_socket connects to that path (no DNS, one target; never STARTTLS: the socket's
  * permissions are its protection); connection refused or a missing socket defers as a
- * refused TCP connect does, and sets the host status the same way. Cached connections are
+ * refused TCP connect does, and sets the host status the same way; a full listen queue
+ * (EAGAIN: the server is busy with other clients) makes the job `throttled`, to be tried
+ * again a second later, without a host status. Cached connections are
  * keyed by route_key ("lmtp:unix:/run/dovecot/lmtp"), so one LMTP session carries message
  * after message.
  *
@@ -130,7 +132,8 @@ struct outbound_result {
                                            "relayed") */
     char tls[512]; /* "version=TLSv1.3, verify=OK, cipher=..., bits=256/256, group=..." or
                       "" for plain text */
-    /* Not attempted: the destination is at its concurrency limit or out of rate tokens.
+    /* Not attempted: the destination is at its concurrency limit or out of rate tokens, or
+     * an LMTP server's socket had its listen queue full.
      * Every recipient is deferred with the reason; this is no delivery attempt (do not
      * count it) and retry_at (engine_now_ms clock) says when to try again. */
     bool throttled;
@@ -145,6 +148,12 @@ struct outbound_worker *outbound_worker_new(struct engine_worker *w, struct dns 
 /* Takes new settings (a reload): jobs already running finish with what they started with
  * for their TLS context; idle cached connections are closed. */
 void outbound_worker_configure(struct outbound_worker *ow, const struct outbound_settings *s);
+/* `fn(arg, key)` each time a session of this worker gives back its slot of destination
+ * `key` (delivery/dest.h: closed, or idle in the cache), on the worker's thread, from
+ * inside the outbound code: fn must not call into it. For the queue manager, to hand the
+ * slot to a message waiting for it. One at a time; fn NULL removes it. */
+void outbound_on_slot_free(struct outbound_worker *ow, void (*fn)(void *arg, const char *key),
+                           void *arg);
 /* Ends every job (no `done` after this), closes every connection at once (no QUIT: for a
  * polite end, outbound_worker_configure with cache_size 0 first and give the QUITs a
  * moment), cancels DNS queries. Safe with NULL, and from inside a `done` callback. */

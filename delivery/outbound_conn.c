@@ -95,7 +95,7 @@ static void outbound_conn_take_slot(struct outbound_conn *cn, struct outbound_ru
 void outbound_conn_release_slot(struct outbound_conn *cn)
 {
     if (cn->slot && cn->ow && cn->ow->s.dest)
-        dest_release(cn->ow->s.dest, cn->key);
+        outbound_slot_release(cn->ow, cn->key);
     cn->slot = false;
 }
 
@@ -516,6 +516,8 @@ static void outbound_on_closed(void *ctx, int err)
     if (r && cn->state == OUTBOUND_CONNECTING) {
         struct smtp_client_reply why;
         r->local_trouble = r->local_trouble || outbound_errno_is_local(err);
+        /* a local server's listen queue is full: it is busy with its other clients */
+        r->backlog_full = r->backlog_full || (cn->unix_socket && err == EAGAIN);
         if (err == ECONNREFUSED)
             outbound_reply_local(&why, SMTP_CLIENT_TEMP, "4.4.1", "Connection refused by %s.",
                                  outbound_conn_peer(cn));

@@ -20,6 +20,9 @@
 #include "util/engine.h"
 
 #define OUTBOUND_KEY_MAX 300
+/* A unix socket whose listen queue was full is tried again after this long: its server is
+ * busy for a moment, not down (a host status would hold it back for minutes). */
+#define OUTBOUND_BACKLOG_RETRY_MS 1000u
 
 struct outbound_target {
     char host[ROUTE_HOST_MAX];
@@ -78,13 +81,14 @@ struct outbound_run {
     struct dns_query *q;
     struct outbound_target *targets;
     size_t n_targets, next_target;
-    bool slot;                     /* a destination slot is held (dest_release at the end) */
-    bool sent;                     /* the transaction started (the rate token was used) */
-    bool plain_retry;              /* may: the last target again, without STARTTLS */
-    bool reused;                   /* on a cached connection: a failure there falls back to DNS */
-    bool any_session;              /* some address got as far as EHLO */
-    bool local_trouble;            /* a connect failed for a reason of ours (descriptors, memory) */
-    bool finished;                 /* results final; waiting for the finish timer */
+    bool slot;          /* a destination slot is held (dest_release at the end) */
+    bool sent;          /* the transaction started (the rate token was used) */
+    bool plain_retry;   /* may: the last target again, without STARTTLS */
+    bool reused;        /* on a cached connection: a failure there falls back to DNS */
+    bool any_session;   /* some address got as far as EHLO */
+    bool local_trouble; /* a connect failed for a reason of ours (descriptors, memory) */
+    bool backlog_full;  /* a unix socket's listen queue was full (EAGAIN): busy, not down */
+    bool finished;      /* results final; waiting for the finish timer */
     struct smtp_client_reply last; /* why the last address failed */
     struct engine_timer finish;
     struct outbound_rcpt_result *rcpts;
@@ -115,9 +119,13 @@ struct outbound_worker {
     unsigned n_runs, n_cached;
     struct outbound_resume resume[OUTBOUND_RESUME_MAX];
     uint64_t resume_clock;
+    void (*slot_free)(void *arg, const char *key); /* outbound_on_slot_free */
+    void *slot_free_arg;
 };
 
 /* outbound.c, for the connection glue */
+/* Gives back a destination slot a session held, and says so (outbound_on_slot_free). */
+void outbound_slot_release(struct outbound_worker *ow, const char *key);
 /* The job's connection failed before MAIL: try the next address (or the same one in
  * plain text when run->plain_retry; or, on a reused cached connection, resolve afresh),
  * or finish with `reply` for every recipient when none is left. */

@@ -17,12 +17,21 @@
 #include "util/log.h"
 
 static void qmgr_kick(struct qmgr *q);
+static void qmgr_arm(struct qmgr *q);
 static void qmgr_admin_again(struct qmgr_admin_job *job, const char *qid);
 static void qmgr_admin_stop(struct qmgr *q);
 static void qmgr_admin_free_all(struct qmgr *q);
 static void qmgr_watch_end_all(struct qmgr *q);
 static void qmgr_watch_fire(struct engine_timer *t);
 static void qmgr_attempt_over(struct qmgr_msg *m);
+
+/* A session of this worker freed a slot of `key`: one message waiting for it goes. */
+static void qmgr_slot_free(void *arg, const char *key)
+{
+    struct qmgr *q = arg;
+    if (qmgr_wait_wake(q, key))
+        qmgr_arm(q);
+}
 
 static struct qmgr *qmgr_of_timer(struct engine_timer *t)
 {
@@ -55,6 +64,8 @@ struct qmgr *qmgr_new(struct engine_worker *w, struct spool_worker *sw, struct o
     q->watch_timer.fire = qmgr_watch_fire;
     for (size_t i = 0; i < QMGR_RECENT; i++)
         buf_init(&q->recent[i].lines, QMGR_TRACE_MAX);
+    if (ow)
+        outbound_on_slot_free(ow, qmgr_slot_free, q);
     return q;
 }
 
@@ -88,6 +99,10 @@ static void qmgr_msg_free(struct qmgr_msg *m)
 
 void qmgr_stop(struct qmgr *q)
 {
+    /* Its sessions end next, and nothing waits for their slots any more. Once only: the
+     * outbound worker may be gone at a second call. */
+    if (q->ow && !q->stopping)
+        outbound_on_slot_free(q->ow, NULL, NULL);
     q->stopping = true;
     engine_timer_disarm(q->w, &q->timer);
     q->timer_due = 0;
@@ -102,10 +117,13 @@ void qmgr_free(struct qmgr *q)
     if (!q)
         return;
     engine_timer_disarm(q->w, &q->timer);
+    if (q->ow && !q->stopping) /* after qmgr_stop the outbound worker may be gone */
+        outbound_on_slot_free(q->ow, NULL, NULL);
     while (q->active)
         qmgr_msg_free(q->active);
     qmgr_admin_free_all(q);
     qmgr_watch_end_all(q);
+    qmgr_wait_free(q);
     for (size_t i = 0; i < QMGR_RECENT; i++)
         buf_free(&q->recent[i].lines);
     queue_index_free(q->idx);
@@ -265,19 +283,37 @@ static void qmgr_trace_rcpt(struct qmgr_msg *m, size_t i, enum qmgr_log_stat sta
 
 /* --- the outcome, durably --- */
 
-static void qmgr_removed(void *arg, int err)
-{
-    struct qmgr_msg *m = arg;
-    (void)err; /* logged by the spool; the next start finds the message done and ends it */
-    qmgr_end(m);
-}
-
 static bool qmgr_any_pending(const struct qmgr_msg *m)
 {
     for (size_t i = 0; i < m->env.n_rcpts; i++)
         if (envelope_rcpt_open(m->env.rcpts[i].state))
             return true;
     return false;
+}
+
+static void qmgr_updated(void *arg, int err);
+
+static void qmgr_removed(void *arg, int err)
+{
+    struct qmgr_msg *m = arg;
+    if (err == 0 || m->stopped) {
+        qmgr_end(m);
+        return;
+    }
+    /* Logged by the spool. The qf may still be there with the states it was loaded with:
+     * every recipient's final state goes into it, and its next attempt removes it. */
+    size_t *all = calloc(m->env.n_rcpts ? m->env.n_rcpts : 1, sizeof(*all));
+    int rc = -ENOMEM;
+    if (all) {
+        for (size_t i = 0; i < m->env.n_rcpts; i++)
+            all[i] = i;
+        rc = spool_update(m->q->sw, &m->env, all, m->env.n_rcpts, qmgr_updated, m);
+        free(all);
+    }
+    if (rc < 0) {
+        log_error("%s: cannot record the delivery status: %s", m->qid, strerror(-rc));
+        qmgr_updated(m, rc);
+    }
 }
 
 static void qmgr_updated(void *arg, int err)
@@ -295,14 +331,10 @@ static void qmgr_updated(void *arg, int err)
         qmgr_end(m);
         return;
     }
-    if (!qmgr_any_pending(m)) {
-        if (spool_remove(q->sw, m->qid, qmgr_removed, m) < 0) {
-            log_error("%s: cannot remove the delivered message: out of memory", m->qid);
-            qmgr_removed(m, -ENOMEM);
-        }
-        return;
-    }
     queue_index_push(q->idx, m->qid, m->env.next_attempt);
+    for (size_t g = 0; g < m->n_groups; g++)
+        if (m->groups[g].throttled)
+            qmgr_wait_add(q, m->groups[g].key, m->qid, m->s->max_active);
     qmgr_end(m);
 }
 
@@ -349,10 +381,13 @@ static void qmgr_record(struct qmgr_msg *m)
         if (er->state != was)
             changed[n++] = i;
     }
-    if (m->attempted || m->n_groups == 0)
+    bool counted = m->attempted || m->n_groups == 0;
+    if (counted)
         m->env.attempts++;
     m->env.next_attempt = queue_next_attempt(m->env.created, now, m->env.attempts, &m->s->retry);
-    if (m->retry_at && m->retry_at < m->env.next_attempt)
+    /* An attempt that was not one (every next hop throttled) counts no backoff: the
+     * throttle says when, else a message never tried would be due again at once. */
+    if (m->retry_at && (!counted || m->retry_at < m->env.next_attempt))
         m->env.next_attempt = m->retry_at;
     if (m->reason[0]) {
         char *reason = strdup(m->reason);
@@ -363,7 +398,20 @@ static void qmgr_record(struct qmgr_msg *m)
     }
     qmgr_apply_admin(m, now);
     m->recording = true;
-    int rc = spool_update(m->q->sw, &m->env, changed, n, qmgr_updated, m);
+    int rc;
+    if (!qmgr_any_pending(m)) {
+        /* Nothing left to deliver: the states need not be written first. The removal is
+         * made durable (a directory fsync, shared with the other messages removed at the
+         * same time) before it counts, so a delivered message never comes back. */
+        rc = spool_delete(m->q->sw, m->qid, qmgr_removed, m);
+    } else if (!counted && n == 0 && !m->reason[0]) {
+        /* Only throttled: the qf would say what it says already (its schedule matters
+         * only after a crash, which tries everything at once anyway). */
+        rc = 0;
+        qmgr_updated(m, 0);
+    } else {
+        rc = spool_update(m->q->sw, &m->env, changed, n, qmgr_updated, m);
+    }
     free(changed);
     if (rc < 0) {
         log_error("%s: cannot record the delivery status: %s", m->qid, strerror(-rc));
@@ -576,15 +624,90 @@ static void qmgr_attempt_done(struct qmgr_msg *m)
 
 /* --- routing and the next hops --- */
 
-/* One next hop fewer to wait for. */
-void qmgr_group_release(struct qmgr_msg *m)
+static void qmgr_groups_over(struct qmgr_msg *m)
 {
-    if (--m->groups_open > 0)
-        return;
     if (m->stopped)
         qmgr_end(m);
     else
         qmgr_attempt_done(m);
+}
+
+static void qmgr_save(struct qmgr_msg *m);
+
+static void qmgr_saved(void *arg, int err)
+{
+    struct qmgr_msg *m = arg;
+    (void)err; /* logged by the spool; the attempt's own record writes these states again */
+    m->saving = false;
+    if (m->save_waits) {
+        m->save_waits = false;
+        qmgr_groups_over(m);
+        return;
+    }
+    qmgr_save(m);
+}
+
+/* Whether the recipient's outcome can be in the qf before its notice is committed: a
+ * crash must not lose a notice that is owed. */
+static bool qmgr_savable(const struct qmgr_msg *m, size_t i)
+{
+    const struct qmgr_rcpt *r = &m->r[i];
+    char action = qmgr_action(r);
+    if (r->saved || (r->outcome != QMGR_DELIVERED && r->outcome != QMGR_FAILED) ||
+        !envelope_rcpt_open(m->env.rcpts[i].state))
+        return false;
+    return (action != 'f' && action != 'r') || !bounce_notify_wants(m->env.rcpts[i].notify, action);
+}
+
+/* A next hop or local delivery finished while others of the attempt still run: its
+ * delivered (and failed) recipients are made durable now, so that a crash before the
+ * attempt's end does not send them again. One write at a time per message; outcomes that
+ * come meanwhile go with the next. The attempt's own record writes them again (one fsync
+ * it pays anyway), so a save that failed costs nothing but the guarantee's head start. */
+static void qmgr_save(struct qmgr_msg *m)
+{
+    if (m->saving || m->stopped || m->admin == QMGR_ADMIN_DELETE)
+        return;
+    size_t n = 0;
+    for (size_t i = 0; i < m->env.n_rcpts; i++)
+        n += qmgr_savable(m, i);
+    if (n == 0)
+        return;
+    size_t *idx = calloc(n, sizeof(*idx));
+    char *states = calloc(n, 1);
+    int rc = -ENOMEM;
+    if (idx && states) {
+        n = 0;
+        for (size_t i = 0; i < m->env.n_rcpts; i++) {
+            if (!qmgr_savable(m, i))
+                continue;
+            m->r[i].saved = true;
+            idx[n] = i;
+            states[n++] =
+                (char)(m->r[i].outcome == QMGR_DELIVERED ? ENV_RCPT_DELIVERED : ENV_RCPT_FAILED);
+        }
+        rc = spool_update_rcpts(m->q->sw, &m->env, idx, states, n, qmgr_saved, m);
+    }
+    free(idx);
+    free(states);
+    if (rc < 0) /* written at the attempt's end */
+        log_error("%s: cannot record the delivery status yet: %s", m->qid, strerror(-rc));
+    else
+        m->saving = true;
+}
+
+/* One next hop fewer to wait for. A message with a single next hop writes nothing here:
+ * its outcome goes with the attempt's record. */
+void qmgr_group_release(struct qmgr_msg *m)
+{
+    if (--m->groups_open > 0) {
+        qmgr_save(m);
+        return;
+    }
+    if (m->saving)
+        m->save_waits = true;
+    else
+        qmgr_groups_over(m);
 }
 
 static void qmgr_group_done(void *arg, const struct outbound_result *res)
@@ -596,14 +719,15 @@ static void qmgr_group_done(void *arg, const struct outbound_result *res)
         snprintf(relay, sizeof(relay), "%s. [%s]", res->relay_host, res->relay_addr);
     if (res->throttled) {
         /* no attempt: the destination is at its limit; the recipients wait, unlogged */
-        int64_t wait = (int64_t)((res->retry_at > engine_now_ms(m->q->w)
-                                      ? res->retry_at - engine_now_ms(m->q->w)
-                                      : 0) /
-                                 1000) +
-                       1;
-        int64_t at = (int64_t)time(NULL) + wait;
+        uint64_t now_ms = engine_now_ms(m->q->w);
+        uint64_t wait_ms = res->retry_at > now_ms ? res->retry_at - now_ms : 0;
+        /* whole seconds, the index's unit, rounded up: never earlier than the throttle */
+        int64_t at = (int64_t)time(NULL) + (int64_t)((wait_ms + 999) / 1000);
+        if (wait_ms == 0)
+            at++; /* not again within the same second */
         if (!m->retry_at || at < m->retry_at)
             m->retry_at = at;
+        g->throttled = true;
     } else {
         m->attempted = true;
     }

@@ -10,12 +10,17 @@
  *
  * One delivery attempt of a message: load its qf and df (queue/spool.h) → route every
  * pending recipient (delivery/route.h) → one outbound transaction per next hop
- * (delivery/outbound.h), all at once → log each recipient's outcome in sendmail's words →
- * commit the bounce or notice it causes, if any → write the recipients' new states, the
- * attempt count and the next attempt into the qf and fsync it → remove the message when no
- * recipient is pending, else put it back in the index at its next attempt. A recipient
- * marked delivered is never sent again; a crash anywhere before the qf update sends the
- * attempt's recipients again (at least once, as sendmail and Postfix).
+ * (delivery/outbound.h), all at once; when one of several next hops (or local deliveries)
+ * answers while others still run, its delivered recipients are written into the qf and
+ * fsynced at once → log each recipient's outcome in sendmail's words → commit the bounce
+ * or notice it causes, if any → when no recipient is pending, remove the message (qf, df,
+ * a directory fsync shared with other commits and removals), else write the recipients'
+ * new states, the attempt count and the next attempt into the qf, fsync it and put the
+ * message back in the index at its next attempt. A recipient marked delivered is never
+ * sent again; a crash sends again only the recipients not yet marked (at least once, as
+ * sendmail and Postfix). An attempt whose every next hop was throttled (a destination at
+ * its limit) writes nothing: the message waits in the index and on a per-destination
+ * list, and a slot this worker's session frees makes it due at once.
  *
  * Settings come from the daemon's current configuration through `hooks`, taken once per
  * delivery attempt and held until it ends (a reload never changes a delivery midway).

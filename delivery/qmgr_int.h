@@ -41,16 +41,21 @@ struct qmgr_rcpt {
     char relay_host[256]; /* the DSN's Remote-MTA */
     int in_notice;        /* -1, or the bounce_kind of the notice being made for it */
     bool warned;          /* its delay warning is queued: record W */
+    bool saved;           /* its outcome went to the qf before the attempt's end */
     struct qmgr_local_rcpt *local; /* a local recipient's deliveries (qmgr_local.c), or NULL */
 };
+
+/* A destination's name: route_key() of its route. */
+#define QMGR_KEY_MAX (ROUTE_HOST_MAX + 32)
 
 /* One next hop of an attempt: the recipients that share its route key. */
 struct qmgr_group {
     struct qmgr_msg *m;
-    char key[ROUTE_HOST_MAX + 32];
+    char key[QMGR_KEY_MAX];
     size_t *rcpts; /* indices into m->env.rcpts */
     struct smtp_client_rcpt *to;
     size_t n;
+    bool throttled; /* not tried: the destination was at its limit */
 };
 
 struct qmgr_msg {
@@ -82,6 +87,10 @@ struct qmgr_msg {
     unsigned admin_io;
     enum { QMGR_RESUME_NONE, QMGR_RESUME_DONE, QMGR_RESUME_RECORD, QMGR_RESUME_END } resume;
     bool recording; /* the attempt's own qf update or removal is issued */
+    /* The outcomes of next hops that finished while others run are being written
+     * (qmgr_save); `save_waits`: the last one ended meanwhile and the attempt goes on once
+     * the write is done, so that two writes of the message never overlap. */
+    bool saving, save_waits;
     /* A request that met this message while `recording`: it looks at the message again,
      * as a waiting one, once the attempt has ended. */
     struct qmgr_admin_job *admin_later;
@@ -102,6 +111,7 @@ struct qmgr_recent {
 };
 
 struct qmgr_admin_job;
+struct qmgr_waitq;
 
 struct qmgr {
     struct engine_worker *w;
@@ -121,12 +131,23 @@ struct qmgr {
     struct engine_timer watch_timer; /* answers the watches of recent attempts */
     struct qmgr_recent recent[QMGR_RECENT];
     unsigned recent_next;
+    struct qmgr_waitq *waitqs; /* messages waiting for a throttled destination (qmgr_wait.c) */
+    size_t n_waiting;
 };
 
 /* A delivery log line of this attempt: to the log, and kept for WATCH. */
 void qmgr_trace(struct qmgr_msg *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* One next hop (or local delivery) of the attempt fewer to wait for. */
+/* One next hop (or local delivery) of the attempt fewer to wait for; the outcomes it set
+ * are written to the qf at once when others are still under way. */
 void qmgr_group_release(struct qmgr_msg *m);
+
+/* qmgr_wait.c. The message `qid`, back in the index, waits for a slot of destination
+ * `key`; nothing is listed past `cap` entries (the manager's max_active). */
+void qmgr_wait_add(struct qmgr *q, const char *key, const char *qid, size_t cap);
+/* A session of this manager to `key` ended: the first message listed for it that still
+ * waits in the index is made due now. Whether one was (the caller arms the timer). */
+bool qmgr_wait_wake(struct qmgr *q, const char *key);
+void qmgr_wait_free(struct qmgr *q);
 
 /* qmgr_local.c. Whether recipient i (routed local) is taken care of by local delivery: its
  * target is set up for qmgr_local_start or, with mailers.lmtp, its route is the LMTP
@@ -136,7 +157,7 @@ bool qmgr_local_route(struct qmgr_msg *m, size_t i);
 /* Starts the local deliveries qmgr_local_route set up; each is counted in m->groups_open
  * and released when its outcome is known. */
 void qmgr_local_start(struct qmgr_msg *m);
-/* The address LMTP sends for recipient i, or NULL (the envelope's). */
+/* The address LMTP or luser_relay's host gets for recipient i, or NULL (the envelope's). */
 const char *qmgr_local_lmtp_rcpt(const struct qmgr_msg *m, size_t i);
 /* Frees what local delivery kept for the attempt. */
 void qmgr_local_free(struct qmgr_msg *m);

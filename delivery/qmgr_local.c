@@ -93,7 +93,8 @@ bool qmgr_local_route(struct qmgr_msg *m, size_t i)
             return true;
         }
         const struct qmgr_local_target *t = lr->targets.v;
-        /* luser_relay's host: the recipient as it is, sent there like a mailertable entry */
+        /* luser_relay's host: the target's address (compat/alias_expand.h) sent there like
+         * a mailertable entry */
         if (lr->targets.n == 1 && t->kind == QMGR_LOCAL_REMOTE && t->relay) {
             const char *at = strrchr(er->addr, '@');
             char why[256];
@@ -134,6 +135,8 @@ bool qmgr_local_route(struct qmgr_msg *m, size_t i)
 const char *qmgr_local_lmtp_rcpt(const struct qmgr_msg *m, size_t i)
 {
     const struct qmgr_local_rcpt *lr = m->r[i].local;
+    if (lr && lr->relayed)
+        return lr->targets.v[0].value;
     return lr && lr->lmtp ? lr->lmtp_rcpt : NULL;
 }
 
@@ -321,7 +324,9 @@ static int qmgr_local_queue_from(struct qmgr_local_rcpt *lr, const struct qmgr_l
     for (size_t k = 0; !oom && k < t->n; k++) {
         const struct qmgr_local_target *tg = &t->v[k];
         int len = -1;
-        if (!qmgr_local_same(tg->sender, sender))
+        /* a .forward's own mailbox was delivered in this attempt (qmgr_local_forward) */
+        if (!qmgr_local_same(tg->sender, sender) ||
+            (!fanout && tg->kind == QMGR_LOCAL_MAILBOX && strcmp(tg->value, lr->login) == 0))
             continue;
         if (tg->kind == QMGR_LOCAL_REMOTE)
             len = asprintf(&addrs[n], "%s", tg->value);

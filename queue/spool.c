@@ -102,7 +102,7 @@ struct spool_msg {
     char qfname[SPOOL_PATH_LEN + 1];
     void (*done)(void *arg, int err);
     void *arg;
-    struct spool_msg *next; /* in the worker's or a subdirectory's directory-fsync lists */
+    struct spool_dirsync_wait sync; /* renamed: waiting for its directory's fsync */
 };
 
 /* The directory fsync of one leaf subdirectory (or of the flat spool) in a round of the
@@ -113,7 +113,7 @@ struct spool_dirsync {
     int fd;       /* the subdirectory, open during its fsync; -1 otherwise */
     bool opening; /* op is the open, not yet the fsync */
     char path[2 * SPOOL_MAX_HASH_DEPTH];
-    struct spool_msg *syncing; /* renamed into it, covered by the fsync in flight */
+    struct spool_dirsync_wait *syncing; /* covered by the fsync in flight */
 };
 
 /* --- the worker's directory and free space --- */
@@ -460,12 +460,21 @@ static void msg_cleanup(struct spool_msg *m)
     m->sw->fs->later(m->sw->ctx, &m->cleanup_op);
 }
 
-static void dirsync_kick(struct spool_worker *sw);
+static void msg_dir_synced(struct spool_dirsync_wait *w, int err, const char *what,
+                           const char *path)
+{
+    struct spool_msg *m = spool_of(w, struct spool_msg, sync);
+    if (err) {
+        msg_fail(m, err, what, path);
+        msg_step(m);
+    } else {
+        msg_finish(m);
+    }
+}
 
 static void msg_rename_done(struct engine_op *op, int res)
 {
     struct spool_msg *m = spool_of(op, struct spool_msg, rename_op);
-    struct spool_worker *sw = m->sw;
 
     m->inflight--;
     if (res < 0) {
@@ -474,9 +483,8 @@ static void msg_rename_done(struct engine_op *op, int res)
         return;
     }
     m->renamed = true;
-    m->next = sw->waiting;
-    sw->waiting = m;
-    dirsync_kick(sw);
+    m->sync = (struct spool_dirsync_wait){.dir = m->dir, .shard = m->shard, .done = msg_dir_synced};
+    spool_dirsync_join(m->sw, &m->sync);
 }
 
 static void msg_step(struct spool_msg *m)
@@ -515,8 +523,8 @@ static void msg_step(struct spool_msg *m)
 
 /* --- group commit of the directories --- */
 
-/* A rename is durable once an fsync of its subdirectory that started after it completed
- * has completed. One round of fsyncs runs at a time per worker: one per subdirectory
+/* A rename (or an unlink) is durable once an fsync of its subdirectory that started after
+ * it completed has completed. One round of fsyncs runs at a time per worker: one per subdirectory
  * that had a rename, in parallel; renames that complete meanwhile wait for the next
  * round. Before each round a `later` lets the rest of the current loop turn's
  * completions (often many renames released by the same journal commit) join it. */
@@ -528,20 +536,27 @@ static void dirsync_kick(struct spool_worker *sw)
     sw->fs->later(sw->ctx, &sw->gather_op);
 }
 
+void spool_dirsync_join(struct spool_worker *sw, struct spool_dirsync_wait *w)
+{
+    w->next = sw->waiting;
+    sw->waiting = w;
+    dirsync_kick(sw);
+}
+
 /* A round covers one spool directory: renames made in a directory the spool has since
  * left wait for their own round. */
 static void dirsync_gathered(struct engine_op *op, int res)
 {
     (void)res;
     struct spool_worker *sw = spool_of(op, struct spool_worker, gather_op);
-    struct spool_msg *m = sw->waiting, *next, *other = NULL;
-    struct spool_dirref *dir = m->dir;
+    struct spool_dirsync_wait *w = sw->waiting, *next, *other = NULL;
+    struct spool_dirref *dir = w->dir;
 
-    for (; m; m = next) {
-        next = m->next;
-        struct spool_msg **list = m->dir == dir ? &sw->shards[m->shard].syncing : &other;
-        m->next = *list;
-        *list = m;
+    for (; w; w = next) {
+        next = w->next;
+        struct spool_dirsync_wait **list = w->dir == dir ? &sw->shards[w->shard].syncing : &other;
+        w->next = *list;
+        *list = w;
     }
     sw->waiting = other;
     for (unsigned i = 0; i < sw->n_shards; i++) {
@@ -562,7 +577,7 @@ static void dirsync_done(struct engine_op *op, int res)
 {
     struct spool_dirsync *ds = spool_of(op, struct spool_dirsync, op);
     struct spool_worker *sw = ds->sw;
-    struct spool_msg *m = ds->syncing, *next;
+    struct spool_dirsync_wait *w = ds->syncing, *next;
 
     if (ds->opening) {
         ds->opening = false;
@@ -577,17 +592,12 @@ static void dirsync_done(struct engine_op *op, int res)
         ds->fd = -1;
     }
     ds->syncing = NULL;
-    for (; m; m = next) {
-        next = m->next;
-        if (res < 0) {
-            if (sw->sp->hash_depth)
-                msg_fail(m, -res, "fsync of subdirectory", ds->path);
-            else
-                msg_fail(m, -res, "fsync of", sw->sp->dir);
-            msg_step(m);
-        } else {
-            msg_finish(m);
-        }
+    for (; w; w = next) {
+        next = w->next;
+        if (sw->sp->hash_depth)
+            w->done(w, res < 0 ? -res : 0, "fsync of subdirectory", ds->path);
+        else
+            w->done(w, res < 0 ? -res : 0, "fsync of", sw->sp->dir);
     }
     if (--sw->dirsyncs_running)
         return;

@@ -23,7 +23,8 @@
  * directory fsyncs started is covered by it, one fsync per subdirectory that had a
  * rename, in parallel (group commit). A message holds no file descriptor until it has
  * write_chunk bytes or is committed, and its buffer grows with the data. spool_open() and
- * spool_recover() are synchronous and run at start-up, before the engine starts. The
+ * the recovery (spool_recover_list, spool_recover_read) are synchronous: the listing runs
+ * at start-up before the engine starts, the reading on a thread of its own. The
  * queue manager's operations on a committed message (spool_load, spool_update,
  * spool_remove) go through the same file operations.
  *
@@ -98,15 +99,42 @@ struct spool_recovery {
  * spool_msg_path says; `e` (parsed, with its field offsets) is valid during the call
  * only. Messages whose recipients are all done (delivered or failed: a crash before
  * their removal) are passed too: the queue manager finishes them. Non-zero stops the
- * recovery, which then fails (say, the queue index is out of memory). */
+ * recovery, which then fails (say, the queue index is out of memory, or the daemon
+ * stops). */
 typedef int (*spool_recover_fn)(void *arg, const struct envelope *e);
-/* Scans the spool at start-up, every subdirectory and any level (files left by another
- * hash_depth are moved where the current one wants them): removes what was never
- * acknowledged, sets damaged envelopes aside, hands each complete message to `fn` (may
- * be NULL) and counts. Logs each message ("<qid>: recovered, from=<...>, nrcpts=N,
- * size=N") up to the first 1,000, then one line with the count of the others; the same
- * for removed and damaged files. Reads every qf; of a df only its directory entry and
- * size (fstatat). -1 with `err` if the spool cannot be read or `fn` failed. */
+
+/* Start-up recovery in two steps, so that the daemon can serve between them (docs/queue.md,
+ * "Recovery"): spool_recover_list() reads directories only, spool_recover_read() reads
+ * every listed envelope. Nothing but the recovery may touch a listed message's files
+ * until spool_recover_read() has handed it to `fn` (or set it aside): the queue manager
+ * learns of it only then. Messages committed after the listing are not in it. */
+struct spool_pending; /* the listed messages whose envelopes are still to be read */
+/* Called for every message the listing found (a qf), oldest first: its envelope is not
+ * read yet (the count of what is queued is known from here). */
+typedef void (*spool_listed_fn)(void *arg, const char *qid);
+/* Scans every subdirectory and any level (files left by another hash_depth are moved where
+ * the current one wants them), removes what was never acknowledged (df/tf without qf, any
+ * tf), fsyncs the directories it moved files in, calls `listed` (may be NULL) for every qf
+ * and keeps them in *pending, oldest first (24 bytes each), for spool_recover_read. Sets
+ * `out` (removed, moved; messages and damaged stay 0). Logs each removal ("<qid>: removed
+ * <file> (never acknowledged)") up to the first 1,000, then one line with the count of
+ * the others, and one line with the count of moved messages. -1 with `err` if the spool
+ * cannot be read or memory ran out (nothing in *pending then). */
+int spool_recover_list(struct spool *sp, spool_listed_fn listed, void *arg,
+                       struct spool_recovery *out, struct spool_pending **pending, char *err,
+                       size_t errlen);
+size_t spool_pending_count(const struct spool_pending *p);
+void spool_pending_free(struct spool_pending *p);
+/* Reads each listed message in order: a qf that parses, names its id and has its df (of
+ * the recorded size) is handed to `fn` (may be NULL) and counted in out->messages; any
+ * other is set aside as "Qf<qid>" with its df and counted in out->damaged. Logs each
+ * message ("<qid>: recovered, from=<...>, nrcpts=N, size=N") and each damaged one up to
+ * the first 1,000 of each, then one line with the count of the others. Reads every qf; of
+ * a df only its directory entry and size (fstatat). Any thread; `p` is only read. -1 with
+ * `err` if `fn` failed or the spool cannot be opened. */
+int spool_recover_read(struct spool *sp, const struct spool_pending *p, spool_recover_fn fn,
+                       void *arg, struct spool_recovery *out, char *err, size_t errlen);
+/* Both steps at once (tests and tools): the listing, then every envelope. */
 int spool_recover(struct spool *sp, spool_recover_fn fn, void *arg, struct spool_recovery *out,
                   char *err, size_t errlen);
 
@@ -194,6 +222,14 @@ int spool_load_envelope(struct spool_worker *sw, const char *qid, spool_load_cb 
  * index out of range or a state that is not P, W, D or F. */
 int spool_update(struct spool_worker *sw, const struct envelope *e, const size_t *rcpt_idx,
                  size_t n, void (*cb)(void *arg, int err), void *arg);
+
+/* spool_update of the recipients' state bytes alone: states[k] for recipient
+ * rcpt_idx[k] (the envelope's own states are not read). The schedule and the reason are
+ * not touched, so this may run while a queue tool's request rewrites them (other bytes of
+ * the qf). For the recipients one next hop of an attempt finished while others are still
+ * under way. A qf withdrawn meanwhile (spool_withdraw) gives cb(arg, -ENOENT), not logged. */
+int spool_update_rcpts(struct spool_worker *sw, const struct envelope *e, const size_t *rcpt_idx,
+                       const char *states, size_t n, void (*cb)(void *arg, int err), void *arg);
 
 /* Removes the message: unlinks its qf, then its df (a crash in between leaves a df alone,
  * which recovery removes). No directory fsync: after a power cut a removed message may

@@ -99,8 +99,20 @@ struct envelope;
 int spool_parse_qf(const char *data, size_t len, const char *qid, struct envelope *e, char *why,
                    size_t whylen);
 
+/* A rename or an unlink that waits for the group commit of its subdirectory (spool.c):
+ * a commit's rename, a removal that must survive a power cut (spool_delete). */
+struct spool_dirsync_wait {
+    struct spool_dirsync_wait *next;
+    struct spool_dirref *dir; /* the directory it happened in */
+    unsigned shard;           /* its subdirectory there (spool_shard_of) */
+    /* A directory fsync that started after it completed: err 0, or the errno of `what`
+     * on `path`, for the waiter to log. */
+    void (*done)(struct spool_dirsync_wait *w, int err, const char *what, const char *path);
+};
+/* Joins the next round of directory fsyncs; `done` comes from its completion. */
+void spool_dirsync_join(struct spool_worker *sw, struct spool_dirsync_wait *w);
+
 /* A worker's side of the spool (spool.c). */
-struct spool_msg;
 struct spool_dirsync;
 struct spool_worker {
     struct spool *sp;
@@ -114,10 +126,10 @@ struct spool_worker {
     bool space_known; /* the last fstatvfs worked */
     uint64_t space_blocks, block_size;
     struct engine_op gather_op;
-    bool dirsync_busy;            /* a gather or a round of directory fsyncs is in flight */
-    unsigned dirsyncs_running;    /* directory fsyncs (with their opens) of the round */
-    struct spool_msg *waiting;    /* renamed, for the next round of directory fsyncs */
-    struct spool_dirsync *shards; /* one per leaf subdirectory (16^hash_depth) */
+    bool dirsync_busy;                  /* a gather or a round of directory fsyncs is in flight */
+    unsigned dirsyncs_running;          /* directory fsyncs (with their opens) of the round */
+    struct spool_dirsync_wait *waiting; /* for the next round of directory fsyncs */
+    struct spool_dirsync *shards;       /* one per leaf subdirectory (16^hash_depth) */
     unsigned n_shards;
     unsigned live; /* messages and operations not yet freed */
     uint64_t commits, dir_syncs;

@@ -305,6 +305,7 @@ struct spool_updater {
     int err;
     const char *err_what;
     bool syncing;
+    bool rcpts_only;  /* spool_update_rcpts */
     unsigned writing; /* writes in flight */
     size_t n_writes;
     struct spool_field_write writes[];
@@ -364,7 +365,9 @@ static void field_written(struct engine_op *op, int res)
 static void update_done(struct engine_op *op, int res)
 {
     struct spool_updater *u = spool_ops_of(op, struct spool_updater, op);
-    if (res < 0) {
+    if (res == -ENOENT && !u->syncing && u->rcpts_only) {
+        u->err = ENOENT; /* withdrawn meanwhile (a DELETE): the caller's to judge, unlogged */
+    } else if (res < 0) {
         update_fail(u, -res, u->syncing ? "fsync" : "open");
     } else if (!u->syncing && !u->err) {
         u->fd = res;
@@ -385,10 +388,9 @@ static void field_set(struct spool_field_write *w, struct spool_updater *u, size
     memcpy(w->data, data, len);
 }
 
-/* The writes of an update; false when the envelope has no offsets (it was not parsed) or
- * an index or a state is out of range. */
-static bool update_plan(struct spool_updater *u, const struct envelope *e, const size_t *idx,
-                        size_t n)
+/* The attempt count, next attempt and reason: one write when adjacent. False when the
+ * envelope has no offsets (it was not parsed). */
+static bool update_plan_schedule(struct spool_updater *u, const struct envelope *e)
 {
     char count[ENVELOPE_COUNT_WIDTH + 1], when[ENVELOPE_TIME_WIDTH + 1];
     char reason[ENVELOPE_REASON_WIDTH];
@@ -427,11 +429,21 @@ static bool update_plan(struct spool_updater *u, const struct envelope *e, const
         run_len += f[i].len;
     }
     field_set(&u->writes[u->n_writes++], u, run_off, run, run_len);
+    return true;
+}
+
+/* The writes of an update; false when the envelope has no offsets (it was not parsed) or
+ * an index or a state is out of range. `states` (or NULL: the envelope's) are written. */
+static bool update_plan(struct spool_updater *u, const struct envelope *e, const size_t *idx,
+                        const char *states, size_t n, bool schedule)
+{
+    if (schedule && !update_plan_schedule(u, e))
+        return false;
     for (size_t i = 0; i < n; i++) {
         if (idx[i] >= e->n_rcpts)
             return false;
         const struct envelope_rcpt *r = &e->rcpts[idx[i]];
-        char state = (char)r->state;
+        char state = states ? states[i] : (char)r->state;
         if (!r->state_offset || !envelope_rcpt_state_valid(state))
             return false;
         field_set(&u->writes[u->n_writes++], u, r->state_offset, &state, 1);
@@ -439,8 +451,9 @@ static bool update_plan(struct spool_updater *u, const struct envelope *e, const
     return true;
 }
 
-int spool_update(struct spool_worker *sw, const struct envelope *e, const size_t *rcpt_idx,
-                 size_t n, void (*cb)(void *arg, int err), void *arg)
+static int update_start(struct spool_worker *sw, const struct envelope *e, const size_t *rcpt_idx,
+                        const char *states, size_t n, bool schedule, void (*cb)(void *arg, int err),
+                        void *arg)
 {
     if (n > (SIZE_MAX - sizeof(struct spool_updater)) / sizeof(struct spool_field_write) - 3)
         return -ENOMEM;
@@ -451,11 +464,12 @@ int spool_update(struct spool_worker *sw, const struct envelope *e, const size_t
     u->cb = cb;
     u->arg = arg;
     u->fd = -1;
+    u->rcpts_only = !schedule;
     if (!op_base_init(&u->b, sw, e->qid)) {
         free(u);
         return -EINVAL;
     }
-    if (!update_plan(u, e, rcpt_idx, n)) {
+    if (!update_plan(u, e, rcpt_idx, states, n, schedule)) {
         /* A caller's mistake, reported like any failure: from a completion. */
         u->err = EINVAL;
         u->err_what = "fields of";
@@ -466,9 +480,21 @@ int spool_update(struct spool_worker *sw, const struct envelope *e, const size_t
     return 0;
 }
 
+int spool_update(struct spool_worker *sw, const struct envelope *e, const size_t *rcpt_idx,
+                 size_t n, void (*cb)(void *arg, int err), void *arg)
+{
+    return update_start(sw, e, rcpt_idx, NULL, n, true, cb, arg);
+}
+
+int spool_update_rcpts(struct spool_worker *sw, const struct envelope *e, const size_t *rcpt_idx,
+                       const char *states, size_t n, void (*cb)(void *arg, int err), void *arg)
+{
+    return update_start(sw, e, rcpt_idx, states, n, false, cb, arg);
+}
+
 /* --- remove --- */
 
-enum remove_step { REMOVE_QF, REMOVE_DF, REMOVE_OPEN_DIR, REMOVE_SYNC_DIR };
+enum remove_step { REMOVE_QF, REMOVE_DF, REMOVE_SYNC_DIR };
 
 struct spool_remover {
     struct spool_op_base b;
@@ -476,77 +502,59 @@ struct spool_remover {
     enum remove_step step;
     bool sync_dir; /* spool_delete, spool_withdraw: the removal is made durable */
     bool keep_df;  /* spool_withdraw: an attempt in flight still reads it */
-    int dir_fd;
-    char dir_path[SPOOL_PATH_LEN + 1];
+    struct spool_dirsync_wait sync;
     void (*cb)(void *arg, int err);
     void *arg;
 };
 
-static const char *remove_what(const struct spool_remover *r)
+static void remove_finish(struct spool_remover *r, int err, const char *what, const char *path)
 {
-    return r->step == REMOVE_QF ? r->b.qpath : r->step == REMOVE_DF ? r->b.dpath : r->dir_path;
+    if (err)
+        op_log_failure(&r->b, "remove", what, path, err);
+    r->cb(r->arg, -err);
+    op_base_fini(&r->b);
+    free(r);
 }
 
-/* The directory fsync of spool_delete: the message's subdirectory, or the spool itself
- * when it is flat. */
+static void remove_dir_synced(struct spool_dirsync_wait *w, int err, const char *what,
+                              const char *path)
+{
+    remove_finish(spool_ops_of(w, struct spool_remover, sync), err, what, path);
+}
+
+/* The directory fsync of spool_delete: the message's subdirectory's (the spool's when it
+ * is flat), in the group commit the commits' renames use, so removals and commits at the
+ * same time share one fsync per subdirectory. */
 static void remove_sync_dir(struct spool_remover *r)
 {
     struct spool_worker *sw = r->b.sw;
-    const char *slash = strrchr(r->b.qpath, '/');
-    if (!slash) {
-        snprintf(r->dir_path, sizeof(r->dir_path), ".");
-        r->step = REMOVE_SYNC_DIR;
-        sw->fs->fsync_dir(sw->ctx, &r->op, r->b.dir->fd);
-        return;
-    }
-    snprintf(r->dir_path, sizeof(r->dir_path), "%.*s", (int)(slash - r->b.qpath), r->b.qpath);
-    r->step = REMOVE_OPEN_DIR;
-    sw->fs->open(sw->ctx, &r->op, r->b.dir->fd, r->dir_path, SPOOL_FS_DIR);
+    r->step = REMOVE_SYNC_DIR;
+    r->sync = (struct spool_dirsync_wait){.dir = r->b.dir,
+                                          .shard = spool_shard_of(r->b.qid, sw->sp->hash_depth),
+                                          .done = remove_dir_synced};
+    spool_dirsync_join(sw, &r->sync);
 }
 
 static void remove_done(struct engine_op *op, int res)
 {
     struct spool_remover *r = spool_ops_of(op, struct spool_remover, op);
     struct spool_worker *sw = r->b.sw;
-    int err = res < 0 && !(res == -ENOENT && r->step <= REMOVE_DF) ? -res : 0;
 
-    if (!err) {
-        switch (r->step) {
-        case REMOVE_QF:
-            if (r->keep_df) {
-                remove_sync_dir(r);
-                return;
-            }
-            /* Never the df while its qf is there: that would be a message without its data. */
-            r->step = REMOVE_DF;
-            sw->fs->unlink(sw->ctx, &r->op, r->b.dir->fd, r->b.dpath);
-            return;
-        case REMOVE_DF:
-            if (r->sync_dir) {
-                remove_sync_dir(r);
-                return;
-            }
-            break;
-        case REMOVE_OPEN_DIR:
-            r->dir_fd = res;
-            r->step = REMOVE_SYNC_DIR;
-            sw->fs->fsync_dir(sw->ctx, &r->op, r->dir_fd);
-            return;
-        case REMOVE_SYNC_DIR:
-            break;
-        }
+    if (res < 0 && res != -ENOENT) {
+        remove_finish(r, -res, "unlink", r->step == REMOVE_QF ? r->b.qpath : r->b.dpath);
+        return;
     }
-    if (r->dir_fd >= 0)
-        sw->fs->close(sw->ctx, r->dir_fd);
-    if (err)
-        op_log_failure(&r->b, "remove",
-                       r->step <= REMOVE_DF         ? "unlink"
-                       : r->step == REMOVE_OPEN_DIR ? "open"
-                                                    : "fsync",
-                       remove_what(r), err);
-    r->cb(r->arg, -err);
-    op_base_fini(&r->b);
-    free(r);
+    if (r->step == REMOVE_QF && !r->keep_df) {
+        /* Never the df while its qf is there: that would be a message without its data. */
+        r->step = REMOVE_DF;
+        sw->fs->unlink(sw->ctx, &r->op, r->b.dir->fd, r->b.dpath);
+        return;
+    }
+    if (r->sync_dir) {
+        remove_sync_dir(r);
+        return;
+    }
+    remove_finish(r, 0, "", "");
 }
 
 static int remove_start(struct spool_worker *sw, const char *qid, bool sync_dir, bool keep_df,
@@ -557,7 +565,6 @@ static int remove_start(struct spool_worker *sw, const char *qid, bool sync_dir,
         return -ENOMEM;
     r->sync_dir = sync_dir;
     r->keep_df = keep_df;
-    r->dir_fd = -1;
     r->op.complete = remove_done;
     r->cb = cb;
     r->arg = arg;

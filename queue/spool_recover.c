@@ -1,6 +1,7 @@
 /*
  * Start-up scans of the spool: recovery after a crash and the list of queued messages.
- * Synchronous (plain system calls): they run before the engine starts.
+ * Synchronous (plain system calls), on whatever thread calls them: the listing before the
+ * engine starts, the reading of the envelopes on a thread of its own while it serves.
  *
  * The rule that makes recovery simple: a message exists exactly when its qf exists,
  * because the commit renames tf→qf only after df and tf are durable. Anything else is an
@@ -315,23 +316,58 @@ static const struct spool_entry *spool_move(const struct spool *sp, int dirfd,
     return to;
 }
 
+/* A message the listing found: where its qf is and whether (and where) its df is. */
+struct spool_pending_msg {
+    char qid[QID_LEN];
+    uint8_t qdepth, ddepth;
+    uint16_t qshard, dshard;
+    bool df;
+};
+
+struct spool_pending {
+    struct spool_pending_msg *v;
+    size_t n, cap;
+};
+
 struct spool_recover_run {
     struct spool *sp;
     int dirfd;
-    spool_recover_fn fn;
+    spool_listed_fn listed;
     void *arg;
     struct spool_recovery *out;
+    struct spool_pending *pending;
     struct spool_touched touched;
 };
 
-/* One message's files: 0, or -1 when the callback refused it. */
-static int spool_recover_group(struct spool_recover_run *run, struct spool_group *g)
+static int spool_pending_add(struct spool_pending *p, const struct spool_entry *q,
+                             const struct spool_entry *d)
+{
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? 2 * p->cap : 1024;
+        void *nv = realloc(p->v, cap * sizeof(*p->v));
+        if (!nv)
+            return -1;
+        p->v = nv;
+        p->cap = cap;
+    }
+    struct spool_pending_msg *m = &p->v[p->n++];
+    memcpy(m->qid, q->qid, QID_LEN);
+    m->qdepth = q->depth;
+    m->qshard = q->shard;
+    m->df = d != NULL;
+    m->ddepth = d ? d->depth : 0;
+    m->dshard = d ? d->shard : 0;
+    return 0;
+}
+
+/* One id's files, without reading any: moved where the depth wants them, leftovers
+ * removed, a qf noted for the read. -1 when memory for the note ran out. */
+static int spool_recover_group(struct spool_recover_run *run, const struct spool_group *g)
 {
     struct spool *sp = run->sp;
     struct spool_recovery *out = run->out;
     struct spool_entry qto, dto;
-    struct envelope e;
-    char qpath[SPOOL_PATH_LEN + 1], dpath[SPOOL_PATH_LEN + 1], why[256];
+    char path[SPOOL_PATH_LEN + 1];
 
     if (g->q) {
         /* The df first: the qf is what makes the message exist, so while it has not moved
@@ -339,31 +375,10 @@ static int spool_recover_group(struct spool_recover_run *run, struct spool_group
         const struct spool_entry *d = spool_move(sp, run->dirfd, g->d, &dto, &run->touched);
         const struct spool_entry *q = spool_move(sp, run->dirfd, g->q, &qto, &run->touched);
         out->moved += q != g->q || d != g->d;
-        spool_entry_path(q, qpath);
-        const char *df = NULL;
-        if (d) {
-            spool_entry_path(d, dpath);
-            df = dpath;
-        }
-        if (spool_check(run->dirfd, g->qid, qpath, df, &e, why, sizeof(why)) == 0) {
-            if (++out->messages <= SPOOL_RECOVER_LOG_MAX)
-                log_info("%s: recovered, from=<%s>, nrcpts=%zu, size=%" PRIu64, g->qid, e.sender,
-                         e.n_rcpts, e.size);
-            int r = run->fn ? run->fn(run->arg, &e) : 0;
-            envelope_free(&e);
-            if (r)
-                return -1;
-        } else {
-            struct spool_entry aside = *q;
-            char damaged[SPOOL_PATH_LEN + 1];
-            aside.kind = 'Q';
-            spool_entry_path(&aside, damaged);
-            if (renameat(run->dirfd, qpath, run->dirfd, damaged) < 0)
-                log_error("%s: cannot rename damaged %s: %s", g->qid, qpath, strerror(errno));
-            if (++out->damaged <= SPOOL_RECOVER_LOG_MAX)
-                log_warn("%s: damaged queue file moved to %s: %s", g->qid, damaged, why);
-            g->Q = q;
-        }
+        if (spool_pending_add(run->pending, q, d) < 0)
+            return -1;
+        if (run->listed)
+            run->listed(run->arg, g->qid);
     }
     for (size_t i = 0; i < g->n; i++) {
         const struct spool_entry *f = &g->all[i];
@@ -371,60 +386,140 @@ static int spool_recover_group(struct spool_recover_run *run, struct spool_group
          * is kept while a qf or a damaged Qf refers to it. */
         if (f->kind != 't' && (f->kind != 'd' || g->q || g->Q))
             continue;
-        spool_entry_path(f, dpath);
-        if (unlinkat(run->dirfd, dpath, 0) < 0 && errno != ENOENT) {
-            log_error("%s: cannot remove %s: %s", g->qid, dpath, strerror(errno));
+        spool_entry_path(f, path);
+        if (unlinkat(run->dirfd, path, 0) < 0 && errno != ENOENT) {
+            log_error("%s: cannot remove %s: %s", g->qid, path, strerror(errno));
             continue;
         }
         if (++out->removed <= SPOOL_RECOVER_LOG_MAX)
-            log_info("%s: removed %s (never acknowledged)", g->qid, dpath);
+            log_info("%s: removed %s (never acknowledged)", g->qid, path);
     }
     return 0;
 }
 
-static void spool_recover_summary(const struct spool *sp, const struct spool_recovery *out)
-{
-    if (out->messages > SPOOL_RECOVER_LOG_MAX)
-        log_info("spool %s: %u more message(s) recovered, not listed one by one", sp->dir,
-                 out->messages - SPOOL_RECOVER_LOG_MAX);
-    if (out->removed > SPOOL_RECOVER_LOG_MAX)
-        log_info("spool %s: %u more partial file(s) removed, not listed one by one", sp->dir,
-                 out->removed - SPOOL_RECOVER_LOG_MAX);
-    if (out->damaged > SPOOL_RECOVER_LOG_MAX)
-        log_warn("spool %s: %u more damaged queue file(s) set aside, not listed one by one",
-                 sp->dir, out->damaged - SPOOL_RECOVER_LOG_MAX);
-    if (out->moved)
-        log_info("spool %s: %u message(s) moved to where hash_depth %u keeps them", sp->dir,
-                 out->moved, sp->hash_depth);
-}
-
-int spool_recover(struct spool *sp, spool_recover_fn fn, void *arg, struct spool_recovery *out,
-                  char *err, size_t errlen)
+int spool_recover_list(struct spool *sp, spool_listed_fn listed, void *arg,
+                       struct spool_recovery *out, struct spool_pending **pending, char *err,
+                       size_t errlen)
 {
     struct spool_entries ents;
     struct spool_group g;
     int r = 0;
 
     memset(out, 0, sizeof(*out));
-    struct spool_recover_run run = {.sp = sp, .fn = fn, .arg = arg, .out = out};
+    *pending = NULL;
+    struct spool_recover_run run = {.sp = sp, .listed = listed, .arg = arg, .out = out};
+    if (!(run.pending = calloc(1, sizeof(*run.pending)))) {
+        snprintf(err, errlen, "spool %s: %s", sp->dir, strerror(ENOMEM));
+        return -1;
+    }
     if ((run.dirfd = spool_dirfd_dup(sp)) < 0) {
         snprintf(err, errlen, "spool %s: %s", sp->dir, strerror(errno));
+        free(run.pending);
         return -1;
     }
     if (spool_list(sp, run.dirfd, &ents, err, errlen) < 0) {
         close(run.dirfd);
+        free(run.pending);
         return -1;
     }
     for (size_t i = 0; i < ents.n && r == 0;) {
         spool_group_next(sp, &ents, &i, &g);
         if ((r = spool_recover_group(&run, &g)) < 0)
-            snprintf(err, errlen, "spool %s: recovery stopped at %s: the queue could not take it",
-                     sp->dir, g.qid);
+            snprintf(err, errlen, "spool %s: recovery stopped at %s: out of memory", sp->dir,
+                     g.qid);
     }
     spool_sync_touched(sp, run.dirfd, &run.touched);
-    spool_recover_summary(sp, out);
+    if (out->removed > SPOOL_RECOVER_LOG_MAX)
+        log_info("spool %s: %u more partial file(s) removed, not listed one by one", sp->dir,
+                 out->removed - SPOOL_RECOVER_LOG_MAX);
+    if (out->moved)
+        log_info("spool %s: %u message(s) moved to where hash_depth %u keeps them", sp->dir,
+                 out->moved, sp->hash_depth);
     free(ents.v);
     close(run.dirfd);
+    if (r < 0) {
+        spool_pending_free(run.pending);
+        return -1;
+    }
+    *pending = run.pending;
+    return 0;
+}
+
+size_t spool_pending_count(const struct spool_pending *p)
+{
+    return p ? p->n : 0;
+}
+
+void spool_pending_free(struct spool_pending *p)
+{
+    if (p)
+        free(p->v);
+    free(p);
+}
+
+/* Reads one listed message: handed to fn, or set aside as damaged. fn's value. */
+static int spool_recover_one(int dirfd, const struct spool_pending_msg *m, spool_recover_fn fn,
+                             void *arg, struct spool_recovery *out)
+{
+    struct spool_entry q = {.kind = 'q', .depth = m->qdepth, .shard = m->qshard};
+    struct spool_entry d = {.kind = 'd', .depth = m->ddepth, .shard = m->dshard};
+    char qid[QID_LEN + 1], qpath[SPOOL_PATH_LEN + 1], dpath[SPOOL_PATH_LEN + 1], why[256];
+    struct envelope e;
+
+    memcpy(qid, m->qid, QID_LEN);
+    qid[QID_LEN] = '\0';
+    memcpy(q.qid, m->qid, QID_LEN);
+    memcpy(d.qid, m->qid, QID_LEN);
+    spool_entry_path(&q, qpath);
+    spool_entry_path(&d, dpath);
+    if (spool_check(dirfd, qid, qpath, m->df ? dpath : NULL, &e, why, sizeof(why)) == 0) {
+        if (++out->messages <= SPOOL_RECOVER_LOG_MAX)
+            log_info("%s: recovered, from=<%s>, nrcpts=%zu, size=%" PRIu64, qid, e.sender,
+                     e.n_rcpts, e.size);
+        int r = fn ? fn(arg, &e) : 0;
+        envelope_free(&e);
+        return r;
+    }
+    char damaged[SPOOL_PATH_LEN + 1];
+    q.kind = 'Q';
+    spool_entry_path(&q, damaged);
+    if (renameat(dirfd, qpath, dirfd, damaged) < 0)
+        log_error("%s: cannot rename damaged %s: %s", qid, qpath, strerror(errno));
+    if (++out->damaged <= SPOOL_RECOVER_LOG_MAX)
+        log_warn("%s: damaged queue file moved to %s: %s", qid, damaged, why);
+    return 0;
+}
+
+int spool_recover_read(struct spool *sp, const struct spool_pending *p, spool_recover_fn fn,
+                       void *arg, struct spool_recovery *out, char *err, size_t errlen)
+{
+    int r = 0, dirfd = spool_dirfd_dup(sp);
+    if (dirfd < 0) {
+        snprintf(err, errlen, "spool %s: %s", sp->dir, strerror(errno));
+        return -1;
+    }
+    for (size_t i = 0; p && i < p->n && r == 0; i++)
+        if ((r = spool_recover_one(dirfd, &p->v[i], fn, arg, out)) != 0)
+            snprintf(err, errlen, "spool %s: recovery stopped at %.*s: the queue could not take it",
+                     sp->dir, QID_LEN, p->v[i].qid);
+    if (out->messages > SPOOL_RECOVER_LOG_MAX)
+        log_info("spool %s: %u more message(s) recovered, not listed one by one", sp->dir,
+                 out->messages - SPOOL_RECOVER_LOG_MAX);
+    if (out->damaged > SPOOL_RECOVER_LOG_MAX)
+        log_warn("spool %s: %u more damaged queue file(s) set aside, not listed one by one",
+                 sp->dir, out->damaged - SPOOL_RECOVER_LOG_MAX);
+    close(dirfd);
+    return r ? -1 : 0;
+}
+
+int spool_recover(struct spool *sp, spool_recover_fn fn, void *arg, struct spool_recovery *out,
+                  char *err, size_t errlen)
+{
+    struct spool_pending *p;
+    if (spool_recover_list(sp, NULL, NULL, out, &p, err, errlen) < 0)
+        return -1;
+    int r = spool_recover_read(sp, p, fn, arg, out, err, errlen);
+    spool_pending_free(p);
     return r;
 }
 

@@ -11,7 +11,7 @@ import unittest
 
 from delivery_support import FAST_QUEUE, DeliveryTestCase
 from dns_fixture import DnsFixture
-from ringmail_harness import HOSTNAME
+from ringmail_harness import HOSTNAME, make_message
 from sink import Delay, first_n
 
 
@@ -178,6 +178,51 @@ class Delivery(DeliveryTestCase):
         sink.wait_messages(8, timeout=60)
         self.assertLessEqual(sink.max_concurrent, 2)
         self.assertGreaterEqual(sink.max_concurrent, 1)
+
+    def test_throttled_message_waits_without_writing(self):
+        """A message whose destination is at destination_concurrency (1, held by a slow
+        first transaction) waits in memory: its qf is not rewritten while it waits (same
+        inode, mtime and ctime), and it goes as soon as the slot is free."""
+        sink = self.sink(final=[Delay(4, "250 2.0.0 Ok slow"), "250 2.0.0 Ok"])
+        d = self.relay(sink, delivery={"destination_concurrency": 1,
+                                       "connection_cache_size": 0})
+        first = self.send(d, "alice@client.test", ["slow@remote.test"])
+        deadline = time.monotonic() + 10  # until its data is in: the slot is taken
+        while not any(x.startswith(("DATA", "BDAT")) for c in list(sink.connections)
+                      for x in list(c.commands)):
+            self.assertLess(time.monotonic(), deadline, "the first session sent no data")
+            time.sleep(0.05)
+        qid = self.send(d, "alice@client.test", ["waits@remote.test"])
+        path = d.spool.file("qf" + qid)
+        before = os.stat(path)
+        time.sleep(2.5)  # the slot is still taken: the message was throttled a few times
+        after = os.stat(path)
+        self.assertEqual((after.st_ino, after.st_mtime_ns, after.st_ctime_ns),
+                         (before.st_ino, before.st_mtime_ns, before.st_ctime_ns),
+                         "the waiting message's qf was rewritten")
+        self.assertEqual(len(sink.messages), 0)
+        self.wait_log(d, rf"{first}: to=<slow@remote\.test>, .*stat=Sent", timeout=10)
+        self.wait_log(d, rf"{qid}: to=<waits@remote\.test>, .*stat=Sent", timeout=5)
+        self.assertIsNone(d.wait_log(rf"{qid}: to=<waits@remote\.test>, .*stat=Deferred",
+                                     timeout=0))
+        self.assertEqual(sink.max_concurrent, 1)
+
+    def test_throttled_messages_follow_the_slot(self):
+        """Messages waiting for a destination at its limit go as its session ends, not at
+        their next timer: 20 messages through one slot take well under their 20 one-second
+        waits."""
+        sink = self.sink(final=Delay(0.1, "250 2.0.0 Ok"))
+        d = self.relay(sink, workers=1, delivery={"destination_concurrency": 1,
+                                                  "connection_cache_size": 0})
+        c = self.session(d)
+        for i in range(20):
+            self.assertReply(c.cmd("MAIL FROM:<alice@client.test>"), 250)
+            self.assertReply(c.cmd(f"RCPT TO:<r{i}@remote.test>"), 250)
+            self.assertAccepted(c.data(make_message(subject=f"m{i}"))[1])
+        c.cmd("QUIT")
+        sink.wait_messages(20, timeout=8)
+        self.assertEqual(sink.max_concurrent, 1)
+        self.wait_spool_empty(d)
 
     def test_max_active(self):
         """queue.max_active bounds the messages in delivery at once on a worker; the rest

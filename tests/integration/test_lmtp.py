@@ -90,7 +90,9 @@ class LmtpTcpController(Controller):
 class LmtpAiosmtpd(DeliveryTestCase):
 
     def lmtp_server(self, handler: LmtpHandler) -> str:
-        path = str(self.tmp / "lmtp")
+        return self.lmtp_server_at(handler, str(self.tmp / "lmtp"))
+
+    def lmtp_server_at(self, handler: LmtpHandler, path: str) -> str:
         ctl = LmtpController(handler, unix_socket=path)
         ctl.start()
         self.addCleanup(ctl.stop)
@@ -158,6 +160,38 @@ class LmtpAiosmtpd(DeliveryTestCase):
         self.wait_log(d, rf"{qid}: to=<a@example\.com>, .*mailer=lmtp, .*dsn=4\.4\.1, "
                          rf"stat=Deferred: No such file or directory with {re.escape(path)}\.$")
         self.assertIn(qid, d.spool.qids())
+
+    def test_listen_queue_full(self):
+        """The server's listen queue is full (connect() on its socket fails with EAGAIN,
+        as with a busy Dovecot): tried again within seconds, not deferred as a host that is
+        down (no 4.4.1, no cached host status holding it back for the retry interval)."""
+        path = str(self.tmp / "busy")
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(path)
+        srv.listen(0)
+        fillers = []  # connections nobody accepts, until the queue is full
+        while True:
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.setblocking(False)
+            try:
+                c.connect(path)
+            except BlockingIOError:
+                c.close()
+                break
+            fillers.append(c)
+            self.assertLess(len(fillers), 64, "the listen queue never filled")
+        d = self.lmtp_daemon(path)  # the default schedule: a deferral waits 5 minutes
+        qid = self.send(d, "alice@client.test", ["a@example.com"])
+        time.sleep(2.5)  # a few tries against the full queue
+        for c in fillers + [srv]:
+            c.close()
+        os.unlink(path)
+        handler = LmtpHandler()
+        self.lmtp_server_at(handler, path)
+        self.wait_log(d, rf"{qid}: to=<a@example\.com>, .*mailer=lmtp, .*stat=Sent", timeout=10)
+        self.assertEqual([r for r, _ in handler.delivered], ["a@example.com"])
+        self.assertIsNone(d.wait_log(rf"{qid}: to=<a@example\.com>, .*stat=Deferred", timeout=0),
+                          "a full listen queue deferred the recipient")
 
 
 @unittest.skipUnless(os.access(DOVECOT, os.X_OK), "dovecot (dovecot-lmtpd) not installed")

@@ -145,6 +145,21 @@ class LocalFaults(LocalCase):
         self.assertEqual([x.get_payload() for x in msgs], ["small\n", "small\n"])
         self.assertIn(q2, d.spool.qids())
 
+    def wait_rcpt_state(self, d, qid: str, rcpt: str, state: str, timeout: float = 10.0):
+        """Waits until the qf says `state` for the recipient `rcpt`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                found = [x["state"] for x in d.spool.envelope(qid)["rcpts"]
+                         if x["addr"] == rcpt]
+            except FileNotFoundError:
+                self.fail(f"qf{qid} removed before it said {state} for <{rcpt}>")
+            if found == [state]:
+                return
+            if time.monotonic() > deadline:
+                self.fail(f"qf{qid}: <{rcpt}> is {found}, not {state}")
+            time.sleep(0.05)
+
     def slow_then_kill(self, rcpts):
         """Sends a message to an alias program that sleeps 3s (and to `rcpts`), kills the
         engine with SIGKILL while it sleeps, restarts the daemon and waits until the message
@@ -159,8 +174,9 @@ class LocalFaults(LocalCase):
         d = self.local_daemon(aliases=f'slow: "|{script}"\n', queue=FAST_QUEUE)
         qid = self.send(d, SENDER, [f"slow@{HOSTNAME}"] + rcpts, subject="slow")
         self.wait_file(runs, d=d)
-        for r in rcpts:  # written by the agent (the qf says so only at the attempt's end)
+        for r in rcpts:  # written by the agent, then marked delivered in the qf at once
             self.wait_mbox(d, r.split("@")[0])
+            self.wait_rcpt_state(d, qid, r, "D")
         self.assertFalse(done.exists(), "the program ended before the kill")
         os.kill(self.engine_pid(d), signal.SIGKILL)
         self.assertIsNotNone(d.wait(20), "the parent runs on without its engine")
@@ -188,16 +204,11 @@ class LocalFaults(LocalCase):
         self.assertIn(len(completed), (1, 2), completed)
         self.assertEqual(set(completed), {"1"})
 
-    # Known defect (issue 11 stays open for it): an attempt records its recipients' outcomes
-    # when every next hop and local delivery of the message has answered, so a recipient
-    # finished early is delivered again after a crash during a slower one. This test passes
-    # once outcomes are recorded per finished delivery.
-    @unittest.expectedFailure
     def test_engine_killed_done_recipient_not_repeated(self):
         """The same with a mailbox recipient of the message that the agent delivered before
-        the kill: only the recipient in flight may be delivered twice, the mailbox gets the
-        message once (Postfix marks each recipient done as it completes; ringmail writes
-        the qf when the whole attempt ends, so the restart delivers it again)."""
+        the kill: its state is in the qf while the program still runs (each delivery's
+        outcome is recorded as it completes, as Postfix does), so only the recipient in
+        flight may be delivered twice and the mailbox gets the message once."""
         d, _, completed = self.slow_then_kill([f"{ALICE}@{HOSTNAME}"])
         self.assertIn(len(completed), (1, 2), completed)
         self.assertEqual([x["Subject"] for x in self.mbox(d, ALICE)], ["slow"])

@@ -109,6 +109,55 @@ class Forward(LocalCase):
         self.wait_spool_empty(d)
         self.assertEqual(len(self.mbox(d, ALICE)), 1)
 
+    def test_copy_and_forward_delivered_once(self):
+        """"\\alice, bob": one copy in alice's mailbox, one in bob's, as sendmail delivers;
+        the message forwarded to bob does not hold alice's mailbox again (it did: her
+        .forward was then read again and the sender got a false "mail forwarding loop")."""
+        self.user_file(ALICE, ".forward", f"\\{ALICE}, {BOB}\n")
+        d = self.local_daemon()
+        self.send(d, SENDER, [f"{ALICE}@{HOSTNAME}"], subject="copy and forward")
+        self.wait_mbox(d, BOB)
+        self.wait_mbox(d, ALICE)
+        self.wait_spool_empty(d)
+        self.assertEqual([len(self.mbox(d, u)) for u in (ALICE, BOB)], [1, 1])
+
+    def test_include_in_forward(self):
+        """alice's .forward names two :include: files under her home (0700: only she can
+        read them): one lists bob and a program and includes the other, which lists carol;
+        the other is group-writable, so it is not used (sendmail's include()): that target
+        bounces with 5.2.4 and the rest is delivered. The program runs as alice."""
+        sink = self.remote_sink()
+        home = self.home(ALICE)
+        rec = write_script(self.files / "inc.sh", 'id -u > "$1.uid"\ncat > "$1"\n')
+        out = home / "inc.out"
+        (home / "lists").mkdir()
+        os.chown(home / "lists", self.pw[ALICE].pw_uid, self.pw[ALICE].pw_gid)
+        self.user_file(ALICE, "lists/team", f'{BOB}, "|{rec} {out}"\n:include:{home}/lists/more\n',
+                       mode=0o600)
+        self.user_file(ALICE, "lists/more", f"{CAROL}\n", mode=0o600)
+        self.user_file(ALICE, "lists/open", f"{CAROL}\n", mode=0o664)
+        os.chmod(home / "lists", 0o700)
+        os.chmod(home / "lists/open", 0o664)  # past the umask
+        self.user_file(ALICE, ".forward",
+                       f":include:{home}/lists/team\n:include:{home}/lists/open\n")
+        d = self.local_daemon()
+        qid = self.send(d, f"{SENDER}", [f"{ALICE}@{HOSTNAME}"], subject="fwd include")
+        for user in (BOB, CAROL):
+            self.assertEqual([m["Subject"] for m in self.wait_mbox(d, user)], ["fwd include"])
+        data = self.wait_file(out, lambda b: b"\n\n" in b and b.endswith(b"\n"), d=d)
+        self.assertIn(b"Subject: fwd include\n", data)
+        uid = self.wait_file(Path(f"{out}.uid"), d=d)
+        self.assertEqual(int(uid), self.pw[ALICE].pw_uid)
+        self.wait_log(d, rf"{qid}: :include:{re.escape(str(home))}/lists/open not used: "
+                         rf"group or world writable")
+        self.wait_log(d, rf"{qid}: to=<{ALICE}@{re.escape(HOSTNAME)}>, .*dsn=5\.2\.4, "
+                         rf"stat=Cannot open {re.escape(str(home))}/lists/open: ")
+        _, notice = self.notice_of(sink)
+        self.assertIn("Status: 5.2.4", notice.as_string())
+        self.wait_spool_empty(d)
+        self.assertEqual(self.mbox(d, ALICE), [])
+        self.assertEqual([len(self.mbox(d, u)) for u in (BOB, CAROL)], [1, 1])
+
 
 class Smrsh(LocalCase):
     USERS = (ALICE, BOB, CAROL)
@@ -180,6 +229,29 @@ class Virtusertable(LocalCase):
         self.assertEqual([m["Subject"] for m in self.wait_mbox(d, BOB)], ["virt"])
         self.wait_spool_empty(d)
         self.assertEqual(self.mbox(d, CAROL), [])
+
+
+class LuserRelay(LocalCase):
+    USERS = (ALICE,)
+
+    def test_luser_relay_host(self):
+        """routing.luser_relay a host: an unknown name goes there as name+detail@host, as
+        sendmail's Localaddr ruleset rewrites it; with features.preserve_luser_host
+        (FEATURE(preserve_luser_host)) with the recipient's own domain. Known users stay."""
+        sink = self.remote_sink()
+        relay = f"esmtp:[{sink.addr}]:{sink.port}"
+        want = []
+        for preserve, domain in ((False, f"[{sink.addr}]"), (True, HOSTNAME)):
+            d = self.local_daemon(routing={"luser_relay": relay},
+                                  features={"preserve_luser_host": preserve})
+            self.send(d, SENDER, [f"whoever+x@{HOSTNAME}", f"{ALICE}@{HOSTNAME}"],
+                      subject=f"luser {preserve}")
+            want.append(f"whoever+x@{domain}")
+            msgs = sink.wait_messages(len(want))
+            self.assertEqual([m.rcpt_tos for m in msgs], [[w] for w in want])
+            self.assertEqual(len(self.wait_mbox(d, ALICE)), 1)
+            self.wait_spool_empty(d)
+            d.stop()
 
 
 PROCMAIL = shutil.which("procmail") or "/usr/bin/procmail"

@@ -192,6 +192,8 @@ class SendmailCf:
         self.local_name = re.search(r"(?m)^R\$\+\t+\$#(\w+) \$: \$1\t+regular local names$",
                                     text).group(1)
         self.maps, self.milters = {}, []
+        # FEATURE(preserve_luser_host): Localaddr keeps the recipient's host in {Host}
+        self.preserve_luser_host = "$(macro {Host} $@ @$3 $)" in text
         # mailer definitions, continuation lines joined: {"local": {"P": ..., "A": ...}}
         self.mailers = {m.group(1): dict(re.findall(r"(?:^|,)\s*([A-Z])=(.*?)(?=,\s*[A-Z]=|$)",
                                                     re.sub(r"\n\s+", " ", m.group(2))))
@@ -486,6 +488,8 @@ class Oracle(unittest.TestCase):
             if macro == "L":
                 want = luser_relay(value)
             self.check(yaml, path, want, f"D{macro}{value}")
+        self.assertEqual(get(yaml, "features.preserve_luser_host") == "true",
+                         cf.preserve_luser_host, "Localaddr's {Host} rules")
 
     def classes(self, cf, yaml):
         hostname = get(yaml, "hostname")

@@ -362,11 +362,36 @@ static void test_luser_relay(void **state)
     l = expand(f, "nosuch@example.com");
     leaf(l, ALIAS_LEAF_ERROR, "User unknown");
 
+    /* sendmail's Localaddr: user+detail<@host>, the name sent on to the relay's domain */
     f->s.luser_relay = "relay:[hub.example]";
     l = expand(f, "nosuch+x@example.com");
     assert_int_equal(l->n, 1);
+    const struct alias_leaf *r = leaf(l, ALIAS_LEAF_REMOTE, "nosuch+x@[hub.example]");
+    assert_string_equal(r->relay, "relay:[hub.example]");
+    assert_string_equal(r->address, "nosuch+x@example.com");
+    f->s.luser_relay = "hub.example";
+    l = expand(f, "nosuch");
+    assert_string_equal(leaf(l, ALIAS_LEAF_REMOTE, "nosuch@hub.example")->relay, "hub.example");
+    f->s.luser_relay = "[10.0.0.5]";
+    l = expand(f, "nosuch@example.com");
+    leaf(l, ALIAS_LEAF_REMOTE, "nosuch@[10.0.0.5]");
+    f->s.luser_relay = "esmtp:[10.0.0.5]:2525"; /* a port is no part of the domain */
+    l = expand(f, "nosuch@example.com");
+    leaf(l, ALIAS_LEAF_REMOTE, "nosuch@[10.0.0.5]");
+    f->s.luser_relay = "hub.example:2525";
+    l = expand(f, "nosuch@example.com");
+    assert_string_equal(leaf(l, ALIAS_LEAF_REMOTE, "nosuch@hub.example")->relay,
+                        "hub.example:2525");
+
+    /* FEATURE(preserve_luser_host): the recipient's own domain; without one, the relay's */
+    f->s.preserve_luser_host = true;
+    f->s.luser_relay = "smtp:hub.example";
+    l = expand(f, "nosuch+x@example.com");
     assert_string_equal(leaf(l, ALIAS_LEAF_REMOTE, "nosuch+x@example.com")->relay,
-                        "relay:[hub.example]");
+                        "smtp:hub.example");
+    l = expand(f, "nosuch");
+    leaf(l, ALIAS_LEAF_REMOTE, "nosuch@hub.example");
+    f->s.preserve_luser_host = false;
 
     f->s.luser_relay = "lost@remote.example";
     l = expand(f, "nosuch@example.com");

@@ -1379,6 +1379,54 @@ static void test_recover_depth_change(void **state)
     spool_close(l2);
 }
 
+static void count_listed(void *arg, const char *qid)
+{
+    (void)qid;
+    ++*(unsigned *)arg;
+}
+
+/* The two passes the daemon runs around `ready`: the listing reads no envelope (it moves,
+ * removes leftovers and counts), the reading hands over what is good and sets aside what
+ * is not, here a qf damaged between the two passes. */
+static void test_recover_two_passes(void **state)
+{
+    (void)state;
+    char dir[160], err[256];
+    struct spool_recovery rec;
+    struct spool_pending *p;
+    snprintf(dir, sizeof(dir), "%s/twopass", tmpdir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    struct spool *s1 = open_at(dir, 1);
+    const char *ids[] = {"0000000000000001", "0000000000000002", "0000000000000003"};
+    for (unsigned i = 0; i < 3; i++) {
+        put_envelope_at(s1, dir, ids[i], 2, 1700000001 + i);
+        put_at(s1, dir, "df", ids[i], "ab", 2);
+    }
+    put_at(s1, dir, "tf", "0000000000000004", "V1\n", 3);
+
+    unsigned listed = 0;
+    struct collected c = {0};
+    assert_int_equal(spool_recover_list(s1, count_listed, &listed, &rec, &p, err, sizeof(err)), 0);
+    assert_int_equal(listed, 3);
+    assert_int_equal(spool_pending_count(p), 3);
+    assert_int_equal(rec.removed, 1);
+    assert_int_equal(rec.messages + rec.damaged, 0);
+    assert_false(exists_at(s1, dir, "tf", "0000000000000004"));
+
+    put_at(s1, dir, "qf", ids[1], "V1\nnot an envelope\n", 19);
+    assert_int_equal(spool_recover_read(s1, p, collect, &c, &rec, err, sizeof(err)), 0);
+    spool_pending_free(p);
+    assert_int_equal(rec.messages, 2);
+    assert_int_equal(rec.damaged, 1);
+    assert_int_equal(c.n, 2);
+    assert_string_equal(c.qids[0], ids[0]);
+    assert_string_equal(c.qids[1], ids[2]);
+    assert_int_equal(c.next[1], 1700000003);
+    assert_true(exists_at(s1, dir, "Qf", ids[1]) && exists_at(s1, dir, "df", ids[1]));
+    assert_false(exists_at(s1, dir, "qf", ids[1]));
+    spool_close(s1);
+}
+
 struct many {
     unsigned n;
 };
@@ -1442,6 +1490,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ops_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layout_spread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_depth_change, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recover_two_passes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_log_capped, setup, teardown),
         /* the same at the other depths: flat and two levels */
         cmocka_unit_test_prestate_setup_teardown(test_commit_small, setup, teardown, (void *)&flat),

@@ -849,6 +849,7 @@ static const char upd_new_state[UPD_RCPTS] = {'D', 'P', 'F'};
 struct upd_check {
     bool acked;     /* the update's callback came before the cut */
     bool removing;  /* spool_remove was called */
+    bool gone;      /* spool_delete's callback came before the cut */
     unsigned found; /* messages recovery handed over */
     bool all_new;   /* the one found carries the whole update */
     bool bad;
@@ -917,6 +918,8 @@ static void upd_check_state(const struct dir *d, int qf_ino, unsigned mask, stru
         snprintf(c->why, sizeof(c->why), "a damaged queue file");
     else if (!c->removing && c->found != 1)
         snprintf(c->why, sizeof(c->why), "the message is lost");
+    else if (c->gone && c->found)
+        snprintf(c->why, sizeof(c->why), "the removal was acknowledged and the message is back");
     else if (c->acked && c->found && !c->all_new)
         snprintf(c->why, sizeof(c->why), "the update was acknowledged and is not all there");
     c->bad |= c->why[0] != '\0';
@@ -943,43 +946,57 @@ static void upd_cut(int cut, int qf_ino, struct upd_check *c)
     }
 }
 
-static void upd_power_cuts(int order, unsigned seed)
+/* Commits the message the update and removal cuts start from; its qf's inode. */
+static int upd_commit(struct spool_worker *sw, char qid[QID_LEN + 1])
 {
-    char qid[QID_LEN + 1], qfpath[64], err[256];
+    char qfpath[64];
+    int committed = 0;
+    struct spool_msg *m = spool_msg_new(sw, qid);
+    assert_int_equal(spool_msg_write(m, "data\r\n", 6), 0);
+    spool_msg_commit(m, &upd_env, upd_done, &committed);
+    while (pump())
+        ;
+    assert_int_equal(committed, 1);
+    assert_true(spool_msg_path(sp, "qf", qid, qfpath, sizeof(qfpath)) > 0);
+    int qf = dir_find(&fs.vol, qfpath);
+    assert_true(qf >= 0);
+    return fs.vol.e[qf].ino;
+}
+
+/* An update then a removal (spool_remove); or, `delete_only`, a removal without an update
+ * (spool_delete, the queue manager's way when no recipient is left), after which the
+ * message must be whole or gone, and gone for good once the removal was acknowledged. */
+static void upd_power_cuts(int order, unsigned seed, bool delete_only)
+{
+    char qid[QID_LEN + 1], err[256];
     int steps = -1, total = 0;
 
     for (int cut = 0; steps < 0 || cut <= steps; cut++) {
         model_reset(order, seed, false);
         struct spool_worker *sw = spool_worker_new_fs(sp, &fake_fs, NULL, 1);
         assert_non_null(sw);
-        struct spool_msg *m = spool_msg_new(sw, qid);
-        int committed = 0, updated = 0, removed = 0;
-        assert_int_equal(spool_msg_write(m, "data\r\n", 6), 0);
-        spool_msg_commit(m, &upd_env, upd_done, &committed);
-        while (pump())
-            ;
-        assert_int_equal(committed, 1);
-        assert_true(spool_msg_path(sp, "qf", qid, qfpath, sizeof(qfpath)) > 0);
-        int qf = dir_find(&fs.vol, qfpath);
-        assert_true(qf >= 0);
-        int qf_ino = fs.vol.e[qf].ino;
-        struct envelope e;
-        const struct inode *in = &fs.ino[qf_ino];
-        if (envelope_parse(in->vol, in->vol_len, &e, err, sizeof(err)) < 0)
-            fail_msg("%s", err);
-        size_t idx[2] = {0, 2};
-        for (int i = 0; i < UPD_RCPTS; i++)
-            e.rcpts[i].state = upd_new_state[i];
-        e.attempts = UPD_ATTEMPTS;
-        e.next_attempt = UPD_NEXT;
+        int qf_ino = upd_commit(sw, qid), updated = 0, removed = 0;
+        struct upd_check c = {.removing = delete_only};
         fs.trace_len = 0;
-        assert_int_equal(spool_update(sw, &e, idx, 2, upd_done, &updated), 0);
-        envelope_free(&e);
-
-        struct upd_check c = {0};
+        if (delete_only) {
+            assert_int_equal(spool_delete(sw, qid, upd_done, &removed), 0);
+        } else {
+            struct envelope e;
+            const struct inode *in = &fs.ino[qf_ino];
+            if (envelope_parse(in->vol, in->vol_len, &e, err, sizeof(err)) < 0)
+                fail_msg("%s", err);
+            size_t idx[2] = {0, 2};
+            for (int i = 0; i < UPD_RCPTS; i++)
+                e.rcpts[i].state = upd_new_state[i];
+            e.attempts = UPD_ATTEMPTS;
+            e.next_attempt = UPD_NEXT;
+            assert_int_equal(spool_update(sw, &e, idx, 2, upd_done, &updated), 0);
+            envelope_free(&e);
+        }
         int step = 0;
         for (;; step++) {
             c.acked = updated == 1;
+            c.gone = delete_only && removed == 1;
             if (updated == 1 && !c.removing) {
                 c.removing = true;
                 assert_int_equal(spool_remove(sw, qid, upd_done, &removed), 0);
@@ -991,23 +1008,34 @@ static void upd_power_cuts(int order, unsigned seed)
             if (!pump())
                 break;
         }
-        assert_int_equal(updated, 1);
+        assert_int_equal(updated, delete_only ? 0 : 1);
         assert_int_equal(removed, 1);
         if (steps < 0)
             steps = step;
         spool_worker_free(sw);
     }
-    print_message("update and remove, depth %u order %d seed %u: %d completions, %d cuts\n", depth,
-                  order, seed, steps, total);
+    print_message("%s, depth %u order %d seed %u: %d completions, %d cuts\n",
+                  delete_only ? "delete" : "update and remove", depth, order, seed, steps, total);
+}
+
+static void upd_all_orders(bool delete_only)
+{
+    upd_power_cuts(ORDER_FIFO, 0, delete_only);
+    upd_power_cuts(ORDER_LIFO, 0, delete_only);
+    for (unsigned seed = 1; seed <= 4; seed++)
+        upd_power_cuts(ORDER_RANDOM, seed, delete_only);
 }
 
 static void test_cut_update_remove(void **state)
 {
     (void)state;
-    upd_power_cuts(ORDER_FIFO, 0);
-    upd_power_cuts(ORDER_LIFO, 0);
-    for (unsigned seed = 1; seed <= 4; seed++)
-        upd_power_cuts(ORDER_RANDOM, seed);
+    upd_all_orders(false);
+}
+
+static void test_cut_delete(void **state)
+{
+    (void)state;
+    upd_all_orders(true);
 }
 
 static const unsigned flat = 0, deep = 2;
@@ -1025,6 +1053,7 @@ int main(void)
         cmocka_unit_test_prestate_setup_teardown(test_cut_random_orders, setup, teardown,
                                                  (void *)&deep),
         cmocka_unit_test_setup_teardown(test_cut_update_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cut_delete, setup, teardown),
         cmocka_unit_test_prestate_setup_teardown(test_cut_update_remove, setup, teardown,
                                                  (void *)&flat),
     };
