@@ -474,7 +474,11 @@ class Daemon:
         os.replace(tmp, self.config_path)  # a HUP never sees half a file
 
     # process --------------------------------------------------------------
-    def start(self, timeout: float = START_TIMEOUT) -> "Daemon":
+    def start(self, timeout: float = START_TIMEOUT, read_queue: bool = True) -> "Daemon":
+        """Starts ringmaild and waits for "ready" and, with `read_queue`, for the end of
+        recovery's reading of the queue after it (the "N message(s) queued" summary), so that
+        a test finds every queued message known to its worker, as before the reading moved
+        after "ready"."""
         self.returncode = None
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
@@ -495,6 +499,12 @@ class Daemon:
                 raise StartError(f"ringmaild did not log 'ready' within {timeout}s:\n"
                                  f"{self.log_tail()}")
             time.sleep(0.05)
+        if read_queue and not self.wait_log(r"spool .*: \d+ message\(s\) queued",
+                                            timeout=max(deadline - time.monotonic(), 1.0),
+                                            since_start=True):
+            self.kill()
+            raise StartError(f"ringmaild did not finish reading its queue within {timeout}s:\n"
+                             f"{self.log_tail()}")
         # listeners are bound and listening before "ready": no probe connection,
         # which would hold a connection slot the tests count
         return self

@@ -7,6 +7,7 @@ depth keeps it."""
 import os
 import re
 import stat
+import time
 import unittest
 
 from ringmail_harness import HOSTNAME, RingmailTestCase, make_message
@@ -15,8 +16,11 @@ HEX = "0123456789abcdef"
 
 
 def qf_text(qid: str, size: int, rcpt: str) -> bytes:
-    """A committed envelope in format V1 (docs/queue.md), as the spool writes it."""
-    lines = ["V1", f"I{qid}", f"T{1700000000:020d}", f"N{0:010d}", f"W{0:020d}",
+    """A committed envelope in format V1 (docs/queue.md), as the spool writes it, not due
+    for an hour: the test looks at the spool while the daemon runs, so no attempt (and no
+    bounce being written) may change it meanwhile."""
+    now = int(time.time())
+    lines = ["V1", f"I{qid}", f"T{now:020d}", f"N{0:010d}", f"W{now + 3600:020d}",
              f"L{size:020d}", "B0", "U0", "X0", "Smoved@example.com", f"RP 00 - {rcpt}", "."]
     return ("\n".join(lines) + "\n").encode()
 
