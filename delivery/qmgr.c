@@ -587,7 +587,8 @@ static void qmgr_attempt_done(struct qmgr_msg *m)
         enum qmgr_log_stat stat = r->outcome == QMGR_DELIVERED ? QMGR_LOG_SENT
                                   : r->outcome == QMGR_FAILED  ? QMGR_LOG_FAILED
                                                                : QMGR_LOG_DEFERRED;
-        qmgr_trace_rcpt(m, i, stat, now);
+        if (!r->saved) /* else logged when it was saved */
+            qmgr_trace_rcpt(m, i, stat, now);
         if (r->outcome == QMGR_DEFERRED) /* the qf's last reason: sendmail's M line */
             qmgr_log_stat_text(QMGR_LOG_DEFERRED, r->status, r->stat, m->reason, sizeof(m->reason));
         if (r->outcome == QMGR_DEFERRED && expired) {
@@ -681,10 +682,13 @@ static void qmgr_save(struct qmgr_msg *m)
         for (size_t i = 0; i < m->env.n_rcpts; i++) {
             if (!qmgr_savable(m, i))
                 continue;
+            bool sent = m->r[i].outcome == QMGR_DELIVERED;
+            /* the log line first: a recipient the qf calls delivered always has its
+             * stat=Sent in the log, whatever crash follows */
+            qmgr_trace_rcpt(m, i, sent ? QMGR_LOG_SENT : QMGR_LOG_FAILED, time(NULL));
             m->r[i].saved = true;
             idx[n] = i;
-            states[n++] =
-                (char)(m->r[i].outcome == QMGR_DELIVERED ? ENV_RCPT_DELIVERED : ENV_RCPT_FAILED);
+            states[n++] = (char)(sent ? ENV_RCPT_DELIVERED : ENV_RCPT_FAILED);
         }
         rc = spool_update_rcpts(m->q->sw, &m->env, idx, states, n, qmgr_saved, m);
     }

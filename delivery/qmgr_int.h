@@ -41,7 +41,7 @@ struct qmgr_rcpt {
     char relay_host[256]; /* the DSN's Remote-MTA */
     int in_notice;        /* -1, or the bounce_kind of the notice being made for it */
     bool warned;          /* its delay warning is queued: record W */
-    bool saved;           /* its outcome went to the qf before the attempt's end */
+    bool saved;           /* its outcome (and log line) went to the qf before the attempt's end */
     struct qmgr_local_rcpt *local; /* a local recipient's deliveries (qmgr_local.c), or NULL */
 };
 
