@@ -140,6 +140,8 @@ class Flush(ControlTestCase):
         self.assertEqual(final, "OK 2 messages scheduled")
         self.wait_tries("a@one.test", 2)
         self.wait_tries("c@three.test", 2)
+        # the sink saw the try; the attempt ends (and the message is queued again) after it
+        self.wait_deferred(d, qids["c@three.test"], 2)
 
         _, final = self.request(d, f"FLUSH I{qids['c@three.test'][-6:]}")
         self.assertEqual(final, "OK 1 messages scheduled")
