@@ -3,7 +3,7 @@
 # creates the `ringmail` system user that the daemon runs as when started by root.
 # Usage: scripts/deps.sh [build|test]
 set -eu
-want="cmake gcc make pkg-config libssl-dev liburing-dev libcyaml-dev libc-ares-dev"
+want="cmake gcc make pkg-config libssl-dev liburing-dev libcyaml-dev libc-ares-dev libsasl2-dev"
 case "${1:-build}" in
 test)
     # python3-aiosmtpd, dnsmasq-base, postfix (smtp-sink, smtp-source): the delivery tests'
@@ -15,6 +15,9 @@ test)
     want="$want bsd-mailx git git-email libmailtools-perl mutt php-cli"
     # local delivery's real counterparts: procmail as the local mailer, Dovecot's LMTP
     want="$want procmail dovecot-core dovecot-lmtpd"
+    # AUTH and the policy layer's counterparts: saslauthd and saslpasswd2 (sasldb), the
+    # SASL mechanisms' plug-ins, HAProxy in front with the PROXY protocol
+    want="$want sasl2-bin libsasl2-modules haproxy"
     ;;
 esac
 
