@@ -11,11 +11,12 @@ check() { # folder, forbidden folders...
         fi
     done
 }
-check util smtp tls queue delivery compat core cli
-check smtp tls queue delivery compat core cli
-check tls smtp queue delivery compat core cli
-check queue smtp tls delivery compat core cli
-check delivery compat core cli
-check compat core cli
+check util smtp tls queue delivery compat policy core cli
+check smtp tls queue delivery compat policy core cli
+check tls smtp queue delivery compat policy core cli
+check queue smtp tls delivery compat policy core cli
+check delivery compat policy core cli
+check compat policy core cli
+check policy tls queue delivery core cli
 check core cli
 exit $status
