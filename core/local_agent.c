@@ -694,6 +694,9 @@ static _Noreturn void local_agent_run(const struct config *cfg,
             memset(&r, 0, sizeof(r));
             local_agent_one(cfg, &job.rq, &job.plan, fds[0], &r);
         }
+        r.has_ids = 1;
+        r.uid = (uint32_t)getuid();
+        r.gid = (uint32_t)getgid();
         if (r.status != LOCAL_DELIVERED && r.status != LOCAL_FORWARD)
             log_info("%s: to=<%s>, mailer=%s, local agent: %s %s", job.rq.qid, job.rq.recipient,
                      r.mailer, r.enh, r.text);

@@ -67,6 +67,9 @@ enum local_status {
 
 struct local_reply {
     uint32_t status; /* enum local_status */
+    /* The identity the agent delivered as (sendmail's ctladdr "(uid/gid)" in the log);
+     * has_ids is 0 in a reply the parent wrote itself (a refused request). */
+    uint32_t has_ids, uid, gid;
     char enh[8];     /* enhanced status code, "2.0.0", "4.2.2", "5.1.1" */
     char text[1024]; /* for the log and the bounce: why, the mailer's output */
     char mailer[32]; /* "local", "prog", "file", "procmail", ... for mailer= in the log */

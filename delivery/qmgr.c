@@ -272,13 +272,26 @@ void qmgr_trace(struct qmgr_msg *m, const char *fmt, ...)
     (void)buf_printf(&m->trace, "%s\n", line);
 }
 
-static void qmgr_trace_rcpt(struct qmgr_msg *m, size_t i, enum qmgr_log_stat stat, time_t now)
+void qmgr_trace_line(struct qmgr_msg *m, const char *to, const char *ctladdr, const char *mailer,
+                     const char *relay, enum qmgr_log_stat stat, const char *status,
+                     const char *text)
+{
+    char line[2048];
+    qmgr_log_format(m->qid, &m->env, to, ctladdr, mailer, relay, stat, status, text, m->started,
+                    time(NULL), line, sizeof(line));
+    qmgr_trace(m, "%s", line);
+}
+
+static void qmgr_trace_rcpt(struct qmgr_msg *m, size_t i, enum qmgr_log_stat stat)
 {
     const struct qmgr_rcpt *r = &m->r[i];
-    char line[2048];
-    qmgr_log_format(m->qid, &m->env, i, r->route.mailer, r->relay, stat, r->status, r->stat,
-                    m->started, now, line, sizeof(line));
-    qmgr_trace(m, "%s", line);
+    /* a local recipient whose targets each had their line (sendmail logs the targets of a
+     * .forward, not the address that led to them) */
+    if (stat == QMGR_LOG_SENT && qmgr_local_traced(m, i))
+        return;
+    char to[1100];
+    snprintf(to, sizeof(to), "<%s>", m->env.rcpts[i].addr);
+    qmgr_trace_line(m, to, NULL, r->route.mailer, r->relay, stat, r->status, r->stat);
 }
 
 /* --- the outcome, durably --- */
@@ -588,7 +601,7 @@ static void qmgr_attempt_done(struct qmgr_msg *m)
                                   : r->outcome == QMGR_FAILED  ? QMGR_LOG_FAILED
                                                                : QMGR_LOG_DEFERRED;
         if (!r->saved) /* else logged when it was saved */
-            qmgr_trace_rcpt(m, i, stat, now);
+            qmgr_trace_rcpt(m, i, stat);
         if (r->outcome == QMGR_DEFERRED) /* the qf's last reason: sendmail's M line */
             qmgr_log_stat_text(QMGR_LOG_DEFERRED, r->status, r->stat, m->reason, sizeof(m->reason));
         if (r->outcome == QMGR_DEFERRED && expired) {
@@ -599,7 +612,7 @@ static void qmgr_attempt_done(struct qmgr_msg *m)
                      qmgr_log_lifetime(m->s->retry.queuereturn), r->stat);
             memcpy(r->stat, why, sizeof(why));
             snprintf(r->status, sizeof(r->status), "4.4.7");
-            qmgr_trace_rcpt(m, i, QMGR_LOG_FAILED, now);
+            qmgr_trace_rcpt(m, i, QMGR_LOG_FAILED);
         }
     }
     if (m->admin == QMGR_ADMIN_DELETE) { /* postsuper -d: no notice of any kind */
@@ -685,7 +698,7 @@ static void qmgr_save(struct qmgr_msg *m)
             bool sent = m->r[i].outcome == QMGR_DELIVERED;
             /* the log line first: a recipient the qf calls delivered always has its
              * stat=Sent in the log, whatever crash follows */
-            qmgr_trace_rcpt(m, i, sent ? QMGR_LOG_SENT : QMGR_LOG_FAILED, time(NULL));
+            qmgr_trace_rcpt(m, i, sent ? QMGR_LOG_SENT : QMGR_LOG_FAILED);
             m->r[i].saved = true;
             idx[n] = i;
             states[n++] = (char)(sent ? ENV_RCPT_DELIVERED : ENV_RCPT_FAILED);

@@ -10,6 +10,7 @@
 
 #include "delivery/local.h"
 #include "delivery/qmgr.h"
+#include "delivery/qmgr_log.h"
 #include "util/buf.h"
 #include "util/engine.h"
 
@@ -137,6 +138,10 @@ struct qmgr {
 
 /* A delivery log line of this attempt: to the log, and kept for WATCH. */
 void qmgr_trace(struct qmgr_msg *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One delivery line (delivery/qmgr_log.h) of this attempt through qmgr_trace. */
+void qmgr_trace_line(struct qmgr_msg *m, const char *to, const char *ctladdr, const char *mailer,
+                     const char *relay, enum qmgr_log_stat stat, const char *status,
+                     const char *text);
 /* One next hop (or local delivery) of the attempt fewer to wait for; the outcomes it set
  * are written to the qf at once when others are still under way. */
 void qmgr_group_release(struct qmgr_msg *m);
@@ -159,6 +164,9 @@ bool qmgr_local_route(struct qmgr_msg *m, size_t i);
 void qmgr_local_start(struct qmgr_msg *m);
 /* The address LMTP or luser_relay's host gets for recipient i, or NULL (the envelope's). */
 const char *qmgr_local_lmtp_rcpt(const struct qmgr_msg *m, size_t i);
+/* Whether every outcome of local recipient i in this attempt was a target of its .forward
+ * that had its own log line (then the recipient itself gets none, as with sendmail). */
+bool qmgr_local_traced(const struct qmgr_msg *m, size_t i);
 /* Frees what local delivery kept for the attempt. */
 void qmgr_local_free(struct qmgr_msg *m);
 

@@ -34,12 +34,16 @@ struct qmgr_local_rcpt {
     char lmtp_rcpt[200];
     unsigned open; /* requests and forwards in flight */
     unsigned delivered, deferred, failed;
+    unsigned traced; /* outcomes that were .forward targets with a line of their own */
     char status[12], stat[600];
     char mailer[sizeof(((struct route *)0)->mailer)];
 };
 
 struct qmgr_local_op {
     struct qmgr_local_rcpt *lr;
+    /* A target of the user's .forward: its log line's to= ("\"|prog\"", "/file",
+     * "\\user"); "" for the recipient's own delivery, whose line is the queue's. */
+    char to[1040];
 };
 
 void qmgr_local_targets_free(struct qmgr_local_targets *t)
@@ -187,23 +191,51 @@ static void qmgr_local_release(struct qmgr_local_rcpt *lr)
 
 static void qmgr_local_forward(struct qmgr_local_rcpt *lr, const char *text);
 
+/* sendmail's line for one target of a .forward, with the controlling address: the user
+ * whose .forward named it, and the identity the agent delivered as. */
+static void qmgr_local_trace_target(struct qmgr_local_rcpt *lr, const char *to,
+                                    const struct local_reply *rep)
+{
+    struct qmgr_msg *m = lr->m;
+    char ctladdr[400];
+    int n = snprintf(ctladdr, sizeof(ctladdr), "<%s@%s>", lr->login, m->s->local->hostname);
+    if (rep->has_ids && n > 0 && (size_t)n < sizeof(ctladdr))
+        snprintf(ctladdr + n, sizeof(ctladdr) - (size_t)n, " (%u/%u)", rep->uid, rep->gid);
+    enum qmgr_log_stat stat = rep->status == LOCAL_DELIVERED ? QMGR_LOG_SENT
+                              : rep->status == LOCAL_FAILED  ? QMGR_LOG_FAILED
+                                                             : QMGR_LOG_DEFERRED;
+    qmgr_trace_line(m, to, ctladdr, rep->mailer[0] ? rep->mailer : "local", NULL, stat, rep->enh,
+                    rep->text);
+    lr->traced++;
+}
+
 static void qmgr_local_replied(void *arg, const struct local_reply *rep)
 {
     struct qmgr_local_op *op = arg;
     struct qmgr_local_rcpt *lr = op->lr;
-    free(op);
     if (rep->status == LOCAL_FORWARD && !lr->m->stopped)
         qmgr_local_forward(lr, rep->forward);
     else if (rep->status == LOCAL_FORWARD)
         qmgr_local_note(lr, LOCAL_DEFERRED, "4.3.2", "shutting down", NULL);
-    else
+    else {
+        if (op->to[0])
+            qmgr_local_trace_target(lr, op->to, rep);
         qmgr_local_note(lr, (enum local_status)rep->status, rep->enh, rep->text, rep->mailer);
+    }
+    free(op);
     qmgr_local_release(lr);
 }
 
-/* One request for a target of `lr`: as the aliases' (`alias`), or as `lr->login`'s. */
+bool qmgr_local_traced(const struct qmgr_msg *m, size_t i)
+{
+    const struct qmgr_local_rcpt *lr = m->r[i].local;
+    return lr && lr->traced && lr->traced == lr->delivered + lr->deferred + lr->failed;
+}
+
+/* One request for a target of `lr`: as the aliases' (`alias`), or as `lr->login`'s.
+ * `from_forward`: the target is one the user's .forward named (it gets its own log line). */
 static void qmgr_local_request(struct qmgr_local_rcpt *lr, const struct qmgr_local_target *t,
-                               bool alias, bool no_forward)
+                               bool alias, bool no_forward, bool from_forward)
 {
     struct qmgr_msg *m = lr->m;
     struct local_request rq = {.version = LOCAL_PROTO_VERSION, .arrival = m->env.created};
@@ -234,6 +266,12 @@ static void qmgr_local_request(struct qmgr_local_rcpt *lr, const struct qmgr_loc
         close(fd);
     if (rc == 0) {
         op->lr = lr;
+        if (from_forward) /* sendmail's q_paddr: as the .forward wrote it */
+            snprintf(op->to, sizeof(op->to), "%s%.1024s%s",
+                     t->kind == QMGR_LOCAL_PROGRAM ? "\"|"
+                     : t->kind == QMGR_LOCAL_FILE  ? ""
+                                                   : "\\",
+                     t->value, t->kind == QMGR_LOCAL_PROGRAM ? "\"" : "");
         lr->open++;
         return;
     }
@@ -467,13 +505,13 @@ static void qmgr_local_forward(struct qmgr_local_rcpt *lr, const char *text)
     bool others = false;
     struct qmgr_local_target self = {.kind = QMGR_LOCAL_MAILBOX, .value = lr->login};
     if (t.n == 0)
-        qmgr_local_request(lr, &self, false, true);
+        qmgr_local_request(lr, &self, false, true, false);
     qmgr_local_errors(lr, &t);
     for (size_t k = 0; k < t.n; k++) {
         struct qmgr_local_target *tg = &t.v[k];
         bool own = tg->kind == QMGR_LOCAL_MAILBOX && strcmp(tg->value, lr->login) == 0;
         if (own || tg->kind == QMGR_LOCAL_PROGRAM || tg->kind == QMGR_LOCAL_FILE)
-            qmgr_local_request(lr, tg, false, true);
+            qmgr_local_request(lr, tg, false, true, true);
         else if (tg->kind != QMGR_LOCAL_ERROR)
             others = true;
     }
@@ -495,7 +533,8 @@ static void qmgr_local_expand(struct qmgr_local_rcpt *lr)
     else if (rest) {
         snprintf(lr->login, sizeof(lr->login), "%s",
                  t.v[0].kind == QMGR_LOCAL_MAILBOX ? t.v[0].value : "");
-        qmgr_local_request(lr, &t.v[0], t.v[0].kind != QMGR_LOCAL_MAILBOX, t.v[0].no_forward);
+        qmgr_local_request(lr, &t.v[0], t.v[0].kind != QMGR_LOCAL_MAILBOX, t.v[0].no_forward,
+                           false);
     }
 }
 
@@ -510,7 +549,7 @@ void qmgr_local_start(struct qmgr_msg *m)
         if (lr->expand)
             qmgr_local_expand(lr);
         else
-            qmgr_local_request(lr, &lr->target, lr->alias, lr->target.no_forward);
+            qmgr_local_request(lr, &lr->target, lr->alias, lr->target.no_forward, false);
         m->attempted = true;
         qmgr_local_release(lr);
     }

@@ -63,6 +63,11 @@ const char *qmgr_log_failure_text(const char *status, const char *reply)
 const char *qmgr_log_stat_text(enum qmgr_log_stat stat, const char *status, const char *text,
                                char *out, size_t outlen)
 {
+    /* a local mailer says nothing more than that: sendmail's line is then "stat=Sent" */
+    if (stat == QMGR_LOG_SENT && (!text || !*text || strcmp(text, "Sent") == 0)) {
+        snprintf(out, outlen, "Sent");
+        return out;
+    }
     const char *what = stat == QMGR_LOG_SENT       ? "Sent ("
                        : stat == QMGR_LOG_DEFERRED ? "Deferred: "
                                                    : "";
@@ -71,19 +76,21 @@ const char *qmgr_log_stat_text(enum qmgr_log_stat stat, const char *status, cons
     return out;
 }
 
-const char *qmgr_log_format(const char *qid, const struct envelope *e, size_t i, const char *mailer,
-                            const char *relay, enum qmgr_log_stat stat, const char *status,
-                            const char *text, time_t attempt_start, time_t now, char *out,
-                            size_t outlen)
+const char *qmgr_log_format(const char *qid, const struct envelope *e, const char *to,
+                            const char *ctladdr, const char *mailer, const char *relay,
+                            enum qmgr_log_stat stat, const char *status, const char *text,
+                            time_t attempt_start, time_t now, char *out, size_t outlen)
 {
-    char delay[32], xdelay[32], relay_field[400] = "", stat_text[1200];
+    char delay[32], xdelay[32], relay_field[400] = "", ctl_field[400] = "", stat_text[1200];
     qmgr_log_delay(now - e->created, delay, sizeof(delay));
     qmgr_log_delay(now - attempt_start, xdelay, sizeof(xdelay));
     if (relay && *relay)
         snprintf(relay_field, sizeof(relay_field), ", relay=%s", relay);
+    if (ctladdr && *ctladdr)
+        snprintf(ctl_field, sizeof(ctl_field), ", ctladdr=%s", ctladdr);
     qmgr_log_stat_text(stat, status, text, stat_text, sizeof(stat_text));
-    snprintf(out, outlen, "%s: to=<%s>, delay=%s, xdelay=%s, mailer=%s, pri=%ld%s, dsn=%s, stat=%s",
-             qid, e->rcpts[i].addr, delay, xdelay, mailer, qmgr_log_priority(e), relay_field,
-             status, stat_text);
+    snprintf(out, outlen, "%s: to=%s%s, delay=%s, xdelay=%s, mailer=%s, pri=%ld%s, dsn=%s, stat=%s",
+             qid, to, ctl_field, delay, xdelay, mailer, qmgr_log_priority(e), relay_field, status,
+             stat_text);
     return out;
 }

@@ -7,6 +7,7 @@
  *       relay=mx.b. [192.0.2.1], dsn=2.0.0, stat=Sent (<the next hop's reply>)
  *   ... dsn=4.4.1, stat=Deferred: Connection refused by mx.b.
  *   ... dsn=5.1.1, stat=User unknown
+ *   <qid>: to="|/usr/bin/procmail", ctladdr=<alice@host> (1000/1000), delay=..., mailer=prog, ...
  *
  * Pure formatting: the queue manager writes the line (and keeps it for WATCH).
  */
@@ -36,10 +37,13 @@ const char *qmgr_log_failure_text(const char *status, const char *reply);
  * mailq shows) both take it from here. Returns `out`. */
 const char *qmgr_log_stat_text(enum qmgr_log_stat stat, const char *status, const char *text,
                                char *out, size_t outlen);
-/* Formats the line for recipient `i` (without a trailing newline); returns `out`. */
-const char *qmgr_log_format(const char *qid, const struct envelope *e, size_t i, const char *mailer,
-                            const char *relay, enum qmgr_log_stat stat, const char *status,
-                            const char *text, time_t attempt_start, time_t now, char *out,
-                            size_t outlen);
+/* Formats one line (without a trailing newline); returns `out`. `to` is the whole to= value:
+ * "<a@b>" for a recipient of the queue file, or a target it expanded to as sendmail writes
+ * it ("\"|prog args\"", "/path", "\\user"), which comes with `ctladdr`, the controlling
+ * address: "<alice@host> (1000/1000)" (NULL for none). */
+const char *qmgr_log_format(const char *qid, const struct envelope *e, const char *to,
+                            const char *ctladdr, const char *mailer, const char *relay,
+                            enum qmgr_log_stat stat, const char *status, const char *text,
+                            time_t attempt_start, time_t now, char *out, size_t outlen);
 
 #endif

@@ -36,10 +36,17 @@ class Forward(LocalCase):
         uid = self.wait_file(Path(f"{out}.uid"), d=d)
         self.assertEqual(int(uid), self.pw[ALICE].pw_uid)
         self.assertEqual(os.stat(out).st_uid, self.pw[ALICE].pw_uid)
-        # one line for the recipient, whose targets were all delivered in this attempt
-        self.sent_line(d, qid, f"{ALICE}@{HOSTNAME}")
+        # sendmail's lines: one per target, with the controlling address and the identity
+        # it was delivered as; none for the address that led to them
+        ids = rf"\({self.pw[ALICE].pw_uid}/{self.pw[ALICE].pw_gid}\)"
+        ctl = rf"ctladdr=<{ALICE}@{re.escape(HOSTNAME)}> {ids}"
+        self.wait_log(d, rf"{qid}: to=\\{ALICE}, {ctl}, .*mailer=local, .*dsn=2\.0\.0, "
+                         rf"stat=Sent$")
+        self.wait_log(d, rf'{qid}: to="\|{re.escape(f"{rec} {out}")}", {ctl}, .*mailer=prog, '
+                         rf".*stat=Sent")
         self.wait_spool_empty(d)
         self.assertEqual(len(self.mbox(d, ALICE)), 1)
+        self.assertNotRegex(d.log(), rf"{qid}: to=<{ALICE}@")
 
     def test_forward_to_local_and_remote(self):
         """alice forwards to bob and to a remote address: one new message ("forwarded
