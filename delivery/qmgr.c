@@ -289,9 +289,10 @@ static void qmgr_trace_rcpt(struct qmgr_msg *m, size_t i, enum qmgr_log_stat sta
      * .forward, not the address that led to them) */
     if (stat == QMGR_LOG_SENT && qmgr_local_traced(m, i))
         return;
-    char to[1100];
-    snprintf(to, sizeof(to), "<%s>", m->env.rcpts[i].addr);
-    qmgr_trace_line(m, to, NULL, r->route.mailer, r->relay, stat, r->status, r->stat);
+    char to[1100], ctladdr[700] = "";
+    if (!qmgr_local_names(m, i, to, sizeof(to), ctladdr, sizeof(ctladdr)))
+        snprintf(to, sizeof(to), "<%s>", m->env.rcpts[i].addr);
+    qmgr_trace_line(m, to, ctladdr, r->route.mailer, r->relay, stat, r->status, r->stat);
 }
 
 /* --- the outcome, durably --- */

@@ -167,6 +167,11 @@ const char *qmgr_local_lmtp_rcpt(const struct qmgr_msg *m, size_t i);
 /* Whether every outcome of local recipient i in this attempt was a target of its .forward
  * that had its own log line (then the recipient itself gets none, as with sendmail). */
 bool qmgr_local_traced(const struct qmgr_msg *m, size_t i);
+/* A program or file of the aliases file (recipient i) as sendmail's log line names it:
+ * to= "\"|prog\"" or "/file", and ctladdr= the alias it came from with the ids it ran as
+ * ("" when not known). False for any other recipient (the line says to=<addr>). */
+bool qmgr_local_names(const struct qmgr_msg *m, size_t i, char *to, size_t tolen, char *ctladdr,
+                      size_t ctllen);
 /* Frees what local delivery kept for the attempt. */
 void qmgr_local_free(struct qmgr_msg *m);
 

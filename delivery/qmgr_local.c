@@ -35,6 +35,8 @@ struct qmgr_local_rcpt {
     unsigned open; /* requests and forwards in flight */
     unsigned delivered, deferred, failed;
     unsigned traced; /* outcomes that were .forward targets with a line of their own */
+    bool has_ids;    /* uid/gid: the identity of the last delivery that ran (the log's ctladdr) */
+    uint32_t uid, gid;
     char status[12], stat[600];
     char mailer[sizeof(((struct route *)0)->mailer)];
 };
@@ -218,6 +220,11 @@ static void qmgr_local_replied(void *arg, const struct local_reply *rep)
     else if (rep->status == LOCAL_FORWARD)
         qmgr_local_note(lr, LOCAL_DEFERRED, "4.3.2", "shutting down", NULL);
     else {
+        if (rep->has_ids) {
+            lr->has_ids = true;
+            lr->uid = rep->uid;
+            lr->gid = rep->gid;
+        }
         if (op->to[0])
             qmgr_local_trace_target(lr, op->to, rep);
         qmgr_local_note(lr, (enum local_status)rep->status, rep->enh, rep->text, rep->mailer);
@@ -230,6 +237,40 @@ bool qmgr_local_traced(const struct qmgr_msg *m, size_t i)
 {
     const struct qmgr_local_rcpt *lr = m->r[i].local;
     return lr && lr->traced && lr->traced == lr->delivered + lr->deferred + lr->failed;
+}
+
+/* The alias a program or file of the aliases file came from, from the ORCPT its expansion
+ * recorded: "<list@host>"; false when it is not a plain address (a client's own ORCPT may
+ * hold anything, and the log line must stay one parsable line). */
+static bool qmgr_local_alias_of(const struct envelope_rcpt *er, char *out, size_t outlen)
+{
+    static const char type[] = "rfc822;";
+    char addr[600];
+    if (!er->orcpt || strncasecmp(er->orcpt, type, sizeof(type) - 1) != 0)
+        return false;
+    const char *x = er->orcpt + sizeof(type) - 1;
+    if (xtext_decode(x, strlen(x), addr, sizeof(addr)) <= 0 || !strchr(addr, '@'))
+        return false;
+    for (const char *c = addr; *c; c++)
+        if (*c <= ' ' || *c >= 127 || strchr("<>,\"()", *c))
+            return false;
+    return snprintf(out, outlen, "<%s>", addr) < (int)outlen;
+}
+
+bool qmgr_local_names(const struct qmgr_msg *m, size_t i, char *to, size_t tolen, char *ctladdr,
+                      size_t ctllen)
+{
+    const struct qmgr_local_rcpt *lr = m->r[i].local;
+    if (!lr || !lr->alias || !lr->target.value)
+        return false;
+    bool prog = lr->target.kind == QMGR_LOCAL_PROGRAM;
+    snprintf(to, tolen, "%s%s%s", prog ? "\"|" : "", lr->target.value, prog ? "\"" : "");
+    ctladdr[0] = '\0';
+    if (qmgr_local_alias_of(&m->env.rcpts[i], ctladdr, ctllen) && lr->has_ids) {
+        size_t n = strlen(ctladdr);
+        snprintf(ctladdr + n, ctllen - n, " (%u/%u)", lr->uid, lr->gid);
+    }
+    return true;
 }
 
 /* One request for a target of `lr`: as the aliases' (`alias`), or as `lr->login`'s.

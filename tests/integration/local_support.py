@@ -194,5 +194,8 @@ class LocalCase(MailboxWaits, DeliveryTestCase):
         return int(m.group(1))
 
     def sent_line(self, d, qid: str, rcpt: str, timeout: float = 20.0):
-        """sendmail's stat=Sent line for one recipient of `qid`."""
-        return self.wait_log(d, rf"{qid}: to=<{re.escape(rcpt)}>, .*stat=Sent", timeout)
+        """sendmail's stat=Sent line for one recipient of `qid`; an aliases file's program
+        or file is named as sendmail does ("|prog", /file)."""
+        to = (f'"{re.escape(rcpt)}"' if rcpt.startswith("|") else
+              re.escape(rcpt) if rcpt.startswith("/") else f"<{re.escape(rcpt)}>")
+        return self.wait_log(d, rf"{qid}: to={to}, .*stat=Sent", timeout)

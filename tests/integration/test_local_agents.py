@@ -84,7 +84,7 @@ class LocalAgents(LocalCase):
         agent = int(pids.read_text().split()[0])
         os.kill(agent, signal.SIGKILL)
         os.kill(int((self.files / "slow.sh.pid").read_text()), signal.SIGKILL)
-        rcpt = rf"{qid}: to=<\|{re.escape(str(script))} {re.escape(str(pids))}>, "
+        rcpt = rf'{qid}: to="\|{re.escape(str(script))} {re.escape(str(pids))}", '
         self.wait_log(d, rcpt + r".*dsn=4\.3\.0, stat=Deferred: local delivery agent died")
         self.wait_log(d, rcpt + r".*stat=Sent", timeout=30)
         second = pids.read_text().split()[1]

@@ -152,7 +152,7 @@ class LocalDelivery(MailboxWaits, DeliveryTestCase):
         daemon_uid = os.stat(work_files / "archive.mbox").st_uid
         self.assertNotEqual(daemon_uid, 0, "an alias file was written as root")
         self.assertEqual(os.stat(prog_out).st_uid, daemon_uid)
-        d.wait_log(rf"{qid}: to=<\|/bin/sh.*mailer=prog, .*stat=Sent")
+        d.wait_log(rf'{qid}: to="\|/bin/sh.*mailer=prog, .*stat=Sent')
 
 
     def test_owner_alias_is_the_lists_sender(self):

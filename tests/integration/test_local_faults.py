@@ -71,7 +71,8 @@ class LocalFaults(LocalCase):
         d = self.local_daemon(aliases=f'flaky: "|{script} alias"\n', queue=FAST_QUEUE)
         qid = self.send(d, SENDER, [f"flaky@{HOSTNAME}", f"{BOB}@{HOSTNAME}"],
                         subject="flaky")
-        prog = rf"{qid}: to=<\|{re.escape(str(script))} alias>, .*mailer=prog, "
+        prog = (rf'{qid}: to="\|{re.escape(str(script))} alias", '
+                rf"ctladdr=<flaky@{re.escape(HOSTNAME)}> \(\d+/\d+\), .*mailer=prog, ")
         self.wait_log(d, prog + r".*dsn=4\.\d+\.\d+, stat=Deferred")
         self.wait_log(d, rf"{qid}: to=<{BOB}@{re.escape(HOSTNAME)}>, .*dsn=4\.\d+\.\d+, "
                          rf"stat=Deferred")
@@ -190,7 +191,7 @@ class LocalFaults(LocalCase):
         self.crash(d)  # the port free again (and nothing of the daemon's group left)
         self.assertIn(qid, d.spool.qids())
         d.start()
-        self.wait_log(d, rf"{qid}: to=<\|{re.escape(str(script))}>, .*stat=Sent", timeout=30)
+        self.wait_log(d, rf'{qid}: to="\|{re.escape(str(script))}", .*stat=Sent', timeout=30)
         self.wait_spool_empty(d)
         # the first attempt's agent is the parent's child, not the engine's: it runs to its
         # end too

@@ -191,7 +191,7 @@ class Smrsh(LocalCase):
         # the parent says why; the engine's line has sendmail's text for 5.7.1
         self.wait_log(d, rf"{qid}: to=<\|{re.escape(str(bad))}>, local delivery refused: "
                          rf"5\.7\.1 smrsh: \"bad\.sh\" not available for sendmail programs")
-        self.wait_log(d, rf"{qid}: to=<\|{re.escape(str(bad))}>, .*mailer=prog, .*dsn=5\.7\.1, "
+        self.wait_log(d, rf'{qid}: to="\|{re.escape(str(bad))}", .*mailer=prog, .*dsn=5\.7\.1, '
                          rf"stat=Service unavailable")
         self.sent_line(d, qid, f"|{ok}")
         (notice,) = self.wait_mbox(d, CAROL)
