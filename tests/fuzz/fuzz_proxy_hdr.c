@@ -7,6 +7,7 @@
  * IPv4 or IPv6 address of the matching length. The verdict only depends on the bytes up to
  * the header's end (what follows is the client's), and feeding the same bytes one at a time
  * reaches the same verdict: MORE for every proper prefix of a DONE header. */
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
