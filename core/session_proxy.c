@@ -82,7 +82,7 @@ static void session_proxy_fail(struct session_proxy *p, const char *why)
 {
     log_limited(&session_proxy_log, LOG_LVL_WARN, p->proxy,
                 "PROXY header from [%s] on daemon %s refused: %s", p->proxy,
-                p->dw->rc->cfg->listen[p->listener].name, why);
+                p->dw->d->listener_names[p->listener], why); /* fixed at start-up */
     session_refuse(p->dw, p->id, "Bad PROXY protocol header");
     p->closing = true;
     engine_conn_close(p->dw->w, p->id, true);
