@@ -85,7 +85,9 @@ static int access_parse_key(struct access_entry *e, const char *lhs, const char 
         *why = "out of memory";
         return -1;
     }
-    if (e->key[0] == '\0') {
+    /* "ClientRate:" alone is sendmail's default for that tag (proto.m4's <E:> lookup);
+     * Connect:, From: and To: have no default. */
+    if (e->key[0] == '\0' && (!tagged || access_tag_is_action(e->tag))) {
         *why = "empty key after the tag";
         return -1;
     }

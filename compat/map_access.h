@@ -56,7 +56,9 @@ void access_free(struct access_map *m);
 const struct access_entry *access_lookup_host(const struct access_map *m, const char *tag,
                                               const char *host);
 /* A client address as text ("192.0.2.7", "2001:db8::1"): the whole address, then shorter
- * prefixes (192.0.2, 192.0, 192 / ipv6:2001:db8:0:1, ...). NULL when nothing matches. */
+ * prefixes (192.0.2, 192.0, 192 / ipv6:2001:db8:0:1, ...). NULL when nothing matches.
+ * ip "" finds a tag's default: its entry with an empty key ("ClientRate:  10"), which
+ * tags other than Connect:, From: and To: may have. */
 const struct access_entry *access_lookup_ip(const struct access_map *m, const char *tag,
                                             const char *ip);
 /* An envelope address: user@domain, then the domain and its parents, then user@. */

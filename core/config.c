@@ -289,6 +289,15 @@ static int config_check_listener(const struct config_ctx *x, struct config *c, s
                            "the 'a' if an open port is really meant",
                            l->modifiers);
     }
+    /* Trusting every address would let any client name itself: the list is required. */
+    if (l->proxy_protocol != (l->n_trusted_proxies > 0)) {
+        snprintf(path, sizeof(path), "listen[%zu].%s", j,
+                 l->proxy_protocol ? "proxy_protocol" : "trusted_proxies");
+        return config_fail(x, path, "%s",
+                           l->proxy_protocol
+                               ? "true needs trusted_proxies: the load balancers' addresses"
+                               : "has no effect without proxy_protocol: true");
+    }
     for (size_t i = 0; i < j; i++) {
         const struct config_listener *o = &c->listen[i];
         if (strcmp(o->name, l->name) == 0) {

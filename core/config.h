@@ -40,6 +40,11 @@ struct config_listener {
     int family;      /* AF_INET or AF_INET6, from `family` or from the address */
     bool starttls;   /* offer STARTTLS here; false = sendmail's DAEMON_OPTIONS Modifiers=S */
     char *modifiers; /* sendmail's M= flags: kept, not enforced yet */
+    /* HAProxy's PROXY protocol (docs/policy-connections.md): every connection must come
+     * from one of trusted_proxies and start with a v1 or v2 header naming the client. */
+    bool proxy_protocol;
+    struct netaddr_prefix *trusted_proxies;
+    size_t n_trusted_proxies;
 };
 
 struct config_cert {
@@ -202,7 +207,7 @@ struct config_later {
     size_t n_client;
     struct config_words privacy;
     char *log_level, *greeting;
-    char *connection_rate, *connection_rate_window, *queue_load, *refuse_load; /* limits.* */
+    char *queue_load, *refuse_load; /* limits.* */
     struct {
         CONFIG_LATER_TIMEOUTS(CONFIG_TEXT_FIELD)
         CONFIG_LATER_TRIES(CONFIG_TEXT_FIELD)
@@ -283,6 +288,8 @@ struct config {
     struct smtp_server_limits limits;    /* the session limits */
     unsigned max_connections;            /* all clients at once; sendmail MaxDaemonChildren */
     unsigned max_connections_per_client; /* per client address; 0 = no limit */
+    unsigned connection_rate;            /* per client per window; 0 = no limit; ClientRate: */
+    uint32_t connection_rate_window_ms;  /* sendmail's ConnectionRateWindowSize */
     uint64_t min_free_blocks;            /* sendmail's MinFreeBlocks; restart to change */
     struct smtp_server_timeouts timeouts;
     uint32_t shutdown_grace_ms;   /* SIGTERM: time for transactions in flight */

@@ -85,6 +85,11 @@ static const struct config_key config_listener_keys[] = {
     {"starttls", CONFIG_BOOL, 0, offsetof(struct config_listener, starttls), 0, 0, 0, 0, "true",
      NULL, 0, NULL},
     KEPT_IN(struct config_listener, "modifiers", CONFIG_STRING, 0, 0, modifiers, ISSUE_POLICY),
+    {"proxy_protocol", CONFIG_BOOL, 0, offsetof(struct config_listener, proxy_protocol), 0, 0, 0, 0,
+     "false", NULL, 0, NULL},
+    {"trusted_proxies", CONFIG_NETWORK, CONFIG_F_LIST,
+     offsetof(struct config_listener, trusted_proxies), 0,
+     offsetof(struct config_listener, n_trusted_proxies), 0, 0, NULL, NULL, 0, NULL},
 };
 
 static const struct config_key config_limit_keys[] = {
@@ -109,10 +114,11 @@ static const struct config_key config_limit_keys[] = {
     /* Postfix's smtpd_min_data_rate: a trickling client is cut after about datablock */
     NUM("min_data_rate", CONFIG_UINT, CONFIG_F_ZERO_OFF, limits.min_data_rate, 1, 1000000000,
         "500"),
-    /* 0 is sendmail's "no limit" for all four */
-    KEPT_NUM("connection_rate", CONFIG_UINT, 0, 1000000, later.connection_rate, ISSUE_POLICY),
-    KEPT_NUM("connection_rate_window", CONFIG_DURATION, 0, 30 * DAY, later.connection_rate_window,
-             ISSUE_POLICY),
+    /* FEATURE(ratecontrol)'s default ClientRate: (0, no limit, is sendmail's) and its window */
+    NUM("connection_rate", CONFIG_UINT, CONFIG_F_ZERO_OFF, connection_rate, 1, 1000000, "0"),
+    NUM("connection_rate_window", CONFIG_DURATION, 0, connection_rate_window_ms, SEC, 30 * DAY,
+        "60s"),
+    /* 0 is sendmail's "no limit" for both */
     KEPT_NUM("queue_load", CONFIG_UINT, 0, 10000, later.queue_load, ISSUE_POLICY),
     KEPT_NUM("refuse_load", CONFIG_UINT, 0, 10000, later.refuse_load, ISSUE_POLICY),
 };

@@ -16,6 +16,7 @@
 
 #include "compat/map_aliases.h"
 #include "compat/map_list.h"
+#include "policy/clientlimit.h"
 #include "util/buf.h"
 
 /* :include: files one configuration reads at most. */
@@ -113,7 +114,7 @@ enum config_access_gap {
     GAP_CONNECT_NAME, /* Connect: by host name: no client name is looked up */
     GAP_DISCARD,
     GAP_QUARANTINE,
-    GAP_OTHER_TAG, /* GreetPause:, ClientRate:, Spam:, ... */
+    GAP_OTHER_TAG, /* GreetPause:, Spam:, ... */
     GAP_N
 };
 
@@ -123,7 +124,7 @@ static const char *const config_access_gap_text[GAP_N] = {
     "Connect: entries by host name (ringmail does not look up client host names)",
     "DISCARD entries",
     "QUARANTINE: entries",
-    "entries with other tags (GreetPause:, ClientRate:, ...)",
+    "entries with other tags (GreetPause:, Spam:, ...)",
 };
 
 static bool config_access_is_ip(const char *key)
@@ -142,13 +143,18 @@ static int config_access_gaps(struct config *c, const char *path)
         bool to = e->tag && strcmp(e->tag, "to") == 0;
         /* the delivery side's STARTTLS policy (delivery/tlspolicy.h) */
         bool tls = e->tag && (strcmp(e->tag, "tls_srv") == 0 || strcmp(e->tag, "try_tls") == 0);
-        int gap = e->action == ACCESS_DISCARD               ? GAP_DISCARD
-                  : e->tag && strcmp(e->tag, "from") == 0   ? GAP_FROM
-                  : e->tag && !connect && !to && !tls       ? GAP_OTHER_TAG
-                  : e->action == ACCESS_VALUE               ? GAP_QUARANTINE
-                  : connect && !config_access_is_ip(e->key) ? GAP_CONNECT_NAME
-                  : !e->tag && e->action != ACCESS_RELAY    ? GAP_BARE_FROM
-                                                            : -1;
+        /* FEATURE(ratecontrol), FEATURE(conncontrol) (policy/clientlimit.h) */
+        unsigned limit;
+        bool client = e->tag &&
+                      (strcmp(e->tag, "clientrate") == 0 || strcmp(e->tag, "clientconn") == 0) &&
+                      clientlimit_value(e->value, &limit);
+        int gap = e->action == ACCESS_DISCARD                    ? GAP_DISCARD
+                  : e->tag && strcmp(e->tag, "from") == 0        ? GAP_FROM
+                  : e->tag && !connect && !to && !tls && !client ? GAP_OTHER_TAG
+                  : e->action == ACCESS_VALUE                    ? GAP_QUARANTINE
+                  : connect && !config_access_is_ip(e->key)      ? GAP_CONNECT_NAME
+                  : !e->tag && e->action != ACCESS_RELAY         ? GAP_BARE_FROM
+                                                                 : -1;
         if (gap >= 0 && count[gap]++ == 0)
             first[gap] = e->line;
     }

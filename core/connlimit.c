@@ -6,8 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Clients are keyed by their IP as 16 bytes (IPv4 as mapped IPv6), so ::ffff:1.2.3.4 and
- * 1.2.3.4 count as one client. */
+#include "util/netaddr.h"
+
+/* Clients are keyed by netaddr_key(): ::ffff:1.2.3.4 and 1.2.3.4 count as one client. */
 struct connlimit_entry {
     struct connlimit_entry *next;
     uint8_t key[16];
@@ -22,28 +23,9 @@ struct connlimit {
     struct connlimit_entry *buckets[CONNLIMIT_BUCKETS];
 };
 
-static void connlimit_key(const struct sockaddr *sa, uint8_t key[16])
-{
-    memset(key, 0, 16);
-    if (sa->sa_family == AF_INET) {
-        key[10] = key[11] = 0xff;
-        memcpy(key + 12, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
-    } else if (sa->sa_family == AF_INET6) {
-        memcpy(key, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
-    }
-}
-
-static unsigned connlimit_hash(const uint8_t key[16])
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (int i = 0; i < 16; i++)
-        h = (h ^ key[i]) * 16777619u;
-    return h % CONNLIMIT_BUCKETS;
-}
-
 static struct connlimit_entry **connlimit_find(struct connlimit *cl, const uint8_t key[16])
 {
-    struct connlimit_entry **pp = &cl->buckets[connlimit_hash(key)];
+    struct connlimit_entry **pp = &cl->buckets[netaddr_key_hash(key) % CONNLIMIT_BUCKETS];
     while (*pp && memcmp((*pp)->key, key, 16) != 0)
         pp = &(*pp)->next;
     return pp;
@@ -76,7 +58,7 @@ enum connlimit_verdict connlimit_acquire(struct connlimit *cl, const struct sock
                                          unsigned max_total, unsigned max_per_client)
 {
     uint8_t key[16];
-    connlimit_key(client, key);
+    netaddr_key(client, key);
     enum connlimit_verdict v = CONNLIMIT_OK;
 
     pthread_mutex_lock(&cl->lock);
@@ -99,7 +81,7 @@ enum connlimit_verdict connlimit_acquire(struct connlimit *cl, const struct sock
 void connlimit_release(struct connlimit *cl, const struct sockaddr *client)
 {
     uint8_t key[16];
-    connlimit_key(client, key);
+    netaddr_key(client, key);
 
     pthread_mutex_lock(&cl->lock);
     struct connlimit_entry **pp = connlimit_find(cl, key);

@@ -18,6 +18,7 @@
 #include "core/session.h"
 #include "core/version.h"
 #include "delivery/dest.h"
+#include "policy/clientrate.h"
 #include "util/log.h"
 
 /* Descriptors a connection may hold at once: its socket, and the data and envelope files of
@@ -259,6 +260,7 @@ static void daemon_free(struct daemon *d, size_t n_listeners)
     if (d->spool)
         spool_close(d->spool);
     connlimit_free(d->conns);
+    clientrate_free(d->rates);
     queuerun_backlog_free(d);
     dest_table_free(d->dests);
     runconf_unref(d->current);
@@ -297,7 +299,7 @@ static int daemon_start(struct daemon *d, struct daemon_start *st, unsigned *gen
     for (unsigned i = 0; d->tls_libs && i < d->workers; i++)
         if (!(d->tls_libs[i] = tls_lib_new(err, errlen)))
             return EX_SOFTWARE;
-    if (!d->tls_libs || !(d->conns = connlimit_new()) ||
+    if (!d->tls_libs || !(d->conns = connlimit_new()) || !(d->rates = clientrate_new()) ||
         !(d->dests = dest_table_new(&(struct dest_settings){0}))) {
         snprintf(err, errlen, "out of memory");
         return EX_OSERR;

@@ -43,6 +43,7 @@ struct daemon_conn {
 };
 
 struct session;
+struct clientrate;
 struct dns;
 struct dest_table;
 struct outbound_worker;
@@ -53,6 +54,7 @@ struct daemon {
     struct engine *engine;
     struct spool *spool;
     struct connlimit *conns;
+    struct clientrate *rates; /* connections per client lately (policy/clientrate.h) */
     pthread_mutex_t current_lock;
     struct runconf *current;   /* guarded by current_lock */
     char **listener_names;     /* by listener index; fixed at start-up */

@@ -14,6 +14,8 @@
 #include "core/submission.h"
 #include "core/submit_headers.h"
 #include "core/version.h"
+#include "policy/clientlimit.h"
+#include "policy/clientrate.h"
 #include "queue/spool.h"
 #include "smtp/smtp_helo.h"
 #include "smtp/smtp_relay.h"
@@ -726,7 +728,7 @@ static void session_send_421(struct daemon_worker *dw, engine_conn_id id, const 
     session_send_reply(dw, id, 421, "4.3.2", reason);
 }
 
-static void *session_refuse(struct daemon_worker *dw, engine_conn_id id, const char *text)
+void *session_refuse(struct daemon_worker *dw, engine_conn_id id, const char *text)
 {
     session_send_421(dw, id, text);
     return NULL;
@@ -766,6 +768,18 @@ static void *session_refuse_access(struct daemon_worker *dw, engine_conn_id id, 
     snprintf(reject, sizeof(reject), "%d %s %s", r.code, r.enh, r.reason);
     session_log_check_relay(NULL, addr, reject);
     session_send_reply(dw, id, r.code, r.enh, text);
+    return NULL;
+}
+
+/* A client over its ClientRate: or ClientConn: limit: sendmail's reply, exactly (no host
+ * name), and its check_relay line, which fail2ban's sendmail-reject filter counts. */
+static void *session_refuse_client(struct daemon_worker *dw, engine_conn_id id, const char *addr,
+                                   const char *text)
+{
+    char reject[80];
+    snprintf(reject, sizeof(reject), "421 4.3.2 %s", text);
+    session_log_check_relay(&session_log_client_refusals, addr, reject);
+    session_send_reply(dw, id, 421, "4.3.2", text);
     return NULL;
 }
 
@@ -851,8 +865,8 @@ static void *session_accept_local(struct daemon_worker *dw, engine_conn_id id,
                          local);
 }
 
-static void *session_accept_tcp(struct daemon_worker *dw, engine_conn_id id, unsigned listener,
-                                const struct sockaddr *peer, socklen_t peerlen)
+void *session_accept_client(struct daemon_worker *dw, engine_conn_id id, unsigned listener,
+                            const struct sockaddr *peer, socklen_t peerlen)
 {
     const struct config *cfg = dw->rc->cfg;
     char addr[48];
@@ -862,8 +876,16 @@ static void *session_accept_tcp(struct daemon_worker *dw, engine_conn_id id, uns
     const struct access_entry *connect = access_lookup_ip(&cfg->map.access, "connect", addr);
     if (session_access_refuses(connect))
         return session_refuse_access(dw, id, addr, connect);
-    switch (connlimit_acquire(dw->d->conns, peer, cfg->max_connections,
-                              cfg->max_connections_per_client)) {
+    /* FEATURE(ratecontrol) and FEATURE(conncontrol) as with `nodelay, terminate`: refused
+     * before the greeting, with sendmail's reply and check_relay line. */
+    struct clientlimit lim;
+    clientlimit_lookup(&cfg->map.access, addr,
+                       &(struct clientlimit){cfg->connection_rate, cfg->max_connections_per_client},
+                       &lim);
+    if (lim.rate && clientrate_hit(dw->d->rates, peer, engine_now_ms(dw->w),
+                                   cfg->connection_rate_window_ms) > lim.rate)
+        return session_refuse_client(dw, id, addr, CLIENTLIMIT_RATE_TEXT);
+    switch (connlimit_acquire(dw->d->conns, peer, cfg->max_connections, lim.conns)) {
     case CONNLIMIT_TOTAL:
         /* sendmail's MaxDaemonChildren line: the daemon is full, the client did nothing
          * wrong (no check_relay line, which fail2ban would count against it). */
@@ -873,11 +895,7 @@ static void *session_accept_tcp(struct daemon_worker *dw, engine_conn_id id, uns
                     cfg->max_connections);
         return session_refuse(dw, id, "Too many open connections");
     case CONNLIMIT_CLIENT:
-        /* sendmail's FEATURE(conncontrol, nodelay, terminate) refusal, reply and line */
-        session_log_check_relay(&session_log_client_refusals, addr,
-                                "421 4.3.2 Too many open connections.");
-        session_send_reply(dw, id, 421, "4.3.2", "Too many open connections.");
-        return NULL;
+        return session_refuse_client(dw, id, addr, CLIENTLIMIT_CONNS_TEXT);
     case CONNLIMIT_OK:
         break;
     }
@@ -908,7 +926,9 @@ static void *session_on_accept(struct engine_worker *w, engine_conn_id id, unsig
     }
     if (listener == DAEMON_LISTENER_SUBMISSION)
         return session_accept_local(dw, id, peer, peerlen);
-    return session_accept_tcp(dw, id, listener, peer, peerlen);
+    if (listener < dw->rc->cfg->n_listen && dw->rc->cfg->listen[listener].proxy_protocol)
+        return session_proxy_accept(dw, id, listener, peer); /* the client comes later */
+    return session_accept_client(dw, id, listener, peer, peerlen);
 }
 
 static void session_on_recv(void *ctx, const char *data, size_t len)

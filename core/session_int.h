@@ -98,4 +98,17 @@ bool session_tls_active(const struct session *s);
 /* sendmail's Received: comment, "(version=TLSv1.3 cipher=... bits=256 verify=NO)". */
 void session_tls_received(const struct session *s, struct buf *hdr);
 
+/* Queues "421 4.3.2 <host> <text>" for a connection that will not be served; NULL. */
+void *session_refuse(struct daemon_worker *dw, engine_conn_id id, const char *text);
+/* A TCP client at `peer` (its real address: the socket's, or what a PROXY header said): the
+ * access map's Connect: check, rate and connection limits, then its session. NULL when it
+ * is refused (the refusal is queued: the caller closes with a flush). */
+void *session_accept_client(struct daemon_worker *dw, engine_conn_id id, unsigned listener,
+                            const struct sockaddr *peer, socklen_t peerlen);
+/* A connection to a proxy_protocol listener from `proxy` (core/session_proxy.c): refused
+ * unless it is a trusted proxy; else its context until the PROXY header has been read,
+ * which then hands the connection to session_accept_client. NULL when refused. */
+void *session_proxy_accept(struct daemon_worker *dw, engine_conn_id id, unsigned listener,
+                           const struct sockaddr *proxy);
+
 #endif

@@ -7,5 +7,5 @@ status=0
 clang-format --dry-run --Werror $files || status=1
 cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance --std=c11 \
     --library=scripts/ringmail.cfg -I. -D_GNU_SOURCE --suppress=missingIncludeSystem \
-    --inline-suppr util smtp tls queue compat delivery core cli tests bench || status=1
+    --inline-suppr util smtp tls queue compat policy delivery core cli tests bench || status=1
 exit $status

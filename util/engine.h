@@ -201,6 +201,12 @@ void engine_conn_resume_recv(struct engine_worker *w, engine_conn_id id);
  * may be moved, not disarmed (0 is ignored). */
 void engine_conn_set_timer(struct engine_worker *w, engine_conn_id id, uint64_t deadline_ms);
 
+/* Hands an accepted connection to a new context: every callback from now on gets `ctx`
+ * (a PROXY protocol header read, then an SMTP session takes over the connection). The old
+ * context is the caller's to free. 0, or -1 for a stale id, an outbound connection or one
+ * that has no context (refused, or still inside on_accept). */
+int engine_conn_set_ctx(struct engine_worker *w, engine_conn_id id, void *ctx);
+
 /* The credentials of an accepted unix-socket connection's peer, as they were when it
  * connected (SO_PEERCRED: pid, uid, gid); allowed from on_accept on. 0, or -1 with errno
  * (EBADF: a stale id or an outbound connection; EAFNOSUPPORT: not a unix socket). */

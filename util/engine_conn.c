@@ -424,6 +424,15 @@ void engine_send_complete(struct engine_worker *w, uint64_t ud, int res)
         engine_conn_drained(w, s);
 }
 
+int engine_conn_set_ctx(struct engine_worker *w, engine_conn_id id, void *ctx)
+{
+    struct engine_slot *s = engine_slot_get(w, id);
+    if (!s || !s->ctx || !ctx || (s->flags & ENGINE_F_OUTBOUND))
+        return -1;
+    s->ctx = ctx;
+    return 0;
+}
+
 int engine_conn_peer_cred(struct engine_worker *w, engine_conn_id id, struct ucred *cred)
 {
     const struct engine_slot *s = engine_slot_get(w, id);

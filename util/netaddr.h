@@ -33,6 +33,11 @@ void netaddr_prefix_format(const struct netaddr_prefix *p, char *out, size_t out
 void netaddr_format(const struct sockaddr *sa, char *out, size_t outlen);
 /* Port of a socket address in host order (0 if not INET/INET6). */
 uint16_t netaddr_port(const struct sockaddr *sa);
+/* A client's IP as 16 bytes for tables keyed by client (IPv4 as mapped IPv6, so
+ * ::ffff:1.2.3.4 and 1.2.3.4 are one client); all zeros for other families. */
+void netaddr_key(const struct sockaddr *sa, uint8_t key[16]);
+/* A hash of such a key (FNV-1a), for bucket tables. */
+uint32_t netaddr_key_hash(const uint8_t key[16]);
 /* Is `text` an IPv4 or IPv6 address literal (no brackets, no prefix)? */
 bool netaddr_is_ip(const char *text);
 

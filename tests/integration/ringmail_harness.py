@@ -193,10 +193,12 @@ class SMTPConn:
     """A raw SMTP client on one socket; replies are parsed, never interpreted."""
 
     def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = IO_TIMEOUT,
-                 greet: bool = True):
+                 greet: bool = True, source: str | None = None):
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
+        if source:  # another loopback address (127.0.0.N): another client for the daemon
+            self.sock.bind((source, 0))
         self.sock.connect((host, port))
         self.timeout = timeout
         self.buf = b""

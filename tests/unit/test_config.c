@@ -649,7 +649,7 @@ static const char test_kept[] = "listen:\n"
                                 "  delay_checks: [friend, n]\n"
                                 "  greet_pause: 5s\n"
                                 "  dnsbl: [{zone: zen.example.org, results: [127.0.0.2]}]\n"
-                                "limits: {connection_rate: 15, connection_rate_window: 10m}\n"
+                                "limits: {queue_load: 15, refuse_load: 20}\n"
                                 "timeouts: {queuewarn_dsn: 4h, resolver_retry: 3}\n"
                                 "log_level: 9\n";
 
@@ -687,8 +687,8 @@ static void test_kept_keys(void **state)
         "t.yaml:12: key 'features.dnsbl' is",
         "t.yaml:10: key 'features.delay_checks' is",
         "t.yaml:9: key 'features.redirect' is",
-        "t.yaml:13: key 'limits.connection_rate' is",
-        "t.yaml:13: key 'limits.connection_rate_window' is",
+        "t.yaml:13: key 'limits.queue_load' is",
+        "t.yaml:13: key 'limits.refuse_load' is",
         "t.yaml:14: key 'timeouts.queuewarn_dsn' is",
         "t.yaml:14: key 'timeouts.resolver_retry' is",
         "t.yaml:15: key 'log_level' is",

@@ -1,0 +1,31 @@
+#include "policy/clientlimit.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+bool clientlimit_value(const char *value, unsigned *out)
+{
+    size_t n = value ? strlen(value) : 0;
+    if (n == 0 || n > 9 || strspn(value, "0123456789") != n)
+        return false;
+    *out = (unsigned)strtoul(value, NULL, 10);
+    return true;
+}
+
+/* The client's entry, else the tag's default entry, else `dflt`. */
+static unsigned clientlimit_one(const struct access_map *m, const char *tag, const char *ip,
+                                unsigned dflt)
+{
+    const struct access_entry *e = access_lookup_ip(m, tag, ip);
+    if (!e)
+        e = access_lookup_ip(m, tag, "");
+    unsigned v;
+    return e && clientlimit_value(e->value, &v) ? v : dflt;
+}
+
+void clientlimit_lookup(const struct access_map *m, const char *ip,
+                        const struct clientlimit *defaults, struct clientlimit *out)
+{
+    out->rate = clientlimit_one(m, "clientrate", ip, defaults->rate);
+    out->conns = clientlimit_one(m, "clientconn", ip, defaults->conns);
+}
