@@ -207,7 +207,7 @@ struct config_later {
     size_t n_client;
     struct config_words privacy;
     char *log_level, *greeting;
-    char *queue_load, *refuse_load; /* limits.* */
+    char *connection_rate_throttle, *queue_load, *refuse_load; /* limits.* */
     struct {
         CONFIG_LATER_TIMEOUTS(CONFIG_TEXT_FIELD)
         CONFIG_LATER_TRIES(CONFIG_TEXT_FIELD)

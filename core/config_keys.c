@@ -119,6 +119,8 @@ static const struct config_key config_limit_keys[] = {
     NUM("connection_rate_window", CONFIG_DURATION, 0, connection_rate_window_ms, SEC, 30 * DAY,
         "60s"),
     /* 0 is sendmail's "no limit" for both */
+    KEPT_NUM("connection_rate_throttle", CONFIG_UINT, 0, 1000000, later.connection_rate_throttle,
+             ISSUE_POLICY),
     KEPT_NUM("queue_load", CONFIG_UINT, 0, 10000, later.queue_load, ISSUE_POLICY),
     KEPT_NUM("refuse_load", CONFIG_UINT, 0, 10000, later.refuse_load, ISSUE_POLICY),
 };

@@ -559,7 +559,7 @@ NUMBERS = {
     "MaxDaemonChildren": "limits.connections",
     "MaxRecipientsPerMessage": "limits.recipients",
     "BadRcptThrottle": "limits.bad_rcpt_throttle",
-    "ConnectionRateThrottle": "limits.connection_rate",
+    "ConnectionRateThrottle": "limits.connection_rate_throttle",
     "QueueLA": "limits.queue_load",
     "RefuseLA": "limits.refuse_load",
     "LogLevel": "log_level",
