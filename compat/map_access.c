@@ -85,7 +85,7 @@ static int access_parse_key(struct access_entry *e, const char *lhs, const char 
         *why = "out of memory";
         return -1;
     }
-    if (e->key[0] == '\0') {
+    if (e->key[0] == '\0' && !(e->tag && strcmp(e->tag, "authinfo") == 0)) { /* its default */
         *why = "empty key after the tag";
         return -1;
     }

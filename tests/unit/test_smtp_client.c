@@ -1512,12 +1512,11 @@ static struct t *t_auth_new(const struct smtp_client_auth *a, const char *ehlo, 
 {
     struct smtp_client_settings set;
     t_default_settings(&set);
-    set.starttls = true;
     set.auth = a;
+    set.starttls = true;
     struct t *t = t_new(&set, bytewise);
-    t_feed(t, "220 mx\r\n250-mx\r\n250 STARTTLS\r\n");
+    t_feed(t, "220 mx\r\n250-mx\r\n250 STARTTLS\r\n220 go\r\n");
     t_expect_sent(t, "EHLO client.test\r\nSTARTTLS\r\n");
-    t_feed(t, "220 go\r\n");
     t_expect_events(t, "STARTTLS\n");
     smtp_client_tls_started(t->c, t->now);
     t_expect_sent(t, "EHLO client.test\r\n");
