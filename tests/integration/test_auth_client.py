@@ -129,6 +129,18 @@ class AuthClient(DeliveryTestCase):
         self.assertRegex(log, rf"{qid}: STARTTLS=client, relay=127\.0\.0\.3, version=TLS")
         self.assertRegex(log, rf"{qid}: AUTH=client, relay=127\.0\.0\.3, mech=PLAIN, bits=0")
 
+    def test_cached_connection_stays_logged_in(self):
+        # the second message goes on the cached, authenticated connection: no second AUTH
+        # (aiosmtpd would answer 503 Already authenticated), one connection
+        host = self.host()
+        d = self.relay_with(host, authinfo=f'AuthInfo: "U:{USER}" "P:{PASSWORD}" "M:PLAIN"\n')
+        self.deliver(host, d)
+        qid = self.send(d, "alice@client.test", ["carol@remote.test"])
+        self.wait_log(d, rcpt_line(qid, "carol@remote.test") + r".*stat=Sent")
+        self.assertEqual(len(host.messages), 2)
+        self.assertEqual(host.logins, [("PLAIN", USER, True)])
+        self.assertEqual(len(re.findall(r"AUTH=client, relay=", d.log())), 1)
+
     def test_login_and_cram_md5_base64_password(self):
         # the order of M: among what the server offers; P= is the password in base64
         import base64
