@@ -598,6 +598,7 @@ static void client_auth_or_ready(struct smtp_client *c)
         client_ready(c);
         return;
     }
+    c->state = ST_AUTH; /* a failure from here on is AUTH's */
     if (!c->caps.in_tls && !a->allow_plaintext) {
         struct smtp_client_reply r;
         local_reply(&r, 451, "4.7.0",
@@ -614,7 +615,6 @@ static void client_auth_or_ready(struct smtp_client *c)
         client_auth_local_fail(c, why);
         return;
     }
-    c->state = ST_AUTH;
     c->awaiting++;
     client_arm(c, c->set->timeouts.helo);
     client_flush_secret(c);

@@ -85,14 +85,15 @@
  * when that is done), when the server offers AUTH with a mechanism both sides have (the
  * order is auth->mechs', intersected with the offer), and only in TLS unless
  * auth->allow_plaintext: PLAIN (with its initial response), LOGIN, CRAM-MD5 (when
- * auth->hmac_md5 is given). 235 → READY with caps.auth_mech set. Anything else ends the
+ * auth->hmac_md5 is given). 235 → READY with caps.authenticated. Anything else ends the
  * session, FAILED in phase AUTH and always temporary (a wrong password is the sender's
  * configuration, not the recipient's address: nothing bounces for it): a 5xx (535) keeps
- * its code and text but its outcome is TEMP; 454 and other 4xx the same; a 334 whose
- * challenge is not base64 is a protocol error. Credentials that exist while the server
- * offers AUTH but the connection is not in TLS (and plain text is not allowed) are never
- * sent: FAILED temporary, local 451 4.7.0 "... not sent over a connection without TLS". No AUTH
- * offered, or no common mechanism: READY unauthenticated (the server decides at MAIL), as sendmail.
+ * its code and text but its outcome is TEMP; 454 and other 4xx the same; a 334 the
+ * mechanism cannot answer (not base64, a step too many) is a local 451 4.7.0. Credentials
+ * for a server that offers AUTH on a connection without TLS (plain text not allowed) are
+ * never sent: FAILED in phase AUTH, local 451 4.7.0 "AUTH credentials are not sent over a
+ * connection without TLS". No AUTH offered, or no mechanism in common: READY without AUTH
+ * (the server decides at MAIL), as sendmail does.
  */
 #ifndef RINGMAIL_SMTP_CLIENT_H
 #define RINGMAIL_SMTP_CLIENT_H

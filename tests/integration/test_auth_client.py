@@ -188,6 +188,8 @@ class AuthClient(DeliveryTestCase):
         self.wait_log(d, rcpt_line(qid, "bob@remote.test") +
                       r".*stat=Deferred: AUTH credentials are not sent over a connection "
                       r"without TLS")
+        self.assertRegex(d.log(), rf"{qid}: AUTH=client, relay=127\.0\.0\.3, temporary failure, "
+                                  r"connection abort: 451 4\.7\.0 AUTH credentials are not sent")
         self.assertEqual(host.logins, [])
         self.assertEqual(host.messages, [])
         self.assertIn(qid, d.spool.qids())

@@ -1639,7 +1639,7 @@ static void test_auth_plain_text(void **state)
     struct t *t = t_new(&set, false);
     t_feed(t, "220 mx\r\n250-mx\r\n250 AUTH PLAIN LOGIN\r\n");
     t_expect_sent(t, "EHLO client.test\r\n");
-    t_expect_events(t, "FAILED temp EHLO 451 4.7.0 AUTH credentials are not sent over a "
+    t_expect_events(t, "FAILED temp AUTH 451 4.7.0 AUTH credentials are not sent over a "
                        "connection without TLS (local)\n");
     t_free(t);
 
@@ -1650,7 +1650,7 @@ static void test_auth_plain_text(void **state)
     t_expect_sent(t, "EHLO client.test\r\nSTARTTLS\r\n");
     t_feed(t, "454 4.7.0 TLS not available\r\n");
     t_expect_sent(t, "");
-    t_expect_events(t, "FAILED temp STARTTLS 451 4.7.0 AUTH credentials are not sent over a "
+    t_expect_events(t, "FAILED temp AUTH 451 4.7.0 AUTH credentials are not sent over a "
                        "connection without TLS (local)\n");
     t_free(t);
 
