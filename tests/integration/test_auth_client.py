@@ -131,9 +131,11 @@ class AuthClient(DeliveryTestCase):
 
     def test_cached_connection_stays_logged_in(self):
         # the second message goes on the cached, authenticated connection: no second AUTH
-        # (aiosmtpd would answer 503 Already authenticated), one connection
+        # (aiosmtpd would answer 503 Already authenticated), one connection; one worker,
+        # since each worker keeps its own cache
         host = self.host()
-        d = self.relay_with(host, authinfo=f'AuthInfo: "U:{USER}" "P:{PASSWORD}" "M:PLAIN"\n')
+        d = self.relay_with(host, authinfo=f'AuthInfo: "U:{USER}" "P:{PASSWORD}" "M:PLAIN"\n',
+                            workers=1)
         self.deliver(host, d)
         qid = self.send(d, "alice@client.test", ["carol@remote.test"])
         self.wait_log(d, rcpt_line(qid, "carol@remote.test") + r".*stat=Sent")
