@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import os
 import re
+import signal
 import ssl
 import threading
 import unittest
@@ -182,6 +183,27 @@ class AuthClient(DeliveryTestCase):
         # retried at the next run, and deferred again (never failed)
         self.wait_log(d, rf"(?s)stat=Deferred: 535.*{re.escape(qid)}: to=<bob@remote\.test>, "
                          r".*stat=Deferred: 535", timeout=30)
+
+    def test_reload_fixes_the_password(self):
+        # the operator's way out of a deferral: a file others may read is refused at the
+        # reload (the running credentials stay), the fixed private file is taken, and the
+        # queued message goes with the new password
+        host = self.host()
+        d = self.relay_with(host, authinfo=f'AuthInfo: "U:{USER}" "P:wrong" "M:PLAIN"\n')
+        qid = self.send(d, "alice@client.test", ["bob@remote.test"])
+        self.wait_log(d, rcpt_line(qid, "bob@remote.test") + r".*stat=Deferred: 535")
+        path = d.workdir / "authinfo"
+        path.write_text(f'AuthInfo: "U:{USER}" "P:{PASSWORD}" "M:PLAIN"\n')
+        os.chmod(path, 0o644)
+        d.signal(signal.SIGHUP)
+        self.wait_log(d, r"reload failed, keeping the running configuration: .*"
+                         rf"{re.escape(str(path))}: holds credentials but others than its owner")
+        os.chmod(path, 0o600)
+        d.signal(signal.SIGHUP)
+        self.wait_log(d, rcpt_line(qid, "bob@remote.test") + r".*stat=Sent", timeout=30)
+        self.assertEqual(host.logins[-1], ("PLAIN", USER, True))
+        self.assertEqual(len(host.messages), 1)
+        self.assertTrue(d.alive())
 
     def test_no_credentials_without_tls(self):
         host = self.host(starttls=False)  # offers AUTH in plain text
