@@ -588,6 +588,20 @@ static void client_auth_local_fail(struct smtp_client *c, const char *why)
     client_fail(c, &r, true);
 }
 
+/* Sends the AUTH line just built into c->out (`rc` is its builder's result), or on -1 fails
+ * with `why`. Each reply in AUTH has the helo timeout. */
+static void client_auth_send(struct smtp_client *c, int rc, const char *why)
+{
+    if (rc < 0) {
+        client_wipe_out(c);
+        client_auth_local_fail(c, why);
+        return;
+    }
+    c->awaiting++;
+    client_arm(c, c->set->timeouts.helo);
+    client_flush_secret(c);
+}
+
 /* After the last EHLO: AUTH when there are credentials and a mechanism in common, else
  * READY. */
 static void client_auth_or_ready(struct smtp_client *c)
@@ -606,18 +620,11 @@ static void client_auth_or_ready(struct smtp_client *c)
         client_fail(c, &r, true);
         return;
     }
-    const char *why;
+    const char *why = NULL;
     c->auth_mech = mech;
     c->auth_step = 0;
     c->caps.auth_mech = smtp_client_auth_name(mech);
-    if (smtp_client_auth_start(a, mech, &c->out, &why) < 0) {
-        client_wipe_out(c);
-        client_auth_local_fail(c, why);
-        return;
-    }
-    c->awaiting++;
-    client_arm(c, c->set->timeouts.helo);
-    client_flush_secret(c);
+    client_auth_send(c, smtp_client_auth_start(a, mech, &c->out, &why), why);
 }
 
 static void client_auth_reply(struct smtp_client *c, const struct smtp_client_reply *r)
@@ -631,16 +638,10 @@ static void client_auth_reply(struct smtp_client *c, const struct smtp_client_re
         client_auth_fail(c, r);
         return;
     }
-    const char *why;
-    if (smtp_client_auth_respond(c->set->auth, c->auth_mech, c->auth_step++, r->text, &c->out,
-                                 &why) < 0) {
-        client_wipe_out(c);
-        client_auth_local_fail(c, why);
-        return;
-    }
-    c->awaiting++;
-    client_arm(c, c->set->timeouts.helo);
-    client_flush_secret(c);
+    const char *why = NULL;
+    int rc = smtp_client_auth_respond(c->set->auth, c->auth_mech, c->auth_step++, r->text, &c->out,
+                                      &why);
+    client_auth_send(c, rc, why);
 }
 
 struct smtp_client *smtp_client_new(const struct smtp_client_settings *settings,
