@@ -21,6 +21,7 @@
 
 #include "compat/map_access.h"
 #include "compat/map_aliases.h"
+#include "compat/map_authinfo.h"
 #include "compat/map_simple.h"
 #include "smtp/smtp_server.h"
 #include "util/netaddr.h"
@@ -96,6 +97,7 @@ struct config_map_data {
     struct alias_map *aliases; /* one per file of maps.aliases, searched in order */
     size_t n_aliases;
     struct map_simple mailertable, virtusertable, genericstable;
+    struct authinfo_map authinfo; /* maps.authinfo, else the access map's AuthInfo: */
     /* The files the aliases' :include: targets name, read now (by the parent, which may
      * read them): `err` is the read's errno, 0 when `text` holds the file. */
     struct config_include {
@@ -254,6 +256,8 @@ struct config_delivery {
     size_t n_tls_policy;
     char *smart_host; /* SMART_HOST, or NULL */
     char *mail_hub;   /* MAIL_HUB, or NULL */
+    /* AuthInfo: credentials may go over a connection without TLS */
+    bool auth_without_tls;
 };
 
 struct config {

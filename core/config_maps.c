@@ -141,8 +141,9 @@ static int config_access_gaps(struct config *c, const char *path)
         const struct access_entry *e = &m->v[i];
         bool connect = e->tag && strcmp(e->tag, "connect") == 0;
         bool to = e->tag && strcmp(e->tag, "to") == 0;
-        /* the delivery side's STARTTLS policy (delivery/tlspolicy.h) */
-        bool tls = e->tag && (strcmp(e->tag, "tls_srv") == 0 || strcmp(e->tag, "try_tls") == 0);
+        /* the delivery side's STARTTLS policy (delivery/tlspolicy.h) and AUTH credentials */
+        bool tls = e->tag && (strcmp(e->tag, "tls_srv") == 0 || strcmp(e->tag, "try_tls") == 0 ||
+                              strcmp(e->tag, "authinfo") == 0);
         /* FEATURE(ratecontrol), FEATURE(conncontrol) (policy/clientlimit.h) */
         unsigned limit;
         bool client = e->tag &&
@@ -204,6 +205,26 @@ static int config_maps_parse(struct config *c, struct fileset *files, const char
     free(data);
     if (rc < 0)
         *at = key;
+    return rc;
+}
+
+/* The AUTH client's credentials: maps.authinfo, read only when private to root (the parent
+ * reads it; the engine gets its bytes), else the access map's AuthInfo: entries. */
+static int config_maps_authinfo(struct config *c, struct fileset *files, char *why, size_t whylen)
+{
+    const char *path = c->maps.authinfo;
+    if (!path)
+        return c->maps.access ? authinfo_from_access(c->maps.access, &c->map.access,
+                                                     &c->map.authinfo, why, whylen)
+                              : 0;
+    char *data;
+    size_t len;
+    int rc = fileset_read_private(files, path, MAP_FILE_MAX, &data, &len, why, whylen) < 0
+                 ? -1
+                 : authinfo_parse(path, data, len, &c->map.authinfo, why, whylen);
+    if (data)
+        explicit_bzero(data, len);
+    free(data);
     return rc;
 }
 
@@ -395,6 +416,10 @@ int config_maps_load(struct config *c, struct fileset *files, const char **key, 
         if (parsed[i].path &&
             config_maps_parse(c, files, parsed[i].path, parsed[i].key, key, why, whylen) < 0)
             return -1;
+    if (config_maps_authinfo(c, files, why, whylen) < 0) {
+        *key = "maps.authinfo";
+        return -1;
+    }
     for (size_t i = 0; i < m->aliases.n; i++)
         if (config_maps_parse(c, files, m->aliases.v[i], "maps.aliases", key, why, whylen) < 0)
             return -1;
@@ -409,6 +434,7 @@ void config_maps_free(struct config *c)
 {
     struct config_map_data *d = &c->map;
     access_free(&d->access);
+    authinfo_free(&d->authinfo);
     for (size_t i = 0; i < d->n_aliases; i++)
         aliases_free(&d->aliases[i]);
     free(d->aliases);

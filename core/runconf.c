@@ -48,6 +48,12 @@ static const char *runconf_access(void *arg, const char *key)
     return NULL;
 }
 
+static const struct smtp_client_auth *runconf_authinfo(void *arg, const char *host,
+                                                       const char *addr)
+{
+    return authinfo_lookup(arg, host, addr);
+}
+
 /* sendmail's masquerading for the SMTP mailers; each output stays empty when unchanged. */
 static int runconf_rewrite(void *arg, const char *sender, const char *header, size_t len,
                            struct buf *sender_out, struct buf *header_out)
@@ -163,6 +169,9 @@ static int runconf_delivery(struct runconf *rc, unsigned workers, char *err, siz
             .family = AF_UNSPEC,
             .tls = rc->tls_client ? rc->tls_client[i] : NULL,
             .tls_policy = &rc->tls_policy,
+            .authinfo = cfg->map.authinfo.n ? runconf_authinfo : NULL,
+            .authinfo_arg = (void *)&cfg->map.authinfo,
+            .auth_without_tls = cfg->delivery.auth_without_tls,
         };
     return 0;
 }

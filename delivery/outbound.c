@@ -231,7 +231,7 @@ void outbound_cache_put(struct outbound_worker *ow, struct outbound_conn *cn)
 static struct outbound_conn *outbound_cache_take(struct outbound_worker *ow, const char *key)
 {
     for (struct outbound_conn *cn = ow->cache; cn; cn = cn->next)
-        if (strcmp(cn->key, key) == 0) {
+        if (strcmp(cn->key, key) == 0 && outbound_conn_auth_current(cn)) {
             outbound_cache_remove(ow, cn);
             return cn;
         }

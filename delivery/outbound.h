@@ -44,6 +44,16 @@
  * keyed by route_key ("lmtp:unix:/run/dovecot/lmtp"), so one LMTP session carries message
  * after message.
  *
+ * AUTH (RFC 4954): a connection to a server that settings.authinfo has credentials for
+ * authenticates after EHLO (smtp/smtp_client.h: PLAIN, LOGIN, CRAM-MD5, only in TLS unless
+ * auth_without_tls) and logs sendmail's "AUTH=client, relay=smtp.example.com, mech=PLAIN,
+ * bits=0". A refused AUTH ("AUTH=client, relay=..., mech=PLAIN, authentication failed: 535
+ * ...", or for a 4xx sendmail's "AUTH=client, relay=..., temporary failure, connection
+ * abort") moves on to the next address like a failed EHLO, and at the end defers the
+ * recipients with the server's reply (never a bounce: it is our configuration at fault).
+ * A cached connection is reused only when the credentials its server has now are the ones
+ * it authenticated with.
+ *
  * TLS sessions are resumed: each worker keeps the session of the last 64 servers (by host
  * name, address and expected name) and offers it on the next connection to that server.
  *
@@ -97,6 +107,11 @@ struct outbound_settings {
      * NULL = the defaults (may everywhere; no limits). */
     const struct tlspolicy_settings *tls_policy;
     struct dest_table *dest; /* the global table (all workers) */
+    /* SMTP AUTH credentials (sendmail's AuthInfo:) for the server `host` at `addr`, or
+     * NULL; read on the worker's thread, copied by each connection. NULL = no AUTH. */
+    const struct smtp_client_auth *(*authinfo)(void *arg, const char *host, const char *addr);
+    void *authinfo_arg;
+    bool auth_without_tls; /* credentials may go over a connection without TLS */
 };
 
 enum outbound_outcome { OUTBOUND_DELIVERED, OUTBOUND_DEFERRED, OUTBOUND_FAILED };

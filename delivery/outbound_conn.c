@@ -1,7 +1,8 @@
 /*
  * delivery/outbound_conn.c — one outbound connection: the engine's callbacks, the
  * smtp_client it drives, STARTTLS through a client tls_session and the TLS policy checks,
- * sendmail's STARTTLS=client log lines. The mirror of core/session.c + session_tls.c.
+ * sendmail's STARTTLS=client log lines, the AUTH credentials and sendmail's AUTH=client lines.
+ * The mirror of core/session.c + session_tls.c.
  */
 #include "delivery/outbound_int.h"
 
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "tls/tls_hmac.h"
 #include "util/log.h"
 #include "util/netaddr.h"
 
@@ -253,6 +255,69 @@ static void outbound_conn_starttls(struct outbound_conn *cn)
         outbound_conn_tls_failed(cn, tls_session_error(cn->tls));
 }
 
+/* The credentials for the server connected to, copied into the connection: the
+ * configuration they come from may be replaced (a reload) while the session runs. 0, or -1
+ * when memory ran out. */
+static int outbound_conn_auth_take(struct outbound_conn *cn, const struct outbound_settings *s)
+{
+    const struct smtp_client_auth *a =
+        s->authinfo && !cn->unix_socket ? s->authinfo(s->authinfo_arg, cn->host, cn->addr) : NULL;
+    if (!a)
+        return 0;
+    const char *src[] = {a->user, a->authid, a->password, a->mechs};
+    const char **dst[] = {&cn->auth.user, &cn->auth.authid, &cn->auth.password, &cn->auth.mechs};
+    size_t len = 0;
+    for (size_t i = 0; i < 4; i++)
+        len += (src[i] ? strlen(src[i]) : 0) + 1;
+    char *p = cn->auth_copy = malloc(len);
+    if (!p)
+        return -1;
+    cn->auth_copy_len = len;
+    for (size_t i = 0; i < 4; i++) {
+        size_t n = src[i] ? strlen(src[i]) + 1 : 0;
+        *dst[i] = src[i] ? memcpy(p, src[i], n) : NULL;
+        p += n;
+    }
+    cn->auth.allow_plaintext = s->auth_without_tls;
+    cn->auth.hmac_md5 = tls_hmac_md5;
+    cn->cs.auth = &cn->auth;
+    return 0;
+}
+
+static bool outbound_auth_same_str(const char *a, const char *b)
+{
+    return !a || !*a ? !b || !*b : b && strcmp(a, b) == 0;
+}
+
+bool outbound_conn_auth_current(const struct outbound_conn *cn)
+{
+    const struct outbound_settings *s = cn->ow ? &cn->ow->s : NULL;
+    const struct smtp_client_auth *now = s && s->authinfo && !cn->unix_socket
+                                             ? s->authinfo(s->authinfo_arg, cn->host, cn->addr)
+                                             : NULL;
+    const struct smtp_client_auth *then = cn->cs.auth;
+    if (!now || !then)
+        return !now && !then;
+    return outbound_auth_same_str(now->user, then->user) &&
+           outbound_auth_same_str(now->authid, then->authid) &&
+           outbound_auth_same_str(now->password, then->password) &&
+           outbound_auth_same_str(now->mechs, then->mechs) &&
+           s->auth_without_tls == then->allow_plaintext;
+}
+
+/* sendmail's AUTH=client lines for a refused AUTH: a 5xx is the credentials', anything else
+ * (454, a timeout, a lost connection) a temporary failure. */
+static void outbound_conn_auth_failed(struct outbound_conn *cn, const struct smtp_client_reply *r)
+{
+    const char *mech = smtp_client_caps(cn->c)->auth_mech;
+    if (r->code >= 500)
+        log_info("%s: AUTH=client, relay=%s, mech=%s, authentication failed: %d %s %s",
+                 outbound_conn_qid(cn), cn->host, mech ? mech : "?", r->code, r->enh, r->text);
+    else
+        log_info("%s: AUTH=client, relay=%s, temporary failure, connection abort: %d %s %s",
+                 outbound_conn_qid(cn), cn->host, r->code, r->enh, r->text);
+}
+
 static void outbound_conn_ready(struct outbound_conn *cn, const struct smtp_client_event *ev)
 {
     struct outbound_run *r = cn->run;
@@ -263,6 +328,9 @@ static void outbound_conn_ready(struct outbound_conn *cn, const struct smtp_clie
     }
     r->any_session = true;
     outbound_conn_save_session(cn);
+    if (caps->authenticated) /* sendmail's line; these mechanisms have no security layer */
+        log_info("%s: AUTH=client, relay=%s, mech=%s, bits=0", outbound_conn_qid(cn), cn->host,
+                 caps->auth_mech);
     if (!caps->in_tls && outbound_policy_requires_tls(&cn->policy)) {
         char text[1024];
         if (ev->tls_refused && ev->reply)
@@ -335,6 +403,12 @@ static void outbound_conn_failed(struct outbound_conn *cn, const struct smtp_cli
     }
     if (ev->phase == SMTP_CLIENT_PHASE_STARTTLS && cn->tls) {
         outbound_conn_tls_failed(cn, ev->reply ? ev->reply->text : "timeout");
+        return;
+    }
+    if (ev->phase == SMTP_CLIENT_PHASE_AUTH) {
+        outbound_conn_auth_failed(cn, ev->reply);
+        r->any_session = true; /* the host is up: no host status for a refused login */
+        outbound_conn_lost(cn, ev->reply, false);
         return;
     }
     switch (ev->phase) {
@@ -490,6 +564,9 @@ static bool outbound_errno_is_local(int err)
 
 static void outbound_conn_free(struct outbound_conn *cn)
 {
+    if (cn->auth_copy)
+        explicit_bzero(cn->auth_copy, cn->auth_copy_len);
+    free(cn->auth_copy);
     smtp_client_free(cn->c);
     tls_session_free(cn->tls);
     if (cn->tls_ctx)
@@ -604,6 +681,11 @@ int outbound_conn_open(struct outbound_run *r, const struct outbound_target *t,
                                            .lmtp = strcmp(r->job.route->mailer, "lmtp") == 0,
                                            .timeouts = ow->s.timeouts};
     cn->io = (struct smtp_client_io){cn, outbound_conn_io_send, outbound_conn_event};
+    if (outbound_conn_auth_take(cn, &ow->s) < 0) {
+        outbound_reply_local(why, SMTP_CLIENT_TEMP, "4.3.0", "Out of memory");
+        outbound_conn_free(cn);
+        return -1;
+    }
     cn->tls_ctx = starttls ? tls_ctx_ref(ow->s.tls) : NULL;
     socklen_t len = t->addr.ss_family == AF_INET6  ? sizeof(struct sockaddr_in6)
                     : t->addr.ss_family == AF_UNIX ? sizeof(struct sockaddr_un)

@@ -47,6 +47,9 @@ struct outbound_conn {
     enum outbound_conn_state state;
     struct smtp_client *c;
     struct smtp_client_settings cs;
+    struct smtp_client_auth auth; /* cs.auth when set: a copy, its strings in auth_copy */
+    char *auth_copy;              /* wiped when freed */
+    size_t auth_copy_len;
     struct smtp_client_io io;
     struct tls_session *tls;
     struct tls_session_io tls_io;
@@ -155,6 +158,9 @@ int outbound_conn_open(struct outbound_run *r, const struct outbound_target *t,
 int outbound_conn_send(struct outbound_conn *cn, struct outbound_run *r);
 /* Ends a connection: QUIT when `quit` and the session is idle, else close. */
 void outbound_conn_end(struct outbound_conn *cn, bool quit);
+/* Whether the credentials the connection's server has now are the ones it was opened with
+ * (none and none too): a cached connection is reused only then. */
+bool outbound_conn_auth_current(const struct outbound_conn *cn);
 /* Gives back the destination slot the connection holds, if any. */
 void outbound_conn_release_slot(struct outbound_conn *cn);
 /* The connection's worker is going away: close it at once; it frees itself later. */

@@ -9,6 +9,9 @@
  * which is how a server answering ahead of its commands (or injecting replies) is caught
  * in every state with one rule.
  *
+ * AUTH is a session step between the last EHLO and READY; the mechanisms' lines are
+ * smtp_client_auth.c's, and every buffer that held one is wiped once it is sent.
+ *
  * LMTP (RFC 2033) is the same machine with three differences: LHLO for EHLO (and no HELO
  * to fall back to), DATA even when CHUNKING is offered, and after the final dot one reply
  * per accepted recipient instead of one for all.
@@ -22,6 +25,7 @@
 #include <strings.h>
 
 #include "smtp/smtp_addr.h"
+#include "smtp/smtp_client_auth.h"
 #include "util/buf.h"
 
 enum client_state {
@@ -30,6 +34,7 @@ enum client_state {
     ST_HELO,
     ST_STARTTLS,  /* STARTTLS sent, waiting for 220 */
     ST_TLS_WAIT,  /* 220 received, the glue is handshaking */
+    ST_AUTH,      /* AUTH sent: 334 challenges until 235 */
     ST_IDLE,      /* after READY or DONE */
     ST_RSET,      /* RSET before the next MAIL */
     ST_MAIL,      /* MAIL and RCPT replies (pipelined or one by one) */
@@ -54,8 +59,12 @@ struct smtp_client {
     unsigned tls_epoch; /* counts 220s to STARTTLS: the feed that holds one ends there */
     bool waiting_drain; /* long output paused until smtp_client_drained() */
     bool need_rset;     /* MAIL was accepted and the transaction did not end */
-    struct buf line;    /* a partial reply line */
-    struct buf out;     /* commands being assembled; empty between calls */
+    unsigned auth_mech; /* SMTP_AUTH_* being used */
+    unsigned auth_step; /* 334 challenges answered */
+    bool tls_refused;   /* STARTTLS got 4xx/5xx: READY says so (after AUTH too) */
+    struct smtp_client_reply refused;
+    struct buf line; /* a partial reply line */
+    struct buf out;  /* commands being assembled; empty between calls */
     /* the reply being read */
     unsigned cur_lines;
     char cur_enh_raw[12]; /* the enhanced status as written in the reply, "" = none yet */
@@ -83,6 +92,7 @@ static const char *const state_waiting_for[] = {
     [ST_HELO] = "HELO reply",
     [ST_STARTTLS] = "STARTTLS reply",
     [ST_TLS_WAIT] = "TLS handshake",
+    [ST_AUTH] = "AUTH reply",
     [ST_IDLE] = "command",
     [ST_RSET] = "RSET reply",
     [ST_MAIL] = "MAIL reply",
@@ -105,12 +115,19 @@ static const char *client_waiting_for(const struct smtp_client *c)
 const char *smtp_client_phase_name(enum smtp_client_phase phase)
 {
     static const char *const names[] = {
-        [SMTP_CLIENT_PHASE_GREETING] = "greeting", [SMTP_CLIENT_PHASE_HELO] = "EHLO",
-        [SMTP_CLIENT_PHASE_STARTTLS] = "STARTTLS", [SMTP_CLIENT_PHASE_IDLE] = "idle",
-        [SMTP_CLIENT_PHASE_RSET] = "RSET",         [SMTP_CLIENT_PHASE_MAIL] = "MAIL",
-        [SMTP_CLIENT_PHASE_RCPT] = "RCPT",         [SMTP_CLIENT_PHASE_DATA] = "DATA",
-        [SMTP_CLIENT_PHASE_DATABLOCK] = "data",    [SMTP_CLIENT_PHASE_DATAFINAL] = "end of data",
-        [SMTP_CLIENT_PHASE_QUIT] = "QUIT",         [SMTP_CLIENT_PHASE_OVER] = "over",
+        [SMTP_CLIENT_PHASE_GREETING] = "greeting",
+        [SMTP_CLIENT_PHASE_HELO] = "EHLO",
+        [SMTP_CLIENT_PHASE_STARTTLS] = "STARTTLS",
+        [SMTP_CLIENT_PHASE_AUTH] = "AUTH",
+        [SMTP_CLIENT_PHASE_IDLE] = "idle",
+        [SMTP_CLIENT_PHASE_RSET] = "RSET",
+        [SMTP_CLIENT_PHASE_MAIL] = "MAIL",
+        [SMTP_CLIENT_PHASE_RCPT] = "RCPT",
+        [SMTP_CLIENT_PHASE_DATA] = "DATA",
+        [SMTP_CLIENT_PHASE_DATABLOCK] = "data",
+        [SMTP_CLIENT_PHASE_DATAFINAL] = "end of data",
+        [SMTP_CLIENT_PHASE_QUIT] = "QUIT",
+        [SMTP_CLIENT_PHASE_OVER] = "over",
     };
     return (unsigned)phase < sizeof(names) / sizeof(names[0]) ? names[phase] : "?";
 }
@@ -126,6 +143,8 @@ enum smtp_client_phase smtp_client_phase(const struct smtp_client *c)
     case ST_STARTTLS:
     case ST_TLS_WAIT:
         return SMTP_CLIENT_PHASE_STARTTLS;
+    case ST_AUTH:
+        return SMTP_CLIENT_PHASE_AUTH;
     case ST_RSET:
         return SMTP_CLIENT_PHASE_RSET;
     case ST_MAIL:
@@ -260,6 +279,9 @@ static void caps_parse_line(struct smtp_client_caps *caps, const char *p, size_t
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
         if (strlen(flags[i].name) == kw && strncasecmp(p, flags[i].name, kw) == 0)
             *(bool *)((char *)caps + flags[i].offset) = true;
+    /* "AUTH PLAIN LOGIN", or the draft form "AUTH=PLAIN LOGIN" old servers still send */
+    if (n >= 4 && strncasecmp(p, "AUTH", 4) == 0 && (n == 4 || p[4] == ' ' || p[4] == '='))
+        caps->auth |= smtp_client_auth_offer(p + (n > 4 ? 5 : 4), n > 4 ? n - 5 : 0);
     if (kw == 4 && strncasecmp(p, "SIZE", 4) == 0) {
         caps->size = true;
         caps->max_size = 0;
@@ -524,13 +546,102 @@ static void client_ehlo(struct smtp_client *c, bool ehlo)
     client_command(c, ehlo ? ST_EHLO : ST_HELO, c->set->timeouts.helo, line);
 }
 
-static void client_ready(struct smtp_client *c, const struct smtp_client_reply *refused)
+static void client_ready(struct smtp_client *c)
 {
     c->state = ST_IDLE;
     c->deadline = 0;
-    struct smtp_client_event ev = {
-        .type = SMTP_CLIENT_EV_READY, .reply = refused, .tls_refused = refused != NULL};
+    struct smtp_client_event ev = {.type = SMTP_CLIENT_EV_READY,
+                                   .reply = c->tls_refused ? &c->refused : NULL,
+                                   .tls_refused = c->tls_refused};
     client_emit(c, &ev);
+}
+
+/* Forgets c->out, which held credentials: wiped before it is freed. */
+static void client_wipe_out(struct smtp_client *c)
+{
+    if (c->out.data)
+        explicit_bzero(c->out.data, c->out.cap);
+    buf_free(&c->out);
+}
+
+/* Sends what c->out holds (credentials among it) and wipes it. */
+static void client_flush_secret(struct smtp_client *c)
+{
+    if (c->out.len)
+        client_send(c, c->out.data, c->out.len);
+    client_wipe_out(c);
+}
+
+/* A failure in AUTH: always temporary (see the header), the reply kept for the log. */
+static void client_auth_fail(struct smtp_client *c, const struct smtp_client_reply *r)
+{
+    struct smtp_client_reply t = *r;
+    t.outcome = SMTP_CLIENT_TEMP;
+    client_fail(c, &t, true);
+}
+
+static void client_auth_local_fail(struct smtp_client *c, const char *why)
+{
+    struct smtp_client_reply r;
+    local_reply(&r, 451, "4.7.0", "AUTH %s with the server failed: %s",
+                smtp_client_auth_name(c->auth_mech), why);
+    client_fail(c, &r, true);
+}
+
+/* Sends the AUTH line just built into c->out (`rc` is its builder's result), or on -1 fails
+ * with `why`. Each reply in AUTH has the helo timeout. */
+static void client_auth_send(struct smtp_client *c, int rc, const char *why)
+{
+    if (rc < 0) {
+        client_wipe_out(c);
+        client_auth_local_fail(c, why);
+        return;
+    }
+    c->awaiting++;
+    client_arm(c, c->set->timeouts.helo);
+    client_flush_secret(c);
+}
+
+/* After the last EHLO: AUTH when there are credentials and a mechanism in common, else
+ * READY. */
+static void client_auth_or_ready(struct smtp_client *c)
+{
+    const struct smtp_client_auth *a = c->set->auth;
+    unsigned mech = a && !c->set->lmtp ? smtp_client_auth_choose(a, c->caps.auth) : 0;
+    if (!mech) {
+        client_ready(c);
+        return;
+    }
+    c->state = ST_AUTH; /* a failure from here on is AUTH's */
+    if (!c->caps.in_tls && !a->allow_plaintext) {
+        struct smtp_client_reply r;
+        local_reply(&r, 451, "4.7.0",
+                    "AUTH credentials are not sent over a connection without TLS");
+        client_fail(c, &r, true);
+        return;
+    }
+    const char *why = NULL;
+    c->auth_mech = mech;
+    c->auth_step = 0;
+    c->caps.auth_mech = smtp_client_auth_name(mech);
+    client_auth_send(c, smtp_client_auth_start(a, mech, &c->out, &why), why);
+}
+
+static void client_auth_reply(struct smtp_client *c, const struct smtp_client_reply *r)
+{
+    if (r->code == 235) {
+        c->caps.authenticated = true;
+        client_ready(c);
+        return;
+    }
+    if (r->code != 334) {
+        client_auth_fail(c, r);
+        return;
+    }
+    const char *why = NULL;
+    int rc = smtp_client_auth_respond(c->set->auth, c->auth_mech, c->auth_step++, r->text, &c->out,
+                                      &why);
+    client_auth_send(c, rc, why);
 }
 
 struct smtp_client *smtp_client_new(const struct smtp_client_settings *settings,
@@ -595,7 +706,7 @@ static void client_session_reply(struct smtp_client *c, const struct smtp_client
             if (!in_tls && c->set->starttls && c->caps.starttls)
                 client_command(c, ST_STARTTLS, c->set->timeouts.starttls, "STARTTLS\r\n");
             else
-                client_ready(c, NULL);
+                client_auth_or_ready(c);
         } else if (cls == 5 && !c->set->lmtp) { /* RFC 5321 3.2: an old server; HELO */
             client_ehlo(c, false);
         } else if (cls == 4 || cls == 5) { /* LMTP has no HELO (RFC 2033 4.1) */
@@ -609,7 +720,7 @@ static void client_session_reply(struct smtp_client *c, const struct smtp_client
             bool in_tls = c->caps.in_tls;
             memset(&c->caps, 0, sizeof(c->caps));
             c->caps.in_tls = in_tls;
-            client_ready(c, NULL);
+            client_ready(c);
         } else if (cls == 3) {
             client_protocol_error(c, "unexpected reply to HELO", r->text, strlen(r->text));
         } else {
@@ -630,8 +741,13 @@ static void client_session_reply(struct smtp_client *c, const struct smtp_client
         } else if (cls == 3) {
             client_protocol_error(c, "unexpected reply to STARTTLS", r->text, strlen(r->text));
         } else {
-            client_ready(c, r);
+            c->tls_refused = true;
+            c->refused = *r;
+            client_auth_or_ready(c);
         }
+        return;
+    case ST_AUTH:
+        client_auth_reply(c, r);
         return;
     case ST_QUIT:
         client_closed(c, r);

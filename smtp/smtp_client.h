@@ -73,13 +73,27 @@
  * 250 there was a delivery) and only the rest get the failure. DONE's reply is the last one.
  *
  * Timeouts (sendmail's confTO_* seen from the client, ms, 0 = none): initial (greeting),
- * helo (EHLO/HELO reply), starttls (STARTTLS reply, then the handshake until
- * smtp_client_tls_started), mail, rcpt, datainit (354), datablock (each piece of data
- * until smtp_client_drained), datafinal (reply after the data: final dot or each BDAT
- * chunk), rset, quit. misc is kept for sendmail's confTO_MISC (NOOP, VERB) and not used
- * by any command this client sends. No deadline while idle (after READY or DONE: the
- * connection cache times idle connections out). Past the deadline smtp_client_tick() →
- * FAILED temporary "timeout waiting for <phase>", enhanced 4.4.2; in QUIT it is CLOSED.
+ * helo (EHLO/HELO reply, and each reply in AUTH), starttls (STARTTLS reply, then the handshake
+ * until smtp_client_tls_started), mail, rcpt, datainit (354), datablock (each piece of data until
+ * smtp_client_drained), datafinal (reply after the data: final dot or each BDAT chunk), rset, quit.
+ * misc is kept for sendmail's confTO_MISC (NOOP, VERB) and not used by any command this client
+ * sends. No deadline while idle (after READY or DONE: the connection cache times idle connections
+ * out). Past the deadline smtp_client_tick() → FAILED temporary "timeout waiting for <phase>",
+ * enhanced 4.4.2; in QUIT it is CLOSED.
+ *
+ * AUTH (RFC 4954, settings.auth set): after the EHLO that ends the greeting (after STARTTLS
+ * when that is done), when the server offers AUTH with a mechanism both sides have (the
+ * order is auth->mechs', intersected with the offer), and only in TLS unless
+ * auth->allow_plaintext: PLAIN (with its initial response), LOGIN, CRAM-MD5 (when
+ * auth->hmac_md5 is given). 235 → READY with caps.authenticated. Anything else ends the
+ * session, FAILED in phase AUTH and always temporary (a wrong password is the sender's
+ * configuration, not the recipient's address: nothing bounces for it): a 5xx (535) keeps
+ * its code and text but its outcome is TEMP; 454 and other 4xx the same; a 334 the
+ * mechanism cannot answer (not base64, a step too many) is a local 451 4.7.0. Credentials
+ * for a server that offers AUTH on a connection without TLS (plain text not allowed) are
+ * never sent: FAILED in phase AUTH, local 451 4.7.0 "AUTH credentials are not sent over a
+ * connection without TLS". No AUTH offered, or no mechanism in common: READY without AUTH
+ * (the server decides at MAIL), as sendmail does.
  */
 #ifndef RINGMAIL_SMTP_CLIENT_H
 #define RINGMAIL_SMTP_CLIENT_H
@@ -103,10 +117,32 @@ struct smtp_client_timeouts {
     uint32_t initial, helo, mail, rcpt, datainit, datablock, datafinal, rset, quit, misc, starttls;
 };
 
+/* AUTH mechanisms this client speaks (smtp_client_caps.auth: the server's offer). */
+#define SMTP_AUTH_PLAIN    1u
+#define SMTP_AUTH_LOGIN    2u
+#define SMTP_AUTH_CRAM_MD5 4u
+/* A password, user or response longer than this is refused locally (no command sent). */
+#define SMTP_CLIENT_AUTH_MAX 512
+
+/* Credentials for one next hop (sendmail's AuthInfo: U, I, P, M). Strings are read while the
+ * client is in AUTH (the glue keeps them valid for the client's life). */
+struct smtp_client_auth {
+    const char *user;     /* U: the authorization id; NULL or "" = the same as authid */
+    const char *authid;   /* I: the authentication id; NULL or "" = user */
+    const char *password; /* P: (decoded) */
+    const char *mechs;    /* M: "CRAM-MD5 PLAIN": the order to try; NULL = "CRAM-MD5 PLAIN LOGIN" */
+    bool allow_plaintext; /* may be sent on a connection without TLS */
+    /* HMAC-MD5 (RFC 2104) for CRAM-MD5: 0, or -1; NULL = CRAM-MD5 is never used. The
+     * client links no crypto library: the glue passes one in. */
+    int (*hmac_md5)(const void *key, size_t keylen, const void *msg, size_t len,
+                    unsigned char out[16]);
+};
+
 struct smtp_client_settings {
-    const char *helo_name; /* our name in EHLO/HELO */
-    bool starttls;         /* send STARTTLS when offered (the glue has a client TLS ctx) */
-    bool lmtp;             /* speak LMTP (RFC 2033), see above */
+    const char *helo_name;               /* our name in EHLO/HELO */
+    const struct smtp_client_auth *auth; /* NULL = never AUTH */
+    bool starttls; /* send STARTTLS when offered (the glue has a client TLS ctx) */
+    bool lmtp;     /* speak LMTP (RFC 2033), see above */
     struct smtp_client_timeouts timeouts;
     size_t max_reply_line;    /* octets incl. CRLF; 0 = SMTP_CLIENT_MAX_REPLY_LINE */
     unsigned max_reply_lines; /* lines in one reply; 0 = SMTP_CLIENT_MAX_REPLY_LINES */
@@ -116,8 +152,11 @@ struct smtp_client_settings {
 struct smtp_client_caps {
     bool esmtp; /* EHLO accepted; false: HELO fallback */
     bool pipelining, size, eightbitmime, smtputf8, dsn, chunking, starttls, enhancedstatuscodes;
-    uint64_t max_size; /* SIZE n; 0 = no limit announced */
-    bool in_tls;       /* smtp_client_tls_started() was called */
+    uint64_t max_size;     /* SIZE n; 0 = no limit announced */
+    unsigned auth;         /* SMTP_AUTH_* the server offers ("AUTH ..." or "AUTH=...") */
+    bool in_tls;           /* smtp_client_tls_started() was called */
+    const char *auth_mech; /* "PLAIN", "LOGIN", "CRAM-MD5": tried (static); NULL = none */
+    bool authenticated;    /* 235 to AUTH with auth_mech */
 };
 
 enum smtp_client_outcome {
@@ -162,6 +201,7 @@ enum smtp_client_phase {
     SMTP_CLIENT_PHASE_GREETING,
     SMTP_CLIENT_PHASE_HELO,     /* EHLO or HELO */
     SMTP_CLIENT_PHASE_STARTTLS, /* the reply, then the handshake */
+    SMTP_CLIENT_PHASE_AUTH,     /* AUTH and its exchange */
     SMTP_CLIENT_PHASE_IDLE,     /* between transactions */
     SMTP_CLIENT_PHASE_RSET,
     SMTP_CLIENT_PHASE_MAIL,

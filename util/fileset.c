@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,11 @@ static int fileset_fail(int e, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s: too large for what it is named as", path);
     else if (e == EINVAL)
         snprintf(err, errlen, "%s: not a regular file", path);
+    else if (e == FILESET_ENOTPRIVATE)
+        snprintf(err, errlen,
+                 "%s: holds credentials but others than its owner may read it, or its owner is "
+                 "not root: refused (chown root %s; chmod 600 %s)",
+                 path, path, path);
     else
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(e));
     return -e;
@@ -73,7 +79,7 @@ static int fileset_fail(int e, const char *path, char *err, size_t errlen)
 
 /* O_NONBLOCK and the regular-file check: a FIFO or a device named in a configuration must
  * not hang or feed the daemon. */
-static int fileset_read_disk(const char *path, size_t max, char **data, size_t *len)
+static int fileset_read_disk(const char *path, size_t max, bool private, char **data, size_t *len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0)
@@ -86,6 +92,8 @@ static int fileset_read_disk(const char *path, size_t max, char **data, size_t *
         e = errno;
     else if (!S_ISREG(st.st_mode))
         e = EINVAL;
+    else if (private && (st.st_uid != geteuid() || (st.st_mode & (S_IRWXG | S_IRWXO))))
+        e = FILESET_ENOTPRIVATE;
     else if ((uint64_t)st.st_size > max)
         e = EFBIG;
     else if (!(buf = malloc((size_t)st.st_size + 2)))
@@ -151,8 +159,8 @@ static int fileset_copy(const struct fileset_entry *x, size_t max, char **data, 
     return 0;
 }
 
-int fileset_read(struct fileset *fs, const char *path, size_t max, char **data, size_t *len,
-                 char *err, size_t errlen)
+static int fileset_read_as(struct fileset *fs, const char *path, size_t max, bool private,
+                           char **data, size_t *len, char *err, size_t errlen)
 {
     *data = NULL;
     *len = 0;
@@ -163,13 +171,25 @@ int fileset_read(struct fileset *fs, const char *path, size_t max, char **data, 
         snprintf(err, errlen, "%s: not among the files the privileged parent read", path);
         return -EPERM;
     }
-    int e = fileset_read_disk(path, max, data, len);
+    int e = fileset_read_disk(path, max, private, data, len);
     if (fs && fileset_keep(fs, path, e, *data, *len) < 0) {
         free(*data);
         *data = NULL;
         e = ENOMEM;
     }
     return e ? fileset_fail(e, path, err, errlen) : 0;
+}
+
+int fileset_read(struct fileset *fs, const char *path, size_t max, char **data, size_t *len,
+                 char *err, size_t errlen)
+{
+    return fileset_read_as(fs, path, max, false, data, len, err, errlen);
+}
+
+int fileset_read_private(struct fileset *fs, const char *path, size_t max, char **data, size_t *len,
+                         char *err, size_t errlen)
+{
+    return fileset_read_as(fs, path, max, true, data, len, err, errlen);
 }
 
 int fileset_generate(struct fileset *fs, const char *name,

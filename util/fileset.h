@@ -34,6 +34,13 @@ void fileset_free(struct fileset *fs);
 int fileset_read(struct fileset *fs, const char *path, size_t max, char **data, size_t *len,
                  char *err, size_t errlen);
 
+/* fileset_read for a file of secrets (credentials): refused, and recorded as refused, unless
+ * it is owned by the reading user (root, in the privileged parent) and neither group nor
+ * others have any permission on it: -FILESET_ENOTPRIVATE with `err` "PATH: ..." saying so. */
+#define FILESET_ENOTPRIVATE 0x10000 /* beyond every errno */
+int fileset_read_private(struct fileset *fs, const char *path, size_t max, char **data, size_t *len,
+                         char *err, size_t errlen);
+
 /* Content that is not one file but is handed over the same way (the system's users, which
  * the parent lists through NSS): a replayed set answers with the recorded copy; otherwise
  * `make` makes it (NUL-terminated, malloc'ed, 0 or -errno) and a recording set keeps a

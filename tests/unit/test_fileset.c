@@ -120,6 +120,39 @@ static void test_record_and_replay(void **state)
     assert_string_equal(text, "hostname: other.test\n");
 }
 
+/* Credentials: refused unless private to their owner (the reader), and the refusal is
+ * recorded, so the engine's replay refuses too. */
+static void test_private(void **state)
+{
+    (void)state;
+    char *data, err[512];
+    size_t len;
+    test_write("authinfo", "AuthInfo: \"U:u\" \"P:p\"\n");
+    const char *path = test_path("authinfo");
+    struct fileset *rec = fileset_new();
+    static const mode_t open_modes[] = {0640, 0604, 0620, 0602};
+    for (size_t i = 0; i < sizeof(open_modes) / sizeof(open_modes[0]); i++) {
+        chmod(path, open_modes[i]);
+        assert_int_equal(fileset_read_private(NULL, path, 100, &data, &len, err, sizeof(err)),
+                         -FILESET_ENOTPRIVATE);
+        assert_non_null(strstr(err, "holds credentials but others than its owner may read it"));
+        assert_non_null(strstr(err, path));
+    }
+    chmod(path, 0600);
+    assert_int_equal(fileset_read_private(NULL, path, 100, &data, &len, err, sizeof(err)), 0);
+    free(data);
+    chmod(path, 0644);
+    assert_int_equal(fileset_read_private(rec, path, 100, &data, &len, err, sizeof(err)),
+                     -FILESET_ENOTPRIVATE);
+    chmod(path, 0600);
+    struct fileset *rep = test_roundtrip(rec);
+    assert_int_equal(fileset_read_private(rep, path, 100, &data, &len, err, sizeof(err)),
+                     -FILESET_ENOTPRIVATE);
+    assert_non_null(strstr(err, "chmod 600"));
+    fileset_free(rep);
+    fileset_free(rec);
+}
+
 static void test_limits_and_odd_files(void **state)
 {
     (void)state;
@@ -174,6 +207,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_record_and_replay),
         cmocka_unit_test(test_limits_and_odd_files),
+        cmocka_unit_test(test_private),
         cmocka_unit_test(test_damaged_sets_refused),
     };
     return cmocka_run_group_tests(tests, test_setup, test_teardown);

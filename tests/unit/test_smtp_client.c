@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "smtp/smtp_client.h"
+#include "tls/tls_hmac.h"
 #include "util/buf.h"
 
 struct t {
@@ -1502,6 +1503,179 @@ static void test_phase_names(void **state)
     assert_string_equal(smtp_client_phase_name((enum smtp_client_phase)99), "?");
 }
 
+/* ---- AUTH as a client ---- */
+
+static const struct smtp_client_auth auth_alice = {.user = "alice", .password = "s3cret"};
+
+/* Greeting, EHLO, STARTTLS, the handshake and the EHLO in TLS whose reply is `ehlo`. */
+static struct t *t_auth_new(const struct smtp_client_auth *a, const char *ehlo, bool bytewise)
+{
+    struct smtp_client_settings set;
+    t_default_settings(&set);
+    set.auth = a;
+    set.starttls = true;
+    struct t *t = t_new(&set, bytewise);
+    t_feed(t, "220 mx\r\n250-mx\r\n250 STARTTLS\r\n220 go\r\n");
+    t_expect_sent(t, "EHLO client.test\r\nSTARTTLS\r\n");
+    t_expect_events(t, "STARTTLS\n");
+    smtp_client_tls_started(t->c, t->now);
+    t_expect_sent(t, "EHLO client.test\r\n");
+    t_feed(t, ehlo);
+    return t;
+}
+
+static void test_auth_plain_after_starttls(void **state)
+{
+    (void)state;
+    /* without M: CRAM-MD5 first, but no HMAC here: PLAIN */
+    struct t *t =
+        t_auth_new(&auth_alice, "250-mx\r\n250-AUTH CRAM-MD5 LOGIN PLAIN\r\n250 DSN\r\n", false);
+    t_expect_sent(t, "AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n");
+    t_expect_events(t, "");
+    assert_int_equal(smtp_client_phase(t->c), SMTP_CLIENT_PHASE_AUTH);
+    assert_int_equal(smtp_client_deadline(t->c), 100000 + 2000); /* the helo timeout */
+    t_feed(t, "235 2.7.0 Authentication successful\r\n");
+    t_expect_events(t, "READY\n");
+    const struct smtp_client_caps *caps = smtp_client_caps(t->c);
+    assert_true(caps->authenticated && caps->in_tls && caps->dsn);
+    assert_string_equal(caps->auth_mech, "PLAIN");
+    assert_int_equal(caps->auth, SMTP_AUTH_PLAIN | SMTP_AUTH_LOGIN | SMTP_AUTH_CRAM_MD5);
+    assert_int_equal(smtp_client_send(t->c, &msg_one, t->now), 0);
+    t_expect_sent(t, "MAIL FROM:<>\r\n");
+    t_free(t);
+
+    /* an authorization id other than the authentication id goes first in PLAIN */
+    const struct smtp_client_auth as = {.user = "admin", .authid = "alice", .password = "s3cret"};
+    t = t_auth_new(&as, "250-mx\r\n250 AUTH PLAIN\r\n", false);
+    t_expect_sent(t, "AUTH PLAIN YWRtaW4AYWxpY2UAczNjcmV0\r\n");
+    t_free(t);
+}
+
+/* M: decides the order among what the server offers; LOGIN's two challenges, byte by byte. */
+static void test_auth_login_order(void **state)
+{
+    (void)state;
+    const struct smtp_client_auth a = {
+        .user = "alice", .password = "s3cret", .mechs = "XOAUTH2 LOGIN PLAIN"};
+    struct t *t = t_auth_new(&a, "250-mx\r\n250 AUTH=PLAIN LOGIN\r\n", true);
+    t_expect_sent(t, "AUTH LOGIN\r\n");
+    t_feed(t, "334 VXNlcm5hbWU6\r\n");
+    t_expect_sent(t, "YWxpY2U=\r\n");
+    t_feed(t, "334 UGFzc3dvcmQ6\r\n");
+    t_expect_sent(t, "czNjcmV0\r\n");
+    t_feed(t, "235 ok\r\n");
+    t_expect_events(t, "READY\n");
+    assert_string_equal(smtp_client_caps(t->c)->auth_mech, "LOGIN");
+    t_free(t);
+}
+
+/* RFC 2195's own example, through OpenSSL's HMAC-MD5. */
+static void test_auth_cram_md5(void **state)
+{
+    (void)state;
+    const struct smtp_client_auth a = {
+        .user = "tim", .password = "tanstaaftanstaaf", .hmac_md5 = tls_hmac_md5};
+    struct t *t = t_auth_new(&a, "250-mx\r\n250 AUTH PLAIN CRAM-MD5\r\n", false);
+    t_expect_sent(t, "AUTH CRAM-MD5\r\n");
+    t_feed(t, "334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n");
+    t_expect_sent(t, "dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw\r\n");
+    t_feed(t, "235 2.7.0 ok\r\n");
+    t_expect_events(t, "READY\n");
+    t_free(t);
+
+    /* a challenge that is not base64: nothing more is sent */
+    t = t_auth_new(&a, "250-mx\r\n250 AUTH CRAM-MD5\r\n", false);
+    t_expect_sent(t, "AUTH CRAM-MD5\r\n");
+    t_feed(t, "334 not*base64\r\n");
+    t_expect_sent(t, "");
+    t_expect_events(t, "FAILED temp AUTH 451 4.7.0 AUTH CRAM-MD5 with the server failed: "
+                       "CRAM-MD5 challenge is not base64 (local)\n");
+    t_free(t);
+}
+
+/* 535 and 454 end the session, temporary either way: nothing bounces for a password. */
+static void test_auth_refused(void **state)
+{
+    (void)state;
+    struct t *t = t_auth_new(&auth_alice, "250-mx\r\n250 AUTH PLAIN\r\n", false);
+    t_expect_sent(t, "AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n");
+    t_feed(t, "535 5.7.8 Authentication credentials invalid\r\n");
+    t_expect_events(t, "FAILED temp AUTH 535 5.7.8 Authentication credentials invalid\n");
+    t_free(t);
+
+    t = t_auth_new(&auth_alice, "250-mx\r\n250 AUTH PLAIN\r\n", false);
+    t_expect_sent(t, "AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n");
+    t_feed(t, "454 4.7.0 Temporary authentication failure\r\n");
+    t_expect_events(t, "FAILED temp AUTH 454 4.7.0 Temporary authentication failure\n");
+    t_free(t);
+}
+
+/* Failure events keep the reply's code; its outcome must still be temporary. */
+static void t_on_event_outcome(void *arg, const struct smtp_client_event *ev)
+{
+    if (ev->type == SMTP_CLIENT_EV_FAILED)
+        assert_int_equal(ev->reply->outcome, SMTP_CLIENT_TEMP);
+    t_on_event(arg, ev);
+}
+
+static void test_auth_refused_outcome(void **state)
+{
+    (void)state;
+    struct t *t = t_auth_new(&auth_alice, "250-mx\r\n250 AUTH PLAIN\r\n", false);
+    t->io.event = t_on_event_outcome;
+    t_feed(t, "535 5.7.8 no\r\n");
+    t_expect_events(t, "FAILED temp AUTH 535 5.7.8 no\n");
+    t_free(t);
+}
+
+/* Without TLS the credentials are never sent, unless allowed; no AUTH offered or no common
+ * mechanism: READY without AUTH. */
+static void test_auth_plain_text(void **state)
+{
+    (void)state;
+    struct smtp_client_settings set;
+    t_default_settings(&set);
+    set.auth = &auth_alice;
+    struct t *t = t_new(&set, false);
+    t_feed(t, "220 mx\r\n250-mx\r\n250 AUTH PLAIN LOGIN\r\n");
+    t_expect_sent(t, "EHLO client.test\r\n");
+    t_expect_events(t, "FAILED temp AUTH 451 4.7.0 AUTH credentials are not sent over a "
+                       "connection without TLS (local)\n");
+    t_free(t);
+
+    /* STARTTLS refused: the same */
+    set.starttls = true;
+    t = t_new(&set, false);
+    t_feed(t, "220 mx\r\n250-mx\r\n250-AUTH PLAIN\r\n250 STARTTLS\r\n");
+    t_expect_sent(t, "EHLO client.test\r\nSTARTTLS\r\n");
+    t_feed(t, "454 4.7.0 TLS not available\r\n");
+    t_expect_sent(t, "");
+    t_expect_events(t, "FAILED temp AUTH 451 4.7.0 AUTH credentials are not sent over a "
+                       "connection without TLS (local)\n");
+    t_free(t);
+
+    /* allowed: sent in plain text, and READY still says STARTTLS was refused */
+    const struct smtp_client_auth open = {
+        .user = "alice", .password = "s3cret", .allow_plaintext = true};
+    set.auth = &open;
+    t = t_new(&set, false);
+    t_feed(t, "220 mx\r\n250-mx\r\n250-AUTH PLAIN\r\n250 STARTTLS\r\n454 4.7.0 no TLS\r\n");
+    t_expect_sent(t, "EHLO client.test\r\nSTARTTLS\r\nAUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n");
+    t_feed(t, "235 ok\r\n");
+    t_expect_events(t, "READY tls_refused 454 4.7.0 no TLS\n");
+    t_free(t);
+
+    set.starttls = false;
+    set.auth = &auth_alice;
+    t = t_new(&set, false);
+    t_ready(t, "250-mx\r\n250 AUTH XOAUTH2\r\n");
+    t_free(t);
+    t = t_new(&set, false);
+    t_ready(t, EHLO_FULL);
+    assert_null(smtp_client_caps(t->c)->auth_mech);
+    t_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1552,6 +1726,12 @@ int main(void)
         cmocka_unit_test(test_unsolicited),
         cmocka_unit_test(test_enhanced_status),
         cmocka_unit_test(test_phase_names),
+        cmocka_unit_test(test_auth_plain_after_starttls),
+        cmocka_unit_test(test_auth_login_order),
+        cmocka_unit_test(test_auth_cram_md5),
+        cmocka_unit_test(test_auth_refused),
+        cmocka_unit_test(test_auth_refused_outcome),
+        cmocka_unit_test(test_auth_plain_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
