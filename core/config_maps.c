@@ -143,13 +143,13 @@ static int config_access_gaps(struct config *c, const char *path)
         /* the delivery side's STARTTLS policy (delivery/tlspolicy.h) */
         bool tls = e->tag && (strcmp(e->tag, "tls_srv") == 0 || strcmp(e->tag, "try_tls") == 0);
         bool pause = e->tag && strcmp(e->tag, "greetpause") == 0; /* policy/greet_pause.h */
-        int gap = e->action == ACCESS_DISCARD               ? GAP_DISCARD
-                  : e->tag && strcmp(e->tag, "from") == 0   ? GAP_FROM
+        int gap = e->action == ACCESS_DISCARD                   ? GAP_DISCARD
+                  : e->tag && strcmp(e->tag, "from") == 0       ? GAP_FROM
                   : e->tag && !connect && !to && !tls && !pause ? GAP_OTHER_TAG
-                  : e->action == ACCESS_VALUE               ? GAP_QUARANTINE
-                  : connect && !config_access_is_ip(e->key) ? GAP_CONNECT_NAME
-                  : !e->tag && e->action != ACCESS_RELAY    ? GAP_BARE_FROM
-                                                            : -1;
+                  : e->action == ACCESS_VALUE                   ? GAP_QUARANTINE
+                  : connect && !config_access_is_ip(e->key)     ? GAP_CONNECT_NAME
+                  : !e->tag && e->action != ACCESS_RELAY        ? GAP_BARE_FROM
+                                                                : -1;
         if (gap >= 0 && count[gap]++ == 0)
             first[gap] = e->line;
     }
