@@ -53,12 +53,13 @@ bool dnsbl_listed(const struct sockaddr_storage *addrs, size_t n_addrs, const ch
 }
 
 /* sendmail's right-hand side: quoted strings kept as written, tokens outside quotes joined
- * without the blanks between them, ${client_addr} macros replaced. */
+ * without the blanks between them, ${client_addr} macros replaced. A message without any
+ * quote is plain text (blanks kept). */
 static void dnsbl_expand(const char *message, const char *client_addr, char *out, size_t outlen)
 {
     static const char *const macros[] = {"$&{client_addr}", "${client_addr}"};
     size_t n = 0;
-    bool quoted = false;
+    bool quoted = false, tokens = strchr(message, '"') != NULL; /* else plain text */
     for (const char *p = message; *p && n + 1 < outlen;) {
         size_t m = 0;
         for (size_t i = 0; i < sizeof macros / sizeof macros[0] && !m; i++)
@@ -72,7 +73,7 @@ static void dnsbl_expand(const char *message, const char *client_addr, char *out
         } else if (*p == '"') {
             quoted = !quoted;
             p++;
-        } else if (!quoted && isspace((unsigned char)*p)) {
+        } else if (tokens && !quoted && isspace((unsigned char)*p)) {
             p++;
         } else {
             out[n++] = *p++;

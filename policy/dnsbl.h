@@ -16,7 +16,8 @@
  * - the reply to a listed client: "550 5.7.1 Rejected: <addr> listed at <zone>", or the
  *   zone's own message, written as in the .mc: sendmail's quoted strings and tokens
  *   ("550 Mail from " $&{client_addr} " refused"), $&{client_addr} replaced by the
- *   address; a leading 3-digit code (and x.y.z status) is the reply's code.
+ *   address (a message without quotes is taken as plain text); a leading 3-digit code
+ *   (and x.y.z status) is the reply's code.
  */
 #ifndef RINGMAIL_POLICY_DNSBL_H
 #define RINGMAIL_POLICY_DNSBL_H
