@@ -52,7 +52,8 @@ static bool mc_key_enforced(const char *key)
                                            "maps.virtusertable",
                                            "mailers.smrsh",
                                            "maps.genericstable",
-                                           "features.preserve_luser_host"};
+                                           "features.preserve_luser_host",
+                                           "features.greet_pause"};
     return strncmp(key, "masquerade.", 11) == 0 ||
            mc_key_in(key, enforced, sizeof(enforced) / sizeof(enforced[0]));
 }
