@@ -326,6 +326,7 @@ static const struct config_key config_feature_keys[] = {
      sizeof(struct config_dnsbl), offsetof(struct config, checks.n_dnsbl), 0, 0, NULL,
      config_dnsbl_keys, ARRAY_LEN(config_dnsbl_keys), NULL},
     BOOL("preserve_luser_host", local.preserve_luser_host, "false"),
+    BOOL("accept_unresolvable_domains", checks.accept_unresolvable_domains, "false"),
     CONFIG_FEATURES(FEATURE_KEY)};
 
 const struct config_key config_keys[] = {

@@ -235,17 +235,17 @@ static int session_check_rcpt(void *arg, const struct smtp_path *rcpt, struct sm
         err->enh = "5.7.1";
         err->reason = "Relaying denied";
     }
-    s->policy_refusal = true; /* the REJECT that follows is check_rcpt's */
+    s->policy_ruleset = "check_rcpt"; /* the REJECT that follows is check_rcpt's */
     return -1;
 }
 
 /* sendmail's enoughdiskspace(): a MAIL whose SIZE= (or any message, below MinFreeBlocks)
- * would not fit is told now, not after its whole body was read (RFC 1870 6.1). */
+ * would not fit is told now, not after its whole body was read (RFC 1870 6.1). Then the
+ * sender's domain must resolve (core/session_sender.c), an answer that comes later. */
 static int session_check_mail(void *arg, const struct smtp_path *sender,
                               const struct smtp_mail_params *params, struct smtp_addr_error *err)
 {
     struct session *s = arg;
-    (void)sender;
     /* A maildrop file that is gone (already submitted: a second --pickup of it) or is not
      * the caller's is never submitted again, nor on someone else's behalf. */
     if (s->local && params->maildrop &&
@@ -256,7 +256,7 @@ static int session_check_mail(void *arg, const struct smtp_path *sender,
         return -1;
     }
     if (spool_space_check(s->dw->sw, params->has_size ? params->size : 0))
-        return 0;
+        return session_sender_check(s, sender); /* may answer later */
     err->code = 452;
     err->enh = "4.3.1";
     err->reason = "Insufficient system storage";
@@ -411,6 +411,15 @@ static void session_after_smtp(struct session *s)
     session_rearm(s);
 }
 
+void session_mail_checked(struct session *s, const struct smtp_addr_error *err)
+{
+    s->in_smtp = true;
+    smtp_server_check_done(s->smtp, err, engine_now_ms(s->dw->w));
+    /* Held pipelined input was processed above; receiving may resume. */
+    engine_conn_resume_recv(s->dw->w, s->id);
+    session_after_smtp(s);
+}
+
 static void session_commit_result(struct session *s, int err)
 {
     s->commit = NULL;
@@ -488,10 +497,13 @@ static void session_log_reject(struct session *s, const struct smtp_event *ev)
     char relay[SESSION_RELAY_MAX];
 
     session_note_command(s, ev->cmd);
-    if (s->policy_refusal) {
-        s->policy_refusal = false;
-        log_info("%s: ruleset=check_rcpt, arg1=%s, relay=%s, reject=%s", session_qid(s),
-                 ev->arg ? ev->arg : "", session_relay(s, relay, sizeof(relay)), ev->reply);
+    if (s->policy_ruleset) {
+        /* check_rcpt's arg1 comes with its brackets; MAIL's path without them */
+        bool mail = strcmp(s->policy_ruleset, "check_mail") == 0;
+        log_info("%s: ruleset=%s, arg1=%s%s%s, relay=%s, reject=%s", session_qid(s),
+                 s->policy_ruleset, mail ? "<" : "", ev->arg ? ev->arg : "", mail ? ">" : "",
+                 session_relay(s, relay, sizeof(relay)), ev->reply);
+        s->policy_ruleset = NULL;
         return;
     }
     bool envelope = strcmp(ev->cmd, "MAIL") == 0 || strcmp(ev->cmd, "RCPT") == 0;
@@ -989,6 +1001,7 @@ static void session_on_closed(void *ctx, int err)
      * its own queue id and sender), or between commands. */
     bool in_data = s->in_data;
     session_checks_free(s);
+    session_sender_free(s);
     if (s->smtp)
         smtp_server_eof(s->smtp); /* aborts a message in progress (DATA_ABORT) */
     if (peer_first)

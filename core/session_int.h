@@ -21,6 +21,7 @@
 
 struct session;
 struct session_checks;
+struct session_sender;
 struct session_tls;
 struct submission_caller;
 
@@ -80,9 +81,11 @@ struct session {
     /* What sendmail's end-of-connection lines need to know (only the log reads them). */
     const char *last_cmd; /* sendmail's lower-case name of the last command seen */
     bool issued_mail;     /* MAIL, EXPN, VRFY or ETRN was used: not a "null connection" */
-    bool policy_refusal;  /* session_check_rcpt refused the RCPT whose REJECT comes next */
-    struct alias_refusal rcpt_refusal; /* a local recipient's refusal: the reply's text */
-    bool in_data;                      /* from DATA (or the first BDAT) to the end of the message */
+    /* "check_rcpt" / "check_mail": a policy refused the command whose REJECT comes next */
+    const char *policy_ruleset;
+    struct session_sender *sender_check; /* the sender's domain lookup in flight */
+    struct alias_refusal rcpt_refusal;   /* a local recipient's refusal: the reply's text */
+    bool in_data;  /* from DATA (or the first BDAT) to the end of the message */
     char *msgid;   /* Message-ID of the message being committed (ours when we added it), for
                     * the log and the envelope */
     uint64_t size; /* octets stored so far: our Received: plus the data */
@@ -122,6 +125,13 @@ uint64_t session_checks_deadline(const struct session *s);
 void session_checks_timer(struct session *s);
 /* Cancels what is in flight (the connection is gone). */
 void session_checks_free(struct session *s);
+
+/* The sender's domain at MAIL (core/session_sender.c): 1 when its lookup is started
+ * (check_mail's "pending"), 0 when there is nothing to look up. */
+int session_sender_check(struct session *s, const struct smtp_path *sender);
+void session_sender_free(struct session *s);
+/* The verdict on a pending MAIL (NULL: accepted) into the state machine. */
+void session_mail_checked(struct session *s, const struct smtp_addr_error *err);
 
 /* The TLS side (core/session_tls.c). */
 /* The handshake's deadline (timeouts.starttls), 0 when none is in progress. */

@@ -1,6 +1,9 @@
-"""What ringmaild checks of a client before its greeting, against a real dnsmasq on loopback:
-reverse DNS with forward confirmation (dns.peername_lookup), FEATURE(dnsbl)/enhdnsbl
-(features.dnsbl) and FEATURE(greet_pause) with GreetPause: access entries.
+"""What ringmaild checks of a client before its greeting and of its sender at MAIL, against a
+real dnsmasq on loopback: reverse DNS with forward confirmation (dns.peername_lookup),
+FEATURE(dnsbl)/enhdnsbl (features.dnsbl), FEATURE(greet_pause) with GreetPause: access
+entries, and the sender's domain (features.accept_unresolvable_domains off: 553 5.1.8 for
+a domain that does not exist, 451 4.1.8 when its lookup fails, no lookup for <>, local
+domains and address literals).
 
 One daemon, one dnsmasq (dns_fixture.py, zones test and 0.0.127.in-addr.arpa, so every
 other reverse name is NXDOMAIN), each kind of client from its own loopback address:
@@ -29,7 +32,7 @@ import unittest
 
 import test_fail2ban as f2b
 from dns_fixture import DnsFixture
-from ringmail_harness import HOSTNAME, IO_TIMEOUT, RingmailTestCase
+from ringmail_harness import HOSTNAME, IO_TIMEOUT, RingmailTestCase, SMTPConn
 
 GOOD = "127.0.0.31"     # PTR good.test, good.test A GOOD
 FORGED = "127.0.0.32"   # PTR forged.test, forged.test A 127.0.0.99
@@ -161,6 +164,64 @@ class ClientChecks(RingmailTestCase):
         found = f2b.StockFilters.fail2ban(self, mail_log,
                                           f"{f2b.FILTERS}/sendmail-reject.conf[mode=normal]")
         self.assertEqual(found, [EARLY])
+
+
+class SenderDomain(RingmailTestCase):
+    """accept_unresolvable_domains off (sendmail's default): MAIL FROM's domain must
+    resolve; the answer comes from dnsmasq, and MAIL waits for it with what was pipelined
+    after it."""
+
+    def setUp(self):
+        super().setUp()
+        dns = DnsFixture("127.0.0.2", workdir=self.tmp)
+        dns.mx("ok.test", (10, "mx.ok.test")).a("mx.ok.test", "127.0.0.3")
+        dns.a("plain.test", "127.0.0.4")   # no MX: its address does
+        dns.servfail("broken.test")
+        dns.start()
+        self.addCleanup(dns.stop)
+        self.dns = dns
+        self.d = self.new_daemon(dns={"servers": [dns.server], "timeout": "1s", "tries": 1},
+                                 features={"accept_unresolvable_domains": False})
+
+    def conn(self) -> SMTPConn:
+        c = SMTPConn(self.d.port)
+        self.addCleanup(c.close)
+        self.assertEqual(c.ehlo().code, 250)
+        return c
+
+    def test_resolving_domains_pass(self):
+        c = self.conn()
+        for sender in ("a@ok.test", "a@plain.test"):
+            with self.subTest(sender=sender):
+                # pipelined: RCPT waits for MAIL's lookup and is answered after it
+                c.send(f"MAIL FROM:<{sender}>\r\nRCPT TO:<u@{HOSTNAME}>\r\nRSET\r\n")
+                got = [r.last for r in c.replies(3)]
+                self.assertEqual(got, [f"250 2.1.0 <{sender}>... Sender ok",
+                                       f"250 2.1.5 <u@{HOSTNAME}>... Recipient ok",
+                                       "250 2.0.0 Reset state"])
+
+    def test_unknown_domain_553(self):
+        c = self.conn()
+        r = c.cmd("MAIL FROM:<a@nowhere.test>")
+        text = "<a@nowhere.test>... Domain of sender address a@nowhere.test does not exist"
+        self.assertEqual(r.last, f"553 5.1.8 {text}")
+        self.assertTrue(self.d.wait_log(
+            r"ruleset=check_mail, arg1=<a@nowhere\.test>, relay=\[127\.0\.0\.1\], "
+            rf"reject=553 5\.1\.8 {re.escape(text)}$"), self.d.log())
+        self.assertEqual(c.cmd("MAIL FROM:<a@ok.test>").code, 250)
+
+    def test_failing_lookup_451(self):
+        c = self.conn()
+        self.assertEqual(c.cmd("MAIL FROM:<a@broken.test>").last,
+                         "451 4.1.8 Domain of sender address a@broken.test does not resolve")
+
+    def test_not_looked_up(self):
+        c = self.conn()
+        for sender in ("", f"a@{HOSTNAME}", "a@[127.0.0.9]"):
+            with self.subTest(sender=sender):
+                self.assertEqual(c.cmd(f"MAIL FROM:<{sender}>").code, 250)
+                self.assertEqual(c.cmd("RSET").code, 250)
+        self.assertEqual(self.dns.queries(), [])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 /*
- * tests/unit/test_policy_dns.c — policy/dnsbl.h and policy/greet_pause.h: sendmail's
- * dnsbl/enhdnsbl answer matching and reply texts, and the greet_pause lookup order.
+ * tests/unit/test_policy_dns.c — policy/dnsbl.h, policy/greet_pause.h and
+ * policy/sender_domain.h: sendmail's dnsbl/enhdnsbl answer matching and reply texts, the
+ * greet_pause lookup order, and the sender domain check's replies.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -14,6 +15,7 @@
 
 #include "policy/dnsbl.h"
 #include "policy/greet_pause.h"
+#include "policy/sender_domain.h"
 
 static struct sockaddr_storage v4(const char *text)
 {
@@ -89,12 +91,36 @@ static void test_greet_pause(void **state)
     access_free(&m);
 }
 
+/* sendmail's check_mail without accept_unresolvable_domains: what is looked up, and the
+ * replies (proto.m4's texts). */
+static void test_sender_domain(void **state)
+{
+    (void)state;
+    assert_string_equal(sender_domain_to_check("a@b.example"), "b.example");
+    assert_null(sender_domain_to_check(""));
+    assert_null(sender_domain_to_check("postmaster"));
+    assert_null(sender_domain_to_check("a@[192.0.2.1]"));
+    struct sender_domain_reply r;
+    assert_int_equal(sender_domain_verdict(DNS_OK, "a@b.example", &r), 0);
+    assert_int_equal(sender_domain_verdict(DNS_NULLMX, "a@b.example", &r), 0);
+    assert_int_equal(sender_domain_verdict(DNS_NOTFOUND, "a@b.example", &r), -1);
+    assert_int_equal(r.code, 553);
+    assert_string_equal(r.enh, "5.1.8");
+    assert_string_equal(r.text,
+                        "<a@b.example>... Domain of sender address a@b.example does not exist");
+    assert_int_equal(sender_domain_verdict(DNS_TEMPFAIL, "a@b.example", &r), -1);
+    assert_int_equal(r.code, 451);
+    assert_string_equal(r.enh, "4.1.8");
+    assert_string_equal(r.text, "Domain of sender address a@b.example does not resolve");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_listed),
         cmocka_unit_test(test_reply),
         cmocka_unit_test(test_greet_pause),
+        cmocka_unit_test(test_sender_domain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
