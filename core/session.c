@@ -413,6 +413,8 @@ static void session_after_smtp(struct session *s)
 
 void session_mail_checked(struct session *s, const struct smtp_addr_error *err)
 {
+    if (s->closing)
+        return;
     s->in_smtp = true;
     smtp_server_check_done(s->smtp, err, engine_now_ms(s->dw->w));
     /* Held pipelined input was processed above; receiving may resume. */

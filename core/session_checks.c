@@ -57,16 +57,26 @@ static bool session_checks_pausing(const struct session_checks *c, uint64_t now)
     return c->pause && now < c->start + c->pause;
 }
 
-static void session_checks_end(struct session *s)
+/* No callback of this session's lookups runs after this. */
+static void session_checks_cancel(struct session *s)
 {
     struct session_checks *c = s->checks;
-    struct daemon_worker *dw = s->dw;
-    if (dw->dns) { /* else dns_free has freed the queries already */
+    if (s->dw->dns) { /* else dns_free has freed the queries already */
         dns_cancel(c->ptr);
         dns_cancel(c->fwd);
         for (size_t i = 0; i < c->n_bl; i++)
             dns_cancel(c->bl[i].q);
     }
+    c->ptr = c->fwd = NULL;
+    for (size_t i = 0; i < c->n_bl; i++)
+        c->bl[i].q = NULL;
+    c->pending = 0;
+}
+
+static void session_checks_end(struct session *s)
+{
+    struct session_checks *c = s->checks;
+    session_checks_cancel(s);
     free(c->ptr_name);
     free(c->bl);
     buf_free(&c->early);
@@ -106,6 +116,8 @@ static void session_checks_settle(struct session *s)
 {
     struct session_checks *c = s->checks;
     uint64_t now = engine_now_ms(s->dw->w);
+    if (s->closing) /* going away: on_closed ends the checks */
+        return;
     if (c->pending == 0 && session_checks_refuse_dnsbl(s))
         return;
     if (c->pending || session_checks_pausing(c, now)) {
@@ -168,7 +180,7 @@ void session_checks_timer(struct session *s)
     if (c->pending && now >= c->start + SESSION_CHECKS_MAX_MS) {
         log_info("%s: %s: DNS lookups before the greeting gave no answer in %d s", s->qid, s->addr,
                  SESSION_CHECKS_MAX_MS / 1000);
-        c->pending = 0; /* the zones not answered count as not listing the client */
+        session_checks_cancel(s); /* the zones not answered count as not listing it */
     }
     session_checks_settle(s);
 }

@@ -316,17 +316,27 @@ static int dns_host_add(struct dns_query *q, const char *name, unsigned pref)
     return 0;
 }
 
+/* One c-ares lookup of a query (its MX or PTR step) has answered: false when the query
+ * is gone (dns_free, which frees it) or cancelled (freed here), and nothing more is to be
+ * done with the answer. */
+static bool dns_query_answered(struct dns_query *q, int status)
+{
+    q->pending--;
+    if (status == ARES_EDESTRUCTION)
+        return false;
+    if (q->cancelled) {
+        dns_query_free(q);
+        return false;
+    }
+    return true;
+}
+
 static void dns_mx_answered(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
     (void)timeouts;
     struct dns_query *q = arg;
-    q->pending--;
-    if (status == ARES_EDESTRUCTION)
+    if (!dns_query_answered(q, status))
         return;
-    if (q->cancelled) {
-        dns_query_free(q);
-        return;
-    }
     if (!abuf || alen <= 0) {
         enum dns_status st = status == ARES_ENOTFOUND ? DNS_NOTFOUND : DNS_TEMPFAIL;
         dns_query_done(q, st, "%s: %s", q->domain, dns_ares_reason(status));
@@ -455,13 +465,8 @@ static void dns_ptr_classified(void *arg, int status, int timeouts, unsigned cha
     (void)abuf;
     (void)alen;
     struct dns_query *q = arg;
-    q->pending--;
-    if (status == ARES_EDESTRUCTION)
+    if (!dns_query_answered(q, status))
         return;
-    if (q->cancelled) {
-        dns_query_free(q);
-        return;
-    }
     bool missing = status == ARES_ENOTFOUND || status == ARES_ENODATA || status == ARES_SUCCESS;
     dns_query_done(q, missing ? DNS_NOTFOUND : DNS_TEMPFAIL, "%s: %s", q->domain,
                    dns_ares_reason(missing ? ARES_ENOTFOUND : status));
@@ -471,13 +476,8 @@ static void dns_ptr_answered(void *arg, int status, int timeouts, struct hostent
 {
     (void)timeouts;
     struct dns_query *q = arg;
-    q->pending--;
-    if (status == ARES_EDESTRUCTION)
+    if (!dns_query_answered(q, status))
         return;
-    if (q->cancelled) {
-        dns_query_free(q);
-        return;
-    }
     if (status == ARES_ENOTFOUND) {
         char name[80];
         if (dns_reverse_name((const struct sockaddr *)&q->ptr_addr, NULL, name, sizeof name) == 0) {
