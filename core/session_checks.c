@@ -139,10 +139,11 @@ static void session_checks_early_talker(struct session *s)
 {
     struct session_checks *c = s->checks;
     uint64_t elapsed = engine_now_ms(s->dw->w) - c->start;
-    char bracketed[64], reply[400];
-    snprintf(bracketed, sizeof(bracketed), "[%s]", s->addr);
-    log_info("%s: rejecting commands from %s [%s%s] due to pre-greeting traffic after %llu seconds",
-             s->qid, s->client_name ? s->client_name : bracketed,
+    char bracketed[SESSION_RELAY_MAX], reply[400];
+    /* sendmail's peerhostname: the name, or the bracketed address when there is none; no
+     * id, as sendmail's and ringmail's other connect-time refusals (docs/logs.md) */
+    log_info("rejecting commands from %s [%s%s] due to pre-greeting traffic after %llu seconds",
+             s->client_name ? s->client_name : session_relay(s, bracketed, sizeof(bracketed)),
              strchr(s->addr, ':') ? "IPv6:" : "", s->addr,
              (unsigned long long)((elapsed + 500) / 1000));
     session_checks_end(s);

@@ -40,6 +40,7 @@ NONAME = "127.0.0.33"   # no PTR
 LISTED = "127.0.0.34"   # listed at bl.test
 E_OTHER = "127.0.0.35"  # ebl.test answers 127.0.0.3: not a listed result
 E_LISTED = "127.0.0.36"  # ebl.test answers 127.0.0.2
+SLOW = "127.0.0.37"     # its PTR lookup is never answered (times out)
 TEMPFAIL = "127.0.0.40"  # tf.test (tempfail) answers SERVFAIL
 EARLY = "127.0.0.50"    # GreetPause 1500, talks first
 PATIENT = "127.0.0.51"  # GreetPause 1500, waits
@@ -62,6 +63,7 @@ class ClientChecks(RingmailTestCase):
         dns.a(rev(E_OTHER, "ebl.test"), "127.0.0.3")
         dns.a(rev(E_LISTED, "ebl.test"), "127.0.0.2")
         dns.servfail(rev(TEMPFAIL, "tf.test"))
+        dns.blackhole(rev(SLOW, "in-addr.arpa"))
         dns.start()
         self.addCleanup(dns.stop)
         self.dns = dns
@@ -141,6 +143,18 @@ class ClientChecks(RingmailTestCase):
         self.assertEqual(reply.decode(), f"451 4.4.3 {HOSTNAME} {text}\r\n")
         self.assertTrue(self.d.wait_log(rf"ruleset=check_relay, .*reject=451 4\.4\.3 {text}$"),
                         self.d.log())
+
+    def test_input_before_the_greeting_is_read_after_it(self):
+        """No pause, a slow lookup: what the client sends first is kept and answered after
+        the greeting (as sendmail reads it after its lookups); a lookup that failed shows
+        the bare address."""
+        s = f2b.raw_from(self.d.port, SLOW)
+        self.addCleanup(s.close)
+        s.sendall(b"EHLO slow.example\r\nQUIT\r\n")
+        got = f2b.wait_closed(s).decode()
+        self.assertRegex(got, rf"^220 {HOSTNAME} ESMTP .*\r\n250-{HOSTNAME} Hello slow\.example "
+                              rf"\[{re.escape(SLOW)}\], pleased to meet you\r\n(250-.*\r\n)*"
+                              r"250 .*\r\n221 2\.0\.0 .*\r\n$")
 
     def test_greet_pause_patient_client(self):
         t0 = time.monotonic()
