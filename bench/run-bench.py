@@ -283,6 +283,12 @@ class Ringmail:
             "limits:",
             "  connections: 20000",
             "  connections_per_client: 0",
+            # no DNS at all, as bench/postfix.sh's instance (smtpd_peername_lookup = no):
+            # no client name lookups, no sender domain check
+            "dns:",
+            "  peername_lookup: false",
+            "features:",
+            "  accept_unresolvable_domains: true",
             "tls:",
             "  certificates:",
             f"    - {{cert: {certs / (self.pair + '.chain.pem')}, key: {certs / (self.pair + '.key')}}}",

@@ -27,7 +27,8 @@ struct mc_feat {
     const char *dflt; /* FEAT_MAP: the default file, in MAIL_SETTINGS_DIR */
 };
 
-/* In the order of cf/README; keys under features. are kept for later. */
+/* In the order of cf/README; keys under features. are kept for later but greet_pause and
+ * dnsbl (mc_key_enforced). */
 static const struct mc_feat mc_feats[] = {
     {"access_db", FEAT_MAP, "maps.access", "access"},
     {"virtusertable", FEAT_MAP, "maps.virtusertable", "virtusertable"},
@@ -236,16 +237,24 @@ enum mc_verdict mc_feature(struct mc_state *st, char **args, size_t nargs, struc
         break;
     }
     case FEAT_DNSBL: {
-        struct mc_yaml *item = mc_yaml_add_map(st->yaml, "features.dnsbl", true);
+        struct mc_yaml *item = mc_yaml_add_map(st->yaml, "features.dnsbl", false);
         if (item) {
-            mc_yaml_set(item, "zone", arg1 ? arg1 : "blackholes.mail-abuse.org", true, NULL);
-            if (nargs > 2 && *args[2])
-                mc_yaml_set(item, "message", args[2], true, NULL);
+            mc_yaml_set(item, "zone", arg1 ? arg1 : "blackholes.mail-abuse.org", false, NULL);
+            bool action = nargs > 2 &&
+                          (strcmp(args[2], "quarantine") == 0 || strcmp(args[2], "discard") == 0);
+            if (action)
+                mc_report_add(st->report, loc, MC_PERSON,
+                              "%s: '%s' is not supported: a listed client is refused at connect",
+                              what, args[2]);
+            else if (nargs > 2 && *args[2])
+                mc_yaml_set(item, "message", args[2], false, NULL);
+            if (nargs > 3 && strcmp(args[3], "t") == 0) /* a failed lookup refuses (451) */
+                mc_yaml_set(item, "tempfail", "true", false, NULL);
             if (strcmp(name, "enhdnsbl") == 0 && nargs > 4)
                 for (size_t i = 4; i < nargs; i++)
-                    mc_yaml_add(item, "results", args[i], true, NULL);
+                    mc_yaml_add(item, "results", args[i], false, NULL);
         }
-        mc_report_add(st->report, loc, MC_KEPT, "%s -> features.dnsbl[] zone %s", what,
+        mc_report_add(st->report, loc, MC_TRANSLATED, "%s -> features.dnsbl[] zone %s", what,
                       arg1 ? arg1 : "blackholes.mail-abuse.org");
         break;
     }

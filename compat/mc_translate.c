@@ -53,7 +53,9 @@ static bool mc_key_enforced(const char *key)
                                            "mailers.smrsh",
                                            "maps.genericstable",
                                            "features.preserve_luser_host",
-                                           "maps.authinfo"};
+                                           "maps.authinfo",
+                                           "features.greet_pause",
+                                           "features.accept_unresolvable_domains"};
     return strncmp(key, "masquerade.", 11) == 0 ||
            mc_key_in(key, enforced, sizeof(enforced) / sizeof(enforced[0]));
 }

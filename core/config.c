@@ -528,6 +528,12 @@ static int config_check(const struct config_ctx *x, struct config *c)
         if (!known)
             return config_fail(x, path, "'%s': expected none, may, encrypt or verify", p->level);
     }
+    for (size_t i = 0; i < c->checks.n_dnsbl; i++) {
+        char path[CONFIG_PATH_MAX];
+        snprintf(path, sizeof(path), "features.dnsbl[%zu].zone", i);
+        if (!c->checks.dnsbl[i].zone)
+            return config_fail(x, path, "expected the blocklist's DNS zone");
+    }
     /* sockaddr_un's sun_path: a longer path cannot be bound at all */
     const struct {
         const char *key, *path;

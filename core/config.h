@@ -150,10 +150,22 @@ struct config_milter { /* INPUT_MAIL_FILTER */
 struct config_client { /* CLIENT_OPTIONS */
     char *family, *address, *port;
 };
-struct config_dnsbl { /* FEATURE(dnsbl), FEATURE(enhdnsbl) */
+struct config_dnsbl { /* FEATURE(dnsbl), FEATURE(enhdnsbl) (policy/dnsbl.h) */
     char *zone, *message;
-    char **results;
+    char **results; /* enhdnsbl's result patterns; none = any answer lists */
     size_t n_results;
+    bool tempfail; /* the FEATURE's third argument `t`: a failed lookup gets 451 4.4.3 */
+};
+
+/* What is looked at before the greeting (core/session_checks.c, policy/) and of the
+ * sender at MAIL (core/session_sender.c). */
+struct config_client_checks {
+    bool peername_lookup; /* dns.peername_lookup: the client's name, forward-confirmed */
+    uint32_t greet_pause; /* features.greet_pause, milliseconds; 0 = none */
+    /* features.accept_unresolvable_domains: else a sender's domain must resolve at MAIL */
+    bool accept_unresolvable_domains;
+    struct config_dnsbl *dnsbl;
+    size_t n_dnsbl;
 };
 
 /* The FEATUREs kept for later, each `true`, `false` or the FEATURE's arguments (one list,
@@ -161,7 +173,7 @@ struct config_dnsbl { /* FEATURE(dnsbl), FEATURE(enhdnsbl) */
  * written by clang-format, which reflows such lists differently on each pass). */
 /* clang-format off */
 #define CONFIG_FEATURES(X)                                                                         \
-    X(accept_unqualified_senders) X(accept_unresolvable_domains) X(always_add_domain) X(badmx)     \
+    X(accept_unqualified_senders) X(always_add_domain) X(badmx)                                    \
     X(bestmx_is_local) X(block_bad_helo) X(blocklist_recipients) X(check_cert_altnames)            \
     X(conncontrol) X(delay_checks) X(loose_relay_check) X(lookupdotdomain) X(nocanonify)           \
     X(nopercenthack) X(notsticky) X(nullclient) X(preserve_local_plus_detail) X(ratecontrol)       \
@@ -200,9 +212,6 @@ struct config_later {
         char *local_lmtp;
     } mailers;
     struct {
-        char *greet_pause;
-        struct config_dnsbl *dnsbl;
-        size_t n_dnsbl;
         CONFIG_FEATURES(CONFIG_WORDS_FIELD)
     } features;
     struct config_client *client;
@@ -301,6 +310,7 @@ struct config {
     struct config_tls tls;
     struct config_queue queue;
     struct config_dns dns;
+    struct config_client_checks checks;
     struct config_delivery delivery;
     struct config_maps maps;
     struct config_map_data map;

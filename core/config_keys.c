@@ -234,6 +234,8 @@ static const struct config_key config_dns_keys[] = {
     LIST_AT("servers", CONFIG_STRING, dns.servers, dns.n_servers, ""),
     NUM("timeout", CONFIG_DURATION, 0, dns.timeout, 100, 60 * SEC, "5s"),
     NUM("tries", CONFIG_UINT, 0, dns.tries, 1, 10, "2"),
+    /* Postfix's smtpd_peername_lookup: sendmail always looks the client up */
+    BOOL("peername_lookup", checks.peername_lookup, "true"),
 };
 
 static const struct config_key config_tls_policy_keys[] = {
@@ -273,10 +275,14 @@ static const struct config_key config_client_keys[] = {
 };
 
 static const struct config_key config_dnsbl_keys[] = {
-    KEPT_IN(struct config_dnsbl, "zone", CONFIG_DOMAIN, 0, 0, zone, NULL),
-    KEPT_IN(struct config_dnsbl, "message", CONFIG_STRING, 0, 0, message, NULL),
+    {"zone", CONFIG_DOMAIN, 0, offsetof(struct config_dnsbl, zone), 0, 0, 0, 0, NULL, NULL, 0,
+     NULL},
+    {"message", CONFIG_STRING, 0, offsetof(struct config_dnsbl, message), 0, 0, 0, 0, NULL, NULL, 0,
+     NULL},
     {"results", CONFIG_STRING, CONFIG_F_LIST, offsetof(struct config_dnsbl, results), 0,
      offsetof(struct config_dnsbl, n_results), 0, 0, NULL, NULL, 0, NULL},
+    {"tempfail", CONFIG_BOOL, 0, offsetof(struct config_dnsbl, tempfail), 0, 0, 0, 0, "false", NULL,
+     0, NULL},
 };
 
 static const struct config_key config_auth_keys[] = {
@@ -324,10 +330,13 @@ static const struct config_key config_log_keys[] = {
     KEPT_LIST_F(#name, CONFIG_STRING, CONFIG_F_OR_ONE, later.features.name, ISSUE_POLICY),
 
 static const struct config_key config_feature_keys[] = {
-    KEPT_NUM("greet_pause", CONFIG_DURATION, 0, 30 * DAY, later.features.greet_pause, ISSUE_POLICY),
-    KEPT_MAPS("dnsbl", struct config_dnsbl, later.features.dnsbl, later.features.n_dnsbl,
-              config_dnsbl_keys, ISSUE_POLICY),
-    BOOL("preserve_luser_host", local.preserve_luser_host, "false"), CONFIG_FEATURES(FEATURE_KEY)};
+    NUM("greet_pause", CONFIG_DURATION, CONFIG_F_ZERO_OFF, checks.greet_pause, 1, 30 * DAY, "0"),
+    {"dnsbl", CONFIG_MAPS, CONFIG_F_LIST, offsetof(struct config, checks.dnsbl),
+     sizeof(struct config_dnsbl), offsetof(struct config, checks.n_dnsbl), 0, 0, NULL,
+     config_dnsbl_keys, ARRAY_LEN(config_dnsbl_keys), NULL},
+    BOOL("preserve_luser_host", local.preserve_luser_host, "false"),
+    BOOL("accept_unresolvable_domains", checks.accept_unresolvable_domains, "false"),
+    CONFIG_FEATURES(FEATURE_KEY)};
 
 const struct config_key config_keys[] = {
     TEXT("hostname", CONFIG_DOMAIN, hostname, NULL), /* gethostname(), qualified */

@@ -111,20 +111,20 @@ static int config_maps_class(struct config *c, struct fileset *files, const char
 enum config_access_gap {
     GAP_FROM,         /* From: entries: MAIL FROM checks */
     GAP_BARE_FROM,    /* a bare key's MAIL FROM part */
-    GAP_CONNECT_NAME, /* Connect: by host name: no client name is looked up */
+    GAP_CONNECT_NAME, /* Connect: by host name */
     GAP_DISCARD,
     GAP_QUARANTINE,
-    GAP_OTHER_TAG, /* GreetPause:, Spam:, ... */
+    GAP_OTHER_TAG, /* Spam:, ... */
     GAP_N
 };
 
 static const char *const config_access_gap_text[GAP_N] = {
     "From: entries (MAIL FROM checks)",
     "bare keys as MAIL FROM checks (their Connect: address and To: parts are enforced)",
-    "Connect: entries by host name (ringmail does not look up client host names)",
+    "Connect: entries by host name",
     "DISCARD entries",
     "QUARANTINE: entries",
-    "entries with other tags (GreetPause:, Spam:, ...)",
+    "entries with other tags (Spam:, ...)",
 };
 
 static bool config_access_is_ip(const char *key)
@@ -149,13 +149,14 @@ static int config_access_gaps(struct config *c, const char *path)
         bool client = e->tag &&
                       (strcmp(e->tag, "clientrate") == 0 || strcmp(e->tag, "clientconn") == 0) &&
                       clientlimit_value(e->value, &limit);
-        int gap = e->action == ACCESS_DISCARD                    ? GAP_DISCARD
-                  : e->tag && strcmp(e->tag, "from") == 0        ? GAP_FROM
-                  : e->tag && !connect && !to && !tls && !client ? GAP_OTHER_TAG
-                  : e->action == ACCESS_VALUE                    ? GAP_QUARANTINE
-                  : connect && !config_access_is_ip(e->key)      ? GAP_CONNECT_NAME
-                  : !e->tag && e->action != ACCESS_RELAY         ? GAP_BARE_FROM
-                                                                 : -1;
+        bool pause = e->tag && strcmp(e->tag, "greetpause") == 0; /* policy/greet_pause.h */
+        int gap = e->action == ACCESS_DISCARD                              ? GAP_DISCARD
+                  : e->tag && strcmp(e->tag, "from") == 0                  ? GAP_FROM
+                  : e->tag && !connect && !to && !tls && !client && !pause ? GAP_OTHER_TAG
+                  : e->action == ACCESS_VALUE                              ? GAP_QUARANTINE
+                  : connect && !config_access_is_ip(e->key)                ? GAP_CONNECT_NAME
+                  : !e->tag && e->action != ACCESS_RELAY                   ? GAP_BARE_FROM
+                                                                           : -1;
         if (gap >= 0 && count[gap]++ == 0)
             first[gap] = e->line;
     }

@@ -41,8 +41,8 @@ void session_set_daemon(struct daemon *d)
     session_daemon = d;
 }
 
-/* sendmail's spelling of a client without a name (the daemon does no reverse lookups):
- * [192.0.2.1], and IPv6 clients as address literals, [IPv6:::1]. */
+/* sendmail's spelling of a client's address: [192.0.2.1], and IPv6 clients as address
+ * literals, [IPv6:::1]. */
 static const char *session_relay_of(const char *addr, char *out, size_t outlen)
 {
     snprintf(out, outlen, "[%s%s]", strchr(addr, ':') ? "IPv6:" : "", addr);
@@ -55,7 +55,12 @@ const char *session_relay(const struct session *s, char *out, size_t outlen)
         snprintf(out, outlen, "%s@localhost", s->local->user);
         return out;
     }
-    return session_relay_of(s->addr, out, outlen);
+    if (!s->client_name) /* no PTR record, or its lookup failed or was off */
+        return session_relay_of(s->addr, out, outlen);
+    char addr[64];
+    snprintf(out, outlen, "%s %s%s", s->client_name, session_relay_of(s->addr, addr, sizeof(addr)),
+             s->client_forged ? " (may be forged)" : "");
+    return out;
 }
 
 /* The listener's name in sendmail's lines ("daemon=MTA"); "local" for submission.socket. */
@@ -90,6 +95,10 @@ static void session_rearm(struct session *s)
         return;
     if (s->dw->draining && !s->msg) {
         session_say_shutdown(s);
+        return;
+    }
+    if (s->checks) { /* not greeted yet */
+        engine_conn_set_timer(s->dw->w, s->id, session_checks_deadline(s));
         return;
     }
     /* While the handshake runs the state machine has no deadline: timeouts.starttls. */
@@ -228,17 +237,17 @@ static int session_check_rcpt(void *arg, const struct smtp_path *rcpt, struct sm
         err->enh = "5.7.1";
         err->reason = "Relaying denied";
     }
-    s->policy_refusal = true; /* the REJECT that follows is check_rcpt's */
+    s->policy_ruleset = "check_rcpt"; /* the REJECT that follows is check_rcpt's */
     return -1;
 }
 
 /* sendmail's enoughdiskspace(): a MAIL whose SIZE= (or any message, below MinFreeBlocks)
- * would not fit is told now, not after its whole body was read (RFC 1870 6.1). */
+ * would not fit is told now, not after its whole body was read (RFC 1870 6.1). Then the
+ * sender's domain must resolve (core/session_sender.c), an answer that comes later. */
 static int session_check_mail(void *arg, const struct smtp_path *sender,
                               const struct smtp_mail_params *params, struct smtp_addr_error *err)
 {
     struct session *s = arg;
-    (void)sender;
     /* A maildrop file that is gone (already submitted: a second --pickup of it) or is not
      * the caller's is never submitted again, nor on someone else's behalf. */
     if (s->local && params->maildrop &&
@@ -249,7 +258,7 @@ static int session_check_mail(void *arg, const struct smtp_path *sender,
         return -1;
     }
     if (spool_space_check(s->dw->sw, params->has_size ? params->size : 0))
-        return 0;
+        return session_sender_check(s, sender); /* may answer later */
     err->code = 452;
     err->enh = "4.3.1";
     err->reason = "Insufficient system storage";
@@ -274,7 +283,7 @@ static void session_write_received(struct session *s)
     }
     /* sendmail's Received: layout, so downstream parsers and operators see the familiar
      * shape; "for <rcpt>" only with exactly one recipient, as sendmail does (privacy). */
-    char relay[80], helo[SMTP_HELO_MAX + 1];
+    char relay[SESSION_RELAY_MAX], helo[SMTP_HELO_MAX + 1];
     const char *from = smtp_helo_received(t->helo, helo, sizeof(helo)) ? helo : s->addr;
     buf_printf(&hdr, "Received: from %s (%s)\r\n\tby %s (ringmail/%s) with %s id %s", from,
                session_relay(s, relay, sizeof(relay)), s->rc->cfg->hostname, RINGMAIL_VERSION,
@@ -360,7 +369,7 @@ static int session_commit(struct session *s)
 static void session_log_accepted(struct session *s)
 {
     const struct smtp_transaction *t = smtp_server_transaction(s->smtp);
-    char relay[80];
+    char relay[SESSION_RELAY_MAX];
     if (s->local) { /* sendmail's MSP line: no proto=, no daemon= */
         log_info("%s: from=<%s>, size=%llu, class=0, nrcpts=%zu, msgid=%s, relay=%s", s->qid,
                  t->sender ? t->sender : "", (unsigned long long)s->size, t->n_rcpts,
@@ -402,6 +411,17 @@ static void session_after_smtp(struct session *s)
         session_deliver_commit_result(s, s->commit_result);
     }
     session_rearm(s);
+}
+
+void session_mail_checked(struct session *s, const struct smtp_addr_error *err)
+{
+    if (s->closing)
+        return;
+    s->in_smtp = true;
+    smtp_server_check_done(s->smtp, err, engine_now_ms(s->dw->w));
+    /* Held pipelined input was processed above; receiving may resume. */
+    engine_conn_resume_recv(s->dw->w, s->id);
+    session_after_smtp(s);
 }
 
 static void session_commit_result(struct session *s, int err)
@@ -478,13 +498,16 @@ static const char *session_reply_text(const char *reply)
  * sendmail does not log them. */
 static void session_log_reject(struct session *s, const struct smtp_event *ev)
 {
-    char relay[80];
+    char relay[SESSION_RELAY_MAX];
 
     session_note_command(s, ev->cmd);
-    if (s->policy_refusal) {
-        s->policy_refusal = false;
-        log_info("%s: ruleset=check_rcpt, arg1=%s, relay=%s, reject=%s", session_qid(s),
-                 ev->arg ? ev->arg : "", session_relay(s, relay, sizeof(relay)), ev->reply);
+    if (s->policy_ruleset) {
+        /* check_rcpt's arg1 comes with its brackets; MAIL's path without them */
+        bool mail = strcmp(s->policy_ruleset, "check_mail") == 0;
+        log_info("%s: ruleset=%s, arg1=%s%s%s, relay=%s, reject=%s", session_qid(s),
+                 s->policy_ruleset, mail ? "<" : "", ev->arg ? ev->arg : "", mail ? ">" : "",
+                 session_relay(s, relay, sizeof(relay)), ev->reply);
+        s->policy_ruleset = NULL;
         return;
     }
     bool envelope = strcmp(ev->cmd, "MAIL") == 0 || strcmp(ev->cmd, "RCPT") == 0;
@@ -499,7 +522,7 @@ static void session_log_reject(struct session *s, const struct smtp_event *ev)
  * sendmail-reject filter counts it in its "extra" and "aggressive" modes. */
 static void session_log_null_connection(struct session *s)
 {
-    char relay[80];
+    char relay[SESSION_RELAY_MAX];
     if (s->issued_mail || s->local) /* sendmail -bs quitting at once is no probe */
         return;
     log_info("%s: %s did not issue MAIL/EXPN/VRFY/ETRN during connection to %s", session_qid(s),
@@ -511,7 +534,7 @@ static void session_log_null_connection(struct session *s)
 static void session_log_lost_input(struct session *s)
 {
     const char *cmd = s->last_cmd;
-    char relay[80];
+    char relay[SESSION_RELAY_MAX];
     if (s->msg)
         log_info("%s: lost input channel from %s to %s after %s", session_qid(s),
                  session_relay(s, relay, sizeof(relay)), session_daemon_name(s),
@@ -523,7 +546,7 @@ static void session_log_lost_input(struct session *s)
 static void session_log_close(struct session *s, const char *reason)
 {
     const struct smtp_transaction *t = smtp_server_transaction(s->smtp);
-    char relay[80];
+    char relay[SESSION_RELAY_MAX];
 
     session_relay(s, relay, sizeof(relay));
     if (strcmp(reason, "quit") == 0) {
@@ -547,7 +570,7 @@ static void session_log_close(struct session *s, const char *reason)
 static void session_log_peer_gone(struct session *s, bool in_data)
 {
     const struct smtp_transaction *t = smtp_server_transaction(s->smtp);
-    char relay[80];
+    char relay[SESSION_RELAY_MAX];
 
     if (!in_data) {
         session_log_lost_input(s);
@@ -734,15 +757,18 @@ void *session_refuse(struct daemon_worker *dw, engine_conn_id id, const char *te
     return NULL;
 }
 
-/* sendmail's check_relay line (rscheck() with no queue id): arg1 is the client's name,
- * which without reverse lookups is its bracketed address, arg2 its address as sendmail's
- * anynet_ntoa() writes it. fail2ban's sendmail-reject filter reads it. */
-static void session_log_check_relay(struct log_limit *limit, const char *addr, const char *reject)
+/* sendmail's check_relay line (rscheck() with no queue id): arg1 is the client's name, or
+ * its bracketed address when it has none (`name` NULL: not looked up yet, or no PTR), arg2
+ * its address as sendmail's anynet_ntoa() writes it; relay= as session_relay() says it.
+ * fail2ban's sendmail-reject filter reads it. */
+void session_log_check_relay(struct log_limit *limit, const char *addr, const char *name,
+                             const char *relay, const char *reject)
 {
-    char relay[80], line[600];
-    session_relay_of(addr, relay, sizeof(relay));
+    char bracketed[64], line[1200];
+    session_relay_of(addr, bracketed, sizeof(bracketed));
     snprintf(line, sizeof(line), "ruleset=check_relay, arg1=%s, arg2=%s%s, relay=%s, reject=%s",
-             relay, strchr(addr, ':') ? "IPv6:" : "", addr, relay, reject);
+             name ? name : bracketed, strchr(addr, ':') ? "IPv6:" : "", addr,
+             relay ? relay : bracketed, reject);
     if (limit)
         log_limited(limit, LOG_LVL_INFO, addr, "%s", line);
     else
@@ -766,7 +792,7 @@ static void *session_refuse_access(struct daemon_worker *dw, engine_conn_id id, 
     else
         snprintf(text, sizeof(text), "%s %s", dw->rc->cfg->hostname, r.reason);
     snprintf(reject, sizeof(reject), "%d %s %s", r.code, r.enh, r.reason);
-    session_log_check_relay(NULL, addr, reject);
+    session_log_check_relay(NULL, addr, NULL, NULL, reject);
     session_send_reply(dw, id, r.code, r.enh, text);
     return NULL;
 }
@@ -778,7 +804,7 @@ static void *session_refuse_client(struct daemon_worker *dw, engine_conn_id id, 
 {
     char reject[80];
     snprintf(reject, sizeof(reject), "421 4.3.2 %s", text);
-    session_log_check_relay(&session_log_client_refusals, addr, reject);
+    session_log_check_relay(&session_log_client_refusals, addr, NULL, NULL, reject);
     session_send_reply(dw, id, 421, "4.3.2", text);
     return NULL;
 }
@@ -797,7 +823,6 @@ static void *session_start(struct daemon_worker *dw, engine_conn_id id, unsigned
                            const struct sockaddr *peer, socklen_t peerlen, const char *addr,
                            bool access_relay, struct submission_caller *local)
 {
-    const struct config *cfg = dw->rc->cfg;
     struct session *s = calloc(1, sizeof(*s));
     if (!s) {
         free(local);
@@ -819,31 +844,49 @@ static void *session_start(struct daemon_worker *dw, engine_conn_id id, unsigned
     s->io.check_mail = session_check_mail;
     s->tp = &session_plain;
 
-    char client[80];
-    uint64_t now = engine_now_ms(dw->w);
-    s->smtp = smtp_server_new(local ? &s->rc->smtp_local : runconf_smtp(s->rc, listener), &s->io,
-                              session_relay(s, client, sizeof(client)), now);
-    if (!s->smtp) {
-        runconf_unref(s->rc);
-        free(s->local);
-        free(s);
-        return session_refuse(dw, id, "Out of memory");
-    }
-
     qid_new(s->qid, engine_worker_index(dw->w)); /* the connection's id until MAIL */
     s->next = dw->sessions;
     if (dw->sessions)
         dw->sessions->prev = s;
     dw->sessions = s;
+    if (session_checks_start(s))
+        session_rearm(s); /* the greeting waits for the lookups and the pause */
+    else
+        session_greet(s, NULL, 0);
+    return s;
+}
 
-    char date[64], greeting[320];
+void session_greet(struct session *s, const char *early, size_t len)
+{
+    char client[SESSION_RELAY_MAX], date[64], greeting[320];
+    uint64_t now = engine_now_ms(s->dw->w);
+    /* Made now, so the HELO reply names the client as its lookups found it. */
+    s->smtp = smtp_server_new(s->local ? &s->rc->smtp_local : runconf_smtp(s->rc, s->listener),
+                              &s->io, session_relay(s, client, sizeof(client)), now);
+    if (!s->smtp) {
+        session_send_421(s->dw, s->id, "Out of memory");
+        session_close(s);
+        return;
+    }
     session_rfc5322_date(date, sizeof(date));
-    snprintf(greeting, sizeof(greeting), "%s ESMTP ringmail %s; %s", cfg->hostname,
+    snprintf(greeting, sizeof(greeting), "%s ESMTP ringmail %s; %s", s->rc->cfg->hostname,
              RINGMAIL_VERSION, date);
     s->in_smtp = true;
     smtp_server_start(s->smtp, greeting, now);
+    if (len)
+        s->tp->recv(s, early, len);
     session_after_smtp(s);
-    return s;
+}
+
+void session_refuse_greeting(struct session *s, int code, const char *enh, const char *text,
+                             const char *reject)
+{
+    char relay[SESSION_RELAY_MAX], reply[600];
+    session_log_check_relay(NULL, s->addr, s->client_name, session_relay(s, relay, sizeof(relay)),
+                            reject);
+    snprintf(reply, sizeof(reply), "%s %s", s->rc->cfg->hostname, text);
+    session_send_reply(s->dw, s->id, code, enh, reply);
+    session_close(s);
 }
 
 /* A process of this host on submission.socket: known by its credentials, never by its
@@ -936,6 +979,10 @@ static void session_on_recv(void *ctx, const char *data, size_t len)
     struct session *s = ctx;
     if (s->closing)
         return;
+    if (s->checks) {
+        session_checks_input(s, data, len);
+        return;
+    }
     s->in_smtp = true;
     s->tp->recv(s, data, len);
     session_after_smtp(s);
@@ -946,6 +993,10 @@ static void session_on_timer(void *ctx)
     struct session *s = ctx;
     if (s->closing)
         return;
+    if (s->checks) {
+        session_checks_timer(s);
+        return;
+    }
     uint64_t tls = session_tls_deadline(s), now = engine_now_ms(s->dw->w);
     if (tls && now >= tls) {
         session_tls_timeout(s);
@@ -971,11 +1022,16 @@ static void session_on_closed(void *ctx, int err)
     /* sendmail's lines for a client that went away: inside DATA (a message in progress has
      * its own queue id and sender), or between commands. */
     bool in_data = s->in_data;
-    smtp_server_eof(s->smtp); /* aborts a message in progress (DATA_ABORT) */
+    session_checks_free(s);
+    session_sender_free(s);
+    if (s->smtp)
+        smtp_server_eof(s->smtp); /* aborts a message in progress (DATA_ABORT) */
     if (peer_first)
         session_log_peer_gone(s, in_data);
     session_drop_message(s);
-    smtp_server_free(s->smtp);
+    if (s->smtp)
+        smtp_server_free(s->smtp);
+    free(s->client_name);
     s->tp->free(s);
     free(s->msgid);
     if (!s->local) /* every TCP session has a slot */

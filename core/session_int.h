@@ -20,6 +20,8 @@
 #include "util/buf.h"
 
 struct session;
+struct session_checks;
+struct session_sender;
 struct session_tls;
 struct submission_caller;
 
@@ -60,6 +62,14 @@ struct session {
     struct session_commit *commit;
     /* On submission.socket: the local caller (core/submission.h); NULL for a TCP client. */
     struct submission_caller *local;
+    /* Before the greeting: the client's lookups and greet_pause (core/session_checks.c);
+     * NULL once greeted (or when there was nothing to wait for). */
+    struct session_checks *checks;
+    /* The client's host name from its PTR record, NULL without one; `forged` when the
+     * name's addresses do not include the client's (sendmail's "(may be forged)"). Only
+     * a name that is not forged is used for access-map host-name keys. */
+    char *client_name;
+    bool client_forged;
     struct sockaddr_storage peer;
     unsigned listener;
     bool access_relay; /* the access map says Connect: RELAY for this client */
@@ -71,9 +81,11 @@ struct session {
     /* What sendmail's end-of-connection lines need to know (only the log reads them). */
     const char *last_cmd; /* sendmail's lower-case name of the last command seen */
     bool issued_mail;     /* MAIL, EXPN, VRFY or ETRN was used: not a "null connection" */
-    bool policy_refusal;  /* session_check_rcpt refused the RCPT whose REJECT comes next */
-    struct alias_refusal rcpt_refusal; /* a local recipient's refusal: the reply's text */
-    bool in_data;                      /* from DATA (or the first BDAT) to the end of the message */
+    /* "check_rcpt" / "check_mail": a policy refused the command whose REJECT comes next */
+    const char *policy_ruleset;
+    struct session_sender *sender_check; /* the sender's domain lookup in flight */
+    struct alias_refusal rcpt_refusal;   /* a local recipient's refusal: the reply's text */
+    bool in_data;  /* from DATA (or the first BDAT) to the end of the message */
     char *msgid;   /* Message-ID of the message being committed (ours when we added it), for
                     * the log and the envelope */
     uint64_t size; /* octets stored so far: our Received: plus the data */
@@ -81,12 +93,45 @@ struct session {
     char addr[48]; /* client IP as text, for logs and Received: */
 };
 
-/* "[192.0.2.1]" / "[IPv6:::1]", sendmail's spelling of a client without a name; a local
- * caller is "user@localhost". */
+/* sendmail's relay=: "[192.0.2.1]" / "[IPv6:::1]" for a client without a name, "name
+ * [192.0.2.1]", "name [192.0.2.1] (may be forged)"; a local caller is "user@localhost". */
+#define SESSION_RELAY_MAX 400
 const char *session_relay(const struct session *s, char *out, size_t outlen);
+/* sendmail's check_relay line; name and relay NULL: the client's bracketed address. */
+struct log_limit;
+void session_log_check_relay(struct log_limit *limit, const char *addr, const char *name,
+                             const char *relay, const char *reject);
 void session_close(struct session *s);
 /* Plaintext from the client into the state machine; pauses receiving when it is full. */
 void session_smtp_input(struct session *s, const char *data, size_t len);
+
+/* Sends the greeting and starts the SMTP state machine (NULL until then); `early` is what
+ * the client sent before it (len 0: nothing), read now. */
+void session_greet(struct session *s, const char *early, size_t len);
+/* A client refused before its greeting: the reply in the greeting's place, the check_relay
+ * line (`reject` as sendmail logs it), then close. */
+void session_refuse_greeting(struct session *s, int code, const char *enh, const char *text,
+                             const char *reject);
+
+/* Before the greeting (core/session_checks.c): reverse DNS with forward confirmation,
+ * DNSBL zones and greet_pause, all at once; the greeting goes out when all are done. */
+/* Starts them; false when there is nothing to wait for (the caller greets at once). */
+bool session_checks_start(struct session *s);
+/* Bytes from a client not greeted yet: with a pause in effect sendmail's refusal of an
+ * early talker, else kept for the state machine. */
+void session_checks_input(struct session *s, const char *data, size_t len);
+/* The connection's deadline while the checks run, and its expiry. */
+uint64_t session_checks_deadline(const struct session *s);
+void session_checks_timer(struct session *s);
+/* Cancels what is in flight (the connection is gone). */
+void session_checks_free(struct session *s);
+
+/* The sender's domain at MAIL (core/session_sender.c): 1 when its lookup is started
+ * (check_mail's "pending"), 0 when there is nothing to look up. */
+int session_sender_check(struct session *s, const struct smtp_path *sender);
+void session_sender_free(struct session *s);
+/* The verdict on a pending MAIL (NULL: accepted) into the state machine. */
+void session_mail_checked(struct session *s, const struct smtp_addr_error *err);
 
 /* The TLS side (core/session_tls.c). */
 /* The handshake's deadline (timeouts.starttls), 0 when none is in progress. */

@@ -46,7 +46,7 @@ static void session_tls_io_send(void *arg, const void *ciphertext, size_t len)
 static void session_tls_open(struct session *s)
 {
     struct session_tls *st = s->tls;
-    char relay[64], desc[512];
+    char relay[SESSION_RELAY_MAX], desc[512];
     st->opened = true;
     st->deadline = 0;
     smtp_server_tls_started(s->smtp, engine_now_ms(s->dw->w));

@@ -102,23 +102,33 @@ void smtp_cmd_mail(struct smtp_server *s, const char *arg, size_t len)
         return;
     }
     memset(&err, 0, sizeof(err));
-    if (s->io->check_mail && s->io->check_mail(s->io->arg, &path, &params, &err) < 0) {
+    int verdict = s->io->check_mail ? s->io->check_mail(s->io->arg, &path, &params, &err) : 0;
+    if (verdict > 0)
+        smtp_server_check_wait(s, path.mailbox, &params);
+    else
+        smtp_cmd_mail_decided(s, path.mailbox, &params, verdict < 0 ? &err : NULL);
+}
+
+void smtp_cmd_mail_decided(struct smtp_server *s, const char *mailbox,
+                           struct smtp_mail_params *params, const struct smtp_addr_error *err)
+{
+    if (err) {
         char line[512];
-        size_t n = smtp_reply_format(line, sizeof(line), err.code ? err.code : 452,
-                                     err.enh ? err.enh : "4.3.1",
-                                     err.reason ? err.reason : "Insufficient system storage");
-        smtp_mail_params_free(&params);
-        /* The server's condition, not the client's fault: no error counted. */
-        smtp_server_reject(s, false, path.mailbox, strlen(path.mailbox), line, n);
+        size_t n = smtp_reply_format(line, sizeof(line), err->code ? err->code : 452,
+                                     err->enh ? err->enh : "4.3.1",
+                                     err->reason ? err->reason : "Insufficient system storage");
+        smtp_mail_params_free(params);
+        /* The server's condition or policy, not the client's fault: no error counted. */
+        smtp_server_reject(s, false, mailbox, strlen(mailbox), line, n);
         return;
     }
-    s->tx.sender = strdup(path.mailbox);
+    s->tx.sender = strdup(mailbox);
     if (!s->tx.sender) {
-        smtp_mail_params_free(&params);
+        smtp_mail_params_free(params);
         smtp_cmd_no_storage(s);
         return;
     }
-    s->tx.mail_params = params; /* freed with the transaction */
+    s->tx.mail_params = *params; /* freed with the transaction */
     smtp_server_event(s, &(struct smtp_event){.type = SMTP_EV_MAIL, .arg = s->tx.sender});
     smtp_server_reply(s, 250, "2.1.0", "<%s>... Sender ok", s->tx.sender);
     smtp_server_set_phase(s, SMTP_PH_MAIL);

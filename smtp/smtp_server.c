@@ -56,6 +56,7 @@ void smtp_server_free(struct smtp_server *s)
     if (!s)
         return;
     smtp_server_tx_reset(s);
+    smtp_server_check_free(s);
     free(s->tx.helo);
     free(s->client);
     buf_free(&s->in);
@@ -175,7 +176,7 @@ void smtp_server_close(struct smtp_server *s, int code, const char *enh, const c
 
 static bool smtp_server_holding(const struct smtp_server *s)
 {
-    return s->state == SMTP_SRV_WAIT_COMMIT || s->slow_until;
+    return s->state == SMTP_SRV_WAIT_COMMIT || s->state == SMTP_SRV_WAIT_CHECK || s->slow_until;
 }
 
 /* Consumes input until it runs out or the server starts waiting; returns the octets
@@ -206,7 +207,7 @@ static size_t smtp_server_run(struct smtp_server *s, const char *p, size_t len)
 }
 
 /* Runs the loop on what s->in holds (after a wait, or with the rest of a line). */
-static void smtp_server_run_held(struct smtp_server *s)
+void smtp_server_run_held(struct smtp_server *s)
 {
     if (s->in.len == 0 || smtp_server_holding(s))
         return;

@@ -14,7 +14,8 @@
  * makes PIPELINING cheap. Events report what happened (for logging and the spool).
  *
  * Waiting: after the end of a message the server emits SMTP_EV_DATA_END and waits for
- * smtp_server_commit_done(); after STARTTLS it waits for smtp_server_tls_started(); when
+ * smtp_server_commit_done(); after a MAIL that check_mail calls pending it waits for
+ * smtp_server_check_done(); after STARTTLS it waits for smtp_server_tls_started(); when
  * slowing down an abusive client it waits until its deadline. While waiting, fed bytes
  * are kept (up to limits.max_input_buffer) and processed once the wait ends — except
  * after STARTTLS, where they are discarded (RFC 3207: pipelined plaintext is never
@@ -191,7 +192,10 @@ struct smtp_server_io {
     int (*check_rcpt)(void *arg, const struct smtp_path *rcpt, struct smtp_addr_error *err);
     /* The server's own say on a syntactically valid MAIL (room in the queue for SIZE=):
      * 0 to accept, or fill *err (452, "4.3.1", "Insufficient system storage") and return
-     * -1; the reply is "<code> <enh> <reason>" and counts as no client error. May be NULL. */
+     * -1; the reply is "<code> <enh> <reason>" and counts as no client error. Or 1:
+     * "pending" (a lookup in flight): the server keeps the MAIL, holds later input as while
+     * a commit is in flight, and waits for smtp_server_check_done() (`sender` and `params`
+     * are valid only during this call: copy what the lookup needs). May be NULL. */
     int (*check_mail)(void *arg, const struct smtp_path *sender,
                       const struct smtp_mail_params *params, struct smtp_addr_error *err);
 };
@@ -233,6 +237,12 @@ void smtp_server_tick(struct smtp_server *s, uint64_t now_ms);
  * accepted for delivery"; !ok → "451 4.3.0 Error writing message to queue; try again
  * later" (the reason goes to the log, not to the client). Then the held input resumes. */
 void smtp_server_commit_done(struct smtp_server *s, bool ok, const char *qid, uint64_t now_ms);
+/* The verdict on a MAIL whose check_mail said "pending": NULL accepts it ("250 2.1.0
+ * <sender>... Sender ok"), else the refusal as check_mail would have filled it. Then the
+ * held input resumes. Ignored when no check is pending (the session ended meanwhile). While
+ * it is pending the deadline is the phase's timeout, as before the MAIL. */
+void smtp_server_check_done(struct smtp_server *s, const struct smtp_addr_error *err,
+                            uint64_t now_ms);
 /* The TLS handshake after STARTTLS completed: state is reset, EHLO required again,
  * STARTTLS no longer offered. */
 void smtp_server_tls_started(struct smtp_server *s, uint64_t now_ms);

@@ -7,6 +7,7 @@
  *   smtp_server_reply.c    reply formatting and sending, error accounting and throttling
  *   smtp_cmd.c             command-line framing, the command table, session verbs
  *   smtp_cmd_envelope.c    MAIL and RCPT (paths, ESMTP parameters, recipient policy)
+ *   smtp_server_check.c    MAIL whose check is answered later (check_mail "pending")
  *   smtp_server_data.c     DATA and BDAT: the commands, dot framing, chunks, message end
  *   smtp_server_msg.c      the message content checks shared by DATA and BDAT (bare CR/LF,
  *                          NUL, sizes, line and header limits, Message-ID)
@@ -26,6 +27,7 @@ enum smtp_server_state {
     SMTP_SRV_DATA,        /* DATA content, up to CRLF.CRLF */
     SMTP_SRV_BDAT,        /* the octets of a BDAT chunk */
     SMTP_SRV_WAIT_COMMIT, /* DATA_END sent, waiting for smtp_server_commit_done() */
+    SMTP_SRV_WAIT_CHECK,  /* check_mail said "pending": waiting for smtp_server_check_done() */
     SMTP_SRV_WAIT_TLS,    /* STARTTLS accepted, waiting for smtp_server_tls_started() */
     SMTP_SRV_CLOSED,      /* CLOSE sent; input is ignored */
 };
@@ -99,6 +101,9 @@ struct smtp_server {
     struct buf held_reply; /* the reply delayed by a slow-down */
     struct smtp_transaction tx;
     struct smtp_msg msg;
+    /* MAIL while its check is pending (smtp_server_check.c); NULL otherwise. */
+    char *check_sender;
+    struct smtp_mail_params check_params;
     uint64_t now;           /* the time given with the current call */
     uint64_t timeout_at;    /* absolute; 0 = none */
     uint64_t slow_until;    /* absolute end of a slow-down; 0 = none */
@@ -124,6 +129,8 @@ struct smtp_server {
 
 /* smtp_server.c */
 void smtp_server_event(struct smtp_server *s, const struct smtp_event *ev);
+/* Runs the loop on the input held while waiting. */
+void smtp_server_run_held(struct smtp_server *s);
 void smtp_server_set_phase(struct smtp_server *s, enum smtp_server_phase phase);
 /* The data clock of a message (limits.min_data_rate, smtp_server.h "Timeouts"): started by
  * its first data (DATA) or its first BDAT, resumed by each later BDAT, and moved on by
@@ -173,6 +180,16 @@ void smtp_cmd_ext(const struct smtp_server *s, struct smtp_ext *ext);
 
 /* smtp_cmd_envelope.c */
 void smtp_cmd_mail(struct smtp_server *s, const char *arg, size_t len);
+/* The server's say on MAIL, at once or after a wait: accepted (err NULL) or refused.
+ * Takes `params`. */
+void smtp_cmd_mail_decided(struct smtp_server *s, const char *mailbox,
+                           struct smtp_mail_params *params, const struct smtp_addr_error *err);
+
+/* smtp_server_check.c */
+/* check_mail said "pending": keeps the MAIL (takes `params`) and waits. */
+void smtp_server_check_wait(struct smtp_server *s, const char *mailbox,
+                            struct smtp_mail_params *params);
+void smtp_server_check_free(struct smtp_server *s);
 void smtp_cmd_rcpt(struct smtp_server *s, const char *arg, size_t len);
 
 /* smtp_server_data.c */

@@ -2,7 +2,8 @@
  * util/dns.c — c-ares on the engine: queries, their results, and the callbacks' delivery.
  *
  * A query is an MX lookup (ares_query, no search list) followed by one ares_getaddrinfo
- * per exchanger, all in parallel; or only the latter for [host]. c-ares calls back from
+ * per exchanger, all in parallel; or only the latter for [host]; or one ares_gethostbyaddr
+ * (a client's name). c-ares calls back from
  * inside its own functions, so its callbacks only record results: a finished query goes
  * on the done list and the user's callback runs after c-ares has returned (and never
  * inside dns_resolve: then from the timer, on the next loop turn).
@@ -12,7 +13,9 @@
 
 #include "util/log.h"
 
+#include <arpa/inet.h>
 #include <arpa/nameser.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -313,17 +316,27 @@ static int dns_host_add(struct dns_query *q, const char *name, unsigned pref)
     return 0;
 }
 
+/* One c-ares lookup of a query (its MX or PTR step) has answered: false when the query
+ * is gone (dns_free, which frees it) or cancelled (freed here), and nothing more is to be
+ * done with the answer. */
+static bool dns_query_answered(struct dns_query *q, int status)
+{
+    q->pending--;
+    if (status == ARES_EDESTRUCTION)
+        return false;
+    if (q->cancelled) {
+        dns_query_free(q);
+        return false;
+    }
+    return true;
+}
+
 static void dns_mx_answered(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
     (void)timeouts;
     struct dns_query *q = arg;
-    q->pending--;
-    if (status == ARES_EDESTRUCTION)
+    if (!dns_query_answered(q, status))
         return;
-    if (q->cancelled) {
-        dns_query_free(q);
-        return;
-    }
     if (!abuf || alen <= 0) {
         enum dns_status st = status == ARES_ENOTFOUND ? DNS_NOTFOUND : DNS_TEMPFAIL;
         dns_query_done(q, st, "%s: %s", q->domain, dns_ares_reason(status));
@@ -364,23 +377,31 @@ uint64_t dns_random(struct dns *d)
     return d->random * 0x2545f4914f6cdd1dULL;
 }
 
-struct dns_query *dns_resolve(struct dns *d, const char *domain, bool with_mx, int family,
-                              dns_mx_cb cb, void *arg)
+static struct dns_query *dns_query_new(struct dns *d, dns_mx_cb cb, void *arg, const char *what)
 {
     struct dns_query *q = calloc(1, sizeof *q);
     if (!q) {
-        log_error("dns: out of memory resolving %s", domain);
+        log_error("dns: out of memory resolving %s", what);
         return NULL;
     }
     q->d = d;
     q->cb = cb;
     q->arg = arg;
-    q->with_mx = with_mx;
-    q->family = family;
     q->next = d->queries;
     if (d->queries)
         d->queries->prev = q;
     d->queries = q;
+    return q;
+}
+
+struct dns_query *dns_resolve(struct dns *d, const char *domain, bool with_mx, int family,
+                              dns_mx_cb cb, void *arg)
+{
+    struct dns_query *q = dns_query_new(d, cb, arg, domain);
+    if (!q)
+        return NULL;
+    q->with_mx = with_mx;
+    q->family = family;
     size_t len = strlen(domain);
     if (len && domain[len - 1] == '.')
         len--; /* absolute already: no search list is used anyway */
@@ -403,6 +424,105 @@ struct dns_query *dns_resolve(struct dns *d, const char *domain, bool with_mx, i
         }
     }
     dns_io_settle(d); /* still resolving: an answer given at once waits for the loop */
+    d->resolving--;
+    return q;
+}
+
+int dns_reverse_name(const struct sockaddr *addr, const char *zone, char *out, size_t outlen)
+{
+    size_t off = 0;
+    int n;
+    if (addr->sa_family == AF_INET) {
+        const unsigned char *b =
+            (const unsigned char *)&((const struct sockaddr_in *)addr)->sin_addr;
+        n = snprintf(out, outlen, "%u.%u.%u.%u.%s", b[3], b[2], b[1], b[0],
+                     zone ? zone : "in-addr.arpa");
+    } else if (addr->sa_family == AF_INET6) {
+        const unsigned char *b =
+            (const unsigned char *)&((const struct sockaddr_in6 *)addr)->sin6_addr;
+        static const char hex[] = "0123456789abcdef";
+        if (outlen < 65)
+            return -1;
+        for (int i = 15; i >= 0; i--) {
+            out[off++] = hex[b[i] & 15];
+            out[off++] = '.';
+            out[off++] = hex[b[i] >> 4];
+            out[off++] = '.';
+        }
+        n = snprintf(out + off, outlen - off, "%s", zone ? zone : "ip6.arpa");
+        n = n < 0 ? n : n + (int)off;
+    } else {
+        return -1;
+    }
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+/* c-ares' gethostbyaddr says ENOTFOUND for every failure of its DNS step: a PTR query of
+ * our own tells NXDOMAIN (no name) from a server that failed (try again later). */
+static void dns_ptr_classified(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    (void)timeouts;
+    (void)abuf;
+    (void)alen;
+    struct dns_query *q = arg;
+    if (!dns_query_answered(q, status))
+        return;
+    bool missing = status == ARES_ENOTFOUND || status == ARES_ENODATA || status == ARES_SUCCESS;
+    dns_query_done(q, missing ? DNS_NOTFOUND : DNS_TEMPFAIL, "%s: %s", q->domain,
+                   dns_ares_reason(missing ? ARES_ENOTFOUND : status));
+}
+
+static void dns_ptr_answered(void *arg, int status, int timeouts, struct hostent *he)
+{
+    (void)timeouts;
+    struct dns_query *q = arg;
+    if (!dns_query_answered(q, status))
+        return;
+    if (status == ARES_ENOTFOUND) {
+        char name[80];
+        if (dns_reverse_name((const struct sockaddr *)&q->ptr_addr, NULL, name, sizeof name) == 0) {
+            q->pending++;
+            ares_query(q->d->channel, name, ns_c_in, ns_t_ptr, dns_ptr_classified, q);
+            return;
+        }
+    }
+    if (status != ARES_SUCCESS || !he || !he->h_name || !he->h_name[0]) {
+        dns_query_done(q, status == ARES_SUCCESS ? DNS_NOTFOUND : DNS_TEMPFAIL, "%s: %s", q->domain,
+                       dns_ares_reason(status == ARES_SUCCESS ? ARES_ENODATA : status));
+        return;
+    }
+    q->result.hosts = calloc(1, sizeof *q->result.hosts);
+    if (!q->result.hosts || dns_hosts_alloc(q, 1) < 0 || dns_host_add(q, he->h_name, 0) < 0) {
+        dns_query_done(q, DNS_TEMPFAIL, "%s: out of memory", q->domain);
+        return;
+    }
+    q->result.hosts[0].name = q->hosts[0].name;
+    q->result.n_hosts = 1;
+    dns_query_done(q, DNS_OK, NULL);
+}
+
+struct dns_query *dns_resolve_ptr(struct dns *d, const struct sockaddr *addr, dns_mx_cb cb,
+                                  void *arg)
+{
+    char text[INET6_ADDRSTRLEN];
+    bool v6 = addr->sa_family == AF_INET6;
+    const void *raw = v6 ? (const void *)&((const struct sockaddr_in6 *)addr)->sin6_addr
+                         : (const void *)&((const struct sockaddr_in *)addr)->sin_addr;
+    if ((addr->sa_family != AF_INET && !v6) || !inet_ntop(addr->sa_family, raw, text, sizeof text))
+        snprintf(text, sizeof text, "?");
+    struct dns_query *q = dns_query_new(d, cb, arg, text);
+    if (!q)
+        return NULL;
+    snprintf(q->domain, sizeof q->domain, "%s", text); /* for the error texts */
+    d->resolving++;
+    if (addr->sa_family != AF_INET && !v6) {
+        dns_query_done(q, DNS_TEMPFAIL, "unsupported address family %d", addr->sa_family);
+    } else {
+        memcpy(&q->ptr_addr, addr, v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+        q->pending = 1;
+        ares_gethostbyaddr(d->channel, raw, v6 ? 16 : 4, addr->sa_family, dns_ptr_answered, q);
+    }
+    dns_io_settle(d);
     d->resolving--;
     return q;
 }

@@ -18,7 +18,7 @@
  * finish at once); a struct dns still open when the loop exits keeps the worker waiting
  * for those polls until the engine's exit grace runs out.
  *
- * Semantics (sendmail's getmxrr and Postfix's smtp_addr):
+ * Semantics of dns_resolve (sendmail's getmxrr and Postfix's smtp_addr):
  * - MX hosts by preference, random order among equal preferences, duplicates dropped, at
  *   most DNS_MAX_HOSTS; each host's addresses (AAAA then A for AF_UNSPEC), at most
  *   DNS_MAX_ADDRS. A host without an address is left out; when every host is left out the
@@ -96,6 +96,17 @@ struct dns_query;
  * no memory was left (logged; no callback then). */
 struct dns_query *dns_resolve(struct dns *d, const char *domain, bool with_mx, int family,
                               dns_mx_cb cb, void *arg);
+/* Starts the reverse lookup of `addr` (its port is ignored), /etc/hosts first as the
+ * system resolver: DNS_OK with the name in hosts[0].name (n_hosts 1, no addresses: the
+ * caller confirms it with dns_resolve), DNS_NOTFOUND for NXDOMAIN or no PTR record,
+ * DNS_TEMPFAIL for the rest (with `error`). Same lifetime and callback rules as
+ * dns_resolve. */
+struct dns_query *dns_resolve_ptr(struct dns *d, const struct sockaddr *addr, dns_mx_cb cb,
+                                  void *arg);
+/* The name to look up for `addr` under `zone`: "4.3.2.1.zone" (IPv4), 32 nibbles then the
+ * zone (IPv6); zone NULL = in-addr.arpa / ip6.arpa. -1 when it does not fit or the family
+ * is neither. */
+int dns_reverse_name(const struct sockaddr *addr, const char *zone, char *out, size_t outlen);
 /* The callback will not run. Only before it ran (or from inside it: no effect). */
 void dns_cancel(struct dns_query *q);
 

@@ -33,6 +33,7 @@ struct dns_query {
     bool with_mx, cancelled, done, delivering;
     int family;
     char domain[256];
+    struct sockaddr_storage ptr_addr; /* dns_resolve_ptr's address */
     struct dns_qhost *hosts;
     size_t n_hosts;
     struct dns_mx_result result; /* result.hosts points into hosts */

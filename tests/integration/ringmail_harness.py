@@ -146,13 +146,19 @@ def base_config(workdir: Path, port: int) -> dict:
         # never the outside network: a domain a test's message is addressed to is looked up
         # here, where nothing listens (the lookup fails at once and the message waits in
         # the queue); delivery tests start their own dnsmasq (dns_fixture.py)
-        "dns": {"servers": ["127.0.0.1:9"]},
+        # and no client name lookups (dns.peername_lookup; every test client is 127.0.0.1,
+        # which /etc/hosts would name "localhost"): test_client_checks turns them on with
+        # its own dnsmasq
+        "dns": {"servers": ["127.0.0.1:9"], "peername_lookup": False},
         # local delivery stays inside the test's directory; names that are no alias nor
         # user of this machine are accepted and wait in the queue (LUSER_RELAY to a port
         # where nothing listens), as every local recipient did before local delivery:
         # the local delivery tests set their own
         "mailers": {"mailbox": str(workdir / "mail" / "$u")},
         "routing": {"luser_relay": "[127.0.0.1]:9"},
+        # senders' domains are not looked up (sendmail's default does): the tests' senders
+        # are in domains no server here knows; test_sender_domain turns the check on
+        "features": {"accept_unresolvable_domains": True},
     }
 
 

@@ -340,6 +340,9 @@ class EtcExample(unittest.TestCase):
         text = text.replace('address: "::"\n    port: 25', f'address: "::1"\n    port: {ports[1]}')
         # the box's own user and spool: this test's
         text += f"run_as: {getpass.getuser()}\nspool: {self.tmp / 'spool'}\n"
+        # no name server off this machine: the clients' reverse lookups (::1 is not in every
+        # /etc/hosts) fail at once where nothing listens
+        text += 'dns:\n  servers: ["127.0.0.1:9"]\n'
         listen = [{"address": "127.0.0.1", "port": ports[0]}, {"address": "::1", "port": ports[1]}]
         daemon = Daemon(self.tmp, {"listen": listen, "spool": str(self.tmp / "spool")})
         daemon.write_config(text=text)

@@ -670,9 +670,12 @@ static void test_kept_keys(void **state)
     assert_string_equal(l->features.redirect.v[0], "true");
     assert_int_equal(l->features.delay_checks.n, 2);
     assert_string_equal(l->features.delay_checks.v[1], "n");
-    assert_string_equal(l->features.greet_pause, "5s");
-    assert_int_equal(l->features.n_dnsbl, 1);
-    assert_string_equal(l->features.dnsbl[0].results[0], "127.0.0.2");
+    /* enforced (core/session_checks.c): no warning */
+    assert_int_equal(c->checks.greet_pause, 5000);
+    assert_int_equal(c->checks.n_dnsbl, 1);
+    assert_string_equal(c->checks.dnsbl[0].results[0], "127.0.0.2");
+    assert_false(c->checks.dnsbl[0].tempfail);
+    assert_true(c->checks.peername_lookup);
     assert_string_equal(l->timeouts.queuewarn_dsn, "4h");
     assert_string_equal(l->timeouts.resolver_retry, "3");
     assert_null(l->timeouts.queuereturn_dsn);
@@ -683,8 +686,6 @@ static void test_kept_keys(void **state)
         "t.yaml:4: key 'routing.local_relay' is",
         "t.yaml:5: key 'mailers.enabled' is",
         "t.yaml:7: key 'milters' is",
-        "t.yaml:11: key 'features.greet_pause' is",
-        "t.yaml:12: key 'features.dnsbl' is",
         "t.yaml:10: key 'features.delay_checks' is",
         "t.yaml:9: key 'features.redirect' is",
         "t.yaml:13: key 'limits.queue_load' is",

@@ -67,6 +67,7 @@ static struct tstate {
     char dns_err[256];
     const char *name;
     bool with_mx;
+    bool ptr; /* job_resolve: a reverse lookup of the address `name` */
     int family;
     unsigned count;
     uintptr_t tag;
@@ -150,6 +151,19 @@ static void job_dns_free(struct engine_worker *w)
 static void job_resolve(struct engine_worker *w)
 {
     (void)w;
+    if (T.ptr) {
+        struct sockaddr_storage ss = {0};
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+        if (inet_pton(AF_INET, T.name, &sin->sin_addr) == 1)
+            sin->sin_family = AF_INET;
+        else if (inet_pton(AF_INET6, T.name, &sin6->sin6_addr) == 1)
+            sin6->sin6_family = AF_INET6;
+        T.inside_call = true;
+        dns_resolve_ptr(T.dns, (struct sockaddr *)&ss, on_result, (void *)T.tag);
+        T.inside_call = false;
+        return;
+    }
     for (unsigned i = 0; i < T.count; i++)
         resolve(T.name, T.with_mx, T.family, T.tag);
 }
@@ -203,12 +217,28 @@ static void dns_start(const char *server0, const char *server1, unsigned timeout
 static const struct rec *lookup(const char *name, bool with_mx, int family)
 {
     unsigned before = nrecs();
+    T.ptr = false;
     T.name = name;
     T.with_mx = with_mx;
     T.family = family;
     T.count = 1;
     T.tag = 0;
     run(job_resolve);
+    WAIT_FOR(T.nrecs == before + 1);
+    const struct rec *r = &T.recs[before];
+    assert_false(r->inside_call);
+    return r;
+}
+
+/* The reverse lookup of an address, on the worker; waits for its result. */
+static const struct rec *lookup_ptr(const char *addr)
+{
+    unsigned before = nrecs();
+    T.ptr = true;
+    T.name = addr;
+    T.tag = 0;
+    run(job_resolve);
+    T.ptr = false;
     WAIT_FOR(T.nrecs == before + 1);
     const struct rec *r = &T.recs[before];
     assert_false(r->inside_call);
@@ -307,6 +337,11 @@ static const char *const zone[] = {
     "--mx-host=partial.test,mx3.mx.test,20",
     "--address=/big.test/127.0.2.1",
     "--local=/test/",
+    /* reverse names: 127.0.0.55 and ::55 have one, the rest of 127.0.0.x none */
+    "--ptr-record=55.0.0.127.in-addr.arpa,named.test",
+    "--ptr-record=5.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa,"
+    "named6.test",
+    "--local=/0.0.127.in-addr.arpa/",
 };
 
 static pid_t dnsmasq_spawn(void)
@@ -546,6 +581,23 @@ static void test_servfail(void **state)
     if (!strstr(r->error, "SERVFAIL"))
         fail_msg("error \"%s\"", r->error);
     r = lookup("host.test", false, AF_UNSPEC);
+    expect(r, DNS_TEMPFAIL, "");
+}
+
+/* PTR: the name from the zone, NXDOMAIN as not found, a failing server as temporary. */
+static void test_ptr(void **state)
+{
+    (void)state;
+    dns_start(NULL, NULL, 0, 0);
+    expect(lookup_ptr("127.0.0.55"), DNS_OK, "named.test/0=");
+    expect(lookup_ptr("::55"), DNS_OK, "named6.test/0=");
+    expect(lookup_ptr("127.0.0.56"), DNS_NOTFOUND, "");
+    char server[64];
+    snprintf(server, sizeof server, "%s:%u", T.addr_text, T.responder_port);
+    T.responder_rcode = 2;
+    run(job_dns_free);
+    dns_start(server, NULL, 500, 1);
+    const struct rec *r = lookup_ptr("127.0.0.55");
     expect(r, DNS_TEMPFAIL, "");
 }
 
@@ -915,6 +967,25 @@ static void test_parse_duplicates_and_bound(void **state)
         assert_int_equal(mx_list.hosts[i].pref, i + 1);
 }
 
+/* The names a PTR and a DNSBL lookup ask for. */
+static void test_reverse_name(void **state)
+{
+    (void)state;
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6};
+    char out[128];
+    inet_pton(AF_INET, "192.0.2.1", &sin.sin_addr);
+    assert_int_equal(dns_reverse_name((struct sockaddr *)&sin, "bl.test", out, sizeof out), 0);
+    assert_string_equal(out, "1.2.0.192.bl.test");
+    assert_int_equal(dns_reverse_name((struct sockaddr *)&sin, NULL, out, sizeof out), 0);
+    assert_string_equal(out, "1.2.0.192.in-addr.arpa");
+    assert_int_equal(dns_reverse_name((struct sockaddr *)&sin, "bl.test", out, 12), -1);
+    inet_pton(AF_INET6, "2001:db8::1", &sin6.sin6_addr);
+    assert_int_equal(dns_reverse_name((struct sockaddr *)&sin6, NULL, out, sizeof out), 0);
+    assert_string_equal(out,
+                        "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa");
+}
+
 #define TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -927,11 +998,13 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_order),
+        cmocka_unit_test(test_reverse_name),
         cmocka_unit_test(test_parse_header),
         cmocka_unit_test(test_parse_cname_only),
         cmocka_unit_test(test_parse_null_mx),
         cmocka_unit_test(test_parse_duplicates_and_bound),
         TEST(test_mx_order),
+        TEST(test_ptr),
         TEST(test_family),
         TEST(test_implicit_mx),
         TEST(test_null_mx),

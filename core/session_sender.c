@@ -1,0 +1,74 @@
+/*
+ * core/session_sender.c — the lookup of the sender's domain at MAIL (policy/sender_domain.h)
+ * on the worker's resolver: check_mail answers "pending" and the verdict reaches the state
+ * machine through session_mail_checked() when the lookup ends.
+ *
+ * Owns the one lookup a session may have in flight (struct session_sender); it is
+ * cancelled when the connection ends. With the worker's resolver gone (the worker drains)
+ * the sender is not looked up.
+ */
+#include "core/session_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/localrcpt.h"
+#include "policy/sender_domain.h"
+#include "util/dns.h"
+#include "util/log.h"
+
+struct session_sender {
+    struct session *s;
+    struct dns_query *q;
+    char mailbox[]; /* the sender, for the reply */
+};
+
+static void session_sender_answered(void *arg, const struct dns_mx_result *r)
+{
+    struct session_sender *c = arg;
+    struct session *s = c->s;
+    struct sender_domain_reply reply;
+    s->sender_check = NULL;
+    if (sender_domain_verdict(r->status, c->mailbox, &reply) < 0) {
+        if (r->status == DNS_TEMPFAIL)
+            log_debug("%s: sender %s: %s", s->qid, c->mailbox, r->error);
+        struct smtp_addr_error err = {reply.code, reply.enh, reply.text};
+        s->policy_ruleset = "check_mail";
+        session_mail_checked(s, &err);
+    } else {
+        session_mail_checked(s, NULL);
+    }
+    free(c);
+}
+
+int session_sender_check(struct session *s, const struct smtp_path *sender)
+{
+    const struct config *cfg = s->rc->cfg;
+    const char *domain = sender_domain_to_check(sender->mailbox);
+    if (s->local || cfg->checks.accept_unresolvable_domains || !domain || !s->dw->dns ||
+        localrcpt_is_local(cfg, sender->mailbox))
+        return 0;
+    size_t len = strlen(sender->mailbox);
+    struct session_sender *c = malloc(sizeof(*c) + len + 1);
+    if (!c)
+        return 0; /* out of memory: accepted unchecked, as sendmail when its map fails */
+    c->s = s;
+    memcpy(c->mailbox, sender->mailbox, len + 1);
+    if (!(c->q = dns_resolve(s->dw->dns, domain, true, AF_UNSPEC, session_sender_answered, c))) {
+        free(c);
+        return 0;
+    }
+    s->sender_check = c;
+    return 1;
+}
+
+void session_sender_free(struct session *s)
+{
+    struct session_sender *c = s->sender_check;
+    if (!c)
+        return;
+    if (s->dw->dns) /* else dns_free has freed the query already */
+        dns_cancel(c->q);
+    free(c);
+    s->sender_check = NULL;
+}
