@@ -15,6 +15,7 @@
 
 #include "compat/alias_expand.h"
 #include "core/daemon.h"
+#include "policy/policy.h"
 #include "queue/spool.h"
 #include "smtp/smtp_server.h"
 #include "util/buf.h"
@@ -62,8 +63,8 @@ struct session {
     struct submission_caller *local;
     struct sockaddr_storage peer;
     unsigned listener;
-    bool access_relay; /* the access map says Connect: RELAY for this client */
-    bool committing;   /* spool commit in flight; smtp_server is parked */
+    struct policy_session pol; /* what the policy said so far (policy/policy.h) */
+    bool committing;           /* spool commit in flight; smtp_server is parked */
     bool closing;
     bool in_smtp;               /* inside a call into smtp_server: defer re-entry */
     bool commit_result_pending; /* a commit finished while in_smtp */
@@ -71,7 +72,9 @@ struct session {
     /* What sendmail's end-of-connection lines need to know (only the log reads them). */
     const char *last_cmd; /* sendmail's lower-case name of the last command seen */
     bool issued_mail;     /* MAIL, EXPN, VRFY or ETRN was used: not a "null connection" */
-    bool policy_refusal;  /* session_check_rcpt refused the RCPT whose REJECT comes next */
+    /* The policy's last verdict: its reply's text until the state machine sends it, and
+     * for the REJECT event that follows, the ruleset its log line names. */
+    struct policy_verdict verdict;
     struct alias_refusal rcpt_refusal; /* a local recipient's refusal: the reply's text */
     bool in_data;                      /* from DATA (or the first BDAT) to the end of the message */
     char *msgid;   /* Message-ID of the message being committed (ours when we added it), for
