@@ -220,7 +220,9 @@ static int session_check_rcpt(void *arg, const struct smtp_path *rcpt, struct sm
     policy_rcpt(&s->rc->policy, &c, &s->pol, rcpt, &s->verdict);
     if (s->verdict.action == POLICY_REJECT)
         return session_policy_refuse(s, err);
-    session_policy_log_hold(s, rcpt->mailbox);
+    char arg1[SMTP_PATH_MAX + 3];
+    snprintf(arg1, sizeof(arg1), "<%s>", rcpt->mailbox);
+    session_policy_log_hold(s, arg1);
     s->verdict.ruleset = NULL;
     return session_check_local(s, rcpt, err);
 }
@@ -236,7 +238,9 @@ static int session_check_mail(void *arg, const struct smtp_path *sender,
     policy_mail(&s->rc->policy, &c, &s->pol, sender->mailbox, &s->verdict);
     if (s->verdict.action == POLICY_REJECT)
         return session_policy_refuse(s, err);
-    session_policy_log_hold(s, sender->mailbox);
+    char arg1[SMTP_PATH_MAX + 3];
+    snprintf(arg1, sizeof(arg1), "<%s>", sender->mailbox);
+    session_policy_log_hold(s, arg1);
     s->verdict.ruleset = NULL;
     /* A maildrop file that is gone (already submitted: a second --pickup of it) or is not
      * the caller's is never submitted again, nor on someone else's behalf. */
@@ -501,9 +505,11 @@ static void session_log_reject(struct session *s, const struct smtp_event *ev)
     char relay[80];
 
     session_note_command(s, ev->cmd);
-    if (s->verdict.ruleset) {
-        log_info("%s: ruleset=%s, arg1=%s, relay=%s, reject=%s", session_qid(s), s->verdict.ruleset,
-                 ev->arg ? ev->arg : "", session_relay(s, relay, sizeof(relay)), ev->reply);
+    if (s->verdict.ruleset) { /* check_mail's arg1 is <addr>, as RCPT's raw path is */
+        bool mail = strcmp(ev->cmd, "MAIL") == 0;
+        log_info("%s: ruleset=%s, arg1=%s%s%s, relay=%s, reject=%s", session_qid(s),
+                 s->verdict.ruleset, mail ? "<" : "", ev->arg ? ev->arg : "", mail ? ">" : "",
+                 session_relay(s, relay, sizeof(relay)), ev->reply);
         s->verdict.ruleset = NULL;
         return;
     }
