@@ -172,16 +172,6 @@ static void session_policy_client(const struct session *s, struct policy_client 
         .addr = s->addr, .sa = (const struct sockaddr *)&s->peer, .local = s->local != NULL};
 }
 
-/* A verdict's refusal as the state machine's reply; the text stays in s->verdict until the
- * reply is sent, and the REJECT event that follows logs its ruleset's line. */
-static int session_policy_refuse(struct session *s, struct smtp_addr_error *err)
-{
-    err->code = s->verdict.code;
-    err->enh = s->verdict.enh;
-    err->reason = s->verdict.text;
-    return -1;
-}
-
 /* sendmail's line for a DISCARD or QUARANTINE: found by a ruleset. */
 static void session_policy_log_hold(struct session *s, const char *arg1)
 {
@@ -194,6 +184,25 @@ static void session_policy_log_hold(struct session *s, const char *arg1)
     else if (v->action == POLICY_QUARANTINE)
         log_info("%s: ruleset=%s, arg1=%s, relay=%s, quarantine=%s", session_qid(s), v->ruleset,
                  arg1, relay, v->text);
+}
+
+/* A MAIL or RCPT verdict: a refusal becomes the state machine's reply (-1, its text stays in
+ * s->verdict until sent, and the REJECT event that follows logs its ruleset's line); a
+ * DISCARD or QUARANTINE gets sendmail's line; 0 lets the command go on. */
+static int session_policy_verdict(struct session *s, const char *mailbox,
+                                  struct smtp_addr_error *err)
+{
+    if (s->verdict.action == POLICY_REJECT) {
+        err->code = s->verdict.code;
+        err->enh = s->verdict.enh;
+        err->reason = s->verdict.text;
+        return -1;
+    }
+    char arg1[SMTP_PATH_MAX + 3];
+    snprintf(arg1, sizeof(arg1), "<%s>", mailbox);
+    session_policy_log_hold(s, arg1);
+    s->verdict.ruleset = NULL;
+    return 0;
 }
 
 /* A recipient in a local domain must reach someone: an alias, a virtual user, a user of
@@ -218,12 +227,8 @@ static int session_check_rcpt(void *arg, const struct smtp_path *rcpt, struct sm
     struct policy_client c;
     session_policy_client(s, &c);
     policy_rcpt(&s->rc->policy, &c, &s->pol, rcpt, &s->verdict);
-    if (s->verdict.action == POLICY_REJECT)
-        return session_policy_refuse(s, err);
-    char arg1[SMTP_PATH_MAX + 3];
-    snprintf(arg1, sizeof(arg1), "<%s>", rcpt->mailbox);
-    session_policy_log_hold(s, arg1);
-    s->verdict.ruleset = NULL;
+    if (session_policy_verdict(s, rcpt->mailbox, err) < 0)
+        return -1;
     return session_check_local(s, rcpt, err);
 }
 
@@ -236,12 +241,8 @@ static int session_check_mail(void *arg, const struct smtp_path *sender,
     struct policy_client c;
     session_policy_client(s, &c);
     policy_mail(&s->rc->policy, &c, &s->pol, sender->mailbox, &s->verdict);
-    if (s->verdict.action == POLICY_REJECT)
-        return session_policy_refuse(s, err);
-    char arg1[SMTP_PATH_MAX + 3];
-    snprintf(arg1, sizeof(arg1), "<%s>", sender->mailbox);
-    session_policy_log_hold(s, arg1);
-    s->verdict.ruleset = NULL;
+    if (session_policy_verdict(s, sender->mailbox, err) < 0)
+        return -1;
     /* A maildrop file that is gone (already submitted: a second --pickup of it) or is not
      * the caller's is never submitted again, nor on someone else's behalf. */
     if (s->local && params->maildrop &&

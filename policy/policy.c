@@ -29,12 +29,12 @@ static void policy_hold(struct policy_session *ps, const struct access_entry *e,
 /* An entry's verdict at `ruleset`, remembered for the transaction when it is not a refusal;
  * true when it decided (the stage's checks end). */
 static bool policy_apply(struct policy_session *ps, const struct access_entry *e,
-                         const char *ruleset, const char *prefix, const char *enh, const char *text,
+                         const char *ruleset, const char *addr, const char *enh, const char *text,
                          struct policy_verdict *v)
 {
     if (policy_entry_accepts(e))
         return true;
-    if (!policy_entry_verdict(e, ruleset, prefix, enh, text, v))
+    if (!policy_entry_verdict(e, ruleset, addr, enh, text, v))
         return false;
     policy_hold(ps, e, v);
     return true;
@@ -52,7 +52,7 @@ void policy_connect(const struct policy_settings *set, const struct policy_clien
     ps->relay = v->relay = e && e->action == ACCESS_RELAY;
     /* delay_checks: check_rcpt runs check_relay, recipient by recipient */
     if (!set->delay_checks)
-        policy_entry_verdict(e, "check_relay", "", "5.7.1", "Access denied", v);
+        policy_entry_verdict(e, "check_relay", NULL, "5.7.1", "Access denied", v);
 }
 
 void policy_mail(const struct policy_settings *set, const struct policy_client *c,
@@ -67,7 +67,7 @@ void policy_mail(const struct policy_settings *set, const struct policy_client *
         return;
     /* a connection's DISCARD or QUARANTINE: holds every one of its messages */
     if (!set->delay_checks &&
-        policy_entry_verdict(ps->connect, "check_relay", "", "5.7.1", "Access denied", &connect))
+        policy_entry_verdict(ps->connect, "check_relay", NULL, "5.7.1", "Access denied", &connect))
         policy_hold(ps, ps->connect, &connect);
     if (!sender[0]) /* the null sender is never looked up (proto.m4: R<> $@ <OK>) */
         return;
@@ -76,9 +76,7 @@ void policy_mail(const struct policy_settings *set, const struct policy_client *
         ps->mail = e;
         return;
     }
-    char prefix[300];
-    snprintf(prefix, sizeof(prefix), "<%s>... ", sender);
-    policy_apply(ps, e, "check_mail", prefix, "5.7.1", "Access denied", v);
+    policy_apply(ps, e, "check_mail", sender, "5.7.1", "Access denied", v);
 }
 
 static bool policy_trusted_auth(const struct policy_settings *set, const struct policy_client *c)
@@ -132,7 +130,7 @@ void policy_rcpt(const struct policy_settings *set, const struct policy_client *
     /* FEATURE(blocklist_recipients): user@ keys only for local recipients */
     if (set->blocklist_recipients &&
         policy_apply(ps, policy_search(set->access, "to", addr, local ? "FUD" : "FD"), "check_rcpt",
-                     "", "5.2.1", "Mailbox disabled for this recipient", v) &&
+                     NULL, "5.2.1", "Mailbox disabled for this recipient", v) &&
         v->action != POLICY_ACCEPT)
         return;
     if (!policy_relays(set, c, ps, rcpt)) {
@@ -148,8 +146,8 @@ void policy_rcpt(const struct policy_settings *set, const struct policy_client *
     /* an authenticated client ends the checks ($# RELAY in Rcpt_ok) */
     if (!set->delay_checks || policy_trusted_auth(set, c) || policy_spared(set, addr, local))
         return;
-    if (!policy_apply(ps, ps->mail, "check_rcpt", "", "5.7.1", "Access denied", v))
-        policy_apply(ps, ps->connect, "check_rcpt", "", "5.7.1", "Access denied", v);
+    if (!policy_apply(ps, ps->mail, "check_rcpt", NULL, "5.7.1", "Access denied", v))
+        policy_apply(ps, ps->connect, "check_rcpt", NULL, "5.7.1", "Access denied", v);
 }
 
 void policy_data(const struct policy_session *ps, struct policy_verdict *v)

@@ -60,7 +60,15 @@ bool policy_entry_accepts(const struct access_entry *e)
     return e && (e->action == ACCESS_OK || e->action == ACCESS_RELAY);
 }
 
-bool policy_entry_verdict(const struct access_entry *e, const char *ruleset, const char *prefix,
+static void policy_text(struct policy_verdict *v, const char *addr, const char *text)
+{
+    if (addr)
+        snprintf(v->text, sizeof(v->text), "<%s>... %s", addr, text);
+    else
+        snprintf(v->text, sizeof(v->text), "%s", text);
+}
+
+bool policy_entry_verdict(const struct access_entry *e, const char *ruleset, const char *addr,
                           const char *reject_enh, const char *reject_text, struct policy_verdict *v)
 {
     if (!e || e->action == ACCESS_SKIP || policy_entry_accepts(e))
@@ -74,7 +82,7 @@ bool policy_entry_verdict(const struct access_entry *e, const char *ruleset, con
         v->action = POLICY_REJECT;
         v->code = 550;
         snprintf(v->enh, sizeof(v->enh), "%s", reject_enh);
-        snprintf(v->text, sizeof(v->text), "%s%s", prefix, reject_text);
+        policy_text(v, addr, reject_text);
         return true;
     case ACCESS_ERROR:
         /* no status in the entry: sendmail's 5.7.1 / 4.7.1, as ringmail always answered */
@@ -84,8 +92,7 @@ bool policy_entry_verdict(const struct access_entry *e, const char *ruleset, con
                  e->dsn[0]            ? e->dsn
                  : v->code / 100 == 4 ? "4.7.1"
                                       : "5.7.1");
-        snprintf(v->text, sizeof(v->text), "%s%s", prefix,
-                 e->text && e->text[0] ? e->text : reject_text);
+        policy_text(v, addr, e->text && e->text[0] ? e->text : reject_text);
         return true;
     default: /* ACCESS_VALUE: only QUARANTINE:reason gets here for Connect/From/To */
         if (strncasecmp(e->value, "QUARANTINE:", 11) != 0)

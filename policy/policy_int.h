@@ -23,10 +23,10 @@ const struct access_entry *policy_search_client(const struct access_map *m,
                                                 const struct policy_client *c);
 
 /* What an entry found at `ruleset` asks for: false for none, SKIP, OK or RELAY (nothing more
- * to refuse; *v untouched), else true with *v filled. A REJECT is `reject_code`,
- * `reject_enh`, `reject_text`; ERROR: the entry's code, status and text; `prefix` goes in
- * front of the text ("<addr>... " at MAIL, "" elsewhere). */
-bool policy_entry_verdict(const struct access_entry *e, const char *ruleset, const char *prefix,
+ * to refuse; *v untouched), else true with *v filled. A REJECT is 550, `reject_enh`,
+ * `reject_text`; ERROR: the entry's code, status and text; with `addr` (at MAIL) the text
+ * is "<addr>... text", as sendmail's usrerr() writes it. */
+bool policy_entry_verdict(const struct access_entry *e, const char *ruleset, const char *addr,
                           const char *reject_enh, const char *reject_text,
                           struct policy_verdict *v);
 

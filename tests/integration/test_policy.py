@@ -120,25 +120,24 @@ class FromChecks(PolicyCase):
     def test_null_sender_is_never_looked_up(self):
         self.assertReply(self.mail(self.d, ""), 250)
 
-    def test_discard_answers_250_and_queues_nothing(self):
+    def send_held(self, sender: str, line: str) -> str:
+        """A message from `sender`, accepted; its check_mail line ends with `line`. Its qid."""
         c = self.ehlo_from(self.d)
-        r = c.send_mail("drop@client.test", [f"u@{HOSTNAME}"], make_message())
-        qid = self.assertAccepted(r)
+        qid = self.assertAccepted(c.send_mail(sender, [f"u@{HOSTNAME}"], make_message()))
         self.assertIsNotNone(self.d.wait_log(
-            rf"\]: {QID}: ruleset=check_mail, arg1=<drop@client\.test>, "
-            rf"relay=\[127\.0\.0\.1\], discard$"))
+            rf"\]: {QID}: ruleset=check_mail, arg1=<{re.escape(sender)}>, "
+            rf"relay=\[127\.0\.0\.1\], {line}$"))
+        return qid
+
+    def test_discard_answers_250_and_queues_nothing(self):
+        qid = self.send_held("drop@client.test", "discard")
         self.assertIsNotNone(self.d.wait_log(rf"\]: {qid}: from=<drop@client\.test>, "))
         time.sleep(0.5)
         self.assertEqual(self.d.spool.qids(), set())
         self.assertNotRegex(self.d.log(), rf"{qid}: to=")
 
     def test_quarantine_holds_the_message_with_its_reason(self):
-        c = self.ehlo_from(self.d)
-        r = c.send_mail("hold@client.test", [f"u@{HOSTNAME}"], make_message())
-        qid = self.assertAccepted(r)
-        self.assertIsNotNone(self.d.wait_log(
-            rf"\]: {QID}: ruleset=check_mail, arg1=<hold@client\.test>, "
-            rf"relay=\[127\.0\.0\.1\], quarantine=held for review$"))
+        qid = self.send_held("hold@client.test", "quarantine=held for review")
         self.assertIn(qid, self.d.spool.qids())
         self.assertIn(b"\nqheld+20for+20review\n", self.d.spool.qf(qid))
         exe = Path(os.environ.get("RINGMAIL_BIN", "")) / "ringmail-queue"
