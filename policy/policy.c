@@ -58,13 +58,13 @@ void policy_connect(const struct policy_settings *set, const struct policy_clien
 void policy_mail(const struct policy_settings *set, const struct policy_client *c,
                  struct policy_session *ps, const char *sender, struct policy_verdict *v)
 {
+    (void)c; /* every client's sender is checked alike; the stage keeps its client for the
+              * checks to come (milters see it) */
     struct policy_verdict connect;
     policy_verdict_init(v);
     ps->mail = NULL;
     ps->discard = false;
     ps->quarantine = NULL;
-    if (c->local)
-        return;
     /* a connection's DISCARD or QUARANTINE: holds every one of its messages */
     if (!set->delay_checks &&
         policy_entry_verdict(ps->connect, "check_relay", NULL, "5.7.1", "Access denied", &connect))
@@ -102,7 +102,7 @@ static bool policy_to_relays(const struct policy_settings *set, const struct smt
 static bool policy_relays(const struct policy_settings *set, const struct policy_client *c,
                           const struct policy_session *ps, const struct smtp_path *rcpt)
 {
-    return policy_trusted_auth(set, c) || ps->relay ||
+    return c->local || policy_trusted_auth(set, c) || ps->relay ||
            smtp_relay_check(set->relay, c->sa, rcpt) != SMTP_RELAY_DENIED ||
            policy_to_relays(set, rcpt);
 }
@@ -123,7 +123,7 @@ void policy_rcpt(const struct policy_settings *set, const struct policy_client *
                  struct policy_session *ps, const struct smtp_path *rcpt, struct policy_verdict *v)
 {
     policy_verdict_init(v);
-    if (c->local || rcpt->null) /* a local user relays, as sendmail's MSP through its MTA */
+    if (rcpt->null)
         return;
     const char *addr = rcpt->mailbox, *at = strrchr(addr, '@');
     bool local = !at || smtp_relay_is_local_domain(set->relay, at + 1);

@@ -47,7 +47,8 @@ struct policy_client {
     bool auth_offered;     /* the listener offers AUTH */
     const char *auth_mech; /* NULL unless the client authenticated */
     const char *auth_authen;
-    bool local; /* a process of this host (submission socket): no checks */
+    bool local; /* a process of this host (submission socket): no Connect: lookup, and it
+                 * may relay, as sendmail's MSP through its MTA; From: and To: still apply */
 };
 
 enum policy_action { POLICY_ACCEPT, POLICY_REJECT, POLICY_DISCARD, POLICY_QUARANTINE };

@@ -205,14 +205,21 @@ static void test_delay_checks_spam(void **state)
     assert_int_equal(rcpt(f, "u@mx.test"), POLICY_ACCEPT);
 }
 
-static void test_local_caller_is_never_checked(void **state)
+/* A local caller (sendmail's MSP) relays and has no Connect: entry, but From: and To:
+ * entries hold for it as for the MSP's connection to sendmail's MTA. */
+static void test_local_caller_relays(void **state)
 {
     struct fixture *f = *state;
     f->client.local = true;
+    f->client.addr = "192.0.2.66";
     policy_connect(&f->set, &f->client, &f->ps, &f->v);
-    policy_mail(&f->set, &f->client, &f->ps, "x@spammer.test", &f->v);
     assert_int_equal(f->v.action, POLICY_ACCEPT);
+    policy_mail(&f->set, &f->client, &f->ps, "a@client.test", &f->v);
     assert_int_equal(rcpt(f, "u@remote.example"), POLICY_ACCEPT);
+    f->set.blocklist_recipients = true;
+    assert_int_equal(rcpt(f, "victim@mx.test"), POLICY_REJECT);
+    policy_mail(&f->set, &f->client, &f->ps, "x@spammer.test", &f->v);
+    assert_int_equal(f->v.action, POLICY_REJECT);
 }
 
 /* The index keeps the scan's answers: the last entry for a key wins, tagged before bare. */
@@ -323,7 +330,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rcpt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delay_checks_spam, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_local_caller_is_never_checked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_local_caller_relays, setup, teardown),
         cmocka_unit_test(test_index_rules),
         cmocka_unit_test(test_index_100k),
         cmocka_unit_test_setup_teardown(test_message_cost_100k, setup, teardown),
