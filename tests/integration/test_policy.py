@@ -151,6 +151,16 @@ class FromChecks(PolicyCase):
         time.sleep(1.0)  # never delivered: no attempt is made
         self.assertNotRegex(self.d.log(), rf"{qid}: to=")
         self.assertIn(qid, self.d.spool.qids())
+        # still held after a restart (the qf says so), until an operator releases it
+        self.d.stop()
+        self.d.start()
+        time.sleep(1.0)
+        self.assertNotRegex(self.d.log(since_start=True), rf"{qid}: to=")
+        r = subprocess.run([str(exe), "-C", str(self.d.config_path), "release", qid],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # tried at once: LUSER_RELAY's host does not answer, so it is deferred
+        self.assertIsNotNone(self.d.wait_log(rf"{qid}: to=<u@{re.escape(HOSTNAME)}>, .*stat="))
 
 
 TO_MAP = f"""To:partner.test            RELAY

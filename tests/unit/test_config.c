@@ -761,6 +761,26 @@ static void test_mailers(void **state)
     config_free(c);
 }
 
+/* The live access-check keys (policy/policy.h): stored as written, bad values named. */
+static void test_policy_keys(void **state)
+{
+    (void)state;
+    struct config *c = test_load("auth: {trust_mechanisms: [PLAIN, LOGIN]}\n"
+                                 "features: {delay_checks: [hater], blocklist_recipients: true}\n");
+    assert_non_null(c);
+    assert_int_equal(c->policy.trust_mechanisms.n, 2);
+    assert_string_equal(c->policy.trust_mechanisms.v[1], "LOGIN");
+    assert_string_equal(c->policy.delay_checks.v[0], "hater");
+    assert_string_equal(c->policy.blocklist_recipients.v[0], "true");
+    config_free(c);
+    assert_null(test_load("features: {delay_checks: frend}\n"));
+    assert_non_null(strstr(
+        test_err, "key 'features.delay_checks': 'frend': expected true, false, friend or hater"));
+    assert_null(test_load("features: {blocklist_recipients: [a, b]}\n"));
+    assert_non_null(
+        strstr(test_err, "key 'features.blocklist_recipients': expected true or false"));
+}
+
 static void test_maps(void **state)
 {
     (void)state;
@@ -880,8 +900,8 @@ int main(void)
         cmocka_unit_test(test_durations),    cmocka_unit_test(test_domains),
         cmocka_unit_test(test_paths),        cmocka_unit_test(test_hosts),
         cmocka_unit_test(test_sample),       cmocka_unit_test(test_docs_name_every_key),
-        cmocka_unit_test(test_kept_keys),    cmocka_unit_test(test_mailers),
-        cmocka_unit_test(test_maps),
+        cmocka_unit_test(test_kept_keys),    cmocka_unit_test(test_policy_keys),
+        cmocka_unit_test(test_mailers),      cmocka_unit_test(test_maps),
     };
     return cmocka_run_group_tests(tests, test_setup, test_teardown);
 }
