@@ -92,6 +92,8 @@ static void mailq_print_one(FILE *out, const struct envelope *e)
     /* The marker: sendmail's 'X' is "will not be run now"; a held message is that. */
     fprintf(out, "%13s%c%8" PRIu64 " %.16s ", e->qid, mailq_held(e) ? 'X' : ' ', e->size, when);
     mailq_prtaddr(out, e->sender, 39);
+    if (e->quarantine) /* sendmail's printqueue() line for a quarantined message */
+        fprintf(out, "\n     QUARANTINE: %.60s", e->quarantine);
     const char *reason = e->last_reason && *e->last_reason ? e->last_reason : NULL;
     const char *body = mailq_bodytype(e->body);
     if (reason || *body) {

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,10 +123,43 @@ static int access_line(void *ctx, struct map_reader *r, char *line, unsigned lin
     return 0;
 }
 
+/* FNV-1a over the lower-cased key: keys are stored lower-cased, probes may not be. */
+static size_t access_hash(const char *key)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        h = (h ^ (unsigned char)tolower(*p)) * 1099511628211ull;
+    return (size_t)(h ^ (h >> 29));
+}
+
+static int access_index(struct access_map *m)
+{
+    size_t slots = 16;
+    while (slots < 2 * m->n)
+        slots *= 2;
+    m->head = calloc(slots, sizeof(*m->head));
+    m->next = calloc(m->n ? m->n : 1, sizeof(*m->next));
+    if (!m->head || !m->next)
+        return -1;
+    m->mask = slots - 1;
+    for (size_t i = 0; i < m->n; i++) { /* later entries go in front: they win */
+        size_t *h = &m->head[access_hash(m->v[i].key) & m->mask];
+        m->next[i] = *h;
+        *h = i + 1;
+    }
+    return 0;
+}
+
 int access_parse(const char *file, const char *text, size_t len, struct access_map *out, char *err,
                  size_t errlen)
 {
-    return map_each_line(file, text, len, false, err, errlen, access_line, out);
+    if (map_each_line(file, text, len, false, err, errlen, access_line, out) < 0)
+        return -1;
+    if (access_index(out) < 0) {
+        snprintf(err, errlen, "%s: out of memory", file);
+        return -1;
+    }
+    return 0;
 }
 
 void access_free(struct access_map *m)
@@ -137,6 +171,8 @@ void access_free(struct access_map *m)
         free(m->v[i].value);
     }
     free(m->v);
+    free(m->head);
+    free(m->next);
     memset(m, 0, sizeof(*m));
 }
 
@@ -146,8 +182,10 @@ static const struct access_entry *access_find(const struct access_map *m, const 
                                               const char *key)
 {
     const struct access_entry *bare = NULL;
-    for (size_t i = m->n; i-- > 0;) {
-        const struct access_entry *e = &m->v[i];
+    if (!m->head)
+        return NULL;
+    for (size_t i = m->head[access_hash(key) & m->mask]; i; i = m->next[i - 1]) {
+        const struct access_entry *e = &m->v[i - 1];
         if (strcasecmp(e->key, key) != 0)
             continue;
         if (e->tag && strcasecmp(e->tag, tag) == 0)
@@ -156,6 +194,12 @@ static const struct access_entry *access_find(const struct access_map *m, const 
             bare = e;
     }
     return bare;
+}
+
+const struct access_entry *access_lookup_key(const struct access_map *m, const char *tag,
+                                             const char *key)
+{
+    return access_find(m, tag, key);
 }
 
 const struct access_entry *access_lookup_host(const struct access_map *m, const char *tag,

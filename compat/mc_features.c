@@ -191,8 +191,8 @@ enum mc_verdict mc_feature(struct mc_state *st, char **args, size_t nargs, struc
         }
         mc_yaml_remove(st->yaml, f->key);
         for (size_t i = 1; i < nargs; i++)
-            mc_yaml_add(st->yaml, f->key, args[i], true, NULL);
-        mc_report_add(st->report, loc, MC_KEPT, "%s -> %s", what, f->key);
+            mc_yaml_add(st->yaml, f->key, args[i], !mc_key_live(f->key), NULL);
+        mc_report_add(st->report, loc, mc_key_kind(!mc_key_live(f->key)), "%s -> %s", what, f->key);
         break;
     case FEAT_CW:
         st->use_cw_file = true;

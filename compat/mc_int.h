@@ -75,6 +75,9 @@ enum mc_verdict mc_fail(struct mc_state *st, struct mc_loc loc, const char *fmt,
 /* The report kind of a key: kept for later when it is written commented out (`future`: the
  * daemon accepts it but does not act on it yet), translated otherwise. */
 enum mc_kind mc_key_kind(bool future);
+/* Whether the daemon acts on `key` although its group is kept for later (features.*,
+ * auth.*, maps.*): such a key is written live. */
+bool mc_key_live(const char *key);
 /* Sets a key and reports it as translated (or kept for later) from `what` ("define(confX)"). */
 void mc_key(struct mc_state *st, struct mc_loc loc, const char *what, const char *key,
             const char *value, bool future);

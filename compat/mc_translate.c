@@ -41,7 +41,7 @@ static bool mc_key_in(const char *key, const char *const *list, size_t n)
 
 /* Keys of the groups kept for later that the daemon already enforces: written live, so that
  * the translated file does what the .mc did (docs/config.md marks the others). */
-static bool mc_key_enforced(const char *key)
+bool mc_key_live(const char *key)
 {
     static const char *const enforced[] = {"maps.access",
                                            "maps.local_host_names",
@@ -55,7 +55,10 @@ static bool mc_key_enforced(const char *key)
                                            "features.preserve_luser_host",
                                            "maps.authinfo",
                                            "features.greet_pause",
-                                           "features.accept_unresolvable_domains"};
+                                           "features.accept_unresolvable_domains",
+                                           "features.delay_checks",
+                                           "features.blocklist_recipients",
+                                           "auth.trust_mechanisms"};
     return strncmp(key, "masquerade.", 11) == 0 ||
            mc_key_in(key, enforced, sizeof(enforced) / sizeof(enforced[0]));
 }
@@ -68,7 +71,7 @@ enum mc_kind mc_key_kind(bool future)
 void mc_key(struct mc_state *st, struct mc_loc loc, const char *what, const char *key,
             const char *value, bool future)
 {
-    future = future && !mc_key_enforced(key);
+    future = future && !mc_key_live(key);
     mc_yaml_set(st->yaml, key, value, future, NULL);
     mc_report_add(st->report, loc, mc_key_kind(future), "%s -> %s = %s", what, key, value);
 }
@@ -76,7 +79,7 @@ void mc_key(struct mc_state *st, struct mc_loc loc, const char *what, const char
 void mc_key_add(struct mc_state *st, struct mc_loc loc, const char *what, const char *key,
                 const char *value, bool future)
 {
-    future = future && !mc_key_enforced(key);
+    future = future && !mc_key_live(key);
     mc_yaml_add(st->yaml, key, value, future, NULL);
     mc_report_add(st->report, loc, mc_key_kind(future), "%s -> %s += %s", what, key, value);
 }

@@ -512,6 +512,14 @@ static int config_check(const struct config_ctx *x, struct config *c)
         if (route_parse(value, NULL, NULL, &r, why, sizeof(why)) < 0)
             return config_fail(x, "mailers.lmtp", "'%s': %s", c->local.lmtp, why);
     }
+    /* FEATURE(delay_checks)'s argument picks the Spam: rule (policy/policy.h) */
+    const struct config_words *dc = &c->policy.delay_checks, *bl = &c->policy.blocklist_recipients;
+    if (dc->n && strcmp(dc->v[0], "true") && strcmp(dc->v[0], "false") &&
+        strcmp(dc->v[0], "friend") && strcmp(dc->v[0], "hater"))
+        return config_fail(x, "features.delay_checks",
+                           "'%s': expected true, false, friend or hater", dc->v[0]);
+    if (bl->n && (bl->n > 1 || (strcmp(bl->v[0], "true") && strcmp(bl->v[0], "false"))))
+        return config_fail(x, "features.blocklist_recipients", "expected true or false");
     if (c->queue.minimal_backoff && c->queue.minimal_backoff > c->queue.maximal_backoff)
         return config_fail(x, "queue.minimal_backoff", "is above queue.maximal_backoff");
     for (size_t i = 0; i < c->delivery.n_tls_policy; i++) {

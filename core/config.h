@@ -174,8 +174,8 @@ struct config_client_checks {
 /* clang-format off */
 #define CONFIG_FEATURES(X)                                                                         \
     X(accept_unqualified_senders) X(always_add_domain) X(badmx)                                    \
-    X(bestmx_is_local) X(block_bad_helo) X(blocklist_recipients) X(check_cert_altnames)            \
-    X(conncontrol) X(delay_checks) X(loose_relay_check) X(lookupdotdomain) X(nocanonify)           \
+    X(bestmx_is_local) X(block_bad_helo) X(check_cert_altnames)                                    \
+    X(conncontrol) X(loose_relay_check) X(lookupdotdomain) X(nocanonify)                           \
     X(nopercenthack) X(notsticky) X(nullclient) X(preserve_local_plus_detail) X(ratecontrol)       \
     X(redirect) X(relay_based_on_mx) X(relay_entire_domain) X(relay_hosts_only)                    \
     X(relay_local_from) X(relay_mail_from) X(require_rdns) X(rhsbl) X(stickyhost) X(sts)           \
@@ -205,7 +205,7 @@ struct config_later {
     struct config_milter *milters;
     size_t n_milters;
     struct {
-        struct config_words mechanisms, trust_mechanisms, options;
+        struct config_words mechanisms, options;
     } auth;
     struct {
         struct config_words enabled;
@@ -316,6 +316,11 @@ struct config {
     struct config_map_data map;
     struct config_local local;
     struct config_masquerade masquerade;
+    /* The access checks (policy/policy.h): auth.trust_mechanisms, features.delay_checks
+     * and features.blocklist_recipients ("true", "false", or delay_checks' argument). */
+    struct {
+        struct config_words trust_mechanisms, delay_checks, blocklist_recipients;
+    } policy;
     struct config_later later;
     /* "FILE:LINE: key 'x' is accepted but not enforced yet (issue: y)" and the like: what
      * this configuration asks for that the daemon does not do; logged at start and reload. */

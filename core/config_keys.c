@@ -287,7 +287,8 @@ static const struct config_key config_dnsbl_keys[] = {
 
 static const struct config_key config_auth_keys[] = {
     KEPT_LIST("mechanisms", CONFIG_STRING, later.auth.mechanisms, "auth"),
-    KEPT_LIST("trust_mechanisms", CONFIG_STRING, later.auth.trust_mechanisms, "auth"),
+    LIST_AT("trust_mechanisms", CONFIG_STRING, policy.trust_mechanisms.v, policy.trust_mechanisms.n,
+            ""),
     KEPT_LIST("options", CONFIG_STRING, later.auth.options, "auth"),
 };
 
@@ -329,6 +330,13 @@ static const struct config_key config_log_keys[] = {
 #define FEATURE_KEY(name)                                                                          \
     KEPT_LIST_F(#name, CONFIG_STRING, CONFIG_F_OR_ONE, later.features.name, ISSUE_POLICY),
 
+/* A live FEATURE: `true`, `false`, or its arguments (one value or a list). */
+#define POLICY_FEATURE(key, field)                                                                 \
+    {                                                                                              \
+        key, CONFIG_STRING, CONFIG_F_LIST | CONFIG_F_OR_ONE, offsetof(struct config, field.v), 0,  \
+            offsetof(struct config, field.n), 0, 0, NULL, NULL, 0, NULL                            \
+    }
+
 static const struct config_key config_feature_keys[] = {
     NUM("greet_pause", CONFIG_DURATION, CONFIG_F_ZERO_OFF, checks.greet_pause, 1, 30 * DAY, "0"),
     {"dnsbl", CONFIG_MAPS, CONFIG_F_LIST, offsetof(struct config, checks.dnsbl),
@@ -336,6 +344,8 @@ static const struct config_key config_feature_keys[] = {
      config_dnsbl_keys, ARRAY_LEN(config_dnsbl_keys), NULL},
     BOOL("preserve_luser_host", local.preserve_luser_host, "false"),
     BOOL("accept_unresolvable_domains", checks.accept_unresolvable_domains, "false"),
+    POLICY_FEATURE("delay_checks", policy.delay_checks),
+    POLICY_FEATURE("blocklist_recipients", policy.blocklist_recipients),
     CONFIG_FEATURES(FEATURE_KEY)};
 
 const struct config_key config_keys[] = {

@@ -109,23 +109,32 @@ static int config_maps_class(struct config *c, struct fileset *files, const char
 /* What the daemon does not act on in an access map, one warning per kind (a real map has
  * hundreds of From: lines; one line each would bury the rest of the log). */
 enum config_access_gap {
-    GAP_FROM,         /* From: entries: MAIL FROM checks */
-    GAP_BARE_FROM,    /* a bare key's MAIL FROM part */
-    GAP_CONNECT_NAME, /* Connect: by host name */
-    GAP_DISCARD,
-    GAP_QUARANTINE,
-    GAP_OTHER_TAG, /* Spam:, ... */
+    GAP_CONNECT_NAME, /* Connect: by host name, with dns.peername_lookup off */
+    GAP_TO_REFUSAL,   /* To: refusals without features.blocklist_recipients, as sendmail */
+    GAP_SPAM,         /* Spam: entries without features.delay_checks friend or hater */
+    GAP_OTHER_TAG,    /* tags the daemon does not read (Srv_Features:, ...) */
     GAP_N
 };
 
 static const char *const config_access_gap_text[GAP_N] = {
-    "From: entries (MAIL FROM checks)",
-    "bare keys as MAIL FROM checks (their Connect: address and To: parts are enforced)",
-    "Connect: entries by host name",
-    "DISCARD entries",
-    "QUARANTINE: entries",
-    "entries with other tags (Spam:, ...)",
+    "Connect: entries by host name (dns.peername_lookup is off: no client name is looked up)",
+    "To: entries that refuse (REJECT, ERROR:, DISCARD, QUARANTINE:) without "
+    "features.blocklist_recipients, which sendmail needs for them too",
+    "Spam: entries without features.delay_checks [friend] or [hater]",
+    "entries with other tags",
 };
+
+/* What a Connect:/From:/To: entry does beyond OK, RELAY and SKIP. */
+static bool config_access_refuses(const struct access_entry *e)
+{
+    return e->action != ACCESS_OK && e->action != ACCESS_RELAY && e->action != ACCESS_SKIP;
+}
+
+/* A feature's words: on unless absent or "false" (core/runconf.c reads them alike). */
+static bool config_feature_on(const struct config_words *w, const char *arg)
+{
+    return w->n > 0 && strcmp(w->v[0], "false") != 0 && (!arg || strcmp(w->v[0], arg) == 0);
+}
 
 static bool config_access_is_ip(const char *key)
 {
@@ -141,6 +150,7 @@ static int config_access_gaps(struct config *c, const char *path)
         const struct access_entry *e = &m->v[i];
         bool connect = e->tag && strcmp(e->tag, "connect") == 0;
         bool to = e->tag && strcmp(e->tag, "to") == 0;
+        bool spam = e->tag && strcmp(e->tag, "spam") == 0;
         /* the delivery side's STARTTLS policy (delivery/tlspolicy.h) and AUTH credentials */
         bool tls = e->tag && (strcmp(e->tag, "tls_srv") == 0 || strcmp(e->tag, "try_tls") == 0 ||
                               strcmp(e->tag, "authinfo") == 0);
@@ -150,13 +160,16 @@ static int config_access_gaps(struct config *c, const char *path)
                       (strcmp(e->tag, "clientrate") == 0 || strcmp(e->tag, "clientconn") == 0) &&
                       clientlimit_value(e->value, &limit);
         bool pause = e->tag && strcmp(e->tag, "greetpause") == 0; /* policy/greet_pause.h */
-        int gap = e->action == ACCESS_DISCARD                              ? GAP_DISCARD
-                  : e->tag && strcmp(e->tag, "from") == 0                  ? GAP_FROM
-                  : e->tag && !connect && !to && !tls && !client && !pause ? GAP_OTHER_TAG
-                  : e->action == ACCESS_VALUE                              ? GAP_QUARANTINE
-                  : connect && !config_access_is_ip(e->key)                ? GAP_CONNECT_NAME
-                  : !e->tag && e->action != ACCESS_RELAY                   ? GAP_BARE_FROM
-                                                                           : -1;
+        bool action = !e->tag || connect || to || strcmp(e->tag, "from") == 0;
+        bool blocklist = config_feature_on(&c->policy.blocklist_recipients, NULL);
+        bool spam_on = config_feature_on(&c->policy.delay_checks, "friend") ||
+                       config_feature_on(&c->policy.delay_checks, "hater");
+        int gap = spam                                   ? (spam_on ? -1 : GAP_SPAM)
+                  : !action && !tls && !client && !pause ? GAP_OTHER_TAG
+                  : connect && !c->checks.peername_lookup && !config_access_is_ip(e->key)
+                      ? GAP_CONNECT_NAME
+                  : to && !blocklist && config_access_refuses(e) ? GAP_TO_REFUSAL
+                                                                 : -1;
         if (gap >= 0 && count[gap]++ == 0)
             first[gap] = e->line;
     }

@@ -335,8 +335,8 @@ void queuerun_reconfigure(struct daemon_worker *dw)
         outbound_worker_configure(dw->ow, &dw->rc->outbound[engine_worker_index(dw->w)]);
 }
 
-void queuerun_committed(struct daemon_worker *dw, const char *qid)
+void queuerun_committed(struct daemon_worker *dw, const char *qid, bool held)
 {
     if (dw->qmgr)
-        qmgr_enqueue(dw->qmgr, qid, 0);
+        qmgr_enqueue(dw->qmgr, qid, held ? ENVELOPE_NEXT_HELD : 0);
 }

@@ -57,8 +57,9 @@ void queuerun_worker_stop(struct daemon_worker *dw);
 void queuerun_worker_free(struct daemon_worker *dw);
 /* The worker took a new configuration generation (dw->rc): the outbound side follows. */
 void queuerun_reconfigure(struct daemon_worker *dw);
-/* A message was committed on this worker: deliver it now. */
-void queuerun_committed(struct daemon_worker *dw, const char *qid);
+/* A message was committed on this worker: deliver it now, or (held: the access map's
+ * QUARANTINE:) only index it, never due until released. */
+void queuerun_committed(struct daemon_worker *dw, const char *qid, bool held);
 /* Stops the pass if it runs and frees the recovery (after engine_join). */
 void queuerun_backlog_free(struct daemon *d);
 

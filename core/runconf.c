@@ -176,6 +176,28 @@ static int runconf_delivery(struct runconf *rc, unsigned workers, char *err, siz
     return 0;
 }
 
+/* A live FEATURE's words: absent or "false" is off; anything else is on. */
+static bool runconf_feature_on(const struct config_words *w)
+{
+    return w->n > 0 && strcmp(w->v[0], "false") != 0;
+}
+
+static void runconf_policy(const struct config *cfg, struct runconf *rc)
+{
+    const struct config_words *dc = &cfg->policy.delay_checks;
+    struct policy_settings *p = &rc->policy;
+    p->access = &cfg->map.access;
+    p->relay = &rc->relay;
+    p->trust_mechs = (const char *const *)cfg->policy.trust_mechanisms.v;
+    p->n_trust_mechs = cfg->policy.trust_mechanisms.n;
+    p->delay_checks = runconf_feature_on(dc);
+    p->spam = !p->delay_checks                  ? POLICY_SPAM_ALL
+              : strcmp(dc->v[0], "friend") == 0 ? POLICY_SPAM_FRIEND
+              : strcmp(dc->v[0], "hater") == 0  ? POLICY_SPAM_HATER
+                                                : POLICY_SPAM_ALL;
+    p->blocklist_recipients = runconf_feature_on(&cfg->policy.blocklist_recipients);
+}
+
 struct runconf *runconf_new(struct config *cfg, unsigned generation, unsigned workers,
                             struct tls_lib **libs, struct fileset *files, char *err, size_t errlen)
 {
@@ -202,6 +224,7 @@ struct runconf *runconf_new(struct config *cfg, unsigned generation, unsigned wo
     rc->relay.n_relay_domains = cfg->n_relay_domains;
     rc->relay.relay_from = cfg->relay_from;
     rc->relay.n_relay_from = cfg->n_relay_from;
+    runconf_policy(cfg, rc);
     if (tlsconf_server(cfg, workers, libs, files, &rc->tls, err, errlen) < 0) {
         runconf_unref(rc);
         return NULL;

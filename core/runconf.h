@@ -18,6 +18,7 @@
 #include "delivery/outbound.h"
 #include "delivery/qmgr.h"
 #include "delivery/tlspolicy.h"
+#include "policy/policy.h"
 #include "smtp/smtp_relay.h"
 #include "smtp/smtp_server.h"
 #include "tls/tls_ctx.h"
@@ -30,7 +31,8 @@ struct runconf {
     struct smtp_server_settings smtp_starttls; /* those that do (only with contexts) */
     struct smtp_server_settings smtp_local;    /* submission.socket (settings.local) */
     struct smtp_relay_policy relay;
-    struct tls_ctx **tls; /* by worker index; NULL: no certificates, no STARTTLS */
+    struct policy_settings policy; /* reads relay and the access map */
+    struct tls_ctx **tls;          /* by worker index; NULL: no certificates, no STARTTLS */
     unsigned n_tls;
     struct tls_ctx **tls_client; /* the delivery side's, by worker index */
     unsigned n_tls_client;

@@ -116,6 +116,7 @@ struct session_commit {
     char *maildrop;
     uid_t uid;
     struct runconf *rc;
+    bool held; /* quarantined: indexed, never due */
 };
 
 static void session_commit_free(struct session_commit *c)
@@ -175,30 +176,62 @@ static const char *session_proto(const struct session *s)
     return tls ? "ESMTPS" : "ESMTP";
 }
 
-/* The reply an access entry's REJECT or ERROR: asks for: sendmail's "550 5.7.1 Access
- * denied", or the entry's own code, status and text. */
-static void session_access_reply(const struct access_entry *a, struct smtp_addr_error *r)
+/* What the policy knows of this client (policy/policy.h). */
+static void session_policy_client(const struct session *s, struct policy_client *c)
 {
-    bool error = a->action == ACCESS_ERROR;
-    r->code = error && a->code[0] ? atoi(a->code) : 550;
-    r->enh = a->dsn[0] ? a->dsn : r->code / 100 == 4 ? "4.7.1" : "5.7.1";
-    r->reason = error && a->text && a->text[0] ? a->text : "Access denied";
+    *c = (struct policy_client){.addr = s->addr,
+                                .sa = (const struct sockaddr *)&s->peer,
+                                .host = s->client_forged ? NULL : s->client_name,
+                                .local = s->local != NULL};
 }
 
-static bool session_access_refuses(const struct access_entry *a)
+bool session_connect_named(struct session *s)
 {
-    return a && (a->action == ACCESS_REJECT || a->action == ACCESS_ERROR);
+    if (!s->client_name || s->client_forged)
+        return false;
+    struct policy_client c;
+    struct policy_verdict v;
+    session_policy_client(s, &c);
+    policy_connect(&s->rc->policy, &c, &s->pol, &v);
+    if (v.action != POLICY_REJECT)
+        return false;
+    char reject[400];
+    snprintf(reject, sizeof(reject), "%d %s %s", v.code, v.enh, v.text);
+    session_refuse_greeting(s, v.code, v.enh, v.text, reject);
+    return true;
 }
 
-/* To:domain RELAY (or a bare domain key) opens that domain as relay_domains does; To:user@domain
- * that one address. Never `user@` (that local part at every domain would be an open relay),
- * and never for a path that asks for further routing (user%host@domain and the other relay
- * tricks, smtp_relay.h), whatever the domain. */
-static bool session_access_relays(const struct access_entry *a, const struct smtp_path *rcpt)
+/* sendmail's line for a DISCARD or QUARANTINE: found by a ruleset. */
+static void session_policy_log_hold(struct session *s, const char *arg1)
 {
-    size_t len = a ? strlen(a->key) : 0;
-    return a && a->action == ACCESS_RELAY && len && a->key[len - 1] != '@' &&
-           !smtp_path_has_routing(rcpt) && !rcpt->addr_literal;
+    const struct policy_verdict *v = &s->verdict;
+    char relay[80];
+    session_relay(s, relay, sizeof(relay));
+    if (v->action == POLICY_DISCARD)
+        log_info("%s: ruleset=%s, arg1=%s, relay=%s, discard", session_qid(s), v->ruleset, arg1,
+                 relay);
+    else if (v->action == POLICY_QUARANTINE)
+        log_info("%s: ruleset=%s, arg1=%s, relay=%s, quarantine=%s", session_qid(s), v->ruleset,
+                 arg1, relay, v->text);
+}
+
+/* A MAIL or RCPT verdict: a refusal becomes the state machine's reply (-1, its text stays in
+ * s->verdict until sent, and the REJECT event that follows logs its ruleset's line); a
+ * DISCARD or QUARANTINE gets sendmail's line; 0 lets the command go on. */
+static int session_policy_verdict(struct session *s, const char *mailbox,
+                                  struct smtp_addr_error *err)
+{
+    if (s->verdict.action == POLICY_REJECT) {
+        err->code = s->verdict.code;
+        err->enh = s->verdict.enh;
+        err->reason = s->verdict.text;
+        return -1;
+    }
+    char arg1[SMTP_PATH_MAX + 3];
+    snprintf(arg1, sizeof(arg1), "<%s>", mailbox);
+    session_policy_log_hold(s, arg1);
+    s->verdict.ruleset = NULL;
+    return 0;
 }
 
 /* A recipient in a local domain must reach someone: an alias, a virtual user, a user of
@@ -216,29 +249,16 @@ static int session_check_local(struct session *s, const struct smtp_path *rcpt,
     return -1;
 }
 
-/* sendmail's check_rcpt: the access map's To: entries, then relaying. The refusal is
- * sendmail's own (proto.m4): "550 5.7.1 <rcpt>... Relaying denied". sendmail says
- * "Relaying denied. Proper authentication required." only when the .mc offers AUTH
- * (TRUST_AUTH_MECH), which ringmail does not yet. */
+/* sendmail's check_rcpt (policy/policy.h), then whether a local recipient exists. */
 static int session_check_rcpt(void *arg, const struct smtp_path *rcpt, struct smtp_addr_error *err)
 {
     struct session *s = arg;
-    const struct access_entry *to =
-        rcpt->null ? NULL : access_lookup_address(&s->rc->cfg->map.access, "to", rcpt->mailbox);
-    if (session_access_refuses(to)) {
-        session_access_reply(to, err);
-    } else if (s->local || /* a local user, as sendmail's MSP relays through its MTA */
-               smtp_relay_check(&s->rc->relay, (const struct sockaddr *)&s->peer, rcpt) !=
-                   SMTP_RELAY_DENIED ||
-               s->access_relay || session_access_relays(to, rcpt)) {
-        return session_check_local(s, rcpt, err);
-    } else {
-        err->code = 550;
-        err->enh = "5.7.1";
-        err->reason = "Relaying denied";
-    }
-    s->policy_ruleset = "check_rcpt"; /* the REJECT that follows is check_rcpt's */
-    return -1;
+    struct policy_client c;
+    session_policy_client(s, &c);
+    policy_rcpt(&s->rc->policy, &c, &s->pol, rcpt, &s->verdict);
+    if (session_policy_verdict(s, rcpt->mailbox, err) < 0)
+        return -1;
+    return session_check_local(s, rcpt, err);
 }
 
 /* sendmail's enoughdiskspace(): a MAIL whose SIZE= (or any message, below MinFreeBlocks)
@@ -248,6 +268,11 @@ static int session_check_mail(void *arg, const struct smtp_path *sender,
                               const struct smtp_mail_params *params, struct smtp_addr_error *err)
 {
     struct session *s = arg;
+    struct policy_client c;
+    session_policy_client(s, &c);
+    policy_mail(&s->rc->policy, &c, &s->pol, sender->mailbox, &s->verdict);
+    if (session_policy_verdict(s, sender->mailbox, err) < 0)
+        return -1;
     /* A maildrop file that is gone (already submitted: a second --pickup of it) or is not
      * the caller's is never submitted again, nor on someone else's behalf. */
     if (s->local && params->maildrop &&
@@ -257,8 +282,10 @@ static int session_check_mail(void *arg, const struct smtp_path *sender,
         err->reason = "Maildrop file not found or not the caller's";
         return -1;
     }
+    /* a From: entry (OK, RELAY, ...) decides for the sender, as in sendmail's check_mail,
+     * where a found entry ends the ruleset before the domain's lookup */
     if (spool_space_check(s->dw->sw, params->has_size ? params->size : 0))
-        return session_sender_check(s, sender); /* may answer later */
+        return s->pol.mail ? 0 : session_sender_check(s, sender); /* may answer later */
     err->code = 452;
     err->enh = "4.3.1";
     err->reason = "Insufficient system storage";
@@ -299,6 +326,21 @@ static void session_write_received(struct session *s)
     buf_free(&hdr);
 }
 
+static void session_commit_result(struct session *s, int err);
+
+/* The access map's DISCARD: the client hears 250 as for any message, and nothing is queued
+ * (sendmail's $#discard); the from= line is written as for an accepted message. */
+static bool session_discarded(struct session *s)
+{
+    struct policy_verdict v;
+    policy_data(&s->pol, &v);
+    if (v.action != POLICY_DISCARD)
+        return false;
+    session_drop_message(s);
+    session_commit_result(s, 0);
+    return true;
+}
+
 static void session_commit_done(void *arg, int err);
 
 static int session_commit(struct session *s)
@@ -330,6 +372,12 @@ static int session_commit(struct session *s)
                   : t->mail_params.ret == SMTP_RET_HDRS ? 2
                                                         : 0;
     env.envid = t->mail_params.envid[0] ? (char *)t->mail_params.envid : NULL;
+    struct policy_verdict v;
+    policy_data(&s->pol, &v);
+    if (v.action == POLICY_QUARANTINE) { /* held with its reason until an operator acts */
+        env.quarantine = (char *)s->pol.quarantine;
+        env.next_attempt = ENVELOPE_NEXT_HELD;
+    }
     /* local recipients expanded now, as sendmail's qf holds them (core/localrcpt.h) */
     struct localrcpt_list rl = {0};
     for (size_t i = 0; i < t->n_rcpts; i++) {
@@ -347,7 +395,7 @@ static int session_commit(struct session *s)
         localrcpt_list_free(&rl);
         return -ENOMEM;
     }
-    *s->commit = (struct session_commit){s, s->dw, "", NULL, 0, NULL};
+    *s->commit = (struct session_commit){s, s->dw, "", NULL, 0, NULL, env.quarantine != NULL};
     memcpy(s->commit->qid, s->qid, sizeof(s->commit->qid));
     if (env.maildrop) {
         if (!(s->commit->maildrop = strdup(env.maildrop))) {
@@ -449,7 +497,7 @@ static void session_commit_done(void *arg, int err)
     if (err == 0 && c->maildrop)
         submission_maildrop_remove(c->rc->cfg, c->maildrop, c->uid);
     if (err == 0)
-        queuerun_committed(c->dw, c->qid);
+        queuerun_committed(c->dw, c->qid, c->held);
     session_commit_free(c);
     if (s)
         session_commit_result(s, err);
@@ -501,13 +549,12 @@ static void session_log_reject(struct session *s, const struct smtp_event *ev)
     char relay[SESSION_RELAY_MAX];
 
     session_note_command(s, ev->cmd);
-    if (s->policy_ruleset) {
-        /* check_rcpt's arg1 comes with its brackets; MAIL's path without them */
-        bool mail = strcmp(s->policy_ruleset, "check_mail") == 0;
+    if (s->verdict.ruleset) { /* check_mail's arg1 is <addr>, as RCPT's raw path is */
+        bool mail = strcmp(ev->cmd, "MAIL") == 0;
         log_info("%s: ruleset=%s, arg1=%s%s%s, relay=%s, reject=%s", session_qid(s),
-                 s->policy_ruleset, mail ? "<" : "", ev->arg ? ev->arg : "", mail ? ">" : "",
+                 s->verdict.ruleset, mail ? "<" : "", ev->arg ? ev->arg : "", mail ? ">" : "",
                  session_relay(s, relay, sizeof(relay)), ev->reply);
-        s->policy_ruleset = NULL;
+        s->verdict.ruleset = NULL;
         return;
     }
     bool envelope = strcmp(ev->cmd, "MAIL") == 0 || strcmp(ev->cmd, "RCPT") == 0;
@@ -653,6 +700,8 @@ static void session_io_event(void *arg, const struct smtp_event *ev)
             free(s->msgid);
             s->msgid = strdup(ev->msgid);
         }
+        if (session_discarded(s))
+            break;
         if (!s->msg || session_commit(s) < 0) {
             log_limited(&session_log_commit_failures, LOG_LVL_ERROR, "memory",
                         "%s: queue commit failed: out of memory", s->qid);
@@ -782,18 +831,16 @@ void session_log_check_relay(struct log_limit *limit, const char *addr, const ch
  * entry's ERROR: reply as written; the log says what sendmail's does, "reject=550 5.7.1
  * Access denied". */
 static void *session_refuse_access(struct daemon_worker *dw, engine_conn_id id, const char *addr,
-                                   const struct access_entry *a)
+                                   const struct policy_verdict *v)
 {
-    struct smtp_addr_error r;
     char text[320], reject[400];
-    session_access_reply(a, &r);
-    if (a->action == ACCESS_ERROR && a->text && a->text[0])
-        snprintf(text, sizeof(text), "%s", r.reason);
+    if (strcmp(v->text, "Access denied") == 0)
+        snprintf(text, sizeof(text), "%s %s", dw->rc->cfg->hostname, v->text);
     else
-        snprintf(text, sizeof(text), "%s %s", dw->rc->cfg->hostname, r.reason);
-    snprintf(reject, sizeof(reject), "%d %s %s", r.code, r.enh, r.reason);
+        snprintf(text, sizeof(text), "%s", v->text);
+    snprintf(reject, sizeof(reject), "%d %s %s", v->code, v->enh, v->text);
     session_log_check_relay(NULL, addr, NULL, NULL, reject);
-    session_send_reply(dw, id, r.code, r.enh, text);
+    session_send_reply(dw, id, v->code, v->enh, text);
     return NULL;
 }
 
@@ -821,7 +868,7 @@ static const struct engine_conn_callbacks session_conn_callbacks;
  * caller then releases what it took for it (`local` is the session's from here). */
 static void *session_start(struct daemon_worker *dw, engine_conn_id id, unsigned listener,
                            const struct sockaddr *peer, socklen_t peerlen, const char *addr,
-                           bool access_relay, struct submission_caller *local)
+                           const struct policy_session *pol, struct submission_caller *local)
 {
     struct session *s = calloc(1, sizeof(*s));
     if (!s) {
@@ -832,7 +879,8 @@ static void *session_start(struct daemon_worker *dw, engine_conn_id id, unsigned
     s->dw = dw;
     s->id = id;
     s->listener = listener;
-    s->access_relay = access_relay;
+    if (pol)
+        s->pol = *pol;
     s->local = local;
     s->rc = runconf_ref(dw->rc);
     memcpy(&s->peer, peer, peerlen < sizeof(s->peer) ? peerlen : sizeof(s->peer));
@@ -904,7 +952,7 @@ static void *session_accept_local(struct daemon_worker *dw, engine_conn_id id,
     if (!local)
         return session_refuse(dw, id, "Out of memory");
     submission_caller_init(dw->rc->cfg, cred.uid, cred.gid, cred.pid, local);
-    return session_start(dw, id, DAEMON_LISTENER_SUBMISSION, peer, peerlen, "localhost", false,
+    return session_start(dw, id, DAEMON_LISTENER_SUBMISSION, peer, peerlen, "localhost", NULL,
                          local);
 }
 
@@ -915,10 +963,12 @@ void *session_accept_client(struct daemon_worker *dw, engine_conn_id id, unsigne
     char addr[48];
 
     netaddr_format(peer, addr, sizeof(addr));
-    /* By address only: the client's host name is never looked up (docs/config.md). */
-    const struct access_entry *connect = access_lookup_ip(&cfg->map.access, "connect", addr);
-    if (session_access_refuses(connect))
-        return session_refuse_access(dw, id, addr, connect);
+    struct policy_client c = {.addr = addr, .sa = peer};
+    struct policy_session pol;
+    struct policy_verdict v;
+    policy_connect(&dw->rc->policy, &c, &pol, &v);
+    if (v.action == POLICY_REJECT)
+        return session_refuse_access(dw, id, addr, &v);
     /* FEATURE(ratecontrol) and FEATURE(conncontrol) as with `nodelay, terminate`: refused
      * before the greeting, with sendmail's reply and check_relay line. */
     struct clientlimit lim;
@@ -942,10 +992,15 @@ void *session_accept_client(struct daemon_worker *dw, engine_conn_id id, unsigne
     case CONNLIMIT_OK:
         break;
     }
-    void *s = session_start(dw, id, listener, peer, peerlen, addr,
-                            connect && connect->action == ACCESS_RELAY, NULL);
-    if (!s)
+    struct session *s = session_start(dw, id, listener, peer, peerlen, addr, &pol, NULL);
+    if (!s) {
         connlimit_release(dw->d->conns, peer);
+        return NULL;
+    }
+    s->verdict = v; /* a DISCARD or QUARANTINE for every message: sendmail's line now */
+    char relay[80];
+    session_policy_log_hold(s, session_relay(s, relay, sizeof(relay)));
+    s->verdict.ruleset = NULL;
     return s;
 }
 

@@ -127,7 +127,8 @@ static void session_checks_settle(struct session *s)
     struct buf early = c->early;
     c->early = (struct buf){0};
     session_checks_end(s);
-    session_greet(s, early.data, early.len); /* sent before the greeting, read after it */
+    if (!session_connect_named(s))
+        session_greet(s, early.data, early.len); /* sent before the greeting, read after it */
     buf_free(&early);
     if (!s->closing)
         engine_conn_resume_recv(s->dw->w, s->id);

@@ -15,6 +15,7 @@
 
 #include "compat/alias_expand.h"
 #include "core/daemon.h"
+#include "policy/policy.h"
 #include "queue/spool.h"
 #include "smtp/smtp_server.h"
 #include "util/buf.h"
@@ -72,8 +73,8 @@ struct session {
     bool client_forged;
     struct sockaddr_storage peer;
     unsigned listener;
-    bool access_relay; /* the access map says Connect: RELAY for this client */
-    bool committing;   /* spool commit in flight; smtp_server is parked */
+    struct policy_session pol; /* what the policy said so far (policy/policy.h) */
+    bool committing;           /* spool commit in flight; smtp_server is parked */
     bool closing;
     bool in_smtp;               /* inside a call into smtp_server: defer re-entry */
     bool commit_result_pending; /* a commit finished while in_smtp */
@@ -81,8 +82,9 @@ struct session {
     /* What sendmail's end-of-connection lines need to know (only the log reads them). */
     const char *last_cmd; /* sendmail's lower-case name of the last command seen */
     bool issued_mail;     /* MAIL, EXPN, VRFY or ETRN was used: not a "null connection" */
-    /* "check_rcpt" / "check_mail": a policy refused the command whose REJECT comes next */
-    const char *policy_ruleset;
+    /* The policy's last verdict: its reply's text until the state machine sends it, and
+     * for the REJECT event that follows, the ruleset its log line names. */
+    struct policy_verdict verdict;
     struct session_sender *sender_check; /* the sender's domain lookup in flight */
     struct alias_refusal rcpt_refusal;   /* a local recipient's refusal: the reply's text */
     bool in_data;  /* from DATA (or the first BDAT) to the end of the message */
@@ -108,6 +110,10 @@ void session_smtp_input(struct session *s, const char *data, size_t len);
 /* Sends the greeting and starts the SMTP state machine (NULL until then); `early` is what
  * the client sent before it (len 0: nothing), read now. */
 void session_greet(struct session *s, const char *early, size_t len);
+/* The access map's Connect: entries again, now with the client's forward-confirmed name
+ * (sendmail's check_relay looks up the name, then the address): true when they refuse the
+ * client, which is then told so in the greeting's place and closed. */
+bool session_connect_named(struct session *s);
 /* A client refused before its greeting: the reply in the greeting's place, the check_relay
  * line (`reject` as sendmail logs it), then close. */
 void session_refuse_greeting(struct session *s, int code, const char *enh, const char *text,

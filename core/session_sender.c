@@ -33,7 +33,7 @@ static void session_sender_answered(void *arg, const struct dns_mx_result *r)
         if (r->status == DNS_TEMPFAIL)
             log_debug("%s: sender %s: %s", s->qid, c->mailbox, r->error);
         struct smtp_addr_error err = {reply.code, reply.enh, reply.text};
-        s->policy_ruleset = "check_mail";
+        s->verdict.ruleset = "check_mail";
         session_mail_checked(s, &err);
     } else {
         session_mail_checked(s, NULL);

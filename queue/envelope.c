@@ -66,6 +66,7 @@ static const struct env_field env_fields[] = {
     {'M', ENV_OPT_STR, offsetof(struct envelope, msgid), NULL, 0},
     {'Z', ENV_OPT_STR, offsetof(struct envelope, envid), NULL, 0},
     {'O', ENV_NAME, offsetof(struct envelope, maildrop), NULL, 0},
+    {'q', ENV_OPT_STR, offsetof(struct envelope, quarantine), NULL, 0},
 };
 #define ENV_NFIELDS (sizeof(env_fields) / sizeof(env_fields[0]))
 

@@ -82,6 +82,8 @@ struct envelope {
     size_t last_reason_offset; /* its field's offset in the qf; 0 = the qf predates the
                                 * record (no in-place rewrite possible) */
     char *maildrop;            /* maildrop file name the message came from, or NULL */
+    char *quarantine;          /* the access map's QUARANTINE:reason (sendmail's qf 'q' record): the
+                                * message is held, never scheduled; NULL otherwise */
     struct envelope_rcpt *rcpts;
     size_t n_rcpts;
 };

@@ -34,7 +34,7 @@ SYSLOG_HOST = "mx"  # the host name syslog puts before the ident in /var/log/mai
 
 # one loopback address per kind of client, so each match names its kind
 RELAYER = "127.0.0.11"       # RCPT to a remote domain: check_rcpt, Relaying denied
-BLOCKED_RCPT = "127.0.0.12"  # RCPT to To:blocked.test REJECT: check_rcpt, Access denied
+BLOCKED_RCPT = "127.0.0.12"  # RCPT to To:blocked.test REJECT (blocklist_recipients): check_rcpt
 BLOCKED = "127.0.0.13"       # Connect: REJECT: check_relay, 550 Access denied
 GREEDY = "127.0.0.14"        # over limits.connections_per_client: check_relay, 421
 QUITTER = "127.0.0.15"       # EHLO, QUIT: did not issue MAIL
@@ -124,7 +124,7 @@ class StockFilters(RingmailTestCase):
         c = smtp_from(port, BLOCKED_RCPT)
         self.assertEqual(c.mail("a@b.example")[0], 250)
         self.assertEqual(c.rcpt("u@blocked.test"),
-                         (550, b"5.7.1 <u@blocked.test>... Access denied"))
+                         (550, b"5.2.1 <u@blocked.test>... Mailbox disabled for this recipient"))
         c.quit()
         # refused at connect by the access map
         s = raw_from(port, BLOCKED)
@@ -180,6 +180,7 @@ class StockFilters(RingmailTestCase):
     def test_stock_filters_on_a_real_log(self):
         d = self.new_daemon(start=False, log={"ident": "sm-mta"}, relay_from=[TEST_NET],
                             maps={"access": "access"},
+                            features={"blocklist_recipients": True},
                             limits={"connections_per_client": 1},
                             timeouts={"initial": "3s", "datainit": "3s", "shutdown_grace": "5s"})
         (d.workdir / "access").write_text(ACCESS)
@@ -225,7 +226,8 @@ class StockFilters(RingmailTestCase):
             rf"{pre}{qid}: ruleset=check_rcpt, arg1=<u@remote\.example>, "
             rf"relay=\[{e(RELAYER)}\], reject=550 5\.7\.1 <u@remote\.example>\.\.\. Relaying denied$",
             rf"{pre}{qid}: ruleset=check_rcpt, arg1=<u@blocked\.test>, "
-            rf"relay=\[{e(BLOCKED_RCPT)}\], reject=550 5\.7\.1 <u@blocked\.test>\.\.\. Access denied$",
+            rf"relay=\[{e(BLOCKED_RCPT)}\], reject=550 5\.2\.1 <u@blocked\.test>\.\.\. Mailbox "
+            r"disabled for this recipient$",
             rf"{pre}ruleset=check_relay, arg1=\[{e(BLOCKED)}\], arg2={e(BLOCKED)}, "
             rf"relay=\[{e(BLOCKED)}\], reject=550 5\.7\.1 Access denied$",
             rf"{pre}ruleset=check_relay, arg1=\[{e(GREEDY)}\], arg2={e(GREEDY)}, "

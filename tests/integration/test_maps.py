@@ -52,7 +52,8 @@ class Maps(MapsCase):
                   "relay_domains_file": "relay-domains", "access": "access"},
             mailers={"enabled": ["local", "smtp"]},
             milters=[{"name": "dkim", "socket": "inet:8891@localhost"}],
-            features={"delay_checks": ["friend", "n"], "redirect": True})
+            features={"delay_checks": ["friend", "n"], "redirect": True,
+                      "blocklist_recipients": True})
 
     def test_local_host_names_are_local(self):
         self.assertReply(self.rcpt(self.d, "u@other.test"), 250)
@@ -69,13 +70,14 @@ class Maps(MapsCase):
     def test_access_to_relay_and_reject(self):
         self.assertReply(self.rcpt(self.d, "u@partner.test"), 250)
         self.assertReply(self.rcpt(self.d, "u@mx.partner.test"), 250)
-        r = self.rcpt(self.d, "u@blocked.test")
-        self.assertEqual(r.text, "550 5.7.1 <u@blocked.test>... Access denied")
+        r = self.rcpt(self.d, "u@blocked.test")  # FEATURE(blocklist_recipients)'s reply
+        self.assertEqual(r.text, "550 5.2.1 <u@blocked.test>... Mailbox disabled for this recipient")
         r = self.rcpt(self.d, f"bad@{HOSTNAME}")
         self.assertEqual(r.text, f"550 5.7.1 <bad@{HOSTNAME}>... custom text")
         self.assertIsNotNone(self.d.wait_log(
             r"\]: [0-9A-Za-z]{16}: ruleset=check_rcpt, arg1=<u@blocked\.test>, "
-            r"relay=\[127\.0\.0\.1\], reject=550 5\.7\.1 <u@blocked\.test>\.\.\. Access denied$"))
+            r"relay=\[127\.0\.0\.1\], reject=550 5\.2\.1 <u@blocked\.test>\.\.\. Mailbox disabled "
+            r"for this recipient$"))
         self.assertIsNotNone(self.d.wait_log(
             rf"ruleset=check_rcpt, arg1=<bad@{re.escape(HOSTNAME)}>, relay=\[127\.0\.0\.1\], "
             rf"reject=550 5\.7\.1 <bad@{re.escape(HOSTNAME)}>\.\.\. custom text$"))
@@ -90,13 +92,13 @@ class Maps(MapsCase):
         log = self.d.log(since_start=True)
         path = re.escape(str(self.d.config_path))
         for key, issue in [("mailers.enabled", "delivery"), ("milters", "milters"),
-                           ("features.delay_checks", "policy"), ("features.redirect", "policy")]:
+                           ("features.redirect", "policy")]:
             self.assertRegex(log, rf"warning: {path}:\d+: key '{re.escape(key)}' is accepted "
                                   rf"but not enforced yet \(issue: {issue}\)")
-        self.assertRegex(log, r"warning: \S+/access:6: From: entries \(MAIL FROM checks\): "
-                              r"accepted but not enforced yet")
-        # enforced keys are not named
+        # enforced keys are not named, nor the access map's From: entries (policy/)
         self.assertNotRegex(log, r"key 'maps\.(access|local_host_names|relay_domains_file)'")
+        self.assertNotRegex(log, r"key 'features\.(delay_checks|blocklist_recipients)'")
+        self.assertNotRegex(log, r"From: entries")
 
 
 class AccessConnect(MapsCase):

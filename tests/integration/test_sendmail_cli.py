@@ -368,7 +368,7 @@ class SendmailRefusals(SendmailCase):
     def setUp(self):
         super().setUp()
         self.start(files={"access": self.ACCESS}, maps={"access": "access"},
-                   limits={"message_size": 4096})
+                   features={"blocklist_recipients": True}, limits={"message_size": 4096})
 
     def test_some_refused_others_get_it(self):
         r = self.sendmail("good@remote.test", "bad@remote.test", input="Subject: s\n\nbody\n")
