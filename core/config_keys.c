@@ -84,6 +84,10 @@ static const struct config_key config_listener_keys[] = {
      NULL, NULL, 0, NULL},
     {"starttls", CONFIG_BOOL, 0, offsetof(struct config_listener, starttls), 0, 0, 0, 0, "true",
      NULL, 0, NULL},
+    {"auth", CONFIG_BOOL, 0, offsetof(struct config_listener, auth), 0, 0, 0, 0, "true", NULL, 0,
+     NULL},
+    {"auth_required", CONFIG_BOOL, 0, offsetof(struct config_listener, auth_required), 0, 0, 0, 0,
+     "false", NULL, 0, NULL},
     KEPT_IN(struct config_listener, "modifiers", CONFIG_STRING, 0, 0, modifiers, ISSUE_POLICY),
 };
 
@@ -271,9 +275,10 @@ static const struct config_key config_dnsbl_keys[] = {
 };
 
 static const struct config_key config_auth_keys[] = {
-    KEPT_LIST("mechanisms", CONFIG_STRING, later.auth.mechanisms, "auth"),
-    KEPT_LIST("trust_mechanisms", CONFIG_STRING, later.auth.trust_mechanisms, "auth"),
-    KEPT_LIST("options", CONFIG_STRING, later.auth.options, "auth"),
+    WORDS("mechanisms", CONFIG_STRING, auth.mechanisms),
+    WORDS("trust_mechanisms", CONFIG_STRING, auth.trust_mechanisms),
+    WORDS("options", CONFIG_STRING, auth.options),
+    TEXT("sasl_config_dir", CONFIG_PATH, auth.sasl_config_dir, NULL),
 };
 
 static const struct config_key config_mailer_keys[] = {

@@ -14,6 +14,7 @@
 #include "core/submission.h"
 #include "core/submit_headers.h"
 #include "core/version.h"
+#include "policy/sasl.h"
 #include "queue/spool.h"
 #include "smtp/smtp_helo.h"
 #include "smtp/smtp_relay.h"
@@ -160,8 +161,8 @@ static const char *session_proto(const struct session *s)
     if (!t->esmtp)
         return "SMTP";
     if (t->mail_params.smtputf8)
-        return tls ? "UTF8SMTPS" : "UTF8SMTP";
-    return tls ? "ESMTPS" : "ESMTP";
+        return session_auth_proto(s, tls ? "UTF8SMTPS" : "UTF8SMTP");
+    return session_auth_proto(s, tls ? "ESMTPS" : "ESMTP");
 }
 
 /* The reply an access entry's REJECT or ERROR: asks for: sendmail's "550 5.7.1 Access
@@ -219,12 +220,12 @@ static int session_check_rcpt(void *arg, const struct smtp_path *rcpt, struct sm
     } else if (s->local || /* a local user, as sendmail's MSP relays through its MTA */
                smtp_relay_check(&s->rc->relay, (const struct sockaddr *)&s->peer, rcpt) !=
                    SMTP_RELAY_DENIED ||
-               s->access_relay || session_access_relays(to, rcpt)) {
+               s->access_relay || session_access_relays(to, rcpt) || session_auth_may_relay(s)) {
         return session_check_local(s, rcpt, err);
     } else {
         err->code = 550;
         err->enh = "5.7.1";
-        err->reason = "Relaying denied";
+        err->reason = session_auth_relay_denied(s);
     }
     s->policy_refusal = true; /* the REJECT that follows is check_rcpt's */
     return -1;
@@ -274,9 +275,10 @@ static void session_write_received(struct session *s)
      * shape; "for <rcpt>" only with exactly one recipient, as sendmail does (privacy). */
     char relay[80], helo[SMTP_HELO_MAX + 1];
     const char *from = smtp_helo_received(t->helo, helo, sizeof(helo)) ? helo : s->addr;
-    buf_printf(&hdr, "Received: from %s (%s)\r\n\tby %s (ringmail/%s) with %s id %s", from,
-               session_relay(s, relay, sizeof(relay)), s->rc->cfg->hostname, RINGMAIL_VERSION,
-               session_proto(s), s->qid);
+    buf_printf(&hdr, "Received: from %s (%s)", from, session_relay(s, relay, sizeof(relay)));
+    session_auth_received(s, &hdr);
+    buf_printf(&hdr, "\r\n\tby %s (ringmail/%s) with %s id %s", s->rc->cfg->hostname,
+               RINGMAIL_VERSION, session_proto(s), s->qid);
     if (session_tls_active(s))
         session_tls_received(s, &hdr);
     if (t->n_rcpts == 1)
@@ -392,7 +394,7 @@ static void session_deliver_commit_result(struct session *s, int err)
 
 /* Leaving a call into the state machine: results that arrived meanwhile go in now (they
  * may start further commits, hence the loop), then the timer follows the new deadline. */
-static void session_after_smtp(struct session *s)
+void session_after_smtp(struct session *s)
 {
     s->in_smtp = false;
     while (s->commit_result_pending && !s->closing) {
@@ -803,6 +805,7 @@ static void *session_start(struct daemon_worker *dw, engine_conn_id id, unsigned
     s->io.event = session_io_event;
     s->io.check_rcpt = session_check_rcpt;
     s->io.check_mail = session_check_mail;
+    session_auth_io(s);
     s->tp = &session_plain;
 
     char client[80];
@@ -957,6 +960,7 @@ static void session_on_closed(void *ctx, int err)
     session_drop_message(s);
     smtp_server_free(s->smtp);
     s->tp->free(s);
+    session_auth_free(s);
     free(s->msgid);
     if (!s->local) /* every TCP session has a slot */
         connlimit_release(dw->d->conns, (const struct sockaddr *)&s->peer);
@@ -1009,6 +1013,9 @@ static void session_on_message(struct engine_worker *w, void *worker_ctx, uint32
         break;
     case QUEUERUN_ENGINE_MSG:
         queuerun_on_message(dw);
+        break;
+    case SASL_ENGINE_MSG:
+        sasl_pool_on_message(dw->d->sasl, engine_worker_index(w));
         break;
     default:
         log_warn("worker %u: unknown message %u", engine_worker_index(w), msg);

@@ -60,6 +60,7 @@ struct session {
     struct session_commit *commit;
     /* On submission.socket: the local caller (core/submission.h); NULL for a TCP client. */
     struct submission_caller *local;
+    struct session_auth *auth; /* from the first AUTH (core/session_auth.c) */
     struct sockaddr_storage peer;
     unsigned listener;
     bool access_relay; /* the access map says Connect: RELAY for this client */
@@ -88,7 +89,26 @@ void session_close(struct session *s);
 /* Plaintext from the client into the state machine; pauses receiving when it is full. */
 void session_smtp_input(struct session *s, const char *data, size_t len);
 
+/* Leaving a call into the state machine: deferred results go in, the timer follows. */
+void session_after_smtp(struct session *s);
+
+/* SMTP AUTH (core/session_auth.c). */
+/* Sets the io's AUTH callbacks when the daemon has SASL. */
+void session_auth_io(struct session *s);
+void session_auth_free(struct session *s);
+/* An authenticated client whose mechanism is in auth.trust_mechanisms (TRUST_AUTH_MECH). */
+bool session_auth_may_relay(const struct session *s);
+/* The relay refusal's text: sendmail's, with "Proper authentication required." when the
+ * configuration trusts AUTH. */
+const char *session_auth_relay_denied(const struct session *s);
+/* `proto` with RFC 3848's "A" for an authenticated client (ESMTPA, ESMTPSA, ...). */
+const char *session_auth_proto(const struct session *s, const char *proto);
+/* Received:'s "(authenticated bits=N)" for an authenticated client. */
+void session_auth_received(const struct session *s, struct buf *hdr);
+
 /* The TLS side (core/session_tls.c). */
+/* The cipher's bits once in TLS, else 0. */
+unsigned session_tls_bits(const struct session *s);
 /* The handshake's deadline (timeouts.starttls), 0 when none is in progress. */
 uint64_t session_tls_deadline(const struct session *s);
 /* At or after that deadline: logs the timeout and closes. */
