@@ -300,8 +300,11 @@ static int daemon_start(struct daemon *d, struct daemon_start *st, unsigned *gen
     log_info("engine running as user %s (uid %u)", st->user.name, (unsigned)getuid());
     /* SASL runs in the engine, as its user (docs/auth.md: group sasl); its configuration
      * directory is read once, at start */
-    if (sasl_setup(st->cfg->auth.sasl_config_dir, err, errlen) < 0)
+    bool sasl = sasl_setup(st->cfg->auth.sasl_config_dir, err, errlen) == 0;
+    if (!sasl && st->cfg->auth.mechanisms.n)
         return EX_SOFTWARE;
+    if (!sasl) /* AUTH is not configured: mail goes on without it */
+        log_warn("%s; SMTP AUTH cannot be offered", err);
 
     d->workers = st->cfg->workers;
     d->tls_libs = calloc(d->workers, sizeof(*d->tls_libs));
@@ -340,7 +343,7 @@ static int daemon_start(struct daemon *d, struct daemon_start *st, unsigned *gen
     if (!(d->engine = engine_new(&es, &session_engine_callbacks, err, errlen)) ||
         daemon_listen(d, cfg, st, err, errlen) < 0)
         return EX_OSERR;
-    if (!(d->sasl = sasl_pool_new(d->engine, d->workers))) {
+    if (sasl && !(d->sasl = sasl_pool_new(d->engine, d->workers))) {
         snprintf(err, errlen, "SASL: cannot start its helper threads");
         return EX_OSERR;
     }

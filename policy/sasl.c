@@ -85,8 +85,6 @@ unsigned sasl_option_flags(const char *options)
 static int sasl_cb_getconfpath(void *context, char **path)
 {
     (void)context;
-    if (!sasl_config_dir)
-        return SASL_FAIL; /* the library then uses its default */
     *path = sasl_config_dir;
     return SASL_OK;
 }
@@ -103,9 +101,11 @@ static int sasl_cb_log(void *context, int level, const char *message)
     return SASL_OK;
 }
 
-static const sasl_callback_t sasl_callbacks[] = {
-    {SASL_CB_GETCONFPATH, (int (*)(void))(void (*)(void))sasl_cb_getconfpath, NULL},
+/* Without a configuration directory the library's own search applies (a failing
+ * GETCONFPATH callback would fail sasl_server_init): the callback goes last, cut off then. */
+static sasl_callback_t sasl_callbacks[] = {
     {SASL_CB_LOG, (int (*)(void))(void (*)(void))sasl_cb_log, NULL},
+    {SASL_CB_GETCONFPATH, (int (*)(void))(void (*)(void))sasl_cb_getconfpath, NULL},
     {SASL_CB_LIST_END, NULL, NULL},
 };
 
@@ -141,6 +141,8 @@ int sasl_setup(const char *config_dir, char *err, size_t errlen)
         snprintf(err, errlen, "SASL: out of memory");
         return -1;
     }
+    if (!sasl_config_dir)
+        sasl_callbacks[1].id = SASL_CB_LIST_END;
     sasl_set_mutex(sasl_mutex_new, sasl_mutex_lock_cb, sasl_mutex_unlock_cb, sasl_mutex_free_cb);
     /* sendmail's application name: /etc/sasl2/Sendmail.conf is read as it is */
     int r = sasl_server_init(sasl_callbacks, "Sendmail");
