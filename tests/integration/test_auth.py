@@ -277,6 +277,7 @@ class Auth(RingmailTestCase):
 
     def test_no_auth_listener(self):
         d = self.auth_daemon(listen_extra={"name": "NOAUTH", "auth": False})
+        self.assertIn("AUTH", self.tls_session(d).ehlo_reply.keywords())
         c = self.tls_session(d, port=d.config["listen"][1]["port"])
         self.assertNotIn("AUTH", c.ehlo_reply.keywords())
         self.assertReply(c.cmd("AUTH PLAIN"), 503, "5.3.3")
