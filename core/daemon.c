@@ -254,9 +254,11 @@ static int daemon_listen(struct daemon *d, const struct config *cfg, struct daem
 
 static void daemon_free(struct daemon *d, size_t n_listeners)
 {
+    /* the workers have ended (engine_join): their exchanges are all let go; before
+     * engine_free, as a helper thread may still be posting to the engine */
+    sasl_pool_free(d->sasl);
     if (d->engine)
         engine_free(d->engine);
-    sasl_pool_free(d->sasl); /* after the workers: their exchanges are all let go */
     if (d->listener_names) {
         for (size_t i = 0; i < n_listeners; i++)
             free(d->listener_names[i]);

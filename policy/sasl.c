@@ -313,9 +313,12 @@ static void *sasl_thread(void *arg)
         }
         pthread_mutex_lock(&p->lock);
         sasl_box_put(p, a);
-        pthread_mutex_unlock(&p->lock);
-        engine_post(p->engine, SASL_ENGINE_MSG);
-        pthread_mutex_lock(&p->lock);
+        /* once stopping, the workers are gone: sasl_pool_free takes what is boxed */
+        if (!p->stop) {
+            pthread_mutex_unlock(&p->lock);
+            engine_post(p->engine, SASL_ENGINE_MSG);
+            pthread_mutex_lock(&p->lock);
+        }
     }
     pthread_mutex_unlock(&p->lock);
     return NULL;

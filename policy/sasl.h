@@ -49,7 +49,8 @@ int sasl_offer(const char *const *want, unsigned flags, bool tls, char *out, siz
                char *err, size_t errlen);
 
 struct sasl_pool *sasl_pool_new(struct engine *e, unsigned workers);
-/* After every worker has ended: stops the threads and frees what is left. */
+/* After every worker has ended and before the engine is freed: stops the threads and
+ * frees what is left. */
 void sasl_pool_free(struct sasl_pool *p);
 /* SASL_ENGINE_MSG arrived on worker `worker`: runs `done` for its finished steps. */
 void sasl_pool_on_message(struct sasl_pool *p, unsigned worker);
