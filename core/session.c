@@ -528,6 +528,10 @@ static void session_log_close(struct session *s, const char *reason)
     session_relay(s, relay, sizeof(relay));
     if (strcmp(reason, "quit") == 0) {
         session_log_null_connection(s);
+    } else if (strcmp(reason, SMTP_AUTH_DROP_REASON) == 0) {
+        /* sendmail's checksmtpattack() line, which fail2ban's sendmail-auth filter bans on */
+        log_info("%s: %s: possible SMTP attack: command=AUTH, count=%u", session_qid(s), relay,
+                 SMTP_AUTH_MAX_FAILURES);
     } else if (strcmp(reason, "timeout") == 0 && s->in_data) {
         /* sendmail's notice form ("collect: <problem> on connection from ..., sender=");
          * sendmail itself reports a timeout here as a SYSERR, which it is not */

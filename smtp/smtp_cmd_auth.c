@@ -174,7 +174,7 @@ static void smtp_auth_failed(struct smtp_server *s)
     if (s->auth_failures >= SMTP_AUTH_MAX_FAILURES) {
         smtp_server_reply(s, 535, "5.7.0", "authentication failed");
         smtp_server_close(s, 421, "4.7.0", "Too many authentication failures; closing connection",
-                          "too many authentication failures");
+                          SMTP_AUTH_DROP_REASON);
         return;
     }
     /* Password guessing: from the third failure on, each answer costs the client a second

@@ -269,6 +269,7 @@ void smtp_server_tls_started(struct smtp_server *s, uint64_t now_ms);
  * failures". RSET and EHLO keep an authentication; STARTTLS forgets it (RFC 3207 4.2). */
 #define SMTP_AUTH_THROTTLE     3
 #define SMTP_AUTH_MAX_FAILURES 5
+#define SMTP_AUTH_DROP_REASON  "too many authentication failures" /* CLOSE's reason */
 void smtp_server_auth_done(struct smtp_server *s, enum smtp_auth_result r,
                            const unsigned char *challenge, size_t len, uint64_t now_ms);
 bool smtp_server_authenticated(const struct smtp_server *s);

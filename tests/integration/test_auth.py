@@ -243,6 +243,8 @@ class Auth(RingmailTestCase):
         c.send(bad + "\r\n")
         self.assertReply(c.reply(), 535)
         self.assertReply(c.reply(), 421, "4.7.0", "Too many authentication failures")
+        self.assertTrue(d.wait_log(r"\w+: \[127\.0\.0\.1\]: possible SMTP attack: command=AUTH, "
+                                   r"count=5$"))
 
     def test_relaying_only_when_authenticated_with_a_trusted_mechanism(self):
         d = self.auth_daemon()
@@ -288,14 +290,19 @@ class Auth(RingmailTestCase):
         for mech in ("PLAIN", "LOGIN", "CRAM-MD5"):
             self.swaks(d, mech, password="wrong")
         self.assertTrue(d.wait_log(r"AUTH failure \(CRAM-MD5\)"))
+        # and a guesser dropped after its 5th failure: sendmail's "possible SMTP attack"
+        c = self.tls_session(d)
+        bad = f"AUTH PLAIN {b64(chr(0) + USER + chr(0) + 'nope')}\r\n"
+        c.send(bad * 5)
+        self.assertTrue(d.wait_log(r"possible SMTP attack: command=AUTH", timeout=15))
         lines = syslog_file(d.log(), self.tmp / "mail.log")
-        failures = [l for l in lines if "AUTH failure" in l]
-        self.assertEqual(len(failures), 3, "\n".join(lines[-20:]))
+        failures = [l for l in lines if "AUTH failure" in l or "SMTP attack" in l]
+        self.assertEqual(len(failures), 9, "\n".join(lines[-20:]))
         p = subprocess.run([FAIL2BAN_REGEX, "--raw", "-o", "ip", str(self.tmp / "mail.log"),
                             str(FILTERS / "sendmail-auth.conf")],
                            capture_output=True, text=True, timeout=120)
         self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
-        self.assertEqual(p.stdout.split(), ["127.0.0.1"] * 3, "\n".join(failures))
+        self.assertEqual(p.stdout.split(), ["127.0.0.1"] * 9, "\n".join(failures))
 
 
 if __name__ == "__main__":
