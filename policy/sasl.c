@@ -45,6 +45,7 @@ struct sasl_auth {
     char error[300];
 };
 
+/* A FIFO of exchanges: the queue, and each worker's box. */
 struct sasl_box {
     struct sasl_auth *head, *tail;
 };
@@ -53,7 +54,7 @@ struct sasl_pool {
     struct engine *engine;
     pthread_mutex_t lock; /* queue, boxes, stop */
     pthread_cond_t work;
-    struct sasl_auth *head, *tail;
+    struct sasl_box queue;
     unsigned queued;
     bool stop;
     unsigned workers;
@@ -227,10 +228,9 @@ int sasl_offer(const char *const *want, unsigned flags, bool tls, char *out, siz
 
 /* --- the helper threads --- */
 
-/* Under the lock: `a` goes to its worker's box (the caller wakes the workers). */
-static void sasl_box_put(struct sasl_pool *p, struct sasl_auth *a)
+/* Under the lock. */
+static void sasl_box_put(struct sasl_box *b, struct sasl_auth *a)
 {
-    struct sasl_box *b = &p->boxes[a->worker];
     a->next = NULL;
     if (b->tail)
         b->tail->next = a;
@@ -294,14 +294,14 @@ static void *sasl_thread(void *arg)
     struct sasl_pool *p = arg;
     pthread_mutex_lock(&p->lock);
     for (;;) {
-        while (!p->head && !p->stop)
+        while (!p->queue.head && !p->stop)
             pthread_cond_wait(&p->work, &p->lock);
         if (p->stop)
             break;
-        struct sasl_auth *a = p->head;
-        p->head = a->next;
-        if (!p->head)
-            p->tail = NULL;
+        struct sasl_auth *a = p->queue.head;
+        p->queue.head = a->next;
+        if (!p->queue.head)
+            p->queue.tail = NULL;
         p->queued--;
         pthread_mutex_unlock(&p->lock);
         sasl_run_step(a);
@@ -312,7 +312,7 @@ static void *sasl_thread(void *arg)
             a->in = NULL;
         }
         pthread_mutex_lock(&p->lock);
-        sasl_box_put(p, a);
+        sasl_box_put(&p->boxes[a->worker], a);
         /* once stopping, the workers are gone: sasl_pool_free takes what is boxed */
         if (!p->stop) {
             pthread_mutex_unlock(&p->lock);
@@ -370,7 +370,7 @@ void sasl_pool_free(struct sasl_pool *p)
     for (unsigned i = 0; i < p->n_threads; i++)
         pthread_join(p->threads[i], NULL);
     /* every worker has ended: whatever is left was its sessions', all gone */
-    for (struct sasl_auth *a = p->head, *next; a; a = next) {
+    for (struct sasl_auth *a = p->queue.head, *next; a; a = next) {
         next = a->next;
         sasl_auth_release(a);
     }
@@ -454,7 +454,7 @@ void sasl_auth_step(struct sasl_auth *a, const char *mech, const unsigned char *
         a->status = SASL_STATUS_TEMPFAIL;
         snprintf(a->error, sizeof(a->error), "%s",
                  in || !has_resp ? "too many AUTH exchanges waiting" : "out of memory");
-        sasl_box_put(p, a);
+        sasl_box_put(&p->boxes[a->worker], a);
         pthread_mutex_unlock(&p->lock);
         free(in);
         engine_post(p->engine, SASL_ENGINE_MSG);
@@ -464,12 +464,7 @@ void sasl_auth_step(struct sasl_auth *a, const char *mech, const unsigned char *
     a->in = in;
     a->inlen = len;
     a->has_in = has_resp;
-    a->next = NULL;
-    if (p->tail)
-        p->tail->next = a;
-    else
-        p->head = a;
-    p->tail = a;
+    sasl_box_put(&p->queue, a);
     p->queued++;
     pthread_cond_signal(&p->work);
     pthread_mutex_unlock(&p->lock);
