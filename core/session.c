@@ -208,8 +208,9 @@ static int session_check_local(struct session *s, const struct smtp_path *rcpt,
 
 /* sendmail's check_rcpt: the access map's To: entries, then relaying. The refusal is
  * sendmail's own (proto.m4): "550 5.7.1 <rcpt>... Relaying denied". sendmail says
- * "Relaying denied. Proper authentication required." only when the .mc offers AUTH
- * (TRUST_AUTH_MECH), which ringmail does not yet. */
+ * "Relaying denied. Proper authentication required." when the .mc trusts AUTH
+ * (TRUST_AUTH_MECH), and so does ringmail (session_auth_relay_denied); a client
+ * authenticated with a trusted mechanism relays (session_auth_may_relay). */
 static int session_check_rcpt(void *arg, const struct smtp_path *rcpt, struct smtp_addr_error *err)
 {
     struct session *s = arg;
