@@ -205,7 +205,7 @@ static void smtp_cmd_hello(struct smtp_server *s, const char *arg, size_t len, b
         const char *lines[12] = {
             hello,     "ENHANCEDSTATUSCODES", "PIPELINING", "8BITMIME", size, "DSN", "SMTPUTF8",
             "CHUNKING"};
-        char auth[256];
+        char auth[300]; /* "AUTH " and runconf's list of at most 255 */
         size_t n = smtp_auth_ehlo(s, lines, 8, auth, sizeof(auth));
         if (s->set->starttls && !s->tls)
             lines[n++] = "STARTTLS";
