@@ -174,10 +174,6 @@ static const struct {
     char letter;
     const char *why, *note; /* for the report, and the line above the listener */
 } mc_unmet_modifiers[] = {
-    {'a',
-     "M=a: sendmail requires AUTH on this listener before any mail; ringmail has no AUTH yet, "
-     "so its users could not log in and it would take unauthenticated mail as port 25 does",
-     "M=a (AUTH required): ringmail has no AUTH yet"},
     {'s',
      "M=s: TLS from the first byte (SMTPS); ringmail offers STARTTLS only, so clients here "
      "would not get the TLS they expect",
@@ -218,6 +214,18 @@ static bool mc_listener(struct mc_state *st, struct mc_daemon *d, size_t index)
         snprintf(note + n, sizeof(note) - n, "%s%s",
                  n ? "; " : "needs a person (see the report): ", mc_unmet_modifiers[i].note);
     }
+    /* M=a with nothing to authenticate with would take no mail at all (ringmaild refuses
+     * to load it): sendmail's compiled-in AuthMechanisms are not assumed */
+    if (strchr(d->modifiers, 'a') && !mc_yaml_get(st->yaml, "auth.mechanisms")) {
+        mc_report_add(st->report, loc, MC_PERSON,
+                      "listen[%zu] (%s, port %u): M=a requires AUTH, but the .mc sets no "
+                      "confAUTH_MECHANISMS: set auth.mechanisms (docs/auth.md). The listener is "
+                      "written commented out until then",
+                      index, d->name, d->port);
+        size_t n = strlen(note);
+        snprintf(note + n, sizeof(note) - n, "%s%s", n ? "; " : "needs a person (see the report): ",
+                 "M=a (AUTH required) without auth.mechanisms");
+    }
     bool live = !note[0];
     struct mc_yaml *item = mc_yaml_add_map(st->yaml, "listen", !live);
     if (!item)
@@ -235,6 +243,20 @@ static bool mc_listener(struct mc_state *st, struct mc_daemon *d, size_t index)
                           "listen[%zu]: M=S (no STARTTLS offered) -> listen[%zu].starttls = "
                           "false",
                           index, index);
+    }
+    /* M=a: AUTH before any mail (530 5.7.0); M=A: no AUTH offered here */
+    if (strchr(d->modifiers, 'a')) {
+        mc_yaml_set(item, "auth_required", "true", !live, NULL);
+        if (live)
+            mc_report_add(st->report, loc, MC_TRANSLATED,
+                          "listen[%zu]: M=a (AUTH required) -> listen[%zu].auth_required = true",
+                          index, index);
+    }
+    if (strchr(d->modifiers, 'A')) {
+        mc_yaml_set(item, "auth", "false", !live, NULL);
+        if (live)
+            mc_report_add(st->report, loc, MC_TRANSLATED,
+                          "listen[%zu]: M=A (no AUTH) -> listen[%zu].auth = false", index, index);
     }
     if (d->modifiers[0]) {
         mc_yaml_set(item, "modifiers", d->modifiers, true, "sendmail M= flags");

@@ -134,8 +134,8 @@ static const struct mc_define_rule mc_define_rules[] = {
     LATER("confPRIVACY_FLAGS", HOW_LIST, "privacy"),
     LIVE("confDEF_USER_ID", HOW_LOCAL, "mailers.default_user"),
     LATER("confTRY_NULL_MX_LIST", HOW_FLAG, "routing.try_null_mx_list"),
-    LATER("confAUTH_OPTIONS", HOW_LIST, "auth.options"),
-    LATER("confAUTH_MECHANISMS", HOW_LIST, "auth.mechanisms"),
+    LIVE("confAUTH_OPTIONS", HOW_LIST, "auth.options"),
+    LIVE("confAUTH_MECHANISMS", HOW_LIST, "auth.mechanisms"),
     /* a rate over all clients per second that delays accepting (sendmail's
      * ConnectionRateThrottle), not ratecontrol's per-client refusal (limits.connection_rate):
      * written to a key of its own, so a busy client is never refused after migrating */

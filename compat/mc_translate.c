@@ -181,7 +181,7 @@ static const struct {
     {"MASQUERADE_EXCEPTION", "masquerade.exceptions", MC_ARG_DOMAINS, false},
     {"EXPOSED_USER", "masquerade.exposed_users", MC_ARG_WORDS, false},
     {"GENERICS_DOMAIN", "masquerade.generics_domains", MC_ARG_DOMAINS, false},
-    {"TRUST_AUTH_MECH", "auth.trust_mechanisms", MC_ARG_WORDS, true},
+    {"TRUST_AUTH_MECH", "auth.trust_mechanisms", MC_ARG_WORDS, false},
     {"LOCAL_USER", "routing.local_users", MC_ARG_WORDS, true},
     {"MASQUERADE_DOMAIN_FILE", "masquerade.domains_file", MC_ARG_FILE, false},
     {"MASQUERADE_EXCEPTION_FILE", "masquerade.exceptions_file", MC_ARG_FILE, false},

@@ -279,14 +279,14 @@ static int config_check_listener(const struct config_ctx *x, struct config *c, s
                            l->family == AF_INET ? "inet" : "inet6", l->address);
     }
     l->family = family;
-    /* M=a: sendmail refuses mail on this port until the client authenticates. Without AUTH
-     * (a later issue) it would be an open submission port: refuse it, never run it open. */
-    if (l->modifiers && strchr(l->modifiers, 'a')) {
+    /* M=a kept in `modifiers` but not said with auth_required would be an open submission
+     * port: refuse it, never run it open. And a port that requires AUTH needs something to
+     * authenticate with. */
+    if (l->modifiers && strchr(l->modifiers, 'a') && !l->auth_required) {
         snprintf(path, sizeof(path), "listen[%zu].modifiers", j);
         return config_fail(x, path,
-                           "'%s': 'a' (SMTP AUTH required) is not supported yet; this listener "
-                           "would accept mail without authentication. Remove the listener, or "
-                           "the 'a' if an open port is really meant",
+                           "'%s': 'a' (SMTP AUTH required) is said with auth_required: true; "
+                           "without it this listener would accept mail without authentication",
                            l->modifiers);
     }
     /* Trusting every address would let any client name itself: the list is required. */
@@ -297,6 +297,12 @@ static int config_check_listener(const struct config_ctx *x, struct config *c, s
                            l->proxy_protocol
                                ? "true needs trusted_proxies: the load balancers' addresses"
                                : "has no effect without proxy_protocol: true");
+    }
+    if (l->auth_required && (!l->auth || c->auth.mechanisms.n == 0)) {
+        snprintf(path, sizeof(path), "listen[%zu].auth_required", j);
+        return config_fail(x, path,
+                           "AUTH is required here but not offered (auth.mechanisms is empty or "
+                           "this listener has auth: false): no client could send mail");
     }
     for (size_t i = 0; i < j; i++) {
         const struct config_listener *o = &c->listen[i];

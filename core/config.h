@@ -46,11 +46,22 @@ struct config_listener {
     bool proxy_protocol;
     struct netaddr_prefix *trusted_proxies;
     size_t n_trusted_proxies;
+
+    bool auth;          /* offer AUTH here (auth.mechanisms); false = sendmail's M=A */
+    bool auth_required; /* MAIL only after AUTH (530 5.7.0); sendmail's M=a */
 };
 
 struct config_cert {
     char *cert; /* PEM: the certificate, then its chain */
     char *key;  /* PEM private key; default: the cert file (one file holding both) */
+};
+
+/* The auth section (docs/auth.md): SMTP AUTH as a server, sendmail's names. */
+/* TRUST_AUTH_MECH (auth.trust_mechanisms) is the policy's: `policy` below. */
+struct config_auth {
+    struct config_words mechanisms; /* confAUTH_MECHANISMS; none = AUTH off */
+    struct config_words options;    /* confAUTH_OPTIONS letters */
+    char *sasl_config_dir;          /* where Sendmail.conf is; NULL = the library's */
 };
 
 /* The tls section (docs/tls.md). Paths are absolute; NULL = not configured. */
@@ -205,9 +216,6 @@ struct config_later {
     struct config_milter *milters;
     size_t n_milters;
     struct {
-        struct config_words mechanisms, options;
-    } auth;
-    struct {
         struct config_words enabled;
         char *local_lmtp;
     } mailers;
@@ -321,6 +329,7 @@ struct config {
     struct {
         struct config_words trust_mechanisms, delay_checks, blocklist_recipients;
     } policy;
+    struct config_auth auth;
     struct config_later later;
     /* "FILE:LINE: key 'x' is accepted but not enforced yet (issue: y)" and the like: what
      * this configuration asks for that the daemon does not do; logged at start and reload. */

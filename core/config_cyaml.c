@@ -17,7 +17,7 @@
 
 /* Fields of all mappings (each ended by a NULL key) and the entry schemas of lists of
  * mappings; config_keys.c has about 210 keys in 15 mappings. */
-#define CONFIG_SCHEMA_FIELDS  256
+#define CONFIG_SCHEMA_FIELDS  512
 #define CONFIG_SCHEMA_ENTRIES 8
 
 static struct {

@@ -84,6 +84,10 @@ static const struct config_key config_listener_keys[] = {
      NULL, NULL, 0, NULL},
     {"starttls", CONFIG_BOOL, 0, offsetof(struct config_listener, starttls), 0, 0, 0, 0, "true",
      NULL, 0, NULL},
+    {"auth", CONFIG_BOOL, 0, offsetof(struct config_listener, auth), 0, 0, 0, 0, "true", NULL, 0,
+     NULL},
+    {"auth_required", CONFIG_BOOL, 0, offsetof(struct config_listener, auth_required), 0, 0, 0, 0,
+     "false", NULL, 0, NULL},
     KEPT_IN(struct config_listener, "modifiers", CONFIG_STRING, 0, 0, modifiers, ISSUE_POLICY),
     {"proxy_protocol", CONFIG_BOOL, 0, offsetof(struct config_listener, proxy_protocol), 0, 0, 0, 0,
      "false", NULL, 0, NULL},
@@ -286,10 +290,11 @@ static const struct config_key config_dnsbl_keys[] = {
 };
 
 static const struct config_key config_auth_keys[] = {
-    KEPT_LIST("mechanisms", CONFIG_STRING, later.auth.mechanisms, "auth"),
+    WORDS("mechanisms", CONFIG_STRING, auth.mechanisms),
     LIST_AT("trust_mechanisms", CONFIG_STRING, policy.trust_mechanisms.v, policy.trust_mechanisms.n,
             ""),
-    KEPT_LIST("options", CONFIG_STRING, later.auth.options, "auth"),
+    WORDS("options", CONFIG_STRING, auth.options),
+    TEXT("sasl_config_dir", CONFIG_PATH, auth.sasl_config_dir, NULL),
 };
 
 static const struct config_key config_mailer_keys[] = {

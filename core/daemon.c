@@ -19,6 +19,7 @@
 #include "core/version.h"
 #include "delivery/dest.h"
 #include "policy/clientrate.h"
+#include "policy/sasl.h"
 #include "util/log.h"
 
 /* Descriptors a connection may hold at once: its socket, and the data and envelope files of
@@ -126,6 +127,10 @@ static struct runconf *daemon_generation(struct daemon *d, struct config *cfg,
 {
     daemon_fit_connections(cfg, (unsigned)cfg->n_listen);
     struct runconf *rc = runconf_new(cfg, generation, d->workers, d->tls_libs, files, err, errlen);
+    if (rc && session_auth_configure(rc, err, errlen) < 0) {
+        runconf_unref(rc);
+        return NULL;
+    }
     if (rc) {
         const struct config_delivery *dc = &rc->cfg->delivery;
         struct dest_settings ds = {dc->dest_concurrency, dc->dest_rate, dc->host_status, 0};
@@ -250,6 +255,9 @@ static int daemon_listen(struct daemon *d, const struct config *cfg, struct daem
 
 static void daemon_free(struct daemon *d, size_t n_listeners)
 {
+    /* the workers have ended (engine_join): their exchanges are all let go; before
+     * engine_free, as a helper thread may still be posting to the engine */
+    sasl_pool_free(d->sasl);
     if (d->engine)
         engine_free(d->engine);
     if (d->listener_names) {
@@ -269,6 +277,7 @@ static void daemon_free(struct daemon *d, size_t n_listeners)
         tls_lib_free(d->tls_libs[i]);
     free(d->tls_libs);
     tls_ctx_retired_free();
+    sasl_teardown();
     pthread_mutex_destroy(&d->current_lock);
 }
 
@@ -293,6 +302,13 @@ static int daemon_start(struct daemon *d, struct daemon_start *st, unsigned *gen
     if (privdrop_apply(&st->user, err, errlen) < 0)
         return EX_OSERR;
     log_info("engine running as user %s (uid %u)", st->user.name, (unsigned)getuid());
+    /* SASL runs in the engine, as its user (docs/auth.md: group sasl); its configuration
+     * directory is read once, at start */
+    bool sasl = sasl_setup(st->cfg->auth.sasl_config_dir, err, errlen) == 0;
+    if (!sasl && st->cfg->auth.mechanisms.n)
+        return EX_SOFTWARE;
+    if (!sasl) /* AUTH is not configured: mail goes on without it */
+        log_warn("%s; SMTP AUTH cannot be offered", err);
 
     d->workers = st->cfg->workers;
     d->tls_libs = calloc(d->workers, sizeof(*d->tls_libs));
@@ -331,6 +347,10 @@ static int daemon_start(struct daemon *d, struct daemon_start *st, unsigned *gen
     if (!(d->engine = engine_new(&es, &session_engine_callbacks, err, errlen)) ||
         daemon_listen(d, cfg, st, err, errlen) < 0)
         return EX_OSERR;
+    if (sasl && !(d->sasl = sasl_pool_new(d->engine, d->workers))) {
+        snprintf(err, errlen, "SASL: cannot start its helper threads");
+        return EX_OSERR;
+    }
     session_set_daemon(d);
     atomic_store(&d->workers_running, cfg->workers);
     if (engine_start(d->engine, err, errlen) < 0)

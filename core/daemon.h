@@ -64,6 +64,7 @@ struct daemon {
     struct queuerun_backlog *backlog; /* the start-up recovery (core/queuerun.h) */
     struct dest_table *dests;         /* per-destination limits, all workers (delivery/dest.h) */
     int local_fd; /* local deliveries' requests to the parent (delivery/local.h); -1 = none */
+    struct sasl_pool *sasl; /* SMTP AUTH's helper threads (policy/sasl.h); NULL = no AUTH */
 };
 
 struct daemon_worker {

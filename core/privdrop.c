@@ -37,7 +37,10 @@ int privdrop_apply(const struct privdrop_user *u, char *err, size_t errlen)
 {
     if (!u->switch_user)
         return 0;
-    if (setgroups(0, NULL) < 0 || setgid(u->gid) < 0 || setuid(u->uid) < 0) {
+    /* The user's own supplementary groups and no others: Debian grants saslauthd's socket
+     * and /etc/sasldb2 to group `sasl`, and an operator adds run_as to it for SMTP AUTH
+     * (docs/auth.md), as for Postfix. Root's groups are never kept. */
+    if (initgroups(u->name, u->gid) < 0 || setgid(u->gid) < 0 || setuid(u->uid) < 0) {
         snprintf(err, errlen, "cannot become user %s (uid %u): %s", u->name, (unsigned)u->uid,
                  strerror(errno));
         return -1;

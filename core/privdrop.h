@@ -2,8 +2,8 @@
  * core/privdrop.h — running as the run_as user.
  *
  * Started as root, the daemon binds its listeners and prepares the spool as root, then
- * becomes run_as (supplementary groups cleared, gid then uid, and a check that root cannot
- * be regained). Started as anyone else it stays who it is. Errors are returned with a
+ * becomes run_as (run_as's own supplementary groups only, gid then uid, and a check that
+ * root cannot be regained). Started as anyone else it stays who it is. Errors are returned with a
  * message that says what to do (e.g. how to create the user).
  */
 #ifndef RINGMAIL_CORE_PRIVDROP_H

@@ -43,6 +43,10 @@ struct runconf {
     struct outbound_settings *outbound; /* by worker index (each has its TLS context) */
     struct tlspolicy_settings tls_policy;
     struct tlspolicy_entry *tls_policy_entries;
+    /* What AUTH offers outside TLS [0] and in it [1], "" = nothing; SASL_SEC_* flags from
+     * auth.options (core/session_auth.c) */
+    char auth_mechs[2][256];
+    unsigned auth_flags;
 };
 
 /* Takes ownership of cfg and builds `workers` TLS server and client contexts from it, the i-th on

@@ -16,6 +16,7 @@
 #include "core/version.h"
 #include "policy/clientlimit.h"
 #include "policy/clientrate.h"
+#include "policy/sasl.h"
 #include "queue/spool.h"
 #include "smtp/smtp_helo.h"
 #include "smtp/smtp_relay.h"
@@ -172,8 +173,8 @@ static const char *session_proto(const struct session *s)
     if (!t->esmtp)
         return "SMTP";
     if (t->mail_params.smtputf8)
-        return tls ? "UTF8SMTPS" : "UTF8SMTP";
-    return tls ? "ESMTPS" : "ESMTP";
+        return session_auth_proto(s, tls ? "UTF8SMTPS" : "UTF8SMTP");
+    return session_auth_proto(s, tls ? "ESMTPS" : "ESMTP");
 }
 
 /* What the policy knows of this client (policy/policy.h). */
@@ -182,7 +183,9 @@ static void session_policy_client(const struct session *s, struct policy_client 
     *c = (struct policy_client){.addr = s->addr,
                                 .sa = (const struct sockaddr *)&s->peer,
                                 .host = s->client_forged ? NULL : s->client_name,
+                                .auth_offered = s->rc->cfg->policy.trust_mechanisms.n > 0,
                                 .local = s->local != NULL};
+    session_auth_client(s, &c->auth_mech, &c->auth_authen);
 }
 
 bool session_connect_named(struct session *s)
@@ -312,9 +315,10 @@ static void session_write_received(struct session *s)
      * shape; "for <rcpt>" only with exactly one recipient, as sendmail does (privacy). */
     char relay[SESSION_RELAY_MAX], helo[SMTP_HELO_MAX + 1];
     const char *from = smtp_helo_received(t->helo, helo, sizeof(helo)) ? helo : s->addr;
-    buf_printf(&hdr, "Received: from %s (%s)\r\n\tby %s (ringmail/%s) with %s id %s", from,
-               session_relay(s, relay, sizeof(relay)), s->rc->cfg->hostname, RINGMAIL_VERSION,
-               session_proto(s), s->qid);
+    buf_printf(&hdr, "Received: from %s (%s)", from, session_relay(s, relay, sizeof(relay)));
+    session_auth_received(s, &hdr);
+    buf_printf(&hdr, "\r\n\tby %s (ringmail/%s) with %s id %s", s->rc->cfg->hostname,
+               RINGMAIL_VERSION, session_proto(s), s->qid);
     if (session_tls_active(s))
         session_tls_received(s, &hdr);
     if (t->n_rcpts == 1)
@@ -451,7 +455,7 @@ static void session_deliver_commit_result(struct session *s, int err)
 
 /* Leaving a call into the state machine: results that arrived meanwhile go in now (they
  * may start further commits, hence the loop), then the timer follows the new deadline. */
-static void session_after_smtp(struct session *s)
+void session_after_smtp(struct session *s)
 {
     s->in_smtp = false;
     while (s->commit_result_pending && !s->closing) {
@@ -598,6 +602,10 @@ static void session_log_close(struct session *s, const char *reason)
     session_relay(s, relay, sizeof(relay));
     if (strcmp(reason, "quit") == 0) {
         session_log_null_connection(s);
+    } else if (strcmp(reason, SMTP_AUTH_DROP_REASON) == 0) {
+        /* sendmail's checksmtpattack() line, which fail2ban's sendmail-auth filter bans on */
+        log_info("%s: %s: possible SMTP attack: command=AUTH, count=%u", session_qid(s), relay,
+                 SMTP_AUTH_MAX_FAILURES);
     } else if (strcmp(reason, "timeout") == 0 && s->in_data) {
         /* sendmail's notice form ("collect: <problem> on connection from ..., sender=");
          * sendmail itself reports a timeout here as a SYSERR, which it is not */
@@ -890,6 +898,7 @@ static void *session_start(struct daemon_worker *dw, engine_conn_id id, unsigned
     s->io.event = session_io_event;
     s->io.check_rcpt = session_check_rcpt;
     s->io.check_mail = session_check_mail;
+    session_auth_io(s);
     s->tp = &session_plain;
 
     qid_new(s->qid, engine_worker_index(dw->w)); /* the connection's id until MAIL */
@@ -1088,6 +1097,7 @@ static void session_on_closed(void *ctx, int err)
         smtp_server_free(s->smtp);
     free(s->client_name);
     s->tp->free(s);
+    session_auth_free(s);
     free(s->msgid);
     if (!s->local) /* every TCP session has a slot */
         connlimit_release(dw->d->conns, (const struct sockaddr *)&s->peer);
@@ -1140,6 +1150,9 @@ static void session_on_message(struct engine_worker *w, void *worker_ctx, uint32
         break;
     case QUEUERUN_ENGINE_MSG:
         queuerun_on_message(dw);
+        break;
+    case SASL_ENGINE_MSG:
+        sasl_pool_on_message(dw->d->sasl, engine_worker_index(w));
         break;
     default:
         log_warn("worker %u: unknown message %u", engine_worker_index(w), msg);

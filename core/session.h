@@ -18,5 +18,8 @@
  * to be reachable through daemon_for_engine, set before engine_start). */
 extern const struct engine_callbacks session_engine_callbacks;
 void session_set_daemon(struct daemon *d);
+/* Fills rc's AUTH offer (auth.mechanisms the SASL library has, with and without TLS) from
+ * its configuration; SASL is set up (policy/sasl.h). 0, or -1 with `err`. */
+int session_auth_configure(struct runconf *rc, char *err, size_t errlen);
 
 #endif

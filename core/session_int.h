@@ -71,6 +71,7 @@ struct session {
      * a name that is not forged is used for access-map host-name keys. */
     char *client_name;
     bool client_forged;
+    struct session_auth *auth; /* from the first AUTH (core/session_auth.c) */
     struct sockaddr_storage peer;
     unsigned listener;
     struct policy_session pol; /* what the policy said so far (policy/policy.h) */
@@ -138,8 +139,24 @@ int session_sender_check(struct session *s, const struct smtp_path *sender);
 void session_sender_free(struct session *s);
 /* The verdict on a pending MAIL (NULL: accepted) into the state machine. */
 void session_mail_checked(struct session *s, const struct smtp_addr_error *err);
+/* Leaving a call into the state machine: deferred results go in, the timer follows. */
+void session_after_smtp(struct session *s);
+
+/* SMTP AUTH (core/session_auth.c). */
+/* Sets the io's AUTH callbacks when the daemon has SASL. */
+void session_auth_io(struct session *s);
+void session_auth_free(struct session *s);
+/* The mechanism and {auth_authen} of an authenticated client, NULL and NULL before (the
+ * policy decides what they allow: TRUST_AUTH_MECH, policy/policy.h). */
+void session_auth_client(const struct session *s, const char **mech, const char **authen);
+/* `proto` with RFC 3848's "A" for an authenticated client (ESMTPA, ESMTPSA, ...). */
+const char *session_auth_proto(const struct session *s, const char *proto);
+/* Received:'s "(authenticated bits=N)" for an authenticated client. */
+void session_auth_received(const struct session *s, struct buf *hdr);
 
 /* The TLS side (core/session_tls.c). */
+/* The cipher's bits once in TLS, else 0. */
+unsigned session_tls_bits(const struct session *s);
 /* The handshake's deadline (timeouts.starttls), 0 when none is in progress. */
 uint64_t session_tls_deadline(const struct session *s);
 /* At or after that deadline: logs the timeout and closes. */

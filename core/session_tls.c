@@ -182,3 +182,12 @@ void session_tls_received(const struct session *s, struct buf *hdr)
     buf_printf(hdr, "\r\n\t(version=%s cipher=%s bits=%d verify=%s)", i.version, i.cipher, i.bits,
                i.verify);
 }
+
+unsigned session_tls_bits(const struct session *s)
+{
+    struct tls_session_info i;
+    if (!session_tls_active(s))
+        return 0;
+    tls_session_info(s->tls->t, &i);
+    return i.bits > 0 ? (unsigned)i.bits : 0;
+}

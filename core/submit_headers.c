@@ -16,6 +16,7 @@
 
 #include "smtp/smtp_addr.h"
 #include "smtp/smtp_server.h"
+#include "util/base64.h"
 
 /* RFC 2047 2: an encoded-word is at most 75 characters; "=?UTF-8?B?" and "?=" leave 63
  * for base64, i.e. 15 groups of 3 octets. */
@@ -100,23 +101,6 @@ static int submit_quoted(struct buf *out, const char *name, size_t len)
     return buf_append(out, "\"", 1);
 }
 
-static int submit_base64(struct buf *out, const unsigned char *p, size_t len)
-{
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < len)
-            v |= p[i + 2];
-        char q[4] = {b64[v >> 18 & 63], b64[v >> 12 & 63], i + 1 < len ? b64[v >> 6 & 63] : '=',
-                     i + 2 < len ? b64[v & 63] : '='};
-        if (buf_append(out, q, 4) < 0)
-            return -1;
-    }
-    return 0;
-}
-
 /* RFC 2047 encoded-words, each holding whole characters (RFC 2047 5), folded between. */
 static int submit_encoded_words(struct buf *out, const char *name, size_t len)
 {
@@ -126,7 +110,7 @@ static int submit_encoded_words(struct buf *out, const char *name, size_t len)
         while (i + n < len && (p[i + n] & 0xc0) == 0x80) /* not inside a character */
             n--;
         if ((i > 0 && buf_append(out, "\r\n ", 3) < 0) || buf_append(out, "=?UTF-8?B?", 10) < 0 ||
-            submit_base64(out, p + i, n) < 0 || buf_append(out, "?=", 2) < 0)
+            base64_append(out, p + i, n) < 0 || buf_append(out, "?=", 2) < 0)
             return -1;
         i += n;
     }

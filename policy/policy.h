@@ -44,7 +44,8 @@ struct policy_client {
     const char *addr; /* "192.0.2.7", "2001:db8::1" */
     const struct sockaddr *sa;
     const char *host;      /* forward-confirmed host name, or NULL */
-    bool auth_offered;     /* the listener offers AUTH */
+    bool auth_offered;     /* AUTH may relay (TRUST_AUTH_MECH): the relay refusal asks for it,
+                            * as sendmail's confRELAY_MSG does under _USE_AUTH_ */
     const char *auth_mech; /* NULL unless the client authenticated */
     const char *auth_authen;
     bool local; /* a process of this host (submission socket): no Connect: lookup, and it

@@ -569,6 +569,20 @@ static int param_envid(const struct param *v, const struct smtp_ext *ext, void *
     return 0;
 }
 
+/* RFC 4954 5: AUTH=<> or the xtext of the mailbox that submitted the message. */
+static int param_auth(const struct param *v, const struct smtp_ext *ext, void *out,
+                      struct smtp_addr_error *err)
+{
+    struct smtp_mail_params *m = out;
+    (void)ext;
+    if (v->value == NULL || v->vlen == 0 || v->vlen > SMTP_AUTH_PARAM_MAX ||
+        (!(v->vlen == 2 && memcmp(v->value, "<>", 2) == 0) && !smtp_xtext_valid(v->value, v->vlen)))
+        return param_fail(err, "Bad AUTH parameter");
+    if (!(m->auth = strndup(v->value, v->vlen)))
+        return addr_fail(err, 452, "4.3.1", "Insufficient system storage");
+    return 0;
+}
+
 /* An xtext value decoded into a new string (*out, *outlen): 0, or -1 with *err set (`bad`
  * unless the value is xtext of 1 to `max` octets once decoded). */
 static int param_xtext_dup(const struct param *v, size_t max, const char *bad, char **out,
@@ -731,6 +745,7 @@ static const struct param_def mail_params[] = {
      "Duplicate SMTPUTF8 parameter"},
     {"RET", offsetof(struct smtp_ext, dsn), param_ret, "Duplicate RET parameter"},
     {"ENVID", offsetof(struct smtp_ext, dsn), param_envid, "Duplicate ENVID parameter"},
+    {"AUTH", offsetof(struct smtp_ext, auth), param_auth, "Duplicate AUTH parameter"},
     /* last: only smtp_mail_params_parse_local() looks at them */
     {"FULLNAME", PARAM_ALWAYS, param_fullname, "Duplicate FULLNAME parameter"},
     {"XMAILDROP", PARAM_ALWAYS, param_maildrop, "Duplicate XMAILDROP parameter"},
@@ -834,8 +849,10 @@ void smtp_mail_params_free(struct smtp_mail_params *p)
 {
     free(p->fullname);
     free(p->maildrop);
+    free(p->auth);
     p->fullname = NULL;
     p->maildrop = NULL;
+    p->auth = NULL;
 }
 
 int smtp_rcpt_params_parse(const char *s, size_t len, const struct smtp_ext *ext,

@@ -82,6 +82,7 @@ bool smtp_domain_within(const char *domain, const char *parent);
 struct smtp_ext {
     bool size, eightbitmime, dsn, smtputf8;
     uint64_t max_size; /* 0 = no limit; a larger SIZE= gets 552 5.3.4 */
+    bool auth;         /* AUTH is offered: MAIL takes AUTH= (RFC 4954 5) */
 };
 
 enum smtp_body { SMTP_BODY_NONE, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME };
@@ -98,6 +99,8 @@ enum {
 #define SMTP_FULLNAME_MAX 256 /* octets of FULLNAME= once decoded */
 #define SMTP_MAILDROP_MAX 64  /* octets of XMAILDROP= once decoded */
 
+#define SMTP_AUTH_PARAM_MAX 500 /* AUTH= of MAIL: an xtext mailbox or "<>" */
+
 struct smtp_mail_params {
     bool has_size;
     uint64_t size;
@@ -105,6 +108,9 @@ struct smtp_mail_params {
     bool smtputf8;
     enum smtp_dsn_ret ret;
     char envid[SMTP_ENVID_MAX + 1]; /* xtext as received, "" if absent */
+    /* AUTH= as received ("<>" or xtext), NULL if absent; malloc'd, freed by
+     * smtp_mail_params_free(). The server drops it for an unauthenticated client. */
+    char *auth;
     /* Local submission only (smtp_mail_params_parse_local): the decoded xtext, NULL if
      * absent; malloc'd, freed by smtp_mail_params_free(). A bad value is 501 5.5.4. */
     char *fullname; /* FULLNAME=: the sender's full name (sendmail -F): 1 to 256 octets of
@@ -134,7 +140,7 @@ int smtp_rcpt_params_parse(const char *s, size_t len, const struct smtp_ext *ext
  * octets available; 0 when it is malformed or ASCII. */
 size_t smtp_utf8_len(const unsigned char *s, size_t avail);
 
-/* Frees fullname and maildrop and sets them to NULL. */
+/* Frees fullname, maildrop and auth and sets them to NULL. */
 void smtp_mail_params_free(struct smtp_mail_params *p);
 /* Validates RFC 3461 xtext (used by ENVID and ORCPT). */
 bool smtp_xtext_valid(const char *s, size_t len);

@@ -54,6 +54,7 @@ static const struct smtp_cmd smtp_cmd_table[] = {
     {"VRFY", smtp_cmd_vrfy, 0},
     {"EXPN", smtp_cmd_expn, 0},
     {"STARTTLS", smtp_cmd_starttls, SMTP_CMD_NOARG},
+    {"AUTH", smtp_cmd_auth, 0},
 };
 
 #define SMTP_CMD_COUNT (sizeof(smtp_cmd_table) / sizeof(smtp_cmd_table[0]))
@@ -79,6 +80,10 @@ static void smtp_cmd_execute(struct smtp_server *s, const char *line, size_t len
     s->cmd_name = "";
     s->cmd_arg = line;
     s->cmd_arglen = len;
+    if (s->auth_reading) { /* RFC 4954 4: the line answers the 334, whatever it holds */
+        smtp_auth_response(s, line, len);
+        return;
+    }
     if (memchr(line, '\r', len) || memchr(line, '\n', len)) {
         smtp_server_cmd_error(s, 500, "5.5.2", "Bare CR or LF in command line; refused");
         return;
@@ -161,6 +166,7 @@ void smtp_cmd_ext(const struct smtp_server *s, struct smtp_ext *ext)
         return;
     ext->size = ext->eightbitmime = ext->dsn = ext->smtputf8 = true;
     ext->max_size = s->set->limits.max_message_size;
+    ext->auth = smtp_auth_offered(s);
 }
 
 static void smtp_cmd_hello(struct smtp_server *s, const char *arg, size_t len, bool esmtp)
@@ -196,16 +202,14 @@ static void smtp_cmd_hello(struct smtp_server *s, const char *arg, size_t len, b
         if (s->set->limits.max_message_size)
             snprintf(size, sizeof(size), "SIZE %llu",
                      (unsigned long long)s->set->limits.max_message_size);
-        const char *lines[] = {hello,        "ENHANCEDSTATUSCODES",
-                               "PIPELINING", "8BITMIME",
-                               size,         "DSN",
-                               "SMTPUTF8",   "CHUNKING",
-                               "STARTTLS",   "HELP"};
-        size_t n = sizeof(lines) / sizeof(lines[0]);
-        if (!s->set->starttls || s->tls) { /* drop STARTTLS, keep HELP last */
-            lines[n - 2] = lines[n - 1];
-            n--;
-        }
+        const char *lines[12] = {
+            hello,     "ENHANCEDSTATUSCODES", "PIPELINING", "8BITMIME", size, "DSN", "SMTPUTF8",
+            "CHUNKING"};
+        char auth[300]; /* "AUTH " and runconf's list of at most 255 */
+        size_t n = smtp_auth_ehlo(s, lines, 8, auth, sizeof(auth));
+        if (s->set->starttls && !s->tls)
+            lines[n++] = "STARTTLS";
+        lines[n++] = "HELP";
         smtp_server_reply_lines(s, 250, NULL, lines, n);
     }
     smtp_server_set_phase(s, SMTP_PH_HELO);

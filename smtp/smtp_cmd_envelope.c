@@ -78,6 +78,8 @@ void smtp_cmd_mail(struct smtp_server *s, const char *arg, size_t len)
         smtp_server_cmd_error(s, 503, "5.5.0", "Sender already specified");
         return;
     }
+    if (!smtp_auth_mail_allowed(s))
+        return;
     if (!smtp_cmd_keyword(s, &arg, &len, "FROM:", "from"))
         return;
 
@@ -127,6 +129,10 @@ void smtp_cmd_mail_decided(struct smtp_server *s, const char *mailbox,
         smtp_mail_params_free(params);
         smtp_cmd_no_storage(s);
         return;
+    }
+    if (!s->authenticated) { /* RFC 4954 5: an unauthenticated client's AUTH= is not kept */
+        free(params->auth);
+        params->auth = NULL;
     }
     s->tx.mail_params = *params; /* freed with the transaction */
     smtp_server_event(s, &(struct smtp_event){.type = SMTP_EV_MAIL, .arg = s->tx.sender});

@@ -176,7 +176,8 @@ void smtp_server_close(struct smtp_server *s, int code, const char *enh, const c
 
 static bool smtp_server_holding(const struct smtp_server *s)
 {
-    return s->state == SMTP_SRV_WAIT_COMMIT || s->state == SMTP_SRV_WAIT_CHECK || s->slow_until;
+    return s->state == SMTP_SRV_WAIT_COMMIT || s->state == SMTP_SRV_WAIT_CHECK ||
+           s->state == SMTP_SRV_WAIT_AUTH || s->slow_until;
 }
 
 /* Consumes input until it runs out or the server starts waiting; returns the octets
@@ -314,6 +315,7 @@ void smtp_server_tls_started(struct smtp_server *s, uint64_t now_ms)
     s->tx.helo = NULL;
     s->tx.esmtp = false;
     s->tls = true;
+    s->authenticated = false;
     s->state = SMTP_SRV_CMD;
     buf_free(&s->in);
     smtp_server_set_phase(s, SMTP_PH_INITIAL);

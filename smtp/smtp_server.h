@@ -182,6 +182,20 @@ struct smtp_event {
     unsigned headers_seen; /* HEADER_END: SMTP_HDR_SEEN_* bits */
 };
 
+/* AUTH (RFC 4954): what a listener offers now, from io->auth_offer. */
+struct smtp_auth_offer {
+    const char *mechs; /* "PLAIN LOGIN CRAM-MD5": advertised and accepted; NULL or "" = none */
+    bool required;     /* sendmail's M=a: MAIL before AUTH gets 530 5.7.0 */
+};
+
+/* The outcome of one SASL step (smtp_server_auth_done). */
+enum smtp_auth_result {
+    SMTP_AUTH_OK,       /* 235 2.0.0 OK Authenticated */
+    SMTP_AUTH_CONTINUE, /* 334 with the challenge; the client's next line is its response */
+    SMTP_AUTH_FAIL,     /* 535 5.7.0 authentication failed (counted, see "AUTH" below) */
+    SMTP_AUTH_TEMPFAIL, /* 454 4.7.0 Temporary authentication failure (not counted) */
+};
+
 struct smtp_server_io {
     void *arg;
     void (*reply)(void *arg, const char *bytes, size_t len);
@@ -198,6 +212,16 @@ struct smtp_server_io {
      * are valid only during this call: copy what the lookup needs). May be NULL. */
     int (*check_mail)(void *arg, const struct smtp_path *sender,
                       const struct smtp_mail_params *params, struct smtp_addr_error *err);
+    /* AUTH (may all be NULL: no AUTH). auth_offer fills what is offered now (`tls`: the
+     * session is in TLS). auth_step starts an exchange (`mech` set; `has_resp` says whether
+     * an initial response came, decoded in resp/len) or continues it (`mech` NULL, the
+     * client's decoded response); the caller answers later, never from inside the call,
+     * with smtp_server_auth_done(). auth_abort: the client cancelled ('*') or sent a
+     * response that is not base64; the exchange is over. */
+    void (*auth_offer)(void *arg, bool tls, struct smtp_auth_offer *offer);
+    void (*auth_step)(void *arg, const char *mech, const unsigned char *resp, size_t len,
+                      bool has_resp);
+    void (*auth_abort)(void *arg);
 };
 
 /* `settings` and `io` must outlive the server (the caller owns them). `client` is how the
@@ -246,6 +270,19 @@ void smtp_server_check_done(struct smtp_server *s, const struct smtp_addr_error 
 /* The TLS handshake after STARTTLS completed: state is reset, EHLO required again,
  * STARTTLS no longer offered. */
 void smtp_server_tls_started(struct smtp_server *s, uint64_t now_ms);
+
+/* AUTH: the answer to io->auth_step (challenge/len: the raw challenge for CONTINUE). The
+ * server waits for it as for a commit (input held, replies in order) but keeps its timeout
+ * running, so a SASL back end that never answers costs the client a 421, not a session for
+ * ever. Failures: from the SMTP_AUTH_THROTTLE-th on, each 535 waits one second; at the
+ * SMTP_AUTH_MAX_FAILURES-th the session ends with "421 4.7.0 <host> Too many authentication
+ * failures". RSET and EHLO keep an authentication; STARTTLS forgets it (RFC 3207 4.2). */
+#define SMTP_AUTH_THROTTLE     3
+#define SMTP_AUTH_MAX_FAILURES 5
+#define SMTP_AUTH_DROP_REASON  "too many authentication failures" /* CLOSE's reason */
+void smtp_server_auth_done(struct smtp_server *s, enum smtp_auth_result r,
+                           const unsigned char *challenge, size_t len, uint64_t now_ms);
+bool smtp_server_authenticated(const struct smtp_server *s);
 
 /* The current transaction (valid until the next feed/commit_done call). */
 const struct smtp_transaction *smtp_server_transaction(const struct smtp_server *s);

@@ -8,6 +8,7 @@
  *   smtp_cmd.c             command-line framing, the command table, session verbs
  *   smtp_cmd_envelope.c    MAIL and RCPT (paths, ESMTP parameters, recipient policy)
  *   smtp_server_check.c    MAIL whose check is answered later (check_mail "pending")
+ *   smtp_cmd_auth.c        AUTH (RFC 4954): the exchange, its wait, failures, AUTH required
  *   smtp_server_data.c     DATA and BDAT: the commands, dot framing, chunks, message end
  *   smtp_server_msg.c      the message content checks shared by DATA and BDAT (bare CR/LF,
  *                          NUL, sizes, line and header limits, Message-ID)
@@ -29,6 +30,7 @@ enum smtp_server_state {
     SMTP_SRV_WAIT_COMMIT, /* DATA_END sent, waiting for smtp_server_commit_done() */
     SMTP_SRV_WAIT_CHECK,  /* check_mail said "pending": waiting for smtp_server_check_done() */
     SMTP_SRV_WAIT_TLS,    /* STARTTLS accepted, waiting for smtp_server_tls_started() */
+    SMTP_SRV_WAIT_AUTH,   /* a SASL step asked for, waiting for smtp_server_auth_done() */
     SMTP_SRV_CLOSED,      /* CLOSE sent; input is ignored */
 };
 
@@ -121,6 +123,9 @@ struct smtp_server {
     bool in_message;   /* DATA_START sent and neither DATA_END nor DATA_ABORT yet */
     bool discarding;   /* skipping the rest of an over-long command line */
     bool discard_cr;   /* ... and its last octet so far was CR */
+    bool auth_reading; /* 334 sent: the next line is an AUTH response, not a command */
+    bool authenticated;
+    uint8_t auth_failures;
     /* The command being executed, for REJECT events (valid during dispatch only). */
     const char *cmd_name;
     const char *cmd_arg;
@@ -138,6 +143,8 @@ void smtp_server_set_phase(struct smtp_server *s, enum smtp_server_phase phase);
 void smtp_server_data_clock_start(struct smtp_server *s);
 void smtp_server_data_clock_resume(struct smtp_server *s);
 void smtp_server_data_clock_read(struct smtp_server *s, size_t n);
+/* Runs the input loop on what was held while waiting (after the wait ended). */
+void smtp_server_run_held(struct smtp_server *s);
 /* Ends the transaction (sender, recipients, message state), keeping HELO. */
 void smtp_server_tx_reset(struct smtp_server *s);
 /* RSET, HELO/EHLO and STARTTLS drop the transaction: DATA_ABORT for a message in
@@ -191,6 +198,18 @@ void smtp_server_check_wait(struct smtp_server *s, const char *mailbox,
                             struct smtp_mail_params *params);
 void smtp_server_check_free(struct smtp_server *s);
 void smtp_cmd_rcpt(struct smtp_server *s, const char *arg, size_t len);
+
+/* smtp_cmd_auth.c */
+void smtp_cmd_auth(struct smtp_server *s, const char *arg, size_t len);
+/* A line read while s->auth_reading (CRLF removed). */
+void smtp_auth_response(struct smtp_server *s, const char *line, size_t len);
+/* Appends "AUTH <mechs>" to the EHLO lines when offered; returns the new count. */
+size_t smtp_auth_ehlo(struct smtp_server *s, const char **lines, size_t n, char *buf,
+                      size_t buflen);
+/* MAIL on a listener that requires AUTH: false after the 530 reply. */
+bool smtp_auth_mail_allowed(struct smtp_server *s);
+/* Whether AUTH is offered now (MAIL's AUTH= is a parameter only then). */
+bool smtp_auth_offered(const struct smtp_server *s);
 
 /* smtp_server_data.c */
 void smtp_cmd_data(struct smtp_server *s, const char *arg, size_t len);

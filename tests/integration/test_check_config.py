@@ -90,7 +90,8 @@ class CheckConfig(RingmailTestCase):
             self.assertIn("warning:", out.stderr)
 
     def test_auth_required_listener_refused(self):
-        """M=a without AUTH would be an open submission port: refused with file and line."""
+        """M=a without auth_required would be an open submission port: refused with file and
+        line."""
         d = self.daemon(start=False)
         d.config["listen"].append({"name": "MSA", "address": "127.0.0.1", "port": 1587,
                                    "modifiers": "Ea"})
@@ -99,7 +100,7 @@ class CheckConfig(RingmailTestCase):
         self.assertEqual(out.returncode, EX_CONFIG, out.stderr)
         self.assertRegex(out.stderr, rf"{re.escape(str(d.config_path))}:\d+:\d+: key "
                                      r"'listen\[1\]\.modifiers': 'Ea': 'a' \(SMTP AUTH required\) "
-                                     r"is not supported yet")
+                                     r"is said with auth_required: true")
 
     def test_missing_file(self):
         out = self.check(self.tmp / "does-not-exist.yaml")

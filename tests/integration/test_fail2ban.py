@@ -12,7 +12,8 @@ clients: the per-client connection limit (FEATURE(conncontrol)) in every mode, c
 that never sent MAIL in the "extra" and "aggressive" modes. A relaying attempt is not
 found: without AUTH sendmail says "Relaying denied", and the filter only knows
 "Relaying denied. Proper authentication required.", which sendmail (and ringmail) say
-only when AUTH is offered. sendmail-auth finds nothing: ringmail has no AUTH yet.
+only when AUTH is offered. sendmail-auth finds nothing: this daemon offers no AUTH
+(test_auth.py runs the filter over AUTH failures).
 
 Skipped only when fail2ban-regex is missing (scripts/deps.sh installs Debian's fail2ban).
 """

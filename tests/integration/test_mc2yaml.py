@@ -213,19 +213,22 @@ class Mc2Yaml(unittest.TestCase):
                 self.assertRegex(out.stderr, rf"(?m): translated: .* -> log\.ident = {ident}: ")
 
     def test_listeners_the_daemon_cannot_serve(self):
-        """A listener that requires AUTH (M=a) or TLS on connect (M=s) is never written live:
-        it is commented out and needs a person, and the rest of the file still loads."""
+        """A listener that requires AUTH (M=a) is written live with auth_required when the
+        .mc sets mechanisms (else it needs a person); one with TLS on connect (M=s) is never
+        written live: commented out, needs a person, and the rest of the file still loads."""
         out = translate("auth_listener.mc")
         self.assertEqual(out.returncode, EXIT_PERSON, out.stderr)
         live = read_yaml(out.stdout)["listen"]
-        self.assertEqual([(i["name"], i["port"]) for i in live], [("MTA", "25")])
-        for name, port, letter in (("MSA", 587, "a"), ("SMTPS", 465, "s")):
-            self.assertRegex(out.stderr, rf"(?m): needs a person: listen\[\d\] \({name}, "
-                                         rf"port {port}\): M={letter}: ")
-            self.assertRegex(out.stdout, rf"(?m)^  # - name: {name}$")
-        # with the keys kept for later live, the daemon itself refuses M=a
-        future = translate("auth_listener.mc", "--future-keys").stdout
-        self.assertIn("modifiers: Ea", future)
+        self.assertEqual([(i["name"], i["port"]) for i in live], [("MTA", "25"), ("MSA", "587")])
+        self.assertEqual(live[1]["auth_required"], "true")
+        self.assertRegex(out.stderr, r"(?m): needs a person: listen\[\d\] \(SMTPS, "
+                                     r"port 465\): M=s: ")
+        self.assertRegex(out.stdout, r"(?m)^  # - name: SMTPS$")
+        # without confAUTH_MECHANISMS nothing could authenticate: a person decides
+        out = translate("debian.mc")
+        self.assertRegex(out.stderr, r"(?m): needs a person: listen\[1\] \(MSP-v4, port 587\): "
+                                     r"M=a requires AUTH, but the \.mc sets no confAUTH_MECHANISMS")
+        self.assertRegex(out.stdout, r"(?m)^  # - name: MSP-v4$")
 
     def test_submit_mc_listens_nowhere(self):
         """A submit.mc (FEATURE(msp)) is sendmail's submission program: no listener, every

@@ -333,11 +333,15 @@ static const struct test_bad test_bads[] = {
     /* a smart host sendmail would not take either */
     {"routing:\n  smart_host: \"uucp-dom:[relay.example]\"\n", ":2:", {"key 'routing.smart_host'"}},
     {"routing:\n  mail_hub: \"[hub.example]:99999\"\n", ":2:", {"key 'routing.mail_hub'"}},
-    /* M=a without AUTH would be an open submission port */
+    /* M=a without auth_required would be an open submission port */
     {"listen:\n  - {port: 25}\n  - {name: MSA, port: 587, modifiers: Ea}\n",
      ":3:",
-     {"key 'listen[1].modifiers'", "'Ea': 'a' (SMTP AUTH required) is not supported yet",
+     {"key 'listen[1].modifiers'", "'Ea': 'a' (SMTP AUTH required) is said with auth_required",
       "without authentication"}},
+    /* and AUTH required where none is offered would take no mail at all */
+    {"listen:\n  - {port: 25}\n  - {name: MSA, port: 587, auth_required: true}\n",
+     ":3:",
+     {"key 'listen[1].auth_required'", "not offered", "auth.mechanisms"}},
     /* wrong shapes */
     {"limits: 5\n", ":1:9: ", {"key 'limits'", "expected a mapping", "got a single value"}},
     {"relay_from: 10.0.0.0/8\n", ":1:13: ", {"key 'relay_from'", "expected a list"}},

@@ -454,7 +454,7 @@ static void test_xtext(void **state)
 
 /* ---- MAIL parameters ---- */
 
-static const struct smtp_ext all_ext = {true, true, true, true, 1000};
+static const struct smtp_ext all_ext = {true, true, true, true, 1000, true};
 static struct smtp_mail_params mp;
 static struct smtp_rcpt_params rp;
 
@@ -522,6 +522,22 @@ static void test_mail_params_all(void **state)
     assert_int_equal(mp.ret, SMTP_RET_FULL);
 }
 
+/* RFC 4954 5: AUTH=<> or an xtext mailbox, once. */
+static void test_mail_auth_param(void **state)
+{
+    (void)state;
+    check_param_ok(mail, "AUTH=<>", &all_ext);
+    assert_string_equal(mp.auth, "<>");
+    smtp_mail_params_free(&mp);
+    check_param_ok(mail, "AUTH=user+2Bx@example.com", &all_ext);
+    assert_string_equal(mp.auth, "user+2Bx@example.com");
+    smtp_mail_params_free(&mp);
+    check_param_err(mail, "AUTH=", &all_ext, 501, "5.5.4", "Bad AUTH parameter");
+    check_param_err(mail, "AUTH=a=b", &all_ext, 501, "5.5.4", "Bad AUTH parameter");
+    check_param_err(mail, "AUTH=<> AUTH=<>", &all_ext, 501, "5.5.4", "Duplicate AUTH parameter");
+    smtp_mail_params_free(&mp);
+}
+
 static void test_mail_size(void **state)
 {
     (void)state;
@@ -581,13 +597,13 @@ static void test_mail_smtputf8_and_dsn(void **state)
 static void test_mail_disabled(void **state)
 {
     (void)state;
-    const struct smtp_ext none = {false, false, false, false, 0};
-    const char *lines[] = {"SIZE=10", "BODY=8BITMIME", "SMTPUTF8", "RET=FULL", "ENVID=x"};
+    const struct smtp_ext none = {false, false, false, false, 0, false};
+    const char *lines[] = {"SIZE=10",  "BODY=8BITMIME", "SMTPUTF8",
+                           "RET=FULL", "ENVID=x",       "AUTH=<>"};
     for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
         check_param_err(mail, lines[i], &none, 555, "5.5.4", "Unsupported parameter");
     check_param_err(mail, "FROBNICATE=1", &all_ext, 555, "5.5.4", "Unsupported parameter");
     check_param_err(mail, "NOTIFY=NEVER", &all_ext, 555, "5.5.4", "Unsupported parameter");
-    check_param_err(mail, "AUTH=<>", &all_ext, 555, "5.5.4", "Unsupported parameter");
 }
 
 static void test_mail_syntax_and_duplicates(void **state)
@@ -666,7 +682,7 @@ static void test_rcpt_orcpt_errors(void **state)
 static void test_rcpt_disabled(void **state)
 {
     (void)state;
-    const struct smtp_ext no_dsn = {true, true, false, true, 0};
+    const struct smtp_ext no_dsn = {true, true, false, true, 0, false};
     check_param_err(rcpt, "NOTIFY=NEVER", &no_dsn, 555, "5.5.4", "Unsupported parameter");
     check_param_err(rcpt, "ORCPT=rfc822;a", &no_dsn, 555, "5.5.4", "Unsupported parameter");
     check_param_err(rcpt, "SIZE=10", &all_ext, 555, "5.5.4", "Unsupported parameter");
@@ -695,6 +711,7 @@ int main(void)
         cmocka_unit_test(test_xtext),
         cmocka_unit_test(test_mail_params_none),
         cmocka_unit_test(test_mail_params_all),
+        cmocka_unit_test(test_mail_auth_param),
         cmocka_unit_test(test_mail_size),
         cmocka_unit_test(test_mail_body),
         cmocka_unit_test(test_mail_smtputf8_and_dsn),

@@ -339,7 +339,7 @@ static void test_simple_commands(void **state)
     h_feed(h, "HELP\r\n");
     h_expect(h, "214-2.0.0 This is ringmail\r\n"
                 "214-2.0.0 Topics: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY EXPN "
-                "STARTTLS\r\n"
+                "STARTTLS AUTH\r\n"
                 "214-2.0.0 For local information send email to Postmaster at your site.\r\n"
                 "214 2.0.0 End of HELP info\r\n");
     h_free(h);
