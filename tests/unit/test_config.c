@@ -686,16 +686,11 @@ static void test_kept_keys(void **state)
     assert_string_equal(l->log_level, "9");
 
     const char *want[] = {
-        "t.yaml:2: key 'listen[0].modifiers' is",
-        "t.yaml:4: key 'routing.local_relay' is",
-        "t.yaml:5: key 'mailers.enabled' is",
-        "t.yaml:7: key 'milters' is",
-        "t.yaml:9: key 'features.redirect' is",
-        "t.yaml:13: key 'limits.queue_load' is",
-        "t.yaml:13: key 'limits.refuse_load' is",
-        "t.yaml:14: key 'timeouts.queuewarn_dsn' is",
-        "t.yaml:14: key 'timeouts.resolver_retry' is",
-        "t.yaml:15: key 'log_level' is",
+        "t.yaml:2: key 'listen[0].modifiers' is",      "t.yaml:4: key 'routing.local_relay' is",
+        "t.yaml:5: key 'mailers.enabled' is",          "t.yaml:7: key 'milters' is",
+        "t.yaml:9: key 'features.redirect' is",        "t.yaml:13: key 'limits.queue_load' is",
+        "t.yaml:13: key 'limits.refuse_load' is",      "t.yaml:14: key 'timeouts.queuewarn_dsn' is",
+        "t.yaml:14: key 'timeouts.resolver_retry' is", "t.yaml:15: key 'log_level' is",
     };
     assert_int_equal(c->n_warnings, sizeof(want) / sizeof(want[0]));
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
