@@ -294,6 +294,10 @@ struct config {
     char *control_socket;    /* default: ringmail.ctl beside the pid file */
     char *maildrop;          /* default: maildrop beside the spool directory */
     char *maildrop_group;    /* ringmail-postdrop's setgid group; default "ringmaildrop" */
+    /* submission.socket's callers at once, in all and per uid (0 = no limit): slots of
+     * their own, apart from max_connections */
+    unsigned submission_connections;
+    unsigned submission_connections_per_user;
     /* default: root, daemon (run_as is always trusted too); maps.trusted_users' names are
      * appended at load (config_load, not config_load_settings) */
     char **trusted_users;

@@ -324,6 +324,10 @@ static const struct config_key config_submission_keys[] = {
     TEXT("maildrop_group", CONFIG_STRING, maildrop_group, "ringmaildrop"),
     LIST("trusted_users", CONFIG_STRING, trusted_users, "root daemon"),
     LIST("trusted_groups", CONFIG_STRING, trusted_groups, ""),
+    /* slots of their own, apart from limits.connections (docs/config.md) */
+    NUM("connections", CONFIG_UINT, CONFIG_F_ZERO_OFF, submission_connections, 1, 1000000, "500"),
+    NUM("connections_per_user", CONFIG_UINT, CONFIG_F_ZERO_OFF, submission_connections_per_user, 1,
+        1000000, "50"),
 };
 
 /* The syslog ident: sendmail's daemon logs as "sm-mta" on Debian (-L sm-mta) and as

@@ -8,7 +8,8 @@
 
 #include "util/netaddr.h"
 
-/* Clients are keyed by netaddr_key(): ::ffff:1.2.3.4 and 1.2.3.4 count as one client. */
+/* Clients are keyed by netaddr_key(): ::ffff:1.2.3.4 and 1.2.3.4 count as one client; local
+ * callers by uid (connlimit_uid_key), in a table of their own. */
 struct connlimit_entry {
     struct connlimit_entry *next;
     uint8_t key[16];
@@ -54,11 +55,9 @@ void connlimit_free(struct connlimit *cl)
     free(cl);
 }
 
-enum connlimit_verdict connlimit_acquire(struct connlimit *cl, const struct sockaddr *client,
-                                         unsigned max_total, unsigned max_per_client)
+static enum connlimit_verdict connlimit_acquire_key(struct connlimit *cl, const uint8_t key[16],
+                                                    unsigned max_total, unsigned max_per_client)
 {
-    uint8_t key[16];
-    netaddr_key(client, key);
     enum connlimit_verdict v = CONNLIMIT_OK;
 
     pthread_mutex_lock(&cl->lock);
@@ -78,11 +77,8 @@ enum connlimit_verdict connlimit_acquire(struct connlimit *cl, const struct sock
     return v;
 }
 
-void connlimit_release(struct connlimit *cl, const struct sockaddr *client)
+static void connlimit_release_key(struct connlimit *cl, const uint8_t key[16])
 {
-    uint8_t key[16];
-    netaddr_key(client, key);
-
     pthread_mutex_lock(&cl->lock);
     struct connlimit_entry **pp = connlimit_find(cl, key);
     if (*pp) {
@@ -94,6 +90,54 @@ void connlimit_release(struct connlimit *cl, const struct sockaddr *client)
         }
     }
     pthread_mutex_unlock(&cl->lock);
+}
+
+/* A uid fills the key's first octets, the rest zero: uid tables never hold addresses. */
+static void connlimit_uid_key(uid_t uid, uint8_t key[16])
+{
+    memset(key, 0, 16);
+    memcpy(key, &uid, sizeof(uid));
+}
+
+enum connlimit_verdict connlimit_acquire(struct connlimit *cl, const struct sockaddr *client,
+                                         unsigned max_total, unsigned max_per_client)
+{
+    uint8_t key[16];
+    netaddr_key(client, key);
+    return connlimit_acquire_key(cl, key, max_total, max_per_client);
+}
+
+void connlimit_release(struct connlimit *cl, const struct sockaddr *client)
+{
+    uint8_t key[16];
+    netaddr_key(client, key);
+    connlimit_release_key(cl, key);
+}
+
+enum connlimit_verdict connlimit_acquire_uid(struct connlimit *cl, uid_t uid, unsigned max_total,
+                                             unsigned max_per_uid)
+{
+    uint8_t key[16];
+    connlimit_uid_key(uid, key);
+    return connlimit_acquire_key(cl, key, max_total, max_per_uid);
+}
+
+void connlimit_release_uid(struct connlimit *cl, uid_t uid)
+{
+    uint8_t key[16];
+    connlimit_uid_key(uid, key);
+    connlimit_release_key(cl, key);
+}
+
+unsigned connlimit_count_uid(struct connlimit *cl, uid_t uid)
+{
+    uint8_t key[16];
+    connlimit_uid_key(uid, key);
+    pthread_mutex_lock(&cl->lock);
+    struct connlimit_entry **pp = connlimit_find(cl, key);
+    unsigned n = *pp ? (*pp)->count : 0;
+    pthread_mutex_unlock(&cl->lock);
+    return n;
 }
 
 unsigned connlimit_total(struct connlimit *cl)

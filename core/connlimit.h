@@ -1,6 +1,9 @@
 /*
  * core/connlimit.h — connection counts across all workers: in total and per client
- * address (sendmail's MaxDaemonChildren and ClientConn).
+ * address (sendmail's MaxDaemonChildren and ClientConn), or, for the callers on
+ * submission.socket, in total and per uid (submission.connections, connections_per_user).
+ * One struct connlimit counts one kind: the daemon keeps one for TCP clients and one for
+ * local callers, so neither can use up the other's slots.
  *
  * Thread-safe (one mutex, touched only at accept and close, never per command). Owns a
  * small hash table of client addresses with a live count; entries go away when their
@@ -11,6 +14,7 @@
 
 #include <stdbool.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 struct connlimit;
 
@@ -24,5 +28,12 @@ enum connlimit_verdict connlimit_acquire(struct connlimit *cl, const struct sock
                                          unsigned max_total, unsigned max_per_client);
 void connlimit_release(struct connlimit *cl, const struct sockaddr *client);
 unsigned connlimit_total(struct connlimit *cl);
+/* The same for a local caller, by uid: CONNLIMIT_CLIENT when that uid has max_per_uid. Never
+ * mixed with the address calls on one struct connlimit. */
+enum connlimit_verdict connlimit_acquire_uid(struct connlimit *cl, uid_t uid, unsigned max_total,
+                                             unsigned max_per_uid);
+void connlimit_release_uid(struct connlimit *cl, uid_t uid);
+/* The connections `uid` holds now (for the refusal's log line). */
+unsigned connlimit_count_uid(struct connlimit *cl, uid_t uid);
 
 #endif

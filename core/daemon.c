@@ -37,9 +37,26 @@ struct runconf *daemon_current(struct daemon *d)
     return rc;
 }
 
-/* limits.connections must fit in the descriptors the process may open, or the last
- * clients would make spool files fail with EMFILE: lowered, with a warning, until it does
- * (at start-up and at every reload; the parent raised the soft limit to the hard one). */
+/* A connection limit that must fit in `fit` connections' descriptors: lowered, with a
+ * warning, when it does not (0, no limit, never fits). */
+static void daemon_fit_limit(const char *key, unsigned *limit, uint64_t fit, rlim_t nofile)
+{
+    if (*limit && *limit <= fit)
+        return;
+    char want[32];
+    snprintf(want, sizeof(want), "%u", *limit);
+    log_warn("%s %s needs up to %d file descriptors per connection, and this process may open "
+             "%llu (RLIMIT_NOFILE): using %llu; raise the hard limit (ulimit -Hn, systemd's "
+             "LimitNOFILE=) for more",
+             key, *limit ? want : "0 (no limit)", DAEMON_FDS_PER_CONNECTION,
+             (unsigned long long)nofile, (unsigned long long)fit);
+    *limit = (unsigned)fit;
+}
+
+/* limits.connections and submission.connections must fit in the descriptors the process
+ * may open, or the last clients would make spool files fail with EMFILE: lowered, with a
+ * warning, until they do (at start-up and at every reload; the parent raised the soft limit
+ * to the hard one). The local callers' slots come first, at most a quarter of them. */
 static void daemon_fit_connections(struct config *cfg, unsigned listeners)
 {
     struct rlimit rl;
@@ -49,18 +66,10 @@ static void daemon_fit_connections(struct config *cfg, unsigned listeners)
         DAEMON_FDS_RESERVED + (uint64_t)listeners * cfg->workers + 4ull * cfg->workers;
     uint64_t fit =
         rl.rlim_cur > reserved ? (rl.rlim_cur - reserved) / DAEMON_FDS_PER_CONNECTION : 0;
-    if (fit < 1)
-        fit = 1;
-    if (cfg->max_connections && cfg->max_connections <= fit)
-        return;
-    char want[32];
-    snprintf(want, sizeof(want), "%u", cfg->max_connections);
-    log_warn("limits.connections %s needs up to %d file descriptors per connection, and this "
-             "process may open %llu (RLIMIT_NOFILE): using %llu; raise the hard limit (ulimit -Hn, "
-             "systemd's LimitNOFILE=) for more",
-             cfg->max_connections ? want : "0 (no limit)", DAEMON_FDS_PER_CONNECTION,
-             (unsigned long long)rl.rlim_cur, (unsigned long long)fit);
-    cfg->max_connections = (unsigned)fit;
+    daemon_fit_limit("submission.connections", &cfg->submission_connections, fit / 4 ? fit / 4 : 1,
+                     rl.rlim_cur);
+    fit = fit > cfg->submission_connections ? fit - cfg->submission_connections : 1;
+    daemon_fit_limit("limits.connections", &cfg->max_connections, fit, rl.rlim_cur);
 }
 
 /* What a reload cannot change without a restart: say so rather than pretend. */
@@ -268,6 +277,7 @@ static void daemon_free(struct daemon *d, size_t n_listeners)
     if (d->spool)
         spool_close(d->spool);
     connlimit_free(d->conns);
+    connlimit_free(d->local_conns);
     clientrate_free(d->rates);
     queuerun_backlog_free(d);
     dest_table_free(d->dests);
@@ -315,7 +325,8 @@ static int daemon_start(struct daemon *d, struct daemon_start *st, unsigned *gen
     for (unsigned i = 0; d->tls_libs && i < d->workers; i++)
         if (!(d->tls_libs[i] = tls_lib_new(err, errlen)))
             return EX_SOFTWARE;
-    if (!d->tls_libs || !(d->conns = connlimit_new()) || !(d->rates = clientrate_new()) ||
+    if (!d->tls_libs || !(d->conns = connlimit_new()) || !(d->local_conns = connlimit_new()) ||
+        !(d->rates = clientrate_new()) ||
         !(d->dests = dest_table_new(&(struct dest_settings){0}))) {
         snprintf(err, errlen, "out of memory");
         return EX_OSERR;

@@ -53,8 +53,9 @@ struct queuerun_backlog;
 struct daemon {
     struct engine *engine;
     struct spool *spool;
-    struct connlimit *conns;
-    struct clientrate *rates; /* connections per client lately (policy/clientrate.h) */
+    struct connlimit *conns;       /* TCP clients, by address (limits.connections...) */
+    struct connlimit *local_conns; /* submission.socket's callers, by uid: slots of their own */
+    struct clientrate *rates;      /* connections per client lately (policy/clientrate.h) */
     pthread_mutex_t current_lock;
     struct runconf *current;   /* guarded by current_lock */
     char **listener_names;     /* by listener index; fixed at start-up */

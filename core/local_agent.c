@@ -11,6 +11,7 @@
 #include <time.h>
 #include <sys/socket.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -721,10 +722,16 @@ static _Noreturn void local_agent_run(const struct config *cfg,
 /* Agents busy for one identity at once (Postfix's local_destination_concurrency_limit):
  * the others for that user wait in the parent. */
 #define LOCAL_AGENT_PER_USER 2
-/* Requests waiting in the parent for an agent. Beyond this the parent stops reading the
- * engine's socket: the engine's sends then fail with EAGAIN (a 4.3.2 deferral), which
- * only a flood far past mailers.max_agents reaches. */
-#define LOCAL_AGENTS_WAITING_MAX 10000
+/* Requests waiting in the parent for an agent: at most this many, and at most what half
+ * the descriptors the parent may open (RLIMIT_NOFILE) less LOCAL_AGENTS_FDS_RESERVED hold,
+ * as each keeps two (the df and the reply socket): past that recvmsg would drop a
+ * request's descriptors (EMFILE). Beyond it the parent stops reading the engine's socket
+ * and the engine keeps its requests until there is room (delivery/local.h): only a flood
+ * far past mailers.max_agents reaches it. */
+#define LOCAL_AGENTS_WAITING_MAX  10000
+#define LOCAL_AGENTS_FDS_RESERVED 64
+#define LOCAL_AGENTS_FULL_LOG_MS  60000
+static struct log_limit local_agents_full_log = LOG_LIMIT_INIT(LOCAL_AGENTS_FULL_LOG_MS);
 
 struct local_slot {
     pid_t pid;
@@ -735,11 +742,13 @@ struct local_slot {
     struct local_identity id;
 };
 
+/* A request checked and waiting: its plan (15 kB) is worked out again when an agent takes
+ * it (local_dispatch_one), so that a full queue costs the parent little memory. */
 struct local_waiting {
     struct local_waiting *next;
     int fds[2]; /* df, reply */
     struct local_identity id;
-    struct local_agent_job job;
+    struct local_request rq;
 };
 
 struct local_agents {
@@ -747,7 +756,7 @@ struct local_agents {
     size_t n, cap;
     unsigned retiring; /* slots whose ctl is closed, not reaped yet */
     struct local_waiting *head, **tail;
-    size_t n_waiting;
+    size_t n_waiting, waiting_max; /* waiting_max: LOCAL_AGENTS_WAITING_MAX or the fds' */
     const struct config *cfg;
     unsigned gen; /* of cfg: an agent of an older configuration serves no more jobs */
     int ep;       /* epoll: every slot's ctl */
@@ -768,6 +777,13 @@ struct local_agents *local_agents_new(unsigned log_targets)
         return NULL;
     la->log_targets = log_targets;
     la->tail = &la->head;
+    la->waiting_max = LOCAL_AGENTS_WAITING_MAX;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur < 2 * LOCAL_AGENTS_WAITING_MAX + LOCAL_AGENTS_FDS_RESERVED)
+        la->waiting_max = rl.rlim_cur > 2 + LOCAL_AGENTS_FDS_RESERVED
+                              ? (rl.rlim_cur - LOCAL_AGENTS_FDS_RESERVED) / 2
+                              : 1;
     if ((la->ep = epoll_create1(EPOLL_CLOEXEC)) < 0) {
         free(la);
         return NULL;
@@ -814,9 +830,10 @@ int local_agents_fd(const struct local_agents *la)
     return la->ep;
 }
 
+/* The agents' control sockets count against the descriptors too (one each). */
 bool local_agents_accepting(const struct local_agents *la)
 {
-    return la->n_waiting < LOCAL_AGENTS_WAITING_MAX;
+    return la->n_waiting + la->n / 2 < la->waiting_max;
 }
 
 /* The agent ends once it has read what is queued on its ctl (end of file). */
@@ -885,10 +902,28 @@ static void local_answer(int reply, const struct local_request *rq, const struct
         log_warn("%s: cannot answer the engine's local request: %s", rq->qid, strerror(errno));
 }
 
+/* Checks `rq` and works out its plan into `job`: true, or false once its refusal has been
+ * logged and answered on `reply`. */
+static bool local_plan(struct local_agents *la, const struct local_request *rq, int reply,
+                       struct local_agent_job *job)
+{
+    static struct local_reply refusal;
+    struct local_agent_ctx ctx = {.cfg = la->cfg, .getpw = local_agent_getpwnam, .self = getuid()};
+    job->rq = *rq;
+    if (local_agent_check(&ctx, &job->rq, &job->plan, &refusal) == 0)
+        return true;
+    job->rq.recipient[sizeof(job->rq.recipient) - 1] = '\0';
+    log_info("%s: to=<%s>, local delivery refused: %s %s", rq->qid, job->rq.recipient, refusal.enh,
+             refusal.text);
+    local_answer(reply, rq, &refusal);
+    return false;
+}
+
 /* Hands `w` to an idle agent of its identity or a new one: 1 when it has gone (or was
  * answered), 0 when it must wait; `blocked` counts the waits at mailers.max_agents. */
 static int local_dispatch_one(struct local_agents *la, struct local_waiting *w, unsigned *blocked)
 {
+    static struct local_agent_job job;
     unsigned busy = 0, max = la->cfg->local.max_agents ? la->cfg->local.max_agents : 20;
     struct local_slot *idle = NULL, *other = NULL;
     for (size_t i = 0; i < la->n; i++) {
@@ -909,15 +944,18 @@ static int local_dispatch_one(struct local_agents *la, struct local_waiting *w, 
             local_slot_retire(la, other);
         return 0;
     }
-    if (!idle && !(idle = local_slot_start(la, &w->job.plan))) {
+    /* Checked again: the user database may have changed while it waited. */
+    if (!local_plan(la, &w->rq, w->fds[1], &job))
+        return 1;
+    if (!idle && !(idle = local_slot_start(la, &job.plan))) {
         static struct local_reply r;
-        local_reply_set(&r, LOCAL_DEFERRED, "4.3.0", w->job.plan.mailer_name,
+        local_reply_set(&r, LOCAL_DEFERRED, "4.3.0", job.plan.mailer_name,
                         "cannot start a local delivery agent: %s", strerror(errno));
-        log_error("%s: %s", w->job.rq.qid, r.text);
-        local_answer(w->fds[1], &w->job.rq, &r);
+        log_error("%s: %s", w->rq.qid, r.text);
+        local_answer(w->fds[1], &w->rq, &r);
         return 1;
     }
-    if (privsep_send_payload(idle->ctl, &w->job, sizeof(w->job), w->fds, 2) < 0) {
+    if (privsep_send_payload(idle->ctl, &job, sizeof(job), w->fds, 2) < 0) {
         /* The agent has gone (its end of file and SIGCHLD follow): another one will do. */
         local_slot_retire(la, idle);
         return local_dispatch_one(la, w, blocked);
@@ -950,32 +988,23 @@ static void local_dispatch(struct local_agents *la)
 static void local_agents_take(struct local_agents *la, const struct local_request *rq,
                               const int fds[2])
 {
-    struct local_waiting *w = malloc(sizeof(*w));
-    if (!w) {
+    static struct local_agent_job job; /* only its identity is kept while it waits */
+    struct local_waiting *w = NULL;
+    if (local_plan(la, rq, fds[1], &job) && !(w = malloc(sizeof(*w)))) {
         static struct local_reply r;
         local_reply_set(&r, LOCAL_DEFERRED, "4.3.0", "local", "out of memory");
         log_error("%s: local delivery: out of memory", rq->qid);
         local_answer(fds[1], rq, &r);
+    }
+    if (!w) {
         close(fds[0]);
         close(fds[1]);
         return;
     }
-    w->job.rq = *rq;
-    static struct local_reply refusal;
-    struct local_agent_ctx ctx = {.cfg = la->cfg, .getpw = local_agent_getpwnam, .self = getuid()};
-    if (local_agent_check(&ctx, &w->job.rq, &w->job.plan, &refusal) < 0) {
-        w->job.rq.recipient[sizeof(w->job.rq.recipient) - 1] = '\0';
-        log_info("%s: to=<%s>, local delivery refused: %s %s", rq->qid, w->job.rq.recipient,
-                 refusal.enh, refusal.text);
-        local_answer(fds[1], rq, &refusal);
-        close(fds[0]);
-        close(fds[1]);
-        free(w);
-        return;
-    }
+    w->rq = *rq;
     w->fds[0] = fds[0];
     w->fds[1] = fds[1];
-    local_identity_of(&w->job.plan, &w->id);
+    local_identity_of(&job.plan, &w->id);
     w->next = NULL;
     *la->tail = w;
     la->tail = &w->next;
@@ -1010,6 +1039,11 @@ int local_agents_serve(struct local_agents *la, int sock)
         rq.qid[sizeof(rq.qid) - 1] = '\0'; /* for the log lines, before it is checked */
         local_agents_take(la, &rq, fds);
     }
+    if (!local_agents_accepting(la))
+        log_limited(&local_agents_full_log, LOG_LVL_INFO, NULL,
+                    "local delivery: %zu requests wait for an agent, all the parent holds: the "
+                    "engine keeps the others until there is room",
+                    la->n_waiting);
     local_dispatch(la);
     return 0;
 }

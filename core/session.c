@@ -947,11 +947,13 @@ void session_refuse_greeting(struct session *s, int code, const char *enh, const
 }
 
 /* A process of this host on submission.socket: known by its credentials, never by its
- * address (it has none), and counted against no connection limit, as sendmail's local
- * submissions are not. */
+ * address (it has none), and counted in slots of its own (submission.connections, per uid
+ * connections_per_user), never against limits.connections: a local flood cannot lock out
+ * the TCP clients, nor a TCP flood the local users. */
 static void *session_accept_local(struct daemon_worker *dw, engine_conn_id id,
                                   const struct sockaddr *peer, socklen_t peerlen)
 {
+    const struct config *cfg = dw->rc->cfg;
     struct ucred cred;
     if (engine_conn_peer_cred(dw->w, id, &cred) < 0) {
         log_error("submission.socket: cannot learn the caller (SO_PEERCRED): %s", strerror(errno));
@@ -960,9 +962,29 @@ static void *session_accept_local(struct daemon_worker *dw, engine_conn_id id,
     struct submission_caller *local = malloc(sizeof(*local));
     if (!local)
         return session_refuse(dw, id, "Out of memory");
-    submission_caller_init(dw->rc->cfg, cred.uid, cred.gid, cred.pid, local);
-    return session_start(dw, id, DAEMON_LISTENER_SUBMISSION, peer, peerlen, "localhost", NULL,
-                         local);
+    submission_caller_init(cfg, cred.uid, cred.gid, cred.pid, local);
+    enum connlimit_verdict v =
+        connlimit_acquire_uid(dw->d->local_conns, cred.uid, cfg->submission_connections,
+                              cfg->submission_connections_per_user);
+    if (v != CONNLIMIT_OK) {
+        log_limited(&session_log_total_refusals, LOG_LVL_INFO, local->user,
+                    "rejecting connections on daemon submission: user %s (uid %u) has %u, "
+                    "%u in all, max %u per user, %u in all",
+                    local->user, (unsigned)cred.uid,
+                    connlimit_count_uid(dw->d->local_conns, cred.uid),
+                    connlimit_total(dw->d->local_conns), cfg->submission_connections_per_user,
+                    cfg->submission_connections);
+        free(local);
+        if (v == CONNLIMIT_TOTAL) /* as MaxDaemonChildren: "421 4.3.2 <host> ..." */
+            return session_refuse(dw, id, "Too many open connections");
+        session_send_reply(dw, id, 421, "4.3.2", CLIENTLIMIT_CONNS_TEXT); /* as ClientConn: */
+        return NULL;
+    }
+    void *s =
+        session_start(dw, id, DAEMON_LISTENER_SUBMISSION, peer, peerlen, "localhost", NULL, local);
+    if (!s)
+        connlimit_release_uid(dw->d->local_conns, cred.uid);
+    return s;
 }
 
 void *session_accept_client(struct daemon_worker *dw, engine_conn_id id, unsigned listener,
@@ -1099,7 +1121,9 @@ static void session_on_closed(void *ctx, int err)
     s->tp->free(s);
     session_auth_free(s);
     free(s->msgid);
-    if (!s->local) /* every TCP session has a slot */
+    if (s->local) /* every session has a slot: a local one by uid, a TCP one by address */
+        connlimit_release_uid(dw->d->local_conns, s->local->uid);
+    else
         connlimit_release(dw->d->conns, (const struct sockaddr *)&s->peer);
     free(s->local);
     runconf_unref(s->rc);
