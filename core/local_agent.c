@@ -11,6 +11,7 @@
 #include <time.h>
 #include <sys/socket.h>
 #include <sys/epoll.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -919,10 +920,27 @@ static bool local_plan(struct local_agents *la, const struct local_request *rq, 
     return false;
 }
 
+/* The engine no longer waits for this request's reply: it gave up (its limit of
+ * mailers.timeout plus a margin passed while the request waited here) and deferred the
+ * recipient, or it is stopping. Delivering it now would deliver it twice, once more at the
+ * retry. */
+static bool local_waiting_abandoned(const struct local_waiting *w)
+{
+    struct pollfd p = {.fd = w->fds[1], .events = 0};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
+}
+
 /* Hands `w` to an idle agent of its identity or a new one: 1 when it has gone (or was
- * answered), 0 when it must wait; `blocked` counts the waits at mailers.max_agents. */
+ * answered, or dropped), 0 when it must wait; `blocked` counts the waits at
+ * mailers.max_agents. */
 static int local_dispatch_one(struct local_agents *la, struct local_waiting *w, unsigned *blocked)
 {
+    if (local_waiting_abandoned(w)) {
+        log_info("%s: to=<%.512s>, local delivery dropped: the engine stopped waiting for it "
+                 "(deferred, tried again later)",
+                 w->rq.qid, w->rq.recipient);
+        return 1;
+    }
     static struct local_agent_job job;
     unsigned busy = 0, max = la->cfg->local.max_agents ? la->cfg->local.max_agents : 20;
     struct local_slot *idle = NULL, *other = NULL;

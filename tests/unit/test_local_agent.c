@@ -751,15 +751,103 @@ static void test_agent_delivers(void **state)
     test_cfg_reset();
 }
 
+/* A request that waited in the parent while the engine gave up on it (the engine closed its
+ * end of the reply socket: its limit passed, the recipient is deferred) is dropped, not
+ * delivered: the retry delivers it, once. Here the user's mailbox is locked by the test, the
+ * one agent (mailers.max_agents 1) waits on it with the first request, and the second waits
+ * in the parent until the engine's end of its reply socket is closed. */
+static void test_abandoned_request_dropped(void **state)
+{
+    (void)state;
+    test_cfg_reset();
+    const struct passwd *pw = test_agent_user();
+    if (!pw || getuid() != 0)
+        skip(); /* the mailbox is the user's: the agent must become them */
+    uid_t uid = pw->pw_uid;
+    char login[64], mail[300], box_tmpl[320], box[400], df[300];
+    snprintf(login, sizeof(login), "%s", pw->pw_name);
+    snprintf(mail, sizeof(mail), "%s/mail-abandoned", test_dir);
+    snprintf(df, sizeof(df), "%s/df-abandoned", test_dir);
+    assert_int_equal(chmod(test_dir, 0755), 0);
+    assert_int_equal(mkdir(mail, 01777), 0);
+    assert_int_equal(chmod(mail, 01777), 0);
+    test_write_file(df, "Subject: once\r\n\r\nbody\r\n", 0644);
+    snprintf(box_tmpl, sizeof(box_tmpl), "%s/$u", mail);
+    snprintf(box, sizeof(box), "%s/%s", mail, login);
+    test_write_file(box, "", 0600);
+    assert_int_equal(chown(box, uid, (gid_t)-1), 0);
+    int lock_fd = open(box, O_RDWR);
+    assert_true(lock_fd >= 0);
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    assert_int_equal(fcntl(lock_fd, F_SETLK, &fl), 0);
+    cfg.local.mailbox = box_tmpl;
+    cfg.local.max_agents = 1;
+    struct local_agents *la = local_agents_new(LOG_TO_STDERR);
+    assert_non_null(la);
+    local_agents_configure(la, &cfg);
+
+    struct local_request rq = test_request(LOCAL_OP_MAILBOX, LOCAL_F_NO_FORWARD, login, "");
+    int sv[2], reply[2][2];
+    assert_int_equal(privsep_pair(sv), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, reply[i]), 0);
+        int dfd = open(df, O_RDONLY | O_CLOEXEC);
+        assert_true(dfd >= 0);
+        int fds[2] = {dfd, reply[i][1]};
+        assert_int_equal(privsep_send_payload(sv[1], &rq, sizeof(rq), fds, 2), 0);
+        close(dfd);
+        close(reply[i][1]);
+        assert_int_equal(local_agents_serve(la, sv[0]), 0);
+    }
+    close(reply[1][0]); /* the engine gives up on the second */
+    fl.l_type = F_UNLCK;
+    assert_int_equal(fcntl(lock_fd, F_SETLK, &fl), 0);
+    struct local_reply r;
+    struct pollfd pfd = {reply[0][0], POLLIN, 0};
+    assert_int_equal(poll(&pfd, 1, 60000), 1);
+    assert_int_equal(recv(reply[0][0], &r, sizeof(r), 0), (ssize_t)sizeof(r));
+    assert_int_equal(r.status, LOCAL_DELIVERED);
+    /* the agent says it is free: the parent dispatches what waits; then anything the agent
+     * would do with the second has 2 s to show */
+    for (int round = 0; round < 2; round++) {
+        pfd = (struct pollfd){local_agents_fd(la), POLLIN, 0};
+        if (poll(&pfd, 1, round ? 2000 : 60000) == 1)
+            local_agents_events(la);
+    }
+    char text[4096] = "";
+    FILE *f = fopen(box, "r");
+    assert_non_null(f);
+    size_t got = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[got] = '\0';
+    unsigned n = 0;
+    for (const char *p = text; (p = strstr(p, "Subject: once")) != NULL; p++)
+        n++;
+    assert_int_equal(n, 1);
+    close(reply[0][0]);
+    close(sv[0]);
+    close(sv[1]);
+    close(lock_fd);
+    test_agents_end(la);
+    test_cfg_reset();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mailbox_plans), cmocka_unit_test(test_forged_mailbox),
-        cmocka_unit_test(test_forged_fields), cmocka_unit_test(test_alias_targets),
-        cmocka_unit_test(test_never_root),    cmocka_unit_test(test_smrsh),
-        cmocka_unit_test(test_unprivileged),  cmocka_unit_test(test_forward_names),
-        cmocka_unit_test(test_read_forward),  cmocka_unit_test(test_privsep_payload),
-        cmocka_unit_test(test_serve_refusal), cmocka_unit_test(test_agent_delivers),
+        cmocka_unit_test(test_mailbox_plans),
+        cmocka_unit_test(test_forged_mailbox),
+        cmocka_unit_test(test_forged_fields),
+        cmocka_unit_test(test_alias_targets),
+        cmocka_unit_test(test_never_root),
+        cmocka_unit_test(test_smrsh),
+        cmocka_unit_test(test_unprivileged),
+        cmocka_unit_test(test_forward_names),
+        cmocka_unit_test(test_abandoned_request_dropped),
+        cmocka_unit_test(test_read_forward),
+        cmocka_unit_test(test_privsep_payload),
+        cmocka_unit_test(test_serve_refusal),
+        cmocka_unit_test(test_agent_delivers),
     };
     return cmocka_run_group_tests(tests, test_setup, test_teardown);
 }
