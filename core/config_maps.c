@@ -118,8 +118,7 @@ enum config_access_gap {
 
 static const char *const config_access_gap_text[GAP_N] = {
     "Connect: entries by host name (dns.peername_lookup is off: no client name is looked up)",
-    "To: entries that refuse (REJECT, ERROR:, DISCARD, QUARANTINE:) without "
-    "features.blocklist_recipients, which sendmail needs for them too",
+    "To: refusals without features.blocklist_recipients (sendmail ignores them too)",
     "Spam: entries without features.delay_checks [friend] or [hater]",
     "entries with other tags",
 };

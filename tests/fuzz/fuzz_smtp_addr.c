@@ -74,8 +74,8 @@ static void fuzz_relay(const struct smtp_path *p)
 static void fuzz_params(const char *s, size_t len)
 {
     static const struct smtp_ext exts[] = {
-        {true, true, true, true, 1000},
-        {false, false, false, false, 0},
+        {true, true, true, true, 1000, true},
+        {false, false, false, false, 0, false},
     };
     for (size_t i = 0; i < sizeof(exts) / sizeof(exts[0]); i++) {
         struct smtp_mail_params mp;

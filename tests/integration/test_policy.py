@@ -200,7 +200,7 @@ class ToChecks(PolicyCase):
         d = self.policy_daemon(TO_MAP)
         self.assertReply(self.rcpt(d, f"victim@{HOSTNAME}"), 250)
         self.assertRegex(d.log(since_start=True),
-                         r"access:2: To: entries that refuse .* without "
+                         r"access:2: To: refusals without "
                          r"features\.blocklist_recipients")
 
 

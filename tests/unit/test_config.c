@@ -812,7 +812,7 @@ static void test_maps(void **state)
     /* a To: refusal without features.blocklist_recipients is not enforced, as sendmail's */
     bool to = false;
     for (size_t i = 0; i < c->n_warnings; i++)
-        to |= strstr(c->warnings[i], "/access:3: To: entries that refuse") != NULL;
+        to |= strstr(c->warnings[i], "/access:3: To: refusals without") != NULL;
     assert_true(to);
     config_free(c);
 

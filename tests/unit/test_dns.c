@@ -339,8 +339,8 @@ static const char *const zone[] = {
     "--local=/test/",
     /* reverse names: 127.0.0.55 and ::55 have one, the rest of 127.0.0.x none */
     "--ptr-record=55.0.0.127.in-addr.arpa,named.test",
-    "--ptr-record=5.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa,"
-    "named6.test",
+    ("--ptr-record=5.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa,"
+     "named6.test"),
     "--local=/0.0.127.in-addr.arpa/",
 };
 
