@@ -376,6 +376,8 @@ static int session_commit(struct session *s)
                   : t->mail_params.ret == SMTP_RET_HDRS ? 2
                                                         : 0;
     env.envid = t->mail_params.envid[0] ? (char *)t->mail_params.envid : NULL;
+    char auth[SMTP_AUTH_PARAM_MAX + 1];
+    env.auth = (char *)session_auth_param(s, t->mail_params.auth, auth, sizeof(auth));
     struct policy_verdict v;
     policy_data(&s->pol, &v);
     if (v.action == POLICY_QUARANTINE) { /* held with its reason until an operator acts */

@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "core/runconf.h"
+#include "policy/auth_param.h"
 #include "policy/sasl.h"
 #include "util/log.h"
 #include "util/netaddr.h"
@@ -215,6 +216,11 @@ const char *session_auth_proto(const struct session *s, const char *proto)
         if (strcmp(proto, with_a[i][0]) == 0)
             return with_a[i][1];
     return proto;
+}
+
+const char *session_auth_param(const struct session *s, const char *given, char *out, size_t outlen)
+{
+    return auth_param_record(given, session_auth_done(s) ? s->auth->authen : NULL, out, outlen);
 }
 
 void session_auth_received(const struct session *s, struct buf *hdr)

@@ -151,6 +151,10 @@ void session_auth_free(struct session *s);
 void session_auth_client(const struct session *s, const char **mech, const char **authen);
 /* `proto` with RFC 3848's "A" for an authenticated client (ESMTPA, ESMTPSA, ...). */
 const char *session_auth_proto(const struct session *s, const char *proto);
+/* MAIL's AUTH= to record with the message (policy/auth_param.h): `given` as the server kept
+ * it, the identity's xtext in `out`, "<>", or NULL for an unauthenticated client. */
+const char *session_auth_param(const struct session *s, const char *given, char *out,
+                               size_t outlen);
 /* Received:'s "(authenticated bits=N)" for an authenticated client. */
 void session_auth_received(const struct session *s, struct buf *hdr);
 

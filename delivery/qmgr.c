@@ -937,6 +937,7 @@ static void qmgr_loaded(void *arg, int err, struct envelope *e, char *data, size
                     .smtputf8 = m->env.smtputf8,
                     .dsn_ret = m->env.dsn_ret,
                     .envid = m->env.envid,
+                    .auth = m->env.auth,
                 },
         };
         if (outbound_deliver(m->q->ow, &job, qmgr_group_done, gr) == 0)

@@ -458,6 +458,7 @@ static int qmgr_local_queue_from(struct qmgr_local_rcpt *lr, const struct qmgr_l
             .smtputf8 = m->env.smtputf8,
             .dsn_ret = m->env.dsn_ret,
             .envid = m->env.envid,
+            .auth = m->env.auth,
         };
         char hdr[400];
         int hl = fanout ? 0 : snprintf(hdr, sizeof(hdr), "Delivered-To: %s\r\n", who);

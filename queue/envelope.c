@@ -67,6 +67,7 @@ static const struct env_field env_fields[] = {
     {'Z', ENV_OPT_STR, offsetof(struct envelope, envid), NULL, 0},
     {'O', ENV_NAME, offsetof(struct envelope, maildrop), NULL, 0},
     {'q', ENV_OPT_STR, offsetof(struct envelope, quarantine), NULL, 0},
+    {'a', ENV_OPT_STR, offsetof(struct envelope, auth), NULL, 0},
 };
 #define ENV_NFIELDS (sizeof(env_fields) / sizeof(env_fields[0]))
 

@@ -84,6 +84,9 @@ struct envelope {
     char *maildrop;            /* maildrop file name the message came from, or NULL */
     char *quarantine;          /* the access map's QUARANTINE:reason (sendmail's qf 'q' record): the
                                 * message is held, never scheduled; NULL otherwise */
+    char *auth;                /* MAIL's AUTH= to pass on (RFC 4954 5, sendmail's e_auth_param):
+                                * xtext or "<>", recorded only for an authenticated client;
+                                * NULL = none (nothing is sent) */
     struct envelope_rcpt *rcpts;
     size_t n_rcpts;
 };

@@ -280,8 +280,10 @@ static void caps_parse_line(struct smtp_client_caps *caps, const char *p, size_t
         if (strlen(flags[i].name) == kw && strncasecmp(p, flags[i].name, kw) == 0)
             *(bool *)((char *)caps + flags[i].offset) = true;
     /* "AUTH PLAIN LOGIN", or the draft form "AUTH=PLAIN LOGIN" old servers still send */
-    if (n >= 4 && strncasecmp(p, "AUTH", 4) == 0 && (n == 4 || p[4] == ' ' || p[4] == '='))
+    if (n >= 4 && strncasecmp(p, "AUTH", 4) == 0 && (n == 4 || p[4] == ' ' || p[4] == '=')) {
+        caps->auth_offered = true;
         caps->auth |= smtp_client_auth_offer(p + (n > 4 ? 5 : 4), n > 4 ? n - 5 : 0);
+    }
     if (kw == 4 && strncasecmp(p, "SIZE", 4) == 0) {
         caps->size = true;
         caps->max_size = 0;
@@ -896,6 +898,13 @@ static void client_push_rcpts(struct smtp_client *c)
     client_flush(c);
 }
 
+/* RFC 4954 5: "<>" or the xtext of a mailbox, as the server side accepts it. */
+static bool auth_param_valid(const char *v)
+{
+    size_t n = strlen(v);
+    return strcmp(v, "<>") == 0 || (n && n <= SMTP_AUTH_PARAM_MAX && smtp_xtext_valid(v, n));
+}
+
 static void client_mail(struct smtp_client *c)
 {
     const struct smtp_client_msg *m = c->msg;
@@ -911,6 +920,8 @@ static void client_mail(struct smtp_client *c)
     if (c->caps.dsn && m->envid && *m->envid && strlen(m->envid) <= SMTP_ENVID_MAX &&
         smtp_xtext_valid(m->envid, strlen(m->envid)))
         rc |= buf_printf(&c->out, " ENVID=%s", m->envid);
+    if (c->caps.auth_offered && m->auth && auth_param_valid(m->auth))
+        rc |= buf_printf(&c->out, " AUTH=%s", m->auth);
     rc |= buf_append(&c->out, "\r\n", 2);
     if (rc != 0) {
         client_out_of_memory(c);

@@ -52,8 +52,9 @@
  * Then RSET first when the previous transaction stopped midway (MAIL accepted but no
  * final data reply), MAIL FROM:<s> [SIZE=n when offered] [BODY=8BITMIME|7BIT when 8BITMIME
  * is offered; not offered → no BODY=, sent anyway as sendmail's pass8] [SMTPUTF8]
- * [RET= ENVID= when DSN is offered], RCPT TO:<a> [NOTIFY= ORCPT= when DSN is offered]
- * (ENVID and ORCPT are passed as stored: xtext; one that is not valid xtext is left out; a
+ * [RET= ENVID= when DSN is offered] [AUTH=msg.auth when AUTH is offered: RFC 4954 5 forbids
+ * it to a server that did not], RCPT TO:<a> [NOTIFY= ORCPT= when DSN is offered]
+ * (ENVID, AUTH and ORCPT are passed as stored: xtext; one that is not valid is left out; a
  * sender or recipient holding a control octet is refused here, 553 5.1.7 / 5.1.3, never
  * written into a command).
  * With PIPELINING, MAIL and every RCPT go in one write; DATA (or BDAT) is sent only after
@@ -153,6 +154,7 @@ struct smtp_client_caps {
     bool esmtp; /* EHLO accepted; false: HELO fallback */
     bool pipelining, size, eightbitmime, smtputf8, dsn, chunking, starttls, enhancedstatuscodes;
     uint64_t max_size;     /* SIZE n; 0 = no limit announced */
+    bool auth_offered;     /* "AUTH ..." or "AUTH=..." seen, whatever its mechanisms */
     unsigned auth;         /* SMTP_AUTH_* the server offers ("AUTH ..." or "AUTH=...") */
     bool in_tls;           /* smtp_client_tls_started() was called */
     const char *auth_mech; /* "PLAIN", "LOGIN", "CRAM-MD5": tried (static); NULL = none */
@@ -195,6 +197,7 @@ struct smtp_client_msg {
     bool smtputf8;     /* needs SMTPUTF8 */
     int dsn_ret;       /* 0 none, 1 FULL, 2 HDRS (envelope.dsn_ret) */
     const char *envid; /* xtext or NULL */
+    const char *auth;  /* AUTH= (RFC 4954 5): xtext or "<>" as stored, or NULL = none */
 };
 
 enum smtp_client_phase {

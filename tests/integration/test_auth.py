@@ -25,9 +25,17 @@ import time
 import unittest
 from pathlib import Path
 
-from ringmail_harness import HOSTNAME, IO_TIMEOUT, TEST_NET, RingmailTestCase, free_port
+from delivery_support import FAST_QUEUE
+from ringmail_harness import (HOSTNAME, IO_TIMEOUT, TEST_NET, RingmailTestCase, free_port,
+                              make_message)
 from test_fail2ban import FAIL2BAN_REGEX, FILTERS, syslog_file
 from tls_support import Certs, starttls, tls_config
+
+try:
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import SMTP, AuthResult
+except ImportError:  # Debian's python3-aiosmtpd (scripts/deps.sh)
+    Controller = None
 
 SASLAUTHD = shutil.which("saslauthd") or "/usr/sbin/saslauthd"
 SASLPASSWD = shutil.which("saslpasswd2") or "/usr/sbin/saslpasswd2"
@@ -83,6 +91,47 @@ def scram_sha256(conn, user: str, password: str) -> "Reply":
     return r
 
 
+class AuthParamHost:
+    """A next hop that offers AUTH in plain text (aiosmtpd, auth_require_tls=False) and takes
+    MAIL's AUTH= (aiosmtpd itself refuses it, 555); it records each message's MAIL arguments
+    as sent, case and all."""
+
+    def __init__(self):
+        self.port, self.mails, self.lock = free_port(), [], threading.Lock()
+        host = self
+
+        class Server(SMTP):
+            async def smtp_MAIL(self, arg):
+                host.pending = arg
+                return await super().smtp_MAIL(arg)
+
+            def _getparams(self, params):
+                p = super()._getparams(params)
+                if p is not None:
+                    p.pop("AUTH", None)
+                return p
+
+        class Control(Controller):
+            def factory(self):
+                return Server(self.handler, **self.SMTP_kwargs)
+
+        self.controller = Control(self, hostname="127.0.0.3", port=self.port,
+                                  authenticator=lambda *a: AuthResult(success=False),
+                                  auth_require_tls=False)
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.mails.append(self.pending)
+        return "250 2.0.0 accepted"
+
+    def wait_mails(self, n: int) -> list[str]:
+        deadline = time.monotonic() + 30
+        while len(self.mails) < n:
+            assert time.monotonic() < deadline, f"{len(self.mails)} of {n} messages came"
+            time.sleep(0.05)
+        return self.mails
+
+
 @unittest.skipUnless(SWAKS and os.path.exists(SASLAUTHD) and os.path.exists(SASLPASSWD),
                      "swaks, saslauthd or saslpasswd2 missing (Debian: swaks, sasl2-bin)")
 class Auth(RingmailTestCase):
@@ -127,10 +176,10 @@ class Auth(RingmailTestCase):
             pass
         self.saslauthd.wait(10)
 
-    def auth_daemon(self, listen_extra=None, **auth):
+    def auth_daemon(self, listen_extra=None, daemon=None, **auth):
         cfg = {"mechanisms": MECHS, "trust_mechanisms": ["PLAIN", "LOGIN", "SCRAM-SHA-256"],
                "sasl_config_dir": str(self.sasl), **auth}
-        d = self.new_daemon(start=False, auth=cfg, relay_from=[TEST_NET],
+        d = self.new_daemon(start=False, auth=cfg, **{"relay_from": [TEST_NET], **(daemon or {})},
                             log={"ident": "sm-mta"}, **tls_config(self.certs, "RSA-2048"))
         if listen_extra:
             d.config["listen"].append({"address": "127.0.0.1", "port": free_port(),
@@ -262,6 +311,30 @@ class Auth(RingmailTestCase):
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("<~  235 2.0.0 OK Authenticated", p.stdout)
         self.assertIn("Relaying denied", p.stdout)
+
+    @unittest.skipIf(Controller is None, "python3-aiosmtpd is not installed")
+    def test_auth_param_passed_on_to_a_next_hop_offering_auth(self):
+        # RFC 4954 5 as sendmail: an authenticated client's identity (no AUTH= given), its
+        # own AUTH= when that names it, "<>" for another mailbox; nothing for a client that
+        # did not authenticate (its AUTH= is dropped), as sendmail sends none then
+        host = AuthParamHost()
+        host.controller.start()
+        self.addCleanup(host.controller.stop)
+        d = self.auth_daemon(daemon={"relay_from": ["127.0.0.1/32"], "queue": FAST_QUEUE,
+                                     "routing": {"smart_host": f"[127.0.0.3]:{host.port}"}})
+        p = self.swaks(d, "PLAIN")
+        self.assertEqual(p.returncode, 0, p.stdout)
+        self.assertRegex(host.wait_mails(1)[0], r"^FROM:<a@b\.example>.* AUTH=alice$")
+        for given, passed in (("alice", "AUTH=alice"), ("bob+2Bx@b.example", "AUTH=<>")):
+            c = self.tls_session(d)
+            self.assertReply(c.cmd(f"AUTH PLAIN {b64(chr(0) + USER + chr(0) + PASSWORD)}"), 235)
+            self.assertReply(c.send_mail("a@b.example", [REMOTE], make_message(),
+                                         mail_params=f" AUTH={given}"), 250)
+            self.assertRegex(host.wait_mails(len(host.mails) + 1)[-1], rf" {re.escape(passed)}$")
+        c = self.tls_session(d)  # AUTH offered (in TLS), not used
+        self.assertReply(c.send_mail("a@b.example", [REMOTE], make_message(),
+                                     mail_params=" AUTH=alice"), 250)
+        self.assertNotIn("AUTH=", host.wait_mails(4)[3])
 
     def test_auth_required_listener(self):
         d = self.auth_daemon(listen_extra={"name": "MSA", "auth_required": True})

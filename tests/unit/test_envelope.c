@@ -130,6 +130,7 @@ static void assert_env_equal(const struct envelope *a, const struct envelope *b)
     assert_int_equal(a->next_attempt, b->next_attempt);
     assert_str_or_null(a->last_reason, b->last_reason);
     assert_str_or_null(a->maildrop, b->maildrop);
+    assert_str_or_null(a->auth, b->auth);
     assert_int_equal(a->n_rcpts, b->n_rcpts);
     for (size_t i = 0; i < a->n_rcpts; i++) {
         assert_string_equal(a->rcpts[i].addr, b->rcpts[i].addr);
@@ -415,6 +416,28 @@ static void test_maildrop_names(void **state)
     buf_free(&b);
 }
 
+/* MAIL's AUTH= (the 'a' record): xtext as received, '+' escaped once more like any value,
+ * read back unchanged; "<>" too; absent, no record and NULL. */
+static void test_auth_record(void **state)
+{
+    (void)state;
+    static const char *const values[] = {"alice+2Bmail@example.com", "<>"};
+    static const char *const lines[] = {"\naalice+2B2Bmail@example.com\n", "\na<>\n"};
+    for (size_t i = 0; i < 2; i++) {
+        struct envelope m = sample;
+        m.auth = (char *)values[i];
+        struct buf b;
+        assert_round_trip(&m, &b);
+        assert_true(buf_append(&b, "", 1) == 0 && strstr(b.data, lines[i]));
+        buf_free(&b);
+    }
+    struct buf b;
+    write_env(&sample, &b);
+    assert_int_equal(buf_append(&b, "", 1), 0);
+    assert_null(strstr(b.data, "\na"));
+    buf_free(&b);
+}
+
 /* A buffer limit makes envelope_write fail and leaves the buffer as it was. */
 static void test_limit(void **state)
 {
@@ -431,13 +454,14 @@ static void test_limit(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_golden),     cmocka_unit_test(test_expanded_target),
-        cmocka_unit_test(test_round_trip), cmocka_unit_test(test_minimal),
-        cmocka_unit_test(test_injection),  cmocka_unit_test(test_offsets_in_place),
-        cmocka_unit_test(test_truncated),  cmocka_unit_test(test_garbled),
-        cmocka_unit_test(test_limit),      cmocka_unit_test(test_garbled_new_records),
-        cmocka_unit_test(test_old_format), cmocka_unit_test(test_reason_field),
-        cmocka_unit_test(test_held),       cmocka_unit_test(test_maildrop_names),
+        cmocka_unit_test(test_golden),         cmocka_unit_test(test_expanded_target),
+        cmocka_unit_test(test_round_trip),     cmocka_unit_test(test_minimal),
+        cmocka_unit_test(test_injection),      cmocka_unit_test(test_offsets_in_place),
+        cmocka_unit_test(test_truncated),      cmocka_unit_test(test_garbled),
+        cmocka_unit_test(test_limit),          cmocka_unit_test(test_garbled_new_records),
+        cmocka_unit_test(test_old_format),     cmocka_unit_test(test_reason_field),
+        cmocka_unit_test(test_held),           cmocka_unit_test(test_auth_record),
+        cmocka_unit_test(test_maildrop_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

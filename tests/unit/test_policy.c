@@ -14,7 +14,9 @@
 #include <time.h>
 
 #include "compat/map_access.h"
+#include "policy/auth_param.h"
 #include "policy/policy.h"
+#include "smtp/smtp_addr.h"
 #include "util/buf.h"
 
 static const char policy_map[] = "Connect:192.0.2.66 REJECT\n"
@@ -323,9 +325,57 @@ static void test_message_cost_100k(void **state)
     buf_free(&text);
 }
 
+/* policy/auth_param: what MAIL's AUTH= becomes for the queue (sendmail's trust_auth). */
+static void test_unauthenticated_records_nothing(void **state)
+{
+    (void)state;
+    char out[SMTP_AUTH_PARAM_MAX + 1];
+    assert_null(auth_param_record(NULL, NULL, out, sizeof(out)));
+    assert_null(auth_param_record("<>", NULL, out, sizeof(out)));
+    assert_null(auth_param_record("alice@example.com", NULL, out, sizeof(out)));
+}
+
+static void test_trusted_value_kept(void **state)
+{
+    (void)state;
+    char out[SMTP_AUTH_PARAM_MAX + 1];
+    const char *v = "a+2Bb@example.com";
+    assert_ptr_equal(auth_param_record(v, "a+b@example.com", out, sizeof(out)), v);
+    v = "+3Calice+3E";
+    assert_ptr_equal(auth_param_record(v, "alice", out, sizeof(out)), v);
+    v = "<>";
+    assert_ptr_equal(auth_param_record(v, "alice", out, sizeof(out)), v);
+}
+
+/* Another mailbox than the identity is not trusted: "<>", as sendmail's trust_auth. */
+static void test_other_mailbox_untrusted(void **state)
+{
+    (void)state;
+    char out[SMTP_AUTH_PARAM_MAX + 1];
+    assert_string_equal(auth_param_record("bob@example.com", "alice", out, sizeof(out)), "<>");
+    assert_string_equal(auth_param_record("alice+00x", "alice", out, sizeof(out)), "<>");
+}
+
+/* No AUTH=: the identity, as xtext. */
+static void test_default_is_the_identity(void **state)
+{
+    (void)state;
+    char out[SMTP_AUTH_PARAM_MAX + 1];
+    assert_string_equal(auth_param_record(NULL, "a+b=c@example.com", out, sizeof(out)),
+                        "a+2Bb+3Dc@example.com");
+    char longid[SMTP_AUTH_PARAM_MAX];
+    memset(longid, '+', sizeof(longid) - 1);
+    longid[sizeof(longid) - 1] = '\0';
+    assert_string_equal(auth_param_record(NULL, longid, out, sizeof(out)), "<>");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unauthenticated_records_nothing),
+        cmocka_unit_test(test_trusted_value_kept),
+        cmocka_unit_test(test_other_mailbox_untrusted),
+        cmocka_unit_test(test_default_is_the_identity),
         cmocka_unit_test_setup_teardown(test_connect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rcpt, setup, teardown),

@@ -570,6 +570,34 @@ static void test_smtputf8(void **state)
     t_free(t);
 }
 
+/* RFC 4954 5: AUTH= goes only to a server that offers AUTH, whatever its mechanisms (this
+ * client has no credentials here), and only a valid value. */
+static void test_auth_param_only_when_offered(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *ehlo, *auth, *mail;
+    } cases[] = {
+        {"250-mx\r\n250 AUTH GSSAPI\r\n", "alice+2Bx@x.test",
+         "MAIL FROM:<s@x.test> AUTH=alice+2Bx@x.test\r\n"},
+        {"250-mx\r\n250 AUTH=PLAIN\r\n", "<>", "MAIL FROM:<s@x.test> AUTH=<>\r\n"},
+        {"250-mx\r\n250 DSN\r\n", "alice@x.test", "MAIL FROM:<s@x.test>\r\n"},
+        {"250 mx\r\n", "<>", "MAIL FROM:<s@x.test>\r\n"},
+        {"250-mx\r\n250 AUTH PLAIN\r\n", "bad=value", "MAIL FROM:<s@x.test>\r\n"},
+        {"250-mx\r\n250 AUTH PLAIN\r\n", NULL, "MAIL FROM:<s@x.test>\r\n"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct smtp_client_msg m = msg_one;
+        m.sender = "s@x.test";
+        m.auth = cases[i].auth;
+        struct t *t = t_new(NULL, false);
+        t_ready(t, cases[i].ehlo);
+        assert_int_equal(smtp_client_send(t->c, &m, t->now), 0);
+        t_expect_sent(t, cases[i].mail);
+        t_free(t);
+    }
+}
+
 static void test_bad_addresses_not_sent(void **state)
 {
     (void)state;
@@ -1699,6 +1727,7 @@ int main(void)
         cmocka_unit_test(test_size_refused),
         cmocka_unit_test(test_smtputf8),
         cmocka_unit_test(test_bad_addresses_not_sent),
+        cmocka_unit_test(test_auth_param_only_when_offered),
         cmocka_unit_test(test_dot_stuffing),
         cmocka_unit_test(test_large_body_paced),
         cmocka_unit_test(test_bdat),
