@@ -431,10 +431,12 @@ static int flag_q(struct parser *p, const struct flag *f, const char *value)
         a->queue_foreground = true;
         return 0;
     }
-    if (strchr("GQLp", v[0]) != NULL && v[0] != '\0')
-        return warn_ignored(p, "-q", v,
-                            "ringmail has no queue groups, quarantine or "
-                            "persistent queue runners");
+    if (v[0] == 'Q') { /* -qQ[substr]: the quarantined messages (listed with -bp only) */
+        a->queue_quarantine = v + 1;
+        return 0;
+    }
+    if (strchr("GLp", v[0]) != NULL && v[0] != '\0')
+        return warn_ignored(p, "-q", v, "ringmail has no queue groups or persistent queue runners");
     if (v[0] == '\0')
         return 0;
     /* sendmail's convtime(): numbers with units, summed; a bare number is minutes */
@@ -656,6 +658,14 @@ static int finish(struct parser *p)
         a->mode = SM_MODE_QUEUE_RUN;
     if (a->json && a->mode != SM_MODE_PRINTQ)
         return fail(p, "%s: --json goes with mailq (-bp) only", a->progname);
+    if (a->queue_quarantine && a->mode != SM_MODE_PRINTQ) {
+        /* a queue run never tries a quarantined message: ringmail-queue release first */
+        int r = warn_ignored(p, "-qQ", a->queue_quarantine,
+                             "ringmail runs no quarantined messages; release them first");
+        a->queue_quarantine = NULL;
+        if (r)
+            return r;
+    }
     if (a->queue_run && a->mode != SM_MODE_QUEUE_RUN && a->mode != SM_MODE_DAEMON &&
         a->mode != SM_MODE_DAEMON_FG && a->mode != SM_MODE_PRINTQ && a->mode != SM_MODE_VERSION)
         return fail(p, "Can not use -q with -b%c", mode_letter(a->mode));

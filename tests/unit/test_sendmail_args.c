@@ -369,7 +369,34 @@ static void test_queue_filters(void **state)
     expect_error(parse(&r, "sendmail", "-q", "-bv", "a@b", NULL), "Can not use -q with -bv");
     parse(&r, "sendmail", "-qGsome", NULL);
     expect_warning(&r, "sendmail: warning: option -qGsome ignored (ringmail has no queue "
-                       "groups, quarantine or persistent queue runners)");
+                       "groups or persistent queue runners)");
+}
+
+/* mailq -qQ[substr] lists the quarantined messages; a queue run never takes them. */
+static void test_queue_quarantine(void **state)
+{
+    (void)state;
+    struct run r;
+    parse(&r, "mailq", "-qQ", NULL);
+    assert_int_equal(r.a.mode, SM_MODE_PRINTQ);
+    assert_non_null(r.a.queue_quarantine);
+    assert_string_equal(r.a.queue_quarantine, "");
+    assert_int_equal(r.a.n_warnings, 0);
+    sendmail_args_free(&r.a);
+    parse(&r, "sendmail", "-qQspam", "-bp", "-qRfoo", NULL);
+    assert_int_equal(r.a.mode, SM_MODE_PRINTQ);
+    assert_string_equal(r.a.queue_quarantine, "spam");
+    assert_int_equal(r.a.n_queue_filters, 1);
+    sendmail_args_free(&r.a);
+    parse(&r, "mailq", NULL);
+    assert_null(r.a.queue_quarantine);
+    sendmail_args_free(&r.a);
+    parse(&r, "sendmail", "-qQ", NULL);
+    assert_int_equal(r.a.mode, SM_MODE_QUEUE_RUN);
+    assert_null(r.a.queue_quarantine);
+    expect_warning(&r, "sendmail: warning: option -qQ ignored (ringmail runs no quarantined "
+                       "messages; release them first)");
+    expect_error(parse(&r, "mailq", "-q!Qx", NULL), "Invalid -q value");
 }
 
 static void test_legacy_flags(void **state)
@@ -533,16 +560,27 @@ static void test_extra_arguments_warned(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),      cmocka_unit_test(test_argv0_modes),
-        cmocka_unit_test(test_b_modes),       cmocka_unit_test(test_verify_needs_addresses),
-        cmocka_unit_test(test_t_and_i),       cmocka_unit_test(test_no_recipients),
-        cmocka_unit_test(test_error_modes),   cmocka_unit_test(test_sender),
-        cmocka_unit_test(test_dsn),           cmocka_unit_test(test_body_type),
-        cmocka_unit_test(test_strings),       cmocka_unit_test(test_queue),
-        cmocka_unit_test(test_queue_filters), cmocka_unit_test(test_legacy_flags),
-        cmocka_unit_test(test_version),       cmocka_unit_test(test_pickup),
-        cmocka_unit_test(test_json),          cmocka_unit_test(test_unknown_flags),
-        cmocka_unit_test(test_end_of_flags),  cmocka_unit_test(test_extra_arguments_warned),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_argv0_modes),
+        cmocka_unit_test(test_b_modes),
+        cmocka_unit_test(test_verify_needs_addresses),
+        cmocka_unit_test(test_t_and_i),
+        cmocka_unit_test(test_no_recipients),
+        cmocka_unit_test(test_error_modes),
+        cmocka_unit_test(test_sender),
+        cmocka_unit_test(test_dsn),
+        cmocka_unit_test(test_body_type),
+        cmocka_unit_test(test_strings),
+        cmocka_unit_test(test_queue),
+        cmocka_unit_test(test_queue_filters),
+        cmocka_unit_test(test_queue_quarantine),
+        cmocka_unit_test(test_legacy_flags),
+        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_pickup),
+        cmocka_unit_test(test_json),
+        cmocka_unit_test(test_unknown_flags),
+        cmocka_unit_test(test_end_of_flags),
+        cmocka_unit_test(test_extra_arguments_warned),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
