@@ -415,10 +415,14 @@ int queuectl_flush(const struct config *cfg, const struct sendmail_args *a, FILE
         return EX_OSERR;
     }
     const char *const *filters = (const char *const *)tokens;
-    int rc = a->queue_foreground ? queuectl_flush_foreground(cfg, prog, filters, a->n_queue_filters,
-                                                             a->verbose, out, err)
-                                 : queuectl_flush_filters(cfg, prog, filters, a->n_queue_filters,
-                                                          !a->verbose, out, err);
+    size_t n = a->n_queue_filters;
+    int rc;
+    if (a->unquarantine) /* sendmail -Q -qI...: the release ringmail-queue does */
+        rc = queuectl_change(cfg, prog, QUEUECTL_RELEASE, filters, n, out, err);
+    else if (a->queue_foreground)
+        rc = queuectl_flush_foreground(cfg, prog, filters, n, a->verbose, out, err);
+    else
+        rc = queuectl_flush_filters(cfg, prog, filters, n, !a->verbose, out, err);
     queuectl_filter_tokens_free(tokens);
     return rc;
 }

@@ -75,6 +75,7 @@ struct sendmail_args {
     /* -qQ[substr] with -bp: only quarantined messages, their reason containing substr
      * (case-insensitive; "" any); NULL without -qQ */
     const char *queue_quarantine;
+    bool unquarantine;    /* -Q without a reason, with -qI/-qR/-qS: release those messages */
     const char **options; /* -O opt=val, -oXval, as given (without "-O"/"-o") */
     size_t n_options;
     const char **recipients; /* the arguments after the flags */

@@ -106,6 +106,27 @@ class Quarantine(QueueToolCase):
         d.start()
         self.wait_log(d, rcpt_line(held, "bob@remote.test") + r".*stat=Sent")
 
+    def test_sendmail_unquarantine(self):
+        """sendmail -Q -qI<qid> (no reason) releases, as ringmail-queue release does."""
+        switch = Switch()
+        sink, d, held = self.quarantine_daemon(switch)
+        other = self.send(d, "hold@client.test", ["dave@remote.test"])
+        r = self.mailq(d, "-Q", f"-qI{held}", prog="ringmail-sendmail")
+        self.assertEqual((r.returncode, r.stdout), (0, f"{held} released\n"), r.stderr)
+        self.wait_log(d, rcpt_line(held, "bob@remote.test") + r".*stat=Deferred")
+        out = self.mailq(d, "-qQ").stdout
+        self.assertNotIn(held, out)
+        self.assert_quarantined(d, other)
+        # offline too: the files under the spool lock
+        d.stop()
+        r = self.mailq(d, "-Q", "-qRdave@", prog="ringmail-sendmail")
+        self.assertEqual((r.returncode, r.stdout), (0, f"{other} released\n"), r.stderr)
+        self.assertNotIn("QUARANTINE", self.mailq(d).stdout)
+        switch.accept = True
+        d.start()
+        for qid, rcpt in ((held, "bob@remote.test"), (other, "dave@remote.test")):
+            self.wait_log(d, rcpt_line(qid, rcpt) + r".*stat=Sent", timeout=30)
+
 
 if __name__ == "__main__":
     import unittest

@@ -392,7 +392,7 @@ static void test_held(void **state)
 
 /* The quarantine reason is a fixed-width field, written only when set: blanking it in
  * place (a release) leaves a message that is not quarantined. */
-static void test_quarantine_field(void **state)
+static void test_q_record(void **state)
 {
     (void)state;
     struct envelope m = sample, e, u;
@@ -460,21 +460,14 @@ static void test_limit(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_golden),
-        cmocka_unit_test(test_expanded_target),
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_minimal),
-        cmocka_unit_test(test_injection),
-        cmocka_unit_test(test_offsets_in_place),
-        cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_garbled),
-        cmocka_unit_test(test_limit),
-        cmocka_unit_test(test_garbled_new_records),
-        cmocka_unit_test(test_old_format),
-        cmocka_unit_test(test_reason_field),
-        cmocka_unit_test(test_held),
-        cmocka_unit_test(test_maildrop_names),
-        cmocka_unit_test(test_quarantine_field),
+        cmocka_unit_test(test_golden),     cmocka_unit_test(test_expanded_target),
+        cmocka_unit_test(test_round_trip), cmocka_unit_test(test_minimal),
+        cmocka_unit_test(test_injection),  cmocka_unit_test(test_offsets_in_place),
+        cmocka_unit_test(test_truncated),  cmocka_unit_test(test_garbled),
+        cmocka_unit_test(test_limit),      cmocka_unit_test(test_garbled_new_records),
+        cmocka_unit_test(test_old_format), cmocka_unit_test(test_reason_field),
+        cmocka_unit_test(test_held),       cmocka_unit_test(test_maildrop_names),
+        cmocka_unit_test(test_q_record),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

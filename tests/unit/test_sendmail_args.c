@@ -373,7 +373,7 @@ static void test_queue_filters(void **state)
 }
 
 /* mailq -qQ[substr] lists the quarantined messages; a queue run never takes them. */
-static void test_queue_quarantine(void **state)
+static void test_qQ_list(void **state)
 {
     (void)state;
     struct run r;
@@ -397,6 +397,32 @@ static void test_queue_quarantine(void **state)
     expect_warning(&r, "sendmail: warning: option -qQ ignored (ringmail runs no quarantined "
                        "messages; release them first)");
     expect_error(parse(&r, "mailq", "-q!Qx", NULL), "Invalid -q value");
+}
+
+/* sendmail -Q -qI... (no reason): release the selected messages. */
+static void test_Q_release(void **state)
+{
+    (void)state;
+    struct run r;
+    parse(&r, "sendmail", "-Q", "-qIabc", "-qRbob", NULL);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.a.mode, SM_MODE_QUEUE_RUN);
+    assert_true(r.a.unquarantine);
+    assert_int_equal(r.a.n_queue_filters, 2);
+    assert_int_equal(r.a.n_warnings, 0);
+    sendmail_args_free(&r.a);
+    parse(&r, "sendmail", "-qSx", "-Q", NULL);
+    assert_true(r.a.unquarantine);
+    sendmail_args_free(&r.a);
+    parse(&r, "sendmail", "-qIabc", NULL);
+    assert_false(r.a.unquarantine);
+    sendmail_args_free(&r.a);
+    expect_error(parse(&r, "sendmail", "-Q", "-q", NULL),
+                 "sendmail: -Q releases only the messages -qI, -qR or -qS select");
+    parse(&r, "sendmail", "-bp", "-Q", NULL);
+    assert_false(r.a.unquarantine);
+    expect_warning(&r, "sendmail: warning: option -Q ignored (it releases quarantined messages "
+                       "in a queue run)");
 }
 
 static void test_legacy_flags(void **state)
@@ -443,8 +469,8 @@ static void test_legacy_flags(void **state)
          "sendmail: warning: option -D/tmp/dbg ignored (ringmail has no "
          "debug output file; see its log)"},
         {"-Qreason", NULL,
-         "sendmail: warning: option -Qreason ignored (ringmail has no "
-         "quarantine)"},
+         "sendmail: warning: option -Qreason ignored (quarantining by hand is not "
+         "offered; ringmail-queue hold)"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct run r;
@@ -560,27 +586,17 @@ static void test_extra_arguments_warned(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_argv0_modes),
-        cmocka_unit_test(test_b_modes),
-        cmocka_unit_test(test_verify_needs_addresses),
-        cmocka_unit_test(test_t_and_i),
-        cmocka_unit_test(test_no_recipients),
-        cmocka_unit_test(test_error_modes),
-        cmocka_unit_test(test_sender),
-        cmocka_unit_test(test_dsn),
-        cmocka_unit_test(test_body_type),
-        cmocka_unit_test(test_strings),
-        cmocka_unit_test(test_queue),
-        cmocka_unit_test(test_queue_filters),
-        cmocka_unit_test(test_queue_quarantine),
-        cmocka_unit_test(test_legacy_flags),
-        cmocka_unit_test(test_version),
-        cmocka_unit_test(test_pickup),
-        cmocka_unit_test(test_json),
-        cmocka_unit_test(test_unknown_flags),
-        cmocka_unit_test(test_end_of_flags),
-        cmocka_unit_test(test_extra_arguments_warned),
+        cmocka_unit_test(test_defaults),      cmocka_unit_test(test_argv0_modes),
+        cmocka_unit_test(test_b_modes),       cmocka_unit_test(test_verify_needs_addresses),
+        cmocka_unit_test(test_t_and_i),       cmocka_unit_test(test_no_recipients),
+        cmocka_unit_test(test_error_modes),   cmocka_unit_test(test_sender),
+        cmocka_unit_test(test_dsn),           cmocka_unit_test(test_body_type),
+        cmocka_unit_test(test_strings),       cmocka_unit_test(test_queue),
+        cmocka_unit_test(test_queue_filters), cmocka_unit_test(test_legacy_flags),
+        cmocka_unit_test(test_version),       cmocka_unit_test(test_pickup),
+        cmocka_unit_test(test_json),          cmocka_unit_test(test_unknown_flags),
+        cmocka_unit_test(test_end_of_flags),  cmocka_unit_test(test_extra_arguments_warned),
+        cmocka_unit_test(test_qQ_list),       cmocka_unit_test(test_Q_release),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
