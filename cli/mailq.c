@@ -254,20 +254,30 @@ void mailq_print_json(FILE *out, const struct mailq_block *blocks, size_t n_bloc
     fputs(n ? "\n]\n" : "]\n", out);
 }
 
-/* The messages `filters` select, sorted, into `msgs` (room for all of `list`). */
+/* sendmail -qQ[substr]: quarantined, the reason containing substr. */
+static bool mailq_quarantined(const struct envelope *e, const char *substr)
+{
+    return !substr || (e->quarantine && strcasestr(e->quarantine, substr));
+}
+
+/* The messages `filters` and `quarantined` select, sorted, into `msgs` (room for all of
+ * `list`). */
 static size_t mailq_select(const struct spool_read_list *list, const char *const *filters,
-                           size_t n_filters, const struct envelope **msgs)
+                           size_t n_filters, const char *quarantined, const struct envelope **msgs)
 {
     size_t n = 0;
-    for (size_t i = 0; i < list->n; i++)
-        if (!n_filters || queuectl_matches(&list->msgs[i].env, filters, n_filters))
-            msgs[n++] = &list->msgs[i].env;
+    for (size_t i = 0; i < list->n; i++) {
+        const struct envelope *e = &list->msgs[i].env;
+        if ((!n_filters || queuectl_matches(e, filters, n_filters)) &&
+            mailq_quarantined(e, quarantined))
+            msgs[n++] = e;
+    }
     mailq_sort(msgs, n);
     return n;
 }
 
 int mailq_main(const struct config *cfg, bool json, const char *const *filters, size_t n_filters,
-               FILE *out, FILE *err)
+               const char *quarantined, FILE *out, FILE *err)
 {
     /* The spool is 0700 (queue files name senders and recipients), so sendmail's
      * RestrictMailq is simply how it is: only root and the run-as user read it. */
@@ -306,8 +316,8 @@ int mailq_main(const struct config *cfg, bool json, const char *const *filters, 
         {.dir = cfg->spool, .msgs = msgs},
         {.dir = cfg->maildrop, .maildrop = true, .msgs = msgs + most},
     };
-    blocks[0].n = mailq_select(&list, filters, n_filters, msgs);
-    blocks[1].n = mailq_select(&drop, filters, n_filters, msgs + most);
+    blocks[0].n = mailq_select(&list, filters, n_filters, quarantined, msgs);
+    blocks[1].n = mailq_select(&drop, filters, n_filters, quarantined, msgs + most);
     /* the second block only when the maildrop holds something: an idle system's mailq
      * stays sendmail's */
     size_t n_blocks = drop.n ? 2 : 1;

@@ -51,12 +51,12 @@ void mailq_print_json(FILE *out, const struct mailq_block *blocks, size_t n_bloc
 /* mailq / sendmail -bp: reads cfg->spool and prints it to `out`, then, when it holds files,
  * cfg->maildrop as a second block (spool_read_maildrop(): what waits for the daemon's
  * pickup): only the messages `filters` select (queuectl_matches(): sendmail's -qR/-qS/-qI
- * beside -bp), all when `n_filters` is 0. A maildrop that cannot be read is said on `err`
- * and left out. EX_OK; EX_NOPERM with
- * sendmail's "You are not permitted to see the queue" on `err` for anyone but root and
- * cfg->run_as; EX_IOERR (said on `err`) when the spool cannot be read. A spool that does
- * not exist yet is an empty queue. */
+ * beside -bp), all when `n_filters` is 0, and with `quarantined` (sendmail's -qQ[substr],
+ * NULL = no such filter) only quarantined messages whose reason contains it. A maildrop that cannot
+ * be read is said on `err` and left out. EX_OK; EX_NOPERM with sendmail's "You are not permitted to
+ * see the queue" on `err` for anyone but root and cfg->run_as; EX_IOERR (said on `err`) when the
+ * spool cannot be read. A spool that does not exist yet is an empty queue. */
 int mailq_main(const struct config *cfg, bool json, const char *const *filters, size_t n_filters,
-               FILE *out, FILE *err);
+               const char *quarantined, FILE *out, FILE *err);
 
 #endif

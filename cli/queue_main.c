@@ -199,7 +199,7 @@ static int run(const struct config *cfg, int argc, char **argv)
         bool json = argc == 2 && !strcmp(argv[1], "--json");
         if (argc > 2 || (argc == 2 && !json))
             return usage();
-        return mailq_main(cfg, json, NULL, 0, stdout, stderr);
+        return mailq_main(cfg, json, NULL, 0, NULL, stdout, stderr);
     }
     if (!strcmp(cmd, "shape"))
         return run_shape(cfg, argc - 1, argv + 1);

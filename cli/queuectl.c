@@ -415,10 +415,14 @@ int queuectl_flush(const struct config *cfg, const struct sendmail_args *a, FILE
         return EX_OSERR;
     }
     const char *const *filters = (const char *const *)tokens;
-    int rc = a->queue_foreground ? queuectl_flush_foreground(cfg, prog, filters, a->n_queue_filters,
-                                                             a->verbose, out, err)
-                                 : queuectl_flush_filters(cfg, prog, filters, a->n_queue_filters,
-                                                          !a->verbose, out, err);
+    size_t n = a->n_queue_filters;
+    int rc;
+    if (a->unquarantine) /* sendmail -Q -qI...: the release ringmail-queue does */
+        rc = queuectl_change(cfg, prog, QUEUECTL_RELEASE, filters, n, out, err);
+    else if (a->queue_foreground)
+        rc = queuectl_flush_foreground(cfg, prog, filters, n, a->verbose, out, err);
+    else
+        rc = queuectl_flush_filters(cfg, prog, filters, n, !a->verbose, out, err);
     queuectl_filter_tokens_free(tokens);
     return rc;
 }
@@ -508,6 +512,15 @@ static int queuectl_remove(int dirfd, const struct spool_read_msg *m)
     return r;
 }
 
+/* A reason field (the last reason, the quarantine) blanked in place; nothing when the qf
+ * has no such record (offset 0). */
+static int queuectl_blank_reason(int dirfd, const struct spool_read_msg *m, size_t off)
+{
+    char blank[ENVELOPE_REASON_WIDTH];
+    envelope_reason_format(blank, NULL);
+    return off ? queuectl_write_field(dirfd, m->path, off, blank, sizeof(blank)) : 0;
+}
+
 /* 1 changed, 0 nothing to do (already held, not held), -1 with errno. */
 static int queuectl_apply(int dirfd, enum queuectl_op op, const struct spool_read_msg *m)
 {
@@ -516,19 +529,20 @@ static int queuectl_apply(int dirfd, enum queuectl_op op, const struct spool_rea
     case QUEUECTL_HOLD:
         return held ? 0 : queuectl_write_next(dirfd, m, ENVELOPE_NEXT_HELD) < 0 ? -1 : 1;
     case QUEUECTL_RELEASE:
-        return !held ? 0 : queuectl_write_next(dirfd, m, 0) < 0 ? -1 : 1;
+        if (!held)
+            return 0;
+        /* no longer quarantined: the q record blanked first, so a crash in between
+         * leaves it held, never due and still called quarantined */
+        if (queuectl_blank_reason(dirfd, m, m->env.quarantine_offset) < 0)
+            return -1;
+        return queuectl_write_next(dirfd, m, 0) < 0 ? -1 : 1;
     case QUEUECTL_DELETE:
         return queuectl_remove(dirfd, m) < 0 ? -1 : 1;
     case QUEUECTL_REQUEUE:
         /* postsuper -r's spirit: due now (a held message too), the attempts kept, the last
          * reason cleared (a qf from before the reason record has none to clear) */
-        if (m->env.last_reason_offset) {
-            char blank[ENVELOPE_REASON_WIDTH];
-            envelope_reason_format(blank, NULL);
-            if (queuectl_write_field(dirfd, m->path, m->env.last_reason_offset, blank,
-                                     sizeof(blank)) < 0)
-                return -1;
-        }
+        if (queuectl_blank_reason(dirfd, m, m->env.last_reason_offset) < 0)
+            return -1;
         return queuectl_write_next(dirfd, m, 0) < 0 ? -1 : 1;
     }
     return 0;

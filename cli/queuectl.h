@@ -37,7 +37,8 @@
 enum queuectl_op { QUEUECTL_HOLD, QUEUECTL_RELEASE, QUEUECTL_DELETE, QUEUECTL_REQUEUE };
 
 /* sendmail -q, -qR/-qS/-qI (with -q!X negations): FLUSH with the filters; silent on
- * success unless -v (sendmail -q says nothing either). */
+ * success unless -v (sendmail -q says nothing either). With -Q (a->unquarantine): the
+ * selected messages are released instead, as queuectl_change(QUEUECTL_RELEASE) says. */
 int queuectl_flush(const struct config *cfg, const struct sendmail_args *a, FILE *out, FILE *err);
 /* ringmail-queue flush [FILTER...]: the filters as the protocol takes them ("Rexample.com",
  * "!Sbounces"); prints the daemon's "N messages scheduled". `prog` prefixes errors. */

@@ -408,6 +408,16 @@ static int flag_N(struct parser *p, const struct flag *f, const char *value)
     return 0;
 }
 
+/* -Q alone (sendmail's unquarantine) releases what -qI/-qR/-qS select; -Qreason would
+ * quarantine by hand, which ringmail leaves to the access map (and ringmail-queue hold). */
+static int flag_Q(struct parser *p, const struct flag *f, const char *value)
+{
+    if (value != NULL && value[0] != '\0')
+        return flag_legacy(p, f, value);
+    p->a->unquarantine = true;
+    return 0;
+}
+
 static int flag_q(struct parser *p, const struct flag *f, const char *value)
 {
     (void)f;
@@ -431,10 +441,12 @@ static int flag_q(struct parser *p, const struct flag *f, const char *value)
         a->queue_foreground = true;
         return 0;
     }
-    if (strchr("GQLp", v[0]) != NULL && v[0] != '\0')
-        return warn_ignored(p, "-q", v,
-                            "ringmail has no queue groups, quarantine or "
-                            "persistent queue runners");
+    if (v[0] == 'Q') { /* -qQ[substr]: the quarantined messages (listed with -bp only) */
+        a->queue_quarantine = v + 1;
+        return 0;
+    }
+    if (strchr("GLp", v[0]) != NULL && v[0] != '\0')
+        return warn_ignored(p, "-q", v, "ringmail has no queue groups or persistent queue runners");
     if (v[0] == '\0')
         return 0;
     /* sendmail's convtime(): numbers with units, summed; a bare number is minutes */
@@ -546,7 +558,7 @@ static const struct flag flags[] = {
     {'O', VALUE_NEXT, flag_O, NULL},
     {'o', VALUE_NEXT, flag_o, NULL},
     {'p', VALUE_NEXT, flag_legacy, WHY_SETTING},
-    {'Q', VALUE_NEXT_ARG, flag_legacy, "ringmail has no quarantine"},
+    {'Q', VALUE_NEXT_ARG, flag_Q, "quarantining by hand is not offered; ringmail-queue hold"},
     {'q', VALUE_NEXT_ARG, flag_q, NULL},
     {'R', VALUE_NEXT, flag_R, NULL},
     {'r', VALUE_NEXT, flag_f, NULL},
@@ -656,6 +668,22 @@ static int finish(struct parser *p)
         a->mode = SM_MODE_QUEUE_RUN;
     if (a->json && a->mode != SM_MODE_PRINTQ)
         return fail(p, "%s: --json goes with mailq (-bp) only", a->progname);
+    if (a->unquarantine && a->mode == SM_MODE_QUEUE_RUN && a->n_queue_filters == 0)
+        return fail(p, "%s: -Q releases only the messages -qI, -qR or -qS select", a->progname);
+    if (a->unquarantine && a->mode != SM_MODE_QUEUE_RUN) {
+        a->unquarantine = false;
+        int r = warn_ignored(p, "-Q", "", "it releases quarantined messages in a queue run");
+        if (r)
+            return r;
+    }
+    if (a->queue_quarantine && a->mode != SM_MODE_PRINTQ) {
+        /* a queue run never tries a quarantined message: ringmail-queue release first */
+        int r = warn_ignored(p, "-qQ", a->queue_quarantine,
+                             "ringmail runs no quarantined messages; release them first");
+        a->queue_quarantine = NULL;
+        if (r)
+            return r;
+    }
     if (a->queue_run && a->mode != SM_MODE_QUEUE_RUN && a->mode != SM_MODE_DAEMON &&
         a->mode != SM_MODE_DAEMON_FG && a->mode != SM_MODE_PRINTQ && a->mode != SM_MODE_VERSION)
         return fail(p, "Can not use -q with -b%c", mode_letter(a->mode));

@@ -72,7 +72,11 @@ struct sendmail_args {
     struct sendmail_queue_filter *queue_filters; /* -qR/-qS/-qI, all must match */
     size_t n_queue_filters;
     bool queue_foreground; /* -qf */
-    const char **options;  /* -O opt=val, -oXval, as given (without "-O"/"-o") */
+    /* -qQ[substr] with -bp: only quarantined messages, their reason containing substr
+     * (case-insensitive; "" any); NULL without -qQ */
+    const char *queue_quarantine;
+    bool unquarantine;    /* -Q without a reason, with -qI/-qR/-qS: release those messages */
+    const char **options; /* -O opt=val, -oXval, as given (without "-O"/"-o") */
     size_t n_options;
     const char **recipients; /* the arguments after the flags */
     size_t n_recipients;

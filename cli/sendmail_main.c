@@ -648,7 +648,7 @@ static int sm_daemon(const struct sendmail_args *a)
     return EX_OSERR;
 }
 
-/* mailq / -bp, with -qR/-qS/-qI restricting the listing as sendmail's do. */
+/* mailq / -bp, with -qR/-qS/-qI and -qQ restricting the listing as sendmail's do. */
 static int sm_mailq(const struct config *cfg, const struct sendmail_args *a)
 {
     char **filters = queuectl_filter_tokens(a);
@@ -656,8 +656,8 @@ static int sm_mailq(const struct config *cfg, const struct sendmail_args *a)
         fprintf(stderr, "%s: out of memory\n", a->progname);
         return EX_OSERR;
     }
-    int rc =
-        mailq_main(cfg, a->json, (const char *const *)filters, a->n_queue_filters, stdout, stderr);
+    int rc = mailq_main(cfg, a->json, (const char *const *)filters, a->n_queue_filters,
+                        a->queue_quarantine, stdout, stderr);
     queuectl_filter_tokens_free(filters);
     return rc;
 }

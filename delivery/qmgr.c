@@ -1046,6 +1046,15 @@ static void qmgr_admin_written(void *arg, int err)
     qmgr_admin_msg_end(am);
 }
 
+/* A released message is no longer quarantined: its q record is blanked in the same
+ * write that makes it due (mailq stops calling it quarantined). */
+static void qmgr_admin_release(struct envelope *e, time_t now)
+{
+    e->next_attempt = now;
+    free(e->quarantine);
+    e->quarantine = NULL;
+}
+
 /* What the request does to a waiting message that matched, from its envelope. False when
  * it does nothing to it (FLUSH is done here: nothing to write). */
 static bool qmgr_admin_change(struct qmgr_admin_msg *am, time_t now)
@@ -1063,7 +1072,7 @@ static bool qmgr_admin_change(struct qmgr_admin_msg *am, time_t now)
         am->env.next_attempt = ENVELOPE_NEXT_HELD;
         return !held;
     case QMGR_ADMIN_RELEASE:
-        am->env.next_attempt = now;
+        qmgr_admin_release(&am->env, now);
         return held;
     case QMGR_ADMIN_REQUEUE:
         /* postsuper -r: tried now as if new, but the attempts so far still count */
@@ -1150,8 +1159,10 @@ static void qmgr_admin_active_loaded(void *arg, int err, struct envelope *e, cha
      * after this one and keeps a HOLD */
     am->env = *e;
     am->loaded = true;
-    am->env.next_attempt =
-        am->job->a.op == QMGR_ADMIN_HOLD ? ENVELOPE_NEXT_HELD : (int64_t)time(NULL);
+    if (am->job->a.op == QMGR_ADMIN_HOLD)
+        am->env.next_attempt = ENVELOPE_NEXT_HELD;
+    else
+        qmgr_admin_release(&am->env, time(NULL));
     int rc = spool_update(am->job->q->sw, &am->env, NULL, 0, qmgr_admin_active_written, am);
     if (rc < 0) {
         log_error("%s: cannot change it: %s", am->entry.qid, strerror(-rc));

@@ -142,7 +142,8 @@ int qmgr_reserve(struct qmgr *q, size_t n);
  * An operation on this manager's messages that `match` accepts: FLUSH makes the deferred
  * ones due now (held ones never; nothing is written); HOLD writes next_attempt =
  * ENVELOPE_NEXT_HELD in place (never due, at recovery neither); RELEASE makes a held
- * message due now; REQUEUE makes a deferred message due now and clears its last reason
+ * message due now (its quarantine reason, the q record, blanked in the same write);
+ * REQUEUE makes a deferred message due now and clears its last reason
  * (the attempt count stays); DELETE removes qf then df and fsyncs the directory (no
  * bounce). Each write is fsynced before its message counts. A message whose attempt is in
  * flight counts once the operator's decision is durable: HOLD writes next_attempt =

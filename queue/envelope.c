@@ -30,6 +30,7 @@ enum env_kind {
     ENV_STR,     /* char *, always written (NULL as "") */
     ENV_OPT_STR, /* char *, record omitted when NULL */
     ENV_REASON,  /* char *, raw printable text, ENVELOPE_REASON_WIDTH octets, optional */
+    ENV_QREASON, /* ENV_REASON, its record omitted when NULL (the quarantine) */
     ENV_NAME,    /* char *, a maildrop name, record omitted when NULL */
 };
 
@@ -66,7 +67,9 @@ static const struct env_field env_fields[] = {
     {'M', ENV_OPT_STR, offsetof(struct envelope, msgid), NULL, 0},
     {'Z', ENV_OPT_STR, offsetof(struct envelope, envid), NULL, 0},
     {'O', ENV_NAME, offsetof(struct envelope, maildrop), NULL, 0},
-    {'q', ENV_OPT_STR, offsetof(struct envelope, quarantine), NULL, 0},
+    /* fixed width, so a release blanks it in place like the reason (docs/queue.md) */
+    {'q', ENV_QREASON, offsetof(struct envelope, quarantine), NULL,
+     offsetof(struct envelope, quarantine_offset)},
     {'a', ENV_OPT_STR, offsetof(struct envelope, auth), NULL, 0},
 };
 #define ENV_NFIELDS (sizeof(env_fields) / sizeof(env_fields[0]))
@@ -81,13 +84,14 @@ static const char env_hex[] = "0123456789ABCDEF";
  * survives an upgrade). */
 static bool env_field_optional(const struct env_field *f)
 {
-    return f->kind == ENV_OPT_STR || f->kind == ENV_REASON || f->kind == ENV_NAME;
+    return f->kind == ENV_OPT_STR || f->kind == ENV_REASON || f->kind == ENV_QREASON ||
+           f->kind == ENV_NAME;
 }
 
 static bool env_field_is_string(const struct env_field *f)
 {
     return f->kind == ENV_STR || f->kind == ENV_OPT_STR || f->kind == ENV_REASON ||
-           f->kind == ENV_NAME;
+           f->kind == ENV_QREASON || f->kind == ENV_NAME;
 }
 
 bool envelope_maildrop_name_valid(const char *name)
@@ -170,9 +174,12 @@ static int env_put_field(struct buf *out, const struct env_field *f, const struc
             return 0;
         return buf_printf(out, "%c", f->tag) | env_put_value(out, s ? s : "") |
                buf_append(out, "\n", 1);
-    case ENV_REASON: {
+    case ENV_REASON:
+    case ENV_QREASON: {
         char field[ENVELOPE_REASON_WIDTH];
         memcpy(&s, base, sizeof(s));
+        if (!s && f->kind == ENV_QREASON)
+            return 0;
         envelope_reason_format(field, s);
         return buf_printf(out, "%c", f->tag) | buf_append(out, field, sizeof(field)) |
                buf_append(out, "\n", 1);
@@ -371,6 +378,7 @@ static int env_parse_field(struct env_parser *p, const struct env_field *f, stru
         memcpy(base, &s, sizeof(s));
         return 0;
     case ENV_REASON:
+    case ENV_QREASON:
         return env_parse_reason(p, v, n, base);
     case ENV_NAME:
         s = strndup(v, n);

@@ -83,7 +83,10 @@ struct envelope {
                                 * record (no in-place rewrite possible) */
     char *maildrop;            /* maildrop file name the message came from, or NULL */
     char *quarantine;          /* the access map's QUARANTINE:reason (sendmail's qf 'q' record): the
-                                * message is held, never scheduled; NULL otherwise */
+                                * message is held, never scheduled; NULL otherwise. Written as
+                                * a reason field (ENVELOPE_REASON_WIDTH, cut), only when set */
+    size_t quarantine_offset;  /* its field's offset in the qf; 0 = no record (a release
+                                * blanks the field in place, which parses as NULL) */
     char *auth;                /* MAIL's AUTH= to pass on (RFC 4954 5, sendmail's e_auth_param):
                                 * xtext or "<>", recorded only for an authenticated client;
                                 * NULL = none (nothing is sent) */

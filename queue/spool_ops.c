@@ -393,7 +393,7 @@ static void field_set(struct spool_field_write *w, struct spool_updater *u, size
 static bool update_plan_schedule(struct spool_updater *u, const struct envelope *e)
 {
     char count[ENVELOPE_COUNT_WIDTH + 1], when[ENVELOPE_TIME_WIDTH + 1];
-    char reason[ENVELOPE_REASON_WIDTH];
+    char reason[ENVELOPE_REASON_WIDTH], quarantine[ENVELOPE_REASON_WIDTH];
     char run[sizeof(((struct spool_field_write *)0)->data)];
 
     /* Offset 0 is the version line: a parsed envelope never has a field there. */
@@ -403,7 +403,9 @@ static bool update_plan_schedule(struct spool_updater *u, const struct envelope 
     snprintf(when, sizeof(when), "%0*" PRId64, ENVELOPE_TIME_WIDTH,
              e->next_attempt > 0 ? (int64_t)e->next_attempt : 0);
     envelope_reason_format(reason, e->last_reason);
-    /* A qf from before the reason record has no field for it (offset 0): not written. */
+    envelope_reason_format(quarantine, e->quarantine);
+    /* A qf from before the reason record has no field for it (offset 0), nor one never
+     * quarantined: not written. */
     const struct {
         size_t off;
         const char *data;
@@ -413,10 +415,13 @@ static bool update_plan_schedule(struct spool_updater *u, const struct envelope 
         {e->attempts_offset, count, ENVELOPE_COUNT_WIDTH, 'N'},
         {e->next_attempt_offset, when, ENVELOPE_TIME_WIDTH, 'W'},
         {e->last_reason_offset, reason, ENVELOPE_REASON_WIDTH, 'E'},
+        {e->quarantine_offset, quarantine, ENVELOPE_REASON_WIDTH, 'q'},
     };
-    size_t nf = e->last_reason_offset ? 3 : 2, run_off = f[0].off, run_len = 0;
+    size_t run_off = f[0].off, run_len = 0;
     /* Adjacent fields, as the writer lays them out ("N...\nW...\nE..."), are one write. */
-    for (size_t i = 0; i < nf; i++) {
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+        if (!f[i].off)
+            continue;
         if (run_len && f[i].off == run_off + run_len + 2) {
             run[run_len++] = '\n';
             run[run_len++] = f[i].tag;

@@ -139,7 +139,8 @@ class FromChecks(PolicyCase):
     def test_quarantine_holds_the_message_with_its_reason(self):
         qid = self.send_held("hold@client.test", "quarantine=held for review")
         self.assertIn(qid, self.d.spool.qids())
-        self.assertIn(b"\nqheld+20for+20review\n", self.d.spool.qf(qid))
+        # a fixed-width field (a release blanks it in place)
+        self.assertRegex(self.d.spool.qf(qid), rb"\nqheld for review {145}\n")
         exe = Path(os.environ.get("RINGMAIL_BIN", "")) / "ringmail-queue"
         if not exe.exists():
             self.skipTest(f"{exe} is not built")
@@ -247,7 +248,7 @@ class ConnectChecks(PolicyCase):
         c = self.ehlo_from(self.d, "127.0.0.33")
         qid = self.assertAccepted(c.send_mail("a@client.test", [f"u@{HOSTNAME}"],
                                               make_message()))
-        self.assertIn(b"\nqclient+20under+20review\n", self.d.spool.qf(qid))
+        self.assertRegex(self.d.spool.qf(qid), rb"\nqclient under review +\n")
 
     @unittest.skipUnless(ipv6_loopback_available(), "no IPv6 loopback")
     def test_ipv6(self):

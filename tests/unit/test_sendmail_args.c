@@ -369,7 +369,60 @@ static void test_queue_filters(void **state)
     expect_error(parse(&r, "sendmail", "-q", "-bv", "a@b", NULL), "Can not use -q with -bv");
     parse(&r, "sendmail", "-qGsome", NULL);
     expect_warning(&r, "sendmail: warning: option -qGsome ignored (ringmail has no queue "
-                       "groups, quarantine or persistent queue runners)");
+                       "groups or persistent queue runners)");
+}
+
+/* mailq -qQ[substr] lists the quarantined messages; a queue run never takes them. */
+static void test_qQ_list(void **state)
+{
+    (void)state;
+    struct run r;
+    parse(&r, "mailq", "-qQ", NULL);
+    assert_int_equal(r.a.mode, SM_MODE_PRINTQ);
+    assert_non_null(r.a.queue_quarantine);
+    assert_string_equal(r.a.queue_quarantine, "");
+    assert_int_equal(r.a.n_warnings, 0);
+    sendmail_args_free(&r.a);
+    parse(&r, "sendmail", "-qQspam", "-bp", "-qRfoo", NULL);
+    assert_int_equal(r.a.mode, SM_MODE_PRINTQ);
+    assert_string_equal(r.a.queue_quarantine, "spam");
+    assert_int_equal(r.a.n_queue_filters, 1);
+    sendmail_args_free(&r.a);
+    parse(&r, "mailq", NULL);
+    assert_null(r.a.queue_quarantine);
+    sendmail_args_free(&r.a);
+    parse(&r, "sendmail", "-qQ", NULL);
+    assert_int_equal(r.a.mode, SM_MODE_QUEUE_RUN);
+    assert_null(r.a.queue_quarantine);
+    expect_warning(&r, "sendmail: warning: option -qQ ignored (ringmail runs no quarantined "
+                       "messages; release them first)");
+    expect_error(parse(&r, "mailq", "-q!Qx", NULL), "Invalid -q value");
+}
+
+/* sendmail -Q -qI... (no reason): release the selected messages. */
+static void test_Q_release(void **state)
+{
+    (void)state;
+    struct run r;
+    parse(&r, "sendmail", "-Q", "-qIabc", "-qRbob", NULL);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.a.mode, SM_MODE_QUEUE_RUN);
+    assert_true(r.a.unquarantine);
+    assert_int_equal(r.a.n_queue_filters, 2);
+    assert_int_equal(r.a.n_warnings, 0);
+    sendmail_args_free(&r.a);
+    parse(&r, "sendmail", "-qSx", "-Q", NULL);
+    assert_true(r.a.unquarantine);
+    sendmail_args_free(&r.a);
+    parse(&r, "sendmail", "-qIabc", NULL);
+    assert_false(r.a.unquarantine);
+    sendmail_args_free(&r.a);
+    expect_error(parse(&r, "sendmail", "-Q", "-q", NULL),
+                 "sendmail: -Q releases only the messages -qI, -qR or -qS select");
+    parse(&r, "sendmail", "-bp", "-Q", NULL);
+    assert_false(r.a.unquarantine);
+    expect_warning(&r, "sendmail: warning: option -Q ignored (it releases quarantined messages "
+                       "in a queue run)");
 }
 
 static void test_legacy_flags(void **state)
@@ -416,8 +469,8 @@ static void test_legacy_flags(void **state)
          "sendmail: warning: option -D/tmp/dbg ignored (ringmail has no "
          "debug output file; see its log)"},
         {"-Qreason", NULL,
-         "sendmail: warning: option -Qreason ignored (ringmail has no "
-         "quarantine)"},
+         "sendmail: warning: option -Qreason ignored (quarantining by hand is not "
+         "offered; ringmail-queue hold)"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct run r;
@@ -543,6 +596,7 @@ int main(void)
         cmocka_unit_test(test_version),       cmocka_unit_test(test_pickup),
         cmocka_unit_test(test_json),          cmocka_unit_test(test_unknown_flags),
         cmocka_unit_test(test_end_of_flags),  cmocka_unit_test(test_extra_arguments_warned),
+        cmocka_unit_test(test_qQ_list),       cmocka_unit_test(test_Q_release),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
