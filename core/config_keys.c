@@ -355,6 +355,8 @@ static const struct config_key config_feature_keys[] = {
     BOOL("accept_unresolvable_domains", checks.accept_unresolvable_domains, "false"),
     POLICY_FEATURE("delay_checks", policy.delay_checks),
     POLICY_FEATURE("blocklist_recipients", policy.blocklist_recipients),
+    POLICY_FEATURE("ratecontrol", policy.ratecontrol),
+    POLICY_FEATURE("conncontrol", policy.conncontrol),
     CONFIG_FEATURES(FEATURE_KEY)};
 
 const struct config_key config_keys[] = {
