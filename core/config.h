@@ -226,7 +226,7 @@ struct config_later {
     size_t n_client;
     struct config_words privacy;
     char *log_level, *greeting;
-    char *connection_rate_throttle, *queue_load, *refuse_load; /* limits.* */
+    char *queue_load, *refuse_load; /* limits.* */
     struct {
         CONFIG_LATER_TIMEOUTS(CONFIG_TEXT_FIELD)
         CONFIG_LATER_TRIES(CONFIG_TEXT_FIELD)
@@ -315,6 +315,7 @@ struct config {
     unsigned max_connections_per_client; /* per client address; 0 = no limit */
     unsigned connection_rate;            /* per client per window; 0 = no limit; ClientRate: */
     uint32_t connection_rate_window_ms;  /* sendmail's ConnectionRateWindowSize */
+    unsigned connection_rate_throttle;   /* per listener per second; 0 = no limit */
     uint64_t min_free_blocks;            /* sendmail's MinFreeBlocks; restart to change */
     struct smtp_server_timeouts timeouts;
     uint32_t shutdown_grace_ms;   /* SIGTERM: time for transactions in flight */

@@ -2,8 +2,12 @@
 features.conncontrol; issue 12): without `terminate` a client over its ClientRate: or
 ClientConn: limit is greeted and refused at MAIL with sendmail's 452 (the check_relay line
 logged at connect); under delay_checks without `nodelay`, at each RCPT (ruleset=check_rcpt);
-with `terminate`, 421 at connect. Each client binds its own 127.0.0.N."""
+with `terminate`, 421 at connect. Each client binds its own 127.0.0.N. And
+limits.connection_rate_throttle: greetings beyond N per second wait, never refused."""
 
+import select
+import socket
+import time
 import unittest
 
 from test_client_limits import ClientLimitCase
@@ -79,6 +83,31 @@ class LimitModes(ClientLimitCase):
         # without `nodelay` the limit comes after the Connect: lookup: OK exempts the client
         for _ in range(3):
             self.assertRegex(self.greet_and_quit(d, "127.0.0.7"), r"^220 ")
+
+
+class Throttle(ClientLimitCase):
+
+    def test_connection_rate_throttle_delays_greetings(self):
+        d = self.limits_daemon("# none\n", limits={"connection_rate_throttle": 2})
+        start = time.monotonic()
+        socks = []
+        for i in range(6):  # over several clients: the throttle counts them all
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=10,
+                                         source_address=(f"127.0.0.{10 + i}", 0))
+            socks.append(s)
+        self.addCleanup(lambda: [s.close() for s in socks])
+        greeted = {}
+        while len(greeted) < len(socks) and time.monotonic() - start < 10:
+            ready, _, _ = select.select([s for s in socks if s not in greeted], [], [], 10)
+            for s in ready:
+                greeted[s] = (time.monotonic() - start, s.recv(512).decode())
+        self.assertEqual(len(greeted), 6)
+        self.assertTrue(all(text.startswith("220 ") for _, text in greeted.values()),
+                        greeted.values())  # delayed, never refused
+        delays = sorted(t for t, _ in greeted.values())
+        self.assertLess(delays[1], 0.9)     # two in the first second
+        self.assertGreater(delays[4], 0.95)  # the fifth and sixth two seconds on
+        self.assertGreater(delays[5], 0.95)
 
 
 if __name__ == "__main__":
