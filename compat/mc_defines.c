@@ -139,7 +139,7 @@ static const struct mc_define_rule mc_define_rules[] = {
     /* a rate over all clients per second that delays accepting (sendmail's
      * ConnectionRateThrottle), not ratecontrol's per-client refusal (limits.connection_rate):
      * written to a key of its own, so a busy client is never refused after migrating */
-    {"confCONNECTION_RATE_THROTTLE", HOW_UINT, "limits.connection_rate_throttle", true, true, 1,
+    {"confCONNECTION_RATE_THROTTLE", HOW_UINT, "limits.connection_rate_throttle", false, true, 1,
      1000000, NULL},
     LIVE("confCONNECTION_RATE_WINDOW_SIZE", HOW_TIME_S, "limits.connection_rate_window"),
     {"confQUEUE_LA", HOW_UINT, "limits.queue_load", true, true, 1, 10000, NULL},

@@ -58,6 +58,8 @@ bool mc_key_live(const char *key)
                                            "features.accept_unresolvable_domains",
                                            "features.delay_checks",
                                            "features.blocklist_recipients",
+                                           "features.ratecontrol",
+                                           "features.conncontrol",
                                            "auth.trust_mechanisms"};
     return strncmp(key, "masquerade.", 11) == 0 ||
            mc_key_in(key, enforced, sizeof(enforced) / sizeof(enforced[0]));

@@ -10,6 +10,7 @@
 #include "core/config.h"
 #include "core/config_int.h"
 #include "delivery/route.h"
+#include "policy/clientlimit.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -526,6 +527,13 @@ static int config_check(const struct config_ctx *x, struct config *c)
                            "'%s': expected true, false, friend or hater", dc->v[0]);
     if (bl->n && (bl->n > 1 || (strcmp(bl->v[0], "true") && strcmp(bl->v[0], "false"))))
         return config_fail(x, "features.blocklist_recipients", "expected true or false");
+    struct clientlimit_mode mode;
+    if (!clientlimit_mode_parse((const char *const *)c->policy.ratecontrol.v,
+                                c->policy.ratecontrol.n, &mode))
+        return config_fail(x, "features.ratecontrol", "expected true, false, nodelay, terminate");
+    if (!clientlimit_mode_parse((const char *const *)c->policy.conncontrol.v,
+                                c->policy.conncontrol.n, &mode))
+        return config_fail(x, "features.conncontrol", "expected true, false, nodelay, terminate");
     if (c->queue.minimal_backoff && c->queue.minimal_backoff > c->queue.maximal_backoff)
         return config_fail(x, "queue.minimal_backoff", "is above queue.maximal_backoff");
     for (size_t i = 0; i < c->delivery.n_tls_policy; i++) {

@@ -186,8 +186,8 @@ struct config_client_checks {
 #define CONFIG_FEATURES(X)                                                                         \
     X(accept_unqualified_senders) X(always_add_domain) X(badmx)                                    \
     X(bestmx_is_local) X(block_bad_helo) X(check_cert_altnames)                                    \
-    X(conncontrol) X(loose_relay_check) X(lookupdotdomain) X(nocanonify)                           \
-    X(nopercenthack) X(notsticky) X(nullclient) X(preserve_local_plus_detail) X(ratecontrol)       \
+    X(loose_relay_check) X(lookupdotdomain) X(nocanonify)                                          \
+    X(nopercenthack) X(notsticky) X(nullclient) X(preserve_local_plus_detail)                      \
     X(redirect) X(relay_based_on_mx) X(relay_entire_domain) X(relay_hosts_only)                    \
     X(relay_local_from) X(relay_mail_from) X(require_rdns) X(rhsbl) X(stickyhost) X(sts)           \
     X(tls_failures) X(tls_session_features) X(use_client_ptr)
@@ -226,7 +226,7 @@ struct config_later {
     size_t n_client;
     struct config_words privacy;
     char *log_level, *greeting;
-    char *connection_rate_throttle, *queue_load, *refuse_load; /* limits.* */
+    char *queue_load, *refuse_load; /* limits.* */
     struct {
         CONFIG_LATER_TIMEOUTS(CONFIG_TEXT_FIELD)
         CONFIG_LATER_TRIES(CONFIG_TEXT_FIELD)
@@ -315,6 +315,7 @@ struct config {
     unsigned max_connections_per_client; /* per client address; 0 = no limit */
     unsigned connection_rate;            /* per client per window; 0 = no limit; ClientRate: */
     uint32_t connection_rate_window_ms;  /* sendmail's ConnectionRateWindowSize */
+    unsigned connection_rate_throttle;   /* per listener per second; 0 = no limit */
     uint64_t min_free_blocks;            /* sendmail's MinFreeBlocks; restart to change */
     struct smtp_server_timeouts timeouts;
     uint32_t shutdown_grace_ms;   /* SIGTERM: time for transactions in flight */
@@ -329,9 +330,11 @@ struct config {
     struct config_local local;
     struct config_masquerade masquerade;
     /* The access checks (policy/policy.h): auth.trust_mechanisms, features.delay_checks
-     * and features.blocklist_recipients ("true", "false", or delay_checks' argument). */
+     * and features.blocklist_recipients ("true", "false", or delay_checks' argument);
+     * features.ratecontrol and conncontrol (their arguments, policy/clientlimit.h). */
     struct {
         struct config_words trust_mechanisms, delay_checks, blocklist_recipients;
+        struct config_words ratecontrol, conncontrol;
     } policy;
     struct config_auth auth;
     struct config_later later;

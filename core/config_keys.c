@@ -122,9 +122,10 @@ static const struct config_key config_limit_keys[] = {
     NUM("connection_rate", CONFIG_UINT, CONFIG_F_ZERO_OFF, connection_rate, 1, 1000000, "0"),
     NUM("connection_rate_window", CONFIG_DURATION, 0, connection_rate_window_ms, SEC, 30 * DAY,
         "60s"),
+    /* sendmail's ConnectionRateThrottle: per listener per second, greetings beyond it wait */
+    NUM("connection_rate_throttle", CONFIG_UINT, CONFIG_F_ZERO_OFF, connection_rate_throttle, 1,
+        1000000, "0"),
     /* 0 is sendmail's "no limit" for both */
-    KEPT_NUM("connection_rate_throttle", CONFIG_UINT, 0, 1000000, later.connection_rate_throttle,
-             ISSUE_POLICY),
     KEPT_NUM("queue_load", CONFIG_UINT, 0, 10000, later.queue_load, ISSUE_POLICY),
     KEPT_NUM("refuse_load", CONFIG_UINT, 0, 10000, later.refuse_load, ISSUE_POLICY),
 };
@@ -355,6 +356,8 @@ static const struct config_key config_feature_keys[] = {
     BOOL("accept_unresolvable_domains", checks.accept_unresolvable_domains, "false"),
     POLICY_FEATURE("delay_checks", policy.delay_checks),
     POLICY_FEATURE("blocklist_recipients", policy.blocklist_recipients),
+    POLICY_FEATURE("ratecontrol", policy.ratecontrol),
+    POLICY_FEATURE("conncontrol", policy.conncontrol),
     CONFIG_FEATURES(FEATURE_KEY)};
 
 const struct config_key config_keys[] = {

@@ -18,6 +18,7 @@
 #include "core/session.h"
 #include "core/version.h"
 #include "delivery/dest.h"
+#include "core/accept_throttle.h"
 #include "policy/clientrate.h"
 #include "policy/sasl.h"
 #include "util/log.h"
@@ -279,6 +280,7 @@ static void daemon_free(struct daemon *d, size_t n_listeners)
     connlimit_free(d->conns);
     connlimit_free(d->local_conns);
     clientrate_free(d->rates);
+    accept_throttle_free(d->throttle);
     queuerun_backlog_free(d);
     dest_table_free(d->dests);
     runconf_unref(d->current);
@@ -326,7 +328,7 @@ static int daemon_start(struct daemon *d, struct daemon_start *st, unsigned *gen
         if (!(d->tls_libs[i] = tls_lib_new(err, errlen)))
             return EX_SOFTWARE;
     if (!d->tls_libs || !(d->conns = connlimit_new()) || !(d->local_conns = connlimit_new()) ||
-        !(d->rates = clientrate_new()) ||
+        !(d->rates = clientrate_new()) || !(d->throttle = accept_throttle_new(st->cfg->n_listen)) ||
         !(d->dests = dest_table_new(&(struct dest_settings){0}))) {
         snprintf(err, errlen, "out of memory");
         return EX_OSERR;

@@ -44,6 +44,7 @@ struct daemon_conn {
 
 struct session;
 struct clientrate;
+struct accept_throttle;
 struct dns;
 struct dest_table;
 struct outbound_worker;
@@ -53,9 +54,10 @@ struct queuerun_backlog;
 struct daemon {
     struct engine *engine;
     struct spool *spool;
-    struct connlimit *conns;       /* TCP clients, by address (limits.connections...) */
-    struct connlimit *local_conns; /* submission.socket's callers, by uid: slots of their own */
-    struct clientrate *rates;      /* connections per client lately (policy/clientrate.h) */
+    struct connlimit *conns;          /* TCP clients, by address (limits.connections...) */
+    struct connlimit *local_conns;    /* submission.socket's callers, by uid: slots of their own */
+    struct clientrate *rates;         /* connections per client lately (policy/clientrate.h) */
+    struct accept_throttle *throttle; /* new connections per listener per second */
     pthread_mutex_t current_lock;
     struct runconf *current;   /* guarded by current_lock */
     char **listener_names;     /* by listener index; fixed at start-up */

@@ -196,6 +196,11 @@ static void runconf_policy(const struct config *cfg, struct runconf *rc)
               : strcmp(dc->v[0], "hater") == 0  ? POLICY_SPAM_HATER
                                                 : POLICY_SPAM_ALL;
     p->blocklist_recipients = runconf_feature_on(&cfg->policy.blocklist_recipients);
+    /* checked by config_load (config.c) */
+    clientlimit_mode_parse((const char *const *)cfg->policy.ratecontrol.v,
+                           cfg->policy.ratecontrol.n, &p->ratecontrol);
+    clientlimit_mode_parse((const char *const *)cfg->policy.conncontrol.v,
+                           cfg->policy.conncontrol.n, &p->conncontrol);
 }
 
 struct runconf *runconf_new(struct config *cfg, unsigned generation, unsigned workers,

@@ -854,16 +854,23 @@ static void *session_refuse_access(struct daemon_worker *dw, engine_conn_id id, 
     return NULL;
 }
 
-/* A client over its ClientRate: or ClientConn: limit: sendmail's reply, exactly (no host
- * name), and its check_relay line, which fail2ban's sendmail-reject filter counts. */
-static void *session_refuse_client(struct daemon_worker *dw, engine_conn_id id, const char *addr,
-                                   const char *text)
+/* A client over its ClientRate: (`rate`) or ClientConn: limit (policy_client_limited): the
+ * check_relay line, which fail2ban's sendmail-reject filter counts, and with `terminate`
+ * sendmail's reply, exactly (no host name); true when refused (nothing else to do). */
+static bool session_limit_client(struct daemon_worker *dw, engine_conn_id id, const char *addr,
+                                 struct policy_session *pol, bool rate)
 {
-    char reject[80];
-    snprintf(reject, sizeof(reject), "421 4.3.2 %s", text);
+    struct policy_verdict v;
+    policy_client_limited(&dw->rc->policy, pol, rate, &v);
+    if (v.action != POLICY_REJECT)
+        return false;
+    char reject[300];
+    snprintf(reject, sizeof(reject), "%d %s %s", v.code, v.enh, v.text);
     session_log_check_relay(&session_log_client_refusals, addr, NULL, NULL, reject);
-    session_send_reply(dw, id, 421, "4.3.2", text);
-    return NULL;
+    if (v.code != 421)
+        return false;
+    session_send_reply(dw, id, 421, "4.3.2", v.text);
+    return true;
 }
 
 static void session_say_shutdown(struct session *s)
@@ -1002,16 +1009,25 @@ void *session_accept_client(struct daemon_worker *dw, engine_conn_id id, unsigne
     policy_connect(&dw->rc->policy, &c, &pol, &v);
     if (v.action == POLICY_REJECT)
         return session_refuse_access(dw, id, addr, &v);
-    /* FEATURE(ratecontrol) and FEATURE(conncontrol) as with `nodelay, terminate`: refused
-     * before the greeting, with sendmail's reply and check_relay line. */
+    /* FEATURE(ratecontrol) and FEATURE(conncontrol): refused now (`terminate`), or greeted
+     * and refused at MAIL or RCPT, the slot held as sendmail's child holds it. */
     struct clientlimit lim;
     clientlimit_lookup(&cfg->map.access, addr,
                        &(struct clientlimit){cfg->connection_rate, cfg->max_connections_per_client},
                        &lim);
-    if (lim.rate && clientrate_hit(dw->d->rates, peer, engine_now_ms(dw->w),
-                                   cfg->connection_rate_window_ms) > lim.rate)
-        return session_refuse_client(dw, id, addr, CLIENTLIMIT_RATE_TEXT);
-    switch (connlimit_acquire(dw->d->conns, peer, cfg->max_connections, lim.conns)) {
+    if (lim.rate &&
+        clientrate_hit(dw->d->rates, peer, engine_now_ms(dw->w), cfg->connection_rate_window_ms) >
+            lim.rate &&
+        session_limit_client(dw, id, addr, &pol, true))
+        return NULL;
+    enum connlimit_verdict cv =
+        connlimit_acquire(dw->d->conns, peer, cfg->max_connections, lim.conns);
+    if (cv == CONNLIMIT_CLIENT) {
+        if (session_limit_client(dw, id, addr, &pol, false))
+            return NULL;
+        cv = connlimit_acquire(dw->d->conns, peer, cfg->max_connections, 0);
+    }
+    switch (cv) {
     case CONNLIMIT_TOTAL:
         /* sendmail's MaxDaemonChildren line: the daemon is full, the client did nothing
          * wrong (no check_relay line, which fail2ban would count against it). */
@@ -1020,8 +1036,7 @@ void *session_accept_client(struct daemon_worker *dw, engine_conn_id id, unsigne
                     session_daemon->listener_names[listener], connlimit_total(dw->d->conns),
                     cfg->max_connections);
         return session_refuse(dw, id, "Too many open connections");
-    case CONNLIMIT_CLIENT:
-        return session_refuse_client(dw, id, addr, CLIENTLIMIT_CONNS_TEXT);
+    case CONNLIMIT_CLIENT: /* not after the second acquire: no per-client limit there */
     case CONNLIMIT_OK:
         break;
     }

@@ -9,7 +9,9 @@
  * client that sends anything while a pause is in effect gets sendmail's "554 <host> ESMTP
  * not accepting messages" and nothing else. Bytes a client sends while only lookups run
  * (no pause) are kept and given to the state machine after the greeting, as sendmail reads
- * them after its lookups. Local (submission.socket) callers are never checked.
+ * them after its lookups. limits.connection_rate_throttle (core/accept_throttle.h) holds
+ * the greeting the same way, input kept: the client did nothing wrong. Local
+ * (submission.socket) callers are never checked.
  *
  * Lifetime: struct session_checks lives from session_checks_start until the greeting or
  * the end of the connection; its queries are cancelled then. The worker's resolver is
@@ -24,6 +26,7 @@
 #include <string.h>
 
 #include "policy/dnsbl.h"
+#include "core/accept_throttle.h"
 #include "policy/greet_pause.h"
 #include "util/dns.h"
 #include "util/log.h"
@@ -49,12 +52,19 @@ struct session_checks {
     unsigned pending; /* lookups not answered */
     uint64_t start;
     uint32_t pause;   /* ms from start; 0 = none */
+    uint32_t hold;    /* ms from start: the throttle's wait; 0 = none */
     struct buf early; /* what a client sent before the greeting, with no pause in effect */
 };
 
 static bool session_checks_pausing(const struct session_checks *c, uint64_t now)
 {
     return c->pause && now < c->start + c->pause;
+}
+
+/* When the greeting may go out, lookups aside: after the pause and the throttle's wait. */
+static uint64_t session_checks_ready(const struct session_checks *c)
+{
+    return c->start + (c->pause > c->hold ? c->pause : c->hold);
 }
 
 /* No callback of this session's lookups runs after this. */
@@ -120,7 +130,7 @@ static void session_checks_settle(struct session *s)
         return;
     if (c->pending == 0 && session_checks_refuse_dnsbl(s))
         return;
-    if (c->pending || session_checks_pausing(c, now)) {
+    if (c->pending || now < session_checks_ready(c)) {
         engine_conn_set_timer(s->dw->w, s->id, session_checks_deadline(s));
         return;
     }
@@ -168,7 +178,7 @@ void session_checks_input(struct session *s, const char *data, size_t len)
 uint64_t session_checks_deadline(const struct session *s)
 {
     const struct session_checks *c = s->checks;
-    uint64_t pause_end = c->start + c->pause;
+    uint64_t pause_end = session_checks_ready(c);
     if (!c->pending)
         return pause_end;
     uint64_t give_up = c->start + SESSION_CHECKS_MAX_MS;
@@ -306,7 +316,9 @@ bool session_checks_start(struct session *s)
     uint32_t pause = greet_pause_for(&cfg->map.access, NULL, s->addr, cfg->checks.greet_pause);
     bool lookups = dns && (cfg->checks.peername_lookup ||
                            (cfg->checks.n_dnsbl && s->peer.ss_family == AF_INET));
-    if (!pause && !lookups)
+    uint64_t hold = accept_throttle_wait(s->dw->d->throttle, s->listener, engine_now_ms(s->dw->w),
+                                         cfg->connection_rate_throttle);
+    if (!pause && !lookups && !hold)
         return false;
     struct session_checks *c = calloc(1, sizeof(*c));
     if (!c)
@@ -314,6 +326,7 @@ bool session_checks_start(struct session *s)
     c->s = s;
     c->start = engine_now_ms(s->dw->w);
     c->pause = pause;
+    c->hold = hold > UINT32_MAX ? UINT32_MAX : (uint32_t)hold;
     buf_init(&c->early, 0);
     s->checks = c;
     if (dns && cfg->checks.peername_lookup) {
@@ -324,7 +337,7 @@ bool session_checks_start(struct session *s)
     }
     if (dns)
         session_checks_start_dnsbl(s);
-    if (!c->pending && !c->pause) {
+    if (!c->pending && !c->pause && !c->hold) {
         session_checks_end(s);
         return false;
     }

@@ -29,3 +29,21 @@ void clientlimit_lookup(const struct access_map *m, const char *ip,
     out->rate = clientlimit_one(m, "clientrate", ip, defaults->rate);
     out->conns = clientlimit_one(m, "clientconn", ip, defaults->conns);
 }
+
+bool clientlimit_mode_parse(const char *const *words, size_t n, struct clientlimit_mode *out)
+{
+    bool on = false;
+    *out = (struct clientlimit_mode){.nodelay = false, .terminate = false};
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(words[i], "nodelay") == 0)
+            out->nodelay = true;
+        else if (strcmp(words[i], "terminate") == 0)
+            out->terminate = true;
+        else if (strcmp(words[i], "false") && strcmp(words[i], "true") && words[i][0])
+            return false;
+        on = on || strcmp(words[i], "false") != 0;
+    }
+    if (!on) /* absent or false: the limits still apply, as `nodelay, terminate` */
+        *out = (struct clientlimit_mode){.nodelay = true, .terminate = true};
+    return true;
+}

@@ -13,6 +13,7 @@
 #define RINGMAIL_POLICY_CLIENTLIMIT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "compat/map_access.h"
 
@@ -29,6 +30,19 @@ void clientlimit_lookup(const struct access_map *m, const char *ip,
 /* Whether an access entry's value is a limit sendmail's arith would compare: a plain
  * decimal number. Entries that are not are ignored (and named by the config's warnings). */
 bool clientlimit_value(const char *value, unsigned *out);
+
+/* How a FEATURE(ratecontrol) or FEATURE(conncontrol) refuses, from its arguments: `nodelay`
+ * (the check runs in check_relay even under FEATURE(delay_checks), before the Connect:
+ * entries can exempt the client) and `terminate` (421 and close; else 452 to the later
+ * commands, sendmail's "nullserver" session). The feature absent ("false" alike) is as
+ * `nodelay, terminate`: the limits apply whenever they are set. */
+struct clientlimit_mode {
+    bool nodelay, terminate;
+};
+
+/* Parses the feature's words ("true", "false", "nodelay", "terminate", "" for an empty
+ * argument); false on any other word. */
+bool clientlimit_mode_parse(const char *const *words, size_t n, struct clientlimit_mode *out);
 
 /* sendmail's replies (proto.m4, with `terminate`) and check_relay rejections. */
 #define CLIENTLIMIT_RATE_TEXT  "Connection rate limit exceeded."

@@ -55,6 +55,36 @@ void policy_connect(const struct policy_settings *set, const struct policy_clien
         policy_entry_verdict(e, "check_relay", NULL, "5.7.1", "Access denied", v);
 }
 
+/* ratecontrol's or conncontrol's refusal: sendmail's `$#error $@ 4.3.2 $: 452 <text>`. */
+static void policy_limit_verdict(int code, const char *text, const char *ruleset,
+                                 struct policy_verdict *v)
+{
+    v->action = POLICY_REJECT;
+    v->code = code;
+    v->ruleset = ruleset;
+    snprintf(v->enh, sizeof(v->enh), "4.3.2");
+    snprintf(v->text, sizeof(v->text), "%s", text);
+}
+
+void policy_client_limited(const struct policy_settings *set, struct policy_session *ps, bool rate,
+                           struct policy_verdict *v)
+{
+    const struct clientlimit_mode *m = rate ? &set->ratecontrol : &set->conncontrol;
+    const char *text = rate ? CLIENTLIMIT_RATE_TEXT : CLIENTLIMIT_CONNS_TEXT;
+    bool at_rcpt = set->delay_checks && !m->nodelay;
+    policy_verdict_init(v);
+    if (ps->limited || (!m->nodelay && policy_entry_accepts(ps->connect)))
+        return;
+    if (m->terminate) { /* at RCPT too, sendmail's 421 ends the session: here at once */
+        policy_limit_verdict(421, text, "check_relay", v);
+        return;
+    }
+    ps->limited = text;
+    ps->limited_at_rcpt = at_rcpt;
+    if (!at_rcpt)
+        policy_limit_verdict(452, text, "check_relay", v);
+}
+
 void policy_mail(const struct policy_settings *set, const struct policy_client *c,
                  struct policy_session *ps, const char *sender, struct policy_verdict *v)
 {
@@ -65,6 +95,10 @@ void policy_mail(const struct policy_settings *set, const struct policy_client *
     ps->mail = NULL;
     ps->discard = false;
     ps->quarantine = NULL;
+    if (ps->limited && !ps->limited_at_rcpt) { /* logged at connect (check_relay) */
+        policy_limit_verdict(452, ps->limited, NULL, v);
+        return;
+    }
     /* a connection's DISCARD or QUARANTINE: holds every one of its messages */
     if (!set->delay_checks &&
         policy_entry_verdict(ps->connect, "check_relay", NULL, "5.7.1", "Access denied", &connect))
@@ -146,8 +180,11 @@ void policy_rcpt(const struct policy_settings *set, const struct policy_client *
     /* an authenticated client ends the checks ($# RELAY in Rcpt_ok) */
     if (!set->delay_checks || policy_trusted_auth(set, c) || policy_spared(set, addr, local))
         return;
-    if (!policy_apply(ps, ps->mail, "check_rcpt", NULL, "5.7.1", "Access denied", v))
-        policy_apply(ps, ps->connect, "check_rcpt", NULL, "5.7.1", "Access denied", v);
+    if (policy_apply(ps, ps->mail, "check_rcpt", NULL, "5.7.1", "Access denied", v) ||
+        policy_apply(ps, ps->connect, "check_rcpt", NULL, "5.7.1", "Access denied", v))
+        return;
+    if (ps->limited) /* ratecontrol/conncontrol after the access lookups (Basic_check_relay) */
+        policy_limit_verdict(452, ps->limited, "check_rcpt", v);
 }
 
 void policy_data(const struct policy_session *ps, struct policy_verdict *v)

@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 
 #include "compat/map_access.h"
+#include "policy/clientlimit.h"
 #include "smtp/smtp_addr.h"
 #include "smtp/smtp_relay.h"
 
@@ -37,6 +38,7 @@ struct policy_settings {
     bool delay_checks;
     enum policy_spam spam;
     bool blocklist_recipients; /* To: entries refuse recipients (sendmail needs the feature) */
+    struct clientlimit_mode ratecontrol, conncontrol; /* how ClientRate:/ClientConn: refuse */
 };
 
 /* What the glue knows about the client; every pointer is the glue's and only read. */
@@ -71,6 +73,8 @@ struct policy_session {
     bool relay;                         /* Connect: RELAY */
     bool discard;                       /* this transaction is dropped at its end */
     const char *quarantine;             /* this transaction is held, with this reason */
+    const char *limited;  /* over ClientRate:/ClientConn: without `terminate`: the 452's text */
+    bool limited_at_rcpt; /* ... given at RCPT (delay_checks without `nodelay`), else at MAIL */
 };
 
 /* At connection. REJECT: refuse the connection (the reply's text is sendmail's, the glue
@@ -79,6 +83,18 @@ struct policy_session {
  * the verdict is ACCEPT. */
 void policy_connect(const struct policy_settings *set, const struct policy_client *c,
                     struct policy_session *ps, struct policy_verdict *v);
+
+/* At connection, after policy_connect, for a client over its ClientRate: (`rate`) or
+ * ClientConn: limit, as the feature's arguments say (policy/clientlimit.h). REJECT 421
+ * (`terminate`): refuse the connection. REJECT 452: log its check_relay line and greet; the
+ * session's MAIL commands get the 452 (sendmail's nullserver answers every command but
+ * HELO, EHLO, NOOP, RSET and QUIT so; here MAIL, which RCPT and DATA need). ACCEPT: nothing
+ * now; under delay_checks without `nodelay` each RCPT gets the 452 (ruleset check_rcpt),
+ * unless a Connect: or From: entry accepts first, or a Connect: OK/RELAY entry exempts the
+ * client (proto.m4 runs the limit after the access lookup unless `nodelay`). A limit already
+ * found stays (the rate is checked first). */
+void policy_client_limited(const struct policy_settings *set, struct policy_session *ps, bool rate,
+                           struct policy_verdict *v);
 
 /* At MAIL, for a syntactically valid sender ("" for <>); starts a transaction. REJECT's
  * text is sendmail's "<addr>... Access denied" (or the entry's ERROR: text after it). */

@@ -72,6 +72,26 @@ static void test_value(void **state)
     assert_false(clientlimit_value("9999999999", &v));
 }
 
+static void test_mode(void **state)
+{
+    (void)state;
+    struct clientlimit_mode m;
+    const char *const absent[] = {"false"}, *const on[] = {"true"},
+                      *const both[] = {"nodelay", "terminate"}, *const term[] = {"", "terminate"},
+                      *const bad[] = {"nodelay", "close"};
+    assert_true(clientlimit_mode_parse(NULL, 0, &m)); /* absent: as nodelay, terminate */
+    assert_true(m.nodelay && m.terminate);
+    assert_true(clientlimit_mode_parse(absent, 1, &m));
+    assert_true(m.nodelay && m.terminate);
+    assert_true(clientlimit_mode_parse(on, 1, &m));
+    assert_true(!m.nodelay && !m.terminate);
+    assert_true(clientlimit_mode_parse(both, 2, &m));
+    assert_true(m.nodelay && m.terminate);
+    assert_true(clientlimit_mode_parse(term, 2, &m)); /* FEATURE(`ratecontrol', `', `terminate') */
+    assert_true(!m.nodelay && m.terminate);
+    assert_false(clientlimit_mode_parse(bad, 2, &m));
+}
+
 static struct sockaddr_in v4(const char *ip)
 {
     struct sockaddr_in sin = {.sin_family = AF_INET};
@@ -111,6 +131,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lookup_order),
+        cmocka_unit_test(test_mode),
         cmocka_unit_test(test_value),
         cmocka_unit_test(test_rate_window),
     };

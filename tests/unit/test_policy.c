@@ -100,6 +100,7 @@ static void test_connect(void **state)
     assert_string_equal(f->v.ruleset, "check_relay");
     assert_string_equal(f->v.text, "Access denied");
     f->client.addr = "192.0.2.67";
+    f->set.ratecontrol = (struct clientlimit_mode){.terminate = true};
     policy_connect(&f->set, &f->client, &f->ps, &f->v);
     assert_int_equal(f->v.action, POLICY_ACCEPT);
     assert_true(f->v.relay);
@@ -205,6 +206,58 @@ static void test_delay_checks_spam(void **state)
     f->set.spam = POLICY_SPAM_ALL;
     f->client.auth_mech = "PLAIN";
     assert_int_equal(rcpt(f, "u@mx.test"), POLICY_ACCEPT);
+}
+
+/* FEATURE(ratecontrol)/conncontrol's arguments: where a client over its limit is refused. */
+static void test_client_limited(void **state)
+{
+    struct fixture *f = *state;
+    /* `terminate` (and the feature absent): 421 at connect */
+    f->set.ratecontrol = (struct clientlimit_mode){.nodelay = true, .terminate = true};
+    policy_connect(&f->set, &f->client, &f->ps, &f->v);
+    policy_client_limited(&f->set, &f->ps, true, &f->v);
+    assert_int_equal(f->v.action, POLICY_REJECT);
+    assert_int_equal(f->v.code, 421);
+    assert_string_equal(f->v.enh, "4.3.2");
+    assert_string_equal(f->v.text, "Connection rate limit exceeded.");
+    /* without it: the check_relay line at connect, then 452 at every MAIL */
+    f->set.conncontrol = (struct clientlimit_mode){0};
+    policy_connect(&f->set, &f->client, &f->ps, &f->v);
+    policy_client_limited(&f->set, &f->ps, false, &f->v);
+    assert_int_equal(f->v.code, 452);
+    assert_string_equal(f->v.ruleset, "check_relay");
+    policy_client_limited(&f->set, &f->ps, true, &f->v); /* the first limit found stays */
+    assert_int_equal(f->v.action, POLICY_ACCEPT);
+    for (int i = 0; i < 2; i++) {
+        policy_mail(&f->set, &f->client, &f->ps, "", &f->v);
+        assert_int_equal(f->v.action, POLICY_REJECT);
+        assert_int_equal(f->v.code, 452);
+        assert_null(f->v.ruleset); /* logged once, at connect */
+        assert_string_equal(f->v.text, "Too many open connections.");
+    }
+    /* delay_checks without nodelay: MAIL passes, each RCPT gets it (check_rcpt) */
+    f->set.delay_checks = true;
+    policy_connect(&f->set, &f->client, &f->ps, &f->v);
+    policy_client_limited(&f->set, &f->ps, false, &f->v);
+    assert_int_equal(f->v.action, POLICY_ACCEPT);
+    policy_mail(&f->set, &f->client, &f->ps, "a@client.test", &f->v);
+    assert_int_equal(f->v.action, POLICY_ACCEPT);
+    assert_int_equal(rcpt(f, "u@mx.test"), POLICY_REJECT);
+    assert_int_equal(f->v.code, 452);
+    assert_string_equal(f->v.ruleset, "check_rcpt");
+    /* ... unless a From: OK entry ends the checks first */
+    policy_mail(&f->set, &f->client, &f->ps, "a@ok.spammer.test", &f->v);
+    assert_int_equal(rcpt(f, "u@mx.test"), POLICY_ACCEPT);
+    /* without nodelay a Connect: RELAY (or OK) entry exempts the client */
+    f->client.addr = "192.0.2.67";
+    f->set.ratecontrol = (struct clientlimit_mode){.terminate = true};
+    policy_connect(&f->set, &f->client, &f->ps, &f->v);
+    policy_client_limited(&f->set, &f->ps, true, &f->v);
+    assert_int_equal(f->v.action, POLICY_ACCEPT);
+    assert_null(f->ps.limited);
+    f->set.ratecontrol.nodelay = true; /* ... not with it */
+    policy_client_limited(&f->set, &f->ps, true, &f->v);
+    assert_int_equal(f->v.code, 421);
 }
 
 /* A local caller (sendmail's MSP) relays and has no Connect: entry, but From: and To:
@@ -381,6 +434,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rcpt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delay_checks_spam, setup, teardown),
         cmocka_unit_test_setup_teardown(test_local_caller_relays, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_limited, setup, teardown),
         cmocka_unit_test(test_index_rules),
         cmocka_unit_test(test_index_100k),
         cmocka_unit_test_setup_teardown(test_message_cost_100k, setup, teardown),
