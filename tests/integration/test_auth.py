@@ -170,18 +170,18 @@ class Auth(RingmailTestCase):
         self.certs = Certs(self.tmp / "certs")
 
     def _stop_saslauthd(self):
-        # saslauthd's children may be busy with a request (a loaded machine): SIGTERM, then
-        # SIGKILL to the whole group, so a slow exit never fails the test that used it
-        for sig in (signal.SIGTERM, signal.SIGKILL):
+        # SIGTERM lets the master end; its worker children block SIGTERM and would outlive
+        # it (orphans, one set per test), so the whole group gets SIGKILL after
+        pgid = self.saslauthd.pid
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
             try:
-                os.killpg(self.saslauthd.pid, sig)
+                os.killpg(pgid, sig)
             except ProcessLookupError:
-                pass
-            try:
-                self.saslauthd.wait(10)
                 return
+            try:
+                self.saslauthd.wait(wait)
             except subprocess.TimeoutExpired:
-                continue
+                pass
 
     def auth_daemon(self, listen_extra=None, daemon=None, **auth):
         cfg = {"mechanisms": MECHS, "trust_mechanisms": ["PLAIN", "LOGIN", "SCRAM-SHA-256"],
