@@ -1202,17 +1202,17 @@ static void qmgr_admin_mark(struct qmgr_admin_job *job, struct qmgr_msg *m)
     if (m->stopped || m->admin_later == job || (job->a.needs_envelope && !e) ||
         !job->a.match(job->a.arg, m->qid, job->a.needs_envelope ? e : NULL))
         return;
-    if (job->a.op == QMGR_ADMIN_FLUSH || m->admin == QMGR_ADMIN_DELETE)
-        return; /* being tried already; going anyway */
+    if (m->admin == QMGR_ADMIN_DELETE)
+        return; /* going anyway */
     if (m->recording) {
         /* its own update is under way: once it ends the message waits in the index (or is
-         * gone) and the request looks at it there */
+         * gone) and the request looks at it there (a FLUSH too: this attempt is over) */
         m->admin_later = job;
         job->in_flight++;
         return;
     }
     switch (job->a.op) {
-    case QMGR_ADMIN_FLUSH:
+    case QMGR_ADMIN_FLUSH: /* being tried already */
         return;
     case QMGR_ADMIN_RELEASE: /* only a HOLD made during this attempt can be undone */
         if (m->admin == QMGR_ADMIN_HOLD)
