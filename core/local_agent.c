@@ -935,12 +935,6 @@ static bool local_waiting_abandoned(const struct local_waiting *w)
  * mailers.max_agents. */
 static int local_dispatch_one(struct local_agents *la, struct local_waiting *w, unsigned *blocked)
 {
-    if (local_waiting_abandoned(w)) {
-        log_info("%s: to=<%.512s>, local delivery dropped: the engine stopped waiting for it "
-                 "(deferred, tried again later)",
-                 w->rq.qid, w->rq.recipient);
-        return 1;
-    }
     static struct local_agent_job job;
     unsigned busy = 0, max = la->cfg->local.max_agents ? la->cfg->local.max_agents : 20;
     struct local_slot *idle = NULL, *other = NULL;
@@ -961,6 +955,15 @@ static int local_dispatch_one(struct local_agents *la, struct local_waiting *w, 
         if (++*blocked > la->retiring && other)
             local_slot_retire(la, other);
         return 0;
+    }
+    /* Only a request that could go now is looked at (a system call each): the whole queue
+     * is walked on every event, and a poll for each entry made a flood of 6,000 take 41-46 s
+     * to deliver instead of 6.5 s (tests/integration/test_local_flood.py). */
+    if (local_waiting_abandoned(w)) {
+        log_info("%s: to=<%.512s>, local delivery dropped: the engine stopped waiting for it "
+                 "(deferred, tried again later)",
+                 w->rq.qid, w->rq.recipient);
+        return 1;
     }
     /* Checked again: the user database may have changed while it waited. */
     if (!local_plan(la, &w->rq, w->fds[1], &job))

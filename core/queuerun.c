@@ -260,6 +260,11 @@ void queuerun_on_message(struct daemon_worker *dw)
         qmgr_enqueue(dw->qmgr, mine[i].qid, mine[i].due);
 }
 
+static int queuerun_open_data(void *sw, const char *qid)
+{
+    return spool_open_data(sw, qid);
+}
+
 static const struct qmgr_settings *queuerun_settings_get(void *arg, void **ref)
 {
     struct daemon_worker *dw = arg;
@@ -289,7 +294,7 @@ int queuerun_worker_start(struct daemon_worker *dw, unsigned index)
     }
     struct qmgr_hooks hooks = {dw, queuerun_settings_get, queuerun_settings_put};
     if (!(dw->ow = outbound_worker_new(dw->w, dw->dns, &dw->rc->outbound[index])) ||
-        !(dw->lw = local_worker_new(dw->w, dw->d->local_fd)) ||
+        !(dw->lw = local_worker_new(dw->w, dw->d->local_fd, queuerun_open_data, dw->sw)) ||
         !(dw->qmgr = qmgr_new(dw->w, dw->sw, dw->ow, dw->lw, &hooks))) {
         log_error("worker %u: cannot start the queue manager: out of memory", index);
         return -1;

@@ -1,7 +1,6 @@
 #include "delivery/local.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <liburing.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -23,23 +22,25 @@ struct local_job {
     struct engine_timer timer;
     struct local_worker *lw;
     struct local_job *next, *prev;
-    int fd; /* the engine's end of the reply socketpair */
+    int fd; /* the engine's end of the reply socketpair; -1 until sent */
     struct local_reply reply;
     local_done_fn done;
     void *arg;
     enum { LOCAL_JOB_WAITING, LOCAL_JOB_TIMED_OUT, LOCAL_JOB_STOPPED, LOCAL_JOB_UNSENT } why;
     int send_err; /* LOCAL_JOB_UNSENT: the send's -errno */
-    /* Not sent yet (the parent's socket was full): the request and its two descriptors
-     * (the message's, the reply socket's other end), in lw's unsent queue. */
+    /* Not sent yet (the parent's socket was full), in lw's unsent queue: it holds no
+     * descriptor until it goes, so a flood waiting here costs memory, not the engine's
+     * descriptors (three each ran a 6,000-recipient flood into EMFILE). */
     bool unsent;
     struct local_job *next_unsent;
     struct local_request rq;
-    int msg_fd, peer_fd;
 };
 
 struct local_worker {
     struct engine_worker *w;
     int sock;
+    local_open_fn open_msg;
+    void *open_arg;
     bool stopped;
     struct local_job *jobs;
     /* Requests the parent's socket had no room for, in order; sent when it has. */
@@ -48,12 +49,15 @@ struct local_worker {
     bool polling;
 };
 
-struct local_worker *local_worker_new(struct engine_worker *w, int sock)
+struct local_worker *local_worker_new(struct engine_worker *w, int sock, local_open_fn open_msg,
+                                      void *open_arg)
 {
     struct local_worker *lw = calloc(1, sizeof(*lw));
     if (lw) {
         lw->w = w;
         lw->sock = sock;
+        lw->open_msg = open_msg;
+        lw->open_arg = open_arg;
         lw->unsent_tail = &lw->unsent;
     }
     return lw;
@@ -70,8 +74,6 @@ static void local_job_forget_unsent(struct local_job *j)
     *pj = j->next_unsent;
     if (lw->unsent_tail == &j->next_unsent)
         lw->unsent_tail = pj;
-    close(j->msg_fd);
-    close(j->peer_fd);
     j->unsent = false;
 }
 
@@ -98,13 +100,14 @@ static bool local_reply_valid(struct local_reply *r)
     return true;
 }
 
-static void local_job_complete(struct engine_op *op, int res)
+/* `res`: the reply recv's result, or 0 for a job that never got an answer to read. */
+static void local_job_end(struct local_job *j, int res)
 {
-    struct local_job *j = (struct local_job *)((char *)op - offsetof(struct local_job, op));
     engine_timer_disarm(j->lw->w, &j->timer);
     local_job_unlink(j);
     local_job_forget_unsent(j);
-    close(j->fd);
+    if (j->fd >= 0)
+        close(j->fd);
     bool answered = res == (int)sizeof(j->reply) && local_reply_valid(&j->reply);
     if (!answered && j->why == LOCAL_JOB_UNSENT) {
         local_reply_set(&j->reply, LOCAL_DEFERRED, "4.3.0", NULL, "local delivery request: %s",
@@ -125,11 +128,22 @@ static void local_job_complete(struct engine_op *op, int res)
     free(j);
 }
 
+static void local_job_complete(struct engine_op *op, int res)
+{
+    local_job_end((struct local_job *)((char *)op - offsetof(struct local_job, op)), res);
+}
+
+/* A sent job's recv ends with 0 once its socket is shut; an unsent one has none to wait
+ * for and ends here (from the loop, as `done` must). A stopped job comes here too. */
 static void local_job_timeout(struct engine_timer *t)
 {
     struct local_job *j = (struct local_job *)((char *)t - offsetof(struct local_job, timer));
-    j->why = LOCAL_JOB_TIMED_OUT;
-    shutdown(j->fd, SHUT_RDWR); /* the recv ends with 0 */
+    if (j->why == LOCAL_JOB_WAITING)
+        j->why = LOCAL_JOB_TIMED_OUT;
+    if (j->fd >= 0)
+        shutdown(j->fd, SHUT_RDWR);
+    else
+        local_job_end(j, 0);
 }
 
 static int local_send(int sock, const struct local_request *rq, int msg_fd, int reply_fd)
@@ -157,6 +171,31 @@ static int local_send(int sock, const struct local_request *rq, int msg_fd, int 
     return 0;
 }
 
+/* Sends `j` with the message (opened now) and a new reply socket, and starts reading the
+ * reply: 0, -EAGAIN (the socket is full: nothing kept), or -errno. */
+static int local_job_send(struct local_worker *lw, struct local_job *j)
+{
+    int msg_fd = lw->open_msg(lw->open_arg, j->rq.qid);
+    if (msg_fd < 0)
+        return msg_fd;
+    int sv[2], rc = 0;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        rc = -errno;
+        close(msg_fd);
+        return rc;
+    }
+    rc = local_send(lw->sock, &j->rq, msg_fd, sv[1]);
+    close(msg_fd);
+    close(sv[1]); /* the agent holds the only other copy: its exit is our end of file */
+    if (rc < 0) {
+        close(sv[0]);
+        return rc;
+    }
+    j->fd = sv[0];
+    io_uring_prep_recv(engine_sqe(lw->w, &j->op), j->fd, &j->reply, sizeof(j->reply), 0);
+    return 0;
+}
+
 static void local_writable(struct engine_op *op, int res);
 
 static void local_poll_writable(struct local_worker *lw)
@@ -168,17 +207,25 @@ static void local_poll_writable(struct local_worker *lw)
     io_uring_prep_poll_add(engine_sqe(lw->w, &lw->writable), lw->sock, POLLOUT);
 }
 
+static void local_keep_unsent(struct local_worker *lw, struct local_job *j)
+{
+    j->unsent = true;
+    *lw->unsent_tail = j;
+    lw->unsent_tail = &j->next_unsent;
+    local_poll_writable(lw);
+}
+
 /* The parent's socket has room again: the waiting requests go, in order, as far as it
- * takes them. One the socket refuses otherwise ends deferred. */
+ * takes them. One that cannot go otherwise ends deferred. */
 static void local_writable(struct engine_op *op, int res)
 {
     struct local_worker *lw =
         (struct local_worker *)((char *)op - offsetof(struct local_worker, writable));
     (void)res; /* an error shows in the sends below */
     lw->polling = false;
-    while (lw->unsent) {
+    while (lw->unsent && !lw->stopped) {
         struct local_job *j = lw->unsent;
-        int rc = local_send(lw->sock, &j->rq, j->msg_fd, j->peer_fd);
+        int rc = local_job_send(lw, j);
         if (rc == -EAGAIN) {
             local_poll_writable(lw);
             return;
@@ -187,71 +234,53 @@ static void local_writable(struct engine_op *op, int res)
         if (rc < 0) {
             j->why = LOCAL_JOB_UNSENT;
             j->send_err = rc;
-            shutdown(j->fd, SHUT_RDWR); /* the recv ends with 0 */
+            local_job_end(j, 0);
         }
     }
 }
 
-/* Keeps the request until the parent's socket has room (the parent never refuses for
- * being busy: neither does the engine). 0, or -errno. */
-static int local_keep_unsent(struct local_worker *lw, struct local_job *j,
-                             const struct local_request *rq, int msg_fd, int peer_fd)
-{
-    j->msg_fd = fcntl(msg_fd, F_DUPFD_CLOEXEC, 0);
-    if (j->msg_fd < 0)
-        return -errno;
-    j->rq = *rq;
-    j->peer_fd = peer_fd;
-    j->unsent = true;
-    j->lw = lw;
-    *lw->unsent_tail = j;
-    lw->unsent_tail = &j->next_unsent;
-    local_poll_writable(lw);
-    return 0;
-}
-
-int local_deliver(struct local_worker *lw, const struct local_request *rq, int msg_fd,
-                  uint32_t timeout_ms, local_done_fn done, void *arg)
+int local_deliver(struct local_worker *lw, const struct local_request *rq, uint32_t timeout_ms,
+                  local_done_fn done, void *arg)
 {
     if (lw->stopped)
         return -ECANCELED;
     if (lw->sock < 0)
         return -ENOTCONN;
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-        return -errno;
     struct local_job *j = calloc(1, sizeof(*j));
-    int rc = !j ? -ENOMEM : lw->unsent ? -EAGAIN : local_send(lw->sock, rq, msg_fd, sv[1]);
-    if (rc == -EAGAIN && (rc = local_keep_unsent(lw, j, rq, msg_fd, sv[1])) == 0)
-        sv[1] = -1; /* the job's until sent */
-    if (sv[1] >= 0)
-        close(sv[1]); /* the agent holds the only other copy: its exit is our end of file */
-    if (rc < 0) {
-        close(sv[0]);
-        free(j);
-        return rc;
-    }
+    if (!j)
+        return -ENOMEM;
     j->lw = lw;
-    j->fd = sv[0];
+    j->fd = -1;
+    j->rq = *rq;
     j->done = done;
     j->arg = arg;
     j->op.complete = local_job_complete;
     j->timer.fire = local_job_timeout;
+    int rc = lw->unsent ? -EAGAIN : local_job_send(lw, j);
+    if (rc == -EAGAIN)
+        local_keep_unsent(lw, j);
+    else if (rc < 0) {
+        free(j);
+        return rc;
+    }
     j->next = lw->jobs;
     if (lw->jobs)
         lw->jobs->prev = j;
     lw->jobs = j;
-    io_uring_prep_recv(engine_sqe(lw->w, &j->op), j->fd, &j->reply, sizeof(j->reply), 0);
     engine_timer_arm(lw->w, &j->timer, engine_now_ms(lw->w) + timeout_ms + LOCAL_REPLY_MARGIN_MS);
     return 0;
 }
 
+/* A job not sent yet ends from its timer, on the loop's next turn. */
 void local_worker_stop(struct local_worker *lw)
 {
     lw->stopped = true;
     for (struct local_job *j = lw->jobs; j; j = j->next) {
         j->why = LOCAL_JOB_STOPPED;
-        shutdown(j->fd, SHUT_RDWR);
+        if (j->fd >= 0)
+            shutdown(j->fd, SHUT_RDWR);
+        else
+            engine_timer_arm(lw->w, &j->timer, 0);
     }
 }
 
@@ -262,8 +291,8 @@ void local_worker_free(struct local_worker *lw)
     while (lw->jobs) {
         struct local_job *j = lw->jobs;
         lw->jobs = j->next;
-        local_job_forget_unsent(j);
-        close(j->fd);
+        if (j->fd >= 0)
+            close(j->fd);
         free(j);
     }
     free(lw);

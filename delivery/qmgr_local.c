@@ -299,12 +299,8 @@ static void qmgr_local_request(struct qmgr_local_rcpt *lr, const struct qmgr_loc
         return;
     }
     struct qmgr_local_op *op = calloc(1, sizeof(*op));
-    int fd = op ? spool_open_data(m->q->sw, m->qid) : -ENOMEM;
-    int rc =
-        fd < 0 ? fd
-               : local_deliver(m->q->lw, &rq, fd, m->s->local->timeout_ms, qmgr_local_replied, op);
-    if (fd >= 0)
-        close(fd);
+    int rc = op ? local_deliver(m->q->lw, &rq, m->s->local->timeout_ms, qmgr_local_replied, op)
+                : -ENOMEM;
     if (rc == 0) {
         op->lr = lr;
         if (from_forward) /* sendmail's q_paddr: as the .forward wrote it */
