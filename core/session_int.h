@@ -86,8 +86,9 @@ struct session {
     /* The policy's last verdict: its reply's text until the state machine sends it, and
      * for the REJECT event that follows, the ruleset its log line names. */
     struct policy_verdict verdict;
-    struct session_sender *sender_check; /* the sender's domain lookup in flight */
-    struct alias_refusal rcpt_refusal;   /* a local recipient's refusal: the reply's text */
+    struct session_sender *sender_check;        /* the sender's domain lookup in flight */
+    struct sender_domain_reply *sender_refused; /* delay_checks: for pol.sender_refused */
+    struct alias_refusal rcpt_refusal;          /* a local recipient's refusal: the reply's text */
     bool in_data;  /* from DATA (or the first BDAT) to the end of the message */
     char *msgid;   /* Message-ID of the message being committed (ours when we added it), for
                     * the log and the envelope */

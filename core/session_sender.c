@@ -1,11 +1,13 @@
 /*
  * core/session_sender.c — the lookup of the sender's domain at MAIL (policy/sender_domain.h)
  * on the worker's resolver: check_mail answers "pending" and the verdict reaches the state
- * machine through session_mail_checked() when the lookup ends.
+ * machine through session_mail_checked() when the lookup ends. With delay_checks the MAIL
+ * is accepted and a refusal kept for the policy's RCPT stage (s->pol.sender_refused), as
+ * sendmail's check_rcpt runs check_mail: a Spam: friend still gets the mail.
  *
- * Owns the one lookup a session may have in flight (struct session_sender); it is
- * cancelled when the connection ends. With the worker's resolver gone (the worker drains)
- * the sender is not looked up.
+ * Owns the one lookup a session may have in flight (struct session_sender), cancelled when
+ * the connection ends, and the kept refusal (s->sender_refused, reused by later MAILs).
+ * With the worker's resolver gone (the worker drains) the sender is not looked up.
  */
 #include "core/session_int.h"
 
@@ -28,15 +30,26 @@ static void session_sender_answered(void *arg, const struct dns_mx_result *r)
     struct session_sender *c = arg;
     struct session *s = c->s;
     struct sender_domain_reply reply;
+    bool delay = s->rc->policy.delay_checks;
     s->sender_check = NULL;
-    if (sender_domain_verdict(r->status, c->mailbox, &reply) < 0) {
-        if (r->status == DNS_TEMPFAIL)
-            log_debug("%s: sender %s: %s", s->qid, c->mailbox, r->error);
+    if (sender_domain_verdict(r->status, c->mailbox, delay, &reply) == 0) {
+        session_mail_checked(s, NULL);
+        free(c);
+        return;
+    }
+    if (r->status == DNS_TEMPFAIL)
+        log_debug("%s: sender %s: %s", s->qid, c->mailbox, r->error);
+    if (delay && (s->sender_refused || (s->sender_refused = malloc(sizeof(*s->sender_refused))))) {
+        *s->sender_refused = reply;
+        s->pol.sender_refused = s->sender_refused;
+        session_mail_checked(s, NULL);
+    } else {
+        /* (delay_checks without the memory to keep the refusal: given now, as without) */
+        if (delay)
+            sender_domain_verdict(r->status, c->mailbox, false, &reply);
         struct smtp_addr_error err = {reply.code, reply.enh, reply.text};
         s->verdict.ruleset = "check_mail";
         session_mail_checked(s, &err);
-    } else {
-        session_mail_checked(s, NULL);
     }
     free(c);
 }
@@ -64,6 +77,9 @@ int session_sender_check(struct session *s, const struct smtp_path *sender)
 
 void session_sender_free(struct session *s)
 {
+    free(s->sender_refused);
+    s->sender_refused = NULL;
+    s->pol.sender_refused = NULL;
     struct session_sender *c = s->sender_check;
     if (!c)
         return;

@@ -93,6 +93,7 @@ void policy_mail(const struct policy_settings *set, const struct policy_client *
     struct policy_verdict connect;
     policy_verdict_init(v);
     ps->mail = NULL;
+    ps->sender_refused = NULL;
     ps->discard = false;
     ps->quarantine = NULL;
     if (ps->limited && !ps->limited_at_rcpt) { /* logged at connect (check_relay) */
@@ -180,8 +181,18 @@ void policy_rcpt(const struct policy_settings *set, const struct policy_client *
     /* an authenticated client ends the checks ($# RELAY in Rcpt_ok) */
     if (!set->delay_checks || policy_trusted_auth(set, c) || policy_spared(set, addr, local))
         return;
-    if (policy_apply(ps, ps->mail, "check_rcpt", NULL, "5.7.1", "Access denied", v) ||
-        policy_apply(ps, ps->connect, "check_rcpt", NULL, "5.7.1", "Access denied", v))
+    if (policy_apply(ps, ps->mail, "check_rcpt", NULL, "5.7.1", "Access denied", v))
+        return;
+    if (ps->sender_refused) {
+        v->action = POLICY_REJECT;
+        v->ruleset = "check_rcpt";
+        v->code = ps->sender_refused->code;
+        snprintf(v->enh, sizeof(v->enh), "%s", ps->sender_refused->enh);
+        /* (a sender address near the 256-octet limit cuts its end off) */
+        snprintf(v->text, sizeof(v->text), "%.255s", ps->sender_refused->text);
+        return;
+    }
+    if (policy_apply(ps, ps->connect, "check_rcpt", NULL, "5.7.1", "Access denied", v))
         return;
     if (ps->limited) /* ratecontrol/conncontrol after the access lookups (Basic_check_relay) */
         policy_limit_verdict(452, ps->limited, "check_rcpt", v);

@@ -23,6 +23,7 @@
 
 #include "compat/map_access.h"
 #include "policy/clientlimit.h"
+#include "policy/sender_domain.h"
 #include "smtp/smtp_addr.h"
 #include "smtp/smtp_relay.h"
 
@@ -73,7 +74,10 @@ struct policy_session {
     bool relay;                         /* Connect: RELAY */
     bool discard;                       /* this transaction is dropped at its end */
     const char *quarantine;             /* this transaction is held, with this reason */
-    const char *limited;  /* over ClientRate:/ClientConn: without `terminate`: the 452's text */
+    const char *limited; /* over ClientRate:/ClientConn: without `terminate`: the 452's text */
+    /* delay_checks: this transaction's sender domain did not resolve; the glue's, set after
+     * policy_mail, refused at RCPT after the From: entry (there is none) */
+    const struct sender_domain_reply *sender_refused;
     bool limited_at_rcpt; /* ... given at RCPT (delay_checks without `nodelay`), else at MAIL */
 };
 
@@ -102,9 +106,9 @@ void policy_mail(const struct policy_settings *set, const struct policy_client *
                  struct policy_session *ps, const char *sender, struct policy_verdict *v);
 
 /* At RCPT: the To: entries (blocklist_recipients), relaying, then under delay_checks the kept
- * MAIL and connect verdicts. REJECT's text goes after "<rcpt>... " (the state machine puts
- * it there). DISCARD/QUARANTINE: the recipient is accepted and the whole transaction is
- * dropped/held (the glue logs the line). */
+ * MAIL verdicts (the From: entry, else the sender's domain) and the connect one. REJECT's text goes
+ * after "<rcpt>... " (the state machine puts it there). DISCARD/QUARANTINE: the recipient is
+ * accepted and the whole transaction is dropped/held (the glue logs the line). */
 void policy_rcpt(const struct policy_settings *set, const struct policy_client *c,
                  struct policy_session *ps, const struct smtp_path *rcpt, struct policy_verdict *v);
 

@@ -12,7 +12,7 @@ const char *sender_domain_to_check(const char *mailbox)
     return at + 1;
 }
 
-int sender_domain_verdict(enum dns_status status, const char *mailbox,
+int sender_domain_verdict(enum dns_status status, const char *mailbox, bool at_rcpt,
                           struct sender_domain_reply *out)
 {
     switch (status) {
@@ -22,8 +22,8 @@ int sender_domain_verdict(enum dns_status status, const char *mailbox,
     case DNS_NOTFOUND:
         out->code = 553;
         out->enh = "5.1.8";
-        snprintf(out->text, sizeof(out->text), "<%s>... Domain of sender address %s does not exist",
-                 mailbox, mailbox);
+        snprintf(out->text, sizeof(out->text), "%s%s%sDomain of sender address %s does not exist",
+                 at_rcpt ? "" : "<", at_rcpt ? "" : mailbox, at_rcpt ? "" : ">... ", mailbox);
         return -1;
     case DNS_TEMPFAIL:
         break;

@@ -12,9 +12,13 @@
  *   does not exist";
  * - the lookup failed (SERVFAIL, timeout, an MX whose hosts have no address yet):
  *   "451 4.1.8 Domain of sender address a@d does not resolve".
+ * With FEATURE(delay_checks) the refusal is a RCPT's (proto.m4's check_rcpt runs
+ * check_mail): the text is then without the "<a@d>... ", where the recipient goes.
  */
 #ifndef RINGMAIL_POLICY_SENDER_DOMAIN_H
 #define RINGMAIL_POLICY_SENDER_DOMAIN_H
+
+#include <stdbool.h>
 
 #include "util/dns.h"
 
@@ -27,8 +31,9 @@ struct sender_domain_reply {
     char text[600];
 };
 
-/* 0 when the lookup's outcome accepts the sender, else -1 with the refusal in *out. */
-int sender_domain_verdict(enum dns_status status, const char *mailbox,
+/* 0 when the lookup's outcome accepts the sender, else -1 with the refusal in *out, for
+ * MAIL (`at_rcpt` false) or for each RCPT. */
+int sender_domain_verdict(enum dns_status status, const char *mailbox, bool at_rcpt,
                           struct sender_domain_reply *out);
 
 #endif

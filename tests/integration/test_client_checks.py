@@ -3,7 +3,8 @@ real dnsmasq on loopback: reverse DNS with forward confirmation (dns.peername_lo
 FEATURE(dnsbl)/enhdnsbl (features.dnsbl), FEATURE(greet_pause) with GreetPause: access
 entries, and the sender's domain (features.accept_unresolvable_domains off: 553 5.1.8 for
 a domain that does not exist, 451 4.1.8 when its lookup fails, no lookup for <>, local
-domains and address literals).
+domains and address literals; with delay_checks those refusals come at RCPT, a Spam: friend
+spared).
 
 One daemon, one dnsmasq (dns_fixture.py, zones test and 0.0.127.in-addr.arpa, so every
 other reverse name is NXDOMAIN), each kind of client from its own loopback address:
@@ -236,6 +237,36 @@ class SenderDomain(RingmailTestCase):
                 self.assertEqual(c.cmd(f"MAIL FROM:<{sender}>").code, 250)
                 self.assertEqual(c.cmd("RSET").code, 250)
         self.assertEqual(self.dns.queries(), [])
+
+    def test_delay_checks_refuses_at_rcpt_and_spares_friends(self):
+        """FEATURE(delay_checks, friend): proto.m4's check_rcpt runs check_mail, so the
+        unresolvable sender is refused recipient by recipient, and a Spam: friend gets it."""
+        d = self.new_daemon(start=False, maps={"access": "access"},
+                            dns={"servers": [self.dns.server], "timeout": "1s", "tries": 1},
+                            features={"accept_unresolvable_domains": False,
+                                      "delay_checks": ["friend"]})
+        (d.workdir / "access").write_text(f"Spam:friend@{HOSTNAME} FRIEND\n")
+        d.start()
+        c = SMTPConn(d.port)
+        self.addCleanup(c.close)
+        self.assertEqual(c.ehlo().code, 250)
+        self.assertEqual(c.cmd("MAIL FROM:<a@nowhere.test>").last,
+                         "250 2.1.0 <a@nowhere.test>... Sender ok")
+        text = f"<u@{HOSTNAME}>... Domain of sender address a@nowhere.test does not exist"
+        self.assertEqual(c.cmd(f"RCPT TO:<u@{HOSTNAME}>").last, f"553 5.1.8 {text}")
+        self.assertTrue(d.wait_log(
+            rf"ruleset=check_rcpt, arg1=<u@{re.escape(HOSTNAME)}>, relay=\[127\.0\.0\.1\], "
+            rf"reject=553 5\.1\.8 {re.escape(text)}$"), d.log())
+        self.assertEqual(c.cmd(f"RCPT TO:<friend@{HOSTNAME}>").code, 250)
+        # the lookup failing: 451 at RCPT; the next transaction starts clean
+        self.assertEqual(c.cmd("RSET").code, 250)
+        self.assertEqual(c.cmd("MAIL FROM:<a@broken.test>").code, 250)
+        self.assertEqual(c.cmd(f"RCPT TO:<u@{HOSTNAME}>").last,
+                         f"451 4.1.8 <u@{HOSTNAME}>... Domain of sender address a@broken.test "
+                         "does not resolve")
+        self.assertEqual(c.cmd("RSET").code, 250)
+        self.assertEqual(c.cmd("MAIL FROM:<a@ok.test>").code, 250)
+        self.assertEqual(c.cmd(f"RCPT TO:<u@{HOSTNAME}>").code, 250)
 
 
 if __name__ == "__main__":

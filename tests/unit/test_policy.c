@@ -208,6 +208,30 @@ static void test_delay_checks_spam(void **state)
     assert_int_equal(rcpt(f, "u@mx.test"), POLICY_ACCEPT);
 }
 
+/* delay_checks: the sender's domain that did not resolve is refused at RCPT (the glue keeps
+ * the refusal), friends spared; the next MAIL forgets it. */
+static void test_delay_checks_sender_domain(void **state)
+{
+    struct fixture *f = *state;
+    f->set.delay_checks = true;
+    f->set.spam = POLICY_SPAM_FRIEND;
+    struct sender_domain_reply refused;
+    assert_int_equal(sender_domain_verdict(DNS_NOTFOUND, "a@nowhere.test", true, &refused), -1);
+    policy_connect(&f->set, &f->client, &f->ps, &f->v);
+    policy_mail(&f->set, &f->client, &f->ps, "a@nowhere.test", &f->v);
+    assert_int_equal(f->v.action, POLICY_ACCEPT);
+    f->ps.sender_refused = &refused;
+    assert_int_equal(rcpt(f, "u@mx.test"), POLICY_REJECT);
+    assert_int_equal(f->v.code, 553);
+    assert_string_equal(f->v.enh, "5.1.8");
+    assert_string_equal(f->v.ruleset, "check_rcpt");
+    assert_string_equal(f->v.text, "Domain of sender address a@nowhere.test does not exist");
+    assert_int_equal(rcpt(f, "friend@mx.test"), POLICY_ACCEPT);
+    policy_mail(&f->set, &f->client, &f->ps, "b@ok.test", &f->v);
+    assert_null(f->ps.sender_refused);
+    assert_int_equal(rcpt(f, "u@mx.test"), POLICY_ACCEPT);
+}
+
 /* FEATURE(ratecontrol)/conncontrol's arguments: where a client over its limit is refused. */
 static void test_client_limited(void **state)
 {
@@ -433,6 +457,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rcpt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delay_checks_spam, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delay_checks_sender_domain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_local_caller_relays, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_limited, setup, teardown),
         cmocka_unit_test(test_index_rules),

@@ -101,16 +101,22 @@ static void test_sender_domain(void **state)
     assert_null(sender_domain_to_check("postmaster"));
     assert_null(sender_domain_to_check("a@[192.0.2.1]"));
     struct sender_domain_reply r;
-    assert_int_equal(sender_domain_verdict(DNS_OK, "a@b.example", &r), 0);
-    assert_int_equal(sender_domain_verdict(DNS_NULLMX, "a@b.example", &r), 0);
-    assert_int_equal(sender_domain_verdict(DNS_NOTFOUND, "a@b.example", &r), -1);
+    assert_int_equal(sender_domain_verdict(DNS_OK, "a@b.example", false, &r), 0);
+    assert_int_equal(sender_domain_verdict(DNS_NULLMX, "a@b.example", false, &r), 0);
+    assert_int_equal(sender_domain_verdict(DNS_NOTFOUND, "a@b.example", false, &r), -1);
     assert_int_equal(r.code, 553);
     assert_string_equal(r.enh, "5.1.8");
     assert_string_equal(r.text,
                         "<a@b.example>... Domain of sender address a@b.example does not exist");
-    assert_int_equal(sender_domain_verdict(DNS_TEMPFAIL, "a@b.example", &r), -1);
+    assert_int_equal(sender_domain_verdict(DNS_TEMPFAIL, "a@b.example", false, &r), -1);
     assert_int_equal(r.code, 451);
     assert_string_equal(r.enh, "4.1.8");
+    assert_string_equal(r.text, "Domain of sender address a@b.example does not resolve");
+    /* at RCPT (delay_checks) the recipient goes before the text, not the sender */
+    assert_int_equal(sender_domain_verdict(DNS_NOTFOUND, "a@b.example", true, &r), -1);
+    assert_int_equal(r.code, 553);
+    assert_string_equal(r.text, "Domain of sender address a@b.example does not exist");
+    assert_int_equal(sender_domain_verdict(DNS_TEMPFAIL, "a@b.example", true, &r), -1);
     assert_string_equal(r.text, "Domain of sender address a@b.example does not resolve");
 }
 
