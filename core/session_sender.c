@@ -67,7 +67,7 @@ int session_sender_check(struct session *s, const struct smtp_path *sender)
         return 0; /* out of memory: accepted unchecked, as sendmail when its map fails */
     c->s = s;
     memcpy(c->mailbox, sender->mailbox, len + 1);
-    if (!(c->q = dns_resolve(s->dw->dns, domain, true, AF_UNSPEC, session_sender_answered, c))) {
+    if (!(c->q = dns_resolve_exists(s->dw->dns, domain, session_sender_answered, c))) {
         free(c);
         return 0;
     }

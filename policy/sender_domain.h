@@ -2,7 +2,7 @@
  * policy/sender_domain.h — sendmail's check of the sender's domain at MAIL: without
  * FEATURE(accept_unresolvable_domains) a domain that does not resolve is refused (proto.m4,
  * check_mail: the `resolve` host map, MX or address records). Pure: the lookup is the
- * caller's (util/dns.h, MX with the exchangers' addresses).
+ * caller's (util/dns.h, dns_resolve_exists: an MX record, else the name's addresses).
  *
  * Not looked up: the null sender <>, an address without a domain, an address literal
  * ([192.0.2.1]); the caller also skips local domains and local (submission) callers.
@@ -10,8 +10,8 @@
  * - the domain has records (an MX, a null MX, an address): accepted;
  * - NXDOMAIN, or neither MX nor address: "553 5.1.8 <a@d>... Domain of sender address a@d
  *   does not exist";
- * - the lookup failed (SERVFAIL, timeout, an MX whose hosts have no address yet):
- *   "451 4.1.8 Domain of sender address a@d does not resolve".
+ * - the lookup failed (SERVFAIL, timeout): "451 4.1.8 Domain of sender address a@d does
+ *   not resolve".
  * With FEATURE(delay_checks) the refusal is a RCPT's (proto.m4's check_rcpt runs
  * check_mail): the text is then without the "<a@d>... ", where the recipient goes.
  */

@@ -351,6 +351,8 @@ static void dns_mx_answered(void *arg, int status, int timeouts, unsigned char *
     enum dns_status st = dns_mx_parse(abuf, (size_t)alen, dns_random(q->d), mx, why, sizeof why);
     if (st != DNS_OK) {
         dns_query_done(q, st, "%s: %s", q->domain, why);
+    } else if (q->exists && mx->n) {
+        dns_query_done(q, DNS_OK, NULL);
     } else if (dns_hosts_alloc(q, mx->n ? mx->n : 1) < 0) {
         dns_query_done(q, DNS_TEMPFAIL, "%s: out of memory", q->domain);
     } else {
@@ -394,13 +396,14 @@ static struct dns_query *dns_query_new(struct dns *d, dns_mx_cb cb, void *arg, c
     return q;
 }
 
-struct dns_query *dns_resolve(struct dns *d, const char *domain, bool with_mx, int family,
-                              dns_mx_cb cb, void *arg)
+static struct dns_query *dns_resolve_start(struct dns *d, const char *domain, bool with_mx,
+                                           bool exists, int family, dns_mx_cb cb, void *arg)
 {
     struct dns_query *q = dns_query_new(d, cb, arg, domain);
     if (!q)
         return NULL;
     q->with_mx = with_mx;
+    q->exists = exists;
     q->family = family;
     size_t len = strlen(domain);
     if (len && domain[len - 1] == '.')
@@ -426,6 +429,17 @@ struct dns_query *dns_resolve(struct dns *d, const char *domain, bool with_mx, i
     dns_io_settle(d); /* still resolving: an answer given at once waits for the loop */
     d->resolving--;
     return q;
+}
+
+struct dns_query *dns_resolve(struct dns *d, const char *domain, bool with_mx, int family,
+                              dns_mx_cb cb, void *arg)
+{
+    return dns_resolve_start(d, domain, with_mx, false, family, cb, arg);
+}
+
+struct dns_query *dns_resolve_exists(struct dns *d, const char *domain, dns_mx_cb cb, void *arg)
+{
+    return dns_resolve_start(d, domain, true, true, AF_UNSPEC, cb, arg);
 }
 
 int dns_reverse_name(const struct sockaddr *addr, const char *zone, char *out, size_t outlen)

@@ -81,7 +81,8 @@ struct dns_mx_result {
     enum dns_status status;
     char error[160];        /* why, when status is not DNS_OK: for the log and the bounce */
     bool implicit;          /* no MX record: hosts[0] is the domain with its own addresses */
-    struct dns_host *hosts; /* by preference, random among equals; n_hosts > 0 iff DNS_OK */
+    struct dns_host *hosts; /* by preference, random among equals; n_hosts > 0 iff DNS_OK
+                             * (but for dns_resolve_exists' MX answer) */
     size_t n_hosts;
 };
 
@@ -96,6 +97,11 @@ struct dns_query;
  * no memory was left (logged; no callback then). */
 struct dns_query *dns_resolve(struct dns *d, const char *domain, bool with_mx, int family,
                               dns_mx_cb cb, void *arg);
+/* Whether `domain` exists as a mail domain, as sendmail's `host` map asks (getcanonname: MX,
+ * else the name's own addresses): DNS_OK with no hosts as soon as an MX record answers
+ * (its exchangers are not looked up), DNS_NULLMX for a null MX, else as dns_resolve
+ * without MX (the name's addresses, AF_UNSPEC). Same lifetime and callback rules. */
+struct dns_query *dns_resolve_exists(struct dns *d, const char *domain, dns_mx_cb cb, void *arg);
 /* Starts the reverse lookup of `addr` (its port is ignored), /etc/hosts first as the
  * system resolver: DNS_OK with the name in hosts[0].name (n_hosts 1, no addresses: the
  * caller confirms it with dns_resolve), DNS_NOTFOUND for NXDOMAIN or no PTR record,

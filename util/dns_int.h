@@ -31,6 +31,7 @@ struct dns_query {
     struct dns_query *done_next;   /* finished, waiting for its callback */
     unsigned pending;              /* c-ares lookups not answered yet */
     bool with_mx, cancelled, done, delivering;
+    bool exists; /* dns_resolve_exists: an MX record is the answer */
     int family;
     char domain[256];
     struct sockaddr_storage ptr_addr; /* dns_resolve_ptr's address */

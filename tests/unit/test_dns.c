@@ -67,7 +67,8 @@ static struct tstate {
     char dns_err[256];
     const char *name;
     bool with_mx;
-    bool ptr; /* job_resolve: a reverse lookup of the address `name` */
+    bool ptr;    /* job_resolve: a reverse lookup of the address `name` */
+    bool exists; /* job_resolve: dns_resolve_exists of `name` */
     int family;
     unsigned count;
     uintptr_t tag;
@@ -164,6 +165,12 @@ static void job_resolve(struct engine_worker *w)
         T.inside_call = false;
         return;
     }
+    if (T.exists) {
+        T.inside_call = true;
+        dns_resolve_exists(T.dns, T.name, on_result, (void *)T.tag);
+        T.inside_call = false;
+        return;
+    }
     for (unsigned i = 0; i < T.count; i++)
         resolve(T.name, T.with_mx, T.family, T.tag);
 }
@@ -230,19 +237,32 @@ static const struct rec *lookup(const char *name, bool with_mx, int family)
     return r;
 }
 
-/* The reverse lookup of an address, on the worker; waits for its result. */
-static const struct rec *lookup_ptr(const char *addr)
+/* A lookup of `name` of the kind `*mode` selects (T.ptr, T.exists), on the worker; waits
+ * for its result. */
+static const struct rec *lookup_as(bool *mode, const char *name)
 {
     unsigned before = nrecs();
-    T.ptr = true;
-    T.name = addr;
+    *mode = true;
+    T.name = name;
     T.tag = 0;
     run(job_resolve);
-    T.ptr = false;
+    *mode = false;
     WAIT_FOR(T.nrecs == before + 1);
     const struct rec *r = &T.recs[before];
     assert_false(r->inside_call);
     return r;
+}
+
+/* The reverse lookup of an address. */
+static const struct rec *lookup_ptr(const char *addr)
+{
+    return lookup_as(&T.ptr, addr);
+}
+
+/* dns_resolve_exists of `name`. */
+static const struct rec *lookup_exists(const char *name)
+{
+    return lookup_as(&T.exists, name);
 }
 
 static void expect(const struct rec *r, enum dns_status st, const char *summary)
@@ -552,6 +572,26 @@ static void test_mx_without_address(void **state)
     expect(r, DNS_TEMPFAIL, "");
     assert_non_null(strstr(r->error, "ghost.noaddr.test"));
     expect(lookup("partial.test", true, AF_UNSPEC), DNS_OK, "mx3.mx.test/20=127.0.0.13");
+}
+
+/* Existence as sendmail's host map asks it: an MX record is enough (its exchanger need
+ * not have an address), else the name's own addresses. */
+static void test_exists(void **state)
+{
+    (void)state;
+    dns_start(NULL, NULL, 0, 0);
+    const struct rec *r = lookup_exists("noaddr.test");
+    expect(r, DNS_OK, "");
+    assert_int_equal(r->n_hosts, 0);
+    expect(lookup_exists("mx.test"), DNS_OK, "");
+    expect(lookup_exists("cmx.test"), DNS_OK, "");
+    expect(lookup_exists("nullmx.test"), DNS_NULLMX, "");
+    r = lookup_exists("implicit.test");
+    expect(r, DNS_OK, "implicit.test/0=::20,127.0.0.20");
+    assert_true(r->implicit);
+    expect(lookup_exists("v6only.test"), DNS_OK, "v6only.test/0=::21");
+    expect(lookup_exists("ghost.implicit.test"), DNS_NOTFOUND, "");
+    expect(lookup_exists("nowhere.test"), DNS_NOTFOUND, "");
 }
 
 static void test_cname(void **state)
@@ -1010,6 +1050,7 @@ int main(void)
         TEST(test_null_mx),
         TEST(test_nxdomain),
         TEST(test_mx_without_address),
+        TEST(test_exists),
         TEST(test_cname),
         TEST(test_servfail),
         TEST(test_refused),
