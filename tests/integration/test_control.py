@@ -261,6 +261,11 @@ class InFlight(ControlTestCase):
         self.wait_log(d, rf"{qid}: to=<a@one\.test>, .*stat=Deferred: 451")
         self.wait_log(d, rf"{qid}: removed by \S+")
         self.wait_spool_empty(d)
+        # the df goes once the attempt has ended, after its log line (a loaded run looked
+        # in between)
+        deadline = time.monotonic() + 10
+        while any(qid in n for n in d.spool.names()) and time.monotonic() < deadline:
+            time.sleep(0.05)
         self.assertEqual([n for n in d.spool.names() if qid in n], [])
 
     def test_hold_in_flight(self):
