@@ -55,15 +55,22 @@ void policy_connect(const struct policy_settings *set, const struct policy_clien
         policy_entry_verdict(e, "check_relay", NULL, "5.7.1", "Access denied", v);
 }
 
-/* ratecontrol's or conncontrol's refusal: sendmail's `$#error $@ 4.3.2 $: 452 <text>`. */
-static void policy_limit_verdict(int code, const char *text, const char *ruleset,
-                                 struct policy_verdict *v)
+/* A refusal that is no access entry's (a text longer than the verdict's is cut). */
+static void policy_reject(struct policy_verdict *v, const char *ruleset, int code, const char *enh,
+                          const char *text)
 {
     v->action = POLICY_REJECT;
     v->code = code;
     v->ruleset = ruleset;
-    snprintf(v->enh, sizeof(v->enh), "4.3.2");
+    snprintf(v->enh, sizeof(v->enh), "%s", enh);
     snprintf(v->text, sizeof(v->text), "%s", text);
+}
+
+/* ratecontrol's or conncontrol's refusal: sendmail's `$#error $@ 4.3.2 $: 452 <text>`. */
+static void policy_limit_verdict(int code, const char *text, const char *ruleset,
+                                 struct policy_verdict *v)
+{
+    policy_reject(v, ruleset, code, "4.3.2", text);
 }
 
 void policy_client_limited(const struct policy_settings *set, struct policy_session *ps, bool rate,
@@ -169,13 +176,9 @@ void policy_rcpt(const struct policy_settings *set, const struct policy_client *
         v->action != POLICY_ACCEPT)
         return;
     if (!policy_relays(set, c, ps, rcpt)) {
-        v->action = POLICY_REJECT;
-        v->ruleset = "check_rcpt";
-        v->code = 550;
-        snprintf(v->enh, sizeof(v->enh), "5.7.1");
-        snprintf(v->text, sizeof(v->text), "%s",
-                 c->auth_offered ? "Relaying denied. Proper authentication required."
-                                 : "Relaying denied");
+        policy_reject(v, "check_rcpt", 550, "5.7.1",
+                      c->auth_offered ? "Relaying denied. Proper authentication required."
+                                      : "Relaying denied");
         return;
     }
     /* an authenticated client ends the checks ($# RELAY in Rcpt_ok) */
@@ -184,12 +187,8 @@ void policy_rcpt(const struct policy_settings *set, const struct policy_client *
     if (policy_apply(ps, ps->mail, "check_rcpt", NULL, "5.7.1", "Access denied", v))
         return;
     if (ps->sender_refused) {
-        v->action = POLICY_REJECT;
-        v->ruleset = "check_rcpt";
-        v->code = ps->sender_refused->code;
-        snprintf(v->enh, sizeof(v->enh), "%s", ps->sender_refused->enh);
-        /* (a sender address near the 256-octet limit cuts its end off) */
-        snprintf(v->text, sizeof(v->text), "%.255s", ps->sender_refused->text);
+        const struct sender_domain_reply *r = ps->sender_refused;
+        policy_reject(v, "check_rcpt", r->code, r->enh, r->text);
         return;
     }
     if (policy_apply(ps, ps->connect, "check_rcpt", NULL, "5.7.1", "Access denied", v))

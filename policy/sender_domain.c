@@ -19,12 +19,16 @@ int sender_domain_verdict(enum dns_status status, const char *mailbox, bool at_r
     case DNS_OK:
     case DNS_NULLMX: /* the domain exists; whether it takes mail is not check_mail's say */
         return 0;
-    case DNS_NOTFOUND:
+    case DNS_NOTFOUND: {
+        char named[300] = ""; /* at RCPT the recipient goes there */
+        if (!at_rcpt)
+            snprintf(named, sizeof(named), "<%.256s>... ", mailbox);
         out->code = 553;
         out->enh = "5.1.8";
-        snprintf(out->text, sizeof(out->text), "%s%s%sDomain of sender address %s does not exist",
-                 at_rcpt ? "" : "<", at_rcpt ? "" : mailbox, at_rcpt ? "" : ">... ", mailbox);
+        snprintf(out->text, sizeof(out->text), "%sDomain of sender address %s does not exist",
+                 named, mailbox);
         return -1;
+    }
     case DNS_TEMPFAIL:
         break;
     }
