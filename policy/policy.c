@@ -63,7 +63,7 @@ static void policy_reject(struct policy_verdict *v, const char *ruleset, int cod
     v->code = code;
     v->ruleset = ruleset;
     snprintf(v->enh, sizeof(v->enh), "%s", enh);
-    snprintf(v->text, sizeof(v->text), "%s", text);
+    snprintf(v->text, sizeof(v->text), "%.*s", (int)sizeof(v->text) - 1, text);
 }
 
 /* ratecontrol's or conncontrol's refusal: sendmail's `$#error $@ 4.3.2 $: 452 <text>`. */
