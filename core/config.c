@@ -637,6 +637,14 @@ static int config_maps(const struct config_ctx *x, struct config *c)
     return key ? config_fail(x, key, "%s", why) : config_oom(x);
 }
 
+static int config_milters(const struct config_ctx *x, struct config *c)
+{
+    char key[CONFIG_PATH_MAX], why[512];
+    if (config_milters_load(c, x->doc, key, sizeof(key), why, sizeof(why)) == 0)
+        return 0;
+    return why[0] ? config_fail(x, key, "%s", why) : config_oom(x);
+}
+
 static struct config *config_build(const char *file, const char *base, struct fileset *files,
                                    bool maps, const unsigned char *data, size_t len, char *err,
                                    size_t errlen)
@@ -655,6 +663,7 @@ static struct config *config_build(const char *file, const char *base, struct fi
         config_oom(&x);
     } else if (config_fill(&x, config_keys, config_n_keys, raw, c, "") == 0 &&
                config_computed(&x, c) == 0 && config_check(&x, c) == 0 &&
+               config_milters(&x, c) == 0 &&
                config_warn_kept(&x, c, config_keys, config_n_keys, "") == 0 &&
                (!maps || config_maps(&x, c) == 0)) {
         goto out;
@@ -742,6 +751,7 @@ void config_free(struct config *c)
 {
     if (!c)
         return;
+    config_milters_free(c);
     config_free_map(config_keys, config_n_keys, c);
     config_maps_free(c);
     for (size_t i = 0; i < c->n_warnings; i++)

@@ -23,6 +23,7 @@
 #include "compat/map_aliases.h"
 #include "compat/map_authinfo.h"
 #include "compat/map_simple.h"
+#include "policy/milter.h"
 #include "smtp/smtp_server.h"
 #include "util/netaddr.h"
 
@@ -49,6 +50,14 @@ struct config_listener {
 
     bool auth;          /* offer AUTH here (auth.mechanisms); false = sendmail's M=A */
     bool auth_required; /* MAIL only after AUTH (530 5.7.0); sendmail's M=a */
+
+    /* sendmail's DAEMON_OPTIONS InputMailFilters=: the filters' names; not given = the
+     * top-level input_mail_filters (filled in at load, so printing keeps the meaning) */
+    struct config_words input_mail_filters;
+    /* What a session on this listener runs (core/config_milter.c): `filters` is an array of
+     * this config's (copies of milters[].filter, in input_mail_filters' order; their strings
+     * and the macro names are the config's too), freed by config_free(). */
+    struct milter_settings milter;
 };
 
 struct config_cert {
@@ -155,8 +164,11 @@ struct config_masquerade {
     bool envelope, entire_domain, all_headers, limited, not_local, generics_entire_domain;
 };
 
-struct config_milter { /* INPUT_MAIL_FILTER */
-    char *name, *socket, *flags, *timeouts, *input;
+/* One milters[] item: INPUT_MAIL_FILTER or MAIL_FILTER (docs/config.md). */
+struct config_milter {
+    struct milter_filter filter; /* name and socket are the config's strings */
+    char *on_fail;               /* as written: continue, tempfail or reject (filter.on_fail) */
+    bool input;                  /* INPUT_MAIL_FILTER: in input_mail_filters' default */
 };
 struct config_client { /* CLIENT_OPTIONS */
     char *family, *address, *port;
@@ -213,8 +225,6 @@ struct config_later {
         struct config_words local_users;
         char *local_users_file;
     } routing;
-    struct config_milter *milters;
-    size_t n_milters;
     struct {
         struct config_words enabled;
         char *local_lmtp;
@@ -337,6 +347,13 @@ struct config {
         struct config_words ratecontrol, conncontrol;
     } policy;
     struct config_auth auth;
+    /* Mail filters (docs/config.md, docs/milter.md): every one declared, in order; the names
+     * of those that run (confINPUT_MAIL_FILTERS; default: each with input: true, in order);
+     * the macros each step sends (confMILTER_MACROS_*; default: sendmail's). */
+    struct config_milter *milters;
+    size_t n_milters;
+    struct config_words input_mail_filters;
+    struct config_words milter_macros[MILTER_MACROS_N];
     struct config_later later;
     /* "FILE:LINE: key 'x' is accepted but not enforced yet (issue: y)" and the like: what
      * this configuration asks for that the daemon does not do; logged at start and reload. */

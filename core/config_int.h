@@ -137,4 +137,13 @@ int config_maps_load(struct config *c, struct fileset *files, const char **key, 
                      size_t whylen);
 void config_maps_free(struct config *c);
 
+/* Checks the milters, input_mail_filters and milter_macros keys, fills in the lists not
+ * given (`doc` says which were), and builds each listener's struct milter_settings
+ * (core/config_milter.c). 0, or -1 with the key at fault in `key` and why in `why` (an empty
+ * `why`: out of memory). */
+int config_milters_load(struct config *c, const struct config_doc *doc, char *key, size_t keylen,
+                        char *why, size_t whylen);
+/* The listeners' settings arrays; the rest goes with the key table. */
+void config_milters_free(struct config *c);
+
 #endif

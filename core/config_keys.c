@@ -94,6 +94,10 @@ static const struct config_key config_listener_keys[] = {
     {"trusted_proxies", CONFIG_NETWORK, CONFIG_F_LIST,
      offsetof(struct config_listener, trusted_proxies), 0,
      offsetof(struct config_listener, n_trusted_proxies), 0, 0, NULL, NULL, 0, NULL},
+    /* No default: the top-level input_mail_filters (core/config_milter.c). */
+    {"input_mail_filters", CONFIG_STRING, CONFIG_F_LIST,
+     offsetof(struct config_listener, input_mail_filters.v), 0,
+     offsetof(struct config_listener, input_mail_filters.n), 0, 0, NULL, NULL, 0, NULL},
 };
 
 static const struct config_key config_limit_keys[] = {
@@ -264,13 +268,46 @@ static const struct config_key config_delivery_keys[] = {
      config_tls_policy_keys, ARRAY_LEN(config_tls_policy_keys), NULL},
 };
 
-/* Items of a list kept for later: the warning names the list, not each field. */
+/* A milter's T= equates; 0 = no timeout, as in sendmail. */
+#define MILTER_TIMEOUT(key, field, def)                                                            \
+    {                                                                                              \
+        key, CONFIG_DURATION, CONFIG_F_ZERO_OFF, offsetof(struct config_milter, filter.field),     \
+            sizeof(uint32_t), 0, 1 * SEC, 30 * DAY, def, NULL, 0, NULL                             \
+    }
+static const struct config_key config_milter_timeout_keys[] = {
+    MILTER_TIMEOUT("connect", timeout_connect, "5m"),
+    MILTER_TIMEOUT("send", timeout_send, "10s"),
+    MILTER_TIMEOUT("read", timeout_read, "10s"),
+    MILTER_TIMEOUT("eom", timeout_eom, "5m"),
+};
+
+/* name and socket have no default: core/config_milter.c asks for them. */
 static const struct config_key config_milter_keys[] = {
-    KEPT_IN(struct config_milter, "name", CONFIG_STRING, 0, 0, name, NULL),
-    KEPT_IN(struct config_milter, "socket", CONFIG_STRING, 0, 0, socket, NULL),
-    KEPT_IN(struct config_milter, "flags", CONFIG_STRING, 0, 0, flags, NULL),
-    KEPT_IN(struct config_milter, "timeouts", CONFIG_STRING, 0, 0, timeouts, NULL),
-    KEPT_IN(struct config_milter, "input", CONFIG_BOOL, 0, 0, input, NULL),
+    {"name", CONFIG_STRING, 0, offsetof(struct config_milter, filter.name), 0, 0, 0, 0, NULL, NULL,
+     0, NULL},
+    {"socket", CONFIG_STRING, 0, offsetof(struct config_milter, filter.socket), 0, 0, 0, 0, NULL,
+     NULL, 0, NULL},
+    {"on_fail", CONFIG_STRING, 0, offsetof(struct config_milter, on_fail), 0, 0, 0, 0, "continue",
+     NULL, 0, NULL},
+    SECTION("timeouts", config_milter_timeout_keys),
+    {"input", CONFIG_BOOL, 0, offsetof(struct config_milter, input), 0, 0, 0, 0, "true", NULL, 0,
+     NULL},
+};
+
+/* cf/m4/cfhead.m4's confMILTER_MACROS_* (data and eoh: none). */
+#define MILTER_MACROS(key, step, def)                                                              \
+    LIST_AT(key, CONFIG_STRING, milter_macros[step].v, milter_macros[step].n, def)
+static const struct config_key config_milter_macro_keys[] = {
+    MILTER_MACROS("connect", MILTER_MACROS_CONNECT, "j _ {daemon_name} {if_name} {if_addr}"),
+    MILTER_MACROS("helo", MILTER_MACROS_HELO,
+                  "{tls_version} {cipher} {cipher_bits} {cert_subject} {cert_issuer}"),
+    MILTER_MACROS("envfrom", MILTER_MACROS_ENVFROM,
+                  "i {auth_type} {auth_authen} {auth_ssf} {auth_author} {mail_mailer} {mail_host} "
+                  "{mail_addr}"),
+    MILTER_MACROS("envrcpt", MILTER_MACROS_ENVRCPT, "{rcpt_mailer} {rcpt_host} {rcpt_addr}"),
+    MILTER_MACROS("data", MILTER_MACROS_DATA, ""),
+    MILTER_MACROS("eoh", MILTER_MACROS_EOH, ""),
+    MILTER_MACROS("eom", MILTER_MACROS_EOM, "{msg_id}"),
 };
 
 static const struct config_key config_client_keys[] = {
@@ -385,8 +422,12 @@ const struct config_key config_keys[] = {
     SECTION("maps", config_map_keys),
     SECTION("routing", config_routing_keys),
     SECTION("masquerade", config_masquerade_keys),
-    KEPT_MAPS("milters", struct config_milter, later.milters, later.n_milters, config_milter_keys,
-              "milters"),
+    {"milters", CONFIG_MAPS, CONFIG_F_LIST, offsetof(struct config, milters),
+     sizeof(struct config_milter), offsetof(struct config, n_milters), 0, 0, NULL,
+     config_milter_keys, ARRAY_LEN(config_milter_keys), NULL},
+    /* No default: computed from milters[].input (core/config_milter.c). */
+    LIST_AT("input_mail_filters", CONFIG_STRING, input_mail_filters.v, input_mail_filters.n, NULL),
+    SECTION("milter_macros", config_milter_macro_keys),
     SECTION("auth", config_auth_keys),
     SECTION("mailers", config_mailer_keys),
     SECTION("features", config_feature_keys),

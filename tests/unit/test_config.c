@@ -423,6 +423,59 @@ static const struct test_bad test_bads[] = {
      ":3:13: ",
      {"key 'features.dnsbl[0].zone'", "a domain name"}},
     {"milters: [{name: a, input: yes}]\n", ":1:28: ", {"key 'milters[0].input'"}},
+    /* the mail filters (core/config_milter.c) */
+    {"milters:\n  - {name: a, socket: \"tcp:8891@localhost\"}\n",
+     ":2:23: ",
+     {"key 'milters[0].socket'", "'tcp:8891@localhost': unknown scheme"}},
+    {"milters:\n  - {name: a, socket: /run/a.sock}\n",
+     ":2:23: ",
+     {"key 'milters[0].socket'", "expected a scheme"}},
+    {"milters:\n  - {name: a, socket: \"inet:65536@localhost\"}\n",
+     ":2:23: ",
+     {"key 'milters[0].socket'", "bad port"}},
+    {"milters:\n  - {name: a, socket: \"inet:smtp@localhost\"}\n",
+     ":2:23: ",
+     {"key 'milters[0].socket'", "bad port"}},
+    {"milters:\n  - {name: a, socket: \"inet:8891\"}\n",
+     ":2:23: ",
+     {"key 'milters[0].socket'", "port@host"}},
+    {"milters:\n  - {name: a, socket: \"inet6:8891@[127.0.0.1]\"}\n",
+     ":2:23: ",
+     {"key 'milters[0].socket'", "not an address of this scheme's family"}},
+    {"milters:\n  - {name: a, socket: \"unix:run/a.sock\"}\n",
+     ":2:23: ",
+     {"key 'milters[0].socket'", "absolute path"}},
+    {"milters:\n  - {name: a}\n", ":2:5: ", {"key 'milters[0].socket'", "expected where"}},
+    {"milters:\n  - {socket: \"unix:/run/a\"}\n",
+     ":2:5: ",
+     {"key 'milters[0].name'", "expected the filter's name"}},
+    {"milters:\n  - {name: \"a,b\", socket: \"unix:/run/a\"}\n",
+     ":2:12: ",
+     {"key 'milters[0].name'", "no blanks, ',' or ';'"}},
+    {"milters:\n  - {name: a, socket: \"unix:/run/a\"}\n  - {name: a, socket: \"unix:/run/b\"}\n",
+     ":3:12: ",
+     {"key 'milters[1].name'", "'a' is already the name of milters[0]"}},
+    {"milters:\n  - {name: a, socket: \"unix:/run/a\", on_fail: T}\n",
+     ":2:47: ",
+     {"key 'milters[0].on_fail'", "'T': expected continue, tempfail or reject"}},
+    {"milters:\n  - {name: a, socket: \"unix:/run/a\", timeouts: {send: 4x}}\n",
+     ":2:55: ",
+     {"key 'milters[0].timeouts.send'", "a duration"}},
+    {"milters:\n  - {name: a, socket: \"unix:/run/a\"}\ninput_mail_filters: [a, b]\n",
+     ":3:25: ",
+     {"key 'input_mail_filters[1]'", "'b' is not the name of any of milters[]"}},
+    {"milters:\n  - {name: a, socket: \"unix:/run/a\"}\ninput_mail_filters: [a, a]\n",
+     ":3:25: ",
+     {"key 'input_mail_filters[1]'", "'a' is already input_mail_filters[0]"}},
+    {"listen:\n  - {name: MTA, port: 25, input_mail_filters: [x]}\n",
+     ":2:48: ",
+     {"key 'listen[0].input_mail_filters[0]'", "'x' is not the name of any of milters[]"}},
+    {"milter_macros:\n  helo: [j, \"{tls version}\"]\n",
+     ":2:13: ",
+     {"key 'milter_macros.helo[1]'", "'{tls version}': expected a macro name"}},
+    {"milter_macros:\n  eom: [msg_id]\n",
+     ":2:9: ",
+     {"key 'milter_macros.eom[0]'", "'msg_id': expected a macro name"}},
     {"maps:\n  aliases: /etc/aliases\n", ":2:12: ", {"key 'maps.aliases'", "a list"}},
     {"submission:\n  socket: /run/x.sock\n  control_socket: /run/x.sock\n",
      ":3:19: ",
@@ -668,8 +721,8 @@ static void test_kept_keys(void **state)
     assert_string_equal(c->listen[0].modifiers, "E");
     assert_string_equal(l->routing.local_relay, "hub.example");
     assert_int_equal(l->mailers.enabled.n, 2);
-    assert_int_equal(l->n_milters, 1);
-    assert_string_equal(l->milters[0].socket, "inet:8891@localhost");
+    assert_int_equal(c->n_milters, 1); /* live: no warning */
+    assert_string_equal(c->milters[0].filter.socket, "inet:8891@localhost");
     assert_int_equal(l->features.redirect.n, 1);
     assert_string_equal(l->features.redirect.v[0], "true");
     assert_int_equal(c->policy.delay_checks.n, 2); /* live: policy/policy.h */
@@ -686,11 +739,15 @@ static void test_kept_keys(void **state)
     assert_string_equal(l->log_level, "9");
 
     const char *want[] = {
-        "t.yaml:2: key 'listen[0].modifiers' is",      "t.yaml:4: key 'routing.local_relay' is",
-        "t.yaml:5: key 'mailers.enabled' is",          "t.yaml:7: key 'milters' is",
-        "t.yaml:9: key 'features.redirect' is",        "t.yaml:13: key 'limits.queue_load' is",
-        "t.yaml:13: key 'limits.refuse_load' is",      "t.yaml:14: key 'timeouts.queuewarn_dsn' is",
-        "t.yaml:14: key 'timeouts.resolver_retry' is", "t.yaml:15: key 'log_level' is",
+        "t.yaml:2: key 'listen[0].modifiers' is",
+        "t.yaml:4: key 'routing.local_relay' is",
+        "t.yaml:5: key 'mailers.enabled' is",
+        "t.yaml:9: key 'features.redirect' is",
+        "t.yaml:13: key 'limits.queue_load' is",
+        "t.yaml:13: key 'limits.refuse_load' is",
+        "t.yaml:14: key 'timeouts.queuewarn_dsn' is",
+        "t.yaml:14: key 'timeouts.resolver_retry' is",
+        "t.yaml:15: key 'log_level' is",
     };
     assert_int_equal(c->n_warnings, sizeof(want) / sizeof(want[0]));
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
@@ -864,6 +921,105 @@ static void test_maps(void **state)
     assert_non_null(strstr(test_err, "/tu:2: "));
 }
 
+static const char test_milter_yaml[] =
+    "milters:\n"
+    "  - name: opendkim\n"
+    "    socket: \"inet:8891@localhost\"\n"
+    "    on_fail: tempfail\n"
+    "    timeouts: {connect: 1m, send: 4m, read: 30s, eom: 0}\n"
+    "  - {name: clamav, socket: \"LOCAL:/run/clamav/clamav-milter.ctl\", input: false}\n"
+    "  - {name: dmarc, socket: \"inet6:8893@[::1]\", on_fail: reject}\n"
+    "milter_macros:\n"
+    "  connect: [j, \"{client_port}\"]\n"
+    "  eoh: [\"{x}\"]\n"
+    "listen:\n"
+    "  - {name: MTA, port: 25}\n"
+    "  - {name: MSA, port: 587, input_mail_filters: [clamav, opendkim]}\n"
+    "  - {name: Quiet, port: 2526, input_mail_filters: []}\n";
+
+static void test_milter_names(const struct milter_settings *ms, const char *const *names, size_t n)
+{
+    assert_int_equal(ms->n_filters, n);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(ms->filters[i].name, names[i]);
+}
+
+/* milters[], input_mail_filters and milter_macros become each listener's milter_settings:
+ * the filters in order (the listener's list over the top-level one over every input: true
+ * filter), sendmail's T= defaults and macro lists where nothing is said. */
+static void test_milters(void **state)
+{
+    (void)state;
+    struct config *c = test_load(test_milter_yaml);
+    if (!c)
+        fail_msg("%s", test_err);
+    assert_int_equal(c->n_milters, 3);
+    const struct milter_filter *dkim = &c->milters[0].filter, *clam = &c->milters[1].filter;
+    assert_int_equal(dkim->on_fail, MILTER_FAIL_TEMPFAIL);
+    assert_int_equal(dkim->timeout_connect, 60000);
+    assert_int_equal(dkim->timeout_send, 240000);
+    assert_int_equal(dkim->timeout_read, 30000);
+    assert_int_equal(dkim->timeout_eom, 0);
+    assert_string_equal(clam->socket, "local:/run/clamav/clamav-milter.ctl");
+    assert_int_equal(clam->on_fail, MILTER_FAIL_CONTINUE);
+    assert_int_equal(clam->timeout_connect, 300000);
+    assert_int_equal(clam->timeout_send, 10000);
+    assert_int_equal(clam->timeout_read, 10000);
+    assert_int_equal(clam->timeout_eom, 300000);
+    assert_int_equal(c->milters[2].filter.on_fail, MILTER_FAIL_REJECT);
+    assert_int_equal(c->n_warnings, 0);
+
+    test_milter_names(&c->listen[0].milter, (const char *[]){"opendkim", "dmarc"}, 2);
+    assert_int_equal(c->listen[0].milter.filters[0].timeout_send, 240000);
+    assert_string_equal(c->listen[0].milter.filters[1].socket, "inet6:8893@[::1]");
+    test_milter_names(&c->listen[1].milter, (const char *[]){"clamav", "opendkim"}, 2);
+    test_milter_names(&c->listen[2].milter, NULL, 0);
+
+    const struct milter_macro_list *m = c->listen[1].milter.macros;
+    assert_int_equal(m[MILTER_MACROS_CONNECT].n, 2);
+    assert_string_equal(m[MILTER_MACROS_CONNECT].names[1], "{client_port}");
+    assert_int_equal(m[MILTER_MACROS_HELO].n, 5);
+    assert_string_equal(m[MILTER_MACROS_HELO].names[0], "{tls_version}");
+    assert_int_equal(m[MILTER_MACROS_ENVFROM].n, 8);
+    assert_string_equal(m[MILTER_MACROS_ENVFROM].names[7], "{mail_addr}");
+    assert_int_equal(m[MILTER_MACROS_ENVRCPT].n, 3);
+    assert_int_equal(m[MILTER_MACROS_DATA].n, 0);
+    assert_int_equal(m[MILTER_MACROS_EOH].n, 1);
+    assert_string_equal(m[MILTER_MACROS_EOM].names[0], "{msg_id}");
+
+    /* printed with the lists filled in, it loads back to the same settings */
+    char *text = test_print(c);
+    assert_non_null(strstr(text, "\ninput_mail_filters: [opendkim, dmarc]\n"));
+    assert_non_null(strstr(text, "    input_mail_filters: []\n"));
+    assert_non_null(strstr(text, "      send: 4m\n"));
+    struct config *again = test_load(text);
+    assert_non_null(again);
+    test_milter_names(&again->listen[0].milter, (const char *[]){"opendkim", "dmarc"}, 2);
+    test_milter_names(&again->listen[2].milter, NULL, 0);
+    config_free(again);
+    free(text);
+    config_free(c);
+
+    /* a top-level list replaces the input: true default, for every listener without one */
+    c = test_load("milters:\n"
+                  "  - {name: a, socket: \"unix:/run/a.sock\"}\n"
+                  "  - {name: b, socket: \"inet:1@[127.0.0.1]\", input: false}\n"
+                  "input_mail_filters: [b, a]\n");
+    if (!c)
+        fail_msg("%s", test_err);
+    test_milter_names(&c->listen[0].milter, (const char *[]){"b", "a"}, 2);
+    config_free(c);
+
+    /* no filters: none run, the macro lists are sendmail's all the same */
+    c = config_load(NULL, NULL, test_err, sizeof(test_err));
+    assert_non_null(c);
+    assert_int_equal(c->n_milters, 0);
+    assert_int_equal(c->listen[0].milter.n_filters, 0);
+    assert_int_equal(c->listen[0].milter.macros[MILTER_MACROS_CONNECT].n, 5);
+    assert_string_equal(c->listen[0].milter.macros[MILTER_MACROS_CONNECT].names[1], "_");
+    config_free(c);
+}
+
 /* docs/config.md names every key the loader knows, as `key` or `section.key`. */
 static void test_docs_name_every_key(void **state)
 {
@@ -873,7 +1029,7 @@ static void test_docs_name_every_key(void **state)
     FILE *f = fopen(path, "r");
     if (!f)
         fail_msg("cannot open %s", path);
-    static char docs[1 << 16];
+    static char docs[1 << 17];
     docs[fread(docs, 1, sizeof(docs) - 1, f)] = '\0';
     fclose(f);
     for (size_t i = 0; i < config_n_keys; i++) {
@@ -902,6 +1058,7 @@ int main(void)
         cmocka_unit_test(test_sample),       cmocka_unit_test(test_docs_name_every_key),
         cmocka_unit_test(test_kept_keys),    cmocka_unit_test(test_policy_keys),
         cmocka_unit_test(test_mailers),      cmocka_unit_test(test_maps),
+        cmocka_unit_test(test_milters),
     };
     return cmocka_run_group_tests(tests, test_setup, test_teardown);
 }
