@@ -125,10 +125,9 @@ static enum mc_verdict mc_daemon_parse(struct mc_state *st, const char *what, co
                 d->modifiers[n + 1] = '\0';
             }
             break;
-        case 'I':
-            mc_report_add(st->report, loc, MC_PERSON,
-                          "%s: InputMailFilters= per listener is not carried over; see milters",
-                          what);
+        case 'I': /* the names are checked once every filter is declared (mc_milter.c) */
+            d->has_filters = true;
+            snprintf(d->filters, sizeof(d->filters), "%s", v);
             break;
         default: /* Listen=, ReceiveSize=, SendSize=: socket tuning */
             mc_report_add(st->report, loc, MC_IGNORED,
@@ -258,6 +257,7 @@ static bool mc_listener(struct mc_state *st, struct mc_daemon *d, size_t index)
             mc_report_add(st->report, loc, MC_TRANSLATED,
                           "listen[%zu]: M=A (no AUTH) -> listen[%zu].auth = false", index, index);
     }
+    mc_milter_listener(st, item, d, index, live);
     if (d->modifiers[0]) {
         mc_yaml_set(item, "modifiers", d->modifiers, true, "sendmail M= flags");
         mc_report_add(st->report, loc, MC_KEPT, "listen[%zu]: M=%s -> listen[%zu].modifiers = %s",

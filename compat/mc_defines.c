@@ -39,6 +39,7 @@ enum mc_how {
     HOW_ICONNECT,     /* confTO_ICONNECT: 0 is sendmail's "as Timeout.connect" */
     HOW_RELAY_ARGS,   /* RELAY_MAILER_ARGS: TCP $h port */
     HOW_TRUSTED,      /* confTRUSTED_USERS: added to class t, which holds root and daemon */
+    HOW_MILTER,       /* confINPUT_MAIL_FILTERS, confMILTER_MACROS_* (mc_milter.c) */
 };
 
 struct mc_define_rule {
@@ -168,6 +169,16 @@ static const struct mc_define_rule mc_define_rules[] = {
     LIVE("MAIL_SETTINGS_DIR", HOW_SETTINGS_DIR, NULL),
     LIVE("_NETINET6_", HOW_NETINET6, NULL),
     LIVE("confTLS_SRV_OPTIONS", HOW_TLS_SRV, "tls.request_client_cert"),
+    LIVE("confINPUT_MAIL_FILTERS", HOW_MILTER, NULL),
+    LIVE("confMILTER_MACROS_CONNECT", HOW_MILTER, NULL),
+    LIVE("confMILTER_MACROS_HELO", HOW_MILTER, NULL),
+    LIVE("confMILTER_MACROS_ENVFROM", HOW_MILTER, NULL),
+    LIVE("confMILTER_MACROS_ENVRCPT", HOW_MILTER, NULL),
+    LIVE("confMILTER_MACROS_DATA", HOW_MILTER, NULL),
+    LIVE("confMILTER_MACROS_EOH", HOW_MILTER, NULL),
+    LIVE("confMILTER_MACROS_EOM", HOW_MILTER, NULL),
+    IGNORE("confMILTER_LOG_LEVEL", "how much sendmail logs about its filters; ringmaild logs "
+                                   "each filter's failures and verdicts itself"),
     PERSON("UUCP_RELAY", "a relay for UUCP addresses; ringmail does not route UUCP"),
     PERSON("BITNET_RELAY", "a relay for BITNET addresses; ringmail does not route BITNET"),
     PERSON("DECNET_RELAY", "a relay for DECnet addresses; ringmail does not route DECnet"),
@@ -304,6 +315,15 @@ static const struct {
     {"MaxQueueChildren", "confMAX_QUEUE_CHILDREN"},
     {"MaxRunnersPerQueue", "confMAX_RUNNERS_PER_QUEUE"},
     {"NiceQueueRun", "confNICE_QUEUE_RUN"},
+    {"InputMailFilters", "confINPUT_MAIL_FILTERS"},
+    {"Milter.LogLevel", "confMILTER_LOG_LEVEL"},
+    {"Milter.macros.connect", "confMILTER_MACROS_CONNECT"},
+    {"Milter.macros.helo", "confMILTER_MACROS_HELO"},
+    {"Milter.macros.envfrom", "confMILTER_MACROS_ENVFROM"},
+    {"Milter.macros.envrcpt", "confMILTER_MACROS_ENVRCPT"},
+    {"Milter.macros.data", "confMILTER_MACROS_DATA"},
+    {"Milter.macros.eoh", "confMILTER_MACROS_EOH"},
+    {"Milter.macros.eom", "confMILTER_MACROS_EOM"},
 };
 
 const char *mc_define_of_option(const char *option)
@@ -743,6 +763,9 @@ static void mc_apply(struct mc_state *st, const struct mc_define_rule *r, const 
     case HOW_LOCAL:
         mc_local_define(st, r->name, value, loc);
         break;
+    case HOW_MILTER:
+        mc_milter_define(st, r->name, value, loc);
+        break;
     case HOW_SETTINGS_DIR:
         snprintf(st->settings_dir, sizeof(st->settings_dir), "%s", value);
         mc_report_add(st->report, loc, MC_IGNORED,
@@ -812,7 +835,9 @@ void mc_undefine(struct mc_state *st, const char *name, struct mc_loc loc)
     const struct mc_define_rule *r = mc_rule(name);
     if (!r)
         r = mc_rule_timeout(name, key, sizeof(key));
-    if (r && r->how == HOW_LOCAL && mc_local_undefine(st, name)) {
+    if (r && r->how == HOW_MILTER) {
+        mc_milter_undefine(st, name, loc);
+    } else if (r && r->how == HOW_LOCAL && mc_local_undefine(st, name)) {
         mc_report_add(st->report, loc, MC_IGNORED, "undefine(%s): sendmail's default applies",
                       name);
     } else if (r && r->how == HOW_RELAY_ARGS) {

@@ -15,6 +15,7 @@
 #include "compat/mc_yaml.h"
 
 #define MC_MAX_DAEMONS 32
+#define MC_MAX_MILTERS 25 /* sendmail's MAXFILTERS; ringmaild's limit too */
 
 /* A location that outlives the reader (which owns the file names of its locations), and
  * stays valid when copied. */
@@ -28,6 +29,14 @@ struct mc_daemon {
     char name[64], addr[64], family[8], modifiers[32];
     unsigned port;
     struct mc_saved_loc at;
+    bool has_filters;  /* InputMailFilters= given (empty: no filter on this listener) */
+    char filters[256]; /* its names, separated by ';' as in the .mc */
+};
+
+/* One INPUT_MAIL_FILTER or MAIL_FILTER carried over (mc_milter.c). */
+struct mc_filter {
+    char name[64];
+    bool input;
 };
 
 /* What the raw text lines of the .mc are, after the macro that started the section. */
@@ -64,6 +73,12 @@ struct mc_state {
     char cyrus_args[256];   /* CYRUSV2_MAILER_ARGS as defined now, "" = cyrusv2.m4's */
     char cyrus_socket[256]; /* the arguments MAILER(cyrusv2) took, "" = no MAILER(cyrusv2) */
     struct mc_saved_loc cyrusv2_at;
+    /* mail filters (mc_milter.c) */
+    struct mc_filter milters[MC_MAX_MILTERS];
+    size_t n_milters;
+    char input_filters[1024]; /* confINPUT_MAIL_FILTERS as m4 holds it, INPUT_MAIL_FILTERs'd */
+    bool input_filters_set;   /* by define() or undefine(), not only INPUT_MAIL_FILTER */
+    struct mc_saved_loc input_filters_at;
 };
 
 void mc_save_loc(struct mc_saved_loc *s, struct mc_loc loc);
@@ -125,6 +140,17 @@ enum mc_verdict mc_daemon_options(struct mc_state *st, const char *spec, bool cl
                                   struct mc_loc loc);
 /* The listeners sendmail would open, written out at the end; none for a submit.mc. */
 void mc_daemons_finish(struct mc_state *st, const char *main_file);
+
+/* mc_milter.c: INPUT_MAIL_FILTER and MAIL_FILTER (milters[]), confINPUT_MAIL_FILTERS and
+ * confMILTER_MACROS_* (mc_defines.c's HOW_MILTER rules), resolved at the end as sendmail's
+ * milter_config() does once the whole sendmail.cf is read, and a listener's InputMailFilters=
+ * (`live`: the listener is written live). */
+void mc_milter(struct mc_state *st, const struct mc_event *ev);
+void mc_milter_define(struct mc_state *st, const char *name, const char *value, struct mc_loc loc);
+void mc_milter_undefine(struct mc_state *st, const char *name, struct mc_loc loc);
+void mc_milters_finish(struct mc_state *st);
+void mc_milter_listener(struct mc_state *st, struct mc_yaml *item, const struct mc_daemon *d,
+                        size_t index, bool live);
 
 /* mc_cfline.c: a raw sendmail.cf line of the .mc (LOCAL_CONFIG, or plain text). */
 enum mc_verdict mc_cf_line(struct mc_state *st, const char *line, struct mc_loc loc);

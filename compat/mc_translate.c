@@ -232,27 +232,6 @@ static bool mc_list_macro(struct mc_state *st, const struct mc_event *ev)
     return false;
 }
 
-/* INPUT_MAIL_FILTER(name, `S=..., F=..., T=...') and MAIL_FILTER (defined, not input). */
-static void mc_milter(struct mc_state *st, const struct mc_event *ev)
-{
-    struct mc_yaml *item = mc_yaml_add_map(st->yaml, "milters", true);
-    char word[512];
-    const char *p = ev->nargs > 1 ? ev->args[1] : "";
-    if (!item)
-        return;
-    mc_yaml_set(item, "name", ev->nargs ? ev->args[0] : "", true, NULL);
-    /* the equates are comma-separated; T= holds ';'-separated timeouts */
-    while (mc_next_word(&p, word, sizeof(word))) {
-        const char *keys[] = {"socket", "flags", "timeouts"};
-        const char *k = word[0] == 'S' ? keys[0] : word[0] == 'F' ? keys[1] : keys[2];
-        if (word[1] == '=')
-            mc_yaml_set(item, k, word + 2, true, NULL);
-    }
-    mc_yaml_set(item, "input", ev->name[0] == 'I' ? "true" : "false", true, NULL);
-    mc_report_add(st->report, ev->loc, MC_KEPT, "%s(%s) -> milters[]", ev->name,
-                  ev->nargs ? ev->args[0] : "");
-}
-
 static enum mc_verdict mc_mailer(struct mc_state *st, const struct mc_event *ev)
 {
     static const char later[] = " local smtp procmail cyrus cyrusv2 lmtp ";
@@ -483,8 +462,24 @@ static enum mc_status mc_run(const char *name, const char *data, size_t len,
 {
     struct mc_state st = {.o = o, .report = &res->report, .settings_dir = "/etc/mail/"};
     struct mc_m4_error err;
-    /* cfhead.m4 defines it unless the .mc did first; a later define of the .mc replaces it */
-    static const char *const predefined[] = {"MAIL_SETTINGS_DIR", "/etc/mail/", NULL};
+    /* cfhead.m4 defines these before the .mc's lines (MAIL_SETTINGS_DIR unless the .mc did
+     * first); a define of the .mc replaces them, or appends to them by naming them
+     * (define(`confMILTER_MACROS_CONNECT', confMILTER_MACROS_CONNECT`, {client_port}')) */
+    static const char *const predefined[] = {
+        "MAIL_SETTINGS_DIR",
+        "/etc/mail/",
+        "confMILTER_MACROS_CONNECT",
+        "`j, _, {daemon_name}, {if_name}, {if_addr}'",
+        "confMILTER_MACROS_HELO",
+        "`{tls_version}, {cipher}, {cipher_bits}, {cert_subject}, {cert_issuer}'",
+        "confMILTER_MACROS_ENVFROM",
+        "`i, {auth_type}, {auth_authen}, {auth_ssf}, {auth_author}, {mail_mailer}, {mail_host}, "
+        "{mail_addr}'",
+        "confMILTER_MACROS_ENVRCPT",
+        "`{rcpt_mailer}, {rcpt_host}, {rcpt_addr}'",
+        "confMILTER_MACROS_EOM",
+        "{msg_id}",
+        NULL};
     struct mc_m4_options mo = {.include_dirs = o->include_dirs,
                                .n_include_dirs = o->n_include_dirs,
                                .root = o->root,
@@ -506,6 +501,7 @@ static enum mc_status mc_run(const char *name, const char *data, size_t len,
     if (rc == 0) {
         mc_defines_finish(&st);
         mc_local_finish(&st);
+        mc_milters_finish(&st);
         mc_daemons_finish(&st, name);
         mc_class_files(&st, name);
         mc_log_ident(&st, name);

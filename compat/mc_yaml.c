@@ -120,6 +120,16 @@ struct mc_yaml *mc_yaml_add(struct mc_yaml *node, const char *path, const char *
     return n && mc_yaml_fill(n, value, future, comment) == 0 ? n : NULL;
 }
 
+struct mc_yaml *mc_yaml_set_list(struct mc_yaml *node, const char *path, bool future)
+{
+    struct mc_yaml *list = mc_yaml_walk(node, path, YAML_LIST, true);
+    if (list) {
+        mc_yaml_free_children(list);
+        list->future = future;
+    }
+    return list;
+}
+
 struct mc_yaml *mc_yaml_add_map(struct mc_yaml *node, const char *path, bool future)
 {
     struct mc_yaml *list = mc_yaml_walk(node, path, YAML_LIST, true);
@@ -183,7 +193,7 @@ void mc_yaml_remove(struct mc_yaml *node, const char *path)
 /* Does the subtree hold a key today's daemon reads? */
 static bool mc_yaml_live(const struct mc_yaml *n)
 {
-    if (n->type == YAML_SCALAR)
+    if (n->type == YAML_SCALAR || (n->type == YAML_LIST && !n->first))
         return !n->future;
     if (n->future)
         return false;
@@ -272,6 +282,10 @@ static void mc_yaml_emit(const struct mc_yaml_pen *p, const struct mc_yaml *n, s
         if (n->comment)
             buf_printf(p->out, "  # %s", n->comment);
         buf_printf(p->out, "\n");
+        return;
+    }
+    if (n->type == YAML_LIST && !n->first) {
+        buf_printf(p->out, " []\n");
         return;
     }
     if (item && !n->key) { /* a mapping in a list: its first key follows the "- " */

@@ -29,6 +29,9 @@ struct mc_yaml *mc_yaml_set(struct mc_yaml *node, const char *path, const char *
 /* Appends a scalar to the list at `path` unless an equal one is there already. */
 struct mc_yaml *mc_yaml_add(struct mc_yaml *node, const char *path, const char *value, bool future,
                             const char *comment);
+/* The list at `path`, emptied (created when missing): a list given whole, which an empty one
+ * also is ("key: []", unlike a list never set). Fill it with mc_yaml_add. */
+struct mc_yaml *mc_yaml_set_list(struct mc_yaml *node, const char *path, bool future);
 /* Appends a new mapping to the list at `path`; fill it with mc_yaml_set. */
 struct mc_yaml *mc_yaml_add_map(struct mc_yaml *node, const char *path, bool future);
 /* A comment line printed above the node (why a listener is commented out, say). */
