@@ -45,8 +45,8 @@
  * line starts with the same 3-digit code of class 4 or 5, followed by '-' on every line but
  * the last and by ' ' (or nothing) on the last, has at most 510 octets, all printable ASCII
  * or tab, and there are at most SMTP_SERVER_REPLY_LINES lines. Anything else (a 2xx, a
- * bare LF, a final CRLF, mixed codes) is sent as SMTP_SERVER_FALLBACK_REPLY instead: what
- * a filter gets wrong never reaches the client as broken protocol.
+ * bare LF, a final CRLF, mixed codes, NULL) is sent as SMTP_SERVER_FALLBACK_REPLY instead:
+ * what a filter gets wrong never reaches the client as broken protocol.
  *
  * Framing (SMTP smuggling): only CRLF.CRLF ends DATA. A bare CR or bare LF in DATA never
  * ends or splits a message: the message is read to the real CRLF.CRLF and then refused
