@@ -92,7 +92,7 @@ struct smtp_check_args {
  * hook was given is valid only during the call. One allocation, freed with the verdict or
  * the session. */
 struct smtp_check {
-    bool esmtp;
+    bool esmtp; /* HELO: it was EHLO */
     union {
         struct smtp_mail_params mail; /* MAIL: owns its allocated values */
         struct smtp_rcpt_params rcpt;
@@ -217,12 +217,12 @@ void smtp_server_slow_down(struct smtp_server *s);
 void smtp_server_flush_held(struct smtp_server *s);
 /* Copies client text for a log or reply: printable ASCII, the rest as '?', truncated. */
 void smtp_server_printable(char *out, size_t outlen, const char *in, size_t len);
-/* A reply a filter gave verbatim (smtp_server.h "Waiting"): returns it with its CRLF, kept
+/* A reply a filter gave verbatim (smtp_server.h "Verbatim replies"): returns it with its CRLF, kept
  * in `tmp` (which the caller frees), or SMTP_SERVER_FALLBACK_REPLY when it is malformed or
  * memory ran out. *len is set to the reply's length. */
 const char *smtp_server_verbatim(struct buf *tmp, const char *reply, size_t *len);
 /* "<code> <enh> <text>" from a caller that refuses the message: the reply, or the fallback
- * when code or enh is malformed (smtp_server.h "Waiting"). Returns the length. */
+ * when code or enh is malformed (smtp_server_commit_refused). Returns the length. */
 size_t smtp_server_refusal_line(char out[SMTP_REPLY_LINE], int code, const char *enh,
                                 const char *text);
 
