@@ -180,14 +180,41 @@ static void smtp_cmd_hello(struct smtp_server *s, const char *arg, size_t len, b
         smtp_server_cmd_error(s, 501, "5.0.0", "Invalid domain name");
         return;
     }
-    char *helo = strndup(arg, len);
+    char name[SMTP_HELO_MAX + 1]; /* smtp_helo_valid() bounds it */
+    memcpy(name, arg, len);
+    name[len] = '\0';
+    struct smtp_addr_error err;
+    memset(&err, 0, sizeof(err));
+    int verdict = s->io->check_helo ? s->io->check_helo(s->io->arg, name, esmtp, &err) : 0;
+    if (verdict > 0) {
+        smtp_server_check_wait(s, SMTP_CHECK_HELO,
+                               &(struct smtp_check_args){.name = name, .esmtp = esmtp});
+    } else if (verdict == 0) {
+        smtp_cmd_hello_decided(s, name, esmtp, NULL, 0);
+    } else {
+        char line[SMTP_REPLY_LINE];
+        size_t n = smtp_server_check_refusal(line, SMTP_CHECK_HELO, &err, NULL);
+        smtp_cmd_hello_decided(s, name, esmtp, line, n);
+    }
+}
+
+void smtp_cmd_hello_decided(struct smtp_server *s, const char *name, bool esmtp, const char *reply,
+                            size_t len)
+{
+    /* RFC 5321 4.1.4: HELO/EHLO in a session resets it like RSET. */
+    smtp_server_tx_drop(s, false);
+    free(s->tx.helo);
+    s->tx.helo = NULL;
+    s->tx.esmtp = false;
+    if (reply) { /* the client must HELO again; policy, not its fault */
+        smtp_server_reject(s, false, name, strlen(name), reply, len);
+        return;
+    }
+    char *helo = strdup(name);
     if (!helo) {
         smtp_server_reply(s, 452, "4.3.1", "Insufficient system storage");
         return;
     }
-    /* RFC 5321 4.1.4: HELO/EHLO in a session resets it like RSET. */
-    smtp_server_tx_drop(s, false);
-    free(s->tx.helo);
     s->tx.helo = helo;
     s->tx.esmtp = esmtp;
     smtp_server_event(s, &(struct smtp_event){.type = SMTP_EV_HELO, .arg = helo});

@@ -3,12 +3,12 @@
  *
  * Paths and ESMTP parameters are parsed by smtp_addr; this file adds the order of
  * commands (RFC 5321 4.1.4), the recipient limit, the server's say on MAIL (io->check_mail:
- * room in the queue) and on RCPT (io->check_rcpt: the relay decision), and the slow-down of
- * clients that guess recipients (sendmail's BadRcptThrottle).
+ * room in the queue) and on RCPT (io->check_rcpt: the relay decision), given at once or
+ * later (smtp_server_check.c), and the slow-down of clients that guess recipients
+ * (sendmail's BadRcptThrottle).
  */
 #include "smtp/smtp_server_int.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -105,23 +105,25 @@ void smtp_cmd_mail(struct smtp_server *s, const char *arg, size_t len)
     }
     memset(&err, 0, sizeof(err));
     int verdict = s->io->check_mail ? s->io->check_mail(s->io->arg, &path, &params, &err) : 0;
-    if (verdict > 0)
-        smtp_server_check_wait(s, path.mailbox, &params);
-    else
-        smtp_cmd_mail_decided(s, path.mailbox, &params, verdict < 0 ? &err : NULL);
+    if (verdict > 0) {
+        smtp_server_check_wait(s, SMTP_CHECK_MAIL,
+                               &(struct smtp_check_args){.name = path.mailbox, .mail = &params});
+    } else if (verdict == 0) {
+        smtp_cmd_mail_decided(s, path.mailbox, &params, NULL, 0);
+    } else {
+        char line[SMTP_REPLY_LINE];
+        size_t n = smtp_server_check_refusal(line, SMTP_CHECK_MAIL, &err, NULL);
+        smtp_cmd_mail_decided(s, path.mailbox, &params, line, n);
+    }
 }
 
 void smtp_cmd_mail_decided(struct smtp_server *s, const char *mailbox,
-                           struct smtp_mail_params *params, const struct smtp_addr_error *err)
+                           struct smtp_mail_params *params, const char *reply, size_t len)
 {
-    if (err) {
-        char line[512];
-        size_t n = smtp_reply_format(line, sizeof(line), err->code ? err->code : 452,
-                                     err->enh ? err->enh : "4.3.1",
-                                     err->reason ? err->reason : "Insufficient system storage");
+    if (reply) {
         smtp_mail_params_free(params);
         /* The server's condition or policy, not the client's fault: no error counted. */
-        smtp_server_reject(s, false, mailbox, strlen(mailbox), line, n);
+        smtp_server_reject(s, false, mailbox, strlen(mailbox), reply, len);
         return;
     }
     s->tx.sender = strdup(mailbox);
@@ -140,7 +142,7 @@ void smtp_cmd_mail_decided(struct smtp_server *s, const char *mailbox,
     smtp_server_set_phase(s, SMTP_PH_MAIL);
 }
 
-static int smtp_cmd_add_rcpt(struct smtp_server *s, const struct smtp_path *path,
+static int smtp_cmd_add_rcpt(struct smtp_server *s, const char *rcpt,
                              const struct smtp_rcpt_params *params)
 {
     struct smtp_transaction *tx = &s->tx;
@@ -152,7 +154,7 @@ static int smtp_cmd_add_rcpt(struct smtp_server *s, const struct smtp_path *path
             return -1;
         tx->rcpts = r;
     }
-    char *mailbox = strdup(path->mailbox);
+    char *mailbox = strdup(rcpt);
     if (!mailbox)
         return -1;
     tx->rcpts[tx->n_rcpts].mailbox = mailbox;
@@ -207,28 +209,43 @@ void smtp_cmd_rcpt(struct smtp_server *s, const char *arg, size_t len)
     if (l->bad_rcpt_throttle && s->bad_rcpts >= l->bad_rcpt_throttle)
         smtp_server_slow_down(s);
 
+    /* the raw path for the log, as sendmail's arg1= */
+    const char *raw = arg;
+    while (raw < arg + used && (*raw == ' ' || *raw == '\t'))
+        raw++;
+    size_t rawlen = used - (size_t)(raw - arg);
+
     memset(&err, 0, sizeof(err));
-    if (s->io->check_rcpt && s->io->check_rcpt(s->io->arg, &path, &err) < 0) {
-        char line[512];
-        char text[400];
-        snprintf(text, sizeof(text), "<%s>... %s", path.mailbox,
-                 err.reason ? err.reason : "Recipient refused");
-        size_t n = smtp_reply_format(line, sizeof(line), err.code ? err.code : 550,
-                                     err.enh ? err.enh : "5.7.1", text);
+    int verdict = s->io->check_rcpt ? s->io->check_rcpt(s->io->arg, &path, &err) : 0;
+    if (verdict > 0) {
+        smtp_server_check_wait(
+            s, SMTP_CHECK_RCPT,
+            &(struct smtp_check_args){
+                .name = path.mailbox, .raw = raw, .rawlen = rawlen, .rcpt = &params});
+    } else if (verdict == 0) {
+        smtp_cmd_rcpt_decided(s, path.mailbox, raw, rawlen, &params, NULL, 0);
+    } else {
+        char line[SMTP_REPLY_LINE];
+        size_t n = smtp_server_check_refusal(line, SMTP_CHECK_RCPT, &err, path.mailbox);
+        smtp_cmd_rcpt_decided(s, path.mailbox, raw, rawlen, &params, line, n);
+    }
+}
+
+void smtp_cmd_rcpt_decided(struct smtp_server *s, const char *mailbox, const char *raw,
+                           size_t rawlen, const struct smtp_rcpt_params *params, const char *reply,
+                           size_t len)
+{
+    if (reply) {
         s->bad_rcpts++;
-        /* the raw path for the log, as sendmail's arg1= */
-        const char *raw = arg;
-        while (raw < arg + used && (*raw == ' ' || *raw == '\t'))
-            raw++;
-        smtp_server_reject(s, false, raw, used - (size_t)(raw - arg), line, n);
+        smtp_server_reject(s, false, raw, rawlen, reply, len);
         return;
     }
-    if (smtp_cmd_add_rcpt(s, &path, &params) < 0) {
+    if (smtp_cmd_add_rcpt(s, mailbox, params) < 0) {
         smtp_cmd_no_storage(s);
         return;
     }
     smtp_server_event(s, &(struct smtp_event){.type = SMTP_EV_RCPT,
                                               .arg = s->tx.rcpts[s->tx.n_rcpts - 1].mailbox});
-    smtp_server_reply(s, 250, "2.1.5", "<%s>... Recipient ok", path.mailbox);
+    smtp_server_reply(s, 250, "2.1.5", "<%s>... Recipient ok", mailbox);
     smtp_server_set_phase(s, SMTP_PH_RCPT);
 }

@@ -5,8 +5,8 @@
  * content are processed straight from the caller's bytes, and only an incomplete command
  * line, or input that arrives while the server waits (commit, slow-down), is copied into
  * s->in. Waiting is a state, not a callback: the input loop stops, the rest of the bytes
- * are held, and the call that ends the wait (commit_done, tick) runs the loop again on
- * them, so replies keep the order of the commands (RFC 2920 pipelining).
+ * are held, and the call that ends the wait (commit_done, check_done, tick) runs the loop
+ * again on them, so replies keep the order of the commands (RFC 2920 pipelining).
  */
 #include "smtp/smtp_server_int.h"
 
@@ -48,6 +48,7 @@ struct smtp_server *smtp_server_new(const struct smtp_server_settings *settings,
      * store bytes the client already sent: those are never dropped. */
     buf_init(&s->in, 0);
     buf_init(&s->held_reply, 0);
+    buf_init(&s->bdat_refusal, 0);
     return s;
 }
 
@@ -61,6 +62,7 @@ void smtp_server_free(struct smtp_server *s)
     free(s->client);
     buf_free(&s->in);
     buf_free(&s->held_reply);
+    buf_free(&s->bdat_refusal);
     free(s);
 }
 
@@ -289,19 +291,51 @@ void smtp_server_tick(struct smtp_server *s, uint64_t now_ms)
     smtp_server_close(s, 421, "4.4.2", "Timeout waiting for input; closing connection", "timeout");
 }
 
+/* The message's final reply has been sent: RFC 5321 4.1.1.4, the transaction ends whatever
+ * it said. */
+static void smtp_server_commit_end(struct smtp_server *s)
+{
+    s->state = SMTP_SRV_CMD;
+    smtp_server_tx_reset(s);
+    smtp_server_set_phase(s, SMTP_PH_DATAFINAL);
+    smtp_server_run_held(s);
+}
+
 void smtp_server_commit_done(struct smtp_server *s, bool ok, const char *qid, uint64_t now_ms)
 {
     s->now = now_ms;
     if (s->state != SMTP_SRV_WAIT_COMMIT)
         return;
-    s->state = SMTP_SRV_CMD;
     if (ok)
         smtp_server_reply(s, 250, "2.0.0", "%s Message accepted for delivery", qid ? qid : "");
     else
         smtp_server_reply(s, 451, "4.3.0", "Error writing message to queue; try again later");
-    smtp_server_tx_reset(s);
-    smtp_server_set_phase(s, SMTP_PH_DATAFINAL);
-    smtp_server_run_held(s);
+    smtp_server_commit_end(s);
+}
+
+void smtp_server_commit_refused(struct smtp_server *s, int code, const char *enh, const char *text,
+                                uint64_t now_ms)
+{
+    s->now = now_ms;
+    if (s->state != SMTP_SRV_WAIT_COMMIT)
+        return;
+    char line[SMTP_REPLY_LINE];
+    smtp_server_send(s, line, smtp_server_refusal_line(line, code, enh, text));
+    smtp_server_commit_end(s);
+}
+
+void smtp_server_commit_refused_reply(struct smtp_server *s, const char *reply, uint64_t now_ms)
+{
+    s->now = now_ms;
+    if (s->state != SMTP_SRV_WAIT_COMMIT)
+        return;
+    struct buf tmp;
+    size_t n;
+    buf_init(&tmp, 0);
+    const char *line = smtp_server_verbatim(&tmp, reply, &n);
+    smtp_server_send(s, line, n);
+    buf_free(&tmp);
+    smtp_server_commit_end(s);
 }
 
 void smtp_server_tls_started(struct smtp_server *s, uint64_t now_ms)

@@ -14,14 +14,39 @@
  * makes PIPELINING cheap. Events report what happened (for logging and the spool).
  *
  * Waiting: after the end of a message the server emits SMTP_EV_DATA_END and waits for
- * smtp_server_commit_done(); after a MAIL that check_mail calls pending it waits for
- * smtp_server_check_done(); after STARTTLS it waits for smtp_server_tls_started(); when
- * slowing down an abusive client it waits until its deadline. While waiting, fed bytes
- * are kept (up to limits.max_input_buffer) and processed once the wait ends — except
- * after STARTTLS, where they are discarded (RFC 3207: pipelined plaintext is never
- * executed). smtp_server_feed() returns true when the caller should pause receiving
- * (input buffer full), and the caller resumes after the next smtp_server_commit_done()
- * / smtp_server_tick() / smtp_server_tls_started().
+ * smtp_server_commit_done() or smtp_server_commit_refused*(); after a command whose check
+ * is pending (below) it waits for smtp_server_check_done*(); after STARTTLS it waits for
+ * smtp_server_tls_started(); when slowing down an abusive client it waits until its
+ * deadline. While waiting, fed bytes are kept (up to limits.max_input_buffer) and processed
+ * once the wait ends — except after STARTTLS, where they are discarded (RFC 3207: pipelined
+ * plaintext is never executed). smtp_server_feed() returns true when the caller should
+ * pause receiving (input buffer full), and the caller resumes after the call that ends the
+ * wait (commit, check, tick, TLS).
+ *
+ * Pending checks (a filter or a lookup answers later): check_helo, check_mail, check_rcpt
+ * and check_data may return 1. The server then sends nothing for the command, keeps what it
+ * needs (its argument and parameters: what the hook got is valid only during the call),
+ * holds all later input — for a BDAT its chunk's octets too — as while a commit is in
+ * flight, and waits for one smtp_server_check_done() or smtp_server_check_done_reply(). The
+ * verdict gives the command the reply the hook would have given it at once (accepted: the
+ * usual reply and event; refused: worded and counted exactly like a synchronous refusal),
+ * then the held input runs, so replies keep the order of the commands (a pipelined RCPT,
+ * RSET or QUIT behind a pending command is answered after it, and checked only then: one
+ * check is pending at a time). While a check is pending the deadline is the timeout of the
+ * phase before the command, still running: a check that never answers costs the client a
+ * 421 "Timeout waiting for input", not a session for ever. A verdict when none is pending
+ * (the session ended meanwhile, or a second one) is ignored. Not re-entrant: the caller
+ * never calls the server from inside a hook (a verdict known at once is the hook's return
+ * value; one given during the hook is ignored, and the command waits to its timeout).
+ *
+ * Verbatim replies: smtp_server_check_done_reply() and smtp_server_commit_refused_reply()
+ * take a filter's complete reply, one or more lines joined by CRLF without the final CRLF
+ * ("554-5.7.1 a\r\n554 5.7.1 b"). The server appends CRLF and sends it as it is if every
+ * line starts with the same 3-digit code of class 4 or 5, followed by '-' on every line but
+ * the last and by ' ' (or nothing) on the last, has at most 510 octets, all printable ASCII
+ * or tab, and there are at most SMTP_SERVER_REPLY_LINES lines. Anything else (a 2xx, a
+ * bare LF, a final CRLF, mixed codes, NULL) is sent as SMTP_SERVER_FALLBACK_REPLY instead:
+ * what a filter gets wrong never reaches the client as broken protocol.
  *
  * Framing (SMTP smuggling): only CRLF.CRLF ends DATA. A bare CR or bare LF in DATA never
  * ends or splits a message: the message is read to the real CRLF.CRLF and then refused
@@ -34,8 +59,9 @@
  * Errors: every command refused for the client's fault (syntax, sequence, unknown,
  * over-long lines, bare CR/LF or NUL in them) counts toward limits.error_throttle and
  * limits.max_errors and is reported as SMTP_EV_REJECT. Policy refusals of RCPT count toward
- * limits.bad_rcpt_throttle instead; refused messages count toward neither, and so does
- * "452 4.5.3 Too many recipients" (RFC 5321 4.5.3.1.10: the client sends the rest in a
+ * limits.bad_rcpt_throttle instead (pending or not); refused messages count toward
+ * neither (commit_refused included), nor do check_mail, check_helo and check_data refusals,
+ * nor "452 4.5.3 Too many recipients" (RFC 5321 4.5.3.1.10: the client sends the rest in a
  * later transaction; the recipients accepted so far stay valid).
  *
  * Timeouts are sendmail's confTO_* names seen from the server (see docs/config.md): the
@@ -172,7 +198,9 @@ struct smtp_event {
     enum smtp_event_type type;
     const char *cmd;       /* REJECT: "MAIL", "RCPT", ... */
     const char *arg;       /* HELO/MAIL/RCPT/REJECT: the argument as received */
-    const char *reply;     /* REJECT/DATA_ABORT: the reply text sent, without CRLF */
+    const char *reply;     /* REJECT/DATA_ABORT: the reply text sent, without CRLF (the
+                              lines of a multi-line one joined by a space, at most 511
+                              octets, control octets as '?') */
     const char *data;      /* DATA: bytes */
     size_t len;            /* DATA: length; HEADER_END: 1 if no empty line follows, else 0 */
     uint64_t size;         /* DATA_END: octets of message data */
@@ -202,7 +230,10 @@ struct smtp_server_io {
     void (*event)(void *arg, const struct smtp_event *ev);
     /* Policy for a syntactically valid recipient. Return 0 to accept, or fill *err with
      * the refusal (for relaying: 550, "5.7.1", "Relaying denied") and return -1. The
-     * server formats "550 5.7.1 <mailbox>... Relaying denied" as sendmail does. */
+     * server formats "550 5.7.1 <mailbox>... Relaying denied" as sendmail does (defaults
+     * 550, "5.7.1", "Recipient refused"). Or 1: pending ("Waiting" above; the recipient
+     * and its parameters are kept, and limits.max_recipients was checked before the call).
+     * May be NULL: every recipient is accepted. */
     int (*check_rcpt)(void *arg, const struct smtp_path *rcpt, struct smtp_addr_error *err);
     /* The server's own say on a syntactically valid MAIL (room in the queue for SIZE=):
      * 0 to accept, or fill *err (452, "4.3.1", "Insufficient system storage") and return
@@ -212,6 +243,18 @@ struct smtp_server_io {
      * are valid only during this call: copy what the lookup needs). May be NULL. */
     int (*check_mail)(void *arg, const struct smtp_path *sender,
                       const struct smtp_mail_params *params, struct smtp_addr_error *err);
+    /* The say on a valid HELO/EHLO (`name` as received, `esmtp` for EHLO): 0 accepts, -1
+     * refuses with *err filled: "<code> <enh> <reason>" (defaults 550, "5.7.1", "Command
+     * rejected"), no client error counted, and the session is as if it had no HELO: the
+     * transaction is dropped (SMTP_EV_RSET if there was one) and the name forgotten, so the
+     * client must HELO again before MAIL. 1: pending. May be NULL. */
+    int (*check_helo)(void *arg, const char *name, bool esmtp, struct smtp_addr_error *err);
+    /* The say on DATA, before "354", and on a message's first BDAT, before its octets are
+     * taken (the envelope is in smtp_server_transaction()): 0 accepts, -1 refuses with *err
+     * filled: "<code> <enh> <reason>" (defaults 550, "5.7.1", "Command rejected"), no client
+     * error counted, the transaction kept (the client may RSET); a refused BDAT's octets are
+     * still read and discarded, and the refusal follows them. 1: pending. May be NULL. */
+    int (*check_data)(void *arg, struct smtp_addr_error *err);
     /* AUTH (may all be NULL: no AUTH). auth_offer fills what is offered now (`tls`: the
      * session is in TLS). auth_step starts an exchange (`mech` set; `has_resp` says whether
      * an initial response came, decoded in resp/len) or continues it (`mech` NULL, the
@@ -238,10 +281,10 @@ void smtp_server_start(struct smtp_server *s, const char *greeting, uint64_t now
 void smtp_server_refuse(struct smtp_server *s, const char *text);
 
 /* Feeds received bytes; every complete command in them runs in this call (PIPELINING).
- * Returns true when the caller should pause receiving: the server is waiting (commit or
- * slow-down) and holds at least limits.max_input_buffer bytes. Never while it merely holds
- * an incomplete command line (that is bounded by limits.max_command_line). Bytes fed
- * after STARTTLS (until smtp_server_tls_started) or after CLOSE are discarded. */
+ * Returns true when the caller should pause receiving: the server is waiting (commit,
+ * check, AUTH or slow-down) and holds at least limits.max_input_buffer bytes. Never while
+ * it merely holds an incomplete command line (that is bounded by limits.max_command_line).
+ * Bytes fed after STARTTLS (until smtp_server_tls_started) or after CLOSE are discarded. */
 bool smtp_server_feed(struct smtp_server *s, const char *data, size_t len, uint64_t now_ms);
 /* The client closed its side: a message in progress is aborted (SMTP_EV_DATA_ABORT). */
 void smtp_server_eof(struct smtp_server *s);
@@ -261,12 +304,27 @@ void smtp_server_tick(struct smtp_server *s, uint64_t now_ms);
  * accepted for delivery"; !ok → "451 4.3.0 Error writing message to queue; try again
  * later" (the reason goes to the log, not to the client). Then the held input resumes. */
 void smtp_server_commit_done(struct smtp_server *s, bool ok, const char *qid, uint64_t now_ms);
-/* The verdict on a MAIL whose check_mail said "pending": NULL accepts it ("250 2.1.0
- * <sender>... Sender ok"), else the refusal as check_mail would have filled it. Then the
- * held input resumes. Ignored when no check is pending (the session ended meanwhile). While
- * it is pending the deadline is the phase's timeout, as before the MAIL. */
+/* The caller refuses the message SMTP_EV_DATA_END announced (a filter's reject or tempfail
+ * at the end of the message): "<code> <enh> <text>" (enh may be NULL: none; control octets
+ * of text as '?'). A code that is not 4xx/5xx, or an enh that is not "<c>.<n>.<n>" with
+ * <c> the code's first digit, gives SMTP_SERVER_FALLBACK_REPLY instead. No error is
+ * counted and no event sent (the refusal is the caller's); the transaction ends as after
+ * a 250 (MAIL may follow), then the held input resumes. Ignored unless a commit is awaited. */
+void smtp_server_commit_refused(struct smtp_server *s, int code, const char *enh, const char *text,
+                                uint64_t now_ms);
+/* The same with a filter's complete reply ("Verbatim replies" above). */
+void smtp_server_commit_refused_reply(struct smtp_server *s, const char *reply, uint64_t now_ms);
+/* The verdict on the command whose check is pending ("Waiting" above): NULL accepts it;
+ * else the refusal as the hook would have filled *err. Then the held input resumes. */
 void smtp_server_check_done(struct smtp_server *s, const struct smtp_addr_error *err,
                             uint64_t now_ms);
+/* A refusal of the pending command with a filter's complete reply ("Verbatim replies"),
+ * counted as check_done's would be. */
+void smtp_server_check_done_reply(struct smtp_server *s, const char *reply, uint64_t now_ms);
+/* Verbatim replies: most lines taken, and what a malformed one is replaced by. */
+#define SMTP_SERVER_REPLY_LINES    32 /* as libmilter's smfi_setmlreply() */
+#define SMTP_SERVER_FALLBACK_REPLY "451 4.3.0 Temporary system failure; try again later\r\n"
+
 /* The TLS handshake after STARTTLS completed: state is reset, EHLO required again,
  * STARTTLS no longer offered. */
 void smtp_server_tls_started(struct smtp_server *s, uint64_t now_ms);

@@ -12,6 +12,9 @@
  *
  * BDAT (RFC 3030): exactly the announced octets, no dot handling. The octets are always
  * read, even for a refused BDAT, or they would be taken as commands.
+ *
+ * io->check_data has its say before "354" and before a message's first chunk is taken; when
+ * it is pending (smtp_server_check.c) a BDAT's octets wait with the rest of the input.
  */
 #include "smtp/smtp_server_int.h"
 
@@ -48,6 +51,23 @@ static void smtp_server_message_start(struct smtp_server *s)
     smtp_server_event(s, &(struct smtp_event){.type = SMTP_EV_DATA_START});
 }
 
+/* io->check_data on DATA or a message's first BDAT: the verdict now, or the wait for it. */
+static void smtp_server_check_data(struct smtp_server *s, enum smtp_check_step step,
+                                   void (*decided)(struct smtp_server *, const char *, size_t))
+{
+    struct smtp_addr_error err;
+    memset(&err, 0, sizeof(err));
+    int verdict = s->io->check_data ? s->io->check_data(s->io->arg, &err) : 0;
+    if (verdict > 0) {
+        smtp_server_check_wait(s, step, NULL);
+    } else if (verdict == 0) {
+        decided(s, NULL, 0);
+    } else {
+        char line[SMTP_REPLY_LINE];
+        decided(s, line, smtp_server_check_refusal(line, step, &err, NULL));
+    }
+}
+
 void smtp_cmd_data(struct smtp_server *s, const char *arg, size_t len)
 {
     (void)arg;
@@ -56,6 +76,15 @@ void smtp_cmd_data(struct smtp_server *s, const char *arg, size_t len)
         return;
     if (s->tx.bdat) { /* RFC 3030 2: DATA and BDAT are not mixed in one transaction */
         smtp_server_cmd_error(s, 503, "5.5.1", "DATA not permitted after BDAT");
+        return;
+    }
+    smtp_server_check_data(s, SMTP_CHECK_DATA, smtp_server_data_decided);
+}
+
+void smtp_server_data_decided(struct smtp_server *s, const char *reply, size_t len)
+{
+    if (reply) { /* policy, not the client's fault; the transaction stays */
+        smtp_server_reject(s, false, NULL, 0, reply, len);
         return;
     }
     smtp_server_reply(s, 354, NULL, "Enter mail, end with \".\" on a line by itself");
@@ -155,6 +184,18 @@ static void smtp_bdat_chunk_done(struct smtp_server *s)
     case SMTP_BDAT_NEED_RCPT:
         smtp_server_cmd_error(s, 503, "5.0.0", "Need RCPT (recipient)");
         break;
+    case SMTP_BDAT_REFUSED: {
+        char line[SMTP_REPLY_LINE];
+        const char *reply = s->bdat_refusal.data;
+        size_t n = s->bdat_refusal.len;
+        if (!n) { /* there was no room to keep the refusal */
+            reply = line;
+            n = smtp_reply_format(line, sizeof(line), 452, "4.3.1", "Insufficient system storage");
+        }
+        smtp_server_reject(s, false, NULL, 0, reply, n);
+        buf_free(&s->bdat_refusal);
+        break;
+    }
     case SMTP_BDAT_CHUNK:
         smtp_server_reply(s, 250, "2.0.0", "%llu octets received",
                           (unsigned long long)s->bdat_size);
@@ -164,6 +205,29 @@ static void smtp_bdat_chunk_done(struct smtp_server *s)
         smtp_server_msg_end(s);
         break;
     }
+}
+
+static bool smtp_bdat_accepted(const struct smtp_server *s)
+{
+    return s->bdat_mode == SMTP_BDAT_CHUNK || s->bdat_mode == SMTP_BDAT_LAST;
+}
+
+/* The chunk's octets come next (bdat_size and bdat_mode set). */
+static void smtp_bdat_take(struct smtp_server *s)
+{
+    bool accepted = smtp_bdat_accepted(s);
+    s->state = SMTP_SRV_BDAT;
+    if (accepted && s->tx.bdat) {
+        smtp_server_data_clock_resume(s); /* a later chunk: the message's clock goes on */
+    } else {
+        if (accepted) {
+            s->tx.bdat = true;
+            smtp_server_message_start(s);
+        }
+        smtp_server_data_clock_start(s); /* a message's first chunk, or a refused one */
+    }
+    if (s->bdat_size == 0)
+        smtp_bdat_chunk_done(s);
 }
 
 void smtp_cmd_bdat(struct smtp_server *s, const char *arg, size_t len)
@@ -183,19 +247,21 @@ void smtp_cmd_bdat(struct smtp_server *s, const char *arg, size_t len)
         s->bdat_mode = SMTP_BDAT_NEED_RCPT;
     else
         s->bdat_mode = last ? SMTP_BDAT_LAST : SMTP_BDAT_CHUNK;
-    bool accepted = s->bdat_mode == SMTP_BDAT_CHUNK || s->bdat_mode == SMTP_BDAT_LAST;
-    s->state = SMTP_SRV_BDAT;
-    if (accepted && s->tx.bdat) {
-        smtp_server_data_clock_resume(s); /* a later chunk: the message's clock goes on */
-    } else {
-        if (accepted) {
-            s->tx.bdat = true;
-            smtp_server_message_start(s);
-        }
-        smtp_server_data_clock_start(s); /* a message's first chunk, or a refused one */
+    if (smtp_bdat_accepted(s) && !s->tx.bdat)
+        smtp_server_check_data(s, SMTP_CHECK_BDAT, smtp_server_bdat_decided);
+    else
+        smtp_bdat_take(s);
+}
+
+void smtp_server_bdat_decided(struct smtp_server *s, const char *reply, size_t len)
+{
+    if (reply) {
+        s->bdat_mode = SMTP_BDAT_REFUSED;
+        buf_free(&s->bdat_refusal);
+        if (buf_append(&s->bdat_refusal, reply, len) < 0)
+            buf_free(&s->bdat_refusal); /* empty: smtp_bdat_chunk_done says 452 4.3.1 */
     }
-    if (size == 0)
-        smtp_bdat_chunk_done(s);
+    smtp_bdat_take(s);
 }
 
 size_t smtp_server_bdat_input(struct smtp_server *s, const char *p, size_t len)

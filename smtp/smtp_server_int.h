@@ -7,7 +7,8 @@
  *   smtp_server_reply.c    reply formatting and sending, error accounting and throttling
  *   smtp_cmd.c             command-line framing, the command table, session verbs
  *   smtp_cmd_envelope.c    MAIL and RCPT (paths, ESMTP parameters, recipient policy)
- *   smtp_server_check.c    MAIL whose check is answered later (check_mail "pending")
+ *   smtp_server_check.c    commands whose check is answered later (a hook said "pending"):
+ *                          what they keep while waiting, the verdict, the refusal's wording
  *   smtp_cmd_auth.c        AUTH (RFC 4954): the exchange, its wait, failures, AUTH required
  *   smtp_server_data.c     DATA and BDAT: the commands, dot framing, chunks, message end
  *   smtp_server_msg.c      the message content checks shared by DATA and BDAT (bare CR/LF,
@@ -28,7 +29,7 @@ enum smtp_server_state {
     SMTP_SRV_DATA,        /* DATA content, up to CRLF.CRLF */
     SMTP_SRV_BDAT,        /* the octets of a BDAT chunk */
     SMTP_SRV_WAIT_COMMIT, /* DATA_END sent, waiting for smtp_server_commit_done() */
-    SMTP_SRV_WAIT_CHECK,  /* check_mail said "pending": waiting for smtp_server_check_done() */
+    SMTP_SRV_WAIT_CHECK,  /* a check said "pending": waiting for smtp_server_check_done() */
     SMTP_SRV_WAIT_TLS,    /* STARTTLS accepted, waiting for smtp_server_tls_started() */
     SMTP_SRV_WAIT_AUTH,   /* a SASL step asked for, waiting for smtp_server_auth_done() */
     SMTP_SRV_CLOSED,      /* CLOSE sent; input is ignored */
@@ -65,9 +66,44 @@ enum smtp_bdat_mode {
     SMTP_BDAT_LAST,      /* the message's last chunk */
     SMTP_BDAT_NEED_MAIL, /* refused: consumed, then 503 */
     SMTP_BDAT_NEED_RCPT,
+    SMTP_BDAT_REFUSED, /* refused by io->check_data: consumed, then s->bdat_refusal */
 };
 
-#define SMTP_MSGID_MAX 250 /* longer Message-IDs are truncated for the log */
+/* The command a check is pending for (smtp_server_check.c). */
+enum smtp_check_step {
+    SMTP_CHECK_HELO,
+    SMTP_CHECK_MAIL,
+    SMTP_CHECK_RCPT,
+    SMTP_CHECK_DATA,
+    SMTP_CHECK_BDAT, /* a message's first BDAT; its size and mode are in the session */
+};
+
+/* What a pending HELO, MAIL or RCPT is given to keep (smtp_server_check_wait). */
+struct smtp_check_args {
+    const char *name; /* the HELO name, the sender or the recipient */
+    bool esmtp;       /* HELO: it was EHLO */
+    const char *raw;  /* RCPT: the path as received (REJECT's arg) */
+    size_t rawlen;
+    struct smtp_mail_params *mail;       /* MAIL: taken */
+    const struct smtp_rcpt_params *rcpt; /* RCPT: copied */
+};
+
+/* What a pending HELO, MAIL or RCPT needs once the verdict comes: copies, since what the
+ * hook was given is valid only during the call. One allocation, freed with the verdict or
+ * the session. */
+struct smtp_check {
+    bool esmtp; /* HELO: it was EHLO */
+    union {
+        struct smtp_mail_params mail; /* MAIL: owns its allocated values */
+        struct smtp_rcpt_params rcpt;
+    } params;
+    char *name; /* in text */
+    char *raw;  /* in text, after name; "" but for RCPT */
+    char text[];
+};
+
+#define SMTP_REPLY_LINE 512 /* RFC 5321 4.5.3.1.5: a reply line including CRLF */
+#define SMTP_MSGID_MAX  250 /* longer Message-IDs are truncated for the log */
 /* Longest field name (with the white space before its ':') a header line may have: RFC
  * 5322 2.1.1's line limit. A line still without ':' past it is no header field. */
 #define SMTP_HDR_NAME_MAX 998
@@ -103,9 +139,12 @@ struct smtp_server {
     struct buf held_reply; /* the reply delayed by a slow-down */
     struct smtp_transaction tx;
     struct smtp_msg msg;
-    /* MAIL while its check is pending (smtp_server_check.c); NULL otherwise. */
-    char *check_sender;
-    struct smtp_mail_params check_params;
+    /* While a check is pending (SMTP_SRV_WAIT_CHECK): what the command keeps (NULL for
+     * DATA and BDAT, which keep nothing) and which command it is. */
+    struct smtp_check *check;
+    uint8_t check_step; /* enum smtp_check_step */
+    /* The reply to a BDAT that io->check_data refused, sent once its octets are read. */
+    struct buf bdat_refusal;
     uint64_t now;           /* the time given with the current call */
     uint64_t timeout_at;    /* absolute; 0 = none */
     uint64_t slow_until;    /* absolute end of a slow-down; 0 = none */
@@ -134,8 +173,6 @@ struct smtp_server {
 
 /* smtp_server.c */
 void smtp_server_event(struct smtp_server *s, const struct smtp_event *ev);
-/* Runs the loop on the input held while waiting. */
-void smtp_server_run_held(struct smtp_server *s);
 void smtp_server_set_phase(struct smtp_server *s, enum smtp_server_phase phase);
 /* The data clock of a message (limits.min_data_rate, smtp_server.h "Timeouts"): started by
  * its first data (DATA) or its first BDAT, resumed by each later BDAT, and moved on by
@@ -170,7 +207,8 @@ void smtp_server_reply_lines(struct smtp_server *s, int code, const char *enh,
  * command, and the error count with its slow-down and drop. */
 void smtp_server_cmd_error(struct smtp_server *s, int code, const char *enh, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* A refusal with an explicit REJECT argument; `counts` adds it to the error count. */
+/* A refusal with an explicit REJECT argument; `counts` adds it to the error count. `line`
+ * is the complete reply (CRLF included), possibly of several lines. */
 void smtp_server_reject(struct smtp_server *s, bool counts, const char *arg, size_t arglen,
                         const char *line, size_t len);
 /* Hold the next reply (and all input) for one second. */
@@ -179,25 +217,50 @@ void smtp_server_slow_down(struct smtp_server *s);
 void smtp_server_flush_held(struct smtp_server *s);
 /* Copies client text for a log or reply: printable ASCII, the rest as '?', truncated. */
 void smtp_server_printable(char *out, size_t outlen, const char *in, size_t len);
+/* A reply a filter gave verbatim (smtp_server.h "Verbatim replies"): returns it with its CRLF, kept
+ * in `tmp` (which the caller frees), or SMTP_SERVER_FALLBACK_REPLY when it is malformed or
+ * memory ran out. *len is set to the reply's length. */
+const char *smtp_server_verbatim(struct buf *tmp, const char *reply, size_t *len);
+/* "<code> <enh> <text>" from a caller that refuses the message: the reply, or the fallback
+ * when code or enh is malformed (smtp_server_commit_refused). Returns the length. */
+size_t smtp_server_refusal_line(char out[SMTP_REPLY_LINE], int code, const char *enh,
+                                const char *text);
 
 /* smtp_cmd.c */
 size_t smtp_cmd_input(struct smtp_server *s, const char *p, size_t len);
+/* The verdict on a valid HELO/EHLO, at once or after a wait: accepted (`reply` NULL) or
+ * refused with the complete reply `reply` (len octets, CRLF included). Either way the
+ * transaction is dropped (RFC 5321 4.1.4); refused, the HELO name is forgotten too. */
+void smtp_cmd_hello_decided(struct smtp_server *s, const char *name, bool esmtp, const char *reply,
+                            size_t len);
 /* The ESMTP extensions as smtp_addr sees them (none after HELO). */
 void smtp_cmd_ext(const struct smtp_server *s, struct smtp_ext *ext);
 
 /* smtp_cmd_envelope.c */
 void smtp_cmd_mail(struct smtp_server *s, const char *arg, size_t len);
-/* The server's say on MAIL, at once or after a wait: accepted (err NULL) or refused.
- * Takes `params`. */
+/* The server's say on MAIL, at once or after a wait: accepted (`reply` NULL) or refused
+ * with the complete reply (no client error). Takes `params`. */
 void smtp_cmd_mail_decided(struct smtp_server *s, const char *mailbox,
-                           struct smtp_mail_params *params, const struct smtp_addr_error *err);
+                           struct smtp_mail_params *params, const char *reply, size_t len);
+void smtp_cmd_rcpt(struct smtp_server *s, const char *arg, size_t len);
+/* The same for RCPT: accepted, the recipient is added with `params`; refused, the refusal
+ * counts toward limits.bad_rcpt_throttle. `raw` is the path as received (REJECT's arg). */
+void smtp_cmd_rcpt_decided(struct smtp_server *s, const char *mailbox, const char *raw,
+                           size_t rawlen, const struct smtp_rcpt_params *params, const char *reply,
+                           size_t len);
 
 /* smtp_server_check.c */
-/* check_mail said "pending": keeps the MAIL (takes `params`) and waits. */
-void smtp_server_check_wait(struct smtp_server *s, const char *mailbox,
-                            struct smtp_mail_params *params);
+/* A hook said "pending": keeps what the command needs (`args`, NULL for DATA and BDAT) and
+ * waits for smtp_server_check_done*(). Out of memory (HELO, MAIL, RCPT) the command gets
+ * 452 4.3.1 instead and nothing waits. */
+void smtp_server_check_wait(struct smtp_server *s, enum smtp_check_step step,
+                            const struct smtp_check_args *args);
 void smtp_server_check_free(struct smtp_server *s);
-void smtp_cmd_rcpt(struct smtp_server *s, const char *arg, size_t len);
+/* The reply refusing `step` as its hook's *err asks, "<code> <enh> <reason>" with the step's
+ * defaults for what err leaves empty (RCPT: "<mailbox>... <reason>"), control octets as '?'.
+ * Synchronous and later refusals both come from here, so they read alike. */
+size_t smtp_server_check_refusal(char out[SMTP_REPLY_LINE], enum smtp_check_step step,
+                                 const struct smtp_addr_error *err, const char *mailbox);
 
 /* smtp_cmd_auth.c */
 void smtp_cmd_auth(struct smtp_server *s, const char *arg, size_t len);
@@ -214,6 +277,9 @@ bool smtp_auth_offered(const struct smtp_server *s);
 /* smtp_server_data.c */
 void smtp_cmd_data(struct smtp_server *s, const char *arg, size_t len);
 void smtp_cmd_bdat(struct smtp_server *s, const char *arg, size_t len);
+/* io->check_data's verdict on DATA / a message's first BDAT (`reply` NULL: accepted). */
+void smtp_server_data_decided(struct smtp_server *s, const char *reply, size_t len);
+void smtp_server_bdat_decided(struct smtp_server *s, const char *reply, size_t len);
 size_t smtp_server_data_input(struct smtp_server *s, const char *p, size_t len);
 size_t smtp_server_bdat_input(struct smtp_server *s, const char *p, size_t len);
 

@@ -7,13 +7,17 @@
  * limits.error_throttle holds its reply (and all further input) for a second, and the
  * error that reaches limits.max_errors closes the session with 421 4.7.0. A slow-down
  * costs a timer, not a sleeping thread.
+ *
+ * A filter's reply is sent verbatim only when it is a well-formed refusal: a milter is
+ * another program, and a reply line it gets wrong (a 2xx, a bare LF, a code that changes
+ * between lines) would desynchronise a pipelining client or forge a reply.
  */
 #include "smtp/smtp_server_int.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#define SMTP_REPLY_LINE 512 /* RFC 5321 4.5.3.1.5: reply line including CRLF */
+static const char smtp_server_fallback[] = SMTP_SERVER_FALLBACK_REPLY;
 
 size_t smtp_reply_format(char *out, size_t outlen, int code, const char *enh, const char *text)
 {
@@ -121,6 +125,22 @@ void smtp_server_printable(char *out, size_t outlen, const char *in, size_t len)
     out[n] = '\0';
 }
 
+/* The reply for a log line: printable, the lines of a multi-line reply joined by a space. */
+static void smtp_server_reply_text(char *out, size_t outlen, const char *line, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 1 < outlen; i++) {
+        if (line[i] == '\r' && i + 1 < len && line[i + 1] == '\n') {
+            out[o++] = ' ';
+            i++;
+        } else {
+            unsigned char c = (unsigned char)line[i];
+            out[o++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+        }
+    }
+    out[o] = '\0';
+}
+
 void smtp_server_reject(struct smtp_server *s, bool counts, const char *arg, size_t arglen,
                         const char *line, size_t len)
 {
@@ -129,7 +149,7 @@ void smtp_server_reject(struct smtp_server *s, bool counts, const char *arg, siz
     char replytext[SMTP_REPLY_LINE];
 
     smtp_server_printable(argtext, sizeof(argtext), arg, arglen);
-    smtp_server_printable(replytext, sizeof(replytext), line, len - 2);
+    smtp_server_reply_text(replytext, sizeof(replytext), line, len - 2);
     smtp_server_event(s, &(struct smtp_event){.type = SMTP_EV_REJECT,
                                               .cmd = s->cmd_name ? s->cmd_name : "",
                                               .arg = argtext,
@@ -159,4 +179,80 @@ void smtp_server_cmd_error(struct smtp_server *s, int code, const char *enh, con
     size_t n = smtp_server_vformat(line, sizeof(line), code, enh, fmt, ap);
     va_end(ap);
     smtp_server_reject(s, true, s->cmd_arg, s->cmd_arglen, line, n);
+}
+
+/* One line of a verbatim reply, `n` octets from `p` up to its CRLF or the end: the code of
+ * the first line, then '-' if more follow or ' ' (or nothing) on the last, then text. */
+static bool smtp_verbatim_line(const char *p, size_t n, const char *code, bool last)
+{
+    if (n < 3 || memcmp(p, code, 3) != 0 || n > SMTP_REPLY_LINE - 2)
+        return false;
+    if (n == 3)
+        return last; /* RFC 5321 4.2: Reply-code [ SP textstring ] on the last line only */
+    if (p[3] != (last ? ' ' : '-'))
+        return false;
+    for (size_t i = 4; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if ((c < 0x20 && c != '\t') || c >= 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static bool smtp_verbatim_valid(const char *reply)
+{
+    if (!reply || (reply[0] != '4' && reply[0] != '5') || reply[1] < '0' || reply[1] > '9' ||
+        reply[2] < '0' || reply[2] > '9')
+        return false;
+    const char *p = reply;
+    for (unsigned lines = 1; lines <= SMTP_SERVER_REPLY_LINES; lines++) {
+        const char *crlf = strstr(p, "\r\n");
+        size_t n = crlf ? (size_t)(crlf - p) : strlen(p);
+        if (!smtp_verbatim_line(p, n, reply, crlf == NULL))
+            return false;
+        if (!crlf)
+            return true;
+        p = crlf + 2;
+    }
+    return false;
+}
+
+const char *smtp_server_verbatim(struct buf *tmp, const char *reply, size_t *len)
+{
+    if (smtp_verbatim_valid(reply) && buf_append(tmp, reply, strlen(reply)) == 0 &&
+        buf_append(tmp, "\r\n", 2) == 0) {
+        *len = tmp->len;
+        return tmp->data;
+    }
+    *len = sizeof(smtp_server_fallback) - 1;
+    return smtp_server_fallback;
+}
+
+/* RFC 3463 2: class "." subject "." detail, each of 1 to 3 digits, the class the code's. */
+static bool smtp_enh_valid(int code, const char *enh)
+{
+    if (enh[0] != (char)('0' + code / 100) || enh[1] != '.')
+        return false;
+    const char *p = enh + 2;
+    for (int part = 0; part < 2; part++) {
+        size_t digits = 0;
+        while (p[digits] >= '0' && p[digits] <= '9')
+            digits++;
+        if (digits < 1 || digits > 3 || p[digits] != (part == 0 ? '.' : '\0'))
+            return false;
+        p += digits + 1;
+    }
+    return true;
+}
+
+size_t smtp_server_refusal_line(char out[SMTP_REPLY_LINE], int code, const char *enh,
+                                const char *text)
+{
+    if (code < 400 || code > 599 || (enh && !smtp_enh_valid(code, enh))) {
+        memcpy(out, smtp_server_fallback, sizeof(smtp_server_fallback));
+        return sizeof(smtp_server_fallback) - 1;
+    }
+    char safe[SMTP_REPLY_LINE];
+    smtp_server_printable(safe, sizeof(safe), text ? text : "", text ? strlen(text) : 0);
+    return smtp_reply_format(out, SMTP_REPLY_LINE, code, enh, safe);
 }

@@ -3,8 +3,11 @@
  *
  * The input is the client's byte stream, cut into feeds whose sizes come from the input
  * itself (so the fuzzer explores splits: CR at the end of one read, LF at the start of
- * the next). Commits are answered alternately ok and failed, TLS "handshakes" complete,
- * and the clock jumps to each deadline so timeouts and slow-downs run too.
+ * the next). The checks at HELO, MAIL, RCPT and DATA/BDAT accept, refuse or say pending,
+ * and pending ones are answered later (accepted, refused, or with a verbatim reply, well
+ * formed or not); commits are answered ok, failed or refused (code or verbatim); TLS
+ * "handshakes" complete, and the clock jumps to each deadline so timeouts and slow-downs
+ * run too. These choices come from the same seed as the feed sizes.
  *
  * Invariants checked besides "no crash, no leak, no UB":
  *  - a message only ends at a real end: DATA_END count <= occurrences of "\r\n.\r\n" in
@@ -14,6 +17,7 @@
  *  - an accepted HELO name is one smtp_helo_valid() allows (so it reaches Received: as it
  *    is), a Message-ID holds no control octet, and no NUL is ever passed on as data;
  *  - nothing is replied or reported after SMTP_EV_CLOSE except a repeated CLOSE;
+ *  - no check is asked for while one is pending;
  *  - on the local submission socket (half the inputs: the first octet's low bit), every
  *    accepted message had exactly one SMTP_EV_HEADER_END, none came outside a message or
  *    elsewhere, and its bits and len are in range.
@@ -31,7 +35,8 @@
 struct fz {
     unsigned data_end, closes;
     unsigned header_ends; /* in the current message */
-    bool waiting_commit, waiting_tls;
+    unsigned seed;        /* the choices of the hooks and of how waits end */
+    bool waiting_commit, waiting_tls, waiting_check;
     bool closed;
     bool local, in_message;
 };
@@ -107,16 +112,99 @@ static void fz_event(void *arg, const struct smtp_event *ev)
     }
 }
 
+static unsigned fz_next(struct fz *f)
+{
+    f->seed = f->seed * 1103515245u + 12345u;
+    return f->seed >> 16;
+}
+
+/* A check's verdict: mostly accepted, sometimes refused or pending. */
+static int fz_verdict(struct fz *f, struct smtp_addr_error *err)
+{
+    if (f->waiting_check)
+        abort();
+    switch (fz_next(f) % 8) {
+    case 0:
+        *err = (struct smtp_addr_error){550, "5.7.1", "Command rejected"};
+        return -1;
+    case 1:
+    case 2:
+        f->waiting_check = true;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 static int fz_check_rcpt(void *arg, const struct smtp_path *rcpt, struct smtp_addr_error *err)
 {
-    (void)arg;
+    struct fz *f = arg;
     if (rcpt->domain[0] == 'x') { /* some recipients are refused, to reach the throttle */
         err->code = 550;
         err->enh = "5.7.1";
         err->reason = "Relaying denied";
         return -1;
     }
-    return 0;
+    return fz_verdict(f, err);
+}
+
+static int fz_check_mail(void *arg, const struct smtp_path *sender,
+                         const struct smtp_mail_params *params, struct smtp_addr_error *err)
+{
+    (void)sender;
+    (void)params;
+    return fz_verdict(arg, err);
+}
+
+static int fz_check_helo(void *arg, const char *name, bool esmtp, struct smtp_addr_error *err)
+{
+    (void)name;
+    (void)esmtp;
+    return fz_verdict(arg, err);
+}
+
+static int fz_check_data(void *arg, struct smtp_addr_error *err)
+{
+    return fz_verdict(arg, err);
+}
+
+/* Filters' replies, well-formed or not (the malformed ones must become the fallback). */
+static const char *const fz_verbatim[] = {
+    "554-5.7.1 one\r\n554 5.7.1 two", "451 4.7.1 later", "550-bad\r\n551 mixed",
+    "250 2.0.0 not a refusal",        "554 bare\nLF",
+};
+
+/* The verdict on the pending check. */
+static void fz_check_done(struct smtp_server *s, struct fz *f, uint64_t now)
+{
+    static const struct smtp_addr_error no = {451, "4.7.1", "Try\r\nlater"};
+    unsigned pick = fz_next(f);
+    f->waiting_check = false;
+    if (pick % 3 == 0)
+        smtp_server_check_done(s, NULL, now);
+    else if (pick % 3 == 1)
+        smtp_server_check_done(s, &no, now);
+    else
+        smtp_server_check_done_reply(s, fz_verbatim[pick / 3 % 5], now);
+}
+
+/* The end of the commit that DATA_END asked for. */
+static void fz_commit_done(struct smtp_server *s, struct fz *f, uint64_t now)
+{
+    unsigned pick = fz_next(f);
+    f->waiting_commit = false;
+    switch (pick % 4) {
+    case 0:
+    case 1:
+        smtp_server_commit_done(s, pick % 4 == 0, "FUZZQID", now);
+        break;
+    case 2:
+        smtp_server_commit_refused(s, 500 + (int)(pick / 4 % 100), "5.7.1", "No\r\nthanks", now);
+        break;
+    default:
+        smtp_server_commit_refused_reply(s, fz_verbatim[pick / 4 % 5], now);
+        break;
+    }
 }
 
 static size_t fz_count(const uint8_t *p, size_t len, const char *needle, bool nocase)
@@ -161,9 +249,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     };
     struct smtp_server_settings local = set;
     local.local = true;
-    struct fz f = {.local = size && (data[0] & 1)};
-    const struct smtp_server_io io = {
-        .arg = &f, .reply = fz_reply, .event = fz_event, .check_rcpt = fz_check_rcpt};
+    struct fz f = {.local = size && (data[0] & 1), .seed = size ? data[0] : 0};
+    const struct smtp_server_io io = {.arg = &f,
+                                      .reply = fz_reply,
+                                      .event = fz_event,
+                                      .check_rcpt = fz_check_rcpt,
+                                      .check_mail = fz_check_mail,
+                                      .check_helo = fz_check_helo,
+                                      .check_data = fz_check_data};
     uint64_t now = 1;
     struct smtp_server *s = smtp_server_new(f.local ? &local : &set, &io, "[192.0.2.9]", now);
     if (!s)
@@ -174,7 +267,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned seed = size ? data[0] : 0;
     const uint8_t *p = size ? data + 1 : data;
     size_t len = size ? size - 1 : 0;
-    bool commit_ok = true;
     for (size_t off = 0; off < len && !f.closed;) {
         seed = seed * 1103515245u + 12345u;
         size_t n = 1 + (seed >> 16) % 97;
@@ -185,9 +277,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* answer what the server waits for, then let time pass to its deadline */
         for (int rounds = 0; rounds < 4 && !f.closed; rounds++) {
             if (f.waiting_commit) {
-                f.waiting_commit = false;
-                smtp_server_commit_done(s, commit_ok, "FUZZQID", now);
-                commit_ok = !commit_ok;
+                fz_commit_done(s, &f, now);
+            } else if (f.waiting_check && (seed >> 4) % 3) {
+                fz_check_done(s, &f, now); /* else left to the session's timeout */
             } else if (f.waiting_tls) {
                 f.waiting_tls = false;
                 smtp_server_tls_started(s, now);
