@@ -21,6 +21,16 @@
  * alive. Once the message is in the spool's hands (committed or aborted) and an error or
  * an abort has happened, the message waits for inflight to drain, unlinks the files it
  * created, and is freed (after `done` for a failed commit).
+ *
+ * Reading back and writing again (for mail filters, docs/queue.md "Reading a message back
+ * and writing it again"): every byte of the data is either in a chunk still in memory
+ * (being filled, queued, or with its write in flight) or in the df, written: a read is
+ * served from the chunk that holds it, or from the df up to the next chunk in memory, so
+ * it always sees every spool_msg_write before it without waiting for the disk. A restart
+ * leaves the first data where it is (data[0]: its df keeps writing what it was given)
+ * and starts data[1]; the first df's name is unlinked, its descriptor kept for reading,
+ * and only then is the new df created under the same name, so at any time at most one
+ * df<qid> exists and recovery sees nothing new.
  */
 #include "queue/spool.h"
 
@@ -49,6 +59,9 @@
 /* A full or broken disk fails every commit: one line per kind of failure per interval,
  * then a count (util/log.h). */
 #define SPOOL_FAILURE_LOG_MS 10000
+/* One spool_msg_read: what a mail filter takes in one body chunk (65,535 octets), and
+ * the bounce buffer a read of the df holds while it runs. */
+#define SPOOL_MSG_READ_MAX (64u * 1024)
 
 static struct log_limit spool_log_failures = LOG_LIMIT_INIT(SPOOL_FAILURE_LOG_MS);
 
@@ -82,7 +95,29 @@ struct spool_file {
     bool created; /* our create made it: remove it on failure */
     bool sealed;  /* commit queued the last chunk */
     struct spool_chunk *head, *tail;
-    unsigned writing; /* chunks with a write in flight */
+    struct spool_chunk *busy; /* chunks with a write in flight: still readable here */
+    unsigned writing;         /* ... and how many */
+};
+
+/* One version of a message's data: the df, the chunks on their way to it and the one
+ * being filled. */
+struct spool_data {
+    struct spool_file file;
+    struct spool_chunk *fill; /* data being gathered, not yet queued */
+    uint64_t size;            /* bytes accepted by spool_msg_write */
+};
+
+/* The one spool_msg_read a message has at a time. A read of the df goes into `bounce`,
+ * not the caller's buffer, so that an abort during it leaves that buffer alone. */
+struct spool_read {
+    struct engine_op op; /* the `later` that resolves it, then the df's read */
+    bool active;
+    char *bounce; /* the df's read in flight, when not NULL */
+    void *buf;
+    size_t len;
+    uint64_t off;
+    spool_read_fn done;
+    void *arg;
 };
 
 struct spool_msg {
@@ -90,14 +125,18 @@ struct spool_msg {
     struct spool_dirref *dir; /* where its files are: taken at the first create */
     char qid[QID_LEN + 1];
     unsigned shard; /* its subdirectory (spool_shard_of) */
-    struct spool_file df, tf;
-    struct spool_chunk *fill; /* data being gathered, not yet queued */
-    uint64_t size;            /* bytes accepted by spool_msg_write */
+    /* [0] the data as received; [1] the data written again after spool_msg_restart */
+    struct spool_data data[2];
+    struct spool_data *cur; /* what spool_msg_write appends to and the commit stores */
+    struct spool_file tf;
     unsigned inflight;
     int err;                         /* first error, an errno */
     const char *err_what, *err_name; /* ... and what failed on which file, for the log */
     bool committed, aborted, detached, renaming, renamed, cleaning, retried;
+    bool first_unlinking; /* restarted: the first df's unlink was issued */
     struct engine_op rename_op;
+    struct engine_op first_unlink_op;
+    struct spool_read rd;
     struct engine_op cleanup_op; /* the unlinks of a failed or aborted message */
     char qfname[SPOOL_PATH_LEN + 1];
     void (*done)(void *arg, int err);
@@ -224,6 +263,11 @@ static void msg_op(struct spool_msg *m)
     m->inflight++;
 }
 
+static bool msg_restarted(const struct spool_msg *m)
+{
+    return m->cur != &m->data[0];
+}
+
 static void chunk_write_done(struct engine_op *op, int res);
 
 static struct spool_chunk *chunk_new(struct spool_file *f, uint64_t off, size_t cap)
@@ -260,6 +304,10 @@ static void chunk_write_done(struct engine_op *op, int res)
         chunk_issue(c);
         return;
     }
+    struct spool_chunk **p = &f->busy;
+    while (*p != c)
+        p = &(*p)->next;
+    *p = c->next;
     free(c);
     f->writing--;
     msg_step(m);
@@ -276,12 +324,19 @@ static void file_queue(struct spool_file *f, struct spool_chunk *c)
 
 /* The df is created by its first full chunk or the commit; the tf at the commit, once
  * the df exists: a message whose first create finds no directory has no file anywhere
- * and can follow a recreated spool directory instead of failing. */
+ * and can follow a recreated spool directory instead of failing. After a restart the
+ * first df is never created anew, and the new one waits until the first one's name is
+ * gone (created, then unlinked). */
 static bool file_wanted(const struct spool_file *f)
 {
     const struct spool_msg *m = f->m;
+    const struct spool_file *df = &m->cur->file, *first = &m->data[0].file;
     if (f == &m->tf)
-        return f->sealed && m->df.state >= SPOOL_FILE_OPEN;
+        return f->sealed && df->state >= SPOOL_FILE_OPEN;
+    if (f != df)
+        return false;
+    if (f != first && (first->state == SPOOL_FILE_OPENING || first->created))
+        return false;
     return f->head || f->sealed;
 }
 
@@ -294,7 +349,7 @@ static bool file_retry_create(struct spool_file *f)
     struct spool_msg *m = f->m;
     struct spool_worker *sw = m->sw;
 
-    if (m->retried || m->aborted || f != &m->df)
+    if (m->retried || m->aborted || f != &m->cur->file)
         return false;
     m->retried = true;
     spool_worker_refresh(sw, true);
@@ -336,7 +391,7 @@ static bool msg_pin(struct spool_msg *m)
     struct spool_worker *sw = m->sw;
     spool_worker_refresh(sw, false);
     if (sw->lost) {
-        msg_fail(m, ESTALE, "create (the spool directory is gone)", m->df.name);
+        msg_fail(m, ESTALE, "create (the spool directory is gone)", m->cur->file.name);
         return false;
     }
     m->dir = sw->dir;
@@ -364,6 +419,8 @@ static void file_step(struct spool_file *f)
         struct spool_chunk *c = f->head;
         if (!(f->head = c->next))
             f->tail = NULL;
+        c->next = f->busy;
+        f->busy = c;
         f->writing++;
         chunk_issue(c);
     }
@@ -392,12 +449,22 @@ static void file_drop_queue(struct spool_file *f)
     f->tail = NULL;
 }
 
+/* The data before a restart, once committed or aborted: what is not in the df yet is
+ * never needed again (writes in flight finish on their own). */
+static void data_release(struct spool_data *d)
+{
+    free(d->fill);
+    d->fill = NULL;
+    file_drop_queue(&d->file);
+}
+
 static void msg_free(struct spool_msg *m)
 {
     struct spool_worker *sw = m->sw;
-    free(m->fill);
-    file_drop_queue(&m->df);
+    data_release(&m->data[0]);
+    data_release(&m->data[1]);
     file_drop_queue(&m->tf);
+    free(m->rd.bounce);
     if (m->dir)
         spool_dirref_put(m->dir);
     sw->live--;
@@ -443,10 +510,13 @@ static void msg_cleanup(struct spool_msg *m)
     if (m->cleaning)
         return;
     m->cleaning = true;
-    file_close(m, &m->df);
+    /* At most one df exists: the new one is created after the first one's unlink. */
+    for (int i = 0; i < 2; i++) {
+        file_close(m, &m->data[i].file);
+        if (m->data[i].file.created)
+            msg_unlink(m, m->data[i].file.name);
+    }
     file_close(m, &m->tf);
-    if (m->df.created)
-        msg_unlink(m, m->df.name);
     if (m->tf.created)
         msg_unlink(m, m->renamed ? m->qfname : m->tf.name);
     if (m->inflight)
@@ -487,9 +557,34 @@ static void msg_rename_done(struct engine_op *op, int res)
     spool_dirsync_join(m->sw, &m->sync);
 }
 
+static void msg_first_unlinked(struct engine_op *op, int res)
+{
+    struct spool_msg *m = spool_of(op, struct spool_msg, first_unlink_op);
+    struct spool_file *first = &m->data[0].file;
+
+    m->inflight--;
+    if (res < 0 && res != -ENOENT)
+        msg_fail(m, -res, "unlink of the replaced", first->name);
+    else
+        first->created = false; /* its descriptor still reads the first data */
+    msg_step(m);
+}
+
+/* After a restart: the first df gives up its name as soon as it has one. */
+static void msg_unlink_first(struct spool_msg *m)
+{
+    struct spool_file *first = &m->data[0].file;
+    if (!msg_restarted(m) || !first->created || m->first_unlinking)
+        return;
+    m->first_unlinking = true;
+    msg_op(m);
+    m->sw->fs->unlink(m->sw->ctx, &m->first_unlink_op, m->dir->fd, first->name);
+}
+
 static void msg_step(struct spool_msg *m)
 {
     struct spool_worker *sw = m->sw;
+    struct spool_file *df = &m->cur->file;
 
     if (m->aborted || (m->err && m->committed)) {
         if (!m->inflight)
@@ -499,13 +594,18 @@ static void msg_step(struct spool_msg *m)
     /* Before commit an error only stops the I/O; the owner still holds the message. */
     if (m->err || m->renaming)
         return;
-    if (!m->dir && file_wanted(&m->df) && !msg_pin(m)) {
+    if (!m->dir && file_wanted(df) && !msg_pin(m)) {
         msg_step(m);
         return;
     }
-    file_step(&m->df);
+    msg_unlink_first(m);
+    file_step(&m->data[0].file);
+    file_step(&m->data[1].file);
     file_step(&m->tf);
-    if (m->df.state != SPOOL_FILE_SYNCED || m->tf.state != SPOOL_FILE_SYNCED)
+    /* A read or the first data's last writes may still be in flight after the commit:
+     * the message must outlive them. */
+    if (df->state != SPOOL_FILE_SYNCED || m->tf.state != SPOOL_FILE_SYNCED || m->rd.active ||
+        m->data[0].file.writing)
         return;
     /* Both files are durable: the rename makes the message exist — but not in a directory
      * that is no longer the spool (renamed away): the client gets 4xx and sends it again. */
@@ -514,7 +614,8 @@ static void msg_step(struct spool_msg *m)
         msg_step(m);
         return;
     }
-    file_close(m, &m->df);
+    file_close(m, &m->data[0].file);
+    file_close(m, &m->data[1].file);
     file_close(m, &m->tf);
     m->renaming = true;
     msg_op(m);
@@ -662,15 +763,17 @@ struct spool_msg *spool_msg_new(struct spool_worker *sw, char qid_out[QID_LEN + 
     qid_new(m->qid, sw->index);
     memcpy(qid_out, m->qid, QID_LEN + 1);
     m->shard = spool_shard_of(m->qid, sw->sp->hash_depth);
-    struct spool_file *files[] = {&m->df, &m->tf};
-    const char *kinds[] = {"df", "tf"};
-    for (int i = 0; i < 2; i++) {
+    struct spool_file *files[] = {&m->data[0].file, &m->data[1].file, &m->tf};
+    const char *kinds[] = {"df", "df", "tf"};
+    for (int i = 0; i < 3; i++) {
         *files[i] = (struct spool_file){.op.complete = file_op_done, .m = m, .fd = -1};
         spool_path_at(m->shard, sw->sp->hash_depth, kinds[i], m->qid, files[i]->name);
     }
     spool_path_at(m->shard, sw->sp->hash_depth, "qf", m->qid, m->qfname);
+    m->cur = &m->data[0];
     m->rename_op.complete = msg_rename_done;
     m->cleanup_op.complete = msg_cleanup_done;
+    m->first_unlink_op.complete = msg_first_unlinked;
     sw->live++;
     return m;
 }
@@ -680,7 +783,8 @@ struct spool_msg *spool_msg_new(struct spool_worker *sw, char qid_out[QID_LEN + 
 static bool msg_fill_room(struct spool_msg *m, size_t want)
 {
     size_t chunk = m->sw->sp->write_chunk;
-    struct spool_chunk *c = m->fill, *grown;
+    struct spool_data *d = m->cur;
+    struct spool_chunk *c = d->fill, *grown;
     size_t used = c ? c->len : 0;
     size_t cap = c ? c->cap : SPOOL_FIRST_BUFFER / 2;
 
@@ -692,35 +796,36 @@ static bool msg_fill_room(struct spool_msg *m, size_t want)
     if (cap > chunk)
         cap = chunk;
     if (!c)
-        return (m->fill = chunk_new(&m->df, m->size, cap)) != NULL;
+        return (d->fill = chunk_new(&d->file, d->size, cap)) != NULL;
     if (!(grown = realloc(c, sizeof(*c) + cap))) {
-        msg_fail(m, ENOMEM, "buffer for", m->df.name);
+        msg_fail(m, ENOMEM, "buffer for", d->file.name);
         return false;
     }
     grown->cap = cap;
-    m->fill = grown;
+    d->fill = grown;
     return true;
 }
 
 int spool_msg_write(struct spool_msg *m, const void *data, size_t len)
 {
     const char *p = data;
+    struct spool_data *d = m->cur;
 
     if (m->err)
         return -1;
     while (len) {
         if (!msg_fill_room(m, len))
             return -1;
-        struct spool_chunk *c = m->fill;
+        struct spool_chunk *c = d->fill;
         size_t n = c->cap - c->len < len ? c->cap - c->len : len;
         memcpy(c->data + c->len, p, n);
         c->len += n;
-        m->size += n;
+        d->size += n;
         p += n;
         len -= n;
         if (c->len == m->sw->sp->write_chunk) {
-            file_queue(&m->df, c);
-            m->fill = NULL;
+            file_queue(&d->file, c);
+            d->fill = NULL;
         }
     }
     msg_step(m);
@@ -735,7 +840,7 @@ static void msg_queue_envelope(struct spool_msg *m, const struct envelope *e)
     struct spool_chunk *c;
 
     memcpy(copy.qid, m->qid, sizeof(copy.qid));
-    copy.size = m->size;
+    copy.size = m->cur->size;
     buf_init(&b, 0);
     if (envelope_write(&copy, &b) < 0) {
         msg_fail(m, ENOMEM, "envelope for", m->tf.name);
@@ -750,16 +855,20 @@ static void msg_queue_envelope(struct spool_msg *m, const struct envelope *e)
 void spool_msg_commit(struct spool_msg *m, const struct envelope *e,
                       void (*done)(void *arg, int err), void *arg)
 {
+    struct spool_data *d = m->cur;
+
     m->committed = true;
     m->done = done;
     m->arg = arg;
+    if (msg_restarted(m))
+        data_release(&m->data[0]);
     if (!m->err) {
-        if (m->fill) {
-            file_queue(&m->df, m->fill);
-            m->fill = NULL;
+        if (d->fill) {
+            file_queue(&d->file, d->fill);
+            d->fill = NULL;
         }
         msg_queue_envelope(m, e);
-        m->df.sealed = m->tf.sealed = true; /* an empty message still has an (empty) df */
+        d->file.sealed = m->tf.sealed = true; /* an empty message still has an (empty) df */
     }
     msg_step(m);
 }
@@ -773,6 +882,139 @@ void spool_msg_abort(struct spool_msg *m)
 {
     m->aborted = true;
     msg_step(m);
+}
+
+/* --- reading back and writing again --- */
+
+/* The chunk of `d` still in memory that holds `off`, or NULL; then *next is the offset of
+ * the first chunk in memory after `off` (or the end of the data): everything from `off`
+ * up to there is in the df, written. */
+static const struct spool_chunk *data_find(const struct spool_data *d, uint64_t off, uint64_t *next)
+{
+    const struct spool_chunk *lists[] = {d->file.busy, d->file.head, d->fill};
+
+    *next = d->size;
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
+        for (const struct spool_chunk *c = lists[i]; c; c = c->next) {
+            if (off >= c->off && off - c->off < c->len)
+                return c;
+            if (c->off > off && c->off < *next)
+                *next = c->off;
+        }
+    return NULL;
+}
+
+/* `done` may commit, abort or read again: the read is over before it runs. */
+static void read_finish(struct spool_msg *m, ssize_t n)
+{
+    struct spool_read *r = &m->rd;
+    r->active = false;
+    r->done(r->arg, n);
+}
+
+/* Runs from a completion, so every write issued before the read is accounted for: a
+ * byte is either in a chunk in memory or already in the df. */
+static void read_resolve(struct spool_msg *m)
+{
+    struct spool_read *r = &m->rd;
+    const struct spool_data *d = &m->data[0];
+    uint64_t next;
+
+    if (m->err) {
+        read_finish(m, -m->err);
+        return;
+    }
+    if (r->off >= d->size) {
+        read_finish(m, 0);
+        return;
+    }
+    const struct spool_chunk *c = data_find(d, r->off, &next);
+    size_t len = r->len;
+    if (c) {
+        size_t at = (size_t)(r->off - c->off);
+        if (len > c->len - at)
+            len = c->len - at;
+        memcpy(r->buf, c->data + at, len);
+        read_finish(m, (ssize_t)len);
+        return;
+    }
+    if (len > next - r->off)
+        len = (size_t)(next - r->off);
+    if (!(r->bounce = malloc(len))) {
+        read_finish(m, -ENOMEM);
+        return;
+    }
+    msg_op(m);
+    m->sw->fs->read(m->sw->ctx, &r->op, d->file.fd, r->bounce, (unsigned)len, r->off);
+}
+
+static void read_done(struct engine_op *op, int res)
+{
+    struct spool_msg *m = spool_of(op, struct spool_msg, rd.op);
+    struct spool_read *r = &m->rd;
+    char *bounce = r->bounce;
+
+    m->inflight--;
+    r->bounce = NULL;
+    if (m->aborted || m->committed) { /* the caller gave the message up: no `done` */
+        free(bounce);
+        r->active = false;
+        msg_step(m);
+        return;
+    }
+    if (!bounce) {
+        read_resolve(m);
+        return;
+    }
+    if (res == 0)
+        res = -EIO; /* the df ends before what was written to it */
+    if (res > 0)
+        memcpy(r->buf, bounce, (size_t)res);
+    else
+        log_limited(&spool_log_failures, LOG_LVL_ERROR, "read back",
+                    "%s: queue file read failed: read %s: %s", m->qid, m->data[0].file.name,
+                    strerror(-res));
+    free(bounce);
+    read_finish(m, res);
+}
+
+int spool_msg_read(struct spool_msg *m, uint64_t off, void *buf, size_t len, spool_read_fn done,
+                   void *arg)
+{
+    if (m->committed || m->aborted || !len)
+        return -EINVAL;
+    if (m->rd.active)
+        return -EBUSY;
+    m->rd = (struct spool_read){
+        .op.complete = read_done,
+        .active = true,
+        .buf = buf,
+        .len = len < SPOOL_MSG_READ_MAX ? len : SPOOL_MSG_READ_MAX,
+        .off = off,
+        .done = done,
+        .arg = arg,
+    };
+    msg_op(m);
+    m->sw->fs->later(m->sw->ctx, &m->rd.op);
+    return 0;
+}
+
+int spool_msg_restart(struct spool_msg *m)
+{
+    if (m->committed || m->aborted)
+        return -EINVAL;
+    if (msg_restarted(m))
+        return -EBUSY;
+    if (m->err)
+        return -m->err;
+    m->cur = &m->data[1];
+    msg_step(m);
+    return 0;
+}
+
+uint64_t spool_msg_size(const struct spool_msg *m)
+{
+    return m->cur->size;
 }
 
 void spool_worker_stats(const struct spool_worker *sw, uint64_t *commits, uint64_t *dir_syncs)

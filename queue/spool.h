@@ -162,6 +162,41 @@ struct spool_msg *spool_msg_new(struct spool_worker *sw, char qid_out[QID_LEN + 
 /* Appends message data. Never blocks; a write error is remembered and reported by the
  * commit. -1 if the message already failed (the caller may stop sending data). */
 int spool_msg_write(struct spool_msg *m, const void *data, size_t len);
+
+/* --- before the commit: reading the data back, writing it again (mail filters) ---
+ * A filter is sent the whole message at its end and may change its headers or replace
+ * its body; the message is never held whole in memory for that (docs/queue.md, "Reading
+ * a message back and writing it again"). */
+
+/* n octets were read (1 .. len; fewer than asked is not the end), 0 at the end of the
+ * data, or -errno. */
+typedef void (*spool_read_fn)(void *arg, ssize_t n);
+/* Reads up to `len` (at most 64 KiB) octets of the data at offset `off` into `buf`, then
+ * done(arg, n) later on the worker's thread, never from inside this call. Every
+ * spool_msg_write before the call is seen: what is still in memory is copied from there,
+ * the rest is read from the df through the worker's file operations (never a
+ * synchronous read). After spool_msg_restart it reads the data as it was before the
+ * restart ("the old data"), never the new. `buf` is written only right before `done`.
+ * One read at a time: -EBUSY while one is in flight; -EINVAL after the commit or abort,
+ * or for len 0 (no `done` then). A message that failed (spool_msg_write returned -1)
+ * gives done(arg, -errno of its failure). A read in flight when the message is committed
+ * or aborted ends without `done` and without touching `buf`. */
+int spool_msg_read(struct spool_msg *m, uint64_t off, void *buf, size_t len, spool_read_fn done,
+                   void *arg);
+/* The data is written again from its start: what was written so far stays readable with
+ * spool_msg_read until the commit or the abort (which release it), and spool_msg_write
+ * starts new data at offset 0, which the commit stores (its size is the qf's). On disk:
+ * the old df is unlinked as soon as it exists, its descriptor kept for the reads, and a
+ * new df is created as for a fresh message once that unlink completed, so there is never
+ * more than one df<qid> and recovery needs nothing new. Memory: at most what the old data
+ * held in memory (below write_chunk plus writes in flight), besides the new data's.
+ * Once per message: -EBUSY the second time. -EINVAL after the commit or abort; -errno
+ * (the message's failure) when it already failed. A failure of the unlink or of the new
+ * data is reported by the commit as any other. */
+int spool_msg_restart(struct spool_msg *m);
+/* Octets written so far with spool_msg_write (since the restart, after one). */
+uint64_t spool_msg_size(const struct spool_msg *m);
+
 /* Writes the rest, the envelope (e->qid and e->size are filled in by the spool), fsyncs,
  * renames and fsyncs the directory, then calls done(arg, 0) — or done(arg, -errno) after
  * removing the partial files. `e` is only read during the call. `done` runs later on the

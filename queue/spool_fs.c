@@ -11,9 +11,11 @@
 static void uring_create(void *ctx, struct engine_op *op, int dirfd, const char *name)
 {
     /* O_EXCL: an id collision fails the commit instead of overwriting a message.
-     * O_NOFOLLOW: never write through a link planted in the spool. */
+     * O_NOFOLLOW: never write through a link planted in the spool. O_RDWR: a message's
+     * data is read back before its commit (spool_msg_read), also after its df is
+     * unlinked by a restart, when no name is left to open it by. */
     io_uring_prep_openat(engine_sqe(ctx, op), dirfd, name,
-                         O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+                         O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 }
 
 static void uring_open(void *ctx, struct engine_op *op, int dirfd, const char *name,

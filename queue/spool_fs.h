@@ -32,8 +32,9 @@ enum spool_fs_open {
 };
 
 struct spool_fs_ops {
-    /* Creates a new regular file `name` in the directory for writing, mode 0600; fails
-     * if the name exists (O_EXCL) and never follows a symbolic link. res = descriptor. */
+    /* Creates a new regular file `name` in the directory for writing and reading back,
+     * mode 0600; fails if the name exists (O_EXCL) and never follows a symbolic link.
+     * res = descriptor. */
     void (*create)(void *ctx, struct engine_op *op, int dirfd, const char *name);
     /* Opens an existing file or subdirectory, never through a symbolic link.
      * res = descriptor. */
