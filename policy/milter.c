@@ -683,10 +683,12 @@ static void milter_settle(struct milter *m, enum milter_verdict v)
         m->conn_done = true;
         return;
     }
+    if (st == MILTER_ST_UNKNOWN)
+        return; /* the verdict is the reply to that command only */
     if (v == MILTER_SKIP)
         m->skip_body = true;
-    else if (st == MILTER_ST_RCPT)
-        m->msg_done = v == MILTER_ACCEPT || v == MILTER_DISCARD;
+    else if (st == MILTER_ST_RCPT) /* a refusal is for that recipient only */
+        m->msg_done = m->msg_done || v == MILTER_ACCEPT || v == MILTER_DISCARD;
     else if (st == MILTER_ST_EOM || (milter_steps[st].msg && v != MILTER_CONTINUE))
         m->msg_done = true;
     if (m->msg_done)

@@ -432,9 +432,13 @@ static void test_verdicts(void **state)
     (void)state;
     struct buf out = {0}, in = {0};
     struct milter *m = nego(0, 0, NULL);
-    /* RCPT: a refusal is for that recipient only; ACCEPT ends the message */
+    /* RCPT: a refusal is for that recipient only; ACCEPT ends the message. A refused
+     * unknown command is only that command's reply. */
     assert_int_equal(milter_mail(m, &out, "<s@x>", NULL, 0), MILTER_WAIT);
     reply_code(m, 'c');
+    assert_int_equal(milter_unknown(m, &out, "XYZZY"), MILTER_WAIT);
+    pkt(&in, 'y', "500 5.5.1 what?", 16);
+    assert_int_equal(feed_verdict(m, &in), MILTER_REPLYCODE);
     assert_int_equal(milter_rcpt(m, &out, "<a@x>", NULL, 0, false), MILTER_WAIT);
     pkt(&in, 'r', NULL, 0);
     assert_int_equal(feed_verdict(m, &in), MILTER_REJECT);
