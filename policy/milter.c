@@ -636,7 +636,8 @@ static int milter_on_mod(struct milter *m, const struct milter_reply *r)
         m->body_replaced = true;
         return 0;
     }
-    size_t bytes = strlen(r->str) + (r->str2 ? strlen(r->str2) : 0) + 2;
+    /* each edit is charged its bookkeeping too, so many tiny ones cannot amplify memory */
+    size_t bytes = strlen(r->str) + (r->str2 ? strlen(r->str2) : 0) + 2 + sizeof(struct milter_mod);
     if (bytes > m->max_mods - m->mods_bytes) {
         milter_fail(m, "modifications above %zu octets", m->max_mods);
         return -1;

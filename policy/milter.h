@@ -107,9 +107,9 @@ struct milter_result {
 };
 
 /* `lists` NULL = milter_macros_default. `max_mods`: the most bytes of modifications kept
- * from one EOM (the replaced body, and all other edits together), e.g. the message size
- * limit. The filter, the lists and `macro_arg` must outlive the milter. NULL if out of
- * memory. */
+ * from one EOM (the replaced body; and all other edits together, each also charged its
+ * bookkeeping), e.g. the message size limit. The filter, the lists and `macro_arg` must outlive the
+ * milter. NULL if out of memory. */
 struct milter *milter_new(const struct milter_filter *f, const struct milter_macro_list *lists,
                           milter_macro_fn macro, void *macro_arg, size_t max_mods);
 void milter_free(struct milter *m);
