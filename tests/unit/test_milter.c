@@ -822,6 +822,8 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
     return remove(path);
 }
 
+static pid_t child; /* the filter of the running test, stopped by its teardown */
+
 static pid_t spawn(char *const argv[], const char *log)
 {
     pid_t pid = fork();
@@ -833,6 +835,7 @@ static pid_t spawn(char *const argv[], const char *log)
         execv(argv[0], argv);
         _exit(127);
     }
+    child = pid;
     return pid;
 }
 
@@ -853,6 +856,7 @@ static int connect_unix(const char *path)
 
 static void stop(pid_t pid)
 {
+    child = 0;
     kill(pid, SIGTERM);
     for (int i = 0; i < 100; i++) {
         if (waitpid(pid, NULL, WNOHANG) == pid)
@@ -1164,6 +1168,15 @@ static void test_opendkim(void **state)
     stop(pid);
 }
 
+/* A failed assertion leaves its test early: its filter must not outlive it. */
+static int stop_child(void **state)
+{
+    (void)state;
+    if (child > 0)
+        stop(child);
+    return 0;
+}
+
 static int live_setup(void **state)
 {
     (void)state;
@@ -1190,8 +1203,8 @@ int main(void)
         cmocka_unit_test(test_abort_and_rcpt_rej),
     };
     const struct CMUnitTest real[] = {
-        cmocka_unit_test(test_python_milter),
-        cmocka_unit_test(test_opendkim),
+        cmocka_unit_test_teardown(test_python_milter, stop_child),
+        cmocka_unit_test_teardown(test_opendkim, stop_child),
     };
     signal(SIGPIPE, SIG_IGN);
     int failed = cmocka_run_group_tests_name("pure", pure, NULL, NULL);
