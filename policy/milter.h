@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "policy/milter_proto.h" /* MILTER_FAMILY_*, MILTER_CHUNK_MAX, MILTER_P_* */
 #include "util/buf.h"
 
 /* sendmail's F= flags: what a session does when the filter cannot be used (not listening,
@@ -108,8 +109,8 @@ struct milter_result {
 
 /* `lists` NULL = milter_macros_default. `max_mods`: the most bytes of modifications kept
  * from one EOM (the replaced body; and all other edits together, each also charged its
- * bookkeeping), e.g. the message size limit. The filter, the lists and `macro_arg` must outlive the
- * milter. NULL if out of memory. */
+ * bookkeeping), e.g. the message size limit. The filter, the lists and `macro_arg` must
+ * outlive the milter. NULL if out of memory. */
 struct milter *milter_new(const struct milter_filter *f, const struct milter_macro_list *lists,
                           milter_macro_fn macro, void *macro_arg, size_t max_mods);
 void milter_free(struct milter *m);
