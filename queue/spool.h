@@ -177,10 +177,10 @@ typedef void (*spool_read_fn)(void *arg, ssize_t n);
  * the rest is read from the df through the worker's file operations (never a
  * synchronous read). After spool_msg_restart it reads the data as it was before the
  * restart ("the old data"), never the new. `buf` is written only right before `done`.
- * One read at a time: -EBUSY while one is in flight; -EINVAL after the commit or abort,
- * or for len 0 (no `done` then). A message that failed (spool_msg_write returned -1)
- * gives done(arg, -errno of its failure). A read in flight when the message is committed
- * or aborted ends without `done` and without touching `buf`. */
+ * 0 when `done` will come. One read at a time: -EBUSY while one is in flight; -EINVAL
+ * after the commit or abort, or for len 0 (no `done` then). A message that failed (spool_msg_write
+ * returned -1) gives done(arg, -errno of its failure). A read in flight when the message is
+ * committed or aborted ends without `done` and without touching `buf`. */
 int spool_msg_read(struct spool_msg *m, uint64_t off, void *buf, size_t len, spool_read_fn done,
                    void *arg);
 /* The data is written again from its start: what was written so far stays readable with
@@ -188,8 +188,9 @@ int spool_msg_read(struct spool_msg *m, uint64_t off, void *buf, size_t len, spo
  * starts new data at offset 0, which the commit stores (its size is the qf's). On disk:
  * the old df is unlinked as soon as it exists, its descriptor kept for the reads, and a
  * new df is created as for a fresh message once that unlink completed, so there is never
- * more than one df<qid> and recovery needs nothing new. Memory: at most what the old data
- * held in memory (below write_chunk plus writes in flight), besides the new data's.
+ * more than one df<qid> and recovery needs nothing new. Memory: the old data keeps what
+ * it held in memory (its last partial chunk; chunks still to be written are freed as
+ * their writes complete), besides the new data's.
  * Once per message: -EBUSY the second time. -EINVAL after the commit or abort; -errno
  * (the message's failure) when it already failed. A failure of the unlink or of the new
  * data is reported by the commit as any other. */
