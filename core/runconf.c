@@ -244,6 +244,11 @@ struct runconf *runconf_new(struct config *cfg, unsigned generation, unsigned wo
         runconf_unref(rc);
         return NULL;
     }
+    if (milterconf_resolve(cfg, &rc->milter_addrs, &rc->n_milter_addrs) < 0) {
+        snprintf(err, errlen, "out of memory");
+        runconf_unref(rc);
+        return NULL;
+    }
     return rc;
 }
 
@@ -261,6 +266,7 @@ void runconf_unref(struct runconf *rc)
     tlsconf_free(rc->tls_client, rc->n_tls_client);
     free(rc->outbound);
     free(rc->tls_policy_entries);
+    free(rc->milter_addrs);
     config_free(rc->cfg);
     free(rc);
 }

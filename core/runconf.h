@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 
 #include "core/config.h"
+#include "core/milterconf.h"
 #include "compat/masquerade.h"
 #include "delivery/outbound.h"
 #include "delivery/qmgr.h"
@@ -47,6 +48,8 @@ struct runconf {
      * auth.options (core/session_auth.c) */
     char auth_mechs[2][256];
     unsigned auth_flags;
+    struct milterconf_addr *milter_addrs; /* cfg->milters' addresses (core/milterconf.h) */
+    size_t n_milter_addrs;
 };
 
 /* Takes ownership of cfg and builds `workers` TLS server and client contexts from it, the i-th on

@@ -1,5 +1,6 @@
 #include "core/session.h"
 #include "core/session_int.h"
+#include "core/session_milter.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -65,7 +66,7 @@ const char *session_relay(const struct session *s, char *out, size_t outlen)
 }
 
 /* The listener's name in sendmail's lines ("daemon=MTA"); "local" for submission.socket. */
-static const char *session_daemon_name(const struct session *s)
+const char *session_daemon_name(const struct session *s)
 {
     return s->local ? "local" : session_daemon->listener_names[s->listener];
 }
@@ -100,6 +101,10 @@ static void session_rearm(struct session *s)
     }
     if (s->checks) { /* not greeted yet */
         engine_conn_set_timer(s->dw->w, s->id, session_checks_deadline(s));
+        return;
+    }
+    if (!s->smtp) { /* the filters decide on the greeting: their own timeouts bound it */
+        engine_conn_set_timer(s->dw->w, s->id, 0);
         return;
     }
     /* While the handshake runs the state machine has no deadline: timeouts.starttls. */
@@ -259,14 +264,48 @@ static int session_check_rcpt(void *arg, const struct smtp_path *rcpt, struct sm
     struct policy_client c;
     session_policy_client(s, &c);
     policy_rcpt(&s->rc->policy, &c, &s->pol, rcpt, &s->verdict);
-    if (session_policy_verdict(s, rcpt->mailbox, err) < 0)
+    if (session_policy_verdict(s, rcpt->mailbox, err) < 0 || session_check_local(s, rcpt, err) < 0)
         return -1;
-    return session_check_local(s, rcpt, err);
+    if (!s->milters)
+        return 0;
+    char path[SMTP_PATH_MAX + 3];
+    snprintf(path, sizeof(path), "<%s>", rcpt->mailbox);
+    return session_milter_check_rcpt(s, path, err);
 }
 
 /* sendmail's enoughdiskspace(): a MAIL whose SIZE= (or any message, below MinFreeBlocks)
  * would not fit is told now, not after its whole body was read (RFC 1870 6.1). Then the
  * sender's domain must resolve (core/session_sender.c), an answer that comes later. */
+static void session_new_message(struct session *s)
+{
+    session_drop_message(s);
+    s->msg = spool_msg_new(s->dw->sw, s->qid);
+    if (!s->msg)
+        log_error("cannot start a queue file: out of memory");
+}
+
+/* MAIL's ESMTP parameters as a filter is given them ("SIZE=1024 BODY=8BITMIME"). */
+#define SESSION_MAIL_ARGS_MAX (SMTP_ENVID_MAX + SMTP_AUTH_PARAM_MAX + 80)
+static void session_mail_args(const struct smtp_mail_params *p, char *out, size_t outlen)
+{
+    struct buf b;
+    buf_init(&b, 0);
+    if (p->has_size)
+        buf_printf(&b, " SIZE=%llu", (unsigned long long)p->size);
+    if (p->body != SMTP_BODY_NONE)
+        buf_printf(&b, " BODY=%s", p->body == SMTP_BODY_7BIT ? "7BIT" : "8BITMIME");
+    if (p->smtputf8)
+        buf_printf(&b, " SMTPUTF8");
+    if (p->ret != SMTP_RET_NONE)
+        buf_printf(&b, " RET=%s", p->ret == SMTP_RET_FULL ? "FULL" : "HDRS");
+    if (p->envid[0])
+        buf_printf(&b, " ENVID=%s", p->envid);
+    if (p->auth)
+        buf_printf(&b, " AUTH=%s", p->auth);
+    snprintf(out, outlen, "%s", b.len ? (const char *)b.data + 1 : "");
+    buf_free(&b);
+}
+
 static int session_check_mail(void *arg, const struct smtp_path *sender,
                               const struct smtp_mail_params *params, struct smtp_addr_error *err)
 {
@@ -285,14 +324,34 @@ static int session_check_mail(void *arg, const struct smtp_path *sender,
         err->reason = "Maildrop file not found or not the caller's";
         return -1;
     }
+    if (!spool_space_check(s->dw->sw, params->has_size ? params->size : 0)) {
+        err->code = 452;
+        err->enh = "4.3.1";
+        err->reason = "Insufficient system storage";
+        return -1;
+    }
     /* a From: entry (OK, RELAY, ...) decides for the sender, as in sendmail's check_mail,
      * where a found entry ends the ruleset before the domain's lookup */
-    if (spool_space_check(s->dw->sw, params->has_size ? params->size : 0))
-        return s->pol.mail ? 0 : session_sender_check(s, sender); /* may answer later */
-    err->code = 452;
-    err->enh = "4.3.1";
-    err->reason = "Insufficient system storage";
-    return -1;
+    int looked_up = s->pol.mail ? 0 : session_sender_check(s, sender); /* may answer later */
+    if (!s->milters)
+        return looked_up;
+    /* the filters hear of a sender the rulesets accepted, as sendmail's envfrom, with the
+     * message's queue id in ${i} */
+    session_new_message(s);
+    s->msg_for_mail = true;
+    char path[SMTP_PATH_MAX + 3], args[SESSION_MAIL_ARGS_MAX];
+    snprintf(path, sizeof(path), "<%s>", sender->mailbox);
+    session_mail_args(params, args, sizeof(args));
+    if (looked_up == 1) {
+        size_t plen = strlen(path) + 1, alen = strlen(args) + 1;
+        free(s->milter_mail);
+        if ((s->milter_mail = malloc(plen + alen))) {
+            memcpy(s->milter_mail, path, plen);
+            memcpy(s->milter_mail + plen, args, alen);
+        }
+        return 1;
+    }
+    return session_milter_check_mail(s, path, args, err);
 }
 
 static void session_write_received(struct session *s)
@@ -353,7 +412,9 @@ static int session_commit(struct session *s)
     struct envelope env;
     memset(&env, 0, sizeof(env));
 
-    env.sender = t->sender;
+    struct session_milter_envelope filtered; /* what the mail filters changed */
+    session_milter_envelope(s, &filtered);
+    env.sender = filtered.sender ? (char *)filtered.sender : t->sender;
     env.created = time(NULL);
     env.helo = t->helo;
     char local_name[80];
@@ -380,17 +441,23 @@ static int session_commit(struct session *s)
     env.auth = (char *)session_auth_param(s, t->mail_params.auth, auth, sizeof(auth));
     struct policy_verdict v;
     policy_data(&s->pol, &v);
-    if (v.action == POLICY_QUARANTINE) { /* held with its reason until an operator acts */
-        env.quarantine = (char *)s->pol.quarantine;
+    if (v.action == POLICY_QUARANTINE || filtered.quarantine) {
+        /* held with its reason until an operator acts */
+        env.quarantine =
+            (char *)(v.action == POLICY_QUARANTINE ? s->pol.quarantine : filtered.quarantine);
         env.next_attempt = ENVELOPE_NEXT_HELD;
     }
     /* local recipients expanded now, as sendmail's qf holds them (core/localrcpt.h) */
     struct localrcpt_list rl = {0};
-    for (size_t i = 0; i < t->n_rcpts; i++) {
-        const struct smtp_rcpt *r = &t->rcpts[i];
+    for (size_t i = 0; i < t->n_rcpts + filtered.n_added; i++) {
+        const struct smtp_rcpt *r = i < t->n_rcpts ? &t->rcpts[i] : NULL;
+        const char *mailbox = r ? r->mailbox : filtered.added[i - t->n_rcpts];
+        if (session_milter_removed(&filtered, mailbox))
+            continue;
         /* same bit values as ENV_NOTIFY_* */
-        if (localrcpt_envelope(s->rc->cfg, r->mailbox, r->params.orcpt[0] ? r->params.orcpt : NULL,
-                               r->params.notify, &rl) < 0) {
+        if (localrcpt_envelope(s->rc->cfg, mailbox,
+                               r && r->params.orcpt[0] ? r->params.orcpt : NULL,
+                               r ? r->params.notify : 0, &rl) < 0) {
             localrcpt_list_free(&rl);
             return -ENOMEM;
         }
@@ -443,14 +510,25 @@ static void session_deliver_commit_result(struct session *s, int err)
 {
     struct engine_worker *w = s->dw->w;
 
-    /* A failed commit was logged where it failed: the spool, or session_commit_failed. */
+    /* A failed commit was logged where it failed: the spool, or session_commit_failed; a
+     * filter's refusal by the filters (core/session_milter.c). */
     if (err == 0)
         session_log_accepted(s);
     free(s->msgid);
     s->msgid = NULL;
     s->in_smtp = true;
-    smtp_server_commit_done(s->smtp, err == 0, s->qid, engine_now_ms(w));
+    if (s->commit_refusal) {
+        smtp_server_commit_refused_reply(s->smtp, s->commit_refusal, engine_now_ms(w));
+        free(s->commit_refusal);
+        s->commit_refusal = NULL;
+    } else {
+        smtp_server_commit_done(s->smtp, err == 0, s->qid, engine_now_ms(w));
+    }
     s->in_smtp = false;
+    if (s->commit_shutdown) {
+        s->commit_shutdown = false;
+        session_close(s);
+    }
     /* Held pipelined input was processed above; receiving may resume. */
     engine_conn_resume_recv(w, s->id);
 }
@@ -471,6 +549,19 @@ void session_mail_checked(struct session *s, const struct smtp_addr_error *err)
 {
     if (s->closing)
         return;
+    char *mail = s->milter_mail;
+    s->milter_mail = NULL;
+    struct smtp_addr_error refused;
+    if (!err && mail) { /* the lookup accepted the sender: now the filters */
+        int r = session_milter_check_mail(s, mail, mail + strlen(mail) + 1, &refused);
+        free(mail);
+        if (r == 1)
+            return; /* their verdict reaches the state machine later */
+        if (r < 0)
+            err = &refused;
+    } else {
+        free(mail);
+    }
     s->in_smtp = true;
     smtp_server_check_done(s->smtp, err, engine_now_ms(s->dw->w));
     /* Held pipelined input was processed above; receiving may resume. */
@@ -673,6 +764,36 @@ static void session_local_headers(struct session *s, const struct smtp_event *ev
     buf_free(&b);
 }
 
+static void session_commit_or_fail(struct session *s)
+{
+    if (!s->msg || session_commit(s) < 0) {
+        log_limited(&session_log_commit_failures, LOG_LVL_ERROR, "memory",
+                    "%s: queue commit failed: out of memory", s->qid);
+        session_drop_message(s);
+        session_commit_result(s, -ENOMEM);
+    }
+}
+
+/* The filters' verdict on the message (core/session_milter.h): refused (the reply goes to
+ * the client as the filter wrote it), discarded (a 250, nothing queued, as the access
+ * map's DISCARD) or committed with their changes. */
+static void session_filtered(struct session *s, const struct session_milter_outcome *o)
+{
+    if (o->verdict == SESSION_MILTER_CONTINUE) {
+        session_commit_or_fail(s);
+        return;
+    }
+    session_drop_message(s);
+    if (o->verdict == SESSION_MILTER_REFUSE) {
+        free(s->commit_refusal);
+        s->commit_refusal = strdup(o->reply);
+        s->commit_shutdown = o->shutdown;
+        session_commit_result(s, -EPERM);
+        return;
+    }
+    session_commit_result(s, 0);
+}
+
 static void session_io_event(void *arg, const struct smtp_event *ev)
 {
     struct session *s = arg;
@@ -680,11 +801,12 @@ static void session_io_event(void *arg, const struct smtp_event *ev)
     switch (ev->type) {
     case SMTP_EV_MAIL:
         session_note_command(s, "MAIL");
-        /* The message's queue id from MAIL on, as in sendmail, so reject lines carry it. */
-        session_drop_message(s);
-        s->msg = spool_msg_new(s->dw->sw, s->qid);
-        if (!s->msg)
-            log_error("cannot start a queue file: out of memory");
+        /* The message's queue id from MAIL on, as in sendmail, so reject lines carry it (the
+         * filters' MAIL step had it already: session_new_message). */
+        if (s->msg_for_mail)
+            s->msg_for_mail = false;
+        else
+            session_new_message(s);
         break;
     case SMTP_EV_REJECT:
         session_log_reject(s, ev);
@@ -712,12 +834,13 @@ static void session_io_event(void *arg, const struct smtp_event *ev)
         }
         if (session_discarded(s))
             break;
-        if (!s->msg || session_commit(s) < 0) {
-            log_limited(&session_log_commit_failures, LOG_LVL_ERROR, "memory",
-                        "%s: queue commit failed: out of memory", s->qid);
-            session_drop_message(s);
-            session_commit_result(s, -ENOMEM);
+        if (s->milters && s->msg) { /* the filters have the message first */
+            struct session_milter_outcome now;
+            if (!session_milter_eom(s, session_filtered, &now))
+                session_filtered(s, &now);
+            break;
         }
+        session_commit_or_fail(s);
         break;
     case SMTP_EV_DATA_ABORT:
         /* A 421 is the session ending inside DATA: CLOSE follows and says why. The client
@@ -728,9 +851,11 @@ static void session_io_event(void *arg, const struct smtp_event *ev)
             if (ev->reply && s->msg)
                 log_info("%s: message refused: %s", s->qid, ev->reply);
         }
+        session_milter_abort(s);
         session_drop_message(s);
         break;
     case SMTP_EV_RSET:
+        session_milter_abort(s);
         session_drop_message(s);
         break;
     case SMTP_EV_CLOSE:
@@ -908,6 +1033,7 @@ static void *session_start(struct daemon_worker *dw, engine_conn_id id, unsigned
     s->io.check_rcpt = session_check_rcpt;
     s->io.check_mail = session_check_mail;
     session_auth_io(s);
+    session_milter_hooks(s);
     s->tp = &session_plain;
 
     qid_new(s->qid, engine_worker_index(dw->w)); /* the connection's id until MAIL */
@@ -923,6 +1049,12 @@ static void *session_start(struct daemon_worker *dw, engine_conn_id id, unsigned
 }
 
 void session_greet(struct session *s, const char *early, size_t len)
+{
+    if (!session_milter_greeting(s, early, len))
+        session_greet_now(s, early, len);
+}
+
+void session_greet_now(struct session *s, const char *early, size_t len)
 {
     char client[SESSION_RELAY_MAX], date[64], greeting[320];
     uint64_t now = engine_now_ms(s->dw->w);
@@ -1086,6 +1218,10 @@ static void session_on_recv(void *ctx, const char *data, size_t len)
         session_checks_input(s, data, len);
         return;
     }
+    if (!s->smtp) { /* the filters decide on the greeting */
+        session_milter_early(s, data, len);
+        return;
+    }
     s->in_smtp = true;
     s->tp->recv(s, data, len);
     session_after_smtp(s);
@@ -1100,6 +1236,8 @@ static void session_on_timer(void *ctx)
         session_checks_timer(s);
         return;
     }
+    if (!s->smtp)
+        return;
     uint64_t tls = session_tls_deadline(s), now = engine_now_ms(s->dw->w);
     if (tls && now >= tls) {
         session_tls_timeout(s);
@@ -1127,6 +1265,10 @@ static void session_on_closed(void *ctx, int err)
     bool in_data = s->in_data;
     session_checks_free(s);
     session_sender_free(s);
+    session_milter_free(s);
+    free(s->early);
+    free(s->milter_mail);
+    free(s->commit_refusal);
     if (s->smtp)
         smtp_server_eof(s->smtp); /* aborts a message in progress (DATA_ABORT) */
     if (peer_first)

@@ -71,7 +71,14 @@ struct session {
      * a name that is not forged is used for access-map host-name keys. */
     char *client_name;
     bool client_forged;
-    struct session_auth *auth; /* from the first AUTH (core/session_auth.c) */
+    struct session_auth *auth;       /* from the first AUTH (core/session_auth.c) */
+    struct session_milters *milters; /* the listener's mail filters (core/session_milter.h) */
+    char *early; /* what the client sent before the greeting, while the filters decide */
+    size_t early_len;
+    char *milter_mail;    /* "<sender>\0args": MAIL for the filters after the sender's lookup */
+    char *commit_refusal; /* a filter's refusal of the message, for the commit's result */
+    bool commit_shutdown; /* ... after which the session ends (a filter's 421) */
+    bool msg_for_mail;    /* msg was started for the MAIL the filters are asked about */
     struct sockaddr_storage peer;
     unsigned listener;
     struct policy_session pol; /* what the policy said so far (policy/policy.h) */
@@ -106,12 +113,16 @@ struct log_limit;
 void session_log_check_relay(struct log_limit *limit, const char *addr, const char *name,
                              const char *relay, const char *reject);
 void session_close(struct session *s);
+/* sendmail's {daemon_name}: the listener's name. */
+const char *session_daemon_name(const struct session *s);
 /* Plaintext from the client into the state machine; pauses receiving when it is full. */
 void session_smtp_input(struct session *s, const char *data, size_t len);
 
 /* Sends the greeting and starts the SMTP state machine (NULL until then); `early` is what
  * the client sent before it (len 0: nothing), read now. */
 void session_greet(struct session *s, const char *early, size_t len);
+/* The same once the mail filters have had their say on the connection. */
+void session_greet_now(struct session *s, const char *early, size_t len);
 /* The access map's Connect: entries again, now with the client's forward-confirmed name
  * (sendmail's check_relay looks up the name, then the address): true when they refuse the
  * client, which is then told so in the greeting's place and closed. */
@@ -170,6 +181,9 @@ void session_tls_timeout(struct session *s);
 bool session_tls_active(const struct session *s);
 /* sendmail's Received: comment, "(version=TLSv1.3 cipher=... bits=256 verify=NO)". */
 void session_tls_received(const struct session *s, struct buf *hdr);
+/* A TLS macro for the mail filters ({tls_version}, {cipher}, {cipher_bits}, {verify},
+ * {cert_subject}, {cert_issuer}) into `out`; NULL outside TLS or for another name. */
+const char *session_tls_macro(const struct session *s, const char *name, char *out, size_t outlen);
 
 /* Queues "421 4.3.2 <host> <text>" for a connection that will not be served; NULL. */
 void *session_refuse(struct daemon_worker *dw, engine_conn_id id, const char *text);

@@ -183,6 +183,33 @@ void session_tls_received(const struct session *s, struct buf *hdr)
                i.verify);
 }
 
+const char *session_tls_macro(const struct session *s, const char *name, char *out, size_t outlen)
+{
+    if (!session_tls_active(s))
+        return NULL;
+    struct tls_session_info i;
+    tls_session_info(s->tls->t, &i);
+    const char *v = NULL;
+    if (strcmp(name, "{tls_version}") == 0)
+        v = i.version;
+    else if (strcmp(name, "{cipher}") == 0)
+        v = i.cipher;
+    else if (strcmp(name, "{verify}") == 0)
+        v = i.verify;
+    else if (strcmp(name, "{cert_subject}") == 0)
+        v = i.peer_subject[0] ? i.peer_subject : NULL;
+    else if (strcmp(name, "{cert_issuer}") == 0)
+        v = i.peer_issuer[0] ? i.peer_issuer : NULL;
+    else if (strcmp(name, "{cipher_bits}") == 0) {
+        snprintf(out, outlen, "%d", i.bits);
+        return out;
+    }
+    if (!v)
+        return NULL;
+    snprintf(out, outlen, "%s", v);
+    return out;
+}
+
 unsigned session_tls_bits(const struct session *s)
 {
     struct tls_session_info i;

@@ -51,7 +51,6 @@ class Maps(MapsCase):
             maps={"local_host_names": "local-host-names",
                   "relay_domains_file": "relay-domains", "access": "access"},
             mailers={"enabled": ["local", "smtp"]},
-            milters=[{"name": "dkim", "socket": "inet:8891@localhost"}],
             features={"delay_checks": ["friend", "n"], "redirect": True,
                       "blocklist_recipients": True})
 
@@ -91,8 +90,7 @@ class Maps(MapsCase):
     def test_unenforced_keys_are_warned_about(self):
         log = self.d.log(since_start=True)
         path = re.escape(str(self.d.config_path))
-        for key, issue in [("mailers.enabled", "delivery"), ("milters", "milters"),
-                           ("features.redirect", "policy")]:
+        for key, issue in [("mailers.enabled", "delivery"), ("features.redirect", "policy")]:
             self.assertRegex(log, rf"warning: {path}:\d+: key '{re.escape(key)}' is accepted "
                                   rf"but not enforced yet \(issue: {issue}\)")
         # enforced keys are not named, nor the access map's From: entries (policy/)

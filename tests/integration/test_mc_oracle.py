@@ -41,11 +41,12 @@ SIZES = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 IGNORED = {
     "StatusFile": "sendmail's statistics file",
     "HelpFile": "ringmail answers HELP itself",
-    "InputMailFilters": "the order of milters[]; checked with the X lines",
+    "InputMailFilters": "checked with the X lines (maps_and_milters)",
     "DeadLetterDrop": "sendmail's dead.letter file",
     "DontBlameSendmail": "sendmail's file-permission checks (OSTYPE(debian))",
     "ControlSocketName": "sendmail's control socket",
-    "Milter.macros.": "the macros sendmail passes to milters: the milter issue's",
+    "Milter.macros.": "checked with the X lines (maps_and_milters)",
+    "Milter.LogLevel": "how much sendmail logs about its filters (ignored by the translator)",
     "DontProbeInterfaces": "ringmail never probes interfaces",
     "FallbackSmartHost": "not set by these .mc files",
     "UnixFromLine": "the local mailer's business",
@@ -161,6 +162,76 @@ def words(text):
     return [w for w in re.split(r"[\s,]+", text) if w]
 
 
+# ringmaild's milter_macros defaults (core/config_keys.c): cfhead.m4's
+MILTER_MACROS = {"connect": "j _ {daemon_name} {if_name} {if_addr}",
+                 "helo": "{tls_version} {cipher} {cipher_bits} {cert_subject} {cert_issuer}",
+                 "envfrom": "i {auth_type} {auth_authen} {auth_ssf} {auth_author} {mail_mailer} "
+                            "{mail_host} {mail_addr}",
+                 "envrcpt": "{rcpt_mailer} {rcpt_host} {rcpt_addr}", "data": "", "eoh": "",
+                 "eom": "{msg_id}"}
+
+
+def x_equates(equates):
+    """milter_setup()'s reading of an X line's equates: {first letter: value}; None when a
+    field has no '=' (sendmail then defines no filter)."""
+    fields = {}
+    for part in equates.split(","):
+        name, eq, value = part.strip().partition("=")
+        if not name:
+            continue
+        if not eq:
+            return None
+        fields[name[0]] = value.strip().strip('"')
+    return fields
+
+
+def milter_socket(text):
+    """S= as ringmaild writes it (a bare path is sendmail's unix socket), None when the
+    translator cannot carry it over (unknown scheme, relative path, service name)."""
+    scheme, colon, rest = text.partition(":")
+    if not colon or not scheme:
+        scheme, rest = "local", rest if colon else text
+    scheme = scheme.lower()
+    if scheme in ("unix", "local"):
+        return f"{scheme}:{rest}" if rest.startswith("/") and len(rest) < 108 else None
+    port, at, host = rest.partition("@")
+    if scheme in ("inet", "inet6") and at and host and port.isdigit() and 0 < int(port) < 65536:
+        return f"{scheme}:{rest}"
+    return None
+
+
+def milter_timeouts(spec):
+    """T= as milter_parse_timeouts() scans it: {key: seconds}."""
+    keys, out = {"C": "connect", "S": "send", "R": "read", "E": "eom"}, {}
+    while spec := spec.lstrip("; \t"):
+        field, colon = spec[0], spec.find(":")
+        if colon < 0:
+            break
+        value, _, spec = spec[colon + 1:].strip(" \t").partition(";")
+        if field in keys and re.fullmatch(r"(\d+[smhdw]?)+", value.strip()):
+            out[keys[field]] = seconds(value.strip(), "s")
+    return out
+
+
+def milter_names(text, declared):
+    """An InputMailFilters list as milter_config() and the translator read it: the names
+    declared, once each, in order."""
+    names = []
+    for name in re.split(r"[\s,;]+", text or ""):
+        if name in declared and name not in names:
+            names.append(name)
+    return names
+
+
+def macro_ok(name):
+    return (len(name) == 1 and name.isprintable() and not name.isspace() and name not in "{},"
+            ) or bool(re.fullmatch(r"\{\w+\}", name))
+
+
+def yaml_list(value):
+    return [] if value == "[]" else value
+
+
 def daemon_options(text, client=False):
     """One DaemonPortOptions (or ClientPortOptions) value as the listener it means."""
     fields = {}
@@ -177,6 +248,8 @@ def daemon_options(text, client=False):
         port = fields.get("P", "smtp")
         entry.update(name=fields.get("N", ""), port=PORTS.get(port) or int(port),
                      modifiers="".join(sorted(set(fields.get("M", "")))))
+        if "I" in fields:  # InputMailFilters=, checked with the X lines
+            entry["filters"] = fields["I"]
     elif "P" in fields:
         entry["port"] = int(fields["P"])
     return entry
@@ -212,8 +285,7 @@ class SendmailCf:
             elif m := re.match(r"K(\w+) (.*)$", line):
                 self.maps[m.group(1)] = m.group(2).split()[-1]
             elif m := re.match(r"X(\w+), (.*)$", line):
-                fields = dict(f.strip().split("=", 1) for f in m.group(2).split(", "))
-                self.milters.append({"name": m.group(1), **fields})
+                self.milters.append((m.group(1), m.group(2)))
 
 
 def msp_host(cf):
@@ -402,6 +474,7 @@ class Oracle(unittest.TestCase):
             if value == DEFAULT_MSA and any(w["port"] == 587 for w in want):
                 continue
             want.append(entry)
+        self.daemon_filters = [w.pop("filters", None) for w in want]
         got = [{"family": g.get("family", "inet"), "address": g["address"],
                 "name": g.get("name", ""), "port": int(g["port"]),
                 "modifiers": "".join(sorted(g.get("modifiers", "")))}
@@ -523,14 +596,41 @@ class Oracle(unittest.TestCase):
             want = cf.maps.get(k)
             # sendmail opens NAME.db for hash maps; the text source is the same path
             self.check(yaml, path, want and re.sub(r"\.db$", "", want), f"K{k}")
-        want = [{"name": m["name"], "socket": m["S"], **({"flags": m["F"]} if m.get("F") else {}),
-                 **({"timeouts": m["T"]} if "T" in m else {})} for m in cf.milters]
-        # F= with nothing is no flags
-        got = [{k: v for k, v in m.items() if k != "input" and v} for m in get(yaml, "milters") or []]
+        want, declared = [], set()
+        for name, equates in cf.milters:
+            fields = x_equates(equates)
+            socket = fields and milter_socket(fields.get("S", ""))
+            if not socket or name in declared:  # the translator: needs a person, or a warning
+                continue
+            declared.add(name)
+            flags = fields.get("F", "")
+            on_fail = ("tempfail" if "T" in flags or "4" in flags
+                       else "reject" if "R" in flags else None)
+            timeouts = milter_timeouts(fields.get("T", ""))
+            want.append({"name": name, "socket": socket, **({"on_fail": on_fail} if on_fail else {}),
+                         **({"timeouts": timeouts} if timeouts else {})})
+        got = [{"name": m["name"], "socket": m["socket"],
+                **({"on_fail": m["on_fail"]} if "on_fail" in m else {}),
+                **({"timeouts": {k: ringmail_seconds(v) for k, v in m["timeouts"].items()}}
+                   if "timeouts" in m else {})}
+               for m in get(yaml, "milters") or []]
         self.assertEqual(got, want, "X milters")
-        inputs = words(cf.options.get("InputMailFilters", [""])[-1])
-        self.assertEqual([m["name"] for m in get(yaml, "milters") or [] if m.get("input") == "true"],
-                         inputs, "InputMailFilters")
+        inputs = milter_names(cf.options.get("InputMailFilters", [""])[-1], declared)
+        got = yaml_list(get(yaml, "input_mail_filters"))
+        if got is None:  # ringmaild's default: the input: true filters, in order
+            got = [m["name"] for m in get(yaml, "milters") or [] if m.get("input") != "false"]
+        self.assertEqual(got, inputs, "InputMailFilters")
+        for listener, filters in zip(get(yaml, "listen") or [], self.daemon_filters):
+            self.assertEqual(yaml_list(listener.get("input_mail_filters")),
+                             None if filters is None else milter_names(filters, declared),
+                             f"DaemonPortOptions InputMailFilters= of {listener.get('name')}")
+        if not cf.milters:  # proto.m4 writes the Milter options only for a .cf with filters
+            return
+        for step, default in MILTER_MACROS.items():
+            value = cf.options.get(f"Milter.macros.{step}", [""])[-1]
+            got = yaml_list(get(yaml, f"milter_macros.{step}"))
+            self.assertEqual(words(default) if got is None else got,
+                             [w for w in words(value) if macro_ok(w)], f"Milter.macros.{step}")
 
 
 def luser_relay(value):
