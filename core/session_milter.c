@@ -22,6 +22,7 @@
 #include <strings.h>
 #include <netinet/in.h>
 
+#include "core/localrcpt.h"
 #include "core/milterconf.h"
 #include "core/runconf.h"
 #include "core/session_int.h"
@@ -98,19 +99,61 @@ static const struct milter_settings *sm_settings(const struct session *s)
 
 /* --- what sendmail's macros hold for this session --- */
 
+/* "<a@b>" -> "a@b", as the recipient lists, the envelope and the macros keep addresses. */
+static const char *sm_bare(const char *addr, char *out, size_t outlen)
+{
+    size_t len = strlen(addr);
+    if (len >= 2 && addr[0] == '<' && addr[len - 1] == '>') {
+        snprintf(out, outlen, "%.*s", (int)(len - 2), addr + 1);
+        return out;
+    }
+    return addr;
+}
+
+/* ${mail_*} at MAIL and ${rcpt_*} at RCPT: the address without its brackets, its domain, and
+ * the mailer sendmail would pick for it (local for this host's domains). */
+static const char *sm_addr_macro(struct session_milters *sm, const char *what, char *tmp,
+                                 size_t tmplen)
+{
+    if (!sm->arg)
+        return NULL;
+    const char *addr = sm_bare(sm->arg, tmp, tmplen);
+    const char *at = strrchr(addr, '@');
+    if (strcmp(what, "addr}") == 0)
+        return addr;
+    if (strcmp(what, "host}") == 0)
+        return at ? at + 1 : sm->s->rc->cfg->hostname;
+    if (strcmp(what, "mailer}") == 0)
+        return !addr[0] || localrcpt_is_local(sm->s->rc->cfg, addr) ? "local" : "esmtp";
+    return NULL;
+}
+
 static const char *sm_macro(void *arg, const char *name)
 {
     struct session_milters *sm = arg;
     struct session *s = sm->s;
     static __thread char tmp[SESSION_RELAY_MAX];
-    if (strcmp(name, "j") == 0)
+    const struct config_listener *l =
+        s->listener < s->rc->cfg->n_listen ? &s->rc->cfg->listen[s->listener] : NULL;
+    if (strcmp(name, "j") == 0 || strcmp(name, "{if_name}") == 0)
         return s->rc->cfg->hostname;
+    if (strcmp(name, "{if_addr}") == 0)
+        return l ? l->address : NULL;
     if (strcmp(name, "_") == 0)
         return session_relay(s, tmp, sizeof(tmp));
     if (strcmp(name, "{daemon_name}") == 0)
         return session_daemon_name(s);
     if (strcmp(name, "{client_addr}") == 0)
         return s->addr;
+    if (strcmp(name, "{client_port}") == 0) {
+        const struct sockaddr *sa = (const struct sockaddr *)&s->peer;
+        unsigned port = sa->sa_family == AF_INET ? ntohs(((const struct sockaddr_in *)sa)->sin_port)
+                        : sa->sa_family == AF_INET6
+                            ? ntohs(((const struct sockaddr_in6 *)sa)->sin6_port)
+                            : 0;
+        snprintf(tmp, sizeof(tmp), "%u", port);
+        return tmp;
+    }
     if (strcmp(name, "{client_name}") == 0 || strcmp(name, "{client_ptr}") == 0)
         return s->client_name;
     if (strcmp(name, "i") == 0)
@@ -120,15 +163,10 @@ static const char *sm_macro(void *arg, const char *name)
         session_auth_client(s, &mech, &authen);
         return name[6] == 't' ? mech : authen;
     }
-    if ((strcmp(name, "{mail_addr}") == 0 && sm->step == SM_MAIL) ||
-        (strcmp(name, "{rcpt_addr}") == 0 && sm->step == SM_RCPT))
-        return sm->arg;
-    if (strcmp(name, "{mail_mailer}") == 0 || strcmp(name, "{rcpt_mailer}") == 0)
-        return "esmtp";
-    if (strcmp(name, "{mail_host}") == 0 || strcmp(name, "{rcpt_host}") == 0) {
-        const char *at = sm->arg ? strrchr(sm->arg, '@') : NULL;
-        return at ? at + 1 : NULL;
-    }
+    if (sm->step == SM_MAIL && strncmp(name, "{mail_", 6) == 0)
+        return sm_addr_macro(sm, name + 6, tmp, sizeof(tmp));
+    if (sm->step == SM_RCPT && strncmp(name, "{rcpt_", 6) == 0)
+        return sm_addr_macro(sm, name + 6, tmp, sizeof(tmp));
     if (strcmp(name, "{msg_id}") == 0)
         return s->msgid;
     return session_tls_macro(s, name, tmp, sizeof(tmp));
@@ -823,17 +861,6 @@ static int sm_push(char ***v, size_t *n, const char *s)
     grown[(*n)++] = copy;
     *v = grown;
     return 0;
-}
-
-/* "<a@b>" -> "a@b", as the recipient lists and the envelope keep addresses. */
-static const char *sm_bare(const char *addr, char *out, size_t outlen)
-{
-    size_t len = strlen(addr);
-    if (len >= 2 && addr[0] == '<' && addr[len - 1] == '>') {
-        snprintf(out, outlen, "%.*s", (int)(len - 2), addr + 1);
-        return out;
-    }
-    return addr;
 }
 
 /* The value of the nth field `name`, for the log; NULL when there is none. */

@@ -1,23 +1,26 @@
 """A mail filter written with Debian's python3-milter (libmilter underneath), for
 test_milter.py: what it does is chosen by the message, so one filter serves every case.
 
-    milter_filter.py SOCKET [--log FILE]
+    milter_filter.py SOCKET [--log FILE] [--name NAME]
 
 HELO `reject.helo`: refused. MAIL from `reject@...`: 550 with its own text; `tempfail@...`:
 TEMPFAIL. RCPT `reject-rcpt@...`: that recipient refused. At the end of the message, by
 words in the Subject: `sleep` sleeps 5 s first; `eomreject` refuses with a two-line reply;
 `discard` discards; otherwise it adds X-Milter, inserts X-Top at the top, changes Subject,
 deletes X-Remove, and by further words: `addrcpt`, `delrcpt` (removed@remote.test),
-`chgfrom`, `replace` (the body), `quarantine`. Each callback is written to the log file
+`chgfrom`, `replace` (the body), `quarantine`; `crash` makes the process exit at the end of
+the message without a word. X-Milter says "seen by NAME" (default: the test filter). Each callback is written to the log file
 (one line, `step value`) so the test sees what the MTA sent.
 """
 
+import os
 import sys
 import time
 
 import Milter
 
 LOG = None
+NAME = "the test filter"
 
 
 def note(*words):
@@ -81,12 +84,14 @@ class TestFilter(Milter.Base):
         s = self.subject
         if "sleep" in s:
             time.sleep(5)
+        if "crash" in s:
+            os._exit(1)
         if "eomreject" in s:
             self.setreply("554", "5.7.1", "First line of the filter", "Second line of the filter")
             return Milter.REJECT
         if "discard" in s:
             return Milter.DISCARD
-        self.addheader("X-Milter", "seen by the test filter")
+        self.addheader("X-Milter", "seen by " + NAME)
         self.addheader("X-Top", "inserted at the top", 0)
         self.chgheader("Subject", 1, "[filtered] " + s)
         self.chgheader("X-Remove", 1, "")
@@ -104,10 +109,12 @@ class TestFilter(Milter.Base):
 
 
 def main():
-    global LOG
+    global LOG, NAME
     sock = sys.argv[1]
     if "--log" in sys.argv:
         LOG = sys.argv[sys.argv.index("--log") + 1]
+    if "--name" in sys.argv:
+        NAME = sys.argv[sys.argv.index("--name") + 1]
     Milter.factory = TestFilter
     Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS | Milter.ADDRCPT | Milter.DELRCPT
                      | Milter.CHGFROM | Milter.CHGBODY | Milter.QUARANTINE)

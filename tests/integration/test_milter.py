@@ -6,14 +6,16 @@ hop (header, body, sender, recipients) is what the filters made of the message."
 import os
 import re
 import shutil
+import socket
 import subprocess
+import threading
 import sys
 import time
 import unittest
 from pathlib import Path
 
 from delivery_support import DeliveryTestCase
-from ringmail_harness import make_message, qf_decode
+from ringmail_harness import free_port, make_message, qf_decode
 
 HERE = Path(__file__).resolve().parent
 PY = "/usr/bin/python3"
@@ -36,23 +38,37 @@ def wait_socket(path: Path, proc, timeout: float = 20.0):
 @unittest.skipUnless(have_pymilter(), "python3-milter is not installed")
 class Milter(DeliveryTestCase):
 
-    def start_filter(self) -> Path:
-        """milter_filter.py on a unix socket: the socket's path."""
-        sock = self.tmp / "filter.sock"
-        self.filter_log = self.tmp / "filter.log"
-        proc = subprocess.Popen([PY, str(HERE / "milter_filter.py"), f"unix:{sock}",
-                                 "--log", str(self.filter_log)],
+    def start_filter(self, name: str = "", port: int = 0) -> Path | str:
+        """milter_filter.py on a unix socket (its path), or on inet:PORT@127.0.0.1 (that
+        spec) when a port is given; its log is self.filter_log (the last one started)."""
+        sock = self.tmp / f"filter{name}.sock"
+        spec = f"inet:{port}@127.0.0.1" if port else f"unix:{sock}"
+        self.filter_log = self.tmp / f"filter{name}.log"
+        proc = subprocess.Popen([PY, str(HERE / "milter_filter.py"), spec,
+                                 "--log", str(self.filter_log),
+                                 "--name", name or "the test filter"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.addCleanup(lambda: (proc.kill(), proc.wait()))
-        wait_socket(sock, proc)
-        return sock
+        if not port:
+            wait_socket(sock, proc)
+            return sock
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return spec
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("the filter did not listen on its port")
+                time.sleep(0.05)
 
     def filter_notes(self) -> list[str]:
         return self.filter_log.read_text().splitlines() if self.filter_log.exists() else []
 
     def filtered_relay(self, sock, on_fail="continue", timeouts=None, **kw):
         sink = self.sink()
-        milter = {"name": "test", "socket": f"unix:{sock}", "on_fail": on_fail}
+        spec = sock if isinstance(sock, str) else f"unix:{sock}"
+        milter = {"name": "test", "socket": spec, "on_fail": on_fail}
         if timeouts:
             milter["timeouts"] = timeouts
         d = self.relay(sink, milters=[milter], **kw)
@@ -173,6 +189,41 @@ class Milter(DeliveryTestCase):
                 self.wait_log(d, r"Milter \(test\): error connecting to filter: .*(No such file|refused)")
                 d.stop()
 
+    def test_two_filters_in_order_the_second_sees_the_first_ones_changes(self):
+        first = self.start_filter("a")
+        second = self.start_filter("b", port=free_port())
+        second_log = self.filter_log
+        sink = self.sink()
+        d = self.relay(sink, milters=[
+            {"name": "b", "socket": second},       # declared first, but runs second
+            {"name": "a", "socket": f"unix:{first}"}],
+            input_mail_filters=["a", "b"])
+        self.send(d, "alice@client.test", ["bob@remote.test"], subject="two")
+        msg = sink.wait_messages(1)[0]
+        head = msg.data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+        # b inserted its X-Top above a's, and saw a's X-Milter and changed Subject
+        self.assertEqual(head[:2], [b"X-Top: inserted at the top"] * 2)
+        self.assertEqual([l for l in head if l.startswith(b"X-Milter")],
+                         [b"X-Milter: seen by a", b"X-Milter: seen by b"])
+        self.assertIn(b"Subject: [filtered] [filtered] two", head)
+        notes = second_log.read_text().splitlines()
+        self.assertIn("header X-Milter seen by a", notes)
+        self.assertIn("header Subject [filtered] two", notes)
+
+    def test_filter_that_dies_mid_message(self):
+        sink, d = self.filtered_relay(self.start_filter(), on_fail="tempfail")
+        c = self.session(d)
+        self.assertReply(c.cmd("MAIL FROM:<alice@client.test>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<bob@remote.test>"), 250)
+        r = c.data(make_message(subject="crash"))[1]
+        self.assertReply(r, 451, "4.3.2")
+        self.wait_log(d, r"Milter \(test\): (the filter closed the connection|error)")
+        # F=T: the rest of the session is refused too, and nothing was queued
+        self.assertReply(c.cmd("MAIL FROM:<alice@client.test>"), 451, "4.3.2")
+        self.assertEqual(d.spool.qids(), set())
+        # the daemon goes on: a new session without a filter to talk to gets F=T at once
+        self.assertEqual(self.connect(d).greeting.code, 421)
+
     def test_timeout_applies_on_fail(self):
         sock = self.start_filter()
         for on_fail, code in (("tempfail", 451), ("continue", 250)):
@@ -188,6 +239,98 @@ class Milter(DeliveryTestCase):
                 if code == 250:
                     msg = sink.wait_messages(1)[0]
                     self.assertNotIn(b"X-Milter", msg.data)  # the filter's changes never came
+                d.stop()
+
+
+class HostileFilter:
+    """Not a filter: a unix socket that negotiates as libmilter does, then answers the
+    connect step with `mode`: "huge" (a length of 2 GiB), "zero" (a length of 0),
+    "unknown" (a reply code no milter has), "flood" (half a megabyte of replies nobody
+    asked for), "stall" (half a length, then silence)."""
+
+    def __init__(self, path: Path, mode: str):
+        self.path, self.mode = path, mode
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.srv.bind(str(path))
+        self.srv.listen(16)
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @staticmethod
+    def _packet(conn):
+        head = b""
+        while len(head) < 4:
+            chunk = conn.recv(4 - len(head))
+            if not chunk:
+                return None, None
+            head += chunk
+        n = int.from_bytes(head, "big")
+        body = b""
+        while len(body) < n:
+            chunk = conn.recv(n - len(body))
+            if not chunk:
+                return None, None
+            body += chunk
+        return body[:1], body[1:]
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.srv.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        try:
+            while True:
+                cmd, data = self._packet(conn)
+                if cmd is None:
+                    return
+                if cmd == b"O":  # version 6, no actions, every step with its reply
+                    conn.sendall((13).to_bytes(4, "big") + b"O" + (6).to_bytes(4, "big")
+                                 + bytes(8))
+                elif cmd == b"C":
+                    conn.sendall({
+                        "huge": (0x7FFFFFFF).to_bytes(4, "big") + b"c",
+                        "zero": bytes(4),
+                        "unknown": (1).to_bytes(4, "big") + b"Z",
+                        "flood": ((1).to_bytes(4, "big") + b"c") * 100000,
+                        "stall": b"\0\0",
+                    }[self.mode])
+        except OSError:
+            return
+
+    def close(self):
+        self.srv.close()
+        for c in self.conns:
+            c.close()
+
+
+@unittest.skipUnless(have_pymilter(), "python3-milter is not installed")
+class Hostile(DeliveryTestCase):
+
+    def test_malformed_replies_get_the_filters_on_fail(self):
+        reasons = {"huge": r"length", "zero": r"length", "unknown": r"'Z'|unknown",
+                   "flood": r"no reply is due", "stall": r"timeout"}
+        for mode, why in reasons.items():
+            with self.subTest(mode=mode):
+                path = self.tmp / f"hostile-{mode}.sock"
+                h = HostileFilter(path, mode)
+                self.addCleanup(h.close)
+                d = self.daemon(milters=[{"name": "h", "socket": f"unix:{path}",
+                                          "on_fail": "reject", "timeouts": {"read": "1s"}}])
+                for _ in range(3):  # every session gets F=R; the daemon stays up
+                    c = self.connect(d)
+                    if mode != "flood":
+                        self.assertEqual(c.greeting.code, 554, c.greeting.text)
+                        continue
+                    # the first reply answered the connect step: greeted, then F=R
+                    self.assertEqual(c.greeting.code, 220, c.greeting.text)
+                    self.assertReply(c.cmd("EHLO client.example"), 550, "5.7.1")
+                self.wait_log(d, rf"Milter \(h\): .*({why})")
+                self.assertTrue(d.alive())
                 d.stop()
 
 
