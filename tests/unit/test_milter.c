@@ -422,7 +422,8 @@ static void test_header_leadspc(void **state)
     reply_code(m, 'c');
     buf_free(&out);
     assert_int_equal(milter_header(m, &out, "Subject", " a\n\tb"), MILTER_NOWAIT);
-    assert_memory_equal(out.data + 4, "LSubject\0 a\n\tb\0", 16);
+    assert_int_equal(out.len, 4 + 15);
+    assert_memory_equal(out.data + 4, "LSubject\0 a\n\tb\0", 15);
     buf_free(&out);
     milter_free(m);
 }
