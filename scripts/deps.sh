@@ -18,6 +18,9 @@ test)
     # AUTH and the policy layer's counterparts: saslauthd and saslpasswd2 (sasldb), the
     # SASL mechanisms' plug-ins, HAProxy in front with the PROXY protocol
     want="$want sasl2-bin libsasl2-modules haproxy"
+    # mail filters: a libmilter filter written in Python, opendkim signing (opendkim-genkey
+    # makes the test's key) and Python's dkim to verify what it signed
+    want="$want python3-milter opendkim opendkim-tools python3-dkim"
     ;;
 esac
 
