@@ -99,7 +99,7 @@ static const struct milter_settings *sm_settings(const struct session *s)
 
 /* --- what sendmail's macros hold for this session --- */
 
-/* "<a@b>" -> "a@b", as the recipient lists, the envelope and the macros keep addresses. */
+/* "<a@b>" -> "a@b", as the macros give addresses. */
 static const char *sm_bare(const char *addr, char *out, size_t outlen)
 {
     size_t len = strlen(addr);
@@ -872,13 +872,31 @@ static const char *sm_hdr_value(const struct milter_hdrs *h, const char *name, u
     return NULL;
 }
 
+/* An address a filter gives (CHGFROM, ADDRCPT, DELRCPT): its mailbox when it is one SMTP
+ * would take, else NULL (logged; the change is skipped, the filter's others apply). */
+static const char *sm_mod_addr(struct session_milters *sm, const char *name, const char *addr,
+                               bool null_ok, struct smtp_path *p)
+{
+    size_t used;
+    struct smtp_addr_error err;
+    unsigned flags =
+        SMTP_PATH_ALLOW_UTF8 | SMTP_PATH_ALLOW_POSTMASTER | (null_ok ? SMTP_PATH_ALLOW_NULL : 0);
+    size_t len = strlen(addr);
+    if (smtp_path_parse(addr, len, flags, p, &used, &err) == 0 && used == len)
+        return p->mailbox;
+    log_info("%s: Milter (%s): address %s refused: %s", sm->s->qid, name, addr,
+             used == len ? err.reason : "text after the address");
+    return NULL;
+}
+
 /* A filter's changes, in the order it sent them, in sendmail's words. */
 static void sm_apply(struct session_milters *sm, struct session_filter *sf)
 {
     const char *qid = sm->s->qid;
     size_t n = milter_mods_count(sf->m);
     bool failed = false;
-    char bare[SMTP_PATH_MAX + 3];
+    struct smtp_path p;
+    const char *addr;
     for (size_t i = 0; i < n; i++) {
         const struct milter_mod *mod = milter_mod_at(sf->m, i);
         switch (mod->type) {
@@ -904,17 +922,20 @@ static void sm_apply(struct session_milters *sm, struct session_filter *sf)
         }
         case MILTER_MOD_CHGFROM:
             log_info("%s: Milter chgfrom: %s", qid, mod->name);
+            if (!(addr = sm_mod_addr(sm, sf->f->name, mod->name, true, &p)))
+                break;
             free(sm->sender);
-            failed |= !(sm->sender = strdup(sm_bare(mod->name, bare, sizeof(bare))));
+            failed |= !(sm->sender = strdup(addr));
             break;
         case MILTER_MOD_ADDRCPT:
             log_info("%s: Milter add: rcpt: %s", qid, mod->name);
-            failed |= sm_push(&sm->added, &sm->n_added, sm_bare(mod->name, bare, sizeof(bare))) < 0;
+            if ((addr = sm_mod_addr(sm, sf->f->name, mod->name, false, &p)))
+                failed |= sm_push(&sm->added, &sm->n_added, addr) < 0;
             break;
         case MILTER_MOD_DELRCPT:
             log_info("%s: Milter delete: rcpt %s", qid, mod->name);
-            failed |=
-                sm_push(&sm->removed, &sm->n_removed, sm_bare(mod->name, bare, sizeof(bare))) < 0;
+            if ((addr = sm_mod_addr(sm, sf->f->name, mod->name, false, &p)))
+                failed |= sm_push(&sm->removed, &sm->n_removed, addr) < 0;
             break;
         case MILTER_MOD_QUARANTINE:
             log_info("%s: milter=%s, quarantine=%s", qid, sf->f->name, mod->name);

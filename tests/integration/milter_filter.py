@@ -8,7 +8,7 @@ TEMPFAIL. RCPT `reject-rcpt@...`: that recipient refused. At the end of the mess
 words in the Subject: `sleep` sleeps 5 s first; `eomreject` refuses with a two-line reply;
 `discard` discards; otherwise it adds X-Milter, inserts X-Top at the top, changes Subject,
 deletes X-Remove, and by further words: `addrcpt`, `delrcpt` (removed@remote.test),
-`chgfrom`, `replace` (the body), `quarantine`; `crash` makes the process exit at the end of
+`chgfrom`, `replace` (the body), `quarantine`, `badaddr` (adds a recipient that is no address); `crash` makes the process exit at the end of
 the message without a word. X-Milter says "seen by NAME" (default: the test filter). Each callback is written to the log file
 (one line, `step value`) so the test sees what the MTA sent.
 """
@@ -97,6 +97,8 @@ class TestFilter(Milter.Base):
         self.chgheader("X-Remove", 1, "")
         if "addrcpt" in s:
             self.addrcpt("<added@remote.test>")
+        if "badaddr" in s:
+            self.addrcpt("<no such thing>")
         if "delrcpt" in s:
             self.delrcpt("<removed@remote.test>")
         if "chgfrom" in s:

@@ -161,6 +161,13 @@ class Milter(DeliveryTestCase):
         self.assertIn(b"Subject: [filtered] third", msgs[0].data)
         self.wait_log(d, r"milter=test, discard")
 
+    def test_an_address_that_is_none_is_not_added(self):
+        sink, d = self.filtered_relay(self.start_filter())
+        qid = self.send(d, "alice@client.test", ["bob@remote.test"], subject="badaddr")
+        msg = sink.wait_messages(1)[0]
+        self.assertEqual(msg.rcpt_tos, ["bob@remote.test"])
+        self.wait_log(d, rf"{qid}: Milter \(test\): address <no such thing> refused")
+
     def test_quarantine(self):
         sink, d = self.filtered_relay(self.start_filter())
         qid = self.send(d, "alice@client.test", ["bob@remote.test"], subject="quarantine")
