@@ -44,6 +44,9 @@
 #                          connection cache on demand, default_destination_concurrency_limit
 #                          20: Postfix's defaults) instead of being discarded. The relay bench
 #                          (bench/relay-bench.py) points it at Postfix's smtp-sink.
+#   POSTFIX_MILTER         a mail filter every message goes through: "unix:/path" or
+#                          "inet:host:port" (smtpd_milters; milter_default_action tempfail,
+#                          as ringmail's on_fail tempfail). run-bench.py's milter section.
 #
 # Run it as root. Every parent directory of DIR must be searchable by the postfix user (the
 # master opens DIR/data/master.lock as postfix: under a 0700 `mktemp -d` it dies at start).
@@ -333,6 +336,14 @@ smtpd_tls_loglevel = 1
 # --- Durability: Postfix's defaults are kept (cleanup fsyncs the queue file before smtpd
 # answers 250); nothing here turns that off.
 EOF
+    if [ -n "${POSTFIX_MILTER:-}" ]; then
+        cat >>"$dir/etc/main.cf" <<EOF
+
+# --- A mail filter (POSTFIX_MILTER): every message, as ringmail's milters key.
+smtpd_milters = $POSTFIX_MILTER
+milter_default_action = tempfail
+EOF
+    fi
 
     # Not chrooted (column 5 = n): Debian's default chroots most daemons into the queue and
     # its init script copies /etc/services, resolv.conf, hosts, localtime, nsswitch.conf and

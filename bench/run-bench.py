@@ -11,6 +11,9 @@ with --foreground and its log in a file, as in production. Sections:
   tls12      TLS 1.2, full, the RSA-2048 certificate with every group
   resume     resumed handshakes: TLS 1.3 with every group (ECDSA P-256), TLS 1.2 RSA X25519
   messages   1 KiB messages, plain and STARTTLS, 1 and 20 per connection, 32 sessions
+  access     the messages rows with a 100,000-entry access map against none
+  milter     the plain messages rows with opendkim signing every message (ringmail's milters,
+             Postfix's smtpd_milters), opendkim's own CPU counted apart
   scaling    workers 1 and 2, concurrency 1, 16, 256, 1024: plain messages (1 per connection)
              and handshakes (X25519, ECDSA P-256)
   idle       memory of 10,000 idle plain sessions, then 2,000 idle TLS sessions on top
@@ -57,7 +60,7 @@ POSTFIX_SH = ROOT / "bench" / "postfix.sh"
 PLOT_GP = ROOT / "bench" / "plot.gp"
 CGROUP_ROOT = Path("/sys/fs/cgroup/cpuacct")
 HZ = os.sysconf("SC_CLK_TCK")
-SECTIONS = ["handshake", "resume", "tls12", "messages", "access", "scaling", "idle"]
+SECTIONS = ["handshake", "resume", "tls12", "messages", "access", "milter", "scaling", "idle"]
 
 GROUPS = ["X25519", "P-256", "P-384", "P-521", "ffdhe2048"]
 CERTS = ["ECDSA-P256", "ECDSA-P384", "ECDSA-P521", "RSA-2048"]
@@ -264,16 +267,22 @@ def make_certs(d):
 class Ringmail:
     label = "ringmail"
 
-    def __init__(self, bench, pair, workers, access=None, extra=()):
+    def __init__(self, bench, pair, workers, access=None, extra=(), milter=None):
         self.bench, self.pair, self.workers = bench, pair, workers
         self.cpus = pinning(workers)[0]
         self.proc = None
+        # the milter section: every message through this filter (an OpenDKIM)
+        self.filter = milter
+        self.filter_acct = milter.acct if milter else None
         # the access section: an access map (and recipient checks) on this daemon
         self.access = access
         self.extra = list(extra)
         if access:
             self.label = "ringmail+access"
             self.extra += [f"maps: {{access: {access}}}"]
+        if milter:
+            self.extra += [f'milters: [{{name: opendkim, socket: "local:{milter.sock}", '
+                           'on_fail: tempfail}]']
 
     def config(self, port, spool):
         certs = self.bench.certs
@@ -312,14 +321,16 @@ class Ringmail:
 
     def start(self):
         b = self.bench
-        name = f"ringmail-{self.pair}-w{self.workers}" + ("-access" if self.access else "")
+        name = (f"ringmail-{self.pair}-w{self.workers}" + ("-access" if self.access else "")
+                + ("-milter" if self.filter else ""))
         self.acct = Accounting(name)
         self.port = free_port()
         d = Path(tempfile.mkdtemp(prefix=name + ".", dir=b.work))
         cfg = d / "ringmail.yaml"
         cfg.write_text(self.config(self.port, d / "spool"))
         b.note_config(f"ringmaild, ECDSA {self.pair} + RSA-2048, workers {self.workers}"
-                      + (f", access map {self.access.name}" if self.access else ""),
+                      + (f", access map {self.access.name}" if self.access else "")
+                      + (", opendkim" if self.filter else ""),
                       self.config("$PORT", "$SPOOL"),
                       f"taskset -c {self.cpus} {DAEMON.relative_to(ROOT)} --config ringmail.yaml "
                       "--foreground 2>>daemon.log")
@@ -375,11 +386,13 @@ class Ringmail:
 class Postfix:
     label = "Postfix"
 
-    def __init__(self, bench, pair, workers, process_limit=None):
+    def __init__(self, bench, pair, workers, process_limit=None, milter=None):
         self.bench, self.pair, self.workers = bench, pair, workers
         self.cpus = pinning(workers)[0]
         self.process_limit = process_limit
         self.dir = None
+        self.filter = milter
+        self.filter_acct = milter.acct if milter else None
 
     def sh(self, *args, **kw):
         return subprocess.run(["bash", str(POSTFIX_SH), *[str(a) for a in args]], check=True,
@@ -387,7 +400,9 @@ class Postfix:
 
     def start(self):
         b = self.bench
-        name = f"postfix-{self.pair}-w{self.workers}" + (f"-pl{self.process_limit}" if self.process_limit else "")
+        name = (f"postfix-{self.pair}-w{self.workers}"
+                + (f"-pl{self.process_limit}" if self.process_limit else "")
+                + ("-milter" if self.filter else ""))
         self.acct = Accounting(name)
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix=name + ".", dir=b.work))
@@ -396,10 +411,13 @@ class Postfix:
         env = dict(os.environ)
         if self.process_limit:
             env["POSTFIX_PROCESS_LIMIT"] = str(self.process_limit)
+        if self.filter:
+            env["POSTFIX_MILTER"] = f"unix:{self.filter.sock}"
         cmd = ["taskset", "-c", self.cpus, "bash", str(POSTFIX_SH), "start", str(self.dir), str(self.port),
                *[str(c) for c in chains]]
         b.note_config(f"Postfix, ECDSA {self.pair} + RSA-2048, CPUs {self.cpus}"
-                      + (f", POSTFIX_PROCESS_LIMIT={self.process_limit}" if self.process_limit else ""),
+                      + (f", POSTFIX_PROCESS_LIMIT={self.process_limit}" if self.process_limit else "")
+                      + (f", POSTFIX_MILTER=unix:{self.filter.sock}" if self.filter else ""),
                       None, " ".join(cmd).replace(str(ROOT) + "/", "").replace(str(self.dir), "$DIR")
                       .replace(str(self.port), "$PORT"))
         out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=True,
@@ -439,6 +457,54 @@ class Postfix:
         return int(pss), int(rss), int(n)
 
 
+class OpenDKIM:
+    """Debian's opendkim signing every message (From: bench@client.test, RSA-2048, relaxed/
+    simple) on a unix socket both servers reach, pinned to the client's CPU, its CPU in a group
+    of its own so the rows count it apart from the server's."""
+
+    label = "opendkim"
+
+    def __init__(self, bench):
+        self.bench = bench
+        self.dir = Path(tempfile.mkdtemp(prefix="opendkim.", dir=bench.work))
+        self.dir.chmod(0o755)  # Postfix's smtpd (user postfix) connects to the socket
+        self.sock = self.dir / "opendkim.sock"
+        self.acct = Accounting("opendkim")
+        self.proc = None
+
+    def start(self):
+        exe = shutil.which("opendkim", path="/usr/sbin:/usr/bin")
+        genkey = shutil.which("opendkim-genkey", path="/usr/sbin:/usr/bin")
+        if not exe or not genkey:
+            die("the milter section needs opendkim and opendkim-tools (apt-get install)")
+        subprocess.run([genkey, "-D", str(self.dir), "-d", "client.test", "-s", "bench", "-b", "2048"],
+                       check=True)
+        conf = self.dir / "opendkim.conf"
+        conf.write_text(f"Socket local:{self.sock}\nUMask 000\nMode s\nDomain client.test\n"
+                        f"Selector bench\nKeyFile {self.dir / 'bench.private'}\n"
+                        "Canonicalization relaxed/simple\nSyslog no\nRequireSafeKeys no\n"
+                        f"PidFile {self.dir / 'opendkim.pid'}\n")
+        ccpus = pinning(1)[1]
+        self.bench.note_config("opendkim (the milter section's filter)", conf.read_text(),
+                               f"taskset -c {ccpus} opendkim -f -x opendkim.conf")
+        self.proc = subprocess.Popen(["taskset", "-c", ccpus, exe, "-f", "-x", str(conf)],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, preexec_fn=self.acct.join)
+        self.acct.root_pid = self.proc.pid
+        for _ in range(100):
+            if self.sock.exists():
+                return
+            time.sleep(0.1)
+        die("opendkim did not make its socket")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(15)
+        self.proc = None
+        self.acct.remove()
+
+
 # ------------------------------------------------------------------ one load run
 
 
@@ -470,11 +536,13 @@ def measure(bench, server, kind, spec, duration, conc, workers, name):
     wait_quiet(bench.quiet_wait)
     delivered0 = server.delivered() if isinstance(server, Postfix) and kind == "msg" else None
     c0, u0 = server.acct.read()
+    f0 = server.filter_acct.read()[0] if getattr(server, "filter_acct", None) else 0.0
     m0, t0 = machine_busy_s(), time.monotonic()
     p = subprocess.run(["taskset", "-c", ccpus] + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        text=True)
     drain_s = server.drain() if kind == "msg" else 0.0
     c1, u1 = server.acct.read()
+    f1 = server.filter_acct.read()[0] if getattr(server, "filter_acct", None) else 0.0
     m1, t1 = machine_busy_s(), time.monotonic()
     try:
         r = json.loads(p.stdout.splitlines()[0])
@@ -487,7 +555,8 @@ def measure(bench, server, kind, spec, duration, conc, workers, name):
         "server": server.label, "workers": workers, "server_cpus": server.cpus, "client_cpus": ccpus,
         "server_cpu_s": cpu, "server_user_s": u1 - u0, "drain_s": drain_s,
         "server_cpu_util": cpu / (t1 - t0),
-        "other_cpu_util": max(0.0, (m1 - m0 - cpu - client) / (t1 - t0)),
+        "other_cpu_util": max(0.0, (m1 - m0 - cpu - client - (f1 - f0)) / (t1 - t0)),
+        "filter_cpu_us_per_unit": (f1 - f0) * 1e6 / count if count and f1 > f0 else None,
         "server_cpu_us_per_unit": cpu * 1e6 / count if count else None,
         "rate": r["tls"]["handshakes_per_s"] if kind == "hs" else r["msgs_per_s"],
         "want": spec, "accounting": "cgroup cpuacct" if server.acct.cg else "/proc process tree",
@@ -529,6 +598,8 @@ def summarize(runs, spec):
     return {
         "rate": statistics.median(rates), "runs": rates,
         "us": statistics.median(units) if units else None,
+        "filter_us": statistics.median([r["filter_cpu_us_per_unit"] for r in runs
+                                        if r.get("filter_cpu_us_per_unit")] or [0]) or None,
         "util": statistics.median(r["server_cpu_util"] for r in runs),
         "client": mid["client_cpu_util"], "bound": any(r["client_bound"] for r in runs),
         "other": statistics.median(r["other_cpu_util"] for r in runs),
@@ -855,6 +926,53 @@ class Bench:
                      ["session", "msgs/conn", "no map msgs/s", "no map µs/msg", "100k map msgs/s",
                       "100k map µs/msg", "CPU per message", "check"], table)
 
+    # -------------------------------------------------------------- mail filters
+
+    def milter(self):
+        """The plain message rows with opendkim signing every message: ringmaild (milters) and,
+        with --vs postfix, Postfix (smtpd_milters), alternated A B A B, one opendkim for both."""
+        specs = [{"per_conn": m, "starttls": False} for m in (1, 20)]
+        log("milter: opendkim signing every message")
+        dkim = OpenDKIM(self)
+        dkim.start()
+        self.running.append(dkim)
+        ss = [Ringmail(self, "p256", 1, milter=dkim)]
+        if self.vs_postfix:
+            ss.append(Postfix(self, "p256", 1, milter=dkim))
+        for s in ss:
+            self.running.append(s)
+            s.start()
+        table = []
+        try:
+            for spec in specs:
+                runs = self.alternate(ss, "msg", spec, MSG_CONC, 1, self.repeats,
+                                      "milter-" + row_id(spec))
+                res = {k: summarize(v, spec) for k, v in runs.items()}
+                rm = res["ringmail"]
+                line = [spec["per_conn"], fmt(rm["rate"]), fmt(rm["us"]), fmt(rm["filter_us"])]
+                if self.vs_postfix:
+                    pf = res["Postfix"]
+                    line += [fmt(pf["rate"]), fmt(pf["us"]), fmt(pf["filter_us"]),
+                             f"{rm['rate'] / pf['rate']:.2f}" if pf["rate"] else "-",
+                             f"{pf['us'] / rm['us']:.2f}" if rm["us"] and pf["us"] else "-"]
+                line += [rm["problems"] or "ok"]
+                table.append(line)
+        finally:
+            self.stop(ss)
+            dkim.stop()
+            self.running.remove(dkim)
+        head = ["msgs/conn", "ringmail msgs/s", "ringmail µs/msg", "opendkim µs/msg"]
+        if self.vs_postfix:
+            head += ["Postfix msgs/s", "Postfix µs/msg", "opendkim µs/msg (Postfix)",
+                     "rate ringmail/Postfix", "CPU Postfix/ringmail"]
+        head += ["check"]
+        self.section("## Mail filters: opendkim signing every message (1 worker: server CPU 0, "
+                     "client and opendkim CPU 1)",
+                     f"{MSG_SIZE}-byte plain messages, {MSG_CONC} sessions, {self.duration} s per run,"
+                     f" median of {self.repeats}, alternated. Server CPU excludes opendkim's, which is"
+                     " counted in its own group. Postfix delivers each message to discard, ringmail"
+                     " only queues it (as in the messages rows).", head, table)
+
     # -------------------------------------------------------------- scaling
 
     def scaling(self):
@@ -1064,6 +1182,8 @@ class Bench:
             self.messages()
         if "access" in self.sections:
             self.access()
+        if "milter" in self.sections:
+            self.milter()
         if "scaling" in self.sections:
             self.scaling()
         if "idle" in self.sections:

@@ -15,7 +15,7 @@ import unittest
 from pathlib import Path
 
 from delivery_support import DeliveryTestCase
-from ringmail_harness import free_port, make_message, qf_decode
+from ringmail_harness import free_port, ipv6_loopback_available, make_message, qf_decode
 
 HERE = Path(__file__).resolve().parent
 PY = "/usr/bin/python3"
@@ -38,11 +38,12 @@ def wait_socket(path: Path, proc, timeout: float = 20.0):
 @unittest.skipUnless(have_pymilter(), "python3-milter is not installed")
 class Milter(DeliveryTestCase):
 
-    def start_filter(self, name: str = "", port: int = 0) -> Path | str:
-        """milter_filter.py on a unix socket (its path), or on inet:PORT@127.0.0.1 (that
-        spec) when a port is given; its log is self.filter_log (the last one started)."""
+    def start_filter(self, name: str = "", port: int = 0, v6: bool = False) -> Path | str:
+        """milter_filter.py on a unix socket (its path), or on inet:PORT@127.0.0.1 (or
+        inet6:PORT@[::1]: that spec) when a port is given; its log is self.filter_log (the
+        last one started)."""
         sock = self.tmp / f"filter{name}.sock"
-        spec = f"inet:{port}@127.0.0.1" if port else f"unix:{sock}"
+        spec = (f"inet6:{port}@[::1]" if v6 else f"inet:{port}@127.0.0.1") if port else f"unix:{sock}"
         self.filter_log = self.tmp / f"filter{name}.log"
         proc = subprocess.Popen([PY, str(HERE / "milter_filter.py"), spec,
                                  "--log", str(self.filter_log),
@@ -55,7 +56,7 @@ class Milter(DeliveryTestCase):
         deadline = time.monotonic() + 20
         while True:
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                socket.create_connection(("::1" if v6 else "127.0.0.1", port), timeout=1).close()
                 return spec
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
@@ -217,23 +218,37 @@ class Milter(DeliveryTestCase):
         self.assertIn("header X-Milter seen by a", notes)
         self.assertIn("header Subject [filtered] two", notes)
 
+    @unittest.skipUnless(ipv6_loopback_available(), "no IPv6 loopback")
+    def test_inet6_socket(self):
+        sink, d = self.filtered_relay(self.start_filter("v6", port=free_port(socket.AF_INET6, "::1"),
+                                                        v6=True))
+        self.send(d, "alice@client.test", ["bob@remote.test"], subject="six")
+        self.assertIn(b"X-Milter: seen by v6", sink.wait_messages(1)[0].data)
+
     def test_filter_that_dies_mid_message(self):
-        sink, d = self.filtered_relay(self.start_filter(), on_fail="tempfail")
-        c = self.session(d)
-        self.assertReply(c.cmd("MAIL FROM:<alice@client.test>"), 250)
-        self.assertReply(c.cmd("RCPT TO:<bob@remote.test>"), 250)
-        r = c.data(make_message(subject="crash"))[1]
-        self.assertReply(r, 451, "4.3.2")
-        self.wait_log(d, r"Milter \(test\): (the filter closed the connection|error)")
-        # F=T: the rest of the session is refused too, and nothing was queued
-        self.assertReply(c.cmd("MAIL FROM:<alice@client.test>"), 451, "4.3.2")
-        self.assertEqual(d.spool.qids(), set())
-        # the daemon goes on: a new session without a filter to talk to gets F=T at once
-        self.assertEqual(self.connect(d).greeting.code, 421)
+        for on_fail, code in (("tempfail", 451), ("reject", 550), ("continue", 250)):
+            with self.subTest(on_fail=on_fail):
+                sink, d = self.filtered_relay(self.start_filter(on_fail), on_fail=on_fail)
+                c = self.session(d)
+                self.assertReply(c.cmd("MAIL FROM:<alice@client.test>"), 250)
+                self.assertReply(c.cmd("RCPT TO:<bob@remote.test>"), 250)
+                r = c.data(make_message(subject="crash"))[1]
+                self.assertEqual(r.code, code, r.text)
+                self.wait_log(d, r"Milter \(test\): (the filter closed the connection|error)")
+                if code == 250:  # F= none: the message goes on without the filter
+                    self.assertNotIn(b"X-Milter", sink.wait_messages(1)[0].data)
+                    d.stop()
+                    continue
+                # F=T, F=R: the rest of the session is refused too, and nothing was queued
+                self.assertReply(c.cmd("MAIL FROM:<alice@client.test>"), code)
+                self.assertEqual(d.spool.qids(), set())
+                # the daemon goes on: a new session without a filter to talk to gets F= at once
+                self.assertEqual(self.connect(d).greeting.code, 421 if code == 451 else 554)
+                d.stop()
 
     def test_timeout_applies_on_fail(self):
         sock = self.start_filter()
-        for on_fail, code in (("tempfail", 451), ("continue", 250)):
+        for on_fail, code in (("tempfail", 451), ("reject", 550), ("continue", 250)):
             with self.subTest(on_fail=on_fail):
                 sink, d = self.filtered_relay(sock, on_fail=on_fail,
                                               timeouts={"eom": "1s"})
