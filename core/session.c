@@ -646,6 +646,10 @@ static void session_log_reject(struct session *s, const struct smtp_event *ev)
     char relay[SESSION_RELAY_MAX];
 
     session_note_command(s, ev->cmd);
+    if (s->reject_logged) { /* a filter's refusal: its own line says it (core/session_milter.c) */
+        s->reject_logged = false;
+        return;
+    }
     if (s->verdict.ruleset) { /* check_mail's arg1 is <addr>, as RCPT's raw path is */
         bool mail = strcmp(ev->cmd, "MAIL") == 0;
         log_info("%s: ruleset=%s, arg1=%s%s%s, relay=%s, reject=%s", session_qid(s),

@@ -79,6 +79,7 @@ struct session {
     char *commit_refusal; /* a filter's refusal of the message, for the commit's result */
     bool commit_shutdown; /* ... after which the session ends (a filter's 421) */
     bool msg_for_mail;    /* msg was started for the MAIL the filters are asked about */
+    bool reject_logged;   /* the refusal the state machine sends next was logged already */
     struct sockaddr_storage peer;
     unsigned listener;
     struct policy_session pol; /* what the policy said so far (policy/policy.h) */

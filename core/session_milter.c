@@ -298,6 +298,8 @@ static const struct engine_conn_callbacks sm_conn_callbacks = {
 
 /* --- a step through the filters --- */
 
+static void sm_log_refusal(struct session_milters *sm, const char *reply);
+
 static void sm_finish(struct session_milters *sm)
 {
     struct session_milter_outcome o = {SESSION_MILTER_CONTINUE, NULL, false};
@@ -307,6 +309,7 @@ static void sm_finish(struct session_milters *sm)
     } else if (sm->fail_reply) {
         o.verdict = SESSION_MILTER_REFUSE;
         o.reply = sm->fail_reply;
+        sm_log_refusal(sm, sm->fail_reply);
     } else if (sm->discard && sm->step != SM_CONNECT && sm->step != SM_HELO) {
         o.verdict = SESSION_MILTER_DISCARD;
     }
@@ -322,8 +325,9 @@ static void sm_finish(struct session_milters *sm)
     done(sm->s, &o);
 }
 
-/* sendmail's line for a filter's refusal ("Milter: from=<a@b>, reject=550 5.7.1 ..."). */
-static void sm_refuse(struct session_milters *sm, const char *reply)
+/* sendmail's line for a filter's refusal ("Milter: from=<a@b>, reject=550 5.7.1 ..."), and
+ * for the refusals a failed filter's F= makes. */
+static void sm_log_refusal(struct session_milters *sm, const char *reply)
 {
     struct session *s = sm->s;
     char flat[600];
@@ -349,6 +353,11 @@ static void sm_refuse(struct session_milters *sm, const char *reply)
         log_info("%s: Milter: data, reject=%s", s->qid, flat);
         break;
     }
+}
+
+static void sm_refuse(struct session_milters *sm, const char *reply)
+{
+    sm_log_refusal(sm, reply);
     free(sm->refusal);
     /* without memory for the filter's words the refusal still stands */
     if (!(sm->refusal = strdup(reply)))
@@ -1101,7 +1110,8 @@ void session_milter_envelope(const struct session *s, struct session_milter_enve
 static int sm_sync_refusal(struct session *s, const char *reply, struct smtp_addr_error *err)
 {
     struct policy_verdict *v = &s->verdict;
-    v->ruleset = NULL; /* the filter's line is logged; no ruleset's */
+    v->ruleset = NULL;
+    s->reject_logged = true; /* the filter's line was; the refusal's own line is not wanted */
     v->code = atoi(reply);
     v->enh[0] = '\0';
     const char *p = reply + (strlen(reply) >= 4 ? 4 : strlen(reply));
@@ -1135,6 +1145,7 @@ static void sm_checked(struct session *s, const struct session_milter_outcome *o
         return;
     uint64_t now = engine_now_ms(s->dw->w);
     s->in_smtp = true;
+    s->reject_logged = o->verdict == SESSION_MILTER_REFUSE;
     if (o->verdict == SESSION_MILTER_REFUSE)
         smtp_server_check_done_reply(s->smtp, o->reply, now);
     else

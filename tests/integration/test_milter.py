@@ -92,6 +92,9 @@ class Milter(DeliveryTestCase):
         msg = sink.wait_messages(1)[0]
         self.assertEqual(msg.rcpt_tos, ["bob@remote.test"])
         self.wait_log(d, r"Milter: from=<reject@client\.test>, reject=550 5\.7\.1 Sender refused")
+        # each refusal is logged once, in sendmail's words
+        self.wait_log(d, r"Milter: to=<reject-rcpt@remote\.test>, reject=550 5\.1\.1 No such user")
+        self.assertEqual(d.log().count("No such user here"), 1, d.log_tail(20))
         notes = self.filter_notes()
         # the connect step carries the client and sendmail's macros
         self.assertTrue(any(n.startswith("connect [127.0.0.1] 127.0.0.1 mx.test") for n in notes),
