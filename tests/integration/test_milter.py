@@ -383,7 +383,7 @@ class OpenDKIM(DeliveryTestCase):
                         f"PidFile {self.tmp / 'opendkim.pid'}\n"
                         "Canonicalization relaxed/simple\nRequireSafeKeys no\n")
         proc = subprocess.Popen([opendkim(), "-f", "-x", str(conf)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.addCleanup(lambda: (proc.kill(), proc.wait()))
         wait_socket(sock, proc)
         sink = self.sink()
