@@ -551,7 +551,7 @@ static int sm_start(struct session *s, enum sm_step step, const char *arg, const
     return 0;
 }
 
-int session_milter_connect(struct session *s, session_milter_done_fn done,
+static int sm_step_connect(struct session *s, session_milter_done_fn done,
                            struct session_milter_outcome *now)
 {
     const struct milter_settings *set = sm_settings(s);
@@ -612,7 +612,7 @@ int session_milter_connect(struct session *s, session_milter_done_fn done,
     return sm_start(s, SM_CONNECT, NULL, NULL, done, now);
 }
 
-int session_milter_helo(struct session *s, const char *name, session_milter_done_fn done,
+static int sm_step_helo(struct session *s, const char *name, session_milter_done_fn done,
                         struct session_milter_outcome *now)
 {
     return sm_start(s, SM_HELO, name, NULL, done, now);
@@ -641,7 +641,7 @@ static void sm_forget_message(struct session_milters *sm)
     sm->body_replaced = sm->head_changed = false;
 }
 
-int session_milter_mail(struct session *s, const char *sender, const char *args,
+static int sm_step_mail(struct session *s, const char *sender, const char *args,
                         session_milter_done_fn done, struct session_milter_outcome *now)
 {
     if (s->milters)
@@ -649,13 +649,13 @@ int session_milter_mail(struct session *s, const char *sender, const char *args,
     return sm_start(s, SM_MAIL, sender, args, done, now);
 }
 
-int session_milter_rcpt(struct session *s, const char *rcpt, const char *args,
-                        session_milter_done_fn done, struct session_milter_outcome *now)
+static int sm_step_rcpt(struct session *s, const char *rcpt, session_milter_done_fn done,
+                        struct session_milter_outcome *now)
 {
-    return sm_start(s, SM_RCPT, rcpt, args, done, now);
+    return sm_start(s, SM_RCPT, rcpt, NULL, done, now);
 }
 
-int session_milter_data(struct session *s, session_milter_done_fn done,
+static int sm_step_data(struct session *s, session_milter_done_fn done,
                         struct session_milter_outcome *now)
 {
     return sm_start(s, SM_DATA, NULL, NULL, done, now);
@@ -1161,14 +1161,14 @@ static int sm_check_helo(void *arg, const char *name, bool esmtp, struct smtp_ad
     struct session *s = arg;
     struct session_milter_outcome now;
     (void)esmtp;
-    return sm_sync(s, session_milter_helo(s, name, sm_checked, &now), &now, err);
+    return sm_sync(s, sm_step_helo(s, name, sm_checked, &now), &now, err);
 }
 
 static int sm_check_data(void *arg, struct smtp_addr_error *err)
 {
     struct session *s = arg;
     struct session_milter_outcome now;
-    return sm_sync(s, session_milter_data(s, sm_checked, &now), &now, err);
+    return sm_sync(s, sm_step_data(s, sm_checked, &now), &now, err);
 }
 
 void session_milter_hooks(struct session *s)
@@ -1185,13 +1185,13 @@ int session_milter_check_mail(struct session *s, const char *sender, const char 
 {
     struct session_milter_outcome now;
     session_milter_abort(s); /* a filter still in the last message forgets it */
-    return sm_sync(s, session_milter_mail(s, sender, args, sm_checked, &now), &now, err);
+    return sm_sync(s, sm_step_mail(s, sender, args, sm_checked, &now), &now, err);
 }
 
 int session_milter_check_rcpt(struct session *s, const char *rcpt, struct smtp_addr_error *err)
 {
     struct session_milter_outcome now;
-    return sm_sync(s, session_milter_rcpt(s, rcpt, NULL, sm_checked, &now), &now, err);
+    return sm_sync(s, sm_step_rcpt(s, rcpt, sm_checked, &now), &now, err);
 }
 
 /* What the client sent before the greeting is kept while the filters decide on it: no
@@ -1243,7 +1243,7 @@ static void sm_greet(struct session *s, const struct session_milter_outcome *o)
 bool session_milter_greeting(struct session *s, const char *early, size_t len)
 {
     struct session_milter_outcome now;
-    if (session_milter_connect(s, sm_greet, &now)) {
+    if (sm_step_connect(s, sm_greet, &now)) {
         session_milter_early(s, early, len);
         engine_conn_pause_recv(s->dw->w, s->id);
         return true;

@@ -17,7 +17,6 @@
 #include <stddef.h>
 
 struct session;
-struct smtp_path;
 struct smtp_addr_error;
 
 /* What the filters said of a step. */
@@ -35,23 +34,10 @@ struct session_milter_outcome {
 
 typedef void (*session_milter_done_fn)(struct session *s, const struct session_milter_outcome *o);
 
-/* Every step returns 1 when a filter is asked: `done` is called later, never from inside the
- * call; or 0 with the outcome in *now when it is known at once (no filter to ask, or a
- * failed filter's F= refuses). */
+/* The end of the message returns 1 when a filter is asked: `done` is called later, never
+ * from inside the call; or 0 with the outcome in *now when it is known at once (no filter
+ * to ask, or a failed filter's F= refuses). The other steps go through the hooks below. */
 
-/* At connect, before the greeting: opens the filters' connections, negotiates and sends the
- * connect step. With no filter on the session's listener: 0 and CONTINUE. */
-int session_milter_connect(struct session *s, session_milter_done_fn done,
-                           struct session_milter_outcome *now);
-/* HELO/EHLO, MAIL (the sender and its ESMTP arguments as received), RCPT, DATA. */
-int session_milter_helo(struct session *s, const char *name, session_milter_done_fn done,
-                        struct session_milter_outcome *now);
-int session_milter_mail(struct session *s, const char *sender, const char *args,
-                        session_milter_done_fn done, struct session_milter_outcome *now);
-int session_milter_rcpt(struct session *s, const char *rcpt, const char *args,
-                        session_milter_done_fn done, struct session_milter_outcome *now);
-int session_milter_data(struct session *s, session_milter_done_fn done,
-                        struct session_milter_outcome *now);
 /* The end of the message (s->msg holds it, not committed): the header, the body and the end
  * go to each filter in turn, each filter's changes are applied before the next one reads the
  * message (as sendmail does); then the changed message is written again to the spool and the
