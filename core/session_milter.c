@@ -48,6 +48,7 @@ struct session_filter {
     bool negotiated; /* its negotiation reply came */
     bool failed;     /* unusable for the rest of the session (its F= applies) */
     bool waiting;    /* a reply is awaited */
+    bool draining;   /* a body chunk that gets no reply is being written (T=S) */
     uint32_t wait_ms;
 };
 
@@ -238,6 +239,8 @@ static void sm_filter_timer(void *ctx)
     char why[120];
     if (!sf->negotiated)
         snprintf(why, sizeof(why), "timeout connecting to the filter");
+    else if (sf->draining)
+        snprintf(why, sizeof(why), "timeout writing data in eom");
     else
         snprintf(why, sizeof(why), "timeout before data read in %s",
                  sf->sm && sf->sm->step == SM_EOM ? "eom" : "reply");
@@ -282,6 +285,21 @@ static void sm_filter_recv(void *ctx, const char *data, size_t len)
     }
 }
 
+/* A body chunk the filter gives no reply to (SMFIP_NR_BODY) was written: the next one may
+ * go. So a filter that stops reading holds one chunk, not the whole body, and T=S bounds
+ * the wait. */
+static void sm_filter_drained(void *ctx)
+{
+    struct session_filter *sf = ctx;
+    struct session_milters *sm = sf->sm;
+    if (!sm || !sf->draining)
+        return;
+    sf->draining = false;
+    engine_conn_set_timer(sm->s->dw->w, sf->id, 0);
+    if (sm->step == SM_EOM && sm->cur < sm->n && sm->f[sm->cur] == sf)
+        sm_run(sm);
+}
+
 /* Connected: the negotiation queued at the start goes out; its timer, armed then for the
  * connect and the reply together, keeps running. */
 static void sm_filter_connected(void *ctx)
@@ -291,6 +309,7 @@ static void sm_filter_connected(void *ctx)
 
 static const struct engine_conn_callbacks sm_conn_callbacks = {
     .on_recv = sm_filter_recv,
+    .on_drained = sm_filter_drained,
     .on_timer = sm_filter_timer,
     .on_closed = sm_filter_closed,
     .on_connected = sm_filter_connected,
@@ -783,8 +802,14 @@ static void sm_body_chunk(struct session_milters *sm, const char *data, size_t n
         sm_filter_wait(sf, sf->f->timeout_read);
         return;
     }
-    if (w == MILTER_DONE)
-        sm_next_filter(sm);
+    if (w == MILTER_NOWAIT) { /* no reply: the next chunk once this one is written */
+        struct engine_worker *ew = sm->s->dw->w;
+        uint32_t ms = sf->f->timeout_send;
+        sf->draining = true;
+        engine_conn_set_timer(ew, sf->id, ms ? engine_now_ms(ew) + ms : 0);
+        return;
+    }
+    sm_next_filter(sm); /* DONE: the filter has decided for this message */
     sm_run(sm);
 }
 

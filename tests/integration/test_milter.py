@@ -271,7 +271,9 @@ class HostileFilter:
     """Not a filter: a unix socket that negotiates as libmilter does, then answers the
     connect step with `mode`: "huge" (a length of 2 GiB), "zero" (a length of 0),
     "unknown" (a reply code no milter has), "flood" (half a megabyte of replies nobody
-    asked for), "stall" (half a length, then silence)."""
+    asked for), "stall" (half a length, then silence); or "nrbody": a filter that asks for
+    no replies to body chunks (SMFIP_NR_BODY), continues every step, and stops reading at
+    the first body chunk."""
 
     def __init__(self, path: Path, mode: str):
         self.path, self.mode = path, mode
@@ -314,8 +316,15 @@ class HostileFilter:
                 if cmd is None:
                     return
                 if cmd == b"O":  # version 6, no actions, every step with its reply
+                    protocol = 0x80000 if self.mode == "nrbody" else 0
                     conn.sendall((13).to_bytes(4, "big") + b"O" + (6).to_bytes(4, "big")
-                                 + bytes(8))
+                                 + bytes(4) + protocol.to_bytes(4, "big"))
+                elif self.mode == "nrbody":
+                    if cmd == b"B":
+                        time.sleep(30)  # reads nothing more
+                        return
+                    if cmd != b"D":
+                        conn.sendall((1).to_bytes(4, "big") + b"c")
                 elif cmd == b"C":
                     conn.sendall({
                         "huge": (0x7FFFFFFF).to_bytes(4, "big") + b"c",
@@ -357,6 +366,27 @@ class Hostile(DeliveryTestCase):
                 self.wait_log(d, rf"Milter \(h\): .*({why})")
                 self.assertTrue(d.alive())
                 d.stop()
+
+
+@unittest.skipUnless(have_pymilter(), "python3-milter is not installed")
+class SlowReader(DeliveryTestCase):
+
+    def test_a_filter_that_stops_reading_the_body_holds_one_chunk(self):
+        path = self.tmp / "nrbody.sock"
+        h = HostileFilter(path, "nrbody")
+        self.addCleanup(h.close)
+        d = self.daemon(milters=[{"name": "h", "socket": f"unix:{path}", "on_fail": "reject",
+                                  "timeouts": {"send": "1s", "eom": "30s"}}])
+        c = self.session(d)
+        self.assertReply(c.cmd("MAIL FROM:<alice@client.test>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<bob@remote.test>"), 250)
+        body = "".join(f"line {i:07d} of a body the filter never reads\r\n" for i in range(60000))
+        r = c.data(make_message(subject="big", body=body))[1]
+        # T=S, not T=E: the body waits for each chunk to be written, so the stall shows at
+        # once and the engine holds one chunk for the filter, not the 2.7 MB
+        self.assertReply(r, 550, "5.7.1")
+        self.wait_log(d, r"Milter \(h\): timeout writing data in eom")
+        self.assertEqual(d.spool.qids(), set())
 
 
 def opendkim() -> str | None:
