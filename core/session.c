@@ -257,8 +257,25 @@ static int session_check_local(struct session *s, const struct smtp_path *rcpt,
     return -1;
 }
 
+/* RCPT's ESMTP parameters as a filter is given them ("NOTIFY=SUCCESS,FAILURE ORCPT=..."). */
+#define SESSION_RCPT_ARGS_MAX (SMTP_ORCPT_MAX + 48)
+static void session_rcpt_args(const struct smtp_rcpt_params *p, char *out, size_t outlen)
+{
+    static const char *const notify[] = {"NEVER", "SUCCESS", "FAILURE", "DELAY"};
+    struct buf b;
+    buf_init(&b, 0);
+    for (unsigned i = 0; i < 4; i++) /* SMTP_NOTIFY_NEVER, SUCCESS, FAILURE, DELAY: bits 0..3 */
+        if (p->notify & (1u << i))
+            buf_printf(&b, "%s%s", b.len ? "," : "NOTIFY=", notify[i]);
+    if (p->orcpt[0])
+        buf_printf(&b, "%sORCPT=%s", b.len ? " " : "", p->orcpt);
+    snprintf(out, outlen, "%s", b.len ? (const char *)b.data : "");
+    buf_free(&b);
+}
+
 /* sendmail's check_rcpt (policy/policy.h), then whether a local recipient exists. */
-static int session_check_rcpt(void *arg, const struct smtp_path *rcpt, struct smtp_addr_error *err)
+static int session_check_rcpt(void *arg, const struct smtp_path *rcpt,
+                              const struct smtp_rcpt_params *params, struct smtp_addr_error *err)
 {
     struct session *s = arg;
     struct policy_client c;
@@ -268,9 +285,10 @@ static int session_check_rcpt(void *arg, const struct smtp_path *rcpt, struct sm
         return -1;
     if (!s->milters)
         return 0;
-    char path[SMTP_PATH_MAX + 3];
+    char path[SMTP_PATH_MAX + 3], args[SESSION_RCPT_ARGS_MAX];
     snprintf(path, sizeof(path), "<%s>", rcpt->mailbox);
-    return session_milter_check_rcpt(s, path, err);
+    session_rcpt_args(params, args, sizeof(args));
+    return session_milter_check_rcpt(s, path, args, err);
 }
 
 /* sendmail's enoughdiskspace(): a MAIL whose SIZE= (or any message, below MinFreeBlocks)
@@ -451,13 +469,14 @@ static int session_commit(struct session *s)
     struct localrcpt_list rl = {0};
     for (size_t i = 0; i < t->n_rcpts + filtered.n_added; i++) {
         const struct smtp_rcpt *r = i < t->n_rcpts ? &t->rcpts[i] : NULL;
-        const char *mailbox = r ? r->mailbox : filtered.added[i - t->n_rcpts];
+        const struct session_milter_rcpt *a = r ? NULL : &filtered.added[i - t->n_rcpts];
+        const char *mailbox = r ? r->mailbox : a->mailbox;
+        const struct smtp_rcpt_params *params = r ? &r->params : &a->params;
         if (session_milter_removed(&filtered, mailbox))
             continue;
         /* same bit values as ENV_NOTIFY_* */
-        if (localrcpt_envelope(s->rc->cfg, mailbox,
-                               r && r->params.orcpt[0] ? r->params.orcpt : NULL,
-                               r ? r->params.notify : 0, &rl) < 0) {
+        if (localrcpt_envelope(s->rc->cfg, mailbox, params->orcpt[0] ? params->orcpt : NULL,
+                               params->notify, &rl) < 0) {
             localrcpt_list_free(&rl);
             return -ENOMEM;
         }

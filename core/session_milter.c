@@ -80,7 +80,8 @@ struct session_milters {
     struct buf head; /* the stored header section while it is read */
     /* the envelope as the filters changed it, for the commit */
     char *sender;
-    char **added, **removed;
+    struct session_milter_rcpt *added;
+    char **removed;
     size_t n_added, n_removed;
     char *quarantine;
     size_t n;
@@ -643,12 +644,13 @@ static void sm_forget_message(struct session_milters *sm)
     free(sm->sender);
     sm->sender = NULL;
     for (size_t i = 0; i < sm->n_added; i++)
-        free(sm->added[i]);
+        free(sm->added[i].mailbox);
     for (size_t i = 0; i < sm->n_removed; i++)
         free(sm->removed[i]);
     free(sm->added);
     free(sm->removed);
-    sm->added = sm->removed = NULL;
+    sm->added = NULL;
+    sm->removed = NULL;
     sm->n_added = sm->n_removed = 0;
     free(sm->quarantine);
     sm->quarantine = NULL;
@@ -668,10 +670,10 @@ static int sm_step_mail(struct session *s, const char *sender, const char *args,
     return sm_start(s, SM_MAIL, sender, args, done, now);
 }
 
-static int sm_step_rcpt(struct session *s, const char *rcpt, session_milter_done_fn done,
-                        struct session_milter_outcome *now)
+static int sm_step_rcpt(struct session *s, const char *rcpt, const char *args,
+                        session_milter_done_fn done, struct session_milter_outcome *now)
 {
-    return sm_start(s, SM_RCPT, rcpt, NULL, done, now);
+    return sm_start(s, SM_RCPT, rcpt, args, done, now);
 }
 
 static int sm_step_data(struct session *s, session_milter_done_fn done,
@@ -906,6 +908,31 @@ static const char *sm_hdr_value(const struct milter_hdrs *h, const char *name, u
     return NULL;
 }
 
+/* A recipient a filter adds, with its ESMTP arguments when it gave some (ADDRCPT_PAR); one
+ * whose arguments do not parse is not added (sendmail's milter_addrcpt_par). -1: memory. */
+static int sm_add_rcpt(struct session_milters *sm, const char *filter, const char *mailbox,
+                       const char *args)
+{
+    struct session_milter_rcpt r = {0};
+    if (args && args[0]) {
+        const struct smtp_ext ext = {.dsn = true};
+        struct smtp_addr_error err;
+        if (smtp_rcpt_params_parse(args, strlen(args), &ext, &r.params, &err) < 0) {
+            log_info("%s: Milter (%s): recipient <%s> not added: %s: %s", sm->s->qid, filter,
+                     mailbox, args, err.reason);
+            return 0;
+        }
+    }
+    struct session_milter_rcpt *grown = realloc(sm->added, (sm->n_added + 1) * sizeof(*grown));
+    if (!grown)
+        return -1;
+    sm->added = grown;
+    if (!(r.mailbox = strdup(mailbox)))
+        return -1;
+    sm->added[sm->n_added++] = r;
+    return 0;
+}
+
 /* An address a filter gives (CHGFROM, ADDRCPT, DELRCPT): its mailbox when it is one SMTP
  * would take, else NULL (logged; the change is skipped, the filter's others apply). */
 static const char *sm_mod_addr(struct session_milters *sm, const char *name, const char *addr,
@@ -964,7 +991,7 @@ static void sm_apply(struct session_milters *sm, struct session_filter *sf)
         case MILTER_MOD_ADDRCPT:
             log_info("%s: Milter add: rcpt: %s", qid, mod->name);
             if ((addr = sm_mod_addr(sm, sf->f->name, mod->name, false, &p)))
-                failed |= sm_push(&sm->added, &sm->n_added, addr) < 0;
+                failed |= sm_add_rcpt(sm, sf->f->name, addr, mod->value) < 0;
             break;
         case MILTER_MOD_DELRCPT:
             log_info("%s: Milter delete: rcpt %s", qid, mod->name);
@@ -1121,7 +1148,7 @@ void session_milter_envelope(const struct session *s, struct session_milter_enve
     if (!sm)
         return;
     out->sender = sm->sender;
-    out->added = (const char *const *)sm->added;
+    out->added = sm->added;
     out->n_added = sm->n_added;
     out->removed = (const char *const *)sm->removed;
     out->n_removed = sm->n_removed;
@@ -1213,10 +1240,11 @@ int session_milter_check_mail(struct session *s, const char *sender, const char 
     return sm_sync(s, sm_step_mail(s, sender, args, sm_checked, &now), &now, err);
 }
 
-int session_milter_check_rcpt(struct session *s, const char *rcpt, struct smtp_addr_error *err)
+int session_milter_check_rcpt(struct session *s, const char *rcpt, const char *args,
+                              struct smtp_addr_error *err)
 {
     struct session_milter_outcome now;
-    return sm_sync(s, sm_step_rcpt(s, rcpt, sm_checked, &now), &now, err);
+    return sm_sync(s, sm_step_rcpt(s, rcpt, args, sm_checked, &now), &now, err);
 }
 
 /* What the client sent before the greeting is kept while the filters decide on it: no

@@ -16,8 +16,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "smtp/smtp_addr.h"
+
 struct session;
-struct smtp_addr_error;
 
 /* What the filters said of a step. */
 enum session_milter_verdict {
@@ -67,14 +68,19 @@ void session_milter_early(struct session *s, const char *data, size_t len);
  * and `rcpt` with their angle brackets, `args` MAIL's ESMTP parameters ("" for none). */
 int session_milter_check_mail(struct session *s, const char *sender, const char *args,
                               struct smtp_addr_error *err);
-int session_milter_check_rcpt(struct session *s, const char *rcpt, struct smtp_addr_error *err);
+int session_milter_check_rcpt(struct session *s, const char *rcpt, const char *args,
+                              struct smtp_addr_error *err);
 
 /* The envelope as the filters left it, for the commit: the sender (NULL: unchanged), the
  * recipients added and removed, the quarantine reason (NULL: none). Valid until the next
  * message. */
+struct session_milter_rcpt {
+    char *mailbox;
+    struct smtp_rcpt_params params; /* smfi_addrcpt_par's ESMTP arguments (NOTIFY=, ORCPT=) */
+};
 struct session_milter_envelope {
     const char *sender;
-    const char *const *added; /* mailboxes */
+    const struct session_milter_rcpt *added;
     size_t n_added;
     const char *const *removed;
     size_t n_removed;

@@ -216,7 +216,7 @@ void smtp_cmd_rcpt(struct smtp_server *s, const char *arg, size_t len)
     size_t rawlen = used - (size_t)(raw - arg);
 
     memset(&err, 0, sizeof(err));
-    int verdict = s->io->check_rcpt ? s->io->check_rcpt(s->io->arg, &path, &err) : 0;
+    int verdict = s->io->check_rcpt ? s->io->check_rcpt(s->io->arg, &path, &params, &err) : 0;
     if (verdict > 0) {
         smtp_server_check_wait(
             s, SMTP_CHECK_RCPT,

@@ -233,8 +233,10 @@ struct smtp_server_io {
      * server formats "550 5.7.1 <mailbox>... Relaying denied" as sendmail does (defaults
      * 550, "5.7.1", "Recipient refused"). Or 1: pending ("Waiting" above; the recipient
      * and its parameters are kept, and limits.max_recipients was checked before the call).
-     * May be NULL: every recipient is accepted. */
-    int (*check_rcpt)(void *arg, const struct smtp_path *rcpt, struct smtp_addr_error *err);
+     * May be NULL: every recipient is accepted. `params` are its ESMTP parameters as parsed
+     * (a mail filter is given them); valid during the call only. */
+    int (*check_rcpt)(void *arg, const struct smtp_path *rcpt,
+                      const struct smtp_rcpt_params *params, struct smtp_addr_error *err);
     /* The server's own say on a syntactically valid MAIL (room in the queue for SIZE=):
      * 0 to accept, or fill *err (452, "4.3.1", "Insufficient system storage") and return
      * -1; the reply is "<code> <enh> <reason>" and counts as no client error. Or 1:

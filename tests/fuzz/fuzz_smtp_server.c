@@ -136,9 +136,11 @@ static int fz_verdict(struct fz *f, struct smtp_addr_error *err)
     }
 }
 
-static int fz_check_rcpt(void *arg, const struct smtp_path *rcpt, struct smtp_addr_error *err)
+static int fz_check_rcpt(void *arg, const struct smtp_path *rcpt,
+                         const struct smtp_rcpt_params *params, struct smtp_addr_error *err)
 {
     struct fz *f = arg;
+    (void)params;
     if (rcpt->domain[0] == 'x') { /* some recipients are refused, to reach the throttle */
         err->code = 550;
         err->enh = "5.7.1";

@@ -8,9 +8,11 @@ TEMPFAIL. RCPT `reject-rcpt@...`: that recipient refused. At the end of the mess
 words in the Subject: `sleep` sleeps 5 s first; `eomreject` refuses with a two-line reply;
 `discard` discards; otherwise it adds X-Milter, inserts X-Top at the top, changes Subject,
 deletes X-Remove, and by further words: `addrcpt`, `delrcpt` (removed@remote.test),
-`chgfrom`, `replace` (the body), `quarantine`, `badaddr` (adds a recipient that is no address); `crash` makes the process exit at the end of
-the message without a word. X-Milter says "seen by NAME" (default: the test filter). Each callback is written to the log file
-(one line, `step value`) so the test sees what the MTA sent.
+`chgfrom`, `replace` (the body), `quarantine`, `badaddr` (adds a recipient that is no address),
+`rcptparams` (adds one with NOTIFY= and ORCPT=, and one whose NOTIFY= is wrong); `crash`
+makes the process exit at the end of the message without a word. X-Milter says "seen by
+NAME" (default: the test filter). Each callback is written to the log file (one line,
+`step value`) so the test sees what the MTA sent.
 """
 
 import os
@@ -59,7 +61,7 @@ class TestFilter(Milter.Base):
         return Milter.CONTINUE
 
     def envrcpt(self, rcpt, *args):
-        note("rcpt", rcpt, self.getsymval("{rcpt_addr}"))
+        note("rcpt", rcpt, self.getsymval("{rcpt_addr}"), *args)
         if rcpt.startswith("<reject-rcpt@"):
             self.setreply("550", "5.1.1", "No such user here (filter)")
             return Milter.REJECT
@@ -99,6 +101,9 @@ class TestFilter(Milter.Base):
             self.addrcpt("<added@remote.test>")
         if "badaddr" in s:
             self.addrcpt("<no such thing>")
+        if "rcptparams" in s:
+            self.addrcpt("<param@remote.test>", "NOTIFY=NEVER ORCPT=rfc822;orig@remote.test")
+            self.addrcpt("<badparam@remote.test>", "NOTIFY=SOMETIMES")
         if "delrcpt" in s:
             self.delrcpt("<removed@remote.test>")
         if "chgfrom" in s:
@@ -118,8 +123,8 @@ def main():
     if "--name" in sys.argv:
         NAME = sys.argv[sys.argv.index("--name") + 1]
     Milter.factory = TestFilter
-    Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS | Milter.ADDRCPT | Milter.DELRCPT
-                     | Milter.CHGFROM | Milter.CHGBODY | Milter.QUARANTINE)
+    Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS | Milter.ADDRCPT | Milter.ADDRCPT_PAR
+                     | Milter.DELRCPT | Milter.CHGFROM | Milter.CHGBODY | Milter.QUARANTINE)
     Milter.runmilter("ringmail-test", sock, timeout=60)
 
 

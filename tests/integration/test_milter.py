@@ -15,7 +15,8 @@ import unittest
 from pathlib import Path
 
 from delivery_support import DeliveryTestCase
-from ringmail_harness import free_port, ipv6_loopback_available, make_message, qf_decode
+from ringmail_harness import (NOTIFY, free_port, ipv6_loopback_available, make_message,
+                              qf_decode)
 
 HERE = Path(__file__).resolve().parent
 PY = "/usr/bin/python3"
@@ -171,6 +172,26 @@ class Milter(DeliveryTestCase):
         msg = sink.wait_messages(1)[0]
         self.assertEqual(msg.rcpt_tos, ["bob@remote.test"])
         self.wait_log(d, rf"{qid}: Milter \(test\): address <no such thing> refused")
+
+    def test_recipient_parameters_both_ways(self):
+        sink, d = self.filtered_relay(self.start_filter())
+        c = self.session(d)
+        self.assertReply(c.cmd("MAIL FROM:<alice@client.test>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<bob@remote.test> NOTIFY=SUCCESS,FAILURE "
+                               "ORCPT=rfc822;bob@remote.test"), 250)
+        qid = self.assertAccepted(c.data(make_message(subject="rcptparams quarantine"))[1])
+        # the filter got RCPT's ESMTP parameters, and ${rcpt_addr} without brackets
+        self.assertIn("rcpt <bob@remote.test> bob@remote.test NOTIFY=SUCCESS,FAILURE "
+                      "ORCPT=rfc822;bob@remote.test", self.filter_notes())
+        # the recipient it added carries its NOTIFY= and ORCPT=; the one with a bad NOTIFY= is
+        # not added (the message is held, so its qf stays to be read)
+        self.wait_log(d, rf"{qid}: milter=test, quarantine=")
+        rcpts = {r["addr"]: r for r in d.spool.envelope(qid)["rcpts"]}
+        self.assertEqual(sorted(rcpts), ["bob@remote.test", "param@remote.test"])
+        self.assertEqual(rcpts["param@remote.test"]["notify"], NOTIFY["NEVER"])
+        self.assertEqual(rcpts["param@remote.test"]["orcpt"], "rfc822;orig@remote.test")
+        self.assertEqual(rcpts["bob@remote.test"]["notify"], NOTIFY["SUCCESS"] | NOTIFY["FAILURE"])
+        self.wait_log(d, rf"{qid}: Milter \(test\): recipient <badparam@remote\.test> not added")
 
     def test_quarantine(self):
         sink, d = self.filtered_relay(self.start_filter())

@@ -120,9 +120,11 @@ static inline void h_on_event(void *arg, const struct smtp_event *ev)
 }
 
 /* Relaying is refused for every domain but mx.test. */
-static inline int h_check_rcpt(void *arg, const struct smtp_path *rcpt, struct smtp_addr_error *err)
+static inline int h_check_rcpt(void *arg, const struct smtp_path *rcpt,
+                               const struct smtp_rcpt_params *params, struct smtp_addr_error *err)
 {
     (void)arg;
+    (void)params;
     if (strcasecmp(rcpt->domain, "mx.test") == 0 || strcasecmp(rcpt->mailbox, "postmaster") == 0)
         return 0;
     err->code = 550;

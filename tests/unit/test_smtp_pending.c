@@ -42,9 +42,11 @@ static int hk_answer(struct smtp_addr_error *err)
     return hk.verdict;
 }
 
-static int hk_rcpt(void *arg, const struct smtp_path *rcpt, struct smtp_addr_error *err)
+static int hk_rcpt(void *arg, const struct smtp_path *rcpt, const struct smtp_rcpt_params *params,
+                   struct smtp_addr_error *err)
 {
     (void)arg;
+    (void)params;
     hk_ask("rcpt", rcpt->mailbox);
     return hk_answer(err);
 }
