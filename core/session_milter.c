@@ -549,6 +549,21 @@ static void sm_reset_step(struct session_milters *sm, enum sm_step step,
     sm->done = done;
 }
 
+/* Runs `go` for a step just set up: 1 when the outcome comes later through sm->done, or 0
+ * with it in *now when `go` reached it at once (the caller is inside a hook then). */
+static int sm_go(struct session_milters *sm, void (*go)(struct session_milters *),
+                 struct session_milter_outcome *now)
+{
+    sm->in_start = true;
+    sm->finished_now = false;
+    go(sm);
+    sm->in_start = false;
+    if (!sm->finished_now)
+        return 1;
+    *now = sm->now;
+    return 0;
+}
+
 static int sm_start(struct session *s, enum sm_step step, const char *arg, const char *args,
                     session_milter_done_fn done, struct session_milter_outcome *now)
 {
@@ -561,14 +576,7 @@ static int sm_start(struct session *s, enum sm_step step, const char *arg, const
     sm->arg = arg ? strdup(arg) : NULL;
     sm->args = args && args[0] ? strdup(args) : NULL;
     sm_reset_step(sm, step, done);
-    sm->in_start = true;
-    sm->finished_now = false;
-    sm_run(sm);
-    sm->in_start = false;
-    if (!sm->finished_now)
-        return 1;
-    *now = sm->now;
-    return 0;
+    return sm_go(sm, sm_run, now);
 }
 
 static int sm_step_connect(struct session *s, session_milter_done_fn done,
@@ -702,6 +710,12 @@ static void sm_read(struct session_milters *sm, uint64_t off)
 }
 
 static void sm_free_all(struct session_milters *sm);
+
+/* The end of the message starts with its header section. */
+static void sm_read_head(struct session_milters *sm)
+{
+    sm_read(sm, 0);
+}
 
 /* The message could not be read back or written again: refused for now (the client keeps
  * it), never half-stored. */
@@ -873,17 +887,11 @@ int session_milter_eom(struct session *s, session_milter_done_fn done,
     if (!sm)
         return 0;
     sm_reset_step(sm, SM_EOM, done);
-    if (sm->fail_reply || sm->discard || !s->msg) {
-        sm->in_start = true;
-        sm_finish(sm);
-        sm->in_start = false;
-        *now = sm->now;
-        return 0;
-    }
+    if (sm->fail_reply || sm->discard || !s->msg)
+        return sm_go(sm, sm_finish, now);
     milter_hdrs_free(&sm->hdrs);
     sm->have_hdrs = false;
-    sm_read(sm, 0); /* the header section first */
-    return 1;
+    return sm_go(sm, sm_read_head, now);
 }
 
 static int sm_push(char ***v, size_t *n, const char *s)
