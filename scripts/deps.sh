@@ -4,6 +4,8 @@
 # Usage: scripts/deps.sh [build|test]
 set -eu
 want="cmake gcc make pkg-config libssl-dev liburing-dev libcyaml-dev libc-ares-dev libsasl2-dev"
+# sd_notify(3): READY/RELOADING/STOPPING/STATUS to systemd (the unit is Type=notify)
+want="$want libsystemd-dev"
 case "${1:-build}" in
 test)
     # python3-aiosmtpd, dnsmasq-base, postfix (smtp-sink, smtp-source): the delivery tests'
@@ -21,6 +23,10 @@ test)
     # mail filters: a libmilter filter written in Python, opendkim signing (opendkim-genkey
     # makes the test's key) and Python's dkim to verify what it signed
     want="$want python3-milter opendkim opendkim-tools python3-dkim"
+    # operations: the unit checked with systemd-analyze, the man pages with mandoc -T lint,
+    # logwatch's sendmail service reading ringmail's log, the metrics parsed by Prometheus's
+    # own Python client
+    want="$want systemd mandoc logwatch python3-prometheus-client"
     ;;
 esac
 
