@@ -26,7 +26,7 @@ test)
     # operations: the unit checked with systemd-analyze, the man pages with mandoc -T lint,
     # logwatch's sendmail service reading ringmail's log, the metrics parsed by Prometheus's
     # own Python client
-    want="$want systemd mandoc logwatch python3-prometheus-client"
+    want="$want systemd mandoc groff-base logwatch python3-prometheus-client"
     ;;
 esac
 
