@@ -22,13 +22,13 @@
 #include <strings.h>
 #include <netinet/in.h>
 
-#include "core/localrcpt.h"
 #include "core/milterconf.h"
 #include "core/runconf.h"
 #include "core/session_int.h"
 #include "policy/milter.h"
 #include "policy/milter_hdr.h"
 #include "policy/milter_proto.h"
+#include "queue/mailstats.h"
 #include "queue/spool.h"
 #include "util/buf.h"
 #include "util/log.h"
@@ -126,7 +126,7 @@ static const char *sm_addr_macro(struct session_milters *sm, const char *what, c
     if (strcmp(what, "host}") == 0)
         return at ? at + 1 : sm->s->rc->cfg->hostname;
     if (strcmp(what, "mailer}") == 0)
-        return !addr[0] || localrcpt_is_local(sm->s->rc->cfg, addr) ? "local" : "esmtp";
+        return session_mailer_of(sm->s, addr);
     return NULL;
 }
 
@@ -345,6 +345,14 @@ static void sm_finish(struct session_milters *sm)
     done(sm->s, &o);
 }
 
+/* The mailer a filter's verdict is counted under: the sender's (at MAIL, the one checked). */
+static const char *sm_stats_mailer(struct session_milters *sm)
+{
+    char tmp[SMTP_PATH_MAX + 3];
+    return session_stats_mailer(
+        sm->s, sm->step == SM_MAIL && sm->arg ? sm_bare(sm->arg, tmp, sizeof(tmp)) : NULL);
+}
+
 /* sendmail's line for a filter's refusal ("Milter: from=<a@b>, reject=550 5.7.1 ..."), and
  * for the refusals a failed filter's F= makes. */
 static void sm_log_refusal(struct session_milters *sm, const char *reply)
@@ -373,6 +381,10 @@ static void sm_log_refusal(struct session_milters *sm, const char *reply)
         log_info("%s: Milter: data, reject=%s", s->qid, flat);
         break;
     }
+    if (sm->step == SM_CONNECT || sm->step == SM_HELO) /* no sender yet: the client refused */
+        mailstats_conn(MAILSTATS_CONN_REJECT);
+    else
+        mailstats_msg(MAILSTATS_REJECT, sm_stats_mailer(sm), 0);
 }
 
 static void sm_refuse(struct session_milters *sm, const char *reply)
@@ -432,6 +444,7 @@ static void sm_reply(struct session_filter *sf, const struct milter_result *r)
         break;
     case MILTER_DISCARD:
         log_info("%s: milter=%s, discard", sm->s->qid, sf->f->name);
+        mailstats_msg(MAILSTATS_DISCARD, sm_stats_mailer(sm), 0);
         sm->discard = true;
         break;
     case MILTER_SHUTDOWN:
@@ -1008,6 +1021,7 @@ static void sm_apply(struct session_milters *sm, struct session_filter *sf)
             break;
         case MILTER_MOD_QUARANTINE:
             log_info("%s: milter=%s, quarantine=%s", qid, sf->f->name, mod->name);
+            mailstats_msg(MAILSTATS_QUARANTINE, sm_stats_mailer(sm), 0);
             free(sm->quarantine);
             failed |= !(sm->quarantine = strdup(mod->name));
             break;

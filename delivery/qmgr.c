@@ -10,6 +10,7 @@
 #include "delivery/qmgr_int.h"
 #include "delivery/qmgr_log.h"
 #include "queue/bounce.h"
+#include "queue/mailstats.h"
 #include "queue/queue_index.h"
 #include "queue/spool.h"
 #include "util/buf.h"
@@ -280,6 +281,8 @@ void qmgr_trace_line(struct qmgr_msg *m, const char *to, const char *ctladdr, co
     qmgr_log_format(m->qid, &m->env, to, ctladdr, mailer, relay, stat, status, text, m->started,
                     time(NULL), line, sizeof(line));
     qmgr_trace(m, "%s", line);
+    if (stat == QMGR_LOG_SENT) /* every stat=Sent line, remote and local: msgsto */
+        mailstats_msg(MAILSTATS_TO, mailer, m->env.size);
 }
 
 static void qmgr_trace_rcpt(struct qmgr_msg *m, size_t i, enum qmgr_log_stat stat)
