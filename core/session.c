@@ -218,13 +218,13 @@ static void session_policy_log_hold(struct session *s, const char *arg1, const c
     char relay[80];
     session_relay(s, relay, sizeof(relay));
     if (v->action == POLICY_DISCARD) {
+        mailstats_msg(MAILSTATS_DISCARD, session_stats_mailer(s, checked), 0);
         log_info("%s: ruleset=%s, arg1=%s, relay=%s, discard", session_qid(s), v->ruleset, arg1,
                  relay);
-        mailstats_msg(MAILSTATS_DISCARD, session_stats_mailer(s, checked), 0);
     } else if (v->action == POLICY_QUARANTINE) {
+        mailstats_msg(MAILSTATS_QUARANTINE, session_stats_mailer(s, checked), 0);
         log_info("%s: ruleset=%s, arg1=%s, relay=%s, quarantine=%s", session_qid(s), v->ruleset,
                  arg1, relay, v->text);
-        mailstats_msg(MAILSTATS_QUARANTINE, session_stats_mailer(s, checked), 0);
     }
 }
 
@@ -677,10 +677,10 @@ static void session_log_reject(struct session *s, const struct smtp_event *ev)
     }
     if (s->verdict.ruleset) { /* check_mail's arg1 is <addr>, as RCPT's raw path is */
         bool mail = strcmp(ev->cmd, "MAIL") == 0;
+        mailstats_msg(MAILSTATS_REJECT, session_stats_mailer(s, mail ? ev->arg : NULL), 0);
         log_info("%s: ruleset=%s, arg1=%s%s%s, relay=%s, reject=%s", session_qid(s),
                  s->verdict.ruleset, mail ? "<" : "", ev->arg ? ev->arg : "", mail ? ">" : "",
                  session_relay(s, relay, sizeof(relay)), ev->reply);
-        mailstats_msg(MAILSTATS_REJECT, session_stats_mailer(s, mail ? ev->arg : NULL), 0);
         s->verdict.ruleset = NULL;
         return;
     }
@@ -983,11 +983,11 @@ void session_log_check_relay(struct log_limit *limit, const char *addr, const ch
     snprintf(line, sizeof(line), "ruleset=check_relay, arg1=%s, arg2=%s%s, relay=%s, reject=%s",
              name ? name : bracketed, strchr(addr, ':') ? "IPv6:" : "", addr,
              relay ? relay : bracketed, reject);
+    mailstats_conn(MAILSTATS_CONN_REJECT);
     if (limit)
         log_limited(limit, LOG_LVL_INFO, addr, "%s", line);
     else
         log_info("%s", line);
-    mailstats_conn(MAILSTATS_CONN_REJECT);
 }
 
 /* Connect:address REJECT or ERROR: in the access map. sendmail greets such a client and then
@@ -1194,11 +1194,11 @@ void *session_accept_client(struct daemon_worker *dw, engine_conn_id id, unsigne
     case CONNLIMIT_TOTAL:
         /* sendmail's MaxDaemonChildren line: the daemon is full, the client did nothing
          * wrong (no check_relay line, which fail2ban would count against it). */
+        mailstats_conn(MAILSTATS_CONN_REJECT);
         log_limited(&session_log_total_refusals, LOG_LVL_INFO, NULL,
                     "rejecting connections on daemon %s: %u children, max %u",
                     session_daemon->listener_names[listener], connlimit_total(dw->d->conns),
                     cfg->max_connections);
-        mailstats_conn(MAILSTATS_CONN_REJECT);
         return session_refuse(dw, id, "Too many open connections");
     case CONNLIMIT_CLIENT: /* not after the second acquire: no per-client limit there */
     case CONNLIMIT_OK:

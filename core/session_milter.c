@@ -363,6 +363,10 @@ static void sm_log_refusal(struct session_milters *sm, const char *reply)
     for (char *p = flat; *p; p++)
         if (*p == '\r' || *p == '\n')
             *p = ' ';
+    if (sm->step == SM_CONNECT || sm->step == SM_HELO) /* no sender yet: the client refused */
+        mailstats_conn(MAILSTATS_CONN_REJECT);
+    else
+        mailstats_msg(MAILSTATS_REJECT, sm_stats_mailer(sm), 0);
     switch (sm->step) {
     case SM_CONNECT:
         log_info("%s: Milter: connect: host=%s, addr=%s, reject=%s", s->qid,
@@ -381,10 +385,6 @@ static void sm_log_refusal(struct session_milters *sm, const char *reply)
         log_info("%s: Milter: data, reject=%s", s->qid, flat);
         break;
     }
-    if (sm->step == SM_CONNECT || sm->step == SM_HELO) /* no sender yet: the client refused */
-        mailstats_conn(MAILSTATS_CONN_REJECT);
-    else
-        mailstats_msg(MAILSTATS_REJECT, sm_stats_mailer(sm), 0);
 }
 
 static void sm_refuse(struct session_milters *sm, const char *reply)
@@ -443,8 +443,8 @@ static void sm_reply(struct session_filter *sf, const struct milter_result *r)
         sm_refuse(sm, r->reply);
         break;
     case MILTER_DISCARD:
-        log_info("%s: milter=%s, discard", sm->s->qid, sf->f->name);
         mailstats_msg(MAILSTATS_DISCARD, sm_stats_mailer(sm), 0);
+        log_info("%s: milter=%s, discard", sm->s->qid, sf->f->name);
         sm->discard = true;
         break;
     case MILTER_SHUTDOWN:
@@ -1020,8 +1020,8 @@ static void sm_apply(struct session_milters *sm, struct session_filter *sf)
                 failed |= sm_push(&sm->removed, &sm->n_removed, addr) < 0;
             break;
         case MILTER_MOD_QUARANTINE:
-            log_info("%s: milter=%s, quarantine=%s", qid, sf->f->name, mod->name);
             mailstats_msg(MAILSTATS_QUARANTINE, sm_stats_mailer(sm), 0);
+            log_info("%s: milter=%s, quarantine=%s", qid, sf->f->name, mod->name);
             free(sm->quarantine);
             failed |= !(sm->quarantine = strdup(mod->name));
             break;

@@ -280,9 +280,9 @@ void qmgr_trace_line(struct qmgr_msg *m, const char *to, const char *ctladdr, co
     char line[2048];
     qmgr_log_format(m->qid, &m->env, to, ctladdr, mailer, relay, stat, status, text, m->started,
                     time(NULL), line, sizeof(line));
-    qmgr_trace(m, "%s", line);
     if (stat == QMGR_LOG_SENT) /* every stat=Sent line, remote and local: msgsto */
         mailstats_msg(MAILSTATS_TO, mailer, m->env.size);
+    qmgr_trace(m, "%s", line);
 }
 
 static void qmgr_trace_rcpt(struct qmgr_msg *m, size_t i, enum qmgr_log_stat stat)
