@@ -8,7 +8,7 @@
  *    5        3          3K        2          2K        1       0       0  esmtp
  *   =====================================================================
  *    T        3          3K        2          2K        1       0       0
- *    C        4              1              2
+ *    C        4                    1                    2
  *
  * A mailer is shown when it has a message counted in any column. The program-readable form
  * (-p, -P) is "<since> <now>", the same rows without K, the T line and " C from to rejected".
