@@ -17,6 +17,7 @@ from pathlib import Path
 
 from delivery_support import DeliveryTestCase
 from ringmail_harness import IO_TIMEOUT, TEST_NET, make_message
+from test_milter import HERE, PY, have_pymilter, wait_socket
 
 ACCESS = """Connect:127.0.0.3          REJECT
 From:drop@client.test      DISCARD
@@ -38,7 +39,7 @@ def kbytes(size: int) -> int:
     return math.ceil(size / 1000)
 
 
-class Stats(DeliveryTestCase):
+class StatsCase(DeliveryTestCase):
 
     def stats(self, *args: str, rc: int = 0) -> subprocess.CompletedProcess:
         p = subprocess.run([str(stats_bin()), *args], capture_output=True, text=True,
@@ -71,6 +72,9 @@ class Stats(DeliveryTestCase):
         self.assertReply(reply, 250)
         c.cmd("QUIT")
         return reply.last
+
+
+class Stats(StatsCase):
 
     def test_counts_what_the_client_did(self):
         sink = self.sink()
@@ -175,6 +179,55 @@ class Stats(DeliveryTestCase):
         self.assertEqual(p.stderr, f"ringmail-stats: incorrect magic number in {foreign}\n")
         self.assertTrue(self.stats("-x", rc=64).stderr.endswith(
             "usage: ringmail-stats [-C cffile] [-c] [-P] [-f stfile] [-o] [-p]\n"))
+
+
+@unittest.skipUnless(have_pymilter(), "python3-milter is not installed")
+class FilterStats(StatsCase):
+    """A mail filter's verdicts (milter_filter.py) are counted as the access map's are, into a
+    file that exists when the daemon starts."""
+
+    def test_counts_the_filters_verdicts(self):
+        sock = self.tmp / "filter.sock"
+        proc = subprocess.Popen([PY, str(HERE / "milter_filter.py"), f"unix:{sock}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(lambda: (proc.kill(), proc.wait()))
+        wait_socket(sock, proc)
+        statfile = self.tmp / "statistics"
+        statfile.touch()
+        sink = self.sink()
+        d = self.relay(sink, statistics_file=str(statfile),
+                       milters=[{"name": "test", "socket": f"unix:{sock}"}])
+        self.assertIsNotNone(d.wait_log(rf"statistics: counting in {re.escape(str(statfile))}",
+                                        since_start=True))
+        c = self.session(d, helo=None)
+        self.assertReply(c.cmd("EHLO reject.helo"), 550)
+        self.assertReply(c.cmd("EHLO client.example"), 250)
+        self.assertReply(c.cmd("MAIL FROM:<reject@client.test>"), 550)
+        self.assertReply(c.cmd("MAIL FROM:<alice@client.test>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<reject-rcpt@remote.test>"), 550)
+        self.assertReply(c.cmd("RCPT TO:<bob@remote.test>"), 250)
+        self.assertReply(c.data(make_message(subject="discard"))[1], 250)
+        for subject in ("quarantine", "plain"):
+            self.assertReply(c.cmd("MAIL FROM:<postmaster@mx.test>"), 250)
+            self.assertReply(c.cmd("RCPT TO:<bob@remote.test>"), 250)
+            self.assertReply(c.data(make_message(subject=subject))[1], 250)
+        c.cmd("QUIT")
+        sink.wait_messages(1)
+        self.assertIsNotNone(d.wait_log(r"stat=Sent"))
+        log = d.log(since_start=True)
+        self.assertIn("milter=test, discard", log)
+        self.assertIn("milter=test, quarantine=", log)
+        froms = re.findall(r"from=<([^>]*)>, size=\d+", log)
+        _, rows, _, conns = self.program("-P", "-f", str(statfile))
+        # the refused MAIL and RCPT under the sender's mailer; the discarded message under
+        # alice's (esmtp), the quarantined one under postmaster's (local)
+        self.assertEqual(rows[ESMTP][0], froms.count("alice@client.test"))
+        self.assertEqual(rows[ESMTP][4:7], [2, 1, 0])
+        self.assertEqual(rows[LOCAL][0], 2)
+        self.assertEqual(rows[LOCAL][4:7], [0, 0, 1])
+        self.assertEqual(rows[RELAY][2], 1)
+        # the HELO refusal: the client refused
+        self.assertEqual((conns[0], conns[2]), (1, 1))
 
 
 if __name__ == "__main__":
