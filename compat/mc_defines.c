@@ -120,6 +120,7 @@ static const struct mc_define_rule mc_define_rules[] = {
     LIVE("confDOMAIN_NAME", HOW_DOMAIN, "hostname"),
     LIVE("confRUN_AS_USER", HOW_RUN_AS, "run_as"),
     LIVE("QUEUE_DIR", HOW_PATH, "spool"),
+    LIVE("STATUS_FILE", HOW_PATH, "statistics_file"),
     /* The TLS keys: the TLS issue adds them to the schema. */
     LIVE("confCACERT", HOW_PATH, "tls.ca_file"),
     LIVE("confCACERT_PATH", HOW_PATH, "tls.ca_path"),
@@ -198,7 +199,6 @@ static const struct mc_define_rule mc_define_rules[] = {
     IGNORE("confTEMP_FILE_MODE", "ringmail's spool files are always private (0600)"),
     IGNORE("confEBINDIR", mc_not_ours),
     IGNORE("confDEAD_LETTER_DROP", mc_not_ours),
-    IGNORE("STATUS_FILE", mc_not_ours),
     IGNORE("HELP_FILE", "ringmail answers HELP itself"),
     IGNORE("confME_TOO", "sendmail's default since 8.10; ringmail's behaviour"),
     IGNORE("confRRT_IMPLIES_DSN", mc_not_ours),
@@ -303,6 +303,7 @@ static const struct {
     {"AuthMechanisms", "confAUTH_MECHANISMS"},
     {"AliasFile", "ALIAS_FILE"},
     {"QueueDirectory", "QUEUE_DIR"},
+    {"StatusFile", "STATUS_FILE"},
     {"RunAsUser", "confRUN_AS_USER"},
     {"DefaultUser", "confDEF_USER_ID"},
     {"ForwardPath", "confFORWARD_PATH"},

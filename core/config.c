@@ -11,6 +11,7 @@
 #include "core/config_int.h"
 #include "delivery/route.h"
 #include "policy/clientlimit.h"
+#include "queue/mailstats.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -399,6 +400,17 @@ static int config_beside(const struct config_ctx *x, const char *path, const cha
     return 0;
 }
 
+/* `name` in the directory `dir`: spool recovery lists only its own file names, so a file
+ * of another kind may live there. */
+static int config_inside(const struct config_ctx *x, const char *dir, const char *name, char **out)
+{
+    size_t len = strlen(dir) + 1 + strlen(name) + 1;
+    if (!(*out = malloc(len)))
+        return config_oom(x);
+    snprintf(*out, len, "%s/%s", dir, name);
+    return 0;
+}
+
 /* The defaults that depend on other values: hostname, certificate keys, pid_file, the
  * submission paths, local_domains. */
 /* ringmaild's --queue-interval (sendmail's -q30m beside -bd); 0 = the file's. */
@@ -471,7 +483,9 @@ static int config_computed(const struct config_ctx *x, struct config *c)
          config_beside(x, c->pid_file, "ringmail.sock", &c->submission_socket) < 0) ||
         (!c->control_socket &&
          config_beside(x, c->pid_file, "ringmail.ctl", &c->control_socket) < 0) ||
-        (!c->maildrop && config_beside(x, c->spool, "maildrop", &c->maildrop) < 0))
+        (!c->maildrop && config_beside(x, c->spool, "maildrop", &c->maildrop) < 0) ||
+        (!c->statistics_file &&
+         config_inside(x, c->spool, MAILSTATS_DEFAULT_NAME, &c->statistics_file) < 0))
         return -1;
     if (config_local_computed(x, &c->local) < 0)
         return -1;

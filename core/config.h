@@ -297,6 +297,9 @@ struct config {
     char *log_ident;  /* syslog ident (log.ident); default "ringmaild" */
     char *spool;      /* spool directory */
     char *pid_file;   /* default: ringmaild.pid beside the spool directory */
+    /* sendmail's StatusFile (queue/mailstats.h): counted into only while it exists;
+     * default: "statistics" in the spool directory */
+    char *statistics_file;
     /* Local submission (the `submission` section): the two unix sockets the daemon listens
      * on, the directory ringmail-postdrop writes to while the daemon is down, and the users
      * who may set any envelope sender (sendmail's class t). */

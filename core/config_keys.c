@@ -405,6 +405,8 @@ const struct config_key config_keys[] = {
     NUM("workers", CONFIG_WORKERS, 0, workers, 1, 256, "auto"),
     TEXT("run_as", CONFIG_STRING, run_as, "ringmail"),
     TEXT("spool", CONFIG_PATH, spool, "state/spool"),
+    /* default: in the spool (config.c) */
+    TEXT("statistics_file", CONFIG_PATH, statistics_file, NULL),
     TEXT("pid_file", CONFIG_PATH, pid_file, NULL),             /* beside the spool (config.c) */
     LIST("local_domains", CONFIG_DOMAIN, local_domains, NULL), /* hostname, localhost */
     LIST("relay_domains", CONFIG_DOMAIN, relay_domains, ""),

@@ -21,6 +21,7 @@
 #include "core/accept_throttle.h"
 #include "policy/clientrate.h"
 #include "policy/sasl.h"
+#include "queue/mailstats.h"
 #include "util/log.h"
 
 /* Descriptors a connection may hold at once: its socket, and the data and envelope files of
@@ -91,6 +92,8 @@ static void daemon_warn_restart_only(const struct config *old, const struct conf
         log_warn("reload: changes to 'spool' take effect after a restart");
     if (strcmp(old->pid_file, neu->pid_file) != 0)
         log_warn("reload: changes to 'pid_file' take effect after a restart");
+    if (strcmp(old->statistics_file, neu->statistics_file) != 0 && mailstats_attached())
+        log_warn("reload: changes to 'statistics_file' take effect after a restart");
     if (old->min_free_blocks != neu->min_free_blocks)
         log_warn("reload: changes to 'limits.min_free_blocks' take effect after a restart");
     if (strcmp(old->submission_socket, neu->submission_socket) != 0 ||
@@ -172,6 +175,8 @@ static void daemon_reload(struct daemon *d, const char *path, int fd, unsigned *
     d->current = rc;
     pthread_mutex_unlock(&d->current_lock);
     daemon_warn_restart_only(old->cfg, rc->cfg);
+    /* sendmail counts once its StatusFile exists: a file made since the start counts now */
+    mailstats_attach(rc->cfg->statistics_file);
     runconf_unref(old);
     engine_post(d->engine, DAEMON_MSG_RELOAD);
     log_info("configuration reloaded from %s (generation %u)", rc->cfg->source, rc->generation);
@@ -290,6 +295,7 @@ static void daemon_free(struct daemon *d, size_t n_listeners)
     free(d->tls_libs);
     tls_ctx_retired_free();
     sasl_teardown();
+    mailstats_detach(); /* no worker counts any more */
     pthread_mutex_destroy(&d->current_lock);
 }
 
@@ -344,6 +350,7 @@ static int daemon_start(struct daemon *d, struct daemon_start *st, unsigned *gen
 
     if (queuerun_recover(d, err, errlen) < 0)
         return EX_IOERR;
+    mailstats_attach(cfg->statistics_file); /* as run_as: the engine writes it */
 
     /* The engine's own cap only backs up limits.connections (which a reload may raise, and
      * whose 421 the sessions give): the descriptors are the real bound. */

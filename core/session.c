@@ -18,6 +18,7 @@
 #include "policy/clientlimit.h"
 #include "policy/clientrate.h"
 #include "policy/sasl.h"
+#include "queue/mailstats.h"
 #include "queue/spool.h"
 #include "smtp/smtp_helo.h"
 #include "smtp/smtp_relay.h"
@@ -209,18 +210,22 @@ bool session_connect_named(struct session *s)
     return true;
 }
 
-/* sendmail's line for a DISCARD or QUARANTINE: found by a ruleset. */
-static void session_policy_log_hold(struct session *s, const char *arg1)
+/* sendmail's line for a DISCARD or QUARANTINE: found by a ruleset. `checked`: the address
+ * MAIL or RCPT had checked (NULL for the connection's verdict: no sender to count under). */
+static void session_policy_log_hold(struct session *s, const char *arg1, const char *checked)
 {
     const struct policy_verdict *v = &s->verdict;
     char relay[80];
     session_relay(s, relay, sizeof(relay));
-    if (v->action == POLICY_DISCARD)
+    if (v->action == POLICY_DISCARD) {
+        mailstats_msg(MAILSTATS_DISCARD, session_stats_mailer(s, checked), 0);
         log_info("%s: ruleset=%s, arg1=%s, relay=%s, discard", session_qid(s), v->ruleset, arg1,
                  relay);
-    else if (v->action == POLICY_QUARANTINE)
+    } else if (v->action == POLICY_QUARANTINE) {
+        mailstats_msg(MAILSTATS_QUARANTINE, session_stats_mailer(s, checked), 0);
         log_info("%s: ruleset=%s, arg1=%s, relay=%s, quarantine=%s", session_qid(s), v->ruleset,
                  arg1, relay, v->text);
+    }
 }
 
 /* A MAIL or RCPT verdict: a refusal becomes the state machine's reply (-1, its text stays in
@@ -237,7 +242,7 @@ static int session_policy_verdict(struct session *s, const char *mailbox,
     }
     char arg1[SMTP_PATH_MAX + 3];
     snprintf(arg1, sizeof(arg1), "<%s>", mailbox);
-    session_policy_log_hold(s, arg1);
+    session_policy_log_hold(s, arg1, mailbox);
     s->verdict.ruleset = NULL;
     return 0;
 }
@@ -510,6 +515,7 @@ static void session_log_accepted(struct session *s)
 {
     const struct smtp_transaction *t = smtp_server_transaction(s->smtp);
     char relay[SESSION_RELAY_MAX];
+    mailstats_msg(MAILSTATS_FROM, session_mailer_of(s, t->sender ? t->sender : ""), s->size);
     if (s->local) { /* sendmail's MSP line: no proto=, no daemon= */
         log_info("%s: from=<%s>, size=%llu, class=0, nrcpts=%zu, msgid=%s, relay=%s", s->qid,
                  t->sender ? t->sender : "", (unsigned long long)s->size, t->n_rcpts,
@@ -671,6 +677,7 @@ static void session_log_reject(struct session *s, const struct smtp_event *ev)
     }
     if (s->verdict.ruleset) { /* check_mail's arg1 is <addr>, as RCPT's raw path is */
         bool mail = strcmp(ev->cmd, "MAIL") == 0;
+        mailstats_msg(MAILSTATS_REJECT, session_stats_mailer(s, mail ? ev->arg : NULL), 0);
         log_info("%s: ruleset=%s, arg1=%s%s%s, relay=%s, reject=%s", session_qid(s),
                  s->verdict.ruleset, mail ? "<" : "", ev->arg ? ev->arg : "", mail ? ">" : "",
                  session_relay(s, relay, sizeof(relay)), ev->reply);
@@ -976,6 +983,7 @@ void session_log_check_relay(struct log_limit *limit, const char *addr, const ch
     snprintf(line, sizeof(line), "ruleset=check_relay, arg1=%s, arg2=%s%s, relay=%s, reject=%s",
              name ? name : bracketed, strchr(addr, ':') ? "IPv6:" : "", addr,
              relay ? relay : bracketed, reject);
+    mailstats_conn(MAILSTATS_CONN_REJECT);
     if (limit)
         log_limited(limit, LOG_LVL_INFO, addr, "%s", line);
     else
@@ -1186,6 +1194,7 @@ void *session_accept_client(struct daemon_worker *dw, engine_conn_id id, unsigne
     case CONNLIMIT_TOTAL:
         /* sendmail's MaxDaemonChildren line: the daemon is full, the client did nothing
          * wrong (no check_relay line, which fail2ban would count against it). */
+        mailstats_conn(MAILSTATS_CONN_REJECT);
         log_limited(&session_log_total_refusals, LOG_LVL_INFO, NULL,
                     "rejecting connections on daemon %s: %u children, max %u",
                     session_daemon->listener_names[listener], connlimit_total(dw->d->conns),
@@ -1202,7 +1211,7 @@ void *session_accept_client(struct daemon_worker *dw, engine_conn_id id, unsigne
     }
     s->verdict = v; /* a DISCARD or QUARANTINE for every message: sendmail's line now */
     char relay[80];
-    session_policy_log_hold(s, session_relay(s, relay, sizeof(relay)));
+    session_policy_log_hold(s, session_relay(s, relay, sizeof(relay)), NULL);
     s->verdict.ruleset = NULL;
     return s;
 }
@@ -1227,6 +1236,7 @@ static void *session_on_accept(struct engine_worker *w, engine_conn_id id, unsig
     }
     if (listener == DAEMON_LISTENER_SUBMISSION)
         return session_accept_local(dw, id, peer, peerlen);
+    mailstats_conn(MAILSTATS_CONN_FROM); /* sendmail's STATS_CONNECT: every one accepted */
     if (listener < dw->rc->cfg->n_listen && dw->rc->cfg->listen[listener].proxy_protocol)
         return session_proxy_accept(dw, id, listener, peer); /* the client comes later */
     return session_accept_client(dw, id, listener, peer, peerlen);

@@ -114,6 +114,14 @@ struct log_limit;
 void session_log_check_relay(struct log_limit *limit, const char *addr, const char *name,
                              const char *relay, const char *reject);
 void session_close(struct session *s);
+/* core/session_stats.c. The mailer sendmail would resolve `addr` (a bare mailbox; "" the
+ * null sender) to: local for this host's domains and the null sender, esmtp for the rest:
+ * ${mail_mailer} for the filters, and the mailer a message is counted under in the
+ * statistics (queue/mailstats.h). NULL for NULL. */
+const char *session_mailer_of(const struct session *s, const char *addr);
+/* The mailer a refusal or hold is counted under: the transaction's sender's, or before MAIL
+ * is done the address MAIL checks (`checked`; NULL: none, not counted). */
+const char *session_stats_mailer(const struct session *s, const char *checked);
 /* sendmail's {daemon_name}: the listener's name. */
 const char *session_daemon_name(const struct session *s);
 /* Plaintext from the client into the state machine; pauses receiving when it is full. */

@@ -22,13 +22,13 @@
 #include <strings.h>
 #include <netinet/in.h>
 
-#include "core/localrcpt.h"
 #include "core/milterconf.h"
 #include "core/runconf.h"
 #include "core/session_int.h"
 #include "policy/milter.h"
 #include "policy/milter_hdr.h"
 #include "policy/milter_proto.h"
+#include "queue/mailstats.h"
 #include "queue/spool.h"
 #include "util/buf.h"
 #include "util/log.h"
@@ -126,7 +126,7 @@ static const char *sm_addr_macro(struct session_milters *sm, const char *what, c
     if (strcmp(what, "host}") == 0)
         return at ? at + 1 : sm->s->rc->cfg->hostname;
     if (strcmp(what, "mailer}") == 0)
-        return !addr[0] || localrcpt_is_local(sm->s->rc->cfg, addr) ? "local" : "esmtp";
+        return session_mailer_of(sm->s, addr);
     return NULL;
 }
 
@@ -345,6 +345,14 @@ static void sm_finish(struct session_milters *sm)
     done(sm->s, &o);
 }
 
+/* The mailer a filter's verdict is counted under: the sender's (at MAIL, the one checked). */
+static const char *sm_stats_mailer(struct session_milters *sm)
+{
+    char tmp[SMTP_PATH_MAX + 3];
+    return session_stats_mailer(
+        sm->s, sm->step == SM_MAIL && sm->arg ? sm_bare(sm->arg, tmp, sizeof(tmp)) : NULL);
+}
+
 /* sendmail's line for a filter's refusal ("Milter: from=<a@b>, reject=550 5.7.1 ..."), and
  * for the refusals a failed filter's F= makes. */
 static void sm_log_refusal(struct session_milters *sm, const char *reply)
@@ -355,6 +363,10 @@ static void sm_log_refusal(struct session_milters *sm, const char *reply)
     for (char *p = flat; *p; p++)
         if (*p == '\r' || *p == '\n')
             *p = ' ';
+    if (sm->step == SM_CONNECT || sm->step == SM_HELO) /* no sender yet: the client refused */
+        mailstats_conn(MAILSTATS_CONN_REJECT);
+    else
+        mailstats_msg(MAILSTATS_REJECT, sm_stats_mailer(sm), 0);
     switch (sm->step) {
     case SM_CONNECT:
         log_info("%s: Milter: connect: host=%s, addr=%s, reject=%s", s->qid,
@@ -431,6 +443,7 @@ static void sm_reply(struct session_filter *sf, const struct milter_result *r)
         sm_refuse(sm, r->reply);
         break;
     case MILTER_DISCARD:
+        mailstats_msg(MAILSTATS_DISCARD, sm_stats_mailer(sm), 0);
         log_info("%s: milter=%s, discard", sm->s->qid, sf->f->name);
         sm->discard = true;
         break;
@@ -1007,6 +1020,7 @@ static void sm_apply(struct session_milters *sm, struct session_filter *sf)
                 failed |= sm_push(&sm->removed, &sm->n_removed, addr) < 0;
             break;
         case MILTER_MOD_QUARANTINE:
+            mailstats_msg(MAILSTATS_QUARANTINE, sm_stats_mailer(sm), 0);
             log_info("%s: milter=%s, quarantine=%s", qid, sf->f->name, mod->name);
             free(sm->quarantine);
             failed |= !(sm->quarantine = strdup(mod->name));

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "queue/mailstats.h"
 #include "tls/tls_hmac.h"
 #include "util/log.h"
 #include "util/netaddr.h"
@@ -485,6 +486,7 @@ static void outbound_on_connected(void *ctx)
         return;
     }
     log_debug("%s: connected to %s [%s]", outbound_conn_qid(cn), cn->host, cn->addr);
+    mailstats_conn(MAILSTATS_CONN_TO);
     outbound_conn_rearm(cn);
 }
 

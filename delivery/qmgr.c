@@ -10,6 +10,7 @@
 #include "delivery/qmgr_int.h"
 #include "delivery/qmgr_log.h"
 #include "queue/bounce.h"
+#include "queue/mailstats.h"
 #include "queue/queue_index.h"
 #include "queue/spool.h"
 #include "util/buf.h"
@@ -279,6 +280,8 @@ void qmgr_trace_line(struct qmgr_msg *m, const char *to, const char *ctladdr, co
     char line[2048];
     qmgr_log_format(m->qid, &m->env, to, ctladdr, mailer, relay, stat, status, text, m->started,
                     time(NULL), line, sizeof(line));
+    if (stat == QMGR_LOG_SENT) /* every stat=Sent line, remote and local: msgsto */
+        mailstats_msg(MAILSTATS_TO, mailer, m->env.size);
     qmgr_trace(m, "%s", line);
 }
 
