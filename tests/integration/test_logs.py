@@ -23,6 +23,7 @@ The logwatch part is skipped without logwatch (scripts/deps.sh installs Debian's
 import json
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -179,3 +180,24 @@ class Logs(RingmailTestCase):
             self.skipTest("logwatch is not installed (Debian: logwatch)")
         self.check_report(self.logwatch(logdir), texts, did)
 
+
+    def test_reload_switches_the_format(self):
+        """From the reload's own "configuration reloaded" line on, both ways."""
+        d = self.daemon(log={"ident": "sm-mta", "format": "text"})
+        for fmt, generation in (("json", 2), ("text", 3)):
+            d.config["log"]["format"] = fmt
+            d.write_config()
+            d.signal(signal.SIGHUP)
+            reloaded = rf"configuration reloaded from .* \(generation {generation}\)"
+            self.assertTrue(d.wait_log(reloaded, since_start=True), fmt)
+            quiet = len(re.findall("did not issue", d.log()))
+            c = self.session(d)
+            self.assertReply(c.cmd("QUIT"), 221)
+            self.assertTrue(d.wait_log(r"did not issue(?:[\s\S]*did not issue){%d}" % quiet))
+            lines = [l for l in d.log().splitlines()
+                     if re.search(reloaded, l) or "did not issue" in l][-2:]
+            for line in lines:
+                if fmt == "json":
+                    self.assertEqual(json.loads(line)["ident"], "sm-mta")
+                else:
+                    self.assertRegex(line, TEXT_LINE)
