@@ -10,8 +10,9 @@ relay), so the log names who did what. Every event is something a real client do
 message relayed to a next hop (sink.py) that takes one recipient, defers one and refuses
 one (a bounce follows), refusals at MAIL (access map) and RCPT (relaying, a local user
 that does not exist), STARTTLS, a failed AUTH, a refused connection (access map), a
-timeout, a client that never sends MAIL, one that goes away inside a transaction and one
-that makes too many errors.
+timeout, a client that never sends MAIL, one that goes away inside a transaction, one
+that makes too many errors, and a mail filter (milter_filter.py) that changes every message
+and refuses one sender.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import base64
 import shutil
 import subprocess
 from pathlib import Path
+
+from test_milter import HERE, PY, have_pymilter, wait_socket
 
 from ringmail_harness import HOSTNAME, IO_TIMEOUT, SMTPConn, make_message
 from tls_support import starttls
@@ -37,6 +40,7 @@ SLEEPER = "127.0.0.25"   # silent: timeout
 DROPPER = "127.0.0.26"   # gone after RCPT: lost input channel
 ERRANT = "127.0.0.27"    # too many errors
 AUTHBAD = "127.0.0.28"   # AUTH with a wrong password (inside TLS)
+FILTERED = "127.0.0.29"  # MAIL refused by the mail filter
 
 ACCESS = f"Connect:{BLOCKED} REJECT\nFrom:spammer@bad.example REJECT\n"
 ERRORS = 3               # limits.errors
@@ -62,6 +66,20 @@ def sasl_dir(tmp: Path) -> Path | None:
     return d
 
 
+def mail_filter(tc) -> str | None:
+    """tests/integration/milter_filter.py on a unix socket (its milters[].socket), or None
+    without python3-milter (the filter's events are then left out). It changes every
+    message (Milter add/insert/change lines) and refuses MAIL from reject@..."""
+    if not have_pymilter():
+        return None
+    sock = tc.tmp / f"filter{len(list(tc.tmp.glob('filter*.sock')))}.sock"
+    proc = subprocess.Popen([PY, str(HERE / "milter_filter.py"), f"unix:{sock}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tc.addCleanup(lambda: (proc.kill(), proc.wait()))
+    wait_socket(sock, proc)
+    return f"unix:{sock}"
+
+
 def log_daemon(tc, sink, fmt: str = "text", ident: str = "sm-mta"):
     """A started daemon that relays to `sink`, logging as `ident` in `fmt`."""
     cert, key = self_signed_cert(HOSTNAME)
@@ -76,6 +94,10 @@ def log_daemon(tc, sink, fmt: str = "text", ident: str = "sm-mta"):
     tc.auth = sasl is not None
     if sasl:
         over["auth"] = {"mechanisms": ["PLAIN"], "sasl_config_dir": str(sasl)}
+    milter = mail_filter(tc)
+    tc.milter = milter is not None
+    if milter:
+        over["milters"] = [{"name": "test", "socket": milter, "on_fail": "continue"}]
     d = tc.new_daemon(start=False, **over)
     (d.workdir / "access").write_text(ACCESS)
     d.start()
@@ -89,8 +111,8 @@ def conn(d, source: str) -> SMTPConn:
 def provoke(tc, d, sink) -> dict:
     """Runs the session; returns what a report must show: messages accepted, their
     recipients, refusals by kind, TLS sessions."""
-    did = {"msgs": 0, "rcpts": 0, "tls": 0, "relay_denied": 0,
-           "check_mail": 0, "unknown_user": 0, "check_relay": 0, "auth_failed": 0}
+    did = {"msgs": 0, "rcpts": 0, "tls": 0, "relay_denied": 0, "check_mail": 0,
+           "unknown_user": 0, "check_relay": 0, "auth_failed": 0, "milter_reject": 0}
 
     sleeper = conn(d, SLEEPER)  # its timeout runs while the rest goes on
 
@@ -128,6 +150,15 @@ def provoke(tc, d, sink) -> dict:
     did["unknown_user"] += 1
     tc.assertReply(c.cmd("QUIT"), 221)
     c.close()
+
+    # refused by the mail filter
+    if tc.milter:
+        c = conn(d, FILTERED)
+        tc.assertReply(c.ehlo(), 250)
+        tc.assertReply(c.cmd("MAIL FROM:<reject@client.test>"), 550)
+        did["milter_reject"] += 1
+        tc.assertReply(c.cmd("QUIT"), 221)
+        c.close()
 
     # refused at connect
     c = conn(d, BLOCKED)

@@ -3,7 +3,8 @@ and log.format: json writes the same events as one JSON object per line.
 
 One session of every kind of event a sendmail log analyser knows (log_session.py: messages
 relayed, deferred and bounced by a next hop, refusals at connect, MAIL and RCPT, STARTTLS, a
-failed AUTH, a timeout, lost input, too many errors, clients that never send MAIL) is run
+failed AUTH, a timeout, lost input, too many errors, clients that never send MAIL, a mail
+filter's changes and refusal) is run
 once against a daemon logging text as sm-mta and once against one logging JSON.
 
 logwatch: the text log, in the shape syslog writes to /var/log/mail.log, goes through
@@ -126,6 +127,9 @@ class Logs(RingmailTestCase):
         self.assertRegex(section("Rejected incoming mail"),
                          rf"\[{re.escape(MAILREJ)}\] <spammer@bad\.example>")
         self.assertRegex(section("Unknown local users"), r"<nosuchuser@mx\.test>\s+1 Time")
+        if did["milter_reject"]:
+            self.assertTrue(any(t.endswith("Milter: from=<reject@client.test>, reject=550 5.7.1 "
+                                           "Sender refused by the filter") for t in texts))
         self.assertRegex(section("Mail attempts from known spammers"),
                          rf"\[{re.escape(BLOCKED)}\]\s+1 Time")
         self.assertRegex(section("Lost input channel"), rf"\[{re.escape(DROPPER)}\]\s+1 Time")
