@@ -133,14 +133,19 @@ def provoke(tc, d, sink) -> dict:
         tc.assertReply(c.cmd("QUIT"), 221)
         c.close()
 
-    # MAIL refused by the access map; RCPT refused for relaying and for a user who does
-    # not exist
-    c = conn(d, MAILREJ)
-    tc.assertReply(c.ehlo(), 250)
-    tc.assertReply(c.cmd("MAIL FROM:<spammer@bad.example>"), 550)
-    did["check_mail"] += 1
-    tc.assertReply(c.cmd("QUIT"), 221)
-    c.close()
+    # MAIL refused by the access map and by the mail filter
+    for source, sender, kind in ((MAILREJ, "spammer@bad.example", "check_mail"),
+                                 (FILTERED, "reject@client.test", "milter_reject")):
+        if kind == "milter_reject" and not tc.milter:
+            continue
+        c = conn(d, source)
+        tc.assertReply(c.ehlo(), 250)
+        tc.assertReply(c.cmd(f"MAIL FROM:<{sender}>"), 550)
+        did[kind] += 1
+        tc.assertReply(c.cmd("QUIT"), 221)
+        c.close()
+
+    # RCPT refused for relaying and for a user who does not exist
     c = conn(d, RELAYER)
     tc.assertReply(c.ehlo(), 250)
     tc.assertReply(c.cmd("MAIL FROM:<x@relay.example>"), 250)
@@ -150,15 +155,6 @@ def provoke(tc, d, sink) -> dict:
     did["unknown_user"] += 1
     tc.assertReply(c.cmd("QUIT"), 221)
     c.close()
-
-    # refused by the mail filter
-    if tc.milter:
-        c = conn(d, FILTERED)
-        tc.assertReply(c.ehlo(), 250)
-        tc.assertReply(c.cmd("MAIL FROM:<reject@client.test>"), 550)
-        did["milter_reject"] += 1
-        tc.assertReply(c.cmd("QUIT"), 221)
-        c.close()
 
     # refused at connect
     c = conn(d, BLOCKED)
