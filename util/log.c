@@ -108,8 +108,8 @@ static void log_write_stderr(const char *ident, const char *tag, const char *lin
 static void log_line_json(enum log_level lvl, int prio, const char *line)
 {
     static const char *const name[] = {"debug", "info", "warning", "error"};
-    /* too big for every thread's stack to hold besides what it is doing: one per thread */
-    static _Thread_local char out[LOG_JSON_MAX + 1];
+    /* on the stack: a thread-local buffer would cost every thread 32 KiB, JSON or not */
+    char out[LOG_JSON_MAX + 1];
     struct log_json_meta m = {.pid = (long)getpid(), .level = name[lvl]};
 
     clock_gettime(CLOCK_REALTIME, &m.when);
