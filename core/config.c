@@ -548,6 +548,9 @@ static int config_check(const struct config_ctx *x, struct config *c)
     if (!clientlimit_mode_parse((const char *const *)c->policy.conncontrol.v,
                                 c->policy.conncontrol.n, &mode))
         return config_fail(x, "features.conncontrol", "expected true, false, nodelay, terminate");
+    enum log_format format;
+    if (!log_format_parse(c->log_format, &format))
+        return config_fail(x, "log.format", "'%s': expected text or json", c->log_format);
     if (c->queue.minimal_backoff && c->queue.minimal_backoff > c->queue.maximal_backoff)
         return config_fail(x, "queue.minimal_backoff", "is above queue.maximal_backoff");
     for (size_t i = 0; i < c->delivery.n_tls_policy; i++) {
@@ -590,6 +593,13 @@ static int config_check(const struct config_ctx *x, struct config *c)
                            "must be at least limits.command_line (%u bytes)",
                            c->limits.max_command_line);
     return 0;
+}
+
+enum log_format config_log_format(const struct config *c)
+{
+    enum log_format format = LOG_FORMAT_TEXT;
+    log_format_parse(c->log_format, &format); /* config_check() refused anything else */
+    return format;
 }
 
 int config_warn(struct config *c, const char *fmt, ...)

@@ -25,6 +25,7 @@
 #include "compat/map_simple.h"
 #include "policy/milter.h"
 #include "smtp/smtp_server.h"
+#include "util/log.h"
 #include "util/netaddr.h"
 
 /* Keys the daemon accepts but does not enforce yet keep their values as written (text), so
@@ -295,6 +296,7 @@ struct config {
     unsigned workers; /* resolved: `auto` becomes the number of CPUs */
     char *run_as;     /* user name; default "ringmail" */
     char *log_ident;  /* syslog ident (log.ident); default "ringmaild" */
+    char *log_format; /* log.format: "text" or "json" (util/log.h) */
     char *spool;      /* spool directory */
     char *pid_file;   /* default: ringmaild.pid beside the spool directory */
     /* sendmail's StatusFile (queue/mailstats.h): counted into only while it exists;
@@ -376,6 +378,8 @@ struct config *config_load(const char *path, struct fileset *files, char *err, s
  * while a map such as the access map may be readable by root only. */
 struct config *config_load_settings(const char *path, char *err, size_t errlen);
 void config_free(struct config *c);
+/* log.format as util/log.h's: what log_set_format() is given at start-up and reload. */
+enum log_format config_log_format(const struct config *c);
 /* Whether `login` is one of cfg->map.users. */
 bool config_user_exists(const struct config *c, const char *login);
 /* The :include: file `path` as the configuration read it: 0 with *text (not a copy) and

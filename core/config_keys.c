@@ -372,6 +372,8 @@ static const struct config_key config_submission_keys[] = {
  * "sendmail" elsewhere, and log watchers (fail2ban's sendmail filters) match on it. */
 static const struct config_key config_log_keys[] = {
     TEXT("ident", CONFIG_STRING, log_ident, "ringmaild"),
+    /* one JSON object per line for log pipelines (docs/logs.md); sendmail has none */
+    TEXT("format", CONFIG_STRING, log_format, "text"),
 };
 
 #define FEATURE_KEY(name)                                                                          \

@@ -170,6 +170,7 @@ static void daemon_reload(struct daemon *d, const char *path, int fd, unsigned *
     }
     ++*generation;
     log_set_ident(rc->cfg->log_ident);
+    log_set_format(config_log_format(rc->cfg));
     pthread_mutex_lock(&d->current_lock);
     struct runconf *old = d->current;
     d->current = rc;

@@ -182,6 +182,7 @@ static void parent_reload(struct parent *p)
         config_free(cfg);
     } else {
         log_set_ident(cfg->log_ident);
+        log_set_format(config_log_format(cfg));
         close(fd);
         local_agents_configure(p->agents, cfg);
         config_free(p->cfg);
@@ -420,6 +421,7 @@ static int parent_start(struct parent *p, const char *config_path, struct daemon
     const struct config *cfg = st->cfg;
     /* Detached, the terminal too until the engine serves (daemon_leave_terminal). */
     log_configure(cfg->log_ident, p->foreground ? LOG_TO_STDERR : LOG_TO_STDERR | LOG_TO_SYSLOG);
+    log_set_format(config_log_format(cfg));
     if (privdrop_resolve(cfg->run_as, &st->user, err, errlen) < 0 || engine_probe(err, errlen) < 0)
         return EX_OSERR;
     if (!p->foreground && parent_detach(p, err, errlen) < 0)

@@ -10,6 +10,11 @@
  * changed by a reload, syslog alone once detached); the ident is copied, so the caller's
  * string may go away (openlog(3) keeps the pointer it is given).
  *
+ * Format (log_set_format): text, as above, or JSON (util/log_json.h): every line one JSON
+ * object with the same event, on stderr without the time stamp in front (the object has
+ * its own "time") and as the message of the syslog line. Until log_set_format() is called
+ * lines are text (a configuration that cannot be read is reported in text).
+ *
  * Thread-safe: a line is formatted into a local buffer and written with one call per target.
  * log_fatal() logs and exits with status 1; log_panic() is for broken invariants only (never
  * for anything a network peer can cause) and aborts.
@@ -33,6 +38,8 @@
 
 enum log_level { LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERROR };
 
+enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
+
 /* Where lines go: a mask for log_configure(). */
 #define LOG_TO_STDERR 0x1u
 #define LOG_TO_SYSLOG 0x2u
@@ -46,6 +53,10 @@ void log_configure(const char *ident, unsigned targets);
 /* log_configure(ident, the targets in use): a reload's log.ident. */
 void log_set_ident(const char *ident);
 void log_set_level(enum log_level min);
+/* log.format: the next lines are text or JSON (a reload applies it like log.ident). */
+void log_set_format(enum log_format format);
+/* "text" or "json" into *out; false for anything else. */
+bool log_format_parse(const char *name, enum log_format *out);
 /* Closes syslog; later lines go to stderr. */
 void log_close(void);
 

@@ -321,6 +321,9 @@ static const struct test_bad test_bads[] = {
      "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcd}\n",
      ":1:",
      {"key 'log.ident'", "longer than 63 characters"}},
+    {"log:\n  ident: sm-mta\n  format: syslog\n",
+     ":3:",
+     {"key 'log.format'", "expected text or json"}},
     /* the delivery side: a TLS policy level it does not know, one without a destination */
     {"delivery:\n  tls_policy:\n    - {destination: example.com, level: must}\n",
      ":3:",

@@ -112,6 +112,34 @@ static void test_both_targets_and_none(void **state)
     free(text);
 }
 
+/* log.format: json makes each line one object on stderr, with the level as a member and no
+ * stamp in front; back to text, the next line is text again. */
+static void test_json_format(void **state)
+{
+    (void)state;
+    enum log_format f;
+    assert_true(log_format_parse("json", &f) && f == LOG_FORMAT_JSON);
+    assert_true(log_format_parse("text", &f) && f == LOG_FORMAT_TEXT);
+    assert_false(log_format_parse("JSON", &f));
+    log_configure("sm-mta", LOG_TO_STDERR);
+    log_set_format(LOG_FORMAT_JSON);
+    log_warn("Q1234567890ab: a=<b, c>, d=\"e\"");
+    log_set_format(LOG_FORMAT_TEXT);
+    log_info("plain");
+    char *text = captured();
+    assert_int_equal(text[0], '{');
+    char *nl = strchr(text, '\n');
+    assert_non_null(nl);
+    assert_int_equal(nl[-1], '}');
+    assert_non_null(strstr(text, "\"ident\":\"sm-mta\",\"pid\":"));
+    assert_non_null(
+        strstr(text, ",\"level\":\"warning\",\"qid\":\"Q1234567890ab\",\"a\":\"<b, c>\","
+                     "\"d\":\"\\\"e\\\"\",\"msg\":\"Q1234567890ab: a=<b, c>, d=\\\"e\\\"\"}\n"));
+    assert_non_null(strstr(nl + 1, " sm-mta["));
+    assert_non_null(strstr(nl + 1, "]: plain\n"));
+    free(text);
+}
+
 static void test_one_line_per_interval_then_the_count(void **state)
 {
     (void)state;
@@ -231,6 +259,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ident_is_copied, capture_start, capture_stop),
         cmocka_unit_test_setup_teardown(test_configure_again_renames, capture_start, capture_stop),
         cmocka_unit_test_setup_teardown(test_both_targets_and_none, capture_start, capture_stop),
+        cmocka_unit_test_setup_teardown(test_json_format, capture_start, capture_stop),
         cmocka_unit_test_setup_teardown(test_one_line_per_interval_then_the_count, capture_start,
                                         capture_stop),
         cmocka_unit_test_setup_teardown(test_keys_do_not_hide_each_other, capture_start,
