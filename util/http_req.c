@@ -63,6 +63,8 @@ static bool http_req_request_line(const char *line, size_t n, struct http_req *o
     /* origin-form only ("/metrics?x"); "*" and absolute forms name nothing served here */
     const char *q = memchr(target, '?', (size_t)(sp2 - target));
     size_t plen = (size_t)((q ? q : sp2) - target);
+    if (plen == 0) /* a query without a path */
+        return false;
     if (plen >= sizeof(out->path))
         plen = sizeof(out->path) - 1; /* a long path is no path of ours: 404 either way */
     memcpy(out->method, line, (size_t)(sp1 - line));
