@@ -205,7 +205,20 @@ class MetricsTest(DeliveryTestCase):
 
     def test_http_answers(self):
         port = free_port()
-        d = self.daemon(metrics={"listen": f"127.0.0.1:{port}"})
+        d = self.new_daemon(start=False, metrics={"listen": f"127.0.0.1:{port}"},
+                            maps={"access": "access"})
+        (d.workdir / "access").write_text("Connect:127.0.0.3 REJECT\n")
+        d.start()
+        # a refusal by the access map is counted by its reason
+        c = self.connect(d, source="127.0.0.3")
+        self.assertEqual(c.greeting.code, 550)
+        c.wait_closed()
+        m = scrape(port)
+        self.assertEqual(total(m, "ringmail_connections_total", listener="MTA", result="access"),
+                         1)
+        self.assertEqual(total(m, "ringmail_connections_total", listener="MTA",
+                               result="accepted"), 0)
+        self.assertEqual(total(m, "ringmail_smtp_replies_total", **{"class": "5xx"}), 1)
         status, headers, body = split_response(http(port, b"HEAD /metrics HTTP/1.0\r\n\r\n"))
         self.assertEqual((status, body), (200, b""))
         self.assertGreater(int(headers["content-length"]), 100)
