@@ -124,9 +124,9 @@ void metrics_connection(unsigned listener, enum metrics_conn_result r)
 {
     if (!metrics_self)
         return;
-    unsigned l = listener == METRICS_LISTENER_LOCAL || listener >= metrics_n_listeners
-                     ? metrics_n_listeners
-                     : listener;
+    unsigned l = listener == METRICS_LISTENER_LOCAL || !metrics_n_listeners ? metrics_n_listeners
+                 : listener < metrics_n_listeners                           ? listener
+                                                  : metrics_n_listeners - 1;
     metrics_add(&metrics_self->conn[l][r], 1);
 }
 
