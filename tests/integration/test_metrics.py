@@ -9,12 +9,13 @@ import socket
 import tempfile
 import threading
 import time
+import unittest
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from delivery_support import DeliveryTestCase
-from ringmail_harness import free_port, make_message
+from ringmail_harness import free_port, ipv6_loopback_available, make_message
 from tls_support import Certs, starttls, tls_config
 
 CERTS: Certs
@@ -25,9 +26,9 @@ def setUpModule():
     CERTS = Certs(Path(tempfile.mkdtemp(prefix="ringmail-metrics-")))
 
 
-def http(port: int, request: bytes, timeout: float = 10.0) -> bytes:
+def http(port: int, request: bytes, timeout: float = 10.0, host: str = "127.0.0.1") -> bytes:
     """Sends `request` and reads until the server closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+    with socket.create_connection((host, port), timeout=timeout) as s:
         s.sendall(request)
         out = b""
         while chunk := s.recv(65536):
@@ -43,10 +44,10 @@ def split_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
     return status, headers, body
 
 
-def scrape(port: int) -> dict[tuple, float]:
+def scrape(port: int, host: str = "127.0.0.1") -> dict[tuple, float]:
     """Every sample: (name, sorted labels) -> value; the parser must accept it all."""
     status, headers, body = split_response(http(port, b"GET /metrics HTTP/1.1\r\n"
-                                                      b"Host: localhost\r\n\r\n"))
+                                                      b"Host: localhost\r\n\r\n", host=host))
     assert status == 200, status
     assert headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8", headers
     assert int(headers["content-length"]) == len(body), headers
@@ -238,6 +239,14 @@ class MetricsTest(DeliveryTestCase):
                 self.assertEqual(status, 400)
                 self.assertEqual(headers["connection"], "close")
         self.assertRegex(d.log(), r"listening: metrics on http://127\.0\.0\.1:\d+/metrics")
+
+    @unittest.skipUnless(ipv6_loopback_available(), "no IPv6 loopback")
+    def test_ipv6(self):
+        port = free_port(socket.AF_INET6, "::1")
+        d = self.daemon(metrics={"listen": f"[::1]:{port}"})
+        m = scrape(port, host="::1")
+        self.assertEqual(total(m, "ringmail_connections_open"), 0)
+        self.assertNotRegex(d.log(), "not a loopback address")
 
     def test_non_loopback_warns(self):
         d = self.daemon(metrics={"listen": f"0.0.0.0:{free_port()}"})
