@@ -25,6 +25,7 @@
 
 #include "util/fileset.h"
 #include "util/log.h"
+#include "util/netaddr.h"
 
 #define CONFIG_BUILTIN       "(built-in default)"
 #define CONFIG_HOSTS         "/etc/hosts"
@@ -587,6 +588,11 @@ static int config_check(const struct config_ctx *x, struct config *c)
     if (strcmp(c->submission_socket, c->control_socket) == 0)
         return config_fail(x, "submission.control_socket", "'%s' is submission.socket too",
                            c->control_socket);
+    const char *why;
+    struct config_metrics *m = &c->metrics;
+    if (m->listen && netaddr_hostport_parse(m->listen, m->address, sizeof(m->address), &m->port,
+                                            &m->family, &why) < 0)
+        return config_fail(x, "metrics.listen", "'%s': %s", m->listen, why);
     /* A session that is waiting keeps reading into this buffer; it must hold a command. */
     if (c->limits.max_input_buffer < c->limits.max_command_line)
         return config_fail(x, "limits.input_buffer",

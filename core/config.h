@@ -340,6 +340,14 @@ struct config {
     struct config_dns dns;
     struct config_client_checks checks;
     struct config_delivery delivery;
+    /* The metrics HTTP listener (docs/metrics.md): `listen` as written, NULL = none; the
+     * rest parsed from it at load. */
+    struct config_metrics {
+        char *listen;
+        char address[48];
+        uint16_t port;
+        int family;
+    } metrics;
     struct config_maps maps;
     struct config_map_data map;
     struct config_local local;

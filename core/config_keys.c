@@ -376,6 +376,11 @@ static const struct config_key config_log_keys[] = {
     TEXT("format", CONFIG_STRING, log_format, "text"),
 };
 
+/* Off unless set: the counters are for whoever may reach the port (docs/metrics.md). */
+static const struct config_key config_metrics_keys[] = {
+    TEXT("listen", CONFIG_STRING, metrics.listen, NULL),
+};
+
 #define FEATURE_KEY(name)                                                                          \
     KEPT_LIST_F(#name, CONFIG_STRING, CONFIG_F_OR_ONE, later.features.name, ISSUE_POLICY),
 
@@ -439,6 +444,7 @@ const struct config_key config_keys[] = {
               ISSUE_DELIVERY),
     KEPT_LIST("privacy", CONFIG_STRING, later.privacy, ISSUE_POLICY),
     SECTION("log", config_log_keys),
+    SECTION("metrics", config_metrics_keys),
     KEPT_NUM("log_level", CONFIG_UINT, 0, 99, later.log_level, "logging"),
     KEPT("greeting", CONFIG_STRING, later.greeting, ISSUE_POLICY),
 };

@@ -23,6 +23,8 @@
 #include "policy/sasl.h"
 #include "queue/mailstats.h"
 #include "util/log.h"
+#include "util/metrics.h"
+#include "util/netaddr.h"
 
 /* Descriptors a connection may hold at once: its socket, and the data and envelope files of
  * the message it is committing. */
@@ -103,6 +105,9 @@ static void daemon_warn_restart_only(const struct config *old, const struct conf
         log_warn("reload: changes to 'submission.socket', 'submission.control_socket', "
                  "'submission.maildrop' and 'submission.maildrop_group' take effect after a "
                  "restart");
+    if (!old->metrics.listen != !neu->metrics.listen ||
+        (old->metrics.listen && strcmp(old->metrics.listen, neu->metrics.listen) != 0))
+        log_warn("reload: changes to 'metrics.listen' take effect after a restart");
     if (old->queue.hash_depth != neu->queue.hash_depth)
         log_warn("reload: changes to 'queue.hash_depth' take effect after a restart");
     bool dns_same = old->dns.n_servers == neu->dns.n_servers &&
@@ -240,6 +245,26 @@ static int daemon_listen_unix(struct daemon *d, unsigned listener, int *fd, cons
     return 0;
 }
 
+/* metrics.listen: worker 0 answers the scrapes (core/metrics_http.h). */
+static int daemon_listen_metrics(struct daemon *d, const struct config *cfg, int *fd, char *err,
+                                 size_t errlen)
+{
+    if (*fd < 0)
+        return 0;
+    if (engine_listen(d->engine, DAEMON_LISTENER_METRICS, fd, 1) < 0) {
+        snprintf(err, errlen, "metrics.listen %s: cannot hand it to the engine",
+                 cfg->metrics.listen);
+        return -1;
+    }
+    *fd = -1; /* the engine owns it now */
+    log_info("listening: metrics on http://%s/metrics", cfg->metrics.listen);
+    if (!netaddr_is_loopback(cfg->metrics.address))
+        log_warn("metrics.listen %s is not a loopback address: whoever reaches it reads the "
+                 "server's counters (docs/metrics.md)",
+                 cfg->metrics.listen);
+    return 0;
+}
+
 static int daemon_listen(struct daemon *d, const struct config *cfg, struct daemon_start *st,
                          char *err, size_t errlen)
 {
@@ -264,7 +289,8 @@ static int daemon_listen(struct daemon *d, const struct config *cfg, struct daem
     return daemon_listen_unix(d, DAEMON_LISTENER_SUBMISSION, &st->submission_fd,
                               cfg->submission_socket, err, errlen) < 0 ||
                    daemon_listen_unix(d, DAEMON_LISTENER_CONTROL, &st->control_fd,
-                                      cfg->control_socket, err, errlen) < 0
+                                      cfg->control_socket, err, errlen) < 0 ||
+                   daemon_listen_metrics(d, cfg, &st->metrics_fd, err, errlen) < 0
                ? -1
                : 0;
 }
@@ -297,6 +323,7 @@ static void daemon_free(struct daemon *d, size_t n_listeners)
     tls_ctx_retired_free();
     sasl_teardown();
     mailstats_detach(); /* no worker counts any more */
+    metrics_teardown();
     pthread_mutex_destroy(&d->current_lock);
 }
 
@@ -368,6 +395,11 @@ static int daemon_start(struct daemon *d, struct daemon_start *st, unsigned *gen
     if (!(d->engine = engine_new(&es, &session_engine_callbacks, err, errlen)) ||
         daemon_listen(d, cfg, st, err, errlen) < 0)
         return EX_OSERR;
+    if (metrics_setup(cfg->workers, (const char *const *)d->listener_names, cfg->n_listen,
+                      RINGMAIL_VERSION) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return EX_OSERR;
+    }
     if (sasl && !(d->sasl = sasl_pool_new(d->engine, d->workers))) {
         snprintf(err, errlen, "SASL: cannot start its helper threads");
         return EX_OSERR;
@@ -470,6 +502,8 @@ int daemon_run(struct daemon_start *st)
         close(st->submission_fd);
     if (st->control_fd >= 0)
         close(st->control_fd);
+    if (st->metrics_fd >= 0)
+        close(st->metrics_fd);
     daemon_free(&d, n_listeners);
     if (sigfd >= 0)
         close(sigfd);

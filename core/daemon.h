@@ -35,6 +35,7 @@ enum daemon_msg {
  * are 0..n_listen-1 at start-up). */
 #define DAEMON_LISTENER_SUBMISSION 0x10000u /* submission.socket: local SMTP sessions */
 #define DAEMON_LISTENER_CONTROL    0x10001u /* submission.control_socket */
+#define DAEMON_LISTENER_METRICS    0x10002u /* metrics.listen: HTTP, on worker 0 alone */
 
 /* What every accepted connection's context starts with: the callbacks of its kind (an SMTP
  * session, a control connection), which session_engine_callbacks call. */
@@ -92,6 +93,7 @@ struct daemon_start {
     int **listen_fds;        /* [listener][worker], bound and listening */
     int submission_fd;       /* the unix sockets, listening; -1 when none */
     int control_fd;
+    int metrics_fd;      /* metrics.listen, listening; -1 when none */
     struct spool *spool; /* opened and locked by the parent */
     struct privdrop_user user;
     int parent;   /* the privsep socket (core/privsep.h) */

@@ -364,6 +364,17 @@ static int parent_listen_unix(struct parent *p, struct daemon_start *st, char *e
     return 0;
 }
 
+/* metrics.listen: one socket, for worker 0 (the scrapes are few). */
+static int parent_listen_metrics(struct daemon_start *st, char *err, size_t errlen)
+{
+    const struct config_metrics *m = &st->cfg->metrics;
+    if (!m->listen)
+        return 0;
+    struct config_listener l = {
+        .name = "metrics", .address = (char *)m->address, .port = m->port, .family = m->family};
+    return listener_open(&l, 1, &st->metrics_fd, err, errlen);
+}
+
 /* The engine: its own process from here on, with two channels to the parent: control
  * (configurations) and local delivery requests (core/local_agent.h). */
 static int parent_fork_engine(struct parent *p, struct daemon_start *st, char *err, size_t errlen)
@@ -448,7 +459,7 @@ static int parent_start(struct parent *p, const char *config_path, struct daemon
         return EX_OSERR;
     }
     if (!(st->listen_fds = parent_listen(cfg, err, errlen)) ||
-        parent_listen_unix(p, st, err, errlen) < 0 ||
+        parent_listen_unix(p, st, err, errlen) < 0 || parent_listen_metrics(st, err, errlen) < 0 ||
         submission_maildrop_prepare(cfg, geteuid() == 0, st->user.uid, err, errlen) < 0)
         return EX_OSERR;
     st->config_path = p->path;
@@ -475,7 +486,9 @@ static void parent_release(struct parent *p, struct daemon_start *st)
         close(st->submission_fd);
     if (st->control_fd >= 0)
         close(st->control_fd);
-    st->submission_fd = st->control_fd = -1;
+    if (st->metrics_fd >= 0)
+        close(st->metrics_fd);
+    st->submission_fd = st->control_fd = st->metrics_fd = -1;
     config_free(p->cfg);
     p->cfg = st->cfg;
     st->cfg = NULL;
@@ -491,7 +504,8 @@ int parent_run(const char *config_path, bool foreground)
     char err[1024] = "";
     struct parent p = {
         .sock = -1, .local_sock = -1, .sigfd = -1, .notify = -1, .foreground = foreground};
-    struct daemon_start st = {.parent = -1, .local_fd = -1, .submission_fd = -1, .control_fd = -1};
+    struct daemon_start st = {
+        .parent = -1, .local_fd = -1, .submission_fd = -1, .control_fd = -1, .metrics_fd = -1};
 
     log_configure(NULL, LOG_TO_STDERR);
     /* Taken synchronously (signalfd); blocked before the fork, so the engine's threads

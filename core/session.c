@@ -11,6 +11,7 @@
 
 #include "core/control.h"
 #include "core/localrcpt.h"
+#include "core/metrics_http.h"
 #include "core/queuerun.h"
 #include "core/submission.h"
 #include "core/submit_headers.h"
@@ -25,6 +26,7 @@
 #include "smtp/smtp_server.h"
 #include "util/buf.h"
 #include "util/log.h"
+#include "util/metrics.h"
 #include "util/netaddr.h"
 
 /* Workers find the daemon through this pointer, set once before the engine starts. */
@@ -123,7 +125,8 @@ struct session_commit {
     char *maildrop;
     uid_t uid;
     struct runconf *rc;
-    bool held; /* quarantined: indexed, never due */
+    bool held;           /* quarantined: indexed, never due */
+    uint64_t started_ns; /* the request, for ringmail_spool_commit_seconds */
 };
 
 static void session_commit_free(struct session_commit *c)
@@ -162,6 +165,7 @@ void session_close(struct session *s)
 static void session_io_reply(void *arg, const char *bytes, size_t len)
 {
     struct session *s = arg;
+    metrics_replies(bytes, len);
     s->tp->send(s, bytes, len);
 }
 
@@ -492,7 +496,8 @@ static int session_commit(struct session *s)
         localrcpt_list_free(&rl);
         return -ENOMEM;
     }
-    *s->commit = (struct session_commit){s, s->dw, "", NULL, 0, NULL, env.quarantine != NULL};
+    *s->commit = (struct session_commit){
+        s, s->dw, "", NULL, 0, NULL, env.quarantine != NULL, metrics_monotonic_ns()};
     memcpy(s->commit->qid, s->qid, sizeof(s->commit->qid));
     if (env.maildrop) {
         if (!(s->commit->maildrop = strdup(env.maildrop))) {
@@ -539,6 +544,10 @@ static void session_deliver_commit_result(struct session *s, int err)
      * filter's refusal by the filters (core/session_milter.c). */
     if (err == 0)
         session_log_accepted(s);
+    if (err == 0 && !s->commit_refusal) /* the client gets its 250 below */
+        metrics_message_accepted(s->size);
+    else
+        metrics_message_rejected(METRICS_REJECT_DATA);
     free(s->msgid);
     s->msgid = NULL;
     s->in_smtp = true;
@@ -612,6 +621,7 @@ static void session_commit_done(void *arg, int err)
 {
     struct session_commit *c = arg;
     struct session *s = c->s;
+    metrics_spool_commit(metrics_monotonic_ns() - c->started_ns);
 
     /* The file goes once the message is safe and before anything delivers it: a crash in
      * between leaves both, and recovery removes the file (submission_recovered_maildrop).
@@ -662,6 +672,19 @@ static const char *session_reply_text(const char *reply)
     return p;
 }
 
+/* A refused sender, recipient or message (not a command out of sequence). */
+static void session_count_reject(const struct smtp_event *ev)
+{
+    if (!ev->reply || strncmp(ev->reply, "503", 3) == 0)
+        return;
+    if (strcmp(ev->cmd, "MAIL") == 0)
+        metrics_message_rejected(METRICS_REJECT_MAIL);
+    else if (strcmp(ev->cmd, "RCPT") == 0)
+        metrics_message_rejected(METRICS_REJECT_RCPT);
+    else if (strcmp(ev->cmd, "DATA") == 0 || strcmp(ev->cmd, "BDAT") == 0)
+        metrics_message_rejected(METRICS_REJECT_DATA);
+}
+
 /* A policy refusal of RCPT is sendmail's check_rcpt line (the one fail2ban's sendmail-reject
  * filter reads); any other refusal of MAIL or RCPT is logged as sendmail's usrerr() logs it,
  * "<qid>: <text of the reply>"; sequence errors and other commands only at debug, as
@@ -671,6 +694,7 @@ static void session_log_reject(struct session *s, const struct smtp_event *ev)
     char relay[SESSION_RELAY_MAX];
 
     session_note_command(s, ev->cmd);
+    session_count_reject(ev);
     if (s->reject_logged) { /* a filter's refusal: its own line says it (core/session_milter.c) */
         s->reject_logged = false;
         return;
@@ -880,6 +904,8 @@ static void session_io_event(void *arg, const struct smtp_event *ev)
             s->in_data = false;
             if (ev->reply && s->msg)
                 log_info("%s: message refused: %s", s->qid, ev->reply);
+            if (ev->reply)
+                metrics_message_rejected(METRICS_REJECT_DATA);
         }
         session_milter_abort(s);
         session_drop_message(s);
@@ -926,6 +952,7 @@ static void *session_worker_init(struct engine_worker *w, unsigned index)
     dw->w = w;
     dw->sw = sw;
     dw->rc = daemon_current(session_daemon);
+    metrics_worker_attach(index);
     if (queuerun_worker_start(dw, index) < 0)
         exit(EX_OSERR);
     return dw;
@@ -954,6 +981,7 @@ static void session_send_reply(struct daemon_worker *dw, engine_conn_id id, int 
 {
     char line[512];
     size_t n = smtp_reply_format(line, sizeof(line), code, enh, text);
+    metrics_replies(line, n);
     engine_conn_send(dw->w, id, line, n);
 }
 
@@ -1072,6 +1100,7 @@ static void *session_start(struct daemon_worker *dw, engine_conn_id id, unsigned
     if (dw->sessions)
         dw->sessions->prev = s;
     dw->sessions = s;
+    metrics_connection_open(1);
     if (session_checks_start(s))
         session_rearm(s); /* the greeting waits for the lookups and the pause */
     else
@@ -1129,6 +1158,7 @@ static void *session_accept_local(struct daemon_worker *dw, engine_conn_id id,
     struct ucred cred;
     if (engine_conn_peer_cred(dw->w, id, &cred) < 0) {
         log_error("submission.socket: cannot learn the caller (SO_PEERCRED): %s", strerror(errno));
+        metrics_connection(METRICS_LISTENER_LOCAL, METRICS_CONN_OTHER);
         return session_refuse(dw, id, "Cannot identify the caller");
     }
     struct submission_caller *local = malloc(sizeof(*local));
@@ -1147,6 +1177,9 @@ static void *session_accept_local(struct daemon_worker *dw, engine_conn_id id,
                     connlimit_total(dw->d->local_conns), cfg->submission_connections_per_user,
                     cfg->submission_connections);
         free(local);
+        metrics_connection(METRICS_LISTENER_LOCAL, v == CONNLIMIT_TOTAL
+                                                       ? METRICS_CONN_MAX_CONNECTIONS
+                                                       : METRICS_CONN_PER_CLIENT);
         if (v == CONNLIMIT_TOTAL) /* as MaxDaemonChildren: "421 4.3.2 <host> ..." */
             return session_refuse(dw, id, "Too many open connections");
         session_send_reply(dw, id, 421, "4.3.2", CLIENTLIMIT_CONNS_TEXT); /* as ClientConn: */
@@ -1154,6 +1187,7 @@ static void *session_accept_local(struct daemon_worker *dw, engine_conn_id id,
     }
     void *s =
         session_start(dw, id, DAEMON_LISTENER_SUBMISSION, peer, peerlen, "localhost", NULL, local);
+    metrics_connection(METRICS_LISTENER_LOCAL, s ? METRICS_CONN_ACCEPTED : METRICS_CONN_OTHER);
     if (!s)
         connlimit_release_uid(dw->d->local_conns, cred.uid);
     return s;
@@ -1170,8 +1204,10 @@ void *session_accept_client(struct daemon_worker *dw, engine_conn_id id, unsigne
     struct policy_session pol;
     struct policy_verdict v;
     policy_connect(&dw->rc->policy, &c, &pol, &v);
-    if (v.action == POLICY_REJECT)
+    if (v.action == POLICY_REJECT) {
+        metrics_connection(listener, METRICS_CONN_ACCESS);
         return session_refuse_access(dw, id, addr, &v);
+    }
     /* FEATURE(ratecontrol) and FEATURE(conncontrol): refused now (`terminate`), or greeted
      * and refused at MAIL or RCPT, the slot held as sendmail's child holds it. */
     struct clientlimit lim;
@@ -1181,13 +1217,17 @@ void *session_accept_client(struct daemon_worker *dw, engine_conn_id id, unsigne
     if (lim.rate &&
         clientrate_hit(dw->d->rates, peer, engine_now_ms(dw->w), cfg->connection_rate_window_ms) >
             lim.rate &&
-        session_limit_client(dw, id, addr, &pol, true))
+        session_limit_client(dw, id, addr, &pol, true)) {
+        metrics_connection(listener, METRICS_CONN_RATE);
         return NULL;
+    }
     enum connlimit_verdict cv =
         connlimit_acquire(dw->d->conns, peer, cfg->max_connections, lim.conns);
     if (cv == CONNLIMIT_CLIENT) {
-        if (session_limit_client(dw, id, addr, &pol, false))
+        if (session_limit_client(dw, id, addr, &pol, false)) {
+            metrics_connection(listener, METRICS_CONN_PER_CLIENT);
             return NULL;
+        }
         cv = connlimit_acquire(dw->d->conns, peer, cfg->max_connections, 0);
     }
     switch (cv) {
@@ -1199,12 +1239,14 @@ void *session_accept_client(struct daemon_worker *dw, engine_conn_id id, unsigne
                     "rejecting connections on daemon %s: %u children, max %u",
                     session_daemon->listener_names[listener], connlimit_total(dw->d->conns),
                     cfg->max_connections);
+        metrics_connection(listener, METRICS_CONN_MAX_CONNECTIONS);
         return session_refuse(dw, id, "Too many open connections");
     case CONNLIMIT_CLIENT: /* not after the second acquire: no per-client limit there */
     case CONNLIMIT_OK:
         break;
     }
     struct session *s = session_start(dw, id, listener, peer, peerlen, addr, &pol, NULL);
+    metrics_connection(listener, s ? METRICS_CONN_ACCEPTED : METRICS_CONN_OTHER);
     if (!s) {
         connlimit_release(dw->d->conns, peer);
         return NULL;
@@ -1223,8 +1265,15 @@ static void *session_on_accept(struct engine_worker *w, engine_conn_id id, unsig
     (void)local;
     (void)locallen;
     struct daemon_worker *dw = engine_worker_ctx(w);
-    if (dw->draining)
+    if (listener == DAEMON_LISTENER_METRICS)
+        return metrics_http_accept(dw, id);
+    if (dw->draining) {
+        if (listener != DAEMON_LISTENER_CONTROL)
+            metrics_connection(listener == DAEMON_LISTENER_SUBMISSION ? METRICS_LISTENER_LOCAL
+                                                                      : listener,
+                               METRICS_CONN_SHUTDOWN);
         return session_refuse(dw, id, "Shutting down");
+    }
     if (listener == DAEMON_LISTENER_CONTROL) {
         struct ucred cred;
         if (engine_conn_peer_cred(w, id, &cred) < 0) {
@@ -1326,6 +1375,7 @@ static void session_on_closed(void *ctx, int err)
     if (s->next)
         s->next->prev = s->prev;
     free(s);
+    metrics_connection_open(-1);
     if (dw->draining && !dw->sessions)
         engine_worker_exit(dw->w);
 }

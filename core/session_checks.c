@@ -30,6 +30,7 @@
 #include "policy/greet_pause.h"
 #include "util/dns.h"
 #include "util/log.h"
+#include "util/metrics.h"
 
 /* Lookups that have not answered by then are given up (c-ares' own timeouts end sooner
  * with the default dns.timeout and dns.tries): the client is greeted without them. */
@@ -318,6 +319,8 @@ bool session_checks_start(struct session *s)
                            (cfg->checks.n_dnsbl && s->peer.ss_family == AF_INET));
     uint64_t hold = accept_throttle_wait(s->dw->d->throttle, s->listener, engine_now_ms(s->dw->w),
                                          cfg->connection_rate_throttle);
+    if (hold)
+        metrics_connection(s->listener, METRICS_CONN_THROTTLED);
     if (!pause && !lookups && !hold)
         return false;
     struct session_checks *c = calloc(1, sizeof(*c));

@@ -17,6 +17,7 @@
 
 #include "core/runconf.h"
 #include "util/log.h"
+#include "util/metrics.h"
 #include "util/netaddr.h"
 #include "util/proxy_hdr.h"
 
@@ -60,6 +61,7 @@ void *session_proxy_accept(struct daemon_worker *dw, engine_conn_id id, unsigned
                     "connection from [%s] on daemon %s refused: not a trusted proxy "
                     "(listen[].trusted_proxies)",
                     addr, l->name);
+        metrics_connection(listener, METRICS_CONN_PROXY);
         return session_refuse(dw, id, "Not a trusted proxy");
     }
     struct session_proxy *p = malloc(sizeof(*p));
@@ -83,6 +85,7 @@ static void session_proxy_fail(struct session_proxy *p, const char *why)
     log_limited(&session_proxy_log, LOG_LVL_WARN, p->proxy,
                 "PROXY header from [%s] on daemon %s refused: %s", p->proxy,
                 p->dw->d->listener_names[p->listener], why); /* fixed at start-up */
+    metrics_connection(p->listener, METRICS_CONN_PROXY);
     session_refuse(p->dw, p->id, "Bad PROXY protocol header");
     p->closing = true;
     engine_conn_close(p->dw->w, p->id, true);

@@ -11,6 +11,7 @@
 #include "core/session_int.h"
 #include "tls/tls_session.h"
 #include "util/log.h"
+#include "util/metrics.h"
 
 struct session_tls {
     struct tls_session *t;
@@ -18,7 +19,20 @@ struct session_tls {
     uint64_t deadline; /* of the handshake; 0 = none */
     bool opened;       /* smtp_server_tls_started() done and logged */
     bool feeding;      /* inside tls_session_feed: no shutdown from a callback */
+    bool counted;      /* the handshake's outcome is in the metrics */
+    uint64_t cpu_ns;   /* thread CPU time of the handshake's calls so far */
 };
+
+/* The handshake ended (ok, or failed: the client went away or timed out included). */
+static void session_tls_count(struct session_tls *st, bool ok)
+{
+    if (st->counted)
+        return;
+    st->counted = true;
+    struct tls_session_info i;
+    tls_session_info(st->t, &i);
+    metrics_tls_handshake(i.version, i.group, i.cert, ok, st->cpu_ns);
+}
 
 static void session_plain_recv(struct session *s, const char *data, size_t len)
 {
@@ -96,6 +110,7 @@ static int session_plain_start_tls(struct session *s)
 static void session_tls_fail(struct session *s, const char *why)
 {
     char relay[64], desc[1024];
+    session_tls_count(s->tls, false);
     log_info("STARTTLS=server, relay=%s, error: %s", session_relay(s, relay, sizeof(relay)),
              why ? why : tls_session_describe(s->tls->t, desc, sizeof(desc)));
     session_close(s);
@@ -105,12 +120,19 @@ static void session_tls_recv(struct session *s, const char *data, size_t len)
 {
     struct session_tls *st = s->tls;
     st->feeding = true;
+    /* the handshake's cost, by the thread that pays it (docs/metrics.md) */
+    bool handshake = !st->opened;
+    uint64_t cpu = handshake ? metrics_thread_cpu_ns() : 0;
     enum tls_state state = tls_session_feed(st->t, data, len);
+    if (handshake)
+        st->cpu_ns += metrics_thread_cpu_ns() - cpu;
     st->feeding = false;
     /* CLOSED is reached only from OPEN: a client may finish the handshake and close_notify
      * in one flight, and that handshake is still logged. */
     if ((state == TLS_OPEN || state == TLS_CLOSED) && !st->opened && !s->closing)
         session_tls_open(s);
+    if (handshake && st->opened) /* its last flight's CPU time counted above */
+        session_tls_count(st, true);
     if (state == TLS_FAILED && !s->closing)
         session_tls_fail(s, NULL);
     else if (state == TLS_CLOSED && !s->closing)
@@ -139,6 +161,7 @@ static void session_tls_close(struct session *s)
 
 static void session_tls_free(struct session *s)
 {
+    session_tls_count(s->tls, false); /* the client left mid-handshake */
     tls_session_free(s->tls->t);
     free(s->tls);
     s->tls = NULL;

@@ -16,6 +16,7 @@
 #include "util/buf.h"
 #include "util/engine.h"
 #include "util/log.h"
+#include "util/metrics.h"
 
 static void qmgr_kick(struct qmgr *q);
 static void qmgr_arm(struct qmgr *q);
@@ -70,6 +71,13 @@ struct qmgr *qmgr_new(struct engine_worker *w, struct spool_worker *sw, struct o
     return q;
 }
 
+/* The gauges of this worker's queue (util/metrics.h), after every change of either count. */
+static void qmgr_publish(const struct qmgr *q)
+{
+    metrics_queue_set(METRICS_QUEUE_ACTIVE, q->n_active);
+    metrics_queue_set(METRICS_QUEUE_WAITING, queue_index_count(q->idx));
+}
+
 static void qmgr_msg_free(struct qmgr_msg *m)
 {
     struct qmgr *q = m->q;
@@ -80,6 +88,7 @@ static void qmgr_msg_free(struct qmgr_msg *m)
     if (m->next)
         m->next->prev = m->prev;
     q->n_active--;
+    qmgr_publish(q);
     for (size_t i = 0; i < m->n_groups; i++) {
         free(m->groups[i].rcpts);
         free(m->groups[i].to);
@@ -145,6 +154,7 @@ unsigned qmgr_active(const struct qmgr *q)
 static void qmgr_arm(struct qmgr *q)
 {
     int64_t due;
+    qmgr_publish(q);
     /* Held messages are never due: when the first is held, all are. */
     if (q->stopping || !queue_index_peek(q->idx, NULL, &due) || due >= ENVELOPE_NEXT_HELD)
         return;
@@ -200,6 +210,7 @@ static void qmgr_start(struct qmgr *q, const char *qid)
         q->active->prev = m;
     q->active = m;
     q->n_active++;
+    qmgr_publish(q);
     if (spool_load(q->sw, m->qid, qmgr_loaded, m) < 0)
         qmgr_no_memory(m);
 }
@@ -283,6 +294,10 @@ void qmgr_trace_line(struct qmgr_msg *m, const char *to, const char *ctladdr, co
     if (stat == QMGR_LOG_SENT) /* every stat=Sent line, remote and local: msgsto */
         mailstats_msg(MAILSTATS_TO, mailer, m->env.size);
     qmgr_trace(m, "%s", line);
+    metrics_delivery(stat == QMGR_LOG_SENT       ? METRICS_DELIVERY_SENT
+                     : stat == QMGR_LOG_DEFERRED ? METRICS_DELIVERY_DEFERRED
+                                                 : METRICS_DELIVERY_BOUNCED,
+                     mailer);
 }
 
 static void qmgr_trace_rcpt(struct qmgr_msg *m, size_t i, enum qmgr_log_stat stat)
@@ -996,6 +1011,7 @@ static void qmgr_admin_readd(struct qmgr *q, const char *qid, int64_t due)
 {
     if (queue_index_push(q->idx, qid, due) == -ENOMEM)
         log_error("%s: cannot queue for delivery: out of memory (delivered after a restart)", qid);
+    qmgr_publish(q);
 }
 
 static const char *qmgr_admin_verb(enum qmgr_admin_op op)
@@ -1333,6 +1349,7 @@ static void qmgr_admin_pump(struct qmgr_admin_job *job)
         }
         job->in_flight++;
     }
+    qmgr_publish(q); /* the messages it took out of the index */
     if (job->in_flight == 0 && (q->stopping || job->next_work == job->n_work))
         qmgr_admin_finish(job);
 }

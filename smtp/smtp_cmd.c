@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "smtp/smtp_helo.h"
+#include "util/metrics.h"
 
 #define SMTP_CMD_LINE_DEFAULT 2048 /* when limits.max_command_line is 0 */
 #define SMTP_CMD_ECHO_MAX     100  /* how much of an unknown command the reply repeats */
@@ -96,6 +97,7 @@ static void smtp_cmd_execute(struct smtp_server *s, const char *line, size_t len
     const char *sp = memchr(line, ' ', len);
     size_t vlen = sp ? (size_t)(sp - line) : len;
     const struct smtp_cmd *cmd = smtp_cmd_lookup(line, vlen);
+    metrics_command(cmd ? cmd->name : NULL);
     if (!cmd) {
         char echo[SMTP_CMD_ECHO_MAX + 1];
         smtp_server_printable(echo, sizeof(echo), line, len);

@@ -9,8 +9,10 @@
 #include "util/netaddr.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Room for the address part of a prefix: the longest IPv6 text plus slack. */
@@ -261,4 +263,59 @@ bool netaddr_is_ip(const char *text)
     if (text == NULL)
         return false;
     return inet_pton(AF_INET, text, addr) == 1 || inet_pton(AF_INET6, text, addr) == 1;
+}
+
+int netaddr_hostport_parse(const char *text, char *addr, size_t addrlen, uint16_t *port,
+                           int *family, const char **why)
+{
+    const char *colon = strrchr(text, ':'), *host = text, *host_end = colon;
+    if (!colon) {
+        *why = "expected ADDRESS:PORT or [IPv6-ADDRESS]:PORT";
+        return -1;
+    }
+    *family = AF_INET;
+    if (text[0] == '[') {
+        host = text + 1;
+        host_end = colon > text && colon[-1] == ']' ? colon - 1 : NULL;
+        *family = AF_INET6;
+        if (!host_end) {
+            *why = "an IPv6 address is written in brackets: [::1]:9465";
+            return -1;
+        }
+    }
+    size_t n = (size_t)(host_end - host);
+    uint8_t bin[16];
+    if (n == 0 || n >= addrlen) {
+        *why = "expected an IP address before the port";
+        return -1;
+    }
+    memcpy(addr, host, n);
+    addr[n] = '\0';
+    if (inet_pton(*family, addr, bin) != 1) {
+        *why = *family == AF_INET && strchr(addr, ':')
+                   ? "an IPv6 address is written in brackets: [::1]:9465"
+                   : "not an IP address literal";
+        return -1;
+    }
+    char *end;
+    errno = 0;
+    unsigned long p = strtoul(colon + 1, &end, 10);
+    if (!colon[1] || *end || colon[1] < '0' || colon[1] > '9' || p < 1 || p > 65535 || errno) {
+        *why = "expected a port from 1 to 65535 after the address";
+        return -1;
+    }
+    *port = (uint16_t)p;
+    return 0;
+}
+
+bool netaddr_is_loopback(const char *addr)
+{
+    uint8_t b[16];
+    static const uint8_t v6_loopback[16] = {[15] = 1};
+    static const uint8_t v4_mapped[12] = {[10] = 0xff, [11] = 0xff};
+    if (inet_pton(AF_INET, addr, b) == 1)
+        return b[0] == 127;
+    if (inet_pton(AF_INET6, addr, b) != 1)
+        return false;
+    return memcmp(b, v6_loopback, 16) == 0 || (memcmp(b, v4_mapped, 12) == 0 && b[12] == 127);
 }

@@ -40,5 +40,12 @@ void netaddr_key(const struct sockaddr *sa, uint8_t key[16]);
 uint32_t netaddr_key_hash(const uint8_t key[16]);
 /* Is `text` an IPv4 or IPv6 address literal (no brackets, no prefix)? */
 bool netaddr_is_ip(const char *text);
+/* Parses "ADDRESS:PORT" with an IPv4 literal, or "[ADDRESS]:PORT" with an IPv6 one (port
+ * 1..65535): the address without brackets into addr (>= 46 bytes), its family (AF_INET or
+ * AF_INET6) and the port. 0, or -1 with a short reason in *why (static string). */
+int netaddr_hostport_parse(const char *text, char *addr, size_t addrlen, uint16_t *port,
+                           int *family, const char **why);
+/* Whether an address literal is a loopback one (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104). */
+bool netaddr_is_loopback(const char *addr);
 
 #endif

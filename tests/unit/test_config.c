@@ -333,6 +333,12 @@ static const struct test_bad test_bads[] = {
      {"key 'delivery.tls_policy[0].destination'", "expected the destination"}},
     {"queue: {minimal_backoff: 2h}\n", ":1:", {"key 'queue.minimal_backoff'", "above"}},
     {"queue: {hash_depth: 3}\n", ":1:", {"key 'queue.hash_depth'"}},
+    /* the metrics listener: an address and a port, IPv6 in brackets */
+    {"metrics:\n  listen: \"::1:9465\"\n",
+     ":2:",
+     {"key 'metrics.listen'", "'::1:9465': an IPv6 address is written in brackets"}},
+    {"metrics: {listen: \"127.0.0.1\"}\n", ":1:", {"key 'metrics.listen'", "ADDRESS:PORT"}},
+    {"metrics: {listen: \"localhost:9465\"}\n", ":1:", {"not an IP address literal"}},
     /* a smart host sendmail would not take either */
     {"routing:\n  smart_host: \"uucp-dom:[relay.example]\"\n", ":2:", {"key 'routing.smart_host'"}},
     {"routing:\n  mail_hub: \"[hub.example]:99999\"\n", ":2:", {"key 'routing.mail_hub'"}},

@@ -241,14 +241,64 @@ static void test_is_ip(void **state)
     assert_false(netaddr_is_ip(NULL));
 }
 
+/* metrics.listen's form: ADDRESS:PORT, [IPv6]:PORT. */
+static void test_hostport(void **state)
+{
+    (void)state;
+    char addr[48];
+    uint16_t port;
+    int family;
+    const char *why = NULL;
+    assert_int_equal(
+        netaddr_hostport_parse("127.0.0.1:9465", addr, sizeof(addr), &port, &family, &why), 0);
+    assert_string_equal(addr, "127.0.0.1");
+    assert_int_equal(port, 9465);
+    assert_int_equal(family, AF_INET);
+    assert_int_equal(
+        netaddr_hostport_parse("[::1]:65535", addr, sizeof(addr), &port, &family, &why), 0);
+    assert_string_equal(addr, "::1");
+    assert_int_equal(port, 65535);
+    assert_int_equal(family, AF_INET6);
+    static const char *const bad[] = {"127.0.0.1",       "127.0.0.1:",    "127.0.0.1:0",
+                                      "127.0.0.1:65536", "127.0.0.1:9x",  "::1:9465",
+                                      "[::1:9465",       "[127.0.0.1]:1", "localhost:9465",
+                                      ":9465",           "[]:9465",       "127.0.0.1:+9"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why = NULL;
+        if (netaddr_hostport_parse(bad[i], addr, sizeof(addr), &port, &family, &why) == 0)
+            fail_msg("accepted %s", bad[i]);
+        assert_non_null(why);
+    }
+}
+
+static void test_loopback(void **state)
+{
+    (void)state;
+    assert_true(netaddr_is_loopback("127.0.0.1"));
+    assert_true(netaddr_is_loopback("127.9.8.7"));
+    assert_true(netaddr_is_loopback("::1"));
+    assert_true(netaddr_is_loopback("::ffff:127.0.0.1"));
+    assert_false(netaddr_is_loopback("0.0.0.0"));
+    assert_false(netaddr_is_loopback("::"));
+    assert_false(netaddr_is_loopback("192.0.2.1"));
+    assert_false(netaddr_is_loopback("::2"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_forms),          cmocka_unit_test(test_parse_partial_ipv4),
-        cmocka_unit_test(test_parse_errors),         cmocka_unit_test(test_match_ipv4),
-        cmocka_unit_test(test_match_ipv6),           cmocka_unit_test(test_match_v4_mapped),
-        cmocka_unit_test(test_match_other_families), cmocka_unit_test(test_format_sockaddr),
-        cmocka_unit_test(test_format_short_buffer),  cmocka_unit_test(test_is_ip),
+        cmocka_unit_test(test_parse_forms),
+        cmocka_unit_test(test_parse_partial_ipv4),
+        cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_match_ipv4),
+        cmocka_unit_test(test_match_ipv6),
+        cmocka_unit_test(test_match_v4_mapped),
+        cmocka_unit_test(test_match_other_families),
+        cmocka_unit_test(test_format_sockaddr),
+        cmocka_unit_test(test_format_short_buffer),
+        cmocka_unit_test(test_is_ip),
+        cmocka_unit_test(test_hostport),
+        cmocka_unit_test(test_loopback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
