@@ -4,7 +4,8 @@
  * SOCK_SEQPACKET socketpairs, made before the engine is forked. On the control channel each
  * message is a type and at most one file descriptor (SCM_RIGHTS): the parent sends
  * configurations (a sealed memfd holding the files it read, util/fileset.h); the engine says
- * when it serves and asks for a reload when it got a SIGHUP itself. On the local-delivery
+ * when it serves, how each configuration it was sent ended (the parent tells the service
+ * manager, core/service.h) and asks for a reload when it got a SIGHUP itself. On the local-delivery
  * channel each message is a payload (a struct local_request, delivery/local_proto.h) and up
  * to PRIVSEP_MAX_FDS descriptors. The parent trusts nothing the engine sends beyond the
  * message's shape: a message it does not expect is logged and ignored.
@@ -18,10 +19,12 @@
 #include <sys/types.h>
 
 enum privsep_msg {
-    PRIVSEP_READY = 1,  /* engine → parent: listening and serving */
-    PRIVSEP_RELOAD,     /* parent → engine: a configuration to load; fd: its files */
-    PRIVSEP_RELOAD_ASK, /* engine → parent: SIGHUP reached the engine: please reload */
-    PRIVSEP_RECOVERED,  /* engine → parent: the spool's envelopes are read (after READY) */
+    PRIVSEP_READY = 1,     /* engine → parent: listening and serving */
+    PRIVSEP_RELOAD,        /* parent → engine: a configuration to load; fd: its files */
+    PRIVSEP_RELOAD_ASK,    /* engine → parent: SIGHUP reached the engine: please reload */
+    PRIVSEP_RECOVERED,     /* engine → parent: the spool's envelopes are read (after READY) */
+    PRIVSEP_RELOADED,      /* engine → parent: a PRIVSEP_RELOAD's configuration now serves */
+    PRIVSEP_RELOAD_FAILED, /* engine → parent: it did not load; the old one still serves */
 };
 
 /* The most descriptors one message carries (the local request's df and reply socket). */
