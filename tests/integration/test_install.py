@@ -192,6 +192,7 @@ class InstallTest(unittest.TestCase):
         self.assertTrue(result["alive_after_hup"], result)
         self.assertEqual(result["exit"], 0, result)
         self.assertFalse(result["pid_file_after"], result)
+        self.assertNotIn("killed", result)
         # nothing on the host
         self.assertFalse(os.path.exists("/etc/ringmail"))
         self.assertFalse(os.path.exists("/var/spool/ringmail"))
@@ -254,6 +255,16 @@ def inside(dest: str, bounding: str) -> int:
         time.sleep(0.05)
     out["exit"] = status
     out["pid_file_after"] = Path("/run/ringmail.pid").exists()
+    # a daemon that did not stop must not outlive the test: its processes, by the installed
+    # program's path (a temporary directory of this test)
+    exe = f"{dest}/usr/sbin/ringmaild"
+    for p in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            if os.readlink(f"/proc/{p}/exe") == exe:
+                os.kill(int(p), signal.SIGKILL)
+                out.setdefault("killed", []).append(int(p))
+        except OSError:
+            pass
     print(json.dumps(out))
     return 0
 
