@@ -4,7 +4,7 @@
 `cmake --install <build dir> --prefix /usr` into a DESTDIR: every program of the build under
 usr/sbin, the man pages of the source tree, the systemd unit (checked with
 `systemd-analyze verify`, offline), the configuration and its sample under etc/ringmail, the
-fail2ban jail (disabled). ringmail-setup registers sendmail, mailq and newaliases with
+fail2ban jail (disabled; fail2ban accepts it once enabled). ringmail-setup registers sendmail, mailq and newaliases with
 update-alternatives in the DESTDIR (--root), leaving another MTA's real file alone, and
 makes ringmail-postdrop setgid ringmaildrop.
 
@@ -130,6 +130,22 @@ class InstallTest(unittest.TestCase):
         m = re.search(r"Overall exposure level for ringmail\.service: (\d+\.\d)", security.stdout)
         self.assertIsNotNone(m, security.stdout + security.stderr)
         self.assertLessEqual(float(m.group(1)), 3.5, security.stdout)  # docs/operations.md
+
+    @unittest.skipUnless(shutil.which("fail2ban-client") and Path("/etc/fail2ban").is_dir(),
+                         "needs Debian's fail2ban")
+    def test_fail2ban_jail(self):
+        """The installed jail, once enabled, is a configuration fail2ban accepts (with the
+        stock filters it names); the host's other jails stay out of it."""
+        conf = self.tmp / "fail2ban"
+        shutil.copytree("/etc/fail2ban", conf, symlinks=True)
+        for other in (conf / "jail.d").iterdir():
+            other.unlink()
+        jail = (self.dest / "etc/fail2ban/jail.d/ringmail.conf").read_text()
+        (conf / "jail.d/ringmail.conf").write_text(
+            re.sub(r"^enabled(\s*)= false", r"enabled\1= true", jail, flags=re.M))
+        r = run("fail2ban-client", "-c", conf, "-t")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("OK: configuration test is successful", r.stdout + r.stderr)
 
     def test_setup_alternatives(self):
         root = self.tmp / "root"  # a copy: the other tests use the DESTDIR as installed
