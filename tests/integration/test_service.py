@@ -132,12 +132,22 @@ class ServiceTest(RingmailTestCase):
         with socket.create_connection(("127.0.0.1", d.port), timeout=IO_TIMEOUT) as s:
             self.assertTrue(s.recv(512).startswith(b"220 "))
 
+        # a file the parent reads but the engine cannot use (a certificate that is not
+        # one): the engine reports the failure, and the manager hears it the same way
+        garbage = self.tmp / "garbage.pem"
+        garbage.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+        d.config["tls"] = {"certificates": [{"cert": str(garbage), "key": soon["key"]}]}
+        d.write_config()
+        d.signal(signal.SIGHUP)
+        self.assertEqual(notify.next().get("RELOADING"), "1", notify.got)
+        self.assertIn("reload failed", notify.next()["STATUS"])
+
         d.signal(signal.SIGTERM)
         self.assertEqual(notify.next().get("STOPPING"), "1", notify.got)
         self.assertEqual(d.wait(STOP_TIMEOUT), 0, d.log_tail())
         self.assertEqual(notify.pending(), [])
         self.assertRegex(d.log(since_start=True),
-                         r"ringmaild stopped: uptime=\d+s, reloads=2, failed_reloads=1, "
+                         r"ringmaild stopped: uptime=\d+s, reloads=3, failed_reloads=2, "
                          r"status=0")
 
 
