@@ -5,7 +5,8 @@ One daemon, started with NOTIFY_SOCKET naming a unix datagram socket this test b
 systemd does for Type=notify: READY=1 comes once the SMTP port answers, a SIGHUP gives
 RELOADING=1 then READY=1 with the outcome in STATUS= (a broken file too: the old
 configuration keeps serving), SIGTERM gives STOPPING=1. Its certificate expires in 10 days:
-the start-up summary warns. The engine runs with no_new_privs, the parent without.
+the start-up summary warns; an expired one is an error line (--check-config, no daemon).
+The engine runs with no_new_privs, the parent without.
 Also: which configuration ringmaild reads when none is named, and --builtin-config.
 """
 
@@ -149,6 +150,43 @@ class ServiceTest(RingmailTestCase):
         self.assertRegex(d.log(since_start=True),
                          r"ringmaild stopped: uptime=\d+s, reloads=3, failed_reloads=2, "
                          r"status=0")
+
+
+class ExpiredCertificateTest(unittest.TestCase):
+    """An expired certificate is an error line (the daemon still starts: clients that do not
+    verify still get STARTTLS); --check-config prints the same line."""
+
+    def test_expired(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp)
+            # openssl req cannot date a certificate in the past; openssl ca can
+            (d / "ca.cnf").write_text("[ca]\ndefault_ca = c\n[c]\ndatabase = index.txt\n"
+                                      "new_certs_dir = .\nserial = serial\n"
+                                      "default_md = sha256\npolicy = p\n"
+                                      "[p]\ncommonName = supplied\n")
+            (d / "index.txt").write_text("")
+            (d / "serial").write_text("01\n")
+            for args in (["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out",
+                          "old.key"],
+                         ["req", "-new", "-key", "old.key", "-subj", "/CN=old.test", "-out",
+                          "old.csr"],
+                         ["ca", "-config", "ca.cnf", "-selfsign", "-keyfile", "old.key", "-in",
+                          "old.csr", "-out", "old.pem", "-startdate", "20200101000000Z",
+                          "-enddate", "20200102000000Z", "-batch", "-notext"]):
+                run = subprocess.run(["openssl", *args], cwd=d, capture_output=True, text=True,
+                                     timeout=IO_TIMEOUT)
+                self.assertEqual(run.returncode, 0, run.stderr)
+            (d / "ringmail.yaml").write_text(
+                f"spool: {d}/spool\ntls:\n  certificates: [{{cert: {d}/old.pem, "
+                f"key: {d}/old.key}}]\n")
+            run = subprocess.run([ringmaild_path(), "--check-config", "--config",
+                                  str(d / "ringmail.yaml")], capture_output=True, text=True,
+                                 timeout=IO_TIMEOUT)
+            self.assertEqual(run.returncode, 0, run.stderr)
+            self.assertRegex(run.stderr, r"error: tls: certificate file=\S+/old\.pem, "
+                                         r"type=ECDSA-P256, cn=old\.test, "
+                                         r"not_after=2020-01-02T00:00:00Z, days_left=-\d+: "
+                                         r"EXPIRED")
 
 
 class ConfigDiscoveryTest(unittest.TestCase):
