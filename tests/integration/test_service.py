@@ -16,10 +16,12 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 import unittest
 from pathlib import Path
 
-from ringmail_harness import IO_TIMEOUT, STOP_TIMEOUT, RingmailTestCase, ringmaild_path
+from ringmail_harness import (IO_TIMEOUT, START_TIMEOUT, STOP_TIMEOUT, RingmailTestCase,
+                              base_config, free_port, ringmaild_path, to_yaml)
 from tls_support import KEYS, openssl
 
 NOTIFY_TIMEOUT = 20.0
@@ -187,6 +189,43 @@ class ExpiredCertificateTest(unittest.TestCase):
                                          r"type=ECDSA-P256, cn=old\.test, "
                                          r"not_after=2020-01-02T00:00:00Z, days_left=-\d+: "
                                          r"EXPIRED")
+
+
+class SyslogOptionTest(unittest.TestCase):
+    """--foreground --syslog (the unit's): attached, and nothing on stderr once the
+    configuration is read; --syslog alone is a usage error (detached logs to syslog)."""
+
+    def test_foreground_syslog(self):
+        self.assertEqual(subprocess.run([ringmaild_path(), "--syslog"], capture_output=True,
+                                        timeout=IO_TIMEOUT).returncode, 64)
+        with tempfile.TemporaryDirectory() as tmp:
+            port = free_port()
+            config = Path(tmp) / "ringmail.yaml"
+            config.write_text("\n".join(to_yaml(base_config(Path(tmp), port))) + "\n")
+            proc = subprocess.Popen([ringmaild_path(), "--config", str(config), "--foreground",
+                                     "--syslog"], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp)
+            try:
+                deadline = time.monotonic() + START_TIMEOUT
+                while True:  # no "ready" on stderr to wait for: the port answers
+                    try:
+                        with socket.create_connection(("127.0.0.1", port),
+                                                      timeout=IO_TIMEOUT) as s:
+                            self.assertTrue(s.recv(512).startswith(b"220 "))
+                        break
+                    except ConnectionRefusedError:
+                        if proc.poll() is not None:
+                            self.fail(f"ringmaild exited: {proc.communicate()}")
+                        self.assertLess(time.monotonic(), deadline)
+                        time.sleep(0.05)
+                proc.send_signal(signal.SIGTERM)
+                out, err = proc.communicate(timeout=STOP_TIMEOUT)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            self.assertEqual(proc.returncode, 0, err)
+            self.assertEqual((out, err), (b"", b""))
 
 
 class ConfigDiscoveryTest(unittest.TestCase):
