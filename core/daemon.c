@@ -385,8 +385,9 @@ static void daemon_wait(struct daemon *d, struct daemon_start *st, int sigfd, un
         if (!p[1].revents)
             continue;
         uint32_t type;
+        uint64_t value;
         int fd;
-        int got = privsep_recv(st->parent, &type, &fd);
+        int got = privsep_recv(st->parent, &type, &value, &fd);
         if (got <= 0) {
             /* Without the parent no configuration can be read: finish what is running. */
             log_error("the privileged parent has gone (%s): stopping",

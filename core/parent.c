@@ -43,6 +43,7 @@ struct parent {
     bool foreground;
     unsigned log_targets; /* util/log's, once the configuration is read */
     bool ready, stopping, recovered;
+    uint64_t recovered_messages; /* queued at start, once recovered */
     /* For the service manager's STATUS= and the summary at the end. */
     time_t started;
     unsigned reloads, reloads_failed;
@@ -185,9 +186,12 @@ static void parent_status(const struct parent *p, char *out, size_t len)
     }
     if (w > 0 && (size_t)w < len - used) {
         used += (size_t)w;
-        snprintf(out + used, len - used, "; %u workers; spool %s%s%s", c ? c->workers : 0,
-                 p->recovered ? "recovered" : "being recovered", p->last_reload[0] ? "; " : "",
-                 p->last_reload);
+        char spool[64] = "spool being recovered";
+        if (p->recovered)
+            snprintf(spool, sizeof(spool), "%llu message(s) in the spool at start",
+                     (unsigned long long)p->recovered_messages);
+        snprintf(out + used, len - used, "; %u workers; %s%s%s", c ? c->workers : 0, spool,
+                 p->last_reload[0] ? "; " : "", p->last_reload);
     }
 }
 
@@ -275,8 +279,9 @@ static void parent_engine_message(struct parent *p)
 {
     char status[512];
     uint32_t type;
+    uint64_t value;
     int fd;
-    int got = privsep_recv(p->sock, &type, &fd);
+    int got = privsep_recv(p->sock, &type, &value, &fd);
     if (fd >= 0)
         close(fd); /* the engine never has a reason to send one */
     if (got <= 0) {
@@ -292,6 +297,7 @@ static void parent_engine_message(struct parent *p)
     } else if (type == PRIVSEP_RECOVERED && p->ready) {
         pickup_start(p->path); /* the maildrop's; logs its own failure */
         p->recovered = true;
+        p->recovered_messages = value;
         parent_status(p, status, sizeof(status));
         service_status(status);
     } else if (type == PRIVSEP_RELOADED || type == PRIVSEP_RELOAD_FAILED) {

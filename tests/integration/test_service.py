@@ -92,7 +92,7 @@ class ServiceTest(RingmailTestCase):
         # the spool's second pass ends while serving: a STATUS of its own, not READY again
         recovered = notify.next()
         self.assertNotIn("READY", recovered)
-        self.assertIn("spool recovered", recovered["STATUS"])
+        self.assertIn("; 0 message(s) in the spool at start", recovered["STATUS"])
 
         log = d.log(since_start=True)
         self.assertRegex(log, rf"listening: name=MTA, address=127\.0\.0\.1, port={d.port}, "
