@@ -28,8 +28,6 @@
 #include "cli/maildrop.h"
 #include "core/config.h"
 
-#define POSTDROP_DEFAULT_CONFIG "/etc/ringmail/ringmail.yaml"
-
 #ifdef __SANITIZE_ADDRESS__
 /* LeakSanitizer cannot read a process that is not dumpable (set-group-ID) and aborts at exit
  * instead of checking: it stays off then (the sanitizer's own hook). */
@@ -195,8 +193,8 @@ int main(int argc, char **argv)
     uid_t ruid = getuid();
     gid_t rgid = getgid();
     const char *path = given;
-    if (!path && access(POSTDROP_DEFAULT_CONFIG, F_OK) == 0)
-        path = POSTDROP_DEFAULT_CONFIG;
+    if (!path && access(RINGMAIL_CONFIG_FILE, F_OK) == 0)
+        path = RINGMAIL_CONFIG_FILE;
     /* A configuration the user controls could point the maildrop anywhere the group may
      * write: it is read, but without the group's privilege. */
     if (given && !postdrop_config_trusted(given, ruid) && getegid() != rgid &&

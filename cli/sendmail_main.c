@@ -147,7 +147,7 @@ static int sm_start_maildrop(struct sm_submission *s, const struct buf *header)
         return -1;
     }
     s->postdrop_fd =
-        maildrop_postdrop_start(cli_config_path(a->config), &s->postdrop_pid, err, sizeof(err));
+        maildrop_postdrop_start(config_find(a->config), &s->postdrop_pid, err, sizeof(err));
     int rc = s->postdrop_fd < 0 ? -1 : 0;
     for (const struct buf *b = &head; rc == 0 && b; b = b == &head ? header : NULL)
         for (size_t off = 0; rc == 0 && off < b->len;) {
@@ -625,7 +625,7 @@ static int sm_daemon(const struct sendmail_args *a)
         fprintf(stderr, "%s: cannot find ringmaild beside this program\n", a->progname);
         return EX_OSFILE;
     }
-    const char *config = cli_config_path(a->config);
+    const char *config = config_find(a->config);
     const char *argv[8];
     char interval[32];
     size_t n = 0;

@@ -743,6 +743,20 @@ static struct config *config_load_with(const char *path, struct fileset *files, 
     return c;
 }
 
+const char *config_find(const char *named)
+{
+    if (named && *named)
+        return named;
+    const char *env = getenv(CONFIG_ENV);
+    if (env && *env)
+        return env;
+    /* Only when it exists: a machine where ringmail is not installed runs the built-in
+     * default, which listens on loopback port 2525 and keeps its spool in ./state. */
+    if (access(RINGMAIL_CONFIG_FILE, F_OK) == 0)
+        return RINGMAIL_CONFIG_FILE;
+    return NULL;
+}
+
 struct config *config_load(const char *path, struct fileset *files, char *err, size_t errlen)
 {
     return config_load_with(path, files, true, err, errlen);

@@ -374,6 +374,21 @@ struct config {
     size_t n_warnings;
 };
 
+/* The file read when none is named: RINGMAIL_CONFIG_FILE, which the build sets from the
+ * CMake cache variable of that name (the same default); also where `cmake --install` puts
+ * the installed configuration. */
+#ifndef RINGMAIL_CONFIG_FILE
+#define RINGMAIL_CONFIG_FILE "/etc/ringmail/ringmail.yaml"
+#endif
+/* The environment variable that names the file instead. */
+#define CONFIG_ENV "RINGMAIL_CONFIG"
+
+/* Which configuration to read, as sendmail's programs find sendmail.cf: `named` (a
+ * --config or -C value) when given, else $RINGMAIL_CONFIG, else RINGMAIL_CONFIG_FILE when
+ * it exists, else NULL: the built-in default. The daemon and every command-line program use
+ * this one rule. The result points into `named`, the environment or a constant. */
+const char *config_find(const char *named);
+
 struct fileset;
 /* Reads and validates `path`, or with `path` NULL the built-in default (loopback port
  * 2525, spool under ./state/spool, localhost local). The file and the maps it names are

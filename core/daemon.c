@@ -16,6 +16,7 @@
 #include "core/privsep.h"
 #include "core/queuerun.h"
 #include "core/session.h"
+#include "core/summary.h"
 #include "core/version.h"
 #include "delivery/dest.h"
 #include "core/accept_throttle.h"
@@ -125,19 +126,6 @@ static void daemon_log_warnings(const struct config *cfg)
         log_warn("%s", cfg->warnings[i]);
 }
 
-static void daemon_log_tls(const struct runconf *rc)
-{
-    if (!rc->tls) {
-        log_info("tls: no certificates configured (tls.certificates): STARTTLS not offered");
-        return;
-    }
-    struct tls_cert_info certs[8];
-    size_t n = tls_ctx_certs(rc->tls[0], certs, 8);
-    for (size_t i = 0; i < n && i < 8; i++)
-        log_info("tls: certificate %s, subject=%s, file=%s", certs[i].type, certs[i].subject,
-                 certs[i].file ? certs[i].file : "");
-}
-
 /* A generation from what the parent read: the configuration, its maps and its TLS files. */
 static struct runconf *daemon_generation(struct daemon *d, struct config *cfg,
                                          struct fileset *files, unsigned generation, char *err,
@@ -156,12 +144,13 @@ static struct runconf *daemon_generation(struct daemon *d, struct config *cfg,
         for (unsigned i = 0; i < d->workers; i++)
             rc->outbound[i].dest = d->dests;
         daemon_log_warnings(rc->cfg);
-        daemon_log_tls(rc);
+        summary_certs(rc->tls ? rc->tls[0] : NULL);
     }
     return rc;
 }
 
-static void daemon_reload(struct daemon *d, const char *path, int fd, unsigned *generation)
+/* Whether the configuration in `fd` now serves. */
+static bool daemon_reload(struct daemon *d, const char *path, int fd, unsigned *generation)
 {
     char err[1024];
     struct fileset *files = fileset_from_fd(fd, err, sizeof(err));
@@ -171,7 +160,7 @@ static void daemon_reload(struct daemon *d, const char *path, int fd, unsigned *
     fileset_free(files);
     if (!rc) {
         log_error("reload failed, keeping the running configuration: %s", err);
-        return;
+        return false;
     }
     ++*generation;
     log_set_ident(rc->cfg->log_ident);
@@ -183,9 +172,15 @@ static void daemon_reload(struct daemon *d, const char *path, int fd, unsigned *
     daemon_warn_restart_only(old->cfg, rc->cfg);
     /* sendmail counts once its StatusFile exists: a file made since the start counts now */
     mailstats_attach(rc->cfg->statistics_file);
+    summary_changes(old->cfg, rc->cfg);
+    /* the sockets stay the start's; a reload may change what they offer */
+    const struct config *lc = rc->cfg->n_listen == old->cfg->n_listen ? rc->cfg : old->cfg;
+    for (size_t i = 0; i < lc->n_listen; i++)
+        summary_listener(&lc->listen[i], d->workers, rc->tls != NULL);
     runconf_unref(old);
     engine_post(d->engine, DAEMON_MSG_RELOAD);
     log_info("configuration reloaded from %s (generation %u)", rc->cfg->source, rc->generation);
+    return true;
 }
 
 static uint64_t daemon_now_ms(void)
@@ -283,8 +278,7 @@ static int daemon_listen(struct daemon *d, const struct config *cfg, struct daem
         }
         free(fds[i]);
         fds[i] = NULL; /* the engine owns the sockets now */
-        log_info("listening: name=%s, address=%s, port=%u, workers=%u", l->name, l->address,
-                 (unsigned)l->port, cfg->workers);
+        summary_listener(l, cfg->workers, d->current->tls != NULL);
     }
     return daemon_listen_unix(d, DAEMON_LISTENER_SUBMISSION, &st->submission_fd,
                               cfg->submission_socket, err, errlen) < 0 ||
@@ -431,17 +425,21 @@ static void daemon_wait(struct daemon *d, struct daemon_start *st, int sigfd, un
         if (!p[1].revents)
             continue;
         uint32_t type;
+        uint64_t value;
         int fd;
-        int got = privsep_recv(st->parent, &type, &fd);
+        int got = privsep_recv(st->parent, &type, &value, &fd);
         if (got <= 0) {
             /* Without the parent no configuration can be read: finish what is running. */
             log_error("the privileged parent has gone (%s): stopping",
                       got == 0 ? "its socket closed" : strerror(errno));
             break;
         }
-        if (type == PRIVSEP_RELOAD && fd >= 0)
-            daemon_reload(d, st->config_path, fd, generation);
-        else
+        if (type == PRIVSEP_RELOAD && fd >= 0) {
+            bool ok = daemon_reload(d, st->config_path, fd, generation);
+            if (privsep_send(st->parent, ok ? PRIVSEP_RELOADED : PRIVSEP_RELOAD_FAILED, -1) < 0)
+                log_error("cannot tell the privileged parent how the reload ended: %s",
+                          strerror(errno));
+        } else
             log_warn("engine: unexpected message %u from the parent", type);
         if (fd >= 0)
             close(fd);

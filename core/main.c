@@ -1,10 +1,15 @@
 /*
  * ringmaild — the daemon's command line.
  *
- *   ringmaild [--config FILE] [--foreground]   run (built-in default without --config)
+ *   ringmaild [--config FILE | --builtin-config] [--foreground [--syslog]]   run
  *   ringmaild --check-config [--config FILE]   validate, print the effective config, exit
  *   ringmaild --tls-info [--config FILE]       the TLS server context: providers, groups, certs
  *   ringmaild --version | --help
+ *
+ * Without --config the file is found as the command-line programs find it (config_find():
+ * $RINGMAIL_CONFIG, else /etc/ringmail/ringmail.yaml when it exists, else the built-in
+ * default); --builtin-config takes the built-in default whatever the machine has, so
+ * ./run.sh keeps its local defaults where ringmail is installed too.
  *
  * Exit codes are sysexits(3): EX_USAGE for a bad command line, EX_CONFIG for a bad
  * configuration, EX_OSERR and friends for start-up failures.
@@ -18,26 +23,34 @@
 
 #include "core/config.h"
 #include "core/parent.h"
+#include "core/summary.h"
 #include "core/tlsconf.h"
 #include "core/version.h"
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: ringmaild [--config FILE] [--foreground] [--queue-interval DURATION]\n"
-            "       ringmaild --check-config [--config FILE]\n"
-            "       ringmaild --tls-info [--config FILE]\n"
-            "       ringmaild --version\n"
-            "\n"
-            "  -c, --config FILE   YAML configuration (default: built-in, loopback port 2525,\n"
-            "                      spool in ./state/spool)\n"
-            "  -f, --foreground    stay attached and log to stderr instead of syslog\n"
-            "  -q, --queue-interval DURATION\n"
-            "                      queue.interval whatever the file says (sendmail's -q30m)\n"
-            "  -n, --check-config  validate the configuration, print it and exit\n"
-            "  -T, --tls-info      load the TLS certificates and settings, print the server\n"
-            "                      context (providers, groups, certificates) and exit\n"
-            "  -V, --version       print the version and exit\n");
+    fprintf(out, "usage: ringmaild [--config FILE | --builtin-config] [--foreground [--syslog]]\n"
+                 "                 [--queue-interval DURATION]\n"
+                 "       ringmaild --check-config [--config FILE | --builtin-config]\n"
+                 "       ringmaild --tls-info [--config FILE | --builtin-config]\n"
+                 "       ringmaild --version\n"
+                 "\n"
+                 "  -c, --config FILE   YAML configuration (default: $" CONFIG_ENV ", else\n"
+                 "                      " RINGMAIL_CONFIG_FILE " when it exists, else the\n"
+                 "                      built-in default)\n"
+                 "  -b, --builtin-config\n"
+                 "                      the built-in default (loopback port 2525, spool in\n"
+                 "                      ./state/spool) whatever $" CONFIG_ENV " and the installed\n"
+                 "                      file say; ./run.sh without arguments uses it\n"
+                 "  -f, --foreground    stay attached and log to stderr instead of syslog\n"
+                 "  -s, --syslog        with --foreground, log to syslog instead of stderr (under\n"
+                 "                      systemd: facility mail and log.ident reach the journal)\n"
+                 "  -q, --queue-interval DURATION\n"
+                 "                      queue.interval whatever the file says (sendmail's -q30m)\n"
+                 "  -n, --check-config  validate the configuration, print it and exit\n"
+                 "  -T, --tls-info      load the TLS certificates and settings, print the server\n"
+                 "                      context (providers, groups, certificates) and exit\n"
+                 "  -V, --version       print the version and exit\n");
 }
 
 /* The configuration and one server context built from it (NULL: no certificates). EX_OK,
@@ -87,6 +100,8 @@ static int check_config(const char *path)
         for (size_t i = 0; i < cfg->n_warnings; i++)
             fprintf(stderr, "ringmaild: warning: %s\n", cfg->warnings[i]);
         config_print(cfg, stdout);
+        if (ctxs) /* expiry: the same lines as at start-up, on stderr */
+            summary_certs(ctxs[0]);
         if (!ctxs)
             printf("# tls.certificates is empty: STARTTLS is not offered%s\n",
                    path ? "" : " (the daemon makes demo certificates on first run)");
@@ -123,19 +138,27 @@ int main(int argc, char **argv)
         {"tls-info", no_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {"queue-interval", required_argument, NULL, 'q'},
+        {"builtin-config", no_argument, NULL, 'b'},
+        {"syslog", no_argument, NULL, 's'},
         {NULL, 0, NULL, 0},
     };
     const char *config_path = NULL;
-    bool foreground = false, check = false, info = false;
+    bool foreground = false, check = false, info = false, builtin = false, syslog = false;
     int c;
 
-    while ((c = getopt_long(argc, argv, "c:fnq:TVh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "bc:fnq:sTVh", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             config_path = optarg;
             break;
+        case 'b':
+            builtin = true;
+            break;
         case 'f':
             foreground = true;
+            break;
+        case 's':
+            syslog = true;
             break;
         case 'n':
             check = true;
@@ -168,9 +191,20 @@ int main(int argc, char **argv)
         usage(stderr);
         return EX_USAGE;
     }
+    if (builtin && config_path) {
+        fprintf(stderr, "ringmaild: --builtin-config and --config exclude each other\n");
+        return EX_USAGE;
+    }
+    if (syslog && !foreground) {
+        fprintf(stderr, "ringmaild: --syslog goes with --foreground (detached, the daemon logs "
+                        "to syslog anyway)\n");
+        return EX_USAGE;
+    }
+    if (!builtin)
+        config_path = config_find(config_path);
     if (check)
         return check_config(config_path);
     if (info)
         return tls_info(config_path);
-    return parent_run(config_path, foreground);
+    return parent_run(config_path, foreground, syslog);
 }

@@ -21,6 +21,8 @@
 #include "core/pidfile.h"
 #include "core/pickup.h"
 #include "core/privsep.h"
+#include "core/service.h"
+#include "core/summary.h"
 #include "core/submission.h"
 #include "core/tlsconf.h"
 #include "core/version.h"
@@ -39,8 +41,14 @@ struct parent {
     int sigfd;
     int notify; /* detached: the starting command waits on this for the status; else -1 */
     bool foreground;
-    bool ready, stopping;
-    char *pid_file; /* once written: removed at exit */
+    unsigned log_targets; /* util/log's, once the configuration is read */
+    bool ready, stopping, recovered;
+    uint64_t recovered_messages; /* queued at start, once recovered */
+    /* For the service manager's STATUS= and the summary at the end. */
+    time_t started;
+    unsigned reloads, reloads_failed;
+    char last_reload[160]; /* how the latest reload ended; "" before the first */
+    char *pid_file;        /* once written: removed at exit */
     /* The unix sockets (submission, control) once made: their files are removed at exit. */
     char *socket_paths[2];
     struct listener_unix sockets[2];
@@ -165,8 +173,51 @@ static void parent_watch_set(struct parent *p)
     clock_gettime(CLOCK_MONOTONIC, &p->watched);
 }
 
+/* STATUS= for the service manager: what serves, as the parent knows it. */
+static void parent_status(const struct parent *p, char *out, size_t len)
+{
+    const struct config *c = p->cfg;
+    size_t used = 0;
+    int w = snprintf(out, len, "serving on");
+    for (size_t i = 0; c && w > 0 && (size_t)w < len - used && i < c->n_listen; i++) {
+        used += (size_t)w;
+        w = snprintf(out + used, len - used, "%s %s %s:%u", i ? "," : "", c->listen[i].name,
+                     c->listen[i].address, (unsigned)c->listen[i].port);
+    }
+    if (w > 0 && (size_t)w < len - used) {
+        used += (size_t)w;
+        char spool[64] = "spool being recovered";
+        if (p->recovered)
+            snprintf(spool, sizeof(spool), "%llu message(s) in the spool at start",
+                     (unsigned long long)p->recovered_messages);
+        snprintf(out + used, len - used, "; %u workers; %s%s%s", c ? c->workers : 0, spool,
+                 p->last_reload[0] ? "; " : "", p->last_reload);
+    }
+}
+
+/* The engine said how a reload ended (or it never reached the engine): the manager hears
+ * READY=1 again either way, since the daemon serves, with the outcome in STATUS=. */
+static void parent_reload_ended(struct parent *p, bool ok)
+{
+    char when[32], status[512];
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+    p->reloads++;
+    if (!ok)
+        p->reloads_failed++;
+    snprintf(p->last_reload, sizeof(p->last_reload),
+             ok ? "reloaded %s"
+                : "reload failed %s, the previous configuration serves (see the log)",
+             when);
+    parent_status(p, status, sizeof(status));
+    service_ready(status);
+}
+
 static void parent_reload(struct parent *p)
 {
+    service_reloading();
     char err[1024] = "the engine has gone";
     struct fileset *files = NULL;
     struct config *cfg = p->sock >= 0 ? parent_read(p->path, &files, err, sizeof(err)) : NULL;
@@ -180,6 +231,7 @@ static void parent_reload(struct parent *p)
     if (fd < 0) {
         log_error("reload failed, keeping the running configuration: %s", err);
         config_free(cfg);
+        parent_reload_ended(p, false); /* the engine never saw it */
     } else {
         log_set_ident(cfg->log_ident);
         log_set_format(config_log_format(cfg));
@@ -226,9 +278,11 @@ static int parent_engine_ended(struct parent *p, int wstatus)
 
 static void parent_engine_message(struct parent *p)
 {
+    char status[512];
     uint32_t type;
+    uint64_t value;
     int fd;
-    int got = privsep_recv(p->sock, &type, &fd);
+    int got = privsep_recv(p->sock, &type, &value, &fd);
     if (fd >= 0)
         close(fd); /* the engine never has a reason to send one */
     if (got <= 0) {
@@ -239,8 +293,16 @@ static void parent_engine_message(struct parent *p)
         parent_notify(p, EX_OK);
         if (!p->foreground)
             daemon_leave_terminal();
+        parent_status(p, status, sizeof(status));
+        service_ready(status);
     } else if (type == PRIVSEP_RECOVERED && p->ready) {
         pickup_start(p->path); /* the maildrop's; logs its own failure */
+        p->recovered = true;
+        p->recovered_messages = value;
+        parent_status(p, status, sizeof(status));
+        service_status(status);
+    } else if (type == PRIVSEP_RELOADED || type == PRIVSEP_RELOAD_FAILED) {
+        parent_reload_ended(p, type == PRIVSEP_RELOADED);
     } else if (type == PRIVSEP_RELOAD_ASK) {
         parent_reload(p);
     } else {
@@ -305,6 +367,8 @@ static int parent_loop(struct parent *p)
         case SIGTERM:
         case SIGINT:
             /* The engine drains; a second signal, passed on too, makes it close at once. */
+            if (!p->stopping)
+                service_stopping();
             p->stopping = true;
             kill(p->engine, (int)si.ssi_signo);
             break;
@@ -430,8 +494,7 @@ static int parent_start(struct parent *p, const char *config_path, struct daemon
     if (!(st->cfg = parent_read(p->path, &st->files, err, errlen)))
         return EX_CONFIG;
     const struct config *cfg = st->cfg;
-    /* Detached, the terminal too until the engine serves (daemon_leave_terminal). */
-    log_configure(cfg->log_ident, p->foreground ? LOG_TO_STDERR : LOG_TO_STDERR | LOG_TO_SYSLOG);
+    log_configure(cfg->log_ident, p->log_targets);
     log_set_format(config_log_format(cfg));
     if (privdrop_resolve(cfg->run_as, &st->user, err, errlen) < 0 || engine_probe(err, errlen) < 0)
         return EX_OSERR;
@@ -499,11 +562,29 @@ static void parent_release(struct parent *p, struct daemon_start *st)
     st->files = NULL;
 }
 
-int parent_run(const char *config_path, bool foreground)
+/* The summary at the end: how long it ran and what it went through. */
+static void parent_summary(const struct parent *p, int status)
+{
+    char uptime[48];
+    summary_duration(uptime, sizeof(uptime), time(NULL) - p->started);
+    log_info("ringmaild stopped: uptime=%s, reloads=%u, failed_reloads=%u, status=%d", uptime,
+             p->reloads, p->reloads_failed, status);
+}
+
+int parent_run(const char *config_path, bool foreground, bool syslog)
 {
     char err[1024] = "";
-    struct parent p = {
-        .sock = -1, .local_sock = -1, .sigfd = -1, .notify = -1, .foreground = foreground};
+    /* Detached, the terminal too until the engine serves (daemon_leave_terminal). */
+    unsigned targets = !foreground ? LOG_TO_STDERR | LOG_TO_SYSLOG
+                       : syslog    ? LOG_TO_SYSLOG
+                                   : LOG_TO_STDERR;
+    struct parent p = {.sock = -1,
+                       .local_sock = -1,
+                       .sigfd = -1,
+                       .notify = -1,
+                       .foreground = foreground,
+                       .log_targets = targets,
+                       .started = time(NULL)};
     struct daemon_start st = {
         .parent = -1, .local_fd = -1, .submission_fd = -1, .control_fd = -1, .metrics_fd = -1};
 
@@ -521,17 +602,17 @@ int parent_run(const char *config_path, bool foreground)
     p.sigfd = signalfd(-1, &set, SFD_CLOEXEC);
     if (p.sigfd < 0)
         snprintf(err, sizeof(err), "signalfd: %s", strerror(errno));
-    else if (!(p.agents =
-                   local_agents_new(foreground ? LOG_TO_STDERR : LOG_TO_STDERR | LOG_TO_SYSLOG)) ||
-             !(p.watch = filewatch_new()))
+    else if (!(p.agents = local_agents_new(targets)) || !(p.watch = filewatch_new()))
         snprintf(err, sizeof(err), "out of memory");
     int status =
         !p.agents || !p.watch ? EX_OSERR : parent_start(&p, config_path, &st, err, sizeof(err));
     parent_release(&p, &st);
-    if (status == EX_OK)
+    if (status == EX_OK) {
         status = parent_loop(&p);
-    else
+        parent_summary(&p, status);
+    } else {
         log_error("%s", err);
+    }
     parent_notify(&p, status);
     for (size_t i = 0; i < 2; i++) {
         listener_unix_remove(p.socket_paths[i], &p.sockets[i]);

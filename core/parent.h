@@ -19,7 +19,9 @@
 #include <stdbool.h>
 
 /* Runs ringmaild until it stops; returns an exit status (sysexits). `config_path` NULL =
- * the built-in default. */
-int parent_run(const char *config_path, bool foreground);
+ * the built-in default. `syslog`: with `foreground`, log to syslog rather than stderr (under
+ * systemd, so that the journal gets log.ident and facility mail). The service manager is
+ * told how it goes (core/service.h). */
+int parent_run(const char *config_path, bool foreground, bool syslog);
 
 #endif

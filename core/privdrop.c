@@ -5,6 +5,7 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 int privdrop_resolve(const char *run_as, struct privdrop_user *u, char *err, size_t errlen)
@@ -33,10 +34,9 @@ int privdrop_resolve(const char *run_as, struct privdrop_user *u, char *err, siz
     return 0;
 }
 
-int privdrop_apply(const struct privdrop_user *u, char *err, size_t errlen)
+/* From root to the user, for good. */
+static int privdrop_switch(const struct privdrop_user *u, char *err, size_t errlen)
 {
-    if (!u->switch_user)
-        return 0;
     /* The user's own supplementary groups and no others: Debian grants saslauthd's socket
      * and /etc/sasldb2 to group `sasl`, and an operator adds run_as to it for SMTP AUTH
      * (docs/auth.md), as for Postfix. Root's groups are never kept. */
@@ -48,6 +48,20 @@ int privdrop_apply(const struct privdrop_user *u, char *err, size_t errlen)
     /* setuid() from root must be irreversible; refuse to run if it is not. */
     if (setuid(0) == 0) {
         snprintf(err, errlen, "dropped to user %s but could regain root; refusing to run", u->name);
+        return -1;
+    }
+    return 0;
+}
+
+int privdrop_apply(const struct privdrop_user *u, char *err, size_t errlen)
+{
+    if (u->switch_user && privdrop_switch(u, err, errlen) < 0)
+        return -1;
+    /* systemd's NoNewPrivileges= would bind the parent too, whose local delivery may run
+     * set-id programs (procmail, dovecot-lda); the engine runs none, so it binds itself:
+     * nothing it or a hijacker of it executes gains privileges. */
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+        snprintf(err, errlen, "prctl(PR_SET_NO_NEW_PRIVS): %s", strerror(errno));
         return -1;
     }
     return 0;

@@ -22,6 +22,8 @@ struct privdrop_user {
 
 /* Resolves run_as. When not root, switch_user is false and uid/gid are our own. */
 int privdrop_resolve(const char *run_as, struct privdrop_user *u, char *err, size_t errlen);
+/* Becomes u (when switch_user), then sets no_new_privs (PR_SET_NO_NEW_PRIVS): for the
+ * engine, which never needs a set-id program. 0, or -1 with `err`. */
 int privdrop_apply(const struct privdrop_user *u, char *err, size_t errlen);
 
 #endif

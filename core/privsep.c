@@ -81,18 +81,34 @@ ssize_t privsep_recv_payload(int sock, void *data, size_t len, int fds[PRIVSEP_M
     return n;
 }
 
+/* A control message with a value; one without is the type alone (its first four bytes). */
+struct privsep_valued {
+    uint32_t type;
+    uint32_t zero;
+    uint64_t value;
+};
+
 int privsep_send(int sock, uint32_t type, int fd)
 {
     return privsep_send_payload(sock, &type, sizeof(type), &fd, fd >= 0 ? 1 : 0);
 }
 
-int privsep_recv(int sock, uint32_t *type, int *fd)
+int privsep_send_value(int sock, uint32_t type, uint64_t value)
+{
+    struct privsep_valued m = {type, 0, value};
+    return privsep_send_payload(sock, &m, sizeof(m), NULL, 0);
+}
+
+int privsep_recv(int sock, uint32_t *type, uint64_t *value, int *fd)
 {
     int fds[PRIVSEP_MAX_FDS];
     size_t nfds;
-    ssize_t n = privsep_recv_payload(sock, type, sizeof(*type), fds, &nfds, 0);
+    struct privsep_valued m = {0};
+    ssize_t n = privsep_recv_payload(sock, &m, sizeof(m), fds, &nfds, 0);
     *fd = -1;
-    if (n == (ssize_t)sizeof(*type) && nfds <= 1) {
+    *type = m.type;
+    *value = n == (ssize_t)sizeof(m) ? m.value : 0;
+    if ((n == (ssize_t)sizeof(m.type) || n == (ssize_t)sizeof(m)) && nfds <= 1) {
         *fd = nfds ? fds[0] : -1;
         return 1;
     }

@@ -4,7 +4,8 @@
  * SOCK_SEQPACKET socketpairs, made before the engine is forked. On the control channel each
  * message is a type and at most one file descriptor (SCM_RIGHTS): the parent sends
  * configurations (a sealed memfd holding the files it read, util/fileset.h); the engine says
- * when it serves and asks for a reload when it got a SIGHUP itself. On the local-delivery
+ * when it serves, how each configuration it was sent ended (the parent tells the service
+ * manager, core/service.h) and asks for a reload when it got a SIGHUP itself. On the local-delivery
  * channel each message is a payload (a struct local_request, delivery/local_proto.h) and up
  * to PRIVSEP_MAX_FDS descriptors. The parent trusts nothing the engine sends beyond the
  * message's shape: a message it does not expect is logged and ignored.
@@ -18,10 +19,13 @@
 #include <sys/types.h>
 
 enum privsep_msg {
-    PRIVSEP_READY = 1,  /* engine → parent: listening and serving */
-    PRIVSEP_RELOAD,     /* parent → engine: a configuration to load; fd: its files */
-    PRIVSEP_RELOAD_ASK, /* engine → parent: SIGHUP reached the engine: please reload */
-    PRIVSEP_RECOVERED,  /* engine → parent: the spool's envelopes are read (after READY) */
+    PRIVSEP_READY = 1,     /* engine → parent: listening and serving */
+    PRIVSEP_RELOAD,        /* parent → engine: a configuration to load; fd: its files */
+    PRIVSEP_RELOAD_ASK,    /* engine → parent: SIGHUP reached the engine: please reload */
+    PRIVSEP_RECOVERED,     /* engine → parent: the spool's envelopes are read (after READY);
+                            * its value: the messages queued */
+    PRIVSEP_RELOADED,      /* engine → parent: a PRIVSEP_RELOAD's configuration now serves */
+    PRIVSEP_RELOAD_FAILED, /* engine → parent: it did not load; the old one still serves */
 };
 
 /* The most descriptors one message carries (the local request's df and reply socket). */
@@ -31,9 +35,12 @@ enum privsep_msg {
 int privsep_pair(int sv[2]);
 /* Sends `type` and, unless fd is -1, a copy of fd. 0 or -1 (errno). */
 int privsep_send(int sock, uint32_t type, int fd);
-/* Receives one message: 1 with *type and *fd (-1 when none; the caller closes it), 0 when
- * the other side has gone, -1 on error (errno). */
-int privsep_recv(int sock, uint32_t *type, int *fd);
+/* Sends `type` with a number (a count the parent reports, e.g. to the service manager).
+ * 0 or -1 (errno). */
+int privsep_send_value(int sock, uint32_t type, uint64_t value);
+/* Receives one message: 1 with *type, *value (0 when the message carries none) and *fd (-1
+ * when none; the caller closes it), 0 when the other side has gone, -1 on error (errno). */
+int privsep_recv(int sock, uint32_t *type, uint64_t *value, int *fd);
 
 /* Sends `len` bytes and copies of fds[0..nfds) (nfds <= PRIVSEP_MAX_FDS) as one message.
  * 0 or -1 (errno). */

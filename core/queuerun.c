@@ -139,7 +139,7 @@ static void *queuerun_read_all(void *arg)
                  "moved",
                  spool_dir(b->d->spool), rec->messages, rec->removed, rec->damaged, rec->moved);
         /* every maildrop file a queued message named is gone: the pickup may scan */
-        if (privsep_send(b->parent, PRIVSEP_RECOVERED, -1) < 0)
+        if (privsep_send_value(b->parent, PRIVSEP_RECOVERED, rec->messages) < 0)
             log_error("cannot tell the privileged parent that the queue is read: %s",
                       strerror(errno));
     } else if (atomic_load(&b->stop)) {

@@ -5,8 +5,8 @@
  * and picks per handshake the one the client's signature algorithms allow; so an RSA
  * and an ECDSA pair coexist, and a client that cannot use the ECDSA one still gets the
  * RSA one. Two pairs of the same type would silently replace each other: that is an
- * error here. Problems that are not fatal (expiry close or past, a chain out of order)
- * are warned about once, when the context is built.
+ * error here. A chain out of order is not fatal: warned about when the context is built.
+ * Expiry is the caller's to judge (tls_ctx_certs()).
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -20,8 +20,6 @@
 #include "tls/tls_int.h"
 #include "util/fileset.h"
 #include "util/log.h"
-
-#define TLS_EXPIRY_WARN_DAYS 30
 
 void tls_key_type(const EVP_PKEY *pk, char *type, size_t typelen, char *curve, size_t curvelen)
 {
@@ -160,16 +158,6 @@ static void tls_check_chain(const STACK_OF(X509) * chain, const char *file)
         }
 }
 
-static void tls_check_expiry(const struct tls_cert *rc)
-{
-    time_t now = time(NULL);
-    if (rc->not_after <= now)
-        log_warn("tls: certificate %s (%s, %s) EXPIRED", rc->file, rc->type, rc->subject);
-    else if (rc->not_after - now < TLS_EXPIRY_WARN_DAYS * 86400)
-        log_warn("tls: certificate %s (%s, %s) expires in %ld days", rc->file, rc->type,
-                 rc->subject, (long)((rc->not_after - now) / 86400));
-}
-
 static void tls_record(struct tls_cert *rc, X509 *leaf, const char *file)
 {
     tls_key_type(X509_get0_pubkey(leaf), rc->type, sizeof(rc->type), rc->curve, sizeof(rc->curve));
@@ -220,7 +208,6 @@ static int tls_load_pair(struct tls_ctx *c, struct fileset *files, const struct 
     struct tls_cert *r = &c->certs[c->n_certs++];
     tls_record(r, leaf, p->cert);
     tls_check_chain(chain, p->cert);
-    tls_check_expiry(r);
     rc = 0;
 out:
     sk_X509_free(rest);

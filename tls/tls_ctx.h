@@ -83,7 +83,8 @@ void tls_lib_free(struct tls_lib *l);
 
 /* Creates a server context. NULL with `err` on any problem (unknown group — with the list
  * of available ones —, unreadable or mismatched certificate/key, bad version, ...).
- * Expiry within 30 days or already past is a warning logged once, not an error. */
+ * Expiry is not an error: tls_ctx_certs() gives not_after for the caller to judge (the
+ * daemon's start-up summary warns, core/summary.h). */
 struct tls_ctx *tls_ctx_new_server(const struct tls_settings *s, char *err, size_t errlen);
 /* Creates a client context (for delivery): same groups/providers/versions; the first
  * certificate pair, if any, is the client certificate (confCLIENT_CERT/KEY). */

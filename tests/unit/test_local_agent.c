@@ -516,13 +516,21 @@ static void test_privsep_payload(void **state)
     assert_int_equal(nfds, 0);
     /* the control messages still work on top */
     uint32_t type;
+    uint64_t value;
     int fd;
     assert_int_equal(privsep_send(sv[1], PRIVSEP_READY, -1), 0);
-    assert_int_equal(privsep_recv(sv[0], &type, &fd), 1);
+    assert_int_equal(privsep_recv(sv[0], &type, &value, &fd), 1);
     assert_int_equal(type, PRIVSEP_READY);
+    assert_int_equal(value, 0);
+    assert_int_equal(fd, -1);
+    assert_int_equal(privsep_send_value(sv[1], PRIVSEP_RECOVERED, 123456789012ull), 0);
+    assert_int_equal(privsep_recv(sv[0], &type, &value, &fd), 1);
+    assert_int_equal(type, PRIVSEP_RECOVERED);
+    assert_int_equal(value, 123456789012ull);
     assert_int_equal(fd, -1);
     assert_int_equal(privsep_send_payload(sv[1], &type, sizeof(type), fds, 2), 0);
-    assert_int_equal(privsep_recv(sv[0], &type, &fd), -1); /* two descriptors: not a control */
+    assert_int_equal(privsep_recv(sv[0], &type, &value, &fd),
+                     -1); /* two descriptors: not a control */
     assert_int_equal(fd, -1);
     close(sv[1]);
     assert_int_equal(privsep_recv_payload(sv[0], &got, sizeof(got), in, &nfds, 0), 0);
