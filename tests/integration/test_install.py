@@ -91,6 +91,8 @@ class InstallTest(unittest.TestCase):
         self.assertEqual((etc / "ringmail.yaml.sample").read_text(), shipped)
         jail = (self.dest / "etc/fail2ban/jail.d/ringmail.conf").read_text()
         self.assertEqual(re.findall(r"^enabled\s*=\s*(\S+)", jail, re.M), ["false", "false"])
+        self.assertEqual((self.dest / "etc/logwatch/conf/services/sendmail.conf").read_text(),
+                         (SOURCE / "etc/logwatch/sendmail.conf").read_text())
         self.assertTrue((self.dest / "var/spool/ringmail").is_dir())
         unit = (self.dest / "usr/lib/systemd/system/ringmail.service").read_text()
         self.assertIn("ExecStart=/usr/sbin/ringmaild --foreground --syslog --config "
@@ -103,12 +105,16 @@ class InstallTest(unittest.TestCase):
         self.assertIn("pid_file: /run/ringmail.pid\n", check.stdout)
 
         # an operator's edits survive a reinstall; the sample is renewed
+        logwatch = self.dest / "etc/logwatch/conf/services/sendmail.conf"
         (etc / "ringmail.yaml").write_text(shipped + "# edited\n")
+        logwatch.write_text("# the operator's own\n")
         again = run("cmake", "--install", self.build, "--prefix", "/usr",
                     env=dict(os.environ, DESTDIR=str(self.dest)))
         self.assertEqual(again.returncode, 0, again.stderr)
         self.assertTrue((etc / "ringmail.yaml").read_text().endswith("# edited\n"))
+        self.assertEqual(logwatch.read_text(), "# the operator's own\n")
         (etc / "ringmail.yaml").write_text(shipped)
+        logwatch.write_text((SOURCE / "etc/logwatch/sendmail.conf").read_text())
 
     @unittest.skipUnless(shutil.which("systemd-analyze"), "needs systemd-analyze")
     def test_unit_verifies(self):
