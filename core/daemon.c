@@ -405,13 +405,47 @@ static int daemon_start(struct daemon *d, struct daemon_start *st, unsigned *gen
     return EX_OK;
 }
 
+/* How often the engine tells the parent its traffic counts, when they changed: the
+ * service manager's STATUS= (core/service.h) is the parent's to send. */
+#define DAEMON_TRAFFIC_MS 5000
+
+static void daemon_send_traffic(int parent, struct metrics_totals *sent)
+{
+    struct metrics_totals now;
+    metrics_totals(&now);
+    if (!memcmp(&now, sent, sizeof(now)))
+        return;
+    if (privsep_send_value(parent, PRIVSEP_ACCEPTED, now.messages_accepted) < 0 ||
+        privsep_send_value(parent, PRIVSEP_SESSIONS, now.connections_open) < 0 ||
+        privsep_send_value(parent, PRIVSEP_QUEUED, now.queue_size) < 0) {
+        log_warn("cannot send the traffic counts to the privileged parent: %s", strerror(errno));
+        return;
+    }
+    *sent = now;
+}
+
 /* The main thread's wait: stop signals, SIGHUP (passed to the parent, which alone may read
- * the files) and the parent's messages. */
+ * the files), the parent's messages, and every DAEMON_TRAFFIC_MS the traffic counts. */
 static void daemon_wait(struct daemon *d, struct daemon_start *st, int sigfd, unsigned *generation)
 {
     struct pollfd p[2] = {{sigfd, POLLIN, 0}, {st->parent, POLLIN, 0}};
+    struct metrics_totals sent = {0};
+    struct timespec last;
+    clock_gettime(CLOCK_MONOTONIC, &last);
     for (;;) {
-        if (poll(p, 2, -1) < 0) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int64_t since_ms =
+            (int64_t)(now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000;
+        if (since_ms >= DAEMON_TRAFFIC_MS) {
+            daemon_send_traffic(st->parent, &sent);
+            last = now;
+            since_ms = 0;
+        }
+        int n = poll(p, 2, (int)(DAEMON_TRAFFIC_MS - since_ms));
+        if (n == 0)
+            continue;
+        if (n < 0) {
             if (errno == EINTR)
                 continue;
             log_error("engine: poll: %s", strerror(errno));

@@ -43,7 +43,9 @@ struct parent {
     bool foreground;
     unsigned log_targets; /* util/log's, once the configuration is read */
     bool ready, stopping, recovered;
-    uint64_t recovered_messages; /* queued at start, once recovered */
+    uint64_t recovered_messages;         /* queued at start, once recovered */
+    bool traffic;                        /* the engine has sent the counts below */
+    uint64_t accepted, sessions, queued; /* PRIVSEP_ACCEPTED, _SESSIONS, _QUEUED */
     /* For the service manager's STATUS= and the summary at the end. */
     time_t started;
     unsigned reloads, reloads_failed;
@@ -190,8 +192,14 @@ static void parent_status(const struct parent *p, char *out, size_t len)
         if (p->recovered)
             snprintf(spool, sizeof(spool), "%llu message(s) in the spool at start",
                      (unsigned long long)p->recovered_messages);
-        snprintf(out + used, len - used, "; %u workers; %s%s%s", c ? c->workers : 0, spool,
-                 p->last_reload[0] ? "; " : "", p->last_reload);
+        char traffic[96] = "";
+        if (p->traffic)
+            snprintf(traffic, sizeof(traffic),
+                     "; %llu message(s) accepted, %llu session(s) open, %llu queued",
+                     (unsigned long long)p->accepted, (unsigned long long)p->sessions,
+                     (unsigned long long)p->queued);
+        snprintf(out + used, len - used, "; %u workers; %s%s%s%s", c ? c->workers : 0, spool,
+                 traffic, p->last_reload[0] ? "; " : "", p->last_reload);
     }
 }
 
@@ -299,6 +307,15 @@ static void parent_engine_message(struct parent *p)
         pickup_start(p->path); /* the maildrop's; logs its own failure */
         p->recovered = true;
         p->recovered_messages = value;
+        parent_status(p, status, sizeof(status));
+        service_status(status);
+    } else if (type == PRIVSEP_ACCEPTED) {
+        p->accepted = value;
+    } else if (type == PRIVSEP_SESSIONS) {
+        p->sessions = value;
+    } else if (type == PRIVSEP_QUEUED && p->ready) {
+        p->queued = value;
+        p->traffic = true;
         parent_status(p, status, sizeof(status));
         service_status(status);
     } else if (type == PRIVSEP_RELOADED || type == PRIVSEP_RELOAD_FAILED) {

@@ -26,6 +26,11 @@ enum privsep_msg {
                             * its value: the messages queued */
     PRIVSEP_RELOADED,      /* engine → parent: a PRIVSEP_RELOAD's configuration now serves */
     PRIVSEP_RELOAD_FAILED, /* engine → parent: it did not load; the old one still serves */
+    /* engine → parent, every few seconds while they change, in this order: the traffic
+     * counts the parent reports to the service manager (STATUS=); the parent has none */
+    PRIVSEP_ACCEPTED, /* its value: messages accepted since start */
+    PRIVSEP_SESSIONS, /* its value: SMTP sessions open now */
+    PRIVSEP_QUEUED,   /* its value: messages in the queue now; the last of the three */
 };
 
 /* The most descriptors one message carries (the local request's df and reply socket). */
