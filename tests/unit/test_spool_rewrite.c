@@ -56,16 +56,19 @@ static struct {
     unsigned issued[HELD_KINDS], held[HELD_KINDS], done[HELD_KINDS];
 } G;
 
+/* Counted done only once the spool has handled the completion: whatever it issues there
+ * (the new df's create after the old one's unlink) is counted issued first, so the test
+ * never sees every operation done while the next is about to start. */
 static void held_complete(struct engine_op *proxy, int res)
 {
     struct held *h = (struct held *)(void *)proxy;
     struct engine_op *op = h->op;
+    op->complete(op, res);
     pthread_mutex_lock(&F.lock);
     h->used = false;
     G.done[h->kind]++;
     pthread_cond_broadcast(&F.cond);
     pthread_mutex_unlock(&F.lock);
-    op->complete(op, res);
 }
 
 static void held_submit(struct held *h)
@@ -263,10 +266,24 @@ static unsigned count_fds(void)
     return n - 1;
 }
 
-/* Aborts report nothing and closes go through the ring: poll for the end state. */
+/* Every operation given to the gate has completed (and been handled). */
+static bool gate_idle(void)
+{
+    pthread_mutex_lock(&F.lock);
+    bool idle = true;
+    for (int k = 0; k < HELD_KINDS; k++)
+        idle &= G.issued[k] == G.done[k];
+    pthread_mutex_unlock(&F.lock);
+    return idle;
+}
+
+/* Aborts report nothing and closes go through the ring: poll for the end state, once no
+ * create or unlink is in flight (a create that completes after an abort makes a file that
+ * the cleanup then removes: without the gate's word the count could be read in between). */
 static void wait_settled(unsigned files, unsigned fds)
 {
-    for (int i = 0; i < 2000 && (count_files_in(spooldir) != files || count_fds() != fds); i++)
+    for (int i = 0;
+         i < 2000 && (!gate_idle() || count_files_in(spooldir) != files || count_fds() != fds); i++)
         sleep_ms(5);
     assert_int_equal(count_files_in(spooldir), files);
     assert_int_equal(count_fds(), fds);
