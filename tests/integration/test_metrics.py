@@ -250,7 +250,10 @@ class MetricsTest(DeliveryTestCase):
         self.assertNotRegex(d.log(), "not a loopback address")
 
     def test_non_loopback_warns(self):
-        d = self.daemon(metrics={"listen": f"0.0.0.0:{free_port()}"})
+        # a port free on every address: one free on 127.0.0.1 alone may be another test's
+        # listener on 127.0.0.x, which a bind to 0.0.0.0 collides with
+        port = free_port(addr="0.0.0.0")
+        d = self.daemon(metrics={"listen": f"0.0.0.0:{port}"})
         d.wait_log(r"metrics\.listen 0\.0\.0\.0:\d+ is not a loopback address")
 
     def version(self, d) -> str:
