@@ -46,18 +46,16 @@ void summary_certs(const struct tls_ctx *ctx)
         strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", &tm);
         /* Days left, rounded down; an expired one counts the days since, as a negative. */
         long days = (long)((c->not_after - now) / 86400);
-        const char *file = c->file ? c->file : "(built-in)";
+        char line[512];
+        snprintf(line, sizeof(line),
+                 "tls: certificate file=%s, type=%s, cn=%s, not_after=%s, days_left=%ld",
+                 c->file ? c->file : "(built-in)", c->type, cn, until, days);
         if (c->not_after <= now)
-            log_error("tls: certificate file=%s, type=%s, cn=%s, not_after=%s, days_left=%ld: "
-                      "EXPIRED, clients that verify certificates refuse it: renew it",
-                      file, c->type, cn, until, days);
+            log_error("%s: EXPIRED, clients that verify certificates refuse it: renew it", line);
         else if (c->not_after - now < SUMMARY_CERT_WARN_DAYS * 86400)
-            log_warn("tls: certificate file=%s, type=%s, cn=%s, not_after=%s, days_left=%ld: "
-                     "expires within %d days: renew it",
-                     file, c->type, cn, until, days, SUMMARY_CERT_WARN_DAYS);
+            log_warn("%s: expires within %d days: renew it", line, SUMMARY_CERT_WARN_DAYS);
         else
-            log_info("tls: certificate file=%s, type=%s, cn=%s, not_after=%s, days_left=%ld", file,
-                     c->type, cn, until, days);
+            log_info("%s", line);
     }
 }
 
