@@ -235,7 +235,11 @@ static int tls_configure(struct tls_ctx *c, const struct tls_settings *s, char *
     if (tls_set_dh(c, s, err, errlen) < 0)
         return -1;
     if (!s->session_tickets) {
+        /* SSL_OP_NO_TICKET alone makes TLS 1.3 send two stateful tickets instead, which
+         * nothing here can resume (no session cache): each would cost the handshake a
+         * send for nothing. */
         SSL_CTX_set_options(c->ssl, SSL_OP_NO_TICKET);
+        SSL_CTX_set_num_tickets(c->ssl, 0);
         return 0;
     }
     return tls_tickets_init(c, s->ticket_rotate, err, errlen);

@@ -292,6 +292,30 @@ static void test_ticket_resumption(void **state)
     }
 }
 
+/* tls.session_tickets: false sends no ticket at all, under TLS 1.3 too (OpenSSL's
+ * SSL_OP_NO_TICKET alone sends stateful ones there, which this server cannot resume:
+ * bytes and work for nothing), so the client has nothing to resume with. */
+static void test_no_tickets(void **state)
+{
+    (void)state;
+    static const char *const p256[] = {"p256"};
+    static const char *const versions[] = {"TLSv1.2", "TLSv1.3"};
+    for (int v = 0; v < 2; v++) {
+        struct tls_settings s;
+        struct tls_fx_certs fc;
+        char err[1024];
+        tls_fx_settings(&s, &fc, p256, 1);
+        s.session_tickets = false;
+        struct tls_ctx *sctx = tls_ctx_new_server(&s, err, sizeof(err));
+        if (!sctx)
+            fail_msg("server context: %s", err);
+        struct tls_fx_conn k;
+        assert_int_equal(conn_run(&k, sctx, client_ctx(NULL, versions[v], NULL)), TLS_OPEN);
+        assert_null(tls_session_resumption(k.cli.s));
+        conn_free(&k);
+    }
+}
+
 int main(void)
 {
     if (tls_fx_make_certs() < 0) {
@@ -306,6 +330,7 @@ int main(void)
         cmocka_unit_test(test_failure_report),
         cmocka_unit_test(test_describe),
         cmocka_unit_test(test_ticket_resumption),
+        cmocka_unit_test(test_no_tickets),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     tls_fx_remove_certs();
