@@ -394,6 +394,7 @@ static int daemon_start(struct daemon *d, struct daemon_start *st, unsigned *gen
         snprintf(err, errlen, "out of memory");
         return EX_OSERR;
     }
+    metrics_set_served(cfg->metrics.listen != NULL);
     if (sasl && !(d->sasl = sasl_pool_new(d->engine, d->workers))) {
         snprintf(err, errlen, "SASL: cannot start its helper threads");
         return EX_OSERR;

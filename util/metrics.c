@@ -43,6 +43,8 @@ const struct metrics_hist_def metrics_commit_def = {
     metrics_commit_bounds, sizeof(metrics_commit_bounds) / sizeof(metrics_commit_bounds[0])};
 
 static _Thread_local struct metrics_block *metrics_self;
+/* Set before the workers start, read-only after. */
+static bool metrics_served;
 
 /* Interned label values; slot 0 is "other", for every name past the table's end. */
 static char metrics_labels[METRICS_LABELS_MAX][48] = {"other"};
@@ -228,9 +230,14 @@ static uint64_t metrics_clock_ns(clockid_t clock)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+void metrics_set_served(bool served)
+{
+    metrics_served = served;
+}
+
 uint64_t metrics_thread_cpu_ns(void)
 {
-    return metrics_clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    return metrics_served ? metrics_clock_ns(CLOCK_THREAD_CPUTIME_ID) : 0;
 }
 
 uint64_t metrics_monotonic_ns(void)

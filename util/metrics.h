@@ -93,6 +93,10 @@ void metrics_spool_commit(uint64_t ns);
 void metrics_delivery(enum metrics_delivery_result r, const char *mailer);
 void metrics_queue_set(enum metrics_queue_state state, uint64_t messages);
 
+/* Whether anything serves the values (metrics.listen); set once, before the workers start.
+ * A thread's CPU clock is a system call, not a vDSO read: unserved,
+ * metrics_thread_cpu_ns() returns 0 without asking it. */
+void metrics_set_served(bool served);
 /* CLOCK_THREAD_CPUTIME_ID and CLOCK_MONOTONIC in nanoseconds, for the two histograms. */
 uint64_t metrics_thread_cpu_ns(void);
 uint64_t metrics_monotonic_ns(void);

@@ -171,6 +171,20 @@ static void test_tls_and_deliveries(void **state)
     assert_non_null(strstr(render(), "{result=\"deferred\",mailer=\"other\"}"));
 }
 
+/* The thread CPU clock (a system call) is read only while something serves the values. */
+static void test_cpu_clock_only_when_served(void **state)
+{
+    (void)state;
+    metrics_set_served(false);
+    assert_int_equal(metrics_thread_cpu_ns(), 0);
+    metrics_set_served(true);
+    volatile uint64_t spin = 0;
+    for (unsigned i = 0; i < 1000000; i++)
+        spin += i;
+    assert_true(metrics_thread_cpu_ns() > 0);
+    metrics_set_served(false);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -178,6 +192,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replies_by_last_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_histograms_cumulative, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_and_deliveries, setup, teardown),
+        cmocka_unit_test(test_cpu_clock_only_when_served),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
