@@ -14,6 +14,11 @@ with --foreground and its log in a file, as in production. Sections:
   access     the messages rows with a 100,000-entry access map against none
   milter     the plain messages rows with opendkim signing every message (ringmail's milters,
              Postfix's smtpd_milters), opendkim's own CPU counted apart
+  breakdown  where a cheap handshake's fixed cost goes (X25519, ECDSA P-256 and RSA-2048): user
+             and system CPU, system calls, io_uring operations, context switches and page
+             faults per handshake at 1, 16 and 128 in flight, and the daemon without the
+             certificate request, without tickets, with one certificate, with jemalloc or
+             mimalloc (LD_PRELOAD), each beside the ceiling with the same TLS settings
   scaling    workers 1 and 2, concurrency 1, 16, 256, 1024: plain messages (1 per connection)
              and handshakes (X25519, ECDSA P-256)
   idle       memory of 10,000 idle plain sessions, then 2,000 idle TLS sessions on top
@@ -33,7 +38,9 @@ seconds at most) for the rest of the machine to be quiet, and records "other CPU
 Progress goes to stderr; Markdown tables to stdout and results/<UTC stamp>/summary.md, with the
 exact commands; every raw JSON and handshake-cpu.png go to bench/results/<UTC stamp>/.
 
-Environment: BUILD=0 skips the build, QUIET_WAIT [30] seconds. Loopback only.
+Environment: BUILD=0 skips the build, QUIET_WAIT [30] seconds, RINGMAILD_B=PATH another
+ringmaild for the breakdown section (a build of an earlier commit: before and after in one
+run). Loopback only.
 """
 
 import argparse
@@ -60,7 +67,7 @@ POSTFIX_SH = ROOT / "bench" / "postfix.sh"
 PLOT_GP = ROOT / "bench" / "plot.gp"
 CGROUP_ROOT = Path("/sys/fs/cgroup/cpuacct")
 HZ = os.sysconf("SC_CLK_TCK")
-SECTIONS = ["handshake", "resume", "tls12", "messages", "access", "milter", "scaling", "idle"]
+SECTIONS = ["handshake", "resume", "tls12", "breakdown", "messages", "access", "milter", "scaling", "idle"]
 
 GROUPS = ["X25519", "P-256", "P-384", "P-521", "ffdhe2048"]
 CERTS = ["ECDSA-P256", "ECDSA-P384", "ECDSA-P521", "RSA-2048"]
@@ -265,12 +272,18 @@ def make_certs(d):
 
 
 class Ringmail:
-    label = "ringmail"
-
-    def __init__(self, bench, pair, workers, access=None, extra=(), milter=None):
+    def __init__(self, bench, pair, workers, access=None, extra=(), milter=None, tls=(), one_cert=False,
+                 env=None, label="ringmail", daemon=None, spool_base=None):
         self.bench, self.pair, self.workers = bench, pair, workers
         self.cpus = pinning(workers)[0]
         self.proc = None
+        self.label = label
+        # the breakdown section's variants: more tls: keys, the ECDSA certificate alone, an
+        # environment (LD_PRELOAD of another allocator)
+        self.tls, self.one_cert, self.env = list(tls), one_cert, env or {}
+        self.daemon = Path(daemon) if daemon else DAEMON
+        # the breakdown's messages: the spool on another file system (tmpfs: no disk)
+        self.spool_base, self.spool_dir = spool_base, None
         # the milter section: every message through this filter (an OpenDKIM)
         self.filter = milter
         self.filter_acct = milter.acct if milter else None
@@ -313,32 +326,37 @@ class Ringmail:
             "  accept_unresolvable_domains: true",
             # the access section's recipients walk the To: checks too
             f"  blocklist_recipients: {'true' if self.access else 'false'}",
-            "tls:",
+            "tls:"] + [f"  {t}" for t in self.tls] + [
             "  certificates:",
-            f"    - {{cert: {certs / (self.pair + '.chain.pem')}, key: {certs / (self.pair + '.key')}}}",
-            f"    - {{cert: {certs / 'rsa.chain.pem'}, key: {certs / 'rsa.key'}}}",
-            ""])
+            f"    - {{cert: {certs / (self.pair + '.chain.pem')}, key: {certs / (self.pair + '.key')}}}"]
+            + ([] if self.one_cert else [f"    - {{cert: {certs / 'rsa.chain.pem'}, key: {certs / 'rsa.key'}}}"])
+            + [""])
 
     def start(self):
         b = self.bench
-        name = (f"ringmail-{self.pair}-w{self.workers}" + ("-access" if self.access else "")
+        name = (f"{self.label}-{self.pair}-w{self.workers}" + ("-access" if self.access else "")
                 + ("-milter" if self.filter else ""))
         self.acct = Accounting(name)
         self.port = free_port()
         d = Path(tempfile.mkdtemp(prefix=name + ".", dir=b.work))
+        if self.spool_base:
+            self.spool_dir = Path(tempfile.mkdtemp(prefix=name + ".", dir=self.spool_base))
         cfg = d / "ringmail.yaml"
-        cfg.write_text(self.config(self.port, d / "spool"))
-        b.note_config(f"ringmaild, ECDSA {self.pair} + RSA-2048, workers {self.workers}"
+        cfg.write_text(self.config(self.port, (self.spool_dir or d) / "spool"))
+        b.note_config(f"ringmaild ({self.label}), ECDSA {self.pair}"
+                      + ("" if self.one_cert else " + RSA-2048") + f", workers {self.workers}"
                       + (f", access map {self.access.name}" if self.access else "")
                       + (", opendkim" if self.filter else ""),
                       self.config("$PORT", "$SPOOL"),
-                      f"taskset -c {self.cpus} {DAEMON.relative_to(ROOT)} --config ringmail.yaml "
+                      "".join(f"{k}={v} " for k, v in self.env.items())
+                      + f"taskset -c {self.cpus} {self.daemon} --config ringmail.yaml "
                       "--foreground 2>>daemon.log")
         self.log_path = d / "daemon.log"
         with open(self.log_path, "ab") as logf:
             self.proc = subprocess.Popen(
-                ["taskset", "-c", self.cpus, str(DAEMON), "--config", str(cfg), "--foreground"],
-                stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, preexec_fn=self.acct.join)
+                ["taskset", "-c", self.cpus, str(self.daemon), "--config", str(cfg), "--foreground"],
+                stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, preexec_fn=self.acct.join,
+                env={**os.environ, **self.env})
         self.acct.root_pid = self.proc.pid
         for _ in range(100):
             if port_answers(self.port):
@@ -359,6 +377,8 @@ class Ringmail:
                 self.proc.wait()
         self.proc = None
         self.acct.remove()
+        if self.spool_dir:
+            shutil.rmtree(self.spool_dir, ignore_errors=True)
 
     def drain(self):
         """ringmaild has no delivery yet: an accepted message is only spooled."""
@@ -527,9 +547,39 @@ def load_cmd(server, kind, spec, duration, conc, threads, label):
     return [str(c) for c in cmd]
 
 
-def measure(bench, server, kind, spec, duration, conc, workers, name):
+# what the breakdown section counts per handshake with perf stat: system calls, io_uring
+# operations, context switches, page faults (tracepoints and software events: a virtual
+# machine without a PMU counts these, not cycles or cache misses)
+PERF_EVENTS = ["raw_syscalls:sys_enter", "io_uring:io_uring_submit_req", "context-switches", "page-faults"]
+
+
+class PerfCount:
+    """perf stat attached to a server's processes (the threads they have when it starts) for
+    the length of one run."""
+
+    def __init__(self, server, out):
+        self.out = out
+        pids = ",".join(str(p) for p in proc_tree(server.acct.root_pid))
+        self.proc = subprocess.Popen(["perf", "stat", "-x", ",", "-o", str(out), "-e", ",".join(PERF_EVENTS),
+                                      "-p", pids], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)  # attached before the load starts
+
+    def stop(self):
+        """{event: count}."""
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(10)
+        counts = {}
+        for line in self.out.read_text().splitlines():
+            f = line.split(",")
+            if len(f) > 2 and f[0].strip().isdigit():
+                counts[f[2]] = int(f[0])
+        return counts
+
+
+def measure(bench, server, kind, spec, duration, conc, workers, name, events=False):
     """One run against a running server: the client's JSON plus the server's CPU over the window
-    and (Postfix) the drain of its queue. Written to results/<name>.json."""
+    and (Postfix) the drain of its queue; with events, PERF_EVENTS per unit. Written to
+    results/<name>.json."""
     _, ccpus, threads = pinning(workers)
     cmd = load_cmd(server, kind, spec, duration, conc * (threads if kind == "hs" else 1), threads, name)
     bench.note_cmd(server.label, ["taskset", "-c", ccpus] + cmd, server.port)
@@ -537,9 +587,11 @@ def measure(bench, server, kind, spec, duration, conc, workers, name):
     delivered0 = server.delivered() if isinstance(server, Postfix) and kind == "msg" else None
     c0, u0 = server.acct.read()
     f0 = server.filter_acct.read()[0] if getattr(server, "filter_acct", None) else 0.0
+    perf = PerfCount(server, bench.results / f"{name}.perf") if events else None
     m0, t0 = machine_busy_s(), time.monotonic()
     p = subprocess.run(["taskset", "-c", ccpus] + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        text=True)
+    counts = perf.stop() if perf else {}
     drain_s = server.drain() if kind == "msg" else 0.0
     c1, u1 = server.acct.read()
     f1 = server.filter_acct.read()[0] if getattr(server, "filter_acct", None) else 0.0
@@ -558,6 +610,8 @@ def measure(bench, server, kind, spec, duration, conc, workers, name):
         "other_cpu_util": max(0.0, (m1 - m0 - cpu - client - (f1 - f0)) / (t1 - t0)),
         "filter_cpu_us_per_unit": (f1 - f0) * 1e6 / count if count and f1 > f0 else None,
         "server_cpu_us_per_unit": cpu * 1e6 / count if count else None,
+        "server_user_us_per_unit": (u1 - u0) * 1e6 / count if count else None,
+        "events_per_unit": {k: v / count for k, v in counts.items()} if count else {},
         "rate": r["tls"]["handshakes_per_s"] if kind == "hs" else r["msgs_per_s"],
         "want": spec, "accounting": "cgroup cpuacct" if server.acct.cg else "/proc process tree",
     })
@@ -598,6 +652,10 @@ def summarize(runs, spec):
     return {
         "rate": statistics.median(rates), "runs": rates,
         "us": statistics.median(units) if units else None,
+        "user_us": statistics.median([r["server_user_us_per_unit"] for r in runs
+                                      if r.get("server_user_us_per_unit") is not None] or [0]) or None,
+        "events": {k: statistics.median(r["events_per_unit"].get(k, 0) for r in runs)
+                   for k in sorted({k for r in runs for k in r.get("events_per_unit", {})})},
         "filter_us": statistics.median([r["filter_cpu_us_per_unit"] for r in runs
                                         if r.get("filter_cpu_us_per_unit")] or [0]) or None,
         "util": statistics.median(r["server_cpu_util"] for r in runs),
@@ -615,26 +673,34 @@ def summarize(runs, spec):
 # ------------------------------------------------------------------ the OpenSSL ceiling
 
 
-def ceiling(bench, spec, daemon_settings):
-    """bench/tls_ceiling for the row's pair, pinned to the server's CPU: (us per handshake, note)."""
+# the daemon's TLS settings (tls_ceiling's arguments for them): a certificate request to every
+# client, DAEMON_TICKETS ticket(s), the ECDSA certificate beside the RSA one
+DAEMON_TLS = {"request": True, "tickets": DAEMON_TICKETS, "one_cert": False}
+
+
+def ceiling(bench, spec, daemon_settings, tag=""):
+    """bench/tls_ceiling for the row's pair, pinned to the server's CPU: (us per handshake, note).
+    daemon_settings: False for OpenSSL's defaults, True for DAEMON_TLS, or a dict like it."""
     if not CEILING.exists():
         return None, "no tls_ceiling"
+    settings = DAEMON_TLS if daemon_settings is True else daemon_settings
     c = bench.certs
     pair = PAIR_OF[spec["cert"]]
     # the daemon's pair; a TLS 1.2 row is the RSA certificate alone (tls_ceiling refuses an
     # ECDSA certificate whose curve the client does not offer, RFC 8422)
     pairs = [] if spec["tls"] == "1.2" else ["--cert", c / f"{pair}.chain.pem", "--key", c / f"{pair}.key"]
+    if not (settings and settings["one_cert"]) or not pairs:
+        pairs += ["--cert", c / "rsa.chain.pem", "--key", c / "rsa.key"]
     cmd = ["taskset", "-c", "0", str(CEILING), *[str(x) for x in pairs],
-           "--cert", str(c / "rsa.chain.pem"), "--key", str(c / "rsa.key"),
            "--groups", spec["group"], "--sigalgs", spec["sigalgs"], "--tls", spec["tls"],
            "-d", str(bench.ceiling_duration), "-q"]
     if spec.get("resume"):
         cmd.append("--resume")
-    if daemon_settings:
-        cmd += ["--request-client-cert", "--tickets", str(DAEMON_TICKETS)]
+    if settings:
+        cmd += (["--request-client-cert"] if settings["request"] else []) + ["--tickets", str(settings["tickets"])]
     bench.note_cmd("tls_ceiling", cmd, None)
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    name = f"ceiling-{row_id(spec)}" + ("-settings" if daemon_settings else "")
+    name = f"ceiling-{row_id(spec)}" + ("-settings" if daemon_settings else "") + tag
     (bench.results / f"{name}.json").write_text(p.stdout)
     try:
         r = json.loads(p.stdout.strip().splitlines()[0])
@@ -742,13 +808,15 @@ class Bench:
             s.stop()
             self.running.remove(s)
 
-    def alternate(self, ss, kind, spec, conc, workers, repeats, name):
-        """Repeat i: ringmail, then Postfix (A B A B). {label: [runs]}."""
+    def alternate(self, ss, kind, spec, conc, workers, repeats, name, events=False):
+        """Repeat i: ringmail, then Postfix (A B A B); events: perf counts for ringmaild.
+        {label: [runs]}."""
         runs = {s.label: [] for s in ss}
         for i in range(repeats):
             for s in ss:
                 runs[s.label].append(measure(self, s, kind, spec, self.duration, conc, workers,
-                                             f"{s.label}-{name}-r{i + 1}"))
+                                             f"{s.label}-{name}-r{i + 1}",
+                                             events and isinstance(s, Ringmail)))
         return runs
 
     # -------------------------------------------------------------- handshakes
@@ -833,6 +901,164 @@ class Bench:
                 line += [fmt(pf["rate"]), fmt(pf["us"]), pf["problems"] or "ok",
                          f"{rm['rate'] / pf['rate']:.2f}" if pf["rate"] else "-",
                          f"{pf['us'] / rm['us']:.2f}" if rm["us"] and pf["us"] else "-"]
+        line.append(pct(rm["other"]))
+        return line
+
+    # -------------------------------------------------------------- breakdown
+
+    def breakdown_variants(self):
+        """(label, what it changes, Ringmail keyword arguments, the ceiling's TLS settings)."""
+        out = [
+            ("default", "the daemon as run in production", {}, DAEMON_TLS),
+            ("no-request", "tls.request_client_cert: false", {"tls": ["request_client_cert: false"]},
+             {**DAEMON_TLS, "request": False}),
+            ("no-tickets", "tls.session_tickets: false", {"tls": ["session_tickets: false"]},
+             {**DAEMON_TLS, "tickets": 0}),
+            ("one-cert", "the ECDSA certificate alone (no RSA beside it)", {"one_cert": True},
+             {**DAEMON_TLS, "one_cert": True}),
+        ]
+        other = os.environ.get("RINGMAILD_B")
+        if other:
+            out.insert(1, ("build-b", f"another build ({other}) as run in production, alternating"
+                           " with default run by run", {"daemon": other}, DAEMON_TLS))
+        for name, lib in (("jemalloc", "libjemalloc.so.2"), ("mimalloc", "libmimalloc.so.2")):
+            path = Path("/usr/lib/x86_64-linux-gnu") / lib
+            if path.exists():
+                out.append((name, f"LD_PRELOAD={path}", {"env": {"LD_PRELOAD": str(path)}}, DAEMON_TLS))
+        return out
+
+    def breakdown(self):
+        ecdsa, rsa = hs_spec("X25519", "ECDSA-P256"), hs_spec("X25519", "RSA-2048")
+        concs = [1, 16] if self.quick else [1, 16, 128]
+        variants = self.breakdown_variants()
+        # the default daemon, another build and Postfix alternate run by run in one block;
+        # every other variant has a block of its own
+        blocks = [[v for v in variants if v[0] in ("default", "build-b")]]
+        blocks += [[v] for v in variants if v[0] not in ("default", "build-b")]
+        rows = []  # (variant, spec, conc, summary by server, (ceiling µs, note))
+        for block in blocks:
+            log("breakdown: " + ", ".join(f"{label} ({what})" for label, what, _, _ in block))
+            settings = block[0][3]
+            ss = [Ringmail(self, "p256", 1, label=label, **kw) for label, _, kw, _ in block]
+            if self.vs_postfix and block[0][0] == "default":
+                ss.append(Postfix(self, "p256", 1))
+            for s in ss:
+                self.running.append(s)
+                s.start()
+            try:
+                full = block[0][0] == "default"
+                cases = [(ecdsa, c) for c in (concs if full else [HS_CONC])]
+                if full:
+                    cases.append((rsa, HS_CONC))
+                for spec, conc in cases:
+                    # the ceiling runs between the daemon's runs, not after all of them: on
+                    # a shared machine only figures measured side by side compare
+                    runs, ceils = {s.label: [] for s in ss}, []
+                    for i in range(self.repeats):
+                        name = f"breakdown-{row_id(spec)}-c{conc}-r{i + 1}"
+                        for s in ss:
+                            runs[s.label].append(measure(self, s, "hs", spec, self.duration, conc, 1,
+                                                         f"{s.label}-{name}", isinstance(s, Ringmail)))
+                        ceils.append(ceiling(self, spec, settings, f"-{block[0][0]}-c{conc}-r{i + 1}"))
+                    good = [us for us, note in ceils if us and not note]
+                    ceil = (statistics.median(good), "") if good else ceils[-1]
+                    res = {k: summarize(v, spec) for k, v in runs.items()}
+                    rows += [(label, spec, conc, res, ceil) for label, _, _, _ in block]
+            finally:
+                self.stop(ss)
+        table = [self.breakdown_line(*row) for row in rows]
+        self.breakdown_section(table)
+        self.breakdown_messages()
+
+    def breakdown_section(self, table):
+        head = ["variant", "certificate", "in flight", "ringmail hs/s", "server µs/hs", "user µs",
+                "system µs", "ceiling µs (same TLS settings)", "vs ceiling", "user vs ceiling",
+                "syscalls/hs", "io_uring ops/hs", "context switches/hs", "page faults/hs", "check"]
+        if self.vs_postfix:
+            head += ["Postfix µs/hs", "CPU Postfix/ringmail"]
+        head.append("other CPU")
+        self.section("## Where a handshake's fixed cost goes (1 worker: server CPU 0, client CPU 1)",
+                     f"TLS 1.3, X25519, full handshakes, {self.duration} s per run, median of {self.repeats}."
+                     " 'server µs/hs' is the daemon's cgroup CPU per handshake, split into user and system"
+                     " time; the counts per handshake come from perf stat attached to the daemon's"
+                     " processes (tracepoints and software events; no PMU is needed). The ceiling runs"
+                     " tls_ceiling with the variant's TLS settings (certificate request, tickets,"
+                     f" certificates) for {self.ceiling_duration} s after each of the daemon's runs"
+                     " (the median of those); it has no kernel time, so 'user vs ceiling' is what the daemon's"
+                     " user-space code adds. Variants: "
+                     + "; ".join(f"{label}: {what}" for label, what, _, _ in self.breakdown_variants()) + ".",
+                     head, table)
+
+    def breakdown_messages(self):
+        """What a durable 1 KiB message costs, with the spool on this disk and on tmpfs (the
+        difference is the file system's and the disk's share), side by side in one block."""
+        specs = [({"per_conn": 1, "starttls": False}, 32), ({"per_conn": 1, "starttls": False}, 256),
+                 ({"per_conn": 20, "starttls": False}, 32), ({"per_conn": 20, "starttls": True}, 32)]
+        if self.quick:
+            specs = specs[:1]
+        ss = [Ringmail(self, "p256", 1, label="default")]
+        other = os.environ.get("RINGMAILD_B")
+        if other:
+            ss.append(Ringmail(self, "p256", 1, label="build-b", daemon=other))
+        ss.append(Ringmail(self, "p256", 1, label="tmpfs-spool", spool_base="/dev/shm"))
+        if self.vs_postfix:
+            ss.append(Postfix(self, "p256", 1))
+        log("breakdown: messages, " + ", ".join(s.label for s in ss))
+        for s in ss:
+            self.running.append(s)
+            s.start()
+        table = []
+        try:
+            for spec, conc in specs:
+                runs = self.alternate(ss, "msg", spec, conc, 1, self.repeats, f"breakdown-{row_id(spec)}-c{conc}",
+                                      events=True)
+                res = {k: summarize(v, spec) for k, v in runs.items()}
+                for s in ss:
+                    if isinstance(s, Ringmail):
+                        table.append(self.breakdown_msg_line(s.label, spec, conc, res))
+        finally:
+            self.stop(ss)
+        head = ["variant", "session", "msgs/conn", "sessions", "msgs/s", "server µs/msg", "user µs",
+                "system µs", "syscalls/msg", "io_uring ops/msg", "context switches/msg", "check"]
+        if self.vs_postfix:
+            head += ["Postfix µs/msg (incl. delivery to discard)", "CPU Postfix/ringmail"]
+        head.append("other CPU")
+        self.section("## Where a durable message's cost goes (1 worker: server CPU 0, client CPU 1)",
+                     f"{MSG_SIZE}-byte messages, {self.duration} s per run, median of {self.repeats}, the"
+                     " daemons alternating run by run. default: the spool on the build directory's file"
+                     " system, as in the messages section; tmpfs-spool: the same daemon with its spool"
+                     " on /dev/shm, where an fsync writes nothing, so the difference is the file"
+                     " system's and the disk's share. Counts per message from perf stat as above.",
+                     head, table)
+
+    def breakdown_msg_line(self, label, spec, conc, res):
+        rm = res[label]
+        ev = rm["events"]
+        line = [label, "STARTTLS" if spec["starttls"] else "plain", spec["per_conn"], conc, fmt(rm["rate"]),
+                fmt(rm["us"]), fmt(rm["user_us"]),
+                fmt(rm["us"] - rm["user_us"]) if rm["us"] and rm["user_us"] else "-"]
+        line += [fmt(ev.get(e), 1) if e in ev else "-" for e in PERF_EVENTS[:3]]
+        line.append(rm["problems"] or "ok")
+        if self.vs_postfix:
+            pf = res.get("Postfix")
+            line += [fmt(pf["us"]), f"{pf['us'] / rm['us']:.2f}" if rm["us"] and pf["us"] else "-"]
+        line.append(pct(rm["other"]))
+        return line
+
+    def breakdown_line(self, label, spec, conc, res, ceil):
+        rm = res[label]
+        ev = rm["events"]
+        us, note = ceil
+        line = [label, spec["cert"], conc, fmt(rm["rate"]), fmt(rm["us"]), fmt(rm["user_us"]),
+                fmt(rm["us"] - rm["user_us"]) if rm["us"] and rm["user_us"] else "-",
+                note or fmt(us),
+                f"{rm['us'] / us:.2f}x" if us and rm["us"] and not note else "-",
+                f"{rm['user_us'] / us:.2f}x" if us and rm["user_us"] and not note else "-"]
+        line += [fmt(ev.get(e), 1) if e in ev else "-" for e in PERF_EVENTS]
+        line.append(rm["problems"] or "ok")
+        if self.vs_postfix:
+            pf = res.get("Postfix")
+            line += [fmt(pf["us"]), f"{pf['us'] / rm['us']:.2f}" if rm["us"] and pf["us"] else "-"] if pf else ["", ""]
         line.append(pct(rm["other"]))
         return line
 
@@ -1178,6 +1404,8 @@ class Bench:
         if any(s in self.sections for s in ("handshake", "tls12", "resume")):
             self.handshakes()
             self.plot()
+        if "breakdown" in self.sections:
+            self.breakdown()
         if "messages" in self.sections:
             self.messages()
         if "access" in self.sections:
