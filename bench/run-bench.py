@@ -349,7 +349,7 @@ class Ringmail:
                       + (", opendkim" if self.filter else ""),
                       self.config("$PORT", "$SPOOL"),
                       "".join(f"{k}={v} " for k, v in self.env.items())
-                      + f"taskset -c {self.cpus} {self.daemon} --config ringmail.yaml "
+                      + f"taskset -c {self.cpus} {os.path.relpath(self.daemon, ROOT)} --config ringmail.yaml "
                       "--foreground 2>>daemon.log")
         self.log_path = d / "daemon.log"
         with open(self.log_path, "ab") as logf:
@@ -1021,7 +1021,8 @@ class Bench:
         head = ["variant", "session", "msgs/conn", "sessions", "msgs/s", "server µs/msg", "user µs",
                 "system µs", "syscalls/msg", "io_uring ops/msg", "context switches/msg", "check"]
         if self.vs_postfix:
-            head += ["Postfix µs/msg (incl. delivery to discard)", "CPU Postfix/ringmail"]
+            head += ["Postfix msgs/s", "Postfix µs/msg (incl. delivery to discard)", "rate ringmail/Postfix",
+                     "CPU Postfix/ringmail"]
         head.append("other CPU")
         self.section("## Where a durable message's cost goes (1 worker: server CPU 0, client CPU 1)",
                      f"{MSG_SIZE}-byte messages, {self.duration} s per run, median of {self.repeats}, the"
@@ -1041,7 +1042,8 @@ class Bench:
         line.append(rm["problems"] or "ok")
         if self.vs_postfix:
             pf = res.get("Postfix")
-            line += [fmt(pf["us"]), f"{pf['us'] / rm['us']:.2f}" if rm["us"] and pf["us"] else "-"]
+            line += [fmt(pf["rate"]), fmt(pf["us"]), f"{rm['rate'] / pf['rate']:.2f}" if pf["rate"] else "-",
+                     f"{pf['us'] / rm['us']:.2f}" if rm["us"] and pf["us"] else "-"]
         line.append(pct(rm["other"]))
         return line
 
