@@ -587,7 +587,7 @@ def measure(bench, server, kind, spec, duration, conc, workers, name, events=Fal
     delivered0 = server.delivered() if isinstance(server, Postfix) and kind == "msg" else None
     c0, u0 = server.acct.read()
     f0 = server.filter_acct.read()[0] if getattr(server, "filter_acct", None) else 0.0
-    perf = PerfCount(server, bench.results / f"{name}.perf") if events else None
+    perf = PerfCount(server, bench.results / f"{name}.perf") if events and shutil.which("perf") else None
     m0, t0 = machine_busy_s(), time.monotonic()
     p = subprocess.run(["taskset", "-c", ccpus] + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        text=True)
@@ -1486,6 +1486,8 @@ def main():
             die(f"no {exe}")
     if not CEILING.exists():
         log(f"no {CEILING.relative_to(ROOT)}: the ceiling columns stay empty")
+    if "breakdown" in args.sections.split(",") and not shutil.which("perf"):
+        log("no perf (Debian's linux-perf): the breakdown's counts per handshake and message stay empty")
     run_to_end(Bench, args)
 
 
