@@ -441,6 +441,10 @@ static void qmgr_record(struct qmgr_msg *m)
          * only after a crash, which tries everything at once anyway). */
         rc = 0;
         qmgr_updated(m, 0);
+    } else if (n == 0 && m->env.next_attempt != ENVELOPE_NEXT_HELD) {
+        /* Deferred with every recipient as it was: only the schedule changes, which a
+         * power cut may take back (queue/spool.h). A hold must last: below. */
+        rc = spool_update_schedule(m->q->sw, &m->env, qmgr_updated, m);
     } else {
         rc = spool_update(m->q->sw, &m->env, changed, n, qmgr_updated, m);
     }

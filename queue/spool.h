@@ -259,6 +259,16 @@ int spool_load_envelope(struct spool_worker *sw, const char *qid, spool_load_cb 
 int spool_update(struct spool_worker *sw, const struct envelope *e, const size_t *rcpt_idx,
                  size_t n, void (*cb)(void *arg, int err), void *arg);
 
+/* spool_update of the schedule alone (attempt count, next attempt, last reason), without an
+ * fsync: for an attempt that changed no recipient's state. The schedule only says when to
+ * try again: after a power cut the file holds the old or the new one, a whole envelope
+ * either way, and an older schedule only brings the next attempt forward; nothing is lost
+ * or sent twice. So the writes are left to the page cache, and each deferral of a message
+ * to a next hop that is down costs no fsync. Never for a hold (ENVELOPE_NEXT_HELD), which
+ * must survive a power cut: spool_update. */
+int spool_update_schedule(struct spool_worker *sw, const struct envelope *e,
+                          void (*cb)(void *arg, int err), void *arg);
+
 /* spool_update of the recipients' state bytes alone: states[k] for recipient
  * rcpt_idx[k] (the envelope's own states are not read). The schedule and the reason are
  * not touched, so this may run while a queue tool's request rewrites them (other bytes of

@@ -11,6 +11,7 @@
  * lines, within its first 240 bytes: one write, inside the file's first 512-byte sector,
  * which a disk writes whole or not at all. Until the fsync completes, a crash leaves each write old
  * or new (any mix of them across fields is a valid qf); the callback comes only after it.
+ * spool_update_schedule issues no fsync: its fields may be old after a power cut.
  */
 #include "queue/spool.h"
 
@@ -306,6 +307,7 @@ struct spool_updater {
     const char *err_what;
     bool syncing;
     bool rcpts_only;  /* spool_update_rcpts */
+    bool no_sync;     /* spool_update_schedule */
     unsigned writing; /* writes in flight */
     size_t n_writes;
     struct spool_field_write writes[];
@@ -354,7 +356,7 @@ static void field_written(struct engine_op *op, int res)
     }
     if (u->writing)
         return;
-    if (u->err) {
+    if (u->err || u->no_sync) {
         update_finish(u);
         return;
     }
@@ -457,8 +459,8 @@ static bool update_plan(struct spool_updater *u, const struct envelope *e, const
 }
 
 static int update_start(struct spool_worker *sw, const struct envelope *e, const size_t *rcpt_idx,
-                        const char *states, size_t n, bool schedule, void (*cb)(void *arg, int err),
-                        void *arg)
+                        const char *states, size_t n, bool schedule, bool sync,
+                        void (*cb)(void *arg, int err), void *arg)
 {
     if (n > (SIZE_MAX - sizeof(struct spool_updater)) / sizeof(struct spool_field_write) - 3)
         return -ENOMEM;
@@ -470,6 +472,7 @@ static int update_start(struct spool_worker *sw, const struct envelope *e, const
     u->arg = arg;
     u->fd = -1;
     u->rcpts_only = !schedule;
+    u->no_sync = !sync;
     if (!op_base_init(&u->b, sw, e->qid)) {
         free(u);
         return -EINVAL;
@@ -488,13 +491,19 @@ static int update_start(struct spool_worker *sw, const struct envelope *e, const
 int spool_update(struct spool_worker *sw, const struct envelope *e, const size_t *rcpt_idx,
                  size_t n, void (*cb)(void *arg, int err), void *arg)
 {
-    return update_start(sw, e, rcpt_idx, NULL, n, true, cb, arg);
+    return update_start(sw, e, rcpt_idx, NULL, n, true, true, cb, arg);
+}
+
+int spool_update_schedule(struct spool_worker *sw, const struct envelope *e,
+                          void (*cb)(void *arg, int err), void *arg)
+{
+    return update_start(sw, e, NULL, NULL, 0, true, false, cb, arg);
 }
 
 int spool_update_rcpts(struct spool_worker *sw, const struct envelope *e, const size_t *rcpt_idx,
                        const char *states, size_t n, void (*cb)(void *arg, int err), void *arg)
 {
-    return update_start(sw, e, rcpt_idx, states, n, false, cb, arg);
+    return update_start(sw, e, rcpt_idx, states, n, false, true, cb, arg);
 }
 
 /* --- remove --- */

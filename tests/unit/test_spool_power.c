@@ -1038,6 +1038,67 @@ static void test_cut_delete(void **state)
     upd_all_orders(true);
 }
 
+/* spool_update_schedule: acknowledged without an fsync. The file says the new schedule;
+ * stable storage still holds what the commit made durable, a whole envelope with the old
+ * schedule, so a power cut now brings the next attempt forward and changes nothing else. A
+ * recipient update (spool_update) after it is fsynced with the schedule. */
+static void test_schedule_update_unsynced(void **state)
+{
+    (void)state;
+    char qid[QID_LEN + 1], err[256];
+    model_reset(ORDER_FIFO, 0, false);
+    struct spool_worker *sw = spool_worker_new_fs(sp, &fake_fs, NULL, 1);
+    assert_non_null(sw);
+    int qf_ino = upd_commit(sw, qid), updated = 0;
+    const struct inode *in = &fs.ino[qf_ino];
+    size_t dur_len = in->dur_len;
+    char *dur = malloc(dur_len);
+    assert_non_null(dur);
+    memcpy(dur, in->dur, dur_len);
+
+    struct envelope e;
+    if (envelope_parse(in->vol, in->vol_len, &e, err, sizeof(err)) < 0)
+        fail_msg("%s", err);
+    e.attempts = UPD_ATTEMPTS;
+    e.next_attempt = UPD_NEXT;
+    assert_int_equal(spool_update_schedule(sw, &e, upd_done, &updated), 0);
+    envelope_free(&e);
+    while (pump())
+        ;
+    assert_int_equal(updated, 1);
+    assert_int_equal(in->dur_len, dur_len);
+    assert_memory_equal(in->dur, dur, dur_len); /* no fsync was issued */
+    struct envelope seen, kept;
+    if (envelope_parse(in->vol, in->vol_len, &seen, err, sizeof(err)) < 0 ||
+        envelope_parse(in->dur, in->dur_len, &kept, err, sizeof(err)) < 0)
+        fail_msg("%s", err);
+    assert_int_equal(seen.attempts, UPD_ATTEMPTS);
+    assert_int_equal(seen.next_attempt, UPD_NEXT);
+    assert_int_equal(kept.attempts, upd_env.attempts);
+    assert_int_equal(seen.n_rcpts, kept.n_rcpts);
+    for (size_t i = 0; i < seen.n_rcpts; i++)
+        assert_int_equal(seen.rcpts[i].state, kept.rcpts[i].state);
+
+    /* the same schedule with a recipient's state: fsynced, schedule and all */
+    size_t idx[1] = {0};
+    seen.rcpts[0].state = ENV_RCPT_DELIVERED;
+    updated = 0;
+    assert_int_equal(spool_update(sw, &seen, idx, 1, upd_done, &updated), 0);
+    while (pump())
+        ;
+    assert_int_equal(updated, 1);
+    envelope_free(&kept);
+    if (envelope_parse(in->dur, in->dur_len, &kept, err, sizeof(err)) < 0)
+        fail_msg("%s", err);
+    assert_int_equal(kept.attempts, UPD_ATTEMPTS);
+    assert_int_equal(kept.next_attempt, UPD_NEXT);
+    assert_int_equal(kept.rcpts[0].state, ENV_RCPT_DELIVERED);
+    envelope_free(&seen);
+    envelope_free(&kept);
+    free(dur);
+    spool_worker_free(sw);
+}
+
 static const unsigned flat = 0, deep = 2;
 
 int main(void)
@@ -1056,6 +1117,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cut_delete, setup, teardown),
         cmocka_unit_test_prestate_setup_teardown(test_cut_update_remove, setup, teardown,
                                                  (void *)&flat),
+        cmocka_unit_test_setup_teardown(test_schedule_update_unsynced, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
