@@ -178,10 +178,7 @@ static void test_cpu_clock_only_when_served(void **state)
     metrics_set_served(false);
     assert_int_equal(metrics_thread_cpu_ns(), 0);
     metrics_set_served(true);
-    volatile uint64_t spin = 0;
-    for (unsigned i = 0; i < 1000000; i++)
-        spin += i;
-    assert_true(metrics_thread_cpu_ns() > 0);
+    assert_true(metrics_thread_cpu_ns() > 0); /* this thread has run already */
     metrics_set_served(false);
 }
 
