@@ -766,6 +766,8 @@ class Bench:
         self.summary.write_text("")
         self.configs, self.cmds, self.running = [], [], []
         self.plot_rows = {}
+        # the breakdown's "build-b": another ringmaild beside this one, run by run
+        self.other_build = os.environ.get("RINGMAILD_B")
 
     # -------------------------------------------------------------- output
 
@@ -808,15 +810,17 @@ class Bench:
             s.stop()
             self.running.remove(s)
 
-    def alternate(self, ss, kind, spec, conc, workers, repeats, name, events=False):
-        """Repeat i: ringmail, then Postfix (A B A B); events: perf counts for ringmaild.
-        {label: [runs]}."""
+    def alternate(self, ss, kind, spec, conc, workers, repeats, name, events=False, between=None):
+        """Repeat i: ringmail, then Postfix (A B A B); events: perf counts for ringmaild;
+        between(i) after each repeat. {label: [runs]}."""
         runs = {s.label: [] for s in ss}
         for i in range(repeats):
             for s in ss:
                 runs[s.label].append(measure(self, s, kind, spec, self.duration, conc, workers,
                                              f"{s.label}-{name}-r{i + 1}",
                                              events and isinstance(s, Ringmail)))
+            if between:
+                between(i)
         return runs
 
     # -------------------------------------------------------------- handshakes
@@ -917,10 +921,9 @@ class Bench:
             ("one-cert", "the ECDSA certificate alone (no RSA beside it)", {"one_cert": True},
              {**DAEMON_TLS, "one_cert": True}),
         ]
-        other = os.environ.get("RINGMAILD_B")
-        if other:
-            out.insert(1, ("build-b", f"another build ({other}) as run in production, alternating"
-                           " with default run by run", {"daemon": other}, DAEMON_TLS))
+        if self.other_build:
+            out.insert(1, ("build-b", f"another build ({self.other_build}) as run in production,"
+                           " alternating with default run by run", {"daemon": self.other_build}, DAEMON_TLS))
         for name, lib in (("jemalloc", "libjemalloc.so.2"), ("mimalloc", "libmimalloc.so.2")):
             path = Path("/usr/lib/x86_64-linux-gnu") / lib
             if path.exists():
@@ -953,13 +956,11 @@ class Bench:
                 for spec, conc in cases:
                     # the ceiling runs between the daemon's runs, not after all of them: on
                     # a shared machine only figures measured side by side compare
-                    runs, ceils = {s.label: [] for s in ss}, []
-                    for i in range(self.repeats):
-                        name = f"breakdown-{row_id(spec)}-c{conc}-r{i + 1}"
-                        for s in ss:
-                            runs[s.label].append(measure(self, s, "hs", spec, self.duration, conc, 1,
-                                                         f"{s.label}-{name}", isinstance(s, Ringmail)))
-                        ceils.append(ceiling(self, spec, settings, f"-{block[0][0]}-c{conc}-r{i + 1}"))
+                    ceils = []
+                    runs = self.alternate(
+                        ss, "hs", spec, conc, 1, self.repeats, f"breakdown-{row_id(spec)}-c{conc}", events=True,
+                        between=lambda i: ceils.append(
+                            ceiling(self, spec, settings, f"-{block[0][0]}-c{conc}-r{i + 1}")))
                     good = [us for us, note in ceils if us and not note]
                     ceil = (statistics.median(good), "") if good else ceils[-1]
                     res = {k: summarize(v, spec) for k, v in runs.items()}
@@ -967,10 +968,10 @@ class Bench:
             finally:
                 self.stop(ss)
         table = [self.breakdown_line(*row) for row in rows]
-        self.breakdown_section(table)
+        self.breakdown_section(table, variants)
         self.breakdown_messages()
 
-    def breakdown_section(self, table):
+    def breakdown_section(self, table, variants):
         head = ["variant", "certificate", "in flight", "ringmail hs/s", "server µs/hs", "user µs",
                 "system µs", "ceiling µs (same TLS settings)", "vs ceiling", "user vs ceiling",
                 "syscalls/hs", "io_uring ops/hs", "context switches/hs", "page faults/hs", "check"]
@@ -986,7 +987,7 @@ class Bench:
                      f" certificates) for {self.ceiling_duration} s after each of the daemon's runs"
                      " (the median of those); it has no kernel time, so 'user vs ceiling' is what the daemon's"
                      " user-space code adds. Variants: "
-                     + "; ".join(f"{label}: {what}" for label, what, _, _ in self.breakdown_variants()) + ".",
+                     + "; ".join(f"{label}: {what}" for label, what, _, _ in variants) + ".",
                      head, table)
 
     def breakdown_messages(self):
@@ -997,9 +998,8 @@ class Bench:
         if self.quick:
             specs = specs[:1]
         ss = [Ringmail(self, "p256", 1, label="default")]
-        other = os.environ.get("RINGMAILD_B")
-        if other:
-            ss.append(Ringmail(self, "p256", 1, label="build-b", daemon=other))
+        if self.other_build:
+            ss.append(Ringmail(self, "p256", 1, label="build-b", daemon=self.other_build))
         ss.append(Ringmail(self, "p256", 1, label="tmpfs-spool", spool_base="/dev/shm"))
         if self.vs_postfix:
             ss.append(Postfix(self, "p256", 1))
@@ -1032,13 +1032,20 @@ class Bench:
                      " system's and the disk's share. Counts per message from perf stat as above.",
                      head, table)
 
+    @staticmethod
+    def cpu_cells(rm):
+        """server, user and system µs per unit."""
+        system = rm["us"] - rm["user_us"] if rm["us"] and rm["user_us"] else None
+        return [fmt(rm["us"]), fmt(rm["user_us"]), fmt(system)]
+
+    @staticmethod
+    def event_cells(rm, events):
+        return [fmt(rm["events"].get(e), 1) for e in events]
+
     def breakdown_msg_line(self, label, spec, conc, res):
         rm = res[label]
-        ev = rm["events"]
-        line = [label, "STARTTLS" if spec["starttls"] else "plain", spec["per_conn"], conc, fmt(rm["rate"]),
-                fmt(rm["us"]), fmt(rm["user_us"]),
-                fmt(rm["us"] - rm["user_us"]) if rm["us"] and rm["user_us"] else "-"]
-        line += [fmt(ev.get(e), 1) if e in ev else "-" for e in PERF_EVENTS[:3]]
+        line = [label, "STARTTLS" if spec["starttls"] else "plain", spec["per_conn"], conc, fmt(rm["rate"])]
+        line += self.cpu_cells(rm) + self.event_cells(rm, PERF_EVENTS[:3])
         line.append(rm["problems"] or "ok")
         if self.vs_postfix:
             pf = res.get("Postfix")
@@ -1049,14 +1056,12 @@ class Bench:
 
     def breakdown_line(self, label, spec, conc, res, ceil):
         rm = res[label]
-        ev = rm["events"]
         us, note = ceil
-        line = [label, spec["cert"], conc, fmt(rm["rate"]), fmt(rm["us"]), fmt(rm["user_us"]),
-                fmt(rm["us"] - rm["user_us"]) if rm["us"] and rm["user_us"] else "-",
+        line = [label, spec["cert"], conc, fmt(rm["rate"])] + self.cpu_cells(rm) + [
                 note or fmt(us),
                 f"{rm['us'] / us:.2f}x" if us and rm["us"] and not note else "-",
                 f"{rm['user_us'] / us:.2f}x" if us and rm["user_us"] and not note else "-"]
-        line += [fmt(ev.get(e), 1) if e in ev else "-" for e in PERF_EVENTS]
+        line += self.event_cells(rm, PERF_EVENTS)
         line.append(rm["problems"] or "ok")
         if self.vs_postfix:
             pf = res.get("Postfix")
