@@ -75,6 +75,9 @@ static const struct env_field env_fields[] = {
 #define ENV_NFIELDS (sizeof(env_fields) / sizeof(env_fields[0]))
 
 #define ENV_VERSION "V1"
+/* The end markers: the data is in the df, or follows in this file. */
+#define ENV_END        "."
+#define ENV_END_INLINE "="
 /* Marks an absent ORCPT; a real value starting with '-' has it escaped, so never equal. */
 #define ENV_ABSENT "-"
 
@@ -236,7 +239,7 @@ int envelope_write(const struct envelope *e, struct buf *out)
         r |= env_put_field(out, &env_fields[i], e);
     for (size_t i = 0; i < e->n_rcpts; i++)
         r |= env_put_rcpt(out, &e->rcpts[i]);
-    r |= buf_append(out, ".\n", 2);
+    r |= buf_append(out, e->data_inline ? ENV_END_INLINE "\n" : ENV_END "\n", 2);
     if (r) {
         out->len = mark;
         return -1;
@@ -252,7 +255,7 @@ struct env_parser {
     size_t start; /* offset of the line in the file */
     unsigned lineno;
     const char *why;  /* reason, set on failure */
-    char missing[32]; /* storage for a "missing record" reason */
+    char missing[96]; /* storage for a reason with a value in it */
 };
 
 static int env_fail(struct env_parser *p, const char *why)
@@ -467,8 +470,10 @@ static int env_parse_lines(struct env_parser *p, const char *data, size_t len, s
                 return env_fail(p, "not a version 1 queue file");
             continue;
         }
-        if (p->len == 1 && p->line[0] == '.')
+        if (p->len == 1 && (p->line[0] == ENV_END[0] || p->line[0] == ENV_END_INLINE[0])) {
+            e->data_inline = p->line[0] == ENV_END_INLINE[0];
             break;
+        }
         if (p->len == 0)
             return env_fail(p, "empty line");
         if (p->line[0] == 'R') {
@@ -487,13 +492,22 @@ static int env_parse_lines(struct env_parser *p, const char *data, size_t len, s
         if (f->at)
             *(size_t *)(void *)((char *)e + f->at) = p->start + 1;
     }
-    if (pos != len) {
+    if (pos != len && !e->data_inline) {
         p->lineno++;
         return env_fail(p, "data after the end marker");
     }
     for (size_t i = 0; i < ENV_NFIELDS; i++) {
         if (!seen[i] && !env_field_optional(&env_fields[i])) {
             snprintf(p->missing, sizeof(p->missing), "missing the %c record", env_fields[i].tag);
+            return env_fail(p, p->missing);
+        }
+    }
+    if (e->data_inline) {
+        e->data_offset = pos;
+        if (len - pos != e->size) {
+            snprintf(p->missing, sizeof(p->missing),
+                     "%s: %zu octets of data, the L record says %" PRIu64,
+                     len - pos < e->size ? "truncated" : "damaged", len - pos, e->size);
             return env_fail(p, p->missing);
         }
     }

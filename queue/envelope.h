@@ -5,7 +5,9 @@
  * The file is text, one record per line, documented in docs/queue.md. Per-recipient
  * state, the attempt counter and the next-attempt time live in fixed-width fields so the
  * delivery engine can update them in place (pwrite) without rewriting the file or the
- * message data, which is a separate file ("df"). Owns every string it points to;
+ * message data. The data is a separate file ("df"), or, for a message smaller than the
+ * spool's write chunk, follows the envelope in the qf itself (its end marker says which):
+ * one file to create, fsync, rename and remove instead of two. Owns every string it points to;
  * envelope_free() releases them. Pure: serialisation to and from memory; the spool does
  * the I/O.
  */
@@ -92,6 +94,11 @@ struct envelope {
                                 * NULL = none (nothing is sent) */
     struct envelope_rcpt *rcpts;
     size_t n_rcpts;
+    /* The data follows the envelope in the qf (end marker "=") instead of being the df
+     * (end marker "."). Set for the writer; parse sets it and data_offset, the offset of
+     * the data's first octet in the qf (0 when the data is in the df). */
+    bool data_inline;
+    size_t data_offset;
 };
 
 /* A maildrop name as the envelope accepts it: 1..ENVELOPE_MAILDROP_MAX octets of
@@ -102,14 +109,17 @@ bool envelope_maildrop_name_valid(const char *name);
  * one formatter of the field: envelope_write and the in-place rewrite both use it. */
 void envelope_reason_format(char out[ENVELOPE_REASON_WIDTH], const char *text);
 
-/* Serialises to `out` (appended). -1 only if the buffer's limit is hit (or memory ran
- * out); `out` is then unchanged. NULL strings are omitted records (sender and recipient
- * addresses: written as ""); times before 1970 are written as 0. An invalid maildrop name
- * is refused (-1). */
+/* Serialises to `out` (appended), up to and including the end marker: with data_inline
+ * the caller appends exactly e->size octets of data after it. -1 only if the buffer's
+ * limit is hit (or memory ran out); `out` is then unchanged. NULL strings are omitted records
+ * (sender and recipient addresses: written as ""); times before 1970 are written as 0. An invalid
+ * maildrop name is refused (-1). */
 int envelope_write(const struct envelope *e, struct buf *out);
-/* Parses a qf image. 0, or -1 with a reason naming the line in `err`. On success `e`
- * owns its strings. Files written before the reason and maildrop records existed parse
- * (last_reason NULL, last_reason_offset 0, maildrop NULL). */
+/* Parses a qf image, the whole file: an envelope with inline data must be followed by
+ * exactly e->size octets (fewer or more is refused as truncated or damaged). 0, or -1 with
+ * a reason naming the line in `err`. On success `e` owns its strings. Files written before the
+ * reason and maildrop records existed parse (last_reason NULL, last_reason_offset 0, maildrop
+ * NULL). */
 int envelope_parse(const char *data, size_t len, struct envelope *e, char *err, size_t errlen);
 void envelope_free(struct envelope *e);
 

@@ -272,6 +272,42 @@ static void test_truncated(void **state)
     buf_free(&b);
 }
 
+/* One file: the end marker "=" and exactly the L record's octets of data after it, any
+ * bytes (a "." line or an LF-free tail included); fewer or more is refused. */
+static void test_data_inline(void **state)
+{
+    (void)state;
+    static const char data[] = "Subject: x\r\n\r\n.\r\n=\n\0\xff";
+    struct envelope m = sample, e;
+    struct buf b;
+    char err[128];
+    m.size = sizeof(data) - 1;
+    m.data_inline = true;
+    write_env(&m, &b);
+    assert_true(b.len > 2 && memcmp(b.data + b.len - 3, "\n=\n", 3) == 0);
+    size_t env_len = b.len;
+    assert_int_equal(buf_append(&b, data, sizeof(data) - 1), 0);
+    parse_ok(&b, &e);
+    assert_true(e.data_inline);
+    assert_int_equal(e.data_offset, env_len);
+    assert_int_equal(e.size, sizeof(data) - 1);
+    assert_memory_equal(b.data + e.data_offset, data, e.size);
+    envelope_free(&e);
+    assert_int_equal(envelope_parse(b.data, b.len - 1, &e, err, sizeof(err)), -1);
+    assert_string_equal(err, "line 22: truncated: 20 octets of data, the L record says 21");
+    assert_int_equal(buf_append(&b, "x", 1), 0);
+    assert_int_equal(envelope_parse(b.data, b.len, &e, err, sizeof(err)), -1);
+    assert_string_equal(err, "line 22: damaged: 22 octets of data, the L record says 21");
+    buf_free(&b);
+    /* the envelope alone, as a df's qf says it: no data offset */
+    write_env(&sample, &b);
+    parse_ok(&b, &e);
+    assert_false(e.data_inline);
+    assert_int_equal(e.data_offset, 0);
+    envelope_free(&e);
+    buf_free(&b);
+}
+
 /* Replaces the first occurrence of `from` in the sample and expects `msg`. */
 static void expect_error(const char *from, const char *to, const char *msg)
 {
@@ -483,14 +519,23 @@ static void test_limit(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_golden),         cmocka_unit_test(test_expanded_target),
-        cmocka_unit_test(test_round_trip),     cmocka_unit_test(test_minimal),
-        cmocka_unit_test(test_injection),      cmocka_unit_test(test_offsets_in_place),
-        cmocka_unit_test(test_truncated),      cmocka_unit_test(test_garbled),
-        cmocka_unit_test(test_limit),          cmocka_unit_test(test_garbled_new_records),
-        cmocka_unit_test(test_old_format),     cmocka_unit_test(test_reason_field),
-        cmocka_unit_test(test_held),           cmocka_unit_test(test_auth_record),
-        cmocka_unit_test(test_maildrop_names), cmocka_unit_test(test_q_record),
+        cmocka_unit_test(test_golden),
+        cmocka_unit_test(test_expanded_target),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_minimal),
+        cmocka_unit_test(test_injection),
+        cmocka_unit_test(test_offsets_in_place),
+        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_garbled),
+        cmocka_unit_test(test_data_inline),
+        cmocka_unit_test(test_limit),
+        cmocka_unit_test(test_garbled_new_records),
+        cmocka_unit_test(test_old_format),
+        cmocka_unit_test(test_reason_field),
+        cmocka_unit_test(test_held),
+        cmocka_unit_test(test_auth_record),
+        cmocka_unit_test(test_maildrop_names),
+        cmocka_unit_test(test_q_record),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
