@@ -543,6 +543,7 @@ static void local_deliver(const struct config *cfg, const struct local_request *
                           const struct local_agent_plan *plan, int df, struct local_reply *r)
 {
     struct mailbox_msg msg = {.fd = df,
+                              .data_offset = rq->data_offset,
                               .sender = rq->sender,
                               .arrival = rq->arrival,
                               .timeout_s = plan->timeout_s,

@@ -260,9 +260,9 @@ void queuerun_on_message(struct daemon_worker *dw)
         qmgr_enqueue(dw->qmgr, mine[i].qid, mine[i].due);
 }
 
-static int queuerun_open_data(void *sw, const char *qid)
+static int queuerun_open_data(void *sw, const char *qid, bool data_inline)
 {
-    return spool_open_data(sw, qid);
+    return spool_open_data(sw, qid, data_inline);
 }
 
 static const struct qmgr_settings *queuerun_settings_get(void *arg, void **ref)

@@ -175,7 +175,7 @@ static int local_send(int sock, const struct local_request *rq, int msg_fd, int 
  * reply: 0, -EAGAIN (the socket is full: nothing kept), or -errno. */
 static int local_job_send(struct local_worker *lw, struct local_job *j)
 {
-    int msg_fd = lw->open_msg(lw->open_arg, j->rq.qid);
+    int msg_fd = lw->open_msg(lw->open_arg, j->rq.qid, j->rq.data_offset != 0);
     if (msg_fd < 0)
         return msg_fd;
     int sv[2], rc = 0;

@@ -20,6 +20,7 @@
 #ifndef RINGMAIL_DELIVERY_LOCAL_H
 #define RINGMAIL_DELIVERY_LOCAL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "delivery/local_proto.h"
@@ -29,9 +30,10 @@ struct local_worker;
 
 typedef void (*local_done_fn)(void *arg, const struct local_reply *r);
 
-/* The message `qid`'s data file, read-only, for the parent (closed once sent): its
- * descriptor, or -errno. */
-typedef int (*local_open_fn)(void *arg, const char *qid);
+/* The file that holds message `qid`'s data, read-only, for the parent (closed once sent):
+ * the qf when `data_inline` (the data starts at the request's data_offset), else the df.
+ * Its descriptor, or -errno. */
+typedef int (*local_open_fn)(void *arg, const char *qid, bool data_inline);
 
 /* NULL when memory ran out. `sock` -1: no parent to ask (every local_deliver fails). */
 struct local_worker *local_worker_new(struct engine_worker *w, int sock, local_open_fn open_msg,

@@ -3,8 +3,9 @@
  * delivery, and what comes back (DESIGN.md, "Processes").
  *
  * The engine sends one SOCK_SEQPACKET message on its local-delivery socket: a struct
- * local_request and exactly two descriptors (SCM_RIGHTS), the message (the spool's df,
- * read-only: the agent reads it with pread from offset 0, CRLF lines as received) and the
+ * local_request and exactly two descriptors (SCM_RIGHTS), the message (the spool's df or,
+ * for a message that is one file, its qf; read-only: the agent reads it with pread from
+ * the request's data_offset to the end, CRLF lines as received) and the
  * reply socket (one end of a SOCK_SEQPACKET socketpair the engine made for this request).
  * The parent checks the request (core/local_agent.h), forks an agent that becomes the
  * recipient, and the agent writes exactly one struct local_reply to the reply socket and
@@ -27,7 +28,7 @@
 
 #include <stdint.h>
 
-#define LOCAL_PROTO_VERSION 1u
+#define LOCAL_PROTO_VERSION 2u
 
 enum local_op {
     LOCAL_OP_MAILBOX = 1, /* `user`'s mailbox, after the user's .forward unless F_NO_FORWARD */
@@ -47,13 +48,15 @@ struct local_request {
     uint32_t op;      /* enum local_op */
     uint32_t flags;   /* LOCAL_F_* */
     uint32_t reserved;
-    int64_t arrival;     /* Unix seconds: the date of the mbox "From " line */
-    char qid[32];        /* for the agent's log lines */
-    char user[64];       /* the login: whose mailbox, or whose .forward named the target */
-    char detail[128];    /* the +detail of the recipient, without '+' ($h for procmail) */
-    char sender[512];    /* the envelope sender, "" for <> */
-    char recipient[512]; /* the address as delivered (original recipient, for the log) */
-    char target[1024];   /* PROGRAM: the command; FILE: an absolute path; MAILBOX: "" */
+    int64_t arrival;      /* Unix seconds: the date of the mbox "From " line */
+    uint64_t data_offset; /* where the data starts in the message's descriptor: 0 for a df,
+                           * past the envelope for a qf that holds its data (one file) */
+    char qid[32];         /* for the agent's log lines */
+    char user[64];        /* the login: whose mailbox, or whose .forward named the target */
+    char detail[128];     /* the +detail of the recipient, without '+' ($h for procmail) */
+    char sender[512];     /* the envelope sender, "" for <> */
+    char recipient[512];  /* the address as delivered (original recipient, for the log) */
+    char target[1024];    /* PROGRAM: the command; FILE: an absolute path; MAILBOX: "" */
 };
 
 enum local_status {

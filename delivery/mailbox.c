@@ -121,10 +121,10 @@ static int copier_envelope(struct mailbox_copier *c, const struct mailbox_msg *m
     return rc;
 }
 
-static int copier_body(struct mailbox_copier *c, int fd)
+static int copier_body(struct mailbox_copier *c, int fd, uint64_t from)
 {
     char in[MAILBOX_CHUNK];
-    off_t off = 0;
+    off_t off = (off_t)from;
     bool cr = false;
     for (;;) {
         ssize_t n = pread(fd, in, sizeof in, off);
@@ -163,7 +163,7 @@ int mailbox_copy(const struct mailbox_msg *msg, unsigned flags,
         .put = put, .arg = arg, .quote = (flags & MAILBOX_COPY_QUOTE_FROM) != 0, .bol = true};
     int rc = copier_envelope(&c, msg, flags);
     if (rc == 0)
-        rc = copier_body(&c, msg->fd);
+        rc = copier_body(&c, msg->fd, msg->data_offset);
     if (rc == 0 && (flags & MAILBOX_COPY_BLANK_LINE))
         rc = copier_emit(&c, "\n", 1);
     return rc < 0 ? rc : copier_flush(&c);

@@ -4,9 +4,10 @@
  *
  * Run by the local-delivery agent (core/local_agent.h) after it has become the recipient:
  * these functions block, check nothing about identity, and never change it. The message
- * is read from `msg->fd` with pread from offset 0 (the spool's df: CRLF lines, headers then
- * body) and written with LF line ends, after a "Return-Path: <sender>" line (sendmail's
- * local mailer, flag P), as mail.local writes it.
+ * is read from `msg->fd` with pread from `msg->data_offset` to the end (the spool's df, or
+ * the qf of a message that is one file: CRLF lines, headers then body) and written with LF line
+ * ends, after a "Return-Path: <sender>" line (sendmail's local mailer, flag P), as mail.local
+ * writes it.
  *
  * mbox: the mailbox is locked with a dotlock (path.lock, created O_EXCL, stale after 5
  * minutes, as mail.local and Debian's liblockfile) and then with fcntl (F_SETLK tried again
@@ -49,7 +50,8 @@
 #include "delivery/local_proto.h"
 
 struct mailbox_msg {
-    int fd;               /* the df, read with pread */
+    int fd;               /* the df (or the qf), read with pread */
+    uint64_t data_offset; /* where the data starts in fd */
     const char *sender;   /* the envelope sender, "" = <> ("MAILER-DAEMON" in the From line) */
     int64_t arrival;      /* Unix seconds, for the "From " line */
     unsigned timeout_s;   /* how long to wait for a lock, 0 = one try */

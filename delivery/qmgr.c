@@ -255,7 +255,7 @@ static void qmgr_end(struct qmgr_msg *m)
         /* the qf went when the DELETE was answered; the df was this attempt's to read */
         m->admin = QMGR_ADMIN_NONE;
         m->recording = true; /* a request meanwhile looks again once it is gone */
-        if (spool_remove(q->sw, m->qid, qmgr_df_removed, m) == 0)
+        if (spool_remove(q->sw, m->qid, m->env.data_inline, qmgr_df_removed, m) == 0)
             return;
         log_error("%s: cannot remove the deleted message's data file: out of memory (removed "
                   "at the next start)",
@@ -435,7 +435,7 @@ static void qmgr_record(struct qmgr_msg *m)
         /* Nothing left to deliver: the states need not be written first. The removal is
          * made durable (a directory fsync, shared with the other messages removed at the
          * same time) before it counts, so a delivered message never comes back. */
-        rc = spool_delete(m->q->sw, m->qid, qmgr_removed, m);
+        rc = spool_delete(m->q->sw, m->qid, m->env.data_inline, qmgr_removed, m);
     } else if (!counted && n == 0 && !m->reason[0]) {
         /* Only throttled: the qf would say what it says already (its schedule matters
          * only after a crash, which tries everything at once anyway). */
@@ -1132,7 +1132,7 @@ static void qmgr_admin_loaded(void *arg, int err, struct envelope *e, char *data
         return;
     }
     int rc = job->a.op == QMGR_ADMIN_DELETE
-                 ? spool_delete(q->sw, am->entry.qid, qmgr_admin_written, am)
+                 ? spool_delete(q->sw, am->entry.qid, am->env.data_inline, qmgr_admin_written, am)
                  : spool_update(q->sw, &am->env, NULL, 0, qmgr_admin_written, am);
     if (rc < 0) {
         log_error("%s: cannot change it: %s", am->entry.qid, strerror(-rc));

@@ -279,7 +279,9 @@ static void qmgr_local_request(struct qmgr_local_rcpt *lr, const struct qmgr_loc
                                bool alias, bool no_forward, bool from_forward)
 {
     struct qmgr_msg *m = lr->m;
-    struct local_request rq = {.version = LOCAL_PROTO_VERSION, .arrival = m->env.created};
+    struct local_request rq = {.version = LOCAL_PROTO_VERSION,
+                               .arrival = m->env.created,
+                               .data_offset = m->env.data_offset};
     rq.op = t->kind == QMGR_LOCAL_PROGRAM ? LOCAL_OP_PROGRAM
             : t->kind == QMGR_LOCAL_FILE  ? LOCAL_OP_FILE
                                           : LOCAL_OP_MAILBOX;

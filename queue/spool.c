@@ -3,17 +3,19 @@
  * committed goes through the worker's backend (queue/spool_fs.h; io_uring in the daemon),
  * see docs/queue.md, "Commit".
  *
- * A message owns two files, df (data) and tf (envelope, later qf), and holds neither
+ * A message owns up to two files, df (data) and tf (envelope, later qf), and holds neither
  * while it is small: data is gathered in a buffer that grows (from 4 KiB, doubling) up
  * to write_chunk; only a full chunk creates the df and is written at its own file offset
  * (up to SPOOL_MAX_WRITES in flight), so a session that stalls in DATA holds no spool
- * descriptor and a buffer the size of what it sent. The commit creates what is missing
- * (the df first, then the tf), writes the rest and the envelope, fsyncs both files in
- * parallel, renames tf→qf and joins the worker's next directory fsync; the journal
- * commits of many messages merge in the file system.
+ * descriptor and a buffer the size of what it sent. The commit of a message that never
+ * needed a df writes envelope and data into the tf in one write (one file: half the
+ * creates, fsyncs and unlinks of the file system's busiest work); otherwise it creates
+ * what is missing (the df first, then the tf), writes the rest and the envelope and
+ * fsyncs both files in parallel. Then it renames tf→qf and joins the worker's next
+ * directory fsync; the journal commits of many messages merge in the file system.
  *
  * The order is what makes a 250 survive a power cut: the rename is issued only after
- * both files' fsyncs completed, and `done` only after a directory fsync that started
+ * the files' fsyncs completed, and `done` only after a directory fsync that started
  * after the rename completed. tests/unit/test_spool_power.c checks it against a model of
  * a file system that loses everything not fsynced, at every point of a commit.
  *
@@ -134,6 +136,7 @@ struct spool_msg {
     const char *err_what, *err_name; /* ... and what failed on which file, for the log */
     bool committed, aborted, detached, renaming, renamed, cleaning, retried;
     bool first_unlinking; /* restarted: the first df's unlink was issued */
+    bool data_inline;     /* the commit writes the data into the tf: no df (below) */
     struct engine_op rename_op;
     struct engine_op first_unlink_op;
     struct spool_read rd;
@@ -332,7 +335,7 @@ static bool file_wanted(const struct spool_file *f)
     const struct spool_msg *m = f->m;
     const struct spool_file *df = &m->cur->file, *first = &m->data[0].file;
     if (f == &m->tf)
-        return f->sealed && df->state >= SPOOL_FILE_OPEN;
+        return f->sealed && (m->data_inline || df->state >= SPOOL_FILE_OPEN);
     if (f != df)
         return false;
     if (f != first && (first->state == SPOOL_FILE_OPENING || first->created))
@@ -349,7 +352,7 @@ static bool file_retry_create(struct spool_file *f)
     struct spool_msg *m = f->m;
     struct spool_worker *sw = m->sw;
 
-    if (m->retried || m->aborted || f != &m->cur->file)
+    if (m->retried || m->aborted || f != (m->data_inline ? &m->tf : &m->cur->file))
         return false;
     m->retried = true;
     spool_worker_refresh(sw, true);
@@ -594,7 +597,7 @@ static void msg_step(struct spool_msg *m)
     /* Before commit an error only stops the I/O; the owner still holds the message. */
     if (m->err || m->renaming)
         return;
-    if (!m->dir && file_wanted(df) && !msg_pin(m)) {
+    if (!m->dir && (file_wanted(df) || file_wanted(&m->tf)) && !msg_pin(m)) {
         msg_step(m);
         return;
     }
@@ -604,8 +607,8 @@ static void msg_step(struct spool_msg *m)
     file_step(&m->tf);
     /* A read or the first data's last writes may still be in flight after the commit:
      * the message must outlive them. */
-    if (df->state != SPOOL_FILE_SYNCED || m->tf.state != SPOOL_FILE_SYNCED || m->rd.active ||
-        m->data[0].file.writing)
+    if ((!m->data_inline && df->state != SPOOL_FILE_SYNCED) || m->tf.state != SPOOL_FILE_SYNCED ||
+        m->rd.active || m->data[0].file.writing)
         return;
     /* Both files are durable: the rename makes the message exist — but not in a directory
      * that is no longer the spool (renamed away): the client gets 4xx and sends it again. */
@@ -832,21 +835,36 @@ int spool_msg_write(struct spool_msg *m, const void *data, size_t len)
     return 0;
 }
 
-/* Queues the envelope as the tf file's only chunk. */
+/* Whether the commit can write the data into the qf: all of it is still in memory (no
+ * df was ever created, not even before a restart), so the message is one file. A larger
+ * one has its df already, and its data stays there. */
+static bool msg_fits_inline(const struct spool_msg *m)
+{
+    return m->data[0].file.state == SPOOL_FILE_CLOSED &&
+           m->data[1].file.state == SPOOL_FILE_CLOSED && !m->cur->file.head;
+}
+
+/* Queues the envelope, and with data_inline the data after it, as the tf file's only
+ * chunk: one write. */
 static void msg_queue_envelope(struct spool_msg *m, const struct envelope *e)
 {
     struct envelope copy = *e;
+    const struct spool_chunk *fill = m->data_inline ? m->cur->fill : NULL;
+    size_t data_len = fill ? fill->len : 0;
     struct buf b;
     struct spool_chunk *c;
 
     memcpy(copy.qid, m->qid, sizeof(copy.qid));
     copy.size = m->cur->size;
+    copy.data_inline = m->data_inline;
     buf_init(&b, 0);
     if (envelope_write(&copy, &b) < 0) {
         msg_fail(m, ENOMEM, "envelope for", m->tf.name);
-    } else if ((c = chunk_new(&m->tf, 0, b.len))) {
+    } else if ((c = chunk_new(&m->tf, 0, b.len + data_len))) {
         memcpy(c->data, b.data, b.len);
-        c->len = b.len;
+        if (data_len)
+            memcpy(c->data + b.len, fill->data, data_len);
+        c->len = b.len + data_len;
         file_queue(&m->tf, c);
     }
     buf_free(&b);
@@ -863,12 +881,17 @@ void spool_msg_commit(struct spool_msg *m, const struct envelope *e,
     if (msg_restarted(m))
         data_release(&m->data[0]);
     if (!m->err) {
-        if (d->fill) {
-            file_queue(&d->file, d->fill);
-            d->fill = NULL;
-        }
+        m->data_inline = msg_fits_inline(m);
         msg_queue_envelope(m, e);
-        d->file.sealed = m->tf.sealed = true; /* an empty message still has an (empty) df */
+        if (m->data_inline) {
+            free(d->fill);
+        } else if (d->fill) {
+            file_queue(&d->file, d->fill);
+        }
+        d->fill = NULL;
+        m->tf.sealed = true;
+        /* an empty message that is not inline still has an (empty) df */
+        d->file.sealed = !m->data_inline;
     }
     msg_step(m);
 }

@@ -3,14 +3,15 @@
  *
  * Layout (docs/queue.md): one directory, mode 0700, owned by the run-as user, split into
  * subdirectories by a hash of the queue id (hash_depth 1: "0" .. "f", 2: "0/0" .. "f/f",
- * 0: none; Postfix's hash_queue_depth), made at spool_open(). A message is two files
- * named by its queue id in its subdirectory: "df<qid>" (the message data, headers and
- * body, CRLF line ends, exactly as accepted plus our Received: header) and "qf<qid>"
- * (the envelope, queue/envelope.h). spool_msg_path() is the one place that knows where a
- * file is. While a message is being received its files are "df<qid>" and "tf<qid>"; the
- * commit fsyncs both, renames tf→qf and fsyncs the subdirectory. A message exists
- * (is acknowledged) exactly when its qf exists; the recovery scan removes df/tf files
- * that have no qf.
+ * 0: none; Postfix's hash_queue_depth), made at spool_open(). A message is named by its
+ * queue id in its subdirectory: "qf<qid>" (the envelope, queue/envelope.h) and the message
+ * data (headers and body, CRLF line ends, exactly as accepted plus our Received: header),
+ * which is either "df<qid>" or, for a message smaller than write_chunk, the qf's own tail
+ * after the envelope (one file: envelope.data_inline). spool_msg_path() is the one place
+ * that knows where a file is. While a message is being received its files are "df<qid>"
+ * (once write_chunk bytes arrived) and "tf<qid>" (at the commit); the commit fsyncs both,
+ * renames tf→qf and fsyncs the subdirectory. A message exists (is acknowledged) exactly
+ * when its qf exists; the recovery scan removes df/tf files that have no qf.
  *
  * One daemon per spool: spool_open() takes an exclusive flock() on "ringmail.lock" in
  * the directory (holding the pid as text) and keeps it until spool_close(); a child that
@@ -156,8 +157,8 @@ void spool_worker_free(struct spool_worker *sw);
 bool spool_space_check(struct spool_worker *sw, uint64_t size_hint);
 
 /* Starts a message: allocates its queue id (copied into qid_out). No file and no buffer
- * yet: the df is created when write_chunk bytes have arrived or at the commit, the tf at
- * the commit. NULL on allocation failure only. */
+ * yet: the df is created when write_chunk bytes have arrived, the tf at the commit (with
+ * the data in it when no df was needed). NULL on allocation failure only. */
 struct spool_msg *spool_msg_new(struct spool_worker *sw, char qid_out[QID_LEN + 1]);
 /* Appends message data. Never blocks; a write error is remembered and reported by the
  * commit. -1 if the message already failed (the caller may stop sending data). */
@@ -198,7 +199,7 @@ int spool_msg_restart(struct spool_msg *m);
 /* Octets written so far with spool_msg_write (since the restart, after one). */
 uint64_t spool_msg_size(const struct spool_msg *m);
 
-/* Writes the rest, the envelope (e->qid and e->size are filled in by the spool), fsyncs,
+/* Writes the rest, the envelope (e->qid, e->size and e->data_inline are the spool's), fsyncs,
  * renames and fsyncs the directory, then calls done(arg, 0) — or done(arg, -errno) after
  * removing the partial files. `e` is only read during the call. `done` runs later on the
  * worker's thread, never from inside this call; the spool frees `m` right after it. */
@@ -223,8 +224,9 @@ void spool_worker_stats(const struct spool_worker *sw, uint64_t *commits, uint64
  * them). `qid` is copied. They work in the directory the spool is in now, where
  * spool_msg_path says. */
 
-/* Reads the qf and the df. On success err is 0, `e` is the parsed envelope with its field
- * offsets and `data`/`len` the df (malloc'ed, NUL-terminated beyond len: the caller frees
+/* Reads the qf and the df (or only the qf, when the data is in it: e->data_inline). On
+ * success err is 0, `e` is the parsed envelope with its field offsets and `data`/`len`
+ * the data (malloc'ed, NUL-terminated beyond len: the caller frees
  * it). The struct `e` points to is the spool's and valid during the call only, but what
  * it holds (its strings and recipients) is the caller's: copy the struct (`mine = *e`)
  * and release it later with envelope_free(&mine), or call envelope_free(e) at once. On
@@ -233,10 +235,12 @@ void spool_worker_stats(const struct spool_worker *sw, uint64_t *commits, uint64
  * or has another size than the qf says: the qf is then renamed "Qf<qid>" (set aside for
  * a person, as recovery does: a later load finds ENOENT) and the reason logged once;
  * anything else is logged once. */
-/* The message's data file, read-only and close-on-exec, for a local delivery that hands it
- * to another process: the descriptor (the caller closes it), or -errno. A synchronous
- * openat on the worker's thread: local deliveries are few beside the SMTP traffic. */
-int spool_open_data(struct spool_worker *sw, const char *qid);
+/* The file that holds the message's data, read-only and close-on-exec, for a local
+ * delivery that hands it to another process: the df, or with `data_inline` (the envelope's)
+ * the qf, whose data starts at the envelope's data_offset. The descriptor (the caller
+ * closes it), or -errno. A synchronous openat on the worker's thread: local deliveries are
+ * few beside the SMTP traffic. */
+int spool_open_data(struct spool_worker *sw, const char *qid, bool data_inline);
 
 typedef void (*spool_load_cb)(void *arg, int err, struct envelope *e, char *data, size_t len);
 int spool_load(struct spool_worker *sw, const char *qid, spool_load_cb cb, void *arg);
@@ -278,15 +282,17 @@ int spool_update_rcpts(struct spool_worker *sw, const struct envelope *e, const 
                        const char *states, size_t n, void (*cb)(void *arg, int err), void *arg);
 
 /* Removes the message: unlinks its qf, then its df (a crash in between leaves a df alone,
- * which recovery removes). No directory fsync: after a power cut a removed message may
+ * which recovery removes); with `data_inline` (the envelope's: the message is one file)
+ * there is no df to unlink. No directory fsync: after a power cut a removed message may
  * reappear and be delivered again (at least once, never lost). A file already gone is not
  * an error. cb(arg, -errno) on failure (logged once). */
-int spool_remove(struct spool_worker *sw, const char *qid, void (*cb)(void *arg, int err),
-                 void *arg);
-/* spool_remove, then an fsync of the message's directory before cb: a message an operator
- * deleted (the queue tools' DELETE) never comes back after a power cut. */
-int spool_delete(struct spool_worker *sw, const char *qid, void (*cb)(void *arg, int err),
-                 void *arg);
+int spool_remove(struct spool_worker *sw, const char *qid, bool data_inline,
+                 void (*cb)(void *arg, int err), void *arg);
+/* spool_remove, then an fsync of the message's directory before cb: a delivered message,
+ * or one an operator deleted (the queue tools' DELETE), never comes back after a power
+ * cut. */
+int spool_delete(struct spool_worker *sw, const char *qid, bool data_inline,
+                 void (*cb)(void *arg, int err), void *arg);
 /* spool_delete without the df: unlinks the qf and fsyncs its directory, so the message is
  * gone for good (a DELETE of a message whose attempt is in flight), while the attempt may
  * still open and read the df. The caller removes the df later (spool_remove: its qf is

@@ -30,8 +30,9 @@
 
 /* A qf holds an envelope: far below this, whatever the recipient limit. Beyond it the
  * file is not one of ours. */
-#define SPOOL_QF_MAX        (16u << 20)
-#define SPOOL_QF_FIRST_READ 4096
+#define SPOOL_QF_MAX (16u << 20)
+/* Most messages are one file under this: one read and the one that finds the end. */
+#define SPOOL_QF_FIRST_READ 16384
 /* One read's length is an unsigned; a large df is read in pieces. */
 #define SPOOL_READ_MAX           (1u << 30)
 #define SPOOL_OPS_FAILURE_LOG_MS 10000
@@ -172,6 +173,15 @@ static void load_qf_read(struct spool_loader *l)
         return;
     }
     l->parsed = true;
+    if (l->e.data_inline && !l->qf_only) {
+        /* one file: the data is the qf's tail (its length checked by the parse), and a
+         * read that reached the end left room for the NUL */
+        memmove(l->buf, l->buf + l->e.data_offset, (size_t)l->e.size);
+        l->len = (size_t)l->e.size;
+        l->buf[l->len] = '\0';
+        load_finish(l);
+        return;
+    }
     free(l->buf);
     l->buf = NULL;
     l->len = 0;
@@ -515,7 +525,7 @@ struct spool_remover {
     struct engine_op op;
     enum remove_step step;
     bool sync_dir; /* spool_delete, spool_withdraw: the removal is made durable */
-    bool keep_df;  /* spool_withdraw: an attempt in flight still reads it */
+    bool keep_df;  /* spool_withdraw: an attempt in flight still reads it; or there is none */
     struct spool_dirsync_wait sync;
     void (*cb)(void *arg, int err);
     void *arg;
@@ -590,16 +600,16 @@ static int remove_start(struct spool_worker *sw, const char *qid, bool sync_dir,
     return 0;
 }
 
-int spool_remove(struct spool_worker *sw, const char *qid, void (*cb)(void *arg, int err),
-                 void *arg)
+int spool_remove(struct spool_worker *sw, const char *qid, bool data_inline,
+                 void (*cb)(void *arg, int err), void *arg)
 {
-    return remove_start(sw, qid, false, false, cb, arg);
+    return remove_start(sw, qid, false, data_inline, cb, arg);
 }
 
-int spool_delete(struct spool_worker *sw, const char *qid, void (*cb)(void *arg, int err),
-                 void *arg)
+int spool_delete(struct spool_worker *sw, const char *qid, bool data_inline,
+                 void (*cb)(void *arg, int err), void *arg)
 {
-    return remove_start(sw, qid, true, false, cb, arg);
+    return remove_start(sw, qid, true, data_inline, cb, arg);
 }
 
 int spool_withdraw(struct spool_worker *sw, const char *qid, void (*cb)(void *arg, int err),
@@ -610,12 +620,13 @@ int spool_withdraw(struct spool_worker *sw, const char *qid, void (*cb)(void *ar
 
 /* --- local delivery --- */
 
-int spool_open_data(struct spool_worker *sw, const char *qid)
+int spool_open_data(struct spool_worker *sw, const char *qid, bool data_inline)
 {
     char path[SPOOL_PATH_LEN + 1];
     if (!sw->dir)
         return -ENOENT;
-    spool_path_at(spool_shard_of(qid, sw->sp->hash_depth), sw->sp->hash_depth, "df", qid, path);
+    spool_path_at(spool_shard_of(qid, sw->sp->hash_depth), sw->sp->hash_depth,
+                  data_inline ? "qf" : "df", qid, path);
     int fd = openat(sw->dir->fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
     return fd < 0 ? -errno : fd;
 }

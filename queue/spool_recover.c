@@ -4,7 +4,8 @@
  * engine starts, the reading of the envelopes on a thread of its own while it serves.
  *
  * The rule that makes recovery simple: a message exists exactly when its qf exists,
- * because the commit renames tf→qf only after df and tf are durable. Anything else is an
+ * because the commit renames tf→qf only after its files (df and tf, or a tf holding the
+ * data too) are durable. Anything else is an
  * unacknowledged leftover and is removed; a qf that does not hold together is kept for a
  * person as "Qf<qid>" (sendmail's name), with its df. Nothing here follows a symbolic
  * link or reads anything but a regular file: the spool is ours, but what an accident or
@@ -198,11 +199,12 @@ static const char *spool_base(const char *path)
     return path + strlen(path) - SPOOL_NAME_LEN;
 }
 
-/* Reads and checks one message: the qf parses, names its own id, and its df is there
- * with exactly the recorded size (a stat: the df's inode was written next to the qf's,
- * so it is usually read with it). Both must be regular files: a FIFO would block the
- * read (and start-up with it) forever, a symbolic link would read or later write a file
- * outside the spool. `dpath` NULL: there is no df. 0, or -1 with the reason in `why`. */
+/* Reads and checks one message: the qf parses, names its own id, and its data is there
+ * with exactly the recorded size: in the qf (the parse checks its length), or the df (a
+ * stat: the df's inode was written next to the qf's, so it is usually read with it). Both must be
+ * regular files: a FIFO would block the read (and start-up with it) forever, a symbolic link would
+ * read or later write a file outside the spool. `dpath` NULL: there is no df. 0, or -1 with the
+ * reason in `why`. */
 static int spool_check(int dirfd, const char *qid, const char *qpath, const char *dpath,
                        struct envelope *e, char *why, size_t whylen)
 {
@@ -239,6 +241,10 @@ static int spool_check(int dirfd, const char *qid, const char *qpath, const char
     }
     if (spool_parse_qf(data, len, qid, e, why, whylen) < 0)
         goto out;
+    if (e->data_inline) {
+        r = 0;
+        goto out;
+    }
     char dname[SPOOL_NAME_LEN + 1];
     snprintf(dname, sizeof(dname), "df%s", qid);
     if (!dpath)

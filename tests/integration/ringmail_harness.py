@@ -325,19 +325,44 @@ def qf_decode(v: str) -> str:
     return re.sub(r"\+([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), v)
 
 
+WRITE_CHUNK = 65536  # the spool's write chunk: smaller data is kept inside the qf itself
+
+
+def split_qf(data: bytes) -> tuple[bytes, bytes | None]:
+    """A qf file cut at its end marker, the first line that is exactly `.` or `=`:
+    (the envelope up to and including that line, the message data after a `=`; None after
+    a `.`, after which nothing may follow). A message whose data is smaller than the write
+    chunk is one file, its qf ending in `=` and the data (docs/queue.md); a larger one ends
+    in `.` and has a df. Raises AssertionError when there is no end marker."""
+    pos = 0
+    while True:
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            raise AssertionError(f"qf is not terminated by '.' or '=': {data[-200:]!r}")
+        line = data[pos:nl]
+        if line in (b".", b"="):
+            head, rest = data[:nl + 1], data[nl + 1:]
+            if line == b".":
+                if rest:
+                    raise AssertionError(f"qf has {len(rest)} octets after its '.': "
+                                         f"{rest[:200]!r}")
+                return head, None
+            return head, rest
+        pos = nl + 1
+
+
 def parse_qf(data: bytes) -> dict:
     """The qf envelope (format V1, docs/queue.md) as a dict; recipients as a list of dicts
-    {state, notify (bits), orcpt (None if absent), addr}. Raises on a malformed file."""
-    text = data.decode("utf-8")
-    lines = text.split("\n")
-    if lines[0] != "V1":
+    {state, notify (bits), orcpt (None if absent), addr}; "inline_data": the message data
+    a one-file qf holds after its `=` line (its length checked against the L record), None
+    for a qf ending in `.` (the data is in the df). Raises on a malformed file."""
+    head, inline = split_qf(data)
+    text = head.decode("utf-8")  # only the envelope is text: the data may be any octets
+    lines = text.split("\n")[:-2]  # without the end marker and the empty string after it
+    if not lines or lines[0] != "V1":
         raise AssertionError(f"qf does not start with V1: {text[:200]!r}")
-    if not text.endswith("\n.\n"):
-        raise AssertionError(f"qf is not terminated by '.': {text[-200:]!r}")
     env = {"rcpts": []}
     for line in lines[1:]:
-        if line == ".":
-            break
         tag, val = line[:1], line[1:]
         if tag == "R":
             state, notify, orcpt, addr = line[1:2], *line[3:].split(" ")
@@ -348,6 +373,13 @@ def parse_qf(data: bytes) -> dict:
             env[QF_TAGS[tag]] = qf_decode(val)
         else:
             env.setdefault("unknown", []).append(line)
+    env["inline_data"] = inline
+    if inline is not None:
+        if "size" not in env:
+            raise AssertionError("a qf with inline data ('=') has no L record")
+        if len(inline) != int(env["size"]):
+            raise AssertionError(f"qf holds {len(inline)} octets of data after its '=', "
+                                 f"its L record says {int(env['size'])}")
     return env
 
 
@@ -423,7 +455,13 @@ class Spool:
         return partial_names(self.names())
 
     def qf(self, qid: str) -> bytes:
+        """The qf file as it is: the envelope, and for a one-file message its data too."""
         return self.file("qf" + qid).read_bytes()
+
+    def qf_envelope(self, qid: str) -> bytes:
+        """The qf up to and including its end marker line (`.` or `=`), never the data: what
+        to search for envelope records."""
+        return split_qf(self.qf(qid))[0]
 
     def envelope(self, qid: str) -> dict:
         env = parse_qf(self.qf(qid))
@@ -432,13 +470,39 @@ class Spool:
         return env
 
     def df(self, qid: str) -> bytes:
-        return self.file("df" + qid).read_bytes()
+        """The message's data (our Received: + the message), wherever it is: after the `=`
+        of a one-file qf, else in the df file (also when there is no qf, as for a partial
+        df)."""
+        files = self.files()  # one walk of the spool for both names
+        if "qf" + qid in files:
+            inline = split_qf(files["qf" + qid].read_bytes())[1]
+            if inline is not None:
+                return inline
+        if "df" + qid not in files:
+            raise FileNotFoundError(f"df{qid} is not in the spool {self.path}, nor is the "
+                                    f"data in a qf{qid}")
+        return files["df" + qid].read_bytes()
+
+    def data_location(self, qid: str) -> str:
+        """Where a committed message's data is: "qf" (inline after the qf's `=`, and no df)
+        or "df" (the qf ends in `.`, and the df exists). AssertionError for anything else
+        (a one-file qf with a df next to it, a two-file qf without its df)."""
+        env = parse_qf(self.qf(qid))
+        names = self.files()
+        if env["inline_data"] is not None:
+            if "df" + qid in names:
+                raise AssertionError(f"qf{qid} holds its data, yet df{qid} exists")
+            return "qf"
+        if "df" + qid not in names:
+            raise AssertionError(f"qf{qid} ends in '.' but there is no df{qid}")
+        return "df"
 
     def split_df(self, qid: str) -> tuple[bytes, bytes]:
         """(our Received: header field incl. its CRLF, the message as the client sent it)."""
         data = self.df(qid)
         if not data.startswith(b"Received:"):
-            raise AssertionError(f"df{qid} does not start with Received:: {data[:200]!r}")
+            raise AssertionError(f"the data of {qid} does not start with Received:: "
+                                 f"{data[:200]!r}")
         pos = data.index(b"\r\n") + 2
         while data[pos:pos + 1] in (b" ", b"\t"):
             pos = data.index(b"\r\n", pos) + 2

@@ -28,6 +28,8 @@ SLOW_QUEUE = {"minimal_backoff": "1h", "maximal_backoff": "1h", "interval": "1h"
 DEFER = "451 4.3.0 try later"
 SENDER = "sender@client.test"
 HELD_W = "00099999999999999999"
+# more than the spool's 64 KiB write chunk: the message is a qf and a df, not one file
+BIG_BODY = ("b" * 78 + "\r\n") * 900
 NOBODY = 65534
 
 # The client, run as a process of its own so it can run under another uid.
@@ -110,7 +112,8 @@ class ControlTestCase(DeliveryTestCase):
         return qids
 
     def qf_text(self, d, qid: str) -> str:
-        return d.spool.qf(qid).decode()
+        """The envelope's records (never a one-file message's data)."""
+        return d.spool.qf_envelope(qid).decode()
 
     def assertQuiet(self, rcpts: list[str], counts: dict[str, int], settle: float = 1.0):
         """No new attempt for these recipients within `settle` seconds."""
@@ -216,17 +219,23 @@ class DeleteRequeue(ControlTestCase):
         sink = self.deferring_sink()
         d = self.control_daemon(sink.hostport)
         qids = self.deferred_messages(d, ["a@one.test", "b@two.test"])
-        gone = qids["a@one.test"]
-        data, final = self.request(d, f"DELETE {gone}")
-        self.assertEqual((data, final), ([f"{gone} deleted"], "OK 1"))
-        names = d.spool.names()
-        self.assertNotIn("qf" + gone, names)
-        self.assertNotIn("df" + gone, names)
-        self.wait_log(d, rf"{gone}: removed by \S+")
+        # a message too large to be one file: its qf and its df
+        big = self.send(d, SENDER, ["big@one.test"], body=BIG_BODY)
+        self.wait_deferred(d, big)
+        self.wait_tries("big@one.test", 1)
+        self.assertEqual(d.spool.data_location(qids["a@one.test"]), "qf")
+        self.assertEqual(d.spool.data_location(big), "df")
+        for gone in (qids["a@one.test"], big):
+            data, final = self.request(d, f"DELETE {gone}")
+            self.assertEqual((data, final), ([f"{gone} deleted"], "OK 1"))
+            # every file of the message is gone at once: the qf (with the data of a one-file
+            # message), and the df of a large one
+            self.assertEqual([n for n in d.spool.names() if gone in n], [])
+            self.wait_log(d, rf"{gone}: removed by \S+")
         _, final = self.request(d, "FLUSH")
         self.assertEqual(final, "OK 1 messages scheduled")
         self.wait_tries("b@two.test", 2)
-        self.assertQuiet(["a@one.test"], {"a@one.test": 1})
+        self.assertQuiet(["a@one.test", "big@one.test"], {"a@one.test": 1, "big@one.test": 1})
         d.stop()
         d.start()
         self.assertEqual(d.spool.qids(), {qids["b@two.test"]})
@@ -253,20 +262,26 @@ class InFlight(ControlTestCase):
         return self.sink(rcpt=rcpt, final=Delay(2, DEFER))
 
     def test_delete_in_flight(self):
-        sink = self.slow_deferring_sink()
-        d = self.control_daemon(sink.hostport)
-        qid = self.send(d, SENDER, ["a@one.test"])
-        self.wait_tries("a@one.test", 1)  # the next hop now holds its final reply
-        self.assertEqual(self.request(d, f"DELETE {qid}"), ([f"{qid} deleted"], "OK 1"))
-        self.wait_log(d, rf"{qid}: to=<a@one\.test>, .*stat=Deferred: 451")
-        self.wait_log(d, rf"{qid}: removed by \S+")
-        self.wait_spool_empty(d)
-        # the df goes once the attempt has ended, after its log line (a loaded run looked
-        # in between)
-        deadline = time.monotonic() + 10
-        while any(qid in n for n in d.spool.names()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.assertEqual([n for n in d.spool.names() if qid in n], [])
+        # a one-file message (its data in the qf) and one large enough for a df
+        for rcpt, body in (("a@one.test", "hello\r\n"), ("big@one.test", BIG_BODY)):
+            with self.subTest(rcpt=rcpt):
+                sink = self.slow_deferring_sink()
+                d = self.control_daemon(sink.hostport)
+                qid = self.send(d, SENDER, [rcpt], body=body)
+                self.assertEqual(d.spool.data_location(qid),
+                                 "qf" if rcpt == "a@one.test" else "df")
+                self.wait_tries(rcpt, 1)  # the next hop now holds its final reply
+                self.assertEqual(self.request(d, f"DELETE {qid}"), ([f"{qid} deleted"], "OK 1"))
+                self.wait_log(d, rf"{qid}: to=<{re.escape(rcpt)}>, .*stat=Deferred: 451")
+                self.wait_log(d, rf"{qid}: removed by \S+")
+                self.wait_spool_empty(d)
+                # the df goes once the attempt has ended, after its log line (a loaded run
+                # looked in between)
+                deadline = time.monotonic() + 10
+                while any(qid in n for n in d.spool.names()) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                self.assertEqual([n for n in d.spool.names() if qid in n], [])
+                d.stop()
 
     def test_hold_in_flight(self):
         sink = self.slow_deferring_sink()
@@ -279,7 +294,7 @@ class InFlight(ControlTestCase):
         self.assertIn(f"\nW{HELD_W}\n", self.qf_text(d, qid))
         self.assertEqual(self.request(d, "FLUSH"), ([], "OK 0 messages scheduled"))
 
-    def stalled_attempt(self):
+    def stalled_attempt(self, body: str = "hello\r\n"):
         """A daemon whose message's attempt stays in flight: the next hop holds its final
         reply for a minute. (daemon, qid)"""
         def rcpt(conn, arg):
@@ -287,7 +302,7 @@ class InFlight(ControlTestCase):
             return "250 2.1.5 Ok"
         sink = self.sink(rcpt=rcpt, final=Delay(60, DEFER))
         d = self.control_daemon(sink.hostport)
-        qid = self.send(d, SENDER, ["a@one.test"])
+        qid = self.send(d, SENDER, ["a@one.test"], body=body)
         self.wait_tries("a@one.test", 1)
         return d, qid
 
@@ -352,8 +367,9 @@ class InFlight(ControlTestCase):
 
     def test_delete_in_flight_durable_at_once(self):
         # the qf is gone when the answer comes: a crash before the attempt ends never
-        # brings the message back; the df goes at the next start
-        d, qid = self.stalled_attempt()
+        # brings the message back; the df goes at the next start (a message large enough
+        # to have one: a smaller one is its qf alone)
+        d, qid = self.stalled_attempt(body=BIG_BODY)
         self.assertEqual(self.request(d, f"DELETE {qid}"), ([f"{qid} deleted"], "OK 1"))
         self.assertNotIn("qf" + qid, d.spool.names())
         self.crash(d)

@@ -11,8 +11,8 @@ import threading
 import time
 import unittest
 
-from ringmail_harness import (HOSTNAME, RingmailTestCase, SMTPConn, dot_stuff, make_message,
-                              partial_names)
+from ringmail_harness import (HOSTNAME, WRITE_CHUNK, RingmailTestCase, SMTPConn, dot_stuff,
+                              make_message, partial_names)
 
 CLIENTS = 50
 SEND_FOR = 2.0   # seconds of load before the kill
@@ -112,6 +112,7 @@ class Crash(RingmailTestCase):
         missing = set(load.acked) - present
         self.assertEqual(missing, set(), f"{len(missing)} acknowledged messages were lost")
         markers = []
+        names = set(spool.names())
         for qid in sorted(present):
             _, data = spool.split_df(qid)
             m = re.search(rb"^Subject: (marker-\d+-\d+)\r\n", data, re.M)
@@ -127,6 +128,10 @@ class Crash(RingmailTestCase):
             self.assertEqual(env["sender"], "load@b.example")
             self.assertEqual(len(env["rcpts"]), 1)
             self.assertEqual(int(env["size"]), len(spool.df(qid)), f"{qid}: size mismatch")
+            # smaller than the write chunk: one file, the data in the qf; else qf and df
+            inline = env["inline_data"] is not None
+            self.assertEqual(inline, int(env["size"]) < WRITE_CHUNK, f"{qid}: {env['size']}")
+            self.assertEqual("df" + qid in names, not inline, f"{qid}: df and inline data")
         self.assertEqual(len(markers), len(set(markers)), "a message was stored twice")
         # recovery lists the first 1,000 messages, oldest (smallest id) first, then a count
         log = d.log(since_start=True)

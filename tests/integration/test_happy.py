@@ -142,7 +142,8 @@ class HappyPath(RingmailTestCase):
             qids.append(self.assertAccepted(c.send_mail("a@b.example", [f"u{i}@{HOSTNAME}"], msg)))
             self.assertEqual(d.spool.split_df(qids[-1])[1], msg)
         self.assertNotEqual(qids[0], qids[1])
-        self.assertNotIn(b"u0@", d.spool.qf(qids[1]), "recipients leak between transactions")
+        self.assertNotIn(b"u0@", d.spool.qf_envelope(qids[1]),
+                         "recipients leak between transactions")
 
     def test_ipv6_listener(self):
         if not ipv6_loopback_available():

@@ -120,7 +120,8 @@ class Maildrop(RingmailTestCase):
         self.assertEqual(env["sender"], f"{self.user.pw_name}@{HOSTNAME}")
         self.assertEqual([r["addr"] for r in env["rcpts"]], ["user@remote.example"])
         self.assertIn(b"\nSubject: while down\r\n", d.spool.df(qid))
-        self.assertIn(f"O{name}\n".encode(), d.spool.qf(qid), "the qf names the maildrop file")
+        self.assertIn(f"O{name}\n".encode(), d.spool.qf_envelope(qid),
+                      "the qf names the maildrop file")
         self.assertTrue(d.wait_log(rf"maildrop {re.escape(name)}: picked up, "
                                    rf"uid={self.user.pw_uid}", since_start=True))
         # queue.interval is 1s: later scans find nothing more to submit

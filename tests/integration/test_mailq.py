@@ -15,7 +15,7 @@ import unittest
 from pathlib import Path
 
 from delivery_support import DeliveryTestCase
-from ringmail_harness import parse_qf
+from ringmail_harness import parse_qf, split_qf
 
 # Deferred once, then left alone for the length of the test.
 SLOW_QUEUE = {"minimal_backoff": "1h", "maximal_backoff": "2h", "interval": "1h"}
@@ -29,7 +29,7 @@ def ringmail_bin(name: str) -> Path:
 def qf_fields(data: bytes) -> dict:
     """parse_qf plus the records it does not name: W as a number, the E reason trimmed."""
     env = parse_qf(data)
-    for line in data.decode().split("\n"):
+    for line in split_qf(data)[0].decode().split("\n"):  # the records, never inline data
         if line.startswith("E"):
             env["reason"] = line[1:].rstrip(" ") or None
         elif line.startswith("W"):

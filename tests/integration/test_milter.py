@@ -200,7 +200,7 @@ class Milter(DeliveryTestCase):
         time.sleep(1)
         self.assertEqual(sink.messages, [])
         # the qf's q record holds the reason, and the message waits for a person
-        reasons = [qf_decode(line[1:]).rstrip(" ") for line in d.spool.qf(qid).decode().split("\n")
+        reasons = [qf_decode(line[1:]).rstrip(" ") for line in d.spool.qf_envelope(qid).decode().split("\n")
                    if line.startswith("q")]
         self.assertEqual(reasons, ["held by the test filter"])
 

@@ -28,7 +28,7 @@ class Pipelining(RingmailTestCase):
         self.assertEqual(c.wait_closed(), b"", "nothing may follow the 221")
         self.assertEqual(d.spool.qids(), {qid})
         self.assertEqual(d.spool.split_df(qid)[1], message)
-        qf = d.spool.qf(qid)
+        qf = d.spool.qf_envelope(qid)
         for r in rcpts:
             self.assertIn(r.encode(), qf)
         self.assertIsNotNone(d.wait_log(rf"{qid}: from=<a@b\.example>, size=\d+, class=0, "
@@ -57,13 +57,13 @@ class Pipelining(RingmailTestCase):
         q2 = self.assertAccepted(c.reply())
         self.assertReply(c.reply(), 221)
         self.assertEqual(d.spool.qids(), {q1, q2})
-        qf1 = d.spool.qf(q1)
+        qf1 = d.spool.qf_envelope(q1)
         self.assertIn(b"one@mx.test", qf1)
         self.assertIn(b"two@mx.test", qf1)
         self.assertNotIn(b"remote.example", qf1)
         self.assertNotIn(b"three@", qf1)
-        self.assertIn(b"three@mx.test", d.spool.qf(q2))
-        self.assertNotIn(b"one@", d.spool.qf(q2))
+        self.assertIn(b"three@mx.test", d.spool.qf_envelope(q2))
+        self.assertNotIn(b"one@", d.spool.qf_envelope(q2))
 
     def test_more_recipients_than_the_limit(self):
         """RFC 5321 4.5.3.1.10: past limits.recipients each RCPT gets 452 4.5.3 and the

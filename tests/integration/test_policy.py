@@ -140,7 +140,7 @@ class FromChecks(PolicyCase):
         qid = self.send_held("hold@client.test", "quarantine=held for review")
         self.assertIn(qid, self.d.spool.qids())
         # a fixed-width field (a release blanks it in place)
-        self.assertRegex(self.d.spool.qf(qid), rb"\nqheld for review {145}\n")
+        self.assertRegex(self.d.spool.qf_envelope(qid), rb"\nqheld for review {145}\n")
         exe = Path(os.environ.get("RINGMAIL_BIN", "")) / "ringmail-queue"
         if not exe.exists():
             self.skipTest(f"{exe} is not built")
@@ -248,7 +248,7 @@ class ConnectChecks(PolicyCase):
         c = self.ehlo_from(self.d, "127.0.0.33")
         qid = self.assertAccepted(c.send_mail("a@client.test", [f"u@{HOSTNAME}"],
                                               make_message()))
-        self.assertRegex(self.d.spool.qf(qid), rb"\nqclient under review +\n")
+        self.assertRegex(self.d.spool.qf_envelope(qid), rb"\nqclient under review +\n")
 
     @unittest.skipUnless(ipv6_loopback_available(), "no IPv6 loopback")
     def test_ipv6(self):

@@ -51,7 +51,12 @@ class PrivDrop(RingmailTestCase):
         c = self.session(d)
         qid = self.assertAccepted(c.send_mail("a@b.example", [f"user@{HOSTNAME}"],
                                               make_message()))
-        for name in ("qf" + qid, "df" + qid):
+        # and one larger than the spool's 64 KiB write chunk, which has a df
+        big = self.assertAccepted(c.send_mail("a@b.example", [f"user@{HOSTNAME}"],
+                                              make_message(body=("b" * 78 + "\r\n") * 900)))
+        self.assertEqual(d.spool.data_location(qid), "qf")  # one file: its data in the qf
+        self.assertEqual(d.spool.data_location(big), "df")
+        for name in ("qf" + qid, "qf" + big, "df" + big):
             path = d.spool.file(name)
             self.assertEqual(path.stat().st_uid, u.pw_uid, path)
             # the hashed subdirectory the file is in belongs to ringmail too, mode 0700

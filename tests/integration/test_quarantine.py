@@ -83,7 +83,7 @@ class Quarantine(QueueToolCase):
         self.assertEqual((r.returncode, r.stdout), (0, f"{held} released\n"), r.stderr)
         # tried at once and deferred: still queued, no longer quarantined
         self.wait_log(d, rcpt_line(held, "bob@remote.test") + r".*stat=Deferred")
-        self.assertNotIn(b"held for review", d.spool.qf(held))
+        self.assertNotIn(b"held for review", d.spool.qf_envelope(held))
         out = self.mailq(d).stdout
         self.assertRegex(out, rf"{held} +\d+ ")
         self.assertNotIn("QUARANTINE", out)
@@ -98,7 +98,7 @@ class Quarantine(QueueToolCase):
         r = self.tool(d, "release", held)
         self.assertEqual((r.returncode, r.stdout), (0, f"{held} released\n"), r.stderr)
         self.assertEqual(qf_fields(d.spool.qf(held))["next"], 0)
-        self.assertIsNone(re.search(rb"\nq[^\n]*\S", d.spool.qf(held)))
+        self.assertIsNone(re.search(rb"\nq[^\n]*\S", d.spool.qf_envelope(held)))
         out = self.mailq(d).stdout
         self.assertIn(held, out)
         self.assertNotIn("QUARANTINE", out)

@@ -36,6 +36,12 @@ class QueueTools(QueueToolCase):
         switch = Switch()
         sink, d, envs = self.deferred_queue(sink_rcpt=switch)
         q1, q2, q3 = envs
+        # and one larger than the spool's 64 KiB write chunk: its qf and its df
+        q4 = self.send(d, "alice@client.test", ["frank@remote.test"],
+                       body=("f" * 78 + "\r\n") * 900)
+        self.wait_deferred(d, [q4])
+        self.assertEqual(d.spool.data_location(q2), "qf")  # one file, its data inside
+        self.assertEqual(d.spool.data_location(q4), "df")
         d.stop()
 
         r = self.tool(d, "hold", q1)
@@ -50,7 +56,10 @@ class QueueTools(QueueToolCase):
         r = self.tool(d, "delete", "-", stdin=f"\n  {q2}  \n")
         self.assertEqual((r.returncode, r.stdout), (0, f"{q2} deleted\n"), r.stderr)
         self.assertNotIn(q2, d.spool.qids())
-        self.assertNotIn("df" + q2, d.spool.names())
+        self.assertEqual([n for n in d.spool.names() if q2 in n], [])
+        r = self.tool(d, "delete", q4)
+        self.assertEqual((r.returncode, r.stdout), (0, f"{q4} deleted\n"), r.stderr)
+        self.assertEqual([n for n in d.spool.names() if q4 in n], [], "qf and df both gone")
 
         before = qf_fields(d.spool.qf(q3))
         r = self.tool(d, "requeue", "Rerin@")
@@ -81,7 +90,8 @@ class QueueTools(QueueToolCase):
         time.sleep(1.5)
         self.assertIn(q1, d.spool.qids())
         self.assertEqual(qf_fields(d.spool.qf(q1))["next"], HELD)
-        self.assertFalse({"bob@remote.test", "carol@remote.test"} & self.delivered_to(sink))
+        self.assertFalse({"bob@remote.test", "carol@remote.test", "frank@remote.test"}
+                         & self.delivered_to(sink))
 
     def test_running_daemon_without_its_socket(self):
         """The lock is held, the socket gone: the daemon runs but cannot be asked, so

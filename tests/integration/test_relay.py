@@ -69,7 +69,7 @@ class RelayDenied(RingmailTestCase):
         self.assertReply(self.c.cmd(f"RCPT TO:<user@{HOSTNAME}>"), 250, "2.1.5")
         r354, final = self.c.data(make_message())
         qid = self.assertAccepted(final)
-        qf = self.d.spool.qf(qid)
+        qf = self.d.spool.qf_envelope(qid)
         self.assertNotIn(b"host.example", qf)
         self.assertIsNotNone(self.d.wait_log(rf"{qid}: from=<a@b\.example>, .*nrcpts=1,"))
 
@@ -91,7 +91,7 @@ class RelayFromClient(RingmailTestCase):
         c = self.session(d)
         qid = self.assertAccepted(c.send_mail("a@b.example", ["user@remote.example"],
                                               make_message()))
-        self.assertIn(b"user@remote.example", d.spool.qf(qid))
+        self.assertIn(b"user@remote.example", d.spool.qf_envelope(qid))
 
     def test_relay_from_explicit_network(self):
         d = self.daemon(relay_from=[TEST_NET, "127.0.0.0/8"])

@@ -37,9 +37,12 @@ class SpoolDirectory(RingmailTestCase):
         return c.send_mail("a@b.example", [f"user@{HOSTNAME}"], make_message(subject=subject))
 
     def assertStoredIn(self, path, qid):
-        names = Spool(path).names()
-        self.assertIn("qf" + qid, names)
-        self.assertIn("df" + qid, names)
+        """The message is in that spool with its data: small, it is one file, its qf holding
+        the data (and no df)."""
+        spool = Spool(path)
+        self.assertIn("qf" + qid, spool.names())
+        self.assertEqual(spool.data_location(qid), "qf")
+        self.assertIn(b"\r\nSubject: ", spool.df(qid))
 
     def assertSpoolSound(self, d):
         st = os.stat(d.spool.path)

@@ -41,6 +41,7 @@ class SpoolLock(RingmailTestCase):
 
         c.send(b".\r\n")
         qid = self.assertAccepted(c.reply())
+        self.assertEqual(d1.spool.data_location(qid), "df")  # too large to be one file
         self.assertEqual(d1.spool.df(qid), d1.spool.split_df(qid)[0] + msg)
         self.assertTrue(d1.alive())
 
@@ -60,6 +61,8 @@ class SpoolHygiene(RingmailTestCase):
         outside.write_bytes(b"not a queue file\n")
         qid2 = "0000000000000002"
         os.symlink(outside, spool / f"qf{qid2}")  # never followed
+        qid3 = "0000000000000003"
+        os.mkfifo(spool / f"qf{qid3}")            # with no df: a one-file message's name
         d.start()
         log = d.log()
         # left at the top (as by hash_depth 0), moved into their subdirectory, set aside there
@@ -67,14 +70,19 @@ class SpoolHygiene(RingmailTestCase):
                               rf"not a regular file")
         self.assertRegex(log, rf"{qid2}: damaged queue file moved to [0-9a-f]/Qf{qid2}: qf{qid2} "
                               rf"is a symbolic link")
+        self.assertRegex(log, rf"{qid3}: damaged queue file moved to [0-9a-f]/Qf{qid3}: "
+                              rf"qf{qid3} is not a regular file")
         self.assertTrue(d.spool.file(f"Qf{QID}").exists())
+        self.assertTrue(d.spool.file(f"Qf{qid3}").exists())
         self.assertTrue(os.path.islink(d.spool.file(f"Qf{qid2}")))
         self.assertEqual(outside.read_bytes(), b"not a queue file\n")
         # and the daemon works
         c = self.session(d)
         qid = self.assertAccepted(c.send_mail("a@b.example", [f"user@{HOSTNAME}"],
                                               make_message()))
-        self.assertEqual(parse_qf(d.spool.qf(qid))["qid"], qid)
+        env = parse_qf(d.spool.qf(qid))
+        self.assertEqual(env["qid"], qid)
+        self.assertIsNotNone(env["inline_data"], "a small message is one file")
         self.assertEqual(d.stop(), 0)
 
 

@@ -3,8 +3,9 @@ and the SMTP sessions on submission.socket, which know their caller by SO_PEERCR
 (docs/config.md, `submission`; docs/logs.md, "Local submission").
 
 Clients run as root and, through setpriv, as the unprivileged user nobody; the tests that
-need both skip when not run as root. Messages are checked in the spool (the qf and df
-files, docs/queue.md): nothing is delivered (the test resolver answers nothing)."""
+need both skip when not run as root. Messages are checked in the spool (the qf, and the
+data wherever it is: inside the qf of a one-file message, else the df; docs/queue.md):
+nothing is delivered (the test resolver answers nothing)."""
 
 import json
 import os
@@ -98,6 +99,7 @@ class Submission(RingmailTestCase):
         return m.group(1)
 
     def df(self, qid: str) -> bytes:
+        """The message's data: inside the qf (a one-file message) or the df."""
         return self.d.spool.df(qid)
 
     def header(self, qid: str) -> str:
@@ -365,7 +367,7 @@ class Maildrop(Submission):
                                         ["a@remote.example"], b"Subject: s\r\n\r\nx\r\n",
                                         user="nobody"))
         self.assertFalse(f.exists())
-        qf = self.d.spool.qf(qid).decode()
+        qf = self.d.spool.qf_envelope(qid).decode()
         self.assertIn("\nO1700000000.123.abcdef\n", qf)
 
     def test_xmaildrop_file_of_another_user_kept(self):

@@ -204,7 +204,7 @@ static void test_forged_mailbox(void **state)
     rq.op = 7;
     test_refused(&rq, LOCAL_FAILED, "5.3.0", "malformed");
     rq = test_request(LOCAL_OP_MAILBOX, 0, "alice", "");
-    rq.version = 2;
+    rq.version = LOCAL_PROTO_VERSION + 1;
     test_refused(&rq, LOCAL_FAILED, "5.3.0", "malformed");
 }
 

@@ -163,6 +163,25 @@ static void test_mbox_format(void **state)
     assert_int_equal(access(lock, F_OK), -1);
 }
 
+/* A message that is one spool file: the agent gets the qf and reads from data_offset on;
+ * nothing of the envelope before it reaches the mailbox. */
+static void test_mbox_data_offset(void **state)
+{
+    (void)state;
+    static const char qf[] = "V1\nIabc\nRP 00 - a@b\n=\nSubject: one file\r\n\r\nbody\r\n";
+    char path[256];
+    path_in(path, sizeof path, "offset");
+    int fd = df_make(qf, strlen(qf));
+    struct mailbox_msg m = msg_of(fd, "a@b");
+    m.data_offset = (uint64_t)(strstr(qf, "\n=\n") + 3 - qf);
+    struct local_reply r = {0};
+    mailbox_mbox(path, &m, &r);
+    close(fd);
+    assert_reply(&r, LOCAL_DELIVERED, "2.0.0");
+    assert_file_is(path, "From a@b " FROM_DATE "\nReturn-Path: <a@b>\n"
+                         "Subject: one file\n\nbody\n\n");
+}
+
 /* The df is read in 16 KiB pieces: a CRLF and a "From " cut by a piece's end. */
 static void test_mbox_chunk_edges(void **state)
 {
@@ -510,6 +529,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mbox_format),
+        cmocka_unit_test(test_mbox_data_offset),
         cmocka_unit_test(test_mbox_chunk_edges),
         cmocka_unit_test(test_mbox_symlink_refused),
         cmocka_unit_test(test_mbox_not_regular_refused),

@@ -293,7 +293,9 @@ static void wait_file_count(unsigned n)
     assert_int_equal(count_files(), n);
 }
 
-/* The committed message: df holds `data`, qf parses back to test_env with id and size. */
+/* The committed message: qf parses back to test_env with id and size, and the data is
+ * `data`: in the qf after the envelope when it is smaller than write_chunk (64 KiB here:
+ * one file, no df), else in the df. */
 static void assert_committed(const char *qid, const void *data, size_t len)
 {
     for (unsigned i = 0; i < MAX_MSGS; i++)
@@ -301,15 +303,24 @@ static void assert_committed(const char *qid, const void *data, size_t len)
     size_t n;
     char err[128];
     struct envelope e;
-    char *df = slurp("df", qid, &n);
-    assert_non_null(df);
-    assert_int_equal(n, len);
-    assert_memory_equal(df, data, len);
-    free(df);
     char *qf = slurp("qf", qid, &n);
     assert_non_null(qf);
     if (envelope_parse(qf, n, &e, err, sizeof(err)) < 0)
         fail_msg("qf: %s", err);
+    if (len < 65536) {
+        assert_true(e.data_inline);
+        assert_int_equal(n - e.data_offset, len);
+        assert_memory_equal(qf + e.data_offset, data, len);
+        assert_false(exists("df", qid));
+    } else {
+        assert_false(e.data_inline);
+        size_t dn;
+        char *df = slurp("df", qid, &dn);
+        assert_non_null(df);
+        assert_int_equal(dn, len);
+        assert_memory_equal(df, data, len);
+        free(df);
+    }
     assert_string_equal(e.qid, qid);
     assert_int_equal(e.size, len);
     assert_string_equal(e.sender, test_env.sender);
@@ -403,7 +414,7 @@ static void test_commit_small(void **state)
     on_worker(job_write, &j, 1);
     assert_int_equal(results[0].err, 0);
     assert_committed(results[0].qid, msg, j.len);
-    assert_int_equal(count_files(), 2);
+    assert_int_equal(count_files(), 1); /* one file: the qf holds the data */
     on_worker(job_stats, &st, 1);
     assert_int_equal(st.commits, 1);
     assert_int_equal(st.dir_syncs, 1);
@@ -446,7 +457,7 @@ static void test_group_commit(void **state)
         assert_true(exists("qf", results[i].qid));
     }
     assert_committed(results[MAX_MSGS - 1].qid, data, 1024);
-    assert_int_equal(count_files(), 2 * MAX_MSGS);
+    assert_int_equal(count_files(), MAX_MSGS);
     on_worker(job_stats, &st, 1);
     print_message("group commit: %" PRIu64 " commits, %" PRIu64 " directory fsyncs\n", st.commits,
                   st.dir_syncs);
@@ -646,7 +657,7 @@ static void test_follow_renamed(void **state)
     on_worker(job_commit_first, NULL, 1);
     assert_int_equal(results[0].err, -ESTALE);
     assert_int_equal(count_files_in(moved), 0);
-    assert_int_equal(count_files(), 2);
+    assert_int_equal(count_files(), 1);
     free(big);
 }
 
@@ -868,6 +879,7 @@ struct op_result {
 
 static bool in_call;
 static const char *op_qid;
+static bool op_inline; /* the message is one file: what its envelope says */
 static struct envelope op_env;
 static size_t op_idx[4];
 static size_t op_n;
@@ -928,7 +940,7 @@ static void job_delete(void *arg)
 {
     struct op_result *r = arg;
     in_call = true;
-    r->ret = spool_delete(sw, op_qid, op_done, r);
+    r->ret = spool_delete(sw, op_qid, op_inline, op_done, r);
     in_call = false;
     if (r->ret)
         sem_post(&job_sem);
@@ -938,7 +950,7 @@ static void job_remove(void *arg)
 {
     struct op_result *r = arg;
     in_call = true;
-    r->ret = spool_remove(sw, op_qid, op_done, r);
+    r->ret = spool_remove(sw, op_qid, op_inline, op_done, r);
     in_call = false;
     if (r->ret)
         sem_post(&job_sem);
@@ -986,6 +998,8 @@ static void test_ops_load_update_remove(void **state)
     assert_int_equal(r.len, sizeof(msg) - 1);
     assert_memory_equal(r.data, msg, r.len);
     assert_int_equal(r.data[r.len], '\0');
+    assert_true(r.env.data_inline); /* small: one file */
+    op_inline = true;
 
     /* Recipient 1 delivered, the second attempt due at a later time. */
     op_env = r.env;
@@ -1035,6 +1049,29 @@ static void test_ops_load_update_remove(void **state)
     assert_int_equal(r.err, 0);
 }
 
+/* A message of a write_chunk or more keeps its df: loaded from there, removed with it. */
+static void test_ops_two_files(void **state)
+{
+    (void)state;
+    size_t len = 70000;
+    char *data = pattern(len);
+    commit_one(data, len);
+    const char *qid = results[0].qid;
+    assert_true(exists("df", qid));
+    struct op_result r = run_op(job_load, qid);
+    assert_int_equal(r.err, 0);
+    assert_false(r.env.data_inline);
+    assert_int_equal(r.env.data_offset, 0);
+    assert_int_equal(r.len, len);
+    assert_memory_equal(r.data, data, len);
+    op_result_free(&r);
+    op_inline = false;
+    r = run_op(job_delete, qid);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(count_files(), 0);
+    free(data);
+}
+
 /* The queue tools' operations: the envelope alone (no df read), a held schedule and a
  * cleared reason written in place, a qf from before the reason record updated without
  * one, and a delete (files gone, directory fsynced). */
@@ -1062,6 +1099,7 @@ static void test_ops_envelope_hold_delete(void **state)
     assert_null(r.env.last_reason);
     op_result_free(&r);
 
+    op_inline = true;
     r = run_op(job_delete, qid);
     assert_int_equal(r.ret, 0);
     assert_int_equal(r.err, 0);
@@ -1154,6 +1192,24 @@ static void test_ops_load_damaged(void **state)
         r = run_op(job_load, qid);
         assert_int_equal(r.err, -ENOENT);
     }
+
+    /* One file whose data was cut short: the parse sees it, as a short df. */
+    commit_one("Subject: cut\r\n\r\n", 17);
+    char qid[QID_LEN + 1], path[256];
+    memcpy(qid, results[0].qid, sizeof(qid));
+    path_of(path, sizeof(path), "qf", qid);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(truncate(path, st.st_size - 2), 0);
+    struct op_result r;
+    op_qid = qid;
+    char *log = capture_log(run_damaged_load, &r);
+    assert_int_equal(r.err, -EBADMSG);
+    if (!strstr(log, "truncated: 15 octets of data, the L record says 17"))
+        fail_msg("log lacks the reason: %s", log);
+    free(log);
+    assert_true(exists("Qf", qid));
+    assert_int_equal(count_files(), 6); /* four Qf (this one alone) and two df above */
 }
 
 /* A caller's mistakes: an envelope that was not parsed (no offsets), an index out of
@@ -1486,6 +1542,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_then_scan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ops_load_update_remove, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ops_envelope_hold_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ops_two_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ops_load_damaged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ops_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layout_spread, setup, teardown),

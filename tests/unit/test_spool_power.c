@@ -605,12 +605,14 @@ static int found_fn(void *arg, const struct envelope *e)
         if (strcmp(e->qid, msgs[i].qid) != 0)
             continue;
         char name[32];
-        size_t len = 0;
-        assert_true(spool_msg_path(fo->sp, "df", e->qid, name, sizeof(name)) > 0);
+        size_t len = 0, off = e->data_inline ? e->data_offset : 0;
+        /* the data follows the envelope in the qf (one file), or is the df */
+        assert_true(
+            spool_msg_path(fo->sp, e->data_inline ? "qf" : "df", e->qid, name, sizeof(name)) > 0);
         char *df = read_file(fo->dir, name, &len);
         fo->seen[i] = true;
-        if (!msgs[i].committed || !df || len != msgs[i].len || memcmp(df, msgs[i].data, len) != 0 ||
-            e->size != len) {
+        if (!msgs[i].committed || !df || len - off != msgs[i].len ||
+            memcmp(df + off, msgs[i].data, len - off) != 0 || e->size != len - off) {
             print_error("message %d (%s) recovered but not as committed\n", i, e->qid);
             fo->bad = true;
         }
@@ -979,7 +981,7 @@ static void upd_power_cuts(int order, unsigned seed, bool delete_only)
         struct upd_check c = {.removing = delete_only};
         fs.trace_len = 0;
         if (delete_only) {
-            assert_int_equal(spool_delete(sw, qid, upd_done, &removed), 0);
+            assert_int_equal(spool_delete(sw, qid, true, upd_done, &removed), 0);
         } else {
             struct envelope e;
             const struct inode *in = &fs.ino[qf_ino];
@@ -999,7 +1001,7 @@ static void upd_power_cuts(int order, unsigned seed, bool delete_only)
             c.gone = delete_only && removed == 1;
             if (updated == 1 && !c.removing) {
                 c.removing = true;
-                assert_int_equal(spool_remove(sw, qid, upd_done, &removed), 0);
+                assert_int_equal(spool_remove(sw, qid, true, upd_done, &removed), 0);
             }
             if (step == cut) {
                 upd_cut(cut, qf_ino, &c);
