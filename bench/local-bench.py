@@ -38,6 +38,7 @@ default_destination_concurrency_limit 20. Every run counts the deferrals in each
 
   bench/local-bench.py                                   both MTAs, both modes
   bench/local-bench.py --daemon build-x/ringmaild --modes maildir --messages 2000 --repeats 3
+  RINGMAILD_B=old/ringmaild bench/local-bench.py         another build beside this one, run by run
 
 The spools, queues, homes and Dovecot live in a temporary directory under $WORK_DIR
 (default /var/tmp: it must be on a disk, not a tmpfs), removed at the end.
@@ -236,8 +237,8 @@ service lmtp {{
 class LocalRingmail(rb.Ringmail):
     """ringmaild (1 worker, CPU 0) delivering bench.test's users into Maildir/ or to LMTP."""
 
-    def __init__(self, bench, mode):
-        super().__init__(bench, "p256", 1)
+    def __init__(self, bench, mode, label="ringmail", daemon=None):
+        super().__init__(bench, "p256", 1, label=label, daemon=daemon)
         self.cpus = SERVER_CPUS
         self.mode = mode
 
@@ -263,7 +264,7 @@ class LocalRingmail(rb.Ringmail):
 
     def stop(self):
         if self.proc:
-            shutil.copy(self.log_path, self.bench.results / f"ringmail-{self.mode}.log")
+            shutil.copy(self.log_path, self.bench.results / f"{self.label}-{self.mode}.log")
         super().stop()
 
 
@@ -464,6 +465,8 @@ class LocalBench:
             ss = []
             if "ringmail" in self.servers_wanted:
                 ss.append(LocalRingmail(self, mode))
+                if os.environ.get("RINGMAILD_B"):
+                    ss.append(LocalRingmail(self, mode, "build-b", os.environ["RINGMAILD_B"]))
             if "postfix" in self.servers_wanted:
                 ss.append(LocalPostfix(self, mode))
             for s in ss:
@@ -487,10 +490,8 @@ class LocalBench:
             row += [rb.fmt(r["rate"]), " / ".join(rb.fmt(x) for x in r["runs"]),
                     rb.fmt(r["accept"]), f"{rb.fmt(r['us'])} ({rb.fmt(r['user_us'])})",
                     rb.fmt(r["dovecot_us"]) if r["dovecot_us"] else "—", r["problems"] or "ok"]
-        if len(labels) == 2:
-            a, b = res[labels[0]], res[labels[1]]
-            row += [f"{a['rate'] / b['rate']:.2f}" if a["rate"] and b["rate"] else "—",
-                    f"{b['us'] / a['us']:.2f}" if a["us"] and b["us"] else "—"]
+        for x, y in rb.ratio_pairs(labels):
+            row += rb.ratio_cells(res[x], res[y])
         row.append(rb.pct(max(r["other"] or 0 for r in res.values())))
         return row
 
@@ -510,8 +511,8 @@ class LocalBench:
         for label in labels:
             head += [f"{label} deliveries/s", "runs", "accepted/s", "MTA CPU µs/msg (user)",
                      "Dovecot CPU µs/msg", "check"]
-        if len(labels) == 2:
-            head += [f"rate {labels[0]}/{labels[1]}", f"CPU {labels[1]}/{labels[0]}"]
+        for x, y in rb.ratio_pairs(labels):
+            head += [f"rate {x}/{y}", f"CPU {y}/{x}"]
         head.append("other CPU")
         self.out(rb.md_table(head, table))
         self.out()

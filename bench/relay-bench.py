@@ -33,6 +33,7 @@ Progress on stderr; Markdown on stdout and in <out>/summary.md, every run's JSON
   bench/relay-bench.py                        ringmaild and Postfix (builds build-bench/)
   bench/relay-bench.py --servers postfix      Postfix alone (no ringmaild needed)
   BUILD=0 bench/relay-bench.py --daemon build-x/ringmaild --servers ringmail --quick
+  RINGMAILD_B=old/ringmaild bench/relay-bench.py   another build beside this one, run by run
 
 Run as root (Postfix's instance, cgroups). Loopback only.
 """
@@ -77,16 +78,13 @@ def log(msg):
 class RelayRingmail(rb.Ringmail):
     """ringmaild (1 worker, CPU 0) relaying everything that is not local to the sink."""
 
-    def __init__(self, bench, sink_port):
-        super().__init__(bench, "p256", 1)
+    def __init__(self, bench, sink_port, label="ringmail", daemon=None):
+        super().__init__(bench, "p256", 1, label=label, daemon=daemon)
         self.cpus = SERVER_CPUS
         self.sink_port = sink_port
 
-    def config(self, port, spool):
-        return super().config(port, spool) + "\n".join([
-            "routing:",
-            f'  smart_host: "[127.0.0.1]:{self.sink_port}"',
-            ""])
+    def routing(self):
+        return {**super().routing(), "smart_host": f"[127.0.0.1]:{self.sink_port}"}
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -296,6 +294,8 @@ class RelayBench:
         ss = []
         if "ringmail" in self.servers_wanted:
             ss.append(RelayRingmail(self, self.sink.port))
+            if os.environ.get("RINGMAILD_B"):
+                ss.append(RelayRingmail(self, self.sink.port, "build-b", os.environ["RINGMAILD_B"]))
         if "postfix" in self.servers_wanted:
             ss.append(RelayPostfix(self, self.sink.port))
         for s in ss:
@@ -327,10 +327,8 @@ class RelayBench:
                     rb.fmt(r["accept"]), rb.fmt(r["us"]), rb.fmt(r["user_us"]), rb.pct(r["util"]),
                     rb.pct(r["client"]),
                     rb.fmt(r["out_sess"]), r["problems"] or "ok"]
-        if len(labels) == 2:
-            a, b = res[labels[0]], res[labels[1]]
-            row += [f"{a['rate'] / b['rate']:.2f}" if b["rate"] else "—",
-                    f"{b['us'] / a['us']:.2f}" if a["us"] and b["us"] else "—"]
+        for x, y in rb.ratio_pairs(labels):
+            row += rb.ratio_cells(res[x], res[y])
         row.append(rb.pct(max(r["other"] for r in res.values())))
         return row
 
@@ -348,8 +346,8 @@ class RelayBench:
         for label in labels:
             head += [f"{label} delivered msg/s", "runs", "accepted msg/s", "server CPU µs/msg",
                      "of which user µs/msg", "server CPU", "source+sink CPU", "outbound sess", "check"]
-        if len(labels) == 2:
-            head += [f"rate {labels[0]}/{labels[1]}", f"CPU {labels[1]}/{labels[0]}"]
+        for x, y in rb.ratio_pairs(labels):
+            head += [f"rate {x}/{y}", f"CPU {y}/{x}"]
         head.append("other CPU")
         self.out(rb.md_table(head, table))
         self.out()

@@ -38,9 +38,11 @@ seconds at most) for the rest of the machine to be quiet, and records "other CPU
 Progress goes to stderr; Markdown tables to stdout and results/<UTC stamp>/summary.md, with the
 exact commands; every raw JSON and handshake-cpu.png go to bench/results/<UTC stamp>/.
 
+Sections: breakdown is the handshakes' breakdown and the durable messages' ("durable" alone
+runs the second: the spool's cost, without the handshakes).
 Environment: BUILD=0 skips the build, QUIET_WAIT [30] seconds, RINGMAILD_B=PATH another
-ringmaild for the breakdown section (a build of an earlier commit: before and after in one
-run). Loopback only.
+ringmaild for the breakdown and durable sections (a build of an earlier commit: before and
+after in one run). Loopback only.
 """
 
 import argparse
@@ -67,7 +69,8 @@ POSTFIX_SH = ROOT / "bench" / "postfix.sh"
 PLOT_GP = ROOT / "bench" / "plot.gp"
 CGROUP_ROOT = Path("/sys/fs/cgroup/cpuacct")
 HZ = os.sysconf("SC_CLK_TCK")
-SECTIONS = ["handshake", "resume", "tls12", "breakdown", "messages", "access", "milter", "scaling", "idle"]
+SECTIONS = ["handshake", "resume", "tls12", "breakdown", "durable", "messages", "access", "milter", "scaling",
+            "idle"]
 
 GROUPS = ["X25519", "P-256", "P-384", "P-521", "ffdhe2048"]
 CERTS = ["ECDSA-P256", "ECDSA-P384", "ECDSA-P521", "RSA-2048"]
@@ -313,7 +316,7 @@ class Ringmail:
             # LUSER_RELAY takes it, as the integration tests do, to a port where nothing
             # listens, tried once an hour, so every message is accepted and none delivered
             # during the runs (each costs one refused connection and its queue file update)
-            'routing: {luser_relay: "[127.0.0.1]:9"}',
+            "routing: {" + ", ".join(f'{k}: "{v}"' for k, v in self.routing().items()) + "}",
             "queue: {minimal_backoff: 1h, maximal_backoff: 2h, interval: 1h}",
             "limits:",
             "  connections: 20000",
@@ -331,6 +334,11 @@ class Ringmail:
             f"    - {{cert: {certs / (self.pair + '.chain.pem')}, key: {certs / (self.pair + '.key')}}}"]
             + ([] if self.one_cert else [f"    - {{cert: {certs / 'rsa.chain.pem'}, key: {certs / 'rsa.key'}}}"])
             + [""])
+
+    @staticmethod
+    def routing():
+        """The routing: map (a subclass adds to it)."""
+        return {"luser_relay": "[127.0.0.1]:9"}
 
     def start(self):
         b = self.bench
@@ -733,6 +741,20 @@ def fmt(v, digits=0):
     return f"{v:,.{digits}f}"
 
 
+def ratio_pairs(labels):
+    """Which servers' rates and CPU to compare: each ringmaild against Postfix when it ran,
+    else the first server against the second (relay-bench, local-bench)."""
+    if "Postfix" in labels:
+        return [(x, "Postfix") for x in labels if x != "Postfix"]
+    return [(labels[0], labels[1])] if len(labels) == 2 else []
+
+
+def ratio_cells(a, b):
+    """a's rate over b's, and b's CPU per unit over a's, from two summaries."""
+    return [f"{a['rate'] / b['rate']:.2f}" if a["rate"] and b["rate"] else "—",
+            f"{b['us'] / a['us']:.2f}" if a["us"] and b["us"] else "—"]
+
+
 def pct(v):
     return f"{v * 100:.0f}%"
 
@@ -969,7 +991,6 @@ class Bench:
                 self.stop(ss)
         table = [self.breakdown_line(*row) for row in rows]
         self.breakdown_section(table, variants)
-        self.breakdown_messages()
 
     def breakdown_section(self, table, variants):
         head = ["variant", "certificate", "in flight", "ringmail hs/s", "server µs/hs", "user µs",
@@ -1413,6 +1434,8 @@ class Bench:
             self.plot()
         if "breakdown" in self.sections:
             self.breakdown()
+        if "breakdown" in self.sections or "durable" in self.sections:
+            self.breakdown_messages()
         if "messages" in self.sections:
             self.messages()
         if "access" in self.sections:
@@ -1491,7 +1514,7 @@ def main():
             die(f"no {exe}")
     if not CEILING.exists():
         log(f"no {CEILING.relative_to(ROOT)}: the ceiling columns stay empty")
-    if "breakdown" in args.sections.split(",") and not shutil.which("perf"):
+    if {"breakdown", "durable"} & set(args.sections.split(",")) and not shutil.which("perf"):
         log("no perf (Debian's linux-perf): the breakdown's counts per handshake and message stay empty")
     run_to_end(Bench, args)
 
