@@ -18,10 +18,11 @@ has received every one of them and the relay's queue is empty. Per run:
   outbound sess     sessions the sink saw end during the run (the relay's connection reuse;
                     connections still cached at the end are not counted)
 
-1 message per connection: one `smtp-source -s SESSIONS -m N`. 20 per connection: SESSIONS lanes,
-each running `smtp-source -d -s 1 -m 20` again and again (smtp-source -d alone keeps one
-connection for all of a session's messages). Pinning (2 CPUs): the relay on CPU 0, smtp-source
-and smtp-sink on CPU 1. Both relays keep their defaults for the next hop: 20 connections per
+1 message per connection: one `smtp-source -s SESSIONS -m N`. 20 per connection: one
+`bench/smtp_load -M msg -c SESSIONS -n N -m 20` (smtp-source -d keeps one connection for all
+of a session's messages, so it had to run once per connection, and starting a process per 20
+messages filled the client CPU: the relay waited for its load). Pinning (2 CPUs): the relay
+on CPU 0, the load generator and smtp-sink on CPU 1. Both relays keep their defaults for the next hop: 20 connections per
 destination at most (ringmail's delivery.destination_concurrency, Postfix's
 default_destination_concurrency_limit), connection cache on. Postfix's smtpd process limit is
 raised to 300 so that 256 inbound sessions are served at once (ringmaild has no such limit).
@@ -49,7 +50,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -128,38 +128,31 @@ class RelayPostfix(rb.Postfix):
 
 
 def source_cmd(port, sessions, count, per_conn):
-    cmd = [SMTP_SOURCE, "-s", sessions, "-m", count, "-l", MSG_SIZE, "-f", SENDER, "-t", RCPT,
-           "-M", HELO]
-    if per_conn > 1:
-        cmd.append("-d")
-    return ["taskset", "-c", CLIENT_CPUS] + [str(c) for c in cmd] + [f"127.0.0.1:{port}"]
+    """1 message per connection: smtp-source. More: bench/smtp_load, which keeps each of its
+    sessions for per_conn messages (smtp-source can only keep one for all of them, so it
+    would have to run once per connection: its process starts then filled the client CPU)."""
+    if per_conn == 1:
+        cmd = [SMTP_SOURCE, "-s", sessions, "-m", count, "-l", MSG_SIZE, "-f", SENDER, "-t", RCPT,
+               "-M", HELO, f"127.0.0.1:{port}"]
+    else:
+        cmd = [rb.LOAD, "-M", "msg", "-s", f"127.0.0.1:{port}", "-c", sessions, "-n", count,
+               "-m", per_conn, "-S", MSG_SIZE, "-f", SENDER, "-r", RCPT, "--ehlo", HELO,
+               "--max-time", 3600, "-q"]
+    return ["taskset", "-c", CLIENT_CPUS] + [str(c) for c in cmd]
 
 
 def run_sources(port, per_conn, sessions, n):
     """Sends n messages; (seconds, errors)."""
     errors = []
     t0 = time.monotonic()
-    if per_conn == 1:
-        p = subprocess.run(source_cmd(port, sessions, n, 1), stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True)
-        if p.returncode:
-            errors.append(p.stderr.strip()[-300:])
-        return time.monotonic() - t0, errors
-    rounds = n // (per_conn * sessions)
-
-    def lane():
-        for _ in range(rounds):
-            p = subprocess.run(source_cmd(port, 1, per_conn, per_conn),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            if p.returncode:
-                errors.append(p.stderr.strip()[-300:])
-                return
-
-    lanes = [threading.Thread(target=lane) for _ in range(sessions)]
-    for t in lanes:
-        t.start()
-    for t in lanes:
-        t.join()
+    p = subprocess.run(source_cmd(port, sessions, n, per_conn), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True)
+    if p.returncode:
+        errors.append(p.stderr.strip()[-300:])
+    elif per_conn > 1:
+        res = json.loads(p.stdout.splitlines()[0])
+        if res.get("errors_total") or res.get("messages", 0) < n:
+            errors.append(f"smtp_load: {p.stdout.splitlines()[0][:300]}")
     return time.monotonic() - t0, errors
 
 
@@ -361,7 +354,7 @@ class RelayBench:
                  f"{POSTFIX_PROCESS_LIMIT} bench/postfix.sh start ...")
         self.out(f"- sink: `taskset -c {CLIENT_CPUS} {' '.join(self.sink.argv()).replace(str(self.sink.port), '$SINK')}`")
         self.out(f"- source, 1/conn: `{' '.join(source_cmd('$PORT', '$SESSIONS', '$N', 1))}`")
-        self.out(f"- source, 20/conn, per lane: `{' '.join(source_cmd('$PORT', 1, 20, 20))}`")
+        self.out(f"- source, 20/conn: `{' '.join(source_cmd('$PORT', '$SESSIONS', '$N', 20))}`")
         log(f"done: {self.summary}")
 
     def cleanup(self):
