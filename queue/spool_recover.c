@@ -5,9 +5,9 @@
  *
  * The rule that makes recovery simple: a message exists exactly when its qf exists,
  * because the commit renames tf→qf only after its files (df and tf, or a tf holding the
- * data too) are durable. Anything else is an
- * unacknowledged leftover and is removed; a qf that does not hold together is kept for a
- * person as "Qf<qid>" (sendmail's name), with its df. Nothing here follows a symbolic
+ * data too) are durable. Anything else is an unacknowledged leftover and is removed; a qf
+ * that does not hold together is kept for a person as "Qf<qid>" (sendmail's name), with
+ * its df if it has one. Nothing here follows a symbolic
  * link or reads anything but a regular file: the spool is ours, but what an accident or
  * a person put in it must neither redirect us nor hang the start-up.
  */
@@ -201,10 +201,10 @@ static const char *spool_base(const char *path)
 
 /* Reads and checks one message: the qf parses, names its own id, and its data is there
  * with exactly the recorded size: in the qf (the parse checks its length), or the df (a
- * stat: the df's inode was written next to the qf's, so it is usually read with it). Both must be
- * regular files: a FIFO would block the read (and start-up with it) forever, a symbolic link would
- * read or later write a file outside the spool. `dpath` NULL: there is no df. 0, or -1 with the
- * reason in `why`. */
+ * stat: the df's inode was written next to the qf's, so it is usually read with it). Both
+ * must be regular files: a FIFO would block the read (and start-up with it) forever, a
+ * symbolic link would read or later write a file outside the spool. `dpath` NULL: there
+ * is no df. 0, or -1 with the reason in `why`. */
 static int spool_check(int dirfd, const char *qid, const char *qpath, const char *dpath,
                        struct envelope *e, char *why, size_t whylen)
 {
