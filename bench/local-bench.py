@@ -41,7 +41,9 @@ default_destination_concurrency_limit 20. Every run counts the deferrals in each
   RINGMAILD_B=old/ringmaild bench/local-bench.py         another build beside this one, run by run
 
 The spools, queues, homes and Dovecot live in a temporary directory under $WORK_DIR
-(default /var/tmp: it must be on a disk, not a tmpfs), removed at the end.
+(default /var/tmp: it must be on a disk, not a tmpfs), removed at the end; with --fs-image
+GIB, on a fresh ext4 with a journal loop-mounted from an image there (for a machine whose own
+file system is not what a mail server would run on: see docs/benchmarks.md).
 
 Run as root (useradd, Postfix's instance, Dovecot, cgroups). Loopback only. Markdown on
 stdout and in <out>/summary.md, every run's JSON beside it (default out:
@@ -144,8 +146,8 @@ class Dovecot:
     """A private Dovecot with only an LMTP unix listener; users rmlb* deliver as nobody into
     base/mail/USER/Maildir."""
 
-    def __init__(self, base: Path, users, results: Path):
-        self.base, self.users, self.results = base, users, results
+    def __init__(self, base: Path, users, results: Path, cpus: str):
+        self.base, self.users, self.results, self.cpus = base, users, results, cpus
         self.mail = base / "mail"
         self.sock = base / "run" / "lmtp"
         self.proc = None
@@ -194,7 +196,7 @@ service lmtp {{
         conf = self.base / "dovecot.conf"
         conf.write_text(self.config())
         with open(self.base / "dovecot.stderr", "wb") as err:
-            self.proc = subprocess.Popen(["taskset", "-c", CLIENT_CPUS, DOVECOT, "-F", "-c",
+            self.proc = subprocess.Popen(["taskset", "-c", self.cpus, DOVECOT, "-F", "-c",
                                           str(conf)], stdout=subprocess.DEVNULL, stderr=err,
                                          preexec_fn=self.acct.join)
         self.acct.root_pid = self.proc.pid
@@ -341,6 +343,7 @@ def measure(bench, server, name):
     f0 = server.deferrals()
     c0, u0 = server.acct.read()
     d0 = dove.acct.read()[0] if dove else 0.0
+    j0 = bench.fs.journal_cpu_s() if bench.fs else 0.0
     m0, t0 = rb.machine_busy_s(), time.monotonic()
     procs = [subprocess.Popen(source_cmd(server.port, bench.sessions, per_user,
                                          f"{u}@{DOMAIN}"),
@@ -367,6 +370,7 @@ def measure(bench, server, name):
         time.sleep(0.1)
     c1, u1 = server.acct.read()
     d1 = dove.acct.read()[0] if dove else 0.0
+    j1 = bench.fs.journal_cpu_s() if bench.fs else 0.0
     m1, t1 = rb.machine_busy_s(), time.monotonic()
     cpu = c1 - c0
     r = {
@@ -377,13 +381,15 @@ def measure(bench, server, name):
         "server_cpu_us_per_msg": cpu * 1e6 / got if got else None,
         "server_user_us_per_msg": (u1 - u0) * 1e6 / got if got else None,
         "dovecot_cpu_us_per_msg": (d1 - d0) * 1e6 / got if dove and got else None,
-        "other_cpu_util": max(0.0, (m1 - m0 - cpu - (d1 - d0)) / (t1 - t0)),
+        "journal_cpu_us_per_msg": (j1 - j0) * 1e6 / got if bench.fs and got else None,
+        "other_cpu_util": max(0.0, (m1 - m0 - cpu - (d1 - d0) - (j1 - j0)) / (t1 - t0)),
         "deferred": server.deferrals() - f0, "errors": errors[:3], "n_errors": len(errors),
     }
     (bench.results / f"{name}.json").write_text(json.dumps(r) + "\n")
     log(f"  {name}: {r['rate']:.0f} deliveries/s ({got}/{n} in {r['deliver_s']:.2f} s), "
         f"accepted {r['accept_rate']:.0f}/s, MTA {r['server_cpu_us_per_msg'] or 0:.0f} µs/msg"
         + (f", dovecot {r['dovecot_cpu_us_per_msg']:.0f} µs/msg" if dove and got else "")
+        + (f", journal {r['journal_cpu_us_per_msg']:.0f} µs/msg" if bench.fs and got else "")
         + (f", {r['deferred']} deferred" if r["deferred"] else "")
         + (f", ERRORS {errors[:1]}" if errors else ""))
     return r
@@ -400,6 +406,7 @@ def summarize(runs):
         "rate": med("rate"), "runs": [r["rate"] for r in runs], "accept": med("accept_rate"),
         "us": med("server_cpu_us_per_msg"), "user_us": med("server_user_us_per_msg"),
         "dovecot_us": med("dovecot_cpu_us_per_msg"),
+        "journal_us": med("journal_cpu_us_per_msg"),
         "other": med("other_cpu_util"),
         "problems": "; ".join(sorted({f"{r['delivered']}/{r['messages']} delivered"
                                       for r in runs if not r["complete"]}
@@ -428,7 +435,9 @@ class LocalBench:
         self.certs = self.results / "certs"
         # spools, queues and Maildirs on a disk (not a tmpfs: fsync must cost what it costs),
         # under a short path: unix sockets (ringmaild's, Postfix's, Dovecot's) live there
-        self.work = Path(tempfile.mkdtemp(prefix="lb.", dir=os.environ.get("WORK_DIR", "/var/tmp")))
+        base = os.environ.get("WORK_DIR", "/var/tmp")
+        self.fs = rb.FsImage(Path(base), args.fs_image) if args.fs_image else None
+        self.work = Path(tempfile.mkdtemp(prefix="lb.", dir=self.fs.mnt if self.fs else base))
         self.work.chmod(0o755)
         for d in self.work.parents:
             if d.stat().st_mode & 0o001 == 0:
@@ -459,7 +468,8 @@ class LocalBench:
         table = []
         for mode in self.modes:
             if mode == "lmtp":
-                self.dovecot = Dovecot(self.work / "dovecot", self.users.names, self.results)
+                self.dovecot = Dovecot(self.work / "dovecot", self.users.names, self.results,
+                                       self.args.dovecot_cpus)
                 self.running.append(self.dovecot)
                 self.dovecot.start()
             ss = []
@@ -489,7 +499,10 @@ class LocalBench:
             r = res[label]
             row += [rb.fmt(r["rate"]), " / ".join(rb.fmt(x) for x in r["runs"]),
                     rb.fmt(r["accept"]), f"{rb.fmt(r['us'])} ({rb.fmt(r['user_us'])})",
-                    rb.fmt(r["dovecot_us"]) if r["dovecot_us"] else "—", r["problems"] or "ok"]
+                    rb.fmt(r["dovecot_us"]) if r["dovecot_us"] else "—"]
+            if self.fs:
+                row.append(rb.fmt(r["journal_us"]))
+            row.append(r["problems"] or "ok")
         for x, y in rb.ratio_pairs(labels):
             row += rb.ratio_cells(res[x], res[y])
         row.append(rb.pct(max(r["other"] or 0 for r in res.values())))
@@ -499,18 +512,22 @@ class LocalBench:
         n = self.messages // self.args.users * self.args.users
         self.out(f"## Local delivery: smtp-source → MTA → Maildir ({n} messages of {MSG_SIZE} B,"
                  f" 1 recipient each, {self.args.users} users, {self.sessions} sessions per user,"
-                 " 1 message per connection; MTA on CPU 0, smtp-source and Dovecot on CPU 1)")
+                 f" 1 message per connection; MTA on CPU {SERVER_CPUS}, smtp-source on CPU"
+                 f" {CLIENT_CPUS}, Dovecot on CPU {self.args.dovecot_cpus})")
         self.out()
         self.out("deliveries/s = messages / (first connect .. last file in the Maildirs);"
                  " accepted/s = messages / (first connect .. smtp-source's exit); MTA CPU ="
                  " its cgroup's CPU until its queue is empty / messages (user: the user-space"
                  " part; the rest is the kernel's); Dovecot's CPU likewise (lmtp mode); median"
                  " of the runs.")
+        if self.fs:
+            self.out()
+            self.out(self.fs.note())
         self.out()
         head = ["mode", "runs"]
         for label in labels:
             head += [f"{label} deliveries/s", "runs", "accepted/s", "MTA CPU µs/msg (user)",
-                     "Dovecot CPU µs/msg", "check"]
+                     "Dovecot CPU µs/msg"] + (["journal CPU µs/msg"] if self.fs else []) + ["check"]
         for x, y in rb.ratio_pairs(labels):
             head += [f"rate {x}/{y}", f"CPU {y}/{x}"]
         head.append("other CPU")
@@ -535,6 +552,8 @@ class LocalBench:
         if self.users:
             self.users.remove()
         shutil.rmtree(self.work, ignore_errors=True)
+        if self.fs:
+            self.fs.remove()
 
 
 def main():
@@ -555,6 +574,13 @@ def main():
                     " 100'; repeatable")
     ap.add_argument("--drain-timeout", type=float, default=rb.DRAIN_TIMEOUT,
                     help=f"seconds a run may take (default {rb.DRAIN_TIMEOUT})")
+    ap.add_argument("--dovecot-cpus", default=CLIENT_CPUS,
+                    help=f"the CPUs Dovecot may run on (default {CLIENT_CPUS}, beside smtp-source;"
+                    " 0,1: anywhere, sharing the MTA's CPU with it as on a real mail server)")
+    ap.add_argument("--fs-image", type=int, metavar="GIB",
+                    help="put the spools, queues, homes and Dovecot on a fresh ext4 with a journal,"
+                    " loop-mounted from an image of GIB GiB under $WORK_DIR (its journal thread's"
+                    " CPU in a column of its own)")
     ap.add_argument("--out", help="results directory (default bench/results/local-<UTC stamp>)")
     args = ap.parse_args()
     wanted = set(args.servers.split(","))

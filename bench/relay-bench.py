@@ -27,6 +27,10 @@ destination at most (ringmail's delivery.destination_concurrency, Postfix's
 default_destination_concurrency_limit), connection cache on. Postfix's smtpd process limit is
 raised to 300 so that 256 inbound sessions are served at once (ringmaild has no such limit).
 
+The spools and Postfix's queue live in the results directory's file system; with --fs-image
+GIB, on a fresh ext4 with a journal loop-mounted from an image there (for a machine whose own
+file system is not what a mail server would run on: see docs/benchmarks.md).
+
 Servers alternate per repeat (ringmail, Postfix, ringmail, ...); median of --repeats runs.
 Progress on stderr; Markdown on stdout and in <out>/summary.md, every run's JSON beside it
 (default out: bench/results/relay-<UTC stamp>/).
@@ -179,6 +183,7 @@ def measure(bench, server, per_conn, sessions, name):
     s0 = sink.counts()
     c0, u0 = server.acct.read()
     k0, q0 = children_cpu_s(), sink_cpu_s(sink)
+    j0 = bench.fs.journal_cpu_s() if bench.fs else 0.0
     m0, t0 = rb.machine_busy_s(), time.monotonic()
     accept_s, errors = run_sources(server.port, per_conn, sessions, n)
     # before the drain polls, whose postfix.sh runs are children too
@@ -195,6 +200,7 @@ def measure(bench, server, per_conn, sessions, name):
         time.sleep(0.2)
     c1, u1 = server.acct.read()
     client = source_cpu + sink_cpu_s(sink) - q0
+    journal = (bench.fs.journal_cpu_s() if bench.fs else 0.0) - j0
     m1, t1 = rb.machine_busy_s(), time.monotonic()
     s1 = sink.counts()
     cpu = c1 - c0
@@ -209,7 +215,8 @@ def measure(bench, server, per_conn, sessions, name):
         "server_user_us_per_msg": (u1 - u0) * 1e6 / got if got else None,
         "server_cpu_util": cpu / (t1 - t0),
         "source_cpu_s": source_cpu, "client_cpu_util": client / (t1 - t0),
-        "other_cpu_util": max(0.0, (m1 - m0 - cpu - client) / (t1 - t0)),
+        "journal_cpu_us_per_msg": journal * 1e6 / got if bench.fs and got else None,
+        "other_cpu_util": max(0.0, (m1 - m0 - cpu - client - journal) / (t1 - t0)),
         "outbound_sessions": s1["sess"] - s0["sess"],
         "errors": errors[:5], "n_errors": len(errors),
         "server_cpus": server.cpus, "client_cpus": CLIENT_CPUS,
@@ -236,6 +243,7 @@ def summarize(runs):
         "util": statistics.median(r["server_cpu_util"] for r in use),
         "other": statistics.median(r["other_cpu_util"] for r in use),
         "client": statistics.median(r["client_cpu_util"] for r in use),
+        "journal_us": statistics.median(r["journal_cpu_us_per_msg"] or 0 for r in use),
         "out_sess": statistics.median(r["outbound_sessions"] for r in use),
         "messages": use[0]["messages"],
         "problems": "; ".join(sorted({f"{r['delivered']}/{r['messages']} delivered"
@@ -264,7 +272,9 @@ class RelayBench:
         self.certs = self.results / "certs"
         # spools and Postfix's queue on the results' disk (not a tmpfs /tmp: fsync must cost
         # what it costs), reachable by Postfix's users
-        self.work = Path(tempfile.mkdtemp(prefix="relay-run.", dir=self.results))
+        self.fs = rb.FsImage(self.results, args.fs_image) if args.fs_image else None
+        self.work = Path(tempfile.mkdtemp(prefix="relay-run.",
+                                          dir=self.fs.mnt if self.fs else self.results))
         self.work.chmod(0o755)
         for d in self.work.parents:
             if d.stat().st_mode & 0o001 == 0:
@@ -318,7 +328,7 @@ class RelayBench:
             r = res[label]
             row += [rb.fmt(r["rate"]), " / ".join(rb.fmt(x) for x in r["runs"]),
                     rb.fmt(r["accept"]), rb.fmt(r["us"]), rb.fmt(r["user_us"]), rb.pct(r["util"]),
-                    rb.pct(r["client"]),
+                    rb.pct(r["client"])] + ([rb.fmt(r["journal_us"])] if self.fs else []) + [
                     rb.fmt(r["out_sess"]), r["problems"] or "ok"]
         for x, y in rb.ratio_pairs(labels):
             row += rb.ratio_cells(res[x], res[y])
@@ -334,11 +344,15 @@ class RelayBench:
                  " = the relay's cgroup CPU over the run / messages (user: its user-space part;"
                  " the rest is the kernel's: fsync, file creation and removal, TCP); outbound"
                  " sess = sessions the sink saw end (the relay's connection reuse).")
+        if self.fs:
+            self.out()
+            self.out(self.fs.note())
         self.out()
         head = ["msgs/conn", "sessions", "messages"]
         for label in labels:
             head += [f"{label} delivered msg/s", "runs", "accepted msg/s", "server CPU µs/msg",
-                     "of which user µs/msg", "server CPU", "source+sink CPU", "outbound sess", "check"]
+                     "of which user µs/msg", "server CPU", "source+sink CPU"] + (
+                         ["journal CPU µs/msg"] if self.fs else []) + ["outbound sess", "check"]
         for x, y in rb.ratio_pairs(labels):
             head += [f"rate {x}/{y}", f"CPU {y}/{x}"]
         head.append("other CPU")
@@ -366,6 +380,8 @@ class RelayBench:
         if self.sink:
             self.sink.stop()
         shutil.rmtree(self.work, ignore_errors=True)
+        if self.fs:
+            self.fs.remove()
 
 
 def main():
@@ -379,6 +395,10 @@ def main():
     ap.add_argument("--rows", help="PERCONNxSESSIONS,... (default 1x32,1x256,20x32,20x256)")
     ap.add_argument("--drain-timeout", type=float, default=rb.DRAIN_TIMEOUT,
                     help=f"seconds a run may take to deliver (default {rb.DRAIN_TIMEOUT})")
+    ap.add_argument("--fs-image", type=int, metavar="GIB",
+                    help="put the spools and queues on a fresh ext4 with a journal, loop-mounted"
+                    " from an image of GIB GiB in the results directory (its journal thread's CPU"
+                    " in a column of its own)")
     ap.add_argument("--out", help="results directory (default bench/results/relay-<UTC stamp>)")
     args = ap.parse_args()
     wanted = set(args.servers.split(","))

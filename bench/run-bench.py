@@ -193,6 +193,61 @@ def proc_tree(root):
     return out
 
 
+class FsImage:
+    """A fresh ext4 file system with a journal (mkfs.ext4's defaults: ordered data) in an
+    image file under `base`, loop-mounted for a benchmark's spools, queues and mailboxes.
+
+    Why: a machine's own file system may not be what a mail server runs on (this one's root
+    is ext4 *without* a journal, where every file creation scans the inode bitmap past the
+    inodes deleted in the last minutes: the cost grows with the churn of earlier runs). The
+    journal's commits run in the kernel thread jbd2/<loop>-8, outside every server's
+    cgroup: journal_cpu_s() reads its CPU so a report can show it beside the servers'."""
+
+    def __init__(self, base: Path, size_gib: int):
+        self.dir = Path(tempfile.mkdtemp(prefix="fs.", dir=base))
+        self.dir.chmod(0o755)
+        self.image = self.dir / "ext4.img"
+        self.mnt = self.dir / "mnt"
+        self.mnt.mkdir()
+        with open(self.image, "wb") as f:
+            f.truncate(size_gib << 30)
+        run(["mkfs.ext4", "-q", "-F", self.image], stdout=subprocess.DEVNULL)
+        run(["mount", "-o", "loop", self.image, self.mnt])
+        self.mnt.chmod(0o755)
+        dev = subprocess.run(["findmnt", "-n", "-o", "SOURCE", str(self.mnt)], check=True,
+                             capture_output=True, text=True).stdout.strip()
+        self.device = Path(dev).name
+        self.journal_pid = next((int(d) for d in os.listdir("/proc") if d.isdigit()
+                                 and _comm(d) == f"jbd2/{self.device}-8"), None)
+        if self.journal_pid is None:
+            die(f"{self.mnt}: no journal thread jbd2/{self.device}-8")
+
+    def note(self):
+        """The paragraph a report prints about where its files were."""
+        return (f"File system: a fresh ext4 with a journal (`mkfs.ext4` defaults, data=ordered),"
+                f" loop-mounted from a {self.image.stat().st_size >> 30} GiB image on the"
+                " machine's disk, holding every spool, queue and mailbox. Journal CPU = its jbd2"
+                " thread's CPU during the run / messages: the journal's commits for whichever"
+                " server ran, outside that server's own figure; the loop device's I/O workers"
+                " are counted nowhere, for either server.")
+
+    def journal_cpu_s(self):
+        st = proc_stat(self.journal_pid)
+        return (st[0] + st[1]) / HZ if st else 0.0
+
+    def remove(self):
+        subprocess.run(["umount", str(self.mnt)], check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 class Accounting:
     """The CPU time of one server: every thread and every process it forked, exited ones too.
 
