@@ -14,6 +14,26 @@
 
 #define ENGINE_BGID 0
 
+/* io_uring hands every file operation that may block (create, write, fsync, rename, unlink
+ * on a local file system) to its io-wq workers, by default at most 4 per CPU for each
+ * thread (the limit is the thread's, shared by its rings).
+ * The spool has one fsync in flight per message being committed, as many as there are
+ * sessions: with 8 workers (2 CPUs) only 8 of them could wait for the same journal commit and
+ * the rest queued behind it, and durable messages per second fell by a third to a half
+ * (docs/benchmarks.md, "io_uring's file workers"). */
+#define ENGINE_IOWQ_BOUNDED 64u
+
+/* Raises the ring's limit, never lowers it; a kernel without the call (before 5.15) keeps
+ * its default, which is slower, not wrong. */
+static void engine_ring_iowq_raise(struct io_uring *ring)
+{
+    unsigned cur[2] = {0, 0};
+    if (io_uring_register_iowq_max_workers(ring, cur) < 0 || cur[0] >= ENGINE_IOWQ_BOUNDED)
+        return;
+    unsigned want[2] = {ENGINE_IOWQ_BOUNDED, 0};
+    (void)io_uring_register_iowq_max_workers(ring, want);
+}
+
 /* SINGLE_ISSUER|DEFER_TASKRUN (6.1) runs completions only when the worker asks for them,
  * COOP_TASKRUN (5.19) at least stops interrupting it; EINVAL means the kernel lacks the
  * flag, so fall back. SUBMIT_ALL keeps one bad SQE from holding back the rest. */
@@ -32,6 +52,8 @@ int engine_ring_init(struct io_uring *ring, unsigned entries)
         p.cq_entries = entries * 4;
         ret = io_uring_queue_init_params(entries, ring, &p);
     }
+    if (ret == 0)
+        engine_ring_iowq_raise(ring);
     return ret;
 }
 

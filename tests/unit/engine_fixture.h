@@ -30,6 +30,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "engine_usable.h"
 #include "util/engine.h"
 
 #ifndef WAIT_MS
@@ -89,18 +90,6 @@ static inline void sleep_ms(unsigned ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-}
-
-/* Whether this kernel runs the engine (io_uring); if not, says why on stderr, and main()
- * returns 77: skipped. */
-static inline bool engine_fixture_usable(void)
-{
-    char err[512];
-    if (engine_probe(err, sizeof err) < 0) {
-        fprintf(stderr, "skipped: %s\n", err);
-        return false;
-    }
-    return true;
 }
 
 /* Starts F.e, listening (listener 0) on the n_lfds sockets of lfds; on failure the test

@@ -26,6 +26,7 @@
 #include <cmocka.h>
 #include <liburing.h>
 
+#include "engine_usable.h"
 #include "util/engine.h"
 
 #define WAIT_MS   10000
@@ -226,11 +227,8 @@ static void test_submit_eagain(void **state)
 
 int main(void)
 {
-    char err[512];
-    if (engine_probe(err, sizeof err) < 0) {
-        fprintf(stderr, "skipped: %s\n", err);
+    if (!engine_fixture_usable())
         return 77;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_submit_ebusy),
         cmocka_unit_test(test_submit_eagain),

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "queue/spool.h"
+#include "engine_usable.h"
 #include "util/engine.h"
 #include "util/log.h"
 
@@ -1518,11 +1519,8 @@ static const unsigned flat = 0, deep = 2;
 
 int main(void)
 {
-    char err[256];
-    if (engine_probe(err, sizeof(err)) < 0) {
-        fprintf(stderr, "skipped: %s\n", err);
+    if (!engine_fixture_usable())
         return 77;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_commit_small, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_large, setup, teardown),
