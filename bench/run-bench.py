@@ -650,6 +650,7 @@ def measure(bench, server, kind, spec, duration, conc, workers, name, events=Fal
     delivered0 = server.delivered() if isinstance(server, Postfix) and kind == "msg" else None
     c0, u0 = server.acct.read()
     f0 = server.filter_acct.read()[0] if getattr(server, "filter_acct", None) else 0.0
+    j0 = bench.fs.journal_cpu_s() if bench.fs else 0.0
     perf = PerfCount(server, bench.results / f"{name}.perf") if events and shutil.which("perf") else None
     m0, t0 = machine_busy_s(), time.monotonic()
     p = subprocess.run(["taskset", "-c", ccpus] + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -658,6 +659,7 @@ def measure(bench, server, kind, spec, duration, conc, workers, name, events=Fal
     drain_s = server.drain() if kind == "msg" else 0.0
     c1, u1 = server.acct.read()
     f1 = server.filter_acct.read()[0] if getattr(server, "filter_acct", None) else 0.0
+    j1 = bench.fs.journal_cpu_s() if bench.fs else 0.0
     m1, t1 = machine_busy_s(), time.monotonic()
     try:
         r = json.loads(p.stdout.splitlines()[0])
@@ -670,7 +672,8 @@ def measure(bench, server, kind, spec, duration, conc, workers, name, events=Fal
         "server": server.label, "workers": workers, "server_cpus": server.cpus, "client_cpus": ccpus,
         "server_cpu_s": cpu, "server_user_s": u1 - u0, "drain_s": drain_s,
         "server_cpu_util": cpu / (t1 - t0),
-        "other_cpu_util": max(0.0, (m1 - m0 - cpu - client - (f1 - f0)) / (t1 - t0)),
+        "other_cpu_util": max(0.0, (m1 - m0 - cpu - client - (f1 - f0) - (j1 - j0)) / (t1 - t0)),
+        "journal_cpu_us_per_unit": (j1 - j0) * 1e6 / count if count and bench.fs else None,
         "filter_cpu_us_per_unit": (f1 - f0) * 1e6 / count if count and f1 > f0 else None,
         "server_cpu_us_per_unit": cpu * 1e6 / count if count else None,
         "server_user_us_per_unit": (u1 - u0) * 1e6 / count if count else None,
@@ -721,6 +724,8 @@ def summarize(runs, spec):
                    for k in sorted({k for r in runs for k in r.get("events_per_unit", {})})},
         "filter_us": statistics.median([r["filter_cpu_us_per_unit"] for r in runs
                                         if r.get("filter_cpu_us_per_unit")] or [0]) or None,
+        "journal_us": statistics.median([r["journal_cpu_us_per_unit"] for r in runs
+                                         if r.get("journal_cpu_us_per_unit") is not None] or [0]),
         "util": statistics.median(r["server_cpu_util"] for r in runs),
         "client": mid["client_cpu_util"], "bound": any(r["client_bound"] for r in runs),
         "other": statistics.median(r["other_cpu_util"] for r in runs),
@@ -837,7 +842,8 @@ class Bench:
         self.results = Path(args.out) if args.out else ROOT / "bench" / "results" / stamp
         self.results.mkdir(parents=True, exist_ok=True)
         self.certs = self.results / "certs"
-        self.work = Path(tempfile.mkdtemp(prefix="bench-run.", dir=BUILD_DIR))
+        self.fs = FsImage(self.results, args.fs_image) if args.fs_image else None
+        self.work = Path(tempfile.mkdtemp(prefix="bench-run.", dir=self.fs.mnt if self.fs else BUILD_DIR))
         self.work.chmod(0o755)
         self.summary = self.results / "summary.md"
         self.summary.write_text("")
@@ -1094,18 +1100,20 @@ class Bench:
                         table.append(self.breakdown_msg_line(s.label, spec, conc, res))
         finally:
             self.stop(ss)
+        journal = ["journal µs/msg"] if self.fs else []
         head = ["variant", "session", "msgs/conn", "sessions", "msgs/s", "server µs/msg", "user µs",
-                "system µs", "syscalls/msg", "io_uring ops/msg", "context switches/msg", "check"]
+                "system µs"] + journal + ["syscalls/msg", "io_uring ops/msg", "context switches/msg", "check"]
         if self.vs_postfix:
-            head += ["Postfix msgs/s", "Postfix µs/msg (incl. delivery to discard)", "rate ringmail/Postfix",
-                     "CPU Postfix/ringmail"]
+            head += ["Postfix msgs/s", "Postfix µs/msg (incl. delivery to discard)"] + [
+                "Postfix " + h for h in journal] + ["rate ringmail/Postfix", "CPU Postfix/ringmail"]
         head.append("other CPU")
         self.section("## Where a durable message's cost goes (1 worker: server CPU 0, client CPU 1)",
                      f"{MSG_SIZE}-byte messages, {self.duration} s per run, median of {self.repeats}, the"
                      " daemons alternating run by run. default: the spool on the build directory's file"
                      " system, as in the messages section; tmpfs-spool: the same daemon with its spool"
                      " on /dev/shm, where an fsync writes nothing, so the difference is the file"
-                     " system's and the disk's share. Counts per message from perf stat as above.",
+                     " system's and the disk's share. Counts per message from perf stat as above."
+                     + (" " + self.fs.note() if self.fs else ""),
                      head, table)
 
     @staticmethod
@@ -1121,11 +1129,13 @@ class Bench:
     def breakdown_msg_line(self, label, spec, conc, res):
         rm = res[label]
         line = [label, "STARTTLS" if spec["starttls"] else "plain", spec["per_conn"], conc, fmt(rm["rate"])]
-        line += self.cpu_cells(rm) + self.event_cells(rm, PERF_EVENTS[:3])
+        line += self.cpu_cells(rm) + ([fmt(rm["journal_us"])] if self.fs else [])
+        line += self.event_cells(rm, PERF_EVENTS[:3])
         line.append(rm["problems"] or "ok")
         if self.vs_postfix:
             pf = res.get("Postfix")
-            line += [fmt(pf["rate"]), fmt(pf["us"]), f"{rm['rate'] / pf['rate']:.2f}" if pf["rate"] else "-",
+            line += [fmt(pf["rate"]), fmt(pf["us"])] + ([fmt(pf["journal_us"])] if self.fs else []) + [
+                     f"{rm['rate'] / pf['rate']:.2f}" if pf["rate"] else "-",
                      f"{pf['us'] / rm['us']:.2f}" if rm["us"] and pf["us"] else "-"]
         line.append(pct(rm["other"]))
         return line
@@ -1457,7 +1467,8 @@ class Bench:
         self.out(f"- command: {' '.join(sys.argv)}" + (" (--quick: a smoke run, not figures)" if self.quick else ""))
         self.out(f"- server CPU accounting: {acct}; each run waits up to {self.quiet_wait} s for the"
                  " machine to be quiet; 'other CPU' is what the rest of the machine used during it")
-        self.out(f"- spool and scratch: {self.work.relative_to(ROOT)} (removed at the end)")
+        where = self.work.relative_to(ROOT) if self.work.is_relative_to(ROOT) else self.work
+        self.out(f"- spool and scratch: {where} (removed at the end)")
         self.out()
 
     def commands(self):
@@ -1511,6 +1522,8 @@ class Bench:
             except (OSError, subprocess.SubprocessError) as e:
                 log(f"stopping {s.label}: {e}")
         shutil.rmtree(self.work, ignore_errors=True)
+        if self.fs:
+            self.fs.remove()
 
 
 def build():
@@ -1549,6 +1562,10 @@ def main():
     ap.add_argument("--workers", default="1,2", help="scaling rows: worker counts (default 1,2)")
     ap.add_argument("--duration", type=float, help="seconds per run (default 5, --quick 1)")
     ap.add_argument("--repeats", type=int, help="runs per handshake and message row (default 3, --quick 1)")
+    ap.add_argument("--fs-image", type=int, metavar="GIB",
+                    help="put the spools and Postfix's queue on a fresh ext4 with a journal, loop-mounted"
+                    " from an image of GIB GiB in the results directory (the breakdown shows its journal"
+                    " thread's CPU)")
     ap.add_argument("--out", help="results directory (default bench/results/<UTC stamp>)")
     args = ap.parse_args()
     bad = set(args.sections.split(",")) - set(SECTIONS)
