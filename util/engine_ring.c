@@ -16,15 +16,16 @@
 
 /* io_uring hands every file operation that may block (create, write, fsync, rename, unlink
  * on a local file system) to its io-wq workers, by default at most 4 per CPU for each
- * thread (the limit is the thread's, shared by its rings).
- * The spool has one fsync in flight per message being committed, as many as there are
- * sessions: with 8 workers (2 CPUs) only 8 of them could wait for the same journal commit and
- * the rest queued behind it, and durable messages per second fell by a third to a half
- * (docs/benchmarks.md, "io_uring's file workers"). */
+ * thread (the limit is the thread's, shared by its rings). The spool has one fsync in
+ * flight per message being committed, as many as there are sessions: with 8 workers (2 CPUs)
+ * only 8 of them could wait for the same journal commit, the rest queued behind it, and a
+ * worker committed a quarter to two fifths fewer durable messages per second on a journaled
+ * ext4 (docs/benchmarks.md, "io_uring's file workers"). The kernel starts these threads only
+ * when work waits for one and lets idle ones exit. */
 #define ENGINE_IOWQ_BOUNDED 64u
 
-/* Raises the ring's limit, never lowers it; a kernel without the call (before 5.15) keeps
- * its default, which is slower, not wrong. */
+/* Raises the calling thread's limit, never lowers it; a kernel without the call (before
+ * 5.15) keeps its default, which is slower, not wrong. */
 static void engine_ring_iowq_raise(struct io_uring *ring)
 {
     unsigned cur[2] = {0, 0};
