@@ -135,7 +135,7 @@ static const struct mc_define_rule mc_define_rules[] = {
     {"confLOG_LEVEL", HOW_UINT, "log_level", true, true, 1, 99, NULL},
     LATER("confPRIVACY_FLAGS", HOW_LIST, "privacy"),
     LIVE("confDEF_USER_ID", HOW_LOCAL, "mailers.default_user"),
-    LATER("confTRY_NULL_MX_LIST", HOW_FLAG, "routing.try_null_mx_list"),
+    LIVE("confTRY_NULL_MX_LIST", HOW_FLAG, "routing.try_null_mx_list"),
     LIVE("confAUTH_OPTIONS", HOW_LIST, "auth.options"),
     LIVE("confAUTH_MECHANISMS", HOW_LIST, "auth.mechanisms"),
     /* a rate over all clients per second that delays accepting (sendmail's

@@ -222,7 +222,6 @@ struct config_client_checks {
 struct config_later {
     struct {
         char *local_relay, *relay_mailer, *fallback_mx;
-        char *try_null_mx_list;
         struct config_words local_users;
         char *local_users_file;
     } routing;
@@ -284,6 +283,9 @@ struct config_delivery {
     size_t n_tls_policy;
     char *smart_host; /* SMART_HOST, or NULL */
     char *mail_hub;   /* MAIL_HUB, or NULL */
+    /* confTRY_NULL_MX_LIST: when this host is a domain's best MX, deliver to the domain's
+     * own addresses instead of bouncing "MX list points back" */
+    bool try_null_mx_list;
     /* AuthInfo: credentials may go over a connection without TLS */
     bool auth_without_tls;
 };

@@ -204,7 +204,7 @@ static const struct config_key config_routing_keys[] = {
     KEPT("local_relay", CONFIG_STRING, later.routing.local_relay, ISSUE_DELIVERY),
     KEPT("relay_mailer", CONFIG_STRING, later.routing.relay_mailer, ISSUE_DELIVERY),
     KEPT("fallback_mx", CONFIG_STRING, later.routing.fallback_mx, ISSUE_DELIVERY),
-    KEPT_FLAG("try_null_mx_list", later.routing.try_null_mx_list, ISSUE_DELIVERY),
+    BOOL("try_null_mx_list", delivery.try_null_mx_list, "false"),
     KEPT_LIST("local_users", CONFIG_STRING, later.routing.local_users, ISSUE_DELIVERY),
     KEPT("local_users_file", CONFIG_PATH, later.routing.local_users_file, ISSUE_DELIVERY),
 };

@@ -172,6 +172,7 @@ static int runconf_delivery(struct runconf *rc, unsigned workers, char *err, siz
             .authinfo = cfg->map.authinfo.n ? runconf_authinfo : NULL,
             .authinfo_arg = (void *)&cfg->map.authinfo,
             .auth_without_tls = cfg->delivery.auth_without_tls,
+            .try_null_mx_list = cfg->delivery.try_null_mx_list,
         };
     return 0;
 }

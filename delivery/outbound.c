@@ -356,6 +356,22 @@ static bool outbound_is_me(const struct outbound_worker *ow, const char *host)
     return ml && hl == ml && strncasecmp(host, me, hl) == 0;
 }
 
+static void outbound_run_dns(void *arg, const struct dns_mx_result *res);
+
+/* Asks DNS for the route's host: its MX hosts and their addresses, or only its own. */
+static void outbound_run_lookup(struct outbound_run *r, bool with_mx)
+{
+    struct outbound_worker *ow = r->ow;
+    const struct route *rt = r->job.route;
+    r->q = dns_resolve(ow->dns, rt->host, with_mx, ow->s.family, outbound_run_dns, r);
+    if (!r->q) {
+        outbound_reply_local(&r->last, SMTP_CLIENT_TEMP, "4.3.0", "Out of memory resolving %s",
+                             rt->host);
+        outbound_run_set_all(r, &r->last);
+        outbound_run_finish(r);
+    }
+}
+
 static void outbound_run_dns(void *arg, const struct dns_mx_result *res)
 {
     struct outbound_run *r = arg;
@@ -388,15 +404,22 @@ static void outbound_run_dns(void *arg, const struct dns_mx_result *res)
     }
     /* sendmail's rule: we are an MX for the domain, so only hosts more preferred than we are
      * may take it; when there is none the MX list points back to us (a configuration
-     * error: 5.3.5, bounced, as sendmail's "mail loops back to me"). */
+     * error: 5.3.5, bounced, as sendmail's "mail loops back to me"), unless TryNullMXList
+     * says to try the domain's own addresses (a second lookup, whose one host is the domain
+     * itself, never compared with us). */
     size_t n_hosts = res->n_hosts;
-    for (size_t h = 0; !res->implicit && h < res->n_hosts; h++)
+    for (size_t h = 0; !res->implicit && !r->own_addresses && h < res->n_hosts; h++)
         if (outbound_is_me(ow, res->hosts[h].name)) {
             n_hosts = h;
             while (n_hosts > 0 && res->hosts[n_hosts - 1].pref >= res->hosts[h].pref)
                 n_hosts--;
             break;
         }
+    if (n_hosts == 0 && ow->s.try_null_mx_list && !r->own_addresses) {
+        r->own_addresses = true;
+        outbound_run_lookup(r, false);
+        return;
+    }
     if (n_hosts == 0) {
         outbound_reply_local(&r->last, SMTP_CLIENT_PERM, "5.3.5",
                              "MX list for %s points back to %s (mail loops back to me)", rt->host,
@@ -476,17 +499,10 @@ static bool outbound_run_direct(struct outbound_run *r)
 
 static void outbound_run_resolve(struct outbound_run *r)
 {
-    struct outbound_worker *ow = r->ow;
-    const struct route *rt = r->job.route;
     if (outbound_run_direct(r))
         return;
-    r->q = dns_resolve(ow->dns, rt->host, rt->mx, ow->s.family, outbound_run_dns, r);
-    if (!r->q) {
-        outbound_reply_local(&r->last, SMTP_CLIENT_TEMP, "4.3.0", "Out of memory resolving %s",
-                             rt->host);
-        outbound_run_set_all(r, &r->last);
-        outbound_run_finish(r);
-    }
+    r->own_addresses = false;
+    outbound_run_lookup(r, r->job.route->mx);
 }
 
 /* Limits and host status before anything else: 0 to go on, -1 when the job is decided. */

@@ -99,7 +99,10 @@ struct outbound_settings {
     unsigned cache_size;       /* confMCI_CACHE_SIZE: idle connections kept per worker; 0 = none */
     uint32_t cache_timeout_ms; /* confMCI_CACHE_TIMEOUT: idle time before QUIT */
     unsigned max_addresses;    /* addresses tried per job (all MX hosts); 0 = 20 */
-    int family;                /* AF_UNSPEC (IPv6 first), AF_INET or AF_INET6 */
+    /* sendmail's TryNullMXList: when we are a domain's best MX, its own addresses are tried
+     * instead of failing the recipients with 5.3.5 */
+    bool try_null_mx_list;
+    int family; /* AF_UNSPEC (IPv6 first), AF_INET or AF_INET6 */
     /* The client TLS context (tls_ctx_new_client, with confCLIENT_CERT/KEY if set):
      * referenced by the worker; NULL = never STARTTLS. */
     struct tls_ctx *tls;

@@ -92,6 +92,7 @@ struct outbound_run {
     bool local_trouble; /* a connect failed for a reason of ours (descriptors, memory) */
     bool backlog_full;  /* a unix socket's listen queue was full (EAGAIN): busy, not down */
     bool finished;      /* results final; waiting for the finish timer */
+    bool own_addresses; /* TryNullMXList: the domain's own addresses, not its MX hosts */
     struct smtp_client_reply last; /* why the last address failed */
     struct engine_timer finish;
     struct outbound_rcpt_result *rcpts;

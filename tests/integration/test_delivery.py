@@ -275,6 +275,7 @@ class DeliveryByMX(DeliveryTestCase):
         # domains whose MX list names this host (HOSTNAME, mx.test)
         self.dns.a(HOSTNAME, "127.0.0.1")
         self.dns.mx("loop.test", (10, HOSTNAME))
+        self.dns.a("loop.test", self.mx1)  # used only with routing.try_null_mx_list
         self.dns.mx("backup.test", (10, "mx2.dest.test"), (20, HOSTNAME))
         self.dns.start()
         self.addCleanup(self.dns.stop)
@@ -317,6 +318,23 @@ class DeliveryByMX(DeliveryTestCase):
         qid2 = self.send(d, "alice@client.test", ["y@backup.test"])
         self.assertEqual(second.wait_messages(1, timeout=30)[0].rcpt_tos, ["y@backup.test"])
         self.assertIsNotNone(d.wait_log(rf"{qid2}: to=<y@backup\.test>, .*stat=Sent"))
+
+    def test_try_null_mx_list(self):
+        """confTRY_NULL_MX_LIST: as the best MX we deliver to the domain's own address
+        instead of bouncing; as a backup MX nothing changes."""
+        own, second = self.sink(self.mx1), self.sink(self.mx2)
+        d = self.daemon(dns={"servers": [self.dns.server]},
+                        routing={"try_null_mx_list": True})
+        qid = self.send(d, "alice@client.test", ["x@loop.test"])
+        self.assertEqual(own.wait_messages(1, timeout=30)[0].rcpt_tos, ["x@loop.test"])
+        self.assertIsNotNone(d.wait_log(
+            rf"{qid}: to=<x@loop\.test>, .*relay=loop\.test\. \[{re.escape(self.mx1)}\], "
+            rf"dsn=2\.0\.0, stat=Sent"))
+        self.assertIn(("A", "loop.test"), self.dns.queries())
+        qid2 = self.send(d, "alice@client.test", ["y@backup.test"])
+        self.assertEqual(second.wait_messages(1, timeout=30)[0].rcpt_tos, ["y@backup.test"])
+        self.assertIsNotNone(d.wait_log(rf"{qid2}: to=<y@backup\.test>, .*stat=Sent"))
+        self.assertEqual(len(own.messages), 1)
 
 
 if __name__ == "__main__":
