@@ -209,18 +209,23 @@ class FsImage:
         self.image = self.dir / "ext4.img"
         self.mnt = self.dir / "mnt"
         self.mnt.mkdir()
-        with open(self.image, "wb") as f:
-            f.truncate(size_gib << 30)
-        run(["mkfs.ext4", "-q", "-F", self.image], stdout=subprocess.DEVNULL)
-        run(["mount", "-o", "loop", self.image, self.mnt])
-        self.mnt.chmod(0o755)
-        dev = subprocess.run(["findmnt", "-n", "-o", "SOURCE", str(self.mnt)], check=True,
-                             capture_output=True, text=True).stdout.strip()
+        try:
+            with open(self.image, "wb") as f:
+                f.truncate(size_gib << 30)
+            run(["mkfs.ext4", "-q", "-F", self.image], stdout=subprocess.DEVNULL)
+            run(["mount", "-o", "loop", self.image, self.mnt])
+            self.mnt.chmod(0o755)
+            dev = subprocess.run(["findmnt", "-n", "-o", "SOURCE", str(self.mnt)], check=True,
+                                 capture_output=True, text=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError) as e:
+            self.remove()
+            die(f"--fs-image: cannot make and mount {self.image}: {e}")
         self.device = Path(dev).name
         self.journal_pid = next((int(d) for d in os.listdir("/proc") if d.isdigit()
                                  and _comm(d) == f"jbd2/{self.device}-8"), None)
         if self.journal_pid is None:
-            die(f"{self.mnt}: no journal thread jbd2/{self.device}-8")
+            self.remove()
+            die(f"--fs-image: {self.mnt} ({dev}) has no journal thread jbd2/{self.device}-8")
 
     def note(self):
         """The paragraph a report prints about where its files were."""
@@ -236,7 +241,8 @@ class FsImage:
         return (st[0] + st[1]) / HZ if st else 0.0
 
     def remove(self):
-        subprocess.run(["umount", str(self.mnt)], check=False)
+        if os.path.ismount(self.mnt):
+            subprocess.run(["umount", str(self.mnt)], check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
