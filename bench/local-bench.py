@@ -62,7 +62,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -343,7 +342,7 @@ def measure(bench, server, name):
     f0 = server.deferrals()
     c0, u0 = server.acct.read()
     d0 = dove.acct.read()[0] if dove else 0.0
-    j0 = bench.fs.journal_cpu_s() if bench.fs else 0.0
+    j0 = rb.journal_cpu_s(bench.fs)
     m0, t0 = rb.machine_busy_s(), time.monotonic()
     procs = [subprocess.Popen(source_cmd(server.port, bench.sessions, per_user,
                                          f"{u}@{DOMAIN}"),
@@ -370,7 +369,7 @@ def measure(bench, server, name):
         time.sleep(0.1)
     c1, u1 = server.acct.read()
     d1 = dove.acct.read()[0] if dove else 0.0
-    j1 = bench.fs.journal_cpu_s() if bench.fs else 0.0
+    j1 = rb.journal_cpu_s(bench.fs)
     m1, t1 = rb.machine_busy_s(), time.monotonic()
     cpu = c1 - c0
     r = {
@@ -435,10 +434,8 @@ class LocalBench:
         self.certs = self.results / "certs"
         # spools, queues and Maildirs on a disk (not a tmpfs: fsync must cost what it costs),
         # under a short path: unix sockets (ringmaild's, Postfix's, Dovecot's) live there
-        base = os.environ.get("WORK_DIR", "/var/tmp")
-        self.fs = rb.FsImage(Path(base), args.fs_image) if args.fs_image else None
-        self.work = Path(tempfile.mkdtemp(prefix="lb.", dir=self.fs.mnt if self.fs else base))
-        self.work.chmod(0o755)
+        self.fs, self.work = rb.scratch_dir(os.environ.get("WORK_DIR", "/var/tmp"),
+                                            args.fs_image, "lb.")
         for d in self.work.parents:
             if d.stat().st_mode & 0o001 == 0:
                 rb.die(f"{d} is not searchable by others: the users and Postfix must reach {self.work}")
@@ -577,10 +574,7 @@ def main():
     ap.add_argument("--dovecot-cpus", default=CLIENT_CPUS,
                     help=f"the CPUs Dovecot may run on (default {CLIENT_CPUS}, beside smtp-source;"
                     " 0,1: anywhere, sharing the MTA's CPU with it as on a real mail server)")
-    ap.add_argument("--fs-image", type=int, metavar="GIB",
-                    help="put the spools, queues, homes and Dovecot on a fresh ext4 with a journal,"
-                    " loop-mounted from an image of GIB GiB under $WORK_DIR (its journal thread's"
-                    " CPU in a column of its own)")
+    rb.add_fs_image_arg(ap, "the spools, queues, homes and Dovecot", "under $WORK_DIR")
     ap.add_argument("--out", help="results directory (default bench/results/local-<UTC stamp>)")
     args = ap.parse_args()
     wanted = set(args.servers.split(","))

@@ -53,7 +53,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -183,7 +182,7 @@ def measure(bench, server, per_conn, sessions, name):
     s0 = sink.counts()
     c0, u0 = server.acct.read()
     k0, q0 = children_cpu_s(), sink_cpu_s(sink)
-    j0 = bench.fs.journal_cpu_s() if bench.fs else 0.0
+    j0 = rb.journal_cpu_s(bench.fs)
     m0, t0 = rb.machine_busy_s(), time.monotonic()
     accept_s, errors = run_sources(server.port, per_conn, sessions, n)
     # before the drain polls, whose postfix.sh runs are children too
@@ -200,7 +199,7 @@ def measure(bench, server, per_conn, sessions, name):
         time.sleep(0.2)
     c1, u1 = server.acct.read()
     client = source_cpu + sink_cpu_s(sink) - q0
-    journal = (bench.fs.journal_cpu_s() if bench.fs else 0.0) - j0
+    journal = rb.journal_cpu_s(bench.fs) - j0
     m1, t1 = rb.machine_busy_s(), time.monotonic()
     s1 = sink.counts()
     cpu = c1 - c0
@@ -272,10 +271,7 @@ class RelayBench:
         self.certs = self.results / "certs"
         # spools and Postfix's queue on the results' disk (not a tmpfs /tmp: fsync must cost
         # what it costs), reachable by Postfix's users
-        self.fs = rb.FsImage(self.results, args.fs_image) if args.fs_image else None
-        self.work = Path(tempfile.mkdtemp(prefix="relay-run.",
-                                          dir=self.fs.mnt if self.fs else self.results))
-        self.work.chmod(0o755)
+        self.fs, self.work = rb.scratch_dir(self.results, args.fs_image, "relay-run.")
         for d in self.work.parents:
             if d.stat().st_mode & 0o001 == 0:
                 rb.die(f"{d} is not searchable by others: Postfix's users must reach {self.work}")
@@ -395,10 +391,7 @@ def main():
     ap.add_argument("--rows", help="PERCONNxSESSIONS,... (default 1x32,1x256,20x32,20x256)")
     ap.add_argument("--drain-timeout", type=float, default=rb.DRAIN_TIMEOUT,
                     help=f"seconds a run may take to deliver (default {rb.DRAIN_TIMEOUT})")
-    ap.add_argument("--fs-image", type=int, metavar="GIB",
-                    help="put the spools and queues on a fresh ext4 with a journal, loop-mounted"
-                    " from an image of GIB GiB in the results directory (its journal thread's CPU"
-                    " in a column of its own)")
+    rb.add_fs_image_arg(ap, "the spools and queues", "in the results directory")
     ap.add_argument("--out", help="results directory (default bench/results/relay-<UTC stamp>)")
     args = ap.parse_args()
     wanted = set(args.servers.split(","))

@@ -246,6 +246,26 @@ class FsImage:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def journal_cpu_s(fs):
+    """The journal thread's CPU so far (seconds); 0 without --fs-image."""
+    return fs.journal_cpu_s() if fs else 0.0
+
+
+def scratch_dir(base, fs_image_gib, prefix):
+    """(the FsImage, or None without --fs-image; a new 0755 directory named prefix* on it, or
+    under base without one)."""
+    fs = FsImage(Path(base), fs_image_gib) if fs_image_gib else None
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=fs.mnt if fs else base))
+    work.chmod(0o755)
+    return fs, work
+
+
+def add_fs_image_arg(ap, what, where):
+    ap.add_argument("--fs-image", type=int, metavar="GIB",
+                    help=f"put {what} on a fresh ext4 with a journal, loop-mounted from an image of"
+                    f" GIB GiB {where} (its journal thread's CPU in a column of its own)")
+
+
 def _comm(pid):
     try:
         with open(f"/proc/{pid}/comm") as f:
@@ -656,7 +676,7 @@ def measure(bench, server, kind, spec, duration, conc, workers, name, events=Fal
     delivered0 = server.delivered() if isinstance(server, Postfix) and kind == "msg" else None
     c0, u0 = server.acct.read()
     f0 = server.filter_acct.read()[0] if getattr(server, "filter_acct", None) else 0.0
-    j0 = bench.fs.journal_cpu_s() if bench.fs else 0.0
+    j0 = journal_cpu_s(bench.fs)
     perf = PerfCount(server, bench.results / f"{name}.perf") if events and shutil.which("perf") else None
     m0, t0 = machine_busy_s(), time.monotonic()
     p = subprocess.run(["taskset", "-c", ccpus] + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -665,7 +685,7 @@ def measure(bench, server, kind, spec, duration, conc, workers, name, events=Fal
     drain_s = server.drain() if kind == "msg" else 0.0
     c1, u1 = server.acct.read()
     f1 = server.filter_acct.read()[0] if getattr(server, "filter_acct", None) else 0.0
-    j1 = bench.fs.journal_cpu_s() if bench.fs else 0.0
+    j1 = journal_cpu_s(bench.fs)
     m1, t1 = machine_busy_s(), time.monotonic()
     try:
         r = json.loads(p.stdout.splitlines()[0])
@@ -848,9 +868,7 @@ class Bench:
         self.results = Path(args.out) if args.out else ROOT / "bench" / "results" / stamp
         self.results.mkdir(parents=True, exist_ok=True)
         self.certs = self.results / "certs"
-        self.fs = FsImage(self.results, args.fs_image) if args.fs_image else None
-        self.work = Path(tempfile.mkdtemp(prefix="bench-run.", dir=self.fs.mnt if self.fs else BUILD_DIR))
-        self.work.chmod(0o755)
+        self.fs, self.work = scratch_dir(BUILD_DIR, args.fs_image, "bench-run.")
         self.summary = self.results / "summary.md"
         self.summary.write_text("")
         self.configs, self.cmds, self.running = [], [], []
@@ -1568,10 +1586,7 @@ def main():
     ap.add_argument("--workers", default="1,2", help="scaling rows: worker counts (default 1,2)")
     ap.add_argument("--duration", type=float, help="seconds per run (default 5, --quick 1)")
     ap.add_argument("--repeats", type=int, help="runs per handshake and message row (default 3, --quick 1)")
-    ap.add_argument("--fs-image", type=int, metavar="GIB",
-                    help="put the spools and Postfix's queue on a fresh ext4 with a journal, loop-mounted"
-                    " from an image of GIB GiB in the results directory (the breakdown shows its journal"
-                    " thread's CPU)")
+    add_fs_image_arg(ap, "the spools and Postfix's queue", "in the results directory")
     ap.add_argument("--out", help="results directory (default bench/results/<UTC stamp>)")
     args = ap.parse_args()
     bad = set(args.sections.split(",")) - set(SECTIONS)
