@@ -137,7 +137,8 @@ static void *queuerun_read_all(void *arg)
     if (r == 0) {
         log_info("spool %s: %u message(s) queued, %u partial file(s) removed, %u damaged, %u "
                  "moved",
-                 spool_dir(b->d->spool), rec->messages, rec->removed, rec->damaged, rec->moved);
+                 spool_dir(b->d->spool), rec->messages, rec->removed + rec->empty, rec->damaged,
+                 rec->moved);
         /* every maildrop file a queued message named is gone: the pickup may scan */
         if (privsep_send_value(b->parent, PRIVSEP_RECOVERED, rec->messages) < 0)
             log_error("cannot tell the privileged parent that the queue is read: %s",

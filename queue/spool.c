@@ -10,14 +10,20 @@
  * descriptor and a buffer the size of what it sent. The commit of a message that never
  * needed a df writes envelope and data into the tf in one write (one file: half the
  * creates, fsyncs and unlinks of the file system's busiest work); otherwise it creates
- * what is missing (the df first, then the tf), writes the rest and the envelope and
- * fsyncs both files in parallel. Then it renames tf→qf and joins the worker's next
- * directory fsync; the journal commits of many messages merge in the file system.
+ * what is missing (the df first, then the tf), writes the rest and the envelope, and
+ * fsyncs the df. Once the tf is written (and the df durable) it renames tf→qf, then
+ * fsyncs the qf and joins the worker's next directory fsync, both at once: a journalling
+ * file system carries the qf's data and its new name in one commit, where fsyncing the
+ * tf before the rename took two in a row (docs/benchmarks.md). The journal
+ * commits of many messages merge in the file system.
  *
- * The order is what makes a 250 survive a power cut: the rename is issued only after
- * the files' fsyncs completed, and `done` only after a directory fsync that started
- * after the rename completed. tests/unit/test_spool_power.c checks it against a model of
- * a file system that loses everything not fsynced, at every point of a commit.
+ * The order is what makes a 250 survive a power cut: `done` comes only after the qf's
+ * fsync and a directory fsync that started after the rename completed, and the df (the
+ * one file written in several pieces) is durable before the rename. A cut before that
+ * can leave a qf that is empty (never acknowledged: recovery removes it) or, on a file
+ * system that wrote part of it back, cut short (set aside as damaged; queue/spool_recover.c).
+ * tests/unit/test_spool_power.c checks it against a model of a file system that loses everything
+ * not fsynced, at every point of a commit.
  *
  * Lifetime: every submitted operation is counted in m->inflight and keeps the message
  * alive. Once the message is in the spool's hands (committed or aborted) and an error or
@@ -135,6 +141,7 @@ struct spool_msg {
     int err;                         /* first error, an errno */
     const char *err_what, *err_name; /* ... and what failed on which file, for the log */
     bool committed, aborted, detached, renaming, renamed, cleaning, retried;
+    bool dir_synced;      /* renamed, and a directory fsync after it completed */
     bool first_unlinking; /* restarted: the first df's unlink was issued */
     bool data_inline;     /* the commit writes the data into the tf: no df (below) */
     struct engine_op rename_op;
@@ -144,7 +151,7 @@ struct spool_msg {
     char qfname[SPOOL_PATH_LEN + 1];
     void (*done)(void *arg, int err);
     void *arg;
-    struct spool_dirsync_wait sync; /* renamed: waiting for its directory's fsync */
+    struct spool_dirsync_wait sync; /* renamed: waiting for its directory's fsync (inflight) */
 };
 
 /* The directory fsync of one leaf subdirectory (or of the flat spool) in a round of the
@@ -402,7 +409,13 @@ static bool msg_pin(struct spool_msg *m)
     return true;
 }
 
-/* Moves one file forward: create it, write what is queued, fsync once everything is. */
+static bool file_written(const struct spool_file *f)
+{
+    return f->state == SPOOL_FILE_OPEN && f->sealed && !f->head && !f->writing;
+}
+
+/* Moves one file forward: create it, write what is queued, fsync once everything is (the
+ * tf: once it is the qf). */
 static void file_step(struct spool_file *f)
 {
     struct spool_msg *m = f->m;
@@ -427,7 +440,7 @@ static void file_step(struct spool_file *f)
         f->writing++;
         chunk_issue(c);
     }
-    if (f->sealed && !f->head && !f->writing) {
+    if (file_written(f) && (f != &m->tf || m->renamed)) {
         f->state = SPOOL_FILE_SYNCING;
         msg_op(m);
         sw->fs->fsync(sw->ctx, &f->op, f->fd);
@@ -537,12 +550,12 @@ static void msg_dir_synced(struct spool_dirsync_wait *w, int err, const char *wh
                            const char *path)
 {
     struct spool_msg *m = spool_of(w, struct spool_msg, sync);
-    if (err) {
+    m->inflight--;
+    if (err)
         msg_fail(m, err, what, path);
-        msg_step(m);
-    } else {
-        msg_finish(m);
-    }
+    else
+        m->dir_synced = true;
+    msg_step(m);
 }
 
 static void msg_rename_done(struct engine_op *op, int res)
@@ -557,7 +570,9 @@ static void msg_rename_done(struct engine_op *op, int res)
     }
     m->renamed = true;
     m->sync = (struct spool_dirsync_wait){.dir = m->dir, .shard = m->shard, .done = msg_dir_synced};
+    msg_op(m);
     spool_dirsync_join(m->sw, &m->sync);
+    msg_step(m);
 }
 
 static void msg_first_unlinked(struct engine_op *op, int res)
@@ -595,7 +610,7 @@ static void msg_step(struct spool_msg *m)
         return;
     }
     /* Before commit an error only stops the I/O; the owner still holds the message. */
-    if (m->err || m->renaming)
+    if (m->err || (m->renaming && !m->renamed))
         return;
     if (!m->dir && (file_wanted(df) || file_wanted(&m->tf)) && !msg_pin(m)) {
         msg_step(m);
@@ -605,13 +620,21 @@ static void msg_step(struct spool_msg *m)
     file_step(&m->data[0].file);
     file_step(&m->data[1].file);
     file_step(&m->tf);
+    if (m->renamed) {
+        if (m->tf.state == SPOOL_FILE_SYNCED && m->dir_synced) {
+            file_close(m, &m->tf);
+            msg_finish(m);
+        }
+        return;
+    }
     /* A read or the first data's last writes may still be in flight after the commit:
      * the message must outlive them. */
-    if ((!m->data_inline && df->state != SPOOL_FILE_SYNCED) || m->tf.state != SPOOL_FILE_SYNCED ||
+    if ((!m->data_inline && df->state != SPOOL_FILE_SYNCED) || !file_written(&m->tf) ||
         m->rd.active || m->data[0].file.writing)
         return;
-    /* Both files are durable: the rename makes the message exist — but not in a directory
-     * that is no longer the spool (renamed away): the client gets 4xx and sends it again. */
+    /* The df is durable and the tf written: the rename makes the message exist once the qf
+     * and the directory are durable — but not in a directory that is no longer the spool
+     * (renamed away): the client gets 4xx and sends it again. */
     if (m->dir != sw->dir || sw->lost) {
         msg_fail(m, ESTALE, "rename (the spool directory was replaced)", m->tf.name);
         msg_step(m);
@@ -619,7 +642,6 @@ static void msg_step(struct spool_msg *m)
     }
     file_close(m, &m->data[0].file);
     file_close(m, &m->data[1].file);
-    file_close(m, &m->tf);
     m->renaming = true;
     msg_op(m);
     sw->fs->rename(sw->ctx, &m->rename_op, m->dir->fd, m->tf.name, m->qfname);

@@ -9,9 +9,10 @@
  * which is either "df<qid>" or, for a message smaller than write_chunk, the qf's own tail
  * after the envelope (one file: envelope.data_inline). spool_msg_path() is the one place
  * that knows where a file is. While a message is being received its files are "df<qid>"
- * (once write_chunk bytes arrived) and "tf<qid>" (at the commit); the commit fsyncs both,
- * renames tf→qf and fsyncs the subdirectory. A message exists (is acknowledged) exactly
- * when its qf exists; the recovery scan removes df/tf files that have no qf.
+ * (once write_chunk bytes arrived) and "tf<qid>" (at the commit); the commit fsyncs the
+ * df, renames tf→qf, then fsyncs the qf and the subdirectory. A message exists (is
+ * acknowledged) exactly when its qf exists whole; the recovery scan removes df/tf files
+ * that have no qf, and a qf that a power cut left empty.
  *
  * One daemon per spool: spool_open() takes an exclusive flock() on "ringmail.lock" in
  * the directory (holding the pid as text) and keeps it until spool_close(); a child that
@@ -94,6 +95,7 @@ struct spool_recovery {
     unsigned messages; /* complete messages (qf present and parseable, df present) */
     unsigned removed;  /* partial files removed (df/tf without qf) */
     unsigned damaged;  /* qf unreadable or without df: renamed to "Qf<qid>" and logged */
+    unsigned empty;    /* empty qf (a crash before its fsync): removed with its df */
     unsigned moved;    /* messages moved to the subdirectory the hash_depth wants */
 };
 /* Called for every complete message, oldest first, once its files are where
@@ -127,12 +129,13 @@ int spool_recover_list(struct spool *sp, spool_listed_fn listed, void *arg,
 size_t spool_pending_count(const struct spool_pending *p);
 void spool_pending_free(struct spool_pending *p);
 /* Reads each listed message in order: a qf that parses, names its id and has its df (of
- * the recorded size) is handed to `fn` (may be NULL) and counted in out->messages; any
+ * the recorded size) is handed to `fn` (may be NULL) and counted in out->messages; an
+ * empty qf (never acknowledged) is removed with its df and counted in out->empty; any
  * other is set aside as "Qf<qid>" with its df and counted in out->damaged. Logs each
- * message ("<qid>: recovered, from=<...>, nrcpts=N, size=N") and each damaged one up to
- * the first 1,000 of each, then one line with the count of the others. Reads every qf; of
- * a df only its directory entry and size (fstatat). Any thread; `p` is only read. -1 with
- * `err` if `fn` failed or the spool cannot be opened. */
+ * message ("<qid>: recovered, from=<...>, nrcpts=N, size=N"), each removed and each
+ * damaged one up to the first 1,000 of each, then one line with the count of the others.
+ * Reads every qf; of a df only its directory entry and size (fstatat). Any thread; `p` is
+ * only read. -1 with `err` if `fn` failed or the spool cannot be opened. */
 int spool_recover_read(struct spool *sp, const struct spool_pending *p, spool_recover_fn fn,
                        void *arg, struct spool_recovery *out, char *err, size_t errlen);
 /* Both steps at once (tests and tools): the listing, then every envelope. */

@@ -3,11 +3,14 @@
  * Synchronous (plain system calls), on whatever thread calls them: the listing before the
  * engine starts, the reading of the envelopes on a thread of its own while it serves.
  *
- * The rule that makes recovery simple: a message exists exactly when its qf exists,
- * because the commit renames tf→qf only after its files (df and tf, or a tf holding the
- * data too) are durable. Anything else is an unacknowledged leftover and is removed; a qf
- * that does not hold together is kept for a person as "Qf<qid>" (sendmail's name), with
- * its df if it has one. Nothing here follows a symbolic
+ * The rule that makes recovery simple: a message exists exactly when its qf exists whole,
+ * because the commit renames tf→qf only once the df is durable and the tf written, and
+ * acknowledges only after the qf's fsync. Anything else is an unacknowledged leftover and
+ * is removed: df and tf files without a qf, and an empty qf (what a power cut between the
+ * rename and the qf's fsync leaves on a file system that allocates on write-back, as ext4
+ * and XFS do). A qf that does not hold together otherwise — cut short with something in
+ * it included, which may be an acknowledged message on a failing disk — is kept for a
+ * person as "Qf<qid>" (sendmail's name), with its df if it has one. Nothing here follows a symbolic
  * link or reads anything but a regular file: the spool is ours, but what an accident or
  * a person put in it must neither redirect us nor hang the start-up.
  */
@@ -204,7 +207,8 @@ static const char *spool_base(const char *path)
  * stat: the df's inode was written next to the qf's, so it is usually read with it). Both
  * must be regular files: a FIFO would block the read (and start-up with it) forever, a
  * symbolic link would read or later write a file outside the spool. `dpath` NULL: there
- * is no df. 0, or -1 with the reason in `why`. */
+ * is no df. 0, SPOOL_CHECK_EMPTY for an empty qf, or -1 with the reason in `why`. */
+#define SPOOL_CHECK_EMPTY (-2)
 static int spool_check(int dirfd, const char *qid, const char *qpath, const char *dpath,
                        struct envelope *e, char *why, size_t whylen)
 {
@@ -225,6 +229,10 @@ static int spool_check(int dirfd, const char *qid, const char *qpath, const char
     }
     if (!S_ISREG(st.st_mode)) {
         snprintf(why, whylen, "%s is not a regular file", name);
+        goto out;
+    }
+    if (st.st_size == 0) {
+        r = SPOOL_CHECK_EMPTY;
         goto out;
     }
     if (!(data = malloc((size_t)st.st_size + 1))) {
@@ -478,13 +486,26 @@ static int spool_recover_one(int dirfd, const struct spool_pending_msg *m, spool
     memcpy(d.qid, m->qid, QID_LEN);
     spool_entry_path(&q, qpath);
     spool_entry_path(&d, dpath);
-    if (spool_check(dirfd, qid, qpath, m->df ? dpath : NULL, &e, why, sizeof(why)) == 0) {
+    int checked = spool_check(dirfd, qid, qpath, m->df ? dpath : NULL, &e, why, sizeof(why));
+    if (checked == 0) {
         if (++out->messages <= SPOOL_RECOVER_LOG_MAX)
             log_info("%s: recovered, from=<%s>, nrcpts=%zu, size=%" PRIu64, qid, e.sender,
                      e.n_rcpts, e.size);
         int r = fn ? fn(arg, &e) : 0;
         envelope_free(&e);
         return r;
+    }
+    if (checked == SPOOL_CHECK_EMPTY) {
+        /* Its df (if any) goes first: a df left behind is removed by the next start, an
+         * empty qf left without its df would be removed again. */
+        if ((m->df && unlinkat(dirfd, dpath, 0) < 0 && errno != ENOENT) ||
+            unlinkat(dirfd, qpath, 0) < 0)
+            log_error("%s: cannot remove the empty %s: %s", qid, qpath, strerror(errno));
+        else if (++out->empty <= SPOOL_RECOVER_LOG_MAX)
+            log_warn("%s: removed the empty %s: a commit cut short by a crash before the "
+                     "qf's fsync, never acknowledged",
+                     qid, qpath);
+        return 0;
     }
     char damaged[SPOOL_PATH_LEN + 1];
     q.kind = 'Q';
@@ -511,6 +532,9 @@ int spool_recover_read(struct spool *sp, const struct spool_pending *p, spool_re
     if (out->messages > SPOOL_RECOVER_LOG_MAX)
         log_info("spool %s: %u more message(s) recovered, not listed one by one", sp->dir,
                  out->messages - SPOOL_RECOVER_LOG_MAX);
+    if (out->empty > SPOOL_RECOVER_LOG_MAX)
+        log_warn("spool %s: %u more empty queue file(s) removed, not listed one by one", sp->dir,
+                 out->empty - SPOOL_RECOVER_LOG_MAX);
     if (out->damaged > SPOOL_RECOVER_LOG_MAX)
         log_warn("spool %s: %u more damaged queue file(s) set aside, not listed one by one",
                  sp->dir, out->damaged - SPOOL_RECOVER_LOG_MAX);

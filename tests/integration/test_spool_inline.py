@@ -173,6 +173,23 @@ class SpoolInline(RingmailTestCase):
         self.assertEqual(d.spool.qids(), set())
         self.assertNotRegex(log, rf"{qid}: recovered")
 
+    def test_empty_qf_removed(self):
+        """A power cut between the commit's rename and the qf's fsync leaves an empty qf on
+        ext4: never acknowledged, so recovery removes it rather than setting it aside."""
+        d = self.daemon()
+        qid = self.send(d, make_message(subject="never acknowledged"))
+        self.assertEqual(d.stop(), 0)
+        d.spool.file("qf" + qid).write_bytes(b"")
+        d.start()
+        self.assertIsNotNone(d.wait_log(r"spool .*: 0 message\(s\) queued, 1 partial file\(s\) "
+                                        r"removed, 0 damaged", timeout=30))
+        log = d.log(since_start=True)
+        self.assertRegex(log, rf"warning: {qid}: removed the empty \S*qf{qid}: a commit cut short "
+                              r"by a crash before the qf's fsync, never acknowledged")
+        self.assertNotIn("damaged queue file", log)
+        self.assertEqual(self.files_of(d, qid), [])
+        self.assertEqual(d.spool.qids(), set())
+
 
 if __name__ == "__main__":
     unittest.main()

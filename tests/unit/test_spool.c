@@ -796,12 +796,26 @@ static void test_recover(void **state)
     put_message("0000000000000006", "short@example.com", "abc", 3);
     path_of(path, sizeof(path), "df", "0000000000000006");
     assert_int_equal(truncate(path, 1), 0); /* df does not match the recorded size */
+    /* a power cut after the rename, before the qf's fsync: empty (never acknowledged) */
+    put_message("0000000000000007", "empty@example.com", "abc", 3);
+    path_of(path, sizeof(path), "qf", "0000000000000007");
+    assert_int_equal(truncate(path, 0), 0);
+    /* cut short with something in it: maybe an acknowledged one on a failing disk */
+    put_message("0000000000000008", "cut@example.com", "abc", 3);
+    path_of(path, sizeof(path), "qf", "0000000000000008");
+    assert_int_equal(truncate(path, 40), 0);
     put_file("README", "not ours", 8);
 
     assert_int_equal(spool_recover(sp, NULL, NULL, &rec, err, sizeof(err)), 0);
     assert_int_equal(rec.messages, 1);
     assert_int_equal(rec.removed, 3);
-    assert_int_equal(rec.damaged, 3);
+    assert_int_equal(rec.damaged, 4);
+    assert_int_equal(rec.empty, 1);
+    assert_false(exists("qf", "0000000000000007"));
+    assert_false(exists("Qf", "0000000000000007"));
+    assert_false(exists("df", "0000000000000007")); /* never acknowledged: nothing kept */
+    assert_true(exists("Qf", "0000000000000008"));
+    assert_true(exists("df", "0000000000000008"));
     assert_true(exists("qf", "0000000000000001"));
     assert_true(exists("df", "0000000000000001"));
     assert_false(exists("tf", "0000000000000002"));
@@ -818,7 +832,7 @@ static void test_recover(void **state)
     /* A second pass finds a clean spool. */
     assert_int_equal(spool_recover(sp, NULL, NULL, &rec, err, sizeof(err)), 0);
     assert_int_equal(rec.messages, 1);
-    assert_int_equal(rec.removed + rec.damaged, 0);
+    assert_int_equal(rec.removed + rec.damaged + rec.empty, 0);
 }
 
 struct scan_seen {
