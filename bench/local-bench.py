@@ -29,7 +29,7 @@ trivial-rewrite, local, lmtp, ...). Pinning: the MTA on CPU 0; smtp-source and D
 CPU 1. The Maildirs are removed between runs (outside the timing). Runs alternate
 (ringmail, Postfix, ringmail, ...); medians of --repeats runs.
 
-Each MTA keeps its defaults for local delivery unless told: ringmail mailers.max_agents 20
+Each MTA keeps its defaults for local delivery unless told: ringmail mailers.max_agents 100
 (agents at once, at most 2 busy per user; the deliveries beyond wait in the parent;
 --max-agents N sets it), delivery.destination_concurrency 20 for the LMTP server
 (--ringmail-yaml adds any other setting); Postfix
@@ -564,7 +564,7 @@ def main():
     ap.add_argument("--sessions", type=int, default=4, help="smtp-source sessions per user (4)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per mode and MTA (default 3)")
     ap.add_argument("--max-agents", type=int,
-                    help="ringmail's mailers.max_agents (default: not set, ringmail's 20)")
+                    help="ringmail's mailers.max_agents (default: not set, ringmail's 100)")
     ap.add_argument("--ringmail-yaml", action="append", metavar="TEXT",
                     help="YAML appended to ringmaild's configuration (top-level keys other than"
                     " mailers; \\n for new lines), e.g. 'delivery:\\n  destination_concurrency:"

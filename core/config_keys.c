@@ -351,7 +351,7 @@ static const struct config_key config_mailer_keys[] = {
     TEXT("smrsh_dir", CONFIG_PATH, local.smrsh_dir, NULL),
     LIST_AT("forward_path", CONFIG_STRING, local.forward_path, local.n_forward_path, "$z/.forward"),
     NUM("timeout", CONFIG_DURATION, 0, local.timeout_ms, 1 * SEC, DAY, "10m"),
-    NUM("max_agents", CONFIG_UINT, 0, local.max_agents, 1, 10000, "20"),
+    NUM("max_agents", CONFIG_UINT, 0, local.max_agents, 1, 10000, "100"),
 };
 
 /* Paths without a default are computed beside pid_file and the spool (config.c). */

@@ -937,7 +937,7 @@ static bool local_waiting_abandoned(const struct local_waiting *w)
 static int local_dispatch_one(struct local_agents *la, struct local_waiting *w, unsigned *blocked)
 {
     static struct local_agent_job job;
-    unsigned busy = 0, max = la->cfg->local.max_agents ? la->cfg->local.max_agents : 20;
+    unsigned busy = 0, max = la->cfg->local.max_agents ? la->cfg->local.max_agents : 100;
     struct local_slot *idle = NULL, *other = NULL;
     for (size_t i = 0; i < la->n; i++) {
         struct local_slot *s = &la->slots[i];

@@ -805,6 +805,7 @@ static void test_mailers(void **state)
     assert_int_equal(c->local.n_forward_path, 1);
     assert_string_equal(c->local.forward_path[0], "$z/.forward");
     assert_int_equal(c->local.timeout_ms, 600000);
+    assert_int_equal(c->local.max_agents, 100); /* Postfix's default_process_limit */
     assert_int_equal(c->n_warnings, 0);
     config_free(c);
 
