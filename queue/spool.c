@@ -14,16 +14,16 @@
  * fsyncs the df. Once the tf is written (and the df durable) it renames tf→qf, then
  * fsyncs the qf and joins the worker's next directory fsync, both at once: a journalling
  * file system carries the qf's data and its new name in one commit, where fsyncing the
- * tf before the rename took two in a row (docs/benchmarks.md). The journal
- * commits of many messages merge in the file system.
+ * tf before the rename took two in a row (docs/benchmarks.md). The journal commits of
+ * many messages merge in the file system.
  *
  * The order is what makes a 250 survive a power cut: `done` comes only after the qf's
  * fsync and a directory fsync that started after the rename completed, and the df (the
  * one file written in several pieces) is durable before the rename. A cut before that
  * can leave a qf that is empty (never acknowledged: recovery removes it) or, on a file
- * system that wrote part of it back, cut short (set aside as damaged; queue/spool_recover.c).
- * tests/unit/test_spool_power.c checks it against a model of a file system that loses everything
- * not fsynced, at every point of a commit.
+ * system that wrote part of it back, cut short (set aside as damaged;
+ * queue/spool_recover.c). tests/unit/test_spool_power.c checks it against a model of a
+ * file system that loses everything not fsynced, at every point of a commit.
  *
  * Lifetime: every submitted operation is counted in m->inflight and keeps the message
  * alive. Once the message is in the spool's hands (committed or aborted) and an error or
@@ -151,7 +151,7 @@ struct spool_msg {
     char qfname[SPOOL_PATH_LEN + 1];
     void (*done)(void *arg, int err);
     void *arg;
-    struct spool_dirsync_wait sync; /* renamed: waiting for its directory's fsync (inflight) */
+    struct spool_dirsync_wait sync; /* renamed: its directory's fsync (in inflight) */
 };
 
 /* The directory fsync of one leaf subdirectory (or of the flat spool) in a round of the

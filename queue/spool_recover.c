@@ -10,9 +10,9 @@
  * rename and the qf's fsync leaves on a file system that allocates on write-back, as ext4
  * and XFS do). A qf that does not hold together otherwise — cut short with something in
  * it included, which may be an acknowledged message on a failing disk — is kept for a
- * person as "Qf<qid>" (sendmail's name), with its df if it has one. Nothing here follows a symbolic
- * link or reads anything but a regular file: the spool is ours, but what an accident or
- * a person put in it must neither redirect us nor hang the start-up.
+ * person as "Qf<qid>" (sendmail's name), with its df if it has one. Nothing here follows
+ * a symbolic link or reads anything but a regular file: the spool is ours, but what an
+ * accident or a person put in it must neither redirect us nor hang the start-up.
  */
 #include "queue/spool.h"
 
