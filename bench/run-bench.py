@@ -38,8 +38,8 @@ seconds at most) for the rest of the machine to be quiet, and records "other CPU
 Progress goes to stderr; Markdown tables to stdout and results/<UTC stamp>/summary.md, with the
 exact commands; every raw JSON and handshake-cpu.png go to bench/results/<UTC stamp>/.
 
-Sections: breakdown is the handshakes' breakdown and the durable messages' ("durable" alone
-runs the second: the spool's cost, without the handshakes).
+Sections: breakdown is the handshakes' breakdown and the durable messages' ("hs-breakdown"
+alone runs the first, "durable" alone the second: the spool's cost, without the handshakes).
 Environment: BUILD=0 skips the build, QUIET_WAIT [30] seconds, RINGMAILD_B=PATH another
 ringmaild for the breakdown and durable sections (a build of an earlier commit: before and
 after in one run). Loopback only.
@@ -69,8 +69,8 @@ POSTFIX_SH = ROOT / "bench" / "postfix.sh"
 PLOT_GP = ROOT / "bench" / "plot.gp"
 CGROUP_ROOT = Path("/sys/fs/cgroup/cpuacct")
 HZ = os.sysconf("SC_CLK_TCK")
-SECTIONS = ["handshake", "resume", "tls12", "breakdown", "durable", "messages", "access", "milter", "scaling",
-            "idle"]
+SECTIONS = ["handshake", "resume", "tls12", "breakdown", "hs-breakdown", "durable", "messages", "access", "milter",
+            "scaling", "idle"]
 
 GROUPS = ["X25519", "P-256", "P-384", "P-521", "ffdhe2048"]
 CERTS = ["ECDSA-P256", "ECDSA-P384", "ECDSA-P521", "RSA-2048"]
@@ -1100,7 +1100,8 @@ class Bench:
         """What a durable 1 KiB message costs, with the spool on this disk and on tmpfs (the
         difference is the file system's and the disk's share), side by side in one block."""
         specs = [({"per_conn": 1, "starttls": False}, 32), ({"per_conn": 1, "starttls": False}, 256),
-                 ({"per_conn": 20, "starttls": False}, 32), ({"per_conn": 20, "starttls": True}, 32)]
+                 ({"per_conn": 20, "starttls": False}, 32), ({"per_conn": 20, "starttls": True}, 32),
+                 ({"per_conn": 20, "starttls": False}, 256), ({"per_conn": 20, "starttls": True}, 256)]
         if self.quick:
             specs = specs[:1]
         ss = [Ringmail(self, "p256", 1, label="default")]
@@ -1522,7 +1523,7 @@ class Bench:
         if any(s in self.sections for s in ("handshake", "tls12", "resume")):
             self.handshakes()
             self.plot()
-        if "breakdown" in self.sections:
+        if "breakdown" in self.sections or "hs-breakdown" in self.sections:
             self.breakdown()
         if "breakdown" in self.sections or "durable" in self.sections:
             self.breakdown_messages()
@@ -1607,7 +1608,7 @@ def main():
             die(f"no {exe}")
     if not CEILING.exists():
         log(f"no {CEILING.relative_to(ROOT)}: the ceiling columns stay empty")
-    if {"breakdown", "durable"} & set(args.sections.split(",")) and not shutil.which("perf"):
+    if {"breakdown", "hs-breakdown", "durable"} & set(args.sections.split(",")) and not shutil.which("perf"):
         log("no perf (Debian's linux-perf): the breakdown's counts per handshake and message stay empty")
     run_to_end(Bench, args)
 
