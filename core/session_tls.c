@@ -19,6 +19,7 @@ struct session_tls {
     uint64_t deadline; /* of the handshake; 0 = none */
     bool opened;       /* smtp_server_tls_started() done and logged */
     bool feeding;      /* inside tls_session_feed: no shutdown from a callback */
+    bool replied;      /* the state machine wrote during this feed */
     bool counted;      /* the handshake's outcome is in the metrics */
     uint64_t cpu_ns;   /* thread CPU time of the handshake's calls so far */
 };
@@ -120,6 +121,7 @@ static void session_tls_recv(struct session *s, const char *data, size_t len)
 {
     struct session_tls *st = s->tls;
     st->feeding = true;
+    st->replied = false;
     /* the handshake's cost, by the thread that pays it (docs/metrics.md) */
     bool handshake = !st->opened;
     uint64_t cpu = handshake ? metrics_thread_cpu_ns() : 0;
@@ -131,8 +133,13 @@ static void session_tls_recv(struct session *s, const char *data, size_t len)
      * in one flight, and that handshake is still logged. */
     if ((state == TLS_OPEN || state == TLS_CLOSED) && !st->opened && !s->closing)
         session_tls_open(s);
-    if (handshake && st->opened) /* its last flight's CPU time counted above */
+    if (handshake && st->opened) { /* its last flight's CPU time counted above */
         session_tls_count(st, true);
+        /* TLS 1.3: what this last flight made the server write is its session tickets.
+         * The client speaks next (EHLO, RFC 3207), so they go out with the reply to it. */
+        if (state == TLS_OPEN && !st->replied && tls_session_is_tls13(st->t))
+            engine_conn_hold_output(s->dw->w, s->id);
+    }
     if (state == TLS_FAILED && !s->closing)
         session_tls_fail(s, NULL);
     else if (state == TLS_CLOSED && !s->closing)
@@ -144,6 +151,7 @@ static void session_tls_recv(struct session *s, const char *data, size_t len)
 static void session_tls_send(struct session *s, const char *data, size_t len)
 {
     /* A failed write already failed the session; its next read ends it. */
+    s->tls->replied = true;
     tls_session_write(s->tls->t, data, len);
 }
 

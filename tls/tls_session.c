@@ -261,6 +261,11 @@ bool tls_session_resumed(const struct tls_session *t)
     return SSL_session_reused(t->ssl) == 1;
 }
 
+bool tls_session_is_tls13(const struct tls_session *t)
+{
+    return SSL_version(t->ssl) == TLS1_3_VERSION;
+}
+
 struct tls_resumption *tls_session_resumption(const struct tls_session *t)
 {
     SSL_SESSION *s = SSL_get1_session(t->ssl);

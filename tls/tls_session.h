@@ -81,6 +81,9 @@ const char *tls_session_describe(const struct tls_session *t, char *out, size_t 
 
 /* Whether the handshake resumed an earlier session (SSL_session_reused). */
 bool tls_session_resumed(const struct tls_session *t);
+/* Whether the session speaks TLS 1.3, where what a server writes after its handshake
+ * (session tickets) is nothing the client waits for, unlike TLS 1.2's last flight. */
+bool tls_session_is_tls13(const struct tls_session *t);
 
 /* Client-side session resumption, for the delivery engine's per-destination cache: take
  * the resumable state of an established session (NULL if the server sent no ticket;

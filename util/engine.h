@@ -183,6 +183,11 @@ void engine_worker_exit(struct engine_worker *w);
  * buffers are released once written. Never refused for being above max_output: that
  * stops receiving instead. */
 int engine_conn_send(struct engine_worker *w, engine_conn_id id, const void *data, size_t len);
+/* What is queued and not yet being written waits for the connection's next
+ * engine_conn_send() or its flush-close, and goes out with it: for bytes the peer never
+ * waits for (a TLS 1.3 session ticket), which then share the next reply's send and segment
+ * instead of costing one of their own. Ignored for a stale id or a closing connection. */
+void engine_conn_hold_output(struct engine_worker *w, engine_conn_id id);
 /* Closes after queued output is written (or at once if `flush` is false). on_closed
  * follows, always from the loop, never from inside this call. Stale ids are ignored.
  * A flush-close keeps the timer armed for the connection (or arms close_linger_ms when

@@ -324,7 +324,7 @@ static void engine_conn_close_flush(struct engine_worker *w, uint32_t idx, struc
     if (s->state == ENGINE_SLOT_OPEN)
         s->err = 0;
     s->state = ENGINE_SLOT_CLOSING;
-    s->flags |= ENGINE_F_FLUSH;
+    s->flags = (uint16_t)((s->flags | ENGINE_F_FLUSH) & ~ENGINE_F_HOLD);
     if (!s->deadline)
         engine_timer_set(w, idx, w->now + w->e->s.close_linger_ms);
     engine_send_queue(w, idx, s);
@@ -375,6 +375,8 @@ void engine_conns_flush(struct engine_worker *w)
             engine_slot_settle(w, idx, s);
             continue;
         }
+        if (s->flags & ENGINE_F_HOLD)
+            continue;
         if (!s->out_head) {
             if (s->flags & ENGINE_F_FLUSH)
                 engine_conn_close_now(w, idx, 0);
@@ -498,8 +500,16 @@ int engine_conn_send(struct engine_worker *w, engine_conn_id id, const void *dat
     if (s->out_bytes > w->e->s.max_output && s->state == ENGINE_SLOT_OPEN &&
         !(s->flags & ENGINE_F_OUT_FULL))
         engine_recv_hold(w, (uint32_t)id, s, ENGINE_F_OUT_FULL);
+    s->flags &= (uint16_t)~ENGINE_F_HOLD;
     engine_send_queue(w, (uint32_t)id, s);
     return 0;
+}
+
+void engine_conn_hold_output(struct engine_worker *w, engine_conn_id id)
+{
+    struct engine_slot *s = engine_slot_get(w, id);
+    if (s && s->state == ENGINE_SLOT_OPEN)
+        s->flags |= ENGINE_F_HOLD;
 }
 
 void engine_conn_close(struct engine_worker *w, engine_conn_id id, bool flush)

@@ -65,6 +65,7 @@ enum engine_slot_flag {
     ENGINE_F_RESET = 1 << 9,       /* close with RST: output given up on (SO_LINGER 0) */
     ENGINE_F_OUTBOUND = 1 << 10,   /* made by engine_connect: ctx is an engine_outbound */
     ENGINE_F_CONNECTING = 1 << 11, /* the connect is in flight: no recv, no send yet */
+    ENGINE_F_HOLD = 1 << 12,       /* engine_conn_hold_output: no send until the next one */
 };
 
 /* One connection; kept small because an idle connection costs this and nothing else in

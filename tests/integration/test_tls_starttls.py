@@ -4,14 +4,18 @@ handshake timeout, SIGHUP with a replaced or broken certificate, --tls-info.
 """
 
 import re
+import select
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import tempfile
 import unittest
 from pathlib import Path
 
-from ringmail_harness import HOSTNAME, RingmailTestCase, make_message, ringmaild_path
+from ringmail_harness import (HOSTNAME, IO_TIMEOUT, RingmailTestCase, make_message,
+                              ringmaild_path)
 from tls_support import (Certs, SClient, client_context, fingerprint, starttls, tls_config,
                          wrap_tls)
 
@@ -175,6 +179,90 @@ class TlsInfo(RingmailTestCase):
                              capture_output=True, timeout=30)
         self.assertEqual(run.returncode, 78)
         self.assertIn("P-999", run.stderr.decode())
+
+
+class Tickets(RingmailTestCase):
+    """A TLS 1.3 server's session tickets are nothing its client waits for: they leave with
+    the reply to the client's EHLO (RFC 3207: the client speaks first after the handshake)
+    instead of in a send and a segment of their own. TLS 1.2's tickets are part of the
+    handshake's last flight, which the client does wait for."""
+
+    QUIET_S = 0.5  # without the hold the tickets arrive within a millisecond
+
+    def handshake(self, d, ctx):
+        """STARTTLS, then the handshake through memory BIOs over the raw socket, so that
+        nothing but this test reads the socket: (conn, TLS object)."""
+        c = self.session(d)
+        self.assertReply(c.cmd("STARTTLS"), 220)
+        self.assertEqual(c.buf, b"")
+        into, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        t = ctx.wrap_bio(into, out, server_hostname=HOSTNAME)
+        while True:
+            try:
+                t.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                c.sock.sendall(out.read())
+                chunk = c.sock.recv(65536)
+                self.assertTrue(chunk, "the server closed the connection in the handshake")
+                into.write(chunk)
+        c.sock.sendall(out.read())  # the client's Finished
+        return c, t, into, out
+
+    def silent(self, sock) -> bool:
+        return not select.select([sock], [], [], self.QUIET_S)[0]
+
+    def ehlo(self, c, t, into, out) -> bytes:
+        """EHLO over the session; the whole 250 reply's plaintext."""
+        t.write(b"EHLO client.example\r\n")
+        c.sock.sendall(out.read())
+        text = b""
+        while not re.search(rb"(^|\r\n)250 [^\r\n]*\r\n$", text):
+            chunk = c.sock.recv(65536)
+            self.assertTrue(chunk, f"the server closed the connection; have {text!r}")
+            into.write(chunk)
+            try:
+                text += t.read(65536)
+            except ssl.SSLWantReadError:
+                pass
+        return text
+
+    def test_tls13_tickets_ride_with_the_ehlo_reply(self):
+        d = self.daemon(**tls_config(CERTS, "ECDSA-P256"))
+        ctx = client_context(verify=True, cafile=CERTS.ca)
+        c, t, into, out = self.handshake(d, ctx)
+        self.assertEqual(t.version(), "TLSv1.3")
+        self.assertTrue(self.silent(c.sock), "the server wrote before the client's EHLO")
+        self.assertIn(b"250 ", self.ehlo(c, t, into, out))
+        self.assertTrue(t.session.has_ticket, "no session ticket came with the EHLO reply")
+        # the ticket resumes: a new connection offers it and the handshake is abbreviated
+        r = self.session(d)
+        self.assertReply(r.cmd("STARTTLS"), 220)
+        r.sock.settimeout(IO_TIMEOUT)
+        r.sock = ctx.wrap_socket(r.sock, server_hostname=HOSTNAME, session=t.session)
+        self.assertReply(r.ehlo(), 250)
+        self.assertTrue(r.sock.session_reused)
+        self.assertReply(r.cmd("QUIT"), 221)
+
+    def test_tls13_tickets_before_the_close(self):
+        """A client that leaves without a command still gets them, with the close."""
+        d = self.daemon(**tls_config(CERTS, "ECDSA-P256"))
+        c, t, into, out = self.handshake(d, client_context(verify=True, cafile=CERTS.ca))
+        self.assertTrue(self.silent(c.sock))
+        c.sock.shutdown(socket.SHUT_WR)
+        while chunk := c.sock.recv(65536):
+            into.write(chunk)
+        with self.assertRaises((ssl.SSLZeroReturnError, ssl.SSLWantReadError, ssl.SSLEOFError)):
+            t.read(1)
+        self.assertTrue(t.session.has_ticket)
+
+    def test_tls12_last_flight_not_held(self):
+        d = self.daemon(**tls_config(CERTS, "ECDSA-P256"))
+        ctx = client_context(verify=True, cafile=CERTS.ca)
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        c, t, into, out = self.handshake(d, ctx)  # hangs if the server's Finished were held
+        self.assertEqual(t.version(), "TLSv1.2")
+        self.assertIn(b"250 ", self.ehlo(c, t, into, out))
 
 
 if __name__ == "__main__":
