@@ -186,7 +186,8 @@ int engine_conn_send(struct engine_worker *w, engine_conn_id id, const void *dat
 /* What is queued and not yet being written waits for the connection's next
  * engine_conn_send() or its flush-close, and goes out with it: for bytes the peer never
  * waits for (a TLS 1.3 session ticket), which then share the next reply's send and segment
- * instead of costing one of their own. Ignored for a stale id or a closing connection. */
+ * instead of costing one of their own. Ignored for a stale id, a closing connection, or
+ * one whose output is above max_output (its receiving waits for that output to drain). */
 void engine_conn_hold_output(struct engine_worker *w, engine_conn_id id);
 /* Closes after queued output is written (or at once if `flush` is false). on_closed
  * follows, always from the loop, never from inside this call. Stale ids are ignored.

@@ -508,7 +508,8 @@ int engine_conn_send(struct engine_worker *w, engine_conn_id id, const void *dat
 void engine_conn_hold_output(struct engine_worker *w, engine_conn_id id)
 {
     struct engine_slot *s = engine_slot_get(w, id);
-    if (s && s->state == ENGINE_SLOT_OPEN)
+    /* Not while receiving waits for the output to drain: nothing would come to end it. */
+    if (s && s->state == ENGINE_SLOT_OPEN && !(s->flags & ENGINE_F_OUT_FULL))
         s->flags |= ENGINE_F_HOLD;
 }
 

@@ -58,6 +58,8 @@ enum mode {
     M_HOLD,    /* pause, a reply above max_output, resume from a timer */
     M_REFUSE,  /* on_accept queues a 421 and refuses */
     M_STALE,   /* records ids so a later connection can use a stale one */
+    M_LATER,   /* "t": "ticket" held (engine_conn_hold_output); "e": "reply"; "q": flush-close;
+                  "b": more than max_output, then held */
 };
 
 enum msg { MSG_STOP_ACCEPTING = ENGINE_FIXTURE_MSG_FREE, MSG_FILE, MSG_COUNT };
@@ -277,6 +279,23 @@ static void t_on_recv(void *ctx, const char *data, size_t len)
         engine_conn_send(c->w, c->id, reply, (size_t)n);
         break;
     }
+    case M_LATER:
+        for (size_t i = 0; i < len; i++) {
+            if (data[i] == 't' || data[i] == 'b') {
+                static char big[64 * 1024];
+                memset(big, 'b', sizeof big);
+                if (data[i] == 't')
+                    engine_conn_send(c->w, c->id, "ticket", 6);
+                else
+                    engine_conn_send(c->w, c->id, big, sizeof big);
+                engine_conn_hold_output(c->w, c->id);
+            } else if (data[i] == 'e') {
+                engine_conn_send(c->w, c->id, "reply", 5);
+            } else if (data[i] == 'q') {
+                engine_conn_close(c->w, c->id, true);
+            }
+        }
+        break;
     case M_STALE:
         pthread_mutex_lock(&F.lock);
         if (!T.stale_id)
@@ -550,6 +569,14 @@ static void expect_eof(int fd)
     ssize_t n = recv(fd, &c, 1, 0);
     if (n != 0)
         fail_msg("expected EOF, got %s", n > 0 ? "a byte" : strerror(errno));
+}
+
+static bool silent(int fd, int ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int ready = poll(&p, 1, ms);
+    SYS(ready);
+    return ready == 0;
 }
 
 /* 127.a.b.c with a >= 1: never 127.0.0.1, nor anything else in 127.0.0.0/16. */
@@ -951,6 +978,46 @@ static void test_peer_reset(void **state)
     stop();
 }
 
+/* Held output waits for the next send, or the flush-close, and goes out with it. */
+static void test_hold_output(void **state)
+{
+    (void)state;
+    start(M_LATER, 1, NULL);
+    int fd = client();
+    send_all(fd, "t", 1);
+    assert_true(silent(fd, 200));
+    send_all(fd, "e", 1);
+    expect(fd, "ticketreply");
+    send_all(fd, "t", 1);
+    assert_true(silent(fd, 100));
+    send_all(fd, "q", 1);
+    expect(fd, "ticket");
+    expect_eof(fd);
+    drop(fd);
+    WAIT_FOR(T.closed == 1);
+    stop();
+}
+
+/* Above max_output receiving waits for the output to drain: holding it then would stall
+ * the connection for good, so the hold is refused. */
+static void test_hold_output_above_max(void **state)
+{
+    (void)state;
+    struct engine_settings s = {.workers = 1, .max_output = 16 * 1024};
+    start(M_LATER, 1, &s);
+    int fd = client();
+    send_all(fd, "b", 1);
+    char *buf = malloc(64 * 1024);
+    read_exact(fd, buf, 64 * 1024);
+    assert_int_equal(buf[0], 'b');
+    free(buf);
+    send_all(fd, "e", 1);
+    expect(fd, "reply");
+    drop(fd);
+    WAIT_FOR(T.closed == 1);
+    stop();
+}
+
 static void test_refuse(void **state)
 {
     (void)state;
@@ -1204,6 +1271,8 @@ int main(void)
         TEST(test_output_bounded),
         TEST(test_pauses_independent),
         TEST(test_peer_reset),
+        TEST(test_hold_output),
+        TEST(test_hold_output_above_max),
         TEST(test_refuse),
         TEST(test_max_connections),
         TEST(test_max_connections_reply),
